@@ -1,0 +1,131 @@
+//! The core's one error type.
+
+use core::fmt;
+
+/// Everything that can go wrong in the core: loading a chart or an image, creating a machine,
+/// and stepping it.
+///
+/// Each variant names the thing that was wrong and, where there is one, the place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A chart table failed validation: `table[index]` is wrong for `reason`.
+    InvalidChart {
+        /// The table (`states`, `transitions`, ...).
+        table: &'static str,
+        /// The record index.
+        index: u32,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The bytes are not a chart image: wrong magic, truncated or not postcard.
+    InvalidImage(&'static str),
+    /// The image was written by another image format version.
+    ImageVersion {
+        /// The version this build reads.
+        expected: u16,
+        /// The version in the image.
+        found: u16,
+    },
+    /// The chart has more states than the machine's state set can hold.
+    TooManyStates {
+        /// States in the chart.
+        states: usize,
+        /// States the machine's `STATE_WORDS` can hold.
+        capacity: usize,
+    },
+    /// The chart needs more history memory than the machine has.
+    HistoryCapacity {
+        /// Slots the chart needs.
+        needed: usize,
+        /// Slots the machine has.
+        capacity: usize,
+    },
+    /// The machine id is longer than the machine can store.
+    MachineIdTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The most the machine stores.
+        capacity: usize,
+    },
+    /// A macrostep took more microsteps than the limit: an eventless or raise loop.
+    MicrostepLimit {
+        /// The limit that was hit.
+        limit: u32,
+    },
+    /// The internal event queue (raised events, done events) is full.
+    QueueFull {
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// The outbox is full: the host has not drained it.
+    OutboxFull {
+        /// Its capacity in messages.
+        capacity: usize,
+    },
+    /// The byte storage behind the outbox or the timers is full (names and payloads).
+    PayloadSpaceFull {
+        /// Its capacity in bytes.
+        capacity: usize,
+    },
+    /// The timer table is full.
+    TimersFull {
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// A named delay has no binding: the host returned none for it.
+    UnboundDelay {
+        /// The delay id in the chart.
+        delay: u16,
+    },
+    /// The machine was not started, or has stopped with an error.
+    NotRunning,
+    /// The machine is already started.
+    AlreadyStarted,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::InvalidChart { table, index, reason } => write!(f, "invalid chart: {table}[{index}]: {reason}"),
+            Error::InvalidImage(why) => write!(f, "not a chart image: {why}"),
+            Error::ImageVersion { expected, found } => {
+                write!(f, "chart image version {found} is not supported (this build reads version {expected}); recompile the chart")
+            }
+            Error::TooManyStates { states, capacity } => write!(
+                f,
+                "the chart has {states} states but the machine holds at most {capacity}; raise the machine's STATE_WORDS"
+            ),
+            Error::HistoryCapacity { needed, capacity } => write!(
+                f,
+                "the chart needs {needed} history slots but the machine has {capacity}; raise the machine's HISTORY capacity"
+            ),
+            Error::MachineIdTooLong { len, capacity } => {
+                write!(f, "machine id is {len} bytes long; at most {capacity} are stored")
+            }
+            Error::MicrostepLimit { limit } => write!(
+                f,
+                "infinite loop: more than {limit} microsteps without reaching a stable state (a cycle of eventless transitions or raised events)"
+            ),
+            Error::QueueFull { capacity } => {
+                write!(f, "internal event queue full ({capacity} events): too many raised or done events in one macrostep")
+            }
+            Error::OutboxFull { capacity } => {
+                write!(f, "outbox full ({capacity} messages): drain it with poll_outbox after every step")
+            }
+            Error::PayloadSpaceFull { capacity } => {
+                write!(f, "message byte storage full ({capacity} bytes): names and payloads of pending sends do not fit")
+            }
+            Error::TimersFull { capacity } => write!(f, "timer table full ({capacity} pending delayed events)"),
+            Error::UnboundDelay { delay } => write!(f, "named delay #{delay} has no binding"),
+            Error::NotRunning => write!(f, "the machine is not running (not started, or stopped by an error)"),
+            Error::AlreadyStarted => write!(f, "the machine is already started"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}

@@ -1,0 +1,1159 @@
+//! A running machine: the XState v5 step algorithm over a [`Chart`], in fixed-size storage.
+//!
+//! The algorithm follows XState v5's `macrostep`/`microstep` (itself the SCXML algorithm with
+//! XState's choices):
+//! - selection: for an event, the deepest active states are asked first, then their ancestors;
+//!   within a state the first enabled candidate in document order wins; a parallel state asks
+//!   every region and only falls back to its own transitions when no region has one;
+//! - conflicts between regions: a transition whose exit set intersects an earlier one's is
+//!   dropped, unless its source is a descendant of the earlier one's source, which then loses;
+//! - the exit set is every active descendant of the transition domain; states exit in reverse
+//!   document order after all history is recorded, then transition actions run, then states
+//!   enter in document order;
+//! - a macrostep is the event's microstep, then eventless transitions and internal (raised and
+//!   done) events until none is enabled; more than `microstep_limit` microsteps is an error.
+//!
+//! Nothing here allocates, blocks or reads a clock.
+
+use core::fmt;
+
+use heapless::{Deque, Vec};
+
+use crate::chart::{Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, TransitionId, Trigger, MAX_DEPTH};
+use crate::context::{ActionContext, Behavior, Effects, Event, GuardContext, SendId, Target};
+use crate::error::Error;
+use crate::set::StateSet;
+use crate::time::{Duration, Instant};
+
+/// The most transitions one microstep can take: one per active atomic state. Charts whose
+/// parallel regions can have more atomic states active at once are refused by [`Machine::new`].
+pub const MAX_ENABLED: usize = 64;
+
+/// The default microstep limit of a macrostep (XState's `maxIterations` as the oracle sets it).
+pub const DEFAULT_MICROSTEP_LIMIT: u32 = 1000;
+
+/// The longest machine id a machine stores.
+pub const MAX_MACHINE_ID: usize = 64;
+
+/// Where a machine is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Created, not started.
+    Idle,
+    /// Processing events.
+    Active,
+    /// Reached a top-level final state; ignores further events.
+    Done,
+    /// Stopped by an error (e.g. an eventless loop); ignores further events.
+    Failed,
+}
+
+/// Counters a host can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// External events processed (sent or fired by timers).
+    pub events: u64,
+    /// Microsteps taken.
+    pub microsteps: u64,
+    /// Sends that failed because the outbox, the timers or their byte storage were full.
+    pub send_failures: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bytes {
+    Empty,
+    Chart(StrId),
+    Arena { off: u16, len: u16 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Message {
+    /// `None`: this machine.
+    target: Option<Bytes>,
+    event: Bytes,
+    payload: Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerKey {
+    After(EventId),
+    Named(StrId),
+    Id(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum TimerKind {
+    /// Comes back to this machine as an external event (`after`, delayed `raise`).
+    Event(EventId),
+    /// Goes to the outbox.
+    Send(Message),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timer {
+    due: Instant,
+    seq: u32,
+    key: TimerKey,
+    kind: TimerKind,
+}
+
+/// Outbox and timers: the machine's only contact with the world, drained by the host.
+struct Io<'c, const O: usize, const T: usize, const B: usize> {
+    chart: Chart<'c>,
+    outbox: Vec<Message, O>,
+    out_bytes: [u8; B],
+    out_used: usize,
+    timers: Vec<Timer, T>,
+    timer_bytes: [u8; B],
+    timer_used: usize,
+    next_id: u32,
+    seq: u32,
+}
+
+fn push_bytes<const B: usize>(buf: &mut [u8; B], used: &mut usize, data: &[u8]) -> Result<Bytes, Error> {
+    if data.is_empty() {
+        return Ok(Bytes::Empty);
+    }
+    let end = *used + data.len();
+    if end > B || end > u16::MAX as usize {
+        return Err(Error::PayloadSpaceFull { capacity: B });
+    }
+    buf[*used..end].copy_from_slice(data);
+    let b = Bytes::Arena { off: *used as u16, len: data.len() as u16 };
+    *used = end;
+    Ok(b)
+}
+
+impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
+    fn bytes_in<'s>(&'s self, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
+        match b {
+            Bytes::Empty => &[],
+            Bytes::Chart(s) => self.chart.str(s).as_bytes(),
+            Bytes::Arena { off, len } => arena.get(off as usize..off as usize + len as usize).unwrap_or(&[]),
+        }
+    }
+
+    fn push_timer(&mut self, due: Instant, key: TimerKey, kind: TimerKind) -> Result<(), Error> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        self.timers.push(Timer { due, seq, key, kind }).map_err(|_| Error::TimersFull { capacity: T })
+    }
+
+    /// Removes timer `i`, compacting the byte storage behind it.
+    fn remove_timer(&mut self, i: usize) -> Timer {
+        let t = self.timers.swap_remove(i);
+        if let TimerKind::Send(m) = t.kind {
+            for b in [m.target.unwrap_or(Bytes::Empty), m.event, m.payload] {
+                self.free_timer_bytes(b);
+            }
+        }
+        t
+    }
+
+    fn free_timer_bytes(&mut self, b: Bytes) {
+        let Bytes::Arena { off, len } = b else { return };
+        let (off, len) = (off as usize, len as usize);
+        self.timer_bytes.copy_within(off + len..self.timer_used, off);
+        self.timer_used -= len;
+        let shift = |b: &mut Bytes| {
+            if let Bytes::Arena { off: o, .. } = b {
+                if *o as usize > off {
+                    *o -= len as u16;
+                }
+            }
+        };
+        for t in self.timers.iter_mut() {
+            if let TimerKind::Send(m) = &mut t.kind {
+                if let Some(target) = &mut m.target {
+                    shift(target);
+                }
+                shift(&mut m.event);
+                shift(&mut m.payload);
+            }
+        }
+    }
+
+    fn cancel_key(&mut self, key: TimerKey) -> bool {
+        let chart = self.chart;
+        let same = |a: TimerKey, b: TimerKey| match (a, b) {
+            (TimerKey::Named(x), TimerKey::Named(y)) => chart.str(x) == chart.str(y),
+            _ => a == b,
+        };
+        let mut found = false;
+        let mut i = 0;
+        while i < self.timers.len() {
+            if same(self.timers[i].key, key) {
+                self.remove_timer(i);
+                found = true;
+            } else {
+                i += 1;
+            }
+        }
+        found
+    }
+
+    /// Moves a fired send into the outbox.
+    fn outbox_from_timer(&mut self, m: Message) -> Result<(), Error> {
+        if self.outbox.is_full() {
+            return Err(Error::OutboxFull { capacity: O });
+        }
+        let copy = |b: Bytes, io: &mut Self| -> Result<Bytes, Error> {
+            match b {
+                Bytes::Arena { off, len } => {
+                    let mut tmp_used = io.out_used;
+                    let r = {
+                        let src = &io.timer_bytes[off as usize..off as usize + len as usize];
+                        let end = tmp_used + src.len();
+                        if end > B {
+                            return Err(Error::PayloadSpaceFull { capacity: B });
+                        }
+                        io.out_bytes[tmp_used..end].copy_from_slice(src);
+                        let r = Bytes::Arena { off: tmp_used as u16, len };
+                        tmp_used = end;
+                        r
+                    };
+                    io.out_used = tmp_used;
+                    Ok(r)
+                }
+                other => Ok(other),
+            }
+        };
+        let target = match m.target {
+            Some(t) => Some(copy(t, self)?),
+            None => None,
+        };
+        let event = copy(m.event, self)?;
+        let payload = copy(m.payload, self)?;
+        let _ = self.outbox.push(Message { target, event, payload });
+        Ok(())
+    }
+
+    fn send_chart(&mut self, now: Instant, target: StrId, event: StrId, payload: Option<StrId>, delay: Option<Duration>, id: Option<StrId>) -> Result<(), Error> {
+        let m = Message {
+            target: Some(Bytes::Chart(target)),
+            event: Bytes::Chart(event),
+            payload: payload.map_or(Bytes::Empty, Bytes::Chart),
+        };
+        match delay {
+            None => self.outbox.push(m).map_err(|_| Error::OutboxFull { capacity: O }),
+            Some(d) => {
+                let key = match id {
+                    Some(s) => TimerKey::Named(s),
+                    None => {
+                        self.next_id = self.next_id.wrapping_add(1);
+                        TimerKey::Id(self.next_id)
+                    }
+                };
+                self.push_timer(now + d, key, TimerKind::Send(m))
+            }
+        }
+    }
+}
+
+impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B> {
+    fn send(&mut self, now: Instant, target: Target<'_>, event: &str, payload: &[u8], delay: Option<Duration>) -> Result<SendId, Error> {
+        self.send_encoded(now, target, event, delay, &mut |buf: &mut [u8]| {
+            buf.get_mut(..payload.len()).map(|b| {
+                b.copy_from_slice(payload);
+                payload.len()
+            })
+        })
+    }
+
+    fn send_encoded(
+        &mut self,
+        now: Instant,
+        target: Target<'_>,
+        event: &str,
+        delay: Option<Duration>,
+        encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<SendId, Error> {
+        let (bytes, used) = match delay {
+            None if self.outbox.is_full() => return Err(Error::OutboxFull { capacity: O }),
+            Some(_) if self.timers.is_full() => return Err(Error::TimersFull { capacity: T }),
+            None => (&mut self.out_bytes, &mut self.out_used),
+            Some(_) => (&mut self.timer_bytes, &mut self.timer_used),
+        };
+        let mark = *used;
+        let result = (|| {
+            let target = match target {
+                Target::ThisMachine => None,
+                Target::Machine(t) => Some(push_bytes(bytes, used, t.as_bytes())?),
+            };
+            let event = push_bytes(bytes, used, event.as_bytes())?;
+            let n = encode(&mut bytes[*used..]).ok_or(Error::PayloadSpaceFull { capacity: B })?;
+            let payload = if n == 0 {
+                Bytes::Empty
+            } else {
+                let b = Bytes::Arena { off: *used as u16, len: n as u16 };
+                *used += n;
+                b
+            };
+            Ok(Message { target, event, payload })
+        })();
+        let m = match result {
+            Ok(m) => m,
+            Err(e) => {
+                *used = mark;
+                return Err(e);
+            }
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        match delay {
+            None => {
+                let _ = self.outbox.push(m);
+            }
+            Some(d) => self.push_timer(now + d, TimerKey::Id(id), TimerKind::Send(m))?,
+        }
+        Ok(SendId(id))
+    }
+
+    fn cancel(&mut self, id: SendId) -> bool {
+        self.cancel_key(TimerKey::Id(id.0))
+    }
+}
+
+/// A message the machine sent, as the host reads it from the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    /// The target.
+    pub target: Target<'a>,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// A running statechart instance in fixed-size storage.
+///
+/// Capacities are const generics:
+/// - `W`: 64-bit words of the state sets (`64 * W` states);
+/// - `Q`: internal event queue (raised and done events of one macrostep);
+/// - `O`: outbox messages between two drains;
+/// - `T`: pending timers (`after` transitions and delayed sends);
+/// - `H`: history memory slots (see [`Chart::history_slots`]);
+/// - `B`: bytes of names and payloads behind the outbox, and again behind the timers.
+///
+/// Every overflow is an [`Error`] returned to the host (or to the action that sent).
+pub struct Machine<
+    'c,
+    const W: usize = 2,
+    const Q: usize = 8,
+    const O: usize = 8,
+    const T: usize = 8,
+    const H: usize = 8,
+    const B: usize = 256,
+> {
+    chart: Chart<'c>,
+    id: heapless::String<MAX_MACHINE_ID>,
+    config: StateSet<W>,
+    history: [u16; H],
+    queue: Deque<EventId, Q>,
+    status: Status,
+    microstep_limit: u32,
+    stats: Stats,
+    io: Io<'c, O, T, B>,
+}
+
+type Enabled = Vec<TransitionId, MAX_ENABLED>;
+
+/// The per-step inputs every stage of a macrostep needs.
+struct StepCx<'e, 'b, BH> {
+    now: Instant,
+    event: Event<'e>,
+    behavior: &'b mut BH,
+}
+
+impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H: usize, const B: usize> Machine<'c, W, Q, O, T, H, B> {
+    /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
+    pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
+        if chart.state_count() > StateSet::<W>::CAPACITY {
+            return Err(Error::TooManyStates { states: chart.state_count(), capacity: StateSet::<W>::CAPACITY });
+        }
+        if chart.history_slots() > H {
+            return Err(Error::HistoryCapacity { needed: chart.history_slots(), capacity: H });
+        }
+        let mut id = heapless::String::new();
+        id.push_str(machine_id).map_err(|_| Error::MachineIdTooLong { len: machine_id.len(), capacity: MAX_MACHINE_ID })?;
+        Ok(Machine {
+            chart,
+            id,
+            config: StateSet::new(),
+            history: [crate::chart::NONE; H],
+            queue: Deque::new(),
+            status: Status::Idle,
+            microstep_limit: DEFAULT_MICROSTEP_LIMIT,
+            stats: Stats::default(),
+            io: Io {
+                chart,
+                outbox: Vec::new(),
+                out_bytes: [0; B],
+                out_used: 0,
+                timers: Vec::new(),
+                timer_bytes: [0; B],
+                timer_used: 0,
+                next_id: 0,
+                seq: 0,
+            },
+        })
+    }
+
+    /// Sets the most microsteps one macrostep may take before it fails with
+    /// [`Error::MicrostepLimit`] (default [`DEFAULT_MICROSTEP_LIMIT`]).
+    pub fn set_microstep_limit(&mut self, limit: u32) {
+        self.microstep_limit = limit;
+    }
+
+    /// The chart.
+    pub fn chart(&self) -> &Chart<'c> {
+        &self.chart
+    }
+    /// The machine id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// Where the machine is in its life.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    /// Whether it reached a top-level final state.
+    pub fn is_done(&self) -> bool {
+        self.status == Status::Done
+    }
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+    /// The active states, in document order (the root included).
+    pub fn active_states(&self) -> impl Iterator<Item = StateId> + '_ {
+        self.config.iter()
+    }
+    /// Whether a state is active.
+    pub fn is_active(&self, s: StateId) -> bool {
+        self.config.contains(s)
+    }
+    /// Looks an event up in the chart, for [`Event::from_id`].
+    pub fn event_id(&self, name: &str) -> Option<EventId> {
+        self.chart.event(name)
+    }
+
+    /// Enters the initial configuration and runs the first macrostep (eventless transitions and
+    /// raised events included).
+    pub fn start<BH: Behavior>(&mut self, now: Instant, behavior: &mut BH) -> Result<(), Error> {
+        if self.status != Status::Idle {
+            return Err(Error::AlreadyStarted);
+        }
+        self.status = Status::Active;
+        let mut cx = StepCx { now, event: Event::new("xstate.init"), behavior };
+        let r = self.initial_microstep(&mut cx).and_then(|()| self.settle(&mut cx));
+        self.finish(r)
+    }
+
+    /// Processes one external event: a whole macrostep.
+    ///
+    /// Events sent to a machine that is done are ignored, as XState ignores them.
+    pub fn send<BH: Behavior>(&mut self, now: Instant, event: Event<'_>, behavior: &mut BH) -> Result<(), Error> {
+        match self.status {
+            Status::Active => {}
+            Status::Done => return Ok(()),
+            Status::Idle | Status::Failed => return Err(Error::NotRunning),
+        }
+        let mut event = event;
+        if event.id.is_none() {
+            event.id = self.chart.event(event.name);
+        }
+        self.stats.events += 1;
+        let mut cx = StepCx { now, event, behavior };
+        let r = self.event_microstep(&mut cx).and_then(|()| self.settle(&mut cx));
+        self.finish(r)
+    }
+
+    /// When the next timer is due, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.io.timers.iter().map(|t| t.due).min()
+    }
+
+    /// Fires the earliest timer due at `now`, if any, and returns whether one fired.
+    ///
+    /// An `after` transition or a delayed raise becomes an external event processed right
+    /// away (a macrostep); a delayed send moves to the outbox. Call it again while
+    /// [`poll_timeout`](Self::poll_timeout) is at or before `now`; firing one timer at a time
+    /// lets the host interleave what the outbox delivers back, in due order.
+    pub fn handle_timeout<BH: Behavior>(&mut self, now: Instant, behavior: &mut BH) -> Result<bool, Error> {
+        if self.status != Status::Active {
+            return Ok(false);
+        }
+        let mut best: Option<usize> = None;
+        for (i, t) in self.io.timers.iter().enumerate() {
+            if t.due <= now && best.is_none_or(|b| (t.due, t.seq) < (self.io.timers[b].due, self.io.timers[b].seq)) {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { return Ok(false) };
+        match self.io.timers[i].kind {
+            TimerKind::Event(e) => {
+                self.io.remove_timer(i);
+                self.send(now, Event::from_id(&self.chart, e), behavior)?;
+            }
+            TimerKind::Send(m) => {
+                self.io.outbox_from_timer(m)?;
+                self.io.remove_timer(i);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Number of messages waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.io.outbox.len()
+    }
+
+    /// The messages waiting in the outbox, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = Outgoing<'_>> + '_ {
+        self.io.outbox.iter().map(move |m| self.outgoing(m))
+    }
+
+    fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
+        let s = |b: Bytes| core::str::from_utf8(self.io.bytes_in(b, &self.io.out_bytes)).unwrap_or("");
+        Outgoing {
+            target: match m.target {
+                None => Target::ThisMachine,
+                Some(b) => Target::Machine(s(b)),
+            },
+            event: s(m.event),
+            payload: self.io.bytes_in(m.payload, &self.io.out_bytes),
+        }
+    }
+
+    /// Empties the outbox. Call it after delivering what [`outbox`](Self::outbox) listed.
+    pub fn clear_outbox(&mut self) {
+        self.io.outbox.clear();
+        self.io.out_used = 0;
+    }
+
+    /// Writes the state value as JSON, exactly as XState v5's `snapshot.value`: the key of
+    /// the active child for a compound state whose child is atomic, objects for the rest.
+    pub fn write_value(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        self.write_value_of(w, StateId(0), 0)
+    }
+
+    fn write_value_of(&self, w: &mut dyn fmt::Write, s: StateId, depth: usize) -> fmt::Result {
+        let kind = self.chart.kind(s);
+        let mut active = self.chart.children(s).filter(|&c| self.config.contains(c));
+        if kind == StateKind::Compound {
+            if let Some(c) = self.chart.children(s).find(|&c| self.config.contains(c)) {
+                if self.chart.kind(c).is_atomic() {
+                    return write_json_str(w, self.chart.key(c));
+                }
+            }
+        }
+        if depth > MAX_DEPTH {
+            return w.write_str("{}");
+        }
+        w.write_char('{')?;
+        let mut first = true;
+        for c in &mut active {
+            if !first {
+                w.write_char(',')?;
+            }
+            first = false;
+            write_json_str(w, self.chart.key(c))?;
+            w.write_char(':')?;
+            self.write_value_of(w, c, depth + 1)?;
+        }
+        w.write_char('}')
+    }
+
+    // ----- the algorithm -----
+
+    fn finish(&mut self, r: Result<(), Error>) -> Result<(), Error> {
+        if let Err(e) = r {
+            self.status = Status::Failed;
+            self.queue.clear();
+            return Err(e);
+        }
+        if self.status == Status::Done {
+            // A stopped actor's scheduled events are cancelled.
+            while !self.io.timers.is_empty() {
+                self.io.remove_timer(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn initial_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+        let mut enter = StateSet::<W>::new();
+        enter.insert(StateId(0));
+        self.add_descendants(StateId(0), &mut enter);
+        self.stats.microsteps += 1;
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)
+    }
+
+    fn event_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+        let mut enabled = Enabled::new();
+        self.select(StateId(0), cx, &mut enabled, 0)?;
+        self.microstep(&enabled, cx).map(|_| ())
+    }
+
+    /// The eventless-and-internal-queue loop of a macrostep.
+    fn settle<'e, BH: Behavior>(&mut self, cx: &mut StepCx<'e, '_, BH>) -> Result<(), Error>
+    where
+        'c: 'e,
+    {
+        let mut select_eventless = true;
+        let mut iterations = 0u32;
+        while self.status == Status::Active {
+            iterations += 1;
+            if iterations > self.microstep_limit {
+                return Err(Error::MicrostepLimit { limit: self.microstep_limit });
+            }
+            let mut enabled = Enabled::new();
+            if select_eventless {
+                self.select_eventless(cx, &mut enabled)?;
+            }
+            let eventless = !enabled.is_empty();
+            if !eventless {
+                let Some(e) = self.queue.pop_front() else { break };
+                cx.event = Event::from_id(&self.chart, e);
+                self.select(StateId(0), cx, &mut enabled, 0)?;
+            }
+            let changed = self.microstep(&enabled, cx)?;
+            select_eventless = !eventless || changed;
+        }
+        Ok(())
+    }
+
+    /// XState's `transitionNode`: the transitions an event selects below `s`.
+    fn select<BH: Behavior>(&self, s: StateId, cx: &mut StepCx<'_, '_, BH>, out: &mut Enabled, depth: usize) -> Result<bool, Error> {
+        let found = match self.chart.kind(s) {
+            StateKind::Compound if depth <= MAX_DEPTH => match self.chart.children(s).find(|&c| self.config.contains(c)) {
+                Some(c) => self.select(c, cx, out, depth + 1)?,
+                None => false,
+            },
+            StateKind::Parallel if depth <= MAX_DEPTH => {
+                let mut any = false;
+                for c in self.chart.children(s) {
+                    if self.config.contains(c) {
+                        any |= self.select(c, cx, out, depth + 1)?;
+                    }
+                }
+                any
+            }
+            _ => false,
+        };
+        if found {
+            return Ok(true);
+        }
+        match self.candidate(s, cx) {
+            Some(t) => {
+                out.push(t).map_err(|_| Error::InvalidChart { table: "states", index: s.0 as u32, reason: "more than MAX_ENABLED transitions in one microstep" })?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
+    fn candidate<BH: Behavior>(&self, s: StateId, cx: &mut StepCx<'_, '_, BH>) -> Option<TransitionId> {
+        let range = self.chart.on_transitions(s);
+        if range.is_empty() {
+            return None;
+        }
+        // Exact descriptors win outright: when the event has an exact key, only its
+        // transitions are candidates, even if all their guards fail.
+        if let Some(e) = cx.event.id {
+            let mut has_exact = false;
+            for ti in range.clone() {
+                let t = self.chart.transition(TransitionId(ti));
+                if t.trigger == Trigger::Exact && t.event == e.0 {
+                    has_exact = true;
+                    if self.guard_passes(t.guard, cx) {
+                        return Some(TransitionId(ti));
+                    }
+                }
+            }
+            if has_exact {
+                return None;
+            }
+        }
+        let name = cx.event.name;
+        for ti in range {
+            let t = self.chart.transition(TransitionId(ti));
+            let matches = match t.trigger {
+                Trigger::Any => true,
+                Trigger::Prefix => {
+                    let p = self.chart.str(StrId(t.event));
+                    name == p || (name.len() > p.len() && name.starts_with(p) && name.as_bytes()[p.len()] == b'.')
+                }
+                _ => false,
+            };
+            if matches && self.guard_passes(t.guard, cx) {
+                return Some(TransitionId(ti));
+            }
+        }
+        None
+    }
+
+    fn guard_passes<BH: Behavior>(&self, g: Guard, cx: &mut StepCx<'_, '_, BH>) -> bool {
+        match g {
+            Guard::None => true,
+            Guard::InState(s) => self.config.contains(s),
+            Guard::NotInState(s) => !self.config.contains(s),
+            Guard::Named(id) => cx.behavior.guard(id, &GuardContext { machine_id: &self.id, event: cx.event }),
+        }
+    }
+
+    fn select_eventless<BH: Behavior>(&self, cx: &mut StepCx<'_, '_, BH>, out: &mut Enabled) -> Result<(), Error> {
+        for leaf in self.config.iter() {
+            if !self.chart.kind(leaf).is_atomic() {
+                continue;
+            }
+            let mut s = Some(leaf);
+            'up: while let Some(st) = s {
+                for ti in self.chart.always_transitions(st) {
+                    let t = self.chart.transition(TransitionId(ti));
+                    if self.guard_passes(t.guard, cx) {
+                        if !out.contains(&TransitionId(ti)) {
+                            out.push(TransitionId(ti)).map_err(|_| Error::InvalidChart {
+                                table: "states",
+                                index: leaf.0 as u32,
+                                reason: "more than MAX_ENABLED transitions in one microstep",
+                            })?;
+                        }
+                        break 'up;
+                    }
+                }
+                s = self.chart.parent(st);
+            }
+        }
+        Ok(())
+    }
+
+    /// The targets of a transition with history states replaced by what they stand for.
+    fn effective_targets(&self, t: TransitionId, out: &mut Vec<StateId, MAX_ENABLED>) {
+        let tr = self.chart.transition(t);
+        for target in self.chart.targets(&tr) {
+            self.push_effective(target, out);
+        }
+    }
+
+    fn push_effective(&self, target: StateId, out: &mut Vec<StateId, MAX_ENABLED>) {
+        let add = |s: StateId, out: &mut Vec<StateId, MAX_ENABLED>| {
+            if !out.contains(&s) {
+                let _ = out.push(s);
+            }
+        };
+        if !self.chart.kind(target).is_history() {
+            add(target, out);
+            return;
+        }
+        let (slot, len) = self.chart.history_memory(target);
+        if self.history_recorded(target) {
+            for &m in &self.history[slot..slot + len] {
+                if m != crate::chart::NONE {
+                    add(StateId(m), out);
+                }
+            }
+        } else {
+            let defaults = self.chart.history_defaults(target);
+            if defaults.is_empty() {
+                // XState: the parent's initial transition; a parallel parent has none.
+                if let Some(init) = self.chart.parent(target).and_then(|p| self.chart.initial(p)) {
+                    add(init, out);
+                }
+            } else {
+                for d in defaults {
+                    add(d, out);
+                }
+            }
+        }
+    }
+
+    fn history_recorded(&self, h: StateId) -> bool {
+        let (slot, _) = self.chart.history_memory(h);
+        self.history.get(slot).is_some_and(|&m| m != crate::chart::NONE)
+    }
+
+    /// XState's `getTransitionDomain`. `Ok(None)` is "above the root" (a reentering root
+    /// transition: everything exits, the root included).
+    fn domain(&self, t: TransitionId) -> Option<StateId> {
+        let tr = self.chart.transition(t);
+        let mut targets = Vec::<StateId, MAX_ENABLED>::new();
+        self.effective_targets(t, &mut targets);
+        if targets.is_empty() {
+            return Some(tr.source);
+        }
+        if !tr.reenter && targets.iter().all(|&x| x == tr.source || self.chart.is_descendant(x, tr.source)) {
+            return Some(tr.source);
+        }
+        // findLCCA(targets ++ [source]): the first proper ancestor of the first target that
+        // contains all the others.
+        let head = targets[0];
+        let mut anc = self.chart.parent(head);
+        while let Some(a) = anc {
+            if targets[1..].iter().all(|&x| self.chart.is_descendant(x, a)) && self.chart.is_descendant(tr.source, a) {
+                return Some(a);
+            }
+            anc = self.chart.parent(a);
+        }
+        if tr.reenter {
+            None
+        } else {
+            Some(StateId(0))
+        }
+    }
+
+    fn exit_set_into(&self, t: TransitionId, set: &mut StateSet<W>) {
+        let tr = self.chart.transition(t);
+        if self.chart.targets(&tr).is_empty() {
+            return;
+        }
+        match self.domain(t) {
+            None => set.union_with(&self.config),
+            Some(d) => {
+                if tr.reenter && tr.source == d {
+                    set.insert(d);
+                }
+                for s in self.config.iter_range(StateId(d.0 + 1), self.chart.end(d)) {
+                    set.insert(s);
+                }
+            }
+        }
+    }
+
+    /// XState's `removeConflictingTransitions`.
+    fn remove_conflicts(&self, enabled: &Enabled) -> Enabled {
+        let mut kept = Enabled::new();
+        for &t1 in enabled {
+            let mut x1 = StateSet::<W>::new();
+            self.exit_set_into(t1, &mut x1);
+            let s1 = self.chart.transition(t1).source;
+            let mut preempted = false;
+            let mut remove = Vec::<TransitionId, MAX_ENABLED>::new();
+            for &t2 in &kept {
+                let mut x2 = StateSet::<W>::new();
+                self.exit_set_into(t2, &mut x2);
+                if x1.intersects(&x2) {
+                    if self.chart.is_descendant(s1, self.chart.transition(t2).source) {
+                        let _ = remove.push(t2);
+                    } else {
+                        preempted = true;
+                        break;
+                    }
+                }
+            }
+            if !preempted {
+                kept.retain(|t| !remove.contains(t));
+                let _ = kept.push(t1);
+            }
+        }
+        kept
+    }
+
+    /// One microstep. Returns whether the configuration or the history changed.
+    fn microstep<BH: Behavior>(&mut self, enabled: &Enabled, cx: &mut StepCx<'_, '_, BH>) -> Result<bool, Error> {
+        if enabled.is_empty() {
+            return Ok(false);
+        }
+        self.stats.microsteps += 1;
+        let filtered = self.remove_conflicts(enabled);
+        let before = self.config;
+
+        // Exit set and entry set are both computed from the configuration and history as
+        // they were before this microstep.
+        let mut exit = StateSet::<W>::new();
+        for &t in &filtered {
+            self.exit_set_into(t, &mut exit);
+        }
+        let mut enter = StateSet::<W>::new();
+        for &t in &filtered {
+            self.entry_set_into(t, &mut enter);
+        }
+
+        // Record history for every exiting state before any exit action runs.
+        let mut history_changed = false;
+        for s in exit.iter() {
+            for h in self.chart.children(s) {
+                let kind = self.chart.kind(h);
+                if !kind.is_history() {
+                    continue;
+                }
+                history_changed = true;
+                let (slot, len) = self.chart.history_memory(h);
+                let mut n = 0;
+                let end = self.chart.end(s);
+                for a in self.config.iter_range(StateId(s.0 + 1), end) {
+                    let keep = match kind {
+                        StateKind::DeepHistory => self.chart.kind(a).is_atomic(),
+                        _ => self.chart.parent(a) == Some(s),
+                    };
+                    if keep && n < len {
+                        self.history[slot + n] = a.0;
+                        n += 1;
+                    }
+                }
+                for m in &mut self.history[slot + n..slot + len] {
+                    *m = crate::chart::NONE;
+                }
+            }
+        }
+        let exit_hi = StateId((self.chart.state_count() - 1) as u16);
+        let mut exit_iter_state = exit;
+        while let Some(s) = exit_iter_state.iter_range_rev(StateId(0), exit_hi).next() {
+            exit_iter_state.remove(s);
+            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.config.remove(s);
+        }
+        for &t in &filtered {
+            let tr = self.chart.transition(t);
+            self.run_actions(self.chart.transition_actions(&tr), cx)?;
+        }
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)?;
+        Ok(history_changed || self.config != before || self.status != Status::Active)
+    }
+
+    fn after_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+        if self.status == Status::Done {
+            // Reaching the top-level final state exits every state, in reverse order; the
+            // configuration itself is kept, as XState keeps it in the final snapshot.
+            let all = self.config;
+            let hi = StateId((self.chart.state_count() - 1) as u16);
+            for s in all.iter_range_rev(StateId(0), hi) {
+                self.run_actions(self.chart.exit_actions(s), cx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// XState's `computeEntrySet` for one transition.
+    fn entry_set_into(&self, t: TransitionId, enter: &mut StateSet<W>) {
+        let tr = self.chart.transition(t);
+        if self.chart.targets(&tr).is_empty() {
+            return;
+        }
+        let domain = self.domain(t);
+        for s in self.chart.targets(&tr) {
+            if !self.chart.kind(s).is_history() && (tr.source != s || Some(tr.source) != domain || tr.reenter) {
+                enter.insert(s);
+            }
+            self.add_descendants(s, enter);
+        }
+        let mut targets = Vec::<StateId, MAX_ENABLED>::new();
+        self.effective_targets(t, &mut targets);
+        let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter { None } else { domain };
+        for &s in &targets {
+            // Proper ancestors of `s` below the domain, then the domain itself if parallel.
+            let mut anc = self.chart.parent(s);
+            while let Some(a) = anc {
+                if Some(a) == domain {
+                    break;
+                }
+                self.add_ancestor(a, reentrancy, enter);
+                anc = self.chart.parent(a);
+            }
+            if let Some(d) = domain {
+                if self.chart.kind(d) == StateKind::Parallel {
+                    self.add_ancestor(d, reentrancy, enter);
+                }
+            }
+        }
+    }
+
+    /// One step of XState's `addAncestorStatesToEnter`.
+    fn add_ancestor(&self, a: StateId, reentrancy: Option<StateId>, enter: &mut StateSet<W>) {
+        if reentrancy.is_none_or(|d| self.chart.is_descendant(a, d)) {
+            enter.insert(a);
+        }
+        if self.chart.kind(a) == StateKind::Parallel {
+            for c in self.chart.children(a) {
+                if self.chart.kind(c).is_history() {
+                    continue;
+                }
+                if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
+                    enter.insert(c);
+                    self.add_descendants(c, enter);
+                }
+            }
+        }
+    }
+
+    /// XState's `addDescendantStatesToEnter`.
+    fn add_descendants(&self, s: StateId, enter: &mut StateSet<W>) {
+        match self.chart.kind(s) {
+            StateKind::ShallowHistory | StateKind::DeepHistory => {
+                let Some(parent) = self.chart.parent(s) else { return };
+                let mut list = Vec::<StateId, MAX_ENABLED>::new();
+                self.push_effective(s, &mut list);
+                for &m in &list {
+                    enter.insert(m);
+                    self.add_descendants(m, enter);
+                }
+                for &m in &list {
+                    let mut anc = self.chart.parent(m);
+                    while let Some(a) = anc {
+                        if a == parent {
+                            break;
+                        }
+                        self.add_ancestor(a, None, enter);
+                        anc = self.chart.parent(a);
+                    }
+                }
+            }
+            StateKind::Compound => {
+                if let Some(init) = self.chart.initial(s) {
+                    enter.insert(init);
+                    self.add_descendants(init, enter);
+                }
+            }
+            StateKind::Parallel => {
+                for c in self.chart.children(s) {
+                    if self.chart.kind(c).is_history() {
+                        continue;
+                    }
+                    if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
+                        enter.insert(c);
+                        self.add_descendants(c, enter);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// XState's `enterStates` after the entry set is known.
+    fn enter_states<BH: Behavior>(&mut self, enter: &StateSet<W>, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+        let mut completed = StateSet::<W>::new();
+        for s in enter.iter() {
+            self.config.insert(s);
+            self.run_actions(self.chart.entry_actions(s), cx)?;
+            if self.chart.kind(s) != StateKind::Final {
+                continue;
+            }
+            let parent = self.chart.parent(s);
+            let mut marker = match parent {
+                Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
+                Some(p) => self.chart.parent(p),
+                None => None,
+            };
+            if let Some(p) = parent {
+                if self.chart.kind(p) == StateKind::Compound {
+                    if let Some(e) = self.chart.done_event(p) {
+                        self.queue.push_back(e).map_err(|_| Error::QueueFull { capacity: Q })?;
+                    }
+                }
+            }
+            while let Some(m) = marker {
+                if self.chart.kind(m) != StateKind::Parallel || completed.contains(m) || !self.in_final_state(m, 0) {
+                    break;
+                }
+                completed.insert(m);
+                if let Some(e) = self.chart.done_event(m) {
+                    self.queue.push_back(e).map_err(|_| Error::QueueFull { capacity: Q })?;
+                }
+                marker = self.chart.parent(m);
+            }
+            if marker.is_none() {
+                self.status = Status::Done;
+            }
+        }
+        Ok(())
+    }
+
+    fn in_final_state(&self, s: StateId, depth: usize) -> bool {
+        match self.chart.kind(s) {
+            StateKind::Compound => self.chart.children(s).any(|c| self.chart.kind(c) == StateKind::Final && self.config.contains(c)),
+            StateKind::Parallel if depth <= MAX_DEPTH => self
+                .chart
+                .children(s)
+                .filter(|&c| !self.chart.kind(c).is_history())
+                .all(|c| self.in_final_state(c, depth + 1)),
+            StateKind::Final => true,
+            _ => false,
+        }
+    }
+
+    fn resolve_delay<BH: Behavior>(&self, d: Delay, cx: &mut StepCx<'_, '_, BH>) -> Result<Duration, Error> {
+        match d {
+            Delay::Millis(ms) => Ok(Duration::from_millis(ms as u64)),
+            Delay::Named(id) => cx.behavior.delay(id).ok_or(Error::UnboundDelay { delay: id.0 }),
+        }
+    }
+
+    fn run_actions<BH: Behavior>(&mut self, range: core::ops::Range<u16>, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+        for i in range {
+            match self.chart.action_at(i) {
+                Action::User(a) => {
+                    let mut acx = ActionContext {
+                        effects: &mut self.io,
+                        machine_id: &self.id,
+                        event: cx.event,
+                        now: cx.now,
+                        failures: &mut self.stats.send_failures,
+                    };
+                    cx.behavior.action(a, &mut acx);
+                }
+                Action::Raise { event } => {
+                    self.queue.push_back(event).map_err(|_| Error::QueueFull { capacity: Q })?;
+                }
+                Action::RaiseAfter { event, delay, id } => {
+                    let d = self.resolve_delay(delay, cx)?;
+                    let key = match id {
+                        Some(s) => TimerKey::Named(s),
+                        None => {
+                            self.io.next_id = self.io.next_id.wrapping_add(1);
+                            TimerKey::Id(self.io.next_id)
+                        }
+                    };
+                    self.io.push_timer(cx.now + d, key, TimerKind::Event(event))?;
+                }
+                Action::StartAfter { event, delay } => {
+                    let d = self.resolve_delay(delay, cx)?;
+                    self.io.push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
+                }
+                Action::CancelAfter { event } => {
+                    self.io.cancel_key(TimerKey::After(event));
+                }
+                Action::Cancel { id } => {
+                    self.io.cancel_key(TimerKey::Named(id));
+                }
+                Action::SendTo { target, event, payload, delay, id } => {
+                    let d = match delay {
+                        Some(d) => Some(self.resolve_delay(d, cx)?),
+                        None => None,
+                    };
+                    let target_is_self = self.chart.str(target) == self.id.as_str();
+                    let r = if target_is_self && d.is_none() {
+                        let m = Message { target: None, event: Bytes::Chart(event), payload: payload.map_or(Bytes::Empty, Bytes::Chart) };
+                        self.io.outbox.push(m).map_err(|_| Error::OutboxFull { capacity: O })
+                    } else {
+                        self.io.send_chart(cx.now, target, event, payload, d, id)
+                    };
+                    r?;
+                }
+                Action::Log { message } => {
+                    cx.behavior.log(&self.id, self.chart.str(message));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_json_str(w: &mut dyn fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            '\r' => w.write_str("\\r")?,
+            '\t' => w.write_str("\\t")?,
+            c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
+            c => w.write_char(c)?,
+        }
+    }
+    w.write_char('"')
+}

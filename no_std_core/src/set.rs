@@ -1,0 +1,142 @@
+//! A fixed-capacity set of states: a bitset of `W` 64-bit words.
+
+use crate::chart::StateId;
+
+/// A set of up to `64 * W` states. Constant-time insert, remove and membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSet<const W: usize> {
+    words: [u64; W],
+}
+
+impl<const W: usize> Default for StateSet<W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const W: usize> StateSet<W> {
+    /// The number of states the set can hold.
+    pub const CAPACITY: usize = 64 * W;
+
+    /// The empty set.
+    pub const fn new() -> Self {
+        Self { words: [0; W] }
+    }
+    /// Adds a state. States beyond the capacity are never passed in: machines check the chart's
+    /// size when they are created.
+    #[inline]
+    pub fn insert(&mut self, s: StateId) {
+        if let Some(w) = self.words.get_mut(s.index() / 64) {
+            *w |= 1 << (s.index() % 64);
+        }
+    }
+    /// Removes a state.
+    #[inline]
+    pub fn remove(&mut self, s: StateId) {
+        if let Some(w) = self.words.get_mut(s.index() / 64) {
+            *w &= !(1 << (s.index() % 64));
+        }
+    }
+    /// Whether the state is in the set.
+    #[inline]
+    pub fn contains(&self, s: StateId) -> bool {
+        self.words.get(s.index() / 64).is_some_and(|w| w & (1 << (s.index() % 64)) != 0)
+    }
+    /// Removes every state.
+    pub fn clear(&mut self) {
+        self.words = [0; W];
+    }
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+    /// Whether the two sets share a state.
+    pub fn intersects(&self, other: &Self) -> bool {
+        self.words.iter().zip(other.words.iter()).any(|(a, b)| a & b != 0)
+    }
+    /// Adds every state of `other`.
+    pub fn union_with(&mut self, other: &Self) {
+        for (a, b) in self.words.iter_mut().zip(other.words.iter()) {
+            *a |= b;
+        }
+    }
+    /// Whether any state in `lo..=hi` is in the set.
+    pub fn any_in(&self, lo: StateId, hi: StateId) -> bool {
+        self.iter_range(lo, hi).next().is_some()
+    }
+    /// The states of the set in ascending (document) order.
+    pub fn iter(&self) -> Iter<'_, W> {
+        self.iter_range(StateId(0), StateId(u16::MAX))
+    }
+    /// The states of the set within `lo..=hi`, ascending.
+    pub fn iter_range(&self, lo: StateId, hi: StateId) -> Iter<'_, W> {
+        Iter { set: self, next: lo.index(), end: (hi.index() + 1).min(Self::CAPACITY) }
+    }
+    /// The states of the set within `lo..=hi`, descending (reverse document order).
+    pub fn iter_range_rev(&self, lo: StateId, hi: StateId) -> RevIter<'_, W> {
+        RevIter { set: self, lo: lo.index(), next_end: (hi.index() + 1).min(Self::CAPACITY) }
+    }
+}
+
+/// Ascending iterator over a [`StateSet`].
+pub struct Iter<'s, const W: usize> {
+    set: &'s StateSet<W>,
+    next: usize,
+    end: usize,
+}
+
+impl<const W: usize> Iterator for Iter<'_, W> {
+    type Item = StateId;
+    #[inline]
+    fn next(&mut self) -> Option<StateId> {
+        while self.next < self.end {
+            let w = self.next / 64;
+            let bits = self.set.words[w] >> (self.next % 64);
+            if bits == 0 {
+                self.next = (w + 1) * 64;
+                continue;
+            }
+            let i = self.next + bits.trailing_zeros() as usize;
+            if i >= self.end {
+                self.next = self.end;
+                return None;
+            }
+            self.next = i + 1;
+            return Some(StateId(i as u16));
+        }
+        None
+    }
+}
+
+/// Descending iterator over a [`StateSet`].
+pub struct RevIter<'s, const W: usize> {
+    set: &'s StateSet<W>,
+    lo: usize,
+    /// One past the next candidate.
+    next_end: usize,
+}
+
+impl<const W: usize> Iterator for RevIter<'_, W> {
+    type Item = StateId;
+    #[inline]
+    fn next(&mut self) -> Option<StateId> {
+        while self.next_end > self.lo {
+            let top = self.next_end - 1;
+            let w = top / 64;
+            let shift = 63 - (top % 64);
+            let bits = self.set.words[w] << shift;
+            if bits == 0 {
+                self.next_end = w * 64;
+                continue;
+            }
+            let i = top - bits.leading_zeros() as usize;
+            if i < self.lo {
+                self.next_end = self.lo;
+                return None;
+            }
+            self.next_end = i;
+            return Some(StateId(i as u16));
+        }
+        None
+    }
+}

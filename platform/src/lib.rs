@@ -1,0 +1,1 @@
+//! The OS edge of interstate. Filled by the bus issues.
