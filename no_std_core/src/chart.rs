@@ -468,7 +468,10 @@ pub mod raw {
         pub const SIZE: usize = 6;
         /// Reads a record.
         pub fn decode(b: &[u8]) -> Self {
-            Self { offset: u32_at(b, 0), len: u16_at(b, 4) }
+            Self {
+                offset: u32_at(b, 0),
+                len: u16_at(b, 4),
+            }
         }
         /// Writes the record.
         pub fn encode(&self, b: &mut [u8]) {
@@ -549,12 +552,20 @@ pub struct Transition {
 pub struct TransitionId(pub u16);
 
 fn bad(table: &'static str, index: usize, reason: &'static str) -> Error {
-    Error::InvalidChart { table, index: index as u32, reason }
+    Error::InvalidChart {
+        table,
+        index: index as u32,
+        reason,
+    }
 }
 
 fn table_len(table: &[u8], size: usize, name: &'static str) -> Result<usize, Error> {
     if table.len() % size != 0 {
-        return Err(bad(name, table.len() / size, "table length is not a whole number of records"));
+        return Err(bad(
+            name,
+            table.len() / size,
+            "table length is not a whole number of records",
+        ));
     }
     let n = table.len() / size;
     if n > NONE as usize {
@@ -578,7 +589,11 @@ impl<'a> Chart<'a> {
             let r = NameRecord::decode(&t.names[i * NameRecord::SIZE..]);
             let start = r.offset as usize;
             if t.strings.get(start..start + r.len as usize).is_none() {
-                return Err(bad("names", i, "span outside the string table or not on a character boundary"));
+                return Err(bad(
+                    "names",
+                    i,
+                    "span outside the string table or not on a character boundary",
+                ));
             }
         }
         let str_ok = |id: u16| (id as usize) < n_names;
@@ -596,7 +611,12 @@ impl<'a> Chart<'a> {
         if n_states > MAX_STATES {
             return Err(bad("states", n_states, "too many states"));
         }
-        for (name, table) in [("events", t.events), ("action_names", t.action_names), ("guard_names", t.guard_names), ("delay_names", t.delay_names)] {
+        for (name, table) in [
+            ("events", t.events),
+            ("action_names", t.action_names),
+            ("guard_names", t.guard_names),
+            ("delay_names", t.delay_names),
+        ] {
             for i in 0..table.len() / 2 {
                 if !str_ok(raw::u16_entry(table, i)) {
                     return Err(bad(name, i, "string id out of range"));
@@ -644,7 +664,11 @@ impl<'a> Chart<'a> {
                     _ => false,
                 };
             if !ok {
-                return Err(bad("actions", i, "unknown action kind or operand out of range"));
+                return Err(bad(
+                    "actions",
+                    i,
+                    "unknown action kind or operand out of range",
+                ));
             }
         }
         // The state tree: pre-order, parents before children, subtrees contiguous.
@@ -666,12 +690,20 @@ impl<'a> Chart<'a> {
                 if s.end as usize != n_states - 1 {
                     return Err(bad("states", 0, "the root's subtree must hold every state"));
                 }
-                if !matches!(kind, StateKind::Atomic | StateKind::Compound | StateKind::Parallel) {
-                    return Err(bad("states", 0, "the root must be atomic, compound or parallel"));
+                if !matches!(
+                    kind,
+                    StateKind::Atomic | StateKind::Compound | StateKind::Parallel
+                ) {
+                    return Err(bad(
+                        "states",
+                        0,
+                        "the root must be atomic, compound or parallel",
+                    ));
                 }
             } else {
                 loop {
-                    let top = StateRecord::decode(&t.states[stack[depth] as usize * StateRecord::SIZE..]);
+                    let top =
+                        StateRecord::decode(&t.states[stack[depth] as usize * StateRecord::SIZE..]);
                     if (top.end as usize) >= i {
                         break;
                     }
@@ -688,7 +720,10 @@ impl<'a> Chart<'a> {
                 if s.end > parent.end {
                     return Err(bad("states", i, "subtree extends past its parent's"));
                 }
-                if !matches!(StateKind::from_u8(parent.kind), Some(StateKind::Compound | StateKind::Parallel)) {
+                if !matches!(
+                    StateKind::from_u8(parent.kind),
+                    Some(StateKind::Compound | StateKind::Parallel)
+                ) {
                     return Err(bad("states", i, "parent is neither compound nor parallel"));
                 }
                 depth += 1;
@@ -705,65 +740,107 @@ impl<'a> Chart<'a> {
                     let ok = has_children
                         && init > i
                         && init <= s.end as usize
-                        && StateRecord::decode(&t.states[init * StateRecord::SIZE..]).parent as usize == i
-                        && !StateKind::from_u8(StateRecord::decode(&t.states[init * StateRecord::SIZE..]).kind)
-                            .is_some_and(StateKind::is_history);
+                        && StateRecord::decode(&t.states[init * StateRecord::SIZE..]).parent
+                            as usize
+                            == i;
                     if !ok {
-                        return Err(bad("states", i, "a compound state needs an initial child that is not a history state"));
+                        return Err(bad("states", i, "a compound state needs an initial child"));
                     }
                 }
                 StateKind::Parallel => {}
                 _ => {
                     if has_children {
-                        return Err(bad("states", i, "atomic, final and history states have no children"));
+                        return Err(bad(
+                            "states",
+                            i,
+                            "atomic, final and history states have no children",
+                        ));
                     }
                 }
             }
             if matches!(kind, StateKind::Compound | StateKind::Parallel) {
                 if s.done_event as usize >= n_events {
-                    return Err(bad("states", i, "compound and parallel states need a done event"));
+                    return Err(bad(
+                        "states",
+                        i,
+                        "compound and parallel states need a done event",
+                    ));
                 }
             } else if s.done_event != NONE {
-                return Err(bad("states", i, "only compound and parallel states have a done event"));
+                return Err(bad(
+                    "states",
+                    i,
+                    "only compound and parallel states have a done event",
+                ));
             }
             if !str_ok(s.key) || !str_ok(s.id) {
                 return Err(bad("states", i, "key or id string out of range"));
             }
-            if !range_ok(s.on_start, s.on_len, n_trans) || !range_ok(s.always_start, s.always_len, n_trans) {
+            if !range_ok(s.on_start, s.on_len, n_trans)
+                || !range_ok(s.always_start, s.always_len, n_trans)
+            {
                 return Err(bad("states", i, "transition range out of the table"));
             }
-            if !range_ok(s.entry_start, s.entry_len, n_actions) || !range_ok(s.exit_start, s.exit_len, n_actions) {
+            if !range_ok(s.entry_start, s.entry_len, n_actions)
+                || !range_ok(s.exit_start, s.exit_len, n_actions)
+            {
                 return Err(bad("states", i, "action range out of the table"));
             }
-            for (start, len, always) in [(s.on_start, s.on_len, false), (s.always_start, s.always_len, true)] {
+            for (start, len, always) in [
+                (s.on_start, s.on_len, false),
+                (s.always_start, s.always_len, true),
+            ] {
                 for ti in start..start + len {
-                    let tr = TransitionRecord::decode(&t.transitions[ti as usize * TransitionRecord::SIZE..]);
+                    let tr = TransitionRecord::decode(
+                        &t.transitions[ti as usize * TransitionRecord::SIZE..],
+                    );
                     if tr.source as usize != i {
-                        return Err(bad("transitions", ti as usize, "source does not match the state listing it"));
+                        return Err(bad(
+                            "transitions",
+                            ti as usize,
+                            "source does not match the state listing it",
+                        ));
                     }
                     if (tr.trigger == Trigger::Always as u8) != always {
-                        return Err(bad("transitions", ti as usize, "eventless and event transitions are listed apart"));
+                        return Err(bad(
+                            "transitions",
+                            ti as usize,
+                            "eventless and event transitions are listed apart",
+                        ));
                     }
                 }
             }
             if kind.is_history() {
                 let need = history_capacity(&t, i, kind);
-                if (s.history_len as usize) < need || !range_ok(s.history_slot, s.history_len, t.history_slots as usize) {
+                if (s.history_len as usize) < need
+                    || !range_ok(s.history_slot, s.history_len, t.history_slots as usize)
+                {
                     return Err(bad("states", i, "history memory slots missing or too few"));
                 }
                 if !range_ok(s.default_start, s.default_len, n_targets) {
                     return Err(bad("states", i, "history default targets out of the table"));
                 }
-                let (lo, hi) = (s.parent as usize, StateRecord::decode(&t.states[s.parent as usize * StateRecord::SIZE..]).end as usize);
+                let (lo, hi) = (
+                    s.parent as usize,
+                    StateRecord::decode(&t.states[s.parent as usize * StateRecord::SIZE..]).end
+                        as usize,
+                );
                 for k in s.default_start..s.default_start + s.default_len {
                     let target = raw::u16_entry(t.targets, k as usize) as usize;
                     let tk = StateRecord::decode(&t.states[target * StateRecord::SIZE..]).kind;
-                    if target <= lo || target > hi || StateKind::from_u8(tk).is_some_and(StateKind::is_history) {
+                    if target <= lo
+                        || target > hi
+                        || StateKind::from_u8(tk).is_some_and(StateKind::is_history)
+                    {
                         return Err(bad("states", i, "a history default target must be a descendant of its parent, not a history state"));
                     }
                 }
                 if s.default_len > 1 && !targets_orthogonal(&t, s.default_start, s.default_len) {
-                    return Err(bad("states", i, "history default targets must lie in different parallel regions"));
+                    return Err(bad(
+                        "states",
+                        i,
+                        "history default targets must lie in different parallel regions",
+                    ));
                 }
             }
         }
@@ -789,8 +866,14 @@ impl<'a> Chart<'a> {
             if !ev_ok || !guard_ok {
                 return Err(bad("transitions", ti, "event or guard out of range"));
             }
-            if !range_ok(tr.targets_start, tr.targets_len, n_targets) || !range_ok(tr.actions_start, tr.actions_len, n_actions) {
-                return Err(bad("transitions", ti, "target or action range out of the table"));
+            if !range_ok(tr.targets_start, tr.targets_len, n_targets)
+                || !range_ok(tr.actions_start, tr.actions_len, n_actions)
+            {
+                return Err(bad(
+                    "transitions",
+                    ti,
+                    "target or action range out of the table",
+                ));
             }
             for k in tr.targets_start..tr.targets_start + tr.targets_len {
                 if raw::u16_entry(t.targets, k as usize) == 0 {
@@ -798,10 +881,18 @@ impl<'a> Chart<'a> {
                 }
             }
             if tr.targets_len > 1 && !targets_orthogonal(&t, tr.targets_start, tr.targets_len) {
-                return Err(bad("transitions", ti, "several targets must lie in different regions of a parallel state"));
+                return Err(bad(
+                    "transitions",
+                    ti,
+                    "several targets must lie in different regions of a parallel state",
+                ));
             }
         }
-        Ok(Chart { t, state_count: n_states as u16, max_depth: max_depth as u8 })
+        Ok(Chart {
+            t,
+            state_count: n_states as u16,
+            max_depth: max_depth as u8,
+        })
     }
 
     /// The tables this chart views.
@@ -862,7 +953,8 @@ impl<'a> Chart<'a> {
     #[inline]
     pub fn kind(&self, s: StateId) -> StateKind {
         // Validated in `new`.
-        StateKind::from_u8(self.t.states[s.index() * StateRecord::SIZE]).unwrap_or(StateKind::Atomic)
+        StateKind::from_u8(self.t.states[s.index() * StateRecord::SIZE])
+            .unwrap_or(StateKind::Atomic)
     }
     /// The parent of a state (`None` for the root).
     #[inline]
@@ -875,7 +967,10 @@ impl<'a> Chart<'a> {
     #[inline]
     pub fn end(&self, s: StateId) -> StateId {
         let at = s.index() * StateRecord::SIZE + 4;
-        StateId(u16::from_le_bytes([self.t.states[at], self.t.states[at + 1]]))
+        StateId(u16::from_le_bytes([
+            self.t.states[at],
+            self.t.states[at + 1],
+        ]))
     }
     /// Whether `d` is a proper descendant of `a`.
     #[inline]
@@ -884,7 +979,11 @@ impl<'a> Chart<'a> {
     }
     /// The children of `s`, history states included, in document order.
     pub fn children(&self, s: StateId) -> Children<'_, 'a> {
-        Children { chart: self, next: s.0 + 1, end: self.end(s).0 }
+        Children {
+            chart: self,
+            next: s.0 + 1,
+            end: self.end(s).0,
+        }
     }
     /// The key of a state (its name within its parent; empty for the root).
     pub fn key(&self, s: StateId) -> &'a str {
@@ -896,7 +995,9 @@ impl<'a> Chart<'a> {
     }
     /// Finds a state by its id.
     pub fn find_state(&self, id: &str) -> Option<StateId> {
-        (0..self.state_count).map(StateId).find(|&s| self.state_id(s) == id)
+        (0..self.state_count)
+            .map(StateId)
+            .find(|&s| self.state_id(s) == id)
     }
     /// The initial child of a compound state.
     pub fn initial(&self, s: StateId) -> Option<StateId> {
@@ -934,7 +1035,9 @@ impl<'a> Chart<'a> {
     }
     /// Looks a user action up by name.
     pub fn action(&self, name: &str) -> Option<ActionId> {
-        (0..self.action_count() as u16).map(ActionId).find(|&a| self.action_name(a) == name)
+        (0..self.action_count() as u16)
+            .map(ActionId)
+            .find(|&a| self.action_name(a) == name)
     }
     /// The name of a guard.
     pub fn guard_name(&self, g: GuardId) -> &'a str {
@@ -942,7 +1045,9 @@ impl<'a> Chart<'a> {
     }
     /// Looks a guard up by name.
     pub fn guard(&self, name: &str) -> Option<GuardId> {
-        (0..self.guard_count() as u16).map(GuardId).find(|&g| self.guard_name(g) == name)
+        (0..self.guard_count() as u16)
+            .map(GuardId)
+            .find(|&g| self.guard_name(g) == name)
     }
     /// The name of a named delay.
     pub fn delay_name(&self, d: DelayId) -> &'a str {
@@ -950,13 +1055,16 @@ impl<'a> Chart<'a> {
     }
     /// Looks a named delay up by name.
     pub fn delay(&self, name: &str) -> Option<DelayId> {
-        (0..self.delay_count() as u16).map(DelayId).find(|&d| self.delay_name(d) == name)
+        (0..self.delay_count() as u16)
+            .map(DelayId)
+            .find(|&d| self.delay_name(d) == name)
     }
 
     /// Decodes a transition.
     #[inline]
     pub fn transition(&self, id: TransitionId) -> Transition {
-        let r = TransitionRecord::decode(&self.t.transitions[id.0 as usize * TransitionRecord::SIZE..]);
+        let r =
+            TransitionRecord::decode(&self.t.transitions[id.0 as usize * TransitionRecord::SIZE..]);
         Transition {
             trigger: Trigger::from_u8(r.trigger).unwrap_or(Trigger::Always),
             event: r.event,
@@ -987,7 +1095,11 @@ impl<'a> Chart<'a> {
     /// The targets of a transition.
     #[inline]
     pub fn targets(&self, t: &Transition) -> StateList<'a> {
-        StateList { table: self.t.targets, next: t.targets.0, end: t.targets.0 + t.targets.1 }
+        StateList {
+            table: self.t.targets,
+            next: t.targets.0,
+            end: t.targets.0 + t.targets.1,
+        }
     }
     /// The actions of a transition.
     #[inline]
@@ -1009,7 +1121,11 @@ impl<'a> Chart<'a> {
     /// History states: their default targets (empty: the parent's initial state).
     pub fn history_defaults(&self, s: StateId) -> StateList<'a> {
         let r = self.rec(s);
-        StateList { table: self.t.targets, next: r.default_start, end: r.default_start + r.default_len }
+        StateList {
+            table: self.t.targets,
+            next: r.default_start,
+            end: r.default_start + r.default_len,
+        }
     }
     /// History states: (first slot, slot count) of their memory.
     pub fn history_memory(&self, s: StateId) -> (usize, usize) {
@@ -1032,14 +1148,33 @@ impl<'a> Chart<'a> {
         match a.kind {
             0 => Action::User(ActionId(a.a)),
             1 => match delay {
-                None => Action::Raise { event: EventId(a.a) },
-                Some(delay) => Action::RaiseAfter { event: EventId(a.a), delay, id: opt(a.c) },
+                None => Action::Raise {
+                    event: EventId(a.a),
+                },
+                Some(delay) => Action::RaiseAfter {
+                    event: EventId(a.a),
+                    delay,
+                    id: opt(a.c),
+                },
             },
             2 => Action::Cancel { id: StrId(a.c) },
-            3 => Action::SendTo { target: StrId(a.a), event: StrId(a.b), id: opt(a.c), payload: opt(a.d), delay },
-            4 => Action::Log { message: StrId(a.a) },
-            5 => Action::StartAfter { event: EventId(a.a), delay: delay.unwrap_or(Delay::Millis(0)) },
-            _ => Action::CancelAfter { event: EventId(a.a) },
+            3 => Action::SendTo {
+                target: StrId(a.a),
+                event: StrId(a.b),
+                id: opt(a.c),
+                payload: opt(a.d),
+                delay,
+            },
+            4 => Action::Log {
+                message: StrId(a.a),
+            },
+            5 => Action::StartAfter {
+                event: EventId(a.a),
+                delay: delay.unwrap_or(Delay::Millis(0)),
+            },
+            _ => Action::CancelAfter {
+                event: EventId(a.a),
+            },
         }
     }
 }
@@ -1148,7 +1283,11 @@ fn max_leaves(t: &Tables<'_>, s: usize, depth: usize) -> usize {
         let cr = state_rec(t, c);
         if !StateKind::from_u8(cr.kind).is_some_and(StateKind::is_history) {
             let l = max_leaves(t, c, depth + 1);
-            acc = if parallel { acc.saturating_add(l) } else { acc.max(l) };
+            acc = if parallel {
+                acc.saturating_add(l)
+            } else {
+                acc.max(l)
+            };
         }
         c = (cr.end as usize).max(c) + 1;
     }

@@ -24,11 +24,19 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// An event by name, with no payload. The machine looks the name up in its chart.
     pub const fn new(name: &'a str) -> Self {
-        Event { id: None, name, payload: &[] }
+        Event {
+            id: None,
+            name,
+            payload: &[],
+        }
     }
     /// An event by its interned id: no lookup by name when it is sent.
     pub fn from_id(chart: &Chart<'a>, id: EventId) -> Self {
-        Event { id: Some(id), name: chart.event_name(id), payload: &[] }
+        Event {
+            id: Some(id),
+            name: chart.event_name(id),
+            payload: &[],
+        }
     }
     /// The same event with a payload.
     pub const fn with_payload(self, payload: &'a [u8]) -> Self {
@@ -160,11 +168,19 @@ impl<'a> ActionContext<'a> {
     }
     /// Sends `event` with `payload` to the machine `target`, after this step.
     pub fn send(&mut self, target: &str, event: &str, payload: &[u8]) -> Result<(), Error> {
-        let r = self.effects.send(self.now, Target::Machine(target), event, payload, None).map(|_| ());
+        let r = self
+            .effects
+            .send(self.now, Target::Machine(target), event, payload, None)
+            .map(|_| ());
         self.count(r)
     }
     /// Sends `event` with a postcard-encoded `value` as payload.
-    pub fn send_value<T: Serialize>(&mut self, target: &str, event: &str, value: &T) -> Result<(), Error> {
+    pub fn send_value<T: Serialize>(
+        &mut self,
+        target: &str,
+        event: &str,
+        value: &T,
+    ) -> Result<(), Error> {
         let r = self
             .effects
             .send_encoded(self.now, Target::Machine(target), event, None, &mut |buf| {
@@ -175,13 +191,24 @@ impl<'a> ActionContext<'a> {
     }
     /// Sends `event` to this machine, as an external event after this macrostep.
     pub fn send_self(&mut self, event: &str, payload: &[u8]) -> Result<(), Error> {
-        let r = self.effects.send(self.now, Target::ThisMachine, event, payload, None).map(|_| ());
+        let r = self
+            .effects
+            .send(self.now, Target::ThisMachine, event, payload, None)
+            .map(|_| ());
         self.count(r)
     }
     /// Sends `event` to `target` (a machine id, or this machine) after `delay`. The send is
     /// scheduled in this machine's timer table; the returned id cancels it.
-    pub fn send_after(&mut self, target: Target<'_>, event: &str, delay: Duration, payload: &[u8]) -> Result<SendId, Error> {
-        let r = self.effects.send(self.now, target, event, payload, Some(delay));
+    pub fn send_after(
+        &mut self,
+        target: Target<'_>,
+        event: &str,
+        delay: Duration,
+        payload: &[u8],
+    ) -> Result<SendId, Error> {
+        let r = self
+            .effects
+            .send(self.now, target, event, payload, Some(delay));
         self.count(r)
     }
     /// Cancels a pending delayed send. Returns whether it was still pending.

@@ -93,10 +93,13 @@ pub fn decode(bytes: &[u8]) -> Result<Chart<'_>, Error> {
     if bytes.len() < 4 || bytes[..4] != MAGIC {
         return Err(Error::InvalidImage("missing the ISCH magic"));
     }
-    let (image, rest): (Image<'_>, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|_| Error::InvalidImage("truncated or malformed postcard data"))?;
+    let (image, rest): (Image<'_>, &[u8]) = postcard::take_from_bytes(bytes)
+        .map_err(|_| Error::InvalidImage("truncated or malformed postcard data"))?;
     if image.version != VERSION {
-        return Err(Error::ImageVersion { expected: VERSION, found: image.version });
+        return Err(Error::ImageVersion {
+            expected: VERSION,
+            found: image.version,
+        });
     }
     if !rest.is_empty() {
         return Err(Error::InvalidImage("trailing bytes after the image"));
@@ -106,5 +109,6 @@ pub fn decode(bytes: &[u8]) -> Result<Chart<'_>, Error> {
 
 /// Encodes a chart's tables as an image into `buf`, returning the used part.
 pub fn encode<'b>(chart: &Chart<'_>, buf: &'b mut [u8]) -> Result<&'b mut [u8], Error> {
-    postcard::to_slice(&Image::of(chart.tables()), buf).map_err(|_| Error::InvalidImage("buffer too small for the image"))
+    postcard::to_slice(&Image::of(chart.tables()), buf)
+        .map_err(|_| Error::InvalidImage("buffer too small for the image"))
 }

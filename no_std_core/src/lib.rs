@@ -31,7 +31,10 @@ pub mod set;
 pub mod time;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
-pub use context::{ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, SendId, Target, TransportKind};
+pub use context::{
+    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, SendId, Target,
+    TransportKind,
+};
 pub use error::Error;
 pub use machine::{Machine, Outgoing, Stats, Status};
 pub use time::{Duration, Instant};

@@ -19,7 +19,10 @@ use core::fmt;
 
 use heapless::{Deque, Vec};
 
-use crate::chart::{Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, TransitionId, Trigger, MAX_DEPTH};
+use crate::chart::{
+    Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, TransitionId, Trigger,
+    MAX_DEPTH,
+};
 use crate::context::{ActionContext, Behavior, Effects, Event, GuardContext, SendId, Target};
 use crate::error::Error;
 use crate::set::StateSet;
@@ -110,7 +113,11 @@ struct Io<'c, const O: usize, const T: usize, const B: usize> {
     seq: u32,
 }
 
-fn push_bytes<const B: usize>(buf: &mut [u8; B], used: &mut usize, data: &[u8]) -> Result<Bytes, Error> {
+fn push_bytes<const B: usize>(
+    buf: &mut [u8; B],
+    used: &mut usize,
+    data: &[u8],
+) -> Result<Bytes, Error> {
     if data.is_empty() {
         return Ok(Bytes::Empty);
     }
@@ -119,7 +126,10 @@ fn push_bytes<const B: usize>(buf: &mut [u8; B], used: &mut usize, data: &[u8]) 
         return Err(Error::PayloadSpaceFull { capacity: B });
     }
     buf[*used..end].copy_from_slice(data);
-    let b = Bytes::Arena { off: *used as u16, len: data.len() as u16 };
+    let b = Bytes::Arena {
+        off: *used as u16,
+        len: data.len() as u16,
+    };
     *used = end;
     Ok(b)
 }
@@ -129,14 +139,23 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
         match b {
             Bytes::Empty => &[],
             Bytes::Chart(s) => self.chart.str(s).as_bytes(),
-            Bytes::Arena { off, len } => arena.get(off as usize..off as usize + len as usize).unwrap_or(&[]),
+            Bytes::Arena { off, len } => arena
+                .get(off as usize..off as usize + len as usize)
+                .unwrap_or(&[]),
         }
     }
 
     fn push_timer(&mut self, due: Instant, key: TimerKey, kind: TimerKind) -> Result<(), Error> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        self.timers.push(Timer { due, seq, key, kind }).map_err(|_| Error::TimersFull { capacity: T })
+        self.timers
+            .push(Timer {
+                due,
+                seq,
+                key,
+                kind,
+            })
+            .map_err(|_| Error::TimersFull { capacity: T })
     }
 
     /// Removes timer `i`, compacting the byte storage behind it.
@@ -153,7 +172,8 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
     fn free_timer_bytes(&mut self, b: Bytes) {
         let Bytes::Arena { off, len } = b else { return };
         let (off, len) = (off as usize, len as usize);
-        self.timer_bytes.copy_within(off + len..self.timer_used, off);
+        self.timer_bytes
+            .copy_within(off + len..self.timer_used, off);
         self.timer_used -= len;
         let shift = |b: &mut Bytes| {
             if let Bytes::Arena { off: o, .. } = b {
@@ -208,7 +228,10 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
                             return Err(Error::PayloadSpaceFull { capacity: B });
                         }
                         io.out_bytes[tmp_used..end].copy_from_slice(src);
-                        let r = Bytes::Arena { off: tmp_used as u16, len };
+                        let r = Bytes::Arena {
+                            off: tmp_used as u16,
+                            len,
+                        };
                         tmp_used = end;
                         r
                     };
@@ -224,18 +247,33 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
         };
         let event = copy(m.event, self)?;
         let payload = copy(m.payload, self)?;
-        let _ = self.outbox.push(Message { target, event, payload });
+        let _ = self.outbox.push(Message {
+            target,
+            event,
+            payload,
+        });
         Ok(())
     }
 
-    fn send_chart(&mut self, now: Instant, target: StrId, event: StrId, payload: Option<StrId>, delay: Option<Duration>, id: Option<StrId>) -> Result<(), Error> {
+    fn send_chart(
+        &mut self,
+        now: Instant,
+        target: StrId,
+        event: StrId,
+        payload: Option<StrId>,
+        delay: Option<Duration>,
+        id: Option<StrId>,
+    ) -> Result<(), Error> {
         let m = Message {
             target: Some(Bytes::Chart(target)),
             event: Bytes::Chart(event),
             payload: payload.map_or(Bytes::Empty, Bytes::Chart),
         };
         match delay {
-            None => self.outbox.push(m).map_err(|_| Error::OutboxFull { capacity: O }),
+            None => self
+                .outbox
+                .push(m)
+                .map_err(|_| Error::OutboxFull { capacity: O }),
             Some(d) => {
                 let key = match id {
                     Some(s) => TimerKey::Named(s),
@@ -251,7 +289,14 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
 }
 
 impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B> {
-    fn send(&mut self, now: Instant, target: Target<'_>, event: &str, payload: &[u8], delay: Option<Duration>) -> Result<SendId, Error> {
+    fn send(
+        &mut self,
+        now: Instant,
+        target: Target<'_>,
+        event: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+    ) -> Result<SendId, Error> {
         self.send_encoded(now, target, event, delay, &mut |buf: &mut [u8]| {
             buf.get_mut(..payload.len()).map(|b| {
                 b.copy_from_slice(payload);
@@ -285,11 +330,18 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B>
             let payload = if n == 0 {
                 Bytes::Empty
             } else {
-                let b = Bytes::Arena { off: *used as u16, len: n as u16 };
+                let b = Bytes::Arena {
+                    off: *used as u16,
+                    len: n as u16,
+                };
                 *used += n;
                 b
             };
-            Ok(Message { target, event, payload })
+            Ok(Message {
+                target,
+                event,
+                payload,
+            })
         })();
         let m = match result {
             Ok(m) => m,
@@ -365,17 +417,36 @@ struct StepCx<'e, 'b, BH> {
     behavior: &'b mut BH,
 }
 
-impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H: usize, const B: usize> Machine<'c, W, Q, O, T, H, B> {
+impl<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > Machine<'c, W, Q, O, T, H, B>
+{
     /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
     pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
         if chart.state_count() > StateSet::<W>::CAPACITY {
-            return Err(Error::TooManyStates { states: chart.state_count(), capacity: StateSet::<W>::CAPACITY });
+            return Err(Error::TooManyStates {
+                states: chart.state_count(),
+                capacity: StateSet::<W>::CAPACITY,
+            });
         }
         if chart.history_slots() > H {
-            return Err(Error::HistoryCapacity { needed: chart.history_slots(), capacity: H });
+            return Err(Error::HistoryCapacity {
+                needed: chart.history_slots(),
+                capacity: H,
+            });
         }
         let mut id = heapless::String::new();
-        id.push_str(machine_id).map_err(|_| Error::MachineIdTooLong { len: machine_id.len(), capacity: MAX_MACHINE_ID })?;
+        id.push_str(machine_id)
+            .map_err(|_| Error::MachineIdTooLong {
+                len: machine_id.len(),
+                capacity: MAX_MACHINE_ID,
+            })?;
         Ok(Machine {
             chart,
             id,
@@ -445,15 +516,26 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             return Err(Error::AlreadyStarted);
         }
         self.status = Status::Active;
-        let mut cx = StepCx { now, event: Event::new("xstate.init"), behavior };
-        let r = self.initial_microstep(&mut cx).and_then(|()| self.settle(&mut cx));
+        let mut cx = StepCx {
+            now,
+            event: Event::new("xstate.init"),
+            behavior,
+        };
+        let r = self
+            .initial_microstep(&mut cx)
+            .and_then(|()| self.settle(&mut cx));
         self.finish(r)
     }
 
     /// Processes one external event: a whole macrostep.
     ///
     /// Events sent to a machine that is done are ignored, as XState ignores them.
-    pub fn send<BH: Behavior>(&mut self, now: Instant, event: Event<'_>, behavior: &mut BH) -> Result<(), Error> {
+    pub fn send<BH: Behavior>(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         match self.status {
             Status::Active => {}
             Status::Done => return Ok(()),
@@ -464,8 +546,14 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             event.id = self.chart.event(event.name);
         }
         self.stats.events += 1;
-        let mut cx = StepCx { now, event, behavior };
-        let r = self.event_microstep(&mut cx).and_then(|()| self.settle(&mut cx));
+        let mut cx = StepCx {
+            now,
+            event,
+            behavior,
+        };
+        let r = self
+            .event_microstep(&mut cx)
+            .and_then(|()| self.settle(&mut cx));
         self.finish(r)
     }
 
@@ -480,13 +568,20 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     /// away (a macrostep); a delayed send moves to the outbox. Call it again while
     /// [`poll_timeout`](Self::poll_timeout) is at or before `now`; firing one timer at a time
     /// lets the host interleave what the outbox delivers back, in due order.
-    pub fn handle_timeout<BH: Behavior>(&mut self, now: Instant, behavior: &mut BH) -> Result<bool, Error> {
+    pub fn handle_timeout<BH: Behavior>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
         if self.status != Status::Active {
             return Ok(false);
         }
         let mut best: Option<usize> = None;
         for (i, t) in self.io.timers.iter().enumerate() {
-            if t.due <= now && best.is_none_or(|b| (t.due, t.seq) < (self.io.timers[b].due, self.io.timers[b].seq)) {
+            if t.due <= now
+                && best
+                    .is_none_or(|b| (t.due, t.seq) < (self.io.timers[b].due, self.io.timers[b].seq))
+            {
                 best = Some(i);
             }
         }
@@ -515,7 +610,8 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     }
 
     fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
-        let s = |b: Bytes| core::str::from_utf8(self.io.bytes_in(b, &self.io.out_bytes)).unwrap_or("");
+        let s =
+            |b: Bytes| core::str::from_utf8(self.io.bytes_in(b, &self.io.out_bytes)).unwrap_or("");
         Outgoing {
             target: match m.target {
                 None => Target::ThisMachine,
@@ -582,7 +678,10 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         Ok(())
     }
 
-    fn initial_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+    fn initial_microstep<BH: Behavior>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
         let mut enter = StateSet::<W>::new();
         enter.insert(StateId(0));
         self.add_descendants(StateId(0), &mut enter);
@@ -607,7 +706,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         while self.status == Status::Active {
             iterations += 1;
             if iterations > self.microstep_limit {
-                return Err(Error::MicrostepLimit { limit: self.microstep_limit });
+                return Err(Error::MicrostepLimit {
+                    limit: self.microstep_limit,
+                });
             }
             let mut enabled = Enabled::new();
             if select_eventless {
@@ -615,7 +716,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             }
             let eventless = !enabled.is_empty();
             if !eventless {
-                let Some(e) = self.queue.pop_front() else { break };
+                let Some(e) = self.queue.pop_front() else {
+                    break;
+                };
                 cx.event = Event::from_id(&self.chart, e);
                 self.select(StateId(0), cx, &mut enabled, 0)?;
             }
@@ -626,12 +729,20 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     }
 
     /// XState's `transitionNode`: the transitions an event selects below `s`.
-    fn select<BH: Behavior>(&self, s: StateId, cx: &mut StepCx<'_, '_, BH>, out: &mut Enabled, depth: usize) -> Result<bool, Error> {
+    fn select<BH: Behavior>(
+        &self,
+        s: StateId,
+        cx: &mut StepCx<'_, '_, BH>,
+        out: &mut Enabled,
+        depth: usize,
+    ) -> Result<bool, Error> {
         let found = match self.chart.kind(s) {
-            StateKind::Compound if depth <= MAX_DEPTH => match self.chart.children(s).find(|&c| self.config.contains(c)) {
-                Some(c) => self.select(c, cx, out, depth + 1)?,
-                None => false,
-            },
+            StateKind::Compound if depth <= MAX_DEPTH => {
+                match self.chart.children(s).find(|&c| self.config.contains(c)) {
+                    Some(c) => self.select(c, cx, out, depth + 1)?,
+                    None => false,
+                }
+            }
             StateKind::Parallel if depth <= MAX_DEPTH => {
                 let mut any = false;
                 for c in self.chart.children(s) {
@@ -648,7 +759,11 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         }
         match self.candidate(s, cx) {
             Some(t) => {
-                out.push(t).map_err(|_| Error::InvalidChart { table: "states", index: s.0 as u32, reason: "more than MAX_ENABLED transitions in one microstep" })?;
+                out.push(t).map_err(|_| Error::InvalidChart {
+                    table: "states",
+                    index: s.0 as u32,
+                    reason: "more than MAX_ENABLED transitions in one microstep",
+                })?;
                 Ok(true)
             }
             None => Ok(false),
@@ -656,7 +771,11 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
-    fn candidate<BH: Behavior>(&self, s: StateId, cx: &mut StepCx<'_, '_, BH>) -> Option<TransitionId> {
+    fn candidate<BH: Behavior>(
+        &self,
+        s: StateId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
         let range = self.chart.on_transitions(s);
         if range.is_empty() {
             return None;
@@ -685,7 +804,10 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                 Trigger::Any => true,
                 Trigger::Prefix => {
                     let p = self.chart.str(StrId(t.event));
-                    name == p || (name.len() > p.len() && name.starts_with(p) && name.as_bytes()[p.len()] == b'.')
+                    name == p
+                        || (name.len() > p.len()
+                            && name.starts_with(p)
+                            && name.as_bytes()[p.len()] == b'.')
                 }
                 _ => false,
             };
@@ -701,11 +823,21 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             Guard::None => true,
             Guard::InState(s) => self.config.contains(s),
             Guard::NotInState(s) => !self.config.contains(s),
-            Guard::Named(id) => cx.behavior.guard(id, &GuardContext { machine_id: &self.id, event: cx.event }),
+            Guard::Named(id) => cx.behavior.guard(
+                id,
+                &GuardContext {
+                    machine_id: &self.id,
+                    event: cx.event,
+                },
+            ),
         }
     }
 
-    fn select_eventless<BH: Behavior>(&self, cx: &mut StepCx<'_, '_, BH>, out: &mut Enabled) -> Result<(), Error> {
+    fn select_eventless<BH: Behavior>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+        out: &mut Enabled,
+    ) -> Result<(), Error> {
         for leaf in self.config.iter() {
             if !self.chart.kind(leaf).is_atomic() {
                 continue;
@@ -716,11 +848,12 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                     let t = self.chart.transition(TransitionId(ti));
                     if self.guard_passes(t.guard, cx) {
                         if !out.contains(&TransitionId(ti)) {
-                            out.push(TransitionId(ti)).map_err(|_| Error::InvalidChart {
-                                table: "states",
-                                index: leaf.0 as u32,
-                                reason: "more than MAX_ENABLED transitions in one microstep",
-                            })?;
+                            out.push(TransitionId(ti))
+                                .map_err(|_| Error::InvalidChart {
+                                    table: "states",
+                                    index: leaf.0 as u32,
+                                    reason: "more than MAX_ENABLED transitions in one microstep",
+                                })?;
                         }
                         break 'up;
                     }
@@ -760,8 +893,16 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             let defaults = self.chart.history_defaults(target);
             if defaults.is_empty() {
                 // XState: the parent's initial transition; a parallel parent has none.
-                if let Some(init) = self.chart.parent(target).and_then(|p| self.chart.initial(p)) {
-                    add(init, out);
+                // A history state that is its parent's initial state and has no default
+                // would stand for itself; it stands for nothing instead.
+                if let Some(init) = self
+                    .chart
+                    .parent(target)
+                    .and_then(|p| self.chart.initial(p))
+                {
+                    if !self.chart.kind(init).is_history() {
+                        add(init, out);
+                    }
                 }
             } else {
                 for d in defaults {
@@ -773,7 +914,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
 
     fn history_recorded(&self, h: StateId) -> bool {
         let (slot, _) = self.chart.history_memory(h);
-        self.history.get(slot).is_some_and(|&m| m != crate::chart::NONE)
+        self.history
+            .get(slot)
+            .is_some_and(|&m| m != crate::chart::NONE)
     }
 
     /// XState's `getTransitionDomain`. `Ok(None)` is "above the root" (a reentering root
@@ -785,7 +928,11 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         if targets.is_empty() {
             return Some(tr.source);
         }
-        if !tr.reenter && targets.iter().all(|&x| x == tr.source || self.chart.is_descendant(x, tr.source)) {
+        if !tr.reenter
+            && targets
+                .iter()
+                .all(|&x| x == tr.source || self.chart.is_descendant(x, tr.source))
+        {
             return Some(tr.source);
         }
         // findLCCA(targets ++ [source]): the first proper ancestor of the first target that
@@ -793,7 +940,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         let head = targets[0];
         let mut anc = self.chart.parent(head);
         while let Some(a) = anc {
-            if targets[1..].iter().all(|&x| self.chart.is_descendant(x, a)) && self.chart.is_descendant(tr.source, a) {
+            if targets[1..].iter().all(|&x| self.chart.is_descendant(x, a))
+                && self.chart.is_descendant(tr.source, a)
+            {
                 return Some(a);
             }
             anc = self.chart.parent(a);
@@ -836,7 +985,10 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                 let mut x2 = StateSet::<W>::new();
                 self.exit_set_into(t2, &mut x2);
                 if x1.intersects(&x2) {
-                    if self.chart.is_descendant(s1, self.chart.transition(t2).source) {
+                    if self
+                        .chart
+                        .is_descendant(s1, self.chart.transition(t2).source)
+                    {
                         let _ = remove.push(t2);
                     } else {
                         preempted = true;
@@ -853,7 +1005,11 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     }
 
     /// One microstep. Returns whether the configuration or the history changed.
-    fn microstep<BH: Behavior>(&mut self, enabled: &Enabled, cx: &mut StepCx<'_, '_, BH>) -> Result<bool, Error> {
+    fn microstep<BH: Behavior>(
+        &mut self,
+        enabled: &Enabled,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
         if enabled.is_empty() {
             return Ok(false);
         }
@@ -936,17 +1092,28 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         }
         let domain = self.domain(t);
         for s in self.chart.targets(&tr) {
-            if !self.chart.kind(s).is_history() && (tr.source != s || Some(tr.source) != domain || tr.reenter) {
+            if !self.chart.kind(s).is_history()
+                && (tr.source != s || Some(tr.source) != domain || tr.reenter)
+            {
                 enter.insert(s);
             }
             self.add_descendants(s, enter);
         }
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();
         self.effective_targets(t, &mut targets);
-        let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter { None } else { domain };
+        let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter {
+            None
+        } else {
+            domain
+        };
         for &s in &targets {
-            // Proper ancestors of `s` below the domain, then the domain itself if parallel.
-            let mut anc = self.chart.parent(s);
+            // Proper ancestors of `s` below the domain (none when `s` is the domain), then
+            // the domain itself if parallel.
+            let mut anc = if Some(s) == domain {
+                None
+            } else {
+                self.chart.parent(s)
+            };
             while let Some(a) = anc {
                 if Some(a) == domain {
                     break;
@@ -984,7 +1151,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     fn add_descendants(&self, s: StateId, enter: &mut StateSet<W>) {
         match self.chart.kind(s) {
             StateKind::ShallowHistory | StateKind::DeepHistory => {
-                let Some(parent) = self.chart.parent(s) else { return };
+                let Some(parent) = self.chart.parent(s) else {
+                    return;
+                };
                 let mut list = Vec::<StateId, MAX_ENABLED>::new();
                 self.push_effective(s, &mut list);
                 for &m in &list {
@@ -1004,7 +1173,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             }
             StateKind::Compound => {
                 if let Some(init) = self.chart.initial(s) {
-                    enter.insert(init);
+                    if !self.chart.kind(init).is_history() {
+                        enter.insert(init);
+                    }
                     self.add_descendants(init, enter);
                 }
             }
@@ -1024,7 +1195,11 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
     }
 
     /// XState's `enterStates` after the entry set is known.
-    fn enter_states<BH: Behavior>(&mut self, enter: &StateSet<W>, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+    fn enter_states<BH: Behavior>(
+        &mut self,
+        enter: &StateSet<W>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
         let mut completed = StateSet::<W>::new();
         for s in enter.iter() {
             self.config.insert(s);
@@ -1041,17 +1216,24 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
             if let Some(p) = parent {
                 if self.chart.kind(p) == StateKind::Compound {
                     if let Some(e) = self.chart.done_event(p) {
-                        self.queue.push_back(e).map_err(|_| Error::QueueFull { capacity: Q })?;
+                        self.queue
+                            .push_back(e)
+                            .map_err(|_| Error::QueueFull { capacity: Q })?;
                     }
                 }
             }
             while let Some(m) = marker {
-                if self.chart.kind(m) != StateKind::Parallel || completed.contains(m) || !self.in_final_state(m, 0) {
+                if self.chart.kind(m) != StateKind::Parallel
+                    || completed.contains(m)
+                    || !self.in_final_state(m, 0)
+                {
                     break;
                 }
                 completed.insert(m);
                 if let Some(e) = self.chart.done_event(m) {
-                    self.queue.push_back(e).map_err(|_| Error::QueueFull { capacity: Q })?;
+                    self.queue
+                        .push_back(e)
+                        .map_err(|_| Error::QueueFull { capacity: Q })?;
                 }
                 marker = self.chart.parent(m);
             }
@@ -1064,7 +1246,10 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
 
     fn in_final_state(&self, s: StateId, depth: usize) -> bool {
         match self.chart.kind(s) {
-            StateKind::Compound => self.chart.children(s).any(|c| self.chart.kind(c) == StateKind::Final && self.config.contains(c)),
+            StateKind::Compound => self
+                .chart
+                .children(s)
+                .any(|c| self.chart.kind(c) == StateKind::Final && self.config.contains(c)),
             StateKind::Parallel if depth <= MAX_DEPTH => self
                 .chart
                 .children(s)
@@ -1075,14 +1260,25 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
         }
     }
 
-    fn resolve_delay<BH: Behavior>(&self, d: Delay, cx: &mut StepCx<'_, '_, BH>) -> Result<Duration, Error> {
+    fn resolve_delay<BH: Behavior>(
+        &self,
+        d: Delay,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<Duration, Error> {
         match d {
             Delay::Millis(ms) => Ok(Duration::from_millis(ms as u64)),
-            Delay::Named(id) => cx.behavior.delay(id).ok_or(Error::UnboundDelay { delay: id.0 }),
+            Delay::Named(id) => cx
+                .behavior
+                .delay(id)
+                .ok_or(Error::UnboundDelay { delay: id.0 }),
         }
     }
 
-    fn run_actions<BH: Behavior>(&mut self, range: core::ops::Range<u16>, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+    fn run_actions<BH: Behavior>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
         for i in range {
             match self.chart.action_at(i) {
                 Action::User(a) => {
@@ -1096,7 +1292,9 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                     cx.behavior.action(a, &mut acx);
                 }
                 Action::Raise { event } => {
-                    self.queue.push_back(event).map_err(|_| Error::QueueFull { capacity: Q })?;
+                    self.queue
+                        .push_back(event)
+                        .map_err(|_| Error::QueueFull { capacity: Q })?;
                 }
                 Action::RaiseAfter { event, delay, id } => {
                     let d = self.resolve_delay(delay, cx)?;
@@ -1107,11 +1305,16 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                             TimerKey::Id(self.io.next_id)
                         }
                     };
-                    self.io.push_timer(cx.now + d, key, TimerKind::Event(event))?;
+                    self.io
+                        .push_timer(cx.now + d, key, TimerKind::Event(event))?;
                 }
                 Action::StartAfter { event, delay } => {
                     let d = self.resolve_delay(delay, cx)?;
-                    self.io.push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
+                    self.io.push_timer(
+                        cx.now + d,
+                        TimerKey::After(event),
+                        TimerKind::Event(event),
+                    )?;
                 }
                 Action::CancelAfter { event } => {
                     self.io.cancel_key(TimerKey::After(event));
@@ -1119,15 +1322,28 @@ impl<'c, const W: usize, const Q: usize, const O: usize, const T: usize, const H
                 Action::Cancel { id } => {
                     self.io.cancel_key(TimerKey::Named(id));
                 }
-                Action::SendTo { target, event, payload, delay, id } => {
+                Action::SendTo {
+                    target,
+                    event,
+                    payload,
+                    delay,
+                    id,
+                } => {
                     let d = match delay {
                         Some(d) => Some(self.resolve_delay(d, cx)?),
                         None => None,
                     };
                     let target_is_self = self.chart.str(target) == self.id.as_str();
                     let r = if target_is_self && d.is_none() {
-                        let m = Message { target: None, event: Bytes::Chart(event), payload: payload.map_or(Bytes::Empty, Bytes::Chart) };
-                        self.io.outbox.push(m).map_err(|_| Error::OutboxFull { capacity: O })
+                        let m = Message {
+                            target: None,
+                            event: Bytes::Chart(event),
+                            payload: payload.map_or(Bytes::Empty, Bytes::Chart),
+                        };
+                        self.io
+                            .outbox
+                            .push(m)
+                            .map_err(|_| Error::OutboxFull { capacity: O })
                     } else {
                         self.io.send_chart(cx.now, target, event, payload, d, id)
                     };

@@ -40,7 +40,9 @@ impl<const W: usize> StateSet<W> {
     /// Whether the state is in the set.
     #[inline]
     pub fn contains(&self, s: StateId) -> bool {
-        self.words.get(s.index() / 64).is_some_and(|w| w & (1 << (s.index() % 64)) != 0)
+        self.words
+            .get(s.index() / 64)
+            .is_some_and(|w| w & (1 << (s.index() % 64)) != 0)
     }
     /// Removes every state.
     pub fn clear(&mut self) {
@@ -52,7 +54,10 @@ impl<const W: usize> StateSet<W> {
     }
     /// Whether the two sets share a state.
     pub fn intersects(&self, other: &Self) -> bool {
-        self.words.iter().zip(other.words.iter()).any(|(a, b)| a & b != 0)
+        self.words
+            .iter()
+            .zip(other.words.iter())
+            .any(|(a, b)| a & b != 0)
     }
     /// Adds every state of `other`.
     pub fn union_with(&mut self, other: &Self) {
@@ -70,11 +75,19 @@ impl<const W: usize> StateSet<W> {
     }
     /// The states of the set within `lo..=hi`, ascending.
     pub fn iter_range(&self, lo: StateId, hi: StateId) -> Iter<'_, W> {
-        Iter { set: self, next: lo.index(), end: (hi.index() + 1).min(Self::CAPACITY) }
+        Iter {
+            set: self,
+            next: lo.index(),
+            end: (hi.index() + 1).min(Self::CAPACITY),
+        }
     }
     /// The states of the set within `lo..=hi`, descending (reverse document order).
     pub fn iter_range_rev(&self, lo: StateId, hi: StateId) -> RevIter<'_, W> {
-        RevIter { set: self, lo: lo.index(), next_end: (hi.index() + 1).min(Self::CAPACITY) }
+        RevIter {
+            set: self,
+            lo: lo.index(),
+            next_end: (hi.index() + 1).min(Self::CAPACITY),
+        }
     }
 }
 

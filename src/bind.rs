@@ -1,0 +1,293 @@
+//! Binding a chart's action, guard and delay names to Rust code.
+//!
+//! A [`Behaviors`] collects closures by name; [`Behaviors::bind`] resolves them against a chart
+//! once and reports every name the chart uses that was not bound, all at once. The result,
+//! [`Bound`], implements the core's [`Behavior`] with plain vector indexing: no lookup by name
+//! and no allocation while the machine runs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use interstate_core::{
+    ActionContext, ActionId, Behavior, Chart, DelayId, Duration, GuardContext, GuardId,
+    ProcessInfo, TransportKind,
+};
+
+/// Answers `process_info(target)` for actions: which process hosts a machine.
+pub trait Directory {
+    /// What is known about the process hosting `machine_id`, if anything.
+    fn process_info(&self, machine_id: &str) -> Option<ProcessInfo>;
+}
+
+/// A directory for machines that all live in this process.
+#[derive(Clone, Debug, Default)]
+pub struct LocalDirectory {
+    machines: Vec<String>,
+    started: interstate_core::Instant,
+}
+
+impl LocalDirectory {
+    /// A directory that knows the given machine ids, registered at `started`.
+    pub fn new(
+        machines: impl IntoIterator<Item = impl Into<String>>,
+        started: interstate_core::Instant,
+    ) -> Self {
+        LocalDirectory {
+            machines: machines.into_iter().map(Into::into).collect(),
+            started,
+        }
+    }
+}
+
+/// This process, described for [`ProcessInfo`].
+pub fn local_process_info(
+    machine_id: &str,
+    registered_at: interstate_core::Instant,
+    transport: TransportKind,
+) -> ProcessInfo {
+    let mut id = heapless::String::new();
+    for c in machine_id.chars() {
+        if id.push(c).is_err() {
+            break;
+        }
+    }
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut executable = heapless::String::new();
+    for c in exe.chars() {
+        if executable.push(c).is_err() {
+            break;
+        }
+    }
+    ProcessInfo {
+        machine_id: id,
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        executable,
+        transport,
+        registered_at,
+        local: true,
+    }
+}
+
+impl Directory for LocalDirectory {
+    fn process_info(&self, machine_id: &str) -> Option<ProcessInfo> {
+        self.machines
+            .iter()
+            .any(|m| m == machine_id)
+            .then(|| local_process_info(machine_id, self.started, TransportKind::InProcess))
+    }
+}
+
+/// The context a bound action closure receives: the core's [`ActionContext`] (send, send_self,
+/// send_after, cancel, machine_id, event, payload) plus [`process_info`](Ctx::process_info).
+pub struct Ctx<'a, 'b> {
+    inner: &'a mut ActionContext<'b>,
+    directory: &'a dyn Directory,
+}
+
+impl Ctx<'_, '_> {
+    /// What the host knows about the process hosting machine `target`.
+    pub fn process_info(&self, target: &str) -> Option<ProcessInfo> {
+        self.directory.process_info(target)
+    }
+}
+
+impl<'b> Deref for Ctx<'_, 'b> {
+    type Target = ActionContext<'b>;
+    fn deref(&self) -> &ActionContext<'b> {
+        self.inner
+    }
+}
+
+impl<'b> DerefMut for Ctx<'_, 'b> {
+    fn deref_mut(&mut self) -> &mut ActionContext<'b> {
+        self.inner
+    }
+}
+
+type ActionFn = Box<dyn FnMut(&mut Ctx<'_, '_>)>;
+type GuardFn = Box<dyn FnMut(&GuardContext<'_>) -> bool>;
+type LogFn = Box<dyn FnMut(&str, &str)>;
+
+/// Closures by name, to bind against a chart.
+#[derive(Default)]
+pub struct Behaviors {
+    actions: HashMap<String, ActionFn>,
+    guards: HashMap<String, GuardFn>,
+    delays: HashMap<String, Duration>,
+    log: Option<LogFn>,
+}
+
+/// Names a chart uses that have no binding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unbound {
+    /// Action names.
+    pub actions: Vec<String>,
+    /// Guard names.
+    pub guards: Vec<String>,
+    /// Delay names.
+    pub delays: Vec<String>,
+}
+
+impl Unbound {
+    /// Whether every name was bound.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.guards.is_empty() && self.delays.is_empty()
+    }
+}
+
+impl fmt::Display for Unbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        for (what, list) in [
+            ("actions", &self.actions),
+            ("guards", &self.guards),
+            ("delays", &self.delays),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!(
+                    "{what} {}",
+                    list.iter()
+                        .map(|n| format!("'{n}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        write!(
+            f,
+            "the chart uses names that are not bound: {}",
+            parts.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for Unbound {}
+
+impl Behaviors {
+    /// No bindings yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Binds an action name.
+    pub fn action(mut self, name: &str, f: impl FnMut(&mut Ctx<'_, '_>) + 'static) -> Self {
+        self.actions.insert(name.to_string(), Box::new(f));
+        self
+    }
+    /// Binds a guard name.
+    pub fn guard(mut self, name: &str, f: impl FnMut(&GuardContext<'_>) -> bool + 'static) -> Self {
+        self.guards.insert(name.to_string(), Box::new(f));
+        self
+    }
+    /// Binds a named delay.
+    pub fn delay(mut self, name: &str, d: Duration) -> Self {
+        self.delays.insert(name.to_string(), d);
+        self
+    }
+    /// Receives `log` actions' messages (machine id, message). By default they go to stderr.
+    pub fn on_log(mut self, f: impl FnMut(&str, &str) + 'static) -> Self {
+        self.log = Some(Box::new(f));
+        self
+    }
+
+    /// Binds every name the chart uses; fails listing all the names that have no binding.
+    pub fn bind(self, chart: &Chart<'_>) -> Result<Bound, Unbound> {
+        let (bound, unbound) = self.bind_lenient(chart);
+        if unbound.is_empty() {
+            Ok(bound)
+        } else {
+            Err(unbound)
+        }
+    }
+
+    /// Binds what it can: unbound actions do nothing, unbound guards are false, unbound delays
+    /// fail the step that needs them. Returns the names left unbound too.
+    pub fn bind_lenient(mut self, chart: &Chart<'_>) -> (Bound, Unbound) {
+        let mut unbound = Unbound::default();
+        let actions = (0..chart.action_count() as u16)
+            .map(|i| {
+                let name = chart.action_name(ActionId(i));
+                let f = self.actions.remove(name);
+                if f.is_none() {
+                    unbound.actions.push(name.to_string());
+                }
+                f
+            })
+            .collect();
+        let guards = (0..chart.guard_count() as u16)
+            .map(|i| {
+                let name = chart.guard_name(GuardId(i));
+                let f = self.guards.remove(name);
+                if f.is_none() {
+                    unbound.guards.push(name.to_string());
+                }
+                f
+            })
+            .collect();
+        let delays = (0..chart.delay_count() as u16)
+            .map(|i| {
+                let name = chart.delay_name(DelayId(i));
+                let d = self.delays.get(name).copied();
+                if d.is_none() {
+                    unbound.delays.push(name.to_string());
+                }
+                d
+            })
+            .collect();
+        let bound = Bound {
+            actions,
+            guards,
+            delays,
+            log: self.log,
+            directory: Box::new(LocalDirectory::default()),
+        };
+        (bound, unbound)
+    }
+}
+
+/// Closures resolved against one chart, by id. Implements the core's [`Behavior`].
+pub struct Bound {
+    actions: Vec<Option<ActionFn>>,
+    guards: Vec<Option<GuardFn>>,
+    delays: Vec<Option<Duration>>,
+    log: Option<LogFn>,
+    directory: Box<dyn Directory>,
+}
+
+impl Bound {
+    /// Sets what `process_info` answers from.
+    pub fn set_directory(&mut self, directory: Box<dyn Directory>) {
+        self.directory = directory;
+    }
+}
+
+impl Behavior for Bound {
+    fn action(&mut self, action: ActionId, cx: &mut ActionContext<'_>) {
+        if let Some(Some(f)) = self.actions.get_mut(action.index()) {
+            let mut ctx = Ctx {
+                inner: cx,
+                directory: &*self.directory,
+            };
+            f(&mut ctx);
+        }
+    }
+    fn guard(&mut self, guard: GuardId, cx: &GuardContext<'_>) -> bool {
+        match self.guards.get_mut(guard.index()) {
+            Some(Some(f)) => f(cx),
+            _ => false,
+        }
+    }
+    fn delay(&mut self, delay: DelayId) -> Option<Duration> {
+        self.delays.get(delay.index()).copied().flatten()
+    }
+    fn log(&mut self, machine_id: &str, message: &str) {
+        match &mut self.log {
+            Some(f) => f(machine_id, message),
+            None => eprintln!("[{machine_id}] {message}"),
+        }
+    }
+}

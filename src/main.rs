@@ -1,0 +1,158 @@
+//! The `interstate` command-line tool.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "interstate",
+    version,
+    about = "Statecharts across processes on one machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a chart (JSON or image) and print a one-line summary.
+    Check {
+        /// The chart file.
+        file: PathBuf,
+    },
+    /// Run a chart on a virtual clock; inputs from the arguments or stdin, one per line.
+    ///
+    /// An input is an event type (GO), a JSON event ({"type":"GO","data":{...}}), or
+    /// `@advance MS`, which moves the virtual clock forward and fires due timers.
+    Simulate {
+        /// The chart file.
+        file: PathBuf,
+        /// A guard's value, NAME=true|false. Every guard the chart uses needs one.
+        #[arg(long = "guard", value_name = "NAME=BOOL")]
+        guards: Vec<String>,
+        /// A named delay's value, NAME=MS.
+        #[arg(long = "delay", value_name = "NAME=MS")]
+        delays: Vec<String>,
+        /// Input events; when none are given, they are read from stdin.
+        events: Vec<String>,
+    },
+    /// Compile a JSON chart into a chart image that the core loads without allocating.
+    Compile {
+        /// The JSON chart.
+        file: PathBuf,
+        /// Where to write the image.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a Mermaid stateDiagram-v2 or Graphviz DOT picture of a chart.
+    Diagram {
+        /// The chart file.
+        file: PathBuf,
+        /// The output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: interstate::diagram::Format,
+    },
+}
+
+fn load(file: &PathBuf) -> Result<interstate::CompiledChart, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    interstate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn parse_pairs<T>(
+    list: &[String],
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<(String, T)>, String> {
+    list.iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--{what} {p}: expected NAME=VALUE"))?;
+            let v = parse(v).ok_or_else(|| format!("--{what} {p}: bad value '{v}'"))?;
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Check { file } => {
+            let compiled = load(&file)?;
+            let chart = compiled.chart();
+            println!(
+                "{}: ok: {}",
+                file.display(),
+                interstate::diagram::summary(&chart)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            file,
+            guards,
+            delays,
+            events,
+        } => {
+            let compiled = load(&file)?;
+            let options = interstate::simulate::Options {
+                guards: parse_pairs(&guards, "guard", |v| match v {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => None,
+                })?
+                .into_iter()
+                .collect(),
+                delays: parse_pairs(&delays, "delay", |v| v.parse().ok())?
+                    .into_iter()
+                    .collect(),
+                machine_id: None,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let inputs: Box<dyn Iterator<Item = String>> = if events.is_empty() {
+                Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
+            } else {
+                Box::new(events.into_iter())
+            };
+            let ok = interstate::simulate::run(&compiled.chart(), &options, inputs, &mut out)
+                .map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Compile { file, output } => {
+            let compiled = load(&file)?;
+            let image = compiled.to_image();
+            std::fs::write(&output, &image).map_err(|e| format!("{}: {e}", output.display()))?;
+            println!(
+                "{}: {} bytes ({})",
+                output.display(),
+                image.len(),
+                interstate::diagram::summary(&compiled.chart())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diagram { file, format } => {
+            let compiled = load(&file)?;
+            print!("{}", interstate::diagram::render(&compiled.chart(), format));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("interstate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

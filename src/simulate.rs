@@ -1,0 +1,266 @@
+//! `interstate simulate`: run a chart on a virtual clock and print its trace.
+//!
+//! The trace format is one JSON object per line, the same as XState's trace printed by the
+//! project's reference oracle: first the start, then one line per input:
+//!
+//! ```text
+//! {"step":1,"input":"GO","value":{"a":"b"},"actions":["exitA","tGo"],"done":false}
+//! ```
+//!
+//! `actions` lists the user actions executed, in order (built-in actions left out). Messages
+//! the machine sent to other machines are listed under `sent` when there are any. Messages
+//! it sent to itself are delivered back right after the macrostep, as XState's mailbox does.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::rc::Rc;
+
+use interstate_core::{Chart, Duration, Event, Instant, Machine, Target};
+use serde_json::{json, Value};
+
+use crate::bind::Behaviors;
+
+/// The most timers fired or self-sent events delivered for one input line before the
+/// simulation reports a loop (a zero-delay timer re-arming itself, a self-send ping-pong).
+pub const MAX_DELIVERIES_PER_INPUT: usize = 100_000;
+
+/// Settings of a simulation.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Guard values by name. Every guard the chart uses must have one.
+    pub guards: HashMap<String, bool>,
+    /// Named delays by name, in milliseconds.
+    pub delays: HashMap<String, u64>,
+    /// The machine id (default: the root state's id).
+    pub machine_id: Option<String>,
+}
+
+/// The machine used by the simulator: generous capacities, since it runs on a host.
+pub type SimMachine<'c> = Machine<'c, 1024, 256, 256, 256, 1024, 65536>;
+
+struct Sim<'c> {
+    machine: Box<SimMachine<'c>>,
+    behavior: crate::bind::Bound,
+    log: Rc<RefCell<Vec<String>>>,
+    now: Instant,
+    sent: Vec<Value>,
+}
+
+fn payload_value(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return Value::Null;
+    }
+    match std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| serde_json::from_str(s).ok())
+    {
+        Some(v) => v,
+        None => Value::Array(bytes.iter().map(|&b| json!(b)).collect()),
+    }
+}
+
+impl Sim<'_> {
+    /// Delivers self-sends and collects the rest, until the outbox stays empty.
+    fn drain(&mut self, budget: &mut usize) -> Result<(), String> {
+        let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
+        loop {
+            for m in self.machine.outbox() {
+                match m.target {
+                    Target::ThisMachine => {
+                        pending.push_back((m.event.to_string(), m.payload.to_vec()))
+                    }
+                    Target::Machine(t) if t == self.machine.id() => {
+                        pending.push_back((m.event.to_string(), m.payload.to_vec()))
+                    }
+                    Target::Machine(t) => {
+                        let mut msg = json!({"to": t, "event": m.event});
+                        if !m.payload.is_empty() {
+                            msg["data"] = payload_value(m.payload);
+                        }
+                        self.sent.push(msg);
+                    }
+                }
+            }
+            self.machine.clear_outbox();
+            let Some((event, payload)) = pending.pop_front() else {
+                return Ok(());
+            };
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("too many events sent to itself for one input: a send loop")?;
+            self.machine
+                .send(
+                    self.now,
+                    Event::new(&event).with_payload(&payload),
+                    &mut self.behavior,
+                )
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    fn input(&mut self, line: &str) -> Result<(), String> {
+        let mut budget = MAX_DELIVERIES_PER_INPUT;
+        if let Some(ms) = line.strip_prefix("@advance") {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                format!(
+                    "'@advance' takes a whole number of milliseconds, not '{}'",
+                    ms.trim()
+                )
+            })?;
+            self.now = self.now + Duration::from_millis(ms);
+            while self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
+                budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+                self.machine
+                    .handle_timeout(self.now, &mut self.behavior)
+                    .map_err(|e| e.to_string())?;
+                self.drain(&mut budget)?;
+            }
+            return Ok(());
+        }
+        if line.starts_with('@') {
+            return Err(format!("unknown directive '{line}' (only '@advance MS')"));
+        }
+        let (name, payload) = if line.starts_with('{') {
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| format!("not a JSON event object: {e}"))?;
+            let Some(name) = v.get("type").and_then(Value::as_str) else {
+                return Err("a JSON event needs a string 'type'".into());
+            };
+            let payload = match v.get("data") {
+                Some(d) => d.to_string().into_bytes(),
+                None => Vec::new(),
+            };
+            (name.to_string(), payload)
+        } else {
+            (line.to_string(), Vec::new())
+        };
+        self.machine
+            .send(
+                self.now,
+                Event::new(&name).with_payload(&payload),
+                &mut self.behavior,
+            )
+            .map_err(|e| e.to_string())?;
+        self.drain(&mut budget)
+    }
+
+    fn line(&mut self, step: usize, input: Option<&str>) -> Value {
+        let mut value = String::new();
+        let _ = self.machine.write_value(&mut value);
+        let mut out = json!({
+            "step": step,
+            "input": input,
+            "value": serde_json::from_str::<Value>(&value).unwrap_or(Value::Null),
+            "actions": std::mem::take(&mut *self.log.borrow_mut()),
+            "done": self.machine.is_done(),
+        });
+        if !self.sent.is_empty() {
+            out["sent"] = Value::Array(std::mem::take(&mut self.sent));
+        }
+        out
+    }
+}
+
+/// Runs the chart over the input lines, writing the trace to `out`. Returns `Ok(true)` when
+/// every line ran, `Ok(false)` when an error line was printed (the caller exits non-zero).
+pub fn run(
+    chart: &Chart<'_>,
+    options: &Options,
+    inputs: impl IntoIterator<Item = String>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut behaviors = Behaviors::new().on_log(|_, _| {});
+    for i in 0..chart.action_count() as u16 {
+        let name = chart.action_name(interstate_core::ActionId(i)).to_string();
+        let log = log.clone();
+        behaviors = behaviors.action(&name.clone(), move |_| log.borrow_mut().push(name.clone()));
+    }
+    let mut missing = Vec::new();
+    for i in 0..chart.guard_count() as u16 {
+        let name = chart.guard_name(interstate_core::GuardId(i));
+        match options.guards.get(name) {
+            Some(&v) => behaviors = behaviors.guard(name, move |_| v),
+            None => missing.push(name.to_string()),
+        }
+    }
+    for (name, &ms) in &options.delays {
+        behaviors = behaviors.delay(name, Duration::from_millis(ms));
+    }
+    if !missing.is_empty() {
+        let list = missing
+            .iter()
+            .map(|g| format!("'{g}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "the chart uses guard(s) {list} with no value: pass --guard NAME=true|false for each"
+        );
+        writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
+        return Ok(false);
+    }
+    let (behavior, unbound) = behaviors.bind_lenient(chart);
+    if !unbound.delays.is_empty() {
+        let list = unbound
+            .delays
+            .iter()
+            .map(|g| format!("'{g}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "the chart uses named delay(s) {list} with no value: pass --delay NAME=MS for each"
+        );
+        writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
+        return Ok(false);
+    }
+    let id = options
+        .machine_id
+        .clone()
+        .unwrap_or_else(|| chart.state_id(interstate_core::StateId(0)).to_string());
+    let machine = match SimMachine::new(*chart, &id) {
+        Ok(m) => Box::new(m),
+        Err(e) => {
+            writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
+            return Ok(false);
+        }
+    };
+    let mut sim = Sim {
+        machine,
+        behavior,
+        log,
+        now: Instant::ZERO,
+        sent: Vec::new(),
+    };
+    let started = sim
+        .machine
+        .start(Instant::ZERO, &mut sim.behavior)
+        .map_err(|e| e.to_string())
+        .and_then(|()| sim.drain(&mut MAX_DELIVERIES_PER_INPUT.clone()));
+    if let Err(e) = started {
+        writeln!(out, "{}", json!({"step": 0, "error": e}))?;
+        return Ok(false);
+    }
+    let first = sim.line(0, None);
+    writeln!(out, "{first}")?;
+    let mut step = 1;
+    for raw in inputs {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = sim.input(line) {
+            let mut msg = String::new();
+            let _ = write!(msg, "{e}");
+            writeln!(out, "{}", json!({"step": step, "error": msg}))?;
+            return Ok(false);
+        }
+        let l = sim.line(step, Some(line));
+        writeln!(out, "{l}")?;
+        step += 1;
+    }
+    Ok(true)
+}
