@@ -869,7 +869,6 @@ impl Compiler {
                 return err(&tpath, "a target is a string");
             };
             match self.resolve_target(source, ts) {
-                Ok(0) => return err(&tpath, "the root cannot be a target"),
                 Ok(i) => t.targets.push(i as u16),
                 Err(e) => return err(&tpath, e),
             }

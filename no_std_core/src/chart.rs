@@ -875,11 +875,6 @@ impl<'a> Chart<'a> {
                     "target or action range out of the table",
                 ));
             }
-            for k in tr.targets_start..tr.targets_start + tr.targets_len {
-                if raw::u16_entry(t.targets, k as usize) == 0 {
-                    return Err(bad("transitions", ti, "the root cannot be a target"));
-                }
-            }
             if tr.targets_len > 1 && !targets_orthogonal(&t, tr.targets_start, tr.targets_len) {
                 return Err(bad(
                     "transitions",

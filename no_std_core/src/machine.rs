@@ -780,21 +780,14 @@ impl<
         if range.is_empty() {
             return None;
         }
-        // Exact descriptors win outright: when the event has an exact key, only its
-        // transitions are candidates, even if all their guards fail.
+        // XState's `getCandidates`: the exact descriptor's transitions first, then the
+        // matching partial descriptors (stored longest first), each in document order.
         if let Some(e) = cx.event.id {
-            let mut has_exact = false;
             for ti in range.clone() {
                 let t = self.chart.transition(TransitionId(ti));
-                if t.trigger == Trigger::Exact && t.event == e.0 {
-                    has_exact = true;
-                    if self.guard_passes(t.guard, cx) {
-                        return Some(TransitionId(ti));
-                    }
+                if t.trigger == Trigger::Exact && t.event == e.0 && self.guard_passes(t.guard, cx) {
+                    return Some(TransitionId(ti));
                 }
-            }
-            if has_exact {
-                return None;
             }
         }
         let name = cx.event.name;
