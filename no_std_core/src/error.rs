@@ -80,6 +80,17 @@ pub enum Error {
     },
     /// The machine was not started, or has stopped with an error.
     NotRunning,
+    /// A frame's length prefix is larger than the link allows.
+    FrameTooLarge {
+        /// The announced length.
+        len: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// A frame body is not a valid postcard [`crate::wire::Frame`].
+    MalformedFrame(&'static str),
+    /// The peer broke the protocol (e.g. a frame out of order).
+    Protocol(&'static str),
     /// The machine is already started.
     AlreadyStarted,
 }
@@ -118,6 +129,9 @@ impl fmt::Display for Error {
             }
             Error::TimersFull { capacity } => write!(f, "timer table full ({capacity} pending delayed events)"),
             Error::UnboundDelay { delay } => write!(f, "named delay #{delay} has no binding"),
+            Error::FrameTooLarge { len, max } => write!(f, "frame of {len} bytes exceeds the largest allowed ({max} bytes)"),
+            Error::MalformedFrame(why) => write!(f, "malformed frame: {why}"),
+            Error::Protocol(why) => write!(f, "protocol violation: {why}"),
             Error::NotRunning => write!(f, "the machine is not running (not started, or stopped by an error)"),
             Error::AlreadyStarted => write!(f, "the machine is already started"),
         }

@@ -24,11 +24,14 @@
 
 pub mod chart;
 pub mod context;
+pub mod endpoint;
 pub mod error;
+pub mod hub;
 pub mod image;
 pub mod machine;
 pub mod set;
 pub mod time;
+pub mod wire;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
 pub use context::{

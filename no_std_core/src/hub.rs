@@ -1,0 +1,720 @@
+//! The hub: routing, ownership, registry and admission, as a pure state machine.
+//!
+//! The platform owns the sockets and the byte buffers; it tells the hub when a link opens
+//! (with the kernel's peer credentials), hands it every complete frame body, and tells it when
+//! a link closes. The hub answers through [`HubIo`]: frames to queue on links, links to close,
+//! and log lines. Time is passed in.
+//!
+//! Rules it enforces:
+//! - admission: only allowed uids/gids get in (by default the hub's own uid); at most `L` links;
+//! - the first frame is a Hello with the right magic and version, within `hello_timeout`;
+//! - a machine id is owned by the link that registered it; a live owner's id cannot be taken;
+//! - the sender of a Deliver must own its `from` id (the hub stamps nothing it cannot check);
+//! - backpressure: when a target link's queue is full, the hub reports [`Handled::Stalled`] and
+//!   the platform stops reading from the sender until the target drains, then hands the same
+//!   frame in again;
+//! - a malformed or out-of-order frame closes only that link, with a logged reason.
+//!
+//! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
+
+use heapless::{FnvIndexMap, String, Vec};
+
+use crate::context::TransportKind;
+use crate::error::Error;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry, Reject,
+    RejectCode, Welcome, MAGIC, MIN_MAX_FRAME, PROTOCOL_VERSION,
+};
+
+/// A link's number. 0 is the hub's own process.
+pub type LinkId = u32;
+
+/// The link of the hub's own process.
+pub const LOCAL_LINK: LinkId = 0;
+
+/// The longest machine id on the bus, in bytes.
+pub const MAX_ID: usize = 64;
+
+/// What the kernel says about the process at the other end of a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// Process id.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// The platform's side of the hub.
+pub trait HubIo {
+    /// Queues a frame on a link. `Err(())` when the link's outgoing queue has no room for it.
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), ()>;
+    /// Queues an already-encoded frame body on a link (forwarding without re-encoding).
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), ()>;
+    /// Closes a link after what is queued on it has been written (or at once if it cannot be).
+    fn close(&mut self, link: LinkId, reason: &str);
+    /// A log line about a link: refusals, malformed input, protocol violations.
+    fn log(&mut self, link: LinkId, message: &str);
+}
+
+/// What became of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Processed.
+    Done,
+    /// Could not be processed because `LinkId`'s queue is full: stop reading from the sender
+    /// and hand the same frame in again once that link has drained.
+    Stalled(LinkId),
+    /// The link was closed (the platform has been told through [`HubIo::close`]).
+    Closed,
+}
+
+/// Hub settings.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// The largest frame body the hub accepts and sends.
+    pub max_frame: u32,
+    /// The most machine ids one link may register.
+    pub machines_per_link: usize,
+    /// How long a new link has to send its Hello.
+    pub hello_timeout: Duration,
+    /// A link that sends nothing for this long is closed (clients ping well within it).
+    pub idle_timeout: Duration,
+    /// Users allowed on the bus (the hub's own uid should be in it).
+    pub allowed_uids: Vec<u32, 16>,
+    /// Groups allowed on the bus (in addition to the users).
+    pub allowed_gids: Vec<u32, 16>,
+    /// Wall-clock milliseconds since the Unix epoch at `Instant::ZERO`, for registry times.
+    pub epoch_unix_ms: u64,
+    /// The hub's process id.
+    pub pid: u32,
+    /// The transport the hub's links use, as shown in the registry.
+    pub transport: TransportKind,
+}
+
+impl HubConfig {
+    /// Defaults that admit only `uid`.
+    pub fn new(uid: u32, pid: u32) -> Self {
+        let mut allowed_uids = Vec::new();
+        let _ = allowed_uids.push(uid);
+        HubConfig {
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            machines_per_link: 64,
+            hello_timeout: Duration::from_millis(5_000),
+            idle_timeout: Duration::from_millis(30_000),
+            allowed_uids,
+            allowed_gids: Vec::new(),
+            epoch_unix_ms: 0,
+            pid,
+            transport: TransportKind::UnixSocket,
+        }
+    }
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Messages routed to their target's link.
+    pub delivered: u64,
+    /// Messages reported back as failed.
+    pub failed: u64,
+    /// Links refused at admission or handshake.
+    pub rejected: u64,
+    /// Links closed for malformed or out-of-order frames.
+    pub protocol_errors: u64,
+    /// Deliver frames whose sender did not own the `from` id.
+    pub spoofed: u64,
+    /// Monitor copies dropped because a monitor was slow.
+    pub monitor_dropped: u64,
+    /// Links open now (the local link excluded).
+    pub links: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    Free,
+    AwaitHello,
+    Ready,
+}
+
+#[derive(Clone, Debug)]
+struct Link {
+    state: LinkState,
+    peer: PeerCredentials,
+    executable: String<64>,
+    opened_at: Instant,
+    last_rx: Instant,
+    machines: usize,
+    registry: bool,
+    monitor: bool,
+}
+
+impl Link {
+    const FREE: Link = Link {
+        state: LinkState::Free,
+        peer: PeerCredentials {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        },
+        executable: String::new(),
+        opened_at: Instant::ZERO,
+        last_rx: Instant::ZERO,
+        machines: 0,
+        registry: false,
+        monitor: false,
+    };
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    link: LinkId,
+    since_ms: u64,
+}
+
+/// The hub. `L`: links (the local link included); `M`: machine ids (a power of two).
+pub struct Hub<const L: usize = 64, const M: usize = 1024> {
+    config: HubConfig,
+    links: [Link; L],
+    routes: FnvIndexMap<String<MAX_ID>, Route, M>,
+    stats: HubStats,
+}
+
+fn truncated<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// The routing-table key of a machine id (an id longer than any key matches none).
+fn key(machine: &str) -> Option<String<MAX_ID>> {
+    let mut k = String::new();
+    k.push_str(machine).ok()?;
+    Some(k)
+}
+
+/// Whether a machine id is acceptable on the bus: 1 to 64 bytes, no control characters.
+pub fn valid_machine_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
+}
+
+impl<const L: usize, const M: usize> Hub<L, M> {
+    /// A hub with no links but its own (link 0, for the hub's process), named `executable`.
+    pub fn new(config: HubConfig, executable: &str) -> Self {
+        let mut links = [Link::FREE; L];
+        links[0] = Link {
+            state: LinkState::Ready,
+            peer: PeerCredentials {
+                pid: config.pid,
+                uid: config.allowed_uids.first().copied().unwrap_or(0),
+                gid: 0,
+            },
+            executable: truncated(executable),
+            ..Link::FREE
+        };
+        Hub {
+            config,
+            links,
+            routes: FnvIndexMap::new(),
+            stats: HubStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+    /// Counters.
+    pub fn stats(&self) -> HubStats {
+        self.stats
+    }
+    fn lookup(&self, machine: &str) -> Option<&Route> {
+        key(machine).and_then(|k| self.routes.get(&k))
+    }
+
+    /// Which link owns a machine id.
+    pub fn route(&self, machine: &str) -> Option<LinkId> {
+        self.lookup(machine).map(|r| r.link)
+    }
+    /// The registry: every machine id with its link.
+    pub fn machines(&self) -> impl Iterator<Item = (&str, LinkId)> + '_ {
+        self.routes.iter().map(|(k, r)| (k.as_str(), r.link))
+    }
+    /// The peer credentials of a link.
+    pub fn peer(&self, link: LinkId) -> Option<PeerCredentials> {
+        self.links
+            .get(link as usize)
+            .filter(|l| l.state != LinkState::Free)
+            .map(|l| l.peer)
+    }
+
+    /// A new connection. Returns its link id, or `None` when it was refused (it has been sent
+    /// a Reject and closed through `io`, with a log line).
+    pub fn link_opened(
+        &mut self,
+        now: Instant,
+        peer: PeerCredentials,
+        io: &mut dyn HubIo,
+    ) -> Option<LinkId> {
+        let allowed = self.config.allowed_uids.contains(&peer.uid)
+            || self.config.allowed_gids.contains(&peer.gid);
+        let slot = self
+            .links
+            .iter()
+            .skip(1)
+            .position(|l| l.state == LinkState::Free)
+            .map(|i| i as LinkId + 1);
+        let (code, message) = match (allowed, slot) {
+            (false, _) => (
+                RejectCode::NotAllowed,
+                "this user is not allowed on the bus (see the hub's allow list)",
+            ),
+            (true, None) => (
+                RejectCode::TooManyLinks,
+                "the hub has as many links as it accepts; try again later",
+            ),
+            (true, Some(link)) => {
+                self.links[link as usize] = Link {
+                    state: LinkState::AwaitHello,
+                    peer,
+                    opened_at: now,
+                    last_rx: now,
+                    ..Link::FREE
+                };
+                self.stats.links += 1;
+                return Some(link);
+            }
+        };
+        // Refused before it has a slot: the platform addresses it by a link id no one has.
+        self.stats.rejected += 1;
+        let link = LinkId::MAX;
+        let _ = io.send(
+            link,
+            &Frame::Reject(Reject {
+                code,
+                version: PROTOCOL_VERSION,
+                message,
+            }),
+        );
+        io.log(link, message);
+        io.close(link, message);
+        None
+    }
+
+    /// A link closed (by the peer, an error, or the platform). Its machine ids leave the
+    /// registry and registry subscribers are told.
+    pub fn link_closed(&mut self, link: LinkId, io: &mut dyn HubIo) {
+        let Some(l) = self.links.get_mut(link as usize) else {
+            return;
+        };
+        if link == LOCAL_LINK || l.state == LinkState::Free {
+            return;
+        }
+        *l = Link::FREE;
+        self.stats.links = self.stats.links.saturating_sub(1);
+        loop {
+            let Some(key) = self
+                .routes
+                .iter()
+                .find(|(_, r)| r.link == link)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.routes.remove(&key);
+            self.broadcast_removed(&key, io);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.links
+            .iter()
+            .skip(1)
+            .filter_map(|l| match l.state {
+                LinkState::Free => None,
+                LinkState::AwaitHello => Some(l.opened_at + self.config.hello_timeout),
+                LinkState::Ready => Some(l.last_rx + self.config.idle_timeout),
+            })
+            .min()
+    }
+
+    /// Closes links that did not say Hello in time or went silent.
+    pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
+        for i in 1..L {
+            let l = &self.links[i];
+            let reason = match l.state {
+                LinkState::AwaitHello if now >= l.opened_at + self.config.hello_timeout => {
+                    "no hello in time"
+                }
+                LinkState::Ready if now >= l.last_rx + self.config.idle_timeout => {
+                    "silent for longer than the idle timeout"
+                }
+                _ => continue,
+            };
+            io.log(i as LinkId, reason);
+            io.close(i as LinkId, reason);
+            self.link_closed(i as LinkId, io);
+        }
+    }
+
+    fn violation(&mut self, link: LinkId, reason: &str, io: &mut dyn HubIo) -> Handled {
+        self.stats.protocol_errors += 1;
+        io.log(link, reason);
+        io.close(link, reason);
+        self.link_closed(link, io);
+        Handled::Closed
+    }
+
+    /// Handles one frame body from `link`.
+    ///
+    /// The body must be one whole frame (see [`crate::wire::split_frame`]). On
+    /// [`Handled::Stalled`] nothing was done: hand the same body in again later.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        body: &[u8],
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        let Some(state) = self.links.get(link as usize).map(|l| l.state) else {
+            return Handled::Closed;
+        };
+        if state == LinkState::Free {
+            return Handled::Closed;
+        }
+        let frame = match Frame::decode(body) {
+            Ok(f) => f,
+            Err(Error::MalformedFrame(why)) => return self.violation(link, why, io),
+            Err(_) => return self.violation(link, "undecodable frame", io),
+        };
+        self.links[link as usize].last_rx = now;
+        if state == LinkState::AwaitHello {
+            return match frame {
+                Frame::Hello(h) => self.hello(link, h, io),
+                _ => {
+                    let _ = io.send(
+                        link,
+                        &Frame::Reject(Reject {
+                            code: RejectCode::NotInterstate,
+                            version: PROTOCOL_VERSION,
+                            message: "the first frame must be a hello",
+                        }),
+                    );
+                    self.stats.rejected += 1;
+                    self.violation(link, "first frame was not a hello", io)
+                }
+            };
+        }
+        match frame {
+            Frame::Deliver(d) => self.deliver(now, link, d, body, io),
+            Frame::Register { machine } => self.register(now, link, machine, io),
+            Frame::Unregister { machine } => {
+                if self.lookup(machine).is_some_and(|r| r.link == link) {
+                    self.routes.remove(&truncated::<MAX_ID>(machine));
+                    self.links[link as usize].machines =
+                        self.links[link as usize].machines.saturating_sub(1);
+                    self.broadcast_removed(machine, io);
+                }
+                Handled::Done
+            }
+            Frame::Subscribe { registry, monitor } => {
+                let l = &mut self.links[link as usize];
+                l.monitor = monitor;
+                if registry && !l.registry {
+                    l.registry = true;
+                    for (machine, r) in self.routes.iter() {
+                        let entry = self.entry(machine, *r);
+                        if io.send(link, &Frame::RegistryEntry(entry)).is_err() {
+                            return self.violation(
+                                link,
+                                "registry snapshot does not fit the link's queue",
+                                io,
+                            );
+                        }
+                    }
+                    if io.send(link, &Frame::SnapshotEnd).is_err() {
+                        return self.violation(
+                            link,
+                            "registry snapshot does not fit the link's queue",
+                            io,
+                        );
+                    }
+                }
+                Handled::Done
+            }
+            Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
+                Ok(()) => Handled::Done,
+                Err(()) => Handled::Stalled(link),
+            },
+            Frame::Pong { .. } => Handled::Done,
+            Frame::Goodbye { reason } => {
+                let mut why: String<96> = String::new();
+                let _ = why.push_str("goodbye: ");
+                let _ = why.push_str(truncated::<80>(reason).as_str());
+                io.close(link, why.as_str());
+                self.link_closed(link, io);
+                Handled::Closed
+            }
+            Frame::Hello(_) => self.violation(link, "second hello", io),
+            _ => self.violation(link, "a frame only the hub sends", io),
+        }
+    }
+
+    fn hello(&mut self, link: LinkId, h: Hello<'_>, io: &mut dyn HubIo) -> Handled {
+        let refuse = if h.magic != MAGIC {
+            Some((
+                RejectCode::NotInterstate,
+                "not an interstate client (bad magic)",
+            ))
+        } else if h.version != PROTOCOL_VERSION {
+            Some((
+                RejectCode::Version,
+                "protocol version mismatch: client and hub must speak the same version",
+            ))
+        } else if h.max_frame < MIN_MAX_FRAME {
+            Some((
+                RejectCode::FrameSize,
+                "the client's largest frame is below the minimum of 512 bytes",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refuse {
+            self.stats.rejected += 1;
+            let _ = io.send(
+                link,
+                &Frame::Reject(Reject {
+                    code,
+                    version: PROTOCOL_VERSION,
+                    message,
+                }),
+            );
+            io.log(link, message);
+            io.close(link, message);
+            self.link_closed(link, io);
+            return Handled::Closed;
+        }
+        let max_frame = h.max_frame.min(self.config.max_frame);
+        let l = &mut self.links[link as usize];
+        l.executable = truncated(h.executable);
+        l.state = LinkState::Ready;
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame,
+            link,
+            hub_pid: self.config.pid,
+        };
+        match io.send(link, &Frame::Welcome(welcome)) {
+            Ok(()) => Handled::Done,
+            Err(()) => self.violation(link, "no room for the welcome", io),
+        }
+    }
+
+    fn entry<'a>(&'a self, machine: &'a str, r: Route) -> RegistryEntry<'a> {
+        let l = &self.links[r.link as usize];
+        RegistryEntry {
+            machine,
+            pid: l.peer.pid,
+            uid: l.peer.uid,
+            executable: l.executable.as_str(),
+            transport: if r.link == LOCAL_LINK {
+                TransportKind::InProcess
+            } else {
+                self.config.transport
+            },
+            since_ms: r.since_ms,
+        }
+    }
+
+    fn broadcast_removed(&mut self, machine: &str, io: &mut dyn HubIo) {
+        for i in 0..L {
+            if self.links[i].registry && self.links[i].state == LinkState::Ready {
+                if io
+                    .send(i as LinkId, &Frame::RegistryRemoved { machine })
+                    .is_err()
+                {
+                    // A registry view that missed an update is wrong: make it reconnect.
+                    self.links[i].registry = false;
+                    io.log(
+                        i as LinkId,
+                        "registry subscriber too slow; closing it so it resynchronizes",
+                    );
+                    io.close(i as LinkId, "registry subscriber too slow");
+                }
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        machine: &str,
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        let status = if !valid_machine_id(machine) {
+            RegisterStatus::BadId
+        } else if let Some(r) = self.lookup(machine) {
+            if r.link == link {
+                RegisterStatus::Ok
+            } else {
+                RegisterStatus::Taken
+            }
+        } else if link != LOCAL_LINK
+            && self.links[link as usize].machines >= self.config.machines_per_link
+        {
+            RegisterStatus::TooMany
+        } else {
+            let route = Route {
+                link,
+                since_ms: self.config.epoch_unix_ms + now.as_millis(),
+            };
+            match self.routes.insert(truncated(machine), route) {
+                Ok(_) => {
+                    self.links[link as usize].machines += 1;
+                    let entry = self.entry(machine, route);
+                    let mut slow: Vec<LinkId, L> = Vec::new();
+                    for i in 0..L {
+                        if self.links[i].registry
+                            && self.links[i].state == LinkState::Ready
+                            && io.send(i as LinkId, &Frame::RegistryEntry(entry)).is_err()
+                        {
+                            let _ = slow.push(i as LinkId);
+                        }
+                    }
+                    for s in slow {
+                        self.links[s as usize].registry = false;
+                        io.log(
+                            s,
+                            "registry subscriber too slow; closing it so it resynchronizes",
+                        );
+                        io.close(s, "registry subscriber too slow");
+                    }
+                    RegisterStatus::Ok
+                }
+                Err(_) => RegisterStatus::HubFull,
+            }
+        };
+        if status == RegisterStatus::Taken {
+            io.log(link, "refused to register a machine id a live peer owns");
+        }
+        if link == LOCAL_LINK {
+            return if status == RegisterStatus::Ok {
+                Handled::Done
+            } else {
+                Handled::Closed
+            };
+        }
+        match io.send(link, &Frame::RegisterResult { machine, status }) {
+            Ok(()) => Handled::Done,
+            Err(()) => Handled::Stalled(link),
+        }
+    }
+
+    /// Registers a machine of the hub's own process. Returns the status.
+    pub fn register_local(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        io: &mut dyn HubIo,
+    ) -> RegisterStatus {
+        let before = self.lookup(machine).map(|r| r.link);
+        match self.register(now, LOCAL_LINK, machine, io) {
+            Handled::Done => RegisterStatus::Ok,
+            _ if !valid_machine_id(machine) => RegisterStatus::BadId,
+            _ if before.is_some() => RegisterStatus::Taken,
+            _ => RegisterStatus::HubFull,
+        }
+    }
+
+    /// Routes a message from a machine of the hub's own process (as if link 0 had sent it).
+    pub fn deliver_local(
+        &mut self,
+        now: Instant,
+        d: Deliver<'_>,
+        body: &[u8],
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        self.deliver(now, LOCAL_LINK, d, body, io)
+    }
+
+    fn fail(
+        &mut self,
+        link: LinkId,
+        d: &Deliver<'_>,
+        reason: FailReason,
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        let f = DeliveryFailed {
+            from: d.from,
+            to: d.to,
+            event: d.event,
+            seq: d.seq,
+            reason,
+        };
+        match io.send(link, &Frame::DeliveryFailed(f)) {
+            Ok(()) => {
+                self.stats.failed += 1;
+                Handled::Done
+            }
+            Err(()) => Handled::Stalled(link),
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        d: Deliver<'_>,
+        body: &[u8],
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        if self.lookup(d.from).is_none_or(|r| r.link != link) {
+            self.stats.spoofed += 1;
+            io.log(
+                link,
+                "deliver from a machine id this link does not own; refused",
+            );
+            return self.fail(link, &d, FailReason::NotOwner, io);
+        }
+        let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+            return self.fail(link, &d, FailReason::UnknownTarget, io);
+        };
+        if io.forward(target, body).is_err() {
+            return Handled::Stalled(target);
+        }
+        self.stats.delivered += 1;
+        let at_ms = self.config.epoch_unix_ms + now.as_millis();
+        for i in 0..L {
+            if self.links[i].monitor && self.links[i].state == LinkState::Ready {
+                let copy = Frame::Monitored {
+                    link,
+                    at_ms,
+                    frame: body,
+                };
+                if io.send(i as LinkId, &copy).is_err() {
+                    self.stats.monitor_dropped += 1;
+                }
+            }
+        }
+        Handled::Done
+    }
+
+    /// Reports a Deliver frame that will never reach its target (it was queued on a link that
+    /// closed) back to its sender. Other frames are ignored.
+    pub fn undeliverable(&mut self, body: &[u8], io: &mut dyn HubIo) {
+        let Ok(Frame::Deliver(d)) = Frame::decode(body) else {
+            return;
+        };
+        if let Some(sender) = self.lookup(d.from).map(|r| r.link) {
+            let _ = self.fail(sender, &d, FailReason::TargetGone, io);
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The bus wire format: postcard frames, length-delimited on stream transports.
+//!
+//! On a stream (a Unix socket, a FIFO pair) every frame is a 4-byte little-endian length `n`
+//! followed by `n` bytes: the postcard encoding of a [`Frame`]. The first frame a client sends
+//! is [`Frame::Hello`]; the hub answers [`Frame::Welcome`] or [`Frame::Reject`] and closes.
+//! `docs/wire.md` specifies every frame byte by byte for implementers in other languages.
+//!
+//! Decoding borrows every string and payload from the input buffer: receiving a message
+//! allocates nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::TransportKind;
+use crate::error::Error;
+
+/// `ISTB` as a little-endian `u32`: the first field of every Hello.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+/// The default largest frame body, in bytes.
+pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024;
+/// The smallest largest-frame a peer may announce.
+pub const MIN_MAX_FRAME: u32 = 512;
+
+/// Why a hub refuses a client.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectCode {
+    /// The first frame was not a Hello with the right magic.
+    NotInterstate,
+    /// The protocol versions differ.
+    Version,
+    /// The client's user or group is not allowed on this bus.
+    NotAllowed,
+    /// The hub has as many links as it accepts.
+    TooManyLinks,
+    /// The announced largest frame is too small.
+    FrameSize,
+}
+
+/// Why a message was not delivered.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// No machine has that id on the bus.
+    UnknownTarget,
+    /// The target's process went away before the message was delivered.
+    TargetGone,
+    /// The target's queue is full and the message could not wait.
+    QueueFull,
+    /// The sender does not own the machine id it sent as.
+    NotOwner,
+    /// The frame is larger than the bus allows.
+    TooLarge,
+    /// The sender is not connected to the hub and its buffer is full.
+    Disconnected,
+}
+
+impl FailReason {
+    /// A short reason a user can act on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::UnknownTarget => "no machine with that id is registered on the bus",
+            FailReason::TargetGone => "the target's process went away",
+            FailReason::QueueFull => "the target's queue is full",
+            FailReason::NotOwner => "the sender does not own the machine id it sent as",
+            FailReason::TooLarge => "the message is larger than the bus's largest frame",
+            FailReason::Disconnected => "not connected to the hub and the reconnect buffer is full",
+        }
+    }
+}
+
+/// The result of a registration.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegisterStatus {
+    /// The id is now routed to this link.
+    Ok,
+    /// A live peer owns the id.
+    Taken,
+    /// The link has as many machines as it may register.
+    TooMany,
+    /// The hub's routing table is full.
+    HubFull,
+    /// The id is empty or too long.
+    BadId,
+}
+
+/// A client's first frame.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// [`MAGIC`].
+    pub magic: u32,
+    /// [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The largest frame body the client accepts.
+    pub max_frame: u32,
+    /// The client's process id (informational: the hub trusts the kernel's peer credentials).
+    pub pid: u32,
+    /// The client's executable name.
+    pub executable: &'a str,
+}
+
+/// The hub's answer to an accepted Hello.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Welcome {
+    /// The hub's protocol version.
+    pub version: u16,
+    /// The largest frame body either side may send: the smaller of the two.
+    pub max_frame: u32,
+    /// The link's number on the hub (for logs).
+    pub link: u32,
+    /// The hub's process id.
+    pub hub_pid: u32,
+}
+
+/// The hub's answer to a refused Hello; it closes the link after sending it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject<'a> {
+    /// What kind of refusal.
+    pub code: RejectCode,
+    /// The hub's protocol version, so a client can say what it should upgrade to.
+    pub version: u16,
+    /// A message a user can act on.
+    pub message: &'a str,
+}
+
+/// An event from one machine to another.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deliver<'a> {
+    /// The sending machine. The hub checks that the sending link owns it.
+    pub from: &'a str,
+    /// The target machine.
+    pub to: &'a str,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+    /// Per-sender sequence number (for failure reports and ordering checks).
+    pub seq: u64,
+}
+
+/// A message that could not be delivered, reported to its sender.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryFailed<'a> {
+    /// The machine that sent the message.
+    pub from: &'a str,
+    /// Its target.
+    pub to: &'a str,
+    /// The event name.
+    pub event: &'a str,
+    /// The message's sequence number.
+    pub seq: u64,
+    /// Why.
+    pub reason: FailReason,
+}
+
+/// One machine in the registry.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryEntry<'a> {
+    /// The machine id.
+    pub machine: &'a str,
+    /// The process hosting it (from the kernel's peer credentials).
+    pub pid: u32,
+    /// Its user id (from the kernel's peer credentials).
+    pub uid: u32,
+    /// Its executable name.
+    pub executable: &'a str,
+    /// How the hub reaches it.
+    pub transport: TransportKind,
+    /// When it registered: milliseconds since the Unix epoch, on the hub's clock.
+    pub since_ms: u64,
+}
+
+/// Every frame of the protocol.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame<'a> {
+    /// Client -> hub, first frame.
+    #[serde(borrow)]
+    Hello(Hello<'a>),
+    /// Hub -> client: accepted.
+    Welcome(Welcome),
+    /// Hub -> client: refused; the hub closes the link.
+    #[serde(borrow)]
+    Reject(Reject<'a>),
+    /// Client -> hub: route this machine id to me.
+    Register {
+        /// The machine id.
+        machine: &'a str,
+    },
+    /// Hub -> client: the result of a Register.
+    RegisterResult {
+        /// The machine id.
+        machine: &'a str,
+        /// The result.
+        status: RegisterStatus,
+    },
+    /// Client -> hub: stop routing this id to me.
+    Unregister {
+        /// The machine id.
+        machine: &'a str,
+    },
+    /// An event between machines, in either direction.
+    #[serde(borrow)]
+    Deliver(Deliver<'a>),
+    /// Hub -> client: a message this client sent was not delivered.
+    #[serde(borrow)]
+    DeliveryFailed(DeliveryFailed<'a>),
+    /// Client -> hub: send me the registry (a snapshot, then updates) and/or a copy of every
+    /// frame crossing the hub.
+    Subscribe {
+        /// Registry snapshot and updates.
+        registry: bool,
+        /// Copies of frames crossing the hub.
+        monitor: bool,
+    },
+    /// Hub -> client: a registry entry (in a snapshot, or a new registration).
+    #[serde(borrow)]
+    RegistryEntry(RegistryEntry<'a>),
+    /// Hub -> client: a machine left the registry.
+    RegistryRemoved {
+        /// The machine id.
+        machine: &'a str,
+    },
+    /// Hub -> client: the registry snapshot is complete; updates follow.
+    SnapshotEnd,
+    /// Hub -> monitoring client: a frame that crossed the hub, as its original bytes.
+    Monitored {
+        /// The link it came from (0: the hub's own process).
+        link: u32,
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The frame body (a postcard `Frame`).
+        frame: &'a [u8],
+    },
+    /// Either way: are you there?
+    Ping {
+        /// Echoed by the Pong.
+        nonce: u64,
+    },
+    /// Either way: yes.
+    Pong {
+        /// The Ping's nonce.
+        nonce: u64,
+    },
+    /// Either way: closing on purpose.
+    Goodbye {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+impl<'a> Frame<'a> {
+    /// Decodes a frame body (without its length prefix), borrowing from `body`.
+    pub fn decode(body: &'a [u8]) -> Result<Self, Error> {
+        match postcard::take_from_bytes::<Frame<'a>>(body) {
+            Ok((f, [])) => Ok(f),
+            Ok(_) => Err(Error::MalformedFrame("trailing bytes after the frame")),
+            Err(_) => Err(Error::MalformedFrame("not a valid postcard frame")),
+        }
+    }
+
+    /// Encodes the frame with its length prefix into `buf`; returns the bytes used.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.len() < LEN_PREFIX {
+            return Err(Error::FrameTooLarge { len: 0, max: 0 });
+        }
+        let (head, body) = buf.split_at_mut(LEN_PREFIX);
+        let room = body.len() as u32;
+        let n = postcard::to_slice(self, body)
+            .map_err(|_| Error::FrameTooLarge {
+                len: u32::MAX,
+                max: room,
+            })?
+            .len();
+        head.copy_from_slice(&(n as u32).to_le_bytes());
+        Ok(LEN_PREFIX + n)
+    }
+
+    /// The size of the encoded frame, length prefix included.
+    pub fn encoded_len(&self) -> usize {
+        LEN_PREFIX
+            + postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default())
+                .unwrap_or(usize::MAX - LEN_PREFIX)
+    }
+
+    /// A short name of the frame kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "hello",
+            Frame::Welcome(_) => "welcome",
+            Frame::Reject(_) => "reject",
+            Frame::Register { .. } => "register",
+            Frame::RegisterResult { .. } => "register-result",
+            Frame::Unregister { .. } => "unregister",
+            Frame::Deliver(_) => "deliver",
+            Frame::DeliveryFailed(_) => "delivery-failed",
+            Frame::Subscribe { .. } => "subscribe",
+            Frame::RegistryEntry(_) => "registry-entry",
+            Frame::RegistryRemoved { .. } => "registry-removed",
+            Frame::SnapshotEnd => "snapshot-end",
+            Frame::Monitored { .. } => "monitored",
+            Frame::Ping { .. } => "ping",
+            Frame::Pong { .. } => "pong",
+            Frame::Goodbye { .. } => "goodbye",
+        }
+    }
+}
+
+/// Finds the first complete frame in a stream buffer.
+///
+/// Returns `Ok(Some((body, consumed)))` for a complete frame, `Ok(None)` when more bytes are
+/// needed, and an error when the length prefix exceeds `max_frame` (the link must be closed:
+/// there is no way to resynchronize a length-delimited stream).
+pub fn split_frame(buf: &[u8], max_frame: u32) -> Result<Option<(&[u8], usize)>, Error> {
+    if buf.len() < LEN_PREFIX {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if len > max_frame {
+        return Err(Error::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let end = LEN_PREFIX + len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((&buf[LEN_PREFIX..end], end)))
+}
