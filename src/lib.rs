@@ -18,6 +18,8 @@
 pub use interstate_core as core;
 
 pub mod bind;
+pub mod bus;
+pub mod cli_bus;
 pub mod compile;
 pub mod diagram;
 pub mod simulate;

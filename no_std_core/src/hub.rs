@@ -216,6 +216,8 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 gid: 0,
             },
             executable: truncated(executable),
+            // The hub's own process keeps its registry copy from the same updates.
+            registry: true,
             ..Link::FREE
         };
         Hub {

@@ -162,7 +162,9 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
     fn remove_timer(&mut self, i: usize) -> Timer {
         let t = self.timers.swap_remove(i);
         if let TimerKind::Send(m) = t.kind {
-            for b in [m.target.unwrap_or(Bytes::Empty), m.event, m.payload] {
+            // Highest offset first: freeing a span shifts every span above it, and `m` is a
+            // copy that is not shifted.
+            for b in [m.payload, m.event, m.target.unwrap_or(Bytes::Empty)] {
                 self.free_timer_bytes(b);
             }
         }
@@ -411,7 +413,7 @@ pub struct Machine<
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
 
 /// The per-step inputs every stage of a macrostep needs.
-struct StepCx<'e, 'b, BH> {
+struct StepCx<'e, 'b, BH: ?Sized> {
     now: Instant,
     event: Event<'e>,
     behavior: &'b mut BH,
@@ -511,7 +513,11 @@ impl<
 
     /// Enters the initial configuration and runs the first macrostep (eventless transitions and
     /// raised events included).
-    pub fn start<BH: Behavior>(&mut self, now: Instant, behavior: &mut BH) -> Result<(), Error> {
+    pub fn start<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         if self.status != Status::Idle {
             return Err(Error::AlreadyStarted);
         }
@@ -530,7 +536,7 @@ impl<
     /// Processes one external event: a whole macrostep.
     ///
     /// Events sent to a machine that is done are ignored, as XState ignores them.
-    pub fn send<BH: Behavior>(
+    pub fn send<BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         event: Event<'_>,
@@ -568,7 +574,7 @@ impl<
     /// away (a macrostep); a delayed send moves to the outbox. Call it again while
     /// [`poll_timeout`](Self::poll_timeout) is at or before `now`; firing one timer at a time
     /// lets the host interleave what the outbox delivers back, in due order.
-    pub fn handle_timeout<BH: Behavior>(
+    pub fn handle_timeout<BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         behavior: &mut BH,
@@ -619,6 +625,18 @@ impl<
             },
             event: s(m.event),
             payload: self.io.bytes_in(m.payload, &self.io.out_bytes),
+        }
+    }
+
+    /// Removes the first `n` messages of the outbox (those delivered), keeping the rest in
+    /// order. Lets a host stop at the first message it cannot deliver yet (backpressure).
+    pub fn consume_outbox(&mut self, n: usize) {
+        if n >= self.io.outbox.len() {
+            self.clear_outbox();
+            return;
+        }
+        for _ in 0..n {
+            self.io.outbox.remove(0);
         }
     }
 
@@ -678,7 +696,7 @@ impl<
         Ok(())
     }
 
-    fn initial_microstep<BH: Behavior>(
+    fn initial_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
@@ -690,14 +708,20 @@ impl<
         self.after_microstep(cx)
     }
 
-    fn event_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+    fn event_microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
         let mut enabled = Enabled::new();
         self.select(StateId(0), cx, &mut enabled, 0)?;
         self.microstep(&enabled, cx).map(|_| ())
     }
 
     /// The eventless-and-internal-queue loop of a macrostep.
-    fn settle<'e, BH: Behavior>(&mut self, cx: &mut StepCx<'e, '_, BH>) -> Result<(), Error>
+    fn settle<'e, BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>
     where
         'c: 'e,
     {
@@ -729,7 +753,7 @@ impl<
     }
 
     /// XState's `transitionNode`: the transitions an event selects below `s`.
-    fn select<BH: Behavior>(
+    fn select<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
         cx: &mut StepCx<'_, '_, BH>,
@@ -771,7 +795,7 @@ impl<
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
-    fn candidate<BH: Behavior>(
+    fn candidate<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
         cx: &mut StepCx<'_, '_, BH>,
@@ -811,7 +835,7 @@ impl<
         None
     }
 
-    fn guard_passes<BH: Behavior>(&self, g: Guard, cx: &mut StepCx<'_, '_, BH>) -> bool {
+    fn guard_passes<BH: Behavior + ?Sized>(&self, g: Guard, cx: &mut StepCx<'_, '_, BH>) -> bool {
         match g {
             Guard::None => true,
             Guard::InState(s) => self.config.contains(s),
@@ -826,7 +850,7 @@ impl<
         }
     }
 
-    fn select_eventless<BH: Behavior>(
+    fn select_eventless<BH: Behavior + ?Sized>(
         &self,
         cx: &mut StepCx<'_, '_, BH>,
         out: &mut Enabled,
@@ -998,7 +1022,7 @@ impl<
     }
 
     /// One microstep. Returns whether the configuration or the history changed.
-    fn microstep<BH: Behavior>(
+    fn microstep<BH: Behavior + ?Sized>(
         &mut self,
         enabled: &Enabled,
         cx: &mut StepCx<'_, '_, BH>,
@@ -1064,7 +1088,10 @@ impl<
         Ok(history_changed || self.config != before || self.status != Status::Active)
     }
 
-    fn after_microstep<BH: Behavior>(&mut self, cx: &mut StepCx<'_, '_, BH>) -> Result<(), Error> {
+    fn after_microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
         if self.status == Status::Done {
             // Reaching the top-level final state exits every state, in reverse order; the
             // configuration itself is kept, as XState keeps it in the final snapshot.
@@ -1188,7 +1215,7 @@ impl<
     }
 
     /// XState's `enterStates` after the entry set is known.
-    fn enter_states<BH: Behavior>(
+    fn enter_states<BH: Behavior + ?Sized>(
         &mut self,
         enter: &StateSet<W>,
         cx: &mut StepCx<'_, '_, BH>,
@@ -1253,7 +1280,7 @@ impl<
         }
     }
 
-    fn resolve_delay<BH: Behavior>(
+    fn resolve_delay<BH: Behavior + ?Sized>(
         &self,
         d: Delay,
         cx: &mut StepCx<'_, '_, BH>,
@@ -1267,7 +1294,7 @@ impl<
         }
     }
 
-    fn run_actions<BH: Behavior>(
+    fn run_actions<BH: Behavior + ?Sized>(
         &mut self,
         range: core::ops::Range<u16>,
         cx: &mut StepCx<'_, '_, BH>,

@@ -1,1 +1,20 @@
-//! The OS edge of interstate. Filled by the bus issues.
+//! # interstate-platform
+//!
+//! The OS edge of interstate. The core (`interstate-core`) decides; this crate moves bytes:
+//! - [`busdir`]: where a bus lives, created with safe permissions;
+//! - [`conn`]: framed non-blocking streams with fixed buffers;
+//! - [`node`]: a process's place on the bus: machines on a mio loop, joined to a hub over a
+//!   Unix socket, or hosting the hub;
+//! - [`registry`]: the node's copy of the bus registry.
+
+#![warn(missing_docs)]
+
+pub mod busdir;
+pub mod conn;
+pub mod error;
+pub mod node;
+pub mod registry;
+
+pub use error::PlatformError;
+pub use node::{Node, NodeConfig, NodeStats, PortMessage, Role, DELIVERY_ERROR_EVENT};
+pub use registry::{MachineInfo, Registry};

@@ -1,0 +1,210 @@
+//! A framed, non-blocking stream connection with fixed-size buffers.
+//!
+//! Reading fills a buffer of `LEN_PREFIX + max_frame` bytes and hands out whole frame bodies;
+//! writing appends encoded frames to a bounded buffer flushed when the socket is writable.
+//! Both buffers are allocated once, when the connection is made: moving messages allocates
+//! nothing.
+
+use std::io::{ErrorKind, Read, Write};
+
+use interstate_core::wire::{split_frame, Frame, LEN_PREFIX};
+use interstate_core::Error;
+
+/// What a read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Some bytes arrived (or none were ready).
+    Open,
+    /// The peer closed the stream.
+    Closed,
+}
+
+/// A framed connection over any non-blocking byte stream.
+pub struct Conn<S> {
+    /// The stream.
+    pub stream: S,
+    rbuf: Box<[u8]>,
+    rstart: usize,
+    rend: usize,
+    wbuf: Box<[u8]>,
+    wstart: usize,
+    wend: usize,
+    /// The first frame start at or after `wstart` (frames before it are at least partly
+    /// written), so unwritten whole frames can be recovered when the link dies.
+    wnext: usize,
+    max_frame: u32,
+    /// Set when the peer has closed or an I/O error happened.
+    pub dead: bool,
+}
+
+impl<S: Read + Write> Conn<S> {
+    /// Wraps a stream: frames up to `max_frame` bytes in, and `write_capacity` bytes of
+    /// outgoing queue.
+    pub fn new(stream: S, max_frame: u32, write_capacity: usize) -> Self {
+        Conn {
+            stream,
+            rbuf: vec![0; LEN_PREFIX + max_frame as usize].into_boxed_slice(),
+            rstart: 0,
+            rend: 0,
+            wbuf: vec![0; write_capacity.max(LEN_PREFIX + max_frame as usize)].into_boxed_slice(),
+            wstart: 0,
+            wend: 0,
+            wnext: 0,
+            max_frame,
+            dead: false,
+        }
+    }
+
+    /// The largest frame body read or written.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// Lowers the largest frame (after the handshake agreed on a smaller one).
+    pub fn set_max_frame(&mut self, max: u32) {
+        self.max_frame = self.max_frame.min(max);
+    }
+
+    /// Reads what the socket has, into the read buffer.
+    pub fn fill(&mut self) -> ReadOutcome {
+        if self.rstart > 0 && self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        if self.rend == self.rbuf.len() && self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        loop {
+            if self.rend == self.rbuf.len() {
+                return ReadOutcome::Open;
+            }
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => {
+                    self.dead = true;
+                    return ReadOutcome::Closed;
+                }
+                Ok(n) => self.rend += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.dead = true;
+                    return ReadOutcome::Closed;
+                }
+            }
+        }
+    }
+
+    /// The next complete frame body in the read buffer, without consuming it.
+    pub fn peek_frame(&self) -> Result<Option<&[u8]>, Error> {
+        Ok(split_frame(&self.rbuf[self.rstart..self.rend], self.max_frame)?.map(|(body, _)| body))
+    }
+
+    /// Consumes the frame [`peek_frame`](Self::peek_frame) returned.
+    pub fn consume_frame(&mut self) {
+        if let Ok(Some((_, used))) = split_frame(&self.rbuf[self.rstart..self.rend], self.max_frame)
+        {
+            self.rstart += used;
+        }
+    }
+
+    /// Whether bytes of an incomplete frame are buffered.
+    pub fn has_partial(&self) -> bool {
+        self.rend > self.rstart
+    }
+
+    fn make_room(&mut self, need: usize) -> bool {
+        if self.wbuf.len() - self.wend >= need {
+            return true;
+        }
+        if self.wstart > 0 {
+            self.wbuf.copy_within(self.wstart..self.wend, 0);
+            self.wend -= self.wstart;
+            self.wnext -= self.wstart;
+            self.wstart = 0;
+        }
+        self.wbuf.len() - self.wend >= need
+    }
+
+    /// Queues a frame. `Err(())` when the outgoing queue has no room for it (backpressure).
+    pub fn queue(&mut self, frame: &Frame<'_>) -> Result<(), ()> {
+        let need = frame.encoded_len();
+        if need > LEN_PREFIX + self.max_frame as usize || !self.make_room(need) {
+            return Err(());
+        }
+        let n = frame.encode(&mut self.wbuf[self.wend..]).map_err(|_| ())?;
+        self.wend += n;
+        Ok(())
+    }
+
+    /// Queues an encoded frame body (adds the length prefix).
+    pub fn queue_body(&mut self, body: &[u8]) -> Result<(), ()> {
+        let need = LEN_PREFIX + body.len();
+        if body.len() > self.max_frame as usize || !self.make_room(need) {
+            return Err(());
+        }
+        self.wbuf[self.wend..self.wend + LEN_PREFIX]
+            .copy_from_slice(&(body.len() as u32).to_le_bytes());
+        self.wbuf[self.wend + LEN_PREFIX..self.wend + need].copy_from_slice(body);
+        self.wend += need;
+        Ok(())
+    }
+
+    /// Whether `bytes` more can be queued now.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.wbuf.len() - (self.wend - self.wstart) >= bytes
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.wend - self.wstart
+    }
+
+    /// Writes what the socket takes. Returns whether everything queued was written.
+    pub fn flush(&mut self) -> bool {
+        while self.wstart < self.wend {
+            match self.stream.write(&self.wbuf[self.wstart..self.wend]) {
+                Ok(0) => {
+                    self.dead = true;
+                    return false;
+                }
+                Ok(n) => {
+                    self.wstart += n;
+                    while self.wnext < self.wstart {
+                        let at = self.wnext;
+                        let len = u32::from_le_bytes([
+                            self.wbuf[at],
+                            self.wbuf[at + 1],
+                            self.wbuf[at + 2],
+                            self.wbuf[at + 3],
+                        ]);
+                        self.wnext += LEN_PREFIX + len as usize;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.dead = true;
+                    return false;
+                }
+            }
+        }
+        self.wstart = 0;
+        self.wend = 0;
+        self.wnext = 0;
+        true
+    }
+
+    /// The frames queued but not yet written, as bodies (for reporting undelivered messages
+    /// when the connection dies). Only whole frames after the write position are returned.
+    pub fn unwritten_frames(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = self.wnext.min(self.wend);
+        while let Ok(Some((body, used))) = split_frame(&self.wbuf[at..self.wend], u32::MAX) {
+            out.push(body.to_vec());
+            at += used;
+        }
+        out
+    }
+}

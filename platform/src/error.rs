@@ -1,0 +1,122 @@
+//! The platform's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything the platform layer can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PlatformError {
+    /// A system call failed on a path or a thing named by `what`.
+    Io {
+        /// What was being done, e.g. "binding the hub socket".
+        what: String,
+        /// The path involved, if any.
+        path: Option<PathBuf>,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bus directory is not safe to use (wrong owner or permissions).
+    UnsafeBusDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A hub is already serving this bus (asked to be the hub).
+    HubRunning {
+        /// Its socket.
+        path: PathBuf,
+    },
+    /// No hub serves this bus (asked to be a client only).
+    NoHub {
+        /// The socket that was tried.
+        path: PathBuf,
+    },
+    /// The hub refused this process.
+    Rejected {
+        /// The hub's reason.
+        message: String,
+    },
+    /// A machine id is already in use in this node or on the bus.
+    MachineIdTaken {
+        /// The id.
+        id: String,
+    },
+    /// A machine id is empty, longer than 64 bytes, or has control characters.
+    BadMachineId {
+        /// The id.
+        id: String,
+    },
+    /// A chart or machine error from the core.
+    Core(interstate_core::Error),
+}
+
+impl PlatformError {
+    pub(crate) fn io(
+        what: impl Into<String>,
+        path: Option<&std::path::Path>,
+        source: std::io::Error,
+    ) -> Self {
+        PlatformError::Io {
+            what: what.into(),
+            path: path.map(PathBuf::from),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformError::Io {
+                what,
+                path: Some(p),
+                source,
+            } => write!(f, "{what} ({}): {source}", p.display()),
+            PlatformError::Io {
+                what,
+                path: None,
+                source,
+            } => write!(f, "{what}: {source}"),
+            PlatformError::UnsafeBusDir { path, problem } => {
+                write!(f, "bus directory {} is not safe: {problem}", path.display())
+            }
+            PlatformError::HubRunning { path } => {
+                write!(f, "a hub is already serving this bus at {}", path.display())
+            }
+            PlatformError::NoHub { path } => {
+                write!(f, "no hub serves this bus ({}): start one with `interstate hub` or use the auto role", path.display())
+            }
+            PlatformError::Rejected { message } => {
+                write!(f, "the hub refused this process: {message}")
+            }
+            PlatformError::MachineIdTaken { id } => {
+                write!(f, "machine id '{id}' is already in use on this bus")
+            }
+            PlatformError::BadMachineId { id } => {
+                write!(
+                    f,
+                    "machine id '{id}' is not valid: 1 to 64 bytes without control characters"
+                )
+            }
+            PlatformError::Core(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PlatformError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PlatformError::Io { source, .. } => Some(source),
+            PlatformError::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<interstate_core::Error> for PlatformError {
+    fn from(e: interstate_core::Error) -> Self {
+        PlatformError::Core(e)
+    }
+}

@@ -1,0 +1,1737 @@
+//! A node: one process's place on the bus. It hosts any number of machines on a mio event
+//! loop, with timers from the machines' deadlines, and joins a bus over a Unix socket, either
+//! as its hub (server role) or as a client.
+//!
+//! - Sends between machines of the same node are delivered directly, without encoding.
+//! - Sends to other processes are encoded once into the link's bounded write queue and
+//!   flushed once per loop iteration (batching: one `write` carries many messages).
+//! - Backpressure: a full write queue leaves messages in the sending machine's outbox; as a
+//!   hub, a full target link stops reading from its senders until it drains.
+//! - Nothing is lost silently: an undeliverable message becomes an `xstate.error.delivery`
+//!   event to its sending machine, with a JSON payload `{"to","event","reason"}`, and is
+//!   counted in [`NodeStats`].
+//!
+//! [`Node::run_once`] runs one loop iteration, so a node can live inside an existing daemon's
+//! loop; [`Node::poll_registry`] lets that daemon register its own mio sources (with tokens
+//! at or above [`USER_TOKEN_BASE`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkId, PeerCredentials, LOCAL_LINK};
+use interstate_core::machine::Status;
+use interstate_core::wire::{Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME};
+use interstate_core::{Behavior, Chart, Duration, Event, Instant, Machine, Target, TransportKind};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::busdir;
+use crate::conn::{Conn, ReadOutcome};
+use crate::error::PlatformError;
+use crate::registry::{MachineInfo, Registry};
+
+/// Tokens at or above this are the user's (see [`Node::poll_registry`]).
+pub const USER_TOKEN_BASE: usize = 1 << 30;
+const LISTENER: Token = Token(0);
+const CLIENT: Token = Token(1);
+const LINK_BASE: usize = 16;
+
+/// The most links a hub accepts (its own process included).
+pub const HUB_LINKS: usize = 256;
+/// The most machine ids a hub routes.
+pub const HUB_MACHINES: usize = 4096;
+
+/// The event a sending machine receives when its message cannot be delivered.
+pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
+
+/// A machine hosted by a node: 256 states, 64 outbox messages with 16 KiB of names and
+/// payloads, 64 timers, 32 internal events, 64 history slots.
+pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
+
+/// How a node joins the bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serve the bus (host the hub); fail if a live hub already serves it.
+    Hub,
+    /// Join an existing hub; fail if none serves the bus yet (reconnects later if it goes).
+    Client,
+    /// Join the hub if one is live, else become it.
+    Auto,
+}
+
+/// Node settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The bus name.
+    pub bus: String,
+    /// The bus directory.
+    pub dir: PathBuf,
+    /// How to join.
+    pub role: Role,
+    /// The largest frame body.
+    pub max_frame: u32,
+    /// Bytes of outgoing queue per link.
+    pub link_queue: usize,
+    /// Bytes of messages a client buffers while it is disconnected from the hub.
+    pub reconnect_buffer: usize,
+    /// Users allowed on the bus when this node is the hub (its own uid is always allowed).
+    pub allowed_uids: Vec<u32>,
+    /// Groups allowed on the bus when this node is the hub.
+    pub allowed_gids: Vec<u32>,
+    /// The most machine ids one client may register, when this node is the hub.
+    pub machines_per_link: usize,
+    /// Keepalive interval of a client (a ping after this much silence).
+    pub keepalive: Duration,
+    /// A hub closes a link silent for this long.
+    pub idle_timeout: Duration,
+    /// Reconnect backoff bounds of a client.
+    pub backoff: (Duration, Duration),
+}
+
+impl NodeConfig {
+    /// Settings for bus `bus` in the default directory (see [`busdir::default_dir`]).
+    pub fn new(bus: &str) -> Self {
+        NodeConfig {
+            bus: bus.to_string(),
+            dir: busdir::default_dir(),
+            role: Role::Auto,
+            max_frame: DEFAULT_MAX_FRAME,
+            link_queue: 1 << 20,
+            reconnect_buffer: 1 << 20,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+            machines_per_link: 256,
+            keepalive: Duration::from_millis(5_000),
+            idle_timeout: Duration::from_millis(30_000),
+            backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
+        }
+    }
+    /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults).
+    pub fn from_env() -> Self {
+        Self::new(&busdir::default_bus())
+    }
+    /// The socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        busdir::socket_path(&self.dir, &self.bus)
+    }
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Messages delivered to machines of this node (from anywhere).
+    pub received: u64,
+    /// Messages this node's machines sent that left the node.
+    pub sent_remote: u64,
+    /// Messages between machines of this node.
+    pub sent_local: u64,
+    /// Messages reported back to their sender as undeliverable.
+    pub delivery_failures: u64,
+    /// Connections to the hub made (the first included).
+    pub connects: u64,
+}
+
+/// A message for a port (see [`Node::open_port`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMessage {
+    /// The port (machine id) it was sent to.
+    pub port: String,
+    /// The sender's machine id.
+    pub from: String,
+    /// The event name.
+    pub event: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+struct Hosted {
+    id: String,
+    machine: Box<HostedMachine>,
+    behavior: Box<dyn Behavior>,
+    seq: u64,
+    /// Its id is routed to this node; until then its outbox waits (the hub would refuse a
+    /// sender id it does not know this node owns).
+    registered: bool,
+}
+
+struct LinkConn {
+    conn: Conn<UnixStream>,
+    /// More bytes may be waiting in the socket (edge-triggered readiness).
+    readable: bool,
+    /// Reading is paused until this link drains (backpressure).
+    waiting_on: Option<LinkId>,
+}
+
+struct HubSide {
+    listener: UnixListener,
+    hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
+    links: Vec<Option<LinkConn>>,
+    path: PathBuf,
+}
+
+struct ClientSide {
+    endpoint: Endpoint,
+    conn: Option<Conn<UnixStream>>,
+    readable: bool,
+    path: PathBuf,
+    /// Encoded Deliver bodies waiting for the hub (bounded by `reconnect_buffer` bytes).
+    backlog: VecDeque<Vec<u8>>,
+    backlog_bytes: usize,
+    /// Ids registered (or to register) on the hub, and the answers received.
+    pending_register: HashMap<String, Option<RegisterStatus>>,
+    monitor: bool,
+    snapshot_done: bool,
+}
+
+enum Side {
+    Hub(HubSide),
+    Client(ClientSide),
+}
+
+/// Things the node does when the current call into the hub or a machine returns.
+#[derive(Default)]
+struct Deferred {
+    /// Links to close, with the reason.
+    close: Vec<(LinkId, String)>,
+    /// (sending machine, target, event, reason) failures to report to local machines.
+    failures: Vec<(String, String, String, FailReason)>,
+    /// Deliveries to local machines that arrived from the hub.
+    logs: Vec<String>,
+}
+
+/// One process's place on the bus.
+pub struct Node {
+    config: NodeConfig,
+    poll: Poll,
+    events: Events,
+    origin: std::time::Instant,
+    machines: Vec<Hosted>,
+    by_id: HashMap<String, usize>,
+    ports: HashMap<String, VecDeque<PortMessage>>,
+    side: Side,
+    registry: Registry,
+    stats: NodeStats,
+    scratch: Vec<u8>,
+    monitor_frames: VecDeque<Vec<u8>>,
+    monitor_dropped: u64,
+    log: Box<dyn FnMut(&str)>,
+}
+
+/// The platform side of the hub when this node is the hub.
+struct HubIoImpl<'a> {
+    links: &'a mut Vec<Option<LinkConn>>,
+    machines: &'a mut Vec<Hosted>,
+    by_id: &'a HashMap<String, usize>,
+    ports: &'a mut HashMap<String, VecDeque<PortMessage>>,
+    registry: &'a Registry,
+    now: Instant,
+    deferred: &'a mut Deferred,
+    stats: &'a mut NodeStats,
+    refused: Option<&'a mut UnixStream>,
+}
+
+fn deliver_to_local(
+    machines: &mut [Hosted],
+    by_id: &HashMap<String, usize>,
+    ports: &mut HashMap<String, VecDeque<PortMessage>>,
+    now: Instant,
+    from: &str,
+    to: &str,
+    event: &str,
+    payload: &[u8],
+    deferred: &mut Deferred,
+) -> bool {
+    if let Some(&i) = by_id.get(to) {
+        let h = &mut machines[i];
+        if let Err(e) = h.machine.send(
+            now,
+            Event::new(event).with_payload(payload),
+            &mut *h.behavior,
+        ) {
+            deferred
+                .logs
+                .push(format!("machine '{}' failed on event '{event}': {e}", h.id));
+        }
+        return true;
+    }
+    if let Some(q) = ports.get_mut(to) {
+        q.push_back(PortMessage {
+            port: to.to_string(),
+            from: from.to_string(),
+            event: event.to_string(),
+            payload: payload.to_vec(),
+        });
+        return true;
+    }
+    false
+}
+
+impl HubIo for HubIoImpl<'_> {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), ()> {
+        if link == LinkId::MAX {
+            if let Some(s) = self.refused.as_deref_mut() {
+                let mut buf = [0u8; 512];
+                if let Ok(n) = frame.encode(&mut buf) {
+                    let _ = std::io::Write::write(s, &buf[..n]);
+                }
+            }
+            return Ok(());
+        }
+        if link == LOCAL_LINK {
+            match *frame {
+                Frame::RegistryEntry(e) => self.registry.insert(MachineInfo::from_entry(&e)),
+                Frame::RegistryRemoved { machine } => self.registry.remove(machine),
+                Frame::DeliveryFailed(f) => self.deferred.failures.push((
+                    f.from.to_string(),
+                    f.to.to_string(),
+                    f.event.to_string(),
+                    f.reason,
+                )),
+                _ => {}
+            }
+            return Ok(());
+        }
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) => l.conn.queue(frame),
+            None => Ok(()),
+        }
+    }
+
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), ()> {
+        if link == LOCAL_LINK {
+            if let Ok(Frame::Deliver(d)) = Frame::decode(body) {
+                self.stats.received += 1;
+                deliver_to_local(
+                    self.machines,
+                    self.by_id,
+                    self.ports,
+                    self.now,
+                    d.from,
+                    d.to,
+                    d.event,
+                    d.payload,
+                    self.deferred,
+                );
+            }
+            return Ok(());
+        }
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) => l.conn.queue_body(body),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, link: LinkId, reason: &str) {
+        if link != LinkId::MAX && link != LOCAL_LINK {
+            self.deferred.close.push((link, reason.to_string()));
+        }
+    }
+
+    fn log(&mut self, link: LinkId, message: &str) {
+        if link == LinkId::MAX {
+            self.deferred
+                .logs
+                .push(format!("hub: refused a connection: {message}"));
+        } else {
+            self.deferred
+                .logs
+                .push(format!("hub: link {link}: {message}"));
+        }
+    }
+}
+
+fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let code = match reason {
+        FailReason::UnknownTarget => "unknown-target",
+        FailReason::TargetGone => "target-gone",
+        FailReason::QueueFull => "queue-full",
+        FailReason::NotOwner => "not-owner",
+        FailReason::TooLarge => "too-large",
+        FailReason::Disconnected => "disconnected",
+        _ => "undeliverable",
+    };
+    format!(
+        "{{\"to\":\"{}\",\"event\":\"{}\",\"reason\":\"{code}\",\"message\":\"{}\"}}",
+        esc(to),
+        esc(event),
+        reason.as_str()
+    )
+    .into_bytes()
+}
+
+fn peer_credentials(stream: &UnixStream) -> PeerCredentials {
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(c) => PeerCredentials {
+            pid: c.pid.as_raw_nonzero().get() as u32,
+            uid: c.uid.as_raw(),
+            gid: c.gid.as_raw(),
+        },
+        // Unknown credentials admit no one (uid u32::MAX is nobody's).
+        Err(_) => PeerCredentials {
+            pid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+        },
+    }
+}
+
+fn executable_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Node {
+    /// Joins (or serves) the bus as the configuration says.
+    pub fn new(config: NodeConfig) -> Result<Node, PlatformError> {
+        busdir::check_bus_name(&config.bus).map_err(|problem| PlatformError::UnsafeBusDir {
+            path: config.dir.clone(),
+            problem,
+        })?;
+        busdir::ensure_dir(&config.dir)?;
+        let poll =
+            Poll::new().map_err(|e| PlatformError::io("creating the event loop", None, e))?;
+        let path = config.socket_path();
+        let origin = std::time::Instant::now();
+        let registry = Registry::default();
+        let side = match config.role {
+            Role::Hub => Side::Hub(Self::serve(&config, &poll, &path)?),
+            Role::Client => {
+                if !Self::hub_is_live(&path) {
+                    return Err(PlatformError::NoHub { path });
+                }
+                Side::Client(Self::client_side(&config, &path))
+            }
+            Role::Auto => {
+                if Self::hub_is_live(&path) {
+                    Side::Client(Self::client_side(&config, &path))
+                } else {
+                    match Self::serve(&config, &poll, &path) {
+                        Ok(h) => Side::Hub(h),
+                        // Another process won the race to serve: join it.
+                        Err(PlatformError::HubRunning { .. }) => {
+                            Side::Client(Self::client_side(&config, &path))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        let mut node = Node {
+            config,
+            poll,
+            events: Events::with_capacity(256),
+            origin,
+            machines: Vec::new(),
+            by_id: HashMap::new(),
+            ports: HashMap::new(),
+            side,
+            registry,
+            stats: NodeStats::default(),
+            scratch: Vec::new(),
+            monitor_frames: VecDeque::new(),
+            monitor_dropped: 0,
+            log: Box::new(|line| eprintln!("interstate: {line}")),
+        };
+        node.scratch = vec![0; node.config.max_frame as usize + 64];
+        if let Side::Client(_) = node.side {
+            // Connect now, so that a client starts ready (or with a clear error).
+            node.client_connect()?;
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+            while !node.is_connected() && std::time::Instant::now() < deadline {
+                node.run_once(Some(StdDuration::from_millis(20)))?;
+                if let Side::Client(c) = &node.side {
+                    if c.endpoint.rejection().is_some()
+                        && c.endpoint.state() == interstate_core::endpoint::LinkState::Failed
+                    {
+                        return Err(PlatformError::Rejected {
+                            message: format!("{:?}", c.endpoint.rejection()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    fn hub_is_live(path: &Path) -> bool {
+        StdUnixStream::connect(path).is_ok()
+    }
+
+    fn serve(config: &NodeConfig, poll: &Poll, path: &Path) -> Result<HubSide, PlatformError> {
+        // A live hub is never taken over; a stale socket file (connect refused) is replaced.
+        match StdUnixStream::connect(path) {
+            Ok(_) => return Err(PlatformError::HubRunning { path: path.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(_) => {}
+        }
+        let mut listener = match UnixListener::bind(path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(PlatformError::HubRunning { path: path.into() })
+            }
+            Err(e) => return Err(PlatformError::io("binding the hub socket", Some(path), e)),
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            PlatformError::io("restricting the hub socket to its owner", Some(path), e)
+        })?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| PlatformError::io("watching the hub socket", Some(path), e))?;
+        let uid = rustix::process::getuid().as_raw();
+        let mut hc = HubConfig::new(uid, std::process::id());
+        hc.max_frame = config.max_frame;
+        hc.machines_per_link = config.machines_per_link;
+        hc.idle_timeout = config.idle_timeout;
+        hc.epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        for &u in &config.allowed_uids {
+            let _ = hc.allowed_uids.push(u);
+        }
+        for &g in &config.allowed_gids {
+            let _ = hc.allowed_gids.push(g);
+        }
+        let mut links = Vec::new();
+        links.resize_with(HUB_LINKS, || None);
+        Ok(HubSide {
+            listener,
+            hub: Box::new(Hub::new(hc, &executable_name())),
+            links,
+            path: path.into(),
+        })
+    }
+
+    fn client_side(config: &NodeConfig, path: &Path) -> ClientSide {
+        let mut ec = EndpointConfig::new(std::process::id(), &executable_name());
+        ec.keepalive = config.keepalive;
+        ec.dead_after = Duration::from_millis(config.keepalive.as_millis() * 2);
+        ec.backoff_min = config.backoff.0;
+        ec.backoff_max = config.backoff.1;
+        ec.max_frame = config.max_frame;
+        ClientSide {
+            endpoint: Endpoint::new(ec, Instant::ZERO),
+            conn: None,
+            readable: false,
+            path: path.into(),
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            pending_register: HashMap::new(),
+            monitor: false,
+            snapshot_done: false,
+        }
+    }
+
+    /// The time on the node's clock (ms since the node started).
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    /// Whether this node serves the bus.
+    pub fn is_hub(&self) -> bool {
+        matches!(self.side, Side::Hub(_))
+    }
+
+    /// Whether the node can reach the bus now (always, for the hub).
+    pub fn is_connected(&self) -> bool {
+        match &self.side {
+            Side::Hub(_) => true,
+            Side::Client(c) => c.endpoint.is_ready() && c.conn.is_some(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+    /// The registry copy (shared view; stays current).
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+    /// Where log lines go (default: stderr).
+    pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
+        self.log = Box::new(f);
+    }
+    /// The mio registry, to add the user's own sources (tokens >= [`USER_TOKEN_BASE`]).
+    pub fn poll_registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+    /// A hosted machine by id.
+    pub fn machine(&self, id: &str) -> Option<&HostedMachine> {
+        self.by_id.get(id).map(|&i| &*self.machines[i].machine)
+    }
+    /// The ids of the hosted machines.
+    pub fn machine_ids(&self) -> impl Iterator<Item = &str> {
+        self.machines.iter().map(|h| h.id.as_str())
+    }
+
+    fn check_new_id(&self, id: &str) -> Result<(), PlatformError> {
+        if !interstate_core::hub::valid_machine_id(id) {
+            return Err(PlatformError::BadMachineId { id: id.into() });
+        }
+        if self.by_id.contains_key(id) || self.ports.contains_key(id) {
+            return Err(PlatformError::MachineIdTaken { id: id.into() });
+        }
+        Ok(())
+    }
+
+    /// Registers `id` on the bus; waits for the hub's answer when connected.
+    fn register_on_bus(&mut self, id: &str) -> Result<(), PlatformError> {
+        let now = self.now();
+        match &mut self.side {
+            Side::Hub(h) => {
+                let mut deferred = Deferred::default();
+                let mut io = HubIoImpl {
+                    links: &mut h.links,
+                    machines: &mut self.machines,
+                    by_id: &self.by_id,
+                    ports: &mut self.ports,
+                    registry: &self.registry,
+                    now,
+                    deferred: &mut deferred,
+                    stats: &mut self.stats,
+                    refused: None,
+                };
+                let status = h.hub.register_local(now, id, &mut io);
+                self.after_hub_call(deferred);
+                match status {
+                    RegisterStatus::Ok => Ok(()),
+                    RegisterStatus::Taken => Err(PlatformError::MachineIdTaken { id: id.into() }),
+                    _ => Err(PlatformError::BadMachineId { id: id.into() }),
+                }
+            }
+            Side::Client(c) => {
+                c.pending_register.insert(id.to_string(), None);
+                if !c.endpoint.is_ready() {
+                    return Ok(());
+                }
+                if let Some(conn) = c.conn.as_mut() {
+                    let _ = conn.queue(&Frame::Register { machine: id });
+                }
+                let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+                loop {
+                    if let Side::Client(c) = &self.side {
+                        match c.pending_register.get(id) {
+                            Some(Some(RegisterStatus::Ok)) => return Ok(()),
+                            Some(Some(RegisterStatus::Taken)) => {
+                                return Err(PlatformError::MachineIdTaken { id: id.into() })
+                            }
+                            Some(Some(_)) => {
+                                return Err(PlatformError::BadMachineId { id: id.into() })
+                            }
+                            _ => {}
+                        }
+                        if !c.endpoint.is_ready() || std::time::Instant::now() > deadline {
+                            // Registered when the link comes (back).
+                            return Ok(());
+                        }
+                    }
+                    self.run_once(Some(StdDuration::from_millis(10)))?;
+                }
+            }
+        }
+    }
+
+    /// Adds a machine running `chart` with `behavior`, starts it, and registers `id` on the
+    /// bus. Fails if the id is in use in this node or owned by a live peer.
+    ///
+    /// The chart must live as long as the node: compile it once and leak it (a node's
+    /// machines live as long as the process).
+    pub fn add_machine(
+        &mut self,
+        id: &str,
+        chart: Chart<'static>,
+        behavior: Box<dyn Behavior>,
+    ) -> Result<(), PlatformError> {
+        self.check_new_id(id)?;
+        let machine = Box::new(HostedMachine::new(chart, id)?);
+        // The machine is in the table and started before its id is announced, so that a
+        // message sent the moment the registry shows it finds it.
+        let idx = self.machines.len();
+        self.machines.push(Hosted {
+            id: id.to_string(),
+            machine,
+            behavior,
+            seq: 0,
+            registered: false,
+        });
+        self.by_id.insert(id.to_string(), idx);
+        let now = self.now();
+        let h = &mut self.machines[idx];
+        if let Err(e) = h.machine.start(now, &mut *h.behavior) {
+            self.machines.pop();
+            self.by_id.remove(id);
+            return Err(e.into());
+        }
+        if let Err(e) = self.register_on_bus(id) {
+            self.machines.pop();
+            self.by_id.remove(id);
+            return Err(e);
+        }
+        self.machines[idx].registered = true;
+        self.registry.insert(MachineInfo {
+            machine: id.to_string(),
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            executable: executable_name(),
+            transport: TransportKind::InProcess,
+            since_ms: 0,
+        });
+        self.pump()?;
+        Ok(())
+    }
+
+    /// Opens a port: a machine id with no statechart behind it, whose messages are queued for
+    /// the caller ([`Node::recv_port`]) and which can send ([`Node::send_from_port`]). Tools
+    /// (`interstate send`) and foreign code use ports.
+    pub fn open_port(&mut self, id: &str) -> Result<(), PlatformError> {
+        self.check_new_id(id)?;
+        self.ports.insert(id.to_string(), VecDeque::new());
+        if let Err(e) = self.register_on_bus(id) {
+            self.ports.remove(id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The next message for any port.
+    pub fn recv_port(&mut self) -> Option<PortMessage> {
+        self.ports.values_mut().find_map(|q| q.pop_front())
+    }
+
+    /// Sends from a port. Delivery failures come back to the port as
+    /// `xstate.error.delivery` messages.
+    pub fn send_from_port(
+        &mut self,
+        port: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+    ) -> Result<(), PlatformError> {
+        if !self.ports.contains_key(port) {
+            return Err(PlatformError::BadMachineId { id: port.into() });
+        }
+        let mut deferred = Deferred::default();
+        let r = self.route(port, to, event, payload, 0, &mut deferred);
+        self.finish_deferred(deferred)?;
+        match r {
+            Routed::Sent => Ok(()),
+            Routed::Full => {
+                // Backpressure: drive the loop until there is room.
+                let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+                loop {
+                    self.run_once(Some(StdDuration::from_millis(5)))?;
+                    let mut deferred = Deferred::default();
+                    let r = self.route(port, to, event, payload, 0, &mut deferred);
+                    self.finish_deferred(deferred)?;
+                    if r == Routed::Sent {
+                        return Ok(());
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(PlatformError::io(
+                            "sending",
+                            None,
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "the bus stayed full for 5 s",
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to copies of every message crossing the hub (`interstate monitor`).
+    pub fn subscribe_monitor(&mut self) {
+        if let Side::Client(c) = &mut self.side {
+            c.monitor = true;
+            if let Some(conn) = c.conn.as_mut() {
+                let _ = conn.queue(&Frame::Subscribe {
+                    registry: true,
+                    monitor: true,
+                });
+            }
+        }
+    }
+
+    /// The next monitored frame body (a postcard `Frame`), with the link it came from.
+    pub fn next_monitored(&mut self) -> Option<Vec<u8>> {
+        self.monitor_frames.pop_front()
+    }
+
+    /// Whether the registry snapshot has arrived (clients; always true for the hub).
+    pub fn registry_synced(&self) -> bool {
+        match &self.side {
+            Side::Hub(_) => true,
+            Side::Client(c) => c.snapshot_done,
+        }
+    }
+
+    /// Injects an event into a hosted machine as if it came from outside.
+    pub fn send_local(
+        &mut self,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+    ) -> Result<(), PlatformError> {
+        let now = self.now();
+        let Some(&i) = self.by_id.get(to) else {
+            return Err(PlatformError::BadMachineId { id: to.into() });
+        };
+        let h = &mut self.machines[i];
+        h.machine.send(
+            now,
+            Event::new(event).with_payload(payload),
+            &mut *h.behavior,
+        )?;
+        self.pump()
+    }
+
+    /// Runs one loop iteration: waits for I/O or the next timer (at most `timeout`), then
+    /// handles everything ready. User sources' events are ignored; see
+    /// [`run_once_with`](Self::run_once_with).
+    pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), PlatformError> {
+        self.run_once_with(timeout, &mut |_| {})
+    }
+
+    /// Runs until `deadline`.
+    pub fn run_for(&mut self, d: StdDuration) -> Result<(), PlatformError> {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            self.run_once(Some(end - now))?;
+        }
+    }
+
+    /// Runs until `done(self)` is true or `limit` has passed. Returns whether `done` became true.
+    pub fn run_until(
+        &mut self,
+        limit: StdDuration,
+        mut done: impl FnMut(&mut Node) -> bool,
+    ) -> Result<bool, PlatformError> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(false);
+            }
+            self.run_once(Some((end - now).min(StdDuration::from_millis(50))))?;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let m = self
+            .machines
+            .iter()
+            .filter_map(|h| h.machine.poll_timeout())
+            .min();
+        let s = match &self.side {
+            Side::Hub(h) => h.hub.poll_timeout(),
+            Side::Client(c) => c.endpoint.poll_timeout(),
+        };
+        match (m, s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.
+    pub fn run_once_with(
+        &mut self,
+        timeout: Option<StdDuration>,
+        user: &mut dyn FnMut(&mio::event::Event),
+    ) -> Result<(), PlatformError> {
+        let now = self.now();
+        let mut wait = timeout;
+        if let Some(d) = self.next_deadline() {
+            let until = StdDuration::from_millis((d - now).as_millis());
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        if self.has_buffered_input() {
+            wait = Some(StdDuration::ZERO);
+        }
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
+        }
+        let mut accept = false;
+        let mut ready_links: Vec<usize> = Vec::new();
+        for ev in self.events.iter() {
+            match ev.token() {
+                LISTENER => accept = true,
+                CLIENT => {
+                    if let Side::Client(c) = &mut self.side {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                    }
+                }
+                Token(t) if t >= USER_TOKEN_BASE => user(ev),
+                Token(t) if t >= LINK_BASE => ready_links.push(t - LINK_BASE),
+                _ => {}
+            }
+        }
+        if let Side::Hub(h) = &mut self.side {
+            for l in ready_links {
+                if let Some(Some(link)) = h.links.get_mut(l) {
+                    link.readable = true;
+                }
+            }
+        }
+        if accept {
+            self.accept()?;
+        }
+        self.read_inputs()?;
+        self.fire_timers()?;
+        self.pump()
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        match &self.side {
+            Side::Hub(h) => h.links.iter().flatten().any(|l| {
+                l.waiting_on.is_none() && (l.readable || matches!(l.conn.peek_frame(), Ok(Some(_))))
+            }),
+            Side::Client(c) => {
+                c.readable
+                    || c.conn
+                        .as_ref()
+                        .is_some_and(|cn| matches!(cn.peek_frame(), Ok(Some(_))))
+            }
+        }
+    }
+
+    fn accept(&mut self) -> Result<(), PlatformError> {
+        let now = self.now();
+        let Side::Hub(h) = &mut self.side else {
+            return Ok(());
+        };
+        loop {
+            let (mut stream, _) = match h.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    (self.log)(&format!("hub: accept failed: {e}"));
+                    return Ok(());
+                }
+            };
+            let peer = peer_credentials(&stream);
+            let mut deferred = Deferred::default();
+            let mut io = HubIoImpl {
+                links: &mut h.links,
+                machines: &mut self.machines,
+                by_id: &self.by_id,
+                ports: &mut self.ports,
+                registry: &self.registry,
+                now,
+                deferred: &mut deferred,
+                stats: &mut self.stats,
+                refused: Some(&mut stream),
+            };
+            let link = h.hub.link_opened(now, peer, &mut io);
+            for line in deferred.logs.drain(..) {
+                (self.log)(&line);
+            }
+            let Some(link) = link else { continue };
+            let token = Token(LINK_BASE + link as usize);
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                (self.log)(&format!("hub: cannot watch link {link}: {e}"));
+                let mut d = Deferred::default();
+                let mut io = HubIoImpl {
+                    links: &mut h.links,
+                    machines: &mut self.machines,
+                    by_id: &self.by_id,
+                    ports: &mut self.ports,
+                    registry: &self.registry,
+                    now,
+                    deferred: &mut d,
+                    stats: &mut self.stats,
+                    refused: None,
+                };
+                h.hub.link_closed(link, &mut io);
+                continue;
+            }
+            h.links[link as usize] = Some(LinkConn {
+                conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
+                readable: true,
+                waiting_on: None,
+            });
+        }
+    }
+
+    fn read_inputs(&mut self) -> Result<(), PlatformError> {
+        match &mut self.side {
+            Side::Hub(_) => self.read_links(),
+            Side::Client(_) => self.read_client(),
+        }
+    }
+
+    fn read_links(&mut self) -> Result<(), PlatformError> {
+        let now = self.now();
+        let n = match &self.side {
+            Side::Hub(h) => h.links.len(),
+            Side::Client(_) => 0,
+        };
+        for l in 0..n {
+            let mut deferred = Deferred::default();
+            {
+                let Side::Hub(h) = &mut self.side else { break };
+                // Resume links whose target drained.
+                if let Some(Some(lc)) = h.links.get(l) {
+                    if let Some(t) = lc.waiting_on {
+                        let drained = match h.links.get(t as usize) {
+                            Some(Some(tc)) => tc.conn.pending() == 0,
+                            _ => true,
+                        };
+                        if drained {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.waiting_on = None;
+                            }
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+                let Some(Some(lc)) = h.links.get_mut(l) else {
+                    continue;
+                };
+                if lc.readable {
+                    if lc.conn.fill() == ReadOutcome::Closed && !lc.conn.has_partial() {
+                        deferred
+                            .close
+                            .push((l as LinkId, "peer closed the connection".into()));
+                    }
+                    lc.readable = lc.conn.has_partial() && !lc.conn.dead && false;
+                }
+                // Frames: copy each into scratch so the hub can queue on any link (this one too).
+                let mut budget = 4096;
+                loop {
+                    budget -= 1;
+                    if budget == 0 {
+                        // Fairness: let other links run; come back next iteration.
+                        if let Some(Some(lc)) = h.links.get_mut(l) {
+                            lc.readable = true;
+                        }
+                        break;
+                    }
+                    let Some(Some(lc)) = h.links.get_mut(l) else {
+                        break;
+                    };
+                    let body_len = match lc.conn.peek_frame() {
+                        Ok(Some(body)) => {
+                            let n = body.len();
+                            self.scratch[..n].copy_from_slice(body);
+                            n
+                        }
+                        Ok(None) => {
+                            // The read buffer was full: there may be more in the socket.
+                            if !lc.conn.dead {
+                                if lc.conn.fill() == ReadOutcome::Closed {
+                                    deferred
+                                        .close
+                                        .push((l as LinkId, "peer closed the connection".into()));
+                                }
+                                if matches!(lc.conn.peek_frame(), Ok(Some(_))) {
+                                    continue;
+                                }
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            deferred
+                                .logs
+                                .push(format!("hub: link {l}: {e}; closing it"));
+                            deferred.close.push((l as LinkId, e.to_string()));
+                            break;
+                        }
+                    };
+                    let mut io = HubIoImpl {
+                        links: &mut h.links,
+                        machines: &mut self.machines,
+                        by_id: &self.by_id,
+                        ports: &mut self.ports,
+                        registry: &self.registry,
+                        now,
+                        deferred: &mut deferred,
+                        stats: &mut self.stats,
+                        refused: None,
+                    };
+                    match h
+                        .hub
+                        .handle_frame(now, l as LinkId, &self.scratch[..body_len], &mut io)
+                    {
+                        Handled::Done => {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.conn.consume_frame();
+                            }
+                        }
+                        Handled::Stalled(t) => {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.waiting_on = Some(t);
+                            }
+                            break;
+                        }
+                        Handled::Closed => break,
+                    }
+                }
+            }
+            self.after_hub_call(deferred);
+        }
+        Ok(())
+    }
+
+    /// Closes links, reports failures to local machines and writes log lines that a call into
+    /// the hub asked for.
+    fn after_hub_call(&mut self, mut deferred: Deferred) {
+        let now = self.now();
+        while !deferred.close.is_empty()
+            || !deferred.failures.is_empty()
+            || !deferred.logs.is_empty()
+        {
+            for line in deferred.logs.drain(..) {
+                (self.log)(&line);
+            }
+            let failures: Vec<_> = deferred.failures.drain(..).collect();
+            for (from, to, event, reason) in failures {
+                self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+            }
+            let closes: Vec<_> = deferred.close.drain(..).collect();
+            for (link, _reason) in closes {
+                let Side::Hub(h) = &mut self.side else { break };
+                let Some(mut lc) = h.links.get_mut(link as usize).and_then(Option::take) else {
+                    continue;
+                };
+                lc.conn.flush();
+                let _ = self.poll.registry().deregister(&mut lc.conn.stream);
+                let unwritten = lc.conn.unwritten_frames();
+                let mut io = HubIoImpl {
+                    links: &mut h.links,
+                    machines: &mut self.machines,
+                    by_id: &self.by_id,
+                    ports: &mut self.ports,
+                    registry: &self.registry,
+                    now,
+                    deferred: &mut deferred,
+                    stats: &mut self.stats,
+                    refused: None,
+                };
+                h.hub.link_closed(link, &mut io);
+                // Messages queued for the dead link go back to their senders as failures.
+                for body in unwritten {
+                    h.hub.undeliverable(&body, &mut io);
+                }
+            }
+        }
+    }
+
+    fn report_failure(
+        &mut self,
+        now: Instant,
+        from: &str,
+        to: &str,
+        event: &str,
+        reason: FailReason,
+        deferred: &mut Deferred,
+    ) {
+        self.stats.delivery_failures += 1;
+        let payload = delivery_error_payload(to, event, reason);
+        if !deliver_to_local(
+            &mut self.machines,
+            &self.by_id,
+            &mut self.ports,
+            now,
+            to,
+            from,
+            DELIVERY_ERROR_EVENT,
+            &payload,
+            deferred,
+        ) {
+            deferred.logs.push(format!(
+                "undeliverable message from '{from}' to '{to}' ({event}): {}",
+                reason.as_str()
+            ));
+        }
+    }
+
+    fn client_connect(&mut self) -> Result<(), PlatformError> {
+        let now = self.now();
+        let Side::Client(c) = &mut self.side else {
+            return Ok(());
+        };
+        match UnixStream::connect(&c.path) {
+            Ok(mut stream) => {
+                self.poll
+                    .registry()
+                    .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)
+                    .map_err(|e| {
+                        PlatformError::io("watching the hub connection", Some(&c.path), e)
+                    })?;
+                let mut conn = Conn::new(stream, self.config.max_frame, self.config.link_queue);
+                c.endpoint.connected(now);
+                let _ = conn.queue(&c.endpoint.hello());
+                conn.flush();
+                c.conn = Some(conn);
+                c.readable = true;
+                self.stats.connects += 1;
+            }
+            Err(_) => c.endpoint.disconnected(now),
+        }
+        Ok(())
+    }
+
+    fn client_lost(&mut self, why: &str) {
+        let now = self.now();
+        let Side::Client(c) = &mut self.side else {
+            return;
+        };
+        if let Some(mut conn) = c.conn.take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            // Whole frames not yet written go back to the backlog, in order, to be sent again
+            // after reconnecting.
+            let mut unwritten: Vec<Vec<u8>> = conn
+                .unwritten_frames()
+                .into_iter()
+                .filter(|b| matches!(Frame::decode(b), Ok(Frame::Deliver(_))))
+                .collect();
+            unwritten.extend(c.backlog.drain(..));
+            c.backlog_bytes = unwritten.iter().map(Vec::len).sum();
+            c.backlog = unwritten.into();
+            (self.log)(&format!("lost the hub ({why}); reconnecting"));
+        }
+        if c.endpoint.is_ready()
+            || matches!(
+                c.endpoint.state(),
+                interstate_core::endpoint::LinkState::Handshaking
+            )
+        {
+            c.endpoint.disconnected(now);
+        }
+        c.snapshot_done = false;
+        self.registry.clear();
+        for h in &self.machines {
+            self.registry.insert(MachineInfo {
+                machine: h.id.clone(),
+                pid: std::process::id(),
+                uid: rustix::process::getuid().as_raw(),
+                executable: executable_name(),
+                transport: TransportKind::InProcess,
+                since_ms: 0,
+            });
+        }
+    }
+
+    fn read_client(&mut self) -> Result<(), PlatformError> {
+        let now = self.now();
+        let mut deferred = Deferred::default();
+        let mut lost: Option<String> = None;
+        let mut ready = false;
+        {
+            let Side::Client(c) = &mut self.side else {
+                return Ok(());
+            };
+            let Some(conn) = c.conn.as_mut() else {
+                return Ok(());
+            };
+            if c.readable {
+                if conn.fill() == ReadOutcome::Closed && !conn.has_partial() {
+                    lost = Some("the hub closed the connection".into());
+                }
+                c.readable = false;
+            }
+            let mut budget = 8192;
+            while lost.is_none() && budget > 0 {
+                budget -= 1;
+                let Some(conn) = c.conn.as_mut() else { break };
+                let body_len = match conn.peek_frame() {
+                    Ok(Some(b)) => {
+                        self.scratch[..b.len()].copy_from_slice(b);
+                        b.len()
+                    }
+                    Ok(None) => {
+                        if !conn.dead && conn.fill() == ReadOutcome::Closed && !conn.has_partial() {
+                            lost = Some("the hub closed the connection".into());
+                        }
+                        if matches!(conn.peek_frame(), Ok(Some(_))) {
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        lost = Some(format!("bad frame from the hub: {e}"));
+                        break;
+                    }
+                };
+                let frame = match Frame::decode(&self.scratch[..body_len]) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        lost = Some(format!("bad frame from the hub: {e}"));
+                        break;
+                    }
+                };
+                match c.endpoint.handle_frame(now, &frame) {
+                    Todo::Ready => {
+                        ready = true;
+                        if let Frame::Welcome(w) = frame {
+                            conn.set_max_frame(w.max_frame);
+                        }
+                    }
+                    Todo::Send(f) => {
+                        let _ = conn.queue(&f);
+                    }
+                    Todo::Close => {
+                        let msg = match frame {
+                            Frame::Reject(r) => {
+                                format!("the hub refused this process: {}", r.message)
+                            }
+                            _ => "closing".into(),
+                        };
+                        lost = Some(msg);
+                    }
+                    Todo::Connect | Todo::Nothing => {}
+                }
+                match frame {
+                    Frame::Deliver(d) => {
+                        self.stats.received += 1;
+                        deliver_to_local(
+                            &mut self.machines,
+                            &self.by_id,
+                            &mut self.ports,
+                            now,
+                            d.from,
+                            d.to,
+                            d.event,
+                            d.payload,
+                            &mut deferred,
+                        );
+                    }
+                    Frame::DeliveryFailed(f) => deferred.failures.push((
+                        f.from.to_string(),
+                        f.to.to_string(),
+                        f.event.to_string(),
+                        f.reason,
+                    )),
+                    Frame::RegisterResult { machine, status } => {
+                        if status != RegisterStatus::Ok {
+                            deferred.logs.push(format!(
+                                "the hub refused to register '{machine}': {status:?}"
+                            ));
+                        }
+                        c.pending_register.insert(machine.to_string(), Some(status));
+                    }
+                    Frame::RegistryEntry(e) => self.registry.insert(MachineInfo::from_entry(&e)),
+                    Frame::RegistryRemoved { machine } => {
+                        if !self.by_id.contains_key(machine) {
+                            self.registry.remove(machine)
+                        }
+                    }
+                    Frame::SnapshotEnd => c.snapshot_done = true,
+                    Frame::Monitored { frame, .. } => {
+                        if self.monitor_frames.len() < 65536 {
+                            self.monitor_frames.push_back(frame.to_vec());
+                        } else {
+                            self.monitor_dropped += 1;
+                        }
+                    }
+                    Frame::Goodbye { reason } => {
+                        lost = Some(format!("the hub said goodbye: {reason}"))
+                    }
+                    _ => {}
+                }
+                if let Some(conn) = c.conn.as_mut() {
+                    conn.consume_frame();
+                }
+            }
+            if budget == 0 {
+                c.readable = true;
+            }
+        }
+        if let Some(why) = lost {
+            self.client_lost(&why);
+        }
+        if ready {
+            self.on_ready();
+        }
+        let failures: Vec<_> = deferred.failures.drain(..).collect();
+        for (from, to, event, reason) in failures {
+            self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+        }
+        for line in deferred.logs.drain(..) {
+            (self.log)(&line);
+        }
+        Ok(())
+    }
+
+    /// The link to the hub is (again) ready: register, subscribe, flush the backlog.
+    fn on_ready(&mut self) {
+        let ids: Vec<String> = self
+            .machines
+            .iter()
+            .map(|h| h.id.clone())
+            .chain(self.ports.keys().cloned())
+            .collect();
+        let Side::Client(c) = &mut self.side else {
+            return;
+        };
+        let Some(conn) = c.conn.as_mut() else { return };
+        for id in &ids {
+            c.pending_register.insert(id.clone(), None);
+            let _ = conn.queue(&Frame::Register { machine: id });
+        }
+        let _ = conn.queue(&Frame::Subscribe {
+            registry: true,
+            monitor: c.monitor,
+        });
+        while let Some(body) = c.backlog.front() {
+            if conn.queue_body(body).is_err() {
+                break;
+            }
+            c.backlog_bytes -= body.len();
+            c.backlog.pop_front();
+        }
+        conn.flush();
+    }
+
+    fn fire_timers(&mut self) -> Result<(), PlatformError> {
+        let now = self.now();
+        for i in 0..self.machines.len() {
+            let mut guard = 0;
+            while self.machines[i]
+                .machine
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+                && guard < 1024
+            {
+                guard += 1;
+                let h = &mut self.machines[i];
+                if let Err(e) = h.machine.handle_timeout(now, &mut *h.behavior) {
+                    (self.log)(&format!("machine '{}' failed on a timer: {e}", h.id));
+                    break;
+                }
+                if h.machine.outbox_len() > 0 {
+                    self.pump()?;
+                }
+            }
+        }
+        let mut connect = false;
+        let mut lost = None;
+        match &mut self.side {
+            Side::Hub(h) => {
+                if h.hub.poll_timeout().is_some_and(|t| t <= now) {
+                    let mut deferred = Deferred::default();
+                    let mut io = HubIoImpl {
+                        links: &mut h.links,
+                        machines: &mut self.machines,
+                        by_id: &self.by_id,
+                        ports: &mut self.ports,
+                        registry: &self.registry,
+                        now,
+                        deferred: &mut deferred,
+                        stats: &mut self.stats,
+                        refused: None,
+                    };
+                    h.hub.handle_timeout(now, &mut io);
+                    self.after_hub_call(deferred);
+                }
+            }
+            Side::Client(c) => {
+                if c.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    match c.endpoint.handle_timeout(now) {
+                        Todo::Connect => connect = true,
+                        Todo::Send(f) => {
+                            if let Some(conn) = c.conn.as_mut() {
+                                let _ = conn.queue(&f);
+                            }
+                        }
+                        Todo::Close => lost = Some("the hub stopped answering"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(why) = lost {
+            self.client_lost(why);
+        }
+        if connect {
+            self.client_connect()?;
+        }
+        Ok(())
+    }
+
+    /// Routes every machine's outbox, then flushes every link. Runs until nothing moves.
+    fn pump(&mut self) -> Result<(), PlatformError> {
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let mut moved = false;
+            let mut deferred = Deferred::default();
+            for i in 0..self.machines.len() {
+                let n = self.machines[i].machine.outbox_len();
+                if n == 0 || !self.machines[i].registered {
+                    continue;
+                }
+                let mut done = 0;
+                while done < n {
+                    // Copy the message's strings out of the outbox borrow: local delivery
+                    // needs `&mut` on another machine (or this one).
+                    let (to_self, to_buf, ev_buf, pl_buf);
+                    {
+                        let Some(m) = self.machines[i].machine.outbox().nth(done) else {
+                            break;
+                        };
+                        to_self = m.target == Target::ThisMachine;
+                        to_buf = match m.target {
+                            Target::ThisMachine => String::new(),
+                            Target::Machine(t) => t.to_string(),
+                        };
+                        ev_buf = m.event.to_string();
+                        pl_buf = m.payload.to_vec();
+                    }
+                    let from = self.machines[i].id.clone();
+                    let to = if to_self { from.clone() } else { to_buf };
+                    let seq = self.machines[i].seq;
+                    match self.route(&from, &to, &ev_buf, &pl_buf, seq, &mut deferred) {
+                        Routed::Sent => {
+                            self.machines[i].seq += 1;
+                            done += 1;
+                            moved = true;
+                        }
+                        Routed::Full => break,
+                    }
+                }
+                self.machines[i].machine.consume_outbox(done);
+            }
+            self.finish_deferred(deferred)?;
+            self.flush_all();
+            if !moved || rounds > 64 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn finish_deferred(&mut self, deferred: Deferred) -> Result<(), PlatformError> {
+        match self.side {
+            Side::Hub(_) => self.after_hub_call(deferred),
+            Side::Client(_) => {
+                let mut deferred = deferred;
+                let now = self.now();
+                let failures: Vec<_> = deferred.failures.drain(..).collect();
+                for (from, to, event, reason) in failures {
+                    self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+                }
+                for line in deferred.logs.drain(..) {
+                    (self.log)(&line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn route(
+        &mut self,
+        from: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+        seq: u64,
+        deferred: &mut Deferred,
+    ) -> Routed {
+        let now = self.now();
+        if self.by_id.contains_key(to) || self.ports.contains_key(to) {
+            self.stats.sent_local += 1;
+            deliver_to_local(
+                &mut self.machines,
+                &self.by_id,
+                &mut self.ports,
+                now,
+                from,
+                to,
+                event,
+                payload,
+                deferred,
+            );
+            return Routed::Sent;
+        }
+        let d = Deliver {
+            from,
+            to,
+            event,
+            payload,
+            seq,
+        };
+        let frame = Frame::Deliver(d);
+        if frame.encoded_len() > self.config.max_frame as usize + interstate_core::wire::LEN_PREFIX
+        {
+            deferred
+                .failures
+                .push((from.into(), to.into(), event.into(), FailReason::TooLarge));
+            return Routed::Sent;
+        }
+        match &mut self.side {
+            Side::Hub(h) => {
+                let n = match frame.encode(&mut self.scratch) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        deferred.failures.push((
+                            from.into(),
+                            to.into(),
+                            event.into(),
+                            FailReason::TooLarge,
+                        ));
+                        return Routed::Sent;
+                    }
+                };
+                let body = &self.scratch[interstate_core::wire::LEN_PREFIX..n];
+                let mut io = HubIoImpl {
+                    links: &mut h.links,
+                    machines: &mut self.machines,
+                    by_id: &self.by_id,
+                    ports: &mut self.ports,
+                    registry: &self.registry,
+                    now,
+                    deferred,
+                    stats: &mut self.stats,
+                    refused: None,
+                };
+                match h.hub.deliver_local(now, d, body, &mut io) {
+                    Handled::Stalled(_) => Routed::Full,
+                    _ => {
+                        self.stats.sent_remote += 1;
+                        Routed::Sent
+                    }
+                }
+            }
+            Side::Client(c) => {
+                if c.endpoint.is_ready() {
+                    if let Some(conn) = c.conn.as_mut() {
+                        return match conn.queue(&frame) {
+                            Ok(()) => {
+                                self.stats.sent_remote += 1;
+                                Routed::Sent
+                            }
+                            Err(()) => Routed::Full,
+                        };
+                    }
+                }
+                // Not connected: keep it (bounded) for after the reconnect.
+                let n = frame.encode(&mut self.scratch).unwrap_or(0);
+                let body = &self.scratch
+                    [interstate_core::wire::LEN_PREFIX..n.max(interstate_core::wire::LEN_PREFIX)];
+                if c.backlog_bytes + body.len() > self.config.reconnect_buffer {
+                    deferred.failures.push((
+                        from.into(),
+                        to.into(),
+                        event.into(),
+                        FailReason::Disconnected,
+                    ));
+                } else {
+                    c.backlog_bytes += body.len();
+                    c.backlog.push_back(body.to_vec());
+                    self.stats.sent_remote += 1;
+                }
+                Routed::Sent
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let mut lost = None;
+        match &mut self.side {
+            Side::Hub(h) => {
+                let mut dead = Vec::new();
+                for (i, l) in h.links.iter_mut().enumerate() {
+                    if let Some(l) = l {
+                        if l.conn.pending() > 0 {
+                            l.conn.flush();
+                        }
+                        if l.conn.dead && !l.conn.has_partial() {
+                            dead.push((i as LinkId, "connection lost".to_string()));
+                        }
+                    }
+                }
+                if !dead.is_empty() {
+                    self.after_hub_call(Deferred {
+                        close: dead,
+                        ..Default::default()
+                    });
+                }
+            }
+            Side::Client(c) => {
+                if let Some(conn) = c.conn.as_mut() {
+                    if conn.pending() > 0 {
+                        conn.flush();
+                    }
+                    if conn.dead {
+                        lost = Some("connection lost");
+                    }
+                }
+            }
+        }
+        if let Some(why) = lost {
+            self.client_lost(why);
+        }
+    }
+
+    /// Says goodbye to the hub (clients) or removes the socket (hub). Also done on drop.
+    pub fn shutdown(&mut self) {
+        match &mut self.side {
+            Side::Hub(h) => {
+                let _ = std::fs::remove_file(&h.path);
+            }
+            Side::Client(c) => {
+                if let Some(conn) = c.conn.as_mut() {
+                    let _ = conn.queue(&Frame::Goodbye {
+                        reason: "shutting down",
+                    });
+                    conn.flush();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Routed {
+    Sent,
+    Full,
+}
+
+/// The status of a hosted machine, for tools.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Idle => "idle",
+        Status::Active => "active",
+        Status::Done => "done",
+        Status::Failed => "failed",
+    }
+}

@@ -1,0 +1,96 @@
+//! The bus from the facade: nodes hosting machines defined in JSON, with bound behaviors.
+//!
+//! ```no_run
+//! use interstate::bus::{Node, NodeConfig, Role};
+//! use interstate::Behaviors;
+//!
+//! let mut config = NodeConfig::new("myapp");
+//! config.role = Role::Auto; // the first process serves the bus, the others join it
+//! let mut node = Node::new(config)?;
+//! let json = r#"{"id":"ui","initial":"idle","states":{"idle":{"on":{"GO":{"actions":"ask"}}}}}"#;
+//! let behaviors = Behaviors::new().action("ask", |cx| {
+//!     let _ = cx.send("worker-1", "DO_WORK", b"{\"task\":123}");
+//! });
+//! interstate::bus::add_json_machine(&mut node, "ui-main", json, behaviors)?;
+//! loop {
+//!     node.run_once(None)?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use interstate_platform::{
+    busdir, MachineInfo, Node, NodeConfig, NodeStats, PlatformError, PortMessage, Registry, Role,
+    DELIVERY_ERROR_EVENT,
+};
+
+use crate::bind::{Behaviors, Directory};
+use crate::compile::CompiledChart;
+use interstate_core::{Chart, ProcessInfo};
+
+impl Directory for Registry {
+    fn process_info(&self, machine_id: &str) -> Option<ProcessInfo> {
+        Registry::process_info(self, machine_id)
+    }
+}
+
+/// Why a machine could not join a node.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AddMachineError {
+    /// The JSON is not a valid chart.
+    Compile(crate::compile::CompileError),
+    /// The chart uses names with no binding.
+    Unbound(crate::bind::Unbound),
+    /// The node refused it (id taken, bus error).
+    Node(PlatformError),
+}
+
+impl std::fmt::Display for AddMachineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddMachineError::Compile(e) => write!(f, "{e}"),
+            AddMachineError::Unbound(e) => write!(f, "{e}"),
+            AddMachineError::Node(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AddMachineError {}
+
+/// Makes a compiled chart live for the rest of the process, as a node's machines do.
+pub fn leak_chart(compiled: CompiledChart) -> Chart<'static> {
+    let compiled: &'static CompiledChart = Box::leak(Box::new(compiled));
+    compiled.chart()
+}
+
+/// Compiles `json`, binds `behaviors` (every name must be bound), and adds the machine to the
+/// node as `id`. Its actions' `process_info` answers from the node's registry.
+pub fn add_json_machine(
+    node: &mut Node,
+    id: &str,
+    json: &str,
+    behaviors: Behaviors,
+) -> Result<(), AddMachineError> {
+    let compiled = crate::compile::compile_str(json).map_err(AddMachineError::Compile)?;
+    let chart = leak_chart(compiled);
+    let mut bound = behaviors.bind(&chart).map_err(AddMachineError::Unbound)?;
+    bound.set_directory(Box::new(node.registry()));
+    node.add_machine(id, chart, Box::new(bound))
+        .map_err(AddMachineError::Node)
+}
+
+/// Like [`add_json_machine`] for an already compiled chart, binding leniently: unbound
+/// actions do nothing (their names are returned), as `interstate run` wants.
+pub fn add_chart_lenient(
+    node: &mut Node,
+    id: &str,
+    compiled: CompiledChart,
+    behaviors: Behaviors,
+) -> Result<crate::bind::Unbound, AddMachineError> {
+    let chart = leak_chart(compiled);
+    let (mut bound, unbound) = behaviors.bind_lenient(&chart);
+    bound.set_directory(Box::new(node.registry()));
+    node.add_machine(id, chart, Box::new(bound))
+        .map_err(AddMachineError::Node)?;
+    Ok(unbound)
+}

@@ -1,0 +1,232 @@
+//! The bus subcommands of the `interstate` tool: hub, send, ps, monitor, run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use interstate_core::wire::Frame;
+use serde_json::json;
+
+use crate::bus::{Node, NodeConfig, Role};
+use crate::Behaviors;
+
+/// Bus selection shared by the subcommands.
+#[derive(Clone, Debug, Default)]
+pub struct BusArgs {
+    /// `--bus NAME` (else `INTERSTATE_BUS`, else `default`).
+    pub bus: Option<String>,
+}
+
+impl BusArgs {
+    /// The node settings for this bus and role.
+    pub fn config(&self, role: Role) -> NodeConfig {
+        let mut c = match &self.bus {
+            Some(b) => NodeConfig::new(b),
+            None => NodeConfig::from_env(),
+        };
+        c.role = role;
+        c
+    }
+}
+
+/// Set by SIGINT/SIGTERM.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| format!("installing a signal handler: {e}"))?;
+    }
+    Ok(flag)
+}
+
+/// `interstate hub`: serve the bus until SIGINT/SIGTERM.
+pub fn hub(args: &BusArgs) -> Result<(), String> {
+    let stop = stop_flag()?;
+    let mut node = Node::new(args.config(Role::Hub)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "interstate: hub serving bus '{}' at {}",
+        node.config().bus,
+        node.config().socket_path().display()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        node.run_once(Some(StdDuration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+    }
+    node.shutdown();
+    eprintln!("interstate: hub stopped");
+    Ok(())
+}
+
+fn client(args: &BusArgs) -> Result<Node, String> {
+    let node = Node::new(args.config(Role::Client)).map_err(|e| e.to_string())?;
+    if !node.is_connected() {
+        return Err(format!(
+            "could not reach the hub of bus '{}'",
+            node.config().bus
+        ));
+    }
+    Ok(node)
+}
+
+fn wait_registry(node: &mut Node) -> Result<(), String> {
+    let ok = node
+        .run_until(StdDuration::from_secs(5), |n| n.registry_synced())
+        .map_err(|e| e.to_string())?;
+    if ok {
+        Ok(())
+    } else {
+        Err("the hub did not send its registry within 5 s".into())
+    }
+}
+
+/// `interstate send TARGET EVENT [--data JSON]`.
+pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Result<(), String> {
+    let payload = match data {
+        Some(d) => {
+            let v: serde_json::Value =
+                serde_json::from_str(d).map_err(|e| format!("--data is not JSON: {e}"))?;
+            v.to_string().into_bytes()
+        }
+        None => Vec::new(),
+    };
+    let mut node = client(args)?;
+    let port = format!("interstate-send.{}", std::process::id());
+    node.open_port(&port).map_err(|e| e.to_string())?;
+    wait_registry(&mut node)?;
+    if !node.registry().contains(target) {
+        return Err(format!(
+            "no machine '{target}' is registered on bus '{}' (see `interstate ps`)",
+            node.config().bus
+        ));
+    }
+    node.send_from_port(&port, target, event, &payload)
+        .map_err(|e| e.to_string())?;
+    // A short wait for a delivery failure coming back (e.g. the target just went away).
+    let mut failure = None;
+    node.run_until(StdDuration::from_millis(200), |n| {
+        if let Some(m) = n.recv_port() {
+            if m.event == crate::bus::DELIVERY_ERROR_EVENT {
+                failure = Some(String::from_utf8_lossy(&m.payload).into_owned());
+                return true;
+            }
+        }
+        false
+    })
+    .map_err(|e| e.to_string())?;
+    match failure {
+        Some(f) => Err(format!("not delivered: {f}")),
+        None => {
+            println!("sent {event} to {target}");
+            Ok(())
+        }
+    }
+}
+
+/// `interstate ps [--json]`.
+pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
+    let mut node = client(args)?;
+    wait_registry(&mut node)?;
+    let mine = std::process::id();
+    let entries: Vec<_> = node
+        .registry()
+        .entries()
+        .into_iter()
+        .filter(|e| e.pid != mine)
+        .collect();
+    if as_json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| json!({"machine": e.machine, "pid": e.pid, "uid": e.uid, "executable": e.executable, "transport": format!("{:?}", e.transport), "since_ms": e.since_ms}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        println!(
+            "{:<24} {:>8} {:>6} {:<20} {:<12} SINCE",
+            "MACHINE", "PID", "UID", "EXECUTABLE", "TRANSPORT"
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        for e in entries {
+            let age = now_ms.saturating_sub(e.since_ms) / 1000;
+            println!(
+                "{:<24} {:>8} {:>6} {:<20} {:<12} {}s ago",
+                e.machine,
+                e.pid,
+                e.uid,
+                e.executable,
+                format!("{:?}", e.transport),
+                age
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `interstate monitor [--json]`: every message crossing the hub, one line each.
+pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), String> {
+    let stop = stop_flag()?;
+    let mut node = client(args)?;
+    node.subscribe_monitor();
+    let mut seen = 0u64;
+    while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| seen < l) {
+        node.run_once(Some(StdDuration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        while let Some(body) = node.next_monitored() {
+            let Ok(frame) = Frame::decode(&body) else {
+                continue;
+            };
+            if let Frame::Deliver(d) = frame {
+                let data = String::from_utf8_lossy(d.payload);
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"from": d.from, "to": d.to, "event": d.event, "seq": d.seq, "data": data})
+                    );
+                } else {
+                    println!("{} -> {}  {}  {}", d.from, d.to, d.event, data);
+                }
+            }
+            seen += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
+pub fn run(args: &BusArgs, file: &std::path::Path, id: &str, role: Role) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let compiled =
+        crate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let stop = stop_flag()?;
+    let mut node = Node::new(args.config(role)).map_err(|e| e.to_string())?;
+    let who = id.to_string();
+    let behaviors = Behaviors::new().on_log(move |_, msg| println!("[{who}] {msg}"));
+    let unbound = crate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
+        .map_err(|e| e.to_string())?;
+    if !unbound.actions.is_empty() {
+        eprintln!(
+            "interstate: note: actions {} have no code in `interstate run` and do nothing",
+            unbound.actions.join(", ")
+        );
+    }
+    eprintln!(
+        "interstate: machine '{id}' joined bus '{}' ({})",
+        node.config().bus,
+        if node.is_hub() {
+            "serving as hub"
+        } else {
+            "client"
+        }
+    );
+    while !stop.load(Ordering::Relaxed) {
+        node.run_once(Some(StdDuration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        if node.machine(id).is_some_and(|m| m.is_done()) {
+            eprintln!("interstate: machine '{id}' reached its final state");
+            break;
+        }
+    }
+    Ok(())
+}
