@@ -416,6 +416,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         match frame {
             Frame::Deliver(d) => self.deliver(now, link, d, body, io),
+            Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
             Frame::Register { machine } => self.register(now, link, machine, io),
             Frame::Unregister { machine } => {
                 if self.lookup(machine).is_some_and(|r| r.link == link) {
@@ -707,6 +708,37 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             }
         }
         Handled::Done
+    }
+
+    fn ack(
+        &mut self,
+        link: LinkId,
+        from: &str,
+        to: &str,
+        body: &[u8],
+        io: &mut dyn HubIo,
+    ) -> Handled {
+        if self.lookup(from).is_none_or(|r| r.link != link) {
+            self.stats.spoofed += 1;
+            io.log(
+                link,
+                "ack from a machine id this link does not own; dropped",
+            );
+            return Handled::Done;
+        }
+        // An ack for a sender that is gone has no one to tell.
+        let Some(target) = self.lookup(to).map(|r| r.link) else {
+            return Handled::Done;
+        };
+        match io.forward(target, body) {
+            Ok(()) => Handled::Done,
+            Err(()) => Handled::Stalled(target),
+        }
+    }
+
+    /// Routes an ack from a machine of the hub's own process.
+    pub fn ack_local(&mut self, from: &str, to: &str, body: &[u8], io: &mut dyn HubIo) -> Handled {
+        self.ack(LOCAL_LINK, from, to, body, io)
     }
 
     /// Reports a Deliver frame that will never reach its target (it was queued on a link that

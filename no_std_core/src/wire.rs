@@ -251,6 +251,16 @@ pub enum Frame<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// Receiver -> sender (routed by the hub like a Deliver): every message from `to` to
+    /// `from` with a sequence number up to `seq` was delivered. Cumulative.
+    Ack {
+        /// The machine that received the messages (owned by the acknowledging link).
+        from: &'a str,
+        /// The machine that sent them.
+        to: &'a str,
+        /// The highest sequence number delivered.
+        seq: u64,
+    },
 }
 
 impl<'a> Frame<'a> {
@@ -306,6 +316,7 @@ impl<'a> Frame<'a> {
             Frame::Ping { .. } => "ping",
             Frame::Pong { .. } => "pong",
             Frame::Goodbye { .. } => "goodbye",
+            Frame::Ack { .. } => "ack",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod busdir;
 pub mod conn;
 pub mod error;
 pub mod node;
+pub mod outstanding;
 pub mod registry;
 
 pub use error::PlatformError;

@@ -24,7 +24,9 @@ use std::time::Duration as StdDuration;
 use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkId, PeerCredentials, LOCAL_LINK};
 use interstate_core::machine::Status;
-use interstate_core::wire::{Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME};
+use interstate_core::wire::{
+    Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME, LEN_PREFIX,
+};
 use interstate_core::{Behavior, Chart, Duration, Event, Instant, Machine, Target, TransportKind};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -32,6 +34,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::busdir;
 use crate::conn::{Conn, ReadOutcome};
 use crate::error::PlatformError;
+use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
 
 /// Tokens at or above this are the user's (see [`Node::poll_registry`]).
@@ -44,6 +47,9 @@ const LINK_BASE: usize = 16;
 pub const HUB_LINKS: usize = 256;
 /// The most machine ids a hub routes.
 pub const HUB_MACHINES: usize = 4096;
+
+/// How long, after a reconnect, messages wait for their target to re-register.
+const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
@@ -178,9 +184,7 @@ struct ClientSide {
     conn: Option<Conn<UnixStream>>,
     readable: bool,
     path: PathBuf,
-    /// Encoded Deliver bodies waiting for the hub (bounded by `reconnect_buffer` bytes).
-    backlog: VecDeque<Vec<u8>>,
-    backlog_bytes: usize,
+
     /// Ids registered (or to register) on the hub, and the answers received.
     pending_register: HashMap<String, Option<RegisterStatus>>,
     monitor: bool,
@@ -197,8 +201,12 @@ enum Side {
 struct Deferred {
     /// Links to close, with the reason.
     close: Vec<(LinkId, String)>,
-    /// (sending machine, target, event, reason) failures to report to local machines.
-    failures: Vec<(String, String, String, FailReason)>,
+    /// (sending machine, target, event, seq, reason) failures to report to local machines.
+    failures: Vec<(String, String, String, u64, FailReason)>,
+    /// Machine ids that left the registry: their outstanding messages fail.
+    removed: Vec<String>,
+    /// Failures found here (not reported by the hub), reported as they are.
+    direct: Vec<(String, String, String, FailReason)>,
     /// Deliveries to local machines that arrived from the hub.
     logs: Vec<String>,
 }
@@ -209,65 +217,76 @@ pub struct Node {
     poll: Poll,
     events: Events,
     origin: std::time::Instant,
-    machines: Vec<Hosted>,
-    by_id: HashMap<String, usize>,
-    ports: HashMap<String, VecDeque<PortMessage>>,
+    local: Local,
     side: Side,
-    registry: Registry,
-    stats: NodeStats,
     scratch: Vec<u8>,
+    /// Holds one outgoing message's strings while it is routed.
+    msg_buf: Vec<u8>,
     monitor_frames: VecDeque<Vec<u8>>,
     monitor_dropped: u64,
     log: Box<dyn FnMut(&str)>,
+    /// After a reconnect, messages to machines not (yet) back in the registry wait until this
+    /// instant for them to re-register, before they are sent (and fail if really gone).
+    grace_until: Option<Instant>,
+}
+
+/// Everything of the node that receives: its machines, ports, registry copy, counters, and
+/// both ends of end-to-end delivery.
+struct Local {
+    machines: Vec<Hosted>,
+    by_id: HashMap<String, usize>,
+    ports: HashMap<String, VecDeque<PortMessage>>,
+    /// Sequence numbers of the ports' sends.
+    port_seq: HashMap<String, u64>,
+    registry: Registry,
+    stats: NodeStats,
+    outstanding: Outstanding,
+    received: Received,
 }
 
 /// The platform side of the hub when this node is the hub.
 struct HubIoImpl<'a> {
     links: &'a mut Vec<Option<LinkConn>>,
-    machines: &'a mut Vec<Hosted>,
-    by_id: &'a HashMap<String, usize>,
-    ports: &'a mut HashMap<String, VecDeque<PortMessage>>,
-    registry: &'a Registry,
+    local: &'a mut Local,
     now: Instant,
     deferred: &'a mut Deferred,
-    stats: &'a mut NodeStats,
     refused: Option<&'a mut UnixStream>,
 }
 
-fn deliver_to_local(
-    machines: &mut [Hosted],
-    by_id: &HashMap<String, usize>,
-    ports: &mut HashMap<String, VecDeque<PortMessage>>,
-    now: Instant,
-    from: &str,
-    to: &str,
-    event: &str,
-    payload: &[u8],
-    deferred: &mut Deferred,
-) -> bool {
-    if let Some(&i) = by_id.get(to) {
-        let h = &mut machines[i];
-        if let Err(e) = h.machine.send(
-            now,
-            Event::new(event).with_payload(payload),
-            &mut *h.behavior,
-        ) {
-            deferred
-                .logs
-                .push(format!("machine '{}' failed on event '{event}': {e}", h.id));
+impl Local {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        from: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+        deferred: &mut Deferred,
+    ) -> bool {
+        if let Some(&i) = self.by_id.get(to) {
+            let h = &mut self.machines[i];
+            if let Err(e) = h.machine.send(
+                now,
+                Event::new(event).with_payload(payload),
+                &mut *h.behavior,
+            ) {
+                deferred
+                    .logs
+                    .push(format!("machine '{}' failed on event '{event}': {e}", h.id));
+            }
+            return true;
         }
-        return true;
+        if let Some(q) = self.ports.get_mut(to) {
+            q.push_back(PortMessage {
+                port: to.to_string(),
+                from: from.to_string(),
+                event: event.to_string(),
+                payload: payload.to_vec(),
+            });
+            return true;
+        }
+        false
     }
-    if let Some(q) = ports.get_mut(to) {
-        q.push_back(PortMessage {
-            port: to.to_string(),
-            from: from.to_string(),
-            event: event.to_string(),
-            payload: payload.to_vec(),
-        });
-        return true;
-    }
-    false
 }
 
 impl HubIo for HubIoImpl<'_> {
@@ -283,12 +302,13 @@ impl HubIo for HubIoImpl<'_> {
         }
         if link == LOCAL_LINK {
             match *frame {
-                Frame::RegistryEntry(e) => self.registry.insert(MachineInfo::from_entry(&e)),
-                Frame::RegistryRemoved { machine } => self.registry.remove(machine),
+                Frame::RegistryEntry(e) => self.local.registry.insert(MachineInfo::from_entry(&e)),
+                Frame::RegistryRemoved { machine } => self.local.registry.remove(machine),
                 Frame::DeliveryFailed(f) => self.deferred.failures.push((
                     f.from.to_string(),
                     f.to.to_string(),
                     f.event.to_string(),
+                    f.seq,
                     f.reason,
                 )),
                 _ => {}
@@ -303,19 +323,22 @@ impl HubIo for HubIoImpl<'_> {
 
     fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), ()> {
         if link == LOCAL_LINK {
-            if let Ok(Frame::Deliver(d)) = Frame::decode(body) {
-                self.stats.received += 1;
-                deliver_to_local(
-                    self.machines,
-                    self.by_id,
-                    self.ports,
-                    self.now,
-                    d.from,
-                    d.to,
-                    d.event,
-                    d.payload,
-                    self.deferred,
-                );
+            match Frame::decode(body) {
+                Ok(Frame::Deliver(d)) => {
+                    if self.local.received.accept(d.to, d.from, d.seq) {
+                        self.local.stats.received += 1;
+                        self.local.deliver(
+                            self.now,
+                            d.from,
+                            d.to,
+                            d.event,
+                            d.payload,
+                            self.deferred,
+                        );
+                    }
+                }
+                Ok(Frame::Ack { from, to, seq }) => self.local.outstanding.ack(to, from, seq),
+                _ => {}
             }
             return Ok(());
         }
@@ -380,6 +403,27 @@ fn peer_credentials(stream: &UnixStream) -> PeerCredentials {
     }
 }
 
+fn local_info(id: &str) -> MachineInfo {
+    MachineInfo {
+        machine: id.to_string(),
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        executable: executable_name(),
+        transport: TransportKind::InProcess,
+        since_ms: 0,
+    }
+}
+
+/// A starting sequence number above any a previous incarnation of this process can have used
+/// (nanoseconds since the epoch), so receivers never take a restarted sender's messages for
+/// duplicates.
+fn sequence_base() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
 fn executable_name() -> String {
     std::env::current_exe()
         .ok()
@@ -423,21 +467,29 @@ impl Node {
                 }
             }
         };
+        let outstanding_bytes = config.reconnect_buffer;
         let mut node = Node {
             config,
             poll,
             events: Events::with_capacity(256),
             origin,
-            machines: Vec::new(),
-            by_id: HashMap::new(),
-            ports: HashMap::new(),
+            local: Local {
+                machines: Vec::new(),
+                by_id: HashMap::new(),
+                ports: HashMap::new(),
+                port_seq: HashMap::new(),
+                registry,
+                stats: NodeStats::default(),
+                outstanding: Outstanding::new(outstanding_bytes),
+                received: Received::default(),
+            },
             side,
-            registry,
-            stats: NodeStats::default(),
             scratch: Vec::new(),
+            msg_buf: Vec::with_capacity(1024),
             monitor_frames: VecDeque::new(),
             monitor_dropped: 0,
             log: Box::new(|line| eprintln!("interstate: {line}")),
+            grace_until: None,
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
@@ -523,8 +575,7 @@ impl Node {
             conn: None,
             readable: false,
             path: path.into(),
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
+
             pending_register: HashMap::new(),
             monitor: false,
             snapshot_done: false,
@@ -555,11 +606,11 @@ impl Node {
     }
     /// Counters.
     pub fn stats(&self) -> NodeStats {
-        self.stats
+        self.local.stats
     }
     /// The registry copy (shared view; stays current).
     pub fn registry(&self) -> Registry {
-        self.registry.clone()
+        self.local.registry.clone()
     }
     /// Where log lines go (default: stderr).
     pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
@@ -571,18 +622,21 @@ impl Node {
     }
     /// A hosted machine by id.
     pub fn machine(&self, id: &str) -> Option<&HostedMachine> {
-        self.by_id.get(id).map(|&i| &*self.machines[i].machine)
+        self.local
+            .by_id
+            .get(id)
+            .map(|&i| &*self.local.machines[i].machine)
     }
     /// The ids of the hosted machines.
     pub fn machine_ids(&self) -> impl Iterator<Item = &str> {
-        self.machines.iter().map(|h| h.id.as_str())
+        self.local.machines.iter().map(|h| h.id.as_str())
     }
 
     fn check_new_id(&self, id: &str) -> Result<(), PlatformError> {
         if !interstate_core::hub::valid_machine_id(id) {
             return Err(PlatformError::BadMachineId { id: id.into() });
         }
-        if self.by_id.contains_key(id) || self.ports.contains_key(id) {
+        if self.local.by_id.contains_key(id) || self.local.ports.contains_key(id) {
             return Err(PlatformError::MachineIdTaken { id: id.into() });
         }
         Ok(())
@@ -596,17 +650,13 @@ impl Node {
                 let mut deferred = Deferred::default();
                 let mut io = HubIoImpl {
                     links: &mut h.links,
-                    machines: &mut self.machines,
-                    by_id: &self.by_id,
-                    ports: &mut self.ports,
-                    registry: &self.registry,
+                    local: &mut self.local,
                     now,
                     deferred: &mut deferred,
-                    stats: &mut self.stats,
                     refused: None,
                 };
                 let status = h.hub.register_local(now, id, &mut io);
-                self.after_hub_call(deferred);
+                self.settle(deferred);
                 match status {
                     RegisterStatus::Ok => Ok(()),
                     RegisterStatus::Taken => Err(PlatformError::MachineIdTaken { id: id.into() }),
@@ -660,29 +710,29 @@ impl Node {
         let machine = Box::new(HostedMachine::new(chart, id)?);
         // The machine is in the table and started before its id is announced, so that a
         // message sent the moment the registry shows it finds it.
-        let idx = self.machines.len();
-        self.machines.push(Hosted {
+        let idx = self.local.machines.len();
+        self.local.machines.push(Hosted {
             id: id.to_string(),
             machine,
             behavior,
-            seq: 0,
+            seq: sequence_base(),
             registered: false,
         });
-        self.by_id.insert(id.to_string(), idx);
+        self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
-        let h = &mut self.machines[idx];
+        let h = &mut self.local.machines[idx];
         if let Err(e) = h.machine.start(now, &mut *h.behavior) {
-            self.machines.pop();
-            self.by_id.remove(id);
+            self.local.machines.pop();
+            self.local.by_id.remove(id);
             return Err(e.into());
         }
         if let Err(e) = self.register_on_bus(id) {
-            self.machines.pop();
-            self.by_id.remove(id);
+            self.local.machines.pop();
+            self.local.by_id.remove(id);
             return Err(e);
         }
-        self.machines[idx].registered = true;
-        self.registry.insert(MachineInfo {
+        self.local.machines[idx].registered = true;
+        self.local.registry.insert(MachineInfo {
             machine: id.to_string(),
             pid: std::process::id(),
             uid: rustix::process::getuid().as_raw(),
@@ -699,9 +749,9 @@ impl Node {
     /// (`interstate send`) and foreign code use ports.
     pub fn open_port(&mut self, id: &str) -> Result<(), PlatformError> {
         self.check_new_id(id)?;
-        self.ports.insert(id.to_string(), VecDeque::new());
+        self.local.ports.insert(id.to_string(), VecDeque::new());
         if let Err(e) = self.register_on_bus(id) {
-            self.ports.remove(id);
+            self.local.ports.remove(id);
             return Err(e);
         }
         Ok(())
@@ -709,7 +759,7 @@ impl Node {
 
     /// The next message for any port.
     pub fn recv_port(&mut self) -> Option<PortMessage> {
-        self.ports.values_mut().find_map(|q| q.pop_front())
+        self.local.ports.values_mut().find_map(|q| q.pop_front())
     }
 
     /// Sends from a port. Delivery failures come back to the port as
@@ -721,12 +771,13 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<(), PlatformError> {
-        if !self.ports.contains_key(port) {
+        if !self.local.ports.contains_key(port) {
             return Err(PlatformError::BadMachineId { id: port.into() });
         }
         let mut deferred = Deferred::default();
-        let r = self.route(port, to, event, payload, 0, &mut deferred);
-        self.finish_deferred(deferred)?;
+        let seq = self.next_port_seq(port);
+        let r = self.route(port, to, event, payload, seq, &mut deferred);
+        self.settle(deferred);
         match r {
             Routed::Sent => Ok(()),
             Routed::Full => {
@@ -735,8 +786,8 @@ impl Node {
                 loop {
                     self.run_once(Some(StdDuration::from_millis(5)))?;
                     let mut deferred = Deferred::default();
-                    let r = self.route(port, to, event, payload, 0, &mut deferred);
-                    self.finish_deferred(deferred)?;
+                    let r = self.route(port, to, event, payload, seq, &mut deferred);
+                    self.settle(deferred);
                     if r == Routed::Sent {
                         return Ok(());
                     }
@@ -753,6 +804,16 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn next_port_seq(&mut self, port: &str) -> u64 {
+        let seq = self
+            .local
+            .port_seq
+            .entry(port.to_string())
+            .or_insert_with(sequence_base);
+        *seq += 1;
+        *seq
     }
 
     /// Subscribes to copies of every message crossing the hub (`interstate monitor`).
@@ -789,10 +850,10 @@ impl Node {
         payload: &[u8],
     ) -> Result<(), PlatformError> {
         let now = self.now();
-        let Some(&i) = self.by_id.get(to) else {
+        let Some(&i) = self.local.by_id.get(to) else {
             return Err(PlatformError::BadMachineId { id: to.into() });
         };
-        let h = &mut self.machines[i];
+        let h = &mut self.local.machines[i];
         h.machine.send(
             now,
             Event::new(event).with_payload(payload),
@@ -841,6 +902,7 @@ impl Node {
 
     fn next_deadline(&self) -> Option<Instant> {
         let m = self
+            .local
             .machines
             .iter()
             .filter_map(|h| h.machine.poll_timeout())
@@ -940,13 +1002,9 @@ impl Node {
             let mut deferred = Deferred::default();
             let mut io = HubIoImpl {
                 links: &mut h.links,
-                machines: &mut self.machines,
-                by_id: &self.by_id,
-                ports: &mut self.ports,
-                registry: &self.registry,
+                local: &mut self.local,
                 now,
                 deferred: &mut deferred,
-                stats: &mut self.stats,
                 refused: Some(&mut stream),
             };
             let link = h.hub.link_opened(now, peer, &mut io);
@@ -964,13 +1022,9 @@ impl Node {
                 let mut d = Deferred::default();
                 let mut io = HubIoImpl {
                     links: &mut h.links,
-                    machines: &mut self.machines,
-                    by_id: &self.by_id,
-                    ports: &mut self.ports,
-                    registry: &self.registry,
+                    local: &mut self.local,
                     now,
                     deferred: &mut d,
-                    stats: &mut self.stats,
                     refused: None,
                 };
                 h.hub.link_closed(link, &mut io);
@@ -1072,13 +1126,9 @@ impl Node {
                     };
                     let mut io = HubIoImpl {
                         links: &mut h.links,
-                        machines: &mut self.machines,
-                        by_id: &self.by_id,
-                        ports: &mut self.ports,
-                        registry: &self.registry,
+                        local: &mut self.local,
                         now,
                         deferred: &mut deferred,
-                        stats: &mut self.stats,
                         refused: None,
                     };
                     match h
@@ -1100,25 +1150,52 @@ impl Node {
                     }
                 }
             }
-            self.after_hub_call(deferred);
+            self.settle(deferred);
         }
         Ok(())
     }
 
     /// Closes links, reports failures to local machines and writes log lines that a call into
     /// the hub asked for.
-    fn after_hub_call(&mut self, mut deferred: Deferred) {
+    /// Does what calls into the hub and the machines left for later: log lines, failures to
+    /// report, registry removals, links to close (which may leave more of the same).
+    fn settle(&mut self, mut deferred: Deferred) {
         let now = self.now();
-        while !deferred.close.is_empty()
-            || !deferred.failures.is_empty()
-            || !deferred.logs.is_empty()
-        {
+        loop {
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
             }
-            let failures: Vec<_> = deferred.failures.drain(..).collect();
-            for (from, to, event, reason) in failures {
+            let direct: Vec<_> = deferred.direct.drain(..).collect();
+            for (from, to, event, reason) in direct {
                 self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+            }
+            // The hub's failure reports: each settles one outstanding message, once.
+            let failures: Vec<_> = deferred.failures.drain(..).collect();
+            for (from, to, event, seq, reason) in failures {
+                let settled = self
+                    .local
+                    .outstanding
+                    .fail_where(&|f, t, s| f == from && t == to && s == seq);
+                if !settled.is_empty()
+                    || !self.local.by_id.contains_key(&from)
+                        && !self.local.ports.contains_key(&from)
+                {
+                    self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+                }
+            }
+            // A machine left the bus: what it never acknowledged will not arrive.
+            let removed: Vec<_> = deferred.removed.drain(..).collect();
+            for machine in removed {
+                for u in self.local.outstanding.fail_where(&|_, t, _| t == machine) {
+                    self.report_failure(
+                        now,
+                        &u.from,
+                        &u.to,
+                        &u.event,
+                        FailReason::TargetGone,
+                        &mut deferred,
+                    );
+                }
             }
             let closes: Vec<_> = deferred.close.drain(..).collect();
             for (link, _reason) in closes {
@@ -1131,13 +1208,9 @@ impl Node {
                 let unwritten = lc.conn.unwritten_frames();
                 let mut io = HubIoImpl {
                     links: &mut h.links,
-                    machines: &mut self.machines,
-                    by_id: &self.by_id,
-                    ports: &mut self.ports,
-                    registry: &self.registry,
+                    local: &mut self.local,
                     now,
                     deferred: &mut deferred,
-                    stats: &mut self.stats,
                     refused: None,
                 };
                 h.hub.link_closed(link, &mut io);
@@ -1145,6 +1218,14 @@ impl Node {
                 for body in unwritten {
                     h.hub.undeliverable(&body, &mut io);
                 }
+            }
+            if deferred.logs.is_empty()
+                && deferred.direct.is_empty()
+                && deferred.failures.is_empty()
+                && deferred.removed.is_empty()
+                && deferred.close.is_empty()
+            {
+                return;
             }
         }
     }
@@ -1158,19 +1239,12 @@ impl Node {
         reason: FailReason,
         deferred: &mut Deferred,
     ) {
-        self.stats.delivery_failures += 1;
+        self.local.stats.delivery_failures += 1;
         let payload = delivery_error_payload(to, event, reason);
-        if !deliver_to_local(
-            &mut self.machines,
-            &self.by_id,
-            &mut self.ports,
-            now,
-            to,
-            from,
-            DELIVERY_ERROR_EVENT,
-            &payload,
-            deferred,
-        ) {
+        if !self
+            .local
+            .deliver(now, to, from, DELIVERY_ERROR_EVENT, &payload, deferred)
+        {
             deferred.logs.push(format!(
                 "undeliverable message from '{from}' to '{to}' ({event}): {}",
                 reason.as_str()
@@ -1197,7 +1271,7 @@ impl Node {
                 conn.flush();
                 c.conn = Some(conn);
                 c.readable = true;
-                self.stats.connects += 1;
+                self.local.stats.connects += 1;
             }
             Err(_) => c.endpoint.disconnected(now),
         }
@@ -1211,18 +1285,10 @@ impl Node {
         };
         if let Some(mut conn) = c.conn.take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            // Whole frames not yet written go back to the backlog, in order, to be sent again
-            // after reconnecting.
-            let mut unwritten: Vec<Vec<u8>> = conn
-                .unwritten_frames()
-                .into_iter()
-                .filter(|b| matches!(Frame::decode(b), Ok(Frame::Deliver(_))))
-                .collect();
-            unwritten.extend(c.backlog.drain(..));
-            c.backlog_bytes = unwritten.iter().map(Vec::len).sum();
-            c.backlog = unwritten.into();
             (self.log)(&format!("lost the hub ({why}); reconnecting"));
         }
+        // Whatever was sent and not acknowledged is sent again after the reconnect.
+        self.local.outstanding.rewind();
         if c.endpoint.is_ready()
             || matches!(
                 c.endpoint.state(),
@@ -1232,16 +1298,9 @@ impl Node {
             c.endpoint.disconnected(now);
         }
         c.snapshot_done = false;
-        self.registry.clear();
-        for h in &self.machines {
-            self.registry.insert(MachineInfo {
-                machine: h.id.clone(),
-                pid: std::process::id(),
-                uid: rustix::process::getuid().as_raw(),
-                executable: executable_name(),
-                transport: TransportKind::InProcess,
-                since_ms: 0,
-            });
+        self.local.registry.clear();
+        for h in &self.local.machines {
+            self.local.registry.insert(local_info(&h.id));
         }
     }
 
@@ -1316,23 +1375,25 @@ impl Node {
                 }
                 match frame {
                     Frame::Deliver(d) => {
-                        self.stats.received += 1;
-                        deliver_to_local(
-                            &mut self.machines,
-                            &self.by_id,
-                            &mut self.ports,
-                            now,
-                            d.from,
-                            d.to,
-                            d.event,
-                            d.payload,
-                            &mut deferred,
-                        );
+                        // A message sent again after a hub restart is delivered only once.
+                        if self.local.received.accept(d.to, d.from, d.seq) {
+                            self.local.stats.received += 1;
+                            self.local.deliver(
+                                now,
+                                d.from,
+                                d.to,
+                                d.event,
+                                d.payload,
+                                &mut deferred,
+                            );
+                        }
                     }
+                    Frame::Ack { from, to, seq } => self.local.outstanding.ack(to, from, seq),
                     Frame::DeliveryFailed(f) => deferred.failures.push((
                         f.from.to_string(),
                         f.to.to_string(),
                         f.event.to_string(),
+                        f.seq,
                         f.reason,
                     )),
                     Frame::RegisterResult { machine, status } => {
@@ -1343,10 +1404,13 @@ impl Node {
                         }
                         c.pending_register.insert(machine.to_string(), Some(status));
                     }
-                    Frame::RegistryEntry(e) => self.registry.insert(MachineInfo::from_entry(&e)),
+                    Frame::RegistryEntry(e) => {
+                        self.local.registry.insert(MachineInfo::from_entry(&e))
+                    }
                     Frame::RegistryRemoved { machine } => {
-                        if !self.by_id.contains_key(machine) {
-                            self.registry.remove(machine)
+                        if !self.local.by_id.contains_key(machine) {
+                            self.local.registry.remove(machine);
+                            deferred.removed.push(machine.to_string());
                         }
                     }
                     Frame::SnapshotEnd => c.snapshot_done = true,
@@ -1376,24 +1440,21 @@ impl Node {
         if ready {
             self.on_ready();
         }
-        let failures: Vec<_> = deferred.failures.drain(..).collect();
-        for (from, to, event, reason) in failures {
-            self.report_failure(now, &from, &to, &event, reason, &mut deferred);
-        }
-        for line in deferred.logs.drain(..) {
-            (self.log)(&line);
-        }
+        self.settle(deferred);
         Ok(())
     }
 
-    /// The link to the hub is (again) ready: register, subscribe, flush the backlog.
+    /// The link to the hub is (again) ready: register, subscribe, send what is outstanding.
     fn on_ready(&mut self) {
         let ids: Vec<String> = self
+            .local
             .machines
             .iter()
             .map(|h| h.id.clone())
-            .chain(self.ports.keys().cloned())
+            .chain(self.local.ports.keys().cloned())
             .collect();
+        let now = self.now();
+        self.grace_until = Some(now + RECONNECT_GRACE);
         let Side::Client(c) = &mut self.side else {
             return;
         };
@@ -1406,28 +1467,94 @@ impl Node {
             registry: true,
             monitor: c.monitor,
         });
-        while let Some(body) = c.backlog.front() {
-            if conn.queue_body(body).is_err() {
-                break;
-            }
-            c.backlog_bytes -= body.len();
-            c.backlog.pop_front();
+        self.transmit();
+    }
+
+    /// Client: moves unsent messages from the outstanding buffer onto the hub link, in order,
+    /// holding back (during the grace after a reconnect) those for machines not back yet.
+    fn transmit(&mut self) {
+        let Side::Client(c) = &mut self.side else {
+            return;
+        };
+        if !c.endpoint.is_ready() || !self.local.outstanding.has_unsent() {
+            return;
         }
-        conn.flush();
+        let Some(conn) = c.conn.as_mut() else { return };
+        let now = Instant::from_millis(self.origin.elapsed().as_millis() as u64);
+        let in_grace = self.grace_until.is_some_and(|g| now < g);
+        let registry = &self.local.registry;
+        let synced = c.snapshot_done;
+        let sendable = |to: &str| !in_grace || (synced && registry.contains(to));
+        self.local
+            .outstanding
+            .transmit(&sendable, &mut |body| conn.queue_body(body).is_ok());
+    }
+
+    /// Sends the acknowledgements owed for messages delivered here.
+    fn emit_acks(&mut self) {
+        let now = self.now();
+        match &mut self.side {
+            Side::Client(c) => {
+                let Some(conn) = c.conn.as_mut().filter(|_| c.endpoint.is_ready()) else {
+                    return;
+                };
+                self.local.received.emit(&mut |receiver, sender, seq| {
+                    conn.queue(&Frame::Ack {
+                        from: receiver,
+                        to: sender,
+                        seq,
+                    })
+                    .is_ok()
+                });
+            }
+            Side::Hub(h) => {
+                let mut deferred = Deferred::default();
+                // The receive state is taken out while the hub routes the acks (which needs
+                // the rest of `local`); nothing is allocated by taking it.
+                let mut received = std::mem::take(&mut self.local.received);
+                let scratch = &mut self.scratch;
+                let local = &mut self.local;
+                received.emit(&mut |receiver, sender, seq| {
+                    let Ok(n) = (Frame::Ack {
+                        from: receiver,
+                        to: sender,
+                        seq,
+                    })
+                    .encode(scratch) else {
+                        return true;
+                    };
+                    let mut io = HubIoImpl {
+                        links: &mut h.links,
+                        local,
+                        now,
+                        deferred: &mut deferred,
+                        refused: None,
+                    };
+                    // A full link delays the ack; the sender keeps the message until it comes.
+                    !matches!(
+                        h.hub
+                            .ack_local(receiver, sender, &scratch[LEN_PREFIX..n], &mut io),
+                        Handled::Stalled(_)
+                    )
+                });
+                self.local.received = received;
+                self.settle(deferred);
+            }
+        }
     }
 
     fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.now();
-        for i in 0..self.machines.len() {
+        for i in 0..self.local.machines.len() {
             let mut guard = 0;
-            while self.machines[i]
+            while self.local.machines[i]
                 .machine
                 .poll_timeout()
                 .is_some_and(|t| t <= now)
                 && guard < 1024
             {
                 guard += 1;
-                let h = &mut self.machines[i];
+                let h = &mut self.local.machines[i];
                 if let Err(e) = h.machine.handle_timeout(now, &mut *h.behavior) {
                     (self.log)(&format!("machine '{}' failed on a timer: {e}", h.id));
                     break;
@@ -1445,17 +1572,13 @@ impl Node {
                     let mut deferred = Deferred::default();
                     let mut io = HubIoImpl {
                         links: &mut h.links,
-                        machines: &mut self.machines,
-                        by_id: &self.by_id,
-                        ports: &mut self.ports,
-                        registry: &self.registry,
+                        local: &mut self.local,
                         now,
                         deferred: &mut deferred,
-                        stats: &mut self.stats,
                         refused: None,
                     };
                     h.hub.handle_timeout(now, &mut io);
-                    self.after_hub_call(deferred);
+                    self.settle(deferred);
                 }
             }
             Side::Client(c) => {
@@ -1482,73 +1605,71 @@ impl Node {
         Ok(())
     }
 
-    /// Routes every machine's outbox, then flushes every link. Runs until nothing moves.
+    /// Routes every machine's outbox, sends acknowledgements owed, moves outstanding messages
+    /// onto the hub link, and flushes every link. Runs until nothing moves.
     fn pump(&mut self) -> Result<(), PlatformError> {
+        // One reused buffer holds a message's strings while it is routed: no allocation.
+        let mut buf = std::mem::take(&mut self.msg_buf);
         let mut rounds = 0;
         loop {
             rounds += 1;
             let mut moved = false;
             let mut deferred = Deferred::default();
-            for i in 0..self.machines.len() {
-                let n = self.machines[i].machine.outbox_len();
-                if n == 0 || !self.machines[i].registered {
+            for i in 0..self.local.machines.len() {
+                let n = self.local.machines[i].machine.outbox_len();
+                if n == 0 || !self.local.machines[i].registered {
                     continue;
                 }
                 let mut done = 0;
                 while done < n {
-                    // Copy the message's strings out of the outbox borrow: local delivery
-                    // needs `&mut` on another machine (or this one).
-                    let (to_self, to_buf, ev_buf, pl_buf);
+                    buf.clear();
+                    let (from_end, to_end, event_end);
                     {
-                        let Some(m) = self.machines[i].machine.outbox().nth(done) else {
+                        let h = &self.local.machines[i];
+                        let Some(m) = h.machine.outbox().nth(done) else {
                             break;
                         };
-                        to_self = m.target == Target::ThisMachine;
-                        to_buf = match m.target {
-                            Target::ThisMachine => String::new(),
-                            Target::Machine(t) => t.to_string(),
-                        };
-                        ev_buf = m.event.to_string();
-                        pl_buf = m.payload.to_vec();
+                        buf.extend_from_slice(h.id.as_bytes());
+                        from_end = buf.len();
+                        match m.target {
+                            Target::ThisMachine => buf.extend_from_slice(h.id.as_bytes()),
+                            Target::Machine(t) => buf.extend_from_slice(t.as_bytes()),
+                        }
+                        to_end = buf.len();
+                        buf.extend_from_slice(m.event.as_bytes());
+                        event_end = buf.len();
+                        buf.extend_from_slice(m.payload);
                     }
-                    let from = self.machines[i].id.clone();
-                    let to = if to_self { from.clone() } else { to_buf };
-                    let seq = self.machines[i].seq;
-                    match self.route(&from, &to, &ev_buf, &pl_buf, seq, &mut deferred) {
+                    let text =
+                        |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or("");
+                    let seq = self.local.machines[i].seq;
+                    match self.route(
+                        text(0..from_end),
+                        text(from_end..to_end),
+                        text(to_end..event_end),
+                        &buf[event_end..],
+                        seq,
+                        &mut deferred,
+                    ) {
                         Routed::Sent => {
-                            self.machines[i].seq += 1;
+                            self.local.machines[i].seq += 1;
                             done += 1;
                             moved = true;
                         }
                         Routed::Full => break,
                     }
                 }
-                self.machines[i].machine.consume_outbox(done);
+                self.local.machines[i].machine.consume_outbox(done);
             }
-            self.finish_deferred(deferred)?;
+            self.settle(deferred);
+            self.emit_acks();
+            self.transmit();
             self.flush_all();
             if !moved || rounds > 64 {
+                self.msg_buf = buf;
                 return Ok(());
             }
         }
-    }
-
-    fn finish_deferred(&mut self, deferred: Deferred) -> Result<(), PlatformError> {
-        match self.side {
-            Side::Hub(_) => self.after_hub_call(deferred),
-            Side::Client(_) => {
-                let mut deferred = deferred;
-                let now = self.now();
-                let failures: Vec<_> = deferred.failures.drain(..).collect();
-                for (from, to, event, reason) in failures {
-                    self.report_failure(now, &from, &to, &event, reason, &mut deferred);
-                }
-                for line in deferred.logs.drain(..) {
-                    (self.log)(&line);
-                }
-            }
-        }
-        Ok(())
     }
 
     fn route(
@@ -1561,19 +1682,9 @@ impl Node {
         deferred: &mut Deferred,
     ) -> Routed {
         let now = self.now();
-        if self.by_id.contains_key(to) || self.ports.contains_key(to) {
-            self.stats.sent_local += 1;
-            deliver_to_local(
-                &mut self.machines,
-                &self.by_id,
-                &mut self.ports,
-                now,
-                from,
-                to,
-                event,
-                payload,
-                deferred,
-            );
+        if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to) {
+            self.local.stats.sent_local += 1;
+            self.local.deliver(now, from, to, event, payload, deferred);
             return Routed::Sent;
         }
         let d = Deliver {
@@ -1584,78 +1695,51 @@ impl Node {
             seq,
         };
         let frame = Frame::Deliver(d);
-        if frame.encoded_len() > self.config.max_frame as usize + interstate_core::wire::LEN_PREFIX
-        {
+        let Some(n) = frame
+            .encode(&mut self.scratch)
+            .ok()
+            .filter(|&n| n <= self.config.max_frame as usize + LEN_PREFIX)
+        else {
             deferred
-                .failures
+                .direct
                 .push((from.into(), to.into(), event.into(), FailReason::TooLarge));
+            return Routed::Sent;
+        };
+        let body = &self.scratch[LEN_PREFIX..n];
+        // Every message to another process is kept until its receiver acknowledges it.
+        if !self.local.outstanding.has_room(body.len()) {
+            if self.is_connected() {
+                // Backpressure: the message stays in the machine's outbox until acks free room.
+                return Routed::Full;
+            }
+            deferred.direct.push((
+                from.into(),
+                to.into(),
+                event.into(),
+                FailReason::Disconnected,
+            ));
             return Routed::Sent;
         }
         match &mut self.side {
             Side::Hub(h) => {
-                let n = match frame.encode(&mut self.scratch) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        deferred.failures.push((
-                            from.into(),
-                            to.into(),
-                            event.into(),
-                            FailReason::TooLarge,
-                        ));
-                        return Routed::Sent;
-                    }
-                };
-                let body = &self.scratch[interstate_core::wire::LEN_PREFIX..n];
                 let mut io = HubIoImpl {
                     links: &mut h.links,
-                    machines: &mut self.machines,
-                    by_id: &self.by_id,
-                    ports: &mut self.ports,
-                    registry: &self.registry,
+                    local: &mut self.local,
                     now,
                     deferred,
-                    stats: &mut self.stats,
                     refused: None,
                 };
-                match h.hub.deliver_local(now, d, body, &mut io) {
-                    Handled::Stalled(_) => Routed::Full,
-                    _ => {
-                        self.stats.sent_remote += 1;
-                        Routed::Sent
-                    }
+                if let Handled::Stalled(_) = h.hub.deliver_local(now, d, body, &mut io) {
+                    return Routed::Full;
                 }
+                let _ = self.local.outstanding.push(body, true);
             }
-            Side::Client(c) => {
-                if c.endpoint.is_ready() {
-                    if let Some(conn) = c.conn.as_mut() {
-                        return match conn.queue(&frame) {
-                            Ok(()) => {
-                                self.stats.sent_remote += 1;
-                                Routed::Sent
-                            }
-                            Err(()) => Routed::Full,
-                        };
-                    }
-                }
-                // Not connected: keep it (bounded) for after the reconnect.
-                let n = frame.encode(&mut self.scratch).unwrap_or(0);
-                let body = &self.scratch
-                    [interstate_core::wire::LEN_PREFIX..n.max(interstate_core::wire::LEN_PREFIX)];
-                if c.backlog_bytes + body.len() > self.config.reconnect_buffer {
-                    deferred.failures.push((
-                        from.into(),
-                        to.into(),
-                        event.into(),
-                        FailReason::Disconnected,
-                    ));
-                } else {
-                    c.backlog_bytes += body.len();
-                    c.backlog.push_back(body.to_vec());
-                    self.stats.sent_remote += 1;
-                }
-                Routed::Sent
+            Side::Client(_) => {
+                let _ = self.local.outstanding.push(body, false);
             }
         }
+        self.local.stats.sent_remote += 1;
+        Routed::Sent
     }
 
     fn flush_all(&mut self) {
@@ -1674,7 +1758,7 @@ impl Node {
                     }
                 }
                 if !dead.is_empty() {
-                    self.after_hub_call(Deferred {
+                    self.settle(Deferred {
                         close: dead,
                         ..Default::default()
                     });
