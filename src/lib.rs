@@ -14,9 +14,14 @@
 //!
 //! The statechart core itself is [`core`] (`interstate-core`): `no_std`, allocation-free,
 //! sans-IO. See its documentation for how a machine is driven.
+//!
+//! In the repository, `docs/json-format.md` specifies the chart JSON this crate compiles,
+//! `docs/architecture.md` explains how the crates fit, and `examples/` has a runnable example
+//! of each feature (`cargo run --example traffic_light`).
 
 pub use interstate_core as core;
 
+pub mod bench;
 pub mod bind;
 pub mod bus;
 pub mod cli_bus;

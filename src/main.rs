@@ -48,6 +48,79 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Serve a bus: route events between the machines of every process that joins it.
+    Hub {
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Send one event to a machine on the bus.
+    Send {
+        /// The target machine id.
+        target: String,
+        /// The event name.
+        event: String,
+        /// The payload, as JSON.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// List the machines registered on the bus.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print every message crossing the hub, one line each.
+    Monitor {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Run a JSON machine on the bus (built-in actions: log, raise, sendTo, cancel).
+    Run {
+        /// The chart (JSON or image).
+        file: PathBuf,
+        /// The machine id on the bus.
+        #[arg(long)]
+        id: String,
+        /// Join an existing hub only (by default the first process serves the bus).
+        #[arg(long)]
+        client: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Measure bus latency and throughput between two processes, beside a raw baseline.
+    Bench {
+        /// The transport to measure.
+        #[arg(long, default_value = "unix")]
+        transport: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Round trips to measure.
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: usize,
+        /// Messages in the one-way throughput run.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+    /// (internal) A benchmark peer process.
+    #[command(hide = true)]
+    BenchPeer {
+        /// Peer arguments.
+        args: Vec<String>,
+    },
     /// Print a Mermaid stateDiagram-v2 or Graphviz DOT picture of a chart.
     Diagram {
         /// The chart file.
@@ -56,6 +129,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: interstate::diagram::Format,
     },
+}
+
+/// Which bus.
+#[derive(clap::Args, Clone, Debug)]
+struct BusOpt {
+    /// The bus name (default: $INTERSTATE_BUS, else "default").
+    #[arg(long)]
+    bus: Option<String>,
+}
+
+impl BusOpt {
+    fn args(&self) -> interstate::cli_bus::BusArgs {
+        interstate::cli_bus::BusArgs {
+            bus: self.bus.clone(),
+        }
+    }
 }
 
 fn load(file: &PathBuf) -> Result<interstate::CompiledChart, String> {
@@ -138,6 +227,59 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 interstate::diagram::summary(&compiled.chart())
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            transport,
+            json,
+            round_trips,
+            messages,
+            payload,
+        } => {
+            if transport != "unix" {
+                return Err(format!(
+                    "transport '{transport}' is not available yet (available: unix)"
+                ));
+            }
+            let opts = interstate::bench::BenchOptions {
+                round_trips,
+                messages,
+                payload,
+            };
+            let report = interstate::bench::run_unix(&opts)?;
+            if json {
+                println!("{report}");
+            } else {
+                interstate::bench::print_table(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPeer { args } => interstate::bench::peer(&args).map(|()| ExitCode::SUCCESS),
+        Command::Hub { bus } => interstate::cli_bus::hub(&bus.args()).map(|()| ExitCode::SUCCESS),
+        Command::Send {
+            target,
+            event,
+            data,
+            bus,
+        } => interstate::cli_bus::send(&bus.args(), &target, &event, data.as_deref())
+            .map(|()| ExitCode::SUCCESS),
+        Command::Ps { json, bus } => {
+            interstate::cli_bus::ps(&bus.args(), json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Monitor { json, count, bus } => {
+            interstate::cli_bus::monitor(&bus.args(), json, count).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Run {
+            file,
+            id,
+            client,
+            bus,
+        } => {
+            let role = if client {
+                interstate::bus::Role::Client
+            } else {
+                interstate::bus::Role::Auto
+            };
+            interstate::cli_bus::run(&bus.args(), &file, &id, role).map(|()| ExitCode::SUCCESS)
         }
         Command::Diagram { file, format } => {
             let compiled = load(&file)?;

@@ -180,6 +180,8 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024> {
     links: [Link; L],
     routes: FnvIndexMap<String<MAX_ID>, Route, M>,
     stats: HubStats,
+    /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
+    monitors: usize,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -225,6 +227,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             links,
             routes: FnvIndexMap::new(),
             stats: HubStats::default(),
+            monitors: 0,
         }
     }
 
@@ -317,6 +320,9 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         };
         if link == LOCAL_LINK || l.state == LinkState::Free {
             return;
+        }
+        if l.monitor {
+            self.monitors -= 1;
         }
         *l = Link::FREE;
         self.stats.links = self.stats.links.saturating_sub(1);
@@ -429,6 +435,13 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             }
             Frame::Subscribe { registry, monitor } => {
                 let l = &mut self.links[link as usize];
+                if l.monitor != monitor {
+                    if monitor {
+                        self.monitors += 1;
+                    } else {
+                        self.monitors -= 1;
+                    }
+                }
                 l.monitor = monitor;
                 if registry && !l.registry {
                     l.registry = true;
@@ -694,6 +707,9 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             return Handled::Stalled(target);
         }
         self.stats.delivered += 1;
+        if self.monitors == 0 {
+            return Handled::Done;
+        }
         let at_ms = self.config.epoch_unix_ms + now.as_millis();
         for i in 0..L {
             if self.links[i].monitor && self.links[i].state == LinkState::Ready {

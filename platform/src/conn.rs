@@ -35,6 +35,10 @@ pub struct Conn<S> {
     max_frame: u32,
     /// Set when the peer has closed or an I/O error happened.
     pub dead: bool,
+    /// The last read filled the buffer: the socket may hold more.
+    pub more: bool,
+    /// The stream is registered for write readiness (only while a flush is blocked).
+    pub want_write: bool,
 }
 
 impl<S: Read + Write> Conn<S> {
@@ -52,6 +56,8 @@ impl<S: Read + Write> Conn<S> {
             wnext: 0,
             max_frame,
             dead: false,
+            more: true,
+            want_write: false,
         }
     }
 
@@ -78,6 +84,7 @@ impl<S: Read + Write> Conn<S> {
         }
         loop {
             if self.rend == self.rbuf.len() {
+                self.more = true;
                 return ReadOutcome::Open;
             }
             match self.stream.read(&mut self.rbuf[self.rend..]) {
@@ -85,8 +92,19 @@ impl<S: Read + Write> Conn<S> {
                     self.dead = true;
                     return ReadOutcome::Closed;
                 }
-                Ok(n) => self.rend += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Ok(n) => {
+                    let asked = self.rbuf.len() - self.rend;
+                    self.rend += n;
+                    // A short read drained the socket: skip the read that would only say so.
+                    if n < asked {
+                        self.more = false;
+                        return ReadOutcome::Open;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.more = false;
+                    return ReadOutcome::Open;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.dead = true;

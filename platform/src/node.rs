@@ -15,7 +15,9 @@
 //! loop; [`Node::poll_registry`] lets that daemon register its own mio sources (with tokens
 //! at or above [`USER_TOKEN_BASE`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,10 @@ pub const HUB_MACHINES: usize = 4096;
 
 /// How long, after a reconnect, messages wait for their target to re-register.
 const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
+/// Acknowledgements wait at most this long for a write to ride on.
+const ACK_DELAY: Duration = Duration::from_millis(2);
+/// ... or until this many deliveries are owed one.
+const ACK_BATCH: usize = 256;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
@@ -228,6 +234,8 @@ pub struct Node {
     /// After a reconnect, messages to machines not (yet) back in the registry wait until this
     /// instant for them to re-register, before they are sent (and fail if really gone).
     grace_until: Option<Instant>,
+    /// When owed acknowledgements go out at the latest.
+    ack_due: Option<Instant>,
 }
 
 /// Everything of the node that receives: its machines, ports, registry copy, counters, and
@@ -387,6 +395,25 @@ fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> 
     .into_bytes()
 }
 
+/// Write readiness is watched only while a flush is blocked, so that finished writes do not
+/// wake the loop for nothing.
+fn want_writable(registry: &mio::Registry, conn: &mut Conn<UnixStream>, token: Token) {
+    let want = conn.pending() > 0 && !conn.dead;
+    if want != conn.want_write {
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if registry
+            .reregister(&mut conn.stream, token, interest)
+            .is_ok()
+        {
+            conn.want_write = want;
+        }
+    }
+}
+
 fn peer_credentials(stream: &UnixStream) -> PeerCredentials {
     match rustix::net::sockopt::socket_peercred(stream) {
         Ok(c) => PeerCredentials {
@@ -475,9 +502,9 @@ impl Node {
             origin,
             local: Local {
                 machines: Vec::new(),
-                by_id: HashMap::new(),
-                ports: HashMap::new(),
-                port_seq: HashMap::new(),
+                by_id: HashMap::default(),
+                ports: HashMap::default(),
+                port_seq: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
                 outstanding: Outstanding::new(outstanding_bytes),
@@ -490,6 +517,7 @@ impl Node {
             monitor_dropped: 0,
             log: Box::new(|line| eprintln!("interstate: {line}")),
             grace_until: None,
+            ack_due: None,
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
@@ -576,7 +604,7 @@ impl Node {
             readable: false,
             path: path.into(),
 
-            pending_register: HashMap::new(),
+            pending_register: HashMap::default(),
             monitor: false,
             snapshot_done: false,
         }
@@ -776,7 +804,7 @@ impl Node {
         }
         let mut deferred = Deferred::default();
         let seq = self.next_port_seq(port);
-        let r = self.route(port, to, event, payload, seq, &mut deferred);
+        let r = self.route(self.now(), port, to, event, payload, seq, &mut deferred);
         self.settle(deferred);
         match r {
             Routed::Sent => Ok(()),
@@ -786,7 +814,7 @@ impl Node {
                 loop {
                     self.run_once(Some(StdDuration::from_millis(5)))?;
                     let mut deferred = Deferred::default();
-                    let r = self.route(port, to, event, payload, seq, &mut deferred);
+                    let r = self.route(self.now(), port, to, event, payload, seq, &mut deferred);
                     self.settle(deferred);
                     if r == Routed::Sent {
                         return Ok(());
@@ -807,11 +835,14 @@ impl Node {
     }
 
     fn next_port_seq(&mut self, port: &str) -> u64 {
-        let seq = self
-            .local
-            .port_seq
-            .entry(port.to_string())
-            .or_insert_with(sequence_base);
+        let seq = match self.local.port_seq.get_mut(port) {
+            Some(s) => s,
+            None => self
+                .local
+                .port_seq
+                .entry(port.to_string())
+                .or_insert_with(sequence_base),
+        };
         *seq += 1;
         *seq
     }
@@ -911,10 +942,7 @@ impl Node {
             Side::Hub(h) => h.hub.poll_timeout(),
             Side::Client(c) => c.endpoint.poll_timeout(),
         };
-        match (m, s) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [m, s, self.ack_due].into_iter().flatten().min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.
@@ -1013,11 +1041,11 @@ impl Node {
             }
             let Some(link) = link else { continue };
             let token = Token(LINK_BASE + link as usize);
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE)
+            {
                 (self.log)(&format!("hub: cannot watch link {link}: {e}"));
                 let mut d = Deferred::default();
                 let mut io = HubIoImpl {
@@ -1104,7 +1132,7 @@ impl Node {
                         }
                         Ok(None) => {
                             // The read buffer was full: there may be more in the socket.
-                            if !lc.conn.dead {
+                            if !lc.conn.dead && lc.conn.more {
                                 if lc.conn.fill() == ReadOutcome::Closed {
                                     deferred
                                         .close
@@ -1261,7 +1289,7 @@ impl Node {
             Ok(mut stream) => {
                 self.poll
                     .registry()
-                    .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)
+                    .register(&mut stream, CLIENT, Interest::READABLE)
                     .map_err(|e| {
                         PlatformError::io("watching the hub connection", Some(&c.path), e)
                     })?;
@@ -1332,7 +1360,11 @@ impl Node {
                         b.len()
                     }
                     Ok(None) => {
-                        if !conn.dead && conn.fill() == ReadOutcome::Closed && !conn.has_partial() {
+                        if !conn.dead
+                            && conn.more
+                            && conn.fill() == ReadOutcome::Closed
+                            && !conn.has_partial()
+                        {
                             lost = Some("the hub closed the connection".into());
                         }
                         if matches!(conn.peek_frame(), Ok(Some(_))) {
@@ -1493,6 +1525,21 @@ impl Node {
     /// Sends the acknowledgements owed for messages delivered here.
     fn emit_acks(&mut self) {
         let now = self.now();
+        if !self.local.received.is_dirty() {
+            self.ack_due = None;
+            return;
+        }
+        // Acks ride on a write that happens anyway, or go out in batches, or after a short
+        // delay: never one write per message.
+        let piggyback = match &self.side {
+            Side::Client(c) => c.conn.as_ref().is_some_and(|cn| cn.pending() > 0),
+            Side::Hub(h) => h.links.iter().flatten().any(|l| l.conn.pending() > 0),
+        };
+        let due = *self.ack_due.get_or_insert(now + ACK_DELAY);
+        if !piggyback && self.local.received.owed() < ACK_BATCH && now < due {
+            return;
+        }
+        self.ack_due = None;
         match &mut self.side {
             Side::Client(c) => {
                 let Some(conn) = c.conn.as_mut().filter(|_| c.endpoint.is_ready()) else {
@@ -1610,6 +1657,7 @@ impl Node {
     fn pump(&mut self) -> Result<(), PlatformError> {
         // One reused buffer holds a message's strings while it is routed: no allocation.
         let mut buf = std::mem::take(&mut self.msg_buf);
+        let now = self.now();
         let mut rounds = 0;
         loop {
             rounds += 1;
@@ -1644,6 +1692,7 @@ impl Node {
                         |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or("");
                     let seq = self.local.machines[i].seq;
                     match self.route(
+                        now,
                         text(0..from_end),
                         text(from_end..to_end),
                         text(to_end..event_end),
@@ -1662,8 +1711,8 @@ impl Node {
                 self.local.machines[i].machine.consume_outbox(done);
             }
             self.settle(deferred);
-            self.emit_acks();
             self.transmit();
+            self.emit_acks();
             self.flush_all();
             if !moved || rounds > 64 {
                 self.msg_buf = buf;
@@ -1674,6 +1723,7 @@ impl Node {
 
     fn route(
         &mut self,
+        now: Instant,
         from: &str,
         to: &str,
         event: &str,
@@ -1681,7 +1731,6 @@ impl Node {
         seq: u64,
         deferred: &mut Deferred,
     ) -> Routed {
-        let now = self.now();
         if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to) {
             self.local.stats.sent_local += 1;
             self.local.deliver(now, from, to, event, payload, deferred);
@@ -1751,6 +1800,7 @@ impl Node {
                     if let Some(l) = l {
                         if l.conn.pending() > 0 {
                             l.conn.flush();
+                            want_writable(self.poll.registry(), &mut l.conn, Token(LINK_BASE + i));
                         }
                         if l.conn.dead && !l.conn.has_partial() {
                             dead.push((i as LinkId, "connection lost".to_string()));
@@ -1768,6 +1818,7 @@ impl Node {
                 if let Some(conn) = c.conn.as_mut() {
                     if conn.pending() > 0 {
                         conn.flush();
+                        want_writable(self.poll.registry(), conn, CLIENT);
                     }
                     if conn.dead {
                         lost = Some("connection lost");
@@ -1778,6 +1829,14 @@ impl Node {
         if let Some(why) = lost {
             self.client_lost(why);
         }
+    }
+
+    /// Writes what is queued now instead of at the end of the loop iteration (for latency;
+    /// batching more per write is what [`run_once`](Self::run_once) does).
+    pub fn flush(&mut self) {
+        self.transmit();
+        self.emit_acks();
+        self.flush_all();
     }
 
     /// Says goodbye to the hub (clients) or removes the socket (hub). Also done on drop.

@@ -6,17 +6,18 @@
 //! The receiver's side ([`Received`]) drops duplicates by per-sender sequence number and
 //! acknowledges cumulatively, once per loop iteration.
 //!
-//! Entries are `[state: u8][len: u32 LE][Deliver frame body]`, appended at the tail and
-//! released from the head; the buffer is allocated once.
+//! Entries are `[state: u8][len: u32 LE][seq: u64 LE][from: u16 offset, u16 len][to: u16
+//! offset, u16 len][Deliver frame body]`, appended at the tail and released from the head;
+//! the buffer is allocated once. The header lets acknowledgements be matched without decoding.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use interstate_core::wire::Frame;
 
 const UNSENT: u8 = 0;
 const SENT: u8 = 1;
 const DONE: u8 = 2;
-const HDR: usize = 5;
+const HDR: usize = 21;
 
 /// A message that will not be delivered, for reporting to its sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +43,33 @@ pub struct Outstanding {
     entries: usize,
 }
 
+/// Reads a postcard varint at `at`; returns (value, bytes used).
+fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *b.get(at + i)?;
+        v |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// The spans of `from` and `to` in a Deliver body, and its sequence number, without decoding
+/// the whole frame: the variant index, then `from` and `to` as length-prefixed strings.
+fn deliver_spans(body: &[u8]) -> Option<((usize, usize), (usize, usize), u64)> {
+    let (_, _, _, seq) = deliver_of(body)?;
+    let (_, v) = varint(body, 0)?;
+    let (from_len, a) = varint(body, v)?;
+    let from = (v + a, from_len as usize);
+    let to_at = from.0 + from.1;
+    let (to_len, b) = varint(body, to_at)?;
+    let to = (to_at + b, to_len as usize);
+    (to.0 + to.1 <= body.len() && from.0 + from.1 <= body.len() && to.0 + to.1 <= u16::MAX as usize)
+        .then_some((from, to, seq))
+}
+
 fn deliver_of(body: &[u8]) -> Option<(&str, &str, &str, u64)> {
     match Frame::decode(body) {
         Ok(Frame::Deliver(d)) => Some((d.from, d.to, d.event, d.seq)),
@@ -57,7 +85,7 @@ impl Outstanding {
             head: 0,
             tail: 0,
             first_unsent: 0,
-            acked: HashMap::new(),
+            acked: HashMap::default(),
             entries: 0,
         }
     }
@@ -70,6 +98,17 @@ impl Outstanding {
             self.buf[at + 4],
         ]) as usize;
         (self.buf[at], &self.buf[at + HDR..at + HDR + len], HDR + len)
+    }
+
+    /// (from, to, seq) of the entry at `at`, from its header.
+    fn key(&self, at: usize) -> (&[u8], &[u8], u64) {
+        let h = &self.buf[at..at + HDR];
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]) as usize;
+        let seq = u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
+        let body = at + HDR;
+        let from = &self.buf[body + u16_at(13)..body + u16_at(13) + u16_at(15)];
+        let to = &self.buf[body + u16_at(17)..body + u16_at(17) + u16_at(19)];
+        (from, to, seq)
     }
 
     /// Messages held (unsent or unacknowledged).
@@ -90,8 +129,11 @@ impl Outstanding {
         self.buf.len() - (self.tail - self.head) >= HDR + len
     }
 
-    /// Appends a Deliver body. `Err(())` when the buffer is full.
+    /// Appends a Deliver body. `Err(())` when the buffer is full or the body is not a Deliver.
     pub fn push(&mut self, body: &[u8], sent: bool) -> Result<(), ()> {
+        let Some((from, to, seq)) = deliver_spans(body) else {
+            return Err(());
+        };
         let need = HDR + body.len();
         if self.buf.len() - self.tail < need {
             if !self.has_room(body.len()) {
@@ -103,8 +145,14 @@ impl Outstanding {
             self.head = 0;
         }
         let at = self.tail;
-        self.buf[at] = if sent { SENT } else { UNSENT };
-        self.buf[at + 1..at + HDR].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        let h = &mut self.buf[at..at + HDR];
+        h[0] = if sent { SENT } else { UNSENT };
+        h[1..5].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        h[5..13].copy_from_slice(&seq.to_le_bytes());
+        for (i, (off, len)) in [from, to].into_iter().enumerate() {
+            h[13 + 4 * i..15 + 4 * i].copy_from_slice(&(off as u16).to_le_bytes());
+            h[15 + 4 * i..17 + 4 * i].copy_from_slice(&(len as u16).to_le_bytes());
+        }
         self.buf[at + HDR..at + need].copy_from_slice(body);
         self.tail += need;
         if sent && self.first_unsent == at {
@@ -178,19 +226,21 @@ impl Outstanding {
         self.release();
     }
 
-    fn is_acked(&self, body: &[u8]) -> bool {
-        deliver_of(body).is_some_and(|(from, to, _, seq)| {
-            self.acked
-                .get(from)
-                .and_then(|m| m.get(to))
-                .is_some_and(|&a| a >= seq)
-        })
+    fn is_acked(&self, at: usize) -> bool {
+        let (from, to, seq) = self.key(at);
+        let (Ok(from), Ok(to)) = (std::str::from_utf8(from), std::str::from_utf8(to)) else {
+            return false;
+        };
+        self.acked
+            .get(from)
+            .and_then(|m| m.get(to))
+            .is_some_and(|&a| a >= seq)
     }
 
     fn release(&mut self) {
         while self.head < self.tail {
-            let (state, body, size) = self.entry(self.head);
-            let done = state == DONE || (state == SENT && self.is_acked(body));
+            let (state, _, size) = self.entry(self.head);
+            let done = state == DONE || (state == SENT && self.is_acked(self.head));
             if !done {
                 break;
             }
@@ -216,7 +266,7 @@ impl Outstanding {
             let (state, body, size) = self.entry(at);
             if state != DONE {
                 if let Some((from, to, event, seq)) = deliver_of(body) {
-                    let acked = state == SENT && self.is_acked(body);
+                    let acked = state == SENT && self.is_acked(at);
                     if !acked && matches(from, to, seq) {
                         out.push(Undelivered {
                             from: from.into(),
@@ -241,6 +291,7 @@ pub struct Received {
     /// receiver -> sender -> (highest delivered, highest acknowledged).
     seen: HashMap<String, HashMap<String, (u64, u64)>>,
     dirty: bool,
+    owed: usize,
 }
 
 impl Received {
@@ -259,10 +310,12 @@ impl Received {
                     return false;
                 }
                 *delivered = seq;
+                self.owed += 1;
                 true
             }
             None => {
                 per.insert(sender.to_string(), (seq, 0));
+                self.owed += 1;
                 true
             }
         }
@@ -287,6 +340,19 @@ impl Received {
             }
         }
         self.dirty = !all;
+        if all {
+            self.owed = 0;
+        }
+    }
+
+    /// Deliveries not yet acknowledged.
+    pub fn owed(&self) -> usize {
+        self.owed
+    }
+
+    /// Whether any acknowledgement is owed (including re-acknowledgements of duplicates).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 }
 
