@@ -745,12 +745,13 @@ impl Compiler {
     fn guard(&mut self, v: &Value, path: &str, source: usize) -> Result<(u8, u16), CompileError> {
         match v {
             Value::String(s) if !s.is_empty() => Ok((1, self.guard_name(s)?)),
+            Value::String(_) => err(path, "a guard name cannot be empty"),
             Value::Object(o) => {
                 let ty = Self::str_param(o, "type", path)?;
                 match ty {
                     "xstate.stateIn" | "stateIn" => {
                         let state = Self::str_param(o, "state", path)
-                            .or_else(|_| Self::str_param(o, "stateValue", path))?;
+                            .or_else(|e| Self::str_param(o, "stateValue", path).map_err(|_| e))?;
                         Ok((2, self.in_state(state, &join(path, "state"), source)?))
                     }
                     "" => err(&join(path, "type"), "a guard name cannot be empty"),
@@ -762,12 +763,8 @@ impl Compiler {
     }
 
     fn in_state(&self, state: &str, path: &str, _source: usize) -> Result<u16, CompileError> {
-        let r = if state.starts_with('#') {
-            self.by_path(0, state)
-        } else {
-            self.by_path(0, state)
-        };
-        match r {
+        // `#id...` or a key path from the root.
+        match self.by_path(0, state) {
             Ok(i) if i > 0 => Ok(i as u16),
             Ok(_) => err(path, "the root is always active; name a state below it"),
             Err(e) => err(path, e),
@@ -986,7 +983,7 @@ impl Compiler {
                         let no_default = self.nodes[c]
                             .config
                             .get("target")
-                            .is_none_or(Value::is_null)
+                            .map_or(true, Value::is_null)
                             && c > i;
                         if self.kind(c).is_history() && no_default {
                             return err(&join(&path, "initial"), format!("initial state '{key}' is a history state with no default 'target'; give it one"));
@@ -1054,7 +1051,7 @@ impl Compiler {
                     };
                     match r {
                         Ok(x) if x > parent && x <= self.nodes[parent].end && !self.kind(x).is_history() => defaults.push(x as u16),
-                        Ok(_) => return err(&tpath, "a history default target must be a state inside the history state's parent"),
+                        Ok(_) => return err(&tpath, "a history default target must be a state inside the history state's parent, not a history state"),
                         Err(e) => return err(&tpath, e),
                     }
                 }
@@ -1194,7 +1191,7 @@ impl Compiler {
         let (mut exact, mut partial): (Vec<_>, Vec<_>) = on
             .into_iter()
             .partition(|t| matches!(t.trigger, DescriptorKind::Exact(_)));
-        partial.sort_by(|a, b| b.descriptor_len.cmp(&a.descriptor_len));
+        partial.sort_by_key(|t| std::cmp::Reverse(t.descriptor_len));
         exact.extend(partial);
 
         rec.on_start = self.transitions.len() as u16;

@@ -1,0 +1,345 @@
+//! Events per second through a machine, beside hand-written `match` machines doing the same
+//! work.
+//!
+//! Three charts, each measured twice in the same run:
+//! - `flat_toggle`: two states, one event toggling, an entry action on each;
+//! - `hierarchy5`: two leaves 5 levels deep whose nearest common ancestor is the root, one
+//!   event moving between them, entry and exit actions on every level (10 actions per event);
+//! - `parallel4`: 4 parallel regions each toggling on the same event (4 entry actions).
+//!
+//! The interstate side sends events made with `Event::from_id` (pre-resolved ids) and binds
+//! actions with a core `Behavior` impl (static dispatch, a `match` on the id). The
+//! hand-written side is a `match` on (state, event) that makes the same action calls, in the
+//! same order, through the same kind of callback (a generic trait method taking the
+//! `ActionId`). `flat_toggle/interstate_bound` measures the facade's boxed-closure binding
+//! (`Behaviors` -> `Bound`) on the flat toggle.
+//!
+//! Run: `cargo bench --bench step`. Results are in README.md's Performance section.
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::rc::Rc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use interstate::core::{
+    ActionContext, ActionId, Behavior, Chart, EventId, GuardContext, GuardId, Instant,
+};
+use interstate::{Behaviors, Event, Machine};
+
+type M<'c> = Machine<'c, 1, 8, 8, 8, 8, 64>;
+
+/// Counts action calls by id: the work both sides do per action.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counts([u64; 32]);
+
+impl Counts {
+    #[inline]
+    fn hit(&mut self, a: ActionId) {
+        self.0[a.index() & 31] += 1;
+    }
+}
+
+impl Behavior for Counts {
+    #[inline]
+    fn action(&mut self, action: ActionId, _: &mut ActionContext<'_>) {
+        self.hit(action);
+    }
+    fn guard(&mut self, _: GuardId, _: &GuardContext<'_>) -> bool {
+        false
+    }
+}
+
+/// The hand-written machines' callback: the same body, the same static dispatch.
+trait Actions {
+    fn action(&mut self, action: ActionId);
+}
+
+impl Actions for Counts {
+    #[inline]
+    fn action(&mut self, action: ActionId) {
+        self.hit(action);
+    }
+}
+
+fn action(chart: &Chart<'_>, name: &str) -> ActionId {
+    chart
+        .action(name)
+        .unwrap_or_else(|| panic!("no action {name}"))
+}
+
+fn event(chart: &Chart<'_>, name: &str) -> EventId {
+    chart
+        .event(name)
+        .unwrap_or_else(|| panic!("no event {name}"))
+}
+
+// ----- charts --------------------------------------------------------------------------------
+
+const FLAT: &str = r#"{"id":"flat","initial":"a","states":{
+  "a":{"entry":"enA","on":{"T":"b"}},
+  "b":{"entry":"enB","on":{"T":"a"}}}}"#;
+
+fn deep_chart() -> String {
+    // a1 > a2 > ... > a5 and b1 > ... > b5 under the root; T moves a5 <-> b5.
+    fn branch(p: &str, level: usize, other: &str) -> String {
+        let name = format!("{p}{level}");
+        let inner = if level == 5 {
+            format!(r#""on":{{"T":"{other}"}}"#)
+        } else {
+            format!(
+                r#""initial":"{p}{}","states":{{"{p}{}":{}}}"#,
+                level + 1,
+                level + 1,
+                branch(p, level + 1, other)
+            )
+        };
+        format!(r#"{{"entry":"en_{name}","exit":"ex_{name}",{inner}}}"#)
+    }
+    let a = branch("a", 1, "#deep.b1.b2.b3.b4.b5");
+    let b = branch("b", 1, "#deep.a1.a2.a3.a4.a5");
+    format!(r#"{{"id":"deep","initial":"a1","states":{{"a1":{a},"b1":{b}}}}}"#)
+}
+
+fn parallel_chart() -> String {
+    let regions: Vec<String> = (1..=4)
+        .map(|r| {
+            format!(
+                r#""r{r}":{{"initial":"x","states":{{"x":{{"entry":"en_r{r}x","on":{{"T":"y"}}}},"y":{{"entry":"en_r{r}y","on":{{"T":"x"}}}}}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"id":"par","type":"parallel","states":{{{}}}}}"#,
+        regions.join(",")
+    )
+}
+
+// ----- hand-written machines -----------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ab {
+    A,
+    B,
+}
+
+struct HandFlat {
+    state: Ab,
+    t: EventId,
+    en_a: ActionId,
+    en_b: ActionId,
+}
+
+impl HandFlat {
+    #[inline]
+    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
+        match (self.state, e == self.t) {
+            (Ab::A, true) => {
+                self.state = Ab::B;
+                acts.action(self.en_b);
+            }
+            (Ab::B, true) => {
+                self.state = Ab::A;
+                acts.action(self.en_a);
+            }
+            (_, false) => {}
+        }
+    }
+}
+
+struct HandDeep {
+    state: Ab,
+    t: EventId,
+    /// Entry and exit actions of levels 1..=5 of each branch.
+    en: [[ActionId; 5]; 2],
+    ex: [[ActionId; 5]; 2],
+}
+
+impl HandDeep {
+    #[inline]
+    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
+        if e != self.t {
+            return;
+        }
+        let (from, to) = match self.state {
+            Ab::A => (0, 1),
+            Ab::B => (1, 0),
+        };
+        // Exit innermost first, enter outermost first.
+        for &a in self.ex[from].iter().rev() {
+            acts.action(a);
+        }
+        for &a in &self.en[to] {
+            acts.action(a);
+        }
+        self.state = if to == 0 { Ab::A } else { Ab::B };
+    }
+}
+
+struct HandParallel {
+    regions: [Ab; 4],
+    t: EventId,
+    /// Entry actions of x and y in each region.
+    en: [[ActionId; 2]; 4],
+}
+
+impl HandParallel {
+    #[inline]
+    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
+        if e != self.t {
+            return;
+        }
+        for (r, s) in self.regions.iter_mut().enumerate() {
+            *s = match *s {
+                Ab::A => {
+                    acts.action(self.en[r][1]);
+                    Ab::B
+                }
+                Ab::B => {
+                    acts.action(self.en[r][0]);
+                    Ab::A
+                }
+            };
+        }
+    }
+}
+
+// ----- benchmarks ----------------------------------------------------------------------------
+
+const NOW: Instant = Instant::ZERO;
+const CHECK_EVENTS: usize = 1001;
+
+/// Runs `chart` with `Counts`, returning the machine, the behaviour and the event.
+fn start<'c>(chart: Chart<'c>, t: &str) -> (Box<M<'c>>, Counts, Event<'c>) {
+    let mut m = Box::new(M::new(chart, "bench").expect("capacities fit"));
+    let mut counts = Counts::default();
+    m.start(NOW, &mut counts).expect("starts");
+    let ev = Event::from_id(&chart, event(&chart, t));
+    (m, counts, ev)
+}
+
+fn bench_flat(c: &mut Criterion) {
+    let compiled = interstate::compile_str(FLAT).expect("compiles");
+    let chart = compiled.chart();
+    let mut g = c.benchmark_group("flat_toggle");
+    g.throughput(Throughput::Elements(1));
+
+    let (mut m, mut counts, ev) = start(chart, "T");
+    let mut hand = HandFlat {
+        state: Ab::A,
+        t: event(&chart, "T"),
+        en_a: action(&chart, "enA"),
+        en_b: action(&chart, "enB"),
+    };
+    let mut hand_counts = Counts::default();
+    hand_counts.hit(hand.en_a); // the initial entry the machine made when it started
+    for _ in 0..CHECK_EVENTS {
+        m.send(NOW, ev, &mut counts).expect("steps");
+        hand.send(hand.t, &mut hand_counts);
+    }
+    assert_eq!(counts, hand_counts, "the two machines do different work");
+
+    g.bench_function("interstate", |b| {
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    let t = hand.t;
+    g.bench_function("hand_written", |b| {
+        b.iter(|| hand.send(black_box(t), &mut hand_counts))
+    });
+
+    // The facade's binding: boxed closures resolved by name, called through `Bound`.
+    let hits = Rc::new(Cell::new(0u64));
+    let (h1, h2) = (hits.clone(), hits.clone());
+    let mut bound = Behaviors::new()
+        .action("enA", move |_| h1.set(h1.get() + 1))
+        .action("enB", move |_| h2.set(h2.get() + 1))
+        .bind(&chart)
+        .expect("binds");
+    let mut mb = Box::new(M::new(chart, "bench").expect("capacities fit"));
+    mb.start(NOW, &mut bound).expect("starts");
+    g.bench_function("interstate_bound", |b| {
+        b.iter(|| mb.send(NOW, black_box(ev), &mut bound))
+    });
+    assert!(hits.get() > 0);
+    g.finish();
+    black_box((counts, hand_counts));
+}
+
+fn bench_deep(c: &mut Criterion) {
+    let json = deep_chart();
+    let compiled = interstate::compile_str(&json).expect("compiles");
+    let chart = compiled.chart();
+    let mut g = c.benchmark_group("hierarchy5");
+    g.throughput(Throughput::Elements(1));
+
+    let (mut m, mut counts, ev) = start(chart, "T");
+    let ids = |kind: &str, p: &str| -> [ActionId; 5] {
+        std::array::from_fn(|i| action(&chart, &format!("{kind}_{p}{}", i + 1)))
+    };
+    let mut hand = HandDeep {
+        state: Ab::A,
+        t: event(&chart, "T"),
+        en: [ids("en", "a"), ids("en", "b")],
+        ex: [ids("ex", "a"), ids("ex", "b")],
+    };
+    let mut hand_counts = Counts::default();
+    for &a in &hand.en[0] {
+        hand_counts.hit(a);
+    }
+    for _ in 0..CHECK_EVENTS {
+        m.send(NOW, ev, &mut counts).expect("steps");
+        hand.send(hand.t, &mut hand_counts);
+    }
+    assert_eq!(counts, hand_counts, "the two machines do different work");
+
+    g.bench_function("interstate", |b| {
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    let t = hand.t;
+    g.bench_function("hand_written", |b| {
+        b.iter(|| hand.send(black_box(t), &mut hand_counts))
+    });
+    g.finish();
+    black_box((counts, hand_counts));
+}
+
+fn bench_parallel(c: &mut Criterion) {
+    let json = parallel_chart();
+    let compiled = interstate::compile_str(&json).expect("compiles");
+    let chart = compiled.chart();
+    let mut g = c.benchmark_group("parallel4");
+    g.throughput(Throughput::Elements(1));
+
+    let (mut m, mut counts, ev) = start(chart, "T");
+    let mut hand = HandParallel {
+        regions: [Ab::A; 4],
+        t: event(&chart, "T"),
+        en: std::array::from_fn(|r| {
+            [
+                action(&chart, &format!("en_r{}x", r + 1)),
+                action(&chart, &format!("en_r{}y", r + 1)),
+            ]
+        }),
+    };
+    let mut hand_counts = Counts::default();
+    for r in &hand.en {
+        hand_counts.hit(r[0]);
+    }
+    for _ in 0..CHECK_EVENTS {
+        m.send(NOW, ev, &mut counts).expect("steps");
+        hand.send(hand.t, &mut hand_counts);
+    }
+    assert_eq!(counts, hand_counts, "the two machines do different work");
+
+    g.bench_function("interstate", |b| {
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    let t = hand.t;
+    g.bench_function("hand_written", |b| {
+        b.iter(|| hand.send(black_box(t), &mut hand_counts))
+    });
+    g.finish();
+    black_box((counts, hand_counts));
+}
+
+criterion_group!(benches, bench_flat, bench_deep, bench_parallel);
+criterion_main!(benches);

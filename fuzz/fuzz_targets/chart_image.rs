@@ -1,0 +1,4 @@
+//! Fuzz target `chart_image`: see `fuzz/src/lib.rs` for what it does and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| interstate_fuzz::chart_image(data));

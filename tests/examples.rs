@@ -1,0 +1,103 @@
+//! Every example runs to completion, quickly, and says what it is meant to say.
+//!
+//! `cargo test` builds the examples before it runs any test, so their binaries sit in
+//! `target/<profile>/examples/` next to this test's own directory. When only this test was
+//! built (`cargo test --test examples`), there is nothing to run: build them with
+//! `cargo test --test examples --examples`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest an example may take; each replays simulated time and should take milliseconds.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn example_binary(name: &str) -> Option<PathBuf> {
+    // This test runs from target/<profile>/deps/.
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    let path = deps
+        .parent()?
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    path.exists().then_some(path)
+}
+
+/// Runs an example and returns its stdout; `None` when it was not built.
+fn run_example(name: &str) -> Option<String> {
+    let Some(path) = example_binary(name) else {
+        eprintln!(
+            "example '{name}' is not built; run `cargo test --test examples --examples` to build it"
+        );
+        return None;
+    };
+    let mut child = Command::new(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let started = Instant::now();
+    while child.try_wait().expect("poll the example").is_none() {
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("example '{name}' ran longer than {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect the example's output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "example '{name}' failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "example '{name}' reported errors:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+#[test]
+fn traffic_light_runs_its_script_to_the_final_state() {
+    let Some(out) = run_example("traffic_light") else {
+        return;
+    };
+    assert!(
+        out.contains("[  3000 ms] timer        -> {\"operating\":{\"cars\":\"yellow\""),
+        "{out}"
+    );
+    assert!(out.contains("outbox: LIGHT_FAULT to maintenance"), "{out}");
+    assert!(out.trim_end().ends_with("done: true"), "{out}");
+}
+
+#[test]
+fn orchestrated_context_serves_one_order_and_loses_the_other() {
+    let Some(out) = run_example("orchestrated_context") else {
+        return;
+    };
+    assert!(out.contains("kitchen runs in process"), "{out}");
+    assert!(
+        out.contains("patience timer cancelled (was pending: true)"),
+        "{out}"
+    );
+    assert!(out.contains("customer: \"satisfied\""), "{out}");
+    assert!(out.contains("customer: \"leftHungry\""), "{out}");
+}
+
+#[test]
+fn chart_image_runs_from_the_image_bytes() {
+    let Some(out) = run_example("chart_image") else {
+        return;
+    };
+    assert!(out.contains("\"sleeping\""), "{out}");
+    assert!(out.contains("blinking again in 500 ms"), "{out}");
+    assert!(
+        out.contains("with NoBehavior, after 500 ms: \"sleeping\""),
+        "{out}"
+    );
+}
