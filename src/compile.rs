@@ -354,6 +354,10 @@ impl Compiler {
             .unwrap_or("(machine)")
             .to_string();
         self.collect(root, String::new(), String::new(), root_id, None, 0)?;
+        let leaves = self.max_leaves(0);
+        if leaves > interstate_core::chart::MAX_ACTIVE_LEAVES {
+            return err("", format!("up to {leaves} atomic states can be active at once across parallel regions; the limit is {}", interstate_core::chart::MAX_ACTIVE_LEAVES));
+        }
         for i in 0..self.nodes.len() {
             self.lay_out(i)?;
         }
@@ -870,6 +874,16 @@ impl Compiler {
                 Err(e) => return err(&tpath, e),
             }
         }
+        if t.targets.len() > interstate_core::chart::MAX_ACTIVE_LEAVES {
+            return err(
+                &join(path, "target"),
+                format!(
+                    "{} targets; at most {}",
+                    t.targets.len(),
+                    interstate_core::chart::MAX_ACTIVE_LEAVES
+                ),
+            );
+        }
         if t.targets.len() > 1 && !self.orthogonal(&t.targets) {
             return err(
                 &t.path,
@@ -962,6 +976,9 @@ impl Compiler {
             (StateKind::Compound, Some(v)) => {
                 let key = match v {
                     Value::String(s) => s.as_str(),
+                    Value::Object(o) if o.contains_key("actions") => {
+                        return err(&join(&path, "initial.actions"), "actions on the initial transition are not supported; use the initial state's entry actions");
+                    }
                     Value::Object(o) => match o.get("target") {
                         Some(Value::String(s)) => s.as_str(),
                         _ => {
@@ -983,7 +1000,7 @@ impl Compiler {
                         let no_default = self.nodes[c]
                             .config
                             .get("target")
-                            .map_or(true, Value::is_null)
+                            .is_none_or(Value::is_null)
                             && c > i;
                         if self.kind(c).is_history() && no_default {
                             return err(&join(&path, "initial"), format!("initial state '{key}' is a history state with no default 'target'; give it one"));

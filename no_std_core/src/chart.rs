@@ -28,6 +28,11 @@ pub const MAX_DEPTH: usize = 32;
 /// The most states a chart may have.
 pub const MAX_STATES: usize = 0xFFFE;
 
+/// The most atomic states that can be active at once (across parallel regions), and the most
+/// targets one transition may have. Stepping keeps per-microstep lists of this size on the
+/// stack; charts beyond it are refused when validated.
+pub const MAX_ACTIVE_LEAVES: usize = 64;
+
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -342,7 +347,7 @@ pub mod raw {
         pub flags: u8,
         /// The source state.
         pub source: u16,
-        /// Exact: the event id. Prefix: the string id of the prefix (with its final dot).
+        /// Exact: the event id. Prefix: the string id of the prefix (`foo` for `foo.*`).
         pub event: u16,
         /// 0 none, 1 named guard, 2 in-state, 3 not-in-state.
         pub guard_kind: u8,
@@ -875,6 +880,9 @@ impl<'a> Chart<'a> {
                     "target or action range out of the table",
                 ));
             }
+            if tr.targets_len as usize > MAX_ACTIVE_LEAVES {
+                return Err(bad("transitions", ti, "more than 64 targets"));
+            }
             if tr.targets_len > 1 && !targets_orthogonal(&t, tr.targets_start, tr.targets_len) {
                 return Err(bad(
                     "transitions",
@@ -882,6 +890,13 @@ impl<'a> Chart<'a> {
                     "several targets must lie in different regions of a parallel state",
                 ));
             }
+        }
+        if max_leaves(&t, 0, 0) > MAX_ACTIVE_LEAVES {
+            return Err(bad(
+                "states",
+                0,
+                "more than 64 atomic states can be active at once across parallel regions",
+            ));
         }
         Ok(Chart {
             t,
@@ -1132,13 +1147,13 @@ impl<'a> Chart<'a> {
     #[inline]
     pub fn action_at(&self, index: u16) -> Action {
         let a = ActionRecord::decode(&self.t.actions[index as usize * ActionRecord::SIZE..]);
-        let delay = (a.flags & ActionRecord::HAS_DELAY != 0).then(|| {
+        let delay = (a.flags & ActionRecord::HAS_DELAY != 0).then_some(
             if a.flags & ActionRecord::NAMED_DELAY != 0 {
                 Delay::Named(DelayId(a.delay as u16))
             } else {
                 Delay::Millis(a.delay)
-            }
-        });
+            },
+        );
         let opt = |s: u16| (s != NONE).then_some(StrId(s));
         match a.kind {
             0 => Action::User(ActionId(a.a)),

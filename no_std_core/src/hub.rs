@@ -47,12 +47,23 @@ pub struct PeerCredentials {
     pub gid: u32,
 }
 
+/// A link's outgoing queue has no room for a frame now (backpressure, not an error of the
+/// frame: try again once the link has drained).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkFull;
+
+impl core::fmt::Display for LinkFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the link's outgoing queue is full")
+    }
+}
+
 /// The platform's side of the hub.
 pub trait HubIo {
-    /// Queues a frame on a link. `Err(())` when the link's outgoing queue has no room for it.
-    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), ()>;
+    /// Queues a frame on a link. `Err(LinkFull)` when the link's outgoing queue has no room for it.
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull>;
     /// Queues an already-encoded frame body on a link (forwarding without re-encoding).
-    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), ()>;
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull>;
     /// Closes a link after what is queued on it has been written (or at once if it cannot be).
     fn close(&mut self, link: LinkId, reason: &str);
     /// A log line about a link: refusals, malformed input, protocol violations.
@@ -467,7 +478,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             }
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
-                Err(()) => Handled::Stalled(link),
+                Err(LinkFull) => Handled::Stalled(link),
             },
             Frame::Pong { .. } => Handled::Done,
             Frame::Goodbye { reason } => {
@@ -529,7 +540,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         };
         match io.send(link, &Frame::Welcome(welcome)) {
             Ok(()) => Handled::Done,
-            Err(()) => self.violation(link, "no room for the welcome", io),
+            Err(LinkFull) => self.violation(link, "no room for the welcome", io),
         }
     }
 
@@ -551,19 +562,19 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     fn broadcast_removed(&mut self, machine: &str, io: &mut dyn HubIo) {
         for i in 0..L {
-            if self.links[i].registry && self.links[i].state == LinkState::Ready {
-                if io
+            let subscribed = self.links[i].registry && self.links[i].state == LinkState::Ready;
+            if subscribed
+                && io
                     .send(i as LinkId, &Frame::RegistryRemoved { machine })
                     .is_err()
-                {
-                    // A registry view that missed an update is wrong: make it reconnect.
-                    self.links[i].registry = false;
-                    io.log(
-                        i as LinkId,
-                        "registry subscriber too slow; closing it so it resynchronizes",
-                    );
-                    io.close(i as LinkId, "registry subscriber too slow");
-                }
+            {
+                // A registry view that missed an update is wrong: make it reconnect.
+                self.links[i].registry = false;
+                io.log(
+                    i as LinkId,
+                    "registry subscriber too slow; closing it so it resynchronizes",
+                );
+                io.close(i as LinkId, "registry subscriber too slow");
             }
         }
     }
@@ -630,7 +641,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         match io.send(link, &Frame::RegisterResult { machine, status }) {
             Ok(()) => Handled::Done,
-            Err(()) => Handled::Stalled(link),
+            Err(LinkFull) => Handled::Stalled(link),
         }
     }
 
@@ -680,7 +691,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 self.stats.failed += 1;
                 Handled::Done
             }
-            Err(()) => Handled::Stalled(link),
+            Err(LinkFull) => Handled::Stalled(link),
         }
     }
 
@@ -748,7 +759,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         };
         match io.forward(target, body) {
             Ok(()) => Handled::Done,
-            Err(()) => Handled::Stalled(target),
+            Err(LinkFull) => Handled::Stalled(target),
         }
     }
 

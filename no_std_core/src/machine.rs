@@ -28,9 +28,9 @@ use crate::error::Error;
 use crate::set::StateSet;
 use crate::time::{Duration, Instant};
 
-/// The most transitions one microstep can take: one per active atomic state. Charts whose
-/// parallel regions can have more atomic states active at once are refused by [`Machine::new`].
-pub const MAX_ENABLED: usize = 64;
+/// The most transitions one microstep can take: one per active atomic state, which
+/// [`Chart::new`] bounds by [`crate::chart::MAX_ACTIVE_LEAVES`].
+pub const MAX_ENABLED: usize = crate::chart::MAX_ACTIVE_LEAVES;
 
 /// The default microstep limit of a macrostep (XState's `maxIterations` as the oracle sets it).
 pub const DEFAULT_MICROSTEP_LIMIT: u32 = 1000;

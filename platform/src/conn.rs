@@ -7,6 +7,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 
+use interstate_core::hub::LinkFull;
 use interstate_core::wire::{split_frame, Frame, LEN_PREFIX};
 use interstate_core::Error;
 
@@ -145,22 +146,24 @@ impl<S: Read + Write> Conn<S> {
         self.wbuf.len() - self.wend >= need
     }
 
-    /// Queues a frame. `Err(())` when the outgoing queue has no room for it (backpressure).
-    pub fn queue(&mut self, frame: &Frame<'_>) -> Result<(), ()> {
+    /// Queues a frame. `Err(LinkFull)` when the outgoing queue has no room for it (backpressure).
+    pub fn queue(&mut self, frame: &Frame<'_>) -> Result<(), LinkFull> {
         let need = frame.encoded_len();
         if need > LEN_PREFIX + self.max_frame as usize || !self.make_room(need) {
-            return Err(());
+            return Err(LinkFull);
         }
-        let n = frame.encode(&mut self.wbuf[self.wend..]).map_err(|_| ())?;
+        let n = frame
+            .encode(&mut self.wbuf[self.wend..])
+            .map_err(|_| LinkFull)?;
         self.wend += n;
         Ok(())
     }
 
     /// Queues an encoded frame body (adds the length prefix).
-    pub fn queue_body(&mut self, body: &[u8]) -> Result<(), ()> {
+    pub fn queue_body(&mut self, body: &[u8]) -> Result<(), LinkFull> {
         let need = LEN_PREFIX + body.len();
         if body.len() > self.max_frame as usize || !self.make_room(need) {
-            return Err(());
+            return Err(LinkFull);
         }
         self.wbuf[self.wend..self.wend + LEN_PREFIX]
             .copy_from_slice(&(body.len() as u32).to_le_bytes());

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
-use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkId, PeerCredentials, LOCAL_LINK};
+use interstate_core::hub::{
+    Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials, LOCAL_LINK,
+};
 use interstate_core::machine::Status;
 use interstate_core::wire::{
     Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME, LEN_PREFIX,
@@ -198,8 +200,8 @@ struct ClientSide {
 }
 
 enum Side {
-    Hub(HubSide),
-    Client(ClientSide),
+    Hub(Box<HubSide>),
+    Client(Box<ClientSide>),
 }
 
 /// Things the node does when the current call into the hub or a machine returns.
@@ -298,7 +300,7 @@ impl Local {
 }
 
 impl HubIo for HubIoImpl<'_> {
-    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), ()> {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
         if link == LinkId::MAX {
             if let Some(s) = self.refused.as_deref_mut() {
                 let mut buf = [0u8; 512];
@@ -329,21 +331,14 @@ impl HubIo for HubIoImpl<'_> {
         }
     }
 
-    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), ()> {
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
         if link == LOCAL_LINK {
             match Frame::decode(body) {
-                Ok(Frame::Deliver(d)) => {
-                    if self.local.received.accept(d.to, d.from, d.seq) {
-                        self.local.stats.received += 1;
-                        self.local.deliver(
-                            self.now,
-                            d.from,
-                            d.to,
-                            d.event,
-                            d.payload,
-                            self.deferred,
-                        );
-                    }
+                // A message sent again after a hub restart is delivered only once.
+                Ok(Frame::Deliver(d)) if self.local.received.accept(d.to, d.from, d.seq) => {
+                    self.local.stats.received += 1;
+                    self.local
+                        .deliver(self.now, d.from, d.to, d.event, d.payload, self.deferred);
                 }
                 Ok(Frame::Ack { from, to, seq }) => self.local.outstanding.ack(to, from, seq),
                 _ => {}
@@ -472,22 +467,22 @@ impl Node {
         let origin = std::time::Instant::now();
         let registry = Registry::default();
         let side = match config.role {
-            Role::Hub => Side::Hub(Self::serve(&config, &poll, &path)?),
+            Role::Hub => Side::Hub(Box::new(Self::serve(&config, &poll, &path)?)),
             Role::Client => {
                 if !Self::hub_is_live(&path) {
                     return Err(PlatformError::NoHub { path });
                 }
-                Side::Client(Self::client_side(&config, &path))
+                Side::Client(Box::new(Self::client_side(&config, &path)))
             }
             Role::Auto => {
                 if Self::hub_is_live(&path) {
-                    Side::Client(Self::client_side(&config, &path))
+                    Side::Client(Box::new(Self::client_side(&config, &path)))
                 } else {
                     match Self::serve(&config, &poll, &path) {
-                        Ok(h) => Side::Hub(h),
+                        Ok(h) => Side::Hub(Box::new(h)),
                         // Another process won the race to serve: join it.
                         Err(PlatformError::HubRunning { .. }) => {
-                            Side::Client(Self::client_side(&config, &path))
+                            Side::Client(Box::new(Self::client_side(&config, &path)))
                         }
                         Err(e) => return Err(e),
                     }
@@ -804,7 +799,17 @@ impl Node {
         }
         let mut deferred = Deferred::default();
         let seq = self.next_port_seq(port);
-        let r = self.route(self.now(), port, to, event, payload, seq, &mut deferred);
+        let r = self.route(
+            self.now(),
+            Deliver {
+                from: port,
+                to,
+                event,
+                payload,
+                seq,
+            },
+            &mut deferred,
+        );
         self.settle(deferred);
         match r {
             Routed::Sent => Ok(()),
@@ -814,7 +819,17 @@ impl Node {
                 loop {
                     self.run_once(Some(StdDuration::from_millis(5)))?;
                     let mut deferred = Deferred::default();
-                    let r = self.route(self.now(), port, to, event, payload, seq, &mut deferred);
+                    let r = self.route(
+                        self.now(),
+                        Deliver {
+                            from: port,
+                            to,
+                            event,
+                            payload,
+                            seq,
+                        },
+                        &mut deferred,
+                    );
                     self.settle(deferred);
                     if r == Routed::Sent {
                         return Ok(());
@@ -1108,7 +1123,7 @@ impl Node {
                             .close
                             .push((l as LinkId, "peer closed the connection".into()));
                     }
-                    lc.readable = lc.conn.has_partial() && !lc.conn.dead && false;
+                    lc.readable = false;
                 }
                 // Frames: copy each into scratch so the hub can queue on any link (this one too).
                 let mut budget = 4096;
@@ -1406,19 +1421,11 @@ impl Node {
                     Todo::Connect | Todo::Nothing => {}
                 }
                 match frame {
-                    Frame::Deliver(d) => {
-                        // A message sent again after a hub restart is delivered only once.
-                        if self.local.received.accept(d.to, d.from, d.seq) {
-                            self.local.stats.received += 1;
-                            self.local.deliver(
-                                now,
-                                d.from,
-                                d.to,
-                                d.event,
-                                d.payload,
-                                &mut deferred,
-                            );
-                        }
+                    // A message sent again after a hub restart is delivered only once.
+                    Frame::Deliver(d) if self.local.received.accept(d.to, d.from, d.seq) => {
+                        self.local.stats.received += 1;
+                        self.local
+                            .deliver(now, d.from, d.to, d.event, d.payload, &mut deferred);
                     }
                     Frame::Ack { from, to, seq } => self.local.outstanding.ack(to, from, seq),
                     Frame::DeliveryFailed(f) => deferred.failures.push((
@@ -1439,11 +1446,11 @@ impl Node {
                     Frame::RegistryEntry(e) => {
                         self.local.registry.insert(MachineInfo::from_entry(&e))
                     }
-                    Frame::RegistryRemoved { machine } => {
-                        if !self.local.by_id.contains_key(machine) {
-                            self.local.registry.remove(machine);
-                            deferred.removed.push(machine.to_string());
-                        }
+                    Frame::RegistryRemoved { machine }
+                        if !self.local.by_id.contains_key(machine) =>
+                    {
+                        self.local.registry.remove(machine);
+                        deferred.removed.push(machine.to_string());
                     }
                     Frame::SnapshotEnd => c.snapshot_done = true,
                     Frame::Monitored { frame, .. } => {
@@ -1693,11 +1700,13 @@ impl Node {
                     let seq = self.local.machines[i].seq;
                     match self.route(
                         now,
-                        text(0..from_end),
-                        text(from_end..to_end),
-                        text(to_end..event_end),
-                        &buf[event_end..],
-                        seq,
+                        Deliver {
+                            from: text(0..from_end),
+                            to: text(from_end..to_end),
+                            event: text(to_end..event_end),
+                            payload: &buf[event_end..],
+                            seq,
+                        },
                         &mut deferred,
                     ) {
                         Routed::Sent => {
@@ -1721,28 +1730,19 @@ impl Node {
         }
     }
 
-    fn route(
-        &mut self,
-        now: Instant,
-        from: &str,
-        to: &str,
-        event: &str,
-        payload: &[u8],
-        seq: u64,
-        deferred: &mut Deferred,
-    ) -> Routed {
+    fn route(&mut self, now: Instant, d: Deliver<'_>, deferred: &mut Deferred) -> Routed {
+        let Deliver {
+            from,
+            to,
+            event,
+            payload,
+            ..
+        } = d;
         if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to) {
             self.local.stats.sent_local += 1;
             self.local.deliver(now, from, to, event, payload, deferred);
             return Routed::Sent;
         }
-        let d = Deliver {
-            from,
-            to,
-            event,
-            payload,
-            seq,
-        };
         let frame = Frame::Deliver(d);
         let Some(n) = frame
             .encode(&mut self.scratch)

@@ -12,6 +12,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
+use interstate_core::hub::LinkFull;
 use interstate_core::wire::Frame;
 
 const UNSENT: u8 = 0;
@@ -58,7 +59,10 @@ fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
 
 /// The spans of `from` and `to` in a Deliver body, and its sequence number, without decoding
 /// the whole frame: the variant index, then `from` and `to` as length-prefixed strings.
-fn deliver_spans(body: &[u8]) -> Option<((usize, usize), (usize, usize), u64)> {
+/// (offset, length) of a string inside a frame body.
+type Span = (usize, usize);
+
+fn deliver_spans(body: &[u8]) -> Option<(Span, Span, u64)> {
     let (_, _, _, seq) = deliver_of(body)?;
     let (_, v) = varint(body, 0)?;
     let (from_len, a) = varint(body, v)?;
@@ -129,15 +133,15 @@ impl Outstanding {
         self.buf.len() - (self.tail - self.head) >= HDR + len
     }
 
-    /// Appends a Deliver body. `Err(())` when the buffer is full or the body is not a Deliver.
-    pub fn push(&mut self, body: &[u8], sent: bool) -> Result<(), ()> {
+    /// Appends a Deliver body. `Err(LinkFull)` when the buffer is full or the body is not a Deliver.
+    pub fn push(&mut self, body: &[u8], sent: bool) -> Result<(), LinkFull> {
         let Some((from, to, seq)) = deliver_spans(body) else {
-            return Err(());
+            return Err(LinkFull);
         };
         let need = HDR + body.len();
         if self.buf.len() - self.tail < need {
             if !self.has_room(body.len()) {
-                return Err(());
+                return Err(LinkFull);
             }
             self.buf.copy_within(self.head..self.tail, 0);
             self.tail -= self.head;
