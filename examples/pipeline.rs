@@ -288,10 +288,13 @@ fn storage(args: &[String]) -> Result<(), Error> {
 // ---------------------------------------------------------------------------------------------
 // ingester
 
+/// A file name and its encoded `PROCESS_DATA` payload.
+type Job = (String, Vec<u8>);
+
 #[derive(Default)]
 struct Progress {
-    /// Encoded `PROCESS_DATA` payloads not sent yet, with their file names.
-    queue: VecDeque<(String, Vec<u8>)>,
+    /// Files not sent yet.
+    queue: VecDeque<Job>,
     total: usize,
     in_flight: usize,
     completed: usize,
@@ -330,7 +333,7 @@ fn sample_input() -> Result<PathBuf, Error> {
 
 /// The `PROCESS_DATA` payloads of the regular files in `dir`, sorted by name; files too large
 /// for one message are reported and left out.
-fn read_input(dir: &Path) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), Error> {
+fn read_input(dir: &Path) -> Result<(Vec<Job>, Vec<String>), Error> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -215,6 +215,7 @@ for f in frames:
     print(" ".join(f"{b:02x}" for b in with_prefix(body)))
 "#;
     let out = Command::new("python3")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-c")
         .arg(script)
         .arg(python_dir())
@@ -244,6 +245,7 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
     let echo = g.spawn(
         "echo",
         Command::new("python3")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg(&script)
             .args(["--bus", &g.bus.clone()]),
     );

@@ -1,8 +1,10 @@
 """A dependency-free client for the interstate bus, written from docs/wire.md.
 
 It speaks the bus wire protocol over the hub's Unix socket: the Hello/Welcome handshake,
-Register, Subscribe (registry snapshot and updates), Deliver, DeliveryFailed, Ping/Pong and
-Goodbye. Python 3.8+, standard library only.
+Register, Subscribe (registry snapshot and updates), Deliver, DeliveryFailed, Ack, Ping/Pong
+and Goodbye. Received messages are acknowledged (cumulatively, per sender) once the
+application has taken them and comes back for the next one, and duplicates are dropped; it
+does not reconnect or send again. Python 3.8+, standard library only.
 
     from interstate_client import Client
 
@@ -704,10 +706,6 @@ class Client:
                 return None
             self._pump(left)
         return self._pending.popleft()
-
-
-def _hexdump(b: bytes) -> str:
-    return " ".join(f"{x:02x}" for x in b)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,15 @@ pub enum Delay {
 /// All integers are little-endian. Every record has a fixed size so that record `i` of a table
 /// starts at `i * SIZE`.
 pub mod raw {
+    /// The first `N` bytes of `b` as an array: one length check per record instead of one
+    /// per byte read (the reads below then have constant, checked-at-compile-time indices).
+    #[inline]
+    pub(crate) fn head<const N: usize>(b: &[u8]) -> &[u8; N] {
+        match b.first_chunk::<N>() {
+            Some(h) => h,
+            None => panic!("a record is cut short"),
+        }
+    }
     #[inline]
     fn u16_at(b: &[u8], at: usize) -> u16 {
         u16::from_le_bytes([b[at], b[at + 1]])
@@ -290,7 +299,9 @@ pub mod raw {
         /// Encoded size in bytes.
         pub const SIZE: usize = 38;
         /// Reads a record from the first [`Self::SIZE`] bytes of `b`.
+        #[inline]
         pub fn decode(b: &[u8]) -> Self {
+            let b = head::<{ StateRecord::SIZE }>(b);
             Self {
                 kind: b[0],
                 parent: u16_at(b, 2),
@@ -369,7 +380,9 @@ pub mod raw {
         /// `flags` bit: the transition re-enters its source.
         pub const REENTER: u8 = 1;
         /// Reads a record.
+        #[inline]
         pub fn decode(b: &[u8]) -> Self {
+            let b = head::<{ TransitionRecord::SIZE }>(b);
             Self {
                 trigger: b[0],
                 flags: b[1],
@@ -436,7 +449,9 @@ pub mod raw {
         /// `flags` bit: the delay is named.
         pub const NAMED_DELAY: u8 = 2;
         /// Reads a record.
+        #[inline]
         pub fn decode(b: &[u8]) -> Self {
+            let b = head::<{ ActionRecord::SIZE }>(b);
             Self {
                 kind: b[0],
                 flags: b[1],
@@ -472,7 +487,9 @@ pub mod raw {
         /// Encoded size in bytes.
         pub const SIZE: usize = 6;
         /// Reads a record.
+        #[inline]
         pub fn decode(b: &[u8]) -> Self {
+            let b = head::<{ NameRecord::SIZE }>(b);
             Self {
                 offset: u32_at(b, 0),
                 len: u16_at(b, 4),
@@ -955,6 +972,13 @@ impl<'a> Chart<'a> {
         self.str(StrId(raw::u16_entry(table, i)))
     }
 
+    /// One `u16` field of a state record, at byte offset `at` (see [`StateRecord::encode`]):
+    /// the hot accessors read only what they need instead of decoding the whole record.
+    #[inline]
+    fn state_field(&self, s: StateId, at: usize) -> u16 {
+        let r = raw::head::<{ StateRecord::SIZE }>(&self.t.states[s.index() * StateRecord::SIZE..]);
+        u16::from_le_bytes([r[at], r[at + 1]])
+    }
     #[inline]
     pub(crate) fn rec(&self, s: StateId) -> StateRecord {
         StateRecord::decode(&self.t.states[s.index() * StateRecord::SIZE..])
@@ -1011,7 +1035,7 @@ impl<'a> Chart<'a> {
     }
     /// The initial child of a compound state.
     pub fn initial(&self, s: StateId) -> Option<StateId> {
-        let i = self.rec(s).initial;
+        let i = self.state_field(s, 6);
         (i != NONE).then_some(StateId(i))
     }
     /// The done event of a compound or parallel state.
@@ -1093,14 +1117,14 @@ impl<'a> Chart<'a> {
     /// The event transitions of a state (`on`, `onDone`, `after`), in selection order.
     #[inline]
     pub fn on_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let r = self.rec(s);
-        r.on_start..r.on_start + r.on_len
+        let start = self.state_field(s, 8);
+        start..start + self.state_field(s, 10)
     }
     /// The eventless transitions of a state, in document order.
     #[inline]
     pub fn always_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let r = self.rec(s);
-        r.always_start..r.always_start + r.always_len
+        let start = self.state_field(s, 12);
+        start..start + self.state_field(s, 14)
     }
     /// The targets of a transition.
     #[inline]
@@ -1119,14 +1143,14 @@ impl<'a> Chart<'a> {
     /// The entry actions of a state.
     #[inline]
     pub fn entry_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let r = self.rec(s);
-        r.entry_start..r.entry_start + r.entry_len
+        let start = self.state_field(s, 16);
+        start..start + self.state_field(s, 18)
     }
     /// The exit actions of a state.
     #[inline]
     pub fn exit_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let r = self.rec(s);
-        r.exit_start..r.exit_start + r.exit_len
+        let start = self.state_field(s, 20);
+        start..start + self.state_field(s, 22)
     }
     /// History states: their default targets (empty: the parent's initial state).
     pub fn history_defaults(&self, s: StateId) -> StateList<'a> {

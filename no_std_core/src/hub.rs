@@ -157,9 +157,11 @@ struct Link {
     executable: String<64>,
     opened_at: Instant,
     last_rx: Instant,
-    machines: usize,
+        machines: usize,
     registry: bool,
     monitor: bool,
+    /// The largest frame body this link accepts (agreed in the handshake).
+    max_frame: u32,
 }
 
 impl Link {
@@ -173,9 +175,10 @@ impl Link {
         executable: String::new(),
         opened_at: Instant::ZERO,
         last_rx: Instant::ZERO,
-        machines: 0,
+                machines: 0,
         registry: false,
         monitor: false,
+        max_frame: 0,
     };
 }
 
@@ -231,6 +234,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             executable: truncated(executable),
             // The hub's own process keeps its registry copy from the same updates.
             registry: true,
+            max_frame: config.max_frame,
             ..Link::FREE
         };
         Hub {
@@ -529,9 +533,10 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             return Handled::Closed;
         }
         let max_frame = h.max_frame.min(self.config.max_frame);
-        let l = &mut self.links[link as usize];
+                let l = &mut self.links[link as usize];
         l.executable = truncated(h.executable);
         l.state = LinkState::Ready;
+        l.max_frame = max_frame;
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             max_frame,
@@ -711,9 +716,12 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-        let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+                let Some(target) = self.lookup(d.to).map(|r| r.link) else {
             return self.fail(link, &d, FailReason::UnknownTarget, io);
         };
+        if body.len() > self.links[target as usize].max_frame as usize {
+            return self.fail(link, &d, FailReason::TooLarge, io);
+        }
         if io.forward(target, body).is_err() {
             return Handled::Stalled(target);
         }
@@ -723,7 +731,11 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         let at_ms = self.config.epoch_unix_ms + now.as_millis();
         for i in 0..L {
-            if self.links[i].monitor && self.links[i].state == LinkState::Ready {
+                        // A copy larger than the monitor accepts (with its envelope) is dropped and counted.
+            let fits = body.len() + 32 <= self.links[i].max_frame as usize;
+            if self.links[i].monitor && self.links[i].state == LinkState::Ready && !fits {
+                self.stats.monitor_dropped += 1;
+            } else if self.links[i].monitor && self.links[i].state == LinkState::Ready {
                 let copy = Frame::Monitored {
                     link,
                     at_ms,

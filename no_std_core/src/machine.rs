@@ -20,8 +20,8 @@ use core::fmt;
 use heapless::{Deque, Vec};
 
 use crate::chart::{
-    Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, TransitionId, Trigger,
-    MAX_DEPTH,
+    Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, Transition, TransitionId,
+    Trigger, MAX_DEPTH,
 };
 use crate::context::{ActionContext, Behavior, Effects, Event, GuardContext, SendId, Target};
 use crate::error::Error;
@@ -976,7 +976,17 @@ impl<
         if self.chart.targets(&tr).is_empty() {
             return;
         }
-        match self.domain(t) {
+        self.exit_set_with_domain(&tr, self.domain(t), set);
+    }
+
+    /// [`Self::exit_set_into`] for a transition with targets whose domain is known.
+    fn exit_set_with_domain(
+        &self,
+        tr: &Transition,
+        domain: Option<StateId>,
+        set: &mut StateSet<W>,
+    ) {
+        match domain {
             None => set.union_with(&self.config),
             Some(d) => {
                 if tr.reenter && tr.source == d {
@@ -1031,18 +1041,26 @@ impl<
             return Ok(false);
         }
         self.stats.microsteps += 1;
-        let filtered = self.remove_conflicts(enabled);
+        // One transition cannot conflict with another.
+        let filtered = if enabled.len() == 1 {
+            enabled.clone()
+        } else {
+            self.remove_conflicts(enabled)
+        };
         let before = self.config;
 
         // Exit set and entry set are both computed from the configuration and history as
-        // they were before this microstep.
+        // they were before this microstep; each transition's domain once, for both.
         let mut exit = StateSet::<W>::new();
-        for &t in &filtered {
-            self.exit_set_into(t, &mut exit);
-        }
         let mut enter = StateSet::<W>::new();
         for &t in &filtered {
-            self.entry_set_into(t, &mut enter);
+            let tr = self.chart.transition(t);
+            if self.chart.targets(&tr).is_empty() {
+                continue;
+            }
+            let domain = self.domain(t);
+            self.exit_set_with_domain(&tr, domain, &mut exit);
+            self.entry_set_into(t, &tr, domain, &mut enter);
         }
 
         // Record history for every exiting state before any exit action runs.
@@ -1105,13 +1123,17 @@ impl<
     }
 
     /// XState's `computeEntrySet` for one transition.
-    fn entry_set_into(&self, t: TransitionId, enter: &mut StateSet<W>) {
-        let tr = self.chart.transition(t);
-        if self.chart.targets(&tr).is_empty() {
+    fn entry_set_into(
+        &self,
+        t: TransitionId,
+        tr: &Transition,
+        domain: Option<StateId>,
+        enter: &mut StateSet<W>,
+    ) {
+        if self.chart.targets(tr).is_empty() {
             return;
         }
-        let domain = self.domain(t);
-        for s in self.chart.targets(&tr) {
+        for s in self.chart.targets(tr) {
             if !self.chart.kind(s).is_history()
                 && (tr.source != s || Some(tr.source) != domain || tr.reenter)
             {

@@ -277,3 +277,18 @@ fn endpoint_gives_up_on_refusals_retrying_cannot_fix() {
     assert_eq!(e.rejection(), Some(RejectCode::Version));
     assert_eq!(e.poll_timeout(), None);
 }
+
+#[test]
+fn frames_larger_than_the_target_accepts_fail_as_too_large() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 1, &["a"]);
+    let small = h.link_opened(Instant::ZERO, PeerCredentials { pid: 2, uid: UID, gid: 0 }, &mut io).unwrap();
+    let hello = body(&Frame::Hello(Hello { magic: MAGIC, version: PROTOCOL_VERSION, max_frame: 512, pid: 2, executable: "small" }));
+    h.handle_frame(Instant::ZERO, small, &hello, &mut io);
+    h.handle_frame(Instant::ZERO, small, &body(&Frame::Register { machine: "small" }), &mut io);
+    let big = vec![b'x'; 600];
+    let msg = body(&Frame::Deliver(Deliver { from: "a", to: "small", event: "BIG", payload: &big, seq: 1 }));
+    assert_eq!(h.handle_frame(Instant::ZERO, a, &msg, &mut io), Handled::Done);
+    assert!(io.frames(a).iter().any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::TooLarge)));
+    assert!(!io.sent.iter().any(|(l, b)| *l == small && b.len() > 512));
+}
