@@ -981,27 +981,21 @@ impl Node {
             Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
         }
         let mut accept = false;
-        let mut ready_links: Vec<usize> = Vec::new();
         for ev in self.events.iter() {
-            match ev.token() {
-                LISTENER => accept = true,
-                CLIENT => {
-                    if let Side::Client(c) = &mut self.side {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            c.readable = true;
-                        }
+            match (ev.token(), &mut self.side) {
+                (LISTENER, _) => accept = true,
+                (CLIENT, Side::Client(c)) => {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        c.readable = true;
                     }
                 }
-                Token(t) if t >= USER_TOKEN_BASE => user(ev),
-                Token(t) if t >= LINK_BASE => ready_links.push(t - LINK_BASE),
-                _ => {}
-            }
-        }
-        if let Side::Hub(h) = &mut self.side {
-            for l in ready_links {
-                if let Some(Some(link)) = h.links.get_mut(l) {
-                    link.readable = true;
+                (Token(t), _) if t >= USER_TOKEN_BASE => user(ev),
+                (Token(t), Side::Hub(h)) if t >= LINK_BASE => {
+                    if let Some(Some(link)) = h.links.get_mut(t - LINK_BASE) {
+                        link.readable = true;
+                    }
                 }
+                _ => {}
             }
         }
         if accept {

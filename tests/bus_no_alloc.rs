@@ -1,0 +1,152 @@
+//! Steady-state message delivery between two nodes (two event loops, a Unix socket between
+//! them, statecharts on both ends) allocates nothing: a counting global allocator proves it.
+//!
+//! One test in this file only: the allocator counts every thread while armed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
+use interstate::Behaviors;
+
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls while armed.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's layout contract is passed through as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"PONG":{"actions":"ping"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+
+fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
+    let mut c = NodeConfig::new("noalloc");
+    c.dir = dir.to_path_buf();
+    c.role = role;
+    c
+}
+
+#[test]
+fn steady_state_delivery_between_two_nodes_allocates_nothing() {
+    let dir = std::env::temp_dir().join(format!("interstate-noalloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let round_trips = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hub_ready = Arc::new(AtomicBool::new(false));
+
+    // The pinger's process serves the bus.
+    let (d1, rt1, stop1, ready1) = (
+        dir.clone(),
+        round_trips.clone(),
+        stop.clone(),
+        hub_ready.clone(),
+    );
+    let hub = std::thread::spawn(move || {
+        let mut node = Node::new(config(&d1, Role::Hub)).expect("serve the bus");
+        node.set_logger(|_| {});
+        let behaviors = Behaviors::new().action("ping", move |cx| {
+            rt1.fetch_add(1, Ordering::Relaxed);
+            let payload = cx.payload();
+            let _ = cx.send(
+                "b",
+                "PING",
+                if payload.is_empty() {
+                    b"0123456789abcdef"
+                } else {
+                    payload
+                },
+            );
+        });
+        add_json_machine(&mut node, "a", PINGER, behaviors).expect("add a");
+        ready1.store(true, Ordering::SeqCst);
+        node.run_until(Duration::from_secs(10), |n| n.registry().contains("b"))
+            .unwrap();
+        node.send_local("a", "START", &[]).unwrap();
+        while !stop1.load(Ordering::Relaxed) {
+            node.run_once(Some(Duration::from_millis(10))).unwrap();
+        }
+        node.stats()
+    });
+    while !hub_ready.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (d2, stop2) = (dir.clone(), stop.clone());
+    let client = std::thread::spawn(move || {
+        let mut node = Node::new(config(&d2, Role::Client)).expect("join the bus");
+        node.set_logger(|_| {});
+        let behaviors = Behaviors::new().action("pong", |cx| {
+            let payload = cx.payload();
+            let _ = cx.send("a", "PONG", payload);
+        });
+        add_json_machine(&mut node, "b", PONGER, behaviors).expect("add b");
+        while !stop2.load(Ordering::Relaxed) {
+            node.run_once(Some(Duration::from_millis(10))).unwrap();
+        }
+        node.stats()
+    });
+
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while round_trips.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the ping-pong stalled at {}",
+                round_trips.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // Warm-up: connections, registrations, the first entries of every map.
+    wait_for(2_000);
+    let start = round_trips.load(Ordering::Relaxed);
+    ARMED.store(true, Ordering::SeqCst);
+    wait_for(start + 20_000);
+    ARMED.store(false, Ordering::SeqCst);
+    let measured = round_trips.load(Ordering::Relaxed) - start;
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let hub_stats = hub.join().unwrap();
+    let client_stats = client.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(measured >= 20_000, "{measured} round trips measured");
+    assert!(
+        hub_stats.received >= 22_000 && client_stats.received >= 22_000,
+        "{hub_stats:?} {client_stats:?}"
+    );
+    // When the client stops first, the one PING in flight is reported back as undeliverable:
+    // correct, and the only failure allowed.
+    assert!(
+        hub_stats.delivery_failures + client_stats.delivery_failures <= 1,
+        "{hub_stats:?} {client_stats:?}"
+    );
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations during {measured} round trips between two nodes"
+    );
+}
