@@ -7,6 +7,8 @@
 //!   batches. No event loop, no framing logic, no statecharts: the floor.
 //! - **direct**: this process serves the bus (hub role, a port as the sender) and a child
 //!   process hosts a machine that answers `PING` with `PONG` and counts `DATA`.
+//! - **raw relay**: the raw ping-pong and stream through a third process forwarding bytes with
+//!   blocking reads and writes: the floor for any path through a hub process.
 //! - **hub**: the same two endpoints as clients of a separate `interstate hub` process.
 //!
 //! Each message crosses the real path: encode, outstanding buffer, link queue, socket,
@@ -118,7 +120,14 @@ fn raw(opts: &BenchOptions, dir: &std::path::Path) -> Result<PathResult, String>
         ],
         &[],
     )?;
-    let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
+    let (s, _) = listener.accept().map_err(|e| e.to_string())?;
+    let r = drive_raw(opts, s);
+    let _ = std::fs::remove_file(&path);
+    r
+}
+
+/// Ping-pong, then a one-way stream of length-prefixed messages, over a connected socket.
+fn drive_raw(opts: &BenchOptions, mut s: UnixStream) -> Result<PathResult, String> {
     let msg = vec![7u8; opts.payload];
     let mut back = vec![0u8; opts.payload];
     let mut rtts = Vec::with_capacity(opts.round_trips);
@@ -149,7 +158,6 @@ fn raw(opts: &BenchOptions, dir: &std::path::Path) -> Result<PathResult, String>
     let mut done = [0u8; 1];
     s.read_exact(&mut done).map_err(|e| e.to_string())?;
     let secs = t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&path);
     Ok(PathResult {
         rtt_us: percentiles(rtts),
         throughput: opts.messages as f64 / secs,
@@ -183,6 +191,80 @@ fn raw_peer(path: &str, payload: usize) -> Result<(), String> {
         got += k;
     }
     s.write_all(&[1]).map_err(|e| e.to_string())
+}
+
+/// The raw baseline through a relay process: the same two endpoints with a third process
+/// forwarding bytes between them with blocking reads and writes, as a hub would at best.
+fn raw_relay(opts: &BenchOptions, dir: &std::path::Path) -> Result<PathResult, String> {
+    let a = dir.join("relay-a.sock");
+    let b = dir.join("relay-b.sock");
+    let listener = UnixListener::bind(&a).map_err(|e| format!("relay baseline socket: {e}"))?;
+    let (a_s, b_s) = (
+        a.to_str().unwrap_or_default().to_string(),
+        b.to_str().unwrap_or_default().to_string(),
+    );
+    let payload = opts.payload.to_string();
+    let _relay = spawn_self(&["bench-peer", "relay", &a_s, &b_s, &payload], &[])?;
+    let t = StdInstant::now();
+    while !b.exists() {
+        if t.elapsed() > StdDuration::from_secs(10) {
+            return Err("the relay did not start".into());
+        }
+        std::thread::sleep(StdDuration::from_millis(2));
+    }
+    let _echo = spawn_self(&["bench-peer", "raw", &b_s, &payload], &[])?;
+    let (s, _) = listener.accept().map_err(|e| e.to_string())?;
+    let r = drive_raw(opts, s);
+    let _ = std::fs::remove_file(&a);
+    let _ = std::fs::remove_file(&b);
+    r
+}
+
+fn relay_peer(a: &str, b: &str, payload: usize) -> Result<(), String> {
+    let listener = UnixListener::bind(b).map_err(|e| e.to_string())?;
+    let (mut to_echo, _) = listener.accept().map_err(|e| e.to_string())?;
+    let mut to_sender = UnixStream::connect(a).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; payload.max(9)];
+    loop {
+        let mut first = [0u8; 1];
+        to_sender
+            .read_exact(&mut first)
+            .map_err(|e| e.to_string())?;
+        if first[0] == 0xFF {
+            let mut n = [0u8; 8];
+            to_sender.read_exact(&mut n).map_err(|e| e.to_string())?;
+            to_echo.write_all(&[0xFF]).map_err(|e| e.to_string())?;
+            to_echo.write_all(&n).map_err(|e| e.to_string())?;
+            let mut left = u64::from_le_bytes(n) as usize * (4 + payload);
+            let mut big = vec![0u8; 1 << 16];
+            while left > 0 {
+                let k = to_sender
+                    .read(&mut big[..left.min(1 << 16)])
+                    .map_err(|e| e.to_string())?;
+                if k == 0 {
+                    return Err("sender closed early".into());
+                }
+                to_echo.write_all(&big[..k]).map_err(|e| e.to_string())?;
+                left -= k;
+            }
+            let mut done = [0u8; 1];
+            to_echo.read_exact(&mut done).map_err(|e| e.to_string())?;
+            return to_sender.write_all(&done).map_err(|e| e.to_string());
+        }
+        buf[0] = first[0];
+        to_sender
+            .read_exact(&mut buf[1..payload])
+            .map_err(|e| e.to_string())?;
+        to_echo
+            .write_all(&buf[..payload])
+            .map_err(|e| e.to_string())?;
+        to_echo
+            .read_exact(&mut buf[..payload])
+            .map_err(|e| e.to_string())?;
+        to_sender
+            .write_all(&buf[..payload])
+            .map_err(|e| e.to_string())?;
+    }
 }
 
 // ----- the bus -----
@@ -343,6 +425,11 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             args.get(1).ok_or("missing socket path")?,
             args.get(2).and_then(|p| p.parse().ok()).unwrap_or(64),
         ),
+        Some("relay") => relay_peer(
+            args.get(1).ok_or("missing socket path")?,
+            args.get(2).ok_or("missing socket path")?,
+            args.get(3).and_then(|p| p.parse().ok()).unwrap_or(64),
+        ),
         Some("node") => node_peer(
             args.get(1).ok_or("missing bus")?,
             args.get(2).ok_or("missing dir")?,
@@ -357,6 +444,7 @@ pub fn run_unix(opts: &BenchOptions) -> Result<Value, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let result = (|| {
         let raw = raw(opts, &dir)?;
+        let relay = raw_relay(opts, &dir)?;
         let direct = bus_path(opts, &dir, false)?;
         let hub = bus_path(opts, &dir, true)?;
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -374,11 +462,14 @@ pub fn run_unix(opts: &BenchOptions) -> Result<Value, String> {
             "messages": opts.messages,
             "machine": {"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
             "raw": raw.json(),
+            "raw_relay": relay.json(),
             "direct": direct.json(),
             "hub": hub.json(),
             "ratios": {
                 "direct_rtt_p50_vs_raw": round2(direct.rtt_us[0] / raw.rtt_us[0]),
                 "hub_rtt_p50_vs_raw": round2(hub.rtt_us[0] / raw.rtt_us[0]),
+                "hub_rtt_p50_vs_raw_relay": round2(hub.rtt_us[0] / relay.rtt_us[0]),
+                "hub_throughput_vs_raw_relay": round2(hub.throughput / relay.throughput),
                 "direct_throughput_vs_raw": round2(direct.throughput / raw.throughput),
                 "hub_throughput_vs_raw": round2(hub.throughput / raw.throughput),
             }
@@ -400,13 +491,13 @@ pub fn print_table(v: &Value) {
         v["machine"]["cores"]
     );
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>16}",
+        "{:<10} {:>12} {:>12} {:>12} {:>16}",
         "path", "rtt p50 us", "rtt p99 us", "rtt p99.9 us", "msgs/s one way"
     );
-    for p in ["raw", "direct", "hub"] {
+    for p in ["raw", "direct", "raw_relay", "hub"] {
         let r = &v[p];
         println!(
-            "{:<8} {:>12} {:>12} {:>12} {:>16}",
+            "{:<10} {:>12} {:>12} {:>12} {:>16}",
             p,
             r["rtt_p50_us"],
             r["rtt_p99_us"],
@@ -419,10 +510,10 @@ pub fn print_table(v: &Value) {
     }
     let q = &v["ratios"];
     println!(
-        "ratios: rtt p50 direct/raw {}, hub/raw {}; throughput direct/raw {}, hub/raw {}",
+        "ratios: rtt p50 direct/raw {}, hub/raw_relay {}; throughput direct/raw {}, hub/raw_relay {}",
         q["direct_rtt_p50_vs_raw"],
-        q["hub_rtt_p50_vs_raw"],
+        q["hub_rtt_p50_vs_raw_relay"],
         q["direct_throughput_vs_raw"],
-        q["hub_throughput_vs_raw"]
+        q["hub_throughput_vs_raw_relay"]
     );
 }
