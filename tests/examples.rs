@@ -101,3 +101,37 @@ fn chart_image_runs_from_the_image_bytes() {
         "{out}"
     );
 }
+
+#[test]
+fn daemon_loop_drives_the_node_and_its_own_source_in_one_loop() {
+    let Some(path) = example_binary("daemon_loop") else {
+        eprintln!(
+            "example 'daemon_loop' is not built; run `cargo test --test examples --examples`"
+        );
+        return;
+    };
+    // A private bus directory: the example serves a bus of its own.
+    let dir =
+        std::env::temp_dir().join(format!("interstate-example-daemon-{}", std::process::id()));
+    let out = Command::new(&path)
+        .env("INTERSTATE_DIR", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the example");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "daemon: command START",
+        "daemon: command STOP",
+        "daemon: command QUIT",
+        "controller: running, tick 1",
+        "daemon: controller finished",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
