@@ -491,16 +491,10 @@ impl Raw {
         let mut tmp = vec![0u8; 64 * 1024];
         loop {
             // Frames already buffered.
-            loop {
-                let (frame, used) = match split_frame(&self.buf, u32::MAX) {
-                    Ok(Some((body, used))) => {
-                        let v = match Frame::decode(body) {
-                            Ok(f) => describe(&f),
-                            Err(e) => json!({"kind": "undecodable", "error": e.to_string()}),
-                        };
-                        (v, used)
-                    }
-                    _ => break,
+            while let Ok(Some((body, used))) = split_frame(&self.buf, u32::MAX) {
+                let frame = match Frame::decode(body) {
+                    Ok(f) => describe(&f),
+                    Err(e) => json!({"kind": "undecodable", "error": e.to_string()}),
                 };
                 self.buf.drain(..used);
                 emit(json!({"mode": self.mode, "got": frame}));

@@ -216,12 +216,12 @@ impl Bus {
         let end = Instant::now() + limit;
         loop {
             if let Some(s) = self.try_status(p) {
-                let out = self.procs[p.0].out.clone();
-                let err = self.procs[p.0].err.clone();
-                // The reader threads end at EOF; give them a moment to catch up.
+                // The reader threads end at EOF (dropping their clone of the line lists);
+                // give them a moment to catch up.
+                let proc = &self.procs[p.0];
                 let settle = Instant::now() + Duration::from_secs(2);
                 while Instant::now() < settle
-                    && (Arc::strong_count(&out) > 1 || Arc::strong_count(&err) > 1)
+                    && (Arc::strong_count(&proc.out) > 1 || Arc::strong_count(&proc.err) > 1)
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -587,6 +587,10 @@ fn hub_restart_mid_stream_loses_nothing() {
         sent == distinct + failed,
         bus.dump()
     );
+    eprintln!(
+        "hub restart: killed at source progress {killed_at:?} (mid-stream: {mid_stream}); \
+         sent {sent}, failed {failed}, distinct {distinct}, duplicates {dups}, out of order {ooo}"
+    );
     assert_eq!((sent, errors), (N, 0), "{context}");
     assert_eq!(dups, 0, "duplicates reached the sink: {context}");
     assert_eq!(ooo, 0, "messages arrived out of order: {context}");
@@ -817,6 +821,30 @@ fn malformed_frames_close_only_that_connection() {
         "no log line for the silent connection: {new:?}"
     );
     still_works(&mut bus, "the truncated and silent connections");
+}
+
+/// A client that completes the handshake, sends part of a frame and closes its writing half
+/// is closed by the hub (with a log line) well before the 30 s idle timeout.
+#[test]
+fn truncated_frame_after_hello_is_closed() {
+    let mut bus = Bus::new("truncated");
+    let hub = bus.start_hub();
+    let p = bus.probe(
+        "raw-truncated --after-hello",
+        &["raw-truncated", "--after-hello", "--timeout-ms", "10000"],
+    );
+    bus.wait_exit(p, STEP_LIMIT);
+    let fin = last_json(&bus.out(p), "closed").expect("the probe's final line");
+    assert_eq!(fin["frames"], json!(["welcome"]), "{fin}");
+    assert_eq!(
+        fin["closed"],
+        json!(true),
+        "the hub kept the half-closed link for 10 s{}",
+        bus.dump()
+    );
+    bus.wait_line(hub, true, "the hub's log line", STEP_LIMIT, |l| {
+        l.contains("hub: link")
+    });
 }
 
 #[test]

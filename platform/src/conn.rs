@@ -11,15 +11,6 @@ use interstate_core::hub::LinkFull;
 use interstate_core::wire::{split_frame, Frame, LEN_PREFIX};
 use interstate_core::Error;
 
-/// What a read produced.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
-    /// Some bytes arrived (or none were ready).
-    Open,
-    /// The peer closed the stream.
-    Closed,
-}
-
 /// A framed connection over any non-blocking byte stream.
 pub struct Conn<S> {
     /// The stream.
@@ -72,8 +63,9 @@ impl<S: Read + Write> Conn<S> {
         self.max_frame = self.max_frame.min(max);
     }
 
-    /// Reads what the socket has, into the read buffer.
-    pub fn fill(&mut self) -> ReadOutcome {
+    /// Reads what the socket has, into the read buffer. Sets [`dead`](Self::dead) when the
+    /// peer has closed (or the read failed) and [`more`](Self::more) when the buffer filled up.
+    pub fn fill(&mut self) {
         if self.rstart > 0 && self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
@@ -86,12 +78,12 @@ impl<S: Read + Write> Conn<S> {
         loop {
             if self.rend == self.rbuf.len() {
                 self.more = true;
-                return ReadOutcome::Open;
+                return;
             }
             match self.stream.read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => {
                     self.dead = true;
-                    return ReadOutcome::Closed;
+                    return;
                 }
                 Ok(n) => {
                     let asked = self.rbuf.len() - self.rend;
@@ -99,17 +91,17 @@ impl<S: Read + Write> Conn<S> {
                     // A short read drained the socket: skip the read that would only say so.
                     if n < asked {
                         self.more = false;
-                        return ReadOutcome::Open;
+                        return;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.more = false;
-                    return ReadOutcome::Open;
+                    return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.dead = true;
-                    return ReadOutcome::Closed;
+                    return;
                 }
             }
         }

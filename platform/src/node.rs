@@ -36,7 +36,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::busdir;
-use crate::conn::{Conn, ReadOutcome};
+use crate::conn::Conn;
 use crate::error::PlatformError;
 use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
@@ -631,6 +631,12 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         self.local.stats
     }
+    /// Messages sent to other processes that their receivers have not acknowledged yet (a
+    /// tool can wait for this to reach zero before it exits).
+    pub fn unacknowledged(&self) -> usize {
+        self.local.outstanding.len()
+    }
+
     /// The registry copy (shared view; stays current).
     pub fn registry(&self) -> Registry {
         self.local.registry.clone()
@@ -1112,11 +1118,7 @@ impl Node {
                     continue;
                 };
                 if lc.readable {
-                    if lc.conn.fill() == ReadOutcome::Closed && !lc.conn.has_partial() {
-                        deferred
-                            .close
-                            .push((l as LinkId, "peer closed the connection".into()));
-                    }
+                    lc.conn.fill();
                     lc.readable = false;
                 }
                 // Frames: copy each into scratch so the hub can queue on any link (this one too).
@@ -1142,11 +1144,7 @@ impl Node {
                         Ok(None) => {
                             // The read buffer was full: there may be more in the socket.
                             if !lc.conn.dead && lc.conn.more {
-                                if lc.conn.fill() == ReadOutcome::Closed {
-                                    deferred
-                                        .close
-                                        .push((l as LinkId, "peer closed the connection".into()));
-                                }
+                                lc.conn.fill();
                                 if matches!(lc.conn.peek_frame(), Ok(Some(_))) {
                                     continue;
                                 }
@@ -1186,14 +1184,30 @@ impl Node {
                         Handled::Closed => break,
                     }
                 }
+                // The peer is gone: once its whole frames are handled, so is the link. Half a
+                // frame left over is worth a log line.
+                if let Some(Some(lc)) = h.links.get(l) {
+                    if lc.conn.dead
+                        && lc.waiting_on.is_none()
+                        && !matches!(lc.conn.peek_frame(), Ok(Some(_)))
+                    {
+                        let why = if lc.conn.has_partial() {
+                            "peer closed mid-frame"
+                        } else {
+                            "peer closed the connection"
+                        };
+                        if lc.conn.has_partial() {
+                            deferred.logs.push(format!("hub: link {l}: {why}"));
+                        }
+                        deferred.close.push((l as LinkId, why.into()));
+                    }
+                }
             }
             self.settle(deferred);
         }
         Ok(())
     }
 
-    /// Closes links, reports failures to local machines and writes log lines that a call into
-    /// the hub asked for.
     /// Does what calls into the hub and the machines left for later: log lines, failures to
     /// report, registry removals, links to close (which may leave more of the same).
     fn settle(&mut self, mut deferred: Deferred) {
@@ -1354,9 +1368,7 @@ impl Node {
                 return Ok(());
             };
             if c.readable {
-                if conn.fill() == ReadOutcome::Closed && !conn.has_partial() {
-                    lost = Some("the hub closed the connection".into());
-                }
+                conn.fill();
                 c.readable = false;
             }
             let mut budget = 8192;
@@ -1369,12 +1381,8 @@ impl Node {
                         b.len()
                     }
                     Ok(None) => {
-                        if !conn.dead
-                            && conn.more
-                            && conn.fill() == ReadOutcome::Closed
-                            && !conn.has_partial()
-                        {
-                            lost = Some("the hub closed the connection".into());
+                        if !conn.dead && conn.more {
+                            conn.fill();
                         }
                         if matches!(conn.peek_frame(), Ok(Some(_))) {
                             continue;
@@ -1465,6 +1473,19 @@ impl Node {
             }
             if budget == 0 {
                 c.readable = true;
+            }
+            // The hub is gone once its whole frames are handled.
+            if let Some(conn) = c.conn.as_ref() {
+                if lost.is_none() && conn.dead && !matches!(conn.peek_frame(), Ok(Some(_))) {
+                    lost = Some(
+                        if conn.has_partial() {
+                            "the hub closed the connection mid-frame"
+                        } else {
+                            "the hub closed the connection"
+                        }
+                        .into(),
+                    );
+                }
             }
         }
         if let Some(why) = lost {
@@ -1796,7 +1817,7 @@ impl Node {
                             l.conn.flush();
                             want_writable(self.poll.registry(), &mut l.conn, Token(LINK_BASE + i));
                         }
-                        if l.conn.dead && !l.conn.has_partial() {
+                        if l.conn.dead && !matches!(l.conn.peek_frame(), Ok(Some(_))) {
                             dead.push((i as LinkId, "connection lost".to_string()));
                         }
                     }
