@@ -42,7 +42,12 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 /// `interstate hub`: serve the bus until SIGINT/SIGTERM.
 pub fn hub(args: &BusArgs) -> Result<(), String> {
     let stop = stop_flag()?;
-    let mut node = Node::new(args.config(Role::Hub)).map_err(|e| e.to_string())?;
+    let mut config = args.config(Role::Hub);
+    // Socket activation: serve on the listening socket a service manager passed, if any.
+    if let Some(fd) = interstate_platform::activation::listen_fd_from_env()? {
+        config.listen_fd = Some(std::sync::Arc::new(fd));
+    }
+    let mut node = Node::new(config).map_err(|e| e.to_string())?;
     eprintln!(
         "interstate: hub serving bus '{}' at {}",
         node.config().bus,
@@ -195,7 +200,13 @@ pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), 
 }
 
 /// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
-pub fn run(args: &BusArgs, file: &std::path::Path, id: &str, role: Role) -> Result<(), String> {
+pub fn run(
+    args: &BusArgs,
+    file: &std::path::Path,
+    id: &str,
+    role: Role,
+    watch: &[String],
+) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let compiled =
         crate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -205,6 +216,9 @@ pub fn run(args: &BusArgs, file: &std::path::Path, id: &str, role: Role) -> Resu
     let behaviors = Behaviors::new().on_log(move |_, msg| println!("[{who}] {msg}"));
     let unbound = crate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
         .map_err(|e| e.to_string())?;
+    for target in watch {
+        node.watch(id, target).map_err(|e| e.to_string())?;
+    }
     if !unbound.actions.is_empty() {
         eprintln!(
             "interstate: note: actions {} have no code in `interstate run` and do nothing",

@@ -94,6 +94,10 @@ enum Command {
         /// Join an existing hub only (by default the first process serves the bus).
         #[arg(long)]
         client: bool,
+        /// Watch a machine id: the machine receives `xstate.machine.down` when it leaves the
+        /// bus and `xstate.machine.up` when it joins again. Repeatable.
+        #[arg(long = "watch", value_name = "ID")]
+        watch: Vec<String>,
         #[command(flatten)]
         bus: BusOpt,
     },
@@ -272,6 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             file,
             id,
             client,
+            watch,
             bus,
         } => {
             let role = if client {
@@ -279,7 +284,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 interstate::bus::Role::Auto
             };
-            interstate::cli_bus::run(&bus.args(), &file, &id, role).map(|()| ExitCode::SUCCESS)
+            interstate::cli_bus::run(&bus.args(), &file, &id, role, &watch)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Diagram { file, format } => {
             let compiled = load(&file)?;

@@ -5,10 +5,12 @@
 //! - [`conn`]: framed non-blocking streams with fixed buffers;
 //! - [`node`]: a process's place on the bus: machines on a mio loop, joined to a hub over a
 //!   Unix socket, or hosting the hub;
-//! - [`registry`]: the node's copy of the bus registry.
+//! - [`registry`]: the node's copy of the bus registry;
+//! - [`activation`]: the hub's listening socket from a service manager (socket activation).
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod busdir;
 pub mod conn;
 pub mod error;
@@ -17,5 +19,8 @@ pub mod outstanding;
 pub mod registry;
 
 pub use error::PlatformError;
-pub use node::{Node, NodeConfig, NodeStats, PortMessage, Role, DELIVERY_ERROR_EVENT};
+pub use node::{
+    Node, NodeConfig, NodeStats, PortMessage, Role, DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT,
+    MACHINE_UP_EVENT,
+};
 pub use registry::{MachineInfo, Registry};

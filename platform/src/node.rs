@@ -104,6 +104,9 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// Reconnect backoff bounds of a client.
     pub backoff: (Duration, Duration),
+    /// A listening socket to serve on instead of binding the bus path (socket activation:
+    /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
+    pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl NodeConfig {
@@ -122,6 +125,7 @@ impl NodeConfig {
             keepalive: Duration::from_millis(5_000),
             idle_timeout: Duration::from_millis(30_000),
             backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
+            listen_fd: None,
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults).
@@ -184,7 +188,8 @@ struct HubSide {
     listener: UnixListener,
     hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
     links: Vec<Option<LinkConn>>,
-    path: PathBuf,
+    /// The socket file this hub created (removed on shutdown); none when socket-activated.
+    path: Option<PathBuf>,
 }
 
 struct ClientSide {
@@ -252,6 +257,59 @@ struct Local {
     stats: NodeStats,
     outstanding: Outstanding,
     received: Received,
+    /// Watched machine ids: whether each was last seen up, and who watches it.
+    watches: HashMap<String, Watch>,
+}
+
+/// Who watches a machine id, and whether it was last seen registered.
+struct Watch {
+    up: bool,
+    watchers: Vec<String>,
+}
+
+/// Sent to a watcher when a watched machine leaves the bus (its process exited or was killed,
+/// or it unregistered). Payload: `{"machine":"<id>"}`.
+pub const MACHINE_DOWN_EVENT: &str = "xstate.machine.down";
+/// Sent to a watcher when a watched machine (re)joins the bus. Payload: `{"machine":"<id>"}`.
+pub const MACHINE_UP_EVENT: &str = "xstate.machine.up";
+
+impl Local {
+    /// A registry change for `machine`: tells its watchers on a real change (up after down,
+    /// down after up), never twice for the same state.
+    fn watched(&mut self, now: Instant, machine: &str, up: bool, deferred: &mut Deferred) {
+        let Some(w) = self.watches.get_mut(machine) else {
+            return;
+        };
+        if w.up == up {
+            return;
+        }
+        w.up = up;
+        let watchers = w.watchers.clone();
+        let payload = format!("{{\"machine\":{}}}", json_string(machine)).into_bytes();
+        let event = if up {
+            MACHINE_UP_EVENT
+        } else {
+            MACHINE_DOWN_EVENT
+        };
+        for watcher in watchers {
+            self.deliver(now, machine, &watcher, event, &payload, deferred);
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The platform side of the hub when this node is the hub.
@@ -312,8 +370,14 @@ impl HubIo for HubIoImpl<'_> {
         }
         if link == LOCAL_LINK {
             match *frame {
-                Frame::RegistryEntry(e) => self.local.registry.insert(MachineInfo::from_entry(&e)),
-                Frame::RegistryRemoved { machine } => self.local.registry.remove(machine),
+                Frame::RegistryEntry(e) => {
+                    self.local.registry.insert(MachineInfo::from_entry(&e));
+                    self.local.watched(self.now, e.machine, true, self.deferred);
+                }
+                Frame::RegistryRemoved { machine } => {
+                    self.local.registry.remove(machine);
+                    self.local.watched(self.now, machine, false, self.deferred);
+                }
                 Frame::DeliveryFailed(f) => self.deferred.failures.push((
                     f.from.to_string(),
                     f.to.to_string(),
@@ -504,6 +568,7 @@ impl Node {
                 stats: NodeStats::default(),
                 outstanding: Outstanding::new(outstanding_bytes),
                 received: Received::default(),
+                watches: HashMap::default(),
             },
             side,
             scratch: Vec::new(),
@@ -540,6 +605,9 @@ impl Node {
     }
 
     fn serve(config: &NodeConfig, poll: &Poll, path: &Path) -> Result<HubSide, PlatformError> {
+        if let Some(fd) = &config.listen_fd {
+            return Self::serve_activated(config, poll, fd);
+        }
         // A live hub is never taken over; a stale socket file (connect refused) is replaced.
         match StdUnixStream::connect(path) {
             Ok(_) => return Err(PlatformError::HubRunning { path: path.into() }),
@@ -561,6 +629,31 @@ impl Node {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| PlatformError::io("watching the hub socket", Some(path), e))?;
+        Ok(Self::hub_side(config, listener, Some(path.into())))
+    }
+
+    /// Serves on a listening socket handed over by the service manager (socket activation):
+    /// nothing is bound, and the socket file is the manager's, not removed on exit.
+    fn serve_activated(
+        config: &NodeConfig,
+        poll: &Poll,
+        fd: &std::sync::Arc<std::os::fd::OwnedFd>,
+    ) -> Result<HubSide, PlatformError> {
+        let owned = fd
+            .try_clone()
+            .map_err(|e| PlatformError::io("duplicating the activated socket", None, e))?;
+        let std_listener = std::os::unix::net::UnixListener::from(owned);
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| PlatformError::io("making the activated socket non-blocking", None, e))?;
+        let mut listener = UnixListener::from_std(std_listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| PlatformError::io("watching the activated socket", None, e))?;
+        Ok(Self::hub_side(config, listener, None))
+    }
+
+    fn hub_side(config: &NodeConfig, listener: UnixListener, path: Option<PathBuf>) -> HubSide {
         let uid = rustix::process::getuid().as_raw();
         let mut hc = HubConfig::new(uid, std::process::id());
         hc.max_frame = config.max_frame;
@@ -578,12 +671,12 @@ impl Node {
         }
         let mut links = Vec::new();
         links.resize_with(HUB_LINKS, || None);
-        Ok(HubSide {
+        HubSide {
             listener,
             hub: Box::new(Hub::new(hc, &executable_name())),
             links,
-            path: path.into(),
-        })
+            path,
+        }
     }
 
     fn client_side(config: &NodeConfig, path: &Path) -> ClientSide {
@@ -631,6 +724,29 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         self.local.stats
     }
+    /// Makes the hosted machine or port `watcher` receive [`MACHINE_DOWN_EVENT`] when the
+    /// machine `target` leaves the bus and [`MACHINE_UP_EVENT`] when it (re)joins it, as the
+    /// registry says: a crashed worker's supervisor-restarted successor shows as down, then up.
+    /// Returns whether `target` is on the bus now.
+    pub fn watch(&mut self, watcher: &str, target: &str) -> Result<bool, PlatformError> {
+        if !self.local.by_id.contains_key(watcher) && !self.local.ports.contains_key(watcher) {
+            return Err(PlatformError::BadMachineId { id: watcher.into() });
+        }
+        let up = self.local.registry.contains(target);
+        let w = self
+            .local
+            .watches
+            .entry(target.to_string())
+            .or_insert(Watch {
+                up,
+                watchers: Vec::new(),
+            });
+        if !w.watchers.iter().any(|x| x == watcher) {
+            w.watchers.push(watcher.to_string());
+        }
+        Ok(up)
+    }
+
     /// Messages sent to other processes that their receivers have not acknowledged yet (a
     /// tool can wait for this to reach zero before it exits).
     pub fn unacknowledged(&self) -> usize {
@@ -1446,15 +1562,31 @@ impl Node {
                         c.pending_register.insert(machine.to_string(), Some(status));
                     }
                     Frame::RegistryEntry(e) => {
-                        self.local.registry.insert(MachineInfo::from_entry(&e))
+                        self.local.registry.insert(MachineInfo::from_entry(&e));
+                        self.local.watched(now, e.machine, true, &mut deferred);
                     }
                     Frame::RegistryRemoved { machine }
                         if !self.local.by_id.contains_key(machine) =>
                     {
                         self.local.registry.remove(machine);
                         deferred.removed.push(machine.to_string());
+                        self.local.watched(now, machine, false, &mut deferred);
                     }
-                    Frame::SnapshotEnd => c.snapshot_done = true,
+                    Frame::SnapshotEnd => {
+                        c.snapshot_done = true;
+                        // Watched machines that did not come back with the new snapshot (after
+                        // a hub restart) are down.
+                        let gone: Vec<String> = self
+                            .local
+                            .watches
+                            .keys()
+                            .filter(|m| !self.local.registry.contains(m))
+                            .cloned()
+                            .collect();
+                        for m in gone {
+                            self.local.watched(now, &m, false, &mut deferred);
+                        }
+                    }
                     Frame::Monitored { frame, .. } => {
                         if self.monitor_frames.len() < 65536 {
                             self.monitor_frames.push_back(frame.to_vec());
@@ -1858,7 +1990,9 @@ impl Node {
     pub fn shutdown(&mut self) {
         match &mut self.side {
             Side::Hub(h) => {
-                let _ = std::fs::remove_file(&h.path);
+                if let Some(path) = &h.path {
+                    let _ = std::fs::remove_file(path);
+                }
             }
             Side::Client(c) => {
                 if let Some(conn) = c.conn.as_mut() {
