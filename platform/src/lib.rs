@@ -17,6 +17,7 @@ pub mod error;
 pub mod node;
 pub mod outstanding;
 pub mod registry;
+pub mod transport;
 
 pub use error::PlatformError;
 pub use node::{

@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
-use interstate_core::hub::{
-    Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials, LOCAL_LINK,
-};
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
 use interstate_core::machine::Status;
 use interstate_core::wire::{
     Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME, LEN_PREFIX,
@@ -40,6 +38,7 @@ use crate::conn::Conn;
 use crate::error::PlatformError;
 use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
+use crate::transport::LinkIo;
 
 /// Tokens at or above this are the user's (see [`Node::poll_registry`]).
 pub const USER_TOKEN_BASE: usize = 1 << 30;
@@ -177,7 +176,7 @@ struct Hosted {
 }
 
 struct LinkConn {
-    conn: Conn<UnixStream>,
+    conn: Conn<Box<dyn LinkIo>>,
     /// More bytes may be waiting in the socket (edge-triggered readiness).
     readable: bool,
     /// Reading is paused until this link drains (backpressure).
@@ -194,7 +193,7 @@ struct HubSide {
 
 struct ClientSide {
     endpoint: Endpoint,
-    conn: Option<Conn<UnixStream>>,
+    conn: Option<Conn<Box<dyn LinkIo>>>,
     readable: bool,
     path: PathBuf,
 
@@ -318,7 +317,7 @@ struct HubIoImpl<'a> {
     local: &'a mut Local,
     now: Instant,
     deferred: &'a mut Deferred,
-    refused: Option<&'a mut UnixStream>,
+    refused: Option<&'a mut dyn LinkIo>,
 }
 
 impl Local {
@@ -456,7 +455,7 @@ fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> 
 
 /// Write readiness is watched only while a flush is blocked, so that finished writes do not
 /// wake the loop for nothing.
-fn want_writable(registry: &mio::Registry, conn: &mut Conn<UnixStream>, token: Token) {
+fn want_writable(registry: &mio::Registry, conn: &mut Conn<Box<dyn LinkIo>>, token: Token) {
     let want = conn.pending() > 0 && !conn.dead;
     if want != conn.want_write {
         let interest = if want {
@@ -464,28 +463,9 @@ fn want_writable(registry: &mio::Registry, conn: &mut Conn<UnixStream>, token: T
         } else {
             Interest::READABLE
         };
-        if registry
-            .reregister(&mut conn.stream, token, interest)
-            .is_ok()
-        {
+        if conn.stream.reregister(registry, token, interest).is_ok() {
             conn.want_write = want;
         }
-    }
-}
-
-fn peer_credentials(stream: &UnixStream) -> PeerCredentials {
-    match rustix::net::sockopt::socket_peercred(stream) {
-        Ok(c) => PeerCredentials {
-            pid: c.pid.as_raw_nonzero().get() as u32,
-            uid: c.uid.as_raw(),
-            gid: c.gid.as_raw(),
-        },
-        // Unknown credentials admit no one (uid u32::MAX is nobody's).
-        Err(_) => PeerCredentials {
-            pid: 0,
-            uid: u32::MAX,
-            gid: u32::MAX,
-        },
     }
 }
 
@@ -1148,8 +1128,8 @@ impl Node {
             return Ok(());
         };
         loop {
-            let (mut stream, _) = match h.listener.accept() {
-                Ok(s) => s,
+            let mut stream: Box<dyn LinkIo> = match h.listener.accept() {
+                Ok((s, _)) => Box::new(s),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -1157,14 +1137,14 @@ impl Node {
                     return Ok(());
                 }
             };
-            let peer = peer_credentials(&stream);
+            let peer = stream.peer();
             let mut deferred = Deferred::default();
             let mut io = HubIoImpl {
                 links: &mut h.links,
                 local: &mut self.local,
                 now,
                 deferred: &mut deferred,
-                refused: Some(&mut stream),
+                refused: Some(&mut *stream),
             };
             let link = h.hub.link_opened(now, peer, &mut io);
             for line in deferred.logs.drain(..) {
@@ -1172,11 +1152,7 @@ impl Node {
             }
             let Some(link) = link else { continue };
             let token = Token(LINK_BASE + link as usize);
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut stream, token, Interest::READABLE)
-            {
+            if let Err(e) = stream.register(self.poll.registry(), token, Interest::READABLE) {
                 (self.log)(&format!("hub: cannot watch link {link}: {e}"));
                 let mut d = Deferred::default();
                 let mut io = HubIoImpl {
@@ -1371,7 +1347,7 @@ impl Node {
                     continue;
                 };
                 lc.conn.flush();
-                let _ = self.poll.registry().deregister(&mut lc.conn.stream);
+                let _ = lc.conn.stream.deregister(self.poll.registry());
                 let unwritten = lc.conn.unwritten_frames();
                 let mut io = HubIoImpl {
                     links: &mut h.links,
@@ -1424,11 +1400,10 @@ impl Node {
         let Side::Client(c) = &mut self.side else {
             return Ok(());
         };
-        match UnixStream::connect(&c.path) {
+        match UnixStream::connect(&c.path).map(|s| Box::new(s) as Box<dyn LinkIo>) {
             Ok(mut stream) => {
-                self.poll
-                    .registry()
-                    .register(&mut stream, CLIENT, Interest::READABLE)
+                stream
+                    .register(self.poll.registry(), CLIENT, Interest::READABLE)
                     .map_err(|e| {
                         PlatformError::io("watching the hub connection", Some(&c.path), e)
                     })?;
@@ -1451,7 +1426,7 @@ impl Node {
             return;
         };
         if let Some(mut conn) = c.conn.take() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = conn.stream.deregister(self.poll.registry());
             (self.log)(&format!("lost the hub ({why}); reconnecting"));
         }
         // Whatever was sent and not acknowledged is sent again after the reconnect.

@@ -1,0 +1,41 @@
+//! Transports: the byte streams a link runs over.
+//!
+//! A node speaks the same frames over every transport; a transport only has to move bytes
+//! without blocking and tell the event loop when it can. [`LinkIo`] is that contract:
+//! `Read` + `Write` (returning `WouldBlock` instead of blocking), registration with mio, and
+//! the peer's credentials as the kernel (or the transport's own checks) report them.
+
+use std::io::{self, Read, Write};
+
+use interstate_core::hub::PeerCredentials;
+use mio::{Interest, Registry, Token};
+
+pub mod unix;
+
+/// A non-blocking byte stream a link runs over.
+pub trait LinkIo: Read + Write {
+    /// Registers the stream's descriptors with the event loop under `token`.
+    fn register(&mut self, registry: &Registry, token: Token, interest: Interest)
+        -> io::Result<()>;
+    /// Changes the interest (the node watches write readiness only while a flush is blocked).
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()>;
+    /// Removes the stream's descriptors from the event loop.
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()>;
+    /// Who is at the other end. Unknown credentials must be reported as uid and gid
+    /// `u32::MAX` (nobody's), so that admission refuses them.
+    fn peer(&self) -> PeerCredentials;
+    /// The transport's name, for the registry and logs.
+    fn kind(&self) -> interstate_core::TransportKind;
+}
+
+/// Credentials that admit no one.
+pub const UNKNOWN_PEER: PeerCredentials = PeerCredentials {
+    pid: 0,
+    uid: u32::MAX,
+    gid: u32::MAX,
+};
