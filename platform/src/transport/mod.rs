@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use interstate_core::hub::PeerCredentials;
 use mio::{Interest, Registry, Token};
 
+pub mod ring;
+pub mod shm;
 pub mod unix;
 
 /// A non-blocking byte stream a link runs over.
@@ -31,6 +33,15 @@ pub trait LinkIo: Read + Write {
     fn peer(&self) -> PeerCredentials;
     /// The transport's name, for the registry and logs.
     fn kind(&self) -> interstate_core::TransportKind;
+    /// About to block in the event loop: transports that are not file descriptors (shared
+    /// memory) ask to be signalled here. Returns true when input is already waiting.
+    fn prepare_wait(&mut self) -> bool {
+        false
+    }
+    /// Whether input is waiting right now, checked without a system call (for spinning).
+    fn ready_now(&self) -> bool {
+        false
+    }
 }
 
 /// Credentials that admit no one.

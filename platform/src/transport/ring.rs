@@ -1,0 +1,377 @@
+//! A single-producer single-consumer byte ring in memory shared by two processes.
+//!
+//! Layout of one ring (all integers native-endian; both processes are on one machine):
+//!
+//! | offset | field            | written by |
+//! |--------|------------------|------------|
+//! | 0      | `head: u64`      | producer: bytes ever written |
+//! | 64     | `tail: u64`      | consumer: bytes ever read |
+//! | 128    | `sleeping: u32`  | consumer: 1 while it may block waiting for data |
+//! | 192    | `waiting: u32`   | producer: 1 while it may block waiting for space |
+//! | 256    | data, `capacity` bytes (a power of two) | |
+//!
+//! Each field has its own cache line so the two sides do not false-share. Positions only grow;
+//! `head - tail` is the number of bytes in the ring. The producer publishes bytes with a
+//! release store of `head`, the consumer frees them with a release store of `tail`.
+//!
+//! **Wake-ups only when needed.** A consumer about to block sets `sleeping` (a swap) and then
+//! looks at `head` again; a producer stores `head` (release) and then reads `sleeping` with a
+//! read-modify-write. Read-modify-writes of one flag are totally ordered and each reads the
+//! latest value: either the producer's comes later and sees the consumer asleep (and signals
+//! it, through an eventfd outside this module), or the consumer's swap reads from it and so
+//! sees everything the producer did before, the new `head` included. No wake-up is lost, and
+//! none is sent to a consumer that is awake. Every write to a flag is a read-modify-write, so
+//! that no plain store breaks that chain. The same handshake with `waiting` wakes a producer
+//! blocked on a full ring.
+//!
+//! **Trust nothing.** The peer can write anything into the shared mapping at any time. Every
+//! position read from it is checked (`tail <= head <= tail + capacity` as this side knows
+//! them); a violation is [`Corrupt`], and the link is closed. Data bytes are copied out before
+//! they are looked at, and a frame decoder validates them like any bytes from a socket.
+
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Bytes before the data: four cache lines.
+pub const HEADER: usize = 256;
+
+/// The peer broke the ring's invariants: the link cannot be trusted any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt(pub &'static str);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shared memory ring corrupted: {}", self.0)
+    }
+}
+
+/// The control words of a ring, as they lie in memory.
+#[repr(C, align(64))]
+pub struct Header {
+    head: AtomicU64,
+    _pad0: [u8; 56],
+    tail: AtomicU64,
+    _pad1: [u8; 56],
+    sleeping: AtomicU32,
+    _pad2: [u8; 60],
+    waiting: AtomicU32,
+    _pad3: [u8; 60],
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Header>() == HEADER);
+
+impl Header {
+    /// A header for a heap-backed ring (the model tests); real rings live in shared memory.
+    pub fn new() -> Header {
+        Header {
+            head: AtomicU64::new(0),
+            _pad0: [0; 56],
+            tail: AtomicU64::new(0),
+            _pad1: [0; 56],
+            sleeping: AtomicU32::new(0),
+            _pad2: [0; 60],
+            waiting: AtomicU32::new(0),
+            _pad3: [0; 60],
+        }
+    }
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One side's view of a ring: the header and the data area, plus the position this side
+/// owns (so it never has to trust the shared copy of its own counter).
+pub struct Ring {
+    header: *const Header,
+    data: *mut u8,
+    capacity: usize,
+    /// The producer's `head` or the consumer's `tail`, as this side last wrote it.
+    mine: u64,
+}
+
+// SAFETY: a `Ring` is one side of a single-producer single-consumer channel; the pointers it
+// holds are only dereferenced through `&mut self` methods, so moving it to another thread is
+// no different from using it on this one.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// Views the ring at `base`.
+    ///
+    /// # Safety
+    /// `base` must point to `HEADER + capacity` bytes that stay mapped, readable and writable
+    /// for the life of the `Ring`, aligned to 64 bytes; `capacity` must be a power of two.
+    /// Exactly one `Ring` per process may act as the producer and one as the consumer.
+    pub unsafe fn new(base: *mut u8, capacity: usize) -> Ring {
+        debug_assert!(capacity.is_power_of_two());
+        debug_assert_eq!(base as usize % 64, 0);
+        Ring {
+            header: base as *const Header,
+            // SAFETY: the caller guarantees `HEADER + capacity` bytes at `base`.
+            data: unsafe { base.add(HEADER) },
+            capacity,
+            mine: 0,
+        }
+    }
+
+    /// Views a ring whose header and data live apart (heap-backed rings in model tests).
+    ///
+    /// # Safety
+    /// As for [`Ring::new`]: `header` and `capacity` bytes at `data` stay valid for the life
+    /// of the `Ring`, `capacity` is a power of two, one producer and one consumer.
+    pub unsafe fn from_parts(header: *const Header, data: *mut u8, capacity: usize) -> Ring {
+        Ring {
+            header,
+            data,
+            capacity,
+            mine: 0,
+        }
+    }
+
+    /// Sets up a fresh ring: zero positions and flags. Only the side creating the memory does
+    /// this, before handing it to the peer.
+    pub fn init(&mut self) {
+        let h = self.header();
+        h.head.store(0, Ordering::SeqCst);
+        h.tail.store(0, Ordering::SeqCst);
+        h.sleeping.store(0, Ordering::SeqCst);
+        h.waiting.store(0, Ordering::SeqCst);
+        self.mine = 0;
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: `new`'s contract keeps the header mapped and aligned for our lifetime; its
+        // fields are atomics, so shared access from both processes is sound.
+        unsafe { &*self.header }
+    }
+
+    /// The data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Producer: copies as much of `bytes` as fits; returns how many. Never blocks.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
+        let head = self.mine;
+        let tail = self.header().tail.load(Ordering::Acquire);
+        if tail > head {
+            return Err(Corrupt(
+                "the consumer's position is ahead of the producer's",
+            ));
+        }
+        let used = head - tail;
+        if used > self.capacity as u64 {
+            return Err(Corrupt("more bytes in the ring than it holds"));
+        }
+        let n = bytes.len().min(self.capacity - used as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        let at = (head as usize) & (self.capacity - 1);
+        let first = n.min(self.capacity - at);
+        // SAFETY: `at + first <= capacity` and `n - first <= capacity - first`, so both copies
+        // stay inside the data area; the consumer does not read [head, head + n) until the
+        // release store below publishes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), first);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), self.data, n - first);
+        }
+        self.mine = head + n as u64;
+        self.header().head.store(self.mine, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Consumer: copies out up to `buf.len()` bytes; returns how many (0: empty). Never blocks.
+    pub fn pop(&mut self, buf: &mut [u8]) -> Result<usize, Corrupt> {
+        let tail = self.mine;
+        let head = self.header().head.load(Ordering::Acquire);
+        if head < tail {
+            return Err(Corrupt("the producer's position went backwards"));
+        }
+        let avail = head - tail;
+        if avail > self.capacity as u64 {
+            return Err(Corrupt("more bytes announced than the ring holds"));
+        }
+        let n = buf.len().min(avail as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        let at = (tail as usize) & (self.capacity - 1);
+        let first = n.min(self.capacity - at);
+        // SAFETY: both copies stay inside the data area (as in `push`); the bytes in
+        // [tail, head) were published by the producer's store of `head` that our load saw.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data.add(at), buf.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(self.data, buf.as_mut_ptr().add(first), n - first);
+        }
+        self.mine = tail + n as u64;
+        self.header().tail.store(self.mine, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Consumer: bytes waiting, as the producer's position says (checked).
+    pub fn available(&self) -> Result<usize, Corrupt> {
+        let head = self.header().head.load(Ordering::Acquire);
+        if head < self.mine || head - self.mine > self.capacity as u64 {
+            return Err(Corrupt("the producer's position is out of range"));
+        }
+        Ok((head - self.mine) as usize)
+    }
+
+    /// Producer: free space, as the consumer's position says (checked).
+    pub fn free(&self) -> Result<usize, Corrupt> {
+        let tail = self.header().tail.load(Ordering::Acquire);
+        if tail > self.mine || self.mine - tail > self.capacity as u64 {
+            return Err(Corrupt("the consumer's position is out of range"));
+        }
+        Ok(self.capacity - (self.mine - tail) as usize)
+    }
+
+    /// Consumer: about to block. Returns true when data arrived meanwhile (do not block).
+    /// After a false return the producer will see `sleeping` and signal.
+    pub fn prepare_sleep(&self) -> Result<bool, Corrupt> {
+        self.header().sleeping.swap(1, Ordering::AcqRel);
+        if self.available()? > 0 {
+            self.header().sleeping.swap(0, Ordering::AcqRel);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Consumer: awake again.
+    pub fn wake_up(&self) {
+        // A swap, not a store: a plain store here could come between the producer's
+        // read-modify-write and our next swap and break the chain that makes the producer's
+        // `head` visible to us (found by the loom model test).
+        self.header().sleeping.swap(0, Ordering::AcqRel);
+    }
+
+    /// Producer: whether the consumer may be blocked and needs a signal after new bytes.
+    pub fn consumer_sleeping(&self) -> bool {
+        // A read-modify-write, not a load: it reads the latest value, and pairs with the
+        // consumer's swap in `prepare_sleep` (see the module docs).
+        self.header().sleeping.fetch_add(0, Ordering::AcqRel) != 0
+    }
+
+    /// Producer: blocked on a full ring. Returns true when space appeared meanwhile.
+    pub fn prepare_wait_for_space(&self) -> Result<bool, Corrupt> {
+        self.header().waiting.swap(1, Ordering::AcqRel);
+        if self.free()? > 0 {
+            self.header().waiting.swap(0, Ordering::AcqRel);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Producer: no longer waiting for space.
+    pub fn space_wait_over(&self) {
+        // A swap for the same reason as `wake_up`.
+        self.header().waiting.swap(0, Ordering::AcqRel);
+    }
+
+    /// Consumer: whether the producer may be blocked on a full ring and needs a signal after
+    /// bytes were taken out.
+    pub fn producer_waiting(&self) -> bool {
+        // A read-modify-write, pairing with the producer's swap (as `consumer_sleeping`).
+        self.header().waiting.fetch_add(0, Ordering::AcqRel) != 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A heap-backed ring region, aligned like a mapping.
+    struct Region {
+        words: Vec<u64>,
+    }
+
+    impl Region {
+        fn new(capacity: usize) -> Region {
+            Region {
+                words: vec![0; (HEADER + capacity) / 8 + 8],
+            }
+        }
+        fn base(&mut self) -> *mut u8 {
+            let p = self.words.as_mut_ptr() as *mut u8;
+            // Align to 64 within the allocation.
+            let off = (64 - (p as usize % 64)) % 64;
+            // SAFETY: the allocation has 64 spare bytes for this.
+            unsafe { p.add(off) }
+        }
+    }
+
+    fn pair(region: &mut Region, capacity: usize) -> (Ring, Ring) {
+        let base = region.base();
+        // SAFETY: the region outlives both rings in each test and holds HEADER + capacity
+        // aligned bytes.
+        let (mut p, c) = unsafe { (Ring::new(base, capacity), Ring::new(base, capacity)) };
+        p.init();
+        (p, c)
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_across_the_wrap() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 23];
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut sent = 0;
+        while out.len() < data.len() {
+            sent += p.push(&data[sent..(sent + 37).min(data.len())]).unwrap();
+            let n = c.pop(&mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn a_full_ring_takes_nothing_and_an_empty_one_gives_nothing() {
+        let mut region = Region::new(16);
+        let (mut p, mut c) = pair(&mut region, 16);
+        assert_eq!(p.push(&[1; 20]).unwrap(), 16);
+        assert_eq!(p.push(&[1]).unwrap(), 0);
+        assert_eq!(p.free().unwrap(), 0);
+        let mut buf = [0u8; 32];
+        assert_eq!(c.pop(&mut buf).unwrap(), 16);
+        assert_eq!(c.pop(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn garbage_positions_are_detected_not_trusted() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        p.push(&[7; 10]).unwrap();
+        // A hostile peer writes nonsense into the header.
+        let words = region.words.as_mut_ptr() as usize;
+        let base = region.base() as usize;
+        let _ = words;
+        // SAFETY: `base` points at the ring header inside `region`.
+        unsafe { (*(base as *const AtomicU64)).store(1 << 40, Ordering::SeqCst) };
+        let mut buf = [0u8; 8];
+        assert!(c.pop(&mut buf).is_err());
+        assert!(c.available().is_err());
+        // SAFETY: as above; `tail` lives 64 bytes in.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(u64::MAX, Ordering::SeqCst) };
+        assert!(p.push(&[1]).is_err());
+        assert!(p.free().is_err());
+    }
+
+    #[test]
+    fn a_sleeping_consumer_is_seen_by_the_producer() {
+        let mut region = Region::new(64);
+        let (mut p, c) = pair(&mut region, 64);
+        assert!(!c.prepare_sleep().unwrap());
+        p.push(b"x").unwrap();
+        assert!(p.consumer_sleeping(), "the producer must signal");
+        c.wake_up();
+        assert!(c.prepare_sleep().unwrap(), "data is there: do not block");
+    }
+}

@@ -1,0 +1,334 @@
+//! Shared-memory links: two single-producer single-consumer rings in a memfd, one per
+//! direction, mapped by both processes; eventfds for wake-ups; the Unix socket they were set up
+//! over stays open only to tell each side when the other is gone.
+//!
+//! Setting up: a client connects to the bus's shared-memory socket (`<bus>.shm.sock`). The hub
+//! accepts, creates a memfd holding both rings, seals its size (so the client can rely on it
+//! and the hub cannot shrink it under the client: no `SIGBUS`), creates one eventfd per side,
+//! and passes the three descriptors over the socket with `SCM_RIGHTS`, with a short header:
+//! `ISHM`, the ring capacity (u32 LE). From then on frames travel through the rings; nothing
+//! but the setup ever touches `/dev/shm` or the file system, so nothing is left behind after
+//! any crash: the memory goes away with the last process mapping it.
+//!
+//! The client checks everything it was given (magic, capacity, the memfd's size and seals)
+//! before mapping it; the ring itself checks every position it reads (see [`super::ring`]).
+
+use std::fs::File;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+use interstate_core::hub::PeerCredentials;
+use interstate_core::TransportKind;
+use memmap2::MmapMut;
+use mio::net::UnixStream;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::fs::{
+    fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, MemfdFlags, SealFlags,
+};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use super::ring::{Ring, HEADER};
+use super::{LinkIo, UNKNOWN_PEER};
+
+/// The default capacity of each ring (per direction).
+pub const DEFAULT_RING: usize = 1 << 20;
+/// The largest ring capacity a client accepts.
+pub const MAX_RING: usize = 1 << 28;
+const MAGIC: &[u8; 4] = b"ISHM";
+
+/// How a consumer waits for data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Never sleep: poll the rings until the loop's timeout. Lowest latency, one busy core.
+    BusySpin,
+    /// Poll the rings for this long, then sleep until signalled.
+    SpinThenPark(StdDuration),
+    /// Sleep at once until signalled.
+    Park,
+}
+
+/// One side of a shared-memory link.
+pub struct ShmLink {
+    /// Keeps the rings mapped; both `Ring`s point into it.
+    _map: MmapMut,
+    tx: Ring,
+    rx: Ring,
+    /// Signalled by the peer when it wrote to `rx` while we slept, or freed space in `tx`.
+    wake_me: OwnedFd,
+    /// Signals the peer.
+    wake_peer: OwnedFd,
+    /// The socket the link was set up over: its end-of-file is the peer's death.
+    control: UnixStream,
+    peer: PeerCredentials,
+}
+
+fn corrupt(c: super::ring::Corrupt) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, c.to_string())
+}
+
+fn region_len(capacity: usize) -> usize {
+    2 * (HEADER + capacity)
+}
+
+fn map(memfd: OwnedFd, len: usize) -> io::Result<MmapMut> {
+    let file = File::from(memfd);
+    // SAFETY: the memfd is sealed against shrinking (checked by the caller on the receiving
+    // side, set by us on the creating side), so the mapping cannot lose its backing pages and
+    // fault; concurrent writes by the peer are expected and handled by the ring's protocol,
+    // which copies bytes out before inspecting them.
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }
+}
+
+/// The two rings in a mapping: (ring written by the client, ring written by the hub).
+fn rings(map: &mut MmapMut, capacity: usize) -> (Ring, Ring) {
+    let base = map.as_mut_ptr();
+    // SAFETY: the mapping holds `region_len(capacity)` bytes, page-aligned, and lives as long
+    // as the `ShmLink` that owns both it and the rings; each process uses one ring as the
+    // producer and the other as the consumer.
+    unsafe {
+        (
+            Ring::new(base, capacity),
+            Ring::new(base.add(HEADER + capacity), capacity),
+        )
+    }
+}
+
+fn signal(fd: &OwnedFd) {
+    // An eventfd counter only overflows after 2^64 - 2 signals; a full counter (EAGAIN) still
+    // wakes the reader, so the error is harmless.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+impl ShmLink {
+    /// Hub side: sets up a link over a just-accepted connection on the shared-memory socket.
+    pub fn accept(
+        control: UnixStream,
+        capacity: usize,
+        peer: PeerCredentials,
+    ) -> io::Result<ShmLink> {
+        let capacity = capacity.next_power_of_two().clamp(4096, MAX_RING);
+        let len = region_len(capacity);
+        let memfd = memfd_create(
+            "interstate-link",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        ftruncate(&memfd, len as u64)?;
+        fcntl_add_seals(
+            &memfd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )?;
+        let hub_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        let client_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(MAGIC);
+        header[4..].copy_from_slice(&(capacity as u32).to_le_bytes());
+        let fds = [memfd.as_fd(), client_wake.as_fd(), hub_wake.as_fd()];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+        let sent = sendmsg(
+            &control,
+            &[IoSlice::new(&header)],
+            &mut cmsg,
+            SendFlags::NOSIGNAL,
+        )?;
+        if sent != header.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "shared-memory setup message cut short",
+            ));
+        }
+        let mut map = map(memfd, len)?;
+        let (mut c2h, mut h2c) = rings(&mut map, capacity);
+        c2h.init();
+        h2c.init();
+        Ok(ShmLink {
+            _map: map,
+            tx: h2c,
+            rx: c2h,
+            wake_me: hub_wake,
+            wake_peer: client_wake,
+            control,
+            peer,
+        })
+    }
+
+    /// Client side: connects to the bus's shared-memory socket and maps what the hub sends.
+    pub fn connect(path: &Path, timeout: StdDuration) -> io::Result<ShmLink> {
+        let control = std::os::unix::net::UnixStream::connect(path)?;
+        control.set_read_timeout(Some(timeout))?;
+        let peer = match rustix::net::sockopt::socket_peercred(&control) {
+            Ok(c) => PeerCredentials {
+                pid: c.pid.as_raw_nonzero().get() as u32,
+                uid: c.uid.as_raw(),
+                gid: c.gid.as_raw(),
+            },
+            Err(_) => UNKNOWN_PEER,
+        };
+        let mut header = [0u8; 8];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            &control,
+            &mut [IoSliceMut::new(&mut header)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for msg in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = msg {
+                fds.extend(rights);
+            }
+        }
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("shared-memory setup refused: {why}"),
+            )
+        };
+        if got.bytes != 8 || &header[..4] != MAGIC {
+            return Err(bad(
+                "not an interstate shared-memory hub (the hub may have refused this user)",
+            ));
+        }
+        let capacity = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if !capacity.is_power_of_two() || capacity > MAX_RING || capacity < 4096 {
+            return Err(bad("ring capacity out of range"));
+        }
+        let [memfd, my_wake, hub_wake]: [OwnedFd; 3] = fds
+            .try_into()
+            .map_err(|_| bad("expected three descriptors"))?;
+        let len = region_len(capacity);
+        let st = fstat(&memfd)?;
+        if st.st_size as u64 != len as u64 {
+            return Err(bad("the memory region has the wrong size"));
+        }
+        let seals = fcntl_get_seals(&memfd)?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL) {
+            return Err(bad("the memory region is not sealed against resizing"));
+        }
+        let mut map = map(memfd, len)?;
+        let (c2h, h2c) = rings(&mut map, capacity);
+        control.set_nonblocking(true)?;
+        Ok(ShmLink {
+            _map: map,
+            tx: c2h,
+            rx: h2c,
+            wake_me: my_wake,
+            wake_peer: hub_wake,
+            control: UnixStream::from_std(control),
+            peer,
+        })
+    }
+
+    /// Whether bytes are waiting to be read (without blocking or syscalls).
+    pub fn ready(&self) -> bool {
+        self.rx.available().map(|n| n > 0).unwrap_or(true)
+    }
+}
+
+impl Read for ShmLink {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.rx.wake_up();
+        drain(&self.wake_me);
+        let n = self.rx.pop(buf).map_err(corrupt)?;
+        if n > 0 {
+            if self.rx.producer_waiting() {
+                signal(&self.wake_peer);
+            }
+            return Ok(n);
+        }
+        // Nothing in the ring: is the peer still there?
+        let mut probe = [0u8; 1];
+        match (&self.control).read(&mut probe) {
+            Ok(0) => Ok(0),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected bytes on the shared-memory control socket",
+            )),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Write for ShmLink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut n = self.tx.push(buf).map_err(corrupt)?;
+        if n == 0 && !buf.is_empty() {
+            // Full: ask to be woken when the consumer makes room, then look once more.
+            if !self.tx.prepare_wait_for_space().map_err(corrupt)? {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            n = self.tx.push(buf).map_err(corrupt)?;
+        }
+        self.tx.space_wait_over();
+        if n > 0 && self.tx.consumer_sleeping() {
+            signal(&self.wake_peer);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LinkIo for ShmLink {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        let _ = interest;
+        use std::os::fd::AsRawFd;
+        registry.register(
+            &mut SourceFd(&self.wake_me.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )?;
+        registry.register(&mut self.control, token, Interest::READABLE)
+    }
+    fn reregister(
+        &mut self,
+        _registry: &Registry,
+        _token: Token,
+        _interest: Interest,
+    ) -> io::Result<()> {
+        // Space in the ring is signalled on the same eventfd as data: readable covers both.
+        Ok(())
+    }
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        registry.deregister(&mut SourceFd(&self.wake_me.as_raw_fd()))?;
+        registry.deregister(&mut self.control)
+    }
+    fn peer(&self) -> PeerCredentials {
+        self.peer
+    }
+    fn kind(&self) -> TransportKind {
+        TransportKind::SharedMemory
+    }
+    fn prepare_wait(&mut self) -> bool {
+        // Data that arrived after the last read, or a corrupted ring (reading reports it).
+        self.rx.prepare_sleep().unwrap_or(true)
+    }
+    fn ready_now(&self) -> bool {
+        self.ready()
+    }
+}
