@@ -4,7 +4,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use interstate::core::context::{Behavior, Target};
-use interstate::core::{ActionContext, ActionId, DelayId, Duration, Error, Event, GuardContext, GuardId, Instant, Status};
+use interstate::core::{
+    ActionContext, ActionId, DelayId, Duration, Error, Event, GuardContext, GuardId, Instant,
+    Status,
+};
 use interstate::{compile_str, Behaviors, LocalDirectory, Machine};
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +67,13 @@ fn sends_are_queued_and_handed_over_after_the_step() {
         act: Box::new(move |cx| {
             *s.borrow_mut() = cx.machine_id().to_string();
             let job: Job = cx.payload_as().unwrap();
-            assert_eq!(job, Job { id: 7, name: "scan".into() });
+            assert_eq!(
+                job,
+                Job {
+                    id: 7,
+                    name: "scan".into()
+                }
+            );
             cx.send("worker-1", "DO_WORK", b"raw").unwrap();
             cx.send_value("worker-1", "JOB", &job).unwrap();
             cx.send_self("NOTE", &[]).unwrap();
@@ -72,13 +81,31 @@ fn sends_are_queued_and_handed_over_after_the_step() {
         slow: Some(Duration::from_millis(100)),
     };
     m.start(Instant::ZERO, &mut b).unwrap();
-    let payload = postcard::to_stdvec(&Job { id: 7, name: "scan".into() }).unwrap();
-    m.send(Instant::ZERO, Event::new("GO").with_payload(&payload), &mut b).unwrap();
+    let payload = postcard::to_stdvec(&Job {
+        id: 7,
+        name: "scan".into(),
+    })
+    .unwrap();
+    m.send(
+        Instant::ZERO,
+        Event::new("GO").with_payload(&payload),
+        &mut b,
+    )
+    .unwrap();
     assert_eq!(*seen_id.borrow(), "ui-main");
     let out = outbox(&m);
-    assert_eq!(out[0], ("worker-1".into(), "DO_WORK".into(), b"raw".to_vec()));
+    assert_eq!(
+        out[0],
+        ("worker-1".into(), "DO_WORK".into(), b"raw".to_vec())
+    );
     assert_eq!(out[1].1, "JOB");
-    assert_eq!(postcard::from_bytes::<Job>(&out[1].2).unwrap(), Job { id: 7, name: "scan".into() });
+    assert_eq!(
+        postcard::from_bytes::<Job>(&out[1].2).unwrap(),
+        Job {
+            id: 7,
+            name: "scan".into()
+        }
+    );
     assert_eq!(out[2], ("<self>".into(), "NOTE".into(), vec![]));
     m.clear_outbox();
     assert_eq!(m.outbox_len(), 0);
@@ -92,8 +119,17 @@ fn delayed_sends_wait_in_the_machine_and_can_be_cancelled() {
     let ids2 = ids.clone();
     let mut b = Scripted {
         act: Box::new(move |cx| {
-            let keep = cx.send_after(Target::Machine("w"), "LATER", Duration::from_millis(50), b"k").unwrap();
-            let drop = cx.send_after(Target::ThisMachine, "NEVER", Duration::from_millis(20), &[]).unwrap();
+            let keep = cx
+                .send_after(
+                    Target::Machine("w"),
+                    "LATER",
+                    Duration::from_millis(50),
+                    b"k",
+                )
+                .unwrap();
+            let drop = cx
+                .send_after(Target::ThisMachine, "NEVER", Duration::from_millis(20), &[])
+                .unwrap();
             assert!(cx.cancel(drop));
             assert!(!cx.cancel(drop), "cancelling twice finds nothing");
             ids2.borrow_mut().push(keep);
@@ -106,7 +142,10 @@ fn delayed_sends_wait_in_the_machine_and_can_be_cancelled() {
     assert_eq!(m.poll_timeout(), Some(Instant::from_millis(50)));
     assert!(!m.handle_timeout(Instant::from_millis(49), &mut b).unwrap());
     assert!(m.handle_timeout(Instant::from_millis(50), &mut b).unwrap());
-    assert_eq!(outbox(&m), vec![("w".into(), "LATER".into(), b"k".to_vec())]);
+    assert_eq!(
+        outbox(&m),
+        vec![("w".into(), "LATER".into(), b"k".to_vec())]
+    );
     assert_eq!(m.poll_timeout(), None);
 }
 
@@ -137,7 +176,10 @@ fn a_full_outbox_is_an_error_the_action_and_the_host_see() {
 fn named_delays_come_from_the_host_and_missing_ones_fail_the_step() {
     let compiled = compile_str(CHART).unwrap();
     let mut m: Machine<'_> = Machine::new(compiled.chart(), "m").unwrap();
-    let mut b = Scripted { act: Box::new(|_| {}), slow: Some(Duration::from_millis(300)) };
+    let mut b = Scripted {
+        act: Box::new(|_| {}),
+        slow: Some(Duration::from_millis(300)),
+    };
     m.start(Instant::ZERO, &mut b).unwrap();
     m.send(Instant::ZERO, Event::new("GO"), &mut b).unwrap();
     assert_eq!(m.poll_timeout(), Some(Instant::from_millis(300)));
@@ -147,11 +189,20 @@ fn named_delays_come_from_the_host_and_missing_ones_fail_the_step() {
     assert_eq!(value, "\"idle\"");
 
     let mut m: Machine<'_> = Machine::new(compiled.chart(), "m").unwrap();
-    let mut unbound = Scripted { act: Box::new(|_| {}), slow: None };
+    let mut unbound = Scripted {
+        act: Box::new(|_| {}),
+        slow: None,
+    };
     m.start(Instant::ZERO, &mut unbound).unwrap();
-    assert!(matches!(m.send(Instant::ZERO, Event::new("GO"), &mut unbound), Err(Error::UnboundDelay { .. })));
+    assert!(matches!(
+        m.send(Instant::ZERO, Event::new("GO"), &mut unbound),
+        Err(Error::UnboundDelay { .. })
+    ));
     assert_eq!(m.status(), Status::Failed);
-    assert_eq!(m.send(Instant::ZERO, Event::new("BACK"), &mut unbound), Err(Error::NotRunning));
+    assert_eq!(
+        m.send(Instant::ZERO, Event::new("BACK"), &mut unbound),
+        Err(Error::NotRunning)
+    );
 }
 
 #[test]
@@ -160,19 +211,26 @@ fn binding_reports_every_unbound_name_at_once() {
         r#"{"initial":"a","states":{"a":{"entry":["one","two"],"on":{"GO":{"target":"b","guard":"ok"}}},"b":{"after":{"pause":"a"}}}}"#,
     )
     .unwrap();
-    let err = match Behaviors::new().action("one", |_| {}).bind(&compiled.chart()) {
+    let err = match Behaviors::new()
+        .action("one", |_| {})
+        .bind(&compiled.chart())
+    {
         Err(e) => e,
         Ok(_) => panic!("two and ok and pause are unbound"),
     };
     assert_eq!(err.actions, vec!["two"]);
     assert_eq!(err.guards, vec!["ok"]);
     assert_eq!(err.delays, vec!["pause"]);
-    assert_eq!(err.to_string(), "the chart uses names that are not bound: actions 'two'; guards 'ok'; delays 'pause'");
+    assert_eq!(
+        err.to_string(),
+        "the chart uses names that are not bound: actions 'two'; guards 'ok'; delays 'pause'"
+    );
 }
 
 #[test]
 fn process_info_answers_from_the_directory() {
-    let compiled = compile_str(r#"{"initial":"a","states":{"a":{"on":{"GO":{"actions":"look"}}}}}"#).unwrap();
+    let compiled =
+        compile_str(r#"{"initial":"a","states":{"a":{"on":{"GO":{"actions":"look"}}}}}"#).unwrap();
     let found = Rc::new(RefCell::new(None));
     let f2 = found.clone();
     let (mut bound, _) = Behaviors::new()
@@ -180,7 +238,10 @@ fn process_info_answers_from_the_directory() {
             *f2.borrow_mut() = Some((cx.process_info("peer"), cx.process_info("stranger")));
         })
         .bind_lenient(&compiled.chart());
-    bound.set_directory(Box::new(LocalDirectory::new(["peer"], Instant::from_millis(5))));
+    bound.set_directory(Box::new(LocalDirectory::new(
+        ["peer"],
+        Instant::from_millis(5),
+    )));
     let mut m: Machine<'_> = Machine::new(compiled.chart(), "me").unwrap();
     m.start(Instant::ZERO, &mut bound).unwrap();
     m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
@@ -194,21 +255,35 @@ fn process_info_answers_from_the_directory() {
 
 #[test]
 fn an_eventless_loop_is_an_error_not_a_hang() {
-    let compiled = compile_str(r#"{"initial":"a","states":{"a":{"on":{"GO":"b"}},"b":{"always":"c"},"c":{"always":"b"}}}"#).unwrap();
+    let compiled = compile_str(
+        r#"{"initial":"a","states":{"a":{"on":{"GO":"b"}},"b":{"always":"c"},"c":{"always":"b"}}}"#,
+    )
+    .unwrap();
     let mut m: Machine<'_> = Machine::new(compiled.chart(), "m").unwrap();
     let mut b = interstate::core::NoBehavior;
     m.start(Instant::ZERO, &mut b).unwrap();
-    assert_eq!(m.send(Instant::ZERO, Event::new("GO"), &mut b), Err(Error::MicrostepLimit { limit: 1000 }));
+    assert_eq!(
+        m.send(Instant::ZERO, Event::new("GO"), &mut b),
+        Err(Error::MicrostepLimit { limit: 1000 })
+    );
     assert_eq!(m.status(), Status::Failed);
 }
 
 #[test]
 fn raise_overflowing_the_internal_queue_is_an_error() {
-    let raises: Vec<String> = (0..9).map(|_| r#"{"type":"xstate.raise","event":"X"}"#.to_string()).collect();
-    let json = format!(r#"{{"initial":"a","states":{{"a":{{"on":{{"GO":{{"actions":[{}]}}}}}}}}}}"#, raises.join(","));
+    let raises: Vec<String> = (0..9)
+        .map(|_| r#"{"type":"xstate.raise","event":"X"}"#.to_string())
+        .collect();
+    let json = format!(
+        r#"{{"initial":"a","states":{{"a":{{"on":{{"GO":{{"actions":[{}]}}}}}}}}}}"#,
+        raises.join(",")
+    );
     let compiled = compile_str(&json).unwrap();
     let mut m: Machine<'_, 2, 8> = Machine::new(compiled.chart(), "m").unwrap();
     let mut b = interstate::core::NoBehavior;
     m.start(Instant::ZERO, &mut b).unwrap();
-    assert_eq!(m.send(Instant::ZERO, Event::new("GO"), &mut b), Err(Error::QueueFull { capacity: 8 }));
+    assert_eq!(
+        m.send(Instant::ZERO, Event::new("GO"), &mut b),
+        Err(Error::QueueFull { capacity: 8 })
+    );
 }

@@ -926,7 +926,7 @@ proptest! {
             let n = bytes.len();
             let i = at as usize % n;
             match v % 5 {
-                0 => bytes[i] ^= 1 << (v >> 8) % 8,
+                0 => bytes[i] ^= 1 << ((v >> 8) % 8),
                 1 => bytes[i] = (v >> 8) as u8,
                 2 => { bytes.insert(i, (v >> 8) as u8); }
                 3 if n > 8 => { bytes.remove(i); }

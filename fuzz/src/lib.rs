@@ -200,7 +200,7 @@ fn fire_due(
     legal: bool,
 ) -> bool {
     for _ in 0..budget {
-        if !m.poll_timeout().is_some_and(|t| t <= now) {
+        if m.poll_timeout().is_none_or(|t| t > now) {
             break;
         }
         let r = m.handle_timeout(now, b).map(|_| ());

@@ -37,6 +37,7 @@ macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
         pub struct $name(pub u16);
         impl $name {
             /// The index this id stands for in its table.
@@ -75,6 +76,7 @@ id_type!(
 
 /// What kind of state a state node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum StateKind {
     /// No child states.
@@ -118,6 +120,7 @@ impl StateKind {
 
 /// How a transition is triggered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Trigger {
     /// An exact event name (`on: { GO: ... }`, `onDone`, `after`): `event` is an [`EventId`].
@@ -144,6 +147,7 @@ impl Trigger {
 
 /// The condition of a transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Guard {
     /// Always enabled.
     None,
@@ -157,6 +161,7 @@ pub enum Guard {
 
 /// One action of an action list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Action {
     /// A user action, bound by name by the host.
     User(ActionId),
@@ -213,6 +218,7 @@ pub enum Action {
 
 /// A delay: a number of milliseconds fixed in the chart, or a name the host binds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Delay {
     /// Milliseconds.
     Millis(u32),

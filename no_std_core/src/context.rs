@@ -15,6 +15,7 @@ use crate::time::{Duration, Instant};
 ///
 /// Payloads are opaque bytes to the core; [`ActionContext::payload_as`] decodes postcard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Event<'a> {
     pub(crate) id: Option<EventId>,
     pub(crate) name: &'a str,
@@ -58,10 +59,12 @@ impl<'a> Event<'a> {
 
 /// The id of a pending delayed send, for [`ActionContext::cancel`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SendId(pub u32);
 
 /// Where a message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Target<'a> {
     /// This machine: delivered back to it as an external event after the macrostep.
     ThisMachine,
@@ -71,6 +74,7 @@ pub enum Target<'a> {
 
 /// Which transport a process is reached over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum TransportKind {
     /// Same process: delivered without encoding.

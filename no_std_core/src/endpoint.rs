@@ -56,6 +56,7 @@ impl EndpointConfig {
 
 /// Where the link is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LinkState {
     /// Not connected; the next attempt is due at the instant.
     Disconnected {
@@ -77,6 +78,7 @@ pub enum LinkState {
 
 /// What the platform should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Todo {
     /// Nothing.
     Nothing,
@@ -191,6 +193,7 @@ impl Endpoint {
             }
             Frame::Reject(r) => {
                 self.rejection = Some(r.code);
+                core_log!(warn, "endpoint: the hub refused us: {}", r.message);
                 match r.code {
                     // Retrying cannot fix these.
                     RejectCode::Version
@@ -229,6 +232,10 @@ impl Endpoint {
             }
             LinkState::Ready { .. } => match self.ping_sent {
                 Some(at) if now >= at + self.config.dead_after => {
+                    core_log!(
+                        warn,
+                        "endpoint: the hub did not answer a ping; reconnecting"
+                    );
                     self.disconnected(now);
                     Todo::Close
                 }

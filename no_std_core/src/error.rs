@@ -7,6 +7,7 @@ use core::fmt;
 ///
 /// Each variant names the thing that was wrong and, where there is one, the place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// A chart table failed validation: `table[index]` is wrong for `reason`.
@@ -93,6 +94,17 @@ pub enum Error {
     Protocol(&'static str),
     /// The machine is already started.
     AlreadyStarted,
+    /// A serial link's transmit buffer has no room for the frame: write out
+    /// [`crate::serial::DeviceLink::pending_tx`] first.
+    TxFull {
+        /// Bytes the encoded frame may need.
+        needed: usize,
+        /// Bytes free in the buffer.
+        free: usize,
+    },
+    /// The link has not been welcomed by the other side (or lost it): wait for
+    /// [`crate::serial::Incoming::Ready`].
+    NotConnected,
 }
 
 impl fmt::Display for Error {
@@ -134,6 +146,11 @@ impl fmt::Display for Error {
             Error::Protocol(why) => write!(f, "protocol violation: {why}"),
             Error::NotRunning => write!(f, "the machine is not running (not started, or stopped by an error)"),
             Error::AlreadyStarted => write!(f, "the machine is already started"),
+            Error::TxFull { needed, free } => write!(
+                f,
+                "serial transmit buffer full: the frame may need {needed} bytes and {free} are free; write out the pending bytes first"
+            ),
+            Error::NotConnected => write!(f, "the link is not connected: no welcome from the other side yet"),
         }
     }
 }

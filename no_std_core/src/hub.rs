@@ -38,6 +38,7 @@ pub const MAX_ID: usize = 64;
 
 /// What the kernel says about the process at the other end of a link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PeerCredentials {
     /// Process id.
     pub pid: u32,
@@ -50,6 +51,7 @@ pub struct PeerCredentials {
 /// A link's outgoing queue has no room for a frame now (backpressure, not an error of the
 /// frame: try again once the link has drained).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LinkFull;
 
 impl core::fmt::Display for LinkFull {
@@ -72,6 +74,7 @@ pub trait HubIo {
 
 /// What became of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Handled {
     /// Processed.
     Done,
@@ -126,6 +129,7 @@ impl HubConfig {
 
 /// Counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HubStats {
     /// Messages routed to their target's link.
     pub delivered: u64,
@@ -157,11 +161,13 @@ struct Link {
     executable: String<64>,
     opened_at: Instant,
     last_rx: Instant,
-        machines: usize,
+    machines: usize,
     registry: bool,
     monitor: bool,
     /// The largest frame body this link accepts (agreed in the handshake).
     max_frame: u32,
+    /// The transport the link runs over (shown in the registry).
+    transport: TransportKind,
 }
 
 impl Link {
@@ -175,10 +181,11 @@ impl Link {
         executable: String::new(),
         opened_at: Instant::ZERO,
         last_rx: Instant::ZERO,
-                machines: 0,
+        machines: 0,
         registry: false,
         monitor: false,
         max_frame: 0,
+        transport: TransportKind::UnixSocket,
     };
 }
 
@@ -266,6 +273,14 @@ impl<const L: usize, const M: usize> Hub<L, M> {
     pub fn machines(&self) -> impl Iterator<Item = (&str, LinkId)> + '_ {
         self.routes.iter().map(|(k, r)| (k.as_str(), r.link))
     }
+    /// Records which transport a link runs over (for the registry); by default the
+    /// configuration's.
+    pub fn set_transport(&mut self, link: LinkId, transport: TransportKind) {
+        if let Some(l) = self.links.get_mut(link as usize) {
+            l.transport = transport;
+        }
+    }
+
     /// The peer credentials of a link.
     pub fn peer(&self, link: LinkId) -> Option<PeerCredentials> {
         self.links
@@ -305,6 +320,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                     peer,
                     opened_at: now,
                     last_rx: now,
+                    transport: self.config.transport,
                     ..Link::FREE
                 };
                 self.stats.links += 1;
@@ -313,6 +329,12 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         };
         // Refused before it has a slot: the platform addresses it by a link id no one has.
         self.stats.rejected += 1;
+        core_log!(
+            warn,
+            "hub: refused a connection of uid {}: {}",
+            peer.uid,
+            message
+        );
         let link = LinkId::MAX;
         let _ = io.send(
             link,
@@ -389,6 +411,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     fn violation(&mut self, link: LinkId, reason: &str, io: &mut dyn HubIo) -> Handled {
         self.stats.protocol_errors += 1;
+        core_log!(warn, "hub: closing link {}: {}", link, reason);
         io.log(link, reason);
         io.close(link, reason);
         self.link_closed(link, io);
@@ -519,6 +542,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         };
         if let Some((code, message)) = refuse {
             self.stats.rejected += 1;
+            core_log!(warn, "hub: refused link {}: {}", link, message);
             let _ = io.send(
                 link,
                 &Frame::Reject(Reject {
@@ -533,7 +557,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             return Handled::Closed;
         }
         let max_frame = h.max_frame.min(self.config.max_frame);
-                let l = &mut self.links[link as usize];
+        let l = &mut self.links[link as usize];
         l.executable = truncated(h.executable);
         l.state = LinkState::Ready;
         l.max_frame = max_frame;
@@ -559,7 +583,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             transport: if r.link == LOCAL_LINK {
                 TransportKind::InProcess
             } else {
-                self.config.transport
+                l.transport
             },
             since_ms: r.since_ms,
         }
@@ -710,13 +734,19 @@ impl<const L: usize, const M: usize> Hub<L, M> {
     ) -> Handled {
         if self.lookup(d.from).is_none_or(|r| r.link != link) {
             self.stats.spoofed += 1;
+            core_log!(
+                warn,
+                "hub: link {} sent as '{}', an id it does not own",
+                link,
+                d.from
+            );
             io.log(
                 link,
                 "deliver from a machine id this link does not own; refused",
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-                let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+        let Some(target) = self.lookup(d.to).map(|r| r.link) else {
             return self.fail(link, &d, FailReason::UnknownTarget, io);
         };
         if body.len() > self.links[target as usize].max_frame as usize {
@@ -731,7 +761,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         let at_ms = self.config.epoch_unix_ms + now.as_millis();
         for i in 0..L {
-                        // A copy larger than the monitor accepts (with its envelope) is dropped and counted.
+            // A copy larger than the monitor accepts (with its envelope) is dropped and counted.
             let fits = body.len() + 32 <= self.links[i].max_frame as usize;
             if self.links[i].monitor && self.links[i].state == LinkState::Ready && !fits {
                 self.stats.monitor_dropped += 1;

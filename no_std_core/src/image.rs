@@ -17,6 +17,7 @@ pub const VERSION: u16 = 1;
 
 /// The serialized form of a chart image.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Image<'a> {
     /// Always [`MAGIC`].
     pub magic: [u8; 4],

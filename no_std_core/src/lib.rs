@@ -17,10 +17,37 @@
 //!   payload, and deferred sends to any machine, to itself, or after a delay. The host binds
 //!   action, guard and delay ids to code by implementing [`Behavior`].
 //!
+//! - [`wire`], [`hub`], [`endpoint`]: the bus protocol's frames, the hub's routing and a
+//!   client's handshake and keepalive, as state machines that move no bytes themselves.
+//! - [`serial`]: the same frames over a bare byte stream (COBS framing, a CRC per frame), and
+//!   [`serial::DeviceLink`], the device side of a serial link to the bus.
+//!
 //! Every capacity is fixed at compile time; every overflow is an [`Error`] the host sees.
+//!
+//! ## Cargo features
+//!
+//! | feature | what it adds | `no_std`, no `alloc` |
+//! | --- | --- | --- |
+//! | (none, the default) | everything above | yes |
+//! | `defmt` | `defmt::Format` on the public types; the core's log lines through `defmt` | yes |
+//! | `log` | the core's log lines through the `log` facade | yes |
+//! | `std` | `std::error::Error` for [`Error`] | no: links `std` |
+//!
+//! Without `defmt` or `log` the core logs nothing. With both, log lines go to `defmt`. The
+//! core's log lines are the decisions a host would not otherwise see: a hub refusing a link
+//! or a frame, a client giving up on its hub, a serial frame dropped, a machine stopped by an
+//! error.
+//!
+//! No dependency of the core uses `std` or `alloc` (`heapless`, `postcard` and `serde`
+//! without default features, `defmt`, `log`). The crate `no_std_core/check` proves it in CI:
+//! a `#![no_std]` program that loads a chart, runs a machine and encodes frames, built for a
+//! bare-metal target (`thumbv7em-none-eabihf`), where `std` does not exist.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[macro_use]
+mod macros;
 
 pub mod chart;
 pub mod context;
@@ -29,6 +56,7 @@ pub mod error;
 pub mod hub;
 pub mod image;
 pub mod machine;
+pub mod serial;
 pub mod set;
 pub mod time;
 pub mod wire;

@@ -40,6 +40,7 @@ pub const MAX_MACHINE_ID: usize = 64;
 
 /// Where a machine is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Status {
     /// Created, not started.
     Idle,
@@ -53,6 +54,7 @@ pub enum Status {
 
 /// Counters a host can read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Stats {
     /// External events processed (sent or fired by timers).
     pub events: u64,
@@ -370,6 +372,7 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B>
 
 /// A message the machine sent, as the host reads it from the outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Outgoing<'a> {
     /// The target.
     pub target: Target<'a>,
@@ -408,6 +411,9 @@ pub struct Machine<
     microstep_limit: u32,
     stats: Stats,
     io: Io<'c, O, T, B>,
+    /// Whether the chart has any eventless transition; when not, a macrostep never looks for
+    /// one (a scan of every active state and its ancestors saved per event).
+    eventless: bool,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -449,8 +455,11 @@ impl<
                 len: machine_id.len(),
                 capacity: MAX_MACHINE_ID,
             })?;
+        let eventless = (0..chart.state_count())
+            .any(|s| !chart.always_transitions(StateId(s as u16)).is_empty());
         Ok(Machine {
             chart,
+            eventless,
             id,
             config: StateSet::new(),
             history: [crate::chart::NONE; H],
@@ -683,6 +692,12 @@ impl<
 
     fn finish(&mut self, r: Result<(), Error>) -> Result<(), Error> {
         if let Err(e) = r {
+            core_log!(
+                error,
+                "machine {}: stopped by an error: {}",
+                self.id.as_str(),
+                e
+            );
             self.status = Status::Failed;
             self.queue.clear();
             return Err(e);
@@ -855,6 +870,9 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
         out: &mut Enabled,
     ) -> Result<(), Error> {
+        if !self.eventless {
+            return Ok(());
+        }
         for leaf in self.config.iter() {
             if !self.chart.kind(leaf).is_atomic() {
                 continue;

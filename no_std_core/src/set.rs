@@ -4,6 +4,7 @@ use crate::chart::StateId;
 
 /// A set of up to `64 * W` states. Constant-time insert, remove and membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StateSet<const W: usize> {
     words: [u64; W],
 }

@@ -26,6 +26,7 @@ pub const MIN_MAX_FRAME: u32 = 512;
 
 /// Why a hub refuses a client.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RejectCode {
     /// The first frame was not a Hello with the right magic.
@@ -42,6 +43,7 @@ pub enum RejectCode {
 
 /// Why a message was not delivered.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FailReason {
     /// No machine has that id on the bus.
@@ -74,6 +76,7 @@ impl FailReason {
 
 /// The result of a registration.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RegisterStatus {
     /// The id is now routed to this link.
@@ -90,6 +93,7 @@ pub enum RegisterStatus {
 
 /// A client's first frame.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Hello<'a> {
     /// [`MAGIC`].
     pub magic: u32,
@@ -105,6 +109,7 @@ pub struct Hello<'a> {
 
 /// The hub's answer to an accepted Hello.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Welcome {
     /// The hub's protocol version.
     pub version: u16,
@@ -118,6 +123,7 @@ pub struct Welcome {
 
 /// The hub's answer to a refused Hello; it closes the link after sending it.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Reject<'a> {
     /// What kind of refusal.
     pub code: RejectCode,
@@ -129,6 +135,7 @@ pub struct Reject<'a> {
 
 /// An event from one machine to another.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Deliver<'a> {
     /// The sending machine. The hub checks that the sending link owns it.
     pub from: &'a str,
@@ -144,6 +151,7 @@ pub struct Deliver<'a> {
 
 /// A message that could not be delivered, reported to its sender.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeliveryFailed<'a> {
     /// The machine that sent the message.
     pub from: &'a str,
@@ -159,6 +167,7 @@ pub struct DeliveryFailed<'a> {
 
 /// One machine in the registry.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RegistryEntry<'a> {
     /// The machine id.
     pub machine: &'a str,
@@ -176,6 +185,7 @@ pub struct RegistryEntry<'a> {
 
 /// Every frame of the protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Frame<'a> {
     /// Client -> hub, first frame.

@@ -3,7 +3,9 @@
 
 use interstate_core::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
-use interstate_core::wire::{Deliver, FailReason, Frame, Hello, RegisterStatus, RejectCode, MAGIC, PROTOCOL_VERSION};
+use interstate_core::wire::{
+    Deliver, FailReason, Frame, Hello, RegisterStatus, RejectCode, MAGIC, PROTOCOL_VERSION,
+};
 use interstate_core::{Duration, Instant};
 
 /// Records what the hub asks for; links listed in `full` refuse frames.
@@ -17,7 +19,11 @@ struct Recorder {
 
 impl Recorder {
     fn frames(&self, link: LinkId) -> Vec<Frame<'_>> {
-        self.sent.iter().filter(|(l, _)| *l == link).map(|(_, b)| Frame::decode(b).expect("the hub sends valid frames")).collect()
+        self.sent
+            .iter()
+            .filter(|(l, _)| *l == link)
+            .map(|(_, b)| Frame::decode(b).expect("the hub sends valid frames"))
+            .collect()
     }
 }
 
@@ -55,7 +61,13 @@ fn body(frame: &Frame<'_>) -> Vec<u8> {
 }
 
 fn hello() -> Vec<u8> {
-    body(&Frame::Hello(Hello { magic: MAGIC, version: PROTOCOL_VERSION, max_frame: 65536, pid: 42, executable: "test" }))
+    body(&Frame::Hello(Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        max_frame: 65536,
+        pid: 42,
+        executable: "test",
+    }))
 }
 
 fn hub() -> Hub<8, 16> {
@@ -64,16 +76,43 @@ fn hub() -> Hub<8, 16> {
 
 /// Opens a link, says hello and registers `machines`.
 fn join(hub: &mut Hub<8, 16>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
-    let link = hub.link_opened(Instant::ZERO, PeerCredentials { pid, uid: UID, gid: 0 }, io).expect("admitted");
-    assert_eq!(hub.handle_frame(Instant::ZERO, link, &hello(), io), Handled::Done);
+    let link = hub
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid,
+                uid: UID,
+                gid: 0,
+            },
+            io,
+        )
+        .expect("admitted");
+    assert_eq!(
+        hub.handle_frame(Instant::ZERO, link, &hello(), io),
+        Handled::Done
+    );
     for m in machines {
-        assert_eq!(hub.handle_frame(Instant::ZERO, link, &body(&Frame::Register { machine: m }), io), Handled::Done);
+        assert_eq!(
+            hub.handle_frame(
+                Instant::ZERO,
+                link,
+                &body(&Frame::Register { machine: m }),
+                io
+            ),
+            Handled::Done
+        );
     }
     link
 }
 
 fn deliver<'a>(from: &'a str, to: &'a str, seq: u64) -> Frame<'a> {
-    Frame::Deliver(Deliver { from, to, event: "E", payload: b"p", seq })
+    Frame::Deliver(Deliver {
+        from,
+        to,
+        event: "E",
+        payload: b"p",
+        seq,
+    })
 }
 
 #[test]
@@ -81,35 +120,106 @@ fn handshake_welcomes_and_registers() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let link = join(&mut h, &mut io, 7, &["a"]);
     let frames = io.frames(link);
-    assert!(matches!(frames[0], Frame::Welcome(w) if w.version == PROTOCOL_VERSION && w.link == link));
-    assert!(matches!(frames[1], Frame::RegisterResult { machine: "a", status: RegisterStatus::Ok }));
+    assert!(
+        matches!(frames[0], Frame::Welcome(w) if w.version == PROTOCOL_VERSION && w.link == link)
+    );
+    assert!(matches!(
+        frames[1],
+        Frame::RegisterResult {
+            machine: "a",
+            status: RegisterStatus::Ok
+        }
+    ));
     assert_eq!(h.route("a"), Some(link));
 }
 
 #[test]
 fn wrong_version_and_magic_are_rejected_with_a_reason() {
     let (mut h, mut io) = (hub(), Recorder::default());
-    let link = h.link_opened(Instant::ZERO, PeerCredentials { pid: 1, uid: UID, gid: 0 }, &mut io).unwrap();
-    let old = body(&Frame::Hello(Hello { magic: MAGIC, version: PROTOCOL_VERSION + 1, max_frame: 65536, pid: 1, executable: "x" }));
-    assert_eq!(h.handle_frame(Instant::ZERO, link, &old, &mut io), Handled::Closed);
+    let link = h
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 1,
+                uid: UID,
+                gid: 0,
+            },
+            &mut io,
+        )
+        .unwrap();
+    let old = body(&Frame::Hello(Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION + 1,
+        max_frame: 65536,
+        pid: 1,
+        executable: "x",
+    }));
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, link, &old, &mut io),
+        Handled::Closed
+    );
     assert!(matches!(io.frames(link)[0], Frame::Reject(r) if r.code == RejectCode::Version));
     assert_eq!(io.closed.len(), 1);
 
-    let link = h.link_opened(Instant::ZERO, PeerCredentials { pid: 1, uid: UID, gid: 0 }, &mut io).unwrap();
-    assert_eq!(h.handle_frame(Instant::ZERO, link, &body(&Frame::Ping { nonce: 1 }), &mut io), Handled::Closed);
-    assert!(io.frames(link).iter().any(|f| matches!(f, Frame::Reject(r) if r.code == RejectCode::NotInterstate)));
+    let link = h
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 1,
+                uid: UID,
+                gid: 0,
+            },
+            &mut io,
+        )
+        .unwrap();
+    assert_eq!(
+        h.handle_frame(
+            Instant::ZERO,
+            link,
+            &body(&Frame::Ping { nonce: 1 }),
+            &mut io
+        ),
+        Handled::Closed
+    );
+    assert!(io
+        .frames(link)
+        .iter()
+        .any(|f| matches!(f, Frame::Reject(r) if r.code == RejectCode::NotInterstate)));
     assert_eq!(h.stats().rejected, 2);
 }
 
 #[test]
 fn other_users_are_refused_unless_allowed() {
     let (mut h, mut io) = (hub(), Recorder::default());
-    assert_eq!(h.link_opened(Instant::ZERO, PeerCredentials { pid: 1, uid: 4242, gid: 0 }, &mut io), None);
-    assert!(matches!(io.frames(LinkId::MAX)[0], Frame::Reject(r) if r.code == RejectCode::NotAllowed));
+    assert_eq!(
+        h.link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 1,
+                uid: 4242,
+                gid: 0
+            },
+            &mut io
+        ),
+        None
+    );
+    assert!(
+        matches!(io.frames(LinkId::MAX)[0], Frame::Reject(r) if r.code == RejectCode::NotAllowed)
+    );
     let mut config = HubConfig::new(UID, 1);
     config.allowed_gids.push(77).unwrap();
     let mut h: Hub<8, 16> = Hub::new(config, "hub");
-    assert!(h.link_opened(Instant::ZERO, PeerCredentials { pid: 1, uid: 4242, gid: 77 }, &mut io).is_some());
+    assert!(h
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 1,
+                uid: 4242,
+                gid: 77
+            },
+            &mut io
+        )
+        .is_some());
 }
 
 #[test]
@@ -117,11 +227,27 @@ fn ids_owned_by_a_live_peer_cannot_be_taken_and_free_up_when_it_leaves() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 1, &["worker"]);
     let b = join(&mut h, &mut io, 2, &[]);
-    h.handle_frame(Instant::ZERO, b, &body(&Frame::Register { machine: "worker" }), &mut io);
-    assert!(io.frames(b).iter().any(|f| matches!(f, Frame::RegisterResult { status: RegisterStatus::Taken, .. })));
+    h.handle_frame(
+        Instant::ZERO,
+        b,
+        &body(&Frame::Register { machine: "worker" }),
+        &mut io,
+    );
+    assert!(io.frames(b).iter().any(|f| matches!(
+        f,
+        Frame::RegisterResult {
+            status: RegisterStatus::Taken,
+            ..
+        }
+    )));
     h.link_closed(a, &mut io);
     assert_eq!(h.route("worker"), None);
-    h.handle_frame(Instant::ZERO, b, &body(&Frame::Register { machine: "worker" }), &mut io);
+    h.handle_frame(
+        Instant::ZERO,
+        b,
+        &body(&Frame::Register { machine: "worker" }),
+        &mut io,
+    );
     assert_eq!(h.route("worker"), Some(b));
 }
 
@@ -131,7 +257,10 @@ fn deliveries_are_forwarded_unchanged_and_failures_reported() {
     let a = join(&mut h, &mut io, 1, &["a"]);
     let b = join(&mut h, &mut io, 2, &["b"]);
     let msg = body(&deliver("a", "b", 5));
-    assert_eq!(h.handle_frame(Instant::ZERO, a, &msg, &mut io), Handled::Done);
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, a, &msg, &mut io),
+        Handled::Done
+    );
     assert_eq!(io.sent.last().unwrap(), &(b, msg));
     h.handle_frame(Instant::ZERO, a, &body(&deliver("a", "nobody", 6)), &mut io);
     assert!(io.frames(a).iter().any(|f| matches!(f, Frame::DeliveryFailed(d) if d.seq == 6 && d.reason == FailReason::UnknownTarget)));
@@ -147,9 +276,15 @@ fn a_sender_cannot_speak_for_a_machine_it_does_not_own() {
     let before = io.frames(b).len();
     h.handle_frame(Instant::ZERO, a, &body(&deliver("b", "b", 1)), &mut io);
     assert_eq!(io.frames(b).len(), before, "nothing reaches the victim");
-    assert!(io.frames(a).iter().any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::NotOwner)));
+    assert!(io
+        .frames(a)
+        .iter()
+        .any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::NotOwner)));
     assert_eq!(h.stats().spoofed, 1);
-    assert!(io.logs.iter().any(|(l, m)| *l == a && m.contains("does not own")));
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == a && m.contains("does not own")));
 }
 
 #[test]
@@ -159,10 +294,17 @@ fn a_full_target_stalls_the_sender_instead_of_dropping() {
     let b = join(&mut h, &mut io, 2, &["b"]);
     io.full.push(b);
     let msg = body(&deliver("a", "b", 1));
-    assert_eq!(h.handle_frame(Instant::ZERO, a, &msg, &mut io), Handled::Stalled(b));
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, a, &msg, &mut io),
+        Handled::Stalled(b)
+    );
     assert_eq!(h.stats().delivered, 0);
     io.full.clear();
-    assert_eq!(h.handle_frame(Instant::ZERO, a, &msg, &mut io), Handled::Done, "the same frame goes through once drained");
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, a, &msg, &mut io),
+        Handled::Done,
+        "the same frame goes through once drained"
+    );
     assert_eq!(h.stats().delivered, 1);
 }
 
@@ -171,7 +313,10 @@ fn malformed_frames_close_only_that_link() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 1, &["a"]);
     let b = join(&mut h, &mut io, 2, &["b"]);
-    assert_eq!(h.handle_frame(Instant::ZERO, a, &[0xFF, 0xFF, 0xFF], &mut io), Handled::Closed);
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, a, &[0xFF, 0xFF, 0xFF], &mut io),
+        Handled::Closed
+    );
     assert_eq!(h.route("a"), None);
     assert_eq!(h.route("b"), Some(b));
     assert_eq!(h.stats().protocol_errors, 1);
@@ -182,14 +327,34 @@ fn malformed_frames_close_only_that_link() {
 fn silent_links_and_missing_hellos_time_out() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 1, &["a"]);
-    let quiet = h.link_opened(Instant::ZERO, PeerCredentials { pid: 3, uid: UID, gid: 0 }, &mut io).unwrap();
+    let quiet = h
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 3,
+                uid: UID,
+                gid: 0,
+            },
+            &mut io,
+        )
+        .unwrap();
     let hello_deadline = h.poll_timeout().unwrap();
     h.handle_timeout(hello_deadline, &mut io);
-    assert!(io.closed.iter().any(|(l, r)| *l == quiet && r.contains("hello")));
-    assert_eq!(h.route("a"), Some(a), "a link that said hello is not closed by the hello timeout");
+    assert!(io
+        .closed
+        .iter()
+        .any(|(l, r)| *l == quiet && r.contains("hello")));
+    assert_eq!(
+        h.route("a"),
+        Some(a),
+        "a link that said hello is not closed by the hello timeout"
+    );
     let idle = Instant::ZERO + h.config().idle_timeout;
     h.handle_timeout(idle, &mut io);
-    assert!(io.closed.iter().any(|(l, r)| *l == a && r.contains("silent")));
+    assert!(io
+        .closed
+        .iter()
+        .any(|(l, r)| *l == a && r.contains("silent")));
     assert_eq!(h.route("a"), None);
 }
 
@@ -198,11 +363,28 @@ fn registry_subscribers_get_a_snapshot_then_updates() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let _a = join(&mut h, &mut io, 1, &["a"]);
     let watcher = join(&mut h, &mut io, 2, &[]);
-    h.handle_frame(Instant::ZERO, watcher, &body(&Frame::Subscribe { registry: true, monitor: false }), &mut io);
+    h.handle_frame(
+        Instant::ZERO,
+        watcher,
+        &body(&Frame::Subscribe {
+            registry: true,
+            monitor: false,
+        }),
+        &mut io,
+    );
     let c = join(&mut h, &mut io, 3, &["c"]);
     h.link_closed(c, &mut io);
     let kinds: Vec<_> = io.frames(watcher).iter().map(|f| f.kind()).collect();
-    assert_eq!(kinds, ["welcome", "registry-entry", "snapshot-end", "registry-entry", "registry-removed"]);
+    assert_eq!(
+        kinds,
+        [
+            "welcome",
+            "registry-entry",
+            "snapshot-end",
+            "registry-entry",
+            "registry-removed"
+        ]
+    );
 }
 
 #[test]
@@ -218,7 +400,11 @@ fn acks_are_routed_only_from_the_owner() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 1, &["a"]);
     let b = join(&mut h, &mut io, 2, &["b"]);
-    let ack = body(&Frame::Ack { from: "b", to: "a", seq: 3 });
+    let ack = body(&Frame::Ack {
+        from: "b",
+        to: "a",
+        seq: 3,
+    });
     h.handle_frame(Instant::ZERO, b, &ack, &mut io);
     assert_eq!(io.sent.last().unwrap(), &(a, ack.clone()));
     let n = io.sent.len();
@@ -238,30 +424,57 @@ fn endpoint_reconnects_with_bounded_exponential_backoff() {
     let mut delays = Vec::new();
     for _ in 0..8 {
         e.disconnected(now);
-        let LinkState::Disconnected { retry_at } = e.state() else { panic!("disconnected") };
+        let LinkState::Disconnected { retry_at } = e.state() else {
+            panic!("disconnected")
+        };
         delays.push((retry_at - now).as_millis());
         now = retry_at;
         assert_eq!(e.handle_timeout(now), Todo::Connect);
     }
     assert_eq!(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
     e.connected(now);
-    let welcome = Frame::Welcome(interstate_core::wire::Welcome { version: PROTOCOL_VERSION, max_frame: 4096, link: 3, hub_pid: 9 });
+    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: 4096,
+        link: 3,
+        hub_pid: 9,
+    });
     assert_eq!(e.handle_frame(now, &welcome), Todo::Ready);
-    assert_eq!(e.state(), LinkState::Ready { max_frame: 4096, link: 3 });
+    assert_eq!(
+        e.state(),
+        LinkState::Ready {
+            max_frame: 4096,
+            link: 3
+        }
+    );
     e.disconnected(now);
-    let LinkState::Disconnected { retry_at } = e.state() else { panic!() };
-    assert_eq!((retry_at - now).as_millis(), 50, "a successful connection resets the backoff");
+    let LinkState::Disconnected { retry_at } = e.state() else {
+        panic!()
+    };
+    assert_eq!(
+        (retry_at - now).as_millis(),
+        50,
+        "a successful connection resets the backoff"
+    );
 }
 
 #[test]
 fn endpoint_pings_when_idle_and_declares_a_silent_hub_dead() {
     let mut e = endpoint();
     e.connected(Instant::ZERO);
-    let welcome = Frame::Welcome(interstate_core::wire::Welcome { version: PROTOCOL_VERSION, max_frame: 4096, link: 1, hub_pid: 9 });
+    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: 4096,
+        link: 1,
+        hub_pid: 9,
+    });
     e.handle_frame(Instant::ZERO, &welcome);
     let t = e.poll_timeout().unwrap();
     assert_eq!(t, Instant::ZERO + Duration::from_millis(5_000));
-    assert!(matches!(e.handle_timeout(t), Todo::Send(Frame::Ping { .. })));
+    assert!(matches!(
+        e.handle_timeout(t),
+        Todo::Send(Frame::Ping { .. })
+    ));
     let dead = e.poll_timeout().unwrap();
     assert_eq!(e.handle_timeout(dead), Todo::Close);
     assert!(matches!(e.state(), LinkState::Disconnected { .. }));
@@ -271,7 +484,11 @@ fn endpoint_pings_when_idle_and_declares_a_silent_hub_dead() {
 fn endpoint_gives_up_on_refusals_retrying_cannot_fix() {
     let mut e = endpoint();
     e.connected(Instant::ZERO);
-    let reject = Frame::Reject(interstate_core::wire::Reject { code: RejectCode::Version, version: 2, message: "upgrade" });
+    let reject = Frame::Reject(interstate_core::wire::Reject {
+        code: RejectCode::Version,
+        version: 2,
+        message: "upgrade",
+    });
     assert_eq!(e.handle_frame(Instant::ZERO, &reject), Todo::Close);
     assert_eq!(e.state(), LinkState::Failed);
     assert_eq!(e.rejection(), Some(RejectCode::Version));
@@ -282,13 +499,46 @@ fn endpoint_gives_up_on_refusals_retrying_cannot_fix() {
 fn frames_larger_than_the_target_accepts_fail_as_too_large() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 1, &["a"]);
-    let small = h.link_opened(Instant::ZERO, PeerCredentials { pid: 2, uid: UID, gid: 0 }, &mut io).unwrap();
-    let hello = body(&Frame::Hello(Hello { magic: MAGIC, version: PROTOCOL_VERSION, max_frame: 512, pid: 2, executable: "small" }));
+    let small = h
+        .link_opened(
+            Instant::ZERO,
+            PeerCredentials {
+                pid: 2,
+                uid: UID,
+                gid: 0,
+            },
+            &mut io,
+        )
+        .unwrap();
+    let hello = body(&Frame::Hello(Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        max_frame: 512,
+        pid: 2,
+        executable: "small",
+    }));
     h.handle_frame(Instant::ZERO, small, &hello, &mut io);
-    h.handle_frame(Instant::ZERO, small, &body(&Frame::Register { machine: "small" }), &mut io);
+    h.handle_frame(
+        Instant::ZERO,
+        small,
+        &body(&Frame::Register { machine: "small" }),
+        &mut io,
+    );
     let big = vec![b'x'; 600];
-    let msg = body(&Frame::Deliver(Deliver { from: "a", to: "small", event: "BIG", payload: &big, seq: 1 }));
-    assert_eq!(h.handle_frame(Instant::ZERO, a, &msg, &mut io), Handled::Done);
-    assert!(io.frames(a).iter().any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::TooLarge)));
+    let msg = body(&Frame::Deliver(Deliver {
+        from: "a",
+        to: "small",
+        event: "BIG",
+        payload: &big,
+        seq: 1,
+    }));
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, a, &msg, &mut io),
+        Handled::Done
+    );
+    assert!(io
+        .frames(a)
+        .iter()
+        .any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::TooLarge)));
     assert!(!io.sent.iter().any(|(l, b)| *l == small && b.len() > 512));
 }
