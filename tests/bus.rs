@@ -86,6 +86,8 @@ struct Bus {
     dir: PathBuf,
     name: String,
     procs: Vec<Proc>,
+    /// `unix` or `shm`, passed to every process as INTERSTATE_TRANSPORT.
+    transport: String,
 }
 
 fn parse_json(line: &str) -> Option<Value> {
@@ -110,8 +112,9 @@ fn u(v: &Value, key: &str) -> u64 {
 }
 
 impl Bus {
-    fn new(test: &str) -> Bus {
-        let dir = std::env::temp_dir().join(format!("istb-{}-{test}", std::process::id()));
+    fn new(test: &str, transport: &str) -> Bus {
+        let dir =
+            std::env::temp_dir().join(format!("istb-{}-{test}-{transport}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -121,6 +124,7 @@ impl Bus {
             dir,
             name: format!("t-{test}"),
             procs: Vec::new(),
+            transport: transport.to_string(),
         }
     }
 
@@ -139,6 +143,7 @@ impl Bus {
         c.args(args)
             .args(["--bus", &self.name])
             .env("INTERSTATE_DIR", &self.dir)
+            .env("INTERSTATE_TRANSPORT", &self.transport)
             .env_remove("INTERSTATE_BUS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -393,9 +398,8 @@ const LOGGER: &str = r#"{
   "states": { "idle": { "on": { "PING": { "actions": [ { "type": "log", "message": "got PING" } ] } } } }
 }"#;
 
-#[test]
-fn basic_run_send_log_and_ps() {
-    let mut bus = Bus::new("basic");
+fn basic_run_send_log_and_ps(transport: &str) {
+    let mut bus = Bus::new("basic", transport);
     bus.start_hub();
     let pinger = bus.write(
         "pinger.json",
@@ -455,9 +459,8 @@ fn basic_run_send_log_and_ps() {
     );
 }
 
-#[test]
-fn sigkilled_client_leaves_the_registry_and_its_messages_fail() {
-    let mut bus = Bus::new("sigkill");
+fn sigkilled_client_leaves_the_registry_and_its_messages_fail(transport: &str) {
+    let mut bus = Bus::new("sigkill", transport);
     bus.start_hub();
     let chart = bus.write("quiet.json", QUIET);
     let victim = bus.start_machine(&chart, "victim2");
@@ -531,10 +534,9 @@ fn sigkilled_client_leaves_the_registry_and_its_messages_fail() {
 /// The hub is SIGKILLed while a source streams 20000 messages to a sink, and restarted.
 /// Expected (with end-to-end acknowledgements, retransmission after reconnect and duplicate
 /// suppression at the receiver): every message arrives exactly once, in order.
-#[test]
-fn hub_restart_mid_stream_loses_nothing() {
+fn hub_restart_mid_stream_loses_nothing(transport: &str) {
     const N: u64 = 20_000;
-    let mut bus = Bus::new("restart");
+    let mut bus = Bus::new("restart", transport);
     let hub = bus.start_hub();
     let sink = bus.start_sink(
         "sink3",
@@ -600,9 +602,8 @@ fn hub_restart_mid_stream_loses_nothing() {
     );
 }
 
-#[test]
-fn spoofed_sender_is_refused() {
-    let mut bus = Bus::new("spoof");
+fn spoofed_sender_is_refused(transport: &str) {
+    let mut bus = Bus::new("spoof", transport);
     let hub = bus.start_hub();
     let target = bus.start_sink(
         "target4",
@@ -664,9 +665,8 @@ fn spoofed_sender_is_refused() {
     );
 }
 
-#[test]
-fn a_live_peers_id_cannot_be_registered() {
-    let mut bus = Bus::new("taken");
+fn a_live_peers_id_cannot_be_registered(transport: &str) {
+    let mut bus = Bus::new("taken", transport);
     bus.start_hub();
     let chart = bus.write("quiet.json", QUIET);
     let first = bus.start_machine(&chart, "dup5");
@@ -687,15 +687,14 @@ fn a_live_peers_id_cannot_be_registered() {
     );
 }
 
-#[test]
-fn another_user_is_refused() {
+fn another_user_is_refused(transport: &str) {
     if rustix::process::getuid().as_raw() != 0 {
         eprintln!(
             "note: another_user_is_refused skipped: it needs root to run a child as uid 65534"
         );
         return;
     }
-    let mut bus = Bus::new("uid");
+    let mut bus = Bus::new("uid", transport);
     let hub = bus.start_hub();
     // Make the socket reachable for uid 65534, so that only the hub's peer-credential check
     // can refuse it (the bus directory is 0700 and the socket 0600 otherwise).
@@ -729,9 +728,8 @@ fn another_user_is_refused() {
     );
 }
 
-#[test]
-fn malformed_frames_close_only_that_connection() {
-    let mut bus = Bus::new("malformed");
+fn malformed_frames_close_only_that_connection(transport: &str) {
+    let mut bus = Bus::new("malformed", transport);
     let hub = bus.start_hub();
     let chart = bus.write("logger.json", LOGGER);
     let m = bus.start_machine(&chart, "m7");
@@ -825,9 +823,8 @@ fn malformed_frames_close_only_that_connection() {
 
 /// A client that completes the handshake, sends part of a frame and closes its writing half
 /// is closed by the hub (with a log line) well before the 30 s idle timeout.
-#[test]
-fn truncated_frame_after_hello_is_closed() {
-    let mut bus = Bus::new("truncated");
+fn truncated_frame_after_hello_is_closed(transport: &str) {
+    let mut bus = Bus::new("truncated", transport);
     let hub = bus.start_hub();
     let p = bus.probe(
         "raw-truncated --after-hello",
@@ -847,11 +844,10 @@ fn truncated_frame_after_hello_is_closed() {
     });
 }
 
-#[test]
-fn thirty_two_clients() {
+fn thirty_two_clients(transport: &str) {
     const PAIRS: usize = 32;
     const N: u64 = 100;
-    let mut bus = Bus::new("many");
+    let mut bus = Bus::new("many", transport);
     bus.start_hub();
     let sinks: Vec<P> = (0..PAIRS)
         .map(|i| {
@@ -916,9 +912,8 @@ fn thirty_two_clients() {
     }
 }
 
-#[test]
-fn stale_socket_is_replaced_and_a_live_hub_is_not() {
-    let mut bus = Bus::new("stale");
+fn stale_socket_is_replaced_and_a_live_hub_is_not(transport: &str) {
+    let mut bus = Bus::new("stale", transport);
     let path = bus.socket();
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind a socket"));
     assert!(
@@ -942,3 +937,28 @@ fn stale_socket_is_replaced_and_a_live_hub_is_not() {
     );
     assert_eq!(bus.ps(), Vec::<Value>::new(), "the first hub still serves");
 }
+
+/// The suite runs unchanged on every transport: each test once per transport.
+macro_rules! on_every_transport {
+    ($($test:ident),* $(,)?) => {
+        mod unix_socket {
+            $(#[test] fn $test() { super::$test("unix") })*
+        }
+        mod shared_memory {
+            $(#[test] fn $test() { super::$test("shm") })*
+        }
+    };
+}
+
+on_every_transport!(
+    basic_run_send_log_and_ps,
+    sigkilled_client_leaves_the_registry_and_its_messages_fail,
+    hub_restart_mid_stream_loses_nothing,
+    spoofed_sender_is_refused,
+    a_live_peers_id_cannot_be_registered,
+    another_user_is_refused,
+    malformed_frames_close_only_that_connection,
+    truncated_frame_after_hello_is_closed,
+    thirty_two_clients,
+    stale_socket_is_replaced_and_a_live_hub_is_not
+);

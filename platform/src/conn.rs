@@ -88,8 +88,9 @@ impl<S: Read + Write> Conn<S> {
                 Ok(n) => {
                     let asked = self.rbuf.len() - self.rend;
                     self.rend += n;
-                    // A short read drained the socket: skip the read that would only say so.
-                    if n < asked {
+                    // A short read drained the socket: skip the read that would only say so
+                    // (unless the peer hung up: the node sets `more` then, to read the EOF).
+                    if n < asked && !self.more {
                         self.more = false;
                         return;
                     }

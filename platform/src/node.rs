@@ -38,12 +38,14 @@ use crate::conn::Conn;
 use crate::error::PlatformError;
 use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
+use crate::transport::shm::{ShmLink, WaitStrategy};
 use crate::transport::LinkIo;
 
 /// Tokens at or above this are the user's (see [`Node::poll_registry`]).
 pub const USER_TOKEN_BASE: usize = 1 << 30;
 const LISTENER: Token = Token(0);
 const CLIENT: Token = Token(1);
+const SHM_LISTENER: Token = Token(2);
 const LINK_BASE: usize = 16;
 
 /// The most links a hub accepts (its own process included).
@@ -64,6 +66,43 @@ pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
 /// A machine hosted by a node: 256 states, 64 outbox messages with 16 KiB of names and
 /// payloads, 64 timers, 32 internal events, 64 history slots.
 pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
+
+/// Which transport a client's link to the hub runs over. Switching is this one setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A Unix domain stream socket.
+    UnixSocket,
+    /// Two rings in shared memory (set up over the bus's shared-memory socket).
+    SharedMemory {
+        /// Bytes per ring (per direction), a power of two.
+        ring: usize,
+        /// How the node waits for data.
+        wait: WaitStrategy,
+    },
+}
+
+impl Transport {
+    /// Shared memory with 1 MiB rings, spinning 50 µs before sleeping.
+    pub const SHARED_MEMORY: Transport = Transport::SharedMemory {
+        ring: crate::transport::shm::DEFAULT_RING,
+        wait: WaitStrategy::SpinThenPark(StdDuration::from_micros(50)),
+    };
+
+    /// From `INTERSTATE_TRANSPORT` (`unix`, `shm`); Unix sockets otherwise.
+    pub fn from_env() -> Transport {
+        match std::env::var("INTERSTATE_TRANSPORT").as_deref() {
+            Ok("shm") => Transport::SHARED_MEMORY,
+            _ => Transport::UnixSocket,
+        }
+    }
+
+    fn wait(&self) -> WaitStrategy {
+        match self {
+            Transport::SharedMemory { wait, .. } => *wait,
+            Transport::UnixSocket => WaitStrategy::Park,
+        }
+    }
+}
 
 /// How a node joins the bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +142,8 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// Reconnect backoff bounds of a client.
     pub backoff: (Duration, Duration),
+    /// The transport this node's link to the hub uses (a hub serves every transport).
+    pub transport: Transport,
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
     pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
@@ -125,6 +166,7 @@ impl NodeConfig {
             idle_timeout: Duration::from_millis(30_000),
             backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
             listen_fd: None,
+            transport: Transport::from_env(),
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults).
@@ -176,7 +218,7 @@ struct Hosted {
 }
 
 struct LinkConn {
-    conn: Conn<Box<dyn LinkIo>>,
+    conn: LinkConnIo,
     /// More bytes may be waiting in the socket (edge-triggered readiness).
     readable: bool,
     /// Reading is paused until this link drains (backpressure).
@@ -185,6 +227,8 @@ struct LinkConn {
 
 struct HubSide {
     listener: UnixListener,
+    /// Where clients ask for shared-memory links (`<bus>.shm.sock`), with its path.
+    shm_listener: Option<(UnixListener, PathBuf)>,
     hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
     links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
@@ -193,7 +237,7 @@ struct HubSide {
 
 struct ClientSide {
     endpoint: Endpoint,
-    conn: Option<Conn<Box<dyn LinkIo>>>,
+    conn: Option<LinkConnIo>,
     readable: bool,
     path: PathBuf,
 
@@ -455,7 +499,7 @@ fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> 
 
 /// Write readiness is watched only while a flush is blocked, so that finished writes do not
 /// wake the loop for nothing.
-fn want_writable(registry: &mio::Registry, conn: &mut Conn<Box<dyn LinkIo>>, token: Token) {
+fn want_writable(registry: &mio::Registry, conn: &mut LinkConnIo, token: Token) {
     let want = conn.pending() > 0 && !conn.dead;
     if want != conn.want_write {
         let interest = if want {
@@ -467,6 +511,36 @@ fn want_writable(registry: &mio::Registry, conn: &mut Conn<Box<dyn LinkIo>>, tok
             conn.want_write = want;
         }
     }
+}
+
+/// A framed link over any transport.
+type LinkConnIo = Conn<Box<dyn LinkIo>>;
+
+/// Calls `f` with each link in shared memory and its readable flag.
+fn each_shm_link(side: &mut Side, f: &mut dyn FnMut(&mut LinkConnIo, &mut bool)) {
+    let shm = |c: &LinkConnIo| c.stream.kind() == interstate_core::TransportKind::SharedMemory;
+    match side {
+        Side::Hub(h) => {
+            for l in h.links.iter_mut().flatten().filter(|l| shm(&l.conn)) {
+                f(&mut l.conn, &mut l.readable);
+            }
+        }
+        Side::Client(c) => {
+            if let Some(conn) = c.conn.as_mut().filter(|c| shm(c)) {
+                f(conn, &mut c.readable);
+            }
+        }
+    }
+}
+
+/// The shared-memory set-up socket beside a bus socket: `<bus>.shm.sock`.
+pub fn shm_socket_path(bus_socket: &Path) -> PathBuf {
+    let mut name = bus_socket
+        .file_stem()
+        .map(|s| s.to_os_string())
+        .unwrap_or_default();
+    name.push(".shm.sock");
+    bus_socket.with_file_name(name)
 }
 
 fn local_info(id: &str) -> MachineInfo {
@@ -609,7 +683,35 @@ impl Node {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| PlatformError::io("watching the hub socket", Some(path), e))?;
-        Ok(Self::hub_side(config, listener, Some(path.into())))
+        let mut side = Self::hub_side(config, listener, Some(path.into()));
+        let shm_path = shm_socket_path(path);
+        let _ = std::fs::remove_file(&shm_path);
+        match UnixListener::bind(&shm_path) {
+            Ok(mut l) => {
+                std::fs::set_permissions(&shm_path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        PlatformError::io(
+                            "restricting the shared-memory socket to its owner",
+                            Some(&shm_path),
+                            e,
+                        )
+                    })?;
+                poll.registry()
+                    .register(&mut l, SHM_LISTENER, Interest::READABLE)
+                    .map_err(|e| {
+                        PlatformError::io("watching the shared-memory socket", Some(&shm_path), e)
+                    })?;
+                side.shm_listener = Some((l, shm_path));
+            }
+            Err(e) => {
+                return Err(PlatformError::io(
+                    "binding the shared-memory socket",
+                    Some(&shm_path),
+                    e,
+                ))
+            }
+        }
+        Ok(side)
     }
 
     /// Serves on a listening socket handed over by the service manager (socket activation):
@@ -653,6 +755,7 @@ impl Node {
         links.resize_with(HUB_LINKS, || None);
         HubSide {
             listener,
+            shm_listener: None,
             hub: Box::new(Hub::new(hc, &executable_name())),
             links,
             path,
@@ -1077,35 +1180,106 @@ impl Node {
         if self.has_buffered_input() {
             wait = Some(StdDuration::ZERO);
         }
+        if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait) {
+            wait = Some(StdDuration::ZERO);
+        }
         match self.poll.poll(&mut self.events, wait) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
         }
         let mut accept = false;
+        let mut accept_shm = false;
         for ev in self.events.iter() {
             match (ev.token(), &mut self.side) {
                 (LISTENER, _) => accept = true,
+                (SHM_LISTENER, _) => accept_shm = true,
                 (CLIENT, Side::Client(c)) => {
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         c.readable = true;
+                    }
+                    // The peer hung up: read until end-of-file even after a short read (the
+                    // data and the hang-up can come in one edge).
+                    if ev.is_read_closed() || ev.is_error() {
+                        if let Some(conn) = c.conn.as_mut() {
+                            conn.more = true;
+                        }
                     }
                 }
                 (Token(t), _) if t >= USER_TOKEN_BASE => user(ev),
                 (Token(t), Side::Hub(h)) if t >= LINK_BASE => {
                     if let Some(Some(link)) = h.links.get_mut(t - LINK_BASE) {
                         link.readable = true;
+                        if ev.is_read_closed() || ev.is_error() {
+                            link.conn.more = true;
+                        }
                     }
                 }
                 _ => {}
             }
         }
+        // A ring may hold input that arrived while this loop was awake (no signal was sent
+        // then): looking costs one atomic load per shared-memory link.
+        each_shm_link(&mut self.side, &mut |conn, readable| {
+            if conn.stream.ready_now() {
+                *readable = true;
+            }
+        });
         if accept {
-            self.accept()?;
+            self.accept(false)?;
+        }
+        if accept_shm {
+            self.accept(true)?;
         }
         self.read_inputs()?;
         self.fire_timers()?;
         self.pump()
+    }
+
+    /// About to block for up to `wait`: links in shared memory first spin (per the wait
+    /// strategy) looking for input without system calls, then ask to be signalled. Returns
+    /// true when input is waiting (do not block); such links are marked readable.
+    fn wait_on_shared_memory(&mut self, wait: Option<StdDuration>) -> bool {
+        let spin = match self.config.transport.wait() {
+            WaitStrategy::Park => StdDuration::ZERO,
+            WaitStrategy::SpinThenPark(d) => wait.map_or(d, |w| w.min(d)),
+            // Spin for at most a millisecond per loop turn, so sockets and timers still get
+            // their turn; the caller's loop keeps coming back.
+            WaitStrategy::BusySpin => wait.map_or(StdDuration::from_millis(1), |w| {
+                w.min(StdDuration::from_millis(1))
+            }),
+        };
+        let busy = self.config.transport.wait() == WaitStrategy::BusySpin;
+        let mut any = false;
+        each_shm_link(&mut self.side, &mut |_, _| any = true);
+        if !any {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < spin {
+            let mut ready = false;
+            each_shm_link(&mut self.side, &mut |conn, _| {
+                ready |= conn.stream.ready_now()
+            });
+            if ready {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let mut ready = false;
+        each_shm_link(&mut self.side, &mut |conn, readable| {
+            // Busy-spinning never sleeps: nobody needs to signal it.
+            let has_input = if busy {
+                conn.stream.ready_now()
+            } else {
+                conn.stream.prepare_wait()
+            };
+            if has_input {
+                *readable = true;
+                ready = true;
+            }
+        });
+        ready || busy
     }
 
     fn has_buffered_input(&self) -> bool {
@@ -1122,14 +1296,28 @@ impl Node {
         }
     }
 
-    fn accept(&mut self) -> Result<(), PlatformError> {
+    /// Accepts every pending connection on the bus socket (`shm` false) or on the
+    /// shared-memory set-up socket (`shm` true).
+    fn accept(&mut self, shm: bool) -> Result<(), PlatformError> {
         let now = self.now();
+        let ring = match self.config.transport {
+            Transport::SharedMemory { ring, .. } => ring,
+            Transport::UnixSocket => crate::transport::shm::DEFAULT_RING,
+        };
         let Side::Hub(h) = &mut self.side else {
             return Ok(());
         };
         loop {
-            let mut stream: Box<dyn LinkIo> = match h.listener.accept() {
-                Ok((s, _)) => Box::new(s),
+            let listener = if shm {
+                match &h.shm_listener {
+                    Some((l, _)) => l,
+                    None => return Ok(()),
+                }
+            } else {
+                &h.listener
+            };
+            let mut stream = match listener.accept() {
+                Ok((s, _)) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -1137,6 +1325,8 @@ impl Node {
                     return Ok(());
                 }
             };
+            // Admission first, on the kernel's word about the peer; a refusal goes back on
+            // the socket itself, before any shared memory is handed out.
             let peer = stream.peer();
             let mut deferred = Deferred::default();
             let mut io = HubIoImpl {
@@ -1144,27 +1334,40 @@ impl Node {
                 local: &mut self.local,
                 now,
                 deferred: &mut deferred,
-                refused: Some(&mut *stream),
+                refused: Some(&mut stream),
             };
             let link = h.hub.link_opened(now, peer, &mut io);
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
             }
             let Some(link) = link else { continue };
+            let opened: std::io::Result<Box<dyn LinkIo>> = if shm {
+                ShmLink::accept(stream, ring, peer).map(|l| Box::new(l) as Box<dyn LinkIo>)
+            } else {
+                Ok(Box::new(stream))
+            };
             let token = Token(LINK_BASE + link as usize);
-            if let Err(e) = stream.register(self.poll.registry(), token, Interest::READABLE) {
-                (self.log)(&format!("hub: cannot watch link {link}: {e}"));
-                let mut d = Deferred::default();
-                let mut io = HubIoImpl {
-                    links: &mut h.links,
-                    local: &mut self.local,
-                    now,
-                    deferred: &mut d,
-                    refused: None,
-                };
-                h.hub.link_closed(link, &mut io);
-                continue;
-            }
+            let registered = opened.and_then(|mut s| {
+                s.register(self.poll.registry(), token, Interest::READABLE)
+                    .map(|()| s)
+            });
+            let stream = match registered {
+                Ok(s) => s,
+                Err(e) => {
+                    (self.log)(&format!("hub: cannot set up link {link}: {e}"));
+                    let mut d = Deferred::default();
+                    let mut io = HubIoImpl {
+                        links: &mut h.links,
+                        local: &mut self.local,
+                        now,
+                        deferred: &mut d,
+                        refused: None,
+                    };
+                    h.hub.link_closed(link, &mut io);
+                    continue;
+                }
+            };
+            h.hub.set_transport(link, stream.kind());
             h.links[link as usize] = Some(LinkConn {
                 conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
                 readable: true,
@@ -1400,7 +1603,16 @@ impl Node {
         let Side::Client(c) = &mut self.side else {
             return Ok(());
         };
-        match UnixStream::connect(&c.path).map(|s| Box::new(s) as Box<dyn LinkIo>) {
+        let connected: std::io::Result<Box<dyn LinkIo>> = match self.config.transport {
+            Transport::UnixSocket => {
+                UnixStream::connect(&c.path).map(|s| Box::new(s) as Box<dyn LinkIo>)
+            }
+            Transport::SharedMemory { .. } => {
+                ShmLink::connect(&shm_socket_path(&c.path), StdDuration::from_secs(5))
+                    .map(|l| Box::new(l) as Box<dyn LinkIo>)
+            }
+        };
+        match connected {
             Ok(mut stream) => {
                 stream
                     .register(self.poll.registry(), CLIENT, Interest::READABLE)
@@ -1966,6 +2178,9 @@ impl Node {
         match &mut self.side {
             Side::Hub(h) => {
                 if let Some(path) = &h.path {
+                    let _ = std::fs::remove_file(path);
+                }
+                if let Some((_, path)) = &h.shm_listener {
                     let _ = std::fs::remove_file(path);
                 }
             }

@@ -130,6 +130,13 @@ impl ShmLink {
             &memfd,
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )?;
+        // Map and set up the rings before the client can see them: a client that maps them
+        // and writes its hello at once must find them ready (initializing after handing them
+        // over could wipe that hello).
+        let mut map = map(memfd.try_clone()?, len)?;
+        let (mut c2h, mut h2c) = rings(&mut map, capacity);
+        c2h.init();
+        h2c.init();
         let hub_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         let client_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         let mut header = [0u8; 8];
@@ -151,10 +158,6 @@ impl ShmLink {
                 "shared-memory setup message cut short",
             ));
         }
-        let mut map = map(memfd, len)?;
-        let (mut c2h, mut h2c) = rings(&mut map, capacity);
-        c2h.init();
-        h2c.init();
         Ok(ShmLink {
             _map: map,
             tx: h2c,
@@ -205,7 +208,7 @@ impl ShmLink {
             ));
         }
         let capacity = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if !capacity.is_power_of_two() || capacity > MAX_RING || capacity < 4096 {
+        if !capacity.is_power_of_two() || !(4096..=MAX_RING).contains(&capacity) {
             return Err(bad("ring capacity out of range"));
         }
         let [memfd, my_wake, hub_wake]: [OwnedFd; 3] = fds
