@@ -53,10 +53,14 @@ pub fn hub(args: &BusArgs) -> Result<(), String> {
         node.config().bus,
         node.config().socket_path().display()
     );
+    // A service manager (systemd Type=notify, `interstate up`) learns that the bus is served.
+    interstate_platform::notify::ready_with_status(&format!("serving bus '{}'", node.config().bus))
+        .ok();
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
     }
+    interstate_platform::notify::stopping().ok();
     node.shutdown();
     eprintln!("interstate: hub stopped");
     Ok(())
@@ -234,6 +238,8 @@ pub fn run(
             "client"
         }
     );
+    // Registered (and watching): a service manager learns the machine is on the bus.
+    interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;

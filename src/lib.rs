@@ -10,6 +10,8 @@
 //!   reported at once;
 //! - [`simulate`]: a chart run on a virtual clock, printing XState-compatible traces;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a chart;
+//! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
+//!   supervisor, and [`demo`], the pipeline that `interstate demo` runs;
 //! - the `interstate` command-line tool (`check`, `diagram`, `simulate`, `compile`).
 //!
 //! The statechart core itself is [`core`] (`interstate-core`): `no_std`, allocation-free,
@@ -24,9 +26,14 @@ pub use interstate_core as core;
 pub mod bench;
 pub mod bind;
 pub mod bus;
+pub mod cli_app;
 pub mod cli_bus;
+pub mod cli_serial;
+pub mod codegen;
 pub mod compile;
+pub mod demo;
 pub mod diagram;
+pub mod manifest;
 pub mod simulate;
 
 pub use bind::{Behaviors, Bound, Ctx, Directory, LocalDirectory, Unbound};

@@ -40,13 +40,17 @@ enum Command {
         /// Input events; when none are given, they are read from stdin.
         events: Vec<String>,
     },
-    /// Compile a JSON chart into a chart image that the core loads without allocating.
+    /// Compile a JSON chart into a chart image that the core loads without allocating, or
+    /// (with --rust) into a Rust module with the chart's tables as statics.
     Compile {
         /// The JSON chart.
         file: PathBuf,
-        /// Where to write the image.
+        /// Where to write the image (or the Rust module).
         #[arg(short, long)]
         output: PathBuf,
+        /// Write a Rust module (`static` tables and `pub fn chart()`) instead of an image.
+        #[arg(long)]
+        rust: bool,
     },
     /// Serve a bus: route events between the machines of every process that joins it.
     Hub {
@@ -101,6 +105,51 @@ enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
+    /// Run an app: start the processes of a manifest (TOML) in dependency order once each is
+    /// ready, restart them by their policies, and stop them all on Ctrl-C.
+    Up {
+        /// The app manifest (see docs/lifecycle.md).
+        file: PathBuf,
+        /// Print plain lines, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// Override the manifest's bus name.
+        #[arg(long)]
+        bus: Option<String>,
+    },
+    /// Stop a running app (its `interstate up` process), by manifest or by bus name.
+    Down {
+        /// The app manifest (its bus is the one stopped).
+        file: Option<PathBuf>,
+        /// The bus name (default: the manifest's, else $INTERSTATE_BUS, else "default").
+        #[arg(long)]
+        bus: Option<String>,
+        /// How long to wait for the app to stop, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Run the seed's pipeline (ingester -> processor -> storage) as supervised processes on
+    /// a private bus; it finishes by itself in a few seconds.
+    Demo {
+        /// Keep the demo's directory (inputs, the store file).
+        #[arg(long)]
+        keep: bool,
+        /// Print plain lines, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// (internal) Run one role of the demo: ingester, processor, storage or monitor.
+        #[arg(long, hide = true)]
+        role: Option<String>,
+        /// (internal) The ingester's input directory.
+        #[arg(long, hide = true)]
+        input: Option<PathBuf>,
+        /// (internal) The storage's store file.
+        #[arg(long, hide = true)]
+        store: Option<PathBuf>,
+        /// The ingester's pause between files, in milliseconds (0: as fast as it goes).
+        #[arg(long, default_value_t = 250)]
+        pace: u64,
+    },
     /// Measure bus latency and throughput between two processes, beside a raw baseline.
     Bench {
         /// The transport to measure.
@@ -132,6 +181,17 @@ enum Command {
         /// The output format.
         #[arg(long, value_enum, default_value = "mermaid")]
         format: interstate::diagram::Format,
+    },
+    /// Put a device on a serial line on the bus (COBS frames over the tty, see the README).
+    SerialBridge {
+        /// The serial line: /dev/ttyUSB0, /dev/ttyACM0, a pseudo-terminal.
+        #[arg(long)]
+        tty: PathBuf,
+        /// The line speed in baud (left as it is when not given).
+        #[arg(long)]
+        baud: Option<u32>,
+        #[command(flatten)]
+        bus: BusOpt,
     },
 }
 
@@ -220,8 +280,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 ExitCode::FAILURE
             })
         }
-        Command::Compile { file, output } => {
+        Command::Compile { file, output, rust } => {
             let compiled = load(&file)?;
+            if rust {
+                let source = interstate::codegen::rust_module(
+                    &compiled.chart(),
+                    &file.display().to_string(),
+                );
+                std::fs::write(&output, &source)
+                    .map_err(|e| format!("{}: {e}", output.display()))?;
+                println!(
+                    "{}: Rust module, {} bytes of tables ({})",
+                    output.display(),
+                    compiled.to_image().len(),
+                    interstate::diagram::summary(&compiled.chart())
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let image = compiled.to_image();
             std::fs::write(&output, &image).map_err(|e| format!("{}: {e}", output.display()))?;
             println!(
@@ -287,11 +362,56 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             interstate::cli_bus::run(&bus.args(), &file, &id, role, &watch)
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Up { file, plain, bus } => {
+            let opts = interstate::cli_app::UpOptions {
+                manifest: file,
+                bus,
+                plain,
+            };
+            interstate::cli_app::up(&opts).map(ExitCode::from)
+        }
+        Command::Down { file, bus, timeout } => interstate::cli_app::down(
+            file.as_deref(),
+            bus.as_deref(),
+            std::time::Duration::from_secs(timeout),
+        )
+        .map(|()| ExitCode::SUCCESS),
+        Command::Demo {
+            keep,
+            plain,
+            role,
+            input,
+            store,
+            pace,
+        } => {
+            let done = match role.as_deref() {
+                None => {
+                    let opts = interstate::cli_app::DemoOptions { keep, plain, pace };
+                    return interstate::cli_app::demo(&opts).map(ExitCode::from);
+                }
+                Some("ingester") => interstate::demo::ingester(
+                    input.as_deref(),
+                    std::time::Duration::from_millis(pace),
+                ),
+                Some("processor") => interstate::demo::processor(),
+                Some("storage") => interstate::demo::storage(store.as_deref()),
+                Some("monitor") => interstate::demo::monitor(),
+                Some(r) => Err(format!(
+                    "no demo role '{r}' (ingester, processor, storage, monitor)"
+                )),
+            };
+            done.map(|()| ExitCode::SUCCESS)
+        }
         Command::Diagram { file, format } => {
             let compiled = load(&file)?;
             print!("{}", interstate::diagram::render(&compiled.chart(), format));
             Ok(ExitCode::SUCCESS)
         }
+        Command::SerialBridge { tty, baud, bus } => interstate::cli_serial::serial_bridge(
+            &bus.args(),
+            &interstate::cli_serial::SerialArgs { tty, baud },
+        )
+        .map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -6,7 +6,10 @@
 //! - [`node`]: a process's place on the bus: machines on a mio loop, joined to a hub over a
 //!   Unix socket, or hosting the hub;
 //! - [`registry`]: the node's copy of the bus registry;
-//! - [`activation`]: the hub's listening socket from a service manager (socket activation).
+//! - [`serial`]: a device on a tty (COBS-framed frames) bridged onto the bus;
+//! - [`activation`]: the hub's listening socket from a service manager (socket activation);
+//! - [`notify`]: readiness notification (`sd_notify`), both ends;
+//! - [`supervisor`]: an app's processes started in order, watched, restarted and stopped.
 
 #![warn(missing_docs)]
 
@@ -15,8 +18,11 @@ pub mod busdir;
 pub mod conn;
 pub mod error;
 pub mod node;
+pub mod notify;
 pub mod outstanding;
 pub mod registry;
+pub mod serial;
+pub mod supervisor;
 pub mod transport;
 
 pub use error::PlatformError;

@@ -1,0 +1,1776 @@
+//! A supervisor: starts an app's processes in dependency order, waits for each to be really
+//! ready, restarts the ones that stop, and stops them all, in reverse order, on request.
+//!
+//! The model is Erlang/OTP's `one_for_one` supervisor with systemd's readiness:
+//!
+//! - **Watching without polling.** Each child gets a pidfd (`pidfd_open`), registered in the
+//!   supervisor's [`Node`]'s mio loop next to the bus sockets, the children's output pipes,
+//!   their notification sockets and a self-pipe for SIGINT/SIGTERM. A child's exit wakes the
+//!   loop; `waitid(P_PIDFD)` reaps it at once, so no zombie is left.
+//! - **Restart policies** per child ([`Restart`]): `never`, `on-failure` (a non-zero status, a
+//!   signal, or not becoming ready in time), `always`. A restart waits an exponential backoff:
+//!   `backoff_min`, doubled for each restart of the same child within the last `within`,
+//!   capped at `backoff_max`.
+//! - **Intensity.** More than `max_restarts` restarts (of all children together) within
+//!   `within` means restarting does not help: the supervisor gives up, reports it
+//!   ([`SupervisorEvent::GaveUp`]), stops everything and finishes with [`Outcome::GaveUp`],
+//!   so that whoever runs the supervisor (a shell, systemd) sees the failure.
+//! - **Ordered start-up.** A child starts when every child it depends on (`after`) is ready
+//!   (or has finished successfully, like a one-shot task). Ready means, by its
+//!   [`Readiness`]: its machine ids are in the bus registry, registered by the child's
+//!   process (or a descendant of it); or it sent `READY=1` to the `NOTIFY_SOCKET` the
+//!   supervisor made for it (see [`notify`](crate::notify)); or, when asked for, merely that
+//!   it was started. Every child gets a `NOTIFY_SOCKET`, so any can report a `STATUS=` line. A child not ready within its `ready_timeout` is stopped and counts as
+//!   failed.
+//! - **Shutdown.** [`Supervisor::stop`], or SIGINT/SIGTERM/SIGHUP once
+//!   [`Supervisor::handle_signals`] is called: children are stopped one at a time in the reverse of their start order, each
+//!   with SIGTERM to its process group and, after its grace period, SIGKILL. A second signal
+//!   kills what is left at once. Notification sockets and the pid file are removed.
+//!
+//! Every child runs in its own process group (so a terminal's Ctrl-C reaches only the
+//! supervisor, which then stops the children in order), with `INTERSTATE_BUS` and
+//! `INTERSTATE_DIR` naming the supervisor's bus, and with SIGTERM as its parent-death signal,
+//! so that children do not outlive a supervisor that is killed. When a child exits, whatever
+//! is left in its process group is killed: supervised processes must not daemonize.
+//!
+//! The supervisor writes its pid to `<bus dir>/<bus>.supervisor/pid` (see [`pid_file`]), so
+//! that `interstate down` can find it, and refuses to start when a live supervisor already
+//! runs the bus.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+use crate::error::PlatformError;
+use crate::node::{Node, USER_TOKEN_BASE};
+use crate::notify::NotifyListener;
+
+/// The supervisor's mio tokens start here (its node's user range, well above a daemon's own).
+pub const TOKEN_BASE: usize = USER_TOKEN_BASE + (1 << 24);
+const SIGINT_TOKEN: Token = Token(TOKEN_BASE);
+const SIGTERM_TOKEN: Token = Token(TOKEN_BASE + 1);
+const SIGHUP_TOKEN: Token = Token(TOKEN_BASE + 2);
+const CHILD_TOKENS: usize = TOKEN_BASE + 16;
+/// Tokens per child: pidfd, stdout, stderr, notification socket.
+const PER_CHILD: usize = 4;
+/// The longest output line kept whole; longer ones are cut into pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+
+/// When a child is restarted after it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Never (a one-shot task, or a process whose exit is final).
+    Never,
+    /// When it fails: a non-zero status, a signal, or no readiness in time.
+    OnFailure,
+    /// Whenever it exits.
+    Always,
+}
+
+impl Restart {
+    /// The manifest spelling: `never`, `on-failure`, `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Never => "never",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+}
+
+/// How the supervisor knows a child is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every id of [`ChildSpec::provides`] is in the bus registry, registered by the child's
+    /// process or one of its descendants.
+    Machines,
+    /// The child sent `READY=1` to its `NOTIFY_SOCKET`.
+    Notify,
+    /// As soon as it is started (for processes with nothing to wait for).
+    Started,
+}
+
+impl Readiness {
+    /// The manifest spelling: `machines`, `notify`, `started`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Machines => "machines",
+            Readiness::Notify => "notify",
+            Readiness::Started => "started",
+        }
+    }
+}
+
+/// One process to supervise.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    /// Its name (unique in the app): letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// The program (a path, or a name looked up in `PATH`).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Environment variables added to the supervisor's.
+    pub env: Vec<(OsString, OsString)>,
+    /// Its working directory (default: the supervisor's).
+    pub cwd: Option<PathBuf>,
+    /// When it is restarted.
+    pub restart: Restart,
+    /// The children that must be ready before it starts.
+    pub after: Vec<String>,
+    /// The machine ids it registers on the bus.
+    pub provides: Vec<String>,
+    /// How its readiness is known.
+    pub readiness: Readiness,
+    /// When it finishes (exits and is not restarted), the app stops, with its status.
+    pub main: bool,
+    /// How long it may take to become ready (default: the supervisor's).
+    pub ready_timeout: Option<Duration>,
+    /// How long it has between SIGTERM and SIGKILL (default: the supervisor's).
+    pub grace: Option<Duration>,
+}
+
+impl ChildSpec {
+    /// A child running `program`, restarted on failure, ready when started.
+    pub fn new(name: &str, program: impl Into<PathBuf>) -> ChildSpec {
+        ChildSpec {
+            name: name.to_string(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            restart: Restart::OnFailure,
+            after: Vec::new(),
+            provides: Vec::new(),
+            readiness: Readiness::Started,
+            main: false,
+            ready_timeout: None,
+            grace: None,
+        }
+    }
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    /// Adds an environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    /// Sets the restart policy.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+    /// Adds a dependency.
+    pub fn after(mut self, name: &str) -> Self {
+        self.after.push(name.to_string());
+        self
+    }
+    /// Declares a machine id it provides, and makes its registration the readiness.
+    pub fn provides(mut self, machine: &str) -> Self {
+        self.provides.push(machine.to_string());
+        self.readiness = Readiness::Machines;
+        self
+    }
+    /// Sets how readiness is known.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+}
+
+/// Supervisor settings.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// Time between SIGTERM and SIGKILL when stopping a child.
+    pub grace: Duration,
+    /// How long a child may take to become ready.
+    pub ready_timeout: Duration,
+    /// The first restart's delay.
+    pub backoff_min: Duration,
+    /// The longest restart delay.
+    pub backoff_max: Duration,
+    /// The most restarts (all children together) within [`within`](Self::within).
+    pub max_restarts: u32,
+    /// The intensity window.
+    pub within: Duration,
+}
+
+impl Default for SupervisorConfig {
+    /// systemd's defaults for intensity (5 restarts in 10 s) and grace (5 s here; systemd's 90
+    /// s is for whole systems).
+    fn default() -> Self {
+        SupervisorConfig {
+            grace: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            max_restarts: 5,
+            within: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// Exit status 0.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+    /// As a shell reports it: the status, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Exit::Code(c) => write!(f, "status {c}"),
+            Exit::Signal(s) => write!(f, "signal {}", signal_name(s)),
+        }
+    }
+}
+
+/// `SIGTERM`, `SIGKILL`, ... or the number.
+pub fn signal_name(s: i32) -> String {
+    let name = match s {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return s.to_string(),
+    };
+    name.to_string()
+}
+
+/// Where a child is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChildState {
+    /// Not started: waiting for its dependencies.
+    Waiting,
+    /// Started, not ready yet.
+    Starting,
+    /// Ready.
+    Ready,
+    /// Exited; restarts when its backoff ends.
+    Backoff,
+    /// Asked to stop (SIGTERM sent; SIGKILL after the grace period).
+    Stopping,
+    /// Exited by itself and not restarted.
+    Exited(Exit),
+    /// Stopped by the supervisor (or never started because the app stopped first).
+    Stopped,
+    /// Could not start, or will not be restarted: why.
+    Failed(String),
+}
+
+impl ChildState {
+    /// Whether it will not run again.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            ChildState::Exited(_) | ChildState::Stopped | ChildState::Failed(_)
+        )
+    }
+    /// A short word for status lines.
+    pub fn word(&self) -> &'static str {
+        match self {
+            ChildState::Waiting => "waiting",
+            ChildState::Starting => "starting",
+            ChildState::Ready => "ready",
+            ChildState::Backoff => "backoff",
+            ChildState::Stopping => "stopping",
+            ChildState::Exited(e) if e.success() => "done",
+            ChildState::Exited(_) => "exited",
+            ChildState::Stopped => "stopped",
+            ChildState::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A child as the supervisor sees it now.
+#[derive(Clone, Debug)]
+pub struct ChildStatus {
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: ChildState,
+    /// Its process id while it runs.
+    pub pid: Option<u32>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// When it entered its state.
+    pub since: Instant,
+    /// How its last run ended.
+    pub last_exit: Option<Exit>,
+    /// The last `STATUS=` it sent to its notification socket.
+    pub status_text: Option<String>,
+    /// When its restart is due (in [`ChildState::Backoff`]).
+    pub restart_at: Option<Instant>,
+}
+
+/// Why the supervisor finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every child finished by itself; these did not succeed.
+    Completed {
+        /// `(child, how it ended)` for each child that failed.
+        failures: Vec<(String, String)>,
+    },
+    /// A `main` child finished; the others were stopped.
+    MainExited {
+        /// The child.
+        child: String,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// Stopped on request.
+    Stopped {
+        /// Who asked: `SIGINT`, `SIGTERM`, or the caller's reason.
+        reason: String,
+    },
+    /// Restarts exceeded the intensity limit.
+    GaveUp {
+        /// The child whose exit went over the limit.
+        child: String,
+        /// The restarts counted.
+        restarts: u32,
+        /// The window.
+        within: Duration,
+    },
+    /// A child could not be started.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Whether this is a success (for an exit status).
+    pub fn success(&self) -> bool {
+        match self {
+            Outcome::Completed { failures } => failures.is_empty(),
+            Outcome::MainExited { exit, .. } => exit.success(),
+            Outcome::Stopped { .. } => true,
+            Outcome::GaveUp { .. } | Outcome::Failed { .. } => false,
+        }
+    }
+    /// The exit status for a command: 0 on success, the main child's status, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::MainExited { exit, .. } => exit.code().clamp(0, 255) as u8,
+            o if o.success() => 0,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Completed { failures } if failures.is_empty() => {
+                write!(f, "every process finished successfully")
+            }
+            Outcome::Completed { failures } => {
+                let list: Vec<_> = failures.iter().map(|(c, e)| format!("{c} ({e})")).collect();
+                write!(f, "every process finished; failed: {}", list.join(", "))
+            }
+            Outcome::MainExited { child, exit } => write!(f, "{child} finished with {exit}"),
+            Outcome::Stopped { reason } => write!(f, "stopped ({reason})"),
+            Outcome::GaveUp {
+                child,
+                restarts,
+                within,
+            } => write!(
+                f,
+                "gave up: {restarts} restarts within {within:?} (the last exit was {child}'s)"
+            ),
+            Outcome::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// Something the supervisor did or saw, in order (see [`Supervisor::next_event`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SupervisorEvent {
+    /// A child was started.
+    Spawned {
+        /// The child.
+        child: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// A child became ready.
+    Ready {
+        /// The child.
+        child: String,
+        /// How it showed it (`machines a, b registered`, `READY=1`, `started`).
+        how: String,
+    },
+    /// Every child is ready (or finished successfully), the first time.
+    AllReady,
+    /// A child's `STATUS=` notification.
+    Status {
+        /// The child.
+        child: String,
+        /// The text.
+        text: String,
+    },
+    /// A line a child wrote.
+    Output {
+        /// The child.
+        child: String,
+        /// From stderr (else stdout).
+        stderr: bool,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A child exited (and was reaped).
+    Exited {
+        /// The child.
+        child: String,
+        /// Its process id.
+        pid: u32,
+        /// How.
+        exit: Exit,
+        /// The supervisor had asked it to stop.
+        requested: bool,
+    },
+    /// A child will be restarted.
+    Restarting {
+        /// The child.
+        child: String,
+        /// After this backoff.
+        delay: Duration,
+        /// Its restart count, this one included.
+        restart: u32,
+    },
+    /// A child did not become ready in time; it is being stopped.
+    NotReady {
+        /// The child.
+        child: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A signal was sent to a child's process group.
+    Signalled {
+        /// The child.
+        child: String,
+        /// `SIGTERM` or `SIGKILL`.
+        signal: &'static str,
+    },
+    /// Restarts went over the intensity limit; the supervisor stops everything.
+    GaveUp {
+        /// The child whose exit went over.
+        child: String,
+        /// The restarts counted in the window.
+        restarts: u32,
+        /// The window.
+        within: Duration,
+    },
+    /// The supervisor began to stop every child.
+    Stopping {
+        /// Why.
+        reason: String,
+    },
+    /// A log line of the bus node, or a note (a failed start, a dependency gone).
+    Log(String),
+    /// Every child is down: the supervisor is done.
+    Finished(Outcome),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    App,
+    ReadyTimeout,
+}
+
+struct Running {
+    pid: u32,
+    pidfd: OwnedFd,
+    started: Instant,
+    /// SIGTERM sent: why, when SIGKILL is due, whether it was sent.
+    stop: Option<(StopReason, Instant, bool)>,
+}
+
+struct Pipe {
+    rx: mio::unix::pipe::Receiver,
+    buf: Vec<u8>,
+}
+
+struct Slot {
+    spec: ChildSpec,
+    state: ChildState,
+    since: Instant,
+    running: Option<Running>,
+    pipes: [Option<Pipe>; 2],
+    notify: Option<NotifyListener>,
+    restart_at: Option<Instant>,
+    restarts: u32,
+    /// This child's recent restarts, for its backoff.
+    recent: VecDeque<Instant>,
+    last_exit: Option<Exit>,
+    status_text: Option<String>,
+    started_once: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Running,
+    Stopping,
+    Done,
+}
+
+/// The supervisor: children, their bus, and the loop that watches both.
+pub struct Supervisor {
+    node: Node,
+    config: SupervisorConfig,
+    slots: Vec<Slot>,
+    /// Slot indices in the order they first started (stopped in reverse).
+    start_order: Vec<usize>,
+    phase: Phase,
+    outcome: Option<Outcome>,
+    events: VecDeque<SupervisorEvent>,
+    node_logs: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    /// Restart times of all children, for the intensity limit.
+    intensity: VecDeque<Instant>,
+    signals: Vec<(signal_hook::SigId, std::os::unix::net::UnixStream, Token)>,
+    all_ready_said: bool,
+    run_dir: PathBuf,
+    pid_file: PathBuf,
+    tokens: Vec<Token>,
+}
+
+/// Why a supervisor could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// The children's specs do not hold together (a bad or repeated name, an unknown or
+    /// circular dependency), or another supervisor runs the bus.
+    Invalid(String),
+    /// A system call failed.
+    Platform(PlatformError),
+}
+
+impl fmt::Display for SupervisorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorError::Invalid(s) => write!(f, "{s}"),
+            SupervisorError::Platform(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SupervisorError {}
+
+impl From<PlatformError> for SupervisorError {
+    fn from(e: PlatformError) -> Self {
+        SupervisorError::Platform(e)
+    }
+}
+
+/// The directory where the supervisor of `bus` keeps its pid file and notification sockets.
+pub fn run_dir(dir: &Path, bus: &str) -> PathBuf {
+    dir.join(format!("{bus}.supervisor"))
+}
+
+/// The pid file of the supervisor of `bus`: `<dir>/<bus>.supervisor/pid`, holding the pid and
+/// the process's start time (so a reused pid is not taken for it).
+pub fn pid_file(dir: &Path, bus: &str) -> PathBuf {
+    run_dir(dir, bus).join("pid")
+}
+
+/// A process's start time (clock ticks after boot), from `/proc/PID/stat`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // Fields after the command: state(3) ppid(4) ... starttime(22).
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is `root` or a descendant of it.
+fn in_tree(pid: u32, root: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        if p == root {
+            return true;
+        }
+        match parent_pid(p) {
+            Some(pp) if pp > 1 => p = pp,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The pid of the live supervisor of `bus`, from its pid file.
+pub fn running_supervisor(dir: &Path, bus: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(pid_file(dir, bus)).ok()?;
+    let mut it = text.split_whitespace();
+    let pid: u32 = it.next()?.parse().ok()?;
+    let started: u64 = it.next()?.parse().ok()?;
+    (start_time(pid) == Some(started)).then_some(pid)
+}
+
+/// Asks the supervisor of `bus` to stop (SIGTERM) and waits up to `limit` for it to exit.
+/// Returns its pid, or an error naming what is wrong (none running, still running).
+pub fn stop_running(dir: &Path, bus: &str, limit: Duration) -> Result<u32, String> {
+    let pid = running_supervisor(dir, bus).ok_or_else(|| {
+        format!(
+            "no supervisor runs bus '{bus}' (no live pid in {})",
+            pid_file(dir, bus).display()
+        )
+    })?;
+    let p = Pid::from_raw(pid as i32).ok_or("a pid of 0")?;
+    let pidfd = rustix::process::pidfd_open(p, PidfdFlags::empty())
+        .map_err(|e| format!("watching the supervisor (pid {pid}): {e}"))?;
+    rustix::process::pidfd_send_signal(&pidfd, Signal::TERM)
+        .map_err(|e| format!("signalling the supervisor (pid {pid}): {e}"))?;
+    let mut poll = mio::Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            Token(0),
+            Interest::READABLE,
+        )
+        .map_err(|e| e.to_string())?;
+    let mut events = mio::Events::with_capacity(4);
+    let end = Instant::now() + limit;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Err(format!(
+                "the supervisor of bus '{bus}' (pid {pid}) did not exit within {limit:?}"
+            ));
+        }
+        match poll.poll(&mut events, Some(end - now)) {
+            Ok(()) if !events.is_empty() => return Ok(pid),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn check_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The restart delay for a child's `n`-th restart within the window (n >= 1).
+pub fn backoff(config: &SupervisorConfig, n: u32) -> Duration {
+    let factor = 1u32 << n.saturating_sub(1).min(20);
+    config
+        .backoff_min
+        .saturating_mul(factor)
+        .min(config.backoff_max)
+}
+
+impl Supervisor {
+    /// A supervisor for `children` on `node`'s bus. Checks the specs (unique, valid names;
+    /// dependencies that exist, without cycles; machine readiness with machine ids), refuses
+    /// to run when a live supervisor runs the bus, and writes the pid file. Nothing starts
+    /// before the first [`run_once`](Self::run_once).
+    pub fn new(
+        mut node: Node,
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+    ) -> Result<Supervisor, SupervisorError> {
+        let invalid = SupervisorError::Invalid;
+        for (i, c) in children.iter().enumerate() {
+            if !check_name(&c.name) {
+                return Err(invalid(format!(
+                    "process name '{}' is not valid: use 1 to 64 letters, digits, '-', '_' or '.'",
+                    c.name
+                )));
+            }
+            if children[..i].iter().any(|o| o.name == c.name) {
+                return Err(invalid(format!("two processes are named '{}'", c.name)));
+            }
+            for d in &c.after {
+                if !children.iter().any(|o| &o.name == d) {
+                    return Err(invalid(format!(
+                        "process '{}' depends on '{d}', which is not a process of the app",
+                        c.name
+                    )));
+                }
+            }
+            if c.readiness == Readiness::Machines && c.provides.is_empty() {
+                return Err(invalid(format!(
+                    "process '{}' is ready when its machines are registered, but provides none",
+                    c.name
+                )));
+            }
+        }
+        if let Some(cycle) = find_cycle(&children) {
+            return Err(invalid(format!(
+                "the dependencies go round in a circle: {}",
+                cycle.join(" -> ")
+            )));
+        }
+        let (dir, bus) = (node.config().dir.clone(), node.config().bus.clone());
+        let run_dir = run_dir(&dir, &bus);
+        let pid_file = pid_file(&dir, &bus);
+        if let Some(pid) = running_supervisor(&dir, &bus) {
+            return Err(invalid(format!(
+                "a supervisor (pid {pid}) already runs bus '{bus}'; stop it with `interstate down --bus {bus}`"
+            )));
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&run_dir)
+            .map_err(|e| {
+                PlatformError::io("creating the supervisor's directory", Some(&run_dir), e)
+            })?;
+        let me = std::process::id();
+        let started = start_time(me).unwrap_or(0);
+        std::fs::write(&pid_file, format!("{me} {started}\n"))
+            .map_err(|e| PlatformError::io("writing the pid file", Some(&pid_file), e))?;
+
+        let node_logs = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let sink = node_logs.clone();
+        node.set_logger(move |line| sink.borrow_mut().push(line.to_string()));
+        let now = Instant::now();
+        let slots = children
+            .into_iter()
+            .map(|spec| Slot {
+                spec,
+                state: ChildState::Waiting,
+                since: now,
+                running: None,
+                pipes: [None, None],
+                notify: None,
+                restart_at: None,
+                restarts: 0,
+                recent: VecDeque::new(),
+                last_exit: None,
+                status_text: None,
+                started_once: false,
+            })
+            .collect();
+        Ok(Supervisor {
+            node,
+            config,
+            slots,
+            start_order: Vec::new(),
+            phase: Phase::Idle,
+            outcome: None,
+            events: VecDeque::new(),
+            node_logs,
+            intensity: VecDeque::new(),
+            signals: Vec::new(),
+            all_ready_said: false,
+            run_dir,
+            pid_file,
+            tokens: Vec::new(),
+        })
+    }
+
+    /// Stops the app on SIGINT, SIGTERM or SIGHUP (its terminal closed); a second one kills
+    /// what is left. Each signal writes to a self-pipe watched in the loop. Replaces the
+    /// default action of those signals.
+    pub fn handle_signals(&mut self) -> Result<(), PlatformError> {
+        for (sig, token) in [
+            (signal_hook::consts::SIGINT, SIGINT_TOKEN),
+            (signal_hook::consts::SIGTERM, SIGTERM_TOKEN),
+            (signal_hook::consts::SIGHUP, SIGHUP_TOKEN),
+        ] {
+            let io = |e| PlatformError::io("installing a signal handler", None, e);
+            let (read, write) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+            read.set_nonblocking(true).map_err(io)?;
+            write.set_nonblocking(true).map_err(io)?;
+            self.node
+                .poll_registry()
+                .register(&mut SourceFd(&read.as_raw_fd()), token, Interest::READABLE)
+                .map_err(io)?;
+            let id = signal_hook::low_level::pipe::register(sig, write).map_err(io)?;
+            self.signals.push((id, read, token));
+        }
+        Ok(())
+    }
+
+    /// The bus node (to add machines or ports of the supervisor's own).
+    pub fn node(&mut self) -> &mut Node {
+        &mut self.node
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.config
+    }
+
+    /// Every child's status, in the order given.
+    pub fn children(&self) -> Vec<ChildStatus> {
+        self.slots
+            .iter()
+            .map(|s| ChildStatus {
+                name: s.spec.name.clone(),
+                state: s.state.clone(),
+                pid: s.running.as_ref().map(|r| r.pid),
+                restarts: s.restarts,
+                since: s.since,
+                last_exit: s.last_exit,
+                status_text: s.status_text.clone(),
+                restart_at: s.restart_at,
+            })
+            .collect()
+    }
+
+    /// The next event, oldest first.
+    pub fn next_event(&mut self) -> Option<SupervisorEvent> {
+        self.events.pop_front()
+    }
+
+    /// Why it finished, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        if self.phase == Phase::Done {
+            self.outcome.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Whether every child is down and the supervisor is done.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Asks for an orderly stop: children in reverse start order, SIGTERM then SIGKILL.
+    pub fn stop(&mut self, reason: &str) {
+        if self.phase == Phase::Idle {
+            self.phase = Phase::Running;
+        }
+        self.begin_stop(Outcome::Stopped {
+            reason: reason.to_string(),
+        });
+        self.tick();
+    }
+
+    /// Kills every child now (SIGKILL to each process group); they are reaped as they go.
+    pub fn kill_all(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            if self.slots[i].running.is_some() {
+                self.kill_group(i, Signal::KILL);
+                if let Some(r) = self.slots[i].running.as_mut() {
+                    r.stop = Some((StopReason::App, now, true));
+                }
+            }
+        }
+    }
+
+    /// Runs one loop iteration: starts what can start, waits for I/O, exits, signals and
+    /// timers (at most `timeout`), and handles them. Events are queued for
+    /// [`next_event`](Self::next_event).
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> Result<(), PlatformError> {
+        if self.phase == Phase::Idle {
+            self.phase = Phase::Running;
+            self.tick();
+        }
+        if self.phase == Phase::Done {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut wait = timeout;
+        if let Some(d) = self.next_deadline() {
+            let until = d.saturating_duration_since(now);
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        if !self.events.is_empty() {
+            // Events are waiting to be read: do not sleep on them.
+            wait = Some(Duration::ZERO);
+        }
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.clear();
+        let r = self
+            .node
+            .run_once_with(wait, &mut |ev| tokens.push(ev.token()));
+        for line in self.node_logs.borrow_mut().drain(..) {
+            self.events.push_back(SupervisorEvent::Log(line));
+        }
+        for &t in &tokens {
+            self.handle_token(t);
+        }
+        self.tokens = tokens;
+        self.tick();
+        r
+    }
+
+    /// Runs until finished, handing each event to `on_event`. Returns the outcome.
+    pub fn run(
+        &mut self,
+        mut on_event: impl FnMut(&Supervisor, SupervisorEvent),
+    ) -> Result<Outcome, PlatformError> {
+        loop {
+            self.run_once(None)?;
+            while let Some(ev) = self.next_event() {
+                on_event(self, ev);
+            }
+            if let Some(o) = self.outcome() {
+                return Ok(o.clone());
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: SupervisorEvent) {
+        self.events.push_back(ev);
+    }
+
+    fn handle_token(&mut self, t: Token) {
+        if t == SIGINT_TOKEN || t == SIGTERM_TOKEN || t == SIGHUP_TOKEN {
+            let mut got = false;
+            for (_, read, token) in &self.signals {
+                if *token == t {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = std::io::Read::read(&mut &*read, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got = true;
+                    }
+                }
+            }
+            if got {
+                let name = match t {
+                    SIGINT_TOKEN => "SIGINT",
+                    SIGTERM_TOKEN => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                match self.phase {
+                    Phase::Stopping => {
+                        self.emit(SupervisorEvent::Log(format!(
+                            "{name} again: killing what is left"
+                        )));
+                        self.kill_all();
+                    }
+                    _ => {
+                        if self.phase == Phase::Idle {
+                            self.phase = Phase::Running;
+                        }
+                        self.begin_stop(Outcome::Stopped {
+                            reason: name.to_string(),
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        let Some(k) = t.0.checked_sub(CHILD_TOKENS) else {
+            return;
+        };
+        let (i, what) = (k / PER_CHILD, k % PER_CHILD);
+        if i >= self.slots.len() {
+            return;
+        }
+        match what {
+            0 => self.on_exit(i),
+            1 | 2 => self.drain_pipe(i, what - 1),
+            _ => self.on_notify(i),
+        }
+    }
+
+    fn drain_pipe(&mut self, i: usize, which: usize) {
+        let name = self.slots[i].spec.name.clone();
+        let mut lines = Vec::new();
+        let mut eof = false;
+        if let Some(p) = self.slots[i].pipes[which].as_mut() {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match std::io::Read::read(&mut p.rx, &mut chunk) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        p.buf.extend_from_slice(&chunk[..n]);
+                        while let Some(nl) = p.buf.iter().position(|&b| b == b'\n') {
+                            let line: Vec<u8> = p.buf.drain(..=nl).collect();
+                            lines.push(line[..line.len() - 1].to_vec());
+                        }
+                        while p.buf.len() >= MAX_LINE {
+                            lines.push(p.buf.drain(..MAX_LINE).collect());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            if eof && !p.buf.is_empty() {
+                lines.push(std::mem::take(&mut p.buf));
+            }
+        }
+        for mut line in lines {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            self.emit(SupervisorEvent::Output {
+                child: name.clone(),
+                stderr: which == 1,
+                line: String::from_utf8_lossy(&line).into_owned(),
+            });
+        }
+        if eof {
+            if let Some(mut p) = self.slots[i].pipes[which].take() {
+                let _ = self.node.poll_registry().deregister(&mut p.rx);
+            }
+        }
+    }
+
+    fn on_notify(&mut self, i: usize) {
+        let mut notes = Vec::new();
+        if let Some(l) = self.slots[i].notify.as_ref() {
+            while let Some(n) = l.recv() {
+                notes.push(n);
+            }
+        }
+        for n in notes {
+            if let Some(text) = n.get("STATUS") {
+                let text = text.to_string();
+                self.slots[i].status_text = Some(text.clone());
+                let child = self.slots[i].spec.name.clone();
+                self.emit(SupervisorEvent::Status { child, text });
+            }
+            if n.is_ready()
+                && self.slots[i].state == ChildState::Starting
+                && self.slots[i].spec.readiness == Readiness::Notify
+            {
+                self.set_ready(i, "READY=1".into());
+            }
+        }
+    }
+
+    fn on_exit(&mut self, i: usize) {
+        let Some(run) = self.slots[i].running.as_ref() else {
+            return;
+        };
+        let status = match rustix::process::waitid(
+            WaitId::PidFd(run.pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(Some(s)) => s,
+            // Not exited yet (a spurious wake-up), or already reaped.
+            Ok(None) => return,
+            Err(e) => {
+                self.emit(SupervisorEvent::Log(format!(
+                    "waiting for {} (pid {}): {e}",
+                    self.slots[i].spec.name, run.pid
+                )));
+                return;
+            }
+        };
+        let exit = if let Some(sig) = status.terminating_signal() {
+            Exit::Signal(sig)
+        } else {
+            Exit::Code(status.exit_status().unwrap_or(0))
+        };
+        let run = self.slots[i].running.take().expect("running");
+        // Whatever is left in its process group goes with it (the group id cannot be reused
+        // while any member lives).
+        if let Some(pg) = Pid::from_raw(run.pid as i32) {
+            let _ = rustix::process::kill_process_group(pg, Signal::KILL);
+        }
+        let _ = self
+            .node
+            .poll_registry()
+            .deregister(&mut SourceFd(&run.pidfd.as_raw_fd()));
+        // Its last words come before the news of its exit.
+        self.drain_pipe(i, 0);
+        self.drain_pipe(i, 1);
+        let now = Instant::now();
+        let requested = run.stop.is_some_and(|(r, _, _)| r == StopReason::App);
+        let timed_out = run
+            .stop
+            .is_some_and(|(r, _, _)| r == StopReason::ReadyTimeout);
+        let name = self.slots[i].spec.name.clone();
+        self.emit(SupervisorEvent::Exited {
+            child: name.clone(),
+            pid: run.pid,
+            exit,
+            requested,
+        });
+        let slot = &mut self.slots[i];
+        slot.last_exit = Some(exit);
+        slot.since = now;
+        if self.phase != Phase::Running {
+            slot.state = if requested {
+                ChildState::Stopped
+            } else {
+                ChildState::Exited(exit)
+            };
+            return;
+        }
+        let failed = timed_out || !exit.success();
+        let restart = match slot.spec.restart {
+            Restart::Always => true,
+            Restart::OnFailure => failed,
+            Restart::Never => false,
+        };
+        if !restart {
+            slot.state = if timed_out {
+                ChildState::Failed(format!(
+                    "not ready within {:?}",
+                    slot.spec.ready_timeout.unwrap_or(self.config.ready_timeout)
+                ))
+            } else {
+                ChildState::Exited(exit)
+            };
+            if slot.spec.main {
+                self.begin_stop(Outcome::MainExited { child: name, exit });
+            }
+            return;
+        }
+        let within = self.config.within;
+        self.intensity.push_back(now);
+        while self
+            .intensity
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > within)
+        {
+            self.intensity.pop_front();
+        }
+        let count = self.intensity.len() as u32;
+        if count > self.config.max_restarts {
+            self.slots[i].state = ChildState::Failed(format!(
+                "exited again after {} restarts within {within:?} (at most {})",
+                count - 1,
+                self.config.max_restarts
+            ));
+            self.emit(SupervisorEvent::GaveUp {
+                child: name.clone(),
+                restarts: count - 1,
+                within,
+            });
+            self.begin_stop(Outcome::GaveUp {
+                child: name,
+                restarts: count - 1,
+                within,
+            });
+            return;
+        }
+        let slot = &mut self.slots[i];
+        slot.recent.push_back(now);
+        while slot
+            .recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > within)
+        {
+            slot.recent.pop_front();
+        }
+        let delay = backoff(&self.config, slot.recent.len() as u32);
+        slot.restarts += 1;
+        slot.state = ChildState::Backoff;
+        slot.restart_at = Some(now + delay);
+        let restart = slot.restarts;
+        self.emit(SupervisorEvent::Restarting {
+            child: name,
+            delay,
+            restart,
+        });
+    }
+
+    fn set_ready(&mut self, i: usize, how: String) {
+        let slot = &mut self.slots[i];
+        slot.state = ChildState::Ready;
+        slot.since = Instant::now();
+        let child = slot.spec.name.clone();
+        self.emit(SupervisorEvent::Ready { child, how });
+    }
+
+    fn kill_group(&mut self, i: usize, sig: Signal) {
+        let Some(run) = self.slots[i].running.as_ref() else {
+            return;
+        };
+        let Some(pg) = Pid::from_raw(run.pid as i32) else {
+            return;
+        };
+        if rustix::process::kill_process_group(pg, sig).is_err() {
+            // The group is gone but the leader is not reaped yet: signal it by its pidfd.
+            let _ = rustix::process::pidfd_send_signal(&run.pidfd, sig);
+        }
+        let child = self.slots[i].spec.name.clone();
+        let signal = if sig == Signal::KILL {
+            "SIGKILL"
+        } else {
+            "SIGTERM"
+        };
+        self.emit(SupervisorEvent::Signalled { child, signal });
+    }
+
+    /// SIGTERM to a child's group, SIGKILL due after its grace period.
+    fn terminate(&mut self, i: usize, reason: StopReason) {
+        let grace = self.slots[i].spec.grace.unwrap_or(self.config.grace);
+        if let Some(r) = self.slots[i].running.as_mut() {
+            if r.stop.is_some() {
+                return;
+            }
+            r.stop = Some((reason, Instant::now() + grace, false));
+        } else {
+            return;
+        }
+        self.kill_group(i, Signal::TERM);
+        if reason == StopReason::App {
+            self.slots[i].state = ChildState::Stopping;
+            self.slots[i].since = Instant::now();
+        }
+    }
+
+    fn begin_stop(&mut self, outcome: Outcome) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.phase = Phase::Stopping;
+        let reason = match &outcome {
+            Outcome::Stopped { reason } => reason.clone(),
+            o => o.to_string(),
+        };
+        self.outcome = Some(outcome);
+        self.emit(SupervisorEvent::Stopping { reason });
+        let now = Instant::now();
+        for s in &mut self.slots {
+            if matches!(s.state, ChildState::Waiting | ChildState::Backoff) {
+                s.state = ChildState::Stopped;
+                s.since = now;
+                s.restart_at = None;
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let now = Instant::now();
+        let (bus, dir) = (
+            self.node.config().bus.clone(),
+            self.node.config().dir.clone(),
+        );
+        let spec = self.slots[i].spec.clone();
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .env_remove(crate::notify::NOTIFY_SOCKET)
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env("INTERSTATE_BUS", &bus)
+            .env("INTERSTATE_DIR", &dir)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        // Every child may report `STATUS=`; `READY=1` counts for notify readiness only.
+        {
+            if self.slots[i].notify.is_none() {
+                let path = self.run_dir.join(format!("{}.notify", spec.name));
+                match NotifyListener::bind(&path) {
+                    Ok(mut l) => {
+                        let token = Token(CHILD_TOKENS + i * PER_CHILD + 3);
+                        if let Err(e) = self.node.poll_registry().register(
+                            l.source(),
+                            token,
+                            Interest::READABLE,
+                        ) {
+                            return self
+                                .start_failed(i, format!("watching {}: {e}", path.display()));
+                        }
+                        self.slots[i].notify = Some(l);
+                    }
+                    Err(e) => {
+                        return self.start_failed(
+                            i,
+                            format!("binding its notification socket {}: {e}", path.display()),
+                        )
+                    }
+                }
+            }
+            let l = self.slots[i].notify.as_ref().expect("bound");
+            // Stale notifications of an earlier run do not count.
+            while l.recv().is_some() {}
+            cmd.env(crate::notify::NOTIFY_SOCKET, l.path());
+        }
+        let parent = rustix::process::getpid();
+        // SAFETY: the hook runs in the child between fork and exec, and only makes two
+        // system calls (prctl, getppid); it neither allocates nor takes locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The child is told (SIGTERM) if the supervisor dies before it; and if that
+                // happened already, it does not start.
+                let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(std::io::Error::from_raw_os_error(3)); // ESRCH
+                }
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .start_failed(i, format!("cannot run '{}': {e}", spec.program.display()))
+            }
+        };
+        let pid = child.id();
+        let pidfd = match Pid::from_raw(pid as i32)
+            .ok_or(rustix::io::Errno::SRCH)
+            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()))
+        {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return self.start_failed(i, format!("pidfd_open (Linux 5.3 or later): {e}"));
+            }
+        };
+        let registry = self.node.poll_registry();
+        let base = CHILD_TOKENS + i * PER_CHILD;
+        let mut pipes: [Option<Pipe>; 2] = [None, None];
+        let outs: [Option<mio::unix::pipe::Receiver>; 2] = [
+            child.stdout.take().map(Into::into),
+            child.stderr.take().map(Into::into),
+        ];
+        for (k, rx) in outs.into_iter().enumerate() {
+            let Some(mut rx) = rx else { continue };
+            if rx.set_nonblocking(true).is_ok()
+                && registry
+                    .register(&mut rx, Token(base + 1 + k), Interest::READABLE)
+                    .is_ok()
+            {
+                pipes[k] = Some(Pipe {
+                    rx,
+                    buf: Vec::new(),
+                });
+            }
+        }
+        if let Err(e) = registry.register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            Token(base),
+            Interest::READABLE,
+        ) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return self.start_failed(i, format!("watching its pidfd: {e}"));
+        }
+        // The pidfd reaps it; the std handle is not needed (dropping it neither kills nor waits).
+        drop(child);
+        for k in 0..2 {
+            if let Some(mut old) = self.slots[i].pipes[k].take() {
+                let _ = self.node.poll_registry().deregister(&mut old.rx);
+            }
+        }
+        let slot = &mut self.slots[i];
+        slot.pipes = pipes;
+        slot.running = Some(Running {
+            pid,
+            pidfd,
+            started: now,
+            stop: None,
+        });
+        slot.state = ChildState::Starting;
+        slot.since = now;
+        slot.restart_at = None;
+        if !slot.started_once {
+            slot.started_once = true;
+            self.start_order.push(i);
+        }
+        self.emit(SupervisorEvent::Spawned {
+            child: spec.name.clone(),
+            pid,
+        });
+        if spec.readiness == Readiness::Started {
+            self.set_ready(i, "started".into());
+        }
+    }
+
+    fn start_failed(&mut self, i: usize, why: String) {
+        let name = self.slots[i].spec.name.clone();
+        self.emit(SupervisorEvent::Log(format!("cannot start {name}: {why}")));
+        self.slots[i].state = ChildState::Failed(why.clone());
+        self.slots[i].since = Instant::now();
+        self.begin_stop(Outcome::Failed {
+            reason: format!("cannot start {name}: {why}"),
+        });
+    }
+
+    fn machines_ready(&self, i: usize) -> bool {
+        let Some(run) = self.slots[i].running.as_ref() else {
+            return false;
+        };
+        let registry = self.node.registry();
+        self.slots[i].spec.provides.iter().all(|m| {
+            registry
+                .get(m)
+                .is_some_and(|e| e.pid == run.pid || in_tree(e.pid, run.pid))
+        })
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let r = s.running.as_ref();
+                let kill = r.and_then(|r| r.stop.filter(|s| !s.2).map(|s| s.1));
+                let ready = (s.state == ChildState::Starting)
+                    .then(|| {
+                        r.filter(|r| r.stop.is_none()).map(|r| {
+                            r.started + s.spec.ready_timeout.unwrap_or(self.config.ready_timeout)
+                        })
+                    })
+                    .flatten();
+                [kill, ready, s.restart_at].into_iter().flatten().min()
+            })
+            .min()
+    }
+
+    /// Does what is due: readiness, timers, starts, stops, the end.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            // Readiness.
+            let starting = self.slots[i].state == ChildState::Starting
+                && self.slots[i]
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.stop.is_none());
+            if starting {
+                if self.slots[i].spec.readiness == Readiness::Machines && self.machines_ready(i) {
+                    let how = format!("{} registered", self.slots[i].spec.provides.join(", "));
+                    self.set_ready(i, how);
+                } else if let Some(r) = self.slots[i].running.as_ref() {
+                    let limit = self.slots[i]
+                        .spec
+                        .ready_timeout
+                        .unwrap_or(self.config.ready_timeout);
+                    if now >= r.started + limit {
+                        let child = self.slots[i].spec.name.clone();
+                        self.emit(SupervisorEvent::NotReady {
+                            child,
+                            after: limit,
+                        });
+                        self.terminate(i, StopReason::ReadyTimeout);
+                    }
+                }
+            }
+            // SIGKILL after the grace period.
+            let overdue = self.slots[i]
+                .running
+                .as_ref()
+                .and_then(|r| r.stop)
+                .is_some_and(|(_, at, killed)| !killed && now >= at);
+            if overdue {
+                self.kill_group(i, Signal::KILL);
+                if let Some((_, _, killed)) =
+                    self.slots[i].running.as_mut().and_then(|r| r.stop.as_mut())
+                {
+                    *killed = true;
+                }
+            }
+        }
+        if self.phase == Phase::Running {
+            // Restarts due, and children whose dependencies are ready.
+            for i in 0..self.slots.len() {
+                if self.phase != Phase::Running {
+                    break;
+                }
+                match self.slots[i].state {
+                    ChildState::Backoff if self.slots[i].restart_at.is_some_and(|t| now >= t) => {
+                        self.spawn(i)
+                    }
+                    ChildState::Waiting => match self.deps_state(i) {
+                        Deps::Ready => self.spawn(i),
+                        Deps::Waiting => {}
+                        Deps::Gone(why) => {
+                            let name = self.slots[i].spec.name.clone();
+                            self.emit(SupervisorEvent::Log(format!(
+                                "{name} will not start: {why}"
+                            )));
+                            self.slots[i].state = ChildState::Failed(why);
+                            self.slots[i].since = now;
+                        }
+                    },
+                    _ => {}
+                }
+            }
+            if !self.all_ready_said
+                && self.phase == Phase::Running
+                && self.slots.iter().all(|s| {
+                    s.state == ChildState::Ready
+                        || matches!(s.state, ChildState::Exited(e) if e.success())
+                })
+            {
+                self.all_ready_said = true;
+                self.emit(SupervisorEvent::AllReady);
+            }
+            if self.phase == Phase::Running && self.slots.iter().all(|s| s.state.is_final()) {
+                let failures = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| match &s.state {
+                        ChildState::Exited(e) if !e.success() => {
+                            Some((s.spec.name.clone(), e.to_string()))
+                        }
+                        ChildState::Failed(why) => Some((s.spec.name.clone(), why.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                self.phase = Phase::Stopping;
+                self.outcome = Some(Outcome::Completed { failures });
+            }
+        }
+        if self.phase == Phase::Stopping {
+            // One at a time, in reverse start order.
+            let busy = self
+                .slots
+                .iter()
+                .any(|s| s.running.as_ref().is_some_and(|r| r.stop.is_some()));
+            if !busy {
+                let next = self
+                    .start_order
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&i| self.slots[i].running.is_some());
+                match next {
+                    Some(i) => self.terminate(i, StopReason::App),
+                    None => self.finish(),
+                }
+            }
+        }
+    }
+
+    fn deps_state(&self, i: usize) -> Deps {
+        let mut ready = true;
+        for d in &self.slots[i].spec.after {
+            let Some(dep) = self.slots.iter().find(|s| &s.spec.name == d) else {
+                continue;
+            };
+            match &dep.state {
+                ChildState::Ready => {}
+                ChildState::Exited(e) if e.success() => {}
+                ChildState::Exited(e) => {
+                    return Deps::Gone(format!("its dependency {d} exited with {e}"))
+                }
+                ChildState::Failed(_) | ChildState::Stopped => {
+                    return Deps::Gone(format!("its dependency {d} is down for good"))
+                }
+                _ => ready = false,
+            }
+        }
+        if ready {
+            Deps::Ready
+        } else {
+            Deps::Waiting
+        }
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        for s in &mut self.slots {
+            // Removes the socket files.
+            if let Some(mut l) = s.notify.take() {
+                let _ = self.node.poll_registry().deregister(l.source());
+            }
+        }
+        self.remove_files();
+        let outcome = self.outcome.clone().unwrap_or(Outcome::Completed {
+            failures: Vec::new(),
+        });
+        self.emit(SupervisorEvent::Finished(outcome));
+    }
+
+    fn remove_files(&mut self) {
+        if running_supervisor_is_me(&self.pid_file) {
+            let _ = std::fs::remove_file(&self.pid_file);
+        }
+        for s in &mut self.slots {
+            s.notify = None;
+        }
+        let _ = std::fs::remove_dir(&self.run_dir);
+    }
+}
+
+fn running_supervisor_is_me(pid_file: &Path) -> bool {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        == Some(std::process::id())
+}
+
+enum Deps {
+    Ready,
+    Waiting,
+    Gone(String),
+}
+
+fn find_cycle(children: &[ChildSpec]) -> Option<Vec<String>> {
+    // 0 = unvisited, 1 = on the path, 2 = done.
+    fn visit(
+        i: usize,
+        children: &[ChildSpec],
+        mark: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        mark[i] = 1;
+        path.push(i);
+        for d in &children[i].after {
+            let Some(j) = children.iter().position(|c| &c.name == d) else {
+                continue;
+            };
+            if mark[j] == 1 {
+                let from = path.iter().position(|&p| p == j).unwrap_or(0);
+                let mut cycle: Vec<String> = path[from..]
+                    .iter()
+                    .map(|&p| children[p].name.clone())
+                    .collect();
+                cycle.push(children[j].name.clone());
+                return Some(cycle);
+            }
+            if mark[j] == 0 {
+                if let Some(c) = visit(j, children, mark, path) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        mark[i] = 2;
+        None
+    }
+    let mut mark = vec![0u8; children.len()];
+    for i in 0..children.len() {
+        if mark[i] == 0 {
+            if let Some(c) = visit(i, children, &mut mark, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+impl Drop for Supervisor {
+    /// A supervisor dropped with children still running (an error, a panic) kills and reaps
+    /// them, so that none outlives it and no zombie is left.
+    fn drop(&mut self) {
+        for s in &mut self.slots {
+            if let Some(run) = s.running.take() {
+                if let Some(pg) = Pid::from_raw(run.pid as i32) {
+                    let _ = rustix::process::kill_process_group(pg, Signal::KILL);
+                }
+                let _ = rustix::process::pidfd_send_signal(&run.pidfd, Signal::KILL);
+                let _ = rustix::process::waitid(
+                    WaitId::PidFd(run.pidfd.as_fd()),
+                    WaitIdOptions::EXITED,
+                );
+            }
+        }
+        for (id, _, _) in self.signals.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        self.remove_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = SupervisorConfig {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..SupervisorConfig::default()
+        };
+        let d: Vec<u128> = (1..=6).map(|n| backoff(&c, n).as_millis()).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff(&c, 200).as_millis(), 1000);
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let specs = vec![
+            ChildSpec::new("a", "true").after("c"),
+            ChildSpec::new("b", "true").after("a"),
+            ChildSpec::new("c", "true").after("b"),
+            ChildSpec::new("d", "true"),
+        ];
+        let cycle = find_cycle(&specs).expect("a cycle");
+        assert_eq!(cycle, ["a", "c", "b", "a"]);
+        assert!(find_cycle(&specs[3..]).is_none());
+    }
+
+    #[test]
+    fn process_tree() {
+        let me = std::process::id();
+        assert!(in_tree(me, me));
+        let parent = parent_pid(me).expect("a parent");
+        assert!(in_tree(me, parent));
+        assert!(!in_tree(parent, me));
+        assert!(start_time(me).is_some());
+    }
+
+    #[test]
+    fn exits_read_like_a_shell() {
+        assert_eq!(Exit::Code(3).to_string(), "status 3");
+        assert_eq!(Exit::Signal(9).to_string(), "signal SIGKILL");
+        assert_eq!(Exit::Signal(15).code(), 143);
+        assert!(Outcome::Stopped {
+            reason: "SIGINT".into()
+        }
+        .success());
+        assert_eq!(
+            Outcome::MainExited {
+                child: "x".into(),
+                exit: Exit::Code(4)
+            }
+            .exit_code(),
+            4
+        );
+    }
+}
