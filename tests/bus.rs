@@ -947,6 +947,9 @@ macro_rules! on_every_transport {
         mod shared_memory {
             $(#[test] fn $test() { super::$test("shm") })*
         }
+        mod named_pipes {
+            $(#[test] fn $test() { super::$test("fifo") })*
+        }
     };
 }
 

@@ -46,6 +46,7 @@ pub const USER_TOKEN_BASE: usize = 1 << 30;
 const LISTENER: Token = Token(0);
 const CLIENT: Token = Token(1);
 const SHM_LISTENER: Token = Token(2);
+const FIFO_LISTENER: Token = Token(3);
 const LINK_BASE: usize = 16;
 
 /// The most links a hub accepts (its own process included).
@@ -72,6 +73,8 @@ pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
 pub enum Transport {
     /// A Unix domain stream socket.
     UnixSocket,
+    /// A pair of named pipes (set up over the bus's request FIFO).
+    Fifo,
     /// Two rings in shared memory (set up over the bus's shared-memory socket).
     SharedMemory {
         /// Bytes per ring (per direction), a power of two.
@@ -92,6 +95,7 @@ impl Transport {
     pub fn from_env() -> Transport {
         match std::env::var("INTERSTATE_TRANSPORT").as_deref() {
             Ok("shm") => Transport::SHARED_MEMORY,
+            Ok("fifo") => Transport::Fifo,
             _ => Transport::UnixSocket,
         }
     }
@@ -99,7 +103,7 @@ impl Transport {
     fn wait(&self) -> WaitStrategy {
         match self {
             Transport::SharedMemory { wait, .. } => *wait,
-            Transport::UnixSocket => WaitStrategy::Park,
+            Transport::UnixSocket | Transport::Fifo => WaitStrategy::Park,
         }
     }
 }
@@ -229,6 +233,8 @@ struct HubSide {
     listener: UnixListener,
     /// Where clients ask for shared-memory links (`<bus>.shm.sock`), with its path.
     shm_listener: Option<(UnixListener, PathBuf)>,
+    /// Where clients announce FIFO pairs (`<bus>.fifo`).
+    fifo: Option<crate::transport::fifo::RequestFifo>,
     hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
     links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
@@ -702,6 +708,23 @@ impl Node {
                         PlatformError::io("watching the shared-memory socket", Some(&shm_path), e)
                     })?;
                 side.shm_listener = Some((l, shm_path));
+                let mut fifo =
+                    crate::transport::fifo::RequestFifo::create(&config.dir, &config.bus).map_err(
+                        |e| {
+                            PlatformError::io(
+                                "creating the request FIFO",
+                                Some(&crate::transport::fifo::request_path(
+                                    &config.dir,
+                                    &config.bus,
+                                )),
+                                e,
+                            )
+                        },
+                    )?;
+                fifo.register(poll.registry(), FIFO_LISTENER).map_err(|e| {
+                    PlatformError::io("watching the request FIFO", Some(fifo.path()), e)
+                })?;
+                side.fifo = Some(fifo);
             }
             Err(e) => {
                 return Err(PlatformError::io(
@@ -756,6 +779,7 @@ impl Node {
         HubSide {
             listener,
             shm_listener: None,
+            fifo: None,
             hub: Box::new(Hub::new(hc, &executable_name())),
             links,
             path,
@@ -1190,10 +1214,12 @@ impl Node {
         }
         let mut accept = false;
         let mut accept_shm = false;
+        let mut accept_fifo = false;
         for ev in self.events.iter() {
             match (ev.token(), &mut self.side) {
                 (LISTENER, _) => accept = true,
                 (SHM_LISTENER, _) => accept_shm = true,
+                (FIFO_LISTENER, _) => accept_fifo = true,
                 (CLIENT, Side::Client(c)) => {
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         c.readable = true;
@@ -1230,6 +1256,9 @@ impl Node {
         }
         if accept_shm {
             self.accept(true)?;
+        }
+        if accept_fifo {
+            self.accept_fifo();
         }
         self.read_inputs()?;
         self.fire_timers()?;
@@ -1302,7 +1331,7 @@ impl Node {
         let now = self.now();
         let ring = match self.config.transport {
             Transport::SharedMemory { ring, .. } => ring,
-            Transport::UnixSocket => crate::transport::shm::DEFAULT_RING,
+            Transport::UnixSocket | Transport::Fifo => crate::transport::shm::DEFAULT_RING,
         };
         let Side::Hub(h) = &mut self.side else {
             return Ok(());
@@ -1367,6 +1396,65 @@ impl Node {
                     continue;
                 }
             };
+            h.hub.set_transport(link, stream.kind());
+            h.links[link as usize] = Some(LinkConn {
+                conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
+                readable: true,
+                waiting_on: None,
+            });
+        }
+    }
+
+    /// Opens the FIFO pairs announced on the request FIFO, admitting their owners as the
+    /// socket links' peers are admitted.
+    fn accept_fifo(&mut self) {
+        let now = self.now();
+        let Side::Hub(h) = &mut self.side else { return };
+        let Some(fifo) = h.fifo.as_mut() else { return };
+        for line in fifo.lines() {
+            let mut link_io = match crate::transport::fifo::FifoLink::accept(
+                &self.config.dir,
+                &self.config.bus,
+                &line,
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    (self.log)(&format!("hub: {e}"));
+                    continue;
+                }
+            };
+            let peer = link_io.peer();
+            let mut deferred = Deferred::default();
+            let mut io = HubIoImpl {
+                links: &mut h.links,
+                local: &mut self.local,
+                now,
+                deferred: &mut deferred,
+                refused: Some(&mut link_io),
+            };
+            let link = h.hub.link_opened(now, peer, &mut io);
+            for line in deferred.logs.drain(..) {
+                (self.log)(&line);
+            }
+            let Some(link) = link else { continue };
+            let mut stream: Box<dyn LinkIo> = Box::new(link_io);
+            if let Err(e) = stream.register(
+                self.poll.registry(),
+                Token(LINK_BASE + link as usize),
+                Interest::READABLE,
+            ) {
+                (self.log)(&format!("hub: cannot watch link {link}: {e}"));
+                let mut d = Deferred::default();
+                let mut io = HubIoImpl {
+                    links: &mut h.links,
+                    local: &mut self.local,
+                    now,
+                    deferred: &mut d,
+                    refused: None,
+                };
+                h.hub.link_closed(link, &mut io);
+                continue;
+            }
             h.hub.set_transport(link, stream.kind());
             h.links[link as usize] = Some(LinkConn {
                 conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
@@ -1607,6 +1695,12 @@ impl Node {
             Transport::UnixSocket => {
                 UnixStream::connect(&c.path).map(|s| Box::new(s) as Box<dyn LinkIo>)
             }
+            Transport::Fifo => crate::transport::fifo::FifoLink::connect(
+                &self.config.dir,
+                &self.config.bus,
+                StdDuration::from_secs(5),
+            )
+            .map(|l| Box::new(l) as Box<dyn LinkIo>),
             Transport::SharedMemory { .. } => {
                 ShmLink::connect(&shm_socket_path(&c.path), StdDuration::from_secs(5))
                     .map(|l| Box::new(l) as Box<dyn LinkIo>)
@@ -2182,6 +2276,9 @@ impl Node {
                 }
                 if let Some((_, path)) = &h.shm_listener {
                     let _ = std::fs::remove_file(path);
+                }
+                if let Some(fifo) = &h.fifo {
+                    let _ = std::fs::remove_file(fifo.path());
                 }
             }
             Side::Client(c) => {

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use interstate_core::hub::PeerCredentials;
 use mio::{Interest, Registry, Token};
 
+pub mod fifo;
 pub mod ring;
 pub mod shm;
 pub mod unix;
