@@ -150,7 +150,7 @@ impl FifoLink {
         cleanup(&up, &down);
         let mut link = result?;
         // The hub is whoever owns the bus directory's request FIFO.
-        if let Ok(st) = stat(&request_path(dir, bus)) {
+        if let Ok(st) = stat(request_path(dir, bus)) {
             link.peer = PeerCredentials {
                 pid: 0,
                 uid: st.st_uid,
@@ -364,8 +364,8 @@ mod tests {
 
     fn pair(d: &Path, bus: &str, pid: u32) -> (String, String) {
         let (up, down) = (format!("{bus}.{pid}.0.up"), format!("{bus}.{pid}.0.down"));
-        mkfifoat(CWD, &d.join(&up), Mode::from_raw_mode(0o600)).unwrap();
-        mkfifoat(CWD, &d.join(&down), Mode::from_raw_mode(0o600)).unwrap();
+        mkfifoat(CWD, d.join(&up), Mode::from_raw_mode(0o600)).unwrap();
+        mkfifoat(CWD, d.join(&down), Mode::from_raw_mode(0o600)).unwrap();
         (up, down)
     }
 
@@ -377,7 +377,7 @@ mod tests {
         if root {
             for f in [&up, &down] {
                 rustix::fs::chown(
-                    &d.join(f),
+                    d.join(f),
                     Some(rustix::process::Uid::from_raw(65534)),
                     Some(rustix::process::Gid::from_raw(65534)),
                 )
@@ -416,7 +416,7 @@ mod tests {
             );
         }
         std::fs::write(d.join("b.9.0.up"), b"").unwrap();
-        mkfifoat(CWD, &d.join("b.9.0.down"), Mode::from_raw_mode(0o600)).unwrap();
+        mkfifoat(CWD, d.join("b.9.0.down"), Mode::from_raw_mode(0o600)).unwrap();
         let err = FifoLink::accept(&d, "b", "ISFIFO1 9 b.9.0.up b.9.0.down")
             .err()
             .unwrap();
