@@ -1047,13 +1047,11 @@ fn simulate(json: &str, inputs: &[&str]) -> Vec<String> {
 }
 
 /// Found by `random_charts_keep_legal_configurations`: a history state whose parent is
-/// parallel, with no default target and no memory yet, stands for nothing in interstate, so a
-/// transition to it exits the regions and enters none (the root ends with no active region).
-/// XState v5.33.3 re-enters the regions instead (trace below, from the oracle). Un-ignore once
-/// fixed; the generator gives such history states a default target until then.
+/// parallel, with no default target and no memory yet, stood for nothing, so a transition to
+/// it exited the regions and entered none. XState v5.33.3 re-enters the regions (trace below,
+/// from the oracle); so does interstate now.
 #[test]
-#[ignore = "known bug: history of a parallel state without default target (reported)"]
-fn known_issue_parallel_history_without_default() {
+fn parallel_history_without_default_enters_every_region() {
     let chart = r##"{"id":"m","type":"parallel","states":{"a":{"entry":"en_a","exit":"ex_a"},"h":{"type":"history"}},"on":{"GO":{"target":"#m.h","actions":"t_go"}}}"##;
     assert_eq!(
         simulate(chart, &["GO"]),

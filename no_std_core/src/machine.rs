@@ -939,17 +939,30 @@ impl<
         } else {
             let defaults = self.chart.history_defaults(target);
             if defaults.is_empty() {
-                // XState: the parent's initial transition; a parallel parent has none.
-                // A history state that is its parent's initial state and has no default
-                // would stand for itself; it stands for nothing instead.
-                if let Some(init) = self
-                    .chart
-                    .parent(target)
-                    .and_then(|p| self.chart.initial(p))
-                {
-                    if !self.chart.kind(init).is_history() {
-                        add(init, out);
+                // XState: the parent's initial transition. For a parallel parent that is
+                // every region (each then enters its default), as XState does. A history
+                // state that is its compound parent's initial state and has no default would
+                // stand for itself; it stands for nothing instead.
+                match self.chart.parent(target) {
+                    Some(p) if self.chart.kind(p) == StateKind::Parallel => {
+                        for region in self
+                            .chart
+                            .children(p)
+                            .filter(|&c| !self.chart.kind(c).is_history())
+                        {
+                            add(region, out);
+                        }
                     }
+                    Some(p) => {
+                        if let Some(init) = self
+                            .chart
+                            .initial(p)
+                            .filter(|&i| !self.chart.kind(i).is_history())
+                        {
+                            add(init, out);
+                        }
+                    }
+                    None => {}
                 }
             } else {
                 for d in defaults {
