@@ -103,8 +103,7 @@ struct Timer {
 }
 
 /// Outbox and timers: the machine's only contact with the world, drained by the host.
-struct Io<'c, const O: usize, const T: usize, const B: usize> {
-    chart: Chart<'c>,
+struct Io<const O: usize, const T: usize, const B: usize> {
     outbox: Vec<Message, O>,
     out_bytes: [u8; B],
     out_used: usize,
@@ -136,11 +135,12 @@ fn push_bytes<const B: usize>(
     Ok(b)
 }
 
-impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
-    fn bytes_in<'s>(&'s self, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
+impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
+    /// The bytes a [`Bytes`] stands for: in the chart's strings or in `arena`.
+    fn bytes_in<'s>(chart: Chart<'s>, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
         match b {
             Bytes::Empty => &[],
-            Bytes::Chart(s) => self.chart.str(s).as_bytes(),
+            Bytes::Chart(s) => chart.str(s).as_bytes(),
             Bytes::Arena { off, len } => arena
                 .get(off as usize..off as usize + len as usize)
                 .unwrap_or(&[]),
@@ -197,16 +197,12 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
         }
     }
 
-    fn cancel_key(&mut self, key: TimerKey) -> bool {
-        let chart = self.chart;
-        let same = |a: TimerKey, b: TimerKey| match (a, b) {
-            (TimerKey::Named(x), TimerKey::Named(y)) => chart.str(x) == chart.str(y),
-            _ => a == b,
-        };
+    /// Removes every timer whose key `matches`. Returns whether there was one.
+    fn cancel_where(&mut self, matches: impl Fn(TimerKey) -> bool) -> bool {
         let mut found = false;
         let mut i = 0;
         while i < self.timers.len() {
-            if same(self.timers[i].key, key) {
+            if matches(self.timers[i].key) {
                 self.remove_timer(i);
                 found = true;
             } else {
@@ -292,7 +288,7 @@ impl<'c, const O: usize, const T: usize, const B: usize> Io<'c, O, T, B> {
     }
 }
 
-impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B> {
+impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
     fn send(
         &mut self,
         now: Instant,
@@ -366,7 +362,7 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<'_, O, T, B>
     }
 
     fn cancel(&mut self, id: SendId) -> bool {
-        self.cancel_key(TimerKey::Id(id.0))
+        self.cancel_where(|k| k == TimerKey::Id(id.0))
     }
 }
 
@@ -393,14 +389,20 @@ pub struct Outgoing<'a> {
 /// - `B`: bytes of names and payloads behind the outbox, and again behind the timers.
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
+///
+/// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
+/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots and
+/// 40 bytes of names and payloads. Hosts size theirs for the work (the platform's nodes use
+/// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
+/// with the capacity it ran out of, never silently.
 pub struct Machine<
     'c,
     const W: usize = 2,
-    const Q: usize = 8,
-    const O: usize = 8,
-    const T: usize = 8,
-    const H: usize = 8,
-    const B: usize = 256,
+    const Q: usize = 4,
+    const O: usize = 4,
+    const T: usize = 2,
+    const H: usize = 4,
+    const B: usize = 40,
 > {
     chart: Chart<'c>,
     id: heapless::String<MAX_MACHINE_ID>,
@@ -410,7 +412,7 @@ pub struct Machine<
     status: Status,
     microstep_limit: u32,
     stats: Stats,
-    io: Io<'c, O, T, B>,
+    io: Io<O, T, B>,
     /// Whether the chart has any eventless transition; when not, a macrostep never looks for
     /// one (a scan of every active state and its ancestors saved per event).
     eventless: bool,
@@ -468,7 +470,6 @@ impl<
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
             stats: Stats::default(),
             io: Io {
-                chart,
                 outbox: Vec::new(),
                 out_bytes: [0; B],
                 out_used: 0,
@@ -625,15 +626,17 @@ impl<
     }
 
     fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
-        let s =
-            |b: Bytes| core::str::from_utf8(self.io.bytes_in(b, &self.io.out_bytes)).unwrap_or("");
+        let s = |b: Bytes| {
+            core::str::from_utf8(Io::<O, T, B>::bytes_in(self.chart, b, &self.io.out_bytes))
+                .unwrap_or("")
+        };
         Outgoing {
             target: match m.target {
                 None => Target::ThisMachine,
                 Some(b) => Target::Machine(s(b)),
             },
             event: s(m.event),
-            payload: self.io.bytes_in(m.payload, &self.io.out_bytes),
+            payload: Io::<O, T, B>::bytes_in(self.chart, m.payload, &self.io.out_bytes),
         }
     }
 
@@ -1448,10 +1451,14 @@ impl<
                     )?;
                 }
                 Action::CancelAfter { event } => {
-                    self.io.cancel_key(TimerKey::After(event));
+                    self.io.cancel_where(|k| k == TimerKey::After(event));
                 }
                 Action::Cancel { id } => {
-                    self.io.cancel_key(TimerKey::Named(id));
+                    // Send ids are compared as strings: two ids for one name are one send id.
+                    let chart = self.chart;
+                    self.io.cancel_where(
+                        |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
+                    );
                 }
                 Action::SendTo {
                     target,
