@@ -539,6 +539,69 @@ fn each_shm_link(side: &mut Side, f: &mut dyn FnMut(&mut LinkConnIo, &mut bool))
     }
 }
 
+/// Asks the hub to admit a new connection (by its peer's credentials); a refusal is written
+/// to `stream` itself. Returns the new link's id.
+fn admit(
+    h: &mut HubSide,
+    local: &mut Local,
+    now: Instant,
+    stream: &mut dyn LinkIo,
+    log: &mut dyn FnMut(&str),
+) -> Option<LinkId> {
+    let peer = stream.peer();
+    let mut deferred = Deferred::default();
+    let mut io = HubIoImpl {
+        links: &mut h.links,
+        local,
+        now,
+        deferred: &mut deferred,
+        refused: Some(stream),
+    };
+    let link = h.hub.link_opened(now, peer, &mut io);
+    for line in deferred.logs.drain(..) {
+        log(&line);
+    }
+    link
+}
+
+/// Puts an admitted link's stream in the event loop and the link table; if the stream could
+/// not be set up or watched, the hub forgets the link.
+#[allow(clippy::too_many_arguments)]
+fn install(
+    h: &mut HubSide,
+    local: &mut Local,
+    registry: &mio::Registry,
+    config: &NodeConfig,
+    now: Instant,
+    link: LinkId,
+    opened: std::io::Result<Box<dyn LinkIo>>,
+    log: &mut dyn FnMut(&str),
+) {
+    let token = Token(LINK_BASE + link as usize);
+    match opened.and_then(|mut s| s.register(registry, token, Interest::READABLE).map(|()| s)) {
+        Ok(stream) => {
+            h.hub.set_transport(link, stream.kind());
+            h.links[link as usize] = Some(LinkConn {
+                conn: Conn::new(stream, config.max_frame, config.link_queue),
+                readable: true,
+                waiting_on: None,
+            });
+        }
+        Err(e) => {
+            log(&format!("hub: cannot set up link {link}: {e}"));
+            let mut deferred = Deferred::default();
+            let mut io = HubIoImpl {
+                links: &mut h.links,
+                local,
+                now,
+                deferred: &mut deferred,
+                refused: None,
+            };
+            h.hub.link_closed(link, &mut io);
+        }
+    }
+}
+
 /// The shared-memory set-up socket beside a bus socket: `<bus>.shm.sock`.
 pub fn shm_socket_path(bus_socket: &Path) -> PathBuf {
     let mut name = bus_socket
@@ -1337,13 +1400,10 @@ impl Node {
             return Ok(());
         };
         loop {
-            let listener = if shm {
-                match &h.shm_listener {
-                    Some((l, _)) => l,
-                    None => return Ok(()),
-                }
-            } else {
-                &h.listener
+            let listener = match (shm, &h.shm_listener) {
+                (false, _) => &h.listener,
+                (true, Some((l, _))) => l,
+                (true, None) => return Ok(()),
             };
             let mut stream = match listener.accept() {
                 Ok((s, _)) => s,
@@ -1357,51 +1417,24 @@ impl Node {
             // Admission first, on the kernel's word about the peer; a refusal goes back on
             // the socket itself, before any shared memory is handed out.
             let peer = stream.peer();
-            let mut deferred = Deferred::default();
-            let mut io = HubIoImpl {
-                links: &mut h.links,
-                local: &mut self.local,
-                now,
-                deferred: &mut deferred,
-                refused: Some(&mut stream),
+            let Some(link) = admit(h, &mut self.local, now, &mut stream, &mut *self.log) else {
+                continue;
             };
-            let link = h.hub.link_opened(now, peer, &mut io);
-            for line in deferred.logs.drain(..) {
-                (self.log)(&line);
-            }
-            let Some(link) = link else { continue };
             let opened: std::io::Result<Box<dyn LinkIo>> = if shm {
                 ShmLink::accept(stream, ring, peer).map(|l| Box::new(l) as Box<dyn LinkIo>)
             } else {
                 Ok(Box::new(stream))
             };
-            let token = Token(LINK_BASE + link as usize);
-            let registered = opened.and_then(|mut s| {
-                s.register(self.poll.registry(), token, Interest::READABLE)
-                    .map(|()| s)
-            });
-            let stream = match registered {
-                Ok(s) => s,
-                Err(e) => {
-                    (self.log)(&format!("hub: cannot set up link {link}: {e}"));
-                    let mut d = Deferred::default();
-                    let mut io = HubIoImpl {
-                        links: &mut h.links,
-                        local: &mut self.local,
-                        now,
-                        deferred: &mut d,
-                        refused: None,
-                    };
-                    h.hub.link_closed(link, &mut io);
-                    continue;
-                }
-            };
-            h.hub.set_transport(link, stream.kind());
-            h.links[link as usize] = Some(LinkConn {
-                conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
-                readable: true,
-                waiting_on: None,
-            });
+            install(
+                h,
+                &mut self.local,
+                self.poll.registry(),
+                &self.config,
+                now,
+                link,
+                opened,
+                &mut *self.log,
+            );
         }
     }
 
@@ -1410,8 +1443,11 @@ impl Node {
     fn accept_fifo(&mut self) {
         let now = self.now();
         let Side::Hub(h) = &mut self.side else { return };
-        let Some(fifo) = h.fifo.as_mut() else { return };
-        for line in fifo.lines() {
+        let lines = match h.fifo.as_mut() {
+            Some(fifo) => fifo.lines(),
+            None => return,
+        };
+        for line in lines {
             let mut link_io = match crate::transport::fifo::FifoLink::accept(
                 &self.config.dir,
                 &self.config.bus,
@@ -1423,44 +1459,19 @@ impl Node {
                     continue;
                 }
             };
-            let peer = link_io.peer();
-            let mut deferred = Deferred::default();
-            let mut io = HubIoImpl {
-                links: &mut h.links,
-                local: &mut self.local,
-                now,
-                deferred: &mut deferred,
-                refused: Some(&mut link_io),
-            };
-            let link = h.hub.link_opened(now, peer, &mut io);
-            for line in deferred.logs.drain(..) {
-                (self.log)(&line);
-            }
-            let Some(link) = link else { continue };
-            let mut stream: Box<dyn LinkIo> = Box::new(link_io);
-            if let Err(e) = stream.register(
-                self.poll.registry(),
-                Token(LINK_BASE + link as usize),
-                Interest::READABLE,
-            ) {
-                (self.log)(&format!("hub: cannot watch link {link}: {e}"));
-                let mut d = Deferred::default();
-                let mut io = HubIoImpl {
-                    links: &mut h.links,
-                    local: &mut self.local,
-                    now,
-                    deferred: &mut d,
-                    refused: None,
-                };
-                h.hub.link_closed(link, &mut io);
+            let Some(link) = admit(h, &mut self.local, now, &mut link_io, &mut *self.log) else {
                 continue;
-            }
-            h.hub.set_transport(link, stream.kind());
-            h.links[link as usize] = Some(LinkConn {
-                conn: Conn::new(stream, self.config.max_frame, self.config.link_queue),
-                readable: true,
-                waiting_on: None,
-            });
+            };
+            install(
+                h,
+                &mut self.local,
+                self.poll.registry(),
+                &self.config,
+                now,
+                link,
+                Ok(Box::new(link_io)),
+                &mut *self.log,
+            );
         }
     }
 
