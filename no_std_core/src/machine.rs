@@ -1094,10 +1094,12 @@ impl<
         let simple = self.sibling_moves(enabled, &mut exit, &mut enter);
         // One transition cannot conflict with another; sibling moves do not conflict either
         // (each exits only its own source).
-        let filtered = if simple || enabled.len() == 1 {
-            enabled.clone()
+        let resolved;
+        let filtered: &Enabled = if simple || enabled.len() == 1 {
+            enabled
         } else {
-            self.remove_conflicts(enabled)
+            resolved = self.remove_conflicts(enabled);
+            &resolved
         };
         let before = self.config;
 
@@ -1147,7 +1149,7 @@ impl<
             self.run_actions(self.chart.exit_actions(s), cx)?;
             self.config.remove(s);
         }
-        for &t in &filtered {
+        for &t in filtered {
             let tr = self.chart.transition(t);
             self.run_actions(self.chart.transition_actions(&tr), cx)?;
         }
