@@ -150,23 +150,32 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         pace: u64,
     },
-    /// Measure bus latency and throughput between two processes, beside a raw baseline.
+    /// Measure bus latency and throughput between two processes, beside raw baselines.
     Bench {
-        /// The transport to measure.
+        /// The transport to measure: unix, fifo, shm or all.
         #[arg(long, default_value = "unix")]
         transport: String,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// Round trips to measure.
+        /// Round trips to measure per path.
         #[arg(long, default_value_t = 20_000)]
         round_trips: usize,
-        /// Messages in the one-way throughput run.
+        /// Messages one way per path with 64-byte payloads (larger payloads send fewer).
         #[arg(long, default_value_t = 1_000_000)]
         messages: usize,
-        /// Payload bytes per message.
-        #[arg(long, default_value_t = 64)]
-        payload: usize,
+        /// Payload bytes per message (repeat or comma-separate; default: 64 and 4096).
+        #[arg(long, value_delimiter = ',')]
+        payload: Vec<usize>,
+        /// Shared-memory wait strategies: busy, spin, park (default: busy and spin).
+        #[arg(long, value_delimiter = ',')]
+        wait: Vec<String>,
+        /// Skip the paths through a separate hub process.
+        #[arg(long)]
+        no_hub: bool,
+        /// Placement: split (this process on one CPU, its peers on another), same, none.
+        #[arg(long, default_value = "split")]
+        pin: String,
     },
     /// (internal) A benchmark peer process.
     #[command(hide = true)]
@@ -313,18 +322,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             round_trips,
             messages,
             payload,
+            wait,
+            no_hub,
+            pin,
         } => {
-            if transport != "unix" {
-                return Err(format!(
-                    "transport '{transport}' is not available yet (available: unix)"
-                ));
-            }
-            let opts = interstate::bench::BenchOptions {
+            let kinds = interstate::bench::Kind::parse_list(&transport)?;
+            let mut opts = interstate::bench::BenchOptions {
                 round_trips,
                 messages,
-                payload,
+                via_hub: !no_hub,
+                pin: interstate::bench::Pin::parse(&pin)?,
+                ..Default::default()
             };
-            let report = interstate::bench::run_unix(&opts)?;
+            if !payload.is_empty() {
+                opts.payloads = payload;
+            }
+            if !wait.is_empty() {
+                opts.waits = wait
+                    .iter()
+                    .map(|w| interstate::bench::Wait::parse(w))
+                    .collect::<Result<_, _>>()?;
+            }
+            let report = interstate::bench::run(&kinds, &opts)?;
             if json {
                 println!("{report}");
             } else {

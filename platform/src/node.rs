@@ -230,6 +230,9 @@ struct LinkConn {
 }
 
 struct HubSide {
+    /// One past the highest link slot ever used: the per-turn scans of `links` stop here
+    /// instead of walking all `HUB_LINKS` slots.
+    high: usize,
     listener: UnixListener,
     /// Where clients ask for shared-memory links (`<bus>.shm.sock`), with its path.
     shm_listener: Option<(UnixListener, PathBuf)>,
@@ -292,6 +295,8 @@ pub struct Node {
     grace_until: Option<Instant>,
     /// When owed acknowledgements go out at the latest.
     ack_due: Option<Instant>,
+    /// When the loop last asked the kernel for events.
+    last_poll: std::time::Instant,
 }
 
 /// Everything of the node that receives: its machines, ports, registry copy, counters, and
@@ -527,7 +532,11 @@ fn each_shm_link(side: &mut Side, f: &mut dyn FnMut(&mut LinkConnIo, &mut bool))
     let shm = |c: &LinkConnIo| c.stream.kind() == interstate_core::TransportKind::SharedMemory;
     match side {
         Side::Hub(h) => {
-            for l in h.links.iter_mut().flatten().filter(|l| shm(&l.conn)) {
+            for l in h.links[..h.high]
+                .iter_mut()
+                .flatten()
+                .filter(|l| shm(&l.conn))
+            {
                 f(&mut l.conn, &mut l.readable);
             }
         }
@@ -581,6 +590,7 @@ fn install(
     match opened.and_then(|mut s| s.register(registry, token, Interest::READABLE).map(|()| s)) {
         Ok(stream) => {
             h.hub.set_transport(link, stream.kind());
+            h.high = h.high.max(link as usize + 1);
             h.links[link as usize] = Some(LinkConn {
                 conn: Conn::new(stream, config.max_frame, config.link_queue),
                 readable: true,
@@ -701,6 +711,7 @@ impl Node {
             log: Box::new(|line| eprintln!("interstate: {line}")),
             grace_until: None,
             ack_due: None,
+            last_poll: std::time::Instant::now(),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
@@ -840,6 +851,7 @@ impl Node {
         let mut links = Vec::new();
         links.resize_with(HUB_LINKS, || None);
         HubSide {
+            high: 1,
             listener,
             shm_listener: None,
             fifo: None,
@@ -1267,13 +1279,22 @@ impl Node {
         if self.has_buffered_input() {
             wait = Some(StdDuration::ZERO);
         }
+        let mut spun_ready = false;
         if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait) {
             wait = Some(StdDuration::ZERO);
+            spun_ready = true;
         }
-        match self.poll.poll(&mut self.events, wait) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
+        // Shared memory had work while spinning: skip the epoll_wait(0) unless the last one
+        // is more than 50 us old, so that sockets, pipes and control sockets get their turn.
+        if spun_ready && self.last_poll.elapsed() < StdDuration::from_micros(50) {
+            self.events.clear();
+        } else {
+            self.last_poll = std::time::Instant::now();
+            match self.poll.poll(&mut self.events, wait) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
+            }
         }
         let mut accept = false;
         let mut accept_shm = false;
@@ -1350,8 +1371,9 @@ impl Node {
         let start = std::time::Instant::now();
         while start.elapsed() < spin {
             let mut ready = false;
+            // Input, or room for queued output (a busy-spinning writer is not signalled).
             each_shm_link(&mut self.side, &mut |conn, _| {
-                ready |= conn.stream.ready_now()
+                ready |= conn.stream.ready_now() || conn.pending() > 0 && conn.stream.writable_now()
             });
             if ready {
                 break;
@@ -1376,7 +1398,7 @@ impl Node {
 
     fn has_buffered_input(&self) -> bool {
         match &self.side {
-            Side::Hub(h) => h.links.iter().flatten().any(|l| {
+            Side::Hub(h) => h.links[..h.high].iter().flatten().any(|l| {
                 l.waiting_on.is_none() && (l.readable || matches!(l.conn.peek_frame(), Ok(Some(_))))
             }),
             Side::Client(c) => {
@@ -1485,7 +1507,7 @@ impl Node {
     fn read_links(&mut self) -> Result<(), PlatformError> {
         let now = self.now();
         let n = match &self.side {
-            Side::Hub(h) => h.links.len(),
+            Side::Hub(h) => h.high,
             Side::Client(_) => 0,
         };
         for l in 0..n {
@@ -1979,7 +2001,10 @@ impl Node {
         // delay: never one write per message.
         let piggyback = match &self.side {
             Side::Client(c) => c.conn.as_ref().is_some_and(|cn| cn.pending() > 0),
-            Side::Hub(h) => h.links.iter().flatten().any(|l| l.conn.pending() > 0),
+            Side::Hub(h) => h.links[..h.high]
+                .iter()
+                .flatten()
+                .any(|l| l.conn.pending() > 0),
         };
         let due = *self.ack_due.get_or_insert(now + ACK_DELAY);
         if !piggyback && self.local.received.owed() < ACK_BATCH && now < due {
@@ -2235,7 +2260,7 @@ impl Node {
         match &mut self.side {
             Side::Hub(h) => {
                 let mut dead = Vec::new();
-                for (i, l) in h.links.iter_mut().enumerate() {
+                for (i, l) in h.links[..h.high].iter_mut().enumerate() {
                     if let Some(l) = l {
                         if l.conn.pending() > 0 {
                             l.conn.flush();

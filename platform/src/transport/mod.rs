@@ -43,6 +43,11 @@ pub trait LinkIo: Read + Write {
     fn ready_now(&self) -> bool {
         false
     }
+    /// Whether output could be written right now, checked without a system call (a spinning
+    /// loop with queued output watches this as well as input).
+    fn writable_now(&self) -> bool {
+        false
+    }
 }
 
 /// Credentials that admit no one.

@@ -68,6 +68,11 @@ pub struct ShmLink {
     /// The socket the link was set up over: its end-of-file is the peer's death.
     control: UnixStream,
     peer: PeerCredentials,
+    /// This side asked to be signalled (it advertised sleep, or waited for space) since it
+    /// last drained its eventfd: only then is there anything to drain.
+    armed: bool,
+    /// This side set the ring's "waiting for space" flag and has not cleared it yet.
+    waiting_for_space: bool,
 }
 
 fn corrupt(c: super::ring::Corrupt) -> io::Error {
@@ -166,6 +171,8 @@ impl ShmLink {
             wake_peer: client_wake,
             control,
             peer,
+            armed: false,
+            waiting_for_space: false,
         })
     }
 
@@ -234,6 +241,8 @@ impl ShmLink {
             wake_peer: hub_wake,
             control: UnixStream::from_std(control),
             peer,
+            armed: false,
+            waiting_for_space: false,
         })
     }
 
@@ -245,8 +254,13 @@ impl ShmLink {
 
 impl Read for ShmLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.rx.wake_up();
-        drain(&self.wake_me);
+        // Only a side that asked to be signalled has a flag to clear and a counter to drain:
+        // the common case costs no system call.
+        if self.armed {
+            self.armed = false;
+            self.rx.wake_up();
+            drain(&self.wake_me);
+        }
         let n = self.rx.pop(buf).map_err(corrupt)?;
         if n > 0 {
             if self.rx.producer_waiting() {
@@ -275,12 +289,17 @@ impl Write for ShmLink {
         let mut n = self.tx.push(buf).map_err(corrupt)?;
         if n == 0 && !buf.is_empty() {
             // Full: ask to be woken when the consumer makes room, then look once more.
+            self.armed = true;
+            self.waiting_for_space = true;
             if !self.tx.prepare_wait_for_space().map_err(corrupt)? {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             n = self.tx.push(buf).map_err(corrupt)?;
         }
-        self.tx.space_wait_over();
+        if n > 0 && self.waiting_for_space {
+            self.waiting_for_space = false;
+            self.tx.space_wait_over();
+        }
         if n > 0 && self.tx.consumer_sleeping() {
             signal(&self.wake_peer);
         }
@@ -329,9 +348,13 @@ impl LinkIo for ShmLink {
     }
     fn prepare_wait(&mut self) -> bool {
         // Data that arrived after the last read, or a corrupted ring (reading reports it).
+        self.armed = true;
         self.rx.prepare_sleep().unwrap_or(true)
     }
     fn ready_now(&self) -> bool {
         self.ready()
+    }
+    fn writable_now(&self) -> bool {
+        self.tx.free().map(|n| n > 0).unwrap_or(true)
     }
 }
