@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS seconds each (default 60), one after the other.
 #   usage: fuzz/run-all.sh [SECONDS] [extra libFuzzer flags...]
+#          FUZZ_TARGETS="hub serial" fuzz/run-all.sh 120     (only some targets)
 # New inputs go to fuzz/target/corpus/<target>/ (not checked in); the checked-in seeds in
 # fuzz/corpus/<target>/ are only read. Crashes land in fuzz/artifacts/<target>/: add them to
 # fuzz/corpus/<target>/ once fixed, so tests/fuzz_corpus.rs replays them on every cargo test.
@@ -10,7 +11,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 seconds="${1:-60}"
 shift || true
 cd "$here"
-targets=(json_chart chart_image drive_machine)
+targets=(json_chart chart_image drive_machine frame_decode hub endpoint conn serial shm_ring)
+if [ -n "${FUZZ_TARGETS:-}" ]; then read -r -a targets <<< "$FUZZ_TARGETS"; fi
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build
 status=0

@@ -3,7 +3,8 @@
 //! Each `fuzz_targets/<name>.rs` is a one-line call into this file, and the main crate's
 //! `tests/fuzz_corpus.rs` includes this same file (with `#[path]`) to replay every checked-in
 //! corpus input through exactly the same code on every `cargo test`. So this file may only use
-//! what both crates have: `interstate`, `interstate_core` and `arbitrary`.
+//! what both crates have: `interstate`, `interstate_core`, `interstate_platform` and
+//! `arbitrary`.
 //!
 //! - [`json_chart`]: bytes -> `interstate::compile_str` -> if it compiles, the image must load
 //!   back, and a machine is started and sent every event the chart knows, with timers fired.
@@ -13,7 +14,25 @@
 //! - [`drive_machine`]: an [`arbitrary`] list of [`Op`]s (quinn-proto style) applied to one of
 //!   a few fixed, rich charts; the configuration's legality is checked after every step.
 //!
+//! - [`frame_decode`], [`hub`], [`endpoint`], [`conn`] (in [`protocol`]): the bus protocol's
+//!   frame decoder, the hub, the client endpoint and the platform's framed stream, fed bytes
+//!   and `arbitrary` operations.
+//! - [`serial`] (in [`mod@serial`]): COBS framing on serial lines and the device-side link.
+//! - [`shm_ring`] (in [`ring`]): the shared-memory ring over memory a hostile peer writes.
+//!
 //! Every function panics on a broken invariant; errors returned by the machine are fine.
+//!
+//! The bus targets live in submodules of this file (`protocol.rs`, `serial.rs`, `ring.rs`
+//! beside it), which `tests/fuzz_corpus.rs` picks up along with this file; they also use
+//! `interstate_platform` (for the ring), which the main crate depends on too.
+
+pub mod protocol;
+pub mod ring;
+pub mod serial;
+
+pub use protocol::{conn, endpoint, frame_decode, hub};
+pub use ring::shm_ring;
+pub use serial::serial;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,4 @@
+//! Fuzz target `frame_decode`: see `fuzz/src/lib.rs` for what it does and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| interstate_fuzz::frame_decode(data));

@@ -1,0 +1,186 @@
+//! The load test: 64 clients on one hub, each sending as fast as backpressure allows for a
+//! bounded time (client i to client i+1, so every link carries traffic both ways), then a
+//! paced run for latency. Reports the aggregate throughput, latency percentiles (from each
+//! message's send to its receipt, by the wall clock in its payload) and the hub's peak memory
+//! (`VmHWM` of `/proc/<hub>/status`), and checks that the hub's memory is bounded by its
+//! configured queues: it must not grow with the duration of the flood (a run three times
+//! longer peaks at about the same), and stays under the sum of its per-link buffers.
+//!
+//! Ignored by default (a minute of 65 busy processes); run it with `scripts/load.sh`
+//! (release build) or
+//!
+//! ```text
+//! cargo build --release --example bus_probe
+//! cargo test --release --test load -- --ignored --nocapture
+//! ```
+//!
+//! Settings (environment): `LOAD_CLIENTS` (64), `LOAD_SECS` (3: the short flood; the long one
+//! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The hub's default queues (`NodeConfig::new`): 1 MiB out per link, one largest frame in.
+const LINK_QUEUE: u64 = 1 << 20;
+const MAX_FRAME: u64 = 64 * 1024;
+
+struct Run {
+    clients: u64,
+    secs: f64,
+    sent: u64,
+    received: u64,
+    failed: u64,
+    send_errors: u64,
+    p50: u64,
+    p99: u64,
+    max: u64,
+    hub_hwm_kb: u64,
+}
+
+/// One run on a fresh hub: `clients` load clients for `ms`, at `rate` each (0: flood).
+fn run(test: &str, clients: u64, ms: u64, rate: u64) -> Run {
+    let mut bus = Bus::new(test);
+    let hub = bus.start_hub();
+    let hub_pid = bus.pid(hub);
+    let go = bus.path("go");
+    let duration = ms.to_string();
+    let rate_s = rate.to_string();
+    let mut ps = Vec::new();
+    for i in 0..clients {
+        let id = format!("c{i}");
+        let to = format!("c{}", (i + 1) % clients);
+        let mut args = vec![
+            "load",
+            &id,
+            &to,
+            "--duration-ms",
+            &duration,
+            "--go-file",
+            &go,
+            "--linger-ms",
+            "1500",
+        ];
+        if rate > 0 {
+            args.extend_from_slice(&["--rate", &rate_s]);
+        }
+        ps.push(bus.probe(&id, &args));
+    }
+    for &p in &ps {
+        bus.wait_json(
+            p,
+            "a load client's ready line",
+            Duration::from_secs(60),
+            |v| v["ready"] == json!(true),
+        );
+    }
+    std::fs::write(&go, b"go").expect("write the go file");
+    let mut results: Vec<Value> = Vec::new();
+    for &p in &ps {
+        bus.wait_exit(p, Duration::from_secs(ms / 1000 * 4 + 60));
+        results.push(
+            last_json(&bus.out(p), "latency_us")
+                .unwrap_or_else(|| panic!("no result{}", bus.dump())),
+        );
+    }
+    let hub_hwm_kb = proc_kb(hub_pid, "VmHWM").expect("the hub's VmHWM");
+    assert!(bus.try_status(hub).is_none(), "the hub died{}", bus.dump());
+    let sum = |k: &str| results.iter().map(|r| u(r, k)).sum::<u64>();
+    let secs = results
+        .iter()
+        .map(|r| r["send_secs"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    // Latency: the median over clients of each percentile would hide the tail; take the
+    // largest p99 and max, and the median p50.
+    let mut p50s: Vec<u64> = results.iter().map(|r| u(&r["latency_us"], "p50")).collect();
+    p50s.sort_unstable();
+    let r = Run {
+        clients,
+        secs,
+        sent: sum("sent"),
+        received: sum("received"),
+        failed: sum("failed"),
+        send_errors: sum("send_errors"),
+        p50: p50s[p50s.len() / 2],
+        p99: results
+            .iter()
+            .map(|r| u(&r["latency_us"], "p99"))
+            .max()
+            .unwrap_or(0),
+        max: results
+            .iter()
+            .map(|r| u(&r["latency_us"], "max"))
+            .max()
+            .unwrap_or(0),
+        hub_hwm_kb,
+    };
+    let unacked = sum("unacknowledged");
+    // Nothing lost: every message sent was received, or reported failed.
+    assert_eq!(
+        r.sent,
+        r.received + r.failed,
+        "{test}: sent {} != received {} + failed {} (unacknowledged {unacked}){}",
+        r.sent,
+        r.received,
+        r.failed,
+        bus.dump()
+    );
+    r
+}
+
+fn report(label: &str, r: &Run) -> Value {
+    let v = json!({
+        "run": label,
+        "clients": r.clients,
+        "seconds": (r.secs * 100.0).round() / 100.0,
+        "messages": r.sent,
+        "throughput_per_s": (r.sent as f64 / r.secs).round(),
+        "failed": r.failed,
+        "send_errors": r.send_errors,
+        "latency_us": {"p50_median_client": r.p50, "p99_worst_client": r.p99, "max": r.max},
+        "hub_vm_hwm_kb": r.hub_hwm_kb,
+    });
+    eprintln!("load: {v}");
+    v
+}
+
+#[test]
+#[ignore = "65 busy processes for about a minute: run scripts/load.sh"]
+fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
+    let clients = env_u64("LOAD_CLIENTS", 64);
+    let secs = env_u64("LOAD_SECS", 3);
+    let rate = env_u64("LOAD_RATE", 200);
+    let short = run("load-short", clients, secs * 1000, 0);
+    report("flood", &short);
+    let long = run("load-long", clients, secs * 3000, 0);
+    report("flood, 3x longer", &long);
+    let paced = run("load-paced", clients, secs * 1000, rate);
+    report(&format!("paced, {rate}/s per client"), &paced);
+
+    // Bounded by the queues: per link one write queue and one read buffer, plus a fixed
+    // allowance for the process itself (code, the hub's tables, allocator slack).
+    let bound_kb = (clients + 1) * (LINK_QUEUE + MAX_FRAME + 4) / 1024 + 32 * 1024;
+    assert!(
+        long.hub_hwm_kb <= bound_kb,
+        "the hub peaked at {} kB, above the bound of its queues ({bound_kb} kB)",
+        long.hub_hwm_kb
+    );
+    // ... and it does not grow with the length of the flood.
+    assert!(
+        long.hub_hwm_kb <= short.hub_hwm_kb + short.hub_hwm_kb / 4 + 4096,
+        "the hub's peak grew with the duration: {} kB after {secs} s, {} kB after {} s",
+        short.hub_hwm_kb,
+        long.hub_hwm_kb,
+        secs * 3
+    );
+}
