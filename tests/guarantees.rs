@@ -230,16 +230,11 @@ fn known_issue_failing_many_outstanding_messages_takes_linear_time() {
 }
 
 /// A receiver that dies with messages unacknowledged: each comes back to its sender as
-/// `target-gone`. True for senders in client processes (they see the id leave the registry);
-/// for a sender hosted in the hub's own process, only the messages the hub had not yet
-/// written to the dead link are reported. Those already written (in the socket, or read but
-/// not acknowledged) stay outstanding forever: never reported, never released, and the
-/// sender's buffer fills up over time. Fix (platform/src/node.rs, `HubIoImpl::send` for the
-/// local link): on `RegistryRemoved`, push the machine onto `deferred.removed` as the client
-/// side does, so `settle` fails what is outstanding to it.
+/// `target-gone`, for a sender hosted in the hub's own process as for one in a client process
+/// (found by this test: the hub's own senders used to hear only of the messages the hub had
+/// not yet written to the dead link).
 #[test]
-#[ignore = "known issue: a sender in the hub's process never hears of a dead receiver"]
-fn known_issue_a_sender_in_the_hubs_process_hears_of_a_dead_receiver() {
+fn a_sender_in_the_hubs_process_hears_of_a_dead_receiver() {
     let mut bus = Bus::new("hub-sender");
     // The source is the hub (`--hub`): its port lives in the hub's process.
     let src = bus.probe(

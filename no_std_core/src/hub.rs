@@ -658,8 +658,22 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 Err(_) => RegisterStatus::HubFull,
             }
         };
-        if status == RegisterStatus::Taken {
-            io.log(link, "refused to register a machine id a live peer owns");
+        // Every refusal is logged once, so that a client filling its quota is visible.
+        let refusal = match status {
+            RegisterStatus::Ok => None,
+            RegisterStatus::Taken => Some("refused to register a machine id a live peer owns"),
+            RegisterStatus::TooMany => {
+                Some("refused a registration: the link has as many machine ids as it may")
+            }
+            RegisterStatus::HubFull => {
+                Some("refused a registration: the hub's routing table is full")
+            }
+            RegisterStatus::BadId => {
+                Some("refused a registration: the id is empty, too long or has control characters")
+            }
+        };
+        if let Some(why) = refusal {
+            io.log(link, why);
         }
         if link == LOCAL_LINK {
             return if status == RegisterStatus::Ok {

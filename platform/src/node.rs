@@ -431,6 +431,9 @@ impl HubIo for HubIoImpl<'_> {
                 Frame::RegistryRemoved { machine } => {
                     self.local.registry.remove(machine);
                     self.local.watched(self.now, machine, false, self.deferred);
+                    // What this process's machines sent it and it never acknowledged will not
+                    // arrive: their senders are told, as a client's are.
+                    self.deferred.removed.push(machine.to_string());
                 }
                 Frame::DeliveryFailed(f) => self.deferred.failures.push((
                     f.from.to_string(),
