@@ -1104,58 +1104,41 @@ impl Node {
         if !self.local.ports.contains_key(port) {
             return Err(PlatformError::BadMachineId { id: port.into() });
         }
-        let mut deferred = Deferred::default();
         let seq = self.next_port_seq(port);
-        let r = self.route(
-            self.now(),
-            Deliver {
-                from: port,
-                to,
-                event,
-                payload,
-                seq,
-            },
-            &mut deferred,
-        );
-        self.settle(deferred);
-        match r {
-            Routed::Sent => Ok(()),
-            Routed::Full => {
-                // Backpressure: drive the loop until there is room.
-                let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
-                loop {
-                    self.run_once(Some(StdDuration::from_millis(5)))?;
-                    let mut deferred = Deferred::default();
-                    let r = self.route(
-                        self.now(),
-                        Deliver {
-                            from: port,
-                            to,
-                            event,
-                            payload,
-                            seq,
-                        },
-                        &mut deferred,
-                    );
-                    self.settle(deferred);
-                    if r == Routed::Sent {
-                        return Ok(());
-                    }
-                    if std::time::Instant::now() > deadline {
-                        return Err(PlatformError::io(
-                            "sending",
-                            None,
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "the bus stayed full for 5 s",
-                            ),
-                        ));
-                    }
-                }
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+        loop {
+            let mut deferred = Deferred::default();
+            let routed = self.route(
+                self.now(),
+                Deliver {
+                    from: port,
+                    to,
+                    event,
+                    payload,
+                    seq,
+                },
+                &mut deferred,
+            );
+            self.settle(deferred);
+            if routed == Routed::Sent {
+                return Ok(());
             }
+            if std::time::Instant::now() > deadline {
+                return Err(PlatformError::io(
+                    "sending",
+                    None,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the bus stayed full for 5 s",
+                    ),
+                ));
+            }
+            // Backpressure: drive the loop until there is room.
+            self.run_once(Some(StdDuration::from_millis(5)))?;
         }
     }
 
+    /// The next sequence number of a port's sends.
     fn next_port_seq(&mut self, port: &str) -> u64 {
         let seq = match self.local.port_seq.get_mut(port) {
             Some(s) => s,
