@@ -411,6 +411,24 @@ impl Local {
     }
 }
 
+impl<'a> HubIoImpl<'a> {
+    /// The hub's view of this node for a call into it (no refused connection to answer).
+    fn new(
+        links: &'a mut Vec<Option<LinkConn>>,
+        local: &'a mut Local,
+        now: Instant,
+        deferred: &'a mut Deferred,
+    ) -> Self {
+        HubIoImpl {
+            links,
+            local,
+            now,
+            deferred,
+            refused: None,
+        }
+    }
+}
+
 impl HubIo for HubIoImpl<'_> {
     fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
         if link == LinkId::MAX {
@@ -603,13 +621,7 @@ fn install(
         Err(e) => {
             log(&format!("hub: cannot set up link {link}: {e}"));
             let mut deferred = Deferred::default();
-            let mut io = HubIoImpl {
-                links: &mut h.links,
-                local,
-                now,
-                deferred: &mut deferred,
-                refused: None,
-            };
+            let mut io = HubIoImpl::new(&mut h.links, local, now, &mut deferred);
             h.hub.link_closed(link, &mut io);
         }
     }
@@ -978,13 +990,7 @@ impl Node {
         match &mut self.side {
             Side::Hub(h) => {
                 let mut deferred = Deferred::default();
-                let mut io = HubIoImpl {
-                    links: &mut h.links,
-                    local: &mut self.local,
-                    now,
-                    deferred: &mut deferred,
-                    refused: None,
-                };
+                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
                 let status = h.hub.register_local(now, id, &mut io);
                 self.settle(deferred);
                 match status {
@@ -1561,13 +1567,7 @@ impl Node {
                             break;
                         }
                     };
-                    let mut io = HubIoImpl {
-                        links: &mut h.links,
-                        local: &mut self.local,
-                        now,
-                        deferred: &mut deferred,
-                        refused: None,
-                    };
+                    let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
                     match h
                         .hub
                         .handle_frame(now, l as LinkId, &self.scratch[..body_len], &mut io)
@@ -1659,13 +1659,7 @@ impl Node {
                 lc.conn.flush();
                 let _ = lc.conn.stream.deregister(self.poll.registry());
                 let unwritten = lc.conn.unwritten_frames();
-                let mut io = HubIoImpl {
-                    links: &mut h.links,
-                    local: &mut self.local,
-                    now,
-                    deferred: &mut deferred,
-                    refused: None,
-                };
+                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
                 h.hub.link_closed(link, &mut io);
                 // Messages queued for the dead link go back to their senders as failures.
                 for body in unwritten {
@@ -2027,13 +2021,7 @@ impl Node {
                     .encode(scratch) else {
                         return true;
                     };
-                    let mut io = HubIoImpl {
-                        links: &mut h.links,
-                        local,
-                        now,
-                        deferred: &mut deferred,
-                        refused: None,
-                    };
+                    let mut io = HubIoImpl::new(&mut h.links, local, now, &mut deferred);
                     // A full link delays the ack; the sender keeps the message until it comes.
                     !matches!(
                         h.hub
@@ -2074,13 +2062,7 @@ impl Node {
             Side::Hub(h) => {
                 if h.hub.poll_timeout().is_some_and(|t| t <= now) {
                     let mut deferred = Deferred::default();
-                    let mut io = HubIoImpl {
-                        links: &mut h.links,
-                        local: &mut self.local,
-                        now,
-                        deferred: &mut deferred,
-                        refused: None,
-                    };
+                    let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
                     h.hub.handle_timeout(now, &mut io);
                     self.settle(deferred);
                 }
@@ -2221,13 +2203,7 @@ impl Node {
         }
         match &mut self.side {
             Side::Hub(h) => {
-                let mut io = HubIoImpl {
-                    links: &mut h.links,
-                    local: &mut self.local,
-                    now,
-                    deferred,
-                    refused: None,
-                };
+                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, deferred);
                 if let Handled::Stalled(_) = h.hub.deliver_local(now, d, body, &mut io) {
                     return Routed::Full;
                 }
