@@ -23,7 +23,8 @@
 //!     when it has N distinct messages (after L more ms), on timeout (default 30 s), or on
 //!     SIGTERM/SIGINT. It then sends a TALLY event (the tally as payload) to every sender.
 //!     Exit code 0 when the expectation was met (or none was given), 1 otherwise.
-//!     --hold: never read the port (its node still acknowledges what arrives).
+//!     --hold: never read the port (its node acknowledges nothing: an unread message is not
+//!     acknowledged).
 //!
 //! bus_probe source ID TARGET N [--rate PER_S] [--timeout-ms T] [--linger-ms L]
 //!                              [--progress-every K] [--payload-bytes B] [--hub]
@@ -298,8 +299,8 @@ fn sink(args: &Args) -> Result<ExitCode, String> {
         }
         node.run_once(Some(Duration::from_millis(20)))
             .map_err(|e| e.to_string())?;
-        // --hold: the messages stay in the port's queue, unread (an application that is
-        // slow to take what its node has already acknowledged).
+        // --hold: the messages stay in the port's queue, unread and unacknowledged (an
+        // application that never takes what arrives).
         while let Some(m) = (!hold).then(|| node.recv_port()).flatten() {
             tally.record(&m);
         }

@@ -1,14 +1,12 @@
 //! The delivery guarantees of `docs/guarantees.md`, one test per promise that the other
 //! process tests (`tests/bus.rs`, `tests/hostile.rs`, `tests/soak.rs`) do not already check.
-//! Tests named `known_issue_*` are ignored: each shows where the implementation falls short
-//! of what the document says it should do, and passes once that is fixed.
+//! A test named `known_issue_*` would be ignored: it shows where the implementation falls
+//! short of the document (none at present).
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use interstate::core::wire::{Deliver, Frame};
-use interstate_platform::outstanding::Outstanding;
 use serde_json::json;
 use support::*;
 
@@ -140,15 +138,11 @@ fn a_delayed_send_outlives_a_hub_restart() {
     );
 }
 
-/// An acknowledgement must mean the receiving application has the message. For a machine it
-/// does (the step runs before the ack leaves); for a port, the node acknowledges a message as
-/// soon as it is in the port's queue, before the application has read it (`recv_port`). A
-/// port process killed with unread messages loses them, and their senders, having the
-/// acknowledgements, are never told. Fix (platform/src/node.rs, outstanding.rs `Received`):
-/// for ports, acknowledge only up to the last message `recv_port` handed out.
+/// An acknowledgement means the receiving application has the message: for a machine, once
+/// its step ran; for a port, once `recv_port` returned it. A port process that never reads
+/// and is killed: every message it was sent comes back to its sender as `target-gone`.
 #[test]
-#[ignore = "known issue: ports acknowledge messages their application has not read"]
-fn known_issue_a_port_acknowledges_only_what_it_has_handed_over() {
+fn a_port_acknowledges_only_what_it_has_handed_over() {
     let mut bus = Bus::new("port-ack");
     bus.start_hub();
     // A sink whose application never reads its port.
@@ -163,70 +157,27 @@ fn known_issue_a_port_acknowledges_only_what_it_has_handed_over() {
             "--timeout-ms",
             "20000",
             "--linger-ms",
-            "1000",
+            "4000",
         ],
     );
-    // Once the source has nothing unacknowledged left, kill the holder.
-    bus.wait_json(
-        src,
-        "the source's final line",
-        Duration::from_secs(30),
-        |v| v.get("sent").is_some() && v.get("reason").is_some(),
-    );
+    bus.wait_json(src, "the source's sending_done", STEP_LIMIT, |v| {
+        v.get("sending_done").is_some()
+    });
+    // Long enough for acknowledgements (2 ms) had the holder's node sent any.
+    std::thread::sleep(Duration::from_millis(500));
+    let waiting = bus.wait_json(src, "a waiting line", STEP_LIMIT, |v| {
+        v.get("waiting").is_some()
+    });
+    assert_eq!(u(&waiting, "unacknowledged"), 100, "{waiting}");
     bus.kill(holder);
+    bus.wait_exit(src, Duration::from_secs(30));
     let fin = last_json(&bus.out(src), "sent").unwrap();
     assert_eq!(
-        u(&fin, "failed"),
-        100,
+        (u(&fin, "failed"), u(&fin, "unacknowledged")),
+        (100, 0),
         "the holder read none of the 100 messages and died; its sender must hear of each: {fin}"
     );
-}
-
-fn deliver_body(from: &str, to: &str, seq: u64) -> Vec<u8> {
-    let f = Frame::Deliver(Deliver {
-        from,
-        to,
-        event: "E",
-        payload: b"{\"n\":1}",
-        seq,
-    });
-    let mut buf = vec![0u8; f.encoded_len()];
-    let n = f.encode(&mut buf).expect("encodes");
-    buf[4..n].to_vec()
-}
-
-/// Failing `n` outstanding messages one by one (as `Node::settle` does for the hub's
-/// `DeliveryFailed` reports, one per message) costs O(n) each, every entry decoded: O(n^2)
-/// in all. With 20 000 messages outstanding to a target that fails (a full reconnect buffer
-/// of small messages), a node spends seconds to minutes in it, deaf to the bus (seen in
-/// `known_issue_a_stalled_sender_keeps_its_id_and_learns_every_failure`). Fix
-/// (platform/src/outstanding.rs): match entries on the header's (from, to, seq) without
-/// decoding, and let `settle` fail a batch of reports in one pass.
-#[test]
-#[ignore = "known issue: failing outstanding messages one by one is quadratic"]
-fn known_issue_failing_many_outstanding_messages_takes_linear_time() {
-    let time = |n: u64| -> Duration {
-        let mut o = Outstanding::new(64 << 20);
-        for seq in 1..=n {
-            o.push(&deliver_body("sender", "target", seq), true)
-                .expect("room");
-        }
-        let start = Instant::now();
-        for seq in 1..=n {
-            let failed = o.fail_where(&|f, t, s| f == "sender" && t == "target" && s == seq);
-            assert_eq!(failed.len(), 1);
-        }
-        assert!(o.is_empty());
-        start.elapsed()
-    };
-    let small = time(400);
-    let large = time(4000);
-    // Linear: about 10 times longer; quadratic: about 100 times.
-    assert!(
-        large < small * 30,
-        "10x the messages took {:.1}x the time ({small:?} -> {large:?})",
-        large.as_secs_f64() / small.as_secs_f64()
-    );
+    assert_eq!(fin["reasons"], json!({"target-gone": 100}), "{fin}");
 }
 
 /// A receiver that dies with messages unacknowledged: each comes back to its sender as
@@ -278,6 +229,106 @@ fn a_sender_in_the_hubs_process_hears_of_a_dead_receiver() {
         u(&fin, "unacknowledged"),
         0,
         "messages to a receiver that died stay unresolved: {fin}{}",
+        bus.dump()
+    );
+}
+
+/// A node that comes back after a hub restart and finds one of its ids held by another
+/// process (here a squatter that registered it first) does not give up on it: it asks again
+/// until the id is free, and meanwhile holds that id's messages instead of letting them fail
+/// as `not-owner`. Once it has the id back, everything arrives, once.
+#[test]
+fn a_node_whose_id_is_held_after_a_reconnect_asks_again_and_loses_nothing() {
+    use rustix::process::Signal;
+    const N: u64 = 300;
+    let mut bus = Bus::new("id-held");
+    let hub = bus.start_probe_hub(&[]);
+    let sink = bus.start_ready(
+        "sink",
+        &[
+            "sink",
+            "k",
+            "--expect",
+            &N.to_string(),
+            "--linger-ms",
+            "300",
+            "--timeout-ms",
+            "40000",
+        ],
+    );
+    let src = bus.probe(
+        "source",
+        &[
+            "source",
+            "s",
+            "k",
+            &N.to_string(),
+            "--rate",
+            "100",
+            "--progress-every",
+            "25",
+            "--timeout-ms",
+            "40000",
+        ],
+    );
+    bus.wait_json(src, "the source's progress", STEP_LIMIT, |v| {
+        v["progress"].as_u64().is_some_and(|p| p >= 50)
+    });
+    // Stop the source (what it sent so far gets acknowledged), replace the hub, let a
+    // squatter take the source's id on the new hub, then let the source go on.
+    bus.signal(src, Signal::STOP);
+    std::thread::sleep(Duration::from_millis(300));
+    bus.kill(hub);
+    let hub = bus.start_probe_hub(&[]);
+    let squatter = bus.probe(
+        "squatter",
+        &["raw-script", "hello", "register:s", "hold:1500", "goodbye"],
+    );
+    bus.wait_line(
+        squatter,
+        false,
+        "the squatter's registration",
+        STEP_LIMIT,
+        |l| l.contains("register-result"),
+    );
+    bus.signal(src, Signal::CONT);
+    bus.wait_exit(src, Duration::from_secs(40));
+    bus.wait_exit(sink, Duration::from_secs(40));
+    let fin = last_json(&bus.out(src), "sent").expect("the source's final line");
+    let t = last_json(&bus.out(sink), "distinct").expect("the tally");
+    assert_eq!(
+        (
+            u(&fin, "sent"),
+            u(&fin, "failed"),
+            u(&fin, "unacknowledged")
+        ),
+        (N, 0, 0),
+        "{fin}{}",
+        bus.dump()
+    );
+    assert_eq!(
+        (
+            u(&t, "distinct"),
+            u(&t, "duplicates"),
+            u(&t, "out_of_order")
+        ),
+        (N, 0, 0),
+        "{t}"
+    );
+    let err = bus.err(src).join("\n");
+    assert_eq!(
+        (
+            err.matches("asking again until it is free").count(),
+            err.matches("registered 's' again").count()
+        ),
+        (1, 1),
+        "the source's log: {err}"
+    );
+    assert!(
+        !bus.hub_lines(hub)
+            .iter()
+            .any(|l| l.contains("does not own")),
+        "{}",
         bus.dump()
     );
 }

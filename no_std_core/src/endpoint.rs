@@ -175,6 +175,16 @@ impl Endpoint {
         );
     }
 
+    /// The hub is taken to be alive though it sent nothing: the platform's writes to it are
+    /// blocked because the hub stopped reading this link while a receiver is slow
+    /// (backpressure), which the hub ends within its idle timeout. Postpones the keepalive.
+    pub fn hub_busy(&mut self, now: Instant) {
+        if matches!(self.state, LinkState::Ready { .. }) {
+            self.last_rx = now;
+            self.ping_sent = None;
+        }
+    }
+
     /// A frame from the hub. Frames other than the ones the endpoint handles return
     /// `Todo::Nothing`; the platform handles them (deliveries, registry, failures).
     pub fn handle_frame(&mut self, now: Instant, frame: &Frame<'_>) -> Todo {

@@ -390,6 +390,16 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             .min()
     }
 
+    /// `link` is not silent, though the platform is not reading it: it is stalled behind a
+    /// full receiver (backpressure). Keeps the idle timeout from blaming it for the receiver.
+    pub fn link_stalled(&mut self, link: LinkId, now: Instant) {
+        if let Some(l) = self.links.get_mut(link as usize) {
+            if l.state == LinkState::Ready {
+                l.last_rx = now;
+            }
+        }
+    }
+
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
         for i in 1..L {

@@ -27,7 +27,7 @@ use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
 use interstate_core::machine::Status;
 use interstate_core::wire::{
-    Deliver, FailReason, Frame, RegisterStatus, DEFAULT_MAX_FRAME, LEN_PREFIX,
+    Deliver, FailReason, Frame, RegisterStatus, RegistryEntry, DEFAULT_MAX_FRAME, LEN_PREFIX,
 };
 use interstate_core::{Behavior, Chart, Duration, Event, Instant, Machine, Target, TransportKind};
 use mio::net::{UnixListener, UnixStream};
@@ -60,6 +60,11 @@ const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
 const ACK_DELAY: Duration = Duration::from_millis(2);
 /// ... or until this many deliveries are owed one.
 const ACK_BATCH: usize = 256;
+/// A sender gone from the registry this long is forgotten by the duplicate filter: far longer
+/// than a reconnect takes (after which it sends again what was not acknowledged, and its
+/// duplicates must still be recognised), short enough that short-lived senders (each
+/// `interstate send`) do not accumulate.
+const FORGET_DEPARTED_MS: u64 = 60_000;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
@@ -209,6 +214,8 @@ pub struct PortMessage {
     pub event: String,
     /// The payload.
     pub payload: Vec<u8>,
+    /// The sender's sequence number for it (0 for a message from this process).
+    pub seq: u64,
 }
 
 struct Hosted {
@@ -227,6 +234,11 @@ struct LinkConn {
     readable: bool,
     /// Reading is paused until this link drains (backpressure).
     waiting_on: Option<LinkId>,
+    /// The peer hung up (seen in the readiness event, before its bytes are read).
+    hung_up: bool,
+    /// Since when output has waited for this link with none of it written: a receiver that
+    /// reads nothing for the idle timeout is closed (it would stall its senders for ever).
+    unread_since: Option<Instant>,
 }
 
 struct HubSide {
@@ -252,6 +264,18 @@ struct ClientSide {
 
     /// Ids registered (or to register) on the hub, and the answers received.
     pending_register: HashMap<String, Option<RegisterStatus>>,
+    /// Every id in `pending_register` is registered: messages need no per-sender check.
+    all_registered: bool,
+    /// Ids the hub accepted from this node at least once. Refused again after a reconnect
+    /// (the hub still holds them for this node's previous, broken connection), they are
+    /// asked for again, after `retry_register` (time, backoff in ms).
+    owned: std::collections::HashSet<String>,
+    retry_register: Option<(Instant, u64)>,
+    /// Owned ids the hub currently refuses (logged once when refused, once when back).
+    held_elsewhere: std::collections::HashSet<String>,
+    /// Since when output to the hub has waited with none of it written (the hub is not
+    /// reading this link: backpressure, or a hung hub).
+    blocked_since: Option<Instant>,
     monitor: bool,
     snapshot_done: bool,
 }
@@ -297,6 +321,8 @@ pub struct Node {
     ack_due: Option<Instant>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
+    /// When the duplicate filter next forgets departed senders.
+    next_sweep: Instant,
 }
 
 /// Everything of the node that receives: its machines, ports, registry copy, counters, and
@@ -326,6 +352,25 @@ struct Watch {
 pub const MACHINE_DOWN_EVENT: &str = "xstate.machine.down";
 /// Sent to a watcher when a watched machine (re)joins the bus. Payload: `{"machine":"<id>"}`.
 pub const MACHINE_UP_EVENT: &str = "xstate.machine.up";
+
+impl ClientSide {
+    fn refresh_registered(&mut self) {
+        self.all_registered = self
+            .pending_register
+            .values()
+            .all(|s| *s == Some(RegisterStatus::Ok));
+    }
+}
+
+/// Whether the hub has accepted `id` from this node on the current connection (so that
+/// messages from it will not be refused as `not-owner`).
+fn may_send_as(
+    all_registered: bool,
+    pending: &HashMap<String, Option<RegisterStatus>>,
+    id: &str,
+) -> bool {
+    all_registered || matches!(pending.get(id), Some(Some(RegisterStatus::Ok)) | None)
+}
 
 impl Local {
     /// A registry change for `machine`: tells its watchers on a real change (up after down,
@@ -404,10 +449,59 @@ impl Local {
                 from: from.to_string(),
                 event: event.to_string(),
                 payload: payload.to_vec(),
+                seq: 0,
             });
             return true;
         }
         false
+    }
+
+    /// A message from another process: delivered once (a duplicate, sent again after a lost
+    /// connection, is dropped and acknowledged again), and acknowledged once the application
+    /// has it: a machine once its step ran, a port once `recv_port` returned it.
+    fn receive(&mut self, now: Instant, d: &Deliver<'_>, deferred: &mut Deferred) {
+        if self.by_id.contains_key(d.to) {
+            if self.received.accept(d.to, d.from, d.seq, true) {
+                self.stats.received += 1;
+                self.deliver(now, d.from, d.to, d.event, d.payload, deferred);
+            }
+        } else if let Some(q) = self.ports.get_mut(d.to) {
+            if self.received.accept(d.to, d.from, d.seq, false) {
+                self.stats.received += 1;
+                q.push_back(PortMessage {
+                    port: d.to.to_string(),
+                    from: d.from.to_string(),
+                    event: d.event.to_string(),
+                    payload: d.payload.to_vec(),
+                    seq: d.seq,
+                });
+            }
+        } else {
+            // Not acknowledged: the hub routes only ids this node registered, so this is a
+            // bug, and its sender must not take the message for delivered.
+            deferred.logs.push(format!(
+                "a message from '{}' for '{}', which this process does not host, was dropped",
+                d.from, d.to
+            ));
+        }
+    }
+
+    /// A registry entry arrived (a machine joined, or the snapshot after a reconnect).
+    fn registry_entry(&mut self, now: Instant, e: &RegistryEntry<'_>, deferred: &mut Deferred) {
+        self.received
+            .sender_registered(e.machine, e.pid, now.as_millis());
+        self.registry.insert(MachineInfo::from_entry(e));
+        self.watched(now, e.machine, true, deferred);
+    }
+
+    /// A machine left the registry.
+    fn registry_removed(&mut self, now: Instant, machine: &str, deferred: &mut Deferred) {
+        self.registry.remove(machine);
+        self.received.sender_departed(machine, now.as_millis());
+        // What this process's machines sent it and never had acknowledged will not arrive:
+        // their senders are told.
+        deferred.removed.push(machine.to_string());
+        self.watched(now, machine, false, deferred);
     }
 }
 
@@ -442,16 +536,10 @@ impl HubIo for HubIoImpl<'_> {
         }
         if link == LOCAL_LINK {
             match *frame {
-                Frame::RegistryEntry(e) => {
-                    self.local.registry.insert(MachineInfo::from_entry(&e));
-                    self.local.watched(self.now, e.machine, true, self.deferred);
-                }
+                Frame::RegistryEntry(e) => self.local.registry_entry(self.now, &e, self.deferred),
                 Frame::RegistryRemoved { machine } => {
-                    self.local.registry.remove(machine);
-                    self.local.watched(self.now, machine, false, self.deferred);
-                    // What this process's machines sent it and it never acknowledged will not
-                    // arrive: their senders are told, as a client's are.
-                    self.deferred.removed.push(machine.to_string());
+                    self.local
+                        .registry_removed(self.now, machine, self.deferred)
                 }
                 Frame::DeliveryFailed(f) => self.deferred.failures.push((
                     f.from.to_string(),
@@ -473,12 +561,7 @@ impl HubIo for HubIoImpl<'_> {
     fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
         if link == LOCAL_LINK {
             match Frame::decode(body) {
-                // A message sent again after a hub restart is delivered only once.
-                Ok(Frame::Deliver(d)) if self.local.received.accept(d.to, d.from, d.seq) => {
-                    self.local.stats.received += 1;
-                    self.local
-                        .deliver(self.now, d.from, d.to, d.event, d.payload, self.deferred);
-                }
+                Ok(Frame::Deliver(d)) => self.local.receive(self.now, &d, self.deferred),
                 Ok(Frame::Ack { from, to, seq }) => self.local.outstanding.ack(to, from, seq),
                 _ => {}
             }
@@ -616,6 +699,8 @@ fn install(
                 conn: Conn::new(stream, config.max_frame, config.link_queue),
                 readable: true,
                 waiting_on: None,
+                hung_up: false,
+                unread_since: None,
             });
         }
         Err(e) => {
@@ -727,6 +812,7 @@ impl Node {
             grace_until: None,
             ack_due: None,
             last_poll: std::time::Instant::now(),
+            next_sweep: Instant::from_millis(0),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
@@ -890,6 +976,11 @@ impl Node {
             path: path.into(),
 
             pending_register: HashMap::default(),
+            all_registered: true,
+            owned: Default::default(),
+            retry_register: None,
+            held_elsewhere: Default::default(),
+            blocked_since: None,
             monitor: false,
             snapshot_done: false,
         }
@@ -1001,6 +1092,7 @@ impl Node {
             }
             Side::Client(c) => {
                 c.pending_register.insert(id.to_string(), None);
+                c.all_registered = false;
                 if !c.endpoint.is_ready() {
                     return Ok(());
                 }
@@ -1009,23 +1101,28 @@ impl Node {
                 }
                 let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
                 loop {
-                    if let Side::Client(c) = &self.side {
-                        match c.pending_register.get(id) {
-                            Some(Some(RegisterStatus::Ok)) => return Ok(()),
-                            Some(Some(RegisterStatus::Taken)) => {
-                                return Err(PlatformError::MachineIdTaken { id: id.into() })
-                            }
-                            Some(Some(_)) => {
-                                return Err(PlatformError::BadMachineId { id: id.into() })
-                            }
-                            _ => {}
+                    let Side::Client(c) = &mut self.side else {
+                        return Ok(());
+                    };
+                    let refused = match c.pending_register.get(id) {
+                        Some(Some(RegisterStatus::Ok)) => return Ok(()),
+                        Some(Some(RegisterStatus::Taken)) => {
+                            PlatformError::MachineIdTaken { id: id.into() }
                         }
-                        if !c.endpoint.is_ready() || std::time::Instant::now() > deadline {
-                            // Registered when the link comes (back).
-                            return Ok(());
+                        Some(Some(_)) => PlatformError::BadMachineId { id: id.into() },
+                        _ => {
+                            if !c.endpoint.is_ready() || std::time::Instant::now() > deadline {
+                                // Registered when the link comes (back).
+                                return Ok(());
+                            }
+                            self.run_once(Some(StdDuration::from_millis(10)))?;
+                            continue;
                         }
-                    }
-                    self.run_once(Some(StdDuration::from_millis(10)))?;
+                    };
+                    // Not this node's id after all: forget it.
+                    c.pending_register.remove(id);
+                    c.refresh_registered();
+                    return Err(refused);
                 }
             }
         }
@@ -1094,8 +1191,15 @@ impl Node {
     }
 
     /// The next message for any port.
+    ///
+    /// A message from another process is acknowledged to its sender only once this returned
+    /// it: one still queued when the process dies is reported to its sender as failed.
     pub fn recv_port(&mut self) -> Option<PortMessage> {
-        self.local.ports.values_mut().find_map(|q| q.pop_front())
+        let m = self.local.ports.values_mut().find_map(|q| q.pop_front())?;
+        if m.seq != 0 {
+            self.local.received.handed(&m.port, &m.from, m.seq);
+        }
+        Some(m)
     }
 
     /// Sends from a port. Delivery failures come back to the port as
@@ -1249,11 +1353,14 @@ impl Node {
             .iter()
             .filter_map(|h| h.machine.poll_timeout())
             .min();
-        let s = match &self.side {
-            Side::Hub(h) => h.hub.poll_timeout(),
-            Side::Client(c) => c.endpoint.poll_timeout(),
+        let (s, r) = match &self.side {
+            Side::Hub(h) => (h.hub.poll_timeout(), None),
+            Side::Client(c) => (
+                c.endpoint.poll_timeout(),
+                c.retry_register.map(|(at, _)| at),
+            ),
         };
-        [m, s, self.ack_due].into_iter().flatten().min()
+        [m, s, r, self.ack_due].into_iter().flatten().min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.
@@ -1314,6 +1421,7 @@ impl Node {
                         link.readable = true;
                         if ev.is_read_closed() || ev.is_error() {
                             link.conn.more = true;
+                            link.hung_up = true;
                         }
                     }
                 }
@@ -1502,10 +1610,12 @@ impl Node {
             Side::Hub(h) => h.high,
             Side::Client(_) => 0,
         };
-        for l in 0..n {
+        'links: for l in 0..n {
             let mut deferred = Deferred::default();
-            {
-                let Side::Hub(h) = &mut self.side else { break };
+            'read: {
+                let Side::Hub(h) = &mut self.side else {
+                    break 'links;
+                };
                 // Resume links whose target drained.
                 if let Some(Some(lc)) = h.links.get(l) {
                     if let Some(t) = lc.waiting_on {
@@ -1517,13 +1627,23 @@ impl Node {
                             if let Some(Some(lc)) = h.links.get_mut(l) {
                                 lc.waiting_on = None;
                             }
+                        } else if lc.hung_up {
+                            // A stalled sender that hung up (it reconnects when its keepalive
+                            // goes unanswered) is closed now, not once its unread frames get
+                            // through: its ids are freed for the new connection, which sends
+                            // again whatever was not acknowledged.
+                            deferred
+                                .close
+                                .push((l as LinkId, "peer closed the connection".into()));
+                            break 'read;
                         } else {
-                            continue;
+                            h.hub.link_stalled(l as LinkId, now);
+                            continue 'links;
                         }
                     }
                 }
                 let Some(Some(lc)) = h.links.get_mut(l) else {
-                    continue;
+                    continue 'links;
                 };
                 if lc.readable {
                     lc.conn.fill();
@@ -1531,6 +1651,7 @@ impl Node {
                 }
                 // Frames: copy each into scratch so the hub can queue on any link (this one too).
                 let mut budget = 4096;
+                let mut closing = false;
                 loop {
                     budget -= 1;
                     if budget == 0 {
@@ -1564,6 +1685,7 @@ impl Node {
                                 .logs
                                 .push(format!("hub: link {l}: {e}; closing it"));
                             deferred.close.push((l as LinkId, e.to_string()));
+                            closing = true;
                             break;
                         }
                     };
@@ -1583,12 +1705,16 @@ impl Node {
                             }
                             break;
                         }
-                        Handled::Closed => break,
+                        Handled::Closed => {
+                            closing = true;
+                            break;
+                        }
                     }
                 }
                 // The peer is gone: once its whole frames are handled, so is the link. Half a
-                // frame left over is worth a log line.
-                if let Some(Some(lc)) = h.links.get(l) {
+                // frame left over is worth a log line (unless the link is already closing for
+                // a reason of its own, logged once).
+                if let Some(Some(lc)) = h.links.get(l).filter(|_| !closing) {
                     if lc.conn.dead
                         && lc.waiting_on.is_none()
                         && !matches!(lc.conn.peek_frame(), Ok(Some(_)))
@@ -1625,11 +1751,8 @@ impl Node {
             // The hub's failure reports: each settles one outstanding message, once.
             let failures: Vec<_> = deferred.failures.drain(..).collect();
             for (from, to, event, seq, reason) in failures {
-                let settled = self
-                    .local
-                    .outstanding
-                    .fail_where(&|f, t, s| f == from && t == to && s == seq);
-                if !settled.is_empty()
+                let settled = self.local.outstanding.fail_one(&from, &to, seq);
+                if settled.is_some()
                     || !self.local.by_id.contains_key(&from)
                         && !self.local.ports.contains_key(&from)
                 {
@@ -1744,6 +1867,7 @@ impl Node {
         let Side::Client(c) = &mut self.side else {
             return;
         };
+        c.blocked_since = None;
         if let Some(mut conn) = c.conn.take() {
             let _ = conn.stream.deregister(self.poll.registry());
             (self.log)(&format!("lost the hub ({why}); reconnecting"));
@@ -1833,12 +1957,7 @@ impl Node {
                     Todo::Connect | Todo::Nothing => {}
                 }
                 match frame {
-                    // A message sent again after a hub restart is delivered only once.
-                    Frame::Deliver(d) if self.local.received.accept(d.to, d.from, d.seq) => {
-                        self.local.stats.received += 1;
-                        self.local
-                            .deliver(now, d.from, d.to, d.event, d.payload, &mut deferred);
-                    }
+                    Frame::Deliver(d) => self.local.receive(now, &d, &mut deferred),
                     Frame::Ack { from, to, seq } => self.local.outstanding.ack(to, from, seq),
                     Frame::DeliveryFailed(f) => deferred.failures.push((
                         f.from.to_string(),
@@ -1848,23 +1967,42 @@ impl Node {
                         f.reason,
                     )),
                     Frame::RegisterResult { machine, status } => {
-                        if status != RegisterStatus::Ok {
-                            deferred.logs.push(format!(
+                        let again = c.owned.contains(machine);
+                        match status {
+                            RegisterStatus::Ok => {
+                                if c.held_elsewhere.remove(machine) {
+                                    deferred.logs.push(format!("registered '{machine}' again"));
+                                }
+                                if !again {
+                                    c.owned.insert(machine.to_string());
+                                }
+                            }
+                            // The hub still holds the id for this node's previous connection
+                            // (it has not noticed that it broke): ask again shortly. Messages
+                            // from the id wait meanwhile, rather than fail as `not-owner`.
+                            RegisterStatus::Taken if again => {
+                                if c.held_elsewhere.insert(machine.to_string()) {
+                                    deferred.logs.push(format!(
+                                        "the hub still holds '{machine}' for another \
+                                         connection; asking again until it is free"
+                                    ));
+                                }
+                                if c.retry_register.is_none() {
+                                    c.retry_register = Some((now + Duration::from_millis(50), 50));
+                                }
+                            }
+                            _ => deferred.logs.push(format!(
                                 "the hub refused to register '{machine}': {status:?}"
-                            ));
+                            )),
                         }
                         c.pending_register.insert(machine.to_string(), Some(status));
+                        c.refresh_registered();
                     }
-                    Frame::RegistryEntry(e) => {
-                        self.local.registry.insert(MachineInfo::from_entry(&e));
-                        self.local.watched(now, e.machine, true, &mut deferred);
-                    }
+                    Frame::RegistryEntry(e) => self.local.registry_entry(now, &e, &mut deferred),
                     Frame::RegistryRemoved { machine }
                         if !self.local.by_id.contains_key(machine) =>
                     {
-                        self.local.registry.remove(machine);
-                        deferred.removed.push(machine.to_string());
-                        self.local.watched(now, machine, false, &mut deferred);
+                        self.local.registry_removed(now, machine, &mut deferred)
                     }
                     Frame::SnapshotEnd => {
                         c.snapshot_done = true;
@@ -1880,6 +2018,10 @@ impl Node {
                         for m in gone {
                             self.local.watched(now, &m, false, &mut deferred);
                         }
+                        let registry = &self.local.registry;
+                        self.local
+                            .received
+                            .departed_unless(&|m| registry.contains(m), now.as_millis());
                     }
                     Frame::Monitored { frame, .. } => {
                         if self.monitor_frames.len() < 65536 {
@@ -1943,6 +2085,8 @@ impl Node {
             c.pending_register.insert(id.clone(), None);
             let _ = conn.queue(&Frame::Register { machine: id });
         }
+        c.all_registered = ids.is_empty();
+        c.retry_register = None;
         let _ = conn.queue(&Frame::Subscribe {
             registry: true,
             monitor: c.monitor,
@@ -1959,12 +2103,23 @@ impl Node {
         if !c.endpoint.is_ready() || !self.local.outstanding.has_unsent() {
             return;
         }
-        let Some(conn) = c.conn.as_mut() else { return };
+        let ClientSide {
+            conn,
+            pending_register,
+            all_registered,
+            snapshot_done,
+            ..
+        } = &mut **c;
+        let Some(conn) = conn.as_mut() else { return };
         let now = Instant::from_millis(self.origin.elapsed().as_millis() as u64);
         let in_grace = self.grace_until.is_some_and(|g| now < g);
         let registry = &self.local.registry;
-        let synced = c.snapshot_done;
-        let sendable = |to: &str| !in_grace || (synced && registry.contains(to));
+        let synced = *snapshot_done;
+        let all = *all_registered;
+        let sendable = |from: &str, to: &str| {
+            (!in_grace || (synced && registry.contains(to)))
+                && may_send_as(all, pending_register, from)
+        };
         self.local
             .outstanding
             .transmit(&sendable, &mut |body| conn.queue_body(body).is_ok());
@@ -2037,6 +2192,15 @@ impl Node {
 
     fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.now();
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_millis(1000);
+            // Only with a current registry: a sender missing from a stale one may be alive.
+            if self.registry_synced() {
+                self.local
+                    .received
+                    .forget_departed(now.as_millis(), FORGET_DEPARTED_MS);
+            }
+        }
         for i in 0..self.local.machines.len() {
             let mut guard = 0;
             while self.local.machines[i]
@@ -2068,6 +2232,33 @@ impl Node {
                 }
             }
             Side::Client(c) => {
+                if let Some((at, backoff)) = c.retry_register.filter(|&(at, _)| at <= now) {
+                    let _ = at;
+                    c.retry_register = None;
+                    if let Some(conn) = c.conn.as_mut().filter(|_| c.endpoint.is_ready()) {
+                        let mut again = false;
+                        for (id, status) in c.pending_register.iter_mut() {
+                            if *status == Some(RegisterStatus::Taken) && c.owned.contains(id) {
+                                *status = None;
+                                again = true;
+                                let _ = conn.queue(&Frame::Register { machine: id });
+                            }
+                        }
+                        if again {
+                            let next = (backoff * 2).min(1000);
+                            c.retry_register = Some((now + Duration::from_millis(next), next));
+                        }
+                    }
+                }
+                // Blocked by backpressure, the hub does not read our pings either: it is
+                // taken for alive until the stall outlasts the idle timeout (within which the
+                // hub closes a receiver that reads nothing, ending the stall).
+                if c.blocked_since
+                    .is_some_and(|b| now < b + self.config.idle_timeout)
+                    && c.conn.as_ref().is_some_and(|cn| cn.pending() > 0)
+                {
+                    c.endpoint.hub_busy(now);
+                }
                 if c.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                     match c.endpoint.handle_timeout(now) {
                         Todo::Connect => connect = true,
@@ -2222,11 +2413,26 @@ impl Node {
         match &mut self.side {
             Side::Hub(h) => {
                 let mut dead = Vec::new();
+                let mut logs = Vec::new();
+                let now = Instant::from_millis(self.origin.elapsed().as_millis() as u64);
+                let idle = self.config.idle_timeout;
                 for (i, l) in h.links[..h.high].iter_mut().enumerate() {
                     if let Some(l) = l {
-                        if l.conn.pending() > 0 {
+                        let before = l.conn.pending();
+                        if before > 0 {
                             l.conn.flush();
                             want_writable(self.poll.registry(), &mut l.conn, Token(LINK_BASE + i));
+                        }
+                        let after = l.conn.pending();
+                        if after == 0 || after < before {
+                            l.unread_since = None;
+                        } else if now >= *l.unread_since.get_or_insert(now) + idle {
+                            logs.push(format!(
+                                "hub: link {i}: read nothing it was sent for longer than the \
+                                 idle timeout; closing it"
+                            ));
+                            dead.push((i as LinkId, "reads nothing".to_string()));
+                            continue;
                         }
                         if l.conn.dead && !matches!(l.conn.peek_frame(), Ok(Some(_))) {
                             dead.push((i as LinkId, "connection lost".to_string()));
@@ -2236,15 +2442,24 @@ impl Node {
                 if !dead.is_empty() {
                     self.settle(Deferred {
                         close: dead,
+                        logs,
                         ..Default::default()
                     });
                 }
             }
             Side::Client(c) => {
                 if let Some(conn) = c.conn.as_mut() {
-                    if conn.pending() > 0 {
+                    let before = conn.pending();
+                    if before > 0 {
                         conn.flush();
                         want_writable(self.poll.registry(), conn, CLIENT);
+                    }
+                    let after = conn.pending();
+                    if after == 0 || after < before {
+                        c.blocked_since = None;
+                    } else {
+                        let now = Instant::from_millis(self.origin.elapsed().as_millis() as u64);
+                        c.blocked_since.get_or_insert(now);
                     }
                     if conn.dead {
                         lost = Some("connection lost");

@@ -42,6 +42,11 @@ pub struct Outstanding {
     /// sender -> receiver -> highest acknowledged sequence number.
     acked: HashMap<String, HashMap<String, u64>>,
     entries: usize,
+    /// Where [`Outstanding::fail_one`] starts looking.
+    fail_hint: usize,
+    /// Entries `fail_one` looked at (what the linear-time test counts).
+    #[cfg(test)]
+    examined: usize,
 }
 
 /// Reads a postcard varint at `at`; returns (value, bytes used).
@@ -91,6 +96,9 @@ impl Outstanding {
             first_unsent: 0,
             acked: HashMap::default(),
             entries: 0,
+            fail_hint: 0,
+            #[cfg(test)]
+            examined: 0,
         }
     }
 
@@ -115,7 +123,7 @@ impl Outstanding {
         (from, to, seq)
     }
 
-    /// Messages held (unsent or unacknowledged).
+    /// Messages held (unsent or unacknowledged; not those failed).
     pub fn len(&self) -> usize {
         self.entries
     }
@@ -146,6 +154,7 @@ impl Outstanding {
             self.buf.copy_within(self.head..self.tail, 0);
             self.tail -= self.head;
             self.first_unsent -= self.head;
+            self.fail_hint = self.fail_hint.saturating_sub(self.head);
             self.head = 0;
         }
         let at = self.tail;
@@ -166,35 +175,41 @@ impl Outstanding {
         Ok(())
     }
 
-    /// Hands unsent messages to `send` in order, skipping (and holding back every later message
-    /// to) targets for which `sendable` is false. Stops when `send` returns false (no room).
+    /// Hands unsent messages to `send` in order, skipping those for which `sendable(from, to)`
+    /// is false (and holding back every later message to a target so skipped, to keep the
+    /// order). Stops when `send` returns false (no room).
     pub fn transmit(
         &mut self,
-        sendable: &dyn Fn(&str) -> bool,
+        sendable: &dyn Fn(&str, &str) -> bool,
         send: &mut dyn FnMut(&[u8]) -> bool,
     ) {
         let mut at = self.first_unsent;
+        // Held targets, by their bytes in the buffer (no allocation).
         let mut held: Vec<(usize, usize)> = Vec::new();
         let mut new_first: Option<usize> = None;
         while at < self.tail {
-            let (state, body, size) = self.entry(at);
+            let (state, _, size) = self.entry(at);
             if state == UNSENT {
-                let target = deliver_of(body).map(|(_, to, _, _)| to).unwrap_or("");
-                let is_held = held
-                    .iter()
-                    .any(|&(o, l)| &self.buf[o..o + l] == target.as_bytes());
-                if is_held || !sendable(target) {
+                let (from, to, _) = self.key(at);
+                let to_at = to.as_ptr() as usize - self.buf.as_ptr() as usize;
+                let is_held = held.iter().any(|&(o, l)| &self.buf[o..o + l] == to);
+                let (from, to_str) = (
+                    std::str::from_utf8(from).unwrap_or(""),
+                    std::str::from_utf8(to).unwrap_or(""),
+                );
+                if is_held || !sendable(from, to_str) {
                     if !is_held {
-                        // Remember the target by its bytes in the buffer (no allocation).
-                        let off = target.as_ptr() as usize - self.buf.as_ptr() as usize;
-                        held.push((off, target.len()));
+                        held.push((to_at, to.len()));
                     }
                     new_first.get_or_insert(at);
-                } else if send(body) {
-                    self.buf[at] = SENT;
                 } else {
-                    new_first.get_or_insert(at);
-                    break;
+                    let body = &self.buf[at + HDR..at + size];
+                    if send(body) {
+                        self.buf[at] = SENT;
+                    } else {
+                        new_first.get_or_insert(at);
+                        break;
+                    }
                 }
             }
             at += size;
@@ -249,7 +264,9 @@ impl Outstanding {
                 break;
             }
             self.head += size;
-            self.entries -= 1;
+            if state != DONE {
+                self.entries -= 1;
+            }
             if self.first_unsent < self.head {
                 self.first_unsent = self.head;
             }
@@ -258,28 +275,26 @@ impl Outstanding {
             self.head = 0;
             self.tail = 0;
             self.first_unsent = 0;
+            self.fail_hint = 0;
         }
     }
 
     /// Marks as failed every outstanding message `matches` selects (by from, to, seq) and
-    /// returns them for reporting.
+    /// returns them for reporting. One pass over the buffer, matching on the entries' headers:
+    /// only the selected entries are decoded.
     pub fn fail_where(&mut self, matches: &dyn Fn(&str, &str, u64) -> bool) -> Vec<Undelivered> {
         let mut out = Vec::new();
         let mut at = self.head;
         while at < self.tail {
-            let (state, body, size) = self.entry(at);
-            if state != DONE {
-                if let Some((from, to, event, seq)) = deliver_of(body) {
-                    let acked = state == SENT && self.is_acked(at);
-                    if !acked && matches(from, to, seq) {
-                        out.push(Undelivered {
-                            from: from.into(),
-                            to: to.into(),
-                            event: event.into(),
-                            seq,
-                        });
-                        self.buf[at] = DONE;
-                    }
+            let (state, _, size) = self.entry(at);
+            if state == UNSENT || state == SENT && !self.is_acked(at) {
+                let (from, to, seq) = self.key(at);
+                let hit = match (std::str::from_utf8(from), std::str::from_utf8(to)) {
+                    (Ok(f), Ok(t)) => matches(f, t, seq),
+                    _ => false,
+                };
+                if hit {
+                    self.fail_at(at, &mut out);
                 }
             }
             at += size;
@@ -287,42 +302,244 @@ impl Outstanding {
         self.release();
         out
     }
+
+    /// Marks as failed the one outstanding message (from, to, seq), if it is still
+    /// outstanding, and returns it for reporting.
+    ///
+    /// Failure reports come one per message and, per (from, to) pair, in the order the
+    /// messages were sent: the search starts where the previous one ended, so failing every
+    /// message of a long buffer one by one costs linear time, not quadratic.
+    pub fn fail_one(&mut self, from: &str, to: &str, seq: u64) -> Option<Undelivered> {
+        let start = self.fail_hint.clamp(self.head, self.tail);
+        let mut out = Vec::new();
+        // From the hint to the tail, then from the head to the hint.
+        for (lo, hi) in [(start, self.tail), (self.head, start)] {
+            let mut at = lo;
+            while at < hi {
+                #[cfg(test)]
+                {
+                    self.examined += 1;
+                }
+                let (state, _, size) = self.entry(at);
+                if state != DONE && self.key(at) == (from.as_bytes(), to.as_bytes(), seq) {
+                    if !(state == SENT && self.is_acked(at)) {
+                        self.fail_at(at, &mut out);
+                    }
+                    self.fail_hint = at + size;
+                    self.release();
+                    return out.pop();
+                }
+                at += size;
+            }
+        }
+        None
+    }
+
+    fn fail_at(&mut self, at: usize, out: &mut Vec<Undelivered>) {
+        let (_, body, _) = self.entry(at);
+        if let Some((from, to, event, seq)) = deliver_of(body) {
+            out.push(Undelivered {
+                from: from.into(),
+                to: to.into(),
+                event: event.into(),
+                seq,
+            });
+        }
+        self.buf[at] = DONE;
+        self.entries -= 1;
+    }
 }
 
 /// The receiver's side: duplicate suppression and pending acknowledgements.
+///
+/// Per (receiver, sender) pair it keeps the highest sequence number delivered (anything at or
+/// below it is a duplicate), the highest handed to the application (a machine has it once its
+/// step ran; a port once [`Node::recv_port`](crate::Node::recv_port) returned it) and the
+/// highest acknowledged. Only what the application has is acknowledged.
+///
+/// Sequence numbers belong to a sender *process*: when the registry shows a sender id owned
+/// by another process than before ([`Received::sender_registered`]), what was remembered for
+/// it is forgotten, so that an earlier owner of the id (a squatter that sent a huge sequence
+/// number) cannot make the new owner's messages look like duplicates. The state of senders
+/// gone from the registry for a while is dropped ([`Received::forget_departed`]), so the
+/// tables do not grow with every short-lived sender.
 #[derive(Default)]
 pub struct Received {
-    /// receiver -> sender -> (highest delivered, highest acknowledged).
-    seen: HashMap<String, HashMap<String, (u64, u64)>>,
+    /// receiver -> sender -> sequence state.
+    seen: HashMap<String, HashMap<String, Pair>>,
+    /// sender -> its owner process as last seen in the registry.
+    owners: HashMap<String, Owner>,
+    /// The state of earlier owners of a sender id, by (sender, pid), with when it was put
+    /// aside (ms): restored if that process owns the id again.
+    earlier: HashMap<(String, u32), (u64, PairsOf)>,
     dirty: bool,
     owed: usize,
 }
 
+/// One sender's state with each receiver: (receiver, state).
+type PairsOf = Vec<(String, Pair)>;
+
+#[derive(Clone, Copy, Default)]
+struct Pair {
+    delivered: u64,
+    handed: u64,
+    acked: u64,
+}
+
+struct Owner {
+    pid: u32,
+    /// When the sender left the registry (ms on the node's clock), if it is not back.
+    departed: Option<u64>,
+}
+
 impl Received {
-    /// Records a message; returns false when it is a duplicate (already delivered).
-    pub fn accept(&mut self, receiver: &str, sender: &str, seq: u64) -> bool {
+    /// Records a message. Returns false when it is a duplicate (already delivered). `handed`:
+    /// the application has it once it is delivered (a machine); otherwise (a port) it is
+    /// acknowledged only after [`Received::handed`].
+    pub fn accept(&mut self, receiver: &str, sender: &str, seq: u64, handed: bool) -> bool {
         let per = match self.seen.get_mut(receiver) {
             Some(m) => m,
             None => self.seen.entry(receiver.to_string()).or_default(),
         };
-        self.dirty = true;
-        match per.get_mut(sender) {
-            Some((delivered, acked)) => {
-                if seq <= *delivered {
-                    // Acknowledge it again: the first acknowledgement may have been lost.
-                    *acked = (*acked).min(seq.saturating_sub(1));
-                    return false;
+        let pair = match per.get_mut(sender) {
+            Some(p) if seq <= p.delivered => {
+                // Acknowledge it again (the first acknowledgement may have been lost), if
+                // the application has it.
+                if seq <= p.handed {
+                    p.acked = p.acked.min(seq.saturating_sub(1));
+                    self.dirty = true;
                 }
-                *delivered = seq;
-                self.owed += 1;
-                true
+                return false;
             }
-            None => {
-                per.insert(sender.to_string(), (seq, 0));
+            Some(p) => p,
+            None => per.entry(sender.to_string()).or_default(),
+        };
+        pair.delivered = seq;
+        if handed {
+            pair.handed = seq;
+            self.dirty = true;
+            self.owed += 1;
+        }
+        true
+    }
+
+    /// The application (a port's reader) has the message `seq` from `sender`.
+    pub fn handed(&mut self, receiver: &str, sender: &str, seq: u64) {
+        if let Some(pair) = self.seen.get_mut(receiver).and_then(|m| m.get_mut(sender)) {
+            // (A message from an earlier owner of the id, read late, is above what the new
+            // owner has delivered and must not acknowledge the new owner's messages.)
+            if seq > pair.handed && seq <= pair.delivered {
+                pair.handed = seq;
+                self.dirty = true;
                 self.owed += 1;
-                true
             }
         }
+    }
+
+    /// The registry shows `sender` owned by process `pid` (at `now_ms`). If another process
+    /// owned it before, that process's sequence state is put aside (and restored should it
+    /// own the id again): the new owner's numbers are its own.
+    pub fn sender_registered(&mut self, sender: &str, pid: u32, now_ms: u64) {
+        match self.owners.get_mut(sender) {
+            Some(o) if o.pid == pid => o.departed = None,
+            Some(o) => {
+                let before = o.pid;
+                o.pid = pid;
+                o.departed = None;
+                let mut aside = Vec::new();
+                for (receiver, per) in self.seen.iter_mut() {
+                    if let Some(p) = per.remove(sender) {
+                        aside.push((receiver.clone(), p));
+                    }
+                }
+                if !aside.is_empty() {
+                    self.earlier
+                        .insert((sender.to_string(), before), (now_ms, aside));
+                }
+                if let Some((_, back)) = self.earlier.remove(&(sender.to_string(), pid)) {
+                    for (receiver, p) in back {
+                        self.seen
+                            .entry(receiver)
+                            .or_default()
+                            .insert(sender.to_string(), p);
+                    }
+                }
+            }
+            None => {
+                self.owners.insert(
+                    sender.to_string(),
+                    Owner {
+                        pid,
+                        departed: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// `sender` left the registry at `now_ms`.
+    pub fn sender_departed(&mut self, sender: &str, now_ms: u64) {
+        if let Some(o) = self.owners.get_mut(sender) {
+            o.departed.get_or_insert(now_ms);
+        }
+    }
+
+    /// Every sender for which `present` is false left the registry at `now_ms` (if it had not
+    /// already): for a new registry snapshot, after a reconnect.
+    pub fn departed_unless(&mut self, present: &dyn Fn(&str) -> bool, now_ms: u64) {
+        for (sender, o) in self.owners.iter_mut() {
+            if !present(sender) {
+                o.departed.get_or_insert(now_ms);
+            }
+        }
+    }
+
+    /// Drops the state of senders that left the registry more than `after_ms` before
+    /// `now_ms` and did not come back. (Not sooner: a sender whose link broke comes back
+    /// under the same process and sends again what was not acknowledged, and its duplicates
+    /// must still be recognised.) Returns how many senders were forgotten.
+    pub fn forget_departed(&mut self, now_ms: u64, after_ms: u64) -> usize {
+        let gone: Vec<String> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| {
+                o.departed
+                    .is_some_and(|d| now_ms.saturating_sub(d) >= after_ms)
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        let mut forgotten = 0;
+        for sender in &gone {
+            let mut left = false;
+            for per in self.seen.values_mut() {
+                match per.get(sender) {
+                    // Still owes an acknowledgement (a port not read yet): kept.
+                    Some(p) if p.acked < p.handed || p.handed < p.delivered => left = true,
+                    Some(_) => {
+                        per.remove(sender);
+                    }
+                    None => {}
+                }
+            }
+            if !left {
+                self.owners.remove(sender);
+                forgotten += 1;
+            }
+        }
+        self.seen.retain(|_, per| !per.is_empty());
+        self.earlier
+            .retain(|_, (at, _)| now_ms.saturating_sub(*at) < after_ms);
+        forgotten
+    }
+
+    /// (Receiver, sender) pairs whose state is kept, earlier owners' included (for tests and
+    /// statistics).
+    pub fn senders(&self) -> usize {
+        let mut n = self.earlier.values().map(|(_, v)| v.len()).sum();
+        for per in self.seen.values() {
+            n += per.len();
+        }
+        n
     }
 
     /// Calls `send(receiver, sender, seq)` for every pair with unacknowledged deliveries; a
@@ -333,10 +550,10 @@ impl Received {
         }
         let mut all = true;
         for (receiver, per) in self.seen.iter_mut() {
-            for (sender, (delivered, acked)) in per.iter_mut() {
-                if *delivered > *acked {
-                    if send(receiver, sender, *delivered) {
-                        *acked = *delivered;
+            for (sender, pair) in per.iter_mut() {
+                if pair.handed > pair.acked {
+                    if send(receiver, sender, pair.handed) {
+                        pair.acked = pair.handed;
                     } else {
                         all = false;
                     }
@@ -386,7 +603,7 @@ mod tests {
             o.push(&body("a", "b", s), false).unwrap();
         }
         let mut sent = Vec::new();
-        o.transmit(&|_| true, &mut |b| {
+        o.transmit(&|_, _| true, &mut |b| {
             sent.push(deliver_of(b).unwrap().3);
             true
         });
@@ -395,7 +612,7 @@ mod tests {
         assert_eq!(o.len(), 1);
         o.rewind();
         let mut again = Vec::new();
-        o.transmit(&|_| true, &mut |b| {
+        o.transmit(&|_, _| true, &mut |b| {
             again.push(deliver_of(b).unwrap().3);
             true
         });
@@ -415,13 +632,13 @@ mod tests {
         o.push(&body("a", "y", 2), false).unwrap();
         o.push(&body("a", "x", 3), false).unwrap();
         let mut sent = Vec::new();
-        o.transmit(&|t| t != "x", &mut |b| {
+        o.transmit(&|_, t| t != "x", &mut |b| {
             sent.push(deliver_of(b).unwrap().3);
             true
         });
         assert_eq!(sent, vec![2]);
         let mut later = Vec::new();
-        o.transmit(&|_| true, &mut |b| {
+        o.transmit(&|_, _| true, &mut |b| {
             later.push(deliver_of(b).unwrap().3);
             true
         });
@@ -443,19 +660,141 @@ mod tests {
         assert!(o.fail_where(&|_, _, _| true).is_empty());
     }
 
+    /// Failure reports come one per message (`Node::settle`): failing n messages one by one
+    /// looks at O(n) entries in all, not O(n^2), also when messages to another target, still
+    /// outstanding, sit between them. (Quadratic, 20 000 failures kept a node deaf to the
+    /// bus for seconds.)
+    #[test]
+    fn failing_messages_one_by_one_takes_linear_work() {
+        for n in [400u64, 4000] {
+            let mut o = Outstanding::new(64 << 20);
+            for seq in 1..=n {
+                o.push(&body("a", "gone", seq), true).unwrap();
+                o.push(&body("a", "alive", seq), true).unwrap();
+            }
+            for seq in 1..=n {
+                let u = o.fail_one("a", "gone", seq).expect("outstanding");
+                assert_eq!((u.to.as_str(), u.seq), ("gone", seq));
+            }
+            assert_eq!(o.len(), n as usize, "the other target's messages stay");
+            assert!(o.fail_one("a", "gone", 1).is_none(), "failed once only");
+            // Each search passes at most the one "alive" entry before its target.
+            assert!(
+                o.examined <= 3 * n as usize + 2 * n as usize,
+                "{} entries examined for {n} failures",
+                o.examined
+            );
+        }
+        // Out of order works too (wrapping around from the hint).
+        let mut o = Outstanding::new(4096);
+        for seq in 1..=4 {
+            o.push(&body("a", "b", seq), true).unwrap();
+        }
+        for seq in [3, 1, 4, 2] {
+            assert_eq!(o.fail_one("a", "b", seq).map(|u| u.seq), Some(seq));
+        }
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn an_acknowledged_message_is_not_failed() {
+        let mut o = Outstanding::new(4096);
+        o.push(&body("a", "b", 1), true).unwrap();
+        o.push(&body("a", "c", 1), true).unwrap();
+        o.ack("a", "b", 1);
+        assert!(o.fail_one("a", "b", 1).is_none());
+        assert_eq!(o.fail_where(&|_, _, _| true).len(), 1);
+    }
+
+    #[test]
+    fn a_port_is_acknowledged_only_for_what_it_handed_over() {
+        let mut r = Received::default();
+        assert!(r.accept("port", "s", 10, false));
+        assert!(r.accept("port", "s", 11, false));
+        let mut acks = Vec::new();
+        r.emit(&mut |_, _, s| {
+            acks.push(s);
+            true
+        });
+        assert!(acks.is_empty(), "nothing read yet, nothing acknowledged");
+        r.handed("port", "s", 10);
+        r.emit(&mut |_, _, s| {
+            acks.push(s);
+            true
+        });
+        assert_eq!(acks, vec![10]);
+        // A duplicate of an unread message is dropped, and not acknowledged either.
+        assert!(!r.accept("port", "s", 11, false));
+        r.emit(&mut |_, _, s| {
+            acks.push(s);
+            true
+        });
+        assert_eq!(acks, vec![10]);
+    }
+
+    #[test]
+    fn a_new_owner_of_a_sender_id_starts_afresh() {
+        let mut r = Received::default();
+        r.sender_registered("s", 100, 0);
+        assert!(r.accept("k", "s", u64::MAX, true));
+        // The same process again (its link broke and came back): duplicates still dropped.
+        r.sender_departed("s", 5);
+        r.sender_registered("s", 100, 5);
+        assert!(!r.accept("k", "s", 7, true));
+        // Another process under the id: its numbers are its own.
+        r.sender_departed("s", 6);
+        r.sender_registered("s", 200, 6);
+        assert!(r.accept("k", "s", 7, true));
+        assert!(r.accept("k", "s", 8, true));
+        // The first process takes the id back: its state comes back with it.
+        r.sender_registered("s", 100, 7);
+        assert!(!r.accept("k", "s", 9, true), "still below u64::MAX");
+        r.sender_registered("s", 200, 8);
+        assert!(
+            !r.accept("k", "s", 8, true),
+            "a duplicate of the second owner's"
+        );
+        assert!(r.accept("k", "s", 9, true));
+    }
+
+    #[test]
+    fn departed_senders_are_forgotten_after_a_while() {
+        let mut r = Received::default();
+        for i in 0..100 {
+            let s = format!("send-{i}");
+            r.sender_registered(&s, i, 0);
+            assert!(r.accept("k", &s, 1, true));
+            r.sender_departed(&s, 1000);
+        }
+        r.sender_registered("stays", 1, 0);
+        assert!(r.accept("k", "stays", 1, true));
+        r.emit(&mut |_, _, _| true);
+        assert_eq!(r.forget_departed(30_000, 60_000), 0, "not yet");
+        assert_eq!(r.forget_departed(61_000, 60_000), 100);
+        assert_eq!(r.senders(), 1);
+        // A port's unread message keeps its sender's state until it is read.
+        r.sender_registered("p", 9, 0);
+        assert!(r.accept("port", "p", 1, false));
+        r.sender_departed("p", 61_000);
+        assert_eq!(r.forget_departed(200_000, 60_000), 0);
+        r.handed("port", "p", 1);
+        r.emit(&mut |_, _, _| true);
+        assert_eq!(r.forget_departed(200_000, 60_000), 1);
+    }
+
     #[test]
     fn duplicates_are_dropped_and_reacknowledged() {
         let mut r = Received::default();
-        assert!(r.accept("b", "a", 5));
-        assert!(!r.accept("b", "a", 5));
-        assert!(r.accept("b", "a", 6));
+        assert!(r.accept("b", "a", 5, true));
+        assert!(!r.accept("b", "a", 5, true));
+        assert!(r.accept("b", "a", 6, true));
         let mut acks = Vec::new();
         r.emit(&mut |rx, tx, s| {
             acks.push((rx.to_string(), tx.to_string(), s));
             true
         });
         assert_eq!(acks, vec![("b".into(), "a".into(), 6)]);
-        assert!(!r.accept("b", "a", 6));
+        assert!(!r.accept("b", "a", 6, true));
         let mut again = Vec::new();
         r.emit(&mut |_, _, s| {
             again.push(s);
