@@ -300,6 +300,16 @@ struct Deferred {
     logs: Vec<String>,
 }
 
+impl Deferred {
+    fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+            && self.direct.is_empty()
+            && self.failures.is_empty()
+            && self.removed.is_empty()
+            && self.close.is_empty()
+    }
+}
+
 /// One process's place on the bus.
 pub struct Node {
     config: NodeConfig,
@@ -1739,6 +1749,10 @@ impl Node {
     /// Does what calls into the hub and the machines left for later: log lines, failures to
     /// report, registry removals, links to close (which may leave more of the same).
     fn settle(&mut self, mut deferred: Deferred) {
+        if deferred.is_empty() {
+            // The common case, once per routed message: no clock read, no work.
+            return;
+        }
         let now = self.now();
         loop {
             for line in deferred.logs.drain(..) {
@@ -1789,12 +1803,7 @@ impl Node {
                     h.hub.undeliverable(&body, &mut io);
                 }
             }
-            if deferred.logs.is_empty()
-                && deferred.direct.is_empty()
-                && deferred.failures.is_empty()
-                && deferred.removed.is_empty()
-                && deferred.close.is_empty()
-            {
+            if deferred.is_empty() {
                 return;
             }
         }

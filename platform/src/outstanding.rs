@@ -276,6 +276,10 @@ impl Outstanding {
             self.tail = 0;
             self.first_unsent = 0;
             self.fail_hint = 0;
+            // Nothing left to match acknowledgements against, and whatever is sent next has
+            // higher sequence numbers than anything acknowledged so far: the table would
+            // only grow with every receiver ever sent to.
+            self.acked.clear();
         }
     }
 
@@ -693,6 +697,24 @@ mod tests {
         for seq in [3, 1, 4, 2] {
             assert_eq!(o.fail_one("a", "b", seq).map(|u| u.seq), Some(seq));
         }
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn the_acknowledgement_table_empties_with_the_buffer() {
+        let mut o = Outstanding::new(4096);
+        for r in 0..50 {
+            let to = format!("r{r}");
+            o.push(&body("a", &to, 1), true).unwrap();
+            o.ack("a", &to, 1);
+        }
+        assert!(o.is_empty());
+        assert!(o.acked.is_empty());
+        // A late acknowledgement changes nothing for what is sent next.
+        o.push(&body("a", "r0", 2), true).unwrap();
+        o.ack("a", "r0", 1);
+        assert_eq!(o.len(), 1);
+        o.ack("a", "r0", 2);
         assert!(o.is_empty());
     }
 
