@@ -2220,9 +2220,18 @@ impl Node {
             {
                 guard += 1;
                 let h = &mut self.local.machines[i];
-                if let Err(e) = h.machine.handle_timeout(now, &mut *h.behavior) {
-                    (self.log)(&format!("machine '{}' failed on a timer: {e}", h.id));
-                    break;
+                match h.machine.handle_timeout(now, &mut *h.behavior) {
+                    Ok(_) => {}
+                    // A delayed send came due with the outbox full (its messages wait for
+                    // acknowledgements): it stays due and goes out once there is room.
+                    Err(interstate_core::Error::OutboxFull { .. }) => {
+                        self.pump()?;
+                        break;
+                    }
+                    Err(e) => {
+                        (self.log)(&format!("machine '{}' failed on a timer: {e}", h.id));
+                        break;
+                    }
                 }
                 if h.machine.outbox_len() > 0 {
                     self.pump()?;
