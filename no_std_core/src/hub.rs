@@ -199,7 +199,7 @@ struct Route {
 pub struct Hub<const L: usize = 64, const M: usize = 1024> {
     config: HubConfig,
     links: [Link; L],
-    routes: FnvIndexMap<String<MAX_ID>, Route, M>,
+    routes: FnvIndexMap<RouteKey, Route, M>,
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
@@ -215,11 +215,22 @@ fn truncated<const N: usize>(s: &str) -> String<N> {
     out
 }
 
-/// The routing-table key of a machine id (an id longer than any key matches none).
-fn key(machine: &str) -> Option<String<MAX_ID>> {
-    let mut k = String::new();
-    k.push_str(machine).ok()?;
-    Some(k)
+/// A machine id as the routing table keeps it. It hashes and compares as the `str` it holds,
+/// so that the table is searched with a borrowed `&str`, without copying the id into a key
+/// for every message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RouteKey(String<MAX_ID>);
+
+impl core::hash::Hash for RouteKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state)
+    }
+}
+
+impl core::borrow::Borrow<str> for RouteKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 /// Whether a machine id is acceptable on the bus: 1 to 64 bytes, no control characters.
@@ -262,7 +273,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         self.stats
     }
     fn lookup(&self, machine: &str) -> Option<&Route> {
-        key(machine).and_then(|k| self.routes.get(&k))
+        self.routes.get(machine)
     }
 
     /// Which link owns a machine id.
@@ -271,7 +282,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
     }
     /// The registry: every machine id with its link.
     pub fn machines(&self) -> impl Iterator<Item = (&str, LinkId)> + '_ {
-        self.routes.iter().map(|(k, r)| (k.as_str(), r.link))
+        self.routes.iter().map(|(k, r)| (k.0.as_str(), r.link))
     }
     /// Records which transport a link runs over (for the registry); by default the
     /// configuration's.
@@ -373,7 +384,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 break;
             };
             self.routes.remove(&key);
-            self.broadcast_removed(&key, io);
+            self.broadcast_removed(&key.0, io);
         }
     }
 
@@ -474,7 +485,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Frame::Register { machine } => self.register(now, link, machine, io),
             Frame::Unregister { machine } => {
                 if self.lookup(machine).is_some_and(|r| r.link == link) {
-                    self.routes.remove(&truncated::<MAX_ID>(machine));
+                    self.routes.remove(machine);
                     self.links[link as usize].machines =
                         self.links[link as usize].machines.saturating_sub(1);
                     self.broadcast_removed(machine, io);
@@ -494,7 +505,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 if registry && !l.registry {
                     l.registry = true;
                     for (machine, r) in self.routes.iter() {
-                        let entry = self.entry(machine, *r);
+                        let entry = self.entry(&machine.0, *r);
                         if io.send(link, &Frame::RegistryEntry(entry)).is_err() {
                             return self.violation(
                                 link,
@@ -642,7 +653,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 link,
                 since_ms: self.config.epoch_unix_ms + now.as_millis(),
             };
-            match self.routes.insert(truncated(machine), route) {
+            match self.routes.insert(RouteKey(truncated(machine)), route) {
                 Ok(_) => {
                     self.links[link as usize].machines += 1;
                     let entry = self.entry(machine, route);

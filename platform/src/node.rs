@@ -1225,7 +1225,8 @@ impl Node {
             return Err(PlatformError::BadMachineId { id: port.into() });
         }
         let seq = self.next_port_seq(port);
-        let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+        // Read the clock for the deadline only once the bus turns out to be full.
+        let mut deadline = None;
         loop {
             let mut deferred = Deferred::default();
             let routed = self.route(
@@ -1243,6 +1244,8 @@ impl Node {
             if routed == Routed::Sent {
                 return Ok(());
             }
+            let deadline = *deadline
+                .get_or_insert_with(|| std::time::Instant::now() + StdDuration::from_secs(5));
             if std::time::Instant::now() > deadline {
                 return Err(PlatformError::io(
                     "sending",

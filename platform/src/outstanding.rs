@@ -67,16 +67,37 @@ fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
 /// (offset, length) of a string inside a frame body.
 type Span = (usize, usize);
 
+/// The postcard variant index of `Frame::Deliver` (docs/wire.md).
+const DELIVER_TAG: u64 = 6;
+
+/// Reads the length-prefixed field at `at`: its span.
+fn field(body: &[u8], at: usize) -> Option<Span> {
+    let (len, used) = varint(body, at)?;
+    let start = at + used;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (end <= body.len()).then_some((start, end - start))
+}
+
+/// The spans of `from` and `to` in a Deliver body, and its sequence number, read from the
+/// encoding directly (the variant index, from, to, event and payload as length-prefixed
+/// fields, then the sequence number): a message is not decoded to be kept.
 fn deliver_spans(body: &[u8]) -> Option<(Span, Span, u64)> {
-    let (_, _, _, seq) = deliver_of(body)?;
-    let (_, v) = varint(body, 0)?;
-    let (from_len, a) = varint(body, v)?;
-    let from = (v + a, from_len as usize);
-    let to_at = from.0 + from.1;
-    let (to_len, b) = varint(body, to_at)?;
-    let to = (to_at + b, to_len as usize);
-    (to.0 + to.1 <= body.len() && from.0 + from.1 <= body.len() && to.0 + to.1 <= u16::MAX as usize)
-        .then_some((from, to, seq))
+    let (tag, v) = varint(body, 0)?;
+    if tag != DELIVER_TAG {
+        return None;
+    }
+    let from = field(body, v)?;
+    let to = field(body, from.0 + from.1)?;
+    let event = field(body, to.0 + to.1)?;
+    let payload = field(body, event.0 + event.1)?;
+    let (seq, used) = varint(body, payload.0 + payload.1)?;
+    let valid = |(at, len): Span| std::str::from_utf8(&body[at..at + len]).is_ok();
+    (payload.0 + payload.1 + used == body.len()
+        && to.0 + to.1 <= u16::MAX as usize
+        && valid(from)
+        && valid(to)
+        && valid(event))
+    .then_some((from, to, seq))
 }
 
 fn deliver_of(body: &[u8]) -> Option<(&str, &str, &str, u64)> {
@@ -587,12 +608,16 @@ mod tests {
     use interstate_core::wire::Deliver;
 
     fn body(from: &str, to: &str, seq: u64) -> Vec<u8> {
-        let mut buf = vec![0u8; 256];
+        body_with(from, to, b"x", seq)
+    }
+
+    fn body_with(from: &str, to: &str, payload: &[u8], seq: u64) -> Vec<u8> {
+        let mut buf = vec![0u8; 1024];
         let n = Frame::Deliver(Deliver {
             from,
             to,
             event: "E",
-            payload: b"x",
+            payload,
             seq,
         })
         .encode(&mut buf)
@@ -698,6 +723,43 @@ mod tests {
             assert_eq!(o.fail_one("a", "b", seq).map(|u| u.seq), Some(seq));
         }
         assert!(o.is_empty());
+    }
+
+    /// The header read without decoding agrees with the decoder, and refuses what it refuses.
+    #[test]
+    fn deliver_spans_agree_with_the_decoder() {
+        for (from, to, payload, seq) in [
+            ("a", "b", &b"x"[..], 1u64),
+            ("", "t", &b""[..], 0),
+            ("sender", "receiver", &[7u8; 300][..], u64::MAX),
+            (&"f".repeat(200)[..], "t", &b"{}"[..], 1 << 40),
+        ] {
+            let b = body_with(from, to, payload, seq);
+            let (f, t, s) = deliver_spans(&b).expect("a Deliver");
+            assert_eq!(
+                (&b[f.0..f.0 + f.1], &b[t.0..t.0 + t.1], s),
+                (from.as_bytes(), to.as_bytes(), seq)
+            );
+            for cut in 0..b.len() {
+                assert_eq!(
+                    deliver_spans(&b[..cut]).is_some(),
+                    deliver_of(&b[..cut]).is_some(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        let mut ack = vec![0u8; 64];
+        let n = Frame::Ack {
+            from: "a",
+            to: "b",
+            seq: 1,
+        }
+        .encode(&mut ack)
+        .unwrap();
+        assert!(deliver_spans(&ack[4..n]).is_none());
+        let mut bad = body_with("a", "b", b"x", 1);
+        bad[2] = 0xff; // `from` is no longer UTF-8
+        assert!(deliver_spans(&bad).is_none());
     }
 
     #[test]
