@@ -333,6 +333,8 @@ pub struct Node {
     last_poll: std::time::Instant,
     /// When the duplicate filter next forgets departed senders.
     next_sweep: Instant,
+    /// The time at the start of the current (or last) loop turn.
+    turn_now: Instant,
 }
 
 /// Everything of the node that receives: its machines, ports, registry copy, counters, and
@@ -823,6 +825,7 @@ impl Node {
             ack_due: None,
             last_poll: std::time::Instant::now(),
             next_sweep: Instant::from_millis(0),
+            turn_now: Instant::from_millis(0),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
@@ -1229,8 +1232,10 @@ impl Node {
         let mut deadline = None;
         loop {
             let mut deferred = Deferred::default();
+            // A message to another process needs no fresh time (the hub stamps monitor copies
+            // with it): the loop turn's will do, and saves a clock read per message.
             let routed = self.route(
-                self.now(),
+                self.turn_now,
                 Deliver {
                     from: port,
                     to,
@@ -1383,6 +1388,7 @@ impl Node {
         user: &mut dyn FnMut(&mio::event::Event),
     ) -> Result<(), PlatformError> {
         let now = self.now();
+        self.turn_now = now;
         let mut wait = timeout;
         if let Some(d) = self.next_deadline() {
             let until = StdDuration::from_millis((d - now).as_millis());
@@ -2384,6 +2390,9 @@ impl Node {
         } = d;
         if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to) {
             self.local.stats.sent_local += 1;
+            // The receiving machine steps now: it gets the time of now, not of the caller's
+            // loop turn (which `now` may be, for a port's send).
+            let now = self.now();
             self.local.deliver(now, from, to, event, payload, deferred);
             return Routed::Sent;
         }
