@@ -271,9 +271,7 @@ fn a_node_whose_id_is_held_after_a_reconnect_asks_again_and_loses_nothing() {
             "40000",
         ],
     );
-    bus.wait_json(src, "the source's progress", STEP_LIMIT, |v| {
-        v["progress"].as_u64().is_some_and(|p| p >= 50)
-    });
+    bus.wait_progress(src, 50);
     // Stop the source (what it sent so far gets acknowledged), replace the hub, let a
     // squatter take the source's id on the new hub, then let the source go on.
     bus.signal(src, Signal::STOP);

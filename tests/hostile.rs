@@ -59,9 +59,7 @@ fn bystanders(bus: &mut Bus, n: u64, rate: u64) -> Bystanders {
             "1000",
         ],
     );
-    bus.wait_json(source, "the bystander's first progress", STEP_LIMIT, |v| {
-        v["progress"].as_u64().is_some_and(|p| p >= 50)
-    });
+    bus.wait_progress(source, 50);
     Bystanders { sink, source, n }
 }
 

@@ -300,6 +300,13 @@ impl Bus {
         }
     }
 
+    /// Waits until a `bus_probe source` has reported sending at least `n` messages.
+    pub fn wait_progress(&mut self, p: P, n: u64) {
+        self.wait_json(p, &format!("progress to {n}"), STEP_LIMIT, |v| {
+            v["progress"].as_u64().is_some_and(|sent| sent >= n)
+        });
+    }
+
     /// Waits until a JSON line of the child's stdout satisfies `pred`; returns it.
     pub fn wait_json(
         &mut self,
