@@ -1,0 +1,117 @@
+//! `Frame::decode` reads Deliver frames by hand (the bus's hot path) and everything else with
+//! postcard. The two must agree exactly: on every valid Deliver (same fields), and on every
+//! malformed or unusual body (same error, or the same other frame). Checked here against
+//! postcard itself on generated frames and on mutations of them.
+
+use interstate_core::wire::{Deliver, Frame};
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn text(rng: &mut Rng) -> String {
+    let pool = [
+        "a",
+        "machine",
+        "é",
+        "日本",
+        "",
+        "x".repeat(200).leak(),
+        "\u{0}",
+        "🦀",
+    ];
+    (0..rng.below(4))
+        .map(|_| pool[rng.below(pool.len() as u64) as usize])
+        .collect()
+}
+
+fn by_postcard(body: &[u8]) -> Result<Frame<'_>, &'static str> {
+    match postcard::take_from_bytes::<Frame<'_>>(body) {
+        Ok((f, [])) => Ok(f),
+        Ok(_) => Err("trailing"),
+        Err(_) => Err("invalid"),
+    }
+}
+
+fn agree(body: &[u8]) {
+    let fast = Frame::decode(body).map_err(|_| ());
+    let slow = by_postcard(body).map_err(|_| ());
+    assert_eq!(fast, slow, "body {body:02x?}");
+}
+
+#[test]
+fn hand_read_deliver_frames_agree_with_postcard() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..20_000 {
+        let (from, to, event) = (text(&mut rng), text(&mut rng), text(&mut rng));
+        let payload: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+        let seq = match rng.below(4) {
+            0 => 0,
+            1 => u64::MAX,
+            2 => rng.below(300),
+            _ => rng.next(),
+        };
+        let frame = Frame::Deliver(Deliver {
+            from: &from,
+            to: &to,
+            event: &event,
+            payload: &payload,
+            seq,
+        });
+        let n = frame.encode(&mut buf).expect("fits");
+        let body = &buf[4..n];
+        assert_eq!(Frame::decode(body).expect("valid"), frame);
+        agree(body);
+        // Truncations, extensions and byte mutations.
+        agree(&body[..rng.below(body.len() as u64) as usize]);
+        let mut longer = body.to_vec();
+        longer.push(rng.next() as u8);
+        agree(&longer);
+        let mut m = body.to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(m.len() as u64) as usize;
+            m[i] = match rng.below(3) {
+                0 => rng.next() as u8,
+                1 => 0xFF,
+                _ => 0x80 | m[i],
+            };
+        }
+        agree(&m);
+    }
+}
+
+#[test]
+fn unusual_encodings_go_to_postcard() {
+    // A non-canonical variant index for Deliver, overlong length varints, a sequence number
+    // varint of 10 bytes with too large a last byte, and the largest valid one.
+    let cases: &[&[u8]] = &[
+        &[0x86, 0x00, 0, 0, 0, 0, 0],
+        &[6, 0x80, 0x00, 0, 0, 0, 0],
+        &[
+            6, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02,
+        ],
+        &[
+            6, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ],
+        &[
+            6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ],
+        &[6],
+        &[],
+    ];
+    for body in cases {
+        agree(body);
+    }
+    assert!(Frame::decode(cases[3]).is_ok());
+}
