@@ -19,6 +19,9 @@ const UNSENT: u8 = 0;
 const SENT: u8 = 1;
 const DONE: u8 = 2;
 const HDR: usize = 21;
+/// How many (sender, receiver) pairs the acknowledgement table keeps before it is emptied
+/// (when nothing is outstanding).
+const ACKED_PAIRS_KEPT: usize = 64;
 
 /// A message that will not be delivered, for reporting to its sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct Outstanding {
     /// sender -> receiver -> highest acknowledged sequence number.
     acked: HashMap<String, HashMap<String, u64>>,
     entries: usize,
+    /// Entries in `acked`.
+    acked_pairs: usize,
     /// Where [`Outstanding::fail_one`] starts looking.
     fail_hint: usize,
     /// Entries `fail_one` looked at (what the linear-time test counts).
@@ -114,6 +119,7 @@ impl Outstanding {
             first_unsent: 0,
             acked: HashMap::default(),
             entries: 0,
+            acked_pairs: 0,
             fail_hint: 0,
             #[cfg(test)]
             examined: 0,
@@ -270,6 +276,7 @@ impl Outstanding {
             Some(s) => *s = (*s).max(seq),
             None => {
                 per.insert(receiver.to_string(), seq);
+                self.acked_pairs += 1;
             }
         }
         self.release();
@@ -307,9 +314,13 @@ impl Outstanding {
             self.first_unsent = 0;
             self.fail_hint = 0;
             // Nothing left to match acknowledgements against, and whatever is sent next has
-            // higher sequence numbers than anything acknowledged so far: the table would
-            // only grow with every receiver ever sent to.
-            self.acked.clear();
+            // higher sequence numbers than anything acknowledged so far: the table may be
+            // emptied. It is once it holds many pairs (it would otherwise grow with every
+            // receiver ever sent to), not every time (refilling it allocates).
+            if self.acked_pairs > ACKED_PAIRS_KEPT {
+                self.acked.clear();
+                self.acked_pairs = 0;
+            }
         }
     }
 
@@ -796,18 +807,22 @@ mod tests {
     #[test]
     fn the_acknowledgement_table_empties_with_the_buffer() {
         let mut o = Outstanding::new(4096);
-        for r in 0..50 {
+        for r in 0..=ACKED_PAIRS_KEPT {
             let to = format!("r{r}");
             o.push(&body("a", &to, 1), true).unwrap();
             o.ack("a", &to, 1);
         }
         assert!(o.is_empty());
         assert!(o.acked.is_empty());
-        // A late acknowledgement changes nothing for what is sent next.
+        // A few pairs are kept (emptying and refilling the table would allocate).
         o.push(&body("a", "r0", 2), true).unwrap();
+        o.ack("a", "r0", 2);
+        assert_eq!(o.acked_pairs, 1);
+        // A late acknowledgement changes nothing for what is sent next.
+        o.push(&body("a", "r0", 3), true).unwrap();
         o.ack("a", "r0", 1);
         assert_eq!(o.len(), 1);
-        o.ack("a", "r0", 2);
+        o.ack("a", "r0", 3);
         assert!(o.is_empty());
     }
 
