@@ -1,7 +1,8 @@
 //! `Frame::decode` reads Deliver frames by hand (the bus's hot path) and everything else with
 //! postcard. The two must agree exactly: on every valid Deliver (same fields), and on every
-//! malformed or unusual body (same error, or the same other frame). Checked here against
-//! postcard itself on generated frames and on mutations of them.
+//! malformed or unusual body (same error, or the same other frame). Deliver frames are also
+//! written by hand, byte for byte as postcard writes them. Checked here against postcard
+//! itself on generated frames and on mutations of them.
 
 use interstate_core::wire::{Deliver, Frame};
 
@@ -71,6 +72,21 @@ fn hand_read_deliver_frames_agree_with_postcard() {
         });
         let n = frame.encode(&mut buf).expect("fits");
         let body = &buf[4..n];
+        let by_postcard = postcard::to_slice(&frame, &mut [0u8; 4096][..])
+            .expect("fits")
+            .to_vec();
+        assert_eq!(
+            body,
+            &by_postcard[..],
+            "written by hand as postcard writes it"
+        );
+        assert_eq!(
+            u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize,
+            n - 4
+        );
+        // Too small a buffer is refused, as postcard refuses it.
+        let mut small = vec![0u8; rng.below(n as u64) as usize];
+        assert!(frame.encode(&mut small).is_err());
         assert_eq!(Frame::decode(body).expect("valid"), frame);
         agree(body);
         // Truncations, extensions and byte mutations.

@@ -1236,10 +1236,7 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<(), PlatformError> {
-        if !self.local.ports.contains_key(port) {
-            return Err(PlatformError::BadMachineId { id: port.into() });
-        }
-        let seq = self.next_port_seq(port);
+        let seq = self.next_port_seq(port)?;
         // Read the clock for the deadline only once the bus turns out to be full.
         let mut deadline = None;
         loop {
@@ -1276,18 +1273,19 @@ impl Node {
         }
     }
 
-    /// The next sequence number of a port's sends.
-    fn next_port_seq(&mut self, port: &str) -> u64 {
+    /// The next sequence number of a port's sends (one lookup once the port has sent).
+    fn next_port_seq(&mut self, port: &str) -> Result<u64, PlatformError> {
         let seq = match self.local.port_seq.get_mut(port) {
             Some(s) => s,
-            None => self
+            None if self.local.ports.contains_key(port) => self
                 .local
                 .port_seq
                 .entry(port.to_string())
                 .or_insert_with(sequence_base),
+            None => return Err(PlatformError::BadMachineId { id: port.into() }),
         };
         *seq += 1;
-        *seq
+        Ok(*seq)
     }
 
     /// Subscribes to copies of every message crossing the hub (`interstate monitor`).
