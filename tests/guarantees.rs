@@ -330,3 +330,48 @@ fn a_node_whose_id_is_held_after_a_reconnect_asks_again_and_loses_nothing() {
         bus.dump()
     );
 }
+
+/// Two ports sending to each other as fast as they can, with small buffers, each reading its
+/// own port only between bursts: each blocks in `send_from_port` waiting for the other's
+/// acknowledgements while the other's messages wait unread in its queue. The queued messages
+/// are acknowledged while a send waits, so neither waits for ever: no send times out, and
+/// everything arrives.
+#[test]
+fn two_ports_sending_to_each_other_do_not_deadlock() {
+    const N: u64 = 3000;
+    let mut bus = Bus::new("crossfire");
+    bus.start_hub();
+    let args = |id: &'static str, to: &'static str| {
+        vec![
+            "source",
+            id,
+            to,
+            "3000",
+            "--payload-bytes",
+            "500",
+            "--reconnect-buffer",
+            "16384",
+            "--timeout-ms",
+            "30000",
+            "--linger-ms",
+            "1500",
+        ]
+    };
+    let a = bus.probe("a", &args("a", "b"));
+    let b = bus.probe("b", &args("b", "a"));
+    for p in [a, b] {
+        bus.wait_exit(p, Duration::from_secs(40));
+        let fin = last_json(&bus.out(p), "sent").expect("a final line");
+        assert_eq!(
+            (
+                u(&fin, "sent"),
+                u(&fin, "errors"),
+                u(&fin, "failed"),
+                u(&fin, "unacknowledged")
+            ),
+            (N, 0, 0, 0),
+            "{fin}{}",
+            bus.dump()
+        );
+    }
+}

@@ -1218,7 +1218,8 @@ impl Node {
     /// The next message for any port.
     ///
     /// A message from another process is acknowledged to its sender only once this returned
-    /// it: one still queued when the process dies is reported to its sender as failed.
+    /// it: one still queued when the process dies is reported to its sender as failed. (Or
+    /// once [`Node::send_from_port`] has had to wait for room: see there.)
     pub fn recv_port(&mut self) -> Option<PortMessage> {
         let m = self.local.ports.values_mut().find_map(|q| q.pop_front())?;
         if m.seq != 0 {
@@ -1229,6 +1230,12 @@ impl Node {
 
     /// Sends from a port. Delivery failures come back to the port as
     /// `xstate.error.delivery` messages.
+    ///
+    /// When the bus is full (the receivers have not acknowledged enough), this drives the
+    /// loop until there is room, for up to 5 s, then fails. While it waits, the messages
+    /// queued unread in this process's ports are acknowledged (the application cannot read
+    /// them meanwhile): otherwise two processes each blocked sending to the other would
+    /// each hold back the acknowledgements the other waits for.
     pub fn send_from_port(
         &mut self,
         port: &str,
@@ -1268,8 +1275,24 @@ impl Node {
                     ),
                 ));
             }
-            // Backpressure: drive the loop until there is room.
+            // Backpressure: drive the loop until there is room. Meanwhile what waits unread
+            // in this process's ports is acknowledged: the application cannot read while it
+            // is blocked here, and two processes each blocked sending to the other, each
+            // holding the other's acknowledgements back, would wait for ever.
+            self.acknowledge_queued();
             self.run_once(Some(StdDuration::from_millis(5)))?;
+        }
+    }
+
+    /// Acknowledges every message waiting in a port's queue (see `send_from_port`).
+    fn acknowledge_queued(&mut self) {
+        let Local {
+            ports, received, ..
+        } = &mut self.local;
+        for q in ports.values() {
+            for m in q.iter().filter(|m| m.seq != 0) {
+                received.handed(&m.port, &m.from, m.seq);
+            }
         }
     }
 
