@@ -23,10 +23,31 @@ use interstate_core::{Duration, Error, Instant, TransportKind};
 // ---------------------------------------------------------------------------------------------
 // frame_decode
 
-/// Checks one frame body: decoding never panics and fails only with `MalformedFrame`; a
+/// Checks one frame body: decoding agrees with postcard's (and encoding with postcard's
+/// output), never panics and fails only with `MalformedFrame`; a
 /// decoded frame re-encodes (no longer than the input, `encoded_len` exact) to bytes that
 /// decode to the same frame, and to the same bytes again (the encoding is canonical).
 pub fn check_body(body: &[u8]) {
+    // Deliver frames are read and written by hand: exactly as postcard reads and writes them.
+    let by_postcard = match postcard::take_from_bytes::<Frame<'_>>(body) {
+        Ok((f, [])) => Some(f),
+        _ => None,
+    };
+    assert_eq!(
+        Frame::decode(body).ok(),
+        by_postcard,
+        "Frame::decode and postcard disagree"
+    );
+    if let Some(f) = by_postcard {
+        let mut ours = vec![0u8; body.len() + LEN_PREFIX];
+        let n = f.encode(&mut ours).expect("re-encodes");
+        let theirs = postcard::to_allocvec(&f).expect("postcard encodes");
+        assert_eq!(
+            &ours[LEN_PREFIX..n],
+            &theirs[..],
+            "Frame::encode and postcard disagree"
+        );
+    }
     match Frame::decode(body) {
         Ok(f) => {
             assert!(!f.kind().is_empty());
