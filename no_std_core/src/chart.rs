@@ -556,6 +556,9 @@ pub struct Chart<'a> {
     t: Tables<'a>,
     state_count: u16,
     max_depth: u8,
+    /// What the chart uses ([`Chart::HISTORY`], ...), found in [`Chart::new`]: stepping skips
+    /// the work a chart without these cannot need.
+    features: u8,
 }
 
 /// One transition, decoded.
@@ -914,6 +917,19 @@ impl<'a> Chart<'a> {
                 ));
             }
         }
+        let mut features = 0u8;
+        for i in 0..n_states {
+            let s = state_rec(&t, i);
+            features |= match StateKind::from_u8(s.kind) {
+                Some(StateKind::ShallowHistory | StateKind::DeepHistory) => Self::HISTORY,
+                Some(StateKind::Final) => Self::FINAL,
+                Some(StateKind::Parallel) => Self::PARALLEL,
+                _ => 0,
+            };
+            if s.always_len > 0 {
+                features |= Self::EVENTLESS;
+            }
+        }
         if max_leaves(&t, 0, 0) > MAX_ACTIVE_LEAVES {
             return Err(bad(
                 "states",
@@ -925,7 +941,38 @@ impl<'a> Chart<'a> {
             t,
             state_count: n_states as u16,
             max_depth: max_depth as u8,
+            features,
         })
+    }
+
+    /// Feature bit: the chart has history states.
+    const HISTORY: u8 = 1;
+    /// Feature bit: the chart has final states.
+    const FINAL: u8 = 2;
+    /// Feature bit: the chart has parallel states.
+    const PARALLEL: u8 = 4;
+    /// Feature bit: the chart has eventless (`always`) transitions.
+    const EVENTLESS: u8 = 8;
+
+    /// Whether the chart has history states.
+    #[inline]
+    pub fn has_history(&self) -> bool {
+        self.features & Self::HISTORY != 0
+    }
+    /// Whether the chart has final states.
+    #[inline]
+    pub fn has_final(&self) -> bool {
+        self.features & Self::FINAL != 0
+    }
+    /// Whether the chart has parallel states.
+    #[inline]
+    pub fn has_parallel(&self) -> bool {
+        self.features & Self::PARALLEL != 0
+    }
+    /// Whether the chart has eventless (`always`) transitions.
+    #[inline]
+    pub fn has_eventless(&self) -> bool {
+        self.features & Self::EVENTLESS != 0
     }
 
     /// The tables this chart views.
@@ -1171,6 +1218,16 @@ impl<'a> Chart<'a> {
     pub fn history_memory(&self, s: StateId) -> (usize, usize) {
         let r = self.rec(s);
         (r.history_slot as usize, r.history_len as usize)
+    }
+
+    /// The user action at `index` of the action table, or `None` for any other kind: the
+    /// common case read without decoding the whole record.
+    #[inline]
+    pub fn user_action_at(&self, index: u16) -> Option<ActionId> {
+        let r = raw::head::<{ ActionRecord::SIZE }>(
+            &self.t.actions[index as usize * ActionRecord::SIZE..],
+        );
+        (r[0] == 0).then(|| ActionId(u16::from_le_bytes([r[2], r[3]])))
     }
 
     /// Decodes an action.

@@ -20,8 +20,8 @@ use core::fmt;
 use heapless::{Deque, Vec};
 
 use crate::chart::{
-    Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, Transition, TransitionId,
-    Trigger, MAX_DEPTH,
+    Action, ActionId, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, Transition,
+    TransitionId, Trigger, MAX_DEPTH,
 };
 use crate::context::{ActionContext, Behavior, Effects, Event, GuardContext, SendId, Target};
 use crate::error::Error;
@@ -413,9 +413,6 @@ pub struct Machine<
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B>,
-    /// Whether the chart has any eventless transition; when not, a macrostep never looks for
-    /// one (a scan of every active state and its ancestors saved per event).
-    eventless: bool,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -457,11 +454,8 @@ impl<
                 len: machine_id.len(),
                 capacity: MAX_MACHINE_ID,
             })?;
-        let eventless = (0..chart.state_count())
-            .any(|s| !chart.always_transitions(StateId(s as u16)).is_empty());
         Ok(Machine {
             chart,
-            eventless,
             id,
             config: StateSet::new(),
             history: [crate::chart::NONE; H],
@@ -731,8 +725,34 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         let mut enabled = Enabled::new();
-        self.select(StateId(0), cx, &mut enabled, 0)?;
+        self.select_all(cx, &mut enabled)?;
         self.microstep(&enabled, cx).map(|_| ())
+    }
+
+    /// The transitions the current event selects: [`Self::select`] from the root.
+    #[inline]
+    fn select_all<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+        out: &mut Enabled,
+    ) -> Result<(), Error> {
+        if self.chart.has_parallel() {
+            return self.select(StateId(0), cx, out, 0).map(|_| ());
+        }
+        // Without parallel states the configuration is one chain from the root down to one
+        // atomic state, the highest index in it (descendants come after their ancestors).
+        // `select` walks that chain down and asks the deepest state first, then its
+        // ancestors: the same, from the bottom up.
+        let mut s = self.config.last();
+        while let Some(st) = s {
+            if let Some(t) = self.candidate(st, cx) {
+                // `out` is empty: this cannot fail.
+                let _ = out.push(t);
+                break;
+            }
+            s = self.chart.parent(st);
+        }
+        Ok(())
     }
 
     /// The eventless-and-internal-queue loop of a macrostep.
@@ -743,6 +763,11 @@ impl<
     where
         'c: 'e,
     {
+        // Nothing to do (and the loop below would find nothing): no eventless transitions to
+        // look for and no internal event.
+        if !self.chart.has_eventless() && self.queue.is_empty() && self.microstep_limit > 0 {
+            return Ok(());
+        }
         let mut select_eventless = true;
         let mut iterations = 0u32;
         while self.status == Status::Active {
@@ -762,7 +787,7 @@ impl<
                     break;
                 };
                 cx.event = Event::from_id(&self.chart, e);
-                self.select(StateId(0), cx, &mut enabled, 0)?;
+                self.select_all(cx, &mut enabled)?;
             }
             let changed = self.microstep(&enabled, cx)?;
             select_eventless = !eventless || changed;
@@ -885,7 +910,9 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
         out: &mut Enabled,
     ) -> Result<(), Error> {
-        if !self.eventless {
+        // A chart without eventless transitions never needs the scan of every active state
+        // and its ancestors.
+        if !self.chart.has_eventless() {
             return Ok(());
         }
         for leaf in self.config.iter() {
@@ -1117,7 +1144,7 @@ impl<
 
         // Record history for every exiting state before any exit action runs.
         let mut history_changed = false;
-        for s in exit.iter() {
+        for s in exit.iter().filter(|_| self.chart.has_history()) {
             for h in self.chart.children(s) {
                 let kind = self.chart.kind(h);
                 if !kind.is_history() {
@@ -1143,9 +1170,7 @@ impl<
             }
         }
         let exit_hi = StateId((self.chart.state_count() - 1) as u16);
-        let mut exit_iter_state = exit;
-        while let Some(s) = exit_iter_state.iter_range_rev(StateId(0), exit_hi).next() {
-            exit_iter_state.remove(s);
+        for s in exit.iter_range_rev(StateId(0), exit_hi) {
             self.run_actions(self.chart.exit_actions(s), cx)?;
             self.config.remove(s);
         }
@@ -1183,11 +1208,15 @@ impl<
                 && self.chart.parent(x) == parent
                 && parent.is_some_and(|p| {
                     // The source must be the parent's only active descendant (XState's exit
-                    // set is all of them; only a quirk can leave a second one there).
-                    let mut active = self.config.iter_range(StateId(p.0 + 1), self.chart.end(p));
+                    // set is all of them; only a quirk can leave a second one there, and only
+                    // in a chart with parallel states: without them the configuration is one
+                    // chain, through the active source).
                     self.chart.kind(p) == StateKind::Compound
-                        && active.next() == Some(s)
-                        && active.next().is_none()
+                        && (!self.chart.has_parallel() || {
+                            let mut active =
+                                self.config.iter_range(StateId(p.0 + 1), self.chart.end(p));
+                            active.next() == Some(s) && active.next().is_none()
+                        })
                 });
             if !simple {
                 exit.clear();
@@ -1336,6 +1365,13 @@ impl<
         enter: &StateSet<W>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        if !self.chart.has_final() {
+            for s in enter.iter() {
+                self.config.insert(s);
+                self.run_actions(self.chart.entry_actions(s), cx)?;
+            }
+            return Ok(());
+        }
         let mut completed = StateSet::<W>::new();
         for s in enter.iter() {
             self.config.insert(s);
@@ -1410,88 +1446,105 @@ impl<
         }
     }
 
+    /// Runs the actions `range` of the action table in order. User actions, the common case,
+    /// are called here; the others are decoded and run by [`Self::run_builtin`].
+    #[inline]
     fn run_actions<BH: Behavior + ?Sized>(
         &mut self,
         range: core::ops::Range<u16>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         for i in range {
-            match self.chart.action_at(i) {
-                Action::User(a) => {
-                    let mut acx = ActionContext {
-                        effects: &mut self.io,
-                        machine_id: &self.id,
-                        event: cx.event,
-                        now: cx.now,
-                        failures: &mut self.stats.send_failures,
-                    };
-                    cx.behavior.action(a, &mut acx);
-                }
-                Action::Raise { event } => {
-                    self.queue
-                        .push_back(event)
-                        .map_err(|_| Error::QueueFull { capacity: Q })?;
-                }
-                Action::RaiseAfter { event, delay, id } => {
-                    let d = self.resolve_delay(delay, cx)?;
-                    let key = match id {
-                        Some(s) => TimerKey::Named(s),
-                        None => {
-                            self.io.next_id = self.io.next_id.wrapping_add(1);
-                            TimerKey::Id(self.io.next_id)
-                        }
+            match self.chart.user_action_at(i) {
+                Some(a) => self.run_user(a, cx),
+                None => self.run_builtin(i, cx)?,
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn run_user<BH: Behavior + ?Sized>(&mut self, a: ActionId, cx: &mut StepCx<'_, '_, BH>) {
+        let mut acx = ActionContext {
+            effects: &mut self.io,
+            machine_id: &self.id,
+            event: cx.event,
+            now: cx.now,
+            failures: &mut self.stats.send_failures,
+        };
+        cx.behavior.action(a, &mut acx);
+    }
+
+    /// Runs action `i` of the action table, whatever its kind.
+    #[inline(never)]
+    fn run_builtin<BH: Behavior + ?Sized>(
+        &mut self,
+        i: u16,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        match self.chart.action_at(i) {
+            Action::User(a) => self.run_user(a, cx),
+            Action::Raise { event } => {
+                self.queue
+                    .push_back(event)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            Action::RaiseAfter { event, delay, id } => {
+                let d = self.resolve_delay(delay, cx)?;
+                let key = match id {
+                    Some(s) => TimerKey::Named(s),
+                    None => {
+                        self.io.next_id = self.io.next_id.wrapping_add(1);
+                        TimerKey::Id(self.io.next_id)
+                    }
+                };
+                self.io
+                    .push_timer(cx.now + d, key, TimerKind::Event(event))?;
+            }
+            Action::StartAfter { event, delay } => {
+                let d = self.resolve_delay(delay, cx)?;
+                self.io
+                    .push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
+            }
+            Action::CancelAfter { event } => {
+                self.io.cancel_where(|k| k == TimerKey::After(event));
+            }
+            Action::Cancel { id } => {
+                // Send ids are compared as strings: two ids for one name are one send id.
+                let chart = self.chart;
+                self.io.cancel_where(
+                    |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
+                );
+            }
+            Action::SendTo {
+                target,
+                event,
+                payload,
+                delay,
+                id,
+            } => {
+                let d = match delay {
+                    Some(d) => Some(self.resolve_delay(d, cx)?),
+                    None => None,
+                };
+                let target_is_self = self.chart.str(target) == self.id.as_str();
+                let r = if target_is_self && d.is_none() {
+                    let m = Message {
+                        target: None,
+                        event: Bytes::Chart(event),
+                        payload: payload.map_or(Bytes::Empty, Bytes::Chart),
                     };
                     self.io
-                        .push_timer(cx.now + d, key, TimerKind::Event(event))?;
-                }
-                Action::StartAfter { event, delay } => {
-                    let d = self.resolve_delay(delay, cx)?;
-                    self.io.push_timer(
-                        cx.now + d,
-                        TimerKey::After(event),
-                        TimerKind::Event(event),
-                    )?;
-                }
-                Action::CancelAfter { event } => {
-                    self.io.cancel_where(|k| k == TimerKey::After(event));
-                }
-                Action::Cancel { id } => {
-                    // Send ids are compared as strings: two ids for one name are one send id.
-                    let chart = self.chart;
-                    self.io.cancel_where(
-                        |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
-                    );
-                }
-                Action::SendTo {
-                    target,
-                    event,
-                    payload,
-                    delay,
-                    id,
-                } => {
-                    let d = match delay {
-                        Some(d) => Some(self.resolve_delay(d, cx)?),
-                        None => None,
-                    };
-                    let target_is_self = self.chart.str(target) == self.id.as_str();
-                    let r = if target_is_self && d.is_none() {
-                        let m = Message {
-                            target: None,
-                            event: Bytes::Chart(event),
-                            payload: payload.map_or(Bytes::Empty, Bytes::Chart),
-                        };
-                        self.io
-                            .outbox
-                            .push(m)
-                            .map_err(|_| Error::OutboxFull { capacity: O })
-                    } else {
-                        self.io.send_chart(cx.now, target, event, payload, d, id)
-                    };
-                    r?;
-                }
-                Action::Log { message } => {
-                    cx.behavior.log(&self.id, self.chart.str(message));
-                }
+                        .outbox
+                        .push(m)
+                        .map_err(|_| Error::OutboxFull { capacity: O })
+                } else {
+                    self.io.send_chart(cx.now, target, event, payload, d, id)
+                };
+                r?;
+            }
+            Action::Log { message } => {
+                cx.behavior.log(&self.id, self.chart.str(message));
             }
         }
         Ok(())

@@ -70,6 +70,21 @@ impl<const W: usize> StateSet<W> {
     pub fn any_in(&self, lo: StateId, hi: StateId) -> bool {
         self.iter_range(lo, hi).next().is_some()
     }
+    /// The highest state of the set.
+    #[inline]
+    pub fn last(&self) -> Option<StateId> {
+        let mut w = W;
+        while w > 0 {
+            w -= 1;
+            let bits = self.words[w];
+            if bits != 0 {
+                return Some(StateId(
+                    (w * 64 + 63 - bits.leading_zeros() as usize) as u16,
+                ));
+            }
+        }
+        None
+    }
     /// The states of the set in ascending (document) order.
     pub fn iter(&self) -> Iter<'_, W> {
         self.iter_range(StateId(0), StateId(u16::MAX))
