@@ -1193,6 +1193,15 @@ impl<'a> Chart<'a> {
     pub fn transition_actions(&self, t: &Transition) -> core::ops::Range<u16> {
         t.actions.0..t.actions.0 + t.actions.1
     }
+    /// The actions of a transition, by its id: one field read.
+    #[inline]
+    pub fn transition_actions_of(&self, t: TransitionId) -> core::ops::Range<u16> {
+        let r = raw::head::<{ TransitionRecord::SIZE }>(
+            &self.t.transitions[t.0 as usize * TransitionRecord::SIZE..],
+        );
+        let start = u16::from_le_bytes([r[14], r[15]]);
+        start..start + u16::from_le_bytes([r[16], r[17]])
+    }
     /// The entry actions of a state.
     #[inline]
     pub fn entry_actions(&self, s: StateId) -> core::ops::Range<u16> {

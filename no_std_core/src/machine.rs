@@ -720,6 +720,7 @@ impl<
         self.after_microstep(cx)
     }
 
+    #[inline]
     fn event_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
@@ -756,6 +757,7 @@ impl<
     }
 
     /// The eventless-and-internal-queue loop of a macrostep.
+    #[inline]
     fn settle<'e, BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'e, '_, BH>,
@@ -763,11 +765,22 @@ impl<
     where
         'c: 'e,
     {
-        // Nothing to do (and the loop below would find nothing): no eventless transitions to
-        // look for and no internal event.
+        // Nothing to do (and the loop would find nothing): no eventless transitions to look
+        // for and no internal event.
         if !self.chart.has_eventless() && self.queue.is_empty() && self.microstep_limit > 0 {
             return Ok(());
         }
+        self.settle_loop(cx)
+    }
+
+    #[inline(never)]
+    fn settle_loop<'e, BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>
+    where
+        'c: 'e,
+    {
         let mut select_eventless = true;
         let mut iterations = 0u32;
         while self.status == Status::Active {
@@ -850,6 +863,7 @@ impl<
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
+    #[inline]
     fn candidate<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
@@ -1013,25 +1027,48 @@ impl<
     /// transition: everything exits, the root included).
     fn domain(&self, t: TransitionId) -> Option<StateId> {
         let tr = self.chart.transition(t);
+        if !self.targets_history(&tr) {
+            // The effective targets are the targets (several targets are distinct states).
+            return self.domain_of(&tr, self.chart.targets(&tr));
+        }
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();
         self.effective_targets(t, &mut targets);
-        if targets.is_empty() {
+        self.domain_of(&tr, targets.iter().copied())
+    }
+
+    /// Whether a target of `tr` is a history state.
+    #[inline]
+    fn targets_history(&self, tr: &Transition) -> bool {
+        self.chart.has_history()
+            && self
+                .chart
+                .targets(tr)
+                .any(|x| self.chart.kind(x).is_history())
+    }
+
+    /// [`Self::domain`] with the effective targets given.
+    fn domain_of(
+        &self,
+        tr: &Transition,
+        targets: impl Iterator<Item = StateId> + Clone,
+    ) -> Option<StateId> {
+        let mut rest = targets.clone();
+        let Some(head) = rest.next() else {
             return Some(tr.source);
-        }
+        };
         if !tr.reenter
             && targets
-                .iter()
-                .all(|&x| x == tr.source || self.chart.is_descendant(x, tr.source))
+                .clone()
+                .all(|x| x == tr.source || self.chart.is_descendant(x, tr.source))
         {
             return Some(tr.source);
         }
         // findLCCA(targets ++ [source]): the first proper ancestor of the first target that
         // contains all the others.
-        let head = targets[0];
         let mut anc = self.chart.parent(head);
         while let Some(a) = anc {
-            if targets[1..].iter().all(|&x| self.chart.is_descendant(x, a))
-                && self.chart.is_descendant(tr.source, a)
+            if self.chart.is_descendant(tr.source, a)
+                && rest.clone().all(|x| self.chart.is_descendant(x, a))
             {
                 return Some(a);
             }
@@ -1065,9 +1102,7 @@ impl<
                 if tr.reenter && tr.source == d {
                     set.insert(d);
                 }
-                for s in self.config.iter_range(StateId(d.0 + 1), self.chart.end(d)) {
-                    set.insert(s);
-                }
+                set.union_range(&self.config, StateId(d.0 + 1), self.chart.end(d));
             }
         }
     }
@@ -1118,11 +1153,36 @@ impl<
         let mut enter = StateSet::<W>::new();
         // The common case, sibling moves between atomic states, skips conflict removal and
         // the domain computation: their exit and entry sets are the source and the target.
-        let simple = self.sibling_moves(enabled, &mut exit, &mut enter);
-        // One transition cannot conflict with another; sibling moves do not conflict either
-        // (each exits only its own source).
+        if self.sibling_moves(enabled, &mut exit, &mut enter) {
+            // Sibling moves do not conflict (each exits only its own source) and exit only
+            // atomic states, which record no history.
+            for s in exit.iter_rev() {
+                self.run_actions(self.chart.exit_actions(s), cx)?;
+                self.config.remove(s);
+            }
+            for &t in enabled {
+                self.run_actions(self.chart.transition_actions_of(t), cx)?;
+            }
+            self.enter_states(&enter, cx)?;
+            self.after_microstep(cx)?;
+            // Each source left the configuration for a state that was not in it.
+            return Ok(true);
+        }
+        self.microstep_general(enabled, exit, enter, cx)
+    }
+
+    /// [`Self::microstep`] for anything but sibling moves.
+    #[inline(never)]
+    fn microstep_general<BH: Behavior + ?Sized>(
+        &mut self,
+        enabled: &Enabled,
+        mut exit: StateSet<W>,
+        mut enter: StateSet<W>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
+        // One transition cannot conflict with another.
         let resolved;
-        let filtered: &Enabled = if simple || enabled.len() == 1 {
+        let filtered: &Enabled = if enabled.len() == 1 {
             enabled
         } else {
             resolved = self.remove_conflicts(enabled);
@@ -1132,7 +1192,7 @@ impl<
 
         // Exit set and entry set are both computed from the configuration and history as
         // they were before this microstep; each transition's domain once, for both.
-        for &t in filtered.iter().filter(|_| !simple) {
+        for &t in filtered {
             let tr = self.chart.transition(t);
             if self.chart.targets(&tr).is_empty() {
                 continue;
@@ -1169,14 +1229,12 @@ impl<
                 }
             }
         }
-        let exit_hi = StateId((self.chart.state_count() - 1) as u16);
-        for s in exit.iter_range_rev(StateId(0), exit_hi) {
+        for s in exit.iter_rev() {
             self.run_actions(self.chart.exit_actions(s), cx)?;
             self.config.remove(s);
         }
         for &t in filtered {
-            let tr = self.chart.transition(t);
-            self.run_actions(self.chart.transition_actions(&tr), cx)?;
+            self.run_actions(self.chart.transition_actions_of(t), cx)?;
         }
         self.enter_states(&enter, cx)?;
         self.after_microstep(cx)?;
@@ -1229,18 +1287,28 @@ impl<
         true
     }
 
+    #[inline]
     fn after_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         if self.status == Status::Done {
-            // Reaching the top-level final state exits every state, in reverse order; the
-            // configuration itself is kept, as XState keeps it in the final snapshot.
-            let all = self.config;
-            let hi = StateId((self.chart.state_count() - 1) as u16);
-            for s in all.iter_range_rev(StateId(0), hi) {
-                self.run_actions(self.chart.exit_actions(s), cx)?;
-            }
+            self.exit_all(cx)?;
+        }
+        Ok(())
+    }
+
+    /// Reaching the top-level final state exits every state, in reverse order; the
+    /// configuration itself is kept, as XState keeps it in the final snapshot.
+    #[inline(never)]
+    fn exit_all<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let all = self.config;
+        let hi = StateId((self.chart.state_count() - 1) as u16);
+        for s in all.iter_range_rev(StateId(0), hi) {
+            self.run_actions(self.chart.exit_actions(s), cx)?;
         }
         Ok(())
     }
@@ -1264,14 +1332,23 @@ impl<
             }
             self.add_descendants(s, enter);
         }
-        let mut targets = Vec::<StateId, MAX_ENABLED>::new();
-        self.effective_targets(t, &mut targets);
+        let mut effective = Vec::<StateId, MAX_ENABLED>::new();
+        let history = self.targets_history(tr);
+        if history {
+            self.effective_targets(t, &mut effective);
+        }
         let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter {
             None
         } else {
             domain
         };
-        for &s in &targets {
+        let mut plain = self.chart.targets(tr);
+        let mut effective = effective.iter().copied();
+        while let Some(s) = if history {
+            effective.next()
+        } else {
+            plain.next()
+        } {
             // Proper ancestors of `s` below the domain (none when `s` is the domain), then
             // the domain itself if parallel.
             let mut anc = if Some(s) == domain {
@@ -1360,6 +1437,7 @@ impl<
     }
 
     /// XState's `enterStates` after the entry set is known.
+    #[inline]
     fn enter_states<BH: Behavior + ?Sized>(
         &mut self,
         enter: &StateSet<W>,

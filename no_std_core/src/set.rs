@@ -66,6 +66,24 @@ impl<const W: usize> StateSet<W> {
             *a |= b;
         }
     }
+    /// Adds every state of `other` within `lo..=hi`.
+    #[inline]
+    pub fn union_range(&mut self, other: &Self, lo: StateId, hi: StateId) {
+        let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
+        if lo > hi {
+            return;
+        }
+        for w in lo / 64..=hi / 64 {
+            let mut mask = !0u64;
+            if w == lo / 64 {
+                mask &= !0 << (lo % 64);
+            }
+            if w == hi / 64 {
+                mask &= !0 >> (63 - hi % 64);
+            }
+            self.words[w] |= other.words[w] & mask;
+        }
+    }
     /// Whether any state in `lo..=hi` is in the set.
     pub fn any_in(&self, lo: StateId, hi: StateId) -> bool {
         self.iter_range(lo, hi).next().is_some()
@@ -96,6 +114,10 @@ impl<const W: usize> StateSet<W> {
             next: lo.index(),
             end: (hi.index() + 1).min(Self::CAPACITY),
         }
+    }
+    /// The states of the set, descending (reverse document order).
+    pub fn iter_rev(&self) -> RevIter<'_, W> {
+        self.iter_range_rev(StateId(0), StateId(u16::MAX))
     }
     /// The states of the set within `lo..=hi`, descending (reverse document order).
     pub fn iter_range_rev(&self, lo: StateId, hi: StateId) -> RevIter<'_, W> {
@@ -167,5 +189,60 @@ impl<const W: usize> Iterator for RevIter<'_, W> {
             return Some(StateId(i as u16));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set<const W: usize>(states: &[u16]) -> StateSet<W> {
+        let mut s = StateSet::new();
+        for &x in states {
+            s.insert(StateId(x));
+        }
+        s
+    }
+
+    #[test]
+    fn last_is_the_highest_state() {
+        assert_eq!(StateSet::<2>::new().last(), None);
+        assert_eq!(set::<2>(&[0]).last(), Some(StateId(0)));
+        assert_eq!(set::<2>(&[3, 63]).last(), Some(StateId(63)));
+        assert_eq!(set::<2>(&[3, 64, 127]).last(), Some(StateId(127)));
+        assert_eq!(set::<2>(&[5, 70]).last(), Some(StateId(70)));
+    }
+
+    #[test]
+    fn union_range_adds_only_the_range() {
+        let from = set::<3>(&[0, 1, 5, 63, 64, 65, 100, 127, 128, 190, 191]);
+        for (lo, hi) in [
+            (0, 191),
+            (1, 1),
+            (2, 4),
+            (1, 64),
+            (63, 128),
+            (64, 127),
+            (65, 191),
+            (100, 100),
+            (6, 5),
+            (191, 191),
+            (150, 400),
+        ] {
+            let mut got = set::<3>(&[2, 130]);
+            got.union_range(&from, StateId(lo), StateId(hi));
+            let mut want = set::<3>(&[2, 130]);
+            for s in from.iter_range(StateId(lo), StateId(hi)) {
+                want.insert(s);
+            }
+            assert_eq!(got, want, "range {lo}..={hi}");
+        }
+    }
+
+    #[test]
+    fn iter_rev_is_descending() {
+        let s = set::<2>(&[0, 9, 64, 127]);
+        let v: heapless::Vec<StateId, 8> = s.iter_rev().collect();
+        assert_eq!(v, [StateId(127), StateId(64), StateId(9), StateId(0)]);
     }
 }
