@@ -1193,6 +1193,14 @@ impl<'a> Chart<'a> {
     pub fn transition_actions(&self, t: &Transition) -> core::ops::Range<u16> {
         t.actions.0..t.actions.0 + t.actions.1
     }
+    /// The source of a transition, by its id: one field read.
+    #[inline]
+    pub fn transition_source(&self, t: TransitionId) -> StateId {
+        let r = raw::head::<{ TransitionRecord::SIZE }>(
+            &self.t.transitions[t.0 as usize * TransitionRecord::SIZE..],
+        );
+        StateId(u16::from_le_bytes([r[2], r[3]]))
+    }
     /// The actions of a transition, by its id: one field read.
     #[inline]
     pub fn transition_actions_of(&self, t: TransitionId) -> core::ops::Range<u16> {

@@ -725,9 +725,37 @@ impl<
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        if !self.chart.has_parallel() {
+            // At most one transition.
+            return match self.select_chain(cx) {
+                Some(t) => self.microstep_one(t, cx).map(|_| ()),
+                None => Ok(()),
+            };
+        }
         let mut enabled = Enabled::new();
-        self.select_all(cx, &mut enabled)?;
+        self.select(StateId(0), cx, &mut enabled, 0)?;
         self.microstep(&enabled, cx).map(|_| ())
+    }
+
+    /// [`Self::select`] from the root in a chart without parallel states.
+    ///
+    /// Without parallel states the configuration is one chain from the root down to one
+    /// atomic state, the highest index in it (descendants come after their ancestors).
+    /// `select` walks that chain down and asks the deepest state first, then its ancestors:
+    /// the same, from the bottom up.
+    #[inline]
+    fn select_chain<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
+        let mut s = self.config.last();
+        while let Some(st) = s {
+            if let Some(t) = self.candidate(st, cx) {
+                return Some(t);
+            }
+            s = self.chart.parent(st);
+        }
+        None
     }
 
     /// The transitions the current event selects: [`Self::select`] from the root.
@@ -740,18 +768,9 @@ impl<
         if self.chart.has_parallel() {
             return self.select(StateId(0), cx, out, 0).map(|_| ());
         }
-        // Without parallel states the configuration is one chain from the root down to one
-        // atomic state, the highest index in it (descendants come after their ancestors).
-        // `select` walks that chain down and asks the deepest state first, then its
-        // ancestors: the same, from the bottom up.
-        let mut s = self.config.last();
-        while let Some(st) = s {
-            if let Some(t) = self.candidate(st, cx) {
-                // `out` is empty: this cannot fail.
-                let _ = out.push(t);
-                break;
-            }
-            s = self.chart.parent(st);
+        if let Some(t) = self.select_chain(cx) {
+            // `out` is empty: this cannot fail.
+            let _ = out.push(t);
         }
         Ok(())
     }
@@ -822,10 +841,7 @@ impl<
                 // child (an active state's ancestors are active and come first); XState can
                 // leave a state active without its parent (see the properties tests), so the
                 // parent is checked and the children scanned when it does not match.
-                let first = self
-                    .config
-                    .iter_range(StateId(s.0 + 1), self.chart.end(s))
-                    .next();
+                let first = self.config.first_in(StateId(s.0 + 1), self.chart.end(s));
                 let child = match first {
                     Some(c) if self.chart.parent(c) == Some(s) => Some(c),
                     _ => self.chart.children(s).find(|&c| self.config.contains(c)),
@@ -1252,39 +1268,74 @@ impl<
         enter: &mut StateSet<W>,
     ) -> bool {
         for &t in enabled {
-            let tr = self.chart.transition(t);
-            let mut targets = self.chart.targets(&tr);
-            let (Some(x), None) = (targets.next(), targets.next()) else {
-                return false;
-            };
-            let s = tr.source;
-            let parent = self.chart.parent(s);
-            let simple = !tr.reenter
-                && x != s
-                && self.chart.kind(s).is_atomic()
-                && self.chart.kind(x).is_atomic()
-                && self.chart.parent(x) == parent
-                && parent.is_some_and(|p| {
-                    // The source must be the parent's only active descendant (XState's exit
-                    // set is all of them; only a quirk can leave a second one there, and only
-                    // in a chart with parallel states: without them the configuration is one
-                    // chain, through the active source).
-                    self.chart.kind(p) == StateKind::Compound
-                        && (!self.chart.has_parallel() || {
-                            let mut active =
-                                self.config.iter_range(StateId(p.0 + 1), self.chart.end(p));
-                            active.next() == Some(s) && active.next().is_none()
-                        })
-                });
-            if !simple {
+            let Some(x) = self.sibling_move(&self.chart.transition(t)) else {
                 exit.clear();
                 enter.clear();
                 return false;
-            }
-            exit.insert(s);
+            };
+            exit.insert(self.chart.transition_source(t));
             enter.insert(x);
         }
         true
+    }
+
+    /// The target of `tr` if it is a sibling move (see [`Self::sibling_moves`]).
+    #[inline]
+    fn sibling_move(&self, tr: &Transition) -> Option<StateId> {
+        let mut targets = self.chart.targets(tr);
+        let (Some(x), None) = (targets.next(), targets.next()) else {
+            return None;
+        };
+        let s = tr.source;
+        let parent = self.chart.parent(s)?;
+        let simple = !tr.reenter
+            && x != s
+            && self.chart.kind(s).is_atomic()
+            && self.chart.kind(x).is_atomic()
+            && self.chart.parent(x) == Some(parent)
+            && self.chart.kind(parent) == StateKind::Compound
+            // The source must be the parent's only active descendant (XState's exit set is
+            // all of them; only a quirk can leave a second one there, and only in a chart
+            // with parallel states: without them the configuration is one chain, through the
+            // active source).
+            && (!self.chart.has_parallel()
+                || self
+                    .config
+                    .count_range(StateId(parent.0 + 1), self.chart.end(parent))
+                    == 1);
+        simple.then_some(x)
+    }
+
+    /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
+    /// straight from the transition record.
+    #[inline]
+    fn microstep_one<BH: Behavior + ?Sized>(
+        &mut self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
+        let tr = self.chart.transition(t);
+        self.stats.microsteps += 1;
+        let Some(x) = self.sibling_move(&tr) else {
+            let mut enabled = Enabled::new();
+            // One fits.
+            let _ = enabled.push(t);
+            return self.microstep_general(&enabled, StateSet::new(), StateSet::new(), cx);
+        };
+        let s = tr.source;
+        self.run_actions(self.chart.exit_actions(s), cx)?;
+        self.config.remove(s);
+        self.run_actions(self.chart.transition_actions(&tr), cx)?;
+        if self.chart.has_final() {
+            let mut enter = StateSet::<W>::new();
+            enter.insert(x);
+            self.enter_states(&enter, cx)?;
+            self.after_microstep(cx)?;
+        } else {
+            self.config.insert(x);
+            self.run_actions(self.chart.entry_actions(x), cx)?;
+        }
+        Ok(true)
     }
 
     #[inline]

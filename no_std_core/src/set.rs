@@ -66,6 +66,18 @@ impl<const W: usize> StateSet<W> {
             *a |= b;
         }
     }
+    /// Word `w` of the set restricted to `lo..=hi` (`lo <= hi < CAPACITY`).
+    #[inline]
+    fn masked(&self, w: usize, lo: usize, hi: usize) -> u64 {
+        let mut mask = !0u64;
+        if w == lo / 64 {
+            mask &= !0 << (lo % 64);
+        }
+        if w == hi / 64 {
+            mask &= !0 >> (63 - hi % 64);
+        }
+        self.words[w] & mask
+    }
     /// Adds every state of `other` within `lo..=hi`.
     #[inline]
     pub fn union_range(&mut self, other: &Self, lo: StateId, hi: StateId) {
@@ -74,15 +86,34 @@ impl<const W: usize> StateSet<W> {
             return;
         }
         for w in lo / 64..=hi / 64 {
-            let mut mask = !0u64;
-            if w == lo / 64 {
-                mask &= !0 << (lo % 64);
-            }
-            if w == hi / 64 {
-                mask &= !0 >> (63 - hi % 64);
-            }
-            self.words[w] |= other.words[w] & mask;
+            self.words[w] |= other.masked(w, lo, hi);
         }
+    }
+    /// How many states of the set are within `lo..=hi`.
+    #[inline]
+    pub fn count_range(&self, lo: StateId, hi: StateId) -> usize {
+        let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
+        if lo > hi {
+            return 0;
+        }
+        (lo / 64..=hi / 64)
+            .map(|w| self.masked(w, lo, hi).count_ones() as usize)
+            .sum()
+    }
+    /// The lowest state of the set within `lo..=hi`.
+    #[inline]
+    pub fn first_in(&self, lo: StateId, hi: StateId) -> Option<StateId> {
+        let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
+        if lo > hi {
+            return None;
+        }
+        for w in lo / 64..=hi / 64 {
+            let bits = self.masked(w, lo, hi);
+            if bits != 0 {
+                return Some(StateId((w * 64 + bits.trailing_zeros() as usize) as u16));
+            }
+        }
+        None
     }
     /// Whether any state in `lo..=hi` is in the set.
     pub fn any_in(&self, lo: StateId, hi: StateId) -> bool {
@@ -236,6 +267,18 @@ mod tests {
                 want.insert(s);
             }
             assert_eq!(got, want, "range {lo}..={hi}");
+        }
+    }
+
+    #[test]
+    fn count_and_first_in_range() {
+        let from = set::<3>(&[0, 1, 5, 63, 64, 65, 100, 127, 128, 190, 191]);
+        for lo in (0..192).step_by(7).chain([63, 64, 127, 128, 191]) {
+            for hi in (0..200).step_by(5).chain([63, 64, 127, 128, 191]) {
+                let (l, h) = (StateId(lo), StateId(hi));
+                assert_eq!(from.count_range(l, h), from.iter_range(l, h).count());
+                assert_eq!(from.first_in(l, h), from.iter_range(l, h).next());
+            }
         }
     }
 
