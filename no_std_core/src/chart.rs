@@ -1029,8 +1029,7 @@ impl<'a> Chart<'a> {
     /// the hot accessors read only what they need instead of decoding the whole record.
     #[inline]
     fn state_field(&self, s: StateId, at: usize) -> u16 {
-        let r = raw::head::<{ StateRecord::SIZE }>(&self.t.states[s.index() * StateRecord::SIZE..]);
-        u16::from_le_bytes([r[at], r[at + 1]])
+        u16_or(self.t.states, s.index() * StateRecord::SIZE + at, 0)
     }
     #[inline]
     pub(crate) fn rec(&self, s: StateId) -> StateRecord {
@@ -1040,24 +1039,25 @@ impl<'a> Chart<'a> {
     #[inline]
     pub fn kind(&self, s: StateId) -> StateKind {
         // Validated in `new`.
-        StateKind::from_u8(self.t.states[s.index() * StateRecord::SIZE])
-            .unwrap_or(StateKind::Atomic)
+        match self.t.states.get(s.index() * StateRecord::SIZE) {
+            Some(&k) => StateKind::from_u8(k).unwrap_or(StateKind::Atomic),
+            None => StateKind::Atomic,
+        }
     }
     /// The parent of a state (`None` for the root).
     #[inline]
     pub fn parent(&self, s: StateId) -> Option<StateId> {
-        let at = s.index() * StateRecord::SIZE + 2;
-        let p = u16::from_le_bytes([self.t.states[at], self.t.states[at + 1]]);
+        let p = u16_or(self.t.states, s.index() * StateRecord::SIZE + 2, NONE);
         (p != NONE).then_some(StateId(p))
     }
     /// The last descendant of `s` (or `s`).
     #[inline]
     pub fn end(&self, s: StateId) -> StateId {
-        let at = s.index() * StateRecord::SIZE + 4;
-        StateId(u16::from_le_bytes([
-            self.t.states[at],
-            self.t.states[at + 1],
-        ]))
+        StateId(u16_or(
+            self.t.states,
+            s.index() * StateRecord::SIZE + 4,
+            s.0,
+        ))
     }
     /// Whether `d` is a proper descendant of `a`.
     #[inline]
@@ -1196,19 +1196,18 @@ impl<'a> Chart<'a> {
     /// The source of a transition, by its id: one field read.
     #[inline]
     pub fn transition_source(&self, t: TransitionId) -> StateId {
-        let r = raw::head::<{ TransitionRecord::SIZE }>(
-            &self.t.transitions[t.0 as usize * TransitionRecord::SIZE..],
-        );
-        StateId(u16::from_le_bytes([r[2], r[3]]))
+        StateId(u16_or(
+            self.t.transitions,
+            t.0 as usize * TransitionRecord::SIZE + 2,
+            0,
+        ))
     }
     /// The actions of a transition, by its id: one field read.
     #[inline]
     pub fn transition_actions_of(&self, t: TransitionId) -> core::ops::Range<u16> {
-        let r = raw::head::<{ TransitionRecord::SIZE }>(
-            &self.t.transitions[t.0 as usize * TransitionRecord::SIZE..],
-        );
-        let start = u16::from_le_bytes([r[14], r[15]]);
-        start..start + u16::from_le_bytes([r[16], r[17]])
+        let at = t.0 as usize * TransitionRecord::SIZE;
+        let start = u16_or(self.t.transitions, at + 14, 0);
+        start..start + u16_or(self.t.transitions, at + 16, 0)
     }
     /// The entry actions of a state.
     #[inline]
@@ -1339,9 +1338,20 @@ impl Iterator for StateList<'_> {
         if self.next >= self.end {
             return None;
         }
-        let s = raw::u16_entry(self.table, self.next as usize);
+        let s = u16_or(self.table, self.next as usize * 2, 0);
         self.next += 1;
         Some(StateId(s))
+    }
+}
+
+/// The little-endian `u16` at `table[at..at + 2]`, or `or` past the end: one bounds check and
+/// no panic path for the hot accessors. The tables of a validated chart are never read past
+/// their end, so `or` is never what a step sees.
+#[inline(always)]
+fn u16_or(table: &[u8], at: usize, or: u16) -> u16 {
+    match table.get(at..at + 2) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => or,
     }
 }
 

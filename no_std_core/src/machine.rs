@@ -734,7 +734,7 @@ impl<
         }
         let mut enabled = Enabled::new();
         self.select(StateId(0), cx, &mut enabled, 0)?;
-        self.microstep(&enabled, cx).map(|_| ())
+        self.microstep(&enabled, true, cx).map(|_| ())
     }
 
     /// [`Self::select`] from the root in a chart without parallel states.
@@ -821,7 +821,7 @@ impl<
                 cx.event = Event::from_id(&self.chart, e);
                 self.select_all(cx, &mut enabled)?;
             }
-            let changed = self.microstep(&enabled, cx)?;
+            let changed = self.microstep(&enabled, true, cx)?;
             select_eventless = !eventless || changed;
         }
         Ok(())
@@ -972,9 +972,15 @@ impl<
     }
 
     /// The targets of a transition with history states replaced by what they stand for.
-    fn effective_targets(&self, t: TransitionId, out: &mut Vec<StateId, MAX_ENABLED>) {
-        let tr = self.chart.transition(t);
-        for target in self.chart.targets(&tr) {
+    fn effective_targets(&self, tr: &Transition, out: &mut Vec<StateId, MAX_ENABLED>) {
+        if !self.targets_history(tr) {
+            // Several targets are distinct states (validated): they are the effective ones.
+            for target in self.chart.targets(tr) {
+                let _ = out.push(target);
+            }
+            return;
+        }
+        for target in self.chart.targets(tr) {
             self.push_effective(target, out);
         }
     }
@@ -1043,13 +1049,9 @@ impl<
     /// transition: everything exits, the root included).
     fn domain(&self, t: TransitionId) -> Option<StateId> {
         let tr = self.chart.transition(t);
-        if !self.targets_history(&tr) {
-            // The effective targets are the targets (several targets are distinct states).
-            return self.domain_of(&tr, self.chart.targets(&tr));
-        }
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();
-        self.effective_targets(t, &mut targets);
-        self.domain_of(&tr, targets.iter().copied())
+        self.effective_targets(&tr, &mut targets);
+        self.domain_of(&tr, &targets)
     }
 
     /// Whether a target of `tr` is a history state.
@@ -1063,19 +1065,14 @@ impl<
     }
 
     /// [`Self::domain`] with the effective targets given.
-    fn domain_of(
-        &self,
-        tr: &Transition,
-        targets: impl Iterator<Item = StateId> + Clone,
-    ) -> Option<StateId> {
-        let mut rest = targets.clone();
-        let Some(head) = rest.next() else {
+    fn domain_of(&self, tr: &Transition, targets: &[StateId]) -> Option<StateId> {
+        let Some((&head, rest)) = targets.split_first() else {
             return Some(tr.source);
         };
         if !tr.reenter
             && targets
-                .clone()
-                .all(|x| x == tr.source || self.chart.is_descendant(x, tr.source))
+                .iter()
+                .all(|&x| x == tr.source || self.chart.is_descendant(x, tr.source))
         {
             return Some(tr.source);
         }
@@ -1084,7 +1081,7 @@ impl<
         let mut anc = self.chart.parent(head);
         while let Some(a) = anc {
             if self.chart.is_descendant(tr.source, a)
-                && rest.clone().all(|x| self.chart.is_descendant(x, a))
+                && rest.iter().all(|&x| self.chart.is_descendant(x, a))
             {
                 return Some(a);
             }
@@ -1156,9 +1153,13 @@ impl<
     }
 
     /// One microstep. Returns whether the configuration or the history changed.
+    ///
+    /// `sibling`: whether the transitions may all be sibling moves (see
+    /// [`Self::sibling_moves`]); false skips the check when they are known not to be.
     fn microstep<BH: Behavior + ?Sized>(
         &mut self,
         enabled: &Enabled,
+        sibling: bool,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<bool, Error> {
         if enabled.is_empty() {
@@ -1167,60 +1168,65 @@ impl<
         self.stats.microsteps += 1;
         let mut exit = StateSet::<W>::new();
         let mut enter = StateSet::<W>::new();
-        // The common case, sibling moves between atomic states, skips conflict removal and
-        // the domain computation: their exit and entry sets are the source and the target.
-        if self.sibling_moves(enabled, &mut exit, &mut enter) {
-            // Sibling moves do not conflict (each exits only its own source) and exit only
-            // atomic states, which record no history.
-            for s in exit.iter_rev() {
-                self.run_actions(self.chart.exit_actions(s), cx)?;
-                self.config.remove(s);
-            }
-            for &t in enabled {
-                self.run_actions(self.chart.transition_actions_of(t), cx)?;
-            }
-            self.enter_states(&enter, cx)?;
-            self.after_microstep(cx)?;
-            // Each source left the configuration for a state that was not in it.
-            return Ok(true);
-        }
-        self.microstep_general(enabled, exit, enter, cx)
-    }
-
-    /// [`Self::microstep`] for anything but sibling moves.
-    #[inline(never)]
-    fn microstep_general<BH: Behavior + ?Sized>(
-        &mut self,
-        enabled: &Enabled,
-        mut exit: StateSet<W>,
-        mut enter: StateSet<W>,
-        cx: &mut StepCx<'_, '_, BH>,
-    ) -> Result<bool, Error> {
-        // One transition cannot conflict with another.
+        // The common case, sibling moves between atomic states, skips conflict removal, the
+        // domain computation and history: their exit and entry sets are the sources and the
+        // targets, they do not conflict (each exits only its own source), and they exit only
+        // atomic states, which record no history.
+        let simple = sibling && self.sibling_moves(enabled, &mut exit, &mut enter);
         let resolved;
-        let filtered: &Enabled = if enabled.len() == 1 {
+        let filtered: &Enabled = if simple || enabled.len() == 1 {
             enabled
         } else {
             resolved = self.remove_conflicts(enabled);
             &resolved
         };
         let before = self.config;
+        let mut history_changed = false;
+        if !simple {
+            self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
+            if self.chart.has_history() {
+                history_changed = self.record_history(&exit);
+            }
+        }
+        for s in exit.iter_rev() {
+            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.config.remove(s);
+        }
+        for &t in filtered {
+            self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        }
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)?;
+        // Sibling moves: each source left the configuration for a state that was not in it.
+        Ok(simple || history_changed || self.config != before || self.status != Status::Active)
+    }
 
-        // Exit set and entry set are both computed from the configuration and history as
-        // they were before this microstep; each transition's domain once, for both.
+    /// The exit and entry sets of `filtered`, both from the configuration and history as
+    /// they are before the microstep; each transition's domain once, for both.
+    #[inline(never)]
+    fn exit_and_entry_sets(
+        &self,
+        filtered: &Enabled,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) {
         for &t in filtered {
             let tr = self.chart.transition(t);
             if self.chart.targets(&tr).is_empty() {
                 continue;
             }
             let domain = self.domain(t);
-            self.exit_set_with_domain(&tr, domain, &mut exit);
-            self.entry_set_into(t, &tr, domain, &mut enter);
+            self.exit_set_with_domain(&tr, domain, exit);
+            self.entry_set_into(&tr, domain, enter);
         }
+    }
 
-        // Record history for every exiting state before any exit action runs.
+    /// Records history for every exiting state, before any exit action runs. Returns whether
+    /// there was any to record.
+    #[inline(never)]
+    fn record_history(&mut self, exit: &StateSet<W>) -> bool {
         let mut history_changed = false;
-        for s in exit.iter().filter(|_| self.chart.has_history()) {
+        for s in exit.iter() {
             for h in self.chart.children(s) {
                 let kind = self.chart.kind(h);
                 if !kind.is_history() {
@@ -1245,16 +1251,7 @@ impl<
                 }
             }
         }
-        for s in exit.iter_rev() {
-            self.run_actions(self.chart.exit_actions(s), cx)?;
-            self.config.remove(s);
-        }
-        for &t in filtered {
-            self.run_actions(self.chart.transition_actions_of(t), cx)?;
-        }
-        self.enter_states(&enter, cx)?;
-        self.after_microstep(cx)?;
-        Ok(history_changed || self.config != before || self.status != Status::Active)
+        history_changed
     }
 
     /// When every enabled transition moves from an atomic state to one atomic sibling under a
@@ -1298,11 +1295,11 @@ impl<
             // all of them; only a quirk can leave a second one there, and only in a chart
             // with parallel states: without them the configuration is one chain, through the
             // active source).
-            && (!self.chart.has_parallel()
-                || self
-                    .config
-                    .count_range(StateId(parent.0 + 1), self.chart.end(parent))
-                    == 1);
+            && (!self.chart.has_parallel() || {
+                let end = self.chart.end(parent);
+                self.config.first_in(StateId(parent.0 + 1), end) == Some(s)
+                    && self.config.first_in(StateId(s.0 + 1), end).is_none()
+            });
         simple.then_some(x)
     }
 
@@ -1315,25 +1312,22 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<bool, Error> {
         let tr = self.chart.transition(t);
-        self.stats.microsteps += 1;
         let Some(x) = self.sibling_move(&tr) else {
             let mut enabled = Enabled::new();
             // One fits.
             let _ = enabled.push(t);
-            return self.microstep_general(&enabled, StateSet::new(), StateSet::new(), cx);
+            return self.microstep(&enabled, false, cx);
         };
+        self.stats.microsteps += 1;
         let s = tr.source;
         self.run_actions(self.chart.exit_actions(s), cx)?;
         self.config.remove(s);
-        self.run_actions(self.chart.transition_actions(&tr), cx)?;
-        if self.chart.has_final() {
-            let mut enter = StateSet::<W>::new();
-            enter.insert(x);
-            self.enter_states(&enter, cx)?;
+        self.run_rare_actions(self.chart.transition_actions(&tr), cx)?;
+        self.config.insert(x);
+        self.run_actions(self.chart.entry_actions(x), cx)?;
+        if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
+            self.entered_final(x, &mut StateSet::new())?;
             self.after_microstep(cx)?;
-        } else {
-            self.config.insert(x);
-            self.run_actions(self.chart.entry_actions(x), cx)?;
         }
         Ok(true)
     }
@@ -1359,19 +1353,13 @@ impl<
         let all = self.config;
         let hi = StateId((self.chart.state_count() - 1) as u16);
         for s in all.iter_range_rev(StateId(0), hi) {
-            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.run_rare_actions(self.chart.exit_actions(s), cx)?;
         }
         Ok(())
     }
 
     /// XState's `computeEntrySet` for one transition.
-    fn entry_set_into(
-        &self,
-        t: TransitionId,
-        tr: &Transition,
-        domain: Option<StateId>,
-        enter: &mut StateSet<W>,
-    ) {
+    fn entry_set_into(&self, tr: &Transition, domain: Option<StateId>, enter: &mut StateSet<W>) {
         if self.chart.targets(tr).is_empty() {
             return;
         }
@@ -1383,23 +1371,14 @@ impl<
             }
             self.add_descendants(s, enter);
         }
-        let mut effective = Vec::<StateId, MAX_ENABLED>::new();
-        let history = self.targets_history(tr);
-        if history {
-            self.effective_targets(t, &mut effective);
-        }
+        let mut targets = Vec::<StateId, MAX_ENABLED>::new();
+        self.effective_targets(tr, &mut targets);
         let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter {
             None
         } else {
             domain
         };
-        let mut plain = self.chart.targets(tr);
-        let mut effective = effective.iter().copied();
-        while let Some(s) = if history {
-            effective.next()
-        } else {
-            plain.next()
-        } {
+        for &s in &targets {
             // Proper ancestors of `s` below the domain (none when `s` is the domain), then
             // the domain itself if parallel.
             let mut anc = if Some(s) == domain {
@@ -1494,53 +1473,54 @@ impl<
         enter: &StateSet<W>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
-        if !self.chart.has_final() {
-            for s in enter.iter() {
-                self.config.insert(s);
-                self.run_actions(self.chart.entry_actions(s), cx)?;
-            }
-            return Ok(());
-        }
         let mut completed = StateSet::<W>::new();
         for s in enter.iter() {
             self.config.insert(s);
             self.run_actions(self.chart.entry_actions(s), cx)?;
-            if self.chart.kind(s) != StateKind::Final {
-                continue;
+            if self.chart.has_final() && self.chart.kind(s) == StateKind::Final {
+                self.entered_final(s, &mut completed)?;
             }
-            let parent = self.chart.parent(s);
-            let mut marker = match parent {
-                Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
-                Some(p) => self.chart.parent(p),
-                None => None,
-            };
-            if let Some(p) = parent {
-                if self.chart.kind(p) == StateKind::Compound {
-                    if let Some(e) = self.chart.done_event(p) {
-                        self.queue
-                            .push_back(e)
-                            .map_err(|_| Error::QueueFull { capacity: Q })?;
-                    }
-                }
-            }
-            while let Some(m) = marker {
-                if self.chart.kind(m) != StateKind::Parallel
-                    || completed.contains(m)
-                    || !self.in_final_state(m, 0)
-                {
-                    break;
-                }
-                completed.insert(m);
-                if let Some(e) = self.chart.done_event(m) {
+        }
+        Ok(())
+    }
+
+    /// What entering the final state `s` completes: done events for its parent and for
+    /// every parallel ancestor whose regions are all final (each once per microstep, in
+    /// `completed`), and the machine when the top level is.
+    #[inline(never)]
+    fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
+        let parent = self.chart.parent(s);
+        let mut marker = match parent {
+            Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
+            Some(p) => self.chart.parent(p),
+            None => None,
+        };
+        if let Some(p) = parent {
+            if self.chart.kind(p) == StateKind::Compound {
+                if let Some(e) = self.chart.done_event(p) {
                     self.queue
                         .push_back(e)
                         .map_err(|_| Error::QueueFull { capacity: Q })?;
                 }
-                marker = self.chart.parent(m);
             }
-            if marker.is_none() {
-                self.status = Status::Done;
+        }
+        while let Some(m) = marker {
+            if self.chart.kind(m) != StateKind::Parallel
+                || completed.contains(m)
+                || !self.in_final_state(m, 0)
+            {
+                break;
             }
+            completed.insert(m);
+            if let Some(e) = self.chart.done_event(m) {
+                self.queue
+                    .push_back(e)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            marker = self.chart.parent(m);
+        }
+        if marker.is_none() {
+            self.status = Status::Done;
         }
         Ok(())
     }
@@ -1590,6 +1570,29 @@ impl<
             }
         }
         Ok(())
+    }
+
+    /// [`Self::run_actions`] where actions are rare (transition actions, the final exit): a
+    /// test inline, the loop out of line, to keep the code small.
+    #[inline]
+    fn run_rare_actions<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        self.run_actions_outlined(range, cx)
+    }
+
+    #[inline(never)]
+    fn run_actions_outlined<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        self.run_actions(range, cx)
     }
 
     #[inline]
