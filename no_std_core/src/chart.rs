@@ -1193,6 +1193,14 @@ impl<'a> Chart<'a> {
     pub fn transition_actions(&self, t: &Transition) -> core::ops::Range<u16> {
         t.actions.0..t.actions.0 + t.actions.1
     }
+    /// For a transition triggered by an exact event, its event and whether it has a guard;
+    /// `None` for the other triggers. Read from the record without decoding the rest.
+    #[inline]
+    pub fn exact_trigger(&self, t: TransitionId) -> Option<(u16, bool)> {
+        let at = t.0 as usize * TransitionRecord::SIZE;
+        let r = self.t.transitions.get(at..at + 8)?;
+        (r[0] == Trigger::Exact as u8).then(|| (u16::from_le_bytes([r[4], r[5]]), r[6] != 0))
+    }
     /// The source of a transition, by its id: one field read.
     #[inline]
     pub fn transition_source(&self, t: TransitionId) -> StateId {

@@ -828,6 +828,11 @@ impl<
     }
 
     /// XState's `transitionNode`: the transitions an event selects below `s`.
+    ///
+    /// A compound state asks its active child and only falls back to its own transitions
+    /// when the child selected none; a parallel state asks every active region, and falls
+    /// back when none selected any. Chains of compound states are walked down in a loop, then
+    /// back up asking each state until one selects; only parallel states recurse.
     fn select<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
@@ -835,46 +840,60 @@ impl<
         out: &mut Enabled,
         depth: usize,
     ) -> Result<bool, Error> {
-        let found = match self.chart.kind(s) {
-            StateKind::Compound if depth <= MAX_DEPTH => {
-                // In document order the first active state below `s` is normally its active
-                // child (an active state's ancestors are active and come first); XState can
-                // leave a state active without its parent (see the properties tests), so the
-                // parent is checked and the children scanned when it does not match.
-                let first = self.config.first_in(StateId(s.0 + 1), self.chart.end(s));
-                let child = match first {
-                    Some(c) if self.chart.parent(c) == Some(s) => Some(c),
-                    _ => self.chart.children(s).find(|&c| self.config.contains(c)),
-                };
-                match child {
-                    Some(c) => self.select(c, cx, out, depth + 1)?,
-                    None => false,
+        let mut bottom = s;
+        let mut depth = depth;
+        while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
+            match self.active_child(bottom) {
+                Some(c) => {
+                    bottom = c;
+                    depth += 1;
                 }
+                None => break,
             }
-            StateKind::Parallel if depth <= MAX_DEPTH => {
-                let mut any = false;
-                for c in self.chart.children(s) {
-                    if self.config.contains(c) {
-                        any |= self.select(c, cx, out, depth + 1)?;
-                    }
-                }
-                any
-            }
-            _ => false,
-        };
-        if found {
-            return Ok(true);
         }
-        match self.candidate(s, cx) {
-            Some(t) => {
+        let mut found = false;
+        if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
+            for c in self.chart.children(bottom) {
+                if self.config.contains(c) {
+                    found |= self.select(c, cx, out, depth + 1)?;
+                }
+            }
+        }
+        // Up from `bottom` to `s`: each state is asked when nothing below it selected.
+        let mut st = bottom;
+        loop {
+            if found {
+                return Ok(true);
+            }
+            if let Some(t) = self.candidate(st, cx) {
                 out.push(t).map_err(|_| Error::InvalidChart {
                     table: "states",
-                    index: s.0 as u32,
+                    index: st.0 as u32,
                     reason: "more than MAX_ENABLED transitions in one microstep",
                 })?;
-                Ok(true)
+                return Ok(true);
             }
-            None => Ok(false),
+            if st == s {
+                return Ok(false);
+            }
+            // `bottom` was reached from `s` through active children, so this is in the chain.
+            match self.chart.parent(st) {
+                Some(p) => st = p,
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// The active child of a compound state.
+    #[inline]
+    fn active_child(&self, s: StateId) -> Option<StateId> {
+        // In document order the first active state below `s` is normally its active child
+        // (an active state's ancestors are active and come first); XState can leave a state
+        // active without its parent (see the properties tests), so the parent is checked and
+        // the children scanned when it does not match.
+        match self.config.first_in(StateId(s.0 + 1), self.chart.end(s)) {
+            Some(c) if self.chart.parent(c) == Some(s) => Some(c),
+            _ => self.chart.children(s).find(|&c| self.config.contains(c)),
         }
     }
 
@@ -891,13 +910,26 @@ impl<
         }
         // XState's `getCandidates`: the exact descriptor's transitions first, then the
         // matching partial descriptors (stored longest first), each in document order.
+        // Whether there are partial descriptors to look at (only their trigger and event are
+        // read until one matches).
+        let mut partial = cx.event.id.is_none();
         if let Some(e) = cx.event.id {
             for ti in range.clone() {
-                let t = self.chart.transition(TransitionId(ti));
-                if t.trigger == Trigger::Exact && t.event == e.0 && self.guard_passes(t.guard, cx) {
-                    return Some(TransitionId(ti));
+                let t = TransitionId(ti);
+                match self.chart.exact_trigger(t) {
+                    None => partial = true,
+                    Some((event, guarded)) => {
+                        if event == e.0
+                            && (!guarded || self.guard_passes(self.chart.transition(t).guard, cx))
+                        {
+                            return Some(t);
+                        }
+                    }
                 }
             }
+        }
+        if !partial {
+            return None;
         }
         let name = cx.event.name;
         for ti in range {
