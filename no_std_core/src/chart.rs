@@ -1201,14 +1201,19 @@ impl<'a> Chart<'a> {
         let r = self.t.transitions.get(at..at + 8)?;
         (r[0] == Trigger::Exact as u8).then(|| (u16::from_le_bytes([r[4], r[5]]), r[6] != 0))
     }
-    /// The source of a transition, by its id: one field read.
+    /// The source and the target of a transition with exactly one target that does not
+    /// re-enter; `None` for the others. Read from the record without decoding the rest.
     #[inline]
-    pub fn transition_source(&self, t: TransitionId) -> StateId {
-        StateId(u16_or(
-            self.t.transitions,
-            t.0 as usize * TransitionRecord::SIZE + 2,
-            0,
-        ))
+    pub fn single_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
+        let at = t.0 as usize * TransitionRecord::SIZE;
+        let r = self.t.transitions.get(at..at + 14)?;
+        let targets_len = u16::from_le_bytes([r[12], r[13]]);
+        if targets_len != 1 || r[1] & TransitionRecord::REENTER != 0 {
+            return None;
+        }
+        let first = u16::from_le_bytes([r[10], r[11]]);
+        let x = u16_or(self.t.targets, first as usize * 2, NONE);
+        (x != NONE).then_some((StateId(u16::from_le_bytes([r[2], r[3]])), StateId(x)))
     }
     /// The actions of a transition, by its id: one field read.
     #[inline]

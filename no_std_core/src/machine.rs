@@ -1297,28 +1297,24 @@ impl<
         enter: &mut StateSet<W>,
     ) -> bool {
         for &t in enabled {
-            let Some(x) = self.sibling_move(&self.chart.transition(t)) else {
+            let Some((s, x)) = self.sibling_move(t) else {
                 exit.clear();
                 enter.clear();
                 return false;
             };
-            exit.insert(self.chart.transition_source(t));
+            exit.insert(s);
             enter.insert(x);
         }
         true
     }
 
-    /// The target of `tr` if it is a sibling move (see [`Self::sibling_moves`]).
+    /// The source and the target of `t` if it is a sibling move (see
+    /// [`Self::sibling_moves`]).
     #[inline]
-    fn sibling_move(&self, tr: &Transition) -> Option<StateId> {
-        let mut targets = self.chart.targets(tr);
-        let (Some(x), None) = (targets.next(), targets.next()) else {
-            return None;
-        };
-        let s = tr.source;
+    fn sibling_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
+        let (s, x) = self.chart.single_move(t)?;
         let parent = self.chart.parent(s)?;
-        let simple = !tr.reenter
-            && x != s
+        let simple = x != s
             && self.chart.kind(s).is_atomic()
             && self.chart.kind(x).is_atomic()
             && self.chart.parent(x) == Some(parent)
@@ -1332,7 +1328,7 @@ impl<
                 self.config.first_in(StateId(parent.0 + 1), end) == Some(s)
                     && self.config.first_in(StateId(s.0 + 1), end).is_none()
             });
-        simple.then_some(x)
+        simple.then_some((s, x))
     }
 
     /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
@@ -1343,18 +1339,16 @@ impl<
         t: TransitionId,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<bool, Error> {
-        let tr = self.chart.transition(t);
-        let Some(x) = self.sibling_move(&tr) else {
+        let Some((s, x)) = self.sibling_move(t) else {
             let mut enabled = Enabled::new();
             // One fits.
             let _ = enabled.push(t);
             return self.microstep(&enabled, false, cx);
         };
         self.stats.microsteps += 1;
-        let s = tr.source;
         self.run_actions(self.chart.exit_actions(s), cx)?;
         self.config.remove(s);
-        self.run_rare_actions(self.chart.transition_actions(&tr), cx)?;
+        self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         self.config.insert(x);
         self.run_actions(self.chart.entry_actions(x), cx)?;
         if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
