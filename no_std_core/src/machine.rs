@@ -898,7 +898,7 @@ impl<
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
-    #[inline]
+    #[inline(always)]
     fn candidate<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
@@ -919,9 +919,7 @@ impl<
                 match self.chart.exact_trigger(t) {
                     None => partial = true,
                     Some((event, guarded)) => {
-                        if event == e.0
-                            && (!guarded || self.guard_passes(self.chart.transition(t).guard, cx))
-                        {
+                        if event == e.0 && (!guarded || self.guarded_passes(t, cx)) {
                             return Some(t);
                         }
                     }
@@ -931,6 +929,27 @@ impl<
         if !partial {
             return None;
         }
+        self.partial_candidate(range, cx)
+    }
+
+    /// Whether the guard of the guarded transition `t` passes.
+    #[inline(never)]
+    fn guarded_passes<BH: Behavior + ?Sized>(
+        &self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> bool {
+        self.guard_passes(self.chart.transition(t).guard, cx)
+    }
+
+    /// The first enabled transition of `range` whose partial descriptor or wildcard matches
+    /// the event.
+    #[inline(never)]
+    fn partial_candidate<BH: Behavior + ?Sized>(
+        &self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
         let name = cx.event.name;
         for ti in range {
             let t = self.chart.transition(TransitionId(ti));
