@@ -360,7 +360,8 @@ pub mod raw {
     pub struct TransitionRecord {
         /// [`super::Trigger`] as a byte.
         pub trigger: u8,
-        /// Bit 0: `reenter`.
+        /// Bit 0: `reenter`. Bit 1: a sibling move (see [`sibling_move`]), which the
+        /// compiler works out and [`super::Chart::new`] checks.
         pub flags: u8,
         /// The source state.
         pub source: u16,
@@ -385,6 +386,8 @@ pub mod raw {
         pub const SIZE: usize = 18;
         /// `flags` bit: the transition re-enters its source.
         pub const REENTER: u8 = 1;
+        /// `flags` bit: the transition is a sibling move (see [`sibling_move`]).
+        pub const SIBLING: u8 = 2;
         /// Reads a record.
         #[inline]
         pub fn decode(b: &[u8]) -> Self {
@@ -506,6 +509,37 @@ pub mod raw {
             put32(b, 0, self.offset);
             put16(b, 4, self.len);
         }
+    }
+
+    /// Whether a transition is a sibling move: one target, not re-entering, from an atomic
+    /// (or final) state to another atomic (or final) state with the same compound parent.
+    /// Its exit and entry sets are then the source and the target, whenever the source is
+    /// its parent's only active descendant; stepping relies on the flag the compiler sets
+    /// ([`TransitionRecord::SIBLING`]) instead of reading four state records per event.
+    ///
+    /// `states` and `targets` are the chart's tables; out-of-range indices make it false.
+    pub fn sibling_move(states: &[u8], targets: &[u8], tr: &TransitionRecord) -> bool {
+        // (kind, parent) of a state.
+        let state = |s: u16| {
+            let at = s as usize * StateRecord::SIZE;
+            states.get(at..at + 4).map(|b| (b[0], u16_at(b, 2)))
+        };
+        let atomic =
+            |k: u8| k == super::StateKind::Atomic as u8 || k == super::StateKind::Final as u8;
+        let at = tr.targets_start as usize * 2;
+        let Some(x) = targets.get(at..at + 2).map(|b| u16_at(b, 0)) else {
+            return false;
+        };
+        let (Some((sk, sp)), Some((xk, xp))) = (state(tr.source), state(x)) else {
+            return false;
+        };
+        tr.targets_len == 1
+            && tr.flags & TransitionRecord::REENTER == 0
+            && x != tr.source
+            && atomic(sk)
+            && atomic(xk)
+            && sp == xp
+            && state(sp).is_some_and(|(pk, _)| pk == super::StateKind::Compound as u8)
     }
 
     /// Reads entry `i` of a table of `u16`.
@@ -916,6 +950,15 @@ impl<'a> Chart<'a> {
                     "several targets must lie in different regions of a parallel state",
                 ));
             }
+            if raw::sibling_move(t.states, t.targets, &tr)
+                != (tr.flags & TransitionRecord::SIBLING != 0)
+            {
+                return Err(bad(
+                    "transitions",
+                    ti,
+                    "the sibling-move flag does not match the transition",
+                ));
+            }
         }
         let mut features = 0u8;
         for i in 0..n_states {
@@ -1201,14 +1244,14 @@ impl<'a> Chart<'a> {
         let r = self.t.transitions.get(at..at + 8)?;
         (r[0] == Trigger::Exact as u8).then(|| (u16::from_le_bytes([r[4], r[5]]), r[6] != 0))
     }
-    /// The source and the target of a transition with exactly one target that does not
-    /// re-enter; `None` for the others. Read from the record without decoding the rest.
+    /// The source and the target of a sibling move ([`raw::sibling_move`], flagged by the
+    /// compiler and checked by [`Chart::new`]); `None` for other transitions. Read from the
+    /// record without decoding the rest.
     #[inline]
-    pub fn single_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
+    pub fn sibling_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
         let at = t.0 as usize * TransitionRecord::SIZE;
-        let r = self.t.transitions.get(at..at + 14)?;
-        let targets_len = u16::from_le_bytes([r[12], r[13]]);
-        if targets_len != 1 || r[1] & TransitionRecord::REENTER != 0 {
+        let r = self.t.transitions.get(at..at + 12)?;
+        if r[1] & TransitionRecord::SIBLING == 0 {
             return None;
         }
         let first = u16::from_le_bytes([r[10], r[11]]);

@@ -1331,23 +1331,21 @@ impl<
     /// [`Self::sibling_moves`]).
     #[inline]
     fn sibling_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
-        let (s, x) = self.chart.single_move(t)?;
-        let parent = self.chart.parent(s)?;
-        let simple = x != s
-            && self.chart.kind(s).is_atomic()
-            && self.chart.kind(x).is_atomic()
-            && self.chart.parent(x) == Some(parent)
-            && self.chart.kind(parent) == StateKind::Compound
-            // The source must be the parent's only active descendant (XState's exit set is
-            // all of them; only a quirk can leave a second one there, and only in a chart
-            // with parallel states: without them the configuration is one chain, through the
-            // active source).
-            && (!self.chart.has_parallel() || {
-                let end = self.chart.end(parent);
-                self.config.first_in(StateId(parent.0 + 1), end) == Some(s)
-                    && self.config.first_in(StateId(s.0 + 1), end).is_none()
-            });
-        simple.then_some((s, x))
+        let (s, x) = self.chart.sibling_move(t)?;
+        // The source must be its parent's only active descendant (XState's exit set is all
+        // of them; only a quirk can leave a second one there, and only in a chart with
+        // parallel states: without them the configuration is one chain, through the active
+        // source).
+        if self.chart.has_parallel() {
+            let parent = self.chart.parent(s)?;
+            let end = self.chart.end(parent);
+            if self.config.first_in(StateId(parent.0 + 1), end) != Some(s)
+                || self.config.first_in(StateId(s.0 + 1), end).is_some()
+            {
+                return None;
+            }
+        }
+        Some((s, x))
     }
 
     /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
