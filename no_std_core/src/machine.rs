@@ -758,23 +758,6 @@ impl<
         None
     }
 
-    /// The transitions the current event selects: [`Self::select`] from the root.
-    #[inline]
-    fn select_all<BH: Behavior + ?Sized>(
-        &self,
-        cx: &mut StepCx<'_, '_, BH>,
-        out: &mut Enabled,
-    ) -> Result<(), Error> {
-        if self.chart.has_parallel() {
-            return self.select(StateId(0), cx, out, 0).map(|_| ());
-        }
-        if let Some(t) = self.select_chain(cx) {
-            // `out` is empty: this cannot fail.
-            let _ = out.push(t);
-        }
-        Ok(())
-    }
-
     /// The eventless-and-internal-queue loop of a macrostep.
     #[inline]
     fn settle<'e, BH: Behavior + ?Sized>(
@@ -819,7 +802,7 @@ impl<
                     break;
                 };
                 cx.event = Event::from_id(&self.chart, e);
-                self.select_all(cx, &mut enabled)?;
+                self.select(StateId(0), cx, &mut enabled, 0)?;
             }
             let changed = self.microstep(&enabled, true, cx)?;
             select_eventless = !eventless || changed;
@@ -1263,13 +1246,93 @@ impl<
     ) {
         for &t in filtered {
             let tr = self.chart.transition(t);
-            if self.chart.targets(&tr).is_empty() {
-                continue;
+            let mut targets = self.chart.targets(&tr);
+            match (targets.next(), targets.next()) {
+                (None, _) => continue,
+                (Some(x), None) if !self.chart.kind(x).is_history() => {
+                    let (mut x_exit, mut x_enter) = (StateSet::new(), StateSet::new());
+                    self.one_target_sets(&tr, x, &mut x_exit, &mut x_enter);
+                    #[cfg(debug_assertions)]
+                    self.check_sets(t, &x_exit, &x_enter);
+                    exit.union_with(&x_exit);
+                    enter.union_with(&x_enter);
+                }
+                _ => {
+                    let domain = self.domain(t);
+                    self.exit_set_with_domain(&tr, domain, exit);
+                    self.entry_set_into(&tr, domain, enter);
+                }
             }
-            let domain = self.domain(t);
-            self.exit_set_with_domain(&tr, domain, exit);
-            self.entry_set_into(&tr, domain, enter);
         }
+    }
+
+    /// Debug builds (the tests): the exit and entry sets a shortcut found for `t` are the
+    /// general algorithm's.
+    #[cfg(debug_assertions)]
+    fn check_sets(&self, t: TransitionId, exit: &StateSet<W>, enter: &StateSet<W>) {
+        let tr = self.chart.transition(t);
+        let (mut want_exit, mut want_enter) = (StateSet::new(), StateSet::new());
+        let domain = self.domain(t);
+        self.exit_set_with_domain(&tr, domain, &mut want_exit);
+        self.entry_set_into(&tr, domain, &mut want_enter);
+        assert_eq!(
+            (exit, enter),
+            (&want_exit, &want_enter),
+            "shortcut sets of transition {t:?}"
+        );
+    }
+
+    /// [`Self::domain`], [`Self::exit_set_with_domain`] and [`Self::entry_set_into`] for a
+    /// transition whose only target `x` is not a history state, with one walk up from `x`:
+    /// the ancestors it passes before the domain are the ones to enter.
+    fn one_target_sets(
+        &self,
+        tr: &Transition,
+        x: StateId,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) {
+        let s = tr.source;
+        // Inside the source without re-entering: the domain is the source, which is not
+        // entered again. Otherwise it is found on the way up (findLCCA: the first proper
+        // ancestor of `x` that contains the source).
+        let inside = !tr.reenter && (x == s || self.chart.is_descendant(x, s));
+        let mut domain = if inside {
+            Some(s)
+        } else if tr.reenter {
+            None
+        } else {
+            Some(StateId(0))
+        };
+        if x != s || !inside {
+            enter.insert(x);
+        }
+        self.add_descendants(x, enter);
+        let mut anc = if x == s && inside {
+            None
+        } else {
+            self.chart.parent(x)
+        };
+        while let Some(a) = anc {
+            if (inside && a == s) || self.chart.is_descendant(s, a) {
+                domain = Some(a);
+                break;
+            }
+            // Below the domain: entered whatever the reentrancy.
+            self.add_ancestor(a, None, enter);
+            anc = self.chart.parent(a);
+        }
+        if let Some(d) = domain {
+            if self.chart.kind(d) == StateKind::Parallel {
+                let reentrancy = if self.chart.parent(s).is_none() && tr.reenter {
+                    None
+                } else {
+                    domain
+                };
+                self.add_ancestor(d, reentrancy, enter);
+            }
+        }
+        self.exit_set_with_domain(tr, domain, exit);
     }
 
     /// Records history for every exiting state, before any exit action runs. Returns whether
@@ -1321,6 +1384,8 @@ impl<
                 enter.clear();
                 return false;
             };
+            #[cfg(debug_assertions)]
+            self.check_sets(t, &crate::set::one(s), &crate::set::one(x));
             exit.insert(s);
             enter.insert(x);
         }
@@ -1362,6 +1427,8 @@ impl<
             let _ = enabled.push(t);
             return self.microstep(&enabled, false, cx);
         };
+        #[cfg(debug_assertions)]
+        self.check_sets(t, &crate::set::one(s), &crate::set::one(x));
         self.stats.microsteps += 1;
         self.run_actions(self.chart.exit_actions(s), cx)?;
         self.config.remove(s);

@@ -79,7 +79,6 @@ impl<const W: usize> StateSet<W> {
         self.words[w] & mask
     }
     /// Adds every state of `other` within `lo..=hi`.
-    #[inline]
     pub fn union_range(&mut self, other: &Self, lo: StateId, hi: StateId) {
         let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
         if lo > hi {
@@ -90,7 +89,6 @@ impl<const W: usize> StateSet<W> {
         }
     }
     /// The lowest state of the set within `lo..=hi`.
-    #[inline]
     pub fn first_in(&self, lo: StateId, hi: StateId) -> Option<StateId> {
         let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
         if lo > hi {
@@ -147,6 +145,14 @@ impl<const W: usize> StateSet<W> {
             next_end: (hi.index() + 1).min(Self::CAPACITY),
         }
     }
+}
+
+/// The set of one state.
+#[cfg(debug_assertions)]
+pub(crate) fn one<const W: usize>(s: StateId) -> StateSet<W> {
+    let mut set = StateSet::new();
+    set.insert(s);
+    set
 }
 
 /// Ascending iterator over a [`StateSet`].
