@@ -1318,8 +1318,11 @@ impl<
                 domain = Some(a);
                 break;
             }
-            // Below the domain: entered whatever the reentrancy.
-            self.add_ancestor(a, None, enter);
+            // Below the domain: entered whatever the reentrancy (`add_ancestor`).
+            enter.insert(a);
+            if self.chart.kind(a) == StateKind::Parallel {
+                self.add_regions(a, enter);
+            }
             anc = self.chart.parent(a);
         }
         if let Some(d) = domain {
@@ -1517,14 +1520,21 @@ impl<
             enter.insert(a);
         }
         if self.chart.kind(a) == StateKind::Parallel {
-            for c in self.chart.children(a) {
-                if self.chart.kind(c).is_history() {
-                    continue;
-                }
-                if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
-                    enter.insert(c);
-                    self.add_descendants(c, enter);
-                }
+            self.add_regions(a, enter);
+        }
+    }
+
+    /// The regions of the parallel state `p` that nothing in `enter` is inside yet, entered
+    /// with their default descendants.
+    #[inline(never)]
+    fn add_regions(&self, p: StateId, enter: &mut StateSet<W>) {
+        for c in self.chart.children(p) {
+            if self.chart.kind(c).is_history() {
+                continue;
+            }
+            if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
+                enter.insert(c);
+                self.add_descendants(c, enter);
             }
         }
     }
@@ -1561,17 +1571,7 @@ impl<
                     self.add_descendants(init, enter);
                 }
             }
-            StateKind::Parallel => {
-                for c in self.chart.children(s) {
-                    if self.chart.kind(c).is_history() {
-                        continue;
-                    }
-                    if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
-                        enter.insert(c);
-                        self.add_descendants(c, enter);
-                    }
-                }
-            }
+            StateKind::Parallel => self.add_regions(s, enter),
             _ => {}
         }
     }
