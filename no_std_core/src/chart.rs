@@ -1074,6 +1074,11 @@ impl<'a> Chart<'a> {
     fn state_field(&self, s: StateId, at: usize) -> u16 {
         u16_or(self.t.states, s.index() * StateRecord::SIZE + at, 0)
     }
+    /// A (start, count) pair of a state record at byte offset `at`, as a range: one read.
+    #[inline]
+    fn state_range(&self, s: StateId, at: usize) -> core::ops::Range<u16> {
+        range_or_empty(self.t.states, s.index() * StateRecord::SIZE + at)
+    }
     #[inline]
     pub(crate) fn rec(&self, s: StateId) -> StateRecord {
         StateRecord::decode(&self.t.states[s.index() * StateRecord::SIZE..])
@@ -1213,14 +1218,12 @@ impl<'a> Chart<'a> {
     /// The event transitions of a state (`on`, `onDone`, `after`), in selection order.
     #[inline]
     pub fn on_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 8);
-        start..start + self.state_field(s, 10)
+        self.state_range(s, 8)
     }
     /// The eventless transitions of a state, in document order.
     #[inline]
     pub fn always_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 12);
-        start..start + self.state_field(s, 14)
+        self.state_range(s, 12)
     }
     /// The targets of a transition.
     #[inline]
@@ -1261,21 +1264,20 @@ impl<'a> Chart<'a> {
     /// The actions of a transition, by its id: one field read.
     #[inline]
     pub fn transition_actions_of(&self, t: TransitionId) -> core::ops::Range<u16> {
-        let at = t.0 as usize * TransitionRecord::SIZE;
-        let start = u16_or(self.t.transitions, at + 14, 0);
-        start..start + u16_or(self.t.transitions, at + 16, 0)
+        range_or_empty(
+            self.t.transitions,
+            t.0 as usize * TransitionRecord::SIZE + 14,
+        )
     }
     /// The entry actions of a state.
     #[inline]
     pub fn entry_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 16);
-        start..start + self.state_field(s, 18)
+        self.state_range(s, 16)
     }
     /// The exit actions of a state.
     #[inline]
     pub fn exit_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 20);
-        start..start + self.state_field(s, 22)
+        self.state_range(s, 20)
     }
     /// History states: their default targets (empty: the parent's initial state).
     pub fn history_defaults(&self, s: StateId) -> StateList<'a> {
@@ -1296,10 +1298,11 @@ impl<'a> Chart<'a> {
     /// common case read without decoding the whole record.
     #[inline]
     pub fn user_action_at(&self, index: u16) -> Option<ActionId> {
-        let r = raw::head::<{ ActionRecord::SIZE }>(
-            &self.t.actions[index as usize * ActionRecord::SIZE..],
-        );
-        (r[0] == 0).then(|| ActionId(u16::from_le_bytes([r[2], r[3]])))
+        let at = index as usize * ActionRecord::SIZE;
+        match self.t.actions.get(at..at + 4) {
+            Some(&[0, _, a0, a1]) => Some(ActionId(u16::from_le_bytes([a0, a1]))),
+            _ => None,
+        }
     }
 
     /// Decodes an action.
@@ -1408,6 +1411,19 @@ fn u16_or(table: &[u8], at: usize, or: u16) -> u16 {
     match table.get(at..at + 2) {
         Some(&[a, b]) => u16::from_le_bytes([a, b]),
         _ => or,
+    }
+}
+
+/// The (start, count) pair of `u16` at `table[at..at + 4]` as a range, or an empty range past
+/// the end (see [`u16_or`]).
+#[inline(always)]
+fn range_or_empty(table: &[u8], at: usize) -> core::ops::Range<u16> {
+    match table.get(at..at + 4) {
+        Some(&[a, b, c, d]) => {
+            let start = u16::from_le_bytes([a, b]);
+            start..start + u16::from_le_bytes([c, d])
+        }
+        _ => 0..0,
     }
 }
 
