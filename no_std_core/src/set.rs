@@ -168,7 +168,8 @@ impl<const W: usize> Iterator for Iter<'_, W> {
     fn next(&mut self) -> Option<StateId> {
         while self.next < self.end {
             let w = self.next / 64;
-            let bits = self.set.words[w] >> (self.next % 64);
+            let &word = self.set.words.get(w)?;
+            let bits = word >> (self.next % 64);
             if bits == 0 {
                 self.next = (w + 1) * 64;
                 continue;
@@ -201,7 +202,8 @@ impl<const W: usize> Iterator for RevIter<'_, W> {
             let top = self.next_end - 1;
             let w = top / 64;
             let shift = 63 - (top % 64);
-            let bits = self.set.words[w] << shift;
+            let &word = self.set.words.get(w)?;
+            let bits = word << shift;
             if bits == 0 {
                 self.next_end = w * 64;
                 continue;
