@@ -1309,8 +1309,13 @@ impl Compiler {
         for (i, r) in self.state_recs.iter().enumerate() {
             r.encode(&mut states[i * StateRecord::SIZE..]);
         }
+        let targets: Vec<u8> = self.targets.iter().flat_map(|t| t.to_le_bytes()).collect();
         let mut transitions = vec![0u8; self.transitions.len() * TransitionRecord::SIZE];
         for (i, r) in self.transitions.iter().enumerate() {
+            let mut r = *r;
+            if interstate_core::chart::raw::sibling_move(&states, &targets, &r) {
+                r.flags |= TransitionRecord::SIBLING;
+            }
             r.encode(&mut transitions[i * TransitionRecord::SIZE..]);
         }
         let mut actions = vec![0u8; self.actions.len() * ActionRecord::SIZE];
@@ -1326,7 +1331,7 @@ impl Compiler {
             names,
             states,
             transitions,
-            targets: self.targets.iter().flat_map(|t| t.to_le_bytes()).collect(),
+            targets,
             actions,
             events,
             event_index,

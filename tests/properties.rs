@@ -1153,3 +1153,40 @@ fn delayed_sends_from_actions_fire_and_cancel_cleanly() {
         ]
     );
 }
+
+/// The sibling-move flag of a transition record is what the compiler works out from the
+/// chart, and `Chart::new` refuses tables where it is set on another transition or missing
+/// from a sibling move: stepping trusts it to skip the exit and entry set computation.
+#[test]
+fn sibling_move_flags_are_checked() {
+    use interstate::core::chart::raw::TransitionRecord;
+    // `a -> b` is a sibling move; `b -> #m.c.d` (into a compound sibling) and the
+    // re-entering `d -> d` are not.
+    let compiled = interstate::compile_str(
+        r##"{"id":"m","initial":"a","states":{
+            "a":{"on":{"GO":"b"}},
+            "b":{"on":{"GO":"#m.c.d"}},
+            "c":{"initial":"d","states":{"d":{"on":{"GO":{"target":"d","reenter":true}}}}}}}"##,
+    )
+    .expect("compiles");
+    let tables = OwnedTables::of(compiled.chart().tables());
+    let flag_at = |t: usize| t * TransitionRecord::SIZE + 1;
+    let flags: Vec<u8> = (0..3)
+        .map(|t| tables.bytes[2][flag_at(t)] & TransitionRecord::SIBLING)
+        .collect();
+    assert_eq!(flags, [TransitionRecord::SIBLING, 0, 0]);
+    for t in 0..3 {
+        let mut bad = tables.clone();
+        bad.bytes[2][flag_at(t)] ^= TransitionRecord::SIBLING;
+        assert!(
+            matches!(
+                Chart::new(bad.tables()),
+                Err(Error::InvalidChart {
+                    table: "transitions",
+                    ..
+                })
+            ),
+            "transition {t} with its flag flipped was accepted"
+        );
+    }
+}

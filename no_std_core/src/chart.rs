@@ -360,7 +360,8 @@ pub mod raw {
     pub struct TransitionRecord {
         /// [`super::Trigger`] as a byte.
         pub trigger: u8,
-        /// Bit 0: `reenter`.
+        /// Bit 0: `reenter`. Bit 1: a sibling move (see [`sibling_move`]), which the
+        /// compiler works out and [`super::Chart::new`] checks.
         pub flags: u8,
         /// The source state.
         pub source: u16,
@@ -385,6 +386,8 @@ pub mod raw {
         pub const SIZE: usize = 18;
         /// `flags` bit: the transition re-enters its source.
         pub const REENTER: u8 = 1;
+        /// `flags` bit: the transition is a sibling move (see [`sibling_move`]).
+        pub const SIBLING: u8 = 2;
         /// Reads a record.
         #[inline]
         pub fn decode(b: &[u8]) -> Self {
@@ -508,6 +511,37 @@ pub mod raw {
         }
     }
 
+    /// Whether a transition is a sibling move: one target, not re-entering, from an atomic
+    /// (or final) state to another atomic (or final) state with the same compound parent.
+    /// Its exit and entry sets are then the source and the target, whenever the source is
+    /// its parent's only active descendant; stepping relies on the flag the compiler sets
+    /// ([`TransitionRecord::SIBLING`]) instead of reading four state records per event.
+    ///
+    /// `states` and `targets` are the chart's tables; out-of-range indices make it false.
+    pub fn sibling_move(states: &[u8], targets: &[u8], tr: &TransitionRecord) -> bool {
+        // (kind, parent) of a state.
+        let state = |s: u16| {
+            let at = s as usize * StateRecord::SIZE;
+            states.get(at..at + 4).map(|b| (b[0], u16_at(b, 2)))
+        };
+        let atomic =
+            |k: u8| k == super::StateKind::Atomic as u8 || k == super::StateKind::Final as u8;
+        let at = tr.targets_start as usize * 2;
+        let Some(x) = targets.get(at..at + 2).map(|b| u16_at(b, 0)) else {
+            return false;
+        };
+        let (Some((sk, sp)), Some((xk, xp))) = (state(tr.source), state(x)) else {
+            return false;
+        };
+        tr.targets_len == 1
+            && tr.flags & TransitionRecord::REENTER == 0
+            && x != tr.source
+            && atomic(sk)
+            && atomic(xk)
+            && sp == xp
+            && state(sp).is_some_and(|(pk, _)| pk == super::StateKind::Compound as u8)
+    }
+
     /// Reads entry `i` of a table of `u16`.
     #[inline]
     pub fn u16_entry(table: &[u8], i: usize) -> u16 {
@@ -556,6 +590,9 @@ pub struct Chart<'a> {
     t: Tables<'a>,
     state_count: u16,
     max_depth: u8,
+    /// What the chart uses ([`Chart::HISTORY`], ...), found in [`Chart::new`]: stepping skips
+    /// the work a chart without these cannot need.
+    features: u8,
 }
 
 /// One transition, decoded.
@@ -913,6 +950,28 @@ impl<'a> Chart<'a> {
                     "several targets must lie in different regions of a parallel state",
                 ));
             }
+            if raw::sibling_move(t.states, t.targets, &tr)
+                != (tr.flags & TransitionRecord::SIBLING != 0)
+            {
+                return Err(bad(
+                    "transitions",
+                    ti,
+                    "the sibling-move flag does not match the transition",
+                ));
+            }
+        }
+        let mut features = 0u8;
+        for i in 0..n_states {
+            let s = state_rec(&t, i);
+            features |= match StateKind::from_u8(s.kind) {
+                Some(StateKind::ShallowHistory | StateKind::DeepHistory) => Self::HISTORY,
+                Some(StateKind::Final) => Self::FINAL,
+                Some(StateKind::Parallel) => Self::PARALLEL,
+                _ => 0,
+            };
+            if s.always_len > 0 {
+                features |= Self::EVENTLESS;
+            }
         }
         if max_leaves(&t, 0, 0) > MAX_ACTIVE_LEAVES {
             return Err(bad(
@@ -925,7 +984,38 @@ impl<'a> Chart<'a> {
             t,
             state_count: n_states as u16,
             max_depth: max_depth as u8,
+            features,
         })
+    }
+
+    /// Feature bit: the chart has history states.
+    const HISTORY: u8 = 1;
+    /// Feature bit: the chart has final states.
+    const FINAL: u8 = 2;
+    /// Feature bit: the chart has parallel states.
+    const PARALLEL: u8 = 4;
+    /// Feature bit: the chart has eventless (`always`) transitions.
+    const EVENTLESS: u8 = 8;
+
+    /// Whether the chart has history states.
+    #[inline]
+    pub fn has_history(&self) -> bool {
+        self.features & Self::HISTORY != 0
+    }
+    /// Whether the chart has final states.
+    #[inline]
+    pub fn has_final(&self) -> bool {
+        self.features & Self::FINAL != 0
+    }
+    /// Whether the chart has parallel states.
+    #[inline]
+    pub fn has_parallel(&self) -> bool {
+        self.features & Self::PARALLEL != 0
+    }
+    /// Whether the chart has eventless (`always`) transitions.
+    #[inline]
+    pub fn has_eventless(&self) -> bool {
+        self.features & Self::EVENTLESS != 0
     }
 
     /// The tables this chart views.
@@ -982,8 +1072,12 @@ impl<'a> Chart<'a> {
     /// the hot accessors read only what they need instead of decoding the whole record.
     #[inline]
     fn state_field(&self, s: StateId, at: usize) -> u16 {
-        let r = raw::head::<{ StateRecord::SIZE }>(&self.t.states[s.index() * StateRecord::SIZE..]);
-        u16::from_le_bytes([r[at], r[at + 1]])
+        u16_or(self.t.states, s.index() * StateRecord::SIZE + at, 0)
+    }
+    /// A (start, count) pair of a state record at byte offset `at`, as a range: one read.
+    #[inline]
+    fn state_range(&self, s: StateId, at: usize) -> core::ops::Range<u16> {
+        range_or_empty(self.t.states, s.index() * StateRecord::SIZE + at)
     }
     #[inline]
     pub(crate) fn rec(&self, s: StateId) -> StateRecord {
@@ -993,24 +1087,25 @@ impl<'a> Chart<'a> {
     #[inline]
     pub fn kind(&self, s: StateId) -> StateKind {
         // Validated in `new`.
-        StateKind::from_u8(self.t.states[s.index() * StateRecord::SIZE])
-            .unwrap_or(StateKind::Atomic)
+        match self.t.states.get(s.index() * StateRecord::SIZE) {
+            Some(&k) => StateKind::from_u8(k).unwrap_or(StateKind::Atomic),
+            None => StateKind::Atomic,
+        }
     }
     /// The parent of a state (`None` for the root).
     #[inline]
     pub fn parent(&self, s: StateId) -> Option<StateId> {
-        let at = s.index() * StateRecord::SIZE + 2;
-        let p = u16::from_le_bytes([self.t.states[at], self.t.states[at + 1]]);
+        let p = u16_or(self.t.states, s.index() * StateRecord::SIZE + 2, NONE);
         (p != NONE).then_some(StateId(p))
     }
     /// The last descendant of `s` (or `s`).
     #[inline]
     pub fn end(&self, s: StateId) -> StateId {
-        let at = s.index() * StateRecord::SIZE + 4;
-        StateId(u16::from_le_bytes([
-            self.t.states[at],
-            self.t.states[at + 1],
-        ]))
+        StateId(u16_or(
+            self.t.states,
+            s.index() * StateRecord::SIZE + 4,
+            s.0,
+        ))
     }
     /// Whether `d` is a proper descendant of `a`.
     #[inline]
@@ -1103,8 +1198,15 @@ impl<'a> Chart<'a> {
     /// Decodes a transition.
     #[inline]
     pub fn transition(&self, id: TransitionId) -> Transition {
-        let r =
-            TransitionRecord::decode(&self.t.transitions[id.0 as usize * TransitionRecord::SIZE..]);
+        // One bounds check and no panic path, as in `u16_or`: a validated chart's transition
+        // ids are all in the table.
+        let at = id.0 as usize * TransitionRecord::SIZE;
+        let r = TransitionRecord::decode(
+            self.t
+                .transitions
+                .get(at..at + TransitionRecord::SIZE)
+                .unwrap_or(&[0; TransitionRecord::SIZE]),
+        );
         Transition {
             trigger: Trigger::from_u8(r.trigger).unwrap_or(Trigger::Always),
             event: r.event,
@@ -1123,14 +1225,12 @@ impl<'a> Chart<'a> {
     /// The event transitions of a state (`on`, `onDone`, `after`), in selection order.
     #[inline]
     pub fn on_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 8);
-        start..start + self.state_field(s, 10)
+        self.state_range(s, 8)
     }
     /// The eventless transitions of a state, in document order.
     #[inline]
     pub fn always_transitions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 12);
-        start..start + self.state_field(s, 14)
+        self.state_range(s, 12)
     }
     /// The targets of a transition.
     #[inline]
@@ -1146,17 +1246,45 @@ impl<'a> Chart<'a> {
     pub fn transition_actions(&self, t: &Transition) -> core::ops::Range<u16> {
         t.actions.0..t.actions.0 + t.actions.1
     }
+    /// For a transition triggered by an exact event, its event and whether it has a guard;
+    /// `None` for the other triggers. Read from the record without decoding the rest.
+    #[inline]
+    pub fn exact_trigger(&self, t: TransitionId) -> Option<(u16, bool)> {
+        let at = t.0 as usize * TransitionRecord::SIZE;
+        let r = self.t.transitions.get(at..at + 8)?;
+        (r[0] == Trigger::Exact as u8).then(|| (u16::from_le_bytes([r[4], r[5]]), r[6] != 0))
+    }
+    /// The source and the target of a sibling move ([`raw::sibling_move`], flagged by the
+    /// compiler and checked by [`Chart::new`]); `None` for other transitions. Read from the
+    /// record without decoding the rest.
+    #[inline]
+    pub fn sibling_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
+        let at = t.0 as usize * TransitionRecord::SIZE;
+        let r = self.t.transitions.get(at..at + 12)?;
+        if r[1] & TransitionRecord::SIBLING == 0 {
+            return None;
+        }
+        let first = u16::from_le_bytes([r[10], r[11]]);
+        let x = u16_or(self.t.targets, first as usize * 2, NONE);
+        (x != NONE).then_some((StateId(u16::from_le_bytes([r[2], r[3]])), StateId(x)))
+    }
+    /// The actions of a transition, by its id: one field read.
+    #[inline]
+    pub fn transition_actions_of(&self, t: TransitionId) -> core::ops::Range<u16> {
+        range_or_empty(
+            self.t.transitions,
+            t.0 as usize * TransitionRecord::SIZE + 14,
+        )
+    }
     /// The entry actions of a state.
     #[inline]
     pub fn entry_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 16);
-        start..start + self.state_field(s, 18)
+        self.state_range(s, 16)
     }
     /// The exit actions of a state.
     #[inline]
     pub fn exit_actions(&self, s: StateId) -> core::ops::Range<u16> {
-        let start = self.state_field(s, 20);
-        start..start + self.state_field(s, 22)
+        self.state_range(s, 20)
     }
     /// History states: their default targets (empty: the parent's initial state).
     pub fn history_defaults(&self, s: StateId) -> StateList<'a> {
@@ -1171,6 +1299,17 @@ impl<'a> Chart<'a> {
     pub fn history_memory(&self, s: StateId) -> (usize, usize) {
         let r = self.rec(s);
         (r.history_slot as usize, r.history_len as usize)
+    }
+
+    /// The user action at `index` of the action table, or `None` for any other kind: the
+    /// common case read without decoding the whole record.
+    #[inline]
+    pub fn user_action_at(&self, index: u16) -> Option<ActionId> {
+        let at = index as usize * ActionRecord::SIZE;
+        match self.t.actions.get(at..at + 4) {
+            Some(&[0, _, a0, a1]) => Some(ActionId(u16::from_le_bytes([a0, a1]))),
+            _ => None,
+        }
     }
 
     /// Decodes an action.
@@ -1265,9 +1404,33 @@ impl Iterator for StateList<'_> {
         if self.next >= self.end {
             return None;
         }
-        let s = raw::u16_entry(self.table, self.next as usize);
+        let s = u16_or(self.table, self.next as usize * 2, 0);
         self.next += 1;
         Some(StateId(s))
+    }
+}
+
+/// The little-endian `u16` at `table[at..at + 2]`, or `or` past the end: one bounds check and
+/// no panic path for the hot accessors. The tables of a validated chart are never read past
+/// their end, so `or` is never what a step sees.
+#[inline(always)]
+fn u16_or(table: &[u8], at: usize, or: u16) -> u16 {
+    match table.get(at..at + 2) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => or,
+    }
+}
+
+/// The (start, count) pair of `u16` at `table[at..at + 4]` as a range, or an empty range past
+/// the end (see [`u16_or`]).
+#[inline(always)]
+fn range_or_empty(table: &[u8], at: usize) -> core::ops::Range<u16> {
+    match table.get(at..at + 4) {
+        Some(&[a, b, c, d]) => {
+            let start = u16::from_le_bytes([a, b]);
+            start..start + u16::from_le_bytes([c, d])
+        }
+        _ => 0..0,
     }
 }
 

@@ -13,7 +13,10 @@ use crate::error::Error;
 /// The first four bytes of every image.
 pub const MAGIC: [u8; 4] = *b"ISCH";
 /// The image format version this build writes and reads.
-pub const VERSION: u16 = 1;
+///
+/// 2: transition records carry the sibling-move flag
+/// ([`crate::chart::raw::TransitionRecord::SIBLING`]).
+pub const VERSION: u16 = 2;
 
 /// The serialized form of a chart image.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

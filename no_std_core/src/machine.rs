@@ -20,8 +20,8 @@ use core::fmt;
 use heapless::{Deque, Vec};
 
 use crate::chart::{
-    Action, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, Transition, TransitionId,
-    Trigger, MAX_DEPTH,
+    Action, ActionId, Chart, Delay, EventId, Guard, StateId, StateKind, StrId, Transition,
+    TransitionId, Trigger, MAX_DEPTH,
 };
 use crate::context::{ActionContext, Behavior, Effects, Event, GuardContext, SendId, Target};
 use crate::error::Error;
@@ -413,9 +413,6 @@ pub struct Machine<
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B>,
-    /// Whether the chart has any eventless transition; when not, a macrostep never looks for
-    /// one (a scan of every active state and its ancestors saved per event).
-    eventless: bool,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -457,11 +454,8 @@ impl<
                 len: machine_id.len(),
                 capacity: MAX_MACHINE_ID,
             })?;
-        let eventless = (0..chart.state_count())
-            .any(|s| !chart.always_transitions(StateId(s as u16)).is_empty());
         Ok(Machine {
             chart,
-            eventless,
             id,
             config: StateSet::new(),
             history: [crate::chart::NONE; H],
@@ -726,17 +720,63 @@ impl<
         self.after_microstep(cx)
     }
 
+    #[inline]
     fn event_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        if !self.chart.has_parallel() {
+            // At most one transition.
+            return match self.select_chain(cx) {
+                Some(t) => self.microstep_one(t, cx).map(|_| ()),
+                None => Ok(()),
+            };
+        }
         let mut enabled = Enabled::new();
         self.select(StateId(0), cx, &mut enabled, 0)?;
-        self.microstep(&enabled, cx).map(|_| ())
+        self.microstep(&enabled, true, cx).map(|_| ())
+    }
+
+    /// [`Self::select`] from the root in a chart without parallel states.
+    ///
+    /// Without parallel states the configuration is one chain from the root down to one
+    /// atomic state, the highest index in it (descendants come after their ancestors).
+    /// `select` walks that chain down and asks the deepest state first, then its ancestors:
+    /// the same, from the bottom up.
+    #[inline]
+    fn select_chain<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
+        let mut s = self.config.last();
+        while let Some(st) = s {
+            if let Some(t) = self.candidate(st, cx) {
+                return Some(t);
+            }
+            s = self.chart.parent(st);
+        }
+        None
     }
 
     /// The eventless-and-internal-queue loop of a macrostep.
+    #[inline]
     fn settle<'e, BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>
+    where
+        'c: 'e,
+    {
+        // Nothing to do (and the loop would find nothing): no eventless transitions to look
+        // for and no internal event.
+        if !self.chart.has_eventless() && self.queue.is_empty() && self.microstep_limit > 0 {
+            return Ok(());
+        }
+        self.settle_loop(cx)
+    }
+
+    #[inline(never)]
+    fn settle_loop<'e, BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'e, '_, BH>,
     ) -> Result<(), Error>
@@ -764,13 +804,18 @@ impl<
                 cx.event = Event::from_id(&self.chart, e);
                 self.select(StateId(0), cx, &mut enabled, 0)?;
             }
-            let changed = self.microstep(&enabled, cx)?;
+            let changed = self.microstep(&enabled, true, cx)?;
             select_eventless = !eventless || changed;
         }
         Ok(())
     }
 
     /// XState's `transitionNode`: the transitions an event selects below `s`.
+    ///
+    /// A compound state asks its active child and only falls back to its own transitions
+    /// when the child selected none; a parallel state asks every active region, and falls
+    /// back when none selected any. Chains of compound states are walked down in a loop, then
+    /// back up asking each state until one selects; only parallel states recurse.
     fn select<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
@@ -778,53 +823,65 @@ impl<
         out: &mut Enabled,
         depth: usize,
     ) -> Result<bool, Error> {
-        let found = match self.chart.kind(s) {
-            StateKind::Compound if depth <= MAX_DEPTH => {
-                // In document order the first active state below `s` is normally its active
-                // child (an active state's ancestors are active and come first); XState can
-                // leave a state active without its parent (see the properties tests), so the
-                // parent is checked and the children scanned when it does not match.
-                let first = self
-                    .config
-                    .iter_range(StateId(s.0 + 1), self.chart.end(s))
-                    .next();
-                let child = match first {
-                    Some(c) if self.chart.parent(c) == Some(s) => Some(c),
-                    _ => self.chart.children(s).find(|&c| self.config.contains(c)),
-                };
-                match child {
-                    Some(c) => self.select(c, cx, out, depth + 1)?,
-                    None => false,
+        let mut bottom = s;
+        let mut depth = depth;
+        while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
+            match self.active_child(bottom) {
+                Some(c) => {
+                    bottom = c;
+                    depth += 1;
                 }
+                None => break,
             }
-            StateKind::Parallel if depth <= MAX_DEPTH => {
-                let mut any = false;
-                for c in self.chart.children(s) {
-                    if self.config.contains(c) {
-                        any |= self.select(c, cx, out, depth + 1)?;
-                    }
-                }
-                any
-            }
-            _ => false,
-        };
-        if found {
-            return Ok(true);
         }
-        match self.candidate(s, cx) {
-            Some(t) => {
+        let mut found = false;
+        if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
+            for c in self.chart.children(bottom) {
+                if self.config.contains(c) {
+                    found |= self.select(c, cx, out, depth + 1)?;
+                }
+            }
+        }
+        // Up from `bottom` to `s`: each state is asked when nothing below it selected.
+        let mut st = bottom;
+        loop {
+            if found {
+                return Ok(true);
+            }
+            if let Some(t) = self.candidate(st, cx) {
                 out.push(t).map_err(|_| Error::InvalidChart {
                     table: "states",
-                    index: s.0 as u32,
+                    index: st.0 as u32,
                     reason: "more than MAX_ENABLED transitions in one microstep",
                 })?;
-                Ok(true)
+                return Ok(true);
             }
-            None => Ok(false),
+            if st == s {
+                return Ok(false);
+            }
+            // `bottom` was reached from `s` through active children, so this is in the chain.
+            match self.chart.parent(st) {
+                Some(p) => st = p,
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// The active child of a compound state.
+    #[inline]
+    fn active_child(&self, s: StateId) -> Option<StateId> {
+        // In document order the first active state below `s` is normally its active child
+        // (an active state's ancestors are active and come first); XState can leave a state
+        // active without its parent (see the properties tests), so the parent is checked and
+        // the children scanned when it does not match.
+        match self.config.first_in(StateId(s.0 + 1), self.chart.end(s)) {
+            Some(c) if self.chart.parent(c) == Some(s) => Some(c),
+            _ => self.chart.children(s).find(|&c| self.config.contains(c)),
         }
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
+    #[inline(always)]
     fn candidate<BH: Behavior + ?Sized>(
         &self,
         s: StateId,
@@ -836,14 +893,46 @@ impl<
         }
         // XState's `getCandidates`: the exact descriptor's transitions first, then the
         // matching partial descriptors (stored longest first), each in document order.
+        // Whether there are partial descriptors to look at (only their trigger and event are
+        // read until one matches).
+        let mut partial = cx.event.id.is_none();
         if let Some(e) = cx.event.id {
             for ti in range.clone() {
-                let t = self.chart.transition(TransitionId(ti));
-                if t.trigger == Trigger::Exact && t.event == e.0 && self.guard_passes(t.guard, cx) {
-                    return Some(TransitionId(ti));
+                let t = TransitionId(ti);
+                match self.chart.exact_trigger(t) {
+                    None => partial = true,
+                    Some((event, guarded)) => {
+                        if event == e.0 && (!guarded || self.guarded_passes(t, cx)) {
+                            return Some(t);
+                        }
+                    }
                 }
             }
         }
+        if !partial {
+            return None;
+        }
+        self.partial_candidate(range, cx)
+    }
+
+    /// Whether the guard of the guarded transition `t` passes.
+    #[inline(never)]
+    fn guarded_passes<BH: Behavior + ?Sized>(
+        &self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> bool {
+        self.guard_passes(self.chart.transition(t).guard, cx)
+    }
+
+    /// The first enabled transition of `range` whose partial descriptor or wildcard matches
+    /// the event.
+    #[inline(never)]
+    fn partial_candidate<BH: Behavior + ?Sized>(
+        &self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
         let name = cx.event.name;
         for ti in range {
             let t = self.chart.transition(TransitionId(ti));
@@ -885,7 +974,9 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
         out: &mut Enabled,
     ) -> Result<(), Error> {
-        if !self.eventless {
+        // A chart without eventless transitions never needs the scan of every active state
+        // and its ancestors.
+        if !self.chart.has_eventless() {
             return Ok(());
         }
         for leaf in self.config.iter() {
@@ -915,9 +1006,15 @@ impl<
     }
 
     /// The targets of a transition with history states replaced by what they stand for.
-    fn effective_targets(&self, t: TransitionId, out: &mut Vec<StateId, MAX_ENABLED>) {
-        let tr = self.chart.transition(t);
-        for target in self.chart.targets(&tr) {
+    fn effective_targets(&self, tr: &Transition, out: &mut Vec<StateId, MAX_ENABLED>) {
+        if !self.targets_history(tr) {
+            // Several targets are distinct states (validated): they are the effective ones.
+            for target in self.chart.targets(tr) {
+                let _ = out.push(target);
+            }
+            return;
+        }
+        for target in self.chart.targets(tr) {
             self.push_effective(target, out);
         }
     }
@@ -987,10 +1084,25 @@ impl<
     fn domain(&self, t: TransitionId) -> Option<StateId> {
         let tr = self.chart.transition(t);
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();
-        self.effective_targets(t, &mut targets);
-        if targets.is_empty() {
+        self.effective_targets(&tr, &mut targets);
+        self.domain_of(&tr, &targets)
+    }
+
+    /// Whether a target of `tr` is a history state.
+    #[inline]
+    fn targets_history(&self, tr: &Transition) -> bool {
+        self.chart.has_history()
+            && self
+                .chart
+                .targets(tr)
+                .any(|x| self.chart.kind(x).is_history())
+    }
+
+    /// [`Self::domain`] with the effective targets given.
+    fn domain_of(&self, tr: &Transition, targets: &[StateId]) -> Option<StateId> {
+        let Some((&head, rest)) = targets.split_first() else {
             return Some(tr.source);
-        }
+        };
         if !tr.reenter
             && targets
                 .iter()
@@ -1000,11 +1112,10 @@ impl<
         }
         // findLCCA(targets ++ [source]): the first proper ancestor of the first target that
         // contains all the others.
-        let head = targets[0];
         let mut anc = self.chart.parent(head);
         while let Some(a) = anc {
-            if targets[1..].iter().all(|&x| self.chart.is_descendant(x, a))
-                && self.chart.is_descendant(tr.source, a)
+            if self.chart.is_descendant(tr.source, a)
+                && rest.iter().all(|&x| self.chart.is_descendant(x, a))
             {
                 return Some(a);
             }
@@ -1038,9 +1149,7 @@ impl<
                 if tr.reenter && tr.source == d {
                     set.insert(d);
                 }
-                for s in self.config.iter_range(StateId(d.0 + 1), self.chart.end(d)) {
-                    set.insert(s);
-                }
+                set.union_range(&self.config, StateId(d.0 + 1), self.chart.end(d));
             }
         }
     }
@@ -1078,9 +1187,13 @@ impl<
     }
 
     /// One microstep. Returns whether the configuration or the history changed.
+    ///
+    /// `sibling`: whether the transitions may all be sibling moves (see
+    /// [`Self::sibling_moves`]); false skips the check when they are known not to be.
     fn microstep<BH: Behavior + ?Sized>(
         &mut self,
         enabled: &Enabled,
+        sibling: bool,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<bool, Error> {
         if enabled.is_empty() {
@@ -1089,11 +1202,11 @@ impl<
         self.stats.microsteps += 1;
         let mut exit = StateSet::<W>::new();
         let mut enter = StateSet::<W>::new();
-        // The common case, sibling moves between atomic states, skips conflict removal and
-        // the domain computation: their exit and entry sets are the source and the target.
-        let simple = self.sibling_moves(enabled, &mut exit, &mut enter);
-        // One transition cannot conflict with another; sibling moves do not conflict either
-        // (each exits only its own source).
+        // The common case, sibling moves between atomic states, skips conflict removal, the
+        // domain computation and history: their exit and entry sets are the sources and the
+        // targets, they do not conflict (each exits only its own source), and they exit only
+        // atomic states, which record no history.
+        let simple = sibling && self.sibling_moves(enabled, &mut exit, &mut enter);
         let resolved;
         let filtered: &Enabled = if simple || enabled.len() == 1 {
             enabled
@@ -1102,20 +1215,133 @@ impl<
             &resolved
         };
         let before = self.config;
-
-        // Exit set and entry set are both computed from the configuration and history as
-        // they were before this microstep; each transition's domain once, for both.
-        for &t in filtered.iter().filter(|_| !simple) {
-            let tr = self.chart.transition(t);
-            if self.chart.targets(&tr).is_empty() {
-                continue;
+        let mut history_changed = false;
+        if !simple {
+            self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
+            if self.chart.has_history() {
+                history_changed = self.record_history(&exit);
             }
-            let domain = self.domain(t);
-            self.exit_set_with_domain(&tr, domain, &mut exit);
-            self.entry_set_into(t, &tr, domain, &mut enter);
         }
+        for s in exit.iter_rev() {
+            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.config.remove(s);
+        }
+        for &t in filtered {
+            self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        }
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)?;
+        // Sibling moves: each source left the configuration for a state that was not in it.
+        Ok(simple || history_changed || self.config != before || self.status != Status::Active)
+    }
 
-        // Record history for every exiting state before any exit action runs.
+    /// The exit and entry sets of `filtered`, both from the configuration and history as
+    /// they are before the microstep; each transition's domain once, for both.
+    #[inline(never)]
+    fn exit_and_entry_sets(
+        &self,
+        filtered: &Enabled,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) {
+        for &t in filtered {
+            let tr = self.chart.transition(t);
+            let mut targets = self.chart.targets(&tr);
+            match (targets.next(), targets.next()) {
+                (None, _) => continue,
+                (Some(x), None) if !self.chart.kind(x).is_history() => {
+                    let (mut x_exit, mut x_enter) = (StateSet::new(), StateSet::new());
+                    self.one_target_sets(&tr, x, &mut x_exit, &mut x_enter);
+                    #[cfg(debug_assertions)]
+                    self.check_sets(t, &x_exit, &x_enter);
+                    exit.union_with(&x_exit);
+                    enter.union_with(&x_enter);
+                }
+                _ => {
+                    let domain = self.domain(t);
+                    self.exit_set_with_domain(&tr, domain, exit);
+                    self.entry_set_into(&tr, domain, enter);
+                }
+            }
+        }
+    }
+
+    /// Debug builds (the tests): the exit and entry sets a shortcut found for `t` are the
+    /// general algorithm's.
+    #[cfg(debug_assertions)]
+    fn check_sets(&self, t: TransitionId, exit: &StateSet<W>, enter: &StateSet<W>) {
+        let tr = self.chart.transition(t);
+        let (mut want_exit, mut want_enter) = (StateSet::new(), StateSet::new());
+        let domain = self.domain(t);
+        self.exit_set_with_domain(&tr, domain, &mut want_exit);
+        self.entry_set_into(&tr, domain, &mut want_enter);
+        assert_eq!(
+            (exit, enter),
+            (&want_exit, &want_enter),
+            "shortcut sets of transition {t:?}"
+        );
+    }
+
+    /// [`Self::domain`], [`Self::exit_set_with_domain`] and [`Self::entry_set_into`] for a
+    /// transition whose only target `x` is not a history state, with one walk up from `x`:
+    /// the ancestors it passes before the domain are the ones to enter.
+    fn one_target_sets(
+        &self,
+        tr: &Transition,
+        x: StateId,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) {
+        let s = tr.source;
+        // Inside the source without re-entering: the domain is the source, which is not
+        // entered again. Otherwise it is found on the way up (findLCCA: the first proper
+        // ancestor of `x` that contains the source).
+        let inside = !tr.reenter && (x == s || self.chart.is_descendant(x, s));
+        let mut domain = if inside {
+            Some(s)
+        } else if tr.reenter {
+            None
+        } else {
+            Some(StateId(0))
+        };
+        if x != s || !inside {
+            enter.insert(x);
+        }
+        self.add_descendants(x, enter);
+        let mut anc = if x == s && inside {
+            None
+        } else {
+            self.chart.parent(x)
+        };
+        while let Some(a) = anc {
+            if (inside && a == s) || self.chart.is_descendant(s, a) {
+                domain = Some(a);
+                break;
+            }
+            // Below the domain: entered whatever the reentrancy (`add_ancestor`).
+            enter.insert(a);
+            if self.chart.kind(a) == StateKind::Parallel {
+                self.add_regions(a, enter);
+            }
+            anc = self.chart.parent(a);
+        }
+        if let Some(d) = domain {
+            if self.chart.kind(d) == StateKind::Parallel {
+                let reentrancy = if self.chart.parent(s).is_none() && tr.reenter {
+                    None
+                } else {
+                    domain
+                };
+                self.add_ancestor(d, reentrancy, enter);
+            }
+        }
+        self.exit_set_with_domain(tr, domain, exit);
+    }
+
+    /// Records history for every exiting state, before any exit action runs. Returns whether
+    /// there was any to record.
+    #[inline(never)]
+    fn record_history(&mut self, exit: &StateSet<W>) -> bool {
         let mut history_changed = false;
         for s in exit.iter() {
             for h in self.chart.children(s) {
@@ -1142,20 +1368,7 @@ impl<
                 }
             }
         }
-        let exit_hi = StateId((self.chart.state_count() - 1) as u16);
-        let mut exit_iter_state = exit;
-        while let Some(s) = exit_iter_state.iter_range_rev(StateId(0), exit_hi).next() {
-            exit_iter_state.remove(s);
-            self.run_actions(self.chart.exit_actions(s), cx)?;
-            self.config.remove(s);
-        }
-        for &t in filtered {
-            let tr = self.chart.transition(t);
-            self.run_actions(self.chart.transition_actions(&tr), cx)?;
-        }
-        self.enter_states(&enter, cx)?;
-        self.after_microstep(cx)?;
-        Ok(history_changed || self.config != before || self.status != Status::Active)
+        history_changed
     }
 
     /// When every enabled transition moves from an atomic state to one atomic sibling under a
@@ -1169,61 +1382,97 @@ impl<
         enter: &mut StateSet<W>,
     ) -> bool {
         for &t in enabled {
-            let tr = self.chart.transition(t);
-            let mut targets = self.chart.targets(&tr);
-            let (Some(x), None) = (targets.next(), targets.next()) else {
-                return false;
-            };
-            let s = tr.source;
-            let parent = self.chart.parent(s);
-            let simple = !tr.reenter
-                && x != s
-                && self.chart.kind(s).is_atomic()
-                && self.chart.kind(x).is_atomic()
-                && self.chart.parent(x) == parent
-                && parent.is_some_and(|p| {
-                    // The source must be the parent's only active descendant (XState's exit
-                    // set is all of them; only a quirk can leave a second one there).
-                    let mut active = self.config.iter_range(StateId(p.0 + 1), self.chart.end(p));
-                    self.chart.kind(p) == StateKind::Compound
-                        && active.next() == Some(s)
-                        && active.next().is_none()
-                });
-            if !simple {
+            let Some((s, x)) = self.sibling_move(t) else {
                 exit.clear();
                 enter.clear();
                 return false;
-            }
+            };
+            #[cfg(debug_assertions)]
+            self.check_sets(t, &crate::set::one(s), &crate::set::one(x));
             exit.insert(s);
             enter.insert(x);
         }
         true
     }
 
+    /// The source and the target of `t` if it is a sibling move (see
+    /// [`Self::sibling_moves`]).
+    #[inline]
+    fn sibling_move(&self, t: TransitionId) -> Option<(StateId, StateId)> {
+        let (s, x) = self.chart.sibling_move(t)?;
+        // The source must be its parent's only active descendant (XState's exit set is all
+        // of them; only a quirk can leave a second one there, and only in a chart with
+        // parallel states: without them the configuration is one chain, through the active
+        // source).
+        if self.chart.has_parallel() {
+            let parent = self.chart.parent(s)?;
+            let end = self.chart.end(parent);
+            if self.config.first_in(StateId(parent.0 + 1), end) != Some(s)
+                || self.config.first_in(StateId(s.0 + 1), end).is_some()
+            {
+                return None;
+            }
+        }
+        Some((s, x))
+    }
+
+    /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
+    /// straight from the transition record.
+    #[inline]
+    fn microstep_one<BH: Behavior + ?Sized>(
+        &mut self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
+        let Some((s, x)) = self.sibling_move(t) else {
+            let mut enabled = Enabled::new();
+            // One fits.
+            let _ = enabled.push(t);
+            return self.microstep(&enabled, false, cx);
+        };
+        #[cfg(debug_assertions)]
+        self.check_sets(t, &crate::set::one(s), &crate::set::one(x));
+        self.stats.microsteps += 1;
+        self.run_actions(self.chart.exit_actions(s), cx)?;
+        self.config.remove(s);
+        self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        self.config.insert(x);
+        self.run_actions(self.chart.entry_actions(x), cx)?;
+        if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
+            self.entered_final(x, &mut StateSet::new())?;
+            self.after_microstep(cx)?;
+        }
+        Ok(true)
+    }
+
+    #[inline]
     fn after_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         if self.status == Status::Done {
-            // Reaching the top-level final state exits every state, in reverse order; the
-            // configuration itself is kept, as XState keeps it in the final snapshot.
-            let all = self.config;
-            let hi = StateId((self.chart.state_count() - 1) as u16);
-            for s in all.iter_range_rev(StateId(0), hi) {
-                self.run_actions(self.chart.exit_actions(s), cx)?;
-            }
+            self.exit_all(cx)?;
+        }
+        Ok(())
+    }
+
+    /// Reaching the top-level final state exits every state, in reverse order; the
+    /// configuration itself is kept, as XState keeps it in the final snapshot.
+    #[inline(never)]
+    fn exit_all<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let all = self.config;
+        let hi = StateId((self.chart.state_count() - 1) as u16);
+        for s in all.iter_range_rev(StateId(0), hi) {
+            self.run_rare_actions(self.chart.exit_actions(s), cx)?;
         }
         Ok(())
     }
 
     /// XState's `computeEntrySet` for one transition.
-    fn entry_set_into(
-        &self,
-        t: TransitionId,
-        tr: &Transition,
-        domain: Option<StateId>,
-        enter: &mut StateSet<W>,
-    ) {
+    fn entry_set_into(&self, tr: &Transition, domain: Option<StateId>, enter: &mut StateSet<W>) {
         if self.chart.targets(tr).is_empty() {
             return;
         }
@@ -1236,7 +1485,7 @@ impl<
             self.add_descendants(s, enter);
         }
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();
-        self.effective_targets(t, &mut targets);
+        self.effective_targets(tr, &mut targets);
         let reentrancy = if self.chart.parent(tr.source).is_none() && tr.reenter {
             None
         } else {
@@ -1271,14 +1520,21 @@ impl<
             enter.insert(a);
         }
         if self.chart.kind(a) == StateKind::Parallel {
-            for c in self.chart.children(a) {
-                if self.chart.kind(c).is_history() {
-                    continue;
-                }
-                if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
-                    enter.insert(c);
-                    self.add_descendants(c, enter);
-                }
+            self.add_regions(a, enter);
+        }
+    }
+
+    /// The regions of the parallel state `p` that nothing in `enter` is inside yet, entered
+    /// with their default descendants.
+    #[inline(never)]
+    fn add_regions(&self, p: StateId, enter: &mut StateSet<W>) {
+        for c in self.chart.children(p) {
+            if self.chart.kind(c).is_history() {
+                continue;
+            }
+            if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
+                enter.insert(c);
+                self.add_descendants(c, enter);
             }
         }
     }
@@ -1315,22 +1571,13 @@ impl<
                     self.add_descendants(init, enter);
                 }
             }
-            StateKind::Parallel => {
-                for c in self.chart.children(s) {
-                    if self.chart.kind(c).is_history() {
-                        continue;
-                    }
-                    if !enter.any_in(StateId(c.0 + 1), self.chart.end(c)) {
-                        enter.insert(c);
-                        self.add_descendants(c, enter);
-                    }
-                }
-            }
+            StateKind::Parallel => self.add_regions(s, enter),
             _ => {}
         }
     }
 
     /// XState's `enterStates` after the entry set is known.
+    #[inline]
     fn enter_states<BH: Behavior + ?Sized>(
         &mut self,
         enter: &StateSet<W>,
@@ -1340,42 +1587,50 @@ impl<
         for s in enter.iter() {
             self.config.insert(s);
             self.run_actions(self.chart.entry_actions(s), cx)?;
-            if self.chart.kind(s) != StateKind::Final {
-                continue;
+            if self.chart.has_final() && self.chart.kind(s) == StateKind::Final {
+                self.entered_final(s, &mut completed)?;
             }
-            let parent = self.chart.parent(s);
-            let mut marker = match parent {
-                Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
-                Some(p) => self.chart.parent(p),
-                None => None,
-            };
-            if let Some(p) = parent {
-                if self.chart.kind(p) == StateKind::Compound {
-                    if let Some(e) = self.chart.done_event(p) {
-                        self.queue
-                            .push_back(e)
-                            .map_err(|_| Error::QueueFull { capacity: Q })?;
-                    }
-                }
-            }
-            while let Some(m) = marker {
-                if self.chart.kind(m) != StateKind::Parallel
-                    || completed.contains(m)
-                    || !self.in_final_state(m, 0)
-                {
-                    break;
-                }
-                completed.insert(m);
-                if let Some(e) = self.chart.done_event(m) {
+        }
+        Ok(())
+    }
+
+    /// What entering the final state `s` completes: done events for its parent and for
+    /// every parallel ancestor whose regions are all final (each once per microstep, in
+    /// `completed`), and the machine when the top level is.
+    #[inline(never)]
+    fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
+        let parent = self.chart.parent(s);
+        let mut marker = match parent {
+            Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
+            Some(p) => self.chart.parent(p),
+            None => None,
+        };
+        if let Some(p) = parent {
+            if self.chart.kind(p) == StateKind::Compound {
+                if let Some(e) = self.chart.done_event(p) {
                     self.queue
                         .push_back(e)
                         .map_err(|_| Error::QueueFull { capacity: Q })?;
                 }
-                marker = self.chart.parent(m);
             }
-            if marker.is_none() {
-                self.status = Status::Done;
+        }
+        while let Some(m) = marker {
+            if self.chart.kind(m) != StateKind::Parallel
+                || completed.contains(m)
+                || !self.in_final_state(m, 0)
+            {
+                break;
             }
+            completed.insert(m);
+            if let Some(e) = self.chart.done_event(m) {
+                self.queue
+                    .push_back(e)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            marker = self.chart.parent(m);
+        }
+        if marker.is_none() {
+            self.status = Status::Done;
         }
         Ok(())
     }
@@ -1410,88 +1665,128 @@ impl<
         }
     }
 
+    /// Runs the actions `range` of the action table in order. User actions, the common case,
+    /// are called here; the others are decoded and run by [`Self::run_builtin`].
+    #[inline]
     fn run_actions<BH: Behavior + ?Sized>(
         &mut self,
         range: core::ops::Range<u16>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         for i in range {
-            match self.chart.action_at(i) {
-                Action::User(a) => {
-                    let mut acx = ActionContext {
-                        effects: &mut self.io,
-                        machine_id: &self.id,
-                        event: cx.event,
-                        now: cx.now,
-                        failures: &mut self.stats.send_failures,
-                    };
-                    cx.behavior.action(a, &mut acx);
-                }
-                Action::Raise { event } => {
-                    self.queue
-                        .push_back(event)
-                        .map_err(|_| Error::QueueFull { capacity: Q })?;
-                }
-                Action::RaiseAfter { event, delay, id } => {
-                    let d = self.resolve_delay(delay, cx)?;
-                    let key = match id {
-                        Some(s) => TimerKey::Named(s),
-                        None => {
-                            self.io.next_id = self.io.next_id.wrapping_add(1);
-                            TimerKey::Id(self.io.next_id)
-                        }
+            match self.chart.user_action_at(i) {
+                Some(a) => self.run_user(a, cx),
+                None => self.run_builtin(i, cx)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::run_actions`] where actions are rare (transition actions, the final exit): a
+    /// test inline, the loop out of line, to keep the code small.
+    #[inline]
+    fn run_rare_actions<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        self.run_actions_outlined(range, cx)
+    }
+
+    #[inline(never)]
+    fn run_actions_outlined<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        self.run_actions(range, cx)
+    }
+
+    #[inline]
+    fn run_user<BH: Behavior + ?Sized>(&mut self, a: ActionId, cx: &mut StepCx<'_, '_, BH>) {
+        let mut acx = ActionContext {
+            effects: &mut self.io,
+            machine_id: &self.id,
+            event: cx.event,
+            now: cx.now,
+            failures: &mut self.stats.send_failures,
+        };
+        cx.behavior.action(a, &mut acx);
+    }
+
+    /// Runs action `i` of the action table, whatever its kind.
+    #[inline(never)]
+    fn run_builtin<BH: Behavior + ?Sized>(
+        &mut self,
+        i: u16,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        match self.chart.action_at(i) {
+            Action::User(a) => self.run_user(a, cx),
+            Action::Raise { event } => {
+                self.queue
+                    .push_back(event)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            Action::RaiseAfter { event, delay, id } => {
+                let d = self.resolve_delay(delay, cx)?;
+                let key = match id {
+                    Some(s) => TimerKey::Named(s),
+                    None => {
+                        self.io.next_id = self.io.next_id.wrapping_add(1);
+                        TimerKey::Id(self.io.next_id)
+                    }
+                };
+                self.io
+                    .push_timer(cx.now + d, key, TimerKind::Event(event))?;
+            }
+            Action::StartAfter { event, delay } => {
+                let d = self.resolve_delay(delay, cx)?;
+                self.io
+                    .push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
+            }
+            Action::CancelAfter { event } => {
+                self.io.cancel_where(|k| k == TimerKey::After(event));
+            }
+            Action::Cancel { id } => {
+                // Send ids are compared as strings: two ids for one name are one send id.
+                let chart = self.chart;
+                self.io.cancel_where(
+                    |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
+                );
+            }
+            Action::SendTo {
+                target,
+                event,
+                payload,
+                delay,
+                id,
+            } => {
+                let d = match delay {
+                    Some(d) => Some(self.resolve_delay(d, cx)?),
+                    None => None,
+                };
+                let target_is_self = self.chart.str(target) == self.id.as_str();
+                let r = if target_is_self && d.is_none() {
+                    let m = Message {
+                        target: None,
+                        event: Bytes::Chart(event),
+                        payload: payload.map_or(Bytes::Empty, Bytes::Chart),
                     };
                     self.io
-                        .push_timer(cx.now + d, key, TimerKind::Event(event))?;
-                }
-                Action::StartAfter { event, delay } => {
-                    let d = self.resolve_delay(delay, cx)?;
-                    self.io.push_timer(
-                        cx.now + d,
-                        TimerKey::After(event),
-                        TimerKind::Event(event),
-                    )?;
-                }
-                Action::CancelAfter { event } => {
-                    self.io.cancel_where(|k| k == TimerKey::After(event));
-                }
-                Action::Cancel { id } => {
-                    // Send ids are compared as strings: two ids for one name are one send id.
-                    let chart = self.chart;
-                    self.io.cancel_where(
-                        |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
-                    );
-                }
-                Action::SendTo {
-                    target,
-                    event,
-                    payload,
-                    delay,
-                    id,
-                } => {
-                    let d = match delay {
-                        Some(d) => Some(self.resolve_delay(d, cx)?),
-                        None => None,
-                    };
-                    let target_is_self = self.chart.str(target) == self.id.as_str();
-                    let r = if target_is_self && d.is_none() {
-                        let m = Message {
-                            target: None,
-                            event: Bytes::Chart(event),
-                            payload: payload.map_or(Bytes::Empty, Bytes::Chart),
-                        };
-                        self.io
-                            .outbox
-                            .push(m)
-                            .map_err(|_| Error::OutboxFull { capacity: O })
-                    } else {
-                        self.io.send_chart(cx.now, target, event, payload, d, id)
-                    };
-                    r?;
-                }
-                Action::Log { message } => {
-                    cx.behavior.log(&self.id, self.chart.str(message));
-                }
+                        .outbox
+                        .push(m)
+                        .map_err(|_| Error::OutboxFull { capacity: O })
+                } else {
+                    self.io.send_chart(cx.now, target, event, payload, d, id)
+                };
+                r?;
+            }
+            Action::Log { message } => {
+                cx.behavior.log(&self.id, self.chart.str(message));
             }
         }
         Ok(())

@@ -66,9 +66,60 @@ impl<const W: usize> StateSet<W> {
             *a |= b;
         }
     }
+    /// Word `w` of the set restricted to `lo..=hi` (`lo <= hi < CAPACITY`).
+    #[inline]
+    fn masked(&self, w: usize, lo: usize, hi: usize) -> u64 {
+        let mut mask = !0u64;
+        if w == lo / 64 {
+            mask &= !0 << (lo % 64);
+        }
+        if w == hi / 64 {
+            mask &= !0 >> (63 - hi % 64);
+        }
+        self.words[w] & mask
+    }
+    /// Adds every state of `other` within `lo..=hi`.
+    pub fn union_range(&mut self, other: &Self, lo: StateId, hi: StateId) {
+        let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
+        if lo > hi {
+            return;
+        }
+        for w in lo / 64..=hi / 64 {
+            self.words[w] |= other.masked(w, lo, hi);
+        }
+    }
+    /// The lowest state of the set within `lo..=hi`.
+    pub fn first_in(&self, lo: StateId, hi: StateId) -> Option<StateId> {
+        let (lo, hi) = (lo.index(), hi.index().min(Self::CAPACITY - 1));
+        if lo > hi {
+            return None;
+        }
+        for w in lo / 64..=hi / 64 {
+            let bits = self.masked(w, lo, hi);
+            if bits != 0 {
+                return Some(StateId((w * 64 + bits.trailing_zeros() as usize) as u16));
+            }
+        }
+        None
+    }
     /// Whether any state in `lo..=hi` is in the set.
     pub fn any_in(&self, lo: StateId, hi: StateId) -> bool {
         self.iter_range(lo, hi).next().is_some()
+    }
+    /// The highest state of the set.
+    #[inline]
+    pub fn last(&self) -> Option<StateId> {
+        let mut w = W;
+        while w > 0 {
+            w -= 1;
+            let bits = self.words[w];
+            if bits != 0 {
+                return Some(StateId(
+                    (w * 64 + 63 - bits.leading_zeros() as usize) as u16,
+                ));
+            }
+        }
+        None
     }
     /// The states of the set in ascending (document) order.
     pub fn iter(&self) -> Iter<'_, W> {
@@ -82,6 +133,10 @@ impl<const W: usize> StateSet<W> {
             end: (hi.index() + 1).min(Self::CAPACITY),
         }
     }
+    /// The states of the set, descending (reverse document order).
+    pub fn iter_rev(&self) -> RevIter<'_, W> {
+        self.iter_range_rev(StateId(0), StateId(u16::MAX))
+    }
     /// The states of the set within `lo..=hi`, descending (reverse document order).
     pub fn iter_range_rev(&self, lo: StateId, hi: StateId) -> RevIter<'_, W> {
         RevIter {
@@ -90,6 +145,14 @@ impl<const W: usize> StateSet<W> {
             next_end: (hi.index() + 1).min(Self::CAPACITY),
         }
     }
+}
+
+/// The set of one state.
+#[cfg(debug_assertions)]
+pub(crate) fn one<const W: usize>(s: StateId) -> StateSet<W> {
+    let mut set = StateSet::new();
+    set.insert(s);
+    set
 }
 
 /// Ascending iterator over a [`StateSet`].
@@ -105,7 +168,8 @@ impl<const W: usize> Iterator for Iter<'_, W> {
     fn next(&mut self) -> Option<StateId> {
         while self.next < self.end {
             let w = self.next / 64;
-            let bits = self.set.words[w] >> (self.next % 64);
+            let &word = self.set.words.get(w)?;
+            let bits = word >> (self.next % 64);
             if bits == 0 {
                 self.next = (w + 1) * 64;
                 continue;
@@ -138,7 +202,8 @@ impl<const W: usize> Iterator for RevIter<'_, W> {
             let top = self.next_end - 1;
             let w = top / 64;
             let shift = 63 - (top % 64);
-            let bits = self.set.words[w] << shift;
+            let &word = self.set.words.get(w)?;
+            let bits = word << shift;
             if bits == 0 {
                 self.next_end = w * 64;
                 continue;
@@ -152,5 +217,71 @@ impl<const W: usize> Iterator for RevIter<'_, W> {
             return Some(StateId(i as u16));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set<const W: usize>(states: &[u16]) -> StateSet<W> {
+        let mut s = StateSet::new();
+        for &x in states {
+            s.insert(StateId(x));
+        }
+        s
+    }
+
+    #[test]
+    fn last_is_the_highest_state() {
+        assert_eq!(StateSet::<2>::new().last(), None);
+        assert_eq!(set::<2>(&[0]).last(), Some(StateId(0)));
+        assert_eq!(set::<2>(&[3, 63]).last(), Some(StateId(63)));
+        assert_eq!(set::<2>(&[3, 64, 127]).last(), Some(StateId(127)));
+        assert_eq!(set::<2>(&[5, 70]).last(), Some(StateId(70)));
+    }
+
+    #[test]
+    fn union_range_adds_only_the_range() {
+        let from = set::<3>(&[0, 1, 5, 63, 64, 65, 100, 127, 128, 190, 191]);
+        for (lo, hi) in [
+            (0, 191),
+            (1, 1),
+            (2, 4),
+            (1, 64),
+            (63, 128),
+            (64, 127),
+            (65, 191),
+            (100, 100),
+            (6, 5),
+            (191, 191),
+            (150, 400),
+        ] {
+            let mut got = set::<3>(&[2, 130]);
+            got.union_range(&from, StateId(lo), StateId(hi));
+            let mut want = set::<3>(&[2, 130]);
+            for s in from.iter_range(StateId(lo), StateId(hi)) {
+                want.insert(s);
+            }
+            assert_eq!(got, want, "range {lo}..={hi}");
+        }
+    }
+
+    #[test]
+    fn first_in_range() {
+        let from = set::<3>(&[0, 1, 5, 63, 64, 65, 100, 127, 128, 190, 191]);
+        for lo in (0..192).step_by(7).chain([63, 64, 127, 128, 191]) {
+            for hi in (0..200).step_by(5).chain([63, 64, 127, 128, 191]) {
+                let (l, h) = (StateId(lo), StateId(hi));
+                assert_eq!(from.first_in(l, h), from.iter_range(l, h).next());
+            }
+        }
+    }
+
+    #[test]
+    fn iter_rev_is_descending() {
+        let s = set::<2>(&[0, 9, 64, 127]);
+        let v: heapless::Vec<StateId, 8> = s.iter_rev().collect();
+        assert_eq!(v, [StateId(127), StateId(64), StateId(9), StateId(0)]);
     }
 }
