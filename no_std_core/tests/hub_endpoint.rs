@@ -480,6 +480,67 @@ fn endpoint_pings_when_idle_and_declares_a_silent_hub_dead() {
     assert!(matches!(e.state(), LinkState::Disconnected { .. }));
 }
 
+/// A link the platform is not reading (it is stalled behind a full receiver) is not timed
+/// out as silent while the platform says so; once it stops saying so, the timeout runs again.
+#[test]
+fn a_stalled_link_is_not_blamed_for_silence() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 1, &["a"]);
+    let idle = h.config().idle_timeout;
+    let half = Duration::from_millis(idle.as_millis() / 2);
+    let mut now = Instant::ZERO;
+    for _ in 0..4 {
+        now = now + half;
+        h.link_stalled(a, now);
+        h.handle_timeout(now, &mut io);
+    }
+    assert_eq!(
+        h.route("a"),
+        Some(a),
+        "closed while stalled: {:?}",
+        io.closed
+    );
+    h.handle_timeout(now + idle, &mut io);
+    assert_eq!(h.route("a"), None);
+    assert!(io
+        .closed
+        .iter()
+        .any(|(l, r)| *l == a && r.contains("silent")));
+}
+
+/// An endpoint whose writes the hub is not reading (backpressure) takes the hub for alive
+/// while the platform says so, instead of declaring it dead for unanswered pings.
+#[test]
+fn endpoint_waits_out_a_busy_hub() {
+    let mut e = endpoint();
+    e.connected(Instant::ZERO);
+    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: 4096,
+        link: 1,
+        hub_pid: 9,
+    });
+    e.handle_frame(Instant::ZERO, &welcome);
+    let ping_at = e.poll_timeout().unwrap();
+    assert!(matches!(
+        e.handle_timeout(ping_at),
+        Todo::Send(Frame::Ping { .. })
+    ));
+    let dead_at = e.poll_timeout().unwrap();
+    // Just before the ping would go unanswered for too long, the hub is known busy.
+    let now = Instant::from_millis(dead_at.as_millis() - 1);
+    e.hub_busy(now);
+    assert!(e.poll_timeout().unwrap() > dead_at);
+    assert!(e.is_ready());
+    // Not said again: the next ping, then death, as usual.
+    let t = e.poll_timeout().unwrap();
+    assert!(matches!(
+        e.handle_timeout(t),
+        Todo::Send(Frame::Ping { .. })
+    ));
+    assert_eq!(e.handle_timeout(e.poll_timeout().unwrap()), Todo::Close);
+}
+
 #[test]
 fn endpoint_gives_up_on_refusals_retrying_cannot_fix() {
     let mut e = endpoint();
