@@ -374,14 +374,21 @@ impl ClientSide {
     }
 }
 
-/// Whether the hub has accepted `id` from this node on the current connection (so that
-/// messages from it will not be refused as `not-owner`).
+/// Whether messages from `id` go out now: the hub has accepted the id on the current
+/// connection, or refused it for good (then they fail visibly, as `not-owner`). They wait
+/// while its registration is pending, or being asked for again (`held_elsewhere`).
 fn may_send_as(
     all_registered: bool,
     pending: &HashMap<String, Option<RegisterStatus>>,
+    held_elsewhere: &std::collections::HashSet<String>,
     id: &str,
 ) -> bool {
-    all_registered || matches!(pending.get(id), Some(Some(RegisterStatus::Ok)) | None)
+    all_registered
+        || match pending.get(id) {
+            None | Some(Some(RegisterStatus::Ok)) => true,
+            Some(None) => false,
+            Some(Some(_)) => !held_elsewhere.contains(id),
+        }
 }
 
 impl Local {
@@ -2169,6 +2176,7 @@ impl Node {
             pending_register,
             all_registered,
             snapshot_done,
+            held_elsewhere,
             ..
         } = &mut **c;
         let Some(conn) = conn.as_mut() else { return };
@@ -2179,7 +2187,7 @@ impl Node {
         let all = *all_registered;
         let sendable = |from: &str, to: &str| {
             (!in_grace || (synced && registry.contains(to)))
-                && may_send_as(all, pending_register, from)
+                && may_send_as(all, pending_register, held_elsewhere, from)
         };
         self.local
             .outstanding
