@@ -7,387 +7,18 @@
 //! `cargo build --example bus_probe && cargo test --test bus`. (`cargo test --example
 //! bus_probe` does not do: it builds the example as a test harness, elsewhere.)
 //!
-//! Every test owns a [`Bus`] guard: its Drop SIGKILLs every child still running and removes
-//! the directory. Waits poll for a condition with a deadline; nothing asserts on timing.
+//! Every test owns a `Bus` guard (`tests/support/mod.rs`): its Drop SIGKILLs every child still
+//! running and removes the directory. Waits poll for a condition with a deadline; nothing
+//! asserts on timing.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-/// How long a step that should take milliseconds may take on a loaded machine.
-const STEP_LIMIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(20);
-
-fn interstate_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_interstate"))
-}
-
-fn probe_bin() -> PathBuf {
-    let bin = interstate_bin();
-    let probe = bin
-        .parent()
-        .expect("the interstate binary is in a directory")
-        .join("examples")
-        .join("bus_probe");
-    const HOW: &str = "build it with `cargo build --example bus_probe` before `cargo test --test \
-                       bus` (plain `cargo test` builds every example)";
-    assert!(
-        probe.exists(),
-        "the test helper {} is missing: {HOW}",
-        probe.display()
-    );
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bus_probe.rs");
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(edited)) = (mtime(&probe), mtime(&source)) {
-        assert!(
-            built >= edited,
-            "the test helper {} is older than {}: {HOW}",
-            probe.display(),
-            source.display()
-        );
-    }
-    probe
-}
-
-type Lines = Arc<Mutex<Vec<String>>>;
-
-fn collect(pipe: impl Read + Send + 'static) -> Lines {
-    let lines: Lines = Arc::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-struct Proc {
-    label: String,
-    child: Child,
-    out: Lines,
-    err: Lines,
-    status: Option<ExitStatus>,
-}
-
-/// A handle on a child of a [`Bus`].
-#[derive(Clone, Copy, Debug)]
-struct P(usize);
-
-/// A private bus: its directory, its name, and every process started on it.
-struct Bus {
-    dir: PathBuf,
-    name: String,
-    procs: Vec<Proc>,
-    /// `unix` or `shm`, passed to every process as INTERSTATE_TRANSPORT.
-    transport: String,
-}
-
-fn parse_json(line: &str) -> Option<Value> {
-    serde_json::from_str::<Value>(line)
-        .ok()
-        .filter(Value::is_object)
-}
-
-/// The last JSON object line that has `key`.
-fn last_json(lines: &[String], key: &str) -> Option<Value> {
-    lines
-        .iter()
-        .rev()
-        .filter_map(|l| parse_json(l))
-        .find(|v| v.get(key).is_some())
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("'{key}' is not a number in {v}"))
-}
-
-impl Bus {
-    fn new(test: &str, transport: &str) -> Bus {
-        let dir =
-            std::env::temp_dir().join(format!("istb-{}-{test}-{transport}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .expect("create the test's bus directory");
-        Bus {
-            dir,
-            name: format!("t-{test}"),
-            procs: Vec::new(),
-            transport: transport.to_string(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join(format!("{}.sock", self.name))
-    }
-
-    fn write(&self, file: &str, contents: &str) -> String {
-        let p = self.dir.join(file);
-        std::fs::write(&p, contents).expect("write a test file");
-        p.to_str().expect("UTF-8 temp path").to_string()
-    }
-
-    fn command(&self, program: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(program);
-        c.args(args)
-            .args(["--bus", &self.name])
-            .env("INTERSTATE_DIR", &self.dir)
-            .env("INTERSTATE_TRANSPORT", &self.transport)
-            .env_remove("INTERSTATE_BUS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn spawn(&mut self, label: &str, mut cmd: Command) -> P {
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {label} ({cmd:?}): {e}"));
-        let out = collect(child.stdout.take().expect("piped stdout"));
-        let err = collect(child.stderr.take().expect("piped stderr"));
-        self.procs.push(Proc {
-            label: label.to_string(),
-            child,
-            out,
-            err,
-            status: None,
-        });
-        P(self.procs.len() - 1)
-    }
-
-    fn interstate(&mut self, label: &str, args: &[&str]) -> P {
-        let cmd = self.command(&interstate_bin(), args);
-        self.spawn(label, cmd)
-    }
-
-    fn probe(&mut self, label: &str, args: &[&str]) -> P {
-        let cmd = self.command(&probe_bin(), args);
-        self.spawn(label, cmd)
-    }
-
-    fn out(&self, p: P) -> Vec<String> {
-        self.procs[p.0].out.lock().unwrap().clone()
-    }
-
-    fn err(&self, p: P) -> Vec<String> {
-        self.procs[p.0].err.lock().unwrap().clone()
-    }
-
-    fn pid(&self, p: P) -> u32 {
-        self.procs[p.0].child.id()
-    }
-
-    /// Every process's output, for failure messages.
-    fn dump(&self) -> String {
-        let mut s = String::new();
-        for (i, p) in self.procs.iter().enumerate() {
-            let out = p.out.lock().unwrap();
-            let err = p.err.lock().unwrap();
-            let tail = |v: &[String]| v[v.len().saturating_sub(15)..].join("\n    ");
-            s += &format!(
-                "\n--- [{i}] {} (pid {}, status {:?})\n  stdout:\n    {}\n  stderr:\n    {}",
-                p.label,
-                p.child.id(),
-                p.status,
-                tail(&out),
-                tail(&err)
-            );
-        }
-        s
-    }
-
-    fn try_status(&mut self, p: P) -> Option<ExitStatus> {
-        let proc = &mut self.procs[p.0];
-        if proc.status.is_none() {
-            proc.status = proc.child.try_wait().expect("poll a child");
-        }
-        proc.status
-    }
-
-    /// Waits for the child to exit, then (briefly) for its output to be read to the end.
-    fn wait_exit(&mut self, p: P, limit: Duration) -> ExitStatus {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.try_status(p) {
-                // The reader threads end at EOF (dropping their clone of the line lists);
-                // give them a moment to catch up.
-                let proc = &self.procs[p.0];
-                let settle = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < settle
-                    && (Arc::strong_count(&proc.out) > 1 || Arc::strong_count(&proc.err) > 1)
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                return s;
-            }
-            if Instant::now() >= end {
-                panic!(
-                    "{} did not exit within {limit:?}{}",
-                    self.procs[p.0].label,
-                    self.dump()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn kill(&mut self, p: P) {
-        let proc = &mut self.procs[p.0];
-        if proc.status.is_none() {
-            let _ = proc.child.kill();
-            proc.status = proc.child.wait().ok();
-        }
-    }
-
-    fn term(&mut self, p: P) {
-        if self.try_status(p).is_none() {
-            let pid = rustix::process::Pid::from_raw(self.pid(p) as i32).expect("a child's pid");
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-    }
-
-    /// Waits until a line of the child's stdout (or stderr) satisfies `pred`; returns it.
-    fn wait_line(
-        &mut self,
-        p: P,
-        stderr: bool,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        let end = Instant::now() + limit;
-        let mut exited_at: Option<Instant> = None;
-        loop {
-            let lines = if stderr { self.err(p) } else { self.out(p) };
-            if let Some(l) = lines.iter().find(|l| pred(l)) {
-                return l.clone();
-            }
-            let now = Instant::now();
-            if exited_at.is_none() && self.try_status(p).is_some() {
-                exited_at = Some(now);
-            }
-            let gave_up = exited_at.is_some_and(|t| now >= t + Duration::from_secs(1));
-            if now >= end || gave_up {
-                panic!(
-                    "waiting for {what} from {}: {}{}",
-                    self.procs[p.0].label,
-                    if gave_up { "it exited" } else { "timed out" },
-                    self.dump()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Waits until a JSON line of the child's stdout satisfies `pred`; returns it.
-    fn wait_json(
-        &mut self,
-        p: P,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let line = self.wait_line(p, false, what, limit, |l| {
-            parse_json(l).is_some_and(|v| pred(&v))
-        });
-        parse_json(&line).expect("matched a JSON line")
-    }
-
-    /// Runs `interstate ARGS --bus NAME` to completion: (status, stdout, stderr).
-    fn run(&mut self, args: &[&str]) -> (ExitStatus, String, String) {
-        let p = self.interstate(&format!("interstate {}", args.join(" ")), args);
-        let status = self.wait_exit(p, STEP_LIMIT);
-        (status, self.out(p).join("\n"), self.err(p).join("\n"))
-    }
-
-    fn start_hub(&mut self) -> P {
-        let hub = self.interstate("hub", &["hub"]);
-        self.wait_line(hub, true, "the hub's start line", STEP_LIMIT, |l| {
-            l.contains("hub serving bus")
-        });
-        hub
-    }
-
-    fn start_machine(&mut self, chart: &str, id: &str) -> P {
-        let p = self.interstate(
-            &format!("run {id}"),
-            &["run", chart, "--id", id, "--client"],
-        );
-        self.wait_line(p, true, "the machine's join line", STEP_LIMIT, |l| {
-            l.contains("joined bus")
-        });
-        p
-    }
-
-    fn start_sink(&mut self, id: &str, extra: &[&str]) -> P {
-        let mut args = vec!["sink", id];
-        args.extend_from_slice(extra);
-        let p = self.probe(&format!("sink {id}"), &args);
-        self.wait_json(p, "the sink's ready line", STEP_LIMIT, |v| {
-            v["ready"] == json!(true)
-        });
-        p
-    }
-
-    /// `interstate ps --json`.
-    fn ps(&mut self) -> Vec<Value> {
-        let (status, out, err) = self.run(&["ps", "--json"]);
-        assert!(
-            status.success(),
-            "interstate ps failed: {err}{}",
-            self.dump()
-        );
-        match serde_json::from_str::<Value>(&out) {
-            Ok(Value::Array(list)) => list,
-            _ => panic!("interstate ps --json printed no JSON array: {out}"),
-        }
-    }
-
-    /// Polls `interstate ps` until `pred` holds for its list.
-    fn wait_ps(&mut self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let end = Instant::now() + STEP_LIMIT;
-        loop {
-            let list = self.ps();
-            if pred(&list) {
-                return list;
-            }
-            if Instant::now() >= end {
-                panic!("ps never showed {what}; last: {list:?}{}", self.dump());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            if p.status.is_none() && !matches!(p.child.try_wait(), Ok(Some(_))) {
-                let _ = p.child.kill();
-            }
-            let _ = p.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ps_pid(list: &[Value], machine: &str) -> Option<u64> {
-    list.iter()
-        .find(|e| e["machine"] == json!(machine))
-        .and_then(|e| e["pid"].as_u64())
-}
+use support::*;
 
 /// A machine that ignores everything (E included).
 const QUIET: &str = r#"{"id":"quiet","initial":"idle","states":{"idle":{}}}"#;
@@ -399,7 +30,7 @@ const LOGGER: &str = r#"{
 }"#;
 
 fn basic_run_send_log_and_ps(transport: &str) {
-    let mut bus = Bus::new("basic", transport);
+    let mut bus = Bus::on("basic", transport);
     bus.start_hub();
     let pinger = bus.write(
         "pinger.json",
@@ -460,7 +91,7 @@ fn basic_run_send_log_and_ps(transport: &str) {
 }
 
 fn sigkilled_client_leaves_the_registry_and_its_messages_fail(transport: &str) {
-    let mut bus = Bus::new("sigkill", transport);
+    let mut bus = Bus::on("sigkill", transport);
     bus.start_hub();
     let chart = bus.write("quiet.json", QUIET);
     let victim = bus.start_machine(&chart, "victim2");
@@ -536,7 +167,7 @@ fn sigkilled_client_leaves_the_registry_and_its_messages_fail(transport: &str) {
 /// suppression at the receiver): every message arrives exactly once, in order.
 fn hub_restart_mid_stream_loses_nothing(transport: &str) {
     const N: u64 = 20_000;
-    let mut bus = Bus::new("restart", transport);
+    let mut bus = Bus::on("restart", transport);
     let hub = bus.start_hub();
     let sink = bus.start_sink(
         "sink3",
@@ -603,7 +234,7 @@ fn hub_restart_mid_stream_loses_nothing(transport: &str) {
 }
 
 fn spoofed_sender_is_refused(transport: &str) {
-    let mut bus = Bus::new("spoof", transport);
+    let mut bus = Bus::on("spoof", transport);
     let hub = bus.start_hub();
     let target = bus.start_sink(
         "target4",
@@ -666,7 +297,7 @@ fn spoofed_sender_is_refused(transport: &str) {
 }
 
 fn a_live_peers_id_cannot_be_registered(transport: &str) {
-    let mut bus = Bus::new("taken", transport);
+    let mut bus = Bus::on("taken", transport);
     bus.start_hub();
     let chart = bus.write("quiet.json", QUIET);
     let first = bus.start_machine(&chart, "dup5");
@@ -694,7 +325,7 @@ fn another_user_is_refused(transport: &str) {
         );
         return;
     }
-    let mut bus = Bus::new("uid", transport);
+    let mut bus = Bus::on("uid", transport);
     let hub = bus.start_hub();
     // Make the socket reachable for uid 65534, so that only the hub's peer-credential check
     // can refuse it (the bus directory is 0700 and the socket 0600 otherwise).
@@ -729,7 +360,7 @@ fn another_user_is_refused(transport: &str) {
 }
 
 fn malformed_frames_close_only_that_connection(transport: &str) {
-    let mut bus = Bus::new("malformed", transport);
+    let mut bus = Bus::on("malformed", transport);
     let hub = bus.start_hub();
     let chart = bus.write("logger.json", LOGGER);
     let m = bus.start_machine(&chart, "m7");
@@ -824,7 +455,7 @@ fn malformed_frames_close_only_that_connection(transport: &str) {
 /// A client that completes the handshake, sends part of a frame and closes its writing half
 /// is closed by the hub (with a log line) well before the 30 s idle timeout.
 fn truncated_frame_after_hello_is_closed(transport: &str) {
-    let mut bus = Bus::new("truncated", transport);
+    let mut bus = Bus::on("truncated", transport);
     let hub = bus.start_hub();
     let p = bus.probe(
         "raw-truncated --after-hello",
@@ -847,7 +478,7 @@ fn truncated_frame_after_hello_is_closed(transport: &str) {
 fn thirty_two_clients(transport: &str) {
     const PAIRS: usize = 32;
     const N: u64 = 100;
-    let mut bus = Bus::new("many", transport);
+    let mut bus = Bus::on("many", transport);
     bus.start_hub();
     let sinks: Vec<P> = (0..PAIRS)
         .map(|i| {
@@ -913,7 +544,7 @@ fn thirty_two_clients(transport: &str) {
 }
 
 fn stale_socket_is_replaced_and_a_live_hub_is_not(transport: &str) {
-    let mut bus = Bus::new("stale", transport);
+    let mut bus = Bus::on("stale", transport);
     let path = bus.socket();
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind a socket"));
     assert!(

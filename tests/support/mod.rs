@@ -1,5 +1,6 @@
-//! Process harness shared by the reliability tests (`tests/hostile.rs`, `tests/guarantees.rs`,
-//! `tests/load.rs`, `tests/soak.rs`): a private bus directory per test, children spawned with
+//! Process harness shared by the process tests (`tests/bus.rs`, `tests/hostile.rs`,
+//! `tests/guarantees.rs`, `tests/load.rs`, `tests/soak.rs`): a private bus directory per test
+//! (over the transport the test chooses), children spawned with
 //! their output collected line by line, and a guard that SIGKILLs every child still running
 //! and removes the directory when the test ends (passing or not).
 //!
@@ -84,6 +85,8 @@ pub struct Bus {
     pub dir: PathBuf,
     pub name: String,
     pub procs: Vec<Proc>,
+    /// `unix`, `fifo` or `shm`, passed to every process as INTERSTATE_TRANSPORT.
+    pub transport: String,
 }
 
 pub fn parse_json(line: &str) -> Option<Value> {
@@ -117,8 +120,15 @@ pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
 }
 
 impl Bus {
+    /// A private bus over Unix sockets.
     pub fn new(test: &str) -> Bus {
-        let dir = std::env::temp_dir().join(format!("istr-{}-{test}", std::process::id()));
+        Bus::on(test, "unix")
+    }
+
+    /// A private bus over `transport` (`unix`, `fifo` or `shm`).
+    pub fn on(test: &str, transport: &str) -> Bus {
+        let dir =
+            std::env::temp_dir().join(format!("istr-{}-{test}-{transport}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -128,7 +138,13 @@ impl Bus {
             dir,
             name: format!("r-{test}"),
             procs: Vec::new(),
+            transport: transport.to_string(),
         }
+    }
+
+    /// The bus socket's path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join(format!("{}.sock", self.name))
     }
 
     pub fn path(&self, file: &str) -> String {
@@ -150,7 +166,7 @@ impl Bus {
         c.args(args)
             .args(["--bus", &self.name])
             .env("INTERSTATE_DIR", &self.dir)
-            .env("INTERSTATE_TRANSPORT", "unix")
+            .env("INTERSTATE_TRANSPORT", &self.transport)
             .env_remove("INTERSTATE_BUS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -358,6 +374,74 @@ impl Bus {
             .filter(|l| l.contains("hub: "))
             .collect()
     }
+}
+
+impl Bus {
+    /// Runs `interstate ARGS --bus NAME` to completion: (status, stdout, stderr).
+    pub fn run(&mut self, args: &[&str]) -> (ExitStatus, String, String) {
+        let p = self.interstate(&format!("interstate {}", args.join(" ")), args);
+        let status = self.wait_exit(p, STEP_LIMIT);
+        (status, self.out(p).join("\n"), self.err(p).join("\n"))
+    }
+
+    /// `interstate run CHART --id ID --client`, once it has joined.
+    pub fn start_machine(&mut self, chart: &str, id: &str) -> P {
+        let p = self.interstate(
+            &format!("run {id}"),
+            &["run", chart, "--id", id, "--client"],
+        );
+        self.wait_line(p, true, "the machine's join line", STEP_LIMIT, |l| {
+            l.contains("joined bus")
+        });
+        p
+    }
+
+    /// `bus_probe sink ID EXTRA...`, once it is ready.
+    pub fn start_sink(&mut self, id: &str, extra: &[&str]) -> P {
+        let mut args = vec!["sink", id];
+        args.extend_from_slice(extra);
+        let p = self.probe(&format!("sink {id}"), &args);
+        self.wait_json(p, "the sink's ready line", STEP_LIMIT, |v| {
+            v["ready"] == Value::Bool(true)
+        });
+        p
+    }
+
+    /// `interstate ps --json`.
+    pub fn ps(&mut self) -> Vec<Value> {
+        let (status, out, err) = self.run(&["ps", "--json"]);
+        assert!(
+            status.success(),
+            "interstate ps failed: {err}{}",
+            self.dump()
+        );
+        match serde_json::from_str::<Value>(&out) {
+            Ok(Value::Array(list)) => list,
+            _ => panic!("interstate ps --json printed no JSON array: {out}"),
+        }
+    }
+
+    /// Polls `interstate ps` until `pred` holds for its list.
+    pub fn wait_ps(&mut self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let end = Instant::now() + STEP_LIMIT;
+        loop {
+            let list = self.ps();
+            if pred(&list) {
+                return list;
+            }
+            if Instant::now() >= end {
+                panic!("ps never showed {what}; last: {list:?}{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The pid `interstate ps --json` shows for `machine`.
+pub fn ps_pid(list: &[Value], machine: &str) -> Option<u64> {
+    list.iter()
+        .find(|e| e["machine"] == machine)
+        .and_then(|e| e["pid"].as_u64())
 }
 
 impl Drop for Bus {
