@@ -399,7 +399,7 @@ fn source(args: &Args) -> Result<ExitCode, String> {
         while attempted < due {
             let payload = format!("{{\"n\":{attempted}{pad}}}");
             match node.send_from_port(&id, &target, "E", payload.as_bytes()) {
-                Ok(()) => sent += 1,
+                Ok(_) => sent += 1,
                 Err(e) => {
                     errors += 1;
                     eprintln!("bus_probe: sending message {attempted}: {e}");
@@ -983,7 +983,7 @@ fn load(args: &Args) -> Result<ExitCode, String> {
         while sent < due && start.elapsed() < duration {
             payload[..8].copy_from_slice(&wall_ns().to_le_bytes());
             match node.send_from_port(&id, &target, "L", &payload) {
-                Ok(()) => sent += 1,
+                Ok(_) => sent += 1,
                 Err(_) => send_errors += 1,
             }
         }

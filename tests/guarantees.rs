@@ -375,3 +375,47 @@ fn two_ports_sending_to_each_other_do_not_deadlock() {
         );
     }
 }
+
+/// A failure report names the message that failed: its payload carries the sequence number
+/// `send_from_port` returned for it, beside the target, the event and the reason.
+#[test]
+fn a_failure_report_names_the_sequence_number_of_the_failed_message() {
+    use interstate::bus::{Node, NodeConfig, Role, DELIVERY_ERROR_EVENT};
+    let bus = Bus::new("failure-seq");
+    let mut config = NodeConfig::new(&bus.name);
+    config.dir = bus.dir.clone();
+    config.role = Role::Hub;
+    let mut node = Node::new(config).expect("serve a private bus");
+    node.set_logger(|_| {});
+    node.open_port("p").expect("open a port");
+    let seqs: Vec<u64> = (0..3)
+        .map(|i| {
+            node.send_from_port("p", "nobody", &format!("E{i}"), b"{}")
+                .expect("sent")
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let mut reports = Vec::new();
+    let end = Instant::now() + STEP_LIMIT;
+    while reports.len() < 3 && Instant::now() < end {
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        while let Some(m) = node.recv_port() {
+            assert_eq!(m.event, DELIVERY_ERROR_EVENT);
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
+            reports.push(v);
+        }
+    }
+    for (i, (v, seq)) in reports.iter().zip(&seqs).enumerate() {
+        assert_eq!(
+            (&v["to"], &v["event"], &v["seq"], &v["reason"]),
+            (
+                &json!("nobody"),
+                &json!(format!("E{i}")),
+                &json!(seq),
+                &json!("unknown-target")
+            ),
+            "{reports:?}"
+        );
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+}

@@ -295,7 +295,7 @@ struct Deferred {
     /// Machine ids that left the registry: their outstanding messages fail.
     removed: Vec<String>,
     /// Failures found here (not reported by the hub), reported as they are.
-    direct: Vec<(String, String, String, FailReason)>,
+    direct: Vec<(String, String, String, u64, FailReason)>,
     /// Deliveries to local machines that arrived from the hub.
     logs: Vec<String>,
 }
@@ -308,6 +308,15 @@ impl Deferred {
             && self.removed.is_empty()
             && self.close.is_empty()
     }
+}
+
+/// A message that will not be delivered, as reported to its sender.
+struct Failed<'a> {
+    from: &'a str,
+    to: &'a str,
+    event: &'a str,
+    seq: u64,
+    reason: FailReason,
 }
 
 /// One process's place on the bus.
@@ -623,8 +632,9 @@ impl HubIo for HubIoImpl<'_> {
     }
 }
 
-fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+/// The payload of an `xstate.error.delivery` event: which message failed (its target, event
+/// and sequence number, the one `send_from_port` returned) and why.
+fn delivery_error_payload(to: &str, event: &str, seq: u64, reason: FailReason) -> Vec<u8> {
     let code = match reason {
         FailReason::UnknownTarget => "unknown-target",
         FailReason::TargetGone => "target-gone",
@@ -635,10 +645,10 @@ fn delivery_error_payload(to: &str, event: &str, reason: FailReason) -> Vec<u8> 
         _ => "undeliverable",
     };
     format!(
-        "{{\"to\":\"{}\",\"event\":\"{}\",\"reason\":\"{code}\",\"message\":\"{}\"}}",
-        esc(to),
-        esc(event),
-        reason.as_str()
+        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{code}\",\"message\":{}}}",
+        json_string(to),
+        json_string(event),
+        json_string(reason.as_str())
     )
     .into_bytes()
 }
@@ -1235,8 +1245,9 @@ impl Node {
         Some(m)
     }
 
-    /// Sends from a port. Delivery failures come back to the port as
-    /// `xstate.error.delivery` messages.
+    /// Sends from a port; returns the message's sequence number. Delivery failures come back
+    /// to the port as `xstate.error.delivery` messages, whose payload names the sequence
+    /// number of the message that failed.
     ///
     /// When the bus is full (the receivers have not acknowledged enough), this drives the
     /// loop until there is room, for up to 5 s, then fails. While it waits, the messages
@@ -1249,7 +1260,7 @@ impl Node {
         to: &str,
         event: &str,
         payload: &[u8],
-    ) -> Result<(), PlatformError> {
+    ) -> Result<u64, PlatformError> {
         let seq = self.next_port_seq(port)?;
         // Read the clock for the deadline only once the bus turns out to be full.
         let mut deadline = None;
@@ -1268,7 +1279,7 @@ impl Node {
             );
             self.settle(deferred);
             if routed == Routed::Sent {
-                return Ok(());
+                return Ok(seq);
             }
             let deadline = *deadline
                 .get_or_insert_with(|| std::time::Instant::now() + StdDuration::from_secs(5));
@@ -1818,8 +1829,15 @@ impl Node {
                 (self.log)(&line);
             }
             let direct: Vec<_> = deferred.direct.drain(..).collect();
-            for (from, to, event, reason) in direct {
-                self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+            for (from, to, event, seq, reason) in direct {
+                let failed = Failed {
+                    from: &from,
+                    to: &to,
+                    event: &event,
+                    seq,
+                    reason,
+                };
+                self.report_failure(now, failed, &mut deferred);
             }
             // The hub's failure reports: each settles one outstanding message, once.
             let failures: Vec<_> = deferred.failures.drain(..).collect();
@@ -1829,21 +1847,28 @@ impl Node {
                     || !self.local.by_id.contains_key(&from)
                         && !self.local.ports.contains_key(&from)
                 {
-                    self.report_failure(now, &from, &to, &event, reason, &mut deferred);
+                    let failed = Failed {
+                        from: &from,
+                        to: &to,
+                        event: &event,
+                        seq,
+                        reason,
+                    };
+                    self.report_failure(now, failed, &mut deferred);
                 }
             }
             // A machine left the bus: what it never acknowledged will not arrive.
             let removed: Vec<_> = deferred.removed.drain(..).collect();
             for machine in removed {
                 for u in self.local.outstanding.fail_where(&|_, t, _| t == machine) {
-                    self.report_failure(
-                        now,
-                        &u.from,
-                        &u.to,
-                        &u.event,
-                        FailReason::TargetGone,
-                        &mut deferred,
-                    );
+                    let failed = Failed {
+                        from: &u.from,
+                        to: &u.to,
+                        event: &u.event,
+                        seq: u.seq,
+                        reason: FailReason::TargetGone,
+                    };
+                    self.report_failure(now, failed, &mut deferred);
                 }
             }
             let closes: Vec<_> = deferred.close.drain(..).collect();
@@ -1868,17 +1893,16 @@ impl Node {
         }
     }
 
-    fn report_failure(
-        &mut self,
-        now: Instant,
-        from: &str,
-        to: &str,
-        event: &str,
-        reason: FailReason,
-        deferred: &mut Deferred,
-    ) {
+    fn report_failure(&mut self, now: Instant, failed: Failed<'_>, deferred: &mut Deferred) {
+        let Failed {
+            from,
+            to,
+            event,
+            seq,
+            reason,
+        } = failed;
         self.local.stats.delivery_failures += 1;
-        let payload = delivery_error_payload(to, event, reason);
+        let payload = delivery_error_payload(to, event, seq, reason);
         if !self
             .local
             .deliver(now, to, from, DELIVERY_ERROR_EVENT, &payload, deferred)
@@ -2453,9 +2477,13 @@ impl Node {
             .ok()
             .filter(|&n| n <= self.config.max_frame as usize + LEN_PREFIX)
         else {
-            deferred
-                .direct
-                .push((from.into(), to.into(), event.into(), FailReason::TooLarge));
+            deferred.direct.push((
+                from.into(),
+                to.into(),
+                event.into(),
+                d.seq,
+                FailReason::TooLarge,
+            ));
             return Routed::Sent;
         };
         let body = &self.scratch[LEN_PREFIX..n];
@@ -2469,6 +2497,7 @@ impl Node {
                 from.into(),
                 to.into(),
                 event.into(),
+                d.seq,
                 FailReason::Disconnected,
             ));
             return Routed::Sent;

@@ -500,7 +500,7 @@ impl SerialBridge {
             return Ok(());
         }
         match self.node.send_from_port(d.from, d.to, d.event, d.payload) {
-            Ok(()) => {
+            Ok(_) => {
                 self.stats.from_device += 1;
                 Ok(())
             }
@@ -559,9 +559,10 @@ impl SerialBridge {
         self.stats.failed_back += 1;
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let payload = format!(
-            "{{\"to\":\"{}\",\"event\":\"{}\",\"reason\":\"{}\",\"message\":\"{}\"}}",
+            "{{\"to\":\"{}\",\"event\":\"{}\",\"seq\":{},\"reason\":\"{}\",\"message\":\"{}\"}}",
             esc(&m.port),
             esc(&m.event),
+            m.seq,
             match reason {
                 FailReason::TooLarge => "too-large",
                 _ => "disconnected",
