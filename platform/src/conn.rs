@@ -126,9 +126,18 @@ impl<S: Read + Write> Conn<S> {
         self.rend > self.rstart
     }
 
-    fn make_room(&mut self, need: usize) -> bool {
+    /// Room for `need` bytes at the end of the write buffer, moving what waits to its start
+    /// if that helps. For messages (`thrifty`), only when the move copies at most four bytes
+    /// per byte it frees: behind a slow reader, moving a nearly full queue to gain the little
+    /// just written at every message took a sixth of a sender's time. Control frames (acks,
+    /// registrations, pings) always get the room there is.
+    fn make_room(&mut self, need: usize, thrifty: bool) -> bool {
         if self.wbuf.len() - self.wend >= need {
             return true;
+        }
+        let waiting = self.wend - self.wstart;
+        if thrifty && waiting > 4 * self.wstart {
+            return false;
         }
         if self.wstart > 0 {
             self.wbuf.copy_within(self.wstart..self.wend, 0);
@@ -142,7 +151,7 @@ impl<S: Read + Write> Conn<S> {
     /// Queues a frame. `Err(LinkFull)` when the outgoing queue has no room for it (backpressure).
     pub fn queue(&mut self, frame: &Frame<'_>) -> Result<(), LinkFull> {
         let need = frame.encoded_len();
-        if need > LEN_PREFIX + self.max_frame as usize || !self.make_room(need) {
+        if need > LEN_PREFIX + self.max_frame as usize || !self.make_room(need, false) {
             return Err(LinkFull);
         }
         let n = frame
@@ -155,7 +164,7 @@ impl<S: Read + Write> Conn<S> {
     /// Queues an encoded frame body (adds the length prefix).
     pub fn queue_body(&mut self, body: &[u8]) -> Result<(), LinkFull> {
         let need = LEN_PREFIX + body.len();
-        if body.len() > self.max_frame as usize || !self.make_room(need) {
+        if body.len() > self.max_frame as usize || !self.make_room(need, true) {
             return Err(LinkFull);
         }
         self.wbuf[self.wend..self.wend + LEN_PREFIX]
@@ -165,9 +174,12 @@ impl<S: Read + Write> Conn<S> {
         Ok(())
     }
 
-    /// Whether `bytes` more can be queued now.
+    /// Whether a message of `bytes` (length prefix included) can be queued now with
+    /// [`queue_body`](Self::queue_body).
     pub fn has_room(&self, bytes: usize) -> bool {
-        self.wbuf.len() - (self.wend - self.wstart) >= bytes
+        let waiting = self.wend - self.wstart;
+        self.wbuf.len() - self.wend >= bytes
+            || waiting <= 4 * self.wstart && self.wbuf.len() - waiting >= bytes
     }
 
     /// Bytes waiting to be written.
