@@ -412,6 +412,20 @@ fn acks_are_routed_only_from_the_owner() {
     assert_eq!(io.sent.len(), n, "an ack in someone else's name is dropped");
 }
 
+/// An endpoint connected and welcomed at time zero.
+fn ready_endpoint() -> Endpoint {
+    let mut e = endpoint();
+    e.connected(Instant::ZERO);
+    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: 4096,
+        link: 1,
+        hub_pid: 9,
+    });
+    e.handle_frame(Instant::ZERO, &welcome);
+    e
+}
+
 fn endpoint() -> Endpoint {
     Endpoint::new(EndpointConfig::new(1, "test"), Instant::ZERO)
 }
@@ -460,15 +474,7 @@ fn endpoint_reconnects_with_bounded_exponential_backoff() {
 
 #[test]
 fn endpoint_pings_when_idle_and_declares_a_silent_hub_dead() {
-    let mut e = endpoint();
-    e.connected(Instant::ZERO);
-    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: 4096,
-        link: 1,
-        hub_pid: 9,
-    });
-    e.handle_frame(Instant::ZERO, &welcome);
+    let mut e = ready_endpoint();
     let t = e.poll_timeout().unwrap();
     assert_eq!(t, Instant::ZERO + Duration::from_millis(5_000));
     assert!(matches!(
@@ -512,15 +518,7 @@ fn a_stalled_link_is_not_blamed_for_silence() {
 /// while the platform says so, instead of declaring it dead for unanswered pings.
 #[test]
 fn endpoint_waits_out_a_busy_hub() {
-    let mut e = endpoint();
-    e.connected(Instant::ZERO);
-    let welcome = Frame::Welcome(interstate_core::wire::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: 4096,
-        link: 1,
-        hub_pid: 9,
-    });
-    e.handle_frame(Instant::ZERO, &welcome);
+    let mut e = ready_endpoint();
     let ping_at = e.poll_timeout().unwrap();
     assert!(matches!(
         e.handle_timeout(ping_at),

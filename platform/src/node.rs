@@ -1828,8 +1828,20 @@ impl Node {
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
             }
-            let direct: Vec<_> = deferred.direct.drain(..).collect();
-            for (from, to, event, seq, reason) in direct {
+            // Failures found here are reported as they are; the hub's reports each settle one
+            // outstanding message, once (and are reported only then, unless the sender is not
+            // this process's).
+            let direct = deferred.direct.drain(..).map(|f| (f, false));
+            let from_hub = deferred.failures.drain(..).map(|f| (f, true));
+            let all: Vec<_> = direct.chain(from_hub).collect();
+            for ((from, to, event, seq, reason), settle) in all {
+                if settle
+                    && self.local.outstanding.fail_one(&from, &to, seq).is_none()
+                    && (self.local.by_id.contains_key(&from)
+                        || self.local.ports.contains_key(&from))
+                {
+                    continue;
+                }
                 let failed = Failed {
                     from: &from,
                     to: &to,
@@ -1838,24 +1850,6 @@ impl Node {
                     reason,
                 };
                 self.report_failure(now, failed, &mut deferred);
-            }
-            // The hub's failure reports: each settles one outstanding message, once.
-            let failures: Vec<_> = deferred.failures.drain(..).collect();
-            for (from, to, event, seq, reason) in failures {
-                let settled = self.local.outstanding.fail_one(&from, &to, seq);
-                if settled.is_some()
-                    || !self.local.by_id.contains_key(&from)
-                        && !self.local.ports.contains_key(&from)
-                {
-                    let failed = Failed {
-                        from: &from,
-                        to: &to,
-                        event: &event,
-                        seq,
-                        reason,
-                    };
-                    self.report_failure(now, failed, &mut deferred);
-                }
             }
             // A machine left the bus: what it never acknowledged will not arrive.
             let removed: Vec<_> = deferred.removed.drain(..).collect();
