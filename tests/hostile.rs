@@ -320,18 +320,10 @@ fn oversized_prefix_then_close_is_logged_once() {
     }
 }
 
-/// A client that registers an id and never reads, while a feeder streams large messages to
-/// it: the hub queues at most its configured link queue for it (its memory stays bounded),
-/// stops reading from the feeder (backpressure), closes the slowloris once it has been stuck
-/// for the idle timeout (with a log line), the bystanders never notice, and every message of
-/// the feeder comes back to it as failed (none acknowledged, none lost silently).
-#[test]
-fn slowloris_stays_bounded_and_others_keep_working() {
-    let mut bus = Bus::new("slowloris");
-    let hub = bus.start_probe_hub(&["--link-queue", "65536", "--idle-timeout-ms", "4000"]);
-    let hub_pid = bus.pid(hub);
-    let by = bystanders(&mut bus, 1500, 150);
-    // Pings every 300 ms (so it is not silent), reads nothing, for 8 s.
+/// A slowloris (registers `slow`, then pings every 300 ms, so it is not silent, and reads
+/// nothing for 8 s) and, once it is registered, a feeder streaming 3000 messages of 1000
+/// bytes to it.
+fn slowloris_and_feeder(bus: &mut Bus) -> (P, P) {
     let slow = bus.probe(
         "slowloris",
         &[
@@ -370,6 +362,21 @@ fn slowloris_stays_bounded_and_others_keep_working() {
             "1000",
         ],
     );
+    (slow, feeder)
+}
+
+/// A client that registers an id and never reads, while a feeder streams large messages to
+/// it: the hub queues at most its configured link queue for it (its memory stays bounded),
+/// stops reading from the feeder (backpressure), closes the slowloris once it has been stuck
+/// for the idle timeout (with a log line), the bystanders never notice, and every message of
+/// the feeder comes back to it as failed (none acknowledged, none lost silently).
+#[test]
+fn slowloris_stays_bounded_and_others_keep_working() {
+    let mut bus = Bus::new("slowloris");
+    let hub = bus.start_probe_hub(&["--link-queue", "65536", "--idle-timeout-ms", "4000"]);
+    let hub_pid = bus.pid(hub);
+    let by = bystanders(&mut bus, 1500, 150);
+    let (slow, feeder) = slowloris_and_feeder(&mut bus);
     let mut peak = 0;
     let end = Instant::now() + Duration::from_secs(12);
     while Instant::now() < end {
@@ -423,44 +430,7 @@ fn slowloris_stays_bounded_and_others_keep_working() {
 fn a_stalled_sender_keeps_its_id_and_learns_every_failure() {
     let mut bus = Bus::new("stalled-sender");
     let hub = bus.start_probe_hub(&["--link-queue", "65536", "--idle-timeout-ms", "4000"]);
-    let slow = bus.probe(
-        "slowloris",
-        &[
-            "raw-script",
-            "hello",
-            "register:slow",
-            "hold:8000:300",
-            "--exit",
-            "--timeout-ms",
-            "20000",
-        ],
-    );
-    bus.wait_line(
-        slow,
-        false,
-        "the slowloris's registration",
-        STEP_LIMIT,
-        |l| l.contains("register-result"),
-    );
-    let feeder = bus.probe(
-        "feeder",
-        &[
-            "source",
-            "feeder",
-            "slow",
-            "3000",
-            "--payload-bytes",
-            "1000",
-            "--progress-every",
-            "100",
-            "--timeout-ms",
-            "30000",
-            "--linger-ms",
-            "5000",
-            "--keepalive-ms",
-            "1000",
-        ],
-    );
+    let (_slow, feeder) = slowloris_and_feeder(&mut bus);
     bus.wait_exit(feeder, Duration::from_secs(40));
     let fin = last_json(&bus.out(feeder), "sent").expect("the feeder's final line");
     eprintln!("feeder: {fin}\nhub log:\n{}", bus.hub_lines(hub).join("\n"));
