@@ -12,7 +12,9 @@
 //! - compiling never panics; a chart the compiler accepts is run with random events and timer
 //!   expiries on a virtual clock, and after every step that returned `Ok` the configuration is
 //!   legal (see [`check_config`]), a machine that is done stays done, and a step that returned
-//!   an error leaves the machine `Failed`, refusing further events with `Error::NotRunning`;
+//!   an error leaves the machine `Failed`, refusing further events with `Error::NotRunning`,
+//!   except a delayed send that came due into a full outbox: that one stays due and the
+//!   machine stays active, as `Machine::handle_timeout` documents;
 //! - a chart loaded back from its image runs exactly like the chart it came from;
 //! - decoding random bytes or mutated images never panics, and a chart `Chart::new` accepts
 //!   from mutated tables can be stepped without panicking.
@@ -700,6 +702,24 @@ fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Result<Trace, S
                 while m.poll_timeout().is_some_and(|t| t <= now) && fired < 32 {
                     fired += 1;
                     let r = m.handle_timeout(now, &mut behavior).map(|_| ());
+                    if matches!(
+                        r,
+                        Err(Error::OutboxFull { .. } | Error::PayloadSpaceFull { .. })
+                    ) && m.status() == Status::Active
+                    {
+                        // A delayed send waits for room: it must still be due, and fire once
+                        // the outbox is drained.
+                        let due = m.poll_timeout();
+                        if !due.is_some_and(|t| t <= now) {
+                            return Err(format!(
+                                "{k} @{}: {r:?} dropped the send (next timer {due:?})",
+                                now.as_millis()
+                            ));
+                        }
+                        trace.push(format!("{k} @{}: {r:?} kept", now.as_millis()));
+                        m.clear_outbox();
+                        continue;
+                    }
                     if !after_step(
                         &mut m,
                         &format!("{k} @{}", now.as_millis()),
@@ -849,8 +869,25 @@ fn words(n: usize) -> impl Strategy<Value = Vec<u32>> {
     prop::collection::vec(any::<u32>(), 0..n)
 }
 
+/// 200 cases from a fixed seed, so that `cargo test` runs the same cases on every machine and
+/// a failure in CI reproduces. To explore, pick the seed and the count:
+/// `PROPTEST_RNG_SEED=$RANDOM PROPTEST_CASES=20000 cargo test --release --test properties`.
+fn config() -> ProptestConfig {
+    let mut config = ProptestConfig::with_cases(200);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0x1e7e_57a7);
+    }
+    if let Some(cases) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        config.cases = cases;
+    }
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(config())]
 
     /// Random charts: compiling never panics; running one keeps the configuration legal.
     #[test]

@@ -241,12 +241,16 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
                 other => Ok(other),
             }
         };
-        let target = match m.target {
-            Some(t) => Some(copy(t, self)?),
-            None => None,
-        };
-        let event = copy(m.event, self)?;
-        let payload = copy(m.payload, self)?;
+        // All or nothing: a send that does not fit leaves the byte space as it was.
+        let mark = self.out_used;
+        let copied = (|| {
+            let target = match m.target {
+                Some(t) => Some(copy(t, self)?),
+                None => None,
+            };
+            Ok((target, copy(m.event, self)?, copy(m.payload, self)?))
+        })();
+        let (target, event, payload) = copied.inspect_err(|_| self.out_used = mark)?;
         let _ = self.outbox.push(Message {
             target,
             event,
@@ -578,6 +582,11 @@ impl<
     /// away (a macrostep); a delayed send moves to the outbox. Call it again while
     /// [`poll_timeout`](Self::poll_timeout) is at or before `now`; firing one timer at a time
     /// lets the host interleave what the outbox delivers back, in due order.
+    ///
+    /// A delayed send that comes due while the outbox (or its byte space) is full returns
+    /// [`Error::OutboxFull`] or [`Error::PayloadSpaceFull`] and is kept, still due: the machine
+    /// stays [`Active`](Status::Active). Drain the outbox and call again. Any other error fails
+    /// the machine, as [`send`](Self::send) does.
     pub fn handle_timeout<BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
