@@ -2300,9 +2300,10 @@ impl Node {
                 let h = &mut self.local.machines[i];
                 match h.machine.handle_timeout(now, &mut *h.behavior) {
                     Ok(_) => {}
-                    // A delayed send came due with the outbox full (its messages wait for
-                    // acknowledgements): it stays due and goes out once there is room.
-                    Err(interstate_core::Error::OutboxFull { .. }) => {
+                    // A delayed send came due with the outbox or its byte space full (its
+                    // messages wait for acknowledgements): it stays due, the machine stays
+                    // active, and the send goes out once there is room.
+                    Err(_) if h.machine.status() == Status::Active => {
                         self.pump()?;
                         break;
                     }
