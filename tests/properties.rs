@@ -710,7 +710,7 @@ fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Result<Trace, S
                         // A delayed send waits for room: it must still be due, and fire once
                         // the outbox is drained.
                         let due = m.poll_timeout();
-                        if !due.is_some_and(|t| t <= now) {
+                        if due.is_none_or(|t| t > now) {
                             return Err(format!(
                                 "{k} @{}: {r:?} dropped the send (next timer {due:?})",
                                 now.as_millis()
