@@ -44,7 +44,16 @@ impl Behavior for Scripted {
     }
 }
 
-fn outbox(m: &Machine<'_>) -> Vec<(String, String, Vec<u8>)> {
+fn outbox<
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+>(
+    m: &Machine<'_, W, Q, O, T, H, B>,
+) -> Vec<(String, String, Vec<u8>)> {
     m.outbox()
         .map(|o| {
             let t = match o.target {
@@ -286,4 +295,101 @@ fn raise_overflowing_the_internal_queue_is_an_error() {
         m.send(Instant::ZERO, Event::new("GO"), &mut b),
         Err(Error::QueueFull { capacity: 8 })
     );
+}
+
+#[test]
+fn a_delayed_send_due_into_a_full_outbox_waits_for_room() {
+    let compiled = compile_str(CHART).unwrap();
+    // Two outbox messages, four timers, 64 bytes.
+    let mut m: Machine<'_, 2, 4, 2, 4, 4, 64> = Machine::new(compiled.chart(), "m").unwrap();
+    let mut b = Scripted {
+        act: Box::new(|cx| {
+            cx.send_after(
+                Target::Machine("w"),
+                "LATER",
+                Duration::from_millis(10),
+                b"k",
+            )
+            .unwrap();
+            cx.send("w", "NOW1", &[]).unwrap();
+            cx.send("w", "NOW2", &[]).unwrap();
+        }),
+        slow: None,
+    };
+    m.start(Instant::ZERO, &mut b).unwrap();
+    m.send(Instant::ZERO, Event::new("TICK"), &mut b).unwrap();
+    assert_eq!(m.outbox_len(), 2);
+
+    let due = Instant::from_millis(10);
+    assert_eq!(
+        m.handle_timeout(due, &mut b),
+        Err(Error::OutboxFull { capacity: 2 })
+    );
+    assert_eq!(
+        m.status(),
+        Status::Active,
+        "waiting for room is not a failure"
+    );
+    assert_eq!(m.poll_timeout(), Some(due), "the send is kept, still due");
+    assert_eq!(m.outbox_len(), 2, "nothing was added");
+
+    m.clear_outbox();
+    assert_eq!(m.handle_timeout(due, &mut b), Ok(true));
+    assert_eq!(
+        outbox(&m),
+        vec![("w".into(), "LATER".into(), b"k".to_vec())]
+    );
+    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(m.stats().send_failures, 0);
+}
+
+#[test]
+fn a_delayed_send_due_into_full_byte_space_waits_and_takes_no_bytes() {
+    let compiled = compile_str(CHART).unwrap();
+    // Four outbox messages, but only 16 bytes behind them.
+    let mut m: Machine<'_, 2, 4, 4, 4, 4, 16> = Machine::new(compiled.chart(), "m").unwrap();
+    let calls = Rc::new(RefCell::new(0));
+    let c2 = calls.clone();
+    let mut b = Scripted {
+        act: Box::new(move |cx| {
+            *c2.borrow_mut() += 1;
+            if *c2.borrow() == 1 {
+                cx.send_after(
+                    Target::Machine("w"),
+                    "LATER",
+                    Duration::from_millis(10),
+                    &[],
+                )
+                .unwrap();
+                // "w" and a 13-byte name: 14 of the 16 bytes.
+                cx.send("w", "FILLS_BYTES_1", &[]).unwrap();
+            } else {
+                // Two bytes: fits only if the refused copy took none.
+                cx.send("w", "X", &[]).unwrap();
+            }
+        }),
+        slow: None,
+    };
+    m.start(Instant::ZERO, &mut b).unwrap();
+    m.send(Instant::ZERO, Event::new("TICK"), &mut b).unwrap();
+
+    let due = Instant::from_millis(10);
+    assert_eq!(
+        m.handle_timeout(due, &mut b),
+        Err(Error::PayloadSpaceFull { capacity: 16 })
+    );
+    assert_eq!(m.status(), Status::Active);
+    assert_eq!(m.poll_timeout(), Some(due));
+    m.send(due, Event::new("TICK"), &mut b).unwrap();
+    assert_eq!(
+        outbox(&m)
+            .into_iter()
+            .map(|(_, e, _)| e)
+            .collect::<Vec<_>>(),
+        vec!["FILLS_BYTES_1", "X"]
+    );
+
+    m.clear_outbox();
+    assert_eq!(m.handle_timeout(due, &mut b), Ok(true));
+    assert_eq!(outbox(&m), vec![("w".into(), "LATER".into(), vec![])]);
 }

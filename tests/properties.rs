@@ -699,6 +699,7 @@ fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Result<Trace, S
             Op::Advance(ms) => {
                 now = now + Duration::from_millis(ms);
                 let mut fired = 0;
+                let mut kept_send = false;
                 while m.poll_timeout().is_some_and(|t| t <= now) && fired < 32 {
                     fired += 1;
                     let r = m.handle_timeout(now, &mut behavior).map(|_| ());
@@ -709,6 +710,12 @@ fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Result<Trace, S
                     {
                         // A delayed send waits for room: it must still be due, and fire once
                         // the outbox is drained.
+                        if std::mem::replace(&mut kept_send, true) {
+                            return Err(format!(
+                                "{k} @{}: {r:?} again with the outbox drained",
+                                now.as_millis()
+                            ));
+                        }
                         let due = m.poll_timeout();
                         if due.is_none_or(|t| t > now) {
                             return Err(format!(
@@ -720,6 +727,7 @@ fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Result<Trace, S
                         m.clear_outbox();
                         continue;
                     }
+                    kept_send = false;
                     if !after_step(
                         &mut m,
                         &format!("{k} @{}", now.as_millis()),
