@@ -19,6 +19,9 @@
 //!
 //! - [`wire`], [`hub`], [`endpoint`]: the bus protocol's frames, the hub's routing and a
 //!   client's handshake and keepalive, as state machines that move no bytes themselves.
+//! - [`bus`]: the rest of a client's side of the protocol: the outstanding buffer and its
+//!   retransmission, duplicate suppression, the acknowledgement policy, registration retry,
+//!   and [`bus::Client`], all of it as one state machine.
 //! - [`serial`]: the same frames over a bare byte stream (COBS framing, a CRC per frame), and
 //!   [`serial::DeviceLink`], the device side of a serial link to the bus.
 //!
@@ -49,6 +52,7 @@
 #[macro_use]
 mod macros;
 
+pub mod bus;
 pub mod chart;
 pub mod context;
 pub mod endpoint;

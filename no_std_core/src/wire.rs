@@ -342,6 +342,37 @@ fn write_deliver(d: &Deliver<'_>, out: &mut [u8]) -> Option<usize> {
     put_varint(out, at, d.seq)
 }
 
+/// The bytes a postcard varint of `v` takes.
+const fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+impl Deliver<'_> {
+    /// The size of this message's frame body (without the length prefix), computed without
+    /// encoding it.
+    pub fn body_len(&self) -> usize {
+        let field = |len: usize| varint_len(len as u64) + len;
+        1 + field(self.from.len())
+            + field(self.to.len())
+            + field(self.event.len())
+            + field(self.payload.len())
+            + varint_len(self.seq)
+    }
+
+    /// Writes this message's frame body (without the length prefix) into `out`, byte for
+    /// byte what [`Frame::encode`] writes after the prefix; returns the bytes used, or
+    /// `None` when `out` is too small. Lets a sender encode a message straight into the
+    /// place where it waits for its acknowledgement.
+    pub fn write_body(&self, out: &mut [u8]) -> Option<usize> {
+        write_deliver(self, out)
+    }
+}
+
 /// Reads a Deliver frame body by hand; `None` for anything else or anything malformed
 /// (postcard then decides, and reports the error).
 fn fast_deliver(body: &[u8]) -> Option<Deliver<'_>> {

@@ -1,0 +1,579 @@
+//! A process's side of the bus as one sans-IO state machine: the link's handshake and
+//! keepalive ([`Endpoint`]), registration of the process's machine ids and its retry, the
+//! outstanding buffer with retransmission after a reconnect, per-sender-process duplicate
+//! suppression, and the acknowledgement policy.
+//!
+//! The host moves bytes: it tells the client what happened ([`Client::connected`],
+//! [`Client::handle_frame`], [`Client::disconnected`], [`Client::handle_timeout`]) and hands
+//! it a [`FrameSink`] to write to. The client never reads a clock: every call takes `now`.
+//! What only the host can do (deliver an event to a machine, report a failure to the
+//! machine that sent a message, keep the registry copy) comes back as an [`Incoming`].
+
+use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered};
+use crate::bus::policy::{
+    registration_answer, AckTimer, Grace, RegisterRetry, Registration, FORGET_DEPARTED_MS,
+    SWEEP_EVERY,
+};
+use crate::bus::received::{Accepted, Id, OwnerSlot, PairSlot, Received};
+use crate::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
+use crate::time::Instant;
+use crate::wire::{
+    Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, RegistryEntry, LEN_PREFIX,
+};
+
+/// Where the client writes frames: the link to the hub. A `false` return means the link's
+/// queue is full; the frame was not taken.
+pub trait FrameSink {
+    /// Queues a frame.
+    fn send_frame(&mut self, frame: &Frame<'_>) -> bool;
+    /// Queues an encoded frame body (without its length prefix).
+    fn send_body(&mut self, body: &[u8]) -> bool;
+    /// Whether a write to the link is pending anyway (acknowledgements ride on it).
+    fn has_pending(&self) -> bool;
+}
+
+/// Why a message could not be taken by [`Client::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SendRefused {
+    /// The outstanding buffer is full while the link is up: keep the message and try again
+    /// once acknowledgements free room (backpressure).
+    Full,
+    /// The message will not be sent: report this reason to its sender.
+    Failed(FailReason),
+}
+
+/// What a frame from the hub means for the host.
+#[derive(Debug)]
+pub enum Incoming<'f> {
+    /// Nothing for the host to do.
+    Nothing,
+    /// The link is ready (registration and subscription are queued; call
+    /// [`Client::transmit`] to send what waits). The largest frame either side may send.
+    Ready {
+        /// The negotiated largest frame body.
+        max_frame: u32,
+    },
+    /// A message for one of this process's ids. Call [`Client::accept`] to tell a new one
+    /// from a duplicate before delivering it.
+    Deliver(Deliver<'f>),
+    /// The hub reports a message undeliverable. `settled`: it was outstanding here and is
+    /// now failed (report it to its sender); otherwise it was reported before, or sent by a
+    /// process that is not this one.
+    Failed {
+        /// The report.
+        failed: DeliveryFailed<'f>,
+        /// Whether this settled an outstanding message.
+        settled: bool,
+    },
+    /// The hub answered a registration.
+    Registered {
+        /// The id.
+        machine: &'f str,
+        /// The hub's answer.
+        status: RegisterStatus,
+        /// What it changed, for the log.
+        change: RegistrationChange,
+    },
+    /// A machine joined the registry (or is in the snapshot after a reconnect).
+    RegistryEntry(RegistryEntry<'f>),
+    /// A machine left the registry: call [`Client::fail_to`] to fail what was sent to it.
+    RegistryRemoved(&'f str),
+    /// The registry snapshot is complete: the host's registry copy is current again.
+    SnapshotEnd,
+    /// A copy of a frame crossing the hub (monitor subscription).
+    Monitored(&'f [u8]),
+    /// The link is finished: close it (the client has scheduled the reconnect, or has
+    /// failed for good). The reason, for the log.
+    Close(CloseReason<'f>),
+}
+
+/// Why the link is to be closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason<'f> {
+    /// The hub refused this process.
+    Rejected(&'f str),
+    /// The hub said goodbye.
+    Goodbye(&'f str),
+    /// The hub stopped answering pings.
+    Silent,
+}
+
+/// What a registration answer changed, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationChange {
+    /// Nothing worth a line.
+    None,
+    /// An id the hub had held elsewhere is this process's again.
+    Regained,
+    /// The hub still holds an id for this process's previous connection; it is asked for
+    /// again until it is free.
+    HeldElsewhere,
+    /// Refused for good.
+    Refused,
+}
+
+/// What [`Client::handle_timeout`] asks of the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutTodo {
+    /// Nothing.
+    Nothing,
+    /// Connect now (then call [`Client::connected`], or [`Client::disconnected`] if it failed).
+    Connect,
+    /// Close the link: the hub stopped answering.
+    Close,
+}
+
+/// A machine id as a map key that can be looked up by `&str`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct IdKey(Id);
+
+impl core::hash::Hash for IdKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state)
+    }
+}
+
+impl core::borrow::Borrow<str> for IdKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct IdState {
+    reg: Registration,
+    /// The hub accepted this id from this process at least once.
+    owned: bool,
+}
+
+/// The client state machine. `B`: the outstanding buffer's bytes; `P`, `O`: the duplicate
+/// filter's pair and owner slots; `R`: how many machine ids the process may register.
+pub struct Client<B, P, O, const R: usize> {
+    endpoint: Endpoint,
+    outstanding: Outstanding<B>,
+    received: Received<P, O>,
+    ids: heapless::FnvIndexMap<IdKey, IdState, R>,
+    /// Every id in `ids` is registered: messages need no per-sender check.
+    all_registered: bool,
+    acks: AckTimer,
+    retry: RegisterRetry,
+    grace: Grace,
+    snapshot_done: bool,
+    monitor: bool,
+    next_sweep: Instant,
+}
+
+/// Too many machine ids for the client's table, or an id longer than the bus allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TooManyIds;
+
+impl<B, P, O, const R: usize> Client<B, P, O, R>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    P: AsRef<[PairSlot]> + AsMut<[PairSlot]>,
+    O: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>,
+{
+    /// A disconnected client whose first connection attempt is due at `now`, over the
+    /// caller's storage: `outstanding` bytes for unacknowledged messages, and the duplicate
+    /// filter's `pairs` and `owners` slots (all `Default`).
+    pub fn new(config: EndpointConfig, now: Instant, outstanding: B, pairs: P, owners: O) -> Self {
+        Client {
+            endpoint: Endpoint::new(config, now),
+            outstanding: Outstanding::new(outstanding),
+            received: Received::new(pairs, owners),
+            ids: heapless::FnvIndexMap::new(),
+            all_registered: true,
+            acks: AckTimer::default(),
+            retry: RegisterRetry::default(),
+            grace: Grace::default(),
+            snapshot_done: false,
+            monitor: false,
+            next_sweep: now,
+        }
+    }
+
+    /// The link's handshake and keepalive state machine.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+    /// Whether the link is ready.
+    pub fn is_ready(&self) -> bool {
+        self.endpoint.is_ready()
+    }
+    /// Whether the registry snapshot has arrived since the link became ready.
+    pub fn registry_synced(&self) -> bool {
+        self.snapshot_done
+    }
+    /// The outstanding buffer.
+    pub fn outstanding(&self) -> &Outstanding<B> {
+        &self.outstanding
+    }
+    /// The outstanding buffer, for the host's own failure reports.
+    pub fn outstanding_mut(&mut self) -> &mut Outstanding<B> {
+        &mut self.outstanding
+    }
+    /// The duplicate filter.
+    pub fn received(&self) -> &Received<P, O> {
+        &self.received
+    }
+    /// The duplicate filter, for the host (ports hand messages over with
+    /// [`Received::handed`]).
+    pub fn received_mut(&mut self) -> &mut Received<P, O> {
+        &mut self.received
+    }
+    /// Where `id`'s registration stands (`None`: not an id of this client's).
+    pub fn registration(&self, id: &str) -> Option<Registration> {
+        self.ids.get(id).map(|s| s.reg)
+    }
+
+    /// Adds `id` to the ids this process registers, and asks the hub for it now when the
+    /// link is ready (the answer comes as [`Incoming::Registered`]); otherwise once it is.
+    pub fn register(&mut self, id: &str, sink: &mut dyn FrameSink) -> Result<(), TooManyIds> {
+        let key = {
+            let mut k = Id::new();
+            k.push_str(id).map_err(|_| TooManyIds)?;
+            IdKey(k)
+        };
+        let owned = self.ids.get(id).is_some_and(|s| s.owned);
+        self.ids
+            .insert(
+                key,
+                IdState {
+                    reg: Registration::Pending,
+                    owned,
+                },
+            )
+            .map_err(|_| TooManyIds)?;
+        self.all_registered = false;
+        if self.endpoint.is_ready() {
+            sink.send_frame(&Frame::Register { machine: id });
+        }
+        Ok(())
+    }
+
+    /// Forgets `id` (a machine that was refused or removed).
+    pub fn forget(&mut self, id: &str) {
+        self.ids.remove(id);
+        self.refresh_registered();
+    }
+
+    fn refresh_registered(&mut self) {
+        self.all_registered = self.ids.values().all(|s| s.reg == Registration::Registered);
+    }
+
+    /// Subscribes to copies of every frame crossing the hub (from now on, and after every
+    /// reconnect).
+    pub fn subscribe_monitor(&mut self, sink: &mut dyn FrameSink) {
+        self.monitor = true;
+        if self.endpoint.is_ready() {
+            sink.send_frame(&Frame::Subscribe {
+                registry: true,
+                monitor: true,
+            });
+        }
+    }
+
+    /// The connection is up: queue the Hello.
+    pub fn connected(&mut self, now: Instant, sink: &mut dyn FrameSink) {
+        self.endpoint.connected(now);
+        sink.send_frame(&self.endpoint.hello());
+    }
+
+    /// The connection is gone (or an attempt failed). What was sent and not acknowledged is
+    /// sent again after the reconnect; the registry copy is stale until the next snapshot.
+    pub fn disconnected(&mut self, now: Instant) {
+        self.outstanding.rewind();
+        if !matches!(
+            self.endpoint.state(),
+            LinkState::Disconnected { .. } | LinkState::Failed
+        ) {
+            self.endpoint.disconnected(now);
+        }
+        self.snapshot_done = false;
+    }
+
+    /// A connection attempt failed.
+    pub fn connect_failed(&mut self, now: Instant) {
+        self.endpoint.disconnected(now);
+    }
+
+    /// The host's writes to the hub are blocked (backpressure): the hub is taken for alive
+    /// meanwhile (see [`Endpoint::hub_busy`]).
+    pub fn hub_busy(&mut self, now: Instant) {
+        self.endpoint.hub_busy(now);
+    }
+
+    /// A frame from the hub.
+    pub fn handle_frame<'f>(
+        &mut self,
+        now: Instant,
+        frame: Frame<'f>,
+        sink: &mut dyn FrameSink,
+    ) -> Incoming<'f> {
+        match self.endpoint.handle_frame(now, &frame) {
+            Todo::Ready => {
+                let Frame::Welcome(w) = frame else {
+                    return Incoming::Nothing;
+                };
+                self.on_ready(now, sink);
+                return Incoming::Ready {
+                    max_frame: w.max_frame,
+                };
+            }
+            Todo::Send(f) => {
+                sink.send_frame(&f);
+                return Incoming::Nothing;
+            }
+            Todo::Close => {
+                let why = match frame {
+                    Frame::Reject(r) => r.message,
+                    _ => "closing",
+                };
+                return Incoming::Close(CloseReason::Rejected(why));
+            }
+            Todo::Connect | Todo::Nothing => {}
+        }
+        match frame {
+            Frame::Deliver(d) => Incoming::Deliver(d),
+            Frame::Ack { from, to, seq } => {
+                self.outstanding.ack(to, from, seq);
+                Incoming::Nothing
+            }
+            Frame::DeliveryFailed(f) => {
+                let settled = self.outstanding.fail_one(f.from, f.to, f.seq).is_some();
+                Incoming::Failed { failed: f, settled }
+            }
+            Frame::RegisterResult { machine, status } => {
+                let change = self.registered(now, machine, status);
+                Incoming::Registered {
+                    machine,
+                    status,
+                    change,
+                }
+            }
+            Frame::RegistryEntry(e) => {
+                self.received
+                    .sender_registered(e.machine, e.pid, now.as_millis());
+                Incoming::RegistryEntry(e)
+            }
+            Frame::RegistryRemoved { machine } => {
+                if !self.ids.contains_key(machine) {
+                    self.received.sender_departed(machine, now.as_millis());
+                }
+                Incoming::RegistryRemoved(machine)
+            }
+            Frame::SnapshotEnd => {
+                self.snapshot_done = true;
+                Incoming::SnapshotEnd
+            }
+            Frame::Monitored { frame, .. } => Incoming::Monitored(frame),
+            Frame::Goodbye { reason } => Incoming::Close(CloseReason::Goodbye(reason)),
+            _ => Incoming::Nothing,
+        }
+    }
+
+    fn registered(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        status: RegisterStatus,
+    ) -> RegistrationChange {
+        let Some(s) = self.ids.get_mut(machine) else {
+            return RegistrationChange::None;
+        };
+        let before = s.reg;
+        s.reg = registration_answer(status, s.owned);
+        let change = match s.reg {
+            Registration::Registered => {
+                s.owned = true;
+                if before == Registration::HeldElsewhere {
+                    RegistrationChange::Regained
+                } else {
+                    RegistrationChange::None
+                }
+            }
+            Registration::HeldElsewhere => {
+                self.retry.refused(now);
+                if before == Registration::HeldElsewhere {
+                    RegistrationChange::None
+                } else {
+                    RegistrationChange::HeldElsewhere
+                }
+            }
+            _ => RegistrationChange::Refused,
+        };
+        self.refresh_registered();
+        change
+    }
+
+    /// The link is (again) ready: register every id, subscribe, start the grace.
+    fn on_ready(&mut self, now: Instant, sink: &mut dyn FrameSink) {
+        self.grace.reconnected(now);
+        self.retry.reset();
+        for (id, s) in self.ids.iter_mut() {
+            // Every id is asked for afresh on a new connection, refused ones included.
+            s.reg = Registration::Pending;
+            sink.send_frame(&Frame::Register { machine: &id.0 });
+        }
+        self.all_registered = self.ids.is_empty();
+        sink.send_frame(&Frame::Subscribe {
+            registry: true,
+            monitor: self.monitor,
+        });
+    }
+
+    /// Tells a new message from a duplicate and records it. `handed`: the application has
+    /// it once it is delivered (a machine); otherwise (a port) acknowledge it later with
+    /// [`Received::handed`].
+    pub fn accept(&mut self, d: &Deliver<'_>, handed: bool) -> Accepted {
+        self.received.accept(d.to, d.from, d.seq, handed)
+    }
+
+    /// Takes a message from one of this process's machines to another process: encoded once,
+    /// into the outstanding buffer, where it waits to be written ([`Client::transmit`]) and
+    /// then for its acknowledgement. `max_frame`: the largest frame body the bus allows.
+    pub fn send(&mut self, d: &Deliver<'_>, max_frame: u32) -> Result<(), SendRefused> {
+        if d.body_len() > max_frame as usize {
+            return Err(SendRefused::Failed(FailReason::TooLarge));
+        }
+        match self.outstanding.push_deliver(d, false) {
+            Ok(_) => Ok(()),
+            Err(NoRoom) if self.endpoint.is_ready() => Err(SendRefused::Full),
+            // Not connected and no room to keep it until the link is back.
+            Err(NoRoom) => Err(SendRefused::Failed(FailReason::Disconnected)),
+        }
+    }
+
+    /// Whether a message of `body_len` bytes fits in the outstanding buffer now.
+    pub fn has_room(&self, body_len: usize) -> bool {
+        self.outstanding.has_room(body_len)
+    }
+
+    /// Whether messages from `id` go out now: the hub has accepted the id on the current
+    /// connection, or refused it for good (then they fail visibly, as `not-owner`). They
+    /// wait while its registration is pending, or being asked for again.
+    pub fn may_send_as(&self, id: &str) -> bool {
+        self.all_registered || self.ids.get(id).is_none_or(|s| s.reg.may_send())
+    }
+
+    /// Moves unsent messages onto the link, in order, holding back (during the grace after a
+    /// reconnect) those for machines the registry copy does not show yet (`present`).
+    pub fn transmit(
+        &mut self,
+        now: Instant,
+        present: &dyn Fn(&str) -> bool,
+        sink: &mut dyn FrameSink,
+    ) {
+        if !self.endpoint.is_ready() || !self.outstanding.has_unsent() {
+            return;
+        }
+        let Client {
+            outstanding,
+            ids,
+            all_registered,
+            grace,
+            snapshot_done,
+            ..
+        } = self;
+        let (all, synced) = (*all_registered, *snapshot_done);
+        let in_grace = grace.in_grace(now);
+        outstanding.transmit(
+            &mut |from, to| {
+                (!in_grace || (synced && present(to)))
+                    && (all || ids.get(from).is_none_or(|s| s.reg.may_send()))
+            },
+            &mut |body| sink.send_body(body),
+        );
+    }
+
+    /// Sends the acknowledgements owed, when the policy says they are due.
+    pub fn emit_acks(&mut self, now: Instant, sink: &mut dyn FrameSink) {
+        let owed = self.received.owed();
+        let dirty = self.received.is_dirty();
+        if !self.acks.should_emit(now, dirty, owed, sink.has_pending()) {
+            return;
+        }
+        if !self.endpoint.is_ready() {
+            return;
+        }
+        self.received.emit(&mut |receiver, sender, seq| {
+            sink.send_frame(&Frame::Ack {
+                from: receiver,
+                to: sender,
+                seq,
+            })
+        });
+    }
+
+    /// Fails what this process sent to `machine` and has not had acknowledged (it left the
+    /// bus), handing each to `report`.
+    pub fn fail_to(&mut self, machine: &str, report: &mut dyn FnMut(Undelivered<'_>)) -> usize {
+        self.outstanding
+            .fail_where(&mut |_, to, _| to == machine, report)
+    }
+
+    /// Time-driven work: reconnect attempts, keepalive, registration retries, the duplicate
+    /// filter's sweep. `present(id)`: whether the host's registry copy shows `id`.
+    pub fn handle_timeout(&mut self, now: Instant, sink: &mut dyn FrameSink) -> TimeoutTodo {
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            // Only with a current registry: a sender missing from a stale one may be alive.
+            if self.snapshot_done {
+                self.received
+                    .forget_departed(now.as_millis(), FORGET_DEPARTED_MS);
+            }
+        }
+        if let Some(backoff) = self.retry.due(now) {
+            if self.endpoint.is_ready() {
+                let mut again = false;
+                for (id, s) in self.ids.iter_mut() {
+                    if s.reg == Registration::HeldElsewhere {
+                        s.reg = Registration::Pending;
+                        again = true;
+                        sink.send_frame(&Frame::Register { machine: &id.0 });
+                    }
+                }
+                if again {
+                    self.retry.asked(now, backoff);
+                }
+            }
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            match self.endpoint.handle_timeout(now) {
+                Todo::Connect => return TimeoutTodo::Connect,
+                Todo::Send(f) => {
+                    sink.send_frame(&f);
+                }
+                Todo::Close => return TimeoutTodo::Close,
+                _ => {}
+            }
+        }
+        TimeoutTodo::Nothing
+    }
+
+    /// When [`Client::handle_timeout`] (or [`Client::emit_acks`], or [`Client::transmit`] at
+    /// the end of the grace) next has work.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        [
+            self.endpoint.poll_timeout(),
+            self.retry.poll_timeout(),
+            self.acks.poll_timeout(),
+            self.grace
+                .poll_timeout(now)
+                .filter(|_| self.outstanding.has_unsent()),
+            Some(self.next_sweep),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// The body of a Deliver frame encoded into `buf` (length prefix skipped), for hosts that
+/// hand a hub their own messages.
+pub fn encode_deliver<'b>(d: &Deliver<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let n = Frame::Deliver(*d).encode(buf).ok()?;
+    buf.get(LEN_PREFIX..n)
+}

@@ -1,0 +1,23 @@
+//! The client side of the bus protocol, sans-IO: what a process does to keep the bus's
+//! promise that every message is delivered exactly once or reported failed to its sender.
+//!
+//! - [`outstanding`]: the sender keeps every message to another process until its receiver
+//!   acknowledges it, and sends it again after a reconnect;
+//! - [`received`]: the receiver drops duplicates by sequence number, per sender process,
+//!   and owes acknowledgements only for what the application has;
+//! - [`policy`]: the timing rules: acknowledgement batching, the grace after a reconnect,
+//!   registration retries, how long departed senders are remembered;
+//! - [`client`]: all of it with the link's handshake and keepalive, as one state machine
+//!   that a host drives with frames and the time.
+//!
+//! The hub's side is [`crate::hub`]; the frames are [`crate::wire`]. Every table and buffer
+//! here is the caller's storage, allocated once: nothing allocates, nothing reads a clock.
+
+pub mod client;
+pub mod outstanding;
+pub mod policy;
+pub mod received;
+
+pub use client::{Client, FrameSink, Incoming, SendRefused};
+pub use outstanding::{NoRoom, Outstanding, Undelivered};
+pub use received::{Accepted, OwnerSlot, PairSlot, Received};

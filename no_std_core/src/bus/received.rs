@@ -1,0 +1,735 @@
+//! The receiver's side of end-to-end delivery: duplicate suppression and pending
+//! acknowledgements, in fixed tables the caller provides.
+//!
+//! Per (receiver, sender, sender's process) it keeps the highest sequence number delivered
+//! (anything at or below it is a duplicate), the highest handed to the application (a
+//! machine has it once its step ran; a port once its reader took it, [`Received::handed`])
+//! and the highest acknowledged. Only what the application has is acknowledged.
+//!
+//! Sequence numbers belong to a sender *process*: the registry says which process owns a
+//! sender id ([`Received::sender_registered`]), and a message counts against that process's
+//! state, so that an earlier owner of the id (a squatter that sent a huge sequence number)
+//! cannot make the new owner's messages look like duplicates; the earlier owner's state is
+//! kept aside and counts again should it own the id again. The state of senders gone from
+//! the registry for a while is dropped ([`Received::forget_departed`]), so the tables do not
+//! fill with short-lived senders.
+//!
+//! The tables are open-addressing hash tables over the caller's slots (`P` for pairs, `O`
+//! for sender owners: arrays on a device, boxed slices on a host). A full pair table first
+//! drops state that nobody needs (earlier owners', departed senders' that owe nothing);
+//! when that frees nothing, [`Received::accept`] answers [`Accepted::NoRoom`] and the
+//! message is neither delivered nor acknowledged: the sender keeps it.
+
+use crate::hub::MAX_ID;
+
+/// A machine id as the tables store it.
+pub type Id = heapless::String<MAX_ID>;
+
+/// Acknowledgements owed to at most this many pairs are tracked one by one; past that,
+/// [`Received::emit`] scans the whole table.
+const DIRTY_TRACKED: usize = 64;
+
+fn id(s: &str) -> Option<Id> {
+    let mut out = Id::new();
+    out.push_str(s).ok()?;
+    Some(out)
+}
+
+fn fnv(parts: &[&[u8]]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for p in parts {
+        for &b in *p {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// One (receiver, sender, sender process) pair's sequence state: a slot of the pair table.
+#[derive(Clone, Debug, Default)]
+pub struct PairSlot {
+    used: bool,
+    receiver: Id,
+    sender: Id,
+    /// The sender's process (0 while the registry has not named it).
+    pid: u32,
+    delivered: u64,
+    handed: u64,
+    acked: u64,
+    /// Since when (ms) this is an earlier owner's state, put aside.
+    aside_since: Option<u64>,
+}
+
+/// Which process owns a sender id, as last seen in the registry: a slot of the owner table.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerSlot {
+    used: bool,
+    sender: Id,
+    pid: u32,
+    /// When the sender left the registry (ms), if it is not back.
+    departed: Option<u64>,
+}
+
+impl PairSlot {
+    fn hash(&self) -> u32 {
+        pair_hash(&self.receiver, &self.sender)
+    }
+    fn owes(&self) -> bool {
+        self.acked < self.handed || self.handed < self.delivered
+    }
+}
+
+fn pair_hash(receiver: &str, sender: &str) -> u32 {
+    fnv(&[receiver.as_bytes(), sender.as_bytes()])
+}
+
+fn owner_hash(sender: &str) -> u32 {
+    fnv(&[sender.as_bytes()])
+}
+
+/// What [`Received::accept`] decided about a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Accepted {
+    /// Deliver it.
+    New,
+    /// Drop it: delivered before (it is acknowledged again if the application has it).
+    Duplicate,
+    /// Drop it unacknowledged: the pair table is full (the sender keeps the message).
+    NoRoom,
+}
+
+/// Linear probing over `slots`: the index holding the entry `eq` selects, or `Err` with the
+/// first free index on its probe path (`None`: the table is full).
+fn probe<T>(
+    slots: &[T],
+    hash: u32,
+    used: impl Fn(&T) -> bool,
+    eq: impl Fn(&T) -> bool,
+) -> Result<usize, Option<usize>> {
+    let n = slots.len();
+    if n == 0 {
+        return Err(None);
+    }
+    let mut i = hash as usize % n;
+    for _ in 0..n {
+        let s = &slots[i];
+        if !used(s) {
+            return Err(Some(i));
+        }
+        if eq(s) {
+            return Ok(i);
+        }
+        i = (i + 1) % n;
+    }
+    Err(None)
+}
+
+/// Removes slot `i` by backward shift (no tombstones): later entries of the same probe run
+/// move up so that every entry stays reachable from its home slot.
+fn remove_at<T: Default>(
+    slots: &mut [T],
+    mut i: usize,
+    used: impl Fn(&T) -> bool,
+    hash: impl Fn(&T) -> u32,
+) {
+    let n = slots.len();
+    slots[i] = T::default();
+    let mut j = i;
+    loop {
+        j = (j + 1) % n;
+        if !used(&slots[j]) {
+            return;
+        }
+        let home = hash(&slots[j]) as usize % n;
+        // Entry j may move to i when i lies on its probe path: home ..= j (cyclically).
+        let between = if i <= j {
+            home <= i || home > j
+        } else {
+            home <= i && home > j
+        };
+        if between {
+            slots.swap(i, j);
+            i = j;
+        }
+    }
+}
+
+/// Duplicate suppression and owed acknowledgements for the machines of one process.
+pub struct Received<P, O> {
+    pairs: P,
+    owners: O,
+    pairs_used: usize,
+    /// Pair slots that owe an acknowledgement (when `dirty_overflow` is false).
+    dirty: heapless::Vec<u32, DIRTY_TRACKED>,
+    /// Some owed pair is not in `dirty`: `emit` scans the whole table.
+    dirty_overflow: bool,
+    owed: usize,
+}
+
+impl<P, O> Received<P, O>
+where
+    P: AsRef<[PairSlot]> + AsMut<[PairSlot]>,
+    O: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>,
+{
+    /// Empty tables over the caller's slots (every slot must be `Default`, i.e. unused).
+    pub fn new(pairs: P, owners: O) -> Self {
+        Received {
+            pairs,
+            owners,
+            pairs_used: 0,
+            dirty: heapless::Vec::new(),
+            dirty_overflow: false,
+            owed: 0,
+        }
+    }
+
+    /// The process owning `sender`, as the registry last said (0: not known yet).
+    fn owner_pid(&self, sender: &str) -> u32 {
+        let owners = self.owners.as_ref();
+        match probe(
+            owners,
+            owner_hash(sender),
+            |o| o.used,
+            |o| o.sender == sender,
+        ) {
+            Ok(i) => owners[i].pid,
+            Err(_) => 0,
+        }
+    }
+
+    fn find_pair(&self, receiver: &str, sender: &str, pid: u32) -> Result<usize, Option<usize>> {
+        probe(
+            self.pairs.as_ref(),
+            pair_hash(receiver, sender),
+            |p| p.used,
+            |p| p.receiver == receiver && p.sender == sender && p.pid == pid,
+        )
+    }
+
+    fn mark_dirty(&mut self, i: usize) {
+        if !self.dirty_overflow
+            && !self.dirty.contains(&(i as u32))
+            && self.dirty.push(i as u32).is_err()
+        {
+            self.dirty_overflow = true;
+        }
+    }
+
+    fn remove_pair(&mut self, i: usize) {
+        remove_at(self.pairs.as_mut(), i, |p| p.used, PairSlot::hash);
+        self.pairs_used -= 1;
+        // Slots moved: the tracked indices may be stale.
+        if !self.dirty.is_empty() {
+            self.dirty.clear();
+            self.dirty_overflow = true;
+        }
+    }
+
+    /// Drops every pair `drop` selects; returns how many.
+    fn drop_pairs(&mut self, drop: &dyn Fn(&PairSlot, &[OwnerSlot]) -> bool) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.pairs.as_ref().len() {
+            let p = &self.pairs.as_ref()[i];
+            if p.used && drop(p, self.owners.as_ref()) {
+                self.remove_pair(i);
+                n += 1;
+                // The slot now holds a shifted entry (or nothing): look at it again.
+                continue;
+            }
+            i += 1;
+        }
+        n
+    }
+
+    /// Records a message from `sender` to `receiver`. `handed`: the application has it once
+    /// it is delivered (a machine); otherwise (a port) it is acknowledged only after
+    /// [`Received::handed`].
+    pub fn accept(&mut self, receiver: &str, sender: &str, seq: u64, handed: bool) -> Accepted {
+        let pid = self.owner_pid(sender);
+        let i = match self.find_pair(receiver, sender, pid) {
+            Ok(i) => {
+                let p = &mut self.pairs.as_mut()[i];
+                if seq <= p.delivered {
+                    // Acknowledge it again (the first acknowledgement may have been lost),
+                    // if the application has it.
+                    if seq <= p.handed {
+                        p.acked = p.acked.min(seq.saturating_sub(1));
+                        self.mark_dirty(i);
+                    }
+                    return Accepted::Duplicate;
+                }
+                i
+            }
+            Err(free) => {
+                let cap = self.pairs.as_ref().len();
+                // Keep an eighth free so probe runs stay short.
+                let limit = cap - cap / 8;
+                let free = if self.pairs_used >= limit || free.is_none() {
+                    self.make_room();
+                    match self.find_pair(receiver, sender, pid) {
+                        Err(Some(f)) if self.pairs_used < limit => Some(f),
+                        _ => None,
+                    }
+                } else {
+                    free
+                };
+                let (Some(f), Some(r), Some(s)) = (free, id(receiver), id(sender)) else {
+                    return Accepted::NoRoom;
+                };
+                self.pairs.as_mut()[f] = PairSlot {
+                    used: true,
+                    receiver: r,
+                    sender: s,
+                    pid,
+                    ..PairSlot::default()
+                };
+                self.pairs_used += 1;
+                f
+            }
+        };
+        let p = &mut self.pairs.as_mut()[i];
+        p.delivered = seq;
+        if handed {
+            p.handed = seq;
+            self.owed += 1;
+            self.mark_dirty(i);
+        }
+        Accepted::New
+    }
+
+    /// A full table: drops what no one needs (earlier owners' state, departed senders'
+    /// that owes nothing), whatever its age.
+    fn make_room(&mut self) {
+        self.drop_pairs(&|p, owners| {
+            if p.owes() {
+                return false;
+            }
+            if p.aside_since.is_some() {
+                return true;
+            }
+            match probe(
+                owners,
+                owner_hash(&p.sender),
+                |o| o.used,
+                |o| o.sender == p.sender,
+            ) {
+                Ok(i) => owners[i].departed.is_some(),
+                Err(_) => false,
+            }
+        });
+    }
+
+    /// The application (a port's reader) has the message `seq` from `sender`.
+    pub fn handed(&mut self, receiver: &str, sender: &str, seq: u64) {
+        let pid = self.owner_pid(sender);
+        if let Ok(i) = self.find_pair(receiver, sender, pid) {
+            let p = &mut self.pairs.as_mut()[i];
+            // (A message from an earlier owner of the id, read late, is above what the new
+            // owner has delivered and must not acknowledge the new owner's messages.)
+            if seq > p.handed && seq <= p.delivered {
+                p.handed = seq;
+                self.owed += 1;
+                self.mark_dirty(i);
+            }
+        }
+    }
+
+    /// Sets `aside_since` of every pair of `sender` owned by `pid`.
+    fn set_aside(&mut self, sender: &str, pid: u32, aside: Option<u64>) {
+        for p in self.pairs.as_mut().iter_mut() {
+            if p.used && p.sender == sender && p.pid == pid {
+                p.aside_since = aside;
+            }
+        }
+    }
+
+    /// The registry shows `sender` owned by process `pid` (at `now_ms`). If another process
+    /// owned it before, that process's sequence state is put aside (and counts again should
+    /// it own the id again): the new owner's numbers are its own.
+    pub fn sender_registered(&mut self, sender: &str, pid: u32, now_ms: u64) {
+        let owners = self.owners.as_ref();
+        match probe(
+            owners,
+            owner_hash(sender),
+            |o| o.used,
+            |o| o.sender == sender,
+        ) {
+            Ok(i) if owners[i].pid == pid => self.owners.as_mut()[i].departed = None,
+            Ok(i) => {
+                let before = owners[i].pid;
+                let o = &mut self.owners.as_mut()[i];
+                o.pid = pid;
+                o.departed = None;
+                self.set_aside(sender, before, Some(now_ms));
+                self.set_aside(sender, pid, None);
+            }
+            Err(free) => {
+                let free = free.or_else(|| {
+                    // Full: make room by dropping owners that departed and own no state.
+                    self.forget_owners(&|_| true);
+                    probe(
+                        self.owners.as_ref(),
+                        owner_hash(sender),
+                        |o| o.used,
+                        |o| o.sender == sender,
+                    )
+                    .err()
+                    .flatten()
+                });
+                let (Some(f), Some(s)) = (free, id(sender)) else {
+                    // Untracked: its messages count as from process 0, as before any
+                    // registration (duplicates are still recognised).
+                    return;
+                };
+                self.owners.as_mut()[f] = OwnerSlot {
+                    used: true,
+                    sender: s,
+                    pid,
+                    departed: None,
+                };
+                // State kept before the registry named the process is that process's.
+                for p in self.pairs.as_mut().iter_mut() {
+                    if p.used && p.sender == sender && p.pid == 0 {
+                        p.pid = pid;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `sender` left the registry at `now_ms`.
+    pub fn sender_departed(&mut self, sender: &str, now_ms: u64) {
+        let owners = self.owners.as_ref();
+        if let Ok(i) = probe(
+            owners,
+            owner_hash(sender),
+            |o| o.used,
+            |o| o.sender == sender,
+        ) {
+            self.owners.as_mut()[i].departed.get_or_insert(now_ms);
+        }
+    }
+
+    /// Every sender for which `present` is false left the registry at `now_ms` (if it had not
+    /// already): for a new registry snapshot, after a reconnect.
+    pub fn departed_unless(&mut self, present: &dyn Fn(&str) -> bool, now_ms: u64) {
+        for o in self.owners.as_mut().iter_mut() {
+            if o.used && !present(&o.sender) {
+                o.departed.get_or_insert(now_ms);
+            }
+        }
+    }
+
+    /// Removes the owners `gone` selects that own no pair state any more; returns how many.
+    fn forget_owners(&mut self, gone: &dyn Fn(&OwnerSlot) -> bool) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.owners.as_ref().len() {
+            let o = &self.owners.as_ref()[i];
+            if o.used && o.departed.is_some() && gone(o) {
+                let (sender, pid) = (o.sender.clone(), o.pid);
+                let kept = self
+                    .pairs
+                    .as_ref()
+                    .iter()
+                    .any(|p| p.used && p.sender == sender && p.pid == pid);
+                if !kept {
+                    remove_at(
+                        self.owners.as_mut(),
+                        i,
+                        |o| o.used,
+                        |o| owner_hash(&o.sender),
+                    );
+                    n += 1;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        n
+    }
+
+    /// Drops the state of senders that left the registry more than `after_ms` before
+    /// `now_ms` and did not come back, and earlier owners' state put aside that long ago.
+    /// (Not sooner: a sender whose link broke comes back under the same process and sends
+    /// again what was not acknowledged, and its duplicates must still be recognised.) State
+    /// that still owes an acknowledgement (a port not read yet) is kept. Returns how many
+    /// senders were forgotten.
+    pub fn forget_departed(&mut self, now_ms: u64, after_ms: u64) -> usize {
+        let old = |at: Option<u64>| at.is_some_and(|d| now_ms.saturating_sub(d) >= after_ms);
+        self.drop_pairs(&|p, owners| {
+            if old(p.aside_since) {
+                return true;
+            }
+            if p.owes() {
+                return false;
+            }
+            match probe(
+                owners,
+                owner_hash(&p.sender),
+                |o| o.used,
+                |o| o.sender == p.sender,
+            ) {
+                Ok(i) => owners[i].pid == p.pid && old(owners[i].departed),
+                Err(_) => false,
+            }
+        });
+        self.forget_owners(&|o| old(o.departed))
+    }
+
+    /// Pairs whose state is kept, earlier owners' included (for tests and statistics).
+    pub fn senders(&self) -> usize {
+        self.pairs_used
+    }
+
+    /// The pair table's capacity.
+    pub fn capacity(&self) -> usize {
+        self.pairs.as_ref().len()
+    }
+
+    /// Calls `send(receiver, sender, seq)` for every pair with unacknowledged deliveries; a
+    /// pair is marked acknowledged when `send` returns true.
+    pub fn emit(&mut self, send: &mut dyn FnMut(&str, &str, u64) -> bool) {
+        if !self.is_dirty() {
+            return;
+        }
+        let mut all = true;
+        let mut one = |p: &mut PairSlot| {
+            if p.used && p.handed > p.acked {
+                if send(&p.receiver, &p.sender, p.handed) {
+                    p.acked = p.handed;
+                } else {
+                    all = false;
+                }
+            }
+        };
+        if self.dirty_overflow {
+            self.pairs.as_mut().iter_mut().for_each(&mut one);
+        } else {
+            for &i in &self.dirty {
+                if let Some(p) = self.pairs.as_mut().get_mut(i as usize) {
+                    one(p);
+                }
+            }
+        }
+        if all {
+            self.dirty.clear();
+            self.dirty_overflow = false;
+            self.owed = 0;
+        } else {
+            // Kept as it is: what was not sent is found again by the next full scan.
+            self.dirty.clear();
+            self.dirty_overflow = true;
+        }
+    }
+
+    /// Deliveries not yet acknowledged.
+    pub fn owed(&self) -> usize {
+        self.owed
+    }
+
+    /// Whether any acknowledgement is owed (including re-acknowledgements of duplicates).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty_overflow || !self.dirty.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+    use std::string::{String, ToString};
+    use std::vec;
+    use std::vec::Vec;
+
+    type R = Received<Vec<PairSlot>, Vec<OwnerSlot>>;
+
+    fn new() -> R {
+        Received::new(
+            vec![PairSlot::default(); 1024],
+            vec![OwnerSlot::default(); 1024],
+        )
+    }
+
+    fn acc(r: &mut R, receiver: &str, sender: &str, seq: u64, handed: bool) -> bool {
+        r.accept(receiver, sender, seq, handed) == Accepted::New
+    }
+
+    fn acks(r: &mut R) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        r.emit(&mut |rx, tx, s| {
+            out.push((rx.to_string(), tx.to_string(), s));
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn a_port_is_acknowledged_only_for_what_it_handed_over() {
+        let mut r = new();
+        assert!(acc(&mut r, "port", "s", 10, false));
+        assert!(acc(&mut r, "port", "s", 11, false));
+        assert!(
+            acks(&mut r).is_empty(),
+            "nothing read yet, nothing acknowledged"
+        );
+        r.handed("port", "s", 10);
+        assert_eq!(acks(&mut r), vec![("port".into(), "s".into(), 10)]);
+        // A duplicate of an unread message is dropped, and not acknowledged either.
+        assert!(!acc(&mut r, "port", "s", 11, false));
+        assert!(acks(&mut r).is_empty());
+    }
+
+    #[test]
+    fn a_new_owner_of_a_sender_id_starts_afresh() {
+        let mut r = new();
+        r.sender_registered("s", 100, 0);
+        assert!(acc(&mut r, "k", "s", u64::MAX, true));
+        // The same process again (its link broke and came back): duplicates still dropped.
+        r.sender_departed("s", 5);
+        r.sender_registered("s", 100, 5);
+        assert!(!acc(&mut r, "k", "s", 7, true));
+        // Another process under the id: its numbers are its own.
+        r.sender_departed("s", 6);
+        r.sender_registered("s", 200, 6);
+        assert!(acc(&mut r, "k", "s", 7, true));
+        assert!(acc(&mut r, "k", "s", 8, true));
+        // The first process takes the id back: its state comes back with it.
+        r.sender_registered("s", 100, 7);
+        assert!(!acc(&mut r, "k", "s", 9, true), "still below u64::MAX");
+        r.sender_registered("s", 200, 8);
+        assert!(
+            !acc(&mut r, "k", "s", 8, true),
+            "a duplicate of the second owner's"
+        );
+        assert!(acc(&mut r, "k", "s", 9, true));
+    }
+
+    #[test]
+    fn state_from_before_the_registry_named_the_sender_is_its_own() {
+        let mut r = new();
+        assert!(acc(&mut r, "k", "s", 5, true));
+        r.sender_registered("s", 100, 0);
+        assert!(!acc(&mut r, "k", "s", 5, true));
+        assert!(acc(&mut r, "k", "s", 6, true));
+    }
+
+    #[test]
+    fn departed_senders_are_forgotten_after_a_while() {
+        let mut r = new();
+        for i in 0..100 {
+            let s = format!("send-{i}");
+            r.sender_registered(&s, i, 0);
+            assert!(acc(&mut r, "k", &s, 1, true));
+            r.sender_departed(&s, 1000);
+        }
+        r.sender_registered("stays", 1, 0);
+        assert!(acc(&mut r, "k", "stays", 1, true));
+        acks(&mut r);
+        assert_eq!(r.forget_departed(30_000, 60_000), 0, "not yet");
+        assert_eq!(r.forget_departed(61_000, 60_000), 100);
+        assert_eq!(r.senders(), 1);
+        // Every kept pair is still found after the removals moved slots.
+        assert!(!acc(&mut r, "k", "stays", 1, true));
+        // A port's unread message keeps its sender's state until it is read.
+        r.sender_registered("p", 9, 0);
+        assert!(acc(&mut r, "port", "p", 1, false));
+        r.sender_departed("p", 61_000);
+        assert_eq!(r.forget_departed(200_000, 60_000), 0);
+        r.handed("port", "p", 1);
+        acks(&mut r);
+        assert_eq!(r.forget_departed(200_000, 60_000), 1);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_reacknowledged() {
+        let mut r = new();
+        assert!(acc(&mut r, "b", "a", 5, true));
+        assert!(!acc(&mut r, "b", "a", 5, true));
+        assert!(acc(&mut r, "b", "a", 6, true));
+        assert_eq!(acks(&mut r), vec![("b".into(), "a".into(), 6)]);
+        assert!(!acc(&mut r, "b", "a", 6, true));
+        assert_eq!(acks(&mut r), vec![("b".into(), "a".into(), 6)]);
+    }
+
+    /// The table is bounded: when it is full of live state, a new pair is refused (the
+    /// message stays with its sender), never silently let through as new twice; state that
+    /// no one needs makes room.
+    #[test]
+    fn a_full_table_refuses_rather_than_forgets_live_state() {
+        let mut r: R = Received::new(
+            vec![PairSlot::default(); 16],
+            vec![OwnerSlot::default(); 16],
+        );
+        let mut taken = 0;
+        for i in 0..16 {
+            let s = format!("s{i}");
+            r.sender_registered(&s, 1, 0);
+            if acc(&mut r, "k", &s, 1, true) {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 14, "an eighth is kept free");
+        assert_eq!(r.accept("k", "s15", 1, true), Accepted::NoRoom);
+        for i in 0..taken {
+            assert_eq!(
+                r.accept("k", &format!("s{i}"), 1, true),
+                Accepted::Duplicate
+            );
+        }
+        // A departed sender whose state owes nothing makes room.
+        acks(&mut r);
+        r.sender_departed("s0", 10);
+        assert!(acc(&mut r, "k", "s15", 1, true));
+    }
+
+    /// The table against a plain map, through random accepts, registrations, departures and
+    /// sweeps: the same answers.
+    #[test]
+    fn the_table_behaves_like_a_map() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut r: R = Received::new(
+            vec![PairSlot::default(); 64],
+            vec![OwnerSlot::default(); 64],
+        );
+        let mut model: std::collections::HashMap<(String, String), u64> = Default::default();
+        for _ in 0..50_000 {
+            let rx = format!("r{}", next(4));
+            let tx = format!("t{}", next(8));
+            match next(10) {
+                0 => {
+                    // Senders never depart here, so nothing may be forgotten.
+                    r.forget_departed(next(1_000_000), 1000);
+                }
+                _ => {
+                    let seq = next(50);
+                    let seen = model.get(&(rx.clone(), tx.clone())).copied();
+                    let got = r.accept(&rx, &tx, seq, true);
+                    let expect = match seen {
+                        Some(d) if seq <= d => Accepted::Duplicate,
+                        _ => Accepted::New,
+                    };
+                    assert_eq!(got, expect, "{rx} {tx} {seq}");
+                    if got == Accepted::New {
+                        model.insert((rx, tx), seq);
+                    }
+                    if next(5) == 0 {
+                        acks(&mut r);
+                    }
+                }
+            }
+        }
+    }
+}
