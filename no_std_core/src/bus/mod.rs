@@ -19,5 +19,5 @@ pub mod policy;
 pub mod received;
 
 pub use client::{Client, FrameSink, Incoming, SendRefused};
-pub use outstanding::{NoRoom, Outstanding, Undelivered};
+pub use outstanding::{Mark, NoRoom, Outstanding, Undelivered};
 pub use received::{Accepted, OwnerSlot, PairSlot, Received};

@@ -38,6 +38,14 @@ const HELD_TARGETS: usize = 16;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct NoRoom;
 
+/// The tail of an [`Outstanding`] buffer at one moment (see [`Outstanding::rollback`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    tail: usize,
+    first_unsent: usize,
+    entries: usize,
+}
+
 /// A message that will not be delivered, for reporting to its sender. Its strings borrow
 /// from the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +287,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         }
         self.commit(at, len, sent)?;
         Ok(&self.buf.as_ref()[at + ENTRY_HEADER..at + ENTRY_HEADER + len])
+    }
+
+    /// Where the tail is now, to take back what is pushed after it ([`Self::rollback`]).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            tail: self.tail,
+            first_unsent: self.first_unsent,
+            entries: self.entries,
+        }
+    }
+
+    /// Takes back every entry pushed since `mark` (a message a hub could not take after
+    /// all). Nothing else may have happened to the buffer since.
+    pub fn rollback(&mut self, mark: Mark) {
+        if mark.tail <= self.tail && mark.tail >= self.head {
+            self.tail = mark.tail;
+            self.first_unsent = mark.first_unsent.min(self.tail);
+            self.entries = mark.entries;
+            if self.head == self.tail {
+                self.head = 0;
+                self.tail = 0;
+                self.first_unsent = 0;
+                self.fail_hint = 0;
+            }
+        }
     }
 
     /// Hands unsent messages to `send` in order, skipping those for which `sendable(from,
@@ -802,6 +835,25 @@ mod tests {
         o.ack("a", "b", 1);
         assert!(o.fail_one("a", "b", 1).is_none());
         assert_eq!(fail_all(&mut o, None), 1);
+    }
+
+    #[test]
+    fn a_push_can_be_taken_back() {
+        let mut o = new(200);
+        o.push(&body("a", "b", 1), true).unwrap();
+        let m = o.mark();
+        // Big enough to pad out the end and wrap.
+        let big = body_with("a", "b", &[1; 100], 2);
+        o.push(&big, false).unwrap();
+        o.rollback(m);
+        assert_eq!(o.len(), 1);
+        assert!(!o.has_unsent());
+        o.ack("a", "b", 1);
+        assert!(o.is_empty());
+        let m = o.mark();
+        o.push(&big, false).unwrap();
+        o.rollback(m);
+        assert!(o.is_empty() && o.bytes_held() == 0);
     }
 
     /// A late acknowledgement changes nothing for what is sent next.
