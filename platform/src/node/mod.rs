@@ -32,6 +32,7 @@ use client_side::ClientSide;
 use hosting::Local;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
+pub(crate) use payload::delivery_error_payload;
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream as StdUnixStream;

@@ -5,6 +5,7 @@ use interstate_core::TransportKind;
 
 use crate::registry::MachineInfo;
 
+/// `s` as a JSON string literal: quotes, backslashes and control characters escaped.
 pub(super) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -20,15 +21,32 @@ pub(super) fn json_string(s: &str) -> String {
     out
 }
 
-/// The payload of an `xstate.error.delivery` event: which message failed (its target, event
-/// and sequence number, the one `send_from_port` returned) and why.
-pub(super) fn delivery_error_payload(
+/// The payload of an `xstate.error.delivery` event (see [`super::DELIVERY_ERROR_EVENT`]):
+/// which message failed (its target, event and sequence number, the one `send_from_port`
+/// returned) and why, as a short code and a sentence:
+/// `{"to":"lamp","event":"TOGGLE","seq":7,"reason":"target-gone","message":"..."}`.
+///
+/// The one place this payload is made: a node reporting its own machines' and ports'
+/// failures, and the serial bridge reporting what its device cannot receive.
+pub(crate) fn delivery_error_payload(
     to: &str,
     event: &str,
     seq: u64,
     reason: FailReason,
 ) -> Vec<u8> {
-    let code = match reason {
+    format!(
+        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}}}",
+        json_string(to),
+        json_string(event),
+        reason_code(reason),
+        json_string(reason.as_str())
+    )
+    .into_bytes()
+}
+
+/// The short, stable name of a failure reason in a delivery-error payload.
+fn reason_code(reason: FailReason) -> &'static str {
+    match reason {
         FailReason::UnknownTarget => "unknown-target",
         FailReason::TargetGone => "target-gone",
         FailReason::QueueFull => "queue-full",
@@ -36,14 +54,7 @@ pub(super) fn delivery_error_payload(
         FailReason::TooLarge => "too-large",
         FailReason::Disconnected => "disconnected",
         _ => "undeliverable",
-    };
-    format!(
-        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{code}\",\"message\":{}}}",
-        json_string(to),
-        json_string(event),
-        json_string(reason.as_str())
-    )
-    .into_bytes()
+    }
 }
 
 pub(super) fn local_info(id: &str) -> MachineInfo {
@@ -62,4 +73,45 @@ pub(super) fn executable_name() -> String {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(to: &str, event: &str, seq: u64, reason: FailReason) -> String {
+        String::from_utf8(delivery_error_payload(to, event, seq, reason)).unwrap()
+    }
+
+    #[test]
+    fn a_delivery_error_payload_escapes_quotes_backslashes_and_control_characters() {
+        assert_eq!(
+            payload("a\"b\\c", "E\n\t\u{1}\u{1f}é", 42, FailReason::TargetGone),
+            "{\"to\":\"a\\\"b\\\\c\",\"event\":\"E\\u000a\\u0009\\u0001\\u001fé\",\"seq\":42,\
+             \"reason\":\"target-gone\",\"message\":\"the target's process went away\"}"
+        );
+    }
+
+    #[test]
+    fn a_delivery_error_payload_names_every_reason() {
+        let all = [
+            (FailReason::UnknownTarget, "unknown-target"),
+            (FailReason::TargetGone, "target-gone"),
+            (FailReason::QueueFull, "queue-full"),
+            (FailReason::NotOwner, "not-owner"),
+            (FailReason::TooLarge, "too-large"),
+            (FailReason::Disconnected, "disconnected"),
+        ];
+        for (reason, code) in all {
+            assert_eq!(
+                payload("lamp", "TOGGLE", u64::MAX, reason),
+                format!(
+                    "{{\"to\":\"lamp\",\"event\":\"TOGGLE\",\"seq\":{},\"reason\":\"{code}\",\
+                     \"message\":\"{}\"}}",
+                    u64::MAX,
+                    reason.as_str()
+                )
+            );
+        }
+    }
 }
