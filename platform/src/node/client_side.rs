@@ -20,7 +20,7 @@ use crate::transport::LinkIo;
 
 use super::hosting::Deferred;
 use super::hub_side::{shm_socket_path, HubIoImpl};
-use super::payload::{executable_name, local_info};
+use super::payload::{local_info, ThisProcess};
 use super::{LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT};
 
 /// How long, after a reconnect, messages wait for their target to re-register.
@@ -84,7 +84,8 @@ fn may_send_as(
 
 impl Node {
     pub(super) fn client_side(config: &NodeConfig, path: &Path) -> ClientSide {
-        let mut ec = EndpointConfig::new(std::process::id(), &executable_name());
+        let me = ThisProcess::current();
+        let mut ec = EndpointConfig::new(me.pid, &me.executable);
         ec.keepalive = config.keepalive;
         ec.dead_after = Duration::from_millis(config.keepalive.as_millis() * 2);
         ec.backoff_min = config.backoff.0;

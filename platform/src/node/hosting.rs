@@ -12,14 +12,14 @@ use interstate_core::machine::Status;
 use interstate_core::wire::{
     Deliver, FailReason, Frame, RegisterStatus, RegistryEntry, LEN_PREFIX,
 };
-use interstate_core::{Behavior, Chart, Duration, Event, Instant, Target, TransportKind};
+use interstate_core::{Behavior, Chart, Duration, Event, Instant, Target};
 
 use crate::error::PlatformError;
 use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
 
 use super::hub_side::HubIoImpl;
-use super::payload::{delivery_error_payload, executable_name, json_string};
+use super::payload::{delivery_error_payload, json_string, local_info};
 use super::{
     HostedMachine, Node, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT,
     MACHINE_UP_EVENT,
@@ -319,14 +319,7 @@ impl Node {
             return Err(e);
         }
         self.local.machines[idx].registered = true;
-        self.local.registry.insert(MachineInfo {
-            machine: id.to_string(),
-            pid: std::process::id(),
-            uid: rustix::process::getuid().as_raw(),
-            executable: executable_name(),
-            transport: TransportKind::InProcess,
-            since_ms: 0,
-        });
+        self.local.registry.insert(local_info(id));
         self.pump()?;
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
 use super::hosting::{Deferred, Local};
-use super::payload::executable_name;
+use super::payload::ThisProcess;
 use super::{
     LinkConnIo, Node, NodeConfig, Side, Transport, FIFO_LISTENER, HUB_LINKS, HUB_MACHINES,
     LINK_BASE, LISTENER, SHM_LISTENER,
@@ -317,8 +317,8 @@ impl Node {
     }
 
     fn hub_side(config: &NodeConfig, listener: UnixListener, path: Option<PathBuf>) -> HubSide {
-        let uid = rustix::process::getuid().as_raw();
-        let mut hc = HubConfig::new(uid, std::process::id());
+        let me = ThisProcess::current();
+        let mut hc = HubConfig::new(me.uid, me.pid);
         hc.max_frame = config.max_frame;
         hc.machines_per_link = config.machines_per_link;
         hc.idle_timeout = config.idle_timeout;
@@ -339,7 +339,7 @@ impl Node {
             listener,
             shm_listener: None,
             fifo: None,
-            hub: Box::new(Hub::new(hc, &executable_name())),
+            hub: Box::new(Hub::new(hc, &me.executable)),
             links,
             path,
         }

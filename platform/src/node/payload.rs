@@ -57,22 +57,42 @@ fn reason_code(reason: FailReason) -> &'static str {
     }
 }
 
-pub(super) fn local_info(id: &str) -> MachineInfo {
-    MachineInfo {
-        machine: id.to_string(),
-        pid: std::process::id(),
-        uid: rustix::process::getuid().as_raw(),
-        executable: executable_name(),
-        transport: TransportKind::InProcess,
-        since_ms: 0,
+/// This process as the bus knows it: what its hub side, its link to the hub and its registry
+/// copy say about it. The one place these facts are read.
+pub(super) struct ThisProcess {
+    /// The process id.
+    pub(super) pid: u32,
+    /// The user id.
+    pub(super) uid: u32,
+    /// The executable's file name (`unknown` if it cannot be found).
+    pub(super) executable: String,
+}
+
+impl ThisProcess {
+    /// Read now (not cached: a forked child is a process of its own).
+    pub(super) fn current() -> Self {
+        ThisProcess {
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            executable: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "unknown".into()),
+        }
     }
 }
 
-pub(super) fn executable_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "unknown".into())
+/// The registry entry of machine `id` of this process.
+pub(super) fn local_info(id: &str) -> MachineInfo {
+    let me = ThisProcess::current();
+    MachineInfo {
+        machine: id.to_string(),
+        pid: me.pid,
+        uid: me.uid,
+        executable: me.executable,
+        transport: TransportKind::InProcess,
+        since_ms: 0,
+    }
 }
 
 #[cfg(test)]
