@@ -40,7 +40,9 @@ use rustix::fs::{Mode, OFlags};
 use rustix::termios::{self, OptionalActions};
 
 use crate::error::PlatformError;
-use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
+use crate::node::{
+    delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
+};
 
 /// The receive buffer of the bridge: the largest encoded frame it accepts from a device.
 pub const BRIDGE_RX: usize = 16 * 1024;
@@ -557,21 +559,10 @@ impl SerialBridge {
             return;
         }
         self.stats.failed_back += 1;
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let payload = format!(
-            "{{\"to\":\"{}\",\"event\":\"{}\",\"seq\":{},\"reason\":\"{}\",\"message\":\"{}\"}}",
-            esc(&m.port),
-            esc(&m.event),
-            m.seq,
-            match reason {
-                FailReason::TooLarge => "too-large",
-                _ => "disconnected",
-            },
-            reason.as_str()
-        );
-        if let Err(e) =
-            self.node
-                .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, payload.as_bytes())
+        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason);
+        if let Err(e) = self
+            .node
+            .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)
         {
             self.log(&format!(
                 "could not report a failed delivery to {}: {e}",

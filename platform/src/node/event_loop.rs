@@ -1,0 +1,304 @@
+//! The event loop: one turn waits for readiness or the next deadline (spinning first on
+//! shared-memory links), then reads, fires timers and pumps; `flush_all` writes every link.
+
+use std::time::Duration as StdDuration;
+
+use interstate_core::hub::LinkId;
+use interstate_core::Instant;
+use mio::{Interest, Token};
+
+use crate::error::PlatformError;
+use crate::transport::shm::WaitStrategy;
+
+use super::hosting::Deferred;
+use super::{
+    LinkConnIo, Node, Side, CLIENT, FIFO_LISTENER, LINK_BASE, LISTENER, SHM_LISTENER,
+    USER_TOKEN_BASE,
+};
+
+impl Node {
+    fn next_deadline(&self) -> Option<Instant> {
+        let m = self
+            .local
+            .machines
+            .iter()
+            .filter_map(|h| h.machine.poll_timeout())
+            .min();
+        let (s, r) = match &self.side {
+            Side::Hub(h) => (h.hub.poll_timeout(), None),
+            Side::Client(c) => (
+                c.endpoint.poll_timeout(),
+                c.retry_register.map(|(at, _)| at),
+            ),
+        };
+        [m, s, r, self.ack_due].into_iter().flatten().min()
+    }
+
+    /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.
+    pub fn run_once_with(
+        &mut self,
+        timeout: Option<StdDuration>,
+        user: &mut dyn FnMut(&mio::event::Event),
+    ) -> Result<(), PlatformError> {
+        // The clock is read once at the start of a turn and once more only if the turn
+        // waited: everything in the turn runs at `turn_now` (a read costs about 25 ns, and a
+        // turn used to make ten).
+        let started = std::time::Instant::now();
+        let now = Instant::from_millis(started.duration_since(self.origin).as_millis() as u64);
+        self.turn_now = now;
+        let mut wait = timeout;
+        if let Some(d) = self.next_deadline() {
+            let until = StdDuration::from_millis((d - now).as_millis());
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        if self.has_buffered_input() {
+            wait = Some(StdDuration::ZERO);
+        }
+        let mut spun_ready = false;
+        if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait) {
+            wait = Some(StdDuration::ZERO);
+            spun_ready = true;
+        }
+        // Shared memory had work while spinning: skip the epoll_wait(0) unless the last one
+        // is more than 50 us old, so that sockets, pipes and control sockets get their turn.
+        if spun_ready
+            && started.saturating_duration_since(self.last_poll) < StdDuration::from_micros(50)
+        {
+            self.events.clear();
+        } else {
+            self.last_poll = started;
+            match self.poll.poll(&mut self.events, wait) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
+            }
+        }
+        if wait != Some(StdDuration::ZERO) || spun_ready {
+            // The turn may have waited (in the kernel or spinning): what it reads now happens
+            // now, not when it began waiting.
+            self.turn_now = self.now();
+        }
+        let mut accept = false;
+        let mut accept_shm = false;
+        let mut accept_fifo = false;
+        for ev in self.events.iter() {
+            match (ev.token(), &mut self.side) {
+                (LISTENER, _) => accept = true,
+                (SHM_LISTENER, _) => accept_shm = true,
+                (FIFO_LISTENER, _) => accept_fifo = true,
+                (CLIENT, Side::Client(c)) => {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        c.readable = true;
+                    }
+                    // The peer hung up: read until end-of-file even after a short read (the
+                    // data and the hang-up can come in one edge).
+                    if ev.is_read_closed() || ev.is_error() {
+                        if let Some(conn) = c.conn.as_mut() {
+                            conn.more = true;
+                        }
+                    }
+                }
+                (Token(t), _) if t >= USER_TOKEN_BASE => user(ev),
+                (Token(t), Side::Hub(h)) if t >= LINK_BASE => {
+                    if let Some(Some(link)) = h.links.get_mut(t - LINK_BASE) {
+                        link.readable = true;
+                        if ev.is_read_closed() || ev.is_error() {
+                            link.conn.more = true;
+                            link.hung_up = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A ring may hold input that arrived while this loop was awake (no signal was sent
+        // then): looking costs one atomic load per shared-memory link.
+        each_shm_link(&mut self.side, &mut |conn, readable| {
+            if conn.stream.ready_now() {
+                *readable = true;
+            }
+        });
+        if accept {
+            self.accept(false)?;
+        }
+        if accept_shm {
+            self.accept(true)?;
+        }
+        if accept_fifo {
+            self.accept_fifo();
+        }
+        self.read_inputs()?;
+        self.fire_timers()?;
+        self.pump()
+    }
+
+    /// About to block for up to `wait`: links in shared memory first spin (per the wait
+    /// strategy) looking for input without system calls, then ask to be signalled. Returns
+    /// true when input is waiting (do not block); such links are marked readable.
+    fn wait_on_shared_memory(&mut self, wait: Option<StdDuration>) -> bool {
+        let spin = match self.config.transport.wait() {
+            WaitStrategy::Park => StdDuration::ZERO,
+            WaitStrategy::SpinThenPark(d) => wait.map_or(d, |w| w.min(d)),
+            // Spin for at most a millisecond per loop turn, so sockets and timers still get
+            // their turn; the caller's loop keeps coming back.
+            WaitStrategy::BusySpin => wait.map_or(StdDuration::from_millis(1), |w| {
+                w.min(StdDuration::from_millis(1))
+            }),
+        };
+        let busy = self.config.transport.wait() == WaitStrategy::BusySpin;
+        let mut any = false;
+        each_shm_link(&mut self.side, &mut |_, _| any = true);
+        if !any {
+            return false;
+        }
+        // The clock is read only once there turns out to be something to wait for.
+        let mut start = None;
+        loop {
+            let mut ready = false;
+            // Input, or room for queued output (a busy-spinning writer is not signalled).
+            each_shm_link(&mut self.side, &mut |conn, _| {
+                ready |= conn.stream.ready_now() || conn.pending() > 0 && conn.stream.writable_now()
+            });
+            if ready || start.get_or_insert_with(std::time::Instant::now).elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let mut ready = false;
+        each_shm_link(&mut self.side, &mut |conn, readable| {
+            // Busy-spinning never sleeps: nobody needs to signal it.
+            let has_input = if busy {
+                conn.stream.ready_now()
+            } else {
+                conn.stream.prepare_wait()
+            };
+            if has_input {
+                *readable = true;
+                ready = true;
+            }
+        });
+        ready || busy
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        match &self.side {
+            Side::Hub(h) => h.links[..h.high].iter().flatten().any(|l| {
+                l.waiting_on.is_none() && (l.readable || matches!(l.conn.peek_frame(), Ok(Some(_))))
+            }),
+            Side::Client(c) => {
+                c.readable
+                    || c.conn
+                        .as_ref()
+                        .is_some_and(|cn| matches!(cn.peek_frame(), Ok(Some(_))))
+            }
+        }
+    }
+
+    fn read_inputs(&mut self) -> Result<(), PlatformError> {
+        match &mut self.side {
+            Side::Hub(_) => self.read_links(),
+            Side::Client(_) => self.read_client(),
+        }
+    }
+
+    pub(super) fn flush_all(&mut self) {
+        let mut lost = None;
+        match &mut self.side {
+            Side::Hub(h) => {
+                let mut dead = Vec::new();
+                let mut logs = Vec::new();
+                let now = self.turn_now;
+                let idle = self.config.idle_timeout;
+                for (i, l) in h.links[..h.high].iter_mut().enumerate() {
+                    if let Some(l) = l {
+                        let before = l.conn.pending();
+                        if before > 0 {
+                            l.conn.flush();
+                            want_writable(self.poll.registry(), &mut l.conn, Token(LINK_BASE + i));
+                        }
+                        let after = l.conn.pending();
+                        if after == 0 || after < before {
+                            l.unread_since = None;
+                        } else if now >= *l.unread_since.get_or_insert(now) + idle {
+                            logs.push(format!(
+                                "hub: link {i}: read nothing it was sent for longer than the \
+                                 idle timeout; closing it"
+                            ));
+                            dead.push((i as LinkId, "reads nothing".to_string()));
+                            continue;
+                        }
+                        if l.conn.dead && !matches!(l.conn.peek_frame(), Ok(Some(_))) {
+                            dead.push((i as LinkId, "connection lost".to_string()));
+                        }
+                    }
+                }
+                if !dead.is_empty() {
+                    self.settle(Deferred {
+                        close: dead,
+                        logs,
+                        ..Default::default()
+                    });
+                }
+            }
+            Side::Client(c) => {
+                if let Some(conn) = c.conn.as_mut() {
+                    let before = conn.pending();
+                    if before > 0 {
+                        conn.flush();
+                        want_writable(self.poll.registry(), conn, CLIENT);
+                    }
+                    let after = conn.pending();
+                    if after == 0 || after < before {
+                        c.blocked_since = None;
+                    } else {
+                        let now = self.turn_now;
+                        c.blocked_since.get_or_insert(now);
+                    }
+                    if conn.dead {
+                        lost = Some("connection lost");
+                    }
+                }
+            }
+        }
+        if let Some(why) = lost {
+            self.client_lost(why);
+        }
+    }
+}
+
+/// Write readiness is watched only while a flush is blocked, so that finished writes do not
+/// wake the loop for nothing.
+fn want_writable(registry: &mio::Registry, conn: &mut LinkConnIo, token: Token) {
+    let want = conn.pending() > 0 && !conn.dead;
+    if want != conn.want_write {
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if conn.stream.reregister(registry, token, interest).is_ok() {
+            conn.want_write = want;
+        }
+    }
+}
+
+/// Calls `f` with each link in shared memory and its readable flag.
+fn each_shm_link(side: &mut Side, f: &mut dyn FnMut(&mut LinkConnIo, &mut bool)) {
+    let shm = |c: &LinkConnIo| c.stream.kind() == interstate_core::TransportKind::SharedMemory;
+    match side {
+        Side::Hub(h) => {
+            for l in h.links[..h.high]
+                .iter_mut()
+                .flatten()
+                .filter(|l| shm(&l.conn))
+            {
+                f(&mut l.conn, &mut l.readable);
+            }
+        }
+        Side::Client(c) => {
+            if let Some(conn) = c.conn.as_mut().filter(|c| shm(c)) {
+                f(conn, &mut c.readable);
+            }
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The hub side: serving the bus (its sockets and request FIFO), admitting and installing
+//! links, the platform half of the core hub ([`HubIo`]), and reading the links.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
+use interstate_core::wire::Frame;
+use interstate_core::Instant;
+use mio::net::UnixListener;
+use mio::{Interest, Poll, Token};
+
+use crate::conn::Conn;
+use crate::error::PlatformError;
+use crate::transport::shm::ShmLink;
+use crate::transport::LinkIo;
+
+use super::hosting::{Deferred, Local};
+use super::payload::ThisProcess;
+use super::{
+    LinkConnIo, Node, NodeConfig, Side, Transport, FIFO_LISTENER, HUB_LINKS, HUB_MACHINES,
+    LINK_BASE, LISTENER, SHM_LISTENER,
+};
+
+pub(super) struct LinkConn {
+    pub(super) conn: LinkConnIo,
+    /// More bytes may be waiting in the socket (edge-triggered readiness).
+    pub(super) readable: bool,
+    /// Reading is paused until this link drains (backpressure).
+    pub(super) waiting_on: Option<LinkId>,
+    /// The peer hung up (seen in the readiness event, before its bytes are read).
+    pub(super) hung_up: bool,
+    /// Since when output has waited for this link with none of it written: a receiver that
+    /// reads nothing for the idle timeout is closed (it would stall its senders for ever).
+    pub(super) unread_since: Option<Instant>,
+}
+
+pub(super) struct HubSide {
+    /// One past the highest link slot ever used: the per-turn scans of `links` stop here
+    /// instead of walking all `HUB_LINKS` slots.
+    pub(super) high: usize,
+    pub(super) listener: UnixListener,
+    /// Where clients ask for shared-memory links (`<bus>.shm.sock`), with its path.
+    pub(super) shm_listener: Option<(UnixListener, PathBuf)>,
+    /// Where clients announce FIFO pairs (`<bus>.fifo`).
+    pub(super) fifo: Option<crate::transport::fifo::RequestFifo>,
+    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
+    pub(super) links: Vec<Option<LinkConn>>,
+    /// The socket file this hub created (removed on shutdown); none when socket-activated.
+    pub(super) path: Option<PathBuf>,
+}
+
+/// The platform side of the hub when this node is the hub.
+pub(super) struct HubIoImpl<'a> {
+    links: &'a mut Vec<Option<LinkConn>>,
+    local: &'a mut Local,
+    now: Instant,
+    deferred: &'a mut Deferred,
+    refused: Option<&'a mut dyn LinkIo>,
+}
+
+impl<'a> HubIoImpl<'a> {
+    /// The hub's view of this node for a call into it (no refused connection to answer).
+    pub(super) fn new(
+        links: &'a mut Vec<Option<LinkConn>>,
+        local: &'a mut Local,
+        now: Instant,
+        deferred: &'a mut Deferred,
+    ) -> Self {
+        HubIoImpl {
+            links,
+            local,
+            now,
+            deferred,
+            refused: None,
+        }
+    }
+}
+
+impl HubIo for HubIoImpl<'_> {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
+        if link == LinkId::MAX {
+            if let Some(s) = self.refused.as_deref_mut() {
+                let mut buf = [0u8; 512];
+                if let Ok(n) = frame.encode(&mut buf) {
+                    let _ = std::io::Write::write(s, &buf[..n]);
+                }
+            }
+            return Ok(());
+        }
+        if link == LOCAL_LINK {
+            match *frame {
+                Frame::RegistryEntry(e) => self.local.registry_entry(self.now, &e, self.deferred),
+                Frame::RegistryRemoved { machine } => {
+                    self.local
+                        .registry_removed(self.now, machine, self.deferred)
+                }
+                Frame::DeliveryFailed(f) => self.deferred.failures.push((
+                    f.from.to_string(),
+                    f.to.to_string(),
+                    f.event.to_string(),
+                    f.seq,
+                    f.reason,
+                )),
+                _ => {}
+            }
+            return Ok(());
+        }
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) => l.conn.queue(frame),
+            None => Ok(()),
+        }
+    }
+
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
+        if link == LOCAL_LINK {
+            match Frame::decode(body) {
+                Ok(Frame::Deliver(d)) => self.local.receive(self.now, &d, self.deferred),
+                Ok(Frame::Ack { from, to, seq }) => self.local.outstanding.ack(to, from, seq),
+                _ => {}
+            }
+            return Ok(());
+        }
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) => l.conn.queue_body(body),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, link: LinkId, reason: &str) {
+        if link != LinkId::MAX && link != LOCAL_LINK {
+            self.deferred.close.push((link, reason.to_string()));
+        }
+    }
+
+    fn log(&mut self, link: LinkId, message: &str) {
+        if link == LinkId::MAX {
+            self.deferred
+                .logs
+                .push(format!("hub: refused a connection: {message}"));
+        } else {
+            self.deferred
+                .logs
+                .push(format!("hub: link {link}: {message}"));
+        }
+    }
+}
+
+/// Asks the hub to admit a new connection (by its peer's credentials); a refusal is written
+/// to `stream` itself. Returns the new link's id.
+fn admit(
+    h: &mut HubSide,
+    local: &mut Local,
+    now: Instant,
+    stream: &mut dyn LinkIo,
+    log: &mut dyn FnMut(&str),
+) -> Option<LinkId> {
+    let peer = stream.peer();
+    let mut deferred = Deferred::default();
+    let mut io = HubIoImpl {
+        links: &mut h.links,
+        local,
+        now,
+        deferred: &mut deferred,
+        refused: Some(stream),
+    };
+    let link = h.hub.link_opened(now, peer, &mut io);
+    for line in deferred.logs.drain(..) {
+        log(&line);
+    }
+    link
+}
+
+/// Puts an admitted link's stream in the event loop and the link table; if the stream could
+/// not be set up or watched, the hub forgets the link.
+#[allow(clippy::too_many_arguments)]
+fn install(
+    h: &mut HubSide,
+    local: &mut Local,
+    registry: &mio::Registry,
+    config: &NodeConfig,
+    now: Instant,
+    link: LinkId,
+    opened: std::io::Result<Box<dyn LinkIo>>,
+    log: &mut dyn FnMut(&str),
+) {
+    let token = Token(LINK_BASE + link as usize);
+    match opened.and_then(|mut s| s.register(registry, token, Interest::READABLE).map(|()| s)) {
+        Ok(stream) => {
+            h.hub.set_transport(link, stream.kind());
+            h.high = h.high.max(link as usize + 1);
+            h.links[link as usize] = Some(LinkConn {
+                conn: Conn::new(stream, config.max_frame, config.link_queue),
+                readable: true,
+                waiting_on: None,
+                hung_up: false,
+                unread_since: None,
+            });
+        }
+        Err(e) => {
+            log(&format!("hub: cannot set up link {link}: {e}"));
+            let mut deferred = Deferred::default();
+            let mut io = HubIoImpl::new(&mut h.links, local, now, &mut deferred);
+            h.hub.link_closed(link, &mut io);
+        }
+    }
+}
+
+/// The shared-memory set-up socket beside a bus socket: `<bus>.shm.sock`.
+pub fn shm_socket_path(bus_socket: &Path) -> PathBuf {
+    let mut name = bus_socket
+        .file_stem()
+        .map(|s| s.to_os_string())
+        .unwrap_or_default();
+    name.push(".shm.sock");
+    bus_socket.with_file_name(name)
+}
+
+impl Node {
+    pub(super) fn serve(
+        config: &NodeConfig,
+        poll: &Poll,
+        path: &Path,
+    ) -> Result<HubSide, PlatformError> {
+        if let Some(fd) = &config.listen_fd {
+            return Self::serve_activated(config, poll, fd);
+        }
+        // A live hub is never taken over; a stale socket file (connect refused) is replaced.
+        match StdUnixStream::connect(path) {
+            Ok(_) => return Err(PlatformError::HubRunning { path: path.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(_) => {}
+        }
+        let mut listener = match UnixListener::bind(path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(PlatformError::HubRunning { path: path.into() })
+            }
+            Err(e) => return Err(PlatformError::io("binding the hub socket", Some(path), e)),
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            PlatformError::io("restricting the hub socket to its owner", Some(path), e)
+        })?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| PlatformError::io("watching the hub socket", Some(path), e))?;
+        let mut side = Self::hub_side(config, listener, Some(path.into()));
+        let shm_path = shm_socket_path(path);
+        let _ = std::fs::remove_file(&shm_path);
+        match UnixListener::bind(&shm_path) {
+            Ok(mut l) => {
+                std::fs::set_permissions(&shm_path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        PlatformError::io(
+                            "restricting the shared-memory socket to its owner",
+                            Some(&shm_path),
+                            e,
+                        )
+                    })?;
+                poll.registry()
+                    .register(&mut l, SHM_LISTENER, Interest::READABLE)
+                    .map_err(|e| {
+                        PlatformError::io("watching the shared-memory socket", Some(&shm_path), e)
+                    })?;
+                side.shm_listener = Some((l, shm_path));
+                let mut fifo =
+                    crate::transport::fifo::RequestFifo::create(&config.dir, &config.bus).map_err(
+                        |e| {
+                            PlatformError::io(
+                                "creating the request FIFO",
+                                Some(&crate::transport::fifo::request_path(
+                                    &config.dir,
+                                    &config.bus,
+                                )),
+                                e,
+                            )
+                        },
+                    )?;
+                fifo.register(poll.registry(), FIFO_LISTENER).map_err(|e| {
+                    PlatformError::io("watching the request FIFO", Some(fifo.path()), e)
+                })?;
+                side.fifo = Some(fifo);
+            }
+            Err(e) => {
+                return Err(PlatformError::io(
+                    "binding the shared-memory socket",
+                    Some(&shm_path),
+                    e,
+                ))
+            }
+        }
+        Ok(side)
+    }
+
+    /// Serves on a listening socket handed over by the service manager (socket activation):
+    /// nothing is bound, and the socket file is the manager's, not removed on exit.
+    fn serve_activated(
+        config: &NodeConfig,
+        poll: &Poll,
+        fd: &std::sync::Arc<std::os::fd::OwnedFd>,
+    ) -> Result<HubSide, PlatformError> {
+        let owned = fd
+            .try_clone()
+            .map_err(|e| PlatformError::io("duplicating the activated socket", None, e))?;
+        let std_listener = std::os::unix::net::UnixListener::from(owned);
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| PlatformError::io("making the activated socket non-blocking", None, e))?;
+        let mut listener = UnixListener::from_std(std_listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| PlatformError::io("watching the activated socket", None, e))?;
+        Ok(Self::hub_side(config, listener, None))
+    }
+
+    fn hub_side(config: &NodeConfig, listener: UnixListener, path: Option<PathBuf>) -> HubSide {
+        let me = ThisProcess::current();
+        let mut hc = HubConfig::new(me.uid, me.pid);
+        hc.max_frame = config.max_frame;
+        hc.machines_per_link = config.machines_per_link;
+        hc.idle_timeout = config.idle_timeout;
+        hc.epoch_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        for &u in &config.allowed_uids {
+            let _ = hc.allowed_uids.push(u);
+        }
+        for &g in &config.allowed_gids {
+            let _ = hc.allowed_gids.push(g);
+        }
+        let mut links = Vec::new();
+        links.resize_with(HUB_LINKS, || None);
+        HubSide {
+            high: 1,
+            listener,
+            shm_listener: None,
+            fifo: None,
+            hub: Box::new(Hub::new(hc, &me.executable)),
+            links,
+            path,
+        }
+    }
+
+    /// Accepts every pending connection on the bus socket (`shm` false) or on the
+    /// shared-memory set-up socket (`shm` true).
+    pub(super) fn accept(&mut self, shm: bool) -> Result<(), PlatformError> {
+        let now = self.now();
+        let ring = match self.config.transport {
+            Transport::SharedMemory { ring, .. } => ring,
+            Transport::UnixSocket | Transport::Fifo => crate::transport::shm::DEFAULT_RING,
+        };
+        let Side::Hub(h) = &mut self.side else {
+            return Ok(());
+        };
+        loop {
+            let listener = match (shm, &h.shm_listener) {
+                (false, _) => &h.listener,
+                (true, Some((l, _))) => l,
+                (true, None) => return Ok(()),
+            };
+            let mut stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    (self.log)(&format!("hub: accept failed: {e}"));
+                    return Ok(());
+                }
+            };
+            // Admission first, on the kernel's word about the peer; a refusal goes back on
+            // the socket itself, before any shared memory is handed out.
+            let peer = stream.peer();
+            let Some(link) = admit(h, &mut self.local, now, &mut stream, &mut *self.log) else {
+                continue;
+            };
+            let opened: std::io::Result<Box<dyn LinkIo>> = if shm {
+                ShmLink::accept(stream, ring, peer).map(|l| Box::new(l) as Box<dyn LinkIo>)
+            } else {
+                Ok(Box::new(stream))
+            };
+            install(
+                h,
+                &mut self.local,
+                self.poll.registry(),
+                &self.config,
+                now,
+                link,
+                opened,
+                &mut *self.log,
+            );
+        }
+    }
+
+    /// Opens the FIFO pairs announced on the request FIFO, admitting their owners as the
+    /// socket links' peers are admitted.
+    pub(super) fn accept_fifo(&mut self) {
+        let now = self.now();
+        let Side::Hub(h) = &mut self.side else { return };
+        let lines = match h.fifo.as_mut() {
+            Some(fifo) => fifo.lines(),
+            None => return,
+        };
+        for line in lines {
+            let mut link_io = match crate::transport::fifo::FifoLink::accept(
+                &self.config.dir,
+                &self.config.bus,
+                &line,
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    (self.log)(&format!("hub: {e}"));
+                    continue;
+                }
+            };
+            let Some(link) = admit(h, &mut self.local, now, &mut link_io, &mut *self.log) else {
+                continue;
+            };
+            install(
+                h,
+                &mut self.local,
+                self.poll.registry(),
+                &self.config,
+                now,
+                link,
+                Ok(Box::new(link_io)),
+                &mut *self.log,
+            );
+        }
+    }
+
+    pub(super) fn read_links(&mut self) -> Result<(), PlatformError> {
+        let now = self.turn_now;
+        let n = match &self.side {
+            Side::Hub(h) => h.high,
+            Side::Client(_) => 0,
+        };
+        'links: for l in 0..n {
+            let mut deferred = Deferred::default();
+            'read: {
+                let Side::Hub(h) = &mut self.side else {
+                    break 'links;
+                };
+                // Resume links whose target drained.
+                if let Some(Some(lc)) = h.links.get(l) {
+                    if let Some(t) = lc.waiting_on {
+                        let drained = match h.links.get(t as usize) {
+                            Some(Some(tc)) => tc.conn.pending() == 0,
+                            _ => true,
+                        };
+                        if drained {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.waiting_on = None;
+                            }
+                        } else if lc.hung_up {
+                            // A stalled sender that hung up (it reconnects when its keepalive
+                            // goes unanswered) is closed now, not once its unread frames get
+                            // through: its ids are freed for the new connection, which sends
+                            // again whatever was not acknowledged.
+                            deferred
+                                .close
+                                .push((l as LinkId, "peer closed the connection".into()));
+                            break 'read;
+                        } else {
+                            h.hub.link_stalled(l as LinkId, now);
+                            continue 'links;
+                        }
+                    }
+                }
+                let Some(Some(lc)) = h.links.get_mut(l) else {
+                    continue 'links;
+                };
+                if lc.readable {
+                    lc.conn.fill();
+                    lc.readable = false;
+                }
+                // Frames: copy each into scratch so the hub can queue on any link (this one too).
+                let mut budget = 4096;
+                let mut closing = false;
+                loop {
+                    budget -= 1;
+                    if budget == 0 {
+                        // Fairness: let other links run; come back next iteration.
+                        if let Some(Some(lc)) = h.links.get_mut(l) {
+                            lc.readable = true;
+                        }
+                        break;
+                    }
+                    let Some(Some(lc)) = h.links.get_mut(l) else {
+                        break;
+                    };
+                    let body_len = match lc.conn.peek_frame() {
+                        Ok(Some(body)) => {
+                            let n = body.len();
+                            self.scratch[..n].copy_from_slice(body);
+                            n
+                        }
+                        Ok(None) => {
+                            // The read buffer was full: there may be more in the socket.
+                            if !lc.conn.dead && lc.conn.more {
+                                lc.conn.fill();
+                                if matches!(lc.conn.peek_frame(), Ok(Some(_))) {
+                                    continue;
+                                }
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            deferred
+                                .logs
+                                .push(format!("hub: link {l}: {e}; closing it"));
+                            deferred.close.push((l as LinkId, e.to_string()));
+                            closing = true;
+                            break;
+                        }
+                    };
+                    let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
+                    match h
+                        .hub
+                        .handle_frame(now, l as LinkId, &self.scratch[..body_len], &mut io)
+                    {
+                        Handled::Done => {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.conn.consume_frame();
+                            }
+                        }
+                        Handled::Stalled(t) => {
+                            if let Some(Some(lc)) = h.links.get_mut(l) {
+                                lc.waiting_on = Some(t);
+                            }
+                            break;
+                        }
+                        Handled::Closed => {
+                            closing = true;
+                            break;
+                        }
+                    }
+                }
+                // The peer is gone: once its whole frames are handled, so is the link. Half a
+                // frame left over is worth a log line (unless the link is already closing for
+                // a reason of its own, logged once).
+                if let Some(Some(lc)) = h.links.get(l).filter(|_| !closing) {
+                    if lc.conn.dead
+                        && lc.waiting_on.is_none()
+                        && !matches!(lc.conn.peek_frame(), Ok(Some(_)))
+                    {
+                        let why = if lc.conn.has_partial() {
+                            "peer closed mid-frame"
+                        } else {
+                            "peer closed the connection"
+                        };
+                        if lc.conn.has_partial() {
+                            deferred.logs.push(format!("hub: link {l}: {why}"));
+                        }
+                        deferred.close.push((l as LinkId, why.into()));
+                    }
+                }
+            }
+            self.settle(deferred);
+        }
+        Ok(())
+    }
+}

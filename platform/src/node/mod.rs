@@ -1,0 +1,504 @@
+//! A node: one process's place on the bus. It hosts any number of machines on a mio event
+//! loop, with timers from the machines' deadlines, and joins a bus over a Unix socket, either
+//! as its hub (server role) or as a client.
+//!
+//! - Sends between machines of the same node are delivered directly, without encoding.
+//! - Sends to other processes are encoded once into the link's bounded write queue and
+//!   flushed once per loop iteration (batching: one `write` carries many messages).
+//! - Backpressure: a full write queue leaves messages in the sending machine's outbox; as a
+//!   hub, a full target link stops reading from its senders until it drains.
+//! - Nothing is lost silently: an undeliverable message becomes an `xstate.error.delivery`
+//!   event to its sending machine, with a JSON payload `{"to","event","reason"}`, and is
+//!   counted in [`NodeStats`].
+//!
+//! [`Node::run_once`] runs one loop iteration, so a node can live inside an existing daemon's
+//! loop; [`Node::poll_registry`] lets that daemon register its own mio sources (with tokens
+//! at or above [`USER_TOKEN_BASE`]).
+//!
+//! The code is split by responsibility: the public API and the node's state here;
+//! `event_loop` (one turn: readiness, deadlines, shared-memory waiting, flushing), `hub_side`
+//! (serving the bus, admitting links, the hub's I/O), `client_side` (the link to the hub:
+//! connecting, reconnecting, registering, acknowledgements), `hosting` (machines and ports,
+//! routing, timers, follow-up work), `monitor`, and `payload` (the JSON the node makes).
+
+mod client_side;
+mod event_loop;
+mod hosting;
+mod hub_side;
+mod monitor;
+mod payload;
+
+use client_side::ClientSide;
+use hosting::Local;
+pub use hub_side::shm_socket_path;
+use hub_side::HubSide;
+pub(crate) use payload::delivery_error_payload;
+
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use interstate_core::machine::Status;
+use interstate_core::wire::{Frame, DEFAULT_MAX_FRAME};
+use interstate_core::{Duration, Instant, Machine};
+use mio::{Events, Poll, Token};
+
+use crate::busdir;
+use crate::conn::Conn;
+use crate::error::PlatformError;
+use crate::outstanding::{Outstanding, Received};
+use crate::registry::Registry;
+use crate::transport::shm::WaitStrategy;
+use crate::transport::LinkIo;
+
+/// Tokens at or above this are the user's (see [`Node::poll_registry`]).
+pub const USER_TOKEN_BASE: usize = 1 << 30;
+
+const LISTENER: Token = Token(0);
+const CLIENT: Token = Token(1);
+const SHM_LISTENER: Token = Token(2);
+const FIFO_LISTENER: Token = Token(3);
+const LINK_BASE: usize = 16;
+
+/// The most links a hub accepts (its own process included).
+pub const HUB_LINKS: usize = 256;
+/// The most machine ids a hub routes.
+pub const HUB_MACHINES: usize = 4096;
+
+/// The event a sending machine receives when its message cannot be delivered.
+pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
+
+/// Sent to a watcher when a watched machine leaves the bus (its process exited or was killed,
+/// or it unregistered). Payload: `{"machine":"<id>"}`.
+pub const MACHINE_DOWN_EVENT: &str = "xstate.machine.down";
+
+/// Sent to a watcher when a watched machine (re)joins the bus. Payload: `{"machine":"<id>"}`.
+pub const MACHINE_UP_EVENT: &str = "xstate.machine.up";
+
+/// A machine hosted by a node: 256 states, 64 outbox messages with 16 KiB of names and
+/// payloads, 64 timers, 32 internal events, 64 history slots.
+pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
+
+/// Which transport a client's link to the hub runs over. Switching is this one setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A Unix domain stream socket.
+    UnixSocket,
+    /// A pair of named pipes (set up over the bus's request FIFO).
+    Fifo,
+    /// Two rings in shared memory (set up over the bus's shared-memory socket).
+    SharedMemory {
+        /// Bytes per ring (per direction), a power of two.
+        ring: usize,
+        /// How the node waits for data.
+        wait: WaitStrategy,
+    },
+}
+
+impl Transport {
+    /// Shared memory with 1 MiB rings, spinning 50 µs before sleeping.
+    pub const SHARED_MEMORY: Transport = Transport::SharedMemory {
+        ring: crate::transport::shm::DEFAULT_RING,
+        wait: WaitStrategy::SpinThenPark(StdDuration::from_micros(50)),
+    };
+
+    /// From `INTERSTATE_TRANSPORT` (`unix`, `shm`); Unix sockets otherwise.
+    pub fn from_env() -> Transport {
+        match std::env::var("INTERSTATE_TRANSPORT").as_deref() {
+            Ok("shm") => Transport::SHARED_MEMORY,
+            Ok("fifo") => Transport::Fifo,
+            _ => Transport::UnixSocket,
+        }
+    }
+
+    fn wait(&self) -> WaitStrategy {
+        match self {
+            Transport::SharedMemory { wait, .. } => *wait,
+            Transport::UnixSocket | Transport::Fifo => WaitStrategy::Park,
+        }
+    }
+}
+
+/// How a node joins the bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serve the bus (host the hub); fail if a live hub already serves it.
+    Hub,
+    /// Join an existing hub; fail if none serves the bus yet (reconnects later if it goes).
+    Client,
+    /// Join the hub if one is live, else become it.
+    Auto,
+}
+
+/// Node settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The bus name.
+    pub bus: String,
+    /// The bus directory.
+    pub dir: PathBuf,
+    /// How to join.
+    pub role: Role,
+    /// The largest frame body.
+    pub max_frame: u32,
+    /// Bytes of outgoing queue per link.
+    pub link_queue: usize,
+    /// Bytes of messages a client buffers while it is disconnected from the hub.
+    pub reconnect_buffer: usize,
+    /// Users allowed on the bus when this node is the hub (its own uid is always allowed).
+    pub allowed_uids: Vec<u32>,
+    /// Groups allowed on the bus when this node is the hub.
+    pub allowed_gids: Vec<u32>,
+    /// The most machine ids one client may register, when this node is the hub.
+    pub machines_per_link: usize,
+    /// Keepalive interval of a client (a ping after this much silence).
+    pub keepalive: Duration,
+    /// A hub closes a link silent for this long.
+    pub idle_timeout: Duration,
+    /// Reconnect backoff bounds of a client.
+    pub backoff: (Duration, Duration),
+    /// The transport this node's link to the hub uses (a hub serves every transport).
+    pub transport: Transport,
+    /// A listening socket to serve on instead of binding the bus path (socket activation:
+    /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
+    pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+impl NodeConfig {
+    /// Settings for bus `bus` in the default directory (see [`busdir::default_dir`]).
+    pub fn new(bus: &str) -> Self {
+        NodeConfig {
+            bus: bus.to_string(),
+            dir: busdir::default_dir(),
+            role: Role::Auto,
+            max_frame: DEFAULT_MAX_FRAME,
+            link_queue: 1 << 20,
+            reconnect_buffer: 1 << 20,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+            machines_per_link: 256,
+            keepalive: Duration::from_millis(5_000),
+            idle_timeout: Duration::from_millis(30_000),
+            backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
+            listen_fd: None,
+            transport: Transport::from_env(),
+        }
+    }
+    /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults).
+    pub fn from_env() -> Self {
+        Self::new(&busdir::default_bus())
+    }
+    /// The socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        busdir::socket_path(&self.dir, &self.bus)
+    }
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Messages delivered to machines of this node (from anywhere).
+    pub received: u64,
+    /// Messages this node's machines sent that left the node.
+    pub sent_remote: u64,
+    /// Messages between machines of this node.
+    pub sent_local: u64,
+    /// Messages reported back to their sender as undeliverable.
+    pub delivery_failures: u64,
+    /// Connections to the hub made (the first included).
+    pub connects: u64,
+}
+
+/// A message for a port (see [`Node::open_port`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMessage {
+    /// The port (machine id) it was sent to.
+    pub port: String,
+    /// The sender's machine id.
+    pub from: String,
+    /// The event name.
+    pub event: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The sender's sequence number for it (0 for a message from this process).
+    pub seq: u64,
+}
+
+/// A framed link over any transport.
+type LinkConnIo = Conn<Box<dyn LinkIo>>;
+
+enum Side {
+    Hub(Box<HubSide>),
+    Client(Box<ClientSide>),
+}
+
+/// One process's place on the bus.
+pub struct Node {
+    config: NodeConfig,
+    poll: Poll,
+    events: Events,
+    origin: std::time::Instant,
+    local: Local,
+    side: Side,
+    scratch: Vec<u8>,
+    /// Holds one outgoing message's strings while it is routed.
+    msg_buf: Vec<u8>,
+    monitor_frames: VecDeque<Vec<u8>>,
+    monitor_dropped: u64,
+    log: Box<dyn FnMut(&str)>,
+    /// After a reconnect, messages to machines not (yet) back in the registry wait until this
+    /// instant for them to re-register, before they are sent (and fail if really gone).
+    grace_until: Option<Instant>,
+    /// When owed acknowledgements go out at the latest.
+    ack_due: Option<Instant>,
+    /// When the loop last asked the kernel for events.
+    last_poll: std::time::Instant,
+    /// When the duplicate filter next forgets departed senders.
+    next_sweep: Instant,
+    /// The time at the start of the current (or last) loop turn.
+    turn_now: Instant,
+}
+
+impl Node {
+    /// Joins (or serves) the bus as the configuration says.
+    pub fn new(config: NodeConfig) -> Result<Node, PlatformError> {
+        busdir::check_bus_name(&config.bus).map_err(|problem| PlatformError::UnsafeBusDir {
+            path: config.dir.clone(),
+            problem,
+        })?;
+        busdir::ensure_dir(&config.dir)?;
+        let poll =
+            Poll::new().map_err(|e| PlatformError::io("creating the event loop", None, e))?;
+        let path = config.socket_path();
+        let origin = std::time::Instant::now();
+        let registry = Registry::default();
+        let side = match config.role {
+            Role::Hub => Side::Hub(Box::new(Self::serve(&config, &poll, &path)?)),
+            Role::Client => {
+                if !Self::hub_is_live(&path) {
+                    return Err(PlatformError::NoHub { path });
+                }
+                Side::Client(Box::new(Self::client_side(&config, &path)))
+            }
+            Role::Auto => {
+                if Self::hub_is_live(&path) {
+                    Side::Client(Box::new(Self::client_side(&config, &path)))
+                } else {
+                    match Self::serve(&config, &poll, &path) {
+                        Ok(h) => Side::Hub(Box::new(h)),
+                        // Another process won the race to serve: join it.
+                        Err(PlatformError::HubRunning { .. }) => {
+                            Side::Client(Box::new(Self::client_side(&config, &path)))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        let outstanding_bytes = config.reconnect_buffer;
+        let mut node = Node {
+            config,
+            poll,
+            events: Events::with_capacity(256),
+            origin,
+            local: Local {
+                machines: Vec::new(),
+                by_id: HashMap::default(),
+                ports: HashMap::default(),
+                port_seq: HashMap::default(),
+                registry,
+                stats: NodeStats::default(),
+                outstanding: Outstanding::new(outstanding_bytes),
+                received: Received::default(),
+                watches: HashMap::default(),
+            },
+            side,
+            scratch: Vec::new(),
+            msg_buf: Vec::with_capacity(1024),
+            monitor_frames: VecDeque::new(),
+            monitor_dropped: 0,
+            log: Box::new(|line| eprintln!("interstate: {line}")),
+            grace_until: None,
+            ack_due: None,
+            last_poll: std::time::Instant::now(),
+            next_sweep: Instant::from_millis(0),
+            turn_now: Instant::from_millis(0),
+        };
+        node.scratch = vec![0; node.config.max_frame as usize + 64];
+        if let Side::Client(_) = node.side {
+            // Connect now, so that a client starts ready (or with a clear error).
+            node.client_connect()?;
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+            while !node.is_connected() && std::time::Instant::now() < deadline {
+                node.run_once(Some(StdDuration::from_millis(20)))?;
+                if let Side::Client(c) = &node.side {
+                    if c.endpoint.rejection().is_some()
+                        && c.endpoint.state() == interstate_core::endpoint::LinkState::Failed
+                    {
+                        return Err(PlatformError::Rejected {
+                            message: format!("{:?}", c.endpoint.rejection()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    fn hub_is_live(path: &Path) -> bool {
+        StdUnixStream::connect(path).is_ok()
+    }
+
+    /// The time on the node's clock (ms since the node started).
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    /// Whether this node serves the bus.
+    pub fn is_hub(&self) -> bool {
+        matches!(self.side, Side::Hub(_))
+    }
+
+    /// Whether the node can reach the bus now (always, for the hub).
+    pub fn is_connected(&self) -> bool {
+        match &self.side {
+            Side::Hub(_) => true,
+            Side::Client(c) => c.endpoint.is_ready() && c.conn.is_some(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.local.stats
+    }
+
+    /// Messages sent to other processes that their receivers have not acknowledged yet (a
+    /// tool can wait for this to reach zero before it exits).
+    pub fn unacknowledged(&self) -> usize {
+        self.local.outstanding.len()
+    }
+
+    /// The registry copy (shared view; stays current).
+    pub fn registry(&self) -> Registry {
+        self.local.registry.clone()
+    }
+
+    /// Where log lines go (default: stderr).
+    pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
+        self.log = Box::new(f);
+    }
+
+    /// The mio registry, to add the user's own sources (tokens >= [`USER_TOKEN_BASE`]).
+    pub fn poll_registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    /// A hosted machine by id.
+    pub fn machine(&self, id: &str) -> Option<&HostedMachine> {
+        self.local
+            .by_id
+            .get(id)
+            .map(|&i| &*self.local.machines[i].machine)
+    }
+
+    /// The ids of the hosted machines.
+    pub fn machine_ids(&self) -> impl Iterator<Item = &str> {
+        self.local.machines.iter().map(|h| h.id.as_str())
+    }
+
+    /// Runs one loop iteration: waits for I/O or the next timer (at most `timeout`), then
+    /// handles everything ready. User sources' events are ignored; see
+    /// [`run_once_with`](Self::run_once_with).
+    pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), PlatformError> {
+        self.run_once_with(timeout, &mut |_| {})
+    }
+
+    /// Runs until `deadline`.
+    pub fn run_for(&mut self, d: StdDuration) -> Result<(), PlatformError> {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            self.run_once(Some(end - now))?;
+        }
+    }
+
+    /// Runs until `done(self)` is true or `limit` has passed. Returns whether `done` became true.
+    pub fn run_until(
+        &mut self,
+        limit: StdDuration,
+        mut done: impl FnMut(&mut Node) -> bool,
+    ) -> Result<bool, PlatformError> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(false);
+            }
+            self.run_once(Some((end - now).min(StdDuration::from_millis(50))))?;
+        }
+    }
+
+    /// Writes what is queued now instead of at the end of the loop iteration (for latency;
+    /// batching more per write is what [`run_once`](Self::run_once) does).
+    pub fn flush(&mut self) {
+        self.turn_now = self.now();
+        self.transmit();
+        self.emit_acks();
+        self.flush_all();
+    }
+
+    /// Says goodbye to the hub (clients) or removes the socket (hub). Also done on drop.
+    pub fn shutdown(&mut self) {
+        match &mut self.side {
+            Side::Hub(h) => {
+                if let Some(path) = &h.path {
+                    let _ = std::fs::remove_file(path);
+                }
+                if let Some((_, path)) = &h.shm_listener {
+                    let _ = std::fs::remove_file(path);
+                }
+                if let Some(fifo) = &h.fifo {
+                    let _ = std::fs::remove_file(fifo.path());
+                }
+            }
+            Side::Client(c) => {
+                if let Some(conn) = c.conn.as_mut() {
+                    let _ = conn.queue(&Frame::Goodbye {
+                        reason: "shutting down",
+                    });
+                    conn.flush();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The status of a hosted machine, for tools.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Idle => "idle",
+        Status::Active => "active",
+        Status::Done => "done",
+        Status::Failed => "failed",
+    }
+}

@@ -1,0 +1,137 @@
+//! The JSON payloads the node makes, and the facts about this process it reports.
+
+use interstate_core::wire::FailReason;
+use interstate_core::TransportKind;
+
+use crate::registry::MachineInfo;
+
+/// `s` as a JSON string literal: quotes, backslashes and control characters escaped.
+pub(super) fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The payload of an `xstate.error.delivery` event (see [`super::DELIVERY_ERROR_EVENT`]):
+/// which message failed (its target, event and sequence number, the one `send_from_port`
+/// returned) and why, as a short code and a sentence:
+/// `{"to":"lamp","event":"TOGGLE","seq":7,"reason":"target-gone","message":"..."}`.
+///
+/// The one place this payload is made: a node reporting its own machines' and ports'
+/// failures, and the serial bridge reporting what its device cannot receive.
+pub(crate) fn delivery_error_payload(
+    to: &str,
+    event: &str,
+    seq: u64,
+    reason: FailReason,
+) -> Vec<u8> {
+    format!(
+        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}}}",
+        json_string(to),
+        json_string(event),
+        reason_code(reason),
+        json_string(reason.as_str())
+    )
+    .into_bytes()
+}
+
+/// The short, stable name of a failure reason in a delivery-error payload.
+fn reason_code(reason: FailReason) -> &'static str {
+    match reason {
+        FailReason::UnknownTarget => "unknown-target",
+        FailReason::TargetGone => "target-gone",
+        FailReason::QueueFull => "queue-full",
+        FailReason::NotOwner => "not-owner",
+        FailReason::TooLarge => "too-large",
+        FailReason::Disconnected => "disconnected",
+        _ => "undeliverable",
+    }
+}
+
+/// This process as the bus knows it: what its hub side, its link to the hub and its registry
+/// copy say about it. The one place these facts are read.
+pub(super) struct ThisProcess {
+    /// The process id.
+    pub(super) pid: u32,
+    /// The user id.
+    pub(super) uid: u32,
+    /// The executable's file name (`unknown` if it cannot be found).
+    pub(super) executable: String,
+}
+
+impl ThisProcess {
+    /// Read now (not cached: a forked child is a process of its own).
+    pub(super) fn current() -> Self {
+        ThisProcess {
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            executable: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+/// The registry entry of machine `id` of this process.
+pub(super) fn local_info(id: &str) -> MachineInfo {
+    let me = ThisProcess::current();
+    MachineInfo {
+        machine: id.to_string(),
+        pid: me.pid,
+        uid: me.uid,
+        executable: me.executable,
+        transport: TransportKind::InProcess,
+        since_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(to: &str, event: &str, seq: u64, reason: FailReason) -> String {
+        String::from_utf8(delivery_error_payload(to, event, seq, reason)).unwrap()
+    }
+
+    #[test]
+    fn a_delivery_error_payload_escapes_quotes_backslashes_and_control_characters() {
+        assert_eq!(
+            payload("a\"b\\c", "E\n\t\u{1}\u{1f}é", 42, FailReason::TargetGone),
+            "{\"to\":\"a\\\"b\\\\c\",\"event\":\"E\\u000a\\u0009\\u0001\\u001fé\",\"seq\":42,\
+             \"reason\":\"target-gone\",\"message\":\"the target's process went away\"}"
+        );
+    }
+
+    #[test]
+    fn a_delivery_error_payload_names_every_reason() {
+        let all = [
+            (FailReason::UnknownTarget, "unknown-target"),
+            (FailReason::TargetGone, "target-gone"),
+            (FailReason::QueueFull, "queue-full"),
+            (FailReason::NotOwner, "not-owner"),
+            (FailReason::TooLarge, "too-large"),
+            (FailReason::Disconnected, "disconnected"),
+        ];
+        for (reason, code) in all {
+            assert_eq!(
+                payload("lamp", "TOGGLE", u64::MAX, reason),
+                format!(
+                    "{{\"to\":\"lamp\",\"event\":\"TOGGLE\",\"seq\":{},\"reason\":\"{code}\",\
+                     \"message\":\"{}\"}}",
+                    u64::MAX,
+                    reason.as_str()
+                )
+            );
+        }
+    }
+}
