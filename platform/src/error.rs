@@ -48,6 +48,13 @@ pub enum PlatformError {
         /// The id.
         id: String,
     },
+    /// The node has as many machine ids (machines and ports) as it can register.
+    TooManyIds {
+        /// The id that did not fit.
+        id: String,
+        /// How many ids a node registers at most.
+        limit: usize,
+    },
     /// A chart or machine error from the core.
     Core(interstate_core::Error),
 }
@@ -100,6 +107,11 @@ impl fmt::Display for PlatformError {
                     "machine id '{id}' is not valid: 1 to 64 bytes without control characters"
                 )
             }
+            PlatformError::TooManyIds { id, limit } => write!(
+                f,
+                "cannot register '{id}': this process already has {limit} machine ids, the most \
+                 one node registers; spread the machines over more processes"
+            ),
             PlatformError::Core(e) => write!(f, "{e}"),
         }
     }

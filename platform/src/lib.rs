@@ -19,7 +19,6 @@ pub mod conn;
 pub mod error;
 pub mod node;
 pub mod notify;
-pub mod outstanding;
 pub mod registry;
 pub mod serial;
 pub mod supervisor;

@@ -143,8 +143,13 @@ impl core::borrow::Borrow<str> for IdKey {
 #[derive(Clone, Copy, Debug)]
 struct IdState {
     reg: Registration,
+    /// The hub's last answer on the current connection.
+    answer: Option<RegisterStatus>,
     /// The hub accepted this id from this process at least once.
     owned: bool,
+    /// The hub holds it for another connection (logged once when that starts, once when it
+    /// ends, however many times it is asked for meanwhile).
+    held: bool,
 }
 
 /// The client state machine. `B`: the outstanding buffer's bytes; `P`, `O`: the duplicate
@@ -228,6 +233,11 @@ where
         self.ids.get(id).map(|s| s.reg)
     }
 
+    /// The hub's last answer for `id` on the current connection, if it answered.
+    pub fn last_answer(&self, id: &str) -> Option<RegisterStatus> {
+        self.ids.get(id).and_then(|s| s.answer)
+    }
+
     /// Adds `id` to the ids this process registers, and asks the hub for it now when the
     /// link is ready (the answer comes as [`Incoming::Registered`]); otherwise once it is.
     pub fn register(&mut self, id: &str, sink: &mut dyn FrameSink) -> Result<(), TooManyIds> {
@@ -242,7 +252,9 @@ where
                 key,
                 IdState {
                     reg: Registration::Pending,
+                    answer: None,
                     owned,
+                    held: false,
                 },
             )
             .map_err(|_| TooManyIds)?;
@@ -383,12 +395,12 @@ where
         let Some(s) = self.ids.get_mut(machine) else {
             return RegistrationChange::None;
         };
-        let before = s.reg;
         s.reg = registration_answer(status, s.owned);
+        s.answer = Some(status);
         let change = match s.reg {
             Registration::Registered => {
                 s.owned = true;
-                if before == Registration::HeldElsewhere {
+                if core::mem::take(&mut s.held) {
                     RegistrationChange::Regained
                 } else {
                     RegistrationChange::None
@@ -396,7 +408,7 @@ where
             }
             Registration::HeldElsewhere => {
                 self.retry.refused(now);
-                if before == Registration::HeldElsewhere {
+                if core::mem::replace(&mut s.held, true) {
                     RegistrationChange::None
                 } else {
                     RegistrationChange::HeldElsewhere
@@ -415,6 +427,7 @@ where
         for (id, s) in self.ids.iter_mut() {
             // Every id is asked for afresh on a new connection, refused ones included.
             s.reg = Registration::Pending;
+            s.answer = None;
             sink.send_frame(&Frame::Register { machine: &id.0 });
         }
         self.all_registered = self.ids.is_empty();
@@ -576,4 +589,119 @@ where
 pub fn encode_deliver<'b>(d: &Deliver<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let n = Frame::Deliver(*d).encode(buf).ok()?;
     buf.get(LEN_PREFIX..n)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::wire::Welcome;
+    use std::vec;
+    use std::vec::Vec;
+
+    struct Frames(Vec<std::string::String>);
+    impl FrameSink for Frames {
+        fn send_frame(&mut self, f: &Frame<'_>) -> bool {
+            self.0.push(std::format!("{f:?}"));
+            true
+        }
+        fn send_body(&mut self, _: &[u8]) -> bool {
+            true
+        }
+        fn has_pending(&self) -> bool {
+            false
+        }
+    }
+
+    type C = Client<Vec<u8>, Vec<PairSlot>, Vec<OwnerSlot>, 8>;
+
+    fn client() -> C {
+        Client::new(
+            EndpointConfig::new(1, "test"),
+            Instant::ZERO,
+            vec![0; 4096],
+            vec![PairSlot::default(); 64],
+            vec![OwnerSlot::default(); 64],
+        )
+    }
+
+    fn welcome(c: &mut C, now: Instant, sink: &mut Frames) {
+        c.connected(now, sink);
+        let w = Frame::Welcome(Welcome {
+            version: crate::wire::PROTOCOL_VERSION,
+            max_frame: 65536,
+            link: 1,
+            hub_pid: 2,
+        });
+        assert!(matches!(
+            c.handle_frame(now, w, sink),
+            Incoming::Ready { .. }
+        ));
+    }
+
+    fn answer(
+        c: &mut C,
+        now: Instant,
+        status: RegisterStatus,
+        sink: &mut Frames,
+    ) -> RegistrationChange {
+        match c.handle_frame(
+            now,
+            Frame::RegisterResult {
+                machine: "s",
+                status,
+            },
+            sink,
+        ) {
+            Incoming::Registered { change, .. } => change,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An id the hub still holds for this process's previous connection is asked for again
+    /// with backoff, logged once when held and once when regained.
+    #[test]
+    fn a_held_id_is_asked_for_again_and_logged_once_each_way() {
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        let t0 = Instant::ZERO;
+        welcome(&mut c, t0, &mut sink);
+        c.register("s", &mut sink).unwrap();
+        assert_eq!(
+            answer(&mut c, t0, RegisterStatus::Ok, &mut sink),
+            RegistrationChange::None
+        );
+        assert!(c.may_send_as("s"));
+        c.disconnected(t0);
+        let t1 = Instant::from_millis(100);
+        welcome(&mut c, t1, &mut sink);
+        assert!(!c.may_send_as("s"), "waits for its registration");
+        let mut changes = Vec::new();
+        let mut now = t1;
+        for _ in 0..4 {
+            changes.push(answer(&mut c, now, RegisterStatus::Taken, &mut sink));
+            assert!(!c.may_send_as("s"), "a held id's messages wait");
+            let due = c.retry.poll_timeout().expect("a retry is scheduled");
+            now = due;
+            sink.0.clear();
+            c.handle_timeout(now, &mut sink);
+            assert!(
+                sink.0.iter().any(|f| f.contains("Register")),
+                "{:?}",
+                sink.0
+            );
+        }
+        changes.push(answer(&mut c, now, RegisterStatus::Ok, &mut sink));
+        assert_eq!(
+            changes,
+            vec![
+                RegistrationChange::HeldElsewhere,
+                RegistrationChange::None,
+                RegistrationChange::None,
+                RegistrationChange::None,
+                RegistrationChange::Regained
+            ]
+        );
+        assert!(c.may_send_as("s"));
+    }
 }

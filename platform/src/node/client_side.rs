@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
-use rustc_hash::FxHashMap as HashMap;
-
-use interstate_core::endpoint::{Endpoint, EndpointConfig, Todo};
+use interstate_core::bus::client::{CloseReason, Incoming, RegistrationChange};
+use interstate_core::bus::policy::Registration;
+use interstate_core::bus::FrameSink;
+use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::Handled;
 use interstate_core::wire::{Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
@@ -21,65 +22,52 @@ use crate::transport::LinkIo;
 use super::hosting::Deferred;
 use super::hub_side::{shm_socket_path, HubIoImpl};
 use super::payload::{local_info, ThisProcess};
-use super::{LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT};
-
-/// How long, after a reconnect, messages wait for their target to re-register.
-const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
-
-/// Acknowledgements wait at most this long for a write to ride on.
-const ACK_DELAY: Duration = Duration::from_millis(2);
-
-/// ... or until this many deliveries are owed one.
-const ACK_BATCH: usize = 256;
+use super::{
+    duplicate_slots, BusClient, LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT, NODE_IDS,
+};
 
 pub(super) struct ClientSide {
-    pub(super) endpoint: Endpoint,
+    /// The protocol: handshake, keepalive, registration, the outstanding buffer, the
+    /// duplicate filter and the acknowledgement policy.
+    pub(super) client: Box<BusClient>,
     pub(super) conn: Option<LinkConnIo>,
     pub(super) readable: bool,
     pub(super) path: PathBuf,
-
-    /// Ids registered (or to register) on the hub, and the answers received.
-    pub(super) pending_register: HashMap<String, Option<RegisterStatus>>,
-    /// Every id in `pending_register` is registered: messages need no per-sender check.
-    pub(super) all_registered: bool,
-    /// Ids the hub accepted from this node at least once. Refused again after a reconnect
-    /// (the hub still holds them for this node's previous, broken connection), they are
-    /// asked for again, after `retry_register` (time, backoff in ms).
-    pub(super) owned: std::collections::HashSet<String>,
-    pub(super) retry_register: Option<(Instant, u64)>,
-    /// Owned ids the hub currently refuses (logged once when refused, once when back).
-    pub(super) held_elsewhere: std::collections::HashSet<String>,
     /// Since when output to the hub has waited with none of it written (the hub is not
     /// reading this link: backpressure, or a hung hub).
     pub(super) blocked_since: Option<Instant>,
-    pub(super) monitor: bool,
-    pub(super) snapshot_done: bool,
 }
 
-impl ClientSide {
-    fn refresh_registered(&mut self) {
-        self.all_registered = self
-            .pending_register
-            .values()
-            .all(|s| *s == Some(RegisterStatus::Ok));
+/// The link to the hub as the core client writes to it (frames are dropped while there is
+/// no link: everything they carry is asked for again when it comes back).
+pub(super) struct Sink<'a> {
+    conn: Option<&'a mut LinkConnIo>,
+    copies: &'a mut u64,
+}
+
+impl<'a> Sink<'a> {
+    pub(super) fn new(conn: Option<&'a mut LinkConnIo>, copies: &'a mut u64) -> Self {
+        Sink { conn, copies }
     }
 }
 
-/// Whether messages from `id` go out now: the hub has accepted the id on the current
-/// connection, or refused it for good (then they fail visibly, as `not-owner`). They wait
-/// while its registration is pending, or being asked for again (`held_elsewhere`).
-fn may_send_as(
-    all_registered: bool,
-    pending: &HashMap<String, Option<RegisterStatus>>,
-    held_elsewhere: &std::collections::HashSet<String>,
-    id: &str,
-) -> bool {
-    all_registered
-        || match pending.get(id) {
-            None | Some(Some(RegisterStatus::Ok)) => true,
-            Some(None) => false,
-            Some(Some(_)) => !held_elsewhere.contains(id),
+impl FrameSink for Sink<'_> {
+    fn send_frame(&mut self, frame: &Frame<'_>) -> bool {
+        self.conn.as_mut().is_some_and(|c| c.queue(frame).is_ok())
+    }
+    fn send_body(&mut self, body: &[u8]) -> bool {
+        let sent = self
+            .conn
+            .as_mut()
+            .is_some_and(|c| c.queue_body(body).is_ok());
+        if sent {
+            *self.copies += 1;
         }
+        sent
+    }
+    fn has_pending(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.pending() > 0)
+    }
 }
 
 impl Node {
@@ -91,20 +79,20 @@ impl Node {
         ec.backoff_min = config.backoff.0;
         ec.backoff_max = config.backoff.1;
         ec.max_frame = config.max_frame;
+        let (pairs, owners) = duplicate_slots(config);
+        let outstanding = vec![0; config.reconnect_buffer].into_boxed_slice();
         ClientSide {
-            endpoint: Endpoint::new(ec, Instant::ZERO),
+            client: Box::new(BusClient::new(
+                ec,
+                Instant::ZERO,
+                outstanding,
+                pairs,
+                owners,
+            )),
             conn: None,
             readable: false,
             path: path.into(),
-
-            pending_register: HashMap::default(),
-            all_registered: true,
-            owned: Default::default(),
-            retry_register: None,
-            held_elsewhere: Default::default(),
             blocked_since: None,
-            monitor: false,
-            snapshot_done: false,
         }
     }
 
@@ -114,7 +102,13 @@ impl Node {
         match &mut self.side {
             Side::Hub(h) => {
                 let mut deferred = Deferred::default();
-                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    &mut deferred,
+                );
                 let status = h.hub.register_local(now, id, &mut io);
                 self.settle(deferred);
                 match status {
@@ -124,27 +118,33 @@ impl Node {
                 }
             }
             Side::Client(c) => {
-                c.pending_register.insert(id.to_string(), None);
-                c.all_registered = false;
-                if !c.endpoint.is_ready() {
-                    return Ok(());
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                if c.client.register(id, &mut sink).is_err() {
+                    return Err(PlatformError::TooManyIds {
+                        id: id.into(),
+                        limit: NODE_IDS,
+                    });
                 }
-                if let Some(conn) = c.conn.as_mut() {
-                    let _ = conn.queue(&Frame::Register { machine: id });
+                if !c.client.is_ready() {
+                    return Ok(());
                 }
                 let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
                 loop {
                     let Side::Client(c) = &mut self.side else {
                         return Ok(());
                     };
-                    let refused = match c.pending_register.get(id) {
-                        Some(Some(RegisterStatus::Ok)) => return Ok(()),
-                        Some(Some(RegisterStatus::Taken)) => {
-                            PlatformError::MachineIdTaken { id: id.into() }
+                    let refused = match c.client.registration(id) {
+                        Some(Registration::Registered) => return Ok(()),
+                        Some(Registration::Refused | Registration::HeldElsewhere) => {
+                            match c.client.last_answer(id) {
+                                Some(RegisterStatus::Taken) => {
+                                    PlatformError::MachineIdTaken { id: id.into() }
+                                }
+                                _ => PlatformError::BadMachineId { id: id.into() },
+                            }
                         }
-                        Some(Some(_)) => PlatformError::BadMachineId { id: id.into() },
                         _ => {
-                            if !c.endpoint.is_ready() || std::time::Instant::now() > deadline {
+                            if !c.client.is_ready() || std::time::Instant::now() > deadline {
                                 // Registered when the link comes (back).
                                 return Ok(());
                             }
@@ -153,8 +153,7 @@ impl Node {
                         }
                     };
                     // Not this node's id after all: forget it.
-                    c.pending_register.remove(id);
-                    c.refresh_registered();
+                    c.client.forget(id);
                     return Err(refused);
                 }
             }
@@ -189,14 +188,15 @@ impl Node {
                         PlatformError::io("watching the hub connection", Some(&c.path), e)
                     })?;
                 let mut conn = Conn::new(stream, self.config.max_frame, self.config.link_queue);
-                c.endpoint.connected(now);
-                let _ = conn.queue(&c.endpoint.hello());
+                let mut copies = 0;
+                c.client
+                    .connected(now, &mut Sink::new(Some(&mut conn), &mut copies));
                 conn.flush();
                 c.conn = Some(conn);
                 c.readable = true;
                 self.local.stats.connects += 1;
             }
-            Err(_) => c.endpoint.disconnected(now),
+            Err(_) => c.client.connect_failed(now),
         }
         Ok(())
     }
@@ -212,16 +212,7 @@ impl Node {
             (self.log)(&format!("lost the hub ({why}); reconnecting"));
         }
         // Whatever was sent and not acknowledged is sent again after the reconnect.
-        self.local.outstanding.rewind();
-        if c.endpoint.is_ready()
-            || matches!(
-                c.endpoint.state(),
-                interstate_core::endpoint::LinkState::Handshaking
-            )
-        {
-            c.endpoint.disconnected(now);
-        }
-        c.snapshot_done = false;
+        c.client.disconnected(now);
         self.local.registry.clear();
         for h in &self.local.machines {
             self.local.registry.insert(local_info(&h.id));
@@ -274,77 +265,69 @@ impl Node {
                         break;
                     }
                 };
-                match c.endpoint.handle_frame(now, &frame) {
-                    Todo::Ready => {
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                match c.client.handle_frame(now, frame, &mut sink) {
+                    Incoming::Nothing => {}
+                    Incoming::Ready { max_frame } => {
                         ready = true;
-                        if let Frame::Welcome(w) = frame {
-                            conn.set_max_frame(w.max_frame);
+                        if let Some(conn) = c.conn.as_mut() {
+                            conn.set_max_frame(max_frame);
                         }
                     }
-                    Todo::Send(f) => {
-                        let _ = conn.queue(&f);
+                    Incoming::Close(why) => {
+                        lost = Some(match why {
+                            CloseReason::Rejected(m) => {
+                                format!("the hub refused this process: {m}")
+                            }
+                            CloseReason::Goodbye(r) => format!("the hub said goodbye: {r}"),
+                            CloseReason::Silent => "the hub stopped answering".into(),
+                        });
                     }
-                    Todo::Close => {
-                        let msg = match frame {
-                            Frame::Reject(r) => {
-                                format!("the hub refused this process: {}", r.message)
-                            }
-                            _ => "closing".into(),
-                        };
-                        lost = Some(msg);
+                    Incoming::Deliver(d) => {
+                        let local = &mut self.local;
+                        local.receive(now, &d, &mut deferred, &mut |d, handed| {
+                            c.client.accept(d, handed)
+                        });
                     }
-                    Todo::Connect | Todo::Nothing => {}
-                }
-                match frame {
-                    Frame::Deliver(d) => self.local.receive(now, &d, &mut deferred),
-                    Frame::Ack { from, to, seq } => self.local.outstanding.ack(to, from, seq),
-                    Frame::DeliveryFailed(f) => deferred.failures.push((
-                        f.from.to_string(),
-                        f.to.to_string(),
-                        f.event.to_string(),
-                        f.seq,
-                        f.reason,
-                    )),
-                    Frame::RegisterResult { machine, status } => {
-                        let again = c.owned.contains(machine);
-                        match status {
-                            RegisterStatus::Ok => {
-                                if c.held_elsewhere.remove(machine) {
-                                    deferred.logs.push(format!("registered '{machine}' again"));
-                                }
-                                if !again {
-                                    c.owned.insert(machine.to_string());
-                                }
-                            }
-                            // The hub still holds the id for this node's previous connection
-                            // (it has not noticed that it broke): ask again shortly. Messages
-                            // from the id wait meanwhile, rather than fail as `not-owner`.
-                            RegisterStatus::Taken if again => {
-                                if c.held_elsewhere.insert(machine.to_string()) {
-                                    deferred.logs.push(format!(
-                                        "the hub still holds '{machine}' for another \
-                                         connection; asking again until it is free"
-                                    ));
-                                }
-                                if c.retry_register.is_none() {
-                                    c.retry_register = Some((now + Duration::from_millis(50), 50));
-                                }
-                            }
-                            _ => deferred.logs.push(format!(
-                                "the hub refused to register '{machine}': {status:?}"
-                            )),
+                    Incoming::Failed { failed: f, settled } => {
+                        // Reported once: when it settled an outstanding message here, or when
+                        // its sender is not this process's.
+                        let ours = self.local.by_id.contains_key(f.from)
+                            || self.local.ports.contains_key(f.from);
+                        if settled || !ours {
+                            deferred.direct.push((
+                                f.from.to_string(),
+                                f.to.to_string(),
+                                f.event.to_string(),
+                                f.seq,
+                                f.reason,
+                            ));
                         }
-                        c.pending_register.insert(machine.to_string(), Some(status));
-                        c.refresh_registered();
                     }
-                    Frame::RegistryEntry(e) => self.local.registry_entry(now, &e, &mut deferred),
-                    Frame::RegistryRemoved { machine }
-                        if !self.local.by_id.contains_key(machine) =>
-                    {
-                        self.local.registry_removed(now, machine, &mut deferred)
+                    Incoming::Registered {
+                        machine,
+                        status,
+                        change,
+                    } => match change {
+                        RegistrationChange::None => {}
+                        RegistrationChange::Regained => {
+                            deferred.logs.push(format!("registered '{machine}' again"))
+                        }
+                        RegistrationChange::HeldElsewhere => deferred.logs.push(format!(
+                            "the hub still holds '{machine}' for another connection; asking \
+                             again until it is free"
+                        )),
+                        RegistrationChange::Refused => deferred.logs.push(format!(
+                            "the hub refused to register '{machine}': {status:?}"
+                        )),
+                    },
+                    Incoming::RegistryEntry(e) => self.local.registry_entry(now, &e, &mut deferred),
+                    Incoming::RegistryRemoved(machine) => {
+                        if !self.local.by_id.contains_key(machine) {
+                            self.local.registry_removed(now, machine, &mut deferred)
+                        }
                     }
-                    Frame::SnapshotEnd => {
-                        c.snapshot_done = true;
+                    Incoming::SnapshotEnd => {
                         // Watched machines that did not come back with the new snapshot (after
                         // a hub restart) are down.
                         let gone: Vec<String> = self
@@ -358,21 +341,17 @@ impl Node {
                             self.local.watched(now, &m, false, &mut deferred);
                         }
                         let registry = &self.local.registry;
-                        self.local
-                            .received
+                        c.client
+                            .received_mut()
                             .departed_unless(&|m| registry.contains(m), now.as_millis());
                     }
-                    Frame::Monitored { frame, .. } => {
+                    Incoming::Monitored(frame) => {
                         if self.monitor_frames.len() < 65536 {
                             self.monitor_frames.push_back(frame.to_vec());
                         } else {
                             self.monitor_dropped += 1;
                         }
                     }
-                    Frame::Goodbye { reason } => {
-                        lost = Some(format!("the hub said goodbye: {reason}"))
-                    }
-                    _ => {}
                 }
                 if let Some(conn) = c.conn.as_mut() {
                     conn.consume_frame();
@@ -405,31 +384,9 @@ impl Node {
         Ok(())
     }
 
-    /// The link to the hub is (again) ready: register, subscribe, send what is outstanding.
+    /// The link to the hub is (again) ready (the client has asked for every id and
+    /// subscribed): send what is outstanding.
     fn on_ready(&mut self) {
-        let ids: Vec<String> = self
-            .local
-            .machines
-            .iter()
-            .map(|h| h.id.clone())
-            .chain(self.local.ports.keys().cloned())
-            .collect();
-        let now = self.now();
-        self.grace_until = Some(now + RECONNECT_GRACE);
-        let Side::Client(c) = &mut self.side else {
-            return;
-        };
-        let Some(conn) = c.conn.as_mut() else { return };
-        for id in &ids {
-            c.pending_register.insert(id.clone(), None);
-            let _ = conn.queue(&Frame::Register { machine: id });
-        }
-        c.all_registered = ids.is_empty();
-        c.retry_register = None;
-        let _ = conn.queue(&Frame::Subscribe {
-            registry: true,
-            monitor: c.monitor,
-        });
         self.transmit();
     }
 
@@ -439,72 +396,42 @@ impl Node {
         let Side::Client(c) = &mut self.side else {
             return;
         };
-        if !c.endpoint.is_ready() || !self.local.outstanding.has_unsent() {
-            return;
-        }
-        let ClientSide {
-            conn,
-            pending_register,
-            all_registered,
-            snapshot_done,
-            held_elsewhere,
-            ..
-        } = &mut **c;
-        let Some(conn) = conn.as_mut() else { return };
-        let now = self.turn_now;
-        let in_grace = self.grace_until.is_some_and(|g| now < g);
         let registry = &self.local.registry;
-        let synced = *snapshot_done;
-        let all = *all_registered;
-        let sendable = |from: &str, to: &str| {
-            (!in_grace || (synced && registry.contains(to)))
-                && may_send_as(all, pending_register, held_elsewhere, from)
-        };
-        self.local
-            .outstanding
-            .transmit(&sendable, &mut |body| conn.queue_body(body).is_ok());
+        let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+        c.client
+            .transmit(self.turn_now, &|to| registry.contains(to), &mut sink);
     }
 
-    /// Sends the acknowledgements owed for messages delivered here.
+    /// Sends the acknowledgements owed for messages delivered here, when the policy says
+    /// they are due (they ride on a write that happens anyway, or go out in batches, or after
+    /// a short delay: never one write per message).
     pub(super) fn emit_acks(&mut self) {
         let now = self.turn_now;
-        if !self.local.received.is_dirty() {
-            self.ack_due = None;
-            return;
-        }
-        // Acks ride on a write that happens anyway, or go out in batches, or after a short
-        // delay: never one write per message.
-        let piggyback = match &self.side {
-            Side::Client(c) => c.conn.as_ref().is_some_and(|cn| cn.pending() > 0),
-            Side::Hub(h) => h.links[..h.high]
-                .iter()
-                .flatten()
-                .any(|l| l.conn.pending() > 0),
-        };
-        let due = *self.ack_due.get_or_insert(now + ACK_DELAY);
-        if !piggyback && self.local.received.owed() < ACK_BATCH && now < due {
-            return;
-        }
-        self.ack_due = None;
         match &mut self.side {
             Side::Client(c) => {
-                let Some(conn) = c.conn.as_mut().filter(|_| c.endpoint.is_ready()) else {
-                    return;
-                };
-                self.local.received.emit(&mut |receiver, sender, seq| {
-                    conn.queue(&Frame::Ack {
-                        from: receiver,
-                        to: sender,
-                        seq,
-                    })
-                    .is_ok()
-                });
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                c.client.emit_acks(now, &mut sink);
             }
             Side::Hub(h) => {
+                let super::hub_side::HubSide {
+                    links,
+                    high,
+                    hub,
+                    delivery,
+                    ..
+                } = &mut **h;
+                let received = &mut delivery.received;
+                let piggyback = links[..*high]
+                    .iter()
+                    .flatten()
+                    .any(|l| l.conn.pending() > 0);
+                if !delivery
+                    .acks
+                    .should_emit(now, received.is_dirty(), received.owed(), piggyback)
+                {
+                    return;
+                }
                 let mut deferred = Deferred::default();
-                // The receive state is taken out while the hub routes the acks (which needs
-                // the rest of `local`); nothing is allocated by taking it.
-                let mut received = std::mem::take(&mut self.local.received);
                 let scratch = &mut self.scratch;
                 let local = &mut self.local;
                 received.emit(&mut |receiver, sender, seq| {
@@ -516,15 +443,15 @@ impl Node {
                     .encode(scratch) else {
                         return true;
                     };
-                    let mut io = HubIoImpl::new(&mut h.links, local, now, &mut deferred);
+                    // (The acknowledged messages came from other processes: routing their
+                    // acks needs neither end of this node's own delivery state.)
+                    let mut io = HubIoImpl::new(links, local, None, now, &mut deferred);
                     // A full link delays the ack; the sender keeps the message until it comes.
                     !matches!(
-                        h.hub
-                            .ack_local(receiver, sender, &scratch[LEN_PREFIX..n], &mut io),
+                        hub.ack_local(receiver, sender, &scratch[LEN_PREFIX..n], &mut io),
                         Handled::Stalled(_)
                     )
                 });
-                self.local.received = received;
                 self.settle(deferred);
             }
         }

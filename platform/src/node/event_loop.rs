@@ -24,14 +24,14 @@ impl Node {
             .iter()
             .filter_map(|h| h.machine.poll_timeout())
             .min();
-        let (s, r) = match &self.side {
-            Side::Hub(h) => (h.hub.poll_timeout(), None),
-            Side::Client(c) => (
-                c.endpoint.poll_timeout(),
-                c.retry_register.map(|(at, _)| at),
-            ),
+        let s = match &self.side {
+            Side::Hub(h) => [h.hub.poll_timeout(), h.delivery.acks.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min(),
+            Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
-        [m, s, r, self.ack_due].into_iter().flatten().min()
+        [m, s].into_iter().flatten().min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.

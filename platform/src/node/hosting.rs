@@ -6,30 +6,23 @@ use std::time::Duration as StdDuration;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use interstate_core::endpoint::Todo;
+use interstate_core::bus::client::TimeoutTodo;
+use interstate_core::bus::{Accepted, SendRefused};
 use interstate_core::hub::{Handled, LinkId};
 use interstate_core::machine::Status;
-use interstate_core::wire::{
-    Deliver, FailReason, Frame, RegisterStatus, RegistryEntry, LEN_PREFIX,
-};
-use interstate_core::{Behavior, Chart, Duration, Event, Instant, Target};
+use interstate_core::wire::{Deliver, FailReason, RegistryEntry};
+use interstate_core::{Behavior, Chart, Event, Instant, Target};
 
 use crate::error::PlatformError;
-use crate::outstanding::{Outstanding, Received};
 use crate::registry::{MachineInfo, Registry};
 
-use super::hub_side::HubIoImpl;
+use super::client_side::Sink;
+use super::hub_side::{ForwardIo, HubIoImpl};
 use super::payload::{delivery_error_payload, json_string, local_info};
 use super::{
-    HostedMachine, Node, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT,
-    MACHINE_UP_EVENT,
+    HostedMachine, Node, NodeConfig, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT,
+    MACHINE_DOWN_EVENT, MACHINE_UP_EVENT,
 };
-
-/// A sender gone from the registry this long is forgotten by the duplicate filter: far longer
-/// than a reconnect takes (after which it sends again what was not acknowledged, and its
-/// duplicates must still be recognised), short enough that short-lived senders (each
-/// `interstate send`) do not accumulate.
-const FORGET_DEPARTED_MS: u64 = 60_000;
 
 pub(super) struct Hosted {
     pub(super) id: String,
@@ -41,8 +34,9 @@ pub(super) struct Hosted {
     pub(super) registered: bool,
 }
 
-/// Everything of the node that receives: its machines, ports, registry copy, counters, and
-/// both ends of end-to-end delivery.
+/// Everything of the node that receives: its machines, ports, registry copy and counters.
+/// (Both ends of end-to-end delivery, the outstanding buffer and the duplicate filter, are
+/// the core's: the hub side's own, or the client's.)
 pub(super) struct Local {
     pub(super) machines: Vec<Hosted>,
     pub(super) by_id: HashMap<String, usize>,
@@ -51,8 +45,6 @@ pub(super) struct Local {
     pub(super) port_seq: HashMap<String, u64>,
     pub(super) registry: Registry,
     pub(super) stats: NodeStats,
-    pub(super) outstanding: Outstanding,
-    pub(super) received: Received,
     /// Watched machine ids: whether each was last seen up, and who watches it.
     pub(super) watches: HashMap<String, Watch>,
 }
@@ -153,31 +145,50 @@ impl Local {
 
     /// A message from another process: delivered once (a duplicate, sent again after a lost
     /// connection, is dropped and acknowledged again), and acknowledged once the application
-    /// has it: a machine once its step ran, a port once `recv_port` returned it.
-    pub(super) fn receive(&mut self, now: Instant, d: &Deliver<'_>, deferred: &mut Deferred) {
-        if let Some(&i) = self.by_id.get(d.to) {
-            if self.received.accept(d.to, d.from, d.seq, true) {
-                self.stats.received += 1;
-                self.step(i, now, d.event, d.payload, deferred);
-            }
-        } else if let Some(q) = self.ports.get_mut(d.to) {
-            if self.received.accept(d.to, d.from, d.seq, false) {
-                self.stats.received += 1;
-                q.push_back(PortMessage {
-                    port: d.to.to_string(),
-                    from: d.from.to_string(),
-                    event: d.event.to_string(),
-                    payload: d.payload.to_vec(),
-                    seq: d.seq,
-                });
-            }
-        } else {
+    /// has it: a machine once its step ran, a port once `recv_port` returned it. `accept` is
+    /// the duplicate filter's verdict (`handed`: whether the application has it on delivery).
+    pub(super) fn receive(
+        &mut self,
+        now: Instant,
+        d: &Deliver<'_>,
+        deferred: &mut Deferred,
+        accept: &mut dyn FnMut(&Deliver<'_>, bool) -> Accepted,
+    ) {
+        let machine = self.by_id.get(d.to).copied();
+        if machine.is_none() && !self.ports.contains_key(d.to) {
             // Not acknowledged: the hub routes only ids this node registered, so this is a
             // bug, and its sender must not take the message for delivered.
             deferred.logs.push(format!(
                 "a message from '{}' for '{}', which this process does not host, was dropped",
                 d.from, d.to
             ));
+            return;
+        }
+        match accept(d, machine.is_some()) {
+            Accepted::New => {}
+            Accepted::Duplicate => return,
+            Accepted::NoRoom => {
+                // Neither delivered nor acknowledged: its sender keeps it.
+                self.stats.duplicate_filter_full += 1;
+                deferred.logs.push(format!(
+                    "a message from '{}' for '{}' was refused: the duplicate filter is full \
+                     (NodeConfig::duplicate_filter_pairs)",
+                    d.from, d.to
+                ));
+                return;
+            }
+        }
+        self.stats.received += 1;
+        if let Some(i) = machine {
+            self.step(i, now, d.event, d.payload, deferred);
+        } else if let Some(q) = self.ports.get_mut(d.to) {
+            q.push_back(PortMessage {
+                port: d.to.to_string(),
+                from: d.from.to_string(),
+                event: d.event.to_string(),
+                payload: d.payload.to_vec(),
+                seq: d.seq,
+            });
         }
     }
 
@@ -188,8 +199,6 @@ impl Local {
         e: &RegistryEntry<'_>,
         deferred: &mut Deferred,
     ) {
-        self.received
-            .sender_registered(e.machine, e.pid, now.as_millis());
         self.registry.insert(MachineInfo::from_entry(e));
         self.watched(now, e.machine, true, deferred);
     }
@@ -202,7 +211,6 @@ impl Local {
         deferred: &mut Deferred,
     ) {
         self.registry.remove(machine);
-        self.received.sender_departed(machine, now.as_millis());
         // What this process's machines sent it and never had acknowledged will not arrive:
         // their senders are told.
         deferred.removed.push(machine.to_string());
@@ -345,7 +353,7 @@ impl Node {
     pub fn recv_port(&mut self) -> Option<PortMessage> {
         let m = self.local.ports.values_mut().find_map(|q| q.pop_front())?;
         if m.seq != 0 {
-            self.local.received.handed(&m.port, &m.from, m.seq);
+            self.side.received_mut().handed(&m.port, &m.from, m.seq);
         }
         Some(m)
     }
@@ -409,10 +417,8 @@ impl Node {
 
     /// Acknowledges every message waiting in a port's queue (see `send_from_port`).
     fn acknowledge_queued(&mut self) {
-        let Local {
-            ports, received, ..
-        } = &mut self.local;
-        for q in ports.values() {
+        let received = self.side.received_mut();
+        for q in self.local.ports.values() {
             for m in q.iter().filter(|m| m.seq != 0) {
                 received.handed(&m.port, &m.from, m.seq);
             }
@@ -474,7 +480,11 @@ impl Node {
             let all: Vec<_> = direct.chain(from_hub).collect();
             for ((from, to, event, seq, reason), settle) in all {
                 if settle
-                    && self.local.outstanding.fail_one(&from, &to, seq).is_none()
+                    && self
+                        .side
+                        .outstanding_mut()
+                        .fail_one(&from, &to, seq)
+                        .is_none()
                     && (self.local.by_id.contains_key(&from)
                         || self.local.ports.contains_key(&from))
                 {
@@ -492,12 +502,23 @@ impl Node {
             // A machine left the bus: what it never acknowledged will not arrive.
             let removed: Vec<_> = deferred.removed.drain(..).collect();
             for machine in removed {
-                for u in self.local.outstanding.fail_where(&|_, t, _| t == machine) {
+                let mut failed = Vec::new();
+                self.side
+                    .outstanding_mut()
+                    .fail_where(&mut |_, t, _| t == machine, &mut |u| {
+                        failed.push((
+                            u.from.to_string(),
+                            u.to.to_string(),
+                            u.event.to_string(),
+                            u.seq,
+                        ))
+                    });
+                for (from, to, event, seq) in failed {
                     let failed = Failed {
-                        from: &u.from,
-                        to: &u.to,
-                        event: &u.event,
-                        seq: u.seq,
+                        from: &from,
+                        to: &to,
+                        event: &event,
+                        seq,
                         reason: FailReason::TargetGone,
                     };
                     self.report_failure(now, failed, &mut deferred);
@@ -512,7 +533,13 @@ impl Node {
                 lc.conn.flush();
                 let _ = lc.conn.stream.deregister(self.poll.registry());
                 let unwritten = lc.conn.unwritten_frames();
-                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    &mut deferred,
+                );
                 h.hub.link_closed(link, &mut io);
                 // Messages queued for the dead link go back to their senders as failures.
                 for body in unwritten {
@@ -548,15 +575,6 @@ impl Node {
 
     pub(super) fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
-        if now >= self.next_sweep {
-            self.next_sweep = now + Duration::from_millis(1000);
-            // Only with a current registry: a sender missing from a stale one may be alive.
-            if self.registry_synced() {
-                self.local
-                    .received
-                    .forget_departed(now.as_millis(), FORGET_DEPARTED_MS);
-            }
-        }
         for i in 0..self.local.machines.len() {
             let mut guard = 0;
             while self.local.machines[i]
@@ -590,32 +608,21 @@ impl Node {
         let mut lost = None;
         match &mut self.side {
             Side::Hub(h) => {
+                h.delivery.sweep(now);
                 if h.hub.poll_timeout().is_some_and(|t| t <= now) {
                     let mut deferred = Deferred::default();
-                    let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
+                    let mut io = HubIoImpl::new(
+                        &mut h.links,
+                        &mut self.local,
+                        Some(&mut h.delivery),
+                        now,
+                        &mut deferred,
+                    );
                     h.hub.handle_timeout(now, &mut io);
                     self.settle(deferred);
                 }
             }
             Side::Client(c) => {
-                if let Some((at, backoff)) = c.retry_register.filter(|&(at, _)| at <= now) {
-                    let _ = at;
-                    c.retry_register = None;
-                    if let Some(conn) = c.conn.as_mut().filter(|_| c.endpoint.is_ready()) {
-                        let mut again = false;
-                        for (id, status) in c.pending_register.iter_mut() {
-                            if *status == Some(RegisterStatus::Taken) && c.owned.contains(id) {
-                                *status = None;
-                                again = true;
-                                let _ = conn.queue(&Frame::Register { machine: id });
-                            }
-                        }
-                        if again {
-                            let next = (backoff * 2).min(1000);
-                            c.retry_register = Some((now + Duration::from_millis(next), next));
-                        }
-                    }
-                }
                 // Blocked by backpressure, the hub does not read our pings either: it is
                 // taken for alive until the stall outlasts the idle timeout (within which the
                 // hub closes a receiver that reads nothing, ending the stall).
@@ -623,18 +630,14 @@ impl Node {
                     .is_some_and(|b| now < b + self.config.idle_timeout)
                     && c.conn.as_ref().is_some_and(|cn| cn.pending() > 0)
                 {
-                    c.endpoint.hub_busy(now);
+                    c.client.hub_busy(now);
                 }
-                if c.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                    match c.endpoint.handle_timeout(now) {
-                        Todo::Connect => connect = true,
-                        Todo::Send(f) => {
-                            if let Some(conn) = c.conn.as_mut() {
-                                let _ = conn.queue(&f);
-                            }
-                        }
-                        Todo::Close => lost = Some("the hub stopped answering"),
-                        _ => {}
+                if c.client.poll_timeout(now).is_some_and(|t| t <= now) {
+                    let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                    match c.client.handle_timeout(now, &mut sink) {
+                        TimeoutTodo::Connect => connect = true,
+                        TimeoutTodo::Close => lost = Some("the hub stopped answering"),
+                        TimeoutTodo::Nothing => {}
                     }
                 }
             }
@@ -650,8 +653,13 @@ impl Node {
 
     /// Routes every machine's outbox, sends acknowledgements owed, moves outstanding messages
     /// onto the hub link, and flushes every link. Runs until nothing moves.
+    ///
+    /// A message to another process is encoded straight from the machine's outbox into the
+    /// outstanding buffer; one to a machine of this node is copied once, into a reused
+    /// buffer (the receiving machine's step needs the node while the sender's outbox holds
+    /// the message), and delivered without encoding.
     pub(super) fn pump(&mut self) -> Result<(), PlatformError> {
-        // One reused buffer holds a message's strings while it is routed: no allocation.
+        // One reused buffer holds a local message's strings while it is delivered.
         let mut buf = std::mem::take(&mut self.msg_buf);
         let now = self.turn_now;
         let mut rounds = 0;
@@ -666,38 +674,53 @@ impl Node {
                 }
                 let mut done = 0;
                 while done < n {
-                    buf.clear();
-                    let (from_end, to_end, event_end);
+                    let h = &self.local.machines[i];
+                    let Some(m) = h.machine.outbox().nth(done) else {
+                        break;
+                    };
+                    let to = match m.target {
+                        Target::ThisMachine => h.id.as_str(),
+                        Target::Machine(t) => t,
+                    };
+                    let routed = if self.local.by_id.contains_key(to)
+                        || self.local.ports.contains_key(to)
                     {
-                        let h = &self.local.machines[i];
-                        let Some(m) = h.machine.outbox().nth(done) else {
-                            break;
-                        };
+                        buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());
-                        from_end = buf.len();
-                        match m.target {
-                            Target::ThisMachine => buf.extend_from_slice(h.id.as_bytes()),
-                            Target::Machine(t) => buf.extend_from_slice(t.as_bytes()),
-                        }
-                        to_end = buf.len();
+                        let from_end = buf.len();
+                        buf.extend_from_slice(to.as_bytes());
+                        let to_end = buf.len();
                         buf.extend_from_slice(m.event.as_bytes());
-                        event_end = buf.len();
+                        let event_end = buf.len();
                         buf.extend_from_slice(m.payload);
-                    }
-                    let text =
-                        |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or("");
-                    let seq = self.local.machines[i].seq;
-                    match self.route(
-                        Some(now),
-                        Deliver {
-                            from: text(0..from_end),
-                            to: text(from_end..to_end),
-                            event: text(to_end..event_end),
-                            payload: &buf[event_end..],
-                            seq,
-                        },
-                        &mut deferred,
-                    ) {
+                        let text =
+                            |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or("");
+                        self.local.stats.payload_copies += 1;
+                        self.local.stats.sent_local += 1;
+                        self.local.deliver(
+                            now,
+                            text(0..from_end),
+                            text(from_end..to_end),
+                            text(to_end..event_end),
+                            &buf[event_end..],
+                            &mut deferred,
+                        );
+                        Routed::Sent
+                    } else {
+                        let d = Deliver {
+                            from: &h.id,
+                            to,
+                            event: m.event,
+                            payload: m.payload,
+                            seq: h.seq,
+                        };
+                        let (routed, stats) =
+                            route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
+                        self.local.stats.sent_remote += stats.sent;
+                        self.local.stats.payload_copies += stats.copies;
+                        routed
+                    };
+                    match routed {
                         Routed::Sent => {
                             self.local.machines[i].seq += 1;
                             done += 1;
@@ -722,64 +745,76 @@ impl Node {
     /// `now`: the time, or `None` to read the clock only if a local machine takes a step
     /// (a message to another process needs none fresh: the loop turn's will do).
     fn route(&mut self, now: Option<Instant>, d: Deliver<'_>, deferred: &mut Deferred) -> Routed {
-        let Deliver {
-            from,
-            to,
-            event,
-            payload,
-            ..
-        } = d;
-        if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to) {
+        if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
-            self.local.deliver(now, from, to, event, payload, deferred);
-            return Routed::Sent;
-        }
-        let frame = Frame::Deliver(d);
-        let Some(n) = frame
-            .encode(&mut self.scratch)
-            .ok()
-            .filter(|&n| n <= self.config.max_frame as usize + LEN_PREFIX)
-        else {
-            deferred.direct.push((
-                from.into(),
-                to.into(),
-                event.into(),
-                d.seq,
-                FailReason::TooLarge,
-            ));
-            return Routed::Sent;
-        };
-        let body = &self.scratch[LEN_PREFIX..n];
-        // Every message to another process is kept until its receiver acknowledges it.
-        if !self.local.outstanding.has_room(body.len()) {
-            if self.is_connected() {
-                // Backpressure: the message stays in the machine's outbox until acks free room.
-                return Routed::Full;
-            }
-            deferred.direct.push((
-                from.into(),
-                to.into(),
-                event.into(),
-                d.seq,
-                FailReason::Disconnected,
-            ));
+            self.local
+                .deliver(now, d.from, d.to, d.event, d.payload, deferred);
             return Routed::Sent;
         }
         let now = now.unwrap_or(self.turn_now);
-        match &mut self.side {
-            Side::Hub(h) => {
-                let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, deferred);
-                if let Handled::Stalled(_) = h.hub.deliver_local(now, d, body, &mut io) {
-                    return Routed::Full;
-                }
-                let _ = self.local.outstanding.push(body, true);
-            }
-            Side::Client(_) => {
-                let _ = self.local.outstanding.push(body, false);
-            }
-        }
-        self.local.stats.sent_remote += 1;
-        Routed::Sent
+        let (routed, stats) = route_remote(&mut self.side, &self.config, now, &d, deferred);
+        self.local.stats.sent_remote += stats.sent;
+        self.local.stats.payload_copies += stats.copies;
+        routed
     }
+}
+
+/// What [`route_remote`] adds to the node's counters.
+#[derive(Default)]
+struct RouteStats {
+    sent: u64,
+    copies: u64,
+}
+
+/// A message to another process: encoded once, into the outstanding buffer, where it waits
+/// for its acknowledgement. A client writes it to the hub link from there
+/// ([`Node::transmit`]); the hub's own process hands it to the hub, which copies it onto
+/// the target's link.
+fn route_remote(
+    side: &mut Side,
+    config: &NodeConfig,
+    now: Instant,
+    d: &Deliver<'_>,
+    deferred: &mut Deferred,
+) -> (Routed, RouteStats) {
+    let mut stats = RouteStats::default();
+    let fail = |deferred: &mut Deferred, reason| {
+        deferred
+            .direct
+            .push((d.from.into(), d.to.into(), d.event.into(), d.seq, reason));
+    };
+    match side {
+        Side::Client(c) => match c.client.send(d, config.max_frame) {
+            Ok(()) => {
+                stats.sent = 1;
+                stats.copies = 1;
+            }
+            // Backpressure: the message stays in the machine's outbox until acks free room.
+            Err(SendRefused::Full) => return (Routed::Full, stats),
+            Err(SendRefused::Failed(reason)) => fail(deferred, reason),
+        },
+        Side::Hub(h) => {
+            if d.body_len() > config.max_frame as usize {
+                fail(deferred, FailReason::TooLarge);
+                return (Routed::Sent, stats);
+            }
+            let mark = h.delivery.outstanding.mark();
+            // Every message to another process is kept until its receiver acknowledges it.
+            let Ok(body) = h.delivery.outstanding.push_deliver(d, true) else {
+                // Backpressure: the message stays in the machine's outbox until acks free room.
+                return (Routed::Full, stats);
+            };
+            let mut io = ForwardIo::new(&mut h.links, deferred);
+            let handled = h.hub.deliver_local(now, *d, body, &mut io);
+            let forwarded = io.forwarded();
+            if let Handled::Stalled(_) = handled {
+                h.delivery.outstanding.rollback(mark);
+                return (Routed::Full, stats);
+            }
+            stats.sent = 1;
+            stats.copies = 1 + forwarded;
+        }
+    }
+    (Routed::Sent, stats)
 }

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
+use interstate_core::bus::policy::{AckTimer, FORGET_DEPARTED_MS, SWEEP_EVERY};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
 use interstate_core::wire::Frame;
 use interstate_core::Instant;
@@ -19,8 +20,8 @@ use crate::transport::LinkIo;
 use super::hosting::{Deferred, Local};
 use super::payload::ThisProcess;
 use super::{
-    LinkConnIo, Node, NodeConfig, Side, Transport, FIFO_LISTENER, HUB_LINKS, HUB_MACHINES,
-    LINK_BASE, LISTENER, SHM_LISTENER,
+    duplicate_slots, CoreOutstanding, CoreReceived, LinkConnIo, Node, NodeConfig, Side, Transport,
+    FIFO_LISTENER, HUB_LINKS, HUB_MACHINES, LINK_BASE, LISTENER, SHM_LISTENER,
 };
 
 pub(super) struct LinkConn {
@@ -49,12 +50,115 @@ pub(super) struct HubSide {
     pub(super) links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
     pub(super) path: Option<PathBuf>,
+    /// End-to-end delivery for this process's own machines.
+    pub(super) delivery: HubDelivery,
+}
+
+/// Both ends of end-to-end delivery for the machines of the hub's own process: what they
+/// sent and is not acknowledged yet, and the duplicate filter and acknowledgement timing for
+/// what they receive. (A client's are inside its [`BusClient`](super::BusClient).)
+pub(super) struct HubDelivery {
+    pub(super) outstanding: CoreOutstanding,
+    pub(super) received: CoreReceived,
+    pub(super) acks: AckTimer,
+    next_sweep: Instant,
+}
+
+impl HubDelivery {
+    fn new(config: &NodeConfig) -> Self {
+        let (pairs, owners) = duplicate_slots(config);
+        HubDelivery {
+            outstanding: CoreOutstanding::new(vec![0; config.reconnect_buffer].into_boxed_slice()),
+            received: CoreReceived::new(pairs, owners),
+            acks: AckTimer::default(),
+            next_sweep: Instant::ZERO,
+        }
+    }
+
+    /// Forgets departed senders' duplicate state, once a second.
+    pub(super) fn sweep(&mut self, now: Instant) {
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            self.received
+                .forget_departed(now.as_millis(), FORGET_DEPARTED_MS);
+        }
+    }
+}
+
+/// The hub's I/O while it routes a message of this process's own machines: frames for other
+/// links go onto them; a failure report for this process waits in `deferred`.
+pub(super) struct ForwardIo<'a> {
+    links: &'a mut Vec<Option<LinkConn>>,
+    deferred: &'a mut Deferred,
+    forwarded: u64,
+}
+
+impl<'a> ForwardIo<'a> {
+    pub(super) fn new(links: &'a mut Vec<Option<LinkConn>>, deferred: &'a mut Deferred) -> Self {
+        ForwardIo {
+            links,
+            deferred,
+            forwarded: 0,
+        }
+    }
+
+    /// Message bodies copied onto links.
+    pub(super) fn forwarded(&self) -> u64 {
+        self.forwarded
+    }
+}
+
+impl HubIo for ForwardIo<'_> {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
+        if link == LOCAL_LINK {
+            if let Frame::DeliveryFailed(f) = *frame {
+                self.deferred.failures.push((
+                    f.from.to_string(),
+                    f.to.to_string(),
+                    f.event.to_string(),
+                    f.seq,
+                    f.reason,
+                ));
+            }
+            return Ok(());
+        }
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) => l.conn.queue(frame),
+            None => Ok(()),
+        }
+    }
+
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
+        match self.links.get_mut(link as usize).and_then(Option::as_mut) {
+            Some(l) if link != LOCAL_LINK => {
+                l.conn.queue_body(body)?;
+                self.forwarded += 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn close(&mut self, link: LinkId, reason: &str) {
+        if link != LinkId::MAX && link != LOCAL_LINK {
+            self.deferred.close.push((link, reason.to_string()));
+        }
+    }
+
+    fn log(&mut self, link: LinkId, message: &str) {
+        self.deferred
+            .logs
+            .push(format!("hub: link {link}: {message}"));
+    }
 }
 
 /// The platform side of the hub when this node is the hub.
 pub(super) struct HubIoImpl<'a> {
     links: &'a mut Vec<Option<LinkConn>>,
     local: &'a mut Local,
+    /// This process's delivery state; `None` while a caller holds it (routing
+    /// acknowledgements from the duplicate filter, which concern other processes' messages).
+    delivery: Option<&'a mut HubDelivery>,
     now: Instant,
     deferred: &'a mut Deferred,
     refused: Option<&'a mut dyn LinkIo>,
@@ -65,12 +169,14 @@ impl<'a> HubIoImpl<'a> {
     pub(super) fn new(
         links: &'a mut Vec<Option<LinkConn>>,
         local: &'a mut Local,
+        delivery: Option<&'a mut HubDelivery>,
         now: Instant,
         deferred: &'a mut Deferred,
     ) -> Self {
         HubIoImpl {
             links,
             local,
+            delivery,
             now,
             deferred,
             refused: None,
@@ -91,8 +197,17 @@ impl HubIo for HubIoImpl<'_> {
         }
         if link == LOCAL_LINK {
             match *frame {
-                Frame::RegistryEntry(e) => self.local.registry_entry(self.now, &e, self.deferred),
+                Frame::RegistryEntry(e) => {
+                    if let Some(d) = self.delivery.as_deref_mut() {
+                        d.received
+                            .sender_registered(e.machine, e.pid, self.now.as_millis());
+                    }
+                    self.local.registry_entry(self.now, &e, self.deferred)
+                }
                 Frame::RegistryRemoved { machine } => {
+                    if let Some(d) = self.delivery.as_deref_mut() {
+                        d.received.sender_departed(machine, self.now.as_millis());
+                    }
                     self.local
                         .registry_removed(self.now, machine, self.deferred)
                 }
@@ -115,9 +230,23 @@ impl HubIo for HubIoImpl<'_> {
 
     fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
         if link == LOCAL_LINK {
+            let Some(delivery) = self.delivery.as_deref_mut() else {
+                self.deferred.logs.push(
+                    "hub: a frame for this process arrived while its delivery state was in use; \
+                     dropped"
+                        .into(),
+                );
+                return Ok(());
+            };
             match Frame::decode(body) {
-                Ok(Frame::Deliver(d)) => self.local.receive(self.now, &d, self.deferred),
-                Ok(Frame::Ack { from, to, seq }) => self.local.outstanding.ack(to, from, seq),
+                Ok(Frame::Deliver(d)) => {
+                    let received = &mut delivery.received;
+                    self.local
+                        .receive(self.now, &d, self.deferred, &mut |d, handed| {
+                            received.accept(d.to, d.from, d.seq, handed)
+                        })
+                }
+                Ok(Frame::Ack { from, to, seq }) => delivery.outstanding.ack(to, from, seq),
                 _ => {}
             }
             return Ok(());
@@ -161,6 +290,7 @@ fn admit(
     let mut io = HubIoImpl {
         links: &mut h.links,
         local,
+        delivery: Some(&mut h.delivery),
         now,
         deferred: &mut deferred,
         refused: Some(stream),
@@ -201,7 +331,13 @@ fn install(
         Err(e) => {
             log(&format!("hub: cannot set up link {link}: {e}"));
             let mut deferred = Deferred::default();
-            let mut io = HubIoImpl::new(&mut h.links, local, now, &mut deferred);
+            let mut io = HubIoImpl::new(
+                &mut h.links,
+                local,
+                Some(&mut h.delivery),
+                now,
+                &mut deferred,
+            );
             h.hub.link_closed(link, &mut io);
         }
     }
@@ -342,6 +478,7 @@ impl Node {
             hub: Box::new(Hub::new(hc, &me.executable)),
             links,
             path,
+            delivery: HubDelivery::new(config),
         }
     }
 
@@ -517,7 +654,13 @@ impl Node {
                             break;
                         }
                     };
-                    let mut io = HubIoImpl::new(&mut h.links, &mut self.local, now, &mut deferred);
+                    let mut io = HubIoImpl::new(
+                        &mut h.links,
+                        &mut self.local,
+                        Some(&mut h.delivery),
+                        now,
+                        &mut deferred,
+                    );
                     match h
                         .hub
                         .handle_frame(now, l as LinkId, &self.scratch[..body_len], &mut io)

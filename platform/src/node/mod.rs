@@ -41,6 +41,7 @@ use std::time::Duration as StdDuration;
 
 use rustc_hash::FxHashMap as HashMap;
 
+use interstate_core::bus::{OwnerSlot, PairSlot};
 use interstate_core::machine::Status;
 use interstate_core::wire::{Frame, DEFAULT_MAX_FRAME};
 use interstate_core::{Duration, Instant, Machine};
@@ -49,7 +50,6 @@ use mio::{Events, Poll, Token};
 use crate::busdir;
 use crate::conn::Conn;
 use crate::error::PlatformError;
-use crate::outstanding::{Outstanding, Received};
 use crate::registry::Registry;
 use crate::transport::shm::WaitStrategy;
 use crate::transport::LinkIo;
@@ -146,8 +146,13 @@ pub struct NodeConfig {
     pub max_frame: u32,
     /// Bytes of outgoing queue per link.
     pub link_queue: usize,
-    /// Bytes of messages a client buffers while it is disconnected from the hub.
+    /// Bytes of messages kept until their receivers acknowledge them (and buffered while a
+    /// client is disconnected from the hub).
     pub reconnect_buffer: usize,
+    /// (Receiver, sender) pairs the duplicate filter tracks at once. A new pair beyond it
+    /// is refused (its message stays with its sender) until departed senders' state frees
+    /// room.
+    pub duplicate_filter_pairs: usize,
     /// Users allowed on the bus when this node is the hub (its own uid is always allowed).
     pub allowed_uids: Vec<u32>,
     /// Groups allowed on the bus when this node is the hub.
@@ -177,6 +182,7 @@ impl NodeConfig {
             max_frame: DEFAULT_MAX_FRAME,
             link_queue: 1 << 20,
             reconnect_buffer: 1 << 20,
+            duplicate_filter_pairs: 4096,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             machines_per_link: 256,
@@ -210,6 +216,13 @@ pub struct NodeStats {
     pub delivery_failures: u64,
     /// Connections to the hub made (the first included).
     pub connects: u64,
+    /// Copies of message payloads this node made: into the outstanding buffer (where a
+    /// message to another process is encoded once), onto a link's write queue, and into the
+    /// buffer a message between two machines of this node passes through.
+    pub payload_copies: u64,
+    /// Messages from other processes refused because the duplicate filter was full (they
+    /// stay with their senders).
+    pub duplicate_filter_full: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
@@ -230,6 +243,26 @@ pub struct PortMessage {
 /// A framed link over any transport.
 type LinkConnIo = Conn<Box<dyn LinkIo>>;
 
+/// The most machine ids (machines and ports) one node registers.
+pub const NODE_IDS: usize = 1024;
+
+/// The sender's outstanding buffer, over a boxed slice.
+type CoreOutstanding = interstate_core::bus::Outstanding<Box<[u8]>>;
+/// The receiver's duplicate filter, over boxed slots.
+type CoreReceived = interstate_core::bus::Received<Box<[PairSlot]>, Box<[OwnerSlot]>>;
+/// The client side of the bus protocol (the core's state machine) over boxed storage.
+type BusClient =
+    interstate_core::bus::Client<Box<[u8]>, Box<[PairSlot]>, Box<[OwnerSlot]>, NODE_IDS>;
+
+/// The duplicate filter's tables for `config`, allocated once.
+fn duplicate_slots(config: &NodeConfig) -> (Box<[PairSlot]>, Box<[OwnerSlot]>) {
+    let pairs = config.duplicate_filter_pairs.max(8);
+    (
+        vec![PairSlot::default(); pairs].into_boxed_slice(),
+        vec![OwnerSlot::default(); pairs].into_boxed_slice(),
+    )
+}
+
 enum Side {
     Hub(Box<HubSide>),
     Client(Box<ClientSide>),
@@ -249,15 +282,8 @@ pub struct Node {
     monitor_frames: VecDeque<Vec<u8>>,
     monitor_dropped: u64,
     log: Box<dyn FnMut(&str)>,
-    /// After a reconnect, messages to machines not (yet) back in the registry wait until this
-    /// instant for them to re-register, before they are sent (and fail if really gone).
-    grace_until: Option<Instant>,
-    /// When owed acknowledgements go out at the latest.
-    ack_due: Option<Instant>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
-    /// When the duplicate filter next forgets departed senders.
-    next_sweep: Instant,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
 }
@@ -298,7 +324,6 @@ impl Node {
                 }
             }
         };
-        let outstanding_bytes = config.reconnect_buffer;
         let mut node = Node {
             config,
             poll,
@@ -311,8 +336,6 @@ impl Node {
                 port_seq: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
-                outstanding: Outstanding::new(outstanding_bytes),
-                received: Received::default(),
                 watches: HashMap::default(),
             },
             side,
@@ -321,10 +344,7 @@ impl Node {
             monitor_frames: VecDeque::new(),
             monitor_dropped: 0,
             log: Box::new(|line| eprintln!("interstate: {line}")),
-            grace_until: None,
-            ack_due: None,
             last_poll: std::time::Instant::now(),
-            next_sweep: Instant::from_millis(0),
             turn_now: Instant::from_millis(0),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
@@ -335,11 +355,12 @@ impl Node {
             while !node.is_connected() && std::time::Instant::now() < deadline {
                 node.run_once(Some(StdDuration::from_millis(20)))?;
                 if let Side::Client(c) = &node.side {
-                    if c.endpoint.rejection().is_some()
-                        && c.endpoint.state() == interstate_core::endpoint::LinkState::Failed
+                    let endpoint = c.client.endpoint();
+                    if endpoint.rejection().is_some()
+                        && endpoint.state() == interstate_core::endpoint::LinkState::Failed
                     {
                         return Err(PlatformError::Rejected {
-                            message: format!("{:?}", c.endpoint.rejection()),
+                            message: format!("{:?}", endpoint.rejection()),
                         });
                     }
                 }
@@ -366,7 +387,7 @@ impl Node {
     pub fn is_connected(&self) -> bool {
         match &self.side {
             Side::Hub(_) => true,
-            Side::Client(c) => c.endpoint.is_ready() && c.conn.is_some(),
+            Side::Client(c) => c.client.is_ready() && c.conn.is_some(),
         }
     }
 
@@ -383,7 +404,7 @@ impl Node {
     /// Messages sent to other processes that their receivers have not acknowledged yet (a
     /// tool can wait for this to reach zero before it exits).
     pub fn unacknowledged(&self) -> usize {
-        self.local.outstanding.len()
+        self.side.outstanding().len()
     }
 
     /// The registry copy (shared view; stays current).
@@ -483,6 +504,30 @@ impl Node {
                     conn.flush();
                 }
             }
+        }
+    }
+}
+
+impl Side {
+    /// The outstanding buffer: the hub's own, or the client's.
+    fn outstanding(&self) -> &CoreOutstanding {
+        match self {
+            Side::Hub(h) => &h.delivery.outstanding,
+            Side::Client(c) => c.client.outstanding(),
+        }
+    }
+
+    fn outstanding_mut(&mut self) -> &mut CoreOutstanding {
+        match self {
+            Side::Hub(h) => &mut h.delivery.outstanding,
+            Side::Client(c) => c.client.outstanding_mut(),
+        }
+    }
+
+    fn received_mut(&mut self) -> &mut CoreReceived {
+        match self {
+            Side::Hub(h) => &mut h.delivery.received,
+            Side::Client(c) => c.client.received_mut(),
         }
     }
 }

@@ -1,20 +1,14 @@
 //! The monitor: copies of every frame crossing the hub, for `interstate monitor`.
 
-use interstate_core::wire::Frame;
-
+use super::client_side::Sink;
 use super::{Node, Side};
 
 impl Node {
     /// Subscribes to copies of every message crossing the hub (`interstate monitor`).
     pub fn subscribe_monitor(&mut self) {
         if let Side::Client(c) = &mut self.side {
-            c.monitor = true;
-            if let Some(conn) = c.conn.as_mut() {
-                let _ = conn.queue(&Frame::Subscribe {
-                    registry: true,
-                    monitor: true,
-                });
-            }
+            let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+            c.client.subscribe_monitor(&mut sink);
         }
     }
 
@@ -27,7 +21,7 @@ impl Node {
     pub fn registry_synced(&self) -> bool {
         match &self.side {
             Side::Hub(_) => true,
-            Side::Client(c) => c.snapshot_done,
+            Side::Client(c) => c.client.registry_synced(),
         }
     }
 }
