@@ -7,7 +7,8 @@
 //!
 //! Rules it enforces:
 //! - admission: only allowed uids/gids get in (by default the hub's own uid); at most `L` links;
-//! - the first frame is a Hello with the right magic and version, within `hello_timeout`;
+//! - the first frame is a Hello with the right magic and version and a largest frame of at
+//!   least 512 bytes ([`HelloRules`]), within `hello_timeout`;
 //! - a machine id is owned by the link that registered it; a live owner's id cannot be taken;
 //! - the sender of a Deliver must own its `from` id (the hub stamps nothing it cannot check);
 //! - backpressure: when a target link's queue is full, the hub reports [`Handled::Stalled`] and
@@ -230,6 +231,69 @@ impl core::hash::Hash for RouteKey {
 impl core::borrow::Borrow<str> for RouteKey {
     fn borrow(&self) -> &str {
         self.0.as_str()
+    }
+}
+
+/// Why a peer's Hello is refused: what goes in the Reject it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Refusal {
+    /// The reason, for programs.
+    pub code: RejectCode,
+    /// The reason, for people.
+    pub message: &'static str,
+}
+
+impl Refusal {
+    /// The Reject frame that tells the peer.
+    pub fn reject(&self) -> Frame<'static> {
+        Frame::Reject(Reject {
+            code: self.code,
+            version: PROTOCOL_VERSION,
+            message: self.message,
+        })
+    }
+}
+
+/// What a hub requires of a peer's Hello: the interstate magic, this protocol version, and a
+/// largest frame of at least `min_frame`. The hub checks processes with [`HelloRules::PROCESS`];
+/// the serial bridge checks devices with [`crate::serial::DEVICE_HELLO`] (a device's receive
+/// buffer may be far smaller than a process's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HelloRules {
+    /// The smallest largest-frame the peer may announce.
+    pub min_frame: u32,
+    /// The refusal message when it announces less (it names the minimum).
+    pub too_small: &'static str,
+}
+
+impl HelloRules {
+    /// The rules for a process (over a socket, FIFO or shared memory).
+    pub const PROCESS: HelloRules = HelloRules {
+        min_frame: MIN_MAX_FRAME,
+        too_small: "the client's largest frame is below the minimum of 512 bytes",
+    };
+
+    /// Checks `hello`. Returns the largest frame body both ends accept (the peer's, capped at
+    /// the hub's `max_frame`: what the Welcome says), or why the peer is refused.
+    pub fn check(&self, hello: &Hello<'_>, max_frame: u32) -> Result<u32, Refusal> {
+        let refuse = |code, message| Err(Refusal { code, message });
+        if hello.magic != MAGIC {
+            refuse(
+                RejectCode::NotInterstate,
+                "not an interstate client (bad magic)",
+            )
+        } else if hello.version != PROTOCOL_VERSION {
+            refuse(
+                RejectCode::Version,
+                "protocol version mismatch: client and hub must speak the same version",
+            )
+        } else if hello.max_frame < self.min_frame {
+            refuse(RejectCode::FrameSize, self.too_small)
+        } else {
+            Ok(hello.max_frame.min(max_frame))
+        }
     }
 }
 
@@ -543,41 +607,18 @@ impl<const L: usize, const M: usize> Hub<L, M> {
     }
 
     fn hello(&mut self, link: LinkId, h: Hello<'_>, io: &mut dyn HubIo) -> Handled {
-        let refuse = if h.magic != MAGIC {
-            Some((
-                RejectCode::NotInterstate,
-                "not an interstate client (bad magic)",
-            ))
-        } else if h.version != PROTOCOL_VERSION {
-            Some((
-                RejectCode::Version,
-                "protocol version mismatch: client and hub must speak the same version",
-            ))
-        } else if h.max_frame < MIN_MAX_FRAME {
-            Some((
-                RejectCode::FrameSize,
-                "the client's largest frame is below the minimum of 512 bytes",
-            ))
-        } else {
-            None
+        let max_frame = match HelloRules::PROCESS.check(&h, self.config.max_frame) {
+            Ok(max_frame) => max_frame,
+            Err(refusal) => {
+                self.stats.rejected += 1;
+                core_log!(warn, "hub: refused link {}: {}", link, refusal.message);
+                let _ = io.send(link, &refusal.reject());
+                io.log(link, refusal.message);
+                io.close(link, refusal.message);
+                self.link_closed(link, io);
+                return Handled::Closed;
+            }
         };
-        if let Some((code, message)) = refuse {
-            self.stats.rejected += 1;
-            core_log!(warn, "hub: refused link {}: {}", link, message);
-            let _ = io.send(
-                link,
-                &Frame::Reject(Reject {
-                    code,
-                    version: PROTOCOL_VERSION,
-                    message,
-                }),
-            );
-            io.log(link, message);
-            io.close(link, message);
-            self.link_closed(link, io);
-            return Handled::Closed;
-        }
-        let max_frame = h.max_frame.min(self.config.max_frame);
         let l = &mut self.links[link as usize];
         l.executable = truncated(h.executable);
         l.state = LinkState::Ready;

@@ -38,6 +38,7 @@
 
 use crate::endpoint::{Endpoint, EndpointConfig, Todo};
 use crate::error::Error;
+use crate::hub::HelloRules;
 use crate::time::Instant;
 use crate::wire::{Deliver, DeliveryFailed, Frame, RegisterStatus, RejectCode, LEN_PREFIX};
 
@@ -46,6 +47,19 @@ pub const DELIMITER: u8 = 0;
 
 /// Bytes of CRC after each frame body.
 pub const CRC_LEN: usize = 2;
+
+/// The smallest largest-frame a device may announce in its Hello: room for every frame the
+/// bridge answers it with (a Welcome, a RegisterResult for the longest machine id, a Pong, a
+/// Goodbye). A device's receive buffer may be far below a process's minimum of 512 bytes
+/// ([`crate::wire::MIN_MAX_FRAME`]): [`DeviceLink`]'s default of 256 bytes takes 252-byte bodies.
+pub const MIN_DEVICE_FRAME: u32 = 96;
+
+/// What the serial bridge requires of a device's Hello: the hub's rules
+/// ([`HelloRules::check`]), with a device's smaller minimum frame ([`MIN_DEVICE_FRAME`]).
+pub const DEVICE_HELLO: HelloRules = HelloRules {
+    min_frame: MIN_DEVICE_FRAME,
+    too_small: "the device's largest frame is below the minimum of 96 bytes",
+};
 
 /// CRC-16/IBM-3740 (CCITT-FALSE) of `data`: polynomial `0x1021`, initial value `0xFFFF`, not
 /// reflected, no final xor. Bitwise, so that it costs no table in flash.
@@ -589,6 +603,69 @@ impl<'a, const RX: usize, const TX: usize> DeviceLink<'a, RX, TX> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_frame_the_bridge_answers_a_device_with_fits_the_smallest_device_frame() {
+        use crate::hub::MAX_ID;
+        use crate::wire::{RegisterStatus, Welcome, PROTOCOL_VERSION};
+        let longest_id = core::str::from_utf8(&[b'm'; MAX_ID]).unwrap();
+        let answers = [
+            Frame::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: u32::MAX,
+                link: u32::MAX,
+                hub_pid: u32::MAX,
+            }),
+            Frame::RegisterResult {
+                machine: longest_id,
+                status: RegisterStatus::TooMany,
+            },
+            Frame::Pong { nonce: u64::MAX },
+            Frame::Goodbye {
+                reason: "say hello first",
+            },
+        ];
+        for frame in answers {
+            let body = frame.encoded_len() - LEN_PREFIX;
+            assert!(body <= MIN_DEVICE_FRAME as usize, "{frame:?}: {body} bytes");
+        }
+    }
+
+    #[test]
+    fn a_device_hello_passes_the_hubs_checks_with_a_devices_minimum_frame() {
+        use crate::hub::Refusal;
+        use crate::wire::{Hello, RejectCode, MAGIC, PROTOCOL_VERSION};
+        let hello = |magic, version, max_frame| Hello {
+            magic,
+            version,
+            pid: 0,
+            max_frame,
+            executable: "lamp-device",
+        };
+        let check = |h| DEVICE_HELLO.check(&h, 16 * 1024);
+        let code = |r: Result<u32, Refusal>| r.map_err(|r| r.code);
+        // A default DeviceLink (256-byte receive buffer) is below a process's minimum.
+        let small = FrameDecoder::<256>::MAX_BODY as u32;
+        assert_eq!(check(hello(MAGIC, PROTOCOL_VERSION, small)), Ok(small));
+        assert_eq!(
+            check(hello(MAGIC, PROTOCOL_VERSION, u32::MAX)),
+            Ok(16 * 1024)
+        );
+        assert_eq!(
+            code(check(hello(MAGIC, PROTOCOL_VERSION, MIN_DEVICE_FRAME - 1))),
+            Err(RejectCode::FrameSize)
+        );
+        assert_eq!(
+            code(check(hello(MAGIC ^ 1, PROTOCOL_VERSION, small))),
+            Err(RejectCode::NotInterstate)
+        );
+        assert_eq!(
+            code(check(hello(MAGIC, PROTOCOL_VERSION + 1, small))),
+            Err(RejectCode::Version)
+        );
+        assert!(DEVICE_HELLO.too_small.contains(" 96 bytes"));
+        assert_eq!(MIN_DEVICE_FRAME, 96);
+    }
 
     #[test]
     fn crc_check_value() {

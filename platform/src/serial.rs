@@ -7,7 +7,9 @@
 //! tty in raw mode ([`open_tty`]) and joins the bus as an ordinary client [`Node`]:
 //!
 //! - to the device, the bridge plays the hub of a one-link bus: it answers the device's
-//!   Hello with a Welcome, its Register with a RegisterResult, its Ping with a Pong;
+//!   Hello with a Welcome (or a Reject, by the hub's rules with a device's smaller minimum
+//!   frame: [`interstate_core::serial::DEVICE_HELLO`]), its Register with a RegisterResult,
+//!   its Ping with a Pong;
 //! - every machine id the device registers becomes a port of the bridge's node
 //!   ([`Node::open_port`]), so it is routed to the bridge like any machine of any process;
 //! - a Deliver from the device goes out with [`Node::send_from_port`]; a message for one of
@@ -28,10 +30,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
-use interstate_core::serial::{encode_frame, FrameDecoder, SerialStats};
+use interstate_core::serial::{encode_frame, FrameDecoder, SerialStats, DEVICE_HELLO};
 use interstate_core::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, Reject, RejectCode, Welcome, MAGIC,
-    PROTOCOL_VERSION,
+    Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, Welcome, PROTOCOL_VERSION,
 };
 use interstate_core::{Duration, Instant};
 use mio::unix::SourceFd;
@@ -391,29 +392,20 @@ impl SerialBridge {
     fn device_frame(&mut self, frame: &Frame<'_>) -> Result<(), PlatformError> {
         match *frame {
             Frame::Hello(h) => {
-                if h.magic != MAGIC || h.version != PROTOCOL_VERSION {
-                    let (code, message) = if h.magic != MAGIC {
-                        (
-                            RejectCode::NotInterstate,
-                            "not an interstate device (bad magic)",
-                        )
-                    } else {
-                        (RejectCode::Version, "protocol version mismatch")
-                    };
-                    self.send_frame(&Frame::Reject(Reject {
-                        code,
-                        version: PROTOCOL_VERSION,
-                        message,
-                    }));
-                    self.log(&format!("refused the device: {message}"));
-                    self.end_session();
-                    return Ok(());
-                }
+                // The hub's rules, with a device's smaller minimum frame.
+                let max_frame = match DEVICE_HELLO.check(&h, self.config.max_frame) {
+                    Ok(max_frame) => max_frame,
+                    Err(refusal) => {
+                        self.send_frame(&refusal.reject());
+                        self.log(&format!("refused the device: {}", refusal.message));
+                        self.end_session();
+                        return Ok(());
+                    }
+                };
                 if self.device_connected() {
                     self.log("the device said hello again: new session");
                 }
                 self.end_session();
-                let max_frame = h.max_frame.min(self.config.max_frame);
                 self.session = Session::Ready { max_frame };
                 self.stats.sessions += 1;
                 self.send_frame(&Frame::Welcome(Welcome {
