@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use interstate_core::bus::policy::{AckTimer, FORGET_DEPARTED_MS, SWEEP_EVERY};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
-use interstate_core::wire::Frame;
+use interstate_core::wire::{Deliver, Frame};
 use interstate_core::Instant;
 use mio::net::UnixListener;
 use mio::{Interest, Poll, Token};
@@ -255,6 +255,27 @@ impl HubIo for HubIoImpl<'_> {
             Some(l) => l.conn.queue_body(body),
             None => Ok(()),
         }
+    }
+
+    fn forward_deliver(
+        &mut self,
+        link: LinkId,
+        d: &Deliver<'_>,
+        body: &[u8],
+    ) -> Result<(), LinkFull> {
+        if link != LOCAL_LINK {
+            return self.forward(link, body);
+        }
+        // For this process's own machines: the hub decoded it already.
+        let Some(delivery) = self.delivery.as_deref_mut() else {
+            return self.forward(link, body);
+        };
+        let received = &mut delivery.received;
+        self.local
+            .receive(self.now, d, self.deferred, &mut |d, handed| {
+                received.accept(d.to, d.from, d.seq, handed)
+            });
+        Ok(())
     }
 
     fn close(&mut self, link: LinkId, reason: &str) {
