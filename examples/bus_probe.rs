@@ -1,5 +1,5 @@
-//! `bus_probe`: a TEST HELPER for the process tests (`tests/bus.rs`, `tests/hostile.rs`,
-//! `tests/guarantees.rs`, `tests/load.rs`, `tests/soak.rs`), not an example to learn the API
+//! `bus_probe`: a TEST HELPER for the process tests (`cli/tests/bus.rs`, `cli/tests/hostile.rs`,
+//! `cli/tests/guarantees.rs`, `cli/tests/load.rs`, `cli/tests/soak.rs`), not an example to learn the API
 //! from.
 //!
 //! The bus integration tests spawn it as a real process next to the `interstate` binary, to
@@ -40,13 +40,13 @@
 //!
 //! bus_probe soak-sink ID --log FILE
 //! bus_probe soak-source ID --targets A,B,.. --total N --log FILE [--rate PER_S]
-//!     The soak test's workers (tests/soak.rs): a statechart that appends every event's
+//!     The soak test's workers (cli/tests/soak.rs): a statechart that appends every event's
 //!     payload to FILE during its step (before the node acknowledges it), and a port that
 //!     logs `S n` before sending `E<n>`, `F n reason` per failure and `D` when everything is
 //!     settled, resuming after its last `S` when restarted.
 //!
 //! bus_probe load ID TARGET [--duration-ms D] [--rate PER_S] [--payload B] [--go-file F]
-//!     The load test's client (tests/load.rs): sends to TARGET as fast as backpressure allows
+//!     The load test's client (cli/tests/load.rs): sends to TARGET as fast as backpressure allows
 //!     (or PER_S a second) for D ms, starting when F exists, while receiving; prints
 //!     {"sent","received","failed","latency_us":{"p50","p90","p99","max"},...}.
 //!
@@ -195,8 +195,14 @@ fn emit(v: Value) {
     let _ = out.flush();
 }
 
+/// Set by SIGINT/SIGTERM, so that a killed probe still prints its summary.
 fn stop_flag() -> Result<Arc<AtomicBool>, String> {
-    interstate::cli_bus::stop_flag()
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| format!("installing a signal handler: {e}"))?;
+    }
+    Ok(flag)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 //! and the log lines are `std`.
 //!
 //! Give it a pseudo-terminal as stdin and stdout and run `interstate serial-bridge --tty` on
-//! the other end; `tests/serial.rs` does exactly that. Options:
+//! the other end; `cli/tests/serial.rs` does exactly that. Options:
 //!
 //! - `--noise N`: before each of its first N writes, put a corrupted copy of the first frame
 //!   and a frame cut in half on the line (two damaged frames each time), to show that the

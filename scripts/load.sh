@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The load test (tests/load.rs): 64 clients flooding one hub (a short and a 3x longer run)
+# The load test (cli/tests/load.rs): 64 clients flooding one hub (a short and a 3x longer run)
 # and a paced run; prints throughput, latency percentiles and the hub's peak memory.
 #   usage: scripts/load.sh   (LOAD_CLIENTS=64 LOAD_SECS=3 LOAD_RATE=200 by default)
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The soak test (tests/soak.rs): 8 supervised processes, >= 1 M events, random SIGKILLs of
+# The soak test (cli/tests/soak.rs): 8 supervised processes, >= 1 M events, random SIGKILLs of
 # workers and one hub restart; prints the tally. Release build; bounded by SOAK_LIMIT_SECS.
 #   usage: scripts/soak.sh            (defaults: SOAK_EVENTS=1000000, SOAK_LIMIT_SECS=600,
 #                                      SOAK_KILL_EVERY_MS=1500, SOAK_RATE=4000 per source)

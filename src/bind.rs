@@ -46,26 +46,23 @@ pub fn local_process_info(
     registered_at: interstate_core::Instant,
     transport: TransportKind,
 ) -> ProcessInfo {
+    let me = interstate_platform::ThisProcess::current();
     let mut id = heapless::String::new();
     for c in machine_id.chars() {
         if id.push(c).is_err() {
             break;
         }
     }
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
     let mut executable = heapless::String::new();
-    for c in exe.chars() {
+    for c in me.executable.chars() {
         if executable.push(c).is_err() {
             break;
         }
     }
     ProcessInfo {
         machine_id: id,
-        pid: std::process::id(),
-        uid: rustix::process::getuid().as_raw(),
+        pid: me.pid,
+        uid: me.uid,
         executable,
         transport,
         registered_at,

@@ -27,6 +27,7 @@ pub use interstate_platform::{
 
 use crate::bind::{Behaviors, Directory};
 use crate::compile::CompiledChart;
+use crate::Error;
 use interstate_core::{Chart, ProcessInfo};
 
 impl Directory for Registry {
@@ -34,30 +35,6 @@ impl Directory for Registry {
         Registry::process_info(self, machine_id)
     }
 }
-
-/// Why a machine could not join a node.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum AddMachineError {
-    /// The JSON is not a valid chart.
-    Compile(crate::compile::CompileError),
-    /// The chart uses names with no binding.
-    Unbound(crate::bind::Unbound),
-    /// The node refused it (id taken, bus error).
-    Node(PlatformError),
-}
-
-impl std::fmt::Display for AddMachineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AddMachineError::Compile(e) => write!(f, "{e}"),
-            AddMachineError::Unbound(e) => write!(f, "{e}"),
-            AddMachineError::Node(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for AddMachineError {}
 
 /// Makes a compiled chart live for the rest of the process, as a node's machines do.
 pub fn leak_chart(compiled: CompiledChart) -> Chart<'static> {
@@ -72,13 +49,13 @@ pub fn add_json_machine(
     id: &str,
     json: &str,
     behaviors: Behaviors,
-) -> Result<(), AddMachineError> {
-    let compiled = crate::compile::compile_str(json).map_err(AddMachineError::Compile)?;
+) -> Result<(), Error> {
+    let compiled = crate::compile::compile_str(json)?;
     let chart = leak_chart(compiled);
-    let mut bound = behaviors.bind(&chart).map_err(AddMachineError::Unbound)?;
+    let mut bound = behaviors.bind(&chart)?;
     bound.set_directory(Box::new(node.registry()));
-    node.add_machine(id, chart, Box::new(bound))
-        .map_err(AddMachineError::Node)
+    node.add_machine(id, chart, Box::new(bound))?;
+    Ok(())
 }
 
 /// Like [`add_json_machine`] for an already compiled chart, binding leniently: unbound
@@ -88,11 +65,10 @@ pub fn add_chart_lenient(
     id: &str,
     compiled: CompiledChart,
     behaviors: Behaviors,
-) -> Result<crate::bind::Unbound, AddMachineError> {
+) -> Result<crate::bind::Unbound, Error> {
     let chart = leak_chart(compiled);
     let (mut bound, unbound) = behaviors.bind_lenient(&chart);
     bound.set_directory(Box::new(node.registry()));
-    node.add_machine(id, chart, Box::new(bound))
-        .map_err(AddMachineError::Node)?;
+    node.add_machine(id, chart, Box::new(bound))?;
     Ok(unbound)
 }

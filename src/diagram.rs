@@ -27,7 +27,8 @@ use interstate_core::chart::{Action, Delay, Guard, Transition, TransitionId, Tri
 use interstate_core::{Chart, EventId, StateId, StateKind};
 
 /// A picture format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// Mermaid `stateDiagram-v2`.
     Mermaid,

@@ -10,9 +10,12 @@
 //!   reported at once;
 //! - [`simulate`]: a chart run on a virtual clock, printing XState-compatible traces;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a chart;
-//! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
-//!   supervisor, and [`demo`], the pipeline that `interstate demo` runs;
-//! - the `interstate` command-line tool (`check`, `diagram`, `simulate`, `compile`).
+//! - [`codegen`]: a chart as a Rust module of statics, for devices;
+//! - [`bus`]: nodes hosting JSON machines on a bus, from `interstate-platform`;
+//! - [`Error`]: the one error type of this crate.
+//!
+//! The `interstate` command-line tool is built on this crate in its own package
+//! (`interstate-cli`, in `cli/` of the repository).
 //!
 //! The statechart core itself is [`core`] (`interstate-core`): `no_std`, allocation-free,
 //! sans-IO. See its documentation for how a machine is driven.
@@ -21,32 +24,30 @@
 //! `docs/architecture.md` explains how the crates fit, and `examples/` has a runnable example
 //! of each feature (`cargo run --example traffic_light`).
 
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
 pub use interstate_core as core;
 
-pub mod bench;
 pub mod bind;
 pub mod bus;
-pub mod cli_app;
-pub mod cli_bus;
-pub mod cli_serial;
 pub mod codegen;
 pub mod compile;
-pub mod demo;
 pub mod diagram;
-pub mod manifest;
+mod error;
 pub mod simulate;
 
 pub use bind::{Behaviors, Bound, Ctx, Directory, LocalDirectory, Unbound};
 pub use compile::{compile_str, compile_value, CompileError, CompiledChart};
-pub use interstate_core::{Chart, Duration, Error, Event, Instant, Machine};
+pub use error::Error;
+pub use interstate_core::{Chart, Duration, Event, Instant, Machine};
 
 /// Loads a chart file's contents: a chart image (starting with the `ISCH` magic) or JSON.
-pub fn load_chart_bytes(bytes: &[u8]) -> Result<CompiledChart, String> {
+pub fn load_chart_bytes(bytes: &[u8]) -> Result<CompiledChart, Error> {
     if bytes.starts_with(&interstate_core::image::MAGIC) {
-        let chart = interstate_core::image::decode(bytes).map_err(|e| e.to_string())?;
+        let chart = interstate_core::image::decode(bytes).map_err(Error::Image)?;
         return Ok(CompiledChart::from_chart(&chart));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| "neither a chart image nor UTF-8 JSON".to_string())?;
-    compile_str(text).map_err(|e| e.to_string())
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::NotAChart)?;
+    Ok(compile_str(text)?)
 }

@@ -25,10 +25,11 @@ use std::rc::Rc;
 use interstate::core::chart::{StateKind, Tables};
 use interstate::core::image;
 use interstate::core::machine::Status;
+use interstate::core::Error;
 use interstate::core::{
     ActionContext, ActionId, Behavior, DelayId, GuardContext, GuardId, StateId, Target,
 };
-use interstate::{Behaviors, Chart, Duration, Error, Event, Instant};
+use interstate::{Behaviors, Chart, Duration, Event, Instant};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

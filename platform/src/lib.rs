@@ -26,7 +26,7 @@ pub mod transport;
 
 pub use error::PlatformError;
 pub use node::{
-    Node, NodeConfig, NodeStats, PortMessage, Role, DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT,
-    MACHINE_UP_EVENT,
+    Node, NodeConfig, NodeStats, PortMessage, Role, ThisProcess, DELIVERY_ERROR_EVENT,
+    MACHINE_DOWN_EVENT, MACHINE_UP_EVENT,
 };
 pub use registry::{MachineInfo, Registry};

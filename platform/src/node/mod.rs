@@ -33,6 +33,7 @@ use hosting::Local;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
 pub(crate) use payload::delivery_error_payload;
+pub use payload::ThisProcess;
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream as StdUnixStream;

@@ -57,20 +57,20 @@ fn reason_code(reason: FailReason) -> &'static str {
     }
 }
 
-/// This process as the bus knows it: what its hub side, its link to the hub and its registry
-/// copy say about it. The one place these facts are read.
-pub(super) struct ThisProcess {
+/// This process as the bus knows it: what its hub side, its link to the hub, its registry
+/// copy and the facade's `process_info` say about it. The one place these facts are read.
+pub struct ThisProcess {
     /// The process id.
-    pub(super) pid: u32,
+    pub pid: u32,
     /// The user id.
-    pub(super) uid: u32,
+    pub uid: u32,
     /// The executable's file name (`unknown` if it cannot be found).
-    pub(super) executable: String,
+    pub executable: String,
 }
 
 impl ThisProcess {
     /// Read now (not cached: a forked child is a process of its own).
-    pub(super) fn current() -> Self {
+    pub fn current() -> Self {
         ThisProcess {
             pid: std::process::id(),
             uid: rustix::process::getuid().as_raw(),

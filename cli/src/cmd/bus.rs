@@ -7,8 +7,8 @@ use std::time::Duration as StdDuration;
 use interstate_core::wire::Frame;
 use serde_json::json;
 
-use crate::bus::{Node, NodeConfig, Role};
-use crate::Behaviors;
+use interstate::bus::{Node, NodeConfig, Role};
+use interstate::Behaviors;
 
 /// Bus selection shared by the subcommands.
 #[derive(Clone, Debug, Default)]
@@ -114,7 +114,7 @@ pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Re
     let mut failure = None;
     node.run_until(StdDuration::from_millis(200), |n| {
         if let Some(m) = n.recv_port() {
-            if m.event == crate::bus::DELIVERY_ERROR_EVENT {
+            if m.event == interstate::bus::DELIVERY_ERROR_EVENT {
                 failure = Some(String::from_utf8_lossy(&m.payload).into_owned());
                 return true;
             }
@@ -213,12 +213,12 @@ pub fn run(
 ) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let compiled =
-        crate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        interstate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
     let stop = stop_flag()?;
     let mut node = Node::new(args.config(role)).map_err(|e| e.to_string())?;
     let who = id.to_string();
     let behaviors = Behaviors::new().on_log(move |_, msg| println!("[{who}] {msg}"));
-    let unbound = crate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
+    let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
         .map_err(|e| e.to_string())?;
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;

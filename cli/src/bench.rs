@@ -25,7 +25,7 @@
 //!
 //! Every path is a [`Session`]: a live pair of processes that can do one round trip or send
 //! `n` messages one way on demand. The command measures sessions with plain loops;
-//! `benches/transport.rs` drives the same sessions from criterion.
+//! `cli/benches/transport.rs` drives the same sessions from criterion.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -39,8 +39,8 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use interstate_platform::transport::ring::{Ring, HEADER};
 use serde_json::{json, Value};
 
-use crate::bus::{Node, NodeConfig, Role, Transport, WaitStrategy};
-use crate::Behaviors;
+use interstate::bus::{Node, NodeConfig, Role, Transport, WaitStrategy};
+use interstate::Behaviors;
 
 /// The transports `interstate bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1056,7 +1056,7 @@ impl NodeSession {
                     ("INTERSTATE_TRANSPORT", transport.env()),
                 ],
             )?;
-            let sock = crate::bus::busdir::socket_path(dir, &bus);
+            let sock = interstate::bus::busdir::socket_path(dir, &bus);
             wait_for("the benchmark hub", || UnixStream::connect(&sock).is_ok())?;
             Some(g)
         } else {
@@ -1178,7 +1178,7 @@ fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), String> {
                 let _ = cx.send("bench-a", "DONE", &[]);
             }
         });
-    crate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
+    interstate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
         .map_err(|e| e.to_string())?;
     // Stop when the benchmark process is gone; asking costs a system call, so only every
     // 4096th loop turn (a busy-spinning node turns its loop about once a microsecond).

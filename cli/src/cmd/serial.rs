@@ -11,8 +11,8 @@ use std::time::Duration as StdDuration;
 
 use interstate_platform::serial::{BridgeConfig, SerialBridge};
 
-use crate::bus::{Node, Role};
-use crate::cli_bus::{stop_flag, BusArgs};
+use crate::cmd::bus::{stop_flag, BusArgs};
+use interstate::bus::{Node, Role};
 
 /// The serial line's settings.
 #[derive(Clone, Debug)]

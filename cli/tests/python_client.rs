@@ -23,7 +23,7 @@ use interstate::core::TransportKind;
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python")
 }
 
 /// Whether a usable `python3` (3.8 or newer) is on PATH; prints a note when not.

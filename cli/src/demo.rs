@@ -31,9 +31,9 @@ use interstate_core::wire::Frame;
 use interstate_platform::supervisor::{ChildSpec, Readiness, Restart, SupervisorConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{add_json_machine, Node, NodeConfig, Role};
 use crate::manifest::Manifest;
-use crate::Behaviors;
+use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
+use interstate::Behaviors;
 
 const INGESTER_CHART: &str = r#"{
   "id": "ingester",
@@ -176,7 +176,7 @@ fn node() -> Result<Node, String> {
 /// Runs the node until its machine is done or SIGINT/SIGTERM, then until what it sent is
 /// acknowledged (a bounded wait).
 fn serve(node: &mut Node, id: &str) -> Result<(), String> {
-    let stop = crate::cli_bus::stop_flag()?;
+    let stop = crate::cmd::bus::stop_flag()?;
     while !stop.load(Ordering::Relaxed) && !node.machine(id).is_some_and(|m| m.is_done()) {
         node.run_once(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
@@ -314,7 +314,7 @@ pub fn storage(store: Option<&Path>) -> Result<(), String> {
 /// `interstate demo --role monitor`: every message crossing the hub, one short line each.
 /// Tells its supervisor `READY=1` once the hub has its subscription.
 pub fn monitor() -> Result<(), String> {
-    let stop = crate::cli_bus::stop_flag()?;
+    let stop = crate::cmd::bus::stop_flag()?;
     let mut node = node()?;
     node.subscribe_monitor();
     // The port's registration is answered after the hub took the subscription (same link,
@@ -406,7 +406,7 @@ fn ingester_behaviors(p: &Rc<RefCell<Progress>>, pace: Duration) -> Behaviors {
     Behaviors::new()
         .delay(
             "pace",
-            crate::Duration::from_millis(pace.as_millis() as u64),
+            interstate::Duration::from_millis(pace.as_millis() as u64),
         )
         .action("sendFiles", move |cx| {
             let mut p = p1.borrow_mut();

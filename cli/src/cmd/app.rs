@@ -14,8 +14,8 @@ use interstate_platform::supervisor::{
 };
 use interstate_platform::{busdir, notify};
 
-use crate::bus::{Node, NodeConfig, Role};
 use crate::manifest::Manifest;
+use interstate::bus::{Node, NodeConfig, Role};
 
 /// `interstate up` options.
 #[derive(Clone, Debug, Default)]

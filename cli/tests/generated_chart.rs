@@ -18,15 +18,16 @@ use serde_json::{json, Value};
 
 #[allow(dead_code)]
 mod lamp {
-    include!("../no_std_core/check/src/generated_chart.rs");
+    include!("../../no_std_core/check/src/generated_chart.rs");
 }
 
 const JSON: &str = "no_std_core/check/lamp.json";
 const MODULE: &str = "no_std_core/check/src/generated_chart.rs";
 const IMAGE: &str = "no_std_core/check/lamp.isch";
 
+/// The workspace root (this test belongs to `cli/`).
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Records the actions by name, answers the one guard.

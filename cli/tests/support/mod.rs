@@ -1,5 +1,5 @@
-//! Process harness shared by the process tests (`tests/bus.rs`, `tests/hostile.rs`,
-//! `tests/guarantees.rs`, `tests/load.rs`, `tests/soak.rs`): a private bus directory per test
+//! Process harness shared by the process tests (`cli/tests/bus.rs`, `cli/tests/hostile.rs`,
+//! `cli/tests/guarantees.rs`, `cli/tests/load.rs`, `cli/tests/soak.rs`): a private bus directory per test
 //! (over the transport the test chooses), children spawned with
 //! their output collected line by line, and a guard that SIGKILLs every child still running
 //! and removes the directory when the test ends (passing or not).
@@ -41,7 +41,7 @@ pub fn probe_bin() -> PathBuf {
         "the test helper {} is missing: {HOW}",
         probe.display()
     );
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bus_probe.rs");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bus_probe.rs");
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(built), Some(edited)) = (mtime(&probe), mtime(&source)) {
         assert!(

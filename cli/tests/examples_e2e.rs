@@ -33,7 +33,7 @@ fn example_binary(name: &str) -> PathBuf {
         .parent()
         .expect("the interstate binary is in a directory");
     let path = profile_dir.join("examples").join(name);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.rs"));
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let fresh = || match (mtime(&path), mtime(&source)) {
         (Some(built), Some(edited)) => built >= edited,
@@ -44,7 +44,7 @@ fn example_binary(name: &str) -> PathBuf {
         let mut cargo = Command::new(env!("CARGO"));
         cargo
             .args(["build", "--quiet", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         match profile_dir.file_name().and_then(|p| p.to_str()) {
             Some("debug") | None => {}
             Some(profile) => {

@@ -2,7 +2,7 @@
 # Rewrites the "expected" trace of every conformance case by running XState v5.
 #   ext-*.json cases go through oracle-ext.mjs (translates interstate extensions to XState v5 first);
 #   every other case goes through the plain oracle xstate-trace.mjs.
-# usage: tests/conformance/regenerate.sh [CASE.json...]     (default: every case)
+# usage: cli/tests/conformance/regenerate.sh [CASE.json...]     (default: every case)
 # env:   ORACLE_DIR (default /tmp/xstate-oracle) must hold xstate-trace.mjs and node_modules/xstate.
 # Only the "expected" member (always the last one in a case file) is rewritten; the rest of the file
 # is kept byte for byte, so charts keep their document key order. Deterministic: same input, same file.
@@ -10,7 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ORACLE_DIR="${ORACLE_DIR:-/tmp/xstate-oracle}"
 if [ ! -f "$ORACLE_DIR/xstate-trace.mjs" ] || [ ! -d "$ORACLE_DIR/node_modules/xstate" ]; then
-  echo "oracle not installed in $ORACLE_DIR; see tests/conformance/README.md" >&2
+  echo "oracle not installed in $ORACLE_DIR; see cli/tests/conformance/README.md" >&2
   exit 1
 fi
 # oracle-ext.mjs imports 'xstate', so it has to run from a directory that resolves it.

@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_example_manifests_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/apps");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

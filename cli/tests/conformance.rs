@@ -1,6 +1,6 @@
-//! Conformance suite: every `tests/conformance/cases/*.json` case is run through
+//! Conformance suite: every `cli/tests/conformance/cases/*.json` case is run through
 //! `interstate simulate` and its trace is compared with the expected trace produced by XState v5
-//! (see `tests/conformance/README.md`; the expected traces are checked in, so this test needs no node).
+//! (see `cli/tests/conformance/README.md`; the expected traces are checked in, so this test needs no node).
 //!
 //! The comparison follows `/work/shared/conformance/run.py`: state values are compared as JSON
 //! (object key order ignored), `actions` lists must be equal, `done` must be equal, and an expected
@@ -274,7 +274,7 @@ fn conformance_with_xstate_v5() {
             .unwrap_or_else(|| panic!("{name}: missing expected"));
         assert!(
             !expected.is_empty(),
-            "{name}: empty expected trace (run tests/conformance/regenerate.sh)"
+            "{name}: empty expected trace (run cli/tests/conformance/regenerate.sh)"
         );
         let chart = &case["chart"];
         let used = guards_used(chart);

@@ -189,7 +189,7 @@ enum Command {
         file: PathBuf,
         /// The output format.
         #[arg(long, value_enum, default_value = "mermaid")]
-        format: interstate::diagram::Format,
+        format: DiagramFormat,
     },
     /// Put a device on a serial line on the bus (COBS frames over the tty, see the README).
     SerialBridge {
@@ -204,6 +204,24 @@ enum Command {
     },
 }
 
+/// `diagram --format`: the facade's picture formats as command-line values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DiagramFormat {
+    /// Mermaid `stateDiagram-v2`.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+impl From<DiagramFormat> for interstate::diagram::Format {
+    fn from(format: DiagramFormat) -> Self {
+        match format {
+            DiagramFormat::Mermaid => interstate::diagram::Format::Mermaid,
+            DiagramFormat::Dot => interstate::diagram::Format::Dot,
+        }
+    }
+}
+
 /// Which bus.
 #[derive(clap::Args, Clone, Debug)]
 struct BusOpt {
@@ -213,8 +231,8 @@ struct BusOpt {
 }
 
 impl BusOpt {
-    fn args(&self) -> interstate::cli_bus::BusArgs {
-        interstate::cli_bus::BusArgs {
+    fn args(&self) -> interstate_cli::cmd::bus::BusArgs {
+        interstate_cli::cmd::bus::BusArgs {
             bus: self.bus.clone(),
         }
     }
@@ -326,12 +344,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             no_hub,
             pin,
         } => {
-            let kinds = interstate::bench::Kind::parse_list(&transport)?;
-            let mut opts = interstate::bench::BenchOptions {
+            let kinds = interstate_cli::bench::Kind::parse_list(&transport)?;
+            let mut opts = interstate_cli::bench::BenchOptions {
                 round_trips,
                 messages,
                 via_hub: !no_hub,
-                pin: interstate::bench::Pin::parse(&pin)?,
+                pin: interstate_cli::bench::Pin::parse(&pin)?,
                 ..Default::default()
             };
             if !payload.is_empty() {
@@ -340,31 +358,35 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if !wait.is_empty() {
                 opts.waits = wait
                     .iter()
-                    .map(|w| interstate::bench::Wait::parse(w))
+                    .map(|w| interstate_cli::bench::Wait::parse(w))
                     .collect::<Result<_, _>>()?;
             }
-            let report = interstate::bench::run(&kinds, &opts)?;
+            let report = interstate_cli::bench::run(&kinds, &opts)?;
             if json {
                 println!("{report}");
             } else {
-                interstate::bench::print_table(&report);
+                interstate_cli::bench::print_table(&report);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::BenchPeer { args } => interstate::bench::peer(&args).map(|()| ExitCode::SUCCESS),
-        Command::Hub { bus } => interstate::cli_bus::hub(&bus.args()).map(|()| ExitCode::SUCCESS),
+        Command::BenchPeer { args } => {
+            interstate_cli::bench::peer(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Hub { bus } => {
+            interstate_cli::cmd::bus::hub(&bus.args()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Send {
             target,
             event,
             data,
             bus,
-        } => interstate::cli_bus::send(&bus.args(), &target, &event, data.as_deref())
+        } => interstate_cli::cmd::bus::send(&bus.args(), &target, &event, data.as_deref())
             .map(|()| ExitCode::SUCCESS),
         Command::Ps { json, bus } => {
-            interstate::cli_bus::ps(&bus.args(), json).map(|()| ExitCode::SUCCESS)
+            interstate_cli::cmd::bus::ps(&bus.args(), json).map(|()| ExitCode::SUCCESS)
         }
         Command::Monitor { json, count, bus } => {
-            interstate::cli_bus::monitor(&bus.args(), json, count).map(|()| ExitCode::SUCCESS)
+            interstate_cli::cmd::bus::monitor(&bus.args(), json, count).map(|()| ExitCode::SUCCESS)
         }
         Command::Run {
             file,
@@ -378,18 +400,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 interstate::bus::Role::Auto
             };
-            interstate::cli_bus::run(&bus.args(), &file, &id, role, &watch)
+            interstate_cli::cmd::bus::run(&bus.args(), &file, &id, role, &watch)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Up { file, plain, bus } => {
-            let opts = interstate::cli_app::UpOptions {
+            let opts = interstate_cli::cmd::app::UpOptions {
                 manifest: file,
                 bus,
                 plain,
             };
-            interstate::cli_app::up(&opts).map(ExitCode::from)
+            interstate_cli::cmd::app::up(&opts).map(ExitCode::from)
         }
-        Command::Down { file, bus, timeout } => interstate::cli_app::down(
+        Command::Down { file, bus, timeout } => interstate_cli::cmd::app::down(
             file.as_deref(),
             bus.as_deref(),
             std::time::Duration::from_secs(timeout),
@@ -405,16 +427,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let done = match role.as_deref() {
                 None => {
-                    let opts = interstate::cli_app::DemoOptions { keep, plain, pace };
-                    return interstate::cli_app::demo(&opts).map(ExitCode::from);
+                    let opts = interstate_cli::cmd::app::DemoOptions { keep, plain, pace };
+                    return interstate_cli::cmd::app::demo(&opts).map(ExitCode::from);
                 }
-                Some("ingester") => interstate::demo::ingester(
+                Some("ingester") => interstate_cli::demo::ingester(
                     input.as_deref(),
                     std::time::Duration::from_millis(pace),
                 ),
-                Some("processor") => interstate::demo::processor(),
-                Some("storage") => interstate::demo::storage(store.as_deref()),
-                Some("monitor") => interstate::demo::monitor(),
+                Some("processor") => interstate_cli::demo::processor(),
+                Some("storage") => interstate_cli::demo::storage(store.as_deref()),
+                Some("monitor") => interstate_cli::demo::monitor(),
                 Some(r) => Err(format!(
                     "no demo role '{r}' (ingester, processor, storage, monitor)"
                 )),
@@ -423,12 +445,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Diagram { file, format } => {
             let compiled = load(&file)?;
-            print!("{}", interstate::diagram::render(&compiled.chart(), format));
+            print!(
+                "{}",
+                interstate::diagram::render(&compiled.chart(), format.into())
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::SerialBridge { tty, baud, bus } => interstate::cli_serial::serial_bridge(
+        Command::SerialBridge { tty, baud, bus } => interstate_cli::cmd::serial::serial_bridge(
             &bus.args(),
-            &interstate::cli_serial::SerialArgs { tty, baud },
+            &interstate_cli::cmd::serial::SerialArgs { tty, baud },
         )
         .map(|()| ExitCode::SUCCESS),
     }

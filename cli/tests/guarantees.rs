@@ -1,5 +1,5 @@
 //! The delivery guarantees of `docs/guarantees.md`, one test per promise that the other
-//! process tests (`tests/bus.rs`, `tests/hostile.rs`, `tests/soak.rs`) do not already check.
+//! process tests (`cli/tests/bus.rs`, `cli/tests/hostile.rs`, `cli/tests/soak.rs`) do not already check.
 //! A test named `known_issue_*` would be ignored: it shows where the implementation falls
 //! short of the document (none at present).
 

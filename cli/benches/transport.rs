@@ -1,5 +1,5 @@
 //! Transport latency and throughput between two processes, each path beside its raw baseline:
-//! the paths of `interstate bench` (see `src/bench.rs`) at a smaller scale, under criterion.
+//! the paths of `interstate bench` (see `cli/src/bench.rs`) at a smaller scale, under criterion.
 //!
 //! For each transport (`unix`, `fifo`, `shm`) and payload (64 B, 4 KiB):
 //! - `<transport>/rtt/<path>/<payload>`: one round trip per iteration;
@@ -13,7 +13,7 @@
 //! client; shared memory once per wait strategy, `direct_busy` and `direct_spin`) and `hub`
 //! (both ends clients of a separate `interstate hub` process).
 //!
-//! How it works: every path is an `interstate::bench::Session`, the same code the command
+//! How it works: every path is an `interstate_cli::bench::Session`, the same code the command
 //! measures. The other ends are real processes: the `interstate` binary's hidden `bench-peer`
 //! subcommand (and `interstate hub`). Cargo builds the package's binaries before its benches
 //! and tells the bench where it is in `CARGO_BIN_EXE_interstate`; when that is missing (a
@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use interstate::bench::{
+use interstate_cli::bench::{
     BenchDir, Kind, NodeSession, NodeTransport, Peers, Pin, RawSession, Session, ShmRawSession,
     Wait,
 };

@@ -1,0 +1,15 @@
+//! The `interstate` command's verbs, as the library behind its binary and its transport
+//! benchmark. Not a stable API: programs use the `interstate` crate (the facade) and
+//! `interstate-platform`; this crate only turns command lines into calls to them.
+//!
+//! - [`cmd`]: the bus verbs (`hub`, `send`, `ps`, `monitor`, `run`), the app verbs (`up`,
+//!   `down`, `demo`) and `serial-bridge`;
+//! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
+//!   supervisor;
+//! - [`demo`]: the pipeline that `interstate demo` runs;
+//! - [`bench`]: `interstate bench`, the transport benchmark with its raw baselines.
+
+pub mod bench;
+pub mod cmd;
+pub mod demo;
+pub mod manifest;
