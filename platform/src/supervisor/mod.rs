@@ -43,7 +43,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,13 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use crate::error::PlatformError;
 use crate::node::{Node, USER_TOKEN_BASE};
 use crate::notify::NotifyListener;
+
+mod pidfile;
+mod status;
+
+use pidfile::{in_tree, running_supervisor_is_me, start_time};
+pub use pidfile::{pid_file, run_dir, running_supervisor, stop_running};
+pub use status::{signal_name, ChildState, ChildStatus, Exit, Outcome, SupervisorEvent};
 
 /// The supervisor's mio tokens start here (its node's user range, well above a daemon's own).
 pub const TOKEN_BASE: usize = USER_TOKEN_BASE + (1 << 24);
@@ -223,295 +230,6 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// It exited with this status.
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-}
-
-impl Exit {
-    /// Exit status 0.
-    pub fn success(self) -> bool {
-        self == Exit::Code(0)
-    }
-    /// As a shell reports it: the status, or 128 + the signal.
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => 128 + s,
-        }
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Exit::Code(c) => write!(f, "status {c}"),
-            Exit::Signal(s) => write!(f, "signal {}", signal_name(s)),
-        }
-    }
-}
-
-/// `SIGTERM`, `SIGKILL`, ... or the number.
-pub fn signal_name(s: i32) -> String {
-    let name = match s {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return s.to_string(),
-    };
-    name.to_string()
-}
-
-/// Where a child is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChildState {
-    /// Not started: waiting for its dependencies.
-    Waiting,
-    /// Started, not ready yet.
-    Starting,
-    /// Ready.
-    Ready,
-    /// Exited; restarts when its backoff ends.
-    Backoff,
-    /// Asked to stop (SIGTERM sent; SIGKILL after the grace period).
-    Stopping,
-    /// Exited by itself and not restarted.
-    Exited(Exit),
-    /// Stopped by the supervisor (or never started because the app stopped first).
-    Stopped,
-    /// Could not start, or will not be restarted: why.
-    Failed(String),
-}
-
-impl ChildState {
-    /// Whether it will not run again.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            ChildState::Exited(_) | ChildState::Stopped | ChildState::Failed(_)
-        )
-    }
-    /// A short word for status lines.
-    pub fn word(&self) -> &'static str {
-        match self {
-            ChildState::Waiting => "waiting",
-            ChildState::Starting => "starting",
-            ChildState::Ready => "ready",
-            ChildState::Backoff => "backoff",
-            ChildState::Stopping => "stopping",
-            ChildState::Exited(e) if e.success() => "done",
-            ChildState::Exited(_) => "exited",
-            ChildState::Stopped => "stopped",
-            ChildState::Failed(_) => "failed",
-        }
-    }
-}
-
-/// A child as the supervisor sees it now.
-#[derive(Clone, Debug)]
-pub struct ChildStatus {
-    /// Its name.
-    pub name: String,
-    /// Its state.
-    pub state: ChildState,
-    /// Its process id while it runs.
-    pub pid: Option<u32>,
-    /// How many times it was restarted.
-    pub restarts: u32,
-    /// When it entered its state.
-    pub since: Instant,
-    /// How its last run ended.
-    pub last_exit: Option<Exit>,
-    /// The last `STATUS=` it sent to its notification socket.
-    pub status_text: Option<String>,
-    /// When its restart is due (in [`ChildState::Backoff`]).
-    pub restart_at: Option<Instant>,
-}
-
-/// Why the supervisor finished.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every child finished by itself; these did not succeed.
-    Completed {
-        /// `(child, how it ended)` for each child that failed.
-        failures: Vec<(String, String)>,
-    },
-    /// A `main` child finished; the others were stopped.
-    MainExited {
-        /// The child.
-        child: String,
-        /// How it ended.
-        exit: Exit,
-    },
-    /// Stopped on request.
-    Stopped {
-        /// Who asked: `SIGINT`, `SIGTERM`, or the caller's reason.
-        reason: String,
-    },
-    /// Restarts exceeded the intensity limit.
-    GaveUp {
-        /// The child whose exit went over the limit.
-        child: String,
-        /// The restarts counted.
-        restarts: u32,
-        /// The window.
-        within: Duration,
-    },
-    /// A child could not be started.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// Whether this is a success (for an exit status).
-    pub fn success(&self) -> bool {
-        match self {
-            Outcome::Completed { failures } => failures.is_empty(),
-            Outcome::MainExited { exit, .. } => exit.success(),
-            Outcome::Stopped { .. } => true,
-            Outcome::GaveUp { .. } | Outcome::Failed { .. } => false,
-        }
-    }
-    /// The exit status for a command: 0 on success, the main child's status, else 1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Outcome::MainExited { exit, .. } => exit.code().clamp(0, 255) as u8,
-            o if o.success() => 0,
-            _ => 1,
-        }
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Completed { failures } if failures.is_empty() => {
-                write!(f, "every process finished successfully")
-            }
-            Outcome::Completed { failures } => {
-                let list: Vec<_> = failures.iter().map(|(c, e)| format!("{c} ({e})")).collect();
-                write!(f, "every process finished; failed: {}", list.join(", "))
-            }
-            Outcome::MainExited { child, exit } => write!(f, "{child} finished with {exit}"),
-            Outcome::Stopped { reason } => write!(f, "stopped ({reason})"),
-            Outcome::GaveUp {
-                child,
-                restarts,
-                within,
-            } => write!(
-                f,
-                "gave up: {restarts} restarts within {within:?} (the last exit was {child}'s)"
-            ),
-            Outcome::Failed { reason } => write!(f, "failed: {reason}"),
-        }
-    }
-}
-
-/// Something the supervisor did or saw, in order (see [`Supervisor::next_event`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SupervisorEvent {
-    /// A child was started.
-    Spawned {
-        /// The child.
-        child: String,
-        /// Its process id.
-        pid: u32,
-    },
-    /// A child became ready.
-    Ready {
-        /// The child.
-        child: String,
-        /// How it showed it (`machines a, b registered`, `READY=1`, `started`).
-        how: String,
-    },
-    /// Every child is ready (or finished successfully), the first time.
-    AllReady,
-    /// A child's `STATUS=` notification.
-    Status {
-        /// The child.
-        child: String,
-        /// The text.
-        text: String,
-    },
-    /// A line a child wrote.
-    Output {
-        /// The child.
-        child: String,
-        /// From stderr (else stdout).
-        stderr: bool,
-        /// The line, without its newline.
-        line: String,
-    },
-    /// A child exited (and was reaped).
-    Exited {
-        /// The child.
-        child: String,
-        /// Its process id.
-        pid: u32,
-        /// How.
-        exit: Exit,
-        /// The supervisor had asked it to stop.
-        requested: bool,
-    },
-    /// A child will be restarted.
-    Restarting {
-        /// The child.
-        child: String,
-        /// After this backoff.
-        delay: Duration,
-        /// Its restart count, this one included.
-        restart: u32,
-    },
-    /// A child did not become ready in time; it is being stopped.
-    NotReady {
-        /// The child.
-        child: String,
-        /// The timeout.
-        after: Duration,
-    },
-    /// A signal was sent to a child's process group.
-    Signalled {
-        /// The child.
-        child: String,
-        /// `SIGTERM` or `SIGKILL`.
-        signal: &'static str,
-    },
-    /// Restarts went over the intensity limit; the supervisor stops everything.
-    GaveUp {
-        /// The child whose exit went over.
-        child: String,
-        /// The restarts counted in the window.
-        restarts: u32,
-        /// The window.
-        within: Duration,
-    },
-    /// The supervisor began to stop every child.
-    Stopping {
-        /// Why.
-        reason: String,
-    },
-    /// A log line of the bus node, or a note (a failed start, a dependency gone).
-    Log(String),
-    /// Every child is down: the supervisor is done.
-    Finished(Outcome),
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopReason {
     App,
@@ -600,95 +318,6 @@ impl std::error::Error for SupervisorError {}
 impl From<PlatformError> for SupervisorError {
     fn from(e: PlatformError) -> Self {
         SupervisorError::Platform(e)
-    }
-}
-
-/// The directory where the supervisor of `bus` keeps its pid file and notification sockets.
-pub fn run_dir(dir: &Path, bus: &str) -> PathBuf {
-    dir.join(format!("{bus}.supervisor"))
-}
-
-/// The pid file of the supervisor of `bus`: `<dir>/<bus>.supervisor/pid`, holding the pid and
-/// the process's start time (so a reused pid is not taken for it).
-pub fn pid_file(dir: &Path, bus: &str) -> PathBuf {
-    run_dir(dir, bus).join("pid")
-}
-
-/// A process's start time (clock ticks after boot), from `/proc/PID/stat`.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // Fields after the command: state(3) ppid(4) ... starttime(22).
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(1)?.parse().ok()
-}
-
-/// Whether `pid` is `root` or a descendant of it.
-fn in_tree(pid: u32, root: u32) -> bool {
-    let mut p = pid;
-    for _ in 0..64 {
-        if p == root {
-            return true;
-        }
-        match parent_pid(p) {
-            Some(pp) if pp > 1 => p = pp,
-            _ => return false,
-        }
-    }
-    false
-}
-
-/// The pid of the live supervisor of `bus`, from its pid file.
-pub fn running_supervisor(dir: &Path, bus: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(pid_file(dir, bus)).ok()?;
-    let mut it = text.split_whitespace();
-    let pid: u32 = it.next()?.parse().ok()?;
-    let started: u64 = it.next()?.parse().ok()?;
-    (start_time(pid) == Some(started)).then_some(pid)
-}
-
-/// Asks the supervisor of `bus` to stop (SIGTERM) and waits up to `limit` for it to exit.
-/// Returns its pid, or an error naming what is wrong (none running, still running).
-pub fn stop_running(dir: &Path, bus: &str, limit: Duration) -> Result<u32, String> {
-    let pid = running_supervisor(dir, bus).ok_or_else(|| {
-        format!(
-            "no supervisor runs bus '{bus}' (no live pid in {})",
-            pid_file(dir, bus).display()
-        )
-    })?;
-    let p = Pid::from_raw(pid as i32).ok_or("a pid of 0")?;
-    let pidfd = rustix::process::pidfd_open(p, PidfdFlags::empty())
-        .map_err(|e| format!("watching the supervisor (pid {pid}): {e}"))?;
-    rustix::process::pidfd_send_signal(&pidfd, Signal::TERM)
-        .map_err(|e| format!("signalling the supervisor (pid {pid}): {e}"))?;
-    let mut poll = mio::Poll::new().map_err(|e| e.to_string())?;
-    poll.registry()
-        .register(
-            &mut SourceFd(&pidfd.as_raw_fd()),
-            Token(0),
-            Interest::READABLE,
-        )
-        .map_err(|e| e.to_string())?;
-    let mut events = mio::Events::with_capacity(4);
-    let end = Instant::now() + limit;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            return Err(format!(
-                "the supervisor of bus '{bus}' (pid {pid}) did not exit within {limit:?}"
-            ));
-        }
-        match poll.poll(&mut events, Some(end - now)) {
-            Ok(()) if !events.is_empty() => return Ok(pid),
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
-        }
     }
 }
 
@@ -1636,13 +1265,6 @@ impl Supervisor {
     }
 }
 
-fn running_supervisor_is_me(pid_file: &Path) -> bool {
-    std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
-        == Some(std::process::id())
-}
-
 enum Deps {
     Ready,
     Waiting,
@@ -1743,34 +1365,5 @@ mod tests {
         let cycle = find_cycle(&specs).expect("a cycle");
         assert_eq!(cycle, ["a", "c", "b", "a"]);
         assert!(find_cycle(&specs[3..]).is_none());
-    }
-
-    #[test]
-    fn process_tree() {
-        let me = std::process::id();
-        assert!(in_tree(me, me));
-        let parent = parent_pid(me).expect("a parent");
-        assert!(in_tree(me, parent));
-        assert!(!in_tree(parent, me));
-        assert!(start_time(me).is_some());
-    }
-
-    #[test]
-    fn exits_read_like_a_shell() {
-        assert_eq!(Exit::Code(3).to_string(), "status 3");
-        assert_eq!(Exit::Signal(9).to_string(), "signal SIGKILL");
-        assert_eq!(Exit::Signal(15).code(), 143);
-        assert!(Outcome::Stopped {
-            reason: "SIGINT".into()
-        }
-        .success());
-        assert_eq!(
-            Outcome::MainExited {
-                child: "x".into(),
-                exit: Exit::Code(4)
-            }
-            .exit_code(),
-            4
-        );
     }
 }
