@@ -56,10 +56,13 @@ use crate::node::{Node, USER_TOKEN_BASE};
 use crate::notify::NotifyListener;
 
 mod pidfile;
+mod policy;
 mod status;
 
 use pidfile::{in_tree, running_supervisor_is_me, start_time};
 pub use pidfile::{pid_file, run_dir, running_supervisor, stop_running};
+pub use policy::backoff;
+use policy::{AfterExit, Deps, Policy, Proc, Sign, Stop, StopReason, StopStep};
 pub use status::{signal_name, ChildState, ChildStatus, Exit, Outcome, SupervisorEvent};
 
 /// The supervisor's mio tokens start here (its node's user range, well above a daemon's own).
@@ -230,18 +233,12 @@ impl Default for SupervisorConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopReason {
-    App,
-    ReadyTimeout,
-}
-
 struct Running {
     pid: u32,
     pidfd: OwnedFd,
     started: Instant,
     /// SIGTERM sent: why, when SIGKILL is due, whether it was sent.
-    stop: Option<(StopReason, Instant, bool)>,
+    stop: Option<Stop>,
 }
 
 struct Pipe {
@@ -258,8 +255,6 @@ struct Slot {
     notify: Option<NotifyListener>,
     restart_at: Option<Instant>,
     restarts: u32,
-    /// This child's recent restarts, for its backoff.
-    recent: VecDeque<Instant>,
     last_exit: Option<Exit>,
     status_text: Option<String>,
     started_once: bool,
@@ -276,7 +271,8 @@ enum Phase {
 /// The supervisor: children, their bus, and the loop that watches both.
 pub struct Supervisor {
     node: Node,
-    config: SupervisorConfig,
+    /// The settings and the restarts they count.
+    policy: Policy,
     slots: Vec<Slot>,
     /// Slot indices in the order they first started (stopped in reverse).
     start_order: Vec<usize>,
@@ -284,8 +280,6 @@ pub struct Supervisor {
     outcome: Option<Outcome>,
     events: VecDeque<SupervisorEvent>,
     node_logs: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
-    /// Restart times of all children, for the intensity limit.
-    intensity: VecDeque<Instant>,
     signals: Vec<(signal_hook::SigId, std::os::unix::net::UnixStream, Token)>,
     all_ready_said: bool,
     run_dir: PathBuf,
@@ -321,23 +315,6 @@ impl From<PlatformError> for SupervisorError {
     }
 }
 
-fn check_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// The restart delay for a child's `n`-th restart within the window (n >= 1).
-pub fn backoff(config: &SupervisorConfig, n: u32) -> Duration {
-    let factor = 1u32 << n.saturating_sub(1).min(20);
-    config
-        .backoff_min
-        .saturating_mul(factor)
-        .min(config.backoff_max)
-}
-
 impl Supervisor {
     /// A supervisor for `children` on `node`'s bus. Checks the specs (unique, valid names;
     /// dependencies that exist, without cycles; machine readiness with machine ids), refuses
@@ -348,43 +325,12 @@ impl Supervisor {
         config: SupervisorConfig,
         children: Vec<ChildSpec>,
     ) -> Result<Supervisor, SupervisorError> {
-        let invalid = SupervisorError::Invalid;
-        for (i, c) in children.iter().enumerate() {
-            if !check_name(&c.name) {
-                return Err(invalid(format!(
-                    "process name '{}' is not valid: use 1 to 64 letters, digits, '-', '_' or '.'",
-                    c.name
-                )));
-            }
-            if children[..i].iter().any(|o| o.name == c.name) {
-                return Err(invalid(format!("two processes are named '{}'", c.name)));
-            }
-            for d in &c.after {
-                if !children.iter().any(|o| &o.name == d) {
-                    return Err(invalid(format!(
-                        "process '{}' depends on '{d}', which is not a process of the app",
-                        c.name
-                    )));
-                }
-            }
-            if c.readiness == Readiness::Machines && c.provides.is_empty() {
-                return Err(invalid(format!(
-                    "process '{}' is ready when its machines are registered, but provides none",
-                    c.name
-                )));
-            }
-        }
-        if let Some(cycle) = find_cycle(&children) {
-            return Err(invalid(format!(
-                "the dependencies go round in a circle: {}",
-                cycle.join(" -> ")
-            )));
-        }
+        policy::validate(&children)?;
         let (dir, bus) = (node.config().dir.clone(), node.config().bus.clone());
         let run_dir = run_dir(&dir, &bus);
         let pid_file = pid_file(&dir, &bus);
         if let Some(pid) = running_supervisor(&dir, &bus) {
-            return Err(invalid(format!(
+            return Err(SupervisorError::Invalid(format!(
                 "a supervisor (pid {pid}) already runs bus '{bus}'; stop it with `interstate down --bus {bus}`"
             )));
         }
@@ -404,6 +350,7 @@ impl Supervisor {
         let sink = node_logs.clone();
         node.set_logger(move |line| sink.borrow_mut().push(line.to_string()));
         let now = Instant::now();
+        let policy = Policy::new(config, children.len());
         let slots = children
             .into_iter()
             .map(|spec| Slot {
@@ -415,7 +362,6 @@ impl Supervisor {
                 notify: None,
                 restart_at: None,
                 restarts: 0,
-                recent: VecDeque::new(),
                 last_exit: None,
                 status_text: None,
                 started_once: false,
@@ -423,14 +369,13 @@ impl Supervisor {
             .collect();
         Ok(Supervisor {
             node,
-            config,
+            policy,
             slots,
             start_order: Vec::new(),
             phase: Phase::Idle,
             outcome: None,
             events: VecDeque::new(),
             node_logs,
-            intensity: VecDeque::new(),
             signals: Vec::new(),
             all_ready_said: false,
             run_dir,
@@ -469,7 +414,7 @@ impl Supervisor {
 
     /// The settings.
     pub fn config(&self) -> &SupervisorConfig {
-        &self.config
+        self.policy.config()
     }
 
     /// Every child's status, in the order given.
@@ -526,7 +471,11 @@ impl Supervisor {
             if self.slots[i].running.is_some() {
                 self.kill_group(i, Signal::KILL);
                 if let Some(r) = self.slots[i].running.as_mut() {
-                    r.stop = Some((StopReason::App, now, true));
+                    r.stop = Some(Stop {
+                        reason: StopReason::App,
+                        kill_at: now,
+                        killed: true,
+                    });
                 }
             }
         }
@@ -709,7 +658,7 @@ impl Supervisor {
             }
             if n.is_ready()
                 && self.slots[i].state == ChildState::Starting
-                && self.slots[i].spec.readiness == Readiness::Notify
+                && policy::shows_ready(self.slots[i].spec.readiness, Sign::Notified)
             {
                 self.set_ready(i, "READY=1".into());
             }
@@ -753,96 +702,59 @@ impl Supervisor {
         // Its last words come before the news of its exit.
         self.drain_pipe(i, 0);
         self.drain_pipe(i, 1);
+        self.exited(i, run.pid, exit, run.stop.map(|s| s.reason));
+    }
+
+    /// Carries out what the policy decides after child `i` (process `pid`) exited.
+    fn exited(&mut self, i: usize, pid: u32, exit: Exit, stop: Option<StopReason>) {
         let now = Instant::now();
-        let requested = run.stop.is_some_and(|(r, _, _)| r == StopReason::App);
-        let timed_out = run
-            .stop
-            .is_some_and(|(r, _, _)| r == StopReason::ReadyTimeout);
         let name = self.slots[i].spec.name.clone();
         self.emit(SupervisorEvent::Exited {
             child: name.clone(),
-            pid: run.pid,
+            pid,
             exit,
-            requested,
+            requested: stop == Some(StopReason::App),
         });
+        let running = self.phase == Phase::Running;
         let slot = &mut self.slots[i];
         slot.last_exit = Some(exit);
         slot.since = now;
-        if self.phase != Phase::Running {
-            slot.state = if requested {
-                ChildState::Stopped
-            } else {
-                ChildState::Exited(exit)
-            };
-            return;
-        }
-        let failed = timed_out || !exit.success();
-        let restart = match slot.spec.restart {
-            Restart::Always => true,
-            Restart::OnFailure => failed,
-            Restart::Never => false,
-        };
-        if !restart {
-            slot.state = if timed_out {
-                ChildState::Failed(format!(
-                    "not ready within {:?}",
-                    slot.spec.ready_timeout.unwrap_or(self.config.ready_timeout)
-                ))
-            } else {
-                ChildState::Exited(exit)
-            };
-            if slot.spec.main {
-                self.begin_stop(Outcome::MainExited { child: name, exit });
+        match self
+            .policy
+            .after_exit(i, &slot.spec, exit, stop, running, now)
+        {
+            AfterExit::Down { state, ends_app } => {
+                slot.state = state;
+                if ends_app {
+                    self.begin_stop(Outcome::MainExited { child: name, exit });
+                }
             }
-            return;
+            AfterExit::GiveUp { restarts, state } => {
+                slot.state = state;
+                let within = self.policy.config().within;
+                self.emit(SupervisorEvent::GaveUp {
+                    child: name.clone(),
+                    restarts,
+                    within,
+                });
+                self.begin_stop(Outcome::GaveUp {
+                    child: name,
+                    restarts,
+                    within,
+                });
+            }
+            AfterExit::Restart { delay } => {
+                slot.restarts += 1;
+                slot.state = ChildState::Backoff;
+                slot.restart_at = Some(now + delay);
+                let restart = slot.restarts;
+                self.emit(SupervisorEvent::Restarting {
+                    child: name,
+                    delay,
+                    restart,
+                });
+            }
         }
-        let within = self.config.within;
-        self.intensity.push_back(now);
-        while self
-            .intensity
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > within)
-        {
-            self.intensity.pop_front();
-        }
-        let count = self.intensity.len() as u32;
-        if count > self.config.max_restarts {
-            self.slots[i].state = ChildState::Failed(format!(
-                "exited again after {} restarts within {within:?} (at most {})",
-                count - 1,
-                self.config.max_restarts
-            ));
-            self.emit(SupervisorEvent::GaveUp {
-                child: name.clone(),
-                restarts: count - 1,
-                within,
-            });
-            self.begin_stop(Outcome::GaveUp {
-                child: name,
-                restarts: count - 1,
-                within,
-            });
-            return;
-        }
-        let slot = &mut self.slots[i];
-        slot.recent.push_back(now);
-        while slot
-            .recent
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > within)
-        {
-            slot.recent.pop_front();
-        }
-        let delay = backoff(&self.config, slot.recent.len() as u32);
-        slot.restarts += 1;
-        slot.state = ChildState::Backoff;
-        slot.restart_at = Some(now + delay);
-        let restart = slot.restarts;
-        self.emit(SupervisorEvent::Restarting {
-            child: name,
-            delay,
-            restart,
-        });
     }
 
     fn set_ready(&mut self, i: usize, how: String) {
@@ -875,12 +787,12 @@ impl Supervisor {
 
     /// SIGTERM to a child's group, SIGKILL due after its grace period.
     fn terminate(&mut self, i: usize, reason: StopReason) {
-        let grace = self.slots[i].spec.grace.unwrap_or(self.config.grace);
+        let grace = self.policy.grace(&self.slots[i].spec);
         if let Some(r) = self.slots[i].running.as_mut() {
             if r.stop.is_some() {
                 return;
             }
-            r.stop = Some((reason, Instant::now() + grace, false));
+            r.stop = Some(Stop::new(reason, Instant::now(), grace));
         } else {
             return;
         }
@@ -904,7 +816,7 @@ impl Supervisor {
         self.emit(SupervisorEvent::Stopping { reason });
         let now = Instant::now();
         for s in &mut self.slots {
-            if matches!(s.state, ChildState::Waiting | ChildState::Backoff) {
+            if policy::stopped_at_once(&s.state) {
                 s.state = ChildState::Stopped;
                 s.since = now;
                 s.restart_at = None;
@@ -1053,7 +965,7 @@ impl Supervisor {
             child: spec.name.clone(),
             pid,
         });
-        if spec.readiness == Readiness::Started {
+        if policy::shows_ready(spec.readiness, Sign::Spawned) {
             self.set_ready(i, "started".into());
         }
     }
@@ -1068,12 +980,13 @@ impl Supervisor {
         });
     }
 
+    /// Whether every machine child `i` provides is registered by its process or a descendant.
     fn machines_ready(&self, i: usize) -> bool {
         let Some(run) = self.slots[i].running.as_ref() else {
             return false;
         };
         let registry = self.node.registry();
-        self.slots[i].spec.provides.iter().all(|m| {
+        policy::machines_registered(&self.slots[i].spec.provides, |m| {
             registry
                 .get(m)
                 .is_some_and(|e| e.pid == run.pid || in_tree(e.pid, run.pid))
@@ -1085,12 +998,11 @@ impl Supervisor {
             .iter()
             .filter_map(|s| {
                 let r = s.running.as_ref();
-                let kill = r.and_then(|r| r.stop.filter(|s| !s.2).map(|s| s.1));
+                let kill = r.and_then(|r| r.stop.and_then(|s| s.deadline()));
                 let ready = (s.state == ChildState::Starting)
                     .then(|| {
-                        r.filter(|r| r.stop.is_none()).map(|r| {
-                            r.started + s.spec.ready_timeout.unwrap_or(self.config.ready_timeout)
-                        })
+                        r.filter(|r| r.stop.is_none())
+                            .map(|r| self.policy.ready_deadline(&s.spec, r.started))
                     })
                     .flatten();
                 [kill, ready, s.restart_at].into_iter().flatten().min()
@@ -1109,20 +1021,17 @@ impl Supervisor {
                     .as_ref()
                     .is_some_and(|r| r.stop.is_none());
             if starting {
-                if self.slots[i].spec.readiness == Readiness::Machines && self.machines_ready(i) {
+                if policy::shows_ready(self.slots[i].spec.readiness, Sign::Registered)
+                    && self.machines_ready(i)
+                {
                     let how = format!("{} registered", self.slots[i].spec.provides.join(", "));
                     self.set_ready(i, how);
                 } else if let Some(r) = self.slots[i].running.as_ref() {
-                    let limit = self.slots[i]
-                        .spec
-                        .ready_timeout
-                        .unwrap_or(self.config.ready_timeout);
-                    if now >= r.started + limit {
-                        let child = self.slots[i].spec.name.clone();
-                        self.emit(SupervisorEvent::NotReady {
-                            child,
-                            after: limit,
-                        });
+                    let spec = &self.slots[i].spec;
+                    if now >= self.policy.ready_deadline(spec, r.started) {
+                        let after = self.policy.ready_timeout(spec);
+                        let child = spec.name.clone();
+                        self.emit(SupervisorEvent::NotReady { child, after });
                         self.terminate(i, StopReason::ReadyTimeout);
                     }
                 }
@@ -1132,13 +1041,11 @@ impl Supervisor {
                 .running
                 .as_ref()
                 .and_then(|r| r.stop)
-                .is_some_and(|(_, at, killed)| !killed && now >= at);
+                .is_some_and(|s| s.kill_due(now));
             if overdue {
                 self.kill_group(i, Signal::KILL);
-                if let Some((_, _, killed)) =
-                    self.slots[i].running.as_mut().and_then(|r| r.stop.as_mut())
-                {
-                    *killed = true;
+                if let Some(stop) = self.slots[i].running.as_mut().and_then(|r| r.stop.as_mut()) {
+                    stop.killed = true;
                 }
             }
         }
@@ -1169,74 +1076,45 @@ impl Supervisor {
             }
             if !self.all_ready_said
                 && self.phase == Phase::Running
-                && self.slots.iter().all(|s| {
-                    s.state == ChildState::Ready
-                        || matches!(s.state, ChildState::Exited(e) if e.success())
-                })
+                && policy::all_up(self.slots.iter().map(|s| &s.state))
             {
                 self.all_ready_said = true;
                 self.emit(SupervisorEvent::AllReady);
             }
-            if self.phase == Phase::Running && self.slots.iter().all(|s| s.state.is_final()) {
-                let failures = self
-                    .slots
-                    .iter()
-                    .filter_map(|s| match &s.state {
-                        ChildState::Exited(e) if !e.success() => {
-                            Some((s.spec.name.clone(), e.to_string()))
-                        }
-                        ChildState::Failed(why) => Some((s.spec.name.clone(), why.clone())),
-                        _ => None,
-                    })
-                    .collect();
-                self.phase = Phase::Stopping;
-                self.outcome = Some(Outcome::Completed { failures });
+            if self.phase == Phase::Running {
+                let children = self.slots.iter().map(|s| (s.spec.name.as_str(), &s.state));
+                if let Some(failures) = policy::completed(children) {
+                    self.phase = Phase::Stopping;
+                    self.outcome = Some(Outcome::Completed { failures });
+                }
             }
         }
         if self.phase == Phase::Stopping {
-            // One at a time, in reverse start order.
-            let busy = self
+            let procs: Vec<Proc> = self
                 .slots
                 .iter()
-                .any(|s| s.running.as_ref().is_some_and(|r| r.stop.is_some()));
-            if !busy {
-                let next = self
-                    .start_order
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|&i| self.slots[i].running.is_some());
-                match next {
-                    Some(i) => self.terminate(i, StopReason::App),
-                    None => self.finish(),
-                }
+                .map(|s| match &s.running {
+                    None => Proc::Down,
+                    Some(r) if r.stop.is_some() => Proc::Stopping,
+                    Some(_) => Proc::Up,
+                })
+                .collect();
+            match policy::next_stop(&self.start_order, &procs) {
+                StopStep::Wait => {}
+                StopStep::Stop(i) => self.terminate(i, StopReason::App),
+                StopStep::Done => self.finish(),
             }
         }
     }
 
+    /// Whether waiting child `i` may start, by its dependencies' states.
     fn deps_state(&self, i: usize) -> Deps {
-        let mut ready = true;
-        for d in &self.slots[i].spec.after {
-            let Some(dep) = self.slots.iter().find(|s| &s.spec.name == d) else {
-                continue;
-            };
-            match &dep.state {
-                ChildState::Ready => {}
-                ChildState::Exited(e) if e.success() => {}
-                ChildState::Exited(e) => {
-                    return Deps::Gone(format!("its dependency {d} exited with {e}"))
-                }
-                ChildState::Failed(_) | ChildState::Stopped => {
-                    return Deps::Gone(format!("its dependency {d} is down for good"))
-                }
-                _ => ready = false,
-            }
-        }
-        if ready {
-            Deps::Ready
-        } else {
-            Deps::Waiting
-        }
+        policy::deps(&self.slots[i].spec.after, |name| {
+            self.slots
+                .iter()
+                .find(|s| s.spec.name == name)
+                .map(|s| &s.state)
+        })
     }
 
     fn finish(&mut self) {
@@ -1265,56 +1143,6 @@ impl Supervisor {
     }
 }
 
-enum Deps {
-    Ready,
-    Waiting,
-    Gone(String),
-}
-
-fn find_cycle(children: &[ChildSpec]) -> Option<Vec<String>> {
-    // 0 = unvisited, 1 = on the path, 2 = done.
-    fn visit(
-        i: usize,
-        children: &[ChildSpec],
-        mark: &mut [u8],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<String>> {
-        mark[i] = 1;
-        path.push(i);
-        for d in &children[i].after {
-            let Some(j) = children.iter().position(|c| &c.name == d) else {
-                continue;
-            };
-            if mark[j] == 1 {
-                let from = path.iter().position(|&p| p == j).unwrap_or(0);
-                let mut cycle: Vec<String> = path[from..]
-                    .iter()
-                    .map(|&p| children[p].name.clone())
-                    .collect();
-                cycle.push(children[j].name.clone());
-                return Some(cycle);
-            }
-            if mark[j] == 0 {
-                if let Some(c) = visit(j, children, mark, path) {
-                    return Some(c);
-                }
-            }
-        }
-        path.pop();
-        mark[i] = 2;
-        None
-    }
-    let mut mark = vec![0u8; children.len()];
-    for i in 0..children.len() {
-        if mark[i] == 0 {
-            if let Some(c) = visit(i, children, &mut mark, &mut Vec::new()) {
-                return Some(c);
-            }
-        }
-    }
-    None
-}
-
 impl Drop for Supervisor {
     /// A supervisor dropped with children still running (an error, a panic) kills and reaps
     /// them, so that none outlives it and no zombie is left.
@@ -1335,35 +1163,5 @@ impl Drop for Supervisor {
             signal_hook::low_level::unregister(id);
         }
         self.remove_files();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let c = SupervisorConfig {
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(1000),
-            ..SupervisorConfig::default()
-        };
-        let d: Vec<u128> = (1..=6).map(|n| backoff(&c, n).as_millis()).collect();
-        assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(backoff(&c, 200).as_millis(), 1000);
-    }
-
-    #[test]
-    fn cycles_are_named() {
-        let specs = vec![
-            ChildSpec::new("a", "true").after("c"),
-            ChildSpec::new("b", "true").after("a"),
-            ChildSpec::new("c", "true").after("b"),
-            ChildSpec::new("d", "true"),
-        ];
-        let cycle = find_cycle(&specs).expect("a cycle");
-        assert_eq!(cycle, ["a", "c", "b", "a"]);
-        assert!(find_cycle(&specs[3..]).is_none());
     }
 }
