@@ -2,12 +2,16 @@
 //! `/proc` says about a process (its start time, its parent).
 
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use rustix::process::{Pid, PidfdFlags, Signal};
+
+use super::SupervisorError;
+use crate::error::PlatformError;
 
 /// The directory where the supervisor of `bus` keeps its pid file and notification sockets.
 pub fn run_dir(dir: &Path, bus: &str) -> PathBuf {
@@ -21,7 +25,7 @@ pub fn pid_file(dir: &Path, bus: &str) -> PathBuf {
 }
 
 /// A process's start time (clock ticks after boot), from `/proc/PID/stat`.
-pub(super) fn start_time(pid: u32) -> Option<u64> {
+fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     // Fields after the command: state(3) ppid(4) ... starttime(22).
@@ -56,6 +60,28 @@ pub fn running_supervisor(dir: &Path, bus: &str) -> Option<u32> {
     let pid: u32 = it.next()?.parse().ok()?;
     let started: u64 = it.next()?.parse().ok()?;
     (start_time(pid) == Some(started)).then_some(pid)
+}
+
+/// Claims `bus` for this process's supervisor: refuses when a live supervisor runs it, else
+/// creates the run directory (mode 0700) and writes the pid file. Returns both paths.
+pub(super) fn claim(dir: &Path, bus: &str) -> Result<(PathBuf, PathBuf), SupervisorError> {
+    let run_dir = run_dir(dir, bus);
+    let pid_file = pid_file(dir, bus);
+    if let Some(pid) = running_supervisor(dir, bus) {
+        return Err(SupervisorError::Invalid(format!(
+            "a supervisor (pid {pid}) already runs bus '{bus}'; stop it with `interstate down --bus {bus}`"
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&run_dir)
+        .map_err(|e| PlatformError::io("creating the supervisor's directory", Some(&run_dir), e))?;
+    let me = std::process::id();
+    let started = start_time(me).unwrap_or(0);
+    std::fs::write(&pid_file, format!("{me} {started}\n"))
+        .map_err(|e| PlatformError::io("writing the pid file", Some(&pid_file), e))?;
+    Ok((run_dir, pid_file))
 }
 
 /// Asks the supervisor of `bus` to stop (SIGTERM) and waits up to `limit` for it to exit.

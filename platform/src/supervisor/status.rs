@@ -203,7 +203,7 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Something the supervisor did or saw, in order (see [`Supervisor::next_event`]).
+/// Something the supervisor did or saw, in order (see [`Supervisor::next_event`](super::Supervisor::next_event)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SupervisorEvent {
