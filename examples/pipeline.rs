@@ -23,97 +23,40 @@
 //! directory.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
-use interstate::Behaviors;
-use serde::{Deserialize, Serialize};
 
-const INGESTER_CHART: &str = r#"{
-  "id": "ingester",
-  "initial": "waiting",
-  "states": {
-    "waiting": { "on": { "START": "ingesting" } },
-    "ingesting": {
-      "entry": "sendFiles",
-      "always": { "guard": "allDone", "target": "done" },
-      "on": {
-        "FILE_COMPLETE": { "actions": ["countCompletion", "sendFiles"] },
-        "FILE_FAILED": { "actions": ["countFailure", "sendFiles"] },
-        "xstate.error.delivery": { "target": "broken", "actions": "onDeliveryError" }
-      }
-    },
-    "done": { "type": "final", "entry": "stopOthers" },
-    "broken": { "type": "final", "entry": "stopOthers" }
-  }
-}"#;
+// The charts, the messages and the ingester's and processor's actions are the ones
+// `interstate demo` runs; only the storage (SQLite here) and the process handling are this
+// example's own.
+#[path = "../cli/src/demo/pipeline.rs"]
+mod pipeline;
 
-const PROCESSOR_CHART: &str = r#"{
-  "id": "processor",
-  "initial": "ready",
-  "states": {
-    "ready": {
-      "on": {
-        "PROCESS_DATA": { "actions": "transform" },
-        "xstate.error.delivery": { "actions": "onDeliveryError" },
-        "STOP": "stopped"
-      }
-    },
-    "stopped": { "type": "final" }
-  }
-}"#;
+use pipeline::{
+    Job, Progress, SaveData, Say, INGESTER_CHART, PROCESSOR_CHART, SAMPLES, STORAGE_CHART, WINDOW,
+};
 
-const STORAGE_CHART: &str = r#"{
-  "id": "storage",
-  "initial": "ready",
-  "states": {
-    "ready": {
-      "on": {
-        "SAVE_DATA": { "actions": "store" },
-        "xstate.error.delivery": { "actions": "onDeliveryError" },
-        "STOP": "stopped"
-      }
-    },
-    "stopped": { "type": "final" }
-  }
-}"#;
-
-/// Files in flight at once (each is one message to the processor).
-const WINDOW: usize = 4;
-/// The largest `PROCESS_DATA` payload: a hosted machine's outbox holds 16 KiB.
-const MAX_PAYLOAD: usize = 12 * 1024;
 const JOIN_LIMIT: Duration = Duration::from_secs(20);
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-#[derive(Serialize, Deserialize, Debug)]
-struct ProcessData {
-    file: String,
-    data: String,
-}
+fn no_status(_: &str) {}
 
-#[derive(Serialize, Deserialize, Debug)]
-struct SaveData {
-    file: String,
-    data: String,
-    words: u64,
-    lines: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct FileComplete {
-    file: String,
-    words: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct FileFailed {
-    file: String,
-    error: String,
-}
+const SAY_INGESTER: Say = Say {
+    prefix: "ingester: ",
+    status: no_status,
+};
+const SAY_PROCESSOR: Say = Say {
+    prefix: "processor: ",
+    status: no_status,
+};
+const SAY_STORAGE: Say = Say {
+    prefix: "storage: ",
+    status: no_status,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -157,41 +100,7 @@ fn serve_until_done(node: &mut Node, id: &str) -> Result<(), Error> {
 
 fn processor() -> Result<(), Error> {
     let mut node = Node::new(config())?;
-    let behaviors = Behaviors::new()
-        .action("transform", |cx| {
-            let job: ProcessData = match serde_json::from_slice(cx.payload()) {
-                Ok(j) => j,
-                Err(e) => {
-                    eprintln!("processor: bad PROCESS_DATA: {e}");
-                    return;
-                }
-            };
-            let out = SaveData {
-                words: job.data.split_whitespace().count() as u64,
-                lines: job.data.lines().count() as u64,
-                data: job.data.to_uppercase(),
-                file: job.file,
-            };
-            println!(
-                "processor: {} -> {} words, {} lines",
-                out.file, out.words, out.lines
-            );
-            let body = serde_json::to_vec(&out).unwrap_or_default();
-            if let Err(e) = cx.send("storage", "SAVE_DATA", &body) {
-                let failed = FileFailed {
-                    file: out.file,
-                    error: format!("processor could not forward it: {e}"),
-                };
-                let body = serde_json::to_vec(&failed).unwrap_or_default();
-                let _ = cx.send("ingester", "FILE_FAILED", &body);
-            }
-        })
-        .action("onDeliveryError", |cx| {
-            eprintln!(
-                "processor: delivery failed: {}",
-                String::from_utf8_lossy(cx.payload())
-            );
-        });
+    let behaviors = pipeline::processor_behaviors(SAY_PROCESSOR);
     add_json_machine(&mut node, "processor", PROCESSOR_CHART, behaviors)?;
     println!("processor: joined bus '{}'", node.config().bus);
     serve_until_done(&mut node, "processor")?;
@@ -224,56 +133,24 @@ fn storage(args: &[String]) -> Result<(), Error> {
         .unwrap_or_else(default_db);
     let db = open_db(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
     let mut node = Node::new(config())?;
-    let behaviors = Behaviors::new()
-        .action("store", move |cx| {
-            let row: SaveData = match serde_json::from_slice(cx.payload()) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("storage: bad SAVE_DATA: {e}");
-                    return;
-                }
-            };
-            // A message sent again after a hub restart replaces its row: storing is idempotent.
-            let inserted = db.execute(
-                "INSERT OR REPLACE INTO files (file, words, lines, bytes, data, stored_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
-                    row.file,
-                    row.words,
-                    row.lines,
-                    row.data.len() as u64,
-                    row.data,
-                    std::process::id()
-                ],
-            );
-            let (event, body) = match inserted {
-                Ok(_) => {
-                    println!("storage: saved {} ({} words)", row.file, row.words);
-                    let done = FileComplete {
-                        file: row.file,
-                        words: row.words,
-                    };
-                    ("FILE_COMPLETE", serde_json::to_vec(&done))
-                }
-                Err(e) => {
-                    eprintln!("storage: could not save {}: {e}", row.file);
-                    let failed = FileFailed {
-                        file: row.file,
-                        error: format!("insert failed: {e}"),
-                    };
-                    ("FILE_FAILED", serde_json::to_vec(&failed))
-                }
-            };
-            if let Err(e) = cx.send("ingester", event, &body.unwrap_or_default()) {
-                eprintln!("storage: could not reply to the ingester: {e}");
-            }
-        })
-        .action("onDeliveryError", |cx| {
-            eprintln!(
-                "storage: delivery failed: {}",
-                String::from_utf8_lossy(cx.payload())
-            );
-        });
+    // A message sent again after a hub restart replaces its row: storing is idempotent.
+    let store_row = move |row: &SaveData| {
+        db.execute(
+            "INSERT OR REPLACE INTO files (file, words, lines, bytes, data, stored_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                row.file,
+                row.words,
+                row.lines,
+                row.data.len() as u64,
+                row.data,
+                std::process::id()
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| format!("insert failed: {e}"))
+    };
+    let behaviors = pipeline::storage_behaviors(store_row, SAY_STORAGE);
     add_json_machine(&mut node, "storage", STORAGE_CHART, behaviors)?;
     println!(
         "storage: joined bus '{}', writing to {}",
@@ -287,38 +164,6 @@ fn storage(args: &[String]) -> Result<(), Error> {
 
 // ---------------------------------------------------------------------------------------------
 // ingester
-
-/// A file name and its encoded `PROCESS_DATA` payload.
-type Job = (String, Vec<u8>);
-
-#[derive(Default)]
-struct Progress {
-    /// Files not sent yet.
-    queue: VecDeque<Job>,
-    total: usize,
-    in_flight: usize,
-    completed: usize,
-    failed: Vec<String>,
-    words: u64,
-    broken: Option<String>,
-}
-
-const SAMPLES: &[(&str, &str)] = &[
-    (
-        "alpha.txt",
-        "Statecharts in separate processes\nexchange events over one bus.\n",
-    ),
-    (
-        "beta.txt",
-        "The ingester reads files, the processor transforms them,\nand storage keeps a row per file.\n",
-    ),
-    ("gamma.txt", "three words here\n"),
-    (
-        "delta.txt",
-        "Every message to another process is acknowledged end to end.\nNothing is lost silently.\n",
-    ),
-    ("epsilon.txt", ""),
-];
 
 /// A new temp directory with the sample files.
 fn sample_input() -> Result<PathBuf, Error> {
@@ -348,98 +193,13 @@ fn read_input(dir: &Path) -> Result<(Vec<Job>, Vec<String>), Error> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let job = ProcessData {
-            file: file.clone(),
-            data: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        let payload = serde_json::to_vec(&job)?;
-        if payload.len() > MAX_PAYLOAD {
-            println!(
-                "ingester: skipping {file}: {} bytes is more than one message carries ({MAX_PAYLOAD})",
-                payload.len()
-            );
-            skipped.push(file);
-            continue;
+        let data = String::from_utf8_lossy(&bytes).into_owned();
+        match pipeline::job(file.clone(), data, SAY_INGESTER)? {
+            Some(job) => jobs.push(job),
+            None => skipped.push(file),
         }
-        jobs.push((file, payload));
     }
     Ok((jobs, skipped))
-}
-
-fn ingester_behaviors(progress: &Rc<RefCell<Progress>>) -> Behaviors {
-    let (p1, p2, p3, p4, p5) = (
-        progress.clone(),
-        progress.clone(),
-        progress.clone(),
-        progress.clone(),
-        progress.clone(),
-    );
-    Behaviors::new()
-        .action("sendFiles", move |cx| {
-            let mut p = p1.borrow_mut();
-            while p.in_flight < WINDOW {
-                let Some((file, payload)) = p.queue.front() else {
-                    break;
-                };
-                match cx.send("processor", "PROCESS_DATA", payload) {
-                    Ok(()) => {
-                        println!("ingester: sent {file} ({} bytes)", payload.len());
-                        p.queue.pop_front();
-                        p.in_flight += 1;
-                    }
-                    // The outbox is full: the rest goes with the next completion.
-                    Err(_) if p.in_flight > 0 => break,
-                    Err(e) => {
-                        let file = file.clone();
-                        println!("ingester: cannot send {file}: {e}");
-                        p.queue.pop_front();
-                        p.failed.push(file);
-                    }
-                }
-            }
-        })
-        .action("countCompletion", move |cx| {
-            let mut p = p2.borrow_mut();
-            p.in_flight = p.in_flight.saturating_sub(1);
-            p.completed += 1;
-            match serde_json::from_slice::<FileComplete>(cx.payload()) {
-                Ok(done) => {
-                    p.words += done.words;
-                    println!(
-                        "ingester: {} complete ({}/{})",
-                        done.file, p.completed, p.total
-                    );
-                }
-                Err(e) => println!("ingester: a completion with a bad payload: {e}"),
-            }
-        })
-        .action("countFailure", move |cx| {
-            let mut p = p3.borrow_mut();
-            p.in_flight = p.in_flight.saturating_sub(1);
-            let failed: Result<FileFailed, _> = serde_json::from_slice(cx.payload());
-            let (file, error) = match failed {
-                Ok(f) => (f.file, f.error),
-                Err(e) => ("?".into(), format!("a failure with a bad payload: {e}")),
-            };
-            println!("ingester: {file} failed: {error}");
-            p.failed.push(file);
-        })
-        .guard("allDone", move |_| {
-            let p = p4.borrow();
-            p.completed + p.failed.len() >= p.total
-        })
-        .action("onDeliveryError", move |cx| {
-            let why = String::from_utf8_lossy(cx.payload()).into_owned();
-            println!("ingester: delivery failed: {why}");
-            p5.borrow_mut().broken = Some(why);
-        })
-        .action("stopOthers", |cx| {
-            for other in ["processor", "storage"] {
-                if let Err(e) = cx.send(other, "STOP", b"") {
-                    println!("ingester: could not stop {other}: {e}");
-                }
-            }
-        })
 }
 
 /// Waits for a child to exit; kills it after `limit`. Returns whether it exited successfully.
@@ -498,6 +258,7 @@ fn ingester(args: &[String]) -> Result<(), Error> {
 
     let mut node = Node::new(config())?;
     let progress = Rc::new(RefCell::new(Progress {
+        window: WINDOW,
         total: jobs.len(),
         queue: jobs.into(),
         failed: skipped.clone(),
@@ -508,7 +269,7 @@ fn ingester(args: &[String]) -> Result<(), Error> {
         &mut node,
         "ingester",
         INGESTER_CHART,
-        ingester_behaviors(&progress),
+        pipeline::ingester_behaviors(&progress, 0, SAY_INGESTER),
     )?;
     println!(
         "ingester: on bus '{}' ({})",

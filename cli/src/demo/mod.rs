@@ -21,7 +21,7 @@
 //! out of the `interstate` binary.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -33,119 +33,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
-use interstate::Behaviors;
 
-const INGESTER_CHART: &str = r#"{
-  "id": "ingester",
-  "initial": "waiting",
-  "states": {
-    "waiting": { "on": { "START": "ingesting" } },
-    "ingesting": {
-      "initial": "sending",
-      "always": { "guard": "allDone", "target": "done" },
-      "states": {
-        "sending": {
-          "entry": "sendFiles",
-          "on": {
-            "FILE_COMPLETE": { "target": "pausing", "actions": "countCompletion" },
-            "FILE_FAILED": { "target": "pausing", "actions": "countFailure" }
-          }
-        },
-        "pausing": {
-          "after": { "pace": "sending" },
-          "on": {
-            "FILE_COMPLETE": { "actions": "countCompletion" },
-            "FILE_FAILED": { "actions": "countFailure" }
-          }
-        }
-      },
-      "on": {
-        "xstate.error.delivery": { "target": "broken", "actions": "onDeliveryError" }
-      }
-    },
-    "done": { "type": "final", "entry": "stopOthers" },
-    "broken": { "type": "final", "entry": "stopOthers" }
-  }
-}"#;
+pub mod pipeline;
 
-const PROCESSOR_CHART: &str = r#"{
-  "id": "processor",
-  "initial": "ready",
-  "states": {
-    "ready": {
-      "on": {
-        "PROCESS_DATA": { "actions": "transform" },
-        "xstate.error.delivery": { "actions": "onDeliveryError" },
-        "STOP": "stopped"
-      }
-    },
-    "stopped": { "type": "final", "entry": "sayStopped" }
-  }
-}"#;
+pub use pipeline::SAMPLES;
+use pipeline::{Job, Progress, SaveData, Say, INGESTER_CHART, PROCESSOR_CHART, STORAGE_CHART};
 
-const STORAGE_CHART: &str = r#"{
-  "id": "storage",
-  "initial": "ready",
-  "states": {
-    "ready": {
-      "on": {
-        "SAVE_DATA": { "actions": "store" },
-        "xstate.error.delivery": { "actions": "onDeliveryError" },
-        "STOP": "stopped"
-      }
-    },
-    "stopped": { "type": "final", "entry": "sayStopped" }
-  }
-}"#;
-
-/// Files in flight at once (one at a time when paced).
-const WINDOW: usize = 4;
-/// The largest `PROCESS_DATA` payload: a hosted machine's outbox holds 16 KiB.
-const MAX_PAYLOAD: usize = 12 * 1024;
-
-/// The demo's input: small text files.
-pub const SAMPLES: &[(&str, &str)] = &[
-    (
-        "alpha.txt",
-        "Statecharts in separate processes\nexchange events over one bus.\n",
-    ),
-    (
-        "beta.txt",
-        "The ingester reads files, the processor transforms them,\nand storage keeps a record per file.\n",
-    ),
-    ("gamma.txt", "three words here\n"),
-    (
-        "delta.txt",
-        "Every message to another process is acknowledged end to end.\nNothing is lost silently.\n",
-    ),
-    ("epsilon.txt", ""),
-];
-
-#[derive(Serialize, Deserialize, Debug)]
-struct ProcessData {
-    file: String,
-    data: String,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct SaveData {
-    file: String,
-    data: String,
-    words: u64,
-    lines: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct FileComplete {
-    file: String,
-    words: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct FileFailed {
-    file: String,
-    error: String,
-}
+/// How the demo's roles report: plain lines (the supervisor prefixes them with the role) and
+/// the supervisor's status block.
+const SAY: Say = Say { prefix: "", status };
 
 /// One line of the store file.
 #[derive(Serialize, Deserialize, Debug)]
@@ -193,44 +89,13 @@ fn settle(node: &mut Node) -> Result<(), String> {
 /// `interstate demo --role processor`.
 pub fn processor() -> Result<(), String> {
     let mut node = node()?;
-    let mut processed = 0u32;
-    let behaviors = Behaviors::new()
-        .action("transform", move |cx| {
-            let job: ProcessData = match serde_json::from_slice(cx.payload()) {
-                Ok(j) => j,
-                Err(e) => return eprintln!("bad PROCESS_DATA: {e}"),
-            };
-            let out = SaveData {
-                words: job.data.split_whitespace().count() as u64,
-                lines: job.data.lines().count() as u64,
-                data: job.data.to_uppercase(),
-                file: job.file,
-            };
-            println!(
-                "{}: {} words, {} lines -> storage",
-                out.file, out.words, out.lines
-            );
-            processed += 1;
-            status(&format!("state 'ready', {processed} files processed"));
-            let body = serde_json::to_vec(&out).unwrap_or_default();
-            if let Err(e) = cx.send("storage", "SAVE_DATA", &body) {
-                let failed = FileFailed {
-                    file: out.file,
-                    error: format!("the processor could not forward it: {e}"),
-                };
-                let body = serde_json::to_vec(&failed).unwrap_or_default();
-                let _ = cx.send("ingester", "FILE_FAILED", &body);
-            }
-        })
-        .action("onDeliveryError", |cx| {
-            eprintln!("delivery failed: {}", String::from_utf8_lossy(cx.payload()));
-        })
-        .action("sayStopped", |_| {
-            println!("STOP received: state 'stopped'");
-            status("state 'stopped'");
-        });
-    add_json_machine(&mut node, "processor", PROCESSOR_CHART, behaviors)
-        .map_err(|e| e.to_string())?;
+    add_json_machine(
+        &mut node,
+        "processor",
+        PROCESSOR_CHART,
+        pipeline::processor_behaviors(SAY),
+    )
+    .map_err(|e| e.to_string())?;
     println!("machine 'processor' registered, state 'ready'");
     serve(&mut node, "processor")
 }
@@ -254,55 +119,22 @@ pub fn storage(store: Option<&Path>) -> Result<(), String> {
         .open(store)
         .map_err(|e| format!("opening the store {}: {e}", store.display()))?;
     let mut node = node()?;
-    let mut stored = 0u32;
-    let behaviors = Behaviors::new()
-        .action("store", move |cx| {
-            let row: SaveData = match serde_json::from_slice(cx.payload()) {
-                Ok(r) => r,
-                Err(e) => return eprintln!("bad SAVE_DATA: {e}"),
-            };
-            let record = Record {
-                file: row.file.clone(),
-                words: row.words,
-                lines: row.lines,
-                data: row.data,
-                stored_by: std::process::id(),
-            };
-            let mut line = serde_json::to_vec(&record).unwrap_or_default();
-            line.push(b'\n');
-            // A record is on disk before the ingester hears it is complete.
-            let written = file.write_all(&line).and_then(|()| file.sync_data());
-            let (event, body) = match written {
-                Ok(()) => {
-                    println!("{}: stored ({} words) -> ingester", row.file, row.words);
-                    stored += 1;
-                    status(&format!("state 'ready', {stored} records stored"));
-                    let done = FileComplete {
-                        file: row.file,
-                        words: row.words,
-                    };
-                    ("FILE_COMPLETE", serde_json::to_vec(&done))
-                }
-                Err(e) => {
-                    eprintln!("{}: could not store it: {e}", row.file);
-                    let failed = FileFailed {
-                        file: row.file,
-                        error: format!("write failed: {e}"),
-                    };
-                    ("FILE_FAILED", serde_json::to_vec(&failed))
-                }
-            };
-            if let Err(e) = cx.send("ingester", event, &body.unwrap_or_default()) {
-                eprintln!("could not answer the ingester: {e}");
-            }
-        })
-        .action("onDeliveryError", |cx| {
-            eprintln!("delivery failed: {}", String::from_utf8_lossy(cx.payload()));
-        })
-        .action("sayStopped", |_| {
-            println!("STOP received: state 'stopped'");
-            status("state 'stopped'");
-        });
+    let store_row = move |row: &SaveData| {
+        let record = Record {
+            file: row.file.clone(),
+            words: row.words,
+            lines: row.lines,
+            data: row.data.clone(),
+            stored_by: std::process::id(),
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        // A record is on disk before the ingester hears it is complete.
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| format!("write failed: {e}"))
+    };
+    let behaviors = pipeline::storage_behaviors(store_row, SAY);
     add_json_machine(&mut node, "storage", STORAGE_CHART, behaviors).map_err(|e| e.to_string())?;
     println!(
         "machine 'storage' registered, state 'ready', writing to {}",
@@ -348,19 +180,7 @@ fn brief(payload: &[u8]) -> String {
     }
 }
 
-#[derive(Default)]
-struct Progress {
-    window: usize,
-    queue: VecDeque<(String, Vec<u8>)>,
-    total: usize,
-    in_flight: usize,
-    completed: usize,
-    failed: Vec<String>,
-    words: u64,
-    broken: Option<String>,
-}
-
-fn read_input(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn read_input(dir: Option<&Path>) -> Result<Vec<Job>, String> {
     let files: Vec<(String, String)> = match dir {
         None => SAMPLES
             .iter()
@@ -387,89 +207,11 @@ fn read_input(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
     };
     let mut jobs = Vec::new();
     for (file, data) in files {
-        let payload = serde_json::to_vec(&ProcessData {
-            file: file.clone(),
-            data,
-        })
-        .map_err(|e| e.to_string())?;
-        if payload.len() > MAX_PAYLOAD {
-            println!("skipping {file}: larger than one message carries ({MAX_PAYLOAD} bytes)");
-            continue;
+        if let Some(job) = pipeline::job(file, data, SAY).map_err(|e| e.to_string())? {
+            jobs.push(job);
         }
-        jobs.push((file, payload));
     }
     Ok(jobs)
-}
-
-fn ingester_behaviors(p: &Rc<RefCell<Progress>>, pace: Duration) -> Behaviors {
-    let (p1, p2, p3, p4, p5) = (p.clone(), p.clone(), p.clone(), p.clone(), p.clone());
-    Behaviors::new()
-        .delay(
-            "pace",
-            interstate::Duration::from_millis(pace.as_millis() as u64),
-        )
-        .action("sendFiles", move |cx| {
-            let mut p = p1.borrow_mut();
-            while p.in_flight < p.window {
-                let Some((file, payload)) = p.queue.front() else {
-                    break;
-                };
-                match cx.send("processor", "PROCESS_DATA", payload) {
-                    Ok(()) => {
-                        println!("{file} ({} bytes) -> processor", payload.len());
-                        p.queue.pop_front();
-                        p.in_flight += 1;
-                    }
-                    Err(_) if p.in_flight > 0 => break,
-                    Err(e) => {
-                        let file = file.clone();
-                        println!("cannot send {file}: {e}");
-                        p.queue.pop_front();
-                        p.failed.push(file);
-                    }
-                }
-            }
-        })
-        .action("countCompletion", move |cx| {
-            let mut p = p2.borrow_mut();
-            p.in_flight = p.in_flight.saturating_sub(1);
-            p.completed += 1;
-            if let Ok(done) = serde_json::from_slice::<FileComplete>(cx.payload()) {
-                p.words += done.words;
-                println!("{} complete ({}/{})", done.file, p.completed, p.total);
-                status(&format!(
-                    "state 'ingesting', {}/{} files stored",
-                    p.completed, p.total
-                ));
-            }
-        })
-        .action("countFailure", move |cx| {
-            let mut p = p3.borrow_mut();
-            p.in_flight = p.in_flight.saturating_sub(1);
-            let (file, error) = match serde_json::from_slice::<FileFailed>(cx.payload()) {
-                Ok(f) => (f.file, f.error),
-                Err(e) => ("?".into(), format!("a failure with a bad payload: {e}")),
-            };
-            println!("{file} failed: {error}");
-            p.failed.push(file);
-        })
-        .guard("allDone", move |_| {
-            let p = p4.borrow();
-            p.completed + p.failed.len() >= p.total
-        })
-        .action("onDeliveryError", move |cx| {
-            let why = String::from_utf8_lossy(cx.payload()).into_owned();
-            println!("delivery failed: {why}");
-            p5.borrow_mut().broken = Some(why);
-        })
-        .action("stopOthers", |cx| {
-            println!("all files done: state 'done'; STOP -> processor, storage");
-            for other in ["processor", "storage"] {
-                if let Err(e) = cx.send(other, "STOP", b"") {
-                    println!("could not stop {other}: {e}");
-                }
-            }
-        })
 }
 
 /// `interstate demo --role ingester [--input DIR] [--pace MS]` (built-in samples without
@@ -479,7 +221,7 @@ pub fn ingester(input: Option<&Path>, pace: Duration) -> Result<(), String> {
     let mut node = node()?;
     let total = jobs.len();
     let progress = Rc::new(RefCell::new(Progress {
-        window: if pace.is_zero() { WINDOW } else { 1 },
+        window: if pace.is_zero() { pipeline::WINDOW } else { 1 },
         total,
         queue: jobs.into(),
         ..Progress::default()
@@ -488,7 +230,7 @@ pub fn ingester(input: Option<&Path>, pace: Duration) -> Result<(), String> {
         &mut node,
         "ingester",
         INGESTER_CHART,
-        ingester_behaviors(&progress, pace),
+        pipeline::ingester_behaviors(&progress, pace.as_millis() as u64, SAY),
     )
     .map_err(|e| e.to_string())?;
     println!(
