@@ -1,0 +1,658 @@
+//! A simulated bus: one core `Hub` and a few processes, each a `bus::Client` with a small
+//! host that does what a node does with every `Incoming` and `TimeoutTodo`, wired in memory
+//! on a virtual clock. No sockets, no threads, no randomness: the same calls give the same
+//! run.
+//!
+//! - A **connection** carries frame bodies both ways, each arriving `delay` after it was
+//!   written, in order (a link never reorders; messages from different senders interleave
+//!   by their links' delays). What the hub queues for a connection and has not been read is
+//!   bounded by `SimConfig::hub_queue`: past it the hub's `HubIo` answers `LinkFull`, and the
+//!   hub stops reading the sending connection until the target has room (backpressure).
+//! - A connection can be **cut**: the client sees it at once; the hub at once, or later
+//!   (a half-open link the hub has not noticed yet). What the hub had queued for it and
+//!   not written goes back to the senders through `Hub::undeliverable`, as a node does.
+//! - A **process** can be killed (its client is dropped with everything in it, its link
+//!   closes) and restarted (a fresh client, a new pid, new sequence numbers).
+//! - The **hub** can be restarted (a fresh `Hub`; every link is gone with the old one, and
+//!   clients reconnect through their endpoint's backoff), optionally staying down a while.
+//!
+//! Every message the application sends carries a number `n` (its event is `E<n>`), so the
+//! records of what was sent, delivered and reported failed can be matched afterwards.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeSet, VecDeque};
+
+use interstate_core::bus::client::{Client, FrameSink};
+use interstate_core::bus::{OwnerSlot, PairSlot};
+use interstate_core::endpoint::EndpointConfig;
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
+use interstate_core::{Duration, Instant};
+
+pub const UID: u32 = 1000;
+/// Links the simulated hub accepts (its own included).
+pub const HUB_LINKS: usize = 16;
+/// Machine ids the simulated hub routes.
+pub const HUB_IDS: usize = 64;
+
+pub type SimClient = Client<Vec<u8>, Vec<PairSlot>, Vec<OwnerSlot>, 16>;
+pub type SimHub = Hub<HUB_LINKS, HUB_IDS>;
+
+/// Sizes and timings of a simulated bus.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How long a frame takes across a connection, each way.
+    pub delay: Duration,
+    /// Each client's outstanding buffer, in bytes.
+    pub outstanding: usize,
+    /// Each client's duplicate filter: pair and owner slots.
+    pub pairs: usize,
+    pub owners: usize,
+    /// Bytes the hub may have queued, unread, for one connection.
+    pub hub_queue: usize,
+    /// Messages waiting in one process's application outbox (a machine's outbox).
+    pub outbox: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            delay: Duration::from_millis(1),
+            outstanding: 64 * 1024,
+            pairs: 64,
+            owners: 64,
+            hub_queue: 64 * 1024,
+            outbox: 64,
+        }
+    }
+}
+
+/// A message the application handed to its process's client (`seq` is the number it got).
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub n: u64,
+    pub proc: usize,
+    pub incarnation: u32,
+    pub from: String,
+    pub to: String,
+    pub seq: u64,
+}
+
+/// A message the receiving application has (a machine took its step; a port was read).
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub n: u64,
+    pub proc: usize,
+    pub incarnation: u32,
+    pub from: String,
+    pub to: String,
+    pub seq: u64,
+    pub at: Instant,
+}
+
+/// A failure reported to the sending application.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub n: u64,
+    pub proc: usize,
+    pub incarnation: u32,
+    pub from: String,
+    pub to: String,
+    pub seq: u64,
+    pub reason: FailReason,
+}
+
+/// Something a process's host saw that the tests look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The hub still held an id for the previous connection (logged once).
+    HeldElsewhere(usize, String),
+    /// An id held elsewhere is this process's again.
+    Regained(usize, String),
+    /// A registration refused for good.
+    Refused(usize, String, RegisterStatus),
+    /// The duplicate filter was full: a message neither delivered nor acknowledged.
+    FilterFull(usize, String),
+    /// A message for an id this process does not host.
+    Stray(usize, String),
+    /// A duplicate dropped by the receiver.
+    Duplicate(usize, String, u64),
+}
+
+/// What happened, for the checks.
+#[derive(Default, Debug)]
+pub struct Records {
+    pub sent: Vec<Sent>,
+    pub delivered: Vec<Delivery>,
+    pub failed: Vec<Failure>,
+    pub notes: Vec<Note>,
+    /// Peaks seen after every instant: bytes the hub queued for one connection, a client's
+    /// outstanding bytes, a client's duplicate-filter pairs.
+    pub peak_hub_queue: usize,
+    pub peak_outstanding: usize,
+    pub peak_pairs: usize,
+}
+
+fn event_number(event: &str) -> u64 {
+    event
+        .strip_prefix('E')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// One connection between a process and the hub.
+struct Conn {
+    proc: usize,
+    /// The hub's link for it, while the hub has it open.
+    link: Option<LinkId>,
+    /// The process still reads and writes it.
+    client_open: bool,
+    /// Client to hub, and hub to client: (arrival, body).
+    up: VecDeque<(Instant, Vec<u8>)>,
+    down: VecDeque<(Instant, Vec<u8>)>,
+    down_bytes: usize,
+    delay: Duration,
+    /// The hub stopped reading it until this link has room.
+    stalled_on: Option<LinkId>,
+    /// The hub notices a client-side cut at this instant.
+    hub_close_at: Option<Instant>,
+    /// Something was written by the client in the current turn (acks ride on it).
+    wrote: bool,
+}
+
+impl Conn {
+    fn push(queue: &mut VecDeque<(Instant, Vec<u8>)>, at: Instant, body: Vec<u8>) {
+        // In order: a frame never overtakes one written before it on the same connection.
+        let at = queue.back().map_or(at, |(last, _)| at.max(*last));
+        queue.push_back((at, body));
+    }
+}
+
+fn encode(frame: &Frame<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; frame.encoded_len()];
+    let n = frame.encode(&mut buf).expect("a frame encodes");
+    buf[LEN_PREFIX..n].to_vec()
+}
+
+/// The hub's side of the connections.
+struct HubSide<'a> {
+    conns: &'a mut [Conn],
+    links: &'a [Option<usize>],
+    now: Instant,
+    bound: usize,
+    closes: Vec<LinkId>,
+}
+
+impl HubSide<'_> {
+    fn queue(&mut self, link: LinkId, body: Vec<u8>) -> Result<(), LinkFull> {
+        let Some(&Some(c)) = self.links.get(link as usize) else {
+            return Ok(());
+        };
+        let conn = &mut self.conns[c];
+        if conn.down_bytes + body.len() > self.bound {
+            return Err(LinkFull);
+        }
+        conn.down_bytes += body.len();
+        let at = self.now + conn.delay;
+        Conn::push(&mut conn.down, at, body);
+        Ok(())
+    }
+}
+
+impl HubIo for HubSide<'_> {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
+        self.queue(link, encode(frame))
+    }
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
+        self.queue(link, body.to_vec())
+    }
+    fn close(&mut self, link: LinkId, _reason: &str) {
+        if link != LinkId::MAX {
+            self.closes.push(link);
+        }
+    }
+    fn log(&mut self, _link: LinkId, _message: &str) {}
+}
+
+/// The client's side of its connection.
+struct Sink<'a> {
+    conn: Option<&'a mut Conn>,
+    now: Instant,
+}
+
+impl FrameSink for Sink<'_> {
+    fn send_frame(&mut self, frame: &Frame<'_>) -> bool {
+        self.send_body(&encode(frame))
+    }
+    fn send_body(&mut self, body: &[u8]) -> bool {
+        let Some(conn) = self.conn.as_deref_mut() else {
+            return false;
+        };
+        conn.wrote = true;
+        let at = self.now + conn.delay;
+        Conn::push(&mut conn.up, at, body.to_vec());
+        true
+    }
+    fn has_pending(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.wrote)
+    }
+}
+
+/// One process: its client and what its host keeps.
+pub struct Process {
+    pub incarnation: u32,
+    pub pid: u32,
+    pub client: SimClient,
+    /// Its machine ids (statecharts: they have a message once delivered) and its ports
+    /// (they have it once read).
+    pub machines: Vec<String>,
+    pub ports: Vec<String>,
+    conn: Option<usize>,
+    /// The host's registry copy.
+    pub registry: BTreeSet<String>,
+    /// Next sequence number per sending id.
+    seqs: Vec<(String, u64)>,
+    /// The application's sends waiting for room in the outstanding buffer: (from, to, n).
+    pub outbox: VecDeque<(String, String, u64)>,
+    /// Messages queued for ports, unread: (port, from, seq, n).
+    pub port_queue: VecDeque<(String, String, u64, u64)>,
+    max_frame: u32,
+}
+
+impl Process {
+    fn hosts(&self, id: &str) -> bool {
+        self.machines.iter().chain(&self.ports).any(|m| m == id)
+    }
+}
+
+/// The simulated bus.
+pub struct Sim {
+    pub now: Instant,
+    pub config: SimConfig,
+    pub hub: Option<SimHub>,
+    hub_up_at: Option<Instant>,
+    /// Hub link id -> connection.
+    links: Vec<Option<usize>>,
+    conns: Vec<Conn>,
+    pub procs: Vec<Option<Process>>,
+    /// Each process's ids (machines, ports) and incarnations so far, kept across kills.
+    layout: Vec<(Vec<String>, Vec<String>, u32)>,
+    /// Per process: its connections' delay, when not the configured one.
+    delays: Vec<Option<Duration>>,
+    next_n: u64,
+    pub rec: Records,
+}
+
+impl Sim {
+    /// A bus with a hub and no processes.
+    pub fn new(config: SimConfig) -> Self {
+        Sim {
+            now: Instant::ZERO,
+            config,
+            hub: Some(Self::fresh_hub()),
+            hub_up_at: None,
+            links: vec![None; HUB_LINKS],
+            conns: Vec::new(),
+            procs: Vec::new(),
+            layout: Vec::new(),
+            delays: Vec::new(),
+            next_n: 0,
+            rec: Records::default(),
+        }
+    }
+
+    fn fresh_hub() -> SimHub {
+        Hub::new(HubConfig::new(UID, 1), "hub")
+    }
+
+    /// Adds a process hosting `machines` and `ports`; it connects on the next step.
+    pub fn add_process(&mut self, machines: &[&str], ports: &[&str]) -> usize {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        self.layout.push((owned(machines), owned(ports), 0));
+        self.delays.push(None);
+        self.procs.push(None);
+        let p = self.procs.len() - 1;
+        self.start(p);
+        p
+    }
+
+    fn start(&mut self, p: usize) {
+        let (machines, ports, inc) = &mut self.layout[p];
+        *inc += 1;
+        let pid = 100 * (p as u32 + 1) + *inc;
+        let c = &self.config;
+        let mut client = SimClient::new(
+            EndpointConfig::new(pid, "sim"),
+            self.now,
+            vec![0; c.outstanding],
+            vec![PairSlot::default(); c.pairs],
+            vec![OwnerSlot::default(); c.owners],
+        );
+        let mut none = Sink {
+            conn: None,
+            now: self.now,
+        };
+        for id in machines.iter().chain(ports.iter()) {
+            client.register(id, &mut none).expect("room for the ids");
+        }
+        // Like the platform's: nanoseconds of the clock when the process starts, so that a
+        // restarted process numbers above its previous incarnation.
+        let base = self.now.as_millis() * 1_000_000 + 1;
+        let seqs = machines.iter().chain(ports.iter());
+        self.procs[p] = Some(Process {
+            incarnation: *inc,
+            pid,
+            client,
+            machines: machines.clone(),
+            ports: ports.clone(),
+            conn: None,
+            registry: machines.iter().chain(ports.iter()).cloned().collect(),
+            seqs: seqs.map(|s| (s.clone(), base)).collect(),
+            outbox: VecDeque::new(),
+            port_queue: VecDeque::new(),
+            max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
+        });
+    }
+
+    pub fn proc(&self, p: usize) -> &Process {
+        self.procs[p].as_ref().expect("a live process")
+    }
+    pub fn proc_mut(&mut self, p: usize) -> &mut Process {
+        self.procs[p].as_mut().expect("a live process")
+    }
+    pub fn is_alive(&self, p: usize) -> bool {
+        self.procs[p].is_some()
+    }
+    pub fn incarnation(&self, p: usize) -> u32 {
+        self.layout[p].2
+    }
+
+
+    /// The application of process `p` sends from its id `from` to `to`. Returns the
+    /// message's number, or `None` when the process is dead or its outbox full.
+    pub fn send(&mut self, p: usize, from: &str, to: &str) -> Option<u64> {
+        let cap = self.config.outbox;
+        let pr = self.procs[p].as_mut()?;
+        if pr.outbox.len() >= cap {
+            return None;
+        }
+        let n = self.next_n;
+        self.next_n += 1;
+        pr.outbox.push_back((from.to_string(), to.to_string(), n));
+        Some(n)
+    }
+
+    /// The port reader of process `p` takes its next message (the port now owes an
+    /// acknowledgement for it). Returns its number.
+    pub fn read_port(&mut self, p: usize) -> Option<u64> {
+        let now = self.now;
+        let pr = self.procs[p].as_mut()?;
+        let (port, from, seq, n) = pr.port_queue.pop_front()?;
+        pr.client.received_mut().handed(&port, &from, seq);
+        self.rec.delivered.push(Delivery {
+            n,
+            proc: p,
+            incarnation: pr.incarnation,
+            from,
+            to: port,
+            seq,
+            at: now,
+        });
+        Some(n)
+    }
+
+    /// The delay of process `p`'s connection, each way, from now on.
+    pub fn set_delay(&mut self, p: usize, delay: Duration) {
+        self.delays[p] = Some(delay);
+        for c in self.conns.iter_mut().filter(|c| c.proc == p) {
+            c.delay = delay;
+        }
+    }
+
+    /// Kills process `p`: its client and everything in it is gone; the hub sees its link
+    /// close. What it had written and the hub had not read is lost with it.
+    pub fn kill(&mut self, p: usize) {
+        let Some(pr) = self.procs[p].take() else {
+            return;
+        };
+        if let Some(c) = pr.conn {
+            self.conns[c].client_open = false;
+            self.conns[c].up.clear();
+            self.hub_close(c);
+        }
+    }
+
+    /// Starts process `p` again (after [`Sim::kill`]): a fresh client and pid.
+    pub fn restart(&mut self, p: usize) {
+        if self.procs[p].is_none() {
+            self.start(p);
+        }
+    }
+
+    /// Cuts process `p`'s connection. The client sees it at once; the hub after
+    /// `hub_notices` (`Duration::ZERO`: at once), holding its ids meanwhile.
+    pub fn cut(&mut self, p: usize, hub_notices: Duration) {
+        let Some(c) = self.procs[p].as_mut().and_then(|pr| pr.conn) else {
+            return;
+        };
+        self.client_lost(p);
+        if hub_notices == Duration::ZERO {
+            self.conns[c].up.clear();
+            self.hub_close(c);
+        } else {
+            self.conns[c].hub_close_at = Some(self.now + hub_notices);
+        }
+    }
+
+    /// Restarts the hub: every link goes with the old one (what it queued is lost, and no
+    /// one is told); the new one listens after `down_for`.
+    pub fn restart_hub(&mut self, down_for: Duration) {
+        self.hub = None;
+        for l in self.links.iter_mut() {
+            *l = None;
+        }
+        for p in 0..self.procs.len() {
+            if self.procs[p].as_ref().is_some_and(|pr| pr.conn.is_some()) {
+                self.client_lost(p);
+            }
+        }
+        for c in self.conns.iter_mut() {
+            c.link = None;
+            c.up.clear();
+            c.down.clear();
+            c.down_bytes = 0;
+            c.hub_close_at = None;
+            c.stalled_on = None;
+        }
+        self.hub_up_at = Some(self.now + down_for);
+        if down_for == Duration::ZERO {
+            self.hub_up();
+        }
+    }
+
+    fn hub_up(&mut self) {
+        self.hub = Some(Self::fresh_hub());
+        self.hub_up_at = None;
+    }
+
+    /// The process side of a lost connection, as a node does it: the client sends again
+    /// what is unacknowledged after the reconnect; the registry copy is stale.
+    fn client_lost(&mut self, p: usize) {
+        let now = self.now;
+        let Some(pr) = self.procs[p].as_mut() else {
+            return;
+        };
+        if let Some(c) = pr.conn.take() {
+            self.conns[c].client_open = false;
+            self.conns[c].down.clear();
+            self.conns[c].down_bytes = 0;
+        }
+        pr.client.disconnected(now);
+        pr.registry = pr.machines.iter().chain(&pr.ports).cloned().collect();
+    }
+
+    /// The hub side of a closed connection, as a node does it: the hub forgets the link, and
+    /// what it had queued for it and not written goes back to the senders as failed.
+    fn hub_close(&mut self, c: usize) {
+        self.conns[c].hub_close_at = None;
+        let Some(link) = self.conns[c].link.take() else {
+            return;
+        };
+        let unwritten: Vec<Vec<u8>> = self.conns[c].down.drain(..).map(|(_, b)| b).collect();
+        self.conns[c].down_bytes = 0;
+        self.conns[c].stalled_on = None;
+        self.links[link as usize] = None;
+        let now = self.now;
+        let bound = self.config.hub_queue;
+        let Some(hub) = self.hub.as_mut() else {
+            return;
+        };
+        let mut io = HubSide {
+            conns: &mut self.conns,
+            links: &self.links,
+            now,
+            bound,
+            closes: Vec::new(),
+        };
+        hub.link_closed(link, &mut io);
+        for body in unwritten {
+            hub.undeliverable(&body, &mut io);
+        }
+        let closes = io.closes;
+        self.close_links(closes);
+    }
+
+    fn close_links(&mut self, closes: Vec<LinkId>) {
+        for link in closes {
+            if let Some(c) = self.links[link as usize] {
+                let p = self.conns[c].proc;
+                if self.conns[c].client_open {
+                    self.client_lost(p);
+                }
+                self.hub_close(c);
+            }
+        }
+    }
+
+    /// A process connects (its endpoint asked to): to the hub if it is up.
+    fn connect(&mut self, p: usize) {
+        let now = self.now;
+        let bound = self.config.hub_queue;
+        let delay = self.delays[p].unwrap_or(self.config.delay);
+        let pr = self.procs[p].as_mut().expect("live");
+        let Some(hub) = self.hub.as_mut() else {
+            pr.client.connect_failed(now);
+            return;
+        };
+        let c = self.conns.len();
+        self.conns.push(Conn {
+            proc: p,
+            link: None,
+            client_open: true,
+            up: VecDeque::new(),
+            down: VecDeque::new(),
+            down_bytes: 0,
+            delay,
+            stalled_on: None,
+            hub_close_at: None,
+            wrote: false,
+        });
+        let peer = PeerCredentials {
+            pid: pr.pid,
+            uid: UID,
+            gid: UID,
+        };
+        let mut io = HubSide {
+            conns: &mut self.conns,
+            links: &self.links,
+            now,
+            bound,
+            closes: Vec::new(),
+        };
+        let Some(link) = hub.link_opened(now, peer, &mut io) else {
+            self.conns[c].client_open = false;
+            pr.client.connect_failed(now);
+            return;
+        };
+        self.links[link as usize] = Some(c);
+        self.conns[c].link = Some(link);
+        pr.conn = Some(c);
+        let mut sink = Sink {
+            conn: Some(&mut self.conns[c]),
+            now,
+        };
+        pr.client.connected(now, &mut sink);
+    }
+
+    /// The hub reads what has arrived on its links. Returns whether it did anything.
+    fn hub_turn(&mut self) -> bool {
+        let now = self.now;
+        let bound = self.config.hub_queue;
+        let mut any = false;
+        for c in 0..self.conns.len() {
+            if self.conns[c].hub_close_at.is_some_and(|t| t <= now) {
+                self.hub_close(c);
+                any = true;
+            }
+            loop {
+                let conn = &self.conns[c];
+                let Some(link) = conn.link else { break };
+                if let Some(t) = conn.stalled_on {
+                    let room = self.links[t as usize]
+                        .is_none_or(|tc| self.conns[tc].down_bytes * 2 <= bound);
+                    if !room {
+                        break;
+                    }
+                    self.conns[c].stalled_on = None;
+                }
+                let Some((at, _)) = self.conns[c].up.front() else {
+                    break;
+                };
+                if *at > now {
+                    break;
+                }
+                let (at, body) = self.conns[c].up.pop_front().expect("a frame");
+                let Some(hub) = self.hub.as_mut() else { break };
+                let mut io = HubSide {
+                    conns: &mut self.conns,
+                    links: &self.links,
+                    now,
+                    bound,
+                    closes: Vec::new(),
+                };
+                let handled = hub.handle_frame(now, link, &body, &mut io);
+                let closes = io.closes;
+                any = true;
+                if let Handled::Stalled(t) = handled {
+                    // Not read after all: handed in again once the target has drained.
+                    hub.link_stalled(link, now);
+                    self.conns[c].up.push_front((at, body));
+                    self.conns[c].stalled_on = Some(t);
+                }
+                self.close_links(closes);
+                if matches!(handled, Handled::Stalled(_)) {
+                    break;
+                }
+            }
+        }
+        if let Some(hub) = self.hub.as_mut() {
+            if hub.poll_timeout().is_some_and(|t| t <= now) {
+                let mut io = HubSide {
+                    conns: &mut self.conns,
+                    links: &self.links,
+                    now,
+                    bound,
+                    closes: Vec::new(),
+                };
+                hub.handle_timeout(now, &mut io);
+                let closes = io.closes;
+                any |= !closes.is_empty();
+                self.close_links(closes);
+            }
+        }
+        any
+    }
+}
+
+mod drive;
