@@ -1,6 +1,6 @@
 mod sim;
-use sim::*;
 use interstate_core::Duration;
+use sim::*;
 
 #[test]
 fn smoke() {
@@ -8,7 +8,9 @@ fn smoke() {
     let a = s.add_process(&["a"], &[]);
     let _b = s.add_process(&["b"], &[]);
     assert!(s.settle(Duration::from_millis(10_000)));
-    for _ in 0..10 { s.send(a, "a", "b"); }
+    for _ in 0..10 {
+        s.send(a, "a", "b");
+    }
     assert!(s.settle(Duration::from_millis(10_000)));
     assert_eq!(s.rec.delivered.len(), 10);
 }

@@ -21,7 +21,7 @@ impl Sim {
     fn process_turn(&mut self, p: usize) -> bool {
         let now = self.now;
         let mut turn = Turn::default();
-        let Some(pr) = self.procs[p].as_mut() else {
+        let Some(pr) = self.procs[p].as_mut().filter(|pr| !pr.frozen) else {
             return false;
         };
         if let Some(c) = pr.conn {
@@ -61,6 +61,7 @@ impl Sim {
             host(p, pr, now, incoming, &mut self.rec, &mut turn, &mut sink);
         }
         if turn.lost {
+            self.rec.disruptions.push((p, now));
             self.client_lost(p);
             return true;
         }
@@ -105,9 +106,10 @@ impl Sim {
     /// snapshot; nothing is in flight, waiting to be sent, unacknowledged or owed.
     pub fn quiescent(&self) -> bool {
         self.hub.is_some()
-            && self.conns.iter().all(|c| {
-                c.up.is_empty() && c.down.is_empty() && c.hub_close_at.is_none()
-            })
+            && self
+                .conns
+                .iter()
+                .all(|c| c.up.is_empty() && c.down.is_empty() && c.hub_close_at.is_none())
             && self.procs.iter().flatten().all(|pr| {
                 pr.conn.is_some()
                     && pr.client.is_ready()
@@ -115,8 +117,54 @@ impl Sim {
                     && pr.outbox.is_empty()
                     && pr.client.outstanding().is_empty()
                     && !pr.client.received().is_dirty()
-                    && pr.machines.iter().chain(&pr.ports).all(|m| pr.client.may_send_as(m))
+                    && pr
+                        .machines
+                        .iter()
+                        .chain(&pr.ports)
+                        .all(|m| pr.client.may_send_as(m))
             })
+    }
+
+    /// Where every process and connection stands, for a failing test's message.
+    pub fn describe(&self) -> String {
+        let mut out = format!("at {:?}, hub up: {}\n", self.now, self.hub.is_some());
+        for (p, pr) in self.procs.iter().enumerate() {
+            let Some(pr) = pr else {
+                out += &format!("  p{p}: dead\n");
+                continue;
+            };
+            let regs: Vec<_> = pr
+                .machines
+                .iter()
+                .chain(&pr.ports)
+                .map(|m| (m.as_str(), pr.client.registration(m)))
+                .collect();
+            out += &format!(
+                "  p{p}#{}: conn {:?} {:?} synced {} outbox {} outstanding {} dirty {} {regs:?}\n",
+                pr.incarnation,
+                pr.conn,
+                pr.client.endpoint().state(),
+                pr.client.registry_synced(),
+                pr.outbox.len(),
+                pr.client.outstanding().len(),
+                pr.client.received().is_dirty(),
+            );
+        }
+        for (i, c) in self.conns.iter().enumerate() {
+            if c.link.is_some() || c.client_open || !c.up.is_empty() || !c.down.is_empty() {
+                out += &format!(
+                    "  conn {i} of p{}: link {:?} client {} up {} down {} stalled {:?} close {:?}\n",
+                    c.proc,
+                    c.link,
+                    c.client_open,
+                    c.up.len(),
+                    c.down.len(),
+                    c.stalled_on,
+                    c.hub_close_at
+                );
+            }
+        }
+        out
     }
 
     /// Everything due at the current instant, until nothing moves.
@@ -154,15 +202,17 @@ impl Sim {
     /// The next instant anything has work.
     fn next_due(&self) -> Instant {
         let far = self.now + Duration::from_millis(3_600_000);
+        let frozen = |p: usize| self.procs[p].as_ref().is_some_and(|pr| pr.frozen);
         let frames = self.conns.iter().flat_map(|c| {
             let up = c.up.front().filter(|_| c.link.is_some()).map(|f| f.0);
-            let down = c.down.front().filter(|_| c.client_open).map(|f| f.0);
-            [up, down, c.hub_close_at]
+            let down = c.down.front().filter(|_| c.client_open && !frozen(c.proc));
+            [up, down.map(|f| f.0), c.hub_close_at]
         });
         let clients = self
             .procs
             .iter()
             .flatten()
+            .filter(|pr| !pr.frozen)
             .map(|pr| pr.client.poll_timeout(self.now));
         let hub = self.hub.as_ref().and_then(|h| h.poll_timeout());
         frames
@@ -186,6 +236,7 @@ fn host(
 ) {
     let failure = |pr: &Process, from: &str, to: &str, event: &str, seq, reason| Failure {
         n: event_number(event),
+        at: now,
         proc: p,
         incarnation: pr.incarnation,
         from: from.to_string(),
@@ -223,9 +274,10 @@ fn host(
                     seq: d.seq,
                     at: now,
                 }),
-                Accepted::Duplicate => rec
-                    .notes
-                    .push(Note::Duplicate(p, d.to.to_string(), event_number(d.event))),
+                Accepted::Duplicate => {
+                    rec.notes
+                        .push(Note::Duplicate(p, d.to.to_string(), event_number(d.event)))
+                }
                 Accepted::NoRoom => rec.notes.push(Note::FilterFull(p, d.to.to_string())),
             }
         }
@@ -247,9 +299,7 @@ fn host(
             RegistrationChange::HeldElsewhere => {
                 rec.notes.push(Note::HeldElsewhere(p, machine.into()))
             }
-            RegistrationChange::Refused => {
-                rec.notes.push(Note::Refused(p, machine.into(), status))
-            }
+            RegistrationChange::Refused => rec.notes.push(Note::Refused(p, machine.into(), status)),
         },
         Incoming::RegistryEntry(e) => {
             pr.registry.insert(e.machine.to_string());
@@ -260,7 +310,12 @@ fn host(
                 // What this process sent it and never had acknowledged will not arrive.
                 let mut failed = Vec::new();
                 pr.client.fail_to(machine, &mut |u| {
-                    failed.push((u.from.to_string(), u.to.to_string(), u.event.to_string(), u.seq))
+                    failed.push((
+                        u.from.to_string(),
+                        u.to.to_string(),
+                        u.event.to_string(),
+                        u.seq,
+                    ))
                 });
                 for (from, to, event, seq) in failed {
                     let fl = failure(pr, &from, &to, &event, seq, FailReason::TargetGone);
@@ -289,12 +344,14 @@ fn pump(
 ) -> bool {
     let mut moved = false;
     while let Some((from, to, n)) = pr.outbox.front().cloned() {
-        let seq = pr
-            .seqs
-            .iter()
-            .find(|(id, _)| *id == from)
-            .map(|s| s.1)
-            .expect("an id of this process");
+        let seq = match pr.seqs.iter().find(|(id, _)| *id == from) {
+            Some(s) => s.1,
+            None => {
+                // (An id this process does not own: the hub refuses it as `not-owner`.)
+                pr.seqs.push((from.clone(), pr.base));
+                pr.base
+            }
+        };
         let event = format!("E{n}");
         let d = Deliver {
             from: &from,
@@ -306,7 +363,15 @@ fn pump(
         let direct = match pr.client.send(&d, pr.max_frame) {
             Ok(()) => None,
             // Backpressure: it waits in the outbox until acknowledgements free room.
-            Err(SendRefused::Full) => break,
+            Err(SendRefused::Full) => {
+                if pr.ack_unread_when_blocked {
+                    let received = pr.client.received_mut();
+                    for (port, from, seq, _) in &pr.port_queue {
+                        received.handed(port, from, *seq);
+                    }
+                }
+                break;
+            }
             Err(SendRefused::Failed(reason)) => Some(reason),
         };
         pr.outbox.pop_front();
@@ -316,6 +381,7 @@ fn pump(
         }
         rec.sent.push(Sent {
             n,
+            at: now,
             proc: p,
             incarnation: pr.incarnation,
             from: from.clone(),
@@ -325,6 +391,7 @@ fn pump(
         if let Some(reason) = direct {
             rec.failed.push(Failure {
                 n,
+                at: now,
                 proc: p,
                 incarnation: pr.incarnation,
                 from,

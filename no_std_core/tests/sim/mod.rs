@@ -72,6 +72,7 @@ impl Default for SimConfig {
 #[derive(Clone, Debug)]
 pub struct Sent {
     pub n: u64,
+    pub at: Instant,
     pub proc: usize,
     pub incarnation: u32,
     pub from: String,
@@ -95,6 +96,7 @@ pub struct Delivery {
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub n: u64,
+    pub at: Instant,
     pub proc: usize,
     pub incarnation: u32,
     pub from: String,
@@ -127,6 +129,12 @@ pub struct Records {
     pub delivered: Vec<Delivery>,
     pub failed: Vec<Failure>,
     pub notes: Vec<Note>,
+    /// The hub's log lines, by link.
+    pub hub_logs: Vec<(LinkId, String)>,
+    /// Connections opened, per process.
+    pub connects: Vec<usize>,
+    /// When a process was killed or lost its link other than by a hub restart.
+    pub disruptions: Vec<(usize, Instant)>,
     /// Peaks seen after every instant: bytes the hub queued for one connection, a client's
     /// outstanding bytes, a client's duplicate-filter pairs.
     pub peak_hub_queue: usize,
@@ -182,6 +190,7 @@ struct HubSide<'a> {
     now: Instant,
     bound: usize,
     closes: Vec<LinkId>,
+    logs: Vec<(LinkId, String)>,
 }
 
 impl HubSide<'_> {
@@ -212,7 +221,9 @@ impl HubIo for HubSide<'_> {
             self.closes.push(link);
         }
     }
-    fn log(&mut self, _link: LinkId, _message: &str) {}
+    fn log(&mut self, link: LinkId, message: &str) {
+        self.logs.push((link, message.to_string()));
+    }
 }
 
 /// The client's side of its connection.
@@ -257,6 +268,13 @@ pub struct Process {
     pub outbox: VecDeque<(String, String, u64)>,
     /// Messages queued for ports, unread: (port, from, seq, n).
     pub port_queue: VecDeque<(String, String, u64, u64)>,
+    /// The first sequence number of each sending id (the clock when the process started).
+    base: u64,
+    /// The process does nothing at all (it reads nothing, writes nothing: hung).
+    pub frozen: bool,
+    /// While its sends wait for room, it acknowledges what waits unread in its ports (as
+    /// `Node::send_from_port` does while it blocks).
+    pub ack_unread_when_blocked: bool,
     max_frame: u32,
 }
 
@@ -351,6 +369,9 @@ impl Sim {
             seqs: seqs.map(|s| (s.clone(), base)).collect(),
             outbox: VecDeque::new(),
             port_queue: VecDeque::new(),
+            base,
+            frozen: false,
+            ack_unread_when_blocked: false,
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
         });
     }
@@ -368,6 +389,19 @@ impl Sim {
         self.layout[p].2
     }
 
+    /// The process whose layout hosts `id`.
+    pub fn host_of(&self, id: &str) -> Option<usize> {
+        self.layout
+            .iter()
+            .position(|(m, ports, _)| m.iter().chain(ports).any(|x| x == id))
+    }
+
+    /// The next sequence number process `p` gives a message from `id`.
+    pub fn set_seq(&mut self, p: usize, id: &str, seq: u64) {
+        let pr = self.proc_mut(p);
+        pr.seqs.retain(|(i, _)| i != id);
+        pr.seqs.push((id.to_string(), seq));
+    }
 
     /// The application of process `p` sends from its id `from` to `to`. Returns the
     /// message's number, or `None` when the process is dead or its outbox full.
@@ -416,6 +450,7 @@ impl Sim {
         let Some(pr) = self.procs[p].take() else {
             return;
         };
+        self.rec.disruptions.push((p, self.now));
         if let Some(c) = pr.conn {
             self.conns[c].client_open = false;
             self.conns[c].up.clear();
@@ -436,6 +471,7 @@ impl Sim {
         let Some(c) = self.procs[p].as_mut().and_then(|pr| pr.conn) else {
             return;
         };
+        self.rec.disruptions.push((p, self.now));
         self.client_lost(p);
         if hub_notices == Duration::ZERO {
             self.conns[c].up.clear();
@@ -492,6 +528,33 @@ impl Sim {
         pr.registry = pr.machines.iter().chain(&pr.ports).cloned().collect();
     }
 
+    /// Calls into the hub (if it is up) with its side of the connections, then closes
+    /// the links it asked to close and keeps its log lines.
+    fn with_hub<R>(&mut self, f: impl FnOnce(&mut SimHub, &mut HubSide<'_>) -> R) -> Option<R> {
+        let hub = self.hub.as_mut()?;
+        let mut io = HubSide {
+            conns: &mut self.conns,
+            links: &self.links,
+            now: self.now,
+            bound: self.config.hub_queue,
+            closes: Vec::new(),
+            logs: Vec::new(),
+        };
+        let r = f(hub, &mut io);
+        let (closes, logs) = (io.closes, io.logs);
+        self.rec.hub_logs.extend(logs);
+        for link in closes {
+            if let Some(c) = self.links[link as usize] {
+                if self.conns[c].client_open {
+                    self.rec.disruptions.push((self.conns[c].proc, self.now));
+                    self.client_lost(self.conns[c].proc);
+                }
+                self.hub_close(c);
+            }
+        }
+        Some(r)
+    }
+
     /// The hub side of a closed connection, as a node does it: the hub forgets the link, and
     /// what it had queued for it and not written goes back to the senders as failed.
     fn hub_close(&mut self, c: usize) {
@@ -499,56 +562,47 @@ impl Sim {
         let Some(link) = self.conns[c].link.take() else {
             return;
         };
+        // What the process wrote and the hub had not read is gone with the link.
+        self.conns[c].up.clear();
         let unwritten: Vec<Vec<u8>> = self.conns[c].down.drain(..).map(|(_, b)| b).collect();
         self.conns[c].down_bytes = 0;
         self.conns[c].stalled_on = None;
         self.links[link as usize] = None;
-        let now = self.now;
-        let bound = self.config.hub_queue;
-        let Some(hub) = self.hub.as_mut() else {
-            return;
-        };
-        let mut io = HubSide {
-            conns: &mut self.conns,
-            links: &self.links,
-            now,
-            bound,
-            closes: Vec::new(),
-        };
-        hub.link_closed(link, &mut io);
-        for body in unwritten {
-            hub.undeliverable(&body, &mut io);
-        }
-        let closes = io.closes;
-        self.close_links(closes);
-    }
-
-    fn close_links(&mut self, closes: Vec<LinkId>) {
-        for link in closes {
-            if let Some(c) = self.links[link as usize] {
-                let p = self.conns[c].proc;
-                if self.conns[c].client_open {
-                    self.client_lost(p);
-                }
-                self.hub_close(c);
+        // The process's ids leave the registry now: a disruption for its senders.
+        self.rec.disruptions.push((self.conns[c].proc, self.now));
+        self.with_hub(|hub, io| {
+            hub.link_closed(link, io);
+            for body in unwritten {
+                hub.undeliverable(&body, io);
             }
-        }
+        });
     }
 
     /// A process connects (its endpoint asked to): to the hub if it is up.
     fn connect(&mut self, p: usize) {
         let now = self.now;
-        let bound = self.config.hub_queue;
         let delay = self.delays[p].unwrap_or(self.config.delay);
+        let peer = PeerCredentials {
+            pid: self.proc(p).pid,
+            uid: UID,
+            gid: UID,
+        };
+        let link = self
+            .with_hub(|hub, io| hub.link_opened(now, peer, io))
+            .flatten();
         let pr = self.procs[p].as_mut().expect("live");
-        let Some(hub) = self.hub.as_mut() else {
+        let Some(link) = link else {
             pr.client.connect_failed(now);
             return;
         };
         let c = self.conns.len();
+        if self.rec.connects.len() <= p {
+            self.rec.connects.resize(p + 1, 0);
+        }
+        self.rec.connects[p] += 1;
         self.conns.push(Conn {
             proc: p,
-            link: None,
+            link: Some(link),
             client_open: true,
             up: VecDeque::new(),
             down: VecDeque::new(),
@@ -558,31 +612,27 @@ impl Sim {
             hub_close_at: None,
             wrote: false,
         });
-        let peer = PeerCredentials {
-            pid: pr.pid,
-            uid: UID,
-            gid: UID,
-        };
-        let mut io = HubSide {
-            conns: &mut self.conns,
-            links: &self.links,
-            now,
-            bound,
-            closes: Vec::new(),
-        };
-        let Some(link) = hub.link_opened(now, peer, &mut io) else {
-            self.conns[c].client_open = false;
-            pr.client.connect_failed(now);
-            return;
-        };
         self.links[link as usize] = Some(c);
-        self.conns[c].link = Some(link);
         pr.conn = Some(c);
         let mut sink = Sink {
             conn: Some(&mut self.conns[c]),
             now,
         };
         pr.client.connected(now, &mut sink);
+    }
+
+    /// The clock jumps by `d` with nothing run in between (a suspended host): every
+    /// timeout due meanwhile fires late, at once.
+    pub fn jump(&mut self, d: Duration) {
+        self.now = self.now + d;
+    }
+
+    /// Writes a raw frame body from process `p` to the hub (bad input).
+    pub fn inject(&mut self, p: usize, body: &[u8]) {
+        if let Some(c) = self.proc(p).conn {
+            let at = self.now + self.conns[c].delay;
+            Conn::push(&mut self.conns[c].up, at, body.to_vec());
+        }
     }
 
     /// The hub reads what has arrived on its links. Returns whether it did anything.
@@ -596,9 +646,10 @@ impl Sim {
                 any = true;
             }
             loop {
-                let conn = &self.conns[c];
-                let Some(link) = conn.link else { break };
-                if let Some(t) = conn.stalled_on {
+                let Some(link) = self.conns[c].link else {
+                    break;
+                };
+                if let Some(t) = self.conns[c].stalled_on {
                     let room = self.links[t as usize]
                         .is_none_or(|tc| self.conns[tc].down_bytes * 2 <= bound);
                     if !room {
@@ -606,53 +657,40 @@ impl Sim {
                     }
                     self.conns[c].stalled_on = None;
                 }
-                let Some((at, _)) = self.conns[c].up.front() else {
-                    break;
-                };
-                if *at > now {
+                if self.conns[c].up.front().is_none_or(|f| f.0 > now) || self.hub.is_none() {
                     break;
                 }
                 let (at, body) = self.conns[c].up.pop_front().expect("a frame");
-                let Some(hub) = self.hub.as_mut() else { break };
-                let mut io = HubSide {
-                    conns: &mut self.conns,
-                    links: &self.links,
-                    now,
-                    bound,
-                    closes: Vec::new(),
-                };
-                let handled = hub.handle_frame(now, link, &body, &mut io);
-                let closes = io.closes;
                 any = true;
-                if let Handled::Stalled(t) = handled {
+                let handled = self.with_hub(|hub, io| {
+                    let handled = hub.handle_frame(now, link, &body, io);
+                    if let Handled::Stalled(_) = handled {
+                        hub.link_stalled(link, now);
+                    }
+                    handled
+                });
+                if let Some(Handled::Stalled(t)) = handled {
                     // Not read after all: handed in again once the target has drained.
-                    hub.link_stalled(link, now);
                     self.conns[c].up.push_front((at, body));
                     self.conns[c].stalled_on = Some(t);
-                }
-                self.close_links(closes);
-                if matches!(handled, Handled::Stalled(_)) {
                     break;
                 }
             }
         }
-        if let Some(hub) = self.hub.as_mut() {
-            if hub.poll_timeout().is_some_and(|t| t <= now) {
-                let mut io = HubSide {
-                    conns: &mut self.conns,
-                    links: &self.links,
-                    now,
-                    bound,
-                    closes: Vec::new(),
-                };
-                hub.handle_timeout(now, &mut io);
-                let closes = io.closes;
-                any |= !closes.is_empty();
-                self.close_links(closes);
-            }
+        if self
+            .hub
+            .as_ref()
+            .and_then(|h| h.poll_timeout())
+            .is_some_and(|t| t <= now)
+        {
+            let closed = self.rec.hub_logs.len();
+            self.with_hub(|hub, io| hub.handle_timeout(now, io));
+            any |= self.rec.hub_logs.len() > closed;
         }
         any
     }
 }
 
+mod check;
 mod drive;
+pub use check::{check, Summary};

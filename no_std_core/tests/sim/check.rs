@@ -1,0 +1,142 @@
+//! What `docs/guarantees.md` promises, checked on a simulated run's records.
+
+use std::collections::BTreeMap;
+
+use interstate_core::wire::FailReason;
+use interstate_core::{Duration, Instant};
+
+use super::Sim;
+
+/// How long a registry removal may take to reach a sender (the longest link delay the
+/// tests set, twice, with room to spare).
+pub const NEWS: Duration = Duration::from_millis(100);
+
+/// How the run's messages ended, counted apart (as the soak test counts them).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub sent: usize,
+    pub delivered_once: usize,
+    pub failed_once: usize,
+    /// Delivered, then reported failed because the receiving process died (or lost its
+    /// link) before its acknowledgement reached the sender: "not confirmed".
+    pub delivered_and_reported_failed: usize,
+    /// From a sender killed since: lost, or delivered, no one told.
+    pub from_a_killed_sender: usize,
+}
+
+/// Checks the promises on everything `sim` recorded; call it once the bus has settled.
+///
+/// - every failure is reported once, to the sender's incarnation that sent it;
+/// - no message is delivered twice;
+/// - per (sender incarnation, sender, receiver), delivered messages come in sending order;
+/// - a message from a sender alive at the end is delivered or reported failed; both only
+///   as `target-gone` or (the receiver not back after a reconnect) `unknown-target`, when
+///   the receiver's process was killed or lost its link (its ids left the registry) after
+///   the message was sent and before the report, or so shortly before the send that the
+///   sender had not heard yet (`NEWS`): "not confirmed", not "not processed";
+/// - nothing fails as `not-owner` (every send is from an id of its process);
+/// - between two processes neither killed nor cut off (hub restarts, delays and clock
+///   jumps allowed), every message is delivered exactly once and none fails, save as
+///   `disconnected` (its sender's buffer full while the hub was away).
+pub fn check(sim: &Sim) -> Result<Summary, String> {
+    let rec = &sim.rec;
+    let mut summary = Summary {
+        sent: rec.sent.len(),
+        ..Summary::default()
+    };
+    let mut delivered: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, d) in rec.delivered.iter().enumerate() {
+        delivered.entry(d.n).or_default().push(i);
+    }
+    let mut failed: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, f) in rec.failed.iter().enumerate() {
+        failed.entry(f.n).or_default().push(i);
+    }
+    let sent: BTreeMap<u64, usize> = rec.sent.iter().enumerate().map(|(i, s)| (s.n, i)).collect();
+    if sent.len() != rec.sent.len() {
+        return Err("a message number was handed to a client twice".into());
+    }
+    for f in &rec.failed {
+        let Some(s) = sent.get(&f.n).map(|&i| &rec.sent[i]) else {
+            return Err(format!("a failure for a message never sent: {f:?}"));
+        };
+        if (s.proc, s.incarnation, &s.from, &s.to, s.seq)
+            != (f.proc, f.incarnation, &f.from, &f.to, f.seq)
+        {
+            return Err(format!(
+                "a failure reported to the wrong sender: {f:?} for {s:?}"
+            ));
+        }
+        if f.reason == FailReason::NotOwner {
+            return Err(format!("a message failed as not-owner: {f:?}"));
+        }
+    }
+    let disrupted_within = |p: usize, from: Instant, to: Instant| {
+        rec.disruptions
+            .iter()
+            .any(|&(q, at)| q == p && at + NEWS >= from && at <= to)
+    };
+    let stable = |p: usize| rec.disruptions.iter().all(|&(q, _)| q != p);
+    let host_of = |id: &str| sim.host_of(id);
+    for s in &rec.sent {
+        let d = delivered.get(&s.n).map_or(&[][..], |v| v);
+        let f = failed.get(&s.n).map_or(&[][..], |v| v);
+        if f.len() > 1 {
+            return Err(format!("reported failed {} times: {s:?}", f.len()));
+        }
+        if d.len() > 1 {
+            let at: Vec<_> = d.iter().map(|&i| &rec.delivered[i]).collect();
+            return Err(format!("delivered {} times: {s:?}: {at:?}", d.len()));
+        }
+        let sender_alive = sim.procs[s.proc]
+            .as_ref()
+            .is_some_and(|pr| pr.incarnation == s.incarnation);
+        if !sender_alive {
+            summary.from_a_killed_sender += 1;
+            continue;
+        }
+        let target = host_of(&s.to);
+        match (
+            d.first().map(|&i| &rec.delivered[i]),
+            f.first().map(|&i| &rec.failed[i]),
+        ) {
+            (None, None) => return Err(format!("neither delivered nor reported failed: {s:?}")),
+            (Some(_), None) => summary.delivered_once += 1,
+            (None, Some(fl)) => {
+                let excused =
+                    fl.reason == FailReason::Disconnected || target.is_none_or(|t| !stable(t));
+                if !excused {
+                    return Err(format!(
+                        "failed between two live, connected processes: {fl:?} for {s:?}"
+                    ));
+                }
+                summary.failed_once += 1;
+            }
+            (Some(dl), Some(fl)) => {
+                let reason_ok = matches!(
+                    fl.reason,
+                    FailReason::TargetGone | FailReason::UnknownTarget
+                );
+                if !reason_ok || !disrupted_within(dl.proc, s.at, fl.at) {
+                    return Err(format!(
+                        "delivered and reported failed, the receiver undisturbed: {dl:?}, {fl:?}"
+                    ));
+                }
+                summary.delivered_and_reported_failed += 1;
+            }
+        }
+    }
+    // Order per (sender incarnation, sender, receiver), in delivery order.
+    let mut last: BTreeMap<(usize, u32, &str, &str), u64> = BTreeMap::new();
+    for d in &rec.delivered {
+        let s = &rec.sent[sent[&d.n]];
+        let key = (s.proc, s.incarnation, s.from.as_str(), s.to.as_str());
+        if let Some(&prev) = last.get(&key) {
+            if s.seq <= prev {
+                return Err(format!("out of order: {s:?} after seq {prev}"));
+            }
+        }
+        last.insert(key, s.seq);
+    }
+    Ok(summary)
+}
