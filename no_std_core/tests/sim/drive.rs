@@ -248,6 +248,7 @@ fn host(
         Incoming::Nothing | Incoming::Monitored(_) => {}
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
+            rec.readies.push((p, pr.incarnation, now));
             let registry = &pr.registry;
             pr.client
                 .transmit(now, &|to| registry.contains(to), &mut *sink);

@@ -133,6 +133,8 @@ pub struct Records {
     pub hub_logs: Vec<(LinkId, String)>,
     /// Connections opened, per process.
     pub connects: Vec<usize>,
+    /// When a process's link became ready: (process, incarnation, instant).
+    pub readies: Vec<(usize, u32, Instant)>,
     /// When a process was killed or lost its link other than by a hub restart.
     pub disruptions: Vec<(usize, Instant)>,
     /// Peaks seen after every instant: bytes the hub queued for one connection, a client's
