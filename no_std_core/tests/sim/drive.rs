@@ -204,7 +204,11 @@ impl Sim {
         let far = self.now + Duration::from_millis(3_600_000);
         let frozen = |p: usize| self.procs[p].as_ref().is_some_and(|pr| pr.frozen);
         let frames = self.conns.iter().flat_map(|c| {
-            let up = c.up.front().filter(|_| c.link.is_some()).map(|f| f.0);
+            // (A stalled link resumes when its target drains: that is a frame event.)
+            let up =
+                c.up.front()
+                    .filter(|_| c.link.is_some() && c.stalled_on.is_none());
+            let up = up.map(|f| f.0);
             let down = c.down.front().filter(|_| c.client_open && !frozen(c.proc));
             [up, down.map(|f| f.0), c.hub_close_at]
         });

@@ -640,7 +640,6 @@ impl Sim {
     /// The hub reads what has arrived on its links. Returns whether it did anything.
     fn hub_turn(&mut self) -> bool {
         let now = self.now;
-        let bound = self.config.hub_queue;
         let mut any = false;
         for c in 0..self.conns.len() {
             if self.conns[c].hub_close_at.is_some_and(|t| t <= now) {
@@ -652,9 +651,12 @@ impl Sim {
                     break;
                 };
                 if let Some(t) = self.conns[c].stalled_on {
-                    let room = self.links[t as usize]
-                        .is_none_or(|tc| self.conns[tc].down_bytes * 2 <= bound);
-                    if !room {
+                    // Resumed once the target has drained; meanwhile the hub is told, every
+                    // turn, that the link is not silent but waiting (as a node does).
+                    let drained =
+                        self.links[t as usize].is_none_or(|tc| self.conns[tc].down.is_empty());
+                    if !drained {
+                        self.with_hub(|hub, _| hub.link_stalled(link, now));
                         break;
                     }
                     self.conns[c].stalled_on = None;
@@ -695,4 +697,4 @@ impl Sim {
 
 mod check;
 mod drive;
-pub use check::{check, Summary};
+pub use check::check;
