@@ -71,7 +71,7 @@ fn config() -> SimConfig {
 
 const SETTLE: Duration = Duration::from_millis(120_000);
 
-fn run(ops: &[Op]) -> Result<sim::Summary, String> {
+fn run(ops: &[Op]) -> Result<sim::check::Summary, String> {
     let mut s = Sim::new(config());
     for p in 0..PROCS {
         s.add_process(&[&id(p, 0), &id(p, 1)], &[]);

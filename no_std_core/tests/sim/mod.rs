@@ -646,10 +646,7 @@ impl Sim {
                 self.hub_close(c);
                 any = true;
             }
-            loop {
-                let Some(link) = self.conns[c].link else {
-                    break;
-                };
+            while let Some(link) = self.conns[c].link {
                 if let Some(t) = self.conns[c].stalled_on {
                     // Resumed once the target has drained; meanwhile the hub is told, every
                     // turn, that the link is not silent but waiting (as a node does).
@@ -695,6 +692,6 @@ impl Sim {
     }
 }
 
-mod check;
+pub mod check;
 mod drive;
 pub use check::check;
