@@ -522,9 +522,9 @@ impl Sim {
             return;
         };
         if let Some(c) = pr.conn.take() {
+            // What the hub queued for it stays the hub's until the hub closes the link (it
+            // then goes back to the senders as undeliverable).
             self.conns[c].client_open = false;
-            self.conns[c].down.clear();
-            self.conns[c].down_bytes = 0;
         }
         pr.client.disconnected(now);
         pr.registry = pr.machines.iter().chain(&pr.ports).cloned().collect();
