@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use interstate_core::bus::policy::RECONNECT_GRACE;
+use interstate_core::bus::policy::{FORGET_DEPARTED_MS, RECONNECT_GRACE};
 use interstate_core::wire::FailReason;
 use interstate_core::{Duration, Instant};
 
@@ -23,6 +23,12 @@ pub struct Summary {
     pub delivered_and_reported_failed: usize,
     /// From a sender killed since: lost, or delivered, no one told.
     pub from_a_killed_sender: usize,
+    /// Delivered twice: its sender lost its link after the first delivery, before the
+    /// acknowledgement reached it, and was away longer than receivers remember a departed
+    /// sender (60 s); it sent the message again and the receiver had forgotten it. Not
+    /// described by the docs: `sim_bus.rs`
+    /// `known_issue_a_sender_away_longer_than_receivers_remember_it_is_delivered_again`.
+    pub delivered_again_after_a_long_absence: usize,
 }
 
 /// Checks the promises on everything `sim` recorded; call it once the bus has settled.
@@ -30,13 +36,17 @@ pub struct Summary {
 /// - no message reached a process not hosting its target, and no duplicate filter was full
 ///   (the tests size it for their runs);
 /// - every failure is reported once, to the sender's incarnation that sent it;
-/// - no message is delivered twice;
+/// - no message is delivered twice (save the known issue counted in
+///   `Summary::delivered_again_after_a_long_absence`);
 /// - per (sender incarnation, sender, receiver), delivered messages come in sending order;
 /// - a message from a sender alive at the end is delivered or reported failed; both only
 ///   as `target-gone` or (the receiver not back after a reconnect) `unknown-target`, when
 ///   the receiver's process was killed or lost its link (its ids left the registry) after
 ///   the message was sent and before the report, or so shortly before the send that the
 ///   sender had not heard yet (`NEWS`): "not confirmed", not "not processed";
+/// - a message from a sender killed since may be lost, unless the hub had taken it from
+///   the sender's link and routed it and lived on: then a receiver that stays on the bus
+///   gets it;
 /// - nothing fails as `not-owner` (every send is from an id of its process);
 /// - between two processes neither killed nor cut off (hub restarts, delays and clock
 ///   jumps allowed), every message is delivered exactly once and none fails, save as
@@ -81,10 +91,30 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
             return Err(format!("a message failed as not-owner: {f:?}"));
         }
     }
+    let routed: BTreeMap<u64, Instant> = rec.routed.iter().copied().collect();
     let disrupted_within = |p: usize, from: Instant, to: Instant| {
         rec.disruptions
             .iter()
             .any(|&(q, at)| q == p && at + NEWS >= from && at <= to)
+    };
+    // The sender lost its link (or the hub) between two deliveries of one message and was
+    // back only after its receivers forget a departed sender: a case the docs do not
+    // describe (`sim_bus.rs` `known_issue_*`), counted apart, never taken for a pass of
+    // anything else.
+    let long_absence = |p: usize, inc: u32, first: Instant, second: Instant| {
+        let losses = rec.disruptions.iter().filter(|d| d.0 == p).map(|d| d.1);
+        let losses = losses.chain(rec.hub_restarts.iter().copied());
+        losses
+            .filter(|&t| t + NEWS >= first && t <= second)
+            .any(|t| {
+                let back = rec
+                    .readies
+                    .iter()
+                    .filter(|r| (r.0, r.1) == (p, inc) && r.2 >= t);
+                back.map(|r| r.2)
+                    .min()
+                    .is_some_and(|r| r >= t + Duration::from_millis(FORGET_DEPARTED_MS))
+            })
     };
     let stable = |p: usize| rec.disruptions.iter().all(|&(q, _)| q != p);
     let host_of = |id: &str| sim.host_of(id);
@@ -96,16 +126,31 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
         }
         if d.len() > 1 {
             let at: Vec<_> = d.iter().map(|&i| &rec.delivered[i]).collect();
+            if d.len() == 2 && long_absence(s.proc, s.incarnation, at[0].at, at[1].at) {
+                summary.delivered_again_after_a_long_absence += 1;
+                continue;
+            }
             return Err(format!("delivered {} times: {s:?}: {at:?}", d.len()));
         }
         let sender_alive = sim.procs[s.proc]
             .as_ref()
             .is_some_and(|pr| pr.incarnation == s.incarnation);
+        let target = host_of(&s.to);
         if !sender_alive {
+            // Lost with its sender, unless the hub had taken it: then it is delivered (to a
+            // receiver that stays on the bus).
+            // (The hub dying after it took it, with it still queued, loses it too.)
+            let taken = routed
+                .get(&s.n)
+                .is_some_and(|&at| rec.hub_restarts.iter().all(|&h| h < at));
+            if taken && d.is_empty() && target.is_some_and(stable) {
+                return Err(format!(
+                    "taken by the hub from a killed sender, lost: {s:?}"
+                ));
+            }
             summary.from_a_killed_sender += 1;
             continue;
         }
-        let target = host_of(&s.to);
         match (
             d.first().map(|&i| &rec.delivered[i]),
             f.first().map(|&i| &rec.failed[i]),
@@ -147,7 +192,12 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
     }
     // Order per (sender incarnation, sender, receiver), in delivery order.
     let mut last: BTreeMap<(usize, u32, &str, &str), u64> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     for d in &rec.delivered {
+        if !seen.insert(d.n) {
+            // The second delivery of the known issue above (any other failed already).
+            continue;
+        }
         let s = &rec.sent[sent[&d.n]];
         let key = (s.proc, s.incarnation, s.from.as_str(), s.to.as_str());
         if let Some(&prev) = last.get(&key) {

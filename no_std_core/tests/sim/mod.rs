@@ -133,6 +133,10 @@ pub struct Records {
     pub hub_logs: Vec<(LinkId, String)>,
     /// Connections opened, per process.
     pub connects: Vec<usize>,
+    /// When the hub was restarted.
+    pub hub_restarts: Vec<Instant>,
+    /// Messages the hub took from their sender's link and routed to their target.
+    pub routed: Vec<(u64, Instant)>,
     /// When a process's link became ready: (process, incarnation, instant).
     pub readies: Vec<(usize, u32, Instant)>,
     /// When a process was killed or lost its link other than by a hub restart.
@@ -486,6 +490,7 @@ impl Sim {
     /// Restarts the hub: every link goes with the old one (what it queued is lost, and no
     /// one is told); the new one listens after `down_for`.
     pub fn restart_hub(&mut self, down_for: Duration) {
+        self.rec.hub_restarts.push(self.now);
         self.hub = None;
         for l in self.links.iter_mut() {
             *l = None;
@@ -663,13 +668,23 @@ impl Sim {
                 }
                 let (at, body) = self.conns[c].up.pop_front().expect("a frame");
                 any = true;
+                let mut routed = None;
                 let handled = self.with_hub(|hub, io| {
+                    // A message the hub takes from its sender's link and routes to a target.
+                    if let Ok(Frame::Deliver(d)) = Frame::decode(&body) {
+                        if hub.route(d.from) == Some(link) && hub.route(d.to).is_some() {
+                            routed = Some(event_number(d.event));
+                        }
+                    }
                     let handled = hub.handle_frame(now, link, &body, io);
                     if let Handled::Stalled(_) = handled {
                         hub.link_stalled(link, now);
                     }
                     handled
                 });
+                if let (Some(Handled::Done), Some(n)) = (handled, routed) {
+                    self.rec.routed.push((n, now));
+                }
                 if let Some(Handled::Stalled(t)) = handled {
                     // Not read after all: handed in again once the target has drained.
                     self.conns[c].up.push_front((at, body));
