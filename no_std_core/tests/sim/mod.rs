@@ -7,18 +7,27 @@
 //!   written, in order (a link never reorders; messages from different senders interleave
 //!   by their links' delays). What the hub queues for a connection and has not been read is
 //!   bounded by `SimConfig::hub_queue`: past it the hub's `HubIo` answers `LinkFull`, and the
-//!   hub stops reading the sending connection until the target has room (backpressure).
+//!   hub stops reading the sending connection until the target has drained (backpressure).
+//!   A connection's delay can change while it runs ([`Sim::set_delay`]).
 //! - A connection can be **cut**: the client sees it at once; the hub at once, or later
 //!   (a half-open link the hub has not noticed yet). What the hub had queued for it and
 //!   not written goes back to the senders through `Hub::undeliverable`, as a node does.
+//!   After the reconnect the client sends again everything unacknowledged, with its
+//!   original sequence number: what the receiver had is delivered again to its duplicate
+//!   filter (the only redelivery the protocol allows; a link never reorders).
 //! - A **process** can be killed (its client is dropped with everything in it, its link
 //!   closes) and restarted (a fresh client, a new pid, new sequence numbers).
 //! - The **hub** can be restarted (a fresh `Hub`; every link is gone with the old one, and
 //!   clients reconnect through their endpoint's backoff), optionally staying down a while.
+//! - A process can hang ([`Process::frozen`]: it reads and writes nothing), write bad bytes
+//!   ([`Sim::inject`]), and the clock can jump with nothing run meanwhile ([`Sim::jump`]).
+//! - [`Sim::drive_until`] (and [`Sim::settle`], [`Sim::run_for`]) moves frames and fires
+//!   the hub's and the clients' timeouts, instant by instant, in a fixed order.
 //!
 //! Every message the application sends carries a number `n` (its event is `E<n>`), so the
 //! records of what was sent, delivered and reported failed can be matched afterwards.
 
+// Each test file uses part of this module.
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, VecDeque};
