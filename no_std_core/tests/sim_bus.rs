@@ -463,3 +463,49 @@ fn known_issue_a_sender_away_longer_than_receivers_remember_it_is_delivered_agai
     assert!(s.settle(SETTLE), "{}", s.describe());
     assert_eq!(delivered_to(&s, "dst").len(), 1, "delivered once");
 }
+
+/// The `lamp` chart (`no_std_core/check/lamp.json`): TOGGLE sends `LAMP_ON` to `controller`
+/// at once; 300 ms later a timer of the machine fires and sends `LAMP_OFF`.
+static LAMP: &[u8] = include_bytes!("../check/lamp.isch");
+
+/// A send that a machine's timer makes lives in the machine's timer table, not on the bus:
+/// with the hub down when the timer comes due, it fires on time, waits in the sender's
+/// outstanding buffer, and arrives once the hub is back, after the send before it.
+#[test]
+fn a_delayed_send_outlives_a_hub_restart() {
+    use interstate_core::{image, Event, Machine, NoBehavior, Target};
+    let mut s = bus(SimConfig::default(), &[&["lamp"], &["controller"]]);
+    let mut lamp: Machine<'static> = Machine::new(image::decode(LAMP).unwrap(), "lamp").unwrap();
+    lamp.start(s.now, &mut NoBehavior).unwrap();
+    // The lamp's host hands what the machine sends to the bus.
+    let mut events = Vec::new();
+    let mut pump = |s: &mut Sim, lamp: &mut Machine<'static>| {
+        for m in lamp.outbox() {
+            assert_eq!(m.target, Target::Machine("controller"));
+            events.push((
+                s.send(0, "lamp", "controller").unwrap(),
+                m.event.to_string(),
+            ));
+        }
+        lamp.clear_outbox();
+    };
+    lamp.send(s.now, Event::new("TOGGLE"), &mut NoBehavior)
+        .unwrap();
+    pump(&mut s, &mut lamp);
+    s.run_for(ms(50));
+    s.restart_hub(ms(1_000));
+    let due = lamp.poll_timeout().expect("the lamp's timer");
+    s.drive_until(ms(1_000), &mut |s| s.now >= due);
+    assert!(s.hub.is_none(), "the hub is down when the timer fires");
+    lamp.handle_timeout(s.now, &mut NoBehavior).unwrap();
+    pump(&mut s, &mut lamp);
+    assert!(s.settle(SETTLE), "{}", s.describe());
+    check(&s).unwrap();
+    let by_n = |n| events.iter().find(|e| e.0 == n).map(|e| e.1.as_str());
+    let got: Vec<_> = delivered_to(&s, "controller")
+        .into_iter()
+        .map(by_n)
+        .collect();
+    assert_eq!(got, [Some("LAMP_ON"), Some("LAMP_OFF")]);
+    assert!(s.rec.failed.is_empty(), "{:?}", s.rec.failed);
+}
