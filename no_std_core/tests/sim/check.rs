@@ -40,7 +40,9 @@ pub struct Summary {
 ///   `Summary::delivered_again_after_a_long_absence`);
 /// - per (sender incarnation, sender, receiver), delivered messages come in sending order;
 /// - a message from a sender alive at the end is delivered or reported failed; both only
-///   as `target-gone` or (the receiver not back after a reconnect) `unknown-target`, when
+///   as `unknown-target` once the sender held it the whole grace after a reconnect (sent
+///   again, its acknowledgement lost with the link or the hub), or as `target-gone` or
+///   `unknown-target` when
 ///   the receiver's process was killed or lost its link (its ids left the registry) after
 ///   the message was sent and before the report, or so shortly before the send that the
 ///   sender had not heard yet (`NEWS`): "not confirmed", not "not processed";
@@ -116,6 +118,18 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
                     .is_some_and(|r| r >= t + Duration::from_millis(FORGET_DEPARTED_MS))
             })
     };
+    // An `unknown-target` once its sender had held it the whole grace after its last
+    // reconnect: the receiver was not back in time.
+    let grace_over = |fl: &super::Failure| {
+        let last_ready = rec
+            .readies
+            .iter()
+            .filter(|r| (r.0, r.1) == (fl.proc, fl.incarnation) && r.2 <= fl.at)
+            .map(|r| r.2)
+            .max();
+        fl.reason == FailReason::UnknownTarget
+            && last_ready.is_some_and(|r| fl.at >= r + RECONNECT_GRACE)
+    };
     let stable = |p: usize| rec.disruptions.iter().all(|&(q, _)| q != p);
     let host_of = |id: &str| sim.host_of(id);
     for s in &rec.sent {
@@ -158,16 +172,8 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
             (None, None) => return Err(format!("neither delivered nor reported failed: {s:?}")),
             (Some(_), None) => summary.delivered_once += 1,
             (None, Some(fl)) => {
-                let last_ready = rec
-                    .readies
-                    .iter()
-                    .filter(|r| (r.0, r.1) == (s.proc, s.incarnation) && r.2 <= fl.at)
-                    .map(|r| r.2)
-                    .max();
-                let grace_over = fl.reason == FailReason::UnknownTarget
-                    && last_ready.is_some_and(|r| fl.at >= r + RECONNECT_GRACE);
                 let excused = fl.reason == FailReason::Disconnected
-                    || grace_over
+                    || grace_over(fl)
                     || target.is_none_or(|t| !stable(t));
                 if !excused {
                     return Err(format!(
@@ -181,7 +187,11 @@ pub fn check(sim: &Sim) -> Result<Summary, String> {
                     fl.reason,
                     FailReason::TargetGone | FailReason::UnknownTarget
                 );
-                if !reason_ok || !disrupted_within(dl.proc, s.at, fl.at) {
+                // Or sent again after a reconnect (its acknowledgement lost with the link
+                // or the hub), held the whole grace, and failed as `unknown-target`.
+                let excused =
+                    (reason_ok && disrupted_within(dl.proc, s.at, fl.at)) || grace_over(fl);
+                if !excused {
                     return Err(format!(
                         "delivered and reported failed, the receiver undisturbed: {dl:?}, {fl:?}"
                     ));
