@@ -1,5 +1,5 @@
 //! Transport latency and throughput between two processes, each path beside its raw baseline:
-//! the paths of `interstate bench` (see `cli/src/bench.rs`) at a smaller scale, under criterion.
+//! the paths of `interstate bench` (see `cli/src/bench/`) at a smaller scale, under criterion.
 //!
 //! For each transport (`unix`, `fifo`, `shm`) and payload (64 B, 4 KiB):
 //! - `<transport>/rtt/<path>/<payload>`: one round trip per iteration;

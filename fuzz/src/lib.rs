@@ -22,7 +22,7 @@
 //!
 //! Every function panics on a broken invariant; errors returned by the machine are fine.
 //!
-//! The bus targets live in submodules of this file (`protocol.rs`, `serial.rs`, `ring.rs`
+//! The bus targets live in submodules of this file (`protocol/`, `serial.rs`, `ring.rs`
 //! beside it), which `tests/fuzz_corpus.rs` picks up along with this file; they also use
 //! `interstate_platform` (for the ring), which the main crate depends on too.
 
