@@ -7,7 +7,7 @@
 //! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
-//! - [`bench`]: `interstate bench`, the transport benchmark with its raw baselines.
+//! - [`bench`](mod@bench): `interstate bench`, the transport benchmark with its raw baselines.
 
 pub mod bench;
 pub mod cmd;
