@@ -7,9 +7,11 @@
 //! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
+//! - [`output`]: stdout that ends the tool quietly when its reader goes away, and `NO_COLOR`;
 //! - [`bench`]: `interstate bench`, the transport benchmark with its raw baselines.
 
 pub mod bench;
 pub mod cmd;
 pub mod demo;
 pub mod manifest;
+pub mod output;
