@@ -101,10 +101,11 @@ pub fn processor() -> Result<(), String> {
 }
 
 /// `interstate demo --role storage [--store FILE]` (default:
-/// `$TMPDIR/interstate-<bus>-store.jsonl`).
+/// `$TMPDIR/interstate-<bus>-store.jsonl`, removed when the role stops: an app run from a
+/// manifest leaves nothing in the temp directory; give `--store` to keep the records).
 pub fn storage(store: Option<&Path>) -> Result<(), String> {
     use std::io::Write;
-    let default;
+    let mut default = PathBuf::new();
     let store = match store {
         Some(s) => s,
         None => {
@@ -136,11 +137,21 @@ pub fn storage(store: Option<&Path>) -> Result<(), String> {
     };
     let behaviors = pipeline::storage_behaviors(store_row, SAY);
     add_json_machine(&mut node, "storage", STORAGE_CHART, behaviors).map_err(|e| e.to_string())?;
+    let temporary = store == default.as_path();
     println!(
-        "machine 'storage' registered, state 'ready', writing to {}",
-        store.display()
+        "machine 'storage' registered, state 'ready', writing to {}{}",
+        store.display(),
+        if temporary {
+            " (removed when it stops; pass --store FILE to keep it)"
+        } else {
+            ""
+        }
     );
-    serve(&mut node, "storage")
+    let served = serve(&mut node, "storage");
+    if temporary {
+        let _ = std::fs::remove_file(store);
+    }
+    served
 }
 
 /// `interstate demo --role monitor`: every message crossing the hub, one short line each.
