@@ -268,7 +268,7 @@ pub enum Command {
         /// Peer arguments.
         args: Vec<String>,
     },
-    /// Put a device on a serial line on the bus (COBS frames over the tty, see the README).
+    /// Put a device on a serial line on the bus (COBS frames over the tty, see docs/embedded.md).
     SerialBridge {
         /// The serial line: /dev/ttyUSB0, /dev/ttyACM0, a pseudo-terminal.
         #[arg(long)]
