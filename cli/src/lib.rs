@@ -2,8 +2,8 @@
 //! benchmark. Not a stable API: programs use the `interstate` crate (the facade) and
 //! `interstate-platform`; this crate only turns command lines into calls to them.
 //!
-//! - [`cmd`]: the bus verbs (`hub`, `send`, `ps`, `monitor`, `run`), the app verbs (`up`,
-//!   `down`, `demo`) and `serial-bridge`;
+//! - [`cmd`]: the bus verbs (`hub`, `send`, `ps`, `buses`, `monitor`, `run`), the app verbs
+//!   (`up`, `down`, `demo`) and `serial-bridge`, and what they share;
 //! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
