@@ -580,3 +580,66 @@ fn demo_quiet_prints_its_last_line_only() {
     assert_eq!(lines.len(), 1, "{stdout}");
     assert!(lines[0].starts_with("demo: done in"), "{stdout}");
 }
+
+#[test]
+fn hub_and_run_say_more_with_verbose_and_nothing_with_quiet() {
+    let mut bus = Bus::new("verbosity");
+    let hub = bus.interstate("hub", &["hub", "--verbose"]);
+    bus.wait_line(hub, true, "the hub's settings line", STEP_LIMIT, |l| {
+        l.contains("hub settings:")
+    });
+    let chart = bus.write("gate.json", GATE);
+    let verbose = bus.interstate(
+        "run verbose",
+        &[
+            "run",
+            &chart,
+            "--id",
+            "v",
+            "--client",
+            "--guard",
+            "allowed=true",
+            "--delay",
+            "swing=5",
+            "-v",
+        ],
+    );
+    bus.wait_line(
+        verbose,
+        true,
+        "the machine's values line",
+        STEP_LIMIT,
+        |l| l.contains(r#"guards [("allowed", true)], delays (ms) [("swing", 5)]"#),
+    );
+    let quiet = bus.interstate(
+        "run quiet",
+        &[
+            "run",
+            &chart,
+            "--id",
+            "q",
+            "--client",
+            "--guard",
+            "allowed=true",
+            "--delay",
+            "swing=5",
+            "-q",
+        ],
+    );
+    bus.wait_ps("machine q", |list| list.iter().any(|e| e["machine"] == "q"));
+    let (status, _, err) = bus.run(&["send", "q", "PING"]);
+    assert!(status.success(), "{err}");
+    bus.wait_line(quiet, false, "q's log line", STEP_LIMIT, |l| {
+        l == "[q] open"
+    });
+    assert_eq!(
+        bus.err(quiet),
+        Vec::<String>::new(),
+        "run --quiet said something"
+    );
+    assert!(
+        bus.try_status(quiet).is_none(),
+        "run --quiet ended{}",
+        bus.dump()
+    );
+}
