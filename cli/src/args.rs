@@ -11,8 +11,9 @@ const AFTER_HELP: &str = "\
 A FILE argument of `-` is read from stdin; `compile -o -` writes to stdout.
 
 ENVIRONMENT:
-  INTERSTATE_DIR        The bus directory (default: $XDG_RUNTIME_DIR/interstate, else
-                        /tmp/interstate-UID). Created mode 0700.
+  INTERSTATE_DIR        The bus directory, an absolute path (default:
+                        $XDG_RUNTIME_DIR/interstate, else /tmp/interstate-UID). Created mode
+                        0700.
   INTERSTATE_BUS        The bus name when --bus is not given (default: \"default\").
   INTERSTATE_TRANSPORT  How a client reaches the hub: unix (default), fifo or shm. Any other
                         value is an error.

@@ -308,6 +308,25 @@ fn a_bad_setting_is_named_with_its_value_and_the_allowed_values() {
             "{args:?}"
         );
     }
+    for (value, args) in [
+        ("relative/dir", &["ps"][..]),
+        ("/etc/passwd", &["ps", "--bus", "x"][..]),
+        ("relative", &["down", "--bus", "x"][..]),
+    ] {
+        let mut cmd = bin();
+        cmd.env("INTERSTATE_DIR", value).args(args);
+        let out = run_with(cmd, None);
+        assert_eq!(out.status.code(), Some(2), "{value} {args:?}");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "interstate: INTERSTATE_DIR is set to '{value}', which is not a valid value: \
+                 use the absolute path of a directory (created, mode 0700, when it does not \
+                 exist)\n"
+            ),
+            "{args:?}"
+        );
+    }
     let mut cmd = bin();
     cmd.env("INTERSTATE_DIR", &dir)
         .env("INTERSTATE_BUS", "no/slash")

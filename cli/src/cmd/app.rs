@@ -127,7 +127,7 @@ pub fn down(manifest: Option<&Path>, bus: Option<&str>, limit: Duration) -> Resu
         (None, None) => busdir::default_bus(),
     };
     busdir::check_bus_name(&bus)?;
-    let dir = busdir::default_dir();
+    let dir = busdir::try_default_dir().map_err(|e| e.to_string())?;
     let pid = supervisor::stop_running(&dir, &bus, limit)?;
     crate::outln!("down: the app on bus '{bus}' stopped (its supervisor was pid {pid})")
 }

@@ -249,7 +249,7 @@ pub fn run(
         .check_complete(&compiled.chart())
         .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
     let stop = stop_flag()?;
-    let mut node = Node::new(args.config(role)?).map_err(|e| e.to_string())?;
+    let mut node = Node::new(args.config(role)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     let who = id.to_string();
     // A closed stdout is noted by `outln!` and ends the loop below.
     let behaviors = Behaviors::new().on_log(move |_, msg| {

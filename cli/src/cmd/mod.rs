@@ -153,8 +153,10 @@ pub fn node_config(bus: Option<&str>) -> Result<interstate::bus::NodeConfig, Str
     match bus {
         Some(b) => {
             let transport = Transport::try_from_env().map_err(|e| e.to_string())?;
+            let dir = interstate::bus::busdir::try_default_dir().map_err(|e| e.to_string())?;
             let mut config = NodeConfig::new(b);
             config.transport = transport;
+            config.dir = dir;
             Ok(config)
         }
         None => NodeConfig::try_from_env().map_err(|e| e.to_string()),

@@ -223,7 +223,9 @@ impl NodeConfig {
     }
 
     /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR` and `INTERSTATE_TRANSPORT`; a bad
-    /// value of any of them is an error naming the variable, the value and what it accepts.
+    /// value of any of them (a bus name that is not valid, a directory that is not an
+    /// absolute path of a directory, an unknown transport) is an error naming the variable,
+    /// the value and what it accepts.
     pub fn try_from_env() -> Result<Self, PlatformError> {
         let bus = busdir::default_bus();
         if std::env::var_os("INTERSTATE_BUS").is_some_and(|b| !b.is_empty())
@@ -239,6 +241,7 @@ impl NodeConfig {
             });
         }
         let mut config = Self::new(&bus);
+        config.dir = busdir::try_default_dir()?;
         config.transport = Transport::try_from_env()?;
         Ok(config)
     }
