@@ -662,3 +662,55 @@ fn hub_and_run_say_more_with_verbose_and_nothing_with_quiet() {
         bus.dump()
     );
 }
+
+/// `interstate demo` with its stdout on a terminal (a pseudo-terminal here): all it wrote.
+fn demo_on_a_terminal(no_color: Option<&str>) -> String {
+    let pty = interstate_platform::serial::open_pty().expect("a pseudo-terminal pair");
+    let mut cmd = bin();
+    cmd.args(["demo", "--pace", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(pty.slave))
+        .stderr(Stdio::null());
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    // The command holds the terminal side until it is dropped with it below.
+    let mut child = cmd.spawn().expect("start interstate demo");
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once every holder of the terminal side has exited.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    });
+    let status = child.wait().expect("wait for the demo");
+    assert!(status.success(), "demo failed: {status:?}");
+    text(&reader.join().expect("the reader thread"))
+}
+
+#[test]
+fn no_color_turns_off_the_status_blocks_colors_on_a_terminal() {
+    let colored = demo_on_a_terminal(None);
+    assert!(colored.contains("── demo ──"), "{colored:?}");
+    assert!(
+        colored.contains("\x1b[32m") && colored.contains("\x1b[1m"),
+        "no color on a terminal: {colored:?}"
+    );
+    for value in ["1", "yes"] {
+        let plain = demo_on_a_terminal(Some(value));
+        assert!(plain.contains("── demo ──"), "{plain:?}");
+        assert!(
+            !plain.contains("\x1b[3") && !plain.contains("\x1b[1m") && !plain.contains("\x1b[0m"),
+            "color with NO_COLOR={value}: {plain:?}"
+        );
+    }
+    // An empty NO_COLOR asks for nothing.
+    assert!(demo_on_a_terminal(Some("")).contains("\x1b[32m"));
+}
