@@ -13,15 +13,20 @@ use interstate_cli::cmd::{self, display_name, is_std, load_chart, Values};
 use interstate_cli::outln;
 use interstate_cli::output::{self, Stdout};
 
-/// The name a generated file gives its source: the file name only, so that no absolute path
-/// (a home directory, a build folder) ends up in a file that may be committed.
+/// The name a generated file gives its source: the path as given when it is relative (the
+/// command that regenerates the file, from the same directory), the file name alone when it
+/// is absolute, so that no absolute path (a home directory, a build folder) ends up in a file
+/// that may be committed.
 fn source_name(file: &Path) -> String {
     if is_std(file) {
         return "-".to_string();
     }
+    if file.is_relative() {
+        return file.display().to_string();
+    }
     file.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.display().to_string())
+        .unwrap_or_default()
 }
 
 /// Writes a compiled artefact to `output` (stdout for `-`); the summary goes to stdout, or to

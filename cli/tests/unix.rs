@@ -458,6 +458,18 @@ fn compile_rust_writes_no_absolute_path() {
         "an absolute path in the module:\n{}",
         &source[..400.min(source.len())]
     );
+    // A relative path is kept as given: the command that regenerates the file.
+    let mut cmd = bin();
+    cmd.args([
+        "compile",
+        "--rust",
+        "../examples/charts/traffic_light.json",
+        "-o",
+        "-",
+    ]);
+    let out = run_with(cmd, None);
+    assert!(text(&out.stdout)
+        .contains("`interstate compile --rust ../examples/charts/traffic_light.json`"));
 }
 
 /// Every verb a user sees (the hidden ones left out).
