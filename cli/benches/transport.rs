@@ -22,7 +22,7 @@
 //! This process runs on one CPU and the peers on another (as `interstate bench --pin split`).
 //!
 //! Run: `cargo bench --bench transport` (about 2 minutes); a subset with a filter, e.g.
-//! `cargo bench --bench transport -- shm/rtt`. The README's figures come from
+//! `cargo bench --bench transport -- shm/rtt`. The figures of docs/performance.md come from
 //! `interstate bench --transport all`, which measures more round trips and reports
 //! percentiles and ratios.
 

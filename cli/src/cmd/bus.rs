@@ -10,6 +10,9 @@ use serde_json::json;
 use interstate::bus::{Node, NodeConfig, Role};
 use interstate::Behaviors;
 
+use super::{Level, Values};
+use crate::{outln, output};
+
 /// Bus selection shared by the subcommands.
 #[derive(Clone, Debug, Default)]
 pub struct BusArgs {
@@ -18,14 +21,11 @@ pub struct BusArgs {
 }
 
 impl BusArgs {
-    /// The node settings for this bus and role.
-    pub fn config(&self, role: Role) -> NodeConfig {
-        let mut c = match &self.bus {
-            Some(b) => NodeConfig::new(b),
-            None => NodeConfig::from_env(),
-        };
+    /// The node settings for this bus and role; a bad `INTERSTATE_*` value is an error.
+    pub fn config(&self, role: Role) -> Result<NodeConfig, String> {
+        let mut c = super::node_config(self.bus.as_deref())?;
         c.role = role;
-        c
+        Ok(c)
     }
 }
 
@@ -40,19 +40,33 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 /// `interstate hub`: serve the bus until SIGINT/SIGTERM.
-pub fn hub(args: &BusArgs) -> Result<(), String> {
+pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
     let stop = stop_flag()?;
-    let mut config = args.config(Role::Hub);
+    let mut config = args.config(Role::Hub)?;
     // Socket activation: serve on the listening socket a service manager passed, if any.
     if let Some(fd) = interstate_platform::activation::listen_fd_from_env()? {
         config.listen_fd = Some(std::sync::Arc::new(fd));
     }
     let mut node = Node::new(config).map_err(|e| e.to_string())?;
-    eprintln!(
-        "interstate: hub serving bus '{}' at {}",
-        node.config().bus,
-        node.config().socket_path().display()
-    );
+    if level > Level::Quiet {
+        eprintln!(
+            "interstate: hub serving bus '{}' at {}",
+            node.config().bus,
+            node.config().socket_path().display()
+        );
+    }
+    if level == Level::Verbose {
+        let c = node.config();
+        eprintln!(
+            "interstate: hub settings: links up to {} bytes queued each, frames up to {} bytes, \
+             idle links closed after {} ms, other users allowed: uids {:?} gids {:?}",
+            c.link_queue,
+            c.max_frame,
+            c.idle_timeout.as_millis(),
+            c.allowed_uids,
+            c.allowed_gids
+        );
+    }
     // A service manager (systemd Type=notify, `interstate up`) learns that the bus is served.
     interstate_platform::notify::ready_with_status(&format!("serving bus '{}'", node.config().bus))
         .ok();
@@ -61,13 +75,18 @@ pub fn hub(args: &BusArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     interstate_platform::notify::stopping().ok();
+    if level == Level::Verbose {
+        eprintln!("interstate: hub counters: {:?}", node.stats());
+    }
     node.shutdown();
-    eprintln!("interstate: hub stopped");
+    if level > Level::Quiet {
+        eprintln!("interstate: hub stopped");
+    }
     Ok(())
 }
 
 fn client(args: &BusArgs) -> Result<Node, String> {
-    let node = Node::new(args.config(Role::Client)).map_err(|e| e.to_string())?;
+    let node = Node::new(args.config(Role::Client)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     if !node.is_connected() {
         return Err(format!(
             "could not reach the hub of bus '{}'",
@@ -125,8 +144,7 @@ pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Re
     match failure {
         Some(f) => Err(format!("not delivered: {f}")),
         None => {
-            println!("sent {event} to {target}");
-            Ok(())
+            outln!("sent {event} to {target}")
         }
     }
 }
@@ -147,19 +165,23 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
             .iter()
             .map(|e| json!({"machine": e.machine, "pid": e.pid, "uid": e.uid, "executable": e.executable, "transport": format!("{:?}", e.transport), "since_ms": e.since_ms}))
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list))?;
     } else {
-        println!(
+        outln!(
             "{:<24} {:>8} {:>6} {:<20} {:<12} SINCE",
-            "MACHINE", "PID", "UID", "EXECUTABLE", "TRANSPORT"
-        );
+            "MACHINE",
+            "PID",
+            "UID",
+            "EXECUTABLE",
+            "TRANSPORT"
+        )?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         for e in entries {
             let age = now_ms.saturating_sub(e.since_ms) / 1000;
-            println!(
+            outln!(
                 "{:<24} {:>8} {:>6} {:<20} {:<12} {}s ago",
                 e.machine,
                 e.pid,
@@ -167,7 +189,7 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
                 e.executable,
                 format!("{:?}", e.transport),
                 age
-            );
+            )?;
         }
     }
     Ok(())
@@ -189,18 +211,28 @@ pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), 
             if let Frame::Deliver(d) = frame {
                 let data = String::from_utf8_lossy(d.payload);
                 if as_json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"from": d.from, "to": d.to, "event": d.event, "seq": d.seq, "data": data})
-                    );
+                    )?;
                 } else {
-                    println!("{} -> {}  {}  {}", d.from, d.to, d.event, data);
+                    outln!("{} -> {}  {}  {}", d.from, d.to, d.event, data)?;
                 }
             }
             seen += 1;
         }
     }
     Ok(())
+}
+
+/// How `interstate run` hosts its machine: the guard and named-delay values (every one the
+/// chart uses must have a value), and how much it says.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// `--guard` and `--delay` values.
+    pub values: Values,
+    /// `--quiet`, `--verbose`.
+    pub level: Level,
 }
 
 /// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
@@ -210,43 +242,68 @@ pub fn run(
     id: &str,
     role: Role,
     watch: &[String],
+    host: &Host,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let compiled =
-        interstate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let compiled = super::load_chart(file)?;
+    host.values
+        .check_complete(&compiled.chart())
+        .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
     let stop = stop_flag()?;
-    let mut node = Node::new(args.config(role)).map_err(|e| e.to_string())?;
+    let mut node = Node::new(args.config(role)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     let who = id.to_string();
-    let behaviors = Behaviors::new().on_log(move |_, msg| println!("[{who}] {msg}"));
+    // A closed stdout is noted by `outln!` and ends the loop below.
+    let behaviors = Behaviors::new().on_log(move |_, msg| {
+        let _ = outln!("[{who}] {msg}");
+    });
+    let behaviors = host.values.bind(behaviors);
     let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
         .map_err(|e| e.to_string())?;
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;
     }
-    if !unbound.actions.is_empty() {
+    let say = host.level > Level::Quiet;
+    if say && !unbound.actions.is_empty() {
         eprintln!(
             "interstate: note: actions {} have no code in `interstate run` and do nothing",
             unbound.actions.join(", ")
         );
     }
-    eprintln!(
-        "interstate: machine '{id}' joined bus '{}' ({})",
-        node.config().bus,
-        if node.is_hub() {
-            "serving as hub"
-        } else {
-            "client"
-        }
-    );
+    if say {
+        eprintln!(
+            "interstate: machine '{id}' joined bus '{}' ({})",
+            node.config().bus,
+            if node.is_hub() {
+                "serving as hub"
+            } else {
+                "client"
+            }
+        );
+    }
+    if host.level == Level::Verbose {
+        let mut guards: Vec<_> = host.values.guards.iter().collect();
+        guards.sort();
+        let mut delays: Vec<_> = host.values.delays.iter().collect();
+        delays.sort();
+        eprintln!("interstate: machine '{id}': guards {guards:?}, delays (ms) {delays:?}");
+    }
     // Registered (and watching): a service manager learns the machine is on the bus.
     interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
-        if node.machine(id).is_some_and(|m| m.is_done()) {
-            eprintln!("interstate: machine '{id}' reached its final state");
+        if output::closed() {
+            // The reader of the machine's log lines went away: end quietly.
             break;
         }
+        if node.machine(id).is_some_and(|m| m.is_done()) {
+            if say {
+                eprintln!("interstate: machine '{id}' reached its final state");
+            }
+            break;
+        }
+    }
+    if host.level == Level::Verbose {
+        eprintln!("interstate: counters: {:?}", node.stats());
     }
     Ok(())
 }
