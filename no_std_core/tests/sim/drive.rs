@@ -263,7 +263,18 @@ fn host(
                 return;
             }
             let port = pr.ports.iter().any(|m| m == d.to);
-            match pr.client.accept(&d, !port) {
+            let n = event_number(d.event);
+            let accepted = pr.client.accept(&d, !port);
+            match accepted {
+                Accepted::New => {
+                    pr.accepted.insert(n);
+                }
+                Accepted::Duplicate if !pr.accepted.contains(&n) => {
+                    rec.notes.push(Note::DroppedUnseen(p, d.to.to_string(), n));
+                }
+                _ => {}
+            }
+            match accepted {
                 Accepted::New if port => pr.port_queue.push_back((
                     d.to.to_string(),
                     d.from.to_string(),
