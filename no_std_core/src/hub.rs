@@ -194,6 +194,10 @@ struct Link {
 /// past that, every message from the link fails until the confirmation.
 const HELD_PAIRS: usize = 8;
 
+/// A Ping asking a link to confirm its failure reports is sent again when it has gone
+/// unanswered this long (the client may have had no room for its Pong).
+const ASK_AGAIN: Duration = Duration::from_millis(1_000);
+
 /// The failures reported on a link since the client last confirmed reading them (by
 /// answering the hub's Ping queued after them). While a pair is held, its messages from the
 /// link fail too: a message forwarded after an earlier one of its pair failed, whose report
@@ -208,8 +212,9 @@ struct Unconfirmed {
     all: Option<FailReason>,
     /// Failure reports queued on the link so far: the nonce of the Ping that confirms them.
     reported: u64,
-    /// The nonce of the Ping out asking for the confirmation, if one is.
-    pinged: Option<u64>,
+    /// The nonce of the last Ping asking for the confirmation, and when it was queued, while
+    /// one is out.
+    pinged: Option<(u64, Instant)>,
 }
 
 impl Unconfirmed {
@@ -222,6 +227,14 @@ impl Unconfirmed {
 
     fn is_held(&self) -> bool {
         self.all.is_some() || !self.pairs.is_empty()
+    }
+
+    /// When a Ping asking for the confirmation is (over)due: at once when none is out.
+    fn ask_at(&self) -> Option<Instant> {
+        if !self.is_held() {
+            return None;
+        }
+        Some(self.pinged.map_or(Instant::ZERO, |(_, at)| at + ASK_AGAIN))
     }
 
     /// The reason to fail a message of the pair with, while it is held.
@@ -278,6 +291,8 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024> {
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
+    /// The latest time passed in (for calls that take none).
+    now: Instant,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -399,6 +414,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             routes: FnvIndexMap::new(),
             stats: HubStats::default(),
             monitors: 0,
+            now: Instant::ZERO,
         }
     }
 
@@ -534,7 +550,10 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             .filter_map(|l| match l.state {
                 LinkState::Free => None,
                 LinkState::AwaitHello => Some(l.opened_at + self.config.hello_timeout),
-                LinkState::Ready => Some(l.last_rx + self.config.idle_timeout),
+                LinkState::Ready => {
+                    let idle = l.last_rx + self.config.idle_timeout;
+                    Some(l.unconfirmed.ask_at().map_or(idle, |at| at.min(idle)))
+                }
             })
             .min()
     }
@@ -551,6 +570,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
+        self.now = self.now.max(now);
         for i in 1..L {
             let l = &self.links[i];
             let reason = match l.state {
@@ -559,6 +579,12 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 }
                 LinkState::Ready if now >= l.last_rx + self.config.idle_timeout => {
                     "silent for longer than the idle timeout"
+                }
+                LinkState::Ready => {
+                    if l.unconfirmed.ask_at().is_some_and(|at| at <= now) {
+                        self.ask_confirmation(now, i as LinkId, io);
+                    }
+                    continue;
                 }
                 _ => continue,
             };
@@ -600,10 +626,14 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Err(_) => return self.violation(link, "undecodable frame", io),
         };
         self.links[link as usize].last_rx = now;
-        let u = &self.links[link as usize].unconfirmed;
-        if u.is_held() && u.pinged.is_none() {
-            // The Ping asking for the confirmation found no room when it was due.
-            self.ask_confirmation(link, io);
+        self.now = self.now.max(now);
+        if self.links[link as usize]
+            .unconfirmed
+            .ask_at()
+            .is_some_and(|at| at <= now)
+        {
+            // The Ping asking for the confirmation found no room, or went unanswered.
+            self.ask_confirmation(now, link, io);
         }
         if state == LinkState::AwaitHello {
             return match frame {
@@ -672,7 +702,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 Err(LinkFull) => Handled::Stalled(link),
             },
             Frame::Pong { nonce } => {
-                self.confirmed(link, nonce, io);
+                self.confirmed(now, link, nonce, io);
                 Handled::Done
             }
             Frame::Goodbye { reason } => {
@@ -856,6 +886,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = self.now.max(now);
         self.deliver(now, LOCAL_LINK, d, body, io)
     }
 
@@ -877,7 +908,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Ok(()) => {
                 self.stats.failed += 1;
                 if link != LOCAL_LINK {
-                    self.hold(link, d.from, d.to, reason, io);
+                    self.hold(self.now, link, d.from, d.to, reason, io);
                 }
                 Handled::Done
             }
@@ -887,7 +918,15 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     /// A failure of the pair (`from`, `to`) was reported on `link`: its later messages from
     /// the link fail too until the client confirms it read the report.
-    fn hold(&mut self, link: LinkId, from: &str, to: &str, reason: FailReason, io: &mut dyn HubIo) {
+    fn hold(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: &str,
+        to: &str,
+        reason: FailReason,
+        io: &mut dyn HubIo,
+    ) {
         let u = &mut self.links[link as usize].unconfirmed;
         let h = pair_hash(from, to);
         if u.all.is_none()
@@ -898,34 +937,34 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         u.reported += 1;
         if u.pinged.is_none() {
-            self.ask_confirmation(link, io);
+            self.ask_confirmation(now, link, io);
         }
     }
 
     /// Queues a Ping after the failure reports on `link`: its Pong confirms the client read
     /// them (a client reads and answers in order).
-    fn ask_confirmation(&mut self, link: LinkId, io: &mut dyn HubIo) {
+    fn ask_confirmation(&mut self, now: Instant, link: LinkId, io: &mut dyn HubIo) {
         let u = &mut self.links[link as usize].unconfirmed;
         let nonce = u.reported;
         if io.send(link, &Frame::Ping { nonce }).is_ok() {
-            u.pinged = Some(nonce);
+            u.pinged = Some((nonce, now));
         }
     }
 
-    /// A Pong from `link`: when it answers the Ping queued after the last failure report,
-    /// the client has read every report, and the pairs they held are released.
-    fn confirmed(&mut self, link: LinkId, nonce: u64, io: &mut dyn HubIo) {
+    /// A Pong from `link`: when it answers a Ping queued after the last failure report, the
+    /// client has read every report, and the pairs they held are released.
+    fn confirmed(&mut self, now: Instant, link: LinkId, nonce: u64, io: &mut dyn HubIo) {
         let u = &mut self.links[link as usize].unconfirmed;
-        if u.pinged != Some(nonce) {
+        if !u.is_held() {
             return;
         }
-        u.pinged = None;
         if nonce == u.reported {
             u.pairs.clear();
             u.all = None;
-        } else {
+            u.pinged = None;
+        } else if u.pinged.is_some_and(|(n, _)| n == nonce) {
             // Reports queued after that Ping: ask again.
-            self.ask_confirmation(link, io);
+            self.ask_confirmation(now, link, io);
         }
     }
 
