@@ -253,6 +253,20 @@ fn host(
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
             rec.readies.push((p, pr.incarnation, now));
+            // Back after a long absence: what it had written before fails, not confirmed.
+            let mut failed = Vec::new();
+            pr.client.fail_after_long_absence(&mut |u| {
+                failed.push((
+                    u.from.to_string(),
+                    u.to.to_string(),
+                    u.event.to_string(),
+                    u.seq,
+                ))
+            });
+            for (from, to, event, seq) in failed {
+                let fl = failure(pr, &from, &to, &event, seq, FailReason::Disconnected);
+                rec.failed.push(fl);
+            }
             let registry = &pr.registry;
             pr.client
                 .transmit(now, &|to| registry.contains(to), &mut *sink);
