@@ -784,6 +784,26 @@ mod tests {
         assert!(c.may_send_as("s"));
     }
 
+    /// A sweep that comes long after it was due (the host did not run: a stopped process, a
+    /// clock jump) forgets nothing that turn: the frames waiting to be read may show the
+    /// departed sender back. The next one, on time, does.
+    #[test]
+    fn an_overdue_sweep_forgets_nothing_that_turn() {
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        welcome(&mut c, Instant::ZERO, &mut sink);
+        c.handle_frame(Instant::ZERO, Frame::SnapshotEnd, &mut sink);
+        let r = c.received_mut();
+        r.sender_registered("s", 7, 0);
+        assert_eq!(r.accept("k", "s", 1, true), Accepted::New);
+        r.emit(&mut |_, _, _| true);
+        r.sender_departed("s", 0);
+        c.handle_timeout(Instant::from_millis(61_000), &mut sink);
+        assert_eq!(c.received().senders(), 1, "late: kept");
+        c.handle_timeout(Instant::from_millis(62_000), &mut sink);
+        assert_eq!(c.received().senders(), 0, "on time: forgotten");
+    }
+
     /// An id refused on a connection that stays up is refused for good (another process
     /// holds it): its messages go out and fail visibly.
     #[test]
