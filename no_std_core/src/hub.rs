@@ -14,7 +14,12 @@
 //! - backpressure: when a target link's queue is full, the hub reports [`Handled::Stalled`] and
 //!   the platform stops reading from the sender until the target drains, then hands the same
 //!   frame in again;
-//! - a malformed or out-of-order frame closes only that link, with a logged reason.
+//! - a malformed or out-of-order frame closes only that link, with a logged reason;
+//! - once it has reported a message from a link failed, it fails the later messages of the
+//!   same (sender, target) pair from that link too, until the link answers the Ping queued
+//!   after the report (the client has read the report); a report it cannot queue closes the
+//!   sender's link. So no message is forwarded after an earlier one of its pair whose report
+//!   may yet be lost with the link.
 //!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
@@ -181,6 +186,75 @@ struct Link {
     max_frame: u32,
     /// The transport the link runs over (shown in the registry).
     transport: TransportKind,
+    /// Failure reports queued on this link that the client has not confirmed reading.
+    unconfirmed: Unconfirmed,
+}
+
+/// How many (sender, target) pairs a link's unconfirmed failures are kept for one by one;
+/// past that, every message from the link fails until the confirmation.
+const HELD_PAIRS: usize = 8;
+
+/// A Ping asking a link to confirm its failure reports is sent again when it has gone
+/// unanswered this long (the client may have had no room for its Pong).
+const ASK_AGAIN: Duration = Duration::from_millis(1_000);
+
+/// The failures reported on a link since the client last confirmed reading them (by
+/// answering the hub's Ping queued after them). While a pair is held, its messages from the
+/// link fail too: a message forwarded after an earlier one of its pair failed, whose report
+/// is then lost with the link, would make the receiver take the earlier one, sent again after
+/// the sender's reconnect, for a duplicate.
+#[derive(Clone, Debug)]
+struct Unconfirmed {
+    /// (hash of sender and target, reason of the first failure) of each held pair. Two pairs
+    /// of one hash hold each other: more failures, never a message forwarded too early.
+    pairs: Vec<(u32, FailReason), HELD_PAIRS>,
+    /// More pairs than `pairs` holds: every message from the link fails, with this reason.
+    all: Option<FailReason>,
+    /// Failure reports queued on the link so far: the nonce of the Ping that confirms them.
+    reported: u64,
+    /// The nonce of the last Ping asking for the confirmation, and when it was queued, while
+    /// one is out.
+    pinged: Option<(u64, Instant)>,
+}
+
+impl Unconfirmed {
+    const NONE: Unconfirmed = Unconfirmed {
+        pairs: Vec::new(),
+        all: None,
+        reported: 0,
+        pinged: None,
+    };
+
+    fn is_held(&self) -> bool {
+        self.all.is_some() || !self.pairs.is_empty()
+    }
+
+    /// When a Ping asking for the confirmation is (over)due: at once when none is out.
+    fn ask_at(&self) -> Option<Instant> {
+        if !self.is_held() {
+            return None;
+        }
+        Some(self.pinged.map_or(Instant::ZERO, |(_, at)| at + ASK_AGAIN))
+    }
+
+    /// The reason to fail a message of the pair with, while it is held.
+    fn holds(&self, from: &str, to: &str) -> Option<FailReason> {
+        if self.all.is_some() || self.pairs.is_empty() {
+            return self.all;
+        }
+        let h = pair_hash(from, to);
+        self.pairs.iter().find(|p| p.0 == h).map(|p| p.1)
+    }
+}
+
+/// FNV-1a of a sender and a target id.
+fn pair_hash(from: &str, to: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in from.bytes().chain([0xff]).chain(to.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 impl Link {
@@ -199,6 +273,7 @@ impl Link {
         monitor: false,
         max_frame: 0,
         transport: TransportKind::UnixSocket,
+        unconfirmed: Unconfirmed::NONE,
     };
 }
 
@@ -216,6 +291,8 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024> {
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
+    /// The latest time passed in (for calls that take none).
+    now: Instant,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -337,6 +414,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             routes: FnvIndexMap::new(),
             stats: HubStats::default(),
             monitors: 0,
+            now: Instant::ZERO,
         }
     }
 
@@ -472,7 +550,10 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             .filter_map(|l| match l.state {
                 LinkState::Free => None,
                 LinkState::AwaitHello => Some(l.opened_at + self.config.hello_timeout),
-                LinkState::Ready => Some(l.last_rx + self.config.idle_timeout),
+                LinkState::Ready => {
+                    let idle = l.last_rx + self.config.idle_timeout;
+                    Some(l.unconfirmed.ask_at().map_or(idle, |at| at.min(idle)))
+                }
             })
             .min()
     }
@@ -489,6 +570,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
+        self.now = self.now.max(now);
         for i in 1..L {
             let l = &self.links[i];
             let reason = match l.state {
@@ -497,6 +579,12 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 }
                 LinkState::Ready if now >= l.last_rx + self.config.idle_timeout => {
                     "silent for longer than the idle timeout"
+                }
+                LinkState::Ready => {
+                    if l.unconfirmed.ask_at().is_some_and(|at| at <= now) {
+                        self.ask_confirmation(now, i as LinkId, io);
+                    }
+                    continue;
                 }
                 _ => continue,
             };
@@ -538,6 +626,15 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Err(_) => return self.violation(link, "undecodable frame", io),
         };
         self.links[link as usize].last_rx = now;
+        self.now = self.now.max(now);
+        if self.links[link as usize]
+            .unconfirmed
+            .ask_at()
+            .is_some_and(|at| at <= now)
+        {
+            // The Ping asking for the confirmation found no room, or went unanswered.
+            self.ask_confirmation(now, link, io);
+        }
         if state == LinkState::AwaitHello {
             return match frame {
                 Frame::Hello(h) => self.hello(link, h, io),
@@ -604,7 +701,10 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 Ok(()) => Handled::Done,
                 Err(LinkFull) => Handled::Stalled(link),
             },
-            Frame::Pong { .. } => Handled::Done,
+            Frame::Pong { nonce } => {
+                self.confirmed(now, link, nonce, io);
+                Handled::Done
+            }
             Frame::Goodbye { reason } => {
                 let mut why: String<96> = String::new();
                 let _ = why.push_str("goodbye: ");
@@ -786,6 +886,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = self.now.max(now);
         self.deliver(now, LOCAL_LINK, d, body, io)
     }
 
@@ -806,9 +907,64 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {
                 self.stats.failed += 1;
+                if link != LOCAL_LINK {
+                    self.hold(self.now, link, d.from, d.to, reason, io);
+                }
                 Handled::Done
             }
             Err(LinkFull) => Handled::Stalled(link),
+        }
+    }
+
+    /// A failure of the pair (`from`, `to`) was reported on `link`: its later messages from
+    /// the link fail too until the client confirms it read the report.
+    fn hold(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: &str,
+        to: &str,
+        reason: FailReason,
+        io: &mut dyn HubIo,
+    ) {
+        let u = &mut self.links[link as usize].unconfirmed;
+        let h = pair_hash(from, to);
+        if u.all.is_none()
+            && !u.pairs.iter().any(|p| p.0 == h)
+            && u.pairs.push((h, reason)).is_err()
+        {
+            u.all = Some(reason);
+        }
+        u.reported += 1;
+        if u.pinged.is_none() {
+            self.ask_confirmation(now, link, io);
+        }
+    }
+
+    /// Queues a Ping after the failure reports on `link`: its Pong confirms the client read
+    /// them (a client reads and answers in order).
+    fn ask_confirmation(&mut self, now: Instant, link: LinkId, io: &mut dyn HubIo) {
+        let u = &mut self.links[link as usize].unconfirmed;
+        let nonce = u.reported;
+        if io.send(link, &Frame::Ping { nonce }).is_ok() {
+            u.pinged = Some((nonce, now));
+        }
+    }
+
+    /// A Pong from `link`: when it answers a Ping queued after the last failure report, the
+    /// client has read every report, and the pairs they held are released.
+    fn confirmed(&mut self, now: Instant, link: LinkId, nonce: u64, io: &mut dyn HubIo) {
+        let u = &mut self.links[link as usize].unconfirmed;
+        if !u.is_held() {
+            return;
+        }
+        if nonce == u.reported {
+            u.pairs.clear();
+            u.all = None;
+            u.pinged = None;
+        } else if u.pinged.is_some_and(|(n, _)| n == nonce) {
+            // Reports queued after that Ping: ask again.
+            self.ask_confirmation(now, link, io);
         }
     }
 
@@ -833,6 +989,13 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 "deliver from a machine id this link does not own; refused",
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
+        }
+        // An earlier message of the pair failed on this link, and the client has not
+        // confirmed reading the report: should the report be lost with the link, the sender
+        // sends that message again after reconnecting, and the receiver must not have
+        // delivered a later one meanwhile.
+        if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
+            return self.fail(link, &d, reason, io);
         }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
             return self.fail(link, &d, FailReason::UnknownTarget, io);
@@ -900,12 +1063,20 @@ impl<const L: usize, const M: usize> Hub<L, M> {
 
     /// Reports a Deliver frame that will never reach its target (it was queued on a link that
     /// closed) back to its sender. Other frames are ignored.
+    ///
+    /// A sender whose link has no room for the report is closed: it sends the message again
+    /// after reconnecting, and nothing it sent after it is forwarded meanwhile.
     pub fn undeliverable(&mut self, body: &[u8], io: &mut dyn HubIo) {
         let Ok(Frame::Deliver(d)) = Frame::decode(body) else {
             return;
         };
         if let Some(sender) = self.lookup(d.from).map(|r| r.link) {
-            let _ = self.fail(sender, &d, FailReason::TargetGone, io);
+            if let Handled::Stalled(_) = self.fail(sender, &d, FailReason::TargetGone, io) {
+                let why = "no room to report a failure to this link; closing it so it sends again";
+                io.log(sender, why);
+                io.close(sender, why);
+                self.link_closed(sender, io);
+            }
         }
     }
 }

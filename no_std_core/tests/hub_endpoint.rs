@@ -601,3 +601,80 @@ fn frames_larger_than_the_target_accepts_fail_as_too_large() {
         .any(|f| matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::TooLarge)));
     assert!(!io.sent.iter().any(|(l, b)| *l == small && b.len() > 512));
 }
+
+/// After a failure reported on a link, later messages of the same pair from that link fail
+/// too (with the same reason), other pairs are routed, and the pair is routed again once the
+/// link answers the Ping queued after the last report: a report lost with the link must not
+/// let a later message of its pair reach the receiver first.
+#[test]
+fn a_failed_pair_is_held_on_its_link_until_the_report_is_confirmed() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 1, &["s"]);
+    let t = Instant::ZERO;
+    h.handle_frame(t, a, &body(&deliver("s", "r", 1)), &mut io);
+    let b = join(&mut h, &mut io, 2, &["r", "x"]);
+    let to_b = |io: &Recorder| {
+        io.frames(b)
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Deliver(d) => Some((d.to.to_string(), d.seq)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // `r` is there now, but the report of seq 1 is not confirmed: seq 2 fails as 1 did.
+    h.handle_frame(t, a, &body(&deliver("s", "r", 2)), &mut io);
+    h.handle_frame(t, a, &body(&deliver("s", "x", 3)), &mut io);
+    assert_eq!(to_b(&io), [("x".to_string(), 3)], "only the other pair");
+    let kinds: Vec<_> = io.frames(a).iter().map(|f| f.kind()).collect();
+    assert_eq!(
+        &kinds[kinds.len() - 3..],
+        ["delivery-failed", "ping", "delivery-failed"]
+    );
+    let failed: Vec<_> = io
+        .frames(a)
+        .iter()
+        .filter_map(|f| match f {
+            Frame::DeliveryFailed(d) => Some((d.seq, d.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (1, FailReason::UnknownTarget),
+            (2, FailReason::UnknownTarget)
+        ]
+    );
+    // The Pong of the first Ping does not cover the second report: asked again.
+    h.handle_frame(t, a, &body(&Frame::Pong { nonce: 1 }), &mut io);
+    h.handle_frame(t, a, &body(&deliver("s", "r", 4)), &mut io);
+    assert!(!to_b(&io).contains(&("r".to_string(), 4)));
+    assert!(matches!(
+        io.frames(a)[io.frames(a).len() - 2],
+        Frame::Ping { nonce: 2 }
+    ));
+    // A Ping that goes unanswered is sent again.
+    let later = Instant::from_millis(1_500);
+    assert!(h.poll_timeout().is_some_and(|p| p <= later));
+    h.handle_timeout(later, &mut io);
+    assert!(matches!(
+        io.frames(a).last(),
+        Some(Frame::Ping { nonce: 3 })
+    ));
+    h.handle_frame(later, a, &body(&Frame::Pong { nonce: 3 }), &mut io);
+    h.handle_frame(later, a, &body(&deliver("s", "r", 5)), &mut io);
+    assert_eq!(to_b(&io).last(), Some(&("r".to_string(), 5)), "released");
+}
+
+/// A failure report with no room on its sender's link closes that link (the sender sends
+/// the message again after reconnecting) rather than being dropped.
+#[test]
+fn a_report_with_no_room_closes_the_senders_link() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 1, &["s"]);
+    io.full.push(a);
+    h.undeliverable(&body(&deliver("s", "gone", 9)), &mut io);
+    assert!(io.closed.iter().any(|(l, _)| *l == a), "{:?}", io.closed);
+    assert_eq!(h.route("s"), None, "its ids are free for the reconnection");
+}

@@ -1,7 +1,10 @@
 //! Random runs of the simulated bus: sends between machines of different processes, process
 //! kills and restarts, hub restarts, link cuts (seen by the hub at once or later), delays
 //! and clock jumps. After the bus settles, what `docs/guarantees.md` promises is checked
-//! on everything that happened (`sim::check`), and memory stayed within its bounds.
+//! on everything that happened (`sim::check`), and memory stayed within its bounds. Strict:
+//! nothing is delivered twice (not even after a sender's long absence), and no receiver drops
+//! as a duplicate a message it had not taken before (the silent loss of both links breaking
+//! around a stall).
 
 mod sim;
 

@@ -12,7 +12,7 @@
 use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered};
 use crate::bus::policy::{
     registration_answer, AckTimer, Grace, RegisterRetry, Registration, FORGET_DEPARTED_MS,
-    SWEEP_EVERY,
+    RESEND_WITHIN, SWEEP_EVERY,
 };
 use crate::bus::received::{Accepted, Id, OwnerSlot, PairSlot, Received};
 use crate::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
@@ -171,6 +171,14 @@ pub struct Client<B, P, O, const R: usize> {
     snapshot_done: bool,
     monitor: bool,
     next_sweep: Instant,
+    /// When the last frame came from the hub.
+    heard: Instant,
+    /// Since when (the last frame heard on the lost link) the client has been away from the
+    /// bus, until its next link is ready.
+    away_since: Option<Instant>,
+    /// Back after [`RESEND_WITHIN`] or longer: what it had written before is not sent again
+    /// but failed ([`Client::fail_after_long_absence`]); nothing is transmitted until then.
+    stale: bool,
 }
 
 /// Too many machine ids for the client's table, or an id longer than the bus allows.
@@ -200,6 +208,9 @@ where
             snapshot_done: false,
             monitor: false,
             next_sweep: now,
+            heard: now,
+            away_since: None,
+            stale: false,
         }
     }
 
@@ -303,6 +314,7 @@ where
     /// sent again after the reconnect; the registry copy is stale until the next snapshot.
     pub fn disconnected(&mut self, now: Instant) {
         self.outstanding.rewind();
+        self.away_since.get_or_insert(self.heard);
         if !matches!(
             self.endpoint.state(),
             LinkState::Disconnected { .. } | LinkState::Failed
@@ -330,6 +342,7 @@ where
         frame: Frame<'f>,
         sink: &mut dyn FrameSink,
     ) -> Incoming<'f> {
+        self.heard = now;
         match self.endpoint.handle_frame(now, &frame) {
             Todo::Ready => {
                 let Frame::Welcome(w) = frame else {
@@ -429,6 +442,9 @@ where
 
     /// The link is (again) ready: register every id, subscribe, start the grace.
     fn on_ready(&mut self, now: Instant, sink: &mut dyn FrameSink) {
+        if let Some(since) = self.away_since.take() {
+            self.stale |= now - since >= RESEND_WITHIN;
+        }
         self.grace.reconnected(now);
         self.retry.reset();
         for (id, s) in self.ids.iter_mut() {
@@ -490,7 +506,7 @@ where
         present: &dyn Fn(&str) -> bool,
         sink: &mut dyn FrameSink,
     ) {
-        if !self.endpoint.is_ready() || !self.outstanding.has_unsent() {
+        if !self.endpoint.is_ready() || !self.outstanding.has_unsent() || self.stale {
             return;
         }
         let Client {
@@ -510,6 +526,20 @@ where
             },
             &mut |body| sink.send_body(body),
         );
+    }
+
+    /// After a link is ready ([`Incoming::Ready`]), and before [`Client::transmit`]: when the
+    /// client was away from the bus for [`RESEND_WITHIN`] or longer, fails every message it
+    /// had written to its lost link and not had acknowledged, handing each to `report`
+    /// (report it to its sender as `disconnected`: not confirmed). Its receiver may have it
+    /// and may have forgotten the sender meanwhile: sent again, it could be delivered twice.
+    /// Until this is called after such an absence, nothing is transmitted. Returns how many
+    /// failed.
+    pub fn fail_after_long_absence(&mut self, report: &mut dyn FnMut(Undelivered<'_>)) -> usize {
+        if !core::mem::take(&mut self.stale) {
+            return 0;
+        }
+        self.outstanding.fail_written(report)
     }
 
     /// Sends the acknowledgements owed, when the policy says they are due.
@@ -542,9 +572,12 @@ where
     /// filter's sweep. `present(id)`: whether the host's registry copy shows `id`.
     pub fn handle_timeout(&mut self, now: Instant, sink: &mut dyn FrameSink) -> TimeoutTodo {
         if now >= self.next_sweep {
+            // A sweep long overdue (the host did not run: a stopped process, a clock jump)
+            // forgets nothing this once: frames not read yet may show departed senders back.
+            let overdue = now >= self.next_sweep + SWEEP_EVERY;
             self.next_sweep = now + SWEEP_EVERY;
             // Only with a current registry: a sender missing from a stale one may be alive.
-            if self.snapshot_done {
+            if self.snapshot_done && !overdue {
                 self.received
                     .forget_departed(now.as_millis(), FORGET_DEPARTED_MS);
             }
@@ -749,6 +782,26 @@ mod tests {
             RegistrationChange::Regained
         );
         assert!(c.may_send_as("s"));
+    }
+
+    /// A sweep that comes long after it was due (the host did not run: a stopped process, a
+    /// clock jump) forgets nothing that turn: the frames waiting to be read may show the
+    /// departed sender back. The next one, on time, does.
+    #[test]
+    fn an_overdue_sweep_forgets_nothing_that_turn() {
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        welcome(&mut c, Instant::ZERO, &mut sink);
+        c.handle_frame(Instant::ZERO, Frame::SnapshotEnd, &mut sink);
+        let r = c.received_mut();
+        r.sender_registered("s", 7, 0);
+        assert_eq!(r.accept("k", "s", 1, true), Accepted::New);
+        r.emit(&mut |_, _, _| true);
+        r.sender_departed("s", 0);
+        c.handle_timeout(Instant::from_millis(61_000), &mut sink);
+        assert_eq!(c.received().senders(), 1, "late: kept");
+        c.handle_timeout(Instant::from_millis(62_000), &mut sink);
+        assert_eq!(c.received().senders(), 0, "on time: forgotten");
     }
 
     /// An id refused on a connection that stays up is refused for good (another process

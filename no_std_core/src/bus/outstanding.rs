@@ -26,6 +26,14 @@ const DONE: u8 = 2;
 const PAD: u8 = 3;
 /// Acknowledged: released (and no longer counted) when it reaches the head.
 const ACKED: u8 = 4;
+/// Unsent, but written to a link before (rewound after the link was lost): its receiver may
+/// have it.
+const RESEND: u8 = 5;
+
+/// Whether an entry in `state` is outstanding (not acknowledged, failed or padding).
+fn held(state: u8) -> bool {
+    matches!(state, UNSENT | SENT | RESEND)
+}
 /// The entry header's size.
 pub const ENTRY_HEADER: usize = 21;
 /// How many targets [`Outstanding::transmit`] can hold back in one pass (more: it stops, and
@@ -328,7 +336,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         let mut new_first: Option<usize> = None;
         while at < self.tail {
             let (state, _, size) = self.entry(at);
-            if state == UNSENT {
+            if state == UNSENT || state == RESEND {
                 let (from, to, _) = self.key(at);
                 let buf = self.buf.as_ref();
                 let to_at = to.as_ptr() as usize - buf.as_ptr() as usize;
@@ -360,7 +368,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         while at < self.tail {
             let (state, _, size) = self.entry(at);
             if state == SENT {
-                self.set_state(at, UNSENT);
+                self.set_state(at, RESEND);
             }
             at += size;
         }
@@ -377,7 +385,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         while at < self.tail {
             self.examined += 1;
             let (state, _, size) = self.entry(at);
-            if state == UNSENT || state == SENT {
+            if held(state) {
                 let (from, to, s) = self.key(at);
                 if from == sender.as_bytes() && to == receiver.as_bytes() {
                     if s > seq {
@@ -446,7 +454,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         let mut at = self.head;
         while at < self.tail {
             let (state, _, size) = self.entry(at);
-            if state == UNSENT || state == SENT {
+            if held(state) {
                 let (from, to, seq) = self.key(at);
                 if matches(text(from), text(to), seq) {
                     if let Some(body) = self.fail_at(at) {
@@ -460,6 +468,28 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             at += size;
         }
         // (Released only now: the bodies reported above stay where they are until then.)
+        self.release();
+        n
+    }
+
+    /// Marks as failed every message written to a link before and not acknowledged since (it
+    /// waits to be sent again after a reconnect), handing each to `report`. Returns how many
+    /// failed.
+    pub fn fail_written(&mut self, report: &mut dyn FnMut(Undelivered<'_>)) -> usize {
+        let mut n = 0;
+        let mut at = self.head;
+        while at < self.tail {
+            let (state, _, size) = self.entry(at);
+            if state == SENT || state == RESEND {
+                if let Some(body) = self.fail_at(at) {
+                    if let Some(u) = self.undelivered(body) {
+                        report(u);
+                    }
+                    n += 1;
+                }
+            }
+            at += size;
+        }
         self.release();
         n
     }
@@ -478,9 +508,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             while at < hi {
                 self.examined += 1;
                 let (state, _, size) = self.entry(at);
-                if (state == UNSENT || state == SENT)
-                    && self.key(at) == (from.as_bytes(), to.as_bytes(), seq)
-                {
+                if held(state) && self.key(at) == (from.as_bytes(), to.as_bytes(), seq) {
                     let body = self.fail_at(at);
                     self.fail_hint = at + size;
                     // The entry's bytes stay in place until the next push, even if the

@@ -14,6 +14,12 @@ pub const ACK_BATCH: usize = 256;
 pub const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
 /// A sender gone from the registry has its duplicate state kept this long (ms).
 pub const FORGET_DEPARTED_MS: u64 = 60_000;
+/// A sender away from the bus this long (from the last frame it had from the hub to its next
+/// link's welcome) does not send again what it had written to its lost link: receivers forget
+/// a departed sender after [`FORGET_DEPARTED_MS`] and would take it for new. It reports each
+/// failed (`disconnected`: not confirmed) instead. Half of that, so that a receiver reading
+/// the hub's frames up to this late still knows the sender is back before it forgets it.
+pub const RESEND_WITHIN: Duration = Duration::from_millis(FORGET_DEPARTED_MS / 2);
 /// How often the duplicate filter looks for departed senders to forget.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(1_000);
 /// The first delay before an id the hub still holds for this process's previous connection

@@ -253,6 +253,20 @@ fn host(
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
             rec.readies.push((p, pr.incarnation, now));
+            // Back after a long absence: what it had written before fails, not confirmed.
+            let mut failed = Vec::new();
+            pr.client.fail_after_long_absence(&mut |u| {
+                failed.push((
+                    u.from.to_string(),
+                    u.to.to_string(),
+                    u.event.to_string(),
+                    u.seq,
+                ))
+            });
+            for (from, to, event, seq) in failed {
+                let fl = failure(pr, &from, &to, &event, seq, FailReason::Disconnected);
+                rec.failed.push(fl);
+            }
             let registry = &pr.registry;
             pr.client
                 .transmit(now, &|to| registry.contains(to), &mut *sink);
@@ -263,7 +277,18 @@ fn host(
                 return;
             }
             let port = pr.ports.iter().any(|m| m == d.to);
-            match pr.client.accept(&d, !port) {
+            let n = event_number(d.event);
+            let accepted = pr.client.accept(&d, !port);
+            match accepted {
+                Accepted::New => {
+                    pr.accepted.insert(n);
+                }
+                Accepted::Duplicate if !pr.accepted.contains(&n) => {
+                    rec.notes.push(Note::DroppedUnseen(p, d.to.to_string(), n));
+                }
+                _ => {}
+            }
+            match accepted {
                 Accepted::New if port => pr.port_queue.push_back((
                     d.to.to_string(),
                     d.from.to_string(),

@@ -129,6 +129,9 @@ pub enum Note {
     Stray(usize, String),
     /// A duplicate dropped by the receiver.
     Duplicate(usize, String, u64),
+    /// A message dropped as a duplicate that this incarnation of the receiver never took as
+    /// new: lost with no report, unless its sender is told otherwise (`check` fails on it).
+    DroppedUnseen(usize, String, u64),
 }
 
 /// What happened, for the checks.
@@ -283,6 +286,9 @@ pub struct Process {
     pub outbox: VecDeque<(String, String, u64)>,
     /// Messages queued for ports, unread: (port, from, seq, n).
     pub port_queue: VecDeque<(String, String, u64, u64)>,
+    /// The numbers of the messages this incarnation took as new (delivered, or queued for a
+    /// port).
+    pub accepted: BTreeSet<u64>,
     /// The first sequence number of each sending id (the clock when the process started).
     base: u64,
     /// The process does nothing at all (it reads nothing, writes nothing: hung).
@@ -384,6 +390,7 @@ impl Sim {
             seqs: seqs.map(|s| (s.clone(), base)).collect(),
             outbox: VecDeque::new(),
             port_queue: VecDeque::new(),
+            accepted: BTreeSet::new(),
             base,
             frozen: false,
             ack_unread_when_blocked: false,

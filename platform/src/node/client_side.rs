@@ -9,7 +9,7 @@ use interstate_core::bus::policy::Registration;
 use interstate_core::bus::FrameSink;
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::Handled;
-use interstate_core::wire::{Frame, RegisterStatus, LEN_PREFIX};
+use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
 use mio::net::UnixStream;
 use mio::Interest;
@@ -273,6 +273,18 @@ impl Node {
                         if let Some(conn) = c.conn.as_mut() {
                             conn.set_max_frame(max_frame);
                         }
+                        // Back after a long absence: what was written to the lost link is
+                        // not sent again (its receiver may have forgotten this process) but
+                        // reported failed, not confirmed.
+                        c.client.fail_after_long_absence(&mut |u| {
+                            deferred.direct.push((
+                                u.from.to_string(),
+                                u.to.to_string(),
+                                u.event.to_string(),
+                                u.seq,
+                                FailReason::Disconnected,
+                            ))
+                        });
                     }
                     Incoming::Close(why) => {
                         lost = Some(match why {
