@@ -103,6 +103,8 @@ impl HubIo for RecIo {
                     | Frame::SnapshotEnd
                     | Frame::Monitored { .. }
                     | Frame::Pong { .. }
+                    // Asks a link to confirm it has read a failure report (a held pair).
+                    | Frame::Ping { .. }
             ),
             "the hub sent a client's frame: {frame:?}"
         );

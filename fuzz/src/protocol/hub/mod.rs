@@ -308,6 +308,7 @@ pub fn run_hub(session: &HubSession) {
 
         // The platform closes what the hub asked to close.
         let all = settle(&mut hub, &mut io, &mut model, out);
+        model.count_reports(&all);
         // Every close but a goodbye or a peer's own close comes with a log line for that link.
         for o in &all {
             if let Out::Closed(l, reason) = o {
