@@ -196,7 +196,11 @@ impl Node {
                 c.readable = true;
                 self.local.stats.connects += 1;
             }
-            Err(_) => c.client.connect_failed(now),
+            Err(_) => {
+                c.client.connect_failed(now);
+                // The auto role fails over when its hub is gone for good.
+                return self.hub_gone();
+            }
         }
         Ok(())
     }
@@ -394,7 +398,7 @@ impl Node {
     /// holding back (during the grace after a reconnect) those for machines not back yet.
     pub(super) fn transmit(&mut self) {
         let Side::Client(c) = &mut self.side else {
-            return;
+            return self.transmit_handed_over();
         };
         let registry = &self.local.registry;
         let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);

@@ -23,6 +23,7 @@
 
 mod client_side;
 mod event_loop;
+mod failover;
 mod hosting;
 mod hub_side;
 mod monitor;
