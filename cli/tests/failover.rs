@@ -233,3 +233,59 @@ fn the_bus_lock_refuses_a_second_hub_and_frees_with_its_holder() {
     assert_eq!(lock_pid(&bus), Some(bus.pid(hub)));
     bus.start_sink("s", &[]);
 }
+
+/// What the process that takes over holds for a machine that does not come back (one of the
+/// dead hub's own) waits the reconnect grace, then fails visibly to its sender, as do the
+/// messages sent to it meanwhile: nothing stays unacknowledged, nothing is dropped unsaid.
+#[test]
+fn messages_to_the_dead_hubs_machines_fail_visibly_after_the_grace() {
+    const M: u64 = 1000;
+    let mut bus = Bus::new("fo-gone");
+    // The first serves, and reads nothing: what it is sent stays unacknowledged.
+    let first = bus.start_ready("first", &["sink", "first", "--auto", "--hold"]);
+    let m = M.to_string();
+    let source = bus.probe(
+        "source",
+        &[
+            "source",
+            "a",
+            "first",
+            &m,
+            "--auto",
+            "--backoff-ms",
+            "20",
+            "--rate",
+            "2000",
+            "--progress-every",
+            "100",
+            "--linger-ms",
+            "5000",
+            "--timeout-ms",
+            "30000",
+        ],
+    );
+    bus.wait_progress(source, M / 4);
+    let killed = std::time::Instant::now();
+    bus.kill(first);
+    bus.wait_line(source, true, "the takeover", STEP_LIMIT, |l| {
+        l.contains("after its hub (pid")
+    });
+    bus.wait_exit(source, Duration::from_secs(30));
+    let fin = last_json(&bus.out(source), "sent").expect("the source's final line");
+    assert_eq!(
+        (u(&fin, "sent"), u(&fin, "failed")),
+        (M, M),
+        "{fin}{}",
+        bus.dump()
+    );
+    assert_eq!(u(&fin, "unacknowledged"), 0, "{fin}");
+    assert_eq!(
+        fin["reasons"],
+        serde_json::json!({"unknown-target": M}),
+        "{fin}"
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_secs(3),
+        "the held messages waited the reconnect grace"
+    );
+}
