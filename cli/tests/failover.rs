@@ -30,8 +30,8 @@ fn takeover_lines(bus: &Bus, p: P) -> Vec<String> {
 /// over, with its duplicate filter), else the source does (with its unacknowledged
 /// messages). Every message is delivered exactly once or reported failed; one survivor
 /// serves, the other is its client, and a fourth process joins it.
-fn fail_over(test: &str, receiver_wins: bool) {
-    let mut bus = Bus::new(test);
+fn fail_over(test: &str, transport: &str, receiver_wins: bool) {
+    let mut bus = Bus::on(test, transport);
     let first = bus.start_ready("first", &["sink", "first", "--auto"]);
     let ready = last_json(&bus.out(first), "ready").expect("the first's ready line");
     assert_eq!(
@@ -180,12 +180,20 @@ fn fail_over(test: &str, receiver_wins: bool) {
 
 #[test]
 fn the_receiver_takes_over_serving_when_the_hub_is_killed() {
-    fail_over("fo-recv", true);
+    fail_over("fo-recv", "unix", true);
 }
 
 #[test]
 fn the_sender_takes_over_serving_when_the_hub_is_killed() {
-    fail_over("fo-send", false);
+    fail_over("fo-send", "unix", false);
+}
+
+/// The same over the other transports: the new hub serves them all, and the survivors'
+/// links come back over theirs.
+#[test]
+fn failover_over_shared_memory_and_fifos() {
+    fail_over("fo-shm", "shm", true);
+    fail_over("fo-fifo", "fifo", false);
 }
 
 /// Two auto-role processes started at the same moment on a bus nobody serves: one serves,
