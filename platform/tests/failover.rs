@@ -41,6 +41,10 @@ fn the_bus_lock_refuses_a_second_hub_until_the_first_is_gone() {
         Ok(_) => panic!("a second hub served the bus"),
     }
     drop(first);
+    assert!(
+        !dir.join("lock.lock").exists(),
+        "an orderly hub removes its lock file"
+    );
     let again = Node::new(config(&dir, "lock", Role::Hub)).unwrap();
     assert!(again.is_hub());
     drop(again);

@@ -7,8 +7,10 @@
 //! one bound, at start-up (hub and auto roles, socket activation included) and at a takeover,
 //! so two processes can never both serve: the second finds the lock held and is refused
 //! (`HubRunning`), or, in the auto role, stays a client. The file holds the serving process's
-//! pid (for the takeover's log line and for people). It is never removed: unlinking a lock
-//! file someone may be about to lock would let two processes lock two different files.
+//! pid (for the takeover's log line and for people). An orderly hub removes it on shutdown,
+//! while it still holds the lock; a killed one leaves it, as it leaves its socket. Whoever
+//! locks the file checks that it is still the one at the path (not one removed meanwhile) and
+//! starts again if not, so two processes never hold locks on two different files.
 //!
 //! **The takeover.** When an auto-role client's reconnect attempt fails and the bus's socket
 //! says nobody serves (refused, or gone: [`may_take_over`]), it tries to serve. If it gets
@@ -25,7 +27,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
@@ -53,8 +55,11 @@ fn lock_path(bus_socket: &Path) -> PathBuf {
 /// The bus lock, held by the process that serves the bus for as long as it serves.
 pub(super) struct BusLock {
     _file: File,
+    path: PathBuf,
     /// The pid the file named before this process took the lock: the previous hub's.
     pub(super) previous: Option<u32>,
+    /// The file was removed (on shutdown): the lock is held until this is dropped.
+    removed: bool,
 }
 
 impl BusLock {
@@ -62,14 +67,65 @@ impl BusLock {
     /// another process holds is `HubRunning` (that process serves the bus, or is about to).
     pub(super) fn take(bus_socket: &Path) -> Result<BusLock, PlatformError> {
         let path = lock_path(bus_socket);
-        let mut file = std::fs::OpenOptions::new()
+        let mut tries = 0;
+        let mut file = loop {
+            let file = Self::lock_file(bus_socket, &path)?;
+            // Removed (by a hub shutting down) between the open and the lock: the file at
+            // the path is the one that counts.
+            let at_path = std::fs::metadata(&path).ok();
+            let locked = file.metadata().ok();
+            if let (Some(a), Some(b)) = (at_path, locked) {
+                if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+                    break file;
+                }
+            }
+            tries += 1;
+            if tries >= 16 {
+                // Someone keeps replacing it: that someone is serving, or about to.
+                return Err(PlatformError::HubRunning {
+                    path: bus_socket.into(),
+                });
+            }
+        };
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let previous = text.trim().parse::<u32>().ok();
+        // The pid of the process that serves now, for the next takeover's log and for people.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(BusLock {
+            _file: file,
+            path,
+            previous,
+            removed: false,
+        })
+    }
+
+    /// Removes the lock file, once, while the lock is still held (an orderly shutdown leaves
+    /// nothing behind). The lock itself is released when this is dropped.
+    pub(super) fn remove(&mut self) {
+        if !self.removed {
+            self.removed = true;
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Whether [`remove`](Self::remove) ran (the hub shut down).
+    pub(super) fn removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Opens (creating it) and locks the file at `path`, without waiting.
+    fn lock_file(bus_socket: &Path, path: &Path) -> Result<File, PlatformError> {
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| PlatformError::io("opening the bus lock", Some(&path), e))?;
+            .open(path)
+            .map_err(|e| PlatformError::io("opening the bus lock", Some(path), e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
@@ -80,22 +136,12 @@ impl BusLock {
             Err(e) => {
                 return Err(PlatformError::io(
                     "locking the bus",
-                    Some(&path),
+                    Some(path),
                     std::io::Error::from(e),
                 ))
             }
         }
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        let previous = text.trim().parse::<u32>().ok();
-        // The pid of the process that serves now, for the next takeover's log and for people.
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = writeln!(file, "{}", std::process::id());
-        Ok(BusLock {
-            _file: file,
-            previous,
-        })
+        Ok(file)
     }
 }
 

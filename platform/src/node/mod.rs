@@ -535,6 +535,11 @@ impl Node {
     pub fn shutdown(&mut self) {
         match &mut self.side {
             Side::Hub(h) => {
+                // Once: after the first call another process may serve the bus (it took
+                // the lock file's place), and what it created is not this hub's to remove.
+                if h.lock.as_ref().is_some_and(|l| l.removed()) {
+                    return;
+                }
                 if let Some(path) = &h.path {
                     let _ = std::fs::remove_file(path);
                 }
@@ -543,6 +548,9 @@ impl Node {
                 }
                 if let Some(fifo) = &h.fifo {
                     let _ = std::fs::remove_file(fifo.path());
+                }
+                if let Some(lock) = h.lock.as_mut() {
+                    lock.remove();
                 }
             }
             Side::Client(c) => {
