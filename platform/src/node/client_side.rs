@@ -36,6 +36,8 @@ pub(super) struct ClientSide {
     /// Since when output to the hub has waited with none of it written (the hub is not
     /// reading this link: backpressure, or a hung hub).
     pub(super) blocked_since: Option<Instant>,
+    /// The process of the hub this client was last welcomed by (for a takeover's log line).
+    pub(super) hub_pid: Option<u32>,
 }
 
 /// The link to the hub as the core client writes to it (frames are dropped while there is
@@ -93,6 +95,7 @@ impl Node {
             readable: false,
             path: path.into(),
             blocked_since: None,
+            hub_pid: None,
         }
     }
 
@@ -269,6 +272,9 @@ impl Node {
                         break;
                     }
                 };
+                if let Frame::Welcome(w) = &frame {
+                    c.hub_pid = Some(w.hub_pid);
+                }
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}

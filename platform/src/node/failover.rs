@@ -190,8 +190,10 @@ impl Node {
     /// keeps reconnecting, to the winner.
     pub(super) fn hub_gone(&mut self) -> Result<(), PlatformError> {
         let path = self.config.socket_path();
+        let may_serve = self.config.role == Role::Auto;
         if !matches!(self.side, Side::Client(_))
-            || !may_take_over(self.config.role == Role::Auto, probe(&path))
+            || !may_serve
+            || !may_take_over(may_serve, probe(&path))
         {
             return Ok(());
         }
@@ -214,7 +216,8 @@ impl Node {
         std::mem::swap(&mut h.delivery.received, c.client.received_mut());
         h.delivery.outstanding.rewind();
         h.handover = Some(Handover::new(now));
-        let previous = h.lock.as_ref().and_then(|l| l.previous);
+        // The hub this process knew, else the last one the lock file names.
+        let previous = c.hub_pid.or(h.lock.as_ref().and_then(|l| l.previous));
         self.side = Side::Hub(Box::new(h));
         // The registry copy starts from this process's own ids; the others come back as
         // their processes reconnect.
