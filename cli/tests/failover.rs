@@ -196,12 +196,17 @@ fn failover_over_shared_memory_and_fifos() {
     fail_over("fo-fifo", "fifo", false);
 }
 
-/// Two auto-role processes started at the same moment on a bus nobody serves: one serves,
-/// the other is its client, every time.
+/// Two auto-role processes started at the same moment on a bus nobody serves, whose dead
+/// hub left its socket behind (both find it stale and would remove it, then bind): one
+/// serves, the other is its client, every time.
 #[test]
 fn two_processes_racing_to_serve_never_both_serve() {
-    for round in 0..8 {
+    for round in 0..12 {
         let mut bus = Bus::new(&format!("race{round}"));
+        if round % 2 == 0 {
+            // A socket file nobody listens on (connecting is refused).
+            drop(std::os::unix::net::UnixListener::bind(bus.socket()).expect("a stale socket"));
+        }
         let x = bus.probe("x", &["sink", "x", "--auto"]);
         let y = bus.probe("y", &["sink", "y", "--auto"]);
         let is_ready = |v: &Value| v["ready"] == Value::Bool(true);
