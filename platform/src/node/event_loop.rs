@@ -25,17 +25,13 @@ impl Node {
             .filter_map(|h| h.machine.poll_timeout())
             .min();
         let s = match &self.side {
-            Side::Hub(h) => [
-                h.hub.poll_timeout(),
-                h.delivery.acks.poll_timeout(),
-                super::failover::deadline(h, self.turn_now),
-            ]
-            .into_iter()
-            .flatten()
-            .min(),
+            Side::Hub(h) => [h.hub.poll_timeout(), h.delivery.acks.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min(),
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
-        [m, s].into_iter().flatten().min()
+        [m, s, self.handover_deadline()].into_iter().flatten().min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.

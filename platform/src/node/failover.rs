@@ -179,12 +179,15 @@ pub(super) fn holding(h: &HubSide) -> bool {
     h.handover.is_some()
 }
 
-/// When the handover next has work: the end of its grace.
-pub(super) fn deadline(h: &HubSide, now: Instant) -> Option<Instant> {
-    h.handover?.grace.poll_timeout(now)
-}
-
 impl Node {
+    /// When the handover after a takeover next has work: the end of its grace.
+    pub(super) fn handover_deadline(&self) -> Option<Instant> {
+        match &self.side {
+            Side::Hub(h) => h.handover?.grace.poll_timeout(self.turn_now),
+            Side::Client(_) => None,
+        }
+    }
+
     /// A connection attempt to the hub failed: an auto-role process whose hub is gone tries
     /// to serve the bus itself. Losing the race (the lock is held) leaves it a client that
     /// keeps reconnecting, to the winner.

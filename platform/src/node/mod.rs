@@ -19,7 +19,8 @@
 //! `event_loop` (one turn: readiness, deadlines, shared-memory waiting, flushing), `hub_side`
 //! (serving the bus, admitting links, the hub's I/O), `client_side` (the link to the hub:
 //! connecting, reconnecting, registering, acknowledgements), `hosting` (machines and ports,
-//! routing, timers, follow-up work), `monitor`, and `payload` (the JSON the node makes).
+//! routing, timers, follow-up work), `failover` (the bus lock; the auto role taking over
+//! from a hub that went away), `monitor`, and `payload` (the JSON the node makes).
 
 mod client_side;
 mod event_loop;
