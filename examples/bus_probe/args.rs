@@ -15,7 +15,7 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) fn parse() -> Result<Args, String> {
-        const FLAGS: &[&str] = &["--hub", "--after-hello", "--hold", "--exit"];
+        const FLAGS: &[&str] = &["--hub", "--auto", "--after-hello", "--hold", "--exit"];
         let mut positional = Vec::new();
         let mut options = HashMap::new();
         let mut flags = HashSet::new();
@@ -72,6 +72,8 @@ impl Args {
     pub(crate) fn node(&self) -> Result<Node, String> {
         let role = if self.flags.contains("--hub") {
             Role::Hub
+        } else if self.flags.contains("--auto") {
+            Role::Auto
         } else {
             Role::Client
         };
@@ -80,7 +82,7 @@ impl Args {
 
     /// A node in `role`, with the settings the options give: `--idle-timeout-ms`,
     /// `--link-queue BYTES`, `--reconnect-buffer BYTES`, `--max-frame BYTES`, `--keepalive-ms`,
-    /// `--machines-per-link N`.
+    /// `--machines-per-link N`, `--backoff-ms` (the shortest reconnect backoff).
     pub(crate) fn node_as(&self, role: Role) -> Result<Node, String> {
         let mut config = NodeConfig::new(&self.bus()?);
         config.role = role;
@@ -101,6 +103,11 @@ impl Args {
         }
         if let Some(ms) = self.num("keepalive-ms")? {
             config.keepalive = interstate::Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.num("backoff-ms")? {
+            // The first reconnect attempt after losing the hub comes this long after.
+            config.backoff.0 = interstate::Duration::from_millis(ms);
+            config.backoff.1 = config.backoff.1.max(config.backoff.0);
         }
         Node::new(config).map_err(|e| e.to_string())
     }

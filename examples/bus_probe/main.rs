@@ -10,12 +10,16 @@
 //!
 //! ```text
 //! Node options, for every mode that runs a node: --idle-timeout-ms, --link-queue BYTES,
-//! --reconnect-buffer BYTES, --max-frame BYTES, --keepalive-ms, --machines-per-link N.
+//! --reconnect-buffer BYTES, --max-frame BYTES, --keepalive-ms, --machines-per-link N,
+//! --backoff-ms (the shortest reconnect backoff);
+//! --auto: the auto role (serve the bus if nobody does, take over serving it when its hub
+//! goes away) instead of the client role (--hub, where a mode has it: the hub role).
 //!
 //! bus_probe hub                  Serve the bus (a node in the hub role, with the node
 //!                                options) until SIGTERM; its log lines are on stderr.
 //!
 //! bus_probe sink ID [--expect N] [--timeout-ms T] [--linger-ms L] [--hub] [--hold]
+//!                  [--hold-ms H]
 //!     A node (client role unless --hub) with a port ID. Counts events, checks each sender's
 //!     order by the sequence number in the payload (`{"n": k}`), prints
 //!     {"ready":true,...} once registered, then a final tally
@@ -24,7 +28,7 @@
 //!     SIGTERM/SIGINT. It then sends a TALLY event (the tally as payload) to every sender.
 //!     Exit code 0 when the expectation was met (or none was given), 1 otherwise.
 //!     --hold: never read the port (its node acknowledges nothing: an unread message is not
-//!     acknowledged).
+//!     acknowledged). --hold-ms H: read nothing for the first H ms.
 //!
 //! bus_probe source ID TARGET N [--rate PER_S] [--timeout-ms T] [--linger-ms L]
 //!                              [--progress-every K] [--payload-bytes B] [--hub]

@@ -91,6 +91,9 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
     let hold = args.flags.contains("--hold");
     let stop = stop_flag()?;
     let start = Instant::now();
+    let hold_until = args
+        .num("hold-ms")?
+        .map(|ms| start + Duration::from_millis(ms));
     let mut node = args.node()?;
     node.open_port(&id).map_err(|e| e.to_string())?;
     emit(json!({"ready": true, "id": id, "pid": std::process::id(), "hub": node.is_hub()}));
@@ -111,7 +114,8 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
             .map_err(|e| e.to_string())?;
         // --hold: the messages stay in the port's queue, unread and unacknowledged (an
         // application that never takes what arrives).
-        while let Some(m) = (!hold).then(|| node.recv_port()).flatten() {
+        let holding = hold || hold_until.is_some_and(|t| Instant::now() < t);
+        while let Some(m) = (!holding).then(|| node.recv_port()).flatten() {
             tally.record(&m);
         }
         if reached.is_none() && expect.is_some_and(|n| tally.distinct >= n) {

@@ -32,7 +32,7 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
     let start = Instant::now();
     let mut node = args.node()?;
     node.open_port(&id).map_err(|e| e.to_string())?;
-    emit(json!({"ready": true, "id": id, "pid": std::process::id()}));
+    emit(json!({"ready": true, "id": id, "pid": std::process::id(), "hub": node.is_hub()}));
 
     let mut sent = 0u64;
     let mut attempted = 0u64;

@@ -166,3 +166,64 @@ pub fn registration_answer(status: crate::wire::RegisterStatus, owned: bool) -> 
         _ => Registration::Refused,
     }
 }
+
+/// What a process that lost its hub finds at the bus's socket when it tries to connect
+/// again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum HubProbe {
+    /// Something accepts connections there: a hub serves (or is starting to).
+    Live,
+    /// A socket file nobody listens on: its hub died.
+    Refused,
+    /// No socket: its hub went away (or has not bound it yet).
+    Missing,
+    /// Anything else (permissions, a timeout, too many files): nothing to conclude.
+    Unknown,
+}
+
+/// Failover: whether a process whose link to the hub is down should try to serve the bus
+/// itself. Only a process that may serve (the auto role) does, and only when nobody serves
+/// the bus: the socket refuses connections or is gone. Trying is not winning: the bus lock
+/// decides which one of the processes that try serves, and the others stay clients and
+/// reconnect to it.
+pub fn may_take_over(may_serve: bool, probe: HubProbe) -> bool {
+    may_serve && matches!(probe, HubProbe::Refused | HubProbe::Missing)
+}
+
+#[cfg(test)]
+mod failover_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_that_may_serve_takes_over_and_only_from_a_dead_hub() {
+        for probe in [HubProbe::Refused, HubProbe::Missing] {
+            assert!(may_take_over(true, probe));
+            assert!(
+                !may_take_over(false, probe),
+                "a client-role process never serves"
+            );
+        }
+        // A live socket (the hub, or a new one) and what cannot be read as death: reconnect.
+        for probe in [HubProbe::Live, HubProbe::Unknown] {
+            assert!(!may_take_over(true, probe));
+            assert!(!may_take_over(false, probe));
+        }
+    }
+
+    #[test]
+    fn the_handover_grace_is_the_reconnect_grace() {
+        // The new hub holds its own process's messages for targets not back yet as long
+        // as a reconnecting client holds its own.
+        let mut g = Grace::default();
+        g.reconnected(Instant::from_millis(10));
+        assert!(g.in_grace(Instant::from_millis(10)));
+        let end = 10 + RECONNECT_GRACE.as_millis();
+        assert!(g.in_grace(Instant::from_millis(end - 1)));
+        assert!(!g.in_grace(Instant::from_millis(end)));
+        assert_eq!(
+            g.poll_timeout(Instant::from_millis(10)),
+            Some(Instant::from_millis(end))
+        );
+    }
+}

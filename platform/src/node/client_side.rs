@@ -36,6 +36,8 @@ pub(super) struct ClientSide {
     /// Since when output to the hub has waited with none of it written (the hub is not
     /// reading this link: backpressure, or a hung hub).
     pub(super) blocked_since: Option<Instant>,
+    /// The process of the hub this client was last welcomed by (for a takeover's log line).
+    pub(super) hub_pid: Option<u32>,
 }
 
 /// The link to the hub as the core client writes to it (frames are dropped while there is
@@ -93,6 +95,7 @@ impl Node {
             readable: false,
             path: path.into(),
             blocked_since: None,
+            hub_pid: None,
         }
     }
 
@@ -196,7 +199,11 @@ impl Node {
                 c.readable = true;
                 self.local.stats.connects += 1;
             }
-            Err(_) => c.client.connect_failed(now),
+            Err(_) => {
+                c.client.connect_failed(now);
+                // The auto role fails over when its hub is gone for good.
+                return self.hub_gone();
+            }
         }
         Ok(())
     }
@@ -265,6 +272,9 @@ impl Node {
                         break;
                     }
                 };
+                if let Frame::Welcome(w) = &frame {
+                    c.hub_pid = Some(w.hub_pid);
+                }
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}
@@ -406,7 +416,7 @@ impl Node {
     /// holding back (during the grace after a reconnect) those for machines not back yet.
     pub(super) fn transmit(&mut self) {
         let Side::Client(c) = &mut self.side else {
-            return;
+            return self.transmit_handed_over();
         };
         let registry = &self.local.registry;
         let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);

@@ -31,7 +31,7 @@ impl Node {
                 .min(),
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
-        [m, s].into_iter().flatten().min()
+        [m, s, self.handover_deadline()].into_iter().flatten().min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.

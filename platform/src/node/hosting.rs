@@ -799,6 +799,15 @@ fn route_remote(
                 fail(deferred, FailReason::TooLarge);
                 return (Routed::Sent, stats);
             }
+            if super::failover::holding(h) {
+                // Since a takeover: it waits behind the held ones for its target to be back.
+                if h.delivery.outstanding.push_deliver(d, false).is_err() {
+                    return (Routed::Full, stats);
+                }
+                stats.sent = 1;
+                stats.copies = 1;
+                return (Routed::Sent, stats);
+            }
             let mark = h.delivery.outstanding.mark();
             // Every message to another process is kept until its receiver acknowledges it.
             let Ok(body) = h.delivery.outstanding.push_deliver(d, true) else {

@@ -52,6 +52,10 @@ pub(super) struct HubSide {
     pub(super) path: Option<PathBuf>,
     /// End-to-end delivery for this process's own machines.
     pub(super) delivery: HubDelivery,
+    /// The bus lock, held while this process serves the bus.
+    pub(super) lock: Option<super::failover::BusLock>,
+    /// Set while this hub takes over from a client of a hub that went away.
+    pub(super) handover: Option<super::failover::Handover>,
 }
 
 /// Both ends of end-to-end delivery for the machines of the hub's own process: what they
@@ -380,8 +384,12 @@ impl Node {
         poll: &Poll,
         path: &Path,
     ) -> Result<HubSide, PlatformError> {
+        // Exactly one process serves a bus: the one holding its lock (see `failover`).
+        let lock = super::failover::BusLock::take(path)?;
         if let Some(fd) = &config.listen_fd {
-            return Self::serve_activated(config, poll, fd);
+            let mut side = Self::serve_activated(config, poll, fd)?;
+            side.lock = Some(lock);
+            return Ok(side);
         }
         // A live hub is never taken over; a stale socket file (connect refused) is replaced.
         match StdUnixStream::connect(path) {
@@ -449,6 +457,7 @@ impl Node {
                 ))
             }
         }
+        side.lock = Some(lock);
         Ok(side)
     }
 
@@ -500,6 +509,8 @@ impl Node {
             links,
             path,
             delivery: HubDelivery::new(config),
+            lock: None,
+            handover: None,
         }
     }
 

@@ -19,10 +19,12 @@
 //! `event_loop` (one turn: readiness, deadlines, shared-memory waiting, flushing), `hub_side`
 //! (serving the bus, admitting links, the hub's I/O), `client_side` (the link to the hub:
 //! connecting, reconnecting, registering, acknowledgements), `hosting` (machines and ports,
-//! routing, timers, follow-up work), `monitor`, and `payload` (the JSON the node makes).
+//! routing, timers, follow-up work), `failover` (the bus lock; the auto role taking over
+//! from a hub that went away), `monitor`, and `payload` (the JSON the node makes).
 
 mod client_side;
 mod event_loop;
+mod failover;
 mod hosting;
 mod hub_side;
 mod monitor;
@@ -534,6 +536,11 @@ impl Node {
     pub fn shutdown(&mut self) {
         match &mut self.side {
             Side::Hub(h) => {
+                // Once: after the first call another process may serve the bus (it took
+                // the lock file's place), and what it created is not this hub's to remove.
+                if h.lock.as_ref().is_some_and(|l| l.removed()) {
+                    return;
+                }
                 if let Some(path) = &h.path {
                     let _ = std::fs::remove_file(path);
                 }
@@ -542,6 +549,9 @@ impl Node {
                 }
                 if let Some(fifo) = &h.fifo {
                     let _ = std::fs::remove_file(fifo.path());
+                }
+                if let Some(lock) = h.lock.as_mut() {
+                    lock.remove();
                 }
             }
             Side::Client(c) => {
