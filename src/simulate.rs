@@ -7,7 +7,9 @@
 //! {"step":1,"input":"GO","value":{"a":"b"},"actions":["exitA","tGo"],"done":false}
 //! ```
 //!
-//! `actions` lists the user actions executed, in order (built-in actions left out). Messages
+//! `actions` lists the user actions executed, in order (built-in actions left out). The messages
+//! of `log` actions are listed, in order, under `logs` when there are any (XState's own trace
+//! lists `log` as a built-in action, not under `actions`, so they get a field of their own). Messages
 //! the machine sent to other machines are listed under `sent` when there are any. Messages
 //! it sent to itself are delivered back right after the macrostep, as XState's mailbox does.
 
@@ -44,6 +46,7 @@ struct Sim<'c> {
     machine: Box<SimMachine<'c>>,
     behavior: crate::bind::Bound,
     log: Rc<RefCell<Vec<String>>>,
+    logs: Rc<RefCell<Vec<String>>>,
     now: Instant,
     sent: Vec<Value>,
 }
@@ -158,6 +161,10 @@ impl Sim<'_> {
             "actions": std::mem::take(&mut *self.log.borrow_mut()),
             "done": self.machine.is_done(),
         });
+        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        if !logs.is_empty() {
+            out["logs"] = json!(logs);
+        }
         if !self.sent.is_empty() {
             out["sent"] = Value::Array(std::mem::take(&mut self.sent));
         }
@@ -174,7 +181,10 @@ pub fn run(
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let log = Rc::new(RefCell::new(Vec::new()));
-    let mut behaviors = Behaviors::new().on_log(|_, _| {});
+    let logs = Rc::new(RefCell::new(Vec::new()));
+    let logs_in = logs.clone();
+    let mut behaviors =
+        Behaviors::new().on_log(move |_, message| logs_in.borrow_mut().push(message.to_string()));
     for i in 0..chart.action_count() as u16 {
         let name = chart.action_name(interstate_core::ActionId(i)).to_string();
         let log = log.clone();
@@ -232,6 +242,7 @@ pub fn run(
         machine,
         behavior,
         log,
+        logs,
         now: Instant::ZERO,
         sent: Vec::new(),
     };

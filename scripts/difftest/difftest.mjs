@@ -1,0 +1,155 @@
+// Differential testing of `interstate simulate` against XState v5 (see README.md).
+//
+//   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--out DIR] [--no-shrink]
+//   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S]
+//   node difftest.mjs check --bin BIN CASE.json...
+//   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
+//   node difftest.mjs trace CASE.json      (XState's trace of a case, one line per step)
+import fs from 'node:fs';
+import path from 'node:path';
+import { generate, caseSeed, PROFILES } from './gen.mjs';
+import { xstateTrace } from './xstate.mjs';
+import { interstateTrace, diff } from './compare.mjs';
+import { shrink } from './shrink.mjs';
+
+// The fixed seed list: `--seed` picks one stream; without it, `run` and `fixtures` use these.
+export const SEEDS = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89];
+
+function parse(argv) {
+  const o = { _: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const k = a.slice(2);
+      if (k === 'no-shrink') o.noShrink = true;
+      else o[k] = argv[++i];
+    } else o._.push(a);
+  }
+  return o;
+}
+
+// Compares both traces of a case: null when they agree, else a description.
+function compareCase(bin, c) {
+  const x = xstateTrace(c);
+  const s = interstateTrace(bin, c);
+  if (x.rejected !== undefined && s.rejected !== undefined) return { kind: 'both-reject', x, s };
+  if (x.rejected !== undefined) return { kind: 'xstate-rejects', x, s };
+  if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };
+  const d = diff(x.trace, s.trace);
+  return d ? { kind: d.kind, d, x, s } : null;
+}
+
+const profilesOf = (p) => (!p || p === 'all' ? Object.keys(PROFILES) : p.split(','));
+
+function* cases(o) {
+  const count = Number(o.count ?? 100);
+  const seeds = o.seed !== undefined ? [Number(o.seed)] : SEEDS;
+  for (const profile of profilesOf(o.profile)) {
+    for (let k = 0; k < count; k++) {
+      const seed = seeds[k % seeds.length];
+      const i = Math.floor(k / seeds.length);
+      const cs = caseSeed(seed, i);
+      yield { name: `${profile}-${seed}-${i}`, profile, seed, index: i, ...generate(cs, profile) };
+    }
+  }
+}
+
+function caseFile(c, expected, description) {
+  return {
+    name: c.name,
+    description,
+    chart: c.chart,
+    guards: c.guards,
+    delays: c.delays,
+    inputs: c.inputs,
+    expected,
+  };
+}
+
+function run(o) {
+  const bin = o.bin;
+  const out = o.out ?? 'difftest-out';
+  const tally = {};
+  const kinds = {};
+  let bad = 0;
+  const t0 = Date.now();
+  for (const c of cases(o)) {
+    const t = (tally[c.profile] ??= { cases: 0, disagree: 0, reject: 0 });
+    t.cases++;
+    const r = compareCase(bin, c);
+    if (!r) continue;
+    if (r.kind === 'both-reject') { t.reject++; continue; }
+    t.disagree++;
+    bad++;
+    kinds[r.kind] = (kinds[r.kind] ?? 0) + 1;
+    fs.mkdirSync(out, { recursive: true });
+    const first = r.d ? `step ${r.d.step} ${r.kind}: expected ${JSON.stringify(r.d.expected)} got ${JSON.stringify(r.d.got)}` : `${r.kind}: ${r.x.rejected ?? ''} ${r.s.rejected ?? ''}`;
+    console.log(`DISAGREE ${c.name}: ${first}`);
+    fs.writeFileSync(path.join(out, `${c.name}.json`), JSON.stringify(caseFile(c, r.x.trace, first), null, 1));
+    if (!o.noShrink && r.d) {
+      const small = shrink(c, (cand) => compareCase(bin, cand)?.kind ?? null);
+      const rs = compareCase(bin, small);
+      const desc = `step ${rs.d.step} ${rs.kind}: expected ${JSON.stringify(rs.d.expected)} got ${JSON.stringify(rs.d.got)}`;
+      fs.writeFileSync(path.join(out, `${c.name}-min.json`), JSON.stringify(caseFile(small, rs.x.trace, desc)));
+      console.log(`  shrunk: ${JSON.stringify(small.chart)} inputs ${JSON.stringify(small.inputs)}\n  ${desc}`);
+    }
+  }
+  const secs = (Date.now() - t0) / 1000;
+  for (const [p, t] of Object.entries(tally)) {
+    console.log(`${p}: ${t.cases} cases, ${t.disagree} disagreements, ${t.reject} rejected by both`);
+  }
+  console.log(`total: ${Object.values(tally).reduce((a, t) => a + t.cases, 0)} cases in ${secs.toFixed(1)} s, ${bad} disagreements ${JSON.stringify(kinds)}`);
+  return bad === 0;
+}
+
+function fixtures(o) {
+  const lines = [];
+  for (const c of cases(o)) {
+    const x = xstateTrace(c);
+    if (x.rejected !== undefined) continue;
+    lines.push(JSON.stringify({ name: c.name, chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, expected: x.trace }));
+  }
+  fs.writeFileSync(o.out, lines.join('\n') + '\n');
+  console.log(`${o.out}: ${lines.length} cases`);
+  return true;
+}
+
+function check(o) {
+  let ok = true;
+  for (const file of o._.slice(1)) {
+    const c = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const r = compareCase(o.bin, c);
+    if (r) {
+      ok = false;
+      console.log(`${file}: ${r.kind} ${r.d ? `step ${r.d.step}\n  xstate:     ${JSON.stringify(r.d.expected)}\n  interstate: ${JSON.stringify(r.d.got)}` : `${r.x.rejected ?? ''} | ${r.s.rejected ?? ''}`}`);
+    } else console.log(`${file}: agree`);
+  }
+  return ok;
+}
+
+function shrinkCmd(o) {
+  const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
+  const small = shrink(c, (cand) => compareCase(o.bin, cand)?.kind ?? null);
+  const r = compareCase(o.bin, small);
+  const text = JSON.stringify(caseFile(small, xstateTrace(small).trace, r ? `${r.kind} at step ${r.d?.step}` : 'agrees'), null, 1);
+  if (o.out) fs.writeFileSync(o.out, text);
+  else console.log(text);
+  return true;
+}
+
+const o = parse(process.argv.slice(2));
+const cmd = o._[0];
+let ok;
+if (cmd === 'run') ok = run(o);
+else if (cmd === 'fixtures') ok = fixtures(o);
+else if (cmd === 'check') ok = check(o);
+else if (cmd === 'shrink') ok = shrinkCmd(o);
+else if (cmd === 'trace') {
+  const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
+  for (const l of xstateTrace(c).trace) console.log(JSON.stringify(l));
+  ok = true;
+} else {
+  console.error('usage: node difftest.mjs run|fixtures|check|shrink|trace ... (see the top of this file)');
+  ok = false;
+}
+process.exitCode = ok ? 0 : 1;
