@@ -1,0 +1,162 @@
+//! Running actions: the host's (through [`Behavior::action`]) in the common path, the
+//! built-in ones (raise, delayed events, timers, `sendTo`, cancel, log) decoded out of line.
+
+use crate::chart::{Action, ActionId, Delay};
+use crate::context::{ActionContext, Behavior};
+use crate::error::Error;
+use crate::time::Duration;
+
+use super::store::{Bytes, Message, TimerKey, TimerKind};
+use super::{Machine, StepCx};
+
+impl<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > Machine<'c, W, Q, O, T, H, B>
+{
+    fn resolve_delay<BH: Behavior + ?Sized>(
+        &self,
+        d: Delay,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<Duration, Error> {
+        match d {
+            Delay::Millis(ms) => Ok(Duration::from_millis(ms as u64)),
+            Delay::Named(id) => cx
+                .behavior
+                .delay(id)
+                .ok_or(Error::UnboundDelay { delay: id.0 }),
+        }
+    }
+
+    /// Runs the actions `range` of the action table in order. User actions, the common case,
+    /// are called here; the others are decoded and run by [`Self::run_builtin`].
+    #[inline]
+    pub(super) fn run_actions<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        for i in range {
+            match self.chart.user_action_at(i) {
+                Some(a) => self.run_user(a, cx),
+                None => self.run_builtin(i, cx)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::run_actions`] where actions are rare (transition actions, the final exit): a
+    /// test inline, the loop out of line, to keep the code small.
+    #[inline]
+    pub(super) fn run_rare_actions<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        self.run_actions_outlined(range, cx)
+    }
+
+    #[inline(never)]
+    fn run_actions_outlined<BH: Behavior + ?Sized>(
+        &mut self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        self.run_actions(range, cx)
+    }
+
+    #[inline]
+    fn run_user<BH: Behavior + ?Sized>(&mut self, a: ActionId, cx: &mut StepCx<'_, '_, BH>) {
+        let mut acx = ActionContext {
+            effects: &mut self.io,
+            machine_id: &self.id,
+            event: cx.event,
+            now: cx.now,
+            failures: &mut self.stats.send_failures,
+        };
+        cx.behavior.action(a, &mut acx);
+    }
+
+    /// Runs action `i` of the action table, whatever its kind.
+    #[inline(never)]
+    fn run_builtin<BH: Behavior + ?Sized>(
+        &mut self,
+        i: u16,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        match self.chart.action_at(i) {
+            Action::User(a) => self.run_user(a, cx),
+            Action::Raise { event } => {
+                self.queue
+                    .push_back(event)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            Action::RaiseAfter { event, delay, id } => {
+                let d = self.resolve_delay(delay, cx)?;
+                let key = match id {
+                    Some(s) => TimerKey::Named(s),
+                    None => {
+                        self.io.next_id = self.io.next_id.wrapping_add(1);
+                        TimerKey::Id(self.io.next_id)
+                    }
+                };
+                self.io
+                    .push_timer(cx.now + d, key, TimerKind::Event(event))?;
+            }
+            Action::StartAfter { event, delay } => {
+                let d = self.resolve_delay(delay, cx)?;
+                self.io
+                    .push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
+            }
+            Action::CancelAfter { event } => {
+                self.io.cancel_where(|k| k == TimerKey::After(event));
+            }
+            Action::Cancel { id } => {
+                // Send ids are compared as strings: two ids for one name are one send id.
+                let chart = self.chart;
+                self.io.cancel_where(
+                    |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
+                );
+            }
+            Action::SendTo {
+                target,
+                event,
+                payload,
+                delay,
+                id,
+            } => {
+                let d = match delay {
+                    Some(d) => Some(self.resolve_delay(d, cx)?),
+                    None => None,
+                };
+                let target_is_self = self.chart.str(target) == self.id.as_str();
+                let r = if target_is_self && d.is_none() {
+                    let m = Message {
+                        target: None,
+                        event: Bytes::Chart(event),
+                        payload: payload.map_or(Bytes::Empty, Bytes::Chart),
+                    };
+                    self.io
+                        .outbox
+                        .push(m)
+                        .map_err(|_| Error::OutboxFull { capacity: O })
+                } else {
+                    self.io.send_chart(cx.now, target, event, payload, d, id)
+                };
+                r?;
+            }
+            Action::Log { message } => {
+                cx.behavior.log(&self.id, self.chart.str(message));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,381 @@
+//! A running machine: the XState v5 step algorithm over a [`Chart`], in fixed-size storage.
+//!
+//! The algorithm follows XState v5's `macrostep`/`microstep` (itself the SCXML algorithm with
+//! XState's choices):
+//! - selection: for an event, the deepest active states are asked first, then their ancestors;
+//!   within a state the first enabled candidate in document order wins; a parallel state asks
+//!   every region and only falls back to its own transitions when no region has one;
+//! - conflicts between regions: a transition whose exit set intersects an earlier one's is
+//!   dropped, unless its source is a descendant of the earlier one's source, which then loses;
+//! - the exit set is every active descendant of the transition domain; states exit in reverse
+//!   document order after all history is recorded, then transition actions run, then states
+//!   enter in document order;
+//! - a macrostep is the event's microstep, then eventless transitions and internal (raised and
+//!   done) events until none is enabled; more than `microstep_limit` microsteps is an error.
+//!
+//! Nothing here allocates, blocks or reads a clock.
+//!
+//! The pieces, one file each:
+//! - this file: [`Machine`] itself, its public API ([`Machine::start`], [`Machine::send`],
+//!   timers and the outbox as the host sees them), [`Status`], [`Stats`] and [`Outgoing`];
+//! - `store`: the outbox and the timers with the bytes behind them, and the [`Effects`]
+//!   actions send through;
+//! - `step`: macrosteps and microsteps (entering, exiting, final states and done events);
+//! - `select`: which transitions an event or the eventless scan enables, and their conflicts;
+//! - `exit_entry`: transition domains, exit and entry sets, history;
+//! - `actions`: running a state's or a transition's actions, built-in and the host's;
+//! - `json`: the state value as JSON ([`Machine::write_value`]).
+//!
+//! [`Effects`]: crate::context::Effects
+
+mod actions;
+mod exit_entry;
+mod json;
+mod select;
+mod step;
+mod store;
+
+use heapless::{Deque, Vec};
+
+use crate::chart::{Chart, EventId, StateId, TransitionId};
+use crate::context::{Behavior, Event, Target};
+use crate::error::Error;
+use crate::set::StateSet;
+use crate::time::Instant;
+
+use store::{Bytes, Io, Message, TimerKind};
+
+/// The most transitions one microstep can take: one per active atomic state, which
+/// [`Chart::new`] bounds by [`crate::chart::MAX_ACTIVE_LEAVES`].
+pub const MAX_ENABLED: usize = crate::chart::MAX_ACTIVE_LEAVES;
+
+/// The default microstep limit of a macrostep (XState's `maxIterations` as the oracle sets it).
+pub const DEFAULT_MICROSTEP_LIMIT: u32 = 1000;
+
+/// The longest machine id a machine stores.
+pub const MAX_MACHINE_ID: usize = 64;
+
+/// Where a machine is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Status {
+    /// Created, not started.
+    Idle,
+    /// Processing events.
+    Active,
+    /// Reached a top-level final state; ignores further events.
+    Done,
+    /// Stopped by an error (e.g. an eventless loop); ignores further events.
+    Failed,
+}
+
+/// Counters a host can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// External events processed (sent or fired by timers).
+    pub events: u64,
+    /// Microsteps taken.
+    pub microsteps: u64,
+    /// Sends that failed because the outbox, the timers or their byte storage were full.
+    pub send_failures: u32,
+}
+
+/// A message the machine sent, as the host reads it from the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Outgoing<'a> {
+    /// The target.
+    pub target: Target<'a>,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// A running statechart instance in fixed-size storage.
+///
+/// Capacities are const generics:
+/// - `W`: 64-bit words of the state sets (`64 * W` states);
+/// - `Q`: internal event queue (raised and done events of one macrostep);
+/// - `O`: outbox messages between two drains;
+/// - `T`: pending timers (`after` transitions and delayed sends);
+/// - `H`: history memory slots (see [`Chart::history_slots`]);
+/// - `B`: bytes of names and payloads behind the outbox, and again behind the timers.
+///
+/// Every overflow is an [`Error`] returned to the host (or to the action that sent).
+///
+/// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
+/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots and
+/// 40 bytes of names and payloads. Hosts size theirs for the work (the platform's nodes use
+/// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
+/// with the capacity it ran out of, never silently.
+pub struct Machine<
+    'c,
+    const W: usize = 2,
+    const Q: usize = 4,
+    const O: usize = 4,
+    const T: usize = 2,
+    const H: usize = 4,
+    const B: usize = 40,
+> {
+    chart: Chart<'c>,
+    id: heapless::String<MAX_MACHINE_ID>,
+    config: StateSet<W>,
+    history: [u16; H],
+    queue: Deque<EventId, Q>,
+    status: Status,
+    microstep_limit: u32,
+    stats: Stats,
+    io: Io<O, T, B>,
+}
+
+type Enabled = Vec<TransitionId, MAX_ENABLED>;
+
+/// The per-step inputs every stage of a macrostep needs.
+struct StepCx<'e, 'b, BH: ?Sized> {
+    now: Instant,
+    event: Event<'e>,
+    behavior: &'b mut BH,
+}
+
+impl<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > Machine<'c, W, Q, O, T, H, B>
+{
+    /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
+    pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
+        if chart.state_count() > StateSet::<W>::CAPACITY {
+            return Err(Error::TooManyStates {
+                states: chart.state_count(),
+                capacity: StateSet::<W>::CAPACITY,
+            });
+        }
+        if chart.history_slots() > H {
+            return Err(Error::HistoryCapacity {
+                needed: chart.history_slots(),
+                capacity: H,
+            });
+        }
+        let mut id = heapless::String::new();
+        id.push_str(machine_id)
+            .map_err(|_| Error::MachineIdTooLong {
+                len: machine_id.len(),
+                capacity: MAX_MACHINE_ID,
+            })?;
+        Ok(Machine {
+            chart,
+            id,
+            config: StateSet::new(),
+            history: [crate::chart::NONE; H],
+            queue: Deque::new(),
+            status: Status::Idle,
+            microstep_limit: DEFAULT_MICROSTEP_LIMIT,
+            stats: Stats::default(),
+            io: Io {
+                outbox: Vec::new(),
+                out_bytes: [0; B],
+                out_used: 0,
+                timers: Vec::new(),
+                timer_bytes: [0; B],
+                timer_used: 0,
+                next_id: 0,
+                seq: 0,
+            },
+        })
+    }
+
+    /// Sets the most microsteps one macrostep may take before it fails with
+    /// [`Error::MicrostepLimit`] (default [`DEFAULT_MICROSTEP_LIMIT`]).
+    pub fn set_microstep_limit(&mut self, limit: u32) {
+        self.microstep_limit = limit;
+    }
+
+    /// The chart.
+    pub fn chart(&self) -> &Chart<'c> {
+        &self.chart
+    }
+
+    /// The machine id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Where the machine is in its life.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Whether it reached a top-level final state.
+    pub fn is_done(&self) -> bool {
+        self.status == Status::Done
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The active states, in document order (the root included).
+    pub fn active_states(&self) -> impl Iterator<Item = StateId> + '_ {
+        self.config.iter()
+    }
+
+    /// Whether a state is active.
+    pub fn is_active(&self, s: StateId) -> bool {
+        self.config.contains(s)
+    }
+
+    /// Looks an event up in the chart, for [`Event::from_id`].
+    pub fn event_id(&self, name: &str) -> Option<EventId> {
+        self.chart.event(name)
+    }
+
+    /// Enters the initial configuration and runs the first macrostep (eventless transitions and
+    /// raised events included).
+    pub fn start<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        if self.status != Status::Idle {
+            return Err(Error::AlreadyStarted);
+        }
+        self.status = Status::Active;
+        let mut cx = StepCx {
+            now,
+            event: Event::new("xstate.init"),
+            behavior,
+        };
+        let r = self
+            .initial_microstep(&mut cx)
+            .and_then(|()| self.settle(&mut cx));
+        self.finish(r)
+    }
+
+    /// Processes one external event: a whole macrostep.
+    ///
+    /// Events sent to a machine that is done are ignored, as XState ignores them.
+    pub fn send<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        match self.status {
+            Status::Active => {}
+            Status::Done => return Ok(()),
+            Status::Idle | Status::Failed => return Err(Error::NotRunning),
+        }
+        let mut event = event;
+        if event.id.is_none() {
+            event.id = self.chart.event(event.name);
+        }
+        self.stats.events += 1;
+        let mut cx = StepCx {
+            now,
+            event,
+            behavior,
+        };
+        let r = self
+            .event_microstep(&mut cx)
+            .and_then(|()| self.settle(&mut cx));
+        self.finish(r)
+    }
+
+    /// When the next timer is due, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.io.timers.iter().map(|t| t.due).min()
+    }
+
+    /// Fires the earliest timer due at `now`, if any, and returns whether one fired.
+    ///
+    /// An `after` transition or a delayed raise becomes an external event processed right
+    /// away (a macrostep); a delayed send moves to the outbox. Call it again while
+    /// [`poll_timeout`](Self::poll_timeout) is at or before `now`; firing one timer at a time
+    /// lets the host interleave what the outbox delivers back, in due order.
+    ///
+    /// A delayed send that comes due while the outbox (or its byte space) is full returns
+    /// [`Error::OutboxFull`] or [`Error::PayloadSpaceFull`] and is kept, still due: the machine
+    /// stays [`Active`](Status::Active). Drain the outbox and call again. Any other error fails
+    /// the machine, as [`send`](Self::send) does.
+    pub fn handle_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        if self.status != Status::Active {
+            return Ok(false);
+        }
+        let mut best: Option<usize> = None;
+        for (i, t) in self.io.timers.iter().enumerate() {
+            if t.due <= now
+                && best
+                    .is_none_or(|b| (t.due, t.seq) < (self.io.timers[b].due, self.io.timers[b].seq))
+            {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { return Ok(false) };
+        match self.io.timers[i].kind {
+            TimerKind::Event(e) => {
+                self.io.remove_timer(i);
+                self.send(now, Event::from_id(&self.chart, e), behavior)?;
+            }
+            TimerKind::Send(m) => {
+                self.io.outbox_from_timer(m)?;
+                self.io.remove_timer(i);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Number of messages waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.io.outbox.len()
+    }
+
+    /// The messages waiting in the outbox, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = Outgoing<'_>> + '_ {
+        self.io.outbox.iter().map(move |m| self.outgoing(m))
+    }
+
+    fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
+        let s = |b: Bytes| {
+            core::str::from_utf8(Io::<O, T, B>::bytes_in(self.chart, b, &self.io.out_bytes))
+                .unwrap_or("")
+        };
+        Outgoing {
+            target: match m.target {
+                None => Target::ThisMachine,
+                Some(b) => Target::Machine(s(b)),
+            },
+            event: s(m.event),
+            payload: Io::<O, T, B>::bytes_in(self.chart, m.payload, &self.io.out_bytes),
+        }
+    }
+
+    /// Removes the first `n` messages of the outbox (those delivered), keeping the rest in
+    /// order. Lets a host stop at the first message it cannot deliver yet (backpressure).
+    pub fn consume_outbox(&mut self, n: usize) {
+        if n >= self.io.outbox.len() {
+            self.clear_outbox();
+            return;
+        }
+        for _ in 0..n {
+            self.io.outbox.remove(0);
+        }
+    }
+
+    /// Empties the outbox. Call it after delivering what [`outbox`](Self::outbox) listed.
+    pub fn clear_outbox(&mut self) {
+        self.io.outbox.clear();
+        self.io.out_used = 0;
+    }
+}

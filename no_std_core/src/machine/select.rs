@@ -1,0 +1,271 @@
+//! Selection: which transitions an event enables (deepest active states first, then their
+//! ancestors; every region of a parallel state), which eventless transitions are enabled, and
+//! which of them survive conflicts between regions.
+
+use heapless::Vec;
+
+use crate::chart::{Guard, StateId, StateKind, StrId, TransitionId, Trigger, MAX_DEPTH};
+use crate::context::{Behavior, GuardContext};
+use crate::error::Error;
+use crate::set::StateSet;
+
+use super::{Enabled, Machine, StepCx, MAX_ENABLED};
+
+impl<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > Machine<'c, W, Q, O, T, H, B>
+{
+    /// [`Self::select`] from the root in a chart without parallel states.
+    ///
+    /// Without parallel states the configuration is one chain from the root down to one
+    /// atomic state, the highest index in it (descendants come after their ancestors).
+    /// `select` walks that chain down and asks the deepest state first, then its ancestors:
+    /// the same, from the bottom up.
+    #[inline]
+    pub(super) fn select_chain<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
+        let mut s = self.config.last();
+        while let Some(st) = s {
+            if let Some(t) = self.candidate(st, cx) {
+                return Some(t);
+            }
+            s = self.chart.parent(st);
+        }
+        None
+    }
+
+    /// XState's `transitionNode`: the transitions an event selects below `s`.
+    ///
+    /// A compound state asks its active child and only falls back to its own transitions
+    /// when the child selected none; a parallel state asks every active region, and falls
+    /// back when none selected any. Chains of compound states are walked down in a loop, then
+    /// back up asking each state until one selects; only parallel states recurse.
+    pub(super) fn select<BH: Behavior + ?Sized>(
+        &self,
+        s: StateId,
+        cx: &mut StepCx<'_, '_, BH>,
+        out: &mut Enabled,
+        depth: usize,
+    ) -> Result<bool, Error> {
+        let mut bottom = s;
+        let mut depth = depth;
+        while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
+            match self.active_child(bottom) {
+                Some(c) => {
+                    bottom = c;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        let mut found = false;
+        if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
+            for c in self.chart.children(bottom) {
+                if self.config.contains(c) {
+                    found |= self.select(c, cx, out, depth + 1)?;
+                }
+            }
+        }
+        // Up from `bottom` to `s`: each state is asked when nothing below it selected.
+        let mut st = bottom;
+        loop {
+            if found {
+                return Ok(true);
+            }
+            if let Some(t) = self.candidate(st, cx) {
+                out.push(t).map_err(|_| Error::InvalidChart {
+                    table: "states",
+                    index: st.0 as u32,
+                    reason: "more than MAX_ENABLED transitions in one microstep",
+                })?;
+                return Ok(true);
+            }
+            if st == s {
+                return Ok(false);
+            }
+            // `bottom` was reached from `s` through active children, so this is in the chain.
+            match self.chart.parent(st) {
+                Some(p) => st = p,
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// The active child of a compound state.
+    #[inline]
+    fn active_child(&self, s: StateId) -> Option<StateId> {
+        // In document order the first active state below `s` is normally its active child
+        // (an active state's ancestors are active and come first); XState can leave a state
+        // active without its parent (see the properties tests), so the parent is checked and
+        // the children scanned when it does not match.
+        match self.config.first_in(StateId(s.0 + 1), self.chart.end(s)) {
+            Some(c) if self.chart.parent(c) == Some(s) => Some(c),
+            _ => self.chart.children(s).find(|&c| self.config.contains(c)),
+        }
+    }
+
+    /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
+    #[inline(always)]
+    fn candidate<BH: Behavior + ?Sized>(
+        &self,
+        s: StateId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
+        let range = self.chart.on_transitions(s);
+        if range.is_empty() {
+            return None;
+        }
+        // XState's `getCandidates`: the exact descriptor's transitions first, then the
+        // matching partial descriptors (stored longest first), each in document order.
+        // Whether there are partial descriptors to look at (only their trigger and event are
+        // read until one matches).
+        let mut partial = cx.event.id.is_none();
+        if let Some(e) = cx.event.id {
+            for ti in range.clone() {
+                let t = TransitionId(ti);
+                match self.chart.exact_trigger(t) {
+                    None => partial = true,
+                    Some((event, guarded)) => {
+                        if event == e.0 && (!guarded || self.guarded_passes(t, cx)) {
+                            return Some(t);
+                        }
+                    }
+                }
+            }
+        }
+        if !partial {
+            return None;
+        }
+        self.partial_candidate(range, cx)
+    }
+
+    /// Whether the guard of the guarded transition `t` passes.
+    #[inline(never)]
+    fn guarded_passes<BH: Behavior + ?Sized>(
+        &self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> bool {
+        self.guard_passes(self.chart.transition(t).guard, cx)
+    }
+
+    /// The first enabled transition of `range` whose partial descriptor or wildcard matches
+    /// the event.
+    #[inline(never)]
+    fn partial_candidate<BH: Behavior + ?Sized>(
+        &self,
+        range: core::ops::Range<u16>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Option<TransitionId> {
+        let name = cx.event.name;
+        for ti in range {
+            let t = self.chart.transition(TransitionId(ti));
+            let matches = match t.trigger {
+                Trigger::Any => true,
+                Trigger::Prefix => {
+                    let p = self.chart.str(StrId(t.event));
+                    name == p
+                        || (name.len() > p.len()
+                            && name.starts_with(p)
+                            && name.as_bytes()[p.len()] == b'.')
+                }
+                _ => false,
+            };
+            if matches && self.guard_passes(t.guard, cx) {
+                return Some(TransitionId(ti));
+            }
+        }
+        None
+    }
+
+    fn guard_passes<BH: Behavior + ?Sized>(&self, g: Guard, cx: &mut StepCx<'_, '_, BH>) -> bool {
+        match g {
+            Guard::None => true,
+            Guard::InState(s) => self.config.contains(s),
+            Guard::NotInState(s) => !self.config.contains(s),
+            Guard::Named(id) => cx.behavior.guard(
+                id,
+                &GuardContext {
+                    machine_id: &self.id,
+                    event: cx.event,
+                },
+            ),
+        }
+    }
+
+    pub(super) fn select_eventless<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+        out: &mut Enabled,
+    ) -> Result<(), Error> {
+        // A chart without eventless transitions never needs the scan of every active state
+        // and its ancestors.
+        if !self.chart.has_eventless() {
+            return Ok(());
+        }
+        for leaf in self.config.iter() {
+            if !self.chart.kind(leaf).is_atomic() {
+                continue;
+            }
+            let mut s = Some(leaf);
+            'up: while let Some(st) = s {
+                for ti in self.chart.always_transitions(st) {
+                    let t = self.chart.transition(TransitionId(ti));
+                    if self.guard_passes(t.guard, cx) {
+                        if !out.contains(&TransitionId(ti)) {
+                            out.push(TransitionId(ti))
+                                .map_err(|_| Error::InvalidChart {
+                                    table: "states",
+                                    index: leaf.0 as u32,
+                                    reason: "more than MAX_ENABLED transitions in one microstep",
+                                })?;
+                        }
+                        break 'up;
+                    }
+                }
+                s = self.chart.parent(st);
+            }
+        }
+        Ok(())
+    }
+
+    /// XState's `removeConflictingTransitions`.
+    pub(super) fn remove_conflicts(&self, enabled: &Enabled) -> Enabled {
+        let mut kept = Enabled::new();
+        for &t1 in enabled {
+            let mut x1 = StateSet::<W>::new();
+            self.exit_set_into(t1, &mut x1);
+            let s1 = self.chart.transition(t1).source;
+            let mut preempted = false;
+            let mut remove = Vec::<TransitionId, MAX_ENABLED>::new();
+            for &t2 in &kept {
+                let mut x2 = StateSet::<W>::new();
+                self.exit_set_into(t2, &mut x2);
+                if x1.intersects(&x2) {
+                    if self
+                        .chart
+                        .is_descendant(s1, self.chart.transition(t2).source)
+                    {
+                        let _ = remove.push(t2);
+                    } else {
+                        preempted = true;
+                        break;
+                    }
+                }
+            }
+            if !preempted {
+                kept.retain(|t| !remove.contains(t));
+                let _ = kept.push(t1);
+            }
+        }
+        kept
+    }
+}

@@ -1,0 +1,302 @@
+//! The macrostep and the microstep of XState v5's algorithm (see the [module doc](super)):
+//! the first microstep, an event's microstep, the eventless-and-internal-queue loop, exiting
+//! and entering states, and what entering a final state completes.
+
+use crate::chart::{StateId, StateKind, TransitionId, MAX_DEPTH};
+use crate::context::{Behavior, Event};
+use crate::error::Error;
+use crate::set::StateSet;
+
+use super::{Enabled, Machine, Status, StepCx};
+
+impl<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > Machine<'c, W, Q, O, T, H, B>
+{
+    pub(super) fn finish(&mut self, r: Result<(), Error>) -> Result<(), Error> {
+        if let Err(e) = r {
+            core_log!(
+                error,
+                "machine {}: stopped by an error: {}",
+                self.id.as_str(),
+                e
+            );
+            self.status = Status::Failed;
+            self.queue.clear();
+            return Err(e);
+        }
+        if self.status == Status::Done {
+            // A stopped actor's scheduled events are cancelled.
+            while !self.io.timers.is_empty() {
+                self.io.remove_timer(0);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn initial_microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let mut enter = StateSet::<W>::new();
+        enter.insert(StateId(0));
+        self.add_descendants(StateId(0), &mut enter);
+        self.stats.microsteps += 1;
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)
+    }
+
+    #[inline]
+    pub(super) fn event_microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if !self.chart.has_parallel() {
+            // At most one transition.
+            return match self.select_chain(cx) {
+                Some(t) => self.microstep_one(t, cx).map(|_| ()),
+                None => Ok(()),
+            };
+        }
+        let mut enabled = Enabled::new();
+        self.select(StateId(0), cx, &mut enabled, 0)?;
+        self.microstep(&enabled, true, cx).map(|_| ())
+    }
+
+    /// The eventless-and-internal-queue loop of a macrostep.
+    #[inline]
+    pub(super) fn settle<'e, BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>
+    where
+        'c: 'e,
+    {
+        // Nothing to do (and the loop would find nothing): no eventless transitions to look
+        // for and no internal event.
+        if !self.chart.has_eventless() && self.queue.is_empty() && self.microstep_limit > 0 {
+            return Ok(());
+        }
+        self.settle_loop(cx)
+    }
+
+    #[inline(never)]
+    fn settle_loop<'e, BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>
+    where
+        'c: 'e,
+    {
+        let mut select_eventless = true;
+        let mut iterations = 0u32;
+        while self.status == Status::Active {
+            iterations += 1;
+            if iterations > self.microstep_limit {
+                return Err(Error::MicrostepLimit {
+                    limit: self.microstep_limit,
+                });
+            }
+            let mut enabled = Enabled::new();
+            if select_eventless {
+                self.select_eventless(cx, &mut enabled)?;
+            }
+            let eventless = !enabled.is_empty();
+            if !eventless {
+                let Some(e) = self.queue.pop_front() else {
+                    break;
+                };
+                cx.event = Event::from_id(&self.chart, e);
+                self.select(StateId(0), cx, &mut enabled, 0)?;
+            }
+            let changed = self.microstep(&enabled, true, cx)?;
+            select_eventless = !eventless || changed;
+        }
+        Ok(())
+    }
+
+    /// One microstep. Returns whether the configuration or the history changed.
+    ///
+    /// `sibling`: whether the transitions may all be sibling moves (see
+    /// [`Self::sibling_moves`]); false skips the check when they are known not to be.
+    fn microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
+        if enabled.is_empty() {
+            return Ok(false);
+        }
+        self.stats.microsteps += 1;
+        let mut exit = StateSet::<W>::new();
+        let mut enter = StateSet::<W>::new();
+        // The common case, sibling moves between atomic states, skips conflict removal, the
+        // domain computation and history: their exit and entry sets are the sources and the
+        // targets, they do not conflict (each exits only its own source), and they exit only
+        // atomic states, which record no history.
+        let simple = sibling && self.sibling_moves(enabled, &mut exit, &mut enter);
+        let resolved;
+        let filtered: &Enabled = if simple || enabled.len() == 1 {
+            enabled
+        } else {
+            resolved = self.remove_conflicts(enabled);
+            &resolved
+        };
+        let before = self.config;
+        let mut history_changed = false;
+        if !simple {
+            self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
+            if self.chart.has_history() {
+                history_changed = self.record_history(&exit);
+            }
+        }
+        for s in exit.iter_rev() {
+            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.config.remove(s);
+        }
+        for &t in filtered {
+            self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        }
+        self.enter_states(&enter, cx)?;
+        self.after_microstep(cx)?;
+        // Sibling moves: each source left the configuration for a state that was not in it.
+        Ok(simple || history_changed || self.config != before || self.status != Status::Active)
+    }
+
+    /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
+    /// straight from the transition record.
+    #[inline]
+    fn microstep_one<BH: Behavior + ?Sized>(
+        &mut self,
+        t: TransitionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<bool, Error> {
+        let Some((s, x)) = self.sibling_move(t) else {
+            let mut enabled = Enabled::new();
+            // One fits.
+            let _ = enabled.push(t);
+            return self.microstep(&enabled, false, cx);
+        };
+        #[cfg(debug_assertions)]
+        self.check_sets(t, &crate::set::one(s), &crate::set::one(x));
+        self.stats.microsteps += 1;
+        self.run_actions(self.chart.exit_actions(s), cx)?;
+        self.config.remove(s);
+        self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        self.config.insert(x);
+        self.run_actions(self.chart.entry_actions(x), cx)?;
+        if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
+            self.entered_final(x, &mut StateSet::new())?;
+            self.after_microstep(cx)?;
+        }
+        Ok(true)
+    }
+
+    #[inline]
+    fn after_microstep<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if self.status == Status::Done {
+            self.exit_all(cx)?;
+        }
+        Ok(())
+    }
+
+    /// Reaching the top-level final state exits every state, in reverse order; the
+    /// configuration itself is kept, as XState keeps it in the final snapshot.
+    #[inline(never)]
+    fn exit_all<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let all = self.config;
+        let hi = StateId((self.chart.state_count() - 1) as u16);
+        for s in all.iter_range_rev(StateId(0), hi) {
+            self.run_rare_actions(self.chart.exit_actions(s), cx)?;
+        }
+        Ok(())
+    }
+
+    /// XState's `enterStates` after the entry set is known.
+    #[inline]
+    fn enter_states<BH: Behavior + ?Sized>(
+        &mut self,
+        enter: &StateSet<W>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let mut completed = StateSet::<W>::new();
+        for s in enter.iter() {
+            self.config.insert(s);
+            self.run_actions(self.chart.entry_actions(s), cx)?;
+            if self.chart.has_final() && self.chart.kind(s) == StateKind::Final {
+                self.entered_final(s, &mut completed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What entering the final state `s` completes: done events for its parent and for
+    /// every parallel ancestor whose regions are all final (each once per microstep, in
+    /// `completed`), and the machine when the top level is.
+    #[inline(never)]
+    fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
+        let parent = self.chart.parent(s);
+        let mut marker = match parent {
+            Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
+            Some(p) => self.chart.parent(p),
+            None => None,
+        };
+        if let Some(p) = parent {
+            if self.chart.kind(p) == StateKind::Compound {
+                if let Some(e) = self.chart.done_event(p) {
+                    self.queue
+                        .push_back(e)
+                        .map_err(|_| Error::QueueFull { capacity: Q })?;
+                }
+            }
+        }
+        while let Some(m) = marker {
+            if self.chart.kind(m) != StateKind::Parallel
+                || completed.contains(m)
+                || !self.in_final_state(m, 0)
+            {
+                break;
+            }
+            completed.insert(m);
+            if let Some(e) = self.chart.done_event(m) {
+                self.queue
+                    .push_back(e)
+                    .map_err(|_| Error::QueueFull { capacity: Q })?;
+            }
+            marker = self.chart.parent(m);
+        }
+        if marker.is_none() {
+            self.status = Status::Done;
+        }
+        Ok(())
+    }
+
+    fn in_final_state(&self, s: StateId, depth: usize) -> bool {
+        match self.chart.kind(s) {
+            StateKind::Compound => self
+                .chart
+                .children(s)
+                .any(|c| self.chart.kind(c) == StateKind::Final && self.config.contains(c)),
+            StateKind::Parallel if depth <= MAX_DEPTH => self
+                .chart
+                .children(s)
+                .filter(|&c| !self.chart.kind(c).is_history())
+                .all(|c| self.in_final_state(c, depth + 1)),
+            StateKind::Final => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The outbox and the timers of a [`Machine`](super::Machine): the messages its actions sent,
+//! the timers they started, and the bytes (names and payloads) behind both, in fixed arenas.
+//! Kept apart from the step algorithm because it is the machine's only contact with the
+//! world, drained by the host; actions reach it through [`Effects`].
+
+use heapless::Vec;
+
+use crate::chart::{Chart, EventId, StrId};
+use crate::context::{Effects, SendId, Target};
+use crate::error::Error;
+use crate::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Bytes {
+    Empty,
+    Chart(StrId),
+    Arena { off: u16, len: u16 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Message {
+    /// `None`: this machine.
+    pub(super) target: Option<Bytes>,
+    pub(super) event: Bytes,
+    pub(super) payload: Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TimerKey {
+    After(EventId),
+    Named(StrId),
+    Id(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum TimerKind {
+    /// Comes back to this machine as an external event (`after`, delayed `raise`).
+    Event(EventId),
+    /// Goes to the outbox.
+    Send(Message),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timer {
+    pub(super) due: Instant,
+    pub(super) seq: u32,
+    pub(super) key: TimerKey,
+    pub(super) kind: TimerKind,
+}
+
+/// Outbox and timers: the machine's only contact with the world, drained by the host.
+pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
+    pub(super) outbox: Vec<Message, O>,
+    pub(super) out_bytes: [u8; B],
+    pub(super) out_used: usize,
+    pub(super) timers: Vec<Timer, T>,
+    pub(super) timer_bytes: [u8; B],
+    pub(super) timer_used: usize,
+    pub(super) next_id: u32,
+    pub(super) seq: u32,
+}
+
+pub(super) fn push_bytes<const B: usize>(
+    buf: &mut [u8; B],
+    used: &mut usize,
+    data: &[u8],
+) -> Result<Bytes, Error> {
+    if data.is_empty() {
+        return Ok(Bytes::Empty);
+    }
+    let end = *used + data.len();
+    if end > B || end > u16::MAX as usize {
+        return Err(Error::PayloadSpaceFull { capacity: B });
+    }
+    buf[*used..end].copy_from_slice(data);
+    let b = Bytes::Arena {
+        off: *used as u16,
+        len: data.len() as u16,
+    };
+    *used = end;
+    Ok(b)
+}
+
+impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
+    /// The bytes a [`Bytes`] stands for: in the chart's strings or in `arena`.
+    pub(super) fn bytes_in<'s>(chart: Chart<'s>, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
+        match b {
+            Bytes::Empty => &[],
+            Bytes::Chart(s) => chart.str(s).as_bytes(),
+            Bytes::Arena { off, len } => arena
+                .get(off as usize..off as usize + len as usize)
+                .unwrap_or(&[]),
+        }
+    }
+
+    pub(super) fn push_timer(
+        &mut self,
+        due: Instant,
+        key: TimerKey,
+        kind: TimerKind,
+    ) -> Result<(), Error> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        self.timers
+            .push(Timer {
+                due,
+                seq,
+                key,
+                kind,
+            })
+            .map_err(|_| Error::TimersFull { capacity: T })
+    }
+
+    /// Removes timer `i`, compacting the byte storage behind it.
+    pub(super) fn remove_timer(&mut self, i: usize) -> Timer {
+        let t = self.timers.swap_remove(i);
+        if let TimerKind::Send(m) = t.kind {
+            // Highest offset first: freeing a span shifts every span above it, and `m` is a
+            // copy that is not shifted.
+            for b in [m.payload, m.event, m.target.unwrap_or(Bytes::Empty)] {
+                self.free_timer_bytes(b);
+            }
+        }
+        t
+    }
+
+    fn free_timer_bytes(&mut self, b: Bytes) {
+        let Bytes::Arena { off, len } = b else { return };
+        let (off, len) = (off as usize, len as usize);
+        self.timer_bytes
+            .copy_within(off + len..self.timer_used, off);
+        self.timer_used -= len;
+        let shift = |b: &mut Bytes| {
+            if let Bytes::Arena { off: o, .. } = b {
+                if *o as usize > off {
+                    *o -= len as u16;
+                }
+            }
+        };
+        for t in self.timers.iter_mut() {
+            if let TimerKind::Send(m) = &mut t.kind {
+                if let Some(target) = &mut m.target {
+                    shift(target);
+                }
+                shift(&mut m.event);
+                shift(&mut m.payload);
+            }
+        }
+    }
+
+    /// Removes every timer whose key `matches`. Returns whether there was one.
+    pub(super) fn cancel_where(&mut self, matches: impl Fn(TimerKey) -> bool) -> bool {
+        let mut found = false;
+        let mut i = 0;
+        while i < self.timers.len() {
+            if matches(self.timers[i].key) {
+                self.remove_timer(i);
+                found = true;
+            } else {
+                i += 1;
+            }
+        }
+        found
+    }
+
+    /// Moves a fired send into the outbox.
+    pub(super) fn outbox_from_timer(&mut self, m: Message) -> Result<(), Error> {
+        if self.outbox.is_full() {
+            return Err(Error::OutboxFull { capacity: O });
+        }
+        let copy = |b: Bytes, io: &mut Self| -> Result<Bytes, Error> {
+            match b {
+                Bytes::Arena { off, len } => {
+                    let mut tmp_used = io.out_used;
+                    let r = {
+                        let src = &io.timer_bytes[off as usize..off as usize + len as usize];
+                        let end = tmp_used + src.len();
+                        if end > B {
+                            return Err(Error::PayloadSpaceFull { capacity: B });
+                        }
+                        io.out_bytes[tmp_used..end].copy_from_slice(src);
+                        let r = Bytes::Arena {
+                            off: tmp_used as u16,
+                            len,
+                        };
+                        tmp_used = end;
+                        r
+                    };
+                    io.out_used = tmp_used;
+                    Ok(r)
+                }
+                other => Ok(other),
+            }
+        };
+        // All or nothing: a send that does not fit leaves the byte space as it was.
+        let mark = self.out_used;
+        let copied = (|| {
+            let target = match m.target {
+                Some(t) => Some(copy(t, self)?),
+                None => None,
+            };
+            Ok((target, copy(m.event, self)?, copy(m.payload, self)?))
+        })();
+        let (target, event, payload) = copied.inspect_err(|_| self.out_used = mark)?;
+        let _ = self.outbox.push(Message {
+            target,
+            event,
+            payload,
+        });
+        Ok(())
+    }
+
+    pub(super) fn send_chart(
+        &mut self,
+        now: Instant,
+        target: StrId,
+        event: StrId,
+        payload: Option<StrId>,
+        delay: Option<Duration>,
+        id: Option<StrId>,
+    ) -> Result<(), Error> {
+        let m = Message {
+            target: Some(Bytes::Chart(target)),
+            event: Bytes::Chart(event),
+            payload: payload.map_or(Bytes::Empty, Bytes::Chart),
+        };
+        match delay {
+            None => self
+                .outbox
+                .push(m)
+                .map_err(|_| Error::OutboxFull { capacity: O }),
+            Some(d) => {
+                let key = match id {
+                    Some(s) => TimerKey::Named(s),
+                    None => {
+                        self.next_id = self.next_id.wrapping_add(1);
+                        TimerKey::Id(self.next_id)
+                    }
+                };
+                self.push_timer(now + d, key, TimerKind::Send(m))
+            }
+        }
+    }
+}
+
+impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
+    fn send(
+        &mut self,
+        now: Instant,
+        target: Target<'_>,
+        event: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+    ) -> Result<SendId, Error> {
+        self.send_encoded(now, target, event, delay, &mut |buf: &mut [u8]| {
+            buf.get_mut(..payload.len()).map(|b| {
+                b.copy_from_slice(payload);
+                payload.len()
+            })
+        })
+    }
+
+    fn send_encoded(
+        &mut self,
+        now: Instant,
+        target: Target<'_>,
+        event: &str,
+        delay: Option<Duration>,
+        encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<SendId, Error> {
+        let (bytes, used) = match delay {
+            None if self.outbox.is_full() => return Err(Error::OutboxFull { capacity: O }),
+            Some(_) if self.timers.is_full() => return Err(Error::TimersFull { capacity: T }),
+            None => (&mut self.out_bytes, &mut self.out_used),
+            Some(_) => (&mut self.timer_bytes, &mut self.timer_used),
+        };
+        let mark = *used;
+        let result = (|| {
+            let target = match target {
+                Target::ThisMachine => None,
+                Target::Machine(t) => Some(push_bytes(bytes, used, t.as_bytes())?),
+            };
+            let event = push_bytes(bytes, used, event.as_bytes())?;
+            let n = encode(&mut bytes[*used..]).ok_or(Error::PayloadSpaceFull { capacity: B })?;
+            let payload = if n == 0 {
+                Bytes::Empty
+            } else {
+                let b = Bytes::Arena {
+                    off: *used as u16,
+                    len: n as u16,
+                };
+                *used += n;
+                b
+            };
+            Ok(Message {
+                target,
+                event,
+                payload,
+            })
+        })();
+        let m = match result {
+            Ok(m) => m,
+            Err(e) => {
+                *used = mark;
+                return Err(e);
+            }
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        match delay {
+            None => {
+                let _ = self.outbox.push(m);
+            }
+            Some(d) => self.push_timer(now + d, TimerKey::Id(id), TimerKind::Send(m))?,
+        }
+        Ok(SendId(id))
+    }
+
+    fn cancel(&mut self, id: SendId) -> bool {
+        self.cancel_where(|k| k == TimerKey::Id(id.0))
+    }
+}
