@@ -28,9 +28,18 @@ enum Command {
     ///
     /// An input is an event type (GO), a JSON event ({"type":"GO","data":{...}}), or
     /// `@advance MS`, which moves the virtual clock forward and fires due timers.
+    ///
+    /// With --batch, runs many charts instead: one JSON case per stdin line,
+    /// {"chart":{...},"guards":{"NAME":true},"delays":{"NAME":500},"inputs":["GO","@advance 500"]},
+    /// and prints one line per case: {"trace":[the lines a single run prints]}, or {"error":"..."}
+    /// when the chart is refused.
     Simulate {
-        /// The chart file.
-        file: PathBuf,
+        /// The chart file (not with --batch).
+        #[arg(required_unless_present = "batch")]
+        file: Option<PathBuf>,
+        /// Run the cases read from stdin, one JSON object per line (see above).
+        #[arg(long, conflicts_with_all = ["file", "guards", "delays", "events"])]
+        batch: bool,
         /// A guard's value, NAME=true|false. Every guard the chart uses needs one.
         #[arg(long = "guard", value_name = "NAME=BOOL")]
         guards: Vec<String>,
@@ -255,10 +264,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Simulate {
             file,
+            batch,
             guards,
             delays,
             events,
         } => {
+            if batch {
+                let stdout = std::io::stdout();
+                interstate::simulate::run_batch(std::io::stdin().lock(), &mut stdout.lock())
+                    .map_err(|e| e.to_string())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(file) = file else {
+                return Err("simulate: a chart file is needed (or --batch)".into());
+            };
             let compiled = load(&file)?;
             let options = interstate::simulate::Options {
                 guards: parse_pairs(&guards, "guard", |v| match v {

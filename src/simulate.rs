@@ -103,6 +103,40 @@ impl Sim<'_> {
         }
     }
 
+    /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
+    /// takes the pending timers sorted by due time (ties in the order they were armed) and
+    /// walks the list, firing each one that is due; when a timer fired before was armed or
+    /// cancelled something, it starts over with a fresh list before the next entry. So a
+    /// timer armed while firing, due at once (a zero delay), fires in the same advance only
+    /// if the list had another entry after the timer that armed it.
+    fn flush_timers(&mut self, budget: &mut usize) -> Result<(), String> {
+        let mut list: Vec<(Instant, u32)> = Vec::new();
+        'flush: loop {
+            list.clear();
+            list.extend(self.machine.pending_timers());
+            list.sort_unstable();
+            let mut changed = false;
+            for &(due, seq) in &list {
+                if changed {
+                    continue 'flush;
+                }
+                if due > self.now {
+                    continue;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+                let before = self.machine.timer_changes();
+                self.machine
+                    .fire_timer(seq, self.now, &mut self.behavior)
+                    .map_err(|e| e.to_string())?;
+                self.drain(budget)?;
+                changed = self.machine.timer_changes() != before;
+            }
+            return Ok(());
+        }
+    }
+
     fn input(&mut self, line: &str) -> Result<(), String> {
         let mut budget = MAX_DELIVERIES_PER_INPUT;
         if let Some(ms) = line.strip_prefix("@advance") {
@@ -113,16 +147,7 @@ impl Sim<'_> {
                 )
             })?;
             self.now = self.now + Duration::from_millis(ms);
-            while self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
-                budget = budget
-                    .checked_sub(1)
-                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-                self.machine
-                    .handle_timeout(self.now, &mut self.behavior)
-                    .map_err(|e| e.to_string())?;
-                self.drain(&mut budget)?;
-            }
-            return Ok(());
+            return self.flush_timers(&mut budget);
         }
         if line.starts_with('@') {
             return Err(format!("unknown directive '{line}' (only '@advance MS')"));
@@ -274,4 +299,60 @@ pub fn run(
         step += 1;
     }
     Ok(true)
+}
+
+/// `interstate simulate --batch`: runs many cases read as JSON lines from `input`, each
+/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`, and
+/// writes one line per case: `{"trace": [line, ...]}` with the lines `run` prints, or
+/// `{"error": "..."}` when the case or its chart is refused.
+pub fn run_batch(input: impl std::io::BufRead, out: &mut dyn Write) -> std::io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = batch_case(&line);
+        let v = match result {
+            Ok(trace) => json!({ "trace": trace }),
+            Err(e) => json!({ "error": e }),
+        };
+        writeln!(out, "{v}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn batch_case(line: &str) -> Result<Vec<Value>, String> {
+    let case: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON case: {e}"))?;
+    let compiled = crate::compile_value(&case["chart"]).map_err(|e| e.to_string())?;
+    let mut options = Options::default();
+    if let Some(map) = case.get("guards").and_then(Value::as_object) {
+        for (k, v) in map {
+            let v = v.as_bool().ok_or(format!("guard '{k}' is not a boolean"))?;
+            options.guards.insert(k.clone(), v);
+        }
+    }
+    if let Some(map) = case.get("delays").and_then(Value::as_object) {
+        for (k, v) in map {
+            let v = v
+                .as_u64()
+                .ok_or(format!("delay '{k}' is not a whole number"))?;
+            options.delays.insert(k.clone(), v);
+        }
+    }
+    let inputs: Vec<String> = case
+        .get("inputs")
+        .and_then(Value::as_array)
+        .map(|xs| {
+            xs.iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut buf = Vec::new();
+    run(&compiled.chart(), &options, inputs, &mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
+    text.lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+        .collect()
 }

@@ -30,6 +30,21 @@ export function interstateTrace(bin, c) {
   return { trace: lines };
 }
 
+// Runs many cases through one `interstate simulate --batch`; returns what `interstateTrace`
+// returns, for each case in order.
+export function interstateTraces(bin, cases) {
+  const input = cases.map((c) => JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs })).join('\n') + '\n';
+  const r = spawnSync(bin, ['simulate', '--batch'], { input, encoding: 'utf8', maxBuffer: 1 << 30, timeout: 600000 });
+  const lines = (r.stdout || '').split('\n').filter((l) => l.trim());
+  if (lines.length !== cases.length) {
+    throw new Error(`interstate simulate --batch: ${lines.length} answers for ${cases.length} cases: ${r.stderr}`);
+  }
+  return lines.map((l) => {
+    const v = JSON.parse(l);
+    return v.error !== undefined ? { rejected: v.error } : { trace: v.trace };
+  });
+}
+
 function sorted(v) {
   if (Array.isArray(v)) return v.map(sorted);
   if (v && typeof v === 'object') {

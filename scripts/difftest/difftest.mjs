@@ -1,6 +1,7 @@
 // Differential testing of `interstate simulate` against XState v5 (see README.md).
 //
-//   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--out DIR] [--no-shrink]
+//   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--shard K/N]
+//                         [--out DIR] [--no-shrink] [--max-shrink M]
 //   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S]
 //   node difftest.mjs check --bin BIN CASE.json...
 //   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
@@ -9,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generate, caseSeed, PROFILES } from './gen.mjs';
 import { xstateTrace } from './xstate.mjs';
-import { interstateTrace, diff } from './compare.mjs';
+import { interstateTrace, interstateTraces, diff } from './compare.mjs';
 import { shrink } from './shrink.mjs';
 
 // The fixed seed list: `--seed` picks one stream; without it, `run` and `fixtures` use these.
@@ -28,10 +29,10 @@ function parse(argv) {
   return o;
 }
 
-// Compares both traces of a case: null when they agree, else a description.
-function compareCase(bin, c) {
+// Compares both traces of a case: null when they agree, else a description. `s` is
+// interstate's answer when already known.
+function compareCase(bin, c, s = interstateTrace(bin, c)) {
   const x = xstateTrace(c);
-  const s = interstateTrace(bin, c);
   if (x.rejected !== undefined && s.rejected !== undefined) return { kind: 'both-reject', x, s };
   if (x.rejected !== undefined) return { kind: 'xstate-rejects', x, s };
   if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };
@@ -44,8 +45,10 @@ const profilesOf = (p) => (!p || p === 'all' ? Object.keys(PROFILES) : p.split('
 function* cases(o) {
   const count = Number(o.count ?? 100);
   const seeds = o.seed !== undefined ? [Number(o.seed)] : SEEDS;
+  // --shard K/N: only every N-th case from the K-th (0-based), to split a run across processes.
+  const [shard, shards] = (o.shard ?? '0/1').split('/').map(Number);
   for (const profile of profilesOf(o.profile)) {
-    for (let k = 0; k < count; k++) {
+    for (let k = shard; k < count; k += shards) {
       const seed = seeds[k % seeds.length];
       const i = Math.floor(k / seeds.length);
       const cs = caseSeed(seed, i);
@@ -72,13 +75,23 @@ function run(o) {
   const tally = {};
   const kinds = {};
   let bad = 0;
+  let shrunk = 0;
+  const maxShrink = Number(o['max-shrink'] ?? 5);
   const t0 = Date.now();
-  for (const c of cases(o)) {
+  const all = cases(o);
+  for (;;) {
+    const chunk = [];
+    for (let x = all.next(); !x.done; x = chunk.length < 500 ? all.next() : { done: true }) chunk.push(x.value);
+    if (!chunk.length) break;
+    const answers = interstateTraces(bin, chunk);
+    chunk.forEach((c, k) => check1(c, answers[k]));
+  }
+  function check1(c, answer) {
     const t = (tally[c.profile] ??= { cases: 0, disagree: 0, reject: 0 });
     t.cases++;
-    const r = compareCase(bin, c);
-    if (!r) continue;
-    if (r.kind === 'both-reject') { t.reject++; continue; }
+    const r = compareCase(bin, c, answer);
+    if (!r) return;
+    if (r.kind === 'both-reject') { t.reject++; return; }
     t.disagree++;
     bad++;
     kinds[r.kind] = (kinds[r.kind] ?? 0) + 1;
@@ -86,7 +99,7 @@ function run(o) {
     const first = r.d ? `step ${r.d.step} ${r.kind}: expected ${JSON.stringify(r.d.expected)} got ${JSON.stringify(r.d.got)}` : `${r.kind}: ${r.x.rejected ?? ''} ${r.s.rejected ?? ''}`;
     console.log(`DISAGREE ${c.name}: ${first}`);
     fs.writeFileSync(path.join(out, `${c.name}.json`), JSON.stringify(caseFile(c, r.x.trace, first), null, 1));
-    if (!o.noShrink && r.d) {
+    if (!o.noShrink && r.d && shrunk++ < maxShrink) {
       const small = shrink(c, (cand) => compareCase(bin, cand)?.kind ?? null);
       const rs = compareCase(bin, small);
       const desc = `step ${rs.d.step} ${rs.kind}: expected ${JSON.stringify(rs.d.expected)} got ${JSON.stringify(rs.d.got)}`;

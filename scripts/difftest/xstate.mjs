@@ -7,6 +7,22 @@
 import { setup, createActor, SimulatedClock, raise, cancel, log as xlog, stateIn } from 'xstate';
 
 const BUILTINS = new Set(['raise', 'cancel', 'log']);
+
+// The most timers fired for one input line, as in `interstate simulate`: a zero-delay timer that
+// re-arms itself would otherwise keep SimulatedClock's flush going forever. And the most timers
+// pending at once, the simulator's capacity: timers that multiply would otherwise fill memory.
+const MAX_FIRES = 100000;
+const MAX_PENDING = 256;
+class GuardedClock extends SimulatedClock {
+  fires = 0;
+  setTimeout(fn, timeout) {
+    if (this.timeouts.size >= MAX_PENDING) throw new Error(`timer table full (${MAX_PENDING} pending)`);
+    return super.setTimeout(() => {
+      if (++this.fires > MAX_FIRES) throw new Error('too many timers fired for one input');
+      fn();
+    }, timeout);
+  }
+}
 const ev = (e) => (typeof e === 'string' ? { type: e } : e);
 
 function bind(chart, trace, guards) {
@@ -66,8 +82,9 @@ export function xstateTrace({ chart, guards = {}, delays = {}, inputs }) {
   } catch (e) {
     return { trace: [], rejected: String(e && e.message) };
   }
-  const clock = new SimulatedClock();
-  const logger = (...xs) => { logs.push(xs.length > 1 ? String(xs[0]) : String(xs[0])); };
+  const clock = new GuardedClock();
+  // XState's `log` calls the logger with the message (and a label first when it has one).
+  const logger = (...xs) => { logs.push(String(xs[xs.length - 1])); };
   const actor = createActor(machine, { clock, logger });
   actor.subscribe({ error: () => {} });
   const lines = [];
@@ -92,6 +109,7 @@ export function xstateTrace({ chart, guards = {}, delays = {}, inputs }) {
   let step = 1;
   for (const line of inputs) {
     try {
+      clock.fires = 0;
       if (line.startsWith('@advance ')) clock.increment(Number(line.slice(9)));
       else actor.send(line.startsWith('{') ? JSON.parse(line) : { type: line });
     } catch (e) {

@@ -69,7 +69,7 @@ impl<
         let mut found = false;
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
             for c in self.chart.children(bottom) {
-                if self.config.contains(c) {
+                if self.config.contains(c) || self.in_value(c) {
                     found |= self.select(c, cx, out, depth + 1)?;
                 }
             }
@@ -106,10 +106,25 @@ impl<
         // (an active state's ancestors are active and come first); XState can leave a state
         // active without its parent (see the properties tests), so the parent is checked and
         // the children scanned when it does not match.
-        match self.config.first_in(StateId(s.0 + 1), self.chart.end(s)) {
-            Some(c) if self.chart.parent(c) == Some(s) => Some(c),
-            _ => self.chart.children(s).find(|&c| self.config.contains(c)),
+        // When the child itself is not active but a descendant is, XState's state value
+        // (which its event selection walks) still goes through the child: that child counts.
+        let mut c = self.config.first_in(StateId(s.0 + 1), self.chart.end(s))?;
+        let mut depth = 0;
+        while depth <= MAX_DEPTH {
+            match self.chart.parent(c) {
+                Some(p) if p == s => return Some(c),
+                Some(p) => c = p,
+                None => return None,
+            }
+            depth += 1;
         }
+        None
+    }
+
+    /// Whether `s` or a state below it is active: what puts `s` in XState's state value.
+    #[inline]
+    pub(super) fn in_value(&self, s: StateId) -> bool {
+        self.config.any_in(s, self.chart.end(s))
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.

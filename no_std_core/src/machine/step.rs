@@ -152,9 +152,19 @@ impl<
         let before = self.config;
         let mut history_changed = false;
         if !simple {
-            self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             if self.chart.has_history() {
+                // As XState's microstep: the exit set from the history as it was, the entry
+                // set from the history just recorded (a transition that exits a state and
+                // enters its history restores what it exited).
+                for &t in filtered {
+                    self.exit_set_into(t, &mut exit);
+                }
                 history_changed = self.record_history(&exit);
+                for &t in filtered {
+                    self.entry_set_of(t, &mut enter);
+                }
+            } else {
+                self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             }
         }
         for s in exit.iter_rev() {
