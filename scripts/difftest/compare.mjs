@@ -1,5 +1,6 @@
 // Runs a case through `interstate simulate` and compares its trace with XState's.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import readline from 'node:readline';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +44,28 @@ export function interstateTraces(bin, cases) {
     const v = JSON.parse(l);
     return v.error !== undefined ? { rejected: v.error } : { trace: v.trace };
   });
+}
+
+// One `interstate simulate --batch` kept running: `await runner.trace(case)` answers like
+// `interstateTrace` without starting a process per case (for shrinking).
+export class BatchRunner {
+  constructor(bin) {
+    this.child = spawn(bin, ['simulate', '--batch'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.waiting = [];
+    readline.createInterface({ input: this.child.stdout }).on('line', (l) => {
+      const v = JSON.parse(l);
+      this.waiting.shift()(v.error !== undefined ? { rejected: v.error } : { trace: v.trace });
+    });
+  }
+  trace(c) {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.child.stdin.write(JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs }) + '\n');
+    });
+  }
+  close() {
+    this.child.stdin.end();
+  }
 }
 
 function sorted(v) {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generate, caseSeed, PROFILES } from './gen.mjs';
 import { xstateTrace } from './xstate.mjs';
-import { interstateTrace, interstateTraces, diff } from './compare.mjs';
+import { interstateTrace, interstateTraces, diff, BatchRunner } from './compare.mjs';
 import { shrink } from './shrink.mjs';
 
 // The fixed seed list: `--seed` picks one stream; without it, `run` and `fixtures` use these.
@@ -38,6 +38,18 @@ function compareCase(bin, c, s = interstateTrace(bin, c)) {
   if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };
   const d = diff(x.trace, s.trace);
   return d ? { kind: d.kind, d, x, s } : null;
+}
+
+// A shrinker's test: the kind of disagreement of a case, through a running batch process.
+const disagreement = (runner, bin) => async (cand) => compareCase(bin, cand, await runner.trace(cand))?.kind ?? null;
+
+async function shrinkCase(bin, c) {
+  const runner = new BatchRunner(bin);
+  try {
+    return await shrink(c, disagreement(runner, bin));
+  } finally {
+    runner.close();
+  }
 }
 
 const profilesOf = (p) => (!p || p === 'all' ? Object.keys(PROFILES) : p.split(','));
@@ -69,7 +81,7 @@ function caseFile(c, expected, description) {
   };
 }
 
-function run(o) {
+async function run(o) {
   const bin = o.bin;
   const out = o.out ?? 'difftest-out';
   const tally = {};
@@ -84,9 +96,9 @@ function run(o) {
     for (let x = all.next(); !x.done; x = chunk.length < 500 ? all.next() : { done: true }) chunk.push(x.value);
     if (!chunk.length) break;
     const answers = interstateTraces(bin, chunk);
-    chunk.forEach((c, k) => check1(c, answers[k]));
+    for (let k = 0; k < chunk.length; k++) await check1(chunk[k], answers[k]);
   }
-  function check1(c, answer) {
+  async function check1(c, answer) {
     const t = (tally[c.profile] ??= { cases: 0, disagree: 0, reject: 0 });
     t.cases++;
     const r = compareCase(bin, c, answer);
@@ -100,7 +112,7 @@ function run(o) {
     console.log(`DISAGREE ${c.name}: ${first}`);
     fs.writeFileSync(path.join(out, `${c.name}.json`), JSON.stringify(caseFile(c, r.x.trace, first), null, 1));
     if (!o.noShrink && r.d && shrunk++ < maxShrink) {
-      const small = shrink(c, (cand) => compareCase(bin, cand)?.kind ?? null);
+      const small = await shrinkCase(bin, c);
       const rs = compareCase(bin, small);
       const desc = `step ${rs.d.step} ${rs.kind}: expected ${JSON.stringify(rs.d.expected)} got ${JSON.stringify(rs.d.got)}`;
       fs.writeFileSync(path.join(out, `${c.name}-min.json`), JSON.stringify(caseFile(small, rs.x.trace, desc)));
@@ -140,9 +152,9 @@ function check(o) {
   return ok;
 }
 
-function shrinkCmd(o) {
+async function shrinkCmd(o) {
   const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
-  const small = shrink(c, (cand) => compareCase(o.bin, cand)?.kind ?? null);
+  const small = await shrinkCase(o.bin, c);
   const r = compareCase(o.bin, small);
   const text = JSON.stringify(caseFile(small, xstateTrace(small).trace, r ? `${r.kind} at step ${r.d?.step}` : 'agrees'), null, 1);
   if (o.out) fs.writeFileSync(o.out, text);
@@ -153,10 +165,10 @@ function shrinkCmd(o) {
 const o = parse(process.argv.slice(2));
 const cmd = o._[0];
 let ok;
-if (cmd === 'run') ok = run(o);
+if (cmd === 'run') ok = await run(o);
 else if (cmd === 'fixtures') ok = fixtures(o);
 else if (cmd === 'check') ok = check(o);
-else if (cmd === 'shrink') ok = shrinkCmd(o);
+else if (cmd === 'shrink') ok = await shrinkCmd(o);
 else if (cmd === 'trace') {
   const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
   for (const l of xstateTrace(c).trace) console.log(JSON.stringify(l));

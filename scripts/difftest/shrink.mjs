@@ -51,16 +51,16 @@ function apply(chart, [path, op, arg]) {
   return c;
 }
 
-// `disagrees(case)` returns the kind of disagreement (a string) or null.
-export function shrink(c, disagrees, budget = 4000) {
-  const kind = disagrees(c);
+// `disagrees(case)` resolves to the kind of disagreement (a string) or null.
+export async function shrink(c, disagrees, budget = 20000) {
+  const kind = await disagrees(c);
   if (!kind) return c;
   let best = clone(c);
   let tries = 0;
   let changed = true;
-  const keeps = (cand) => {
+  const keeps = async (cand) => {
     tries++;
-    return disagrees(cand) === kind;
+    return (await disagrees(cand)) === kind;
   };
   while (changed && tries < budget) {
     changed = false;
@@ -68,20 +68,18 @@ export function shrink(c, disagrees, budget = 4000) {
     for (let size = Math.max(1, best.inputs.length >> 1); size >= 1; size >>= 1) {
       for (let i = 0; i + size <= best.inputs.length && tries < budget;) {
         const cand = { ...best, inputs: best.inputs.slice(0, i).concat(best.inputs.slice(i + size)) };
-        if (keeps(cand)) { best = cand; changed = true; } else i += size;
+        if (await keeps(cand)) { best = cand; changed = true; } else i += size;
       }
     }
-    for (let i = 0; i < 1000 && tries < budget; i++) {
+    // One pass over the reductions; after a kept one the list is rebuilt and the pass goes
+    // on from the same position (what came before it was tried already).
+    for (let j = 0; tries < budget;) {
       const rs = reductions(best.chart);
-      let found = false;
-      for (const r of rs) {
-        if (tries >= budget) break;
-        let chart;
-        try { chart = apply(best.chart, r); } catch { continue; }
-        const cand = { ...best, chart };
-        if (keeps(cand)) { best = cand; changed = true; found = true; break; }
-      }
-      if (!found) break;
+      if (j >= rs.length) break;
+      let chart;
+      try { chart = apply(best.chart, rs[j]); } catch { j++; continue; }
+      const cand = { ...best, chart };
+      if (await keeps(cand)) { best = cand; changed = true; } else j++;
     }
   }
   // only the guards and delays the chart still uses
@@ -91,5 +89,5 @@ export function shrink(c, disagrees, budget = 4000) {
   const delays = {};
   for (const [d, v] of Object.entries(best.delays || {})) if (text.includes(`"${d}"`)) delays[d] = v;
   const smaller = { ...best, guards, delays };
-  return disagrees(smaller) === kind ? smaller : best;
+  return (await disagrees(smaller)) === kind ? smaller : best;
 }
