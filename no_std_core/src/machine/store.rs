@@ -167,6 +167,10 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
 
     /// Removes every timer whose key `matches` and that `cancel` still reaches. Returns
     /// whether there was one.
+    ///
+    /// `#[inline]`: its callers in `actions.rs` (`run_builtin`) inlined it while they shared
+    /// one module; since the split it would be emitted in another codegen unit and called.
+    #[inline]
     pub(super) fn cancel_where(&mut self, matches: impl Fn(TimerKey) -> bool) -> bool {
         let mut found = false;
         let mut i = 0;

@@ -1,0 +1,173 @@
+//! Action configs: user action names and the built-ins (`raise`, `sendTo`, `cancel`, `log`)
+//! with their events, payloads, send ids and delays, read into action records.
+
+use interstate_core::chart::raw::ActionRecord;
+use interstate_core::chart::NONE;
+use serde_json::{Map, Value};
+
+use super::error::{err, CompileError};
+use super::json::{as_list, index_path, join};
+use super::Compiler;
+
+impl Compiler {
+    pub(super) fn str_param<'v>(
+        obj: &'v Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Result<&'v str, CompileError> {
+        match obj.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => err(&join(path, key), format!("'{key}' is a string")),
+            None => err(path, format!("missing '{key}'")),
+        }
+    }
+
+    pub(super) fn delay_of(&mut self, v: &Value, path: &str) -> Result<(u8, u32), CompileError> {
+        match v {
+            Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(ms) => Ok((ActionRecord::HAS_DELAY, ms)),
+                None => err(
+                    path,
+                    "a delay is a whole number of milliseconds (0 to 4294967295) or a delay name",
+                ),
+            },
+            Value::String(s) => match s.parse::<u32>() {
+                Ok(ms) => Ok((ActionRecord::HAS_DELAY, ms)),
+                Err(_) => Ok((
+                    ActionRecord::HAS_DELAY | ActionRecord::NAMED_DELAY,
+                    self.delay_name(s)? as u32,
+                )),
+            },
+            _ => err(path, "a delay is a number of milliseconds or a delay name"),
+        }
+    }
+
+    fn event_name_of<'v>(
+        v: &'v Value,
+        path: &str,
+    ) -> Result<(&'v str, Option<&'v Value>), CompileError> {
+        match v {
+            Value::String(s) => Ok((s, None)),
+            Value::Object(o) => match o.get("type") {
+                Some(Value::String(s)) => Ok((s, o.get("data"))),
+                _ => err(path, "an event object needs a string 'type'"),
+            },
+            _ => err(path, "an event is a name or an object with a 'type'"),
+        }
+    }
+
+    fn action(&mut self, v: &Value, path: &str) -> Result<ActionRecord, CompileError> {
+        let user = |c: &mut Self, name: &str| -> Result<ActionRecord, CompileError> {
+            if name.is_empty() {
+                return err(path, "an action name cannot be empty");
+            }
+            Ok(ActionRecord {
+                kind: 0,
+                a: c.action_name(name)?,
+                ..Default::default()
+            })
+        };
+        let obj = match v {
+            Value::String(s) => return user(self, s),
+            Value::Object(o) => o,
+            _ => return err(path, "an action is a name or an object with a 'type'"),
+        };
+        let ty = Self::str_param(obj, "type", path)?;
+        let builtin = ty.strip_prefix("xstate.").unwrap_or(ty);
+        let reserved =
+            ty.starts_with("xstate.") || matches!(ty, "raise" | "sendTo" | "cancel" | "log");
+        if !reserved {
+            return user(self, ty);
+        }
+        let mut rec = ActionRecord {
+            c: NONE,
+            d: NONE,
+            ..Default::default()
+        };
+        let delay = match obj.get("delay") {
+            Some(d) => Some(self.delay_of(d, &join(path, "delay"))?),
+            None => None,
+        };
+        if let Some((flags, ms)) = delay {
+            rec.flags = flags;
+            rec.delay = ms;
+        }
+        let id = match obj.get("id") {
+            Some(Value::String(s)) => Some(self.intern(s)?),
+            Some(_) => return err(&join(path, "id"), "a send id is a string"),
+            None => None,
+        };
+        match builtin {
+            "raise" => {
+                let (name, data) = Self::event_name_of(
+                    obj.get("event").unwrap_or(&Value::Null),
+                    &join(path, "event"),
+                )?;
+                if data.is_some() {
+                    return err(&join(path, "event.data"), "raised events carry no payload");
+                }
+                rec.kind = 1;
+                rec.a = self.event(name)?;
+                rec.c = id.unwrap_or(NONE);
+            }
+            "cancel" => {
+                rec.kind = 2;
+                rec.c = match id {
+                    Some(id) => id,
+                    None => return err(path, "missing 'id': the send id to cancel"),
+                };
+            }
+            "sendTo" => {
+                let to = Self::str_param(obj, "to", path)?;
+                let (name, data) = Self::event_name_of(
+                    obj.get("event").unwrap_or(&Value::Null),
+                    &join(path, "event"),
+                )?;
+                let data = data.or(obj.get("data"));
+                rec.kind = 3;
+                rec.a = self.intern(to)?;
+                rec.b = self.intern(name)?;
+                rec.c = id.unwrap_or(NONE);
+                rec.d = match data {
+                    Some(d) => self.intern(&d.to_string())?,
+                    None => NONE,
+                };
+            }
+            "log" => {
+                let msg = match obj.get("message").or(obj.get("label")) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => String::new(),
+                };
+                rec.kind = 4;
+                rec.a = self.intern(&msg)?;
+            }
+            other => {
+                return err(
+                    &join(path, "type"),
+                    format!(
+                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log)"
+                    ),
+                );
+            }
+        }
+        if delay.is_some() && !matches!(rec.kind, 1 | 3) {
+            return err(&join(path, "delay"), "only raise and sendTo take a delay");
+        }
+        Ok(rec)
+    }
+
+    pub(super) fn actions(
+        &mut self,
+        v: Option<&Value>,
+        path: &str,
+    ) -> Result<Vec<ActionRecord>, CompileError> {
+        let Some(v) = v else { return Ok(Vec::new()) };
+        let arr = v.is_array();
+        as_list(v)
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| self.action(a, &index_path(path, i, arr)))
+            .collect()
+    }
+}
