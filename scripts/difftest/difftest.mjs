@@ -32,7 +32,9 @@ function parse(argv) {
 // Compares both traces of a case: null when they agree, else a description. `s` is
 // interstate's answer when already known.
 function compareCase(bin, c, s = interstateTrace(bin, c)) {
-  const x = xstateTrace(c);
+  let x = xstateTrace(c, true);
+  const loop = x.trace.length && x.trace[x.trace.length - 1].error !== undefined;
+  if (loop && (s.rejected !== undefined || diff(x.trace, s.trace))) x = xstateTrace(c);
   if (x.rejected !== undefined && s.rejected !== undefined) return { kind: 'both-reject', x, s };
   if (x.rejected !== undefined) return { kind: 'xstate-rejects', x, s };
   if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };

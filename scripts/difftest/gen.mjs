@@ -134,6 +134,7 @@ export function generate(seed, profileName) {
   const guardNames = ['g1', 'g2', 'g3'];
   const guards = {};
   for (const g of guardNames) guards[g] = r.chance(0.5);
+  guards.ga = r.chance(0.25);
   const delays = {};
   for (const d of NAMED_DELAYS) delays[d] = r.pick([0, 100, 200, 300, 500, 1000]);
   let tN = 0;
@@ -148,18 +149,20 @@ export function generate(seed, profileName) {
     }
     return { type: 'raise', event: ev };
   };
-  const extraAction = () => {
+  // `inState`: entry and exit actions, where raising an event loops more often than not.
+  const extraAction = (inState) => {
     const x = r.next();
-    if (x < 0.45) return raiseAction();
+    if (x < 0.45 && (!inState || r.chance(0.3))) return raiseAction();
+    if (x < 0.45) return { type: `u${r.int(0, 3)}` };
     if (x < 0.6) return { type: 'cancel', id: `r${r.int(0, 2)}` };
     if (x < 0.8) return { type: 'log', message: `L${sendIds++}` };
     return { type: `u${r.int(0, 3)}` };
   };
-  const actions = (base) => {
+  const actions = (base, inState = false) => {
     const out = [];
     if (r.chance(0.85)) out.push(base);
     const extra = r.chance(0.3) ? r.int(1, 2) : 0;
-    for (let i = 0; i < extra; i++) out.splice(r.int(0, out.length), 0, extraAction());
+    for (let i = 0; i < extra; i++) out.splice(r.int(0, out.length), 0, extraAction(inState));
     if (out.length === 0) return undefined;
     return out.length === 1 && r.chance(0.5) ? out[0] : out;
   };
@@ -213,7 +216,9 @@ export function generate(seed, profileName) {
       const strs = ts.map((x) => targetString(s, x));
       t.target = strs.length === 1 && r.chance(0.8) ? strs[0] : strs;
     }
-    const g = eventless ? (r.chance(0.8) ? guard() ?? { guard: r.pick(guardNames) } : undefined) : guard();
+    // Eventless transitions loop when their guard stays true: most get `ga` (false in 3 of 4
+    // cases) or a state guard, a few none.
+    const g = eventless ? (r.chance(0.9) ? (r.chance(0.6) ? { guard: 'ga' } : guard() ?? { guard: 'ga' }) : undefined) : guard();
     if (g) Object.assign(t, g);
     const acts = actions(`t${tN++}`);
     if (acts !== undefined) t.actions = acts;
@@ -252,8 +257,8 @@ export function generate(seed, profileName) {
       j.initial = r.pick(plain.filter((c) => c.kind !== 'final').length ? plain.filter((c) => c.kind !== 'final') : plain).key;
       if (hist.length && r.chance(0.05)) n.initialHistory = r.pick(hist);
     }
-    if (r.chance(0.8)) j.entry = actions(`en_${n.key || 'm'}`);
-    if (r.chance(0.7)) j.exit = actions(`ex_${n.key || 'm'}`);
+    if (r.chance(0.8)) j.entry = actions(`en_${n.key || 'm'}`, true);
+    if (r.chance(0.7)) j.exit = actions(`ex_${n.key || 'm'}`, true);
     if (j.entry === undefined) delete j.entry;
     if (j.exit === undefined) delete j.exit;
     if (n.kind !== 'final') {
