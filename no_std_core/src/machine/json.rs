@@ -30,7 +30,7 @@ impl<
         // quirk left inactive above an active state.
         let mut active = self.chart.children(s).filter(|&c| self.in_value(c));
         if kind == StateKind::Compound {
-            if let Some(c) = self.chart.children(s).find(|&c| self.in_value(c)) {
+            if let Some(c) = self.active_child(s) {
                 if self.chart.kind(c).is_atomic() {
                     return write_json_str(w, self.chart.key(c));
                 }

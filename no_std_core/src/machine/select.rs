@@ -57,8 +57,16 @@ impl<
     ) -> Result<bool, Error> {
         let mut bottom = s;
         let mut depth = depth;
+        // A compound state with two children in the state value (a quirk) is asked like a
+        // parallel state: XState's selection walks the value, and reads an object with
+        // several keys as a parallel state's.
+        let mut several = false;
         while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
             match self.active_child(bottom) {
+                Some(c) if self.other_value_child(bottom, c) => {
+                    several = true;
+                    break;
+                }
                 Some(c) => {
                     bottom = c;
                     depth += 1;
@@ -71,6 +79,15 @@ impl<
             for c in self.chart.children(bottom) {
                 if self.config.contains(c) || self.in_value(c) {
                     found |= self.select(c, cx, out, depth + 1)?;
+                }
+            }
+        } else if several && depth <= MAX_DEPTH {
+            // In the value's key order: the children that are themselves active first.
+            for active in [true, false] {
+                for c in self.chart.children(bottom) {
+                    if self.config.contains(c) == active && self.in_value(c) {
+                        found |= self.select(c, cx, out, depth + 1)?;
+                    }
                 }
             }
         }
@@ -101,7 +118,7 @@ impl<
 
     /// The active child of a compound state.
     #[inline]
-    fn active_child(&self, s: StateId) -> Option<StateId> {
+    pub(super) fn active_child(&self, s: StateId) -> Option<StateId> {
         // In document order the first active state below `s` is normally its active child
         // (an active state's ancestors are active and come first); XState can leave a state
         // active without its parent (see the properties tests), so the parent is checked and
@@ -112,7 +129,7 @@ impl<
         let mut depth = 0;
         while depth <= MAX_DEPTH {
             match self.chart.parent(c) {
-                Some(p) if p == s => return Some(c),
+                Some(p) if p == s => return Some(self.first_value_child(s, c)),
                 Some(p) => c = p,
                 None => return None,
             }
@@ -121,10 +138,40 @@ impl<
         None
     }
 
+    /// The child of the compound state `s` that XState's state value lists first, given
+    /// `c`, the first child in document order with an active state at or below it. They
+    /// differ only after a quirk left two children of `s` in the value: XState lists the
+    /// children in the order it finds them among the active states, and a child that is
+    /// itself active is found before one that is only the ancestor of an active state.
+    #[inline]
+    pub(super) fn first_value_child(&self, s: StateId, c: StateId) -> StateId {
+        if self.config.contains(c) {
+            return c;
+        }
+        self.chart
+            .children(s)
+            .find(|&x| self.config.contains(x))
+            .unwrap_or(c)
+    }
+
+    /// Whether a child of `s` other than `c` (one of its children) is in the state value.
+    #[inline]
+    fn other_value_child(&self, s: StateId, c: StateId) -> bool {
+        (c.0 > s.0 + 1
+            && self
+                .config
+                .first_in(StateId(s.0 + 1), StateId(c.0 - 1))
+                .is_some())
+            || self
+                .config
+                .first_in(StateId(self.chart.end(c).0 + 1), self.chart.end(s))
+                .is_some()
+    }
+
     /// Whether `s` or a state below it is active: what puts `s` in XState's state value.
     #[inline]
     pub(super) fn in_value(&self, s: StateId) -> bool {
-        self.config.any_in(s, self.chart.end(s))
+        self.config.first_in(s, self.chart.end(s)).is_some()
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
