@@ -34,6 +34,7 @@ mod json;
 mod select;
 mod step;
 mod store;
+mod view;
 
 use heapless::{Deque, Vec};
 
@@ -128,6 +129,7 @@ pub struct Machine<
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B>,
+    view: view::View<W>,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -177,6 +179,7 @@ impl<
             queue: Deque::new(),
             status: Status::Idle,
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
+            view: view::View::default(),
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),

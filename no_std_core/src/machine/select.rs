@@ -63,7 +63,9 @@ impl<
         let mut several = false;
         while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
             match self.active_child(bottom) {
-                Some(c) if self.other_value_child(bottom, c) => {
+                // (When the first child is atomic the value is just its key: the others
+                // are not in it.)
+                Some(c) if !self.chart.kind(c).is_atomic() && self.other_value_child(bottom, c) => {
                     several = true;
                     break;
                 }
@@ -77,15 +79,15 @@ impl<
         let mut found = false;
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
             for c in self.chart.children(bottom) {
-                if self.config.contains(c) || self.in_value(c) {
+                if self.in_value(c) {
                     found |= self.select(c, cx, out, depth + 1)?;
                 }
             }
         } else if several && depth <= MAX_DEPTH {
-            // In the value's key order: the children that are themselves active first.
-            for active in [true, false] {
+            // In the value's key order.
+            for rank in 0..3 {
                 for c in self.chart.children(bottom) {
-                    if self.config.contains(c) == active && self.in_value(c) {
+                    if self.in_value(c) && self.value_rank(c) == rank {
                         found |= self.select(c, cx, out, depth + 1)?;
                     }
                 }
@@ -116,16 +118,15 @@ impl<
         }
     }
 
-    /// The active child of a compound state.
+    /// The active child of a compound state: its child in the state value (see `view`),
+    /// the first one the value lists if a quirk left several there.
     #[inline]
     pub(super) fn active_child(&self, s: StateId) -> Option<StateId> {
-        // In document order the first active state below `s` is normally its active child
-        // (an active state's ancestors are active and come first); XState can leave a state
-        // active without its parent (see the properties tests), so the parent is checked and
-        // the children scanned when it does not match.
-        // When the child itself is not active but a descendant is, XState's state value
-        // (which its event selection walks) still goes through the child: that child counts.
-        let mut c = self.config.first_in(StateId(s.0 + 1), self.chart.end(s))?;
+        let set = self.value_states();
+        // In document order the first state of the value below `s` is normally its child
+        // (a state's ancestors come first); XState can leave a state active without its
+        // parent, so the walk goes up to the child of `s`.
+        let mut c = set.first_in(StateId(s.0 + 1), self.chart.end(s))?;
         let mut depth = 0;
         while depth <= MAX_DEPTH {
             match self.chart.parent(c) {
@@ -139,39 +140,49 @@ impl<
     }
 
     /// The child of the compound state `s` that XState's state value lists first, given
-    /// `c`, the first child in document order with an active state at or below it. They
-    /// differ only after a quirk left two children of `s` in the value: XState lists the
-    /// children in the order it finds them among the active states, and a child that is
-    /// itself active is found before one that is only the ancestor of an active state.
+    /// `c`, the first child in document order in the value. They differ only when a quirk
+    /// left several children of `s` in the value: XState lists them in the order it adds them
+    /// to the value, the active ones first, then the initial states it adds, then the
+    /// ancestors.
     #[inline]
     pub(super) fn first_value_child(&self, s: StateId, c: StateId) -> StateId {
-        if self.config.contains(c) {
+        if !self.view.irregular || self.config.contains(c) {
             return c;
         }
+        let v = &self.view;
         self.chart
             .children(s)
             .find(|&x| self.config.contains(x))
+            .or_else(|| self.chart.children(s).find(|&x| v.with_initial.contains(x)))
             .unwrap_or(c)
     }
 
     /// Whether a child of `s` other than `c` (one of its children) is in the state value.
     #[inline]
     fn other_value_child(&self, s: StateId, c: StateId) -> bool {
-        (c.0 > s.0 + 1
+        self.view.irregular
             && self
-                .config
-                .first_in(StateId(s.0 + 1), StateId(c.0 - 1))
-                .is_some())
-            || self
-                .config
-                .first_in(StateId(self.chart.end(c).0 + 1), self.chart.end(s))
-                .is_some()
+                .chart
+                .children(s)
+                .any(|x| x != c && self.view.all.contains(x))
     }
 
-    /// Whether `s` or a state below it is active: what puts `s` in XState's state value.
+    /// The rank of a child in the value's key order (see [`Self::first_value_child`]).
+    #[inline]
+    pub(super) fn value_rank(&self, c: StateId) -> u8 {
+        if self.config.contains(c) {
+            0
+        } else if self.view.with_initial.contains(c) {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Whether `s` is in XState's state value.
     #[inline]
     pub(super) fn in_value(&self, s: StateId) -> bool {
-        self.config.first_in(s, self.chart.end(s)).is_some()
+        self.value_states().contains(s)
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.

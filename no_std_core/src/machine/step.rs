@@ -175,6 +175,9 @@ impl<
             self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         }
         self.enter_states(&enter, cx)?;
+        if !simple || self.view.irregular {
+            self.update_view();
+        }
         self.after_microstep(cx)?;
         // Sibling moves: each source left the configuration for a state that was not in it.
         Ok(simple || history_changed || self.config != before || self.status != Status::Active)
@@ -201,6 +204,9 @@ impl<
         self.config.remove(s);
         self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         self.config.insert(x);
+        if self.view.irregular {
+            self.update_view();
+        }
         self.run_actions(self.chart.entry_actions(x), cx)?;
         if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
             self.entered_final(x, &mut StateSet::new())?;
