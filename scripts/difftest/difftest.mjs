@@ -61,8 +61,9 @@ function* cases(o) {
   const seeds = o.seed !== undefined ? [Number(o.seed)] : SEEDS;
   // --shard K/N: only every N-th case from the K-th (0-based), to split a run across processes.
   const [shard, shards] = (o.shard ?? '0/1').split('/').map(Number);
-  for (const profile of profilesOf(o.profile)) {
-    for (let k = shard; k < count; k += shards) {
+  // Profiles take turns, so that a run stopped early has covered each of them.
+  for (let k = shard; k < count; k += shards) {
+    for (const profile of profilesOf(o.profile)) {
       const seed = seeds[k % seeds.length];
       const i = Math.floor(k / seeds.length);
       const cs = caseSeed(seed, i);
@@ -99,6 +100,8 @@ async function run(o) {
     if (!chunk.length) break;
     const answers = interstateTraces(bin, chunk);
     for (let k = 0; k < chunk.length; k++) await check1(chunk[k], answers[k]);
+    const done = Object.entries(tally).map(([p, t]) => `${p} ${t.cases}/${t.disagree}`).join(', ');
+    console.log(`progress: ${done} (cases/disagreements), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
   async function check1(c, answer) {
     const t = (tally[c.profile] ??= { cases: 0, disagree: 0, reject: 0 });
