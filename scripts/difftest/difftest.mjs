@@ -137,6 +137,8 @@ function fixtures(o) {
   for (const c of cases(o)) {
     const x = xstateTrace(c);
     if (x.rejected !== undefined) continue;
+    // A timer loop runs 100,000 timers before it is an error: too slow for a debug-build test.
+    if (/too many timers|call stack/.test(x.trace[x.trace.length - 1]?.error ?? '')) continue;
     lines.push(JSON.stringify({ name: c.name, chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, expected: x.trace }));
   }
   fs.writeFileSync(o.out, lines.join('\n') + '\n');

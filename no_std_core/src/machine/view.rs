@@ -48,10 +48,8 @@ impl<
         let mut with_initial = self.config;
         for s in self.config.iter() {
             match self.chart.kind(s) {
-                StateKind::Compound => {
-                    if !self.chart.children(s).any(|c| self.config.contains(c)) {
-                        self.add_initial(s, &mut with_initial, 0);
-                    }
+                StateKind::Compound if !self.chart.children(s).any(|c| self.config.contains(c)) => {
+                    self.add_initial(s, &mut with_initial, 0);
                 }
                 StateKind::Parallel => {
                     for c in self.chart.children(s) {
@@ -108,28 +106,22 @@ impl<
                     return false;
                 }
             }
-            match self.chart.kind(s) {
+            let children_ok = match self.chart.kind(s) {
                 StateKind::Compound => {
-                    if self
-                        .chart
+                    self.chart
                         .children(s)
                         .filter(|&c| self.config.contains(c))
                         .count()
-                        != 1
-                    {
-                        return false;
-                    }
+                        == 1
                 }
-                StateKind::Parallel => {
-                    if !self
-                        .chart
-                        .children(s)
-                        .all(|c| self.chart.kind(c).is_history() || self.config.contains(c))
-                    {
-                        return false;
-                    }
-                }
-                _ => {}
+                StateKind::Parallel => self
+                    .chart
+                    .children(s)
+                    .all(|c| self.chart.kind(c).is_history() || self.config.contains(c)),
+                _ => true,
+            };
+            if !children_ok {
+                return false;
             }
         }
         true
