@@ -78,9 +78,20 @@ impl<
         }
         let mut found = false;
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
-            for c in self.chart.children(bottom) {
-                if self.in_value(c) {
-                    found |= self.select(c, cx, out, depth + 1)?;
+            if self.view.irregular {
+                // In the value's key order (see `first_value_child`).
+                for rank in 0..3 {
+                    for c in self.chart.children(bottom) {
+                        if self.in_value(c) && self.value_rank(c) == rank {
+                            found |= self.select(c, cx, out, depth + 1)?;
+                        }
+                    }
+                }
+            } else {
+                for c in self.chart.children(bottom) {
+                    if self.config.contains(c) {
+                        found |= self.select(c, cx, out, depth + 1)?;
+                    }
                 }
             }
         } else if several && depth <= MAX_DEPTH {
