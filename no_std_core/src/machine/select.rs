@@ -190,6 +190,31 @@ impl<
         }
     }
 
+    /// Whether XState's `snapshot.matches` holds for `s`'s key path: `s` and its ancestors
+    /// are in the value, and no compound ancestor's value is the key of another, atomic child.
+    pub(super) fn value_holds(&self, s: StateId) -> bool {
+        if !self.view.irregular {
+            return self.config.contains(s);
+        }
+        let mut c = s;
+        let mut depth = 0;
+        while let Some(p) = self.chart.parent(c) {
+            if !self.view.all.contains(c) || depth > MAX_DEPTH {
+                return false;
+            }
+            if self.chart.kind(p) == StateKind::Compound {
+                if let Some(first) = self.active_child(p) {
+                    if first != c && self.chart.kind(first).is_atomic() {
+                        return false;
+                    }
+                }
+            }
+            c = p;
+            depth += 1;
+        }
+        true
+    }
+
     /// Whether `s` is in XState's state value.
     #[inline]
     pub(super) fn in_value(&self, s: StateId) -> bool {
@@ -275,6 +300,7 @@ impl<
             Guard::None => true,
             Guard::InState(s) => self.config.contains(s),
             Guard::NotInState(s) => !self.config.contains(s),
+            Guard::InValue(s) => self.value_holds(s),
             Guard::Named(id) => cx.behavior.guard(
                 id,
                 &GuardContext {
