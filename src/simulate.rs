@@ -40,10 +40,17 @@ pub struct Options {
 }
 
 /// The machine used by the simulator: generous capacities, since it runs on a host.
-pub type SimMachine<'c> = Machine<'c, 1024, 256, 256, 256, 1024, 65536>;
+pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
-struct Sim<'c> {
-    machine: Box<SimMachine<'c>>,
+/// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
+/// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
+type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536>;
+
+/// The most states a chart may have to run with the small state sets.
+const SMALL_STATES: usize = 4 * 64;
+
+struct Sim<'c, const W: usize> {
+    machine: Box<SimMachineOf<'c, W>>,
     behavior: crate::bind::Bound,
     log: Rc<RefCell<Vec<String>>>,
     logs: Rc<RefCell<Vec<String>>>,
@@ -64,7 +71,7 @@ fn payload_value(bytes: &[u8]) -> Value {
     }
 }
 
-impl Sim<'_> {
+impl<const W: usize> Sim<'_, W> {
     /// Delivers self-sends and collects the rest, until the outbox stays empty.
     fn drain(&mut self, budget: &mut usize) -> Result<(), String> {
         let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
@@ -256,7 +263,38 @@ pub fn run(
         .machine_id
         .clone()
         .unwrap_or_else(|| chart.state_id(interstate_core::StateId(0)).to_string());
-    let machine = match SimMachine::new(*chart, &id) {
+    let parts = Parts {
+        behavior,
+        log,
+        logs,
+    };
+    if chart.state_count() <= SMALL_STATES {
+        run_sized::<4>(chart, &id, parts, inputs, out)
+    } else {
+        run_sized::<1024>(chart, &id, parts, inputs, out)
+    }
+}
+
+/// What a run binds before its machine is made.
+struct Parts {
+    behavior: crate::bind::Bound,
+    log: Rc<RefCell<Vec<String>>>,
+    logs: Rc<RefCell<Vec<String>>>,
+}
+
+fn run_sized<const W: usize>(
+    chart: &Chart<'_>,
+    id: &str,
+    parts: Parts,
+    inputs: impl IntoIterator<Item = String>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let Parts {
+        behavior,
+        log,
+        logs,
+    } = parts;
+    let machine = match SimMachineOf::<W>::new(*chart, id) {
         Ok(m) => Box::new(m),
         Err(e) => {
             writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
