@@ -6,6 +6,7 @@
 //   node difftest.mjs check --bin BIN CASE.json...
 //   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
 //   node difftest.mjs trace CASE.json      (XState's trace of a case, one line per step)
+//   node difftest.mjs case NAME            (the case PROFILE-SEED-INDEX that `run` named NAME)
 import fs from 'node:fs';
 import path from 'node:path';
 import { generate, caseSeed, PROFILES } from './gen.mjs';
@@ -176,12 +177,18 @@ if (cmd === 'run') ok = await run(o);
 else if (cmd === 'fixtures') ok = fixtures(o);
 else if (cmd === 'check') ok = check(o);
 else if (cmd === 'shrink') ok = await shrinkCmd(o);
-else if (cmd === 'trace') {
+else if (cmd === 'case') {
+  // PROFILE-SEED-INDEX, as `run` names its cases: the case, with XState's trace.
+  const [profile, seed, index] = o._[1].split('-');
+  const c = { name: o._[1], ...generate(caseSeed(Number(seed), Number(index)), profile) };
+  console.log(JSON.stringify(caseFile(c, xstateTrace(c).trace, 'generated'), null, 1));
+  ok = true;
+} else if (cmd === 'trace') {
   const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
   for (const l of xstateTrace(c).trace) console.log(JSON.stringify(l));
   ok = true;
 } else {
-  console.error('usage: node difftest.mjs run|fixtures|check|shrink|trace ... (see the top of this file)');
+  console.error('usage: node difftest.mjs run|fixtures|check|shrink|trace|case ... (see the top of this file)');
   ok = false;
 }
 process.exitCode = ok ? 0 : 1;
