@@ -186,6 +186,9 @@ fn transition_label(chart: &Chart<'_>, t: &Transition, after: &HashMap<u16, Dela
         Guard::NotInState(s) => {
             let _ = write!(label, " [not in #{}]", chart.state_id(s));
         }
+        Guard::InValue(s) => {
+            let _ = write!(label, " [in #{}]", chart.state_id(s));
+        }
     }
     let actions = action_list(chart, chart.transition_actions(t));
     if !actions.is_empty() {

@@ -7,7 +7,9 @@
 //! {"step":1,"input":"GO","value":{"a":"b"},"actions":["exitA","tGo"],"done":false}
 //! ```
 //!
-//! `actions` lists the user actions executed, in order (built-in actions left out). Messages
+//! `actions` lists the user actions executed, in order (built-in actions left out). The messages
+//! of `log` actions are listed, in order, under `logs` when there are any (XState's own trace
+//! lists `log` as a built-in action, not under `actions`, so they get a field of their own). Messages
 //! the machine sent to other machines are listed under `sent` when there are any. Messages
 //! it sent to itself are delivered back right after the macrostep, as XState's mailbox does.
 
@@ -38,12 +40,20 @@ pub struct Options {
 }
 
 /// The machine used by the simulator: generous capacities, since it runs on a host.
-pub type SimMachine<'c> = Machine<'c, 1024, 256, 256, 256, 1024, 65536>;
+pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
-struct Sim<'c> {
-    machine: Box<SimMachine<'c>>,
+/// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
+/// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
+type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536>;
+
+/// The most states a chart may have to run with the small state sets.
+const SMALL_STATES: usize = 4 * 64;
+
+struct Sim<'c, const W: usize> {
+    machine: Box<SimMachineOf<'c, W>>,
     behavior: crate::bind::Bound,
     log: Rc<RefCell<Vec<String>>>,
+    logs: Rc<RefCell<Vec<String>>>,
     now: Instant,
     sent: Vec<Value>,
 }
@@ -61,7 +71,7 @@ fn payload_value(bytes: &[u8]) -> Value {
     }
 }
 
-impl Sim<'_> {
+impl<const W: usize> Sim<'_, W> {
     /// Delivers self-sends and collects the rest, until the outbox stays empty.
     fn drain(&mut self, budget: &mut usize) -> Result<(), String> {
         let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
@@ -100,6 +110,40 @@ impl Sim<'_> {
         }
     }
 
+    /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
+    /// takes the pending timers sorted by due time (ties in the order they were armed) and
+    /// walks the list, firing each one that is due; when a timer fired before was armed or
+    /// cancelled something, it starts over with a fresh list before the next entry. So a
+    /// timer armed while firing, due at once (a zero delay), fires in the same advance only
+    /// if the list had another entry after the timer that armed it.
+    fn flush_timers(&mut self, budget: &mut usize) -> Result<(), String> {
+        let mut list: Vec<(Instant, u32)> = Vec::new();
+        'flush: loop {
+            list.clear();
+            list.extend(self.machine.pending_timers());
+            list.sort_unstable();
+            let mut changed = false;
+            for &(due, seq) in &list {
+                if changed {
+                    continue 'flush;
+                }
+                if due > self.now {
+                    continue;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+                let before = self.machine.timer_changes();
+                self.machine
+                    .fire_timer(seq, self.now, &mut self.behavior)
+                    .map_err(|e| e.to_string())?;
+                self.drain(budget)?;
+                changed = self.machine.timer_changes() != before;
+            }
+            return Ok(());
+        }
+    }
+
     fn input(&mut self, line: &str) -> Result<(), String> {
         let mut budget = MAX_DELIVERIES_PER_INPUT;
         if let Some(ms) = line.strip_prefix("@advance") {
@@ -110,16 +154,7 @@ impl Sim<'_> {
                 )
             })?;
             self.now = self.now + Duration::from_millis(ms);
-            while self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
-                budget = budget
-                    .checked_sub(1)
-                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-                self.machine
-                    .handle_timeout(self.now, &mut self.behavior)
-                    .map_err(|e| e.to_string())?;
-                self.drain(&mut budget)?;
-            }
-            return Ok(());
+            return self.flush_timers(&mut budget);
         }
         if line.starts_with('@') {
             return Err(format!("unknown directive '{line}' (only '@advance MS')"));
@@ -158,6 +193,10 @@ impl Sim<'_> {
             "actions": std::mem::take(&mut *self.log.borrow_mut()),
             "done": self.machine.is_done(),
         });
+        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        if !logs.is_empty() {
+            out["logs"] = json!(logs);
+        }
         if !self.sent.is_empty() {
             out["sent"] = Value::Array(std::mem::take(&mut self.sent));
         }
@@ -174,7 +213,10 @@ pub fn run(
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let log = Rc::new(RefCell::new(Vec::new()));
-    let mut behaviors = Behaviors::new().on_log(|_, _| {});
+    let logs = Rc::new(RefCell::new(Vec::new()));
+    let logs_in = logs.clone();
+    let mut behaviors =
+        Behaviors::new().on_log(move |_, message| logs_in.borrow_mut().push(message.to_string()));
     for i in 0..chart.action_count() as u16 {
         let name = chart.action_name(interstate_core::ActionId(i)).to_string();
         let log = log.clone();
@@ -221,7 +263,38 @@ pub fn run(
         .machine_id
         .clone()
         .unwrap_or_else(|| chart.state_id(interstate_core::StateId(0)).to_string());
-    let machine = match SimMachine::new(*chart, &id) {
+    let parts = Parts {
+        behavior,
+        log,
+        logs,
+    };
+    if chart.state_count() <= SMALL_STATES {
+        run_sized::<4>(chart, &id, parts, inputs, out)
+    } else {
+        run_sized::<1024>(chart, &id, parts, inputs, out)
+    }
+}
+
+/// What a run binds before its machine is made.
+struct Parts {
+    behavior: crate::bind::Bound,
+    log: Rc<RefCell<Vec<String>>>,
+    logs: Rc<RefCell<Vec<String>>>,
+}
+
+fn run_sized<const W: usize>(
+    chart: &Chart<'_>,
+    id: &str,
+    parts: Parts,
+    inputs: impl IntoIterator<Item = String>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let Parts {
+        behavior,
+        log,
+        logs,
+    } = parts;
+    let machine = match SimMachineOf::<W>::new(*chart, id) {
         Ok(m) => Box::new(m),
         Err(e) => {
             writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
@@ -232,6 +305,7 @@ pub fn run(
         machine,
         behavior,
         log,
+        logs,
         now: Instant::ZERO,
         sent: Vec::new(),
     };
@@ -263,4 +337,60 @@ pub fn run(
         step += 1;
     }
     Ok(true)
+}
+
+/// `interstate simulate --batch`: runs many cases read as JSON lines from `input`, each
+/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`, and
+/// writes one line per case: `{"trace": [line, ...]}` with the lines `run` prints, or
+/// `{"error": "..."}` when the case or its chart is refused.
+pub fn run_batch(input: impl std::io::BufRead, out: &mut dyn Write) -> std::io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = batch_case(&line);
+        let v = match result {
+            Ok(trace) => json!({ "trace": trace }),
+            Err(e) => json!({ "error": e }),
+        };
+        writeln!(out, "{v}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn batch_case(line: &str) -> Result<Vec<Value>, String> {
+    let case: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON case: {e}"))?;
+    let compiled = crate::compile_value(&case["chart"]).map_err(|e| e.to_string())?;
+    let mut options = Options::default();
+    if let Some(map) = case.get("guards").and_then(Value::as_object) {
+        for (k, v) in map {
+            let v = v.as_bool().ok_or(format!("guard '{k}' is not a boolean"))?;
+            options.guards.insert(k.clone(), v);
+        }
+    }
+    if let Some(map) = case.get("delays").and_then(Value::as_object) {
+        for (k, v) in map {
+            let v = v
+                .as_u64()
+                .ok_or(format!("delay '{k}' is not a whole number"))?;
+            options.delays.insert(k.clone(), v);
+        }
+    }
+    let inputs: Vec<String> = case
+        .get("inputs")
+        .and_then(Value::as_array)
+        .map(|xs| {
+            xs.iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut buf = Vec::new();
+    run(&compiled.chart(), &options, inputs, &mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
+    text.lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+        .collect()
 }

@@ -89,9 +89,18 @@ pub enum Command {
     /// An input is an event type (GO), a JSON event ({"type":"GO","data":{...}}), or
     /// `@advance MS`, which moves the virtual clock forward and fires due timers. With the
     /// chart read from stdin (`-`), the inputs come from the arguments only.
+    ///
+    /// With --batch, runs many charts instead: one JSON case per stdin line,
+    /// {"chart":{...},"guards":{"NAME":true},"delays":{"NAME":500},"inputs":["GO","@advance 500"]},
+    /// and prints one line per case: {"trace":[the lines a single run prints]}, or {"error":"..."}
+    /// when the chart is refused.
     Simulate {
-        /// The chart file (`-`: stdin).
-        file: PathBuf,
+        /// The chart file (`-`: stdin; not with --batch).
+        #[arg(required_unless_present = "batch")]
+        file: Option<PathBuf>,
+        /// Run the cases read from stdin, one JSON object per line (see above).
+        #[arg(long, conflicts_with_all = ["file", "guards", "delays", "events"])]
+        batch: bool,
         #[command(flatten)]
         values: Values,
         /// Input events; when none are given, they are read from stdin.

@@ -53,9 +53,19 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
         }
         Command::Simulate {
             file,
+            batch,
             values,
             events,
         } => {
+            if batch {
+                // One line per case, each flushed: a driver waits for each answer.
+                interstate::simulate::run_batch(std::io::stdin().lock(), &mut Stdout)
+                    .map_err(|e| output::error_text(&e))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(file) = file else {
+                return Err("simulate: a chart file is needed (or --batch)".into());
+            };
             let compiled = load_chart(&file)?;
             let values = Values::parse(&values.guards, &values.delays)?;
             let options = interstate::simulate::Options {

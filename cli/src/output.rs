@@ -96,7 +96,7 @@ pub fn color() -> bool {
     !no_color() && io::stdout().is_terminal()
 }
 
-/// `println!` to stdout through [`line`]: a `Result<(), String>` for the verb to pass up.
+/// `println!` to stdout through [`line()`]: a `Result<(), String>` for the verb to pass up.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {

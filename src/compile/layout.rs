@@ -254,7 +254,15 @@ impl Compiler {
                         ..Default::default()
                     });
                     let len = name.len();
-                    self.transition_list(i, tv, &tpath, DescriptorKind::Exact(name), len, &mut on)?;
+                    let tv = after_items(tv);
+                    self.transition_list(
+                        i,
+                        &tv,
+                        &tpath,
+                        DescriptorKind::Exact(name),
+                        len,
+                        &mut on,
+                    )?;
                 }
             }
             Some(_) => {
@@ -341,5 +349,23 @@ impl Compiler {
         self.actions.extend(t.actions);
         self.transitions.push(rec);
         Ok(())
+    }
+}
+
+/// XState reads an array under an `after` delay by spreading each item into a transition
+/// object, so an item that is a string (a target anywhere else) or `null` is a targetless
+/// transition with no guard and no actions there: `"after": {"500": ["b"]}` goes nowhere.
+fn after_items(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|x| match x {
+                    Value::String(_) | Value::Null => Value::Object(Default::default()),
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }

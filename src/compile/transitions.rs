@@ -18,7 +18,8 @@ impl Compiler {
                     "xstate.stateIn" | "stateIn" => {
                         let state = Self::str_param(o, "state", path)
                             .or_else(|e| Self::str_param(o, "stateValue", path).map_err(|_| e))?;
-                        Ok((2, self.in_state(state, &join(path, "state"), source)?))
+                        let kind = in_kind(state);
+                        Ok((kind, self.in_state(state, &join(path, "state"), source)?))
                     }
                     "" => err(&join(path, "type"), "a guard name cannot be empty"),
                     name => Ok((1, self.guard_name(name)?)),
@@ -91,7 +92,7 @@ impl Compiler {
                     let Some(s) = s.as_str() else {
                         return err(&join(path, "in"), "'in' is a state id or path");
                     };
-                    t.guard = (2, self.in_state(s, &join(path, "in"), source)?);
+                    t.guard = (in_kind(s), self.in_state(s, &join(path, "in"), source)?);
                 }
                 let reenter = match o.get("reenter") {
                     None => None,
@@ -175,5 +176,15 @@ impl Compiler {
             )?);
         }
         Ok(())
+    }
+}
+
+/// The guard kind of a state-in condition: `#id` reads the active states (2), a key path the
+/// state value (4), as XState's `stateIn` does (its `snapshot.matches` for a path).
+fn in_kind(state: &str) -> u8 {
+    if state.starts_with('#') {
+        2
+    } else {
+        4
     }
 }

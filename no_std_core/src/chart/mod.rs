@@ -162,6 +162,10 @@ pub enum Guard {
     InState(StateId),
     /// Enabled while the given state is not active.
     NotInState(StateId),
+    /// Enabled while the state value holds the given state: a `stateIn` written as a key path,
+    /// which XState checks with `snapshot.matches`. It is [`Guard::InState`] except after a
+    /// quirk of history targets, when the value holds states that are not active.
+    InValue(StateId),
 }
 
 /// One action of an action list.
@@ -526,6 +530,7 @@ impl<'a> Chart<'a> {
                 1 => Guard::Named(GuardId(r.guard)),
                 2 => Guard::InState(StateId(r.guard)),
                 3 => Guard::NotInState(StateId(r.guard)),
+                4 => Guard::InValue(StateId(r.guard)),
                 _ => Guard::None,
             },
             reenter: r.flags & TransitionRecord::REENTER != 0,

@@ -318,7 +318,7 @@ impl<'a> Chart<'a> {
             let guard_ok = match tr.guard_kind {
                 0 => true,
                 1 => (tr.guard as usize) < n_guards,
-                2 | 3 => (tr.guard as usize) < n_states,
+                2..=4 => (tr.guard as usize) < n_states,
                 _ => false,
             };
             if !ev_ok || !guard_ok {

@@ -86,6 +86,14 @@ impl<
     }
 
     /// Runs action `i` of the action table, whatever its kind.
+    /// A timer is about to be armed with the send id `id`: the ones armed with it before are
+    /// no longer reached by `cancel` (XState's scheduler keeps one timer per id).
+    fn unmap_send_id(&mut self, id: crate::chart::StrId) {
+        let chart = self.chart;
+        self.io
+            .unmap_where(|k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)));
+    }
+
     #[inline(never)]
     fn run_builtin<BH: Behavior + ?Sized>(
         &mut self,
@@ -102,7 +110,10 @@ impl<
             Action::RaiseAfter { event, delay, id } => {
                 let d = self.resolve_delay(delay, cx)?;
                 let key = match id {
-                    Some(s) => TimerKey::Named(s),
+                    Some(s) => {
+                        self.unmap_send_id(s);
+                        TimerKey::Named(s)
+                    }
                     None => {
                         self.io.next_id = self.io.next_id.wrapping_add(1);
                         TimerKey::Id(self.io.next_id)
@@ -113,6 +124,9 @@ impl<
             }
             Action::StartAfter { event, delay } => {
                 let d = self.resolve_delay(delay, cx)?;
+                // A state entered again without leaving (a history quirk) arms its delays again;
+                // `cancel` then reaches only the latest, as XState's scheduler does.
+                self.io.unmap_where(|k| k == TimerKey::After(event));
                 self.io
                     .push_timer(cx.now + d, TimerKey::After(event), TimerKind::Event(event))?;
             }
@@ -121,6 +135,7 @@ impl<
             }
             Action::Cancel { id } => {
                 // Send ids are compared as strings: two ids for one name are one send id.
+                // Only the latest timer armed with it is cancelled (see `Timer::mapped`).
                 let chart = self.chart;
                 self.io.cancel_where(
                     |k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)),
@@ -149,6 +164,9 @@ impl<
                         .push(m)
                         .map_err(|_| Error::OutboxFull { capacity: O })
                 } else {
+                    if let (Some(s), Some(_)) = (id, d) {
+                        self.unmap_send_id(s);
+                    }
                     self.io.send_chart(cx.now, target, event, payload, d, id)
                 };
                 r?;

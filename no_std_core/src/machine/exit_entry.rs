@@ -53,20 +53,13 @@ impl<
         } else {
             let defaults = self.chart.history_defaults(target);
             if defaults.is_empty() {
-                // XState: the parent's initial transition. For a parallel parent that is
-                // every region (each then enters its default), as XState does. A history
-                // state that is its compound parent's initial state and has no default would
-                // stand for itself; it stands for nothing instead.
+                // XState: the parent's initial transition, or for a parallel parent the
+                // parent itself (so a transition from inside it exits and re-enters it, and
+                // entering it enters every region with its default). A history state that is
+                // its compound parent's initial state and has no default would stand for
+                // itself; it stands for nothing instead.
                 match self.chart.parent(target) {
-                    Some(p) if self.chart.kind(p) == StateKind::Parallel => {
-                        for region in self
-                            .chart
-                            .children(p)
-                            .filter(|&c| !self.chart.kind(c).is_history())
-                        {
-                            add(region, out);
-                        }
-                    }
+                    Some(p) if self.chart.kind(p) == StateKind::Parallel => add(p, out),
                     Some(p) => {
                         if let Some(init) = self
                             .chart
@@ -168,8 +161,19 @@ impl<
         }
     }
 
-    /// The exit and entry sets of `filtered`, both from the configuration and history as
-    /// they are before the microstep; each transition's domain once, for both.
+    /// The entry set of `t` (nothing for a targetless transition), its domain computed from
+    /// the history as it is now.
+    pub(super) fn entry_set_of(&self, t: TransitionId, enter: &mut StateSet<W>) {
+        let tr = self.chart.transition(t);
+        if self.chart.targets(&tr).is_empty() {
+            return;
+        }
+        self.entry_set_into(&tr, self.domain(t), enter);
+    }
+
+    /// The exit and entry sets of `filtered` in a chart without history states, both from
+    /// the configuration as it is before the microstep; each transition's domain once, for
+    /// both.
     #[inline(never)]
     pub(super) fn exit_and_entry_sets(
         &self,
@@ -431,7 +435,12 @@ impl<
                     self.add_descendants(m, enter);
                 }
                 for &m in &list {
-                    let mut anc = self.chart.parent(m);
+                    // The parent itself (a parallel parent without memory) has none below it.
+                    let mut anc = if m == parent {
+                        None
+                    } else {
+                        self.chart.parent(m)
+                    };
                     while let Some(a) = anc {
                         if a == parent {
                             break;

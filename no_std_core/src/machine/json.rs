@@ -26,9 +26,11 @@ impl<
 
     fn write_value_of(&self, w: &mut dyn fmt::Write, s: StateId, depth: usize) -> fmt::Result {
         let kind = self.chart.kind(s);
-        let mut active = self.chart.children(s).filter(|&c| self.config.contains(c));
+        // XState's value holds the active states and all their ancestors, even one that a
+        // quirk left inactive above an active state.
+        let mut active = self.chart.children(s).filter(|&c| self.in_value(c));
         if kind == StateKind::Compound {
-            if let Some(c) = self.chart.children(s).find(|&c| self.config.contains(c)) {
+            if let Some(c) = self.active_child(s) {
                 if self.chart.kind(c).is_atomic() {
                     return write_json_str(w, self.chart.key(c));
                 }

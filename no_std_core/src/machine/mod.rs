@@ -32,6 +32,7 @@ mod json;
 mod select;
 mod step;
 mod store;
+mod view;
 
 use heapless::{Deque, Vec};
 
@@ -126,6 +127,7 @@ pub struct Machine<
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B>,
+    view: view::View<W>,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -175,6 +177,7 @@ impl<
             queue: Deque::new(),
             status: Status::Idle,
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
+            view: view::View::default(),
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),
@@ -185,6 +188,7 @@ impl<
                 timer_used: 0,
                 next_id: 0,
                 seq: 0,
+                changes: 0,
             },
         })
     }
@@ -321,6 +325,65 @@ impl<
             }
         }
         let Some(i) = best else { return Ok(false) };
+        self.fire(i, now, behavior)?;
+        Ok(true)
+    }
+
+    /// The pending timers as (when due, arming number): the number grows with every timer
+    /// armed, so it orders timers due at one instant and names one for
+    /// [`fire_timer`](Self::fire_timer).
+    pub fn pending_timers(&self) -> impl Iterator<Item = (Instant, u32)> + '_ {
+        self.io.timers.iter().map(|t| (t.due, t.seq))
+    }
+
+    /// A number that changes whenever a timer is armed or cancelled (not when one fires):
+    /// a host replaying a clock that re-reads its timer list after such a change can tell.
+    pub fn timer_changes(&self) -> u32 {
+        self.io.changes
+    }
+
+    /// Fires the timer armed as number `seq` (see [`pending_timers`](Self::pending_timers))
+    /// if it is still pending and due at `now`, as [`handle_timeout`](Self::handle_timeout)
+    /// fires the earliest. Returns whether it fired.
+    pub fn fire_timer<BH: Behavior + ?Sized>(
+        &mut self,
+        seq: u32,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        if self.status != Status::Active {
+            return Ok(false);
+        }
+        let Some(i) = self
+            .io
+            .timers
+            .iter()
+            .position(|t| t.seq == seq && t.due <= now)
+        else {
+            return Ok(false);
+        };
+        self.fire(i, now, behavior)?;
+        Ok(true)
+    }
+
+    fn fire<BH: Behavior + ?Sized>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        // Once a timer with a send id (or an `after` delay) fires, `cancel` of that id reaches
+        // no timer.
+        match self.io.timers[i].key {
+            store::TimerKey::Named(id) => {
+                let chart = self.chart;
+                self.io.unmap_where(
+                    |k| matches!(k, store::TimerKey::Named(x) if chart.str(x) == chart.str(id)),
+                );
+            }
+            key @ store::TimerKey::After(_) => self.io.unmap_where(|k| k == key),
+            store::TimerKey::Id(_) => {}
+        }
         match self.io.timers[i].kind {
             TimerKind::Event(e) => {
                 self.io.remove_timer(i);
@@ -331,7 +394,7 @@ impl<
                 self.io.remove_timer(i);
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Number of messages waiting in the outbox.

@@ -57,8 +57,18 @@ impl<
     ) -> Result<bool, Error> {
         let mut bottom = s;
         let mut depth = depth;
+        // A compound state with two children in the state value (a quirk) is asked like a
+        // parallel state: XState's selection walks the value, and reads an object with
+        // several keys as a parallel state's.
+        let mut several = false;
         while depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Compound {
             match self.active_child(bottom) {
+                // (When the first child is atomic the value is just its key: the others
+                // are not in it.)
+                Some(c) if !self.chart.kind(c).is_atomic() && self.other_value_child(bottom, c) => {
+                    several = true;
+                    break;
+                }
                 Some(c) => {
                     bottom = c;
                     depth += 1;
@@ -68,9 +78,29 @@ impl<
         }
         let mut found = false;
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
-            for c in self.chart.children(bottom) {
-                if self.config.contains(c) {
-                    found |= self.select(c, cx, out, depth + 1)?;
+            if self.view.irregular {
+                // In the value's key order (see `first_value_child`).
+                for rank in 0..3 {
+                    for c in self.chart.children(bottom) {
+                        if self.in_value(c) && self.value_rank(c) == rank {
+                            found |= self.select(c, cx, out, depth + 1)?;
+                        }
+                    }
+                }
+            } else {
+                for c in self.chart.children(bottom) {
+                    if self.config.contains(c) {
+                        found |= self.select(c, cx, out, depth + 1)?;
+                    }
+                }
+            }
+        } else if several && depth <= MAX_DEPTH {
+            // In the value's key order.
+            for rank in 0..3 {
+                for c in self.chart.children(bottom) {
+                    if self.in_value(c) && self.value_rank(c) == rank {
+                        found |= self.select(c, cx, out, depth + 1)?;
+                    }
                 }
             }
         }
@@ -99,17 +129,96 @@ impl<
         }
     }
 
-    /// The active child of a compound state.
+    /// The active child of a compound state: its child in the state value (see `view`),
+    /// the first one the value lists if a quirk left several there.
     #[inline]
-    fn active_child(&self, s: StateId) -> Option<StateId> {
-        // In document order the first active state below `s` is normally its active child
-        // (an active state's ancestors are active and come first); XState can leave a state
-        // active without its parent (see the properties tests), so the parent is checked and
-        // the children scanned when it does not match.
-        match self.config.first_in(StateId(s.0 + 1), self.chart.end(s)) {
-            Some(c) if self.chart.parent(c) == Some(s) => Some(c),
-            _ => self.chart.children(s).find(|&c| self.config.contains(c)),
+    pub(super) fn active_child(&self, s: StateId) -> Option<StateId> {
+        let set = self.value_states();
+        // In document order the first state of the value below `s` is normally its child
+        // (a state's ancestors come first); XState can leave a state active without its
+        // parent, so the walk goes up to the child of `s`.
+        let mut c = set.first_in(StateId(s.0 + 1), self.chart.end(s))?;
+        let mut depth = 0;
+        while depth <= MAX_DEPTH {
+            match self.chart.parent(c) {
+                Some(p) if p == s => return Some(self.first_value_child(s, c)),
+                Some(p) => c = p,
+                None => return None,
+            }
+            depth += 1;
         }
+        None
+    }
+
+    /// The child of the compound state `s` that XState's state value lists first, given
+    /// `c`, the first child in document order in the value. They differ only when a quirk
+    /// left several children of `s` in the value: XState lists them in the order it adds them
+    /// to the value, the active ones first, then the initial states it adds, then the
+    /// ancestors.
+    #[inline]
+    pub(super) fn first_value_child(&self, s: StateId, c: StateId) -> StateId {
+        if !self.view.irregular || self.config.contains(c) {
+            return c;
+        }
+        let v = &self.view;
+        self.chart
+            .children(s)
+            .find(|&x| self.config.contains(x))
+            .or_else(|| self.chart.children(s).find(|&x| v.with_initial.contains(x)))
+            .unwrap_or(c)
+    }
+
+    /// Whether a child of `s` other than `c` (one of its children) is in the state value.
+    #[inline]
+    fn other_value_child(&self, s: StateId, c: StateId) -> bool {
+        self.view.irregular
+            && self
+                .chart
+                .children(s)
+                .any(|x| x != c && self.view.all.contains(x))
+    }
+
+    /// The rank of a child in the value's key order (see [`Self::first_value_child`]).
+    #[inline]
+    pub(super) fn value_rank(&self, c: StateId) -> u8 {
+        if self.config.contains(c) {
+            0
+        } else if self.view.with_initial.contains(c) {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Whether XState's `snapshot.matches` holds for `s`'s key path: `s` and its ancestors
+    /// are in the value, and no compound ancestor's value is the key of another, atomic child.
+    pub(super) fn value_holds(&self, s: StateId) -> bool {
+        if !self.view.irregular {
+            return self.config.contains(s);
+        }
+        let mut c = s;
+        let mut depth = 0;
+        while let Some(p) = self.chart.parent(c) {
+            if !self.view.all.contains(c) || depth > MAX_DEPTH {
+                return false;
+            }
+            if self.chart.kind(p) == StateKind::Compound {
+                if let Some(first) = self.active_child(p) {
+                    if first != c && self.chart.kind(first).is_atomic() {
+                        return false;
+                    }
+                }
+            }
+            c = p;
+            depth += 1;
+        }
+        true
+    }
+
+    /// Whether `s` is in XState's state value.
+    #[inline]
+    pub(super) fn in_value(&self, s: StateId) -> bool {
+        self.value_states().contains(s)
     }
 
     /// XState's `StateNode.next`: the first enabled candidate of `s` for the event.
@@ -191,6 +300,7 @@ impl<
             Guard::None => true,
             Guard::InState(s) => self.config.contains(s),
             Guard::NotInState(s) => !self.config.contains(s),
+            Guard::InValue(s) => self.value_holds(s),
             Guard::Named(id) => cx.behavior.guard(
                 id,
                 &GuardContext {

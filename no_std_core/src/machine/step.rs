@@ -152,9 +152,19 @@ impl<
         let before = self.config;
         let mut history_changed = false;
         if !simple {
-            self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             if self.chart.has_history() {
+                // As XState's microstep: the exit set from the history as it was, the entry
+                // set from the history just recorded (a transition that exits a state and
+                // enters its history restores what it exited).
+                for &t in filtered {
+                    self.exit_set_into(t, &mut exit);
+                }
                 history_changed = self.record_history(&exit);
+                for &t in filtered {
+                    self.entry_set_of(t, &mut enter);
+                }
+            } else {
+                self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             }
         }
         for s in exit.iter_rev() {
@@ -165,6 +175,9 @@ impl<
             self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         }
         self.enter_states(&enter, cx)?;
+        if !simple || self.view.irregular {
+            self.update_view();
+        }
         self.after_microstep(cx)?;
         // Sibling moves: each source left the configuration for a state that was not in it.
         Ok(simple || history_changed || self.config != before || self.status != Status::Active)
@@ -191,6 +204,9 @@ impl<
         self.config.remove(s);
         self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         self.config.insert(x);
+        if self.view.irregular {
+            self.update_view();
+        }
         self.run_actions(self.chart.entry_actions(x), cx)?;
         if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
             self.entered_final(x, &mut StateSet::new())?;

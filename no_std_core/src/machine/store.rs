@@ -46,6 +46,10 @@ pub(super) struct Timer {
     pub(super) seq: u32,
     pub(super) key: TimerKey,
     pub(super) kind: TimerKind,
+    /// Whether `cancel` still reaches this timer by its key: a send id names only the latest
+    /// timer armed with it, and none once a timer with that id has fired (XState's scheduler
+    /// keeps one timer per id and forgets the id when any of them fires).
+    pub(super) mapped: bool,
 }
 
 /// Outbox and timers: the machine's only contact with the world, drained by the host.
@@ -58,6 +62,8 @@ pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
     pub(super) timer_used: usize,
     pub(super) next_id: u32,
     pub(super) seq: u32,
+    /// Counts timers armed and timers cancelled (not those that fired).
+    pub(super) changes: u32,
 }
 
 pub(super) fn push_bytes<const B: usize>(
@@ -101,14 +107,25 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
     ) -> Result<(), Error> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
+        self.changes = self.changes.wrapping_add(1);
         self.timers
             .push(Timer {
                 due,
                 seq,
                 key,
                 kind,
+                mapped: true,
             })
             .map_err(|_| Error::TimersFull { capacity: T })
+    }
+
+    /// Makes the timers whose key `matches` unreachable by `cancel`.
+    pub(super) fn unmap_where(&mut self, matches: impl Fn(TimerKey) -> bool) {
+        for t in self.timers.iter_mut() {
+            if matches(t.key) {
+                t.mapped = false;
+            }
+        }
     }
 
     /// Removes timer `i`, compacting the byte storage behind it.
@@ -148,7 +165,8 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
         }
     }
 
-    /// Removes every timer whose key `matches`. Returns whether there was one.
+    /// Removes every timer whose key `matches` and that `cancel` still reaches. Returns
+    /// whether there was one.
     ///
     /// `#[inline]`: its callers in `actions.rs` (`run_builtin`) inlined it while they shared
     /// one module; since the split it would be emitted in another codegen unit and called.
@@ -157,7 +175,8 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
         let mut found = false;
         let mut i = 0;
         while i < self.timers.len() {
-            if matches(self.timers[i].key) {
+            if self.timers[i].mapped && matches(self.timers[i].key) {
+                self.changes = self.changes.wrapping_add(1);
                 self.remove_timer(i);
                 found = true;
             } else {

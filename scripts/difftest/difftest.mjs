@@ -1,0 +1,194 @@
+// Differential testing of `interstate simulate` against XState v5 (see README.md).
+//
+//   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--shard K/N]
+//                         [--out DIR] [--no-shrink] [--max-shrink M]
+//   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S]
+//   node difftest.mjs check --bin BIN CASE.json...
+//   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
+//   node difftest.mjs trace CASE.json      (XState's trace of a case, one line per step)
+//   node difftest.mjs case NAME            (the case PROFILE-SEED-INDEX that `run` named NAME)
+import fs from 'node:fs';
+import path from 'node:path';
+import { generate, caseSeed, PROFILES } from './gen.mjs';
+import { xstateTrace } from './xstate.mjs';
+import { interstateTrace, interstateTraces, diff, BatchRunner } from './compare.mjs';
+import { shrink } from './shrink.mjs';
+
+// The fixed seed list: `--seed` picks one stream; without it, `run` and `fixtures` use these.
+export const SEEDS = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89];
+
+function parse(argv) {
+  const o = { _: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const k = a.slice(2);
+      if (k === 'no-shrink') o.noShrink = true;
+      else o[k] = argv[++i];
+    } else o._.push(a);
+  }
+  return o;
+}
+
+// Compares both traces of a case: null when they agree, else a description. `s` is
+// interstate's answer when already known.
+function compareCase(bin, c, s = interstateTrace(bin, c)) {
+  let x = xstateTrace(c, true);
+  const loop = x.trace.length && x.trace[x.trace.length - 1].error !== undefined;
+  if (loop && (s.rejected !== undefined || diff(x.trace, s.trace))) x = xstateTrace(c);
+  if (x.rejected !== undefined && s.rejected !== undefined) return { kind: 'both-reject', x, s };
+  if (x.rejected !== undefined) return { kind: 'xstate-rejects', x, s };
+  if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };
+  const d = diff(x.trace, s.trace);
+  return d ? { kind: d.kind, d, x, s } : null;
+}
+
+// A shrinker's test: the kind of disagreement of a case, through a running batch process.
+const disagreement = (runner, bin) => async (cand) => compareCase(bin, cand, await runner.trace(cand))?.kind ?? null;
+
+async function shrinkCase(bin, c) {
+  const runner = new BatchRunner(bin);
+  try {
+    return await shrink(c, disagreement(runner, bin));
+  } finally {
+    runner.close();
+  }
+}
+
+const profilesOf = (p) => (!p || p === 'all' ? Object.keys(PROFILES) : p.split(','));
+
+function* cases(o) {
+  const count = Number(o.count ?? 100);
+  const seeds = o.seed !== undefined ? [Number(o.seed)] : SEEDS;
+  // --shard K/N: only every N-th case from the K-th (0-based), to split a run across processes.
+  const [shard, shards] = (o.shard ?? '0/1').split('/').map(Number);
+  // Profiles take turns, so that a run stopped early has covered each of them.
+  for (let k = shard; k < count; k += shards) {
+    for (const profile of profilesOf(o.profile)) {
+      const seed = seeds[k % seeds.length];
+      const i = Math.floor(k / seeds.length);
+      const cs = caseSeed(seed, i);
+      yield { name: `${profile}-${seed}-${i}`, profile, seed, index: i, ...generate(cs, profile) };
+    }
+  }
+}
+
+function caseFile(c, expected, description) {
+  return {
+    name: c.name,
+    description,
+    chart: c.chart,
+    guards: c.guards,
+    delays: c.delays,
+    inputs: c.inputs,
+    expected,
+  };
+}
+
+async function run(o) {
+  const bin = o.bin;
+  const out = o.out ?? 'difftest-out';
+  const tally = {};
+  const kinds = {};
+  let bad = 0;
+  let shrunk = 0;
+  const maxShrink = Number(o['max-shrink'] ?? 5);
+  const t0 = Date.now();
+  const all = cases(o);
+  for (;;) {
+    const chunk = [];
+    for (let x = all.next(); !x.done; x = chunk.length < 500 ? all.next() : { done: true }) chunk.push(x.value);
+    if (!chunk.length) break;
+    const answers = interstateTraces(bin, chunk);
+    for (let k = 0; k < chunk.length; k++) await check1(chunk[k], answers[k]);
+    const done = Object.entries(tally).map(([p, t]) => `${p} ${t.cases}/${t.disagree}`).join(', ');
+    console.log(`progress: ${done} (cases/disagreements), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  async function check1(c, answer) {
+    const t = (tally[c.profile] ??= { cases: 0, disagree: 0, reject: 0 });
+    t.cases++;
+    const r = compareCase(bin, c, answer);
+    if (!r) return;
+    if (r.kind === 'both-reject') { t.reject++; return; }
+    t.disagree++;
+    bad++;
+    kinds[r.kind] = (kinds[r.kind] ?? 0) + 1;
+    fs.mkdirSync(out, { recursive: true });
+    const first = r.d ? `step ${r.d.step} ${r.kind}: expected ${JSON.stringify(r.d.expected)} got ${JSON.stringify(r.d.got)}` : `${r.kind}: ${r.x.rejected ?? ''} ${r.s.rejected ?? ''}`;
+    console.log(`DISAGREE ${c.name}: ${first}`);
+    fs.writeFileSync(path.join(out, `${c.name}.json`), JSON.stringify(caseFile(c, r.x.trace, first), null, 1));
+    if (!o.noShrink && r.d && shrunk++ < maxShrink) {
+      const small = await shrinkCase(bin, c);
+      const rs = compareCase(bin, small);
+      const desc = `step ${rs.d.step} ${rs.kind}: expected ${JSON.stringify(rs.d.expected)} got ${JSON.stringify(rs.d.got)}`;
+      fs.writeFileSync(path.join(out, `${c.name}-min.json`), JSON.stringify(caseFile(small, rs.x.trace, desc)));
+      console.log(`  shrunk: ${JSON.stringify(small.chart)} inputs ${JSON.stringify(small.inputs)}\n  ${desc}`);
+    }
+  }
+  const secs = (Date.now() - t0) / 1000;
+  for (const [p, t] of Object.entries(tally)) {
+    console.log(`${p}: ${t.cases} cases, ${t.disagree} disagreements, ${t.reject} rejected by both`);
+  }
+  console.log(`total: ${Object.values(tally).reduce((a, t) => a + t.cases, 0)} cases in ${secs.toFixed(1)} s, ${bad} disagreements ${JSON.stringify(kinds)}`);
+  return bad === 0;
+}
+
+function fixtures(o) {
+  const lines = [];
+  for (const c of cases(o)) {
+    const x = xstateTrace(c);
+    if (x.rejected !== undefined) continue;
+    // A timer loop runs 100,000 timers before it is an error: too slow for a debug-build test.
+    if (/too many timers|call stack/.test(x.trace[x.trace.length - 1]?.error ?? '')) continue;
+    lines.push(JSON.stringify({ name: c.name, chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, expected: x.trace }));
+  }
+  fs.writeFileSync(o.out, lines.join('\n') + '\n');
+  console.log(`${o.out}: ${lines.length} cases`);
+  return true;
+}
+
+function check(o) {
+  let ok = true;
+  for (const file of o._.slice(1)) {
+    const c = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const r = compareCase(o.bin, c);
+    if (r) {
+      ok = false;
+      console.log(`${file}: ${r.kind} ${r.d ? `step ${r.d.step}\n  xstate:     ${JSON.stringify(r.d.expected)}\n  interstate: ${JSON.stringify(r.d.got)}` : `${r.x.rejected ?? ''} | ${r.s.rejected ?? ''}`}`);
+    } else console.log(`${file}: agree`);
+  }
+  return ok;
+}
+
+async function shrinkCmd(o) {
+  const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
+  const small = await shrinkCase(o.bin, c);
+  const r = compareCase(o.bin, small);
+  const text = JSON.stringify(caseFile(small, xstateTrace(small).trace, r ? `${r.kind} at step ${r.d?.step}` : 'agrees'), null, 1);
+  if (o.out) fs.writeFileSync(o.out, text);
+  else console.log(text);
+  return true;
+}
+
+const o = parse(process.argv.slice(2));
+const cmd = o._[0];
+let ok;
+if (cmd === 'run') ok = await run(o);
+else if (cmd === 'fixtures') ok = fixtures(o);
+else if (cmd === 'check') ok = check(o);
+else if (cmd === 'shrink') ok = await shrinkCmd(o);
+else if (cmd === 'case') {
+  // PROFILE-SEED-INDEX, as `run` names its cases: the case, with XState's trace.
+  const [profile, seed, index] = o._[1].split('-');
+  const c = { name: o._[1], ...generate(caseSeed(Number(seed), Number(index)), profile) };
+  console.log(JSON.stringify(caseFile(c, xstateTrace(c).trace, 'generated'), null, 1));
+  ok = true;
+} else if (cmd === 'trace') {
+  const c = JSON.parse(fs.readFileSync(o._[1], 'utf8'));
+  for (const l of xstateTrace(c).trace) console.log(JSON.stringify(l));
+  ok = true;
+} else {
+  console.error('usage: node difftest.mjs run|fixtures|check|shrink|trace|case ... (see the top of this file)');
+  ok = false;
+}
+process.exitCode = ok ? 0 : 1;
