@@ -154,9 +154,16 @@ fn send_until_exit(bus: &mut Bus, p: P, target: &str, event: &str) -> std::proce
             bus.dump()
         );
         let (status, _, err) = bus.run(&["send", target, event]);
-        // A send may fail only because its target just ended.
-        let ended = target == bus.procs[p.0].label.trim_start_matches("run ")
-            && bus.try_status(p).is_some();
+        // A send may fail only because its target just ended. Its link closes (and the hub
+        // reports `target-gone`) a moment before the process is seen to exit: give it time.
+        let ended =
+            !status.success() && target == bus.procs[p.0].label.trim_start_matches("run ") && {
+                let seen = Instant::now() + STEP_LIMIT;
+                while bus.try_status(p).is_none() && Instant::now() < seen {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                bus.try_status(p).is_some()
+            };
         assert!(
             status.success() || ended,
             "send failed: {err}{}",
