@@ -11,6 +11,8 @@
 //!   least 512 bytes ([`HelloRules`]), within `hello_timeout`;
 //! - a machine id is owned by the link that registered it; a live owner's id cannot be taken;
 //! - the sender of a Deliver must own its `from` id (the hub stamps nothing it cannot check);
+//! - no Deliver may carry an event of the reserved `xstate.` namespace: the runtime makes
+//!   those inside the receiving process, so one on the wire is forged;
 //! - backpressure: when a target link's queue is full, the hub reports [`Handled::Stalled`] and
 //!   the platform stops reading from the sender until the target drains, then hands the same
 //!   frame in again;
@@ -23,6 +25,7 @@ use heapless::{FnvIndexMap, String, Vec};
 use crate::context::TransportKind;
 use crate::error::Error;
 use crate::time::{Duration, Instant};
+use crate::wire::is_reserved_event;
 use crate::wire::{
     Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry, Reject,
     RejectCode, Welcome, MAGIC, MIN_MAX_FRAME, PROTOCOL_VERSION,
@@ -154,6 +157,8 @@ pub struct HubStats {
     pub protocol_errors: u64,
     /// Deliver frames whose sender did not own the `from` id.
     pub spoofed: u64,
+    /// Deliver frames refused for an event in the reserved `xstate.` namespace.
+    pub reserved: u64,
     /// Monitor copies dropped because a monitor was slow.
     pub monitor_dropped: u64,
     /// Links open now (the local link excluded).
@@ -833,6 +838,22 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 "deliver from a machine id this link does not own; refused",
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
+        }
+        if is_reserved_event(d.event) {
+            // Only the runtime makes `xstate.*` events, and it makes them inside the
+            // receiving process: one on the wire is forged.
+            self.stats.reserved += 1;
+            core_log!(
+                warn,
+                "hub: link {} sent the reserved event '{}'",
+                link,
+                d.event
+            );
+            io.log(
+                link,
+                "deliver of an event in the reserved xstate. namespace; refused",
+            );
+            return self.fail(link, &d, FailReason::Reserved, io);
         }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
             return self.fail(link, &d, FailReason::UnknownTarget, io);

@@ -23,6 +23,19 @@ pub const LEN_PREFIX: usize = 4;
 pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024;
 /// The smallest largest-frame a peer may announce.
 pub const MIN_MAX_FRAME: u32 = 512;
+/// The prefix of the reserved event namespace: events named `xstate.*` come only from the
+/// runtime itself (delivery errors, watch notifications, XState's own internal events). No
+/// application send may carry one, and the hub refuses a `Deliver` that does
+/// ([`FailReason::Reserved`]).
+pub const RESERVED_EVENT_PREFIX: &str = "xstate.";
+
+/// Whether `event` is in the reserved `xstate.` namespace (see [`RESERVED_EVENT_PREFIX`]).
+#[inline]
+pub fn is_reserved_event(event: &str) -> bool {
+    event
+        .as_bytes()
+        .starts_with(RESERVED_EVENT_PREFIX.as_bytes())
+}
 
 /// Why a hub refuses a client.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +71,8 @@ pub enum FailReason {
     TooLarge,
     /// The sender is not connected to the hub and its buffer is full.
     Disconnected,
+    /// The event is in the reserved `xstate.` namespace, which only the runtime may send.
+    Reserved,
 }
 
 impl FailReason {
@@ -70,6 +85,9 @@ impl FailReason {
             FailReason::NotOwner => "the sender does not own the machine id it sent as",
             FailReason::TooLarge => "the message is larger than the bus's largest frame",
             FailReason::Disconnected => "not connected to the hub and the reconnect buffer is full",
+            FailReason::Reserved => {
+                "events named xstate.* are reserved for the runtime; applications may not send them"
+            }
         }
     }
 }

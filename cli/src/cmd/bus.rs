@@ -90,6 +90,12 @@ fn wait_registry(node: &mut Node) -> Result<(), String> {
 
 /// `interstate send TARGET EVENT [--data JSON]`.
 pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Result<(), String> {
+    if interstate_core::wire::is_reserved_event(event) {
+        return Err(format!(
+            "'{event}' is in the reserved xstate. namespace: only the runtime sends those \
+             (delivery errors, machine up/down); choose another event name"
+        ));
+    }
     let payload = match data {
         Some(d) => {
             let v: serde_json::Value =

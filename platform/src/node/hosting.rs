@@ -10,7 +10,7 @@ use interstate_core::bus::client::TimeoutTodo;
 use interstate_core::bus::{Accepted, SendRefused};
 use interstate_core::hub::{Handled, LinkId};
 use interstate_core::machine::Status;
-use interstate_core::wire::{Deliver, FailReason, RegistryEntry};
+use interstate_core::wire::{is_reserved_event, Deliver, FailReason, RegistryEntry};
 use interstate_core::{Behavior, Chart, Event, Instant, Target};
 
 use crate::error::PlatformError;
@@ -374,6 +374,9 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<u64, PlatformError> {
+        if is_reserved_event(event) {
+            return Err(interstate_core::Error::ReservedEvent.into());
+        }
         let seq = self.next_port_seq(port)?;
         // Read the clock for the deadline only once the bus turns out to be full.
         let mut deadline = None;
@@ -440,13 +443,17 @@ impl Node {
         Ok(*seq)
     }
 
-    /// Injects an event into a hosted machine as if it came from outside.
+    /// Injects an event into a hosted machine as if it came from outside. Events of the
+    /// reserved `xstate.` namespace are refused: only the runtime makes those.
     pub fn send_local(
         &mut self,
         to: &str,
         event: &str,
         payload: &[u8],
     ) -> Result<(), PlatformError> {
+        if is_reserved_event(event) {
+            return Err(interstate_core::Error::ReservedEvent.into());
+        }
         let now = self.now();
         let Some(&i) = self.local.by_id.get(to) else {
             return Err(PlatformError::BadMachineId { id: to.into() });
@@ -682,8 +689,18 @@ impl Node {
                         Target::ThisMachine => h.id.as_str(),
                         Target::Machine(t) => t,
                     };
-                    let routed = if self.local.by_id.contains_key(to)
-                        || self.local.ports.contains_key(to)
+                    let routed = if is_reserved_event(m.event) {
+                        // A chart's `sendTo` of an `xstate.*` event (actions' sends are
+                        // refused when they are made): only the runtime makes those.
+                        deferred.direct.push((
+                            h.id.clone(),
+                            to.to_string(),
+                            m.event.to_string(),
+                            h.seq,
+                            FailReason::Reserved,
+                        ));
+                        Routed::Sent
+                    } else if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to)
                     {
                         buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());

@@ -53,6 +53,7 @@ fn reason_code(reason: FailReason) -> &'static str {
         FailReason::NotOwner => "not-owner",
         FailReason::TooLarge => "too-large",
         FailReason::Disconnected => "disconnected",
+        FailReason::Reserved => "reserved",
         _ => "undeliverable",
     }
 }
@@ -121,6 +122,7 @@ mod tests {
             (FailReason::NotOwner, "not-owner"),
             (FailReason::TooLarge, "too-large"),
             (FailReason::Disconnected, "disconnected"),
+            (FailReason::Reserved, "reserved"),
         ];
         for (reason, code) in all {
             assert_eq!(

@@ -1,0 +1,87 @@
+//! The runtime's rules as a user meets them through the `interstate` binary: the reserved
+//! `xstate.` event namespace, a machine stopped by an error, `status` and `ps`'s state, the
+//! monitor's filters, the hub's connection log and its stop, and charts larger than the
+//! default machine size. Real processes on a private bus per test (`tests/support/mod.rs`);
+//! waits poll for a condition with a generous deadline, nothing asserts on timing.
+//!
+//! Needs `bus_probe` built: `cargo build --example bus_probe && cargo test --test runtime`.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+/// Logs what it receives; a forged system event would show as "forged".
+const TARGET: &str = r#"{
+  "id": "target", "initial": "idle",
+  "states": { "idle": { "on": {
+    "xstate.machine.down": { "actions": [ { "type": "log", "message": "forged" } ] },
+    "xstate.machine.up": { "actions": [ { "type": "log", "message": "forged" } ] },
+    "OK": { "actions": [ { "type": "log", "message": "got OK" } ] }
+  } } }
+}"#;
+
+/// On GO, tries to send a system event with a built-in `sendTo`; logs the refusal.
+const FORGER: &str = r#"{
+  "id": "forger", "initial": "idle",
+  "states": { "idle": { "on": {
+    "GO": { "actions": [ { "type": "sendTo", "to": "target", "event": "xstate.machine.up" } ] },
+    "xstate.error.delivery": { "actions": [ { "type": "log", "message": "refused" } ] }
+  } } }
+}"#;
+
+#[test]
+fn no_one_but_the_runtime_sends_reserved_xstate_events() {
+    let mut bus = Bus::new("reserved");
+    bus.start_hub();
+    let target = bus.write("target.json", TARGET);
+    let forger = bus.write("forger.json", FORGER);
+    let t = bus.start_machine(&target, "target");
+    let f = bus.start_machine(&forger, "forger");
+
+    // `interstate send` refuses up front, naming the rule.
+    let (status, _, err) = bus.run(&["send", "target", "xstate.machine.down"]);
+    assert!(!status.success(), "a reserved event was sent");
+    assert!(err.contains("reserved xstate. namespace"), "{err}");
+
+    // A raw client speaking the wire by hand: the hub refuses the frame with `Reserved`.
+    let raw = bus.probe(
+        "raw forger",
+        &[
+            "raw-script",
+            "hello",
+            "register:mallory",
+            "deliver:mallory:target:xstate.machine.down:1",
+            "wait:delivery-failed",
+            "deliver:mallory:target:OK:2",
+            "read:300",
+            "goodbye",
+            "--timeout-ms",
+            "8000",
+        ],
+    );
+    bus.wait_exit(raw, STEP_LIMIT);
+    let fin = last_json(&bus.out(raw), "mode").expect("raw-script's final line");
+    assert_eq!(
+        fin["results"],
+        json!(["Ok", "Reserved"]),
+        "{fin}{}",
+        bus.dump()
+    );
+
+    // A chart's own sendTo of a reserved event comes back to it as a delivery error.
+    let (status, _, err) = bus.run(&["send", "forger", "GO"]);
+    assert!(status.success(), "{err}");
+    bus.wait_line(f, false, "the forger's refusal", STEP_LIMIT, |l| {
+        l.contains("refused")
+    });
+    // The OK after the forged frame arrived, so the forged one would have arrived first.
+    bus.wait_line(t, false, "the raw client's OK", STEP_LIMIT, |l| {
+        l.contains("got OK")
+    });
+    assert!(
+        !bus.out(t).iter().any(|l| l.contains("forged")),
+        "a forged system event got through{}",
+        bus.dump()
+    );
+}
