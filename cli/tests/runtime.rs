@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::json;
 use support::*;
 
@@ -84,4 +86,59 @@ fn no_one_but_the_runtime_sends_reserved_xstate_events() {
         "a forged system event got through{}",
         bus.dump()
     );
+}
+
+/// A flat chart of `n` states `s0`..: NEXT moves one on, JUMP goes from `s0` to the last,
+/// whose entry logs "reached the end".
+fn big_chart(n: usize) -> String {
+    let mut states = Vec::with_capacity(n);
+    for i in 0..n - 1 {
+        let jump = if i == 0 {
+            format!(r#","JUMP":"s{}""#, n - 1)
+        } else {
+            String::new()
+        };
+        states.push(format!(r#""s{i}":{{"on":{{"NEXT":"s{}"{jump}}}}}"#, i + 1));
+    }
+    states.push(format!(
+        r#""s{}":{{"entry":[{{"type":"log","message":"reached the end"}}]}}"#,
+        n - 1
+    ));
+    format!(
+        r#"{{"id":"big","initial":"s0","states":{{{}}}}}"#,
+        states.join(",")
+    )
+}
+
+/// A 10,000-state chart that `check` and `simulate` accept runs under `interstate run` too:
+/// the node sizes the machine for the chart.
+#[test]
+fn a_ten_thousand_state_chart_runs_on_the_bus() {
+    let mut bus = Bus::new("big");
+    bus.start_hub();
+    let chart = bus.write("big.json", &big_chart(10_000));
+    for args in [vec!["check", &chart], vec!["simulate", &chart, "NEXT"]] {
+        let out = std::process::Command::new(interstate_bin())
+            .args(&args)
+            .output()
+            .expect("run interstate");
+        assert!(
+            out.status.success(),
+            "{} refused it: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Compiling 10,000 states takes seconds in a debug build on a busy machine: a generous
+    // hang check, not a timing.
+    let limit = Duration::from_secs(120);
+    let m = bus.interstate("run big", &["run", &chart, "--id", "big", "--client"]);
+    bus.wait_line(m, true, "the machine's join line", limit, |l| {
+        l.contains("joined bus")
+    });
+    let (status, _, err) = bus.run(&["send", "big", "JUMP"]);
+    assert!(status.success(), "{err}{}", bus.dump());
+    bus.wait_line(m, false, "the last state's entry log", STEP_LIMIT, |l| {
+        l.contains("reached the end")
+    });
 }

@@ -18,15 +18,16 @@ use crate::registry::{MachineInfo, Registry};
 
 use super::client_side::Sink;
 use super::hub_side::{ForwardIo, HubIoImpl};
+use super::machines::{sized_for, RunningMachine};
 use super::payload::{delivery_error_payload, json_string, local_info};
 use super::{
-    HostedMachine, Node, NodeConfig, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT,
-    MACHINE_DOWN_EVENT, MACHINE_UP_EVENT,
+    Node, NodeConfig, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT,
+    MACHINE_UP_EVENT,
 };
 
 pub(super) struct Hosted {
     pub(super) id: String,
-    pub(super) machine: Box<HostedMachine>,
+    pub(super) machine: Box<dyn RunningMachine>,
     pub(super) behavior: Box<dyn Behavior>,
     pub(super) seq: u64,
     /// Its id is routed to this node; until then its outbox waits (the hub would refuse a
@@ -293,6 +294,10 @@ impl Node {
     /// Adds a machine running `chart` with `behavior`, starts it, and registers `id` on the
     /// bus. Fails if the id is in use in this node or owned by a live peer.
     ///
+    /// The machine is sized for the chart: a [`super::HostedMachine`] (256 states) when it
+    /// fits, else a [`super::LargeHostedMachine`] (65,536 states). For other capacities, build
+    /// the machine yourself and use [`add_sized_machine`](Self::add_sized_machine).
+    ///
     /// The chart must live as long as the node: compile it once and leak it (a node's
     /// machines live as long as the process).
     pub fn add_machine(
@@ -302,7 +307,31 @@ impl Node {
         behavior: Box<dyn Behavior>,
     ) -> Result<(), PlatformError> {
         self.check_new_id(id)?;
-        let machine = Box::new(HostedMachine::new(chart, id)?);
+        let machine = sized_for(chart, id)?;
+        self.add_sized_machine(machine, behavior)
+    }
+
+    /// Adds a machine built by the caller, of any capacities (any
+    /// `interstate_core::Machine<'static, W, Q, O, T, H, B>`, not started), under its own id;
+    /// starts it and registers it as [`add_machine`](Self::add_machine) does. For a chart
+    /// that needs more states, timers, outbox room or history than the node's sizes give:
+    ///
+    /// ```no_run
+    /// # fn f(node: &mut interstate_platform::node::Node, chart: interstate_core::Chart<'static>,
+    /// #      behavior: Box<dyn interstate_core::Behavior>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // 128 * 64 = 8192 states, 256 timers, 128 history slots.
+    /// let m = interstate_core::Machine::<'static, 128, 32, 64, 256, 128, 16384>::new(chart, "big")?;
+    /// node.add_sized_machine(Box::new(m), behavior)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_sized_machine(
+        &mut self,
+        machine: Box<dyn RunningMachine>,
+        behavior: Box<dyn Behavior>,
+    ) -> Result<(), PlatformError> {
+        let id = machine.id().to_string();
+        let id = id.as_str();
+        self.check_new_id(id)?;
         // The machine is in the table and started before its id is announced, so that a
         // message sent the moment the registry shows it finds it.
         let idx = self.local.machines.len();
@@ -682,7 +711,7 @@ impl Node {
                 let mut done = 0;
                 while done < n {
                     let h = &self.local.machines[i];
-                    let Some(m) = h.machine.outbox().nth(done) else {
+                    let Some(m) = h.machine.outbox_nth(done) else {
                         break;
                     };
                     let to = match m.target {

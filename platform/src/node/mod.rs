@@ -25,6 +25,7 @@ mod client_side;
 mod event_loop;
 mod hosting;
 mod hub_side;
+mod machines;
 mod monitor;
 mod payload;
 
@@ -32,6 +33,7 @@ use client_side::ClientSide;
 use hosting::Local;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
+pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
 pub(crate) use payload::delivery_error_payload;
 pub use payload::ThisProcess;
 
@@ -45,7 +47,7 @@ use rustc_hash::FxHashMap as HashMap;
 use interstate_core::bus::{OwnerSlot, PairSlot};
 use interstate_core::machine::Status;
 use interstate_core::wire::{Frame, DEFAULT_MAX_FRAME};
-use interstate_core::{Duration, Instant, Machine};
+use interstate_core::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::busdir;
@@ -78,10 +80,6 @@ pub const MACHINE_DOWN_EVENT: &str = "xstate.machine.down";
 
 /// Sent to a watcher when a watched machine (re)joins the bus. Payload: `{"machine":"<id>"}`.
 pub const MACHINE_UP_EVENT: &str = "xstate.machine.up";
-
-/// A machine hosted by a node: 256 states, 64 outbox messages with 16 KiB of names and
-/// payloads, 64 timers, 32 internal events, 64 history slots.
-pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
 
 /// Which transport a client's link to the hub runs over. Switching is this one setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -424,7 +422,7 @@ impl Node {
     }
 
     /// A hosted machine by id.
-    pub fn machine(&self, id: &str) -> Option<&HostedMachine> {
+    pub fn machine(&self, id: &str) -> Option<&dyn RunningMachine> {
         self.local
             .by_id
             .get(id)
