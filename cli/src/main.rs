@@ -102,6 +102,10 @@ enum Command {
         /// bus and `xstate.machine.up` when it joins again. Repeatable.
         #[arg(long = "watch", value_name = "ID")]
         watch: Vec<String>,
+        /// Keep serving when the machine stops on an error (it leaves the bus either way);
+        /// without it, `run` then exits with status 2.
+        #[arg(long)]
+        keep_going: bool,
         #[command(flatten)]
         bus: BusOpt,
     },
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             id,
             client,
             watch,
+            keep_going,
             bus,
         } => {
             let role = if client {
@@ -400,7 +405,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 interstate::bus::Role::Auto
             };
-            interstate_cli::cmd::bus::run(&bus.args(), &file, &id, role, &watch)
+            interstate_cli::cmd::bus::run(&bus.args(), &file, &id, role, &watch, keep_going)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Up { file, plain, bus } => {

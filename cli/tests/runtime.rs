@@ -142,3 +142,134 @@ fn a_ten_thousand_state_chart_runs_on_the_bus() {
         l.contains("reached the end")
     });
 }
+
+/// Answers PING; after GO, loops between two states with eventless transitions (an error
+/// that stops the machine).
+const LOOPER: &str = r#"{
+  "id": "looper", "initial": "idle",
+  "states": {
+    "idle": { "on": { "GO": "a", "PING": { "actions": [ { "type": "log", "message": "pong" } ] } } },
+    "a": { "always": "b" },
+    "b": { "always": "a" }
+  }
+}"#;
+
+/// A machine stopped by an error leaves the bus, `run` exits non-zero saying why, and later
+/// sends fail instead of printing success.
+#[test]
+fn a_machine_stopped_by_an_error_leaves_the_bus_and_run_exits_non_zero() {
+    let mut bus = Bus::new("stopped");
+    bus.start_hub();
+    let chart = bus.write("looper.json", LOOPER);
+    let m = bus.start_machine(&chart, "looper");
+    let (status, _, err) = bus.run(&["send", "looper", "PING"]);
+    assert!(status.success(), "{err}");
+    bus.wait_line(m, false, "the pong", STEP_LIMIT, |l| l.contains("pong"));
+    // A stream from another process, in flight when the machine stops.
+    let source = bus.probe(
+        "source",
+        &[
+            "source",
+            "src",
+            "looper",
+            "400",
+            "--rate",
+            "100",
+            "--progress-every",
+            "20",
+            "--linger-ms",
+            "500",
+            "--timeout-ms",
+            "30000",
+        ],
+    );
+    bus.wait_progress(source, 40);
+    let (status, _, err) = bus.run(&["send", "looper", "GO"]);
+    assert!(status.success(), "{err}");
+    let status = bus.wait_exit(m, STEP_LIMIT);
+    assert_eq!(status.code(), Some(2), "run kept going{}", bus.dump());
+    let err = bus.err(m).join("\n");
+    assert!(
+        err.contains("stopped on an error and left the bus") && err.contains("infinite loop"),
+        "{err}"
+    );
+    let (status, _, err) = bus.run(&["send", "looper", "PING"]);
+    assert!(
+        !status.success(),
+        "a send to a stopped machine printed success"
+    );
+    assert!(err.contains("no machine 'looper'"), "{err}");
+    // The stream's sender hears of every message the machine will not take.
+    bus.wait_exit(source, Duration::from_secs(60));
+    let fin = last_json(&bus.out(source), "sent").expect("the source's final line");
+    assert!(u(&fin, "failed") > 0, "no failure reported: {fin}");
+    assert_eq!(u(&fin, "sent"), 400, "{fin}");
+    assert_eq!(
+        fin["unacknowledged"],
+        json!(0),
+        "a message is unsettled: {fin}"
+    );
+}
+
+/// With `--keep-going` the process stays, the stopped machine still leaves the bus.
+#[test]
+fn keep_going_keeps_the_process_but_the_stopped_machine_leaves_the_bus() {
+    let mut bus = Bus::new("keepgoing");
+    bus.start_hub();
+    let chart = bus.write("looper.json", LOOPER);
+    let m = bus.interstate(
+        "run looper",
+        &["run", &chart, "--id", "looper", "--client", "--keep-going"],
+    );
+    bus.wait_line(m, true, "the join line", STEP_LIMIT, |l| {
+        l.contains("joined bus")
+    });
+    let (status, _, err) = bus.run(&["send", "looper", "GO"]);
+    assert!(status.success(), "{err}");
+    bus.wait_line(m, true, "the stop line", STEP_LIMIT, |l| {
+        l.contains("left the bus")
+    });
+    bus.wait_ps("looper gone", |list| ps_pid(list, "looper").is_none());
+    assert!(
+        bus.try_status(m).is_none(),
+        "run exited despite --keep-going"
+    );
+    let (status, _, _) = bus.run(&["send", "looper", "PING"]);
+    assert!(!status.success());
+}
+
+/// The hub logs each connection and disconnection with its peer (pid, uid, executable), and
+/// stops promptly on SIGTERM with clients attached.
+#[test]
+fn the_hub_logs_connections_and_stops_promptly_with_clients_attached() {
+    let mut bus = Bus::new("hublog");
+    let hub = bus.start_hub();
+    let chart = bus.write("target.json", TARGET);
+    let a = bus.start_machine(&chart, "a");
+    let b = bus.start_sink("b", &[]);
+    let uid = rustix::process::getuid().as_raw();
+    for (p, exe) in [(a, "interstate"), (b, "bus_probe")] {
+        let who = format!("pid {}, uid {uid}, executable {exe}", bus.pid(p));
+        bus.wait_line(hub, true, "a connection line", STEP_LIMIT, |l| {
+            l.contains("info: link") && l.contains("connected: ") && l.contains(&who)
+        });
+    }
+    bus.kill(a);
+    let who = format!("pid {}, uid {uid}, executable interstate", bus.pid(a));
+    bus.wait_line(hub, true, "the disconnection line", STEP_LIMIT, |l| {
+        l.contains("disconnected: ") && l.contains(&who)
+    });
+    // A stop with a client attached: a generous hang check, the figure printed.
+    let started = std::time::Instant::now();
+    bus.term(hub);
+    while bus.try_status(hub).is_none() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(POLL);
+    }
+    eprintln!("the hub stopped within {:?} of SIGTERM", started.elapsed());
+    bus.wait_exit(hub, Duration::from_secs(5));
+    assert!(
+        bus.err(hub).iter().any(|l| l.contains("hub stopped")),
+        "{}",
+        bus.dump()
+    );
+}

@@ -373,6 +373,14 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
     }
 
+    /// The executable a link's peer named in its Hello, once the link is ready (for logs).
+    pub fn executable(&self, link: LinkId) -> Option<&str> {
+        self.links
+            .get(link as usize)
+            .filter(|l| l.state == LinkState::Ready)
+            .map(|l| l.executable.as_str())
+    }
+
     /// The peer credentials of a link.
     pub fn peer(&self, link: LinkId) -> Option<PeerCredentials> {
         self.links
@@ -565,12 +573,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
             Frame::Register { machine } => self.register(now, link, machine, io),
             Frame::Unregister { machine } => {
-                if self.lookup(machine).is_some_and(|r| r.link == link) {
-                    self.routes.remove(machine);
-                    self.links[link as usize].machines =
-                        self.links[link as usize].machines.saturating_sub(1);
-                    self.broadcast_removed(machine, io);
-                }
+                self.unregister(link, machine, io);
                 Handled::Done
             }
             Frame::Subscribe { registry, monitor } => {
@@ -781,6 +784,20 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             _ if before.is_some() => RegisterStatus::Taken,
             _ => RegisterStatus::HubFull,
         }
+    }
+
+    fn unregister(&mut self, link: LinkId, machine: &str, io: &mut dyn HubIo) {
+        if self.lookup(machine).is_some_and(|r| r.link == link) {
+            self.routes.remove(machine);
+            self.links[link as usize].machines =
+                self.links[link as usize].machines.saturating_sub(1);
+            self.broadcast_removed(machine, io);
+        }
+    }
+
+    /// Unregisters a machine of the hub's own process (as if link 0 had sent `Unregister`).
+    pub fn unregister_local(&mut self, machine: &str, io: &mut dyn HubIo) {
+        self.unregister(LOCAL_LINK, machine, io);
     }
 
     /// Routes a message from a machine of the hub's own process (as if link 0 had sent it).

@@ -216,6 +216,7 @@ pub fn run(
     id: &str,
     role: Role,
     watch: &[String],
+    keep_going: bool,
 ) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let compiled =
@@ -246,12 +247,26 @@ pub fn run(
     );
     // Registered (and watching): a service manager learns the machine is on the bus.
     interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
+    let mut reported = false;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
-        if node.machine(id).is_some_and(|m| m.is_done()) {
+        let status = node.machine(id).map(|m| m.status());
+        if status == Some(interstate_core::machine::Status::Done) {
             eprintln!("interstate: machine '{id}' reached its final state");
             break;
+        }
+        if status == Some(interstate_core::machine::Status::Failed) && !reported {
+            // The node has taken it off the bus; its senders hear that it is gone.
+            let error = node.machine_errors(id).last().unwrap_or("").to_string();
+            if !keep_going {
+                node.flush();
+                return Err(format!(
+                    "machine '{id}' stopped on an error and left the bus: {error} \
+                     (--keep-going keeps the process serving)"
+                ));
+            }
+            reported = true;
         }
     }
     Ok(())

@@ -271,6 +271,26 @@ where
         self.refresh_registered();
     }
 
+    /// Takes `id` off the bus: forgets it and, when connected, tells the hub (`Unregister`),
+    /// after every acknowledgement owed (the hub takes acknowledgements only from an id's
+    /// owner: what `id` has was delivered, and its senders must hear so before it goes).
+    /// Messages that arrive for it afterwards are the host's to leave unacknowledged.
+    pub fn unregister(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        if self.ids.remove(id).is_some() {
+            self.refresh_registered();
+            if self.endpoint.is_ready() {
+                self.received.emit(&mut |receiver, sender, seq| {
+                    sink.send_frame(&Frame::Ack {
+                        from: receiver,
+                        to: sender,
+                        seq,
+                    })
+                });
+                sink.send_frame(&Frame::Unregister { machine: id });
+            }
+        }
+    }
+
     fn refresh_registered(&mut self) {
         self.all_registered = self.ids.values().all(|s| s.reg == Registration::Registered);
     }

@@ -19,8 +19,8 @@ use crate::error::PlatformError;
 use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
-use super::hosting::Deferred;
 use super::hub_side::{shm_socket_path, HubIoImpl};
+use super::local::Deferred;
 use super::payload::{local_info, ThisProcess};
 use super::{
     duplicate_slots, BusClient, LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT, NODE_IDS,
@@ -406,6 +406,12 @@ impl Node {
     /// they are due (they ride on a write that happens anyway, or go out in batches, or after
     /// a short delay: never one write per message).
     pub(super) fn emit_acks(&mut self) {
+        self.emit_acks_when(false);
+    }
+
+    /// As [`emit_acks`](Self::emit_acks); `now_anyway`: the hub's own process sends every
+    /// acknowledgement owed now, whatever the policy (before one of its ids leaves the bus).
+    pub(super) fn emit_acks_when(&mut self, now_anyway: bool) {
         let now = self.turn_now;
         match &mut self.side {
             Side::Client(c) => {
@@ -425,9 +431,13 @@ impl Node {
                     .iter()
                     .flatten()
                     .any(|l| l.conn.pending() > 0);
-                if !delivery
-                    .acks
-                    .should_emit(now, received.is_dirty(), received.owed(), piggyback)
+                if !now_anyway
+                    && !delivery.acks.should_emit(
+                        now,
+                        received.is_dirty(),
+                        received.owed(),
+                        piggyback,
+                    )
                 {
                     return;
                 }

@@ -25,14 +25,15 @@ mod client_side;
 mod event_loop;
 mod hosting;
 mod hub_side;
+mod local;
 mod machines;
 mod monitor;
 mod payload;
 
 use client_side::ClientSide;
-use hosting::Local;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
+use local::Local;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
 pub(crate) use payload::delivery_error_payload;
 pub use payload::ThisProcess;
@@ -427,6 +428,17 @@ impl Node {
             .by_id
             .get(id)
             .map(|&i| &*self.local.machines[i].machine)
+    }
+
+    /// The last errors of a hosted machine's steps, oldest first (at most 4). When the
+    /// machine has stopped ([`Status::Failed`]), the last one is what stopped it: the node
+    /// then took it off the bus.
+    pub fn machine_errors(&self, id: &str) -> impl Iterator<Item = &str> + '_ {
+        self.local
+            .by_id
+            .get(id)
+            .into_iter()
+            .flat_map(|&i| self.local.machines[i].errors.iter().map(String::as_str))
     }
 
     /// The ids of the hosted machines.
