@@ -77,6 +77,19 @@ enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
+    /// Show a machine's state, the events it accepts now, and its last events and errors.
+    Status {
+        /// The machine id.
+        id: String,
+        /// Print JSON (with --watch: one object per line).
+        #[arg(long)]
+        json: bool,
+        /// Keep printing each change as it happens, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
     /// Print every message crossing the hub, one line each.
     Monitor {
         /// Print JSON lines.
@@ -389,6 +402,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Ps { json, bus } => {
             interstate_cli::cmd::bus::ps(&bus.args(), json).map(|()| ExitCode::SUCCESS)
         }
+        Command::Status {
+            id,
+            json,
+            watch,
+            bus,
+        } => interstate_cli::cmd::status::status(&bus.args(), &id, json, watch)
+            .map(|()| ExitCode::SUCCESS),
         Command::Monitor { json, count, bus } => {
             interstate_cli::cmd::bus::monitor(&bus.args(), json, count).map(|()| ExitCode::SUCCESS)
         }

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 /// Logs what it receives; a forged system event would show as "forged".
@@ -272,4 +272,132 @@ fn the_hub_logs_connections_and_stops_promptly_with_clients_attached() {
         "{}",
         bus.dump()
     );
+}
+
+/// A lamp: GO switches it on, it goes back off after 200 ms or on BACK.
+const LAMP: &str = r#"{
+  "id": "lamp", "initial": "off",
+  "states": {
+    "off": { "on": { "GO": "on", "x.*": "off" } },
+    "on": { "on": { "BACK": "off" }, "after": { "200": "off" } }
+  }
+}"#;
+
+fn status_json(bus: &mut Bus, id: &str) -> Value {
+    let (status, out, err) = bus.run(&["status", id, "--json"]);
+    assert!(
+        status.success(),
+        "interstate status failed: {err}{}",
+        bus.dump()
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `status` shows a machine's state, what it accepts now and its last events; `--watch`
+/// prints each change as it happens, the stop of a machine by an error included.
+#[test]
+fn status_shows_the_state_and_watch_follows_each_change() {
+    let mut bus = Bus::new("status");
+    bus.start_hub();
+    let lamp = bus.write("lamp.json", LAMP);
+    bus.start_machine(&lamp, "lamp");
+    let v = status_json(&mut bus, "lamp");
+    assert_eq!(v["state"], json!("off"), "{v}");
+    assert_eq!(v["status"], json!("active"), "{v}");
+    assert_eq!(v["accepts"], json!(["GO", "x.*"]), "{v}");
+    let (status, out, _) = bus.run(&["status", "lamp"]);
+    assert!(status.success());
+    assert!(out.contains("accepts      GO, x.*"), "{out}");
+
+    let watcher = bus.interstate("status --watch", &["status", "lamp", "--watch", "--json"]);
+    bus.wait_json(watcher, "the first report", STEP_LIMIT, |v| {
+        v["state"] == json!("off")
+    });
+    let (status, _, err) = bus.run(&["send", "lamp", "GO"]);
+    assert!(status.success(), "{err}");
+    let on = bus.wait_json(watcher, "the switch on", STEP_LIMIT, |v| {
+        v["state"] == json!("on")
+    });
+    assert_eq!(on["last_events"], json!(["GO"]), "{on}");
+    assert_eq!(on["accepts"], json!(["BACK"]), "{on}");
+    // The timer's step is reported too.
+    let on_at = on["at_ms"].as_u64().unwrap();
+    bus.wait_json(watcher, "the switch off by the timer", STEP_LIMIT, |v| {
+        v["state"] == json!("off") && v["at_ms"].as_u64().is_some_and(|t| t > on_at)
+    });
+    bus.kill(watcher);
+
+    // A machine stopped by an error: the watcher sees it stop, with the error.
+    let looper = bus.write("looper.json", LOOPER);
+    bus.interstate(
+        "run looper",
+        &["run", &looper, "--id", "looper", "--client"],
+    );
+    bus.wait_ps("looper", |list| ps_pid(list, "looper").is_some());
+    let watcher = bus.interstate("watch looper", &["status", "looper", "--watch", "--json"]);
+    bus.wait_json(watcher, "looper's first report", STEP_LIMIT, |v| {
+        v["state"] == json!("idle")
+    });
+    let (status, _, err) = bus.run(&["send", "looper", "GO"]);
+    assert!(status.success(), "{err}");
+    let stopped = bus.wait_json(watcher, "the stop", STEP_LIMIT, |v| {
+        v["status"] == json!("stopped")
+    });
+    assert!(
+        stopped["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("infinite loop")),
+        "{stopped}"
+    );
+    bus.wait_json(watcher, "the machine leaving", STEP_LIMIT, |v| {
+        v["event"] == json!("left the bus")
+    });
+    let (status, _, err) = bus.run(&["status", "looper"]);
+    assert!(
+        !status.success() && err.contains("no machine 'looper'"),
+        "{err}"
+    );
+}
+
+/// `ps` shows each machine's state, its age in milliseconds and when it registered.
+#[test]
+fn ps_shows_state_age_and_registration_time() {
+    let mut bus = Bus::new("psstate");
+    bus.start_hub();
+    let lamp = bus.write(
+        "switch.json",
+        r#"{"id":"switch","initial":"off","states":{"off":{"on":{"GO":"on"}},"on":{}}}"#,
+    );
+    bus.start_machine(&lamp, "lamp");
+    let sink = bus.start_sink("a-port", &[]);
+    let (status, _, err) = bus.run(&["send", "lamp", "GO"]);
+    assert!(status.success(), "{err}");
+    let list = bus.wait_ps("lamp on", |list| {
+        list.iter()
+            .any(|e| e["machine"] == json!("lamp") && e["state"] == json!("on"))
+    });
+    let lamp = list.iter().find(|e| e["machine"] == json!("lamp")).unwrap();
+    assert_eq!(lamp["status"], json!("active"), "{lamp}");
+    assert!(lamp["age_ms"].as_u64().is_some(), "{lamp}");
+    let at = lamp["registered_at"].as_str().expect("registered_at");
+    assert!(
+        at.len() == 24 && at.ends_with('Z') && at.contains('T'),
+        "{at}"
+    );
+    assert!(lamp.get("since_ms").is_none(), "{lamp}");
+    // A port has no state.
+    let port = list
+        .iter()
+        .find(|e| e["machine"] == json!("a-port"))
+        .unwrap();
+    assert_eq!(port["state"], Value::Null, "{port}");
+    let (status, out, _) = bus.run(&["ps"]);
+    assert!(status.success());
+    assert!(out.lines().next().unwrap().contains("STATE"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("a-port") && l.contains("(port)")),
+        "{out}"
+    );
+    bus.kill(sink);
 }

@@ -289,10 +289,44 @@ pub enum Frame<'a> {
         /// The highest sequence number delivered.
         seq: u64,
     },
+    /// Client -> hub: send me `machine`'s state reports (`on`), or stop (`!on`). The hub
+    /// asks the machine's owner to report ([`Frame::Report`]) while anyone watches.
+    Watch {
+        /// The machine id.
+        machine: &'a str,
+        /// Start (true) or stop (false) watching.
+        on: bool,
+    },
+    /// Hub -> the owner of `machine`: someone watches it, send a [`Frame::State`] now and
+    /// after each of its steps (`on`); nobody does any more, stop (`!on`).
+    Report {
+        /// The machine id (one the link registered).
+        machine: &'a str,
+        /// Report (true) or stop (false).
+        on: bool,
+    },
+    /// Owner -> hub -> each watcher: `machine`'s state, as a UTF-8 JSON object (see
+    /// `docs/wire.md`). The hub forwards the body unchanged.
+    State {
+        /// The machine id (one the sending link registered).
+        machine: &'a str,
+        /// The report: a UTF-8 JSON object.
+        report: &'a [u8],
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
+
+/// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
+pub const FRAME_KINDS: u8 = 20;
+
+/// Whether a frame body is of a kind this build does not know (a later protocol addition).
+/// A client skips such a frame (the length prefix delimits it) instead of taking it for
+/// garbage; the hub, which must understand what it routes, closes the link.
+pub fn is_unknown_kind(body: &[u8]) -> bool {
+    body.first().is_some_and(|&b| b >= FRAME_KINDS)
+}
 
 /// A postcard varint of at most `max` bytes whose last byte may be at most `last_max` (the
 /// rules of postcard's own reader): (value, bytes used).
@@ -477,6 +511,9 @@ impl<'a> Frame<'a> {
             Frame::Pong { .. } => "pong",
             Frame::Goodbye { .. } => "goodbye",
             Frame::Ack { .. } => "ack",
+            Frame::Watch { .. } => "watch",
+            Frame::Report { .. } => "report",
+            Frame::State { .. } => "state",
         }
     }
 }

@@ -54,12 +54,12 @@ fn body(frame: &Frame<'_>) -> Vec<u8> {
     buf[4..n].to_vec()
 }
 
-fn hub() -> Hub<8, 16> {
+fn hub() -> Hub<8, 16, 4> {
     Hub::new(HubConfig::new(UID, 1), "hub")
 }
 
 /// Opens a link, says hello and registers `machines`.
-fn join(hub: &mut Hub<8, 16>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
+fn join(hub: &mut Hub<8, 16, 4>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
     let peer = PeerCredentials {
         pid,
         uid: UID,
@@ -133,4 +133,162 @@ fn a_client_cannot_send_an_event_of_the_reserved_namespace() {
     assert!(
         matches!(io.frames(a)[0], Frame::DeliveryFailed(d) if d.reason == FailReason::NotOwner)
     );
+}
+
+fn watch(h: &mut Hub<8, 16, 4>, io: &mut Recorder, link: LinkId, machine: &str, on: bool) {
+    let f = body(&Frame::Watch { machine, on });
+    assert_eq!(h.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
+}
+
+fn report(h: &mut Hub<8, 16, 4>, io: &mut Recorder, link: LinkId, machine: &str, json: &str) {
+    let f = body(&Frame::State {
+        machine,
+        report: json.as_bytes(),
+    });
+    assert_eq!(h.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
+}
+
+/// The `Report` frames `link` was sent, as (machine, on).
+fn reports(io: &Recorder, link: LinkId) -> Vec<(String, bool)> {
+    io.frames(link)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Report { machine, on } => Some((machine.to_string(), on)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `State` reports `link` was sent.
+fn states(io: &Recorder, link: LinkId) -> Vec<String> {
+    io.frames(link)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::State { report, .. } => Some(String::from_utf8(report.to_vec()).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_owner_reports_only_while_someone_watches() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let owner = join(&mut h, &mut io, 10, &["m"]);
+    let w1 = join(&mut h, &mut io, 11, &[]);
+    let w2 = join(&mut h, &mut io, 12, &[]);
+    io.clear();
+    // Unwatched: a report goes nowhere, and the owner was never asked for one.
+    report(&mut h, &mut io, owner, "m", "{\"n\":0}");
+    assert!(states(&io, w1).is_empty());
+    watch(&mut h, &mut io, w1, "m", true);
+    assert_eq!(reports(&io, owner), vec![("m".into(), true)]);
+    report(&mut h, &mut io, owner, "m", "{\"n\":1}");
+    assert_eq!(states(&io, w1), vec!["{\"n\":1}"]);
+    // A second watcher: the owner is asked again (for a fresh report), both get it.
+    watch(&mut h, &mut io, w2, "m", true);
+    assert_eq!(
+        reports(&io, owner),
+        vec![("m".into(), true), ("m".into(), true)]
+    );
+    report(&mut h, &mut io, owner, "m", "{\"n\":2}");
+    assert_eq!(states(&io, w1).last().unwrap(), "{\"n\":2}");
+    assert_eq!(states(&io, w2), vec!["{\"n\":2}"]);
+    // One leaves: the owner keeps reporting; the last leaves (its link closes): it stops.
+    watch(&mut h, &mut io, w1, "m", false);
+    assert_eq!(reports(&io, owner).len(), 2);
+    report(&mut h, &mut io, owner, "m", "{\"n\":3}");
+    assert_eq!(states(&io, w1).len(), 2, "an ended watch gets nothing");
+    h.link_closed(w2, &mut io);
+    assert_eq!(reports(&io, owner).last(), Some(&("m".into(), false)));
+    assert!(!h.is_watched("m"));
+    assert_eq!(h.watch_count(), 0);
+}
+
+#[test]
+fn a_watch_waits_for_its_machine_and_its_next_owner_reports() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let w = join(&mut h, &mut io, 11, &[]);
+    watch(&mut h, &mut io, w, "later", true);
+    let first = join(&mut h, &mut io, 10, &["later"]);
+    assert_eq!(reports(&io, first), vec![("later".into(), true)]);
+    report(&mut h, &mut io, first, "later", "{}");
+    assert_eq!(states(&io, w).len(), 1);
+    // Its owner goes, another process registers it: the watch holds, the new owner reports.
+    h.link_closed(first, &mut io);
+    io.clear();
+    let second = join(&mut h, &mut io, 12, &["later"]);
+    assert_eq!(reports(&io, second), vec![("later".into(), true)]);
+}
+
+#[test]
+fn the_watch_table_is_bounded_and_refusals_are_logged() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let owner = join(&mut h, &mut io, 10, &["a", "b", "c", "d", "e"]);
+    let w = join(&mut h, &mut io, 11, &[]);
+    io.clear();
+    for m in ["a", "b", "c", "d", "e"] {
+        watch(&mut h, &mut io, w, m, true);
+    }
+    assert_eq!(h.watch_count(), 4);
+    assert_eq!(h.stats().watches_refused, 1);
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == w && m.contains("watch table is full")));
+    assert!(
+        !reports(&io, owner).contains(&("e".into(), true)),
+        "a refused watch asks for no report"
+    );
+    // A repeated watch takes no room; an ended one frees it.
+    watch(&mut h, &mut io, w, "a", true);
+    assert_eq!(h.stats().watches_refused, 1);
+    watch(&mut h, &mut io, w, "a", false);
+    watch(&mut h, &mut io, w, "e", true);
+    assert_eq!(h.watch_count(), 4);
+    assert!(reports(&io, owner).contains(&("e".into(), true)));
+}
+
+#[test]
+fn only_its_owner_reports_a_machines_state() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let _owner = join(&mut h, &mut io, 10, &["m"]);
+    let w = join(&mut h, &mut io, 11, &[]);
+    let liar = join(&mut h, &mut io, 12, &[]);
+    watch(&mut h, &mut io, w, "m", true);
+    io.clear();
+    report(&mut h, &mut io, liar, "m", "{\"state\":\"forged\"}");
+    assert!(states(&io, w).is_empty());
+    assert_eq!(h.stats().spoofed, 1);
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == liar && m.contains("does not own")));
+    // Report frames are the hub's: a client sending one is closed.
+    let f = body(&Frame::Report {
+        machine: "m",
+        on: true,
+    });
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, liar, &f, &mut io),
+        Handled::Closed
+    );
+}
+
+#[test]
+fn the_hubs_own_machines_are_asked_and_report_like_others() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    assert_eq!(
+        h.register_local(Instant::ZERO, "local", &mut io),
+        interstate_core::wire::RegisterStatus::Ok
+    );
+    let w = join(&mut h, &mut io, 11, &[]);
+    io.clear();
+    watch(&mut h, &mut io, w, "local", true);
+    assert_eq!(reports(&io, 0), vec![("local".into(), true)]);
+    let f = body(&Frame::State {
+        machine: "local",
+        report: b"{}",
+    });
+    h.state_local("local", &f, &mut io);
+    assert_eq!(states(&io, w), vec!["{}"]);
 }

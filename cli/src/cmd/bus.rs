@@ -66,7 +66,8 @@ pub fn hub(args: &BusArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn client(args: &BusArgs) -> Result<Node, String> {
+/// A client node on the bus `args` names, connected.
+pub fn client(args: &BusArgs) -> Result<Node, String> {
     let node = Node::new(args.config(Role::Client)).map_err(|e| e.to_string())?;
     if !node.is_connected() {
         return Err(format!(
@@ -77,7 +78,8 @@ fn client(args: &BusArgs) -> Result<Node, String> {
     Ok(node)
 }
 
-fn wait_registry(node: &mut Node) -> Result<(), String> {
+/// Waits for the registry snapshot (5 s at most).
+pub fn wait_registry(node: &mut Node) -> Result<(), String> {
     let ok = node
         .run_until(StdDuration::from_secs(5), |n| n.registry_synced())
         .map_err(|e| e.to_string())?;
@@ -148,30 +150,48 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
         .into_iter()
         .filter(|e| e.pid != mine)
         .collect();
+    let ids: Vec<String> = entries.iter().map(|e| e.machine.clone()).collect();
+    let states = super::status::states_of(&mut node, &ids)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     if as_json {
         let list: Vec<_> = entries
             .iter()
-            .map(|e| json!({"machine": e.machine, "pid": e.pid, "uid": e.uid, "executable": e.executable, "transport": format!("{:?}", e.transport), "since_ms": e.since_ms}))
+            .map(|e| {
+                let state = states.get(&e.machine);
+                json!({
+                    "machine": e.machine, "pid": e.pid, "uid": e.uid,
+                    "executable": e.executable, "transport": format!("{:?}", e.transport),
+                    "state": state.map_or(serde_json::Value::Null, |s| s["state"].clone()),
+                    "status": state.map_or(serde_json::Value::Null, |s| s["status"].clone()),
+                    "age_ms": now_ms.saturating_sub(e.since_ms),
+                    "registered_at": super::status::rfc3339_ms(e.since_ms),
+                })
+            })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
         println!(
-            "{:<24} {:>8} {:>6} {:<20} {:<12} SINCE",
-            "MACHINE", "PID", "UID", "EXECUTABLE", "TRANSPORT"
+            "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} AGE",
+            "MACHINE", "PID", "UID", "EXECUTABLE", "TRANSPORT", "STATE"
         );
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         for e in entries {
             let age = now_ms.saturating_sub(e.since_ms) / 1000;
+            let state = match states.get(&e.machine) {
+                Some(s) if s["port"] == json!(true) => "(port)".to_string(),
+                Some(s) => s["state"].to_string(),
+                None => "-".to_string(),
+            };
             println!(
-                "{:<24} {:>8} {:>6} {:<20} {:<12} {}s ago",
+                "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} {}s",
                 e.machine,
                 e.pid,
                 e.uid,
                 e.executable,
                 format!("{:?}", e.transport),
+                state,
                 age
             );
         }

@@ -4,3 +4,4 @@
 pub mod app;
 pub mod bus;
 pub mod serial;
+pub mod status;

@@ -9,7 +9,7 @@ use interstate_core::bus::policy::Registration;
 use interstate_core::bus::FrameSink;
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::Handled;
-use interstate_core::wire::{Frame, RegisterStatus, LEN_PREFIX};
+use interstate_core::wire::{is_unknown_kind, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
 use mio::net::UnixStream;
 use mio::Interest;
@@ -260,6 +260,13 @@ impl Node {
                 };
                 let frame = match Frame::decode(&self.scratch[..body_len]) {
                     Ok(f) => f,
+                    // A later protocol's frame: skipped, as the protocol asks of clients.
+                    Err(_) if is_unknown_kind(&self.scratch[..body_len]) => {
+                        if let Some(conn) = c.conn.as_mut() {
+                            conn.consume_frame();
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         lost = Some(format!("bad frame from the hub: {e}"));
                         break;
@@ -345,6 +352,17 @@ impl Node {
                             .received_mut()
                             .departed_unless(&|m| registry.contains(m), now.as_millis());
                     }
+                    Incoming::Report { machine, on } => {
+                        self.local.report_requested(machine, on, &mut deferred)
+                    }
+                    Incoming::State { machine, report } => {
+                        if self.state_reports.len() < 4096 {
+                            self.state_reports.push_back((
+                                machine.to_string(),
+                                String::from_utf8_lossy(report).into_owned(),
+                            ));
+                        }
+                    }
                     Incoming::Monitored(frame) => {
                         if self.monitor_frames.len() < 65536 {
                             self.monitor_frames.push_back(frame.to_vec());
@@ -388,6 +406,7 @@ impl Node {
     /// subscribed): send what is outstanding.
     fn on_ready(&mut self) {
         self.transmit();
+        self.rewatch();
     }
 
     /// Client: moves unsent messages from the outstanding buffer onto the hub link, in order,

@@ -123,6 +123,8 @@ impl Node {
             registered: false,
             errors: VecDeque::new(),
             stopped: false,
+            watched: false,
+            events: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
@@ -269,17 +271,22 @@ impl Node {
         let Some(&i) = self.local.by_id.get(to) else {
             return Err(PlatformError::BadMachineId { id: to.into() });
         };
+        let mut deferred = Deferred::default();
         let h = &mut self.local.machines[i];
-        if let Err(e) = h.machine.send(
+        h.events.push(event);
+        let result = h.machine.send(
             now,
             Event::new(event).with_payload(payload),
             &mut *h.behavior,
-        ) {
-            let mut deferred = Deferred::default();
+        );
+        if let Err(e) = result {
             h.failed(&format!("on event '{event}'"), e, &mut deferred);
-            self.settle(deferred);
-            return Err(e.into());
         }
+        if h.watched {
+            deferred.reports.push(h.id.clone());
+        }
+        self.settle(deferred);
+        result?;
         self.pump()
     }
 
@@ -294,6 +301,10 @@ impl Node {
         loop {
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
+            }
+            // Reports first: a machine that stopped reports so while it still owns its id.
+            for id in std::mem::take(&mut deferred.reports) {
+                self.send_report(&id);
             }
             for id in std::mem::take(&mut deferred.stopped) {
                 self.leave_bus(now, &id, &mut deferred);
@@ -470,6 +481,12 @@ impl Node {
                         break;
                     }
                 }
+                if h.watched {
+                    let mut deferred = Deferred::default();
+                    deferred.reports.push(h.id.clone());
+                    self.settle(deferred);
+                }
+                let h = &mut self.local.machines[i];
                 if h.machine.outbox_len() > 0 {
                     self.pump()?;
                 }

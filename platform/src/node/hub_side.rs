@@ -23,7 +23,7 @@ use super::local::{Deferred, Local};
 use super::payload::ThisProcess;
 use super::{
     duplicate_slots, CoreOutstanding, CoreReceived, LinkConnIo, Node, NodeConfig, Side, Transport,
-    FIFO_LISTENER, HUB_LINKS, HUB_MACHINES, LINK_BASE, LISTENER, SHM_LISTENER,
+    FIFO_LISTENER, HUB_LINKS, HUB_MACHINES, HUB_WATCHES, LINK_BASE, LISTENER, SHM_LISTENER,
 };
 
 pub(super) struct LinkConn {
@@ -65,7 +65,7 @@ pub(super) struct HubSide {
     pub(super) shm_listener: Option<(UnixListener, PathBuf)>,
     /// Where clients announce FIFO pairs (`<bus>.fifo`).
     pub(super) fifo: Option<crate::transport::fifo::RequestFifo>,
-    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
+    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES>>,
     pub(super) links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
     pub(super) path: Option<PathBuf>,
@@ -237,6 +237,9 @@ impl HubIo for HubIoImpl<'_> {
                     f.seq,
                     f.reason,
                 )),
+                Frame::Report { machine, on } => {
+                    self.local.report_requested(machine, on, self.deferred)
+                }
                 _ => {}
             }
             return Ok(());

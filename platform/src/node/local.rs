@@ -16,6 +16,7 @@ use crate::registry::{MachineInfo, Registry};
 
 use super::machines::RunningMachine;
 use super::payload::json_string;
+use super::status::LastEvents;
 use super::{NodeStats, PortMessage, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT};
 
 pub(super) struct Hosted {
@@ -30,6 +31,10 @@ pub(super) struct Hosted {
     pub(super) errors: VecDeque<String>,
     /// Stopped by an error: it left the bus and takes no more events.
     pub(super) stopped: bool,
+    /// Someone watches its state: the node reports it after each step.
+    pub(super) watched: bool,
+    /// Its last event names.
+    pub(super) events: LastEvents,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -93,12 +98,15 @@ pub(super) struct Deferred {
     pub(super) logs: Vec<String>,
     /// Machines stopped by an error: they leave the bus.
     pub(super) stopped: Vec<String>,
+    /// Machines (or ports) whose state report is due (someone watches them).
+    pub(super) reports: Vec<String>,
 }
 
 impl Deferred {
     pub(super) fn is_empty(&self) -> bool {
         self.logs.is_empty()
             && self.stopped.is_empty()
+            && self.reports.is_empty()
             && self.direct.is_empty()
             && self.failures.is_empty()
             && self.removed.is_empty()
@@ -155,12 +163,16 @@ impl Local {
         deferred: &mut Deferred,
     ) {
         let h = &mut self.machines[i];
+        h.events.push(event);
         if let Err(e) = h.machine.send(
             now,
             Event::new(event).with_payload(payload),
             &mut *h.behavior,
         ) {
             h.failed(&format!("on event '{event}'"), e, deferred);
+        }
+        if h.watched {
+            deferred.reports.push(h.id.clone());
         }
     }
 

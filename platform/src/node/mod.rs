@@ -29,6 +29,7 @@ mod local;
 mod machines;
 mod monitor;
 mod payload;
+mod status;
 
 use client_side::ClientSide;
 pub use hub_side::shm_socket_path;
@@ -71,6 +72,8 @@ const LINK_BASE: usize = 16;
 pub const HUB_LINKS: usize = 256;
 /// The most machine ids a hub routes.
 pub const HUB_MACHINES: usize = 4096;
+/// The most state watches (a link following a machine's state) a hub holds at once.
+pub const HUB_WATCHES: usize = 1024;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
@@ -281,6 +284,10 @@ pub struct Node {
     msg_buf: Vec<u8>,
     monitor_frames: VecDeque<Vec<u8>>,
     monitor_dropped: u64,
+    /// Machines whose state this node watches ([`Node::watch_state`]).
+    state_watches: Vec<String>,
+    /// State reports of watched machines, (machine, report), for the application.
+    state_reports: VecDeque<(String, String)>,
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
@@ -343,6 +350,8 @@ impl Node {
             msg_buf: Vec::with_capacity(1024),
             monitor_frames: VecDeque::new(),
             monitor_dropped: 0,
+            state_watches: Vec::new(),
+            state_reports: VecDeque::new(),
             log: Box::new(|line| eprintln!("interstate: {line}")),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
