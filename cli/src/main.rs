@@ -90,7 +90,7 @@ enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
-    /// Print every message crossing the hub, one line each.
+    /// Print every message crossing the hub and every delivery failure, one line each.
     Monitor {
         /// Print JSON lines.
         #[arg(long)]
@@ -98,6 +98,12 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// Only messages from or to this machine id (`*` matches anything). Repeatable.
+        #[arg(long = "machine", value_name = "ID")]
+        machines: Vec<String>,
+        /// Only events with this name (`*` matches anything). Repeatable.
+        #[arg(long = "event", value_name = "NAME")]
+        events: Vec<String>,
         #[command(flatten)]
         bus: BusOpt,
     },
@@ -409,8 +415,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             bus,
         } => interstate_cli::cmd::status::status(&bus.args(), &id, json, watch)
             .map(|()| ExitCode::SUCCESS),
-        Command::Monitor { json, count, bus } => {
-            interstate_cli::cmd::bus::monitor(&bus.args(), json, count).map(|()| ExitCode::SUCCESS)
+        Command::Monitor {
+            json,
+            count,
+            machines,
+            events,
+            bus,
+        } => {
+            let filter = interstate_cli::cmd::bus::MonitorFilter { machines, events };
+            interstate_cli::cmd::bus::monitor(&bus.args(), json, count, &filter)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Run {
             file,

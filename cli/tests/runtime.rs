@@ -401,3 +401,123 @@ fn ps_shows_state_age_and_registration_time() {
     );
     bus.kill(sink);
 }
+
+/// On PING, sends HELLO to a machine that does not exist (a failure the hub reports).
+const PINGER: &str = r#"{
+  "id": "pinger", "initial": "idle",
+  "states": { "idle": { "on": {
+    "PING": { "actions": [ { "type": "sendTo", "to": "ghost", "event": "HELLO", "data": { "n": 1 } } ] },
+    "xstate.error.delivery": { "actions": [ { "type": "log", "message": "heard" } ] }
+  } } }
+}"#;
+
+/// Sends `event` to `target` until `done` holds (a monitor subscribes at some point after it
+/// started: this waits for it without a timed sleep).
+fn send_until(bus: &mut Bus, target: &str, event: &str, done: impl Fn(&mut Bus) -> bool) {
+    let end = std::time::Instant::now() + STEP_LIMIT;
+    while !done(bus) {
+        assert!(std::time::Instant::now() < end, "never done{}", bus.dump());
+        let (status, _, err) = bus.run(&["send", target, event]);
+        assert!(status.success(), "{err}");
+    }
+}
+
+fn json_lines(bus: &Bus, p: P) -> Vec<Value> {
+    bus.out(p).iter().filter_map(|l| parse_json(l)).collect()
+}
+
+/// `monitor` prints a timestamp per line, filters by machine and event (with wildcards),
+/// shows delivery failures as the `xstate.error.delivery` their sender gets, writes JSON
+/// payloads as JSON, and stops after `--count` lines.
+#[test]
+fn monitor_filters_timestamps_failures_and_json_payloads() {
+    let mut bus = Bus::new("monitor");
+    bus.start_hub();
+    let lamp = bus.write("lamp.json", LAMP);
+    let pinger = bus.write("pinger.json", PINGER);
+    bus.start_machine(&lamp, "lamp");
+    let p = bus.start_machine(&pinger, "pinger");
+    let lamps = bus.interstate("monitor lamp", &["monitor", "--json", "--machine", "la*"]);
+    let errs2 = bus.interstate(
+        "monitor errors",
+        &[
+            "monitor",
+            "--json",
+            "--event",
+            "xstate.error.*",
+            "--event",
+            "PING",
+        ],
+    );
+    send_until(&mut bus, "lamp", "x.ping", |b| {
+        !json_lines(b, lamps).is_empty()
+    });
+    send_until(&mut bus, "pinger", "PING", |b| {
+        json_lines(b, errs2)
+            .iter()
+            .any(|v| v["event"] == json!("xstate.error.delivery"))
+    });
+    let (status, _, err) = bus.run(&["send", "lamp", "GO", "--data", r#"{"k":[1,2]}"#]);
+    assert!(status.success(), "{err}");
+    let go = bus.wait_json(lamps, "the GO line", STEP_LIMIT, |v| {
+        v["event"] == json!("GO")
+    });
+    assert_eq!(
+        go["data"],
+        json!({"k": [1, 2]}),
+        "a JSON payload is JSON: {go}"
+    );
+    assert_eq!(go["to"], json!("lamp"));
+    let at = go["at"].as_str().expect("a timestamp");
+    assert!(at.ends_with('Z') && at.contains('T'), "{at}");
+    assert!(go["at_ms"].as_u64().is_some(), "{go}");
+    let failure = json_lines(&bus, errs2)
+        .into_iter()
+        .find(|v| v["event"] == json!("xstate.error.delivery"))
+        .unwrap();
+    assert_eq!(
+        (&failure["from"], &failure["to"], &failure["failed"]),
+        (&json!("ghost"), &json!("pinger"), &json!(true)),
+        "{failure}"
+    );
+    assert_eq!(
+        failure["data"]["reason"],
+        json!("unknown-target"),
+        "{failure}"
+    );
+    assert_eq!(failure["data"]["event"], json!("HELLO"), "{failure}");
+    bus.wait_line(p, false, "the pinger hearing of it", STEP_LIMIT, |l| {
+        l.contains("heard")
+    });
+    // Each monitor showed only what its filters let through.
+    for v in json_lines(&bus, lamps) {
+        assert!(
+            v["from"] == json!("lamp") || v["to"] == json!("lamp"),
+            "{v}"
+        );
+    }
+    for v in json_lines(&bus, errs2) {
+        assert!(
+            v["event"] == json!("PING") || v["event"] == json!("xstate.error.delivery"),
+            "{v}"
+        );
+    }
+    // Text lines start with the time; --count stops the monitor.
+    let counted = bus.interstate(
+        "monitor --count",
+        &["monitor", "--count", "2", "--machine", "lamp"],
+    );
+    send_until(&mut bus, "lamp", "x.ping", |b| {
+        b.try_status(counted).is_some()
+    });
+    assert!(bus.wait_exit(counted, STEP_LIMIT).success());
+    let out = bus.out(counted);
+    assert_eq!(out.len(), 2, "{out:?}");
+    for l in &out {
+        assert!(
+            l.len() > 26 && l.as_bytes()[10] == b'T' && &l[23..26] == "Z  ",
+            "{l}"
+        );
+        assert!(l.contains(" -> lamp  x.ping"), "{l}");
+    }
+}

@@ -292,3 +292,35 @@ fn the_hubs_own_machines_are_asked_and_report_like_others() {
     h.state_local("local", &f, &mut io);
     assert_eq!(states(&io, w), vec!["{}"]);
 }
+
+#[test]
+fn monitors_see_routed_messages_and_delivery_failures() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let _b = join(&mut h, &mut io, 11, &["b"]);
+    let mon = join(&mut h, &mut io, 12, &[]);
+    let sub = body(&Frame::Subscribe {
+        registry: false,
+        monitor: true,
+    });
+    h.handle_frame(Instant::ZERO, mon, &sub, &mut io);
+    io.clear();
+    let later = Instant::from_millis(7);
+    h.handle_frame(later, a, &deliver("a", "b", "E"), &mut io);
+    h.handle_frame(later, a, &deliver("a", "nobody", "E"), &mut io);
+    let copies: Vec<(u32, u64, Vec<u8>)> = io
+        .frames(mon)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Monitored { link, at_ms, frame } => Some((link, at_ms, frame.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|(l, at, _)| *l == a && *at == 7));
+    assert!(matches!(Frame::decode(&copies[0].2), Ok(Frame::Deliver(d)) if d.to == "b"));
+    assert!(matches!(
+        Frame::decode(&copies[1].2),
+        Ok(Frame::DeliveryFailed(f)) if f.to == "nobody" && f.reason == FailReason::UnknownTarget
+    ));
+}

@@ -199,8 +199,63 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `interstate monitor [--json]`: every message crossing the hub, one line each.
-pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), String> {
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for p in middle {
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// What `interstate monitor` shows, besides the output format.
+#[derive(Clone, Debug, Default)]
+pub struct MonitorFilter {
+    /// Machine id patterns (`*` wildcards); a message matches when its sender or its target
+    /// matches one. None: every machine.
+    pub machines: Vec<String>,
+    /// Event name patterns (`*` wildcards). None: every event.
+    pub events: Vec<String>,
+}
+
+impl MonitorFilter {
+    fn shows(&self, from: &str, to: &str, event: &str) -> bool {
+        let any = |pats: &[String], names: &[&str]| {
+            pats.is_empty() || pats.iter().any(|p| names.iter().any(|n| glob(p, n)))
+        };
+        any(&self.machines, &[from, to]) && any(&self.events, &[event])
+    }
+}
+
+/// A payload as JSON when it is JSON, else as a string (none: null).
+fn payload_json(payload: &[u8]) -> serde_json::Value {
+    if payload.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(payload).into()))
+}
+
+/// `interstate monitor [--json] [--count N] [--machine ID].. [--event NAME]..`: every message
+/// crossing the hub, and every delivery failure it reports (shown as the
+/// `xstate.error.delivery` its sender receives), one line each with the hub's time.
+pub fn monitor(
+    args: &BusArgs,
+    as_json: bool,
+    limit: Option<u64>,
+    filter: &MonitorFilter,
+) -> Result<(), String> {
     let stop = stop_flag()?;
     let mut node = client(args)?;
     node.subscribe_monitor();
@@ -208,21 +263,50 @@ pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), 
     while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| seen < l) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
-        while let Some(body) = node.next_monitored() {
-            let Ok(frame) = Frame::decode(&body) else {
-                continue;
-            };
-            if let Frame::Deliver(d) = frame {
-                let data = String::from_utf8_lossy(d.payload);
-                if as_json {
-                    println!(
-                        "{}",
-                        json!({"from": d.from, "to": d.to, "event": d.event, "seq": d.seq, "data": data})
-                    );
-                } else {
-                    println!("{} -> {}  {}  {}", d.from, d.to, d.event, data);
-                }
+        while let Some((at_ms, body)) = node.next_monitored_at() {
+            if limit.is_some_and(|l| seen >= l) {
+                break;
             }
+            let at = super::status::rfc3339_ms(at_ms);
+            let line = match Frame::decode(&body) {
+                Ok(Frame::Deliver(d)) => {
+                    if !filter.shows(d.from, d.to, d.event) {
+                        continue;
+                    }
+                    if as_json {
+                        json!({"at": at, "at_ms": at_ms, "from": d.from, "to": d.to,
+                               "event": d.event, "seq": d.seq, "data": payload_json(d.payload)})
+                        .to_string()
+                    } else {
+                        let data = String::from_utf8_lossy(d.payload);
+                        format!("{at}  {} -> {}  {}  {data}", d.from, d.to, d.event)
+                    }
+                }
+                Ok(Frame::DeliveryFailed(f)) => {
+                    // The sender hears of it as this event, from its target.
+                    let event = interstate::bus::DELIVERY_ERROR_EVENT;
+                    if !filter.shows(f.from, f.to, f.event) && !filter.shows(f.from, f.to, event) {
+                        continue;
+                    }
+                    let payload = interstate_platform::node::delivery_error_payload(
+                        f.to, f.event, f.seq, f.reason,
+                    );
+                    if as_json {
+                        json!({"at": at, "at_ms": at_ms, "from": f.to, "to": f.from,
+                               "event": event, "failed": true, "data": payload_json(&payload)})
+                        .to_string()
+                    } else {
+                        format!(
+                            "{at}  {} -> {}  {event}  {}  (not delivered)",
+                            f.to,
+                            f.from,
+                            String::from_utf8_lossy(&payload)
+                        )
+                    }
+                }
+                _ => continue,
+            };
+            println!("{line}");
             seen += 1;
         }
     }
@@ -290,4 +374,19 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_with_stars_anywhere() {
+        assert!(glob("lamp", "lamp") && !glob("lamp", "lamps"));
+        assert!(glob("*", "") && glob("*", "anything"));
+        assert!(glob("worker-*", "worker-1") && !glob("worker-*", "xworker-1"));
+        assert!(glob("*.done", "job.done") && !glob("*.done", "job.done.x"));
+        assert!(glob("a*b*c", "aXbYc") && glob("a*b*c", "abc") && !glob("a*b*c", "acb"));
+        assert!(glob("xstate.*", "xstate.error.delivery"));
+    }
 }

@@ -26,6 +26,7 @@
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
 mod hello;
+mod monitor;
 mod registry;
 mod watch;
 
@@ -235,6 +236,8 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256>
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
+    /// The time of the last input, for monitor copies of failures found without one.
+    now: Instant,
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
@@ -295,6 +298,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             links,
             routes: FnvIndexMap::new(),
             watches: Watches::new(),
+            now: Instant::ZERO,
             stats: HubStats::default(),
             monitors: 0,
         }
@@ -464,6 +468,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
 
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
+        self.now = now;
         for i in 1..L {
             let l = &self.links[i];
             let reason = match l.state {
@@ -501,6 +506,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = now;
         let Some(state) = self.links.get(link as usize).map(|l| l.state) else {
             return Handled::Closed;
         };
@@ -647,6 +653,9 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {
                 self.stats.failed += 1;
+                if self.monitors > 0 {
+                    self.copy_failure_to_monitors(link, &f, io);
+                }
                 Handled::Done
             }
             Err(LinkFull) => Handled::Stalled(link),
@@ -661,6 +670,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = now;
         if self.lookup(d.from).is_none_or(|r| r.link != link) {
             self.stats.spoofed += 1;
             core_log!(
@@ -701,25 +711,8 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             return Handled::Stalled(target);
         }
         self.stats.delivered += 1;
-        if self.monitors == 0 {
-            return Handled::Done;
-        }
-        let at_ms = self.config.epoch_unix_ms + now.as_millis();
-        for i in 0..L {
-            // A copy larger than the monitor accepts (with its envelope) is dropped and counted.
-            let fits = body.len() + 32 <= self.links[i].max_frame as usize;
-            if self.links[i].monitor && self.links[i].state == LinkState::Ready && !fits {
-                self.stats.monitor_dropped += 1;
-            } else if self.links[i].monitor && self.links[i].state == LinkState::Ready {
-                let copy = Frame::Monitored {
-                    link,
-                    at_ms,
-                    frame: body,
-                };
-                if io.send(i as LinkId, &copy).is_err() {
-                    self.stats.monitor_dropped += 1;
-                }
-            }
+        if self.monitors > 0 {
+            self.copy_to_monitors(link, body, io);
         }
         Handled::Done
     }

@@ -272,6 +272,10 @@ impl Node {
                         break;
                     }
                 };
+                let monitored_at = match frame {
+                    Frame::Monitored { at_ms, .. } => at_ms,
+                    _ => 0,
+                };
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}
@@ -365,7 +369,8 @@ impl Node {
                     }
                     Incoming::Monitored(frame) => {
                         if self.monitor_frames.len() < 65536 {
-                            self.monitor_frames.push_back(frame.to_vec());
+                            self.monitor_frames
+                                .push_back((monitored_at, frame.to_vec()));
                         } else {
                             self.monitor_dropped += 1;
                         }

@@ -36,7 +36,7 @@ pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
 use local::Local;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
-pub(crate) use payload::delivery_error_payload;
+pub use payload::delivery_error_payload;
 pub use payload::ThisProcess;
 
 use std::collections::VecDeque;
@@ -282,7 +282,8 @@ pub struct Node {
     scratch: Vec<u8>,
     /// Holds one outgoing message's strings while it is routed.
     msg_buf: Vec<u8>,
-    monitor_frames: VecDeque<Vec<u8>>,
+    /// Monitored frames: (the hub's time in ms since the Unix epoch, the frame body).
+    monitor_frames: VecDeque<(u64, Vec<u8>)>,
     monitor_dropped: u64,
     /// Machines whose state this node watches ([`Node::watch_state`]).
     state_watches: Vec<String>,
