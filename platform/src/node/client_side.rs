@@ -214,7 +214,7 @@ impl Node {
         // Whatever was sent and not acknowledged is sent again after the reconnect.
         c.client.disconnected(now);
         self.local.registry.clear();
-        for h in &self.local.machines {
+        for h in self.local.machines.iter().filter(|h| !h.stopped) {
             self.local.registry.insert(local_info(&h.id));
         }
     }
