@@ -367,6 +367,7 @@ impl HubIo for RecIo {
                     | Frame::RegistryRemoved { .. }
                     | Frame::SnapshotEnd
                     | Frame::Monitored { .. }
+                    | Frame::Report { .. }
                     | Frame::Pong { .. }
             ),
             "the hub sent a client's frame: {frame:?}"
@@ -384,9 +385,9 @@ impl HubIo for RecIo {
         assert!(
             matches!(
                 Frame::decode(body),
-                Ok(Frame::Deliver(_) | Frame::Ack { .. })
+                Ok(Frame::Deliver(_) | Frame::Ack { .. } | Frame::State { .. })
             ),
-            "the hub forwarded something other than a Deliver or an Ack"
+            "the hub forwarded something other than a Deliver, an Ack or a State"
         );
         if link == LOCAL_LINK {
             self.out.push(Out::Forwarded(link, body.to_vec()));
@@ -597,9 +598,13 @@ fn settle(
 /// A frame queued on a closed link: a Deliver goes back to its sender as `TargetGone` (when
 /// the sender is still on the bus and its queue has room); anything else is dropped.
 fn check_undeliverable(body: &[u8], out: &[Out], model: &Model, _io: &RecIo) {
+    // (Copies of the failure report for monitoring links aside.)
     let sent: Vec<&Out> = out
         .iter()
-        .filter(|o| matches!(o, Out::Sent(..) | Out::Forwarded(..)))
+        .filter(|o| match o {
+            Out::Sent(_, b) => !matches!(Frame::decode(b), Ok(Frame::Monitored { .. })),
+            o => matches!(o, Out::Forwarded(..)),
+        })
         .collect();
     match Frame::decode(body) {
         Ok(Frame::Deliver(d)) => {
@@ -1090,7 +1095,8 @@ pub fn run_hub(session: &HubSession) {
                         | Frame::RegistryEntry(_)
                         | Frame::RegistryRemoved { .. }
                         | Frame::SnapshotEnd
-                        | Frame::Monitored { .. },
+                        | Frame::Monitored { .. }
+                        | Frame::Report { .. },
                     ),
                     false,
                     true,
