@@ -14,7 +14,7 @@
 //! `ActionId`). `flat_toggle/interstate_bound` measures the facade's boxed-closure binding
 //! (`Behaviors` -> `Bound`) on the flat toggle.
 //!
-//! Run: `cargo bench --bench step`. Results are in README.md's Performance section.
+//! Run: `cargo bench --bench step`. Results are in docs/performance.md.
 
 use std::cell::Cell;
 use std::hint::black_box;

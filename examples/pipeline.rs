@@ -1,6 +1,6 @@
 //! The seed's data pipeline, for real: three processes, three statecharts, one bus.
 //!
-//!     cargo run --example pipeline                          # sample files, a temp database
+//!     cargo run --example pipeline                          # sample files, a database removed at the end
 //!     cargo run --example pipeline -- --input DIR --db out.sqlite3
 //!     cargo run --example pipeline -- processor             # just one role (joins a bus)
 //!     cargo run --example pipeline -- storage --db out.sqlite3
@@ -13,8 +13,9 @@
 //! - The **processor** uppercases the text, counts words and lines, and sends
 //!   `SAVE_DATA {file, data, words, lines}` to `storage`.
 //! - The **storage** writes one row per file into a SQLite database (`--db PATH`, by default a
-//!   new file in the temp directory, which is kept) and replies `FILE_COMPLETE {file, words}`
-//!   to `ingester`.
+//!   new file in the temp directory, which the ingester removes at the end, as it does the
+//!   sample files: a run without `--db` leaves nothing in the temp directory) and replies
+//!   `FILE_COMPLETE {file, words}` to `ingester`.
 //!
 //! A file that cannot go through (too large for one message, a failed insert) comes back as
 //! `FILE_FAILED {file, error}`; the pipeline still finishes, and exits 1.
@@ -128,9 +129,16 @@ fn open_db(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 }
 
 fn storage(args: &[String]) -> Result<(), Error> {
-    let path = option(args, "--db")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_db);
+    // Without --db (a role run by hand), the database is temporary too.
+    let mut temporary = Temporary(Vec::new());
+    let path = match option(args, "--db") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let path = default_db();
+            temporary.0.push(path.clone());
+            path
+        }
+    };
     let db = open_db(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
     let mut node = Node::new(config())?;
     // A message sent again after a hub restart replaces its row: storing is idempotent.
@@ -158,7 +166,12 @@ fn storage(args: &[String]) -> Result<(), Error> {
         path.display()
     );
     serve_until_done(&mut node, "storage")?;
-    println!("storage: stopped");
+    drop(node);
+    if temporary.0.is_empty() {
+        println!("storage: stopped");
+    } else {
+        println!("storage: stopped; its database is removed (pass --db PATH to keep one)");
+    }
     Ok(())
 }
 
@@ -227,6 +240,28 @@ fn reap(node: &mut Node, name: &str, child: &mut Child, limit: Duration) -> bool
 }
 
 /// Children that are killed if the ingester leaves early.
+/// Files and directories this run made in the temp directory, removed when it ends, however
+/// it ends.
+struct Temporary(Vec<PathBuf>);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+                // SQLite's side files, should a crash have left them.
+                for side in ["-journal", "-wal", "-shm"] {
+                    let mut name = path.clone().into_os_string();
+                    name.push(side);
+                    let _ = std::fs::remove_file(name);
+                }
+            }
+        }
+    }
+}
+
 struct Children(Vec<(&'static str, Child)>);
 
 impl Drop for Children {
@@ -241,13 +276,23 @@ impl Drop for Children {
 }
 
 fn ingester(args: &[String]) -> Result<(), Error> {
+    let mut temporary = Temporary(Vec::new());
     let (input, temp_input) = match option(args, "--input") {
         Some(d) => (PathBuf::from(d), false),
-        None => (sample_input()?, true),
+        None => {
+            let dir = sample_input()?;
+            temporary.0.push(dir.clone());
+            (dir, true)
+        }
     };
-    let db = option(args, "--db")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_db);
+    let (db, temp_db) = match option(args, "--db") {
+        Some(p) => (PathBuf::from(p), false),
+        None => {
+            let path = default_db();
+            temporary.0.push(path.clone());
+            (path, true)
+        }
+    };
     let (jobs, skipped) = read_input(&input)?;
     println!(
         "ingester: {} files from {}{}",
@@ -314,9 +359,6 @@ fn ingester(args: &[String]) -> Result<(), Error> {
     for (name, child) in &mut children.0 {
         clean &= reap(&mut node, name, child, Duration::from_secs(10));
     }
-    if temp_input {
-        let _ = std::fs::remove_dir_all(&input);
-    }
     if !finished {
         return Err(format!("the pipeline did not finish within {RUN_LIMIT:?}").into());
     }
@@ -333,7 +375,16 @@ fn ingester(args: &[String]) -> Result<(), Error> {
         p.failed.len(),
         p.words
     );
-    println!("pipeline: database {} has {rows} rows", db.display());
+    println!(
+        "pipeline: database {} has {rows} rows{}",
+        db.display(),
+        if temp_db {
+            " (removed now: pass --db PATH to keep one)"
+        } else {
+            ""
+        }
+    );
+    drop(temporary);
     if let Some(why) = &p.broken {
         return Err(format!("a message was not delivered: {why}").into());
     }

@@ -42,12 +42,38 @@ pub use compile::{compile_str, compile_value, CompileError, CompiledChart};
 pub use error::Error;
 pub use interstate_core::{Chart, Duration, Event, Instant, Machine};
 
-/// Loads a chart file's contents: a chart image (starting with the `ISCH` magic) or JSON.
+/// Loads a chart file's contents: a chart image (starting with the `ISCH` magic) or JSON
+/// (UTF-8, with or without a byte order mark, as some editors on other systems write it).
 pub fn load_chart_bytes(bytes: &[u8]) -> Result<CompiledChart, Error> {
     if bytes.starts_with(&interstate_core::image::MAGIC) {
         let chart = interstate_core::image::decode(bytes).map_err(Error::Image)?;
         return Ok(CompiledChart::from_chart(&chart));
     }
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|_| Error::NotAChart)?;
     Ok(compile_str(text)?)
+}
+
+/// The UTF-8 byte order mark, accepted (and skipped) at the start of a JSON chart.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHART: &str = r#"{"id":"t","initial":"a","states":{"a":{"on":{"GO":"b"}},"b":{}}}"#;
+
+    #[test]
+    fn a_json_chart_may_start_with_a_byte_order_mark() {
+        let plain = load_chart_bytes(CHART.as_bytes()).expect("the chart compiles");
+        let mut with_bom = UTF8_BOM.to_vec();
+        with_bom.extend_from_slice(CHART.as_bytes());
+        let marked = load_chart_bytes(&with_bom).expect("the chart with a BOM compiles");
+        assert_eq!(marked.to_image(), plain.to_image());
+    }
+
+    #[test]
+    fn a_byte_order_mark_alone_is_not_a_chart() {
+        assert!(load_chart_bytes(UTF8_BOM).is_err());
+    }
 }

@@ -7,8 +7,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+// The replay uses only part of the fuzz crate's API (its items and the re-exports that name
+// them, such as `protocol::run_conn`), hence the allowances.
 #[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod fuzz_logic;
 
 fn corpus(target: &str) -> Vec<PathBuf> {

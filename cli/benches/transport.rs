@@ -1,5 +1,5 @@
 //! Transport latency and throughput between two processes, each path beside its raw baseline:
-//! the paths of `interstate bench` (see `cli/src/bench.rs`) at a smaller scale, under criterion.
+//! the paths of `interstate bench` (see `cli/src/bench/`) at a smaller scale, under criterion.
 //!
 //! For each transport (`unix`, `fifo`, `shm`) and payload (64 B, 4 KiB):
 //! - `<transport>/rtt/<path>/<payload>`: one round trip per iteration;
@@ -22,7 +22,7 @@
 //! This process runs on one CPU and the peers on another (as `interstate bench --pin split`).
 //!
 //! Run: `cargo bench --bench transport` (about 2 minutes); a subset with a filter, e.g.
-//! `cargo bench --bench transport -- shm/rtt`. The README's figures come from
+//! `cargo bench --bench transport -- shm/rtt`. The figures of docs/performance.md come from
 //! `interstate bench --transport all`, which measures more round trips and reports
 //! percentiles and ratios.
 

@@ -2,14 +2,16 @@
 //! benchmark. Not a stable API: programs use the `interstate` crate (the facade) and
 //! `interstate-platform`; this crate only turns command lines into calls to them.
 //!
-//! - [`cmd`]: the bus verbs (`hub`, `send`, `ps`, `monitor`, `run`), the app verbs (`up`,
-//!   `down`, `demo`) and `serial-bridge`;
+//! - [`cmd`]: the bus verbs (`hub`, `send`, `ps`, `buses`, `monitor`, `run`), the app verbs
+//!   (`up`, `down`, `demo`) and `serial-bridge`, and what they share;
 //! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
-//! - [`bench`]: `interstate bench`, the transport benchmark with its raw baselines.
+//! - [`output`]: stdout that ends the tool quietly when its reader goes away, and `NO_COLOR`;
+//! - [`bench`](mod@bench): `interstate bench`, the transport benchmark with its raw baselines.
 
 pub mod bench;
 pub mod cmd;
 pub mod demo;
 pub mod manifest;
+pub mod output;

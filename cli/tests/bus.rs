@@ -1,5 +1,5 @@
 //! The bus end to end: real processes (the `interstate` binary and the `bus_probe` test
-//! helper, `examples/bus_probe.rs`) on a private bus directory and bus name per test.
+//! helper, `examples/bus_probe/`) on a private bus directory and bus name per test.
 //!
 //! `bus_probe` is found next to the binary as `<target>/<profile>/examples/bus_probe`.
 //! Plain `cargo test` builds every example before it runs the integration tests; when

@@ -378,7 +378,7 @@ fn simulate_refuses_malformed_options() {
         ("carsWaiting", "--guard carsWaiting: expected NAME=VALUE"),
         (
             "carsWaiting=maybe",
-            "--guard carsWaiting=maybe: bad value 'maybe'",
+            "--guard carsWaiting=maybe: bad value 'maybe' (expected true or false)",
         ),
     ] {
         let out = interstate(&["simulate", chart.arg(), "--guard", option, "TIMER"], None);
@@ -393,7 +393,7 @@ fn simulate_refuses_malformed_options() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "interstate: --delay slow=soon: bad value 'soon'\n"
+        "interstate: --delay slow=soon: bad value 'soon' (expected milliseconds)\n"
     );
 }
 

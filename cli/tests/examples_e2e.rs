@@ -66,6 +66,8 @@ fn example_binary(name: &str) -> PathBuf {
 /// One example run: a private directory (bus directory, inputs, database) and the process.
 struct Run {
     dir: PathBuf,
+    /// The example's TMPDIR (by default `dir`).
+    tmp: PathBuf,
     bus: String,
     child: Option<Child>,
 }
@@ -87,6 +89,7 @@ impl Run {
             .create(&dir)
             .expect("create the test's directory");
         Run {
+            tmp: dir.clone(),
             dir,
             bus: format!("e2e-{tag}-{n}"),
             child: None,
@@ -102,7 +105,7 @@ impl Run {
             .env("INTERSTATE_DIR", self.dir.join("bus"))
             .env("INTERSTATE_BUS", &self.bus)
             // Sample inputs and default databases land in the test's directory.
-            .env("TMPDIR", &self.dir)
+            .env("TMPDIR", &self.tmp)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_path).expect("stdout file"))
             .stderr(std::fs::File::create(&err_path).expect("stderr file"))
@@ -280,4 +283,85 @@ fn pipeline_with_its_sample_files_and_a_file_too_large() {
     assert!(out.contains("(1 complete, 1 failed)"), "{out}");
     assert!(err.contains("files not stored: large.txt"), "{err}");
     assert_eq!(rows(&db).keys().collect::<Vec<_>>(), ["small.txt"]);
+}
+
+/// A fresh, empty directory for a run's TMPDIR.
+fn private_tmp(run: &mut Run) -> PathBuf {
+    let tmp = run.dir.join("tmp");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .expect("create the run's TMPDIR");
+    run.tmp = tmp.clone();
+    tmp
+}
+
+fn leftovers(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .expect("read the run's TMPDIR")
+        .map(|e| e.expect("an entry").path())
+        .collect()
+}
+
+#[test]
+fn the_pipeline_example_and_app_leave_nothing_in_the_temp_directory() {
+    // The example with its samples and its default database.
+    let mut run = Run::new("tmpdir");
+    let tmp = private_tmp(&mut run);
+    let (ok, out, err) = run.run("pipeline", &[]);
+    assert!(ok, "pipeline failed:\n{out}\n{err}");
+    assert!(
+        out.contains("has 5 rows (removed now: pass --db PATH to keep one)"),
+        "{out}"
+    );
+    assert_eq!(
+        leftovers(&tmp),
+        Vec::<PathBuf>::new(),
+        "left by the example"
+    );
+
+    // The same pipeline as an app: `interstate up examples/apps/pipeline.toml`, whose
+    // processes are `interstate` found on PATH.
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_interstate"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps/pipeline.toml");
+    let log = run.dir.join("up.log");
+    let mut child = Command::new(&bin)
+        .args(["up", "--plain", "--bus", &format!("{}-app", run.bus)])
+        .arg(&manifest)
+        .env("INTERSTATE_DIR", run.dir.join("bus"))
+        .env("TMPDIR", &tmp)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start interstate up");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!(
+                "interstate up ran longer than {LIMIT:?}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "interstate up failed:\n{out}");
+    assert!(out.contains("removed when it stops"), "{out}");
+    assert_eq!(
+        leftovers(&tmp),
+        Vec::<PathBuf>::new(),
+        "left by the app:\n{out}"
+    );
 }

@@ -4,7 +4,7 @@
 //! source streaming to a sink through the same hub the whole time) sees no disruption, and
 //! the hub logs each attempt once, with its reason (log lines are counted).
 //!
-//! The hub is `bus_probe hub` (a node in the hub role, `examples/bus_probe.rs`) so that tests
+//! The hub is `bus_probe hub` (a node in the hub role, `examples/bus_probe/`) so that tests
 //! can shorten its idle timeout and its queues; its log lines are the node's
 //! (`interstate: hub: link N: reason`). The hostile clients are `bus_probe raw-script` and
 //! `raw-flood`, which speak the wire format by hand. A test named `known_issue_*` would be

@@ -17,12 +17,12 @@
 //! - [`frame_decode`], [`hub`], [`endpoint`], [`conn`] (in [`protocol`]): the bus protocol's
 //!   frame decoder, the hub, the client endpoint and the platform's framed stream, fed bytes
 //!   and `arbitrary` operations.
-//! - [`serial`] (in [`mod@serial`]): COBS framing on serial lines and the device-side link.
+//! - [`serial`](fn@serial) (in [`mod@serial`]): COBS framing on serial lines and the device-side link.
 //! - [`shm_ring`] (in [`ring`]): the shared-memory ring over memory a hostile peer writes.
 //!
 //! Every function panics on a broken invariant; errors returned by the machine are fine.
 //!
-//! The bus targets live in submodules of this file (`protocol.rs`, `serial.rs`, `ring.rs`
+//! The bus targets live in submodules of this file (`protocol/`, `serial.rs`, `ring.rs`
 //! beside it), which `tests/fuzz_corpus.rs` picks up along with this file; they also use
 //! `interstate_platform` (for the ring), which the main crate depends on too.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures of the README's "Footprint" section, measured: code size of the core's step
+# The figures of docs/embedded.md's "Footprint" section, measured: code size of the core's step
 # algorithm and of two whole no_std programs (release, opt-level "s", LTO, panic=abort: the
 # `embedded` profile), and RAM per machine, for a Cortex-M4F (thumbv7em-none-eabihf).
 #

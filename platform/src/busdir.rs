@@ -27,6 +27,27 @@ pub fn default_dir() -> PathBuf {
     ))
 }
 
+/// What `INTERSTATE_DIR` accepts.
+pub const DIR_ALLOWED: &str =
+    "use the absolute path of a directory (created, mode 0700, when it does not exist)";
+
+/// [`default_dir`], refusing an `INTERSTATE_DIR` that is not an absolute path or names
+/// something other than a directory, with an error naming the variable and its value.
+pub fn try_default_dir() -> Result<PathBuf, PlatformError> {
+    if let Some(d) = std::env::var_os("INTERSTATE_DIR").filter(|d| !d.is_empty()) {
+        let path = PathBuf::from(&d);
+        let exists_not_dir = std::fs::metadata(&path).is_ok_and(|m| !m.is_dir());
+        if !path.is_absolute() || exists_not_dir {
+            return Err(PlatformError::BadSetting {
+                variable: "INTERSTATE_DIR",
+                value: d.to_string_lossy().into_owned(),
+                allowed: DIR_ALLOWED,
+            });
+        }
+    }
+    Ok(default_dir())
+}
+
 /// The bus name from `INTERSTATE_BUS`, else [`DEFAULT_BUS`].
 pub fn default_bus() -> String {
     std::env::var("INTERSTATE_BUS")

@@ -57,6 +57,15 @@ pub enum PlatformError {
     },
     /// A chart or machine error from the core.
     Core(interstate_core::Error),
+    /// An environment variable has a value this layer does not accept.
+    BadSetting {
+        /// The variable, e.g. `INTERSTATE_TRANSPORT`.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it accepts.
+        allowed: &'static str,
+    },
 }
 
 impl PlatformError {
@@ -113,6 +122,14 @@ impl fmt::Display for PlatformError {
                  one node registers; spread the machines over more processes"
             ),
             PlatformError::Core(e) => write!(f, "{e}"),
+            PlatformError::BadSetting {
+                variable,
+                value,
+                allowed,
+            } => write!(
+                f,
+                "{variable} is set to '{value}', which is not a valid value: {allowed}"
+            ),
         }
     }
 }

@@ -6,6 +6,9 @@
 //! line per event. `down` finds the `up` process of a bus by its pid file and asks it to stop.
 
 use std::io::{IsTerminal, Write};
+
+use super::Level;
+use crate::output::{self, Stdout};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,8 @@ pub struct UpOptions {
     pub bus: Option<String>,
     /// Plain lines even on a terminal.
     pub plain: bool,
+    /// `--quiet`, `--verbose`.
+    pub level: Level,
 }
 
 /// `interstate up FILE`: runs the app until it finishes or is stopped; returns the exit status.
@@ -35,10 +40,11 @@ pub fn up(opts: &UpOptions) -> Result<u8, String> {
         busdir::check_bus_name(b)?;
         manifest.bus = b.clone();
     }
-    let mut config = NodeConfig::new(&manifest.bus);
+    let mut config = super::node_config(Some(&manifest.bus))?;
     config.role = Role::Auto;
     let label = "up";
-    run_app(manifest, config, label, opts.plain)
+    let outcome = supervise(manifest, config, label, opts.plain, opts.level, true)?;
+    Ok(outcome.exit_code())
 }
 
 /// Runs `manifest` under a supervisor on a node made from `config`, printing its progress;
@@ -49,15 +55,19 @@ pub fn run_app(
     label: &str,
     plain: bool,
 ) -> Result<u8, String> {
-    supervise(manifest, config, label, plain).map(|o| o.exit_code())
+    supervise(manifest, config, label, plain, Level::Normal, true).map(|o| o.exit_code())
 }
 
-/// [`run_app`], returning how the app ended.
+/// [`run_app`], saying as much as `level` asks (and the processes' output lines when
+/// `outputs`), returning how the app ended. Once stdout is closed its output is dropped and
+/// the app goes on (see [`crate::output`]).
 pub fn supervise(
     manifest: Manifest,
     config: NodeConfig,
     label: &str,
     plain: bool,
+    level: Level,
+    outputs: bool,
 ) -> Result<Outcome, String> {
     let node = Node::new(config).map_err(|e| e.to_string())?;
     let bus = node.config().bus.clone();
@@ -67,8 +77,9 @@ pub fn supervise(
     let mut sup = Supervisor::new(node, manifest.supervisor.clone(), manifest.processes)
         .map_err(|e| e.to_string())?;
     sup.handle_signals().map_err(|e| e.to_string())?;
-    let tty = !plain && std::io::stdout().is_terminal();
-    let mut display = Display::new(label, tty, &sup);
+    let tty = !plain && level > Level::Quiet && std::io::stdout().is_terminal();
+    let mut display = Display::new(label, tty, &sup, level);
+    display.outputs = outputs;
     display.say(&format!(
         "{n} processes on bus '{bus}' ({}, {}); Ctrl-C stops them",
         if serving {
@@ -101,7 +112,9 @@ pub fn supervise(
             break o.clone();
         }
     };
-    display.finish(&sup, &outcome);
+    if level > Level::Quiet || !outcome.success() {
+        display.finish(&sup, &outcome);
+    }
     Ok(outcome)
 }
 
@@ -114,10 +127,9 @@ pub fn down(manifest: Option<&Path>, bus: Option<&str>, limit: Duration) -> Resu
         (None, None) => busdir::default_bus(),
     };
     busdir::check_bus_name(&bus)?;
-    let dir = busdir::default_dir();
+    let dir = busdir::try_default_dir().map_err(|e| e.to_string())?;
     let pid = supervisor::stop_running(&dir, &bus, limit)?;
-    println!("down: the app on bus '{bus}' stopped (its supervisor was pid {pid})");
-    Ok(())
+    crate::outln!("down: the app on bus '{bus}' stopped (its supervisor was pid {pid})")
 }
 
 /// `interstate demo` options.
@@ -129,6 +141,8 @@ pub struct DemoOptions {
     pub plain: bool,
     /// The ingester's pause between files, in milliseconds.
     pub pace: u64,
+    /// `--quiet`: the final line only; `--verbose`: status texts too.
+    pub level: Level,
 }
 
 /// Removes the demo's directory when the demo ends, however it ends.
@@ -169,9 +183,19 @@ pub fn demo(opts: &DemoOptions) -> Result<u8, String> {
     let store = tmp.path.join("store.jsonl");
     let bus = format!("demo-{pid}");
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-    println!("demo: the seed's pipeline, one process per role, under a supervisor:");
-    println!("demo:   ingester -> processor -> storage, and a monitor printing every message");
-    println!(
+    // Lines that `--quiet` leaves out; a closed stdout drops them (the demo goes on).
+    let say = |text: std::fmt::Arguments<'_>| {
+        if opts.level > Level::Quiet {
+            let _ = output::line(text);
+        }
+    };
+    say(format_args!(
+        "demo: the seed's pipeline, one process per role, under a supervisor:"
+    ));
+    say(format_args!(
+        "demo:   ingester -> processor -> storage, and a monitor printing every message"
+    ));
+    say(format_args!(
         "demo: private bus '{bus}' in {} ({})",
         tmp.path.display(),
         if opts.keep {
@@ -179,35 +203,39 @@ pub fn demo(opts: &DemoOptions) -> Result<u8, String> {
         } else {
             "removed at the end"
         }
-    );
+    ));
     let manifest = crate::demo::manifest(&exe, &bus, &input, &store, opts.pace);
     let mut config = NodeConfig::new(&bus);
     config.dir = tmp.path.clone();
     config.role = Role::Hub;
-    let outcome = supervise(manifest, config, "demo", opts.plain)?;
+    let transport = interstate::bus::Transport::try_from_env().map_err(|e| e.to_string())?;
+    config.transport = transport;
+    // `--quiet`: the demo's last line only, without its processes' lines.
+    let outputs = opts.level > Level::Quiet;
+    let outcome = supervise(manifest, config, "demo", opts.plain, opts.level, outputs)?;
     let code = outcome.exit_code();
     let records = crate::demo::read_store(&store)?;
     let words: u64 = records.values().map(|r| r.words).sum();
-    println!(
+    say(format_args!(
         "demo: the store holds {} records, {words} words ({})",
         records.len(),
         store.display()
-    );
+    ));
     for r in records.values() {
         let mut text: String = r.data.replace('\n', " ").chars().take(40).collect();
         if r.data.chars().count() > 40 {
             text.push_str("...");
         }
-        println!(
+        say(format_args!(
             "demo:   {:<12} {:>2} words {:>2} lines  \"{}\"",
             r.file,
             r.words,
             r.lines,
             text.trim_end()
-        );
+        ));
     }
     let complete = records.len() == crate::demo::SAMPLES.len();
-    println!(
+    let _ = output::line(format_args!(
         "demo: {} in {}{}",
         match &outcome {
             _ if code == 0 && complete => "done".to_string(),
@@ -220,7 +248,7 @@ pub fn demo(opts: &DemoOptions) -> Result<u8, String> {
         } else {
             "; the bus and its files are removed".to_string()
         }
-    );
+    ));
     Ok(if code == 0 && !complete { 1 } else { code })
 }
 
@@ -238,6 +266,11 @@ pub fn fmt_duration(d: Duration) -> String {
 struct Display {
     label: String,
     tty: bool,
+    /// Color and bold on the terminal (not with `NO_COLOR`).
+    color: bool,
+    level: Level,
+    /// Whether the processes' output lines are shown.
+    outputs: bool,
     width: usize,
     /// Lines of the status block now on screen.
     drawn: usize,
@@ -245,7 +278,7 @@ struct Display {
 }
 
 impl Display {
-    fn new(label: &str, tty: bool, sup: &Supervisor) -> Display {
+    fn new(label: &str, tty: bool, sup: &Supervisor, level: Level) -> Display {
         let width = sup
             .children()
             .iter()
@@ -256,6 +289,9 @@ impl Display {
         Display {
             label: label.to_string(),
             tty,
+            color: tty && !output::no_color(),
+            level,
+            outputs: true,
             width,
             drawn: 0,
             pending: Vec::new(),
@@ -263,12 +299,15 @@ impl Display {
     }
 
     fn say(&mut self, text: &str) {
-        self.pending.push(format!("{}: {text}", self.label));
+        if self.level > Level::Quiet {
+            self.pending.push(format!("{}: {text}", self.label));
+        }
     }
 
     fn event(&mut self, ev: &SupervisorEvent) {
         use SupervisorEvent as E;
         let line = match ev {
+            E::Output { .. } if !self.outputs => return,
             E::Output { child, line, .. } => {
                 let w = self.width;
                 self.pending.push(format!("{child:>w$} | {line}"));
@@ -277,7 +316,10 @@ impl Display {
             E::Spawned { child, pid } => format!("{child} started (pid {pid})"),
             E::Ready { child, how } => format!("{child} ready ({how})"),
             E::AllReady => "every process is ready".to_string(),
-            // Shown in the status block (a child may send many).
+            // Shown in the status block (a child may send many); as lines with --verbose.
+            E::Status { child, text } if self.level == Level::Verbose && !self.tty => {
+                format!("{child}: \"{text}\"")
+            }
             E::Status { .. } => return,
             E::Exited {
                 child,
@@ -363,12 +405,17 @@ impl Display {
         if s.chars().count() > room {
             s = s.chars().take(room.saturating_sub(3)).collect::<String>() + "...";
         }
-        format!(" \x1b[{color}m{mark}\x1b[0m {s}")
+        if self.color {
+            format!(" \x1b[{color}m{mark}\x1b[0m {s}")
+        } else {
+            format!(" {mark} {s}")
+        }
     }
 
     /// Prints what is pending; on a terminal, redraws the status block below it.
     fn flush(&mut self, sup: &Supervisor) {
-        let mut out = std::io::stdout().lock();
+        // Errors are dropped: a closed stdout must not stop the app (see `crate::output`).
+        let mut out = Stdout;
         if !self.tty {
             for l in self.pending.drain(..) {
                 let _ = writeln!(out, "{l}");
@@ -390,7 +437,11 @@ impl Display {
             .filter(|&c| c > 0)
             .unwrap_or(80);
         let children = sup.children();
-        let _ = writeln!(out, "\x1b[1m── {} ──\x1b[0m", self.label);
+        if self.color {
+            let _ = writeln!(out, "\x1b[1m── {} ──\x1b[0m", self.label);
+        } else {
+            let _ = writeln!(out, "── {} ──", self.label);
+        }
         for c in &children {
             let _ = writeln!(out, "{}", self.status_line(c, now, columns));
         }
@@ -400,7 +451,7 @@ impl Display {
 
     fn finish(&mut self, sup: &Supervisor, outcome: &Outcome) {
         self.flush(sup);
-        let mut out = std::io::stdout().lock();
+        let mut out = Stdout;
         if self.tty && self.drawn > 0 {
             let _ = write!(out, "\x1b[{}F\x1b[J", self.drawn);
             self.drawn = 0;

@@ -10,6 +10,9 @@ use serde_json::json;
 use interstate::bus::{Node, NodeConfig, Role};
 use interstate::Behaviors;
 
+use super::{Level, Values};
+use crate::{outln, output};
+
 /// Bus selection shared by the subcommands.
 #[derive(Clone, Debug, Default)]
 pub struct BusArgs {
@@ -18,14 +21,11 @@ pub struct BusArgs {
 }
 
 impl BusArgs {
-    /// The node settings for this bus and role.
-    pub fn config(&self, role: Role) -> NodeConfig {
-        let mut c = match &self.bus {
-            Some(b) => NodeConfig::new(b),
-            None => NodeConfig::from_env(),
-        };
+    /// The node settings for this bus and role; a bad `INTERSTATE_*` value is an error.
+    pub fn config(&self, role: Role) -> Result<NodeConfig, String> {
+        let mut c = super::node_config(self.bus.as_deref())?;
         c.role = role;
-        c
+        Ok(c)
     }
 }
 
@@ -40,19 +40,41 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 /// `interstate hub`: serve the bus until SIGINT/SIGTERM.
-pub fn hub(args: &BusArgs) -> Result<(), String> {
+pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
     let stop = stop_flag()?;
-    let mut config = args.config(Role::Hub);
+    let mut config = args.config(Role::Hub)?;
     // Socket activation: serve on the listening socket a service manager passed, if any.
     if let Some(fd) = interstate_platform::activation::listen_fd_from_env()? {
         config.listen_fd = Some(std::sync::Arc::new(fd));
     }
     let mut node = Node::new(config).map_err(|e| e.to_string())?;
-    eprintln!(
-        "interstate: hub serving bus '{}' at {}",
-        node.config().bus,
-        node.config().socket_path().display()
-    );
+    if level == Level::Quiet {
+        // Errors only: no connection and disconnection lines.
+        node.set_logger(|line| {
+            if !line.starts_with("info: ") {
+                eprintln!("interstate: {line}");
+            }
+        });
+    }
+    if level > Level::Quiet {
+        eprintln!(
+            "interstate: hub serving bus '{}' at {}",
+            node.config().bus,
+            node.config().socket_path().display()
+        );
+    }
+    if level == Level::Verbose {
+        let c = node.config();
+        eprintln!(
+            "interstate: hub settings: links up to {} bytes queued each, frames up to {} bytes, \
+             idle links closed after {} ms, other users allowed: uids {:?} gids {:?}",
+            c.link_queue,
+            c.max_frame,
+            c.idle_timeout.as_millis(),
+            c.allowed_uids,
+            c.allowed_gids
+        );
+    }
     // A service manager (systemd Type=notify, `interstate up`) learns that the bus is served.
     interstate_platform::notify::ready_with_status(&format!("serving bus '{}'", node.config().bus))
         .ok();
@@ -61,14 +83,19 @@ pub fn hub(args: &BusArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     interstate_platform::notify::stopping().ok();
+    if level == Level::Verbose {
+        eprintln!("interstate: hub counters: {:?}", node.stats());
+    }
     node.shutdown();
-    eprintln!("interstate: hub stopped");
+    if level > Level::Quiet {
+        eprintln!("interstate: hub stopped");
+    }
     Ok(())
 }
 
 /// A client node on the bus `args` names, connected.
 pub fn client(args: &BusArgs) -> Result<Node, String> {
-    let node = Node::new(args.config(Role::Client)).map_err(|e| e.to_string())?;
+    let node = Node::new(args.config(Role::Client)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     if !node.is_connected() {
         return Err(format!(
             "could not reach the hub of bus '{}'",
@@ -133,8 +160,7 @@ pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Re
     match failure {
         Some(f) => Err(format!("not delivered: {f}")),
         None => {
-            println!("sent {event} to {target}");
-            Ok(())
+            outln!("sent {event} to {target}")
         }
     }
 }
@@ -171,12 +197,17 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list))?;
     } else {
-        println!(
+        outln!(
             "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} AGE",
-            "MACHINE", "PID", "UID", "EXECUTABLE", "TRANSPORT", "STATE"
-        );
+            "MACHINE",
+            "PID",
+            "UID",
+            "EXECUTABLE",
+            "TRANSPORT",
+            "STATE"
+        )?;
         for e in entries {
             let age = now_ms.saturating_sub(e.since_ms) / 1000;
             let state = match states.get(&e.machine) {
@@ -184,7 +215,7 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
                 Some(s) => s["state"].to_string(),
                 None => "-".to_string(),
             };
-            println!(
+            outln!(
                 "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} {}s",
                 e.machine,
                 e.pid,
@@ -193,7 +224,7 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
                 format!("{:?}", e.transport),
                 state,
                 age
-            );
+            )?;
         }
     }
     Ok(())
@@ -306,11 +337,24 @@ pub fn monitor(
                 }
                 _ => continue,
             };
-            println!("{line}");
+            outln!("{line}")?;
             seen += 1;
         }
     }
     Ok(())
+}
+
+/// How `interstate run` hosts its machine: the guard and named-delay values (every one the
+/// chart uses must have a value), and how much it says.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// `--guard` and `--delay` values.
+    pub values: Values,
+    /// `--quiet`, `--verbose`.
+    pub level: Level,
+    /// `--keep-going`: serve on when the machine stops on an error (it leaves the bus either
+    /// way); without it, `run` then ends with an error (exit status 2).
+    pub keep_going: bool,
 }
 
 /// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
@@ -320,50 +364,71 @@ pub fn run(
     id: &str,
     role: Role,
     watch: &[String],
-    keep_going: bool,
+    host: &Host,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let compiled =
-        interstate::load_chart_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let compiled = super::load_chart(file)?;
+    host.values
+        .check_complete(&compiled.chart())
+        .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
     let stop = stop_flag()?;
-    let mut node = Node::new(args.config(role)).map_err(|e| e.to_string())?;
+    let mut node = Node::new(args.config(role)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     let who = id.to_string();
-    let behaviors = Behaviors::new().on_log(move |_, msg| println!("[{who}] {msg}"));
+    // A closed stdout is noted by `outln!` and ends the loop below.
+    let behaviors = Behaviors::new().on_log(move |_, msg| {
+        let _ = outln!("[{who}] {msg}");
+    });
+    let behaviors = host.values.bind(behaviors);
     let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
         .map_err(|e| e.to_string())?;
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;
     }
-    if !unbound.actions.is_empty() {
+    let say = host.level > Level::Quiet;
+    if say && !unbound.actions.is_empty() {
         eprintln!(
             "interstate: note: actions {} have no code in `interstate run` and do nothing",
             unbound.actions.join(", ")
         );
     }
-    eprintln!(
-        "interstate: machine '{id}' joined bus '{}' ({})",
-        node.config().bus,
-        if node.is_hub() {
-            "serving as hub"
-        } else {
-            "client"
-        }
-    );
+    if say {
+        eprintln!(
+            "interstate: machine '{id}' joined bus '{}' ({})",
+            node.config().bus,
+            if node.is_hub() {
+                "serving as hub"
+            } else {
+                "client"
+            }
+        );
+    }
+    if host.level == Level::Verbose {
+        let mut guards: Vec<_> = host.values.guards.iter().collect();
+        guards.sort();
+        let mut delays: Vec<_> = host.values.delays.iter().collect();
+        delays.sort();
+        eprintln!("interstate: machine '{id}': guards {guards:?}, delays (ms) {delays:?}");
+    }
     // Registered (and watching): a service manager learns the machine is on the bus.
     interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
     let mut reported = false;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
+        if output::closed() {
+            // The reader of the machine's log lines went away: end quietly.
+            break;
+        }
         let status = node.machine(id).map(|m| m.status());
         if status == Some(interstate_core::machine::Status::Done) {
-            eprintln!("interstate: machine '{id}' reached its final state");
+            if say {
+                eprintln!("interstate: machine '{id}' reached its final state");
+            }
             break;
         }
         if status == Some(interstate_core::machine::Status::Failed) && !reported {
             // The node has taken it off the bus; its senders hear that it is gone.
             let error = node.machine_errors(id).last().unwrap_or("").to_string();
-            if !keep_going {
+            if !host.keep_going {
                 node.flush();
                 return Err(format!(
                     "machine '{id}' stopped on an error and left the bus: {error} \
@@ -372,6 +437,9 @@ pub fn run(
             }
             reported = true;
         }
+    }
+    if host.level == Level::Verbose {
+        eprintln!("interstate: counters: {:?}", node.stats());
     }
     Ok(())
 }

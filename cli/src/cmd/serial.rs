@@ -26,7 +26,7 @@ pub struct SerialArgs {
 /// Runs the bridge until SIGINT or SIGTERM, then prints its counters.
 pub fn serial_bridge(bus: &BusArgs, args: &SerialArgs) -> Result<(), String> {
     let stop = stop_flag()?;
-    let node = Node::new(bus.config(Role::Client)).map_err(|e| e.to_string())?;
+    let node = Node::new(bus.config(Role::Client)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     if !node.is_connected() {
         return Err(format!(
             "could not reach the hub of bus '{}'",

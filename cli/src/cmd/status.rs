@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use interstate::bus::Node;
 
 use super::bus::{client, stop_flag, wait_registry, BusArgs};
+use crate::outln;
 
 /// How long a machine has to answer a state query: a node answers at once, so this only
 /// bounds the wait for processes that do not report (foreign clients, devices).
@@ -46,7 +47,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
 }
 
 /// The state reports of `ids`, asked in batches; machines that do not answer within
-/// [`ANSWER_WITHIN`] are missing from the map.
+/// `ANSWER_WITHIN` are missing from the map.
 pub fn states_of(node: &mut Node, ids: &[String]) -> Result<HashMap<String, Value>, String> {
     let mut got: HashMap<String, Value> = HashMap::new();
     for batch in ids.chunks(PS_BATCH) {
@@ -81,15 +82,13 @@ fn names(v: &Value) -> String {
     }
 }
 
-fn print_report(v: &Value, as_json: bool, watch: bool) {
+fn print_report(v: &Value, as_json: bool, watch: bool) -> Result<(), String> {
     if as_json {
-        println!("{v}");
-        return;
+        return outln!("{v}");
     }
     let at = v["at_ms"].as_u64().map(rfc3339_ms).unwrap_or_default();
     if v["port"] == json!(true) {
-        println!("{} is a port (no statechart behind it)", v["machine"]);
-        return;
+        return outln!("{} is a port (no statechart behind it)", v["machine"]);
     }
     if watch {
         let last = v["last_events"]
@@ -97,21 +96,20 @@ fn print_report(v: &Value, as_json: bool, watch: bool) {
             .and_then(|a| a.last())
             .and_then(Value::as_str)
             .unwrap_or("-");
-        println!(
+        return outln!(
             "{at}  {}  {}  after {last}  accepts {}",
             v["status"].as_str().unwrap_or("?"),
             v["state"],
             names(&v["accepts"])
         );
-        return;
     }
-    println!("machine      {}", v["machine"].as_str().unwrap_or("?"));
-    println!("status       {}", v["status"].as_str().unwrap_or("?"));
-    println!("state        {}", v["state"]);
-    println!("accepts      {}", names(&v["accepts"]));
-    println!("last events  {}", names(&v["last_events"]));
-    println!("errors       {}", names(&v["errors"]));
-    println!("at           {at}");
+    outln!("machine      {}", v["machine"].as_str().unwrap_or("?"))?;
+    outln!("status       {}", v["status"].as_str().unwrap_or("?"))?;
+    outln!("state        {}", v["state"])?;
+    outln!("accepts      {}", names(&v["accepts"]))?;
+    outln!("last events  {}", names(&v["last_events"]))?;
+    outln!("errors       {}", names(&v["errors"]))?;
+    outln!("at           {at}")
 }
 
 /// `interstate status ID [--json] [--watch]`.
@@ -141,7 +139,7 @@ pub fn status(args: &BusArgs, id: &str, as_json: bool, watch: bool) -> Result<()
         ));
     };
     let v: Value = serde_json::from_str(&report).map_err(|e| format!("a bad report: {e}"))?;
-    print_report(&v, as_json, watch);
+    print_report(&v, as_json, watch)?;
     if !watch {
         return Ok(());
     }
@@ -151,7 +149,7 @@ pub fn status(args: &BusArgs, id: &str, as_json: bool, watch: bool) -> Result<()
             .map_err(|e| e.to_string())?;
         while let Some((_, report)) = node.next_state_report() {
             if let Ok(v) = serde_json::from_str::<Value>(&report) {
-                print_report(&v, as_json, true);
+                print_report(&v, as_json, true)?;
             }
         }
         let now_present = node.registry().contains(id);
@@ -163,9 +161,9 @@ pub fn status(args: &BusArgs, id: &str, as_json: bool, watch: bool) -> Result<()
                 "left the bus"
             };
             if as_json {
-                println!("{}", json!({"machine": id, "event": what}));
+                outln!("{}", json!({"machine": id, "event": what}))?;
             } else {
-                println!("{id} {what}");
+                outln!("{id} {what}")?;
             }
         }
     }

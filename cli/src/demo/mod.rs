@@ -32,6 +32,7 @@ use interstate_platform::supervisor::{ChildSpec, Readiness, Restart, SupervisorC
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
+use crate::outln;
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
 
 pub mod pipeline;
@@ -96,15 +97,17 @@ pub fn processor() -> Result<(), String> {
         pipeline::processor_behaviors(SAY),
     )
     .map_err(|e| e.to_string())?;
-    println!("machine 'processor' registered, state 'ready'");
+    // A role's own lines never stop its work: a closed stdout only drops them.
+    let _ = outln!("machine 'processor' registered, state 'ready'");
     serve(&mut node, "processor")
 }
 
 /// `interstate demo --role storage [--store FILE]` (default:
-/// `$TMPDIR/interstate-<bus>-store.jsonl`).
+/// `$TMPDIR/interstate-<bus>-store.jsonl`, removed when the role stops: an app run from a
+/// manifest leaves nothing in the temp directory; give `--store` to keep the records).
 pub fn storage(store: Option<&Path>) -> Result<(), String> {
     use std::io::Write;
-    let default;
+    let mut default = PathBuf::new();
     let store = match store {
         Some(s) => s,
         None => {
@@ -136,11 +139,21 @@ pub fn storage(store: Option<&Path>) -> Result<(), String> {
     };
     let behaviors = pipeline::storage_behaviors(store_row, SAY);
     add_json_machine(&mut node, "storage", STORAGE_CHART, behaviors).map_err(|e| e.to_string())?;
-    println!(
-        "machine 'storage' registered, state 'ready', writing to {}",
-        store.display()
+    let temporary = store == default.as_path();
+    let _ = outln!(
+        "machine 'storage' registered, state 'ready', writing to {}{}",
+        store.display(),
+        if temporary {
+            " (removed when it stops; pass --store FILE to keep it)"
+        } else {
+            ""
+        }
     );
-    serve(&mut node, "storage")
+    let served = serve(&mut node, "storage");
+    if temporary {
+        let _ = std::fs::remove_file(store);
+    }
+    served
 }
 
 /// `interstate demo --role monitor`: every message crossing the hub, one short line each.
@@ -154,7 +167,8 @@ pub fn monitor() -> Result<(), String> {
     node.open_port(&format!("demo-monitor.{}", std::process::id()))
         .map_err(|e| e.to_string())?;
     interstate_platform::notify::ready_with_status("watching the bus").ok();
-    println!("watching every message on the bus");
+    // The monitor's lines are its work: it ends (quietly) when nobody reads them.
+    outln!("watching every message on the bus")?;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
@@ -162,7 +176,7 @@ pub fn monitor() -> Result<(), String> {
             if let Ok(Frame::Deliver(d)) = Frame::decode(&body) {
                 let data = brief(d.payload);
                 let sep = if data.is_empty() { "" } else { "  " };
-                println!("{} -> {}  {}{sep}{data}", d.from, d.to, d.event);
+                outln!("{} -> {}  {}{sep}{data}", d.from, d.to, d.event)?;
             }
         }
     }
@@ -233,7 +247,7 @@ pub fn ingester(input: Option<&Path>, pace: Duration) -> Result<(), String> {
         pipeline::ingester_behaviors(&progress, pace.as_millis() as u64, SAY),
     )
     .map_err(|e| e.to_string())?;
-    println!(
+    let _ = outln!(
         "{total} files from {}",
         input.map_or("the built-in samples".into(), |d| d.display().to_string())
     );
@@ -260,7 +274,7 @@ pub fn ingester(input: Option<&Path>, pace: Duration) -> Result<(), String> {
         return Err("the pipeline did not finish within 30 s".into());
     }
     let p = progress.borrow();
-    println!(
+    let _ = outln!(
         "{} files in {:.0?}: {} stored, {} failed, {} words",
         p.total,
         started.elapsed(),

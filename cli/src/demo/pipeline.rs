@@ -157,8 +157,11 @@ pub struct Say {
 }
 
 impl Say {
+    /// A line on stdout; a closed stdout drops it (the role goes on: its supervisor, or
+    /// the example's ingester, decides when it ends).
     fn line(&self, text: std::fmt::Arguments<'_>) {
-        println!("{}{text}", self.prefix);
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{}{text}", self.prefix);
     }
 }
 

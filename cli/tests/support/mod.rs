@@ -5,7 +5,7 @@
 //! and removes the directory when the test ends (passing or not).
 //!
 //! The children are the `interstate` binary and the `bus_probe` test helper
-//! (`examples/bus_probe.rs`, found as `<target>/<profile>/examples/bus_probe`; plain `cargo
+//! (`examples/bus_probe/`, found as `<target>/<profile>/examples/bus_probe`; plain `cargo
 //! test` builds it, `cargo build --example bus_probe` does when one test file is selected).
 
 #![allow(dead_code)]
@@ -41,9 +41,16 @@ pub fn probe_bin() -> PathBuf {
         "the test helper {} is missing: {HOW}",
         probe.display()
     );
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bus_probe.rs");
+    // Its sources are the files of `examples/bus_probe/`: the newest of them counts.
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bus_probe");
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(edited)) = (mtime(&probe), mtime(&source)) {
+    let newest = std::fs::read_dir(&sources)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((mtime(&e.path())?, e.path())))
+        .max();
+    if let (Some(built), Some((edited, source))) = (mtime(&probe), newest) {
         assert!(
             built >= edited,
             "the test helper {} is older than {}: {HOW}",

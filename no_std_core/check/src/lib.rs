@@ -89,7 +89,7 @@ impl Behavior for Lamp {
 }
 
 /// One step of the machine, kept out of line so that its code size can be read off the
-/// program's symbol table (see the README's Footprint).
+/// program's symbol table (see docs/embedded.md's Footprint).
 #[inline(never)]
 pub fn step(
     machine: &mut LampMachine,

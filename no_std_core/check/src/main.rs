@@ -1,7 +1,7 @@
 //! The whole minimal `no_std` program: [`interstate_core_check::exercise`] behind an entry
 //! point and a panic handler of its own, for a bare-metal target. It has no vector table or
 //! runtime crate (a Cortex-M program adds `cortex-m-rt`), so its size is the core's code
-//! and what the program itself needs; see the README's Footprint.
+//! and what the program itself needs; see docs/embedded.md's Footprint.
 #![no_std]
 #![no_main]
 
@@ -27,7 +27,7 @@ pub extern "C" fn _start() -> ! {
     }
 }
 
-/// `size_of` the default machine, readable with `nm -S` (see the README's Footprint). The
+/// `size_of` the default machine, readable with `nm -S` (see docs/embedded.md's Footprint). The
 /// size markers live in a section of their own, so that they do not count as `.rodata`.
 #[used]
 #[no_mangle]

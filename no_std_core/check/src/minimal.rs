@@ -2,7 +2,7 @@
 //! a default `Machine`: start, one event, one timer) behind an entry point and a panic
 //! handler, for a bare-metal target. No image loader and no codecs: its size is the step
 //! algorithm, the chart's validation and tables, and what a program needs around them; see
-//! the README's Footprint.
+//! docs/embedded.md's Footprint.
 #![no_std]
 #![no_main]
 

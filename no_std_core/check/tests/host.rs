@@ -37,7 +37,7 @@ fn the_minimal_program_switches_the_lamp_on_and_off() {
 
 #[test]
 fn the_default_machine_size_is_reported() {
-    // The README's Footprint quotes this figure for the host (64-bit); the bare-metal figure
+    // docs/embedded.md's Footprint quotes this figure for the host (64-bit); the bare-metal figure
     // comes from the thumbv7em build (`nm -S ... LAMP_MACHINE_SIZE`).
     eprintln!(
         "size_of::<Machine<'static>>() on this host: {} bytes",

@@ -160,8 +160,12 @@ struct IdState {
     reg: Registration,
     /// The hub's last answer on the current connection.
     answer: Option<RegisterStatus>,
-    /// The hub accepted this id from this process at least once.
+    /// The hub accepted this id from this process at least once, or may have: it was asked
+    /// for on a connection that was lost before the answer came (the hub may still hold it
+    /// for that connection).
     owned: bool,
+    /// Asked for on the current connection, no answer yet.
+    asked: bool,
     /// The hub holds it for another connection (logged once when that starts, once when it
     /// ends, however many times it is asked for meanwhile).
     held: bool,
@@ -262,6 +266,7 @@ where
             IdKey(k)
         };
         let owned = self.ids.get(id).is_some_and(|s| s.owned);
+        let ready = self.endpoint.is_ready();
         self.ids
             .insert(
                 key,
@@ -269,6 +274,7 @@ where
                     reg: Registration::Pending,
                     answer: None,
                     owned,
+                    asked: ready,
                     held: false,
                 },
             )
@@ -446,6 +452,7 @@ where
         let Some(s) = self.ids.get_mut(machine) else {
             return RegistrationChange::None;
         };
+        s.asked = false;
         s.reg = registration_answer(status, s.owned);
         s.answer = Some(status);
         let change = match s.reg {
@@ -477,6 +484,10 @@ where
         self.retry.reset();
         for (id, s) in self.ids.iter_mut() {
             // Every id is asked for afresh on a new connection, refused ones included.
+            // One asked for on the previous connection and not answered may be held for it
+            // by the hub: a `Taken` now is that connection's, and the id is asked for again.
+            s.owned |= s.asked;
+            s.asked = true;
             s.reg = Registration::Pending;
             s.answer = None;
             sink.send_frame(&Frame::Register { machine: &id.0 });
@@ -595,6 +606,7 @@ where
                 for (id, s) in self.ids.iter_mut() {
                     if s.reg == Registration::HeldElsewhere {
                         s.reg = Registration::Pending;
+                        s.asked = true;
                         again = true;
                         sink.send_frame(&Frame::Register { machine: &id.0 });
                     }
@@ -754,6 +766,56 @@ mod tests {
             ]
         );
         assert!(c.may_send_as("s"));
+    }
+
+    /// An id asked for on a connection lost before the hub answered may be held by the hub
+    /// for that connection: on the next one, `Taken` means "asked again", not "refused", so
+    /// its messages wait instead of failing as `not-owner` (found by the simulated bus).
+    #[test]
+    fn an_id_asked_for_on_a_lost_connection_is_asked_again_when_held() {
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        let t0 = Instant::ZERO;
+        welcome(&mut c, t0, &mut sink);
+        c.register("s", &mut sink).unwrap();
+        // Lost before the answer came.
+        c.disconnected(t0);
+        let t1 = Instant::from_millis(100);
+        welcome(&mut c, t1, &mut sink);
+        assert_eq!(
+            answer(&mut c, t1, RegisterStatus::Taken, &mut sink),
+            RegistrationChange::HeldElsewhere
+        );
+        assert!(!c.may_send_as("s"), "its messages wait");
+        let due = c.retry.poll_timeout().expect("asked for again");
+        sink.0.clear();
+        c.handle_timeout(due, &mut sink);
+        assert!(
+            sink.0.iter().any(|f| f.contains("Register")),
+            "{:?}",
+            sink.0
+        );
+        assert_eq!(
+            answer(&mut c, due, RegisterStatus::Ok, &mut sink),
+            RegistrationChange::Regained
+        );
+        assert!(c.may_send_as("s"));
+    }
+
+    /// An id refused on a connection that stays up is refused for good (another process
+    /// holds it): its messages go out and fail visibly.
+    #[test]
+    fn an_id_taken_by_another_process_is_refused_for_good() {
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        welcome(&mut c, Instant::ZERO, &mut sink);
+        c.register("s", &mut sink).unwrap();
+        assert_eq!(
+            answer(&mut c, Instant::ZERO, RegisterStatus::Taken, &mut sink),
+            RegistrationChange::Refused
+        );
+        assert!(c.may_send_as("s"));
+        assert!(c.retry.poll_timeout().is_none());
     }
 
     /// A machine leaving the bus acknowledges what it has before its Unregister: the hub

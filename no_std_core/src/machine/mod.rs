@@ -18,15 +18,13 @@
 //! The pieces, one file each:
 //! - this file: [`Machine`] itself, its public API ([`Machine::start`], [`Machine::send`],
 //!   timers and the outbox as the host sees them), [`Status`], [`Stats`] and [`Outgoing`];
-//! - `store`: the outbox and the timers with the bytes behind them, and the [`Effects`]
+//! - `store`: the outbox and the timers with the bytes behind them, and the `Effects`
 //!   actions send through;
 //! - `step`: macrosteps and microsteps (entering, exiting, final states and done events);
 //! - `select`: which transitions an event or the eventless scan enables, and their conflicts;
 //! - `exit_entry`: transition domains, exit and entry sets, history;
 //! - `actions`: running a state's or a transition's actions, built-in and the host's;
 //! - `json`: the state value as JSON ([`Machine::write_value`]).
-//!
-//! [`Effects`]: crate::context::Effects
 
 mod actions;
 mod exit_entry;

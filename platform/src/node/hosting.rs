@@ -38,8 +38,9 @@ fn sequence_base() -> u64 {
 }
 
 impl Node {
-    /// Makes the hosted machine or port `watcher` receive [`MACHINE_DOWN_EVENT`] when the
-    /// machine `target` leaves the bus and [`MACHINE_UP_EVENT`] when it (re)joins it, as the
+    /// Makes the hosted machine or port `watcher` receive
+    /// [`MACHINE_DOWN_EVENT`](super::MACHINE_DOWN_EVENT) when the machine `target` leaves the
+    /// bus and [`MACHINE_UP_EVENT`](super::MACHINE_UP_EVENT) when it (re)joins it, as the
     /// registry says: a crashed worker's supervisor-restarted successor shows as down, then up.
     /// Returns whether `target` is on the bus now.
     pub fn watch(&mut self, watcher: &str, target: &str) -> Result<bool, PlatformError> {

@@ -117,6 +117,28 @@ impl Transport {
         }
     }
 
+    /// What `INTERSTATE_TRANSPORT` accepts.
+    pub const ALLOWED: &'static str = "use unix (the default), fifo or shm";
+
+    /// From `INTERSTATE_TRANSPORT`: `unix` (or unset, or empty), `fifo` or `shm`; any other
+    /// value is an error naming the variable, the value and the allowed values.
+    pub fn try_from_env() -> Result<Transport, PlatformError> {
+        let value = match std::env::var_os("INTERSTATE_TRANSPORT") {
+            None => return Ok(Transport::UnixSocket),
+            Some(v) => v.to_string_lossy().into_owned(),
+        };
+        match value.as_str() {
+            "" | "unix" => Ok(Transport::UnixSocket),
+            "fifo" => Ok(Transport::Fifo),
+            "shm" => Ok(Transport::SHARED_MEMORY),
+            _ => Err(PlatformError::BadSetting {
+                variable: "INTERSTATE_TRANSPORT",
+                value,
+                allowed: Self::ALLOWED,
+            }),
+        }
+    }
+
     fn wait(&self) -> WaitStrategy {
         match self {
             Transport::SharedMemory { wait, .. } => *wait,
@@ -196,9 +218,34 @@ impl NodeConfig {
             transport: Transport::from_env(),
         }
     }
-    /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults).
+    /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
+    /// falls back to the default; [`NodeConfig::try_from_env`] reports it instead.
     pub fn from_env() -> Self {
         Self::new(&busdir::default_bus())
+    }
+
+    /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR` and `INTERSTATE_TRANSPORT`; a bad
+    /// value of any of them (a bus name that is not valid, a directory that is not an
+    /// absolute path of a directory, an unknown transport) is an error naming the variable,
+    /// the value and what it accepts.
+    pub fn try_from_env() -> Result<Self, PlatformError> {
+        let bus = busdir::default_bus();
+        if std::env::var_os("INTERSTATE_BUS").is_some_and(|b| !b.is_empty())
+            && busdir::check_bus_name(&bus).is_err()
+        {
+            return Err(PlatformError::BadSetting {
+                variable: "INTERSTATE_BUS",
+                value: std::env::var_os("INTERSTATE_BUS")
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                allowed: "use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'",
+            });
+        }
+        let mut config = Self::new(&bus);
+        config.dir = busdir::try_default_dir()?;
+        config.transport = Transport::try_from_env()?;
+        Ok(config)
     }
     /// The socket path.
     pub fn socket_path(&self) -> PathBuf {

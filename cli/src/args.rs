@@ -1,0 +1,348 @@
+//! The command line's grammar: every verb, flag and help text, as clap definitions. `main.rs`
+//! turns a parsed [`Cli`] into calls to the verbs; `completions` and `man` print scripts and
+//! a manual page generated from these same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Printed after `interstate --help`: the environment and the exit statuses.
+const AFTER_HELP: &str = "\
+A FILE argument of `-` is read from stdin; `compile -o -` writes to stdout.
+
+ENVIRONMENT:
+  INTERSTATE_DIR        The bus directory, an absolute path (default:
+                        $XDG_RUNTIME_DIR/interstate, else /tmp/interstate-UID). Created mode
+                        0700.
+  INTERSTATE_BUS        The bus name when --bus is not given (default: \"default\").
+  INTERSTATE_TRANSPORT  How a client reaches the hub: unix (default), fifo or shm. Any other
+                        value is an error.
+  XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
+  NO_COLOR              When set and not empty, `up` and `demo` print no color.
+  NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
+  LISTEN_FDS, LISTEN_PID
+                        Set by a service manager: `hub` serves on the socket it was passed.
+
+EXIT STATUS:
+  0  success; also when stdout is closed early (e.g. `interstate monitor | head -1`): the
+     command then ends quietly
+  1  a check failed: a simulation step failed, or an app run by `up` or `demo` failed
+     (`up` passes on its main process's own exit status when the manifest names one)
+  2  usage or runtime error: a bad option or setting, an unreadable file, an invalid chart,
+     a chart value missing, no hub serving the bus, a machine under `run` stopped by an
+     error (unless --keep-going)
+";
+
+#[derive(Parser)]
+#[command(
+    name = "interstate",
+    version,
+    about = "Statecharts across processes on one machine",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How much a chatty verb says (`up`, `demo`, `hub`, `run`).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Verbosity {
+    /// Say less: only errors, and the output of the machines or processes themselves.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: settings at start, counters at the end, status texts.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl Verbosity {
+    pub fn level(self) -> interstate_cli::cmd::Level {
+        use interstate_cli::cmd::Level;
+        match (self.quiet, self.verbose) {
+            (true, _) => Level::Quiet,
+            (_, true) => Level::Verbose,
+            _ => Level::Normal,
+        }
+    }
+}
+
+/// Guard and named-delay values, for `simulate` and `run`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Values {
+    /// A guard's value, NAME=true|false. Every guard the chart uses needs one.
+    #[arg(long = "guard", value_name = "NAME=BOOL")]
+    pub guards: Vec<String>,
+    /// A named delay's value, NAME=MS. Every named delay the chart uses needs one.
+    #[arg(long = "delay", value_name = "NAME=MS")]
+    pub delays: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Validate a chart (JSON or image) and print a one-line summary.
+    Check {
+        /// The chart file (`-`: stdin).
+        file: PathBuf,
+    },
+    /// Run a chart on a virtual clock; inputs from the arguments or stdin, one per line.
+    ///
+    /// An input is an event type (GO), a JSON event ({"type":"GO","data":{...}}), or
+    /// `@advance MS`, which moves the virtual clock forward and fires due timers. With the
+    /// chart read from stdin (`-`), the inputs come from the arguments only.
+    Simulate {
+        /// The chart file (`-`: stdin).
+        file: PathBuf,
+        #[command(flatten)]
+        values: Values,
+        /// Input events; when none are given, they are read from stdin.
+        events: Vec<String>,
+    },
+    /// Compile a JSON chart into a chart image that the core loads without allocating, or
+    /// (with --rust) into a Rust module with the chart's tables as statics.
+    Compile {
+        /// The JSON chart (`-`: stdin).
+        file: PathBuf,
+        /// Where to write the image or the Rust module (`-`: stdout, the summary then goes
+        /// to stderr).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write a Rust module (`static` tables and `pub fn chart()`) instead of an image.
+        #[arg(long)]
+        rust: bool,
+    },
+    /// Print a Mermaid stateDiagram-v2 or Graphviz DOT picture of a chart.
+    Diagram {
+        /// The chart file (`-`: stdin).
+        file: PathBuf,
+        /// The output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: DiagramFormat,
+    },
+    /// Serve a bus: route events between the machines of every process that joins it.
+    Hub {
+        #[command(flatten)]
+        bus: BusOpt,
+        #[command(flatten)]
+        verbosity: Verbosity,
+    },
+    /// Send one event to a machine on the bus.
+    Send {
+        /// The target machine id.
+        target: String,
+        /// The event name.
+        event: String,
+        /// The payload, as JSON.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// List the machines registered on the bus.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// List the buses in the bus directory: each one's hub pid and machine count.
+    Buses {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a machine's state, the events it accepts now, and its last events and errors.
+    Status {
+        /// The machine id.
+        id: String,
+        /// Print JSON (with --watch: one object per line).
+        #[arg(long)]
+        json: bool,
+        /// Keep printing each change as it happens, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print every message crossing the hub and every delivery failure, one line each.
+    Monitor {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Only messages from or to this machine id (`*` matches anything). Repeatable.
+        #[arg(long = "machine", value_name = "ID")]
+        machines: Vec<String>,
+        /// Only events with this name (`*` matches anything). Repeatable.
+        #[arg(long = "event", value_name = "NAME")]
+        events: Vec<String>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Run a JSON machine on the bus (built-in actions: log, raise, sendTo, cancel).
+    ///
+    /// Every guard the chart uses needs a --guard value and every named delay a --delay
+    /// value; the machine does not start otherwise. Named actions other than the built-ins
+    /// have no code here and do nothing (a note on stderr lists them).
+    Run {
+        /// The chart (JSON or image).
+        file: PathBuf,
+        /// The machine id on the bus.
+        #[arg(long)]
+        id: String,
+        /// Join an existing hub only (by default the first process serves the bus).
+        #[arg(long)]
+        client: bool,
+        /// Watch a machine id: the machine receives `xstate.machine.down` when it leaves the
+        /// bus and `xstate.machine.up` when it joins again. Repeatable.
+        #[arg(long = "watch", value_name = "ID")]
+        watch: Vec<String>,
+        /// Keep serving when the machine stops on an error (it leaves the bus either way);
+        /// without it, `run` then exits with status 2.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        values: Values,
+        #[command(flatten)]
+        bus: BusOpt,
+        #[command(flatten)]
+        verbosity: Verbosity,
+    },
+    /// Run an app: start the processes of a manifest (TOML) in dependency order once each is
+    /// ready, restart them by their policies, and stop them all on Ctrl-C.
+    Up {
+        /// The app manifest (see docs/lifecycle.md).
+        file: PathBuf,
+        /// Print plain lines, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// Override the manifest's bus name.
+        #[arg(long)]
+        bus: Option<String>,
+        #[command(flatten)]
+        verbosity: Verbosity,
+    },
+    /// Stop a running app (its `interstate up` process), by manifest or by bus name.
+    Down {
+        /// The app manifest (its bus is the one stopped).
+        file: Option<PathBuf>,
+        /// The bus name (default: the manifest's, else $INTERSTATE_BUS, else "default").
+        #[arg(long)]
+        bus: Option<String>,
+        /// How long to wait for the app to stop, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Run the seed's pipeline (ingester -> processor -> storage) as supervised processes on
+    /// a private bus; it finishes by itself in a few seconds.
+    Demo {
+        /// Keep the demo's directory (inputs, the store file).
+        #[arg(long)]
+        keep: bool,
+        /// Print plain lines, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// (internal) Run one role of the demo: ingester, processor, storage or monitor.
+        #[arg(long, hide = true)]
+        role: Option<String>,
+        /// (internal) The ingester's input directory.
+        #[arg(long, hide = true)]
+        input: Option<PathBuf>,
+        /// (internal) The storage's store file.
+        #[arg(long, hide = true)]
+        store: Option<PathBuf>,
+        /// The ingester's pause between files, in milliseconds (0: as fast as it goes).
+        #[arg(long, default_value_t = 250)]
+        pace: u64,
+        #[command(flatten)]
+        verbosity: Verbosity,
+    },
+    /// Measure bus latency and throughput between two processes, beside raw baselines.
+    Bench {
+        /// The transport to measure: unix, fifo, shm or all.
+        #[arg(long, default_value = "unix")]
+        transport: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Round trips to measure per path.
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: usize,
+        /// Messages one way per path with 64-byte payloads (larger payloads send fewer).
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Payload bytes per message (repeat or comma-separate; default: 64 and 4096).
+        #[arg(long, value_delimiter = ',')]
+        payload: Vec<usize>,
+        /// Shared-memory wait strategies: busy, spin, park (default: busy and spin).
+        #[arg(long, value_delimiter = ',')]
+        wait: Vec<String>,
+        /// Skip the paths through a separate hub process.
+        #[arg(long)]
+        no_hub: bool,
+        /// Placement: split (this process on one CPU, its peers on another), same, none.
+        #[arg(long, default_value = "split")]
+        pin: String,
+    },
+    /// (internal) A benchmark peer process.
+    #[command(hide = true)]
+    BenchPeer {
+        /// Peer arguments.
+        args: Vec<String>,
+    },
+    /// Put a device on a serial line on the bus (COBS frames over the tty, see docs/embedded.md).
+    SerialBridge {
+        /// The serial line: /dev/ttyUSB0, /dev/ttyACM0, a pseudo-terminal.
+        #[arg(long)]
+        tty: PathBuf,
+        /// The line speed in baud (left as it is when not given).
+        #[arg(long)]
+        baud: Option<u32>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print a shell completion script: `interstate completions bash > interstate.bash`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `interstate man | man -l -`.
+    Man,
+}
+
+/// `diagram --format`: the facade's picture formats as command-line values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DiagramFormat {
+    /// Mermaid `stateDiagram-v2`.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+impl From<DiagramFormat> for interstate::diagram::Format {
+    fn from(format: DiagramFormat) -> Self {
+        match format {
+            DiagramFormat::Mermaid => interstate::diagram::Format::Mermaid,
+            DiagramFormat::Dot => interstate::diagram::Format::Dot,
+        }
+    }
+}
+
+/// Which bus.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BusOpt {
+    /// The bus name (default: $INTERSTATE_BUS, else "default").
+    #[arg(long)]
+    pub bus: Option<String>,
+}
+
+impl BusOpt {
+    pub fn args(&self) -> interstate_cli::cmd::bus::BusArgs {
+        interstate_cli::cmd::bus::BusArgs {
+            bus: self.bus.clone(),
+        }
+    }
+}

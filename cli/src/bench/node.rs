@@ -1,0 +1,268 @@
+//! The paths over the bus: a port of this process's node sends, a machine in a peer process
+//! (`interstate bench-peer node`) answers, directly or through a separate `interstate hub`
+//! process; the peer's side is here too.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use interstate::bus::{Node, NodeConfig, Role, Transport};
+use interstate::Behaviors;
+
+use super::peers::wait_for;
+use super::{ChildGuard, Peers, Session, Wait};
+
+/// The transport of a node in a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeTransport {
+    /// Unix sockets.
+    Unix,
+    /// Named pipes.
+    Fifo,
+    /// Shared memory, waiting this way.
+    Shm(Wait),
+}
+
+impl NodeTransport {
+    fn spec(self) -> String {
+        match self {
+            NodeTransport::Unix => "unix".into(),
+            NodeTransport::Fifo => "fifo".into(),
+            NodeTransport::Shm(w) => format!("shm-{}", w.name()),
+        }
+    }
+    fn from_spec(s: &str) -> Result<NodeTransport, String> {
+        match s {
+            "unix" => Ok(NodeTransport::Unix),
+            "fifo" => Ok(NodeTransport::Fifo),
+            _ => match s.strip_prefix("shm-") {
+                Some(w) => Ok(NodeTransport::Shm(Wait::parse(w)?)),
+                None => Err(format!("unknown node transport '{s}'")),
+            },
+        }
+    }
+    /// The node setting, or why this build cannot measure it.
+    pub fn transport(self) -> Result<Transport, String> {
+        match self {
+            NodeTransport::Unix => Ok(Transport::UnixSocket),
+            NodeTransport::Fifo => Ok(Transport::Fifo),
+            NodeTransport::Shm(w) => Ok(Transport::SharedMemory {
+                ring: interstate_platform::transport::shm::DEFAULT_RING,
+                wait: w.strategy(),
+            }),
+        }
+    }
+    /// `INTERSTATE_TRANSPORT` for a separate hub process.
+    fn env(self) -> &'static str {
+        match self {
+            NodeTransport::Unix => "unix",
+            NodeTransport::Fifo => "fifo",
+            NodeTransport::Shm(_) => "shm",
+        }
+    }
+}
+
+const ECHO_CHART: &str = r#"{
+  "id": "bench-echo",
+  "initial": "on",
+  "states": {
+    "on": { "on": { "PING": { "actions": "pong" }, "DATA": { "actions": "count" }, "EXPECT": { "actions": "expect" }, "QUIT": "off" } },
+    "off": { "type": "final" }
+  }
+}"#;
+
+fn node_config(
+    bus: &str,
+    dir: &Path,
+    role: Role,
+    transport: NodeTransport,
+) -> Result<NodeConfig, String> {
+    let mut c = NodeConfig::new(bus);
+    c.dir = dir.to_path_buf();
+    c.role = role;
+    c.link_queue = 4 << 20;
+    c.reconnect_buffer = 8 << 20;
+    c.transport = transport.transport()?;
+    Ok(c)
+}
+
+/// Two machines in two processes on a bus: a port of this process's node sends, a machine in
+/// a peer process (`exe bench-peer node ...`) answers.
+pub struct NodeSession {
+    node: Node,
+    payload: Vec<u8>,
+    _peer: ChildGuard,
+    _hub: Option<ChildGuard>,
+}
+
+impl NodeSession {
+    /// Starts the path: `transport` on both nodes; through a separate hub process
+    /// (`exe hub`) when `via_hub`, else this process serves the bus.
+    pub fn start(
+        peers: &Peers,
+        dir: &Path,
+        transport: NodeTransport,
+        via_hub: bool,
+        payload: usize,
+    ) -> Result<NodeSession, String> {
+        let bus = format!(
+            "bench-{}-{}",
+            transport.spec(),
+            if via_hub { "hub" } else { "direct" }
+        );
+        let dir_s = dir.to_str().unwrap_or_default().to_string();
+        let config = node_config(
+            &bus,
+            dir,
+            if via_hub { Role::Client } else { Role::Hub },
+            transport,
+        )?;
+        let hub = if via_hub {
+            let g = peers.spawn(
+                &["hub", "--bus", &bus],
+                &[
+                    ("INTERSTATE_DIR", &dir_s),
+                    ("INTERSTATE_TRANSPORT", transport.env()),
+                ],
+            )?;
+            let sock = interstate::bus::busdir::socket_path(dir, &bus);
+            wait_for("the benchmark hub", || UnixStream::connect(&sock).is_ok())?;
+            Some(g)
+        } else {
+            None
+        };
+        let mut node = Node::new(config).map_err(|e| e.to_string())?;
+        node.set_logger(|_| {});
+        node.open_port("bench-a").map_err(|e| e.to_string())?;
+        let peer = peers.spawn(
+            &["bench-peer", "node", &bus, &dir_s, &transport.spec()],
+            &[],
+        )?;
+        let joined = node
+            .run_until(StdDuration::from_secs(10), |n| {
+                n.registry().contains("bench-echo")
+            })
+            .map_err(|e| e.to_string())?;
+        if !joined {
+            return Err("the benchmark peer did not join the bus".into());
+        }
+        Ok(NodeSession {
+            node,
+            payload: vec![7u8; payload],
+            _peer: peer,
+            _hub: hub,
+        })
+    }
+}
+
+impl Drop for NodeSession {
+    fn drop(&mut self) {
+        let _ = self
+            .node
+            .send_from_port("bench-a", "bench-echo", "QUIT", &[]);
+        let _ = self.node.run_for(StdDuration::from_millis(20));
+    }
+}
+
+impl Session for NodeSession {
+    fn round_trip(&mut self) -> Result<(), String> {
+        let node = &mut self.node;
+        node.send_from_port("bench-a", "bench-echo", "PING", &self.payload)
+            .map_err(|e| e.to_string())?;
+        node.flush();
+        let deadline = StdInstant::now() + StdDuration::from_secs(10);
+        loop {
+            if let Some(m) = node.recv_port() {
+                if m.event == "PONG" {
+                    return Ok(());
+                }
+            }
+            node.run_once(Some(StdDuration::from_millis(100)))
+                .map_err(|e| e.to_string())?;
+            if StdInstant::now() > deadline {
+                return Err("no PONG within 10 s".into());
+            }
+        }
+    }
+
+    fn one_way(&mut self, n: usize) -> Result<StdDuration, String> {
+        let node = &mut self.node;
+        let t = StdInstant::now();
+        let count = n.to_string().into_bytes();
+        node.send_from_port("bench-a", "bench-echo", "EXPECT", &count)
+            .map_err(|e| e.to_string())?;
+        let mut sent = 0;
+        while sent < n {
+            for _ in 0..1024.min(n - sent) {
+                node.send_from_port("bench-a", "bench-echo", "DATA", &self.payload)
+                    .map_err(|e| e.to_string())?;
+                sent += 1;
+            }
+            node.run_once(Some(StdDuration::ZERO))
+                .map_err(|e| e.to_string())?;
+        }
+        let deadline = StdInstant::now() + StdDuration::from_secs(120);
+        loop {
+            node.run_once(Some(StdDuration::from_millis(50)))
+                .map_err(|e| e.to_string())?;
+            while let Some(m) = node.recv_port() {
+                if m.event == "DONE" {
+                    return Ok(t.elapsed());
+                }
+            }
+            if StdInstant::now() > deadline {
+                return Err("the peer did not confirm the throughput run within 120 s".into());
+            }
+        }
+    }
+}
+
+pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), String> {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let transport = NodeTransport::from_spec(transport)?;
+    let mut node = Node::new(node_config(bus, Path::new(dir), Role::Client, transport)?)
+        .map_err(|e| e.to_string())?;
+    node.set_logger(|_| {});
+    let count = Rc::new(Cell::new(0usize));
+    let expect = Rc::new(Cell::new(usize::MAX));
+    let (c1, c2, e1, e2) = (count.clone(), count.clone(), expect.clone(), expect.clone());
+    let behaviors = Behaviors::new()
+        .action("pong", |cx| {
+            let payload = cx.payload();
+            let _ = cx.send("bench-a", "PONG", payload);
+        })
+        .action("expect", move |cx| {
+            e1.set(
+                std::str::from_utf8(cx.payload())
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+            );
+            c1.set(0);
+        })
+        .action("count", move |cx| {
+            c2.set(c2.get() + 1);
+            if c2.get() == e2.get() {
+                let _ = cx.send("bench-a", "DONE", &[]);
+            }
+        });
+    interstate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
+        .map_err(|e| e.to_string())?;
+    // Stop when the benchmark process is gone; asking costs a system call, so only every
+    // 4096th loop turn (a busy-spinning node turns its loop about once a microsecond).
+    let parent = std::os::unix::process::parent_id();
+    let mut turns = 0u32;
+    let stopped = node
+        .run_until(StdDuration::from_secs(3600), |n| {
+            turns = turns.wrapping_add(1);
+            n.machine("bench-echo").is_none_or(|m| m.is_done())
+                || (turns % 4096 == 0 && std::os::unix::process::parent_id() != parent)
+        })
+        .map_err(|e| e.to_string())?;
+    if stopped {
+        Ok(())
+    } else {
+        Err("benchmark peer timed out".into())
+    }
+}

@@ -1,0 +1,270 @@
+//! The report: every path of a transport measured per payload size, the ratios to the raw
+//! baselines and the targets they are held to, with the machine and its load, as JSON.
+
+use std::path::Path;
+use std::time::Instant as StdInstant;
+
+use serde_json::{json, Value};
+
+use super::{
+    measure, round2, BenchDir, BenchOptions, Kind, NodeSession, NodeTransport, PathResult, Peers,
+    RawSession, Session, ShmRawSession, Wait, MAX_PAYLOAD,
+};
+
+/// The load averages (1, 5, 15 minutes).
+pub fn loadavg() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(0.0));
+    [
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+    ]
+}
+
+/// The CPU model and the number of cores.
+pub fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    // Counted from /proc/cpuinfo: `available_parallelism` would count only the CPUs this
+    // (possibly pinned) process may use.
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
+    json!({"cpu": cpu, "cores": cores})
+}
+
+struct Run {
+    paths: Vec<(String, Result<PathResult, String>)>,
+}
+
+impl Run {
+    fn get(&self, name: &str) -> Option<&PathResult> {
+        self.paths
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, r)| r.as_ref().ok())
+    }
+}
+
+fn path_json(r: &Result<PathResult, String>) -> Value {
+    match r {
+        Ok(p) => p.json(),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+/// One target: `value` against `limit`, `at_most` (else at least).
+fn target(name: &str, value: Option<f64>, limit: f64, at_most: bool) -> Value {
+    match value {
+        Some(v) => {
+            let met = if at_most { v <= limit } else { v >= limit };
+            json!({"target": name, "value": round2(v), "limit": limit, "met": met})
+        }
+        None => json!({"target": name, "value": null, "limit": limit, "met": null}),
+    }
+}
+
+fn measure_transport(
+    peers: &Peers,
+    dir: &Path,
+    kind: Kind,
+    payload: usize,
+    opts: &BenchOptions,
+) -> Value {
+    let (rt, msgs) = (opts.round_trips, opts.messages_for(payload));
+    let mut run = Run { paths: Vec::new() };
+    let mut add = |name: &str, start: &mut dyn FnMut() -> Result<Box<dyn Session>, String>| {
+        let r = start().and_then(|mut s| measure(&mut *s, rt, msgs));
+        run.paths.push((name.to_string(), r));
+    };
+    let node = |t: NodeTransport, hub: bool| {
+        move || -> Result<Box<dyn Session>, String> {
+            Ok(Box::new(NodeSession::start(peers, dir, t, hub, payload)?))
+        }
+    };
+    match kind {
+        Kind::Unix | Kind::Fifo => {
+            let t = if kind == Kind::Unix {
+                NodeTransport::Unix
+            } else {
+                NodeTransport::Fifo
+            };
+            add("raw", &mut || {
+                Ok(Box::new(RawSession::start(
+                    peers, dir, kind, false, payload,
+                )?))
+            });
+            add("direct", &mut node(t, false));
+            if opts.via_hub {
+                add("raw_relay", &mut || {
+                    Ok(Box::new(RawSession::start(
+                        peers, dir, kind, true, payload,
+                    )?))
+                });
+                add("hub", &mut node(t, true));
+            }
+        }
+        Kind::Shm => {
+            add("raw", &mut || {
+                Ok(Box::new(ShmRawSession::start(peers, payload)?))
+            });
+            for w in &opts.waits {
+                add(
+                    &format!("direct_{}", w.name()),
+                    &mut node(NodeTransport::Shm(*w), false),
+                );
+            }
+            if opts.via_hub {
+                // The hub process waits as `INTERSTATE_TRANSPORT=shm` makes it: spin 50 µs.
+                add("hub_spin", &mut node(NodeTransport::Shm(Wait::Spin), true));
+            }
+        }
+    }
+    let mut ratios = serde_json::Map::new();
+    let mut targets = Vec::new();
+    let raw = run.get("raw").cloned();
+    let relay = run.get("raw_relay").cloned();
+    for (name, r) in &run.paths {
+        let Ok(p) = r else { continue };
+        let base = if name.starts_with("hub") && kind != Kind::Shm {
+            relay.as_ref()
+        } else {
+            raw.as_ref()
+        };
+        if name == "raw" || name == "raw_relay" {
+            continue;
+        }
+        if let Some(b) = base {
+            ratios.insert(
+                format!("{name}_rtt_p50_vs_baseline"),
+                json!(round2(p.rtt_us[0] / b.rtt_us[0])),
+            );
+            ratios.insert(
+                format!("{name}_throughput_vs_baseline"),
+                json!(round2(p.throughput / b.throughput)),
+            );
+        }
+    }
+    let rtt_ratio =
+        |path: &str, base: Option<&PathResult>| Some(run.get(path)?.rtt_us[0] / base?.rtt_us[0]);
+    let thr_ratio =
+        |path: &str, base: Option<&PathResult>| Some(base?.throughput / run.get(path)?.throughput);
+    match kind {
+        Kind::Unix | Kind::Fifo => {
+            targets.push(target(
+                "direct rtt p50 / raw rtt p50 <= 1.5",
+                rtt_ratio("direct", raw.as_ref()),
+                1.5,
+                true,
+            ));
+            targets.push(target(
+                "raw throughput / direct throughput <= 1.5",
+                thr_ratio("direct", raw.as_ref()),
+                1.5,
+                true,
+            ));
+            if opts.via_hub {
+                targets.push(target(
+                    "hub rtt p50 / raw relay rtt p50 <= 1.5",
+                    rtt_ratio("hub", relay.as_ref()),
+                    1.5,
+                    true,
+                ));
+                targets.push(target(
+                    "raw relay throughput / hub throughput <= 1.5",
+                    thr_ratio("hub", relay.as_ref()),
+                    1.5,
+                    true,
+                ));
+            }
+        }
+        Kind::Shm => {
+            if opts.waits.contains(&Wait::Busy) {
+                targets.push(target(
+                    "busy-spin rtt p50 / raw spin rtt p50 <= 2",
+                    rtt_ratio("direct_busy", raw.as_ref()),
+                    2.0,
+                    true,
+                ));
+            }
+            if opts.waits.contains(&Wait::Spin) {
+                targets.push(target(
+                    "spin-then-park rtt p50 (us) < 5",
+                    run.get("direct_spin").map(|p| p.rtt_us[0]),
+                    5.0,
+                    true,
+                ));
+            }
+            for w in &opts.waits {
+                let path = format!("direct_{}", w.name());
+                targets.push(target(
+                    &format!("{path} throughput / raw ring throughput >= 0.5"),
+                    thr_ratio(&path, raw.as_ref()).map(|x| 1.0 / x),
+                    0.5,
+                    false,
+                ));
+                targets.push(target(
+                    &format!("{path} throughput (M msgs/s) >= 5"),
+                    run.get(&path).map(|p| p.throughput / 1e6),
+                    5.0,
+                    false,
+                ));
+            }
+        }
+    }
+    let mut paths = serde_json::Map::new();
+    for (name, r) in &run.paths {
+        paths.insert(name.clone(), path_json(r));
+    }
+    json!({
+        "transport": kind.name(),
+        "payload_bytes": payload,
+        "round_trips": rt,
+        "messages": msgs,
+        "paths": paths,
+        "ratios": ratios,
+        "targets": targets,
+    })
+}
+
+/// Runs the benchmark for `kinds` with peers started from `exe` (an `interstate` binary)
+/// and returns the report as JSON.
+pub fn run_with(exe: &Path, kinds: &[Kind], opts: &BenchOptions) -> Result<Value, String> {
+    for &p in &opts.payloads {
+        if p == 0 || p > MAX_PAYLOAD {
+            return Err(format!("payloads from 1 to {MAX_PAYLOAD} bytes"));
+        }
+    }
+    let dir = BenchDir::new("run")?;
+    let (peers, placement) = Peers::new(exe.to_path_buf(), opts.pin)?;
+    let load_before = loadavg();
+    let started = StdInstant::now();
+    let mut runs = Vec::new();
+    for &kind in kinds {
+        for &payload in &opts.payloads {
+            runs.push(measure_transport(&peers, &dir.0, kind, payload, opts));
+        }
+    }
+    Ok(json!({
+        "machine": machine(),
+        "pin": opts.pin.name(),
+        "cpus": {"bench": placement.cpus.0, "peers": placement.cpus.1},
+        "load_before": load_before,
+        "load_after": loadavg(),
+        "seconds": round2(started.elapsed().as_secs_f64()),
+        "runs": runs,
+    }))
+}
+
+/// Runs the benchmark with peers started from this executable.
+pub fn run(kinds: &[Kind], opts: &BenchOptions) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+    run_with(&exe, kinds, opts)
+}
