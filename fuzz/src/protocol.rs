@@ -426,6 +426,8 @@ struct Model {
     registry: BTreeSet<LinkId>,
     /// A frame each stalled link waits to hand in again, and the link it waits on.
     stalled: BTreeMap<LinkId, (Vec<u8>, LinkId)>,
+    /// Machines that stopped on an error, oldest first (the hub keeps `STOPPED_KEPT`).
+    stopped: Vec<String>,
 }
 
 impl Model {
@@ -445,6 +447,7 @@ impl Model {
             None if self.owner.len() >= HUB_M => RegisterStatus::HubFull,
             None => {
                 self.owner.insert(machine.to_string(), link);
+                self.stopped.retain(|m| m != machine);
                 RegisterStatus::Ok
             }
         }
@@ -702,6 +705,8 @@ fn check_ready_frame(
                         } else {
                             Ok(t)
                         }
+                    } else if model.stopped.iter().any(|m| m == d.to) {
+                        Err(FailReason::TargetStopped)
                     } else {
                         Err(FailReason::UnknownTarget)
                     };
@@ -812,6 +817,16 @@ fn check_ready_frame(
         Frame::Unregister { machine } => {
             if model.owner.get(machine) == Some(&link) {
                 model.owner.remove(machine);
+            }
+            assert_eq!(handled, Handled::Done);
+        }
+        Frame::Stopped { machine } => {
+            if model.owner.get(machine) == Some(&link) {
+                model.owner.remove(machine);
+                if model.stopped.len() == interstate_core::hub::STOPPED_KEPT {
+                    model.stopped.remove(0);
+                }
+                model.stopped.push(machine.to_string());
             }
             assert_eq!(handled, Handled::Done);
         }

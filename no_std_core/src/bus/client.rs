@@ -291,6 +291,16 @@ where
     /// owner: what `id` has was delivered, and its senders must hear so before it goes).
     /// Messages that arrive for it afterwards are the host's to leave unacknowledged.
     pub fn unregister(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, false, sink);
+    }
+
+    /// As [`unregister`](Self::unregister) for a machine that stopped on an error: the hub
+    /// is told `Stopped`, and answers later messages to it with `TargetStopped`.
+    pub fn stopped(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, true, sink);
+    }
+
+    fn leave(&mut self, id: &str, stopped: bool, sink: &mut dyn FrameSink) {
         if self.ids.remove(id).is_some() {
             self.refresh_registered();
             if self.endpoint.is_ready() {
@@ -301,7 +311,11 @@ where
                         seq,
                     })
                 });
-                sink.send_frame(&Frame::Unregister { machine: id });
+                sink.send_frame(&if stopped {
+                    Frame::Stopped { machine: id }
+                } else {
+                    Frame::Unregister { machine: id }
+                });
             }
         }
     }
