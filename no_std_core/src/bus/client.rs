@@ -769,46 +769,4 @@ mod tests {
         );
         assert!(c.may_send_as("s"));
     }
-
-    /// A machine leaving the bus acknowledges what it has before its Unregister: the hub
-    /// takes acknowledgements only from an id's owner.
-    #[test]
-    fn unregister_sends_the_acknowledgements_owed_first() {
-        let mut sink = Frames(Vec::new());
-        let mut c = client();
-        let t0 = Instant::ZERO;
-        welcome(&mut c, t0, &mut sink);
-        c.register("s", &mut sink).unwrap();
-        answer(&mut c, t0, RegisterStatus::Ok, &mut sink);
-        let d = Deliver {
-            from: "x",
-            to: "s",
-            event: "E",
-            payload: b"",
-            seq: 5,
-        };
-        assert_eq!(c.accept(&d, true), Accepted::New);
-        sink.0.clear();
-        c.unregister("s", &mut sink);
-        assert_eq!(
-            sink.0,
-            vec![
-                std::format!(
-                    "{:?}",
-                    Frame::Ack {
-                        from: "s",
-                        to: "x",
-                        seq: 5
-                    }
-                ),
-                std::format!("{:?}", Frame::Unregister { machine: "s" }),
-            ]
-        );
-        sink.0.clear();
-        c.unregister("s", &mut sink);
-        assert!(
-            sink.0.is_empty(),
-            "an id no longer held is not unregistered twice"
-        );
-    }
 }
