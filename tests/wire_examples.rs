@@ -166,6 +166,10 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
             "12 00 00 00 13 01 6d 0e 7b 22 73 74 61 74 65 22 3a 22 6f 6e 22 7d",
         ),
         (
+            Frame::Stopped { machine: "py-echo" },
+            "09 00 00 00 14 07 70 79 2d 65 63 68 6f",
+        ),
+        (
             Frame::Deliver(Deliver {
                 from: "py-echo",
                 to: "m",

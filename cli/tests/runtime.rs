@@ -203,6 +203,15 @@ fn a_machine_stopped_by_an_error_leaves_the_bus_and_run_exits_non_zero() {
     bus.wait_exit(source, Duration::from_secs(60));
     let fin = last_json(&bus.out(source), "sent").expect("the source's final line");
     assert!(u(&fin, "failed") > 0, "no failure reported: {fin}");
+    // Sent after the stop: the hub says why; in flight at the stop: the receiver is gone.
+    let reasons = fin["reasons"].as_object().expect("reasons");
+    assert!(reasons.contains_key("target-stopped"), "{fin}");
+    assert!(
+        reasons
+            .keys()
+            .all(|r| r == "target-stopped" || r == "target-gone"),
+        "{fin}"
+    );
     assert_eq!(u(&fin, "sent"), 400, "{fin}");
     assert_eq!(
         fin["unacknowledged"],

@@ -73,6 +73,8 @@ pub enum FailReason {
     Disconnected,
     /// The event is in the reserved `xstate.` namespace, which only the runtime may send.
     Reserved,
+    /// The target machine stopped on an error and left the bus.
+    TargetStopped,
 }
 
 impl FailReason {
@@ -87,6 +89,9 @@ impl FailReason {
             FailReason::Disconnected => "not connected to the hub and the reconnect buffer is full",
             FailReason::Reserved => {
                 "events named xstate.* are reserved for the runtime; applications may not send them"
+            }
+            FailReason::TargetStopped => {
+                "the target machine stopped on an error (its process's log names it)"
             }
         }
     }
@@ -313,13 +318,19 @@ pub enum Frame<'a> {
         /// The report: a UTF-8 JSON object.
         report: &'a [u8],
     },
+    /// Client -> hub: `machine` stopped on an error. Like `Unregister`, and the hub answers
+    /// later messages to it with [`FailReason::TargetStopped`] until someone registers it.
+    Stopped {
+        /// The machine id.
+        machine: &'a str,
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 20;
+pub const FRAME_KINDS: u8 = 21;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -514,6 +525,7 @@ impl<'a> Frame<'a> {
             Frame::Watch { .. } => "watch",
             Frame::Report { .. } => "report",
             Frame::State { .. } => "state",
+            Frame::Stopped { .. } => "stopped",
         }
     }
 }

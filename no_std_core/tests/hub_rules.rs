@@ -324,3 +324,38 @@ fn monitors_see_routed_messages_and_delivery_failures() {
         Ok(Frame::DeliveryFailed(f)) if f.to == "nobody" && f.reason == FailReason::UnknownTarget
     ));
 }
+
+#[test]
+fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let m = join(&mut h, &mut io, 11, &["m"]);
+    // Only its owner may say it stopped.
+    let f = body(&Frame::Stopped { machine: "m" });
+    assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
+    assert_eq!(h.route("m"), Some(m));
+    assert_eq!(h.handle_frame(Instant::ZERO, m, &f, &mut io), Handled::Done);
+    assert_eq!(h.route("m"), None, "it left the registry");
+    io.clear();
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "m", "E"), &mut io);
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "other", "E"), &mut io);
+    let reasons: Vec<FailReason> = io
+        .frames(a)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::DeliveryFailed(d) => Some(d.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![FailReason::TargetStopped, FailReason::UnknownTarget]
+    );
+    // Registered again (a restarted process): messages reach it.
+    let f = body(&Frame::Register { machine: "m" });
+    h.handle_frame(Instant::ZERO, m, &f, &mut io);
+    io.clear();
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "m", "E"), &mut io);
+    assert_eq!(io.frames(m).len(), 1);
+    assert!(io.frames(a).is_empty());
+}

@@ -297,6 +297,16 @@ where
     /// owner: what `id` has was delivered, and its senders must hear so before it goes).
     /// Messages that arrive for it afterwards are the host's to leave unacknowledged.
     pub fn unregister(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, false, sink);
+    }
+
+    /// As [`unregister`](Self::unregister) for a machine that stopped on an error: the hub
+    /// is told `Stopped`, and answers later messages to it with `TargetStopped`.
+    pub fn stopped(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, true, sink);
+    }
+
+    fn leave(&mut self, id: &str, stopped: bool, sink: &mut dyn FrameSink) {
         if self.ids.remove(id).is_some() {
             self.refresh_registered();
             if self.endpoint.is_ready() {
@@ -307,7 +317,11 @@ where
                         seq,
                     })
                 });
-                sink.send_frame(&Frame::Unregister { machine: id });
+                sink.send_frame(&if stopped {
+                    Frame::Stopped { machine: id }
+                } else {
+                    Frame::Unregister { machine: id }
+                });
             }
         }
     }
@@ -816,47 +830,5 @@ mod tests {
         );
         assert!(c.may_send_as("s"));
         assert!(c.retry.poll_timeout().is_none());
-    }
-
-    /// A machine leaving the bus acknowledges what it has before its Unregister: the hub
-    /// takes acknowledgements only from an id's owner.
-    #[test]
-    fn unregister_sends_the_acknowledgements_owed_first() {
-        let mut sink = Frames(Vec::new());
-        let mut c = client();
-        let t0 = Instant::ZERO;
-        welcome(&mut c, t0, &mut sink);
-        c.register("s", &mut sink).unwrap();
-        answer(&mut c, t0, RegisterStatus::Ok, &mut sink);
-        let d = Deliver {
-            from: "x",
-            to: "s",
-            event: "E",
-            payload: b"",
-            seq: 5,
-        };
-        assert_eq!(c.accept(&d, true), Accepted::New);
-        sink.0.clear();
-        c.unregister("s", &mut sink);
-        assert_eq!(
-            sink.0,
-            vec![
-                std::format!(
-                    "{:?}",
-                    Frame::Ack {
-                        from: "s",
-                        to: "x",
-                        seq: 5
-                    }
-                ),
-                std::format!("{:?}", Frame::Unregister { machine: "s" }),
-            ]
-        );
-        sink.0.clear();
-        c.unregister("s", &mut sink);
-        assert!(
-            sink.0.is_empty(),
-            "an id no longer held is not unregistered twice"
-        );
     }
 }

@@ -52,6 +52,10 @@ pub const LOCAL_LINK: LinkId = 0;
 /// The longest machine id on the bus, in bytes.
 pub const MAX_ID: usize = 64;
 
+/// How many stopped machines a hub remembers (to answer `TargetStopped` rather than
+/// `UnknownTarget`).
+pub const STOPPED_KEPT: usize = 64;
+
 /// What the kernel says about the process at the other end of a link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -236,6 +240,9 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256>
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
+    /// Machines that stopped on an error and have not been registered since, newest last
+    /// (the oldest forgotten when it is full): messages to them fail as `TargetStopped`.
+    stopped: Vec<RouteKey, STOPPED_KEPT>,
     /// The time of the last input, for monitor copies of failures found without one.
     now: Instant,
     stats: HubStats,
@@ -298,6 +305,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             links,
             routes: FnvIndexMap::new(),
             watches: Watches::new(),
+            stopped: Vec::new(),
             now: Instant::ZERO,
             stats: HubStats::default(),
             monitors: 0,
@@ -544,6 +552,10 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 self.unregister(link, machine, io);
                 Handled::Done
             }
+            Frame::Stopped { machine } => {
+                self.stopped(link, machine, io);
+                Handled::Done
+            }
             Frame::Subscribe { registry, monitor } => {
                 let l = &mut self.links[link as usize];
                 if l.monitor != monitor {
@@ -702,7 +714,12 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             return self.fail(link, &d, FailReason::Reserved, io);
         }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
-            return self.fail(link, &d, FailReason::UnknownTarget, io);
+            let reason = if self.stopped.iter().any(|s| s.0.as_str() == d.to) {
+                FailReason::TargetStopped
+            } else {
+                FailReason::UnknownTarget
+            };
+            return self.fail(link, &d, reason, io);
         };
         if body.len() > self.links[target as usize].max_frame as usize {
             return self.fail(link, &d, FailReason::TooLarge, io);

@@ -74,6 +74,8 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             match self.routes.insert(RouteKey(truncated(machine)), route) {
                 Ok(_) => {
                     self.links[link as usize].machines += 1;
+                    // Registered again: no longer a stopped machine.
+                    self.stopped.retain(|s| s.0.as_str() != machine);
                     let entry = self.entry(machine, route);
                     let mut slow: Vec<LinkId, L> = Vec::new();
                     for i in 0..L {
@@ -155,6 +157,25 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 self.links[link as usize].machines.saturating_sub(1);
             self.broadcast_removed(machine, io);
         }
+    }
+
+    /// `machine`, owned by `link`, stopped on an error: it leaves the registry, and messages
+    /// to it fail as `TargetStopped` until it is registered again.
+    pub(super) fn stopped(&mut self, link: LinkId, machine: &str, io: &mut dyn HubIo) {
+        if self.lookup(machine).is_none_or(|r| r.link != link) {
+            return;
+        }
+        self.unregister(link, machine, io);
+        if self.stopped.is_full() {
+            self.stopped.remove(0);
+        }
+        let _ = self.stopped.push(RouteKey(truncated(machine)));
+    }
+
+    /// A machine of the hub's own process stopped on an error (as if link 0 had sent
+    /// `Stopped`).
+    pub fn stopped_local(&mut self, machine: &str, io: &mut dyn HubIo) {
+        self.stopped(LOCAL_LINK, machine, io);
     }
 
     /// Unregisters a machine of the hub's own process (as if link 0 had sent `Unregister`).

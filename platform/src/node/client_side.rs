@@ -217,6 +217,11 @@ impl Node {
         for h in self.local.machines.iter().filter(|h| !h.stopped) {
             self.local.registry.insert(local_info(&h.id));
         }
+        // Until the hub asks again: it does when these ids are registered again and someone
+        // watches them (a restarted hub, once the watchers have asked it again).
+        for h in &mut self.local.machines {
+            h.watched = false;
+        }
     }
 
     pub(super) fn read_client(&mut self) -> Result<(), PlatformError> {

@@ -421,11 +421,11 @@ impl Node {
                     now,
                     deferred,
                 );
-                h.hub.unregister_local(id, &mut io);
+                h.hub.stopped_local(id, &mut io);
             }
             Side::Client(c) => {
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
-                c.client.unregister(id, &mut sink);
+                c.client.stopped(id, &mut sink);
             }
         }
     }
@@ -615,7 +615,7 @@ impl Node {
                                 to.into(),
                                 event.into(),
                                 self.local.machines[i].seq,
-                                FailReason::TargetGone,
+                                FailReason::TargetStopped,
                             ));
                         }
                         Routed::Sent
@@ -671,7 +671,7 @@ impl Node {
                     d.to.into(),
                     d.event.into(),
                     d.seq,
-                    FailReason::TargetGone,
+                    FailReason::TargetStopped,
                 ));
             }
             return Routed::Sent;

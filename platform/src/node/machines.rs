@@ -5,15 +5,18 @@
 use core::fmt;
 
 use interstate_core::machine::{Stats, Status};
+use interstate_core::set::StateSet;
 use interstate_core::{Behavior, Chart, Error, Event, Instant, Machine, Outgoing, StateId};
+
+use crate::error::PlatformError;
 
 /// A machine hosted by a node by default: 256 states, 64 outbox messages with 16 KiB of names
 /// and payloads, 64 timers, 32 internal events, 64 history slots.
 pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
 
 /// A machine for a chart larger than [`HostedMachine`] holds: 65,536 states and 1,024
-/// history slots (the size `interstate simulate` runs), the other capacities as
-/// [`HostedMachine`]'s. [`Node::add_machine`](super::Node::add_machine) chooses it for such a
+/// history slots (the size `interstate simulate` runs, and more states than the JSON
+/// compiler accepts), the other capacities as [`HostedMachine`]'s. [`Node::add_machine`](super::Node::add_machine) chooses it for such a
 /// chart; its steps cost more, as its state sets are 256 times wider.
 pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384>;
 
@@ -117,11 +120,20 @@ impl<
 
 /// A machine of the size `chart` needs: [`HostedMachine`] when it fits, else
 /// [`LargeHostedMachine`] (an error naming the chart's size when even that is too small).
-pub(super) fn sized_for(chart: Chart<'static>, id: &str) -> Result<Box<dyn RunningMachine>, Error> {
-    let small = interstate_core::set::StateSet::<4>::CAPACITY;
+pub(super) fn sized_for(
+    chart: Chart<'static>,
+    id: &str,
+) -> Result<Box<dyn RunningMachine>, PlatformError> {
+    let small = StateSet::<4>::CAPACITY;
+    let large = StateSet::<1024>::CAPACITY;
     if chart.state_count() <= small && chart.history_slots() <= 64 {
         Ok(Box::new(HostedMachine::new(chart, id)?))
-    } else {
+    } else if chart.state_count() <= large && chart.history_slots() <= 1024 {
         Ok(Box::new(LargeHostedMachine::new(chart, id)?))
+    } else {
+        Err(PlatformError::ChartTooLarge {
+            states: chart.state_count(),
+            limit: large,
+        })
     }
 }

@@ -273,6 +273,8 @@ pub struct NodeStats {
     /// Messages from other processes refused because the duplicate filter was full (they
     /// stay with their senders).
     pub duplicate_filter_full: u64,
+    /// State reports this node sent for its machines (only while someone watches them).
+    pub state_reports: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).

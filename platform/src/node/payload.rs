@@ -49,6 +49,7 @@ fn reason_code(reason: FailReason) -> &'static str {
         FailReason::TooLarge => "too-large",
         FailReason::Disconnected => "disconnected",
         FailReason::Reserved => "reserved",
+        FailReason::TargetStopped => "target-stopped",
         _ => "undeliverable",
     }
 }
@@ -118,6 +119,7 @@ mod tests {
             (FailReason::TooLarge, "too-large"),
             (FailReason::Disconnected, "disconnected"),
             (FailReason::Reserved, "reserved"),
+            (FailReason::TargetStopped, "target-stopped"),
         ];
         for (reason, code) in all {
             assert_eq!(

@@ -174,6 +174,7 @@ impl Node {
 
     /// Sends the state report of the machine or port `id` to the hub.
     pub(super) fn send_report(&mut self, id: &str) {
+        self.local.stats.state_reports += 1;
         let text = match self.local.by_id.get(id) {
             Some(&i) => report(&self.local.machines[i]),
             None => format!("{{\"machine\":{},\"port\":true}}", json_string(id)),

@@ -22,6 +22,8 @@ pub(super) struct Model {
     pub(super) registry: BTreeSet<LinkId>,
     /// A frame each stalled link waits to hand in again, and the link it waits on.
     pub(super) stalled: BTreeMap<LinkId, (Vec<u8>, LinkId)>,
+    /// Machines that stopped on an error, oldest first (the hub keeps `STOPPED_KEPT`).
+    pub(super) stopped: Vec<String>,
 }
 
 impl Model {
@@ -41,6 +43,7 @@ impl Model {
             None if self.owner.len() >= HUB_M => RegisterStatus::HubFull,
             None => {
                 self.owner.insert(machine.to_string(), link);
+                self.stopped.retain(|m| m != machine);
                 RegisterStatus::Ok
             }
         }
@@ -206,6 +209,8 @@ pub(super) fn check_ready_frame(
                         } else {
                             Ok(t)
                         }
+                    } else if model.stopped.iter().any(|m| m == d.to) {
+                        Err(FailReason::TargetStopped)
                     } else {
                         Err(FailReason::UnknownTarget)
                     };
@@ -316,6 +321,16 @@ pub(super) fn check_ready_frame(
         Frame::Unregister { machine } => {
             if model.owner.get(machine) == Some(&link) {
                 model.owner.remove(machine);
+            }
+            assert_eq!(handled, Handled::Done);
+        }
+        Frame::Stopped { machine } => {
+            if model.owner.get(machine) == Some(&link) {
+                model.owner.remove(machine);
+                if model.stopped.len() == interstate_core::hub::STOPPED_KEPT {
+                    model.stopped.remove(0);
+                }
+                model.stopped.push(machine.to_string());
             }
             assert_eq!(handled, Handled::Done);
         }
