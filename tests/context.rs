@@ -182,6 +182,40 @@ fn a_full_outbox_is_an_error_the_action_and_the_host_see() {
 }
 
 #[test]
+fn an_action_cannot_send_an_event_of_the_reserved_xstate_namespace() {
+    let compiled = compile_str(CHART).unwrap();
+    let mut m: Machine<'_, 2, 8, 8, 4> = Machine::new(compiled.chart(), "m").unwrap();
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let e2 = errors.clone();
+    let mut b = Scripted {
+        act: Box::new(move |cx| {
+            let results = [
+                cx.send("w", "xstate.machine.down", b"{}"),
+                cx.send_self("xstate.error.delivery", &[]),
+                cx.send_after(
+                    Target::Machine("w"),
+                    "xstate.x",
+                    Duration::from_millis(5),
+                    &[],
+                )
+                .map(|_| ()),
+                cx.send("w", "xstatex", &[]),
+            ];
+            e2.borrow_mut().extend(results);
+        }),
+        slow: None,
+    };
+    m.start(Instant::ZERO, &mut b).unwrap();
+    m.send(Instant::ZERO, Event::new("TICK"), &mut b).unwrap();
+    let reserved = Err(Error::ReservedEvent);
+    assert_eq!(*errors.borrow(), vec![reserved, reserved, reserved, Ok(())]);
+    assert_eq!(outbox(&m), vec![("w".into(), "xstatex".into(), vec![])]);
+    assert!(Error::ReservedEvent
+        .to_string()
+        .contains("xstate.* are reserved"));
+}
+
+#[test]
 fn named_delays_come_from_the_host_and_missing_ones_fail_the_step() {
     let compiled = compile_str(CHART).unwrap();
     let mut m: Machine<'_> = Machine::new(compiled.chart(), "m").unwrap();

@@ -145,6 +145,31 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
             "0d 00 00 00 10 07 70 79 2d 65 63 68 6f 01 6d ac 02",
         ),
         (
+            Frame::Watch {
+                machine: "py-echo",
+                on: true,
+            },
+            "0a 00 00 00 11 07 70 79 2d 65 63 68 6f 01",
+        ),
+        (
+            Frame::Report {
+                machine: "py-echo",
+                on: false,
+            },
+            "0a 00 00 00 12 07 70 79 2d 65 63 68 6f 00",
+        ),
+        (
+            Frame::State {
+                machine: "m",
+                report: br#"{"state":"on"}"#,
+            },
+            "12 00 00 00 13 01 6d 0e 7b 22 73 74 61 74 65 22 3a 22 6f 6e 22 7d",
+        ),
+        (
+            Frame::Stopped { machine: "py-echo" },
+            "09 00 00 00 14 07 70 79 2d 65 63 68 6f",
+        ),
+        (
             Frame::Deliver(Deliver {
                 from: "py-echo",
                 to: "m",
@@ -262,4 +287,12 @@ fn the_doc_frame_table_lists_every_variant_at_its_index() {
         None,
         "the decoder knows a frame variant {next} that docs/wire.md does not document"
     );
+}
+
+#[test]
+fn frame_kinds_counts_every_variant_the_decoder_knows() {
+    use interstate::core::wire::{is_unknown_kind, FRAME_KINDS};
+    assert!(probe(FRAME_KINDS - 1).is_some());
+    assert!(probe(FRAME_KINDS).is_none());
+    assert!(is_unknown_kind(&[FRAME_KINDS]) && !is_unknown_kind(&[FRAME_KINDS - 1]));
 }

@@ -29,7 +29,8 @@ EXIT STATUS:
   1  a check failed: a simulation step failed, or an app run by `up` or `demo` failed
      (`up` passes on its main process's own exit status when the manifest names one)
   2  usage or runtime error: a bad option or setting, an unreadable file, an invalid chart,
-     a chart value missing, no hub serving the bus
+     a chart value missing, no hub serving the bus, a machine under `run` stopped by an
+     error (unless --keep-going)
 ";
 
 #[derive(Parser)]
@@ -160,7 +161,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print every message crossing the hub, one line each.
+    /// Show a machine's state, the events it accepts now, and its last events and errors.
+    Status {
+        /// The machine id.
+        id: String,
+        /// Print JSON (with --watch: one object per line).
+        #[arg(long)]
+        json: bool,
+        /// Keep printing each change as it happens, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print every message crossing the hub and every delivery failure, one line each.
     Monitor {
         /// Print JSON lines.
         #[arg(long)]
@@ -168,6 +182,12 @@ pub enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// Only messages from or to this machine id (`*` matches anything). Repeatable.
+        #[arg(long = "machine", value_name = "ID")]
+        machines: Vec<String>,
+        /// Only events with this name (`*` matches anything). Repeatable.
+        #[arg(long = "event", value_name = "NAME")]
+        events: Vec<String>,
         #[command(flatten)]
         bus: BusOpt,
     },
@@ -189,6 +209,10 @@ pub enum Command {
         /// bus and `xstate.machine.up` when it joins again. Repeatable.
         #[arg(long = "watch", value_name = "ID")]
         watch: Vec<String>,
+        /// Keep serving when the machine stops on an error (it leaves the bus either way);
+        /// without it, `run` then exits with status 2.
+        #[arg(long)]
+        keep_going: bool,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]

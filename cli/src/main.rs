@@ -224,14 +224,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => cmd::bus::send(&bus.args(), &target, &event, data.as_deref()).map(ok),
         Command::Ps { json, bus } => cmd::bus::ps(&bus.args(), json).map(ok),
         Command::Buses { json } => cmd::buses::buses(json).map(ok),
-        Command::Monitor { json, count, bus } => {
-            cmd::bus::monitor(&bus.args(), json, count).map(ok)
+        Command::Status {
+            id,
+            json,
+            watch,
+            bus,
+        } => cmd::status::status(&bus.args(), &id, json, watch).map(ok),
+        Command::Monitor {
+            json,
+            count,
+            machines,
+            events,
+            bus,
+        } => {
+            let filter = cmd::bus::MonitorFilter { machines, events };
+            cmd::bus::monitor(&bus.args(), json, count, &filter).map(ok)
         }
         Command::Run {
             file,
             id,
             client,
             watch,
+            keep_going,
             values,
             bus,
             verbosity,
@@ -244,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let host = cmd::bus::Host {
                 values: Values::parse(&values.guards, &values.delays)?,
                 level: verbosity.level(),
+                keep_going,
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }

@@ -188,7 +188,14 @@ fn bus_verbs_end_quietly_on_a_closed_stdout() {
     assert_eq!(status.code(), Some(0), "monitor{}", bus.dump());
     assert_eq!(bus.err(monitor), Vec::<String>::new(), "monitor's stderr");
 
-    for args in [&["ps"][..], &["ps", "--json"], &["send", "other", "PING"]] {
+    for args in [
+        &["ps"][..],
+        &["ps", "--json"],
+        &["send", "other", "PING"],
+        &["status", "other"],
+        &["status", "other", "--json"],
+        &["status", "other", "--watch"],
+    ] {
         let p = spawn_closed(&mut bus, &format!("{args:?}"), args);
         let status = bus.wait_exit(p, STEP_LIMIT);
         assert_eq!(status.code(), Some(0), "{args:?}{}", bus.dump());
@@ -488,6 +495,7 @@ const VERBS: &[&str] = &[
     "hub",
     "send",
     "ps",
+    "status",
     "buses",
     "monitor",
     "run",
@@ -679,6 +687,29 @@ fn hub_and_run_say_more_with_verbose_and_nothing_with_quiet() {
         bus.try_status(quiet).is_none(),
         "run --quiet ended{}",
         bus.dump()
+    );
+}
+
+/// `hub --quiet` logs no connection or disconnection (those are `info:` lines).
+#[test]
+fn a_quiet_hub_logs_no_connections() {
+    let mut bus = Bus::new("quiethub");
+    let hub = bus.interstate("hub", &["hub", "--quiet"]);
+    let end = Instant::now() + STEP_LIMIT;
+    while !bus.run(&["ps", "--json"]).0.success() {
+        assert!(Instant::now() < end, "the hub never served{}", bus.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let chart = bus.write("quiet.json", QUIET);
+    let m = bus.start_machine(&chart, "m");
+    bus.kill(m);
+    bus.wait_ps("m gone", |list| list.iter().all(|e| e["machine"] != "m"));
+    bus.term(hub);
+    bus.wait_exit(hub, STEP_LIMIT);
+    assert_eq!(
+        bus.err(hub),
+        Vec::<String>::new(),
+        "hub --quiet said something"
     );
 }
 

@@ -44,7 +44,10 @@ MAX_ID = 64
 # Nested enums: the value is the variant index on the wire.
 
 REJECT_CODES = ["NotInterstate", "Version", "NotAllowed", "TooManyLinks", "FrameSize"]
-FAIL_REASONS = ["UnknownTarget", "TargetGone", "QueueFull", "NotOwner", "TooLarge", "Disconnected"]
+FAIL_REASONS = [
+    "UnknownTarget", "TargetGone", "QueueFull", "NotOwner", "TooLarge", "Disconnected", "Reserved",
+    "TargetStopped",
+]
 REGISTER_STATUSES = ["Ok", "Taken", "TooMany", "HubFull", "BadId"]
 TRANSPORT_KINDS = ["InProcess", "UnixSocket", "Fifo", "SharedMemory", "Serial"]
 

@@ -105,6 +105,9 @@ pub enum Error {
     /// The link has not been welcomed by the other side (or lost it): wait for
     /// [`crate::serial::Incoming::Ready`].
     NotConnected,
+    /// An action tried to send an event in the reserved `xstate.` namespace
+    /// ([`crate::wire::RESERVED_EVENT_PREFIX`]), which only the runtime may send.
+    ReservedEvent,
 }
 
 impl fmt::Display for Error {
@@ -151,6 +154,10 @@ impl fmt::Display for Error {
                 "serial transmit buffer full: the frame may need {needed} bytes and {free} are free; write out the pending bytes first"
             ),
             Error::NotConnected => write!(f, "the link is not connected: no welcome from the other side yet"),
+            Error::ReservedEvent => write!(
+                f,
+                "events named xstate.* are reserved for the runtime; send an event with another name"
+            ),
         }
     }
 }

@@ -23,6 +23,19 @@ pub const LEN_PREFIX: usize = 4;
 pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024;
 /// The smallest largest-frame a peer may announce.
 pub const MIN_MAX_FRAME: u32 = 512;
+/// The prefix of the reserved event namespace: events named `xstate.*` come only from the
+/// runtime itself (delivery errors, watch notifications, XState's own internal events). No
+/// application send may carry one, and the hub refuses a `Deliver` that does
+/// ([`FailReason::Reserved`]).
+pub const RESERVED_EVENT_PREFIX: &str = "xstate.";
+
+/// Whether `event` is in the reserved `xstate.` namespace (see [`RESERVED_EVENT_PREFIX`]).
+#[inline]
+pub fn is_reserved_event(event: &str) -> bool {
+    event
+        .as_bytes()
+        .starts_with(RESERVED_EVENT_PREFIX.as_bytes())
+}
 
 /// Why a hub refuses a client.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +71,10 @@ pub enum FailReason {
     TooLarge,
     /// The sender is not connected to the hub and its buffer is full.
     Disconnected,
+    /// The event is in the reserved `xstate.` namespace, which only the runtime may send.
+    Reserved,
+    /// The target machine stopped on an error and left the bus.
+    TargetStopped,
 }
 
 impl FailReason {
@@ -70,6 +87,12 @@ impl FailReason {
             FailReason::NotOwner => "the sender does not own the machine id it sent as",
             FailReason::TooLarge => "the message is larger than the bus's largest frame",
             FailReason::Disconnected => "not connected to the hub and the reconnect buffer is full",
+            FailReason::Reserved => {
+                "events named xstate.* are reserved for the runtime; applications may not send them"
+            }
+            FailReason::TargetStopped => {
+                "the target machine stopped on an error (its process's log names it)"
+            }
         }
     }
 }
@@ -271,10 +294,50 @@ pub enum Frame<'a> {
         /// The highest sequence number delivered.
         seq: u64,
     },
+    /// Client -> hub: send me `machine`'s state reports (`on`), or stop (`!on`). The hub
+    /// asks the machine's owner to report ([`Frame::Report`]) while anyone watches.
+    Watch {
+        /// The machine id.
+        machine: &'a str,
+        /// Start (true) or stop (false) watching.
+        on: bool,
+    },
+    /// Hub -> the owner of `machine`: someone watches it, send a [`Frame::State`] now and
+    /// after each of its steps (`on`); nobody does any more, stop (`!on`).
+    Report {
+        /// The machine id (one the link registered).
+        machine: &'a str,
+        /// Report (true) or stop (false).
+        on: bool,
+    },
+    /// Owner -> hub -> each watcher: `machine`'s state, as a UTF-8 JSON object (see
+    /// `docs/wire.md`). The hub forwards the body unchanged.
+    State {
+        /// The machine id (one the sending link registered).
+        machine: &'a str,
+        /// The report: a UTF-8 JSON object.
+        report: &'a [u8],
+    },
+    /// Client -> hub: `machine` stopped on an error. Like `Unregister`, and the hub answers
+    /// later messages to it with [`FailReason::TargetStopped`] until someone registers it.
+    Stopped {
+        /// The machine id.
+        machine: &'a str,
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
+
+/// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
+pub const FRAME_KINDS: u8 = 21;
+
+/// Whether a frame body is of a kind this build does not know (a later protocol addition).
+/// A client skips such a frame (the length prefix delimits it) instead of taking it for
+/// garbage; the hub, which must understand what it routes, closes the link.
+pub fn is_unknown_kind(body: &[u8]) -> bool {
+    body.first().is_some_and(|&b| b >= FRAME_KINDS)
+}
 
 /// A postcard varint of at most `max` bytes whose last byte may be at most `last_max` (the
 /// rules of postcard's own reader): (value, bytes used).
@@ -459,6 +522,10 @@ impl<'a> Frame<'a> {
             Frame::Pong { .. } => "pong",
             Frame::Goodbye { .. } => "goodbye",
             Frame::Ack { .. } => "ack",
+            Frame::Watch { .. } => "watch",
+            Frame::Report { .. } => "report",
+            Frame::State { .. } => "state",
+            Frame::Stopped { .. } => "stopped",
         }
     }
 }

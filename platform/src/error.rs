@@ -55,6 +55,14 @@ pub enum PlatformError {
         /// How many ids a node registers at most.
         limit: usize,
     },
+    /// A chart has more states (or history slots) than the largest machine a node sizes for
+    /// it ([`crate::node::LargeHostedMachine`]).
+    ChartTooLarge {
+        /// States in the chart.
+        states: usize,
+        /// States the largest hosted machine holds.
+        limit: usize,
+    },
     /// A chart or machine error from the core.
     Core(interstate_core::Error),
     /// An environment variable has a value this layer does not accept.
@@ -120,6 +128,12 @@ impl fmt::Display for PlatformError {
                 f,
                 "cannot register '{id}': this process already has {limit} machine ids, the most \
                  one node registers; spread the machines over more processes"
+            ),
+            PlatformError::ChartTooLarge { states, limit } => write!(
+                f,
+                "the chart has {states} states (or more history slots than machines hold); a node \
+                 sizes machines for at most {limit} states and 1024 history slots: split the \
+                 chart, or in Rust build a larger Machine and add it with Node::add_sized_machine"
             ),
             PlatformError::Core(e) => write!(f, "{e}"),
             PlatformError::BadSetting {

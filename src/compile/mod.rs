@@ -151,6 +151,8 @@ struct PendingTransition {
 struct Compiler {
     nodes: Vec<Node>,
     ids: HashMap<String, usize>,
+    /// (parent, key) -> child, so that resolving a target does not scan the siblings.
+    children_by_key: HashMap<(usize, String), usize>,
     strings: String,
     string_ids: HashMap<String, u16>,
     names: Vec<NameRecord>,

@@ -152,6 +152,9 @@ impl Compiler {
         }
         let index = self.nodes.len();
         self.ids.insert(id.clone(), index);
+        if let Some(p) = parent {
+            self.children_by_key.insert((p, key.clone()), index);
+        }
         self.nodes.push(Node {
             path: path.clone(),
             key,
@@ -196,9 +199,7 @@ impl Compiler {
     }
 
     pub(super) fn child_by_key(&self, i: usize, key: &str) -> Option<usize> {
-        self.children(i)
-            .into_iter()
-            .find(|&c| self.nodes[c].key == key)
+        self.children_by_key.get(&(i, key.to_string())).copied()
     }
 
     /// XState's `getStateNodeByPath`: dotted keys from `from`; a leading `#id` segment first.

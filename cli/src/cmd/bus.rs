@@ -48,6 +48,14 @@ pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
         config.listen_fd = Some(std::sync::Arc::new(fd));
     }
     let mut node = Node::new(config).map_err(|e| e.to_string())?;
+    if level == Level::Quiet {
+        // Errors only: no connection and disconnection lines.
+        node.set_logger(|line| {
+            if !line.starts_with("info: ") {
+                eprintln!("interstate: {line}");
+            }
+        });
+    }
     if level > Level::Quiet {
         eprintln!(
             "interstate: hub serving bus '{}' at {}",
@@ -85,7 +93,8 @@ pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
     Ok(())
 }
 
-fn client(args: &BusArgs) -> Result<Node, String> {
+/// A client node on the bus `args` names, connected.
+pub fn client(args: &BusArgs) -> Result<Node, String> {
     let node = Node::new(args.config(Role::Client)?).map_err(|e| super::buses::no_hub_hint(&e))?;
     if !node.is_connected() {
         return Err(format!(
@@ -96,7 +105,8 @@ fn client(args: &BusArgs) -> Result<Node, String> {
     Ok(node)
 }
 
-fn wait_registry(node: &mut Node) -> Result<(), String> {
+/// Waits for the registry snapshot (5 s at most).
+pub fn wait_registry(node: &mut Node) -> Result<(), String> {
     let ok = node
         .run_until(StdDuration::from_secs(5), |n| n.registry_synced())
         .map_err(|e| e.to_string())?;
@@ -109,6 +119,12 @@ fn wait_registry(node: &mut Node) -> Result<(), String> {
 
 /// `interstate send TARGET EVENT [--data JSON]`.
 pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Result<(), String> {
+    if interstate_core::wire::is_reserved_event(event) {
+        return Err(format!(
+            "'{event}' is in the reserved xstate. namespace: only the runtime sends those \
+             (delivery errors, machine up/down); choose another event name"
+        ));
+    }
     let payload = match data {
         Some(d) => {
             let v: serde_json::Value =
@@ -160,34 +176,53 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
         .into_iter()
         .filter(|e| e.pid != mine)
         .collect();
+    let ids: Vec<String> = entries.iter().map(|e| e.machine.clone()).collect();
+    let states = super::status::states_of(&mut node, &ids)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     if as_json {
         let list: Vec<_> = entries
             .iter()
-            .map(|e| json!({"machine": e.machine, "pid": e.pid, "uid": e.uid, "executable": e.executable, "transport": format!("{:?}", e.transport), "since_ms": e.since_ms}))
+            .map(|e| {
+                let state = states.get(&e.machine);
+                json!({
+                    "machine": e.machine, "pid": e.pid, "uid": e.uid,
+                    "executable": e.executable, "transport": format!("{:?}", e.transport),
+                    "state": state.map_or(serde_json::Value::Null, |s| s["state"].clone()),
+                    "status": state.map_or(serde_json::Value::Null, |s| s["status"].clone()),
+                    "age_ms": now_ms.saturating_sub(e.since_ms),
+                    "registered_at": super::status::rfc3339_ms(e.since_ms),
+                })
+            })
             .collect();
         outln!("{}", serde_json::Value::Array(list))?;
     } else {
         outln!(
-            "{:<24} {:>8} {:>6} {:<20} {:<12} SINCE",
+            "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} AGE",
             "MACHINE",
             "PID",
             "UID",
             "EXECUTABLE",
-            "TRANSPORT"
+            "TRANSPORT",
+            "STATE"
         )?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         for e in entries {
             let age = now_ms.saturating_sub(e.since_ms) / 1000;
+            let state = match states.get(&e.machine) {
+                Some(s) if s["port"] == json!(true) => "(port)".to_string(),
+                Some(s) => s["state"].to_string(),
+                None => "-".to_string(),
+            };
             outln!(
-                "{:<24} {:>8} {:>6} {:<20} {:<12} {}s ago",
+                "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} {}s",
                 e.machine,
                 e.pid,
                 e.uid,
                 e.executable,
                 format!("{:?}", e.transport),
+                state,
                 age
             )?;
         }
@@ -195,8 +230,63 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `interstate monitor [--json]`: every message crossing the hub, one line each.
-pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), String> {
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for p in middle {
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// What `interstate monitor` shows, besides the output format.
+#[derive(Clone, Debug, Default)]
+pub struct MonitorFilter {
+    /// Machine id patterns (`*` wildcards); a message matches when its sender or its target
+    /// matches one. None: every machine.
+    pub machines: Vec<String>,
+    /// Event name patterns (`*` wildcards). None: every event.
+    pub events: Vec<String>,
+}
+
+impl MonitorFilter {
+    fn shows(&self, from: &str, to: &str, event: &str) -> bool {
+        let any = |pats: &[String], names: &[&str]| {
+            pats.is_empty() || pats.iter().any(|p| names.iter().any(|n| glob(p, n)))
+        };
+        any(&self.machines, &[from, to]) && any(&self.events, &[event])
+    }
+}
+
+/// A payload as JSON when it is JSON, else as a string (none: null).
+fn payload_json(payload: &[u8]) -> serde_json::Value {
+    if payload.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(payload).into()))
+}
+
+/// `interstate monitor [--json] [--count N] [--machine ID].. [--event NAME]..`: every message
+/// crossing the hub, and every delivery failure it reports (shown as the
+/// `xstate.error.delivery` its sender receives), one line each with the hub's time.
+pub fn monitor(
+    args: &BusArgs,
+    as_json: bool,
+    limit: Option<u64>,
+    filter: &MonitorFilter,
+) -> Result<(), String> {
     let stop = stop_flag()?;
     let mut node = client(args)?;
     node.subscribe_monitor();
@@ -204,21 +294,50 @@ pub fn monitor(args: &BusArgs, as_json: bool, limit: Option<u64>) -> Result<(), 
     while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| seen < l) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
-        while let Some(body) = node.next_monitored() {
-            let Ok(frame) = Frame::decode(&body) else {
-                continue;
-            };
-            if let Frame::Deliver(d) = frame {
-                let data = String::from_utf8_lossy(d.payload);
-                if as_json {
-                    outln!(
-                        "{}",
-                        json!({"from": d.from, "to": d.to, "event": d.event, "seq": d.seq, "data": data})
-                    )?;
-                } else {
-                    outln!("{} -> {}  {}  {}", d.from, d.to, d.event, data)?;
-                }
+        while let Some((at_ms, body)) = node.next_monitored_at() {
+            if limit.is_some_and(|l| seen >= l) {
+                break;
             }
+            let at = super::status::rfc3339_ms(at_ms);
+            let line = match Frame::decode(&body) {
+                Ok(Frame::Deliver(d)) => {
+                    if !filter.shows(d.from, d.to, d.event) {
+                        continue;
+                    }
+                    if as_json {
+                        json!({"at": at, "at_ms": at_ms, "from": d.from, "to": d.to,
+                               "event": d.event, "seq": d.seq, "data": payload_json(d.payload)})
+                        .to_string()
+                    } else {
+                        let data = String::from_utf8_lossy(d.payload);
+                        format!("{at}  {} -> {}  {}  {data}", d.from, d.to, d.event)
+                    }
+                }
+                Ok(Frame::DeliveryFailed(f)) => {
+                    // The sender hears of it as this event, from its target.
+                    let event = interstate::bus::DELIVERY_ERROR_EVENT;
+                    if !filter.shows(f.from, f.to, f.event) && !filter.shows(f.from, f.to, event) {
+                        continue;
+                    }
+                    let payload = interstate_platform::node::delivery_error_payload(
+                        f.to, f.event, f.seq, f.reason,
+                    );
+                    if as_json {
+                        json!({"at": at, "at_ms": at_ms, "from": f.to, "to": f.from,
+                               "event": event, "failed": true, "data": payload_json(&payload)})
+                        .to_string()
+                    } else {
+                        format!(
+                            "{at}  {} -> {}  {event}  {}  (not delivered)",
+                            f.to,
+                            f.from,
+                            String::from_utf8_lossy(&payload)
+                        )
+                    }
+                }
+                _ => continue,
+            };
+            outln!("{line}")?;
             seen += 1;
         }
     }
@@ -233,6 +352,9 @@ pub struct Host {
     pub values: Values,
     /// `--quiet`, `--verbose`.
     pub level: Level,
+    /// `--keep-going`: serve on when the machine stops on an error (it leaves the bus either
+    /// way); without it, `run` then ends with an error (exit status 2).
+    pub keep_going: bool,
 }
 
 /// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
@@ -288,6 +410,7 @@ pub fn run(
     }
     // Registered (and watching): a service manager learns the machine is on the bus.
     interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
+    let mut reported = false;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
@@ -295,15 +418,43 @@ pub fn run(
             // The reader of the machine's log lines went away: end quietly.
             break;
         }
-        if node.machine(id).is_some_and(|m| m.is_done()) {
+        let status = node.machine(id).map(|m| m.status());
+        if status == Some(interstate_core::machine::Status::Done) {
             if say {
                 eprintln!("interstate: machine '{id}' reached its final state");
             }
             break;
+        }
+        if status == Some(interstate_core::machine::Status::Failed) && !reported {
+            // The node has taken it off the bus; its senders hear that it is gone.
+            let error = node.machine_errors(id).last().unwrap_or("").to_string();
+            if !host.keep_going {
+                node.flush();
+                return Err(format!(
+                    "machine '{id}' stopped on an error and left the bus: {error} \
+                     (--keep-going keeps the process serving)"
+                ));
+            }
+            reported = true;
         }
     }
     if host.level == Level::Verbose {
         eprintln!("interstate: counters: {:?}", node.stats());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_with_stars_anywhere() {
+        assert!(glob("lamp", "lamp") && !glob("lamp", "lamps"));
+        assert!(glob("*", "") && glob("*", "anything"));
+        assert!(glob("worker-*", "worker-1") && !glob("worker-*", "xworker-1"));
+        assert!(glob("*.done", "job.done") && !glob("*.done", "job.done.x"));
+        assert!(glob("a*b*c", "aXbYc") && glob("a*b*c", "abc") && !glob("a*b*c", "acb"));
+        assert!(glob("xstate.*", "xstate.error.delivery"));
+    }
 }

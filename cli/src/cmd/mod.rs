@@ -6,6 +6,7 @@ pub mod app;
 pub mod bus;
 pub mod buses;
 pub mod serial;
+pub mod status;
 
 use std::collections::HashMap;
 use std::io::Read;

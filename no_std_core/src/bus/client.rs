@@ -83,6 +83,21 @@ pub enum Incoming<'f> {
     SnapshotEnd,
     /// A copy of a frame crossing the hub (monitor subscription).
     Monitored(&'f [u8]),
+    /// The hub asks this process to report `machine`'s state after each of its steps, and
+    /// once now (`on`), or to stop (`!on`): see [`Frame::Report`].
+    Report {
+        /// The machine id (one of this process's).
+        machine: &'f str,
+        /// Report (true) or stop (false).
+        on: bool,
+    },
+    /// A state report of a machine this process watches ([`Client::watch_state`]).
+    State {
+        /// The machine id.
+        machine: &'f str,
+        /// The report (a UTF-8 JSON object).
+        report: &'f [u8],
+    },
     /// The link is finished: close it (the client has scheduled the reconnect, or has
     /// failed for good). The reason, for the log.
     Close(CloseReason<'f>),
@@ -288,8 +303,56 @@ where
         self.refresh_registered();
     }
 
+    /// Takes `id` off the bus: forgets it and, when connected, tells the hub (`Unregister`),
+    /// after every acknowledgement owed (the hub takes acknowledgements only from an id's
+    /// owner: what `id` has was delivered, and its senders must hear so before it goes).
+    /// Messages that arrive for it afterwards are the host's to leave unacknowledged.
+    pub fn unregister(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, false, sink);
+    }
+
+    /// As [`unregister`](Self::unregister) for a machine that stopped on an error: the hub
+    /// is told `Stopped`, and answers later messages to it with `TargetStopped`.
+    pub fn stopped(&mut self, id: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, true, sink);
+    }
+
+    fn leave(&mut self, id: &str, stopped: bool, sink: &mut dyn FrameSink) {
+        if self.ids.remove(id).is_some() {
+            self.refresh_registered();
+            if self.endpoint.is_ready() {
+                self.received.emit(&mut |receiver, sender, seq| {
+                    sink.send_frame(&Frame::Ack {
+                        from: receiver,
+                        to: sender,
+                        seq,
+                    })
+                });
+                sink.send_frame(&if stopped {
+                    Frame::Stopped { machine: id }
+                } else {
+                    Frame::Unregister { machine: id }
+                });
+            }
+        }
+    }
+
     fn refresh_registered(&mut self) {
         self.all_registered = self.ids.values().all(|s| s.reg == Registration::Registered);
+    }
+
+    /// Starts (`on`) or stops watching `machine`'s state: its reports come back as
+    /// [`Incoming::State`]. Only while connected (a host that watches across reconnections
+    /// asks again on [`Incoming::Ready`]: the hub forgets a link's watches when it closes).
+    /// Returns whether the request was sent.
+    pub fn watch_state(&mut self, machine: &str, on: bool, sink: &mut dyn FrameSink) -> bool {
+        self.endpoint.is_ready() && sink.send_frame(&Frame::Watch { machine, on })
+    }
+
+    /// Sends a state report of `machine` (one of this process's, which the hub asked to
+    /// report with [`Incoming::Report`]). Returns whether it was queued.
+    pub fn send_state(&mut self, machine: &str, report: &[u8], sink: &mut dyn FrameSink) -> bool {
+        self.endpoint.is_ready() && sink.send_frame(&Frame::State { machine, report })
     }
 
     /// Subscribes to copies of every frame crossing the hub (from now on, and after every
@@ -400,6 +463,8 @@ where
                 Incoming::SnapshotEnd
             }
             Frame::Monitored { frame, .. } => Incoming::Monitored(frame),
+            Frame::Report { machine, on } => Incoming::Report { machine, on },
+            Frame::State { machine, report } => Incoming::State { machine, report },
             Frame::Goodbye { reason } => Incoming::Close(CloseReason::Goodbye(reason)),
             _ => Incoming::Nothing,
         }

@@ -291,6 +291,9 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
         delay: Option<Duration>,
         encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<SendId, Error> {
+        if crate::wire::is_reserved_event(event) {
+            return Err(Error::ReservedEvent);
+        }
         let (bytes, used) = match delay {
             None if self.outbox.is_full() => return Err(Error::OutboxFull { capacity: O }),
             Some(_) if self.timers.is_full() => return Err(Error::TimersFull { capacity: T }),

@@ -249,7 +249,11 @@ fn host(
         reason,
     };
     match incoming {
-        Incoming::Nothing | Incoming::Monitored(_) => {}
+        // (No simulated process watches a machine's state, so none is asked to report.)
+        Incoming::Nothing
+        | Incoming::Monitored(_)
+        | Incoming::Report { .. }
+        | Incoming::State { .. } => {}
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
             rec.readies.push((p, pr.incarnation, now));

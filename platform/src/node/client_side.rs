@@ -9,7 +9,7 @@ use interstate_core::bus::policy::Registration;
 use interstate_core::bus::FrameSink;
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::Handled;
-use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
+use interstate_core::wire::{is_unknown_kind, FailReason, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
 use mio::net::UnixStream;
 use mio::Interest;
@@ -19,8 +19,8 @@ use crate::error::PlatformError;
 use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
-use super::hosting::Deferred;
 use super::hub_side::{shm_socket_path, HubIoImpl};
+use super::local::Deferred;
 use super::payload::{local_info, ThisProcess};
 use super::{
     duplicate_slots, BusClient, LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT, NODE_IDS,
@@ -221,8 +221,13 @@ impl Node {
         // Whatever was sent and not acknowledged is sent again after the reconnect.
         c.client.disconnected(now);
         self.local.registry.clear();
-        for h in &self.local.machines {
+        for h in self.local.machines.iter().filter(|h| !h.stopped) {
             self.local.registry.insert(local_info(&h.id));
+        }
+        // Until the hub asks again: it does when these ids are registered again and someone
+        // watches them (a restarted hub, once the watchers have asked it again).
+        for h in &mut self.local.machines {
+            h.watched = false;
         }
     }
 
@@ -267,6 +272,13 @@ impl Node {
                 };
                 let frame = match Frame::decode(&self.scratch[..body_len]) {
                     Ok(f) => f,
+                    // A later protocol's frame: skipped, as the protocol asks of clients.
+                    Err(_) if is_unknown_kind(&self.scratch[..body_len]) => {
+                        if let Some(conn) = c.conn.as_mut() {
+                            conn.consume_frame();
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         lost = Some(format!("bad frame from the hub: {e}"));
                         break;
@@ -275,6 +287,10 @@ impl Node {
                 if let Frame::Welcome(w) = &frame {
                     c.hub_pid = Some(w.hub_pid);
                 }
+                let monitored_at = match frame {
+                    Frame::Monitored { at_ms, .. } => at_ms,
+                    _ => 0,
+                };
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}
@@ -367,9 +383,21 @@ impl Node {
                             .received_mut()
                             .departed_unless(&|m| registry.contains(m), now.as_millis());
                     }
+                    Incoming::Report { machine, on } => {
+                        self.local.report_requested(machine, on, &mut deferred)
+                    }
+                    Incoming::State { machine, report } => {
+                        if self.state_reports.len() < 4096 {
+                            self.state_reports.push_back((
+                                machine.to_string(),
+                                String::from_utf8_lossy(report).into_owned(),
+                            ));
+                        }
+                    }
                     Incoming::Monitored(frame) => {
                         if self.monitor_frames.len() < 65536 {
-                            self.monitor_frames.push_back(frame.to_vec());
+                            self.monitor_frames
+                                .push_back((monitored_at, frame.to_vec()));
                         } else {
                             self.monitor_dropped += 1;
                         }
@@ -410,6 +438,7 @@ impl Node {
     /// subscribed): send what is outstanding.
     fn on_ready(&mut self) {
         self.transmit();
+        self.rewatch();
     }
 
     /// Client: moves unsent messages from the outstanding buffer onto the hub link, in order,
@@ -428,6 +457,12 @@ impl Node {
     /// they are due (they ride on a write that happens anyway, or go out in batches, or after
     /// a short delay: never one write per message).
     pub(super) fn emit_acks(&mut self) {
+        self.emit_acks_when(false);
+    }
+
+    /// As [`emit_acks`](Self::emit_acks); `now_anyway`: the hub's own process sends every
+    /// acknowledgement owed now, whatever the policy (before one of its ids leaves the bus).
+    pub(super) fn emit_acks_when(&mut self, now_anyway: bool) {
         let now = self.turn_now;
         match &mut self.side {
             Side::Client(c) => {
@@ -447,9 +482,13 @@ impl Node {
                     .iter()
                     .flatten()
                     .any(|l| l.conn.pending() > 0);
-                if !delivery
-                    .acks
-                    .should_emit(now, received.is_dirty(), received.owed(), piggyback)
+                if !now_anyway
+                    && !delivery.acks.should_emit(
+                        now,
+                        received.is_dirty(),
+                        received.owed(),
+                        piggyback,
+                    )
                 {
                     return;
                 }

@@ -10,7 +10,7 @@ use mio::{Interest, Token};
 use crate::error::PlatformError;
 use crate::transport::shm::WaitStrategy;
 
-use super::hosting::Deferred;
+use super::local::Deferred;
 use super::{
     LinkConnIo, Node, Side, CLIENT, FIFO_LISTENER, LINK_BASE, LISTENER, SHM_LISTENER,
     USER_TOKEN_BASE,
@@ -22,6 +22,7 @@ impl Node {
             .local
             .machines
             .iter()
+            .filter(|h| !h.stopped)
             .filter_map(|h| h.machine.poll_timeout())
             .min();
         let s = match &self.side {

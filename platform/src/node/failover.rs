@@ -38,8 +38,8 @@ use interstate_core::Instant;
 
 use crate::error::PlatformError;
 
-use super::hosting::Deferred;
 use super::hub_side::{ForwardIo, HubIoImpl, HubSide};
+use super::local::Deferred;
 use super::{Node, Role, Side};
 
 /// The lock file beside a bus socket: `<bus>.lock`.

@@ -1,249 +1,30 @@
-//! Hosting: the machines and ports of this node, their steps and deliveries, routing of
-//! their outboxes, timers, and the follow-up work (`Deferred`) calls leave behind.
+//! Hosting: adding machines and ports, their sends, routing of their outboxes, timers, and
+//! doing the follow-up work (`Deferred`) calls leave behind (the machines' table and
+//! delivering to them are `local`).
 
 use std::collections::VecDeque;
 use std::time::Duration as StdDuration;
 
-use rustc_hash::FxHashMap as HashMap;
-
 use interstate_core::bus::client::TimeoutTodo;
-use interstate_core::bus::{Accepted, SendRefused};
-use interstate_core::hub::{Handled, LinkId};
+use interstate_core::bus::SendRefused;
+use interstate_core::hub::Handled;
 use interstate_core::machine::Status;
-use interstate_core::wire::{Deliver, FailReason, RegistryEntry};
+use interstate_core::wire::{is_reserved_event, Deliver, FailReason};
 use interstate_core::{Behavior, Chart, Event, Instant, Target};
 
 use crate::error::PlatformError;
-use crate::registry::{MachineInfo, Registry};
 
 use super::client_side::Sink;
 use super::hub_side::{ForwardIo, HubIoImpl};
-use super::payload::{delivery_error_payload, json_string, local_info};
-use super::{
-    HostedMachine, Node, NodeConfig, NodeStats, PortMessage, Side, DELIVERY_ERROR_EVENT,
-    MACHINE_DOWN_EVENT, MACHINE_UP_EVENT,
-};
-
-pub(super) struct Hosted {
-    pub(super) id: String,
-    pub(super) machine: Box<HostedMachine>,
-    pub(super) behavior: Box<dyn Behavior>,
-    pub(super) seq: u64,
-    /// Its id is routed to this node; until then its outbox waits (the hub would refuse a
-    /// sender id it does not know this node owns).
-    pub(super) registered: bool,
-}
-
-/// Everything of the node that receives: its machines, ports, registry copy and counters.
-/// (Both ends of end-to-end delivery, the outstanding buffer and the duplicate filter, are
-/// the core's: the hub side's own, or the client's.)
-pub(super) struct Local {
-    pub(super) machines: Vec<Hosted>,
-    pub(super) by_id: HashMap<String, usize>,
-    pub(super) ports: HashMap<String, VecDeque<PortMessage>>,
-    /// Sequence numbers of the ports' sends.
-    pub(super) port_seq: HashMap<String, u64>,
-    pub(super) registry: Registry,
-    pub(super) stats: NodeStats,
-    /// Watched machine ids: whether each was last seen up, and who watches it.
-    pub(super) watches: HashMap<String, Watch>,
-}
-
-/// Who watches a machine id, and whether it was last seen registered.
-pub(super) struct Watch {
-    pub(super) up: bool,
-    pub(super) watchers: Vec<String>,
-}
-
-/// Things the node does when the current call into the hub or a machine returns.
-#[derive(Default)]
-pub(super) struct Deferred {
-    /// Links to close, with the reason.
-    pub(super) close: Vec<(LinkId, String)>,
-    /// (sending machine, target, event, seq, reason) failures to report to local machines.
-    pub(super) failures: Vec<(String, String, String, u64, FailReason)>,
-    /// Machine ids that left the registry: their outstanding messages fail.
-    pub(super) removed: Vec<String>,
-    /// Failures found here (not reported by the hub), reported as they are.
-    pub(super) direct: Vec<(String, String, String, u64, FailReason)>,
-    /// Deliveries to local machines that arrived from the hub.
-    pub(super) logs: Vec<String>,
-}
-
-impl Deferred {
-    pub(super) fn is_empty(&self) -> bool {
-        self.logs.is_empty()
-            && self.direct.is_empty()
-            && self.failures.is_empty()
-            && self.removed.is_empty()
-            && self.close.is_empty()
-    }
-}
-
-/// A message that will not be delivered, as reported to its sender.
-pub(super) struct Failed<'a> {
-    pub(super) from: &'a str,
-    pub(super) to: &'a str,
-    pub(super) event: &'a str,
-    pub(super) seq: u64,
-    pub(super) reason: FailReason,
-}
+use super::local::{Deferred, Failed, Hosted, Watch};
+use super::machines::{sized_for, RunningMachine};
+use super::payload::{delivery_error_payload, local_info};
+use super::{Node, NodeConfig, PortMessage, Side, DELIVERY_ERROR_EVENT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Routed {
     Sent,
     Full,
-}
-
-impl Local {
-    fn deliver(
-        &mut self,
-        now: Instant,
-        from: &str,
-        to: &str,
-        event: &str,
-        payload: &[u8],
-        deferred: &mut Deferred,
-    ) -> bool {
-        if let Some(&i) = self.by_id.get(to) {
-            self.step(i, now, event, payload, deferred);
-            return true;
-        }
-        if let Some(q) = self.ports.get_mut(to) {
-            q.push_back(PortMessage {
-                port: to.to_string(),
-                from: from.to_string(),
-                event: event.to_string(),
-                payload: payload.to_vec(),
-                seq: 0,
-            });
-            return true;
-        }
-        false
-    }
-
-    /// Machine `i` takes its step on an event.
-    fn step(
-        &mut self,
-        i: usize,
-        now: Instant,
-        event: &str,
-        payload: &[u8],
-        deferred: &mut Deferred,
-    ) {
-        let h = &mut self.machines[i];
-        if let Err(e) = h.machine.send(
-            now,
-            Event::new(event).with_payload(payload),
-            &mut *h.behavior,
-        ) {
-            deferred
-                .logs
-                .push(format!("machine '{}' failed on event '{event}': {e}", h.id));
-        }
-    }
-
-    /// A message from another process: delivered once (a duplicate, sent again after a lost
-    /// connection, is dropped and acknowledged again), and acknowledged once the application
-    /// has it: a machine once its step ran, a port once `recv_port` returned it. `accept` is
-    /// the duplicate filter's verdict (`handed`: whether the application has it on delivery).
-    pub(super) fn receive(
-        &mut self,
-        now: Instant,
-        d: &Deliver<'_>,
-        deferred: &mut Deferred,
-        accept: &mut dyn FnMut(&Deliver<'_>, bool) -> Accepted,
-    ) {
-        let machine = self.by_id.get(d.to).copied();
-        if machine.is_none() && !self.ports.contains_key(d.to) {
-            // Not acknowledged: the hub routes only ids this node registered, so this is a
-            // bug, and its sender must not take the message for delivered.
-            deferred.logs.push(format!(
-                "a message from '{}' for '{}', which this process does not host, was dropped",
-                d.from, d.to
-            ));
-            return;
-        }
-        match accept(d, machine.is_some()) {
-            Accepted::New => {}
-            Accepted::Duplicate => return,
-            Accepted::NoRoom => {
-                // Neither delivered nor acknowledged: its sender keeps it.
-                self.stats.duplicate_filter_full += 1;
-                deferred.logs.push(format!(
-                    "a message from '{}' for '{}' was refused: the duplicate filter is full \
-                     (NodeConfig::duplicate_filter_pairs)",
-                    d.from, d.to
-                ));
-                return;
-            }
-        }
-        self.stats.received += 1;
-        if let Some(i) = machine {
-            self.step(i, now, d.event, d.payload, deferred);
-        } else if let Some(q) = self.ports.get_mut(d.to) {
-            q.push_back(PortMessage {
-                port: d.to.to_string(),
-                from: d.from.to_string(),
-                event: d.event.to_string(),
-                payload: d.payload.to_vec(),
-                seq: d.seq,
-            });
-        }
-    }
-
-    /// A registry entry arrived (a machine joined, or the snapshot after a reconnect).
-    pub(super) fn registry_entry(
-        &mut self,
-        now: Instant,
-        e: &RegistryEntry<'_>,
-        deferred: &mut Deferred,
-    ) {
-        self.registry.insert(MachineInfo::from_entry(e));
-        self.watched(now, e.machine, true, deferred);
-    }
-
-    /// A machine left the registry.
-    pub(super) fn registry_removed(
-        &mut self,
-        now: Instant,
-        machine: &str,
-        deferred: &mut Deferred,
-    ) {
-        self.registry.remove(machine);
-        // What this process's machines sent it and never had acknowledged will not arrive:
-        // their senders are told.
-        deferred.removed.push(machine.to_string());
-        self.watched(now, machine, false, deferred);
-    }
-
-    /// A registry change for `machine`: tells its watchers on a real change (up after down,
-    /// down after up), never twice for the same state.
-    pub(super) fn watched(
-        &mut self,
-        now: Instant,
-        machine: &str,
-        up: bool,
-        deferred: &mut Deferred,
-    ) {
-        let Some(w) = self.watches.get_mut(machine) else {
-            return;
-        };
-        if w.up == up {
-            return;
-        }
-        w.up = up;
-        let watchers = w.watchers.clone();
-        let payload = format!("{{\"machine\":{}}}", json_string(machine)).into_bytes();
-        let event = if up {
-            MACHINE_UP_EVENT
-        } else {
-            MACHINE_DOWN_EVENT
-        };
-        for watcher in watchers {
-            self.deliver(now, machine, &watcher, event, &payload, deferred);
-        }
-    }
 }
 
 /// A starting sequence number above any a previous incarnation of this process can have used
@@ -257,8 +38,9 @@ fn sequence_base() -> u64 {
 }
 
 impl Node {
-    /// Makes the hosted machine or port `watcher` receive [`MACHINE_DOWN_EVENT`] when the
-    /// machine `target` leaves the bus and [`MACHINE_UP_EVENT`] when it (re)joins it, as the
+    /// Makes the hosted machine or port `watcher` receive
+    /// [`MACHINE_DOWN_EVENT`](super::MACHINE_DOWN_EVENT) when the machine `target` leaves the
+    /// bus and [`MACHINE_UP_EVENT`](super::MACHINE_UP_EVENT) when it (re)joins it, as the
     /// registry says: a crashed worker's supervisor-restarted successor shows as down, then up.
     /// Returns whether `target` is on the bus now.
     pub fn watch(&mut self, watcher: &str, target: &str) -> Result<bool, PlatformError> {
@@ -293,6 +75,10 @@ impl Node {
     /// Adds a machine running `chart` with `behavior`, starts it, and registers `id` on the
     /// bus. Fails if the id is in use in this node or owned by a live peer.
     ///
+    /// The machine is sized for the chart: a [`super::HostedMachine`] (256 states) when it
+    /// fits, else a [`super::LargeHostedMachine`] (65,536 states). For other capacities, build
+    /// the machine yourself and use [`add_sized_machine`](Self::add_sized_machine).
+    ///
     /// The chart must live as long as the node: compile it once and leak it (a node's
     /// machines live as long as the process).
     pub fn add_machine(
@@ -302,7 +88,31 @@ impl Node {
         behavior: Box<dyn Behavior>,
     ) -> Result<(), PlatformError> {
         self.check_new_id(id)?;
-        let machine = Box::new(HostedMachine::new(chart, id)?);
+        let machine = sized_for(chart, id)?;
+        self.add_sized_machine(machine, behavior)
+    }
+
+    /// Adds a machine built by the caller, of any capacities (any
+    /// `interstate_core::Machine<'static, W, Q, O, T, H, B>`, not started), under its own id;
+    /// starts it and registers it as [`add_machine`](Self::add_machine) does. For a chart
+    /// that needs more states, timers, outbox room or history than the node's sizes give:
+    ///
+    /// ```no_run
+    /// # fn f(node: &mut interstate_platform::node::Node, chart: interstate_core::Chart<'static>,
+    /// #      behavior: Box<dyn interstate_core::Behavior>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // 128 * 64 = 8192 states, 256 timers, 128 history slots.
+    /// let m = interstate_core::Machine::<'static, 128, 32, 64, 256, 128, 16384>::new(chart, "big")?;
+    /// node.add_sized_machine(Box::new(m), behavior)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_sized_machine(
+        &mut self,
+        machine: Box<dyn RunningMachine>,
+        behavior: Box<dyn Behavior>,
+    ) -> Result<(), PlatformError> {
+        let id = machine.id().to_string();
+        let id = id.as_str();
+        self.check_new_id(id)?;
         // The machine is in the table and started before its id is announced, so that a
         // message sent the moment the registry shows it finds it.
         let idx = self.local.machines.len();
@@ -312,6 +122,10 @@ impl Node {
             behavior,
             seq: sequence_base(),
             registered: false,
+            errors: VecDeque::new(),
+            stopped: false,
+            watched: false,
+            events: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
@@ -374,6 +188,9 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<u64, PlatformError> {
+        if is_reserved_event(event) {
+            return Err(interstate_core::Error::ReservedEvent.into());
+        }
         let seq = self.next_port_seq(port)?;
         // Read the clock for the deadline only once the bus turns out to be full.
         let mut deadline = None;
@@ -440,23 +257,37 @@ impl Node {
         Ok(*seq)
     }
 
-    /// Injects an event into a hosted machine as if it came from outside.
+    /// Injects an event into a hosted machine as if it came from outside. Events of the
+    /// reserved `xstate.` namespace are refused: only the runtime makes those.
     pub fn send_local(
         &mut self,
         to: &str,
         event: &str,
         payload: &[u8],
     ) -> Result<(), PlatformError> {
+        if is_reserved_event(event) {
+            return Err(interstate_core::Error::ReservedEvent.into());
+        }
         let now = self.now();
         let Some(&i) = self.local.by_id.get(to) else {
             return Err(PlatformError::BadMachineId { id: to.into() });
         };
+        let mut deferred = Deferred::default();
         let h = &mut self.local.machines[i];
-        h.machine.send(
+        h.events.push(event);
+        let result = h.machine.send(
             now,
             Event::new(event).with_payload(payload),
             &mut *h.behavior,
-        )?;
+        );
+        if let Err(e) = result {
+            h.failed(&format!("on event '{event}'"), e, &mut deferred);
+        }
+        if h.watched {
+            deferred.reports.push(h.id.clone());
+        }
+        self.settle(deferred);
+        result?;
         self.pump()
     }
 
@@ -471,6 +302,13 @@ impl Node {
         loop {
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
+            }
+            // Reports first: a machine that stopped reports so while it still owns its id.
+            for id in std::mem::take(&mut deferred.reports) {
+                self.send_report(&id);
+            }
+            for id in std::mem::take(&mut deferred.stopped) {
+                self.leave_bus(now, &id, &mut deferred);
             }
             // Failures found here are reported as they are; the hub's reports each settle one
             // outstanding message, once (and are reported only then, unless the sender is not
@@ -525,11 +363,17 @@ impl Node {
                 }
             }
             let closes: Vec<_> = deferred.close.drain(..).collect();
-            for (link, _reason) in closes {
+            for (link, reason) in closes {
                 let Side::Hub(h) = &mut self.side else { break };
                 let Some(mut lc) = h.links.get_mut(link as usize).and_then(Option::take) else {
                     continue;
                 };
+                if lc.executable.is_some() {
+                    (self.log)(&format!(
+                        "info: link {link} disconnected: {} ({reason})",
+                        lc.who()
+                    ));
+                }
                 lc.conn.flush();
                 let _ = lc.conn.stream.deregister(self.poll.registry());
                 let unwritten = lc.conn.unwritten_frames();
@@ -548,6 +392,40 @@ impl Node {
             }
             if deferred.is_empty() {
                 return;
+            }
+        }
+    }
+
+    /// A machine stopped by an error leaves the bus: its id is unregistered, so that its
+    /// senders learn it is gone (what they sent and it never acknowledged fails as
+    /// `target-gone`, later sends as `unknown-target`) instead of sending into a void.
+    fn leave_bus(&mut self, now: Instant, id: &str, deferred: &mut Deferred) {
+        let Some(&i) = self.local.by_id.get(id) else {
+            return;
+        };
+        let h = &mut self.local.machines[i];
+        h.registered = false;
+        let error = h.errors.back().cloned().unwrap_or_default();
+        self.local.registry.remove(id);
+        deferred.logs.push(format!(
+            "machine '{id}' stopped on an error and left the bus: {error}"
+        ));
+        // What it has was delivered: its senders hear so before it goes.
+        self.emit_acks_when(true);
+        match &mut self.side {
+            Side::Hub(h) => {
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    deferred,
+                );
+                h.hub.stopped_local(id, &mut io);
+            }
+            Side::Client(c) => {
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                c.client.stopped(id, &mut sink);
             }
         }
     }
@@ -576,6 +454,9 @@ impl Node {
     pub(super) fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
         for i in 0..self.local.machines.len() {
+            if self.local.machines[i].stopped {
+                continue;
+            }
             let mut guard = 0;
             while self.local.machines[i]
                 .machine
@@ -595,10 +476,18 @@ impl Node {
                         break;
                     }
                     Err(e) => {
-                        (self.log)(&format!("machine '{}' failed on a timer: {e}", h.id));
+                        let mut deferred = Deferred::default();
+                        h.failed("on a timer", e, &mut deferred);
+                        self.settle(deferred);
                         break;
                     }
                 }
+                if h.watched {
+                    let mut deferred = Deferred::default();
+                    deferred.reports.push(h.id.clone());
+                    self.settle(deferred);
+                }
+                let h = &mut self.local.machines[i];
                 if h.machine.outbox_len() > 0 {
                     self.pump()?;
                 }
@@ -675,15 +564,25 @@ impl Node {
                 let mut done = 0;
                 while done < n {
                     let h = &self.local.machines[i];
-                    let Some(m) = h.machine.outbox().nth(done) else {
+                    let Some(m) = h.machine.outbox_nth(done) else {
                         break;
                     };
                     let to = match m.target {
                         Target::ThisMachine => h.id.as_str(),
                         Target::Machine(t) => t,
                     };
-                    let routed = if self.local.by_id.contains_key(to)
-                        || self.local.ports.contains_key(to)
+                    let routed = if is_reserved_event(m.event) {
+                        // A chart's `sendTo` of an `xstate.*` event (actions' sends are
+                        // refused when they are made): only the runtime makes those.
+                        deferred.direct.push((
+                            h.id.clone(),
+                            to.to_string(),
+                            m.event.to_string(),
+                            h.seq,
+                            FailReason::Reserved,
+                        ));
+                        Routed::Sent
+                    } else if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to)
                     {
                         buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());
@@ -697,14 +596,28 @@ impl Node {
                             |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or("");
                         self.local.stats.payload_copies += 1;
                         self.local.stats.sent_local += 1;
-                        self.local.deliver(
-                            now,
+                        let (from, to, event) = (
                             text(0..from_end),
                             text(from_end..to_end),
                             text(to_end..event_end),
+                        );
+                        if !self.local.deliver(
+                            now,
+                            from,
+                            to,
+                            event,
                             &buf[event_end..],
                             &mut deferred,
-                        );
+                        ) {
+                            // Its target stopped on an error (and left the bus).
+                            deferred.direct.push((
+                                from.into(),
+                                to.into(),
+                                event.into(),
+                                self.local.machines[i].seq,
+                                FailReason::TargetStopped,
+                            ));
+                        }
                         Routed::Sent
                     } else {
                         let d = Deliver {
@@ -748,8 +661,19 @@ impl Node {
         if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
-            self.local
-                .deliver(now, d.from, d.to, d.event, d.payload, deferred);
+            if !self
+                .local
+                .deliver(now, d.from, d.to, d.event, d.payload, deferred)
+            {
+                // Its target stopped on an error (and left the bus).
+                deferred.direct.push((
+                    d.from.into(),
+                    d.to.into(),
+                    d.event.into(),
+                    d.seq,
+                    FailReason::TargetStopped,
+                ));
+            }
             return Routed::Sent;
         }
         let now = now.unwrap_or(self.turn_now);

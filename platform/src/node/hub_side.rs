@@ -6,7 +6,9 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
 use interstate_core::bus::policy::{AckTimer, FORGET_DEPARTED_MS, SWEEP_EVERY};
-use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, LOCAL_LINK};
+use interstate_core::hub::{
+    Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials, LOCAL_LINK,
+};
 use interstate_core::wire::{Deliver, Frame};
 use interstate_core::Instant;
 use mio::net::UnixListener;
@@ -17,11 +19,11 @@ use crate::error::PlatformError;
 use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
-use super::hosting::{Deferred, Local};
+use super::local::{Deferred, Local};
 use super::payload::ThisProcess;
 use super::{
     duplicate_slots, CoreOutstanding, CoreReceived, LinkConnIo, Node, NodeConfig, Side, Transport,
-    FIFO_LISTENER, HUB_LINKS, HUB_MACHINES, LINK_BASE, LISTENER, SHM_LISTENER,
+    FIFO_LISTENER, HUB_LINKS, HUB_MACHINES, HUB_WATCHES, LINK_BASE, LISTENER, SHM_LISTENER,
 };
 
 pub(super) struct LinkConn {
@@ -35,6 +37,23 @@ pub(super) struct LinkConn {
     /// Since when output has waited for this link with none of it written: a receiver that
     /// reads nothing for the idle timeout is closed (it would stall its senders for ever).
     pub(super) unread_since: Option<Instant>,
+    /// Who is at the other end (from the kernel), for the connection log.
+    pub(super) peer: PeerCredentials,
+    /// The executable its Hello named, once the hub welcomed it (and its connection was
+    /// logged); `None` before.
+    pub(super) executable: Option<String>,
+}
+
+impl LinkConn {
+    /// The connection log's description of the peer.
+    pub(super) fn who(&self) -> String {
+        format!(
+            "pid {}, uid {}, executable {}",
+            self.peer.pid,
+            self.peer.uid,
+            self.executable.as_deref().unwrap_or("?")
+        )
+    }
 }
 
 pub(super) struct HubSide {
@@ -46,7 +65,7 @@ pub(super) struct HubSide {
     pub(super) shm_listener: Option<(UnixListener, PathBuf)>,
     /// Where clients announce FIFO pairs (`<bus>.fifo`).
     pub(super) fifo: Option<crate::transport::fifo::RequestFifo>,
-    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES>>,
+    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES>>,
     pub(super) links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
     pub(super) path: Option<PathBuf>,
@@ -222,6 +241,9 @@ impl HubIo for HubIoImpl<'_> {
                     f.seq,
                     f.reason,
                 )),
+                Frame::Report { machine, on } => {
+                    self.local.report_requested(machine, on, self.deferred)
+                }
                 _ => {}
             }
             return Ok(());
@@ -344,6 +366,7 @@ fn install(
     match opened.and_then(|mut s| s.register(registry, token, Interest::READABLE).map(|()| s)) {
         Ok(stream) => {
             h.hub.set_transport(link, stream.kind());
+            let peer = stream.peer();
             h.high = h.high.max(link as usize + 1);
             h.links[link as usize] = Some(LinkConn {
                 conn: Conn::new(stream, config.max_frame, config.link_queue),
@@ -351,6 +374,8 @@ fn install(
                 waiting_on: None,
                 hung_up: false,
                 unread_since: None,
+                peer,
+                executable: None,
             });
         }
         Err(e) => {
@@ -700,6 +725,17 @@ impl Node {
                         Handled::Done => {
                             if let Some(Some(lc)) = h.links.get_mut(l) {
                                 lc.conn.consume_frame();
+                                if lc.executable.is_none() {
+                                    // Welcomed: the connection is logged once, with its
+                                    // peer.
+                                    if let Some(exe) = h.hub.executable(l as LinkId) {
+                                        lc.executable = Some(exe.to_string());
+                                        deferred.logs.push(format!(
+                                            "info: link {l} connected: {}",
+                                            lc.who()
+                                        ));
+                                    }
+                                }
                             }
                         }
                         Handled::Stalled(t) => {

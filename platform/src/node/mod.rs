@@ -27,14 +27,18 @@ mod event_loop;
 mod failover;
 mod hosting;
 mod hub_side;
+mod local;
+mod machines;
 mod monitor;
 mod payload;
+mod status;
 
 use client_side::ClientSide;
-use hosting::Local;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
-pub(crate) use payload::delivery_error_payload;
+use local::Local;
+pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
+pub use payload::delivery_error_payload;
 pub use payload::ThisProcess;
 
 use std::collections::VecDeque;
@@ -47,7 +51,7 @@ use rustc_hash::FxHashMap as HashMap;
 use interstate_core::bus::{OwnerSlot, PairSlot};
 use interstate_core::machine::Status;
 use interstate_core::wire::{Frame, DEFAULT_MAX_FRAME};
-use interstate_core::{Duration, Instant, Machine};
+use interstate_core::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::busdir;
@@ -70,6 +74,8 @@ const LINK_BASE: usize = 16;
 pub const HUB_LINKS: usize = 256;
 /// The most machine ids a hub routes.
 pub const HUB_MACHINES: usize = 4096;
+/// The most state watches (a link following a machine's state) a hub holds at once.
+pub const HUB_WATCHES: usize = 1024;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
@@ -80,10 +86,6 @@ pub const MACHINE_DOWN_EVENT: &str = "xstate.machine.down";
 
 /// Sent to a watcher when a watched machine (re)joins the bus. Payload: `{"machine":"<id>"}`.
 pub const MACHINE_UP_EVENT: &str = "xstate.machine.up";
-
-/// A machine hosted by a node: 256 states, 64 outbox messages with 16 KiB of names and
-/// payloads, 64 timers, 32 internal events, 64 history slots.
-pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
 
 /// Which transport a client's link to the hub runs over. Switching is this one setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +275,8 @@ pub struct NodeStats {
     /// Messages from other processes refused because the duplicate filter was full (they
     /// stay with their senders).
     pub duplicate_filter_full: u64,
+    /// State reports this node sent for its machines (only while someone watches them).
+    pub state_reports: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
@@ -329,8 +333,13 @@ pub struct Node {
     scratch: Vec<u8>,
     /// Holds one outgoing message's strings while it is routed.
     msg_buf: Vec<u8>,
-    monitor_frames: VecDeque<Vec<u8>>,
+    /// Monitored frames: (the hub's time in ms since the Unix epoch, the frame body).
+    monitor_frames: VecDeque<(u64, Vec<u8>)>,
     monitor_dropped: u64,
+    /// Machines whose state this node watches ([`Node::watch_state`]).
+    state_watches: Vec<String>,
+    /// State reports of watched machines, (machine, report), for the application.
+    state_reports: VecDeque<(String, String)>,
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
@@ -393,6 +402,8 @@ impl Node {
             msg_buf: Vec::with_capacity(1024),
             monitor_frames: VecDeque::new(),
             monitor_dropped: 0,
+            state_watches: Vec::new(),
+            state_reports: VecDeque::new(),
             log: Box::new(|line| eprintln!("interstate: {line}")),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
@@ -473,11 +484,22 @@ impl Node {
     }
 
     /// A hosted machine by id.
-    pub fn machine(&self, id: &str) -> Option<&HostedMachine> {
+    pub fn machine(&self, id: &str) -> Option<&dyn RunningMachine> {
         self.local
             .by_id
             .get(id)
             .map(|&i| &*self.local.machines[i].machine)
+    }
+
+    /// The last errors of a hosted machine's steps, oldest first (at most 4). When the
+    /// machine has stopped ([`Status::Failed`]), the last one is what stopped it: the node
+    /// then took it off the bus.
+    pub fn machine_errors(&self, id: &str) -> impl Iterator<Item = &str> + '_ {
+        self.local
+            .by_id
+            .get(id)
+            .into_iter()
+            .flat_map(|&i| self.local.machines[i].errors.iter().map(String::as_str))
     }
 
     /// The ids of the hosted machines.

@@ -14,6 +14,12 @@ impl Node {
 
     /// The next monitored frame body (a postcard `Frame`), with the link it came from.
     pub fn next_monitored(&mut self) -> Option<Vec<u8>> {
+        self.monitor_frames.pop_front().map(|(_, body)| body)
+    }
+
+    /// The next monitored frame body with the hub's time of it (milliseconds since the Unix
+    /// epoch). The body is a `Deliver` the hub routed or a `DeliveryFailed` it reported.
+    pub fn next_monitored_at(&mut self) -> Option<(u64, Vec<u8>)> {
         self.monitor_frames.pop_front()
     }
 

@@ -28,12 +28,7 @@ pub(super) fn json_string(s: &str) -> String {
 ///
 /// The one place this payload is made: a node reporting its own machines' and ports'
 /// failures, and the serial bridge reporting what its device cannot receive.
-pub(crate) fn delivery_error_payload(
-    to: &str,
-    event: &str,
-    seq: u64,
-    reason: FailReason,
-) -> Vec<u8> {
+pub fn delivery_error_payload(to: &str, event: &str, seq: u64, reason: FailReason) -> Vec<u8> {
     format!(
         "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}}}",
         json_string(to),
@@ -53,6 +48,8 @@ fn reason_code(reason: FailReason) -> &'static str {
         FailReason::NotOwner => "not-owner",
         FailReason::TooLarge => "too-large",
         FailReason::Disconnected => "disconnected",
+        FailReason::Reserved => "reserved",
+        FailReason::TargetStopped => "target-stopped",
         _ => "undeliverable",
     }
 }
@@ -121,6 +118,8 @@ mod tests {
             (FailReason::NotOwner, "not-owner"),
             (FailReason::TooLarge, "too-large"),
             (FailReason::Disconnected, "disconnected"),
+            (FailReason::Reserved, "reserved"),
+            (FailReason::TargetStopped, "target-stopped"),
         ];
         for (reason, code) in all {
             assert_eq!(

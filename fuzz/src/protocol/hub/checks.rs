@@ -28,6 +28,8 @@ pub(super) struct Model {
     /// Links with a report not yet confirmed (a Pong with the latest count): the hub may hold
     /// their pairs, failing a Deliver it would otherwise forward.
     pub(super) held: BTreeSet<LinkId>,
+    /// Machines that stopped on an error, oldest first (the hub keeps `STOPPED_KEPT`).
+    pub(super) stopped: Vec<String>,
 }
 
 impl Model {
@@ -47,6 +49,7 @@ impl Model {
             None if self.owner.len() >= HUB_M => RegisterStatus::HubFull,
             None => {
                 self.owner.insert(machine.to_string(), link);
+                self.stopped.retain(|m| m != machine);
                 RegisterStatus::Ok
             }
         }
@@ -122,9 +125,13 @@ pub(super) fn settle(
 /// A frame queued on a closed link: a Deliver goes back to its sender as `TargetGone` (when
 /// the sender is still on the bus and its queue has room); anything else is dropped.
 fn check_undeliverable(body: &[u8], out: &[Out], model: &Model, _io: &RecIo) {
+    // (Copies of the failure report for monitoring links aside.)
     let sent: Vec<&Out> = out
         .iter()
-        .filter(|o| matches!(o, Out::Sent(..) | Out::Forwarded(..)))
+        .filter(|o| match o {
+            Out::Sent(_, b) => !matches!(Frame::decode(b), Ok(Frame::Monitored { .. })),
+            o => matches!(o, Out::Forwarded(..)),
+        })
         .collect();
     match Frame::decode(body) {
         Ok(Frame::Deliver(d)) => {
@@ -228,6 +235,8 @@ pub(super) fn check_ready_frame(
                         } else {
                             Ok(t)
                         }
+                    } else if model.stopped.iter().any(|m| m == d.to) {
+                        Err(FailReason::TargetStopped)
                     } else {
                         Err(FailReason::UnknownTarget)
                     };
@@ -349,6 +358,16 @@ pub(super) fn check_ready_frame(
         Frame::Unregister { machine } => {
             if model.owner.get(machine) == Some(&link) {
                 model.owner.remove(machine);
+            }
+            assert_eq!(handled, Handled::Done);
+        }
+        Frame::Stopped { machine } => {
+            if model.owner.get(machine) == Some(&link) {
+                model.owner.remove(machine);
+                if model.stopped.len() == interstate_core::hub::STOPPED_KEPT {
+                    model.stopped.remove(0);
+                }
+                model.stopped.push(machine.to_string());
             }
             assert_eq!(handled, Handled::Done);
         }

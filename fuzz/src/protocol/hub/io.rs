@@ -102,6 +102,7 @@ impl HubIo for RecIo {
                     | Frame::RegistryRemoved { .. }
                     | Frame::SnapshotEnd
                     | Frame::Monitored { .. }
+                    | Frame::Report { .. }
                     | Frame::Pong { .. }
                     // Asks a link to confirm it has read a failure report (a held pair).
                     | Frame::Ping { .. }
@@ -121,9 +122,9 @@ impl HubIo for RecIo {
         assert!(
             matches!(
                 Frame::decode(body),
-                Ok(Frame::Deliver(_) | Frame::Ack { .. })
+                Ok(Frame::Deliver(_) | Frame::Ack { .. } | Frame::State { .. })
             ),
-            "the hub forwarded something other than a Deliver or an Ack"
+            "the hub forwarded something other than a Deliver, an Ack or a State"
         );
         if link == LOCAL_LINK {
             self.out.push(Out::Forwarded(link, body.to_vec()));

@@ -282,7 +282,8 @@ pub fn run_hub(session: &HubSession) {
                         | Frame::RegistryEntry(_)
                         | Frame::RegistryRemoved { .. }
                         | Frame::SnapshotEnd
-                        | Frame::Monitored { .. },
+                        | Frame::Monitored { .. }
+                        | Frame::Report { .. },
                     ),
                     false,
                     true,

@@ -11,6 +11,8 @@
 //!   least 512 bytes ([`HelloRules`]), within `hello_timeout`;
 //! - a machine id is owned by the link that registered it; a live owner's id cannot be taken;
 //! - the sender of a Deliver must own its `from` id (the hub stamps nothing it cannot check);
+//! - no Deliver may carry an event of the reserved `xstate.` namespace: the runtime makes
+//!   those inside the receiving process, so one on the wire is forged;
 //! - backpressure: when a target link's queue is full, the hub reports [`Handled::Stalled`] and
 //!   the platform stops reading from the sender until the target drains, then hands the same
 //!   frame in again;
@@ -21,16 +23,29 @@
 //!   sender's link. So no message is forwarded after an earlier one of its pair whose report
 //!   may yet be lost with the link.
 //!
+//! - state watches: a link may watch a machine ([`Frame::Watch`]); while a machine has a
+//!   watcher its owner is asked to report ([`Frame::Report`]) and the hub forwards its
+//!   [`Frame::State`] reports to the watchers; the table is bounded, and a watcher that goes
+//!   away ends its watches (the owner is told to stop when the last one goes).
+//!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
+mod hello;
+mod monitor;
+mod registry;
+mod watch;
+
 use heapless::{FnvIndexMap, String, Vec};
+pub use hello::{HelloRules, Refusal};
+use watch::Watches;
 
 use crate::context::TransportKind;
 use crate::error::Error;
 use crate::time::{Duration, Instant};
+use crate::wire::is_reserved_event;
 use crate::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry, Reject,
-    RejectCode, Welcome, MAGIC, MIN_MAX_FRAME, PROTOCOL_VERSION,
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, Reject, RejectCode, Welcome,
+    PROTOCOL_VERSION,
 };
 
 /// A link's number. 0 is the hub's own process.
@@ -41,6 +56,10 @@ pub const LOCAL_LINK: LinkId = 0;
 
 /// The longest machine id on the bus, in bytes.
 pub const MAX_ID: usize = 64;
+
+/// How many stopped machines a hub remembers (to answer `TargetStopped` rather than
+/// `UnknownTarget`).
+pub const STOPPED_KEPT: usize = 64;
 
 /// What the kernel says about the process at the other end of a link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,8 +178,14 @@ pub struct HubStats {
     pub protocol_errors: u64,
     /// Deliver frames whose sender did not own the `from` id.
     pub spoofed: u64,
+    /// Deliver frames refused for an event in the reserved `xstate.` namespace.
+    pub reserved: u64,
     /// Monitor copies dropped because a monitor was slow.
     pub monitor_dropped: u64,
+    /// State reports not forwarded to a watcher whose queue was full.
+    pub reports_dropped: u64,
+    /// Watches refused because the watch table was full.
+    pub watches_refused: u64,
     /// Links open now (the local link excluded).
     pub links: u32,
 }
@@ -283,15 +308,21 @@ struct Route {
     since_ms: u64,
 }
 
-/// The hub. `L`: links (the local link included); `M`: machine ids (a power of two).
-pub struct Hub<const L: usize = 64, const M: usize = 1024> {
+/// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
+/// watches (a link watching a machine's state) at once.
+pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256> {
     config: HubConfig,
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
+    watches: Watches<W>,
+    /// Machines that stopped on an error and have not been registered since, newest last
+    /// (the oldest forgotten when it is full): messages to them fail as `TargetStopped`.
+    stopped: Vec<RouteKey, STOPPED_KEPT>,
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
-    /// The latest time passed in (for calls that take none).
+    /// The latest time passed in (for calls that take none: holding a failed pair, monitor
+    /// copies of failures found without one). It never goes back.
     now: Instant,
 }
 
@@ -323,75 +354,12 @@ impl core::borrow::Borrow<str> for RouteKey {
     }
 }
 
-/// Why a peer's Hello is refused: what goes in the Reject it is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Refusal {
-    /// The reason, for programs.
-    pub code: RejectCode,
-    /// The reason, for people.
-    pub message: &'static str,
-}
-
-impl Refusal {
-    /// The Reject frame that tells the peer.
-    pub fn reject(&self) -> Frame<'static> {
-        Frame::Reject(Reject {
-            code: self.code,
-            version: PROTOCOL_VERSION,
-            message: self.message,
-        })
-    }
-}
-
-/// What a hub requires of a peer's Hello: the interstate magic, this protocol version, and a
-/// largest frame of at least `min_frame`. The hub checks processes with [`HelloRules::PROCESS`];
-/// the serial bridge checks devices with [`crate::serial::DEVICE_HELLO`] (a device's receive
-/// buffer may be far smaller than a process's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct HelloRules {
-    /// The smallest largest-frame the peer may announce.
-    pub min_frame: u32,
-    /// The refusal message when it announces less (it names the minimum).
-    pub too_small: &'static str,
-}
-
-impl HelloRules {
-    /// The rules for a process (over a socket, FIFO or shared memory).
-    pub const PROCESS: HelloRules = HelloRules {
-        min_frame: MIN_MAX_FRAME,
-        too_small: "the client's largest frame is below the minimum of 512 bytes",
-    };
-
-    /// Checks `hello`. Returns the largest frame body both ends accept (the peer's, capped at
-    /// the hub's `max_frame`: what the Welcome says), or why the peer is refused.
-    pub fn check(&self, hello: &Hello<'_>, max_frame: u32) -> Result<u32, Refusal> {
-        let refuse = |code, message| Err(Refusal { code, message });
-        if hello.magic != MAGIC {
-            refuse(
-                RejectCode::NotInterstate,
-                "not an interstate client (bad magic)",
-            )
-        } else if hello.version != PROTOCOL_VERSION {
-            refuse(
-                RejectCode::Version,
-                "protocol version mismatch: client and hub must speak the same version",
-            )
-        } else if hello.max_frame < self.min_frame {
-            refuse(RejectCode::FrameSize, self.too_small)
-        } else {
-            Ok(hello.max_frame.min(max_frame))
-        }
-    }
-}
-
 /// Whether a machine id is acceptable on the bus: 1 to 64 bytes, no control characters.
 pub fn valid_machine_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
 }
 
-impl<const L: usize, const M: usize> Hub<L, M> {
+impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
     /// A hub with no links but its own (link 0, for the hub's process), named `executable`.
     pub fn new(config: HubConfig, executable: &str) -> Self {
         let mut links = [Link::FREE; L];
@@ -412,6 +380,8 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             config,
             links,
             routes: FnvIndexMap::new(),
+            watches: Watches::new(),
+            stopped: Vec::new(),
             stats: HubStats::default(),
             monitors: 0,
             now: Instant::ZERO,
@@ -444,6 +414,14 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         if let Some(l) = self.links.get_mut(link as usize) {
             l.transport = transport;
         }
+    }
+
+    /// The executable a link's peer named in its Hello, once the link is ready (for logs).
+    pub fn executable(&self, link: LinkId) -> Option<&str> {
+        self.links
+            .get(link as usize)
+            .filter(|l| l.state == LinkState::Ready)
+            .map(|l| l.executable.as_str())
     }
 
     /// The peer credentials of a link.
@@ -528,6 +506,13 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
         *l = Link::FREE;
         self.stats.links = self.stats.links.saturating_sub(1);
+        let routes = &self.routes;
+        self.watches.drop_link(link, &mut |machine| {
+            if let Some(owner) = routes.get(machine).map(|r| r.link) {
+                // Best effort: an owner that keeps reporting costs only its own link.
+                let _ = io.send(owner, &Frame::Report { machine, on: false });
+            }
+        });
         loop {
             let Some(key) = self
                 .routes
@@ -614,6 +599,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = self.now.max(now);
         let Some(state) = self.links.get(link as usize).map(|l| l.state) else {
             return Handled::Closed;
         };
@@ -657,12 +643,11 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
             Frame::Register { machine } => self.register(now, link, machine, io),
             Frame::Unregister { machine } => {
-                if self.lookup(machine).is_some_and(|r| r.link == link) {
-                    self.routes.remove(machine);
-                    self.links[link as usize].machines =
-                        self.links[link as usize].machines.saturating_sub(1);
-                    self.broadcast_removed(machine, io);
-                }
+                self.unregister(link, machine, io);
+                Handled::Done
+            }
+            Frame::Stopped { machine } => {
+                self.stopped(link, machine, io);
                 Handled::Done
             }
             Frame::Subscribe { registry, monitor } => {
@@ -697,6 +682,8 @@ impl<const L: usize, const M: usize> Hub<L, M> {
                 }
                 Handled::Done
             }
+            Frame::Watch { machine, on } => self.watch(link, machine, on, io),
+            Frame::State { machine, .. } => self.state(link, machine, body, io),
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
                 Err(LinkFull) => Handled::Stalled(link),
@@ -747,137 +734,6 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         }
     }
 
-    fn entry<'a>(&'a self, machine: &'a str, r: Route) -> RegistryEntry<'a> {
-        let l = &self.links[r.link as usize];
-        RegistryEntry {
-            machine,
-            pid: l.peer.pid,
-            uid: l.peer.uid,
-            executable: l.executable.as_str(),
-            transport: if r.link == LOCAL_LINK {
-                TransportKind::InProcess
-            } else {
-                l.transport
-            },
-            since_ms: r.since_ms,
-        }
-    }
-
-    fn broadcast_removed(&mut self, machine: &str, io: &mut dyn HubIo) {
-        for i in 0..L {
-            let subscribed = self.links[i].registry && self.links[i].state == LinkState::Ready;
-            if subscribed
-                && io
-                    .send(i as LinkId, &Frame::RegistryRemoved { machine })
-                    .is_err()
-            {
-                // A registry view that missed an update is wrong: make it reconnect.
-                self.links[i].registry = false;
-                io.log(
-                    i as LinkId,
-                    "registry subscriber too slow; closing it so it resynchronizes",
-                );
-                io.close(i as LinkId, "registry subscriber too slow");
-            }
-        }
-    }
-
-    fn register(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        machine: &str,
-        io: &mut dyn HubIo,
-    ) -> Handled {
-        let status = if !valid_machine_id(machine) {
-            RegisterStatus::BadId
-        } else if let Some(r) = self.lookup(machine) {
-            if r.link == link {
-                RegisterStatus::Ok
-            } else {
-                RegisterStatus::Taken
-            }
-        } else if link != LOCAL_LINK
-            && self.links[link as usize].machines >= self.config.machines_per_link
-        {
-            RegisterStatus::TooMany
-        } else {
-            let route = Route {
-                link,
-                since_ms: self.config.epoch_unix_ms + now.as_millis(),
-            };
-            match self.routes.insert(RouteKey(truncated(machine)), route) {
-                Ok(_) => {
-                    self.links[link as usize].machines += 1;
-                    let entry = self.entry(machine, route);
-                    let mut slow: Vec<LinkId, L> = Vec::new();
-                    for i in 0..L {
-                        if self.links[i].registry
-                            && self.links[i].state == LinkState::Ready
-                            && io.send(i as LinkId, &Frame::RegistryEntry(entry)).is_err()
-                        {
-                            let _ = slow.push(i as LinkId);
-                        }
-                    }
-                    for s in slow {
-                        self.links[s as usize].registry = false;
-                        io.log(
-                            s,
-                            "registry subscriber too slow; closing it so it resynchronizes",
-                        );
-                        io.close(s, "registry subscriber too slow");
-                    }
-                    RegisterStatus::Ok
-                }
-                Err(_) => RegisterStatus::HubFull,
-            }
-        };
-        // Every refusal is logged once, so that a client filling its quota is visible.
-        let refusal = match status {
-            RegisterStatus::Ok => None,
-            RegisterStatus::Taken => Some("refused to register a machine id a live peer owns"),
-            RegisterStatus::TooMany => {
-                Some("refused a registration: the link has as many machine ids as it may")
-            }
-            RegisterStatus::HubFull => {
-                Some("refused a registration: the hub's routing table is full")
-            }
-            RegisterStatus::BadId => {
-                Some("refused a registration: the id is empty, too long or has control characters")
-            }
-        };
-        if let Some(why) = refusal {
-            io.log(link, why);
-        }
-        if link == LOCAL_LINK {
-            return if status == RegisterStatus::Ok {
-                Handled::Done
-            } else {
-                Handled::Closed
-            };
-        }
-        match io.send(link, &Frame::RegisterResult { machine, status }) {
-            Ok(()) => Handled::Done,
-            Err(LinkFull) => Handled::Stalled(link),
-        }
-    }
-
-    /// Registers a machine of the hub's own process. Returns the status.
-    pub fn register_local(
-        &mut self,
-        now: Instant,
-        machine: &str,
-        io: &mut dyn HubIo,
-    ) -> RegisterStatus {
-        let before = self.lookup(machine).map(|r| r.link);
-        match self.register(now, LOCAL_LINK, machine, io) {
-            Handled::Done => RegisterStatus::Ok,
-            _ if !valid_machine_id(machine) => RegisterStatus::BadId,
-            _ if before.is_some() => RegisterStatus::Taken,
-            _ => RegisterStatus::HubFull,
-        }
-    }
-
     /// Routes a message from a machine of the hub's own process (as if link 0 had sent it).
     pub fn deliver_local(
         &mut self,
@@ -907,6 +763,9 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {
                 self.stats.failed += 1;
+                if self.monitors > 0 {
+                    self.copy_failure_to_monitors(link, &f, io);
+                }
                 if link != LOCAL_LINK {
                     self.hold(self.now, link, d.from, d.to, reason, io);
                 }
@@ -976,6 +835,7 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
+        self.now = self.now.max(now);
         if self.lookup(d.from).is_none_or(|r| r.link != link) {
             self.stats.spoofed += 1;
             core_log!(
@@ -997,8 +857,29 @@ impl<const L: usize, const M: usize> Hub<L, M> {
         if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
             return self.fail(link, &d, reason, io);
         }
+        if is_reserved_event(d.event) {
+            // Only the runtime makes `xstate.*` events, and it makes them inside the
+            // receiving process: one on the wire is forged.
+            self.stats.reserved += 1;
+            core_log!(
+                warn,
+                "hub: link {} sent the reserved event '{}'",
+                link,
+                d.event
+            );
+            io.log(
+                link,
+                "deliver of an event in the reserved xstate. namespace; refused",
+            );
+            return self.fail(link, &d, FailReason::Reserved, io);
+        }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
-            return self.fail(link, &d, FailReason::UnknownTarget, io);
+            let reason = if self.stopped.iter().any(|s| s.0.as_str() == d.to) {
+                FailReason::TargetStopped
+            } else {
+                FailReason::UnknownTarget
+            };
+            return self.fail(link, &d, reason, io);
         };
         if body.len() > self.links[target as usize].max_frame as usize {
             return self.fail(link, &d, FailReason::TooLarge, io);
@@ -1007,25 +888,8 @@ impl<const L: usize, const M: usize> Hub<L, M> {
             return Handled::Stalled(target);
         }
         self.stats.delivered += 1;
-        if self.monitors == 0 {
-            return Handled::Done;
-        }
-        let at_ms = self.config.epoch_unix_ms + now.as_millis();
-        for i in 0..L {
-            // A copy larger than the monitor accepts (with its envelope) is dropped and counted.
-            let fits = body.len() + 32 <= self.links[i].max_frame as usize;
-            if self.links[i].monitor && self.links[i].state == LinkState::Ready && !fits {
-                self.stats.monitor_dropped += 1;
-            } else if self.links[i].monitor && self.links[i].state == LinkState::Ready {
-                let copy = Frame::Monitored {
-                    link,
-                    at_ms,
-                    frame: body,
-                };
-                if io.send(i as LinkId, &copy).is_err() {
-                    self.stats.monitor_dropped += 1;
-                }
-            }
+        if self.monitors > 0 {
+            self.copy_to_monitors(link, body, io);
         }
         Handled::Done
     }

@@ -1,0 +1,361 @@
+//! Hub rules beyond routing: the reserved `xstate.` namespace, and the bookkeeping of
+//! state watches (who watches which machine, and telling owners when to report). Driven
+//! with a virtual clock and a recording I/O, as `hub_endpoint.rs`.
+
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
+use interstate_core::Instant;
+
+/// Records what the hub asks for.
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<(LinkId, Vec<u8>)>,
+    closed: Vec<(LinkId, String)>,
+    logs: Vec<(LinkId, String)>,
+}
+
+impl Recorder {
+    fn frames(&self, link: LinkId) -> Vec<Frame<'_>> {
+        self.sent
+            .iter()
+            .filter(|(l, _)| *l == link)
+            .map(|(_, b)| Frame::decode(b).expect("the hub sends valid frames"))
+            .collect()
+    }
+    fn clear(&mut self) {
+        self.sent.clear();
+    }
+}
+
+impl HubIo for Recorder {
+    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
+        let mut buf = vec![0u8; 1024];
+        let n = frame.encode(&mut buf).expect("fits");
+        self.sent.push((link, buf[4..n].to_vec()));
+        Ok(())
+    }
+    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
+        self.sent.push((link, body.to_vec()));
+        Ok(())
+    }
+    fn close(&mut self, link: LinkId, reason: &str) {
+        self.closed.push((link, reason.to_string()));
+    }
+    fn log(&mut self, link: LinkId, message: &str) {
+        self.logs.push((link, message.to_string()));
+    }
+}
+
+const UID: u32 = 1000;
+
+fn body(frame: &Frame<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 1024];
+    let n = frame.encode(&mut buf).unwrap();
+    buf[4..n].to_vec()
+}
+
+fn hub() -> Hub<8, 16, 4> {
+    Hub::new(HubConfig::new(UID, 1), "hub")
+}
+
+/// Opens a link, says hello and registers `machines`.
+fn join(hub: &mut Hub<8, 16, 4>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
+    let peer = PeerCredentials {
+        pid,
+        uid: UID,
+        gid: 0,
+    };
+    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
+    let hello = body(&Frame::Hello(Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        max_frame: 65536,
+        pid,
+        executable: "test",
+    }));
+    assert_eq!(
+        hub.handle_frame(Instant::ZERO, link, &hello, io),
+        Handled::Done
+    );
+    for m in machines {
+        let f = body(&Frame::Register { machine: m });
+        assert_eq!(hub.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
+    }
+    link
+}
+
+fn deliver<'a>(from: &'a str, to: &'a str, event: &'a str) -> Vec<u8> {
+    body(&Frame::Deliver(Deliver {
+        from,
+        to,
+        event,
+        payload: b"{}",
+        seq: 9,
+    }))
+}
+
+#[test]
+fn a_client_cannot_send_an_event_of_the_reserved_namespace() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let b = join(&mut h, &mut io, 11, &["b"]);
+    io.clear();
+    for event in ["xstate.machine.down", "xstate.error.delivery", "xstate."] {
+        let f = deliver("a", "b", event);
+        assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
+    }
+    assert!(io.frames(b).is_empty(), "nothing reached the target");
+    let failed = io.frames(a);
+    assert_eq!(failed.len(), 3);
+    for f in failed {
+        assert!(
+            matches!(f, Frame::DeliveryFailed(d) if d.reason == FailReason::Reserved && d.to == "b"),
+            "{f:?}"
+        );
+    }
+    assert_eq!(h.stats().reserved, 3);
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == a && m.contains("reserved")));
+    assert!(
+        io.closed.is_empty(),
+        "the link stays open: it is refused per message"
+    );
+    // A name that merely starts alike is an ordinary event.
+    let f = deliver("a", "b", "xstatex");
+    assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
+    assert_eq!(io.frames(b).len(), 1);
+    // The check comes after ownership: a spoofed reserved event is a spoof.
+    io.clear();
+    let f = deliver("b", "a", "xstate.machine.up");
+    h.handle_frame(Instant::ZERO, a, &f, &mut io);
+    assert!(
+        matches!(io.frames(a)[0], Frame::DeliveryFailed(d) if d.reason == FailReason::NotOwner)
+    );
+}
+
+fn watch(h: &mut Hub<8, 16, 4>, io: &mut Recorder, link: LinkId, machine: &str, on: bool) {
+    let f = body(&Frame::Watch { machine, on });
+    assert_eq!(h.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
+}
+
+fn report(h: &mut Hub<8, 16, 4>, io: &mut Recorder, link: LinkId, machine: &str, json: &str) {
+    let f = body(&Frame::State {
+        machine,
+        report: json.as_bytes(),
+    });
+    assert_eq!(h.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
+}
+
+/// The `Report` frames `link` was sent, as (machine, on).
+fn reports(io: &Recorder, link: LinkId) -> Vec<(String, bool)> {
+    io.frames(link)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Report { machine, on } => Some((machine.to_string(), on)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `State` reports `link` was sent.
+fn states(io: &Recorder, link: LinkId) -> Vec<String> {
+    io.frames(link)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::State { report, .. } => Some(String::from_utf8(report.to_vec()).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_owner_reports_only_while_someone_watches() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let owner = join(&mut h, &mut io, 10, &["m"]);
+    let w1 = join(&mut h, &mut io, 11, &[]);
+    let w2 = join(&mut h, &mut io, 12, &[]);
+    io.clear();
+    // Unwatched: a report goes nowhere, and the owner was never asked for one.
+    report(&mut h, &mut io, owner, "m", "{\"n\":0}");
+    assert!(states(&io, w1).is_empty());
+    watch(&mut h, &mut io, w1, "m", true);
+    assert_eq!(reports(&io, owner), vec![("m".into(), true)]);
+    report(&mut h, &mut io, owner, "m", "{\"n\":1}");
+    assert_eq!(states(&io, w1), vec!["{\"n\":1}"]);
+    // A second watcher: the owner is asked again (for a fresh report), both get it.
+    watch(&mut h, &mut io, w2, "m", true);
+    assert_eq!(
+        reports(&io, owner),
+        vec![("m".into(), true), ("m".into(), true)]
+    );
+    report(&mut h, &mut io, owner, "m", "{\"n\":2}");
+    assert_eq!(states(&io, w1).last().unwrap(), "{\"n\":2}");
+    assert_eq!(states(&io, w2), vec!["{\"n\":2}"]);
+    // One leaves: the owner keeps reporting; the last leaves (its link closes): it stops.
+    watch(&mut h, &mut io, w1, "m", false);
+    assert_eq!(reports(&io, owner).len(), 2);
+    report(&mut h, &mut io, owner, "m", "{\"n\":3}");
+    assert_eq!(states(&io, w1).len(), 2, "an ended watch gets nothing");
+    h.link_closed(w2, &mut io);
+    assert_eq!(reports(&io, owner).last(), Some(&("m".into(), false)));
+    assert!(!h.is_watched("m"));
+    assert_eq!(h.watch_count(), 0);
+}
+
+#[test]
+fn a_watch_waits_for_its_machine_and_its_next_owner_reports() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let w = join(&mut h, &mut io, 11, &[]);
+    watch(&mut h, &mut io, w, "later", true);
+    let first = join(&mut h, &mut io, 10, &["later"]);
+    assert_eq!(reports(&io, first), vec![("later".into(), true)]);
+    report(&mut h, &mut io, first, "later", "{}");
+    assert_eq!(states(&io, w).len(), 1);
+    // Its owner goes, another process registers it: the watch holds, the new owner reports.
+    h.link_closed(first, &mut io);
+    io.clear();
+    let second = join(&mut h, &mut io, 12, &["later"]);
+    assert_eq!(reports(&io, second), vec![("later".into(), true)]);
+}
+
+#[test]
+fn the_watch_table_is_bounded_and_refusals_are_logged() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let owner = join(&mut h, &mut io, 10, &["a", "b", "c", "d", "e"]);
+    let w = join(&mut h, &mut io, 11, &[]);
+    io.clear();
+    for m in ["a", "b", "c", "d", "e"] {
+        watch(&mut h, &mut io, w, m, true);
+    }
+    assert_eq!(h.watch_count(), 4);
+    assert_eq!(h.stats().watches_refused, 1);
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == w && m.contains("watch table is full")));
+    assert!(
+        !reports(&io, owner).contains(&("e".into(), true)),
+        "a refused watch asks for no report"
+    );
+    // A repeated watch takes no room; an ended one frees it.
+    watch(&mut h, &mut io, w, "a", true);
+    assert_eq!(h.stats().watches_refused, 1);
+    watch(&mut h, &mut io, w, "a", false);
+    watch(&mut h, &mut io, w, "e", true);
+    assert_eq!(h.watch_count(), 4);
+    assert!(reports(&io, owner).contains(&("e".into(), true)));
+}
+
+#[test]
+fn only_its_owner_reports_a_machines_state() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let _owner = join(&mut h, &mut io, 10, &["m"]);
+    let w = join(&mut h, &mut io, 11, &[]);
+    let liar = join(&mut h, &mut io, 12, &[]);
+    watch(&mut h, &mut io, w, "m", true);
+    io.clear();
+    report(&mut h, &mut io, liar, "m", "{\"state\":\"forged\"}");
+    assert!(states(&io, w).is_empty());
+    assert_eq!(h.stats().spoofed, 1);
+    assert!(io
+        .logs
+        .iter()
+        .any(|(l, m)| *l == liar && m.contains("does not own")));
+    // Report frames are the hub's: a client sending one is closed.
+    let f = body(&Frame::Report {
+        machine: "m",
+        on: true,
+    });
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, liar, &f, &mut io),
+        Handled::Closed
+    );
+}
+
+#[test]
+fn the_hubs_own_machines_are_asked_and_report_like_others() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    assert_eq!(
+        h.register_local(Instant::ZERO, "local", &mut io),
+        interstate_core::wire::RegisterStatus::Ok
+    );
+    let w = join(&mut h, &mut io, 11, &[]);
+    io.clear();
+    watch(&mut h, &mut io, w, "local", true);
+    assert_eq!(reports(&io, 0), vec![("local".into(), true)]);
+    let f = body(&Frame::State {
+        machine: "local",
+        report: b"{}",
+    });
+    h.state_local("local", &f, &mut io);
+    assert_eq!(states(&io, w), vec!["{}"]);
+}
+
+#[test]
+fn monitors_see_routed_messages_and_delivery_failures() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let _b = join(&mut h, &mut io, 11, &["b"]);
+    let mon = join(&mut h, &mut io, 12, &[]);
+    let sub = body(&Frame::Subscribe {
+        registry: false,
+        monitor: true,
+    });
+    h.handle_frame(Instant::ZERO, mon, &sub, &mut io);
+    io.clear();
+    let later = Instant::from_millis(7);
+    h.handle_frame(later, a, &deliver("a", "b", "E"), &mut io);
+    h.handle_frame(later, a, &deliver("a", "nobody", "E"), &mut io);
+    let copies: Vec<(u32, u64, Vec<u8>)> = io
+        .frames(mon)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Monitored { link, at_ms, frame } => Some((link, at_ms, frame.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|(l, at, _)| *l == a && *at == 7));
+    assert!(matches!(Frame::decode(&copies[0].2), Ok(Frame::Deliver(d)) if d.to == "b"));
+    assert!(matches!(
+        Frame::decode(&copies[1].2),
+        Ok(Frame::DeliveryFailed(f)) if f.to == "nobody" && f.reason == FailReason::UnknownTarget
+    ));
+}
+
+#[test]
+fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let m = join(&mut h, &mut io, 11, &["m"]);
+    // Only its owner may say it stopped.
+    let f = body(&Frame::Stopped { machine: "m" });
+    assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
+    assert_eq!(h.route("m"), Some(m));
+    assert_eq!(h.handle_frame(Instant::ZERO, m, &f, &mut io), Handled::Done);
+    assert_eq!(h.route("m"), None, "it left the registry");
+    io.clear();
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "m", "E"), &mut io);
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "other", "E"), &mut io);
+    let reasons: Vec<FailReason> = io
+        .frames(a)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::DeliveryFailed(d) => Some(d.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![FailReason::TargetStopped, FailReason::UnknownTarget]
+    );
+    // Registered again (a restarted process): messages reach it.
+    let f = body(&Frame::Register { machine: "m" });
+    h.handle_frame(Instant::ZERO, m, &f, &mut io);
+    io.clear();
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "m", "E"), &mut io);
+    assert_eq!(io.frames(m).len(), 1);
+    assert!(io.frames(a).is_empty());
+}

@@ -1,0 +1,139 @@
+//! The machines a node hosts, whatever their size: [`RunningMachine`] is what the node needs
+//! of a [`Machine`], implemented for every capacity, so that one node hosts small and large
+//! charts side by side, each machine sized for its chart.
+
+use core::fmt;
+
+use interstate_core::machine::{Stats, Status};
+use interstate_core::set::StateSet;
+use interstate_core::{Behavior, Chart, Error, Event, Instant, Machine, Outgoing, StateId};
+
+use crate::error::PlatformError;
+
+/// A machine hosted by a node by default: 256 states, 64 outbox messages with 16 KiB of names
+/// and payloads, 64 timers, 32 internal events, 64 history slots.
+pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
+
+/// A machine for a chart larger than [`HostedMachine`] holds: 65,536 states and 1,024
+/// history slots (the size `interstate simulate` runs, and more states than the JSON
+/// compiler accepts), the other capacities as [`HostedMachine`]'s. [`Node::add_machine`](super::Node::add_machine) chooses it for such a
+/// chart; its steps cost more, as its state sets are 256 times wider.
+pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384>;
+
+/// What a node needs of a machine, for any capacities: [`Machine`] of every size implements
+/// it. Build a machine of the size a chart needs and hand it to
+/// [`Node::add_sized_machine`](super::Node::add_sized_machine), or let
+/// [`Node::add_machine`](super::Node::add_machine) choose between [`HostedMachine`] and
+/// [`LargeHostedMachine`].
+pub trait RunningMachine {
+    /// The machine id.
+    fn id(&self) -> &str;
+    /// The chart it runs.
+    fn chart(&self) -> &Chart<'static>;
+    /// Where it is in its life.
+    fn status(&self) -> Status;
+    /// Whether it reached a top-level final state.
+    fn is_done(&self) -> bool {
+        self.status() == Status::Done
+    }
+    /// Counters.
+    fn stats(&self) -> Stats;
+    /// Whether a state is active.
+    fn is_active(&self, s: StateId) -> bool;
+    /// The state value as JSON (XState's `state.value`).
+    fn write_value(&self, w: &mut dyn fmt::Write) -> fmt::Result;
+    /// See [`Machine::start`].
+    fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error>;
+    /// See [`Machine::send`].
+    fn send(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error>;
+    /// See [`Machine::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<bool, Error>;
+    /// See [`Machine::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// See [`Machine::outbox_len`].
+    fn outbox_len(&self) -> usize;
+    /// The `i`th message waiting in the outbox, oldest first.
+    fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>>;
+    /// See [`Machine::consume_outbox`].
+    fn consume_outbox(&mut self, n: usize);
+}
+
+impl<
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+    > RunningMachine for Machine<'static, W, Q, O, T, H, B>
+{
+    fn id(&self) -> &str {
+        Machine::id(self)
+    }
+    fn chart(&self) -> &Chart<'static> {
+        Machine::chart(self)
+    }
+    fn status(&self) -> Status {
+        Machine::status(self)
+    }
+    fn stats(&self) -> Stats {
+        Machine::stats(self)
+    }
+    fn is_active(&self, s: StateId) -> bool {
+        Machine::is_active(self, s)
+    }
+    fn write_value(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        Machine::write_value(self, w)
+    }
+    fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error> {
+        Machine::start(self, now, behavior)
+    }
+    fn send(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error> {
+        Machine::send(self, now, event, behavior)
+    }
+    fn handle_timeout(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<bool, Error> {
+        Machine::handle_timeout(self, now, behavior)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Machine::poll_timeout(self)
+    }
+    fn outbox_len(&self) -> usize {
+        Machine::outbox_len(self)
+    }
+    fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>> {
+        self.outbox().nth(i)
+    }
+    fn consume_outbox(&mut self, n: usize) {
+        Machine::consume_outbox(self, n)
+    }
+}
+
+/// A machine of the size `chart` needs: [`HostedMachine`] when it fits, else
+/// [`LargeHostedMachine`] (an error naming the chart's size when even that is too small).
+pub(super) fn sized_for(
+    chart: Chart<'static>,
+    id: &str,
+) -> Result<Box<dyn RunningMachine>, PlatformError> {
+    let small = StateSet::<4>::CAPACITY;
+    let large = StateSet::<1024>::CAPACITY;
+    if chart.state_count() <= small && chart.history_slots() <= 64 {
+        Ok(Box::new(HostedMachine::new(chart, id)?))
+    } else if chart.state_count() <= large && chart.history_slots() <= 1024 {
+        Ok(Box::new(LargeHostedMachine::new(chart, id)?))
+    } else {
+        Err(PlatformError::ChartTooLarge {
+            states: chart.state_count(),
+            limit: large,
+        })
+    }
+}

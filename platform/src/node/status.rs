@@ -1,0 +1,236 @@
+//! State reports: what a watcher of a machine (`interstate status`, `ps`) is told after each
+//! of its steps, while the hub says someone watches. Nothing here runs for a machine nobody
+//! watches, except remembering its last few event names in fixed storage.
+
+use std::fmt::Write as _;
+
+use interstate_core::chart::{EventId, StrId, Trigger};
+use interstate_core::wire::{is_reserved_event, Frame};
+use interstate_core::StateId;
+
+use super::local::Local;
+use super::local::{Deferred, Hosted};
+use super::payload::json_string;
+use super::{status_name, Node, Side};
+
+/// How many event names a machine remembers, and how many bytes of each.
+const KEPT_EVENTS: usize = 8;
+const EVENT_BYTES: usize = 40;
+
+/// A machine's last event names, in fixed storage (copied into it as each event is taken: no
+/// allocation).
+pub(super) struct LastEvents {
+    names: [[u8; EVENT_BYTES]; KEPT_EVENTS],
+    lens: [u8; KEPT_EVENTS],
+    next: usize,
+    count: usize,
+}
+
+impl Default for LastEvents {
+    fn default() -> Self {
+        LastEvents {
+            names: [[0; EVENT_BYTES]; KEPT_EVENTS],
+            lens: [0; KEPT_EVENTS],
+            next: 0,
+            count: 0,
+        }
+    }
+}
+
+impl LastEvents {
+    /// Remembers `event` (its first 40 bytes, cut at a character boundary).
+    pub(super) fn push(&mut self, event: &str) {
+        let mut n = event.len().min(EVENT_BYTES);
+        while !event.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.names[self.next][..n].copy_from_slice(&event.as_bytes()[..n]);
+        self.lens[self.next] = n as u8;
+        self.next = (self.next + 1) % KEPT_EVENTS;
+        self.count = (self.count + 1).min(KEPT_EVENTS);
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let start = (self.next + KEPT_EVENTS - self.count) % KEPT_EVENTS;
+        (0..self.count).map(move |k| {
+            let i = (start + k) % KEPT_EVENTS;
+            std::str::from_utf8(&self.names[i][..self.lens[i] as usize]).unwrap_or("")
+        })
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The events `h` accepts now: the triggers of its active states' transitions (exact names,
+/// `prefix.*`, `*`), in document order, without the runtime's own (`xstate.*`).
+fn accepts(h: &Hosted) -> Vec<String> {
+    let chart = h.machine.chart();
+    let mut out: Vec<String> = Vec::new();
+    for s in 0..chart.state_count() {
+        let s = StateId(s as u16);
+        if !h.machine.is_active(s) {
+            continue;
+        }
+        for t in chart.on_transitions(s) {
+            let t = chart.transition(interstate_core::chart::TransitionId(t));
+            let name = match t.trigger {
+                Trigger::Exact => chart.event_name(EventId(t.event)).to_string(),
+                Trigger::Prefix => {
+                    let prefix = chart.str(StrId(t.event));
+                    if prefix.ends_with('.') {
+                        format!("{prefix}*")
+                    } else {
+                        format!("{prefix}.*")
+                    }
+                }
+                Trigger::Any => "*".to_string(),
+                Trigger::Always => continue,
+            };
+            if !is_reserved_event(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// `h`'s state report: `{"machine","status","state","accepts","last_events","errors","at_ms"}`.
+pub(super) fn report(h: &Hosted) -> String {
+    let mut value = String::new();
+    if h.machine.write_value(&mut value).is_err() || value.is_empty() {
+        value = "null".into();
+    }
+    let list = |items: &mut dyn Iterator<Item = &str>| {
+        let v: Vec<String> = items.map(json_string).collect();
+        format!("[{}]", v.join(","))
+    };
+    let accepts = accepts(h);
+    let mut out = String::with_capacity(128 + value.len());
+    let _ = write!(
+        out,
+        "{{\"machine\":{},\"status\":\"{}\",\"state\":{value},\"accepts\":{},\
+         \"last_events\":{},\"errors\":{},\"at_ms\":{}}}",
+        json_string(&h.id),
+        if h.stopped {
+            "stopped"
+        } else {
+            status_name(h.machine.status())
+        },
+        list(&mut accepts.iter().map(String::as_str)),
+        list(&mut h.events.iter()),
+        list(&mut h.errors.iter().map(String::as_str)),
+        unix_ms()
+    );
+    out
+}
+
+impl Node {
+    /// Starts (`on`) or stops watching the state of the machine `machine` on the bus: after
+    /// each of its steps, its node reports it (the hub asks it to only while someone
+    /// watches), and [`Node::next_state_report`] returns the reports. Kept across
+    /// reconnections. On the hub's own node this does nothing (tools watch as clients).
+    pub fn watch_state(&mut self, machine: &str, on: bool) {
+        if on {
+            if !self.state_watches.iter().any(|m| m == machine) {
+                self.state_watches.push(machine.to_string());
+            }
+        } else {
+            self.state_watches.retain(|m| m != machine);
+        }
+        if let Side::Client(c) = &mut self.side {
+            let mut sink = super::client_side::Sink::new(
+                c.conn.as_mut(),
+                &mut self.local.stats.payload_copies,
+            );
+            c.client.watch_state(machine, on, &mut sink);
+        }
+    }
+
+    /// The next state report of a watched machine: (machine id, the report as JSON text,
+    /// `{"machine","status","state","accepts","last_events","errors","at_ms"}`; a port's is
+    /// `{"machine","port":true}`).
+    pub fn next_state_report(&mut self) -> Option<(String, String)> {
+        self.state_reports.pop_front()
+    }
+
+    /// Asks the hub again for every watch (after a reconnection: a hub forgets a link's
+    /// watches when it closes).
+    pub(super) fn rewatch(&mut self) {
+        let Side::Client(c) = &mut self.side else {
+            return;
+        };
+        let mut sink =
+            super::client_side::Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+        for m in &self.state_watches {
+            c.client.watch_state(m, true, &mut sink);
+        }
+    }
+
+    /// Sends the state report of the machine or port `id` to the hub.
+    pub(super) fn send_report(&mut self, id: &str) {
+        self.local.stats.state_reports += 1;
+        let text = match self.local.by_id.get(id) {
+            Some(&i) => report(&self.local.machines[i]),
+            None => format!("{{\"machine\":{},\"port\":true}}", json_string(id)),
+        };
+        let frame = Frame::State {
+            machine: id,
+            report: text.as_bytes(),
+        };
+        // A report larger than a frame is cut down to what always fits.
+        let small;
+        let frame = if frame.encoded_len() > self.config.max_frame as usize {
+            small = format!(
+                "{{\"machine\":{},\"state\":null,\"truncated\":true}}",
+                json_string(id)
+            );
+            Frame::State {
+                machine: id,
+                report: small.as_bytes(),
+            }
+        } else {
+            frame
+        };
+        match &mut self.side {
+            Side::Client(c) => {
+                let mut sink = super::client_side::Sink::new(
+                    c.conn.as_mut(),
+                    &mut self.local.stats.payload_copies,
+                );
+                if let Frame::State { machine, report } = frame {
+                    c.client.send_state(machine, report, &mut sink);
+                }
+            }
+            Side::Hub(h) => {
+                let Ok(n) = frame.encode(&mut self.scratch) else {
+                    return;
+                };
+                let mut deferred = Deferred::default();
+                let mut io = super::hub_side::ForwardIo::new(&mut h.links, &mut deferred);
+                h.hub.state_local(id, &self.scratch[4..n], &mut io);
+                self.settle(deferred);
+            }
+        }
+    }
+}
+
+impl Local {
+    /// The hub asks for `machine`'s state reports (`on`: one now, then after each step) or
+    /// says nobody watches any more.
+    pub(super) fn report_requested(&mut self, machine: &str, on: bool, deferred: &mut Deferred) {
+        if let Some(&i) = self.by_id.get(machine) {
+            self.machines[i].watched = on;
+            if on {
+                deferred.reports.push(machine.to_string());
+            }
+        } else if on && self.ports.contains_key(machine) {
+            deferred.reports.push(machine.to_string());
+        }
+    }
+}
