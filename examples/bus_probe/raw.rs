@@ -47,6 +47,7 @@ fn describe(f: &Frame<'_>) -> Value {
             v["seq"] = json!(d.seq);
         }
         Frame::Goodbye { reason } => v["reason"] = json!(reason),
+        Frame::Ping { nonce } | Frame::Pong { nonce } => v["nonce"] = json!(nonce),
         _ => {}
     }
     v

@@ -32,6 +32,8 @@ fn hex_bytes(h: &str) -> Result<Vec<u8>, String> {
 /// - `register:ID`: send Register, wait for its result;
 /// - `deliver:FROM:TO:EVENT:SEQ` (SEQ `max` for u64::MAX), `ack:FROM:TO:SEQ`,
 ///   `unregister:ID`, `ping`, `goodbye`: send the frame;
+/// - `pong`: read until the hub's Ping and answer it with a Pong of the same nonce, as a
+///   client does (the hub holds a pair with a failure report until its link answers);
 /// - `bytes:HEX`: send raw bytes; `shutdown`: close the writing half;
 /// - `wait:KIND`: read until a frame of that kind;
 /// - `read:MS`: read for MS milliseconds; `hold:MS`: send nothing and read nothing for MS ms
@@ -83,6 +85,14 @@ pub(crate) fn raw_script(args: &Args) -> Result<ExitCode, String> {
                 r.send(&Frame::Ack { from, to, seq });
             }
             ["ping"] => r.send(&Frame::Ping { nonce: 1 }),
+            ["pong"] => {
+                if r.read_until(|f| is_kind(f, &["ping"])) {
+                    let nonce = r.frames.last().and_then(|f| f["nonce"].as_u64());
+                    r.send(&Frame::Pong {
+                        nonce: nonce.unwrap_or(0),
+                    });
+                }
+            }
             ["goodbye"] => r.send(&Frame::Goodbye {
                 reason: "bus_probe raw-script",
             }),

@@ -850,13 +850,6 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-        // An earlier message of the pair failed on this link, and the client has not
-        // confirmed reading the report: should the report be lost with the link, the sender
-        // sends that message again after reconnecting, and the receiver must not have
-        // delivered a later one meanwhile.
-        if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
-            return self.fail(link, &d, reason, io);
-        }
         if is_reserved_event(d.event) {
             // Only the runtime makes `xstate.*` events, and it makes them inside the
             // receiving process: one on the wire is forged.
@@ -872,6 +865,13 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 "deliver of an event in the reserved xstate. namespace; refused",
             );
             return self.fail(link, &d, FailReason::Reserved, io);
+        }
+        // An earlier message of the pair failed on this link, and the client has not
+        // confirmed reading the report: should the report be lost with the link, the sender
+        // sends that message again after reconnecting, and the receiver must not have
+        // delivered a later one meanwhile.
+        if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
+            return self.fail(link, &d, reason, io);
         }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
             let reason = if self.stopped.iter().any(|s| s.0.as_str() == d.to) {
