@@ -182,9 +182,20 @@ impl Bus {
     }
 
     pub fn spawn(&mut self, label: &str, mut cmd: Command) -> P {
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {label} ({cmd:?}): {e}"));
+        // A program copied just before (a test's own copy of a helper) can be "busy" for a
+        // moment: a process another test thread forked meanwhile may still hold the copy's
+        // write descriptor until it execs. Try again for a while.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("start {label} ({cmd:?}): {e}"),
+                Ok(child) => break child,
+            }
+        };
         let out = collect(child.stdout.take().expect("piped stdout"));
         let err = collect(child.stderr.take().expect("piped stderr"));
         self.procs.push(Proc {
