@@ -139,7 +139,7 @@ fn a_client_cannot_send_an_event_of_the_reserved_namespace() {
             Frame::Ping { nonce } => Some(nonce),
             _ => None,
         })
-        .last()
+        .next_back()
         .expect("a Ping follows the failure reports");
     h.handle_frame(later, a, &body(&Frame::Pong { nonce }), &mut io);
     let f = deliver("a", "b", "xstatex");
@@ -382,7 +382,7 @@ fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
             Frame::Ping { nonce } => Some(nonce),
             _ => None,
         })
-        .last()
+        .next_back()
         .expect("a Ping follows the failure reports");
     h.handle_frame(later, a, &body(&Frame::Pong { nonce }), &mut io);
     // Registered again (a restarted process): messages reach it.
