@@ -25,8 +25,12 @@ pub struct Conn<S> {
     /// written), so unwritten whole frames can be recovered when the link dies.
     wnext: usize,
     max_frame: u32,
-    /// Set when the peer has closed or an I/O error happened.
+    /// Set when the peer has closed or a read failed: nothing more will come in.
     pub dead: bool,
+    /// Set when a write failed (the peer closed, typically): nothing more goes out, but what
+    /// the peer wrote before it went may still wait unread in the socket (its last
+    /// acknowledgements, its goodbye), so the link is not finished until [`dead`](Self::dead).
+    pub write_failed: bool,
     /// The last read filled the buffer: the socket may hold more.
     pub more: bool,
     /// The stream is registered for write readiness (only while a flush is blocked).
@@ -48,6 +52,7 @@ impl<S: Read + Write> Conn<S> {
             wnext: 0,
             max_frame,
             dead: false,
+            write_failed: false,
             more: true,
             want_write: false,
         }
@@ -190,9 +195,12 @@ impl<S: Read + Write> Conn<S> {
     /// Writes what the socket takes. Returns whether everything queued was written.
     pub fn flush(&mut self) -> bool {
         while self.wstart < self.wend {
+            if self.write_failed {
+                return false;
+            }
             match self.stream.write(&self.wbuf[self.wstart..self.wend]) {
                 Ok(0) => {
-                    self.dead = true;
+                    self.write_failed = true;
                     return false;
                 }
                 Ok(n) => {
@@ -211,7 +219,7 @@ impl<S: Read + Write> Conn<S> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.dead = true;
+                    self.write_failed = true;
                     return false;
                 }
             }
@@ -232,5 +240,68 @@ impl<S: Read + Write> Conn<S> {
             at += used;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn encoded(frame: &Frame<'_>) -> Vec<u8> {
+        let mut buf = [0u8; 256];
+        let n = frame.encode(&mut buf).expect("encode");
+        buf[..n].to_vec()
+    }
+
+    /// A peer that writes its last frames (the acknowledgements it owed, its goodbye) and
+    /// exits with frames of ours unread makes our next write fail; what it wrote is still in
+    /// the socket, and must be read before the connection counts as finished.
+    #[test]
+    fn a_failed_write_leaves_the_peers_last_frames_readable() {
+        let (ours, mut peer) = UnixStream::pair().expect("a socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let mut conn = Conn::new(ours, 1024, 4096);
+        // Something of ours the peer never reads.
+        conn.queue(&Frame::Ping { nonce: 1 }).expect("room");
+        assert!(conn.flush());
+        let ack = Frame::Ack {
+            from: "k1",
+            to: "s0",
+            seq: 7,
+        };
+        let bye = Frame::Goodbye {
+            reason: "shutting down",
+        };
+        peer.write_all(&encoded(&ack)).expect("the peer writes");
+        peer.write_all(&encoded(&bye)).expect("the peer writes");
+        drop(peer);
+
+        conn.queue(&Frame::Ping { nonce: 2 }).expect("room");
+        assert!(!conn.flush(), "a write to a peer that is gone fails");
+        assert!(conn.write_failed);
+        assert!(
+            !conn.dead,
+            "a failed write says nothing about what is left to read"
+        );
+
+        conn.more = true;
+        conn.fill();
+        let first = conn
+            .peek_frame()
+            .expect("a frame")
+            .expect("the ack")
+            .to_vec();
+        assert_eq!(Frame::decode(&first).expect("decodes"), ack);
+        conn.consume_frame();
+        let second = conn
+            .peek_frame()
+            .expect("a frame")
+            .expect("the goodbye")
+            .to_vec();
+        assert_eq!(Frame::decode(&second).expect("decodes"), bye);
+        conn.consume_frame();
+        conn.fill();
+        assert!(conn.dead, "read to its end, the connection is finished");
     }
 }

@@ -230,6 +230,12 @@ impl Node {
                         }
                         if l.conn.dead && !matches!(l.conn.peek_frame(), Ok(Some(_))) {
                             dead.push((i as LinkId, "connection lost".to_string()));
+                        } else if l.conn.write_failed {
+                            // The peer may have gone with frames still unread in the socket
+                            // (the acknowledgements it owed, its goodbye): the link is read
+                            // to its end, and closed there, not now.
+                            l.readable = true;
+                            l.conn.more = true;
                         }
                     }
                 }
@@ -255,7 +261,7 @@ impl Node {
                         let now = self.turn_now;
                         c.blocked_since.get_or_insert(now);
                     }
-                    if conn.dead {
+                    if conn.dead || conn.write_failed {
                         lost = Some("connection lost");
                     }
                 }
@@ -270,7 +276,7 @@ impl Node {
 /// Write readiness is watched only while a flush is blocked, so that finished writes do not
 /// wake the loop for nothing.
 fn want_writable(registry: &mio::Registry, conn: &mut LinkConnIo, token: Token) {
-    let want = conn.pending() > 0 && !conn.dead;
+    let want = conn.pending() > 0 && !conn.dead && !conn.write_failed;
     if want != conn.want_write {
         let interest = if want {
             Interest::READABLE | Interest::WRITABLE
