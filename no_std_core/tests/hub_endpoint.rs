@@ -2,63 +2,14 @@
 //! sockets, no threads, deterministic.
 
 use interstate_core::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
-use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, PeerCredentials};
 use interstate_core::wire::{
     Deliver, FailReason, Frame, Hello, RegisterStatus, RejectCode, MAGIC, PROTOCOL_VERSION,
 };
 use interstate_core::{Duration, Instant};
 
-/// Records what the hub asks for; links listed in `full` refuse frames.
-#[derive(Default)]
-struct Recorder {
-    sent: Vec<(LinkId, Vec<u8>)>,
-    closed: Vec<(LinkId, String)>,
-    logs: Vec<(LinkId, String)>,
-    full: Vec<LinkId>,
-}
-
-impl Recorder {
-    fn frames(&self, link: LinkId) -> Vec<Frame<'_>> {
-        self.sent
-            .iter()
-            .filter(|(l, _)| *l == link)
-            .map(|(_, b)| Frame::decode(b).expect("the hub sends valid frames"))
-            .collect()
-    }
-}
-
-impl HubIo for Recorder {
-    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
-        if self.full.contains(&link) {
-            return Err(LinkFull);
-        }
-        let mut buf = vec![0u8; 1024];
-        let n = frame.encode(&mut buf).expect("fits");
-        self.sent.push((link, buf[4..n].to_vec()));
-        Ok(())
-    }
-    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
-        if self.full.contains(&link) {
-            return Err(LinkFull);
-        }
-        self.sent.push((link, body.to_vec()));
-        Ok(())
-    }
-    fn close(&mut self, link: LinkId, reason: &str) {
-        self.closed.push((link, reason.to_string()));
-    }
-    fn log(&mut self, link: LinkId, message: &str) {
-        self.logs.push((link, message.to_string()));
-    }
-}
-
-const UID: u32 = 1000;
-
-fn body(frame: &Frame<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; 1024];
-    let n = frame.encode(&mut buf).unwrap();
-    buf[4..n].to_vec()
-}
+mod recorder;
+use recorder::{body, Recorder, UID};
 
 fn hello() -> Vec<u8> {
     body(&Frame::Hello(Hello {

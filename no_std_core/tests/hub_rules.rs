@@ -2,57 +2,12 @@
 //! state watches (who watches which machine, and telling owners when to report). Driven
 //! with a virtual clock and a recording I/O, as `hub_endpoint.rs`.
 
-use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, PeerCredentials};
 use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
 use interstate_core::Instant;
 
-/// Records what the hub asks for.
-#[derive(Default)]
-struct Recorder {
-    sent: Vec<(LinkId, Vec<u8>)>,
-    closed: Vec<(LinkId, String)>,
-    logs: Vec<(LinkId, String)>,
-}
-
-impl Recorder {
-    fn frames(&self, link: LinkId) -> Vec<Frame<'_>> {
-        self.sent
-            .iter()
-            .filter(|(l, _)| *l == link)
-            .map(|(_, b)| Frame::decode(b).expect("the hub sends valid frames"))
-            .collect()
-    }
-    fn clear(&mut self) {
-        self.sent.clear();
-    }
-}
-
-impl HubIo for Recorder {
-    fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
-        let mut buf = vec![0u8; 1024];
-        let n = frame.encode(&mut buf).expect("fits");
-        self.sent.push((link, buf[4..n].to_vec()));
-        Ok(())
-    }
-    fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
-        self.sent.push((link, body.to_vec()));
-        Ok(())
-    }
-    fn close(&mut self, link: LinkId, reason: &str) {
-        self.closed.push((link, reason.to_string()));
-    }
-    fn log(&mut self, link: LinkId, message: &str) {
-        self.logs.push((link, message.to_string()));
-    }
-}
-
-const UID: u32 = 1000;
-
-fn body(frame: &Frame<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; 1024];
-    let n = frame.encode(&mut buf).unwrap();
-    buf[4..n].to_vec()
-}
+mod recorder;
+use recorder::{body, confirm_reports, Recorder, UID};
 
 fn hub() -> Hub<8, 16, 4> {
     Hub::new(HubConfig::new(UID, 1), "hub")
@@ -130,18 +85,7 @@ fn a_client_cannot_send_an_event_of_the_reserved_namespace() {
     );
     // A name that merely starts alike is an ordinary event (once the link has confirmed the
     // reports, which releases the pair they held).
-    let later = Instant::from_millis(1_100);
-    h.handle_timeout(later, &mut io);
-    let nonce = io
-        .frames(a)
-        .into_iter()
-        .filter_map(|f| match f {
-            Frame::Ping { nonce } => Some(nonce),
-            _ => None,
-        })
-        .next_back()
-        .expect("a Ping follows the failure reports");
-    h.handle_frame(later, a, &body(&Frame::Pong { nonce }), &mut io);
+    let later = confirm_reports(&mut h, &mut io, a);
     let f = deliver("a", "b", "xstatex");
     assert_eq!(h.handle_frame(later, a, &f, &mut io), Handled::Done);
     assert_eq!(io.frames(b).len(), 1);
@@ -373,18 +317,7 @@ fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
     // The sender's link confirms it read the reports (the Pong to the hub's Ping carrying the
     // count of reports: asked again a second later, with both counted), which releases the
     // pairs the failures held.
-    let later = Instant::from_millis(1_100);
-    h.handle_timeout(later, &mut io);
-    let nonce = io
-        .frames(a)
-        .into_iter()
-        .filter_map(|f| match f {
-            Frame::Ping { nonce } => Some(nonce),
-            _ => None,
-        })
-        .next_back()
-        .expect("a Ping follows the failure reports");
-    h.handle_frame(later, a, &body(&Frame::Pong { nonce }), &mut io);
+    let later = confirm_reports(&mut h, &mut io, a);
     // Registered again (a restarted process): messages reach it.
     let f = body(&Frame::Register { machine: "m" });
     h.handle_frame(later, m, &f, &mut io);
