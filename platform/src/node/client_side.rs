@@ -20,7 +20,7 @@ use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
 use super::hub_side::{shm_socket_path, HubIoImpl};
-use super::local::Deferred;
+use super::local::{Deferred, Failure};
 use super::payload::{local_info, ThisProcess};
 use super::{
     duplicate_slots, BusClient, LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT, NODE_IDS,
@@ -303,10 +303,10 @@ impl Node {
                         // not sent again (its receiver may have forgotten this process) but
                         // reported failed, not confirmed.
                         c.client.fail_after_long_absence(&mut |u| {
-                            deferred.direct.push((
-                                u.from.to_string(),
-                                u.to.to_string(),
-                                u.event.to_string(),
+                            deferred.direct.push(Failure::found(
+                                u.from,
+                                u.to,
+                                u.event,
                                 u.seq,
                                 FailReason::Disconnected,
                             ))
@@ -333,13 +333,7 @@ impl Node {
                         let ours = self.local.by_id.contains_key(f.from)
                             || self.local.ports.contains_key(f.from);
                         if settled || !ours {
-                            deferred.direct.push((
-                                f.from.to_string(),
-                                f.to.to_string(),
-                                f.event.to_string(),
-                                f.seq,
-                                f.reason,
-                            ));
+                            deferred.direct.push(Failure::reported(&f));
                         }
                     }
                     Incoming::Registered {
