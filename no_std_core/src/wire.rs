@@ -106,9 +106,7 @@ impl FailReason {
             FailReason::Reserved => {
                 "events named xstate.* are reserved for the runtime; applications may not send them"
             }
-            FailReason::TargetStopped => {
-                "the target machine stopped on an error (its process's log names it)"
-            }
+            FailReason::TargetStopped => "the target machine stopped on an error and left the bus",
         }
     }
 }

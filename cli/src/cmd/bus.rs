@@ -143,6 +143,11 @@ pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Re
     // Not in the registry: sent anyway, so that the hub says why (a machine that stopped on
     // an error is remembered, with its error); its answer is waited for.
     let registered = node.registry().contains(target);
+    if !registered {
+        // The registry copy is current (waited for above): no point holding the message
+        // for the target to appear.
+        node.end_connect_grace();
+    }
     node.send_from_port(&port, target, event, &payload)
         .map_err(|e| e.to_string())?;
     // A short wait for a delivery failure coming back (e.g. the target just went away).

@@ -568,6 +568,14 @@ where
         }
     }
 
+    /// Ends the grace after the link became ready: messages to machines the host's registry
+    /// copy does not show go out at the next [`Client::transmit`] (and fail at the hub, if
+    /// those machines are absent) instead of waiting for them to appear. For a one-shot
+    /// sender whose registry copy is current; the next connection starts a grace again.
+    pub fn end_grace(&mut self) {
+        self.grace = Grace::default();
+    }
+
     /// Whether a message of `body_len` bytes fits in the outstanding buffer now.
     pub fn has_room(&self, body_len: usize) -> bool {
         self.outstanding.has_room(body_len)
@@ -884,6 +892,43 @@ mod tests {
         assert_eq!(c.received().senders(), 1, "late: kept");
         c.handle_timeout(Instant::from_millis(62_000), &mut sink);
         assert_eq!(c.received().senders(), 0, "on time: forgotten");
+    }
+
+    /// During the grace after a connection, a message to a machine the registry copy does
+    /// not show waits; once the grace is ended (a one-shot sender), it goes out at once.
+    #[test]
+    fn ending_the_grace_sends_to_an_absent_machine_at_once() {
+        struct Bodies(usize);
+        impl FrameSink for Bodies {
+            fn send_frame(&mut self, _: &Frame<'_>) -> bool {
+                true
+            }
+            fn send_body(&mut self, _: &[u8]) -> bool {
+                self.0 += 1;
+                true
+            }
+            fn has_pending(&self) -> bool {
+                false
+            }
+        }
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        welcome(&mut c, Instant::ZERO, &mut sink);
+        c.handle_frame(Instant::ZERO, Frame::SnapshotEnd, &mut sink);
+        let d = Deliver {
+            from: "s",
+            to: "ghost",
+            event: "E",
+            payload: b"",
+            seq: 1,
+        };
+        c.send(&d, 65536).unwrap();
+        let mut bodies = Bodies(0);
+        c.transmit(Instant::ZERO, &|_| false, &mut bodies);
+        assert_eq!(bodies.0, 0, "held during the grace");
+        c.end_grace();
+        c.transmit(Instant::ZERO, &|_| false, &mut bodies);
+        assert_eq!(bodies.0, 1, "sent once the grace is ended");
     }
 
     /// An id refused on a connection that stays up is refused for good (another process

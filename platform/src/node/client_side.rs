@@ -435,6 +435,17 @@ impl Node {
         self.rewatch();
     }
 
+    /// Ends the grace that follows a connection: messages to machines the registry copy does
+    /// not show go out now instead of waiting (up to 3 s) for them to appear, and so fail at
+    /// once (`unknown-target`, or `target-stopped` with the error for a machine that stopped).
+    /// For a one-shot sender whose registry copy is current (`interstate send`); the grace
+    /// starts again at the next connection. Nothing to do for the hub's own process.
+    pub fn end_connect_grace(&mut self) {
+        if let Side::Client(c) = &mut self.side {
+            c.client.end_grace();
+        }
+    }
+
     /// Client: moves unsent messages from the outstanding buffer onto the hub link, in order,
     /// holding back (during the grace after a reconnect) those for machines not back yet.
     pub(super) fn transmit(&mut self) {
