@@ -45,7 +45,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 pid: 4242,
                 executable: "echo_machine.py",
             }),
-            "1c 00 00 00 00 c9 a6 d1 92 04 01 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
+            "1c 00 00 00 00 c9 a6 d1 92 04 02 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
         ),
         (
             Frame::Deliver(Deliver {
@@ -59,20 +59,20 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
         ),
         (
             Frame::Welcome(Welcome {
-                version: 1,
+                version: 2,
                 max_frame: 65536,
                 link: 3,
                 hub_pid: 4100,
             }),
-            "08 00 00 00 01 01 80 80 04 03 84 20",
+            "08 00 00 00 01 02 80 80 04 03 84 20",
         ),
         (
             Frame::Reject(Reject {
                 code: RejectCode::Version,
-                version: 1,
+                version: 2,
                 message: "bad",
             }),
-            "07 00 00 00 02 01 01 03 62 61 64",
+            "07 00 00 00 02 01 02 03 62 61 64",
         ),
         (
             Frame::Register { machine: "py-echo" },
@@ -96,8 +96,9 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 event: "PING",
                 seq: 2,
                 reason: FailReason::UnknownTarget,
+                detail: "",
             }),
-            "11 00 00 00 07 01 6d 06 6e 6f 62 6f 64 79 04 50 49 4e 47 02 00",
+            "12 00 00 00 07 01 6d 06 6e 6f 62 6f 64 79 04 50 49 4e 47 02 00 00",
         ),
         (
             Frame::Subscribe {
@@ -166,8 +167,33 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
             "12 00 00 00 13 01 6d 0e 7b 22 73 74 61 74 65 22 3a 22 6f 6e 22 7d",
         ),
         (
-            Frame::Stopped { machine: "py-echo" },
-            "09 00 00 00 14 07 70 79 2d 65 63 68 6f",
+            Frame::Stopped {
+                machine: "py-echo",
+                error: "loop",
+            },
+            "0e 00 00 00 14 07 70 79 2d 65 63 68 6f 04 6c 6f 6f 70",
+        ),
+        (
+            Frame::DeliveryFailed(DeliveryFailed {
+                from: "m",
+                to: "py-echo",
+                event: "PING",
+                seq: 3,
+                reason: FailReason::TargetStopped,
+                detail: "loop",
+            }),
+            "17 00 00 00 07 01 6d 07 70 79 2d 65 63 68 6f 04 50 49 4e 47 03 07 04 6c 6f 6f 70",
+        ),
+        (
+            Frame::NodeFailure(DeliveryFailed {
+                from: "m",
+                to: "py-echo",
+                event: "PING",
+                seq: 4,
+                reason: FailReason::TooLarge,
+                detail: "",
+            }),
+            "13 00 00 00 15 01 6d 07 70 79 2d 65 63 68 6f 04 50 49 4e 47 04 04 00",
         ),
         (
             Frame::Deliver(Deliver {

@@ -175,6 +175,10 @@ pub enum Command {
         bus: BusOpt,
     },
     /// Print every message crossing the hub and every delivery failure, one line each.
+    ///
+    /// Failures are shown as the xstate.error.delivery their sender gets: those the hub
+    /// reports, and those a sending node found itself ("found by the sending node"; in
+    /// --json, "found_by": "node").
     Monitor {
         /// Print JSON lines.
         #[arg(long)]

@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use interstate::core::wire::{Frame, Hello, Welcome, MAGIC};
+use interstate::core::wire::{Frame, Hello, Welcome, MAGIC, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 use support::*;
 
@@ -148,15 +148,15 @@ fn bad_bytes_close_only_their_link_each_logged_once() {
     let silent = bus.probe("silent", &["raw-script", "--timeout-ms", "15000"]);
 
     let welcome = frame_hex(&Frame::Welcome(Welcome {
-        version: 1,
+        version: PROTOCOL_VERSION,
         max_frame: 512,
         link: 1,
         hub_pid: 1,
     }));
-    let good = hello(MAGIC, 1, 65536);
-    let bad_magic = format!("bytes:{}", hello(MAGIC ^ 0xFF, 1, 65536));
+    let good = hello(MAGIC, PROTOCOL_VERSION, 65536);
+    let bad_magic = format!("bytes:{}", hello(MAGIC ^ 0xFF, PROTOCOL_VERSION, 65536));
     let bad_version = format!("bytes:{}", hello(MAGIC, 9, 65536));
-    let small_frame = format!("bytes:{}", hello(MAGIC, 1, 100));
+    let small_frame = format!("bytes:{}", hello(MAGIC, PROTOCOL_VERSION, 100));
     let hub_only = format!("bytes:{welcome}");
     let trailing = format!("bytes:{}", "050000000d0700aabb");
     let cut_hello = format!("bytes:{}", &good[..good.len() / 4 * 2]);

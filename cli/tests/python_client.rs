@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use interstate::bus::{Node, NodeConfig, Role, DELIVERY_ERROR_EVENT};
-use interstate::core::wire::{Deliver, Frame, Hello, RegistryEntry, MAGIC, PROTOCOL_VERSION};
+use interstate::core::wire::{
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegistryEntry, MAGIC, PROTOCOL_VERSION,
+};
 use interstate::core::TransportKind;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -197,6 +199,26 @@ fn python_encoder_agrees_with_the_rust_one() {
             registry: false,
             monitor: true,
         },
+        Frame::DeliveryFailed(DeliveryFailed {
+            from: "a",
+            to: "b",
+            event: "E",
+            seq: 7,
+            reason: FailReason::TargetStopped,
+            detail: "eventless loop in state 'é'",
+        }),
+        Frame::Stopped {
+            machine: "b",
+            error: "eventless loop in state 'é'",
+        },
+        Frame::NodeFailure(DeliveryFailed {
+            from: "a",
+            to: "b",
+            event: "xstate.x",
+            seq: 300,
+            reason: FailReason::Reserved,
+            detail: "",
+        }),
     ];
     let script = r#"
 import sys
@@ -208,6 +230,9 @@ frames = [
     RegistryEntry("x", 1, 2**32 - 1, "", "Serial", 0),
     Ack("b", "a", 2**63),
     Subscribe(False, True),
+    DeliveryFailed("a", "b", "E", 7, "TargetStopped", "eventless loop in state 'é'"),
+    Stopped("b", "eventless loop in state 'é'"),
+    NodeFailure("a", "b", "xstate.x", 300, "Reserved"),
 ]
 for f in frames:
     body = encode_frame(f)

@@ -91,6 +91,61 @@ fn no_one_but_the_runtime_sends_reserved_xstate_events() {
     );
 }
 
+/// `monitor` (text and `--json`) shows a failure the sending node found itself, which never
+/// crossed the hub: here a chart's `sendTo` of a reserved `xstate.*` event.
+#[test]
+fn monitor_shows_failures_a_node_found_itself() {
+    let mut bus = Bus::new("nodefail");
+    bus.start_hub();
+    let target = bus.write("target.json", TARGET);
+    let forger = bus.write("forger.json", FORGER);
+    bus.start_machine(&target, "target");
+    let f = bus.start_machine(&forger, "forger");
+    let json_mon = bus.interstate(
+        "monitor json",
+        &["monitor", "--json", "--machine", "forger"],
+    );
+    let text_mon = bus.interstate("monitor text", &["monitor", "--event", "xstate.error.*"]);
+    let found = |b: &mut Bus| {
+        json_lines(b, json_mon)
+            .iter()
+            .any(|v| v["found_by"] == json!("node"))
+            && b.out(text_mon)
+                .iter()
+                .any(|l| l.contains("found by the sending node"))
+    };
+    send_until(&mut bus, "forger", "GO", found);
+    let line = json_lines(&bus, json_mon)
+        .into_iter()
+        .find(|v| v["found_by"] == json!("node"))
+        .unwrap();
+    assert_eq!(
+        (&line["from"], &line["to"], &line["event"], &line["failed"]),
+        (
+            &json!("target"),
+            &json!("forger"),
+            &json!("xstate.error.delivery"),
+            &json!(true)
+        ),
+        "{line}"
+    );
+    assert_eq!(line["data"]["reason"], json!("reserved"), "{line}");
+    assert_eq!(line["data"]["event"], json!("xstate.machine.up"), "{line}");
+    let text = bus.out(text_mon);
+    let l = text
+        .iter()
+        .find(|l| l.contains("found by the sending node"))
+        .unwrap();
+    assert!(
+        l.contains("target -> forger  xstate.error.delivery") && l.contains("\"reserved\""),
+        "{l}"
+    );
+    // The forger heard of it too, as before.
+    bus.wait_line(f, false, "the forger's refusal", STEP_LIMIT, |l| {
+        l.contains("refused")
+    });
+}
+
 /// A flat chart of `n` states `s0`..: NEXT moves one on, JUMP goes from `s0` to the last,
 /// whose entry logs "reached the end".
 fn big_chart(n: usize) -> String {
@@ -196,12 +251,18 @@ fn a_machine_stopped_by_an_error_leaves_the_bus_and_run_exits_non_zero() {
         err.contains("stopped on an error and left the bus") && err.contains("infinite loop"),
         "{err}"
     );
+    // The sender hears why, and the error that stopped the machine, as the hub keeps it.
     let (status, _, err) = bus.run(&["send", "looper", "PING"]);
     assert!(
         !status.success(),
         "a send to a stopped machine printed success"
     );
-    assert!(err.contains("no machine 'looper'"), "{err}");
+    assert!(
+        err.contains("target-stopped")
+            && err.contains("stopped on an error")
+            && err.contains("infinite loop"),
+        "{err}"
+    );
     // The stream's sender hears of every message the machine will not take.
     bus.wait_exit(source, Duration::from_secs(60));
     let fin = last_json(&bus.out(source), "sent").expect("the source's final line");

@@ -2,7 +2,8 @@
 
 It speaks the bus wire protocol over the hub's Unix socket: the Hello/Welcome handshake,
 Register, Subscribe (registry snapshot and updates), Deliver, DeliveryFailed, Ack, Ping/Pong
-and Goodbye. Received messages are acknowledged (cumulatively, per sender) once the
+and Goodbye; it encodes and decodes every other frame of the protocol's table too (Watch,
+Report, State, Stopped, NodeFailure), and skips kinds newer than it knows. Received messages are acknowledged (cumulatively, per sender) once the
 application has taken them and comes back for the next one, and duplicates are dropped; it
 does not reconnect or send again. Python 3.8+, standard library only.
 
@@ -34,7 +35,8 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple, Union
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
 MIN_MAX_FRAME = 512
@@ -233,6 +235,8 @@ class DeliveryFailed:
     event: str
     seq: int
     reason: str
+    # What there is to add to the reason: a stopped target's error (TargetStopped), else "".
+    detail: str = ""
 
 
 @dataclass
@@ -291,6 +295,43 @@ class Ack:
 
 
 @dataclass
+class Watch:
+    machine: str
+    on: bool
+
+
+@dataclass
+class Report:
+    machine: str
+    on: bool
+
+
+@dataclass
+class State:
+    machine: str
+    report: bytes
+
+
+@dataclass
+class Stopped:
+    machine: str
+    error: str  # at most MAX_STOP_ERROR bytes of UTF-8
+
+
+@dataclass
+class NodeFailure:
+    """A failure a client found itself (never sent to the hub), for the hub's monitors: the
+    fields of DeliveryFailed."""
+
+    from_: str
+    to: str
+    event: str
+    seq: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass
 class Unknown:
     """A frame kind this client does not know (from a newer hub): skipped, never sent."""
 
@@ -301,12 +342,14 @@ class Unknown:
 Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
-    Unknown,
+    Watch, Report, State, Stopped, NodeFailure, Unknown,
 ]
 
+# The protocol's frame table (docs/wire.md), in variant-index order.
 FRAME_TYPES = [
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
+    Watch, Report, State, Stopped, NodeFailure,
 ]
 
 
@@ -342,12 +385,22 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.event)
         put_bytes(out, f.payload)
         put_varint(out, f.seq, 64)
-    elif isinstance(f, DeliveryFailed):
+    elif isinstance(f, (DeliveryFailed, NodeFailure)):
         put_str(out, f.from_)
         put_str(out, f.to)
         put_str(out, f.event)
         put_varint(out, f.seq, 64)
         put_enum(out, FAIL_REASONS, f.reason)
+        put_str(out, f.detail)
+    elif isinstance(f, (Watch, Report)):
+        put_str(out, f.machine)
+        put_bool(out, f.on)
+    elif isinstance(f, State):
+        put_str(out, f.machine)
+        put_bytes(out, f.report)
+    elif isinstance(f, Stopped):
+        put_str(out, f.machine)
+        put_str(out, f.error)
     elif isinstance(f, Subscribe):
         put_bool(out, f.registry)
         put_bool(out, f.monitor)
@@ -396,8 +449,14 @@ def decode_frame(body: bytes) -> Frame:
         f = RegisterResult(r.str(), r.enum(REGISTER_STATUSES))
     elif t is Deliver:
         f = Deliver(r.str(), r.str(), r.str(), r.raw(), r.u64())
-    elif t is DeliveryFailed:
-        f = DeliveryFailed(r.str(), r.str(), r.str(), r.u64(), r.enum(FAIL_REASONS))
+    elif t in (DeliveryFailed, NodeFailure):
+        f = t(r.str(), r.str(), r.str(), r.u64(), r.enum(FAIL_REASONS), r.str())
+    elif t in (Watch, Report):
+        f = t(r.str(), r.bool())
+    elif t is State:
+        f = State(r.str(), r.raw())
+    elif t is Stopped:
+        f = Stopped(r.str(), r.str())
     elif t is Subscribe:
         f = Subscribe(r.bool(), r.bool())
     elif t is RegistryEntry:
@@ -410,8 +469,10 @@ def decode_frame(body: bytes) -> Frame:
         f = t(r.u64())
     elif t is Goodbye:
         f = Goodbye(r.str())
-    else:
+    elif t is Ack:
         f = Ack(r.str(), r.str(), r.u64())
+    else:
+        raise ProtocolError(f"frame kind {kind} has no decoder")
     r.end()
     return f
 
@@ -659,7 +720,8 @@ class Client:
             key = (f.to, f.from_)
             self.acked[key] = max(self.acked.get(key, 0), f.seq)
             return False
-        if isinstance(f, Unknown):
+        if isinstance(f, (Unknown, Report)):
+            # State reports are not implemented here: a Report is ignored (docs/wire.md).
             return False
         if isinstance(f, RegistryEntry):
             self.registry[f.machine] = f

@@ -16,7 +16,7 @@ use crate::error::Error;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -28,6 +28,22 @@ pub const MIN_MAX_FRAME: u32 = 512;
 /// application send may carry one, and the hub refuses a `Deliver` that does
 /// ([`FailReason::Reserved`]).
 pub const RESERVED_EVENT_PREFIX: &str = "xstate.";
+/// The most bytes of a stop error a [`Frame::Stopped`] carries (and a hub keeps, and a
+/// [`DeliveryFailed::detail`] repeats): a longer one is cut at a character boundary at or
+/// below this length ([`cut_at_char`]).
+pub const MAX_STOP_ERROR: usize = 128;
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a character boundary.
+pub fn cut_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// Whether `event` is in the reserved `xstate.` namespace (see [`RESERVED_EVENT_PREFIX`]).
 #[inline]
@@ -90,9 +106,7 @@ impl FailReason {
             FailReason::Reserved => {
                 "events named xstate.* are reserved for the runtime; applications may not send them"
             }
-            FailReason::TargetStopped => {
-                "the target machine stopped on an error (its process's log names it)"
-            }
+            FailReason::TargetStopped => "the target machine stopped on an error and left the bus",
         }
     }
 }
@@ -186,6 +200,10 @@ pub struct DeliveryFailed<'a> {
     pub seq: u64,
     /// Why.
     pub reason: FailReason,
+    /// What there is to add to the reason, empty when nothing: for
+    /// [`FailReason::TargetStopped`], the error that stopped the target (at most
+    /// [`MAX_STOP_ERROR`] bytes).
+    pub detail: &'a str,
 }
 
 /// One machine in the registry.
@@ -319,18 +337,29 @@ pub enum Frame<'a> {
         report: &'a [u8],
     },
     /// Client -> hub: `machine` stopped on an error. Like `Unregister`, and the hub answers
-    /// later messages to it with [`FailReason::TargetStopped`] until someone registers it.
+    /// later messages to it with [`FailReason::TargetStopped`] (and `error` as the report's
+    /// `detail`) until someone registers it.
     Stopped {
         /// The machine id.
         machine: &'a str,
+        /// The error that stopped it, at most [`MAX_STOP_ERROR`] bytes (cut at a character
+        /// boundary: [`cut_at_char`]); the hub keeps that much of a longer one.
+        error: &'a str,
     },
+    /// Client -> hub -> monitoring clients: a message of this link's machines failed in the
+    /// sending process itself (too large, not connected, a reserved event, a stopped local
+    /// target...), so no `DeliveryFailed` from the hub tells monitors of it. The hub checks
+    /// that the link owns `from`, and copies the body to monitors as a [`Frame::Monitored`];
+    /// with no monitor it drops it.
+    #[serde(borrow)]
+    NodeFailure(DeliveryFailed<'a>),
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 21;
+pub const FRAME_KINDS: u8 = 22;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -526,6 +555,7 @@ impl<'a> Frame<'a> {
             Frame::Report { .. } => "report",
             Frame::State { .. } => "state",
             Frame::Stopped { .. } => "stopped",
+            Frame::NodeFailure(_) => "node-failure",
         }
     }
 }

@@ -4,7 +4,10 @@
 
 use interstate_core::bus::{Accepted, Client, FrameSink, OwnerSlot, PairSlot};
 use interstate_core::endpoint::EndpointConfig;
-use interstate_core::wire::{Deliver, Frame, RegisterStatus, Welcome, PROTOCOL_VERSION};
+use interstate_core::wire::{
+    Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, Welcome, MAX_STOP_ERROR,
+    PROTOCOL_VERSION,
+};
 use interstate_core::Instant;
 
 /// The frames the client sent, as their debug text.
@@ -87,14 +90,47 @@ fn unregister_sends_the_acknowledgements_owed_first() {
 }
 
 #[test]
-fn a_stopped_machine_acknowledges_then_says_stopped() {
+fn a_stopped_machine_acknowledges_then_says_stopped_with_its_error_cut_to_the_bound() {
     let mut sink = Frames(Vec::new());
     let mut c = holding_a_delivery(&mut sink);
-    c.stopped("s", &mut sink);
+    // 200 bytes of two-byte characters: cut at a character boundary, at MAX_STOP_ERROR.
+    let error = "é".repeat(100);
+    c.stopped("s", &error, &mut sink);
     assert_eq!(sink.0.len(), 2, "{:?}", sink.0);
     assert!(sink.0[0].starts_with("Ack"), "{:?}", sink.0);
-    assert_eq!(sink.0[1], format!("{:?}", Frame::Stopped { machine: "s" }));
+    let kept = "é".repeat(MAX_STOP_ERROR / 2);
+    assert_eq!(
+        sink.0[1],
+        format!(
+            "{:?}",
+            Frame::Stopped {
+                machine: "s",
+                error: &kept
+            }
+        )
+    );
     sink.0.clear();
-    c.stopped("s", &mut sink);
+    c.stopped("s", &error, &mut sink);
     assert!(sink.0.is_empty(), "said once");
+}
+
+#[test]
+fn a_failure_found_here_is_reported_to_the_hub_only_while_connected() {
+    let mut sink = Frames(Vec::new());
+    let mut c = holding_a_delivery(&mut sink);
+    sink.0.clear();
+    let f = DeliveryFailed {
+        from: "s",
+        to: "big",
+        event: "E",
+        seq: 3,
+        reason: FailReason::TooLarge,
+        detail: "",
+    };
+    assert!(c.report_found_failure(&f, &mut sink));
+    assert_eq!(sink.0, vec![format!("{:?}", Frame::NodeFailure(f))]);
+    c.disconnected(Instant::from_millis(1));
+    sink.0.clear();
+    assert!(!c.report_found_failure(&f, &mut sink));
+    assert!(sink.0.is_empty());
 }

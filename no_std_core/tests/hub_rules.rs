@@ -3,7 +3,9 @@
 //! with a virtual clock and a recording I/O, as `hub_endpoint.rs`.
 
 use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, PeerCredentials};
-use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
+use interstate_core::wire::{
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, MAGIC, MAX_STOP_ERROR, PROTOCOL_VERSION,
+};
 use interstate_core::Instant;
 
 mod recorder;
@@ -289,30 +291,40 @@ fn monitors_see_routed_messages_and_delivery_failures() {
 }
 
 #[test]
-fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
+fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped_with_its_error() {
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 10, &["a"]);
     let m = join(&mut h, &mut io, 11, &["m"]);
     // Only its owner may say it stopped.
-    let f = body(&Frame::Stopped { machine: "m" });
+    let f = body(&Frame::Stopped {
+        machine: "m",
+        error: "eventless loop in state 'a'",
+    });
     assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
     assert_eq!(h.route("m"), Some(m));
+    assert_eq!(h.stop_error("m"), None);
     assert_eq!(h.handle_frame(Instant::ZERO, m, &f, &mut io), Handled::Done);
     assert_eq!(h.route("m"), None, "it left the registry");
     io.clear();
     h.handle_frame(Instant::ZERO, a, &deliver("a", "m", "E"), &mut io);
     h.handle_frame(Instant::ZERO, a, &deliver("a", "other", "E"), &mut io);
-    let reasons: Vec<FailReason> = io
+    let reasons: Vec<(FailReason, String)> = io
         .frames(a)
         .into_iter()
         .filter_map(|f| match f {
-            Frame::DeliveryFailed(d) => Some(d.reason),
+            Frame::DeliveryFailed(d) => Some((d.reason, d.detail.to_string())),
             _ => None,
         })
         .collect();
     assert_eq!(
         reasons,
-        vec![FailReason::TargetStopped, FailReason::UnknownTarget]
+        vec![
+            (
+                FailReason::TargetStopped,
+                "eventless loop in state 'a'".to_string()
+            ),
+            (FailReason::UnknownTarget, String::new())
+        ]
     );
     // The sender's link confirms it read the reports (the Pong to the hub's Ping carrying the
     // count of reports: asked again a second later, with both counted), which releases the
@@ -325,4 +337,99 @@ fn a_stopped_machine_leaves_and_messages_to_it_fail_as_target_stopped() {
     h.handle_frame(later, a, &deliver("a", "m", "E"), &mut io);
     assert_eq!(io.frames(m).len(), 1);
     assert!(io.frames(a).is_empty());
+}
+
+/// The hub keeps at most `MAX_STOP_ERROR` bytes of a stop error, cut at a character
+/// boundary, from a client that sent more; its own process's machines are kept alike, and
+/// their senders' reports carry the text too.
+#[test]
+fn a_stop_error_is_kept_bounded_and_reported_for_local_machines_too() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let m = join(&mut h, &mut io, 11, &["m"]);
+    let long = "ü".repeat(MAX_STOP_ERROR);
+    let f = body(&Frame::Stopped {
+        machine: "m",
+        error: &long,
+    });
+    h.handle_frame(Instant::ZERO, m, &f, &mut io);
+    assert_eq!(
+        h.stop_error("m"),
+        Some("ü".repeat(MAX_STOP_ERROR / 2).as_str())
+    );
+    assert_eq!(
+        h.register_local(Instant::ZERO, "local", &mut io),
+        interstate_core::wire::RegisterStatus::Ok
+    );
+    h.stopped_local("local", "too many microsteps", &mut io);
+    assert_eq!(h.route("local"), None);
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    io.clear();
+    h.handle_frame(Instant::ZERO, a, &deliver("a", "local", "E"), &mut io);
+    assert!(
+        io.frames(a)
+            .iter()
+            .any(|f| matches!(f, Frame::DeliveryFailed(d)
+            if d.reason == FailReason::TargetStopped && d.detail == "too many microsteps")),
+        "{:?}",
+        io.frames(a)
+    );
+}
+
+/// A failure a node found itself (`NodeFailure`) goes to the monitors unchanged, marked with
+/// the link it came from; with no monitor, or from a link that does not own the sender, it
+/// goes nowhere.
+#[test]
+fn a_node_found_failure_reaches_monitors_only() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["a"]);
+    let b = join(&mut h, &mut io, 11, &["b"]);
+    let failure = DeliveryFailed {
+        from: "a",
+        to: "b",
+        event: "BIG",
+        seq: 4,
+        reason: FailReason::TooLarge,
+        detail: "",
+    };
+    let f = body(&Frame::NodeFailure(failure));
+    io.clear();
+    // Nobody monitors: dropped, nothing sent anywhere, the link stays open.
+    assert!(!h.monitored());
+    assert_eq!(h.handle_frame(Instant::ZERO, a, &f, &mut io), Handled::Done);
+    assert!(io.frames(a).is_empty() && io.frames(b).is_empty());
+    let mon = join(&mut h, &mut io, 12, &[]);
+    let sub = body(&Frame::Subscribe {
+        registry: false,
+        monitor: true,
+    });
+    h.handle_frame(Instant::ZERO, mon, &sub, &mut io);
+    assert!(h.monitored());
+    io.clear();
+    let later = Instant::from_millis(9);
+    assert_eq!(h.handle_frame(later, a, &f, &mut io), Handled::Done);
+    // From a link that does not own `from`: not copied (a forged monitor line).
+    assert_eq!(h.handle_frame(later, b, &f, &mut io), Handled::Done);
+    let copies: Vec<(u32, u64, Vec<u8>)> = io
+        .frames(mon)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Monitored { link, at_ms, frame } => Some((link, at_ms, frame.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!((copies[0].0, copies[0].1), (a, 9));
+    assert_eq!(Frame::decode(&copies[0].2), Ok(Frame::NodeFailure(failure)));
+    assert!(io.frames(a).is_empty() && io.frames(b).is_empty());
+    // The hub's own process reports the same way, as link 0.
+    io.clear();
+    let local = DeliveryFailed {
+        reason: FailReason::Reserved,
+        event: "xstate.x",
+        ..failure
+    };
+    h.node_failure_local(&local, &mut io);
+    assert!(matches!(io.frames(mon).as_slice(),
+        [Frame::Monitored { link: 0, frame, .. }]
+            if Frame::decode(frame) == Ok(Frame::NodeFailure(local))));
 }

@@ -487,6 +487,7 @@ impl SerialBridge {
                 event: d.event,
                 seq: d.seq,
                 reason,
+                detail: "",
             })
         };
         if !self.registered.contains(d.from) {
@@ -551,7 +552,7 @@ impl SerialBridge {
             return;
         }
         self.stats.failed_back += 1;
-        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason);
+        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason, "");
         if let Err(e) = self
             .node
             .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use interstate_core::wire::Frame;
+use interstate_core::wire::{DeliveryFailed, Frame};
 use serde_json::json;
 
 use interstate::bus::{Node, NodeConfig, Role};
@@ -137,32 +137,56 @@ pub fn send(args: &BusArgs, target: &str, event: &str, data: Option<&str>) -> Re
     let port = format!("interstate-send.{}", std::process::id());
     node.open_port(&port).map_err(|e| e.to_string())?;
     wait_registry(&mut node)?;
-    if !node.registry().contains(target) {
-        return Err(format!(
-            "no machine '{target}' is registered on bus '{}' (see `interstate ps`)",
-            node.config().bus
-        ));
+    let bus = node.config().bus.clone();
+    let missing =
+        || format!("no machine '{target}' is registered on bus '{bus}' (see `interstate ps`)");
+    // Not in the registry: sent anyway, so that the hub says why (a machine that stopped on
+    // an error is remembered, with its error); its answer is waited for.
+    let registered = node.registry().contains(target);
+    if !registered {
+        // The registry copy is current (waited for above): no point holding the message
+        // for the target to appear.
+        node.end_connect_grace();
     }
     node.send_from_port(&port, target, event, &payload)
         .map_err(|e| e.to_string())?;
     // A short wait for a delivery failure coming back (e.g. the target just went away).
+    let wait = if registered { 200 } else { 5_000 };
     let mut failure = None;
-    node.run_until(StdDuration::from_millis(200), |n| {
+    node.run_until(StdDuration::from_millis(wait), |n| {
         if let Some(m) = n.recv_port() {
             if m.event == interstate::bus::DELIVERY_ERROR_EVENT {
-                failure = Some(String::from_utf8_lossy(&m.payload).into_owned());
+                failure = Some(m.payload);
                 return true;
             }
         }
         false
     })
     .map_err(|e| e.to_string())?;
-    match failure {
-        Some(f) => Err(format!("not delivered: {f}")),
-        None => {
+    let Some(f) = failure else {
+        return if registered {
             outln!("sent {event} to {target}")
-        }
+        } else {
+            Err(missing())
+        };
+    };
+    let f: serde_json::Value = serde_json::from_slice(&f)
+        .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&f)}));
+    let text = |k: &str| f[k].as_str().unwrap_or("").to_string();
+    let reason = text("reason");
+    if !registered && reason == "unknown-target" {
+        return Err(missing());
     }
+    let detail = text("detail");
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    };
+    Err(format!(
+        "{event} not delivered to '{target}' ({reason}): {}{detail}",
+        text("message")
+    ))
 }
 
 /// `interstate ps [--json]`.
@@ -279,8 +303,9 @@ fn payload_json(payload: &[u8]) -> serde_json::Value {
 }
 
 /// `interstate monitor [--json] [--count N] [--machine ID].. [--event NAME]..`: every message
-/// crossing the hub, and every delivery failure it reports (shown as the
-/// `xstate.error.delivery` its sender receives), one line each with the hub's time.
+/// crossing the hub, every delivery failure it reports, and every failure a sending node found
+/// itself (a `NodeFailure`, marked so), each shown as the `xstate.error.delivery` its sender
+/// receives, one line each with the hub's time.
 pub fn monitor(
     args: &BusArgs,
     as_json: bool,
@@ -314,25 +339,15 @@ pub fn monitor(
                     }
                 }
                 Ok(Frame::DeliveryFailed(f)) => {
-                    // The sender hears of it as this event, from its target.
-                    let event = interstate::bus::DELIVERY_ERROR_EVENT;
-                    if !filter.shows(f.from, f.to, f.event) && !filter.shows(f.from, f.to, event) {
-                        continue;
+                    match failure_line(&at, at_ms, &f, false, as_json, filter) {
+                        Some(line) => line,
+                        None => continue,
                     }
-                    let payload = interstate_platform::node::delivery_error_payload(
-                        f.to, f.event, f.seq, f.reason,
-                    );
-                    if as_json {
-                        json!({"at": at, "at_ms": at_ms, "from": f.to, "to": f.from,
-                               "event": event, "failed": true, "data": payload_json(&payload)})
-                        .to_string()
-                    } else {
-                        format!(
-                            "{at}  {} -> {}  {event}  {}  (not delivered)",
-                            f.to,
-                            f.from,
-                            String::from_utf8_lossy(&payload)
-                        )
+                }
+                Ok(Frame::NodeFailure(f)) => {
+                    match failure_line(&at, at_ms, &f, true, as_json, filter) {
+                        Some(line) => line,
+                        None => continue,
                     }
                 }
                 _ => continue,
@@ -342,6 +357,43 @@ pub fn monitor(
         }
     }
     Ok(())
+}
+
+/// A failure as `monitor` shows it: as the `xstate.error.delivery` its sender receives, from
+/// its target. `by_node`: found by the sending node itself (a `NodeFailure`), not by the hub.
+/// `None` when the filter hides it.
+fn failure_line(
+    at: &str,
+    at_ms: u64,
+    f: &DeliveryFailed<'_>,
+    by_node: bool,
+    as_json: bool,
+    filter: &MonitorFilter,
+) -> Option<String> {
+    let event = interstate::bus::DELIVERY_ERROR_EVENT;
+    if !filter.shows(f.from, f.to, f.event) && !filter.shows(f.from, f.to, event) {
+        return None;
+    }
+    let payload =
+        interstate_platform::node::delivery_error_payload(f.to, f.event, f.seq, f.reason, f.detail);
+    let found_by = if by_node { "node" } else { "hub" };
+    Some(if as_json {
+        json!({"at": at, "at_ms": at_ms, "from": f.to, "to": f.from, "event": event,
+               "failed": true, "found_by": found_by, "data": payload_json(&payload)})
+        .to_string()
+    } else {
+        let mark = if by_node {
+            "not delivered, found by the sending node"
+        } else {
+            "not delivered"
+        };
+        format!(
+            "{at}  {} -> {}  {event}  {}  ({mark})",
+            f.to,
+            f.from,
+            String::from_utf8_lossy(&payload)
+        )
+    })
 }
 
 /// How `interstate run` hosts its machine: the guard and named-delay values (every one the

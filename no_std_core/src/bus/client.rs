@@ -18,7 +18,8 @@ use crate::bus::received::{Accepted, Id, OwnerSlot, PairSlot, Received};
 use crate::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
 use crate::time::Instant;
 use crate::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, RegistryEntry, LEN_PREFIX,
+    cut_at_char, Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, RegistryEntry,
+    LEN_PREFIX, MAX_STOP_ERROR,
 };
 
 /// Where the client writes frames: the link to the hub. A `false` return means the link's
@@ -308,16 +309,17 @@ where
     /// owner: what `id` has was delivered, and its senders must hear so before it goes).
     /// Messages that arrive for it afterwards are the host's to leave unacknowledged.
     pub fn unregister(&mut self, id: &str, sink: &mut dyn FrameSink) {
-        self.leave(id, false, sink);
+        self.leave(id, None, sink);
     }
 
-    /// As [`unregister`](Self::unregister) for a machine that stopped on an error: the hub
-    /// is told `Stopped`, and answers later messages to it with `TargetStopped`.
-    pub fn stopped(&mut self, id: &str, sink: &mut dyn FrameSink) {
-        self.leave(id, true, sink);
+    /// As [`unregister`](Self::unregister) for a machine that stopped on `error`: the hub
+    /// is told `Stopped` with the error's first [`MAX_STOP_ERROR`] bytes, and answers later
+    /// messages to it with `TargetStopped` and that text.
+    pub fn stopped(&mut self, id: &str, error: &str, sink: &mut dyn FrameSink) {
+        self.leave(id, Some(error), sink);
     }
 
-    fn leave(&mut self, id: &str, stopped: bool, sink: &mut dyn FrameSink) {
+    fn leave(&mut self, id: &str, stopped: Option<&str>, sink: &mut dyn FrameSink) {
         if self.ids.remove(id).is_some() {
             self.refresh_registered();
             if self.endpoint.is_ready() {
@@ -328,13 +330,28 @@ where
                         seq,
                     })
                 });
-                sink.send_frame(&if stopped {
-                    Frame::Stopped { machine: id }
-                } else {
-                    Frame::Unregister { machine: id }
+                sink.send_frame(&match stopped {
+                    Some(error) => Frame::Stopped {
+                        machine: id,
+                        error: cut_at_char(error, MAX_STOP_ERROR),
+                    },
+                    None => Frame::Unregister { machine: id },
                 });
             }
         }
+    }
+
+    /// A message of this process's failed here, without the hub (too large, not connected,
+    /// a reserved event, a stopped local target...): tells the hub, for its monitors
+    /// ([`Frame::NodeFailure`]), when the link is ready. Sent whether or not anyone monitors
+    /// (the hub drops it when nobody does): a failure is rare, and one small frame is cheaper
+    /// than keeping every client told whether anyone monitors. Returns whether it was queued.
+    pub fn report_found_failure(
+        &mut self,
+        f: &DeliveryFailed<'_>,
+        sink: &mut dyn FrameSink,
+    ) -> bool {
+        self.endpoint.is_ready() && sink.send_frame(&Frame::NodeFailure(*f))
     }
 
     fn refresh_registered(&mut self) {
@@ -549,6 +566,14 @@ where
             // Not connected and no room to keep it until the link is back.
             Err(NoRoom) => Err(SendRefused::Failed(FailReason::Disconnected)),
         }
+    }
+
+    /// Ends the grace after the link became ready: messages to machines the host's registry
+    /// copy does not show go out at the next [`Client::transmit`] (and fail at the hub, if
+    /// those machines are absent) instead of waiting for them to appear. For a one-shot
+    /// sender whose registry copy is current; the next connection starts a grace again.
+    pub fn end_grace(&mut self) {
+        self.grace = Grace::default();
     }
 
     /// Whether a message of `body_len` bytes fits in the outstanding buffer now.
@@ -867,6 +892,43 @@ mod tests {
         assert_eq!(c.received().senders(), 1, "late: kept");
         c.handle_timeout(Instant::from_millis(62_000), &mut sink);
         assert_eq!(c.received().senders(), 0, "on time: forgotten");
+    }
+
+    /// During the grace after a connection, a message to a machine the registry copy does
+    /// not show waits; once the grace is ended (a one-shot sender), it goes out at once.
+    #[test]
+    fn ending_the_grace_sends_to_an_absent_machine_at_once() {
+        struct Bodies(usize);
+        impl FrameSink for Bodies {
+            fn send_frame(&mut self, _: &Frame<'_>) -> bool {
+                true
+            }
+            fn send_body(&mut self, _: &[u8]) -> bool {
+                self.0 += 1;
+                true
+            }
+            fn has_pending(&self) -> bool {
+                false
+            }
+        }
+        let mut sink = Frames(Vec::new());
+        let mut c = client();
+        welcome(&mut c, Instant::ZERO, &mut sink);
+        c.handle_frame(Instant::ZERO, Frame::SnapshotEnd, &mut sink);
+        let d = Deliver {
+            from: "s",
+            to: "ghost",
+            event: "E",
+            payload: b"",
+            seq: 1,
+        };
+        c.send(&d, 65536).unwrap();
+        let mut bodies = Bodies(0);
+        c.transmit(Instant::ZERO, &|_| false, &mut bodies);
+        assert_eq!(bodies.0, 0, "held during the grace");
+        c.end_grace();
+        c.transmit(Instant::ZERO, &|_| false, &mut bodies);
+        assert_eq!(bodies.0, 1, "sent once the grace is ended");
     }
 
     /// An id refused on a connection that stays up is refused for good (another process

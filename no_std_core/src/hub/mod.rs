@@ -23,6 +23,11 @@
 //!   sender's link. So no message is forwarded after an earlier one of its pair whose report
 //!   may yet be lost with the link.
 //!
+//! - a machine that stopped on an error ([`Frame::Stopped`]) leaves the registry, and
+//!   messages to it fail as `TargetStopped` with its error (bounded) as the report's detail;
+//! - failures a node found itself ([`Frame::NodeFailure`]) are copied to monitoring links,
+//!   and dropped when there are none;
+//!
 //! - state watches: a link may watch a machine ([`Frame::Watch`]); while a machine has a
 //!   watcher its owner is asked to report ([`Frame::Report`]) and the hub forwards its
 //!   [`Frame::State`] reports to the watchers; the table is bounded, and a watcher that goes
@@ -44,7 +49,7 @@ use crate::error::Error;
 use crate::time::{Duration, Instant};
 use crate::wire::is_reserved_event;
 use crate::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, Hello, Reject, RejectCode, Welcome,
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, Reject, RejectCode, Welcome, MAX_STOP_ERROR,
     PROTOCOL_VERSION,
 };
 
@@ -315,9 +320,10 @@ pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256>
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
-    /// Machines that stopped on an error and have not been registered since, newest last
-    /// (the oldest forgotten when it is full): messages to them fail as `TargetStopped`.
-    stopped: Vec<RouteKey, STOPPED_KEPT>,
+    /// Machines that stopped on an error and have not been registered since, with the error
+    /// that stopped each, newest last (the oldest forgotten when it is full): messages to
+    /// them fail as `TargetStopped`, with the error as the report's detail.
+    stopped: Vec<(RouteKey, String<MAX_STOP_ERROR>), STOPPED_KEPT>,
     stats: HubStats,
     /// Links subscribed to monitor copies (so delivery skips the scan when there are none).
     monitors: usize,
@@ -646,8 +652,12 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 self.unregister(link, machine, io);
                 Handled::Done
             }
-            Frame::Stopped { machine } => {
-                self.stopped(link, machine, io);
+            Frame::Stopped { machine, error } => {
+                self.stopped(link, machine, error, io);
+                Handled::Done
+            }
+            Frame::NodeFailure(f) => {
+                self.node_failure(link, &f, body, io);
                 Handled::Done
             }
             Frame::Subscribe { registry, monitor } => {
@@ -753,12 +763,21 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         reason: FailReason,
         io: &mut dyn HubIo,
     ) -> Handled {
+        // A stopped target's report says what stopped it (copied: the report outlives
+        // calls that change the hub).
+        let mut detail: String<MAX_STOP_ERROR> = String::new();
+        if reason == FailReason::TargetStopped {
+            if let Some(error) = self.stop_error(d.to) {
+                let _ = detail.push_str(error);
+            }
+        }
         let f = DeliveryFailed {
             from: d.from,
             to: d.to,
             event: d.event,
             seq: d.seq,
             reason,
+            detail: detail.as_str(),
         };
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {
@@ -874,7 +893,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             return self.fail(link, &d, reason, io);
         }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
-            let reason = if self.stopped.iter().any(|s| s.0.as_str() == d.to) {
+            let reason = if self.stopped.iter().any(|s| s.0 .0.as_str() == d.to) {
                 FailReason::TargetStopped
             } else {
                 FailReason::UnknownTarget

@@ -1,8 +1,9 @@
-//! Copies for monitoring links (`Subscribe { monitor: true }`): every routed `Deliver`, and
-//! every `DeliveryFailed` the hub reports, as `Monitored` frames. Lossy by design: a copy a
-//! monitor has no room for is dropped and counted.
+//! Copies for monitoring links (`Subscribe { monitor: true }`): every routed `Deliver`,
+//! every `DeliveryFailed` the hub reports, and every `NodeFailure` a node reports (a failure
+//! it found itself), as `Monitored` frames. Lossy by design: a copy a monitor has no room
+//! for is dropped and counted.
 
-use super::{Hub, HubIo, LinkId, LinkState};
+use super::{Hub, HubIo, LinkId, LinkState, LOCAL_LINK};
 use crate::wire::{DeliveryFailed, Frame};
 
 /// The largest failure report copied to monitors (its ids and event name included).
@@ -36,10 +37,47 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         f: &DeliveryFailed<'_>,
         io: &mut dyn HubIo,
     ) {
+        self.copy_frame_to_monitors(link, &Frame::DeliveryFailed(*f), io);
+    }
+
+    fn copy_frame_to_monitors(&mut self, link: LinkId, frame: &Frame<'_>, io: &mut dyn HubIo) {
         let mut buf = [0u8; FAILURE_COPY];
-        match Frame::DeliveryFailed(*f).encode(&mut buf) {
+        match frame.encode(&mut buf) {
             Ok(n) => self.copy_to_monitors(link, &buf[crate::wire::LEN_PREFIX..n], io),
             Err(_) => self.stats.monitor_dropped += 1,
+        }
+    }
+
+    /// A `NodeFailure` from `link` (its body `body`): copied to the monitors when there are
+    /// any and the link owns the failed message's sender; otherwise dropped (a report for
+    /// an id the link does not own is counted as spoofed).
+    pub(super) fn node_failure(
+        &mut self,
+        link: LinkId,
+        f: &DeliveryFailed<'_>,
+        body: &[u8],
+        io: &mut dyn HubIo,
+    ) {
+        if self.lookup(f.from).is_none_or(|r| r.link != link) {
+            self.stats.spoofed += 1;
+            return;
+        }
+        if self.monitors > 0 {
+            self.copy_to_monitors(link, body, io);
+        }
+    }
+
+    /// Whether any link monitors the bus: a node hosting the hub reports the failures it
+    /// finds itself ([`Hub::node_failure_local`]) only then.
+    pub fn monitored(&self) -> bool {
+        self.monitors > 0
+    }
+
+    /// A message of a machine of the hub's own process failed in this process (as if link 0
+    /// had sent `NodeFailure`): copied to the monitors, if any.
+    pub fn node_failure_local(&mut self, f: &DeliveryFailed<'_>, io: &mut dyn HubIo) {
+        if self.monitors > 0 {
+            self.copy_frame_to_monitors(LOCAL_LINK, &Frame::NodeFailure(*f), io);
         }
     }
 }

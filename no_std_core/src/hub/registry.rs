@@ -9,7 +9,7 @@ use super::{
 };
 use crate::context::TransportKind;
 use crate::time::Instant;
-use crate::wire::{Frame, RegisterStatus, RegistryEntry};
+use crate::wire::{cut_at_char, Frame, RegisterStatus, RegistryEntry, MAX_STOP_ERROR};
 
 impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
     pub(super) fn entry<'a>(&'a self, machine: &'a str, r: Route) -> RegistryEntry<'a> {
@@ -75,7 +75,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 Ok(_) => {
                     self.links[link as usize].machines += 1;
                     // Registered again: no longer a stopped machine.
-                    self.stopped.retain(|s| s.0.as_str() != machine);
+                    self.stopped.retain(|s| s.0 .0.as_str() != machine);
                     let entry = self.entry(machine, route);
                     let mut slow: Vec<LinkId, L> = Vec::new();
                     for i in 0..L {
@@ -159,9 +159,10 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         }
     }
 
-    /// `machine`, owned by `link`, stopped on an error: it leaves the registry, and messages
-    /// to it fail as `TargetStopped` until it is registered again.
-    pub(super) fn stopped(&mut self, link: LinkId, machine: &str, io: &mut dyn HubIo) {
+    /// `machine`, owned by `link`, stopped on `error`: it leaves the registry, and messages
+    /// to it fail as `TargetStopped`, with the error's first [`MAX_STOP_ERROR`] bytes as the
+    /// reports' detail, until it is registered again.
+    pub(super) fn stopped(&mut self, link: LinkId, machine: &str, error: &str, io: &mut dyn HubIo) {
         if self.lookup(machine).is_none_or(|r| r.link != link) {
             return;
         }
@@ -169,13 +170,22 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         if self.stopped.is_full() {
             self.stopped.remove(0);
         }
-        let _ = self.stopped.push(RouteKey(truncated(machine)));
+        let error = truncated::<MAX_STOP_ERROR>(cut_at_char(error, MAX_STOP_ERROR));
+        let _ = self.stopped.push((RouteKey(truncated(machine)), error));
     }
 
-    /// A machine of the hub's own process stopped on an error (as if link 0 had sent
+    /// A machine of the hub's own process stopped on `error` (as if link 0 had sent
     /// `Stopped`).
-    pub fn stopped_local(&mut self, machine: &str, io: &mut dyn HubIo) {
-        self.stopped(LOCAL_LINK, machine, io);
+    pub fn stopped_local(&mut self, machine: &str, error: &str, io: &mut dyn HubIo) {
+        self.stopped(LOCAL_LINK, machine, error, io);
+    }
+
+    /// The error a stopped machine stopped on, while the hub remembers it as stopped.
+    pub fn stop_error(&self, machine: &str) -> Option<&str> {
+        self.stopped
+            .iter()
+            .find(|s| s.0 .0.as_str() == machine)
+            .map(|s| s.1.as_str())
     }
 
     /// Unregisters a machine of the hub's own process (as if link 0 had sent `Unregister`).

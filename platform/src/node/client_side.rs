@@ -20,7 +20,7 @@ use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
 use super::hub_side::{shm_socket_path, HubIoImpl};
-use super::local::Deferred;
+use super::local::{Deferred, Failure};
 use super::payload::{local_info, ThisProcess};
 use super::{
     duplicate_slots, BusClient, LinkConnIo, Node, NodeConfig, Side, Transport, CLIENT, NODE_IDS,
@@ -303,10 +303,10 @@ impl Node {
                         // not sent again (its receiver may have forgotten this process) but
                         // reported failed, not confirmed.
                         c.client.fail_after_long_absence(&mut |u| {
-                            deferred.direct.push((
-                                u.from.to_string(),
-                                u.to.to_string(),
-                                u.event.to_string(),
+                            deferred.direct.push(Failure::found(
+                                u.from,
+                                u.to,
+                                u.event,
                                 u.seq,
                                 FailReason::Disconnected,
                             ))
@@ -333,13 +333,7 @@ impl Node {
                         let ours = self.local.by_id.contains_key(f.from)
                             || self.local.ports.contains_key(f.from);
                         if settled || !ours {
-                            deferred.direct.push((
-                                f.from.to_string(),
-                                f.to.to_string(),
-                                f.event.to_string(),
-                                f.seq,
-                                f.reason,
-                            ));
+                            deferred.direct.push(Failure::reported(&f));
                         }
                     }
                     Incoming::Registered {
@@ -439,6 +433,17 @@ impl Node {
     fn on_ready(&mut self) {
         self.transmit();
         self.rewatch();
+    }
+
+    /// Ends the grace that follows a connection: messages to machines the registry copy does
+    /// not show go out now instead of waiting (up to 3 s) for them to appear, and so fail at
+    /// once (`unknown-target`, or `target-stopped` with the error for a machine that stopped).
+    /// For a one-shot sender whose registry copy is current (`interstate send`); the grace
+    /// starts again at the next connection. Nothing to do for the hub's own process.
+    pub fn end_connect_grace(&mut self) {
+        if let Side::Client(c) = &mut self.side {
+            c.client.end_grace();
+        }
     }
 
     /// Client: moves unsent messages from the outstanding buffer onto the hub link, in order,

@@ -9,14 +9,14 @@ use interstate_core::bus::client::TimeoutTodo;
 use interstate_core::bus::SendRefused;
 use interstate_core::hub::Handled;
 use interstate_core::machine::Status;
-use interstate_core::wire::{is_reserved_event, Deliver, FailReason};
+use interstate_core::wire::{is_reserved_event, Deliver, DeliveryFailed, FailReason};
 use interstate_core::{Behavior, Chart, Event, Instant, Target};
 
 use crate::error::PlatformError;
 
 use super::client_side::Sink;
 use super::hub_side::{ForwardIo, HubIoImpl};
-use super::local::{Deferred, Failed, Hosted, Watch};
+use super::local::{Deferred, Failed, Failure, Hosted, Watch};
 use super::machines::{sized_for, RunningMachine};
 use super::payload::{delivery_error_payload, local_info};
 use super::{Node, NodeConfig, PortMessage, Side, DELIVERY_ERROR_EVENT};
@@ -316,25 +316,29 @@ impl Node {
             let direct = deferred.direct.drain(..).map(|f| (f, false));
             let from_hub = deferred.failures.drain(..).map(|f| (f, true));
             let all: Vec<_> = direct.chain(from_hub).collect();
-            for ((from, to, event, seq, reason), settle) in all {
+            for (f, settle) in all {
                 if settle
                     && self
                         .side
                         .outstanding_mut()
-                        .fail_one(&from, &to, seq)
+                        .fail_one(&f.from, &f.to, f.seq)
                         .is_none()
-                    && (self.local.by_id.contains_key(&from)
-                        || self.local.ports.contains_key(&from))
+                    && (self.local.by_id.contains_key(&f.from)
+                        || self.local.ports.contains_key(&f.from))
                 {
                     continue;
                 }
                 let failed = Failed {
-                    from: &from,
-                    to: &to,
-                    event: &event,
-                    seq,
-                    reason,
+                    from: &f.from,
+                    to: &f.to,
+                    event: &f.event,
+                    seq: f.seq,
+                    reason: f.reason,
+                    detail: &f.detail,
                 };
+                if f.found_here {
+                    self.tell_monitors(&failed, &mut deferred);
+                }
                 self.report_failure(now, failed, &mut deferred);
             }
             // A machine left the bus: what it never acknowledged will not arrive.
@@ -358,7 +362,10 @@ impl Node {
                         event: &event,
                         seq,
                         reason: FailReason::TargetGone,
+                        detail: "",
                     };
+                    // Found here: the hub reports nothing for a target that left.
+                    self.tell_monitors(&failed, &mut deferred);
                     self.report_failure(now, failed, &mut deferred);
                 }
             }
@@ -403,9 +410,14 @@ impl Node {
         let Some(&i) = self.local.by_id.get(id) else {
             return;
         };
-        let h = &mut self.local.machines[i];
-        h.registered = false;
-        let error = h.errors.back().cloned().unwrap_or_default();
+        self.local.machines[i].registered = false;
+        let error = self.local.machines[i]
+            .errors
+            .back()
+            .cloned()
+            .unwrap_or_default();
+        // What its senders are told, bounded as the wire bounds it.
+        let told = self.local.stop_error(id);
         self.local.registry.remove(id);
         deferred.logs.push(format!(
             "machine '{id}' stopped on an error and left the bus: {error}"
@@ -421,11 +433,11 @@ impl Node {
                     now,
                     deferred,
                 );
-                h.hub.stopped_local(id, &mut io);
+                h.hub.stopped_local(id, &told, &mut io);
             }
             Side::Client(c) => {
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
-                c.client.stopped(id, &mut sink);
+                c.client.stopped(id, &told, &mut sink);
             }
         }
     }
@@ -437,17 +449,50 @@ impl Node {
             event,
             seq,
             reason,
+            detail,
         } = failed;
         self.local.stats.delivery_failures += 1;
-        let payload = delivery_error_payload(to, event, seq, reason);
+        let payload = delivery_error_payload(to, event, seq, reason, detail);
         if !self
             .local
             .deliver(now, to, from, DELIVERY_ERROR_EVENT, &payload, deferred)
         {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            };
             deferred.logs.push(format!(
-                "undeliverable message from '{from}' to '{to}' ({event}): {}",
+                "undeliverable message from '{from}' to '{to}' ({event}): {}{detail}",
                 reason.as_str()
             ));
+        }
+    }
+
+    /// A failure this node found itself (the hub never saw the message): the hub is told,
+    /// for its monitors (`interstate monitor`). A client sends it whether or not anyone
+    /// monitors, and the hub drops it when nobody does; the hub's own process copies it to
+    /// its monitors only when there are any.
+    fn tell_monitors(&mut self, failed: &Failed<'_>, deferred: &mut Deferred) {
+        let f = DeliveryFailed {
+            from: failed.from,
+            to: failed.to,
+            event: failed.event,
+            seq: failed.seq,
+            reason: failed.reason,
+            detail: failed.detail,
+        };
+        match &mut self.side {
+            Side::Hub(h) => {
+                if h.hub.monitored() {
+                    let mut io = ForwardIo::new(&mut h.links, deferred);
+                    h.hub.node_failure_local(&f, &mut io);
+                }
+            }
+            Side::Client(c) => {
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                c.client.report_found_failure(&f, &mut sink);
+            }
         }
     }
 
@@ -574,10 +619,10 @@ impl Node {
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
                         // refused when they are made): only the runtime makes those.
-                        deferred.direct.push((
-                            h.id.clone(),
-                            to.to_string(),
-                            m.event.to_string(),
+                        deferred.direct.push(Failure::found(
+                            &h.id,
+                            to,
+                            m.event,
                             h.seq,
                             FailReason::Reserved,
                         ));
@@ -610,13 +655,15 @@ impl Node {
                             &mut deferred,
                         ) {
                             // Its target stopped on an error (and left the bus).
-                            deferred.direct.push((
-                                from.into(),
-                                to.into(),
-                                event.into(),
+                            let mut f = Failure::found(
+                                from,
+                                to,
+                                event,
                                 self.local.machines[i].seq,
                                 FailReason::TargetStopped,
-                            ));
+                            );
+                            f.detail = self.local.stop_error(to);
+                            deferred.direct.push(f);
                         }
                         Routed::Sent
                     } else {
@@ -666,13 +713,9 @@ impl Node {
                 .deliver(now, d.from, d.to, d.event, d.payload, deferred)
             {
                 // Its target stopped on an error (and left the bus).
-                deferred.direct.push((
-                    d.from.into(),
-                    d.to.into(),
-                    d.event.into(),
-                    d.seq,
-                    FailReason::TargetStopped,
-                ));
+                let mut f = Failure::found(d.from, d.to, d.event, d.seq, FailReason::TargetStopped);
+                f.detail = self.local.stop_error(d.to);
+                deferred.direct.push(f);
             }
             return Routed::Sent;
         }
@@ -706,7 +749,7 @@ fn route_remote(
     let fail = |deferred: &mut Deferred, reason| {
         deferred
             .direct
-            .push((d.from.into(), d.to.into(), d.event.into(), d.seq, reason));
+            .push(Failure::found(d.from, d.to, d.event, d.seq, reason));
     };
     match side {
         Side::Client(c) => match c.client.send(d, config.max_frame) {

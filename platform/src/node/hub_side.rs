@@ -19,7 +19,7 @@ use crate::error::PlatformError;
 use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
-use super::local::{Deferred, Local};
+use super::local::{Deferred, Failure, Local};
 use super::payload::ThisProcess;
 use super::{
     duplicate_slots, CoreOutstanding, CoreReceived, LinkConnIo, Node, NodeConfig, Side, Transport,
@@ -135,13 +135,7 @@ impl HubIo for ForwardIo<'_> {
     fn send(&mut self, link: LinkId, frame: &Frame<'_>) -> Result<(), LinkFull> {
         if link == LOCAL_LINK {
             if let Frame::DeliveryFailed(f) = *frame {
-                self.deferred.failures.push((
-                    f.from.to_string(),
-                    f.to.to_string(),
-                    f.event.to_string(),
-                    f.seq,
-                    f.reason,
-                ));
+                self.deferred.failures.push(Failure::reported(&f));
             }
             return Ok(());
         }
@@ -234,13 +228,7 @@ impl HubIo for HubIoImpl<'_> {
                     self.local
                         .registry_removed(self.now, machine, self.deferred)
                 }
-                Frame::DeliveryFailed(f) => self.deferred.failures.push((
-                    f.from.to_string(),
-                    f.to.to_string(),
-                    f.event.to_string(),
-                    f.seq,
-                    f.reason,
-                )),
+                Frame::DeliveryFailed(f) => self.deferred.failures.push(Failure::reported(&f)),
                 Frame::Report { machine, on } => {
                     self.local.report_requested(machine, on, self.deferred)
                 }

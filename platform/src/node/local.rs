@@ -9,7 +9,9 @@ use rustc_hash::FxHashMap as HashMap;
 use interstate_core::bus::Accepted;
 use interstate_core::hub::LinkId;
 use interstate_core::machine::Status;
-use interstate_core::wire::{Deliver, FailReason, RegistryEntry};
+use interstate_core::wire::{
+    cut_at_char, Deliver, DeliveryFailed, FailReason, RegistryEntry, MAX_STOP_ERROR,
+};
 use interstate_core::{Behavior, Event, Instant};
 
 use crate::registry::{MachineInfo, Registry};
@@ -88,12 +90,13 @@ pub(super) struct Watch {
 pub(super) struct Deferred {
     /// Links to close, with the reason.
     pub(super) close: Vec<(LinkId, String)>,
-    /// (sending machine, target, event, seq, reason) failures to report to local machines.
-    pub(super) failures: Vec<(String, String, String, u64, FailReason)>,
+    /// Failures the hub reported (each settles an outstanding message, once).
+    pub(super) failures: Vec<Failure>,
     /// Machine ids that left the registry: their outstanding messages fail.
     pub(super) removed: Vec<String>,
-    /// Failures found here (not reported by the hub), reported as they are.
-    pub(super) direct: Vec<(String, String, String, u64, FailReason)>,
+    /// Failures reported as they are: found here, or reported by the hub and settled
+    /// already.
+    pub(super) direct: Vec<Failure>,
     /// Deliveries to local machines that arrived from the hub.
     pub(super) logs: Vec<String>,
     /// Machines stopped by an error: they leave the bus.
@@ -121,9 +124,63 @@ pub(super) struct Failed<'a> {
     pub(super) event: &'a str,
     pub(super) seq: u64,
     pub(super) reason: FailReason,
+    /// What there is to add to the reason (a stopped target's error), or empty.
+    pub(super) detail: &'a str,
+}
+
+/// A failed message waiting in [`Deferred`] to be reported to its sender.
+pub(super) struct Failure {
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) event: String,
+    pub(super) seq: u64,
+    pub(super) reason: FailReason,
+    /// What there is to add to the reason (a stopped target's error), or empty.
+    pub(super) detail: String,
+    /// Found by this node (not reported by the hub): the hub is told, for its monitors.
+    pub(super) found_here: bool,
+}
+
+impl Failure {
+    /// A failure this node found itself, with nothing to add to the reason.
+    pub(super) fn found(from: &str, to: &str, event: &str, seq: u64, reason: FailReason) -> Self {
+        Failure {
+            from: from.into(),
+            to: to.into(),
+            event: event.into(),
+            seq,
+            reason,
+            detail: String::new(),
+            found_here: true,
+        }
+    }
+
+    /// A failure the hub reported.
+    pub(super) fn reported(f: &DeliveryFailed<'_>) -> Self {
+        Failure {
+            from: f.from.into(),
+            to: f.to.into(),
+            event: f.event.into(),
+            seq: f.seq,
+            reason: f.reason,
+            detail: f.detail.into(),
+            found_here: false,
+        }
+    }
 }
 
 impl Local {
+    /// The error that stopped hosted machine `id`, as its senders are told it (the bound
+    /// the wire puts on it, so that a local sender reads what a remote one does).
+    pub(super) fn stop_error(&self, id: &str) -> String {
+        let error = self
+            .by_id
+            .get(id)
+            .and_then(|&i| self.machines[i].errors.back())
+            .map_or("", String::as_str);
+        cut_at_char(error, MAX_STOP_ERROR).to_string()
+    }
+
     pub(super) fn deliver(
         &mut self,
         now: Instant,

@@ -18,7 +18,8 @@ impl Node {
     }
 
     /// The next monitored frame body with the hub's time of it (milliseconds since the Unix
-    /// epoch). The body is a `Deliver` the hub routed or a `DeliveryFailed` it reported.
+    /// epoch). The body is a `Deliver` the hub routed, a `DeliveryFailed` it reported, or a
+    /// `NodeFailure` a node reported (a failure it found itself).
     pub fn next_monitored_at(&mut self) -> Option<(u64, Vec<u8>)> {
         self.monitor_frames.pop_front()
     }

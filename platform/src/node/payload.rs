@@ -23,14 +23,27 @@ pub(super) fn json_string(s: &str) -> String {
 
 /// The payload of an `xstate.error.delivery` event (see [`super::DELIVERY_ERROR_EVENT`]):
 /// which message failed (its target, event and sequence number, the one `send_from_port`
-/// returned) and why, as a short code and a sentence:
-/// `{"to":"lamp","event":"TOGGLE","seq":7,"reason":"target-gone","message":"..."}`.
+/// returned) and why, as a short code and a sentence, and, when there is something to add
+/// (`detail` not empty: a stopped target's error), that too:
+/// `{"to":"lamp","event":"TOGGLE","seq":7,"reason":"target-gone","message":"..."}`, or
+/// `{..,"reason":"target-stopped","message":"...","detail":"eventless loop in ..."}`.
 ///
 /// The one place this payload is made: a node reporting its own machines' and ports'
 /// failures, and the serial bridge reporting what its device cannot receive.
-pub fn delivery_error_payload(to: &str, event: &str, seq: u64, reason: FailReason) -> Vec<u8> {
+pub fn delivery_error_payload(
+    to: &str,
+    event: &str,
+    seq: u64,
+    reason: FailReason,
+    detail: &str,
+) -> Vec<u8> {
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(",\"detail\":{}", json_string(detail))
+    };
     format!(
-        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}}}",
+        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}{detail}}}",
         json_string(to),
         json_string(event),
         reason_code(reason),
@@ -97,7 +110,20 @@ mod tests {
     use super::*;
 
     fn payload(to: &str, event: &str, seq: u64, reason: FailReason) -> String {
-        String::from_utf8(delivery_error_payload(to, event, seq, reason)).unwrap()
+        String::from_utf8(delivery_error_payload(to, event, seq, reason, "")).unwrap()
+    }
+
+    #[test]
+    fn a_delivery_error_payload_carries_the_detail_when_there_is_one() {
+        let p = delivery_error_payload("m", "GO", 1, FailReason::TargetStopped, "loop \"a\"");
+        assert_eq!(
+            String::from_utf8(p).unwrap(),
+            format!(
+                "{{\"to\":\"m\",\"event\":\"GO\",\"seq\":1,\"reason\":\"target-stopped\",\
+                 \"message\":\"{}\",\"detail\":\"loop \\\"a\\\"\"}}",
+                FailReason::TargetStopped.as_str()
+            )
+        );
     }
 
     #[test]

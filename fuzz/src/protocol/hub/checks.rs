@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use interstate_core::hub::{valid_machine_id, Handled, Hub, LinkId, LOCAL_LINK};
-use interstate_core::wire::{DeliveryFailed, FailReason, Frame, RegisterStatus};
+use interstate_core::wire::{
+    cut_at_char, DeliveryFailed, FailReason, Frame, RegisterStatus, MAX_STOP_ERROR,
+};
 
 use super::io::{Out, RecIo};
 use super::{HUB_L, HUB_M, HUB_MAX_FRAME, PER_LINK};
@@ -28,8 +30,9 @@ pub(super) struct Model {
     /// Links with a report not yet confirmed (a Pong with the latest count): the hub may hold
     /// their pairs, failing a Deliver it would otherwise forward.
     pub(super) held: BTreeSet<LinkId>,
-    /// Machines that stopped on an error, oldest first (the hub keeps `STOPPED_KEPT`).
-    pub(super) stopped: Vec<String>,
+    /// Machines that stopped on an error, with the error as the hub keeps it (cut at
+    /// `MAX_STOP_ERROR`), oldest first (the hub keeps `STOPPED_KEPT`).
+    pub(super) stopped: Vec<(String, String)>,
 }
 
 impl Model {
@@ -49,7 +52,7 @@ impl Model {
             None if self.owner.len() >= HUB_M => RegisterStatus::HubFull,
             None => {
                 self.owner.insert(machine.to_string(), link);
-                self.stopped.retain(|m| m != machine);
+                self.stopped.retain(|(m, _)| m != machine);
                 RegisterStatus::Ok
             }
         }
@@ -235,7 +238,7 @@ pub(super) fn check_ready_frame(
                         } else {
                             Ok(t)
                         }
-                    } else if model.stopped.iter().any(|m| m == d.to) {
+                    } else if model.stopped.iter().any(|(m, _)| m == d.to) {
                         Err(FailReason::TargetStopped)
                     } else {
                         Err(FailReason::UnknownTarget)
@@ -301,6 +304,16 @@ pub(super) fn check_ready_frame(
                                 (f.from, f.to, f.event, f.seq, f.reason),
                                 (d.from, d.to, d.event, d.seq, reason)
                             );
+                            // A stopped target's report carries its error; others nothing.
+                            let detail = match reason {
+                                FailReason::TargetStopped => model
+                                    .stopped
+                                    .iter()
+                                    .find(|(m, _)| m == d.to)
+                                    .map_or("", |(_, e)| e.as_str()),
+                                _ => "",
+                            };
+                            assert_eq!(f.detail, detail, "the failure's detail");
                         }
                     }
                 }
@@ -361,15 +374,40 @@ pub(super) fn check_ready_frame(
             }
             assert_eq!(handled, Handled::Done);
         }
-        Frame::Stopped { machine } => {
+        Frame::Stopped { machine, error } => {
             if model.owner.get(machine) == Some(&link) {
                 model.owner.remove(machine);
                 if model.stopped.len() == interstate_core::hub::STOPPED_KEPT {
                     model.stopped.remove(0);
                 }
-                model.stopped.push(machine.to_string());
+                let kept = cut_at_char(error, MAX_STOP_ERROR);
+                model.stopped.push((machine.to_string(), kept.to_string()));
             }
             assert_eq!(handled, Handled::Done);
+        }
+        // Copied to monitoring links only, unchanged, and only from the sender's owner;
+        // never routed, never answered.
+        Frame::NodeFailure(f) => {
+            assert_eq!(handled, Handled::Done, "a NodeFailure is always taken");
+            assert!(forwards.is_empty() && failures.is_empty());
+            let owned = model.owner.get(f.from) == Some(&link);
+            for o in out {
+                if let Out::Sent(l, b) = o {
+                    match Frame::decode(b) {
+                        Ok(Frame::Monitored {
+                            frame,
+                            link: from_link,
+                            ..
+                        }) => {
+                            assert!(owned, "a NodeFailure for an id not owned was copied");
+                            assert!(monitors.contains(l), "a copy to a link that did not ask");
+                            assert_eq!((frame, from_link), (body, link));
+                        }
+                        Ok(Frame::Ping { .. }) => {}
+                        other => panic!("a NodeFailure was answered with {other:?}"),
+                    }
+                }
+            }
         }
         // A first registry subscription: a snapshot, one entry per route (this link's own
         // included), then the end, unless it did not fit and the link was closed.

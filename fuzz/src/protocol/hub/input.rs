@@ -91,6 +91,20 @@ pub enum ClientFrame {
     HubOnly(u8),
     /// Arbitrary bytes as a frame body.
     Raw(Vec<u8>),
+    /// A machine stopped on an error.
+    Stopped {
+        /// The id.
+        machine: u8,
+        /// The error's length in two-byte characters (past the bound the hub keeps).
+        error: u8,
+    },
+    /// A failure the client found itself, for monitors.
+    NodeFailure {
+        /// `from` id.
+        from: u8,
+        /// `to` id.
+        to: u8,
+    },
 }
 
 /// What the platform and the clients do to the hub.
@@ -145,6 +159,7 @@ pub struct HubSession {
 
 pub(super) fn client_body(frame: &ClientFrame) -> Vec<u8> {
     let exe = "x".repeat(200);
+    let error = "é".repeat(255);
     let payload = vec![0xA5u8; 4096];
     let f = match frame {
         ClientFrame::Hello {
@@ -213,6 +228,7 @@ pub(super) fn client_body(frame: &ClientFrame) -> Vec<u8> {
                 event: "E",
                 seq: 1,
                 reason: FailReason::TargetGone,
+                detail: "",
             }),
             4 => Frame::RegistryEntry(RegistryEntry {
                 machine: "a",
@@ -231,6 +247,18 @@ pub(super) fn client_body(frame: &ClientFrame) -> Vec<u8> {
             },
         },
         ClientFrame::Raw(bytes) => return bytes.clone(),
+        ClientFrame::Stopped { machine, error: n } => Frame::Stopped {
+            machine: id(*machine),
+            error: &error[..2 * (*n as usize)],
+        },
+        ClientFrame::NodeFailure { from, to } => Frame::NodeFailure(DeliveryFailed {
+            from: id(*from),
+            to: id(*to),
+            event: "E",
+            seq: 1,
+            reason: FailReason::TooLarge,
+            detail: "",
+        }),
     };
     encode_body(&f)
 }
