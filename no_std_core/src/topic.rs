@@ -25,6 +25,38 @@ pub const MAX_TOPIC: usize = 128;
 /// field.
 pub const TOPIC_SEPARATOR: char = '\0';
 
+/// The hub's answer to a subscription ([`crate::wire::Frame::TopicResult`]).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TopicStatus {
+    /// The subscription is held.
+    Ok,
+    /// The filter breaks the rules (see [`check_filter`]).
+    BadFilter,
+    /// The link does not own the machine id.
+    NotOwner,
+    /// The link holds as many subscriptions as it may.
+    TooMany,
+    /// The hub's subscription table is full.
+    HubFull,
+}
+
+impl TopicStatus {
+    /// A sentence a user can act on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicStatus::Ok => "subscribed",
+            TopicStatus::BadFilter => "the filter breaks the topic rules (see docs/wire.md)",
+            TopicStatus::NotOwner => "the link does not own the subscribing machine id",
+            TopicStatus::TooMany => {
+                "this process holds as many subscriptions as the hub allows one link (256)"
+            }
+            TopicStatus::HubFull => "the hub's subscription table is full",
+        }
+    }
+}
+
 /// Why a topic or filter is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -33,10 +33,13 @@
 mod hello;
 mod monitor;
 mod registry;
+mod topics;
 mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
+pub use topics::SUBSCRIPTIONS_PER_LINK;
+use topics::Topics;
 use watch::Watches;
 
 use crate::context::TransportKind;
@@ -309,12 +312,15 @@ struct Route {
 }
 
 /// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
-/// watches (a link watching a machine's state) at once.
-pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256> {
+/// watches (a link watching a machine's state) at once; `S`: topic subscriptions.
+pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256, const S: usize = 1024>
+{
     config: HubConfig,
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
+    /// Topic subscriptions and the links watching them.
+    topics: Topics<S>,
     /// Machines that stopped on an error and have not been registered since, newest last
     /// (the oldest forgotten when it is full): messages to them fail as `TargetStopped`.
     stopped: Vec<RouteKey, STOPPED_KEPT>,
@@ -359,7 +365,7 @@ pub fn valid_machine_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
 }
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, const S: usize> Hub<L, M, W, S> {
     /// A hub with no links but its own (link 0, for the hub's process), named `executable`.
     pub fn new(config: HubConfig, executable: &str) -> Self {
         let mut links = [Link::FREE; L];
@@ -381,6 +387,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             links,
             routes: FnvIndexMap::new(),
             watches: Watches::new(),
+            topics: Topics::new(),
             stopped: Vec::new(),
             stats: HubStats::default(),
             monitors: 0,
@@ -506,6 +513,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         }
         *l = Link::FREE;
         self.stats.links = self.stats.links.saturating_sub(1);
+        self.topic_link_closed(link);
         let routes = &self.routes;
         self.watches.drop_link(link, &mut |machine| {
             if let Some(owner) = routes.get(machine).map(|r| r.link) {
@@ -683,6 +691,9 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 Handled::Done
             }
             Frame::Watch { machine, on } => self.watch(link, machine, on, io),
+            f @ (Frame::TopicSubscribe { .. }
+            | Frame::TopicUnsubscribe { .. }
+            | Frame::TopicWatch { .. }) => self.topic_frame(link, f, io),
             Frame::State { machine, .. } => self.state(link, machine, body, io),
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
@@ -850,7 +861,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-        if is_reserved_event(d.event) {
+        if is_reserved_event(crate::topic::split_publication(d.event).1) {
             // Only the runtime makes `xstate.*` events, and it makes them inside the
             // receiving process: one on the wire is forged.
             self.stats.reserved += 1;

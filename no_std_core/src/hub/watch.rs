@@ -93,7 +93,7 @@ impl<const N: usize> Watches<N> {
     }
 }
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, const S: usize> Hub<L, M, W, S> {
     /// A watch request from `link` (see [`Frame::Watch`]).
     pub(super) fn watch(
         &mut self,
