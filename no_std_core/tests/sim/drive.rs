@@ -253,7 +253,8 @@ fn host(
         Incoming::Nothing
         | Incoming::Monitored(_)
         | Incoming::Report { .. }
-        | Incoming::State { .. } => {}
+        | Incoming::State { .. }
+        | Incoming::Topic(_) => {}
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
             rec.readies.push((p, pr.incarnation, now));
