@@ -208,6 +208,19 @@ impl Default for Subscription {
     }
 }
 
+/// Storage for a [`SubscriptionTable`] that can be made empty from nothing (the hub makes
+/// its own): an array, or a host's heap slice in a type of its own.
+pub trait SubscriptionSlots: AsRef<[Subscription]> + AsMut<[Subscription]> {
+    /// Empty slots.
+    fn empty() -> Self;
+}
+
+impl<const N: usize> SubscriptionSlots for [Subscription; N] {
+    fn empty() -> Self {
+        [Subscription::EMPTY; N]
+    }
+}
+
 /// The table is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -43,6 +43,7 @@ use topics::Topics;
 use watch::Watches;
 
 use crate::context::TransportKind;
+use crate::topic::{Subscription, SubscriptionSlots};
 use crate::error::Error;
 use crate::time::{Duration, Instant};
 use crate::wire::is_reserved_event;
@@ -312,15 +313,20 @@ struct Route {
 }
 
 /// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
-/// watches (a link watching a machine's state) at once; `S`: topic subscriptions.
-pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256, const S: usize = 1024>
-{
+/// watches (a link watching a machine's state) at once; `T`: the slots of the topic
+/// subscription table (an array of 64 by default; a host gives a larger one from the heap).
+pub struct Hub<
+    const L: usize = 64,
+    const M: usize = 1024,
+    const W: usize = 256,
+    T: SubscriptionSlots = [Subscription; 64],
+> {
     config: HubConfig,
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
     /// Topic subscriptions and the links watching them.
-    topics: Topics<S>,
+    topics: Topics<T>,
     /// Machines that stopped on an error and have not been registered since, newest last
     /// (the oldest forgotten when it is full): messages to them fail as `TargetStopped`.
     stopped: Vec<RouteKey, STOPPED_KEPT>,
@@ -365,7 +371,7 @@ pub fn valid_machine_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
 }
 
-impl<const L: usize, const M: usize, const W: usize, const S: usize> Hub<L, M, W, S> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// A hub with no links but its own (link 0, for the hub's process), named `executable`.
     pub fn new(config: HubConfig, executable: &str) -> Self {
         let mut links = [Link::FREE; L];

@@ -1,6 +1,7 @@
 //! The hub's registry: registering and unregistering machine ids, and telling registry
 //! subscribers.
 
+use crate::topic::SubscriptionSlots;
 use heapless::Vec;
 
 use super::{
@@ -11,7 +12,7 @@ use crate::context::TransportKind;
 use crate::time::Instant;
 use crate::wire::{Frame, RegisterStatus, RegistryEntry};
 
-impl<const L: usize, const M: usize, const W: usize, const S: usize> Hub<L, M, W, S> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     pub(super) fn entry<'a>(&'a self, machine: &'a str, r: Route) -> RegistryEntry<'a> {
         let l = &self.links[r.link as usize];
         RegistryEntry {

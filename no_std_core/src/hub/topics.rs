@@ -2,28 +2,29 @@
 //! for as long as the machine is registered, and told to every link that watches the table
 //! (each node, so that it fans its machines' publications out as ordinary messages).
 //!
-//! Bounded: `S` subscriptions in all (1024 by default), [`SUBSCRIPTIONS_PER_LINK`] per link.
+//! Bounded: as many subscriptions in all as the hub's slots `T` hold (64 by default; a
+//! node's hub has 1024), [`SUBSCRIPTIONS_PER_LINK`] per link.
 //! A subscription beyond either is refused with a [`Frame::TopicResult`] naming why: a
 //! client flooding subscriptions never grows the hub.
 
 use super::{Handled, Hub, HubIo, LinkFull, LinkId, LinkState, LOCAL_LINK};
-use crate::topic::{check_filter, Subscription, SubscriptionTable, TopicStatus};
+use crate::topic::{check_filter, SubscriptionSlots, SubscriptionTable, TopicStatus};
 use crate::wire::Frame;
 
 /// The most subscriptions one link (one process) may hold.
 pub const SUBSCRIPTIONS_PER_LINK: usize = 256;
 
 /// The subscription table and who watches it.
-pub(super) struct Topics<const S: usize> {
-    pub(super) table: SubscriptionTable<[Subscription; S]>,
+pub(super) struct Topics<T> {
+    pub(super) table: SubscriptionTable<T>,
     /// Links watching the table, one bit each (links 0 to 255).
     watchers: [u64; 4],
 }
 
-impl<const S: usize> Topics<S> {
+impl<T: SubscriptionSlots> Topics<T> {
     pub(super) fn new() -> Self {
         Topics {
-            table: SubscriptionTable::new([Subscription::EMPTY; S]),
+            table: SubscriptionTable::new(T::empty()),
             watchers: [0; 4],
         }
     }
@@ -45,10 +46,10 @@ impl<const S: usize> Topics<S> {
     }
 }
 
-impl<const L: usize, const M: usize, const W: usize, const S: usize> Hub<L, M, W, S> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// The subscriptions the hub holds: (machine, filter). The hub's own process fans its
     /// publications out from here.
-    pub fn subscriptions(&self) -> &SubscriptionTable<[Subscription; S]> {
+    pub fn subscriptions(&self) -> &SubscriptionTable<T> {
         &self.topics.table
     }
 

@@ -33,6 +33,27 @@ pub const NODE_TOPIC_COPY: usize = 1024;
 /// as many: `interstate_core::hub::SUBSCRIPTIONS_PER_LINK`).
 pub const NODE_SUBSCRIPTIONS: usize = 256;
 
+/// The hub's subscription table, on the heap: [`NODE_TOPIC_COPY`] slots.
+pub(super) struct HubSlots(Box<[Subscription]>);
+
+impl AsRef<[Subscription]> for HubSlots {
+    fn as_ref(&self) -> &[Subscription] {
+        &self.0
+    }
+}
+
+impl AsMut<[Subscription]> for HubSlots {
+    fn as_mut(&mut self) -> &mut [Subscription] {
+        &mut self.0
+    }
+}
+
+impl interstate_core::topic::SubscriptionSlots for HubSlots {
+    fn empty() -> Self {
+        HubSlots(vec![Subscription::EMPTY; NODE_TOPIC_COPY].into_boxed_slice())
+    }
+}
+
 /// A client node's copy of the bus's subscriptions and its own, over boxed slots.
 pub(super) type Mirror = TopicMirror<Box<[Subscription]>, Box<[Subscription]>>;
 
