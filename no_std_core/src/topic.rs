@@ -342,6 +342,14 @@ impl<B: AsRef<[Subscription]> + AsMut<[Subscription]>> SubscriptionTable<B> {
         n
     }
 
+    /// Sets every subscription's link number to `link` (a process's copy of its own
+    /// subscriptions uses it to note which the hub has confirmed).
+    pub fn set_links(&mut self, link: u32) {
+        for s in self.slots.as_mut().iter_mut().filter(|s| s.used) {
+            s.link = link;
+        }
+    }
+
     /// Marks every subscription stale: a mirror about to receive a new snapshot. Those the
     /// snapshot names again keep their slots ([`SubscriptionTable::insert`] clears the mark);
     /// [`SubscriptionTable::sweep_stale`] removes the others.

@@ -108,6 +108,18 @@ pub fn subscribe(
     let port = format!("interstate-subscribe.{}", std::process::id());
     node.open_port(&port).map_err(|e| e.to_string())?;
     node.subscribe(&port, filter).map_err(|e| e.to_string())?;
+    let held = node
+        .run_until(StdDuration::from_secs(5), |n| n.subscription_held(&port, filter))
+        .map_err(|e| e.to_string())?;
+    if !held {
+        return Err(format!(
+            "the hub did not confirm the subscription to '{filter}' within 5 s"
+        ));
+    }
+    eprintln!(
+        "interstate: subscribed to '{filter}' on bus '{}'",
+        node.config().bus
+    );
     let mut seen = 0u64;
     while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| seen < c) {
         node.run_once(Some(StdDuration::from_millis(200)))

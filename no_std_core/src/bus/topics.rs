@@ -14,6 +14,11 @@ use super::client::FrameSink;
 use crate::topic::{check_filter, Subscription, SubscriptionTable, TopicError, TopicStatus};
 use crate::wire::Frame;
 
+/// The link number of one of this process's subscriptions the hub has not confirmed.
+const UNCONFIRMED: u32 = 0;
+/// ... and of one it has.
+const CONFIRMED: u32 = 1;
+
 /// What a topic frame from the hub meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicNews<'f> {
@@ -83,10 +88,20 @@ where
         self.mine.iter().map(|(_, m, f)| (m, f))
     }
 
+    /// Whether the hub has confirmed holding `machine`'s subscription to `filter` (on the
+    /// current link): publications from any process reach it from then on.
+    pub fn is_held(&self, machine: &str, filter: &str) -> bool {
+        self.mine
+            .iter()
+            .any(|s| s.0 == CONFIRMED && s.1 == machine && s.2 == filter)
+    }
+
     /// The link is (again) ready: ask for the table. Subscriptions are asked for again per
     /// machine once the hub has registered it ([`TopicMirror::registered`]).
     pub fn on_ready(&mut self, sink: &mut dyn FrameSink) {
         self.synced = false;
+        // None is confirmed on the new link yet.
+        self.mine.set_links(UNCONFIRMED);
         self.table.mark_stale();
         sink.send_frame(&Frame::TopicWatch { on: true });
     }
@@ -113,7 +128,7 @@ where
     ) -> Result<(), SubscribeError> {
         check_filter(filter).map_err(SubscribeError::Filter)?;
         self.mine
-            .insert(0, machine, filter)
+            .insert(UNCONFIRMED, machine, filter)
             .map_err(|_| SubscribeError::Full)?;
         if self.table.insert(0, machine, filter).is_err() {
             self.mine.remove(machine, filter);
@@ -175,8 +190,17 @@ where
             Frame::TopicResult {
                 machine,
                 filter,
+                status: TopicStatus::Ok,
+            } => {
+                if self.mine.iter().any(|s| s.1 == machine && s.2 == filter) {
+                    let _ = self.mine.insert(CONFIRMED, machine, filter);
+                }
+            }
+            Frame::TopicResult {
+                machine,
+                filter,
                 status,
-            } if status != TopicStatus::Ok => {
+            } => {
                 // Refused for good (a bad filter, a full table, an id not ours): dropped, and
                 // the host says so.
                 self.mine.remove(machine, filter);
@@ -231,6 +255,13 @@ mod tests {
         m.registered("a", &mut sink);
         assert_eq!(sink.0.len(), 1);
         assert!(sink.0[0].contains("TopicSubscribe"));
+        assert!(!m.is_held("a", "x/+"));
+        m.handle(&Frame::TopicResult {
+            machine: "a",
+            filter: "x/+",
+            status: TopicStatus::Ok,
+        });
+        assert!(m.is_held("a", "x/+"));
         // Another process's subscription arrives; then the link comes back with a snapshot
         // that names neither.
         m.handle(&Frame::TopicEntry {
@@ -241,6 +272,7 @@ mod tests {
         assert_eq!(m.table().count_subscribers("x/1"), 2);
         m.on_ready(&mut sink);
         assert!(!m.is_synced());
+        assert!(!m.is_held("a", "x/+"), "asked for again on the new link");
         m.handle(&Frame::TopicSnapshotEnd);
         assert!(m.is_synced());
         assert_eq!(m.table().count_subscribers("x/1"), 1, "b is gone, a stays");

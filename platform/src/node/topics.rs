@@ -189,6 +189,20 @@ impl Node {
         out
     }
 
+    /// Whether the hub has confirmed holding `machine`'s subscription to `filter`: a
+    /// publication from any process made from now on reaches it. (Always, in the hub's own
+    /// process, once [`Node::subscribe`] returned.)
+    pub fn subscription_held(&self, machine: &str, filter: &str) -> bool {
+        match &self.side {
+            Side::Hub(h) => h
+                .hub
+                .subscriptions()
+                .iter()
+                .any(|s| s.1 == machine && s.2 == filter),
+            Side::Client(c) => c.topics.is_held(machine, filter),
+        }
+    }
+
     /// Whether this node's copy of the bus's subscriptions is current (always, for the hub).
     pub fn subscriptions_synced(&self) -> bool {
         match &self.side {
