@@ -240,7 +240,8 @@ impl Node {
     /// Publishes from a port (see [`Node::open_port`]): one message to each subscriber of
     /// `topic`, with one sequence number. Returns how many subscribers it went to; failures
     /// come back to the port as `xstate.error.delivery` messages naming the subscriber.
-    /// Waits for room like [`Node::send_from_port`] (up to 5 s per subscriber).
+    /// Waits for room like [`Node::send_from_port`] (up to 5 s per subscriber). Allocates
+    /// nothing for topics and event names of up to 256 bytes together.
     pub fn publish_from_port(
         &mut self,
         port: &str,
@@ -249,10 +250,17 @@ impl Node {
         payload: &[u8],
     ) -> Result<usize, PlatformError> {
         check_topic(topic).map_err(interstate_core::Error::BadTopic)?;
-        let targets = self.subscribers(topic);
-        let mut field = vec![0; topic.len() + 1 + event.len()];
-        let field = publication_event(topic, event, &mut field).unwrap_or_default().to_string();
-        self.fan_out_from_port(port, &targets, &field, event, payload)
+        let mut small = [0u8; 256];
+        let mut large = Vec::new();
+        let n = topic.len() + 1 + event.len();
+        let buf: &mut [u8] = if n <= small.len() {
+            &mut small
+        } else {
+            large.resize(n, 0);
+            &mut large
+        };
+        let field = publication_event(topic, event, buf).unwrap_or_default();
+        self.fan_out_from_port(port, Some(topic), field, event, payload)
     }
 
     /// Sends `event` from a port to every machine on the bus this node knows of but the port.
@@ -263,14 +271,15 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<usize, PlatformError> {
-        let targets = self.broadcast_targets(port);
-        self.fan_out_from_port(port, &targets, event, event, payload)
+        self.fan_out_from_port(port, None, event, event, payload)
     }
 
+    /// One message from `port` to each subscriber of `topic` (in slot order), or to every
+    /// machine but the port for a broadcast, all with one sequence number.
     fn fan_out_from_port(
         &mut self,
         port: &str,
-        targets: &[String],
+        topic: Option<&str>,
         field: &str,
         event: &str,
         payload: &[u8],
@@ -279,13 +288,27 @@ impl Node {
             return Err(interstate_core::Error::ReservedEvent.into());
         }
         let seq = self.next_port_seq(port)?;
-        for to in targets {
+        let targets = match topic {
+            Some(_) => Vec::new(),
+            None => self.broadcast_targets(port),
+        };
+        let (mut at, mut sent) = (0, 0);
+        loop {
+            let next = match topic {
+                Some(t) => self.next_subscriber(t, at),
+                None => targets
+                    .get(at)
+                    .map(|m| (at, heapless::String::try_from(m.as_str()).unwrap_or_default())),
+            };
+            let Some((slot, to)) = next else {
+                return Ok(sent);
+            };
             let mut deadline = None;
             loop {
                 let mut deferred = Deferred::default();
                 let d = Deliver {
                     from: port,
-                    to,
+                    to: &to,
                     event: field,
                     payload,
                     seq,
@@ -307,11 +330,13 @@ impl Node {
                         ),
                     ));
                 }
+                // The table keeps its slots meanwhile: the fan-out resumes at the next one.
                 self.acknowledge_queued();
                 self.run_once(Some(StdDuration::from_millis(5)))?;
             }
+            sent += 1;
+            at = slot + 1;
         }
-        Ok(targets.len())
     }
 
     /// Fans out the publication or broadcast at `nth` in machine `i`'s outbox, from where
