@@ -138,6 +138,22 @@ fn subscribe_prints_each_matching_publication_and_a_broadcast_reaches_a_chart() 
 }
 
 #[test]
+fn ctrl_c_ends_subscribe_cleanly() {
+    let mut bus = Bus::on("subint", "unix");
+    bus.start_hub();
+    let sub = bus.interstate("subscribe", &["subscribe", "#"]);
+    bus.wait_line(sub, true, "the subscription", STEP_LIMIT, |l| {
+        l.contains("subscribed to '#'")
+    });
+    bus.signal(sub, rustix::process::Signal::INT);
+    let status = bus.wait_exit(sub, STEP_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", bus.dump());
+    // It left the bus: a publication now reaches no one.
+    let (status, out, _) = bus.run(&["publish", "a", "E"]);
+    assert!(status.success() && out.contains(": 0 subscribers"), "{out}");
+}
+
+#[test]
 fn a_bad_topic_or_filter_is_refused_with_the_rule_it_breaks() {
     let mut bus = Bus::on("subbad", "unix");
     bus.start_hub();
