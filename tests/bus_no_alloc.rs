@@ -172,10 +172,7 @@ fn steady_state(published: bool) {
     );
     if published {
         // Each ping reached both subscribers.
-        assert!(
-            client_stats.received >= 2 * 22_000,
-            "{client_stats:?}"
-        );
+        assert!(client_stats.received >= 2 * 22_000, "{client_stats:?}");
     }
     // When the client stops first, the one PING in flight (to each subscriber) is reported
     // back as undeliverable: correct, and the only failure allowed.

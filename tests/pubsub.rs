@@ -30,7 +30,12 @@ fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
 fn drive(a: &mut Node, b: &mut Node, mut done: impl FnMut(&mut Node, &mut Node) -> bool) {
     let end = Instant::now() + Duration::from_secs(20);
     while !done(a, b) {
-        assert!(Instant::now() < end, "never done: {:?} {:?}", a.stats(), b.stats());
+        assert!(
+            Instant::now() < end,
+            "never done: {:?} {:?}",
+            a.stats(),
+            b.stats()
+        );
         a.run_once(Some(Duration::from_millis(2))).unwrap();
         b.run_once(Some(Duration::from_millis(2))).unwrap();
     }
@@ -74,8 +79,14 @@ fn publications_reach_every_subscriber_once_in_order_and_a_broadcast_reaches_eve
     add_json_machine(&mut a, "pub", PUBLISHER, Behaviors::new()).unwrap();
     add_json_machine(&mut a, "sub-a", SUBSCRIBER, Behaviors::new()).unwrap();
     // A filter breaking the rules is refused with the reason.
-    let e = a.subscribe("sub-a", "plant/#/alarm").unwrap_err().to_string();
-    assert!(e.contains("plant/#/alarm") && e.contains("last level"), "{e}");
+    let e = a
+        .subscribe("sub-a", "plant/#/alarm")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("plant/#/alarm") && e.contains("last level"),
+        "{e}"
+    );
 
     drive(&mut a, &mut b, |a, _| {
         let mut s = a.subscribers("plant/1/alarm");
@@ -104,7 +115,10 @@ fn publications_reach_every_subscriber_once_in_order_and_a_broadcast_reaches_eve
     // Everything is acknowledged: nothing more can arrive. Each subscriber had each
     // publication once.
     for sub in ["sub-1", "sub-2", "sub-a"] {
-        let got = probe.iter().filter(|m| m.from == sub && m.event == "GOT").count();
+        let got = probe
+            .iter()
+            .filter(|m| m.from == sub && m.event == "GOT")
+            .count();
         assert_eq!(got, N, "{sub}");
     }
     assert_eq!(probe.len(), 3 * N);
@@ -153,5 +167,8 @@ fn a_chart_subscribing_to_a_bad_filter_does_not_compile_and_the_error_names_it()
     let bad = r#"{"id":"m","initial":"a","states":{"a":{"subscribe":["x"]}}}"#;
     assert!(interstate::compile_str(bad).is_err());
     let ok = r#"{"id":"m","subscribe":"x/#","initial":"a","states":{"a":{}}}"#;
-    assert_eq!(interstate::compile_str(ok).unwrap().subscriptions(), ["x/#"]);
+    assert_eq!(
+        interstate::compile_str(ok).unwrap().subscriptions(),
+        ["x/#"]
+    );
 }

@@ -16,7 +16,14 @@ fn sixty_four_subscribers_in_eight_processes(transport: &str) {
             let prefix = format!("s{i}");
             bus.start_ready(
                 &format!("subscribers {i}"),
-                &["subscribers", &prefix, "8", "plant/+/alarm", "--expect", "3"],
+                &[
+                    "subscribers",
+                    &prefix,
+                    "8",
+                    "plant/+/alarm",
+                    "--expect",
+                    "3",
+                ],
             )
         })
         .collect();
@@ -115,9 +122,13 @@ fn subscribe_prints_each_matching_publication_and_a_broadcast_reaches_a_chart() 
     });
     let (status, _, err) = bus.run(&["send", "panel", "STOP"]);
     assert!(status.success(), "{err}");
-    bus.wait_line(a, false, "the broadcast stopping the alarm", STEP_LIMIT, |l| {
-        l == "[alarm] stopped"
-    });
+    bus.wait_line(
+        a,
+        false,
+        "the broadcast stopping the alarm",
+        STEP_LIMIT,
+        |l| l == "[alarm] stopped",
+    );
     let status = bus.wait_exit(sub, STEP_LIMIT);
     assert!(status.success(), "{}", bus.dump());
     let lines: Vec<Value> = bus

@@ -204,7 +204,12 @@ fn bus_verbs_end_quietly_on_a_closed_stdout() {
     }
     let status = bus.wait_exit(sub, STEP_LIMIT);
     assert_eq!(status.code(), Some(0), "subscribe{}", bus.dump());
-    assert_eq!(bus.err(sub).len(), 1, "subscribe's stderr: {:?}", bus.err(sub));
+    assert_eq!(
+        bus.err(sub).len(),
+        1,
+        "subscribe's stderr: {:?}",
+        bus.err(sub)
+    );
 
     for args in [
         &["ps"][..],

@@ -81,7 +81,9 @@ pub(crate) fn subscribers(args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let mut topics: Vec<String> = topics.into_iter().collect();
     topics.sort();
-    emit(json!({"received": received, "duplicates": duplicates, "topics": topics,
-                "delivery_errors": errors}));
+    emit(
+        json!({"received": received, "duplicates": duplicates, "topics": topics,
+                "delivery_errors": errors}),
+    );
     Ok(ExitCode::SUCCESS)
 }

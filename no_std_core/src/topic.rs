@@ -408,8 +408,22 @@ mod tests {
     #[test]
     fn filters_follow_mqtts_validity_rules() {
         for ok in [
-            "#", "+", "a", "a/b", "a/+", "+/+", "a/#", "+/#", "/", "//", "/a", "a/", "a/+/c/#",
-            "$SYS/#", "sport/tennis/+", "a b/c",
+            "#",
+            "+",
+            "a",
+            "a/b",
+            "a/+",
+            "+/+",
+            "a/#",
+            "+/#",
+            "/",
+            "//",
+            "/a",
+            "a/",
+            "a/+/c/#",
+            "$SYS/#",
+            "sport/tennis/+",
+            "a b/c",
         ] {
             assert_eq!(check_filter(ok), Ok(()), "{ok}");
         }
@@ -486,8 +500,16 @@ mod tests {
             ("a/+/#", "a/b", true),
             ("a/+/#", "a", false),
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/score/wimbledon",
+                true,
+            ),
             ("sport/#", "sport", true),
             // `$` topics: not matched by a leading wildcard, matched by a literal first level.
             ("#", "$SYS/x", false),
@@ -558,8 +580,9 @@ mod tests {
                 }
                 for tl in 1..=3usize {
                     for ti in 0..3usize.pow(tl as u32) {
-                        let t: heapless::Vec<&str, 3> =
-                            (0..tl).map(|k| levels[ti / 3usize.pow(k as u32) % 3]).collect();
+                        let t: heapless::Vec<&str, 3> = (0..tl)
+                            .map(|k| levels[ti / 3usize.pow(k as u32) % 3])
+                            .collect();
                         let mut tb = [0u8; 32];
                         let n = join(&t, &mut tb);
                         let topic = core::str::from_utf8(&tb[..n]).unwrap();
@@ -586,7 +609,10 @@ mod tests {
         assert_eq!(split_publication(e), (Some("plant/1/alarm"), "ALARM"));
         assert_eq!(split_publication("ALARM"), (None, "ALARM"));
         let mut small = [0u8; 8];
-        assert_eq!(publication_event("plant/1/alarm", "ALARM", &mut small), None);
+        assert_eq!(
+            publication_event("plant/1/alarm", "ALARM", &mut small),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! reserved `xstate.` namespace kept out of publications. Driven with a virtual clock and a
 //! recording I/O, as `hub_rules.rs`.
 
-use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, PeerCredentials, SUBSCRIPTIONS_PER_LINK};
+use interstate_core::hub::{
+    Handled, Hub, HubConfig, LinkId, PeerCredentials, SUBSCRIPTIONS_PER_LINK,
+};
 use interstate_core::topic::{Subscription, TopicStatus};
 use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
 use interstate_core::Instant;
@@ -34,7 +36,10 @@ fn join(hub: &mut TestHub, io: &mut Recorder, pid: u32, machines: &[&str]) -> Li
         pid,
         executable: "test",
     }));
-    assert_eq!(hub.handle_frame(Instant::ZERO, link, &hello, io), Handled::Done);
+    assert_eq!(
+        hub.handle_frame(Instant::ZERO, link, &hello, io),
+        Handled::Done
+    );
     for m in machines {
         let f = body(&Frame::Register { machine: m });
         assert_eq!(hub.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
@@ -46,7 +51,13 @@ fn send(hub: &mut TestHub, io: &mut Recorder, link: LinkId, f: Frame<'_>) -> Han
     hub.handle_frame(Instant::ZERO, link, &body(&f), io)
 }
 
-fn subscribe(hub: &mut TestHub, io: &mut Recorder, link: LinkId, machine: &str, filter: &str) -> TopicStatus {
+fn subscribe(
+    hub: &mut TestHub,
+    io: &mut Recorder,
+    link: LinkId,
+    machine: &str,
+    filter: &str,
+) -> TopicStatus {
     io.clear();
     send(hub, io, link, Frame::TopicSubscribe { machine, filter });
     io.frames(link)
@@ -63,9 +74,11 @@ fn entries(io: &Recorder, link: LinkId) -> Vec<(String, String, bool)> {
     io.frames(link)
         .into_iter()
         .filter_map(|f| match f {
-            Frame::TopicEntry { machine, filter, on } => {
-                Some((machine.to_string(), filter.to_string(), on))
-            }
+            Frame::TopicEntry {
+                machine,
+                filter,
+                on,
+            } => Some((machine.to_string(), filter.to_string(), on)),
             _ => None,
         })
         .collect()
@@ -76,9 +89,15 @@ fn watchers_get_a_snapshot_then_every_change_and_a_leaving_machine_takes_its_sub
     let (mut h, mut io) = (hub(), Recorder::default());
     let a = join(&mut h, &mut io, 10, &["a1", "a2"]);
     let w = join(&mut h, &mut io, 11, &[]);
-    assert_eq!(subscribe(&mut h, &mut io, a, "a1", "plant/+/alarm"), TopicStatus::Ok);
+    assert_eq!(
+        subscribe(&mut h, &mut io, a, "a1", "plant/+/alarm"),
+        TopicStatus::Ok
+    );
     // Asked again: still one subscription, still Ok.
-    assert_eq!(subscribe(&mut h, &mut io, a, "a1", "plant/+/alarm"), TopicStatus::Ok);
+    assert_eq!(
+        subscribe(&mut h, &mut io, a, "a1", "plant/+/alarm"),
+        TopicStatus::Ok
+    );
     io.clear();
     send(&mut h, &mut io, w, Frame::TopicWatch { on: true });
     let frames = io.frames(w);
@@ -88,18 +107,32 @@ fn watchers_get_a_snapshot_then_every_change_and_a_leaving_machine_takes_its_sub
     );
     assert_eq!(frames.last(), Some(&Frame::TopicSnapshotEnd));
     io.clear();
-    assert_eq!(subscribe(&mut h, &mut io, a, "a2", "plant/#"), TopicStatus::Ok);
+    assert_eq!(
+        subscribe(&mut h, &mut io, a, "a2", "plant/#"),
+        TopicStatus::Ok
+    );
     assert_eq!(entries(&io, w), [("a2".into(), "plant/#".into(), true)]);
     assert_eq!(h.subscriptions().count_subscribers("plant/1/alarm"), 2);
     // Unsubscribing tells the watchers.
     io.clear();
-    send(&mut h, &mut io, a, Frame::TopicUnsubscribe { machine: "a2", filter: "plant/#" });
+    send(
+        &mut h,
+        &mut io,
+        a,
+        Frame::TopicUnsubscribe {
+            machine: "a2",
+            filter: "plant/#",
+        },
+    );
     assert_eq!(entries(&io, w), [("a2".into(), "plant/#".into(), false)]);
     // An unregistered machine's subscriptions end; so do a closed link's.
     assert_eq!(subscribe(&mut h, &mut io, a, "a2", "x"), TopicStatus::Ok);
     io.clear();
     send(&mut h, &mut io, a, Frame::Unregister { machine: "a1" });
-    assert_eq!(entries(&io, w), [("a1".into(), "plant/+/alarm".into(), false)]);
+    assert_eq!(
+        entries(&io, w),
+        [("a1".into(), "plant/+/alarm".into(), false)]
+    );
     io.clear();
     h.link_closed(a, &mut io);
     assert_eq!(entries(&io, w), [("a2".into(), "x".into(), false)]);
@@ -119,12 +152,19 @@ fn a_flood_of_subscriptions_is_refused_with_a_status_and_never_grows_the_table()
     let b = join(&mut h, &mut io, 11, &["b"]);
     for i in 0..SUBSCRIPTIONS_PER_LINK {
         let f = format!("flood/{i}");
-        assert_eq!(subscribe(&mut h, &mut io, a, "a", &f), TopicStatus::Ok, "{f}");
+        assert_eq!(
+            subscribe(&mut h, &mut io, a, "a", &f),
+            TopicStatus::Ok,
+            "{f}"
+        );
     }
     for i in 0..4 {
         let f = format!("more/{i}");
         assert_eq!(subscribe(&mut h, &mut io, a, "a", &f), TopicStatus::TooMany);
-        assert!(io.logs.iter().any(|(l, m)| *l == a && m.contains("as many subscriptions")));
+        assert!(io
+            .logs
+            .iter()
+            .any(|(l, m)| *l == a && m.contains("as many subscriptions")));
     }
     assert_eq!(h.subscriptions().len(), SUBSCRIPTIONS_PER_LINK);
     // Another link fills the rest of the table; then the table is full for everyone.
@@ -132,7 +172,10 @@ fn a_flood_of_subscriptions_is_refused_with_a_status_and_never_grows_the_table()
         let f = format!("b/{i}");
         assert_eq!(subscribe(&mut h, &mut io, b, "b", &f), TopicStatus::Ok);
     }
-    assert_eq!(subscribe(&mut h, &mut io, b, "b", "one/more"), TopicStatus::HubFull);
+    assert_eq!(
+        subscribe(&mut h, &mut io, b, "b", "one/more"),
+        TopicStatus::HubFull
+    );
     assert_eq!(h.subscriptions().len(), SLOTS);
     // Nothing closed a link: a refusal is an answer, not a protocol error.
     assert!(io.closed.is_empty(), "{:?}", io.closed);
@@ -144,10 +187,20 @@ fn a_subscription_needs_a_valid_filter_and_an_owned_machine() {
     let a = join(&mut h, &mut io, 10, &["a"]);
     join(&mut h, &mut io, 11, &["b"]);
     for bad in ["", "a/#/b", "a+", "x\0y"] {
-        assert_eq!(subscribe(&mut h, &mut io, a, "a", bad), TopicStatus::BadFilter, "{bad:?}");
+        assert_eq!(
+            subscribe(&mut h, &mut io, a, "a", bad),
+            TopicStatus::BadFilter,
+            "{bad:?}"
+        );
     }
-    assert_eq!(subscribe(&mut h, &mut io, a, "b", "x"), TopicStatus::NotOwner);
-    assert_eq!(subscribe(&mut h, &mut io, a, "nobody", "x"), TopicStatus::NotOwner);
+    assert_eq!(
+        subscribe(&mut h, &mut io, a, "b", "x"),
+        TopicStatus::NotOwner
+    );
+    assert_eq!(
+        subscribe(&mut h, &mut io, a, "nobody", "x"),
+        TopicStatus::NotOwner
+    );
     assert!(h.subscriptions().is_empty());
 }
 

@@ -41,7 +41,11 @@ fn a_publication_reaches_each_subscriber_once_in_order_across_a_hub_restart() {
     s.subscribe(b, "s3", "+/1/#");
     s.subscribe(b, "other", "office/#");
     assert!(s.settle(SETTLE), "{}", s.describe());
-    let mut subscribers = s.proc(publisher).topics.table().count_subscribers("plant/1/alarm");
+    let mut subscribers = s
+        .proc(publisher)
+        .topics
+        .table()
+        .count_subscribers("plant/1/alarm");
     assert_eq!(subscribers, 3);
     for i in 0..40 {
         s.publish(publisher, "pub", "plant/1/alarm").expect("room");
@@ -51,7 +55,11 @@ fn a_publication_reaches_each_subscriber_once_in_order_across_a_hub_restart() {
         }
     }
     assert!(s.settle(SETTLE), "{}", s.describe());
-    subscribers = s.proc(publisher).topics.table().count_subscribers("plant/1/alarm");
+    subscribers = s
+        .proc(publisher)
+        .topics
+        .table()
+        .count_subscribers("plant/1/alarm");
     assert_eq!(subscribers, 3, "the copy is back after the restart");
     for sub in ["s1", "s2", "s3"] {
         assert_eq!(delivered_to(&s, sub).len(), 40, "{sub}: {}", s.describe());
@@ -82,9 +90,16 @@ fn a_publication_to_a_killed_subscriber_is_reported_failed_naming_it() {
     assert!(s.settle(SETTLE), "{}", s.describe());
     assert_eq!(delivered_to(&s, "alive").len(), 10);
     assert!(delivered_to(&s, "doomed").is_empty());
-    let failed: Vec<_> = s.rec.failed.iter().map(|f| (f.to.as_str(), f.reason)).collect();
+    let failed: Vec<_> = s
+        .rec
+        .failed
+        .iter()
+        .map(|f| (f.to.as_str(), f.reason))
+        .collect();
     assert_eq!(failed.len(), 10, "{failed:?}");
-    assert!(failed.iter().all(|f| *f == ("doomed", FailReason::TargetGone)));
+    assert!(failed
+        .iter()
+        .all(|f| *f == ("doomed", FailReason::TargetGone)));
     check(&s).unwrap_or_else(|e| panic!("{e}\n{}", s.describe()));
     // The dead subscriber's subscription ended with it: later publications skip it.
     assert_eq!(s.proc(publisher).topics.table().count_subscribers("t"), 1);

@@ -148,10 +148,7 @@ impl fmt::Display for PlatformError {
                 machine,
                 filter,
                 problem,
-            } => write!(
-                f,
-                "cannot subscribe '{machine}' to '{filter}': {problem}"
-            ),
+            } => write!(f, "cannot subscribe '{machine}' to '{filter}': {problem}"),
             PlatformError::Core(e) => write!(f, "{e}"),
             PlatformError::BadSetting {
                 variable,

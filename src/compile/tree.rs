@@ -42,7 +42,10 @@ impl Compiler {
         for (i, f) in super::json::as_list(v).into_iter().enumerate() {
             let path = super::json::index_path("subscribe", i, arr);
             let Some(f) = f.as_str() else {
-                return err(&path, "a subscription is a topic filter string, e.g. \"plant/+/alarm\"");
+                return err(
+                    &path,
+                    "a subscription is a topic filter string, e.g. \"plant/+/alarm\"",
+                );
             };
             if let Err(e) = interstate_core::topic::check_filter(f) {
                 return err(&path, format!("bad topic filter '{f}': {e}"));
@@ -80,7 +83,9 @@ impl Compiler {
         for k in obj.keys() {
             // `subscribe` (topic filters) is the machine's, read at the root only.
             let root_only = depth == 0 && k == "subscribe";
-            if !root_only && !STATE_KEYS.contains(&k.as_str()) && !IGNORED_KEYS.contains(&k.as_str())
+            if !root_only
+                && !STATE_KEYS.contains(&k.as_str())
+                && !IGNORED_KEYS.contains(&k.as_str())
             {
                 let hint = suggest(k, STATE_KEYS.iter().copied())
                     .map(|s| format!(" (did you mean '{s}'?)"))

@@ -136,7 +136,9 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             arg(1, "bus")?,
             arg(2, "dir")?,
             arg(3, "transport")?,
-            args.get(4).and_then(|n| n.parse().ok()).unwrap_or(SUBSCRIBERS),
+            args.get(4)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(SUBSCRIBERS),
         ),
         Some("node") => node::node_peer(
             arg(1, "bus")?,

@@ -45,8 +45,8 @@ impl PubSubSession {
     ) -> Result<PubSubSession, String> {
         let bus = format!("bench-{}-pubsub", transport.spec());
         let dir_s = dir.to_str().unwrap_or_default().to_string();
-        let mut node = Node::new(node_config(&bus, dir, Role::Hub, transport)?)
-            .map_err(|e| e.to_string())?;
+        let mut node =
+            Node::new(node_config(&bus, dir, Role::Hub, transport)?).map_err(|e| e.to_string())?;
         node.set_logger(|_| {});
         node.open_port("bench-pub").map_err(|e| e.to_string())?;
         let peer = peers.spawn(
@@ -89,7 +89,9 @@ impl PubSubSession {
                 return Ok(());
             }
             if StdInstant::now() > deadline {
-                return Err(format!("{got} of {SUBSCRIBERS} subscribers answered {event}"));
+                return Err(format!(
+                    "{got} of {SUBSCRIBERS} subscribers answered {event}"
+                ));
             }
             self.node
                 .run_once(Some(StdDuration::from_millis(50)))

@@ -109,7 +109,9 @@ pub fn subscribe(
     node.open_port(&port).map_err(|e| e.to_string())?;
     node.subscribe(&port, filter).map_err(|e| e.to_string())?;
     let held = node
-        .run_until(StdDuration::from_secs(5), |n| n.subscription_held(&port, filter))
+        .run_until(StdDuration::from_secs(5), |n| {
+            n.subscription_held(&port, filter)
+        })
         .map_err(|e| e.to_string())?;
     if !held {
         return Err(format!(

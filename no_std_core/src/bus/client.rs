@@ -469,7 +469,8 @@ where
             Frame::Report { machine, on } => Incoming::Report { machine, on },
             Frame::State { machine, report } => Incoming::State { machine, report },
             Frame::Goodbye { reason } => Incoming::Close(CloseReason::Goodbye(reason)),
-            f @ (Frame::TopicEntry { .. } | Frame::TopicSnapshotEnd | Frame::TopicResult { .. }) => {
+            f
+            @ (Frame::TopicEntry { .. } | Frame::TopicSnapshotEnd | Frame::TopicResult { .. }) => {
                 Incoming::Topic(f)
             }
             _ => Incoming::Nothing,

@@ -109,10 +109,7 @@ where
     /// The hub registered `machine` for this process: ask for its subscriptions.
     pub fn registered(&mut self, machine: &str, sink: &mut dyn FrameSink) {
         for (_, m, filter) in self.mine.iter().filter(|s| s.1 == machine) {
-            sink.send_frame(&Frame::TopicSubscribe {
-                machine: m,
-                filter,
-            });
+            sink.send_frame(&Frame::TopicSubscribe { machine: m, filter });
         }
     }
 
@@ -151,7 +148,8 @@ where
     /// `machine` left this process: its subscriptions end (the hub ends them when it
     /// unregisters).
     pub fn forget(&mut self, machine: &str) {
-        self.mine.remove_where(&mut |_, m| m == machine, &mut |_, _| {});
+        self.mine
+            .remove_where(&mut |_, m| m == machine, &mut |_, _| {});
         self.table
             .remove_where(&mut |_, m| m == machine, &mut |_, _| {});
     }

@@ -38,14 +38,14 @@ mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
-pub use topics::SUBSCRIPTIONS_PER_LINK;
 use topics::Topics;
+pub use topics::SUBSCRIPTIONS_PER_LINK;
 use watch::Watches;
 
 use crate::context::TransportKind;
-use crate::topic::{Subscription, SubscriptionSlots};
 use crate::error::Error;
 use crate::time::{Duration, Instant};
+use crate::topic::{Subscription, SubscriptionSlots};
 use crate::wire::is_reserved_event;
 use crate::wire::{
     Deliver, DeliveryFailed, FailReason, Frame, Hello, Reject, RejectCode, Welcome,

@@ -2,8 +2,8 @@
 //! every `DeliveryFailed` the hub reports, as `Monitored` frames. Lossy by design: a copy a
 //! monitor has no room for is dropped and counted.
 
-use crate::topic::SubscriptionSlots;
 use super::{Hub, HubIo, LinkId, LinkState};
+use crate::topic::SubscriptionSlots;
 use crate::wire::{DeliveryFailed, Frame};
 
 /// The largest failure report copied to monitors (its ids and event name included).

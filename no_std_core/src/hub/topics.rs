@@ -107,7 +107,11 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             TopicStatus::NotOwner
         } else if link != LOCAL_LINK
             && self.topics.table.count_link(link) >= SUBSCRIPTIONS_PER_LINK
-            && !self.topics.table.iter().any(|s| s.1 == machine && s.2 == filter)
+            && !self
+                .topics
+                .table
+                .iter()
+                .any(|s| s.1 == machine && s.2 == filter)
         {
             TopicStatus::TooMany
         } else {
@@ -145,11 +149,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
 
     /// Ends a subscription of a machine of the hub's own process.
     pub fn unsubscribe_local(&mut self, machine: &str, filter: &str, io: &mut dyn HubIo) {
-        self.topic_frame(
-            LOCAL_LINK,
-            Frame::TopicUnsubscribe { machine, filter },
-            io,
-        );
+        self.topic_frame(LOCAL_LINK, Frame::TopicUnsubscribe { machine, filter }, io);
     }
 
     fn topic_watch(&mut self, link: LinkId, on: bool, io: &mut dyn HubIo) -> Handled {

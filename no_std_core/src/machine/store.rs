@@ -315,11 +315,9 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
                         len: (1 + t.len()) as u16,
                     })
                 }
-                Target::Broadcast => Some(push_bytes(
-                    bytes,
-                    used,
-                    &[crate::context::BROADCAST_MARK],
-                )?),
+                Target::Broadcast => {
+                    Some(push_bytes(bytes, used, &[crate::context::BROADCAST_MARK])?)
+                }
             };
             let event = push_bytes(bytes, used, event.as_bytes())?;
             let n = encode(&mut bytes[*used..]).ok_or(Error::PayloadSpaceFull { capacity: B })?;

@@ -41,9 +41,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use interstate_core::bus::client::{Client, FrameSink};
 use interstate_core::bus::{OwnerSlot, PairSlot, TopicMirror};
-use interstate_core::topic::Subscription;
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::topic::Subscription;
 use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
 
@@ -413,10 +413,7 @@ impl Sim {
             frozen: false,
             ack_unread_when_blocked: false,
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
-            topics: TopicMirror::new(
-                vec![Subscription::EMPTY; 64],
-                vec![Subscription::EMPTY; 16],
-            ),
+            topics: TopicMirror::new(vec![Subscription::EMPTY; 64], vec![Subscription::EMPTY; 16]),
             fanout: 0,
         });
         let pr = self.procs[p].as_mut().expect("just started");

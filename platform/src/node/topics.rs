@@ -12,9 +12,11 @@
 //! next subscriber (its position is kept with the publishing machine). A broadcast goes the
 //! same way to every machine in the node's registry copy but the sender.
 
-use interstate_core::bus::{SubscribeError, TopicMirror, TopicNews};
 use interstate_core::bus::policy::Registration;
-use interstate_core::topic::{check_filter, check_topic, publication_event, Subscription, TopicStatus};
+use interstate_core::bus::{SubscribeError, TopicMirror, TopicNews};
+use interstate_core::topic::{
+    check_filter, check_topic, publication_event, Subscription, TopicStatus,
+};
 use interstate_core::wire::{is_reserved_event, Deliver, FailReason};
 use interstate_core::{Instant, Target};
 use std::time::Duration as StdDuration;
@@ -135,8 +137,7 @@ impl Node {
                 }
             }
             Side::Client(c) => {
-                let registered =
-                    c.client.registration(machine) == Some(Registration::Registered);
+                let registered = c.client.registration(machine) == Some(Registration::Registered);
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 c.topics
                     .subscribe(machine, filter, registered, &mut sink)
@@ -296,9 +297,12 @@ impl Node {
         loop {
             let next = match topic {
                 Some(t) => self.next_subscriber(t, at),
-                None => targets
-                    .get(at)
-                    .map(|m| (at, heapless::String::try_from(m.as_str()).unwrap_or_default())),
+                None => targets.get(at).map(|m| {
+                    (
+                        at,
+                        heapless::String::try_from(m.as_str()).unwrap_or_default(),
+                    )
+                }),
             };
             let Some((slot, to)) = next else {
                 return Ok(sent);
@@ -411,7 +415,12 @@ impl Node {
                     .targets
                     .as_ref()
                     .and_then(|ts| ts.get(at))
-                    .map(|m| (at, heapless::String::try_from(m.as_str()).unwrap_or_default())),
+                    .map(|m| {
+                        (
+                            at,
+                            heapless::String::try_from(m.as_str()).unwrap_or_default(),
+                        )
+                    }),
             };
             let Some((slot, to)) = next else {
                 break;
