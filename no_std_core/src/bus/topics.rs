@@ -154,6 +154,31 @@ where
             .remove_where(&mut |_, m| m == machine, &mut |_, _| {});
     }
 
+    fn is_mine(&self, machine: &str, filter: &str) -> bool {
+        self.mine.iter().any(|s| s.1 == machine && s.2 == filter)
+    }
+
+    fn added<'f>(&mut self, machine: &'f str, filter: &'f str) -> TopicNews<'f> {
+        match self.table.insert(0, machine, filter) {
+            Ok(_) => TopicNews::Nothing,
+            Err(_) => TopicNews::CopyFull { machine, filter },
+        }
+    }
+
+    fn ended(&mut self, machine: &str, filter: &str) {
+        // One of ours ended by the hub while we still want it (a registration lost and
+        // regained) stays: it is asked for again with the registration.
+        if !self.is_mine(machine, filter) {
+            self.table.remove(machine, filter);
+        }
+    }
+
+    fn confirmed(&mut self, machine: &str, filter: &str) {
+        if self.is_mine(machine, filter) {
+            let _ = self.mine.insert(CONFIRMED, machine, filter);
+        }
+    }
+
     /// A topic frame from the hub.
     pub fn handle<'f>(&mut self, frame: &Frame<'f>) -> TopicNews<'f> {
         match *frame {
@@ -161,22 +186,12 @@ where
                 machine,
                 filter,
                 on: true,
-            } => {
-                if self.table.insert(0, machine, filter).is_err() {
-                    return TopicNews::CopyFull { machine, filter };
-                }
-            }
+            } => return self.added(machine, filter),
             Frame::TopicEntry {
                 machine,
                 filter,
                 on: false,
-            } => {
-                // One of ours ended by the hub while we still want it (a registration
-                // lost and regained): it is asked for again with the registration.
-                if !self.mine.iter().any(|s| s.1 == machine && s.2 == filter) {
-                    self.table.remove(machine, filter);
-                }
-            }
+            } => self.ended(machine, filter),
             Frame::TopicSnapshotEnd => {
                 // Ours stay in the copy while they are asked for again.
                 for (_, m, f) in self.mine.iter() {
@@ -189,11 +204,7 @@ where
                 machine,
                 filter,
                 status: TopicStatus::Ok,
-            } => {
-                if self.mine.iter().any(|s| s.1 == machine && s.2 == filter) {
-                    let _ = self.mine.insert(CONFIRMED, machine, filter);
-                }
-            }
+            } => self.confirmed(machine, filter),
             Frame::TopicResult {
                 machine,
                 filter,
