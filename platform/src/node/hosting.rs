@@ -427,6 +427,8 @@ impl Node {
             Side::Client(c) => {
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 c.client.stopped(id, &mut sink);
+                // Its subscriptions end with it (the hub drops them as it unregisters).
+                c.topics.forget(id);
             }
         }
     }
