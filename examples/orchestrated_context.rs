@@ -188,6 +188,8 @@ fn collect(machine: &mut Machine<'_>, mail: &mut VecDeque<Envelope>) {
             to: match m.target {
                 Target::ThisMachine => machine.id().to_string(),
                 Target::Machine(id) => id.to_string(),
+                // This example's host routes by machine id only.
+                Target::Topic(_) | Target::Broadcast => continue,
             },
             event: m.event.to_string(),
             payload: m.payload.to_vec(),

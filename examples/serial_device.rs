@@ -157,6 +157,12 @@ fn main() {
         for m in machine.outbox() {
             match m.target {
                 Target::ThisMachine => to_self.push((m.event.to_string(), m.payload.to_vec())),
+                Target::Topic(_) | Target::Broadcast => {
+                    eprintln!(
+                        "device: publications are not bridged yet; {} dropped",
+                        m.event
+                    );
+                }
                 Target::Machine(to) => {
                     if let Err(e) = link.send("lamp", to, m.event, m.payload) {
                         eprintln!("device: not sent yet: {e}");

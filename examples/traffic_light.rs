@@ -86,6 +86,8 @@ fn report(machine: &mut Machine<'_>, now: Instant, what: &str) {
         let to = match message.target {
             Target::ThisMachine => "itself",
             Target::Machine(id) => id,
+            Target::Topic(topic) => topic,
+            Target::Broadcast => "everyone",
         };
         println!(
             "    outbox: {} to {to} with {}",

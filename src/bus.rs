@@ -51,11 +51,12 @@ pub fn add_json_machine(
     behaviors: Behaviors,
 ) -> Result<(), Error> {
     let compiled = crate::compile::compile_str(json)?;
+    let subscriptions = compiled.subscriptions().to_vec();
     let chart = leak_chart(compiled);
     let mut bound = behaviors.bind(&chart)?;
     bound.set_directory(Box::new(node.registry()));
     node.add_machine(id, chart, Box::new(bound))?;
-    Ok(())
+    subscribe_all(node, id, &subscriptions)
 }
 
 /// Like [`add_json_machine`] for an already compiled chart, binding leniently: unbound
@@ -66,9 +67,19 @@ pub fn add_chart_lenient(
     compiled: CompiledChart,
     behaviors: Behaviors,
 ) -> Result<crate::bind::Unbound, Error> {
+    let subscriptions = compiled.subscriptions().to_vec();
     let chart = leak_chart(compiled);
     let (mut bound, unbound) = behaviors.bind_lenient(&chart);
     bound.set_directory(Box::new(node.registry()));
     node.add_machine(id, chart, Box::new(bound))?;
+    subscribe_all(node, id, &subscriptions)?;
     Ok(unbound)
+}
+
+/// Subscribes machine `id` to the chart's `"subscribe"` filters.
+fn subscribe_all(node: &mut Node, id: &str, filters: &[String]) -> Result<(), Error> {
+    for f in filters {
+        node.subscribe(id, f)?;
+    }
+    Ok(())
 }

@@ -147,7 +147,13 @@ fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
             delay,
             ..
         } => {
-            let mut t = format!("sendTo {} {}", chart.str(target), chart.str(event));
+            let mut t = match interstate_core::Target::from_stored(chart.str(target)) {
+                interstate_core::Target::Topic(topic) => {
+                    format!("publish {topic} {}", chart.str(event))
+                }
+                interstate_core::Target::Broadcast => format!("broadcast {}", chart.str(event)),
+                _ => format!("sendTo {} {}", chart.str(target), chart.str(event)),
+            };
             if let Some(d) = delay {
                 let _ = write!(t, " after {}", delay_text(chart, d));
             }

@@ -91,6 +91,20 @@ impl<const W: usize> Sim<'_, W> {
                         }
                         self.sent.push(msg);
                     }
+                    Target::Topic(t) => {
+                        let mut msg = json!({"topic": t, "event": m.event});
+                        if !m.payload.is_empty() {
+                            msg["data"] = payload_value(m.payload);
+                        }
+                        self.sent.push(msg);
+                    }
+                    Target::Broadcast => {
+                        let mut msg = json!({"broadcast": true, "event": m.event});
+                        if !m.payload.is_empty() {
+                            msg["data"] = payload_value(m.payload);
+                        }
+                        self.sent.push(msg);
+                    }
                 }
             }
             self.machine.clear_outbox();

@@ -1,5 +1,8 @@
 //! Steady-state message delivery between two nodes (two event loops, a Unix socket between
 //! them, statecharts on both ends) allocates nothing: a counting global allocator proves it.
+//! Twice: with direct sends both ways, then with publications both ways (the pings to a
+//! topic two machines of the other node subscribe to, the pongs to one the pinger subscribes
+//! to): the fan-out in the hub's process and in a client's, and the receivers' topic split.
 //!
 //! One test in this file only: the allocator counts every thread while armed.
 
@@ -44,6 +47,9 @@ static GLOBAL: Counting = Counting;
 const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"PONG":{"actions":"ping"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 
+/// A second subscriber of the pings, beside the ponger.
+const LISTENER: &str = r#"{"id":"listener","subscribe":"noalloc/+","initial":"on","states":{"on":{"on":{"PING":{"actions":"heard"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+
 fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
     let mut c = NodeConfig::new("noalloc");
     c.dir = dir.to_path_buf();
@@ -53,7 +59,17 @@ fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
 
 #[test]
 fn steady_state_delivery_between_two_nodes_allocates_nothing() {
-    let dir = std::env::temp_dir().join(format!("interstate-noalloc-{}", std::process::id()));
+    steady_state(false);
+    steady_state(true);
+}
+
+/// Runs the ping-pong, the pings direct or `published`, and checks that its steady state
+/// allocates nothing.
+fn steady_state(published: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "interstate-noalloc-{}-{published}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let round_trips = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -72,20 +88,26 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
         let behaviors = Behaviors::new().action("ping", move |cx| {
             rt1.fetch_add(1, Ordering::Relaxed);
             let payload = cx.payload();
-            let _ = cx.send(
-                "b",
-                "PING",
-                if payload.is_empty() {
-                    b"0123456789abcdef"
-                } else {
-                    payload
-                },
-            );
+            let payload: &[u8] = if payload.is_empty() {
+                b"0123456789abcdef"
+            } else {
+                payload
+            };
+            if published {
+                let _ = cx.publish("noalloc/ping", "PING", payload);
+            } else {
+                let _ = cx.send("b", "PING", payload);
+            }
         });
         add_json_machine(&mut node, "a", PINGER, behaviors).expect("add a");
+        if published {
+            node.subscribe("a", "noalloc/pong").expect("subscribe a");
+        }
         ready1.store(true, Ordering::SeqCst);
-        node.run_until(Duration::from_secs(10), |n| n.registry().contains("b"))
-            .unwrap();
+        node.run_until(Duration::from_secs(10), |n| {
+            n.registry().contains("b") && (!published || n.subscribers("noalloc/ping").len() == 2)
+        })
+        .unwrap();
         node.send_local("a", "START", &[]).unwrap();
         while !stop1.load(Ordering::Relaxed) {
             node.run_once(Some(Duration::from_millis(10))).unwrap();
@@ -99,11 +121,20 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
     let client = std::thread::spawn(move || {
         let mut node = Node::new(config(&d2, Role::Client)).expect("join the bus");
         node.set_logger(|_| {});
-        let behaviors = Behaviors::new().action("pong", |cx| {
+        let behaviors = Behaviors::new().action("pong", move |cx| {
             let payload = cx.payload();
-            let _ = cx.send("a", "PONG", payload);
+            if published {
+                let _ = cx.publish("noalloc/pong", "PONG", payload);
+            } else {
+                let _ = cx.send("a", "PONG", payload);
+            }
         });
         add_json_machine(&mut node, "b", PONGER, behaviors).expect("add b");
+        if published {
+            node.subscribe("b", "noalloc/ping").expect("subscribe b");
+            let heard = Behaviors::new().action("heard", |_| {});
+            add_json_machine(&mut node, "listener", LISTENER, heard).expect("add the listener");
+        }
         while !stop2.load(Ordering::Relaxed) {
             node.run_once(Some(Duration::from_millis(10))).unwrap();
         }
@@ -139,14 +170,20 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
         hub_stats.received >= 22_000 && client_stats.received >= 22_000,
         "{hub_stats:?} {client_stats:?}"
     );
-    // When the client stops first, the one PING in flight is reported back as undeliverable:
-    // correct, and the only failure allowed.
+    if published {
+        // Each ping reached both subscribers.
+        assert!(client_stats.received >= 2 * 22_000, "{client_stats:?}");
+    }
+    // When the client stops first, the one PING in flight (to each subscriber) is reported
+    // back as undeliverable: correct, and the only failure allowed.
     assert!(
-        hub_stats.delivery_failures + client_stats.delivery_failures <= 1,
+        hub_stats.delivery_failures + client_stats.delivery_failures <= 2,
         "{hub_stats:?} {client_stats:?}"
     );
     assert_eq!(
         allocations, 0,
-        "{allocations} allocations during {measured} round trips between two nodes"
+        "{allocations} allocations during {measured} round trips between two nodes \
+         (pings published: {published})"
     );
+    ALLOCATIONS.store(0, Ordering::SeqCst);
 }

@@ -234,7 +234,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "a delay on an action that cannot wait",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.log","message":"hi","delay":5}}}}"#,
-        "states.a.entry.delay: only raise and sendTo take a delay",
+        "states.a.entry.delay: only raise, sendTo, publish and broadcast take a delay",
     ),
     // --- built-in actions ---
     (
@@ -265,7 +265,38 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "an unknown built-in action",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.assign"}}}}"#,
-        "states.a.entry.type: unknown built-in action 'xstate.assign' (raise, sendTo, cancel, log)",
+        "states.a.entry.type: unknown built-in action 'xstate.assign' (raise, sendTo, cancel, log, publish, broadcast)",
+    ),
+    // --- publish and subscribe (interstate extensions) ---
+    (
+        "a subscription filter with # before the last level",
+        r#"{"id":"m","subscribe":["a/+","plant/#/alarm"],"initial":"a","states":{"a":{}}}"#,
+        "subscribe[1]: bad topic filter 'plant/#/alarm': '#' may only be the last level of a filter",
+    ),
+    (
+        "a subscription filter with a wildcard sharing its level",
+        r#"{"id":"m","subscribe":"plant/x+","initial":"a","states":{"a":{}}}"#,
+        "subscribe: bad topic filter 'plant/x+': a wildcard must be a whole level: '+' or '#' between slashes (e.g. 'a/+/c', 'a/#')",
+    ),
+    (
+        "a subscription that is not a string",
+        r#"{"id":"m","subscribe":[3],"initial":"a","states":{"a":{}}}"#,
+        "subscribe[0]: a subscription is a topic filter string, e.g. \"plant/+/alarm\"",
+    ),
+    (
+        "a subscription below the root",
+        r#"{"id":"m","initial":"a","states":{"a":{"subscribe":["x"]}}}"#,
+        "states.a.subscribe: unknown key 'subscribe'",
+    ),
+    (
+        "a publication to a topic with a wildcard",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"publish","topic":"a/#","event":"E"}}}}"#,
+        "states.a.entry.topic: bad topic 'a/#': a topic to publish to cannot contain the wildcards + or # (only filters can)",
+    ),
+    (
+        "a publication with no event",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"publish","topic":"a"}}}}"#,
+        "states.a.entry.event: an event is a name or an object with a 'type'",
     ),
     (
         "an empty action name",

@@ -59,6 +59,8 @@ fn outbox<
             let t = match o.target {
                 Target::ThisMachine => "<self>".to_string(),
                 Target::Machine(t) => t.to_string(),
+                Target::Topic(t) => format!("<topic {t}>"),
+                Target::Broadcast => "<all>".to_string(),
             };
             (t, o.event.to_string(), o.payload.to_vec())
         })

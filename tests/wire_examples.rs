@@ -8,7 +8,7 @@
 
 use interstate::core::wire::{
     Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry, Reject,
-    RejectCode, Welcome, MAGIC, PROTOCOL_VERSION,
+    RejectCode, TopicStatus, Welcome, MAGIC, PROTOCOL_VERSION,
 };
 use interstate::core::TransportKind;
 
@@ -204,6 +204,48 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 seq: 1,
             }),
             "12 00 00 00 06 07 70 79 2d 65 63 68 6f 01 6d 04 50 4f 4e 47 00 01",
+        ),
+        (
+            Frame::TopicSubscribe {
+                machine: "py-echo",
+                filter: "a/+",
+            },
+            "0d 00 00 00 15 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
+        ),
+        (
+            Frame::TopicUnsubscribe {
+                machine: "py-echo",
+                filter: "a/+",
+            },
+            "0d 00 00 00 16 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
+        ),
+        (
+            Frame::TopicResult {
+                machine: "py-echo",
+                filter: "a/+",
+                status: TopicStatus::TooMany,
+            },
+            "0e 00 00 00 17 07 70 79 2d 65 63 68 6f 03 61 2f 2b 03",
+        ),
+        (Frame::TopicWatch { on: true }, "02 00 00 00 18 01"),
+        (
+            Frame::TopicEntry {
+                machine: "py-echo",
+                filter: "a/+",
+                on: true,
+            },
+            "0e 00 00 00 19 07 70 79 2d 65 63 68 6f 03 61 2f 2b 01",
+        ),
+        (Frame::TopicSnapshotEnd, "01 00 00 00 1a"),
+        (
+            Frame::Deliver(Deliver {
+                from: "m",
+                to: "py-echo",
+                event: "a/1\0HI",
+                payload: b"",
+                seq: 2,
+            }),
+            "14 00 00 00 06 01 6d 07 70 79 2d 65 63 68 6f 06 61 2f 31 00 48 49 00 02",
         ),
     ]
 }

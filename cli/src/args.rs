@@ -147,6 +147,36 @@ pub enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
+    /// Publish an event to a topic: every machine subscribed with a matching filter gets it
+    /// once (fails, naming them, for those it could not reach).
+    Publish {
+        /// The topic (`/`-separated levels, no wildcards), e.g. `plant/1/alarm`.
+        topic: String,
+        /// The event name.
+        event: String,
+        /// The payload, as JSON.
+        #[arg(long)]
+        data: Option<String>,
+        /// Wait (up to 5 s) until at least N machines are subscribed to the topic.
+        #[arg(long, value_name = "N")]
+        wait_for: Option<usize>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print every publication to a topic matching a filter (`+`: one level, `#`: the rest),
+    /// one line each (topic, event, payload), until Ctrl-C.
+    Subscribe {
+        /// The topic filter, e.g. `plant/+/alarm` or `plant/#`.
+        filter: String,
+        /// Print JSON lines ({"topic","event","from","data"}).
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
     /// List the machines registered on the bus.
     Ps {
         /// Print JSON instead of a table.

@@ -222,6 +222,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             data,
             bus,
         } => cmd::bus::send(&bus.args(), &target, &event, data.as_deref()).map(ok),
+        Command::Publish {
+            topic,
+            event,
+            data,
+            wait_for,
+            bus,
+        } => cmd::topics::publish(&bus.args(), &topic, &event, data.as_deref(), wait_for).map(ok),
+        Command::Subscribe {
+            filter,
+            json,
+            count,
+            bus,
+        } => cmd::topics::subscribe(&bus.args(), &filter, json, count).map(ok),
         Command::Ps { json, bus } => cmd::bus::ps(&bus.args(), json).map(ok),
         Command::Buses { json } => cmd::buses::buses(json).map(ok),
         Command::Status {

@@ -89,6 +89,8 @@ fn line(step: usize, input: Value, m: &mut Machine<'static>, b: &mut Recorder) -
         .map(|o| match o.target {
             Target::Machine(to) => json!({"to": to, "event": o.event}),
             Target::ThisMachine => json!({"to": "lamp", "event": o.event}),
+            Target::Topic(t) => json!({"topic": t, "event": o.event}),
+            Target::Broadcast => json!({"broadcast": true, "event": o.event}),
         })
         .collect();
     m.clear_outbox();

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use interstate::bus::{Node, NodeConfig, Role, DELIVERY_ERROR_EVENT};
 use interstate::core::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegistryEntry, MAGIC, PROTOCOL_VERSION,
+    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegistryEntry, TopicStatus, MAGIC,
+    PROTOCOL_VERSION,
 };
 use interstate::core::TransportKind;
 
@@ -219,6 +220,21 @@ fn python_encoder_agrees_with_the_rust_one() {
             reason: FailReason::Reserved,
             detail: "",
         }),
+        Frame::TopicSubscribe {
+            machine: "py",
+            filter: "plant/+/alarm",
+        },
+        Frame::TopicResult {
+            machine: "py",
+            filter: "+",
+            status: TopicStatus::HubFull,
+        },
+        Frame::TopicEntry {
+            machine: "m",
+            filter: "a/#",
+            on: false,
+        },
+        Frame::TopicSnapshotEnd,
     ];
     let script = r#"
 import sys
@@ -233,6 +249,10 @@ frames = [
     DeliveryFailed("a", "b", "E", 7, "TargetStopped", "eventless loop in state 'é'"),
     Stopped("b", "eventless loop in state 'é'"),
     NodeFailure("a", "b", "xstate.x", 300, "Reserved"),
+    TopicSubscribe("py", "plant/+/alarm"),
+    TopicResult("py", "+", "HubFull"),
+    TopicEntry("m", "a/#", False),
+    TopicSnapshotEnd(),
 ]
 for f in frames:
     body = encode_frame(f)
@@ -354,6 +374,76 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
     let out = g.output("echo");
     assert!(
         out.contains("py-echo: STOP from rust-port after 5 replies"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_python_subscriber_gets_each_rust_publication_once() {
+    if !have_python() {
+        return;
+    }
+    let mut g = Guard::new("py-sub");
+    g.start_hub();
+    let script = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+from interstate_client import *
+with Client.connect(bus=sys.argv[2], executable="py-sub") as c:
+    c.register("py-sub")
+    c.subscribe_topic("py-sub", "plant/#")
+    try:
+        c.subscribe_topic("py-sub", "plant/#/x")
+    except RuntimeError as e:
+        print("refused:", e, flush=True)
+    got = 0
+    while got < 2:
+        f = c.recv(timeout=10.0)
+        if f is None:
+            break
+        if isinstance(f, Deliver):
+            topic, event = split_publication(f.event)
+            print(f"{topic} {event} {f.payload.decode()} {f.from_}", flush=True)
+            got += 1
+"#;
+    let py = g.spawn(
+        "sub",
+        Command::new("python3")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg("-c")
+            .arg(script)
+            .arg(python_dir())
+            .arg(g.bus.clone()),
+    );
+    let mut node = g.node();
+    node.open_port("rust-pub").expect("open a port");
+    let subscribed = node
+        .run_until(LIMIT, |n| n.subscribers("plant/1/alarm") == ["py-sub"])
+        .unwrap();
+    assert!(subscribed, "py-sub did not subscribe");
+    for n in 1..=2 {
+        let data = format!("{{\"n\":{n}}}");
+        let reached = node
+            .publish_from_port("rust-pub", "plant/1/alarm", "ALARM", data.as_bytes())
+            .expect("publish");
+        assert_eq!(reached, 1);
+    }
+    let acknowledged = node.run_until(LIMIT, |n| n.unacknowledged() == 0).unwrap();
+    assert!(acknowledged, "py-sub did not acknowledge the publications");
+    let start = Instant::now();
+    while g.children[py].1.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < LIMIT, "py-sub did not end");
+        node.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    let out = g.output("sub");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "refused: the hub refused the subscription to 'plant/#/x': BadFilter",
+            r#"plant/1/alarm ALARM {"n":1} rust-pub"#,
+            r#"plant/1/alarm ALARM {"n":2} rust-pub"#,
+        ],
         "{out}"
     );
 }

@@ -188,10 +188,34 @@ fn bus_verbs_end_quietly_on_a_closed_stdout() {
     assert_eq!(status.code(), Some(0), "monitor{}", bus.dump());
     assert_eq!(bus.err(monitor), Vec::<String>::new(), "monitor's stderr");
 
+    // (Its stderr is read once it has ended: its subscription line shows then.)
+    let sub = spawn_closed(&mut bus, "subscribe", &["subscribe", "x/#"]);
+    let end = Instant::now() + STEP_LIMIT;
+    while bus.try_status(sub).is_none() {
+        assert!(Instant::now() < end, "subscribe did not end{}", bus.dump());
+        let (status, _, err) = bus.run(&["publish", "x/1", "E"]);
+        // It may fail once: the subscriber leaving with the publication unacknowledged.
+        assert!(
+            status.success() || err.contains("not delivered"),
+            "{err}{}",
+            bus.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = bus.wait_exit(sub, STEP_LIMIT);
+    assert_eq!(status.code(), Some(0), "subscribe{}", bus.dump());
+    assert_eq!(
+        bus.err(sub).len(),
+        1,
+        "subscribe's stderr: {:?}",
+        bus.err(sub)
+    );
+
     for args in [
         &["ps"][..],
         &["ps", "--json"],
         &["send", "other", "PING"],
+        &["publish", "x/1", "E"],
         &["status", "other"],
         &["status", "other", "--json"],
         &["status", "other", "--watch"],
@@ -498,6 +522,8 @@ const VERBS: &[&str] = &[
     "status",
     "buses",
     "monitor",
+    "publish",
+    "subscribe",
     "run",
     "up",
     "down",

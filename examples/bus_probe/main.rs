@@ -42,6 +42,11 @@
 //!     {"sent":..,"failed":..,"errors":..,"reasons":{..},"acknowledged":bool,"tally":..,
 //!     "unacknowledged":..}; while waiting, {"waiting":true,...} every second.
 //!
+//! bus_probe subscribers PREFIX K FILTER [--expect N] [--timeout-ms T]
+//!     A node with K ports PREFIX-0.. each subscribed to FILTER; prints {"ready":true} once
+//!     the hub holds every subscription, then per port how many publications arrived, and
+//!     the duplicates (by sender and payload `n`), on SIGTERM or once each has N.
+//!
 //! bus_probe soak-sink ID --log FILE
 //! bus_probe soak-source ID --targets A,B,.. --total N --log FILE [--rate PER_S]
 //!     The soak test's workers (cli/tests/soak.rs): a statechart that appends every event's
@@ -101,6 +106,7 @@ mod raw_script;
 mod sink;
 mod soak;
 mod source;
+mod subscribers;
 
 use args::Args;
 use load::load;
@@ -109,6 +115,7 @@ use raw_script::{raw_flood, raw_script};
 use sink::sink;
 use soak::{soak_sink, soak_source};
 use source::source;
+use subscribers::subscribers;
 
 pub(crate) fn emit(v: Value) {
     let mut out = std::io::stdout().lock();
@@ -150,6 +157,7 @@ fn main() -> ExitCode {
         match cmd.as_str() {
             "sink" => sink(&args),
             "source" => source(&args),
+            "subscribers" => subscribers(&args),
             "hub" => hub(&args),
             "soak-sink" => soak_sink(&args),
             "soak-source" => soak_source(&args),

@@ -16,6 +16,10 @@ does not reconnect or send again. Python 3.8+, standard library only.
         c.send("py-tool", "worker-1", "DO_WORK", b'{"task":1}')
         frame = c.recv(timeout=5.0)      # a Deliver, DeliveryFailed, RegistryEntry, ... or None
 
+Publish/subscribe: `c.subscribe_topic("py-tool", "plant/+/alarm")` has the hub deliver every
+publication to a matching topic to `py-tool`, as a Deliver whose event is `TOPIC\\0EVENT`
+(`split_publication(frame.event)` gives both).
+
 Frames are plain dataclasses named like the protocol's (`Deliver`, `RegisterResult`, ...),
 with their fields in wire order. `encode_frame` and `decode_frame` work on frame bodies (no
 length prefix); `Client` adds and strips the 4-byte little-endian length.
@@ -52,6 +56,7 @@ FAIL_REASONS = [
 ]
 REGISTER_STATUSES = ["Ok", "Taken", "TooMany", "HubFull", "BadId"]
 TRANSPORT_KINDS = ["InProcess", "UnixSocket", "Fifo", "SharedMemory", "Serial"]
+TOPIC_STATUSES = ["Ok", "BadFilter", "NotOwner", "TooMany", "HubFull"]
 
 
 class ProtocolError(Exception):
@@ -332,6 +337,42 @@ class NodeFailure:
 
 
 @dataclass
+class TopicSubscribe:
+    machine: str
+    filter: str
+
+
+@dataclass
+class TopicUnsubscribe:
+    machine: str
+    filter: str
+
+
+@dataclass
+class TopicResult:
+    machine: str
+    filter: str
+    status: str
+
+
+@dataclass
+class TopicWatch:
+    on: bool
+
+
+@dataclass
+class TopicEntry:
+    machine: str
+    filter: str
+    on: bool
+
+
+@dataclass
+class TopicSnapshotEnd:
+    pass
+
+
+@dataclass
 class Unknown:
     """A frame kind this client does not know (from a newer hub): skipped, never sent."""
 
@@ -342,15 +383,24 @@ class Unknown:
 Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
-    Watch, Report, State, Stopped, NodeFailure, Unknown,
+    Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
 FRAME_TYPES = [
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
-    Watch, Report, State, Stopped, NodeFailure,
+    Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
+    TopicWatch, TopicEntry, TopicSnapshotEnd,
 ]
+
+
+def split_publication(event: str) -> Tuple[Optional[str], str]:
+    """A delivered event field as (topic, event): a publication's field is TOPIC, a zero
+    character, EVENT (docs/wire.md, Publish and subscribe); a direct message has no topic."""
+    topic, sep, name = event.partition("\0")
+    return (topic, name) if sep else (None, event)
 
 
 def encode_frame(f: Frame) -> bytes:
@@ -425,6 +475,19 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.from_)
         put_str(out, f.to)
         put_varint(out, f.seq, 64)
+    elif isinstance(f, (TopicSubscribe, TopicUnsubscribe)):
+        put_str(out, f.machine)
+        put_str(out, f.filter)
+    elif isinstance(f, TopicResult):
+        put_str(out, f.machine)
+        put_str(out, f.filter)
+        put_enum(out, TOPIC_STATUSES, f.status)
+    elif isinstance(f, TopicWatch):
+        put_bool(out, f.on)
+    elif isinstance(f, TopicEntry):
+        put_str(out, f.machine)
+        put_str(out, f.filter)
+        put_bool(out, f.on)
     return bytes(out)
 
 
@@ -471,6 +534,16 @@ def decode_frame(body: bytes) -> Frame:
         f = Goodbye(r.str())
     elif t is Ack:
         f = Ack(r.str(), r.str(), r.u64())
+    elif t in (TopicSubscribe, TopicUnsubscribe):
+        f = t(r.str(), r.str())
+    elif t is TopicResult:
+        f = TopicResult(r.str(), r.str(), r.enum(TOPIC_STATUSES))
+    elif t is TopicWatch:
+        f = TopicWatch(r.bool())
+    elif t is TopicEntry:
+        f = TopicEntry(r.str(), r.str(), r.bool())
+    elif t is TopicSnapshotEnd:
+        f = TopicSnapshotEnd()
     else:
         raise ProtocolError(f"frame kind {kind} has no decoder")
     r.end()
@@ -528,6 +601,7 @@ class Client:
         self._rbuf = bytearray()
         self._pending: Deque[Frame] = collections.deque()
         self._results: Dict[str, str] = {}
+        self._topic_results: Dict[Tuple[str, str], str] = {}
         self._pongs: Dict[int, float] = {}
         # Sequence numbers must grow per (sender, receiver) across restarts of a sender too:
         # start from the wall clock in nanoseconds, as the Rust nodes do.
@@ -627,6 +701,28 @@ class Client:
         """Asks for the registry (a snapshot, SnapshotEnd, then updates) and/or monitor copies."""
         self._send_frame(Subscribe(registry, monitor))
 
+    def subscribe_topic(self, machine: str, topic_filter: str, timeout: float = 5.0) -> None:
+        """Subscribes `machine` (registered by this client) to a topic filter (`+` one level,
+        `#` the rest: MQTT's rules). Publications to a matching topic then arrive as Deliver
+        frames whose event is `TOPIC\\0EVENT` (see split_publication). The hub holds it while
+        `machine` is registered: after a reconnect, register and subscribe again. Raises
+        RuntimeError with the hub's status if refused."""
+        key = (machine, topic_filter)
+        self._topic_results.pop(key, None)
+        self._send_frame(TopicSubscribe(machine, topic_filter))
+        deadline = time.monotonic() + timeout
+        while key not in self._topic_results:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer to the subscription of {machine!r} to {topic_filter!r}")
+            self._pump(left)
+        status = self._topic_results.pop(key)
+        if status != "Ok":
+            raise RuntimeError(f"the hub refused the subscription to {topic_filter!r}: {status}")
+
+    def unsubscribe_topic(self, machine: str, topic_filter: str) -> None:
+        self._send_frame(TopicUnsubscribe(machine, topic_filter))
+
     def wait_snapshot(self, timeout: float = 5.0) -> Dict[str, RegistryEntry]:
         """Waits for SnapshotEnd after subscribe(registry=True); returns the registry."""
         deadline = time.monotonic() + timeout
@@ -704,6 +800,9 @@ class Client:
             return False
         if isinstance(f, RegisterResult):
             self._results[f.machine] = f.status
+            return False
+        if isinstance(f, TopicResult):
+            self._topic_results[(f.machine, f.filter)] = f.status
             return False
         if isinstance(f, Deliver):
             key = (f.to, f.from_)

@@ -245,6 +245,7 @@ fn drain(
         let to_me = match o.target {
             Target::ThisMachine => true,
             Target::Machine(t) => t == MACHINE_ID,
+            Target::Topic(_) | Target::Broadcast => false,
         };
         if to_me {
             mine.push((o.event.to_string(), o.payload.to_vec()));

@@ -70,6 +70,28 @@ pub enum Target<'a> {
     ThisMachine,
     /// A machine by id, in this process or another.
     Machine(&'a str),
+    /// A publication to a topic: one message to every machine on the bus subscribed with a
+    /// matching filter (see [`crate::topic`]).
+    Topic(&'a str),
+    /// Every machine on the bus but the sender (an emergency stop).
+    Broadcast,
+}
+
+/// How a publication's target is kept in a machine's outbox and in a chart's strings: this
+/// byte, then the topic (machine ids cannot contain control characters).
+pub const PUBLISH_MARK: u8 = 0x01;
+/// How a broadcast's target is kept: this byte alone.
+pub const BROADCAST_MARK: u8 = 0x02;
+
+impl<'a> Target<'a> {
+    /// The target an outbox (or a chart) keeps as the string `s`.
+    pub fn from_stored(s: &'a str) -> Target<'a> {
+        match s.as_bytes().first() {
+            Some(&PUBLISH_MARK) => Target::Topic(&s[1..]),
+            Some(&BROADCAST_MARK) if s.len() == 1 => Target::Broadcast,
+            _ => Target::Machine(s),
+        }
+    }
 }
 
 /// Which transport a process is reached over.
@@ -213,6 +235,29 @@ impl<'a> ActionContext<'a> {
         let r = self
             .effects
             .send(self.now, target, event, payload, Some(delay));
+        self.count(r)
+    }
+    /// Publishes `event` with `payload` to `topic`, after this step: every machine on the bus
+    /// subscribed with a matching filter receives it once, as if sent to it directly (a
+    /// failure for a subscriber comes back as `xstate.error.delivery` naming it). Fails with
+    /// [`Error::BadTopic`] for a topic with wildcards, empty or too long.
+    pub fn publish(&mut self, topic: &str, event: &str, payload: &[u8]) -> Result<(), Error> {
+        let r = crate::topic::check_topic(topic)
+            .map_err(Error::BadTopic)
+            .and_then(|()| {
+                self.effects
+                    .send(self.now, Target::Topic(topic), event, payload, None)
+            })
+            .map(|_| ());
+        self.count(r)
+    }
+    /// Sends `event` with `payload` to every machine on the bus but this one, after this
+    /// step (an emergency stop).
+    pub fn broadcast(&mut self, event: &str, payload: &[u8]) -> Result<(), Error> {
+        let r = self
+            .effects
+            .send(self.now, Target::Broadcast, event, payload, None)
+            .map(|_| ());
         self.count(r)
     }
     /// Cancels a pending delayed send. Returns whether it was still pending.

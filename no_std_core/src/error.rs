@@ -108,6 +108,8 @@ pub enum Error {
     /// An action tried to send an event in the reserved `xstate.` namespace
     /// ([`crate::wire::RESERVED_EVENT_PREFIX`]), which only the runtime may send.
     ReservedEvent,
+    /// A publication's topic breaks the topic rules ([`crate::topic::check_topic`]).
+    BadTopic(crate::topic::TopicError),
 }
 
 impl fmt::Display for Error {
@@ -158,6 +160,7 @@ impl fmt::Display for Error {
                 f,
                 "events named xstate.* are reserved for the runtime; send an event with another name"
             ),
+            Error::BadTopic(why) => write!(f, "bad topic: {why}"),
         }
     }
 }

@@ -63,6 +63,7 @@ pub mod machine;
 pub mod serial;
 pub mod set;
 pub mod time;
+pub mod topic;
 pub mod wire;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};

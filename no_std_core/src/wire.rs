@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::TransportKind;
 use crate::error::Error;
+pub use crate::topic::TopicStatus;
 
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
@@ -353,13 +354,55 @@ pub enum Frame<'a> {
     /// with no monitor it drops it.
     #[serde(borrow)]
     NodeFailure(DeliveryFailed<'a>),
+    /// Client -> hub: subscribe `machine` (an id the link registered) to the topic filter
+    /// `filter` (see [`crate::topic`]). The hub answers [`Frame::TopicResult`].
+    TopicSubscribe {
+        /// The subscribing machine.
+        machine: &'a str,
+        /// The filter (MQTT's rules).
+        filter: &'a str,
+    },
+    /// Client -> hub: end `machine`'s subscription to `filter`.
+    TopicUnsubscribe {
+        /// The machine.
+        machine: &'a str,
+        /// The filter it subscribed with.
+        filter: &'a str,
+    },
+    /// Hub -> client: the answer to a [`Frame::TopicSubscribe`].
+    TopicResult {
+        /// The machine.
+        machine: &'a str,
+        /// The filter.
+        filter: &'a str,
+        /// Held, or why not.
+        status: TopicStatus,
+    },
+    /// Client -> hub: send me the bus's subscriptions (`on`: a snapshot of
+    /// [`Frame::TopicEntry`]s, [`Frame::TopicSnapshotEnd`], then every change), or stop.
+    /// A publisher fans its publications out to the subscribers it knows of.
+    TopicWatch {
+        /// Start (true) or stop (false).
+        on: bool,
+    },
+    /// Hub -> watching client: a subscription on the bus, held (`on`) or ended (`!on`).
+    TopicEntry {
+        /// The subscribed machine.
+        machine: &'a str,
+        /// Its filter.
+        filter: &'a str,
+        /// Held (true) or ended (false).
+        on: bool,
+    },
+    /// Hub -> watching client: the subscription snapshot is complete; changes follow.
+    TopicSnapshotEnd,
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 22;
+pub const FRAME_KINDS: u8 = 28;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -556,6 +599,12 @@ impl<'a> Frame<'a> {
             Frame::State { .. } => "state",
             Frame::Stopped { .. } => "stopped",
             Frame::NodeFailure(_) => "node-failure",
+            Frame::TopicSubscribe { .. } => "topic-subscribe",
+            Frame::TopicUnsubscribe { .. } => "topic-unsubscribe",
+            Frame::TopicResult { .. } => "topic-result",
+            Frame::TopicWatch { .. } => "topic-watch",
+            Frame::TopicEntry { .. } => "topic-entry",
+            Frame::TopicSnapshotEnd => "topic-snapshot-end",
         }
     }
 }

@@ -63,6 +63,15 @@ pub enum PlatformError {
         /// States the largest hosted machine holds.
         limit: usize,
     },
+    /// A topic subscription was refused.
+    Subscription {
+        /// The subscribing machine or port.
+        machine: String,
+        /// The filter.
+        filter: String,
+        /// Why.
+        problem: String,
+    },
     /// A chart or machine error from the core.
     Core(interstate_core::Error),
     /// An environment variable has a value this layer does not accept.
@@ -135,6 +144,11 @@ impl fmt::Display for PlatformError {
                  sizes machines for at most {limit} states and 1024 history slots: split the \
                  chart, or in Rust build a larger Machine and add it with Node::add_sized_machine"
             ),
+            PlatformError::Subscription {
+                machine,
+                filter,
+                problem,
+            } => write!(f, "cannot subscribe '{machine}' to '{filter}': {problem}"),
             PlatformError::Core(e) => write!(f, "{e}"),
             PlatformError::BadSetting {
                 variable,

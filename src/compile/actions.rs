@@ -74,8 +74,14 @@ impl Compiler {
         };
         let ty = Self::str_param(obj, "type", path)?;
         let builtin = ty.strip_prefix("xstate.").unwrap_or(ty);
-        let reserved =
-            ty.starts_with("xstate.") || matches!(ty, "raise" | "sendTo" | "cancel" | "log");
+        // `publish` and `broadcast` (interstate extensions) are built-ins when they carry
+        // what they need (a topic, an event): otherwise the name stays a user action's, as it
+        // was before they existed.
+        let extension = (ty == "publish" && obj.contains_key("topic"))
+            || (ty == "broadcast" && obj.contains_key("event"));
+        let reserved = extension
+            || ty.starts_with("xstate.")
+            || matches!(ty, "raise" | "sendTo" | "cancel" | "log");
         if !reserved {
             return user(self, ty);
         }
@@ -117,6 +123,30 @@ impl Compiler {
                     None => return err(path, "missing 'id': the send id to cancel"),
                 };
             }
+            "publish" | "broadcast" => {
+                let target = if builtin == "publish" {
+                    let topic = Self::str_param(obj, "topic", path)?;
+                    if let Err(e) = interstate_core::topic::check_topic(topic) {
+                        return err(&join(path, "topic"), format!("bad topic '{topic}': {e}"));
+                    }
+                    format!("{}{topic}", interstate_core::context::PUBLISH_MARK as char)
+                } else {
+                    (interstate_core::context::BROADCAST_MARK as char).to_string()
+                };
+                let (name, data) = Self::event_name_of(
+                    obj.get("event").unwrap_or(&Value::Null),
+                    &join(path, "event"),
+                )?;
+                let data = data.or(obj.get("data"));
+                rec.kind = 3;
+                rec.a = self.intern(&target)?;
+                rec.b = self.intern(name)?;
+                rec.c = id.unwrap_or(NONE);
+                rec.d = match data {
+                    Some(d) => self.intern(&d.to_string())?,
+                    None => NONE,
+                };
+            }
             "sendTo" => {
                 let to = Self::str_param(obj, "to", path)?;
                 let (name, data) = Self::event_name_of(
@@ -146,13 +176,16 @@ impl Compiler {
                 return err(
                     &join(path, "type"),
                     format!(
-                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log)"
+                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log, publish, broadcast)"
                     ),
                 );
             }
         }
         if delay.is_some() && !matches!(rec.kind, 1 | 3) {
-            return err(&join(path, "delay"), "only raise and sendTo take a delay");
+            return err(
+                &join(path, "delay"),
+                "only raise, sendTo, publish and broadcast take a delay",
+            );
         }
         Ok(rec)
     }

@@ -47,6 +47,10 @@ pub struct CompiledChart {
     guard_names: Vec<u8>,
     delay_names: Vec<u8>,
     history_slots: u16,
+    /// The topic filters of the chart's top-level `"subscribe"` (an interstate extension):
+    /// a node subscribes the machine to each when it adds it. Not part of the tables (nor of
+    /// an image).
+    subscriptions: Vec<String>,
 }
 
 impl CompiledChart {
@@ -66,6 +70,11 @@ impl CompiledChart {
             delay_names: &self.delay_names,
             history_slots: self.history_slots,
         }
+    }
+
+    /// The topic filters the chart's top-level `"subscribe"` lists (validated).
+    pub fn subscriptions(&self) -> &[String] {
+        &self.subscriptions
     }
 
     /// The validated chart view. The compiler only produces tables the core accepts.
@@ -96,6 +105,7 @@ impl CompiledChart {
             guard_names: t.guard_names.to_vec(),
             delay_names: t.delay_names.to_vec(),
             history_slots: t.history_slots,
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -169,4 +179,5 @@ struct Compiler {
     targets: Vec<u16>,
     actions: Vec<ActionRecord>,
     history_slots: usize,
+    subscriptions: Vec<String>,
 }

@@ -130,6 +130,7 @@ impl Compiler {
             guard_names,
             delay_names,
             history_slots: self.history_slots as u16,
+            subscriptions: self.subscriptions,
         };
         if let Err(e) = Chart::new(compiled.tables()) {
             return err(

@@ -19,6 +19,7 @@ impl Compiler {
             .and_then(Value::as_str)
             .unwrap_or("(machine)")
             .to_string();
+        self.subscriptions = Self::subscriptions_of(root)?;
         self.collect(root, String::new(), String::new(), root_id, None, 0)?;
         let leaves = self.max_leaves(0);
         if leaves > interstate_core::chart::MAX_ACTIVE_LEAVES {
@@ -28,6 +29,30 @@ impl Compiler {
             self.lay_out(i)?;
         }
         Ok(())
+    }
+
+    /// The root's `"subscribe"`: a filter or a list of them, each checked against MQTT's
+    /// rules (an interstate extension: see `docs/json-format.md`).
+    fn subscriptions_of(root: &Value) -> Result<Vec<String>, CompileError> {
+        let Some(v) = root.get("subscribe") else {
+            return Ok(Vec::new());
+        };
+        let arr = v.is_array();
+        let mut out = Vec::new();
+        for (i, f) in super::json::as_list(v).into_iter().enumerate() {
+            let path = super::json::index_path("subscribe", i, arr);
+            let Some(f) = f.as_str() else {
+                return err(
+                    &path,
+                    "a subscription is a topic filter string, e.g. \"plant/+/alarm\"",
+                );
+            };
+            if let Err(e) = interstate_core::topic::check_filter(f) {
+                return err(&path, format!("bad topic filter '{f}': {e}"));
+            }
+            out.push(f.to_string());
+        }
+        Ok(out)
     }
 
     /// Pass 1: the state tree in document order, with kinds and ids.
@@ -56,7 +81,12 @@ impl Compiler {
             return err(&path, "too many states (at most 65534)");
         }
         for k in obj.keys() {
-            if !STATE_KEYS.contains(&k.as_str()) && !IGNORED_KEYS.contains(&k.as_str()) {
+            // `subscribe` (topic filters) is the machine's, read at the root only.
+            let root_only = depth == 0 && k == "subscribe";
+            if !root_only
+                && !STATE_KEYS.contains(&k.as_str())
+                && !IGNORED_KEYS.contains(&k.as_str())
+            {
                 let hint = suggest(k, STATE_KEYS.iter().copied())
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_default();

@@ -167,7 +167,7 @@ pub(crate) fn drive(chart: Chart<'_>, ops: &[Op], guard_values: &[bool]) -> Resu
             match o.target {
                 Target::ThisMachine => pending.push(o.event.to_string()),
                 Target::Machine(t) if t == MACHINE_ID => pending.push(o.event.to_string()),
-                Target::Machine(_) => {}
+                Target::Machine(_) | Target::Topic(_) | Target::Broadcast => {}
             }
         }
         m.clear_outbox();

@@ -120,6 +120,8 @@ fn delayed_sends_from_actions_fire_and_cancel_cleanly() {
             let to = match o.target {
                 Target::Machine(t) => t.to_string(),
                 Target::ThisMachine => "self".to_string(),
+                Target::Topic(t) => format!("topic {t}"),
+                Target::Broadcast => "all".to_string(),
             };
             (to, o.event.to_string(), o.payload.to_vec())
         })

@@ -19,6 +19,10 @@
 //!   `PONG` and counts `DATA`. Shared memory is measured once per wait strategy (both sides
 //!   use it).
 //! - **hub**: the same two endpoints as clients of a separate `interstate hub` process.
+//! - **pubsub_8**: beside direct, this process (serving the bus) publishes from a port to a
+//!   topic that 8 machines in one peer process subscribe to: its msgs/s are publications per
+//!   second, each delivered to all 8 subscribers (8 messages on the wire each); its round
+//!   trip, a publication out and all 8 answers back.
 //!
 //! Each message crosses the real path: encode, outstanding buffer, link queue, transport,
 //! decode, duplicate check, the machine's step and action, acknowledgement.
@@ -42,6 +46,7 @@ mod node;
 mod options;
 mod peers;
 mod print;
+mod pubsub;
 mod raw;
 mod report;
 mod shm_raw;
@@ -50,6 +55,7 @@ pub use node::{NodeSession, NodeTransport};
 pub use options::{BenchOptions, Kind, Pin, Wait, MAX_PAYLOAD};
 pub use peers::{BenchDir, ChildGuard, Peers, Placement};
 pub use print::print_table;
+pub use pubsub::{PubSubSession, SUBSCRIBERS};
 pub use raw::RawSession;
 pub use report::{loadavg, machine, run, run_with};
 pub use shm_raw::ShmRawSession;
@@ -126,6 +132,14 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         Some("raw") => raw::raw_peer(arg(1, "endpoint")?, payload(2)),
         Some("relay") => raw::relay_peer(arg(1, "endpoint")?, arg(2, "endpoint")?, payload(3)),
         Some("shm") => shm_raw::shm_peer(arg(1, "descriptor")?, payload(2)),
+        Some("pubsub") => pubsub::pubsub_peer(
+            arg(1, "bus")?,
+            arg(2, "dir")?,
+            arg(3, "transport")?,
+            args.get(4)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(SUBSCRIBERS),
+        ),
         Some("node") => node::node_peer(
             arg(1, "bus")?,
             arg(2, "dir")?,

@@ -24,14 +24,14 @@ pub enum NodeTransport {
 }
 
 impl NodeTransport {
-    fn spec(self) -> String {
+    pub(super) fn spec(self) -> String {
         match self {
             NodeTransport::Unix => "unix".into(),
             NodeTransport::Fifo => "fifo".into(),
             NodeTransport::Shm(w) => format!("shm-{}", w.name()),
         }
     }
-    fn from_spec(s: &str) -> Result<NodeTransport, String> {
+    pub(super) fn from_spec(s: &str) -> Result<NodeTransport, String> {
         match s {
             "unix" => Ok(NodeTransport::Unix),
             "fifo" => Ok(NodeTransport::Fifo),
@@ -71,7 +71,7 @@ const ECHO_CHART: &str = r#"{
   }
 }"#;
 
-fn node_config(
+pub(super) fn node_config(
     bus: &str,
     dir: &Path,
     role: Role,

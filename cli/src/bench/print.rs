@@ -59,6 +59,14 @@ pub fn print_table(v: &Value) -> Result<(), String> {
                 f(&q[format!("{name}_throughput_vs_baseline")]),
             )?;
         }
+        for name in run["paths"].as_object().into_iter().flatten().map(|p| p.0) {
+            if let Some(n) = name.strip_prefix("pubsub_") {
+                crate::outln!(
+                    "  {name}: msgs/s are publications per second, each delivered to all {n} \
+                     subscribers (in one peer process); rtt: a publication out, every answer back"
+                )?;
+            }
+        }
         for t in run["targets"].as_array().into_iter().flatten() {
             let met = match t["met"].as_bool() {
                 Some(true) => "met",

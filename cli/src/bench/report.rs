@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{
     measure, round2, BenchDir, BenchOptions, Kind, NodeSession, NodeTransport, PathResult, Peers,
-    RawSession, Session, ShmRawSession, Wait, MAX_PAYLOAD,
+    PubSubSession, RawSession, Session, ShmRawSession, Wait, MAX_PAYLOAD, SUBSCRIBERS,
 };
 
 /// The load averages (1, 5, 15 minutes).
@@ -102,6 +102,9 @@ fn measure_transport(
                 )?))
             });
             add("direct", &mut node(t, false));
+            add(&format!("pubsub_{SUBSCRIBERS}"), &mut || {
+                Ok(Box::new(PubSubSession::start(peers, dir, t, payload)?))
+            });
             if opts.via_hub {
                 add("raw_relay", &mut || {
                     Ok(Box::new(RawSession::start(
@@ -120,6 +123,16 @@ fn measure_transport(
                     &format!("direct_{}", w.name()),
                     &mut node(NodeTransport::Shm(*w), false),
                 );
+            }
+            if let Some(&w) = opts.waits.first() {
+                add(&format!("pubsub_{SUBSCRIBERS}"), &mut || {
+                    Ok(Box::new(PubSubSession::start(
+                        peers,
+                        dir,
+                        NodeTransport::Shm(w),
+                        payload,
+                    )?))
+                });
             }
             if opts.via_hub {
                 // The hub process waits as `INTERSTATE_TRANSPORT=shm` makes it: spin 50 µs.

@@ -326,16 +326,20 @@ pub fn monitor(
             let at = super::status::rfc3339_ms(at_ms);
             let line = match Frame::decode(&body) {
                 Ok(Frame::Deliver(d)) => {
-                    if !filter.shows(d.from, d.to, d.event) {
+                    // A publication's event field is TOPIC \0 EVENT.
+                    let (topic, event) = interstate_core::topic::split_publication(d.event);
+                    if !filter.shows(d.from, d.to, event) {
                         continue;
                     }
                     if as_json {
                         json!({"at": at, "at_ms": at_ms, "from": d.from, "to": d.to,
-                               "event": d.event, "seq": d.seq, "data": payload_json(d.payload)})
+                               "event": event, "topic": topic, "seq": d.seq,
+                               "data": payload_json(d.payload)})
                         .to_string()
                     } else {
                         let data = String::from_utf8_lossy(d.payload);
-                        format!("{at}  {} -> {}  {}  {data}", d.from, d.to, d.event)
+                        let topic = topic.map(|t| format!(" (topic {t})")).unwrap_or_default();
+                        format!("{at}  {} -> {}  {event}{topic}  {data}", d.from, d.to)
                     }
                 }
                 Ok(Frame::DeliveryFailed(f)) => {

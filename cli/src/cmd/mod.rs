@@ -7,6 +7,7 @@ pub mod bus;
 pub mod buses;
 pub mod serial;
 pub mod status;
+pub mod topics;
 
 use std::collections::HashMap;
 use std::io::Read;

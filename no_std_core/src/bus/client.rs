@@ -99,6 +99,9 @@ pub enum Incoming<'f> {
         /// The report (a UTF-8 JSON object).
         report: &'f [u8],
     },
+    /// A publish/subscribe frame ([`Frame::TopicEntry`], [`Frame::TopicSnapshotEnd`],
+    /// [`Frame::TopicResult`]): hand it to the host's [`super::TopicMirror::handle`].
+    Topic(Frame<'f>),
     /// The link is finished: close it (the client has scheduled the reconnect, or has
     /// failed for good). The reason, for the log.
     Close(CloseReason<'f>),
@@ -483,6 +486,10 @@ where
             Frame::Report { machine, on } => Incoming::Report { machine, on },
             Frame::State { machine, report } => Incoming::State { machine, report },
             Frame::Goodbye { reason } => Incoming::Close(CloseReason::Goodbye(reason)),
+            f
+            @ (Frame::TopicEntry { .. } | Frame::TopicSnapshotEnd | Frame::TopicResult { .. }) => {
+                Incoming::Topic(f)
+            }
             _ => Incoming::Nothing,
         }
     }

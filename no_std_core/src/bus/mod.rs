@@ -17,7 +17,9 @@ pub mod client;
 pub mod outstanding;
 pub mod policy;
 pub mod received;
+pub mod topics;
 
 pub use client::{Client, FrameSink, Incoming, SendRefused};
 pub use outstanding::{Mark, NoRoom, Outstanding, Undelivered};
 pub use received::{Accepted, OwnerSlot, PairSlot, Received};
+pub use topics::{SubscribeError, TopicMirror, TopicNews};

@@ -38,15 +38,19 @@
 mod hello;
 mod monitor;
 mod registry;
+mod topics;
 mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
+use topics::Topics;
+pub use topics::SUBSCRIPTIONS_PER_LINK;
 use watch::Watches;
 
 use crate::context::TransportKind;
 use crate::error::Error;
 use crate::time::{Duration, Instant};
+use crate::topic::{Subscription, SubscriptionSlots};
 use crate::wire::is_reserved_event;
 use crate::wire::{
     Deliver, DeliveryFailed, FailReason, Frame, Hello, Reject, RejectCode, Welcome, MAX_STOP_ERROR,
@@ -314,12 +318,20 @@ struct Route {
 }
 
 /// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
-/// watches (a link watching a machine's state) at once.
-pub struct Hub<const L: usize = 64, const M: usize = 1024, const W: usize = 256> {
+/// watches (a link watching a machine's state) at once; `T`: the slots of the topic
+/// subscription table (an array of 64 by default; a host gives a larger one from the heap).
+pub struct Hub<
+    const L: usize = 64,
+    const M: usize = 1024,
+    const W: usize = 256,
+    T: SubscriptionSlots = [Subscription; 64],
+> {
     config: HubConfig,
     links: [Link; L],
     routes: FnvIndexMap<RouteKey, Route, M>,
     watches: Watches<W>,
+    /// Topic subscriptions and the links watching them.
+    topics: Topics<T>,
     /// Machines that stopped on an error and have not been registered since, with the error
     /// that stopped each, newest last (the oldest forgotten when it is full): messages to
     /// them fail as `TargetStopped`, with the error as the report's detail.
@@ -365,7 +377,7 @@ pub fn valid_machine_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
 }
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// A hub with no links but its own (link 0, for the hub's process), named `executable`.
     pub fn new(config: HubConfig, executable: &str) -> Self {
         let mut links = [Link::FREE; L];
@@ -387,6 +399,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             links,
             routes: FnvIndexMap::new(),
             watches: Watches::new(),
+            topics: Topics::new(),
             stopped: Vec::new(),
             stats: HubStats::default(),
             monitors: 0,
@@ -512,6 +525,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
         }
         *l = Link::FREE;
         self.stats.links = self.stats.links.saturating_sub(1);
+        self.topic_link_closed(link);
         let routes = &self.routes;
         self.watches.drop_link(link, &mut |machine| {
             if let Some(owner) = routes.get(machine).map(|r| r.link) {
@@ -693,6 +707,9 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
                 Handled::Done
             }
             Frame::Watch { machine, on } => self.watch(link, machine, on, io),
+            f @ (Frame::TopicSubscribe { .. }
+            | Frame::TopicUnsubscribe { .. }
+            | Frame::TopicWatch { .. }) => self.topic_frame(link, f, io),
             Frame::State { machine, .. } => self.state(link, machine, body, io),
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
@@ -869,7 +886,7 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-        if is_reserved_event(d.event) {
+        if is_reserved_event(crate::topic::split_publication(d.event).1) {
             // Only the runtime makes `xstate.*` events, and it makes them inside the
             // receiving process: one on the wire is forged.
             self.stats.reserved += 1;

@@ -4,12 +4,13 @@
 //! for is dropped and counted.
 
 use super::{Hub, HubIo, LinkId, LinkState, LOCAL_LINK};
+use crate::topic::SubscriptionSlots;
 use crate::wire::{DeliveryFailed, Frame};
 
 /// The largest failure report copied to monitors (its ids and event name included).
 const FAILURE_COPY: usize = 512;
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// Copies a frame body that came from (or was answered to) `link` to every monitor.
     pub(super) fn copy_to_monitors(&mut self, link: LinkId, body: &[u8], io: &mut dyn HubIo) {
         let at_ms = self.config.epoch_unix_ms + self.now.as_millis();

@@ -1,6 +1,7 @@
 //! The hub's registry: registering and unregistering machine ids, and telling registry
 //! subscribers.
 
+use crate::topic::SubscriptionSlots;
 use heapless::Vec;
 
 use super::{
@@ -11,7 +12,7 @@ use crate::context::TransportKind;
 use crate::time::Instant;
 use crate::wire::{cut_at_char, Frame, RegisterStatus, RegistryEntry, MAX_STOP_ERROR};
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     pub(super) fn entry<'a>(&'a self, machine: &'a str, r: Route) -> RegistryEntry<'a> {
         let l = &self.links[r.link as usize];
         RegistryEntry {
@@ -29,6 +30,8 @@ impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
     }
 
     pub(super) fn broadcast_removed(&mut self, machine: &str, io: &mut dyn HubIo) {
+        // Its topic subscriptions end with it.
+        self.drop_subscriptions(machine, io);
         for i in 0..L {
             let subscribed = self.links[i].registry && self.links[i].state == LinkState::Ready;
             if subscribed

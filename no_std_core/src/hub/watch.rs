@@ -3,6 +3,7 @@
 //! ([`crate::wire::Frame::Report`]) while the machine has at least one watcher, and tells it
 //! to stop when the last one goes, so that an unwatched machine costs its node nothing.
 
+use crate::topic::SubscriptionSlots;
 use heapless::Vec;
 
 use super::{
@@ -93,7 +94,7 @@ impl<const N: usize> Watches<N> {
     }
 }
 
-impl<const L: usize, const M: usize, const W: usize> Hub<L, M, W> {
+impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// A watch request from `link` (see [`Frame::Watch`]).
     pub(super) fn watch(
         &mut self,

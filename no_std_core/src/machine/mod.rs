@@ -415,7 +415,7 @@ impl<
         Outgoing {
             target: match m.target {
                 None => Target::ThisMachine,
-                Some(b) => Target::Machine(s(b)),
+                Some(b) => Target::from_stored(s(b)),
             },
             event: s(m.event),
             payload: Io::<O, T, B>::bytes_in(self.chart, m.payload, &self.io.out_bytes),

@@ -305,6 +305,19 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
             let target = match target {
                 Target::ThisMachine => None,
                 Target::Machine(t) => Some(push_bytes(bytes, used, t.as_bytes())?),
+                Target::Topic(t) => {
+                    // The mark, then the topic, in one stretch of the arena.
+                    let off = *used as u16;
+                    push_bytes(bytes, used, &[crate::context::PUBLISH_MARK])?;
+                    push_bytes(bytes, used, t.as_bytes())?;
+                    Some(Bytes::Arena {
+                        off,
+                        len: (1 + t.len()) as u16,
+                    })
+                }
+                Target::Broadcast => {
+                    Some(push_bytes(bytes, used, &[crate::context::BROADCAST_MARK])?)
+                }
             };
             let event = push_bytes(bytes, used, event.as_bytes())?;
             let n = encode(&mut bytes[*used..]).ok_or(Error::PayloadSpaceFull { capacity: B })?;

@@ -69,7 +69,7 @@ impl Sim {
             self.connect(p);
         }
         let pr = self.procs[p].as_mut().expect("live");
-        turn.moved |= pump(p, pr, now, &mut self.conns, &mut self.rec);
+        turn.moved |= pump(p, pr, now, &mut self.conns, &mut self.rec, &mut self.next_n);
         turn.moved
     }
 
@@ -254,8 +254,12 @@ fn host(
         | Incoming::Monitored(_)
         | Incoming::Report { .. }
         | Incoming::State { .. } => {}
+        Incoming::Topic(f) => {
+            pr.topics.handle(&f);
+        }
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
+            pr.topics.on_ready(&mut *sink);
             rec.readies.push((p, pr.incarnation, now));
             // Back after a long absence: what it had written before fails, not confirmed.
             let mut failed = Vec::new();
@@ -328,6 +332,15 @@ fn host(
             status,
             change,
         } => match change {
+            _ if status == interstate_core::wire::RegisterStatus::Ok
+                && change != RegistrationChange::HeldElsewhere =>
+            {
+                // Its subscriptions are asked for with its registration, as a node does.
+                pr.topics.registered(machine, &mut *sink);
+                if change == RegistrationChange::Regained {
+                    rec.notes.push(Note::Regained(p, machine.into()));
+                }
+            }
             RegistrationChange::None => {}
             RegistrationChange::Regained => rec.notes.push(Note::Regained(p, machine.into())),
             RegistrationChange::HeldElsewhere => {
@@ -367,6 +380,66 @@ fn host(
     }
 }
 
+/// Fans the publication at the head of `pr`'s outbox out to the subscribers its copy of the
+/// table names, from slot `pr.fanout` on (`platform/src/node/topics.rs` `fan_out`). True
+/// when every subscriber has it; false when backpressure stopped it (it resumes there).
+fn fan_out(
+    p: usize,
+    pr: &mut Process,
+    now: Instant,
+    rec: &mut super::Records,
+    next_n: &mut u64,
+    from: &str,
+    topic: &str,
+) -> bool {
+    let seq = match pr.seqs.iter().find(|(id, _)| *id == from) {
+        Some(s) => s.1,
+        None => pr.base,
+    };
+    while let Some((slot, to)) = pr.topics.table().next_subscriber(topic, pr.fanout) {
+        let to = to.to_string();
+        let n = *next_n;
+        let event = format!("{topic}\0E{n}");
+        let d = Deliver {
+            from,
+            to: &to,
+            event: &event,
+            payload: &n.to_le_bytes(),
+            seq,
+        };
+        let direct = match pr.client.send(&d, pr.max_frame) {
+            Ok(()) => None,
+            Err(SendRefused::Full) => return false,
+            Err(SendRefused::Failed(reason)) => Some(reason),
+        };
+        *next_n += 1;
+        pr.fanout = slot + 1;
+        rec.sent.push(Sent {
+            n,
+            at: now,
+            proc: p,
+            incarnation: pr.incarnation,
+            from: from.to_string(),
+            to: to.clone(),
+            seq,
+        });
+        if let Some(reason) = direct {
+            rec.failed.push(Failure {
+                n,
+                at: now,
+                proc: p,
+                incarnation: pr.incarnation,
+                from: from.to_string(),
+                to,
+                seq,
+                reason,
+            });
+        }
+    }
+    pr.fanout = 0;
+    true
+}
+
 /// The application's outbox into the client, then transmission and acknowledgements
 /// (`platform/src/node/hosting.rs` `pump`). Returns whether anything moved.
 fn pump(
@@ -375,9 +448,27 @@ fn pump(
     now: Instant,
     conns: &mut [super::Conn],
     rec: &mut super::Records,
+    next_n: &mut u64,
 ) -> bool {
     let mut moved = false;
     while let Some((from, to, n)) = pr.outbox.front().cloned() {
+        if let Some(topic) = to.strip_prefix('\u{1}') {
+            // A publication: one message per subscriber, from where backpressure stopped.
+            let before = rec.sent.len();
+            let done = fan_out(p, pr, now, rec, next_n, &from, topic);
+            moved |= rec.sent.len() != before;
+            match done {
+                true => {
+                    pr.outbox.pop_front();
+                    for s in pr.seqs.iter_mut().filter(|(id, _)| *id == from) {
+                        s.1 += 1;
+                    }
+                    moved = true;
+                    continue;
+                }
+                false => break,
+            }
+        }
         let seq = match pr.seqs.iter().find(|(id, _)| *id == from) {
             Some(s) => s.1,
             None => {

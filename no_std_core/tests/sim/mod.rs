@@ -26,6 +26,13 @@
 //!
 //! Every message the application sends carries a number `n` (its event is `E<n>`), so the
 //! records of what was sent, delivered and reported failed can be matched afterwards.
+//!
+//! A process's application can also subscribe its ids to topic filters ([`Sim::subscribe`],
+//! kept across restarts, asked for again with each registration as a node does) and
+//! publish ([`Sim::publish`]): the host fans a publication out from its copy of the hub's
+//! subscription table, one message per subscriber with one sequence number, as a node's
+//! `topics` does; each copy gets its own number `n` (its event is `TOPIC\0E<n>`), so the
+//! same checks hold for each (publisher, subscriber) pair.
 
 // Each test file uses part of this module.
 #![allow(dead_code)]
@@ -33,9 +40,10 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use interstate_core::bus::client::{Client, FrameSink};
-use interstate_core::bus::{OwnerSlot, PairSlot};
+use interstate_core::bus::{OwnerSlot, PairSlot, TopicMirror};
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::topic::Subscription;
 use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
 
@@ -47,6 +55,8 @@ pub const HUB_IDS: usize = 64;
 
 pub type SimClient = Client<Vec<u8>, Vec<PairSlot>, Vec<OwnerSlot>, 16>;
 pub type SimHub = Hub<HUB_LINKS, HUB_IDS>;
+/// A process's copy of the subscription table and its own subscriptions.
+pub type SimTopics = TopicMirror<Vec<Subscription>, Vec<Subscription>>;
 
 /// Sizes and timings of a simulated bus.
 #[derive(Clone, Debug)]
@@ -161,7 +171,8 @@ pub struct Records {
 }
 
 fn event_number(event: &str) -> u64 {
-    event
+    interstate_core::topic::split_publication(event)
+        .1
         .strip_prefix('E')
         .and_then(|n| n.parse().ok())
         .unwrap_or(u64::MAX)
@@ -297,6 +308,10 @@ pub struct Process {
     /// `Node::send_from_port` does while it blocks).
     pub ack_unread_when_blocked: bool,
     max_frame: u32,
+    /// The bus's subscriptions as this process knows them, and its own.
+    pub topics: SimTopics,
+    /// The next subscription slot the publication at the head of the outbox goes to.
+    fanout: usize,
 }
 
 impl Process {
@@ -320,6 +335,8 @@ pub struct Sim {
     /// Per process: its connections' delay, when not the configured one.
     delays: Vec<Option<Duration>>,
     next_n: u64,
+    /// Subscriptions each process's application makes when it starts: (process, id, filter).
+    subs: Vec<(usize, String, String)>,
     pub rec: Records,
 }
 
@@ -338,6 +355,7 @@ impl Sim {
             delays: Vec::new(),
             next_n: 0,
             rec: Records::default(),
+            subs: Vec::new(),
         }
     }
 
@@ -395,7 +413,47 @@ impl Sim {
             frozen: false,
             ack_unread_when_blocked: false,
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
+            topics: TopicMirror::new(vec![Subscription::EMPTY; 64], vec![Subscription::EMPTY; 16]),
+            fanout: 0,
         });
+        let pr = self.procs[p].as_mut().expect("just started");
+        for (_, id, filter) in self.subs.iter().filter(|s| s.0 == p) {
+            // Asked for once the hub has registered the id.
+            pr.topics
+                .subscribe(id, filter, false, &mut none)
+                .expect("a valid filter, room");
+        }
+    }
+
+    /// Process `p`'s application subscribes its id `id` to `filter` (now, and whenever the
+    /// process is restarted).
+    pub fn subscribe(&mut self, p: usize, id: &str, filter: &str) {
+        self.subs.push((p, id.to_string(), filter.to_string()));
+        let now = self.now;
+        let Some(pr) = self.procs[p].as_mut() else {
+            return;
+        };
+        let registered = pr.client.registration(id)
+            == Some(interstate_core::bus::policy::Registration::Registered);
+        let conn = pr.conn.map(|c| &mut self.conns[c]);
+        let mut sink = Sink { conn, now };
+        pr.topics
+            .subscribe(id, filter, registered, &mut sink)
+            .expect("a valid filter, room");
+    }
+
+    /// The application of process `p` publishes from its id `from` to `topic`. `None` when
+    /// the process is dead or its outbox full.
+    pub fn publish(&mut self, p: usize, from: &str, topic: &str) -> Option<()> {
+        let cap = self.config.outbox;
+        let pr = self.procs[p].as_mut()?;
+        if pr.outbox.len() >= cap {
+            return None;
+        }
+        // (Numbered per subscriber when it is fanned out.)
+        pr.outbox
+            .push_back((from.to_string(), format!("\u{1}{topic}"), u64::MAX));
+        Some(())
     }
 
     pub fn proc(&self, p: usize) -> &Process {

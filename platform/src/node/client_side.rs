@@ -38,6 +38,8 @@ pub(super) struct ClientSide {
     pub(super) blocked_since: Option<Instant>,
     /// The process of the hub this client was last welcomed by (for a takeover's log line).
     pub(super) hub_pid: Option<u32>,
+    /// The bus's topic subscriptions (to fan publications out from) and this process's own.
+    pub(super) topics: Box<super::topics::Mirror>,
 }
 
 /// The link to the hub as the core client writes to it (frames are dropped while there is
@@ -96,6 +98,7 @@ impl Node {
             path: path.into(),
             blocked_since: None,
             hub_pid: None,
+            topics: super::topics::mirror(),
         }
     }
 
@@ -296,6 +299,7 @@ impl Node {
                     Incoming::Nothing => {}
                     Incoming::Ready { max_frame } => {
                         ready = true;
+                        c.topics.on_ready(&mut sink);
                         if let Some(conn) = c.conn.as_mut() {
                             conn.set_max_frame(max_frame);
                         }
@@ -341,6 +345,15 @@ impl Node {
                         status,
                         change,
                     } => match change {
+                        _ if status == RegisterStatus::Ok
+                            && !matches!(change, RegistrationChange::HeldElsewhere) =>
+                        {
+                            // Its subscriptions are asked for (again) with its registration.
+                            c.topics.registered(machine, &mut sink);
+                            if let RegistrationChange::Regained = change {
+                                deferred.logs.push(format!("registered '{machine}' again"))
+                            }
+                        }
                         RegistrationChange::None => {}
                         RegistrationChange::Regained => {
                             deferred.logs.push(format!("registered '{machine}' again"))
@@ -380,6 +393,7 @@ impl Node {
                     Incoming::Report { machine, on } => {
                         self.local.report_requested(machine, on, &mut deferred)
                     }
+                    Incoming::Topic(f) => super::topics::news(c.topics.handle(&f), &mut deferred),
                     Incoming::State { machine, report } => {
                         if self.state_reports.len() < 4096 {
                             self.state_reports.push_back((

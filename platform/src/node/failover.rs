@@ -221,6 +221,12 @@ impl Node {
         h.handover = Some(Handover::new(now));
         // The hub this process knew, else the last one the lock file names.
         let previous = c.hub_pid.or(h.lock.as_ref().and_then(|l| l.previous));
+        // Its machines' subscriptions are held by the new hub, this process.
+        let subscriptions: Vec<(String, String)> = c
+            .topics
+            .mine()
+            .map(|(m, f)| (m.to_string(), f.to_string()))
+            .collect();
         self.side = Side::Hub(Box::new(h));
         // The registry copy starts from this process's own ids; the others come back as
         // their processes reconnect.
@@ -249,6 +255,16 @@ impl Node {
                         .logs
                         .push(format!("could not register '{id}' with the new hub"));
                 }
+            }
+            for (machine, filter) in &subscriptions {
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    &mut deferred,
+                );
+                h.hub.subscribe_local(machine, filter, &mut io);
             }
         }
         let previous = previous.map_or_else(|| "unknown".to_string(), |p| p.to_string());

@@ -126,6 +126,7 @@ impl Node {
             stopped: false,
             watched: false,
             events: Default::default(),
+            fanout: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
@@ -233,7 +234,7 @@ impl Node {
     }
 
     /// Acknowledges every message waiting in a port's queue (see `send_from_port`).
-    fn acknowledge_queued(&mut self) {
+    pub(super) fn acknowledge_queued(&mut self) {
         let received = self.side.received_mut();
         for q in self.local.ports.values() {
             for m in q.iter().filter(|m| m.seq != 0) {
@@ -243,7 +244,7 @@ impl Node {
     }
 
     /// The next sequence number of a port's sends (one lookup once the port has sent).
-    fn next_port_seq(&mut self, port: &str) -> Result<u64, PlatformError> {
+    pub(super) fn next_port_seq(&mut self, port: &str) -> Result<u64, PlatformError> {
         let seq = match self.local.port_seq.get_mut(port) {
             Some(s) => s,
             None if self.local.ports.contains_key(port) => self
@@ -438,6 +439,8 @@ impl Node {
             Side::Client(c) => {
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 c.client.stopped(id, &told, &mut sink);
+                // Its subscriptions end with it (the hub drops them as it unregisters).
+                c.topics.forget(id);
             }
         }
     }
@@ -615,6 +618,18 @@ impl Node {
                     let to = match m.target {
                         Target::ThisMachine => h.id.as_str(),
                         Target::Machine(t) => t,
+                        Target::Topic(_) | Target::Broadcast => {
+                            // One message per receiver (see `topics`).
+                            match self.fan_out(i, done, now, &mut buf, &mut deferred) {
+                                Routed::Sent => {
+                                    self.local.machines[i].seq += 1;
+                                    done += 1;
+                                    moved = true;
+                                    continue;
+                                }
+                                Routed::Full => break,
+                            }
+                        }
                     };
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
@@ -704,7 +719,12 @@ impl Node {
 
     /// `now`: the time, or `None` to read the clock only if a local machine takes a step
     /// (a message to another process needs none fresh: the loop turn's will do).
-    fn route(&mut self, now: Option<Instant>, d: Deliver<'_>, deferred: &mut Deferred) -> Routed {
+    pub(super) fn route(
+        &mut self,
+        now: Option<Instant>,
+        d: Deliver<'_>,
+        deferred: &mut Deferred,
+    ) -> Routed {
         if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());

@@ -65,7 +65,7 @@ pub(super) struct HubSide {
     pub(super) shm_listener: Option<(UnixListener, PathBuf)>,
     /// Where clients announce FIFO pairs (`<bus>.fifo`).
     pub(super) fifo: Option<crate::transport::fifo::RequestFifo>,
-    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES>>,
+    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES, super::topics::HubSlots>>,
     pub(super) links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
     pub(super) path: Option<PathBuf>,

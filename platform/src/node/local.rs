@@ -2,6 +2,7 @@
 //! copy, watches and counters; delivering to them, and the follow-up work (`Deferred`) calls
 //! leave behind.
 
+use interstate_core::topic::split_publication;
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -37,6 +38,8 @@ pub(super) struct Hosted {
     pub(super) watched: bool,
     /// Its last event names.
     pub(super) events: LastEvents,
+    /// Where its publication or broadcast fan-out stands (see `topics`).
+    pub(super) fanout: super::topics::FanOut,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -198,10 +201,12 @@ impl Local {
             return true;
         }
         if let Some(q) = self.ports.get_mut(to) {
+            let (topic, event) = split_publication(event);
             q.push_back(PortMessage {
                 port: to.to_string(),
                 from: from.to_string(),
                 event: event.to_string(),
+                topic: topic.map(str::to_string),
                 payload: payload.to_vec(),
                 seq: 0,
             });
@@ -219,6 +224,8 @@ impl Local {
         payload: &[u8],
         deferred: &mut Deferred,
     ) {
+        // A publication's machine sees its event; the topic chose it as a receiver.
+        let event = split_publication(event).1;
         let h = &mut self.machines[i];
         h.events.push(event);
         if let Err(e) = h.machine.send(
@@ -276,10 +283,12 @@ impl Local {
         if let Some(i) = machine {
             self.step(i, now, d.event, d.payload, deferred);
         } else if let Some(q) = self.ports.get_mut(d.to) {
+            let (topic, event) = split_publication(d.event);
             q.push_back(PortMessage {
                 port: d.to.to_string(),
                 from: d.from.to_string(),
-                event: d.event.to_string(),
+                event: event.to_string(),
+                topic: topic.map(str::to_string),
                 payload: d.payload.to_vec(),
                 seq: d.seq,
             });

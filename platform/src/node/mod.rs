@@ -32,6 +32,7 @@ mod machines;
 mod monitor;
 mod payload;
 mod status;
+mod topics;
 
 use client_side::ClientSide;
 pub use hub_side::shm_socket_path;
@@ -40,6 +41,7 @@ use local::Local;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
 pub use payload::delivery_error_payload;
 pub use payload::ThisProcess;
+pub use topics::{NODE_SUBSCRIPTIONS, NODE_TOPIC_COPY};
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -288,6 +290,9 @@ pub struct PortMessage {
     pub from: String,
     /// The event name.
     pub event: String,
+    /// The topic, for a publication (see [`Node::subscribe`]); `None` for a message sent to
+    /// the port directly (or a broadcast).
+    pub topic: Option<String>,
     /// The payload.
     pub payload: Vec<u8>,
     /// The sender's sequence number for it (0 for a message from this process).

@@ -28,6 +28,9 @@ pub(super) fn json_string(s: &str) -> String {
 /// `{"to":"lamp","event":"TOGGLE","seq":7,"reason":"target-gone","message":"..."}`, or
 /// `{..,"reason":"target-stopped","message":"...","detail":"eventless loop in ..."}`.
 ///
+/// A publication's failure (for one subscriber, its `to`) also names the topic:
+/// `{"to":"panel","event":"ALARM","topic":"plant/1/alarm","seq":7,...}`.
+///
 /// The one place this payload is made: a node reporting its own machines' and ports'
 /// failures, and the serial bridge reporting what its device cannot receive.
 pub fn delivery_error_payload(
@@ -37,13 +40,17 @@ pub fn delivery_error_payload(
     reason: FailReason,
     detail: &str,
 ) -> Vec<u8> {
+    let (topic, event) = interstate_core::topic::split_publication(event);
+    let topic = topic
+        .map(|t| format!(",\"topic\":{}", json_string(t)))
+        .unwrap_or_default();
     let detail = if detail.is_empty() {
         String::new()
     } else {
         format!(",\"detail\":{}", json_string(detail))
     };
     format!(
-        "{{\"to\":{},\"event\":{},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}{detail}}}",
+        "{{\"to\":{},\"event\":{}{topic},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}{detail}}}",
         json_string(to),
         json_string(event),
         reason_code(reason),
@@ -131,6 +138,15 @@ mod tests {
         assert_eq!(
             payload("a\"b\\c", "E\n\t\u{1}\u{1f}é", 42, FailReason::TargetGone),
             "{\"to\":\"a\\\"b\\\\c\",\"event\":\"E\\u000a\\u0009\\u0001\\u001fé\",\"seq\":42,\
+             \"reason\":\"target-gone\",\"message\":\"the target's process went away\"}"
+        );
+    }
+
+    #[test]
+    fn a_publications_failure_names_the_event_and_the_topic_apart() {
+        assert_eq!(
+            payload("panel", "plant/1/alarm\0ALARM", 7, FailReason::TargetGone),
+            "{\"to\":\"panel\",\"event\":\"ALARM\",\"topic\":\"plant/1/alarm\",\"seq\":7,\
              \"reason\":\"target-gone\",\"message\":\"the target's process went away\"}"
         );
     }
