@@ -210,14 +210,14 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 machine: "py-echo",
                 filter: "a/+",
             },
-            "0d 00 00 00 15 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
+            "0d 00 00 00 16 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
         ),
         (
             Frame::TopicUnsubscribe {
                 machine: "py-echo",
                 filter: "a/+",
             },
-            "0d 00 00 00 16 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
+            "0d 00 00 00 17 07 70 79 2d 65 63 68 6f 03 61 2f 2b",
         ),
         (
             Frame::TopicResult {
@@ -225,18 +225,18 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 filter: "a/+",
                 status: TopicStatus::TooMany,
             },
-            "0e 00 00 00 17 07 70 79 2d 65 63 68 6f 03 61 2f 2b 03",
+            "0e 00 00 00 18 07 70 79 2d 65 63 68 6f 03 61 2f 2b 03",
         ),
-        (Frame::TopicWatch { on: true }, "02 00 00 00 18 01"),
+        (Frame::TopicWatch { on: true }, "02 00 00 00 19 01"),
         (
             Frame::TopicEntry {
                 machine: "py-echo",
                 filter: "a/+",
                 on: true,
             },
-            "0e 00 00 00 19 07 70 79 2d 65 63 68 6f 03 61 2f 2b 01",
+            "0e 00 00 00 1a 07 70 79 2d 65 63 68 6f 03 61 2f 2b 01",
         ),
-        (Frame::TopicSnapshotEnd, "01 00 00 00 1a"),
+        (Frame::TopicSnapshotEnd, "01 00 00 00 1b"),
         (
             Frame::Deliver(Deliver {
                 from: "m",
