@@ -427,6 +427,43 @@ impl<'a> Chart<'a> {
         &self.t
     }
 
+    /// A 64-bit hash (FNV-1a) of every table: two charts with the same fingerprint have the
+    /// same tables, for all practical purposes. A machine snapshot records it, so that a
+    /// snapshot of another chart, or of another revision of one, is refused on restore.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            // Each table's length first, so that moving bytes between tables changes it.
+            for &b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        let t = &self.t;
+        for table in [
+            t.strings.as_bytes(),
+            t.names,
+            t.states,
+            t.transitions,
+            t.targets,
+            t.actions,
+            t.events,
+            t.event_index,
+            t.action_names,
+            t.guard_names,
+            t.delay_names,
+            &t.history_slots.to_le_bytes(),
+        ] {
+            eat(table);
+        }
+        h
+    }
+
+    /// Number of strings in the string table.
+    pub fn string_count(&self) -> usize {
+        self.t.names.len() / NameRecord::SIZE
+    }
+
     /// Number of states, history states included.
     #[inline]
     pub fn state_count(&self) -> usize {

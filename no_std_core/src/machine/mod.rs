@@ -24,18 +24,23 @@
 //! - `select`: which transitions an event or the eventless scan enables, and their conflicts;
 //! - `exit_entry`: transition domains, exit and entry sets, history;
 //! - `actions`: running a state's or a transition's actions, built-in and the host's;
-//! - `json`: the state value as JSON ([`Machine::write_value`]).
+//! - `json`: the state value as JSON ([`Machine::write_value`]);
+//! - `context_store`: the machine's context (typed or JSON) and what actions and guards
+//!   reach of it;
+//! - `snapshot`: [`Machine::snapshot`] and [`Machine::restore`].
 
 mod actions;
 mod context_store;
 mod exit_entry;
 mod json;
 mod select;
+mod snapshot;
 mod step;
 mod store;
 mod view;
 
 pub use context_store::ContextFormat;
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub(crate) use context_store::{ContextRef, ContextView};
 
 use heapless::{Deque, Vec};
