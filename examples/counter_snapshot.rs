@@ -69,7 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut machine: Machine<'_> = Machine::new(chart, "counter")?;
     machine.start(Instant::ZERO, &mut b)?;
     for key in [b'a', b'b', b'c'] {
-        machine.send(Instant::ZERO, Event::new("KEY").with_payload(&[key]), &mut b)?;
+        machine.send(
+            Instant::ZERO,
+            Event::new("KEY").with_payload(&[key]),
+            &mut b,
+        )?;
     }
     machine.send(Instant::from_millis(1000), Event::new("PAUSE"), &mut b)?;
     println!("original: {:?}", machine.context::<Tally>()?);
@@ -85,11 +89,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     restored.restore(later, &buf[..n])?;
     let mut b2 = behaviors()?;
     println!("restored: {:?}", restored.context::<Tally>()?);
-    let due = restored.poll_timeout().map(|t| t.as_millis() - later.as_millis());
-    println!("restored: the pause timer is due in {} ms", due.unwrap_or(0));
+    let due = restored
+        .poll_timeout()
+        .map(|t| t.as_millis() - later.as_millis());
+    println!(
+        "restored: the pause timer is due in {} ms",
+        due.unwrap_or(0)
+    );
     restored.handle_timeout(later + interstate::Duration::from_millis(3000), &mut b2)?;
     restored.send(later, Event::new("KEY").with_payload(b"d"), &mut b2)?;
-    println!("restored, after the pause and one more key: {:?}", restored.context::<Tally>()?);
+    println!(
+        "restored, after the pause and one more key: {:?}",
+        restored.context::<Tally>()?
+    );
 
     // ----- part 2: a JSON context --------------------------------------------------------------
     let compiled = interstate::compile_str(JSON_COUNTER)?;
@@ -97,7 +109,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     json.start(Instant::ZERO, &mut NoBehavior)?;
     for key in ["x", "y", "z", "w"] {
         let data = format!("{{\"key\":\"{key}\"}}");
-        json.send(Instant::ZERO, Event::new("KEY").with_payload(data.as_bytes()), &mut NoBehavior)?;
+        json.send(
+            Instant::ZERO,
+            Event::new("KEY").with_payload(data.as_bytes()),
+            &mut NoBehavior,
+        )?;
     }
     // The guard stopped counting at 3: the fourth key changed nothing.
     println!("json context: {}", json.context_json().unwrap_or("none"));
@@ -105,7 +121,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = json.snapshot(Instant::ZERO, &mut buf)?;
     let mut back: Machine<'_, 2, 4, 4, 2, 4, 40, 64> = Machine::new(compiled.chart(), "counter")?;
     back.restore(Instant::ZERO, &buf[..n])?;
-    println!("json context restored: {}", back.context_json().unwrap_or("none"));
+    println!(
+        "json context restored: {}",
+        back.context_json().unwrap_or("none")
+    );
 
     // Another revision of the chart (the limit raised to 5) refuses the snapshot.
     let revised = interstate::compile_str(&JSON_COUNTER.replace("\"value\": 3", "\"value\": 5"))?;

@@ -161,7 +161,9 @@ fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
             let key = key.trim_matches('"');
             match op {
                 AssignOp::Set => format!("assign {key} = {operand}"),
-                AssignOp::FromEvent => format!("assign {key} = event.{}", operand.trim_matches('"')),
+                AssignOp::FromEvent => {
+                    format!("assign {key} = event.{}", operand.trim_matches('"'))
+                }
                 AssignOp::Add => format!("assign {key} += {operand}"),
             }
         }

@@ -68,13 +68,7 @@ const CASES: &[Case] = &[
     Case {
         name: "parallel_regions",
         chart: r#"{"id":"p","context":{"a":0,"b":0,"s":"x"},"type":"parallel","states":{"r1":{"initial":"i","states":{"i":{"on":{"T":{"target":"j","actions":{"type":"assign","assignment":{"a":{"$add":1},"s":"r1"}}}}},"j":{"on":{"T":{"guard":{"type":"context","key":"b","op":">=","value":1},"target":"i"}}}}},"r2":{"initial":"i","states":{"i":{"on":{"T":{"target":"j","actions":{"type":"assign","assignment":{"b":{"$add":-0.25},"s":"r2"}}}}},"j":{"entry":{"type":"assign","assignment":{"b":{"$add":2}}},"on":{"U":{"guard":{"type":"context","key":"s","value":"r2"},"target":"i"}}}}}}}"#,
-        inputs: &[
-            r#"T"#,
-            r#"U"#,
-            r#"T"#,
-            r#"T"#,
-            r#"U"#,
-        ],
+        inputs: &[r#"T"#, r#"U"#, r#"T"#, r#"T"#, r#"U"#],
         expected: &[
             r#"{"step":0,"value":{"r1":"i","r2":"i"},"actions":[],"done":false,"context":{"a":0,"b":0,"s":"x"}}"#,
             r#"{"step":1,"value":{"r1":"j","r2":"j"},"actions":[],"done":false,"context":{"a":1,"b":1.75,"s":"r2"}}"#,
@@ -121,7 +115,10 @@ fn json_context_matches_xstate() {
         assert_eq!(got.len(), expected.len(), "{}: trace length", case.name);
         for (g, e) in got.iter().zip(&expected) {
             if g != e {
-                failures.push(format!("{}:\n  interstate {g}\n  xstate     {e}", case.name));
+                failures.push(format!(
+                    "{}:\n  interstate {g}\n  xstate     {e}",
+                    case.name
+                ));
             }
         }
     }

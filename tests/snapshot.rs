@@ -42,8 +42,12 @@ fn json_context_assign_guard_and_snapshot() {
     for _ in 0..2 {
         m.send(t0, Event::new("INC"), &mut NoBehavior).unwrap();
     }
-    m.send(t0, Event::new("NAME").with_payload(br#"{"name":"kim"}"#), &mut NoBehavior)
-        .unwrap();
+    m.send(
+        t0,
+        Event::new("NAME").with_payload(br#"{"name":"kim"}"#),
+        &mut NoBehavior,
+    )
+    .unwrap();
     assert_eq!(m.context_json(), Some(r#"{"count":2,"name":"kim"}"#));
     m.send(t0, Event::new("GO"), &mut NoBehavior).unwrap();
     let waiting = compiled.chart().find_state("counter.waiting").unwrap();
@@ -59,8 +63,12 @@ fn json_context_assign_guard_and_snapshot() {
     assert!(r.is_active(waiting));
     assert_eq!(r.context_json(), m.context_json());
     assert_eq!(r.poll_timeout(), Some(Instant::from_millis(50_600)));
-    assert!(!r.handle_timeout(Instant::from_millis(50_599), &mut NoBehavior).unwrap());
-    assert!(r.handle_timeout(Instant::from_millis(50_600), &mut NoBehavior).unwrap());
+    assert!(!r
+        .handle_timeout(Instant::from_millis(50_599), &mut NoBehavior)
+        .unwrap());
+    assert!(r
+        .handle_timeout(Instant::from_millis(50_600), &mut NoBehavior)
+        .unwrap());
     assert!(!r.is_active(waiting));
 }
 
@@ -128,8 +136,12 @@ fn typed_context_through_actions_guards_and_a_snapshot() {
     m.start(Instant::ZERO, &mut b).unwrap();
     let on = chart.find_state("lamp.on").unwrap();
     for (i, payload) in [[7u8], [8], [9]].iter().enumerate() {
-        m.send(Instant::ZERO, Event::new("FLIP").with_payload(payload), &mut b)
-            .unwrap();
+        m.send(
+            Instant::ZERO,
+            Event::new("FLIP").with_payload(payload),
+            &mut b,
+        )
+        .unwrap();
         m.send(Instant::ZERO, Event::new("FLIP"), &mut b).unwrap();
         assert!(!m.is_active(on), "round {i}");
     }

@@ -613,7 +613,10 @@ fn status_and_ps_show_the_context() {
     bus.start_hub();
     let counter = bus.write("counter.json", COUNTER);
     bus.start_machine(&counter, "counter");
-    assert_eq!(status_json(&mut bus, "counter")["context"], json!({"count": 0}));
+    assert_eq!(
+        status_json(&mut bus, "counter")["context"],
+        json!({"count": 0})
+    );
     for args in [
         &["send", "counter", "INC"][..],
         &["send", "counter", "INC"],
@@ -642,6 +645,9 @@ fn status_and_ps_show_the_context() {
     let list = bus.wait_ps("the context in ps", |list| {
         list.iter().any(|m| m["machine"] == json!("counter"))
     });
-    let row = list.iter().find(|m| m["machine"] == json!("counter")).unwrap();
+    let row = list
+        .iter()
+        .find(|m| m["machine"] == json!("counter"))
+        .unwrap();
     assert_eq!(row["context"], want, "{row}");
 }

@@ -73,8 +73,16 @@ pub fn restore_snapshot(data: &[u8]) {
     let mut m = fresh(chart);
     let mut b = FuzzBehavior::new(0x0f0f_0f0f_0f0f_0f0f);
     if m.restore(Instant::ZERO, &bytes).is_err() {
-        assert_eq!(m.status(), Status::Idle, "a refused restore changed the status");
-        assert_eq!(m.active_states().count(), 0, "a refused restore left states active");
+        assert_eq!(
+            m.status(),
+            Status::Idle,
+            "a refused restore changed the status"
+        );
+        assert_eq!(
+            m.active_states().count(),
+            0,
+            "a refused restore left states active"
+        );
         let r = m.start(Instant::ZERO, &mut b);
         after_step(&mut m, r, &mut None, true);
         return;
@@ -85,14 +93,22 @@ pub fn restore_snapshot(data: &[u8]) {
     }
     // What was restored snapshots, and that snapshot restores to itself.
     let mut first = vec![0u8; 1 << 16];
-    let n = m.snapshot(Instant::ZERO, &mut first).expect("a restored machine snapshots");
+    let n = m
+        .snapshot(Instant::ZERO, &mut first)
+        .expect("a restored machine snapshots");
     let mut again = fresh(chart);
     again
         .restore(Instant::ZERO, &first[..n])
         .expect("a snapshot of a restored machine restores");
     let mut second = vec![0u8; 1 << 16];
-    let k = again.snapshot(Instant::ZERO, &mut second).expect("and snapshots again");
-    assert_eq!(first[..n], second[..k], "snapshot, restore, snapshot changed the bytes");
+    let k = again
+        .snapshot(Instant::ZERO, &mut second)
+        .expect("and snapshots again");
+    assert_eq!(
+        first[..n],
+        second[..k],
+        "snapshot, restore, snapshot changed the bytes"
+    );
     if m.status() == Status::Idle {
         let r = m.start(Instant::ZERO, &mut b);
         if !after_step(&mut m, r, &mut done, true) {

@@ -25,19 +25,17 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     while j < b.len() {
         match b[j] {
             b'"' => return Some(j + 1),
-            b'\\' => {
-                match b.get(j + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                    b'u' => {
-                        let hex = b.get(j + 2..j + 6)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        j += 6;
+            b'\\' => match b.get(j + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                b'u' => {
+                    let hex = b.get(j + 2..j + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
                     }
-                    _ => return None,
+                    j += 6;
                 }
-            }
+                _ => return None,
+            },
             c if c < 0x20 => return None,
             _ => j += 1,
         }
@@ -231,7 +229,8 @@ pub(crate) fn write_number(n: Number, buf: &mut heapless::String<40>) -> core::f
     use core::fmt::Write;
     match n {
         Number::Int(i) => write!(buf, "{i}"),
-        Number::Float(f) if f == 0.0 => write!(buf, "0"),
+        // -0 too, as JavaScript writes it.
+        Number::Float(0.0) => write!(buf, "0"),
         Number::Float(f) if f.abs() >= 1e21 || f.abs() < 1e-7 => write!(buf, "{f:e}"),
         Number::Float(f) => write!(buf, "{f}"),
     }
@@ -278,7 +277,9 @@ mod tests {
         ] {
             assert!(is_value(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "01", "1.", "\"a", "[1,]", "{\"a\"}", "{a:1}", "tru", "1 2", "\"\\x\""] {
+        for bad in [
+            "", "01", "1.", "\"a", "[1,]", "{\"a\"}", "{a:1}", "tru", "1 2", "\"\\x\"",
+        ] {
             assert!(!is_value(bad.as_bytes()), "{bad}");
         }
         let deep = [b'['; 40];
@@ -297,11 +298,17 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(number(b"12"), Some(Number::Int(12)));
-        assert_eq!(add(Number::Int(i64::MAX), Number::Int(1)).map(|n| n.as_f64()), Some(9.223372036854776e18));
+        assert_eq!(
+            add(Number::Int(i64::MAX), Number::Int(1)).map(|n| n.as_f64()),
+            Some(9.223372036854776e18)
+        );
         let mut s = heapless::String::<40>::new();
         write_number(add(Number::Float(0.1), Number::Float(0.2)).unwrap(), &mut s).unwrap();
         assert_eq!(s.as_str(), "0.30000000000000004");
-        assert_eq!(compare(b"1.0", b"1"), (true, Some(core::cmp::Ordering::Equal)));
+        assert_eq!(
+            compare(b"1.0", b"1"),
+            (true, Some(core::cmp::Ordering::Equal))
+        );
         assert_eq!(compare(b"\"x\"", b" \"x\""), (true, None));
     }
 }

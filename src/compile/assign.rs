@@ -50,7 +50,10 @@ impl Compiler {
             Some(v @ Value::Object(_)) => {
                 let text = v.to_string();
                 if text.len() > u16::MAX as usize {
-                    return err("context", "the context's JSON text is longer than 65535 bytes");
+                    return err(
+                        "context",
+                        "the context's JSON text is longer than 65535 bytes",
+                    );
                 }
                 let a = self.intern(&text)?;
                 self.chart_data.push(ActionRecord {
@@ -119,9 +122,10 @@ impl Compiler {
                 Ok((AssignOp::FromEvent, key_literal(field)))
             }
             Some((k, n @ Value::Number(_))) if k == "$add" => Ok((AssignOp::Add, n.to_string())),
-            Some((k, _)) if k == "$event" => {
-                err(&join(path, k), "'$event' names a field of the event's data (a string)")
-            }
+            Some((k, _)) if k == "$event" => err(
+                &join(path, k),
+                "'$event' names a field of the event's data (a string)",
+            ),
             Some((k, _)) if k == "$add" => err(&join(path, k), "'$add' takes a number"),
             Some((k, _)) => err(
                 &join(path, k),
@@ -161,12 +165,20 @@ impl Compiler {
             Some(_) => return err(&join(path, "op"), "'op' is a string: ==, !=, <, <=, >, >="),
         };
         let Some(value) = o.get("value") else {
-            return err(path, "missing 'value': the literal the context key is compared with");
+            return err(
+                path,
+                "missing 'value': the literal the context key is compared with",
+            );
         };
-        if matches!(op, CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge)
-            && !value.is_number()
+        if matches!(
+            op,
+            CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+        ) && !value.is_number()
         {
-            return err(&join(path, "value"), "'<', '<=', '>' and '>=' compare numbers");
+            return err(
+                &join(path, "value"),
+                "'<', '<=', '>' and '>=' compare numbers",
+            );
         }
         let rec = ActionRecord {
             kind: ACTION_CONTEXT_CONDITION,

@@ -105,7 +105,10 @@ impl Compiler {
         // condition by its place among them until now.
         let data_base = self.actions.len();
         if data_base + self.chart_data.len() >= NONE as usize {
-            return err("", "too many actions (at most 65534, context guards included)");
+            return err(
+                "",
+                "too many actions (at most 65534, context guards included)",
+            );
         }
         self.actions.append(&mut self.chart_data);
         let mut transitions = vec![0u8; self.transitions.len() * TransitionRecord::SIZE];

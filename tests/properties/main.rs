@@ -328,5 +328,8 @@ fn snapshots_are_rarely_refused() {
     }
     eprintln!("snapshot round trips: {same} the same, {refused} refused, {not_run} not run");
     assert!(same > 200, "too few round trips ran: {same}");
-    assert!(refused * 20 <= same, "too many snapshots refused: {refused} of {same}");
+    assert!(
+        refused * 20 <= same,
+        "too many snapshots refused: {refused} of {same}"
+    );
 }

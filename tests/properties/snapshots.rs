@@ -52,12 +52,9 @@ impl Behavior for ContextBehavior<'_> {
                 let _ = cx.send("peer", "C", b"x");
             }
             "laterSend" => {
-                if let Ok(id) = cx.send_after(
-                    Target::ThisMachine,
-                    "A",
-                    Duration::from_millis(5),
-                    b"later",
-                ) {
+                if let Ok(id) =
+                    cx.send_after(Target::ThisMachine, "A", Duration::from_millis(5), b"later")
+                {
                     let _ = cx.update_context(|c: &mut RunContext| c.later = Some(id.0));
                 }
             }
@@ -205,7 +202,11 @@ pub(crate) fn round_trip(chart: Chart<'_>, ops: &[Op], split: usize) -> Result<R
     let (ta, _) = run(&mut a, &mut ba, &ops[split..], now);
     let (tb, _) = run(&mut b, &mut bb, &ops[split..], now);
     if ta != tb {
-        let at = ta.iter().zip(&tb).position(|(x, y)| x != y).unwrap_or(ta.len().min(tb.len()));
+        let at = ta
+            .iter()
+            .zip(&tb)
+            .position(|(x, y)| x != y)
+            .unwrap_or(ta.len().min(tb.len()));
         return Err(format!(
             "the traces differ at line {at}:\n  original {:?}\n  restored {:?}",
             ta.get(at),
@@ -236,7 +237,12 @@ pub(crate) fn restore_garbage(chart: Chart<'_>, bytes: &[u8]) -> Result<bool, St
                 check_config(&m).map_err(|e| format!("restored garbage: {e}"))?;
             }
             let _ = m.start(Instant::ZERO, &mut b);
-            let _ = run(&mut m, &mut b, &[Op::Send(0), Op::Advance(100), Op::Send(3)], Instant::ZERO);
+            let _ = run(
+                &mut m,
+                &mut b,
+                &[Op::Send(0), Op::Advance(100), Op::Send(3)],
+                Instant::ZERO,
+            );
             Ok(true)
         }
     }

@@ -809,10 +809,13 @@ impl<'a> Chart<'a> {
     /// The chart's initial context (its `context` object) as JSON text, if it has one: the
     /// first record of kind 7 in the action table.
     pub fn initial_context(&self) -> Option<&'a str> {
-        self.t.actions.chunks_exact(ActionRecord::SIZE).find_map(|b| {
-            let a = ActionRecord::decode(b);
-            (a.kind == raw::ACTION_INITIAL_CONTEXT).then(|| self.str(StrId(a.a)))
-        })
+        self.t
+            .actions
+            .chunks_exact(ActionRecord::SIZE)
+            .find_map(|b| {
+                let a = ActionRecord::decode(b);
+                (a.kind == raw::ACTION_INITIAL_CONTEXT).then(|| self.str(StrId(a.a)))
+            })
     }
 
     /// The context condition record at `index` of the action table (a [`Guard::Context`]).

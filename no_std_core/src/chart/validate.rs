@@ -8,7 +8,10 @@ use crate::error::Error;
 use crate::json_text;
 
 use super::raw::{self, ActionRecord, NameRecord, StateRecord, TransitionRecord};
-use super::{AssignOp, Chart, CompareOp, StateKind, Tables, Trigger, MAX_ACTIVE_LEAVES, MAX_DEPTH, MAX_STATES, NONE};
+use super::{
+    AssignOp, Chart, CompareOp, StateKind, Tables, Trigger, MAX_ACTIVE_LEAVES, MAX_DEPTH,
+    MAX_STATES, NONE,
+};
 
 fn bad(table: &'static str, index: usize, reason: &'static str) -> Error {
     Error::InvalidChart {
@@ -351,8 +354,10 @@ impl<'a> Chart<'a> {
                 2..=4 => (tr.guard as usize) < n_states,
                 raw::GUARD_CONTEXT => {
                     (tr.guard as usize) < n_actions
-                        && ActionRecord::decode(&t.actions[tr.guard as usize * ActionRecord::SIZE..])
-                            .kind
+                        && ActionRecord::decode(
+                            &t.actions[tr.guard as usize * ActionRecord::SIZE..],
+                        )
+                        .kind
                             == raw::ACTION_CONTEXT_CONDITION
                 }
                 _ => false,

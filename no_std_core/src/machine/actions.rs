@@ -80,17 +80,18 @@ impl<
         a: ActionId,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        let mut context_error = None;
         let mut acx = ActionContext {
             effects: &mut self.io,
             machine_id: &self.id,
             event: cx.event,
             now: cx.now,
             failures: &mut self.stats.send_failures,
-            context: self.context.as_ref(),
+            context: self.context.as_ref(&mut context_error),
         };
         cx.behavior.action(a, &mut acx);
         // A context update the action could not make fails the step (see `context_store`).
-        match self.context.meta.error.take() {
+        match context_error {
             None => Ok(()),
             Some(e) => Err(e),
         }
@@ -186,9 +187,13 @@ impl<
                 cx.behavior.log(&self.id, self.chart.str(message));
             }
             Action::Assign { key, op, operand } => {
-                self.context
-                    .as_ref()
-                    .assign(&self.chart, key, op, operand, cx.event.payload)?;
+                self.context.as_ref(&mut None).assign(
+                    &self.chart,
+                    key,
+                    op,
+                    operand,
+                    cx.event.payload,
+                )?;
             }
             Action::Data => {}
         }

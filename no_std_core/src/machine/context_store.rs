@@ -50,13 +50,11 @@ impl ContextFormat {
     }
 }
 
-/// The context's length, format, and the error an action's update ran into.
+/// The context's length and format.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ContextMeta {
     pub(crate) len: usize,
     pub(crate) format: ContextFormat,
-    /// Set when an action's update failed; the step fails with it once the action returns.
-    pub(crate) error: Option<Error>,
 }
 
 /// The context storage of a machine.
@@ -65,10 +63,13 @@ pub(super) struct ContextStore<const C: usize> {
     pub(super) bytes: [u8; C],
 }
 
-/// What an action reaches of the context: the storage, without its capacity in the type.
+/// What an action reaches of the context: the storage, without its capacity in the type,
+/// and where an update that failed is noted (the step fails with it once the action returns;
+/// it lives on the step's stack, not in the machine).
 pub(crate) struct ContextRef<'a> {
     pub(crate) meta: &'a mut ContextMeta,
     pub(crate) bytes: &'a mut [u8],
+    pub(crate) error: &'a mut Option<Error>,
 }
 
 /// What a guard reads of the context.
@@ -88,10 +89,11 @@ impl<const C: usize> ContextStore<C> {
     pub(super) fn get(&self) -> &[u8] {
         &self.bytes[..self.meta.len]
     }
-    pub(super) fn as_ref(&mut self) -> ContextRef<'_> {
+    pub(super) fn as_ref<'s>(&'s mut self, error: &'s mut Option<Error>) -> ContextRef<'s> {
         ContextRef {
             meta: &mut self.meta,
             bytes: &mut self.bytes,
+            error,
         }
     }
     pub(super) fn view(&self) -> ContextView<'_> {
@@ -231,9 +233,7 @@ impl ContextRef<'_> {
                 // Data that is not a JSON object has no fields: the key is removed, as
                 // XState's `event.field` is `undefined` then.
                 match json_text::find(event_data, operand) {
-                    Ok(Some(m)) => {
-                        self.put_member(key, Some(&event_data[m.value.0..m.value.1]))
-                    }
+                    Ok(Some(m)) => self.put_member(key, Some(&event_data[m.value.0..m.value.1])),
                     _ => self.put_member(key, None),
                 }
             }
@@ -312,9 +312,12 @@ fn decode<'s, X: Deserialize<'s>>(format: ContextFormat, bytes: &'s [u8]) -> Res
 
 /// Stores `value` encoded with postcard, sized first so that a value too large is refused
 /// before the old one is touched.
-fn set_postcard<X: Serialize + ?Sized>(context: &mut ContextRef<'_>, value: &X) -> Result<(), Error> {
-    let needed = postcard::experimental::serialized_size(value)
-        .map_err(|_| Error::ContextDecode)?;
+fn set_postcard<X: Serialize + ?Sized>(
+    context: &mut ContextRef<'_>,
+    value: &X,
+) -> Result<(), Error> {
+    let needed =
+        postcard::experimental::serialized_size(value).map_err(|_| Error::ContextDecode)?;
     context.set_with(ContextFormat::Postcard, needed, |buf| {
         postcard::to_slice(value, buf).ok().map(|b| b.len())
     })
@@ -325,7 +328,10 @@ impl<'a> ActionContext<'a> {
     /// it holds another type, none, or a JSON chart's context (read that with
     /// [`context_json`](Self::context_json)).
     pub fn context<'s, X: Deserialize<'s>>(&'s self) -> Result<X, Error> {
-        decode(self.context.meta.format, &self.context.bytes[..self.context.meta.len])
+        decode(
+            self.context.meta.format,
+            &self.context.bytes[..self.context.meta.len],
+        )
     }
     /// The machine's context as JSON text, when it is a JSON chart's context.
     pub fn context_json(&self) -> Option<&str> {
@@ -359,7 +365,7 @@ impl<'a> ActionContext<'a> {
     }
     fn context_result<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &r {
-            self.context.meta.error.get_or_insert(*e);
+            self.context.error.get_or_insert(*e);
         }
         r
     }
@@ -412,10 +418,10 @@ impl<
     /// Sets the context to a typed value, encoded with postcard: the initial value of a Rust
     /// machine (before [`start`](Self::start)), or a host's change between steps.
     pub fn set_context<X: Serialize>(&mut self, value: &X) -> Result<(), Error> {
-        set_postcard(&mut self.context.as_ref(), value)
+        set_postcard(&mut self.context.as_ref(&mut None), value)
     }
     /// Sets the context to JSON text, which must be one JSON object (what `assign` needs).
     pub fn set_context_json(&mut self, text: &str) -> Result<(), Error> {
-        self.context.as_ref().set_json(text.as_bytes())
+        self.context.as_ref(&mut None).set_json(text.as_bytes())
     }
 }

@@ -40,8 +40,8 @@ mod store;
 mod view;
 
 pub use context_store::ContextFormat;
-pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 pub(crate) use context_store::{ContextRef, ContextView};
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};
 
@@ -179,7 +179,7 @@ impl<
         }
         let mut context = context_store::ContextStore::new();
         if let Some(text) = chart.initial_context() {
-            context.as_ref().set_json(text.as_bytes())?;
+            context.as_ref(&mut None).set_json(text.as_bytes())?;
         }
         let mut id = heapless::String::new();
         id.push_str(machine_id)

@@ -273,7 +273,7 @@ impl<
         self.context = ContextStore::new();
         if let Some(text) = self.chart.initial_context() {
             // It fitted when the machine was made.
-            let _ = self.context.as_ref().set_json(text.as_bytes());
+            let _ = self.context.as_ref(&mut None).set_json(text.as_bytes());
         }
     }
 
@@ -317,9 +317,11 @@ impl<
             });
         }
         match format {
-            ContextFormat::Json => self.context.as_ref().set_json(context).map_err(|_| {
-                Error::InvalidSnapshot("the JSON context is not a JSON object")
-            })?,
+            ContextFormat::Json => self
+                .context
+                .as_ref(&mut None)
+                .set_json(context)
+                .map_err(|_| Error::InvalidSnapshot("the JSON context is not a JSON object"))?,
             ContextFormat::None if !context.is_empty() => {
                 return Err(Error::InvalidSnapshot("context bytes without a format"))
             }
@@ -333,7 +335,9 @@ impl<
         for _ in 0..n {
             let s: u16 = r.take("truncated configuration")?;
             if s as usize >= self.chart.state_count() {
-                return Err(Error::InvalidSnapshot("an active state the chart does not have"));
+                return Err(Error::InvalidSnapshot(
+                    "an active state the chart does not have",
+                ));
             }
             self.config.insert(StateId(s));
         }
@@ -350,7 +354,9 @@ impl<
         for _ in 0..n {
             let e: u16 = r.take("truncated queue")?;
             if e as usize >= self.chart.event_count() {
-                return Err(Error::InvalidSnapshot("a queued event the chart does not have"));
+                return Err(Error::InvalidSnapshot(
+                    "a queued event the chart does not have",
+                ));
             }
             // Counted against Q above.
             let _ = self.queue.push_back(EventId(e));
@@ -372,12 +378,18 @@ impl<
                     TimerKey::Named(StrId(s))
                 }
                 KeySnap::Id(i) => TimerKey::Id(i),
-                _ => return Err(Error::InvalidSnapshot("a timer key the chart does not have")),
+                _ => {
+                    return Err(Error::InvalidSnapshot(
+                        "a timer key the chart does not have",
+                    ))
+                }
             };
             let kind = match t.kind {
                 KindSnap::Event(e) if event_ok(e) => TimerKind::Event(EventId(e)),
                 KindSnap::Event(_) => {
-                    return Err(Error::InvalidSnapshot("a timer event the chart does not have"))
+                    return Err(Error::InvalidSnapshot(
+                        "a timer event the chart does not have",
+                    ))
                 }
                 KindSnap::Send(m) => TimerKind::Send(self.message_from(m, true)?),
             };
@@ -412,19 +424,19 @@ impl<
         let mut bytes = |b: BytesSnap<'_>, text: bool| -> Result<Bytes, Error> {
             match b {
                 BytesSnap::Chart(s) if (s as usize) < strings => Ok(Bytes::Chart(StrId(s))),
-                BytesSnap::Chart(_) => {
-                    Err(Error::InvalidSnapshot("a message string the chart does not have"))
-                }
+                BytesSnap::Chart(_) => Err(Error::InvalidSnapshot(
+                    "a message string the chart does not have",
+                )),
                 BytesSnap::Bytes(d) if text && core::str::from_utf8(d).is_err() => Err(
                     Error::InvalidSnapshot("a message's target or event name is not UTF-8"),
                 ),
-                BytesSnap::Bytes(d) => push_bytes(arena, used, d).map_err(|_| {
-                    Error::SnapshotCapacity {
+                BytesSnap::Bytes(d) => {
+                    push_bytes(arena, used, d).map_err(|_| Error::SnapshotCapacity {
                         what: if timer { "timer bytes" } else { "outbox bytes" },
                         needed: *used + d.len(),
                         capacity: B,
-                    }
-                }),
+                    })
+                }
             }
         };
         Ok(Message {
