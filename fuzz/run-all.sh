@@ -11,7 +11,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 seconds="${1:-60}"
 shift || true
 cd "$here"
-targets=(json_chart chart_image drive_machine frame_decode hub endpoint conn serial shm_ring)
+targets=(json_chart chart_image drive_machine frame_decode hub endpoint conn serial shm_ring restore_snapshot)
 if [ -n "${FUZZ_TARGETS:-}" ]; then read -r -a targets <<< "$FUZZ_TARGETS"; fi
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build

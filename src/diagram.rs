@@ -23,7 +23,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use interstate_core::chart::{Action, Delay, Guard, Transition, TransitionId, Trigger};
+use interstate_core::chart::{
+    Action, AssignOp, CompareOp, Delay, Guard, Transition, TransitionId, Trigger,
+};
 use interstate_core::{Chart, EventId, StateId, StateKind};
 
 /// A picture format.
@@ -160,7 +162,18 @@ fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
             t
         }
         Action::Log { .. } => "log".to_string(),
-        Action::StartAfter { .. } | Action::CancelAfter { .. } => return None,
+        Action::Assign { key, op, operand } => {
+            let (key, operand) = (chart.str(key), chart.str(operand));
+            let key = key.trim_matches('"');
+            match op {
+                AssignOp::Set => format!("assign {key} = {operand}"),
+                AssignOp::FromEvent => {
+                    format!("assign {key} = event.{}", operand.trim_matches('"'))
+                }
+                AssignOp::Add => format!("assign {key} += {operand}"),
+            }
+        }
+        Action::StartAfter { .. } | Action::CancelAfter { .. } | Action::Data => return None,
     })
 }
 
@@ -194,6 +207,23 @@ fn transition_label(chart: &Chart<'_>, t: &Transition, after: &HashMap<u16, Dela
         }
         Guard::InValue(s) => {
             let _ = write!(label, " [in #{}]", chart.state_id(s));
+        }
+        Guard::Context(i) => {
+            let c = chart.context_condition(i);
+            let op = match c.op {
+                CompareOp::Eq => "==",
+                CompareOp::Ne => "!=",
+                CompareOp::Lt => "<",
+                CompareOp::Le => "<=",
+                CompareOp::Gt => ">",
+                CompareOp::Ge => ">=",
+            };
+            let _ = write!(
+                label,
+                " [{} {op} {}]",
+                chart.str(c.key).trim_matches('"'),
+                chart.str(c.literal)
+            );
         }
     }
     let actions = action_list(chart, chart.transition_actions(t));

@@ -37,6 +37,9 @@ pub struct Options {
     pub delays: HashMap<String, u64>,
     /// The machine id (default: the root state's id).
     pub machine_id: Option<String>,
+    /// Adds the machine's context to every trace line (`"context"`: the JSON context, or
+    /// `null` when the chart has none). Off by default: the trace format stays XState's.
+    pub context: bool,
 }
 
 /// The machine used by the simulator: generous capacities, since it runs on a host.
@@ -44,7 +47,7 @@ pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
 /// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
 /// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
-type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536>;
+type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536>;
 
 /// The most states a chart may have to run with the small state sets.
 const SMALL_STATES: usize = 4 * 64;
@@ -56,6 +59,7 @@ struct Sim<'c, const W: usize> {
     logs: Rc<RefCell<Vec<String>>>,
     now: Instant,
     sent: Vec<Value>,
+    show_context: bool,
 }
 
 fn payload_value(bytes: &[u8]) -> Value {
@@ -214,6 +218,13 @@ impl<const W: usize> Sim<'_, W> {
         if !self.sent.is_empty() {
             out["sent"] = Value::Array(std::mem::take(&mut self.sent));
         }
+        if self.show_context {
+            out["context"] = self
+                .machine
+                .context_json()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null);
+        }
         out
     }
 }
@@ -278,6 +289,7 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| chart.state_id(interstate_core::StateId(0)).to_string());
     let parts = Parts {
+        show_context: options.context,
         behavior,
         log,
         logs,
@@ -291,6 +303,7 @@ pub fn run(
 
 /// What a run binds before its machine is made.
 struct Parts {
+    show_context: bool,
     behavior: crate::bind::Bound,
     log: Rc<RefCell<Vec<String>>>,
     logs: Rc<RefCell<Vec<String>>>,
@@ -304,6 +317,7 @@ fn run_sized<const W: usize>(
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let Parts {
+        show_context,
         behavior,
         log,
         logs,
@@ -322,6 +336,7 @@ fn run_sized<const W: usize>(
         logs,
         now: Instant::ZERO,
         sent: Vec::new(),
+        show_context,
     };
     let started = sim
         .machine

@@ -264,8 +264,49 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "an unknown built-in action",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.stop"}}}}"#,
+        "states.a.entry.type: unknown built-in action 'xstate.stop' (raise, sendTo, cancel, log, assign, publish, broadcast)",
+    ),
+    // --- context ---
+    (
+        "a context that is not an object",
+        r#"{"id":"m","context":[1],"initial":"a","states":{"a":{}}}"#,
+        "context: the context is a JSON object",
+    ),
+    (
+        "an assign with no assignment",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.assign"}}}}"#,
-        "states.a.entry.type: unknown built-in action 'xstate.assign' (raise, sendTo, cancel, log, publish, broadcast)",
+        "states.a.entry.assignment: an assign action needs an 'assignment' object: {\"key\": value, ...}",
+    ),
+    (
+        "an assign with an unknown key",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"assign","assignment":{},"params":1}}}}"#,
+        "states.a.entry.params: unknown key 'params' of an assign action (type, assignment)",
+    ),
+    (
+        "an unknown assign operator",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"assign","assignment":{"n":{"$mul":2}}}}}}"#,
+        "states.a.entry.assignment.n.$mul: unknown assign operator '$mul' ($event, $add)",
+    ),
+    (
+        "$add of a string",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"assign","assignment":{"n":{"$add":"1"}}}}}}"#,
+        "states.a.entry.assignment.n.$add: '$add' takes a number",
+    ),
+    (
+        "a context guard with an unknown comparison",
+        r#"{"id":"m","initial":"a","states":{"a":{"on":{"GO":{"guard":{"type":"context","key":"n","op":"=~","value":1}}}}}}"#,
+        "states.a.on.GO.guard.op: unknown comparison '=~' (==, !=, <, <=, >, >=)",
+    ),
+    (
+        "a context guard ordering a string",
+        r#"{"id":"m","initial":"a","states":{"a":{"on":{"GO":{"guard":{"type":"context","key":"n","op":"<","value":"b"}}}}}}"#,
+        "states.a.on.GO.guard.value: '<', '<=', '>' and '>=' compare numbers",
+    ),
+    (
+        "a context guard with no value",
+        r#"{"id":"m","initial":"a","states":{"a":{"on":{"GO":{"guard":{"type":"context","key":"n"}}}}}}"#,
+        "states.a.on.GO.guard: missing 'value': the literal the context key is compared with",
     ),
     // --- publish and subscribe (interstate extensions) ---
     (

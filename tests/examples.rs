@@ -90,6 +90,27 @@ fn orchestrated_context_serves_one_order_and_loses_the_other() {
 }
 
 #[test]
+fn counter_snapshot_restores_the_count_and_the_timer() {
+    let Some(out) = run_example("counter_snapshot") else {
+        return;
+    };
+    assert!(
+        out.contains("restored: Tally { count: 3, last_key: Some(99) }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("restored: the pause timer is due in 3000 ms"),
+        "{out}"
+    );
+    assert!(out.contains("count: 4, last_key: Some(100)"), "{out}");
+    assert!(
+        out.contains(r#"json context restored: {"count":3,"key":"z"}"#),
+        "{out}"
+    );
+    assert!(out.contains("the revised chart refused it"), "{out}");
+}
+
+#[test]
 fn chart_image_runs_from_the_image_bytes() {
     let Some(out) = run_example("chart_image") else {
         return;

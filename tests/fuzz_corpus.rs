@@ -345,3 +345,8 @@ fn seeds_are_meaningful() {
         }
     }
 }
+
+#[test]
+fn restore_snapshot_corpus() {
+    replay("restore_snapshot", 3, fuzz_logic::restore_snapshot);
+}

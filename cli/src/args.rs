@@ -104,6 +104,10 @@ pub enum Command {
         batch: bool,
         #[command(flatten)]
         values: Values,
+        /// Add the machine's context to every trace line (`"context"`, the chart's JSON
+        /// context as `assign` actions change it); not part of XState's trace format.
+        #[arg(long)]
+        context: bool,
         /// Input events; when none are given, they are read from stdin.
         events: Vec<String>,
     },

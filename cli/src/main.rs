@@ -55,6 +55,7 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
             file,
             batch,
             values,
+            context,
             events,
         } => {
             if batch {
@@ -72,6 +73,7 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
                 guards: values.guards,
                 delays: values.delays,
                 machine_id: None,
+                context,
             };
             let inputs: Box<dyn Iterator<Item = String>> = if events.is_empty() && !is_std(&file) {
                 Box::new(std::io::stdin().lock().lines().map_while(Result::ok))

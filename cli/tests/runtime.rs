@@ -594,3 +594,60 @@ fn monitor_filters_timestamps_failures_and_json_payloads() {
         assert!(l.contains(" -> lamp  x.ping"), "{l}");
     }
 }
+
+/// A counter with a JSON context: `assign` adds to it, copies the event's data into it.
+const COUNTER: &str = r#"{
+  "id": "counter", "initial": "idle", "context": {"count": 0},
+  "states": {
+    "idle": { "on": {
+      "INC": { "actions": { "type": "assign", "assignment": { "count": { "$add": 1 } } } },
+      "NAME": { "actions": { "type": "assign", "assignment": { "who": { "$event": "who" } } } }
+    } }
+  }
+}"#;
+
+/// `status` and `ps --json` show a JSON chart's context as `assign` left it.
+#[test]
+fn status_and_ps_show_the_context() {
+    let mut bus = Bus::new("context");
+    bus.start_hub();
+    let counter = bus.write("counter.json", COUNTER);
+    bus.start_machine(&counter, "counter");
+    assert_eq!(
+        status_json(&mut bus, "counter")["context"],
+        json!({"count": 0})
+    );
+    for args in [
+        &["send", "counter", "INC"][..],
+        &["send", "counter", "INC"],
+        &["send", "counter", "NAME", "--data", r#"{"who":"kim"}"#],
+    ] {
+        let (status, _, err) = bus.run(args);
+        assert!(status.success(), "{err}");
+    }
+    let want = json!({"count": 2, "who": "kim"});
+    // The sends are taken in order; wait for the last one's step.
+    let mut v = status_json(&mut bus, "counter");
+    for _ in 0..100 {
+        if v["context"] == want {
+            break;
+        }
+        std::thread::sleep(POLL);
+        v = status_json(&mut bus, "counter");
+    }
+    assert_eq!(v["context"], want, "{v}");
+    let (status, out, _) = bus.run(&["status", "counter"]);
+    assert!(status.success());
+    assert!(
+        out.contains(r#"context      {"count":2,"who":"kim"}"#),
+        "{out}"
+    );
+    let list = bus.wait_ps("the context in ps", |list| {
+        list.iter().any(|m| m["machine"] == json!("counter"))
+    });
+    let row = list
+        .iter()
+        .find(|m| m["machine"] == json!("counter"))
+        .unwrap();
+    assert_eq!(row["context"], want, "{row}");
+}

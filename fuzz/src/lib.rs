@@ -19,6 +19,8 @@
 //!   and `arbitrary` operations.
 //! - [`serial`](fn@serial) (in [`mod@serial`]): COBS framing on serial lines and the device-side link.
 //! - [`shm_ring`] (in [`ring`]): the shared-memory ring over memory a hostile peer writes.
+//! - [`restore_snapshot`] (in [`mod@snapshot`]): `Machine::restore` of hostile bytes, plain,
+//!   behind a valid header, or a real snapshot with bits flipped.
 //!
 //! Every function panics on a broken invariant; errors returned by the machine are fine.
 //!
@@ -29,10 +31,12 @@
 pub mod protocol;
 pub mod ring;
 pub mod serial;
+pub mod snapshot;
 
 pub use protocol::{conn, endpoint, frame_decode, hub};
 pub use ring::shm_ring;
 pub use serial::serial;
+pub use snapshot::restore_snapshot;
 
 use std::sync::OnceLock;
 

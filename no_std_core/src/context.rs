@@ -163,6 +163,8 @@ pub struct ActionContext<'a> {
     pub(crate) event: Event<'a>,
     pub(crate) now: Instant,
     pub(crate) failures: &'a mut u32,
+    /// The machine's context (its methods are in `machine/context_store.rs`).
+    pub(crate) context: crate::machine::ContextRef<'a>,
 }
 
 impl<'a> ActionContext<'a> {
@@ -266,10 +268,12 @@ impl<'a> ActionContext<'a> {
     }
 }
 
-/// What a guard sees: the event and the machine id.
+/// What a guard sees: the event, the machine id and the machine's context.
 pub struct GuardContext<'a> {
     pub(crate) machine_id: &'a str,
     pub(crate) event: Event<'a>,
+    /// The machine's context (its methods are in `machine/context_store.rs`).
+    pub(crate) context: crate::machine::ContextView<'a>,
 }
 
 impl<'a> GuardContext<'a> {

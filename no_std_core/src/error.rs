@@ -110,6 +110,54 @@ pub enum Error {
     ReservedEvent,
     /// A publication's topic breaks the topic rules ([`crate::topic::check_topic`]).
     BadTopic(crate::topic::TopicError),
+    /// The machine's context does not fit its context storage (the `C` capacity).
+    ContextFull {
+        /// Bytes the new context needs.
+        needed: usize,
+        /// The storage's capacity in bytes.
+        capacity: usize,
+    },
+    /// A JSON context operation (an `assign`, a context guard, a JSON context set by the host)
+    /// met a context or a value that is not the JSON it needs.
+    ContextNotJson(&'static str),
+    /// An `assign` with `add` found a key whose value is not a number, or the sum is not a
+    /// finite number.
+    ContextNotNumber,
+    /// The context could not be decoded as the type asked for (it is JSON text, or postcard of
+    /// another type), or a value could not be encoded with postcard.
+    ContextDecode,
+    /// The buffer given to [`crate::Machine::snapshot`] is too small.
+    SnapshotBufferTooSmall {
+        /// Its size in bytes.
+        capacity: usize,
+    },
+    /// The bytes are not a machine snapshot, or are corrupt: what was wrong.
+    InvalidSnapshot(&'static str),
+    /// The snapshot was written by another snapshot format version.
+    SnapshotVersion {
+        /// The version this build reads.
+        expected: u16,
+        /// The version in the snapshot.
+        found: u16,
+    },
+    /// The snapshot was taken of another chart, or of another revision of this chart.
+    SnapshotChart {
+        /// The hash of the chart the machine runs.
+        expected: u64,
+        /// The hash recorded in the snapshot.
+        found: u64,
+    },
+    /// The snapshot holds more than this machine's capacities allow.
+    SnapshotCapacity {
+        /// Which storage (`outbox`, `timers`, `context`, ...).
+        what: &'static str,
+        /// What the snapshot needs.
+        needed: usize,
+        /// What the machine has.
+        capacity: usize,
+    },
+    /// The machine is in no state a snapshot can be taken of, or restored into: why.
+    SnapshotState(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -161,6 +209,36 @@ impl fmt::Display for Error {
                 "events named xstate.* are reserved for the runtime; send an event with another name"
             ),
             Error::BadTopic(why) => write!(f, "bad topic: {why}"),
+            Error::ContextFull { needed, capacity } => write!(
+                f,
+                "the context needs {needed} bytes but the machine's context storage holds {capacity}; raise the machine's CONTEXT capacity or keep less in the context"
+            ),
+            Error::ContextNotJson(why) => write!(f, "context: {why}"),
+            Error::ContextNotNumber => write!(
+                f,
+                "assign with 'add': the context key does not hold a number (set it first, e.g. in the chart's context), or the sum is not a finite number"
+            ),
+            Error::ContextDecode => write!(
+                f,
+                "the context cannot be decoded as the type asked for (it was set as another type, or it is the JSON context of a chart), or the value cannot be encoded with postcard"
+            ),
+            Error::SnapshotBufferTooSmall { capacity } => {
+                write!(f, "the snapshot does not fit the {capacity}-byte buffer; pass a larger one")
+            }
+            Error::InvalidSnapshot(why) => write!(f, "not a valid machine snapshot: {why}"),
+            Error::SnapshotVersion { expected, found } => write!(
+                f,
+                "snapshot format version {found} is not supported (this build reads version {expected})"
+            ),
+            Error::SnapshotChart { expected, found } => write!(
+                f,
+                "the snapshot was taken of another chart or chart revision (chart hash {found:016x}, this machine's chart is {expected:016x}); it is refused, not applied"
+            ),
+            Error::SnapshotCapacity { what, needed, capacity } => write!(
+                f,
+                "the snapshot needs {needed} in the machine's {what} storage, which holds {capacity}; restore into a machine with larger capacities"
+            ),
+            Error::SnapshotState(why) => write!(f, "snapshot: {why}"),
         }
     }
 }

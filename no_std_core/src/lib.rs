@@ -59,6 +59,7 @@ pub mod endpoint;
 pub mod error;
 pub mod hub;
 pub mod image;
+mod json_text;
 pub mod machine;
 pub mod serial;
 pub mod set;
@@ -72,5 +73,5 @@ pub use context::{
     TransportKind,
 };
 pub use error::Error;
-pub use machine::{Machine, Outgoing, Stats, Status};
+pub use machine::{ContextFormat, Machine, Outgoing, Stats, Status};
 pub use time::{Duration, Instant};

@@ -176,7 +176,7 @@ impl Compiler {
                 return err(
                     &join(path, "type"),
                     format!(
-                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log, publish, broadcast)"
+                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log, assign, publish, broadcast)"
                     ),
                 );
             }
@@ -197,10 +197,15 @@ impl Compiler {
     ) -> Result<Vec<ActionRecord>, CompileError> {
         let Some(v) = v else { return Ok(Vec::new()) };
         let arr = v.is_array();
-        as_list(v)
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| self.action(a, &index_path(path, i, arr)))
-            .collect()
+        let mut out = Vec::new();
+        for (i, a) in as_list(v).into_iter().enumerate() {
+            let p = index_path(path, i, arr);
+            // `assign` is one record per key (see `assign.rs`).
+            match self.assign_records(a, &p)? {
+                Some(records) => out.extend(records),
+                None => out.push(self.action(a, &p)?),
+            }
+        }
+        Ok(out)
     }
 }

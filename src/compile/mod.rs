@@ -15,6 +15,7 @@
 //! compiler's working state.
 
 mod actions;
+mod assign;
 mod error;
 mod json;
 mod layout;
@@ -178,6 +179,9 @@ struct Compiler {
     transitions: Vec<TransitionRecord>,
     targets: Vec<u16>,
     actions: Vec<ActionRecord>,
+    /// Records that are data, not actions (the initial context, context conditions): put
+    /// after every state's actions when the tables are finished (see `assign`).
+    chart_data: Vec<ActionRecord>,
     history_slots: usize,
     subscriptions: Vec<String>,
 }

@@ -101,9 +101,22 @@ impl Compiler {
             r.encode(&mut states[i * StateRecord::SIZE..]);
         }
         let targets: Vec<u8> = self.targets.iter().flat_map(|t| t.to_le_bytes()).collect();
+        // The chart's data records go after every state's actions; a context guard names its
+        // condition by its place among them until now.
+        let data_base = self.actions.len();
+        if data_base + self.chart_data.len() >= NONE as usize {
+            return err(
+                "",
+                "too many actions (at most 65534, context guards included)",
+            );
+        }
+        self.actions.append(&mut self.chart_data);
         let mut transitions = vec![0u8; self.transitions.len() * TransitionRecord::SIZE];
         for (i, r) in self.transitions.iter().enumerate() {
             let mut r = *r;
+            if r.guard_kind == interstate_core::chart::raw::GUARD_CONTEXT {
+                r.guard += data_base as u16;
+            }
             if interstate_core::chart::raw::sibling_move(&states, &targets, &r) {
                 r.flags |= TransitionRecord::SIBLING;
             }

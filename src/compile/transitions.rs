@@ -21,6 +21,7 @@ impl Compiler {
                         let kind = in_kind(state);
                         Ok((kind, self.in_state(state, &join(path, "state"), source)?))
                     }
+                    "context" => self.context_guard(o, path),
                     "" => err(&join(path, "type"), "a guard name cannot be empty"),
                     name => Ok((1, self.guard_name(name)?)),
                 }

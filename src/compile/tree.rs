@@ -21,6 +21,7 @@ impl Compiler {
             .to_string();
         self.subscriptions = Self::subscriptions_of(root)?;
         self.collect(root, String::new(), String::new(), root_id, None, 0)?;
+        self.initial_context(root)?;
         let leaves = self.max_leaves(0);
         if leaves > interstate_core::chart::MAX_ACTIVE_LEAVES {
             return err("", format!("up to {leaves} atomic states can be active at once across parallel regions; the limit is {}", interstate_core::chart::MAX_ACTIVE_LEAVES));

@@ -211,14 +211,19 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
             .iter()
             .map(|e| {
                 let state = states.get(&e.machine);
-                json!({
+                let mut row = json!({
                     "machine": e.machine, "pid": e.pid, "uid": e.uid,
                     "executable": e.executable, "transport": format!("{:?}", e.transport),
                     "state": state.map_or(serde_json::Value::Null, |s| s["state"].clone()),
                     "status": state.map_or(serde_json::Value::Null, |s| s["status"].clone()),
                     "age_ms": now_ms.saturating_sub(e.since_ms),
                     "registered_at": super::status::rfc3339_ms(e.since_ms),
-                })
+                });
+                // A JSON chart's context, when its state report carries one.
+                if let Some(context) = state.and_then(|s| s.get("context")) {
+                    row["context"] = context.clone();
+                }
+                row
             })
             .collect();
         outln!("{}", serde_json::Value::Array(list))?;

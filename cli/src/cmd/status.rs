@@ -106,6 +106,9 @@ fn print_report(v: &Value, as_json: bool, watch: bool) -> Result<(), String> {
     outln!("machine      {}", v["machine"].as_str().unwrap_or("?"))?;
     outln!("status       {}", v["status"].as_str().unwrap_or("?"))?;
     outln!("state        {}", v["state"])?;
+    if let Some(context) = v.get("context") {
+        outln!("context      {context}")?;
+    }
     outln!("accepts      {}", names(&v["accepts"]))?;
     outln!("last events  {}", names(&v["last_events"]))?;
     outln!("errors       {}", names(&v["errors"]))?;

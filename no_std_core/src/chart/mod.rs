@@ -166,6 +166,10 @@ pub enum Guard {
     /// which XState checks with `snapshot.matches`. It is [`Guard::InState`] except after a
     /// quirk of history targets, when the value holds states that are not active.
     InValue(StateId),
+    /// Enabled while a context key compares with a literal as the condition record says
+    /// (an interstate extension for JSON charts; see [`ContextCondition`]): the index of
+    /// that record in the action table.
+    Context(u16),
 }
 
 /// One action of an action list.
@@ -223,6 +227,91 @@ pub enum Action {
         /// The `xstate.after.<delay>.<state id>` event.
         event: EventId,
     },
+    /// `assign`: changes one key of the machine's JSON context.
+    Assign {
+        /// The key, as a JSON string literal (quotes included), e.g. `"count"`.
+        key: StrId,
+        /// What to do with it.
+        op: AssignOp,
+        /// The operand: the literal's JSON text ([`AssignOp::Set`], [`AssignOp::Add`]) or
+        /// the event field's name as a JSON string literal ([`AssignOp::FromEvent`]).
+        operand: StrId,
+    },
+    /// A record that is not an action: the chart's initial context or a context condition.
+    /// No state's action list holds one; running it does nothing.
+    Data,
+}
+
+/// What an [`Action::Assign`] does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum AssignOp {
+    /// Sets the key to a JSON literal.
+    Set = 0,
+    /// Copies a top-level field of the event's JSON data (removes the key when the event has
+    /// no such field, as XState leaves it `undefined`).
+    FromEvent = 1,
+    /// Adds a number to the key's number.
+    Add = 2,
+}
+
+impl AssignOp {
+    /// The op from its byte in an action record.
+    pub const fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Set,
+            1 => Self::FromEvent,
+            2 => Self::Add,
+            _ => return None,
+        })
+    }
+}
+
+/// How a context condition compares a context key with its literal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum CompareOp {
+    /// Equal: numbers by value, anything else by its JSON text.
+    Eq = 0,
+    /// Not equal.
+    Ne = 1,
+    /// Less than (numbers only; false otherwise).
+    Lt = 2,
+    /// Less than or equal (numbers only).
+    Le = 3,
+    /// Greater than (numbers only).
+    Gt = 4,
+    /// Greater than or equal (numbers only).
+    Ge = 5,
+}
+
+impl CompareOp {
+    /// The op from its byte in a condition record.
+    pub const fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Eq,
+            1 => Self::Ne,
+            2 => Self::Lt,
+            3 => Self::Le,
+            4 => Self::Gt,
+            5 => Self::Ge,
+            _ => return None,
+        })
+    }
+}
+
+/// A context condition (a [`Guard::Context`]): `context[key] op literal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ContextCondition {
+    /// The key, as a JSON string literal (quotes included).
+    pub key: StrId,
+    /// The comparison.
+    pub op: CompareOp,
+    /// The literal's JSON text.
+    pub literal: StrId,
 }
 
 /// A delay: a number of milliseconds fixed in the chart, or a name the host binds.
@@ -336,6 +425,43 @@ impl<'a> Chart<'a> {
     /// The tables this chart views.
     pub fn tables(&self) -> &Tables<'a> {
         &self.t
+    }
+
+    /// A 64-bit hash (FNV-1a) of every table: two charts with the same fingerprint have the
+    /// same tables, for all practical purposes. A machine snapshot records it, so that a
+    /// snapshot of another chart, or of another revision of one, is refused on restore.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            // Each table's length first, so that moving bytes between tables changes it.
+            for &b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        let t = &self.t;
+        for table in [
+            t.strings.as_bytes(),
+            t.names,
+            t.states,
+            t.transitions,
+            t.targets,
+            t.actions,
+            t.events,
+            t.event_index,
+            t.action_names,
+            t.guard_names,
+            t.delay_names,
+            &t.history_slots.to_le_bytes(),
+        ] {
+            eat(table);
+        }
+        h
+    }
+
+    /// Number of strings in the string table.
+    pub fn string_count(&self) -> usize {
+        self.t.names.len() / NameRecord::SIZE
     }
 
     /// Number of states, history states included.
@@ -531,6 +657,7 @@ impl<'a> Chart<'a> {
                 2 => Guard::InState(StateId(r.guard)),
                 3 => Guard::NotInState(StateId(r.guard)),
                 4 => Guard::InValue(StateId(r.guard)),
+                5 => Guard::Context(r.guard),
                 _ => Guard::None,
             },
             reenter: r.flags & TransitionRecord::REENTER != 0,
@@ -667,9 +794,43 @@ impl<'a> Chart<'a> {
                 event: EventId(a.a),
                 delay: delay.unwrap_or(Delay::Millis(0)),
             },
-            _ => Action::CancelAfter {
+            6 => Action::CancelAfter {
                 event: EventId(a.a),
             },
+            8 => Action::Assign {
+                key: StrId(a.a),
+                operand: StrId(a.b),
+                op: AssignOp::from_u8(a.c as u8).unwrap_or(AssignOp::Set),
+            },
+            _ => Action::Data,
+        }
+    }
+
+    /// The chart's initial context (its `context` object) as JSON text, if it has one: the
+    /// first record of kind 7 in the action table.
+    pub fn initial_context(&self) -> Option<&'a str> {
+        self.t
+            .actions
+            .chunks_exact(ActionRecord::SIZE)
+            .find_map(|b| {
+                let a = ActionRecord::decode(b);
+                (a.kind == raw::ACTION_INITIAL_CONTEXT).then(|| self.str(StrId(a.a)))
+            })
+    }
+
+    /// The context condition record at `index` of the action table (a [`Guard::Context`]).
+    pub fn context_condition(&self, index: u16) -> ContextCondition {
+        let at = index as usize * ActionRecord::SIZE;
+        let a = ActionRecord::decode(
+            self.t
+                .actions
+                .get(at..at + ActionRecord::SIZE)
+                .unwrap_or(&[0; ActionRecord::SIZE]),
+        );
+        ContextCondition {
+            key: StrId(a.a),
+            literal: StrId(a.b),
+            op: CompareOp::from_u8(a.c as u8).unwrap_or(CompareOp::Eq),
         }
     }
 }

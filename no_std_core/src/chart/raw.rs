@@ -139,7 +139,8 @@ pub struct TransitionRecord {
     pub source: u16,
     /// Exact: the event id. Prefix: the string id of the prefix (`foo` for `foo.*`).
     pub event: u16,
-    /// 0 none, 1 named guard, 2 in-state, 3 not-in-state.
+    /// 0 none, 1 named guard, 2 in-state, 3 not-in-state, 4 in-value, 5 context condition
+    /// (`guard` is then the index of a condition record in the action table).
     pub guard_kind: u8,
     /// The guard id or the state index.
     pub guard: u16,
@@ -204,6 +205,13 @@ impl TransitionRecord {
 /// | 4    | log         | message  |          |             |              |       |
 /// | 5    | start after | event    |          |             |              | yes   |
 /// | 6    | cancel after| event    |          |             |              |       |
+/// | 7    | initial context | JSON text |     |             |              |       |
+/// | 8    | assign      | key lit. | operand  | op (`AssignOp`) |          |       |
+/// | 9    | context condition | key lit. | literal | op (`CompareOp`) |    |       |
+///
+/// Kinds 7 and 9 are data, not actions: no state's action list holds them. The chart's
+/// `context` object is the one record of kind 7; a transition with guard kind 5 names the
+/// index of its record of kind 9. Key literals are JSON string literals, quotes included.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionRecord {
     /// The kind (table above).
@@ -254,6 +262,15 @@ impl ActionRecord {
         put32(b, 10, self.delay);
     }
 }
+
+/// [`ActionRecord::kind`] of the chart's initial context.
+pub const ACTION_INITIAL_CONTEXT: u8 = 7;
+/// [`ActionRecord::kind`] of an `assign`.
+pub const ACTION_ASSIGN: u8 = 8;
+/// [`ActionRecord::kind`] of a context condition.
+pub const ACTION_CONTEXT_CONDITION: u8 = 9;
+/// [`TransitionRecord::guard_kind`] of a context condition.
+pub const GUARD_CONTEXT: u8 = 5;
 
 /// A string span in the string table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

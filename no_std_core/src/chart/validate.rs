@@ -5,9 +5,13 @@
 //! runs once per chart, while the accessors are what every step reads.
 
 use crate::error::Error;
+use crate::json_text;
 
 use super::raw::{self, ActionRecord, NameRecord, StateRecord, TransitionRecord};
-use super::{Chart, StateKind, Tables, Trigger, MAX_ACTIVE_LEAVES, MAX_DEPTH, MAX_STATES, NONE};
+use super::{
+    AssignOp, Chart, CompareOp, StateKind, Tables, Trigger, MAX_ACTIVE_LEAVES, MAX_DEPTH,
+    MAX_STATES, NONE,
+};
 
 fn bad(table: &'static str, index: usize, reason: &'static str) -> Error {
     Error::InvalidChart {
@@ -104,6 +108,14 @@ impl<'a> Chart<'a> {
                 return Err(bad("targets", i, "state index out of range"));
             }
         }
+        // A string's bytes, for ids already checked by `str_ok` (spans are checked above).
+        let text = |id: u16| -> &'a [u8] {
+            let r = NameRecord::decode(&t.names[id as usize * NameRecord::SIZE..]);
+            t.strings
+                .as_bytes()
+                .get(r.offset as usize..r.offset as usize + r.len as usize)
+                .unwrap_or(&[])
+        };
         for i in 0..n_actions {
             let a = ActionRecord::decode(&t.actions[i * ActionRecord::SIZE..]);
             let delay_ok = a.flags & ActionRecord::HAS_DELAY == 0
@@ -119,6 +131,27 @@ impl<'a> Chart<'a> {
                     4 => str_ok(a.a),
                     5 => (a.a as usize) < n_events && a.flags & ActionRecord::HAS_DELAY != 0,
                     6 => (a.a as usize) < n_events,
+                    // The JSON texts are checked here, once, so that a machine can trust them.
+                    raw::ACTION_INITIAL_CONTEXT => str_ok(a.a) && json_text::is_object(text(a.a)),
+                    raw::ACTION_ASSIGN => {
+                        str_ok(a.a)
+                            && str_ok(a.b)
+                            && json_text::is_string(text(a.a))
+                            && match AssignOp::from_u8(a.c as u8).filter(|_| a.c < 256) {
+                                Some(AssignOp::Set) => json_text::is_value(text(a.b)),
+                                Some(AssignOp::FromEvent) => json_text::is_string(text(a.b)),
+                                Some(AssignOp::Add) => json_text::number(text(a.b)).is_some(),
+                                None => false,
+                            }
+                    }
+                    raw::ACTION_CONTEXT_CONDITION => {
+                        str_ok(a.a)
+                            && str_ok(a.b)
+                            && json_text::is_string(text(a.a))
+                            && json_text::is_value(text(a.b))
+                            && CompareOp::from_u8(a.c as u8).is_some()
+                            && a.c < 256
+                    }
                     _ => false,
                 };
             if !ok {
@@ -319,6 +352,14 @@ impl<'a> Chart<'a> {
                 0 => true,
                 1 => (tr.guard as usize) < n_guards,
                 2..=4 => (tr.guard as usize) < n_states,
+                raw::GUARD_CONTEXT => {
+                    (tr.guard as usize) < n_actions
+                        && ActionRecord::decode(
+                            &t.actions[tr.guard as usize * ActionRecord::SIZE..],
+                        )
+                        .kind
+                            == raw::ACTION_CONTEXT_CONDITION
+                }
                 _ => false,
             };
             if !ev_ok || !guard_ok {

@@ -17,7 +17,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const C: usize,
+    > Machine<'c, W, Q, O, T, H, B, C>
 {
     fn resolve_delay<BH: Behavior + ?Sized>(
         &self,
@@ -43,7 +44,7 @@ impl<
     ) -> Result<(), Error> {
         for i in range {
             match self.chart.user_action_at(i) {
-                Some(a) => self.run_user(a, cx),
+                Some(a) => self.run_user(a, cx)?,
                 None => self.run_builtin(i, cx)?,
             }
         }
@@ -74,15 +75,26 @@ impl<
     }
 
     #[inline]
-    fn run_user<BH: Behavior + ?Sized>(&mut self, a: ActionId, cx: &mut StepCx<'_, '_, BH>) {
+    fn run_user<BH: Behavior + ?Sized>(
+        &mut self,
+        a: ActionId,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let mut context_error = None;
         let mut acx = ActionContext {
             effects: &mut self.io,
             machine_id: &self.id,
             event: cx.event,
             now: cx.now,
             failures: &mut self.stats.send_failures,
+            context: self.context.as_ref(&mut context_error),
         };
         cx.behavior.action(a, &mut acx);
+        // A context update the action could not make fails the step (see `context_store`).
+        match context_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 
     /// Runs action `i` of the action table, whatever its kind.
@@ -101,7 +113,7 @@ impl<
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         match self.chart.action_at(i) {
-            Action::User(a) => self.run_user(a, cx),
+            Action::User(a) => self.run_user(a, cx)?,
             Action::Raise { event } => {
                 self.queue
                     .push_back(event)
@@ -174,6 +186,16 @@ impl<
             Action::Log { message } => {
                 cx.behavior.log(&self.id, self.chart.str(message));
             }
+            Action::Assign { key, op, operand } => {
+                self.context.as_ref(&mut None).assign(
+                    &self.chart,
+                    key,
+                    op,
+                    operand,
+                    cx.event.payload,
+                )?;
+            }
+            Action::Data => {}
         }
         Ok(())
     }

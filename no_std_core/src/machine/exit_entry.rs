@@ -17,7 +17,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const C: usize,
+    > Machine<'c, W, Q, O, T, H, B, C>
 {
     /// The targets of a transition with history states replaced by what they stand for.
     fn effective_targets(&self, tr: &Transition, out: &mut Vec<StateId, MAX_ENABLED>) {

@@ -24,15 +24,24 @@
 //! - `select`: which transitions an event or the eventless scan enables, and their conflicts;
 //! - `exit_entry`: transition domains, exit and entry sets, history;
 //! - `actions`: running a state's or a transition's actions, built-in and the host's;
-//! - `json`: the state value as JSON ([`Machine::write_value`]).
+//! - `json`: the state value as JSON ([`Machine::write_value`]);
+//! - `context_store`: the machine's context (typed or JSON) and what actions and guards
+//!   reach of it;
+//! - `snapshot`: [`Machine::snapshot`] and [`Machine::restore`].
 
 mod actions;
+mod context_store;
 mod exit_entry;
 mod json;
 mod select;
+mod snapshot;
 mod step;
 mod store;
 mod view;
+
+pub use context_store::ContextFormat;
+pub(crate) use context_store::{ContextRef, ContextView};
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};
 
@@ -100,13 +109,15 @@ pub struct Outgoing<'a> {
 /// - `O`: outbox messages between two drains;
 /// - `T`: pending timers (`after` transitions and delayed sends);
 /// - `H`: history memory slots (see [`Chart::history_slots`]);
-/// - `B`: bytes of names and payloads behind the outbox, and again behind the timers.
+/// - `B`: bytes of names and payloads behind the outbox, and again behind the timers;
+/// - `C`: bytes of the context (a typed value encoded with postcard, or a JSON chart's
+///   `context` as JSON text; see [`ContextFormat`]).
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
 ///
 /// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
-/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots and
-/// 40 bytes of names and payloads. Hosts size theirs for the work (the platform's nodes use
+/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots,
+/// 40 bytes of names and payloads and 32 bytes of context. Hosts size theirs for the work (the platform's nodes use
 /// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
 /// with the capacity it ran out of, never silently.
 pub struct Machine<
@@ -117,6 +128,7 @@ pub struct Machine<
     const T: usize = 2,
     const H: usize = 4,
     const B: usize = 40,
+    const C: usize = 32,
 > {
     chart: Chart<'c>,
     id: heapless::String<MAX_MACHINE_ID>,
@@ -128,6 +140,7 @@ pub struct Machine<
     stats: Stats,
     io: Io<O, T, B>,
     view: view::View<W>,
+    context: context_store::ContextStore<C>,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -147,7 +160,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const C: usize,
+    > Machine<'c, W, Q, O, T, H, B, C>
 {
     /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
     pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
@@ -162,6 +176,10 @@ impl<
                 needed: chart.history_slots(),
                 capacity: H,
             });
+        }
+        let mut context = context_store::ContextStore::new();
+        if let Some(text) = chart.initial_context() {
+            context.as_ref(&mut None).set_json(text.as_bytes())?;
         }
         let mut id = heapless::String::new();
         id.push_str(machine_id)
@@ -178,6 +196,7 @@ impl<
             status: Status::Idle,
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
             view: view::View::default(),
+            context,
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),

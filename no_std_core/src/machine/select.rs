@@ -19,7 +19,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const C: usize,
+    > Machine<'c, W, Q, O, T, H, B, C>
 {
     /// [`Self::select`] from the root in a chart without parallel states.
     ///
@@ -301,11 +302,13 @@ impl<
             Guard::InState(s) => self.config.contains(s),
             Guard::NotInState(s) => !self.config.contains(s),
             Guard::InValue(s) => self.value_holds(s),
+            Guard::Context(i) => self.context.view().condition(&self.chart, i),
             Guard::Named(id) => cx.behavior.guard(
                 id,
                 &GuardContext {
                     machine_id: &self.id,
                     event: cx.event,
+                    context: self.context.view(),
                 },
             ),
         }

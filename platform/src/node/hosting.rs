@@ -93,7 +93,7 @@ impl Node {
     }
 
     /// Adds a machine built by the caller, of any capacities (any
-    /// `interstate_core::Machine<'static, W, Q, O, T, H, B>`, not started), under its own id;
+    /// `interstate_core::Machine<'static, W, Q, O, T, H, B, C>`, not started), under its own id;
     /// starts it and registers it as [`add_machine`](Self::add_machine) does. For a chart
     /// that needs more states, timers, outbox room or history than the node's sizes give:
     ///

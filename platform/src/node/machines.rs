@@ -11,14 +11,14 @@ use interstate_core::{Behavior, Chart, Error, Event, Instant, Machine, Outgoing,
 use crate::error::PlatformError;
 
 /// A machine hosted by a node by default: 256 states, 64 outbox messages with 16 KiB of names
-/// and payloads, 64 timers, 32 internal events, 64 history slots.
-pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384>;
+/// and payloads, 64 timers, 32 internal events, 64 history slots, 4 KiB of context.
+pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384, 4096>;
 
 /// A machine for a chart larger than [`HostedMachine`] holds: 65,536 states and 1,024
 /// history slots (the size `interstate simulate` runs, and more states than the JSON
 /// compiler accepts), the other capacities as [`HostedMachine`]'s. [`Node::add_machine`](super::Node::add_machine) chooses it for such a
 /// chart; its steps cost more, as its state sets are 256 times wider.
-pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384>;
+pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384, 4096>;
 
 /// What a node needs of a machine, for any capacities: [`Machine`] of every size implements
 /// it. Build a machine of the size a chart needs and hand it to
@@ -61,6 +61,10 @@ pub trait RunningMachine {
     fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>>;
     /// See [`Machine::consume_outbox`].
     fn consume_outbox(&mut self, n: usize);
+    /// See [`Machine::context_json`].
+    fn context_json(&self) -> Option<&str>;
+    /// See [`Machine::snapshot`].
+    fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error>;
 }
 
 impl<
@@ -70,8 +74,15 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > RunningMachine for Machine<'static, W, Q, O, T, H, B>
+        const C: usize,
+    > RunningMachine for Machine<'static, W, Q, O, T, H, B, C>
 {
+    fn context_json(&self) -> Option<&str> {
+        Machine::context_json(self)
+    }
+    fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
+        Machine::snapshot(self, now, buf)
+    }
     fn id(&self) -> &str {
         Machine::id(self)
     }

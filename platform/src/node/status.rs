@@ -100,7 +100,9 @@ fn accepts(h: &Hosted) -> Vec<String> {
     out
 }
 
-/// `h`'s state report: `{"machine","status","state","accepts","last_events","errors","at_ms"}`.
+/// `h`'s state report: `{"machine","status","state","accepts","last_events","errors","at_ms"}`,
+/// and `"context"` when the machine has a JSON context (a JSON chart's `context`, as `assign`
+/// left it): it is JSON text already, so it is copied in as it is.
 pub(super) fn report(h: &Hosted) -> String {
     let mut value = String::new();
     if h.machine.write_value(&mut value).is_err() || value.is_empty() {
@@ -127,6 +129,10 @@ pub(super) fn report(h: &Hosted) -> String {
         list(&mut h.errors.iter().map(String::as_str)),
         unix_ms()
     );
+    if let Some(context) = h.machine.context_json() {
+        out.pop();
+        let _ = write!(out, ",\"context\":{context}}}");
+    }
     out
 }
 
