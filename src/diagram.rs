@@ -153,6 +153,18 @@ fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
             }
             t
         }
+        Action::Reply { event, .. } => format!("reply {}", chart.str(event)),
+        Action::Request {
+            target,
+            event,
+            timeout,
+            ..
+        } => format!(
+            "request {} {} within {}",
+            chart.str(target),
+            chart.str(event),
+            delay_text(chart, timeout)
+        ),
         Action::Log { .. } => "log".to_string(),
         Action::StartAfter { .. } | Action::CancelAfter { .. } => return None,
     })

@@ -179,6 +179,7 @@ fn python_encoder_agrees_with_the_rust_one() {
             event: "E",
             payload: &payload,
             seq: u64::MAX,
+            correlation: Default::default(),
         }),
         Frame::RegistryEntry(RegistryEntry {
             machine: "x",

@@ -108,6 +108,15 @@ pub enum Error {
     /// An action tried to send an event in the reserved `xstate.` namespace
     /// ([`crate::wire::RESERVED_EVENT_PREFIX`]), which only the runtime may send.
     ReservedEvent,
+    /// A request could not be opened: as many of this machine's requests are waiting for
+    /// their replies as its table holds (see [`crate::request::Pending`]).
+    RequestsFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// `reply` (or a `sendTo` the sender) on an event that has no sender: one the host
+    /// injected, a timer's, or the machine's own.
+    NoSender,
 }
 
 impl fmt::Display for Error {
@@ -157,6 +166,14 @@ impl fmt::Display for Error {
             Error::ReservedEvent => write!(
                 f,
                 "events named xstate.* are reserved for the runtime; send an event with another name"
+            ),
+            Error::RequestsFull { capacity } => write!(
+                f,
+                "request table full ({capacity} requests waiting for replies): wait for a reply or a timeout, or give the machine a larger table"
+            ),
+            Error::NoSender => write!(
+                f,
+                "the event has no sender to reply to (it came from the host, a timer or this machine)"
             ),
         }
     }

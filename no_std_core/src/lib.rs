@@ -14,8 +14,11 @@
 //!   in ([`Machine::send`], [`Machine::handle_timeout`]) and reads the next deadline
 //!   ([`Machine::poll_timeout`]) and the messages to deliver ([`Machine::outbox`]) out.
 //! - [`context`]: what actions see ([`ActionContext`]): the machine id, the event and its
-//!   payload, and deferred sends to any machine, to itself, or after a delay. The host binds
-//!   action, guard and delay ids to code by implementing [`Behavior`].
+//!   payload and sender, and deferred sends to any machine, to itself, after a delay, a reply
+//!   to the sender, or a request with a timeout. The host binds action, guard and delay ids
+//!   to code by implementing [`Behavior`].
+//! - [`request`]: request/response: the requester's bounded table of pending requests, each
+//!   settled exactly once (its reply, a timeout, its target gone, or a delivery failure).
 //!
 //! - [`wire`], [`hub`], [`endpoint`]: the bus protocol's frames, the hub's routing and a
 //!   client's handshake and keepalive, as state machines that move no bytes themselves.
@@ -60,6 +63,7 @@ pub mod error;
 pub mod hub;
 pub mod image;
 pub mod machine;
+pub mod request;
 pub mod serial;
 pub mod set;
 pub mod time;
@@ -72,4 +76,6 @@ pub use context::{
 };
 pub use error::Error;
 pub use machine::{Machine, Outgoing, Stats, Status};
+pub use request::RequestId;
+pub use wire::Correlation;
 pub use time::{Duration, Instant};

@@ -568,6 +568,7 @@ impl<'a, const RX: usize, const TX: usize> DeviceLink<'a, RX, TX> {
             event,
             payload,
             seq: self.seq + 1,
+            correlation: Default::default(),
         });
         queue_into(&mut self.tx, &mut self.tx_len, &frame)?;
         self.seq += 1;

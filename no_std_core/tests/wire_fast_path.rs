@@ -69,6 +69,7 @@ fn hand_read_deliver_frames_agree_with_postcard() {
             event: &event,
             payload: &payload,
             seq,
+            correlation: Default::default(),
         });
         let n = frame.encode(&mut buf).expect("fits");
         let body = &buf[4..n];

@@ -527,6 +527,7 @@ impl SerialBridge {
             event: &m.event,
             payload: &m.payload,
             seq: self.seq,
+            correlation: Default::default(),
         });
         if frame.encoded_len() - interstate_core::wire::LEN_PREFIX > max_frame as usize {
             return self.fail_back(&m, FailReason::TooLarge);

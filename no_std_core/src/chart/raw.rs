@@ -204,6 +204,11 @@ impl TransitionRecord {
 /// | 4    | log         | message  |          |             |              |       |
 /// | 5    | start after | event    |          |             |              | yes   |
 /// | 6    | cancel after| event    |          |             |              |       |
+/// | 7    | reply       |          | event s  |             | payload str  |       |
+/// | 8    | request     | target s | event s  |             | payload str  | yes   |
+///
+/// Flag [`ActionRecord::FORWARD_DATA`] (kinds 3, 7, 8; payload none): the message carries
+/// the current event's payload.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionRecord {
     /// The kind (table above).
@@ -229,6 +234,8 @@ impl ActionRecord {
     pub const HAS_DELAY: u8 = 1;
     /// `flags` bit: the delay is named.
     pub const NAMED_DELAY: u8 = 2;
+    /// `flags` bit: the message forwards the current event's payload.
+    pub const FORWARD_DATA: u8 = 4;
     /// Reads a record.
     #[inline]
     pub fn decode(b: &[u8]) -> Self {

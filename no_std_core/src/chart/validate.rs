@@ -110,7 +110,12 @@ impl<'a> Chart<'a> {
                 || a.flags & ActionRecord::NAMED_DELAY == 0
                 || (a.delay as usize) < n_delays;
             let opt_str = |s: u16| s == NONE || str_ok(s);
+            let has_delay = a.flags & ActionRecord::HAS_DELAY != 0;
+            let forward = a.flags & ActionRecord::FORWARD_DATA != 0;
+            // A forwarded payload is none of the chart's strings, and is not delayed.
+            let data_ok = !forward || (a.d == NONE && matches!(a.kind, 3 | 7 | 8) && !(a.kind == 3 && has_delay));
             let ok = delay_ok
+                && data_ok
                 && match a.kind {
                     0 => (a.a as usize) < n_action_names,
                     1 => (a.a as usize) < n_events && opt_str(a.c),
@@ -119,6 +124,8 @@ impl<'a> Chart<'a> {
                     4 => str_ok(a.a),
                     5 => (a.a as usize) < n_events && a.flags & ActionRecord::HAS_DELAY != 0,
                     6 => (a.a as usize) < n_events,
+                    7 => str_ok(a.b) && opt_str(a.d) && !has_delay,
+                    8 => str_ok(a.a) && str_ok(a.b) && opt_str(a.d) && has_delay,
                     _ => false,
                 };
             if !ok {

@@ -17,7 +17,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, R>
 {
     /// The targets of a transition with history states replaced by what they stand for.
     fn effective_targets(&self, tr: &Transition, out: &mut Vec<StateId, MAX_ENABLED>) {

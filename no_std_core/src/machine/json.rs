@@ -16,7 +16,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, R>
 {
     /// Writes the state value as JSON, exactly as XState v5's `snapshot.value`: the key of
     /// the active child for a compound state whose child is atomic, objects for the rest.

@@ -19,7 +19,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, R>
 {
     /// [`Self::select`] from the root in a chart without parallel states.
     ///

@@ -17,7 +17,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, R>
 {
     pub(super) fn finish(&mut self, r: Result<(), Error>) -> Result<(), Error> {
         if let Err(e) = r {

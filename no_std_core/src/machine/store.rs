@@ -8,7 +8,9 @@ use heapless::Vec;
 use crate::chart::{Chart, EventId, StrId};
 use crate::context::{Effects, SendId, Target};
 use crate::error::Error;
+use crate::request::{Pending, RequestId};
 use crate::time::{Duration, Instant};
+use crate::wire::Correlation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Bytes {
@@ -23,6 +25,8 @@ pub(super) struct Message {
     pub(super) target: Option<Bytes>,
     pub(super) event: Bytes,
     pub(super) payload: Bytes,
+    /// The request it opens or answers, if any.
+    pub(super) correlation: Correlation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +57,7 @@ pub(super) struct Timer {
 }
 
 /// Outbox and timers: the machine's only contact with the world, drained by the host.
-pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
+pub(super) struct Io<const O: usize, const T: usize, const B: usize, const R: usize> {
     pub(super) outbox: Vec<Message, O>,
     pub(super) out_bytes: [u8; B],
     pub(super) out_used: usize,
@@ -64,6 +68,8 @@ pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
     pub(super) seq: u32,
     /// Counts timers armed and timers cancelled (not those that fired).
     pub(super) changes: u32,
+    /// Requests waiting for their replies.
+    pub(super) requests: Pending<R>,
 }
 
 pub(super) fn push_bytes<const B: usize>(
@@ -87,7 +93,7 @@ pub(super) fn push_bytes<const B: usize>(
     Ok(b)
 }
 
-impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
+impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B, R> {
     /// The bytes a [`Bytes`] stands for: in the chart's strings or in `arena`.
     pub(super) fn bytes_in<'s>(chart: Chart<'s>, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
         match b {
@@ -229,6 +235,7 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
             target,
             event,
             payload,
+            correlation: m.correlation,
         });
         Ok(())
     }
@@ -246,6 +253,7 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
             target: Some(Bytes::Chart(target)),
             event: Bytes::Chart(event),
             payload: payload.map_or(Bytes::Empty, Bytes::Chart),
+            correlation: Correlation::None,
         };
         match delay {
             None => self
@@ -266,7 +274,7 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
     }
 }
 
-impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
+impl<const O: usize, const T: usize, const B: usize, const R: usize> Effects for Io<O, T, B, R> {
     fn send(
         &mut self,
         now: Instant,
@@ -274,13 +282,21 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
         event: &str,
         payload: &[u8],
         delay: Option<Duration>,
+        correlation: Correlation,
     ) -> Result<SendId, Error> {
-        self.send_encoded(now, target, event, delay, &mut |buf: &mut [u8]| {
-            buf.get_mut(..payload.len()).map(|b| {
-                b.copy_from_slice(payload);
-                payload.len()
-            })
-        })
+        self.send_encoded(
+            now,
+            target,
+            event,
+            delay,
+            correlation,
+            &mut |buf: &mut [u8]| {
+                buf.get_mut(..payload.len()).map(|b| {
+                    b.copy_from_slice(payload);
+                    payload.len()
+                })
+            },
+        )
     }
 
     fn send_encoded(
@@ -289,6 +305,7 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
         target: Target<'_>,
         event: &str,
         delay: Option<Duration>,
+        correlation: Correlation,
         encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<SendId, Error> {
         if crate::wire::is_reserved_event(event) {
@@ -322,6 +339,7 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
                 target,
                 event,
                 payload,
+                correlation,
             })
         })();
         let m = match result {
@@ -344,5 +362,34 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
 
     fn cancel(&mut self, id: SendId) -> bool {
         self.cancel_where(|k| k == TimerKey::Id(id.0))
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        target: &str,
+        event: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<RequestId, Error> {
+        if crate::wire::is_reserved_event(event) {
+            return Err(Error::ReservedEvent);
+        }
+        let id = self.requests.open(now, target, timeout)?;
+        let sent = self.send(
+            now,
+            Target::Machine(target),
+            event,
+            payload,
+            None,
+            id.request(),
+        );
+        match sent {
+            Ok(_) => Ok(id),
+            Err(e) => {
+                self.requests.withdraw(id);
+                Err(e)
+            }
+        }
     }
 }

@@ -33,7 +33,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > Machine<'c, W, Q, O, T, H, B>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, R>
 {
     /// Recomputes the view after a microstep that may have changed regularity.
     #[inline(never)]

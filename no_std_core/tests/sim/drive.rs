@@ -393,6 +393,7 @@ fn pump(
             event: &event,
             payload: &n.to_le_bytes(),
             seq,
+            correlation: Default::default(),
         };
         let direct = match pr.client.send(&d, pr.max_frame) {
             Ok(()) => None,

@@ -204,6 +204,7 @@ impl Node {
                     event,
                     payload,
                     seq,
+                    correlation: Default::default(),
                 },
                 &mut deferred,
             );
@@ -626,6 +627,7 @@ impl Node {
                             event: m.event,
                             payload: m.payload,
                             seq: h.seq,
+                            correlation: Default::default(),
                         };
                         let (routed, stats) =
                             route_remote(&mut self.side, &self.config, now, &d, &mut deferred);

@@ -70,7 +70,8 @@ impl<
         const T: usize,
         const H: usize,
         const B: usize,
-    > RunningMachine for Machine<'static, W, Q, O, T, H, B>
+        const R: usize,
+    > RunningMachine for Machine<'static, W, Q, O, T, H, B, R>
 {
     fn id(&self) -> &str {
         Machine::id(self)
