@@ -239,6 +239,11 @@ impl<const N: usize> Pending<N> {
         self.entries.is_empty()
     }
 
+    /// Whether a reply to request `id` from `from` would settle it (without settling it).
+    pub fn matches(&self, id: u32, from: &str) -> bool {
+        self.entries.iter().any(|e| e.id == id && e.target == from)
+    }
+
     /// Whether request `id` is waiting for its reply.
     pub fn is_pending(&self, id: RequestId) -> bool {
         self.entries.iter().any(|e| e.id == id.0)

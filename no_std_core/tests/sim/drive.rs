@@ -315,7 +315,9 @@ fn host(
                 Accepted::NoRoom => rec.notes.push(Note::FilterFull(p, d.to.to_string())),
             }
         }
-        Incoming::Failed { failed: f, settled } => {
+        Incoming::Failed {
+            failed: f, settled, ..
+        } => {
             // Reported once: when it settled an outstanding message here, or when its
             // sender is not this process's.
             if settled || !pr.hosts(f.from) {

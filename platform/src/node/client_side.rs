@@ -309,6 +309,7 @@ impl Node {
                                 u.event.to_string(),
                                 u.seq,
                                 FailReason::Disconnected,
+                                u.correlation,
                             ))
                         });
                     }
@@ -327,7 +328,11 @@ impl Node {
                             c.client.accept(d, handed)
                         });
                     }
-                    Incoming::Failed { failed: f, settled } => {
+                    Incoming::Failed {
+                        failed: f,
+                        settled,
+                        correlation,
+                    } => {
                         // Reported once: when it settled an outstanding message here, or when
                         // its sender is not this process's.
                         let ours = self.local.by_id.contains_key(f.from)
@@ -339,6 +344,7 @@ impl Node {
                                 f.event.to_string(),
                                 f.seq,
                                 f.reason,
+                                correlation,
                             ));
                         }
                     }

@@ -10,13 +10,13 @@ use interstate_core::bus::SendRefused;
 use interstate_core::hub::Handled;
 use interstate_core::machine::Status;
 use interstate_core::wire::{is_reserved_event, Deliver, FailReason};
-use interstate_core::{Behavior, Chart, Event, Instant, Target};
+use interstate_core::{Behavior, Chart, Correlation, Event, Instant, Target};
 
 use crate::error::PlatformError;
 
 use super::client_side::Sink;
 use super::hub_side::{ForwardIo, HubIoImpl};
-use super::local::{Deferred, Failed, Hosted, Watch};
+use super::local::{Deferred, Failed, Hosted, Origin, Watch};
 use super::machines::{sized_for, RunningMachine};
 use super::payload::{delivery_error_payload, local_info};
 use super::{Node, NodeConfig, PortMessage, Side, DELIVERY_ERROR_EVENT};
@@ -130,6 +130,8 @@ impl Node {
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
         let h = &mut self.local.machines[idx];
+        // Request ids of an earlier process with this machine's id match nothing here.
+        h.machine.set_request_base(super::requests::request_base());
         if let Err(e) = h.machine.start(now, &mut *h.behavior) {
             self.local.machines.pop();
             self.local.by_id.remove(id);
@@ -188,6 +190,18 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<u64, PlatformError> {
+        self.send_from_port_as(port, to, event, payload, Correlation::None)
+    }
+
+    /// [`Node::send_from_port`] of a message with a correlation (a request, a reply).
+    pub(super) fn send_from_port_as(
+        &mut self,
+        port: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+        correlation: Correlation,
+    ) -> Result<u64, PlatformError> {
         if is_reserved_event(event) {
             return Err(interstate_core::Error::ReservedEvent.into());
         }
@@ -204,7 +218,7 @@ impl Node {
                     event,
                     payload,
                     seq,
-                    correlation: Default::default(),
+                    correlation,
                 },
                 &mut deferred,
             );
@@ -315,19 +329,23 @@ impl Node {
             // outstanding message, once (and are reported only then, unless the sender is not
             // this process's).
             let direct = deferred.direct.drain(..).map(|f| (f, false));
-            let from_hub = deferred.failures.drain(..).map(|f| (f, true));
+            let from_hub = deferred
+                .failures
+                .drain(..)
+                .map(|(f, t, e, s, r)| ((f, t, e, s, r, Correlation::None), true));
             let all: Vec<_> = direct.chain(from_hub).collect();
-            for ((from, to, event, seq, reason), settle) in all {
-                if settle
-                    && self
-                        .side
-                        .outstanding_mut()
-                        .fail_one(&from, &to, seq)
-                        .is_none()
-                    && (self.local.by_id.contains_key(&from)
-                        || self.local.ports.contains_key(&from))
-                {
-                    continue;
+            for ((from, to, event, seq, reason, correlation), settle) in all {
+                let mut correlation = correlation;
+                if settle {
+                    match self.side.outstanding_mut().fail_one(&from, &to, seq) {
+                        Some(u) => correlation = u.correlation,
+                        None if self.local.by_id.contains_key(&from)
+                            || self.local.ports.contains_key(&from) =>
+                        {
+                            continue
+                        }
+                        None => {}
+                    }
                 }
                 let failed = Failed {
                     from: &from,
@@ -335,6 +353,7 @@ impl Node {
                     event: &event,
                     seq,
                     reason,
+                    correlation,
                 };
                 self.report_failure(now, failed, &mut deferred);
             }
@@ -350,15 +369,17 @@ impl Node {
                             u.to.to_string(),
                             u.event.to_string(),
                             u.seq,
+                            u.correlation,
                         ))
                     });
-                for (from, to, event, seq) in failed {
+                for (from, to, event, seq, correlation) in failed {
                     let failed = Failed {
                         from: &from,
                         to: &to,
                         event: &event,
                         seq,
                         reason: FailReason::TargetGone,
+                        correlation,
                     };
                     self.report_failure(now, failed, &mut deferred);
                 }
@@ -411,6 +432,8 @@ impl Node {
         deferred.logs.push(format!(
             "machine '{id}' stopped on an error and left the bus: {error}"
         ));
+        // What this node's machines and ports asked of it will not be answered.
+        self.local.requests_target_gone(now, id, deferred);
         // What it has was delivered: its senders hear so before it goes.
         self.emit_acks_when(true);
         match &mut self.side {
@@ -438,13 +461,26 @@ impl Node {
             event,
             seq,
             reason,
+            correlation,
         } = failed;
         self.local.stats.delivery_failures += 1;
+        if let Correlation::Request(id) = correlation {
+            // A request that fails settles it: its sender hears once, as the request's error.
+            if self.local.by_id.contains_key(from) || self.local.ports.contains_key(from) {
+                self.local.request_failed(now, from, id, reason, deferred);
+                return;
+            }
+        }
         let payload = delivery_error_payload(to, event, seq, reason);
-        if !self
-            .local
-            .deliver(now, to, from, DELIVERY_ERROR_EVENT, &payload, deferred)
-        {
+        if !self.local.deliver(
+            now,
+            to,
+            from,
+            DELIVERY_ERROR_EVENT,
+            &payload,
+            Origin::Runtime,
+            deferred,
+        ) {
             deferred.logs.push(format!(
                 "undeliverable message from '{from}' to '{to}' ({event}): {}",
                 reason.as_str()
@@ -454,6 +490,7 @@ impl Node {
 
     pub(super) fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
+        self.local.expire_port_requests(now);
         for i in 0..self.local.machines.len() {
             if self.local.machines[i].stopped {
                 continue;
@@ -572,6 +609,7 @@ impl Node {
                         Target::ThisMachine => h.id.as_str(),
                         Target::Machine(t) => t,
                     };
+                    let correlation = m.correlation;
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
                         // refused when they are made): only the runtime makes those.
@@ -581,6 +619,7 @@ impl Node {
                             m.event.to_string(),
                             h.seq,
                             FailReason::Reserved,
+                            m.correlation,
                         ));
                         Routed::Sent
                     } else if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to)
@@ -608,6 +647,7 @@ impl Node {
                             to,
                             event,
                             &buf[event_end..],
+                            Origin::Message(correlation),
                             &mut deferred,
                         ) {
                             // Its target stopped on an error (and left the bus).
@@ -617,6 +657,7 @@ impl Node {
                                 event.into(),
                                 self.local.machines[i].seq,
                                 FailReason::TargetStopped,
+                                correlation,
                             ));
                         }
                         Routed::Sent
@@ -627,7 +668,7 @@ impl Node {
                             event: m.event,
                             payload: m.payload,
                             seq: h.seq,
-                            correlation: Default::default(),
+                            correlation: m.correlation,
                         };
                         let (routed, stats) =
                             route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
@@ -663,9 +704,10 @@ impl Node {
         if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
+            let origin = Origin::Message(d.correlation);
             if !self
                 .local
-                .deliver(now, d.from, d.to, d.event, d.payload, deferred)
+                .deliver(now, d.from, d.to, d.event, d.payload, origin, deferred)
             {
                 // Its target stopped on an error (and left the bus).
                 deferred.direct.push((
@@ -674,6 +716,7 @@ impl Node {
                     d.event.into(),
                     d.seq,
                     FailReason::TargetStopped,
+                    d.correlation,
                 ));
             }
             return Routed::Sent;
@@ -706,9 +749,14 @@ fn route_remote(
 ) -> (Routed, RouteStats) {
     let mut stats = RouteStats::default();
     let fail = |deferred: &mut Deferred, reason| {
-        deferred
-            .direct
-            .push((d.from.into(), d.to.into(), d.event.into(), d.seq, reason));
+        deferred.direct.push((
+            d.from.into(),
+            d.to.into(),
+            d.event.into(),
+            d.seq,
+            reason,
+            d.correlation,
+        ));
     };
     match side {
         Side::Client(c) => match c.client.send(d, config.max_frame) {

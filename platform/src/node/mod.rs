@@ -31,6 +31,7 @@ mod local;
 mod machines;
 mod monitor;
 mod payload;
+mod requests;
 mod status;
 
 use client_side::ClientSide;
@@ -79,6 +80,15 @@ pub const HUB_WATCHES: usize = 1024;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
+
+/// The event a requester (a machine or a port) receives when a request fails: no reply
+/// within its timeout, its target left the bus, or it was not delivered. Payload:
+/// `{"request":7,"to":"worker","reason":"timeout","message":"..."}` (see
+/// [`interstate_core::request::write_error_payload`]).
+pub const REQUEST_ERROR_EVENT: &str = interstate_core::request::REQUEST_ERROR_EVENT;
+
+/// Requests one port may have waiting for their replies.
+pub const PORT_REQUESTS: usize = 64;
 
 /// Sent to a watcher when a watched machine leaves the bus (its process exited or was killed,
 /// or it unregistered). Payload: `{"machine":"<id>"}`.
@@ -277,6 +287,9 @@ pub struct NodeStats {
     pub duplicate_filter_full: u64,
     /// State reports this node sent for its machines (only while someone watches them).
     pub state_reports: u64,
+    /// Replies dropped because their request was settled already (timed out, failed) or
+    /// was never pending: those for this node's ports, and those for its machines.
+    pub late_replies: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
@@ -292,6 +305,9 @@ pub struct PortMessage {
     pub payload: Vec<u8>,
     /// The sender's sequence number for it (0 for a message from this process).
     pub seq: u64,
+    /// The request it opens (answer it with [`Node::reply_from_port`]) or answers (the id
+    /// [`Node::request_from_port`] returned), if any.
+    pub correlation: interstate_core::Correlation,
 }
 
 /// A framed link over any transport.
@@ -393,6 +409,7 @@ impl Node {
                 by_id: HashMap::default(),
                 ports: HashMap::default(),
                 port_seq: HashMap::default(),
+                port_requests: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
                 watches: HashMap::default(),
