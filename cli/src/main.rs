@@ -222,6 +222,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             data,
             bus,
         } => cmd::bus::send(&bus.args(), &target, &event, data.as_deref()).map(ok),
+        Command::Request {
+            target,
+            event,
+            data,
+            timeout,
+            json,
+            bus,
+        } => cmd::request::request(
+            &bus.args(),
+            &target,
+            &event,
+            data.as_deref(),
+            &timeout,
+            json,
+        )
+        .map(ok),
         Command::Ps { json, bus } => cmd::bus::ps(&bus.args(), json).map(ok),
         Command::Buses { json } => cmd::buses::buses(json).map(ok),
         Command::Status {
