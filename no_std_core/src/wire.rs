@@ -615,6 +615,7 @@ impl<'a> Frame<'a> {
             Frame::Register { .. } => "register",
             Frame::RegisterResult { .. } => "register-result",
             Frame::Unregister { .. } => "unregister",
+            Frame::Deliver(d) if d.correlation != Correlation::None => "deliver-correlated",
             Frame::Deliver(_) => "deliver",
             Frame::DeliveryFailed(_) => "delivery-failed",
             Frame::Subscribe { .. } => "subscribe",

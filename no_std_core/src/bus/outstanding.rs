@@ -866,6 +866,31 @@ mod tests {
         }
     }
 
+    /// A request keeps its correlation in the buffer: when it fails, its requester learns
+    /// which request it was.
+    #[test]
+    fn a_failed_request_is_reported_with_its_correlation() {
+        let mut o = new(4096);
+        let d = Deliver {
+            from: "a",
+            to: "w",
+            event: "WORK",
+            payload: b"x",
+            seq: 3,
+            correlation: Correlation::Request(77),
+        };
+        o.push_deliver(&d, true).unwrap();
+        o.push(&body("a", "w", 4), true).unwrap();
+        let mut got = Vec::new();
+        o.fail_where(&mut |_, to, _| to == "w", &mut |u| {
+            got.push((u.seq, u.correlation))
+        });
+        assert_eq!(
+            got,
+            vec![(3, Correlation::Request(77)), (4, Correlation::None)]
+        );
+    }
+
     #[test]
     fn an_acknowledged_message_is_not_failed() {
         let mut o = new(4096);
