@@ -1,5 +1,8 @@
 //! Steady-state message delivery between two nodes (two event loops, a Unix socket between
 //! them, statecharts on both ends) allocates nothing: a counting global allocator proves it.
+//! Each round trip is a plain send, a reply to it (`ctx.reply` of a plain event: a send to
+//! its sender), a request (`ctx.request`, with its entry in the pending table) and its reply
+//! (correlated, matched and settled): the hot paths of sends, replies and requests.
 //!
 //! One test in this file only: the allocator counts every thread while armed.
 
@@ -41,8 +44,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"PONG":{"actions":"ping"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
-const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"ANSWER":{"actions":"ping"},"PONG":{"actions":"ask"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"ASK":{"actions":"answer"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 
 fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
     let mut c = NodeConfig::new("noalloc");
@@ -69,19 +72,25 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
     let hub = std::thread::spawn(move || {
         let mut node = Node::new(config(&d1, Role::Hub)).expect("serve the bus");
         node.set_logger(|_| {});
-        let behaviors = Behaviors::new().action("ping", move |cx| {
-            rt1.fetch_add(1, Ordering::Relaxed);
-            let payload = cx.payload();
-            let _ = cx.send(
-                "b",
-                "PING",
-                if payload.is_empty() {
-                    b"0123456789abcdef"
-                } else {
-                    payload
-                },
-            );
-        });
+        let behaviors = Behaviors::new()
+            .action("ping", move |cx| {
+                rt1.fetch_add(1, Ordering::Relaxed);
+                let payload = cx.payload();
+                let _ = cx.send(
+                    "b",
+                    "PING",
+                    if payload.is_empty() {
+                        b"0123456789abcdef"
+                    } else {
+                        payload
+                    },
+                );
+            })
+            .action("ask", |cx| {
+                let payload = cx.payload();
+                cx.request("b", "ASK", payload, interstate::Duration::from_millis(30_000))
+                    .expect("room for the request");
+            });
         add_json_machine(&mut node, "a", PINGER, behaviors).expect("add a");
         ready1.store(true, Ordering::SeqCst);
         node.run_until(Duration::from_secs(10), |n| n.registry().contains("b"))
@@ -99,10 +108,15 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
     let client = std::thread::spawn(move || {
         let mut node = Node::new(config(&d2, Role::Client)).expect("join the bus");
         node.set_logger(|_| {});
-        let behaviors = Behaviors::new().action("pong", |cx| {
-            let payload = cx.payload();
-            let _ = cx.send("a", "PONG", payload);
-        });
+        let behaviors = Behaviors::new()
+            .action("pong", |cx| {
+                let payload = cx.payload();
+                cx.reply("PONG", payload).expect("a sender to answer");
+            })
+            .action("answer", |cx| {
+                let payload = cx.payload();
+                cx.reply("ANSWER", payload).expect("a sender to answer");
+            });
         add_json_machine(&mut node, "b", PONGER, behaviors).expect("add b");
         while !stop2.load(Ordering::Relaxed) {
             node.run_once(Some(Duration::from_millis(10))).unwrap();
@@ -136,17 +150,19 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
 
     assert!(measured >= 20_000, "{measured} round trips measured");
     assert!(
-        hub_stats.received >= 22_000 && client_stats.received >= 22_000,
+        hub_stats.received >= 44_000 && client_stats.received >= 44_000,
         "{hub_stats:?} {client_stats:?}"
     );
-    // When the client stops first, the one PING in flight is reported back as undeliverable:
-    // correct, and the only failure allowed.
+    assert_eq!(hub_stats.late_replies, 0, "{hub_stats:?}");
+    // When the client stops first, the one message in flight is reported back as
+    // undeliverable: correct, and the only failure allowed.
     assert!(
         hub_stats.delivery_failures + client_stats.delivery_failures <= 1,
         "{hub_stats:?} {client_stats:?}"
     );
     assert_eq!(
         allocations, 0,
-        "{allocations} allocations during {measured} round trips between two nodes"
+        "{allocations} allocations during {measured} round trips (send, reply, request, reply) \
+         between two nodes"
     );
 }
