@@ -313,6 +313,32 @@ impl<'a> ActionContext<'a> {
         };
         self.count(r)
     }
+    /// Whom to answer for the current event, to reply from a later step with
+    /// [`send_reply`](Self::send_reply); `None` when the event has no sender.
+    pub fn reply_to(&self) -> Option<ReplyTo> {
+        let mut sender = heapless::String::new();
+        sender.push_str(self.event.sender?).ok()?;
+        Some(ReplyTo {
+            sender,
+            correlation: reply_to(self.event.correlation),
+        })
+    }
+    /// Sends `event` with `payload` as the reply kept in `to` (see
+    /// [`reply_to`](Self::reply_to)): the answer to its request, when it was one.
+    pub fn send_reply(&mut self, to: &ReplyTo, event: &str, payload: &[u8]) -> Result<(), Error> {
+        let r = self
+            .effects
+            .send(
+                self.now,
+                Target::Machine(&to.sender),
+                event,
+                payload,
+                None,
+                to.correlation,
+            )
+            .map(|_| ());
+        self.count(r)
+    }
     /// Sends `event` with `payload` to `target` as a request, and waits `timeout` for its
     /// reply. The reply arrives as an ordinary event whose [`Event::correlation`] is
     /// [`Correlation::Reply`] with the returned id; if none comes in time, or the target
@@ -336,6 +362,17 @@ impl<'a> ActionContext<'a> {
     pub fn cancel(&mut self, id: SendId) -> bool {
         self.effects.cancel(id)
     }
+}
+
+/// Whom to answer, kept for a reply sent from a later step (after a timer, once work is
+/// done): the sender of an event and the correlation its reply carries. Fixed-size: an
+/// action's code can keep it without allocating. See [`ActionContext::reply_to`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The machine to answer.
+    pub sender: heapless::String<{ crate::machine::MAX_MACHINE_ID }>,
+    /// What the reply carries: [`Correlation::Reply`] when the event was a request.
+    pub correlation: Correlation,
 }
 
 /// The correlation of a reply to an event with correlation `c`: the request's id when the

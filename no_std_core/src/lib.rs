@@ -71,8 +71,8 @@ pub mod wire;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
 pub use context::{
-    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, SendId, Target,
-    TransportKind,
+    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, ReplyTo, SendId,
+    Target, TransportKind,
 };
 pub use error::Error;
 pub use machine::{Machine, Outgoing, Stats, Status};
