@@ -145,8 +145,7 @@ fn ui(mid_work: MidWork) -> Result<(), Box<dyn std::error::Error>> {
             println!("ui: work completed: {outcome:?}");
         })
         .action("onRequestFailed", |cx| {
-            let error: serde_json::Value =
-                serde_json::from_slice(cx.payload()).unwrap_or_default();
+            let error: serde_json::Value = serde_json::from_slice(cx.payload()).unwrap_or_default();
             println!(
                 "ui: request failed: {}: {}",
                 error["reason"].as_str().unwrap_or("?"),

@@ -88,8 +88,13 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
             })
             .action("ask", |cx| {
                 let payload = cx.payload();
-                cx.request("b", "ASK", payload, interstate::Duration::from_millis(30_000))
-                    .expect("room for the request");
+                cx.request(
+                    "b",
+                    "ASK",
+                    payload,
+                    interstate::Duration::from_millis(30_000),
+                )
+                .expect("room for the request");
             });
         add_json_machine(&mut node, "a", PINGER, behaviors).expect("add a");
         ready1.store(true, Ordering::SeqCst);

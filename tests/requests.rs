@@ -100,7 +100,10 @@ fn a_json_request_gets_its_reply_as_an_ordinary_event() {
         .with_correlation(Correlation::Reply(id));
     m.send(Instant::from_millis(10), forged, &mut NoBehavior)
         .unwrap();
-    assert_eq!((state(&m), m.stats().late_replies), ("\"asking\"".into(), 1));
+    assert_eq!(
+        (state(&m), m.stats().late_replies),
+        ("\"asking\"".into(), 1)
+    );
     let reply = Event::new("PONG")
         .with_sender("echo")
         .with_correlation(Correlation::Reply(id));
@@ -182,15 +185,17 @@ fn the_rust_context_replies_and_requests_and_sees_the_error_payload() {
     m.send(Instant::ZERO, q, &mut b).unwrap();
     assert_eq!(
         outbox(&m),
-        vec![("c".into(), "A".into(), b"ok".to_vec(), Correlation::Reply(4))]
+        vec![(
+            "c".into(),
+            "A".into(),
+            b"ok".to_vec(),
+            Correlation::Reply(4)
+        )]
     );
     m.clear_outbox();
     m.send(Instant::ZERO, Event::new("ASK"), &mut b).unwrap();
     assert_eq!(m.stats().send_failures, 1, "the refused request is counted");
-    while m
-        .handle_timeout(Instant::from_millis(100), &mut b)
-        .unwrap()
-    {}
+    while m.handle_timeout(Instant::from_millis(100), &mut b).unwrap() {}
     let seen = seen.borrow();
     assert_eq!(seen[0], "from Some(\"c\")");
     assert_eq!(seen.len(), 3, "{seen:?}");

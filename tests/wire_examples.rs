@@ -7,8 +7,8 @@
 //! bytes).
 
 use interstate::core::wire::{
-    Correlation, Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus,
-    RegistryEntry, Reject, RejectCode, Welcome, MAGIC, PROTOCOL_VERSION,
+    Correlation, Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry,
+    Reject, RejectCode, Welcome, MAGIC, PROTOCOL_VERSION,
 };
 use interstate::core::TransportKind;
 

@@ -319,7 +319,13 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
 
     // A request: py-echo's answer is its reply, matched by the request's id.
     let id = node
-        .request_from_port(port, "py-echo", "ASK", b"[5]", interstate::Duration::from_millis(20_000))
+        .request_from_port(
+            port,
+            "py-echo",
+            "ASK",
+            b"[5]",
+            interstate::Duration::from_millis(20_000),
+        )
         .expect("request py-echo");
     let mut answer = None;
     let done = node
@@ -331,8 +337,16 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
     assert!(done, "no answer to the request");
     let answer = answer.unwrap();
     assert_eq!(
-        (answer.event.as_str(), &answer.payload[..], answer.correlation),
-        ("ASK_ACK", &b"[5]"[..], interstate::core::Correlation::Reply(id.0))
+        (
+            answer.event.as_str(),
+            &answer.payload[..],
+            answer.correlation
+        ),
+        (
+            "ASK_ACK",
+            &b"[5]"[..],
+            interstate::core::Correlation::Reply(id.0)
+        )
     );
 
     node.send_from_port(port, "py-echo", "STOP", b"")
@@ -419,7 +433,10 @@ with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
         if let Some(s) = g.children[py].1.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "py-req did not finish");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "py-req did not finish"
+        );
     };
     let out = g.output("py-req");
     assert!(status.success(), "py-req exited with {status}: {out}");

@@ -71,11 +71,11 @@ pub mod wire;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
 pub use context::{
-    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, ReplyTo, SendId,
-    Target, TransportKind,
+    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, ReplyTo, SendId, Target,
+    TransportKind,
 };
 pub use error::Error;
 pub use machine::{Machine, Outgoing, Stats, Status};
 pub use request::RequestId;
-pub use wire::Correlation;
 pub use time::{Duration, Instant};
+pub use wire::Correlation;

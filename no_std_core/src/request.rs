@@ -136,7 +136,12 @@ impl<const N: usize> Pending<N> {
 
     /// Opens a request to `target`, due at `now + timeout`: its id, or
     /// [`Error::RequestsFull`] (or [`Error::MachineIdTooLong`] for a target no bus routes).
-    pub fn open(&mut self, now: Instant, target: &str, timeout: Duration) -> Result<RequestId, Error> {
+    pub fn open(
+        &mut self,
+        now: Instant,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<RequestId, Error> {
         if self.entries.is_full() {
             return Err(Error::RequestsFull { capacity: N });
         }

@@ -495,8 +495,7 @@ impl Deliver<'_> {
             + field(self.event.len())
             + field(self.payload.len())
             + varint_len(self.seq)
-            + correlation_parts(self.correlation)
-                .map_or(0, |(_, id)| 1 + varint_len(u64::from(id)))
+            + correlation_parts(self.correlation).map_or(0, |(_, id)| 1 + varint_len(u64::from(id)))
     }
 
     /// Writes this message's frame body (without the length prefix) into `out`, byte for
@@ -556,7 +555,9 @@ impl<'a> Frame<'a> {
         }
         if body.first() == Some(&DELIVER_CORRELATED_TAG) {
             // Only the hand reader knows this flavour: whatever it refused is malformed.
-            return Err(Error::MalformedFrame("not a valid correlated Deliver frame"));
+            return Err(Error::MalformedFrame(
+                "not a valid correlated Deliver frame",
+            ));
         }
         match postcard::take_from_bytes::<Frame<'a>>(body) {
             Ok((f, [])) => Ok(f),

@@ -60,7 +60,10 @@ fn a_worker_killed_after_acknowledging_the_request_ends_it_once_within_the_timeo
     assert!(s.drive_until(SETTLE, &mut |s| {
         s.rec.delivered.iter().any(|d| d.n == n) && s.proc(0).client.outstanding().is_empty()
     }));
-    assert!(s.outcome(0, id).is_none(), "not settled by the acknowledgement");
+    assert!(
+        s.outcome(0, id).is_none(),
+        "not settled by the acknowledgement"
+    );
     s.kill(1);
     finish(&mut s);
     let o = s.outcome(0, id).expect("settled");
@@ -167,5 +170,8 @@ fn every_request_is_settled_exactly_once_through_disruptions() {
         .filter(|o| matches!(o.outcome, Outcome::Replied(_)))
         .count();
     let failed = s.rec.settled.len() - replied;
-    assert!(replied > 0 && failed > 0, "{replied} replied, {failed} failed");
+    assert!(
+        replied > 0 && failed > 0,
+        "{replied} replied, {failed} failed"
+    );
 }

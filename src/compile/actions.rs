@@ -172,7 +172,10 @@ impl Compiler {
                 match to {
                     Some(to) => {
                         if forward && delay.is_some() {
-                            return err(&join(path, "delay"), "a send that forwards the event's data is not delayed");
+                            return err(
+                                &join(path, "delay"),
+                                "a send that forwards the event's data is not delayed",
+                            );
                         }
                         rec.kind = 3;
                         rec.a = self.intern(to)?;
@@ -180,7 +183,10 @@ impl Compiler {
                     }
                     None => {
                         if delay.is_some() {
-                            return err(&join(path, "delay"), "a send to the sender is not delayed");
+                            return err(
+                                &join(path, "delay"),
+                                "a send to the sender is not delayed",
+                            );
                         }
                         rec.kind = 7;
                     }

@@ -113,7 +113,8 @@ impl<'a> Chart<'a> {
             let has_delay = a.flags & ActionRecord::HAS_DELAY != 0;
             let forward = a.flags & ActionRecord::FORWARD_DATA != 0;
             // A forwarded payload is none of the chart's strings, and is not delayed.
-            let data_ok = !forward || (a.d == NONE && matches!(a.kind, 3 | 7 | 8) && !(a.kind == 3 && has_delay));
+            let data_ok = !forward
+                || (a.d == NONE && matches!(a.kind, 3 | 7 | 8) && !(a.kind == 3 && has_delay));
             let ok = delay_ok
                 && data_ok
                 && match a.kind {

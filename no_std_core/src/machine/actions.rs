@@ -218,13 +218,8 @@ impl<
                     Data::Json(s) => chart.str(s).as_bytes(),
                     Data::None => &[],
                 };
-                self.io.request(
-                    cx.now,
-                    chart.str(target),
-                    chart.str(event),
-                    data,
-                    timeout,
-                )?;
+                self.io
+                    .request(cx.now, chart.str(target), chart.str(event), data, timeout)?;
             }
             Action::Log { message } => {
                 cx.behavior.log(&self.id, self.chart.str(message));

@@ -40,9 +40,9 @@ use crate::chart::{Chart, EventId, StateId, TransitionId};
 use crate::context::{Behavior, Event, Target};
 use crate::error::Error;
 use crate::request::{write_error_payload, ReplyVerdict, RequestId, Settled, REQUEST_ERROR_EVENT};
-use crate::wire::{Correlation, FailReason};
 use crate::set::StateSet;
 use crate::time::Instant;
+use crate::wire::{Correlation, FailReason};
 
 use store::{Bytes, Io, Message, TimerKind};
 
@@ -532,8 +532,12 @@ impl<
 
     fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
         let s = |b: Bytes| {
-            core::str::from_utf8(Io::<O, T, B, R>::bytes_in(self.chart, b, &self.io.out_bytes))
-                .unwrap_or("")
+            core::str::from_utf8(Io::<O, T, B, R>::bytes_in(
+                self.chart,
+                b,
+                &self.io.out_bytes,
+            ))
+            .unwrap_or("")
         };
         Outgoing {
             target: match m.target {
