@@ -132,7 +132,6 @@ fn a_json_request_times_out_once_and_its_late_reply_is_dropped() {
         .handle_timeout(Instant::from_millis(500), &mut NoBehavior)
         .unwrap());
     assert_eq!(state(&m), "\"failed\"");
-    assert_eq!(m.stats().failed_requests, 1);
     assert!(!m
         .handle_timeout(Instant::from_millis(5000), &mut NoBehavior)
         .unwrap());
@@ -142,7 +141,7 @@ fn a_json_request_times_out_once_and_its_late_reply_is_dropped() {
     m.send(Instant::from_millis(600), late, &mut NoBehavior)
         .unwrap();
     assert_eq!(m.stats().late_replies, 1);
-    assert_eq!(m.stats().failed_requests, 1);
+    assert_eq!(m.pending_requests(), 0);
 }
 
 #[test]

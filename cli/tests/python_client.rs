@@ -425,7 +425,7 @@ with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
             .arg("-c")
             .arg(script)
             .arg(python_dir())
-            .arg(&g.bus.clone()),
+            .arg(g.bus.clone()),
     );
     let start = Instant::now();
     let status = loop {

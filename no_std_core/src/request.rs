@@ -14,7 +14,8 @@
 //!
 //! Each of the last three becomes one [`REQUEST_ERROR_EVENT`] with a JSON payload
 //! ([`write_error_payload`]). Once settled, a request is forgotten: a reply that comes
-//! later is a *late* reply, dropped and counted ([`Pending::late_replies`]), never delivered.
+//! later is a *late* reply ([`ReplyVerdict::Late`]), dropped and counted by the host (a
+//! machine's [`crate::Stats::late_replies`]), never delivered.
 //! A full table is an error the requesting action sees ([`Error::RequestsFull`]).
 //!
 //! Request ids are the requester's own, so a reply is matched by its id *and* by who sent
@@ -93,7 +94,7 @@ pub enum ReplyVerdict {
     /// It settled a pending request: deliver it.
     Settles,
     /// Its request is settled already (timed out, failed) or was never this requester's:
-    /// drop it (it was counted).
+    /// drop it (and count it).
     Late,
 }
 
@@ -109,7 +110,6 @@ struct Entry {
 pub struct Pending<const N: usize> {
     entries: heapless::Vec<Entry, N>,
     next: u32,
-    late: u32,
 }
 
 impl<const N: usize> Default for Pending<N> {
@@ -124,7 +124,6 @@ impl<const N: usize> Pending<N> {
         Pending {
             entries: heapless::Vec::new(),
             next: 0,
-            late: 0,
         }
     }
 
@@ -184,10 +183,7 @@ impl<const N: usize> Pending<N> {
                 self.entries.swap_remove(i);
                 ReplyVerdict::Settles
             }
-            None => {
-                self.late = self.late.wrapping_add(1);
-                ReplyVerdict::Late
-            }
+            None => ReplyVerdict::Late,
         }
     }
 
@@ -253,11 +249,6 @@ impl<const N: usize> Pending<N> {
     pub fn is_pending(&self, id: RequestId) -> bool {
         self.entries.iter().any(|e| e.id == id.0)
     }
-
-    /// Replies dropped because their request was settled already (or never pending).
-    pub fn late_replies(&self) -> u32 {
-        self.late
-    }
 }
 
 /// Writes `s` as a JSON string literal.
@@ -300,7 +291,6 @@ mod tests {
         let id = p.open(Instant::ZERO, "w", MS(100)).unwrap();
         assert_eq!(p.reply(id.0, Some("w")), ReplyVerdict::Settles);
         assert_eq!(p.reply(id.0, Some("w")), ReplyVerdict::Late);
-        assert_eq!(p.late_replies(), 1);
         assert!(p.is_empty());
     }
 

@@ -174,7 +174,6 @@ impl<
                         target: None,
                         event: Bytes::Chart(event),
                         payload: payload.map_or(Bytes::Empty, Bytes::Chart),
-                        correlation: Correlation::None,
                     };
                     self.io
                         .outbox
@@ -236,8 +235,12 @@ impl<
         event: StrId,
         correlation: Correlation,
     ) -> Result<(), Error> {
+        // (A reply keeps its target's id, even its own: only a plain message goes as
+        // `ThisMachine`.)
         let target = match target {
-            Target::Machine(t) if t == self.id.as_str() => Target::ThisMachine,
+            Target::Machine(t) if t == self.id.as_str() && correlation == Correlation::None => {
+                Target::ThisMachine
+            }
             t => t,
         };
         let e = self.chart.str(event);

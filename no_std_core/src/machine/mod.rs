@@ -84,8 +84,6 @@ pub struct Stats {
     /// Replies dropped because their request was settled already (timed out, failed), or
     /// was not this machine's: never delivered.
     pub late_replies: u32,
-    /// Requests settled without a reply ([`REQUEST_ERROR_EVENT`]s delivered).
-    pub failed_requests: u32,
 }
 
 /// A message the machine sent, as the host reads it from the outbox.
@@ -117,7 +115,8 @@ pub struct Outgoing<'a> {
 ///
 /// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
 /// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots,
-/// 40 bytes of names and payloads, and one pending request. Hosts size theirs for the work (the platform's nodes use
+/// 40 bytes of names and payloads, and no room for pending requests (a machine that makes
+/// requests needs `R` of at least 1: each costs about 80 bytes). Hosts size theirs for the work (the platform's nodes use
 /// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
 /// with the capacity it ran out of, never silently.
 pub struct Machine<
@@ -128,7 +127,7 @@ pub struct Machine<
     const T: usize = 2,
     const H: usize = 4,
     const B: usize = 40,
-    const R: usize = 1,
+    const R: usize = 0,
 > {
     chart: Chart<'c>,
     id: heapless::String<MAX_MACHINE_ID>,
@@ -396,7 +395,6 @@ impl<
         s: &Settled,
         behavior: &mut BH,
     ) -> Result<(), Error> {
-        self.stats.failed_requests = self.stats.failed_requests.wrapping_add(1);
         // The payload: a fixed-size buffer on the stack (an id of 64 bytes, escaped, fits).
         let mut payload = heapless::String::<448>::new();
         let _ = write_error_payload(s, &mut payload);
@@ -546,7 +544,7 @@ impl<
             },
             event: s(m.event),
             payload: Io::<O, T, B, R>::bytes_in(self.chart, m.payload, &self.io.out_bytes),
-            correlation: m.correlation,
+            correlation: self.io.correlation(m),
         }
     }
 

@@ -16,7 +16,31 @@ use crate::wire::Correlation;
 pub(super) enum Bytes {
     Empty,
     Chart(StrId),
-    Arena { off: u16, len: u16 },
+    Arena {
+        off: u16,
+        len: u16,
+    },
+    /// A target id in the arena (`off..off + len`), preceded by the message's correlation
+    /// ([`CORRELATION_BYTES`] bytes: its kind, then its request id, little-endian). Only an
+    /// outbox message's target is ever one: a request or a reply costs its 5 bytes of arena,
+    /// and no slot of the outbox or the timers grows for it.
+    Correlated {
+        off: u16,
+        len: u16,
+    },
+}
+
+/// The arena bytes of a correlation (see [`Bytes::Correlated`]).
+pub(super) const CORRELATION_BYTES: usize = 5;
+
+fn correlation_bytes(c: Correlation) -> Option<[u8; CORRELATION_BYTES]> {
+    let (kind, id) = match c {
+        Correlation::None => return None,
+        Correlation::Request(id) => (1, id),
+        Correlation::Reply(id) => (2, id),
+    };
+    let id = id.to_le_bytes();
+    Some([kind, id[0], id[1], id[2], id[3]])
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -25,8 +49,6 @@ pub(super) struct Message {
     pub(super) target: Option<Bytes>,
     pub(super) event: Bytes,
     pub(super) payload: Bytes,
-    /// The request it opens or answers, if any.
-    pub(super) correlation: Correlation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,9 +121,29 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B,
         match b {
             Bytes::Empty => &[],
             Bytes::Chart(s) => chart.str(s).as_bytes(),
-            Bytes::Arena { off, len } => arena
+            Bytes::Arena { off, len } | Bytes::Correlated { off, len } => arena
                 .get(off as usize..off as usize + len as usize)
                 .unwrap_or(&[]),
+        }
+    }
+
+    /// The correlation of an outbox message (see [`Bytes::Correlated`]).
+    pub(super) fn correlation(&self, m: &Message) -> Correlation {
+        let Some(Bytes::Correlated { off, .. }) = m.target else {
+            return Correlation::None;
+        };
+        let off = off as usize;
+        let Some(b) = off
+            .checked_sub(CORRELATION_BYTES)
+            .and_then(|start| self.out_bytes.get(start..off))
+        else {
+            return Correlation::None;
+        };
+        let id = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+        match b[0] {
+            1 => Correlation::Request(id),
+            2 => Correlation::Reply(id),
+            _ => Correlation::None,
         }
     }
 
@@ -235,7 +277,6 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B,
             target,
             event,
             payload,
-            correlation: m.correlation,
         });
         Ok(())
     }
@@ -253,7 +294,6 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B,
             target: Some(Bytes::Chart(target)),
             event: Bytes::Chart(event),
             payload: payload.map_or(Bytes::Empty, Bytes::Chart),
-            correlation: Correlation::None,
         };
         match delay {
             None => self
@@ -318,10 +358,19 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Effects for
             Some(_) => (&mut self.timer_bytes, &mut self.timer_used),
         };
         let mark = *used;
+        // A delayed send is never a request or a reply (no API makes one): it stays plain.
+        let correlation = correlation_bytes(correlation).filter(|_| delay.is_none());
         let result = (|| {
-            let target = match target {
-                Target::ThisMachine => None,
-                Target::Machine(t) => Some(push_bytes(bytes, used, t.as_bytes())?),
+            let target = match (target, correlation) {
+                (Target::ThisMachine, _) => None,
+                (Target::Machine(t), None) => Some(push_bytes(bytes, used, t.as_bytes())?),
+                (Target::Machine(t), Some(c)) => {
+                    push_bytes(bytes, used, &c)?;
+                    match push_bytes(bytes, used, t.as_bytes())? {
+                        Bytes::Arena { off, len } => Some(Bytes::Correlated { off, len }),
+                        other => Some(other),
+                    }
+                }
             };
             let event = push_bytes(bytes, used, event.as_bytes())?;
             let n = encode(&mut bytes[*used..]).ok_or(Error::PayloadSpaceFull { capacity: B })?;
@@ -339,7 +388,6 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Effects for
                 target,
                 event,
                 payload,
-                correlation,
             })
         })();
         let m = match result {
