@@ -148,6 +148,11 @@ impl Compiler {
                     &join(path, "event"),
                 )?;
                 let data = data.or(obj.get("data"));
+                // The target first, then the event, then the data: the order in which the
+                // strings are interned is the order of the chart's string table.
+                if let Some(to) = to {
+                    rec.a = self.intern(to)?;
+                }
                 rec.b = self.intern(name)?;
                 match data {
                     Some(d) if is_forward(d) => rec.flags |= ActionRecord::FORWARD_DATA,
@@ -166,11 +171,10 @@ impl Compiler {
                     rec.flags |= flags;
                     rec.delay = ms;
                     rec.kind = 8;
-                    rec.a = self.intern(to.unwrap_or_default())?;
                     return Ok(rec);
                 }
                 match to {
-                    Some(to) => {
+                    Some(_) => {
                         if forward && delay.is_some() {
                             return err(
                                 &join(path, "delay"),
@@ -178,7 +182,6 @@ impl Compiler {
                             );
                         }
                         rec.kind = 3;
-                        rec.a = self.intern(to)?;
                         rec.c = id.unwrap_or(NONE);
                     }
                     None => {
