@@ -193,8 +193,10 @@ impl Node {
         self.send_from_port_as(port, to, event, payload, Correlation::None)
     }
 
-    /// [`Node::send_from_port`] of a message with a correlation (a request, a reply).
-    pub(super) fn send_from_port_as(
+    /// [`Node::send_from_port`] of a message with a correlation: a request or a reply made
+    /// by a foreign client the caller relays (the serial bridge's device). A port's own
+    /// requests go through [`Node::request_from_port`], which keeps their table.
+    pub fn send_from_port_as(
         &mut self,
         port: &str,
         to: &str,

@@ -185,8 +185,9 @@ impl Local {
         false
     }
 
-    /// Whether a message for `port` is a reply whose request is settled already (it is
-    /// dropped, counted and logged). `settle`: a reply that matches settles its request.
+    /// Whether a message for `port` is a reply to one of its requests that is settled
+    /// already (it is dropped, counted and logged). `settle`: a reply that matches settles
+    /// its request.
     pub(super) fn port_reply_is_late(
         &mut self,
         port: &str,
@@ -198,10 +199,12 @@ impl Local {
             return false;
         };
         let pending = self.port_requests.get_mut(port);
+        // A port that never made a request through the node (one that relays a foreign
+        // client's messages: the serial bridge's device) keeps the replies it gets.
         let late = match pending {
             Some(p) if settle => p.reply(id, Some(from)) == ReplyVerdict::Late,
             Some(p) => !p.matches(id, from),
-            None => true,
+            None => false,
         };
         if late && settle {
             self.stats.late_replies += 1;
