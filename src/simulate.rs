@@ -44,7 +44,7 @@ pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
 /// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
 /// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
-type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536>;
+type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 64>;
 
 /// The most states a chart may have to run with the small state sets.
 const SMALL_STATES: usize = 4 * 64;
@@ -140,8 +140,24 @@ impl<const W: usize> Sim<'_, W> {
                 self.drain(budget)?;
                 changed = self.machine.timer_changes() != before;
             }
-            return Ok(());
+            break;
         }
+        // What is still due is a request's timeout (a request has no bus to answer it here):
+        // each ends in `xstate.error.request`.
+        while self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+            let fired = self
+                .machine
+                .handle_timeout(self.now, &mut self.behavior)
+                .map_err(|e| e.to_string())?;
+            self.drain(budget)?;
+            if !fired {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn input(&mut self, line: &str) -> Result<(), String> {

@@ -279,3 +279,25 @@ fn a_port_request_to_a_machine_in_the_node_gets_its_reply() {
     assert!(!n.port_request_pending("p", id));
     n.shutdown();
 }
+
+/// `interstate simulate` has no bus to answer a request: it is sent, and its timeout, on the
+/// simulated clock, ends it in `xstate.error.request`.
+#[test]
+fn a_simulated_request_times_out_on_the_simulated_clock() {
+    let compiled = compile_str(ASKER).unwrap();
+    let inputs = ["GO", "@advance 499", "@advance 1"].map(String::from);
+    let mut out = Vec::new();
+    let ok = interstate::simulate::run(
+        &compiled.chart(),
+        &interstate::simulate::Options::default(),
+        inputs,
+        &mut out,
+    )
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[1].contains(r#""asking""#), "{out}");
+    assert!(lines[2].contains(r#""asking""#), "{out}");
+    assert!(lines[3].contains(r#""failed""#), "{out}");
+}
