@@ -10,6 +10,10 @@
 //! - Nothing is lost silently: an undeliverable message becomes an `xstate.error.delivery`
 //!   event to its sending machine, with a JSON payload `{"to","event","reason"}`, and is
 //!   counted in [`NodeStats`].
+//! - Every event a machine gets from another carries its sender (a machine's `ctx.reply`);
+//!   requests (`ctx.request`, [`Node::request_from_port`]) are settled once, by their reply
+//!   or by an [`REQUEST_ERROR_EVENT`] (timeout, the target leaving the registry, a delivery
+//!   failure); a late reply is dropped and counted (`requests`).
 //!
 //! [`Node::run_once`] runs one loop iteration, so a node can live inside an existing daemon's
 //! loop; [`Node::poll_registry`] lets that daemon register its own mio sources (with tokens
@@ -20,7 +24,8 @@
 //! (serving the bus, admitting links, the hub's I/O), `client_side` (the link to the hub:
 //! connecting, reconnecting, registering, acknowledgements), `hosting` (machines and ports,
 //! routing, timers, follow-up work), `failover` (the bus lock; the auto role taking over
-//! from a hub that went away), `monitor`, and `payload` (the JSON the node makes).
+//! from a hub that went away), `monitor`, `payload` (the JSON the node makes), and
+//! `requests` (ports' requests, and settling requests on the bus's news).
 
 mod client_side;
 mod event_loop;
