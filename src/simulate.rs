@@ -142,20 +142,17 @@ impl<const W: usize> Sim<'_, W> {
             }
             break;
         }
-        // What is still due is a request's timeout (a request has no bus to answer it here):
-        // each ends in `xstate.error.request`.
-        while self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
+        // A request's timeout (a request has no bus to answer it here) ends it in
+        // `xstate.error.request`, after the timers due at the same time.
+        while self
+            .machine
+            .handle_request_timeout(self.now, &mut self.behavior)
+            .map_err(|e| e.to_string())?
+        {
             *budget = budget
                 .checked_sub(1)
                 .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-            let fired = self
-                .machine
-                .handle_timeout(self.now, &mut self.behavior)
-                .map_err(|e| e.to_string())?;
             self.drain(budget)?;
-            if !fired {
-                break;
-            }
         }
         Ok(())
     }

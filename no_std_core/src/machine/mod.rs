@@ -339,6 +339,24 @@ impl<
         }
     }
 
+    /// Settles the earliest request whose timeout is due at `now`, if any, as
+    /// [`handle_timeout`](Self::handle_timeout) would, leaving every timer alone (for a host
+    /// that fires timers itself, by [`fire_timer`](Self::fire_timer)). Returns whether one
+    /// was due.
+    pub fn handle_request_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        if self.status != Status::Active {
+            return Ok(false);
+        }
+        match self.io.requests.expire(now) {
+            Some(s) => self.request_error(now, &s, behavior).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Requests of this machine waiting for their replies.
     pub fn pending_requests(&self) -> usize {
         self.io.requests.len()
