@@ -1,18 +1,27 @@
-//! The seed's quick start, for real: a UI process asks a worker process for work, and the
-//! worker replies after a delay. Two processes, one bus.
+//! The seed's quick start, for real: a UI process asks a worker process for work with a
+//! request, and the worker replies after a delay. Two processes, one bus.
 //!
 //!     cargo run --example ui_worker            # the UI; it starts the worker itself
 //!     cargo run --example ui_worker -- worker  # just the worker (joins a running bus)
+//!     cargo run --example ui_worker -- kill    # the UI kills the worker mid-work
+//!     cargo run --example ui_worker -- hang    # the UI stops (SIGSTOP) the worker mid-work
+//!
+//! The UI's request (`ctx.request`, 1 s timeout) ends in the reply, or visibly in
+//! `xstate.error.request`: `target-gone` as soon as the killed worker leaves the bus (it had
+//! acknowledged the request, which is not an answer), `timeout` when the hung worker never
+//! answers. The worker answers from a later step (its work takes 300 ms), with the
+//! `ReplyTo` it kept from the request.
 //!
 //! The bus is `$INTERSTATE_BUS` (default: `ui-worker`), in `$INTERSTATE_DIR` or the default
 //! bus directory. The UI process serves the bus if no hub is running.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::process::{Command, ExitCode};
 use std::rc::Rc;
 use std::time::Duration;
 
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
+use interstate::core::ReplyTo;
 use interstate::Behaviors;
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +34,11 @@ const UI_CHART: &str = r#"{
       "entry": "onStartWork",
       "on": {
         "WORK_COMPLETE": { "target": "finished", "actions": "onWorkComplete" },
-        "xstate.error.delivery": { "target": "retrying", "actions": "onDeliveryError" }
+        "xstate.error.request": { "target": "failed", "actions": "onRequestFailed" }
       }
     },
-    "retrying": { "after": { "200": "requesting" } },
-    "finished": { "type": "final" }
+    "finished": { "type": "final" },
+    "failed": { "type": "final" }
   }
 }"#;
 
@@ -65,8 +74,12 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
     let mut node = Node::new(config())?;
     let task = Rc::new(Cell::new(0u32));
     let (t1, t2) = (task.clone(), task.clone());
+    // Whom to answer once the work is done (a later step: the timer's event has no sender).
+    let asker: Rc<RefCell<Option<ReplyTo>>> = Rc::default();
+    let (a1, a2) = (asker.clone(), asker.clone());
     let behaviors = Behaviors::new()
         .action("onDoWork", move |cx| {
+            *a1.borrow_mut() = cx.reply_to();
             let Ok(task): Result<Task, _> = serde_json::from_slice(cx.payload()) else {
                 return;
             };
@@ -83,7 +96,11 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
                 result: "Success".into(),
             };
             let body = serde_json::to_vec(&outcome).unwrap_or_default();
-            if let Err(e) = cx.send("ui-main", "WORK_COMPLETE", &body) {
+            let Some(to) = a2.borrow_mut().take() else {
+                eprintln!("worker: nobody to answer");
+                return;
+            };
+            if let Err(e) = cx.send_reply(&to, "WORK_COMPLETE", &body) {
                 eprintln!("worker: could not reply: {e}");
             }
         });
@@ -96,7 +113,18 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn ui() -> Result<(), Box<dyn std::error::Error>> {
+/// What the UI does to its worker once the worker has the task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MidWork {
+    /// Nothing: the worker answers.
+    Nothing,
+    /// SIGKILL: the request ends as `target-gone`.
+    Kill,
+    /// SIGSTOP: the request ends as `timeout`.
+    Hang,
+}
+
+fn ui(mid_work: MidWork) -> Result<(), Box<dyn std::error::Error>> {
     let mut node = Node::new(config())?;
     let behaviors = Behaviors::new()
         .action("onStartWork", |cx| {
@@ -106,18 +134,22 @@ fn ui() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|| "unknown process".into());
             println!("ui: requesting work from worker-1 in {where_}");
             let body = serde_json::to_vec(&Task { task_id: 123 }).unwrap_or_default();
-            if let Err(e) = cx.send("worker-1", "DO_WORK", &body) {
-                eprintln!("ui: could not send: {e}");
+            let timeout = interstate::Duration::from_millis(1000);
+            match cx.request("worker-1", "DO_WORK", &body, timeout) {
+                Ok(id) => println!("ui: request {} sent, waiting 1 s for the reply", id.0),
+                Err(e) => eprintln!("ui: could not send: {e}"),
             }
         })
         .action("onWorkComplete", |cx| {
             let outcome: Result<Outcome, _> = serde_json::from_slice(cx.payload());
             println!("ui: work completed: {outcome:?}");
         })
-        .action("onDeliveryError", |cx| {
+        .action("onRequestFailed", |cx| {
+            let error: serde_json::Value = serde_json::from_slice(cx.payload()).unwrap_or_default();
             println!(
-                "ui: delivery failed ({}); retrying",
-                String::from_utf8_lossy(cx.payload())
+                "ui: request failed: {}: {}",
+                error["reason"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("")
             );
         });
     add_json_machine(&mut node, "ui-main", UI_CHART, behaviors)?;
@@ -146,9 +178,32 @@ fn ui() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the worker did not join the bus within 20 s".into());
     }
     node.send_local("ui-main", "START", &[])?;
+    if mid_work != MidWork::Nothing {
+        // The worker has the task once its process acknowledged the request.
+        node.run_until(Duration::from_secs(20), |n| n.unacknowledged() == 0)?;
+        let sig = if mid_work == MidWork::Kill {
+            rustix::process::Signal::KILL
+        } else {
+            rustix::process::Signal::STOP
+        };
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).ok_or("no worker pid")?;
+        rustix::process::kill_process(pid, sig)?;
+        println!(
+            "ui: worker {} mid-work",
+            if mid_work == MidWork::Kill {
+                "killed"
+            } else {
+                "stopped"
+            }
+        );
+    }
     let finished = node.run_until(Duration::from_secs(20), |n| {
         n.machine("ui-main").is_some_and(|m| m.is_done())
     })?;
+    if mid_work == MidWork::Hang {
+        // SIGKILL ends a stopped process too.
+        let _ = child.kill();
+    }
     // Stop the worker through the bus, then make sure it is gone.
     node.send_local("ui-main", "noop", &[]).ok();
     let _ = node.machine_ids().count();
@@ -180,7 +235,9 @@ fn ui() -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> ExitCode {
     let r = match std::env::args().nth(1).as_deref() {
         Some("worker") => worker(),
-        _ => ui(),
+        Some("kill") => ui(MidWork::Kill),
+        Some("hang") => ui(MidWork::Hang),
+        _ => ui(MidWork::Nothing),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

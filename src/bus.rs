@@ -22,7 +22,7 @@ pub use interstate_platform::node::{Transport, USER_TOKEN_BASE};
 pub use interstate_platform::transport::shm::WaitStrategy;
 pub use interstate_platform::{
     busdir, MachineInfo, Node, NodeConfig, NodeStats, PlatformError, PortMessage, Registry, Role,
-    DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT,
+    DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT, PORT_REQUESTS, REQUEST_ERROR_EVENT,
 };
 
 use crate::bind::{Behaviors, Directory};

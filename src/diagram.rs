@@ -161,6 +161,18 @@ fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
             }
             t
         }
+        Action::Reply { event, .. } => format!("reply {}", chart.str(event)),
+        Action::Request {
+            target,
+            event,
+            timeout,
+            ..
+        } => format!(
+            "request {} {} within {}",
+            chart.str(target),
+            chart.str(event),
+            delay_text(chart, timeout)
+        ),
         Action::Log { .. } => "log".to_string(),
         Action::Assign { key, op, operand } => {
             let (key, operand) = (chart.str(key), chart.str(operand));

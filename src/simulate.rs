@@ -47,7 +47,7 @@ pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
 /// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
 /// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
-type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536>;
+type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536, 64>;
 
 /// The most states a chart may have to run with the small state sets.
 const SMALL_STATES: usize = 4 * 64;
@@ -158,8 +158,21 @@ impl<const W: usize> Sim<'_, W> {
                 self.drain(budget)?;
                 changed = self.machine.timer_changes() != before;
             }
-            return Ok(());
+            break;
         }
+        // A request's timeout (a request has no bus to answer it here) ends it in
+        // `xstate.error.request`, after the timers due at the same time.
+        while self
+            .machine
+            .handle_request_timeout(self.now, &mut self.behavior)
+            .map_err(|e| e.to_string())?
+        {
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+            self.drain(budget)?;
+        }
+        Ok(())
     }
 
     fn input(&mut self, line: &str) -> Result<(), String> {

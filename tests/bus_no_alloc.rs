@@ -1,8 +1,11 @@
 //! Steady-state message delivery between two nodes (two event loops, a Unix socket between
 //! them, statecharts on both ends) allocates nothing: a counting global allocator proves it.
-//! Twice: with direct sends both ways, then with publications both ways (the pings to a
-//! topic two machines of the other node subscribe to, the pongs to one the pinger subscribes
-//! to): the fan-out in the hub's process and in a client's, and the receivers' topic split.
+//! Each round trip is a send, a reply to it (`ctx.reply` of a plain event: a send to its
+//! sender), a request (`ctx.request`, with its entry in the pending table) and its reply
+//! (correlated, matched and settled): the hot paths of sends, replies and requests. Twice:
+//! with direct sends, then with the pings and pongs published (the pings to a topic two
+//! machines of the other node subscribe to, the pongs to one the pinger subscribes to): the
+//! fan-out in the hub's process and in a client's, and the receivers' topic split.
 //!
 //! One test in this file only: the allocator counts every thread while armed.
 
@@ -44,8 +47,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"PONG":{"actions":"ping"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
-const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"ANSWER":{"actions":"ping"},"PONG":{"actions":"ask"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
+const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"ASK":{"actions":"answer"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 
 /// A second subscriber of the pings, beside the ponger.
 const LISTENER: &str = r#"{"id":"listener","subscribe":"noalloc/+","initial":"on","states":{"on":{"on":{"PING":{"actions":"heard"},"STOP":"off"}},"off":{"type":"final"}}}"#;
@@ -85,20 +88,31 @@ fn steady_state(published: bool) {
     let hub = std::thread::spawn(move || {
         let mut node = Node::new(config(&d1, Role::Hub)).expect("serve the bus");
         node.set_logger(|_| {});
-        let behaviors = Behaviors::new().action("ping", move |cx| {
-            rt1.fetch_add(1, Ordering::Relaxed);
-            let payload = cx.payload();
-            let payload: &[u8] = if payload.is_empty() {
-                b"0123456789abcdef"
-            } else {
-                payload
-            };
-            if published {
-                let _ = cx.publish("noalloc/ping", "PING", payload);
-            } else {
-                let _ = cx.send("b", "PING", payload);
-            }
-        });
+        let behaviors = Behaviors::new()
+            .action("ping", move |cx| {
+                rt1.fetch_add(1, Ordering::Relaxed);
+                let payload = cx.payload();
+                let payload: &[u8] = if payload.is_empty() {
+                    b"0123456789abcdef"
+                } else {
+                    payload
+                };
+                if published {
+                    let _ = cx.publish("noalloc/ping", "PING", payload);
+                } else {
+                    let _ = cx.send("b", "PING", payload);
+                }
+            })
+            .action("ask", |cx| {
+                let payload = cx.payload();
+                cx.request(
+                    "b",
+                    "ASK",
+                    payload,
+                    interstate::Duration::from_millis(30_000),
+                )
+                .expect("room for the request");
+            });
         add_json_machine(&mut node, "a", PINGER, behaviors).expect("add a");
         if published {
             node.subscribe("a", "noalloc/pong").expect("subscribe a");
@@ -121,14 +135,19 @@ fn steady_state(published: bool) {
     let client = std::thread::spawn(move || {
         let mut node = Node::new(config(&d2, Role::Client)).expect("join the bus");
         node.set_logger(|_| {});
-        let behaviors = Behaviors::new().action("pong", move |cx| {
-            let payload = cx.payload();
-            if published {
-                let _ = cx.publish("noalloc/pong", "PONG", payload);
-            } else {
-                let _ = cx.send("a", "PONG", payload);
-            }
-        });
+        let behaviors = Behaviors::new()
+            .action("pong", move |cx| {
+                let payload = cx.payload();
+                if published {
+                    let _ = cx.publish("noalloc/pong", "PONG", payload);
+                } else {
+                    cx.reply("PONG", payload).expect("a sender to answer");
+                }
+            })
+            .action("answer", |cx| {
+                let payload = cx.payload();
+                cx.reply("ANSWER", payload).expect("a sender to answer");
+            });
         add_json_machine(&mut node, "b", PONGER, behaviors).expect("add b");
         if published {
             node.subscribe("b", "noalloc/ping").expect("subscribe b");
@@ -167,23 +186,24 @@ fn steady_state(published: bool) {
 
     assert!(measured >= 20_000, "{measured} round trips measured");
     assert!(
-        hub_stats.received >= 22_000 && client_stats.received >= 22_000,
+        hub_stats.received >= 44_000 && client_stats.received >= 44_000,
         "{hub_stats:?} {client_stats:?}"
     );
     if published {
         // Each ping reached both subscribers.
         assert!(client_stats.received >= 2 * 22_000, "{client_stats:?}");
     }
-    // When the client stops first, the one PING in flight (to each subscriber) is reported
-    // back as undeliverable: correct, and the only failure allowed.
+    assert_eq!(hub_stats.late_replies, 0, "{hub_stats:?}");
+    // When the client stops first, the one message in flight (to each subscriber) is
+    // reported back as undeliverable: correct, and the only failure allowed.
     assert!(
         hub_stats.delivery_failures + client_stats.delivery_failures <= 2,
         "{hub_stats:?} {client_stats:?}"
     );
     assert_eq!(
         allocations, 0,
-        "{allocations} allocations during {measured} round trips between two nodes \
-         (pings published: {published})"
+        "{allocations} allocations during {measured} round trips (send, reply, request, reply) \
+         between two nodes (pings and pongs published: {published})"
     );
     ALLOCATIONS.store(0, Ordering::SeqCst);
 }

@@ -265,7 +265,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "an unknown built-in action",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.stop"}}}}"#,
-        "states.a.entry.type: unknown built-in action 'xstate.stop' (raise, sendTo, cancel, log, assign, publish, broadcast)",
+        "states.a.entry.type: unknown built-in action 'xstate.stop' (raise, sendTo, request, cancel, log, assign, publish, broadcast)",
     ),
     // --- context ---
     (
@@ -338,6 +338,37 @@ const CASES: &[(&str, &str, &str)] = &[
         "a publication with no event",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"publish","topic":"a"}}}}"#,
         "states.a.entry.event: an event is a name or an object with a 'type'",
+    ),
+    // --- replies and requests ---
+    (
+        "a request without a timeout",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"request","to":"w","event":"E"}}}}"#,
+        "states.a.entry: missing 'timeout': how long to wait for the reply (milliseconds or a delay name)",
+    ),
+    (
+        "a delayed request",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"request","to":"w","event":"E","timeout":5,"delay":5}}}}"#,
+        "states.a.entry.delay: a request is not delayed (its 'timeout' is how long it waits for the reply)",
+    ),
+    (
+        "a request to the sender",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"request","to":{"sender":true},"event":"E","timeout":5}}}}"#,
+        "states.a.entry.to: 'to' is a machine id",
+    ),
+    (
+        "a sendTo to an object that is not the sender",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"sendTo","to":{"sender":false},"event":"E"}}}}"#,
+        r#"states.a.entry.to: 'to' is a machine id or {"sender": true} (the event's sender)"#,
+    ),
+    (
+        "a delayed sendTo to the sender",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"sendTo","to":{"sender":true},"event":"E","delay":5}}}}"#,
+        "states.a.entry.delay: a send to the sender is not delayed",
+    ),
+    (
+        "a delayed sendTo that forwards the event's data",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"sendTo","to":"w","event":"E","data":{"from":"event"},"delay":5}}}}"#,
+        "states.a.entry.delay: a send that forwards the event's data is not delayed",
     ),
     (
         "an empty action name",

@@ -7,8 +7,8 @@
 //! bytes).
 
 use interstate::core::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry, Reject,
-    RejectCode, TopicStatus, Welcome, MAGIC, PROTOCOL_VERSION,
+    Correlation, Deliver, DeliveryFailed, FailReason, Frame, Hello, RegisterStatus, RegistryEntry,
+    Reject, RejectCode, TopicStatus, Welcome, MAGIC, PROTOCOL_VERSION,
 };
 use interstate::core::TransportKind;
 
@@ -54,8 +54,31 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 event: "PING",
                 payload: b"{\"n\":1}",
                 seq: 300,
+                correlation: Default::default(),
             }),
             "1a 00 00 00 06 01 6d 07 70 79 2d 65 63 68 6f 04 50 49 4e 47 07 7b 22 6e 22 3a 31 7d ac 02",
+        ),
+        (
+            Frame::Deliver(Deliver {
+                from: "ui",
+                to: "worker",
+                event: "WORK",
+                payload: b"{\"job\":1}",
+                seq: 5,
+                correlation: Correlation::Request(7),
+            }),
+            "1d 00 00 00 1c 02 75 69 06 77 6f 72 6b 65 72 04 57 4f 52 4b 09 7b 22 6a 6f 62 22 3a 31 7d 05 01 07",
+        ),
+        (
+            Frame::Deliver(Deliver {
+                from: "worker",
+                to: "ui",
+                event: "DONE",
+                payload: b"",
+                seq: 9,
+                correlation: Correlation::Reply(7),
+            }),
+            "14 00 00 00 1c 06 77 6f 72 6b 65 72 02 75 69 04 44 4f 4e 45 00 09 02 07",
         ),
         (
             Frame::Welcome(Welcome {
@@ -202,6 +225,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 event: "PONG",
                 payload: b"",
                 seq: 1,
+                correlation: Default::default(),
             }),
             "12 00 00 00 06 07 70 79 2d 65 63 68 6f 01 6d 04 50 4f 4e 47 00 01",
         ),
@@ -244,6 +268,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 event: "a/1\0HI",
                 payload: b"",
                 seq: 2,
+                correlation: Default::default(),
             }),
             "14 00 00 00 06 01 6d 07 70 79 2d 65 63 68 6f 06 61 2f 31 00 48 49 00 02",
         ),
@@ -312,12 +337,16 @@ fn kebab(name: &str) -> String {
 
 /// The frame a body of `index` followed by zeros decodes to, for some number of zeros. Zero
 /// bytes are a valid encoding of every field type the protocol uses (empty strings, 0, false,
-/// the first variant), so every variant the decoder knows is found this way.
+/// the first variant), so every variant the decoder knows is found this way; so is the
+/// correlated Deliver, whose last field (a `Correlation`) may not be `None`: it is tried
+/// with the zeros followed by `Request(0)` (`01 00`).
 fn probe(index: u8) -> Option<&'static str> {
     (0..64).find_map(|zeros| {
         let mut body = vec![index];
         body.resize(1 + zeros, 0);
-        Frame::decode(&body).ok().map(|f| f.kind())
+        let plain = Frame::decode(&body).ok().map(|f| f.kind());
+        body.extend_from_slice(&[1, 0]);
+        plain.or_else(|| Frame::decode(&body).ok().map(|f| f.kind()))
     })
 }
 

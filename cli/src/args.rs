@@ -151,6 +151,26 @@ pub enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
+    /// Send one event to a machine as a request and print its reply's payload; fail (exit
+    /// status 2) with the reason when no reply comes within the timeout, or the target is unknown,
+    /// leaves the bus, or does not receive it.
+    Request {
+        /// The target machine id.
+        target: String,
+        /// The event name.
+        event: String,
+        /// The payload, as JSON.
+        #[arg(long)]
+        data: Option<String>,
+        /// How long to wait for the reply (e.g. 500ms, 5s, 1m).
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+        /// Print the reply as a JSON object {"event","from","data"} instead of its payload.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
     /// Publish an event to a topic: every machine subscribed with a matching filter gets it
     /// once (fails, naming them, for those it could not reach).
     Publish {

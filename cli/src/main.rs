@@ -224,6 +224,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             data,
             bus,
         } => cmd::bus::send(&bus.args(), &target, &event, data.as_deref()).map(ok),
+        Command::Request {
+            target,
+            event,
+            data,
+            timeout,
+            json,
+            bus,
+        } => cmd::request::request(
+            &bus.args(),
+            &target,
+            &event,
+            data.as_deref(),
+            &timeout,
+            json,
+        )
+        .map(ok),
         Command::Publish {
             topic,
             event,

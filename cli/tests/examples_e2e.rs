@@ -180,6 +180,29 @@ fn ui_worker_completes_its_work_across_two_processes() {
     );
 }
 
+/// The UI's request ends visibly when its worker cannot answer: `target-gone` as soon as the
+/// worker killed mid-work leaves the bus (it had acknowledged the request), `timeout` when
+/// the worker stopped mid-work never answers.
+#[test]
+fn ui_worker_request_ends_visibly_when_the_worker_is_killed_or_hangs_mid_work() {
+    for (mode, what, reason) in [
+        ("kill", "killed", "target-gone"),
+        ("hang", "stopped", "timeout"),
+    ] {
+        let mut run = Run::new(&format!("ui-{mode}"));
+        let (ok, out, err) = run.run("ui_worker", &[std::ffi::OsStr::new(mode)]);
+        assert!(ok, "ui_worker {mode} failed:\n{out}\n{err}");
+        for line in [
+            "worker: processing task 123".to_string(),
+            format!("ui: worker {what} mid-work"),
+            format!("ui: request failed: {reason}: "),
+        ] {
+            assert!(out.contains(&line), "no line '{line}' in:\n{out}\n{err}");
+        }
+        assert!(!out.contains("ui: work completed"), "{out}");
+    }
+}
+
 /// The rows of the pipeline's database: file -> (words, lines, data).
 fn rows(db: &Path) -> BTreeMap<String, (u64, u64, String)> {
     let conn = rusqlite::Connection::open(db).expect("open the pipeline's database");

@@ -3,7 +3,9 @@
 //! - its encoder and decoder agree byte for byte with the Rust ones;
 //! - `echo_machine.py` joins a bus served by `interstate hub`, answers events sent from a
 //!   Rust port with `X_ACK` and the same payload, acknowledges what it received, and leaves
-//!   on `STOP`.
+//!   on `STOP`; it answers a Rust port's request with the reply to it;
+//! - the client's `request` gets a Rust JSON machine's reply, and fails with the reason
+//!   (`unknown-target`, `timeout`) when none can come.
 //!
 //! Skipped, with a note, when `python3` is not on PATH. Every test owns a [`Guard`] whose Drop
 //! kills every child still running, prints their output if the test failed, and removes the
@@ -182,6 +184,7 @@ fn python_encoder_agrees_with_the_rust_one() {
             event: "E",
             payload: &payload,
             seq: u64::MAX,
+            correlation: Default::default(),
         }),
         Frame::RegistryEntry(RegistryEntry {
             machine: "x",
@@ -235,6 +238,22 @@ fn python_encoder_agrees_with_the_rust_one() {
             on: false,
         },
         Frame::TopicSnapshotEnd,
+        Frame::Deliver(Deliver {
+            from: "ui",
+            to: "worker",
+            event: "WORK",
+            payload: b"{}",
+            seq: 5,
+            correlation: interstate::core::Correlation::Request(u32::MAX),
+        }),
+        Frame::Deliver(Deliver {
+            from: "worker",
+            to: "ui",
+            event: "DONE",
+            payload: b"",
+            seq: 1 << 40,
+            correlation: interstate::core::Correlation::Reply(7),
+        }),
     ];
     let script = r#"
 import sys
@@ -253,6 +272,8 @@ frames = [
     TopicResult("py", "+", "HubFull"),
     TopicEntry("m", "a/#", False),
     TopicSnapshotEnd(),
+    Deliver("ui", "worker", "WORK", b"{}", 5, ("Request", 2**32 - 1)),
+    Deliver("worker", "ui", "DONE", b"", 2**40, ("Reply", 7)),
 ]
 for f in frames:
     body = encode_frame(f)
@@ -341,6 +362,38 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
         assert_eq!(&reply.payload[..], *payload, "payload of {event}_ACK");
     }
 
+    // A request: py-echo's answer is its reply, matched by the request's id.
+    let id = node
+        .request_from_port(
+            port,
+            "py-echo",
+            "ASK",
+            b"[5]",
+            interstate::Duration::from_millis(20_000),
+        )
+        .expect("request py-echo");
+    let mut answer = None;
+    let done = node
+        .run_until(LIMIT, |n| {
+            answer = answer.take().or_else(|| n.recv_port());
+            answer.is_some()
+        })
+        .unwrap();
+    assert!(done, "no answer to the request");
+    let answer = answer.unwrap();
+    assert_eq!(
+        (
+            answer.event.as_str(),
+            &answer.payload[..],
+            answer.correlation
+        ),
+        (
+            "ASK_ACK",
+            &b"[5]"[..],
+            interstate::core::Correlation::Reply(id.0)
+        )
+    );
+
     node.send_from_port(port, "py-echo", "STOP", b"")
         .expect("send STOP");
     let start = Instant::now();
@@ -373,7 +426,72 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
     assert!(late.is_empty(), "unexpected messages: {late:#?}");
     let out = g.output("echo");
     assert!(
-        out.contains("py-echo: STOP from rust-port after 5 replies"),
+        out.contains("py-echo: STOP from rust-port after 6 replies"),
+        "{out}"
+    );
+}
+
+/// The Python client's `request`: a Rust JSON machine's reply; `unknown-target` for a machine
+/// nobody registered; `timeout` for one that never answers.
+#[test]
+fn python_requests_get_a_rust_machines_reply_or_the_reason() {
+    if !have_python() {
+        return;
+    }
+    let mut g = Guard::new("py-req");
+    g.start_hub();
+    let mut node = g.node();
+    let echo = r#"{"id":"echo","initial":"s","states":{"s":{"on":{"PING":{"actions":
+      {"type":"sendTo","to":{"sender":true},"event":"PONG","data":{"from":"event"}}}}}}}"#;
+    interstate::bus::add_json_machine(&mut node, "echo", echo, interstate::Behaviors::new())
+        .expect("add echo");
+    let silent = r#"{"id":"silent","initial":"s","states":{"s":{}}}"#;
+    interstate::bus::add_json_machine(&mut node, "silent", silent, interstate::Behaviors::new())
+        .expect("add silent");
+    let script = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+from interstate_client import *
+with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
+    c.register("py-req")
+    r = c.request("py-req", "echo", "PING", b'{"n":3}', timeout=15.0)
+    print("reply", r.event, r.from_, r.payload.decode(), r.correlation[0], flush=True)
+    for target, t in (("nobody", 15.0), ("silent", 0.3)):
+        try:
+            c.request("py-req", target, "PING", b"", timeout=t)
+            print("no error", target, flush=True)
+        except RequestFailed as e:
+            print("failed", target, e.reason, flush=True)
+"#;
+    let py = g.spawn(
+        "py-req",
+        Command::new("python3")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg("-c")
+            .arg(script)
+            .arg(python_dir())
+            .arg(g.bus.clone()),
+    );
+    let start = Instant::now();
+    let status = loop {
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        if let Some(s) = g.children[py].1.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "py-req did not finish"
+        );
+    };
+    let out = g.output("py-req");
+    assert!(status.success(), "py-req exited with {status}: {out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            r#"reply PONG echo {"n":3} Reply"#,
+            "failed nobody unknown-target",
+            "failed silent timeout",
+        ],
         "{out}"
     );
 }

@@ -226,6 +226,7 @@ fn a_device_on_a_pty_exchanges_events_with_a_linux_machine_through_line_noise() 
             event: "TOGGLE",
             payload: b"",
             seq: 1,
+            correlation: Default::default(),
         }),
         &mut frame,
     )

@@ -233,6 +233,7 @@ pub(crate) fn raw(args: &Args, mode: &str) -> Result<ExitCode, String> {
                 event: "SPOOFED",
                 payload: b"{\"n\":0}",
                 seq: 1,
+                correlation: Default::default(),
             }));
             let mut failed = Value::Null;
             if r.read_until(|f| is_kind(f, &["delivery-failed"])) {

@@ -74,6 +74,7 @@ pub(crate) fn raw_script(args: &Args) -> Result<ExitCode, String> {
                     event,
                     payload: b"{\"n\":0}",
                     seq,
+                    correlation: Default::default(),
                 }));
             }
             ["ack", from, to, seq] => {

@@ -4,7 +4,8 @@
 
 It joins the bus (`$INTERSTATE_BUS`, default "default", in `$INTERSTATE_DIR` or the default
 bus directory), registers its id, and for every event `X` from machine `m` sends `X_ACK` with
-the same payload back to `m`, until it receives `STOP`. Standard library only.
+the same payload back to `m` (the reply to its request, when `X` was one), until it receives
+`STOP`. Standard library only.
 """
 
 import argparse
@@ -41,7 +42,7 @@ def main() -> int:
                     print(f"{args.id}: STOP from {f.from_} after {answered} replies", flush=True)
                     c.close("stopped")
                     return 0
-                c.send(args.id, f.from_, f.event + "_ACK", f.payload)
+                c.reply(args.id, f, f.event + "_ACK", f.payload)
                 answered += 1
                 print(f"{args.id}: {f.event} from {f.from_} ({len(f.payload)} bytes) -> {f.event}_ACK",
                       flush=True)

@@ -1,9 +1,10 @@
 """A dependency-free client for the interstate bus, written from docs/wire.md.
 
 It speaks the bus wire protocol over the hub's Unix socket: the Hello/Welcome handshake,
-Register, Subscribe (registry snapshot and updates), Deliver, DeliveryFailed, Ack, Ping/Pong
-and Goodbye; it encodes and decodes every other frame of the protocol's table too (Watch,
-Report, State, Stopped, NodeFailure), and skips kinds newer than it knows. Received messages are acknowledged (cumulatively, per sender) once the
+Register, Subscribe (registry snapshot and updates), Deliver (plain, and correlated: requests
+and replies), DeliveryFailed, Ack, Ping/Pong and Goodbye; it encodes and decodes every other
+frame of the protocol's table too (Watch, Report, State, Stopped, NodeFailure, the topic
+frames), and skips kinds newer than it knows. Received messages are acknowledged (cumulatively, per sender) once the
 application has taken them and comes back for the next one, and duplicates are dropped; it
 does not reconnect or send again. Python 3.8+, standard library only.
 
@@ -15,6 +16,8 @@ does not reconnect or send again. Python 3.8+, standard library only.
         c.wait_snapshot()
         c.send("py-tool", "worker-1", "DO_WORK", b'{"task":1}')
         frame = c.recv(timeout=5.0)      # a Deliver, DeliveryFailed, RegistryEntry, ... or None
+        reply = c.request("py-tool", "echo", "PING", b'{"n":1}', timeout=5.0)  # or RequestFailed
+        c.reply("py-tool", frame, "DONE")  # answers frame's sender (its request, if it was one)
 
 Publish/subscribe: `c.subscribe_topic("py-tool", "plant/+/alarm")` has the hub deliver every
 publication to a matching topic to `py-tool`, as a Deliver whose event is `TOPIC\\0EVENT`
@@ -55,6 +58,10 @@ FAIL_REASONS = [
     "TargetStopped",
 ]
 REGISTER_STATUSES = ["Ok", "Taken", "TooMany", "HubFull", "BadId"]
+# A Deliver's correlation: ("Request", id) opens a request, ("Reply", id) answers it.
+CORRELATIONS = ["None", "Request", "Reply"]
+# The frame kind of a Deliver with a correlation (docs/wire.md, DeliverCorrelated).
+DELIVER_CORRELATED = 28
 TRANSPORT_KINDS = ["InProcess", "UnixSocket", "Fifo", "SharedMemory", "Serial"]
 TOPIC_STATUSES = ["Ok", "BadFilter", "NotOwner", "TooMany", "HubFull"]
 
@@ -71,6 +78,22 @@ class Rejected(Exception):
         self.code = code
         self.version = version
         self.message = message
+
+
+class RequestFailed(Exception):
+    """A request ended without its reply: `reason` is `timeout`, `target-gone`, or a delivery
+    failure's code (`unknown-target`, `target-stopped`, ...), as in xstate.error.request."""
+
+    def __init__(self, request: int, to: str, reason: str):
+        super().__init__(f"request {request} to {to!r} failed: {reason}")
+        self.request = request
+        self.to = to
+        self.reason = reason
+
+
+def reason_code(reason: str) -> str:
+    """A FailReason name as the runtime's payloads write it: TargetGone -> target-gone."""
+    return "".join("-" + c.lower() if c.isupper() else c for c in reason).lstrip("-")
 
 
 class Disconnected(Exception):
@@ -231,6 +254,9 @@ class Deliver:
     event: str
     payload: bytes
     seq: int
+    # None for a plain message; ("Request", id) or ("Reply", id) for a correlated one, which
+    # travels as frame kind 28 (DeliverCorrelated).
+    correlation: Optional[Tuple[str, int]] = None
 
 
 @dataclass
@@ -408,7 +434,10 @@ def encode_frame(f: Frame) -> bytes:
     if isinstance(f, Unknown):
         raise ValueError("an unknown frame cannot be sent")
     out = bytearray()
-    put_varint(out, FRAME_TYPES.index(type(f)), 32)
+    if isinstance(f, Deliver) and f.correlation is not None:
+        put_varint(out, DELIVER_CORRELATED, 32)
+    else:
+        put_varint(out, FRAME_TYPES.index(type(f)), 32)
     if isinstance(f, Hello):
         put_varint(out, f.magic, 32)
         put_varint(out, f.version, 16)
@@ -435,6 +464,12 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.event)
         put_bytes(out, f.payload)
         put_varint(out, f.seq, 64)
+        if f.correlation is not None:
+            kind, rid = f.correlation
+            if kind not in ("Request", "Reply"):
+                raise ValueError(f"a correlation is Request or Reply, not {kind!r}")
+            put_enum(out, CORRELATIONS, kind)
+            put_varint(out, rid, 32)
     elif isinstance(f, (DeliveryFailed, NodeFailure)):
         put_str(out, f.from_)
         put_str(out, f.to)
@@ -496,6 +531,14 @@ def decode_frame(body: bytes) -> Frame:
     variant index past the ones known here decodes as Unknown (the length prefix delimits it)."""
     r = Reader(body)
     kind = r.varint(32)
+    if kind == DELIVER_CORRELATED:
+        f = Deliver(r.str(), r.str(), r.str(), r.raw(), r.u64())
+        c = r.enum(CORRELATIONS)
+        if c == "None":
+            raise ProtocolError("a correlated Deliver with no correlation")
+        f.correlation = (c, r.u32())
+        r.end()
+        return f
     if kind >= len(FRAME_TYPES):
         return Unknown(kind, bytes(body))
     t = FRAME_TYPES[kind]
@@ -613,6 +656,11 @@ class Client:
         # (sender, receiver) -> highest seq the receiver acknowledged.
         self.acked: Dict[Tuple[str, str], int] = {}
         self.duplicates = 0
+        # Requests: the next id, the ones waiting for their replies, and replies dropped
+        # because their request was settled already.
+        self._request_id = time.time_ns() & 0x7FFFFFFF
+        self._open: Dict[int, str] = {}
+        self.late_replies = 0
         self._last_tx = time.monotonic()
         self._closed = False
         # The hub closes links silent for 30 s (its default idle timeout): ping well within it.
@@ -741,6 +789,53 @@ class Client:
         self._send_frame(Deliver(from_, to, event, bytes(payload), seq))
         return seq
 
+    def reply(self, from_: str, to: Deliver, event: str, payload: bytes = b"") -> int:
+        """Answers the message `to` (one this client received for its id `from_`) with `event`
+        to its sender: the reply to its request when it was one. Returns the seq."""
+        correlation = None
+        if to.correlation is not None and to.correlation[0] == "Request":
+            correlation = ("Reply", to.correlation[1])
+        self._seq += 1
+        self._send_frame(Deliver(from_, to.from_, event, bytes(payload), self._seq, correlation))
+        return self._seq
+
+    def request(self, from_: str, to: str, event: str, payload: bytes = b"",
+                timeout: float = 5.0) -> Deliver:
+        """Sends `event` from `from_` to `to` as a request and waits for the reply, which it
+        returns (a Deliver with correlation ("Reply", id)). Raises RequestFailed, exactly
+        once per request, when no reply comes within `timeout`, the target leaves the bus
+        (even after it acknowledged the request), or the request is not delivered. A reply
+        after that is dropped and counted in `late_replies`. Other frames that arrive
+        meanwhile wait for recv(). Subscribes to the registry first, to see the target go."""
+        if not self.snapshot_done:
+            self.subscribe(registry=True)
+            self.wait_snapshot()
+        self._request_id = (self._request_id + 1) & 0xFFFFFFFF or 1
+        rid = self._request_id
+        self._seq += 1
+        seq = self._seq
+        self._open[rid] = to
+        try:
+            self._send_frame(Deliver(from_, to, event, bytes(payload), seq, ("Request", rid)))
+            deadline = time.monotonic() + timeout
+            while True:
+                for i, f in enumerate(self._pending):
+                    if (isinstance(f, Deliver) and f.to == from_ and f.from_ == to
+                            and f.correlation == ("Reply", rid)):
+                        del self._pending[i]
+                        return f
+                    if isinstance(f, DeliveryFailed) and (f.from_, f.to, f.seq) == (from_, to, seq):
+                        del self._pending[i]
+                        raise RequestFailed(rid, to, reason_code(f.reason))
+                    if isinstance(f, RegistryRemoved) and f.machine == to:
+                        raise RequestFailed(rid, to, "target-gone")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RequestFailed(rid, to, "timeout")
+                self._pump(left)
+        finally:
+            del self._open[rid]
+
     def ping(self, timeout: float = 5.0) -> float:
         """Pings the hub; returns the round trip in seconds."""
         self._nonce += 1
@@ -814,6 +909,12 @@ class Client:
                 return False
             self._delivered[key] = f.seq
             self._owed[key] = f.seq
+            if f.correlation is not None and f.correlation[0] == "Reply":
+                rid = f.correlation[1]
+                if self._open.get(rid) != f.from_:
+                    # Its request was settled already (or was not ours): acknowledged, dropped.
+                    self.late_replies += 1
+                    return False
             return True
         if isinstance(f, Ack):
             key = (f.to, f.from_)

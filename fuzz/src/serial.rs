@@ -128,6 +128,7 @@ fn line_frame<'a>(f: &LineFrame, payload: &'a [u8]) -> Frame<'a> {
             event: "E",
             payload,
             seq: *seq,
+            correlation: Default::default(),
         }),
         LineFrame::Ping(n) => Frame::Ping { nonce: *n },
         LineFrame::Welcome(m) => Frame::Welcome(Welcome {

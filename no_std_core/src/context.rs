@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::chart::{Chart, EventId};
 use crate::error::Error;
+use crate::request::RequestId;
 use crate::time::{Duration, Instant};
+use crate::wire::Correlation;
 
-/// An event: its name, its id if the chart knows the name, and its payload bytes.
+/// An event: its name, its id if the chart knows the name, its payload bytes, and, for an
+/// event from another machine, who sent it and the request it opens or answers.
 ///
 /// Payloads are opaque bytes to the core; [`ActionContext::payload_as`] decodes postcard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub struct Event<'a> {
     pub(crate) id: Option<EventId>,
     pub(crate) name: &'a str,
     pub(crate) payload: &'a [u8],
+    pub(crate) sender: Option<&'a str>,
+    pub(crate) correlation: Correlation,
 }
 
 impl<'a> Event<'a> {
@@ -29,6 +34,8 @@ impl<'a> Event<'a> {
             id: None,
             name,
             payload: &[],
+            sender: None,
+            correlation: Correlation::None,
         }
     }
     /// An event by its interned id: no lookup by name when it is sent.
@@ -37,11 +44,36 @@ impl<'a> Event<'a> {
             id: Some(id),
             name: chart.event_name(id),
             payload: &[],
+            sender: None,
+            correlation: Correlation::None,
         }
     }
     /// The same event with a payload.
     pub const fn with_payload(self, payload: &'a [u8]) -> Self {
         Event { payload, ..self }
+    }
+    /// The same event, sent by the machine `sender` (the host passes the sender of every
+    /// message it delivers: actions reply to it with [`ActionContext::reply`]).
+    pub const fn with_sender(self, sender: &'a str) -> Self {
+        Event {
+            sender: Some(sender),
+            ..self
+        }
+    }
+    /// The same event as a request or a reply (the correlation its message carried).
+    pub const fn with_correlation(self, correlation: Correlation) -> Self {
+        Event {
+            correlation,
+            ..self
+        }
+    }
+    /// The machine that sent it, if it came from one.
+    pub fn sender(&self) -> Option<&'a str> {
+        self.sender
+    }
+    /// The request it opens or answers, if any.
+    pub fn correlation(&self) -> Correlation {
+        self.correlation
     }
     /// The event name.
     pub fn name(&self) -> &'a str {
@@ -139,6 +171,7 @@ pub(crate) trait Effects {
         event: &str,
         payload: &[u8],
         delay: Option<Duration>,
+        correlation: Correlation,
     ) -> Result<SendId, Error>;
     fn send_encoded(
         &mut self,
@@ -146,15 +179,27 @@ pub(crate) trait Effects {
         target: Target<'_>,
         event: &str,
         delay: Option<Duration>,
+        correlation: Correlation,
         encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<SendId, Error>;
     fn cancel(&mut self, id: SendId) -> bool;
+    /// Opens a request (an entry in the pending table) and queues its message; both or
+    /// neither.
+    fn request(
+        &mut self,
+        now: Instant,
+        target: &str,
+        event: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<RequestId, Error>;
 }
 
 /// The orchestrated context an action runs with.
 ///
-/// It offers the machine id, the event being processed and its payload, and deferred sends:
-/// to a machine in any process, to this machine, delayed. Sends return an error when the
+/// It offers the machine id, the event being processed, its payload and its sender, and
+/// deferred sends: to a machine in any process, to this machine, delayed, a reply to the
+/// sender, a request with a timeout. Sends return an error when the
 /// machine's bounded storage is full; the error is also counted in the step's report, so it
 /// cannot go unnoticed.
 pub struct ActionContext<'a> {
@@ -198,7 +243,14 @@ impl<'a> ActionContext<'a> {
     pub fn send(&mut self, target: &str, event: &str, payload: &[u8]) -> Result<(), Error> {
         let r = self
             .effects
-            .send(self.now, Target::Machine(target), event, payload, None)
+            .send(
+                self.now,
+                Target::Machine(target),
+                event,
+                payload,
+                None,
+                Correlation::None,
+            )
             .map(|_| ());
         self.count(r)
     }
@@ -211,9 +263,14 @@ impl<'a> ActionContext<'a> {
     ) -> Result<(), Error> {
         let r = self
             .effects
-            .send_encoded(self.now, Target::Machine(target), event, None, &mut |buf| {
-                postcard::to_slice(value, buf).ok().map(|b| b.len())
-            })
+            .send_encoded(
+                self.now,
+                Target::Machine(target),
+                event,
+                None,
+                Correlation::None,
+                &mut |buf| postcard::to_slice(value, buf).ok().map(|b| b.len()),
+            )
             .map(|_| ());
         self.count(r)
     }
@@ -221,7 +278,14 @@ impl<'a> ActionContext<'a> {
     pub fn send_self(&mut self, event: &str, payload: &[u8]) -> Result<(), Error> {
         let r = self
             .effects
-            .send(self.now, Target::ThisMachine, event, payload, None)
+            .send(
+                self.now,
+                Target::ThisMachine,
+                event,
+                payload,
+                None,
+                Correlation::None,
+            )
             .map(|_| ());
         self.count(r)
     }
@@ -234,9 +298,88 @@ impl<'a> ActionContext<'a> {
         delay: Duration,
         payload: &[u8],
     ) -> Result<SendId, Error> {
+        let r = self.effects.send(
+            self.now,
+            target,
+            event,
+            payload,
+            Some(delay),
+            Correlation::None,
+        );
+        self.count(r)
+    }
+    /// The machine that sent the current event, if it came from one (not from the host, a
+    /// timer or this machine's own `raise`).
+    pub fn sender(&self) -> Option<&'a str> {
+        self.event.sender
+    }
+    /// Sends `event` with `payload` back to the current event's sender, after this step.
+    /// When the current event is a request ([`Correlation::Request`]), this is its reply: it
+    /// carries the request's id, and the requester receives it as the answer to that
+    /// request. [`Error::NoSender`] when the event has no sender.
+    ///
+    /// The sender's id is copied into the outbox's byte space with the message: it survives
+    /// the step without allocating.
+    pub fn reply(&mut self, event: &str, payload: &[u8]) -> Result<(), Error> {
+        let r = match self.event.sender {
+            None => Err(Error::NoSender),
+            Some(to) => self
+                .effects
+                .send(
+                    self.now,
+                    Target::Machine(to),
+                    event,
+                    payload,
+                    None,
+                    reply_to(self.event.correlation),
+                )
+                .map(|_| ()),
+        };
+        self.count(r)
+    }
+    /// Whom to answer for the current event, to reply from a later step with
+    /// [`send_reply`](Self::send_reply); `None` when the event has no sender.
+    pub fn reply_to(&self) -> Option<ReplyTo> {
+        let mut sender = heapless::String::new();
+        sender.push_str(self.event.sender?).ok()?;
+        Some(ReplyTo {
+            sender,
+            correlation: reply_to(self.event.correlation),
+        })
+    }
+    /// Sends `event` with `payload` as the reply kept in `to` (see
+    /// [`reply_to`](Self::reply_to)): the answer to its request, when it was one.
+    pub fn send_reply(&mut self, to: &ReplyTo, event: &str, payload: &[u8]) -> Result<(), Error> {
         let r = self
             .effects
-            .send(self.now, target, event, payload, Some(delay));
+            .send(
+                self.now,
+                Target::Machine(&to.sender),
+                event,
+                payload,
+                None,
+                to.correlation,
+            )
+            .map(|_| ());
+        self.count(r)
+    }
+    /// Sends `event` with `payload` to `target` as a request, and waits `timeout` for its
+    /// reply. The reply arrives as an ordinary event whose [`Event::correlation`] is
+    /// [`Correlation::Reply`] with the returned id; if none comes in time, or the target
+    /// leaves the bus or never receives the request, this machine gets
+    /// [`crate::request::REQUEST_ERROR_EVENT`] instead, exactly once. A reply after that is
+    /// dropped. [`Error::RequestsFull`] when as many requests wait as the machine's table
+    /// holds.
+    pub fn request(
+        &mut self,
+        target: &str,
+        event: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<RequestId, Error> {
+        let r = self
+            .effects
+            .request(self.now, target, event, payload, timeout);
         self.count(r)
     }
     /// Publishes `event` with `payload` to `topic`, after this step: every machine on the bus
@@ -247,8 +390,14 @@ impl<'a> ActionContext<'a> {
         let r = crate::topic::check_topic(topic)
             .map_err(Error::BadTopic)
             .and_then(|()| {
-                self.effects
-                    .send(self.now, Target::Topic(topic), event, payload, None)
+                self.effects.send(
+                    self.now,
+                    Target::Topic(topic),
+                    event,
+                    payload,
+                    None,
+                    Correlation::None,
+                )
             })
             .map(|_| ());
         self.count(r)
@@ -258,13 +407,40 @@ impl<'a> ActionContext<'a> {
     pub fn broadcast(&mut self, event: &str, payload: &[u8]) -> Result<(), Error> {
         let r = self
             .effects
-            .send(self.now, Target::Broadcast, event, payload, None)
+            .send(
+                self.now,
+                Target::Broadcast,
+                event,
+                payload,
+                None,
+                Correlation::None,
+            )
             .map(|_| ());
         self.count(r)
     }
     /// Cancels a pending delayed send. Returns whether it was still pending.
     pub fn cancel(&mut self, id: SendId) -> bool {
         self.effects.cancel(id)
+    }
+}
+
+/// Whom to answer, kept for a reply sent from a later step (after a timer, once work is
+/// done): the sender of an event and the correlation its reply carries. Fixed-size: an
+/// action's code can keep it without allocating. See [`ActionContext::reply_to`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The machine to answer.
+    pub sender: heapless::String<{ crate::machine::MAX_MACHINE_ID }>,
+    /// What the reply carries: [`Correlation::Reply`] when the event was a request.
+    pub correlation: Correlation,
+}
+
+/// The correlation of a reply to an event with correlation `c`: the request's id when the
+/// event was a request, none otherwise.
+pub(crate) fn reply_to(c: Correlation) -> Correlation {
+    match c {
+        Correlation::Request(id) => Correlation::Reply(id),
+        _ => Correlation::None,
     }
 }
 

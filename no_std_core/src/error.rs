@@ -158,6 +158,15 @@ pub enum Error {
     },
     /// The machine is in no state a snapshot can be taken of, or restored into: why.
     SnapshotState(&'static str),
+    /// A request could not be opened: as many of this machine's requests are waiting for
+    /// their replies as its table holds (see [`crate::request::Pending`]).
+    RequestsFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// `reply` (or a `sendTo` the sender) on an event that has no sender: one the host
+    /// injected, a timer's, or the machine's own.
+    NoSender,
 }
 
 impl fmt::Display for Error {
@@ -239,6 +248,14 @@ impl fmt::Display for Error {
                 "the snapshot needs {needed} in the machine's {what} storage, which holds {capacity}; restore into a machine with larger capacities"
             ),
             Error::SnapshotState(why) => write!(f, "snapshot: {why}"),
+            Error::RequestsFull { capacity } => write!(
+                f,
+                "request table full ({capacity} requests waiting for replies): wait for a reply or a timeout, or give the machine a larger table"
+            ),
+            Error::NoSender => write!(
+                f,
+                "the event has no sender to reply to (it came from the host, a timer or this machine)"
+            ),
         }
     }
 }

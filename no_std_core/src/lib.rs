@@ -14,8 +14,11 @@
 //!   in ([`Machine::send`], [`Machine::handle_timeout`]) and reads the next deadline
 //!   ([`Machine::poll_timeout`]) and the messages to deliver ([`Machine::outbox`]) out.
 //! - [`context`]: what actions see ([`ActionContext`]): the machine id, the event and its
-//!   payload, and deferred sends to any machine, to itself, or after a delay. The host binds
-//!   action, guard and delay ids to code by implementing [`Behavior`].
+//!   payload and sender, and deferred sends to any machine, to itself, after a delay, a reply
+//!   to the sender, or a request with a timeout. The host binds action, guard and delay ids
+//!   to code by implementing [`Behavior`].
+//! - [`request`]: request/response: the requester's bounded table of pending requests, each
+//!   settled exactly once (its reply, a timeout, its target gone, or a delivery failure).
 //!
 //! - [`wire`], [`hub`], [`endpoint`]: the bus protocol's frames, the hub's routing and a
 //!   client's handshake and keepalive, as state machines that move no bytes themselves.
@@ -61,6 +64,7 @@ pub mod hub;
 pub mod image;
 mod json_text;
 pub mod machine;
+pub mod request;
 pub mod serial;
 pub mod set;
 pub mod time;
@@ -69,9 +73,11 @@ pub mod wire;
 
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
 pub use context::{
-    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, SendId, Target,
+    ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, ReplyTo, SendId, Target,
     TransportKind,
 };
 pub use error::Error;
 pub use machine::{ContextFormat, Machine, Outgoing, Stats, Status};
+pub use request::RequestId;
 pub use time::{Duration, Instant};
+pub use wire::Correlation;

@@ -40,7 +40,9 @@ use crate::endpoint::{Endpoint, EndpointConfig, Todo};
 use crate::error::Error;
 use crate::hub::HelloRules;
 use crate::time::Instant;
-use crate::wire::{Deliver, DeliveryFailed, Frame, RegisterStatus, RejectCode, LEN_PREFIX};
+use crate::wire::{
+    Correlation, Deliver, DeliveryFailed, Frame, RegisterStatus, RejectCode, LEN_PREFIX,
+};
 
 /// The frame delimiter on the line.
 pub const DELIMITER: u8 = 0;
@@ -559,6 +561,20 @@ impl<'a, const RX: usize, const TX: usize> DeviceLink<'a, RX, TX> {
     /// [`Error::TxFull`] when the transmit buffer has no room (write out
     /// [`pending_tx`](Self::pending_tx) and try again).
     pub fn send(&mut self, from: &str, to: &str, event: &str, payload: &[u8]) -> Result<(), Error> {
+        self.send_correlated(from, to, event, payload, Correlation::None)
+    }
+
+    /// As [`send`](Self::send), for a request or a reply: a device machine answers a request
+    /// it got (an [`Incoming::Deliver`] with [`Correlation::Request`]) with
+    /// [`Correlation::Reply`] and the same id.
+    pub fn send_correlated(
+        &mut self,
+        from: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+        correlation: Correlation,
+    ) -> Result<(), Error> {
         if !self.endpoint.is_ready() {
             return Err(Error::NotConnected);
         }
@@ -568,6 +584,7 @@ impl<'a, const RX: usize, const TX: usize> DeviceLink<'a, RX, TX> {
             event,
             payload,
             seq: self.seq + 1,
+            correlation,
         });
         queue_into(&mut self.tx, &mut self.tx_len, &frame)?;
         self.seq += 1;

@@ -95,6 +95,20 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    /// The short, stable name of the reason in the runtime's JSON payloads
+    /// (`xstate.error.delivery`, `xstate.error.request`).
+    pub fn code(self) -> &'static str {
+        match self {
+            FailReason::UnknownTarget => "unknown-target",
+            FailReason::TargetGone => "target-gone",
+            FailReason::QueueFull => "queue-full",
+            FailReason::NotOwner => "not-owner",
+            FailReason::TooLarge => "too-large",
+            FailReason::Disconnected => "disconnected",
+            FailReason::Reserved => "reserved",
+            FailReason::TargetStopped => "target-stopped",
+        }
+    }
     /// A short reason a user can act on.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -171,6 +185,27 @@ pub struct Reject<'a> {
     pub message: &'a str,
 }
 
+/// What ties a message to a request: nothing (a plain send, the common case), the request it
+/// opens, or the request it answers. Request ids are the requesting machine's own (see
+/// [`crate::request`]); a reply goes back to the requester, which matches it by the id and
+/// by who sent it.
+///
+/// On the wire a message with a correlation is a Deliver flavour of its own (tag
+/// [`DELIVER_CORRELATED_TAG`]: the Deliver fields, then this enum): a plain Deliver's bytes,
+/// and the cost of reading and writing it, are unchanged.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Correlation {
+    /// A plain message.
+    #[default]
+    None,
+    /// A request with this id: its receiver's reply ([`crate::ActionContext::reply`]) carries
+    /// [`Correlation::Reply`] with the same id.
+    Request(u32),
+    /// The reply to the request with this id.
+    Reply(u32),
+}
+
 /// An event from one machine to another.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -185,6 +220,12 @@ pub struct Deliver<'a> {
     pub payload: &'a [u8],
     /// Per-sender sequence number (for failure reports and ordering checks).
     pub seq: u64,
+    /// The request this message opens or answers, if any. Not a postcard field: a message
+    /// with a correlation is written as its own frame kind ([`DELIVER_CORRELATED_TAG`]) by
+    /// [`Frame::encode`] and read back by [`Frame::decode`]; postcard alone writes and reads
+    /// only the plain flavour.
+    #[serde(skip)]
+    pub correlation: Correlation,
 }
 
 /// A message that could not be delivered, reported to its sender.
@@ -401,8 +442,16 @@ pub enum Frame<'a> {
 /// The postcard variant index of [`Frame::Deliver`].
 const DELIVER_TAG: u8 = 6;
 
+/// The frame kind of a [`Deliver`] that carries a [`Correlation`] (a request or a reply): the
+/// Deliver fields as in a plain Deliver, then the correlation as a postcard enum (`1` and
+/// the request id for a request, `2` and the id for a reply). [`Frame::encode`] writes it for
+/// a `Frame::Deliver` whose correlation is not `None`; [`Frame::decode`] reads it back as
+/// one. (It has no variant of its own in [`Frame`], so that every reader of a Deliver
+/// handles both flavours alike.)
+pub const DELIVER_CORRELATED_TAG: u8 = 28;
+
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 28;
+pub const FRAME_KINDS: u8 = 29;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -469,12 +518,33 @@ fn put_bytes(out: &mut [u8], at: usize, b: &[u8]) -> Option<usize> {
 /// Writes a Deliver frame body by hand; `None` when it does not fit (postcard then
 /// reports the error).
 fn write_deliver(d: &Deliver<'_>, out: &mut [u8]) -> Option<usize> {
-    *out.first_mut()? = DELIVER_TAG;
+    let correlation = correlation_parts(d.correlation);
+    *out.first_mut()? = if correlation.is_some() {
+        DELIVER_CORRELATED_TAG
+    } else {
+        DELIVER_TAG
+    };
     let at = put_bytes(out, 1, d.from.as_bytes())?;
     let at = put_bytes(out, at, d.to.as_bytes())?;
     let at = put_bytes(out, at, d.event.as_bytes())?;
     let at = put_bytes(out, at, d.payload)?;
-    put_varint(out, at, d.seq)
+    let at = put_varint(out, at, d.seq)?;
+    match correlation {
+        None => Some(at),
+        Some((kind, id)) => {
+            let at = put_varint(out, at, u64::from(kind))?;
+            put_varint(out, at, u64::from(id))
+        }
+    }
+}
+
+/// A correlation's postcard variant index and request id; `None` for a plain message.
+fn correlation_parts(c: Correlation) -> Option<(u8, u32)> {
+    match c {
+        Correlation::None => None,
+        Correlation::Request(id) => Some((1, id)),
+        Correlation::Reply(id) => Some((2, id)),
+    }
 }
 
 /// The bytes a postcard varint of `v` takes.
@@ -497,6 +567,7 @@ impl Deliver<'_> {
             + field(self.event.len())
             + field(self.payload.len())
             + varint_len(self.seq)
+            + correlation_parts(self.correlation).map_or(0, |(_, id)| 1 + varint_len(u64::from(id)))
     }
 
     /// Writes this message's frame body (without the length prefix) into `out`, byte for
@@ -511,20 +582,38 @@ impl Deliver<'_> {
 /// Reads a Deliver frame body by hand; `None` for anything else or anything malformed
 /// (postcard then decides, and reports the error).
 fn fast_deliver(body: &[u8]) -> Option<Deliver<'_>> {
-    if body.first() != Some(&DELIVER_TAG) {
-        return None;
-    }
+    let correlated = match body.first() {
+        Some(&DELIVER_TAG) => false,
+        Some(&DELIVER_CORRELATED_TAG) => true,
+        _ => return None,
+    };
     let (from, at) = str_at(body, 1)?;
     let (to, at) = str_at(body, at)?;
     let (event, at) = str_at(body, at)?;
     let (payload, at) = bytes_at(body, at)?;
     let (seq, used) = varint(body, at, 10, 1)?;
-    (at + used == body.len()).then_some(Deliver {
+    let mut at = at + used;
+    let mut correlation = Correlation::None;
+    if correlated {
+        // A postcard `u32` variant index, then the `u32` id (at most 5 bytes, the last
+        // at most 0x0F). `None` (0) is not written with this tag: that is a plain Deliver.
+        let (kind, used) = varint(body, at, 5, 0x0F)?;
+        let (id, used_id) = varint(body, at + used, 5, 0x0F)?;
+        at += used + used_id;
+        let id = u32::try_from(id).ok()?;
+        correlation = match kind {
+            1 => Correlation::Request(id),
+            2 => Correlation::Reply(id),
+            _ => return None,
+        };
+    }
+    (at == body.len()).then_some(Deliver {
         from,
         to,
         event,
         payload,
         seq,
+        correlation,
     })
 }
 
@@ -535,6 +624,12 @@ impl<'a> Frame<'a> {
         // postcard would (a test checks the two agree); anything unusual goes to postcard.
         if let Some(d) = fast_deliver(body) {
             return Ok(Frame::Deliver(d));
+        }
+        if body.first() == Some(&DELIVER_CORRELATED_TAG) {
+            // Only the hand reader knows this flavour: whatever it refused is malformed.
+            return Err(Error::MalformedFrame(
+                "not a valid correlated Deliver frame",
+            ));
         }
         match postcard::take_from_bytes::<Frame<'a>>(body) {
             Ok((f, [])) => Ok(f),
@@ -555,6 +650,13 @@ impl<'a> Frame<'a> {
                 head.copy_from_slice(&(n as u32).to_le_bytes());
                 return Ok(LEN_PREFIX + n);
             }
+            if d.correlation != Correlation::None {
+                // Postcard would write the plain flavour: the frame does not fit.
+                return Err(Error::FrameTooLarge {
+                    len: u32::try_from(d.body_len()).unwrap_or(u32::MAX),
+                    max: body.len() as u32,
+                });
+            }
         }
         let room = body.len() as u32;
         let n = postcard::to_slice(self, body)
@@ -569,6 +671,9 @@ impl<'a> Frame<'a> {
 
     /// The size of the encoded frame, length prefix included.
     pub fn encoded_len(&self) -> usize {
+        if let Frame::Deliver(d) = self {
+            return LEN_PREFIX + d.body_len();
+        }
         LEN_PREFIX
             + postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default())
                 .unwrap_or(usize::MAX - LEN_PREFIX)
@@ -583,6 +688,7 @@ impl<'a> Frame<'a> {
             Frame::Register { .. } => "register",
             Frame::RegisterResult { .. } => "register-result",
             Frame::Unregister { .. } => "unregister",
+            Frame::Deliver(d) if d.correlation != Correlation::None => "deliver-correlated",
             Frame::Deliver(_) => "deliver",
             Frame::DeliveryFailed(_) => "delivery-failed",
             Frame::Subscribe { .. } => "subscribe",

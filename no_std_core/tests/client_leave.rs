@@ -58,6 +58,7 @@ fn holding_a_delivery(sink: &mut Frames) -> C {
         event: "E",
         payload: b"",
         seq: 5,
+        correlation: Default::default(),
     };
     assert_eq!(c.accept(&d, true), Accepted::New);
     sink.0.clear();

@@ -63,6 +63,7 @@ fn deliver<'a>(from: &'a str, to: &'a str, seq: u64) -> Frame<'a> {
         event: "E",
         payload: b"p",
         seq,
+        correlation: Default::default(),
     })
 }
 
@@ -541,6 +542,7 @@ fn frames_larger_than_the_target_accepts_fail_as_too_large() {
         event: "BIG",
         payload: &big,
         seq: 1,
+        correlation: Default::default(),
     }));
     assert_eq!(
         h.handle_frame(Instant::ZERO, a, &msg, &mut io),

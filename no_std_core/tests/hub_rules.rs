@@ -48,6 +48,7 @@ fn deliver<'a>(from: &'a str, to: &'a str, event: &'a str) -> Vec<u8> {
         event,
         payload: b"{}",
         seq: 9,
+        correlation: Default::default(),
     }))
 }
 

@@ -217,6 +217,7 @@ fn a_publication_cannot_carry_an_event_of_the_reserved_namespace() {
         event: "plant/1\0xstate.error.delivery",
         payload: b"{}",
         seq: 5,
+        correlation: Default::default(),
     };
     send(&mut h, &mut io, a, Frame::Deliver(forged));
     assert!(io.frames(b).is_empty());

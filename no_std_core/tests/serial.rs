@@ -14,6 +14,7 @@ fn deliver(event: &str, seq: u64) -> Frame<'_> {
         event,
         payload: b"{\"n\":1}",
         seq,
+        correlation: Default::default(),
     })
 }
 
@@ -136,6 +137,7 @@ fn a_body_at_the_decoders_limit_fits_and_one_byte_more_does_not() {
                 event: "E",
                 payload: &payload,
                 seq: 1,
+                correlation: Default::default(),
             });
             let n = f.encoded_len() - 4;
             if n >= body_len {

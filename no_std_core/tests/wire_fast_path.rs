@@ -69,6 +69,7 @@ fn hand_read_deliver_frames_agree_with_postcard() {
             event: &event,
             payload: &payload,
             seq,
+            correlation: Default::default(),
         });
         let n = frame.encode(&mut buf).expect("fits");
         let body = &buf[4..n];
@@ -130,4 +131,60 @@ fn unusual_encodings_go_to_postcard() {
         agree(body);
     }
     assert!(Frame::decode(cases[3]).is_ok());
+}
+
+/// A Deliver with a correlation (a request, a reply) is its own frame kind, which only the
+/// hand reader knows: it round-trips, its size is computed without encoding, and every
+/// truncation or bad correlation of it is refused (never taken for another frame).
+#[test]
+fn correlated_deliver_frames_round_trip_and_refuse_what_is_malformed() {
+    use interstate_core::wire::{Correlation, DELIVER_CORRELATED_TAG};
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..5_000 {
+        let (from, to, event) = (text(&mut rng), text(&mut rng), text(&mut rng));
+        let payload: Vec<u8> = (0..rng.below(100)).map(|_| rng.next() as u8).collect();
+        let id = match rng.below(3) {
+            0 => 0,
+            1 => u32::MAX,
+            _ => rng.next() as u32,
+        };
+        let correlation = if rng.below(2) == 0 {
+            Correlation::Request(id)
+        } else {
+            Correlation::Reply(id)
+        };
+        let d = Deliver {
+            from: &from,
+            to: &to,
+            event: &event,
+            payload: &payload,
+            seq: rng.next(),
+            correlation,
+        };
+        let frame = Frame::Deliver(d);
+        let n = frame.encode(&mut buf).expect("fits");
+        assert_eq!(n, frame.encoded_len());
+        assert_eq!(n - 4, d.body_len());
+        let body = buf[4..n].to_vec();
+        assert_eq!(body[0], DELIVER_CORRELATED_TAG);
+        assert_eq!(Frame::decode(&body), Ok(frame));
+        for cut in 0..body.len() {
+            assert!(Frame::decode(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        // The correlation's variant index is the second-to-last byte when the id is < 128.
+        if id < 128 {
+            for bad in [0u8, 3, 0x80] {
+                let mut b = body.clone();
+                let at = b.len() - 2;
+                b[at] = bad;
+                assert!(Frame::decode(&b).is_err(), "kind {bad}");
+            }
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(Frame::decode(&longer).is_err(), "trailing byte");
+        // Too small a buffer is an error, never the plain flavour written by postcard.
+        assert!(frame.encode(&mut vec![0u8; n - 1]).is_err());
+    }
 }

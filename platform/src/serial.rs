@@ -494,7 +494,10 @@ impl SerialBridge {
             self.send_frame(&refuse(FailReason::NotOwner));
             return Ok(());
         }
-        match self.node.send_from_port(d.from, d.to, d.event, d.payload) {
+        match self
+            .node
+            .send_from_port_as(d.from, d.to, d.event, d.payload, d.correlation)
+        {
             Ok(_) => {
                 self.stats.from_device += 1;
                 Ok(())
@@ -528,6 +531,7 @@ impl SerialBridge {
             event: &m.event,
             payload: &m.payload,
             seq: self.seq,
+            correlation: m.correlation,
         });
         if frame.encoded_len() - interstate_core::wire::LEN_PREFIX > max_frame as usize {
             return self.fail_back(&m, FailReason::TooLarge);

@@ -1,13 +1,19 @@
-//! Action configs: user action names and the built-ins (`raise`, `sendTo`, `cancel`, `log`)
-//! with their events, payloads, send ids and delays, read into action records.
+//! Action configs: user action names and the built-ins (`raise`, `sendTo`, `request`,
+//! `cancel`, `log`) with their events, payloads, send ids and delays, read into action
+//! records.
 
-use interstate_core::chart::raw::ActionRecord;
+use interstate_core::chart::raw::{self, ActionRecord};
 use interstate_core::chart::NONE;
 use serde_json::{Map, Value};
 
 use super::error::{err, CompileError};
 use super::json::{as_list, index_path, join};
 use super::Compiler;
+
+/// Whether a `data` value asks for the current event's payload: `{"from": "event"}`.
+fn is_forward(d: &Value) -> bool {
+    matches!(d, Value::Object(o) if o.len() == 1 && o.get("from") == Some(&Value::String("event".into())))
+}
 
 impl Compiler {
     pub(super) fn str_param<'v>(
@@ -81,7 +87,7 @@ impl Compiler {
             || (ty == "broadcast" && obj.contains_key("event"));
         let reserved = extension
             || ty.starts_with("xstate.")
-            || matches!(ty, "raise" | "sendTo" | "cancel" | "log");
+            || matches!(ty, "raise" | "sendTo" | "request" | "cancel" | "log");
         if !reserved {
             return user(self, ty);
         }
@@ -147,21 +153,77 @@ impl Compiler {
                     None => NONE,
                 };
             }
-            "sendTo" => {
-                let to = Self::str_param(obj, "to", path)?;
+            "sendTo" | "request" => {
+                let to_path = join(path, "to");
+                let to = match obj.get("to") {
+                    Some(Value::String(s)) => Some(s.as_str()),
+                    Some(Value::Object(o))
+                        if builtin == "sendTo"
+                            && o.len() == 1
+                            && o.get("sender") == Some(&Value::Bool(true)) =>
+                    {
+                        None
+                    }
+                    Some(_) if builtin == "sendTo" => {
+                        return err(
+                            &to_path,
+                            "'to' is a machine id or {\"sender\": true} (the event's sender)",
+                        )
+                    }
+                    Some(_) => return err(&to_path, "'to' is a machine id"),
+                    None => return err(path, "missing 'to'"),
+                };
                 let (name, data) = Self::event_name_of(
                     obj.get("event").unwrap_or(&Value::Null),
                     &join(path, "event"),
                 )?;
                 let data = data.or(obj.get("data"));
-                rec.kind = 3;
-                rec.a = self.intern(to)?;
+                // The target first, then the event, then the data: the order in which the
+                // strings are interned is the order of the chart's string table.
+                if let Some(to) = to {
+                    rec.a = self.intern(to)?;
+                }
                 rec.b = self.intern(name)?;
-                rec.c = id.unwrap_or(NONE);
-                rec.d = match data {
-                    Some(d) => self.intern(&d.to_string())?,
-                    None => NONE,
-                };
+                match data {
+                    Some(d) if is_forward(d) => rec.flags |= ActionRecord::FORWARD_DATA,
+                    Some(d) => rec.d = self.intern(&d.to_string())?,
+                    None => {}
+                }
+                let forward = rec.flags & ActionRecord::FORWARD_DATA != 0;
+                if builtin == "request" {
+                    if delay.is_some() {
+                        return err(&join(path, "delay"), "a request is not delayed (its 'timeout' is how long it waits for the reply)");
+                    }
+                    let Some(t) = obj.get("timeout") else {
+                        return err(path, "missing 'timeout': how long to wait for the reply (milliseconds or a delay name)");
+                    };
+                    let (flags, ms) = self.delay_of(t, &join(path, "timeout"))?;
+                    rec.flags |= flags;
+                    rec.delay = ms;
+                    rec.kind = raw::ACTION_REQUEST;
+                    return Ok(rec);
+                }
+                match to {
+                    Some(_) => {
+                        if forward && delay.is_some() {
+                            return err(
+                                &join(path, "delay"),
+                                "a send that forwards the event's data is not delayed",
+                            );
+                        }
+                        rec.kind = 3;
+                        rec.c = id.unwrap_or(NONE);
+                    }
+                    None => {
+                        if delay.is_some() {
+                            return err(
+                                &join(path, "delay"),
+                                "a send to the sender is not delayed",
+                            );
+                        }
+                        rec.kind = raw::ACTION_REPLY;
+                    }
+                }
             }
             "log" => {
                 let msg = match obj.get("message").or(obj.get("label")) {
@@ -176,12 +238,12 @@ impl Compiler {
                 return err(
                     &join(path, "type"),
                     format!(
-                        "unknown built-in action 'xstate.{other}' (raise, sendTo, cancel, log, assign, publish, broadcast)"
+                        "unknown built-in action 'xstate.{other}' (raise, sendTo, request, cancel, log, assign, publish, broadcast)"
                     ),
                 );
             }
         }
-        if delay.is_some() && !matches!(rec.kind, 1 | 3) {
+        if delay.is_some() && !matches!(rec.kind, 1 | 3 | raw::ACTION_REQUEST) {
             return err(
                 &join(path, "delay"),
                 "only raise, sendTo, publish and broadcast take a delay",

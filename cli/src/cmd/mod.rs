@@ -5,6 +5,7 @@
 pub mod app;
 pub mod bus;
 pub mod buses;
+pub mod request;
 pub mod serial;
 pub mod status;
 pub mod topics;

@@ -164,6 +164,7 @@ pub fn run_conn(s: &ConnSession) {
                     event: "E",
                     payload: &payload[..(*n as usize % payload.len())],
                     seq: 1,
+                    correlation: Default::default(),
                 });
                 let before = c.pending();
                 match c.queue(&f) {

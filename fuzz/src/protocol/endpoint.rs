@@ -197,6 +197,7 @@ pub fn run_endpoint(s: &EndpointSession) {
                         event: "E",
                         payload: b"",
                         seq: 1,
+                        correlation: Default::default(),
                     }),
                     HubFrame::Raw(bytes) => {
                         raw = bytes.clone();

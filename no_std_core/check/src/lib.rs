@@ -172,6 +172,7 @@ fn encode_outbox(m: &LampMachine, buf: &mut [u8], report: &mut Report) -> Result
             event: msg.event,
             payload: msg.payload,
             seq: report.sent as u64,
+            correlation: Default::default(),
         });
         report.wire_len = frame.encode(buf)?;
         expect(

@@ -18,8 +18,8 @@ use crate::bus::received::{Accepted, Id, OwnerSlot, PairSlot, Received};
 use crate::endpoint::{Endpoint, EndpointConfig, LinkState, Todo};
 use crate::time::Instant;
 use crate::wire::{
-    cut_at_char, Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus, RegistryEntry,
-    LEN_PREFIX, MAX_STOP_ERROR,
+    cut_at_char, Correlation, Deliver, DeliveryFailed, FailReason, Frame, RegisterStatus,
+    RegistryEntry, LEN_PREFIX, MAX_STOP_ERROR,
 };
 
 /// Where the client writes frames: the link to the hub. A `false` return means the link's
@@ -66,6 +66,9 @@ pub enum Incoming<'f> {
         failed: DeliveryFailed<'f>,
         /// Whether this settled an outstanding message.
         settled: bool,
+        /// The request it opened or answered, when it settled one (see
+        /// [`crate::request`]): a failed request settles the request.
+        correlation: Correlation,
     },
     /// The hub answered a registration.
     Registered {
@@ -456,8 +459,12 @@ where
                 Incoming::Nothing
             }
             Frame::DeliveryFailed(f) => {
-                let settled = self.outstanding.fail_one(f.from, f.to, f.seq).is_some();
-                Incoming::Failed { failed: f, settled }
+                let settled = self.outstanding.fail_one(f.from, f.to, f.seq);
+                Incoming::Failed {
+                    failed: f,
+                    settled: settled.is_some(),
+                    correlation: settled.map_or(Correlation::None, |u| u.correlation),
+                }
             }
             Frame::RegisterResult { machine, status } => {
                 let change = self.registered(now, machine, status);
@@ -928,6 +935,7 @@ mod tests {
             event: "E",
             payload: b"",
             seq: 1,
+            correlation: Default::default(),
         };
         c.send(&d, 65536).unwrap();
         let mut bodies = Bodies(0);

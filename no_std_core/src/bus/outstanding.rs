@@ -16,7 +16,7 @@
 //! A message is encoded once, straight into its entry ([`Outstanding::push_deliver`]), and
 //! written to the link from there ([`Outstanding::transmit`]).
 
-use crate::wire::{Deliver, Frame};
+use crate::wire::{Correlation, Deliver, Frame, DELIVER_CORRELATED_TAG};
 
 const UNSENT: u8 = 0;
 const SENT: u8 = 1;
@@ -66,6 +66,8 @@ pub struct Undelivered<'a> {
     pub event: &'a str,
     /// The sequence number.
     pub seq: u64,
+    /// The request it opened or answered, if any (a failed request settles it).
+    pub correlation: Correlation,
 }
 
 /// Messages sent to other processes and not yet acknowledged, in the caller's buffer `B`.
@@ -113,7 +115,7 @@ fn field(body: &[u8], at: usize) -> Option<Span> {
 /// fields, then the sequence number): a message is not decoded to be kept.
 fn deliver_spans(body: &[u8]) -> Option<(Span, Span, u64)> {
     let (tag, v) = varint(body, 0)?;
-    if tag != DELIVER_TAG {
+    if tag != DELIVER_TAG && tag != u64::from(DELIVER_CORRELATED_TAG) {
         return None;
     }
     let from = field(body, v)?;
@@ -121,10 +123,16 @@ fn deliver_spans(body: &[u8]) -> Option<(Span, Span, u64)> {
     let event = field(body, to.0 + to.1)?;
     let payload = field(body, event.0 + event.1)?;
     let (seq, used) = varint(body, payload.0 + payload.1)?;
+    let mut end = payload.0 + payload.1 + used;
+    if tag != DELIVER_TAG {
+        // The correlation: its kind and its request id.
+        let (_, used) = varint(body, end)?;
+        let (_, used_id) = varint(body, end + used)?;
+        end += used + used_id;
+    }
     // The strings are not checked for UTF-8 here: they were encoded from `&str`, and every
     // reader of the header checks them (an invalid one matches nothing).
-    (payload.0 + payload.1 + used == body.len() && to.0 + to.1 <= u16::MAX as usize)
-        .then_some((from, to, seq))
+    (end == body.len() && to.0 + to.1 <= u16::MAX as usize).then_some((from, to, seq))
 }
 
 fn text(b: &[u8]) -> &str {
@@ -437,6 +445,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
                 to: d.to,
                 event: d.event,
                 seq: d.seq,
+                correlation: d.correlation,
             }),
             _ => None,
         }
@@ -549,6 +558,7 @@ mod tests {
             event: "E",
             payload,
             seq,
+            correlation: Default::default(),
         })
         .encode(&mut buf)
         .unwrap();
@@ -607,6 +617,7 @@ mod tests {
             event: "E",
             payload: b"payload",
             seq: 7,
+            correlation: Default::default(),
         };
         let stored = o.push_deliver(&d, false).unwrap().to_vec();
         assert_eq!(
@@ -853,6 +864,31 @@ mod tests {
             assert_eq!(failed, model.iter().filter(|m| !m.3).count());
             assert!(o.is_empty());
         }
+    }
+
+    /// A request keeps its correlation in the buffer: when it fails, its requester learns
+    /// which request it was.
+    #[test]
+    fn a_failed_request_is_reported_with_its_correlation() {
+        let mut o = new(4096);
+        let d = Deliver {
+            from: "a",
+            to: "w",
+            event: "WORK",
+            payload: b"x",
+            seq: 3,
+            correlation: Correlation::Request(77),
+        };
+        o.push_deliver(&d, true).unwrap();
+        o.push(&body("a", "w", 4), true).unwrap();
+        let mut got = Vec::new();
+        o.fail_where(&mut |_, to, _| to == "w", &mut |u| {
+            got.push((u.seq, u.correlation))
+        });
+        assert_eq!(
+            got,
+            vec![(3, Correlation::Request(77)), (4, Correlation::None)]
+        );
     }
 
     #[test]

@@ -203,12 +203,32 @@ pub enum Action {
         target: StrId,
         /// The event name.
         event: StrId,
-        /// The payload: the JSON text from the chart, or none.
-        payload: Option<StrId>,
+        /// The payload.
+        payload: Data,
         /// Optional delay.
         delay: Option<Delay>,
         /// The send id `cancel` refers to, if any.
         id: Option<StrId>,
+    },
+    /// `sendTo` the sender (`"to": {"sender": true}`): send an event back to the machine
+    /// that sent the current event; the reply to it when it is a request.
+    Reply {
+        /// The event name.
+        event: StrId,
+        /// The payload.
+        payload: Data,
+    },
+    /// `request`: send an event to a machine as a request, and wait `timeout` for its reply
+    /// (or get `xstate.error.request`).
+    Request {
+        /// The target machine id.
+        target: StrId,
+        /// The event name.
+        event: StrId,
+        /// The payload.
+        payload: Data,
+        /// How long to wait for the reply.
+        timeout: Delay,
     },
     /// `log`: hand a message to the host's logger.
     Log {
@@ -312,6 +332,18 @@ pub struct ContextCondition {
     pub op: CompareOp,
     /// The literal's JSON text.
     pub literal: StrId,
+}
+
+/// The payload of a message a built-in action sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Data {
+    /// None.
+    None,
+    /// The JSON text from the chart.
+    Json(StrId),
+    /// The current event's payload, forwarded as it is (`"data": {"from": "event"}`).
+    FromEvent,
 }
 
 /// A delay: a number of milliseconds fixed in the chart, or a name the host binds.
@@ -767,6 +799,11 @@ impl<'a> Chart<'a> {
             },
         );
         let opt = |s: u16| (s != NONE).then_some(StrId(s));
+        let data = if a.flags & ActionRecord::FORWARD_DATA != 0 {
+            Data::FromEvent
+        } else {
+            opt(a.d).map_or(Data::None, Data::Json)
+        };
         match a.kind {
             0 => Action::User(ActionId(a.a)),
             1 => match delay {
@@ -784,7 +821,7 @@ impl<'a> Chart<'a> {
                 target: StrId(a.a),
                 event: StrId(a.b),
                 id: opt(a.c),
-                payload: opt(a.d),
+                payload: data,
                 delay,
             },
             4 => Action::Log {
@@ -801,6 +838,16 @@ impl<'a> Chart<'a> {
                 key: StrId(a.a),
                 operand: StrId(a.b),
                 op: AssignOp::from_u8(a.c as u8).unwrap_or(AssignOp::Set),
+            },
+            raw::ACTION_REPLY => Action::Reply {
+                event: StrId(a.b),
+                payload: data,
+            },
+            raw::ACTION_REQUEST => Action::Request {
+                target: StrId(a.a),
+                event: StrId(a.b),
+                payload: data,
+                timeout: delay.unwrap_or(Delay::Millis(0)),
             },
             _ => Action::Data,
         }

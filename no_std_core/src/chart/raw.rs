@@ -208,10 +208,15 @@ impl TransitionRecord {
 /// | 7    | initial context | JSON text |     |             |              |       |
 /// | 8    | assign      | key lit. | operand  | op (`AssignOp`) |          |       |
 /// | 9    | context condition | key lit. | literal | op (`CompareOp`) |    |       |
+/// | 10   | reply       |          | event s  |             | payload str  |       |
+/// | 11   | request     | target s | event s  |             | payload str  | yes   |
 ///
 /// Kinds 7 and 9 are data, not actions: no state's action list holds them. The chart's
 /// `context` object is the one record of kind 7; a transition with guard kind 5 names the
 /// index of its record of kind 9. Key literals are JSON string literals, quotes included.
+///
+/// Flag [`ActionRecord::FORWARD_DATA`] (kinds 3, 10, 11; payload none): the message carries
+/// the current event's payload.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionRecord {
     /// The kind (table above).
@@ -237,6 +242,8 @@ impl ActionRecord {
     pub const HAS_DELAY: u8 = 1;
     /// `flags` bit: the delay is named.
     pub const NAMED_DELAY: u8 = 2;
+    /// `flags` bit: the message forwards the current event's payload.
+    pub const FORWARD_DATA: u8 = 4;
     /// Reads a record.
     #[inline]
     pub fn decode(b: &[u8]) -> Self {
@@ -269,6 +276,10 @@ pub const ACTION_INITIAL_CONTEXT: u8 = 7;
 pub const ACTION_ASSIGN: u8 = 8;
 /// [`ActionRecord::kind`] of a context condition.
 pub const ACTION_CONTEXT_CONDITION: u8 = 9;
+/// [`ActionRecord::kind`] of a reply (`sendTo` the sender).
+pub const ACTION_REPLY: u8 = 10;
+/// [`ActionRecord::kind`] of a request.
+pub const ACTION_REQUEST: u8 = 11;
 /// [`TransitionRecord::guard_kind`] of a context condition.
 pub const GUARD_CONTEXT: u8 = 5;
 

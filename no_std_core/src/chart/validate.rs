@@ -122,7 +122,15 @@ impl<'a> Chart<'a> {
                 || a.flags & ActionRecord::NAMED_DELAY == 0
                 || (a.delay as usize) < n_delays;
             let opt_str = |s: u16| s == NONE || str_ok(s);
+            let has_delay = a.flags & ActionRecord::HAS_DELAY != 0;
+            let forward = a.flags & ActionRecord::FORWARD_DATA != 0;
+            // A forwarded payload is none of the chart's strings, and is not delayed.
+            let data_ok = !forward
+                || (a.d == NONE
+                    && matches!(a.kind, 3 | raw::ACTION_REPLY | raw::ACTION_REQUEST)
+                    && !(a.kind == 3 && has_delay));
             let ok = delay_ok
+                && data_ok
                 && match a.kind {
                     0 => (a.a as usize) < n_action_names,
                     1 => (a.a as usize) < n_events && opt_str(a.c),
@@ -152,6 +160,8 @@ impl<'a> Chart<'a> {
                             && CompareOp::from_u8(a.c as u8).is_some()
                             && a.c < 256
                     }
+                    raw::ACTION_REPLY => str_ok(a.b) && opt_str(a.d) && !has_delay,
+                    raw::ACTION_REQUEST => str_ok(a.a) && str_ok(a.b) && opt_str(a.d) && has_delay,
                     _ => false,
                 };
             if !ok {

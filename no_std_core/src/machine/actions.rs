@@ -1,10 +1,11 @@
 //! Running actions: the host's (through [`Behavior::action`]) in the common path, the
 //! built-in ones (raise, delayed events, timers, `sendTo`, cancel, log) decoded out of line.
 
-use crate::chart::{Action, ActionId, Delay};
-use crate::context::{ActionContext, Behavior};
+use crate::chart::{Action, ActionId, Data, Delay, StrId};
+use crate::context::{reply_to, ActionContext, Behavior, Effects, Target};
 use crate::error::Error;
 use crate::time::Duration;
+use crate::wire::Correlation;
 
 use super::store::{Bytes, Message, TimerKey, TimerKind};
 use super::{Machine, StepCx};
@@ -18,7 +19,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     fn resolve_delay<BH: Behavior + ?Sized>(
         &self,
@@ -164,6 +166,20 @@ impl<
                     Some(d) => Some(self.resolve_delay(d, cx)?),
                     None => None,
                 };
+                let payload = match payload {
+                    Data::FromEvent => {
+                        // (The compiler refuses a delayed send that forwards data.)
+                        let target = self.chart.str(target);
+                        return self.send_event_data(
+                            cx,
+                            Target::Machine(target),
+                            event,
+                            Correlation::None,
+                        );
+                    }
+                    Data::Json(s) => Some(s),
+                    Data::None => None,
+                };
                 let target_is_self = self.chart.str(target) == self.id.as_str();
                 let r = if target_is_self && d.is_none() {
                     let m = Message {
@@ -183,6 +199,39 @@ impl<
                 };
                 r?;
             }
+            Action::Reply { event, payload } => {
+                let Some(sender) = cx.event.sender else {
+                    return Err(Error::NoSender);
+                };
+                let correlation = reply_to(cx.event.correlation);
+                match payload {
+                    Data::FromEvent => {
+                        self.send_event_data(cx, Target::Machine(sender), event, correlation)?
+                    }
+                    Data::Json(s) => self.send_chart_payload(cx, sender, event, s, correlation)?,
+                    Data::None => {
+                        let e = self.chart.str(event);
+                        self.io
+                            .send(cx.now, Target::Machine(sender), e, &[], None, correlation)?;
+                    }
+                }
+            }
+            Action::Request {
+                target,
+                event,
+                payload,
+                timeout,
+            } => {
+                let timeout = self.resolve_delay(timeout, cx)?;
+                let chart = self.chart;
+                let data: &[u8] = match payload {
+                    Data::FromEvent => cx.event.payload,
+                    Data::Json(s) => chart.str(s).as_bytes(),
+                    Data::None => &[],
+                };
+                self.io
+                    .request(cx.now, chart.str(target), chart.str(event), data, timeout)?;
+            }
             Action::Log { message } => {
                 cx.behavior.log(&self.id, self.chart.str(message));
             }
@@ -198,5 +247,50 @@ impl<
             Action::Data => {}
         }
         Ok(())
+    }
+
+    /// Sends `event` with the current event's payload (copied into the outbox's bytes).
+    fn send_event_data<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+        target: Target<'_>,
+        event: StrId,
+        correlation: Correlation,
+    ) -> Result<(), Error> {
+        // (A reply keeps its target's id, even its own: only a plain message goes as
+        // `ThisMachine`.)
+        let target = match target {
+            Target::Machine(t) if t == self.id.as_str() && correlation == Correlation::None => {
+                Target::ThisMachine
+            }
+            t => t,
+        };
+        let e = self.chart.str(event);
+        self.io
+            .send(cx.now, target, e, cx.event.payload, None, correlation)
+            .map(|_| ())
+    }
+
+    /// Sends `event` with the chart's JSON text `payload` to `to` (a string outside the
+    /// chart, such as a sender's id).
+    fn send_chart_payload<BH: Behavior + ?Sized>(
+        &mut self,
+        cx: &mut StepCx<'_, '_, BH>,
+        to: &str,
+        event: StrId,
+        payload: StrId,
+        correlation: Correlation,
+    ) -> Result<(), Error> {
+        let chart = self.chart;
+        self.io
+            .send(
+                cx.now,
+                Target::Machine(to),
+                chart.str(event),
+                chart.str(payload).as_bytes(),
+                None,
+                correlation,
+            )
+            .map(|_| ())
     }
 }

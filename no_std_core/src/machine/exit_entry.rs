@@ -18,7 +18,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     /// The targets of a transition with history states replaced by what they stand for.
     fn effective_targets(&self, tr: &Transition, out: &mut Vec<StateId, MAX_ENABLED>) {

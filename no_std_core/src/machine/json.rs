@@ -17,7 +17,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     /// Writes the state value as JSON, exactly as XState v5's `snapshot.value`: the key of
     /// the active child for a compound state whose child is atomic, objects for the rest.

@@ -48,8 +48,10 @@ use heapless::{Deque, Vec};
 use crate::chart::{Chart, EventId, StateId, TransitionId};
 use crate::context::{Behavior, Event, Target};
 use crate::error::Error;
+use crate::request::{write_error_payload, ReplyVerdict, RequestId, Settled, REQUEST_ERROR_EVENT};
 use crate::set::StateSet;
 use crate::time::Instant;
+use crate::wire::{Correlation, FailReason};
 
 use store::{Bytes, Io, Message, TimerKind};
 
@@ -85,8 +87,12 @@ pub struct Stats {
     pub events: u64,
     /// Microsteps taken.
     pub microsteps: u64,
-    /// Sends that failed because the outbox, the timers or their byte storage were full.
+    /// Sends that failed because the outbox, the timers or their byte storage were full (or
+    /// the request table: see [`Error::RequestsFull`]).
     pub send_failures: u32,
+    /// Replies dropped because their request was settled already (timed out, failed), or
+    /// was not this machine's: never delivered.
+    pub late_replies: u32,
 }
 
 /// A message the machine sent, as the host reads it from the outbox.
@@ -99,6 +105,8 @@ pub struct Outgoing<'a> {
     pub event: &'a str,
     /// The payload.
     pub payload: &'a [u8],
+    /// The request it opens or answers, if any (the host puts it on the wire).
+    pub correlation: Correlation,
 }
 
 /// A running statechart instance in fixed-size storage.
@@ -111,13 +119,15 @@ pub struct Outgoing<'a> {
 /// - `H`: history memory slots (see [`Chart::history_slots`]);
 /// - `B`: bytes of names and payloads behind the outbox, and again behind the timers;
 /// - `C`: bytes of the context (a typed value encoded with postcard, or a JSON chart's
-///   `context` as JSON text; see [`ContextFormat`]).
+///   `context` as JSON text; see [`ContextFormat`]);
+/// - `R`: requests waiting for their replies ([`crate::request::Pending`]).
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
 ///
 /// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
 /// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots,
-/// 40 bytes of names and payloads and 32 bytes of context. Hosts size theirs for the work (the platform's nodes use
+/// 40 bytes of names and payloads, 32 bytes of context, and no room for pending requests (a
+/// machine that makes requests needs `R` of at least 1: each costs about 80 bytes). Hosts size theirs for the work (the platform's nodes use
 /// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
 /// with the capacity it ran out of, never silently.
 pub struct Machine<
@@ -129,6 +139,7 @@ pub struct Machine<
     const H: usize = 4,
     const B: usize = 40,
     const C: usize = 32,
+    const R: usize = 0,
 > {
     chart: Chart<'c>,
     id: heapless::String<MAX_MACHINE_ID>,
@@ -138,7 +149,7 @@ pub struct Machine<
     status: Status,
     microstep_limit: u32,
     stats: Stats,
-    io: Io<O, T, B>,
+    io: Io<O, T, B, R>,
     view: view::View<W>,
     context: context_store::ContextStore<C>,
 }
@@ -161,7 +172,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
     pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
@@ -208,6 +220,7 @@ impl<
                 next_id: 0,
                 seq: 0,
                 changes: 0,
+                requests: crate::request::Pending::new(),
             },
         })
     }
@@ -294,6 +307,31 @@ impl<
             Status::Done => return Ok(()),
             Status::Idle | Status::Failed => return Err(Error::NotRunning),
         }
+        if let Correlation::Reply(id) = event.correlation {
+            // A reply is delivered only while its request waits for it: exactly once, and
+            // never after the request was settled otherwise.
+            if self.io.requests.reply(id, event.sender) == ReplyVerdict::Late {
+                self.stats.late_replies = self.stats.late_replies.wrapping_add(1);
+                core_log!(
+                    info,
+                    "machine {}: a late reply ({}) to request {} was dropped",
+                    self.id.as_str(),
+                    event.name,
+                    id
+                );
+                return Ok(());
+            }
+        }
+        self.step_event(now, event, behavior)
+    }
+
+    /// A macrostep on an external event (the machine is active).
+    fn step_event<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         let mut event = event;
         if event.id.is_none() {
             event.id = self.chart.event(event.name);
@@ -310,9 +348,100 @@ impl<
         self.finish(r)
     }
 
-    /// When the next timer is due, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    /// When the next timer (or request timeout) is due, if any: call
+    /// [`handle_timeout`](Self::handle_timeout) then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.io.timers.iter().map(|t| t.due).min()
+        let timers = self.io.timers.iter().map(|t| t.due).min();
+        match (timers, self.io.requests.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Settles the earliest request whose timeout is due at `now`, if any, as
+    /// [`handle_timeout`](Self::handle_timeout) would, leaving every timer alone (for a host
+    /// that fires timers itself, by [`fire_timer`](Self::fire_timer)). Returns whether one
+    /// was due.
+    pub fn handle_request_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        if self.status != Status::Active {
+            return Ok(false);
+        }
+        match self.io.requests.expire(now) {
+            Some(s) => self.request_error(now, &s, behavior).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Requests of this machine waiting for their replies.
+    pub fn pending_requests(&self) -> usize {
+        self.io.requests.len()
+    }
+
+    /// Whether request `id` waits for its reply.
+    pub fn is_request_pending(&self, id: RequestId) -> bool {
+        self.io.requests.is_pending(id)
+    }
+
+    /// Request ids start after `base` (see [`crate::request::Pending::set_base`]).
+    pub fn set_request_base(&mut self, base: u32) {
+        self.io.requests.set_base(base);
+    }
+
+    /// The host could not deliver request `id` (a delivery failure of a message whose
+    /// correlation was [`Correlation::Request`]): settles it with an
+    /// [`REQUEST_ERROR_EVENT`] to this machine, unless it was settled already. Returns
+    /// whether it settled the request.
+    pub fn request_failed<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        match self.io.requests.fail(id, reason) {
+            Some(s) => self.request_error(now, &s, behavior).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The machine `machine` left the bus (the host saw it leave the registry): every
+    /// request waiting for its reply fails as `target-gone`, each with its own
+    /// [`REQUEST_ERROR_EVENT`]. Returns how many settled.
+    pub fn target_gone<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut BH,
+    ) -> Result<usize, Error> {
+        let mut n = 0;
+        while let Some(s) = self.io.requests.target_gone(machine) {
+            self.request_error(now, &s, behavior)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Delivers the failure of a settled request as an external event (a macrostep).
+    fn request_error<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        s: &Settled,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        // The payload: a fixed-size buffer on the stack (an id of 64 bytes, escaped, fits).
+        let mut payload = heapless::String::<448>::new();
+        let _ = write_error_payload(s, &mut payload);
+        let event = Event::new(REQUEST_ERROR_EVENT)
+            .with_payload(payload.as_bytes())
+            .with_correlation(Correlation::Reply(s.id.0));
+        match self.status {
+            Status::Active => self.step_event(now, event, behavior),
+            _ => Ok(()),
+        }
     }
 
     /// Fires the earliest timer due at `now`, if any, and returns whether one fired.
@@ -341,6 +470,16 @@ impl<
                     .is_none_or(|b| (t.due, t.seq) < (self.io.timers[b].due, self.io.timers[b].seq))
             {
                 best = Some(i);
+            }
+        }
+        // A request timing out before every timer due now (or with none due) goes first.
+        let request_due = self.io.requests.poll_timeout().filter(|&d| d <= now);
+        if let Some(d) = request_due {
+            if best.is_none_or(|b| d < self.io.timers[b].due) {
+                if let Some(s) = self.io.requests.expire(now) {
+                    self.request_error(now, &s, behavior)?;
+                    return Ok(true);
+                }
             }
         }
         let Some(i) = best else { return Ok(false) };
@@ -428,8 +567,12 @@ impl<
 
     fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
         let s = |b: Bytes| {
-            core::str::from_utf8(Io::<O, T, B>::bytes_in(self.chart, b, &self.io.out_bytes))
-                .unwrap_or("")
+            core::str::from_utf8(Io::<O, T, B, R>::bytes_in(
+                self.chart,
+                b,
+                &self.io.out_bytes,
+            ))
+            .unwrap_or("")
         };
         Outgoing {
             target: match m.target {
@@ -437,7 +580,8 @@ impl<
                 Some(b) => Target::from_stored(s(b)),
             },
             event: s(m.event),
-            payload: Io::<O, T, B>::bytes_in(self.chart, m.payload, &self.io.out_bytes),
+            payload: Io::<O, T, B, R>::bytes_in(self.chart, m.payload, &self.io.out_bytes),
+            correlation: self.io.correlation(m),
         }
     }
 

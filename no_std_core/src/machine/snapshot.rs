@@ -18,7 +18,8 @@
 //! n u16 + n history slots u16 (the chart's history_slots),
 //! n u16 + n queued event ids u16,
 //! n u16 + n outbox messages,
-//! n u16 + n timers (ms from `now` to when due, negative if overdue; number, key, kind)
+//! n u16 + n timers (ms from `now` to when due, negative if overdue; number, key, kind),
+//! next request id u32, n u16 + n pending requests (id, ms to the deadline, target)
 //! ```
 //!
 //! Restoring trusts nothing: every index is checked against the chart, every count against
@@ -40,7 +41,7 @@ use crate::set::StateSet;
 use crate::time::{Duration, Instant};
 
 use super::context_store::{ContextFormat, ContextStore};
-use super::store::{push_bytes, Bytes, Message, Timer, TimerKey, TimerKind};
+use super::store::{push_bytes, Bytes, Message, Timer, TimerKey, TimerKind, CORRELATION_BYTES};
 use super::{Machine, Status};
 
 /// The first bytes of every snapshot.
@@ -53,6 +54,18 @@ enum BytesSnap<'a> {
     Chart(u16),
     #[serde(borrow)]
     Bytes(&'a [u8]),
+    /// An outbox target with its correlation in front (see `Bytes::Correlated`): the
+    /// correlation's bytes, then the target's.
+    #[serde(borrow)]
+    Correlated(&'a [u8]),
+}
+
+#[derive(Serialize, Deserialize)]
+struct RequestSnap<'a> {
+    id: u32,
+    /// Milliseconds from the snapshot's `now` to the request's deadline (negative: overdue).
+    remaining: i64,
+    target: &'a str,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,7 +165,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     /// Writes the machine's state into `buf` and returns how many bytes it took. `now` is the
     /// host's clock: each pending timer is recorded with the time it has left.
@@ -213,6 +227,16 @@ impl<
                 kind,
             })?;
         }
+        let (next, pending) = self.io.requests.parts();
+        w.put(&next)?;
+        w.put(&(self.io.requests.len() as u16))?;
+        for (id, due, target) in pending {
+            w.put(&RequestSnap {
+                id,
+                remaining: (due.as_millis() as i64).saturating_sub(now.as_millis() as i64),
+                target,
+            })?;
+        }
         Ok(w.at)
     }
 
@@ -223,6 +247,11 @@ impl<
             Bytes::Arena { off, len } => BytesSnap::Bytes(
                 arena
                     .get(off as usize..off as usize + len as usize)
+                    .unwrap_or(&[]),
+            ),
+            Bytes::Correlated { off, len } => BytesSnap::Correlated(
+                arena
+                    .get(off as usize - CORRELATION_BYTES..off as usize + len as usize)
                     .unwrap_or(&[]),
             ),
         };
@@ -269,6 +298,7 @@ impl<
         self.io.next_id = 0;
         self.io.seq = 0;
         self.io.changes = 0;
+        self.io.requests = crate::request::Pending::new();
         self.view = super::view::View::default();
         self.context = ContextStore::new();
         if let Some(text) = self.chart.initial_context() {
@@ -406,6 +436,25 @@ impl<
                 mapped: t.mapped,
             });
         }
+        let next: u32 = r.take("truncated request id counter")?;
+        self.io.requests.restore_next(next);
+        let n = r.count("requests", R)?;
+        for _ in 0..n {
+            let q: RequestSnap<'_> = r.take("truncated pending request")?;
+            let due = if q.remaining >= 0 {
+                now + Duration::from_millis(q.remaining as u64)
+            } else {
+                Instant::from_millis(now.as_millis().saturating_sub(q.remaining.unsigned_abs()))
+            };
+            self.io
+                .requests
+                .restore_entry(q.id, due, q.target)
+                .map_err(|_| {
+                    Error::InvalidSnapshot(
+                        "a pending request with id 0, a repeated id or a target id too long",
+                    )
+                })?;
+        }
         if !r.rest.is_empty() {
             return Err(Error::InvalidSnapshot("bytes after the end"));
         }
@@ -437,6 +486,33 @@ impl<
                         capacity: B,
                     })
                 }
+                // Only an outbox message's target carries a correlation: a request's kind
+                // (1) or a reply's (2), its id, then the target's UTF-8 name.
+                BytesSnap::Correlated(d)
+                    if timer
+                        || !text
+                        || d.len() <= CORRELATION_BYTES
+                        || !matches!(d[0], 1 | 2)
+                        || core::str::from_utf8(&d[CORRELATION_BYTES..]).is_err() =>
+                {
+                    Err(Error::InvalidSnapshot(
+                        "a malformed request or reply target",
+                    ))
+                }
+                BytesSnap::Correlated(d) => match push_bytes(arena, used, d) {
+                    Ok(Bytes::Arena { off, len }) => Ok(Bytes::Correlated {
+                        off: off + CORRELATION_BYTES as u16,
+                        len: len - CORRELATION_BYTES as u16,
+                    }),
+                    Ok(_) => Err(Error::InvalidSnapshot(
+                        "a malformed request or reply target",
+                    )),
+                    Err(_) => Err(Error::SnapshotCapacity {
+                        what: "outbox bytes",
+                        needed: *used + d.len(),
+                        capacity: B,
+                    }),
+                },
             }
         };
         Ok(Message {

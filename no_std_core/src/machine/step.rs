@@ -18,7 +18,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     pub(super) fn finish(&mut self, r: Result<(), Error>) -> Result<(), Error> {
         if let Err(e) = r {

@@ -8,13 +8,39 @@ use heapless::Vec;
 use crate::chart::{Chart, EventId, StrId};
 use crate::context::{Effects, SendId, Target};
 use crate::error::Error;
+use crate::request::{Pending, RequestId};
 use crate::time::{Duration, Instant};
+use crate::wire::Correlation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Bytes {
     Empty,
     Chart(StrId),
-    Arena { off: u16, len: u16 },
+    Arena {
+        off: u16,
+        len: u16,
+    },
+    /// A target id in the arena (`off..off + len`), preceded by the message's correlation
+    /// ([`CORRELATION_BYTES`] bytes: its kind, then its request id, little-endian). Only an
+    /// outbox message's target is ever one: a request or a reply costs its 5 bytes of arena,
+    /// and no slot of the outbox or the timers grows for it.
+    Correlated {
+        off: u16,
+        len: u16,
+    },
+}
+
+/// The arena bytes of a correlation (see [`Bytes::Correlated`]).
+pub(super) const CORRELATION_BYTES: usize = 5;
+
+fn correlation_bytes(c: Correlation) -> Option<[u8; CORRELATION_BYTES]> {
+    let (kind, id) = match c {
+        Correlation::None => return None,
+        Correlation::Request(id) => (1, id),
+        Correlation::Reply(id) => (2, id),
+    };
+    let id = id.to_le_bytes();
+    Some([kind, id[0], id[1], id[2], id[3]])
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +79,7 @@ pub(super) struct Timer {
 }
 
 /// Outbox and timers: the machine's only contact with the world, drained by the host.
-pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
+pub(super) struct Io<const O: usize, const T: usize, const B: usize, const R: usize> {
     pub(super) outbox: Vec<Message, O>,
     pub(super) out_bytes: [u8; B],
     pub(super) out_used: usize,
@@ -64,6 +90,8 @@ pub(super) struct Io<const O: usize, const T: usize, const B: usize> {
     pub(super) seq: u32,
     /// Counts timers armed and timers cancelled (not those that fired).
     pub(super) changes: u32,
+    /// Requests waiting for their replies.
+    pub(super) requests: Pending<R>,
 }
 
 pub(super) fn push_bytes<const B: usize>(
@@ -87,15 +115,35 @@ pub(super) fn push_bytes<const B: usize>(
     Ok(b)
 }
 
-impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
+impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B, R> {
     /// The bytes a [`Bytes`] stands for: in the chart's strings or in `arena`.
     pub(super) fn bytes_in<'s>(chart: Chart<'s>, b: Bytes, arena: &'s [u8]) -> &'s [u8] {
         match b {
             Bytes::Empty => &[],
             Bytes::Chart(s) => chart.str(s).as_bytes(),
-            Bytes::Arena { off, len } => arena
+            Bytes::Arena { off, len } | Bytes::Correlated { off, len } => arena
                 .get(off as usize..off as usize + len as usize)
                 .unwrap_or(&[]),
+        }
+    }
+
+    /// The correlation of an outbox message (see [`Bytes::Correlated`]).
+    pub(super) fn correlation(&self, m: &Message) -> Correlation {
+        let Some(Bytes::Correlated { off, .. }) = m.target else {
+            return Correlation::None;
+        };
+        let off = off as usize;
+        let Some(b) = off
+            .checked_sub(CORRELATION_BYTES)
+            .and_then(|start| self.out_bytes.get(start..off))
+        else {
+            return Correlation::None;
+        };
+        let id = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+        match b[0] {
+            1 => Correlation::Request(id),
+            2 => Correlation::Reply(id),
+            _ => Correlation::None,
         }
     }
 
@@ -266,7 +314,7 @@ impl<const O: usize, const T: usize, const B: usize> Io<O, T, B> {
     }
 }
 
-impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
+impl<const O: usize, const T: usize, const B: usize, const R: usize> Effects for Io<O, T, B, R> {
     fn send(
         &mut self,
         now: Instant,
@@ -274,13 +322,21 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
         event: &str,
         payload: &[u8],
         delay: Option<Duration>,
+        correlation: Correlation,
     ) -> Result<SendId, Error> {
-        self.send_encoded(now, target, event, delay, &mut |buf: &mut [u8]| {
-            buf.get_mut(..payload.len()).map(|b| {
-                b.copy_from_slice(payload);
-                payload.len()
-            })
-        })
+        self.send_encoded(
+            now,
+            target,
+            event,
+            delay,
+            correlation,
+            &mut |buf: &mut [u8]| {
+                buf.get_mut(..payload.len()).map(|b| {
+                    b.copy_from_slice(payload);
+                    payload.len()
+                })
+            },
+        )
     }
 
     fn send_encoded(
@@ -289,6 +345,7 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
         target: Target<'_>,
         event: &str,
         delay: Option<Duration>,
+        correlation: Correlation,
         encode: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<SendId, Error> {
         if crate::wire::is_reserved_event(event) {
@@ -301,11 +358,14 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
             Some(_) => (&mut self.timer_bytes, &mut self.timer_used),
         };
         let mark = *used;
+        // A delayed send is never a request or a reply (no API makes one): it stays plain.
+        let correlation = correlation_bytes(correlation).filter(|_| delay.is_none());
         let result = (|| {
-            let target = match target {
-                Target::ThisMachine => None,
-                Target::Machine(t) => Some(push_bytes(bytes, used, t.as_bytes())?),
-                Target::Topic(t) => {
+            let target = match (target, correlation) {
+                (Target::ThisMachine, _) => None,
+                (Target::Machine(t), None) => Some(push_bytes(bytes, used, t.as_bytes())?),
+                // A publication or a broadcast is never a request or a reply.
+                (Target::Topic(t), _) => {
                     // The mark, then the topic, in one stretch of the arena.
                     let off = *used as u16;
                     push_bytes(bytes, used, &[crate::context::PUBLISH_MARK])?;
@@ -315,8 +375,15 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
                         len: (1 + t.len()) as u16,
                     })
                 }
-                Target::Broadcast => {
+                (Target::Broadcast, _) => {
                     Some(push_bytes(bytes, used, &[crate::context::BROADCAST_MARK])?)
+                }
+                (Target::Machine(t), Some(c)) => {
+                    push_bytes(bytes, used, &c)?;
+                    match push_bytes(bytes, used, t.as_bytes())? {
+                        Bytes::Arena { off, len } => Some(Bytes::Correlated { off, len }),
+                        other => Some(other),
+                    }
                 }
             };
             let event = push_bytes(bytes, used, event.as_bytes())?;
@@ -357,5 +424,34 @@ impl<const O: usize, const T: usize, const B: usize> Effects for Io<O, T, B> {
 
     fn cancel(&mut self, id: SendId) -> bool {
         self.cancel_where(|k| k == TimerKey::Id(id.0))
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        target: &str,
+        event: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<RequestId, Error> {
+        if crate::wire::is_reserved_event(event) {
+            return Err(Error::ReservedEvent);
+        }
+        let id = self.requests.open(now, target, timeout)?;
+        let sent = self.send(
+            now,
+            Target::Machine(target),
+            event,
+            payload,
+            None,
+            id.request(),
+        );
+        match sent {
+            Ok(_) => Ok(id),
+            Err(e) => {
+                self.requests.withdraw(id);
+                Err(e)
+            }
+        }
     }
 }

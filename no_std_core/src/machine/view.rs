@@ -34,7 +34,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > Machine<'c, W, Q, O, T, H, B, C>
+        const R: usize,
+    > Machine<'c, W, Q, O, T, H, B, C, R>
 {
     /// Recomputes the view after a microstep that may have changed regularity.
     #[inline(never)]

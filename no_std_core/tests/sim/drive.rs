@@ -5,6 +5,7 @@ use interstate_core::bus::Accepted;
 use interstate_core::wire::{Deliver, FailReason, Frame};
 use interstate_core::{Duration, Instant};
 
+use super::requests::{answer, expire, reply_arrived, request_failed, targets_gone};
 use super::{event_number, Delivery, Failure, Note, Process, Sent, Sim, Sink};
 
 /// What a process's host does in one turn, to tell the loop whether it moved.
@@ -24,6 +25,7 @@ impl Sim {
         let Some(pr) = self.procs[p].as_mut().filter(|pr| !pr.frozen) else {
             return false;
         };
+        turn.moved |= expire(p, pr, now, &mut self.rec);
         if let Some(c) = pr.conn {
             self.conns[c].wrote = false;
             if self.conns[c].stalled_on.is_some() {
@@ -217,7 +219,7 @@ impl Sim {
             .iter()
             .flatten()
             .filter(|pr| !pr.frozen)
-            .map(|pr| pr.client.poll_timeout(self.now));
+            .flat_map(|pr| [pr.client.poll_timeout(self.now), pr.requests.poll_timeout()]);
         let hub = self.hub.as_ref().and_then(|h| h.poll_timeout());
         frames
             .chain(clients)
@@ -269,11 +271,13 @@ fn host(
                     u.to.to_string(),
                     u.event.to_string(),
                     u.seq,
+                    u.correlation,
                 ))
             });
-            for (from, to, event, seq) in failed {
+            for (from, to, event, seq, correlation) in failed {
                 let fl = failure(pr, &from, &to, &event, seq, FailReason::Disconnected);
                 rec.failed.push(fl);
+                request_failed(p, pr, now, correlation, FailReason::Disconnected, rec);
             }
             let registry = &pr.registry;
             pr.client
@@ -303,15 +307,19 @@ fn host(
                     d.seq,
                     event_number(d.event),
                 )),
-                Accepted::New => rec.delivered.push(Delivery {
-                    n: event_number(d.event),
-                    proc: p,
-                    incarnation: pr.incarnation,
-                    from: d.from.to_string(),
-                    to: d.to.to_string(),
-                    seq: d.seq,
-                    at: now,
-                }),
+                Accepted::New => {
+                    rec.delivered.push(Delivery {
+                        n: event_number(d.event),
+                        proc: p,
+                        incarnation: pr.incarnation,
+                        from: d.from.to_string(),
+                        to: d.to.to_string(),
+                        seq: d.seq,
+                        at: now,
+                    });
+                    answer(pr, &d);
+                    reply_arrived(p, pr, now, &d, rec);
+                }
                 Accepted::Duplicate => {
                     rec.notes
                         .push(Note::Duplicate(p, d.to.to_string(), event_number(d.event)))
@@ -319,12 +327,19 @@ fn host(
                 Accepted::NoRoom => rec.notes.push(Note::FilterFull(p, d.to.to_string())),
             }
         }
-        Incoming::Failed { failed: f, settled } => {
+        Incoming::Failed {
+            failed: f,
+            settled,
+            correlation,
+        } => {
             // Reported once: when it settled an outstanding message here, or when its
             // sender is not this process's.
             if settled || !pr.hosts(f.from) {
                 let fl = failure(pr, f.from, f.to, f.event, f.seq, f.reason);
                 rec.failed.push(fl);
+            }
+            if settled {
+                request_failed(p, pr, now, correlation, f.reason, rec);
             }
         }
         Incoming::Registered {
@@ -362,12 +377,16 @@ fn host(
                         u.to.to_string(),
                         u.event.to_string(),
                         u.seq,
+                        u.correlation,
                     ))
                 });
-                for (from, to, event, seq) in failed {
+                for (from, to, event, seq, correlation) in failed {
                     let fl = failure(pr, &from, &to, &event, seq, FailReason::TargetGone);
                     rec.failed.push(fl);
+                    request_failed(p, pr, now, correlation, FailReason::TargetGone, rec);
                 }
+                // What it had taken and not answered will not be answered.
+                targets_gone(p, pr, now, machine, rec);
             }
         }
         Incoming::SnapshotEnd => {
@@ -406,6 +425,7 @@ fn fan_out(
             event: &event,
             payload: &n.to_le_bytes(),
             seq,
+            correlation: Default::default(),
         };
         let direct = match pr.client.send(&d, pr.max_frame) {
             Ok(()) => None,
@@ -451,7 +471,7 @@ fn pump(
     next_n: &mut u64,
 ) -> bool {
     let mut moved = false;
-    while let Some((from, to, n)) = pr.outbox.front().cloned() {
+    while let Some((from, to, n, correlation)) = pr.outbox.front().cloned() {
         if let Some(topic) = to.strip_prefix('\u{1}') {
             // A publication: one message per subscriber, from where backpressure stopped.
             let before = rec.sent.len();
@@ -484,6 +504,7 @@ fn pump(
             event: &event,
             payload: &n.to_le_bytes(),
             seq,
+            correlation,
         };
         let direct = match pr.client.send(&d, pr.max_frame) {
             Ok(()) => None,
@@ -514,6 +535,7 @@ fn pump(
             seq,
         });
         if let Some(reason) = direct {
+            request_failed(p, pr, now, correlation, reason, rec);
             rec.failed.push(Failure {
                 n,
                 at: now,

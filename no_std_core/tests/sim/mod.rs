@@ -43,9 +43,14 @@ use interstate_core::bus::client::{Client, FrameSink};
 use interstate_core::bus::{OwnerSlot, PairSlot, TopicMirror};
 use interstate_core::endpoint::EndpointConfig;
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::request::Pending;
 use interstate_core::topic::Subscription;
-use interstate_core::wire::{FailReason, Frame, RegisterStatus, LEN_PREFIX};
+use interstate_core::wire::{Correlation, FailReason, Frame, RegisterStatus, LEN_PREFIX};
 use interstate_core::{Duration, Instant};
+
+mod requests;
+#[allow(unused_imports)]
+pub use requests::{reply_number, Outcome, Settlement, REQUESTS};
 
 pub const UID: u32 = 1000;
 /// Links the simulated hub accepts (its own included).
@@ -168,6 +173,12 @@ pub struct Records {
     pub peak_hub_queue: usize,
     pub peak_outstanding: usize,
     pub peak_pairs: usize,
+    /// Requests opened: (process, incarnation, request id, message number, target, at).
+    pub requests: Vec<(usize, u32, u32, u64, String, Instant)>,
+    /// How requests were settled (each should be once).
+    pub settled: Vec<Settlement>,
+    /// Replies dropped as late: (process, request id, at).
+    pub late_replies: Vec<(usize, u32, Instant)>,
 }
 
 fn event_number(event: &str) -> u64 {
@@ -293,8 +304,13 @@ pub struct Process {
     pub registry: BTreeSet<String>,
     /// Next sequence number per sending id.
     seqs: Vec<(String, u64)>,
-    /// The application's sends waiting for room in the outstanding buffer: (from, to, n).
-    pub outbox: VecDeque<(String, String, u64)>,
+    /// The application's sends waiting for room in the outstanding buffer: (from, to, n,
+    /// correlation).
+    pub outbox: VecDeque<(String, String, u64, Correlation)>,
+    /// Its requests waiting for their replies (one table for all its machines).
+    pub requests: Pending<REQUESTS>,
+    /// Its machines answer the requests they get (at once, with a reply to the sender).
+    pub answers: bool,
     /// Messages queued for ports, unread: (port, from, seq, n).
     pub port_queue: VecDeque<(String, String, u64, u64)>,
     /// The numbers of the messages this incarnation took as new (delivered, or queued for a
@@ -407,6 +423,13 @@ impl Sim {
             registry: machines.iter().chain(ports.iter()).cloned().collect(),
             seqs: seqs.map(|s| (s.clone(), base)).collect(),
             outbox: VecDeque::new(),
+            requests: {
+                // A new incarnation numbers its requests apart from the previous one's.
+                let mut r = Pending::new();
+                r.set_base(*inc * 1_000_000);
+                r
+            },
+            answers: false,
             port_queue: VecDeque::new(),
             accepted: BTreeSet::new(),
             base,
@@ -451,8 +474,12 @@ impl Sim {
             return None;
         }
         // (Numbered per subscriber when it is fanned out.)
-        pr.outbox
-            .push_back((from.to_string(), format!("\u{1}{topic}"), u64::MAX));
+        pr.outbox.push_back((
+            from.to_string(),
+            format!("\u{1}{topic}"),
+            u64::MAX,
+            Correlation::None,
+        ));
         Some(())
     }
 
@@ -493,7 +520,8 @@ impl Sim {
         }
         let n = self.next_n;
         self.next_n += 1;
-        pr.outbox.push_back((from.to_string(), to.to_string(), n));
+        pr.outbox
+            .push_back((from.to_string(), to.to_string(), n, Correlation::None));
         Some(n)
     }
 

@@ -307,13 +307,16 @@ impl Node {
                         // not sent again (its receiver may have forgotten this process) but
                         // reported failed, not confirmed.
                         c.client.fail_after_long_absence(&mut |u| {
-                            deferred.direct.push(Failure::found(
-                                u.from,
-                                u.to,
-                                u.event,
-                                u.seq,
-                                FailReason::Disconnected,
-                            ))
+                            deferred.direct.push(
+                                Failure::found(
+                                    u.from,
+                                    u.to,
+                                    u.event,
+                                    u.seq,
+                                    FailReason::Disconnected,
+                                )
+                                .correlated(u.correlation),
+                            )
                         });
                     }
                     Incoming::Close(why) => {
@@ -331,13 +334,19 @@ impl Node {
                             c.client.accept(d, handed)
                         });
                     }
-                    Incoming::Failed { failed: f, settled } => {
+                    Incoming::Failed {
+                        failed: f,
+                        settled,
+                        correlation,
+                    } => {
                         // Reported once: when it settled an outstanding message here, or when
                         // its sender is not this process's.
                         let ours = self.local.by_id.contains_key(f.from)
                             || self.local.ports.contains_key(f.from);
                         if settled || !ours {
-                            deferred.direct.push(Failure::reported(&f));
+                            deferred
+                                .direct
+                                .push(Failure::reported(&f).correlated(correlation));
                         }
                     }
                     Incoming::Registered {

@@ -32,7 +32,11 @@ impl Node {
                 .min(),
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
-        [m, s, self.handover_deadline()].into_iter().flatten().min()
+        let requests = self.local.next_port_deadline();
+        [m, s, requests, self.handover_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.

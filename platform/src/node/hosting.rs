@@ -10,13 +10,13 @@ use interstate_core::bus::SendRefused;
 use interstate_core::hub::Handled;
 use interstate_core::machine::Status;
 use interstate_core::wire::{is_reserved_event, Deliver, DeliveryFailed, FailReason};
-use interstate_core::{Behavior, Chart, Event, Instant, Target};
+use interstate_core::{Behavior, Chart, Correlation, Event, Instant, Target};
 
 use crate::error::PlatformError;
 
 use super::client_side::Sink;
 use super::hub_side::{ForwardIo, HubIoImpl};
-use super::local::{Deferred, Failed, Failure, Hosted, Watch};
+use super::local::{Deferred, Failed, Failure, Hosted, Origin, Watch};
 use super::machines::{sized_for, RunningMachine};
 use super::payload::{delivery_error_payload, local_info};
 use super::{Node, NodeConfig, PortMessage, Side, DELIVERY_ERROR_EVENT};
@@ -131,6 +131,8 @@ impl Node {
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
         let h = &mut self.local.machines[idx];
+        // Request ids of an earlier process with this machine's id match nothing here.
+        h.machine.set_request_base(super::requests::request_base());
         if let Err(e) = h.machine.start(now, &mut *h.behavior) {
             self.local.machines.pop();
             self.local.by_id.remove(id);
@@ -189,6 +191,20 @@ impl Node {
         event: &str,
         payload: &[u8],
     ) -> Result<u64, PlatformError> {
+        self.send_from_port_as(port, to, event, payload, Correlation::None)
+    }
+
+    /// [`Node::send_from_port`] of a message with a correlation: a request or a reply made
+    /// by a foreign client the caller relays (the serial bridge's device). A port's own
+    /// requests go through [`Node::request_from_port`], which keeps their table.
+    pub fn send_from_port_as(
+        &mut self,
+        port: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+        correlation: Correlation,
+    ) -> Result<u64, PlatformError> {
         if is_reserved_event(event) {
             return Err(interstate_core::Error::ReservedEvent.into());
         }
@@ -205,6 +221,7 @@ impl Node {
                     event,
                     payload,
                     seq,
+                    correlation,
                 },
                 &mut deferred,
             );
@@ -318,16 +335,17 @@ impl Node {
             let from_hub = deferred.failures.drain(..).map(|f| (f, true));
             let all: Vec<_> = direct.chain(from_hub).collect();
             for (f, settle) in all {
-                if settle
-                    && self
-                        .side
-                        .outstanding_mut()
-                        .fail_one(&f.from, &f.to, f.seq)
-                        .is_none()
-                    && (self.local.by_id.contains_key(&f.from)
-                        || self.local.ports.contains_key(&f.from))
-                {
-                    continue;
+                let mut correlation = f.correlation;
+                if settle {
+                    match self.side.outstanding_mut().fail_one(&f.from, &f.to, f.seq) {
+                        Some(u) => correlation = u.correlation,
+                        None if self.local.by_id.contains_key(&f.from)
+                            || self.local.ports.contains_key(&f.from) =>
+                        {
+                            continue
+                        }
+                        None => {}
+                    }
                 }
                 let failed = Failed {
                     from: &f.from,
@@ -336,6 +354,7 @@ impl Node {
                     seq: f.seq,
                     reason: f.reason,
                     detail: &f.detail,
+                    correlation,
                 };
                 if f.found_here {
                     self.tell_monitors(&failed, &mut deferred);
@@ -354,9 +373,10 @@ impl Node {
                             u.to.to_string(),
                             u.event.to_string(),
                             u.seq,
+                            u.correlation,
                         ))
                     });
-                for (from, to, event, seq) in failed {
+                for (from, to, event, seq, correlation) in failed {
                     let failed = Failed {
                         from: &from,
                         to: &to,
@@ -364,6 +384,7 @@ impl Node {
                         seq,
                         reason: FailReason::TargetGone,
                         detail: "",
+                        correlation,
                     };
                     // Found here: the hub reports nothing for a target that left.
                     self.tell_monitors(&failed, &mut deferred);
@@ -423,6 +444,8 @@ impl Node {
         deferred.logs.push(format!(
             "machine '{id}' stopped on an error and left the bus: {error}"
         ));
+        // What this node's machines and ports asked of it will not be answered.
+        self.local.requests_target_gone(now, id, deferred);
         // What it has was delivered: its senders hear so before it goes.
         self.emit_acks_when(true);
         match &mut self.side {
@@ -453,13 +476,26 @@ impl Node {
             seq,
             reason,
             detail,
+            correlation,
         } = failed;
         self.local.stats.delivery_failures += 1;
+        if let Correlation::Request(id) = correlation {
+            // A request that fails settles it: its sender hears once, as the request's error.
+            if self.local.by_id.contains_key(from) || self.local.ports.contains_key(from) {
+                self.local.request_failed(now, from, id, reason, deferred);
+                return;
+            }
+        }
         let payload = delivery_error_payload(to, event, seq, reason, detail);
-        if !self
-            .local
-            .deliver(now, to, from, DELIVERY_ERROR_EVENT, &payload, deferred)
-        {
+        if !self.local.deliver(
+            now,
+            to,
+            from,
+            DELIVERY_ERROR_EVENT,
+            &payload,
+            Origin::Runtime,
+            deferred,
+        ) {
             let detail = if detail.is_empty() {
                 String::new()
             } else {
@@ -501,6 +537,7 @@ impl Node {
 
     pub(super) fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
+        self.local.expire_port_requests(now);
         for i in 0..self.local.machines.len() {
             if self.local.machines[i].stopped {
                 continue;
@@ -631,16 +668,14 @@ impl Node {
                             }
                         }
                     };
+                    let correlation = m.correlation;
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
                         // refused when they are made): only the runtime makes those.
-                        deferred.direct.push(Failure::found(
-                            &h.id,
-                            to,
-                            m.event,
-                            h.seq,
-                            FailReason::Reserved,
-                        ));
+                        deferred.direct.push(
+                            Failure::found(&h.id, to, m.event, h.seq, FailReason::Reserved)
+                                .correlated(m.correlation),
+                        );
                         Routed::Sent
                     } else if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to)
                     {
@@ -667,6 +702,7 @@ impl Node {
                             to,
                             event,
                             &buf[event_end..],
+                            Origin::Message(correlation),
                             &mut deferred,
                         ) {
                             // Its target stopped on an error (and left the bus).
@@ -676,7 +712,8 @@ impl Node {
                                 event,
                                 self.local.machines[i].seq,
                                 FailReason::TargetStopped,
-                            );
+                            )
+                            .correlated(correlation);
                             f.detail = self.local.stop_error(to);
                             deferred.direct.push(f);
                         }
@@ -688,6 +725,7 @@ impl Node {
                             event: m.event,
                             payload: m.payload,
                             seq: h.seq,
+                            correlation: m.correlation,
                         };
                         let (routed, stats) =
                             route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
@@ -728,12 +766,14 @@ impl Node {
         if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
+            let origin = Origin::Message(d.correlation);
             if !self
                 .local
-                .deliver(now, d.from, d.to, d.event, d.payload, deferred)
+                .deliver(now, d.from, d.to, d.event, d.payload, origin, deferred)
             {
                 // Its target stopped on an error (and left the bus).
-                let mut f = Failure::found(d.from, d.to, d.event, d.seq, FailReason::TargetStopped);
+                let mut f = Failure::found(d.from, d.to, d.event, d.seq, FailReason::TargetStopped)
+                    .correlated(d.correlation);
                 f.detail = self.local.stop_error(d.to);
                 deferred.direct.push(f);
             }
@@ -769,7 +809,7 @@ fn route_remote(
     let fail = |deferred: &mut Deferred, reason| {
         deferred
             .direct
-            .push(Failure::found(d.from, d.to, d.event, d.seq, reason));
+            .push(Failure::found(d.from, d.to, d.event, d.seq, reason).correlated(d.correlation));
     };
     match side {
         Side::Client(c) => match c.client.send(d, config.max_frame) {

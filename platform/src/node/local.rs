@@ -10,17 +10,18 @@ use rustc_hash::FxHashMap as HashMap;
 use interstate_core::bus::Accepted;
 use interstate_core::hub::LinkId;
 use interstate_core::machine::Status;
+use interstate_core::request::{Pending, ReplyVerdict};
 use interstate_core::wire::{
     cut_at_char, Deliver, DeliveryFailed, FailReason, RegistryEntry, MAX_STOP_ERROR,
 };
-use interstate_core::{Behavior, Event, Instant};
+use interstate_core::{Behavior, Correlation, Event, Instant};
 
 use crate::registry::{MachineInfo, Registry};
 
 use super::machines::RunningMachine;
 use super::payload::json_string;
 use super::status::LastEvents;
-use super::{NodeStats, PortMessage, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT};
+use super::{NodeStats, PortMessage, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT, PORT_REQUESTS};
 
 pub(super) struct Hosted {
     pub(super) id: String,
@@ -76,6 +77,8 @@ pub(super) struct Local {
     pub(super) ports: HashMap<String, VecDeque<PortMessage>>,
     /// Sequence numbers of the ports' sends.
     pub(super) port_seq: HashMap<String, u64>,
+    /// The ports' requests waiting for their replies (a table once a port has requested).
+    pub(super) port_requests: HashMap<String, Pending<PORT_REQUESTS>>,
     pub(super) registry: Registry,
     pub(super) stats: NodeStats,
     /// Watched machine ids: whether each was last seen up, and who watches it.
@@ -129,6 +132,8 @@ pub(super) struct Failed<'a> {
     pub(super) reason: FailReason,
     /// What there is to add to the reason (a stopped target's error), or empty.
     pub(super) detail: &'a str,
+    /// A request's failure settles the request instead (`xstate.error.request`).
+    pub(super) correlation: Correlation,
 }
 
 /// A failed message waiting in [`Deferred`] to be reported to its sender.
@@ -142,6 +147,9 @@ pub(super) struct Failure {
     pub(super) detail: String,
     /// Found by this node (not reported by the hub): the hub is told, for its monitors.
     pub(super) found_here: bool,
+    /// The failed message's correlation, when known here (a request's failure settles the
+    /// request; the hub's reports leave it to the outstanding buffer, which knows it).
+    pub(super) correlation: Correlation,
 }
 
 impl Failure {
@@ -155,6 +163,15 @@ impl Failure {
             reason,
             detail: String::new(),
             found_here: true,
+            correlation: Correlation::None,
+        }
+    }
+
+    /// The same failure of a message with correlation `c`.
+    pub(super) fn correlated(self, correlation: Correlation) -> Self {
+        Failure {
+            correlation,
+            ..self
         }
     }
 
@@ -168,8 +185,18 @@ impl Failure {
             reason: f.reason,
             detail: f.detail.into(),
             found_here: false,
+            correlation: Correlation::None,
         }
     }
+}
+
+/// Where an event delivered to a machine or port of this node comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Origin {
+    /// A message from the machine `from`, with its correlation: the machine sees its sender.
+    Message(Correlation),
+    /// The runtime itself (a delivery error, a watch notification): no sender.
+    Runtime,
 }
 
 impl Local {
@@ -184,6 +211,9 @@ impl Local {
         cut_at_char(error, MAX_STOP_ERROR).to_string()
     }
 
+    /// Delivers to a machine or port of this node; `false` when `to` is a stopped machine
+    /// (or neither).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver(
         &mut self,
         now: Instant,
@@ -191,49 +221,107 @@ impl Local {
         to: &str,
         event: &str,
         payload: &[u8],
+        origin: Origin,
         deferred: &mut Deferred,
     ) -> bool {
         if let Some(&i) = self.by_id.get(to) {
             if self.machines[i].stopped {
                 return false;
             }
-            self.step(i, now, event, payload, deferred);
+            self.step(i, now, from, event, payload, origin, deferred);
             return true;
         }
-        if let Some(q) = self.ports.get_mut(to) {
-            let (topic, event) = split_publication(event);
-            q.push_back(PortMessage {
-                port: to.to_string(),
-                from: from.to_string(),
-                event: event.to_string(),
-                topic: topic.map(str::to_string),
-                payload: payload.to_vec(),
-                seq: 0,
-            });
+        if self.ports.contains_key(to) {
+            let correlation = match origin {
+                Origin::Message(c) => c,
+                Origin::Runtime => Correlation::None,
+            };
+            if self.port_reply_is_late(to, from, correlation, true) {
+                return true;
+            }
+            if let Some(q) = self.ports.get_mut(to) {
+                let (topic, event) = split_publication(event);
+                q.push_back(PortMessage {
+                    port: to.to_string(),
+                    from: from.to_string(),
+                    event: event.to_string(),
+                    topic: topic.map(str::to_string),
+                    payload: payload.to_vec(),
+                    seq: 0,
+                    correlation,
+                });
+            }
             return true;
         }
         false
     }
 
+    /// Whether a message for `port` is a reply to one of its requests that is settled
+    /// already (it is dropped, counted and logged). `settle`: a reply that matches settles
+    /// its request.
+    pub(super) fn port_reply_is_late(
+        &mut self,
+        port: &str,
+        from: &str,
+        correlation: Correlation,
+        settle: bool,
+    ) -> bool {
+        let Correlation::Reply(id) = correlation else {
+            return false;
+        };
+        let pending = self.port_requests.get_mut(port);
+        // A port that never made a request through the node (one that relays a foreign
+        // client's messages: the serial bridge's device) keeps the replies it gets.
+        let late = match pending {
+            Some(p) if settle => p.reply(id, Some(from)) == ReplyVerdict::Late,
+            Some(p) => !p.matches(id, from),
+            None => false,
+        };
+        if late && settle {
+            self.stats.late_replies += 1;
+        }
+        late
+    }
+
     /// Machine `i` takes its step on an event.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn step(
         &mut self,
         i: usize,
         now: Instant,
+        from: &str,
         event: &str,
         payload: &[u8],
+        origin: Origin,
         deferred: &mut Deferred,
     ) {
         // A publication's machine sees its event; the topic chose it as a receiver.
         let event = split_publication(event).1;
         let h = &mut self.machines[i];
         h.events.push(event);
-        if let Err(e) = h.machine.send(
-            now,
-            Event::new(event).with_payload(payload),
-            &mut *h.behavior,
-        ) {
+        let e = Event::new(event).with_payload(payload);
+        let (e, reply) = match origin {
+            Origin::Message(c) => (
+                e.with_sender(from).with_correlation(c),
+                matches!(c, Correlation::Reply(_)),
+            ),
+            Origin::Runtime => (e, false),
+        };
+        let late_before = if reply {
+            h.machine.stats().late_replies
+        } else {
+            0
+        };
+        if let Err(e) = h.machine.send(now, e, &mut *h.behavior) {
             h.failed(&format!("on event '{event}'"), e, deferred);
+        }
+        if reply && h.machine.stats().late_replies != late_before {
+            self.stats.late_replies += 1;
+            deferred.logs.push(format!(
+                "machine '{}': a late reply '{event}' from '{from}' was dropped (its request \
+                 was settled already)",
+                h.id
+            ));
         }
         if h.watched {
             deferred.reports.push(h.id.clone());
@@ -265,7 +353,10 @@ impl Local {
             ));
             return;
         }
-        match accept(d, machine.is_some()) {
+        // A late reply for a port is dropped: the application never has it, so it is
+        // acknowledged as soon as it is taken.
+        let late = machine.is_none() && self.port_reply_is_late(d.to, d.from, d.correlation, false);
+        match accept(d, machine.is_some() || late) {
             Accepted::New => {}
             Accepted::Duplicate => return,
             Accepted::NoRoom => {
@@ -281,7 +372,14 @@ impl Local {
         }
         self.stats.received += 1;
         if let Some(i) = machine {
-            self.step(i, now, d.event, d.payload, deferred);
+            let origin = Origin::Message(d.correlation);
+            self.step(i, now, d.from, d.event, d.payload, origin, deferred);
+        } else if self.port_reply_is_late(d.to, d.from, d.correlation, true) {
+            deferred.logs.push(format!(
+                "port '{}': a late reply '{}' from '{}' was dropped (its request was settled \
+                 already)",
+                d.to, d.event, d.from
+            ));
         } else if let Some(q) = self.ports.get_mut(d.to) {
             let (topic, event) = split_publication(d.event);
             q.push_back(PortMessage {
@@ -291,6 +389,7 @@ impl Local {
                 topic: topic.map(str::to_string),
                 payload: d.payload.to_vec(),
                 seq: d.seq,
+                correlation: d.correlation,
             });
         }
     }
@@ -318,6 +417,8 @@ impl Local {
         // their senders are told.
         deferred.removed.push(machine.to_string());
         self.watched(now, machine, false, deferred);
+        // What this process's machines and ports asked of it will not be answered.
+        self.requests_target_gone(now, machine, deferred);
     }
 
     /// A registry change for `machine`: tells its watchers on a real change (up after down,
@@ -344,7 +445,15 @@ impl Local {
             MACHINE_DOWN_EVENT
         };
         for watcher in watchers {
-            self.deliver(now, machine, &watcher, event, &payload, deferred);
+            self.deliver(
+                now,
+                machine,
+                &watcher,
+                event,
+                &payload,
+                Origin::Runtime,
+                deferred,
+            );
         }
     }
 }

@@ -6,19 +6,23 @@ use core::fmt;
 
 use interstate_core::machine::{Stats, Status};
 use interstate_core::set::StateSet;
-use interstate_core::{Behavior, Chart, Error, Event, Instant, Machine, Outgoing, StateId};
+use interstate_core::wire::FailReason;
+use interstate_core::{
+    Behavior, Chart, Error, Event, Instant, Machine, Outgoing, RequestId, StateId,
+};
 
 use crate::error::PlatformError;
 
 /// A machine hosted by a node by default: 256 states, 64 outbox messages with 16 KiB of names
-/// and payloads, 64 timers, 32 internal events, 64 history slots, 4 KiB of context.
-pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384, 4096>;
+/// and payloads, 64 timers, 32 internal events, 64 history slots, 4 KiB of context, 16
+/// pending requests.
+pub type HostedMachine = Machine<'static, 4, 32, 64, 64, 64, 16384, 4096, 16>;
 
 /// A machine for a chart larger than [`HostedMachine`] holds: 65,536 states and 1,024
 /// history slots (the size `interstate simulate` runs, and more states than the JSON
 /// compiler accepts), the other capacities as [`HostedMachine`]'s. [`Node::add_machine`](super::Node::add_machine) chooses it for such a
 /// chart; its steps cost more, as its state sets are 256 times wider.
-pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384, 4096>;
+pub type LargeHostedMachine = Machine<'static, 1024, 32, 64, 64, 1024, 16384, 4096, 16>;
 
 /// What a node needs of a machine, for any capacities: [`Machine`] of every size implements
 /// it. Build a machine of the size a chart needs and hand it to
@@ -65,6 +69,25 @@ pub trait RunningMachine {
     fn context_json(&self) -> Option<&str>;
     /// See [`Machine::snapshot`].
     fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error>;
+    /// See [`Machine::request_failed`].
+    fn request_failed(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut dyn Behavior,
+    ) -> Result<bool, Error>;
+    /// See [`Machine::target_gone`].
+    fn target_gone(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut dyn Behavior,
+    ) -> Result<usize, Error>;
+    /// See [`Machine::set_request_base`].
+    fn set_request_base(&mut self, base: u32);
+    /// See [`Machine::pending_requests`].
+    fn pending_requests(&self) -> usize;
 }
 
 impl<
@@ -75,7 +98,8 @@ impl<
         const H: usize,
         const B: usize,
         const C: usize,
-    > RunningMachine for Machine<'static, W, Q, O, T, H, B, C>
+        const R: usize,
+    > RunningMachine for Machine<'static, W, Q, O, T, H, B, C, R>
 {
     fn context_json(&self) -> Option<&str> {
         Machine::context_json(self)
@@ -126,6 +150,29 @@ impl<
     }
     fn consume_outbox(&mut self, n: usize) {
         Machine::consume_outbox(self, n)
+    }
+    fn request_failed(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut dyn Behavior,
+    ) -> Result<bool, Error> {
+        Machine::request_failed(self, now, id, reason, behavior)
+    }
+    fn target_gone(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut dyn Behavior,
+    ) -> Result<usize, Error> {
+        Machine::target_gone(self, now, machine, behavior)
+    }
+    fn set_request_base(&mut self, base: u32) {
+        Machine::set_request_base(self, base)
+    }
+    fn pending_requests(&self) -> usize {
+        Machine::pending_requests(self)
     }
 }
 

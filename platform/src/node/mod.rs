@@ -10,6 +10,10 @@
 //! - Nothing is lost silently: an undeliverable message becomes an `xstate.error.delivery`
 //!   event to its sending machine, with a JSON payload `{"to","event","reason"}`, and is
 //!   counted in [`NodeStats`].
+//! - Every event a machine gets from another carries its sender (a machine's `ctx.reply`);
+//!   requests (`ctx.request`, [`Node::request_from_port`]) are settled once, by their reply
+//!   or by an [`REQUEST_ERROR_EVENT`] (timeout, the target leaving the registry, a delivery
+//!   failure); a late reply is dropped and counted (`requests`).
 //!
 //! [`Node::run_once`] runs one loop iteration, so a node can live inside an existing daemon's
 //! loop; [`Node::poll_registry`] lets that daemon register its own mio sources (with tokens
@@ -20,7 +24,8 @@
 //! (serving the bus, admitting links, the hub's I/O), `client_side` (the link to the hub:
 //! connecting, reconnecting, registering, acknowledgements), `hosting` (machines and ports,
 //! routing, timers, follow-up work), `failover` (the bus lock; the auto role taking over
-//! from a hub that went away), `monitor`, and `payload` (the JSON the node makes).
+//! from a hub that went away), `monitor`, `payload` (the JSON the node makes), and
+//! `requests` (ports' requests, and settling requests on the bus's news).
 
 mod client_side;
 mod event_loop;
@@ -31,6 +36,7 @@ mod local;
 mod machines;
 mod monitor;
 mod payload;
+mod requests;
 mod status;
 mod topics;
 
@@ -81,6 +87,15 @@ pub const HUB_WATCHES: usize = 1024;
 
 /// The event a sending machine receives when its message cannot be delivered.
 pub const DELIVERY_ERROR_EVENT: &str = "xstate.error.delivery";
+
+/// The event a requester (a machine or a port) receives when a request fails: no reply
+/// within its timeout, its target left the bus, or it was not delivered. Payload:
+/// `{"request":7,"to":"worker","reason":"timeout","message":"..."}` (see
+/// [`interstate_core::request::write_error_payload`]).
+pub const REQUEST_ERROR_EVENT: &str = interstate_core::request::REQUEST_ERROR_EVENT;
+
+/// Requests one port may have waiting for their replies.
+pub const PORT_REQUESTS: usize = 64;
 
 /// Sent to a watcher when a watched machine leaves the bus (its process exited or was killed,
 /// or it unregistered). Payload: `{"machine":"<id>"}`.
@@ -279,6 +294,9 @@ pub struct NodeStats {
     pub duplicate_filter_full: u64,
     /// State reports this node sent for its machines (only while someone watches them).
     pub state_reports: u64,
+    /// Replies dropped because their request was settled already (timed out, failed) or
+    /// was never pending: those for this node's ports, and those for its machines.
+    pub late_replies: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
@@ -297,6 +315,9 @@ pub struct PortMessage {
     pub payload: Vec<u8>,
     /// The sender's sequence number for it (0 for a message from this process).
     pub seq: u64,
+    /// The request it opens (answer it with [`Node::reply_from_port`]) or answers (the id
+    /// [`Node::request_from_port`] returned), if any.
+    pub correlation: interstate_core::Correlation,
 }
 
 /// A framed link over any transport.
@@ -398,6 +419,7 @@ impl Node {
                 by_id: HashMap::default(),
                 ports: HashMap::default(),
                 port_seq: HashMap::default(),
+                port_requests: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
                 watches: HashMap::default(),

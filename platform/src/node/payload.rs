@@ -53,25 +53,10 @@ pub fn delivery_error_payload(
         "{{\"to\":{},\"event\":{}{topic},\"seq\":{seq},\"reason\":\"{}\",\"message\":{}{detail}}}",
         json_string(to),
         json_string(event),
-        reason_code(reason),
+        reason.code(),
         json_string(reason.as_str())
     )
     .into_bytes()
-}
-
-/// The short, stable name of a failure reason in a delivery-error payload.
-fn reason_code(reason: FailReason) -> &'static str {
-    match reason {
-        FailReason::UnknownTarget => "unknown-target",
-        FailReason::TargetGone => "target-gone",
-        FailReason::QueueFull => "queue-full",
-        FailReason::NotOwner => "not-owner",
-        FailReason::TooLarge => "too-large",
-        FailReason::Disconnected => "disconnected",
-        FailReason::Reserved => "reserved",
-        FailReason::TargetStopped => "target-stopped",
-        _ => "undeliverable",
-    }
 }
 
 /// This process as the bus knows it: what its hub side, its link to the hub, its registry

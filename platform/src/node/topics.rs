@@ -18,7 +18,7 @@ use interstate_core::topic::{
     check_filter, check_topic, publication_event, Subscription, TopicStatus,
 };
 use interstate_core::wire::{is_reserved_event, Deliver, FailReason};
-use interstate_core::{Instant, Target};
+use interstate_core::{Correlation, Instant, Target};
 use std::time::Duration as StdDuration;
 
 use crate::error::PlatformError;
@@ -316,6 +316,7 @@ impl Node {
                     event: field,
                     payload,
                     seq,
+                    correlation: Correlation::None,
                 };
                 let routed = self.route(None, d, &mut deferred);
                 self.settle(deferred);
@@ -427,6 +428,7 @@ impl Node {
                 event: field,
                 payload,
                 seq,
+                correlation: Correlation::None,
             };
             if self.route(Some(now), d, deferred) == Routed::Full {
                 self.local.machines[i].fanout.next = slot;

@@ -191,6 +191,7 @@ pub(super) fn client_body(frame: &ClientFrame) -> Vec<u8> {
             event: "E",
             payload: &payload[..(*p as usize * 16).min(payload.len())],
             seq: *seq,
+            correlation: Default::default(),
         }),
         ClientFrame::Ack { from, to, seq } => Frame::Ack {
             from: id(*from),

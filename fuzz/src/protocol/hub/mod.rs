@@ -206,6 +206,7 @@ pub fn run_hub(session: &HubSession) {
                     event: "L",
                     payload: b"",
                     seq: *seq,
+                    correlation: Default::default(),
                 };
                 let body = encode_body(&Frame::Deliver(d));
                 let h = hub.deliver_local(now, d, &body, &mut io);
