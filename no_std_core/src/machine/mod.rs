@@ -24,11 +24,14 @@
 //! - `select`: which transitions an event or the eventless scan enables, and their conflicts;
 //! - `exit_entry`: transition domains, exit and entry sets, history;
 //! - `actions`: running a state's or a transition's actions, built-in and the host's;
-//! - `json`: the state value as JSON ([`Machine::write_value`]).
+//! - `json`: the state value as JSON ([`Machine::write_value`]);
+//! - `order`: the order in which the active atomic states entered (XState's insertion order),
+//!   which its eventless selection follows.
 
 mod actions;
 mod exit_entry;
 mod json;
+mod order;
 mod select;
 mod step;
 mod store;
@@ -128,6 +131,7 @@ pub struct Machine<
     stats: Stats,
     io: Io<O, T, B>,
     view: view::View<W>,
+    order: order::EntryOrder<W>,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -178,6 +182,7 @@ impl<
             status: Status::Idle,
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
             view: view::View::default(),
+            order: order::EntryOrder::default(),
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),

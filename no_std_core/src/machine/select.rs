@@ -311,6 +311,9 @@ impl<
         }
     }
 
+    /// XState's `selectEventlessTransitions`: for each active atomic state, in the order the
+    /// states entered (see `order`), the first enabled eventless transition of it or of its
+    /// nearest ancestor that has one; each transition once.
     pub(super) fn select_eventless<BH: Behavior + ?Sized>(
         &self,
         cx: &mut StepCx<'_, '_, BH>,
@@ -321,22 +324,34 @@ impl<
         if !self.chart.has_eventless() {
             return Ok(());
         }
+        let too_many = |leaf: StateId| Error::InvalidChart {
+            table: "states",
+            index: leaf.0 as u32,
+            reason: "more than MAX_ENABLED transitions in one microstep",
+        };
+        // (stamp, state), sorted by stamp: insertion sort, as the list is short and mostly in
+        // order already.
+        let mut leaves = Vec::<(u8, StateId), MAX_ENABLED>::new();
         for leaf in self.config.iter() {
             if !self.chart.kind(leaf).is_atomic() {
                 continue;
             }
+            let stamp = self.order.of(leaf);
+            leaves.push((stamp, leaf)).map_err(|_| too_many(leaf))?;
+            let mut i = leaves.len() - 1;
+            while i > 0 && leaves[i - 1].0 > stamp {
+                leaves.swap(i - 1, i);
+                i -= 1;
+            }
+        }
+        for &(_, leaf) in &leaves {
             let mut s = Some(leaf);
             'up: while let Some(st) = s {
                 for ti in self.chart.always_transitions(st) {
                     let t = self.chart.transition(TransitionId(ti));
                     if self.guard_passes(t.guard, cx) {
                         if !out.contains(&TransitionId(ti)) {
-                            out.push(TransitionId(ti))
-                                .map_err(|_| Error::InvalidChart {
-                                    table: "states",
-                                    index: leaf.0 as u32,
-                                    reason: "more than MAX_ENABLED transitions in one microstep",
-                                })?;
+                            out.push(TransitionId(ti)).map_err(|_| too_many(leaf))?;
                         }
                         break 'up;
                     }

@@ -48,7 +48,7 @@ impl<
         enter.insert(StateId(0));
         self.add_descendants(StateId(0), &mut enter);
         self.stats.microsteps += 1;
-        self.enter_states(&enter, cx)?;
+        self.enter_states(&enter, true, cx)?;
         self.after_microstep(cx)
     }
 
@@ -167,6 +167,10 @@ impl<
                 self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             }
         }
+        // A microstep that leaves the same states active (and the history as it was) keeps
+        // their entry order: XState then keeps its previous snapshot (see `order`).
+        let restamp =
+            simple || history_changed || !enter.is_subset(&before) || !exit.is_subset(&enter);
         for s in exit.iter_rev() {
             self.run_actions(self.chart.exit_actions(s), cx)?;
             self.config.remove(s);
@@ -174,7 +178,7 @@ impl<
         for &t in filtered {
             self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         }
-        self.enter_states(&enter, cx)?;
+        self.enter_states(&enter, restamp, cx)?;
         if !simple || self.view.irregular {
             self.update_view();
         }
@@ -203,6 +207,7 @@ impl<
         self.run_actions(self.chart.exit_actions(s), cx)?;
         self.config.remove(s);
         self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        self.order.stamp(x, &self.chart, &self.config);
         self.config.insert(x);
         if self.view.irregular {
             self.update_view();
@@ -241,18 +246,25 @@ impl<
         Ok(())
     }
 
-    /// XState's `enterStates` after the entry set is known.
+    /// XState's `enterStates` after the entry set is known. `restamp`: whether entered atomic
+    /// states become the latest in the entry order (see `order`); a state entered while still
+    /// active keeps its place, as in XState's `Set`.
     #[inline]
     fn enter_states<BH: Behavior + ?Sized>(
         &mut self,
         enter: &StateSet<W>,
+        restamp: bool,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         let mut completed = StateSet::<W>::new();
         for s in enter.iter() {
+            let kind = self.chart.kind(s);
+            if restamp && kind.is_atomic() && !self.config.contains(s) {
+                self.order.stamp(s, &self.chart, &self.config);
+            }
             self.config.insert(s);
             self.run_actions(self.chart.entry_actions(s), cx)?;
-            if self.chart.has_final() && self.chart.kind(s) == StateKind::Final {
+            if self.chart.has_final() && kind == StateKind::Final {
                 self.entered_final(s, &mut completed)?;
             }
         }
