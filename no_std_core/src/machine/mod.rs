@@ -10,6 +10,9 @@
 //! - the exit set is every active descendant of the transition domain; states exit in reverse
 //!   document order after all history is recorded, then transition actions run, then states
 //!   enter in document order;
+//! - eventless selection asks the active atomic states in the order they became active (XState
+//!   keeps its active states in insertion order; see `order`), each for its own or its nearest
+//!   ancestor's first enabled eventless transition;
 //! - a macrostep is the event's microstep, then eventless transitions and internal (raised and
 //!   done) events until none is enabled; more than `microstep_limit` microsteps is an error.
 //!
