@@ -130,6 +130,8 @@ pub struct Machine<
     history: [u16; H],
     queue: Deque<EventId, Q>,
     status: Status,
+    /// [`Chart::needs_entry_order`], read once: whether `order` is kept.
+    track_order: bool,
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B>,
@@ -183,6 +185,7 @@ impl<
             history: [crate::chart::NONE; H],
             queue: Deque::new(),
             status: Status::Idle,
+            track_order: chart.needs_entry_order(),
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
             view: view::View::default(),
             order: order::EntryOrder::default(),

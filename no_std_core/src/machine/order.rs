@@ -36,11 +36,12 @@ impl<const W: usize> EntryOrder<W> {
         self.stamps.get(i / 64).map_or(u8::MAX, |w| w[i % 64])
     }
 
-    /// Stamps the atomic state `s`, which is entering and not in `config`, as the latest.
+    /// Stamps the atomic state `s` as the latest; `config` holds the active states (with or
+    /// without `s`).
     #[inline]
     pub(super) fn stamp(&mut self, s: StateId, chart: &Chart<'_>, config: &StateSet<W>) {
         if self.next == u8::MAX {
-            self.renumber(chart, config);
+            self.renumber(chart, config, s);
         }
         let i = s.index();
         if let Some(w) = self.stamps.get_mut(i / 64) {
@@ -49,21 +50,27 @@ impl<const W: usize> EntryOrder<W> {
         self.next = self.next.saturating_add(1);
     }
 
-    /// Renumbers the active atomic states 0, 1, ... in their order, so that stamps are free
-    /// again above them. [`Chart::new`] bounds the active atomic states by
+    /// Renumbers the active atomic states but `skip` 0, 1, ... in their order, so that stamps
+    /// are free again above them. [`Chart::new`] bounds the active atomic states by
     /// [`crate::chart::MAX_ACTIVE_LEAVES`] (64), far below the 255 stamps a byte gives.
     #[cold]
     #[inline(never)]
-    fn renumber(&mut self, chart: &Chart<'_>, config: &StateSet<W>) {
+    fn renumber(&mut self, chart: &Chart<'_>, config: &StateSet<W>, skip: StateId) {
         // The stamps in use, as a 256-bit set: a state's new stamp is the number of stamps in
         // use below its own (the active atomic states' stamps are distinct).
         let mut used = [0u64; 4];
-        for s in config.iter().filter(|&s| chart.kind(s).is_atomic()) {
+        for s in config
+            .iter()
+            .filter(|&s| s != skip && chart.kind(s).is_atomic())
+        {
             let t = self.of(s) as usize;
             used[t / 64] |= 1 << (t % 64);
         }
         let mut count = 0u32;
-        for s in config.iter().filter(|&s| chart.kind(s).is_atomic()) {
+        for s in config
+            .iter()
+            .filter(|&s| s != skip && chart.kind(s).is_atomic())
+        {
             let t = self.of(s) as usize;
             let below = used[..t / 64].iter().map(|w| w.count_ones()).sum::<u32>()
                 + (used[t / 64] & ((1u64 << (t % 64)) - 1)).count_ones();

@@ -332,11 +332,13 @@ impl<
         // (stamp, state), sorted by stamp: insertion sort, as the list is short and mostly in
         // order already.
         let mut leaves = Vec::<(u8, StateId), MAX_ENABLED>::new();
+        let ordered = self.track_order;
         for leaf in self.config.iter() {
             if !self.chart.kind(leaf).is_atomic() {
                 continue;
             }
-            let stamp = self.order.of(leaf);
+            // (Without the order, there is one active atomic state.)
+            let stamp = if ordered { self.order.of(leaf) } else { 0 };
             leaves.push((stamp, leaf)).map_err(|_| too_many(leaf))?;
             let mut i = leaves.len() - 1;
             while i > 0 && leaves[i - 1].0 > stamp {
