@@ -110,11 +110,12 @@ pub struct Outgoing<'a> {
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
 ///
-/// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
-/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots and
-/// 40 bytes of names and payloads. Hosts size theirs for the work (the platform's nodes use
-/// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
-/// with the capacity it ran out of, never silently.
+/// The defaults fit a small device (672 bytes on a 32-bit target, the chart's tables
+/// excluded, 128 of them the entry order: one byte per state): 128 states, 4 internal
+/// events, 4 outbox messages, 2 timers, 4 history slots and 40 bytes of names and payloads.
+/// Hosts size theirs for the work (the platform's nodes use far larger ones); a chart that
+/// needs more is refused at [`Machine::new`] or fails a step with the capacity it ran out
+/// of, never silently.
 pub struct Machine<
     'c,
     const W: usize = 2,
