@@ -80,12 +80,10 @@ impl<
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
             if self.view.irregular {
                 // In the value's key order (see `first_value_child`).
-                for rank in 0..3 {
-                    for c in self.chart.children(bottom) {
-                        if self.in_value(c) && self.value_rank(c) == rank {
-                            found |= self.select(c, cx, out, depth + 1)?;
-                        }
-                    }
+                let mut c = self.next_value_child(bottom, None);
+                while let Some(x) = c {
+                    found |= self.select(x, cx, out, depth + 1)?;
+                    c = self.next_value_child(bottom, Some(x));
                 }
             } else {
                 for c in self.chart.children(bottom) {
@@ -96,12 +94,10 @@ impl<
             }
         } else if several && depth <= MAX_DEPTH {
             // In the value's key order.
-            for rank in 0..3 {
-                for c in self.chart.children(bottom) {
-                    if self.in_value(c) && self.value_rank(c) == rank {
-                        found |= self.select(c, cx, out, depth + 1)?;
-                    }
-                }
+            let mut c = self.next_value_child(bottom, None);
+            while let Some(x) = c {
+                found |= self.select(x, cx, out, depth + 1)?;
+                c = self.next_value_child(bottom, Some(x));
             }
         }
         // Up from `bottom` to `s`: each state is asked when nothing below it selected.
@@ -153,19 +149,42 @@ impl<
     /// The child of the compound state `s` that XState's state value lists first, given
     /// `c`, the first child in document order in the value. They differ only when a quirk
     /// left several children of `s` in the value: XState lists them in the order it adds them
-    /// to the value, the active ones first, then the initial states it adds, then the
-    /// ancestors.
+    /// to the value, the active ones first (in the order they became active, see `order`),
+    /// then the initial states it adds, then the ancestors.
     #[inline]
     pub(super) fn first_value_child(&self, s: StateId, c: StateId) -> StateId {
-        if !self.view.irregular || self.config.contains(c) {
+        if !self.view.irregular {
             return c;
         }
-        let v = &self.view;
+        self.next_value_child(s, None).unwrap_or(c)
+    }
+
+    /// Where a child of a state in the value comes in the value's key order (see
+    /// [`Self::first_value_child`]): its rank, then, for an active one, when it became
+    /// active, then document order.
+    #[inline]
+    fn value_key(&self, c: StateId) -> (u8, u8, u16) {
+        let rank = self.value_rank(c);
+        let stamp = if rank == 0 && self.track_order {
+            self.order.of(c)
+        } else {
+            0
+        };
+        (rank, stamp, c.0)
+    }
+
+    /// The child of `p` in the value that comes after `after` (the first one for `None`) in
+    /// the value's key order. Only for an irregular configuration (each call looks at every
+    /// child of `p`).
+    pub(super) fn next_value_child(&self, p: StateId, after: Option<StateId>) -> Option<StateId> {
+        let floor = after.map(|a| self.value_key(a));
         self.chart
-            .children(s)
-            .find(|&x| self.config.contains(x))
-            .or_else(|| self.chart.children(s).find(|&x| v.with_initial.contains(x)))
-            .unwrap_or(c)
+            .children(p)
+            .filter(|&c| self.in_value(c))
+            .map(|c| (self.value_key(c), c))
+            .filter(|(k, _)| floor.is_none_or(|f| *k > f))
+            .min_by_key(|(k, _)| *k)
+            .map(|(_, c)| c)
     }
 
     /// Whether a child of `s` other than `c` (one of its children) is in the state value.

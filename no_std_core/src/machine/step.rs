@@ -277,13 +277,13 @@ impl<
     #[inline(never)]
     fn entered_irregular(&mut self, x: StateId) {
         if self.track_order {
-            self.order.stamp(x, &self.chart, &self.config);
+            self.order.stamp(x, &self.config);
         }
         self.update_view();
     }
 
-    /// Stamps the atomic states of `enter` that are not active as the latest in the entry
-    /// order, in document order (see `order`). Nothing when the chart needs no order.
+    /// Stamps the states of `enter` that are not active as the latest in the entry order, in
+    /// document order (see `order`). Nothing when the chart needs no order.
     #[inline(never)]
     fn stamp_entering(&mut self, enter: &StateSet<W>) {
         if !self.track_order {
@@ -297,13 +297,13 @@ impl<
             // sibling moves (`microstep_one`) were not stamped: it entered before `enter`.
             for s in self.config.iter() {
                 if self.chart.kind(s).is_atomic() {
-                    self.order.stamp(s, &self.chart, &active);
+                    self.order.stamp(s, &active);
                 }
             }
         }
         for s in enter.iter() {
-            if !active.contains(s) && self.chart.kind(s).is_atomic() {
-                self.order.stamp(s, &self.chart, &active);
+            if !active.contains(s) {
+                self.order.stamp(s, &active);
                 active.insert(s);
             }
         }
