@@ -28,8 +28,8 @@
 //! - `exit_entry`: transition domains, exit and entry sets, history;
 //! - `actions`: running a state's or a transition's actions, built-in and the host's;
 //! - `json`: the state value as JSON ([`Machine::write_value`]);
-//! - `order`: the order in which the active atomic states entered (XState's insertion order),
-//!   which its eventless selection follows.
+//! - `order`: the order in which the active states entered (XState's insertion order), which
+//!   its eventless selection and, after a history quirk, its state value follow.
 
 mod actions;
 mod exit_entry;
