@@ -60,6 +60,14 @@ impl<const W: usize> StateSet<W> {
             .zip(other.words.iter())
             .any(|(a, b)| a & b != 0)
     }
+    /// Whether every state of `self` is in `other`.
+    #[inline]
+    pub fn is_subset(&self, other: &Self) -> bool {
+        self.words
+            .iter()
+            .zip(other.words.iter())
+            .all(|(a, b)| a & !b == 0)
+    }
     /// Adds every state of `other`.
     pub fn union_with(&mut self, other: &Self) {
         for (a, b) in self.words.iter_mut().zip(other.words.iter()) {

@@ -44,7 +44,16 @@ function compareCase(bin, c, s = interstateTrace(bin, c)) {
 }
 
 // A shrinker's test: the kind of disagreement of a case, through a running batch process.
-const disagreement = (runner, bin) => async (cand) => compareCase(bin, cand, await runner.trace(cand))?.kind ?? null;
+// An error on one side only also names the start of that error, so that shrinking an
+// eventless loop does not slide into a chart XState refuses for another reason (an
+// `initial` naming no child throws at step 0 too).
+const disagreement = (runner, bin) => async (cand) => {
+  const r = compareCase(bin, cand, await runner.trace(cand));
+  if (!r) return null;
+  if (r.kind !== 'error') return r.kind;
+  const err = (t) => (t?.trace?.[r.d.step]?.error ?? '').slice(0, 24);
+  return `error:${err(r.x)}|${err(r.s)}`;
+};
 
 async function shrinkCase(bin, c) {
   const runner = new BatchRunner(bin);

@@ -453,6 +453,15 @@ impl<'a> Chart<'a> {
     pub fn has_eventless(&self) -> bool {
         self.features & Self::EVENTLESS != 0
     }
+    /// Whether a machine of this chart has to keep the order in which its states became
+    /// active: eventless selection reads it when several atomic states are active (parallel
+    /// regions, or what a history target leaves active), and the state value's key order after
+    /// a history quirk (several children of one compound state active).
+    #[inline]
+    pub fn needs_entry_order(&self) -> bool {
+        self.features & Self::HISTORY != 0
+            || (self.features & Self::EVENTLESS != 0 && self.features & Self::PARALLEL != 0)
+    }
 
     /// The tables this chart views.
     pub fn tables(&self) -> &Tables<'a> {

@@ -10,6 +10,9 @@
 //! - the exit set is every active descendant of the transition domain; states exit in reverse
 //!   document order after all history is recorded, then transition actions run, then states
 //!   enter in document order;
+//! - eventless selection asks the active atomic states in the order they became active (XState
+//!   keeps its active states in insertion order; see `order`), each for its own or its nearest
+//!   ancestor's first enabled eventless transition;
 //! - a macrostep is the event's microstep, then eventless transitions and internal (raised and
 //!   done) events until none is enabled; more than `microstep_limit` microsteps is an error.
 //!
@@ -28,11 +31,14 @@
 //! - `context_store`: the machine's context (typed or JSON) and what actions and guards
 //!   reach of it;
 //! - `snapshot`: [`Machine::snapshot`] and [`Machine::restore`].
+//! - `order`: the order in which the active states entered (XState's insertion order), which
+//!   its eventless selection and, after a history quirk, its state value follow.
 
 mod actions;
 mod context_store;
 mod exit_entry;
 mod json;
+mod order;
 mod select;
 mod snapshot;
 mod step;
@@ -124,12 +130,13 @@ pub struct Outgoing<'a> {
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
 ///
-/// The defaults fit a small device (under 512 bytes on a 32-bit target, the chart's tables
-/// excluded): 128 states, 4 internal events, 4 outbox messages, 2 timers, 4 history slots,
-/// 40 bytes of names and payloads, 32 bytes of context, and no room for pending requests (a
-/// machine that makes requests needs `R` of at least 1: each costs about 80 bytes). Hosts size theirs for the work (the platform's nodes use
-/// far larger ones); a chart that needs more is refused at [`Machine::new`] or fails a step
-/// with the capacity it ran out of, never silently.
+/// The defaults fit a small device (MACHINE_RAM bytes on a 32-bit target, the chart's tables
+/// excluded, 128 of them the entry order: one byte per state): 128 states, 4 internal
+/// events, 4 outbox messages, 2 timers, 4 history slots, 40 bytes of names and payloads, 32
+/// bytes of context, and no room for pending requests (a machine that makes requests needs
+/// `R` of at least 1: each costs about 80 bytes). Hosts size theirs for the work (the
+/// platform's nodes use far larger ones); a chart that needs more is refused at
+/// [`Machine::new`] or fails a step with the capacity it ran out of, never silently.
 pub struct Machine<
     'c,
     const W: usize = 2,
@@ -147,11 +154,14 @@ pub struct Machine<
     history: [u16; H],
     queue: Deque<EventId, Q>,
     status: Status,
+    /// [`Chart::needs_entry_order`], read once: whether `order` is kept.
+    track_order: bool,
     microstep_limit: u32,
     stats: Stats,
     io: Io<O, T, B, R>,
     view: view::View<W>,
     context: context_store::ContextStore<C>,
+    order: order::EntryOrder<W>,
 }
 
 type Enabled = Vec<TransitionId, MAX_ENABLED>;
@@ -206,9 +216,11 @@ impl<
             history: [crate::chart::NONE; H],
             queue: Deque::new(),
             status: Status::Idle,
+            track_order: chart.needs_entry_order(),
             microstep_limit: DEFAULT_MICROSTEP_LIMIT,
             view: view::View::default(),
             context,
+            order: order::EntryOrder::default(),
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),

@@ -82,12 +82,10 @@ impl<
         if depth <= MAX_DEPTH && self.chart.kind(bottom) == StateKind::Parallel {
             if self.view.irregular {
                 // In the value's key order (see `first_value_child`).
-                for rank in 0..3 {
-                    for c in self.chart.children(bottom) {
-                        if self.in_value(c) && self.value_rank(c) == rank {
-                            found |= self.select(c, cx, out, depth + 1)?;
-                        }
-                    }
+                let mut c = self.next_value_child(bottom, None);
+                while let Some(x) = c {
+                    found |= self.select(x, cx, out, depth + 1)?;
+                    c = self.next_value_child(bottom, Some(x));
                 }
             } else {
                 for c in self.chart.children(bottom) {
@@ -98,12 +96,10 @@ impl<
             }
         } else if several && depth <= MAX_DEPTH {
             // In the value's key order.
-            for rank in 0..3 {
-                for c in self.chart.children(bottom) {
-                    if self.in_value(c) && self.value_rank(c) == rank {
-                        found |= self.select(c, cx, out, depth + 1)?;
-                    }
-                }
+            let mut c = self.next_value_child(bottom, None);
+            while let Some(x) = c {
+                found |= self.select(x, cx, out, depth + 1)?;
+                c = self.next_value_child(bottom, Some(x));
             }
         }
         // Up from `bottom` to `s`: each state is asked when nothing below it selected.
@@ -155,19 +151,42 @@ impl<
     /// The child of the compound state `s` that XState's state value lists first, given
     /// `c`, the first child in document order in the value. They differ only when a quirk
     /// left several children of `s` in the value: XState lists them in the order it adds them
-    /// to the value, the active ones first, then the initial states it adds, then the
-    /// ancestors.
+    /// to the value, the active ones first (in the order they became active, see `order`),
+    /// then the initial states it adds, then the ancestors.
     #[inline]
     pub(super) fn first_value_child(&self, s: StateId, c: StateId) -> StateId {
-        if !self.view.irregular || self.config.contains(c) {
+        if !self.view.irregular {
             return c;
         }
-        let v = &self.view;
+        self.next_value_child(s, None).unwrap_or(c)
+    }
+
+    /// Where a child of a state in the value comes in the value's key order (see
+    /// [`Self::first_value_child`]): its rank, then, for an active one, when it became
+    /// active, then document order.
+    #[inline]
+    fn value_key(&self, c: StateId) -> (u8, u8, u16) {
+        let rank = self.value_rank(c);
+        let stamp = if rank == 0 && self.track_order {
+            self.order.of(c)
+        } else {
+            0
+        };
+        (rank, stamp, c.0)
+    }
+
+    /// The child of `p` in the value that comes after `after` (the first one for `None`) in
+    /// the value's key order. Only for an irregular configuration (each call looks at every
+    /// child of `p`).
+    pub(super) fn next_value_child(&self, p: StateId, after: Option<StateId>) -> Option<StateId> {
+        let floor = after.map(|a| self.value_key(a));
         self.chart
-            .children(s)
-            .find(|&x| self.config.contains(x))
-            .or_else(|| self.chart.children(s).find(|&x| v.with_initial.contains(x)))
-            .unwrap_or(c)
+            .children(p)
+            .filter(|&c| self.in_value(c))
+            .map(|c| (self.value_key(c), c))
+            .filter(|(k, _)| floor.is_none_or(|f| *k > f))
+            .min_by_key(|(k, _)| *k)
+            .map(|(_, c)| c)
     }
 
     /// Whether a child of `s` other than `c` (one of its children) is in the state value.
@@ -315,6 +334,9 @@ impl<
         }
     }
 
+    /// XState's `selectEventlessTransitions`: for each active atomic state, in the order the
+    /// states entered (see `order`), the first enabled eventless transition of it or of its
+    /// nearest ancestor that has one; each transition once.
     pub(super) fn select_eventless<BH: Behavior + ?Sized>(
         &self,
         cx: &mut StepCx<'_, '_, BH>,
@@ -325,22 +347,36 @@ impl<
         if !self.chart.has_eventless() {
             return Ok(());
         }
+        let too_many = |leaf: StateId| Error::InvalidChart {
+            table: "states",
+            index: leaf.0 as u32,
+            reason: "more than MAX_ENABLED transitions in one microstep",
+        };
+        // (stamp, state), sorted by stamp: insertion sort, as the list is short and mostly in
+        // order already.
+        let mut leaves = Vec::<(u8, StateId), MAX_ENABLED>::new();
+        let ordered = self.track_order;
         for leaf in self.config.iter() {
             if !self.chart.kind(leaf).is_atomic() {
                 continue;
             }
+            // (Without the order, there is one active atomic state.)
+            let stamp = if ordered { self.order.of(leaf) } else { 0 };
+            leaves.push((stamp, leaf)).map_err(|_| too_many(leaf))?;
+            let mut i = leaves.len() - 1;
+            while i > 0 && leaves[i - 1].0 > stamp {
+                leaves.swap(i - 1, i);
+                i -= 1;
+            }
+        }
+        for &(_, leaf) in &leaves {
             let mut s = Some(leaf);
             'up: while let Some(st) = s {
                 for ti in self.chart.always_transitions(st) {
                     let t = self.chart.transition(TransitionId(ti));
                     if self.guard_passes(t.guard, cx) {
                         if !out.contains(&TransitionId(ti)) {
-                            out.push(TransitionId(ti))
-                                .map_err(|_| Error::InvalidChart {
-                                    table: "states",
-                                    index: leaf.0 as u32,
-                                    reason: "more than MAX_ENABLED transitions in one microstep",
-                                })?;
+                            out.push(TransitionId(ti)).map_err(|_| too_many(leaf))?;
                         }
                         break 'up;
                     }

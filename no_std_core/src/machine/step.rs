@@ -50,7 +50,7 @@ impl<
         enter.insert(StateId(0));
         self.add_descendants(StateId(0), &mut enter);
         self.stats.microsteps += 1;
-        self.enter_states(&enter, cx)?;
+        self.enter_states(&enter, self.track_order, cx)?;
         self.after_microstep(cx)
     }
 
@@ -169,6 +169,10 @@ impl<
                 self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
             }
         }
+        // A microstep that leaves the same states active (and the history as it was) keeps
+        // their entry order: XState then keeps its previous snapshot (see `order`).
+        let restamp = self.track_order
+            && (simple || history_changed || !enter.is_subset(&before) || !exit.is_subset(&enter));
         for s in exit.iter_rev() {
             self.run_actions(self.chart.exit_actions(s), cx)?;
             self.config.remove(s);
@@ -176,7 +180,7 @@ impl<
         for &t in filtered {
             self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         }
-        self.enter_states(&enter, cx)?;
+        self.enter_states(&enter, restamp, cx)?;
         if !simple || self.view.irregular {
             self.update_view();
         }
@@ -207,7 +211,7 @@ impl<
         self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
         self.config.insert(x);
         if self.view.irregular {
-            self.update_view();
+            self.entered_irregular(x);
         }
         self.run_actions(self.chart.entry_actions(x), cx)?;
         if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
@@ -243,14 +247,20 @@ impl<
         Ok(())
     }
 
-    /// XState's `enterStates` after the entry set is known.
+    /// XState's `enterStates` after the entry set is known. `restamp`: whether entered atomic
+    /// states become the latest in the entry order (see `order`; false when the chart does not
+    /// need it); a state entered while still active keeps its place, as in XState's `Set`.
     #[inline]
     fn enter_states<BH: Behavior + ?Sized>(
         &mut self,
         enter: &StateSet<W>,
+        restamp: bool,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
         let mut completed = StateSet::<W>::new();
+        if restamp {
+            self.stamp_entering(enter);
+        }
         for s in enter.iter() {
             self.config.insert(s);
             self.run_actions(self.chart.entry_actions(s), cx)?;
@@ -259,6 +269,46 @@ impl<
             }
         }
         Ok(())
+    }
+
+    /// [`Self::microstep_one`] entered `x` in an irregular configuration: `x` becomes the
+    /// latest in the entry order, and the view is computed again. (Only a chart without
+    /// parallel states gets there; while its configuration is regular, its one active atomic
+    /// state needs no stamp: [`Self::stamp_entering`] gives it one before another enters.)
+    #[cold]
+    #[inline(never)]
+    fn entered_irregular(&mut self, x: StateId) {
+        if self.track_order {
+            self.order.stamp(x, &self.config);
+        }
+        self.update_view();
+    }
+
+    /// Stamps the states of `enter` that are not active as the latest in the entry order, in
+    /// document order (see `order`). Nothing when the chart needs no order.
+    #[inline(never)]
+    fn stamp_entering(&mut self, enter: &StateSet<W>) {
+        if !self.track_order {
+            return;
+        }
+        // The active states as the stamping goes on: a renumbering has to see the states
+        // stamped before it.
+        let mut active = self.config;
+        if !self.chart.has_parallel() && !self.view.irregular {
+            // A regular configuration without parallel states has one atomic state, whose
+            // sibling moves (`microstep_one`) were not stamped: it entered before `enter`.
+            for s in self.config.iter() {
+                if self.chart.kind(s).is_atomic() {
+                    self.order.stamp(s, &active);
+                }
+            }
+        }
+        for s in enter.iter() {
+            if !active.contains(s) {
+                self.order.stamp(s, &active);
+                active.insert(s);
+            }
+        }
     }
 
     /// What entering the final state `s` completes: done events for its parent and for
