@@ -130,7 +130,7 @@ pub struct Outgoing<'a> {
 ///
 /// Every overflow is an [`Error`] returned to the host (or to the action that sent).
 ///
-/// The defaults fit a small device (MACHINE_RAM bytes on a 32-bit target, the chart's tables
+/// The defaults fit a small device (728 bytes on a 32-bit target, the chart's tables
 /// excluded, 128 of them the entry order: one byte per state): 128 states, 4 internal
 /// events, 4 outbox messages, 2 timers, 4 history slots, 40 bytes of names and payloads, 32
 /// bytes of context, and no room for pending requests (a machine that makes requests needs
