@@ -125,6 +125,7 @@ impl Node {
             errors: VecDeque::new(),
             stopped: false,
             watched: false,
+            outline_due: false,
             events: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);

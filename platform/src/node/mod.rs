@@ -30,6 +30,7 @@ mod hub_side;
 mod local;
 mod machines;
 mod monitor;
+mod outline;
 mod payload;
 mod status;
 
@@ -277,6 +278,8 @@ pub struct NodeStats {
     pub duplicate_filter_full: u64,
     /// State reports this node sent for its machines (only while someone watches them).
     pub state_reports: u64,
+    /// Of those, the ones that carried the chart's outline (the first after each request).
+    pub chart_outlines: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
