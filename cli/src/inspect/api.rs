@@ -163,7 +163,9 @@ pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
     while !ctx.stop.load(Ordering::Relaxed) {
         let mut out = Vec::new();
         {
-            let model = ctx.shared.wait_change(generation, Duration::from_millis(500));
+            let model = ctx
+                .shared
+                .wait_change(generation, Duration::from_millis(500));
             generation = model.generation;
             if model.registry_version != sent_registry {
                 sent_registry = model.registry_version;
@@ -202,7 +204,11 @@ pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
         if !out.is_empty() {
             // A slow reader blocks this write; meanwhile the model moves on, and the next
             // write carries only the latest of each machine.
-            if stream.write_all(&out).and_then(|()| stream.flush()).is_err() {
+            if stream
+                .write_all(&out)
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
                 return;
             }
             last_write = Instant::now();

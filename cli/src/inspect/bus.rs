@@ -65,8 +65,10 @@ fn log_entry(at_ms: u64, body: &[u8]) -> Option<Value> {
     match Frame::decode(body) {
         Ok(Frame::Deliver(d)) => {
             let (data, cut) = payload_json(d.payload);
-            Some(json!({"at_ms": at_ms, "from": d.from, "to": d.to, "event": d.event,
-                        "data": data, "data_cut": cut, "failed": false}))
+            Some(
+                json!({"at_ms": at_ms, "from": d.from, "to": d.to, "event": d.event,
+                        "data": data, "data_cut": cut, "failed": false}),
+            )
         }
         Ok(Frame::DeliveryFailed(f)) => {
             // Shown as its sender receives it: `xstate.error.delivery` from the target.

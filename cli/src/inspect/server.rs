@@ -272,7 +272,10 @@ fn allowed(ctx: &Context, req: &Request) -> Result<(), (u16, &'static str)> {
     if ok {
         Ok(())
     } else {
-        Err((421, "the Host header does not name this inspector's address"))
+        Err((
+            421,
+            "the Host header does not name this inspector's address",
+        ))
     }
 }
 
