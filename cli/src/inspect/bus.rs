@@ -19,6 +19,11 @@ use super::model::Shared;
 /// The most payload bytes the log keeps of one event (the page shows them on a click).
 const LOG_PAYLOAD_BYTES: usize = 2048;
 
+/// A machine whose chart has not come (its first report was dropped by a full queue, or its
+/// process does not report) is asked again this often, at most [`CHART_ASKS`] times.
+const CHART_ASK_EVERY: Duration = Duration::from_secs(2);
+const CHART_ASKS: u32 = 5;
+
 /// An event the page asks to send, and where the answer goes.
 pub struct SendRequest {
     /// The target machine id.
@@ -147,6 +152,8 @@ fn serve(
 ) -> Result<(), String> {
     let mine = std::process::id();
     let mut known: HashMap<String, MachineInfo> = HashMap::new();
+    // Machines asked for their chart: when last, how many times.
+    let mut asked: HashMap<String, (std::time::Instant, u32)> = HashMap::new();
     let mut was_connected = true;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(Duration::from_millis(50)))
@@ -171,6 +178,7 @@ fn serve(
                 known.insert(e.machine.clone(), e.clone());
                 model.joined(&e.machine, info_json(e));
                 node.watch_state(&e.machine, true);
+                asked.insert(e.machine.clone(), (std::time::Instant::now(), 1));
                 changed = true;
             }
         }
@@ -181,6 +189,7 @@ fn serve(
             .collect();
         for id in gone {
             known.remove(&id);
+            asked.remove(&id);
             node.watch_state(&id, false);
             model.left(&id, now_ms());
             changed = true;
@@ -195,6 +204,23 @@ fn serve(
                 changed = true;
             }
         }
+        // A repeated watch makes the owner send a report with the chart again.
+        asked.retain(|id, (at, times)| {
+            let m = model.machines.get(id);
+            let has_chart = m.is_some_and(|m| m.chart.is_some());
+            let is_port = m
+                .and_then(|m| m.report.as_ref())
+                .is_some_and(|r| r["port"] == json!(true));
+            if has_chart || is_port || *times >= CHART_ASKS {
+                return false;
+            }
+            if at.elapsed() >= CHART_ASK_EVERY {
+                node.watch_state(id, true);
+                *at = std::time::Instant::now();
+                *times += 1;
+            }
+            true
+        });
         if changed {
             model.generation += 1;
         }
