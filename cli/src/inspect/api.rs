@@ -173,11 +173,11 @@ pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
                 sent_versions.retain(|id, _| model.machines.contains_key(id));
             }
             for (id, m) in &model.machines {
-                let Some(report) = &m.report else { continue };
                 let before = sent_versions.get(id).copied();
-                if before == Some(m.version) {
+                if m.report_text.is_none() || before == Some(m.version) {
                     continue;
                 }
+                let report = m.report().unwrap_or(Value::Null);
                 let skipped = before.map_or(0, |b| m.version.saturating_sub(b + 1));
                 sent_versions.insert(id.clone(), m.version);
                 sse(

@@ -195,7 +195,7 @@ fn serve(
             changed = true;
         }
         while let Some((machine, report)) = node.next_state_report() {
-            model.reported(&machine, &report);
+            model.reported(&machine, report);
             changed = true;
         }
         while let Some((at_ms, body)) = node.next_monitored_at() {
@@ -209,8 +209,8 @@ fn serve(
             let m = model.machines.get(id);
             let has_chart = m.is_some_and(|m| m.chart.is_some());
             let is_port = m
-                .and_then(|m| m.report.as_ref())
-                .is_some_and(|r| r["port"] == json!(true));
+                .and_then(|m| m.report_text.as_deref())
+                .is_some_and(|r| r.contains("\"port\":true"));
             if has_chart || is_port || *times >= CHART_ASKS {
                 return false;
             }

@@ -22,8 +22,10 @@ pub const DEPARTED_CAPACITY: usize = 32;
 pub struct MachineView {
     /// The registry entry: pid, uid, executable, transport, since_ms.
     pub info: Value,
-    /// The latest state report (without its `chart` member), if any came.
-    pub report: Option<Value>,
+    /// The latest state report (JSON text, without its `chart` member), if any came. Kept
+    /// as text: reports may come hundreds of thousands of times a second, and are parsed
+    /// only when read (at most a few dozen times a second per page).
+    pub report_text: Option<String>,
     /// The chart outline from the first report (`{"omitted":...}` when it did not fit).
     pub chart: Option<Value>,
     /// How many reports came: the page compares it with the last it drew to say how many
@@ -33,6 +35,15 @@ pub struct MachineView {
     pub present: bool,
     /// When it left the bus (ms since the Unix epoch), if it did.
     pub left_ms: Option<u64>,
+}
+
+impl MachineView {
+    /// The latest report, parsed (`None` before the first, or for one that is not JSON).
+    pub fn report(&self) -> Option<Value> {
+        self.report_text
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+    }
 }
 
 /// One entry of the event log.
@@ -72,7 +83,7 @@ impl Model {
         let m = self.machines.entry(id.to_string()).or_default();
         if !m.present {
             // A machine that comes back may run another chart: forget the old one.
-            m.report = None;
+            m.report_text = None;
             m.chart = None;
         }
         m.info = info;
@@ -98,18 +109,23 @@ impl Model {
     }
 
     /// A state report of `id` (JSON text): replaces the previous one. Reports of machines not
-    /// (or no longer) in the registry are dropped.
-    pub fn reported(&mut self, id: &str, text: &str) {
+    /// (or no longer) in the registry are dropped. Only a report with a chart is parsed here.
+    pub fn reported(&mut self, id: &str, text: String) {
         let Some(m) = self.machines.get_mut(id) else {
             return;
         };
-        let Ok(mut v) = serde_json::from_str::<Value>(text) else {
-            return;
+        let text = if text.contains("\"chart\":") {
+            let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+                return;
+            };
+            if let Some(chart) = v.as_object_mut().and_then(|o| o.remove("chart")) {
+                m.chart = Some(chart);
+            }
+            v.to_string()
+        } else {
+            text
         };
-        if let Some(chart) = v.as_object_mut().and_then(|o| o.remove("chart")) {
-            m.chart = Some(chart);
-        }
-        m.report = Some(v);
+        m.report_text = Some(text);
         m.version += 1;
     }
 
@@ -164,7 +180,7 @@ impl Model {
     pub fn machine_detail(&self, id: &str) -> Option<Value> {
         let m = self.machines.get(id)?;
         let mut v = summary(id, m);
-        v["report"] = m.report.clone().unwrap_or(Value::Null);
+        v["report"] = m.report().unwrap_or(Value::Null);
         v["chart"] = m.chart.clone().unwrap_or(Value::Null);
         Some(v)
     }
@@ -172,7 +188,8 @@ impl Model {
 
 /// A machine's line in the registry.
 fn summary(id: &str, m: &MachineView) -> Value {
-    let r = m.report.as_ref();
+    let report = m.report();
+    let r = report.as_ref();
     json!({
         "machine": id,
         "present": m.present,
@@ -229,14 +246,14 @@ mod tests {
     fn a_report_replaces_the_last_and_keeps_the_chart() {
         let mut m = Model::default();
         m.joined("a", json!({"pid": 1}));
-        m.reported("a", r#"{"state":"x","chart":{"states":[]}}"#);
-        m.reported("a", r#"{"state":"y"}"#);
+        m.reported("a", r#"{"state":"x","chart":{"states":[]}}"#.into());
+        m.reported("a", r#"{"state":"y"}"#.into());
         let d = m.machine_detail("a").unwrap();
         assert_eq!(d["report"]["state"], "y");
         assert_eq!(d["chart"], json!({"states": []}));
         assert_eq!(d["version"], 2);
         // Not in the registry: dropped.
-        m.reported("b", r#"{"state":"x"}"#);
+        m.reported("b", r#"{"state":"x"}"#.into());
         assert!(m.machine_detail("b").is_none());
     }
 
@@ -251,7 +268,8 @@ mod tests {
         assert_eq!(m.machine_list(), json!([]));
         assert_eq!(m.machines.len(), DEPARTED_CAPACITY);
         assert!(m.machine_detail("m0").is_none());
-        assert_eq!(m.machine_detail("m40").unwrap()["present"], false);
+        let last = format!("m{}", DEPARTED_CAPACITY + 4);
+        assert_eq!(m.machine_detail(&last).unwrap()["present"], false);
     }
 
     #[test]
