@@ -1,7 +1,7 @@
 //! The inspector's bus thread: a client node that watches every machine's state, subscribes
 //! to the monitor stream, and sends the events the page asks for, writing what it learns
-//! into the shared [`Model`]. The node lives on this thread only (it is not `Send`); the HTTP
-//! threads reach it through a channel of [`SendRequest`]s.
+//! into the shared [`Model`](super::model::Model). The node lives on this thread only (it is
+//! not `Send`); the HTTP threads reach it through a channel of [`SendRequest`]s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

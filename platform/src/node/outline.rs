@@ -95,10 +95,7 @@ pub(super) fn outline(chart: &Chart<'_>) -> String {
             out.push(',');
         }
         first = false;
-        let targets: Vec<String> = chart
-            .history_defaults(s)
-            .map(|s| s.0.to_string())
-            .collect();
+        let targets: Vec<String> = chart.history_defaults(s).map(|s| s.0.to_string()).collect();
         let _ = write!(out, "{{\"from\":{i},\"to\":[{}]}}", targets.join(","));
     }
     out.push_str("]}");
