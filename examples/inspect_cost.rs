@@ -132,7 +132,6 @@ fn drive(n: usize, ms: u64, rate: Option<u64>) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         collect(&mut node, &mut pending);
     }
-    drop(collect);
     rtts.sort_unstable();
     let pct = |p: f64| {
         rtts.get(((rtts.len().max(1) - 1) as f64 * p) as usize)
