@@ -20,13 +20,11 @@
 //! replaced by `_` (Mermaid's ids allow no `.`, `-`, `:` or spaces), made unique when two ids
 //! map to the same name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use interstate_core::chart::{
-    Action, AssignOp, CompareOp, Delay, Guard, Transition, TransitionId, Trigger,
-};
-use interstate_core::{Chart, EventId, StateId, StateKind};
+use interstate_core::chart::{label, Transition, TransitionId};
+use interstate_core::{Chart, StateId, StateKind};
 
 /// A picture format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,127 +123,23 @@ fn node_names(chart: &Chart<'_>) -> Vec<String> {
     names
 }
 
-fn delay_text(chart: &Chart<'_>, d: Delay) -> String {
-    match d {
-        Delay::Millis(ms) => format!("{ms}ms"),
-        Delay::Named(id) => chart.delay_name(id).to_string(),
-    }
-}
-
-/// A short description of an action, or `None` for the timer bookkeeping of `after`.
-fn action_text(chart: &Chart<'_>, index: u16) -> Option<String> {
-    Some(match chart.action_at(index) {
-        Action::User(a) => chart.action_name(a).to_string(),
-        Action::Raise { event } => format!("raise {}", chart.event_name(event)),
-        Action::RaiseAfter { event, delay, .. } => format!(
-            "raise {} after {}",
-            chart.event_name(event),
-            delay_text(chart, delay)
-        ),
-        Action::Cancel { id } => format!("cancel {}", chart.str(id)),
-        Action::SendTo {
-            target,
-            event,
-            delay,
-            ..
-        } => {
-            let mut t = match interstate_core::Target::from_stored(chart.str(target)) {
-                interstate_core::Target::Topic(topic) => {
-                    format!("publish {topic} {}", chart.str(event))
-                }
-                interstate_core::Target::Broadcast => format!("broadcast {}", chart.str(event)),
-                _ => format!("sendTo {} {}", chart.str(target), chart.str(event)),
-            };
-            if let Some(d) = delay {
-                let _ = write!(t, " after {}", delay_text(chart, d));
-            }
-            t
-        }
-        Action::Reply { event, .. } => format!("reply {}", chart.str(event)),
-        Action::Request {
-            target,
-            event,
-            timeout,
-            ..
-        } => format!(
-            "request {} {} within {}",
-            chart.str(target),
-            chart.str(event),
-            delay_text(chart, timeout)
-        ),
-        Action::Log { .. } => "log".to_string(),
-        Action::Assign { key, op, operand } => {
-            let (key, operand) = (chart.str(key), chart.str(operand));
-            let key = key.trim_matches('"');
-            match op {
-                AssignOp::Set => format!("assign {key} = {operand}"),
-                AssignOp::FromEvent => {
-                    format!("assign {key} = event.{}", operand.trim_matches('"'))
-                }
-                AssignOp::Add => format!("assign {key} += {operand}"),
-            }
-        }
-        Action::StartAfter { .. } | Action::CancelAfter { .. } | Action::Data => return None,
-    })
-}
-
+/// The shown actions of `range` (not the timer bookkeeping of `after`), each described.
 fn action_list(chart: &Chart<'_>, range: std::ops::Range<u16>) -> Vec<String> {
-    range.filter_map(|i| action_text(chart, i)).collect()
+    range
+        .filter(|&i| label::action_shown(chart, i))
+        .map(|i| {
+            let mut text = String::new();
+            let _ = label::write_action(chart, i, &mut text);
+            text
+        })
+        .collect()
 }
 
-/// `EVENT [guard] / actions`.
-fn transition_label(chart: &Chart<'_>, t: &Transition, after: &HashMap<u16, Delay>) -> String {
-    let done = chart.done_event(t.source).map(|e| e.0);
-    let mut label = match t.trigger {
-        Trigger::Exact if Some(t.event) == done => "done".to_string(),
-        Trigger::Exact => match after.get(&t.event) {
-            Some(&d) => format!("after {}", delay_text(chart, d)),
-            None => chart.event_name(EventId(t.event)).to_string(),
-        },
-        Trigger::Prefix => format!("{}.*", chart.str(interstate_core::chart::StrId(t.event))),
-        Trigger::Any => "*".to_string(),
-        Trigger::Always => "always".to_string(),
-    };
-    match t.guard {
-        Guard::None => {}
-        Guard::Named(g) => {
-            let _ = write!(label, " [{}]", chart.guard_name(g));
-        }
-        Guard::InState(s) => {
-            let _ = write!(label, " [in #{}]", chart.state_id(s));
-        }
-        Guard::NotInState(s) => {
-            let _ = write!(label, " [not in #{}]", chart.state_id(s));
-        }
-        Guard::InValue(s) => {
-            let _ = write!(label, " [in #{}]", chart.state_id(s));
-        }
-        Guard::Context(i) => {
-            let c = chart.context_condition(i);
-            let op = match c.op {
-                CompareOp::Eq => "==",
-                CompareOp::Ne => "!=",
-                CompareOp::Lt => "<",
-                CompareOp::Le => "<=",
-                CompareOp::Gt => ">",
-                CompareOp::Ge => ">=",
-            };
-            let _ = write!(
-                label,
-                " [{} {op} {}]",
-                chart.str(c.key).trim_matches('"'),
-                chart.str(c.literal)
-            );
-        }
-    }
-    let actions = action_list(chart, chart.transition_actions(t));
-    if !actions.is_empty() {
-        let _ = write!(label, " / {}", actions.join(", "));
-    }
-    if t.reenter {
-        label.push_str(" (reenter)");
-    }
-    label
+/// `EVENT [guard] / actions` (the core's labels, shared with the live inspector).
+fn transition_label(chart: &Chart<'_>, t: &Transition) -> String {
+    let mut text = String::new();
+    let _ = label::write_transition(chart, t, &mut text);
+    text
 }
 
 impl<'c, 'a> Picture<'c, 'a> {
@@ -253,18 +147,9 @@ impl<'c, 'a> Picture<'c, 'a> {
         let mut edges = Vec::new();
         for i in 0..chart.state_count() {
             let s = StateId(i as u16);
-            // The `after` timers a state arms on entry name the events of its `after`
-            // transitions; their delays label those transitions.
-            let after: HashMap<u16, Delay> = chart
-                .entry_actions(s)
-                .filter_map(|a| match chart.action_at(a) {
-                    Action::StartAfter { event, delay } => Some((event.0, delay)),
-                    _ => None,
-                })
-                .collect();
             for ti in chart.on_transitions(s).chain(chart.always_transitions(s)) {
                 let t = chart.transition(TransitionId(ti));
-                let label = transition_label(chart, &t, &after);
+                let label = transition_label(chart, &t);
                 let mut targets = chart.targets(&t).peekable();
                 if targets.peek().is_none() {
                     edges.push(Edge {

@@ -249,6 +249,24 @@ pub enum Command {
         #[command(flatten)]
         bus: BusOpt,
     },
+    /// Serve a live web page of the bus: every machine with its process and chart, active
+    /// states lit as they change, the event log, and a form to send events.
+    ///
+    /// Prints the page's address first. Loopback only unless --allow-remote; then the page
+    /// needs the token printed with the address. See docs/inspector.md for the JSON endpoints.
+    Inspect {
+        /// The address to serve, IP:PORT (port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = interstate_cli::inspect::DEFAULT_LISTEN)]
+        listen: String,
+        /// Allow a --listen address other than loopback (access then needs the printed token).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Open the page in the desktop's browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
     /// Run a JSON machine on the bus (built-in actions: log, raise, sendTo, cancel).
     ///
     /// Every guard the chart uses needs a --guard value and every named delay a --delay

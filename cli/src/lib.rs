@@ -7,11 +7,13 @@
 //! - [`manifest`]: app manifests (TOML) that `interstate up` runs under the platform's
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
+//! - [`inspect`]: `interstate inspect`, the live web inspector of a bus;
 //! - [`output`]: stdout that ends the tool quietly when its reader goes away, and `NO_COLOR`;
 //! - [`bench`](mod@bench): `interstate bench`, the transport benchmark with its raw baselines.
 
 pub mod bench;
 pub mod cmd;
 pub mod demo;
+pub mod inspect;
 pub mod manifest;
 pub mod output;

@@ -255,6 +255,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => cmd::topics::subscribe(&bus.args(), &filter, json, count).map(ok),
         Command::Ps { json, bus } => cmd::bus::ps(&bus.args(), json).map(ok),
         Command::Buses { json } => cmd::buses::buses(json).map(ok),
+        Command::Inspect {
+            listen,
+            allow_remote,
+            open,
+            bus,
+        } => {
+            let opts = interstate_cli::inspect::InspectOptions {
+                listen,
+                allow_remote,
+                open,
+            };
+            interstate_cli::inspect::inspect(&bus.args(), &opts).map(ok)
+        }
         Command::Status {
             id,
             json,

@@ -84,6 +84,11 @@ fn names(v: &Value) -> String {
 
 fn print_report(v: &Value, as_json: bool, watch: bool) -> Result<(), String> {
     if as_json {
+        // The chart outline of a watch's first report is for the inspector's drawing.
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("chart");
+        }
         return outln!("{v}");
     }
     let at = v["at_ms"].as_u64().map(rfc3339_ms).unwrap_or_default();

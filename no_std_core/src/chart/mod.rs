@@ -19,6 +19,7 @@
 //! accessors (what stepping reads); `raw` the record layouts the compiler writes and the
 //! accessors decode; `validate` what [`Chart::new`] checks before it accepts the tables.
 
+pub mod label;
 pub mod raw;
 mod validate;
 

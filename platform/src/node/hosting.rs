@@ -125,6 +125,7 @@ impl Node {
             errors: VecDeque::new(),
             stopped: false,
             watched: false,
+            outline_due: false,
             events: Default::default(),
             fanout: Default::default(),
         });

@@ -37,6 +37,9 @@ pub(super) struct Hosted {
     pub(super) stopped: bool,
     /// Someone watches its state: the node reports it after each step.
     pub(super) watched: bool,
+    /// The next report carries the chart's outline (the hub asked for reports: a new
+    /// watcher, who may need to draw the chart).
+    pub(super) outline_due: bool,
     /// Its last event names.
     pub(super) events: LastEvents,
     /// Where its publication or broadcast fan-out stands (see `topics`).

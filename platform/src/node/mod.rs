@@ -35,6 +35,7 @@ mod hub_side;
 mod local;
 mod machines;
 mod monitor;
+mod outline;
 mod payload;
 mod requests;
 mod status;
@@ -297,6 +298,8 @@ pub struct NodeStats {
     /// Replies dropped because their request was settled already (timed out, failed) or
     /// was never pending: those for this node's ports, and those for its machines.
     pub late_replies: u64,
+    /// Of those, the ones that carried the chart's outline (the first after each request).
+    pub chart_outlines: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).

@@ -1,6 +1,7 @@
 //! State reports: what a watcher of a machine (`interstate status`, `ps`) is told after each
 //! of its steps, while the hub says someone watches. Nothing here runs for a machine nobody
-//! watches, except remembering its last few event names in fixed storage.
+//! watches, except remembering its last few event names in fixed storage. The first report
+//! after the hub asks for reports carries the chart's outline too (see `outline`).
 
 use std::fmt::Write as _;
 
@@ -102,8 +103,9 @@ fn accepts(h: &Hosted) -> Vec<String> {
 
 /// `h`'s state report: `{"machine","status","state","accepts","last_events","errors","at_ms"}`,
 /// and `"context"` when the machine has a JSON context (a JSON chart's `context`, as `assign`
-/// left it): it is JSON text already, so it is copied in as it is.
-pub(super) fn report(h: &Hosted) -> String {
+/// left it): it is JSON text already, so it is copied in as it is; and with `chart` given, a
+/// `"chart"` member holding it (JSON) last.
+pub(super) fn report(h: &Hosted, chart: Option<&str>) -> String {
     let mut value = String::new();
     if h.machine.write_value(&mut value).is_err() || value.is_empty() {
         value = "null".into();
@@ -133,6 +135,10 @@ pub(super) fn report(h: &Hosted) -> String {
         out.pop();
         let _ = write!(out, ",\"context\":{context}}}");
     }
+    if let Some(chart) = chart {
+        out.pop();
+        let _ = write!(out, ",\"chart\":{chart}}}");
+    }
     out
 }
 
@@ -160,7 +166,9 @@ impl Node {
 
     /// The next state report of a watched machine: (machine id, the report as JSON text,
     /// `{"machine","status","state","accepts","last_events","errors","at_ms"}`; a port's is
-    /// `{"machine","port":true}`).
+    /// `{"machine","port":true}`). The first report after a watch starts has a `"chart"`
+    /// member too: the chart's outline (states, transitions with their labels), or
+    /// `{"omitted":"too large",...}` when it does not fit in a frame.
     pub fn next_state_report(&mut self) -> Option<(String, String)> {
         self.state_reports.pop_front()
     }
@@ -181,10 +189,39 @@ impl Node {
     /// Sends the state report of the machine or port `id` to the hub.
     pub(super) fn send_report(&mut self, id: &str) {
         self.local.stats.state_reports += 1;
-        let text = match self.local.by_id.get(id) {
-            Some(&i) => report(&self.local.machines[i]),
+        let mut text = match self.local.by_id.get(id) {
+            Some(&i) => {
+                let h = &mut self.local.machines[i];
+                if std::mem::take(&mut h.outline_due) {
+                    self.local.stats.chart_outlines += 1;
+                    let chart = super::outline::outline(h.machine.chart());
+                    report(h, Some(&chart))
+                } else {
+                    report(h, None)
+                }
+            }
             None => format!("{{\"machine\":{},\"port\":true}}", json_string(id)),
         };
+        let limit = self.config.max_frame as usize;
+        let full = Frame::State {
+            machine: id,
+            report: text.as_bytes(),
+        };
+        if full.encoded_len() > limit {
+            if let Some(&i) = self.local.by_id.get(id) {
+                // The outline does not fit in a frame: the report says so (the inspector
+                // shows it) and carries the state alone.
+                let h = &self.local.machines[i];
+                let omitted = format!(
+                    "{{\"omitted\":\"too large\",\"states\":{},\"transitions\":{},\
+                     \"bytes\":{},\"max_frame\":{limit}}}",
+                    h.machine.chart().state_count(),
+                    h.machine.chart().transition_count(),
+                    text.len()
+                );
+                text = report(h, Some(&omitted));
+            }
+        }
         let frame = Frame::State {
             machine: id,
             report: text.as_bytes(),
@@ -233,6 +270,7 @@ impl Local {
         if let Some(&i) = self.by_id.get(machine) {
             self.machines[i].watched = on;
             if on {
+                self.machines[i].outline_due = true;
                 deferred.reports.push(machine.to_string());
             }
         } else if on && self.ports.contains_key(machine) {
