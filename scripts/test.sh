@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The tests, as the README tells a developer to run them (and as .ci/run runs them): first
+# what the tests start for real and a fresh machine lacks, then `cargo test --workspace`.
+#
+# - Debian's chromium, for the inspector's browser test (cli/tests/inspect_browser.rs),
+#   installed with apt-get when missing (as root; otherwise the test says loudly it skipped);
+# - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile).
+#
+# Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if ((${#missing[@]})); then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing ${missing[*]} (apt-get)"
+        (timeout 600 apt-get update && timeout 900 apt-get install -y "${missing[@]}") \
+            || echo "could not install ${missing[*]}: the tests that need them will say so"
+    else
+        echo "missing: ${missing[*]}; as root: apt-get install -y ${missing[*]}"
+    fi
+fi
+if command -v npm >/dev/null 2>&1; then
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+exec cargo test --workspace "$@"
