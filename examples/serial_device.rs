@@ -4,6 +4,19 @@
 //! machine is `interstate-core` alone, as on a microcontroller; only the byte I/O, the clock
 //! and the log lines are `std`.
 //!
+//! A second machine, `sensor` (`examples/charts/sensor.json`, compiled the same way into
+//! `examples/charts/sensor_chart.rs`), answers requests from the bus: its `READ` sends
+//! `READING` back to `{"sender": true}` with the request's data. The device hands each
+//! delivered event its sender and its correlation, and puts each outgoing message's
+//! correlation on the line ([`DeviceLink::send_correlated`]), so that the reply reaches the
+//! requester as the answer to its request. `HOLD` takes the sensor to `busy`, where it never
+//! answers: a request the device has taken when it dies. `ASK` makes the sensor itself ask
+//! the Linux machine `echo` (a `request` with a 10 s timeout); its reply `PONG` (or the
+//! request's `xstate.error.request`) is passed on to `echo` as `ANSWERED` (or
+//! `UNANSWERED`). The machine keeps the request's table and its timeout; a request the
+//! bus cannot deliver comes back as an `xstate.error.delivery` message the device does not
+//! map to its request, so it ends by the timeout.
+//!
 //! Give it a pseudo-terminal as stdin and stdout and run `interstate serial-bridge --tty` on
 //! the other end; `cli/tests/serial.rs` does exactly that. Options:
 //!
@@ -31,6 +44,16 @@ mod lamp {
     include!("../no_std_core/check/src/generated_chart.rs");
 }
 
+#[allow(dead_code)]
+mod sensor {
+    include!("charts/sensor_chart.rs");
+}
+
+/// Both of the device's machines: the defaults, with room behind the outbox for a reply's
+/// names and data (the requester's id is copied there with it), and for one request of its
+/// own waiting for its reply.
+type DeviceMachine = Machine<'static, 2, 4, 4, 2, 4, 160, 32, 1>;
+
 /// The device's hardware: an LED, reported on stderr.
 struct Led;
 
@@ -50,7 +73,7 @@ impl Behavior for Led {
     }
 }
 
-const MACHINES: &[&str] = &["lamp"];
+const MACHINES: &[&str] = &["lamp", "sensor"];
 
 fn print_stats(s: &SerialStats) {
     eprintln!(
@@ -122,10 +145,14 @@ fn main() {
     let start = std::time::Instant::now();
     let clock = || Instant::from_millis(start.elapsed().as_millis() as u64);
 
-    let chart = lamp::chart();
-    let mut machine: Machine<'static> = Machine::new(chart, "lamp").expect("the chart fits");
+    let mut machines: Vec<DeviceMachine> = vec![
+        Machine::new(lamp::chart(), "lamp").expect("the chart fits"),
+        Machine::new(sensor::chart(), "sensor").expect("the chart fits"),
+    ];
     let mut led = Led;
-    machine.start(clock(), &mut led).expect("starts");
+    for machine in &mut machines {
+        machine.start(clock(), &mut led).expect("starts");
+    }
     let mut config = EndpointConfig::new(0, "lamp-device");
     config.keepalive = Duration::from_millis(1_000);
     config.dead_after = Duration::from_millis(3_000);
@@ -144,38 +171,46 @@ fn main() {
                 eprintln!("device: {inc:?}");
             }
         }
-        while machine.poll_timeout().is_some_and(|d| d <= now) {
-            if let Err(e) = machine.handle_timeout(now, &mut led) {
-                eprintln!("device: machine error: {e}");
-                break;
+        for machine in &mut machines {
+            while machine.poll_timeout().is_some_and(|d| d <= now) {
+                if let Err(e) = machine.handle_timeout(now, &mut led) {
+                    eprintln!("device: machine error: {e}");
+                    break;
+                }
             }
         }
 
-        // The machine's outbox goes down the line once the bridge has welcomed us.
-        let mut sent = 0;
-        let mut to_self = Vec::new();
-        for m in machine.outbox() {
-            match m.target {
-                Target::ThisMachine => to_self.push((m.event.to_string(), m.payload.to_vec())),
-                Target::Topic(_) | Target::Broadcast => {
-                    eprintln!(
-                        "device: publications are not bridged yet; {} dropped",
-                        m.event
-                    );
-                }
-                Target::Machine(to) => {
-                    if let Err(e) = link.send("lamp", to, m.event, m.payload) {
-                        eprintln!("device: not sent yet: {e}");
-                        break;
+        // The machines' outboxes go down the line once the bridge has welcomed us.
+        for machine in &mut machines {
+            let from = machine.id().to_string();
+            let mut sent = 0;
+            let mut to_self = Vec::new();
+            for m in machine.outbox() {
+                match m.target {
+                    Target::ThisMachine => to_self.push((m.event.to_string(), m.payload.to_vec())),
+                    Target::Topic(_) | Target::Broadcast => {
+                        eprintln!(
+                            "device: publications are not bridged yet; {} dropped",
+                            m.event
+                        );
                     }
-                    eprintln!("device: sent {} to {to}", m.event);
+                    Target::Machine(to) => {
+                        // A reply carries its request's id back (a plain send carries none).
+                        if let Err(e) =
+                            link.send_correlated(&from, to, m.event, m.payload, m.correlation)
+                        {
+                            eprintln!("device: not sent yet: {e}");
+                            break;
+                        }
+                        eprintln!("device: sent {} to {to}", m.event);
+                    }
                 }
+                sent += 1;
             }
-            sent += 1;
-        }
-        machine.consume_outbox(sent);
-        for (event, payload) in to_self {
-            let _ = machine.send(now, Event::new(&event).with_payload(&payload), &mut led);
+            machine.consume_outbox(sent);
+            for (event, payload) in to_self {
+                let _ = machine.send(now, Event::new(&event).with_payload(&payload), &mut led);
+            }
         }
 
         if !link.pending_tx().is_empty() {
@@ -194,8 +229,10 @@ fn main() {
             link.consume_tx(n);
         }
 
-        let deadline = [link.poll_timeout(), machine.poll_timeout()]
-            .into_iter()
+        let deadline = machines
+            .iter()
+            .map(|m| m.poll_timeout())
+            .chain([link.poll_timeout()])
             .flatten()
             .min();
         let wait = deadline
@@ -209,12 +246,23 @@ fn main() {
                 while let Some(inc) = link.handle_input(now, &mut input) {
                     match inc {
                         Incoming::Deliver(d) => {
-                            eprintln!("device: got {} from {} for {}", d.event, d.from, d.to);
-                            if d.to == machine.id() {
-                                let event = Event::new(d.event).with_payload(d.payload);
-                                if let Err(e) = machine.send(now, event, &mut led) {
-                                    eprintln!("device: machine error: {e}");
+                            eprintln!(
+                                "device: got {} from {} for {} ({:?})",
+                                d.event, d.from, d.to, d.correlation
+                            );
+                            // The sender and the correlation go with the event: the
+                            // machine replies to the one, as the answer to the other.
+                            let event = Event::new(d.event)
+                                .with_payload(d.payload)
+                                .with_sender(d.from)
+                                .with_correlation(d.correlation);
+                            match machines.iter_mut().find(|m| m.id() == d.to) {
+                                Some(machine) => {
+                                    if let Err(e) = machine.send(now, event, &mut led) {
+                                        eprintln!("device: machine error: {e}");
+                                    }
                                 }
+                                None => eprintln!("device: no machine '{}' here", d.to),
                             }
                         }
                         other => eprintln!("device: {other:?}"),

@@ -192,6 +192,11 @@ fn the_checked_in_module_and_image_are_up_to_date() {
     for (args, checked_in) in [
         (vec!["compile", "--rust", JSON, "-o"], MODULE),
         (vec!["compile", JSON, "-o"], IMAGE),
+        // The serial device example's second machine.
+        (
+            vec!["compile", "--rust", "examples/charts/sensor.json", "-o"],
+            "examples/charts/sensor_chart.rs",
+        ),
     ] {
         let out = dir.join(Path::new(checked_in).file_name().unwrap());
         let status = Command::new(bin)

@@ -8,8 +8,9 @@
 //! 00 | COBS( body | crc16(body), 2 bytes little-endian ) | 00
 //! ```
 //!
-//! - `body` is exactly what the socket transport carries after its length prefix: one postcard
-//!   [`Frame`]. A device speaks the same protocol (Hello, Register, Deliver, Ping, ...) as
+//! - `body` is exactly what the socket transport carries after its length prefix: one
+//!   [`Frame`] as [`Frame::encode`] writes it (postcard, but a request's or a reply's
+//!   Deliver is its own frame kind, which carries the correlation). A device speaks the same protocol (Hello, Register, Deliver, Ping, ...) as
 //!   every process on the bus; only the framing differs.
 //! - [COBS](https://en.wikipedia.org/wiki/Consistent_Overhead_Byte_Stuffing) removes every
 //!   `00` byte from the encoded frame, so `00` marks frame boundaries and nothing else: after
@@ -165,9 +166,15 @@ pub fn encode_frame(frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Error> {
     if free < slack + CRC_LEN + 1 {
         return Err(too_small());
     }
-    let body_len = postcard::to_slice(frame, &mut out[slack..free - CRC_LEN])
-        .map_err(|_| too_small())?
-        .len();
+    let room = &mut out[slack..free - CRC_LEN];
+    let body_len = match frame {
+        // A Deliver is written as the socket transport writes it: postcard alone would drop
+        // a request's or a reply's correlation (its own frame kind, not a postcard field).
+        Frame::Deliver(d) => d.write_body(room).ok_or_else(too_small)?,
+        _ => postcard::to_slice(frame, room)
+            .map_err(|_| too_small())?
+            .len(),
+    };
     let crc = crc16(&out[slack..slack + body_len]);
     out[slack + body_len..slack + body_len + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
     let n = cobs_encode_within(out, slack, body_len + CRC_LEN, 1);
@@ -371,8 +378,11 @@ enum Step {
 /// 1. at start and whenever [`poll_timeout`](Self::poll_timeout) is due, call
 ///    [`handle_timeout`](Self::handle_timeout) (it says Hello, pings, notices a dead bridge);
 /// 2. feed the bytes the UART received to [`handle_input`](Self::handle_input) until it
-///    returns `None`, handing each [`Incoming::Deliver`] to the machine it names;
-/// 3. send the machines' outboxes with [`send`](Self::send);
+///    returns `None`, handing each [`Incoming::Deliver`] to the machine it names, with its
+///    sender and its correlation ([`crate::Event::with_sender`], `with_correlation`), so
+///    that the machine can answer a request;
+/// 3. send the machines' outboxes with [`send_correlated`](Self::send_correlated) (each
+///    message's correlation: a reply carries its request's id);
 /// 4. write out [`pending_tx`](Self::pending_tx) and report it with
 ///    [`consume_tx`](Self::consume_tx).
 pub struct DeviceLink<'a, const RX: usize = 256, const TX: usize = 512> {

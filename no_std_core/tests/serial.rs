@@ -4,7 +4,9 @@
 use interstate_core::serial::{
     encode_frame, max_line_len, DeviceLink, FrameDecoder, Incoming, SerialStats, CRC_LEN,
 };
-use interstate_core::wire::{Deliver, Frame, RegisterStatus, Welcome, PROTOCOL_VERSION};
+use interstate_core::wire::{
+    Correlation, Deliver, Frame, RegisterStatus, Welcome, LEN_PREFIX, PROTOCOL_VERSION,
+};
 use interstate_core::{Duration, Error, Instant};
 
 fn deliver(event: &str, seq: u64) -> Frame<'_> {
@@ -256,6 +258,55 @@ fn a_device_link_says_hello_registers_its_machines_and_exchanges_messages() {
     let s: SerialStats = dev.stats();
     assert_eq!(s.dropped(), 0);
     assert_eq!(s.frames, 4);
+}
+
+#[test]
+fn a_correlated_deliver_crosses_the_line_with_its_request_id_both_ways() {
+    // On the line, a Deliver's body is byte for byte the socket transport's: for a request
+    // or a reply that is the correlated flavour, not the plain one postcard alone writes.
+    for correlation in [Correlation::Request(7), Correlation::Reply(u32::MAX)] {
+        let f = Frame::Deliver(Deliver {
+            from: "cli",
+            to: "sensor",
+            event: "READ",
+            payload: b"{}",
+            seq: 3,
+            correlation,
+        });
+        let mut socket = [0u8; 128];
+        let n = f.encode(&mut socket).unwrap();
+        let mut d = FrameDecoder::<128>::new();
+        let bytes = line(&f);
+        let mut input = &bytes[..];
+        assert!(d.next_frame(&mut input).is_some());
+        assert_eq!(d.body(), &socket[LEN_PREFIX..n]);
+        assert_eq!(Frame::decode(d.body()).unwrap(), f);
+    }
+
+    // The device gets a request with its id, and its reply goes up with the same id.
+    let mut bridge = Bridge::new();
+    let machines = ["sensor"];
+    let mut dev = connected(&machines, &mut bridge);
+    let t = Instant::from_millis(10);
+    let request = Frame::Deliver(Deliver {
+        from: "cli",
+        to: "sensor",
+        event: "READ",
+        payload: b"",
+        seq: 1,
+        correlation: Correlation::Request(41),
+    });
+    let got = feed(&mut dev, t, &line(&request));
+    assert_eq!(got, vec![format!("{request:?}")]);
+    dev.send_correlated("sensor", "cli", "READING", b"5", Correlation::Reply(41))
+        .unwrap();
+    let sent = bridge.read(&mut dev);
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("event: \"READING\"") && sent[0].contains("correlation: Reply(41)"),
+        "{}",
+        sent[0]
+    );
 }
 
 #[test]

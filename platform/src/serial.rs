@@ -12,8 +12,9 @@
 //!   its Ping with a Pong;
 //! - every machine id the device registers becomes a port of the bridge's node
 //!   ([`Node::open_port`]), so it is routed to the bridge like any machine of any process;
-//! - a Deliver from the device goes out with [`Node::send_from_port`]; a message for one of
-//!   those ports goes down the line as a Deliver;
+//! - a Deliver from the device goes out with [`Node::send_from_port_as`]; a message for one
+//!   of those ports goes down the line as a Deliver; both keep their correlation, so
+//!   requests and replies cross the line both ways;
 //! - a message that cannot reach the device (it is not connected and the hold queue is full,
 //!   or it is larger than the device accepts) comes back to its sender as an
 //!   `xstate.error.delivery` event, the same way a node reports any undeliverable message.
@@ -320,8 +321,14 @@ impl SerialBridge {
         let mut buf = [0u8; 4096];
         loop {
             match self.tty.read(&mut buf) {
+                // End of file (a non-blocking line with nothing to read says WouldBlock) or
+                // EIO: the line hung up, as when the program at the other end of a
+                // pseudo-terminal exits (Linux reports end of file while another descriptor
+                // of the terminal side is open, EIO otherwise). Its readiness is reported
+                // once: end the session now, not after the idle timeout, and wait for the
+                // device to say hello again.
                 Ok(0) => {
-                    self.readable = false;
+                    self.hung_up();
                     return Ok(());
                 }
                 Ok(n) => self.line_input(&buf[..n])?,
@@ -330,18 +337,20 @@ impl SerialBridge {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // EIO: the other end of a pseudo-terminal closed. A real line never does;
-                // wait for the device to come back.
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
-                    self.readable = false;
-                    if self.device_connected() {
-                        self.log("the line hung up");
-                        self.end_session();
-                    }
+                    self.hung_up();
                     return Ok(());
                 }
                 Err(e) => return Err(io_err("reading the serial line", &self.path, e)),
             }
+        }
+    }
+
+    fn hung_up(&mut self) {
+        self.readable = false;
+        if self.device_connected() {
+            self.log("the line hung up");
+            self.end_session();
         }
     }
 
