@@ -61,6 +61,7 @@ pub mod hub;
 pub mod image;
 mod json_text;
 pub mod machine;
+pub mod mqtt;
 pub mod serial;
 pub mod set;
 pub mod time;

@@ -31,6 +31,7 @@ mod local;
 mod machines;
 mod monitor;
 mod payload;
+mod ports;
 mod status;
 mod topics;
 
