@@ -8,8 +8,9 @@ use super::{Node, Side};
 
 impl Node {
     /// Closes a port opened with [`Node::open_port`]: its id leaves the bus (the hub answers
-    /// later messages to it with `unknown-target`), what it had received unread is dropped
-    /// after being acknowledged (the caller chose to close it), and its subscriptions end.
+    /// later messages to it with `unknown-target`), what it had received unread is discarded
+    /// unacknowledged (its senders hear of it as from any machine that leaves the bus), and
+    /// its subscriptions end.
     /// Returns whether `id` was a port of this node.
     pub fn close_port(&mut self, id: &str) -> bool {
         if self.local.ports.remove(id).is_none() {
