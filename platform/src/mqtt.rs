@@ -838,6 +838,11 @@ impl MqttBridge {
             self.log(&what);
             return;
         }
+        // The sender's registry record goes to the broker before its first message, on the
+        // same connection, so that the receiving bridge knows the sender when it arrives.
+        if self.connected() && !self.published.contains_key(&m.from) {
+            self.publish_registry();
+        }
         if !self.waiting.is_empty() {
             return self.hold(m);
         }
