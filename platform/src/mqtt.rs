@@ -819,7 +819,7 @@ impl MqttBridge {
 
     fn release_waiting(&mut self) {
         while let Some(m) = self.waiting.pop_front() {
-            if let Err(m) = self.try_forward(m) {
+            if let Some(m) = self.try_forward(m) {
                 self.waiting.push_front(m);
                 return;
             }
@@ -846,7 +846,7 @@ impl MqttBridge {
         if !self.waiting.is_empty() {
             return self.hold(m);
         }
-        if let Err(m) = self.try_forward(m) {
+        if let Some(m) = self.try_forward(m) {
             self.hold(m);
         }
     }
@@ -863,15 +863,15 @@ impl MqttBridge {
         }
     }
 
-    /// Publishes `m` to its node's inbox; gives it back when the store is full.
-    fn try_forward(&mut self, m: PortMessage) -> Result<(), PortMessage> {
+    /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
+    fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
         let Some(owner) = self.ports.get(&m.port).cloned() else {
             self.fail_back(
                 &m,
                 FailReason::TargetGone,
                 "node-unreachable: its node withdrew it",
             );
-            return Ok(());
+            return None;
         };
         let env = Envelope {
             from: &m.from,
@@ -886,7 +886,7 @@ impl MqttBridge {
         }
         let Some(bytes) = bridge::encode(&env, &mut self.scratch).map(|b| b.to_vec()) else {
             self.fail_back(&m, FailReason::TooLarge, "");
-            return Ok(());
+            return None;
         };
         let topic = self.topic(BridgeTopic::Inbox { node: &owner });
         let now = self.node.now();
@@ -896,13 +896,13 @@ impl MqttBridge {
         {
             Ok(_) => {
                 self.stats.forwarded += 1;
-                Ok(())
+                None
             }
-            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => Err(m),
+            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => Some(m),
             Err(e) => {
                 let what = format!("node-unreachable: {e}");
                 self.fail_back(&m, FailReason::TooLarge, &what);
-                Ok(())
+                None
             }
         }
     }
