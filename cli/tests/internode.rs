@@ -96,6 +96,23 @@ fn start_bridge(bus: &mut Bus, broker: &Broker, node: &str) -> P {
     p
 }
 
+/// The source's summary line (both buses' processes shown if it does not come).
+fn wait_summary(a: &Bus, b: &Bus, source: P) -> Value {
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        if let Some(v) = last_json(&a.out(source), "acknowledged") {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "no summary from the source{}{}",
+            a.dump(),
+            b.dump()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
 fn has(list: &[Value], machine: &str) -> bool {
     list.iter().any(|e| e["machine"] == machine)
 }
@@ -107,6 +124,11 @@ fn a_machine_on_one_bus_sends_to_one_on_another_through_mosquitto_and_gets_a_rep
     let mut b = Bus::new("inode-b");
     a.start_hub();
     b.start_hub();
+    // The same id on both buses before the bridges start (each bus's own keeps it there);
+    // `keeper` stays on bus B for the whole test.
+    let _twin_a = a.start_sink("twin", &["--timeout-ms", "120000"]);
+    let _twin_b = b.start_sink("twin", &["--timeout-ms", "120000"]);
+    let _keeper = b.start_sink("keeper", &["--timeout-ms", "120000"]);
     let bridge_a = start_bridge(&mut a, &broker, "host-a");
     let bridge_b = start_bridge(&mut b, &broker, "host-b");
 
@@ -121,9 +143,7 @@ fn a_machine_on_one_bus_sends_to_one_on_another_through_mosquitto_and_gets_a_rep
 
     // A machine of bus A sends three events to it; its reply (the tally) comes back.
     let source = a.probe("source sensor", &["source", "sensor", "worker", "3"]);
-    let done = a.wait_json(source, "the source's summary", STEP_LIMIT, |v| {
-        v.get("acknowledged").is_some()
-    });
+    let done = wait_summary(&a, &b, source);
     assert_eq!(
         done["acknowledged"],
         Value::Bool(true),
@@ -138,18 +158,17 @@ fn a_machine_on_one_bus_sends_to_one_on_another_through_mosquitto_and_gets_a_rep
     assert_eq!(tally["out_of_order"], 0, "{tally}");
     assert_eq!(done["failed"], 0, "{done}");
 
-    // The same id on both buses: each bridge reports the conflict, the local one keeps it.
-    let _twin_a = a.start_sink("twin", &[]);
-    let _twin_b = b.start_sink("twin", &[]);
+    // Each bridge reports the conflict over `twin`; the local one keeps it.
     for (bus, bridge) in [(&mut a, bridge_a), (&mut b, bridge_b)] {
         bus.wait_line(bridge, true, "the conflict report", STEP_LIMIT, |l| {
             l.contains("conflict: machine id 'twin'")
         });
     }
 
-    // B's bridge killed: its will marks host-b down, and worker leaves A's registry.
+    // B's bridge killed: its will marks host-b down, and B's machines leave A's registry.
+    assert!(has(&a.ps(), "keeper"), "{}", a.dump());
     b.kill(bridge_b);
-    a.wait_ps("worker gone after B's bridge died", |l| !has(l, "worker"));
+    a.wait_ps("keeper gone after B's bridge died", |l| !has(l, "keeper"));
     a.wait_line(bridge_a, true, "host-b down", STEP_LIMIT, |l| {
         l.contains("node 'host-b' is down")
     });

@@ -394,16 +394,19 @@ impl MqttBridge {
         if self.readable {
             self.read_broker()?;
         }
+        // Messages first, then the registry: a machine that sent and then left has its
+        // messages published before its record's removal, so that the receiving bridge
+        // still knows the sender when they arrive.
+        self.release_waiting();
+        while let Some(m) = self.node.recv_port() {
+            self.forward(m);
+        }
         if self.connected() {
             let now = std::time::Instant::now();
             if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20) {
                 self.last_registry_scan = now;
-                self.publish_registry();
+                self.publish_registry(true);
             }
-        }
-        self.release_waiting();
-        while let Some(m) = self.node.recv_port() {
-            self.forward(m);
         }
         let now = self.node.now();
         if let Err(e) = self.session.poll(now, &mut Tx(&mut self.tx)) {
@@ -627,7 +630,7 @@ impl MqttBridge {
             .publish(now, &status, STATUS_UP, true, true, &mut Tx(&mut self.tx));
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
-        self.publish_registry();
+        self.publish_registry(true);
     }
 
     fn release_waiting(&mut self) {
@@ -653,8 +656,9 @@ impl MqttBridge {
         }
         // The sender's registry record goes to the broker before its first message, on the
         // same connection, so that the receiving bridge knows the sender when it arrives.
+        // Additions only: a removal waits for the scan after every queued message went.
         if self.connected() && !self.published.contains_key(&m.from) {
-            self.publish_registry();
+            self.publish_registry(false);
         }
         if !self.waiting.is_empty() {
             return self.hold(m);

@@ -109,15 +109,17 @@ impl MqttBridge {
         if current == owner {
             return;
         }
-        if current.is_some() {
+        if let Some(was) = current {
             self.node.close_port(id);
             self.ports.remove(id);
+            self.log(&format!("machine '{id}' of node '{was}' left this bus"));
         }
         let Some(owner) = owner else {
             return;
         };
         match self.node.open_port(id) {
             Ok(()) => {
+                self.log(&format!("machine '{id}' of node '{owner}' is on this bus"));
                 self.ports.insert(id.to_string(), owner);
             }
             Err(PlatformError::MachineIdTaken { .. }) => {
@@ -135,7 +137,9 @@ impl MqttBridge {
         }
     }
 
-    pub(super) fn publish_registry(&mut self) {
+    /// Publishes what changed in the local registry since the last call: new and changed
+    /// machines, and (with `removals`) the records of machines that left.
+    pub(super) fn publish_registry(&mut self, removals: bool) {
         let own = std::process::id();
         let entries = self.node.registry().entries();
         let mut seen = HashSet::new();
@@ -173,6 +177,9 @@ impl MqttBridge {
                 // Tried again at the next scan.
                 Err(_) => return,
             }
+        }
+        if !removals {
+            return;
         }
         let gone: Vec<String> = self
             .published

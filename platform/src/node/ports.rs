@@ -13,9 +13,13 @@ impl Node {
     /// its subscriptions end.
     /// Returns whether `id` was a port of this node.
     pub fn close_port(&mut self, id: &str) -> bool {
-        if self.local.ports.remove(id).is_none() {
+        if !self.local.ports.contains_key(id) {
             return false;
         }
+        // What the port sent goes to the hub before its Unregister: the hub refuses a
+        // message from an id that is no longer registered (`not-owner`).
+        self.flush();
+        self.local.ports.remove(id);
         self.local.registry.remove(id);
         let now = self.now();
         match &mut self.side {
