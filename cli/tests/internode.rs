@@ -46,25 +46,48 @@ impl Broker {
             ),
         )
         .unwrap();
-        let child = Command::new(MOSQUITTO)
+        let child = Broker::spawn(&dir);
+        let mut broker = Broker { child, dir, port };
+        broker.wait_listening();
+        broker
+    }
+
+    fn spawn(dir: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mosquitto.log"))
+            .unwrap();
+        Command::new(MOSQUITTO)
             .arg("-c")
-            .arg(&conf)
+            .arg(dir.join("mosquitto.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
+            .stderr(log)
             .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child, dir, port };
+            .expect("start mosquitto")
+    }
+
+    fn wait_listening(&mut self) {
         let end = Instant::now() + STEP_LIMIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < end,
-                "mosquitto did not listen on {port}: {}",
-                broker.log()
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(POLL);
         }
-        broker
+    }
+
+    /// Kills the broker (it keeps nothing: persistence is off) and starts it again on the
+    /// same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Broker::spawn(&self.dir);
+        self.wait_listening();
     }
 
     fn url(&self) -> String {
@@ -182,4 +205,63 @@ fn a_bad_broker_url_is_refused_with_the_form_to_use() {
     let (status, _, err) = a.run(&["bridge", "--mqtt", "http://example:80"]);
     assert!(!status.success());
     assert!(err.contains("use mqtt://HOST:PORT"), "{err}");
+}
+
+/// Waits until the bridge has said it connected `n` times.
+fn wait_connections(bus: &Bus, bridge: P, n: usize) {
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        let count = bus
+            .err(bridge)
+            .iter()
+            .filter(|l| l.contains("connected to the broker"))
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the bridge did not connect {n} times{}",
+            bus.dump()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+#[test]
+fn the_bridges_reconnect_after_the_broker_restarts_and_traffic_resumes() {
+    let mut broker = Broker::start("restart");
+    let mut a = Bus::new("inode-ra");
+    let mut b = Bus::new("inode-rb");
+    a.start_hub();
+    b.start_hub();
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "2"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+
+    // The broker loses everything (no persistence): both bridges reconnect, publish their
+    // registries again, and a new conversation works.
+    broker.restart();
+    wait_connections(&a, bridge_a, 2);
+    wait_connections(&b, bridge_b, 2);
+    assert!(
+        a.err(bridge_a)
+            .iter()
+            .any(|l| l.contains("the broker closed the connection")
+                || l.contains("reading from the broker")),
+        "A's bridge noticed the loss{}",
+        a.dump()
+    );
+    let source = a.probe("source sensor", &["source", "sensor", "worker", "2"]);
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(
+        done["acknowledged"],
+        Value::Bool(true),
+        "{done}{}{}",
+        a.dump(),
+        b.dump()
+    );
+    assert_eq!(done["tally"]["distinct"], 2, "{done}");
+    assert_eq!(done["tally"]["duplicates"], 0, "{done}");
 }
