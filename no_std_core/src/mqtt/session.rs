@@ -484,6 +484,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
             self.stats.published += 1;
             return Ok(None);
         }
+        if self.kept >= usize::from(u16::MAX) - 1 {
+            // Every packet id is taken by an unacknowledged message.
+            return Err(MqttError::StoreFull);
+        }
         let pid = self.take_pid();
         let packet = Packet::Publish(Publish {
             dup: false,
