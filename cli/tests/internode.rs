@@ -305,3 +305,26 @@ fn three_thousand_messages_cross_exactly_once_and_in_order() {
     assert_eq!(tally["out_of_order"], 0, "{tally}");
     assert_eq!(done["failed"], 0, "{done}");
 }
+
+#[test]
+fn a_bridge_stopped_cleanly_marks_its_node_down() {
+    let broker = Broker::start("stop");
+    let mut a = Bus::new("inode-sa");
+    let mut b = Bus::new("inode-sb");
+    a.start_hub();
+    b.start_hub();
+    let _keeper = b.start_sink("keeper", &["--timeout-ms", "120000"]);
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    a.wait_ps("keeper through the bridge", |l| has(l, "keeper"));
+    b.term(bridge_b);
+    b.wait_line(bridge_b, true, "the bridge's counters", STEP_LIMIT, |l| {
+        l.contains("bridge stopped")
+    });
+    a.wait_line(bridge_a, true, "host-b down", STEP_LIMIT, |l| {
+        l.contains("node 'host-b' is down")
+    });
+    a.wait_ps("keeper gone after B's bridge stopped", |l| {
+        !has(l, "keeper")
+    });
+}
