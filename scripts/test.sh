@@ -4,6 +4,8 @@
 #
 # - Debian's chromium, for the inspector's browser test (cli/tests/inspect_browser.rs),
 #   installed with apt-get when missing (as root; otherwise the test says loudly it skipped);
+# - Debian's mosquitto, for the InterNode tests (cli/tests/internode.rs start a private
+#   broker per test);
 # - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile).
 #
 # Extra arguments go to `cargo test`.
@@ -12,10 +14,12 @@ cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         echo "installing ${missing[*]} (apt-get)"
-        (timeout 600 apt-get update && timeout 900 apt-get install -y "${missing[@]}") \
+        (timeout 600 apt-get update \
+            && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y "${missing[@]}") \
             || echo "could not install ${missing[*]}: the tests that need them will say so"
     else
         echo "missing: ${missing[*]}; as root: apt-get install -y ${missing[*]}"

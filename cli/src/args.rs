@@ -378,6 +378,23 @@ pub enum Command {
         /// Peer arguments.
         args: Vec<String>,
     },
+    /// Join this bus to other hosts' buses through an MQTT broker (see docs/internode.md).
+    Bridge {
+        /// The broker: mqtt://HOST:PORT (port 1883 when not given).
+        #[arg(long)]
+        mqtt: String,
+        /// This node's name, unique among the nodes of the prefix (default: the host name).
+        #[arg(long)]
+        node: Option<String>,
+        /// The topic prefix (default: interstate).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// USER:PASSWORD for the broker.
+        #[arg(long)]
+        credentials: Option<String>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
     /// Put a device on a serial line on the bus (COBS frames over the tty, see docs/embedded.md).
     SerialBridge {
         /// The serial line: /dev/ttyUSB0, /dev/ttyACM0, a pseudo-terminal.

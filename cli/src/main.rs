@@ -326,6 +326,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::time::Duration::from_secs(timeout),
         )
         .map(ok),
+        Command::Bridge {
+            mqtt,
+            node,
+            prefix,
+            credentials,
+            bus,
+        } => cmd::bridge::bridge(
+            &bus.args(),
+            &cmd::bridge::BridgeArgs {
+                mqtt,
+                node,
+                prefix,
+                credentials,
+            },
+        )
+        .map(ok),
         Command::SerialBridge { tty, baud, bus } => {
             cmd::serial::serial_bridge(&bus.args(), &cmd::serial::SerialArgs { tty, baud }).map(ok)
         }

@@ -64,6 +64,7 @@ pub mod hub;
 pub mod image;
 mod json_text;
 pub mod machine;
+pub mod mqtt;
 pub mod request;
 pub mod serial;
 pub mod set;

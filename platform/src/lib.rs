@@ -17,6 +17,7 @@ pub mod activation;
 pub mod busdir;
 pub mod conn;
 pub mod error;
+pub mod mqtt;
 pub mod node;
 pub mod notify;
 pub mod registry;

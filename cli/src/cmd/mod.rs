@@ -3,6 +3,7 @@
 //! verbs share (reading a chart file or stdin, guard and delay values, how much to say).
 
 pub mod app;
+pub mod bridge;
 pub mod bus;
 pub mod buses;
 pub mod request;

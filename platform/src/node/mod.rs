@@ -37,6 +37,7 @@ mod machines;
 mod monitor;
 mod outline;
 mod payload;
+mod ports;
 mod requests;
 mod status;
 mod topics;

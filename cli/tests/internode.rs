@@ -1,0 +1,331 @@
+//! InterNode through a real MQTT broker: a private mosquitto per test on a free loopback
+//! port (its own config in a temp dir, killed by pid at the end), two buses with separate
+//! bus directories standing for two hosts, and `interstate bridge --mqtt` on each.
+//!
+//! Needs `/usr/sbin/mosquitto` (Debian package `mosquitto`; `scripts/test.sh`, the README's
+//! test command, installs it).
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A private broker; killed (by its pid) and its directory removed when dropped.
+struct Broker {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Broker {
+    fn start(test: &str) -> Broker {
+        assert!(
+            std::path::Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing: apt-get install -y mosquitto (scripts/test.sh does)"
+        );
+        let dir = std::env::temp_dir().join(format!("istr-mqtt-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A free port: bound by the kernel's choice, released, then given to the broker.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        // max_queued_messages 0: mosquitto's default (1000) drops QoS 1 messages queued for
+        // a subscriber beyond it, silently; docs/internode.md asks brokers for no limit.
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest stderr\n"
+            ),
+        )
+        .unwrap();
+        let child = Broker::spawn(&dir);
+        let mut broker = Broker { child, dir, port };
+        broker.wait_listening();
+        broker
+    }
+
+    fn spawn(dir: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mosquitto.log"))
+            .unwrap();
+        Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto")
+    }
+
+    fn wait_listening(&mut self) {
+        let end = Instant::now() + STEP_LIMIT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < end,
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Kills the broker (it keeps nothing: persistence is off) and starts it again on the
+    /// same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Broker::spawn(&self.dir);
+        self.wait_listening();
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_bridge(bus: &mut Bus, broker: &Broker, node: &str) -> P {
+    let url = broker.url();
+    let p = bus.interstate(
+        &format!("bridge {node}"),
+        &["bridge", "--mqtt", &url, "--node", node],
+    );
+    bus.wait_line(p, true, "the bridge's connection", STEP_LIMIT, |l| {
+        l.contains("connected to the broker")
+    });
+    p
+}
+
+/// The source's summary line (both buses' processes shown if it does not come).
+fn wait_summary(a: &Bus, b: &Bus, source: P) -> Value {
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        if let Some(v) = last_json(&a.out(source), "acknowledged") {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "no summary from the source{}{}",
+            a.dump(),
+            b.dump()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+fn has(list: &[Value], machine: &str) -> bool {
+    list.iter().any(|e| e["machine"] == machine)
+}
+
+#[test]
+fn a_machine_on_one_bus_sends_to_one_on_another_through_mosquitto_and_gets_a_reply() {
+    let broker = Broker::start("send");
+    let mut a = Bus::new("inode-a");
+    let mut b = Bus::new("inode-b");
+    a.start_hub();
+    b.start_hub();
+    // The same id on both buses before the bridges start (each bus's own keeps it there);
+    // `keeper` stays on bus B for the whole test.
+    let _twin_a = a.start_sink("twin", &["--timeout-ms", "120000"]);
+    let _twin_b = b.start_sink("twin", &["--timeout-ms", "120000"]);
+    let _keeper = b.start_sink("keeper", &["--timeout-ms", "120000"]);
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+
+    // `worker` lives on bus B; bus A sees it, hosted by A's bridge.
+    let _worker = b.start_sink("worker", &["--expect", "3"]);
+    let list = a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+    assert_eq!(
+        ps_pid(&list, "worker"),
+        Some(u64::from(a.pid(bridge_a))),
+        "worker is reached through A's bridge: {list:?}"
+    );
+
+    // A machine of bus A sends three events to it; its reply (the tally) comes back.
+    let source = a.probe("source sensor", &["source", "sensor", "worker", "3"]);
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(
+        done["acknowledged"],
+        Value::Bool(true),
+        "{done}{}{}",
+        a.dump(),
+        b.dump()
+    );
+    let tally = &done["tally"];
+    assert_eq!(tally["received"], 3, "{tally}");
+    assert_eq!(tally["distinct"], 3, "{tally}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
+    assert_eq!(tally["out_of_order"], 0, "{tally}");
+    assert_eq!(done["failed"], 0, "{done}");
+
+    // Each bridge reports the conflict over `twin`; the local one keeps it.
+    for (bus, bridge) in [(&mut a, bridge_a), (&mut b, bridge_b)] {
+        bus.wait_line(bridge, true, "the conflict report", STEP_LIMIT, |l| {
+            l.contains("conflict: machine id 'twin'")
+        });
+    }
+
+    // B's bridge killed: its will marks host-b down, and B's machines leave A's registry.
+    assert!(has(&a.ps(), "keeper"), "{}", a.dump());
+    b.kill(bridge_b);
+    a.wait_ps("keeper gone after B's bridge died", |l| !has(l, "keeper"));
+    a.wait_line(bridge_a, true, "host-b down", STEP_LIMIT, |l| {
+        l.contains("node 'host-b' is down")
+    });
+    drop(broker);
+}
+
+#[test]
+fn a_bad_broker_url_is_refused_with_the_form_to_use() {
+    let mut a = Bus::new("inode-url");
+    a.start_hub();
+    let (status, _, err) = a.run(&["bridge", "--mqtt", "http://example:80"]);
+    assert!(!status.success());
+    assert!(err.contains("use mqtt://HOST:PORT"), "{err}");
+}
+
+/// Waits until the bridge has said it connected `n` times.
+fn wait_connections(bus: &Bus, bridge: P, n: usize) {
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        let count = bus
+            .err(bridge)
+            .iter()
+            .filter(|l| l.contains("connected to the broker"))
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the bridge did not connect {n} times{}",
+            bus.dump()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+#[test]
+fn the_bridges_reconnect_after_the_broker_restarts_and_traffic_resumes() {
+    let mut broker = Broker::start("restart");
+    let mut a = Bus::new("inode-ra");
+    let mut b = Bus::new("inode-rb");
+    a.start_hub();
+    b.start_hub();
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "2"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+
+    // The broker loses everything (no persistence): both bridges reconnect, publish their
+    // registries again, and a new conversation works.
+    broker.restart();
+    wait_connections(&a, bridge_a, 2);
+    wait_connections(&b, bridge_b, 2);
+    assert!(
+        a.err(bridge_a)
+            .iter()
+            .any(|l| l.contains("the broker closed the connection")
+                || l.contains("reading from the broker")),
+        "A's bridge noticed the loss{}",
+        a.dump()
+    );
+    let source = a.probe("source sensor", &["source", "sensor", "worker", "2"]);
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(
+        done["acknowledged"],
+        Value::Bool(true),
+        "{done}{}{}",
+        a.dump(),
+        b.dump()
+    );
+    assert_eq!(done["tally"]["distinct"], 2, "{done}");
+    assert_eq!(done["tally"]["duplicates"], 0, "{done}");
+}
+
+#[test]
+fn three_thousand_messages_cross_exactly_once_and_in_order() {
+    let broker = Broker::start("volume");
+    let mut a = Bus::new("inode-va");
+    let mut b = Bus::new("inode-vb");
+    a.start_hub();
+    b.start_hub();
+    start_bridge(&mut a, &broker, "host-a");
+    start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "3000", "--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+    let source = a.probe(
+        "source sensor",
+        &[
+            "source",
+            "sensor",
+            "worker",
+            "3000",
+            "--timeout-ms",
+            "120000",
+        ],
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        if let Some(v) = last_json(&a.out(source), "acknowledged") {
+            break v;
+        }
+        assert!(Instant::now() < end, "no summary{}{}", a.dump(), b.dump());
+        std::thread::sleep(POLL);
+    };
+    let tally = &done["tally"];
+    assert_eq!(tally["received"], 3000, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(tally["distinct"], 3000, "{tally}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
+    assert_eq!(tally["out_of_order"], 0, "{tally}");
+    assert_eq!(done["failed"], 0, "{done}");
+}
+
+#[test]
+fn a_bridge_stopped_cleanly_marks_its_node_down() {
+    let broker = Broker::start("stop");
+    let mut a = Bus::new("inode-sa");
+    let mut b = Bus::new("inode-sb");
+    a.start_hub();
+    b.start_hub();
+    let _keeper = b.start_sink("keeper", &["--timeout-ms", "120000"]);
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    a.wait_ps("keeper through the bridge", |l| has(l, "keeper"));
+    b.term(bridge_b);
+    b.wait_line(bridge_b, true, "the bridge's counters", STEP_LIMIT, |l| {
+        l.contains("bridge stopped")
+    });
+    a.wait_line(bridge_a, true, "host-b down", STEP_LIMIT, |l| {
+        l.contains("node 'host-b' is down")
+    });
+    a.wait_ps("keeper gone after B's bridge stopped", |l| {
+        !has(l, "keeper")
+    });
+}

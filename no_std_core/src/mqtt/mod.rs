@@ -1,0 +1,16 @@
+//! InterNode: buses on several hosts joined through an MQTT broker.
+//!
+//! [`session`] is a sans-IO MQTT 3.1.1 client session over the `mqttrs` codec (CONNECT
+//! with a persistent session and a last will, keepalive, SUBSCRIBE, QoS 1 publishing with
+//! retransmission after a reconnect); [`bridge`] holds the bridge's rules: the topic layout,
+//! the payloads of registry records and forwarded messages, and which node keeps a machine
+//! id two nodes claim. The I/O lives in the platform (`interstate_platform::mqtt`); the
+//! layout and guarantees are in `docs/internode.md`.
+
+pub mod bridge;
+pub mod session;
+
+pub use session::{
+    packet_len, ConnectOptions, ConnectRefusal, MqttError, Output, Received, Session, SessionStats,
+    State, Will,
+};

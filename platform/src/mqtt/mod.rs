@@ -1,0 +1,801 @@
+//! InterNode: a bus joined to buses on other hosts through an MQTT broker.
+//!
+//! [`MqttBridge`] joins the local bus as an ordinary client [`Node`] (as the serial bridge
+//! does for a device) and the broker as an MQTT 3.1.1 client (the core's sans-IO
+//! [`Session`] over a non-blocking TCP stream on the node's mio loop). Under a topic prefix
+//! `P`, the bridge of node `N`:
+//!
+//! - publishes every machine of its bus as a retained record on `P/N/registry/ID` (an
+//!   empty retained message when it leaves), and `up` on `P/N/status`, whose last will is
+//!   `down`;
+//! - subscribes to every node's status and registry, and opens a port for each remote
+//!   machine ([`Node::open_port`]), so that it is in the local registry and local senders
+//!   reach it as any machine; when its node withdraws it or goes down, the port closes;
+//! - forwards what arrives at such a port as a QoS 1 message to `P/OWNER/in`, and passes
+//!   what arrives on its own `P/N/in` to its bus, sent from the port of the remote sender,
+//!   dropping duplicates by the sender's sequence number.
+//!
+//! The topic layout, payloads and conflict rule are the core's
+//! ([`interstate_core::mqtt::bridge`]); what is and is not guaranteed yet is in
+//! `docs/internode.md`.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration as StdDuration;
+
+use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope, STATUS_DOWN, STATUS_UP};
+use interstate_core::mqtt::{ConnectOptions, MqttError, Output, Received, Session, State, Will};
+use interstate_core::wire::FailReason;
+use interstate_core::TransportKind;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use crate::error::PlatformError;
+use crate::node::{
+    delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
+};
+
+mod registry;
+
+/// The mio token of the broker connection in the node's loop.
+const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
+
+/// The largest packet accepted from the broker.
+pub const MAX_PACKET: usize = 1024 * 1024;
+
+/// What went wrong in the bridge.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The broker URL is not `mqtt://HOST[:PORT]`, or it does not resolve.
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        problem: String,
+    },
+    /// The node name or the topic prefix cannot be part of a topic.
+    BadName {
+        /// The name.
+        name: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// The broker refused the connection, for a reason retrying will not change.
+    Refused(MqttError),
+    /// The bus side failed.
+    Platform(PlatformError),
+}
+
+impl std::fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BridgeError::BadUrl { url, problem } => {
+                write!(
+                    f,
+                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT)"
+                )
+            }
+            BridgeError::BadName { name, allowed } => write!(f, "bad name '{name}': {allowed}"),
+            BridgeError::Refused(e) => write!(f, "{e}"),
+            BridgeError::Platform(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BridgeError {}
+
+impl From<PlatformError> for BridgeError {
+    fn from(e: PlatformError) -> Self {
+        BridgeError::Platform(e)
+    }
+}
+
+/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses.
+pub fn parse_mqtt_url(url: &str) -> Result<Vec<SocketAddr>, BridgeError> {
+    let bad = |problem: &str| BridgeError::BadUrl {
+        url: url.into(),
+        problem: problem.into(),
+    };
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| bad("only mqtt:// is supported (TLS is not yet)"))?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+        return Err(bad("expected a host and an optional port only"));
+    }
+    let with_port = if rest
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        rest.to_string()
+    } else {
+        format!("{rest}:1883")
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|e| bad(&format!("it does not resolve: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad("it resolves to no address"));
+    }
+    Ok(addrs)
+}
+
+/// This host's name (what the registry records say a machine runs on).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn transport_name(t: TransportKind) -> &'static str {
+    match t {
+        TransportKind::InProcess => "in-process",
+        TransportKind::UnixSocket => "unix",
+        TransportKind::Fifo => "fifo",
+        TransportKind::SharedMemory => "shm",
+        TransportKind::Serial => "serial",
+        _ => "other",
+    }
+}
+
+/// Bridge settings.
+#[derive(Clone, Debug)]
+pub struct MqttBridgeConfig {
+    /// The broker's addresses (see [`parse_mqtt_url`]).
+    pub broker: Vec<SocketAddr>,
+    /// This node's name: one topic level, unique among the nodes of the prefix; also the
+    /// MQTT client id (a second bridge with the same name takes the session over).
+    pub node_name: String,
+    /// The topic prefix (see [`bridge::DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// Keepalive in seconds: a broker that does not answer a ping within it is left and
+    /// reconnected to; the broker publishes the will after 1.5 times it of silence.
+    pub keep_alive_secs: u16,
+    /// Bytes of QoS 1 messages kept until the broker acknowledges them (also while it is
+    /// unreachable); beyond it, messages wait in `hold`.
+    pub store_bytes: usize,
+    /// Messages waiting for room in the store; beyond it they fail back to their senders.
+    pub hold: usize,
+    /// The longest wait between reconnection attempts (the wait doubles from 100 ms).
+    pub max_backoff: StdDuration,
+    /// User name and password for the broker.
+    pub credentials: Option<(String, String)>,
+}
+
+impl MqttBridgeConfig {
+    /// Settings for node `node_name` at `broker`, with the default prefix and bounds.
+    pub fn new(broker: Vec<SocketAddr>, node_name: &str) -> Self {
+        MqttBridgeConfig {
+            broker,
+            node_name: node_name.into(),
+            prefix: bridge::DEFAULT_PREFIX.into(),
+            keep_alive_secs: 10,
+            store_bytes: 1024 * 1024,
+            hold: 4096,
+            max_backoff: StdDuration::from_secs(5),
+            credentials: None,
+        }
+    }
+}
+
+/// Counters of a bridge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MqttBridgeStats {
+    /// Messages from this bus forwarded to another node.
+    pub forwarded: u64,
+    /// Messages from other nodes passed to this bus.
+    pub delivered: u64,
+    /// Messages from other nodes dropped as duplicates (QoS 1 redelivery).
+    pub duplicates: u64,
+    /// Messages reported back to their local sender as undeliverable.
+    pub failed_back: u64,
+    /// Messages from other nodes that could not be passed on (logged).
+    pub dropped_in: u64,
+    /// Connections to the broker made.
+    pub connects: u64,
+    /// Registry records published (additions, changes and removals).
+    pub records_published: u64,
+}
+
+/// The broker connection's state.
+enum Link {
+    /// Not connected; the next attempt is due then.
+    Down { retry_at: std::time::Instant },
+    /// TCP connect in progress.
+    Opening(TcpStream),
+    /// TCP up, MQTT session on it.
+    Up(TcpStream),
+}
+
+struct Tx<'a>(&'a mut Vec<u8>);
+
+impl Output for Tx<'_> {
+    fn send(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// A bus joined to other nodes' buses through an MQTT broker (see the module docs).
+pub struct MqttBridge {
+    node: Node,
+    config: MqttBridgeConfig,
+    host: String,
+    link: Link,
+    backoff: StdDuration,
+    session: Session<Box<[u8]>>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    readable: bool,
+    /// Local machines as last published: id -> record bytes.
+    published: HashMap<String, Vec<u8>>,
+    last_registry_scan: std::time::Instant,
+    /// Remote machine id -> the nodes claiming it.
+    claims: HashMap<String, BTreeSet<String>>,
+    /// Remote machine id -> the node whose machine this node's port stands for.
+    ports: HashMap<String, String>,
+    /// Nodes whose status is `down` (their claims do not count).
+    down: HashSet<String>,
+    /// Conflicts already reported, so that each is logged once: (id, losing node).
+    conflicts_told: HashSet<(String, String)>,
+    /// Per remote sender, the highest sequence number passed on.
+    last_seq: HashMap<String, u64>,
+    /// Messages waiting for room in the session's store.
+    waiting: VecDeque<PortMessage>,
+    subscribed: bool,
+    stats: MqttBridgeStats,
+    log: Box<dyn FnMut(&str)>,
+    scratch: Vec<u8>,
+}
+
+impl MqttBridge {
+    /// A bridge between the bus `node` joined and the broker of `config`. The broker is
+    /// connected to from the loop ([`run_once`](Self::run_once)), again after every loss.
+    pub fn new(node: Node, config: MqttBridgeConfig) -> Result<Self, BridgeError> {
+        if !bridge::valid_node_name(&config.node_name) {
+            return Err(BridgeError::BadName {
+                name: config.node_name.clone(),
+                allowed:
+                    "a node name is 1 to 64 bytes without '/', '+', '#' and not starting with '$'",
+            });
+        }
+        if !bridge::valid_prefix(&config.prefix) {
+            return Err(BridgeError::BadName {
+                name: config.prefix.clone(),
+                allowed:
+                    "a prefix is a topic without '+', '#', not starting with '$' or ending with '/'",
+            });
+        }
+        let store = vec![0u8; config.store_bytes.max(4096)].into_boxed_slice();
+        Ok(MqttBridge {
+            node,
+            host: host_name(),
+            link: Link::Down {
+                retry_at: std::time::Instant::now(),
+            },
+            backoff: StdDuration::from_millis(100),
+            session: Session::new(store),
+            rx: Vec::new(),
+            tx: Vec::new(),
+            readable: false,
+            published: HashMap::new(),
+            last_registry_scan: std::time::Instant::now(),
+            claims: HashMap::new(),
+            ports: HashMap::new(),
+            down: HashSet::new(),
+            conflicts_told: HashSet::new(),
+            last_seq: HashMap::new(),
+            waiting: VecDeque::new(),
+            subscribed: false,
+            stats: MqttBridgeStats::default(),
+            log: Box::new(|line| eprintln!("{line}")),
+            scratch: vec![0; 4096],
+            config,
+        })
+    }
+
+    /// Where log lines go (default: stderr): connections, conflicts, dropped messages.
+    pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
+        self.log = Box::new(f);
+    }
+
+    /// The node the bridge joined the bus with.
+    pub fn node(&mut self) -> &mut Node {
+        &mut self.node
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MqttBridgeStats {
+        self.stats
+    }
+
+    /// Whether the MQTT session is up.
+    pub fn connected(&self) -> bool {
+        self.session.state() == State::Connected
+    }
+
+    /// The remote machines this bus reaches through the bridge: (id, node).
+    pub fn remote_machines(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.ports.iter().map(|(id, n)| (id.as_str(), n.as_str()))
+    }
+
+    fn log(&mut self, what: &str) {
+        let line = format!("mqtt-bridge {}: {what}", self.config.node_name);
+        (self.log)(&line);
+    }
+
+    /// Runs one iteration: waits for the bus, the broker or a timer (at most `timeout`),
+    /// then moves everything that is ready. Fails only when the broker refused the
+    /// connection for a reason retrying cannot change (credentials, client id) or the bus
+    /// side failed.
+    pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), BridgeError> {
+        let mut timeout = timeout.unwrap_or(StdDuration::from_millis(100));
+        if !self.tx.is_empty() || self.readable || matches!(self.link, Link::Opening(_)) {
+            timeout = timeout.min(StdDuration::from_millis(5));
+        }
+        if let Link::Down { retry_at } = self.link {
+            timeout = timeout.min(retry_at.saturating_duration_since(std::time::Instant::now()));
+        }
+        // The registry is compared with what was published every 20 ms at most.
+        timeout = timeout.min(StdDuration::from_millis(20));
+        let mut readable = false;
+        self.node.run_once_with(Some(timeout), &mut |ev| {
+            if ev.token() == BROKER {
+                readable = true;
+            }
+        })?;
+        self.readable |= readable;
+        self.pump()
+    }
+
+    /// Runs for `d`.
+    pub fn run_for(&mut self, d: StdDuration) -> Result<(), BridgeError> {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            self.run_once(Some((end - now).min(StdDuration::from_millis(50))))?;
+        }
+    }
+
+    /// Stops cleanly: marks this node down for the others (as the will would), disconnects,
+    /// and leaves the bus.
+    pub fn shutdown(&mut self) {
+        if self.connected() {
+            let topic = self.topic(BridgeTopic::Status {
+                node: &self.config.node_name,
+            });
+            let now = self.node.now();
+            let _ =
+                self.session
+                    .publish(now, &topic, STATUS_DOWN, false, true, &mut Tx(&mut self.tx));
+            self.session.disconnect(now, &mut Tx(&mut self.tx));
+            let _ = self.flush();
+        }
+        self.node.shutdown();
+    }
+
+    fn topic(&self, t: BridgeTopic<'_>) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = t.write(&self.config.prefix, &mut s);
+        s
+    }
+
+    /// Moves what is ready without waiting.
+    pub fn pump(&mut self) -> Result<(), BridgeError> {
+        self.drive_link()?;
+        if self.readable {
+            self.read_broker()?;
+        }
+        // Messages first, then the registry: a machine that sent and then left has its
+        // messages published before its record's removal, so that the receiving bridge
+        // still knows the sender when they arrive.
+        self.release_waiting();
+        while let Some(m) = self.node.recv_port() {
+            self.forward(m);
+        }
+        if self.connected() {
+            let now = std::time::Instant::now();
+            if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20) {
+                self.last_registry_scan = now;
+                self.publish_registry(true);
+            }
+        }
+        let now = self.node.now();
+        if let Err(e) = self.session.poll(now, &mut Tx(&mut self.tx)) {
+            self.lost(&format!("{e}"));
+        }
+        self.flush()
+    }
+
+    fn drive_link(&mut self) -> Result<(), BridgeError> {
+        match &mut self.link {
+            Link::Down { retry_at } => {
+                // The local registry must be known before it is published (and before records
+                // of an earlier run are judged stale).
+                if std::time::Instant::now() < *retry_at || !self.node.registry_synced() {
+                    return Ok(());
+                }
+                let addr = self.config.broker[0];
+                match TcpStream::connect(addr) {
+                    Ok(mut stream) => {
+                        self.node
+                            .poll_registry()
+                            .register(&mut stream, BROKER, Interest::READABLE | Interest::WRITABLE)
+                            .map_err(|e| {
+                                PlatformError::io("watching the broker connection", None, e)
+                            })?;
+                        self.link = Link::Opening(stream);
+                    }
+                    Err(e) => self.lost(&format!("cannot connect to {addr}: {e}")),
+                }
+            }
+            Link::Opening(stream) => {
+                if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                    let what = format!("cannot connect to {}: {e}", self.config.broker[0]);
+                    self.lost(&what);
+                    return Ok(());
+                }
+                match stream.peer_addr() {
+                    Ok(_) => {
+                        let _ = stream.set_nodelay(true);
+                        let Link::Opening(stream) = std::mem::replace(
+                            &mut self.link,
+                            Link::Down {
+                                retry_at: std::time::Instant::now(),
+                            },
+                        ) else {
+                            return Ok(());
+                        };
+                        self.link = Link::Up(stream);
+                        self.start_session();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                    Err(e) => {
+                        let what = format!("cannot connect to {}: {e}", self.config.broker[0]);
+                        self.lost(&what);
+                    }
+                }
+            }
+            Link::Up(_) => {}
+        }
+        Ok(())
+    }
+
+    fn start_session(&mut self) {
+        let will_topic = self.topic(BridgeTopic::Status {
+            node: &self.config.node_name,
+        });
+        let (user, pass) = match &self.config.credentials {
+            Some((u, p)) => (Some(u.as_str()), Some(p.as_bytes())),
+            None => (None, None),
+        };
+        let options = ConnectOptions {
+            client_id: &self.config.node_name,
+            keep_alive_secs: self.config.keep_alive_secs,
+            will: Some(Will {
+                topic: &will_topic,
+                payload: STATUS_DOWN,
+                retain: true,
+            }),
+            username: user,
+            password: pass,
+        };
+        let now = self.node.now();
+        self.rx.clear();
+        self.readable = true;
+        if let Err(e) = self.session.connect(now, &options, &mut Tx(&mut self.tx)) {
+            self.lost(&format!("cannot start the MQTT session: {e}"));
+        }
+    }
+
+    /// The connection is gone: the session keeps its unacknowledged messages, the
+    /// reconnection waits `backoff` (doubling up to the configured bound).
+    fn lost(&mut self, why: &str) {
+        if let Link::Up(s) | Link::Opening(s) = &mut self.link {
+            let _ = self.node.poll_registry().deregister(s);
+        }
+        let was_up = matches!(self.link, Link::Up(_));
+        self.link = Link::Down {
+            retry_at: std::time::Instant::now() + self.backoff,
+        };
+        self.session.disconnected();
+        self.subscribed = false;
+        self.tx.clear();
+        self.rx.clear();
+        self.readable = false;
+        let why = format!("{why}; retrying in {} ms", self.backoff.as_millis());
+        if was_up || self.backoff == StdDuration::from_millis(100) {
+            self.log(&why);
+        }
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+    }
+
+    fn read_broker(&mut self) -> Result<(), BridgeError> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Link::Up(stream) = &mut self.link else {
+                self.readable = false;
+                return Ok(());
+            };
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    self.lost("the broker closed the connection");
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.rx.extend_from_slice(&buf[..n]);
+                    self.handle_input()?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost(&format!("reading from the broker: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn handle_input(&mut self) -> Result<(), BridgeError> {
+        let mut at = 0;
+        let rx = std::mem::take(&mut self.rx);
+        let result = loop {
+            let now = self.node.now();
+            let (n, received) =
+                match self
+                    .session
+                    .receive(now, &rx[at..], MAX_PACKET, &mut Tx(&mut self.tx))
+                {
+                    Ok(r) => r,
+                    Err(e @ MqttError::Refused(r)) => {
+                        use interstate_core::mqtt::ConnectRefusal::*;
+                        if matches!(
+                            r,
+                            BadCredentials | NotAuthorized | ClientId | ProtocolVersion
+                        ) {
+                            break Err(BridgeError::Refused(e));
+                        }
+                        self.lost(&format!("{e}"));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.lost(&format!("{e}"));
+                        return Ok(());
+                    }
+                };
+            if n == 0 {
+                break Ok(());
+            }
+            at += n;
+            self.received(received);
+        };
+        // What is left is the start of the next packet.
+        self.rx = rx;
+        self.rx.drain(..at);
+        result
+    }
+
+    fn received(&mut self, r: Received<'_>) {
+        match r {
+            Received::Connected {
+                session_present,
+                resent,
+            } => {
+                self.stats.connects += 1;
+                self.backoff = StdDuration::from_millis(100);
+                let what = format!(
+                    "connected to the broker (session {}; {resent} unacknowledged message(s) sent again)",
+                    if session_present { "resumed" } else { "new" }
+                );
+                self.log(&what);
+                self.on_connected();
+            }
+            Received::Message { topic, payload, .. } => self.message(topic, payload),
+            Received::Subscribed { granted: false, .. } => {
+                self.log("the broker refused a subscription (check its ACL for this node)");
+            }
+            Received::Acknowledged { .. } | Received::Subscribed { .. } | Received::Nothing => {}
+        }
+    }
+
+    fn on_connected(&mut self) {
+        let mut filters: [heapless::String<320>; 3] = Default::default();
+        let now = self.node.now();
+        if bridge::subscriptions(&self.config.prefix, &self.config.node_name, &mut filters).is_err()
+        {
+            self.log("the prefix is too long for the subscriptions");
+            return;
+        }
+        let refs = filters.each_ref().map(|s| s.as_str());
+        if let Err(e) = self.session.subscribe(now, &refs, &mut Tx(&mut self.tx)) {
+            self.log(&format!("cannot subscribe: {e}"));
+        }
+        self.subscribed = true;
+        let status = self.topic(BridgeTopic::Status {
+            node: &self.config.node_name,
+        });
+        let _ = self
+            .session
+            .publish(now, &status, STATUS_UP, true, true, &mut Tx(&mut self.tx));
+        // Everything is published again on each connection: the broker may have lost it.
+        self.published.clear();
+        self.publish_registry(true);
+    }
+
+    fn release_waiting(&mut self) {
+        while let Some(m) = self.waiting.pop_front() {
+            if let Some(m) = self.try_forward(m) {
+                self.waiting.push_front(m);
+                return;
+            }
+        }
+    }
+
+    fn forward(&mut self, m: PortMessage) {
+        if m.event == DELIVERY_ERROR_EVENT {
+            // A message this bridge passed on from a remote sender failed on this bus. The
+            // remote sender cannot be told yet (see docs/internode.md): say so here.
+            let what = format!(
+                "a message from remote machine '{}' failed on this bus: {}",
+                m.port,
+                String::from_utf8_lossy(&m.payload)
+            );
+            self.log(&what);
+            return;
+        }
+        // The sender's registry record goes to the broker before its first message, on the
+        // same connection, so that the receiving bridge knows the sender when it arrives.
+        // Additions only: a removal waits for the scan after every queued message went.
+        if self.connected() && !self.published.contains_key(&m.from) {
+            self.publish_registry(false);
+        }
+        if !self.waiting.is_empty() {
+            return self.hold(m);
+        }
+        if let Some(m) = self.try_forward(m) {
+            self.hold(m);
+        }
+    }
+
+    fn hold(&mut self, m: PortMessage) {
+        if self.waiting.len() < self.config.hold {
+            self.waiting.push_back(m);
+        } else {
+            self.fail_back(
+                &m,
+                FailReason::QueueFull,
+                "node-unreachable: the bridge's buffer for the broker is full",
+            );
+        }
+    }
+
+    /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
+    fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
+        let Some(owner) = self.ports.get(&m.port).cloned() else {
+            self.fail_back(
+                &m,
+                FailReason::TargetGone,
+                "node-unreachable: its node withdrew it",
+            );
+            return None;
+        };
+        let env = Envelope {
+            from: &m.from,
+            to: &m.port,
+            event: &m.event,
+            payload: &m.payload,
+            seq: m.seq,
+        };
+        let need = m.from.len() + m.port.len() + m.event.len() + m.payload.len() + 64;
+        if self.scratch.len() < need {
+            self.scratch.resize(need, 0);
+        }
+        let Some(bytes) = bridge::encode(&env, &mut self.scratch).map(|b| b.to_vec()) else {
+            self.fail_back(&m, FailReason::TooLarge, "");
+            return None;
+        };
+        let topic = self.topic(BridgeTopic::Inbox { node: &owner });
+        let now = self.node.now();
+        match self
+            .session
+            .publish(now, &topic, &bytes, true, false, &mut Tx(&mut self.tx))
+        {
+            Ok(_) => {
+                self.stats.forwarded += 1;
+                None
+            }
+            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => Some(m),
+            Err(e) => {
+                let what = format!("node-unreachable: {e}");
+                self.fail_back(&m, FailReason::TooLarge, &what);
+                None
+            }
+        }
+    }
+
+    /// Reports a message that cannot be forwarded back to its sender, as a node reports an
+    /// undeliverable message.
+    fn fail_back(&mut self, m: &PortMessage, reason: FailReason, detail: &str) {
+        if m.event == DELIVERY_ERROR_EVENT {
+            return;
+        }
+        self.stats.failed_back += 1;
+        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason, detail);
+        if let Err(e) = self
+            .node
+            .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)
+        {
+            let what = format!("could not report a failed delivery to {}: {e}", m.from);
+            self.log(&what);
+        }
+    }
+
+    fn inbound(&mut self, payload: &[u8]) {
+        let Some(env) = bridge::decode::<Envelope<'_>>(payload) else {
+            self.stats.dropped_in += 1;
+            self.log("dropped a malformed message from the broker");
+            return;
+        };
+        if !bridge::is_new(self.last_seq.get(env.from).copied(), env.seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if !self.ports.contains_key(env.from) {
+            self.stats.dropped_in += 1;
+            let what = format!(
+                "dropped a message from '{}' to '{}': no node's registry record for '{}' has arrived",
+                env.from, env.to, env.from
+            );
+            self.log(&what);
+            return;
+        }
+        self.last_seq.insert(env.from.to_string(), env.seq);
+        match self
+            .node
+            .send_from_port(env.from, env.to, env.event, env.payload)
+        {
+            Ok(_) => self.stats.delivered += 1,
+            Err(e) => {
+                self.stats.dropped_in += 1;
+                let what = format!(
+                    "could not pass a message from '{}' to '{}' to the bus: {e}",
+                    env.from, env.to
+                );
+                self.log(&what);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), BridgeError> {
+        while !self.tx.is_empty() {
+            let Link::Up(stream) = &mut self.link else {
+                self.tx.clear();
+                return Ok(());
+            };
+            match stream.write(&self.tx) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.tx.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost(&format!("writing to the broker: {e}"));
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

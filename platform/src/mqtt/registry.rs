@@ -1,0 +1,206 @@
+//! The registry side of the bridge: publishing this bus's machines, following the other
+//! nodes' records and statuses, and the conflict rule that decides which node's machine a
+//! port stands for.
+
+use std::collections::HashSet;
+
+use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord, STATUS_DOWN};
+
+use super::{transport_name, MqttBridge, Tx};
+use crate::error::PlatformError;
+
+impl MqttBridge {
+    pub(super) fn message(&mut self, topic: &str, payload: &[u8]) {
+        let Some(t) = bridge::parse_topic(&self.config.prefix, topic) else {
+            return;
+        };
+        match t {
+            BridgeTopic::Status { node } if node != self.config.node_name => {
+                let node = node.to_string();
+                if payload == STATUS_DOWN {
+                    if self.down.insert(node.clone()) {
+                        self.log(&format!("node '{node}' is down"));
+                    }
+                } else if self.down.remove(&node) {
+                    self.log(&format!("node '{node}' is up"));
+                }
+                let ids: Vec<String> = self
+                    .claims
+                    .iter()
+                    .filter(|(_, nodes)| nodes.contains(&node))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ids {
+                    self.settle_owner(&id);
+                }
+            }
+            BridgeTopic::Status { .. } => {}
+            BridgeTopic::Registry { node, machine } if node == self.config.node_name => {
+                // A record of ours from an earlier run for a machine no longer here: clear it.
+                if !payload.is_empty() && !self.published.contains_key(machine) {
+                    let topic = topic.to_string();
+                    let now = self.node.now();
+                    let _ =
+                        self.session
+                            .publish(now, &topic, &[], true, true, &mut Tx(&mut self.tx));
+                }
+            }
+            BridgeTopic::Registry { node, machine } => {
+                let (node, machine) = (node.to_string(), machine.to_string());
+                if payload.is_empty() {
+                    if let Some(nodes) = self.claims.get_mut(&machine) {
+                        nodes.remove(&node);
+                        if nodes.is_empty() {
+                            self.claims.remove(&machine);
+                        }
+                    }
+                } else if bridge::decode::<RegistryRecord<'_>>(payload).is_some() {
+                    self.claims.entry(machine.clone()).or_default().insert(node);
+                } else {
+                    self.log(&format!("ignored a malformed registry record on {topic}"));
+                    return;
+                }
+                self.settle_owner(&machine);
+            }
+            BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbound(payload),
+            BridgeTopic::Inbox { .. } => {}
+        }
+    }
+
+    /// Gives remote machine `id` to the node that keeps it by the conflict rule (the first
+    /// name among the nodes that are up and claim it), or takes it off the bus.
+    fn settle_owner(&mut self, id: &str) {
+        let claimants: Vec<&String> = self
+            .claims
+            .get(id)
+            .map(|nodes| nodes.iter().filter(|n| !self.down.contains(*n)).collect())
+            .unwrap_or_default();
+        let owner = claimants
+            .iter()
+            .copied()
+            .fold(None::<&String>, |kept, n| {
+                Some(kept.map_or(n, |k| {
+                    if bridge::claim_kept_by(k, n) == n {
+                        n
+                    } else {
+                        k
+                    }
+                }))
+            })
+            .cloned();
+        if claimants.len() > 1 {
+            let losers: Vec<String> = claimants
+                .iter()
+                .filter(|n| Some(**n) != owner.as_ref())
+                .map(|n| n.to_string())
+                .collect();
+            for loser in losers {
+                if self.conflicts_told.insert((id.to_string(), loser.clone())) {
+                    let what = format!(
+                        "conflict: machine id '{id}' is claimed by nodes '{}' and '{loser}'; '{}' keeps it (the first node name wins), messages never go to '{loser}'",
+                        owner.as_deref().unwrap_or(""),
+                        owner.as_deref().unwrap_or("")
+                    );
+                    self.log(&what);
+                }
+            }
+        }
+        let current = self.ports.get(id).cloned();
+        if current == owner {
+            return;
+        }
+        if let Some(was) = current {
+            self.node.close_port(id);
+            self.ports.remove(id);
+            self.log(&format!("machine '{id}' of node '{was}' left this bus"));
+        }
+        let Some(owner) = owner else {
+            return;
+        };
+        match self.node.open_port(id) {
+            Ok(()) => {
+                self.log(&format!("machine '{id}' of node '{owner}' is on this bus"));
+                self.ports.insert(id.to_string(), owner);
+            }
+            Err(PlatformError::MachineIdTaken { .. }) => {
+                if self.conflicts_told.insert((id.to_string(), owner.clone())) {
+                    let what = format!(
+                        "conflict: machine id '{id}' of node '{owner}' is also a machine of this bus; the local one keeps it here"
+                    );
+                    self.log(&what);
+                }
+            }
+            Err(e) => {
+                let what = format!("cannot register remote machine '{id}' of node '{owner}': {e}");
+                self.log(&what);
+            }
+        }
+    }
+
+    /// Publishes what changed in the local registry since the last call: new and changed
+    /// machines, and (with `removals`) the records of machines that left.
+    pub(super) fn publish_registry(&mut self, removals: bool) {
+        let own = std::process::id();
+        let entries = self.node.registry().entries();
+        let mut seen = HashSet::new();
+        for e in entries {
+            // This node's ports are the other nodes' machines.
+            if e.pid == own || !bridge::bridgeable_id(&e.machine) {
+                continue;
+            }
+            let record = RegistryRecord {
+                host: &self.host,
+                pid: e.pid,
+                executable: &e.executable,
+                transport: transport_name(e.transport),
+            };
+            let Some(bytes) = bridge::encode(&record, &mut self.scratch).map(|b| b.to_vec()) else {
+                continue;
+            };
+            seen.insert(e.machine.clone());
+            if self.published.get(&e.machine) == Some(&bytes) {
+                continue;
+            }
+            let topic = self.topic(BridgeTopic::Registry {
+                node: &self.config.node_name,
+                machine: &e.machine,
+            });
+            let now = self.node.now();
+            match self
+                .session
+                .publish(now, &topic, &bytes, true, true, &mut Tx(&mut self.tx))
+            {
+                Ok(_) => {
+                    self.stats.records_published += 1;
+                    self.published.insert(e.machine, bytes);
+                }
+                // Tried again at the next scan.
+                Err(_) => return,
+            }
+        }
+        if !removals {
+            return;
+        }
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let topic = self.topic(BridgeTopic::Registry {
+                node: &self.config.node_name,
+                machine: &id,
+            });
+            let now = self.node.now();
+            if self
+                .session
+                .publish(now, &topic, &[], true, true, &mut Tx(&mut self.tx))
+                .is_ok()
+            {
+                self.stats.records_published += 1;
+                self.published.remove(&id);
+            }
+        }
+    }
+}
