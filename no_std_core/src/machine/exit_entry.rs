@@ -116,7 +116,14 @@ impl<
     /// [`Self::domain`] with the effective targets given.
     fn domain_of(&self, tr: &Transition, targets: &[StateId]) -> Option<StateId> {
         let Some((&head, rest)) = targets.split_first() else {
-            return Some(tr.source);
+            // No effective target (a history that recorded nothing): XState's `every` over
+            // none holds, so the domain is the source; with `reenter` it is
+            // findLCCA([source]), the source's parent, or above the root for the root.
+            return if tr.reenter {
+                self.chart.parent(tr.source)
+            } else {
+                Some(tr.source)
+            };
         };
         if !tr.reenter
             && targets
@@ -305,8 +312,13 @@ impl<
                 let Some(memory) = self.history.get_mut(slot..slot + len) else {
                     continue;
                 };
+                // Marked recorded even when nothing below `s` is active (a compound state
+                // left without an active child after a history quirk): XState records an
+                // empty list, which then stands for no state at all, not for the default.
                 memory.fill(0);
-                let mut any = false;
+                if let Some(mark) = memory.first_mut() {
+                    *mark = 1;
+                }
                 for a in self.config.iter_range(StateId(s.0 + 1), self.chart.end(s)) {
                     let keep = match kind {
                         StateKind::DeepHistory => self.chart.kind(a).is_atomic(),
@@ -315,13 +327,7 @@ impl<
                     let k = (a.0 - s.0) as usize;
                     if let (true, Some(word)) = (keep, memory.get_mut(k / 16)) {
                         *word |= 1 << (k % 16);
-                        any = true;
                     }
-                }
-                // A compound state left with no active child (a history quirk) records
-                // nothing: its history keeps standing for its default.
-                if any {
-                    memory[0] |= 1;
                 }
             }
         }

@@ -610,10 +610,11 @@ impl<
     }
 
     /// Whether history state `h`'s memory is empty, or what its parent `p` could have
-    /// recorded: the mark bit (bit 0, `p` itself) and at least one state; only bits of states
-    /// below `p`; a shallow memory children of `p`, a deep one atomic states. Not one regular
+    /// recorded: the mark bit (bit 0, `p` itself) and only bits of states below `p`; a
+    /// shallow memory children of `p`, a deep one atomic states. Not one regular
     /// configuration: after a history quirk left several children of a compound state active,
-    /// XState's history records them all, and so does the machine's.
+    /// XState's history records them all, and so does the machine's; and a compound state
+    /// left without an active child records none.
     fn history_legal(&self, h: StateId) -> bool {
         let (slot, len) = self.chart.history_memory(h);
         let Some(memory) = self.history.get(slot..slot + len) else {
@@ -626,7 +627,6 @@ impl<
             return memory.iter().all(|&m| m == 0);
         }
         let deep = self.chart.kind(h) == StateKind::DeepHistory;
-        let mut recorded = 0;
         for (w, &word) in memory.iter().enumerate() {
             let mut bits = if w == 0 { word & !1 } else { word };
             while bits != 0 {
@@ -647,9 +647,8 @@ impl<
                 if !legal {
                     return false;
                 }
-                recorded += 1;
             }
         }
-        recorded > 0
+        true
     }
 }
