@@ -289,3 +289,44 @@ fn an_illegal_configuration_is_refused() {
     ));
     assert_eq!(r.active_states().count(), 0);
 }
+
+#[test]
+fn a_history_memory_of_several_children_round_trips() {
+    // XState's history quirk: on X, q's transition to the shallow history T (standing for p's
+    // initial q) and i's transition to r run in one microstep, leaving q and r both active
+    // under p. Leaving records both in T (as XState does); the snapshot keeps them, and BACK
+    // after the restore enters both again (cli/tests/conformance/cases/
+    // history-shallow-records-quirk-children.json has XState's trace).
+    let chart = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/cli/tests/conformance/cases/history-shallow-records-quirk-children.json"
+    ))
+    .unwrap();
+    let case: serde_json::Value = serde_json::from_str(&chart).unwrap();
+    let compiled = interstate::compile_str(&case["chart"].to_string()).unwrap();
+    let chart = compiled.chart();
+    let mut m: Machine<'_, 2, 4, 4, 2, 4, 40, 64> = Machine::new(chart, "m").unwrap();
+    m.start(Instant::ZERO, &mut NoBehavior).unwrap();
+    for e in ["X", "LEAVE"] {
+        m.send(Instant::ZERO, Event::new(e), &mut NoBehavior)
+            .unwrap();
+    }
+    let snap = snapshot_of(&m, Instant::ZERO);
+    let mut r: Machine<'_, 2, 4, 4, 2, 4, 40, 64> = Machine::new(chart, "m").unwrap();
+    r.restore(Instant::ZERO, &snap).unwrap();
+    let names = |m: &Machine<'_, 2, 4, 4, 2, 4, 40, 64>| {
+        let mut v: Vec<String> = m
+            .active_states()
+            .map(|s| chart.key(s).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for machine in [&mut m, &mut r] {
+        machine
+            .send(Instant::ZERO, Event::new("BACK"), &mut NoBehavior)
+            .unwrap();
+    }
+    assert_eq!(names(&r), names(&m));
+    assert!(names(&r).contains(&"q".to_string()) && names(&r).contains(&"r".to_string()));
+}

@@ -16,7 +16,9 @@ pub const MAGIC: [u8; 4] = *b"ISCH";
 ///
 /// 2: transition records carry the sibling-move flag
 /// ([`crate::chart::raw::TransitionRecord::SIBLING`]).
-pub const VERSION: u16 = 2;
+/// 3: a history state's memory is a bit set over its parent's subtree (16 states a slot),
+/// sized by `history_len` and the image's `history_slots` accordingly.
+pub const VERSION: u16 = 3;
 
 /// The serialized form of a chart image.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -104,18 +104,11 @@ impl Compiler {
         }
         if kind.is_history() {
             let parent = self.nodes[i].parent.unwrap_or(0);
-            let need = if kind == StateKind::ShallowHistory {
-                if self.kind(parent) == StateKind::Parallel {
-                    self.children(parent)
-                        .into_iter()
-                        .filter(|&c| !self.kind(c).is_history())
-                        .count()
-                } else {
-                    1
-                }
-            } else {
-                self.max_leaves(parent)
-            };
+            // The memory is a bit set over the parent's subtree, 16 states a slot (bit 0, the
+            // parent itself, marks it recorded): room for whatever XState records, which after
+            // a history quirk can be several children of one compound state (see the core's
+            // `record_history`).
+            let need = (self.nodes[parent].end - parent + 1).div_ceil(16);
             let need = need.max(1);
             if self.history_slots + need > u16::MAX as usize {
                 return err(

@@ -65,7 +65,8 @@ pub struct StateRecord {
     pub done_event: u16,
     /// History states: the first slot of its memory in the machine's history storage.
     pub history_slot: u16,
-    /// History states: how many slots its memory may need.
+    /// History states: how many slots its memory needs: a bit set over the parent's subtree,
+    /// 16 states a slot (the parent's bit marks the memory recorded).
     pub history_len: u16,
     /// History states: default targets (first index in the target table).
     pub default_start: u16,

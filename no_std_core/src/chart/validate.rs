@@ -312,7 +312,7 @@ impl<'a> Chart<'a> {
                 }
             }
             if kind.is_history() {
-                let need = history_capacity(&t, i, kind);
+                let need = history_capacity(&t, i);
                 if (s.history_len as usize) < need
                     || !range_ok(s.history_slot, s.history_len, t.history_slots as usize)
                 {
@@ -437,39 +437,13 @@ fn state_rec(t: &Tables<'_>, i: usize) -> StateRecord {
     StateRecord::decode(&t.states[i * StateRecord::SIZE..])
 }
 
-/// How many states a history memory may need to hold: shallow history remembers the active
-/// children of its parent, deep history its active atomic descendants.
-///
-/// Only called on states already checked (indices in range, tree structure sound for every
-/// state up to `hist`, which comes after its parent's whole subtree has been listed... or not:
-/// the parent's later children are checked afterwards, so this only trusts `end` bounds).
-fn history_capacity(t: &Tables<'_>, hist: usize, kind: StateKind) -> usize {
+/// How many slots a history memory needs: a bit set over its parent's subtree (the parent and
+/// its descendants), 16 states a slot. It holds the active children (shallow) or atomic
+/// states (deep) below the parent, however many a history quirk left active.
+fn history_capacity(t: &Tables<'_>, hist: usize) -> usize {
     let parent = state_rec(t, hist).parent as usize;
-    if kind == StateKind::ShallowHistory {
-        let p = state_rec(t, parent);
-        if p.kind == StateKind::Parallel as u8 {
-            count_children(t, parent)
-        } else {
-            1
-        }
-    } else {
-        max_leaves(t, parent, 0)
-    }
-}
-
-fn count_children(t: &Tables<'_>, s: usize) -> usize {
-    let end = state_rec(t, s).end as usize;
-    let mut c = s + 1;
-    let mut n = 0;
-    while c <= end {
-        let r = state_rec(t, c);
-        if !StateKind::from_u8(r.kind).is_some_and(StateKind::is_history) {
-            n += 1;
-        }
-        // `end >= c` is not yet validated for later states: guard the walk.
-        c = (r.end as usize).max(c) + 1;
-    }
-    n
+    let end = state_rec(t, parent).end as usize;
+    (end.saturating_sub(parent) + 1).div_ceil(16)
 }
 
 fn max_leaves(t: &Tables<'_>, s: usize, depth: usize) -> usize {

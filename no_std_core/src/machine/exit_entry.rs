@@ -45,11 +45,17 @@ impl<
             add(target, out);
             return;
         }
-        let (slot, len) = self.chart.history_memory(target);
         if self.history_recorded(target) {
-            for &m in &self.history[slot..slot + len] {
-                if m != crate::chart::NONE {
-                    add(StateId(m), out);
+            let (slot, len) = self.chart.history_memory(target);
+            let memory = self.history.get(slot..slot + len).unwrap_or(&[]);
+            let parent = self.chart.parent(target).map_or(0, |p| p.0 as usize);
+            for (w, &word) in memory.iter().enumerate() {
+                // Bit 0 of the first word is the parent itself: the "recorded" mark.
+                let mut bits = if w == 0 { word & !1 } else { word };
+                while bits != 0 {
+                    let k = w * 16 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    add(StateId((parent + k) as u16), out);
                 }
             }
         } else {
@@ -81,11 +87,11 @@ impl<
         }
     }
 
+    /// Whether `h` has recorded anything (the mark bit of its memory, see
+    /// [`Self::record_history`]).
     fn history_recorded(&self, h: StateId) -> bool {
         let (slot, _) = self.chart.history_memory(h);
-        self.history
-            .get(slot)
-            .is_some_and(|&m| m != crate::chart::NONE)
+        self.history.get(slot).is_some_and(|&m| m & 1 != 0)
     }
 
     /// XState's `getTransitionDomain`. `Ok(None)` is "above the root" (a reentering root
@@ -110,7 +116,14 @@ impl<
     /// [`Self::domain`] with the effective targets given.
     fn domain_of(&self, tr: &Transition, targets: &[StateId]) -> Option<StateId> {
         let Some((&head, rest)) = targets.split_first() else {
-            return Some(tr.source);
+            // No effective target (a history that recorded nothing): XState's `every` over
+            // none holds, so the domain is the source; with `reenter` it is
+            // findLCCA([source]), the source's parent, or above the root for the root.
+            return if tr.reenter {
+                self.chart.parent(tr.source)
+            } else {
+                Some(tr.source)
+            };
         };
         if !tr.reenter
             && targets
@@ -279,6 +292,12 @@ impl<
 
     /// Records history for every exiting state, before any exit action runs. Returns whether
     /// there was any to record.
+    ///
+    /// A memory is a bit set over its parent `s`'s subtree: bit `k` (of 16 per slot) stands
+    /// for state `s + k`, and bit 0 (`s` itself, never recorded) marks the memory recorded.
+    /// A set, not a list of the states of one regular configuration, because XState records
+    /// every active child (shallow) or atomic state (deep) below `s`, and a history quirk can
+    /// leave several children of one compound state active (XState then restores them all).
     #[inline(never)]
     pub(super) fn record_history(&mut self, exit: &StateSet<W>) -> bool {
         let mut history_changed = false;
@@ -290,20 +309,25 @@ impl<
                 }
                 history_changed = true;
                 let (slot, len) = self.chart.history_memory(h);
-                let mut n = 0;
-                let end = self.chart.end(s);
-                for a in self.config.iter_range(StateId(s.0 + 1), end) {
+                let Some(memory) = self.history.get_mut(slot..slot + len) else {
+                    continue;
+                };
+                // Marked recorded even when nothing below `s` is active (a compound state
+                // left without an active child after a history quirk): XState records an
+                // empty list, which then stands for no state at all, not for the default.
+                memory.fill(0);
+                if let Some(mark) = memory.first_mut() {
+                    *mark = 1;
+                }
+                for a in self.config.iter_range(StateId(s.0 + 1), self.chart.end(s)) {
                     let keep = match kind {
                         StateKind::DeepHistory => self.chart.kind(a).is_atomic(),
                         _ => self.chart.parent(a) == Some(s),
                     };
-                    if keep && n < len {
-                        self.history[slot + n] = a.0;
-                        n += 1;
+                    let k = (a.0 - s.0) as usize;
+                    if let (true, Some(word)) = (keep, memory.get_mut(k / 16)) {
+                        *word |= 1 << (k % 16);
                     }
-                }
-                for m in &mut self.history[slot + n..slot + len] {
-                    *m = crate::chart::NONE;
                 }
             }
         }

@@ -213,7 +213,7 @@ impl<
             chart,
             id,
             config: StateSet::new(),
-            history: [crate::chart::NONE; H],
+            history: [0; H],
             queue: Deque::new(),
             status: Status::Idle,
             track_order: chart.needs_entry_order(),

@@ -15,7 +15,8 @@
 //! magic "ISNP", version u16, chart fingerprint u64, status u8, next send id u32,
 //! next timer number u32, timer changes u32, context format u8, context bytes,
 //! n u16 + n active states u16 (document order),
-//! n u16 + n history slots u16 (the chart's history_slots),
+//! n u16 + n history slots u16 (the chart's history_slots; each memory a bit set over its
+//! parent's subtree, 16 states a slot, bit 0 marking it recorded),
 //! n u16 + n queued event ids u16,
 //! n u16 + n outbox messages,
 //! n u16 + n timers (ms from `now` to when due, negative if overdue; number, key, kind),
@@ -26,7 +27,7 @@
 //! the machine's capacities, the configuration must be one the chart allows (the root active,
 //! every active state's parent active, exactly one active child of an active compound state,
 //! every region of an active parallel state), the status must agree with it, and each history
-//! memory must be a configuration its parent could have had. Any failure leaves the machine
+//! memory must hold what its parent could have recorded (children or atomic states below it). Any failure leaves the machine
 //! fresh, as [`Machine::new`] made it. A snapshot is only taken of a state that passes the same
 //! checks, so every snapshot the machine writes it can restore.
 //!
@@ -35,7 +36,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chart::{EventId, StateId, StateKind, StrId, MAX_DEPTH, NONE};
+use crate::chart::{EventId, StateId, StateKind, StrId, MAX_DEPTH};
 use crate::error::Error;
 use crate::set::StateSet;
 use crate::time::{Duration, Instant};
@@ -47,7 +48,9 @@ use super::{Machine, Status};
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ISNP";
 /// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u16 = 1;
+///
+/// 2: a history memory is a bit set over its parent's subtree (was a list of states).
+pub const SNAPSHOT_VERSION: u16 = 2;
 
 #[derive(Serialize, Deserialize)]
 enum BytesSnap<'a> {
@@ -289,7 +292,7 @@ impl<
     fn reset_fresh(&mut self) {
         self.status = Status::Idle;
         self.config = StateSet::new();
-        self.history = [NONE; H];
+        self.history = [0; H];
         self.queue.clear();
         self.io.outbox.clear();
         self.io.out_used = 0;
@@ -607,9 +610,11 @@ impl<
     }
 
     /// Whether history state `h`'s memory is empty, or what its parent `p` could have
-    /// recorded from a legal configuration: states in document order, then none; a shallow
-    /// memory the active children of `p`, a deep one the active atomic states below `p`;
-    /// with their ancestors up to `p` a legal configuration under `p`.
+    /// recorded: the mark bit (bit 0, `p` itself) and only bits of states below `p`; a
+    /// shallow memory children of `p`, a deep one atomic states. Not one regular
+    /// configuration: after a history quirk left several children of a compound state active,
+    /// XState's history records them all, and so does the machine's; and a compound state
+    /// left without an active child records none.
     fn history_legal(&self, h: StateId) -> bool {
         let (slot, len) = self.chart.history_memory(h);
         let Some(memory) = self.history.get(slot..slot + len) else {
@@ -618,63 +623,32 @@ impl<
         let Some(p) = self.chart.parent(h) else {
             return false;
         };
-        let recorded = memory.iter().take_while(|&&m| m != NONE).count();
-        if recorded == 0 {
-            return true;
-        }
-        if memory[recorded..].iter().any(|&m| m != NONE)
-            || memory[..recorded].windows(2).any(|w| w[0] >= w[1])
-        {
-            return false;
+        if memory.first().is_none_or(|&m| m & 1 == 0) {
+            return memory.iter().all(|&m| m == 0);
         }
         let deep = self.chart.kind(h) == StateKind::DeepHistory;
-        let mut set = StateSet::<W>::new();
-        set.insert(p);
-        for &m in &memory[..recorded] {
-            let s = StateId(m);
-            let legal = (m as usize) < self.chart.state_count()
-                && self.chart.is_descendant(s, p)
-                && !self.chart.kind(s).is_history()
-                && if deep {
-                    self.chart.kind(s).is_atomic()
-                } else {
-                    self.chart.parent(s) == Some(p)
-                };
-            if !legal {
-                return false;
-            }
-            let mut a = Some(s);
-            while let Some(x) = a {
-                if x == p {
-                    break;
+        for (w, &word) in memory.iter().enumerate() {
+            let mut bits = if w == 0 { word & !1 } else { word };
+            while bits != 0 {
+                let k = w * 16 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let s = p.0 as usize + k;
+                if s > self.chart.end(p).0 as usize || s >= self.chart.state_count() {
+                    return false;
                 }
-                set.insert(x);
-                a = self.chart.parent(x);
+                let s = StateId(s as u16);
+                let kind = self.chart.kind(s);
+                let legal = !kind.is_history()
+                    && if deep {
+                        kind.is_atomic()
+                    } else {
+                        self.chart.parent(s) == Some(p)
+                    };
+                if !legal {
+                    return false;
+                }
             }
         }
-        // Shallow memory of a state whose children are compound: their insides are not
-        // recorded, so only `p`'s own children are checked.
-        set.iter().all(|s| {
-            if s == p {
-                return self.children_legal_below(p, &set);
-            }
-            if !deep {
-                return true;
-            }
-            self.children_legal_below(s, &set)
-        })
-    }
-
-    /// [`Self::children_legal`] without the parent check (for a memory, rooted at `p`).
-    fn children_legal_below(&self, s: StateId, set: &StateSet<W>) -> bool {
-        let mut regions = self
-            .chart
-            .children(s)
-            .filter(|&c| !self.chart.kind(c).is_history());
-        match self.chart.kind(s) {
-            StateKind::Compound => regions.filter(|&c| set.contains(c)).count() == 1,
-            StateKind::Parallel => regions.all(|c| set.contains(c)),
-            k => !k.is_history(),
-        }
+        true
     }
 }
