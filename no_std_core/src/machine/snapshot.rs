@@ -36,7 +36,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chart::{EventId, StateId, StateKind, StrId, MAX_DEPTH};
+use crate::chart::{EventId, StateId, StateKind, StrId};
 use crate::error::Error;
 use crate::set::StateSet;
 use crate::time::{Duration, Instant};
@@ -548,7 +548,7 @@ impl<
                         ));
                     }
                 }
-                if self.in_final(StateId(0), 0) != (self.status == Status::Done) {
+                if self.in_final_state(StateId(0), 0) != (self.status == Status::Done) {
                     return Err(Error::InvalidSnapshot(
                         "the status does not agree with the configuration (done exactly when a top-level final state is reached)",
                     ));
@@ -589,23 +589,6 @@ impl<
             StateKind::Compound => regions.filter(|&c| set.contains(c)).count() == 1,
             StateKind::Parallel => regions.all(|c| set.contains(c)),
             _ => true,
-        }
-    }
-
-    /// Whether `s` is in a final state in the configuration (XState's `isInFinalState`).
-    fn in_final(&self, s: StateId, depth: usize) -> bool {
-        match self.chart.kind(s) {
-            StateKind::Compound => self
-                .chart
-                .children(s)
-                .any(|c| self.chart.kind(c) == StateKind::Final && self.config.contains(c)),
-            StateKind::Parallel if depth <= MAX_DEPTH => self
-                .chart
-                .children(s)
-                .filter(|&c| !self.chart.kind(c).is_history())
-                .all(|c| self.in_final(c, depth + 1)),
-            StateKind::Final => true,
-            _ => false,
         }
     }
 

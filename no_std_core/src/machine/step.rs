@@ -352,7 +352,8 @@ impl<
         Ok(())
     }
 
-    fn in_final_state(&self, s: StateId, depth: usize) -> bool {
+    /// Whether `s` is in a final state in the configuration (XState's `isInFinalState`).
+    pub(super) fn in_final_state(&self, s: StateId, depth: usize) -> bool {
         match self.chart.kind(s) {
             StateKind::Compound => self
                 .chart
