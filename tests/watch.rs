@@ -110,3 +110,78 @@ fn a_machine_reports_its_state_only_while_someone_watches() {
     hub.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A flooded machine costs its node at most one report per `report_interval`: the steps in
+/// between are folded into the next report, which shows the latest state and counts them as
+/// `"skipped"`, so that a watcher knows exactly how many states went by unseen.
+#[test]
+fn a_flooded_machine_reports_its_latest_state_once_per_interval() {
+    let dir = std::env::temp_dir().join(format!("interstate-watch-fold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (hub_dir, hub_stop) = (dir.clone(), stop.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let hub = std::thread::spawn(move || {
+        let mut hub = Node::new(config(&hub_dir, Role::Hub)).unwrap();
+        hub.set_logger(|_| {});
+        ready_tx.send(()).unwrap();
+        while !hub_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            hub.run_once(Some(Duration::from_millis(5))).unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    let interval = Duration::from_millis(200);
+    let mut owner_config = config(&dir, Role::Client);
+    owner_config.report_interval = interstate_core::Duration::from_millis(200);
+    let mut owner = Node::new(owner_config).unwrap();
+    owner.set_logger(|_| {});
+    add_json_machine(&mut owner, "switch", SWITCH, Behaviors::new()).unwrap();
+    let mut watcher = Node::new(config(&dir, Role::Client)).unwrap();
+    watcher.set_logger(|_| {});
+    watcher.watch_state("switch", true);
+    let mut first = None;
+    drive(&mut owner, &mut watcher, |_, w| {
+        first = w.next_state_report();
+        first.is_some()
+    });
+    assert!(first.unwrap().1.contains(r#""state":"off""#));
+
+    // 301 steps as fast as the node takes them: the last state is "on".
+    let started = Instant::now();
+    for _ in 0..301 {
+        owner.send_local("switch", "FLIP", &[]).unwrap();
+    }
+    let mut reports: Vec<serde_json::Value> = Vec::new();
+    let mut shown = 0;
+    drive(&mut owner, &mut watcher, |_, w| {
+        while let Some((_, r)) = w.next_state_report() {
+            let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+            shown += 1 + v["skipped"].as_u64().unwrap_or(0);
+            reports.push(v);
+        }
+        shown >= 301
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(
+        shown, 301,
+        "every step is shown or counted once: {reports:?}"
+    );
+    assert_eq!(reports.last().unwrap()["state"], "on", "{reports:?}");
+    // Reports are at least an interval apart (the first of the burst may follow the
+    // watcher's first report by one interval).
+    let bound = (elapsed.as_millis() / interval.as_millis()) as usize + 1;
+    assert!(
+        reports.len() <= bound,
+        "{} reports in {elapsed:?} at most one per {interval:?}",
+        reports.len()
+    );
+    assert!(
+        reports.len() < 301,
+        "the steps were folded: {}",
+        reports.len()
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hub.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

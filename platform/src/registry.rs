@@ -70,6 +70,8 @@ impl MachineInfo {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     inner: Rc<RefCell<HashMap<String, MachineInfo>>>,
+    /// Bumped by every change, so that a reader can skip an unchanged registry.
+    changes: Rc<std::cell::Cell<u64>>,
 }
 
 impl Registry {
@@ -102,11 +104,19 @@ impl Registry {
             .get(machine)
             .map(|m| m.to_process_info(std::process::id()))
     }
+    /// How many times the registry changed (a machine joined, left or re-registered): a
+    /// reader that remembers it can tell, with one load, that nothing changed since.
+    pub fn changes(&self) -> u64 {
+        self.changes.get()
+    }
     pub(crate) fn insert(&self, info: MachineInfo) {
         self.inner.borrow_mut().insert(info.machine.clone(), info);
+        self.changes.set(self.changes.get() + 1);
     }
     pub(crate) fn remove(&self, machine: &str) {
-        self.inner.borrow_mut().remove(machine);
+        if self.inner.borrow_mut().remove(machine).is_some() {
+            self.changes.set(self.changes.get() + 1);
+        }
     }
     pub(crate) fn clear(&self) {
         self.inner.borrow_mut().clear();

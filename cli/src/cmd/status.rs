@@ -101,8 +101,14 @@ fn print_report(v: &Value, as_json: bool, watch: bool) -> Result<(), String> {
             .and_then(|a| a.last())
             .and_then(Value::as_str)
             .unwrap_or("-");
+        // Steps the machine's node folded into this report (it stepped faster than the
+        // node reports): said, so that a reader knows states went by unseen.
+        let folded = match v["skipped"].as_u64() {
+            Some(n) if n > 0 => format!("  ({n} earlier step{} not shown)", plural(n)),
+            _ => String::new(),
+        };
         return outln!(
-            "{at}  {}  {}  after {last}  accepts {}",
+            "{at}  {}  {}  after {last}  accepts {}{folded}",
             v["status"].as_str().unwrap_or("?"),
             v["state"],
             names(&v["accepts"])
@@ -191,5 +197,13 @@ mod tests {
             super::rfc3339_ms(951_825_600_000),
             "2000-02-29T12:00:00.000Z"
         );
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }

@@ -161,6 +161,8 @@ fn serve(
     // Machines asked for their chart: when last, how many times.
     let mut asked: HashMap<String, (std::time::Instant, u32)> = HashMap::new();
     let mut was_connected = true;
+    let registry = node.registry();
+    let mut seen_changes = None;
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(Duration::from_millis(50)))
             .map_err(|e| e.to_string())?;
@@ -172,13 +174,19 @@ fn serve(
             model.connected = connected;
             changed = true;
         }
-        // The registry: watch each new machine, forget those that left.
-        let entries: Vec<MachineInfo> = node
-            .registry()
-            .entries()
-            .into_iter()
-            .filter(|e| e.pid != mine)
-            .collect();
+        // The registry (looked at only when it changed: a loop turn per message must not
+        // copy it): watch each new machine, forget those that left.
+        let registry_changed = seen_changes != Some(registry.changes());
+        seen_changes = Some(registry.changes());
+        let entries: Vec<MachineInfo> = if registry_changed {
+            registry
+                .entries()
+                .into_iter()
+                .filter(|e| e.pid != mine)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for e in &entries {
             if known.get(&e.machine) != Some(e) {
                 known.insert(e.machine.clone(), e.clone());
@@ -188,11 +196,15 @@ fn serve(
                 changed = true;
             }
         }
-        let gone: Vec<String> = known
-            .keys()
-            .filter(|id| !entries.iter().any(|e| &e.machine == *id))
-            .cloned()
-            .collect();
+        let gone: Vec<String> = if registry_changed {
+            known
+                .keys()
+                .filter(|id| !entries.iter().any(|e| &e.machine == *id))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for id in gone {
             known.remove(&id);
             asked.remove(&id);

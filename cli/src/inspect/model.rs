@@ -109,7 +109,7 @@ impl Model {
     }
 
     /// A state report of `id` (JSON text): replaces the previous one. Reports of machines not
-    /// (or no longer) in the registry are dropped. Only a report with a chart is parsed here.
+    /// (or no longer) in the registry are dropped. Only a report with a chart or folded steps is parsed here.
     pub fn reported(&mut self, id: &str, text: String) {
         let Some(m) = self.machines.get_mut(id) else {
             return;
@@ -125,8 +125,19 @@ impl Model {
         } else {
             text
         };
+        // A node folds the steps of a machine stepping faster than its report interval into
+        // the next report (`"skipped"`): the version counts them, so that the page's count
+        // of skipped states includes them.
+        let folded = if text.contains("\"skipped\":") {
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("skipped").and_then(Value::as_u64))
+                .unwrap_or(0)
+        } else {
+            0
+        };
         m.report_text = Some(text);
-        m.version += 1;
+        m.version += 1 + folded;
     }
 
     /// Appends a log entry (`json` without its `seq`, which is added).

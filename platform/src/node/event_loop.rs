@@ -33,10 +33,16 @@ impl Node {
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
         let requests = self.local.next_port_deadline();
-        [m, s, requests, self.handover_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            m,
+            s,
+            requests,
+            self.handover_deadline(),
+            self.next_report_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Like [`run_once`](Self::run_once), handing the user's own sources' events to `user`.

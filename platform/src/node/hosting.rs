@@ -126,6 +126,10 @@ impl Node {
             stopped: false,
             watched: false,
             outline_due: false,
+            report_due: false,
+            last_report: None,
+            unreported_steps: 0,
+            skipped_steps: 0,
             events: Default::default(),
             fanout: Default::default(),
         });
@@ -322,9 +326,15 @@ impl Node {
             for line in deferred.logs.drain(..) {
                 (self.log)(&line);
             }
-            // Reports first: a machine that stopped reports so while it still owns its id.
+            // A machine that stopped reports now, while it still owns its id; the others'
+            // reports wait for the end of the pump (one per machine however many steps it
+            // took), behind the acknowledgements, which they must not delay.
             for id in std::mem::take(&mut deferred.reports) {
-                self.send_report(&id);
+                if deferred.stopped.contains(&id) {
+                    self.send_report(&id);
+                } else {
+                    self.report_due(id);
+                }
             }
             for id in std::mem::take(&mut deferred.stopped) {
                 self.leave_bus(now, &id, &mut deferred);
@@ -751,6 +761,9 @@ impl Node {
             self.flush_all();
             if !moved || rounds > 64 {
                 self.msg_buf = buf;
+                if self.send_due_reports() {
+                    self.flush_all();
+                }
                 return Ok(());
             }
         }

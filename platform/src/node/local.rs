@@ -40,6 +40,14 @@ pub(super) struct Hosted {
     /// The next report carries the chart's outline (the hub asked for reports: a new
     /// watcher, who may need to draw the chart).
     pub(super) outline_due: bool,
+    /// Its state report waits in the node's due list (see `Node::report_due`).
+    pub(super) report_due: bool,
+    /// When its last state report was sent (reports are at least `report_interval` apart).
+    pub(super) last_report: Option<Instant>,
+    /// Steps since its last report (each would have had a report of its own).
+    pub(super) unreported_steps: u32,
+    /// Steps the last report stands for beyond the one it shows (its `"skipped"`).
+    pub(super) skipped_steps: u32,
     /// Its last event names.
     pub(super) events: LastEvents,
     /// Where its publication or broadcast fan-out stands (see `topics`).

@@ -179,6 +179,11 @@ pub enum Role {
     Auto,
 }
 
+/// [`NodeConfig::report_interval`]'s default, in milliseconds: a person reading `status
+/// --watch` sees every state of a machine stepping up to 20 times a second, and the
+/// inspector, which draws at most every 50 ms, loses nothing it would have drawn.
+pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 50;
+
 /// Node settings.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -216,6 +221,13 @@ pub struct NodeConfig {
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
     pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// The least time between two state reports of one watched machine (its first report to
+    /// a new watcher, and one after a quiet spell, go at once). The steps in between are
+    /// folded into the next report, which shows the latest state and counts them as
+    /// `"skipped"`: watchers see every state of a machine that steps less often than this,
+    /// and a flooded machine costs its node at most one report per interval. Zero reports
+    /// every step.
+    pub report_interval: Duration,
 }
 
 impl NodeConfig {
@@ -236,6 +248,7 @@ impl NodeConfig {
             idle_timeout: Duration::from_millis(30_000),
             backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
             listen_fd: None,
+            report_interval: Duration::from_millis(DEFAULT_REPORT_INTERVAL_MS),
             transport: Transport::from_env(),
         }
     }
@@ -370,6 +383,8 @@ pub struct Node {
     state_watches: Vec<String>,
     /// State reports of watched machines, (machine, report), for the application.
     state_reports: VecDeque<(String, String)>,
+    /// Machines and ports whose state report is due at the end of the pump.
+    reports_due: Vec<String>,
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
@@ -435,6 +450,7 @@ impl Node {
             monitor_dropped: 0,
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
+            reports_due: Vec::new(),
             log: Box::new(|line| eprintln!("interstate: {line}")),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),

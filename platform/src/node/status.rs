@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use interstate_core::chart::{EventId, StrId, Trigger};
 use interstate_core::wire::{is_reserved_event, Frame};
-use interstate_core::StateId;
+use interstate_core::{Instant, StateId};
 
 use super::local::Local;
 use super::local::{Deferred, Hosted};
@@ -131,6 +131,10 @@ pub(super) fn report(h: &Hosted, chart: Option<&str>) -> String {
         list(&mut h.errors.iter().map(String::as_str)),
         unix_ms()
     );
+    if h.skipped_steps > 0 {
+        out.pop();
+        let _ = write!(out, ",\"skipped\":{}}}", h.skipped_steps);
+    }
     if let Some(context) = h.machine.context_json() {
         out.pop();
         let _ = write!(out, ",\"context\":{context}}}");
@@ -186,12 +190,90 @@ impl Node {
         }
     }
 
+    /// Marks the state report of the machine or port `id` due after a step (or a new
+    /// watcher): [`Node::send_due_reports`] sends it at the end of the pump, once however many
+    /// steps the machine took, and no sooner than `report_interval` after its last one.
+    pub(super) fn report_due(&mut self, id: String) {
+        if let Some(&i) = self.local.by_id.get(&id) {
+            let h = &mut self.local.machines[i];
+            if !h.outline_due {
+                h.unreported_steps = h.unreported_steps.saturating_add(1);
+            }
+            if std::mem::replace(&mut h.report_due, true) {
+                return;
+            }
+        } else if self.reports_due.contains(&id) {
+            return;
+        }
+        self.reports_due.push(id);
+    }
+
+    /// When the next held report is due (a machine reported less than `report_interval` ago
+    /// and stepped since): the loop wakes then to send it.
+    pub(super) fn next_report_deadline(&self) -> Option<Instant> {
+        self.reports_due
+            .iter()
+            .filter_map(|id| self.local.by_id.get(id))
+            .filter_map(|&i| self.local.machines[i].last_report)
+            .map(|at| at + self.config.report_interval)
+            .min()
+    }
+
+    /// Sends the due state reports whose time has come (the latest state of each machine that
+    /// stepped), keeps the others for later, and skips machines that left this node
+    /// meanwhile. Whether any was sent.
+    pub(super) fn send_due_reports(&mut self) -> bool {
+        if self.reports_due.is_empty() {
+            return false;
+        }
+        let now = self.turn_now;
+        let interval = self.config.report_interval;
+        let mut due = std::mem::take(&mut self.reports_due);
+        let mut sent = false;
+        due.retain(|id| {
+            let (present, now_or_never) = match self.local.by_id.get(id) {
+                Some(&i) => {
+                    let h = &self.local.machines[i];
+                    // A new watcher's first report, a stopped machine's last one, and a report
+                    // after a quiet spell go at once; the rest wait out the interval.
+                    let go = h.outline_due
+                        || h.stopped
+                        || h.last_report.is_none_or(|at| now >= at + interval);
+                    (h.report_due, go)
+                }
+                None => (self.local.ports.contains_key(id), true),
+            };
+            if !present {
+                return false;
+            }
+            if !now_or_never {
+                return true;
+            }
+            self.send_report(id);
+            sent = true;
+            false
+        });
+        // Reports marked due while these were sent (none today) join the kept ones.
+        due.append(&mut self.reports_due);
+        self.reports_due = due;
+        sent
+    }
+
     /// Sends the state report of the machine or port `id` to the hub.
     pub(super) fn send_report(&mut self, id: &str) {
         self.local.stats.state_reports += 1;
         let mut text = match self.local.by_id.get(id) {
             Some(&i) => {
                 let h = &mut self.local.machines[i];
+                h.report_due = false;
+                h.last_report = Some(self.turn_now);
+                // A new watcher's first report skips nothing it could have seen.
+                h.skipped_steps = if h.outline_due {
+                    0
+                } else {
+                    h.unreported_steps.saturating_sub(1)
+                };
+                h.unreported_steps = 0;
                 if std::mem::take(&mut h.outline_due) {
                     self.local.stats.chart_outlines += 1;
                     let chart = super::outline::outline(h.machine.chart());
