@@ -234,6 +234,9 @@ pub struct MqttBridge {
     /// Local machines as last published: id -> record bytes.
     published: HashMap<String, Vec<u8>>,
     last_registry_scan: std::time::Instant,
+    /// The registry's change count when a scan last published all of it (a scan of an
+    /// unchanged registry is skipped: see `publish_registry`).
+    registry_published_at: Option<u64>,
     /// Remote machine id -> the nodes claiming it.
     claims: HashMap<String, BTreeSet<String>>,
     /// Remote machine id -> the node whose machine this node's port stands for.
@@ -284,6 +287,7 @@ impl MqttBridge {
             readable: false,
             published: HashMap::new(),
             last_registry_scan: std::time::Instant::now(),
+            registry_published_at: None,
             claims: HashMap::new(),
             ports: HashMap::new(),
             down: HashSet::new(),
@@ -403,7 +407,9 @@ impl MqttBridge {
         }
         if self.connected() {
             let now = std::time::Instant::now();
-            if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20) {
+            if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20)
+                && self.registry_published_at != Some(self.node.registry().changes())
+            {
                 self.last_registry_scan = now;
                 self.publish_registry(true);
             }
@@ -630,6 +636,7 @@ impl MqttBridge {
             .publish(now, &status, STATUS_UP, true, true, &mut Tx(&mut self.tx));
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
+        self.registry_published_at = None;
         self.publish_registry(true);
     }
 

@@ -141,7 +141,10 @@ impl MqttBridge {
     /// machines, and (with `removals`) the records of machines that left.
     pub(super) fn publish_registry(&mut self, removals: bool) {
         let own = std::process::id();
-        let entries = self.node.registry().entries();
+        let registry = self.node.registry();
+        let changes = registry.changes();
+        let entries = registry.entries();
+        let mut complete = true;
         let mut seen = HashSet::new();
         for e in entries {
             // This node's ports are the other nodes' machines.
@@ -200,7 +203,13 @@ impl MqttBridge {
             {
                 self.stats.records_published += 1;
                 self.published.remove(&id);
+            } else {
+                complete = false;
             }
+        }
+        // Everything is on the broker: the next scans skip this registry until it changes.
+        if complete {
+            self.registry_published_at = Some(changes);
         }
     }
 }
