@@ -26,8 +26,9 @@ const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// The most log entries one `log` message or `/api/log` answer carries (older ones are
-/// counted as skipped).
-const LOG_BATCH: usize = 500;
+/// counted as skipped): with a message every 50 ms, a page gets up to 2,000 events a second,
+/// more than anyone reads, and a flooded bus does not make the inspector render every one.
+const LOG_BATCH: usize = 100;
 
 /// An event stream writes at most this often: updates in between are merged (the latest
 /// state of each machine wins), so a stream costs the bus thread nothing per step.
@@ -148,7 +149,7 @@ fn sse(out: &mut Vec<u8>, name: &str, data: &Value) {
 /// `state` (`{"machine","version","skipped","report"}`, the latest report of each machine
 /// that reported since the last write; `skipped` counts the reports not sent) and `log`
 /// (`{"entries":[..],"skipped":N}`, the new log entries; `?since=SEQ` starts after entry
-/// SEQ, by default with the last few hundred) until the client goes or the inspector stops.
+/// SEQ, by default with the last hundred) until the client goes or the inspector stops.
 pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
                 X-Accel-Buffering: no\r\nConnection: keep-alive\r\n\r\nretry: 1000\n\n";
@@ -187,7 +188,8 @@ pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
                             "present": m.present, "report": report}),
                 );
             }
-            let since = *log_seq.get_or_insert_with(|| model.next_seq.saturating_sub(200));
+            let since =
+                *log_seq.get_or_insert_with(|| model.next_seq.saturating_sub(LOG_BATCH as u64));
             if model.next_seq > since {
                 let (entries, skipped) = model.log_since(since, LOG_BATCH);
                 log_seq = Some(model.next_seq);

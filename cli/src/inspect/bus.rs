@@ -65,8 +65,17 @@ fn payload_json(payload: &[u8]) -> (Value, bool) {
     }
 }
 
+/// Whether a monitored frame belongs in the log (a message, or a failure): checked as it
+/// comes, without building its JSON (see [`log_entry`]).
+fn is_logged(body: &[u8]) -> bool {
+    matches!(
+        Frame::decode(body),
+        Ok(Frame::Deliver(_) | Frame::DeliveryFailed(_) | Frame::NodeFailure(_))
+    )
+}
+
 /// A monitored frame as a log entry (without `seq`), or `None` for other frames.
-fn log_entry(at_ms: u64, body: &[u8]) -> Option<Value> {
+pub(super) fn log_entry(at_ms: u64, body: &[u8]) -> Option<Value> {
     match Frame::decode(body) {
         Ok(Frame::Deliver(d)) => {
             let (data, cut) = payload_json(d.payload);
@@ -217,8 +226,8 @@ fn serve(
             changed = true;
         }
         while let Some((at_ms, body)) = node.next_monitored_at() {
-            if let Some(entry) = log_entry(at_ms, &body) {
-                model.log(entry);
+            if is_logged(&body) {
+                model.log_frame(at_ms, body);
                 changed = true;
             }
         }

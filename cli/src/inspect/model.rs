@@ -51,8 +51,26 @@ impl MachineView {
 pub struct LogEntry {
     /// Its number, from 1, in the order the inspector got it.
     pub seq: u64,
-    /// `{"seq","at_ms","from","to","event","data","failed"}`.
-    pub json: Value,
+    /// What it records.
+    pub what: Logged,
+}
+
+/// What a log entry records: as it came, until someone reads it.
+#[derive(Clone, Debug)]
+pub enum Logged {
+    /// A monitored frame (a `Deliver`, `DeliveryFailed` or `NodeFailure` body) and when the
+    /// hub saw it (ms since the Unix epoch). Most entries are never read (the log holds the
+    /// last 4,096, a page reads at most a few hundred a second), so they are kept as bytes
+    /// and turned into JSON only when read: a bus with an inspector attached does not wait
+    /// for the inspector's JSON building on every message.
+    Frame {
+        /// The hub's time.
+        at_ms: u64,
+        /// The frame body.
+        body: Vec<u8>,
+    },
+    /// An entry made as JSON (`{"at_ms","from","to","event","data","failed"}`).
+    Json(Value),
 }
 
 /// The whole picture.
@@ -140,18 +158,24 @@ impl Model {
         m.version += 1 + folded;
     }
 
-    /// Appends a log entry (`json` without its `seq`, which is added).
-    pub fn log(&mut self, mut json: Value) {
+    /// Appends a log entry (`json` without its `seq`, which is added when it is read).
+    pub fn log(&mut self, json: Value) {
+        self.append(Logged::Json(json));
+    }
+
+    /// Appends a monitored frame to the log (see [`Logged::Frame`]).
+    pub fn log_frame(&mut self, at_ms: u64, body: Vec<u8>) {
+        self.append(Logged::Frame { at_ms, body });
+    }
+
+    fn append(&mut self, what: Logged) {
         self.next_seq += 1;
-        if let Some(o) = json.as_object_mut() {
-            o.insert("seq".into(), Value::from(self.next_seq));
-        }
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
         self.log.push_back(LogEntry {
             seq: self.next_seq,
-            json,
+            what,
         });
     }
 
@@ -161,8 +185,9 @@ impl Model {
         let newer = self.next_seq.saturating_sub(seq);
         let kept: Vec<&LogEntry> = self.log.iter().filter(|e| e.seq > seq).collect();
         let start = kept.len().saturating_sub(max);
-        let out: Vec<Value> = kept[start..].iter().map(|e| e.json.clone()).collect();
-        (out.clone(), newer - out.len() as u64)
+        let out: Vec<Value> = kept[start..].iter().map(|e| entry_json(e)).collect();
+        let skipped = newer - out.len() as u64;
+        (out, skipped)
     }
 
     /// The registry as `/api/machines` returns it: machines on the bus, by id, each with its
@@ -247,6 +272,20 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner());
         guard
     }
+}
+
+/// A log entry as the page reads it: `{"seq","at_ms","from","to","event","data",...}`.
+fn entry_json(e: &LogEntry) -> Value {
+    let mut json = match &e.what {
+        Logged::Frame { at_ms, body } => {
+            super::bus::log_entry(*at_ms, body).unwrap_or_else(|| serde_json::json!({}))
+        }
+        Logged::Json(v) => v.clone(),
+    };
+    if let Some(o) = json.as_object_mut() {
+        o.insert("seq".into(), Value::from(e.seq));
+    }
+    json
 }
 
 #[cfg(test)]
