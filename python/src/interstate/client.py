@@ -30,7 +30,7 @@ from .errors import (
 )
 from .items import Item, MachineDown, MachineUp, Message, Payload, StateReport, encode_payload
 from .link import Link, LinkLost
-from .pubsub import TopicTable, check_filter, check_topic
+from .pubsub import TopicTable, check_topic
 from .requests import Requests
 from .wire import (
     DEFAULT_MAX_FRAME, LEN_PREFIX, Ack, Deliver, DeliveryFailed, Frame, Goodbye, Ping, Pong,
@@ -189,7 +189,9 @@ class Client:
 
     def stopped(self, machine: str, error: str) -> None:
         """Tells the bus `machine` stopped on `error`: it leaves the registry, and messages to
-        it fail as `target-stopped` with `error` as their detail."""
+        it fail as `target-stopped` with `error` as their detail. What it took is
+        acknowledged first: it was handled (the failure was the handling)."""
+        self._send_acks()
         self._ids.pop(machine, None)
         self._send(Stopped(machine, cut_utf8(error, 128)))
 
@@ -256,8 +258,8 @@ class Client:
     def subscribe(self, machine: str, topic_filter: str, timeout: float = 5.0) -> None:
         """Subscribes `machine` (registered by this client) to a topic filter (`+` one level,
         `#` the rest). Publications arrive as messages with `topic` set; the subscription is
-        made again after a reconnect. Raises TopicRefused with the hub's status."""
-        check_filter(topic_filter)
+        made again after a reconnect. Raises TopicRefused with the hub's status (the hub
+        judges the filter: `BadFilter`)."""
         key = (machine, topic_filter)
         self._topic_results.pop(key, None)
         self._send(TopicSubscribe(machine, topic_filter))
@@ -274,6 +276,8 @@ class Client:
 
     def _post(self, d: Deliver) -> int:
         """Keeps `d` until it is settled, and writes it now if nothing holds it back."""
+        if self._gone is not None:
+            raise self._gone
         size = len(d.payload) + len(d.event) + len(d.from_) + len(d.to) + 32
         if self._link is not None and size > self._link.max_frame + LEN_PREFIX:
             from .wire import encode_frame  # the exact size, only for large messages
@@ -401,6 +405,18 @@ class Client:
         if isinstance(item, Message):
             self._taken.append(item)
         return item
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Works the link for up to `timeout` seconds (reads frames into the queue `recv`
+        hands out, answers pings, reconnects, writes what waits) without handing anything
+        out: for a process that sends and does not otherwise call `recv`."""
+        self._send_acks()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            self._pump(max(0.0, left))
+            if left <= 0:
+                return
 
     def ping(self, timeout: float = 5.0) -> float:
         """Pings the hub; returns the round trip in seconds."""

@@ -24,19 +24,6 @@ def check_topic(topic: str) -> None:
         raise ValueError(f"bad topic {topic!r}: a topic to publish to has no '+' and no '#'")
 
 
-def check_filter(topic_filter: str) -> None:
-    """A subscription filter: `+` a whole level, `#` a whole last level."""
-    n = len(topic_filter.encode("utf-8"))
-    if not 0 < n <= MAX_TOPIC or "\0" in topic_filter:
-        raise ValueError(f"bad filter {topic_filter!r}: use 1 to {MAX_TOPIC} bytes with no NUL")
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if ("+" in level and level != "+") or ("#" in level and level != "#"):
-            raise ValueError(f"bad filter {topic_filter!r}: '+' and '#' must be whole levels")
-        if level == "#" and i != len(levels) - 1:
-            raise ValueError(f"bad filter {topic_filter!r}: '#' must be the last level")
-
-
 def matches(topic_filter: str, topic: str) -> bool:
     """Whether `topic` matches `topic_filter` by MQTT's rules (`$` topics excepted from a
     leading wildcard)."""
