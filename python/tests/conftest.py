@@ -1,7 +1,8 @@
 """The fixture: a private hub of the real `interstate` binary in a temporary directory.
 
 The binary is $INTERSTATE_BIN, else target/debug/interstate of this checkout (built by
-`cargo build` or `cargo test`). Every process a test starts is killed by its pid at the end,
+`cargo build` or `cargo test`). The package is imported as installed (`pip install ./python`),
+or from the source with PYTHONPATH=python/src. Every process a test starts is killed by its pid at the end,
 and the directory is removed.
 """
 
@@ -41,8 +42,9 @@ class Bus:
         self.dir = directory
         self.name = name
         self.bin = binary()
+        # Python children import the package as this process does (installed, or PYTHONPATH).
         self.env = dict(os.environ, INTERSTATE_DIR=directory, INTERSTATE_BUS=name,
-                        PYTHONPATH=str(ROOT / "python" / "src"), PYTHONDONTWRITEBYTECODE="1")
+                        PYTHONDONTWRITEBYTECODE="1")
         self.hub: Optional[subprocess.Popen[bytes]] = None
         self.procs: List[subprocess.Popen[bytes]] = []
         self.clients: List[Client] = []
