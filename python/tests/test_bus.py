@@ -167,6 +167,11 @@ def test_a_python_machine_answers_a_rust_machines_request(bus: Bus) -> None:
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["state"] == "ready" and report["context"]["served"] == 1
+    # The Rust CLI asks too; it leaves before acknowledging the reply, which the worker
+    # hears of (target-gone) and goes on.
+    asked = bus.cli("request", "ml-worker", "PREDICT", "--data", '{"features":[-2,-1]}')
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["label"] == "a"
     c.send("tester", "ml-worker", "STOP")
     assert worker.wait(20) == 0
     assert ui.poll() is None
@@ -293,3 +298,25 @@ def test_back_after_a_long_absence_what_was_written_is_reported_not_sent_again(
         a.recv(20.0)
     assert (e.value.reason, e.value.seq) == ("disconnected", written)
     assert a.reconnects == 1 and a.unacknowledged == 0
+
+
+def test_a_machine_follows_another_and_handles_its_coming_and_going(bus: Bus) -> None:
+    c = bus.client()
+    m = Machine(c, "follower")
+    m.follow("light")
+    seen: List[str] = []
+
+    @m.on("xstate.machine.up")
+    def up(ev: Event) -> None:
+        seen.append("up " + ev.data()["machine"])
+
+    @m.on("xstate.machine.down")
+    def down(ev: Event) -> None:
+        seen.append("down " + ev.data()["machine"])
+        m.stop()
+
+    light = bus.run_chart("light", "light", SILENT.replace("silent", "light"))
+    c.wait_for("light")
+    light.kill()
+    m.run(timeout=20.0)
+    assert seen == ["up light", "down light"]

@@ -25,6 +25,7 @@ handlers get registry changes of the machines `follow` named.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
@@ -62,7 +63,7 @@ class Event:
 
     def reply(self, event: str, payload: Payload = b"") -> int:
         """Answers the sender (the reply to its request, when it was one)."""
-        if self.message is None:
+        if self.message is None or not self.message.sender:
             raise ValueError(f"{self.name} has no sender to reply to")
         return self.machine.client.reply(self.message, event, payload)
 
@@ -103,7 +104,10 @@ class Machine:
 
     def on_failure(self, fn: FailureHandler) -> FailureHandler:
         """Decorator: run the function for each message of this machine that was not delivered
-        (without one, the DeliveryError leaves `run`)."""
+        or not confirmed. Without one, each is written to stderr and the machine goes on, as a
+        Rust machine with no transition for `xstate.error.delivery` ignores it (a requester
+        that exits as soon as it has its reply, like `interstate request`, leaves before it
+        acknowledges it: `target-gone`)."""
         self._on_failure = fn
         return fn
 
@@ -144,9 +148,12 @@ class Machine:
         try:
             item = self.client.recv(timeout)
         except DeliveryError as e:
-            if e.from_ != self.id or self._on_failure is None:
+            if e.from_ != self.id:
                 raise
-            self._on_failure(e)
+            if self._on_failure is not None:
+                self._on_failure(e)
+            else:
+                print(f"{self.id}: {e}", file=sys.stderr, flush=True)
             return True
         if item is None:
             return False
@@ -164,11 +171,9 @@ class Machine:
         if handler is None:
             return
         if message is None and about is not None:
+            # A registry change, as the Rust runtime's event: no sender, {"machine": id}.
             message = Message("", self.id, name, json.dumps({"machine": about}).encode(), 0)
-            ev = Event(self, name, None)
-            ev.message = message
-        else:
-            ev = Event(self, name, message)
+        ev = Event(self, name, message)
         self._last_events = (self._last_events + [name[:40]])[-8:]
         try:
             handler(ev)
@@ -177,11 +182,8 @@ class Machine:
             self._errors = (self._errors + [error])[-4:]
             self._status = "stopped"
             self._running = False
-            try:
-                self.client.report_state(self.id)
-                self.client.stopped(self.id, error)
-            finally:
-                pass
+            self.client.report_state(self.id)
+            self.client.stopped(self.id, error)
             raise
         self.client.report_state(self.id)
 
