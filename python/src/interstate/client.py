@@ -40,7 +40,7 @@ from .wire import (
 )
 
 KEEPALIVE_S = 5.0  # ping after this much silence (the hub closes links silent for 30 s)
-DEAD_HUB_S = 15.0  # nothing heard for this long, pings included: the hub is gone
+DEAD_HUB_S = 10.0  # nothing heard for this long after a ping: the hub is gone (as in Rust)
 GRACE_S = 3.0  # after a reconnect, messages to a target not back yet wait this long
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
@@ -105,6 +105,7 @@ class Client:
         # start from the wall clock in nanoseconds, as the Rust nodes do.
         self._seq = time.time_ns()
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+        self._probe: Optional[float] = None  # when the unanswered keepalive ping went
         self.reconnects = 0
         self.closed = False
 
@@ -222,7 +223,6 @@ class Client:
         the request), or it is not delivered (`unknown-target`, ...). A reply after that is
         dropped and counted in `late_replies`. Other items that arrive meanwhile wait for
         `recv`."""
-        self._wait(lambda: self._snapshot_done, 5.0, "the registry snapshot")
         rid = self._requests.open(from_, to, time.monotonic() + timeout)
         try:
             self._post(Deliver(from_, to, event, encode_payload(payload), self._next_seq(),
@@ -446,7 +446,7 @@ class Client:
         while not done():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(f"no {what} within {timeout} s")
+                raise TimeoutError(f"waited {timeout} s for {what} in vain")
             self._pump(left)
 
     def _send(self, f: Frame) -> None:
@@ -492,13 +492,20 @@ class Client:
             self._lost(str(e))
 
     def _timers(self, now: float, link: Link) -> None:
-        if now - link.last_rx >= DEAD_HUB_S:
-            link.close()
-            self._lost(f"the hub did not answer pings for {DEAD_HUB_S:.0f} s")
-            return
-        if now - link.last_tx >= KEEPALIVE_S:
+        # Ping after KEEPALIVE_S of silence either way; the hub is dead when nothing at all
+        # came within DEAD_HUB_S of a ping (counted from the ping, so that time this process
+        # spent away from the client, in a long handler, does not count against the hub).
+        if self._probe is not None and link.last_rx > self._probe:
+            self._probe = None
+        if now - link.last_tx >= KEEPALIVE_S or (self._probe is None and now - link.last_rx >= KEEPALIVE_S):
             self._nonce += 1
             self._send(Ping(self._nonce))
+            if self._probe is None:
+                self._probe = now
+        if self._probe is not None and now - self._probe >= DEAD_HUB_S:
+            link.close()
+            self._lost(f"the hub did not answer a ping for {DEAD_HUB_S:.0f} s")
+            return
         for machine, st in self._ids.items():
             if st.retry_at is not None and now >= st.retry_at:
                 st.retry_at = None
@@ -515,6 +522,7 @@ class Client:
         if self._link is None:
             return
         self._away_since = self._link.last_rx
+        self._probe = None
         self._link.close()
         self._link = None
         self._snapshot_done = False
