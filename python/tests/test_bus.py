@@ -78,6 +78,9 @@ def test_delivery_failures_are_exceptions_with_reason_and_detail(bus: Bus) -> No
     with pytest.raises(DeliveryError) as e:
         a.recv(10.0)
     assert e.value.reason == "unknown-target" and e.value.to == "nobody"
+    with pytest.raises(DeliveryError) as e:
+        a.send("a", "nobody", "HUGE", b"x" * 70_000)  # larger than the bus's 64 KiB frames
+    assert e.value.reason == "too-large" and a.unacknowledged == 0
 
     # A Machine whose handler raises stops as a Rust machine does: later messages to it
     # fail as target-stopped, with its error as the detail.

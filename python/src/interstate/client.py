@@ -36,7 +36,8 @@ from .wire import (
     DEFAULT_MAX_FRAME, LEN_PREFIX, Ack, Deliver, DeliveryFailed, Frame, Goodbye, Ping, Pong,
     Register, RegisterResult, RegistryEntry, RegistryRemoved, Report, SnapshotEnd, State,
     Stopped, Subscribe, TopicEntry, TopicResult, TopicSnapshotEnd, TopicSubscribe,
-    TopicUnsubscribe, TopicWatch, Unregister, Watch, cut_utf8, reason_code, split_publication,
+    TopicUnsubscribe, TopicWatch, Unregister, Watch, cut_utf8, encode_frame, reason_code,
+    split_publication,
 )
 
 KEEPALIVE_S = 5.0  # ping after this much silence (the hub closes links silent for 30 s)
@@ -278,10 +279,11 @@ class Client:
         """Keeps `d` until it is settled, and writes it now if nothing holds it back."""
         if self._gone is not None:
             raise self._gone
-        size = len(d.payload) + len(d.event) + len(d.from_) + len(d.to) + 32
-        if self._link is not None and size > self._link.max_frame + LEN_PREFIX:
-            from .wire import encode_frame  # the exact size, only for large messages
-
+        # An upper bound of the encoded body: the fields, their length varints, seq, kind and
+        # correlation fit in 32 bytes more.
+        size = len(d.payload) + sum(len(x.encode("utf-8")) for x in (d.event, d.from_, d.to)) + 32
+        if self._link is not None and size > self._link.max_frame - LEN_PREFIX:
+            # Near the limit: the exact size (encoding every message would cost a copy).
             if len(encode_frame(d)) > self._link.max_frame:
                 raise DeliveryError(d.from_, d.to, d.event, d.seq, "too-large",
                                     f"larger than the bus's largest frame ({self._link.max_frame} bytes)")
