@@ -1,7 +1,8 @@
-//! The Python client of `examples/python/` against the real hub and a Rust node.
+//! The Python package of `python/` (the `interstate` module, imported from `python/src`, so
+//! that no install is needed) against the real hub and a Rust node.
 //!
 //! - its encoder and decoder agree byte for byte with the Rust ones;
-//! - `echo_machine.py` joins a bus served by `interstate hub`, answers events sent from a
+//! - `python/examples/echo_machine.py` joins a bus served by `interstate hub`, answers events sent from a
 //!   Rust port with `X_ACK` and the same payload, acknowledges what it received, and leaves
 //!   on `STOP`; it answers a Rust port's request with the reply to it;
 //! - the client's `request` gets a Rust JSON machine's reply, and fails with the reason
@@ -27,8 +28,12 @@ use interstate::core::TransportKind;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python")
+fn python_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/src")
+}
+
+fn python_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/examples")
 }
 
 /// Whether a usable `python3` (3.8 or newer) is on PATH; prints a note when not.
@@ -84,6 +89,8 @@ impl Guard {
         let child = cmd
             .env("INTERSTATE_DIR", &self.dir)
             .env("INTERSTATE_BUS", &self.bus)
+            .env("PYTHONPATH", python_src())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -258,7 +265,7 @@ fn python_encoder_agrees_with_the_rust_one() {
     let script = r#"
 import sys
 sys.path.insert(0, sys.argv[1])
-from interstate_client import *
+from interstate.wire import *
 frames = [
     Hello(MAGIC, PROTOCOL_VERSION, 65536, 4000000, "naïve.py"),
     Deliver("a", "b", "E", bytes(range(256)), 2**64 - 1),
@@ -284,7 +291,7 @@ for f in frames:
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-c")
         .arg(script)
-        .arg(python_dir())
+        .arg(python_src())
         .output()
         .expect("run python3");
     assert!(
@@ -307,7 +314,7 @@ fn echo_machine_answers_a_rust_port_over_the_hub() {
     }
     let mut g = Guard::new("py-echo");
     g.start_hub();
-    let script = python_dir().join("echo_machine.py");
+    let script = python_examples().join("echo_machine.py");
     let echo = g.spawn(
         "echo",
         Command::new("python3")
@@ -450,12 +457,11 @@ fn python_requests_get_a_rust_machines_reply_or_the_reason() {
         .expect("add silent");
     let script = r#"
 import sys
-sys.path.insert(0, sys.argv[1])
-from interstate_client import *
-with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
+from interstate import *
+with Client.connect(bus=sys.argv[1], executable="py-req", wait=10.0) as c:
     c.register("py-req")
     r = c.request("py-req", "echo", "PING", b'{"n":3}', timeout=15.0)
-    print("reply", r.event, r.from_, r.payload.decode(), r.correlation[0], flush=True)
+    print("reply", r.event, r.sender, r.payload.decode(), flush=True)
     for target, t in (("nobody", 15.0), ("silent", 0.3)):
         try:
             c.request("py-req", target, "PING", b"", timeout=t)
@@ -469,7 +475,6 @@ with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg("-c")
             .arg(script)
-            .arg(python_dir())
             .arg(g.bus.clone()),
     );
     let start = Instant::now();
@@ -488,7 +493,7 @@ with Client.connect(bus=sys.argv[2], executable="py-req", wait=10.0) as c:
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         vec![
-            r#"reply PONG echo {"n":3} Reply"#,
+            r#"reply PONG echo {"n":3}"#,
             "failed nobody unknown-target",
             "failed silent timeout",
         ],
@@ -505,23 +510,21 @@ fn a_python_subscriber_gets_each_rust_publication_once() {
     g.start_hub();
     let script = r#"
 import sys
-sys.path.insert(0, sys.argv[1])
-from interstate_client import *
-with Client.connect(bus=sys.argv[2], executable="py-sub") as c:
+from interstate import *
+with Client.connect(bus=sys.argv[1], executable="py-sub") as c:
     c.register("py-sub")
-    c.subscribe_topic("py-sub", "plant/#")
+    c.subscribe("py-sub", "plant/#")
     try:
-        c.subscribe_topic("py-sub", "plant/#/x")
-    except RuntimeError as e:
+        c.subscribe("py-sub", "plant/#/x")
+    except TopicRefused as e:
         print("refused:", e, flush=True)
     got = 0
     while got < 2:
         f = c.recv(timeout=10.0)
         if f is None:
             break
-        if isinstance(f, Deliver):
-            topic, event = split_publication(f.event)
-            print(f"{topic} {event} {f.payload.decode()} {f.from_}", flush=True)
+        if isinstance(f, Message):
+            print(f"{f.topic} {f.event} {f.payload.decode()} {f.sender}", flush=True)
             got += 1
 "#;
     let py = g.spawn(
@@ -530,7 +533,6 @@ with Client.connect(bus=sys.argv[2], executable="py-sub") as c:
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg("-c")
             .arg(script)
-            .arg(python_dir())
             .arg(g.bus.clone()),
     );
     let mut node = g.node();
@@ -558,7 +560,7 @@ with Client.connect(bus=sys.argv[2], executable="py-sub") as c:
     assert_eq!(
         lines,
         [
-            "refused: the hub refused the subscription to 'plant/#/x': BadFilter",
+            "refused: the hub refused the subscription of 'py-sub' to 'plant/#/x': BadFilter",
             r#"plant/1/alarm ALARM {"n":1} rust-pub"#,
             r#"plant/1/alarm ALARM {"n":2} rust-pub"#,
         ],
