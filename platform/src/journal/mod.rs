@@ -236,7 +236,13 @@ impl Journal {
         match std::fs::remove_file(&tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PlatformError::io("removing a journal's leftover", Some(&tmp), e)),
+            Err(e) => {
+                return Err(PlatformError::io(
+                    "removing a journal's leftover",
+                    Some(&tmp),
+                    e,
+                ))
+            }
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -409,7 +415,8 @@ impl Journal {
         let tmp = tmp_path(&path);
         let io = |what: &str, p: &Path, e| PlatformError::io(what.to_string(), Some(p), e);
         // The newest record is what `append` just encoded.
-        let mut out = File::create(&tmp).map_err(|e| io("creating a compacted journal", &tmp, e))?;
+        let mut out =
+            File::create(&tmp).map_err(|e| io("creating a compacted journal", &tmp, e))?;
         out.write_all(MAGIC)
             .and_then(|()| out.write_all(&self.scratch))
             .map_err(|e| io("writing a compacted journal", &tmp, e))?;

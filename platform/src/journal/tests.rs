@@ -83,7 +83,11 @@ fn group_commit_syncs_by_count_and_by_time() {
     assert!(!j.sync_if_due(t0).unwrap());
     j.append("a", 2, b"z").unwrap();
     assert!(j.sync_if_due(t0).unwrap());
-    assert_eq!(j.stats().syncs, 2, "one sync per file with unsynced records");
+    assert_eq!(
+        j.stats().syncs,
+        2,
+        "one sync per file with unsynced records"
+    );
     assert!(!j.has_unsynced());
     j.append("a", 3, b"w").unwrap();
     let due = j.sync_deadline().unwrap();
@@ -123,7 +127,10 @@ fn compaction_keeps_the_newest_record_only_and_a_leftover_is_removed() {
     let mut j = Journal::open(&dir, Durability::None).unwrap();
     let (r, dropped) = j.open_machine("m").unwrap();
     let r = r.unwrap();
-    assert_eq!(r.snapshot, format!("state {}", COMPACT_RECORDS + 4).as_bytes());
+    assert_eq!(
+        r.snapshot,
+        format!("state {}", COMPACT_RECORDS + 4).as_bytes()
+    );
     assert_eq!(r.steps, u64::from(COMPACT_RECORDS) + 5);
     assert_eq!(dropped, None);
     assert!(!tmp_path(&path).exists());

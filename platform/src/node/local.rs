@@ -44,6 +44,8 @@ pub(super) struct Hosted {
     pub(super) events: LastEvents,
     /// Where its publication or broadcast fan-out stands (see `topics`).
     pub(super) fanout: super::topics::FanOut,
+    /// Its journal state, when the node is durable (see `durable`).
+    pub(super) durable: Option<super::durable::DurableMachine>,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -86,6 +88,10 @@ pub(super) struct Local {
     pub(super) stats: NodeStats,
     /// Watched machine ids: whether each was last seen up, and who watches it.
     pub(super) watches: HashMap<String, Watch>,
+    /// The journal of a durable node (`NodeConfig::state_dir`).
+    pub(super) durable: Option<super::durable::Durable>,
+    /// An error journalling a step met (the loop returns it).
+    pub(super) journal_error: Option<crate::error::PlatformError>,
 }
 
 /// Who watches a machine id, and whether it was last seen registered.
@@ -318,6 +324,12 @@ impl Local {
         if let Err(e) = h.machine.send(now, e, &mut *h.behavior) {
             h.failed(&format!("on event '{event}'"), e, deferred);
         }
+        // Journalled after every step (before its event is acknowledged and its sends leave).
+        if let Err(e) = self.journal_machine(i, now) {
+            deferred.logs.push(format!("the journal failed: {e}"));
+            self.journal_error.get_or_insert(e);
+        }
+        let h = &mut self.machines[i];
         if reply && h.machine.stats().late_replies != late_before {
             self.stats.late_replies += 1;
             deferred.logs.push(format!(

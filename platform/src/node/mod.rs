@@ -28,6 +28,7 @@
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
 mod client_side;
+mod durable;
 mod event_loop;
 mod failover;
 mod hosting;
@@ -216,6 +217,14 @@ pub struct NodeConfig {
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
     pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// Where the node journals its machines (one file per machine), making every machine
+    /// it hosts durable: journalled after each step, restored from its journal when it is
+    /// added again, its events acknowledged only once their step is on disk by
+    /// [`durability`](Self::durability). `None` (the default): nothing is kept. See
+    /// `docs/persistence.md`.
+    pub state_dir: Option<PathBuf>,
+    /// When a journal record is on disk for good (with `state_dir`).
+    pub durability: crate::journal::Durability,
 }
 
 impl NodeConfig {
@@ -237,6 +246,8 @@ impl NodeConfig {
             backoff: (Duration::from_millis(50), Duration::from_millis(2_000)),
             listen_fd: None,
             transport: Transport::from_env(),
+            state_dir: None,
+            durability: crate::journal::Durability::Fsync,
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
@@ -390,6 +401,10 @@ impl Node {
         let path = config.socket_path();
         let origin = std::time::Instant::now();
         let registry = Registry::default();
+        let durable = match &config.state_dir {
+            Some(dir) => Some(durable::Durable::open(dir, config.durability)?),
+            None => None,
+        };
         let side = match config.role {
             Role::Hub => Side::Hub(Box::new(Self::serve(&config, &poll, &path)?)),
             Role::Client => {
@@ -427,6 +442,8 @@ impl Node {
                 registry,
                 stats: NodeStats::default(),
                 watches: HashMap::default(),
+                durable,
+                journal_error: None,
             },
             side,
             scratch: Vec::new(),
