@@ -289,6 +289,16 @@ pub enum Command {
         /// without it, `run` then exits with status 2.
         #[arg(long)]
         keep_going: bool,
+        /// Make the machine durable: journal its state in DIR after every step, and start
+        /// from it when DIR has one (after a crash or a restart). Default:
+        /// `INTERSTATE_STATE_DIR`, if set. See docs/persistence.md.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// When a journal record is on disk for good: `fsync` (every step), `group` (64 steps
+        /// or 5 ms), `group:STEPS:MS`, or `none` (left to the OS). Default:
+        /// `INTERSTATE_DURABILITY`, else `fsync`.
+        #[arg(long, value_name = "POLICY")]
+        durability: Option<String>,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]
