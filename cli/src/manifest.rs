@@ -399,7 +399,10 @@ mod tests {
             .unwrap_err()
         };
         let e = one("state_dir = \"s\"\ndurability = \"sometimes\"");
-        assert!(e.contains("durability: 'sometimes' is not a durability policy"), "{e}");
+        assert!(
+            e.contains("durability: 'sometimes' is not a durability policy"),
+            "{e}"
+        );
         assert!(one("durability = \"fsync\"").contains("durability needs a state_dir"));
     }
 

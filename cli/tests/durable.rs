@@ -71,6 +71,8 @@ fn start(bus: &mut Bus, chart: &str, state: &str, policy: &str, crash: Option<St
     if let Some(c) = &crash {
         cmd.env("INTERSTATE_JOURNAL_CRASH", c);
     }
+    // Small files: compactions (and their crash points) come every few dozen steps.
+    cmd.env("INTERSTATE_JOURNAL_COMPACT", "4096");
     let p = bus.spawn(&format!("counter ({policy}, crash {crash:?})"), cmd);
     bus.wait_line(p, true, "the machine's join line", STEP_LIMIT, |l| {
         l.contains("joined bus")

@@ -5,10 +5,12 @@
 //! A machine's file (`<id>.journal`) is append-only: each record is the machine's whole
 //! snapshot after one step, with a length and a CRC-32 ([`record`]). Reading it back takes
 //! the newest intact record; a torn or corrupted tail is dropped (the file is cut back to
-//! the intact part), logged, and kept in [`Journal::dropped`] for the node's status. After
-//! [`COMPACT_RECORDS`] records the file is replaced by one holding only the newest: written
-//! to `<id>.journal.tmp`, synced, renamed over the old file, and the directory synced, so a
-//! crash at any point leaves either file whole.
+//! the intact part), logged, and kept in [`Journal::dropped`] for the node's status. Once
+//! it holds [`COMPACT_BYTES`] the file is replaced by one holding only the newest record:
+//! written to `<id>.journal.tmp`, synced, renamed over the old file, and the directory
+//! synced, so a crash at any point leaves either file whole (under the `None` policy the
+//! two syncs are left out: a crash of the process, which is what that policy survives,
+//! leaves the OS with both files whole anyway).
 //!
 //! When a record is on disk for good is the [`Durability`] policy: synced after every step,
 //! by groups of steps (by count and by time), or left to the OS. The node acknowledges an
@@ -33,8 +35,9 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::error::PlatformError;
 use record::{Dropped, Record, MAGIC};
 
-/// Records a machine's file holds before it is compacted to its newest.
-pub const COMPACT_RECORDS: u32 = 256;
+/// Bytes a machine's file grows to before it is compacted to its newest record (at least
+/// two records). `INTERSTATE_JOURNAL_COMPACT=BYTES` sets another size (for tests).
+pub const COMPACT_BYTES: u64 = 1 << 20;
 
 /// When a journal record is on disk for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +149,8 @@ struct MachineFile {
     path: PathBuf,
     /// Records in the file.
     records: u32,
+    /// Bytes in the file.
+    len: u64,
     /// Records written, across compactions.
     steps: u64,
     /// Whether a record was written and not synced.
@@ -178,6 +183,7 @@ pub struct Journal {
     scratch: Vec<u8>,
     crash: CrashPoint,
     stats: JournalStats,
+    compact_bytes: u64,
 }
 
 impl Journal {
@@ -195,6 +201,10 @@ impl Journal {
             scratch: Vec::new(),
             crash: CrashPoint::from_env(),
             stats: JournalStats::default(),
+            compact_bytes: std::env::var("INTERSTATE_JOURNAL_COMPACT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(COMPACT_BYTES),
         })
     }
 
@@ -298,6 +308,7 @@ impl Journal {
                 file,
                 path,
                 records: scan.records as u32,
+                len: good_len as u64,
                 steps: recovered.as_ref().map_or(0, |r| r.steps),
                 unsynced: false,
             },
@@ -335,6 +346,7 @@ impl Journal {
             .write_all(&self.scratch)
             .map_err(|e| io("writing a machine's journal", &f.path, e))?;
         f.records += 1;
+        f.len += self.scratch.len() as u64;
         f.unsynced = true;
         self.stats.records += 1;
         self.stats.bytes += self.scratch.len() as u64;
@@ -355,7 +367,7 @@ impl Journal {
             }
             Durability::None => f.unsynced = false,
         }
-        if f.records >= COMPACT_RECORDS {
+        if f.len >= self.compact_bytes && f.records >= 2 {
             self.compact(id)?;
         }
         Ok(())
@@ -420,8 +432,11 @@ impl Journal {
         out.write_all(MAGIC)
             .and_then(|()| out.write_all(&self.scratch))
             .map_err(|e| io("writing a compacted journal", &tmp, e))?;
-        out.sync_data()
-            .map_err(|e| io("syncing a compacted journal", &tmp, e))?;
+        let durable = self.durability != Durability::None;
+        if durable {
+            out.sync_data()
+                .map_err(|e| io("syncing a compacted journal", &tmp, e))?;
+        }
         if self.crash.at("before-rename") {
             std::process::abort();
         }
@@ -429,10 +444,13 @@ impl Journal {
         if self.crash.at("after-rename") {
             std::process::abort();
         }
-        sync_dir(&self.dir)?;
+        if durable {
+            sync_dir(&self.dir)?;
+        }
         // The old file's unsynced records are in the new one, synced.
         f.file = out;
         f.records = 1;
+        f.len = (MAGIC.len() + self.scratch.len()) as u64;
         if f.unsynced {
             f.unsynced = false;
             if self.files.values().all(|f| !f.unsynced) {
