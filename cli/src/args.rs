@@ -17,6 +17,11 @@ ENVIRONMENT:
   INTERSTATE_BUS        The bus name when --bus is not given (default: \"default\").
   INTERSTATE_TRANSPORT  How a client reaches the hub: unix (default), fifo or shm. Any other
                         value is an error.
+  INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
+  INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
+  INTERSTATE_JOURNAL_COMPACT, INTERSTATE_JOURNAL_CRASH
+                        For tests of durable machines: the journal's compaction size in
+                        bytes, and a point where the process aborts (docs/persistence.md).
   XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
   NO_COLOR              When set and not empty, `up` and `demo` print no color.
   NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
