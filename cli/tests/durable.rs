@@ -41,6 +41,10 @@ fn sender(bus: &Bus) -> Node {
     c.dir = bus.dir.clone();
     c.role = Role::Client;
     c.transport = Transport::UnixSocket;
+    c.backoff = (
+        interstate_core::Duration::from_millis(10),
+        interstate_core::Duration::from_millis(100),
+    );
     let mut node = Node::new(c).expect("the sender joins the bus");
     node.set_logger(|_| {});
     node.open_port("src").unwrap();
@@ -54,20 +58,32 @@ fn status(bus: &mut Bus) -> Value {
 }
 
 fn start(bus: &mut Bus, chart: &str, state: &str, policy: &str, crash: Option<String>) -> P {
-    let mut cmd = bus.command(
-        &support::interstate_bin(),
-        &[
-            "run",
-            chart,
-            "--id",
-            "counter",
-            "--client",
-            "--state-dir",
-            state,
-            "--durability",
-            policy,
-        ],
-    );
+    start_as(bus, chart, state, policy, crash, true)
+}
+
+/// `client`: join the test's hub; otherwise serve the bus (the machine in the hub's process).
+fn start_as(
+    bus: &mut Bus,
+    chart: &str,
+    state: &str,
+    policy: &str,
+    crash: Option<String>,
+    client: bool,
+) -> P {
+    let mut args = vec![
+        "run",
+        chart,
+        "--id",
+        "counter",
+        "--state-dir",
+        state,
+        "--durability",
+        policy,
+    ];
+    if client {
+        args.push("--client");
+    }
+    let mut cmd = bus.command(&support::interstate_bin(), &args);
     if let Some(c) = &crash {
         cmd.env("INTERSTATE_JOURNAL_CRASH", c);
     }
@@ -205,5 +221,87 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
         "durable kill test: {CYCLES} crashes, {last} events taken once each; \
          taken but reported failed to their sender: {processed_and_failed}"
     );
+    bus.kill(p);
+}
+
+/// The durable machine serves the bus itself: when its process dies the hub dies with it,
+/// and its senders keep what it had not acknowledged and send it again to the restarted
+/// process (which serves the bus again). The restored machine knows from its journal which
+/// of those it took before the crash: they are dropped as duplicates and acknowledged, so
+/// every event is taken exactly once and no sender is told of a failure.
+#[test]
+fn a_restarted_durable_machine_drops_retransmissions_of_what_it_took_and_acknowledges_them() {
+    let mut bus = Bus::new("durable-resend");
+    let chart = bus.write("counter.json", COUNTER);
+    let state = bus.path("state");
+    let mut rng = Rng(0xD0_0D_5EED);
+    let mut p = start_as(&mut bus, &chart, &state, "fsync", None, false);
+    let mut node = sender(&bus);
+    let mut sent = 0u64;
+    const CYCLES: usize = 6;
+    for cycle in 0..=CYCLES {
+        let end = Instant::now() + STEP_LIMIT * 2;
+        let kill_at = sent + 50 + rng.below(200);
+        // A stream of events, 64 at most unacknowledged; the process killed mid-stream.
+        while sent < kill_at {
+            assert!(Instant::now() < end, "cycle {cycle}: stuck{}", bus.dump());
+            if node.unacknowledged() < 64 && node.registry().contains("counter") {
+                let payload = format!("{{\"n\":{}}}", sent + 1);
+                if node
+                    .send_from_port("src", "counter", "INC", payload.as_bytes())
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            node.run_once(Some(Duration::from_millis(1))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event,
+                    String::from_utf8_lossy(&m.payload)
+                );
+            }
+        }
+        if cycle == CYCLES {
+            break;
+        }
+        let caught = node.unacknowledged();
+        bus.kill(p);
+        p = start_as(&mut bus, &chart, &state, "fsync", None, false);
+        // Everything, the caught ones included, is acknowledged by the restarted process.
+        while node.unacknowledged() > 0 {
+            assert!(
+                Instant::now() < end,
+                "cycle {cycle}: never acknowledged{}",
+                bus.dump()
+            );
+            node.run_once(Some(Duration::from_millis(2))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event,
+                    String::from_utf8_lossy(&m.payload)
+                );
+            }
+        }
+        let s = status(&mut bus);
+        assert_eq!(
+            s["context"]["last"].as_u64(),
+            Some(sent),
+            "cycle {cycle}: {s}"
+        );
+        assert_eq!(
+            s["context"]["count"].as_u64(),
+            Some(sent),
+            "cycle {cycle}: each taken once ({caught} were unacknowledged at the kill): {s}"
+        );
+    }
+    while node.unacknowledged() > 0 {
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+    }
+    let s = status(&mut bus);
+    assert_eq!(s["context"]["count"].as_u64(), Some(sent), "{s}");
+    eprintln!("durable resend test: {CYCLES} kills, {sent} events, each taken once, none failed");
     bus.kill(p);
 }

@@ -115,6 +115,8 @@ pub struct Recovered {
     pub steps: u64,
     /// The sequence number of its next send.
     pub seq: u64,
+    /// The highest sequence number it took from each sender: (id, process, number).
+    pub senders: Vec<(String, u32, u64)>,
     /// Its snapshot.
     pub snapshot: Vec<u8>,
 }
@@ -271,11 +273,22 @@ impl Journal {
                       away or choose another --state-dir"
                 .into(),
         })?;
-        let recovered = scan.last.as_ref().map(|r| Recovered {
-            steps: r.steps,
-            seq: r.seq,
-            snapshot: r.snapshot.to_vec(),
-        });
+        let recovered = match scan.last.as_ref() {
+            None => None,
+            Some(r) => Some(Recovered {
+                steps: r.steps,
+                seq: r.seq,
+                senders: record::senders(r.senders).map_err(|problem| PlatformError::Journal {
+                    machine: id.to_string(),
+                    path: path.clone(),
+                    problem: format!(
+                        "its newest record is intact but {problem}: move the file away to \
+                         start afresh"
+                    ),
+                })?,
+                snapshot: r.snapshot.to_vec(),
+            }),
+        };
         let io = |what: &str, e| PlatformError::io(what.to_string(), Some(&path), e);
         let mut good_len = scan.good_len;
         if good_len < MAGIC.len() {
@@ -321,8 +334,15 @@ impl Journal {
         self.files.contains_key(id)
     }
 
-    /// Appends machine `id`'s state after a step, and syncs it if the policy says so now.
-    pub fn append(&mut self, id: &str, seq: u64, snapshot: &[u8]) -> Result<(), PlatformError> {
+    /// Appends machine `id`'s state after a step (`senders`: entries made with
+    /// [`record::push_sender`]), and syncs it if the policy says so now.
+    pub fn append(
+        &mut self,
+        id: &str,
+        seq: u64,
+        senders: &[u8],
+        snapshot: &[u8],
+    ) -> Result<(), PlatformError> {
         let Some(f) = self.files.get_mut(id) else {
             return Ok(());
         };
@@ -332,6 +352,7 @@ impl Journal {
             &Record {
                 steps: f.steps,
                 seq,
+                senders,
                 snapshot,
             },
             &mut self.scratch,

@@ -6,19 +6,24 @@
 //! ```text
 //! file    = "ISJOURN1" record*
 //! record  = len:u32le crc:u32le body[len]        crc: CRC-32 (IEEE) of body
-//! body    = steps:u64le seq:u64le snapshot_len:u32le snapshot[snapshot_len]
+//! body    = steps:u64le seq:u64le senders_len:u32le senders[senders_len]
+//!           snapshot_len:u32le snapshot[snapshot_len]
+//! senders = (id_len:u8 id[id_len] pid:u32le delivered:u64le)*
 //! ```
 //!
 //! `steps` counts the records the machine ever wrote (it goes on across compactions), `seq`
 //! is the sequence number of the machine's next send (so that a restored machine numbers its
-//! sends on from where it was), `snapshot` is [`interstate_core::Machine::snapshot`]'s bytes.
+//! sends on from where it was), `senders` the highest sequence number the machine took from
+//! each sender (id and process), so that a restored machine knows a retransmission of an
+//! event it took for a duplicate, `snapshot` is [`interstate_core::Machine::snapshot`]'s
+//! bytes.
 
 /// The first bytes of every journal file (the `1` is the format's version).
 pub const MAGIC: &[u8; 8] = b"ISJOURN1";
 /// Bytes before a record's body.
 pub const RECORD_HEAD: usize = 8;
-/// Bytes of a body before the snapshot.
-const BODY_HEAD: usize = 20;
+/// Bytes of a body besides the senders and the snapshot.
+const BODY_HEAD: usize = 24;
 /// The largest body a reader accepts: a length beyond it is corruption, not a record.
 pub const MAX_BODY: usize = 16 << 20;
 
@@ -29,8 +34,45 @@ pub struct Record<'a> {
     pub steps: u64,
     /// The sequence number of the machine's next send.
     pub seq: u64,
+    /// The senders' entries, encoded (see [`push_sender`], [`senders`]).
+    pub senders: &'a [u8],
     /// The machine's snapshot.
     pub snapshot: &'a [u8],
+}
+
+/// Appends a sender's entry (id, process, highest sequence number taken) to `out`; an id
+/// longer than 255 bytes (never a machine id) is left out.
+pub fn push_sender(out: &mut Vec<u8>, id: &str, pid: u32, delivered: u64) {
+    let Ok(len) = u8::try_from(id.len()) else {
+        return;
+    };
+    out.push(len);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&pid.to_le_bytes());
+    out.extend_from_slice(&delivered.to_le_bytes());
+}
+
+/// The senders' entries of a record, or why they are not entries.
+pub fn senders(mut bytes: &[u8]) -> Result<Vec<(String, u32, u64)>, &'static str> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = bytes.split_first() {
+        let len = usize::from(len);
+        if rest.len() < len + 12 {
+            return Err("a sender entry is cut short");
+        }
+        let id = std::str::from_utf8(&rest[..len]).map_err(|_| "a sender id is not UTF-8")?;
+        let mut pid = [0; 4];
+        pid.copy_from_slice(&rest[len..len + 4]);
+        let mut seq = [0; 8];
+        seq.copy_from_slice(&rest[len + 4..len + 12]);
+        out.push((
+            id.to_string(),
+            u32::from_le_bytes(pid),
+            u64::from_le_bytes(seq),
+        ));
+        bytes = &rest[len + 12..];
+    }
+    Ok(out)
 }
 
 /// CRC-32 (IEEE 802.3, reflected), table-free: a journal record is checked once when it
@@ -49,12 +91,14 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 
 /// Appends `record`, framed and checksummed, to `out`.
 pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
-    let body_len = BODY_HEAD + record.snapshot.len();
+    let body_len = BODY_HEAD + record.senders.len() + record.snapshot.len();
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&record.steps.to_le_bytes());
     out.extend_from_slice(&record.seq.to_le_bytes());
+    out.extend_from_slice(&(record.senders.len() as u32).to_le_bytes());
+    out.extend_from_slice(record.senders);
     out.extend_from_slice(&(record.snapshot.len() as u32).to_le_bytes());
     out.extend_from_slice(record.snapshot);
     let crc = crc32(&out[start + RECORD_HEAD..]);
@@ -162,14 +206,20 @@ fn read_one(bytes: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
     if crc32(body) != u32_at(bytes, 4) {
         return Err("a record whose checksum does not match");
     }
-    let snapshot_len = u32_at(body, 16) as usize;
-    if snapshot_len != len - BODY_HEAD {
+    let senders_len = u32_at(body, 16) as usize;
+    if senders_len > len - BODY_HEAD {
+        return Err("a record whose senders' length exceeds its length");
+    }
+    let senders_end = 20 + senders_len;
+    let snapshot_len = u32_at(body, senders_end) as usize;
+    if snapshot_len != len - BODY_HEAD - senders_len {
         return Err("a record whose snapshot length disagrees with its length");
     }
     let record = Record {
         steps: u64_at(body, 0),
         seq: u64_at(body, 8),
-        snapshot: &body[BODY_HEAD..],
+        senders: &body[20..senders_end],
+        snapshot: &body[senders_end + 4..],
     };
     Ok((record, RECORD_HEAD + len))
 }
@@ -197,11 +247,13 @@ mod tests {
         let a = Record {
             steps: 1,
             seq: 10,
+            senders: b"",
             snapshot: b"first",
         };
         let b = Record {
             steps: 2,
             seq: 11,
+            senders: b"",
             snapshot: b"second one",
         };
         let bytes = file(&[a, b.clone()]);
@@ -217,11 +269,13 @@ mod tests {
         let a = Record {
             steps: 1,
             seq: 10,
+            senders: b"",
             snapshot: b"first",
         };
         let b = Record {
             steps: 2,
             seq: 11,
+            senders: b"",
             snapshot: b"second",
         };
         let one = file(std::slice::from_ref(&a));
@@ -264,5 +318,30 @@ mod tests {
             let s = scan(&bytes).unwrap();
             assert!(s.good_len <= bytes.len());
         }
+    }
+
+    #[test]
+    fn senders_round_trip_and_bad_entries_are_refused() {
+        let mut enc = Vec::new();
+        push_sender(&mut enc, "src", 41, 100);
+        push_sender(&mut enc, "other", 7, u64::MAX);
+        let r = Record {
+            steps: 3,
+            seq: 9,
+            senders: &enc,
+            snapshot: b"snap",
+        };
+        let bytes = file(std::slice::from_ref(&r));
+        let back = scan(&bytes).unwrap().last.unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            senders(back.senders).unwrap(),
+            [
+                ("src".to_string(), 41, 100),
+                ("other".to_string(), 7, u64::MAX)
+            ]
+        );
+        assert!(senders(&enc[..enc.len() - 1]).is_err());
+        assert!(senders(&[1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 }

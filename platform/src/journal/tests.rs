@@ -15,8 +15,8 @@ fn a_reopened_journal_gives_the_newest_record() {
     let dir = temp_dir("reopen");
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     assert_eq!(j.open_machine("lamp").unwrap(), (None, None));
-    j.append("lamp", 7, b"one").unwrap();
-    j.append("lamp", 8, b"two").unwrap();
+    j.append("lamp", 7, b"", b"one").unwrap();
+    j.append("lamp", 8, b"", b"two").unwrap();
     assert_eq!(j.stats().syncs, 2);
     drop(j);
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
@@ -27,11 +27,12 @@ fn a_reopened_journal_gives_the_newest_record() {
         Some(Recovered {
             steps: 2,
             seq: 8,
+            senders: Vec::new(),
             snapshot: b"two".to_vec()
         })
     );
     // The step count goes on.
-    j.append("lamp", 9, b"three").unwrap();
+    j.append("lamp", 9, b"", b"three").unwrap();
     drop(j);
     let mut j = Journal::open(&dir, Durability::None).unwrap();
     assert_eq!(j.open_machine("lamp").unwrap().0.unwrap().steps, 3);
@@ -43,7 +44,7 @@ fn a_torn_tail_is_cut_off_reported_and_the_file_goes_on() {
     let dir = temp_dir("torn");
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     j.open_machine("m").unwrap();
-    j.append("m", 1, b"intact").unwrap();
+    j.append("m", 1, b"", b"intact").unwrap();
     let path = j.path_of("m");
     drop(j);
     let whole = std::fs::metadata(&path).unwrap().len();
@@ -59,7 +60,7 @@ fn a_torn_tail_is_cut_off_reported_and_the_file_goes_on() {
     assert!(dropped.to_string().contains("dropped 7 bytes"), "{dropped}");
     assert_eq!(j.dropped().len(), 1);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
-    j.append("m", 2, b"after").unwrap();
+    j.append("m", 2, b"", b"after").unwrap();
     drop(j);
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     let (r, dropped) = j.open_machine("m").unwrap();
@@ -75,13 +76,13 @@ fn group_commit_syncs_by_count_and_by_time() {
     j.open_machine("a").unwrap();
     j.open_machine("b").unwrap();
     let t0 = Instant::now();
-    j.append("a", 1, b"x").unwrap();
-    j.append("b", 1, b"y").unwrap();
+    j.append("a", 1, b"", b"x").unwrap();
+    j.append("b", 1, b"", b"y").unwrap();
     assert!(j.has_unsynced());
     assert_eq!(j.stats().syncs, 0);
     // Neither full nor due (the time is the caller's).
     assert!(!j.sync_if_due(t0).unwrap());
-    j.append("a", 2, b"z").unwrap();
+    j.append("a", 2, b"", b"z").unwrap();
     assert!(j.sync_if_due(t0).unwrap());
     assert_eq!(
         j.stats().syncs,
@@ -89,7 +90,7 @@ fn group_commit_syncs_by_count_and_by_time() {
         "one sync per file with unsynced records"
     );
     assert!(!j.has_unsynced());
-    j.append("a", 3, b"w").unwrap();
+    j.append("a", 3, b"", b"w").unwrap();
     let due = j.sync_deadline().unwrap();
     assert!(!j.sync_if_due(due - Duration::from_millis(1)).unwrap());
     assert!(j.sync_if_due(due).unwrap());
@@ -102,7 +103,7 @@ fn none_never_syncs_and_never_holds_acknowledgements() {
     let dir = temp_dir("none");
     let mut j = Journal::open(&dir, Durability::None).unwrap();
     j.open_machine("a").unwrap();
-    j.append("a", 1, b"x").unwrap();
+    j.append("a", 1, b"", b"x").unwrap();
     assert!(!j.has_unsynced());
     assert_eq!(j.sync_deadline(), None);
     assert_eq!(j.stats().syncs, 0);
@@ -117,12 +118,14 @@ fn compaction_keeps_the_newest_record_only_and_a_leftover_is_removed() {
     j.open_machine("m").unwrap();
     let mut i = 0;
     while j.stats().compactions == 0 {
-        j.append("m", i, format!("state {i}").as_bytes()).unwrap();
+        j.append("m", i, b"", format!("state {i}").as_bytes())
+            .unwrap();
         i += 1;
     }
     let compacted_at = i;
     for _ in 0..5 {
-        j.append("m", i, format!("state {i}").as_bytes()).unwrap();
+        j.append("m", i, b"", format!("state {i}").as_bytes())
+            .unwrap();
         i += 1;
     }
     assert_eq!(j.stats().compactions, 1);

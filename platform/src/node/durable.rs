@@ -13,8 +13,11 @@
 
 use interstate_core::Error;
 
+use rustc_hash::FxHashMap as HashMap;
+
 use crate::error::PlatformError;
-use crate::journal::{Durability, Journal};
+use crate::journal::{record, Durability, Journal};
+use crate::registry::Registry;
 
 use super::local::{Hosted, Local};
 use super::Node;
@@ -47,12 +50,36 @@ pub(super) struct DurableMachine {
     pub(super) restored_from: Option<u64>,
     /// A torn or corrupted tail dropped from its journal when it was opened.
     pub(super) dropped: Option<String>,
+    /// The highest sequence number it took from each sender: id -> (process, number).
+    pub(super) senders: HashMap<String, (u32, u64)>,
+}
+
+/// Senders a durable machine's record remembers at most; past that, those gone from the
+/// registry are forgotten first.
+const SENDERS_KEPT: usize = 1024;
+
+impl DurableMachine {
+    /// The machine took `seq` from `sender` (owned by process `pid`, 0 if unknown).
+    pub(super) fn took(&mut self, sender: &str, pid: u32, seq: u64, registry: &Registry) {
+        match self.senders.get_mut(sender) {
+            Some(e) => *e = (pid, seq),
+            None => {
+                if self.senders.len() >= SENDERS_KEPT {
+                    self.senders.retain(|s, _| registry.contains(s));
+                }
+                if self.senders.len() < SENDERS_KEPT {
+                    self.senders.insert(sender.to_string(), (pid, seq));
+                }
+            }
+        }
+    }
 }
 
 /// The node's journal and the buffer snapshots are written into.
 pub(super) struct Durable {
     pub(super) journal: Journal,
     buf: Vec<u8>,
+    senders: Vec<u8>,
 }
 
 /// The largest snapshot a node writes (a machine's outbox bytes, context and timers fit
@@ -67,6 +94,7 @@ impl Durable {
         Ok(Durable {
             journal: Journal::open(dir, durability)?,
             buf: vec![0; 16 << 10],
+            senders: Vec::new(),
         })
     }
 }
@@ -95,6 +123,7 @@ impl Node {
             last: None,
             restored_from: None,
             dropped,
+            senders: HashMap::default(),
         };
         let Some(r) = recovered else {
             return Ok(Some((false, state)));
@@ -119,6 +148,11 @@ impl Node {
         }
         h.seq = r.seq;
         state.restored_from = Some(r.steps);
+        state.senders = r
+            .senders
+            .into_iter()
+            .map(|(s, pid, seq)| (s, (pid, seq)))
+            .collect();
         state.last = Some(Journalled::of(h));
         (self.log)(&format!(
             "machine '{}' restored from its journal (record {})",
@@ -213,7 +247,13 @@ impl Local {
                 }
             }
         };
-        d.journal.append(&h.id, h.seq, &d.buf[..n])?;
+        d.senders.clear();
+        if let Some(state) = &h.durable {
+            for (sender, &(pid, seq)) in &state.senders {
+                record::push_sender(&mut d.senders, sender, pid, seq);
+            }
+        }
+        d.journal.append(&h.id, h.seq, &d.senders, &d.buf[..n])?;
         if let Some(state) = h.durable.as_mut() {
             state.last = Some(mark);
         }

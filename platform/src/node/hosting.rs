@@ -138,6 +138,11 @@ impl Node {
         // A durable node's machine goes on from its journal, if it has one.
         let restored = match self.open_durable(idx) {
             Ok(Some((restored, state))) => {
+                // Retransmissions of what it took before are duplicates.
+                let received = self.side.received_mut();
+                for (sender, &(pid, seq)) in &state.senders {
+                    received.restore_delivered(id, sender, pid, seq);
+                }
                 self.local.machines[idx].durable = Some(state);
                 restored
             }

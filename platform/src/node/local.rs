@@ -387,6 +387,11 @@ impl Local {
         }
         self.stats.received += 1;
         if let Some(i) = machine {
+            if let Some(durable) = self.machines[i].durable.as_mut() {
+                // Journalled with the step: a retransmission after a restart is a duplicate.
+                let pid = self.registry.pid_of(d.from).unwrap_or(0);
+                durable.took(d.from, pid, d.seq, &self.registry);
+            }
             let origin = Origin::Message(d.correlation);
             self.step(i, now, d.from, d.event, d.payload, origin, deferred);
         } else if self.port_reply_is_late(d.to, d.from, d.correlation, true) {
