@@ -234,7 +234,7 @@ fn a_restarted_durable_machine_drops_retransmissions_of_what_it_took_and_acknowl
     let mut bus = Bus::new("durable-resend");
     let chart = bus.write("counter.json", COUNTER);
     let state = bus.path("state");
-    let mut rng = Rng(0xD0_0D_5EED);
+    let mut rng = Rng(0xD00D_5EED);
     let mut p = start_as(&mut bus, &chart, &state, "fsync", None, false);
     let mut node = sender(&bus);
     let mut sent = 0u64;

@@ -604,6 +604,10 @@ impl Node {
 
     /// Says goodbye to the hub (clients) or removes the socket (hub). Also done on drop.
     pub fn shutdown(&mut self) {
+        // What durable machines did is on disk before the process goes, whatever the policy.
+        if let Err(e) = self.journal_sync_all() {
+            (self.log)(&format!("the journal failed: {e}"));
+        }
         match &mut self.side {
             Side::Hub(h) => {
                 // Once: after the first call another process may serve the bus (it took
