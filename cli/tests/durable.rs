@@ -302,6 +302,8 @@ fn a_restarted_durable_machine_drops_retransmissions_of_what_it_took_and_acknowl
     }
     let s = status(&mut bus);
     assert_eq!(s["context"]["count"].as_u64(), Some(sent), "{s}");
+    let (_, plain, _) = bus.run(&["status", "counter"]);
+    assert!(plain.contains("durable, restored from record"), "{plain}");
     eprintln!("durable resend test: {CYCLES} kills, {sent} events, each taken once, none failed");
     bus.kill(p);
 }
