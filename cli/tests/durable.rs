@@ -8,6 +8,8 @@
 //! after each restart from what the restored state lacks (as an application retrying what
 //! was not acknowledged would).
 //!
+//! `DURABLE_CYCLES=N` runs the first test through N crashes instead of 12.
+//!
 //! What it measures and prints: events the machine took and recorded whose senders were
 //! told `target-gone` (the soak's `delivered_and_reported_failed`): the hub does not yet
 //! hold events for a durable receiver that died (see docs/persistence.md).
@@ -105,13 +107,17 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
     let seed = 0x5EED_D00D_u64;
     let mut rng = Rng(seed);
     let mut node = sender(&bus);
-    const CYCLES: usize = 12;
+    // `DURABLE_CYCLES=N` for a longer run (the default keeps the suite short).
+    let cycles: usize = std::env::var("DURABLE_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let policies = ["fsync", "group:16:2", "none"];
     // The first event the machine has not taken (as its restored state says).
     let mut next = 1u64;
     let mut processed_and_failed = 0u64;
     let mut torn_before = false;
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         let policy = policies[cycle % policies.len()];
         let crash = match cycle % 4 {
             1 => Some(format!("torn:{}", 1 + rng.below(150))),
@@ -218,7 +224,7 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
     assert!(last + 1 >= next, "{s}");
     processed_and_failed += (last + 1).saturating_sub(next);
     eprintln!(
-        "durable kill test: {CYCLES} crashes, {last} events taken once each; \
+        "durable kill test: {cycles} crashes, {last} events taken once each; \
          taken but reported failed to their sender: {processed_and_failed}"
     );
     bus.kill(p);
