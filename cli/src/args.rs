@@ -17,6 +17,11 @@ ENVIRONMENT:
   INTERSTATE_BUS        The bus name when --bus is not given (default: \"default\").
   INTERSTATE_TRANSPORT  How a client reaches the hub: unix (default), fifo or shm. Any other
                         value is an error.
+  INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
+  INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
+  INTERSTATE_JOURNAL_COMPACT, INTERSTATE_JOURNAL_CRASH
+                        For tests of durable machines: the journal's compaction size in
+                        bytes, and a point where the process aborts (docs/persistence.md).
   XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
   NO_COLOR              When set and not empty, `up` and `demo` print no color.
   NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
@@ -289,6 +294,16 @@ pub enum Command {
         /// without it, `run` then exits with status 2.
         #[arg(long)]
         keep_going: bool,
+        /// Make the machine durable: journal its state in DIR after every step, and start
+        /// from it when DIR has one (after a crash or a restart). Default:
+        /// `INTERSTATE_STATE_DIR`, if set. See docs/persistence.md.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// When a journal record is on disk for good: `fsync` (every step), `group` (64 steps
+        /// or 5 ms), `group:STEPS:MS`, or `none` (left to the OS). Default:
+        /// `INTERSTATE_DURABILITY`, else `fsync`.
+        #[arg(long, value_name = "POLICY")]
+        durability: Option<String>,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]

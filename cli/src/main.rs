@@ -290,6 +290,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             client,
             watch,
             keep_going,
+            state_dir,
+            durability,
             values,
             bus,
             verbosity,
@@ -303,6 +305,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 values: Values::parse(&values.guards, &values.delays)?,
                 level: verbosity.level(),
                 keep_going,
+                state: cmd::bus::state_setting(state_dir, durability)?,
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }

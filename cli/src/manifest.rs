@@ -19,6 +19,8 @@
 //! env = { RUST_LOG = "info" }
 //! restart = "always"        # never | on-failure (default) | always
 //! provides = ["worker"]     # machine ids; ready when they are registered
+//! state_dir = "state/worker" # durable machines: journal here (INTERSTATE_STATE_DIR)
+//! durability = "group"      # fsync (default) | group | group:STEPS:MS | none
 //! ```
 //!
 //! Relative commands (with a `/`) and the working directory (`cwd`, default: the manifest's
@@ -85,6 +87,8 @@ struct RawProcess {
     grace: Option<String>,
     #[serde(default)]
     main: bool,
+    state_dir: Option<String>,
+    durability: Option<String>,
 }
 
 /// Parses a duration: a number and a unit, `ms`, `s` or `m` (`"500ms"`, `"5s"`, `"1.5s"`).
@@ -232,11 +236,28 @@ fn process(p: RawProcess, base: &Path) -> Result<ChildSpec, String> {
         Some(c) => base.join(c),
         None => base.to_path_buf(),
     };
+    // A durable process: `interstate run` (and any node that reads them) journals its
+    // machines there, relative to the manifest's directory.
+    let mut env = p.env;
+    if let Some(d) = &p.durability {
+        d.parse::<interstate_platform::journal::Durability>()
+            .map_err(|e| format!("durability: {e}"))?;
+        if p.state_dir.is_none() {
+            return Err("durability needs a state_dir".into());
+        }
+        env.insert("INTERSTATE_DURABILITY".into(), d.clone());
+    }
+    if let Some(dir) = &p.state_dir {
+        let dir = base.join(dir);
+        env.insert(
+            "INTERSTATE_STATE_DIR".into(),
+            dir.to_string_lossy().into_owned(),
+        );
+    }
     Ok(ChildSpec {
         program: resolve_command(&p.command, base)?,
         args: p.args.into_iter().map(OsString::from).collect(),
-        env: p
-            .env
+        env: env
             .into_iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect(),
@@ -353,6 +374,36 @@ mod tests {
         let e =
             parse("[[process]]\nname = \"a\"\ncommand = \"no-such-program-here\"\n").unwrap_err();
         assert!(e.contains("'no-such-program-here' is not in PATH"), "{e}");
+    }
+
+    #[test]
+    fn a_durable_process_gets_its_state_dir_and_policy_in_its_environment() {
+        let m = parse(
+            "[[process]]\nname = \"a\"\ncommand = \"sh\"\nstate_dir = \"state/a\"\n\
+             durability = \"group:8:2\"\n",
+        )
+        .unwrap();
+        let env: BTreeMap<_, _> = m.processes[0].env.iter().cloned().collect();
+        assert_eq!(
+            env.get(&OsString::from("INTERSTATE_STATE_DIR")),
+            Some(&OsString::from("/tmp/state/a"))
+        );
+        assert_eq!(
+            env.get(&OsString::from("INTERSTATE_DURABILITY")),
+            Some(&OsString::from("group:8:2"))
+        );
+        let one = |extra: &str| {
+            parse(&format!(
+                "[[process]]\nname = \"a\"\ncommand = \"sh\"\n{extra}\n"
+            ))
+            .unwrap_err()
+        };
+        let e = one("state_dir = \"s\"\ndurability = \"sometimes\"");
+        assert!(
+            e.contains("durability: 'sometimes' is not a durability policy"),
+            "{e}"
+        );
+        assert!(one("durability = \"fsync\"").contains("durability needs a state_dir"));
     }
 
     #[test]

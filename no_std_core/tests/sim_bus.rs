@@ -88,6 +88,56 @@ fn hub_restart_mid_stream_loses_nothing() {
     assert_eq!(s.rec.connects, [2, 2], "both reconnected");
 }
 
+/// A durable receiver (its node journals its state and the highest sequence number it took
+/// from each sender, and restores both: `Received::restore_delivered`) dies with the hub
+/// mid-stream. Its sender keeps what was not acknowledged and sends it again once both are
+/// back; the restored receiver drops as duplicates, and acknowledges, the events its earlier
+/// incarnation took, and takes the others: every event once, in order, none reported
+/// failed.
+#[test]
+fn a_durable_receiver_restored_from_its_journal_drops_retransmissions_and_acknowledges_them() {
+    let mut s = bus(SimConfig::default(), &[&["dst"], &["src"]]);
+    let mut sent = Vec::new();
+    for i in 0..400 {
+        sent.push(s.send(1, "src", "dst").unwrap());
+        s.run_for(ms(1));
+        if i == 200 {
+            // What its journal holds: the events it took (its state), and the highest
+            // number it took from `src`'s process.
+            let taken = s.proc(0).accepted.clone();
+            let high = s
+                .rec
+                .delivered
+                .iter()
+                .filter(|d| d.proc == 0 && d.from == "src")
+                .map(|d| d.seq)
+                .max()
+                .expect("some taken before the crash");
+            let src_pid = s.proc(1).pid;
+            s.restart_hub(ms(300));
+            s.kill(0);
+            s.restart(0);
+            let restored = s.proc_mut(0);
+            restored.accepted = taken;
+            assert!(restored
+                .client
+                .received_mut()
+                .restore_delivered("dst", "src", src_pid, high));
+        }
+    }
+    assert!(s.settle(SETTLE), "{}", s.describe());
+    check(&s).unwrap();
+    assert_eq!(delivered_to(&s, "dst"), sent, "every event once, in order");
+    assert!(s.rec.failed.is_empty(), "{:?}", s.rec.failed);
+    assert!(
+        s.rec
+            .notes
+            .iter()
+            .any(|n| matches!(n, Note::Duplicate(0, ..))),
+        "some retransmissions were of events taken before the crash"
+    );
+}
+
 /// A sender killed and started again numbers its events above its previous incarnation's:
 /// the receiver takes none of them for duplicates.
 #[test]

@@ -74,6 +74,15 @@ pub enum PlatformError {
     },
     /// A chart or machine error from the core.
     Core(interstate_core::Error),
+    /// A machine's journal (see [`crate::journal`]) cannot be used.
+    Journal {
+        /// The machine.
+        machine: String,
+        /// Its journal file.
+        path: PathBuf,
+        /// What is wrong, and what to do about it.
+        problem: String,
+    },
     /// An environment variable has a value this layer does not accept.
     BadSetting {
         /// The variable, e.g. `INTERSTATE_TRANSPORT`.
@@ -150,6 +159,15 @@ impl fmt::Display for PlatformError {
                 problem,
             } => write!(f, "cannot subscribe '{machine}' to '{filter}': {problem}"),
             PlatformError::Core(e) => write!(f, "{e}"),
+            PlatformError::Journal {
+                machine,
+                path,
+                problem,
+            } => write!(
+                f,
+                "machine '{machine}': its journal {} cannot be used: {problem}",
+                path.display()
+            ),
             PlatformError::BadSetting {
                 variable,
                 value,

@@ -5,6 +5,7 @@
 //! - [`conn`]: framed non-blocking streams with fixed buffers;
 //! - [`node`]: a process's place on the bus: machines on a mio loop, joined to a hub over a
 //!   Unix socket, or hosting the hub;
+//! - [`journal`]: durable machines' state after every step, read back after a crash;
 //! - [`registry`]: the node's copy of the bus registry;
 //! - [`serial`]: a device on a tty (COBS-framed frames) bridged onto the bus;
 //! - [`activation`]: the hub's listening socket from a service manager (socket activation);
@@ -17,6 +18,7 @@ pub mod activation;
 pub mod busdir;
 pub mod conn;
 pub mod error;
+pub mod journal;
 pub mod mqtt;
 pub mod node;
 pub mod notify;

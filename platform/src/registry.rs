@@ -79,6 +79,10 @@ impl Registry {
     pub fn get(&self, machine: &str) -> Option<MachineInfo> {
         self.inner.borrow().get(machine).cloned()
     }
+    /// The process hosting `machine`, if it is registered.
+    pub fn pid_of(&self, machine: &str) -> Option<u32> {
+        self.inner.borrow().get(machine).map(|m| m.pid)
+    }
     /// Whether `machine` is registered.
     pub fn contains(&self, machine: &str) -> bool {
         self.inner.borrow().contains_key(machine)

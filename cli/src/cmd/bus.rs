@@ -416,6 +416,29 @@ pub struct Host {
     /// `--keep-going`: serve on when the machine stops on an error (it leaves the bus either
     /// way); without it, `run` then ends with an error (exit status 2).
     pub keep_going: bool,
+    /// `--state-dir` and `--durability`: where the machine is journalled, and the policy.
+    pub state: Option<(std::path::PathBuf, interstate_platform::journal::Durability)>,
+}
+
+/// `--state-dir DIR` (else `INTERSTATE_STATE_DIR`) and `--durability POLICY` (else
+/// `INTERSTATE_DURABILITY`, else `fsync`), as `run` uses them.
+pub fn state_setting(
+    dir: Option<std::path::PathBuf>,
+    durability: Option<String>,
+) -> Result<Option<(std::path::PathBuf, interstate_platform::journal::Durability)>, String> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let dir = dir.or_else(|| env("INTERSTATE_STATE_DIR").map(Into::into));
+    let policy = match durability {
+        Some(p) => p.parse().map_err(|e| format!("--durability: {e}"))?,
+        None => match env("INTERSTATE_DURABILITY") {
+            Some(p) => p
+                .to_string_lossy()
+                .parse()
+                .map_err(|e| format!("INTERSTATE_DURABILITY: {e}"))?,
+            None => interstate_platform::journal::Durability::Fsync,
+        },
+    };
+    Ok(dir.map(|d| (d, policy)))
 }
 
 /// `interstate run FILE --id ID`: a declarative JSON machine joins the bus.
@@ -432,7 +455,12 @@ pub fn run(
         .check_complete(&compiled.chart())
         .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
     let stop = stop_flag()?;
-    let mut node = Node::new(args.config(role)?).map_err(|e| super::buses::no_hub_hint(&e))?;
+    let mut config = args.config(role)?;
+    if let Some((dir, durability)) = &host.state {
+        config.state_dir = Some(dir.clone());
+        config.durability = *durability;
+    }
+    let mut node = Node::new(config).map_err(|e| super::buses::no_hub_hint(&e))?;
     let who = id.to_string();
     // A closed stdout is noted by `outln!` and ends the loop below.
     let behaviors = Behaviors::new().on_log(move |_, msg| {
@@ -460,6 +488,13 @@ pub fn run(
             } else {
                 "client"
             }
+        );
+    }
+    if let (true, Some(j)) = (say, node.journal()) {
+        eprintln!(
+            "interstate: machine '{id}' is durable: journal in {} ({})",
+            j.dir().display(),
+            j.durability()
         );
     }
     if host.level == Level::Verbose {

@@ -123,7 +123,24 @@ fn print_report(v: &Value, as_json: bool, watch: bool) -> Result<(), String> {
     outln!("accepts      {}", names(&v["accepts"]))?;
     outln!("last events  {}", names(&v["last_events"]))?;
     outln!("errors       {}", names(&v["errors"]))?;
+    if let Some(j) = v.get("journal") {
+        outln!("journal      {}", journal_line(j))?;
+    }
     outln!("at           {at}")
+}
+
+/// A durable machine's journal state, for a person: where it started from, and a torn or
+/// corrupted tail its journal dropped.
+fn journal_line(j: &Value) -> String {
+    let mut line = match j["restored_from"].as_u64() {
+        Some(n) => format!("durable, restored from record {n}"),
+        None => "durable, started afresh".to_string(),
+    };
+    if let Some(d) = j["dropped"].as_str() {
+        line.push_str("; ");
+        line.push_str(d);
+    }
+    line
 }
 
 /// `interstate status ID [--json] [--watch]`.
@@ -182,6 +199,20 @@ pub fn status(args: &BusArgs, id: &str, as_json: bool, watch: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_journal_line_says_where_the_machine_started_and_what_was_dropped() {
+        let line = super::journal_line(&json!({"restored_from": 41, "dropped": null}));
+        assert_eq!(line, "durable, restored from record 41");
+        let line =
+            super::journal_line(&json!({"restored_from": null, "dropped": "dropped 7 bytes"}));
+        assert_eq!(line, "durable, started afresh; dropped 7 bytes");
+    }
 }
 
 #[cfg(test)]

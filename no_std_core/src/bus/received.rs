@@ -482,6 +482,60 @@ where
         self.forget_owners(&|o| old(o.departed))
     }
 
+    /// A durable receiver restored from its journal: process `pid`, owner of `sender`, had
+    /// its messages to `receiver` up to `delivered` taken before the receiver's process
+    /// died. A retransmission of any of them (its sender sends again what it never had
+    /// acknowledged, after a reconnect) is then a duplicate: dropped, and acknowledged. The
+    /// registry's later word on who owns `sender` counts as usual: another process's
+    /// numbers are its own. Returns false when the pair table has no room (the
+    /// retransmissions are then taken as new).
+    pub fn restore_delivered(
+        &mut self,
+        receiver: &str,
+        sender: &str,
+        pid: u32,
+        delivered: u64,
+    ) -> bool {
+        if self.owner_pid(sender) == 0 {
+            // Its owner as the journal knew it, until the registry says otherwise.
+            self.sender_registered(sender, pid, 0);
+        }
+        match self.find_pair(receiver, sender, pid) {
+            Ok(i) => {
+                let p = &mut self.pairs.as_mut()[i];
+                if delivered > p.delivered {
+                    p.delivered = delivered;
+                    p.handed = delivered;
+                    p.acked = p.acked.max(delivered);
+                }
+                true
+            }
+            Err(free) => {
+                let cap = self.pairs.as_ref().len();
+                if self.pairs_used >= cap - cap / 8 {
+                    return false;
+                }
+                let (Some(f), Some(r), Some(s)) = (free, id(receiver), id(sender)) else {
+                    return false;
+                };
+                // Nothing owed: the acknowledgements of these went out (or died) with the
+                // earlier process; a retransmission asks for one again.
+                self.pairs.as_mut()[f] = PairSlot {
+                    used: true,
+                    receiver: r,
+                    sender: s,
+                    pid,
+                    delivered,
+                    handed: delivered,
+                    acked: delivered,
+                    aside_since: None,
+                };
+                self.pairs_used += 1;
+                true
+            }
+        }
+    }
+
     /// Pairs whose state is kept, earlier owners' included (for tests and statistics).
     pub fn senders(&self) -> usize {
         self.pairs_used
@@ -731,5 +785,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_restored_receiver_drops_and_acknowledges_what_its_journal_says_it_took() {
+        let mut r = new();
+        assert!(r.restore_delivered("counter", "src", 41, 100));
+        assert!(!r.is_dirty(), "nothing owed on a restore");
+        // The sender, the same process, sends again what it never had acknowledged.
+        assert_eq!(r.accept("counter", "src", 99, true), Accepted::Duplicate);
+        assert_eq!(r.accept("counter", "src", 100, true), Accepted::Duplicate);
+        let mut acks = Vec::new();
+        r.emit(&mut |to, from, seq| {
+            acks.push((to.to_string(), from.to_string(), seq));
+            true
+        });
+        assert_eq!(acks, [("counter".to_string(), "src".to_string(), 100)]);
+        assert_eq!(r.accept("counter", "src", 101, true), Accepted::New);
+        // The registry names the same process: nothing changes.
+        r.sender_registered("src", 41, 5);
+        assert_eq!(r.accept("counter", "src", 101, true), Accepted::Duplicate);
+    }
+
+    #[test]
+    fn a_restored_state_is_not_another_processes_and_a_full_table_says_so() {
+        let mut r = new();
+        assert!(r.restore_delivered("counter", "src", 41, 100));
+        // The sender id is owned by another process now: its numbers are its own.
+        r.sender_registered("src", 42, 5);
+        assert_eq!(r.accept("counter", "src", 7, true), Accepted::New);
+        let mut small: R =
+            Received::new(vec![PairSlot::default(); 8], vec![OwnerSlot::default(); 8]);
+        let restored = (0..8)
+            .filter(|i| small.restore_delivered("m", &format!("s{i}"), 1, 5))
+            .count();
+        assert_eq!(restored, 7, "an eighth of the table stays free");
     }
 }

@@ -491,6 +491,21 @@ impl Node {
     /// As [`emit_acks`](Self::emit_acks); `now_anyway`: the hub's own process sends every
     /// acknowledgement owed now, whatever the policy (before one of its ids leaves the bus).
     pub(super) fn emit_acks_when(&mut self, now_anyway: bool) {
+        // Durable machines' events are acknowledged only once their steps are on disk.
+        let journalled = if now_anyway {
+            self.journal_sync_all().map(|()| false)
+        } else {
+            self.journal_steps().and_then(|()| self.journal_holds())
+        };
+        match journalled {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => {
+                // Nothing is acknowledged that is not on disk; `pump` returns the error.
+                (self.log)(&format!("the journal failed: {e}"));
+                return;
+            }
+        }
         let now = self.turn_now;
         match &mut self.side {
             Side::Client(c) => {

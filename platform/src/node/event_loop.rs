@@ -33,11 +33,18 @@ impl Node {
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
         let requests = self.local.next_port_deadline();
+        let journal = self.journal_deadline();
+        // Acknowledgements wait for the journal's group: their own timer waits with them.
+        let s = match journal {
+            Some(j) => s.map(|s| s.max(j)),
+            None => s,
+        };
         [
             m,
             s,
             requests,
             self.handover_deadline(),
+            journal,
             self.next_report_deadline(),
         ]
         .into_iter()

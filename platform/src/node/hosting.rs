@@ -132,13 +132,41 @@ impl Node {
             skipped_steps: 0,
             events: Default::default(),
             fanout: Default::default(),
+            durable: None,
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
         let h = &mut self.local.machines[idx];
         // Request ids of an earlier process with this machine's id match nothing here.
         h.machine.set_request_base(super::requests::request_base());
-        if let Err(e) = h.machine.start(now, &mut *h.behavior) {
+        // A durable node's machine goes on from its journal, if it has one.
+        let restored = match self.open_durable(idx) {
+            Ok(Some((restored, state))) => {
+                // Retransmissions of what it took before are duplicates.
+                let received = self.side.received_mut();
+                for (sender, &(pid, seq)) in &state.senders {
+                    received.restore_delivered(id, sender, pid, seq);
+                }
+                self.local.machines[idx].durable = Some(state);
+                restored
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.local.machines.pop();
+                self.local.by_id.remove(id);
+                return Err(e);
+            }
+        };
+        let h = &mut self.local.machines[idx];
+        let started = if restored {
+            Ok(())
+        } else {
+            h.machine.start(now, &mut *h.behavior)
+        };
+        if let Err(e) = started {
+            if let Some(d) = self.local.durable.as_mut() {
+                d.journal.close_machine(id);
+            }
             self.local.machines.pop();
             self.local.by_id.remove(id);
             return Err(e.into());
@@ -652,9 +680,25 @@ impl Node {
             rounds += 1;
             let mut moved = false;
             let mut deferred = Deferred::default();
+            // Steps are journalled before their sends leave; under the group policy a
+            // durable machine's sends wait for their group's sync.
+            if let Err(e) = self.journal_steps() {
+                self.msg_buf = buf;
+                return Err(e);
+            }
+            let hold = match self.journal_holds() {
+                Ok(hold) => hold,
+                Err(e) => {
+                    self.msg_buf = buf;
+                    return Err(e);
+                }
+            };
             for i in 0..self.local.machines.len() {
                 let n = self.local.machines[i].machine.outbox_len();
                 if n == 0 || !self.local.machines[i].registered {
+                    continue;
+                }
+                if hold && self.local.machines[i].durable.is_some() {
                     continue;
                 }
                 let mut done = 0;

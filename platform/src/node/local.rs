@@ -52,6 +52,8 @@ pub(super) struct Hosted {
     pub(super) events: LastEvents,
     /// Where its publication or broadcast fan-out stands (see `topics`).
     pub(super) fanout: super::topics::FanOut,
+    /// Its journal state, when the node is durable (see `durable`).
+    pub(super) durable: Option<super::durable::DurableMachine>,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -94,6 +96,10 @@ pub(super) struct Local {
     pub(super) stats: NodeStats,
     /// Watched machine ids: whether each was last seen up, and who watches it.
     pub(super) watches: HashMap<String, Watch>,
+    /// The journal of a durable node (`NodeConfig::state_dir`).
+    pub(super) durable: Option<super::durable::Durable>,
+    /// An error journalling a step met (the loop returns it).
+    pub(super) journal_error: Option<crate::error::PlatformError>,
 }
 
 /// Who watches a machine id, and whether it was last seen registered.
@@ -326,6 +332,12 @@ impl Local {
         if let Err(e) = h.machine.send(now, e, &mut *h.behavior) {
             h.failed(&format!("on event '{event}'"), e, deferred);
         }
+        // Journalled after every step (before its event is acknowledged and its sends leave).
+        if let Err(e) = self.journal_machine(i, now) {
+            deferred.logs.push(format!("the journal failed: {e}"));
+            self.journal_error.get_or_insert(e);
+        }
+        let h = &mut self.machines[i];
         if reply && h.machine.stats().late_replies != late_before {
             self.stats.late_replies += 1;
             deferred.logs.push(format!(
@@ -383,6 +395,11 @@ impl Local {
         }
         self.stats.received += 1;
         if let Some(i) = machine {
+            if let Some(durable) = self.machines[i].durable.as_mut() {
+                // Journalled with the step: a retransmission after a restart is a duplicate.
+                let pid = self.registry.pid_of(d.from).unwrap_or(0);
+                durable.took(d.from, pid, d.seq, &self.registry);
+            }
             let origin = Origin::Message(d.correlation);
             self.step(i, now, d.from, d.event, d.payload, origin, deferred);
         } else if self.port_reply_is_late(d.to, d.from, d.correlation, true) {

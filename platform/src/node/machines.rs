@@ -69,6 +69,8 @@ pub trait RunningMachine {
     fn context_json(&self) -> Option<&str>;
     /// See [`Machine::snapshot`].
     fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error>;
+    /// See [`Machine::restore`].
+    fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error>;
     /// See [`Machine::request_failed`].
     fn request_failed(
         &mut self,
@@ -106,6 +108,9 @@ impl<
     }
     fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
         Machine::snapshot(self, now, buf)
+    }
+    fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        Machine::restore(self, now, bytes)
     }
     fn id(&self) -> &str {
         Machine::id(self)

@@ -28,6 +28,7 @@
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
 mod client_side;
+mod durable;
 mod event_loop;
 mod failover;
 mod hosting;
@@ -228,6 +229,14 @@ pub struct NodeConfig {
     /// and a flooded machine costs its node at most one report per interval. Zero reports
     /// every step.
     pub report_interval: Duration,
+    /// Where the node journals its machines (one file per machine), making every machine
+    /// it hosts durable: journalled after each step, restored from its journal when it is
+    /// added again, its events acknowledged only once their step is on disk by
+    /// [`durability`](Self::durability). `None` (the default): nothing is kept. See
+    /// `docs/persistence.md`.
+    pub state_dir: Option<PathBuf>,
+    /// When a journal record is on disk for good (with `state_dir`).
+    pub durability: crate::journal::Durability,
 }
 
 impl NodeConfig {
@@ -250,6 +259,8 @@ impl NodeConfig {
             listen_fd: None,
             report_interval: Duration::from_millis(DEFAULT_REPORT_INTERVAL_MS),
             transport: Transport::from_env(),
+            state_dir: None,
+            durability: crate::journal::Durability::Fsync,
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
@@ -405,6 +416,10 @@ impl Node {
         let path = config.socket_path();
         let origin = std::time::Instant::now();
         let registry = Registry::default();
+        let durable = match &config.state_dir {
+            Some(dir) => Some(durable::Durable::open(dir, config.durability)?),
+            None => None,
+        };
         let side = match config.role {
             Role::Hub => Side::Hub(Box::new(Self::serve(&config, &poll, &path)?)),
             Role::Client => {
@@ -442,6 +457,8 @@ impl Node {
                 registry,
                 stats: NodeStats::default(),
                 watches: HashMap::default(),
+                durable,
+                journal_error: None,
             },
             side,
             scratch: Vec::new(),
@@ -603,6 +620,10 @@ impl Node {
 
     /// Says goodbye to the hub (clients) or removes the socket (hub). Also done on drop.
     pub fn shutdown(&mut self) {
+        // What durable machines did is on disk before the process goes, whatever the policy.
+        if let Err(e) = self.journal_sync_all() {
+            (self.log)(&format!("the journal failed: {e}"));
+        }
         match &mut self.side {
             Side::Hub(h) => {
                 // Once: after the first call another process may serve the bus (it took

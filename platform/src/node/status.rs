@@ -102,6 +102,8 @@ fn accepts(h: &Hosted) -> Vec<String> {
 }
 
 /// `h`'s state report: `{"machine","status","state","accepts","last_events","errors","at_ms"}`,
+/// `"journal"` for a durable machine (`{"restored_from": record or null, "dropped": what its
+/// journal dropped when opened, or null}`),
 /// and `"context"` when the machine has a JSON context (a JSON chart's `context`, as `assign`
 /// left it): it is JSON text already, so it is copied in as it is; and with `chart` given, a
 /// `"chart"` member holding it (JSON) last.
@@ -134,6 +136,20 @@ pub(super) fn report(h: &Hosted, chart: Option<&str>) -> String {
     if h.skipped_steps > 0 {
         out.pop();
         let _ = write!(out, ",\"skipped\":{}}}", h.skipped_steps);
+    }
+    if let Some(d) = &h.durable {
+        // A durable machine: the journal record it was restored from, and a torn or
+        // corrupted tail its journal dropped when it was opened.
+        out.pop();
+        let _ = write!(
+            out,
+            ",\"journal\":{{\"restored_from\":{},\"dropped\":{}}}}}",
+            d.restored_from
+                .map_or_else(|| "null".to_string(), |n| n.to_string()),
+            d.dropped
+                .as_deref()
+                .map_or_else(|| "null".to_string(), json_string)
+        );
     }
     if let Some(context) = h.machine.context_json() {
         out.pop();
