@@ -6,7 +6,8 @@
 #   installed with apt-get when missing (as root; otherwise the test says loudly it skipped);
 # - Debian's mosquitto, for the InterNode tests (cli/tests/internode.rs start a private
 #   broker per test);
-# - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile).
+# - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile);
+# - the gRPC gateway's Python tests (scripts/test_grpc_python.sh: grpcio from PyPI in a venv).
 #
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -28,5 +29,10 @@ fi
 if command -v npm >/dev/null 2>&1; then
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# --- gRPC gateway, Python side (issue 17): grpcio stubs generated from proto/interstate.proto
+# at test time, run against interstate-grpc by pytest in a venv under target/ (see the script).
+scripts/test_grpc_python.sh
+# --- end of the gRPC gateway block
 
 exec cargo test --workspace "$@"
