@@ -169,10 +169,9 @@ async fn an_id_held_by_another_process_or_not_registered_by_the_caller_is_refuse
     wait_machine(&mut c, "lamp").await;
 
     // Registering the JSON machine's id: the hub refuses it.
-    let status = open(&mut c, &["lamp"])
-        .await
-        .err()
-        .expect("'lamp' is held by `interstate run`");
+    let Err(status) = open(&mut c, &["lamp"]).await else {
+        panic!("'lamp' is held by `interstate run`: its registration must fail")
+    };
     assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
     // Sending as it, or as any id no stream of this client registered: refused.
     for from in ["lamp", "ghost"] {
