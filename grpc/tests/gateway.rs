@@ -343,3 +343,92 @@ fn the_socket_is_private_and_tcp_needs_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tls-cert and --tls-key"), "{err}");
 }
+
+/// A self-signed certificate for `localhost` (openssl, as Debian has it): (cert, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        // An end entity (rustls refuses a CA certificate as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (Debian's openssl package) to make a test certificate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_is_served_with_tls_and_a_connection_sends_as_its_own_stream_ids() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let mut bus = Bus::start("tls");
+    let (cert, key) = self_signed(&bus.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    bus.spawn(
+        "gateway",
+        &support::gateway_bin(),
+        &["--tcp", &addr, "--tls-cert", cert_s, "--tls-key", key_s],
+    );
+    let pem = std::fs::read(&cert).expect("the certificate");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .expect("an endpoint")
+        .tls_config(tls)
+        .expect("the TLS settings");
+    let end = std::time::Instant::now() + STEP_LIMIT;
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() > end => {
+                panic!("no TLS connection to the gateway: {e:?}\n{}", bus.dump())
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    let mut c = BusClient::new(channel);
+    let status = c
+        .status(pb::StatusRequest {})
+        .await
+        .expect("Status over TLS");
+    assert_eq!(status.into_inner().bus, bus.name);
+
+    // Over TCP a stream's ids are its connection's: this one registers and sends as one.
+    let (_up, mut events) = open(&mut c, &["tcp-rx"]).await.expect("register over TLS");
+    c.send(send("tcp-rx", "HELLO", "{}", "tcp-rx"))
+        .await
+        .expect("send as the connection's own id");
+    let e = next_event(&mut events).await;
+    assert_eq!((e.from.as_str(), e.event.as_str()), ("tcp-rx", "HELLO"));
+
+    // Plain HTTP/2 to the TLS port gets no service.
+    let plain = Endpoint::from_shared(format!("http://{addr}")).expect("an endpoint");
+    if let Ok(channel) = plain.connect().await {
+        BusClient::new(channel)
+            .status(pb::StatusRequest {})
+            .await
+            .expect_err("no plaintext on the TLS port");
+    }
+}
