@@ -135,6 +135,11 @@ impl BusHandle {
         self.waker.wake().map_err(|_| crate::status::bus_gone())
     }
 
+    /// Resolves once the bus thread has stopped (its link to the bus failed for good).
+    pub async fn stopped(&self) {
+        self.commands.closed().await
+    }
+
     /// [`BusHandle::call`] from a context that cannot wait (a stream's drop): dropped when the
     /// channel is full (the bus thread then still closes the stream when its events channel
     /// is found closed).
@@ -241,7 +246,15 @@ fn machine(m: &MachineInfo) -> pb::Machine {
 
 impl Gateway {
     fn new(config: NodeConfig) -> Result<Gateway, String> {
-        let mut node = Node::new(config).map_err(|e| e.to_string())?;
+        let bus = config.bus.clone();
+        let mut node = Node::new(config).map_err(|e| match e {
+            interstate_platform::PlatformError::NoHub { path } => format!(
+                "no hub serves bus '{bus}' ({}): the gateway joins a running hub; start one \
+                 with `interstate hub`",
+                path.display()
+            ),
+            e => e.to_string(),
+        })?;
         let port = format!("interstate-grpc.{}", std::process::id());
         node.open_port(&port).map_err(|e| e.to_string())?;
         let synced = node

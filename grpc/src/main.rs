@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use interstate_platform::node::NodeConfig;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use interstate_grpc::bus::BusHandle;
 use interstate_grpc::listen::{self, Admission};
 use interstate_grpc::pb::bus_server::BusServer;
 use interstate_grpc::service::BusService;
@@ -100,18 +101,21 @@ fn tls(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, ServerTlsConfig
     Ok(Some((addr, config)))
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT, or when the bus thread has stopped: a gateway that cannot
+/// reach the bus any more exits (with an error) rather than fail every call.
+async fn shutdown_signal(bus: BusHandle) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        // No signal handling: serve until killed.
-        return std::future::pending().await;
+        // No signal handling: serve until killed or the bus is gone.
+        return bus.stopped().await;
     };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = bus.stopped() => {}
     }
 }
 
@@ -124,9 +128,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| listen::socket_path(&config.dir, &config.bus));
     interstate_platform::busdir::ensure_dir(&config.dir).map_err(|e| e.to_string())?;
     let bus_name = config.bus.clone();
-    let (bus, bus_thread) = interstate_grpc::bus::start(config).map_err(|e| {
-        format!("{e} (the gateway joins a running hub: start one with `interstate hub`)")
-    })?;
+    let (bus, bus_thread) = interstate_grpc::bus::start(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,12 +139,12 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         gids: args.allow_gids.clone(),
     };
     let result = runtime.block_on(async {
-        let service = BusService::new(bus);
+        let service = BusService::new(bus.clone());
         let listener = listen::bind_unix(&socket)?;
         let incoming = listen::admitted(listener, admission);
         let unix = Server::builder()
             .add_service(BusServer::new(service.clone()))
-            .serve_with_incoming_shutdown(incoming, shutdown_signal());
+            .serve_with_incoming_shutdown(incoming, shutdown_signal(bus.clone()));
         eprintln!(
             "interstate-grpc: serving bus '{bus_name}' at {}",
             socket.display()
@@ -152,7 +154,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
                 .tls_config(tls)
                 .map_err(|e| format!("the TLS settings: {e}"))?
                 .add_service(BusServer::new(service))
-                .serve_with_shutdown(addr, shutdown_signal());
+                .serve_with_shutdown(addr, shutdown_signal(bus.clone()));
             eprintln!("interstate-grpc: serving bus '{bus_name}' on TCP {addr} (TLS)");
             interstate_platform::notify::ready_with_status("serving gRPC").ok();
             let (a, b) = tokio::join!(unix, tcp);
@@ -165,10 +167,18 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         served.map_err(|e| format!("serving gRPC: {e}"))
     });
     let _ = std::fs::remove_file(&socket);
-    // The runtime's tasks hold the bus thread's handle: dropping them ends the thread.
+    // Stopped on its own (not by a signal): the link to the bus failed (it said why).
+    let bus_failed = bus_thread.is_finished();
+    // The handles (this one, and the runtime's tasks') keep the bus thread: dropping them
+    // ends it.
+    drop(bus);
     drop(runtime);
     let _ = bus_thread.join();
-    result
+    result?;
+    if bus_failed {
+        return Err(format!("lost the bus '{bus_name}'; stopped serving"));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

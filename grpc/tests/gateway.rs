@@ -432,3 +432,62 @@ async fn tcp_is_served_with_tls_and_a_connection_sends_as_its_own_stream_ids() {
             .expect_err("no plaintext on the TLS port");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_rejoins_a_restarted_hub_with_its_streams_ids() {
+    let mut bus = Bus::start("restart");
+    let socket = bus.gateway();
+    let mut c = client(&socket).await;
+    let (up, mut events) = open(&mut c, &["stay"]).await.expect("register stay");
+
+    // The hub dies (SIGKILL) and another starts on the same bus.
+    let _ = bus.procs[0].child.kill();
+    let _ = bus.procs[0].child.wait();
+    bus.spawn("hub again", &support::interstate_bin(), &["hub"]);
+    let hub_socket = bus.dir.join(format!("{}.sock", bus.name));
+    wait_for("the new hub's socket", || {
+        std::os::unix::net::UnixStream::connect(&hub_socket).is_ok()
+    });
+    bus.run_chart("lamp.json", "lamp");
+    wait_machine(&mut c, "lamp").await;
+
+    // The stream's id is on the new hub: the machine's answer to it arrives, through the hub.
+    let end = std::time::Instant::now() + STEP_LIMIT;
+    loop {
+        match c
+            .send(send("lamp", "PING", r#"{"again":true}"#, "stay"))
+            .await
+        {
+            Ok(_) => break,
+            // The gateway may not have re-registered yet: the id is refused for a moment.
+            Err(_) if std::time::Instant::now() < end => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("Send after the restart: {e:?}\n{}", bus.dump()),
+        }
+    }
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (e.to.as_str(), e.from.as_str(), e.event.as_str()),
+        ("stay", "lamp", "PONG"),
+        "{}",
+        bus.dump()
+    );
+    drop(up);
+}
+
+#[test]
+fn without_a_hub_the_gateway_says_to_start_one() {
+    let bus = Bus::start("nohub");
+    let out = std::process::Command::new(support::gateway_bin())
+        .args(["--bus", "no-hub-here"])
+        .env("INTERSTATE_DIR", &bus.dir)
+        .output()
+        .expect("run the gateway");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no hub serves bus 'no-hub-here'") && err.contains("interstate hub"),
+        "{err}"
+    );
+}
