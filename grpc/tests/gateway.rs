@@ -21,11 +21,20 @@ async fn open(
     client: &mut BusClient<Channel>,
     ids: &[&str],
 ) -> Result<(UpSender, Streaming<pb::ReceiveResponse>), tonic::Status> {
+    open_with_topics(client, ids, &[]).await
+}
+
+/// [`open`], subscribing the first id to `topics`.
+async fn open_with_topics(
+    client: &mut BusClient<Channel>,
+    ids: &[&str],
+    topics: &[&str],
+) -> Result<(UpSender, Streaming<pb::ReceiveResponse>), tonic::Status> {
     let (tx, rx) = mpsc::channel(16);
     tx.send(pb::ReceiveRequest {
         kind: Some(Up::Register(pb::Register {
             ids: ids.iter().map(|s| s.to_string()).collect(),
-            topics: vec![],
+            topics: topics.iter().map(|s| s.to_string()).collect(),
             window: 0,
         })),
     })
@@ -490,4 +499,58 @@ fn without_a_hub_the_gateway_says_to_start_one() {
         err.contains("no hub serves bus 'no-hub-here'") && err.contains("interstate hub"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_subscribed_to_a_topic_receives_its_publications() {
+    let mut bus = Bus::start("topics");
+    let socket = bus.gateway();
+    let mut c = client(&socket).await;
+    let (_up, mut events) = open_with_topics(&mut c, &["reader"], &["news/#"])
+        .await
+        .expect("register with a subscription");
+    // The subscription reaches the hub and comes back to the publishing node's table: until
+    // then a publication has no subscriber (and goes nowhere).
+    let end = std::time::Instant::now() + STEP_LIMIT;
+    loop {
+        let published = c
+            .publish(pb::PublishRequest {
+                topic: "news/today".into(),
+                event: "HEADLINE".into(),
+                data: br#""rain""#.to_vec(),
+                from: String::new(),
+            })
+            .await
+            .expect("Publish")
+            .into_inner();
+        if published.subscribers == 1 {
+            break;
+        }
+        assert_eq!(published.subscribers, 0);
+        assert!(
+            std::time::Instant::now() < end,
+            "the subscription never took"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (
+            e.to.as_str(),
+            e.topic.as_str(),
+            e.event.as_str(),
+            e.data.as_slice()
+        ),
+        ("reader", "news/today", "HEADLINE", &br#""rain""#[..])
+    );
+    let status = c
+        .publish(pb::PublishRequest {
+            topic: "news/#".into(),
+            event: "HEADLINE".into(),
+            data: vec![],
+            from: String::new(),
+        })
+        .await
+        .expect_err("a filter is no topic to publish to");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
