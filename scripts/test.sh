@@ -10,6 +10,7 @@
 # - for the Python package (python/): Debian's python3-venv when `python3 -m venv` is missing,
 #   then a virtual environment in target/pyenv with pytest, mypy and setuptools from PyPI
 #   (made once; later runs work offline), into which the package is installed with pip.
+# - the gRPC gateway's Python tests (scripts/test_grpc_python.sh: grpcio from PyPI in a venv).
 #
 # After `cargo test --workspace` (which builds target/debug/interstate), `mypy --strict` and
 # pytest check the installed package against that binary (python/tests start private hubs).
@@ -54,3 +55,8 @@ rm -rf python/build python/src/*.egg-info
 (cd python && "../$venv/bin/mypy" --strict --cache-dir ../target/mypy_cache)
 INTERSTATE_BIN="$PWD/target/debug/interstate" PYTHONDONTWRITEBYTECODE=1 \
     "$venv/bin/pytest" -q -p no:cacheprovider python/tests
+
+# --- gRPC gateway, Python side (issue 17): grpcio stubs generated from proto/interstate.proto
+# at test time, run against interstate-grpc by pytest in a venv under target/ (see the script).
+scripts/test_grpc_python.sh
+# --- end of the gRPC gateway block

@@ -1,12 +1,37 @@
 //! Closing a port: a bridge takes a remote machine's id off the bus when the remote node
-//! withdraws it (see `crate::mqtt`).
+//! withdraws it (see `crate::mqtt`). Reading one port's messages with the acknowledgement
+//! held back: a gateway acknowledges only once its own client confirms (see
+//! `interstate-grpc`).
 
 use super::client_side::Sink;
 use super::hub_side::HubIoImpl;
 use super::local::Deferred;
+use super::PortMessage;
 use super::{Node, Side};
 
 impl Node {
+    /// The next message for the port `port`, not acknowledged to its sender: the caller
+    /// acknowledges it with [`Node::acknowledge_port`] once whoever it relays the message to
+    /// has it. One never acknowledged is reported to its sender as not delivered once the
+    /// port closes or the process ends, as one left unread is.
+    ///
+    /// Acknowledgements are cumulative per sender: acknowledging a message acknowledges every
+    /// earlier one from the same sender to the same port, so acknowledge in the order read.
+    pub fn recv_port_unacknowledged(&mut self, port: &str) -> Option<PortMessage> {
+        self.local.ports.get_mut(port)?.pop_front()
+    }
+
+    /// Acknowledges a message [`Node::recv_port_unacknowledged`] returned (and, cumulatively,
+    /// the earlier ones from its sender to its port). Messages from this process (sequence
+    /// number 0) need none.
+    pub fn acknowledge_port(&mut self, message: &PortMessage) {
+        if message.seq != 0 {
+            self.side
+                .received_mut()
+                .handed(&message.port, &message.from, message.seq);
+        }
+    }
+
     /// Closes a port opened with [`Node::open_port`]: its id leaves the bus (the hub answers
     /// later messages to it with `unknown-target`), what it had received unread is discarded
     /// unacknowledged (its senders hear of it as from any machine that leaves the bus), and
