@@ -6,7 +6,8 @@
 #   installed with apt-get when missing (as root; otherwise the test says loudly it skipped);
 # - Debian's mosquitto, for the InterNode tests (cli/tests/internode.rs start a private
 #   broker per test);
-# - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile);
+# - the browser test's npm packages (`npm ci` in tests/browser, from its lockfile), and the
+#   gRPC gateway's Node example's (`npm ci` in grpc/examples/node; grpc/tests/node_example.rs);
 # - for the Python package (python/): Debian's python3-venv when `python3 -m venv` is missing,
 #   then a virtual environment in target/pyenv with pytest, mypy and setuptools from PyPI
 #   (made once; later runs work offline), into which the package is installed with pip.
@@ -35,6 +36,7 @@ if ((${#missing[@]})); then
 fi
 if command -v npm >/dev/null 2>&1; then
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    (cd grpc/examples/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo test --workspace "$@"
