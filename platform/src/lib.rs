@@ -17,6 +17,8 @@ pub mod activation;
 pub mod busdir;
 pub mod conn;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod mqtt;
 pub mod node;
 pub mod notify;

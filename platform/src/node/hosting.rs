@@ -128,6 +128,7 @@ impl Node {
             outline_due: false,
             events: Default::default(),
             fanout: Default::default(),
+            counters: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
@@ -329,6 +330,9 @@ impl Node {
             for id in std::mem::take(&mut deferred.stopped) {
                 self.leave_bus(now, &id, &mut deferred);
             }
+            for (asker, nodes) in std::mem::take(&mut deferred.stats_asked) {
+                self.answer_stats(asker, nodes);
+            }
             // Failures found here are reported as they are; the hub's reports each settle one
             // outstanding message, once (and are reported only then, unless the sender is not
             // this process's).
@@ -400,7 +404,7 @@ impl Node {
                 };
                 if lc.executable.is_some() {
                     (self.log)(&format!(
-                        "info: link {link} disconnected: {} ({reason})",
+                        "hub: info: link {link} disconnected: {} ({reason})",
                         lc.who()
                     ));
                 }
@@ -480,6 +484,10 @@ impl Node {
             correlation,
         } = failed;
         self.local.stats.delivery_failures += 1;
+        self.local.metrics.failed(reason);
+        if let Some(&i) = self.local.by_id.get(from) {
+            self.local.machines[i].counters.failed += 1;
+        }
         if let Correlation::Request(id) = correlation {
             // A request that fails settles it: its sender hears once, as the request's error.
             if self.local.by_id.contains_key(from) || self.local.ports.contains_key(from) {
@@ -661,6 +669,7 @@ impl Node {
                             match self.fan_out(i, done, now, &mut buf, &mut deferred) {
                                 Routed::Sent => {
                                     self.local.machines[i].seq += 1;
+                                    self.local.machines[i].counters.sent += 1;
                                     done += 1;
                                     moved = true;
                                     continue;
@@ -732,11 +741,15 @@ impl Node {
                             route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
                         self.local.stats.sent_remote += stats.sent;
                         self.local.stats.payload_copies += stats.copies;
+                        if stats.sent == 1 {
+                            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+                        }
                         routed
                     };
                     match routed {
                         Routed::Sent => {
                             self.local.machines[i].seq += 1;
+                            self.local.machines[i].counters.sent += 1;
                             done += 1;
                             moved = true;
                         }

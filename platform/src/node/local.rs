@@ -44,6 +44,8 @@ pub(super) struct Hosted {
     pub(super) events: LastEvents,
     /// Where its publication or broadcast fan-out stands (see `topics`).
     pub(super) fanout: super::topics::FanOut,
+    /// Its messages in and out, for the metrics.
+    pub(super) counters: super::metrics::MachineCounters,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -84,6 +86,8 @@ pub(super) struct Local {
     pub(super) port_requests: HashMap<String, Pending<PORT_REQUESTS>>,
     pub(super) registry: Registry,
     pub(super) stats: NodeStats,
+    /// The metrics [`NodeStats`] does not hold.
+    pub(super) metrics: super::metrics::NodeMetrics,
     /// Watched machine ids: whether each was last seen up, and who watches it.
     pub(super) watches: HashMap<String, Watch>,
 }
@@ -112,6 +116,8 @@ pub(super) struct Deferred {
     pub(super) stopped: Vec<String>,
     /// Machines (or ports) whose state report is due (someone watches them).
     pub(super) reports: Vec<String>,
+    /// Stats requests to answer: (asker's link, other processes asked).
+    pub(super) stats_asked: Vec<(u32, u32)>,
 }
 
 impl Deferred {
@@ -123,6 +129,7 @@ impl Deferred {
             && self.failures.is_empty()
             && self.removed.is_empty()
             && self.close.is_empty()
+            && self.stats_asked.is_empty()
     }
 }
 
@@ -375,6 +382,7 @@ impl Local {
         }
         self.stats.received += 1;
         if let Some(i) = machine {
+            self.machines[i].counters.received += 1;
             let origin = Origin::Message(d.correlation);
             self.step(i, now, d.from, d.event, d.payload, origin, deferred);
         } else if self.port_reply_is_late(d.to, d.from, d.correlation, true) {

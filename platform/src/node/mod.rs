@@ -34,6 +34,7 @@ mod hosting;
 mod hub_side;
 mod local;
 mod machines;
+mod metrics;
 mod monitor;
 mod outline;
 mod payload;
@@ -46,6 +47,7 @@ use client_side::ClientSide;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
 use local::Local;
+pub use metrics::StatsAnswer;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
 pub use payload::delivery_error_payload;
 pub use payload::ThisProcess;
@@ -370,6 +372,8 @@ pub struct Node {
     state_watches: Vec<String>,
     /// State reports of watched machines, (machine, report), for the application.
     state_reports: VecDeque<(String, String)>,
+    /// Answers to this process's stats request ([`Node::request_stats`]).
+    stats_answers: VecDeque<StatsAnswer>,
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
@@ -426,6 +430,7 @@ impl Node {
                 port_requests: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
+                metrics: Default::default(),
                 watches: HashMap::default(),
             },
             side,
@@ -435,7 +440,8 @@ impl Node {
             monitor_dropped: 0,
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
-            log: Box::new(|line| eprintln!("interstate: {line}")),
+            stats_answers: VecDeque::new(),
+            log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
         };
@@ -504,7 +510,9 @@ impl Node {
         self.local.registry.clone()
     }
 
-    /// Where log lines go (default: stderr).
+    /// Where the node's log lines go instead of the `log` facade (by default they are logged
+    /// under the targets `interstate::hub` and `interstate::node`: see
+    /// [`crate::logging::node_line`]). The supervisor collects its node's lines this way.
     pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
         self.log = Box::new(f);
     }
