@@ -398,6 +398,29 @@ class TopicSnapshotEnd:
     pass
 
 
+class _CorrelatedDeliverKind:
+    """Not a frame: holds kind 28 in the table (a correlated Deliver, decoded above)."""
+
+
+@dataclass
+class StatsRequest:
+    """Client -> hub: send me the bus's counters (link 0). Hub -> node: `link` asked; answer
+    with a Stats frame carrying that link (docs/operations.md)."""
+
+    link: int = 0
+
+
+@dataclass
+class Stats:
+    """Counters as a UTF-8 JSON object. Node -> hub: `link` is the asker's link; hub ->
+    asker: the link it is from (0: the hub's process, whose first answer says in `expect` how
+    many node answers follow)."""
+
+    link: int
+    expect: int
+    report: bytes
+
+
 @dataclass
 class Unknown:
     """A frame kind this client does not know (from a newer hub): skipped, never sent."""
@@ -410,7 +433,7 @@ Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd, Unknown,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, StatsRequest, Stats, Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
@@ -418,7 +441,7 @@ FRAME_TYPES = [
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, _CorrelatedDeliverKind, StatsRequest, Stats,
 ]
 
 
@@ -523,6 +546,12 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.machine)
         put_str(out, f.filter)
         put_bool(out, f.on)
+    elif isinstance(f, StatsRequest):
+        put_varint(out, f.link, 32)
+    elif isinstance(f, Stats):
+        put_varint(out, f.link, 32)
+        put_varint(out, f.expect, 32)
+        put_bytes(out, f.report)
     return bytes(out)
 
 
@@ -587,6 +616,10 @@ def decode_frame(body: bytes) -> Frame:
         f = TopicEntry(r.str(), r.str(), r.bool())
     elif t is TopicSnapshotEnd:
         f = TopicSnapshotEnd()
+    elif t is StatsRequest:
+        f = StatsRequest(r.u32())
+    elif t is Stats:
+        f = Stats(r.u32(), r.u32(), r.raw())
     else:
         raise ProtocolError(f"frame kind {kind} has no decoder")
     r.end()
@@ -920,7 +953,14 @@ class Client:
             key = (f.to, f.from_)
             self.acked[key] = max(self.acked.get(key, 0), f.seq)
             return False
-        if isinstance(f, (Unknown, Report)):
+        if isinstance(f, StatsRequest):
+            # Counters are not kept here: answered with an empty report, so that the asker
+            # (`interstate stats`) does not wait for this process.
+            self._send_frame(Stats(f.link, 0, b'{"source":{"role":"node","pid":%d,'
+                                   b'"executable":"python","bus":""},"metrics":[]}'
+                                   % os.getpid()))
+            return False
+        if isinstance(f, (Unknown, Report, Stats)):
             # State reports are not implemented here: a Report is ignored (docs/wire.md).
             return False
         if isinstance(f, RegistryEntry):
