@@ -91,12 +91,24 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
                 if req.method != Some("GET") {
-                    return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n");
+                    return respond(
+                        &mut stream,
+                        "405 Method Not Allowed",
+                        "text/plain",
+                        "GET only\n",
+                    );
                 }
                 break req.path.unwrap_or("").to_string();
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
-            _ => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n"),
+            _ => {
+                return respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "text/plain",
+                    "bad request\n",
+                )
+            }
         }
     };
     if path.split('?').next() != Some("/metrics") {

@@ -65,7 +65,8 @@ impl Filter {
                     if target.is_empty() {
                         return Err(format!("RUST_LOG: '{part}' names no target"));
                     }
-                    f.targets.push((target.to_string(), parse_level(level.trim())?));
+                    f.targets
+                        .push((target.to_string(), parse_level(level.trim())?));
                 }
             }
         }
@@ -167,12 +168,7 @@ impl Log for StderrLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let line = format_line(
-            self.journal,
-            r.level(),
-            r.target(),
-            &r.args().to_string(),
-        );
+        let line = format_line(self.journal, r.level(), r.target(), &r.args().to_string());
         // One write per line, so that lines of several threads do not interleave.
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -192,7 +188,6 @@ pub fn install(default: LevelFilter) -> Result<(), String> {
     log::set_boxed_logger(Box::new(StderrLogger { filter, journal }))
         .map_err(|e| format!("installing the logger: {e}"))
 }
-
 
 /// The target of the hub's lines.
 pub const HUB: &str = "interstate::hub";
@@ -283,7 +278,6 @@ mod tests {
         assert_eq!(got, want);
     }
 
-
     #[test]
     fn rust_log_sets_the_default_and_levels_per_target() {
         let f = Filter::with_spec(LevelFilter::Info, Some("warn,interstate::hub=trace"))
@@ -292,8 +286,11 @@ mod tests {
         assert_eq!(f.level_for("interstate::hub"), LevelFilter::Trace);
         assert_eq!(f.max(), LevelFilter::Trace);
         // A target's level covers the targets under it, not others that share a prefix.
-        let f = Filter::with_spec(LevelFilter::Info, Some("interstate=off,interstate::hub=debug"))
-            .expect("valid");
+        let f = Filter::with_spec(
+            LevelFilter::Info,
+            Some("interstate=off,interstate::hub=debug"),
+        )
+        .expect("valid");
         assert_eq!(f.level_for("interstate"), LevelFilter::Off);
         assert_eq!(f.level_for("interstate::node"), LevelFilter::Off);
         assert_eq!(f.level_for("interstate::hub"), LevelFilter::Debug);
@@ -321,7 +318,12 @@ mod tests {
     #[test]
     fn lines_keep_the_familiar_form_and_journal_lines_carry_priorities() {
         assert_eq!(
-            format_line(false, Level::Warn, "interstate::hub", "link 3: no hello in time"),
+            format_line(
+                false,
+                Level::Warn,
+                "interstate::hub",
+                "link 3: no hello in time"
+            ),
             "interstate: hub: link 3: no hello in time"
         );
         assert_eq!(

@@ -365,9 +365,17 @@ mod tests {
         let mut h = LatencyHistogram::default();
         h.record(50);
         h.record(2_000);
-        r.histogram("interstate_x_latency_seconds", "Latency.", BTreeMap::new(), &h);
+        r.histogram(
+            "interstate_x_latency_seconds",
+            "Latency.",
+            BTreeMap::new(),
+            &h,
+        );
         let text = openmetrics(&[&r]);
-        assert!(text.contains("# TYPE interstate_x_messages counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE interstate_x_messages counter\n"),
+            "{text}"
+        );
         assert!(text.contains("# HELP interstate_x_messages Messages \\\"x\\\".\n"));
         assert!(text.contains("interstate_x_messages_total{machine=\"a\\\"b\"} 3\n"));
         assert!(text.contains("interstate_x_depth 2\n"));

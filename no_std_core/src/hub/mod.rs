@@ -742,7 +742,11 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             | Frame::TopicWatch { .. }) => self.topic_frame(link, f, io),
             Frame::State { machine, .. } => self.state(link, machine, body, io),
             Frame::StatsRequest { .. } => self.stats_request(link, io),
-            Frame::Stats { link: asker, report, .. } => self.stats_report(link, asker, report, io),
+            Frame::Stats {
+                link: asker,
+                report,
+                ..
+            } => self.stats_report(link, asker, report, io),
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
                 Err(LinkFull) => Handled::Stalled(link),

@@ -130,10 +130,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             if link == asker || self.links[i].state != LinkState::Ready {
                 continue;
             }
-            if io
-                .send(link, &Frame::StatsRequest { link: asker })
-                .is_ok()
-            {
+            if io.send(link, &Frame::StatsRequest { link: asker }).is_ok() {
                 nodes += 1;
             }
         }

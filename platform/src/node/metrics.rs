@@ -225,10 +225,11 @@ impl Node {
                 path: self.config.socket_path(),
             });
         };
-        conn.queue(&Frame::StatsRequest { link: 0 })
-            .map_err(|_| crate::PlatformError::Rejected {
+        conn.queue(&Frame::StatsRequest { link: 0 }).map_err(|_| {
+            crate::PlatformError::Rejected {
                 message: "no room on the hub link for the stats request".into(),
-            })?;
+            }
+        })?;
         self.flush_all();
         Ok(())
     }
