@@ -148,6 +148,8 @@ pub fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
         return false;
     };
     match rustix::fs::fstat(std::io::stderr()) {
+        // The types of `st_dev` and `st_ino` differ between targets.
+        #[allow(clippy::unnecessary_cast)]
         Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
         Err(_) => false,
     }
