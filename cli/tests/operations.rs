@@ -339,7 +339,7 @@ fn rust_log_and_verbosity_choose_what_the_hub_says() {
         std::thread::sleep(Duration::from_millis(50));
     }
     bus.wait_line(hub, true, "a connection line", STEP_LIMIT, |l| {
-        l.starts_with("interstate: hub: info: link ") && l.contains("connected: pid ")
+        l.starts_with("interstate: hub::connections: info: link ") && l.contains("connected: pid ")
     });
     bus.term(hub);
     bus.wait_exit(hub, STEP_LIMIT);
@@ -417,7 +417,7 @@ fn journal_stream_on_stderr_gives_priority_prefixes() {
             assert!(
                 lines
                     .iter()
-                    .any(|l| l.starts_with("<6>hub: link ") && l.contains("connected")),
+                    .any(|l| l.starts_with("<6>hub::connections: link ") && l.contains("connected")),
                 "{text}"
             );
             assert!(lines.iter().all(|l| l.starts_with('<')), "{text}");

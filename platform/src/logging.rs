@@ -193,6 +193,10 @@ pub fn install(default: LevelFilter) -> Result<(), String> {
 
 /// The target of the hub's lines.
 pub const HUB: &str = "interstate::hub";
+/// The target of the hub's connection and disconnection lines (`info`), under [`HUB`]:
+/// `RUST_LOG=interstate::hub=warn` leaves them out with the hub's other `info` lines,
+/// `RUST_LOG=interstate::hub::connections=off` only them.
+pub const HUB_CONNECTIONS: &str = "interstate::hub::connections";
 /// The target of a node's lines.
 pub const NODE: &str = "interstate::node";
 /// The target of the supervisor's lines.
@@ -213,8 +217,13 @@ pub fn level_of(line: &str) -> (log::Level, &str) {
     }
 }
 
-/// Logs a node's line: the hub's (`hub: ...`) under [`HUB`], others under [`NODE`].
+/// Logs a node's line: the hub's (`hub: ...`) under [`HUB`], its connection lines
+/// (`connections: ...`, at `info`) under [`HUB_CONNECTIONS`], others under [`NODE`].
 pub fn node_line(line: &str) {
+    if let Some(rest) = line.strip_prefix("connections: ") {
+        log::log!(target: HUB_CONNECTIONS, log::Level::Info, "{rest}");
+        return;
+    }
     let (target, rest) = match line.strip_prefix("hub: ") {
         Some(rest) => (HUB, rest),
         None => (NODE, line),
@@ -262,13 +271,13 @@ mod tests {
         static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
         log::set_logger(&CAPTURE).expect("the only logger of this binary");
         log::set_max_level(log::LevelFilter::Trace);
-        node_line("hub: info: link 3 connected: pid 1");
+        node_line("connections: link 3 connected: pid 1");
         node_line("hub: link 4: no hello in time");
         node_line("lost the hub (gone); reconnecting");
         bridge_line(SERIAL)("info: the line hung up");
         let got = CAPTURE.0.lock().unwrap().clone();
         let want = [
-            (log::Level::Info, HUB, "link 3 connected: pid 1"),
+            (log::Level::Info, HUB_CONNECTIONS, "link 3 connected: pid 1"),
             (log::Level::Warn, HUB, "link 4: no hello in time"),
             (log::Level::Warn, NODE, "lost the hub (gone); reconnecting"),
             (log::Level::Info, SERIAL, "the line hung up"),

@@ -404,7 +404,7 @@ impl Node {
                 };
                 if lc.executable.is_some() {
                     (self.log)(&format!(
-                        "hub: info: link {link} disconnected: {} ({reason})",
+                        "connections: link {link} disconnected: {} ({reason})",
                         lc.who()
                     ));
                 }

@@ -726,7 +726,7 @@ impl Node {
                                     if let Some(exe) = h.hub.executable(l as LinkId) {
                                         lc.executable = Some(exe.to_string());
                                         deferred.logs.push(format!(
-                                            "hub: info: link {l} connected: {}",
+                                            "connections: link {l} connected: {}",
                                             lc.who()
                                         ));
                                     }
