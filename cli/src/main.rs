@@ -294,7 +294,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             metrics,
             values,
             bus,
-            verbosity,
+            // (Read by the logger: see `log_level`.)
+            verbosity: _,
         } => {
             let role = if client {
                 interstate::bus::Role::Client
@@ -303,7 +304,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let host = cmd::bus::Host {
                 values: Values::parse(&values.guards, &values.delays)?,
-                level: verbosity.level(),
                 keep_going,
                 metrics,
             };

@@ -10,7 +10,7 @@ use serde_json::json;
 use interstate::bus::{Node, NodeConfig, Role};
 use interstate::Behaviors;
 
-use super::{Level, Values};
+use super::Values;
 use crate::metrics_http::MetricsServer;
 use crate::{outln, output};
 
@@ -422,8 +422,6 @@ fn failure_line(
 pub struct Host {
     /// `--guard` and `--delay` values.
     pub values: Values,
-    /// `--quiet`, `--verbose`.
-    pub level: Level,
     /// `--keep-going`: serve on when the machine stops on an error (it leaves the bus either
     /// way); without it, `run` then ends with an error (exit status 2).
     pub keep_going: bool,
