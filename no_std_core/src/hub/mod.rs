@@ -44,7 +44,9 @@ mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
-pub use stats::{fail_reason_index, LinkCounters, LinkStats, ALL_FAIL_REASONS, FAIL_REASONS};
+pub use stats::{
+    fail_reason_index, HubStats, LinkCounters, LinkStats, ALL_FAIL_REASONS, FAIL_REASONS,
+};
 use topics::Topics;
 pub use topics::SUBSCRIPTIONS_PER_LINK;
 use watch::Watches;
@@ -179,40 +181,6 @@ impl HubConfig {
             transport: TransportKind::UnixSocket,
         }
     }
-}
-
-/// Counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct HubStats {
-    /// Messages routed to their target's link.
-    pub delivered: u64,
-    /// Messages reported back as failed.
-    pub failed: u64,
-    /// Links refused at admission or handshake.
-    pub rejected: u64,
-    /// Links closed for malformed or out-of-order frames.
-    pub protocol_errors: u64,
-    /// Deliver frames whose sender did not own the `from` id.
-    pub spoofed: u64,
-    /// Deliver frames refused for an event in the reserved `xstate.` namespace.
-    pub reserved: u64,
-    /// Monitor copies dropped because a monitor was slow.
-    pub monitor_dropped: u64,
-    /// State reports not forwarded to a watcher whose queue was full.
-    pub reports_dropped: u64,
-    /// Watches refused because the watch table was full.
-    pub watches_refused: u64,
-    /// Links open now (the local link excluded).
-    pub links: u32,
-    /// Links admitted since the hub started (reconnects included).
-    pub links_opened: u64,
-    /// Of `failed`, by reason, in the order of [`ALL_FAIL_REASONS`].
-    pub failed_by_reason: [u64; FAIL_REASONS],
-    /// Stats requests handled ([`Frame::StatsRequest`]).
-    pub stats_requests: u64,
-    /// Node stats reports not forwarded (the asker gone, never asked, or full).
-    pub stats_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

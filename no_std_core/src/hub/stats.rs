@@ -8,7 +8,7 @@
 //! - `messages_in` of a link counts the messages from it the hub routed to their target's
 //!   link, and `messages_out` of the target's link the same messages (the hub's own process is
 //!   link 0); a message reported failed counts in neither, but in `failures` of the sender's
-//!   link and in [`HubStats::failed_by_reason`](super::HubStats);
+//!   link and in [`HubStats::failed_by_reason`];
 //! - a stats request is passed on to every ready link but the asker's and the hub's own; a
 //!   node's answer reaches the asker only while the asker's link is open and has asked.
 
@@ -18,7 +18,7 @@ use crate::wire::{FailReason, Frame};
 use super::{Handled, Hub, HubIo, LinkId, LinkState, PeerCredentials, LOCAL_LINK};
 
 /// How many [`FailReason`]s there are (the length of
-/// [`HubStats::failed_by_reason`](super::HubStats)).
+/// [`HubStats::failed_by_reason`]).
 pub const FAIL_REASONS: usize = 8;
 
 /// Every [`FailReason`], in the order of [`fail_reason_index`].
@@ -39,6 +39,40 @@ pub fn fail_reason_index(reason: FailReason) -> usize {
         .iter()
         .position(|r| *r == reason)
         .unwrap_or(0)
+}
+
+/// The hub's counters (see the counting rules above).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HubStats {
+    /// Messages routed to their target's link.
+    pub delivered: u64,
+    /// Messages reported back as failed.
+    pub failed: u64,
+    /// Links refused at admission or handshake.
+    pub rejected: u64,
+    /// Links closed for malformed or out-of-order frames.
+    pub protocol_errors: u64,
+    /// Deliver frames whose sender did not own the `from` id.
+    pub spoofed: u64,
+    /// Deliver frames refused for an event in the reserved `xstate.` namespace.
+    pub reserved: u64,
+    /// Monitor copies dropped because a monitor was slow.
+    pub monitor_dropped: u64,
+    /// State reports not forwarded to a watcher whose queue was full.
+    pub reports_dropped: u64,
+    /// Watches refused because the watch table was full.
+    pub watches_refused: u64,
+    /// Links open now (the local link excluded).
+    pub links: u32,
+    /// Links admitted since the hub started (reconnects included).
+    pub links_opened: u64,
+    /// Of `failed`, by reason, in the order of [`ALL_FAIL_REASONS`].
+    pub failed_by_reason: [u64; FAIL_REASONS],
+    /// Stats requests handled ([`Frame::StatsRequest`]).
+    pub stats_requests: u64,
+    /// Node stats reports not forwarded (the asker gone, never asked, or full).
+    pub stats_dropped: u64,
 }
 
 /// What the hub counted on one link since it opened.

@@ -797,6 +797,9 @@ impl Node {
         let (routed, stats) = route_remote(&mut self.side, &self.config, now, &d, deferred);
         self.local.stats.sent_remote += stats.sent;
         self.local.stats.payload_copies += stats.copies;
+        if stats.sent == 1 {
+            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+        }
         routed
     }
 }
