@@ -31,6 +31,8 @@ const CONTROLLER: &str = r#"{
 const COMMANDS: Token = Token(USER_TOKEN_BASE);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The node's diagnostics (connections, reconnects) on stderr, as `interstate` prints them.
+    let _ = interstate::bus::logging::install(log::LevelFilter::Info);
     let mut config = NodeConfig::new(&format!("daemon-{}", std::process::id()));
     config.role = Role::Hub;
     let mut node = Node::new(config)?;

@@ -398,6 +398,8 @@ fn ingester(args: &[String]) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // The node's diagnostics (connections, reconnects) on stderr, as `interstate` prints them.
+    let _ = interstate::bus::logging::install(log::LevelFilter::Info);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("processor") => processor(),

@@ -233,6 +233,8 @@ fn ui(mid_work: MidWork) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
+    // The node's diagnostics (connections, reconnects) on stderr, as `interstate` prints them.
+    let _ = interstate::bus::logging::install(log::LevelFilter::Info);
     let r = match std::env::args().nth(1).as_deref() {
         Some("worker") => worker(),
         Some("kill") => ui(MidWork::Kill),

@@ -18,7 +18,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use interstate_platform::node::{Transport, USER_TOKEN_BASE};
+/// Diagnostics through the `log` facade, and the stderr logger the `interstate` command
+/// installs ([`logging::install`]); see `docs/operations.md`.
+pub use interstate_platform::logging;
+/// Metrics reports and their OpenMetrics text ([`Node::metrics`]).
+pub use interstate_platform::metrics;
+pub use interstate_platform::node::{StatsAnswer, Transport, USER_TOKEN_BASE};
 pub use interstate_platform::transport::shm::WaitStrategy;
 pub use interstate_platform::{
     busdir, MachineInfo, Node, NodeConfig, NodeStats, PlatformError, PortMessage, Registry, Role,

@@ -261,6 +261,15 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
             "0e 00 00 00 1a 07 70 79 2d 65 63 68 6f 03 61 2f 2b 01",
         ),
         (Frame::TopicSnapshotEnd, "01 00 00 00 1b"),
+        (Frame::StatsRequest { link: 3 }, "02 00 00 00 1d 03"),
+        (
+            Frame::Stats {
+                link: 0,
+                expect: 1,
+                report: b"{}",
+            },
+            "06 00 00 00 1e 00 01 02 7b 7d",
+        ),
         (
             Frame::Deliver(Deliver {
                 from: "m",

@@ -139,6 +139,10 @@ pub enum Command {
     },
     /// Serve a bus: route events between the machines of every process that joins it.
     Hub {
+        /// Serve the bus's and this process's metrics in the OpenMetrics text format at
+        /// http://ADDR/metrics (e.g. 127.0.0.1:9464; see docs/operations.md).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         #[command(flatten)]
         bus: BusOpt,
         #[command(flatten)]
@@ -203,6 +207,15 @@ pub enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        #[command(flatten)]
+        bus: BusOpt,
+    },
+    /// Print the counters of the hub and of every process on the bus (messages per link
+    /// and machine, failures by reason, queue depths, acknowledgement latency...).
+    Stats {
+        /// Print JSON ({"processes":[...],"missing":N}) instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         bus: BusOpt,
     },
@@ -304,6 +317,10 @@ pub enum Command {
         /// `INTERSTATE_DURABILITY`, else `fsync`.
         #[arg(long, value_name = "POLICY")]
         durability: Option<String>,
+        /// Serve this process's metrics in the OpenMetrics text format at
+        /// http://ADDR/metrics (e.g. 127.0.0.1:9465; see docs/operations.md).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]

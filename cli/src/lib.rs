@@ -16,4 +16,5 @@ pub mod cmd;
 pub mod demo;
 pub mod inspect;
 pub mod manifest;
+pub mod metrics_http;
 pub mod output;

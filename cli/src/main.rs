@@ -217,7 +217,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         c @ Command::Bench { .. } => bench(c),
         c @ Command::Demo { .. } => demo(c),
         Command::BenchPeer { args } => interstate_cli::bench::peer(&args).map(ok),
-        Command::Hub { bus, verbosity } => cmd::bus::hub(&bus.args(), verbosity.level()).map(ok),
+        Command::Hub { bus, metrics, .. } => cmd::bus::hub(&bus.args(), metrics.as_deref()).map(ok),
+        Command::Stats { json, bus } => cmd::stats::stats(&bus.args(), json).map(ok),
         Command::Send {
             target,
             event,
@@ -292,9 +293,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             keep_going,
             state_dir,
             durability,
+            metrics,
             values,
             bus,
-            verbosity,
+            // (Read by the logger: see `log_level`.)
+            verbosity: _,
         } => {
             let role = if client {
                 interstate::bus::Role::Client
@@ -303,9 +306,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let host = cmd::bus::Host {
                 values: Values::parse(&values.guards, &values.delays)?,
-                level: verbosity.level(),
                 keep_going,
                 state: cmd::bus::state_setting(state_dir, durability)?,
+                metrics,
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }
@@ -351,8 +354,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// The logger's level before `RUST_LOG`: from `--quiet`/`--verbose` where the verb has them.
+fn log_level(command: &Command) -> log::LevelFilter {
+    use interstate_cli::cmd::Level;
+    let verbosity = match command {
+        Command::Hub { verbosity, .. }
+        | Command::Run { verbosity, .. }
+        | Command::Up { verbosity, .. } => *verbosity,
+        _ => args::Verbosity::default(),
+    };
+    match verbosity.level() {
+        Level::Quiet => log::LevelFilter::Warn,
+        Level::Normal => log::LevelFilter::Info,
+        Level::Verbose => log::LevelFilter::Debug,
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = interstate_platform::logging::install(log_level(&cli.command)) {
+        eprintln!("interstate: {e}");
+        return ExitCode::from(2);
+    }
+    match run(cli) {
         Ok(code) => code,
         // The reader of stdout went away (`| head`): end quietly, as a filter does.
         Err(_) if output::closed() => ExitCode::SUCCESS,

@@ -43,6 +43,9 @@ pub struct Manifest {
     pub supervisor: SupervisorConfig,
     /// The processes, in the manifest's order.
     pub processes: Vec<ChildSpec>,
+    /// `metrics = "127.0.0.1:PORT"`: where `up` serves its metrics (the supervisor's node
+    /// and each process's restarts) in the OpenMetrics text format.
+    pub metrics: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +53,7 @@ pub struct Manifest {
 struct RawManifest {
     bus: Option<String>,
     transport: Option<String>,
+    metrics: Option<String>,
     #[serde(default)]
     supervisor: RawSupervisor,
     #[serde(default)]
@@ -192,6 +196,7 @@ impl Manifest {
             bus,
             supervisor,
             processes,
+            metrics: raw.metrics,
         })
     }
 }

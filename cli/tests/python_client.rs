@@ -261,6 +261,12 @@ fn python_encoder_agrees_with_the_rust_one() {
             seq: 1 << 40,
             correlation: interstate::core::Correlation::Reply(7),
         }),
+        Frame::StatsRequest { link: 300 },
+        Frame::Stats {
+            link: 0,
+            expect: 2,
+            report: b"{\"a\":1}",
+        },
     ];
     let script = r#"
 import sys
@@ -281,6 +287,8 @@ frames = [
     TopicSnapshotEnd(),
     Deliver("ui", "worker", "WORK", b"{}", 5, ("Request", 2**32 - 1)),
     Deliver("worker", "ui", "DONE", b"", 2**40, ("Reply", 7)),
+    StatsRequest(300),
+    Stats(0, 2, b'{"a":1}'),
 ]
 for f in frames:
     body = encode_frame(f)

@@ -150,6 +150,12 @@ fn hub(args: &Args) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
+    // The node's log lines (the hub's connection lines, a client's reconnects) on stderr,
+    // as the `interstate` command prints them: the tests read them.
+    if let Err(e) = interstate::bus::logging::install(log::LevelFilter::Info) {
+        eprintln!("bus_probe: {e}");
+        return ExitCode::from(2);
+    }
     let result = Args::parse().and_then(|args| {
         let cmd = args
             .pos(0, "a subcommand (sink, source, raw-...)")?

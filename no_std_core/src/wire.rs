@@ -437,6 +437,31 @@ pub enum Frame<'a> {
     },
     /// Hub -> watching client: the subscription snapshot is complete; changes follow.
     TopicSnapshotEnd,
+    /// Not a frame: it holds variant index 28, the kind of a correlated Deliver
+    /// ([`DELIVER_CORRELATED_TAG`], read and written by hand), so that the frames after it
+    /// keep their kinds. [`Frame::encode`] refuses it and nothing decodes to it.
+    #[doc(hidden)]
+    ReservedCorrelatedDeliver,
+    /// Client -> hub: send me the bus's counters (`link` 0). The hub answers with its own
+    /// [`Frame::Stats`] (and its process's), and passes the request on to every other ready
+    /// link with `link` set to the asker's link; each node answers with its counters.
+    StatsRequest {
+        /// From a client: 0. From the hub: the link that asked (to put in the answer).
+        link: u32,
+    },
+    /// Counters as a UTF-8 JSON object (see `docs/operations.md`). Node -> hub: `link` is
+    /// the asker's link (from the [`Frame::StatsRequest`]); the hub forwards the report to
+    /// that link (if it asked) with `link` set to the reporting link. Hub -> asker: `link` 0
+    /// for the hub's own reports, whose first says in `expect` how many node reports follow.
+    Stats {
+        /// Node -> hub: the asker's link. Hub -> asker: the link the report is from (0: the
+        /// hub's process).
+        link: u32,
+        /// In the hub's first answer, how many nodes the request was passed on to; else 0.
+        expect: u32,
+        /// The report: a UTF-8 JSON object.
+        report: &'a [u8],
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
@@ -451,7 +476,7 @@ const DELIVER_TAG: u8 = 6;
 pub const DELIVER_CORRELATED_TAG: u8 = 28;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 29;
+pub const FRAME_KINDS: u8 = 31;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -658,6 +683,11 @@ impl<'a> Frame<'a> {
                 });
             }
         }
+        if let Frame::ReservedCorrelatedDeliver = self {
+            return Err(Error::MalformedFrame(
+                "kind 28 is written only for a correlated Deliver",
+            ));
+        }
         let room = body.len() as u32;
         let n = postcard::to_slice(self, body)
             .map_err(|_| Error::FrameTooLarge {
@@ -711,6 +741,9 @@ impl<'a> Frame<'a> {
             Frame::TopicWatch { .. } => "topic-watch",
             Frame::TopicEntry { .. } => "topic-entry",
             Frame::TopicSnapshotEnd => "topic-snapshot-end",
+            Frame::ReservedCorrelatedDeliver => "reserved",
+            Frame::StatsRequest { .. } => "stats-request",
+            Frame::Stats { .. } => "stats",
         }
     }
 }

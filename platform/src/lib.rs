@@ -19,6 +19,8 @@ pub mod busdir;
 pub mod conn;
 pub mod error;
 pub mod journal;
+pub mod logging;
+pub mod metrics;
 pub mod mqtt;
 pub mod node;
 pub mod notify;

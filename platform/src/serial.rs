@@ -222,11 +222,11 @@ impl SerialBridge {
             stats: BridgeStats::default(),
             // Bytes may be waiting from before the line was watched.
             readable: true,
-            log: Box::new(|line| eprintln!("{line}")),
+            log: Box::new(crate::logging::bridge_line(crate::logging::SERIAL)),
         })
     }
 
-    /// Where log lines go (default: stderr): sessions, refusals, dropped frames.
+    /// Where log lines go instead of the `log` facade (target `interstate::serial`): sessions, refusals, dropped frames.
     pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
         self.log = Box::new(f);
     }

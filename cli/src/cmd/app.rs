@@ -74,6 +74,10 @@ pub fn supervise(
     let dir = node.config().dir.clone();
     let serving = node.is_hub();
     let n = manifest.processes.len();
+    let server = match manifest.metrics.as_deref() {
+        Some(addr) => Some(crate::metrics_http::MetricsServer::start(addr)?),
+        None => None,
+    };
     let mut sup = Supervisor::new(node, manifest.supervisor.clone(), manifest.processes)
         .map_err(|e| e.to_string())?;
     sup.handle_signals().map_err(|e| e.to_string())?;
@@ -89,12 +93,22 @@ pub fn supervise(
         },
         dir.display()
     ));
+    if let Some(s) = &server {
+        display.say(&format!("metrics at http://{}/metrics", s.addr()));
+    }
     display.flush(&sup);
     let outcome = loop {
         // On a terminal the status lines' ages tick once a second; otherwise the loop sleeps
-        // until something happens.
-        let tick = tty.then_some(Duration::from_secs(1));
+        // until something happens (or, serving metrics, a scrape may wait: 200 ms).
+        let tick = if server.is_some() {
+            Some(Duration::from_millis(200))
+        } else {
+            tty.then_some(Duration::from_secs(1))
+        };
         sup.run_once(tick).map_err(|e| e.to_string())?;
+        if let Some(s) = &server {
+            s.serve_pending(|| supervisor_metrics(&mut sup));
+        }
         while let Some(ev) = sup.next_event() {
             match &ev {
                 SupervisorEvent::AllReady => {
@@ -116,6 +130,29 @@ pub fn supervise(
         display.finish(&sup, &outcome);
     }
     Ok(outcome)
+}
+
+/// The OpenMetrics text of `up`: its node's metrics, and each process's restarts and
+/// whether it runs.
+fn supervisor_metrics(sup: &mut Supervisor) -> String {
+    use interstate_platform::metrics::{labels, openmetrics};
+    let mut report = sup.node().metrics();
+    for c in sup.children() {
+        let l = || labels([("process", c.name.as_str())]);
+        report.counter(
+            "interstate_process_restarts",
+            "Restarts of the app's process by its supervisor.",
+            l(),
+            u64::from(c.restarts),
+        );
+        report.gauge(
+            "interstate_process_running",
+            "1 while the app's process runs.",
+            l(),
+            u64::from(c.pid.is_some()),
+        );
+    }
+    openmetrics(&[&report])
 }
 
 /// `interstate down [FILE] [--bus NAME]`: stops the app's `up` process (SIGTERM; it stops its

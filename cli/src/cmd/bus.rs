@@ -10,7 +10,8 @@ use serde_json::json;
 use interstate::bus::{Node, NodeConfig, Role};
 use interstate::Behaviors;
 
-use super::{Level, Values};
+use super::Values;
+use crate::metrics_http::MetricsServer;
 use crate::{outln, output};
 
 /// Bus selection shared by the subcommands.
@@ -39,8 +40,27 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     Ok(flag)
 }
 
-/// `interstate hub`: serve the bus until SIGINT/SIGTERM.
-pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
+/// The `log` target of the command's own lines.
+const CLI: &str = interstate_platform::logging::CLI;
+
+/// `--metrics ADDR`: the endpoint, started, its address logged.
+fn metrics_server(addr: Option<&str>) -> Result<Option<MetricsServer>, String> {
+    let Some(addr) = addr else { return Ok(None) };
+    let server = MetricsServer::start(addr)?;
+    log::info!(target: CLI, "metrics at http://{}/metrics", server.addr());
+    Ok(Some(server))
+}
+
+/// Renders the node's metrics for a scrape that waits.
+fn serve_metrics(server: &Option<MetricsServer>, node: &Node) {
+    if let Some(s) = server {
+        s.serve_pending(|| interstate_platform::metrics::openmetrics(&[&node.metrics()]));
+    }
+}
+
+/// `interstate hub`: serve the bus until SIGINT/SIGTERM; `metrics`: serve the OpenMetrics
+/// text there (`--metrics ADDR`).
+pub fn hub(args: &BusArgs, metrics: Option<&str>) -> Result<(), String> {
     let stop = stop_flag()?;
     let mut config = args.config(Role::Hub)?;
     // Socket activation: serve on the listening socket a service manager passed, if any.
@@ -48,25 +68,19 @@ pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
         config.listen_fd = Some(std::sync::Arc::new(fd));
     }
     let mut node = Node::new(config).map_err(|e| e.to_string())?;
-    if level == Level::Quiet {
-        // Errors only: no connection and disconnection lines.
-        node.set_logger(|line| {
-            if !line.starts_with("info: ") {
-                eprintln!("interstate: {line}");
-            }
-        });
-    }
-    if level > Level::Quiet {
-        eprintln!(
-            "interstate: hub serving bus '{}' at {}",
-            node.config().bus,
-            node.config().socket_path().display()
-        );
-    }
-    if level == Level::Verbose {
+    // (`--quiet` leaves out the connection lines: the logger's level is `warn` then.)
+    log::info!(
+        target: CLI,
+        "hub serving bus '{}' at {}",
+        node.config().bus,
+        node.config().socket_path().display()
+    );
+    let server = metrics_server(metrics)?;
+    {
         let c = node.config();
-        eprintln!(
-            "interstate: hub settings: links up to {} bytes queued each, frames up to {} bytes, \
+        log::debug!(
+            target: CLI,
+            "hub settings: links up to {} bytes queued each, frames up to {} bytes, \
              idle links closed after {} ms, other users allowed: uids {:?} gids {:?}",
             c.link_queue,
             c.max_frame,
@@ -81,15 +95,12 @@ pub fn hub(args: &BusArgs, level: Level) -> Result<(), String> {
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
+        serve_metrics(&server, &node);
     }
     interstate_platform::notify::stopping().ok();
-    if level == Level::Verbose {
-        eprintln!("interstate: hub counters: {:?}", node.stats());
-    }
+    log::debug!(target: CLI, "hub counters: {:?}", node.stats());
     node.shutdown();
-    if level > Level::Quiet {
-        eprintln!("interstate: hub stopped");
-    }
+    log::info!(target: CLI, "hub stopped");
     Ok(())
 }
 
@@ -411,13 +422,13 @@ fn failure_line(
 pub struct Host {
     /// `--guard` and `--delay` values.
     pub values: Values,
-    /// `--quiet`, `--verbose`.
-    pub level: Level,
     /// `--keep-going`: serve on when the machine stops on an error (it leaves the bus either
     /// way); without it, `run` then ends with an error (exit status 2).
     pub keep_going: bool,
     /// `--state-dir` and `--durability`: where the machine is journalled, and the policy.
     pub state: Option<(std::path::PathBuf, interstate_platform::journal::Durability)>,
+    /// `--metrics ADDR`: serve the OpenMetrics text there.
+    pub metrics: Option<String>,
 }
 
 /// `--state-dir DIR` (else `INTERSTATE_STATE_DIR`) and `--durability POLICY` (else
@@ -472,16 +483,17 @@ pub fn run(
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;
     }
-    let say = host.level > Level::Quiet;
-    if say && !unbound.actions.is_empty() {
-        eprintln!(
-            "interstate: note: actions {} have no code in `interstate run` and do nothing",
+    if !unbound.actions.is_empty() {
+        log::info!(
+            target: CLI,
+            "note: actions {} have no code in `interstate run` and do nothing",
             unbound.actions.join(", ")
         );
     }
-    if say {
-        eprintln!(
-            "interstate: machine '{id}' joined bus '{}' ({})",
+    {
+        log::info!(
+            target: CLI,
+            "machine '{id}' joined bus '{}' ({})",
             node.config().bus,
             if node.is_hub() {
                 "serving as hub"
@@ -490,19 +502,21 @@ pub fn run(
             }
         );
     }
-    if let (true, Some(j)) = (say, node.journal()) {
-        eprintln!(
-            "interstate: machine '{id}' is durable: journal in {} ({})",
+    if let Some(j) = node.journal() {
+        log::info!(
+            target: CLI,
+            "machine '{id}' is durable: journal in {} ({})",
             j.dir().display(),
             j.durability()
         );
     }
-    if host.level == Level::Verbose {
+    let server = metrics_server(host.metrics.as_deref())?;
+    if log::log_enabled!(target: CLI, log::Level::Debug) {
         let mut guards: Vec<_> = host.values.guards.iter().collect();
         guards.sort();
         let mut delays: Vec<_> = host.values.delays.iter().collect();
         delays.sort();
-        eprintln!("interstate: machine '{id}': guards {guards:?}, delays (ms) {delays:?}");
+        log::debug!(target: CLI, "machine '{id}': guards {guards:?}, delays (ms) {delays:?}");
     }
     // Registered (and watching): a service manager learns the machine is on the bus.
     interstate_platform::notify::ready_with_status(&format!("machine '{id}' on the bus")).ok();
@@ -510,15 +524,14 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         node.run_once(Some(StdDuration::from_millis(200)))
             .map_err(|e| e.to_string())?;
+        serve_metrics(&server, &node);
         if output::closed() {
             // The reader of the machine's log lines went away: end quietly.
             break;
         }
         let status = node.machine(id).map(|m| m.status());
         if status == Some(interstate_core::machine::Status::Done) {
-            if say {
-                eprintln!("interstate: machine '{id}' reached its final state");
-            }
+            log::info!(target: CLI, "machine '{id}' reached its final state");
             break;
         }
         if status == Some(interstate_core::machine::Status::Failed) && !reported {
@@ -534,9 +547,7 @@ pub fn run(
             reported = true;
         }
     }
-    if host.level == Level::Verbose {
-        eprintln!("interstate: counters: {:?}", node.stats());
-    }
+    log::debug!(target: CLI, "counters: {:?}", node.stats());
     Ok(())
 }
 

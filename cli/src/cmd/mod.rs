@@ -8,6 +8,7 @@ pub mod bus;
 pub mod buses;
 pub mod request;
 pub mod serial;
+pub mod stats;
 pub mod status;
 pub mod topics;
 

@@ -334,6 +334,7 @@ pub fn manifest(exe: &Path, bus: &str, input: &Path, store: &Path, pace: u64) ->
             ..SupervisorConfig::default()
         },
         processes,
+        metrics: None,
     }
 }
 

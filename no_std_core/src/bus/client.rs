@@ -105,6 +105,9 @@ pub enum Incoming<'f> {
     /// A publish/subscribe frame ([`Frame::TopicEntry`], [`Frame::TopicSnapshotEnd`],
     /// [`Frame::TopicResult`]): hand it to the host's [`super::TopicMirror::handle`].
     Topic(Frame<'f>),
+    /// The bus's counters: a [`Frame::StatsRequest`] (answer it with this process's
+    /// [`Frame::Stats`]) or a [`Frame::Stats`] answering this process's request.
+    Stats(Frame<'f>),
     /// The link is finished: close it (the client has scheduled the reconnect, or has
     /// failed for good). The reason, for the log.
     Close(CloseReason<'f>),
@@ -497,6 +500,7 @@ where
             @ (Frame::TopicEntry { .. } | Frame::TopicSnapshotEnd | Frame::TopicResult { .. }) => {
                 Incoming::Topic(f)
             }
+            f @ (Frame::StatsRequest { .. } | Frame::Stats { .. }) => Incoming::Stats(f),
             _ => Incoming::Nothing,
         }
     }

@@ -38,11 +38,15 @@
 mod hello;
 mod monitor;
 mod registry;
+mod stats;
 mod topics;
 mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
+pub use stats::{
+    fail_reason_index, HubStats, LinkCounters, LinkStats, ALL_FAIL_REASONS, FAIL_REASONS,
+};
 use topics::Topics;
 pub use topics::SUBSCRIPTIONS_PER_LINK;
 use watch::Watches;
@@ -116,6 +120,12 @@ pub trait HubIo {
     fn close(&mut self, link: LinkId, reason: &str);
     /// A log line about a link: refusals, malformed input, protocol violations.
     fn log(&mut self, link: LinkId, message: &str);
+    /// `asker` asked for the bus's counters ([`Frame::StatsRequest`]) and the request was
+    /// passed on to `nodes` other links: answer it with the hub's own [`Frame::Stats`]
+    /// (`link` 0, `expect` = `nodes` in the first). The default answers nothing.
+    fn stats_requested(&mut self, asker: LinkId, nodes: u32) {
+        let _ = (asker, nodes);
+    }
 }
 
 /// What became of a frame.
@@ -173,32 +183,6 @@ impl HubConfig {
     }
 }
 
-/// Counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct HubStats {
-    /// Messages routed to their target's link.
-    pub delivered: u64,
-    /// Messages reported back as failed.
-    pub failed: u64,
-    /// Links refused at admission or handshake.
-    pub rejected: u64,
-    /// Links closed for malformed or out-of-order frames.
-    pub protocol_errors: u64,
-    /// Deliver frames whose sender did not own the `from` id.
-    pub spoofed: u64,
-    /// Deliver frames refused for an event in the reserved `xstate.` namespace.
-    pub reserved: u64,
-    /// Monitor copies dropped because a monitor was slow.
-    pub monitor_dropped: u64,
-    /// State reports not forwarded to a watcher whose queue was full.
-    pub reports_dropped: u64,
-    /// Watches refused because the watch table was full.
-    pub watches_refused: u64,
-    /// Links open now (the local link excluded).
-    pub links: u32,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LinkState {
     Free,
@@ -222,6 +206,10 @@ struct Link {
     transport: TransportKind,
     /// Failure reports queued on this link that the client has not confirmed reading.
     unconfirmed: Unconfirmed,
+    /// What the hub counted on this link.
+    counters: LinkCounters,
+    /// It asked for the bus's counters: nodes' answers are forwarded to it.
+    stats_asked: bool,
 }
 
 /// How many (sender, target) pairs a link's unconfirmed failures are kept for one by one;
@@ -308,6 +296,14 @@ impl Link {
         max_frame: 0,
         transport: TransportKind::UnixSocket,
         unconfirmed: Unconfirmed::NONE,
+        counters: LinkCounters {
+            frames_in: 0,
+            bytes_in: 0,
+            messages_in: 0,
+            messages_out: 0,
+            failures: 0,
+        },
+        stats_asked: false,
     };
 }
 
@@ -486,6 +482,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                     ..Link::FREE
                 };
                 self.stats.links += 1;
+                self.stats.links_opened += 1;
                 return Some(link);
             }
         };
@@ -626,6 +623,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if state == LinkState::Free {
             return Handled::Closed;
         }
+        self.count_frame_in(link, body.len());
         let frame = match Frame::decode(body) {
             Ok(f) => f,
             Err(Error::MalformedFrame(why)) => return self.violation(link, why, io),
@@ -711,6 +709,12 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             | Frame::TopicUnsubscribe { .. }
             | Frame::TopicWatch { .. }) => self.topic_frame(link, f, io),
             Frame::State { machine, .. } => self.state(link, machine, body, io),
+            Frame::StatsRequest { .. } => self.stats_request(link, io),
+            Frame::Stats {
+                link: asker,
+                report,
+                ..
+            } => self.stats_report(link, asker, report, io),
             Frame::Ping { nonce } => match io.send(link, &Frame::Pong { nonce }) {
                 Ok(()) => Handled::Done,
                 Err(LinkFull) => Handled::Stalled(link),
@@ -798,7 +802,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         };
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {
-                self.stats.failed += 1;
+                self.count_failed(link, reason);
                 if self.monitors > 0 {
                     self.copy_failure_to_monitors(link, &f, io);
                 }
@@ -923,7 +927,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if io.forward_deliver(target, &d, body).is_err() {
             return Handled::Stalled(target);
         }
-        self.stats.delivered += 1;
+        self.count_routed(link, target);
         if self.monitors > 0 {
             self.copy_to_monitors(link, body, io);
         }

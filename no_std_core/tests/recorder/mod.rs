@@ -19,6 +19,8 @@ pub struct Recorder {
     pub closed: Vec<(LinkId, String)>,
     pub logs: Vec<(LinkId, String)>,
     pub full: Vec<LinkId>,
+    /// The stats requests the hub asked the platform to answer: (asker, nodes asked).
+    pub stats_asked: Vec<(LinkId, u32)>,
 }
 
 impl Recorder {
@@ -57,6 +59,9 @@ impl HubIo for Recorder {
     }
     fn log(&mut self, link: LinkId, message: &str) {
         self.logs.push((link, message.to_string()));
+    }
+    fn stats_requested(&mut self, asker: LinkId, nodes: u32) {
+        self.stats_asked.push((asker, nodes));
     }
 }
 

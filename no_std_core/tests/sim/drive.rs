@@ -255,7 +255,8 @@ fn host(
         Incoming::Nothing
         | Incoming::Monitored(_)
         | Incoming::Report { .. }
-        | Incoming::State { .. } => {}
+        | Incoming::State { .. }
+        | Incoming::Stats(_) => {}
         Incoming::Topic(f) => {
             pr.topics.handle(&f);
         }

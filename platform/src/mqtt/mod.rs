@@ -296,13 +296,14 @@ impl MqttBridge {
             waiting: VecDeque::new(),
             subscribed: false,
             stats: MqttBridgeStats::default(),
-            log: Box::new(|line| eprintln!("{line}")),
+            log: Box::new(crate::logging::bridge_line(crate::logging::MQTT)),
             scratch: vec![0; 4096],
             config,
         })
     }
 
-    /// Where log lines go (default: stderr): connections, conflicts, dropped messages.
+    /// Where log lines go instead of the `log` facade (target `interstate::mqtt`):
+    /// connections, conflicts, dropped messages.
     pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
         self.log = Box::new(f);
     }

@@ -294,6 +294,10 @@ impl Node {
                     Frame::Monitored { at_ms, .. } => at_ms,
                     _ => 0,
                 };
+                if let Frame::Ack { from, to, seq } = frame {
+                    // `to` sent the messages `from` acknowledges.
+                    self.local.metrics.acked(to, from, seq);
+                }
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}
@@ -403,6 +407,23 @@ impl Node {
                         self.local.report_requested(machine, on, &mut deferred)
                     }
                     Incoming::Topic(f) => super::topics::news(c.topics.handle(&f), &mut deferred),
+                    Incoming::Stats(Frame::StatsRequest { link }) => {
+                        deferred.stats_asked.push((link, 0))
+                    }
+                    Incoming::Stats(Frame::Stats {
+                        link,
+                        expect,
+                        report,
+                    }) => {
+                        if self.stats_answers.len() < 4096 {
+                            self.stats_answers.push_back(super::StatsAnswer {
+                                link,
+                                expect,
+                                report: report.to_vec(),
+                            });
+                        }
+                    }
+                    Incoming::Stats(_) => {}
                     Incoming::State { machine, report } => {
                         if self.state_reports.len() < 4096 {
                             self.state_reports.push_back((

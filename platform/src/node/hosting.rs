@@ -133,6 +133,7 @@ impl Node {
             events: Default::default(),
             fanout: Default::default(),
             durable: None,
+            counters: Default::default(),
         });
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
@@ -367,6 +368,9 @@ impl Node {
             for id in std::mem::take(&mut deferred.stopped) {
                 self.leave_bus(now, &id, &mut deferred);
             }
+            for (asker, nodes) in std::mem::take(&mut deferred.stats_asked) {
+                self.answer_stats(asker, nodes);
+            }
             // Failures found here are reported as they are; the hub's reports each settle one
             // outstanding message, once (and are reported only then, unless the sender is not
             // this process's).
@@ -438,7 +442,7 @@ impl Node {
                 };
                 if lc.executable.is_some() {
                     (self.log)(&format!(
-                        "info: link {link} disconnected: {} ({reason})",
+                        "connections: link {link} disconnected: {} ({reason})",
                         lc.who()
                     ));
                 }
@@ -518,6 +522,10 @@ impl Node {
             correlation,
         } = failed;
         self.local.stats.delivery_failures += 1;
+        self.local.metrics.failed(reason);
+        if let Some(&i) = self.local.by_id.get(from) {
+            self.local.machines[i].counters.failed += 1;
+        }
         if let Correlation::Request(id) = correlation {
             // A request that fails settles it: its sender hears once, as the request's error.
             if self.local.by_id.contains_key(from) || self.local.ports.contains_key(from) {
@@ -715,6 +723,7 @@ impl Node {
                             match self.fan_out(i, done, now, &mut buf, &mut deferred) {
                                 Routed::Sent => {
                                     self.local.machines[i].seq += 1;
+                                    self.local.machines[i].counters.sent += 1;
                                     done += 1;
                                     moved = true;
                                     continue;
@@ -786,11 +795,15 @@ impl Node {
                             route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
                         self.local.stats.sent_remote += stats.sent;
                         self.local.stats.payload_copies += stats.copies;
+                        if stats.sent == 1 {
+                            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+                        }
                         routed
                     };
                     match routed {
                         Routed::Sent => {
                             self.local.machines[i].seq += 1;
+                            self.local.machines[i].counters.sent += 1;
                             done += 1;
                             moved = true;
                         }
@@ -841,6 +854,9 @@ impl Node {
         let (routed, stats) = route_remote(&mut self.side, &self.config, now, &d, deferred);
         self.local.stats.sent_remote += stats.sent;
         self.local.stats.payload_copies += stats.copies;
+        if stats.sent == 1 {
+            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+        }
         routed
     }
 }

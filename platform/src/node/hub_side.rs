@@ -260,7 +260,10 @@ impl HubIo for HubIoImpl<'_> {
                             received.accept(d.to, d.from, d.seq, handed)
                         })
                 }
-                Ok(Frame::Ack { from, to, seq }) => delivery.outstanding.ack(to, from, seq),
+                Ok(Frame::Ack { from, to, seq }) => {
+                    self.local.metrics.acked(to, from, seq);
+                    delivery.outstanding.ack(to, from, seq)
+                }
                 _ => {}
             }
             return Ok(());
@@ -296,6 +299,10 @@ impl HubIo for HubIoImpl<'_> {
         if link != LinkId::MAX && link != LOCAL_LINK {
             self.deferred.close.push((link, reason.to_string()));
         }
+    }
+
+    fn stats_requested(&mut self, asker: LinkId, nodes: u32) {
+        self.deferred.stats_asked.push((asker, nodes));
     }
 
     fn log(&mut self, link: LinkId, message: &str) {
@@ -719,7 +726,7 @@ impl Node {
                                     if let Some(exe) = h.hub.executable(l as LinkId) {
                                         lc.executable = Some(exe.to_string());
                                         deferred.logs.push(format!(
-                                            "info: link {l} connected: {}",
+                                            "connections: link {l} connected: {}",
                                             lc.who()
                                         ));
                                     }

@@ -54,6 +54,8 @@ pub(super) struct Hosted {
     pub(super) fanout: super::topics::FanOut,
     /// Its journal state, when the node is durable (see `durable`).
     pub(super) durable: Option<super::durable::DurableMachine>,
+    /// Its messages in and out, for the metrics.
+    pub(super) counters: super::metrics::MachineCounters,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -94,6 +96,8 @@ pub(super) struct Local {
     pub(super) port_requests: HashMap<String, Pending<PORT_REQUESTS>>,
     pub(super) registry: Registry,
     pub(super) stats: NodeStats,
+    /// The metrics [`NodeStats`] does not hold.
+    pub(super) metrics: super::metrics::NodeMetrics,
     /// Watched machine ids: whether each was last seen up, and who watches it.
     pub(super) watches: HashMap<String, Watch>,
     /// The journal of a durable node (`NodeConfig::state_dir`).
@@ -126,6 +130,8 @@ pub(super) struct Deferred {
     pub(super) stopped: Vec<String>,
     /// Machines (or ports) whose state report is due (someone watches them).
     pub(super) reports: Vec<String>,
+    /// Stats requests to answer: (asker's link, other processes asked).
+    pub(super) stats_asked: Vec<(u32, u32)>,
 }
 
 impl Deferred {
@@ -137,6 +143,7 @@ impl Deferred {
             && self.failures.is_empty()
             && self.removed.is_empty()
             && self.close.is_empty()
+            && self.stats_asked.is_empty()
     }
 }
 
@@ -400,6 +407,7 @@ impl Local {
                 let pid = self.registry.pid_of(d.from).unwrap_or(0);
                 durable.took(d.from, pid, d.seq, &self.registry);
             }
+            self.machines[i].counters.received += 1;
             let origin = Origin::Message(d.correlation);
             self.step(i, now, d.from, d.event, d.payload, origin, deferred);
         } else if self.port_reply_is_late(d.to, d.from, d.correlation, true) {

@@ -35,6 +35,7 @@ mod hosting;
 mod hub_side;
 mod local;
 mod machines;
+mod metrics;
 mod monitor;
 mod outline;
 mod payload;
@@ -48,6 +49,7 @@ pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
 use local::Local;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
+pub use metrics::StatsAnswer;
 pub use payload::delivery_error_payload;
 pub use payload::ThisProcess;
 pub use topics::{NODE_SUBSCRIPTIONS, NODE_TOPIC_COPY};
@@ -396,6 +398,8 @@ pub struct Node {
     state_reports: VecDeque<(String, String)>,
     /// Machines and ports whose state report is due at the end of the pump.
     reports_due: Vec<String>,
+    /// Answers to this process's stats request ([`Node::request_stats`]).
+    stats_answers: VecDeque<StatsAnswer>,
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
@@ -456,6 +460,7 @@ impl Node {
                 port_requests: HashMap::default(),
                 registry,
                 stats: NodeStats::default(),
+                metrics: Default::default(),
                 watches: HashMap::default(),
                 durable,
                 journal_error: None,
@@ -468,7 +473,8 @@ impl Node {
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
             reports_due: Vec::new(),
-            log: Box::new(|line| eprintln!("interstate: {line}")),
+            stats_answers: VecDeque::new(),
+            log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
         };
@@ -537,7 +543,9 @@ impl Node {
         self.local.registry.clone()
     }
 
-    /// Where log lines go (default: stderr).
+    /// Where the node's log lines go instead of the `log` facade (by default they are logged
+    /// under the targets `interstate::hub` and `interstate::node`: see
+    /// [`crate::logging::node_line`]). The supervisor collects its node's lines this way.
     pub fn set_logger(&mut self, f: impl FnMut(&str) + 'static) {
         self.log = Box::new(f);
     }

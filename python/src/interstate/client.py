@@ -35,7 +35,7 @@ from .requests import Requests
 from .wire import (
     DEFAULT_MAX_FRAME, LEN_PREFIX, Ack, Deliver, DeliveryFailed, Frame, Goodbye, Ping, Pong,
     Register, RegisterResult, RegistryEntry, RegistryRemoved, Report, SnapshotEnd, State,
-    Stopped, Subscribe, TopicEntry, TopicResult, TopicSnapshotEnd, TopicSubscribe,
+    Stats, StatsRequest, Stopped, Subscribe, TopicEntry, TopicResult, TopicSnapshotEnd, TopicSubscribe,
     TopicUnsubscribe, TopicWatch, Unregister, Watch, cut_utf8, encode_frame, reason_code,
     split_publication,
 )
@@ -635,6 +635,15 @@ class Client:
             except ValueError:
                 report = {"machine": f.machine, "unreadable": f.report.decode("utf-8", "replace")}
             self._pending.append(StateReport(f.machine, report))
+        elif isinstance(f, StatsRequest):
+            # This client keeps no counters: it answers with an empty report, so that the
+            # asker (`interstate stats`) does not wait for this process (docs/operations.md).
+            report = {
+                "source": {"role": "node", "pid": os.getpid(), "executable": self.executable,
+                           "bus": ""},
+                "metrics": [],
+            }
+            self._send(Stats(f.link, 0, json.dumps(report).encode()))
         elif isinstance(f, Goodbye):
             if self._link is not None:
                 self._link.close()

@@ -348,6 +348,29 @@ class TopicSnapshotEnd:
     pass
 
 
+class _CorrelatedDeliverKind:
+    """Not a frame: holds kind 28 in the table (a correlated Deliver, decoded as Deliver)."""
+
+
+@dataclass
+class StatsRequest:
+    """Client -> hub: send me the bus's counters (`link` 0). Hub -> node: link `link` asked;
+    answer with a Stats frame carrying that link (docs/operations.md)."""
+
+    link: int = 0
+
+
+@dataclass
+class Stats:
+    """Counters as a UTF-8 JSON object. Node -> hub: `link` is the asker's link; hub -> asker:
+    the link it is from (0: the hub's process, whose answer says in `expect` how many node
+    answers follow)."""
+
+    link: int
+    expect: int
+    report: bytes
+
+
 @dataclass
 class Unknown:
     """A frame kind this client does not know (from a newer hub): skipped, never sent."""
@@ -360,7 +383,7 @@ Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd, Unknown,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, StatsRequest, Stats, Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
@@ -368,8 +391,9 @@ FRAME_TYPES: List[type] = [
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, _CorrelatedDeliverKind, StatsRequest, Stats,
 ]
+STATS = 30  # the last frame kind this client knows
 
 
 def split_publication(event: str) -> Tuple[Optional[str], str]:
@@ -471,6 +495,12 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.machine)
         put_str(out, f.filter)
         put_bool(out, f.on)
+    elif isinstance(f, StatsRequest):
+        put_varint(out, f.link, 32)
+    elif isinstance(f, Stats):
+        put_varint(out, f.link, 32)
+        put_varint(out, f.expect, 32)
+        put_bytes(out, f.report)
     # SnapshotEnd and TopicSnapshotEnd have no fields.
     return bytes(out)
 
@@ -540,6 +570,10 @@ def _decode_known(kind: int, r: Reader) -> Frame:
             raise ProtocolError("a correlated Deliver with no correlation")
         d.correlation = (c, r.u32())
         return d
+    if kind == 29:
+        return StatsRequest(r.u32())
+    if kind == 30:
+        return Stats(r.u32(), r.u32(), r.raw())
     raise ProtocolError(f"frame kind {kind} has no decoder")
 
 
@@ -548,7 +582,7 @@ def decode_frame(body: bytes) -> Frame:
     variant index past the ones known here decodes as Unknown (the length prefix delimits it)."""
     r = Reader(body)
     kind = r.varint(32)
-    if kind > DELIVER_CORRELATED:
+    if kind > STATS:
         return Unknown(kind, bytes(body))
     f = _decode_known(kind, r)
     r.end()
