@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Callable, List
@@ -323,3 +324,17 @@ def test_a_machine_follows_another_and_handles_its_coming_and_going(bus: Bus) ->
     light.kill()
     m.run(timeout=20.0)
     assert seen == ["up light", "down light"]
+
+
+def test_interstate_stats_hears_a_python_process(bus: Bus) -> None:
+    c = bus.client()
+    c.register("py-stats")
+    p = bus.spawn("stats", [bus.bin, "stats", "--json"])
+    # The client answers the hub's stats request while it is worked (it is single-threaded).
+    until(lambda: p.poll() is not None, "interstate stats to finish", pump=[c])
+    assert p.returncode == 0, bus.output("stats", "err")
+    v = json.loads(bus.output("stats"))
+    assert v["missing"] == 0, v
+    pythons = [r for r in v["processes"] if r["source"]["pid"] == os.getpid()]
+    assert len(pythons) == 1, v
+    assert pythons[0]["metrics"] == [], pythons[0]
