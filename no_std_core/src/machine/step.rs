@@ -222,7 +222,7 @@ impl<
     }
 
     #[inline]
-    fn after_microstep<BH: Behavior + ?Sized>(
+    pub(super) fn after_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
@@ -315,7 +315,7 @@ impl<
     /// every parallel ancestor whose regions are all final (each once per microstep, in
     /// `completed`), and the machine when the top level is.
     #[inline(never)]
-    fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
+    pub(super) fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
         let parent = self.chart.parent(s);
         let mut marker = match parent {
             Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),
