@@ -549,3 +549,14 @@ impl<
         self.inner.clear_outbox();
     }
 }
+
+/// Whether the event `name` matches the partial descriptor `prefix` (`prefix.*`, stored
+/// without `.*`): the event is the prefix or starts with it and a dot, as the interpreter
+/// (and XState) match them.
+#[inline]
+pub fn prefix_matches(name: &str, prefix: &str) -> bool {
+    name == prefix
+        || (name.len() > prefix.len()
+            && name.starts_with(prefix)
+            && name.as_bytes()[prefix.len()] == b'.')
+}
