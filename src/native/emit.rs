@@ -110,6 +110,7 @@ impl Emitter<'_, '_> {
         if self.chart.has_eventless() {
             self.emit_eventless();
         }
+        self.out = mark_unused_parameters(&self.out);
     }
 
     fn emit_trait_impl(&mut self) {
@@ -652,6 +653,7 @@ impl Emitter<'_, '_> {
                 self.w("        return exact;");
                 self.w("    }");
             }
+            let mut closed = false;
             for (ti, tr) in &partial {
                 let mut conds = Vec::new();
                 if tr.trigger == Trigger::Prefix {
@@ -664,14 +666,17 @@ impl Emitter<'_, '_> {
                     conds.push(g);
                 }
                 if conds.is_empty() {
-                    self.w(&format!("    return Some({ti});"));
+                    self.w(&format!("    Some({ti})"));
+                    closed = true;
                     break;
                 }
                 self.w(&format!("    if {} {{", conds.join(" && ")));
                 self.w(&format!("        return Some({ti});"));
                 self.w("    }");
             }
-            self.w("    None");
+            if !closed {
+                self.w("    None");
+            }
             self.w("}");
         }
     }
@@ -694,8 +699,16 @@ impl Emitter<'_, '_> {
                 self.w("}");
                 continue;
             }
+            let first_guarded = always
+                .first()
+                .is_some_and(|&t| self.chart.transition(TransitionId(t)).guard != Guard::None);
+            let param = if kids.is_empty() && !first_guarded {
+                "_"
+            } else {
+                "h"
+            };
             self.w(&format!(
-                "fn eventless_{}<{HOST}>(h: &mut H) -> Option<u16> {{",
+                "fn eventless_{}<{HOST}>({param}: &mut H) -> Option<u16> {{",
                 s.0
             ));
             if !kids.is_empty() {
@@ -730,6 +743,56 @@ impl Emitter<'_, '_> {
             self.w("}");
         }
     }
+}
+
+/// Prefixes with `_` the parameters (`h`, `enter`, ...) a free function's body never
+/// names, so that the generated code compiles without warnings whatever the chart.
+fn mark_unused_parameters(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let lines: Vec<&str> = code.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if !line.starts_with("fn ") {
+            out.push_str(line);
+            out.push('\n');
+            i += 1;
+            continue;
+        }
+        let end = (i + 1..lines.len())
+            .find(|&j| lines[j] == "}")
+            .unwrap_or(lines.len() - 1);
+        let body = lines[i + 1..=end].join("\n");
+        let mut sig = line.to_string();
+        for p in ["h", "enter", "exit", "out", "t", "s"] {
+            let pat = format!("({p}: ");
+            let pat2 = format!(", {p}: ");
+            if !(sig.contains(&pat) || sig.contains(&pat2)) || names(&body, p) {
+                continue;
+            }
+            sig = sig.replacen(&pat, &format!("(_{p}: "), 1);
+            sig = sig.replacen(&pat2, &format!(", _{p}: "), 1);
+        }
+        out.push_str(&sig);
+        out.push('\n');
+        for l in &lines[i + 1..=end] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        i = end + 1;
+    }
+    out
+}
+
+/// Whether `code` names the identifier `id`.
+fn names(code: &str, id: &str) -> bool {
+    let bytes = code.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    code.match_indices(id).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|k| bytes[k]);
+        let after = bytes.get(at + id.len()).copied();
+        !before.is_some_and(ident) && !after.is_some_and(ident) && before != Some(b'.')
+    })
 }
 
 /// Text safe inside a `//` comment or a doc line.
