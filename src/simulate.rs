@@ -59,7 +59,11 @@ pub trait Simulated<'c, const W: usize> {
     /// The machine's state, outbox and timers.
     fn read(&self) -> &SimMachineOf<'c, W>;
     /// See [`Machine::start`].
-    fn start(&mut self, now: Instant, b: &mut crate::bind::Bound) -> Result<(), interstate_core::Error>;
+    fn start(
+        &mut self,
+        now: Instant,
+        b: &mut crate::bind::Bound,
+    ) -> Result<(), interstate_core::Error>;
     /// See [`Machine::send`].
     fn send(
         &mut self,

@@ -264,6 +264,7 @@ pub type Machine = interstate_core::machine::NativeMachine<Native, WORDS>;
 
 impl interstate_core::machine::NativeChart for Native {
     const FINGERPRINT: u64 = 0xbbb7c9bc96d20f65;
+    const SETTLES: bool = false;
     fn chart() -> interstate_core::Chart<'static> {
         chart()
     }

@@ -141,6 +141,7 @@ pub type Machine = interstate_core::machine::NativeMachine<Native, WORDS>;
 
 impl interstate_core::machine::NativeChart for Native {
     const FINGERPRINT: u64 = 0xda177f1b618fe8ed;
+    const SETTLES: bool = false;
     fn chart() -> interstate_core::Chart<'static> {
         chart()
     }

@@ -224,6 +224,7 @@ pub type Machine = interstate_core::machine::NativeMachine<Native, WORDS>;
 
 impl interstate_core::machine::NativeChart for Native {
     const FINGERPRINT: u64 = 0x042975ee8335653e;
+    const SETTLES: bool = false;
     fn chart() -> interstate_core::Chart<'static> {
         chart()
     }

@@ -80,7 +80,11 @@ fn sorted(v: &Value) -> Value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
         }
         Value::Array(xs) => Value::Array(xs.iter().map(sorted).collect()),
         other => other.clone(),
@@ -144,15 +148,24 @@ fn agree() {
         native += 1;
         let compiled = interstate::compile_value(&case["chart"]).unwrap();
         let mut interpreted = Vec::new();
-        interstate::simulate::run(&compiled.chart(), &options(case), inputs(case), &mut interpreted)
-            .unwrap();
+        interstate::simulate::run(
+            &compiled.chart(),
+            &options(case),
+            inputs(case),
+            &mut interpreted,
+        )
+        .unwrap();
         let mut generated = Vec::new();
         interstate_native_agreement::run(i, &options(case), inputs(case), &mut generated)
             .expect("a generated machine")
             .unwrap();
         let (a, b) = (lines(&interpreted), lines(&generated));
         if a != b {
-            let step = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let step = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
             failures.push(format!(
                 "{name}: step {step}: interpreter {}\n      native      {}",
                 a.get(step).map_or("(none)".into(), Value::to_string),
@@ -181,6 +194,14 @@ fn agree() {
         refused.len(),
         failures.len()
     );
-    assert!(native * 2 > list.len(), "fewer than half the cases compiled");
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        native * 2 > list.len(),
+        "fewer than half the cases compiled"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -2,8 +2,7 @@
 //! one function per state, each transition's microstep unrolled, the per-state action lists
 //! as `match` arms.
 
-
-use interstate_core::chart::{Guard, StateKind, Trigger};
+use interstate_core::chart::{Action, Guard, StateKind, Trigger};
 use interstate_core::chart::{StrId, TransitionId};
 use interstate_core::{Chart, StateId};
 
@@ -30,6 +29,23 @@ impl Emitter<'_, '_> {
         (0..self.chart.state_count() as u16).map(StateId)
     }
 
+    /// Whether the chart keeps the entry order (eventless transitions beside parallel
+    /// states; the generator refuses history states): microsteps stamp what they enter.
+    fn ordered(&self) -> bool {
+        self.chart.needs_entry_order()
+    }
+
+    /// Writes `let mut enter = h.empty();` and adds `states` to it.
+    fn static_set(&mut self, name: &str, states: &[u16], indent: &str) {
+        let m = if states.is_empty() { "" } else { "mut " };
+        self.w(&format!("{indent}let {m}{name} = h.empty();"));
+        for &s in states {
+            self.w(&format!(
+                "{indent}interstate_core::machine::NativeSet::add(&mut {name}, {s});"
+            ));
+        }
+    }
+
     fn kind(&self, s: StateId) -> StateKind {
         self.chart.kind(s)
     }
@@ -48,10 +64,7 @@ impl Emitter<'_, '_> {
                     a.0,
                     comment(self.chart.action_name(a))
                 ),
-                None => format!(
-                    "{indent}h.builtin({i})?; // {:?}",
-                    self.chart.action_at(i)
-                ),
+                None => format!("{indent}h.builtin({i})?; // {:?}", self.chart.action_at(i)),
             };
             self.w(&line);
         }
@@ -117,6 +130,19 @@ impl Emitter<'_, '_> {
         let fp = self.chart.fingerprint();
         self.w("impl interstate_core::machine::NativeChart for Native {");
         self.w(&format!("    const FINGERPRINT: u64 = {fp:#018x};"));
+        let raises = (0..self.chart.transition_count() as u16)
+            .map(|t| {
+                let tr = self.chart.transition(TransitionId(t));
+                self.chart.transition_actions(&tr)
+            })
+            .chain(
+                self.states()
+                    .flat_map(|s| [self.chart.entry_actions(s), self.chart.exit_actions(s)]),
+            )
+            .flatten()
+            .any(|i| matches!(self.chart.action_at(i), Action::Raise { .. }));
+        let settles = self.chart.has_eventless() || self.chart.has_final() || raises;
+        self.w(&format!("    const SETTLES: bool = {settles};"));
         self.w("    fn chart() -> interstate_core::Chart<'static> {");
         self.w("        chart()");
         self.w("    }");
@@ -125,6 +151,10 @@ impl Emitter<'_, '_> {
         ));
         self.w("        h.begin_microstep();");
         let initial: Vec<u16> = self.initial.to_vec();
+        if self.ordered() {
+            self.static_set("enter", &initial, "        ");
+            self.w("        h.stamp_entering(&enter);");
+        }
         for s in initial {
             self.enter_state(StateId(s), "        ");
         }
@@ -145,7 +175,9 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "    fn select_eventless<{HOST}>(h: &mut H, out: &mut interstate_core::machine::Enabled) -> Result<(), {ERR}> {{"
         ));
-        if self.chart.has_eventless() {
+        if self.ordered() {
+            self.w("        h.select_eventless_ordered(out)");
+        } else if self.chart.has_eventless() {
             self.w("        match eventless_0(h) {");
             self.w("            Some(t) => interstate_core::machine::push_enabled(out, t, 0),");
             self.w("            None => Ok(()),");
@@ -228,6 +260,10 @@ impl Emitter<'_, '_> {
         if let Some((s, x)) = sibling {
             self.exit_state(s, ind);
             self.actions(self.chart.transition_actions(&tr), ind);
+            if self.ordered() {
+                self.static_set("enter", &[x.0], ind);
+                self.w("    h.stamp_entering(&enter);");
+            }
             self.enter_state(x, ind);
             if enters_final {
                 self.w("    h.end_microstep()?;");
@@ -239,6 +275,22 @@ impl Emitter<'_, '_> {
         let targetless = plan.exit.is_none();
         if !targetless {
             self.w("    let before = h.config();");
+        }
+        let ordered = self.ordered() && !targetless;
+        if let (true, Some(exit)) = (ordered, &plan.exit) {
+            self.w("    let mut exit = h.empty();");
+            self.w(&format!(
+                "    h.add_active_range(&mut exit, {}, {});",
+                exit.lo, exit.hi
+            ));
+            if let Some(d) = exit.with_domain {
+                self.w(&format!(
+                    "    interstate_core::machine::NativeSet::add(&mut exit, {d});"
+                ));
+            }
+            let enter = plan.enter.clone();
+            self.static_set("enter", &enter, ind);
+            self.w("    let restamp = h.restamp(&exit, &enter, false);");
         }
         if let Some(exit) = &plan.exit {
             let count = (exit.hi as usize + 1).saturating_sub(exit.lo as usize)
@@ -274,6 +326,11 @@ impl Emitter<'_, '_> {
             }
         }
         self.actions(self.chart.transition_actions(&tr), ind);
+        if ordered {
+            self.w("    if restamp {");
+            self.w("        h.stamp_entering(&enter);");
+            self.w("    }");
+        }
         let enter = plan.enter.clone();
         if enter.len() <= UNROLL_STATES {
             for s in enter {
@@ -327,7 +384,7 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "fn take_many<{HOST}>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, {ERR}> {{"
         ));
-        if !siblings.is_empty() {
+        if !siblings.is_empty() && !self.ordered() {
             self.w(&format!(
                 "    if enabled.iter().all(|t| matches!(t.0, {})) {{",
                 siblings.join(" | ")
@@ -354,14 +411,37 @@ impl Emitter<'_, '_> {
         self.w("        plan(h, t.0, &mut exit, &mut enter);");
         self.w("    }");
         self.w("    let before = h.config();");
-        self.w("    while let Some(s) = interstate_core::machine::NativeSet::pop_last(&mut exit) {");
+        if self.ordered() {
+            let simple = if siblings.is_empty() {
+                "false".to_string()
+            } else {
+                format!(
+                    "enabled.iter().all(|t| matches!(t.0, {}))",
+                    siblings.join(" | ")
+                )
+            };
+            self.w(&format!(
+                "    let restamp = h.restamp(&exit, &enter, {simple});"
+            ));
+            self.w("    let entering = enter;");
+        }
+        self.w(
+            "    while let Some(s) = interstate_core::machine::NativeSet::pop_last(&mut exit) {",
+        );
         self.w("        exit_actions(h, s)?;");
         self.w("        h.exit(s);");
         self.w("    }");
         self.w("    for t in &filtered {");
         self.w("        transition_actions(h, t.0)?;");
         self.w("    }");
-        self.w("    while let Some(s) = interstate_core::machine::NativeSet::pop_first(&mut enter) {");
+        if self.ordered() {
+            self.w("    if restamp {");
+            self.w("        h.stamp_entering(&entering);");
+            self.w("    }");
+        }
+        self.w(
+            "    while let Some(s) = interstate_core::machine::NativeSet::pop_first(&mut enter) {",
+        );
         self.w("        h.enter(s);");
         self.w("        entry_actions(h, s)?;");
         self.w("        if is_final(s) {");
@@ -401,7 +481,7 @@ impl Emitter<'_, '_> {
             }
             self.w("        }");
         }
-                self.close_match(mark, "h, t, exit, enter");
+        self.close_match(mark, "h, t, exit, enter");
         self.w("}");
 
         // Sibling moves' halves.
@@ -411,7 +491,7 @@ impl Emitter<'_, '_> {
                 "fn {name}<{HOST}>(h: &mut H, t: u16) -> Result<(), {ERR}> {{"
             ));
             let mark = self.out.len();
-        self.w("    match t {");
+            self.w("    match t {");
             for t in 0..n as u16 {
                 if let Some((s, x)) = self.chart.sibling_move(TransitionId(t)) {
                     self.w(&format!("        {t} => {{"));
@@ -423,7 +503,7 @@ impl Emitter<'_, '_> {
                     self.w("        }");
                 }
             }
-                        self.close_match(mark, "h, t");
+            self.close_match(mark, "h, t");
             self.w("    Ok(())");
             self.w("}");
         }
@@ -437,7 +517,7 @@ impl Emitter<'_, '_> {
                 "fn {name}<{HOST}>(h: &mut H, s: u16) -> Result<(), {ERR}> {{"
             ));
             let mark = self.out.len();
-        self.w("    match s {");
+            self.w("    match s {");
             let states: Vec<StateId> = self.states().collect();
             for s in states {
                 let range = if what {
@@ -451,7 +531,7 @@ impl Emitter<'_, '_> {
                     self.w("        }");
                 }
             }
-                        self.close_match(mark, "h, s");
+            self.close_match(mark, "h, s");
             self.w("    Ok(())");
             self.w("}");
         }
@@ -470,7 +550,7 @@ impl Emitter<'_, '_> {
                 self.w("        }");
             }
         }
-                self.close_match(mark, "h, t");
+        self.close_match(mark, "h, t");
         self.w("    Ok(())");
         self.w("}");
         let finals: Vec<String> = self
@@ -498,7 +578,10 @@ impl Emitter<'_, '_> {
             self.w("");
             self.w(&format!("/// Selection below {}.", self.state_name(s)));
             self.w("#[inline]");
-            self.w(&format!("fn pick_{}<{HOST}>(h: &mut H) -> Option<u16> {{", s.0));
+            self.w(&format!(
+                "fn pick_{}<{HOST}>(h: &mut H) -> Option<u16> {{",
+                s.0
+            ));
             let kids = self.children(s);
             if !kids.is_empty() {
                 for (i, c) in kids.iter().enumerate() {
@@ -529,7 +612,11 @@ impl Emitter<'_, '_> {
             match self.kind(s) {
                 StateKind::Compound if !kids.is_empty() => {
                     for (i, c) in kids.iter().enumerate() {
-                        let kw = if i == 0 { "let found = if" } else { "} else if" };
+                        let kw = if i == 0 {
+                            "let found = if"
+                        } else {
+                            "} else if"
+                        };
                         self.w(&format!("    {kw} h.active({}) {{", c.0));
                         self.w(&format!("        select_{}(h, out)?", c.0));
                     }

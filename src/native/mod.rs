@@ -36,8 +36,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use interstate_core::chart::StateKind;
-use interstate_core::set::StateSet;
 use interstate_core::chart::TransitionId;
+use interstate_core::set::StateSet;
 use interstate_core::{Chart, StateId};
 
 /// Why a chart cannot be compiled to native code.
@@ -124,13 +124,6 @@ pub fn check(chart: &Chart<'_>) -> Result<(), NativeError> {
                 });
             }
             _ => {}
-        }
-        if chart.has_parallel() && !chart.always_transitions(s).is_empty() {
-            return Err(NativeError::Unsupported {
-                feature: "an eventless transition ('always') in a chart with parallel states",
-                state: name(),
-                hint: "run this chart with the interpreter (a Machine), which keeps the entry order such transitions are selected in",
-            });
         }
     }
     Ok(())
@@ -257,7 +250,10 @@ pub fn build(chart: impl AsRef<Path>) -> Result<std::path::PathBuf, crate::Error
     })?;
     let stem = chart
         .file_stem()
-        .map(|s| s.to_string_lossy().replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+        .map(|s| {
+            s.to_string_lossy()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        })
         .unwrap_or_else(|| "chart".into());
     let code = compile_file(chart)?;
     let path = Path::new(&out_dir).join(format!("{stem}_native.rs"));

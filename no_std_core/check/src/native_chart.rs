@@ -153,6 +153,7 @@ pub type Machine = interstate_core::machine::NativeMachine<Native, WORDS>;
 
 impl interstate_core::machine::NativeChart for Native {
     const FINGERPRINT: u64 = 0x99a35f6066ddbf44;
+    const SETTLES: bool = false;
     fn chart() -> interstate_core::Chart<'static> {
         chart()
     }

@@ -525,7 +525,9 @@ impl<
             return Ok(false);
         }
         match self.io.requests.expire(now) {
-            Some(s) => self.request_error::<S, BH>(now, &s, behavior).map(|()| true),
+            Some(s) => self
+                .request_error::<S, BH>(now, &s, behavior)
+                .map(|()| true),
             None => Ok(false),
         }
     }
@@ -567,7 +569,9 @@ impl<
         behavior: &mut BH,
     ) -> Result<bool, Error> {
         match self.io.requests.fail(id, reason) {
-            Some(s) => self.request_error::<S, BH>(now, &s, behavior).map(|()| true),
+            Some(s) => self
+                .request_error::<S, BH>(now, &s, behavior)
+                .map(|()| true),
             None => Ok(false),
         }
     }

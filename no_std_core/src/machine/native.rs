@@ -12,9 +12,11 @@
 //!
 //! The generated code reaches the machine only through [`NativeHost`], so it needs no
 //! `unsafe`, no allocation and nothing but `interstate_core`. The generator refuses the
-//! charts whose semantics need the interpreter's bookkeeping (history states, eventless
-//! transitions beside parallel states: see `docs/native.md`), so the machine's history,
-//! entry order and value view stay empty, as the interpreter's do for such charts.
+//! charts whose semantics need the interpreter's history bookkeeping (history states: see
+//! `docs/native.md`), so the machine's history and value view stay empty, as the
+//! interpreter's do for such charts. A chart with eventless transitions beside parallel
+//! states keeps the entry order (through [`NativeHost::stamp_entering`]) and selects its
+//! eventless transitions with the interpreter's ordered scan.
 
 use core::marker::PhantomData;
 
@@ -36,6 +38,10 @@ pub trait NativeChart {
     /// The fingerprint of the tables the code was generated from: [`NativeMachine::new`]
     /// refuses tables that are not those.
     const FINGERPRINT: u64;
+    /// Whether a macrostep can have more than its first microstep: the chart has eventless
+    /// transitions, or something puts events on the internal queue (a `raise`, a final
+    /// state's done event). Without, the loop after the first microstep is skipped.
+    const SETTLES: bool = true;
     /// Enters the initial configuration (the first microstep).
     fn initial<H: NativeHost>(h: &mut H) -> Result<(), Error>;
     /// Selects the transitions the current event enables (XState's `transitionNode` from
@@ -130,6 +136,16 @@ pub trait NativeHost {
     fn add_active_range(&self, set: &mut Self::Set, lo: u16, hi: u16);
     /// XState's `removeConflictingTransitions`, the interpreter's own.
     fn remove_conflicts(&self, enabled: &Enabled) -> Enabled;
+    /// Charts that keep the entry order (eventless transitions beside parallel states),
+    /// before a microstep's exits: whether the states it enters become the latest in the
+    /// entry order, as the interpreter decides (`simple`: every transition is a sibling
+    /// move).
+    fn restamp(&self, exit: &Self::Set, enter: &Self::Set, simple: bool) -> bool;
+    /// Stamps the states of `enter` that are not active as the latest in the entry order.
+    fn stamp_entering(&mut self, enter: &Self::Set);
+    /// Eventless selection in the order the active states entered, the interpreter's own
+    /// (XState's `selectEventlessTransitions`).
+    fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error>;
 }
 
 /// Appends `t` (a transition of state `s`) to `out`.
@@ -247,6 +263,18 @@ impl<
     fn remove_conflicts(&self, enabled: &Enabled) -> Enabled {
         self.m.remove_conflicts(enabled)
     }
+    #[inline]
+    fn restamp(&self, exit: &StateSet<W>, enter: &StateSet<W>, simple: bool) -> bool {
+        self.m.track_order && (simple || !enter.is_subset(&self.m.config) || !exit.is_subset(enter))
+    }
+    #[inline]
+    fn stamp_entering(&mut self, enter: &StateSet<W>) {
+        self.m.stamp_entering(enter);
+    }
+    #[inline]
+    fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error> {
+        self.m.select_eventless(self.cx, out)
+    }
 }
 
 /// The generated macrostep of `N`, as a [`Stepping`].
@@ -314,7 +342,9 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'e, '_, BH>,
     ) -> Result<(), Error> {
-        if !m.chart.has_eventless() && m.queue.is_empty() && m.microstep_limit > 0 {
+        if m.microstep_limit > 0
+            && (!N::SETTLES || (!m.chart.has_eventless() && m.queue.is_empty()))
+        {
             return Ok(());
         }
         settle_loop::<N, W, Q, O, T, H, B, C, R, BH>(m, cx)
