@@ -210,7 +210,7 @@ fn transition_1<H: interstate_core::machine::NativeHost>(h: &mut H) -> Result<bo
 /// Several transitions as one microstep.
 #[inline(never)]
 fn take_many<H: interstate_core::machine::NativeHost>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, interstate_core::Error> {
-    if enabled.iter().all(|t| matches!(t.0, 0 | 1)) {
+    if enabled.iter().all(|t| matches!(t.0, 0..=1)) {
         h.begin_microstep();
         for t in enabled.iter().rev() {
             sibling_exit(h, t.0)?;

@@ -359,7 +359,7 @@ fn transition_7<H: interstate_core::machine::NativeHost>(h: &mut H) -> Result<bo
 /// Several transitions as one microstep.
 #[inline(never)]
 fn take_many<H: interstate_core::machine::NativeHost>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, interstate_core::Error> {
-    if enabled.iter().all(|t| matches!(t.0, 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7)) {
+    if enabled.iter().all(|t| matches!(t.0, 0..=7)) {
         h.begin_microstep();
         for t in enabled.iter().rev() {
             sibling_exit(h, t.0)?;

@@ -73,12 +73,37 @@ impl Emitter<'_, '_> {
     /// Ends a `match` opened at `mark` with a do-nothing arm; when no arm was written, the
     /// whole `match` becomes `let _ = (unused);`, which clippy prefers.
     fn close_match(&mut self, mark: usize, unused: &str) {
-        if self.out[mark..].lines().count() == 1 {
-            self.out.truncate(mark);
-            self.w(&format!("    let _ = ({unused});"));
-        } else {
-            self.w("        _ => {}");
-            self.w("    }");
+        let lines: Vec<String> = self.out[mark..].lines().map(str::to_string).collect();
+        let arms = lines
+            .iter()
+            .filter(|l| {
+                l.starts_with("        ") && !l.starts_with("         ") && l.ends_with(" => {")
+            })
+            .count();
+        match arms {
+            0 => {
+                self.out.truncate(mark);
+                self.w(&format!("    let _ = ({unused});"));
+            }
+            // One arm: an `if`, as clippy prefers.
+            1 => {
+                let scrutinee = lines[0]
+                    .trim()
+                    .trim_start_matches("match ")
+                    .trim_end_matches(" {")
+                    .to_string();
+                let value = lines[1].trim().trim_end_matches(" => {").to_string();
+                self.out.truncate(mark);
+                self.w(&format!("    if {scrutinee} == {value} {{"));
+                for l in &lines[2..lines.len() - 1] {
+                    self.w(l.strip_prefix("    ").unwrap_or(l));
+                }
+                self.w("    }");
+            }
+            _ => {
+                self.w("        _ => {}");
+                self.w("    }");
+            }
         }
     }
 
@@ -374,9 +399,8 @@ impl Emitter<'_, '_> {
     /// rest through exit and entry sets built from each transition's static plan.
     fn emit_take_many(&mut self) {
         let n = self.chart.transition_count();
-        let siblings: Vec<String> = (0..n as u16)
+        let siblings: Vec<u16> = (0..n as u16)
             .filter(|&t| self.chart.sibling_move(TransitionId(t)).is_some())
-            .map(|t| t.to_string())
             .collect();
         self.w("");
         self.w("/// Several transitions as one microstep.");
@@ -387,7 +411,7 @@ impl Emitter<'_, '_> {
         if !siblings.is_empty() && !self.ordered() {
             self.w(&format!(
                 "    if enabled.iter().all(|t| matches!(t.0, {})) {{",
-                siblings.join(" | ")
+                pattern(&siblings)
             ));
             self.w("        h.begin_microstep();");
             self.w("        for t in enabled.iter().rev() {");
@@ -417,7 +441,7 @@ impl Emitter<'_, '_> {
             } else {
                 format!(
                     "enabled.iter().all(|t| matches!(t.0, {}))",
-                    siblings.join(" | ")
+                    pattern(&siblings)
                 )
             };
             self.w(&format!(
@@ -553,10 +577,10 @@ impl Emitter<'_, '_> {
         self.close_match(mark, "h, t");
         self.w("    Ok(())");
         self.w("}");
-        let finals: Vec<String> = self
+        let finals: Vec<u16> = self
             .states()
             .filter(|&s| self.kind(s) == StateKind::Final)
-            .map(|s| s.0.to_string())
+            .map(|s| s.0)
             .collect();
         self.w("");
         self.w("#[inline]");
@@ -565,7 +589,7 @@ impl Emitter<'_, '_> {
             self.w("    false");
         } else {
             self.w("fn is_final(s: u16) -> bool {");
-            self.w(&format!("    matches!(s, {})", finals.join(" | ")));
+            self.w(&format!("    matches!(s, {})", pattern(&finals)));
         }
         self.w("}");
     }
@@ -880,6 +904,25 @@ fn names(code: &str, id: &str) -> bool {
         let after = bytes.get(at + id.len()).copied();
         !before.is_some_and(ident) && !after.is_some_and(ident) && before != Some(b'.')
     })
+}
+
+/// The `|` pattern of `values` (ascending), consecutive runs as ranges.
+fn pattern(values: &[u16]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let mut j = i;
+        while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}..={}", values[i], values[j])
+        } else {
+            values[i].to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(" | ")
 }
 
 /// Text safe inside a `//` comment or a doc line.

@@ -238,7 +238,7 @@ fn transition_2<H: interstate_core::machine::NativeHost>(h: &mut H) -> Result<bo
 /// Several transitions as one microstep.
 #[inline(never)]
 fn take_many<H: interstate_core::machine::NativeHost>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, interstate_core::Error> {
-    if enabled.iter().all(|t| matches!(t.0, 0 | 1 | 2)) {
+    if enabled.iter().all(|t| matches!(t.0, 0..=2)) {
         h.begin_microstep();
         for t in enabled.iter().rev() {
             sibling_exit(h, t.0)?;
@@ -350,11 +350,8 @@ fn entry_actions<H: interstate_core::machine::NativeHost>(h: &mut H, s: u16) -> 
 }
 
 fn exit_actions<H: interstate_core::machine::NativeHost>(h: &mut H, s: u16) -> Result<(), interstate_core::Error> {
-    match s {
-        2 => {
-            h.builtin(5)?; // CancelAfter { event: EventId(2) }
-        }
-        _ => {}
+    if s == 2 {
+        h.builtin(5)?; // CancelAfter { event: EventId(2) }
     }
     Ok(())
 }
