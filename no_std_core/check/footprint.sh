@@ -37,7 +37,7 @@ for bin in interstate-core-minimal interstate-core-minimal-native interstate-cor
             printf "  %6d bytes  all functions\n", total
             printf "  %6d bytes  all functions but compiler_builtins and libcore\n", total - sum["compiler_builtins and libcore (memcpy, fmt, ...)"]
         }' | sort -k3
-    for sym in LAMP_MACHINE_SIZE SIZED_MACHINE_SIZE LAMP_LINK_SIZE; do
+    for sym in LAMP_MACHINE_SIZE SIZED_MACHINE_SIZE NATIVE_MACHINE_SIZE LAMP_LINK_SIZE; do
         nm -S "$D/$bin" | awk -v s="$sym" '
             function hex(h,   i, n, c) { n = 0; h = tolower(h); for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; n = n * 16 + c }; return n }
             $4 == s { printf "  RAM: %-18s %d bytes\n", s, hex($2) }'
