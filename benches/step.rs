@@ -1,7 +1,8 @@
 //! Events per second through a machine, beside hand-written `match` machines doing the same
 //! work.
 //!
-//! Three charts, each measured twice in the same run:
+//! Three charts, each measured three times in the same run (the interpreter, the chart
+//! compiled to native Rust by `interstate compile --native`, and a hand-written machine):
 //! - `flat_toggle`: two states, one event toggling, an entry action on each;
 //! - `hierarchy5`: two leaves 5 levels deep whose nearest common ancestor is the root, one
 //!   event moving between them, entry and exit actions on every level (10 actions per event);
@@ -13,6 +14,10 @@
 //! same order, through the same kind of callback (a generic trait method taking the
 //! `ActionId`). `flat_toggle/interstate_bound` measures the facade's boxed-closure binding
 //! (`Behaviors` -> `Bound`) on the flat toggle.
+//!
+//! The `native` side is the generated module of each chart, checked in as
+//! `benches/common/native_*.rs` (`tests/native_modules.rs` keeps them up to date), in a
+//! `NativeMachine` of the same capacities, with the same `Behavior`.
 //!
 //! Run: `cargo bench --bench step`. Results are in docs/performance.md.
 
@@ -78,6 +83,43 @@ fn event(chart: &Chart<'_>, name: &str) -> EventId {
 #[path = "common/step_charts.rs"]
 mod step_charts;
 use step_charts::{deep_chart, parallel_chart, FLAT};
+
+// ----- the charts compiled to native Rust ---------------------------------------------------
+
+#[allow(dead_code)]
+mod native_flat {
+    include!("common/native_flat.rs");
+}
+#[allow(dead_code)]
+mod native_deep {
+    include!("common/native_deep.rs");
+}
+#[allow(dead_code)]
+mod native_parallel {
+    include!("common/native_parallel.rs");
+}
+
+/// A generated machine with `M`'s capacities.
+type Native<N, const W: usize> = interstate::core::machine::NativeMachine<N, W, 8, 8, 8, 8, 64>;
+
+/// Starts the generated machine of `N` with `Counts`; checks it does the interpreter's work
+/// on `CHECK_EVENTS` events (`expected`: the interpreter's counts after them, from the same
+/// start).
+fn start_native<N: interstate::core::machine::NativeChart, const W: usize>(
+    t: &str,
+    expected: &Counts,
+) -> (Box<Native<N, W>>, Counts, Event<'static>) {
+    let mut m = Box::new(Native::<N, W>::new("bench").expect("capacities fit"));
+    let mut counts = Counts::default();
+    m.start(NOW, &mut counts).expect("starts");
+    let chart = N::chart();
+    let ev = Event::from_id(&chart, event(&chart, t));
+    for _ in 0..CHECK_EVENTS {
+        m.send(NOW, ev, &mut counts).expect("steps");
+    }
+    assert_eq!(&counts, expected, "the native machine does different work");
+    (m, counts, ev)
+}
 
 // ----- hand-written machines -----------------------------------------------------------------
 
@@ -202,9 +244,14 @@ fn bench_flat(c: &mut Criterion) {
         hand.send(hand.t, &mut hand_counts);
     }
     assert_eq!(counts, hand_counts, "the two machines do different work");
+    let (mut nm, mut native_counts, nev) =
+        start_native::<native_flat::Native, { native_flat::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
         b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {
@@ -255,16 +302,21 @@ fn bench_deep(c: &mut Criterion) {
         hand.send(hand.t, &mut hand_counts);
     }
     assert_eq!(counts, hand_counts, "the two machines do different work");
+    let (mut nm, mut native_counts, nev) =
+        start_native::<native_deep::Native, { native_deep::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
         b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {
         b.iter(|| hand.send(black_box(t), &mut hand_counts))
     });
     g.finish();
-    black_box((counts, hand_counts));
+    black_box((counts, hand_counts, native_counts));
 }
 
 fn bench_parallel(c: &mut Criterion) {
@@ -294,16 +346,21 @@ fn bench_parallel(c: &mut Criterion) {
         hand.send(hand.t, &mut hand_counts);
     }
     assert_eq!(counts, hand_counts, "the two machines do different work");
+    let (mut nm, mut native_counts, nev) =
+        start_native::<native_parallel::Native, { native_parallel::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
         b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {
         b.iter(|| hand.send(black_box(t), &mut hand_counts))
     });
     g.finish();
-    black_box((counts, hand_counts));
+    black_box((counts, hand_counts, native_counts));
 }
 
 criterion_group!(benches, bench_flat, bench_deep, bench_parallel);

@@ -5,7 +5,9 @@
 //! `scripts/step_instructions.sh` runs it under `callgrind` for two values of `N` and prints
 //! the difference per event, which leaves out the start-up (compiling the chart, starting
 //! the machine). Run by hand: `cargo run --release --example step_events -- flat 1000`
-//! (`flat`, `deep` or `parallel`).
+//! (`flat`, `deep` or `parallel`). A third argument `native` runs the chart's generated
+//! machine (`benches/common/native_*.rs`, `interstate compile --native`) instead of the
+//! interpreter.
 
 use std::hint::black_box;
 
@@ -31,9 +33,51 @@ impl Behavior for Counts {
 mod step_charts;
 use step_charts::{deep_chart, parallel_chart, FLAT};
 
+#[allow(dead_code)]
+mod native_flat {
+    include!("../benches/common/native_flat.rs");
+}
+#[allow(dead_code)]
+mod native_deep {
+    include!("../benches/common/native_deep.rs");
+}
+#[allow(dead_code)]
+mod native_parallel {
+    include!("../benches/common/native_parallel.rs");
+}
+
+/// The generated machine of `N` with `M`'s capacities, `n` events `T`.
+fn run_native<N: interstate::core::machine::NativeChart, const W: usize>(n: usize) {
+    let mut m = Box::new(
+        interstate::core::machine::NativeMachine::<N, W, 8, 8, 8, 8, 64>::new("bench")
+            .expect("capacities fit"),
+    );
+    let mut counts = Counts([0; 32]);
+    m.start(Instant::ZERO, &mut counts).expect("starts");
+    let chart = N::chart();
+    let ev = Event::from_id(&chart, chart.event("T").expect("the chart has T"));
+    for _ in 0..n {
+        m.send(Instant::ZERO, black_box(ev), &mut counts)
+            .expect("steps");
+    }
+    black_box(&counts.0);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_events flat|deep|parallel N";
+    let usage = "usage: step_events flat|deep|parallel N [native]";
+    if args.get(3).map(String::as_str) == Some("native") {
+        let n: usize = args.get(2).and_then(|n| n.parse().ok()).expect(usage);
+        match args.get(1).map(String::as_str) {
+            Some("flat") => run_native::<native_flat::Native, { native_flat::WORDS }>(n),
+            Some("deep") => run_native::<native_deep::Native, { native_deep::WORDS }>(n),
+            Some("parallel") => {
+                run_native::<native_parallel::Native, { native_parallel::WORDS }>(n)
+            }
+            _ => panic!("{usage}"),
+        }
+        return;
+    }
     let json = match args.get(1).map(String::as_str) {
         Some("flat") => FLAT.to_string(),
         Some("deep") => deep_chart(),

@@ -23,6 +23,10 @@ pub enum Error {
     Unbound(Unbound),
     /// The node refused the machine (id taken, capacity, bus error).
     Node(PlatformError),
+    /// The chart cannot be compiled to native code (a feature the generator refuses).
+    Native(crate::native::NativeError),
+    /// A file could not be read or written (the path and the system's reason).
+    Io(String),
 }
 
 impl fmt::Display for Error {
@@ -36,6 +40,8 @@ impl fmt::Display for Error {
             Error::NotAChart => f.write_str("neither a chart image nor UTF-8 JSON"),
             Error::Unbound(e) => write!(f, "{e}"),
             Error::Node(e) => write!(f, "{e}"),
+            Error::Native(e) => write!(f, "{e}"),
+            Error::Io(e) => f.write_str(e),
         }
     }
 }
@@ -45,7 +51,8 @@ impl std::error::Error for Error {
         match self {
             Error::Compile(e) => Some(e),
             Error::Image(e) => Some(e),
-            Error::Unbound(_) | Error::NotAChart => None,
+            Error::Unbound(_) | Error::NotAChart | Error::Io(_) => None,
+            Error::Native(e) => Some(e),
             Error::Node(e) => Some(e),
         }
     }

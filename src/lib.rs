@@ -11,6 +11,7 @@
 //! - [`simulate`]: a chart run on a virtual clock, printing XState-compatible traces;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a chart;
 //! - [`codegen`]: a chart as a Rust module of statics, for devices;
+//! - [`native`]: a chart's macrostep compiled to Rust (`interstate compile --native`);
 //! - [`bus`]: nodes hosting JSON machines on a bus, from `interstate-platform`;
 //! - [`Error`]: the one error type of this crate.
 //!
@@ -35,6 +36,7 @@ pub mod codegen;
 pub mod compile;
 pub mod diagram;
 mod error;
+pub mod native;
 pub mod simulate;
 
 pub use bind::{Behaviors, Bound, Ctx, Directory, LocalDirectory, Unbound};

@@ -47,13 +47,108 @@ pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 
 /// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
 /// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
-type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536, 64>;
+pub type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536, 64>;
 
 /// The most states a chart may have to run with the small state sets.
 const SMALL_STATES: usize = 4 * 64;
 
-struct Sim<'c, const W: usize> {
-    machine: Box<SimMachineOf<'c, W>>,
+/// What the simulator drives: the interpreter's [`SimMachine`] or a generated
+/// [`NativeMachine`](interstate_core::machine::NativeMachine) of the same capacities. Both
+/// read as the interpreter's machine (`read`); only their steps differ.
+pub trait Simulated<'c, const W: usize> {
+    /// The machine's state, outbox and timers.
+    fn read(&self) -> &SimMachineOf<'c, W>;
+    /// See [`Machine::start`].
+    fn start(
+        &mut self,
+        now: Instant,
+        b: &mut crate::bind::Bound,
+    ) -> Result<(), interstate_core::Error>;
+    /// See [`Machine::send`].
+    fn send(
+        &mut self,
+        now: Instant,
+        e: Event<'_>,
+        b: &mut crate::bind::Bound,
+    ) -> Result<(), interstate_core::Error>;
+    /// See [`Machine::fire_timer`].
+    fn fire_timer(
+        &mut self,
+        seq: u32,
+        now: Instant,
+        b: &mut crate::bind::Bound,
+    ) -> Result<bool, interstate_core::Error>;
+    /// See [`Machine::handle_request_timeout`].
+    fn handle_request_timeout(
+        &mut self,
+        now: Instant,
+        b: &mut crate::bind::Bound,
+    ) -> Result<bool, interstate_core::Error>;
+    /// See [`Machine::clear_outbox`].
+    fn clear_outbox(&mut self);
+}
+
+macro_rules! simulated_impl {
+    () => {
+        fn start(
+            &mut self,
+            now: Instant,
+            b: &mut crate::bind::Bound,
+        ) -> Result<(), interstate_core::Error> {
+            Self::start(self, now, b)
+        }
+        fn send(
+            &mut self,
+            now: Instant,
+            e: Event<'_>,
+            b: &mut crate::bind::Bound,
+        ) -> Result<(), interstate_core::Error> {
+            Self::send(self, now, e, b)
+        }
+        fn fire_timer(
+            &mut self,
+            seq: u32,
+            now: Instant,
+            b: &mut crate::bind::Bound,
+        ) -> Result<bool, interstate_core::Error> {
+            Self::fire_timer(self, seq, now, b)
+        }
+        fn handle_request_timeout(
+            &mut self,
+            now: Instant,
+            b: &mut crate::bind::Bound,
+        ) -> Result<bool, interstate_core::Error> {
+            Self::handle_request_timeout(self, now, b)
+        }
+        fn clear_outbox(&mut self) {
+            Self::clear_outbox(self)
+        }
+    };
+}
+
+impl<'c, const W: usize> Simulated<'c, W> for SimMachineOf<'c, W> {
+    fn read(&self) -> &SimMachineOf<'c, W> {
+        self
+    }
+    simulated_impl!();
+}
+
+/// The generated machine of chart `N` with the simulator's capacities.
+pub type NativeSimMachine<N, const W: usize> =
+    interstate_core::machine::NativeMachine<N, W, 256, 256, 256, 1024, 65536, 65536, 64>;
+
+impl<N: interstate_core::machine::NativeChart, const W: usize> Simulated<'static, W>
+    for NativeSimMachine<N, W>
+{
+    fn read(&self) -> &SimMachineOf<'static, W> {
+        self.machine()
+    }
+    simulated_impl!();
+}
+
+struct Sim<'c, const W: usize, M: Simulated<'c, W>> {
+    machine: Box<M>,
+    _chart: std::marker::PhantomData<&'c ()>,
     behavior: crate::bind::Bound,
     log: Rc<RefCell<Vec<String>>>,
     logs: Rc<RefCell<Vec<String>>>,
@@ -75,17 +170,17 @@ fn payload_value(bytes: &[u8]) -> Value {
     }
 }
 
-impl<const W: usize> Sim<'_, W> {
+impl<'c, const W: usize, M: Simulated<'c, W>> Sim<'c, W, M> {
     /// Delivers self-sends and collects the rest, until the outbox stays empty.
     fn drain(&mut self, budget: &mut usize) -> Result<(), String> {
         let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
         loop {
-            for m in self.machine.outbox() {
+            for m in self.machine.read().outbox() {
                 match m.target {
                     Target::ThisMachine => {
                         pending.push_back((m.event.to_string(), m.payload.to_vec()))
                     }
-                    Target::Machine(t) if t == self.machine.id() => {
+                    Target::Machine(t) if t == self.machine.read().id() => {
                         pending.push_back((m.event.to_string(), m.payload.to_vec()))
                     }
                     Target::Machine(t) => {
@@ -138,7 +233,7 @@ impl<const W: usize> Sim<'_, W> {
         let mut list: Vec<(Instant, u32)> = Vec::new();
         'flush: loop {
             list.clear();
-            list.extend(self.machine.pending_timers());
+            list.extend(self.machine.read().pending_timers());
             list.sort_unstable();
             let mut changed = false;
             for &(due, seq) in &list {
@@ -151,12 +246,12 @@ impl<const W: usize> Sim<'_, W> {
                 *budget = budget
                     .checked_sub(1)
                     .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-                let before = self.machine.timer_changes();
+                let before = self.machine.read().timer_changes();
                 self.machine
                     .fire_timer(seq, self.now, &mut self.behavior)
                     .map_err(|e| e.to_string())?;
                 self.drain(budget)?;
-                changed = self.machine.timer_changes() != before;
+                changed = self.machine.read().timer_changes() != before;
             }
             break;
         }
@@ -216,13 +311,13 @@ impl<const W: usize> Sim<'_, W> {
 
     fn line(&mut self, step: usize, input: Option<&str>) -> Value {
         let mut value = String::new();
-        let _ = self.machine.write_value(&mut value);
+        let _ = self.machine.read().write_value(&mut value);
         let mut out = json!({
             "step": step,
             "input": input,
             "value": serde_json::from_str::<Value>(&value).unwrap_or(Value::Null),
             "actions": std::mem::take(&mut *self.log.borrow_mut()),
-            "done": self.machine.is_done(),
+            "done": self.machine.read().is_done(),
         });
         let logs = std::mem::take(&mut *self.logs.borrow_mut());
         if !logs.is_empty() {
@@ -234,6 +329,7 @@ impl<const W: usize> Sim<'_, W> {
         if self.show_context {
             out["context"] = self
                 .machine
+                .read()
                 .context_json()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(Value::Null);
@@ -250,6 +346,44 @@ pub fn run(
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
+    let Some((id, parts)) = prepare(chart, options, out)? else {
+        return Ok(false);
+    };
+    if chart.state_count() <= SMALL_STATES {
+        run_sized::<4>(chart, &id, parts, inputs, out)
+    } else {
+        run_sized::<1024>(chart, &id, parts, inputs, out)
+    }
+}
+
+/// [`run`] with the machine generated for chart `N` (`interstate compile --native`) in
+/// place of the interpreter: the same trace, from the generated macrostep. `W` is the
+/// generated module's `WORDS`.
+pub fn run_native<N: interstate_core::machine::NativeChart, const W: usize>(
+    options: &Options,
+    inputs: impl IntoIterator<Item = String>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let chart = N::chart();
+    let Some((id, parts)) = prepare(&chart, options, out)? else {
+        return Ok(false);
+    };
+    let machine = match NativeSimMachine::<N, W>::new(&id) {
+        Ok(m) => Box::new(m),
+        Err(e) => {
+            writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
+            return Ok(false);
+        }
+    };
+    run_machine(machine, parts, inputs, out)
+}
+
+/// Binds the chart's names for a run, or prints why it cannot run (`None`).
+fn prepare(
+    chart: &Chart<'_>,
+    options: &Options,
+    out: &mut dyn Write,
+) -> std::io::Result<Option<(String, Parts)>> {
     let log = Rc::new(RefCell::new(Vec::new()));
     let logs = Rc::new(RefCell::new(Vec::new()));
     let logs_in = logs.clone();
@@ -281,7 +415,7 @@ pub fn run(
             "the chart uses guard(s) {list} with no value: pass --guard NAME=true|false for each"
         );
         writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
-        return Ok(false);
+        return Ok(None);
     }
     let (behavior, unbound) = behaviors.bind_lenient(chart);
     if !unbound.delays.is_empty() {
@@ -295,7 +429,7 @@ pub fn run(
             "the chart uses named delay(s) {list} with no value: pass --delay NAME=MS for each"
         );
         writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
-        return Ok(false);
+        return Ok(None);
     }
     let id = options
         .machine_id
@@ -307,11 +441,7 @@ pub fn run(
         log,
         logs,
     };
-    if chart.state_count() <= SMALL_STATES {
-        run_sized::<4>(chart, &id, parts, inputs, out)
-    } else {
-        run_sized::<1024>(chart, &id, parts, inputs, out)
-    }
+    Ok(Some((id, parts)))
 }
 
 /// What a run binds before its machine is made.
@@ -329,12 +459,6 @@ fn run_sized<const W: usize>(
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let Parts {
-        show_context,
-        behavior,
-        log,
-        logs,
-    } = parts;
     let machine = match SimMachineOf::<W>::new(*chart, id) {
         Ok(m) => Box::new(m),
         Err(e) => {
@@ -342,8 +466,24 @@ fn run_sized<const W: usize>(
             return Ok(false);
         }
     };
+    run_machine(machine, parts, inputs, out)
+}
+
+fn run_machine<'c, const W: usize, M: Simulated<'c, W>>(
+    machine: Box<M>,
+    parts: Parts,
+    inputs: impl IntoIterator<Item = String>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let Parts {
+        show_context,
+        behavior,
+        log,
+        logs,
+    } = parts;
     let mut sim = Sim {
         machine,
+        _chart: std::marker::PhantomData,
         behavior,
         log,
         logs,

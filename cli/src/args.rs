@@ -117,7 +117,8 @@ pub enum Command {
         events: Vec<String>,
     },
     /// Compile a JSON chart into a chart image that the core loads without allocating, or
-    /// (with --rust) into a Rust module with the chart's tables as statics.
+    /// (with --rust) into a Rust module with the chart's tables as statics, or (with
+    /// --native) into a Rust module with the chart's macrostep compiled to Rust.
     Compile {
         /// The JSON chart (`-`: stdin).
         file: PathBuf,
@@ -126,8 +127,13 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Write a Rust module (`static` tables and `pub fn chart()`) instead of an image.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "native")]
         rust: bool,
+        /// Write a Rust module with the chart's macrostep as Rust code (a `NativeChart` and a
+        /// `Machine` type for it; see docs/native.md). Charts using a feature the generator
+        /// does not compile yet are refused, naming the feature and the state.
+        #[arg(long)]
+        native: bool,
     },
     /// Print a Mermaid stateDiagram-v2 or Graphviz DOT picture of a chart.
     Diagram {

@@ -89,10 +89,24 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Compile { file, output, rust } => {
+        Command::Compile {
+            file,
+            output,
+            rust,
+            native,
+        } => {
             let compiled = load_chart(&file)?;
             let summary = interstate::diagram::summary(&compiled.chart());
-            if rust {
+            if native {
+                let source =
+                    interstate::native::rust_module(&compiled.chart(), &source_name(&file))
+                        .map_err(|e| e.to_string())?;
+                let summary = format!(
+                    "native Rust module, {} lines ({summary})",
+                    source.lines().count()
+                );
+                write_artefact(&output, source.as_bytes(), &summary)?;
+            } else if rust {
                 let source =
                     interstate::codegen::rust_module(&compiled.chart(), &source_name(&file));
                 let tables = compiled.to_image().len();

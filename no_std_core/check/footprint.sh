@@ -11,7 +11,9 @@ T=thumbv7em-none-eabihf
 cargo build -q -p interstate-core-check --features bare-metal --target "$T" --profile embedded --bins
 D="target/$T/embedded"
 
-for bin in interstate-core-minimal interstate-core-check; do
+# interstate-core-minimal-native is interstate-core-minimal with the chart compiled to native
+# Rust (`interstate compile --native`) in place of the interpreter: the two side by side.
+for bin in interstate-core-minimal interstate-core-minimal-native interstate-core-check; do
     echo "== $bin ($D/$bin)"
     size -A "$D/$bin" | awk '$1 ~ /^\.(text|rodata|data|bss)$/ { printf "  section %-8s %6d bytes\n", $1, $2 }'
     # Code by where it comes from: the sizes nm reports for each function symbol.
@@ -19,7 +21,8 @@ for bin in interstate-core-minimal interstate-core-check; do
         function hex(h,   i, n, c) { n = 0; h = tolower(h); for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; n = n * 16 + c }; return n }
         $3 ~ /^[tTwW]$/ {
             size = hex($2); name = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", name)
-            if (name ~ /interstate_core::machine::/) g = "step algorithm (interstate_core::machine)"
+            if (name ~ /native_chart::/) g = "the generated macrostep (native_chart)"
+            else if (name ~ /interstate_core::machine::/) g = "step algorithm (interstate_core::machine)"
             else if (name ~ /interstate_core::chart::/) g = "chart validation (interstate_core::chart)"
             else if (name ~ /interstate_core::(serial|endpoint)/) g = "serial link (interstate_core::serial, endpoint)"
             else if (name ~ /postcard|serde|interstate_core::(wire|image)/) g = "frame and image codecs (wire, image, postcard, serde)"
@@ -34,7 +37,7 @@ for bin in interstate-core-minimal interstate-core-check; do
             printf "  %6d bytes  all functions\n", total
             printf "  %6d bytes  all functions but compiler_builtins and libcore\n", total - sum["compiler_builtins and libcore (memcpy, fmt, ...)"]
         }' | sort -k3
-    for sym in LAMP_MACHINE_SIZE SIZED_MACHINE_SIZE LAMP_LINK_SIZE; do
+    for sym in LAMP_MACHINE_SIZE SIZED_MACHINE_SIZE NATIVE_MACHINE_SIZE LAMP_LINK_SIZE; do
         nm -S "$D/$bin" | awk -v s="$sym" '
             function hex(h,   i, n, c) { n = 0; h = tolower(h); for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; n = n * 16 + c }; return n }
             $4 == s { printf "  RAM: %-18s %d bytes\n", s, hex($2) }'

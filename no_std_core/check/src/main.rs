@@ -43,6 +43,15 @@ pub static SIZED_MACHINE_SIZE: [u8;
     core::mem::size_of::<interstate_core_check::SizedLampMachine>()] =
     [0; core::mem::size_of::<interstate_core_check::SizedLampMachine>()];
 
+/// `size_of` the native lamp machine (the chart compiled to Rust, default capacities, the
+/// state set sized for the chart), readable the same way.
+#[used]
+#[no_mangle]
+#[link_section = ".footprint_sizes"]
+pub static NATIVE_MACHINE_SIZE: [u8;
+    core::mem::size_of::<interstate_core_check::NativeLampMachine>()] =
+    [0; core::mem::size_of::<interstate_core_check::NativeLampMachine>()];
+
 /// `size_of` the serial link with its default buffers, readable the same way.
 #[used]
 #[no_mangle]

@@ -2,7 +2,8 @@
 //! chart does, so the `no_std` build is known to work, not only to compile.
 
 use interstate_core_check::{
-    exercise, lamp_cycle, sized_lamp_cycle, LampLink, LampMachine, Report, LAMP_IMAGE,
+    exercise, lamp_cycle, native_lamp_cycle, sized_lamp_cycle, LampLink, LampMachine, Report,
+    LAMP_IMAGE,
 };
 
 #[test]
@@ -33,6 +34,11 @@ fn the_no_std_program_loads_runs_and_encodes() {
 fn the_minimal_program_switches_the_lamp_on_and_off() {
     assert_eq!(lamp_cycle().unwrap(), (true, true, 2));
     assert_eq!(sized_lamp_cycle().unwrap(), (true, true, 2));
+}
+
+#[test]
+fn the_native_program_switches_the_lamp_on_and_off_as_the_interpreter_does() {
+    assert_eq!(native_lamp_cycle().unwrap(), lamp_cycle().unwrap());
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl<
     }
 
     #[inline]
-    fn run_user<BH: Behavior + ?Sized>(
+    pub(super) fn run_user<BH: Behavior + ?Sized>(
         &mut self,
         a: ActionId,
         cx: &mut StepCx<'_, '_, BH>,
@@ -109,7 +109,7 @@ impl<
     }
 
     #[inline(never)]
-    fn run_builtin<BH: Behavior + ?Sized>(
+    pub(super) fn run_builtin<BH: Behavior + ?Sized>(
         &mut self,
         i: u16,
         cx: &mut StepCx<'_, '_, BH>,

@@ -96,6 +96,27 @@ impl<
 
     /// XState's `getTransitionDomain`. `Ok(None)` is "above the root" (a reentering root
     /// transition: everything exits, the root included).
+    /// For a code generator (`interstate compile --native`), on a chart without history
+    /// states, where neither depends on the configuration: the transition domain of `t`
+    /// (`None`: above the root) and its entry set, added to `enter`. The exit set is then the
+    /// active states below the domain, and the domain itself when `t` re-enters its source
+    /// and the source is the domain.
+    #[doc(hidden)]
+    pub fn static_plan(&self, t: TransitionId, enter: &mut StateSet<W>) -> Option<StateId> {
+        let domain = self.domain(t);
+        let tr = self.chart.transition(t);
+        self.entry_set_into(&tr, domain, enter);
+        domain
+    }
+
+    /// For a code generator: the initial configuration (the root and its default
+    /// descendants), added to `enter`.
+    #[doc(hidden)]
+    pub fn static_initial(&self, enter: &mut StateSet<W>) {
+        enter.insert(StateId(0));
+        self.add_descendants(StateId(0), enter);
+    }
+
     fn domain(&self, t: TransitionId) -> Option<StateId> {
         let tr = self.chart.transition(t);
         let mut targets = Vec::<StateId, MAX_ENABLED>::new();

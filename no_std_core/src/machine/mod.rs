@@ -38,6 +38,7 @@ mod actions;
 mod context_store;
 mod exit_entry;
 mod json;
+mod native;
 mod order;
 mod select;
 mod snapshot;
@@ -47,6 +48,7 @@ mod view;
 
 pub use context_store::ContextFormat;
 pub(crate) use context_store::{ContextRef, ContextView};
+pub use native::{prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativeSet};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};
@@ -164,13 +166,130 @@ pub struct Machine<
     order: order::EntryOrder<W>,
 }
 
-type Enabled = Vec<TransitionId, MAX_ENABLED>;
+/// The transitions one microstep takes, in selection order.
+pub type Enabled = Vec<TransitionId, MAX_ENABLED>;
 
 /// The per-step inputs every stage of a macrostep needs.
 struct StepCx<'e, 'b, BH: ?Sized> {
     now: Instant,
     event: Event<'e>,
     behavior: &'b mut BH,
+}
+
+/// How a macrostep is taken: by the interpreter over the chart's tables ([`Interpreted`]),
+/// or by code generated for one chart ([`native`]). Everything around the macrostep (the
+/// outbox, timers, requests, context, status) is the same [`Machine`]'s either way.
+trait Stepping {
+    /// The first microstep (entering the initial configuration).
+    fn initial<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error>;
+    /// The microstep of an external event.
+    fn event<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error>;
+    /// The eventless-and-internal-queue loop.
+    fn settle<
+        'c: 'e,
+        'e,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error>;
+}
+
+/// The interpreter's macrostep.
+struct Interpreted;
+
+impl Stepping for Interpreted {
+    #[inline(always)]
+    fn initial<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        m.initial_microstep(cx)
+    }
+    #[inline(always)]
+    fn event<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        m.event_microstep(cx)
+    }
+    #[inline(always)]
+    fn settle<
+        'c: 'e,
+        'e,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error> {
+        m.settle(cx)
+    }
 }
 
 impl<
@@ -290,6 +409,15 @@ impl<
         now: Instant,
         behavior: &mut BH,
     ) -> Result<(), Error> {
+        self.start_with::<Interpreted, BH>(now, behavior)
+    }
+
+    /// [`Self::start`] with the macrostep of `S` (the interpreter's, or a generated one).
+    fn start_with<S: Stepping, BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         if self.status != Status::Idle {
             return Err(Error::AlreadyStarted);
         }
@@ -299,9 +427,7 @@ impl<
             event: Event::new("xstate.init"),
             behavior,
         };
-        let r = self
-            .initial_microstep(&mut cx)
-            .and_then(|()| self.settle(&mut cx));
+        let r = S::initial(self, &mut cx).and_then(|()| S::settle(self, &mut cx));
         self.finish(r)
     }
 
@@ -309,6 +435,16 @@ impl<
     ///
     /// Events sent to a machine that is done are ignored, as XState ignores them.
     pub fn send<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        self.send_with::<Interpreted, BH>(now, event, behavior)
+    }
+
+    /// [`Self::send`] with the macrostep of `S`.
+    fn send_with<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         event: Event<'_>,
@@ -334,11 +470,11 @@ impl<
                 return Ok(());
             }
         }
-        self.step_event(now, event, behavior)
+        self.step_event::<S, BH>(now, event, behavior)
     }
 
     /// A macrostep on an external event (the machine is active).
-    fn step_event<BH: Behavior + ?Sized>(
+    fn step_event<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         event: Event<'_>,
@@ -354,9 +490,7 @@ impl<
             event,
             behavior,
         };
-        let r = self
-            .event_microstep(&mut cx)
-            .and_then(|()| self.settle(&mut cx));
+        let r = S::event(self, &mut cx).and_then(|()| S::settle(self, &mut cx));
         self.finish(r)
     }
 
@@ -379,11 +513,21 @@ impl<
         now: Instant,
         behavior: &mut BH,
     ) -> Result<bool, Error> {
+        self.handle_request_timeout_with::<Interpreted, BH>(now, behavior)
+    }
+
+    fn handle_request_timeout_with<S: Stepping, BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
         if self.status != Status::Active {
             return Ok(false);
         }
         match self.io.requests.expire(now) {
-            Some(s) => self.request_error(now, &s, behavior).map(|()| true),
+            Some(s) => self
+                .request_error::<S, BH>(now, &s, behavior)
+                .map(|()| true),
             None => Ok(false),
         }
     }
@@ -414,8 +558,20 @@ impl<
         reason: FailReason,
         behavior: &mut BH,
     ) -> Result<bool, Error> {
+        self.request_failed_with::<Interpreted, BH>(now, id, reason, behavior)
+    }
+
+    fn request_failed_with<S: Stepping, BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
         match self.io.requests.fail(id, reason) {
-            Some(s) => self.request_error(now, &s, behavior).map(|()| true),
+            Some(s) => self
+                .request_error::<S, BH>(now, &s, behavior)
+                .map(|()| true),
             None => Ok(false),
         }
     }
@@ -429,16 +585,25 @@ impl<
         machine: &str,
         behavior: &mut BH,
     ) -> Result<usize, Error> {
+        self.target_gone_with::<Interpreted, BH>(now, machine, behavior)
+    }
+
+    fn target_gone_with<S: Stepping, BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut BH,
+    ) -> Result<usize, Error> {
         let mut n = 0;
         while let Some(s) = self.io.requests.target_gone(machine) {
-            self.request_error(now, &s, behavior)?;
+            self.request_error::<S, BH>(now, &s, behavior)?;
             n += 1;
         }
         Ok(n)
     }
 
     /// Delivers the failure of a settled request as an external event (a macrostep).
-    fn request_error<BH: Behavior + ?Sized>(
+    fn request_error<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         s: &Settled,
@@ -451,7 +616,7 @@ impl<
             .with_payload(payload.as_bytes())
             .with_correlation(Correlation::Reply(s.id.0));
         match self.status {
-            Status::Active => self.step_event(now, event, behavior),
+            Status::Active => self.step_event::<S, BH>(now, event, behavior),
             _ => Ok(()),
         }
     }
@@ -468,6 +633,14 @@ impl<
     /// stays [`Active`](Status::Active). Drain the outbox and call again. Any other error fails
     /// the machine, as [`send`](Self::send) does.
     pub fn handle_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        self.handle_timeout_with::<Interpreted, BH>(now, behavior)
+    }
+
+    fn handle_timeout_with<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
         behavior: &mut BH,
@@ -489,13 +662,13 @@ impl<
         if let Some(d) = request_due {
             if best.is_none_or(|b| d < self.io.timers[b].due) {
                 if let Some(s) = self.io.requests.expire(now) {
-                    self.request_error(now, &s, behavior)?;
+                    self.request_error::<S, BH>(now, &s, behavior)?;
                     return Ok(true);
                 }
             }
         }
         let Some(i) = best else { return Ok(false) };
-        self.fire(i, now, behavior)?;
+        self.fire::<S, BH>(i, now, behavior)?;
         Ok(true)
     }
 
@@ -521,6 +694,15 @@ impl<
         now: Instant,
         behavior: &mut BH,
     ) -> Result<bool, Error> {
+        self.fire_timer_with::<Interpreted, BH>(seq, now, behavior)
+    }
+
+    fn fire_timer_with<S: Stepping, BH: Behavior + ?Sized>(
+        &mut self,
+        seq: u32,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
         if self.status != Status::Active {
             return Ok(false);
         }
@@ -532,11 +714,11 @@ impl<
         else {
             return Ok(false);
         };
-        self.fire(i, now, behavior)?;
+        self.fire::<S, BH>(i, now, behavior)?;
         Ok(true)
     }
 
-    fn fire<BH: Behavior + ?Sized>(
+    fn fire<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         i: usize,
         now: Instant,
@@ -557,7 +739,7 @@ impl<
         match self.io.timers[i].kind {
             TimerKind::Event(e) => {
                 self.io.remove_timer(i);
-                self.send(now, Event::from_id(&self.chart, e), behavior)?;
+                self.send_with::<S, BH>(now, Event::from_id(&self.chart, e), behavior)?;
             }
             TimerKind::Send(m) => {
                 self.io.outbox_from_timer(m)?;

@@ -316,7 +316,11 @@ impl<
         None
     }
 
-    fn guard_passes<BH: Behavior + ?Sized>(&self, g: Guard, cx: &mut StepCx<'_, '_, BH>) -> bool {
+    pub(super) fn guard_passes<BH: Behavior + ?Sized>(
+        &self,
+        g: Guard,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> bool {
         match g {
             Guard::None => true,
             Guard::InState(s) => self.config.contains(s),

@@ -222,7 +222,7 @@ impl<
     }
 
     #[inline]
-    fn after_microstep<BH: Behavior + ?Sized>(
+    pub(super) fn after_microstep<BH: Behavior + ?Sized>(
         &mut self,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
@@ -287,7 +287,7 @@ impl<
     /// Stamps the states of `enter` that are not active as the latest in the entry order, in
     /// document order (see `order`). Nothing when the chart needs no order.
     #[inline(never)]
-    fn stamp_entering(&mut self, enter: &StateSet<W>) {
+    pub(super) fn stamp_entering(&mut self, enter: &StateSet<W>) {
         if !self.track_order {
             return;
         }
@@ -315,7 +315,11 @@ impl<
     /// every parallel ancestor whose regions are all final (each once per microstep, in
     /// `completed`), and the machine when the top level is.
     #[inline(never)]
-    fn entered_final(&mut self, s: StateId, completed: &mut StateSet<W>) -> Result<(), Error> {
+    pub(super) fn entered_final(
+        &mut self,
+        s: StateId,
+        completed: &mut StateSet<W>,
+    ) -> Result<(), Error> {
         let parent = self.chart.parent(s);
         let mut marker = match parent {
             Some(p) if self.chart.kind(p) == StateKind::Parallel => Some(p),

@@ -181,6 +181,99 @@ impl<
     }
 }
 
+/// A machine whose macrostep was generated for its chart (`interstate compile --native`)
+/// runs in a node exactly where an interpreted one does: it is a [`Machine`] in everything
+/// but its step, so everything but the stepping calls is the interpreter's own.
+impl<
+        N: interstate_core::machine::NativeChart,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+    > RunningMachine for interstate_core::machine::NativeMachine<N, W, Q, O, T, H, B, C, R>
+{
+    fn context_json(&self) -> Option<&str> {
+        self.machine().context_json()
+    }
+    fn snapshot(&self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
+        self.machine().snapshot(now, buf)
+    }
+    fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        interstate_core::machine::NativeMachine::restore(self, now, bytes)
+    }
+    fn id(&self) -> &str {
+        self.machine().id()
+    }
+    fn chart(&self) -> &Chart<'static> {
+        self.machine().chart()
+    }
+    fn status(&self) -> Status {
+        self.machine().status()
+    }
+    fn stats(&self) -> Stats {
+        self.machine().stats()
+    }
+    fn is_active(&self, s: StateId) -> bool {
+        self.machine().is_active(s)
+    }
+    fn write_value(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        self.machine().write_value(w)
+    }
+    fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error> {
+        Self::start(self, now, behavior)
+    }
+    fn send(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error> {
+        Self::send(self, now, event, behavior)
+    }
+    fn handle_timeout(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<bool, Error> {
+        Self::handle_timeout(self, now, behavior)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.machine().poll_timeout()
+    }
+    fn outbox_len(&self) -> usize {
+        self.machine().outbox_len()
+    }
+    fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>> {
+        self.machine().outbox().nth(i)
+    }
+    fn consume_outbox(&mut self, n: usize) {
+        Self::consume_outbox(self, n)
+    }
+    fn request_failed(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut dyn Behavior,
+    ) -> Result<bool, Error> {
+        Self::request_failed(self, now, id, reason, behavior)
+    }
+    fn target_gone(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut dyn Behavior,
+    ) -> Result<usize, Error> {
+        Self::target_gone(self, now, machine, behavior)
+    }
+    fn set_request_base(&mut self, base: u32) {
+        Self::set_request_base(self, base)
+    }
+    fn pending_requests(&self) -> usize {
+        self.machine().pending_requests()
+    }
+}
+
 /// A machine of the size `chart` needs: [`HostedMachine`] when it fits, else
 /// [`LargeHostedMachine`] (an error naming the chart's size when even that is too small).
 pub(super) fn sized_for(

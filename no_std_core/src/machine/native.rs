@@ -1,0 +1,598 @@
+//! Machines whose macrostep is Rust code generated for one chart (`interstate compile
+//! --native`), beside the interpreter.
+//!
+//! A [`NativeMachine`] is a [`Machine`] in everything but the step: the same outbox, timers,
+//! requests, context, status, counters, snapshot and state value, in the same storage. Only
+//! selecting transitions and running exit and entry sequences come from the generated code
+//! (a [`NativeChart`]): transitions chosen by `match` on the event in each state, the
+//! exit and entry sequences of each transition unrolled, the configuration the machine's
+//! bit set sized for the chart. Actions and guards go through the same [`Behavior`], built-in
+//! actions (raise, `sendTo`, timers, `assign`, ...) through the same code as the interpreter's,
+//! decoded from the chart's table: they are rare, and their effects are the machine's.
+//!
+//! The generated code reaches the machine only through [`NativeHost`], so it needs no
+//! `unsafe`, no allocation and nothing but `interstate_core`. The generator refuses the
+//! charts whose semantics need the interpreter's history bookkeeping (history states: see
+//! `docs/native.md`), so the machine's history and value view stay empty, as the
+//! interpreter's do for such charts. A chart with eventless transitions beside parallel
+//! states keeps the entry order (through [`NativeHost::stamp_entering`]) and selects its
+//! eventless transitions with the interpreter's ordered scan.
+
+use core::marker::PhantomData;
+
+use crate::chart::{Chart, Guard, GuardId, StateId, TransitionId};
+use crate::context::{Behavior, Event};
+use crate::error::Error;
+use crate::request::RequestId;
+use crate::set::StateSet;
+use crate::time::Instant;
+use crate::wire::FailReason;
+
+use super::{Enabled, Machine, Status, StepCx, Stepping};
+
+/// A chart compiled to Rust: implemented by the code `interstate compile --native` writes,
+/// never by hand. Every function works on the machine through `h`.
+pub trait NativeChart {
+    /// The chart's tables, validated (names, built-in actions, the state value).
+    fn chart() -> Chart<'static>;
+    /// The fingerprint of the tables the code was generated from: [`NativeMachine::new`]
+    /// refuses tables that are not those.
+    const FINGERPRINT: u64;
+    /// Whether a macrostep can have more than its first microstep: the chart has eventless
+    /// transitions, or something puts events on the internal queue (a `raise`, a final
+    /// state's done event). Without, the loop after the first microstep is skipped.
+    const SETTLES: bool = true;
+    /// Enters the initial configuration (the first microstep).
+    fn initial<H: NativeHost>(h: &mut H) -> Result<(), Error>;
+    /// Selects the transitions the current event enables (XState's `transitionNode` from
+    /// the root) into `out`.
+    fn select<H: NativeHost>(h: &mut H, out: &mut Enabled) -> Result<(), Error>;
+    /// Selects the enabled eventless transitions into `out`.
+    fn select_eventless<H: NativeHost>(h: &mut H, out: &mut Enabled) -> Result<(), Error>;
+    /// Takes `enabled` (not empty) as one microstep. Returns whether the configuration
+    /// changed (or the machine stopped being active), as the interpreter's microstep does.
+    fn microstep<H: NativeHost>(h: &mut H, enabled: &Enabled) -> Result<bool, Error>;
+    /// The microstep of an external event: [`Self::select`] then [`Self::microstep`]; a
+    /// chart without parallel states selects at most one transition, and its generated code
+    /// takes it without the list.
+    #[inline]
+    fn event<H: NativeHost>(h: &mut H) -> Result<(), Error> {
+        let mut enabled = Enabled::new();
+        Self::select(h, &mut enabled)?;
+        if enabled.is_empty() {
+            return Ok(());
+        }
+        Self::microstep(h, &enabled).map(|_| ())
+    }
+}
+
+/// A state set the generated code builds exit and entry sets in (a [`StateSet`] of the
+/// machine's width).
+pub trait NativeSet: Copy + PartialEq {
+    /// Adds state `s`.
+    fn add(&mut self, s: u16);
+    /// Removes and returns the state of the lowest index (document order).
+    fn pop_first(&mut self) -> Option<u16>;
+    /// Removes and returns the state of the highest index (reverse document order).
+    fn pop_last(&mut self) -> Option<u16>;
+}
+
+impl<const W: usize> NativeSet for StateSet<W> {
+    #[inline]
+    fn add(&mut self, s: u16) {
+        self.insert(StateId(s));
+    }
+    #[inline]
+    fn pop_first(&mut self) -> Option<u16> {
+        let s = self.iter().next()?;
+        self.remove(s);
+        Some(s.0)
+    }
+    #[inline]
+    fn pop_last(&mut self) -> Option<u16> {
+        let s = self.last()?;
+        self.remove(s);
+        Some(s.0)
+    }
+}
+
+/// What generated code may do to a machine during a macrostep. States, events, actions and
+/// guards are the chart's numbers (the ids of [`crate::chart`]).
+pub trait NativeHost {
+    /// The machine's state sets.
+    type Set: NativeSet;
+    /// Whether state `s` is active.
+    fn active(&self, s: u16) -> bool;
+    /// The current event's id, if the chart knows its name.
+    fn event_id(&self) -> Option<u16>;
+    /// The current event's name.
+    fn event_name(&self) -> &str;
+    /// Asks the behaviour for the named guard `g`.
+    fn guard(&mut self, g: u16) -> bool;
+    /// Evaluates the context condition at action-table index `i`.
+    fn context_guard(&mut self, i: u16) -> bool;
+    /// Runs user action `a`.
+    fn user(&mut self, a: u16) -> Result<(), Error>;
+    /// Runs the built-in action at action-table index `i`.
+    fn builtin(&mut self, i: u16) -> Result<(), Error>;
+    /// Counts a microstep (call once at its start).
+    fn begin_microstep(&mut self);
+    /// Marks `s` active.
+    fn enter(&mut self, s: u16);
+    /// Marks `s` inactive.
+    fn exit(&mut self, s: u16);
+    /// The final state `s` was entered: done events and the machine's completion, as the
+    /// interpreter's (once per parallel ancestor per microstep).
+    fn entered_final(&mut self, s: u16) -> Result<(), Error>;
+    /// Ends a microstep: when the machine is done, every state exits.
+    fn end_microstep(&mut self) -> Result<(), Error>;
+    /// Whether the machine is still active.
+    fn running(&self) -> bool;
+    /// The active states.
+    fn config(&self) -> Self::Set;
+    /// An empty set.
+    fn empty(&self) -> Self::Set;
+    /// Adds the active states of `lo..=hi` to `set`.
+    fn add_active_range(&self, set: &mut Self::Set, lo: u16, hi: u16);
+    /// XState's `removeConflictingTransitions`, the interpreter's own.
+    fn remove_conflicts(&self, enabled: &Enabled) -> Enabled;
+    /// Charts that keep the entry order (eventless transitions beside parallel states),
+    /// before a microstep's exits: whether the states it enters become the latest in the
+    /// entry order, as the interpreter decides (`simple`: every transition is a sibling
+    /// move).
+    fn restamp(&self, exit: &Self::Set, enter: &Self::Set, simple: bool) -> bool;
+    /// Stamps the states of `enter` that are not active as the latest in the entry order.
+    fn stamp_entering(&mut self, enter: &Self::Set);
+    /// Eventless selection in the order the active states entered, the interpreter's own
+    /// (XState's `selectEventlessTransitions`).
+    fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error>;
+}
+
+/// Appends `t` (a transition of state `s`) to `out`.
+#[inline]
+pub fn push_enabled(out: &mut Enabled, t: u16, s: u16) -> Result<(), Error> {
+    out.push(TransitionId(t)).map_err(|_| Error::InvalidChart {
+        table: "states",
+        index: s as u32,
+        reason: "more than MAX_ENABLED transitions in one microstep",
+    })
+}
+
+/// The [`NativeHost`] of a machine during one step.
+struct Host<
+    'm,
+    'x,
+    'e,
+    'b,
+    'c,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+> {
+    m: &'m mut Machine<'c, W, Q, O, T, H, B, C, R>,
+    cx: &'x mut StepCx<'e, 'b, BH>,
+    /// The parallel states completed in this microstep (their done events are raised once).
+    completed: StateSet<W>,
+}
+
+impl<
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    > NativeHost for Host<'_, '_, '_, '_, '_, W, Q, O, T, H, B, C, R, BH>
+{
+    type Set = StateSet<W>;
+    #[inline(always)]
+    fn active(&self, s: u16) -> bool {
+        self.m.config.contains(StateId(s))
+    }
+    #[inline(always)]
+    fn event_id(&self) -> Option<u16> {
+        self.cx.event.id.map(|e| e.0)
+    }
+    #[inline]
+    fn event_name(&self) -> &str {
+        self.cx.event.name
+    }
+    #[inline]
+    fn guard(&mut self, g: u16) -> bool {
+        self.m.guard_passes(Guard::Named(GuardId(g)), self.cx)
+    }
+    #[inline]
+    fn context_guard(&mut self, i: u16) -> bool {
+        self.m.guard_passes(Guard::Context(i), self.cx)
+    }
+    #[inline(always)]
+    fn user(&mut self, a: u16) -> Result<(), Error> {
+        self.m.run_user(crate::chart::ActionId(a), self.cx)
+    }
+    #[inline]
+    fn builtin(&mut self, i: u16) -> Result<(), Error> {
+        self.m.run_builtin(i, self.cx)
+    }
+    #[inline(always)]
+    fn begin_microstep(&mut self) {
+        self.m.stats.microsteps += 1;
+        self.completed = StateSet::new();
+    }
+    #[inline(always)]
+    fn enter(&mut self, s: u16) {
+        self.m.config.insert(StateId(s));
+    }
+    #[inline(always)]
+    fn exit(&mut self, s: u16) {
+        self.m.config.remove(StateId(s));
+    }
+    #[inline]
+    fn entered_final(&mut self, s: u16) -> Result<(), Error> {
+        self.m.entered_final(StateId(s), &mut self.completed)
+    }
+    #[inline(always)]
+    fn end_microstep(&mut self) -> Result<(), Error> {
+        self.m.after_microstep(self.cx)
+    }
+    #[inline(always)]
+    fn running(&self) -> bool {
+        self.m.status == Status::Active
+    }
+    #[inline]
+    fn config(&self) -> StateSet<W> {
+        self.m.config
+    }
+    #[inline]
+    fn empty(&self) -> StateSet<W> {
+        StateSet::new()
+    }
+    #[inline]
+    fn add_active_range(&self, set: &mut StateSet<W>, lo: u16, hi: u16) {
+        set.union_range(&self.m.config, StateId(lo), StateId(hi));
+    }
+    #[inline]
+    fn remove_conflicts(&self, enabled: &Enabled) -> Enabled {
+        self.m.remove_conflicts(enabled)
+    }
+    #[inline]
+    fn restamp(&self, exit: &StateSet<W>, enter: &StateSet<W>, simple: bool) -> bool {
+        self.m.track_order && (simple || !enter.is_subset(&self.m.config) || !exit.is_subset(enter))
+    }
+    #[inline]
+    fn stamp_entering(&mut self, enter: &StateSet<W>) {
+        self.m.stamp_entering(enter);
+    }
+    #[inline]
+    fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error> {
+        self.m.select_eventless(self.cx, out)
+    }
+}
+
+/// The generated macrostep of `N`, as a [`Stepping`].
+struct Native<N>(PhantomData<N>);
+
+impl<N: NativeChart> Stepping for Native<N> {
+    #[inline(always)]
+    fn initial<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        N::initial(&mut Host {
+            m,
+            cx,
+            completed: StateSet::new(),
+        })
+    }
+    #[inline(always)]
+    fn event<
+        'c,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        N::event(&mut Host {
+            m,
+            cx,
+            completed: StateSet::new(),
+        })
+    }
+    #[inline(always)]
+    fn settle<
+        'c: 'e,
+        'e,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    >(
+        m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+        cx: &mut StepCx<'e, '_, BH>,
+    ) -> Result<(), Error> {
+        if m.microstep_limit > 0
+            && (!N::SETTLES || (!m.chart.has_eventless() && m.queue.is_empty()))
+        {
+            return Ok(());
+        }
+        settle_loop::<N, W, Q, O, T, H, B, C, R, BH>(m, cx)
+    }
+}
+
+/// The interpreter's `settle_loop` with the generated selection and microstep.
+#[inline(never)]
+fn settle_loop<
+    'c: 'e,
+    'e,
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+>(
+    m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
+    cx: &mut StepCx<'e, '_, BH>,
+) -> Result<(), Error> {
+    let mut select_eventless = true;
+    let mut iterations = 0u32;
+    while m.status == Status::Active {
+        iterations += 1;
+        if iterations > m.microstep_limit {
+            return Err(Error::MicrostepLimit {
+                limit: m.microstep_limit,
+            });
+        }
+        let mut enabled = Enabled::new();
+        if select_eventless {
+            N::select_eventless(
+                &mut Host {
+                    m: &mut *m,
+                    cx: &mut *cx,
+                    completed: StateSet::new(),
+                },
+                &mut enabled,
+            )?;
+        }
+        let eventless = !enabled.is_empty();
+        let mut h = Host {
+            m: &mut *m,
+            cx: &mut *cx,
+            completed: StateSet::new(),
+        };
+        if !eventless {
+            let Some(e) = h.m.queue.pop_front() else {
+                break;
+            };
+            h.cx.event = Event::from_id(&h.m.chart, e);
+            N::select(&mut h, &mut enabled)?;
+            if enabled.is_empty() {
+                select_eventless = true;
+                continue;
+            }
+        }
+        let changed = N::microstep(&mut h, &enabled)?;
+        select_eventless = !eventless || changed;
+    }
+    Ok(())
+}
+
+/// A machine whose macrostep is the code generated for the chart `N`, with the capacities of
+/// [`Machine`] (and its defaults). It reads as a [`Machine`] (it dereferences to one: state
+/// value, outbox, timers, context, snapshot) and steps with [`start`](Self::start),
+/// [`send`](Self::send) and the timer and request calls here, which mirror the interpreter's.
+pub struct NativeMachine<
+    N: NativeChart,
+    const W: usize = 2,
+    const Q: usize = 4,
+    const O: usize = 4,
+    const T: usize = 2,
+    const H: usize = 4,
+    const B: usize = 40,
+    const C: usize = 32,
+    const R: usize = 0,
+> {
+    inner: Machine<'static, W, Q, O, T, H, B, C, R>,
+    chart: PhantomData<N>,
+}
+
+impl<
+        N: NativeChart,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+    > core::ops::Deref for NativeMachine<N, W, Q, O, T, H, B, C, R>
+{
+    type Target = Machine<'static, W, Q, O, T, H, B, C, R>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<
+        N: NativeChart,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+    > NativeMachine<N, W, Q, O, T, H, B, C, R>
+{
+    /// A machine of the generated chart `N`, idle until [`start`](Self::start). Fails as
+    /// [`Machine::new`] does (capacities), or with [`Error::InvalidChart`] when the tables
+    /// are not the ones the code was generated for.
+    pub fn new(machine_id: &str) -> Result<Self, Error> {
+        let chart = N::chart();
+        if chart.fingerprint() != N::FINGERPRINT {
+            return Err(Error::InvalidChart {
+                table: "states",
+                index: 0,
+                reason: "the generated code was made for other tables: regenerate it",
+            });
+        }
+        Ok(NativeMachine {
+            inner: Machine::new(chart, machine_id)?,
+            chart: PhantomData,
+        })
+    }
+
+    /// The machine as the interpreter's type, for what reads it.
+    pub fn machine(&self) -> &Machine<'static, W, Q, O, T, H, B, C, R> {
+        &self.inner
+    }
+
+    /// See [`Machine::restore`]: the generated steps work on the same configuration, context
+    /// and timers, so a snapshot of either form restores into the other of the same chart.
+    pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.restore(now, bytes)
+    }
+
+    /// See [`Machine::start`].
+    pub fn start<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        self.inner.start_with::<Native<N>, BH>(now, behavior)
+    }
+
+    /// See [`Machine::send`].
+    #[inline]
+    pub fn send<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        event: Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        self.inner.send_with::<Native<N>, BH>(now, event, behavior)
+    }
+
+    /// See [`Machine::handle_timeout`].
+    pub fn handle_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        self.inner
+            .handle_timeout_with::<Native<N>, BH>(now, behavior)
+    }
+
+    /// See [`Machine::fire_timer`].
+    pub fn fire_timer<BH: Behavior + ?Sized>(
+        &mut self,
+        seq: u32,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        self.inner
+            .fire_timer_with::<Native<N>, BH>(seq, now, behavior)
+    }
+
+    /// See [`Machine::handle_request_timeout`].
+    pub fn handle_request_timeout<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        self.inner
+            .handle_request_timeout_with::<Native<N>, BH>(now, behavior)
+    }
+
+    /// See [`Machine::request_failed`].
+    pub fn request_failed<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        reason: FailReason,
+        behavior: &mut BH,
+    ) -> Result<bool, Error> {
+        self.inner
+            .request_failed_with::<Native<N>, BH>(now, id, reason, behavior)
+    }
+
+    /// See [`Machine::target_gone`].
+    pub fn target_gone<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        machine: &str,
+        behavior: &mut BH,
+    ) -> Result<usize, Error> {
+        self.inner
+            .target_gone_with::<Native<N>, BH>(now, machine, behavior)
+    }
+
+    /// See [`Machine::set_microstep_limit`].
+    pub fn set_microstep_limit(&mut self, limit: u32) {
+        self.inner.set_microstep_limit(limit);
+    }
+
+    /// See [`Machine::set_request_base`].
+    pub fn set_request_base(&mut self, base: u32) {
+        self.inner.set_request_base(base);
+    }
+
+    /// See [`Machine::consume_outbox`].
+    pub fn consume_outbox(&mut self, n: usize) {
+        self.inner.consume_outbox(n);
+    }
+
+    /// See [`Machine::clear_outbox`].
+    pub fn clear_outbox(&mut self) {
+        self.inner.clear_outbox();
+    }
+}
+
+/// Whether the event `name` matches the partial descriptor `prefix` (`prefix.*`, stored
+/// without `.*`): the event is the prefix or starts with it and a dot, as the interpreter
+/// (and XState) match them.
+#[inline]
+pub fn prefix_matches(name: &str, prefix: &str) -> bool {
+    name == prefix
+        || (name.len() > prefix.len()
+            && name.starts_with(prefix)
+            && name.as_bytes()[prefix.len()] == b'.')
+}
