@@ -17,7 +17,7 @@ pub use crate::topic::TopicStatus;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -437,6 +437,33 @@ pub enum Frame<'a> {
     },
     /// Hub -> watching client: the subscription snapshot is complete; changes follow.
     TopicSnapshotEnd,
+    /// Not a frame: it holds variant index 28, the kind of a correlated Deliver
+    /// ([`DELIVER_CORRELATED_TAG`], read and written by hand), so that the frames after it
+    /// keep their kinds. [`Frame::encode`] refuses it and nothing decodes to it.
+    #[doc(hidden)]
+    ReservedCorrelatedDeliver,
+    /// Not a frame: kind 29 is reserved for the bus's counters (a later addition).
+    #[doc(hidden)]
+    Reserved29,
+    /// Not a frame: kind 30 is reserved for the bus's counters (a later addition).
+    #[doc(hidden)]
+    Reserved30,
+    /// Client -> hub: as [`Frame::Register`], and the id is *durable*: its owner journals
+    /// its state and comes back after a crash. When the owner's link closes the hub keeps
+    /// the id for [`crate::hub::HubConfig::durable_hold`] instead of removing it: messages
+    /// to it are dropped (their senders keep them outstanding), not failed, and its next
+    /// owner gets them again (see `docs/guarantees.md`).
+    RegisterDurable {
+        /// The machine id.
+        machine: &'a str,
+    },
+    /// Client -> hub: this link has rewound what it had sent to `machine` and not had
+    /// acknowledged (on the [`Frame::RegistryEntry`] of an id whose owner came back): the
+    /// messages to it that follow on the link are in order, and the hub forwards them again.
+    Resending {
+        /// The machine id.
+        machine: &'a str,
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
@@ -451,13 +478,15 @@ const DELIVER_TAG: u8 = 6;
 pub const DELIVER_CORRELATED_TAG: u8 = 28;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 29;
+pub const FRAME_KINDS: u8 = 33;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
 /// garbage; the hub, which must understand what it routes, closes the link.
 pub fn is_unknown_kind(body: &[u8]) -> bool {
-    body.first().is_some_and(|&b| b >= FRAME_KINDS)
+    // 29 and 30 are reserved for a later addition (the bus's counters).
+    body.first()
+        .is_some_and(|&b| b >= FRAME_KINDS || b == 29 || b == 30)
 }
 
 /// A postcard varint of at most `max` bytes whose last byte may be at most `last_max` (the
@@ -632,6 +661,9 @@ impl<'a> Frame<'a> {
             ));
         }
         match postcard::take_from_bytes::<Frame<'a>>(body) {
+            Ok((Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30, _)) => {
+                Err(Error::MalformedFrame("a reserved frame kind"))
+            }
             Ok((f, [])) => Ok(f),
             Ok(_) => Err(Error::MalformedFrame("trailing bytes after the frame")),
             Err(_) => Err(Error::MalformedFrame("not a valid postcard frame")),
@@ -657,6 +689,12 @@ impl<'a> Frame<'a> {
                     max: body.len() as u32,
                 });
             }
+        }
+        if matches!(
+            self,
+            Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30
+        ) {
+            return Err(Error::MalformedFrame("a reserved frame kind is never written"));
         }
         let room = body.len() as u32;
         let n = postcard::to_slice(self, body)
@@ -711,6 +749,11 @@ impl<'a> Frame<'a> {
             Frame::TopicWatch { .. } => "topic-watch",
             Frame::TopicEntry { .. } => "topic-entry",
             Frame::TopicSnapshotEnd => "topic-snapshot-end",
+            Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30 => {
+                "reserved"
+            }
+            Frame::RegisterDurable { .. } => "register-durable",
+            Frame::Resending { .. } => "resending",
         }
     }
 }

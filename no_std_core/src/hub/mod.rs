@@ -35,6 +35,7 @@
 //!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
+mod durable;
 mod hello;
 mod monitor;
 mod registry;
@@ -42,6 +43,7 @@ mod topics;
 mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
+pub use durable::HELD_IDS;
 pub use hello::{HelloRules, Refusal};
 use topics::Topics;
 pub use topics::SUBSCRIPTIONS_PER_LINK;
@@ -152,6 +154,9 @@ pub struct HubConfig {
     pub pid: u32,
     /// The transport the hub's links use, as shown in the registry.
     pub transport: TransportKind,
+    /// How long a durable id ([`Frame::RegisterDurable`]) is kept for its next owner after
+    /// its owner's link closed; past it, it leaves the registry as any other id.
+    pub durable_hold: Duration,
 }
 
 impl HubConfig {
@@ -169,6 +174,7 @@ impl HubConfig {
             epoch_unix_ms: 0,
             pid,
             transport: TransportKind::UnixSocket,
+            durable_hold: Duration::from_millis(30_000),
         }
     }
 }
@@ -197,6 +203,9 @@ pub struct HubStats {
     pub watches_refused: u64,
     /// Links open now (the local link excluded).
     pub links: u32,
+    /// Messages to a durable id whose owner was away (or had just come back) dropped for
+    /// their senders to send again.
+    pub held_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,6 +258,12 @@ struct Unconfirmed {
     /// The nonce of the last Ping asking for the confirmation, and when it was queued, while
     /// one is out.
     pinged: Option<(u64, Instant)>,
+    /// Durable ids (hashes) whose owner came back: the link's messages to them are dropped
+    /// until it says it is resending ([`Frame::Resending`]) or confirms it read the
+    /// registry entry (then it had nothing to send again).
+    resend: Vec<u32, HELD_PAIRS>,
+    /// More such ids than `resend` holds: every message from the link to any id is dropped.
+    resend_all: bool,
 }
 
 impl Unconfirmed {
@@ -257,10 +272,12 @@ impl Unconfirmed {
         all: None,
         reported: 0,
         pinged: None,
+        resend: Vec::new(),
+        resend_all: false,
     };
 
     fn is_held(&self) -> bool {
-        self.all.is_some() || !self.pairs.is_empty()
+        self.all.is_some() || !self.pairs.is_empty() || self.resend_all || !self.resend.is_empty()
     }
 
     /// When a Ping asking for the confirmation is (over)due: at once when none is out.
@@ -315,6 +332,9 @@ impl Link {
 struct Route {
     link: LinkId,
     since_ms: u64,
+    /// Registered with [`Frame::RegisterDurable`]: kept for the next owner when the link
+    /// closes.
+    durable: bool,
 }
 
 /// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
@@ -342,6 +362,8 @@ pub struct Hub<
     /// The latest time passed in (for calls that take none: holding a failed pair, monitor
     /// copies of failures found without one). It never goes back.
     now: Instant,
+    /// Durable ids whose owner's link closed, kept for the next owner until the time given.
+    held: Vec<(RouteKey, Instant), HELD_IDS>,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -404,6 +426,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             stats: HubStats::default(),
             monitors: 0,
             now: Instant::ZERO,
+            held: Vec::new(),
         }
     }
 
@@ -542,13 +565,18 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             else {
                 break;
             };
-            self.routes.remove(&key);
+            if let Some(r) = self.routes.remove(&key) {
+                if r.durable && self.hold_durable(&key, io) {
+                    continue;
+                }
+            }
             self.broadcast_removed(&key.0, io);
         }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let held = self.held.iter().map(|h| h.1).min();
         self.links
             .iter()
             .skip(1)
@@ -560,6 +588,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                     Some(l.unconfirmed.ask_at().map_or(idle, |at| at.min(idle)))
                 }
             })
+            .chain(held)
             .min()
     }
 
@@ -576,6 +605,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
         self.now = self.now.max(now);
+        self.release_held(now, io);
         for i in 1..L {
             let l = &self.links[i];
             let reason = match l.state {
@@ -661,7 +691,12 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         match frame {
             Frame::Deliver(d) => self.deliver(now, link, d, body, io),
             Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
-            Frame::Register { machine } => self.register(now, link, machine, io),
+            Frame::Register { machine } => self.register(now, link, machine, false, io),
+            Frame::RegisterDurable { machine } => self.register(now, link, machine, true, io),
+            Frame::Resending { machine } => {
+                self.resending(link, machine);
+                Handled::Done
+            }
             Frame::Unregister { machine } => {
                 self.unregister(link, machine, io);
                 Handled::Done
@@ -857,6 +892,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             u.pairs.clear();
             u.all = None;
             u.pinged = None;
+            u.resend.clear();
+            u.resend_all = false;
         } else if u.pinged.is_some_and(|(n, _)| n == nonce) {
             // Reports queued after that Ping: ask again.
             self.ask_confirmation(now, link, io);
@@ -909,7 +946,13 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
             return self.fail(link, &d, reason, io);
         }
+        if self.drops_for_resend(link, d.to) {
+            return Handled::Done;
+        }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+            if self.drops_while_held(link, d.to) {
+                return Handled::Done;
+            }
             let reason = if self.stopped.iter().any(|s| s.0 .0.as_str() == d.to) {
                 FailReason::TargetStopped
             } else {
@@ -971,6 +1014,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return;
         };
         if let Some(sender) = self.lookup(d.from).map(|r| r.link) {
+            if self.drops_while_held(sender, d.to) {
+                return;
+            }
             if let Handled::Stalled(_) = self.fail(sender, &d, FailReason::TargetGone, io) {
                 let why = "no room to report a failure to this link; closing it so it sends again";
                 io.log(sender, why);
