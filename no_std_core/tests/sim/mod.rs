@@ -77,6 +77,9 @@ pub struct SimConfig {
     pub hub_queue: usize,
     /// Messages waiting in one process's application outbox (a machine's outbox).
     pub outbox: usize,
+    /// Ids registered as durable (`RegisterDurable`): the hub keeps them across their
+    /// owner's death for its hold.
+    pub durable: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             owners: 64,
             hub_queue: 64 * 1024,
             outbox: 64,
+            durable: Vec::new(),
         }
     }
 }
@@ -407,7 +411,12 @@ impl Sim {
             now: self.now,
         };
         for id in machines.iter().chain(ports.iter()) {
-            client.register(id, &mut none).expect("room for the ids");
+            if c.durable.contains(id) {
+                client.register_durable(id, &mut none)
+            } else {
+                client.register(id, &mut none)
+            }
+            .expect("room for the ids");
         }
         // Like the platform's: nanoseconds of the clock when the process starts, so that a
         // restarted process numbers above its previous incarnation.
