@@ -237,6 +237,11 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     /// When a journal record is on disk for good (with `state_dir`).
     pub durability: crate::journal::Durability,
+    /// When this node serves the bus: how long it keeps a durable machine's id (one a node
+    /// with a `state_dir` registered) after that node's link closed, for the machine's next
+    /// process; messages to it meanwhile wait in their senders' outstanding buffers instead
+    /// of failing as `target-gone`. Default 30 s. See `docs/guarantees.md`.
+    pub durable_hold: Duration,
 }
 
 impl NodeConfig {
@@ -261,6 +266,7 @@ impl NodeConfig {
             transport: Transport::from_env(),
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
+            durable_hold: Duration::from_millis(30_000),
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
