@@ -314,3 +314,59 @@ fn a_restarted_durable_machine_drops_retransmissions_of_what_it_took_and_acknowl
     eprintln!("durable resend test: {CYCLES} kills, {sent} events, each taken once, none failed");
     bus.kill(p);
 }
+
+/// Past the hub's hold (`INTERSTATE_DURABLE_HOLD_MS`), a durable machine that did not come
+/// back leaves the registry as any other: what its sender had outstanding to it fails as
+/// `target-gone`, and nothing is left waiting. Within the hold nothing fails.
+#[test]
+fn a_durable_machine_not_back_within_the_hold_fails_what_it_never_acknowledged() {
+    let mut bus = Bus::new("durable-hold");
+    let mut cmd = bus.command(&support::interstate_bin(), &["hub"]);
+    cmd.env("INTERSTATE_DURABLE_HOLD_MS", "1500");
+    let hub = bus.spawn("hub (hold 1.5 s)", cmd);
+    bus.wait_line(hub, true, "the hub's start line", STEP_LIMIT, |l| {
+        l.contains("hub serving bus")
+    });
+    let chart = bus.write("counter.json", COUNTER);
+    let state = bus.path("state");
+    let p = start(&mut bus, &chart, &state, "fsync", None);
+    let mut node = sender(&bus);
+    let end = Instant::now() + STEP_LIMIT;
+    while !node.registry().contains("counter") {
+        assert!(Instant::now() < end, "the sender never saw the machine");
+        node.run_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    bus.kill(p);
+    // Sent while it is away: held, not failed.
+    let mut sent = 0;
+    while sent < 10 {
+        if node
+            .send_from_port("src", "counter", "INC", b"{\"n\":0}")
+            .is_ok()
+        {
+            sent += 1;
+        }
+        node.run_once(Some(Duration::from_millis(1))).unwrap();
+    }
+    let held_until = Instant::now() + Duration::from_millis(1_000);
+    while Instant::now() < held_until {
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        assert!(node.recv_port().is_none(), "a failure within the hold");
+    }
+    assert_eq!(node.unacknowledged(), 10);
+    // Past it: each fails, as target-gone.
+    let mut failed = 0;
+    let end = Instant::now() + STEP_LIMIT;
+    while failed < 10 {
+        assert!(Instant::now() < end, "failed {failed} of 10{}", bus.dump());
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        while let Some(m) = node.recv_port() {
+            assert_eq!(m.event, DELIVERY_ERROR_EVENT);
+            let text = String::from_utf8_lossy(&m.payload).into_owned();
+            assert!(text.contains("target-gone"), "{text}");
+            failed += 1;
+        }
+    }
+    assert_eq!(node.unacknowledged(), 0);
+    assert!(!node.registry().contains("counter"));
+}

@@ -275,7 +275,26 @@ impl NodeConfig {
         Self::new(&busdir::default_bus())
     }
 
-    /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR` and `INTERSTATE_TRANSPORT`; a bad
+    /// [`NodeConfig::durable_hold`] from `INTERSTATE_DURABLE_HOLD_MS` (milliseconds; unset or
+    /// empty: 30 s); a value that is not a whole number is an error naming the variable.
+    pub fn try_durable_hold_from_env() -> Result<Duration, PlatformError> {
+        let Some(v) = std::env::var_os("INTERSTATE_DURABLE_HOLD_MS").filter(|v| !v.is_empty())
+        else {
+            return Ok(Duration::from_millis(30_000));
+        };
+        let ms = v
+            .to_str()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| PlatformError::BadSetting {
+                variable: "INTERSTATE_DURABLE_HOLD_MS",
+                value: v.to_string_lossy().into_owned(),
+                allowed: "use a whole number of milliseconds (30000 by default)",
+            })?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR`, `INTERSTATE_TRANSPORT` and
+    /// `INTERSTATE_DURABLE_HOLD_MS` ([`NodeConfig::durable_hold`]); a bad
     /// value of any of them (a bus name that is not valid, a directory that is not an
     /// absolute path of a directory, an unknown transport) is an error naming the variable,
     /// the value and what it accepts.
@@ -296,6 +315,7 @@ impl NodeConfig {
         let mut config = Self::new(&bus);
         config.dir = busdir::try_default_dir()?;
         config.transport = Transport::try_from_env()?;
+        config.durable_hold = Self::try_durable_hold_from_env()?;
         Ok(config)
     }
     /// The socket path.
