@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import ProtocolError
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -184,6 +184,20 @@ class Reject:
 
 @dataclass
 class Register:
+    machine: str
+
+
+@dataclass
+class RegisterDurable:
+    """Register, for a machine that journals its state and comes back after a crash: the hub
+    keeps the id for its next process (docs/guarantees.md, Durable machines)."""
+    machine: str
+
+
+@dataclass
+class Resending:
+    """Client -> hub: this client rewound what it had written to `machine` and not had
+    acknowledged (on the registry entry of an id whose owner came back)."""
     machine: str
 
 
@@ -360,7 +374,7 @@ Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd, Unknown,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, RegisterDurable, Resending, Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
@@ -370,6 +384,9 @@ FRAME_TYPES: List[type] = [
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
     TopicWatch, TopicEntry, TopicSnapshotEnd,
 ]
+# Kinds 29 and 30 are reserved (a later addition); these follow them.
+LATER_FRAME_TYPES: Dict[int, type] = {31: RegisterDurable, 32: Resending}
+FRAME_KINDS = 33
 
 
 def split_publication(event: str) -> Tuple[Optional[str], str]:
@@ -386,8 +403,10 @@ def encode_frame(f: Frame) -> bytes:
     out = bytearray()
     if isinstance(f, Deliver) and f.correlation is not None:
         put_varint(out, DELIVER_CORRELATED, 32)
-    else:
+    elif type(f) in FRAME_TYPES:
         put_varint(out, FRAME_TYPES.index(type(f)), 32)
+    else:
+        put_varint(out, next(k for k, t in LATER_FRAME_TYPES.items() if t is type(f)), 32)
     if isinstance(f, Hello):
         put_varint(out, f.magic, 32)
         put_varint(out, f.version, 16)
@@ -403,7 +422,7 @@ def encode_frame(f: Frame) -> bytes:
         put_enum(out, REJECT_CODES, f.code)
         put_varint(out, f.version, 16)
         put_str(out, f.message)
-    elif isinstance(f, (Register, Unregister, RegistryRemoved)):
+    elif isinstance(f, (Register, Unregister, RegistryRemoved, RegisterDurable, Resending)):
         put_str(out, f.machine)
     elif isinstance(f, RegisterResult):
         put_str(out, f.machine)
@@ -533,6 +552,8 @@ def _decode_known(kind: int, r: Reader) -> Frame:
         return TopicEntry(r.string(), r.string(), r.boolean())
     if kind == 27:
         return TopicSnapshotEnd()
+    if kind in LATER_FRAME_TYPES:
+        return LATER_FRAME_TYPES[kind](r.string())
     if kind == DELIVER_CORRELATED:
         d = Deliver(r.string(), r.string(), r.string(), r.raw(), r.u64())
         c = r.enum(CORRELATIONS)
@@ -548,7 +569,7 @@ def decode_frame(body: bytes) -> Frame:
     variant index past the ones known here decodes as Unknown (the length prefix delimits it)."""
     r = Reader(body)
     kind = r.varint(32)
-    if kind > DELIVER_CORRELATED:
+    if kind > DELIVER_CORRELATED and kind not in LATER_FRAME_TYPES:
         return Unknown(kind, bytes(body))
     f = _decode_known(kind, r)
     r.end()
