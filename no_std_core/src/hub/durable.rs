@@ -24,6 +24,8 @@
 //! Bounded: at most [`HELD_IDS`] ids are held at once; a durable id whose owner dies when
 //! the table is full leaves the registry at once, as a non-durable one does.
 
+use heapless::Vec;
+
 use crate::time::Instant;
 use crate::topic::SubscriptionSlots;
 
@@ -95,11 +97,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// A message from `link` to `to`: whether it is dropped because `to`'s owner came back
     /// and the link has not yet rewound what it sends to it.
     pub(super) fn drops_for_resend(&mut self, link: LinkId, to: &str) -> bool {
-        let u = &self.links[link as usize].unconfirmed;
-        if !u.resend_all && u.resend.is_empty() {
-            return false;
-        }
-        if u.resend_all || u.resend.contains(&target_hash(to)) {
+        if self.links[link as usize].unconfirmed.drops_to(target_hash(to)) {
             self.stats.held_dropped += 1;
             return true;
         }
@@ -108,7 +106,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
 
     /// `machine`, a held id, has a new owner on `owner`: every other node is to send again
     /// what it had sent to it (the registry entry, queued already, tells it); its messages
-    /// to it are dropped until it says so, or confirms reading the entry.
+    /// to it are dropped until it says so, or confirms reading the entry. A link with too
+    /// many such ids at once is closed: it sends everything again after reconnecting.
     pub(super) fn ask_to_resend(
         &mut self,
         now: Instant,
@@ -117,28 +116,38 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         io: &mut dyn HubIo,
     ) {
         let h = target_hash(machine);
+        let mut full: Vec<LinkId, 8> = Vec::new();
         for i in 1..L {
             let l = &mut self.links[i];
             if i as LinkId == owner || l.state != LinkState::Ready || !l.registry {
                 continue;
             }
             let u = &mut l.unconfirmed;
-            if !u.resend_all && !u.resend.contains(&h) && u.resend.push(h).is_err() {
-                u.resend_all = true;
+            if !u.hold_for_resend(h) {
+                if full.push(i as LinkId).is_err() {
+                    break;
+                }
+                continue;
             }
             u.reported += 1;
             if u.pinged.is_none() {
                 self.ask_confirmation(now, i as LinkId, io);
             }
         }
+        for link in full {
+            let why = "too many durable ids to send again to at once; closing it so it sends \
+                       everything again";
+            io.log(link, why);
+            io.close(link, why);
+            self.link_closed(link, io);
+        }
     }
 
     /// `link` rewound what it had sent to `machine`: what follows is in order.
     pub(super) fn resending(&mut self, link: LinkId, machine: &str) {
-        let u = &mut self.links[link as usize].unconfirmed;
-        let h = target_hash(machine);
-        u.resend.retain(|&x| x != h);
-        // With every target held, the link's confirmation releases them all.
+        self.links[link as usize]
+            .unconfirmed
+            .resending(target_hash(machine));
     }
 
     /// Whether `machine` is registered as durable now.

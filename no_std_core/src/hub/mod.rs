@@ -40,12 +40,14 @@ mod hello;
 mod monitor;
 mod registry;
 mod topics;
+mod unconfirmed;
 mod watch;
 
 use heapless::{FnvIndexMap, String, Vec};
 pub use durable::HELD_IDS;
 pub use hello::{HelloRules, Refusal};
 use topics::Topics;
+use unconfirmed::{pair_hash, Unconfirmed};
 pub use topics::SUBSCRIPTIONS_PER_LINK;
 use watch::Watches;
 
@@ -231,81 +233,6 @@ struct Link {
     transport: TransportKind,
     /// Failure reports queued on this link that the client has not confirmed reading.
     unconfirmed: Unconfirmed,
-}
-
-/// How many (sender, target) pairs a link's unconfirmed failures are kept for one by one;
-/// past that, every message from the link fails until the confirmation.
-const HELD_PAIRS: usize = 8;
-
-/// A Ping asking a link to confirm its failure reports is sent again when it has gone
-/// unanswered this long (the client may have had no room for its Pong).
-const ASK_AGAIN: Duration = Duration::from_millis(1_000);
-
-/// The failures reported on a link since the client last confirmed reading them (by
-/// answering the hub's Ping queued after them). While a pair is held, its messages from the
-/// link fail too: a message forwarded after an earlier one of its pair failed, whose report
-/// is then lost with the link, would make the receiver take the earlier one, sent again after
-/// the sender's reconnect, for a duplicate.
-#[derive(Clone, Debug)]
-struct Unconfirmed {
-    /// (hash of sender and target, reason of the first failure) of each held pair. Two pairs
-    /// of one hash hold each other: more failures, never a message forwarded too early.
-    pairs: Vec<(u32, FailReason), HELD_PAIRS>,
-    /// More pairs than `pairs` holds: every message from the link fails, with this reason.
-    all: Option<FailReason>,
-    /// Failure reports queued on the link so far: the nonce of the Ping that confirms them.
-    reported: u64,
-    /// The nonce of the last Ping asking for the confirmation, and when it was queued, while
-    /// one is out.
-    pinged: Option<(u64, Instant)>,
-    /// Durable ids (hashes) whose owner came back: the link's messages to them are dropped
-    /// until it says it is resending ([`Frame::Resending`]) or confirms it read the
-    /// registry entry (then it had nothing to send again).
-    resend: Vec<u32, HELD_PAIRS>,
-    /// More such ids than `resend` holds: every message from the link to any id is dropped.
-    resend_all: bool,
-}
-
-impl Unconfirmed {
-    const NONE: Unconfirmed = Unconfirmed {
-        pairs: Vec::new(),
-        all: None,
-        reported: 0,
-        pinged: None,
-        resend: Vec::new(),
-        resend_all: false,
-    };
-
-    fn is_held(&self) -> bool {
-        self.all.is_some() || !self.pairs.is_empty() || self.resend_all || !self.resend.is_empty()
-    }
-
-    /// When a Ping asking for the confirmation is (over)due: at once when none is out.
-    fn ask_at(&self) -> Option<Instant> {
-        if !self.is_held() {
-            return None;
-        }
-        Some(self.pinged.map_or(Instant::ZERO, |(_, at)| at + ASK_AGAIN))
-    }
-
-    /// The reason to fail a message of the pair with, while it is held.
-    fn holds(&self, from: &str, to: &str) -> Option<FailReason> {
-        if self.all.is_some() || self.pairs.is_empty() {
-            return self.all;
-        }
-        let h = pair_hash(from, to);
-        self.pairs.iter().find(|p| p.0 == h).map(|p| p.1)
-    }
-}
-
-/// FNV-1a of a sender and a target id.
-fn pair_hash(from: &str, to: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in from.bytes().chain([0xff]).chain(to.bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 impl Link {
@@ -889,11 +816,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return;
         }
         if nonce == u.reported {
-            u.pairs.clear();
-            u.all = None;
-            u.pinged = None;
-            u.resend.clear();
-            u.resend_all = false;
+            u.clear();
         } else if u.pinged.is_some_and(|(n, _)| n == nonce) {
             // Reports queued after that Ping: ask again.
             self.ask_confirmation(now, link, io);
