@@ -82,20 +82,20 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
         ),
         (
             Frame::Welcome(Welcome {
-                version: 2,
+                version: 3,
                 max_frame: 65536,
                 link: 3,
                 hub_pid: 4100,
             }),
-            "08 00 00 00 01 02 80 80 04 03 84 20",
+            "08 00 00 00 01 03 80 80 04 03 84 20",
         ),
         (
             Frame::Reject(Reject {
                 code: RejectCode::Version,
-                version: 2,
+                version: 3,
                 message: "bad",
             }),
-            "07 00 00 00 02 01 02 03 62 61 64",
+            "07 00 00 00 02 01 03 03 62 61 64",
         ),
         (
             Frame::Register { machine: "py-echo" },
