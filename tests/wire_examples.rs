@@ -381,7 +381,11 @@ fn the_doc_frame_table_lists_every_variant_at_its_index() {
     for (n, (i, name)) in rows.iter().enumerate() {
         assert_eq!(*i as usize, n, "the table's indices are 0, 1, 2, ...");
         if name == "(reserved)" {
-            assert_eq!(probe(*i), None, "variant {i} is reserved: nothing decodes to it");
+            assert_eq!(
+                probe(*i),
+                None,
+                "variant {i} is reserved: nothing decodes to it"
+            );
             continue;
         }
         assert_eq!(

@@ -694,7 +694,9 @@ impl<'a> Frame<'a> {
             self,
             Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30
         ) {
-            return Err(Error::MalformedFrame("a reserved frame kind is never written"));
+            return Err(Error::MalformedFrame(
+                "a reserved frame kind is never written",
+            ));
         }
         let room = body.len() as u32;
         let n = postcard::to_slice(self, body)
@@ -749,9 +751,7 @@ impl<'a> Frame<'a> {
             Frame::TopicWatch { .. } => "topic-watch",
             Frame::TopicEntry { .. } => "topic-entry",
             Frame::TopicSnapshotEnd => "topic-snapshot-end",
-            Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30 => {
-                "reserved"
-            }
+            Frame::ReservedCorrelatedDeliver | Frame::Reserved29 | Frame::Reserved30 => "reserved",
             Frame::RegisterDurable { .. } => "register-durable",
             Frame::Resending { .. } => "resending",
         }

@@ -70,8 +70,7 @@ fn crash_and_restore(s: &mut Sim, away: Duration, senders: &[(&str, usize)]) {
 }
 
 #[test]
-fn a_durable_receiver_killed_and_restarted_within_the_hold_gets_every_event_once_and_no_failure()
-{
+fn a_durable_receiver_killed_and_restarted_within_the_hold_gets_every_event_once_and_no_failure() {
     let mut s = durable_bus(&["dst"], &[&["dst"], &["src"], &["other"]]);
     let mut sent = Vec::new();
     let mut other = Vec::new();
@@ -127,13 +126,20 @@ fn past_the_hold_a_durable_receivers_unacknowledged_events_fail_as_target_gone()
     check(&s).unwrap();
     let failed: Vec<_> = s.rec.failed.iter().map(|f| f.reason).collect();
     assert!(failed.len() >= 20, "the ones sent while it was away fail");
-    assert!(failed.iter().all(|r| *r == FailReason::TargetGone), "{failed:?}");
+    assert!(
+        failed.iter().all(|r| *r == FailReason::TargetGone),
+        "{failed:?}"
+    );
     // Each delivered or failed (one the receiver took but never acknowledged may be both,
     // as for any receiver that dies for good).
     let mut settled = delivered_to(&s, "dst");
     settled.extend(s.rec.failed.iter().map(|f| f.n));
     for m in &s.rec.sent {
-        assert!(settled.contains(&m.n), "{} neither delivered nor failed", m.n);
+        assert!(
+            settled.contains(&m.n),
+            "{} neither delivered nor failed",
+            m.n
+        );
     }
 }
 

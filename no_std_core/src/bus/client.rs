@@ -290,7 +290,11 @@ where
     /// and comes back after a crash): when this process dies, the hub keeps the id for its
     /// next process, and senders send that one what this one had not acknowledged
     /// ([`Frame::RegisterDurable`]).
-    pub fn register_durable(&mut self, id: &str, sink: &mut dyn FrameSink) -> Result<(), TooManyIds> {
+    pub fn register_durable(
+        &mut self,
+        id: &str,
+        sink: &mut dyn FrameSink,
+    ) -> Result<(), TooManyIds> {
         self.register_as(id, true, sink)
     }
 

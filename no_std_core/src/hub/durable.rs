@@ -44,8 +44,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// (the caller removes it as any id) when the table of held ids is full.
     pub(super) fn hold_durable(&mut self, key: &RouteKey, io: &mut dyn HubIo) -> bool {
         let until = self.now + self.config.durable_hold;
-        if self.held.iter().any(|h| h.0 == *key) || self.held.push((key.clone(), until)).is_err()
-        {
+        if self.held.iter().any(|h| h.0 == *key) || self.held.push((key.clone(), until)).is_err() {
             return false;
         }
         // Its topic subscriptions end (its next owner subscribes again); its senders keep
@@ -86,7 +85,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// A message from `link` to `to`, which has no route: whether it is dropped for its
     /// sender to send again (the id is held, and the link sends again on a registry entry).
     pub(super) fn drops_while_held(&mut self, link: LinkId, to: &str) -> bool {
-        let resends = link == LOCAL_LINK || self.links.get(link as usize).is_some_and(|l| l.registry);
+        let resends =
+            link == LOCAL_LINK || self.links.get(link as usize).is_some_and(|l| l.registry);
         if resends && self.is_held(to) {
             self.stats.held_dropped += 1;
             return true;
@@ -97,7 +97,10 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// A message from `link` to `to`: whether it is dropped because `to`'s owner came back
     /// and the link has not yet rewound what it sends to it.
     pub(super) fn drops_for_resend(&mut self, link: LinkId, to: &str) -> bool {
-        if self.links[link as usize].unconfirmed.drops_to(target_hash(to)) {
+        if self.links[link as usize]
+            .unconfirmed
+            .drops_to(target_hash(to))
+        {
             self.stats.held_dropped += 1;
             return true;
         }
@@ -155,4 +158,3 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         self.routes.get(machine).is_some_and(|r| r.durable)
     }
 }
-

@@ -43,12 +43,12 @@ mod topics;
 mod unconfirmed;
 mod watch;
 
-use heapless::{FnvIndexMap, String, Vec};
 pub use durable::HELD_IDS;
+use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
 use topics::Topics;
-use unconfirmed::{pair_hash, Unconfirmed};
 pub use topics::SUBSCRIPTIONS_PER_LINK;
+use unconfirmed::{pair_hash, Unconfirmed};
 use watch::Watches;
 
 use crate::context::TransportKind;
