@@ -3,7 +3,6 @@
 
 use heapless::Vec;
 
-use super::durable::HELD_IDS;
 use crate::time::{Duration, Instant};
 use crate::wire::FailReason;
 
@@ -35,7 +34,7 @@ pub(super) struct Unconfirmed {
     /// Durable ids (hashes) whose owner came back: the link's messages to them are dropped
     /// until it says it is resending ([`crate::wire::Frame::Resending`]) or confirms it read the
     /// registry entry (then it had nothing to send again).
-    resend: Vec<u32, HELD_IDS>,
+    resend: Vec<u32, HELD_PAIRS>,
 }
 
 impl Unconfirmed {
