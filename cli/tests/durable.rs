@@ -39,9 +39,14 @@ impl Rng {
 }
 
 fn sender(bus: &Bus) -> Node {
+    sender_as(bus, Role::Client)
+}
+
+/// The test's sender: a port `src` in a node of `role` (a client, or the hub itself).
+fn sender_as(bus: &Bus, role: Role) -> Node {
     let mut c = NodeConfig::new(&bus.name);
     c.dir = bus.dir.clone();
-    c.role = Role::Client;
+    c.role = role;
     c.transport = Transport::UnixSocket;
     c.backoff = (
         interstate_core::Duration::from_millis(10),
@@ -369,4 +374,113 @@ fn a_durable_machine_not_back_within_the_hold_fails_what_it_never_acknowledged()
     }
     assert_eq!(node.unacknowledged(), 0);
     assert!(!node.registry().contains("counter"));
+}
+
+/// The sender is a port in the process serving the bus (the hub's own link): it too keeps
+/// what a durable machine in another process had not acknowledged when that process died,
+/// and routes it again, in order, before anything new, to the restarted process.
+#[test]
+fn a_sender_in_the_hubs_process_sends_a_restarted_durable_machine_what_it_had_not_acknowledged() {
+    let mut bus = Bus::new("durable-hub-sender");
+    let mut node = sender_as(&bus, Role::Hub);
+    let chart = bus.write("counter.json", COUNTER);
+    let state = bus.path("state");
+    let mut rng = Rng(0x0DD_5EED);
+    let mut sent = 0u64;
+    let mut p = None;
+    const KILLS: usize = 5;
+    for cycle in 0..=KILLS {
+        // Started without waiting for its join line: the hub it joins is this process,
+        // served while it waits for the restarted process's registration.
+        let mut cmd = bus.command(
+            &support::interstate_bin(),
+            &[
+                "run",
+                &chart,
+                "--id",
+                "counter",
+                "--state-dir",
+                &state,
+                "--client",
+            ],
+        );
+        cmd.env("INTERSTATE_JOURNAL_COMPACT", "4096");
+        let restarted = bus.spawn(&format!("counter (cycle {cycle})"), cmd);
+        let pid = bus.pid(restarted);
+        let end = Instant::now() + STEP_LIMIT;
+        while node.registry().pid_of("counter") != Some(pid) {
+            assert!(
+                Instant::now() < end,
+                "cycle {cycle}: not registered{}",
+                bus.dump()
+            );
+            node.run_once(Some(Duration::from_millis(2))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event, m.payload
+                );
+            }
+        }
+        p = Some(restarted);
+        if cycle == KILLS {
+            break;
+        }
+        let kill_at = sent + 50 + rng.below(200);
+        let end = Instant::now() + STEP_LIMIT * 2;
+        while sent < kill_at {
+            assert!(Instant::now() < end, "cycle {cycle}: stuck{}", bus.dump());
+            if node.unacknowledged() < 32 && node.registry().contains("counter") {
+                let payload = format!("{{\"n\":{}}}", sent + 1);
+                if node
+                    .send_from_port("src", "counter", "INC", payload.as_bytes())
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            node.run_once(Some(Duration::from_millis(1))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event, m.payload
+                );
+            }
+        }
+        eprintln!(
+            "cycle {cycle}: killed with {} unacknowledged",
+            node.unacknowledged()
+        );
+        bus.kill(restarted);
+    }
+    let end = Instant::now() + STEP_LIMIT * 2;
+    while node.unacknowledged() > 0 {
+        assert!(Instant::now() < end, "never acknowledged{}", bus.dump());
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+        if let Some(m) = node.recv_port() {
+            panic!("a failure report: {} {:?}", m.event, m.payload);
+        }
+    }
+    // `status` asks the hub, which is this process: it is served meanwhile.
+    let child = bus
+        .command(&support::interstate_bin(), &["status", "counter", "--json"])
+        .spawn()
+        .expect("interstate status starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = loop {
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+        if let Ok(out) = rx.try_recv() {
+            break out.expect("interstate status ran");
+        }
+    };
+    assert!(out.status.success(), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(s["context"]["last"].as_u64(), Some(sent), "{s}");
+    assert_eq!(s["context"]["count"].as_u64(), Some(sent), "each once: {s}");
+    if let Some(p) = p {
+        bus.kill(p);
+    }
 }
