@@ -327,6 +327,9 @@ pub struct Process {
     /// While its sends wait for room, it acknowledges what waits unread in its ports (as
     /// `Node::send_from_port` does while it blocks).
     pub ack_unread_when_blocked: bool,
+    /// It moves outstanding messages onto its link after every frame it reads, not once a
+    /// turn (a host may transmit between two frames of one read).
+    pub transmit_each_frame: bool,
     max_frame: u32,
     /// The bus's subscriptions as this process knows them, and its own.
     pub topics: SimTopics,
@@ -444,6 +447,7 @@ impl Sim {
             base,
             frozen: false,
             ack_unread_when_blocked: false,
+            transmit_each_frame: false,
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
             topics: TopicMirror::new(vec![Subscription::EMPTY; 64], vec![Subscription::EMPTY; 16]),
             fanout: 0,
