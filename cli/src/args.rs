@@ -19,6 +19,9 @@ ENVIRONMENT:
                         value is an error.
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
+  INTERSTATE_DURABLE_HOLD_MS
+                        `hub` (and `run` serving the bus): how long a durable machine's id is
+                        kept for its restarted process, in milliseconds (default 30000).
   INTERSTATE_JOURNAL_COMPACT, INTERSTATE_JOURNAL_CRASH
                         For tests of durable machines: the journal's compaction size in
                         bytes, and a point where the process aborts (docs/persistence.md).

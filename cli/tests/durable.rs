@@ -4,15 +4,15 @@
 //! synced and not yet renamed over the old one) and started again, many times, under each
 //! durability policy. After each restart its state holds every event acknowledged before
 //! the crash, each once, and nothing that was never sent; a torn record is reported in its
-//! status. The sender is a port in this test process, which numbers its events and goes on
-//! after each restart from what the restored state lacks (as an application retrying what
-//! was not acknowledged would).
+//! status. The sender is a port in this test process, which numbers its events; it retries
+//! nothing itself.
 //!
 //! `DURABLE_CYCLES=N` runs the first test through N crashes instead of 12.
 //!
-//! What it measures and prints: events the machine took and recorded whose senders were
-//! told `target-gone` (the soak's `delivered_and_reported_failed`): the hub does not yet
-//! hold events for a durable receiver that died (see docs/persistence.md).
+//! The machine is a client of a hub that lives on: the hub holds its durable id across each
+//! crash, and the sender sends the restarted process what was not acknowledged. What it
+//! measures: events reported failed to the sender (the soak's `delivered_and_reported_failed`,
+//! and any lost): none.
 
 mod support;
 
@@ -39,9 +39,14 @@ impl Rng {
 }
 
 fn sender(bus: &Bus) -> Node {
+    sender_as(bus, Role::Client)
+}
+
+/// The test's sender: a port `src` in a node of `role` (a client, or the hub itself).
+fn sender_as(bus: &Bus, role: Role) -> Node {
     let mut c = NodeConfig::new(&bus.name);
     c.dir = bus.dir.clone();
-    c.role = Role::Client;
+    c.role = role;
     c.transport = Transport::UnixSocket;
     c.backoff = (
         interstate_core::Duration::from_millis(10),
@@ -113,26 +118,30 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
     let policies = ["fsync", "group:16:2", "none"];
-    // The first event the machine has not taken (as its restored state says).
-    let mut next = 1u64;
-    let mut processed_and_failed = 0u64;
+    // The number of the last event sent (events are numbered from 1, in order).
+    let mut sent = 0u64;
+    // Events reported failed to the sender (the soak's `delivered_and_reported_failed`
+    // and lost ones alike): the hub holds the durable id across each crash, so none.
+    let mut failed = 0u64;
     let mut torn_before = false;
-    for cycle in 0..cycles {
+    let mut p = None;
+    for cycle in 0..=cycles {
         let policy = policies[cycle % policies.len()];
         let crash = match cycle % 4 {
+            _ if cycle == cycles => None,
             1 => Some(format!("torn:{}", 1 + rng.below(150))),
             2 => Some(format!("before-sync:{}", 1 + rng.below(150))),
             3 => Some("before-rename:1".to_string()),
             _ => None,
         };
         let kill_after = 20 + rng.below(300);
-        let p = start(&mut bus, &chart, &state, policy, crash.clone());
-        let end = Instant::now() + STEP_LIMIT;
-        while !node.registry().contains("counter") {
-            assert!(Instant::now() < end, "the sender never saw the machine");
-            node.run_once(Some(Duration::from_millis(5))).unwrap();
-        }
-        // The restarted machine's state: every event acknowledged before, each once.
+        // What the sender has had acknowledged before the crash (in order: what is not
+        // outstanding is acknowledged).
+        let acked_before = sent - node.unacknowledged() as u64;
+        let restarted = start(&mut bus, &chart, &state, policy, crash.clone());
+        p = Some(restarted);
+        // The restarted machine's state: every event acknowledged before, each once; the
+        // sender sends it again what was not (the hub held its id meanwhile).
         let s = status(&mut bus);
         let (count, last) = (
             s["context"]["count"].as_u64().unwrap(),
@@ -140,10 +149,9 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
         );
         assert_eq!(count, last, "each event taken once, in order: {s}");
         assert!(
-            last + 1 >= next,
-            "cycle {cycle} (seed {seed:#x}): events up to {} were acknowledged, the restored \
-             state has {last}: {s}",
-            next - 1
+            last >= acked_before,
+            "cycle {cycle} (seed {seed:#x}): events up to {acked_before} were acknowledged, \
+             the restored state has {last}: {s}"
         );
         if cycle > 0 {
             assert!(s["journal"]["restored_from"].is_u64(), "{s}");
@@ -154,15 +162,12 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
                 .unwrap_or_else(|| panic!("a torn record is reported in the status: {s}"));
             assert!(dropped.contains("dropped"), "{dropped}");
         }
-        // What the crash caught taken (and recorded) but not acknowledged.
-        processed_and_failed += (last + 1).saturating_sub(next);
-        next = last + 1;
+        if cycle == cycles {
+            break;
+        }
         // A stream of events, 32 at most unacknowledged, until the process dies.
-        let first = next;
-        let mut sent = 0u64;
-        let mut failed = 0u64;
+        let first_acked = acked_before;
         let mut killed = false;
-        let mut acked_high = next - 1;
         let end = Instant::now() + STEP_LIMIT * 3;
         loop {
             assert!(
@@ -170,10 +175,12 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
                 "cycle {cycle} never ended{}",
                 bus.dump()
             );
-            let alive = bus.try_status(p).is_none();
-            if alive && node.unacknowledged() < 32 && node.registry().contains("counter") {
-                let n = first + sent;
-                let payload = format!("{{\"n\":{n}}}");
+            let alive = bus.try_status(restarted).is_none();
+            if !alive {
+                break;
+            }
+            if node.unacknowledged() < 32 && node.registry().contains("counter") {
+                let payload = format!("{{\"n\":{}}}", sent + 1);
                 if node
                     .send_from_port("src", "counter", "INC", payload.as_bytes())
                     .is_ok()
@@ -186,48 +193,47 @@ fn a_durable_machine_killed_at_random_points_keeps_every_acknowledged_event_once
                 assert_eq!(m.event, DELIVERY_ERROR_EVENT);
                 failed += 1;
             }
-            if failed == 0 {
-                // In order: what is neither outstanding nor failed is acknowledged.
-                acked_high = first + sent - node.unacknowledged() as u64 - 1;
-            }
-            if !killed && acked_high + 1 >= first + kill_after && crash.is_none() {
-                bus.kill(p);
+            let acked = sent - node.unacknowledged() as u64;
+            if !killed && acked >= first_acked + kill_after && crash.is_none() {
+                bus.kill(restarted);
                 killed = true;
             }
-            if !killed && sent > 3000 {
+            if !killed && sent > first_acked + 3000 {
                 // A crash point not reached: end it from outside.
-                bus.kill(p);
+                bus.kill(restarted);
                 killed = true;
-            }
-            if !alive && node.unacknowledged() == 0 && !node.registry().contains("counter") {
-                break;
             }
         }
         eprintln!(
             "cycle {cycle}: {policy}, crash point {crash:?}, killed from outside: {killed}, \
-             sent {sent}, acknowledged up to {acked_high}, failed {failed}"
+             sent up to {sent}, unacknowledged at the crash {}",
+            node.unacknowledged()
         );
-        next = acked_high + 1;
         // Died at its crash point (not killed from outside): half a record was left.
         torn_before = crash.as_deref().is_some_and(|c| c.starts_with("torn")) && !killed;
     }
-    // A last start: the state holds everything acknowledged, once.
-    let p = start(&mut bus, &chart, &state, "fsync", None);
-    let end = Instant::now() + STEP_LIMIT;
-    while !node.registry().contains("counter") {
-        assert!(Instant::now() < end);
-        node.run_once(Some(Duration::from_millis(5))).unwrap();
+    // The last process takes what was outstanding: everything, once, none failed.
+    let end = Instant::now() + STEP_LIMIT * 2;
+    while node.unacknowledged() > 0 {
+        assert!(Instant::now() < end, "never acknowledged{}", bus.dump());
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+        while let Some(m) = node.recv_port() {
+            assert_eq!(m.event, DELIVERY_ERROR_EVENT);
+            failed += 1;
+        }
     }
     let s = status(&mut bus);
     let last = s["context"]["last"].as_u64().unwrap();
     assert_eq!(s["context"]["count"].as_u64().unwrap(), last, "{s}");
-    assert!(last + 1 >= next, "{s}");
-    processed_and_failed += (last + 1).saturating_sub(next);
     eprintln!(
-        "durable kill test: {cycles} crashes, {last} events taken once each; \
-         taken but reported failed to their sender: {processed_and_failed}"
+        "durable kill test: {cycles} crashes, {last} events taken once each of {sent} sent; \
+         reported failed to their sender (delivered_and_reported_failed and lost): {failed}"
     );
-    bus.kill(p);
+    assert_eq!(failed, 0, "no event is reported failed across the crashes");
+    assert_eq!(last, sent, "every event sent was taken, once: {s}");
+    if let Some(p) = p {
+        bus.kill(p);
+    }
 }
 
 /// The durable machine serves the bus itself: when its process dies the hub dies with it,
@@ -312,4 +318,169 @@ fn a_restarted_durable_machine_drops_retransmissions_of_what_it_took_and_acknowl
     assert!(plain.contains("durable, restored from record"), "{plain}");
     eprintln!("durable resend test: {CYCLES} kills, {sent} events, each taken once, none failed");
     bus.kill(p);
+}
+
+/// Past the hub's hold (`INTERSTATE_DURABLE_HOLD_MS`), a durable machine that did not come
+/// back leaves the registry as any other: what its sender had outstanding to it fails as
+/// `target-gone`, and nothing is left waiting. Within the hold nothing fails.
+#[test]
+fn a_durable_machine_not_back_within_the_hold_fails_what_it_never_acknowledged() {
+    let mut bus = Bus::new("durable-hold");
+    let mut cmd = bus.command(&support::interstate_bin(), &["hub"]);
+    cmd.env("INTERSTATE_DURABLE_HOLD_MS", "1500");
+    let hub = bus.spawn("hub (hold 1.5 s)", cmd);
+    bus.wait_line(hub, true, "the hub's start line", STEP_LIMIT, |l| {
+        l.contains("hub serving bus")
+    });
+    let chart = bus.write("counter.json", COUNTER);
+    let state = bus.path("state");
+    let p = start(&mut bus, &chart, &state, "fsync", None);
+    let mut node = sender(&bus);
+    let end = Instant::now() + STEP_LIMIT;
+    while !node.registry().contains("counter") {
+        assert!(Instant::now() < end, "the sender never saw the machine");
+        node.run_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    bus.kill(p);
+    // Sent while it is away: held, not failed.
+    let mut sent = 0;
+    while sent < 10 {
+        if node
+            .send_from_port("src", "counter", "INC", b"{\"n\":0}")
+            .is_ok()
+        {
+            sent += 1;
+        }
+        node.run_once(Some(Duration::from_millis(1))).unwrap();
+    }
+    let held_until = Instant::now() + Duration::from_millis(1_000);
+    while Instant::now() < held_until {
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        assert!(node.recv_port().is_none(), "a failure within the hold");
+    }
+    assert_eq!(node.unacknowledged(), 10);
+    // Past it: each fails, as target-gone.
+    let mut failed = 0;
+    let end = Instant::now() + STEP_LIMIT;
+    while failed < 10 {
+        assert!(Instant::now() < end, "failed {failed} of 10{}", bus.dump());
+        node.run_once(Some(Duration::from_millis(10))).unwrap();
+        while let Some(m) = node.recv_port() {
+            assert_eq!(m.event, DELIVERY_ERROR_EVENT);
+            let text = String::from_utf8_lossy(&m.payload).into_owned();
+            assert!(text.contains("target-gone"), "{text}");
+            failed += 1;
+        }
+    }
+    assert_eq!(node.unacknowledged(), 0);
+    assert!(!node.registry().contains("counter"));
+}
+
+/// The sender is a port in the process serving the bus (the hub's own link): it too keeps
+/// what a durable machine in another process had not acknowledged when that process died,
+/// and routes it again, in order, before anything new, to the restarted process.
+#[test]
+fn a_sender_in_the_hubs_process_sends_a_restarted_durable_machine_what_it_had_not_acknowledged() {
+    let mut bus = Bus::new("durable-hub-sender");
+    let mut node = sender_as(&bus, Role::Hub);
+    let chart = bus.write("counter.json", COUNTER);
+    let state = bus.path("state");
+    let mut rng = Rng(0x0DD_5EED);
+    let mut sent = 0u64;
+    let mut p = None;
+    const KILLS: usize = 5;
+    for cycle in 0..=KILLS {
+        // Started without waiting for its join line: the hub it joins is this process,
+        // served while it waits for the restarted process's registration.
+        let mut cmd = bus.command(
+            &support::interstate_bin(),
+            &[
+                "run",
+                &chart,
+                "--id",
+                "counter",
+                "--state-dir",
+                &state,
+                "--client",
+            ],
+        );
+        cmd.env("INTERSTATE_JOURNAL_COMPACT", "4096");
+        let restarted = bus.spawn(&format!("counter (cycle {cycle})"), cmd);
+        let pid = bus.pid(restarted);
+        let end = Instant::now() + STEP_LIMIT;
+        while node.registry().pid_of("counter") != Some(pid) {
+            assert!(
+                Instant::now() < end,
+                "cycle {cycle}: not registered{}",
+                bus.dump()
+            );
+            node.run_once(Some(Duration::from_millis(2))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event, m.payload
+                );
+            }
+        }
+        p = Some(restarted);
+        if cycle == KILLS {
+            break;
+        }
+        let kill_at = sent + 50 + rng.below(200);
+        let end = Instant::now() + STEP_LIMIT * 2;
+        while sent < kill_at {
+            assert!(Instant::now() < end, "cycle {cycle}: stuck{}", bus.dump());
+            if node.unacknowledged() < 32 && node.registry().contains("counter") {
+                let payload = format!("{{\"n\":{}}}", sent + 1);
+                if node
+                    .send_from_port("src", "counter", "INC", payload.as_bytes())
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            node.run_once(Some(Duration::from_millis(1))).unwrap();
+            if let Some(m) = node.recv_port() {
+                panic!(
+                    "cycle {cycle}: a failure report: {} {:?}",
+                    m.event, m.payload
+                );
+            }
+        }
+        eprintln!(
+            "cycle {cycle}: killed with {} unacknowledged",
+            node.unacknowledged()
+        );
+        bus.kill(restarted);
+    }
+    let end = Instant::now() + STEP_LIMIT * 2;
+    while node.unacknowledged() > 0 {
+        assert!(Instant::now() < end, "never acknowledged{}", bus.dump());
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+        if let Some(m) = node.recv_port() {
+            panic!("a failure report: {} {:?}", m.event, m.payload);
+        }
+    }
+    // `status` asks the hub, which is this process: it is served meanwhile.
+    let child = bus
+        .command(&support::interstate_bin(), &["status", "counter", "--json"])
+        .spawn()
+        .expect("interstate status starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = loop {
+        node.run_once(Some(Duration::from_millis(2))).unwrap();
+        if let Ok(out) = rx.try_recv() {
+            break out.expect("interstate status ran");
+        }
+    };
+    assert!(out.status.success(), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(s["context"]["last"].as_u64(), Some(sent), "{s}");
+    assert_eq!(s["context"]["count"].as_u64(), Some(sent), "each once: {s}");
+    if let Some(p) = p {
+        bus.kill(p);
+    }
 }

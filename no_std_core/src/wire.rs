@@ -17,7 +17,7 @@ pub use crate::topic::TopicStatus;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -462,6 +462,22 @@ pub enum Frame<'a> {
         /// The report: a UTF-8 JSON object.
         report: &'a [u8],
     },
+    /// Client -> hub: as [`Frame::Register`], and the id is *durable*: its owner journals
+    /// its state and comes back after a crash. When the owner's link closes the hub keeps
+    /// the id for [`crate::hub::HubConfig::durable_hold`] instead of removing it: messages
+    /// to it are dropped (their senders keep them outstanding), not failed, and its next
+    /// owner gets them again (see `docs/guarantees.md`).
+    RegisterDurable {
+        /// The machine id.
+        machine: &'a str,
+    },
+    /// Client -> hub: this link has rewound what it had sent to `machine` and not had
+    /// acknowledged (on the [`Frame::RegistryEntry`] of an id whose owner came back): the
+    /// messages to it that follow on the link are in order, and the hub forwards them again.
+    Resending {
+        /// The machine id.
+        machine: &'a str,
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
@@ -476,7 +492,7 @@ const DELIVER_TAG: u8 = 6;
 pub const DELIVER_CORRELATED_TAG: u8 = 28;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 31;
+pub const FRAME_KINDS: u8 = 33;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -657,6 +673,9 @@ impl<'a> Frame<'a> {
             ));
         }
         match postcard::take_from_bytes::<Frame<'a>>(body) {
+            Ok((Frame::ReservedCorrelatedDeliver, _)) => {
+                Err(Error::MalformedFrame("a reserved frame kind"))
+            }
             Ok((f, [])) => Ok(f),
             Ok(_) => Err(Error::MalformedFrame("trailing bytes after the frame")),
             Err(_) => Err(Error::MalformedFrame("not a valid postcard frame")),
@@ -744,6 +763,8 @@ impl<'a> Frame<'a> {
             Frame::ReservedCorrelatedDeliver => "reserved",
             Frame::StatsRequest { .. } => "stats-request",
             Frame::Stats { .. } => "stats",
+            Frame::RegisterDurable { .. } => "register-durable",
+            Frame::Resending { .. } => "resending",
         }
     }
 }

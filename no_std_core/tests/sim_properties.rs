@@ -93,6 +93,7 @@ fn config() -> SimConfig {
         owners: 64,
         hub_queue: 400,
         outbox: 16,
+        durable: Vec::new(),
     }
 }
 

@@ -162,6 +162,8 @@ pub fn node_config(bus: Option<&str>) -> Result<interstate::bus::NodeConfig, Str
             let mut config = NodeConfig::new(b);
             config.transport = transport;
             config.dir = dir;
+            config.durable_hold =
+                NodeConfig::try_durable_hold_from_env().map_err(|e| e.to_string())?;
             Ok(config)
         }
         None => NodeConfig::try_from_env().map_err(|e| e.to_string()),

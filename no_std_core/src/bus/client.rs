@@ -176,6 +176,8 @@ struct IdState {
     owned: bool,
     /// Asked for on the current connection, no answer yet.
     asked: bool,
+    /// Registered as durable ([`Frame::RegisterDurable`]).
+    durable: bool,
     /// The hub holds it for another connection (logged once when that starts, once when it
     /// ends, however many times it is asked for meanwhile).
     held: bool,
@@ -204,6 +206,8 @@ pub struct Client<B, P, O, const R: usize> {
     /// Back after [`RESEND_WITHIN`] or longer: what it had written before is not sent again
     /// but failed ([`Client::fail_after_long_absence`]); nothing is transmitted until then.
     stale: bool,
+    /// [`Frame::Resending`] frames the link had no room for: sent before any message.
+    resending: heapless::Vec<Id, 16>,
 }
 
 /// Too many machine ids for the client's table, or an id longer than the bus allows.
@@ -236,6 +240,7 @@ where
             heard: now,
             away_since: None,
             stale: false,
+            resending: heapless::Vec::new(),
         }
     }
 
@@ -281,6 +286,27 @@ where
     /// Adds `id` to the ids this process registers, and asks the hub for it now when the
     /// link is ready (the answer comes as [`Incoming::Registered`]); otherwise once it is.
     pub fn register(&mut self, id: &str, sink: &mut dyn FrameSink) -> Result<(), TooManyIds> {
+        self.register_as(id, false, sink)
+    }
+
+    /// As [`register`](Self::register), for a durable machine (one that journals its state
+    /// and comes back after a crash): when this process dies, the hub keeps the id for its
+    /// next process, and senders send that one what this one had not acknowledged
+    /// ([`Frame::RegisterDurable`]).
+    pub fn register_durable(
+        &mut self,
+        id: &str,
+        sink: &mut dyn FrameSink,
+    ) -> Result<(), TooManyIds> {
+        self.register_as(id, true, sink)
+    }
+
+    fn register_as(
+        &mut self,
+        id: &str,
+        durable: bool,
+        sink: &mut dyn FrameSink,
+    ) -> Result<(), TooManyIds> {
         let key = {
             let mut k = Id::new();
             k.push_str(id).map_err(|_| TooManyIds)?;
@@ -296,13 +322,14 @@ where
                     answer: None,
                     owned,
                     asked: ready,
+                    durable,
                     held: false,
                 },
             )
             .map_err(|_| TooManyIds)?;
         self.all_registered = false;
         if self.endpoint.is_ready() {
-            sink.send_frame(&Frame::Register { machine: id });
+            sink.send_frame(&register_frame(id, durable));
         }
         Ok(())
     }
@@ -403,6 +430,7 @@ where
     /// sent again after the reconnect; the registry copy is stale until the next snapshot.
     pub fn disconnected(&mut self, now: Instant) {
         self.outstanding.rewind();
+        self.resending.clear();
         self.away_since.get_or_insert(self.heard);
         if !matches!(
             self.endpoint.state(),
@@ -478,6 +506,18 @@ where
                 }
             }
             Frame::RegistryEntry(e) => {
+                // A new owner of an id this process had messages out to, unacknowledged:
+                // the hub held the id for its durable owner, who came back, and dropped
+                // them. They go again, in order; the hub forwards what follows this.
+                if self.outstanding.rewind_to(e.machine)
+                    && !sink.send_frame(&Frame::Resending { machine: e.machine })
+                {
+                    // Sent before anything else is transmitted (the hub drops what comes
+                    // before it or the Pong to its Ping).
+                    let mut id = Id::new();
+                    let _ = id.push_str(e.machine);
+                    let _ = self.resending.push(id);
+                }
                 self.received
                     .sender_registered(e.machine, e.pid, now.as_millis());
                 Incoming::RegistryEntry(e)
@@ -555,7 +595,7 @@ where
             s.asked = true;
             s.reg = Registration::Pending;
             s.answer = None;
-            sink.send_frame(&Frame::Register { machine: &id.0 });
+            sink.send_frame(&register_frame(&id.0, s.durable));
         }
         self.all_registered = self.ids.is_empty();
         sink.send_frame(&Frame::Subscribe {
@@ -616,6 +656,12 @@ where
     ) {
         if !self.endpoint.is_ready() || !self.outstanding.has_unsent() || self.stale {
             return;
+        }
+        while let Some(id) = self.resending.first() {
+            if !sink.send_frame(&Frame::Resending { machine: id }) {
+                return;
+            }
+            self.resending.remove(0);
         }
         let Client {
             outstanding,
@@ -698,7 +744,7 @@ where
                         s.reg = Registration::Pending;
                         s.asked = true;
                         again = true;
-                        sink.send_frame(&Frame::Register { machine: &id.0 });
+                        sink.send_frame(&register_frame(&id.0, s.durable));
                     }
                 }
                 if again {
@@ -734,6 +780,14 @@ where
         .into_iter()
         .flatten()
         .min()
+    }
+}
+
+fn register_frame(id: &str, durable: bool) -> Frame<'_> {
+    if durable {
+        Frame::RegisterDurable { machine: id }
+    } else {
+        Frame::Register { machine: id }
     }
 }
 

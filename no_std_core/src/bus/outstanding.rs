@@ -383,6 +383,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         self.first_unsent = self.head;
     }
 
+    /// `machine` has a new owner (its durable owner came back, and the hub dropped what was
+    /// sent to it meanwhile): what was sent to it and not acknowledged is to be sent again,
+    /// in order. Returns whether there was any.
+    pub fn rewind_to(&mut self, machine: &str) -> bool {
+        let mut at = self.head;
+        let mut first = None;
+        while at < self.tail {
+            let (state, _, size) = self.entry(at);
+            if state == SENT && self.key(at).1 == machine.as_bytes() {
+                self.set_state(at, RESEND);
+                first.get_or_insert(at);
+            }
+            at += size;
+        }
+        if let Some(first) = first {
+            self.first_unsent = self.first_unsent.min(first);
+        }
+        first.is_some()
+    }
+
     /// A cumulative acknowledgement: `receiver` got every message from `sender` up to `seq`.
     ///
     /// A pair's messages are in the buffer in sequence order, so the search ends at the

@@ -35,13 +35,16 @@
 //!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
+mod durable;
 mod hello;
 mod monitor;
 mod registry;
 mod stats;
 mod topics;
+mod unconfirmed;
 mod watch;
 
+pub use durable::HELD_IDS;
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
 pub use stats::{
@@ -49,6 +52,7 @@ pub use stats::{
 };
 use topics::Topics;
 pub use topics::SUBSCRIPTIONS_PER_LINK;
+use unconfirmed::{pair_hash, Unconfirmed};
 use watch::Watches;
 
 use crate::context::TransportKind;
@@ -162,6 +166,9 @@ pub struct HubConfig {
     pub pid: u32,
     /// The transport the hub's links use, as shown in the registry.
     pub transport: TransportKind,
+    /// How long a durable id ([`Frame::RegisterDurable`]) is kept for its next owner after
+    /// its owner's link closed; past it, it leaves the registry as any other id.
+    pub durable_hold: Duration,
 }
 
 impl HubConfig {
@@ -179,6 +186,7 @@ impl HubConfig {
             epoch_unix_ms: 0,
             pid,
             transport: TransportKind::UnixSocket,
+            durable_hold: Duration::from_millis(30_000),
         }
     }
 }
@@ -210,73 +218,6 @@ struct Link {
     counters: LinkCounters,
     /// It asked for the bus's counters: nodes' answers are forwarded to it.
     stats_asked: bool,
-}
-
-/// How many (sender, target) pairs a link's unconfirmed failures are kept for one by one;
-/// past that, every message from the link fails until the confirmation.
-const HELD_PAIRS: usize = 8;
-
-/// A Ping asking a link to confirm its failure reports is sent again when it has gone
-/// unanswered this long (the client may have had no room for its Pong).
-const ASK_AGAIN: Duration = Duration::from_millis(1_000);
-
-/// The failures reported on a link since the client last confirmed reading them (by
-/// answering the hub's Ping queued after them). While a pair is held, its messages from the
-/// link fail too: a message forwarded after an earlier one of its pair failed, whose report
-/// is then lost with the link, would make the receiver take the earlier one, sent again after
-/// the sender's reconnect, for a duplicate.
-#[derive(Clone, Debug)]
-struct Unconfirmed {
-    /// (hash of sender and target, reason of the first failure) of each held pair. Two pairs
-    /// of one hash hold each other: more failures, never a message forwarded too early.
-    pairs: Vec<(u32, FailReason), HELD_PAIRS>,
-    /// More pairs than `pairs` holds: every message from the link fails, with this reason.
-    all: Option<FailReason>,
-    /// Failure reports queued on the link so far: the nonce of the Ping that confirms them.
-    reported: u64,
-    /// The nonce of the last Ping asking for the confirmation, and when it was queued, while
-    /// one is out.
-    pinged: Option<(u64, Instant)>,
-}
-
-impl Unconfirmed {
-    const NONE: Unconfirmed = Unconfirmed {
-        pairs: Vec::new(),
-        all: None,
-        reported: 0,
-        pinged: None,
-    };
-
-    fn is_held(&self) -> bool {
-        self.all.is_some() || !self.pairs.is_empty()
-    }
-
-    /// When a Ping asking for the confirmation is (over)due: at once when none is out.
-    fn ask_at(&self) -> Option<Instant> {
-        if !self.is_held() {
-            return None;
-        }
-        Some(self.pinged.map_or(Instant::ZERO, |(_, at)| at + ASK_AGAIN))
-    }
-
-    /// The reason to fail a message of the pair with, while it is held.
-    fn holds(&self, from: &str, to: &str) -> Option<FailReason> {
-        if self.all.is_some() || self.pairs.is_empty() {
-            return self.all;
-        }
-        let h = pair_hash(from, to);
-        self.pairs.iter().find(|p| p.0 == h).map(|p| p.1)
-    }
-}
-
-/// FNV-1a of a sender and a target id.
-fn pair_hash(from: &str, to: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in from.bytes().chain([0xff]).chain(to.bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 impl Link {
@@ -311,6 +252,9 @@ impl Link {
 struct Route {
     link: LinkId,
     since_ms: u64,
+    /// Registered with [`Frame::RegisterDurable`]: kept for the next owner when the link
+    /// closes.
+    durable: bool,
 }
 
 /// The hub. `L`: links (the local link included); `M`: machine ids (a power of two); `W`:
@@ -338,6 +282,8 @@ pub struct Hub<
     /// The latest time passed in (for calls that take none: holding a failed pair, monitor
     /// copies of failures found without one). It never goes back.
     now: Instant,
+    /// Durable ids whose owner's link closed, kept for the next owner until the time given.
+    held: Vec<(RouteKey, Instant), HELD_IDS>,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -400,6 +346,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             stats: HubStats::default(),
             monitors: 0,
             now: Instant::ZERO,
+            held: Vec::new(),
         }
     }
 
@@ -539,13 +486,18 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             else {
                 break;
             };
-            self.routes.remove(&key);
+            if let Some(r) = self.routes.remove(&key) {
+                if r.durable && self.hold_durable(&key, io) {
+                    continue;
+                }
+            }
             self.broadcast_removed(&key.0, io);
         }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let held = self.held.iter().map(|h| h.1).min();
         self.links
             .iter()
             .skip(1)
@@ -557,6 +509,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                     Some(l.unconfirmed.ask_at().map_or(idle, |at| at.min(idle)))
                 }
             })
+            .chain(held)
             .min()
     }
 
@@ -573,6 +526,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// Closes links that did not say Hello in time or went silent.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn HubIo) {
         self.now = self.now.max(now);
+        self.release_held(now, io);
         for i in 1..L {
             let l = &self.links[i];
             let reason = match l.state {
@@ -659,7 +613,12 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         match frame {
             Frame::Deliver(d) => self.deliver(now, link, d, body, io),
             Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
-            Frame::Register { machine } => self.register(now, link, machine, io),
+            Frame::Register { machine } => self.register(now, link, machine, false, io),
+            Frame::RegisterDurable { machine } => self.register(now, link, machine, true, io),
+            Frame::Resending { machine } => {
+                self.resending(link, machine);
+                Handled::Done
+            }
             Frame::Unregister { machine } => {
                 self.unregister(link, machine, io);
                 Handled::Done
@@ -858,9 +817,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return;
         }
         if nonce == u.reported {
-            u.pairs.clear();
-            u.all = None;
-            u.pinged = None;
+            u.clear();
         } else if u.pinged.is_some_and(|(n, _)| n == nonce) {
             // Reports queued after that Ping: ask again.
             self.ask_confirmation(now, link, io);
@@ -913,7 +870,13 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if let Some(reason) = self.links[link as usize].unconfirmed.holds(d.from, d.to) {
             return self.fail(link, &d, reason, io);
         }
+        if self.drops_for_resend(link, d.to) {
+            return Handled::Done;
+        }
         let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+            if self.drops_while_held(link, d.to) {
+                return Handled::Done;
+            }
             let reason = if self.stopped.iter().any(|s| s.0 .0.as_str() == d.to) {
                 FailReason::TargetStopped
             } else {
@@ -975,6 +938,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return;
         };
         if let Some(sender) = self.lookup(d.from).map(|r| r.link) {
+            if self.drops_while_held(sender, d.to) {
+                return;
+            }
             if let Handled::Stalled(_) = self.fail(sender, &d, FailReason::TargetGone, io) {
                 let why = "no room to report a failure to this link; closing it so it sends again";
                 io.log(sender, why);

@@ -55,12 +55,14 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         now: Instant,
         link: LinkId,
         machine: &str,
+        durable: bool,
         io: &mut dyn HubIo,
     ) -> Handled {
         let status = if !valid_machine_id(machine) {
             RegisterStatus::BadId
-        } else if let Some(r) = self.lookup(machine) {
+        } else if let Some(r) = self.routes.get_mut(machine) {
             if r.link == link {
+                r.durable = durable;
                 RegisterStatus::Ok
             } else {
                 RegisterStatus::Taken
@@ -73,6 +75,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             let route = Route {
                 link,
                 since_ms: self.config.epoch_unix_ms + now.as_millis(),
+                durable,
             };
             match self.routes.insert(RouteKey(truncated(machine)), route) {
                 Ok(_) => {
@@ -96,6 +99,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                             "registry subscriber too slow; closing it so it resynchronizes",
                         );
                         io.close(s, "registry subscriber too slow");
+                    }
+                    if self.unhold(machine) {
+                        self.ask_to_resend(now, link, machine, io);
                     }
                     if self.watches.watched(machine) {
                         // Watched before it (re)joined: its new owner reports. (Best effort:
@@ -145,7 +151,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         io: &mut dyn HubIo,
     ) -> RegisterStatus {
         let before = self.lookup(machine).map(|r| r.link);
-        match self.register(now, LOCAL_LINK, machine, io) {
+        match self.register(now, LOCAL_LINK, machine, false, io) {
             Handled::Done => RegisterStatus::Ok,
             _ if !valid_machine_id(machine) => RegisterStatus::BadId,
             _ if before.is_some() => RegisterStatus::Taken,

@@ -73,6 +73,9 @@ pub struct HubStats {
     pub stats_requests: u64,
     /// Node stats reports not forwarded (the asker gone, never asked, or full).
     pub stats_dropped: u64,
+    /// Messages to a durable id whose owner was away (or had just come back) dropped for
+    /// their senders to send again.
+    pub held_dropped: u64,
 }
 
 /// What the hub counted on one link since it opened.

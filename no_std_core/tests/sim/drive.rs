@@ -61,6 +61,11 @@ impl Sim {
             };
             let incoming = pr.client.handle_frame(now, frame, &mut sink);
             host(p, pr, now, incoming, &mut self.rec, &mut turn, &mut sink);
+            if pr.transmit_each_frame {
+                let registry = &pr.registry;
+                pr.client
+                    .transmit(now, &|to| registry.contains(to), &mut sink);
+            }
         }
         if turn.lost {
             self.rec.disruptions.push((p, now));

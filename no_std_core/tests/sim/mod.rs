@@ -77,6 +77,9 @@ pub struct SimConfig {
     pub hub_queue: usize,
     /// Messages waiting in one process's application outbox (a machine's outbox).
     pub outbox: usize,
+    /// Ids registered as durable (`RegisterDurable`): the hub keeps them across their
+    /// owner's death for its hold.
+    pub durable: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             owners: 64,
             hub_queue: 64 * 1024,
             outbox: 64,
+            durable: Vec::new(),
         }
     }
 }
@@ -323,6 +327,9 @@ pub struct Process {
     /// While its sends wait for room, it acknowledges what waits unread in its ports (as
     /// `Node::send_from_port` does while it blocks).
     pub ack_unread_when_blocked: bool,
+    /// It moves outstanding messages onto its link after every frame it reads, not once a
+    /// turn (a host may transmit between two frames of one read).
+    pub transmit_each_frame: bool,
     max_frame: u32,
     /// The bus's subscriptions as this process knows them, and its own.
     pub topics: SimTopics,
@@ -407,7 +414,12 @@ impl Sim {
             now: self.now,
         };
         for id in machines.iter().chain(ports.iter()) {
-            client.register(id, &mut none).expect("room for the ids");
+            if c.durable.contains(id) {
+                client.register_durable(id, &mut none)
+            } else {
+                client.register(id, &mut none)
+            }
+            .expect("room for the ids");
         }
         // Like the platform's: nanoseconds of the clock when the process starts, so that a
         // restarted process numbers above its previous incarnation.
@@ -435,6 +447,7 @@ impl Sim {
             base,
             frozen: false,
             ack_unread_when_blocked: false,
+            transmit_each_frame: false,
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
             topics: TopicMirror::new(vec![Subscription::EMPTY; 64], vec![Subscription::EMPTY; 16]),
             fanout: 0,

@@ -102,8 +102,10 @@ impl Node {
         }
     }
 
-    /// Registers `id` on the bus; waits for the hub's answer when connected.
-    pub(super) fn register_on_bus(&mut self, id: &str) -> Result<(), PlatformError> {
+    /// Registers `id` on the bus; waits for the hub's answer when connected. `durable`: a
+    /// journalled machine, which the hub keeps for this node's next process should this one
+    /// die (see `docs/persistence.md`).
+    pub(super) fn register_on_bus(&mut self, id: &str, durable: bool) -> Result<(), PlatformError> {
         let now = self.now();
         match &mut self.side {
             Side::Hub(h) => {
@@ -125,7 +127,12 @@ impl Node {
             }
             Side::Client(c) => {
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
-                if c.client.register(id, &mut sink).is_err() {
+                let registered = if durable {
+                    c.client.register_durable(id, &mut sink)
+                } else {
+                    c.client.register(id, &mut sink)
+                };
+                if registered.is_err() {
                     return Err(PlatformError::TooManyIds {
                         id: id.into(),
                         limit: NODE_IDS,

@@ -175,8 +175,11 @@ impl Handover {
 /// Whether the hub's own process is handing over from a takeover: a new message to another
 /// process then waits in the outstanding buffer, behind those held, for its target to come
 /// back (as a reconnecting client's does), and [`Node::transmit_handed_over`] routes it.
+///
+/// Also while messages wait to be sent again to a durable machine that came back (the
+/// hub dropped them while it held the machine's id): a new one to it must not pass them.
 pub(super) fn holding(h: &HubSide) -> bool {
-    h.handover.is_some()
+    h.handover.is_some() || h.delivery.outstanding.has_unsent()
 }
 
 impl Node {
@@ -287,10 +290,12 @@ impl Node {
         let Side::Hub(h) = &mut self.side else {
             return;
         };
-        let Some(handover) = h.handover else {
+        // Without a handover: messages rewound for a durable machine that came back.
+        let handover = h.handover;
+        if handover.is_none() && !h.delivery.outstanding.has_unsent() {
             return;
-        };
-        let in_grace = handover.grace.in_grace(now);
+        }
+        let in_grace = handover.is_some_and(|h| h.grace.in_grace(now));
         let mut deferred = Deferred::default();
         let mut forwarded = 0;
         if h.delivery.outstanding.has_unsent() {
@@ -316,7 +321,7 @@ impl Node {
             );
         }
         self.local.stats.payload_copies += forwarded;
-        if !in_grace {
+        if handover.is_some() && !in_grace {
             if let Side::Hub(h) = &mut self.side {
                 if !h.delivery.outstanding.has_unsent() {
                     h.handover = None;

@@ -172,7 +172,8 @@ impl Node {
             self.local.by_id.remove(id);
             return Err(e.into());
         }
-        if let Err(e) = self.register_on_bus(id) {
+        let durable = self.local.durable.is_some();
+        if let Err(e) = self.register_on_bus(id, durable) {
             self.local.machines.pop();
             self.local.by_id.remove(id);
             return Err(e);
@@ -189,7 +190,7 @@ impl Node {
     pub fn open_port(&mut self, id: &str) -> Result<(), PlatformError> {
         self.check_new_id(id)?;
         self.local.ports.insert(id.to_string(), VecDeque::new());
-        if let Err(e) = self.register_on_bus(id) {
+        if let Err(e) = self.register_on_bus(id, false) {
             self.local.ports.remove(id);
             return Err(e);
         }

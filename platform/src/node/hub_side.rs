@@ -218,6 +218,11 @@ impl HubIo for HubIoImpl<'_> {
                     if let Some(d) = self.delivery.as_deref_mut() {
                         d.received
                             .sender_registered(e.machine, e.pid, self.now.as_millis());
+                        // A durable machine whose owner came back (the hub held its id and
+                        // dropped what was sent to it meanwhile): what this process sent it
+                        // and did not have acknowledged goes again, in order, before
+                        // anything new to it ([`super::failover::holding`]).
+                        d.outstanding.rewind_to(e.machine);
                     }
                     self.local.registry_entry(self.now, &e, self.deferred)
                 }
@@ -508,6 +513,7 @@ impl Node {
         hc.max_frame = config.max_frame;
         hc.machines_per_link = config.machines_per_link;
         hc.idle_timeout = config.idle_timeout;
+        hc.durable_hold = config.durable_hold;
         hc.epoch_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -239,6 +239,11 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     /// When a journal record is on disk for good (with `state_dir`).
     pub durability: crate::journal::Durability,
+    /// When this node serves the bus: how long it keeps a durable machine's id (one a node
+    /// with a `state_dir` registered) after that node's link closed, for the machine's next
+    /// process; messages to it meanwhile wait in their senders' outstanding buffers instead
+    /// of failing as `target-gone`. Default 30 s. See `docs/guarantees.md`.
+    pub durable_hold: Duration,
 }
 
 impl NodeConfig {
@@ -263,6 +268,7 @@ impl NodeConfig {
             transport: Transport::from_env(),
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
+            durable_hold: Duration::from_millis(30_000),
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
@@ -271,7 +277,26 @@ impl NodeConfig {
         Self::new(&busdir::default_bus())
     }
 
-    /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR` and `INTERSTATE_TRANSPORT`; a bad
+    /// [`NodeConfig::durable_hold`] from `INTERSTATE_DURABLE_HOLD_MS` (milliseconds; unset or
+    /// empty: 30 s); a value that is not a whole number is an error naming the variable.
+    pub fn try_durable_hold_from_env() -> Result<Duration, PlatformError> {
+        let Some(v) = std::env::var_os("INTERSTATE_DURABLE_HOLD_MS").filter(|v| !v.is_empty())
+        else {
+            return Ok(Duration::from_millis(30_000));
+        };
+        let ms = v
+            .to_str()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| PlatformError::BadSetting {
+                variable: "INTERSTATE_DURABLE_HOLD_MS",
+                value: v.to_string_lossy().into_owned(),
+                allowed: "use a whole number of milliseconds (30000 by default)",
+            })?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// Settings from `INTERSTATE_BUS`, `INTERSTATE_DIR`, `INTERSTATE_TRANSPORT` and
+    /// `INTERSTATE_DURABLE_HOLD_MS` ([`NodeConfig::durable_hold`]); a bad
     /// value of any of them (a bus name that is not valid, a directory that is not an
     /// absolute path of a directory, an unknown transport) is an error naming the variable,
     /// the value and what it accepts.
@@ -292,6 +317,7 @@ impl NodeConfig {
         let mut config = Self::new(&bus);
         config.dir = busdir::try_default_dir()?;
         config.transport = Transport::try_from_env()?;
+        config.durable_hold = Self::try_durable_hold_from_env()?;
         Ok(config)
     }
     /// The socket path.

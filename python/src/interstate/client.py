@@ -34,8 +34,9 @@ from .pubsub import TopicTable, check_topic
 from .requests import Requests
 from .wire import (
     DEFAULT_MAX_FRAME, LEN_PREFIX, Ack, Deliver, DeliveryFailed, Frame, Goodbye, Ping, Pong,
-    Register, RegisterResult, RegistryEntry, RegistryRemoved, Report, SnapshotEnd, State,
-    Stats, StatsRequest, Stopped, Subscribe, TopicEntry, TopicResult, TopicSnapshotEnd, TopicSubscribe,
+    Register, RegisterResult, RegistryEntry, RegistryRemoved, Report, Resending, SnapshotEnd,
+    State, Stats, StatsRequest, Stopped, Subscribe, TopicEntry, TopicResult, TopicSnapshotEnd,
+    TopicSubscribe,
     TopicUnsubscribe, TopicWatch, Unregister, Watch, cut_utf8, encode_frame, reason_code,
     split_publication,
 )
@@ -690,6 +691,17 @@ class Client:
                     self._settle_failed(s, "not-owner", f"the hub refused the id again: {f.status}")
 
     def _handle_entry(self, e: RegistryEntry) -> None:
+        # A new owner of an id this client had messages out to, unacknowledged: the hub held
+        # the id for its durable owner, who came back, and dropped them. They are written
+        # again, in order; the hub forwards what follows the Resending frame.
+        rewound = False
+        for s in self._outstanding:
+            if s.frame.to == e.machine and s.written_on == self._gen:
+                s.written_on = -1
+                self._waiting += 1
+                rewound = True
+        if rewound:
+            self._send(Resending(e.machine))
         if not self._snapshot_done:
             self._snapshot[e.machine] = e
             return

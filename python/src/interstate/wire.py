@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import ProtocolError
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -184,6 +184,20 @@ class Reject:
 
 @dataclass
 class Register:
+    machine: str
+
+
+@dataclass
+class RegisterDurable:
+    """Register, for a machine that journals its state and comes back after a crash: the hub
+    keeps the id for its next process (docs/guarantees.md, Durable machines)."""
+    machine: str
+
+
+@dataclass
+class Resending:
+    """Client -> hub: this client rewound what it had written to `machine` and not had
+    acknowledged (on the registry entry of an id whose owner came back)."""
     machine: str
 
 
@@ -383,7 +397,8 @@ Frame = Union[
     Hello, Welcome, Reject, Register, RegisterResult, Unregister, Deliver, DeliveryFailed,
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
-    TopicWatch, TopicEntry, TopicSnapshotEnd, StatsRequest, Stats, Unknown,
+    TopicWatch, TopicEntry, TopicSnapshotEnd, StatsRequest, Stats, RegisterDurable, Resending,
+    Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
@@ -392,8 +407,9 @@ FRAME_TYPES: List[type] = [
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
     TopicWatch, TopicEntry, TopicSnapshotEnd, _CorrelatedDeliverKind, StatsRequest, Stats,
+    RegisterDurable, Resending,
 ]
-STATS = 30  # the last frame kind this client knows
+FRAME_KINDS = 33  # the frame kinds this client knows: 0 to 32
 
 
 def split_publication(event: str) -> Tuple[Optional[str], str]:
@@ -427,7 +443,7 @@ def encode_frame(f: Frame) -> bytes:
         put_enum(out, REJECT_CODES, f.code)
         put_varint(out, f.version, 16)
         put_str(out, f.message)
-    elif isinstance(f, (Register, Unregister, RegistryRemoved)):
+    elif isinstance(f, (Register, Unregister, RegistryRemoved, RegisterDurable, Resending)):
         put_str(out, f.machine)
     elif isinstance(f, RegisterResult):
         put_str(out, f.machine)
@@ -574,6 +590,10 @@ def _decode_known(kind: int, r: Reader) -> Frame:
         return StatsRequest(r.u32())
     if kind == 30:
         return Stats(r.u32(), r.u32(), r.raw())
+    if kind == 31:
+        return RegisterDurable(r.string())
+    if kind == 32:
+        return Resending(r.string())
     raise ProtocolError(f"frame kind {kind} has no decoder")
 
 
@@ -582,7 +602,7 @@ def decode_frame(body: bytes) -> Frame:
     variant index past the ones known here decodes as Unknown (the length prefix delimits it)."""
     r = Reader(body)
     kind = r.varint(32)
-    if kind > STATS:
+    if kind >= FRAME_KINDS:
         return Unknown(kind, bytes(body))
     f = _decode_known(kind, r)
     r.end()
