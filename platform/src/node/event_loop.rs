@@ -10,6 +10,7 @@ use mio::{Interest, Token};
 use crate::error::PlatformError;
 use crate::transport::shm::WaitStrategy;
 
+use super::hub_side::{OBSERVER_BATCH, OBSERVER_FLUSH_EVERY};
 use super::local::Deferred;
 use super::{
     LinkConnIo, Node, Side, CLIENT, FIFO_LISTENER, LINK_BASE, LISTENER, SHM_LISTENER,
@@ -26,10 +27,19 @@ impl Node {
             .filter_map(|h| h.machine.poll_timeout())
             .min();
         let s = match &self.side {
-            Side::Hub(h) => [h.hub.poll_timeout(), h.delivery.acks.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min(),
+            Side::Hub(h) => {
+                // Monitor copies held back (see OBSERVER_FLUSH_EVERY) go when their time is up.
+                let held = h.links[..h.high]
+                    .iter()
+                    .flatten()
+                    .filter(|l| !l.urgent && l.conn.pending() > 0)
+                    .map(|l| l.flushed_at + OBSERVER_FLUSH_EVERY)
+                    .min();
+                [h.hub.poll_timeout(), h.delivery.acks.poll_timeout(), held]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
             Side::Client(c) => c.client.poll_timeout(self.turn_now),
         };
         let requests = self.local.next_port_deadline();
@@ -230,12 +240,24 @@ impl Node {
                 for (i, l) in h.links[..h.high].iter_mut().enumerate() {
                     if let Some(l) = l {
                         let before = l.conn.pending();
-                        if before > 0 {
+                        // Only monitor copies, a few, written less than a batch time ago:
+                        // they wait for more (see OBSERVER_FLUSH_EVERY).
+                        let hold = before > 0
+                            && !l.urgent
+                            && before < OBSERVER_BATCH
+                            && now < l.flushed_at + OBSERVER_FLUSH_EVERY;
+                        if before > 0 && !hold {
                             l.conn.flush();
+                            l.flushed_at = now;
+                            if l.conn.pending() == 0 {
+                                l.urgent = false;
+                            }
                             want_writable(self.poll.registry(), &mut l.conn, Token(LINK_BASE + i));
                         }
                         let after = l.conn.pending();
-                        if after == 0 || after < before {
+                        if hold {
+                            // Not written yet by choice: says nothing about the reader.
+                        } else if after == 0 || after < before {
                             l.unread_since = None;
                         } else if now >= *l.unread_since.get_or_insert(now) + idle {
                             logs.push(format!(

@@ -42,6 +42,29 @@ pub(super) struct LinkConn {
     /// The executable its Hello named, once the hub welcomed it (and its connection was
     /// logged); `None` before.
     pub(super) executable: Option<String>,
+    /// Its queue holds something besides monitor copies (which may wait a little: see
+    /// [`OBSERVER_FLUSH_EVERY`]).
+    pub(super) urgent: bool,
+    /// When its queue was last written to the socket.
+    pub(super) flushed_at: Instant,
+}
+
+/// Monitor copies (`Monitored`) wait in a link's queue for up to this long, or until
+/// [`OBSERVER_BATCH`] bytes of them are queued, before the hub writes them: a monitor
+/// (`interstate monitor`, the inspector's event log) then costs the hub one write per batch
+/// instead of one per routed message, and its process one wake-up. Anything else queued for
+/// the link goes at once and takes the waiting copies with it.
+pub(super) const OBSERVER_FLUSH_EVERY: interstate_core::Duration =
+    interstate_core::Duration::from_millis(10);
+/// See [`OBSERVER_FLUSH_EVERY`].
+pub(super) const OBSERVER_BATCH: usize = 32 * 1024;
+
+/// Queues `frame` for link `l`, marking it urgent unless it is a monitor copy.
+fn queue_frame(l: &mut LinkConn, frame: &Frame<'_>) -> Result<(), LinkFull> {
+    if !matches!(frame, Frame::Monitored { .. }) {
+        l.urgent = true;
+    }
+    l.conn.queue(frame)
 }
 
 impl LinkConn {
@@ -140,7 +163,7 @@ impl HubIo for ForwardIo<'_> {
             return Ok(());
         }
         match self.links.get_mut(link as usize).and_then(Option::as_mut) {
-            Some(l) => l.conn.queue(frame),
+            Some(l) => queue_frame(l, frame),
             None => Ok(()),
         }
     }
@@ -148,6 +171,7 @@ impl HubIo for ForwardIo<'_> {
     fn forward(&mut self, link: LinkId, body: &[u8]) -> Result<(), LinkFull> {
         match self.links.get_mut(link as usize).and_then(Option::as_mut) {
             Some(l) if link != LOCAL_LINK => {
+                l.urgent = true;
                 l.conn.queue_body(body)?;
                 self.forwarded += 1;
                 Ok(())
@@ -242,7 +266,7 @@ impl HubIo for HubIoImpl<'_> {
             return Ok(());
         }
         match self.links.get_mut(link as usize).and_then(Option::as_mut) {
-            Some(l) => l.conn.queue(frame),
+            Some(l) => queue_frame(l, frame),
             None => Ok(()),
         }
     }
@@ -274,7 +298,10 @@ impl HubIo for HubIoImpl<'_> {
             return Ok(());
         }
         match self.links.get_mut(link as usize).and_then(Option::as_mut) {
-            Some(l) => l.conn.queue_body(body),
+            Some(l) => {
+                l.urgent = true;
+                l.conn.queue_body(body)
+            }
             None => Ok(()),
         }
     }
@@ -376,6 +403,8 @@ fn install(
                 unread_since: None,
                 peer,
                 executable: None,
+                urgent: false,
+                flushed_at: Instant::from_millis(0),
             });
         }
         Err(e) => {

@@ -266,6 +266,7 @@ impl Node {
                 .get_mut(asker as usize)
                 .and_then(Option::as_mut)
                 .map(|l| {
+                    l.urgent = true;
                     l.conn.queue(&Frame::Stats {
                         link: 0,
                         expect: nodes,
