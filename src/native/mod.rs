@@ -15,8 +15,9 @@
 //!   interpreter's own conflict resolution.
 //!
 //! The machine is a [`NativeMachine`](interstate_core::machine::NativeMachine): the same
-//! outbox, timers, requests, context and snapshot as the interpreter's [`Machine`], in a state
-//! set sized for the chart (`WORDS` 64-bit words). Actions and guards go through the same
+//! outbox, timers, requests, context and snapshot as the interpreter's
+//! [`Machine`](interstate_core::machine::Machine), in a state set sized for the chart (`WORDS`
+//! 64-bit words). Actions and guards go through the same
 //! [`Behavior`](interstate_core::Behavior).
 //!
 //! Charts the generator cannot compile with the interpreter's exact semantics are refused
