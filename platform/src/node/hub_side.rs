@@ -88,7 +88,7 @@ pub(super) struct HubSide {
     pub(super) shm_listener: Option<(UnixListener, PathBuf)>,
     /// Where clients announce FIFO pairs (`<bus>.fifo`).
     pub(super) fifo: Option<crate::transport::fifo::RequestFifo>,
-    pub(super) hub: Box<Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES, super::topics::HubSlots>>,
+    pub(super) hub: Box<BusHub>,
     pub(super) links: Vec<Option<LinkConn>>,
     /// The socket file this hub created (removed on shutdown); none when socket-activated.
     pub(super) path: Option<PathBuf>,
@@ -560,7 +560,7 @@ impl Node {
             listener,
             shm_listener: None,
             fifo: None,
-            hub: Box::new(Hub::new(hc, &me.executable)),
+            hub: boxed_hub(hc, me.executable.clone()),
             links,
             path,
             delivery: HubDelivery::new(config),
@@ -803,5 +803,31 @@ impl Node {
             self.settle(deferred);
         }
         Ok(())
+    }
+}
+
+/// The hub's tables as the platform sizes them.
+type BusHub = Hub<HUB_LINKS, HUB_MACHINES, HUB_WATCHES, super::topics::HubSlots>;
+
+/// The hub, built where a large value cannot overflow the caller's stack. The hub is a few
+/// hundred kilobytes of fixed-size tables (links, registry, watches, held ids), and an
+/// unoptimised build copies a value that size several times on the stack between `Hub::new`
+/// and the heap: enough to overflow a thread's 2 MiB stack (a hub served from a spawned
+/// thread, every test thread). Building it on a short-lived thread with a stack sized for it
+/// keeps the caller's stack out of it, with no `unsafe`; it happens once, when the hub starts.
+fn boxed_hub(hc: HubConfig, executable: String) -> Box<BusHub> {
+    const BUILD_STACK: usize = 64 << 20;
+    let (config, name) = (hc.clone(), executable.clone());
+    let built = std::thread::Builder::new()
+        .name("interstate-hub-init".into())
+        .stack_size(BUILD_STACK)
+        .spawn(move || Box::new(Hub::new(config, &name)));
+    match built {
+        Ok(handle) => match handle.join() {
+            Ok(hub) => hub,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        // No thread to spare (a process at its thread limit): built here, as before.
+        Err(_) => Box::new(Hub::new(hc, &executable)),
     }
 }
