@@ -200,6 +200,7 @@ fn python_encoder_agrees_with_the_rust_one() {
             executable: "",
             transport: TransportKind::Serial,
             since_ms: 0,
+            durable: true,
         }),
         Frame::Ack {
             from: "b",

@@ -145,8 +145,8 @@ impl Node {
             Ok(Some((restored, state))) => {
                 // Retransmissions of what it took before are duplicates.
                 let received = self.side.received_mut();
-                for (sender, &(pid, seq)) in &state.senders {
-                    received.restore_delivered(id, sender, pid, seq);
+                for (sender, &(pid, durable, seq)) in &state.senders {
+                    received.restore_delivered_as(id, sender, pid, durable, seq);
                 }
                 self.local.machines[idx].durable = Some(state);
                 restored
