@@ -537,7 +537,7 @@ fn a_durable_sender_killed_repeatedly_mid_stream_has_every_message_taken_once() 
             2 => Some(format!("before-sync:{}", 20 + rng.below(100))),
             _ => None,
         };
-        let mut args = vec![
+        let args = vec![
             "run",
             &chart,
             "--id",

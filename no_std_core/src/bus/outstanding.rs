@@ -655,7 +655,10 @@ mod tests {
         assert_eq!(held, vec![3, 4], "acknowledged ones are not held");
         let mut other = Vec::new();
         o.held_from("c", &mut |b| other.push(b.to_vec()));
-        assert_eq!(other, (11..=14).map(|s| body("c", "b", s)).collect::<Vec<_>>());
+        assert_eq!(
+            other,
+            (11..=14).map(|s| body("c", "b", s)).collect::<Vec<_>>()
+        );
         o.fail_where(&mut |_, _, seq| seq == 3, &mut |_| {});
         held.clear();
         o.held_from("a", &mut |b| held.push(seq_of(b)));

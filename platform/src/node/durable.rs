@@ -89,8 +89,7 @@ impl DurableMachine {
                     self.senders.retain(|s, _| registry.contains(s));
                 }
                 if self.senders.len() < SENDERS_KEPT {
-                    self.senders
-                        .insert(sender.to_string(), (pid, durable, seq));
+                    self.senders.insert(sender.to_string(), (pid, durable, seq));
                 }
             }
         }
@@ -355,7 +354,8 @@ impl Local {
             }
         }
         let sent = h.durable.as_ref().map_or(&[][..], |s| &s.sent[..]);
-        d.journal.append(&h.id, h.seq, &d.senders, &d.buf[..n], sent)?;
+        d.journal
+            .append(&h.id, h.seq, &d.senders, &d.buf[..n], sent)?;
         if let Some(state) = h.durable.as_mut() {
             state.last = Some(mark);
         }
