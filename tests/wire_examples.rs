@@ -45,7 +45,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 pid: 4242,
                 executable: "echo_machine.py",
             }),
-            "1c 00 00 00 00 c9 a6 d1 92 04 03 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
+            "1c 00 00 00 00 c9 a6 d1 92 04 04 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
         ),
         (
             Frame::Deliver(Deliver {
@@ -138,8 +138,9 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 executable: "python3",
                 transport: TransportKind::UnixSocket,
                 since_ms: 1_700_000_000_000,
+                durable: false,
             }),
-            "1c 00 00 00 09 07 70 79 2d 65 63 68 6f 92 21 e8 07 07 70 79 74 68 6f 6e 33 01 80 d0 95 ff bc 31",
+            "1d 00 00 00 09 07 70 79 2d 65 63 68 6f 92 21 e8 07 07 70 79 74 68 6f 6e 33 01 80 d0 95 ff bc 31 00",
         ),
         (
             Frame::RegistryRemoved { machine: "py-echo" },

@@ -200,6 +200,7 @@ fn python_encoder_agrees_with_the_rust_one() {
             executable: "",
             transport: TransportKind::Serial,
             since_ms: 0,
+            durable: true,
         }),
         Frame::Ack {
             from: "b",
@@ -275,7 +276,7 @@ from interstate.wire import *
 frames = [
     Hello(MAGIC, PROTOCOL_VERSION, 65536, 4000000, "naïve.py"),
     Deliver("a", "b", "E", bytes(range(256)), 2**64 - 1),
-    RegistryEntry("x", 1, 2**32 - 1, "", "Serial", 0),
+    RegistryEntry("x", 1, 2**32 - 1, "", "Serial", 0, True),
     Ack("b", "a", 2**63),
     Subscribe(False, True),
     DeliveryFailed("a", "b", "E", 7, "TargetStopped", "eventless loop in state 'é'"),

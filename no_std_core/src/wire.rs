@@ -17,7 +17,7 @@ pub use crate::topic::TopicStatus;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -264,6 +264,11 @@ pub struct RegistryEntry<'a> {
     pub transport: TransportKind,
     /// When it registered: milliseconds since the Unix epoch, on the hub's clock.
     pub since_ms: u64,
+    /// Registered with [`Frame::RegisterDurable`]: a machine that journals its state, whose
+    /// restarted process numbers its messages on from where it was and sends again what it
+    /// had not had acknowledged. A receiver's duplicate filter carries its numbers over to
+    /// the new process (protocol version 4).
+    pub durable: bool,
 }
 
 /// Every frame of the protocol.

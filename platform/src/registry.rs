@@ -25,6 +25,8 @@ pub struct MachineInfo {
     pub transport: TransportKind,
     /// When it registered (ms since the Unix epoch).
     pub since_ms: u64,
+    /// Registered as durable (its state is journalled; it comes back after a crash).
+    pub durable: bool,
 }
 
 impl MachineInfo {
@@ -36,6 +38,7 @@ impl MachineInfo {
             executable: e.executable.to_string(),
             transport: e.transport,
             since_ms: e.since_ms,
+            durable: e.durable,
         }
     }
 
@@ -82,6 +85,10 @@ impl Registry {
     /// The process hosting `machine`, if it is registered.
     pub fn pid_of(&self, machine: &str) -> Option<u32> {
         self.inner.borrow().get(machine).map(|m| m.pid)
+    }
+    /// The process hosting `machine` and whether it is durable, if it is registered.
+    pub fn owner_of(&self, machine: &str) -> Option<(u32, bool)> {
+        self.inner.borrow().get(machine).map(|m| (m.pid, m.durable))
     }
     /// Whether `machine` is registered.
     pub fn contains(&self, machine: &str) -> bool {

@@ -89,3 +89,16 @@ def test_the_bus_directory_is_resolved_as_the_rust_side_does(monkeypatch: pytest
     os.chmod(tmp_path, 0o777)
     with pytest.raises(BadBusSetting, match="chmod 700"):
         busdir.check_dir(str(tmp_path))
+
+
+def test_a_durable_senders_numbers_carry_over_to_its_new_process() -> None:
+    from interstate.delivery import Received
+    r = Received()
+    for seq in range(1, 11):
+        assert r.accept(Deliver("src", "dst", "E", b"", seq), 41)
+    r.taken("dst", "src", 41, 10)
+    r.carry_over("src", 41, 77)
+    assert not r.accept(Deliver("src", "dst", "E", b"", 9), 77), "taken before: a duplicate"
+    assert r.accept(Deliver("src", "dst", "E", b"", 11), 77)
+    # Another sender's state, and a new process of a non-durable one, are untouched.
+    assert r.accept(Deliver("other", "dst", "E", b"", 1), 77)

@@ -519,7 +519,7 @@ where
                     let _ = self.resending.push(id);
                 }
                 self.received
-                    .sender_registered(e.machine, e.pid, now.as_millis());
+                    .sender_registered_as(e.machine, e.pid, e.durable, now.as_millis());
                 Incoming::RegistryEntry(e)
             }
             Frame::RegistryRemoved { machine } => {

@@ -403,6 +403,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         first.is_some()
     }
 
+    /// Hands `each` the encoded Deliver body of every message from `from` still held (sent
+    /// or not, not acknowledged, not failed), in order: what a durable machine's journal
+    /// keeps, so that its restarted process sends them again.
+    pub fn held_from(&self, from: &str, each: &mut dyn FnMut(&[u8])) {
+        let mut at = self.head;
+        while at < self.tail {
+            let (state, body, size) = self.entry(at);
+            if held(state) && self.key(at).0 == from.as_bytes() {
+                each(body);
+            }
+            at += size;
+        }
+    }
+
     /// A cumulative acknowledgement: `receiver` got every message from `sender` up to `seq`.
     ///
     /// A pair's messages are in the buffer in sequence order, so the search ends at the
@@ -626,6 +640,29 @@ mod tests {
         );
         o.ack("a", "b", 3);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn held_from_lists_one_senders_unacknowledged_messages_in_order() {
+        let mut o = new(4096);
+        for s in 1..=4 {
+            o.push(&body("a", "b", s), s % 2 == 0).unwrap();
+            o.push(&body("c", "b", 10 + s), false).unwrap();
+        }
+        o.ack("a", "b", 2);
+        let mut held = Vec::new();
+        o.held_from("a", &mut |b| held.push(seq_of(b)));
+        assert_eq!(held, vec![3, 4], "acknowledged ones are not held");
+        let mut other = Vec::new();
+        o.held_from("c", &mut |b| other.push(b.to_vec()));
+        assert_eq!(
+            other,
+            (11..=14).map(|s| body("c", "b", s)).collect::<Vec<_>>()
+        );
+        o.fail_where(&mut |_, _, seq| seq == 3, &mut |_| {});
+        held.clear();
+        o.held_from("a", &mut |b| held.push(seq_of(b)));
+        assert_eq!(held, vec![4], "failed ones are not held");
     }
 
     #[test]

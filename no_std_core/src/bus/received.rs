@@ -10,7 +10,11 @@
 //! sender id ([`Received::sender_registered`]), and a message counts against that process's
 //! state, so that an earlier owner of the id (a squatter that sent a huge sequence number)
 //! cannot make the new owner's messages look like duplicates; the earlier owner's state is
-//! kept aside and counts again should it own the id again. The state of senders gone from
+//! kept aside and counts again should it own the id again. A *durable* sender (its registry
+//! entry says so, [`Received::sender_registered_as`]) is the exception: its restarted
+//! process numbers its messages on from its journal and sends again what it had not had
+//! acknowledged, so when a durable owner follows a durable owner the earlier process's
+//! state becomes the new one's, and a retransmission is still a duplicate. The state of senders gone from
 //! the registry for a while is dropped ([`Received::forget_departed`]), so the tables do not
 //! fill with short-lived senders.
 //!
@@ -69,6 +73,8 @@ pub struct OwnerSlot {
     used: bool,
     sender: Id,
     pid: u32,
+    /// Its registry entry said it is durable (or a journal restored it as durable).
+    durable: bool,
     /// When the sender left the registry (ms), if it is not back.
     departed: Option<u64>,
 }
@@ -184,6 +190,20 @@ where
             dirty: heapless::Vec::new(),
             dirty_overflow: false,
             owed: 0,
+        }
+    }
+
+    /// Whether the registry (or a journal) last said `sender` is durable.
+    pub fn sender_durable(&self, sender: &str) -> bool {
+        let owners = self.owners.as_ref();
+        match probe(
+            owners,
+            owner_hash(sender),
+            |o| o.used,
+            |o| o.sender == sender,
+        ) {
+            Ok(i) => owners[i].durable,
+            Err(_) => false,
         }
     }
 
@@ -352,6 +372,16 @@ where
     /// owned it before, that process's sequence state is put aside (and counts again should
     /// it own the id again): the new owner's numbers are its own.
     pub fn sender_registered(&mut self, sender: &str, pid: u32, now_ms: u64) {
+        self.sender_registered_as(sender, pid, false, now_ms)
+    }
+
+    /// [`Received::sender_registered`], with what the registry entry says of the sender's
+    /// durability. When a durable owner follows a durable owner (the hub held the id for its
+    /// restarted process), the earlier process's state becomes the new process's: a durable
+    /// machine numbers its messages on from its journal and sends again, with their first
+    /// numbers, what it had not had acknowledged, and those taken before are duplicates. (A
+    /// non-durable owner before or after keeps the rule above: its numbers are its own.)
+    pub fn sender_registered_as(&mut self, sender: &str, pid: u32, durable: bool, now_ms: u64) {
         let owners = self.owners.as_ref();
         match probe(
             owners,
@@ -359,11 +389,31 @@ where
             |o| o.used,
             |o| o.sender == sender,
         ) {
-            Ok(i) if owners[i].pid == pid => self.owners.as_mut()[i].departed = None,
+            Ok(i) if owners[i].pid == pid => {
+                let o = &mut self.owners.as_mut()[i];
+                o.departed = None;
+                o.durable = durable;
+            }
+            Ok(i) if durable && owners[i].durable => {
+                let before = owners[i].pid;
+                let o = &mut self.owners.as_mut()[i];
+                o.pid = pid;
+                o.departed = None;
+                // State a process with the new pid left (pids are reused) gives way to the
+                // durable sender's own.
+                self.drop_pairs(&|p, _| p.sender == sender && p.pid == pid);
+                for p in self.pairs.as_mut().iter_mut() {
+                    if p.used && p.sender == sender && p.pid == before {
+                        p.pid = pid;
+                        p.aside_since = None;
+                    }
+                }
+            }
             Ok(i) => {
                 let before = owners[i].pid;
                 let o = &mut self.owners.as_mut()[i];
                 o.pid = pid;
+                o.durable = durable;
                 o.departed = None;
                 self.set_aside(sender, before, Some(now_ms));
                 self.set_aside(sender, pid, None);
@@ -390,6 +440,7 @@ where
                     used: true,
                     sender: s,
                     pid,
+                    durable,
                     departed: None,
                 };
                 // State kept before the registry named the process is that process's.
@@ -496,9 +547,23 @@ where
         pid: u32,
         delivered: u64,
     ) -> bool {
+        self.restore_delivered_as(receiver, sender, pid, false, delivered)
+    }
+
+    /// [`Received::restore_delivered`] for a sender the journal knew as durable (or not):
+    /// a durable sender's restarted process then finds its numbers carried over
+    /// ([`Received::sender_registered_as`]).
+    pub fn restore_delivered_as(
+        &mut self,
+        receiver: &str,
+        sender: &str,
+        pid: u32,
+        durable: bool,
+        delivered: u64,
+    ) -> bool {
         if self.owner_pid(sender) == 0 {
             // Its owner as the journal knew it, until the registry says otherwise.
-            self.sender_registered(sender, pid, 0);
+            self.sender_registered_as(sender, pid, durable, 0);
         }
         match self.find_pair(receiver, sender, pid) {
             Ok(i) => {
@@ -820,5 +885,50 @@ mod tests {
             .filter(|i| small.restore_delivered("m", &format!("s{i}"), 1, 5))
             .count();
         assert_eq!(restored, 7, "an eighth of the table stays free");
+    }
+
+    #[test]
+    fn a_durable_senders_numbers_carry_over_to_its_restarted_process() {
+        let mut r = new();
+        r.sender_registered_as("src", 41, true, 0);
+        for seq in 1..=10 {
+            assert_eq!(r.accept("dst", "src", seq, true), Accepted::New);
+        }
+        // Restarted (a new process, the hub held the id): it sends again from 8, what it
+        // had not had acknowledged, then goes on.
+        r.sender_registered_as("src", 77, true, 5);
+        assert_eq!(r.accept("dst", "src", 8, true), Accepted::Duplicate);
+        assert_eq!(r.accept("dst", "src", 10, true), Accepted::Duplicate);
+        assert_eq!(r.accept("dst", "src", 11, true), Accepted::New);
+        let mut acks = Vec::new();
+        r.emit(&mut |to, from, seq| {
+            acks.push((to.to_string(), from.to_string(), seq));
+            true
+        });
+        assert_eq!(acks, [("dst".to_string(), "src".to_string(), 11)]);
+        // A receiver restored from its journal knows the sender was durable.
+        let mut restored = new();
+        assert!(restored.restore_delivered_as("dst", "src", 41, true, 10));
+        restored.sender_registered_as("src", 77, true, 5);
+        assert_eq!(restored.accept("dst", "src", 10, true), Accepted::Duplicate);
+        assert_eq!(restored.accept("dst", "src", 11, true), Accepted::New);
+    }
+
+    #[test]
+    fn a_non_durable_owner_before_or_after_keeps_its_own_numbers() {
+        // A non-durable earlier owner (a squatter with huge numbers) does not pass them on.
+        let mut r = new();
+        r.sender_registered_as("src", 41, false, 0);
+        assert_eq!(r.accept("dst", "src", 1_000, true), Accepted::New);
+        r.sender_registered_as("src", 77, true, 5);
+        assert_eq!(r.accept("dst", "src", 1, true), Accepted::New);
+        // Nor does a durable owner pass its numbers to a non-durable next owner.
+        r.sender_registered_as("src", 78, false, 6);
+        assert_eq!(r.accept("dst", "src", 1, true), Accepted::New);
+        // A journal that did not know the sender as durable carries nothing over.
+        let mut restored = new();
+        assert!(restored.restore_delivered("dst", "src", 41, 10));
+        restored.sender_registered_as("src", 77, true, 5);
+        assert_eq!(restored.accept("dst", "src", 10, true), Accepted::New);
     }
 }

@@ -26,6 +26,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 l.transport
             },
             since_ms: r.since_ms,
+            durable: r.durable,
         }
     }
 

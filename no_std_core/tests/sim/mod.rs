@@ -516,6 +516,12 @@ impl Sim {
             .position(|(m, ports, _)| m.iter().chain(ports).any(|x| x == id))
     }
 
+    /// The next sequence number process `p` gives a message from `id` (`None`: none yet).
+    pub fn next_seq(&self, p: usize, id: &str) -> Option<u64> {
+        let pr = self.proc(p);
+        pr.seqs.iter().find(|(i, _)| i == id).map(|s| s.1)
+    }
+
     /// The next sequence number process `p` gives a message from `id`.
     pub fn set_seq(&mut self, p: usize, id: &str, seq: u64) {
         let pr = self.proc_mut(p);

@@ -115,10 +115,14 @@ pub struct Recovered {
     pub steps: u64,
     /// The sequence number of its next send.
     pub seq: u64,
-    /// The highest sequence number it took from each sender: (id, process, number).
-    pub senders: Vec<(String, u32, u64)>,
+    /// The highest sequence number it took from each sender: (id, process, whether the
+    /// sender is durable, number).
+    pub senders: Vec<(String, u32, bool, u64)>,
     /// Its snapshot.
     pub snapshot: Vec<u8>,
+    /// The messages it had sent and not had acknowledged, in order (encoded `Deliver`
+    /// bodies): its restarted process sends them again.
+    pub sent: Vec<Vec<u8>>,
 }
 
 /// A torn or corrupted tail dropped from a machine's journal when it was opened.
@@ -287,6 +291,18 @@ impl Journal {
                     ),
                 })?,
                 snapshot: r.snapshot.to_vec(),
+                sent: record::sent(r.sent)
+                    .map_err(|problem| PlatformError::Journal {
+                        machine: id.to_string(),
+                        path: path.clone(),
+                        problem: format!(
+                            "its newest record is intact but {problem}: move the file away \
+                             to start afresh"
+                        ),
+                    })?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
             }),
         };
         let io = |what: &str, e| PlatformError::io(what.to_string(), Some(&path), e);
@@ -335,13 +351,15 @@ impl Journal {
     }
 
     /// Appends machine `id`'s state after a step (`senders`: entries made with
-    /// [`record::push_sender`]), and syncs it if the policy says so now.
+    /// [`record::push_sender`]; `sent`: its unacknowledged sends, made with
+    /// [`record::push_sent`]), and syncs it if the policy says so now.
     pub fn append(
         &mut self,
         id: &str,
         seq: u64,
         senders: &[u8],
         snapshot: &[u8],
+        sent: &[u8],
     ) -> Result<(), PlatformError> {
         let Some(f) = self.files.get_mut(id) else {
             return Ok(());
@@ -354,6 +372,7 @@ impl Journal {
                 seq,
                 senders,
                 snapshot,
+                sent,
             },
             &mut self.scratch,
         );

@@ -8,7 +8,9 @@
 //! record  = len:u32le crc:u32le body[len]        crc: CRC-32 (IEEE) of body
 //! body    = steps:u64le seq:u64le senders_len:u32le senders[senders_len]
 //!           snapshot_len:u32le snapshot[snapshot_len]
+//!           [sent_len:u32le sent[sent_len]]
 //! senders = (id_len:u8 id[id_len] pid:u32le delivered:u64le)*
+//! sent    = (body_len:u32le deliver[body_len])*
 //! ```
 //!
 //! `steps` counts the records the machine ever wrote (it goes on across compactions), `seq`
@@ -16,7 +18,11 @@
 //! sends on from where it was), `senders` the highest sequence number the machine took from
 //! each sender (id and process), so that a restored machine knows a retransmission of an
 //! event it took for a duplicate, `snapshot` is [`interstate_core::Machine::snapshot`]'s
-//! bytes.
+//! bytes, `sent` the messages the machine sent that were not acknowledged when the record
+//! was written (each an encoded `Deliver` body, with its sequence number), so that a
+//! restarted process sends them again. A sender's `pid` has its top bit set when the
+//! sender was durable (no process id has it): a durable sender's restarted process goes on
+//! with its numbers. A record without `sent` (written before it existed) holds none.
 
 /// The first bytes of every journal file (the `1` is the format's version).
 pub const MAGIC: &[u8; 8] = b"ISJOURN1";
@@ -38,22 +44,52 @@ pub struct Record<'a> {
     pub senders: &'a [u8],
     /// The machine's snapshot.
     pub snapshot: &'a [u8],
+    /// Its unacknowledged sends, encoded (see [`push_sent`], [`sent`]).
+    pub sent: &'a [u8],
 }
 
-/// Appends a sender's entry (id, process, highest sequence number taken) to `out`; an id
-/// longer than 255 bytes (never a machine id) is left out.
-pub fn push_sender(out: &mut Vec<u8>, id: &str, pid: u32, delivered: u64) {
+/// The top bit of a sender entry's `pid`: the sender was durable.
+const DURABLE_SENDER: u32 = 1 << 31;
+
+/// Appends one unacknowledged send (an encoded `Deliver` body) to `out`.
+pub fn push_sent(out: &mut Vec<u8>, deliver: &[u8]) {
+    out.extend_from_slice(&(deliver.len() as u32).to_le_bytes());
+    out.extend_from_slice(deliver);
+}
+
+/// The unacknowledged sends of a record, in order, or why they are not sends.
+pub fn sent(mut bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 4 {
+            return Err("a sent message's length is cut short");
+        }
+        let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if bytes.len() - 4 < len {
+            return Err("a sent message is cut short");
+        }
+        out.push(&bytes[4..4 + len]);
+        bytes = &bytes[4 + len..];
+    }
+    Ok(out)
+}
+
+/// Appends a sender's entry (id, process, whether it is durable, highest sequence number
+/// taken) to `out`; an id longer than 255 bytes (never a machine id) is left out.
+pub fn push_sender(out: &mut Vec<u8>, id: &str, pid: u32, durable: bool, delivered: u64) {
     let Ok(len) = u8::try_from(id.len()) else {
         return;
     };
     out.push(len);
     out.extend_from_slice(id.as_bytes());
+    let pid = (pid & !DURABLE_SENDER) | if durable { DURABLE_SENDER } else { 0 };
     out.extend_from_slice(&pid.to_le_bytes());
     out.extend_from_slice(&delivered.to_le_bytes());
 }
 
-/// The senders' entries of a record, or why they are not entries.
-pub fn senders(mut bytes: &[u8]) -> Result<Vec<(String, u32, u64)>, &'static str> {
+/// The senders' entries of a record, (id, process, durable, number), or why they are not
+/// entries.
+pub fn senders(mut bytes: &[u8]) -> Result<Vec<(String, u32, bool, u64)>, &'static str> {
     let mut out = Vec::new();
     while let Some((&len, rest)) = bytes.split_first() {
         let len = usize::from(len);
@@ -65,9 +101,11 @@ pub fn senders(mut bytes: &[u8]) -> Result<Vec<(String, u32, u64)>, &'static str
         pid.copy_from_slice(&rest[len..len + 4]);
         let mut seq = [0; 8];
         seq.copy_from_slice(&rest[len + 4..len + 12]);
+        let pid = u32::from_le_bytes(pid);
         out.push((
             id.to_string(),
-            u32::from_le_bytes(pid),
+            pid & !DURABLE_SENDER,
+            pid & DURABLE_SENDER != 0,
             u64::from_le_bytes(seq),
         ));
         bytes = &rest[len + 12..];
@@ -91,7 +129,12 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 
 /// Appends `record`, framed and checksummed, to `out`.
 pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
-    let body_len = BODY_HEAD + record.senders.len() + record.snapshot.len();
+    let sent_part = if record.sent.is_empty() {
+        0
+    } else {
+        4 + record.sent.len()
+    };
+    let body_len = BODY_HEAD + record.senders.len() + record.snapshot.len() + sent_part;
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -101,6 +144,10 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(record.senders);
     out.extend_from_slice(&(record.snapshot.len() as u32).to_le_bytes());
     out.extend_from_slice(record.snapshot);
+    if !record.sent.is_empty() {
+        out.extend_from_slice(&(record.sent.len() as u32).to_le_bytes());
+        out.extend_from_slice(record.sent);
+    }
     let crc = crc32(&out[start + RECORD_HEAD..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -212,14 +259,24 @@ fn read_one(bytes: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
     }
     let senders_end = 20 + senders_len;
     let snapshot_len = u32_at(body, senders_end) as usize;
-    if snapshot_len != len - BODY_HEAD - senders_len {
-        return Err("a record whose snapshot length disagrees with its length");
+    let after = len - BODY_HEAD - senders_len;
+    if snapshot_len > after {
+        return Err("a record whose snapshot length exceeds its length");
     }
+    let snapshot_end = senders_end + 4 + snapshot_len;
+    let sent = match after - snapshot_len {
+        0 => &body[snapshot_end..],
+        rest if rest >= 4 && u32_at(body, snapshot_end) as usize == rest - 4 => {
+            &body[snapshot_end + 4..]
+        }
+        _ => return Err("a record whose sent messages' length disagrees with its length"),
+    };
     let record = Record {
         steps: u64_at(body, 0),
         seq: u64_at(body, 8),
         senders: &body[20..senders_end],
-        snapshot: &body[senders_end + 4..],
+        snapshot: &body[senders_end + 4..snapshot_end],
+        sent,
     };
     Ok((record, RECORD_HEAD + len))
 }
@@ -249,12 +306,14 @@ mod tests {
             seq: 10,
             senders: b"",
             snapshot: b"first",
+            sent: b"",
         };
         let b = Record {
             steps: 2,
             seq: 11,
             senders: b"",
             snapshot: b"second one",
+            sent: b"",
         };
         let bytes = file(&[a, b.clone()]);
         let s = scan(&bytes).unwrap();
@@ -271,12 +330,14 @@ mod tests {
             seq: 10,
             senders: b"",
             snapshot: b"first",
+            sent: b"",
         };
         let b = Record {
             steps: 2,
             seq: 11,
             senders: b"",
             snapshot: b"second",
+            sent: b"m1",
         };
         let one = file(std::slice::from_ref(&a));
         let two = file(&[a.clone(), b]);
@@ -323,13 +384,14 @@ mod tests {
     #[test]
     fn senders_round_trip_and_bad_entries_are_refused() {
         let mut enc = Vec::new();
-        push_sender(&mut enc, "src", 41, 100);
-        push_sender(&mut enc, "other", 7, u64::MAX);
+        push_sender(&mut enc, "src", 41, false, 100);
+        push_sender(&mut enc, "other", 7, true, u64::MAX);
         let r = Record {
             steps: 3,
             seq: 9,
             senders: &enc,
             snapshot: b"snap",
+            sent: b"",
         };
         let bytes = file(std::slice::from_ref(&r));
         let back = scan(&bytes).unwrap().last.unwrap();
@@ -337,11 +399,50 @@ mod tests {
         assert_eq!(
             senders(back.senders).unwrap(),
             [
-                ("src".to_string(), 41, 100),
-                ("other".to_string(), 7, u64::MAX)
+                ("src".to_string(), 41, false, 100),
+                ("other".to_string(), 7, true, u64::MAX)
             ]
         );
         assert!(senders(&enc[..enc.len() - 1]).is_err());
         assert!(senders(&[1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn unacknowledged_sends_round_trip_and_a_record_without_them_still_reads() {
+        let mut enc = Vec::new();
+        push_sent(&mut enc, b"first deliver");
+        push_sent(&mut enc, b"");
+        push_sent(&mut enc, b"third");
+        let r = Record {
+            steps: 4,
+            seq: 12,
+            senders: b"",
+            snapshot: b"snap",
+            sent: &enc,
+        };
+        let bytes = file(std::slice::from_ref(&r));
+        let back = scan(&bytes).unwrap().last.unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            sent(back.sent).unwrap(),
+            [&b"first deliver"[..], b"", b"third"]
+        );
+        assert!(sent(&enc[..enc.len() - 1]).is_err());
+        assert!(sent(&enc[..2]).is_err());
+        // A record as written before sends were journalled: the snapshot ends the body.
+        let mut old = MAGIC.to_vec();
+        let body: Vec<u8> = [
+            &4u64.to_le_bytes()[..],
+            &12u64.to_le_bytes(),
+            &0u32.to_le_bytes(),
+            &4u32.to_le_bytes(),
+            b"snap",
+        ]
+        .concat();
+        old.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        old.extend_from_slice(&crc32(&body).to_le_bytes());
+        old.extend_from_slice(&body);
+        let back = scan(&old).unwrap().last.unwrap();
+        assert_eq!((back.snapshot, back.sent), (&b"snap"[..], &b""[..]));
     }
 }

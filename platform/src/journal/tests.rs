@@ -15,8 +15,8 @@ fn a_reopened_journal_gives_the_newest_record() {
     let dir = temp_dir("reopen");
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     assert_eq!(j.open_machine("lamp").unwrap(), (None, None));
-    j.append("lamp", 7, b"", b"one").unwrap();
-    j.append("lamp", 8, b"", b"two").unwrap();
+    j.append("lamp", 7, b"", b"one", b"").unwrap();
+    j.append("lamp", 8, b"", b"two", b"").unwrap();
     assert_eq!(j.stats().syncs, 2);
     drop(j);
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
@@ -28,11 +28,12 @@ fn a_reopened_journal_gives_the_newest_record() {
             steps: 2,
             seq: 8,
             senders: Vec::new(),
-            snapshot: b"two".to_vec()
+            snapshot: b"two".to_vec(),
+            sent: Vec::new()
         })
     );
     // The step count goes on.
-    j.append("lamp", 9, b"", b"three").unwrap();
+    j.append("lamp", 9, b"", b"three", b"").unwrap();
     drop(j);
     let mut j = Journal::open(&dir, Durability::None).unwrap();
     assert_eq!(j.open_machine("lamp").unwrap().0.unwrap().steps, 3);
@@ -44,7 +45,7 @@ fn a_torn_tail_is_cut_off_reported_and_the_file_goes_on() {
     let dir = temp_dir("torn");
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     j.open_machine("m").unwrap();
-    j.append("m", 1, b"", b"intact").unwrap();
+    j.append("m", 1, b"", b"intact", b"").unwrap();
     let path = j.path_of("m");
     drop(j);
     let whole = std::fs::metadata(&path).unwrap().len();
@@ -60,7 +61,7 @@ fn a_torn_tail_is_cut_off_reported_and_the_file_goes_on() {
     assert!(dropped.to_string().contains("dropped 7 bytes"), "{dropped}");
     assert_eq!(j.dropped().len(), 1);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
-    j.append("m", 2, b"", b"after").unwrap();
+    j.append("m", 2, b"", b"after", b"").unwrap();
     drop(j);
     let mut j = Journal::open(&dir, Durability::Fsync).unwrap();
     let (r, dropped) = j.open_machine("m").unwrap();
@@ -76,13 +77,13 @@ fn group_commit_syncs_by_count_and_by_time() {
     j.open_machine("a").unwrap();
     j.open_machine("b").unwrap();
     let t0 = Instant::now();
-    j.append("a", 1, b"", b"x").unwrap();
-    j.append("b", 1, b"", b"y").unwrap();
+    j.append("a", 1, b"", b"x", b"").unwrap();
+    j.append("b", 1, b"", b"y", b"").unwrap();
     assert!(j.has_unsynced());
     assert_eq!(j.stats().syncs, 0);
     // Neither full nor due (the time is the caller's).
     assert!(!j.sync_if_due(t0).unwrap());
-    j.append("a", 2, b"", b"z").unwrap();
+    j.append("a", 2, b"", b"z", b"").unwrap();
     assert!(j.sync_if_due(t0).unwrap());
     assert_eq!(
         j.stats().syncs,
@@ -90,7 +91,7 @@ fn group_commit_syncs_by_count_and_by_time() {
         "one sync per file with unsynced records"
     );
     assert!(!j.has_unsynced());
-    j.append("a", 3, b"", b"w").unwrap();
+    j.append("a", 3, b"", b"w", b"").unwrap();
     let due = j.sync_deadline().unwrap();
     assert!(!j.sync_if_due(due - Duration::from_millis(1)).unwrap());
     assert!(j.sync_if_due(due).unwrap());
@@ -103,7 +104,7 @@ fn none_never_syncs_and_never_holds_acknowledgements() {
     let dir = temp_dir("none");
     let mut j = Journal::open(&dir, Durability::None).unwrap();
     j.open_machine("a").unwrap();
-    j.append("a", 1, b"", b"x").unwrap();
+    j.append("a", 1, b"", b"x", b"").unwrap();
     assert!(!j.has_unsynced());
     assert_eq!(j.sync_deadline(), None);
     assert_eq!(j.stats().syncs, 0);
@@ -118,13 +119,13 @@ fn compaction_keeps_the_newest_record_only_and_a_leftover_is_removed() {
     j.open_machine("m").unwrap();
     let mut i = 0;
     while j.stats().compactions == 0 {
-        j.append("m", i, b"", format!("state {i}").as_bytes())
+        j.append("m", i, b"", format!("state {i}").as_bytes(), b"")
             .unwrap();
         i += 1;
     }
     let compacted_at = i;
     for _ in 0..5 {
-        j.append("m", i, b"", format!("state {i}").as_bytes())
+        j.append("m", i, b"", format!("state {i}").as_bytes(), b"")
             .unwrap();
         i += 1;
     }

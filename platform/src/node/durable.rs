@@ -10,6 +10,11 @@
 //!
 //! The outbox and the sequence number of the next send are in the record: messages a crash
 //! caught in the outbox are sent after the restore, with the numbers they would have had.
+//! So are the messages that left and were not acknowledged yet (`DurableMachine::sent`):
+//! the restarted process puts them back in its outstanding buffer, before anything new,
+//! and sends them again with their numbers. Whatever a crash catches is sent again, never
+//! lost; what the receiver had taken already it drops as a duplicate, because it carries a
+//! durable sender's numbers over to its new process (`Received::sender_registered_as`).
 
 use interstate_core::Error;
 
@@ -50,8 +55,17 @@ pub(super) struct DurableMachine {
     pub(super) restored_from: Option<u64>,
     /// A torn or corrupted tail dropped from its journal when it was opened.
     pub(super) dropped: Option<String>,
-    /// The highest sequence number it took from each sender: id -> (process, number).
-    pub(super) senders: HashMap<String, (u32, u64)>,
+    /// The highest sequence number it took from each sender: id -> (process, durable,
+    /// number).
+    pub(super) senders: HashMap<String, (u32, bool, u64)>,
+    /// Its sends that left and may not be acknowledged, encoded for the record
+    /// ([`record::push_sent`]): every one still in the outstanding buffer, and perhaps
+    /// some acknowledged since (a receiver drops those as duplicates). Made again from the
+    /// buffer before each record [`Node::journal_steps`] writes; added to as sends leave.
+    pub(super) sent: Vec<u8>,
+    /// Sends its journal restored that are not back in the outstanding buffer yet: they
+    /// go there, before anything new, once the machine is registered.
+    pub(super) resend: Vec<Vec<u8>>,
 }
 
 /// Senders a durable machine's record remembers at most; past that, those gone from the
@@ -60,15 +74,22 @@ const SENDERS_KEPT: usize = 1024;
 
 impl DurableMachine {
     /// The machine took `seq` from `sender` (owned by process `pid`, 0 if unknown).
-    pub(super) fn took(&mut self, sender: &str, pid: u32, seq: u64, registry: &Registry) {
+    pub(super) fn took(
+        &mut self,
+        sender: &str,
+        pid: u32,
+        durable: bool,
+        seq: u64,
+        registry: &Registry,
+    ) {
         match self.senders.get_mut(sender) {
-            Some(e) => *e = (pid, seq),
+            Some(e) => *e = (pid, durable, seq),
             None => {
                 if self.senders.len() >= SENDERS_KEPT {
                     self.senders.retain(|s, _| registry.contains(s));
                 }
                 if self.senders.len() < SENDERS_KEPT {
-                    self.senders.insert(sender.to_string(), (pid, seq));
+                    self.senders.insert(sender.to_string(), (pid, durable, seq));
                 }
             }
         }
@@ -124,6 +145,8 @@ impl Node {
             restored_from: None,
             dropped,
             senders: HashMap::default(),
+            sent: Vec::new(),
+            resend: Vec::new(),
         };
         let Some(r) = recovered else {
             return Ok(Some((false, state)));
@@ -151,11 +174,17 @@ impl Node {
         state.senders = r
             .senders
             .into_iter()
-            .map(|(s, pid, seq)| (s, (pid, seq)))
+            .map(|(s, pid, durable, seq)| (s, (pid, durable, seq)))
             .collect();
+        for m in &r.sent {
+            record::push_sent(&mut state.sent, m);
+        }
+        let resent = r.sent.len();
+        state.resend = r.sent;
         state.last = Some(Journalled::of(h));
         (self.log)(&format!(
-            "machine '{}' restored from its journal (record {})",
+            "machine '{}' restored from its journal (record {}; {resent} unacknowledged \
+             sends to send again)",
             h.id, r.steps
         ));
         Ok(Some((true, state)))
@@ -170,9 +199,51 @@ impl Node {
         }
         let now = self.turn_now;
         for i in 0..self.local.machines.len() {
+            if self.local.needs_record(i) {
+                self.refresh_sent(i);
+            }
             self.local.journal_machine(i, now)?;
         }
         Ok(())
+    }
+
+    /// Makes durable machine `i`'s sends for its record again: those restored and not put
+    /// back yet, then those the outstanding buffer holds (acknowledged ones leave it).
+    fn refresh_sent(&mut self, i: usize) {
+        let h = &mut self.local.machines[i];
+        let Some(state) = h.durable.as_mut() else {
+            return;
+        };
+        state.sent.clear();
+        for m in &state.resend {
+            record::push_sent(&mut state.sent, m);
+        }
+        let sent = &mut state.sent;
+        self.side
+            .outstanding()
+            .held_from(&h.id, &mut |body| record::push_sent(sent, body));
+    }
+
+    /// Puts durable machine `i`'s restored unacknowledged sends back in the outstanding
+    /// buffer, in order, before anything new from it. Returns false while some wait for
+    /// room (its new sends wait behind them).
+    pub(super) fn put_back_resends(&mut self, i: usize) -> bool {
+        let Some(state) = self.local.machines[i].durable.as_mut() else {
+            return true;
+        };
+        if state.resend.is_empty() {
+            return true;
+        }
+        let outstanding = self.side.outstanding_mut();
+        let mut n = 0;
+        for m in &state.resend {
+            if outstanding.push(m, false).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        state.resend.drain(..n);
+        state.resend.is_empty()
     }
 
     /// Syncs the journal if its group is due. Returns whether records still wait for their
@@ -210,7 +281,36 @@ impl Node {
     }
 }
 
+/// A message's encoded `Deliver` body, for a durable machine's record.
+pub(super) fn encode_sent(d: &interstate_core::wire::Deliver<'_>) -> Vec<u8> {
+    let mut body = vec![0; d.body_len()];
+    if d.write_body(&mut body) != Some(body.len()) {
+        // Never: the body is as long as it says. Left out rather than written wrong.
+        body.clear();
+    }
+    body
+}
+
 impl Local {
+    /// A message of durable machine `i` left for another process (`body`, from
+    /// [`encode_sent`]): it goes into the machine's records until it is acknowledged.
+    pub(super) fn note_sent(&mut self, i: usize, body: &[u8]) {
+        if let Some(state) = self.machines[i].durable.as_mut() {
+            if !body.is_empty() {
+                record::push_sent(&mut state.sent, body);
+            }
+        }
+    }
+
+    /// Whether machine `i` is durable and its state changed since its last record.
+    pub(super) fn needs_record(&self, i: usize) -> bool {
+        let h = &self.machines[i];
+        match &h.durable {
+            Some(state) => !h.stopped && state.last != Some(Journalled::of(h)),
+            None => false,
+        }
+    }
+
     /// Journals machine `i` if it is durable and its state changed since its last record.
     pub(super) fn journal_machine(
         &mut self,
@@ -249,11 +349,13 @@ impl Local {
         };
         d.senders.clear();
         if let Some(state) = &h.durable {
-            for (sender, &(pid, seq)) in &state.senders {
-                record::push_sender(&mut d.senders, sender, pid, seq);
+            for (sender, &(pid, durable, seq)) in &state.senders {
+                record::push_sender(&mut d.senders, sender, pid, durable, seq);
             }
         }
-        d.journal.append(&h.id, h.seq, &d.senders, &d.buf[..n])?;
+        let sent = h.durable.as_ref().map_or(&[][..], |s| &s.sent[..]);
+        d.journal
+            .append(&h.id, h.seq, &d.senders, &d.buf[..n], sent)?;
         if let Some(state) = h.durable.as_mut() {
             state.last = Some(mark);
         }

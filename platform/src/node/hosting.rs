@@ -145,8 +145,8 @@ impl Node {
             Ok(Some((restored, state))) => {
                 // Retransmissions of what it took before are duplicates.
                 let received = self.side.received_mut();
-                for (sender, &(pid, seq)) in &state.senders {
-                    received.restore_delivered(id, sender, pid, seq);
+                for (sender, &(pid, durable, seq)) in &state.senders {
+                    received.restore_delivered_as(id, sender, pid, durable, seq);
                 }
                 self.local.machines[idx].durable = Some(state);
                 restored
@@ -704,10 +704,14 @@ impl Node {
             };
             for i in 0..self.local.machines.len() {
                 let n = self.local.machines[i].machine.outbox_len();
-                if n == 0 || !self.local.machines[i].registered {
+                if !self.local.machines[i].registered {
                     continue;
                 }
-                if hold && self.local.machines[i].durable.is_some() {
+                // A restored machine's unacknowledged sends go before its new ones.
+                if !self.put_back_resends(i) {
+                    continue;
+                }
+                if n == 0 || (hold && self.local.machines[i].durable.is_some()) {
                     continue;
                 }
                 let mut done = 0;
@@ -734,6 +738,7 @@ impl Node {
                         }
                     };
                     let correlation = m.correlation;
+                    let mut noted = None;
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
                         // refused when they are made): only the runtime makes those.
@@ -798,9 +803,17 @@ impl Node {
                         self.local.stats.payload_copies += stats.copies;
                         if stats.sent == 1 {
                             self.local.metrics.sent_remote(d.from, d.to, d.seq);
+                            if h.durable.is_some() {
+                                // (Its outbox holds the message's strings: copied, a
+                                // durable machine's cost beside its record.)
+                                noted = Some(super::durable::encode_sent(&d));
+                            }
                         }
                         routed
                     };
+                    if let Some(sent) = noted.take() {
+                        self.local.note_sent(i, &sent);
+                    }
                     match routed {
                         Routed::Sent => {
                             self.local.machines[i].seq += 1;
@@ -857,6 +870,12 @@ impl Node {
         self.local.stats.payload_copies += stats.copies;
         if stats.sent == 1 {
             self.local.metrics.sent_remote(d.from, d.to, d.seq);
+            if let Some(&i) = self.local.by_id.get(d.from) {
+                if self.local.machines[i].durable.is_some() {
+                    let sent = super::durable::encode_sent(&d);
+                    self.local.note_sent(i, &sent);
+                }
+            }
         }
         routed
     }

@@ -240,8 +240,12 @@ impl HubIo for HubIoImpl<'_> {
             match *frame {
                 Frame::RegistryEntry(e) => {
                     if let Some(d) = self.delivery.as_deref_mut() {
-                        d.received
-                            .sender_registered(e.machine, e.pid, self.now.as_millis());
+                        d.received.sender_registered_as(
+                            e.machine,
+                            e.pid,
+                            e.durable,
+                            self.now.as_millis(),
+                        );
                         // A durable machine whose owner came back (the hub held its id and
                         // dropped what was sent to it meanwhile): what this process sent it
                         // and did not have acknowledged goes again, in order, before

@@ -404,8 +404,8 @@ impl Local {
         if let Some(i) = machine {
             if let Some(durable) = self.machines[i].durable.as_mut() {
                 // Journalled with the step: a retransmission after a restart is a duplicate.
-                let pid = self.registry.pid_of(d.from).unwrap_or(0);
-                durable.took(d.from, pid, d.seq, &self.registry);
+                let (pid, sender_durable) = self.registry.owner_of(d.from).unwrap_or((0, false));
+                durable.took(d.from, pid, sender_durable, d.seq, &self.registry);
             }
             self.machines[i].counters.received += 1;
             let origin = Origin::Message(d.correlation);

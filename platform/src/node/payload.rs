@@ -94,6 +94,7 @@ pub(super) fn local_info(id: &str) -> MachineInfo {
         executable: me.executable,
         transport: TransportKind::InProcess,
         since_ms: 0,
+        durable: false,
     }
 }
 

@@ -702,6 +702,10 @@ class Client:
                 rewound = True
         if rewound:
             self._send(Resending(e.machine))
+        before = self._registry.get(e.machine)
+        if before is not None and before.durable and e.durable and before.pid != e.pid:
+            # A durable sender's restarted process: its numbers go on (wire.md RegistryEntry).
+            self._received.carry_over(e.machine, before.pid, e.pid)
         if not self._snapshot_done:
             self._snapshot[e.machine] = e
             return

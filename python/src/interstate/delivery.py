@@ -119,6 +119,16 @@ class Received:
         self.handed[key] = max(self.handed.get(key, 0), seq)
         self.owed[(receiver, sender)] = self.handed[key]
 
+    def carry_over(self, sender: str, old_pid: int, new_pid: int) -> None:
+        """A durable `sender` (its registry entry says so) is owned by a new process after a
+        durable one: it numbers on from its journal and sends again, with their numbers, what
+        it had not had acknowledged, so the earlier process's state becomes the new one's."""
+        for table in (self.delivered, self.handed):
+            for key in [k for k in table if k[1] == sender and k[2] == old_pid]:
+                seq = table.pop(key)
+                new = (key[0], sender, new_pid)
+                table[new] = max(table.get(new, 0), seq)
+
     def take_owed(self) -> Dict[Tuple[str, str], int]:
         owed, self.owed = self.owed, {}
         return owed

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from .errors import ProtocolError
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -249,6 +249,7 @@ class RegistryEntry:
     executable: str
     transport: str
     since_ms: int
+    durable: bool = False
 
 
 @dataclass
@@ -486,6 +487,7 @@ def encode_frame(f: Frame) -> bytes:
         put_str(out, f.executable)
         put_enum(out, TRANSPORT_KINDS, f.transport)
         put_varint(out, f.since_ms, 64)
+        put_bool(out, f.durable)
     elif isinstance(f, Monitored):
         put_varint(out, f.link, 32)
         put_varint(out, f.at_ms, 64)
@@ -542,7 +544,7 @@ def _decode_known(kind: int, r: Reader) -> Frame:
     if kind == 8:
         return Subscribe(r.boolean(), r.boolean())
     if kind == 9:
-        return RegistryEntry(r.string(), r.u32(), r.u32(), r.string(), r.enum(TRANSPORT_KINDS), r.u64())
+        return RegistryEntry(r.string(), r.u32(), r.u32(), r.string(), r.enum(TRANSPORT_KINDS), r.u64(), r.boolean())
     if kind == 10:
         return RegistryRemoved(r.string())
     if kind == 11:

@@ -238,6 +238,7 @@ pub(super) fn client_body(frame: &ClientFrame) -> Vec<u8> {
                 executable: "x",
                 transport: TransportKind::UnixSocket,
                 since_ms: 0,
+                durable: false,
             }),
             5 => Frame::RegistryRemoved { machine: "a" },
             6 => Frame::SnapshotEnd,
