@@ -19,11 +19,15 @@ fn write_delay(chart: &Chart<'_>, d: Delay, out: &mut dyn Write) -> fmt::Result 
 }
 
 /// Whether the action at `index` is one a picture shows: not the timer bookkeeping of
-/// `after` (`StartAfter`, `CancelAfter`), nor a data record.
+/// `after` (`StartAfter`, `CancelAfter`), nor the stop of an invocation (its start, `invoke
+/// src as id`, says it all), nor a data record.
 pub fn action_shown(chart: &Chart<'_>, index: u16) -> bool {
     !matches!(
         chart.action_at(index),
-        Action::StartAfter { .. } | Action::CancelAfter { .. } | Action::Data
+        Action::StartAfter { .. }
+            | Action::CancelAfter { .. }
+            | Action::StopChild { .. }
+            | Action::Data
     )
 }
 
@@ -50,6 +54,31 @@ pub fn write_action(chart: &Chart<'_>, index: u16, out: &mut dyn Write) -> fmt::
                 Target::Broadcast => write!(out, "broadcast {}", chart.str(event))?,
                 _ => write!(out, "sendTo {} {}", chart.str(target), chart.str(event))?,
             }
+            if let Some(d) = delay {
+                out.write_str(" after ")?;
+                write_delay(chart, d, out)?;
+            }
+            Ok(())
+        }
+        Action::StartChild { src, id, .. } => {
+            write!(out, "invoke {} as {}", chart.str(src), chart.str(id))
+        }
+        Action::StopChild { id, .. } => write!(out, "stop {}", chart.str(id)),
+        Action::SendToChild {
+            child,
+            event,
+            delay,
+            ..
+        } => {
+            write!(out, "sendTo {} {}", chart.str(child), chart.str(event))?;
+            if let Some(d) = delay {
+                out.write_str(" after ")?;
+                write_delay(chart, d, out)?;
+            }
+            Ok(())
+        }
+        Action::SendParent { event, delay, .. } => {
+            write!(out, "sendParent {}", chart.str(event))?;
             if let Some(d) = delay {
                 out.write_str(" after ")?;
                 write_delay(chart, d, out)?;
