@@ -1,0 +1,536 @@
+//! The actors of one simulation: the root machine and the children it invokes (charts given
+//! with `--actor SRC=CHILD.json`), on one virtual clock, delivered to as XState's actor
+//! system delivers:
+//! - every actor has a mailbox; an event to an actor that is idle is processed at once (a
+//!   nested call), one to an actor that is busy waits its turn, so a child's `sendParent`
+//!   reaches the parent after the parent's current macrostep;
+//! - after a macrostep, its messages and its children's starts and stops run in the order
+//!   the machine made them (XState's deferred actions): a child is created when its state is
+//!   entered, starts (its first macrostep, then its mailbox) when its turn comes, and never
+//!   starts when its state was exited in the same step;
+//! - a child that reaches its final state reports `xstate.done.actor.<id>` to its parent
+//!   (with its `output`), and one that fails `xstate.error.actor.<id>`; a stopped child is
+//!   gone: its timers and the events sent to it later are dropped;
+//! - timers of every actor share the clock and fire in due order, ties in arming order.
+//!
+//! A child's user actions are traced as `<invoke id>/<action>`, as the oracle prints them.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use interstate_core::machine::{ChildChangeKind, MAX_CHILD_ID};
+use interstate_core::{Chart, Event, Instant, Machine, StateId, StateKind, Target};
+use serde_json::{json, Value};
+
+use crate::bind::{Behaviors, Bound};
+use crate::compile::CompiledChart;
+
+use super::{payload_value, Options};
+
+/// The machine of every actor of a simulation: generous capacities, since it runs on a host.
+pub(super) type SimMachineOf<'c, const W: usize> =
+    Machine<'c, W, 256, 256, 256, 1024, 65536, 65536, 64>;
+
+/// A message out of an outbox, copied so that the machine can be driven again.
+enum Out {
+    Own(String, Vec<u8>),
+    Machine(String, String, Vec<u8>),
+    Other(Value),
+}
+
+struct Change {
+    kind: ChildChangeKind,
+    src: String,
+    id: String,
+    after: usize,
+}
+
+struct Actor<'c, const W: usize> {
+    machine: Box<SimMachineOf<'c, W>>,
+    behavior: Bound,
+    /// The invoke id (the root: empty): its actions are traced as `name/action`.
+    name: String,
+    /// The `src` it runs (the root: empty), for its `output`.
+    src: String,
+    parent: Option<usize>,
+    mailbox: VecDeque<(String, Vec<u8>)>,
+    busy: bool,
+    started: bool,
+    /// Stopped by its parent, or finished: gets nothing more.
+    gone: bool,
+    /// Timers seen so far: each gets a place in the arming order of the whole system.
+    seen_seq: Option<u32>,
+}
+
+/// What every actor's bindings are made from.
+pub(super) struct Shared<'c> {
+    pub(super) options: &'c Options,
+    pub(super) log: Rc<RefCell<Vec<String>>>,
+    pub(super) logs: Rc<RefCell<Vec<String>>>,
+}
+
+pub(super) struct System<'c, const W: usize> {
+    actors: Vec<Actor<'c, W>>,
+    /// Live actors by machine id.
+    by_id: HashMap<String, usize>,
+    shared: Shared<'c>,
+    pub(super) now: Instant,
+    pub(super) sent: Vec<Value>,
+    /// (actor, timer seq) -> its place in the system's arming order.
+    armed: HashMap<(usize, u32), u64>,
+    next_armed: u64,
+}
+
+fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change>) {
+    let own = m.id();
+    let mut msgs = Vec::new();
+    for o in m.outbox() {
+        let data = |msg: &mut Value| {
+            if !o.payload.is_empty() {
+                msg["data"] = payload_value(o.payload);
+            }
+        };
+        msgs.push(match o.target {
+            Target::ThisMachine => Out::Own(o.event.to_string(), o.payload.to_vec()),
+            Target::Machine(t) if t == own => Out::Own(o.event.to_string(), o.payload.to_vec()),
+            Target::Machine(t) => Out::Machine(t.to_string(), o.event.to_string(), o.payload.to_vec()),
+            Target::Topic(t) => {
+                let mut msg = json!({"topic": t, "event": o.event});
+                data(&mut msg);
+                Out::Other(msg)
+            }
+            Target::Broadcast => {
+                let mut msg = json!({"broadcast": true, "event": o.event});
+                data(&mut msg);
+                Out::Other(msg)
+            }
+        });
+    }
+    let changes = m
+        .child_changes()
+        .map(|c| Change {
+            kind: c.kind,
+            src: c.invocation.src.to_string(),
+            id: c.invocation.id.to_string(),
+            after: c.after_messages,
+        })
+        .collect();
+    (msgs, changes)
+}
+
+/// Behaviors for a chart of the simulation: user actions traced (as `prefix/name` in a
+/// child), guards and delays from the options, every `--actor` src bound.
+pub(super) fn behaviors_for(chart: &Chart<'_>, prefix: &str, shared: &Shared<'_>) -> Behaviors {
+    let logs_in = shared.logs.clone();
+    let mut b =
+        Behaviors::new().on_log(move |_, message| logs_in.borrow_mut().push(message.to_string()));
+    for i in 0..chart.action_count() as u16 {
+        let name = chart.action_name(interstate_core::ActionId(i)).to_string();
+        let traced = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let log = shared.log.clone();
+        b = b.action(&name, move |_| log.borrow_mut().push(traced.clone()));
+    }
+    for i in 0..chart.guard_count() as u16 {
+        let name = chart.guard_name(interstate_core::GuardId(i));
+        if let Some(&v) = shared.options.guards.get(name) {
+            b = b.guard(name, move |_| v);
+        }
+    }
+    for (name, &ms) in &shared.options.delays {
+        b = b.delay(name, interstate_core::Duration::from_millis(ms));
+    }
+    for src in shared.options.actors.keys() {
+        b = b.actor(src);
+    }
+    b
+}
+
+impl<'c, const W: usize> System<'c, W> {
+    pub(super) fn new(root: Box<SimMachineOf<'c, W>>, behavior: Bound, shared: Shared<'c>) -> Self {
+        let mut by_id = HashMap::new();
+        by_id.insert(root.id().to_string(), 0);
+        System {
+            actors: vec![Actor {
+                machine: root,
+                behavior,
+                name: String::new(),
+                src: String::new(),
+                parent: None,
+                mailbox: VecDeque::new(),
+                busy: false,
+                started: false,
+                gone: false,
+                seen_seq: None,
+            }],
+            by_id,
+            shared,
+            now: Instant::ZERO,
+            sent: Vec::new(),
+            armed: HashMap::new(),
+            next_armed: 0,
+        }
+    }
+
+    pub(super) fn root(&self) -> &SimMachineOf<'c, W> {
+        &self.actors[0].machine
+    }
+
+    /// Starts the root machine.
+    pub(super) fn start(&mut self, budget: &mut usize) -> Result<(), String> {
+        self.start_actor(0, budget)
+    }
+
+    /// An input event for the root machine.
+    pub(super) fn send_root(
+        &mut self,
+        name: String,
+        payload: Vec<u8>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        self.deliver(0, name, payload, budget)
+    }
+
+    fn deliver(
+        &mut self,
+        a: usize,
+        name: String,
+        payload: Vec<u8>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        if actor.gone {
+            return Ok(());
+        }
+        actor.mailbox.push_back((name, payload));
+        if !actor.busy && actor.started {
+            self.run_mailbox(a, budget)?;
+        }
+        Ok(())
+    }
+
+    fn run_mailbox(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        self.actors[a].busy = true;
+        while let Some((name, payload)) = self.actors[a].mailbox.pop_front() {
+            if self.actors[a].gone {
+                break;
+            }
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("too many events delivered for one input: a send loop")?;
+            let actor = &mut self.actors[a];
+            let r = actor.machine.send(
+                self.now,
+                Event::new(&name).with_payload(&payload),
+                &mut actor.behavior,
+            );
+            self.after_call(a, r, budget)?;
+        }
+        self.actors[a].mailbox.clear();
+        self.actors[a].busy = false;
+        Ok(())
+    }
+
+    /// XState's `start`: the first macrostep, its deferred actions, then the mailbox.
+    fn start_actor(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        if actor.gone || actor.started {
+            return Ok(());
+        }
+        actor.started = true;
+        actor.busy = true;
+        let r = actor.machine.start(self.now, &mut actor.behavior);
+        self.after_call(a, r, budget)?;
+        self.run_mailbox(a, budget)
+    }
+
+    /// Fires timer `seq` of actor `a`.
+    fn fire(&mut self, a: usize, seq: u32, budget: &mut usize) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        if actor.gone {
+            return Ok(());
+        }
+        actor.busy = true;
+        let r = actor
+            .machine
+            .fire_timer(seq, self.now, &mut actor.behavior)
+            .map(|_| ());
+        self.after_call(a, r, budget)?;
+        self.run_mailbox(a, budget)
+    }
+
+    /// What follows a call into actor `a`'s machine: a failure (the root's ends the run; a
+    /// child's goes to its parent), the deferred messages and child changes, completion.
+    fn after_call(
+        &mut self,
+        a: usize,
+        r: Result<(), interstate_core::Error>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        self.note_timers(a);
+        if let Err(e) = r {
+            let Some(p) = self.actors[a].parent else {
+                return Err(e.to_string());
+            };
+            let event = format!("xstate.error.actor.{}", self.actors[a].name);
+            let payload = json!({"message": e.to_string()}).to_string().into_bytes();
+            self.stop_actor(a);
+            return self.deliver(p, event, payload, budget);
+        }
+        self.run_deferred(a, budget)?;
+        if self.actors[a].machine.is_done() && !self.actors[a].gone {
+            if let Some(p) = self.actors[a].parent {
+                let event = format!("xstate.done.actor.{}", self.actors[a].name);
+                let payload = self.output_of(a).into_bytes();
+                self.stop_actor(a);
+                return self.deliver(p, event, payload, budget);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `output` a finished child hands back, as JSON text (empty: none).
+    fn output_of(&self, a: usize) -> String {
+        let actor = &self.actors[a];
+        let Some(compiled) = self.shared.options.actors.get(&actor.src) else {
+            return String::new();
+        };
+        let chart = actor.machine.chart();
+        let last = actor
+            .machine
+            .active_states()
+            .find(|&s| chart.parent(s) == Some(StateId(0)) && chart.kind(s) == StateKind::Final);
+        last.and_then(|s| compiled.output(s))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops.
+    fn run_deferred(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        let (msgs, changes) = copy_outbox(&self.actors[a].machine);
+        self.actors[a].machine.clear_outbox();
+        if msgs.is_empty() && changes.is_empty() {
+            return Ok(());
+        }
+        // Children are created when their state is entered (XState resolves `spawnChild`
+        // then); one stopped in the same step never starts.
+        // Each change's actor: a start's new child, a stop's child as it was at that point
+        // (a re-entered state stops the old child and starts a new one by the same id).
+        let mut created: Vec<Option<usize>> = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let stopped_later = changes[i + 1..]
+                .iter()
+                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
+            created.push(match c.kind {
+                ChildChangeKind::Start if !stopped_later => Some(self.create_child(a, c)?),
+                ChildChangeKind::Start => None,
+                ChildChangeKind::Stop => {
+                    let id = self.child_id(a, &c.id);
+                    self.by_id
+                        .get(&id)
+                        .copied()
+                        .filter(|&x| self.actors[x].parent == Some(a))
+                }
+            });
+        }
+        let mut next_change = 0;
+        for i in 0..=msgs.len() {
+            while next_change < changes.len() && changes[next_change].after <= i {
+                let c = &changes[next_change];
+                match (c.kind, created[next_change]) {
+                    (ChildChangeKind::Start, Some(child)) => self.start_actor(child, budget)?,
+                    (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
+                    (_, None) => {}
+                }
+                next_change += 1;
+            }
+            let Some(m) = msgs.get(i) else { break };
+            match m {
+                Out::Own(event, payload) => {
+                    self.deliver(a, event.clone(), payload.clone(), budget)?;
+                }
+                Out::Machine(to, event, payload) => match self.by_id.get(to) {
+                    Some(&t) => self.deliver(t, event.clone(), payload.clone(), budget)?,
+                    // A child of this system that is gone: dropped, as XState drops events
+                    // to a stopped actor.
+                    None if self.is_child_id(to) => {}
+                    None => {
+                        let mut msg = json!({"to": to, "event": event});
+                        if !payload.is_empty() {
+                            msg["data"] = payload_value(payload);
+                        }
+                        self.sent.push(msg);
+                    }
+                },
+                Out::Other(v) => self.sent.push(v.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    fn child_id(&self, parent: usize, invoke_id: &str) -> String {
+        let mut id = heapless::String::<MAX_CHILD_ID>::new();
+        let _ = interstate_core::machine::write_child_id(
+            self.actors[parent].machine.id(),
+            invoke_id,
+            &mut id,
+        );
+        id.to_string()
+    }
+
+    /// Whether `id` names a child of one of this system's machines.
+    fn is_child_id(&self, id: &str) -> bool {
+        interstate_core::machine::parent_id(id).is_some_and(|p| {
+            self.actors.iter().any(|x| x.machine.id() == p)
+        })
+    }
+
+    fn create_child(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
+        let compiled: &'c CompiledChart = self
+            .shared
+            .options
+            .actors
+            .get(&c.src)
+            .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
+        let chart = compiled.chart();
+        let id = self.child_id(parent, &c.id);
+        let machine = SimMachineOf::<W>::new(chart, &id)
+            .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
+        let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
+        if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
+            return Err(format!("invoked src '{}': {unbound}", c.src));
+        }
+        let index = self.actors.len();
+        self.actors.push(Actor {
+            machine: Box::new(machine),
+            behavior,
+            name: c.id.clone(),
+            src: c.src.clone(),
+            parent: Some(parent),
+            mailbox: VecDeque::new(),
+            busy: false,
+            started: false,
+            gone: false,
+            seen_seq: None,
+        });
+        self.by_id.insert(id, index);
+        Ok(index)
+    }
+
+    /// Stops actor `a` and its children: they get nothing more, their timers die.
+    fn stop_actor(&mut self, a: usize) {
+        if self.actors[a].gone {
+            return;
+        }
+        self.actors[a].gone = true;
+        self.actors[a].mailbox.clear();
+        let id = self.actors[a].machine.id().to_string();
+        if self.by_id.get(&id) == Some(&a) {
+            self.by_id.remove(&id);
+        }
+        let children: Vec<usize> = (0..self.actors.len())
+            .filter(|&c| self.actors[c].parent == Some(a))
+            .collect();
+        for c in children {
+            self.stop_actor(c);
+        }
+    }
+
+    /// Gives actor `a`'s new timers their places in the arming order.
+    fn note_timers(&mut self, a: usize) {
+        let seen = self.actors[a].seen_seq;
+        let mut new: Vec<u32> = self.actors[a]
+            .machine
+            .pending_timers()
+            .map(|(_, s)| s)
+            .filter(|&s| seen.is_none_or(|x| s > x))
+            .collect();
+        new.sort_unstable();
+        for s in new {
+            self.armed.insert((a, s), self.next_armed);
+            self.next_armed += 1;
+            self.actors[a].seen_seq = Some(s);
+        }
+    }
+
+    /// Every pending timer of a live actor: (due, arming order, actor, seq), sorted.
+    fn timers(&self) -> Vec<(Instant, u64, usize, u32)> {
+        let mut list = Vec::new();
+        for (a, actor) in self.actors.iter().enumerate() {
+            if actor.gone {
+                continue;
+            }
+            for (due, seq) in actor.machine.pending_timers() {
+                let order = self.armed.get(&(a, seq)).copied().unwrap_or(u64::MAX);
+                list.push((due, order, a, seq));
+            }
+        }
+        list.sort_unstable();
+        list
+    }
+
+    /// A number that changes when any timer is armed or cancelled, or an actor comes or goes.
+    fn timer_changes(&self) -> (u64, usize) {
+        let sum = self
+            .actors
+            .iter()
+            .filter(|x| !x.gone)
+            .map(|x| x.machine.timer_changes() as u64)
+            .sum();
+        (sum, self.actors.iter().filter(|x| !x.gone).count())
+    }
+
+    /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
+    /// takes the pending timers sorted by due time (ties in the order they were armed) and
+    /// walks the list, firing each one that is due; when a timer fired before was armed or
+    /// cancelled something, it starts over with a fresh list before the next entry. So a
+    /// timer armed while firing, due at once (a zero delay), fires in the same advance only
+    /// if the list had another entry after the timer that armed it.
+    pub(super) fn flush_timers(&mut self, budget: &mut usize) -> Result<(), String> {
+        'flush: loop {
+            let list = self.timers();
+            let mut changed = false;
+            for &(due, _, a, seq) in &list {
+                if changed {
+                    continue 'flush;
+                }
+                if due > self.now || self.actors[a].gone {
+                    continue;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+                let before = self.timer_changes();
+                self.fire(a, seq, budget)?;
+                changed = self.timer_changes() != before;
+            }
+            break;
+        }
+        // A request's timeout (a request has no bus to answer it here) ends it in
+        // `xstate.error.request`, after the timers due at the same time.
+        for a in 0..self.actors.len() {
+            loop {
+                let actor = &mut self.actors[a];
+                if actor.gone {
+                    break;
+                }
+                actor.busy = true;
+                let r = actor.machine.handle_request_timeout(self.now, &mut actor.behavior);
+                let fired = matches!(r, Ok(true));
+                self.after_call(a, r.map(|_| ()), budget)?;
+                self.run_mailbox(a, budget)?;
+                if !fired {
+                    break;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+            }
+        }
+        Ok(())
+    }
+}
