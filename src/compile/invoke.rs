@@ -22,7 +22,7 @@ pub(super) struct Outputs {
 }
 
 /// The invoke ids of a state's `invoke` (given, or XState's default
-/// `<state id>:invocation[<i>]`), with the JSON path of each invocation.
+/// `<i>.<state id>`), with the JSON path of each invocation.
 pub(super) fn invoke_ids(
     obj: &Map<String, Value>,
     state_id: &str,
@@ -43,7 +43,7 @@ pub(super) fn invoke_ids(
             );
         };
         let id = match o.get("id") {
-            None => format!("{state_id}:invocation[{i}]"),
+            None => format!("{i}.{state_id}"),
             Some(Value::String(s)) if !s.is_empty() && !s.contains('/') => s.clone(),
             Some(Value::String(_)) => {
                 return err(

@@ -61,6 +61,8 @@ struct Actor<'c, const W: usize> {
     gone: bool,
     /// Timers seen so far: each gets a place in the arming order of the whole system.
     seen_seq: Option<u32>,
+    /// Started with its parent's first step, before the parent's deferred actions ran.
+    early: bool,
 }
 
 /// What every actor's bindings are made from.
@@ -166,6 +168,7 @@ impl<'c, const W: usize> System<'c, W> {
                 started: false,
                 gone: false,
                 seen_seq: None,
+                early: false,
             }],
             by_id,
             shared,
@@ -243,9 +246,43 @@ impl<'c, const W: usize> System<'c, W> {
         }
         actor.started = true;
         actor.busy = true;
+        let mark = self.shared.log.borrow().len();
         let r = actor.machine.start(self.now, &mut actor.behavior);
+        if r.is_ok() && actor.machine.child_changes().next().is_some() {
+            // XState starts the children of the first snapshot before the machine's own
+            // first actions run (its machine logic's `start`): their actions come first.
+            let own: Vec<String> = self.shared.log.borrow_mut().drain(mark..).collect();
+            self.start_first_children(a, own, budget)?;
+        }
         self.after_call(a, r, budget)?;
         self.run_mailbox(a, budget)
+    }
+
+    /// The children actor `a`'s first step started (and did not stop), started before the
+    /// actions `own` of that step are traced.
+    fn start_first_children(
+        &mut self,
+        a: usize,
+        own: Vec<String>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        let (_, changes) = copy_outbox(&self.actors[a].machine);
+        let mut first = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let stopped_later = changes[i + 1..]
+                .iter()
+                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
+            if c.kind == ChildChangeKind::Start && !stopped_later {
+                let child = self.create_child(a, c)?;
+                self.actors[child].early = true;
+                first.push(child);
+            }
+        }
+        for child in first {
+            self.start_actor(child, budget)?;
+        }
+        self.shared.log.borrow_mut().extend(own);
+        Ok(())
     }
 
     /// Fires timer `seq` of actor `a`.
@@ -326,7 +363,7 @@ impl<'c, const W: usize> System<'c, W> {
                 .iter()
                 .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
             created.push(match c.kind {
-                ChildChangeKind::Start if !stopped_later => Some(self.create_child(a, c)?),
+                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, c)?),
                 ChildChangeKind::Start => None,
                 ChildChangeKind::Stop => {
                     let id = self.child_id(a, &c.id);
@@ -389,6 +426,19 @@ impl<'c, const W: usize> System<'c, W> {
         })
     }
 
+    /// The child a start change of actor `parent` names: the one its first step started
+    /// already, or a new one.
+    fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
+        let id = self.child_id(parent, &c.id);
+        match self.by_id.get(&id) {
+            Some(&x) if self.actors[x].parent == Some(parent) && self.actors[x].early => {
+                self.actors[x].early = false;
+                Ok(x)
+            }
+            _ => self.create_child(parent, c),
+        }
+    }
+
     fn create_child(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
         let compiled: &'c CompiledChart = self
             .shared
@@ -416,6 +466,7 @@ impl<'c, const W: usize> System<'c, W> {
             started: false,
             gone: false,
             seen_seq: None,
+            early: false,
         });
         self.by_id.insert(id, index);
         Ok(index)
