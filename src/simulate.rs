@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 
 mod system;
 
-use system::{behaviors_for, Shared, SimMachineOf, System};
+use system::{behaviors_for, Shared, System};
+
+use system::SimMachineOf;
 
 /// The most timers fired or self-sent events delivered for one input line before the
 /// simulation reports a loop (a zero-delay timer re-arming itself, a self-send ping-pong).
@@ -217,8 +219,8 @@ fn run_sized<'c, const W: usize>(
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let machine = match SimMachineOf::<W>::new(*chart, id) {
-        Ok(m) => Box::new(m),
+    let machine = match system::new_machine::<W>(*chart, id) {
+        Ok(m) => m,
         Err(e) => {
             writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
             return Ok(false);

@@ -121,6 +121,16 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
     (msgs, changes)
 }
 
+/// A boxed machine, made out of line: the machine is large, and its temporaries stay in this
+/// frame instead of the frames of the nested deliveries that start children.
+#[inline(never)]
+pub(super) fn new_machine<'c, const W: usize>(
+    chart: Chart<'c>,
+    id: &str,
+) -> Result<Box<SimMachineOf<'c, W>>, interstate_core::Error> {
+    Ok(Box::new(SimMachineOf::<W>::new(chart, id)?))
+}
+
 /// Behaviors for a chart of the simulation: user actions traced (as `prefix/name` in a
 /// child), guards and delays from the options, every `--actor` src bound.
 pub(super) fn behaviors_for(chart: &Chart<'_>, prefix: &str, shared: &Shared<'_>) -> Behaviors {
@@ -448,7 +458,7 @@ impl<'c, const W: usize> System<'c, W> {
             .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
         let chart = compiled.chart();
         let id = self.child_id(parent, &c.id);
-        let machine = SimMachineOf::<W>::new(chart, &id)
+        let machine = new_machine::<W>(chart, &id)
             .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
         let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
         if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
@@ -456,7 +466,7 @@ impl<'c, const W: usize> System<'c, W> {
         }
         let index = self.actors.len();
         self.actors.push(Actor {
-            machine: Box::new(machine),
+            machine,
             behavior,
             name: c.id.clone(),
             src: c.src.clone(),
