@@ -184,6 +184,9 @@ pub enum Error {
     NoSuchChild,
     /// A `sendParent` in a machine that no other machine invoked.
     NoParent,
+    /// A child failed (`xstate.error.actor.<id>`) and no transition takes that event: the
+    /// machine fails with it, as XState's does.
+    UnhandledChildError,
 }
 
 impl fmt::Display for Error {
@@ -280,6 +283,10 @@ impl fmt::Display for Error {
             Error::NoSuchChild => write!(
                 f,
                 "sendTo names an invoked child that is not running (the state that invokes it is not active)"
+            ),
+            Error::UnhandledChildError => write!(
+                f,
+                "an invoked child failed and no transition handles its xstate.error.actor event (add onError to the invocation)"
             ),
             Error::NoParent => write!(
                 f,

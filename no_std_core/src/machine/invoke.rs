@@ -15,6 +15,8 @@
 //!   machine id is its parent's, a slash, and its invoke id (see [`write_child_id`]);
 //! - delayed sends to a child die with it: its stop cancels them (XState's scheduler drops
 //!   events to a stopped actor);
+//! - a child's failure (`xstate.error.actor.<id>`) that no transition takes fails the
+//!   machine too;
 //! - the number of live children is a capacity: a start beyond it fails the invoking step
 //!   with [`Error::ChildrenFull`].
 //!
@@ -40,6 +42,12 @@ pub const MAX_CHILD_CHANGES: usize = 2 * MAX_LIVE_CHILDREN;
 
 /// The longest machine id of a child: its parent's id, a slash, its invoke id.
 pub const MAX_CHILD_ID: usize = 2 * MAX_MACHINE_ID + 1;
+
+/// The prefix of the event a failed child sends its parent (`xstate.error.actor.<id>`).
+pub const CHILD_ERROR_PREFIX: &str = "xstate.error.actor.";
+
+/// The prefix of the event a finished child sends its parent (`xstate.done.actor.<id>`).
+pub const CHILD_DONE_PREFIX: &str = "xstate.done.actor.";
 
 /// Whether a child starts or stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +236,33 @@ impl<
             } else {
                 i += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// XState's rule for `xstate.error.actor.<id>`: a child's failure that no transition
+    /// takes fails this machine too ([`Error::UnhandledChildError`]). Checked before the
+    /// event's microstep; any other event costs one prefix comparison.
+    #[inline]
+    pub(super) fn check_child_error<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        if !cx.event.name.starts_with(CHILD_ERROR_PREFIX) {
+            return Ok(());
+        }
+        self.check_child_error_handled(cx)
+    }
+
+    #[inline(never)]
+    fn check_child_error_handled<BH: Behavior + ?Sized>(
+        &self,
+        cx: &mut StepCx<'_, '_, BH>,
+    ) -> Result<(), Error> {
+        let mut enabled = super::Enabled::new();
+        self.select(crate::chart::StateId(0), cx, &mut enabled, 0)?;
+        if enabled.is_empty() {
+            return Err(Error::UnhandledChildError);
         }
         Ok(())
     }

@@ -50,8 +50,8 @@ mod view;
 
 pub use context_store::ContextFormat;
 pub use invoke::{
-    parent_id, write_child_id, ChildChange, ChildChangeKind, MAX_CHILD_CHANGES, MAX_CHILD_ID,
-    MAX_LIVE_CHILDREN,
+    parent_id, write_child_id, ChildChange, ChildChangeKind, CHILD_DONE_PREFIX,
+    CHILD_ERROR_PREFIX, MAX_CHILD_CHANGES, MAX_CHILD_ID, MAX_LIVE_CHILDREN,
 };
 pub(crate) use context_store::{ContextRef, ContextView};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
@@ -364,7 +364,8 @@ impl<
             behavior,
         };
         let r = self
-            .event_microstep(&mut cx)
+            .check_child_error(&mut cx)
+            .and_then(|()| self.event_microstep(&mut cx))
             .and_then(|()| self.settle(&mut cx));
         self.finish(r)
     }
