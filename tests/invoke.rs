@@ -265,3 +265,76 @@ fn simulate_runs_grandchildren() {
     );
     assert_eq!(lines[2]["value"], "over");
 }
+
+/// The example pair `examples/charts/job_runner.json` and `job_worker.json` against the trace
+/// XState 5.33.3 printed for them (`tests/invoke/job_runner.expected.jsonl`): a job that
+/// finishes, one cancelled, one that times out.
+#[test]
+fn the_job_runner_example_agrees_with_xstate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let runner = compile_str(&read("examples/charts/job_runner.json")).unwrap();
+    let worker = compile_str(&read("examples/charts/job_worker.json")).unwrap();
+    let mut options = interstate::simulate::Options::default();
+    options.actors.insert("worker".into(), worker);
+    let expected: Vec<serde_json::Value> = read("tests/invoke/job_runner.expected.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs: Vec<String> = expected[1..]
+        .iter()
+        .map(|l| l["input"].as_str().unwrap().to_string())
+        .collect();
+    let mut out = Vec::new();
+    assert!(interstate::simulate::run(&runner.chart(), &options, inputs, &mut out).unwrap());
+    let got: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        for k in ["step", "value", "actions", "done"] {
+            assert_eq!(g[k], e[k], "{k} of step {}", e["step"]);
+        }
+    }
+}
+
+/// A finished child's `output` is the data of its parent's `xstate.done.actor.<id>`: the
+/// root's `output` when it has one, else the top-level final state's.
+#[test]
+fn the_done_event_carries_the_childs_output() {
+    let parent = compile_str(
+        r#"{"id":"p","initial":"run","states":{"run":{"invoke":{"src":"w","id":"k",
+        "onDone":{"target":"over","actions":{"type":"sendTo","to":"archive","event":"RESULT","data":{"from":"event"}}}}},
+        "over":{}}}"#,
+    )
+    .unwrap();
+    let run = |child: &str| -> serde_json::Value {
+        let mut options = interstate::simulate::Options::default();
+        options.actors.insert("w".into(), compile_str(child).unwrap());
+        let mut out = Vec::new();
+        assert!(
+            interstate::simulate::run(&parent.chart(), &options, Vec::<String>::new(), &mut out)
+                .unwrap()
+        );
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap())
+                .unwrap();
+        first["sent"].clone()
+    };
+    let from_final = run(
+        r#"{"id":"w","initial":"a","states":{"a":{"always":"f"},"f":{"type":"final","output":{"n":1}}}}"#,
+    );
+    assert_eq!(
+        from_final,
+        serde_json::json!([{"to": "archive", "event": "RESULT", "data": {"n": 1}}])
+    );
+    let from_root = run(
+        r#"{"id":"w","initial":"f","output":{"root":true},"states":{"f":{"type":"final","output":{"n":1}}}}"#,
+    );
+    assert_eq!(
+        from_root,
+        serde_json::json!([{"to": "archive", "event": "RESULT", "data": {"root": true}}])
+    );
+}
