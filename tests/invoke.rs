@@ -76,12 +76,14 @@ fn starts_and_stops_come_in_order_with_the_messages() {
     assert_eq!(m.child_changes().count(), 0, "cleared with the outbox");
 
     // A sendTo by invoke id goes to the child's machine id: the parent's, a slash, the id.
-    m.send(Instant::ZERO, Event::new("POKE"), &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("POKE"), &mut bound)
+        .unwrap();
     assert_eq!(sent(&m), [("p/a".to_string(), "PING".to_string())]);
     m.clear_outbox();
 
     // The exit's send reaches `b` before it stops; then both stop, in exit order.
-    m.send(Instant::ZERO, Event::new("STOP"), &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("STOP"), &mut bound)
+        .unwrap();
     assert_eq!(sent(&m), [("p/b".to_string(), "BYE".to_string())]);
     let changes: Vec<_> = m
         .child_changes()
@@ -127,10 +129,16 @@ fn a_stop_cancels_the_delayed_sends_to_the_child() {
     let mut m = M::new(chart, "p").unwrap();
     m.start(Instant::ZERO, &mut bound).unwrap();
     m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
-    m.send(Instant::ZERO, Event::new("LATER"), &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("LATER"), &mut bound)
+        .unwrap();
     assert_eq!(m.pending_timers().count(), 1);
-    m.send(Instant::ZERO, Event::new("STOP"), &mut bound).unwrap();
-    assert_eq!(m.pending_timers().count(), 0, "the delayed PING to p/a died with it");
+    m.send(Instant::ZERO, Event::new("STOP"), &mut bound)
+        .unwrap();
+    assert_eq!(
+        m.pending_timers().count(),
+        0,
+        "the delayed PING to p/a died with it"
+    );
 }
 
 #[test]
@@ -170,18 +178,11 @@ fn send_parent_goes_to_the_id_the_child_was_named_after() {
         .collect();
     assert_eq!(
         out,
-        [(
-            Target::Machine("plant/p"),
-            "HELLO",
-            br#"{"x":1}"#.to_vec()
-        )]
+        [(Target::Machine("plant/p"), "HELLO", br#"{"x":1}"#.to_vec())]
     );
     // A machine nobody invoked has no parent.
     let mut solo = M::new(chart, "solo").unwrap();
-    assert_eq!(
-        solo.start(Instant::ZERO, &mut bound),
-        Err(Error::NoParent)
-    );
+    assert_eq!(solo.start(Instant::ZERO, &mut bound), Err(Error::NoParent));
 }
 
 #[test]
@@ -193,7 +194,10 @@ fn an_unbound_src_is_refused_at_bind_time_by_name() {
         Ok(_) => panic!("bound a chart whose src has no actor"),
     };
     assert_eq!(err.actors, ["worker"]);
-    assert!(err.to_string().contains("invoked actor srcs 'worker'"), "{err}");
+    assert!(
+        err.to_string().contains("invoked actor srcs 'worker'"),
+        "{err}"
+    );
     // Even leniently: unbound actions may do nothing, a child that cannot start may not.
     let (_, unbound) = Behaviors::new().bind_lenient(&chart);
     assert_eq!(unbound.actors, ["worker"]);
@@ -312,15 +316,19 @@ fn the_done_event_carries_the_childs_output() {
     .unwrap();
     let run = |child: &str| -> serde_json::Value {
         let mut options = interstate::simulate::Options::default();
-        options.actors.insert("w".into(), compile_str(child).unwrap());
+        options
+            .actors
+            .insert("w".into(), compile_str(child).unwrap());
         let mut out = Vec::new();
-        assert!(
-            interstate::simulate::run(&parent.chart(), &options, Vec::<String>::new(), &mut out)
-                .unwrap()
-        );
+        assert!(interstate::simulate::run(
+            &parent.chart(),
+            &options,
+            Vec::<String>::new(),
+            &mut out
+        )
+        .unwrap());
         let first: serde_json::Value =
-            serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap())
-                .unwrap();
+            serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
         first["sent"].clone()
     };
     let from_final = run(

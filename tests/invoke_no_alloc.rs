@@ -93,7 +93,11 @@ fn events_to_and_from_an_in_process_child_do_not_allocate() {
     let mut child = Box::new(M::new(cc, "p/kid").unwrap());
     let now = Instant::ZERO;
     parent.start(now, &mut parent_bound).unwrap();
-    assert_eq!(parent.child_changes().count(), 1, "the parent started its child");
+    assert_eq!(
+        parent.child_changes().count(),
+        1,
+        "the parent started its child"
+    );
     parent.clear_outbox();
     child.start(now, &mut child_bound).unwrap();
     let payload = br#"{"n":42}"#;
@@ -102,7 +106,11 @@ fn events_to_and_from_an_in_process_child_do_not_allocate() {
     ARMED.with(|a| a.set(true));
     for _ in 0..10_000 {
         parent
-            .send(now, Event::new("POKE").with_payload(payload), &mut parent_bound)
+            .send(
+                now,
+                Event::new("POKE").with_payload(payload),
+                &mut parent_bound,
+            )
             .unwrap();
         // The host routes by machine id: the child's is the parent's, a slash, the invoke id.
         for m in parent.outbox() {
@@ -126,7 +134,11 @@ fn events_to_and_from_an_in_process_child_do_not_allocate() {
     }
     ARMED.with(|a| a.set(false));
 
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations while armed");
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations while armed"
+    );
     assert_eq!(misrouted, 0);
     assert_eq!(counted.get(), 10_000, "every PING came back as a PONG");
 }

@@ -110,7 +110,11 @@ pub enum Command {
         context: bool,
         /// A chart the machine may invoke, SRC=CHILD.json: an `invoke` with that `src`
         /// runs it as a child machine on the same clock (its actions traced as `id/name`).
-        #[arg(long = "actor", value_name = "SRC=CHILD.json", conflicts_with = "batch")]
+        #[arg(
+            long = "actor",
+            value_name = "SRC=CHILD.json",
+            conflicts_with = "batch"
+        )]
         actors: Vec<String>,
         /// Input events; when none are given, they are read from stdin.
         events: Vec<String>,

@@ -166,7 +166,11 @@ impl Compiler {
 
     /// Points each stop record of `exit` at its start record in `entry`, once `entry` is
     /// known to start at `entry_start` of the action table.
-    pub(super) fn link_invocations(entry: &[ActionRecord], entry_start: usize, exit: &mut [ActionRecord]) {
+    pub(super) fn link_invocations(
+        entry: &[ActionRecord],
+        entry_start: usize,
+        exit: &mut [ActionRecord],
+    ) {
         let starts: Vec<usize> = entry
             .iter()
             .enumerate()

@@ -96,7 +96,9 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
         msgs.push(match o.target {
             Target::ThisMachine => Out::Own(o.event.to_string(), o.payload.to_vec()),
             Target::Machine(t) if t == own => Out::Own(o.event.to_string(), o.payload.to_vec()),
-            Target::Machine(t) => Out::Machine(t.to_string(), o.event.to_string(), o.payload.to_vec()),
+            Target::Machine(t) => {
+                Out::Machine(t.to_string(), o.event.to_string(), o.payload.to_vec())
+            }
             Target::Topic(t) => {
                 let mut msg = json!({"topic": t, "event": o.event});
                 data(&mut msg);
@@ -431,9 +433,8 @@ impl<'c, const W: usize> System<'c, W> {
 
     /// Whether `id` names a child of one of this system's machines.
     fn is_child_id(&self, id: &str) -> bool {
-        interstate_core::machine::parent_id(id).is_some_and(|p| {
-            self.actors.iter().any(|x| x.machine.id() == p)
-        })
+        interstate_core::machine::parent_id(id)
+            .is_some_and(|p| self.actors.iter().any(|x| x.machine.id() == p))
     }
 
     /// The child a start change of actor `parent` names: the one its first step started
@@ -580,7 +581,9 @@ impl<'c, const W: usize> System<'c, W> {
                     break;
                 }
                 actor.busy = true;
-                let r = actor.machine.handle_request_timeout(self.now, &mut actor.behavior);
+                let r = actor
+                    .machine
+                    .handle_request_timeout(self.now, &mut actor.behavior);
                 let fired = matches!(r, Ok(true));
                 self.after_call(a, r.map(|_| ()), budget)?;
                 self.run_mailbox(a, budget)?;

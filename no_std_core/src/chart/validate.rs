@@ -134,7 +134,9 @@ impl<'a> Chart<'a> {
                             | raw::ACTION_SEND_CHILD
                             | raw::ACTION_SEND_PARENT
                     )
-                    && !(a.kind != raw::ACTION_REPLY && a.kind != raw::ACTION_REQUEST && has_delay));
+                    && !(a.kind != raw::ACTION_REPLY
+                        && a.kind != raw::ACTION_REQUEST
+                        && has_delay));
             let ok = delay_ok
                 && data_ok
                 && match a.kind {

@@ -49,11 +49,11 @@ mod store;
 mod view;
 
 pub use context_store::ContextFormat;
-pub use invoke::{
-    parent_id, write_child_id, ChildChange, ChildChangeKind, CHILD_DONE_PREFIX,
-    CHILD_ERROR_PREFIX, MAX_CHILD_CHANGES, MAX_CHILD_ID, MAX_LIVE_CHILDREN,
-};
 pub(crate) use context_store::{ContextRef, ContextView};
+pub use invoke::{
+    parent_id, write_child_id, ChildChange, ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX,
+    MAX_CHILD_CHANGES, MAX_CHILD_ID, MAX_LIVE_CHILDREN,
+};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};
