@@ -2,7 +2,7 @@
 //! bind every `src` before a machine runs, and to start and stop the children it runs.
 
 use super::raw::{self, ActionRecord};
-use super::{Chart, StrId, NONE};
+use super::{Action, Chart, Data, Delay, StrId, NONE};
 
 /// One `invoke` of one state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,5 +50,37 @@ impl<'a> Chart<'a> {
             id: self.str(StrId(a.b)),
             input: (a.d != NONE).then(|| self.str(StrId(a.d))),
         }
+    }
+}
+
+/// Decodes the action record `a` at `index` of kinds 12 to 15 (see [`raw::ActionRecord`]).
+pub(super) fn decode(a: &ActionRecord, index: u16, data: Data, delay: Option<Delay>) -> Action {
+    let opt = |s: u16| (s != NONE).then_some(StrId(s));
+    match a.kind {
+        raw::ACTION_START_CHILD => Action::StartChild {
+            start: index,
+            src: StrId(a.a),
+            id: StrId(a.b),
+            input: opt(a.d),
+        },
+        raw::ACTION_STOP_CHILD => Action::StopChild {
+            start: a.c,
+            id: StrId(a.b),
+        },
+        raw::ACTION_SEND_CHILD => Action::SendToChild {
+            child: StrId(a.a),
+            event: StrId(a.b),
+            payload: data,
+            delay,
+            id: opt(a.c),
+            entering: a.flags & ActionRecord::ENTERING_CHILD != 0,
+        },
+        raw::ACTION_SEND_PARENT => Action::SendParent {
+            event: StrId(a.b),
+            payload: data,
+            delay,
+            id: opt(a.c),
+        },
+        _ => Action::Data,
     }
 }

@@ -906,30 +906,9 @@ impl<'a> Chart<'a> {
                 payload: data,
                 timeout: delay.unwrap_or(Delay::Millis(0)),
             },
-            raw::ACTION_START_CHILD => Action::StartChild {
-                start: index,
-                src: StrId(a.a),
-                id: StrId(a.b),
-                input: opt(a.d),
-            },
-            raw::ACTION_STOP_CHILD => Action::StopChild {
-                start: a.c,
-                id: StrId(a.b),
-            },
-            raw::ACTION_SEND_CHILD => Action::SendToChild {
-                child: StrId(a.a),
-                event: StrId(a.b),
-                payload: data,
-                delay,
-                id: opt(a.c),
-                entering: a.flags & ActionRecord::ENTERING_CHILD != 0,
-            },
-            raw::ACTION_SEND_PARENT => Action::SendParent {
-                event: StrId(a.b),
-                payload: data,
-                delay,
-                id: opt(a.c),
-            },
+            raw::ACTION_START_CHILD..=raw::ACTION_SEND_PARENT => {
+                invocations::decode(&a, index, data, delay)
+            }
             _ => Action::Data,
         }
     }
