@@ -264,7 +264,8 @@ fn run_sized<'c, const W: usize>(
 }
 
 /// `interstate simulate --batch`: runs many cases read as JSON lines from `input`, each
-/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`, and
+/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`
+/// (and `"actors": {"src": {...}}`, the charts it invokes), and
 /// writes one line per case: `{"trace": [line, ...]}` with the lines `run` prints, or
 /// `{"error": "..."}` when the case or its chart is refused.
 pub fn run_batch(input: impl std::io::BufRead, out: &mut dyn Write) -> std::io::Result<()> {
@@ -300,6 +301,13 @@ fn batch_case(line: &str) -> Result<Vec<Value>, String> {
                 .as_u64()
                 .ok_or(format!("delay '{k}' is not a whole number"))?;
             options.delays.insert(k.clone(), v);
+        }
+    }
+    if let Some(map) = case.get("actors").and_then(Value::as_object) {
+        for (src, chart) in map {
+            let compiled =
+                crate::compile_value(chart).map_err(|e| format!("actor '{src}': {e}"))?;
+            options.actors.insert(src.clone(), compiled);
         }
     }
     let inputs: Vec<String> = case

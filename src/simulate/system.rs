@@ -47,7 +47,11 @@ struct Change {
 }
 
 struct Actor<'c, const W: usize> {
-    machine: Box<SimMachineOf<'c, W>>,
+    /// Dropped when the actor is gone: a zero-delay timer that re-enters an invoking state
+    /// makes a new child per firing, and only the live ones keep their (large) machines.
+    machine: Option<Box<SimMachineOf<'c, W>>>,
+    /// Its machine id.
+    id: String,
     behavior: Bound,
     /// The invoke id (the root: empty): its actions are traced as `name/action`.
     name: String,
@@ -63,6 +67,8 @@ struct Actor<'c, const W: usize> {
     seen_seq: Option<u32>,
     /// Started with its parent's first step, before the parent's deferred actions ran.
     early: bool,
+    /// Its machine's [`Machine::timer_changes`] when last seen.
+    timer_changes: u32,
 }
 
 /// What every actor's bindings are made from.
@@ -74,6 +80,8 @@ pub(super) struct Shared<'c> {
 
 pub(super) struct System<'c, const W: usize> {
     actors: Vec<Actor<'c, W>>,
+    /// The actors that are not gone, in creation order.
+    live: Vec<usize>,
     /// Live actors by machine id.
     by_id: HashMap<String, usize>,
     shared: Shared<'c>,
@@ -82,6 +90,9 @@ pub(super) struct System<'c, const W: usize> {
     /// (actor, timer seq) -> its place in the system's arming order.
     armed: HashMap<(usize, u32), u64>,
     next_armed: u64,
+    /// Timers armed and cancelled in the whole system so far: XState's `SimulatedClock`
+    /// starts its walk over when one is (a stopped actor's pending timers are cancelled).
+    timer_events: u64,
 }
 
 fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change>) {
@@ -169,8 +180,10 @@ impl<'c, const W: usize> System<'c, W> {
         let mut by_id = HashMap::new();
         by_id.insert(root.id().to_string(), 0);
         System {
+            live: vec![0],
             actors: vec![Actor {
-                machine: root,
+                id: root.id().to_string(),
+                machine: Some(root),
                 behavior,
                 name: String::new(),
                 src: String::new(),
@@ -181,6 +194,7 @@ impl<'c, const W: usize> System<'c, W> {
                 gone: false,
                 seen_seq: None,
                 early: false,
+                timer_changes: 0,
             }],
             by_id,
             shared,
@@ -188,11 +202,16 @@ impl<'c, const W: usize> System<'c, W> {
             sent: Vec::new(),
             armed: HashMap::new(),
             next_armed: 0,
+            timer_events: 0,
         }
     }
 
     pub(super) fn root(&self) -> &SimMachineOf<'c, W> {
-        &self.actors[0].machine
+        // The root is never stopped (only children are).
+        self.actors[0]
+            .machine
+            .as_deref()
+            .expect("the root keeps its machine")
     }
 
     /// Starts the root machine.
@@ -238,7 +257,10 @@ impl<'c, const W: usize> System<'c, W> {
                 .checked_sub(1)
                 .ok_or("too many events delivered for one input: a send loop")?;
             let actor = &mut self.actors[a];
-            let r = actor.machine.send(
+            let Some(machine) = actor.machine.as_mut() else {
+                break;
+            };
+            let r = machine.send(
                 self.now,
                 Event::new(&name).with_payload(&payload),
                 &mut actor.behavior,
@@ -253,18 +275,22 @@ impl<'c, const W: usize> System<'c, W> {
     /// XState's `start`: the first macrostep, its deferred actions, then the mailbox.
     fn start_actor(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
         let actor = &mut self.actors[a];
-        if actor.gone || actor.started {
+        let Some(machine) = actor.machine.as_mut().filter(|_| !actor.started) else {
             return Ok(());
-        }
+        };
         actor.started = true;
         actor.busy = true;
         let mark = self.shared.log.borrow().len();
-        let r = actor.machine.start(self.now, &mut actor.behavior);
-        if r.is_ok() && actor.machine.child_changes().next().is_some() {
-            // XState starts the children of the first snapshot before the machine's own
-            // first actions run (its machine logic's `start`): their actions come first.
+        let log_mark = self.shared.logs.borrow().len();
+        let r = machine.start(self.now, &mut actor.behavior);
+        // XState starts the children of the first snapshot before the machine's own first
+        // actions run (its machine logic's `start`): their actions come first. Unless the
+        // first step finished the machine: XState then starts none.
+        if r.is_ok() && !machine.is_done() && machine.child_changes().next().is_some() {
             let own: Vec<String> = self.shared.log.borrow_mut().drain(mark..).collect();
+            let own_logs: Vec<String> = self.shared.logs.borrow_mut().drain(log_mark..).collect();
             self.start_first_children(a, own, budget)?;
+            self.shared.logs.borrow_mut().extend(own_logs);
         }
         self.after_call(a, r, budget)?;
         self.run_mailbox(a, budget)
@@ -278,14 +304,18 @@ impl<'c, const W: usize> System<'c, W> {
         own: Vec<String>,
         budget: &mut usize,
     ) -> Result<(), String> {
-        let (_, changes) = copy_outbox(&self.actors[a].machine);
+        let Some(machine) = self.actors[a].machine.as_deref() else {
+            return Ok(());
+        };
+        let (_, changes) = copy_outbox(machine);
         let mut first = Vec::new();
         for (i, c) in changes.iter().enumerate() {
             let stopped_later = changes[i + 1..]
                 .iter()
                 .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
-            if c.kind == ChildChangeKind::Start && !stopped_later {
+            if c.kind == ChildChangeKind::Start && !stopped_later && self.stays_active(a, c) {
                 let child = self.create_child(a, c)?;
+                self.by_id.insert(self.actors[child].id.clone(), child);
                 self.actors[child].early = true;
                 first.push(child);
             }
@@ -297,15 +327,34 @@ impl<'c, const W: usize> System<'c, W> {
         Ok(())
     }
 
+    /// Whether the child a start change names is still active after its first step: XState
+    /// starts only those with its parent (the others start in their deferred turn). Found by
+    /// running that first step on a scratch machine whose actions trace nothing.
+    fn stays_active(&self, parent: usize, c: &Change) -> bool {
+        let Some(compiled) = self.shared.options.actors.get(&c.src) else {
+            return false;
+        };
+        let chart = compiled.chart();
+        let scratch = Shared {
+            options: self.shared.options,
+            log: Rc::new(RefCell::new(Vec::new())),
+            logs: Rc::new(RefCell::new(Vec::new())),
+        };
+        let (mut behavior, _) = behaviors_for(&chart, &c.id, &scratch).bind_lenient(&chart);
+        let Ok(mut m) = new_machine::<W>(chart, &self.child_id(parent, &c.id)) else {
+            return false;
+        };
+        m.start(self.now, &mut behavior).is_ok() && !m.is_done()
+    }
+
     /// Fires timer `seq` of actor `a`.
     fn fire(&mut self, a: usize, seq: u32, budget: &mut usize) -> Result<(), String> {
         let actor = &mut self.actors[a];
-        if actor.gone {
+        let Some(machine) = actor.machine.as_mut() else {
             return Ok(());
-        }
+        };
         actor.busy = true;
-        let r = actor
-            .machine
+        let r = machine
             .fire_timer(seq, self.now, &mut actor.behavior)
             .map(|_| ());
         self.after_call(a, r, budget)?;
@@ -331,7 +380,8 @@ impl<'c, const W: usize> System<'c, W> {
             return self.deliver(p, event, payload, budget);
         }
         self.run_deferred(a, budget)?;
-        if self.actors[a].machine.is_done() && !self.actors[a].gone {
+        let done = self.actors[a].machine.as_ref().is_some_and(|m| m.is_done());
+        if done {
             if let Some(p) = self.actors[a].parent {
                 let event = format!("xstate.done.actor.{}", self.actors[a].name);
                 let payload = self.output_of(a).into_bytes();
@@ -348,9 +398,11 @@ impl<'c, const W: usize> System<'c, W> {
         let Some(compiled) = self.shared.options.actors.get(&actor.src) else {
             return String::new();
         };
-        let chart = actor.machine.chart();
-        let last = actor
-            .machine
+        let Some(machine) = actor.machine.as_deref() else {
+            return String::new();
+        };
+        let chart = machine.chart();
+        let last = machine
             .active_states()
             .find(|&s| chart.parent(s) == Some(StateId(0)) && chart.kind(s) == StateKind::Final);
         last.and_then(|s| compiled.output(s))
@@ -360,15 +412,19 @@ impl<'c, const W: usize> System<'c, W> {
 
     /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops.
     fn run_deferred(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
-        let (msgs, changes) = copy_outbox(&self.actors[a].machine);
-        self.actors[a].machine.clear_outbox();
+        let Some(machine) = self.actors[a].machine.as_mut() else {
+            return Ok(());
+        };
+        let (msgs, changes) = copy_outbox(machine);
+        machine.clear_outbox();
         if msgs.is_empty() && changes.is_empty() {
             return Ok(());
         }
-        // Children are created when their state is entered (XState resolves `spawnChild`
-        // then); one stopped in the same step never starts.
-        // Each change's actor: a start's new child, a stop's child as it was at that point
-        // (a re-entered state stops the old child and starts a new one by the same id).
+        // XState's order of resolution: children are created when their state is entered
+        // (a start stopped again in this step never starts), a stop takes the child as it was
+        // then, and a message the child its id names at that point: the old child before a
+        // re-entered state's stop, the new one after its start, or the one about to start (a
+        // send in the entry actions of the invoking state).
         let mut created: Vec<Option<usize>> = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let stopped_later = changes[i + 1..]
@@ -376,15 +432,72 @@ impl<'c, const W: usize> System<'c, W> {
                 .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
             created.push(match c.kind {
                 ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, c)?),
-                ChildChangeKind::Start => None,
-                ChildChangeKind::Stop => {
-                    let id = self.child_id(a, &c.id);
-                    self.by_id
-                        .get(&id)
-                        .copied()
-                        .filter(|&x| self.actors[x].parent == Some(a))
-                }
+                _ => None,
             });
+        }
+        let mut view: HashMap<String, Option<usize>> = HashMap::new();
+        let mut targets: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
+        // A message to a child about to start waits for the last start of its state: XState
+        // retries the send after the state's whole entry list, its spawns included.
+        let mut held: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
+        let mut k = 0;
+        for i in 0..=msgs.len() {
+            while k < changes.len() && changes[k].after <= i {
+                let id = self.child_id(a, &changes[k].id);
+                match changes[k].kind {
+                    ChildChangeKind::Start => {
+                        view.insert(id, created[k]);
+                    }
+                    ChildChangeKind::Stop => {
+                        let was = view
+                            .get(&id)
+                            .copied()
+                            .unwrap_or_else(|| self.by_id.get(&id).copied())
+                            .filter(|&x| self.actors[x].parent == Some(a));
+                        created[k] = was;
+                        view.insert(id, None);
+                    }
+                }
+                k += 1;
+            }
+            let Some(Out::Machine(to, ..)) = msgs.get(i) else {
+                targets.push(None);
+                held.push(None);
+                continue;
+            };
+            let now = view
+                .get(to)
+                .copied()
+                .unwrap_or_else(|| self.by_id.get(to).copied());
+            if now.is_some() {
+                targets.push(now);
+                held.push(None);
+                continue;
+            }
+            let upcoming = (k..changes.len()).find(|&j| {
+                changes[j].kind == ChildChangeKind::Start && self.child_id(a, &changes[j].id) == *to
+            });
+            match upcoming {
+                Some(mut j) => {
+                    targets.push(created[j]);
+                    while j + 1 < changes.len()
+                        && changes[j + 1].kind == ChildChangeKind::Start
+                        && changes[j + 1].after == changes[j].after
+                    {
+                        j += 1;
+                    }
+                    held.push(Some(j));
+                }
+                None => {
+                    targets.push(None);
+                    held.push(None);
+                }
+            }
+        }
+        for (id, x) in view {
+            if let Some(x) = x {
+                self.by_id.insert(id, x);
+            }
         }
         let mut next_change = 0;
         for i in 0..=msgs.len() {
@@ -395,58 +508,79 @@ impl<'c, const W: usize> System<'c, W> {
                     (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
                     (_, None) => {}
                 }
+                for h in 0..msgs.len() {
+                    if held[h] == Some(next_change) {
+                        self.deliver_out(a, &msgs[h], targets[h], budget)?;
+                    }
+                }
                 next_change += 1;
             }
             let Some(m) = msgs.get(i) else { break };
-            match m {
-                Out::Own(event, payload) => {
-                    self.deliver(a, event.clone(), payload.clone(), budget)?;
-                }
-                Out::Machine(to, event, payload) => match self.by_id.get(to) {
-                    Some(&t) => self.deliver(t, event.clone(), payload.clone(), budget)?,
-                    // A child of this system that is gone: dropped, as XState drops events
-                    // to a stopped actor.
-                    None if self.is_child_id(to) => {}
-                    None => {
-                        let mut msg = json!({"to": to, "event": event});
-                        if !payload.is_empty() {
-                            msg["data"] = payload_value(payload);
-                        }
-                        self.sent.push(msg);
-                    }
-                },
-                Out::Other(v) => self.sent.push(v.clone()),
+            if held[i].is_some() {
+                continue;
             }
+            self.deliver_out(a, m, targets[i], budget)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers message `m` of actor `a`'s outbox to `target` (resolved as XState resolves it).
+    fn deliver_out(
+        &mut self,
+        a: usize,
+        m: &Out,
+        target: Option<usize>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        match m {
+            Out::Own(event, payload) => {
+                self.deliver(a, event.clone(), payload.clone(), budget)?;
+            }
+            Out::Machine(to, event, payload) => match target {
+                Some(t) => self.deliver(t, event.clone(), payload.clone(), budget)?,
+                // A child of this system that is gone: dropped, as XState drops events
+                // to a stopped actor.
+                None if self.is_child_id(to) => {}
+                None => {
+                    let mut msg = json!({"to": to, "event": event});
+                    if !payload.is_empty() {
+                        msg["data"] = payload_value(payload);
+                    }
+                    self.sent.push(msg);
+                }
+            },
+            Out::Other(v) => self.sent.push(v.clone()),
         }
         Ok(())
     }
 
     fn child_id(&self, parent: usize, invoke_id: &str) -> String {
         let mut id = heapless::String::<MAX_CHILD_ID>::new();
-        let _ = interstate_core::machine::write_child_id(
-            self.actors[parent].machine.id(),
-            invoke_id,
-            &mut id,
-        );
+        let _ =
+            interstate_core::machine::write_child_id(&self.actors[parent].id, invoke_id, &mut id);
         id.to_string()
     }
 
     /// Whether `id` names a child of one of this system's machines.
     fn is_child_id(&self, id: &str) -> bool {
         interstate_core::machine::parent_id(id)
-            .is_some_and(|p| self.actors.iter().any(|x| x.machine.id() == p))
+            .is_some_and(|p| self.live.iter().any(|&x| self.actors[x].id == p))
     }
 
     /// The child a start change of actor `parent` names: the one its first step started
     /// already, or a new one.
     fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
         let id = self.child_id(parent, &c.id);
-        match self.by_id.get(&id) {
-            Some(&x) if self.actors[x].parent == Some(parent) && self.actors[x].early => {
+        let early = self
+            .actors
+            .iter()
+            .rposition(|x| x.early && x.parent == Some(parent) && x.id == id);
+        match early {
+            Some(x) => {
                 self.actors[x].early = false;
                 Ok(x)
             }
-            _ => self.create_child(parent, c),
+            None => self.create_child(parent, c),
         }
     }
 
@@ -466,8 +600,10 @@ impl<'c, const W: usize> System<'c, W> {
             return Err(format!("invoked src '{}': {unbound}", c.src));
         }
         let index = self.actors.len();
+        self.live.push(index);
         self.actors.push(Actor {
-            machine,
+            machine: Some(machine),
+            id: id.clone(),
             behavior,
             name: c.id.clone(),
             src: c.src.clone(),
@@ -478,8 +614,8 @@ impl<'c, const W: usize> System<'c, W> {
             gone: false,
             seen_seq: None,
             early: false,
+            timer_changes: 0,
         });
-        self.by_id.insert(id, index);
         Ok(index)
     }
 
@@ -490,11 +626,24 @@ impl<'c, const W: usize> System<'c, W> {
         }
         self.actors[a].gone = true;
         self.actors[a].mailbox.clear();
-        let id = self.actors[a].machine.id().to_string();
+        if self.actors[a]
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.pending_timers().next().is_some())
+        {
+            self.timer_events += 1;
+        }
+        self.actors[a].machine = None;
+        self.live.retain(|&x| x != a);
+        self.armed.retain(|&(x, _), _| x != a);
+        let id = self.actors[a].id.clone();
         if self.by_id.get(&id) == Some(&a) {
             self.by_id.remove(&id);
         }
-        let children: Vec<usize> = (0..self.actors.len())
+        let children: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
             .filter(|&c| self.actors[c].parent == Some(a))
             .collect();
         for c in children {
@@ -505,12 +654,19 @@ impl<'c, const W: usize> System<'c, W> {
     /// Gives actor `a`'s new timers their places in the arming order.
     fn note_timers(&mut self, a: usize) {
         let seen = self.actors[a].seen_seq;
-        let mut new: Vec<u32> = self.actors[a]
-            .machine
+        let Some(machine) = self.actors[a].machine.as_deref() else {
+            return;
+        };
+        let changes = machine.timer_changes();
+        let mut new: Vec<u32> = machine
             .pending_timers()
             .map(|(_, s)| s)
             .filter(|&s| seen.is_none_or(|x| s > x))
             .collect();
+        if changes != self.actors[a].timer_changes {
+            self.actors[a].timer_changes = changes;
+            self.timer_events += 1;
+        }
         new.sort_unstable();
         for s in new {
             self.armed.insert((a, s), self.next_armed);
@@ -522,11 +678,11 @@ impl<'c, const W: usize> System<'c, W> {
     /// Every pending timer of a live actor: (due, arming order, actor, seq), sorted.
     fn timers(&self) -> Vec<(Instant, u64, usize, u32)> {
         let mut list = Vec::new();
-        for (a, actor) in self.actors.iter().enumerate() {
-            if actor.gone {
+        for &a in &self.live {
+            let Some(machine) = self.actors[a].machine.as_deref() else {
                 continue;
-            }
-            for (due, seq) in actor.machine.pending_timers() {
+            };
+            for (due, seq) in machine.pending_timers() {
                 let order = self.armed.get(&(a, seq)).copied().unwrap_or(u64::MAX);
                 list.push((due, order, a, seq));
             }
@@ -536,14 +692,8 @@ impl<'c, const W: usize> System<'c, W> {
     }
 
     /// A number that changes when any timer is armed or cancelled, or an actor comes or goes.
-    fn timer_changes(&self) -> (u64, usize) {
-        let sum = self
-            .actors
-            .iter()
-            .filter(|x| !x.gone)
-            .map(|x| x.machine.timer_changes() as u64)
-            .sum();
-        (sum, self.actors.iter().filter(|x| !x.gone).count())
+    fn timer_changes(&self) -> u64 {
+        self.timer_events
     }
 
     /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
@@ -574,16 +724,14 @@ impl<'c, const W: usize> System<'c, W> {
         }
         // A request's timeout (a request has no bus to answer it here) ends it in
         // `xstate.error.request`, after the timers due at the same time.
-        for a in 0..self.actors.len() {
+        for a in self.live.clone() {
             loop {
                 let actor = &mut self.actors[a];
-                if actor.gone {
+                let Some(machine) = actor.machine.as_mut() else {
                     break;
-                }
+                };
                 actor.busy = true;
-                let r = actor
-                    .machine
-                    .handle_request_timeout(self.now, &mut actor.behavior);
+                let r = machine.handle_request_timeout(self.now, &mut actor.behavior);
                 let fired = matches!(r, Ok(true));
                 self.after_call(a, r.map(|_| ()), budget)?;
                 self.run_mailbox(a, budget)?;

@@ -107,6 +107,9 @@ pub(super) struct Children {
     live: Vec<u16, MAX_LIVE_CHILDREN>,
     capacity: u8,
     changes: Vec<Change, MAX_CHILD_CHANGES>,
+    /// Counts the starts and stops run (a stop of no child too): XState's microstep makes a
+    /// new snapshot whenever it runs one, so the eventless loop goes on (see `settle_loop`).
+    pub(super) touches: u32,
 }
 
 impl Default for Children {
@@ -115,6 +118,7 @@ impl Default for Children {
             live: Vec::new(),
             capacity: MAX_LIVE_CHILDREN as u8,
             changes: Vec::new(),
+            touches: 0,
         }
     }
 }
@@ -200,6 +204,7 @@ impl<
     /// `invoke`: the state that lists invocation `start` was entered.
     #[inline(never)]
     pub(super) fn start_child(&mut self, start: u16) -> Result<(), Error> {
+        self.children.touches = self.children.touches.wrapping_add(1);
         let capacity = self.children.capacity as usize;
         if self.children.live.len() >= capacity {
             return Err(Error::ChildrenFull { capacity });
@@ -214,11 +219,25 @@ impl<
     /// sends to it are cancelled.
     #[inline(never)]
     pub(super) fn stop_child(&mut self, start: u16, id: StrId) -> Result<(), Error> {
+        self.children.touches = self.children.touches.wrapping_add(1);
         let Some(i) = self.children.live.iter().position(|&s| s == start) else {
             return Ok(());
         };
         self.children.live.remove(i);
-        self.push_change(ChildChangeKind::Stop, start)?;
+        // Started in this step and stopped again: the child never starts (XState's deferred
+        // start finds it stopped), so neither change reaches the host. An eventless loop
+        // through an invoking state thus makes no changes.
+        let started_here = self
+            .children
+            .changes
+            .iter()
+            .rposition(|c| c.start == start && c.kind == ChildChangeKind::Start);
+        match started_here {
+            Some(j) => {
+                self.children.changes.remove(j);
+            }
+            None => self.push_change(ChildChangeKind::Stop, start)?,
+        }
         let mut target = heapless::String::<MAX_CHILD_ID>::new();
         write_child_id(&self.id, self.chart.str(id), &mut target)?;
         let mut i = 0;
