@@ -117,6 +117,8 @@ pub struct Behaviors {
     guards: HashMap<String, GuardFn>,
     delays: HashMap<String, Duration>,
     log: Option<LogFn>,
+    /// The `src` names of the actors the host runs for `invoke` (see [`Behaviors::actor`]).
+    actors: std::collections::HashSet<String>,
 }
 
 /// Names a chart uses that have no binding.
@@ -128,12 +130,18 @@ pub struct Unbound {
     pub guards: Vec<String>,
     /// Delay names.
     pub delays: Vec<String>,
+    /// Actor `src` names the chart invokes that no host actor runs: never lenient (a chart
+    /// whose child cannot start does not run).
+    pub actors: Vec<String>,
 }
 
 impl Unbound {
     /// Whether every name was bound.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty() && self.guards.is_empty() && self.delays.is_empty()
+        self.actions.is_empty()
+            && self.guards.is_empty()
+            && self.delays.is_empty()
+            && self.actors.is_empty()
     }
 }
 
@@ -144,6 +152,7 @@ impl fmt::Display for Unbound {
             ("actions", &self.actions),
             ("guards", &self.guards),
             ("delays", &self.delays),
+            ("invoked actor srcs", &self.actors),
         ] {
             if !list.is_empty() {
                 parts.push(format!(
@@ -201,8 +210,17 @@ impl Behaviors {
         }
     }
 
+    /// Declares that the host runs an actor for the `src` name `src` (a child chart it hosts,
+    /// as `interstate simulate --actor SRC=CHILD.json` does): a chart's `invoke` of any other
+    /// `src` is unbound, and binding it fails even leniently.
+    pub fn actor(mut self, src: &str) -> Self {
+        self.actors.insert(src.to_string());
+        self
+    }
+
     /// Binds what it can: unbound actions do nothing, unbound guards are false, unbound delays
-    /// fail the step that needs them. Returns the names left unbound too.
+    /// fail the step that needs them. Returns the names left unbound too; the caller refuses the
+    /// chart when [`Unbound::actors`] is not empty.
     pub fn bind_lenient(mut self, chart: &Chart<'_>) -> (Bound, Unbound) {
         let mut unbound = Unbound::default();
         let actions = (0..chart.action_count() as u16)
@@ -235,6 +253,11 @@ impl Behaviors {
                 d
             })
             .collect();
+        for inv in chart.invocations() {
+            if !self.actors.contains(inv.src) && !unbound.actors.iter().any(|a| a == inv.src) {
+                unbound.actors.push(inv.src.to_string());
+            }
+        }
         let bound = Bound {
             actions,
             guards,

@@ -75,6 +75,14 @@ pub fn add_chart_lenient(
     let subscriptions = compiled.subscriptions().to_vec();
     let chart = leak_chart(compiled);
     let (mut bound, unbound) = behaviors.bind_lenient(&chart);
+    if !unbound.actors.is_empty() {
+        // A child that cannot start is never skipped: the chart does not run.
+        return Err(crate::bind::Unbound {
+            actors: unbound.actors,
+            ..Default::default()
+        }
+        .into());
+    }
     bound.set_directory(Box::new(node.registry()));
     node.add_machine(id, chart, Box::new(bound))?;
     subscribe_all(node, id, &subscriptions)?;

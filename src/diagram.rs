@@ -13,6 +13,8 @@
 //!   name, `after 500ms` or `after delayName`, `done` (`onDone`), `always`, `*` or `foo.*`.
 //!   A targetless transition is drawn as an arrow from its state to itself; a transition into
 //!   several parallel regions as one arrow per target;
+//! - invocations as an `invoke / src as id` line of a state's label, their `onDone` and
+//!   `onError` as `done id` and `error id` edges;
 //! - entry and exit actions as `entry / ...` and `exit / ...` lines of a state's label (for
 //!   Mermaid, only on states without children: Mermaid has no place for them on a box).
 //!
@@ -199,7 +201,7 @@ impl<'c, 'a> Picture<'c, 'a> {
         }
     }
 
-    /// `entry / a, b` and `exit / c` lines.
+    /// `entry / a, b`, `exit / c` and `invoke / src as id` lines.
     fn action_lines(&self, s: StateId) -> Vec<String> {
         let mut lines = Vec::new();
         for (what, range) in [
@@ -210,6 +212,20 @@ impl<'c, 'a> Picture<'c, 'a> {
             if !list.is_empty() {
                 lines.push(format!("{what} / {}", list.join(", ")));
             }
+        }
+        // The state's invocations: `invoke / worker as job`.
+        let invoked: Vec<String> = self
+            .chart
+            .entry_actions(s)
+            .filter_map(|i| match self.chart.action_at(i) {
+                interstate_core::chart::Action::StartChild { src, id, .. } => {
+                    Some(format!("{} as {}", self.chart.str(src), self.chart.str(id)))
+                }
+                _ => None,
+            })
+            .collect();
+        if !invoked.is_empty() {
+            lines.push(format!("invoke / {}", invoked.join(", ")));
         }
         lines
     }
@@ -575,6 +591,26 @@ mod tests {
             assert!(d.contains(needle), "missing {needle:?} in\n{d}");
         }
         assert_eq!(d.matches('{').count(), d.matches('}').count(), "{d}");
+    }
+
+    #[test]
+    fn invocations_are_drawn_on_their_states() {
+        let compiled = compile_str(
+            r#"{"id":"r","initial":"w","states":{"w":{"entry":"go","exit":"bye",
+            "invoke":[{"src":"worker","id":"job","onDone":"x","onError":"x"},{"src":"log","id":"l"}]},
+            "x":{}}}"#,
+        )
+        .expect("compiles");
+        let m = render(&compiled.chart(), Format::Mermaid);
+        for needle in [
+            "r_w : entry / go\n",
+            "r_w : exit / bye\n",
+            "r_w : invoke / worker as job, log as l\n",
+            "r_w --> r_x : done job\n",
+            "r_w --> r_x : error job\n",
+        ] {
+            assert!(m.contains(needle), "missing {needle:?} in\n{m}");
+        }
     }
 
     #[test]

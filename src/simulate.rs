@@ -14,15 +14,17 @@
 //! it sent to itself are delivered back right after the macrostep, as XState's mailbox does.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::rc::Rc;
 
-use interstate_core::{Chart, Duration, Event, Instant, Machine, Target};
+use interstate_core::{Chart, Duration, Event, Instant, Machine};
 use serde_json::{json, Value};
 
-use crate::bind::Behaviors;
+mod system;
+
+use system::{behaviors_for, Shared, System};
 
 /// The most timers fired or self-sent events delivered for one input line before the
 /// simulation reports a loop (a zero-delay timer re-arming itself, a self-send ping-pong).
@@ -40,6 +42,9 @@ pub struct Options {
     /// Adds the machine's context to every trace line (`"context"`: the JSON context, or
     /// `null` when the chart has none). Off by default: the trace format stays XState's.
     pub context: bool,
+    /// Charts the chart (and its children) may invoke, by `src`: each `invoke` of one runs
+    /// it as a child machine on the same clock (`--actor SRC=CHILD.json`).
+    pub actors: HashMap<String, crate::compile::CompiledChart>,
 }
 
 /// The machine used by the simulator: generous capacities, since it runs on a host.
@@ -48,9 +53,6 @@ pub type SimMachine<'c> = SimMachineOf<'c, 1024>;
 /// [`SimMachine`] with state sets of `W` words: the simulator runs a chart of at most 256
 /// states in one of 4 words, which makes each microstep much cheaper than 1024 words.
 pub type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 65536, 65536, 64>;
-
-/// The most states a chart may have to run with the small state sets.
-const SMALL_STATES: usize = 4 * 64;
 
 /// What the simulator drives: the interpreter's [`SimMachine`] or a generated
 /// [`NativeMachine`](interstate_core::machine::NativeMachine) of the same capacities. Both
@@ -137,25 +139,18 @@ impl<'c, const W: usize> Simulated<'c, W> for SimMachineOf<'c, W> {
 pub type NativeSimMachine<N, const W: usize> =
     interstate_core::machine::NativeMachine<N, W, 256, 256, 256, 1024, 65536, 65536, 64>;
 
-impl<N: interstate_core::machine::NativeChart, const W: usize> Simulated<'static, W>
+impl<'c, N: interstate_core::machine::NativeChart, const W: usize> Simulated<'c, W>
     for NativeSimMachine<N, W>
 {
-    fn read(&self) -> &SimMachineOf<'static, W> {
+    fn read(&self) -> &SimMachineOf<'c, W> {
         self.machine()
     }
     simulated_impl!();
 }
 
-struct Sim<'c, const W: usize, M: Simulated<'c, W>> {
-    machine: Box<M>,
-    _chart: std::marker::PhantomData<&'c ()>,
-    behavior: crate::bind::Bound,
-    log: Rc<RefCell<Vec<String>>>,
-    logs: Rc<RefCell<Vec<String>>>,
-    now: Instant,
-    sent: Vec<Value>,
-    show_context: bool,
-}
+/// The most states a chart may have to run with the small state sets (4 words): each
+/// microstep is much cheaper than with 1024 words.
+const SMALL_STATES: usize = 4 * 64;
 
 fn payload_value(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
@@ -170,106 +165,12 @@ fn payload_value(bytes: &[u8]) -> Value {
     }
 }
 
-impl<'c, const W: usize, M: Simulated<'c, W>> Sim<'c, W, M> {
-    /// Delivers self-sends and collects the rest, until the outbox stays empty.
-    fn drain(&mut self, budget: &mut usize) -> Result<(), String> {
-        let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
-        loop {
-            for m in self.machine.read().outbox() {
-                match m.target {
-                    Target::ThisMachine => {
-                        pending.push_back((m.event.to_string(), m.payload.to_vec()))
-                    }
-                    Target::Machine(t) if t == self.machine.read().id() => {
-                        pending.push_back((m.event.to_string(), m.payload.to_vec()))
-                    }
-                    Target::Machine(t) => {
-                        let mut msg = json!({"to": t, "event": m.event});
-                        if !m.payload.is_empty() {
-                            msg["data"] = payload_value(m.payload);
-                        }
-                        self.sent.push(msg);
-                    }
-                    Target::Topic(t) => {
-                        let mut msg = json!({"topic": t, "event": m.event});
-                        if !m.payload.is_empty() {
-                            msg["data"] = payload_value(m.payload);
-                        }
-                        self.sent.push(msg);
-                    }
-                    Target::Broadcast => {
-                        let mut msg = json!({"broadcast": true, "event": m.event});
-                        if !m.payload.is_empty() {
-                            msg["data"] = payload_value(m.payload);
-                        }
-                        self.sent.push(msg);
-                    }
-                }
-            }
-            self.machine.clear_outbox();
-            let Some((event, payload)) = pending.pop_front() else {
-                return Ok(());
-            };
-            *budget = budget
-                .checked_sub(1)
-                .ok_or("too many events sent to itself for one input: a send loop")?;
-            self.machine
-                .send(
-                    self.now,
-                    Event::new(&event).with_payload(&payload),
-                    &mut self.behavior,
-                )
-                .map_err(|e| e.to_string())?;
-        }
-    }
+struct Sim<'c, const W: usize> {
+    system: System<'c, W>,
+    show_context: bool,
+}
 
-    /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
-    /// takes the pending timers sorted by due time (ties in the order they were armed) and
-    /// walks the list, firing each one that is due; when a timer fired before was armed or
-    /// cancelled something, it starts over with a fresh list before the next entry. So a
-    /// timer armed while firing, due at once (a zero delay), fires in the same advance only
-    /// if the list had another entry after the timer that armed it.
-    fn flush_timers(&mut self, budget: &mut usize) -> Result<(), String> {
-        let mut list: Vec<(Instant, u32)> = Vec::new();
-        'flush: loop {
-            list.clear();
-            list.extend(self.machine.read().pending_timers());
-            list.sort_unstable();
-            let mut changed = false;
-            for &(due, seq) in &list {
-                if changed {
-                    continue 'flush;
-                }
-                if due > self.now {
-                    continue;
-                }
-                *budget = budget
-                    .checked_sub(1)
-                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-                let before = self.machine.read().timer_changes();
-                self.machine
-                    .fire_timer(seq, self.now, &mut self.behavior)
-                    .map_err(|e| e.to_string())?;
-                self.drain(budget)?;
-                changed = self.machine.read().timer_changes() != before;
-            }
-            break;
-        }
-        // A request's timeout (a request has no bus to answer it here) ends it in
-        // `xstate.error.request`, after the timers due at the same time.
-        while self
-            .machine
-            .handle_request_timeout(self.now, &mut self.behavior)
-            .map_err(|e| e.to_string())?
-        {
-            *budget = budget
-                .checked_sub(1)
-                .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
-            self.drain(budget)?;
-        }
-        Ok(())
-    }
-
+impl<const W: usize> Sim<'_, W> {
     fn input(&mut self, line: &str) -> Result<(), String> {
         let mut budget = MAX_DELIVERIES_PER_INPUT;
         if let Some(ms) = line.strip_prefix("@advance") {
@@ -279,8 +180,8 @@ impl<'c, const W: usize, M: Simulated<'c, W>> Sim<'c, W, M> {
                     ms.trim()
                 )
             })?;
-            self.now = self.now + Duration::from_millis(ms);
-            return self.flush_timers(&mut budget);
+            self.system.now = self.system.now + Duration::from_millis(ms);
+            return self.system.flush_timers(&mut budget);
         }
         if line.starts_with('@') {
             return Err(format!("unknown directive '{line}' (only '@advance MS')"));
@@ -299,37 +200,30 @@ impl<'c, const W: usize, M: Simulated<'c, W>> Sim<'c, W, M> {
         } else {
             (line.to_string(), Vec::new())
         };
-        self.machine
-            .send(
-                self.now,
-                Event::new(&name).with_payload(&payload),
-                &mut self.behavior,
-            )
-            .map_err(|e| e.to_string())?;
-        self.drain(&mut budget)
+        self.system.send_root(name, payload, &mut budget)
     }
 
-    fn line(&mut self, step: usize, input: Option<&str>) -> Value {
+    fn line(&mut self, step: usize, input: Option<&str>, shared: &Shared<'_>) -> Value {
+        let machine = self.system.root();
         let mut value = String::new();
-        let _ = self.machine.read().write_value(&mut value);
+        let _ = machine.write_value(&mut value);
         let mut out = json!({
             "step": step,
             "input": input,
             "value": serde_json::from_str::<Value>(&value).unwrap_or(Value::Null),
-            "actions": std::mem::take(&mut *self.log.borrow_mut()),
-            "done": self.machine.read().is_done(),
+            "actions": std::mem::take(&mut *shared.log.borrow_mut()),
+            "done": machine.is_done(),
         });
-        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        let logs = std::mem::take(&mut *shared.logs.borrow_mut());
         if !logs.is_empty() {
             out["logs"] = json!(logs);
         }
-        if !self.sent.is_empty() {
-            out["sent"] = Value::Array(std::mem::take(&mut self.sent));
+        if !self.system.sent.is_empty() {
+            out["sent"] = Value::Array(std::mem::take(&mut self.system.sent));
         }
+        let machine = self.system.root();
         if self.show_context {
-            out["context"] = self
-                .machine
-                .read()
+            out["context"] = machine
                 .context_json()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(Value::Null);
@@ -346,64 +240,62 @@ pub fn run(
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let Some((id, parts)) = prepare(chart, options, out)? else {
+    let Some((id, behavior, shared)) = prepare(chart, options, out)? else {
         return Ok(false);
     };
-    if chart.state_count() <= SMALL_STATES {
-        run_sized::<4>(chart, &id, parts, inputs, out)
+    let charts = std::iter::once(*chart).chain(options.actors.values().map(|c| c.chart()));
+    let largest = charts.map(|c| c.state_count()).max().unwrap_or(0);
+    if largest <= SMALL_STATES {
+        run_sized::<4>(chart, &id, behavior, shared, inputs, out)
     } else {
-        run_sized::<1024>(chart, &id, parts, inputs, out)
+        run_sized::<1024>(chart, &id, behavior, shared, inputs, out)
     }
 }
 
 /// [`run`] with the machine generated for chart `N` (`interstate compile --native`) in
 /// place of the interpreter: the same trace, from the generated macrostep. `W` is the
-/// generated module's `WORDS`.
-pub fn run_native<N: interstate_core::machine::NativeChart, const W: usize>(
+/// generated module's `WORDS`. (Generated charts have no invocations, so the machine has
+/// no children.)
+pub fn run_native<N: interstate_core::machine::NativeChart + 'static, const W: usize>(
     options: &Options,
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let chart = N::chart();
-    let Some((id, parts)) = prepare(&chart, options, out)? else {
+    let Some((id, behavior, shared)) = prepare(&chart, options, out)? else {
         return Ok(false);
     };
-    let machine = match NativeSimMachine::<N, W>::new(&id) {
+    let machine: Box<dyn Simulated<'_, W>> = match NativeSimMachine::<N, W>::new(&id) {
         Ok(m) => Box::new(m),
         Err(e) => {
             writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
             return Ok(false);
         }
     };
-    run_machine(machine, parts, inputs, out)
+    run_machine(machine, behavior, shared, inputs, out)
 }
 
 /// Binds the chart's names for a run, or prints why it cannot run (`None`).
-fn prepare(
+fn prepare<'c>(
     chart: &Chart<'_>,
-    options: &Options,
+    options: &'c Options,
     out: &mut dyn Write,
-) -> std::io::Result<Option<(String, Parts)>> {
-    let log = Rc::new(RefCell::new(Vec::new()));
-    let logs = Rc::new(RefCell::new(Vec::new()));
-    let logs_in = logs.clone();
-    let mut behaviors =
-        Behaviors::new().on_log(move |_, message| logs_in.borrow_mut().push(message.to_string()));
-    for i in 0..chart.action_count() as u16 {
-        let name = chart.action_name(interstate_core::ActionId(i)).to_string();
-        let log = log.clone();
-        behaviors = behaviors.action(&name.clone(), move |_| log.borrow_mut().push(name.clone()));
-    }
-    let mut missing = Vec::new();
-    for i in 0..chart.guard_count() as u16 {
-        let name = chart.guard_name(interstate_core::GuardId(i));
-        match options.guards.get(name) {
-            Some(&v) => behaviors = behaviors.guard(name, move |_| v),
-            None => missing.push(name.to_string()),
+) -> std::io::Result<Option<(String, crate::bind::Bound, Shared<'c>)>> {
+    let shared = Shared {
+        options,
+        log: Rc::new(RefCell::new(Vec::new())),
+        logs: Rc::new(RefCell::new(Vec::new())),
+    };
+    // Every guard of every chart needs a value (the oracle gives one set to them all).
+    let mut missing: Vec<String> = Vec::new();
+    let charts = std::iter::once(*chart).chain(options.actors.values().map(|c| c.chart()));
+    for c in charts {
+        for i in 0..c.guard_count() as u16 {
+            let name = c.guard_name(interstate_core::GuardId(i));
+            if !options.guards.contains_key(name) && !missing.iter().any(|m| m == name) {
+                missing.push(name.to_string());
+            }
         }
-    }
-    for (name, &ms) in &options.delays {
-        behaviors = behaviors.delay(name, Duration::from_millis(ms));
     }
     if !missing.is_empty() {
         let list = missing
@@ -417,7 +309,7 @@ fn prepare(
         writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
         return Ok(None);
     }
-    let (behavior, unbound) = behaviors.bind_lenient(chart);
+    let (behavior, unbound) = behaviors_for(chart, "", &shared).bind_lenient(chart);
     if !unbound.delays.is_empty() {
         let list = unbound
             .delays
@@ -431,76 +323,68 @@ fn prepare(
         writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
         return Ok(None);
     }
+    if !unbound.actors.is_empty() {
+        let list = unbound
+            .actors
+            .iter()
+            .map(|g| format!("'{g}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "the chart invokes src {list} with no actor: pass --actor SRC=CHILD.json for each"
+        );
+        writeln!(out, "{}", json!({"step": 0, "error": msg}))?;
+        return Ok(None);
+    }
     let id = options
         .machine_id
         .clone()
         .unwrap_or_else(|| chart.state_id(interstate_core::StateId(0)).to_string());
-    let parts = Parts {
-        show_context: options.context,
-        behavior,
-        log,
-        logs,
-    };
-    Ok(Some((id, parts)))
+    Ok(Some((id, behavior, shared)))
 }
 
-/// What a run binds before its machine is made.
-struct Parts {
-    show_context: bool,
-    behavior: crate::bind::Bound,
-    log: Rc<RefCell<Vec<String>>>,
-    logs: Rc<RefCell<Vec<String>>>,
-}
-
-fn run_sized<const W: usize>(
-    chart: &Chart<'_>,
+fn run_sized<'c, const W: usize>(
+    chart: &Chart<'c>,
     id: &str,
-    parts: Parts,
+    behavior: crate::bind::Bound,
+    shared: Shared<'c>,
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let machine = match SimMachineOf::<W>::new(*chart, id) {
-        Ok(m) => Box::new(m),
+    let machine = match system::new_machine::<W>(*chart, id) {
+        Ok(m) => m,
         Err(e) => {
             writeln!(out, "{}", json!({"step": 0, "error": e.to_string()}))?;
             return Ok(false);
         }
     };
-    run_machine(machine, parts, inputs, out)
+    run_machine(machine, behavior, shared, inputs, out)
 }
 
-fn run_machine<'c, const W: usize, M: Simulated<'c, W>>(
-    machine: Box<M>,
-    parts: Parts,
+fn run_machine<'c, const W: usize>(
+    machine: Box<dyn Simulated<'c, W> + 'c>,
+    behavior: crate::bind::Bound,
+    shared: Shared<'c>,
     inputs: impl IntoIterator<Item = String>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let Parts {
-        show_context,
-        behavior,
+    let show_context = shared.options.context;
+    let log = shared.log.clone();
+    let logs = shared.logs.clone();
+    let view = Shared {
+        options: shared.options,
         log,
         logs,
-    } = parts;
+    };
     let mut sim = Sim {
-        machine,
-        _chart: std::marker::PhantomData,
-        behavior,
-        log,
-        logs,
-        now: Instant::ZERO,
-        sent: Vec::new(),
+        system: System::new(machine, behavior, shared),
         show_context,
     };
-    let started = sim
-        .machine
-        .start(Instant::ZERO, &mut sim.behavior)
-        .map_err(|e| e.to_string())
-        .and_then(|()| sim.drain(&mut MAX_DELIVERIES_PER_INPUT.clone()));
-    if let Err(e) = started {
+    if let Err(e) = sim.system.start(&mut MAX_DELIVERIES_PER_INPUT.clone()) {
         writeln!(out, "{}", json!({"step": 0, "error": e}))?;
         return Ok(false);
     }
-    let first = sim.line(0, None);
+    let first = sim.line(0, None, &view);
     writeln!(out, "{first}")?;
     let mut step = 1;
     for raw in inputs {
@@ -514,7 +398,7 @@ fn run_machine<'c, const W: usize, M: Simulated<'c, W>>(
             writeln!(out, "{}", json!({"step": step, "error": msg}))?;
             return Ok(false);
         }
-        let l = sim.line(step, Some(line));
+        let l = sim.line(step, Some(line), &view);
         writeln!(out, "{l}")?;
         step += 1;
     }
@@ -522,7 +406,8 @@ fn run_machine<'c, const W: usize, M: Simulated<'c, W>>(
 }
 
 /// `interstate simulate --batch`: runs many cases read as JSON lines from `input`, each
-/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`, and
+/// `{"chart": {...}, "guards": {"g": true}, "delays": {"d": 500}, "inputs": ["GO", ...]}`
+/// (and `"actors": {"src": {...}}`, the charts it invokes), and
 /// writes one line per case: `{"trace": [line, ...]}` with the lines `run` prints, or
 /// `{"error": "..."}` when the case or its chart is refused.
 pub fn run_batch(input: impl std::io::BufRead, out: &mut dyn Write) -> std::io::Result<()> {
@@ -558,6 +443,13 @@ fn batch_case(line: &str) -> Result<Vec<Value>, String> {
                 .as_u64()
                 .ok_or(format!("delay '{k}' is not a whole number"))?;
             options.delays.insert(k.clone(), v);
+        }
+    }
+    if let Some(map) = case.get("actors").and_then(Value::as_object) {
+        for (src, chart) in map {
+            let compiled =
+                crate::compile_value(chart).map_err(|e| format!("actor '{src}': {e}"))?;
+            options.actors.insert(src.clone(), compiled);
         }
     }
     let inputs: Vec<String> = case

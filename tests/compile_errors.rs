@@ -66,9 +66,49 @@ const CASES: &[(&str, &str, &str)] = &[
         "states.a.on.GO.taget: unknown transition key 'taget' (did you mean 'target'?)",
     ),
     (
-        "an invoked actor",
-        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"src":"fetch"}}}}"#,
-        "states.a.invoke: invoked actors are not supported",
+        "an invocation without a src",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"id":"job"}}}}"#,
+        "states.a.invoke: missing 'src': the name of the actor to invoke",
+    ),
+    (
+        "an inline actor as the src",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"src":{"id":"c"}}}}}"#,
+        "states.a.invoke.src: an inline actor is not supported: 'src' names an actor the host binds (a chart given with --actor, a service)",
+    ),
+    (
+        "a misspelt invoke key",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":[{"src":"w","id":"x"},{"src":"w","onDnoe":"a"}]}}}"#,
+        "states.a.invoke[1].onDnoe: unknown invoke key 'onDnoe' (did you mean 'onDone'?)",
+    ),
+    (
+        "onSnapshot",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"src":"w","onSnapshot":"a"}}}}"#,
+        "states.a.invoke.onSnapshot: 'onSnapshot' is not supported",
+    ),
+    (
+        "an invoke id with a slash",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"src":"w","id":"a/b"}}}}"#,
+        "states.a.invoke.id: an invoke id is a non-empty name without '/' (it becomes part of the child's machine id)",
+    ),
+    (
+        "two invocations with one id",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":[{"src":"w","id":"j"},{"src":"v","id":"j"}]}}}"#,
+        "states.a.invoke[1].id: two invocations of one state have the id 'j'",
+    ),
+    (
+        "an onDone target that does not exist",
+        r#"{"id":"m","initial":"a","states":{"a":{"invoke":{"src":"w","id":"j","onDone":"nowhere"}}}}"#,
+        "states.a.invoke.onDone: no state 'nowhere' in '#m'",
+    ),
+    (
+        "a history state that invokes",
+        r#"{"id":"m","initial":"a","states":{"a":{},"h":{"type":"history","invoke":{"src":"w"}}}}"#,
+        "states.h.invoke: a history state has no transitions or actions of its own",
+    ),
+    (
+        "a delayed sendParent that forwards the event's data",
+        r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"sendParent","event":"E","data":{"from":"event"},"delay":5}}}}"#,
+        "states.a.entry.delay: a send that forwards the event's data is not delayed",
     ),
     // --- types ---
     (
@@ -234,7 +274,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "a delay on an action that cannot wait",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.log","message":"hi","delay":5}}}}"#,
-        "states.a.entry.delay: only raise, sendTo, publish and broadcast take a delay",
+        "states.a.entry.delay: only raise, sendTo, sendParent, publish and broadcast take a delay",
     ),
     // --- built-in actions ---
     (
@@ -265,7 +305,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "an unknown built-in action",
         r#"{"id":"m","initial":"a","states":{"a":{"entry":{"type":"xstate.stop"}}}}"#,
-        "states.a.entry.type: unknown built-in action 'xstate.stop' (raise, sendTo, request, cancel, log, assign, publish, broadcast)",
+        "states.a.entry.type: unknown built-in action 'xstate.stop' (raise, sendTo, sendParent, request, cancel, log, assign, publish, broadcast)",
     ),
     // --- context ---
     (

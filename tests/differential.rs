@@ -82,6 +82,12 @@ fn run_case(case: &Value) -> Result<Vec<Value>, String> {
             .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
             .collect();
     }
+    if let Some(map) = case["actors"].as_object() {
+        for (src, chart) in map {
+            let compiled = interstate::compile_value(chart).map_err(|e| e.to_string())?;
+            options.actors.insert(src.clone(), compiled);
+        }
+    }
     let inputs: Vec<String> = case["inputs"]
         .as_array()
         .unwrap()

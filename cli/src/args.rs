@@ -116,6 +116,14 @@ pub enum Command {
         /// context as `assign` actions change it); not part of XState's trace format.
         #[arg(long)]
         context: bool,
+        /// A chart the machine may invoke, SRC=CHILD.json: an `invoke` with that `src`
+        /// runs it as a child machine on the same clock (its actions traced as `id/name`).
+        #[arg(
+            long = "actor",
+            value_name = "SRC=CHILD.json",
+            conflicts_with = "batch"
+        )]
+        actors: Vec<String>,
         /// Input events; when none are given, they are read from stdin.
         events: Vec<String>,
     },

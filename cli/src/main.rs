@@ -56,6 +56,7 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
             batch,
             values,
             context,
+            actors,
             events,
         } => {
             if batch {
@@ -74,6 +75,7 @@ fn chart_verb(command: Command) -> Result<ExitCode, String> {
                 delays: values.delays,
                 machine_id: None,
                 context,
+                actors: load_actors(&actors)?,
             };
             let inputs: Box<dyn Iterator<Item = String>> = if events.is_empty() && !is_std(&file) {
                 Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
@@ -399,4 +401,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--actor SRC=CHILD.json` options: the charts by `src`.
+fn load_actors(
+    specs: &[String],
+) -> Result<std::collections::HashMap<String, interstate::CompiledChart>, String> {
+    let mut out = std::collections::HashMap::new();
+    for spec in specs {
+        let Some((src, file)) = spec.split_once('=') else {
+            return Err(format!(
+                "--actor takes SRC=CHILD.json (an invoked src and its chart), not '{spec}'"
+            ));
+        };
+        if src.is_empty() {
+            return Err(format!("--actor '{spec}': the src name is empty"));
+        }
+        let compiled = load_chart(std::path::Path::new(file))?;
+        out.insert(src.to_string(), compiled);
+    }
+    Ok(out)
 }

@@ -111,12 +111,16 @@ struct Run {
 fn run_cli(
     chart_path: &Path,
     guards: &[(String, bool)],
+    actors: &[(String, std::path::PathBuf)],
     stdin_text: String,
 ) -> Result<Run, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_interstate"));
     cmd.arg("simulate").arg(chart_path);
     for (name, val) in guards {
         cmd.arg("--guard").arg(format!("{name}={val}"));
+    }
+    for (src, path) in actors {
+        cmd.arg("--actor").arg(format!("{src}={}", path.display()));
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -277,7 +281,16 @@ fn conformance_with_xstate_v5() {
             "{name}: empty expected trace (run cli/tests/conformance/regenerate.sh)"
         );
         let chart = &case["chart"];
-        let used = guards_used(chart);
+        // `invoke-*` cases: the charts the chart invokes, by src (`--actor SRC=CHILD.json`).
+        let actor_charts: Vec<(String, Value)> = case
+            .get("actors")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut used = guards_used(chart);
+        for (_, c) in &actor_charts {
+            used.extend(guards_used(c));
+        }
         let mut guards: Vec<(String, bool)> = Vec::new();
         if let Some(map) = case.get("guards").and_then(Value::as_object) {
             for (g, v) in map {
@@ -307,8 +320,20 @@ fn conformance_with_xstate_v5() {
             std::process::id()
         ));
         std::fs::write(&chart_path, serde_json::to_string(chart).unwrap()).unwrap();
-        let outcome = run_cli(&chart_path, &guards, stdin_text);
+        let mut actors = Vec::new();
+        for (src, c) in &actor_charts {
+            let p = tmp.join(format!(
+                "interstate-conformance-{}-{idx}-{name}-actor-{src}.json",
+                std::process::id()
+            ));
+            std::fs::write(&p, serde_json::to_string(c).unwrap()).unwrap();
+            actors.push((src.clone(), p));
+        }
+        let outcome = run_cli(&chart_path, &guards, &actors, stdin_text);
         let _ = std::fs::remove_file(&chart_path);
+        for (_, p) in &actors {
+            let _ = std::fs::remove_file(p);
+        }
 
         let why = match outcome {
             Err(why) => Some(why),

@@ -167,6 +167,26 @@ pub enum Error {
     /// `reply` (or a `sendTo` the sender) on an event that has no sender: one the host
     /// injected, a timer's, or the machine's own.
     NoSender,
+    /// An `invoke` would start a child while the machine has as many live children as it
+    /// may (see [`crate::machine::MAX_LIVE_CHILDREN`]).
+    ChildrenFull {
+        /// How many live children the machine may have.
+        capacity: usize,
+    },
+    /// One step started and stopped more children than the host can be told about before it
+    /// drains the outbox.
+    ChildChangesFull {
+        /// How many changes a step may make.
+        capacity: usize,
+    },
+    /// A `sendTo` names one of the chart's invoke ids, but no child by that id is running
+    /// (its state is not active): XState fails the same way.
+    NoSuchChild,
+    /// A `sendParent` in a machine that no other machine invoked.
+    NoParent,
+    /// A child failed (`xstate.error.actor.<id>`) and no transition takes that event: the
+    /// machine fails with it, as XState's does.
+    UnhandledChildError,
 }
 
 impl fmt::Display for Error {
@@ -251,6 +271,26 @@ impl fmt::Display for Error {
             Error::RequestsFull { capacity } => write!(
                 f,
                 "request table full ({capacity} requests waiting for replies): wait for a reply or a timeout, or give the machine a larger table"
+            ),
+            Error::ChildrenFull { capacity } => write!(
+                f,
+                "an invoke would start a child while {capacity} children are live, as many as the machine may run; raise the capacity or invoke fewer at once"
+            ),
+            Error::ChildChangesFull { capacity } => write!(
+                f,
+                "more than {capacity} children started and stopped in one step before the host drained the outbox"
+            ),
+            Error::NoSuchChild => write!(
+                f,
+                "sendTo names an invoked child that is not running (the state that invokes it is not active)"
+            ),
+            Error::UnhandledChildError => write!(
+                f,
+                "an invoked child failed and no transition handles its xstate.error.actor event (add onError to the invocation)"
+            ),
+            Error::NoParent => write!(
+                f,
+                "sendParent in a machine that no machine invoked (it has no parent)"
             ),
             Error::NoSender => write!(
                 f,

@@ -19,9 +19,16 @@ export function simulateArgs(c) {
 
 // Returns { trace: [line objects] } or { rejected: message } when the chart does not compile.
 export function interstateTrace(bin, c) {
-  const file = path.join(tmpDir, `chart-${process.pid}-${tmpN++ % 4}.json`);
+  const n = tmpN++ % 4;
+  const file = path.join(tmpDir, `chart-${process.pid}-${n}.json`);
   fs.writeFileSync(file, JSON.stringify(c.chart));
-  const r = spawnSync(bin, ['simulate', file, ...simulateArgs(c)], {
+  const actorArgs = [];
+  for (const [src, chart] of Object.entries(c.actors || {})) {
+    const f = path.join(tmpDir, `chart-${process.pid}-${n}-actor-${src}.json`);
+    fs.writeFileSync(f, JSON.stringify(chart));
+    actorArgs.push('--actor', `${src}=${f}`);
+  }
+  const r = spawnSync(bin, ['simulate', file, ...simulateArgs(c), ...actorArgs], {
     input: c.inputs.join('\n') + '\n',
     encoding: 'utf8',
     timeout: 20000,
@@ -34,7 +41,7 @@ export function interstateTrace(bin, c) {
 // Runs many cases through one `interstate simulate --batch`; returns what `interstateTrace`
 // returns, for each case in order.
 export function interstateTraces(bin, cases) {
-  const input = cases.map((c) => JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs })).join('\n') + '\n';
+  const input = cases.map((c) => JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, actors: c.actors })).join('\n') + '\n';
   const r = spawnSync(bin, ['simulate', '--batch'], { input, encoding: 'utf8', maxBuffer: 1 << 30, timeout: 600000 });
   const lines = (r.stdout || '').split('\n').filter((l) => l.trim());
   if (lines.length !== cases.length) {
@@ -60,7 +67,7 @@ export class BatchRunner {
   trace(c) {
     return new Promise((resolve) => {
       this.waiting.push(resolve);
-      this.child.stdin.write(JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs }) + '\n');
+      this.child.stdin.write(JSON.stringify({ chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, actors: c.actors }) + '\n');
     });
   }
   close() {

@@ -90,6 +90,7 @@ function caseFile(c, expected, description) {
     guards: c.guards,
     delays: c.delays,
     inputs: c.inputs,
+    ...(c.actors ? { actors: c.actors } : {}),
     expected,
   };
 }
@@ -149,7 +150,7 @@ function fixtures(o) {
     if (x.rejected !== undefined) continue;
     // A timer loop runs 100,000 timers before it is an error: too slow for a debug-build test.
     if (/too many timers|call stack/.test(x.trace[x.trace.length - 1]?.error ?? '')) continue;
-    lines.push(JSON.stringify({ name: c.name, chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, expected: x.trace }));
+    lines.push(JSON.stringify({ name: c.name, chart: c.chart, guards: c.guards, delays: c.delays, inputs: c.inputs, ...(c.actors ? { actors: c.actors } : {}), expected: x.trace }));
   }
   fs.writeFileSync(o.out, lines.join('\n') + '\n');
   console.log(`${o.out}: ${lines.length} cases`);

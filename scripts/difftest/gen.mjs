@@ -13,7 +13,17 @@ export const PROFILES = {
   history: { depth: 4, width: [2, 3], parallel: 0.25, history: 0.45, final: 0.15, timer: 0.1, always: 0.12, inputs: [8, 24], advance: 0.1, historyTarget: 0.4 },
   // `after` with fixed and named delays, delayed raise and cancel, many clock advances.
   timer: { depth: 3, width: [2, 4], parallel: 0.2, history: 0.1, final: 0.1, timer: 0.6, always: 0.12, inputs: [8, 24], advance: 0.45 },
+  // States invoke child charts (`actors`: c0, c1) that send the parent `P`/`Q`, finish and
+  // fail; the parent sends to its live children by invoke id. No `*` descriptor: the parent
+  // takes `P`/`Q` only in targetless transitions with user actions, so no send loop forms.
+  invoke: { depth: 3, width: [2, 3], parallel: 0.2, history: 0.1, final: 0.12, timer: 0.25, always: 0.1, inputs: [8, 20], advance: 0.3, invoke: 0.35 },
 };
+
+// The charts an `invoke` case's states invoke: small, finishing often, sending their parent
+// `P` and `Q` (never invoking further: the reference oracle's children cannot).
+const CHILD = { depth: 2, width: [2, 3], parallel: 0.1, history: 0.05, final: 0.35, timer: 0.3, always: 0.1, inputs: [0, 0], advance: 0, sendParent: 0.5 };
+const CHILD_SRCS = ['c0', 'c1'];
+const CHILD_EVENTS = ['P', 'Q'];
 
 const EVENTS = ['A', 'B', 'C', 'D', 'x.a', 'x.b', 'x.a.b'];
 const DESCRIPTORS = ['A', 'A', 'B', 'B', 'C', 'D', 'x.a', 'x.b', 'x.a.b', 'x.*', 'x.a.*', '*'];
@@ -52,7 +62,17 @@ export function caseSeed(seed, i) {
 const KEYS = 'abcdefghijklmnopqrstuvwxyz';
 
 export function generate(seed, profileName) {
-  const P = PROFILES[profileName];
+  const c = generateWith(seed, PROFILES[profileName], profileName);
+  if (PROFILES[profileName].invoke) {
+    c.actors = {};
+    CHILD_SRCS.forEach((src, i) => {
+      c.actors[src] = generateWith(caseSeed(seed, 1000 + i), CHILD, 'child').chart;
+    });
+  }
+  return c;
+}
+
+function generateWith(seed, P, profileName) {
   if (!P) throw new Error(`unknown profile '${profileName}' (${Object.keys(PROFILES).join(', ')})`);
   const r = rng(seed);
   let keyN = 0;
@@ -139,6 +159,7 @@ export function generate(seed, profileName) {
   for (const d of NAMED_DELAYS) delays[d] = r.pick([0, 100, 200, 300, 500, 1000]);
   let tN = 0;
   let sendIds = 0;
+  let kidN = 0;
 
   const raiseAction = () => {
     const ev = r.pick(EVENTS);
@@ -150,7 +171,19 @@ export function generate(seed, profileName) {
     return { type: 'raise', event: ev };
   };
   // `inState`: entry and exit actions, where raising an event loops more often than not.
+  // The invoke ids live where the action runs (set while a state is emitted).
+  let liveKids = [];
   const extraAction = (inState) => {
+    if (P.sendParent && r.chance(P.sendParent)) {
+      const a = { type: 'sendParent', event: r.pick(CHILD_EVENTS) };
+      if (r.chance(0.2)) a.delay = Number(r.pick(FIXED_DELAYS));
+      return a;
+    }
+    if (liveKids.length && r.chance(0.4)) {
+      const a = { type: 'sendTo', to: r.pick(liveKids), event: r.pick(EVENTS) };
+      if (r.chance(0.15)) a.delay = Number(r.pick(FIXED_DELAYS));
+      return a;
+    }
     const x = r.next();
     if (x < 0.45 && (!inState || r.chance(0.3))) return raiseAction();
     if (x < 0.45) return { type: `u${r.int(0, 3)}` };
@@ -261,12 +294,29 @@ export function generate(seed, profileName) {
     if (r.chance(0.7)) j.exit = actions(`ex_${n.key || 'm'}`, true);
     if (j.entry === undefined) delete j.entry;
     if (j.exit === undefined) delete j.exit;
+    // Invocations: the state's own (its entry may send to them: XState resolves those against
+    // the children about to start), then its ancestors', live in its transitions.
+    const outer = liveKids;
+    let own = [];
+    // At most 8 invocations a chart: the most live children a machine may have.
+    if (P.invoke && n.kind !== 'final' && kidN < 7 && r.chance(P.invoke)) {
+      own = Array.from({ length: r.chance(0.2) ? 2 : 1 }, () => ({ src: r.pick(CHILD_SRCS), id: `k${kidN++}` }));
+    }
+    liveKids = [...outer, ...own.map((i) => i.id)];
+    if (own.length) {
+      j.entry = actions(`en_${n.key || 'm'}`, true);
+      if (j.entry === undefined) delete j.entry;
+    }
     if (n.kind !== 'final') {
       const on = {};
       const k = r.int(0, n === root ? 2 : 3);
       for (let i = 0; i < k; i++) {
-        const d = r.pick(DESCRIPTORS);
+        const d = r.pick(P.invoke ? DESCRIPTORS.filter((x) => x !== '*') : DESCRIPTORS);
         if (!(d in on)) on[d] = transitions(n, false);
+      }
+      if (liveKids.length && r.chance(0.6)) {
+        const u = `t${tN++}`;
+        on[r.pick(CHILD_EVENTS)] = { actions: r.chance(0.5) ? u : [u, `u${r.int(0, 3)}`] };
       }
       if (Object.keys(on).length) j.on = on;
       if (r.chance(P.always)) j.always = transitions(n, true);
@@ -283,10 +333,20 @@ export function generate(seed, profileName) {
         j.onDone = transitions(n, false);
       }
     }
+    if (own.length) {
+      const inv = own.map((i) => {
+        const o = { ...i };
+        if (r.chance(0.5)) o.onDone = transitions(n, false);
+        if (r.chance(0.25)) o.onError = transitions(n, false);
+        return o;
+      });
+      j.invoke = inv.length === 1 && r.chance(0.7) ? inv[0] : inv;
+    }
     if (n.children.length) {
       j.states = {};
       for (const c of n.children) j.states[c.key] = emit(c);
     }
+    liveKids = outer;
     if (n.initialHistory) {
       const h = j.states[n.initialHistory.key];
       if (h.target !== undefined) j.initial = n.initialHistory.key;

@@ -4,9 +4,9 @@
 // binds named delays (`delays`), translates the `in` / `stateIn` guards of the JSON format into
 // XState's `stateIn`, and records what `log` actions log, in order, as `logs` (the oracle's logger
 // drops it).
-import { setup, createActor, SimulatedClock, raise, cancel, log as xlog, stateIn } from 'xstate';
+import { setup, createActor, SimulatedClock, raise, cancel, log as xlog, stateIn, sendTo, sendParent } from 'xstate';
 
-const BUILTINS = new Set(['raise', 'cancel', 'log']);
+const BUILTINS = new Set(['raise', 'cancel', 'log', 'sendTo', 'sendParent']);
 
 // The most timers fired for one input line, as in `interstate simulate`: a zero-delay timer that
 // re-arms itself would otherwise keep SimulatedClock's flush going forever. And the most timers
@@ -28,7 +28,9 @@ class GuardedClock extends SimulatedClock {
 }
 const ev = (e) => (typeof e === 'string' ? { type: e } : e);
 
-function bind(chart, trace, guards) {
+// `child`: the chart runs as an invoked actor; its user actions are traced as
+// `<its actor id>/<name>`, as the reference oracle traces them.
+function bind(chart, trace, guards, child = false) {
   const impls = {};
   let n = 0;
   const builtin = (x) => {
@@ -38,11 +40,13 @@ function bind(chart, trace, guards) {
     if (x.id !== undefined) opts.id = x.id;
     if (x.type === 'raise') impls[id] = raise(ev(x.event), opts);
     else if (x.type === 'cancel') impls[id] = cancel(x.id);
+    else if (x.type === 'sendTo') impls[id] = sendTo(x.to, ev(x.event), opts);
+    else if (x.type === 'sendParent') impls[id] = sendParent(ev(x.event), opts);
     else impls[id] = xlog(x.message ?? x.label ?? '');
     return id;
   };
   const user = (name) => {
-    if (!impls[name]) impls[name] = () => { trace.push(name); };
+    if (!impls[name]) impls[name] = child ? ({ self }) => { trace.push(`${self.id}/${name}`); } : () => { trace.push(name); };
     return name;
   };
   const one = (x) => {
@@ -77,14 +81,20 @@ function bind(chart, trace, guards) {
 // `quick`: at most 100 microsteps per macrostep and 2,000 timers per input instead of 1,000 and
 // 100,000, which makes loops cheaper to find; a caller that sees such an error where interstate
 // has none runs the case again without it.
-export function xstateTrace({ chart, guards = {}, delays = {}, inputs }, quick = false) {
+export function xstateTrace({ chart, guards = {}, delays = {}, inputs, actors = {} }, quick = false) {
   const maxIterations = quick ? 100 : 1000;
   const trace = [];
   const logs = [];
   let machine;
   try {
+    const children = {};
+    for (const [src, c] of Object.entries(actors)) {
+      const cb = bind(c, trace, guards, true);
+      children[src] = setup({ actions: cb.impls, guards: cb.guards, delays })
+        .createMachine({ ...cb.config, options: { maxIterations } });
+    }
     const b = bind(chart, trace, guards);
-    machine = setup({ actions: b.impls, guards: b.guards, delays })
+    machine = setup({ actions: b.impls, guards: b.guards, delays, actors: children })
       .createMachine({ ...b.config, options: { maxIterations } });
   } catch (e) {
     return { trace: [], rejected: String(e && e.message) };

@@ -87,7 +87,10 @@ impl Compiler {
             || (ty == "broadcast" && obj.contains_key("event"));
         let reserved = extension
             || ty.starts_with("xstate.")
-            || matches!(ty, "raise" | "sendTo" | "request" | "cancel" | "log");
+            || matches!(
+                ty,
+                "raise" | "sendTo" | "sendParent" | "request" | "cancel" | "log"
+            );
         if !reserved {
             return user(self, ty);
         }
@@ -153,6 +156,29 @@ impl Compiler {
                     None => NONE,
                 };
             }
+            "sendParent" => {
+                let (name, data) = Self::event_name_of(
+                    obj.get("event").unwrap_or(&Value::Null),
+                    &join(path, "event"),
+                )?;
+                let data = data.or(obj.get("data"));
+                rec.kind = raw::ACTION_SEND_PARENT;
+                rec.b = self.intern(name)?;
+                rec.c = id.unwrap_or(NONE);
+                match data {
+                    Some(d) if is_forward(d) => {
+                        if delay.is_some() {
+                            return err(
+                                &join(path, "delay"),
+                                "a send that forwards the event's data is not delayed",
+                            );
+                        }
+                        rec.flags |= ActionRecord::FORWARD_DATA
+                    }
+                    Some(d) => rec.d = self.intern(&d.to_string())?,
+                    None => {}
+                }
+            }
             "sendTo" | "request" => {
                 let to_path = join(path, "to");
                 let to = match obj.get("to") {
@@ -213,6 +239,11 @@ impl Compiler {
                         }
                         rec.kind = 3;
                         rec.c = id.unwrap_or(NONE);
+                        // `to` names one of the chart's invocations: the send goes to
+                        // that child (XState looks children up by invoke id first).
+                        if to.is_some_and(|t| self.invoke_ids.contains(t)) {
+                            rec.kind = raw::ACTION_SEND_CHILD;
+                        }
                     }
                     None => {
                         if delay.is_some() {
@@ -238,15 +269,20 @@ impl Compiler {
                 return err(
                     &join(path, "type"),
                     format!(
-                        "unknown built-in action 'xstate.{other}' (raise, sendTo, request, cancel, log, assign, publish, broadcast)"
+                        "unknown built-in action 'xstate.{other}' (raise, sendTo, sendParent, request, cancel, log, assign, publish, broadcast)"
                     ),
                 );
             }
         }
-        if delay.is_some() && !matches!(rec.kind, 1 | 3 | raw::ACTION_REQUEST) {
+        if delay.is_some()
+            && !matches!(
+                rec.kind,
+                1 | 3 | raw::ACTION_REQUEST | raw::ACTION_SEND_CHILD | raw::ACTION_SEND_PARENT
+            )
+        {
             return err(
                 &join(path, "delay"),
-                "only raise, sendTo, publish and broadcast take a delay",
+                "only raise, sendTo, sendParent, publish and broadcast take a delay",
             );
         }
         Ok(rec)

@@ -7,12 +7,13 @@ use serde_json::{Map, Value};
 /// Keys of a state config this compiler reads.
 pub(super) const STATE_KEYS: &[&str] = &[
     "id", "key", "type", "initial", "states", "on", "always", "after", "entry", "exit", "onDone",
-    "history", "target",
+    "history", "target", "invoke",
 ];
 /// Keys XState accepts that have no effect on stepping here (documentation, typing, data).
 pub(super) const IGNORED_KEYS: &[&str] = &[
     "context",
     "description",
+    "input",
     "meta",
     "tags",
     "output",

@@ -148,7 +148,7 @@ impl Compiler {
                 rec.default_len = defaults.len() as u16;
                 self.targets.extend(defaults);
             }
-            for k in ["on", "always", "after", "entry", "exit", "onDone"] {
+            for k in ["on", "always", "after", "entry", "exit", "onDone", "invoke"] {
                 if obj.contains_key(k) {
                     return err(
                         &join(&path, k),
@@ -222,6 +222,11 @@ impl Compiler {
                 &mut on,
             )?;
         }
+        // Invocations start after every entry action (the `after` timers included) and stop
+        // after every exit action, as XState appends them.
+        let (mut inv_entry, mut inv_exit) = (Vec::new(), Vec::new());
+        self.invocations(i, &obj, &path, &mut inv_entry, &mut inv_exit, &mut on)?;
+        self.output_of(i, &obj);
         match obj.get("after") {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
@@ -296,6 +301,10 @@ impl Compiler {
         for t in always {
             self.push_transition(i, t)?;
         }
+        entry.extend(inv_entry);
+        exit.extend(inv_exit);
+        Self::mark_entering_sends(&mut entry);
+        Self::link_invocations(&entry, self.actions.len(), &mut exit);
         rec.entry_start = self.actions.len() as u16;
         rec.entry_len = entry.len() as u16;
         self.actions.extend(entry);

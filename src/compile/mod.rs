@@ -17,13 +17,14 @@
 mod actions;
 mod assign;
 mod error;
+mod invoke;
 mod json;
 mod layout;
 mod tables;
 mod transitions;
 mod tree;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use interstate_core::chart::raw::{ActionRecord, NameRecord, StateRecord, TransitionRecord};
 use interstate_core::chart::{StateKind, Tables};
@@ -32,6 +33,7 @@ use interstate_core::Chart;
 use serde_json::Value;
 
 pub use error::CompileError;
+use invoke::Outputs;
 
 /// A compiled chart: owned tables and a validated view over them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub struct CompiledChart {
     /// a node subscribes the machine to each when it adds it. Not part of the tables (nor of
     /// an image).
     subscriptions: Vec<String>,
+    /// The `output`s an invoked chart hands back (not part of the tables).
+    outputs: Outputs,
 }
 
 impl CompiledChart {
@@ -71,6 +75,19 @@ impl CompiledChart {
             delay_names: &self.delay_names,
             history_slots: self.history_slots,
         }
+    }
+
+    /// What the chart hands back as an invoked child that reached its final state `last`
+    /// (the payload of its parent's `xstate.done.actor.<id>`), as JSON text: the root's
+    /// `output` (XState's machine output), else the `output` of that top-level final state.
+    pub fn output(&self, last: interstate_core::StateId) -> Option<&str> {
+        self.outputs.root.as_deref().or_else(|| {
+            self.outputs
+                .finals
+                .iter()
+                .find(|(s, _)| *s == last.0)
+                .map(|(_, o)| o.as_str())
+        })
     }
 
     /// The topic filters the chart's top-level `"subscribe"` lists (validated).
@@ -107,6 +124,7 @@ impl CompiledChart {
             delay_names: t.delay_names.to_vec(),
             history_slots: t.history_slots,
             subscriptions: Vec::new(),
+            outputs: Outputs::default(),
         }
     }
 }
@@ -184,4 +202,9 @@ struct Compiler {
     chart_data: Vec<ActionRecord>,
     history_slots: usize,
     subscriptions: Vec<String>,
+    /// Every invoke id of the chart (pass 1): a `sendTo` naming one sends to that child.
+    invoke_ids: HashSet<String>,
+    /// The `output` of the root and of each top-level final state, as JSON text (what an
+    /// invoked chart's `xstate.done.actor.<id>` carries).
+    outputs: Outputs,
 }

@@ -144,6 +144,7 @@ impl Compiler {
             delay_names,
             history_slots: self.history_slots as u16,
             subscriptions: self.subscriptions,
+            outputs: self.outputs,
         };
         if let Err(e) = Chart::new(compiled.tables()) {
             return err(

@@ -91,11 +91,7 @@ impl Compiler {
                 let hint = suggest(k, STATE_KEYS.iter().copied())
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_default();
-                let msg = match k.as_str() {
-                    "invoke" => "invoked actors are not supported".to_string(),
-                    _ => format!("unknown key '{k}'{hint}"),
-                };
-                return err(&join(&path, k), msg);
+                return err(&join(&path, k), format!("unknown key '{k}'{hint}"));
             }
         }
         if let Some(v) = obj.get("id") {
@@ -180,6 +176,9 @@ impl Compiler {
                 &join(&path, "id"),
                 format!("duplicate state id '{id}' (also used by '{other_path}')"),
             );
+        }
+        for (invoke_id, _) in super::invoke::invoke_ids(obj, &id, &path)? {
+            self.invoke_ids.insert(invoke_id);
         }
         let index = self.nodes.len();
         self.ids.insert(id.clone(), index);

@@ -113,6 +113,20 @@ pub fn check(chart: &Chart<'_>) -> Result<(), NativeError> {
             limit: MAX_NATIVE_STATES,
         });
     }
+    if let Some(inv) = chart.invocations().next() {
+        let state = (0..chart.state_count() as u16)
+            .map(StateId)
+            .find(|&s| chart.entry_actions(s).contains(&inv.start))
+            .map_or_else(
+                || chart.state_id(StateId(0)).to_string(),
+                |s| chart.state_id(s).to_string(),
+            );
+        return Err(NativeError::Unsupported {
+            feature: "an invoked actor (invoke)",
+            state,
+            hint: "run this chart with the interpreter (a Machine)",
+        });
+    }
     for i in 0..chart.state_count() as u16 {
         let s = StateId(i);
         let name = || chart.state_id(s).to_string();

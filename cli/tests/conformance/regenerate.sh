@@ -33,6 +33,12 @@ for (const file of process.argv.slice(2)) {
   fs.writeFileSync(chart, JSON.stringify(c.chart));
   const args = [path.join(dir, script), chart];
   for (const [g, v] of Object.entries(c.guards || {})) args.push('--guard', `${g}=${v ? 'true' : 'false'}`);
+  // invoke-* cases: the charts the chart invokes, by src.
+  for (const [src, actor] of Object.entries(c.actors || {})) {
+    const f = path.join(tmp, `actor-${src}.json`);
+    fs.writeFileSync(f, JSON.stringify(actor));
+    args.push('--actor', `${src}=${f}`);
+  }
   const r = spawnSync('node', args, { input: c.inputs.join('\n') + '\n', encoding: 'utf8' });
   const lines = r.stdout.split('\n').filter((l) => l.trim());
   if (!lines.length) { console.error(`${base}: no output from oracle: ${r.stderr}`); process.exit(1); }

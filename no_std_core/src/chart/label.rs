@@ -1,6 +1,6 @@
 //! How a chart's transitions and actions read in pictures: `EVENT [guard] / actions`, where
 //! the event is the name, `after 500ms` or `after delayName`, `done` (`onDone`), `always`,
-//! `*` or `foo.*`. `interstate diagram` (the facade's `diagram` module) and the state
+//! `*` or `foo.*`, `done job` and `error job` (an invocation's `onDone` and `onError`). `interstate diagram` (the facade's `diagram` module) and the state
 //! reports the live inspector draws from both write labels here, so the two pictures of a
 //! chart say the same thing. Written into any [`core::fmt::Write`]: no allocation.
 
@@ -19,11 +19,16 @@ fn write_delay(chart: &Chart<'_>, d: Delay, out: &mut dyn Write) -> fmt::Result 
 }
 
 /// Whether the action at `index` is one a picture shows: not the timer bookkeeping of
-/// `after` (`StartAfter`, `CancelAfter`), nor a data record.
+/// `after` (`StartAfter`, `CancelAfter`), nor the start and stop of an invocation (a
+/// picture draws a state's invocations on a line of their own), nor a data record.
 pub fn action_shown(chart: &Chart<'_>, index: u16) -> bool {
     !matches!(
         chart.action_at(index),
-        Action::StartAfter { .. } | Action::CancelAfter { .. } | Action::Data
+        Action::StartAfter { .. }
+            | Action::CancelAfter { .. }
+            | Action::StartChild { .. }
+            | Action::StopChild { .. }
+            | Action::Data
     )
 }
 
@@ -50,6 +55,31 @@ pub fn write_action(chart: &Chart<'_>, index: u16, out: &mut dyn Write) -> fmt::
                 Target::Broadcast => write!(out, "broadcast {}", chart.str(event))?,
                 _ => write!(out, "sendTo {} {}", chart.str(target), chart.str(event))?,
             }
+            if let Some(d) = delay {
+                out.write_str(" after ")?;
+                write_delay(chart, d, out)?;
+            }
+            Ok(())
+        }
+        Action::StartChild { src, id, .. } => {
+            write!(out, "invoke {} as {}", chart.str(src), chart.str(id))
+        }
+        Action::StopChild { id, .. } => write!(out, "stop {}", chart.str(id)),
+        Action::SendToChild {
+            child,
+            event,
+            delay,
+            ..
+        } => {
+            write!(out, "sendTo {} {}", chart.str(child), chart.str(event))?;
+            if let Some(d) = delay {
+                out.write_str(" after ")?;
+                write_delay(chart, d, out)?;
+            }
+            Ok(())
+        }
+        Action::SendParent { event, delay, .. } => {
+            write!(out, "sendParent {}", chart.str(event))?;
             if let Some(d) = delay {
                 out.write_str(" after ")?;
                 write_delay(chart, d, out)?;
@@ -125,7 +155,17 @@ pub fn write_transition(chart: &Chart<'_>, t: &Transition, out: &mut dyn Write) 
                 out.write_str("after ")?;
                 write_delay(chart, d, out)?;
             }
-            None => out.write_str(chart.event_name(EventId(t.event)))?,
+            None => {
+                let name = chart.event_name(EventId(t.event));
+                // An invocation's `onDone` and `onError`: `done job`, `error job`.
+                if let Some(id) = name.strip_prefix(crate::machine::CHILD_DONE_PREFIX) {
+                    write!(out, "done {id}")?
+                } else if let Some(id) = name.strip_prefix(crate::machine::CHILD_ERROR_PREFIX) {
+                    write!(out, "error {id}")?
+                } else {
+                    out.write_str(name)?
+                }
+            }
         },
         Trigger::Prefix => write!(out, "{}.*", chart.str(StrId(t.event)))?,
         Trigger::Any => out.write_str("*")?,

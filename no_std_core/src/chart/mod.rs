@@ -19,8 +19,10 @@
 //! accessors (what stepping reads); `raw` the record layouts the compiler writes and the
 //! accessors decode; `validate` what [`Chart::new`] checks before it accepts the tables.
 
+mod invocations;
 pub mod label;
 pub mod raw;
+pub use invocations::Invocation;
 mod validate;
 
 /// Marks "none" in a `u16` index field.
@@ -247,6 +249,51 @@ pub enum Action {
     CancelAfter {
         /// The `xstate.after.<delay>.<state id>` event.
         event: EventId,
+    },
+    /// Starts a state's invoked child (an `invoke`, run after the state's entry actions).
+    StartChild {
+        /// This record's index in the action table: the invocation's identity.
+        start: u16,
+        /// What to run: a name the host binds (an actor `src`).
+        src: StrId,
+        /// The invoke id: the child's name among this machine's children.
+        id: StrId,
+        /// The `input` as JSON text, if any.
+        input: Option<StrId>,
+    },
+    /// Stops a state's invoked child (run after the state's exit actions).
+    StopChild {
+        /// The index of the invocation's [`Action::StartChild`] record.
+        start: u16,
+        /// The invoke id.
+        id: StrId,
+    },
+    /// `sendTo` one of this machine's invoked children, by invoke id.
+    SendToChild {
+        /// The invoke id.
+        child: StrId,
+        /// The event name.
+        event: StrId,
+        /// The payload.
+        payload: Data,
+        /// Optional delay.
+        delay: Option<Delay>,
+        /// The send id `cancel` refers to, if any.
+        id: Option<StrId>,
+        /// Whether the send is in the entry actions of the state that invokes the child (it
+        /// then reaches the child that state is about to start).
+        entering: bool,
+    },
+    /// `sendParent`: send an event to the machine that invoked this one.
+    SendParent {
+        /// The event name.
+        event: StrId,
+        /// The payload.
+        payload: Data,
+        /// Optional delay.
+        delay: Option<Delay>,
+        /// The send id `cancel` refers to, if any.
+        id: Option<StrId>,
     },
     /// `assign`: changes one key of the machine's JSON context.
     Assign {
@@ -859,6 +906,9 @@ impl<'a> Chart<'a> {
                 payload: data,
                 timeout: delay.unwrap_or(Delay::Millis(0)),
             },
+            raw::ACTION_START_CHILD..=raw::ACTION_SEND_PARENT => {
+                invocations::decode(&a, index, data, delay)
+            }
             _ => Action::Data,
         }
     }

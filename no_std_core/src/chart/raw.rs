@@ -211,12 +211,19 @@ impl TransitionRecord {
 /// | 9    | context condition | key lit. | literal | op (`CompareOp`) |    |       |
 /// | 10   | reply       |          | event s  |             | payload str  |       |
 /// | 11   | request     | target s | event s  |             | payload str  | yes   |
+/// | 12   | start child | src s    | invoke id s |          | input str    |       |
+/// | 13   | stop child  |          | invoke id s | its start record |     |       |
+/// | 14   | send child  | invoke id s | event s | send id str | payload str  | opt.  |
+/// | 15   | send parent |          | event s  | send id str | payload str  | opt.  |
 ///
 /// Kinds 7 and 9 are data, not actions: no state's action list holds them. The chart's
 /// `context` object is the one record of kind 7; a transition with guard kind 5 names the
 /// index of its record of kind 9. Key literals are JSON string literals, quotes included.
 ///
-/// Flag [`ActionRecord::FORWARD_DATA`] (kinds 3, 10, 11; payload none): the message carries
+/// Kinds 12 and 13 are a state's invocations (`invoke`): the start record after the state's
+/// entry actions, the stop record (naming its start record's index) after its exit actions.
+///
+/// Flag [`ActionRecord::FORWARD_DATA`] (kinds 3, 10, 11, 14, 15; payload none): the message carries
 /// the current event's payload.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionRecord {
@@ -245,6 +252,9 @@ impl ActionRecord {
     pub const NAMED_DELAY: u8 = 2;
     /// `flags` bit: the message forwards the current event's payload.
     pub const FORWARD_DATA: u8 = 4;
+    /// `flags` bit (kind 14): the send is in the entry actions of the state that invokes its
+    /// child, and reaches the child that state is about to start.
+    pub const ENTERING_CHILD: u8 = 8;
     /// Reads a record.
     #[inline]
     pub fn decode(b: &[u8]) -> Self {
@@ -281,6 +291,14 @@ pub const ACTION_CONTEXT_CONDITION: u8 = 9;
 pub const ACTION_REPLY: u8 = 10;
 /// [`ActionRecord::kind`] of a request.
 pub const ACTION_REQUEST: u8 = 11;
+/// [`ActionRecord::kind`] of an invocation's start (`invoke`, after the entry actions).
+pub const ACTION_START_CHILD: u8 = 12;
+/// [`ActionRecord::kind`] of an invocation's stop (after the exit actions).
+pub const ACTION_STOP_CHILD: u8 = 13;
+/// [`ActionRecord::kind`] of a `sendTo` whose `to` is one of the chart's invoke ids.
+pub const ACTION_SEND_CHILD: u8 = 14;
+/// [`ActionRecord::kind`] of a `sendParent`.
+pub const ACTION_SEND_PARENT: u8 = 15;
 /// [`TransitionRecord::guard_kind`] of a context condition.
 pub const GUARD_CONTEXT: u8 = 5;
 

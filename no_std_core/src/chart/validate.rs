@@ -127,8 +127,16 @@ impl<'a> Chart<'a> {
             // A forwarded payload is none of the chart's strings, and is not delayed.
             let data_ok = !forward
                 || (a.d == NONE
-                    && matches!(a.kind, 3 | raw::ACTION_REPLY | raw::ACTION_REQUEST)
-                    && !(a.kind == 3 && has_delay));
+                    && matches!(
+                        a.kind,
+                        3 | raw::ACTION_REPLY
+                            | raw::ACTION_REQUEST
+                            | raw::ACTION_SEND_CHILD
+                            | raw::ACTION_SEND_PARENT
+                    )
+                    && !(a.kind != raw::ACTION_REPLY
+                        && a.kind != raw::ACTION_REQUEST
+                        && has_delay));
             let ok = delay_ok
                 && data_ok
                 && match a.kind {
@@ -162,6 +170,26 @@ impl<'a> Chart<'a> {
                     }
                     raw::ACTION_REPLY => str_ok(a.b) && opt_str(a.d) && !has_delay,
                     raw::ACTION_REQUEST => str_ok(a.a) && str_ok(a.b) && opt_str(a.d) && has_delay,
+                    raw::ACTION_START_CHILD => {
+                        str_ok(a.a)
+                            && str_ok(a.b)
+                            && a.c == NONE
+                            && (a.d == NONE || (str_ok(a.d) && json_text::is_value(text(a.d))))
+                            && !has_delay
+                    }
+                    // A stop names a start record: the child it stops.
+                    raw::ACTION_STOP_CHILD => {
+                        str_ok(a.b)
+                            && (a.c as usize) < n_actions
+                            && ActionRecord::decode(&t.actions[a.c as usize * ActionRecord::SIZE..])
+                                .kind
+                                == raw::ACTION_START_CHILD
+                            && !has_delay
+                    }
+                    raw::ACTION_SEND_CHILD => {
+                        str_ok(a.a) && str_ok(a.b) && opt_str(a.c) && opt_str(a.d)
+                    }
+                    raw::ACTION_SEND_PARENT => str_ok(a.b) && opt_str(a.c) && opt_str(a.d),
                     _ => false,
                 };
             if !ok {

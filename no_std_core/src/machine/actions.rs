@@ -22,7 +22,7 @@ impl<
         const R: usize,
     > Machine<'c, W, Q, O, T, H, B, C, R>
 {
-    fn resolve_delay<BH: Behavior + ?Sized>(
+    pub(super) fn resolve_delay<BH: Behavior + ?Sized>(
         &self,
         d: Delay,
         cx: &mut StepCx<'_, '_, BH>,
@@ -102,7 +102,7 @@ impl<
     /// Runs action `i` of the action table, whatever its kind.
     /// A timer is about to be armed with the send id `id`: the ones armed with it before are
     /// no longer reached by `cancel` (XState's scheduler keeps one timer per id).
-    fn unmap_send_id(&mut self, id: crate::chart::StrId) {
+    pub(super) fn unmap_send_id(&mut self, id: crate::chart::StrId) {
         let chart = self.chart;
         self.io
             .unmap_where(|k| matches!(k, TimerKey::Named(x) if chart.str(x) == chart.str(id)));
@@ -244,6 +244,22 @@ impl<
                     cx.event.payload,
                 )?;
             }
+            Action::StartChild { start, .. } => self.start_child(start)?,
+            Action::StopChild { start, id } => self.stop_child(start, id)?,
+            Action::SendToChild {
+                child,
+                event,
+                payload,
+                delay,
+                id,
+                entering,
+            } => self.send_to_child(cx, child, event, payload, delay, id, entering)?,
+            Action::SendParent {
+                event,
+                payload,
+                delay,
+                id,
+            } => self.send_parent(cx, event, payload, delay, id)?,
             Action::Data => {}
         }
         Ok(())

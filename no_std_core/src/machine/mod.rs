@@ -31,12 +31,15 @@
 //! - `context_store`: the machine's context (typed or JSON) and what actions and guards
 //!   reach of it;
 //! - `snapshot`: [`Machine::snapshot`] and [`Machine::restore`].
+//! - `invoke`: invoked children (`invoke`, `sendTo` a child, `sendParent`) and the starts
+//!   and stops the host reads beside the outbox.
 //! - `order`: the order in which the active states entered (XState's insertion order), which
 //!   its eventless selection and, after a history quirk, its state value follow.
 
 mod actions;
 mod context_store;
 mod exit_entry;
+mod invoke;
 mod json;
 mod native;
 mod order;
@@ -48,6 +51,10 @@ mod view;
 
 pub use context_store::ContextFormat;
 pub(crate) use context_store::{ContextRef, ContextView};
+pub use invoke::{
+    parent_id, write_child_id, ChildChange, ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX,
+    MAX_CHILD_CHANGES, MAX_CHILD_ID, MAX_LIVE_CHILDREN,
+};
 pub use native::{prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativeSet};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
@@ -164,6 +171,7 @@ pub struct Machine<
     view: view::View<W>,
     context: context_store::ContextStore<C>,
     order: order::EntryOrder<W>,
+    children: invoke::Children,
 }
 
 /// The transitions one microstep takes, in selection order.
@@ -269,6 +277,9 @@ impl Stepping for Interpreted {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        // Generated charts refuse `invoke`, so only the interpreter checks for a child's
+        // unhandled failure.
+        m.check_child_error(cx)?;
         m.event_microstep(cx)
     }
     #[inline(always)]
@@ -340,6 +351,7 @@ impl<
             view: view::View::default(),
             context,
             order: order::EntryOrder::default(),
+            children: invoke::Children::default(),
             stats: Stats::default(),
             io: Io {
                 outbox: Vec::new(),
@@ -783,17 +795,22 @@ impl<
     /// order. Lets a host stop at the first message it cannot deliver yet (backpressure).
     pub fn consume_outbox(&mut self, n: usize) {
         if n >= self.io.outbox.len() {
-            self.clear_outbox();
+            // The changes after the last message stay for the host to make.
+            self.children.consumed(self.io.outbox.len());
+            self.io.outbox.clear();
+            self.io.out_used = 0;
             return;
         }
         for _ in 0..n {
             self.io.outbox.remove(0);
         }
+        self.children.consumed(n);
     }
 
     /// Empties the outbox. Call it after delivering what [`outbox`](Self::outbox) listed.
     pub fn clear_outbox(&mut self) {
         self.io.outbox.clear();
         self.io.out_used = 0;
+        self.children.clear_changes();
     }
 }

@@ -117,8 +117,11 @@ impl<
                 cx.event = Event::from_id(&self.chart, e);
                 self.select(StateId(0), cx, &mut enabled, 0)?;
             }
+            let touches = self.children.touches;
             let changed = self.microstep(&enabled, true, cx)?;
-            select_eventless = !eventless || changed;
+            // A microstep that starts or stops a child changes XState's snapshot (its
+            // children) even when the configuration stays: eventless selection goes on.
+            select_eventless = !eventless || changed || self.children.touches != touches;
         }
         Ok(())
     }

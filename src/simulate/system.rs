@@ -1,0 +1,753 @@
+//! The actors of one simulation: the root machine and the children it invokes (charts given
+//! with `--actor SRC=CHILD.json`), on one virtual clock, delivered to as XState's actor
+//! system delivers:
+//! - every actor has a mailbox; an event to an actor that is idle is processed at once (a
+//!   nested call), one to an actor that is busy waits its turn, so a child's `sendParent`
+//!   reaches the parent after the parent's current macrostep;
+//! - after a macrostep, its messages and its children's starts and stops run in the order
+//!   the machine made them (XState's deferred actions): a child is created when its state is
+//!   entered, starts (its first macrostep, then its mailbox) when its turn comes, and never
+//!   starts when its state was exited in the same step;
+//! - a child that reaches its final state reports `xstate.done.actor.<id>` to its parent
+//!   (with its `output`), and one that fails `xstate.error.actor.<id>`; a stopped child is
+//!   gone: its timers and the events sent to it later are dropped;
+//! - timers of every actor share the clock and fire in due order, ties in arming order.
+//!
+//! A child's user actions are traced as `<invoke id>/<action>`, as the oracle prints them.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use interstate_core::machine::{ChildChangeKind, MAX_CHILD_ID};
+use interstate_core::{Chart, Event, Instant, StateId, StateKind, Target};
+use serde_json::{json, Value};
+
+use crate::bind::{Behaviors, Bound};
+use crate::compile::CompiledChart;
+
+use super::{payload_value, Options, SimMachineOf, Simulated};
+
+/// A message out of an outbox, copied so that the machine can be driven again.
+enum Out {
+    Own(String, Vec<u8>),
+    Machine(String, String, Vec<u8>),
+    Other(Value),
+}
+
+struct Change {
+    kind: ChildChangeKind,
+    src: String,
+    id: String,
+    after: usize,
+}
+
+struct Actor<'c, const W: usize> {
+    /// Dropped when the actor is gone: a zero-delay timer that re-enters an invoking state
+    /// makes a new child per firing, and only the live ones keep their (large) machines.
+    machine: Option<Box<dyn Simulated<'c, W> + 'c>>,
+    /// Its machine id.
+    id: String,
+    behavior: Bound,
+    /// The invoke id (the root: empty): its actions are traced as `name/action`.
+    name: String,
+    /// The `src` it runs (the root: empty), for its `output`.
+    src: String,
+    parent: Option<usize>,
+    mailbox: VecDeque<(String, Vec<u8>)>,
+    busy: bool,
+    started: bool,
+    /// Stopped by its parent, or finished: gets nothing more.
+    gone: bool,
+    /// Timers seen so far: each gets a place in the arming order of the whole system.
+    seen_seq: Option<u32>,
+    /// Started with its parent's first step, before the parent's deferred actions ran.
+    early: bool,
+    /// Its machine's [`Machine::timer_changes`] when last seen.
+    timer_changes: u32,
+}
+
+/// What every actor's bindings are made from.
+pub(super) struct Shared<'c> {
+    pub(super) options: &'c Options,
+    pub(super) log: Rc<RefCell<Vec<String>>>,
+    pub(super) logs: Rc<RefCell<Vec<String>>>,
+}
+
+pub(super) struct System<'c, const W: usize> {
+    actors: Vec<Actor<'c, W>>,
+    /// The actors that are not gone, in creation order.
+    live: Vec<usize>,
+    /// Live actors by machine id.
+    by_id: HashMap<String, usize>,
+    shared: Shared<'c>,
+    pub(super) now: Instant,
+    pub(super) sent: Vec<Value>,
+    /// (actor, timer seq) -> its place in the system's arming order.
+    armed: HashMap<(usize, u32), u64>,
+    next_armed: u64,
+    /// Timers armed and cancelled in the whole system so far: XState's `SimulatedClock`
+    /// starts its walk over when one is (a stopped actor's pending timers are cancelled).
+    timer_events: u64,
+}
+
+fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change>) {
+    let own = m.id();
+    let mut msgs = Vec::new();
+    for o in m.outbox() {
+        let data = |msg: &mut Value| {
+            if !o.payload.is_empty() {
+                msg["data"] = payload_value(o.payload);
+            }
+        };
+        msgs.push(match o.target {
+            Target::ThisMachine => Out::Own(o.event.to_string(), o.payload.to_vec()),
+            Target::Machine(t) if t == own => Out::Own(o.event.to_string(), o.payload.to_vec()),
+            Target::Machine(t) => {
+                Out::Machine(t.to_string(), o.event.to_string(), o.payload.to_vec())
+            }
+            Target::Topic(t) => {
+                let mut msg = json!({"topic": t, "event": o.event});
+                data(&mut msg);
+                Out::Other(msg)
+            }
+            Target::Broadcast => {
+                let mut msg = json!({"broadcast": true, "event": o.event});
+                data(&mut msg);
+                Out::Other(msg)
+            }
+        });
+    }
+    let changes = m
+        .child_changes()
+        .map(|c| Change {
+            kind: c.kind,
+            src: c.invocation.src.to_string(),
+            id: c.invocation.id.to_string(),
+            after: c.after_messages,
+        })
+        .collect();
+    (msgs, changes)
+}
+
+/// A boxed machine, made out of line: the machine is large, and its temporaries stay in this
+/// frame instead of the frames of the nested deliveries that start children.
+#[inline(never)]
+pub(super) fn new_machine<'c, const W: usize>(
+    chart: Chart<'c>,
+    id: &str,
+) -> Result<Box<SimMachineOf<'c, W>>, interstate_core::Error> {
+    Ok(Box::new(SimMachineOf::<W>::new(chart, id)?))
+}
+
+/// Behaviors for a chart of the simulation: user actions traced (as `prefix/name` in a
+/// child), guards and delays from the options, every `--actor` src bound.
+pub(super) fn behaviors_for(chart: &Chart<'_>, prefix: &str, shared: &Shared<'_>) -> Behaviors {
+    let logs_in = shared.logs.clone();
+    let mut b =
+        Behaviors::new().on_log(move |_, message| logs_in.borrow_mut().push(message.to_string()));
+    for i in 0..chart.action_count() as u16 {
+        let name = chart.action_name(interstate_core::ActionId(i)).to_string();
+        let traced = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let log = shared.log.clone();
+        b = b.action(&name, move |_| log.borrow_mut().push(traced.clone()));
+    }
+    for i in 0..chart.guard_count() as u16 {
+        let name = chart.guard_name(interstate_core::GuardId(i));
+        if let Some(&v) = shared.options.guards.get(name) {
+            b = b.guard(name, move |_| v);
+        }
+    }
+    for (name, &ms) in &shared.options.delays {
+        b = b.delay(name, interstate_core::Duration::from_millis(ms));
+    }
+    for src in shared.options.actors.keys() {
+        b = b.actor(src);
+    }
+    b
+}
+
+impl<'c, const W: usize> System<'c, W> {
+    pub(super) fn new(
+        root: Box<dyn Simulated<'c, W> + 'c>,
+        behavior: Bound,
+        shared: Shared<'c>,
+    ) -> Self {
+        let mut by_id = HashMap::new();
+        by_id.insert(root.read().id().to_string(), 0);
+        System {
+            live: vec![0],
+            actors: vec![Actor {
+                id: root.read().id().to_string(),
+                machine: Some(root),
+                behavior,
+                name: String::new(),
+                src: String::new(),
+                parent: None,
+                mailbox: VecDeque::new(),
+                busy: false,
+                started: false,
+                gone: false,
+                seen_seq: None,
+                early: false,
+                timer_changes: 0,
+            }],
+            by_id,
+            shared,
+            now: Instant::ZERO,
+            sent: Vec::new(),
+            armed: HashMap::new(),
+            next_armed: 0,
+            timer_events: 0,
+        }
+    }
+
+    pub(super) fn root(&self) -> &SimMachineOf<'c, W> {
+        // The root is never stopped (only children are).
+        self.actors[0]
+            .machine
+            .as_deref()
+            .expect("the root keeps its machine")
+            .read()
+    }
+
+    /// Starts the root machine.
+    pub(super) fn start(&mut self, budget: &mut usize) -> Result<(), String> {
+        self.start_actor(0, budget)
+    }
+
+    /// An input event for the root machine.
+    pub(super) fn send_root(
+        &mut self,
+        name: String,
+        payload: Vec<u8>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        self.deliver(0, name, payload, budget)
+    }
+
+    fn deliver(
+        &mut self,
+        a: usize,
+        name: String,
+        payload: Vec<u8>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        if actor.gone {
+            return Ok(());
+        }
+        actor.mailbox.push_back((name, payload));
+        if !actor.busy && actor.started {
+            self.run_mailbox(a, budget)?;
+        }
+        Ok(())
+    }
+
+    fn run_mailbox(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        self.actors[a].busy = true;
+        while let Some((name, payload)) = self.actors[a].mailbox.pop_front() {
+            if self.actors[a].gone {
+                break;
+            }
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("too many events delivered for one input: a send loop")?;
+            let actor = &mut self.actors[a];
+            let Some(machine) = actor.machine.as_mut() else {
+                break;
+            };
+            let r = machine.send(
+                self.now,
+                Event::new(&name).with_payload(&payload),
+                &mut actor.behavior,
+            );
+            self.after_call(a, r, budget)?;
+        }
+        self.actors[a].mailbox.clear();
+        self.actors[a].busy = false;
+        Ok(())
+    }
+
+    /// XState's `start`: the first macrostep, its deferred actions, then the mailbox.
+    fn start_actor(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        let Some(machine) = actor.machine.as_mut().filter(|_| !actor.started) else {
+            return Ok(());
+        };
+        actor.started = true;
+        actor.busy = true;
+        let mark = self.shared.log.borrow().len();
+        let log_mark = self.shared.logs.borrow().len();
+        let r = machine.start(self.now, &mut actor.behavior);
+        // XState starts the children of the first snapshot before the machine's own first
+        // actions run (its machine logic's `start`): their actions come first. Unless the
+        // first step finished the machine: XState then starts none.
+        if r.is_ok() && !machine.read().is_done() && machine.read().child_changes().next().is_some()
+        {
+            let own: Vec<String> = self.shared.log.borrow_mut().drain(mark..).collect();
+            let own_logs: Vec<String> = self.shared.logs.borrow_mut().drain(log_mark..).collect();
+            self.start_first_children(a, own, budget)?;
+            self.shared.logs.borrow_mut().extend(own_logs);
+        }
+        self.after_call(a, r, budget)?;
+        self.run_mailbox(a, budget)
+    }
+
+    /// The children actor `a`'s first step started (and did not stop), started before the
+    /// actions `own` of that step are traced.
+    fn start_first_children(
+        &mut self,
+        a: usize,
+        own: Vec<String>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        let Some(machine) = self.actors[a].machine.as_deref().map(|m| m.read()) else {
+            return Ok(());
+        };
+        let (_, changes) = copy_outbox(machine);
+        let mut first = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let stopped_later = changes[i + 1..]
+                .iter()
+                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
+            if c.kind == ChildChangeKind::Start && !stopped_later && self.stays_active(a, c) {
+                let child = self.create_child(a, c)?;
+                self.by_id.insert(self.actors[child].id.clone(), child);
+                self.actors[child].early = true;
+                first.push(child);
+            }
+        }
+        for child in first {
+            self.start_actor(child, budget)?;
+        }
+        self.shared.log.borrow_mut().extend(own);
+        Ok(())
+    }
+
+    /// Whether the child a start change names is still active after its first step: XState
+    /// starts only those with its parent (the others start in their deferred turn). Found by
+    /// running that first step on a scratch machine whose actions trace nothing.
+    fn stays_active(&self, parent: usize, c: &Change) -> bool {
+        let Some(compiled) = self.shared.options.actors.get(&c.src) else {
+            return false;
+        };
+        let chart = compiled.chart();
+        let scratch = Shared {
+            options: self.shared.options,
+            log: Rc::new(RefCell::new(Vec::new())),
+            logs: Rc::new(RefCell::new(Vec::new())),
+        };
+        let (mut behavior, _) = behaviors_for(&chart, &c.id, &scratch).bind_lenient(&chart);
+        let Ok(mut m) = new_machine::<W>(chart, &self.child_id(parent, &c.id)) else {
+            return false;
+        };
+        m.start(self.now, &mut behavior).is_ok() && !m.is_done()
+    }
+
+    /// Fires timer `seq` of actor `a`.
+    fn fire(&mut self, a: usize, seq: u32, budget: &mut usize) -> Result<(), String> {
+        let actor = &mut self.actors[a];
+        let Some(machine) = actor.machine.as_mut() else {
+            return Ok(());
+        };
+        actor.busy = true;
+        let r = machine
+            .fire_timer(seq, self.now, &mut actor.behavior)
+            .map(|_| ());
+        self.after_call(a, r, budget)?;
+        self.run_mailbox(a, budget)
+    }
+
+    /// What follows a call into actor `a`'s machine: a failure (the root's ends the run; a
+    /// child's goes to its parent), the deferred messages and child changes, completion.
+    fn after_call(
+        &mut self,
+        a: usize,
+        r: Result<(), interstate_core::Error>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        self.note_timers(a);
+        if let Err(e) = r {
+            let Some(p) = self.actors[a].parent else {
+                return Err(e.to_string());
+            };
+            let event = format!("xstate.error.actor.{}", self.actors[a].name);
+            let payload = json!({"message": e.to_string()}).to_string().into_bytes();
+            self.stop_actor(a);
+            return self.deliver(p, event, payload, budget);
+        }
+        self.run_deferred(a, budget)?;
+        let done = self.actors[a]
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.read().is_done());
+        if done {
+            if let Some(p) = self.actors[a].parent {
+                let event = format!("xstate.done.actor.{}", self.actors[a].name);
+                let payload = self.output_of(a).into_bytes();
+                self.stop_actor(a);
+                return self.deliver(p, event, payload, budget);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `output` a finished child hands back, as JSON text (empty: none).
+    fn output_of(&self, a: usize) -> String {
+        let actor = &self.actors[a];
+        let Some(compiled) = self.shared.options.actors.get(&actor.src) else {
+            return String::new();
+        };
+        let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
+            return String::new();
+        };
+        let chart = machine.chart();
+        let last = machine
+            .active_states()
+            .find(|&s| chart.parent(s) == Some(StateId(0)) && chart.kind(s) == StateKind::Final);
+        last.and_then(|s| compiled.output(s))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops.
+    fn run_deferred(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
+        let Some(machine) = self.actors[a].machine.as_mut() else {
+            return Ok(());
+        };
+        let (msgs, changes) = copy_outbox(machine.read());
+        machine.clear_outbox();
+        if msgs.is_empty() && changes.is_empty() {
+            return Ok(());
+        }
+        // XState's order of resolution: children are created when their state is entered
+        // (a start stopped again in this step never starts), a stop takes the child as it was
+        // then, and a message the child its id names at that point: the old child before a
+        // re-entered state's stop, the new one after its start, or the one about to start (a
+        // send in the entry actions of the invoking state).
+        let mut created: Vec<Option<usize>> = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let stopped_later = changes[i + 1..]
+                .iter()
+                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
+            created.push(match c.kind {
+                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, c)?),
+                _ => None,
+            });
+        }
+        let mut view: HashMap<String, Option<usize>> = HashMap::new();
+        let mut targets: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
+        // A message to a child about to start waits for the last start of its state: XState
+        // retries the send after the state's whole entry list, its spawns included.
+        let mut held: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
+        let mut k = 0;
+        for i in 0..=msgs.len() {
+            while k < changes.len() && changes[k].after <= i {
+                let id = self.child_id(a, &changes[k].id);
+                match changes[k].kind {
+                    ChildChangeKind::Start => {
+                        view.insert(id, created[k]);
+                    }
+                    ChildChangeKind::Stop => {
+                        let was = view
+                            .get(&id)
+                            .copied()
+                            .unwrap_or_else(|| self.by_id.get(&id).copied())
+                            .filter(|&x| self.actors[x].parent == Some(a));
+                        created[k] = was;
+                        view.insert(id, None);
+                    }
+                }
+                k += 1;
+            }
+            let Some(Out::Machine(to, ..)) = msgs.get(i) else {
+                targets.push(None);
+                held.push(None);
+                continue;
+            };
+            let now = view
+                .get(to)
+                .copied()
+                .unwrap_or_else(|| self.by_id.get(to).copied());
+            if now.is_some() {
+                targets.push(now);
+                held.push(None);
+                continue;
+            }
+            let upcoming = (k..changes.len()).find(|&j| {
+                changes[j].kind == ChildChangeKind::Start && self.child_id(a, &changes[j].id) == *to
+            });
+            match upcoming {
+                Some(mut j) => {
+                    targets.push(created[j]);
+                    while j + 1 < changes.len()
+                        && changes[j + 1].kind == ChildChangeKind::Start
+                        && changes[j + 1].after == changes[j].after
+                    {
+                        j += 1;
+                    }
+                    held.push(Some(j));
+                }
+                None => {
+                    targets.push(None);
+                    held.push(None);
+                }
+            }
+        }
+        for (id, x) in view {
+            if let Some(x) = x {
+                self.by_id.insert(id, x);
+            }
+        }
+        let mut next_change = 0;
+        for i in 0..=msgs.len() {
+            while next_change < changes.len() && changes[next_change].after <= i {
+                let c = &changes[next_change];
+                match (c.kind, created[next_change]) {
+                    (ChildChangeKind::Start, Some(child)) => self.start_actor(child, budget)?,
+                    (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
+                    (_, None) => {}
+                }
+                for h in 0..msgs.len() {
+                    if held[h] == Some(next_change) {
+                        self.deliver_out(a, &msgs[h], targets[h], budget)?;
+                    }
+                }
+                next_change += 1;
+            }
+            let Some(m) = msgs.get(i) else { break };
+            if held[i].is_some() {
+                continue;
+            }
+            self.deliver_out(a, m, targets[i], budget)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers message `m` of actor `a`'s outbox to `target` (resolved as XState resolves it).
+    fn deliver_out(
+        &mut self,
+        a: usize,
+        m: &Out,
+        target: Option<usize>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        match m {
+            Out::Own(event, payload) => {
+                self.deliver(a, event.clone(), payload.clone(), budget)?;
+            }
+            Out::Machine(to, event, payload) => match target {
+                Some(t) => self.deliver(t, event.clone(), payload.clone(), budget)?,
+                // A child of this system that is gone: dropped, as XState drops events
+                // to a stopped actor.
+                None if self.is_child_id(to) => {}
+                None => {
+                    let mut msg = json!({"to": to, "event": event});
+                    if !payload.is_empty() {
+                        msg["data"] = payload_value(payload);
+                    }
+                    self.sent.push(msg);
+                }
+            },
+            Out::Other(v) => self.sent.push(v.clone()),
+        }
+        Ok(())
+    }
+
+    fn child_id(&self, parent: usize, invoke_id: &str) -> String {
+        let mut id = heapless::String::<MAX_CHILD_ID>::new();
+        let _ =
+            interstate_core::machine::write_child_id(&self.actors[parent].id, invoke_id, &mut id);
+        id.to_string()
+    }
+
+    /// Whether `id` names a child of one of this system's machines.
+    fn is_child_id(&self, id: &str) -> bool {
+        interstate_core::machine::parent_id(id)
+            .is_some_and(|p| self.live.iter().any(|&x| self.actors[x].id == p))
+    }
+
+    /// The child a start change of actor `parent` names: the one its first step started
+    /// already, or a new one.
+    fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
+        let id = self.child_id(parent, &c.id);
+        let early = self
+            .actors
+            .iter()
+            .rposition(|x| x.early && x.parent == Some(parent) && x.id == id);
+        match early {
+            Some(x) => {
+                self.actors[x].early = false;
+                Ok(x)
+            }
+            None => self.create_child(parent, c),
+        }
+    }
+
+    fn create_child(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
+        let compiled: &'c CompiledChart = self
+            .shared
+            .options
+            .actors
+            .get(&c.src)
+            .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
+        let chart = compiled.chart();
+        let id = self.child_id(parent, &c.id);
+        let machine = new_machine::<W>(chart, &id)
+            .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
+        let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
+        if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
+            return Err(format!("invoked src '{}': {unbound}", c.src));
+        }
+        let index = self.actors.len();
+        self.live.push(index);
+        self.actors.push(Actor {
+            machine: Some(machine),
+            id: id.clone(),
+            behavior,
+            name: c.id.clone(),
+            src: c.src.clone(),
+            parent: Some(parent),
+            mailbox: VecDeque::new(),
+            busy: false,
+            started: false,
+            gone: false,
+            seen_seq: None,
+            early: false,
+            timer_changes: 0,
+        });
+        Ok(index)
+    }
+
+    /// Stops actor `a` and its children: they get nothing more, their timers die.
+    fn stop_actor(&mut self, a: usize) {
+        if self.actors[a].gone {
+            return;
+        }
+        self.actors[a].gone = true;
+        self.actors[a].mailbox.clear();
+        if self.actors[a]
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.read().pending_timers().next().is_some())
+        {
+            self.timer_events += 1;
+        }
+        self.actors[a].machine = None;
+        self.live.retain(|&x| x != a);
+        self.armed.retain(|&(x, _), _| x != a);
+        let id = self.actors[a].id.clone();
+        if self.by_id.get(&id) == Some(&a) {
+            self.by_id.remove(&id);
+        }
+        let children: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&c| self.actors[c].parent == Some(a))
+            .collect();
+        for c in children {
+            self.stop_actor(c);
+        }
+    }
+
+    /// Gives actor `a`'s new timers their places in the arming order.
+    fn note_timers(&mut self, a: usize) {
+        let seen = self.actors[a].seen_seq;
+        let Some(machine) = self.actors[a].machine.as_deref().map(|m| m.read()) else {
+            return;
+        };
+        let changes = machine.timer_changes();
+        let mut new: Vec<u32> = machine
+            .pending_timers()
+            .map(|(_, s)| s)
+            .filter(|&s| seen.is_none_or(|x| s > x))
+            .collect();
+        if changes != self.actors[a].timer_changes {
+            self.actors[a].timer_changes = changes;
+            self.timer_events += 1;
+        }
+        new.sort_unstable();
+        for s in new {
+            self.armed.insert((a, s), self.next_armed);
+            self.next_armed += 1;
+            self.actors[a].seen_seq = Some(s);
+        }
+    }
+
+    /// Every pending timer of a live actor: (due, arming order, actor, seq), sorted.
+    fn timers(&self) -> Vec<(Instant, u64, usize, u32)> {
+        let mut list = Vec::new();
+        for &a in &self.live {
+            let Some(machine) = self.actors[a].machine.as_deref().map(|m| m.read()) else {
+                continue;
+            };
+            for (due, seq) in machine.pending_timers() {
+                let order = self.armed.get(&(a, seq)).copied().unwrap_or(u64::MAX);
+                list.push((due, order, a, seq));
+            }
+        }
+        list.sort_unstable();
+        list
+    }
+
+    /// A number that changes when any timer is armed or cancelled, or an actor comes or goes.
+    fn timer_changes(&self) -> u64 {
+        self.timer_events
+    }
+
+    /// Fires the timers due after the clock moved, as XState's `SimulatedClock` does: it
+    /// takes the pending timers sorted by due time (ties in the order they were armed) and
+    /// walks the list, firing each one that is due; when a timer fired before was armed or
+    /// cancelled something, it starts over with a fresh list before the next entry. So a
+    /// timer armed while firing, due at once (a zero delay), fires in the same advance only
+    /// if the list had another entry after the timer that armed it.
+    pub(super) fn flush_timers(&mut self, budget: &mut usize) -> Result<(), String> {
+        'flush: loop {
+            let list = self.timers();
+            let mut changed = false;
+            for &(due, _, a, seq) in &list {
+                if changed {
+                    continue 'flush;
+                }
+                if due > self.now || self.actors[a].gone {
+                    continue;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+                let before = self.timer_changes();
+                self.fire(a, seq, budget)?;
+                changed = self.timer_changes() != before;
+            }
+            break;
+        }
+        // A request's timeout (a request has no bus to answer it here) ends it in
+        // `xstate.error.request`, after the timers due at the same time.
+        for a in self.live.clone() {
+            loop {
+                let actor = &mut self.actors[a];
+                let Some(machine) = actor.machine.as_mut() else {
+                    break;
+                };
+                actor.busy = true;
+                let r = machine.handle_request_timeout(self.now, &mut actor.behavior);
+                let fired = matches!(r, Ok(true));
+                self.after_call(a, r.map(|_| ()), budget)?;
+                self.run_mailbox(a, budget)?;
+                if !fired {
+                    break;
+                }
+                *budget = budget
+                    .checked_sub(1)
+                    .ok_or("too many timers fired for one '@advance': a zero-delay timer loop")?;
+            }
+        }
+        Ok(())
+    }
+}
