@@ -13,6 +13,11 @@ use interstate_core::{
     ActionContext, ActionId, Behavior, Chart, DelayId, Duration, GuardContext, GuardId,
     ProcessInfo, TransportKind,
 };
+use interstate_platform::node::invoked::{
+    Actors, BlockingHandle, ChildChart, Service, ServiceCx, ServiceFactory, ServiceStart,
+};
+
+use crate::compile::CompiledChart;
 
 /// Answers `process_info(target)` for actions: which process hosts a machine.
 pub trait Directory {
@@ -119,6 +124,15 @@ pub struct Behaviors {
     log: Option<LogFn>,
     /// The `src` names of the actors the host runs for `invoke` (see [`Behaviors::actor`]).
     actors: std::collections::HashSet<String>,
+    /// The actors a node runs for `invoke`, by src (see [`Behaviors::child_chart`],
+    /// [`Behaviors::service`]).
+    invoked: Vec<(String, Invoked)>,
+}
+
+/// What a src bound in [`Behaviors`] runs.
+enum Invoked {
+    Chart(&'static CompiledChart, Box<dyn FnMut() -> Behaviors>),
+    Service(ServiceFactory),
 }
 
 /// Names a chart uses that have no binding.
@@ -218,6 +232,55 @@ impl Behaviors {
         self
     }
 
+    /// Binds the `src` `src` to a child chart: a node runs each `invoke` of it as a child
+    /// machine (`parent/invoke-id`, on the bus) whose actions, guards and delays are the
+    /// [`Behaviors`] `behaviors()` returns (bound leniently, one call per start). Its final
+    /// state's `output` is its parent's `xstate.done.actor.<id>` payload. The chart lives as
+    /// long as the process (a node's charts do).
+    pub fn child_chart(
+        mut self,
+        src: &str,
+        chart: CompiledChart,
+        behaviors: impl FnMut() -> Behaviors + 'static,
+    ) -> Self {
+        let chart: &'static CompiledChart = Box::leak(Box::new(chart));
+        self.invoked
+            .push((src.to_string(), Invoked::Chart(chart, Box::new(behaviors))));
+        self
+    }
+
+    /// Binds the `src` `src` to a service run in the node's loop (it must not block):
+    /// `make` makes one per `invoke` start (see
+    /// [`interstate_platform::node::invoked::Service`]; `Err` fails the start as the
+    /// parent's `xstate.error.actor.<id>`).
+    pub fn service<S: Service + 'static>(
+        mut self,
+        src: &str,
+        mut make: impl FnMut(&ServiceStart<'_>, &mut ServiceCx<'_>) -> Result<S, String> + 'static,
+    ) -> Self {
+        let factory: ServiceFactory = Box::new(move |start, cx| {
+            make(start, cx).map(|s| Box::new(s) as Box<dyn Service>)
+        });
+        self.invoked.push((src.to_string(), Invoked::Service(factory)));
+        self
+    }
+
+    /// Binds the `src` `src` to a service that blocks, run on a thread of its own per start
+    /// with channels of `capacity` events each way (see
+    /// [`interstate_platform::node::invoked::blocking_service`]): `run` receives its parent's
+    /// events and sends events back through its [`BlockingHandle`]; what it returns ends it
+    /// (`Ok(output)`: `xstate.done.actor.<id>`, `Err(message)`: `xstate.error.actor.<id>`).
+    pub fn blocking_service(
+        mut self,
+        src: &str,
+        capacity: usize,
+        run: impl Fn(BlockingHandle) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+    ) -> Self {
+        let factory = interstate_platform::node::invoked::blocking_service(capacity, run);
+        self.invoked.push((src.to_string(), Invoked::Service(factory)));
+        self
+    }
+
     /// Binds what it can: unbound actions do nothing, unbound guards are false, unbound delays
     /// fail the step that needs them. Returns the names left unbound too; the caller refuses the
     /// chart when [`Unbound::actors`] is not empty.
@@ -253,9 +316,33 @@ impl Behaviors {
                 d
             })
             .collect();
-        for inv in chart.invocations() {
-            if !self.actors.contains(inv.src) && !unbound.actors.iter().any(|a| a == inv.src) {
-                unbound.actors.push(inv.src.to_string());
+        // The srcs the chart invokes, and those its child charts invoke in turn (they share
+        // one table).
+        let known = |src: &str| self.actors.contains(src) || self.invoked.iter().any(|(s, _)| s == src);
+        let children = self.invoked.iter().filter_map(|(_, i)| match i {
+            Invoked::Chart(c, _) => Some(c.chart()),
+            Invoked::Service(_) => None,
+        });
+        for c in std::iter::once(*chart).chain(children) {
+            for inv in c.invocations() {
+                if !known(inv.src) && !unbound.actors.iter().any(|a| a == inv.src) {
+                    unbound.actors.push(inv.src.to_string());
+                }
+            }
+        }
+        let mut actors = Actors::new();
+        for (src, invoked) in std::mem::take(&mut self.invoked) {
+            match invoked {
+                Invoked::Chart(compiled, mut make) => {
+                    let chart = compiled.chart();
+                    let child = ChildChart::new(chart, move |_id| {
+                        let (bound, _) = make().bind_lenient(&chart);
+                        Box::new(bound) as Box<dyn Behavior>
+                    })
+                    .with_output(move |last| compiled.output(last));
+                    actors = actors.chart(&src, child);
+                }
+                Invoked::Service(factory) => actors.bind(&src, interstate_platform::node::invoked::Actor::Service(factory)),
             }
         }
         let bound = Bound {
@@ -264,6 +351,7 @@ impl Behaviors {
             delays,
             log: self.log,
             directory: Box::new(LocalDirectory::default()),
+            actors: (!actors.is_empty()).then_some(actors),
         };
         (bound, unbound)
     }
@@ -276,9 +364,17 @@ pub struct Bound {
     delays: Vec<Option<Duration>>,
     log: Option<LogFn>,
     directory: Box<dyn Directory>,
+    /// The actors bound for `invoke`, for the node (see [`Bound::take_actors`]).
+    actors: Option<Actors>,
 }
 
 impl Bound {
+    /// The child charts and services bound for the chart's `invoke`s, for
+    /// [`interstate_platform::Node::add_machine_with_actors`] (`None`: none was bound).
+    pub fn take_actors(&mut self) -> Option<Actors> {
+        self.actors.take()
+    }
+
     /// Sets what `process_info` answers from.
     pub fn set_directory(&mut self, directory: Box<dyn Directory>) {
         self.directory = directory;

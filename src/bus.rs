@@ -60,8 +60,22 @@ pub fn add_json_machine(
     let chart = leak_chart(compiled);
     let mut bound = behaviors.bind(&chart)?;
     bound.set_directory(Box::new(node.registry()));
-    node.add_machine(id, chart, Box::new(bound))?;
+    add_bound(node, id, chart, bound)?;
     subscribe_all(node, id, &subscriptions)
+}
+
+/// Adds the machine, with the actors bound for its `invoke`s if any.
+fn add_bound(
+    node: &mut Node,
+    id: &str,
+    chart: Chart<'static>,
+    mut bound: crate::bind::Bound,
+) -> Result<(), Error> {
+    match bound.take_actors() {
+        Some(actors) => node.add_machine_with_actors(id, chart, Box::new(bound), actors)?,
+        None => node.add_machine(id, chart, Box::new(bound))?,
+    }
+    Ok(())
 }
 
 /// Like [`add_json_machine`] for an already compiled chart, binding leniently: unbound
@@ -84,7 +98,7 @@ pub fn add_chart_lenient(
         .into());
     }
     bound.set_directory(Box::new(node.registry()));
-    node.add_machine(id, chart, Box::new(bound))?;
+    add_bound(node, id, chart, bound)?;
     subscribe_all(node, id, &subscriptions)?;
     Ok(unbound)
 }

@@ -338,6 +338,11 @@ pub enum Command {
         /// http://ADDR/metrics (e.g. 127.0.0.1:9465; see docs/operations.md).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// A chart the machine may invoke, SRC=CHILD.json (repeatable): an `invoke` with
+        /// that `src` runs it as a child machine in this process, with the id
+        /// `ID/INVOKE-ID` on the bus. A chart that invokes a src not given is refused.
+        #[arg(long = "actor", value_name = "SRC=CHILD.json")]
+        actors: Vec<String>,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]

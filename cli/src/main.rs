@@ -310,6 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             state_dir,
             durability,
             metrics,
+            actors,
             values,
             bus,
             // (Read by the logger: see `log_level`.)
@@ -325,6 +326,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 keep_going,
                 state: cmd::bus::state_setting(state_dir, durability)?,
                 metrics,
+                actors: load_actors(&actors)?.into_iter().collect(),
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }

@@ -92,6 +92,20 @@ pub enum PlatformError {
         /// What it accepts.
         allowed: &'static str,
     },
+    /// An invoked service's queue of events for its parent (or a blocking service's inbox)
+    /// is full.
+    ServiceQueueFull {
+        /// The service's machine id (`parent/invoke-id`).
+        service: String,
+        /// How many events the queue holds.
+        capacity: usize,
+    },
+    /// An invoked service was stopped (its state was exited) or has ended (done or failed):
+    /// it sends nothing more.
+    ServiceEnded {
+        /// The service's machine id (`parent/invoke-id`).
+        service: String,
+    },
 }
 
 impl PlatformError {
@@ -175,6 +189,16 @@ impl fmt::Display for PlatformError {
             } => write!(
                 f,
                 "{variable} is set to '{value}', which is not a valid value: {allowed}"
+            ),
+            PlatformError::ServiceQueueFull { service, capacity } => write!(
+                f,
+                "service '{service}': its queue of {capacity} events is full; the node drains \
+                 it at each loop turn: send less at once, or wait and send again"
+            ),
+            PlatformError::ServiceEnded { service } => write!(
+                f,
+                "service '{service}' has stopped (its invoking state was exited, or it ended): \
+                 it sends nothing more"
             ),
         }
     }

@@ -429,6 +429,8 @@ pub struct Host {
     pub state: Option<(std::path::PathBuf, interstate_platform::journal::Durability)>,
     /// `--metrics ADDR`: serve the OpenMetrics text there.
     pub metrics: Option<String>,
+    /// `--actor SRC=CHILD.json`: the charts the machine's `invoke`s may run, by src.
+    pub actors: Vec<(String, interstate::CompiledChart)>,
 }
 
 /// `--state-dir DIR` (else `INTERSTATE_STATE_DIR`) and `--durability POLICY` (else
@@ -465,6 +467,11 @@ pub fn run(
     host.values
         .check_complete(&compiled.chart())
         .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
+    for (src, child) in &host.actors {
+        host.values
+            .check_complete(&child.chart())
+            .map_err(|e| format!("--actor {src}: {e}"))?;
+    }
     let stop = stop_flag()?;
     let mut config = args.config(role)?;
     if let Some((dir, durability)) = &host.state {
@@ -472,14 +479,26 @@ pub fn run(
         config.durability = *durability;
     }
     let mut node = Node::new(config).map_err(|e| super::buses::no_hub_hint(&e))?;
-    let who = id.to_string();
-    // A closed stdout is noted by `outln!` and ends the loop below.
-    let behaviors = Behaviors::new().on_log(move |_, msg| {
-        let _ = outln!("[{who}] {msg}");
-    });
-    let behaviors = host.values.bind(behaviors);
+    // A closed stdout is noted by `outln!` and ends the loop below. (A child's lines carry
+    // its own id, `ID/INVOKE-ID`.)
+    let values = host.values.clone();
+    let logged = move || {
+        values.bind(Behaviors::new().on_log(move |who, msg| {
+            let _ = outln!("[{who}] {msg}");
+        }))
+    };
+    let mut behaviors = logged();
+    for (src, child) in &host.actors {
+        behaviors = behaviors.child_chart(src, child.clone(), logged.clone());
+    }
     let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            interstate::Error::Unbound(u) if !u.actors.is_empty() => format!(
+                "{}: {u} (give each its chart with --actor SRC=CHILD.json)",
+                super::display_name(file)
+            ),
+            e => e.to_string(),
+        })?;
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;
     }

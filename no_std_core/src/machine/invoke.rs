@@ -187,6 +187,16 @@ impl<
         })
     }
 
+    /// The host made the first `n` of [`child_changes`](Self::child_changes): they are
+    /// forgotten, so that a host whose outbox waits (backpressure) across steps never makes
+    /// one twice, and a later step's stop never takes back a start the host already made.
+    pub fn forget_child_changes(&mut self, n: usize) {
+        let n = n.min(self.children.changes.len());
+        for _ in 0..n {
+            self.children.changes.remove(0);
+        }
+    }
+
     fn push_change(&mut self, kind: ChildChangeKind, start: u16) -> Result<(), Error> {
         let change = Change {
             kind,

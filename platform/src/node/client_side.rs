@@ -106,6 +106,22 @@ impl Node {
     /// journalled machine, which the hub keeps for this node's next process should this one
     /// die (see `docs/persistence.md`).
     pub(super) fn register_on_bus(&mut self, id: &str, durable: bool) -> Result<(), PlatformError> {
+        self.register_on_bus_as(id, durable, true)
+    }
+
+    /// Registers `id` without waiting for a client's answer (an invoked child, started in
+    /// the middle of its parent's step): its messages to other processes wait until the hub
+    /// accepts it.
+    pub(super) fn register_on_bus_now(&mut self, id: &str) -> Result<(), PlatformError> {
+        self.register_on_bus_as(id, false, false)
+    }
+
+    fn register_on_bus_as(
+        &mut self,
+        id: &str,
+        durable: bool,
+        wait: bool,
+    ) -> Result<(), PlatformError> {
         let now = self.now();
         match &mut self.side {
             Side::Hub(h) => {
@@ -138,7 +154,7 @@ impl Node {
                         limit: NODE_IDS,
                     });
                 }
-                if !c.client.is_ready() {
+                if !c.client.is_ready() || !wait {
                     return Ok(());
                 }
                 let deadline = std::time::Instant::now() + StdDuration::from_secs(5);

@@ -14,7 +14,7 @@ use super::hub_side::{OBSERVER_BATCH, OBSERVER_FLUSH_EVERY};
 use super::local::Deferred;
 use super::{
     LinkConnIo, Node, Side, CLIENT, FIFO_LISTENER, LINK_BASE, LISTENER, SHM_LISTENER,
-    USER_TOKEN_BASE,
+    USER_TOKEN_BASE, WAKER,
 };
 
 impl Node {
@@ -109,9 +109,11 @@ impl Node {
         let mut accept = false;
         let mut accept_shm = false;
         let mut accept_fifo = false;
+        let mut woken = false;
         for ev in self.events.iter() {
             match (ev.token(), &mut self.side) {
                 (LISTENER, _) => accept = true,
+                (WAKER, _) => woken = true,
                 (SHM_LISTENER, _) => accept_shm = true,
                 (FIFO_LISTENER, _) => accept_fifo = true,
                 (CLIENT, Side::Client(c)) => {
@@ -156,6 +158,9 @@ impl Node {
             self.accept_fifo();
         }
         self.read_inputs()?;
+        if woken {
+            self.poll_services();
+        }
         self.fire_timers()?;
         self.pump()
     }

@@ -62,7 +62,7 @@ impl Node {
         Ok(up)
     }
 
-    fn check_new_id(&self, id: &str) -> Result<(), PlatformError> {
+    pub(super) fn check_new_id(&self, id: &str) -> Result<(), PlatformError> {
         if !interstate_core::hub::valid_machine_id(id) {
             return Err(PlatformError::BadMachineId { id: id.into() });
         }
@@ -110,31 +110,40 @@ impl Node {
         machine: Box<dyn RunningMachine>,
         behavior: Box<dyn Behavior>,
     ) -> Result<(), PlatformError> {
+        self.add_hosted(machine, behavior, None)
+    }
+
+    /// [`add_machine`](Self::add_machine) for a chart that invokes actors: `actors` binds
+    /// every `src` its `invoke`s (and its children's) name, a child chart or a service (see
+    /// [`super::invoked`]). The children start and stop as the machine's steps say.
+    pub fn add_machine_with_actors(
+        &mut self,
+        id: &str,
+        chart: Chart<'static>,
+        behavior: Box<dyn Behavior>,
+        actors: super::invoked::Actors,
+    ) -> Result<(), PlatformError> {
+        self.check_new_id(id)?;
+        let mut machine = sized_for(chart, id)?;
+        machine.set_child_capacity(self.config.children_per_machine)?;
+        self.add_hosted(machine, behavior, Some(std::rc::Rc::new(actors)))
+    }
+
+    fn add_hosted(
+        &mut self,
+        machine: Box<dyn RunningMachine>,
+        behavior: Box<dyn Behavior>,
+        actors: Option<std::rc::Rc<super::invoked::Actors>>,
+    ) -> Result<(), PlatformError> {
         let id = machine.id().to_string();
         let id = id.as_str();
         self.check_new_id(id)?;
         // The machine is in the table and started before its id is announced, so that a
         // message sent the moment the registry shows it finds it.
         let idx = self.local.machines.len();
-        self.local.machines.push(Hosted {
-            id: id.to_string(),
-            machine,
-            behavior,
-            seq: sequence_base(),
-            registered: false,
-            errors: VecDeque::new(),
-            stopped: false,
-            watched: false,
-            outline_due: false,
-            report_due: false,
-            last_report: None,
-            unreported_steps: 0,
-            skipped_steps: 0,
-            events: Default::default(),
-            fanout: Default::default(),
-            durable: None,
-            counters: Default::default(),
-        });
+        let mut hosted = new_hosted(id, machine, behavior);
+        hosted.actors = actors;
+        self.local.machines.push(hosted);
         self.local.by_id.insert(id.to_string(), idx);
         let now = self.now();
         let h = &mut self.local.machines[idx];
@@ -490,6 +499,8 @@ impl Node {
         ));
         // What this node's machines and ports asked of it will not be answered.
         self.local.requests_target_gone(now, id, deferred);
+        // Its invoked children stop with it.
+        self.stop_children_of(id, deferred);
         // What it has was delivered: its senders hear so before it goes.
         self.emit_acks_when(true);
         match &mut self.side {
@@ -703,6 +714,11 @@ impl Node {
                 }
             };
             for i in 0..self.local.machines.len() {
+                // An invoked child that finished or failed: its parent hears of it.
+                if self.local.machines[i].child.is_some() && self.child_ended(i, &mut deferred) {
+                    moved = true;
+                    continue;
+                }
                 let n = self.local.machines[i].machine.outbox_len();
                 if !self.local.machines[i].registered {
                     continue;
@@ -711,11 +727,14 @@ impl Node {
                 if !self.put_back_resends(i) {
                     continue;
                 }
-                if n == 0 || (hold && self.local.machines[i].durable.is_some()) {
+                if hold && self.local.machines[i].durable.is_some() {
                     continue;
                 }
                 let mut done = 0;
                 while done < n {
+                    // Children start and stop in order with the messages (XState's deferred
+                    // actions).
+                    moved |= self.child_changes_due(i, done, &mut deferred);
                     let h = &self.local.machines[i];
                     let Some(m) = h.machine.outbox_nth(done) else {
                         break;
@@ -739,6 +758,7 @@ impl Node {
                     };
                     let correlation = m.correlation;
                     let mut noted = None;
+                    let mut start_first = None;
                     let routed = if is_reserved_event(m.event) {
                         // A chart's `sendTo` of an `xstate.*` event (actions' sends are
                         // refused when they are made): only the runtime makes those.
@@ -747,8 +767,7 @@ impl Node {
                                 .correlated(m.correlation),
                         );
                         Routed::Sent
-                    } else if self.local.by_id.contains_key(to) || self.local.ports.contains_key(to)
-                    {
+                    } else if self.local.hosts(to) {
                         buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());
                         let from_end = buf.len();
@@ -788,6 +807,10 @@ impl Node {
                             deferred.direct.push(f);
                         }
                         Routed::Sent
+                    } else if let Some(k) = self.pending_start_for(i, to) {
+                        // To a child about to start: it starts first.
+                        start_first = Some(k);
+                        Routed::Full
                     } else {
                         let d = Deliver {
                             from: &h.id,
@@ -811,6 +834,11 @@ impl Node {
                         }
                         routed
                     };
+                    if let Some(k) = start_first {
+                        self.make_child_changes(i, k, &mut deferred);
+                        moved = true;
+                        continue;
+                    }
                     if let Some(sent) = noted.take() {
                         self.local.note_sent(i, &sent);
                     }
@@ -823,6 +851,9 @@ impl Node {
                         }
                         Routed::Full => break,
                     }
+                }
+                if done == n {
+                    moved |= self.child_changes_due(i, n, &mut deferred);
                 }
                 self.local.machines[i].machine.consume_outbox(done);
             }
@@ -848,7 +879,7 @@ impl Node {
         d: Deliver<'_>,
         deferred: &mut Deferred,
     ) -> Routed {
-        if self.local.by_id.contains_key(d.to) || self.local.ports.contains_key(d.to) {
+        if self.local.hosts(d.to) {
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
             let origin = Origin::Message(d.correlation);
@@ -947,4 +978,34 @@ fn route_remote(
         }
     }
     (Routed::Sent, stats)
+}
+
+/// A machine's entry in the node's table, not registered yet.
+pub(super) fn new_hosted(
+    id: &str,
+    machine: Box<dyn RunningMachine>,
+    behavior: Box<dyn Behavior>,
+) -> Hosted {
+    Hosted {
+        id: id.to_string(),
+        machine,
+        behavior,
+        seq: sequence_base(),
+        registered: false,
+        errors: VecDeque::new(),
+        stopped: false,
+        watched: false,
+        outline_due: false,
+        report_due: false,
+        last_report: None,
+        unreported_steps: 0,
+        skipped_steps: 0,
+        events: Default::default(),
+        fanout: Default::default(),
+        durable: None,
+        counters: Default::default(),
+        actors: None,
+        child: None,
+        vacant: false,
+    }
 }

@@ -56,6 +56,12 @@ pub(super) struct Hosted {
     pub(super) durable: Option<super::durable::DurableMachine>,
     /// Its messages in and out, for the metrics.
     pub(super) counters: super::metrics::MachineCounters,
+    /// The actors its `invoke`s start, by src.
+    pub(super) actors: Option<std::rc::Rc<super::invoked::Actors>>,
+    /// It is an invoked child: of which machine, as what.
+    pub(super) child: Option<super::children::ChildOf>,
+    /// A stopped child's slot, free for the next child (it is no machine of the node).
+    pub(super) vacant: bool,
 }
 
 /// How many of a machine's last errors a node keeps (for `status`).
@@ -104,6 +110,12 @@ pub(super) struct Local {
     pub(super) durable: Option<super::durable::Durable>,
     /// An error journalling a step met (the loop returns it).
     pub(super) journal_error: Option<crate::error::PlatformError>,
+    /// The live invoked services, by id (`parent/invoke-id`).
+    pub(super) services: HashMap<String, super::children::ServiceSlot>,
+    /// Invoked children live in this node (child machines and services).
+    pub(super) live_children: usize,
+    /// Wakes the loop from a blocking service's thread (made with the first service).
+    pub(super) waker: Option<std::sync::Arc<mio::Waker>>,
 }
 
 /// Who watches a machine id, and whether it was last seen registered.
@@ -224,6 +236,11 @@ pub(super) enum Origin {
 }
 
 impl Local {
+    /// Whether `to` is a machine, service or port of this node.
+    pub(super) fn hosts(&self, to: &str) -> bool {
+        self.by_id.contains_key(to) || self.ports.contains_key(to) || self.services.contains_key(to)
+    }
+
     /// The error that stopped hosted machine `id`, as its senders are told it (the bound
     /// the wire puts on it, so that a local sender reads what a remote one does).
     pub(super) fn stop_error(&self, id: &str) -> String {
@@ -253,6 +270,12 @@ impl Local {
                 return false;
             }
             self.step(i, now, from, event, payload, origin, deferred);
+            return true;
+        }
+        if self
+            .deliver_to_service(now, from, to, event, payload, deferred)
+            .is_some()
+        {
             return true;
         }
         if self.ports.contains_key(to) {

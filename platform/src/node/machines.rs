@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use interstate_core::machine::{Stats, Status};
+use interstate_core::machine::{ChildChange, Stats, Status};
 use interstate_core::set::StateSet;
 use interstate_core::wire::FailReason;
 use interstate_core::{
@@ -90,6 +90,17 @@ pub trait RunningMachine {
     fn set_request_base(&mut self, base: u32);
     /// See [`Machine::pending_requests`].
     fn pending_requests(&self) -> usize;
+    /// The `k`th start or stop of an invoked child not made yet (see
+    /// [`Machine::child_changes`]); none for a machine that invokes nothing.
+    fn child_change(&self, _k: usize) -> Option<ChildChange<'static>> {
+        None
+    }
+    /// See [`Machine::forget_child_changes`].
+    fn forget_child_changes(&mut self, _n: usize) {}
+    /// See [`Machine::set_child_capacity`].
+    fn set_child_capacity(&mut self, _capacity: usize) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 impl<
@@ -178,6 +189,15 @@ impl<
     }
     fn pending_requests(&self) -> usize {
         Machine::pending_requests(self)
+    }
+    fn child_change(&self, k: usize) -> Option<ChildChange<'static>> {
+        self.child_changes().nth(k)
+    }
+    fn forget_child_changes(&mut self, n: usize) {
+        Machine::forget_child_changes(self, n)
+    }
+    fn set_child_capacity(&mut self, capacity: usize) -> Result<(), Error> {
+        Machine::set_child_capacity(self, capacity)
     }
 }
 

@@ -27,12 +27,14 @@
 //! from a hub that went away), `monitor`, `payload` (the JSON the node makes), and
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
+mod children;
 mod client_side;
 mod durable;
 mod event_loop;
 mod failover;
 mod hosting;
 mod hub_side;
+pub mod invoked;
 mod local;
 mod machines;
 mod metrics;
@@ -81,6 +83,8 @@ const LISTENER: Token = Token(0);
 const CLIENT: Token = Token(1);
 const SHM_LISTENER: Token = Token(2);
 const FIFO_LISTENER: Token = Token(3);
+/// Blocking services' threads wake the loop with it (see `invoked`).
+const WAKER: Token = Token(4);
 const LINK_BASE: usize = 16;
 
 /// The most links a hub accepts (its own process included).
@@ -244,6 +248,13 @@ pub struct NodeConfig {
     /// process; messages to it meanwhile wait in their senders' outstanding buffers instead
     /// of failing as `target-gone`. Default 30 s. See `docs/guarantees.md`.
     pub durable_hold: Duration,
+    /// The most invoked children (child machines and services) the node runs at once; a
+    /// start beyond it fails the invoking step's child (`xstate.error.actor.<id>`).
+    pub max_children: usize,
+    /// The most children one machine has live at once (at most
+    /// [`interstate_core::machine::MAX_LIVE_CHILDREN`]); an `invoke` beyond it fails the
+    /// invoking step (the core's `ChildrenFull`).
+    pub children_per_machine: usize,
 }
 
 impl NodeConfig {
@@ -269,6 +280,8 @@ impl NodeConfig {
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
             durable_hold: Duration::from_millis(30_000),
+            max_children: 256,
+            children_per_machine: interstate_core::machine::MAX_LIVE_CHILDREN,
         }
     }
     /// Settings from `INTERSTATE_BUS` and `INTERSTATE_DIR` (and the defaults). A bad value
@@ -490,6 +503,9 @@ impl Node {
                 watches: HashMap::default(),
                 durable,
                 journal_error: None,
+                services: HashMap::default(),
+                live_children: 0,
+                waker: None,
             },
             side,
             scratch: Vec::new(),
@@ -602,7 +618,11 @@ impl Node {
 
     /// The ids of the hosted machines.
     pub fn machine_ids(&self) -> impl Iterator<Item = &str> {
-        self.local.machines.iter().map(|h| h.id.as_str())
+        self.local
+            .machines
+            .iter()
+            .filter(|h| !h.vacant)
+            .map(|h| h.id.as_str())
     }
 
     /// Runs one loop iteration: waits for I/O or the next timer (at most `timeout`), then
