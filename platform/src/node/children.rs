@@ -301,6 +301,9 @@ impl Node {
             // Stopped on an error: it left the bus already.
             return;
         }
+        // What it has was delivered: its senders hear so before it goes (else the hub
+        // reports those messages as lost with it).
+        self.emit_acks_when(true);
         let now = self.turn_now;
         match &mut self.side {
             Side::Hub(h) => {
