@@ -156,3 +156,24 @@ fn daemon_loop_drives_the_node_and_its_own_source_in_one_loop() {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn invoked_service_runs_a_blocking_service_then_a_child_chart() {
+    let Some(out) = run_example("invoked_service") else {
+        return;
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "collector: reading {\"celsius\":20}",
+            "collector: reading {\"celsius\":21}",
+            "collector: reading {\"celsius\":22}",
+            "collector: sensor done, {\"samples\":3,\"sum\":63}",
+            "collector: collector/job reports {\"stage\":\"writing\"}",
+            "collector: worker done, {\"status\":\"stored\"}",
+            "collector finished: true",
+        ],
+        "{out}"
+    );
+}
