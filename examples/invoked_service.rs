@@ -68,13 +68,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut node = Node::new(config)?;
 
     let behaviors = Behaviors::new()
-        .action("reading", |cx| println!("collector: reading {}", text(cx.payload())))
-        .action("summary", |cx| println!("collector: sensor done, {}", text(cx.payload())))
-        .action("progress", |cx| {
-            println!("collector: {} reports {}", cx.sender().unwrap_or("?"), text(cx.payload()))
+        .action("reading", |cx| {
+            println!("collector: reading {}", text(cx.payload()))
         })
-        .action("stored", |cx| println!("collector: worker done, {}", text(cx.payload())))
-        .action("failure", |cx| println!("collector: failed, {}", text(cx.payload())))
+        .action("summary", |cx| {
+            println!("collector: sensor done, {}", text(cx.payload()))
+        })
+        .action("progress", |cx| {
+            println!(
+                "collector: {} reports {}",
+                cx.sender().unwrap_or("?"),
+                text(cx.payload())
+            )
+        })
+        .action("stored", |cx| {
+            println!("collector: worker done, {}", text(cx.payload()))
+        })
+        .action("failure", |cx| {
+            println!("collector: failed, {}", text(cx.payload()))
+        })
         // Blocking reads on a thread of their own, 4 events of room each way.
         .blocking_service("sensor", 4, |port| {
             let samples = port

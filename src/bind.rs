@@ -258,10 +258,10 @@ impl Behaviors {
         src: &str,
         mut make: impl FnMut(&ServiceStart<'_>, &mut ServiceCx<'_>) -> Result<S, String> + 'static,
     ) -> Self {
-        let factory: ServiceFactory = Box::new(move |start, cx| {
-            make(start, cx).map(|s| Box::new(s) as Box<dyn Service>)
-        });
-        self.invoked.push((src.to_string(), Invoked::Service(factory)));
+        let factory: ServiceFactory =
+            Box::new(move |start, cx| make(start, cx).map(|s| Box::new(s) as Box<dyn Service>));
+        self.invoked
+            .push((src.to_string(), Invoked::Service(factory)));
         self
     }
 
@@ -277,7 +277,8 @@ impl Behaviors {
         run: impl Fn(BlockingHandle) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     ) -> Self {
         let factory = interstate_platform::node::invoked::blocking_service(capacity, run);
-        self.invoked.push((src.to_string(), Invoked::Service(factory)));
+        self.invoked
+            .push((src.to_string(), Invoked::Service(factory)));
         self
     }
 
@@ -318,7 +319,8 @@ impl Behaviors {
             .collect();
         // The srcs the chart invokes, and those its child charts invoke in turn (they share
         // one table).
-        let known = |src: &str| self.actors.contains(src) || self.invoked.iter().any(|(s, _)| s == src);
+        let known =
+            |src: &str| self.actors.contains(src) || self.invoked.iter().any(|(s, _)| s == src);
         let children = self.invoked.iter().filter_map(|(_, i)| match i {
             Invoked::Chart(c, _) => Some(c.chart()),
             Invoked::Service(_) => None,
@@ -342,7 +344,10 @@ impl Behaviors {
                     .with_output(move |last| compiled.output(last));
                     actors = actors.chart(&src, child);
                 }
-                Invoked::Service(factory) => actors.bind(&src, interstate_platform::node::invoked::Actor::Service(factory)),
+                Invoked::Service(factory) => actors.bind(
+                    &src,
+                    interstate_platform::node::invoked::Actor::Service(factory),
+                ),
             }
         }
         let bound = Bound {

@@ -103,19 +103,29 @@ fn a_child_chart_runs_as_a_machine_of_the_node_and_hands_back_its_output() {
         ["started {\"n\":7}", "progress {\"stage\":\"busy\"}"]
     );
     assert!(n.machine("runner/job").is_some());
-    assert!(n.registry().contains("runner/job"), "the child is on the bus");
+    assert!(
+        n.registry().contains("runner/job"),
+        "the child is on the bus"
+    );
 
     // Reachable by id, as any machine of the bus: its final state's output comes back.
     n.send_local("runner/job", "FINISH", &[]).unwrap();
-    drive(&mut n, "the child's done event", |_| log.borrow().len() == 3);
+    drive(&mut n, "the child's done event", |_| {
+        log.borrow().len() == 3
+    });
     assert_eq!(log.borrow()[2], "collected {\"status\":\"stored\"}");
-    assert!(n.machine("runner/job").is_none(), "a finished child is gone");
+    assert!(
+        n.machine("runner/job").is_none(),
+        "a finished child is gone"
+    );
     assert!(!n.registry().contains("runner/job"));
     assert_eq!(n.machine_ids().collect::<Vec<_>>(), ["runner"]);
 
     // Again: the child's slot is reused, the id registered anew.
     n.send_local("runner", "JOB", b"{}").unwrap();
-    drive(&mut n, "the second child", |n| n.machine("runner/job").is_some());
+    drive(&mut n, "the second child", |n| {
+        n.machine("runner/job").is_some()
+    });
     drop(n);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -175,7 +185,11 @@ fn a_full_children_table_fails_the_start_of_the_child_that_does_not_fit() {
     );
     add_json_machine(&mut n, "two", TWO, behaviors).unwrap();
     drive(&mut n, "the failed start", |_| !log.borrow().is_empty());
-    assert!(log.borrow()[0].contains("NodeConfig::max_children"), "{:?}", log.borrow());
+    assert!(
+        log.borrow()[0].contains("NodeConfig::max_children"),
+        "{:?}",
+        log.borrow()
+    );
     assert!(n.machine("two/a").is_some() && n.machine("two/b").is_none());
     drop(n);
 
@@ -226,7 +240,10 @@ fn a_child_that_fails_sends_its_parent_an_error_event() {
     drive(&mut n, "the child's error", |_| !log.borrow().is_empty());
     let line = log.borrow()[0].clone();
     assert!(line.starts_with("failed {\"message\":"), "{line}");
-    assert!(n.machine("runner/job").is_none(), "the failed child is gone");
+    assert!(
+        n.machine("runner/job").is_none(),
+        "the failed child is gone"
+    );
     assert_eq!(
         n.machine("runner").map(|m| m.status()),
         Some(interstate::core::machine::Status::Active),
@@ -285,11 +302,14 @@ fn a_service_receives_its_parents_events_answers_and_ends() {
     let stopped = Rc::new(RefCell::new(false));
     let inputs = Log::default();
     let (s, i) = (stopped.clone(), inputs.clone());
-    let behaviors = recording(&log, &["done", "failed", "pong"]).service("echo", move |start, cx| {
-        i.borrow_mut().push(format!("{} {}", start.id, start.input.unwrap_or("")));
-        cx.send_parent("PONG", b"\"started\"").map_err(|e| e.to_string())?;
-        Ok(Echo { stopped: s.clone() })
-    });
+    let behaviors =
+        recording(&log, &["done", "failed", "pong"]).service("echo", move |start, cx| {
+            i.borrow_mut()
+                .push(format!("{} {}", start.id, start.input.unwrap_or("")));
+            cx.send_parent("PONG", b"\"started\"")
+                .map_err(|e| e.to_string())?;
+            Ok(Echo { stopped: s.clone() })
+        });
     add_json_machine(&mut n, "user", USES_SERVICE, behaviors).unwrap();
     n.send_local("user", "GO", &[]).unwrap();
     n.send_local("user", "ASK", b"\"one\"").unwrap();
@@ -321,10 +341,8 @@ fn a_service_receives_its_parents_events_answers_and_ends() {
 fn a_blocking_service_runs_on_its_own_thread_and_wakes_the_loop() {
     let (mut n, dir) = node("blocking", |_| {});
     let log = Log::default();
-    let behaviors = recording(&log, &["done", "failed", "pong"]).blocking_service(
-        "echo",
-        4,
-        |handle| {
+    let behaviors =
+        recording(&log, &["done", "failed", "pong"]).blocking_service("echo", 4, |handle| {
             while let Some((event, payload)) = handle.recv() {
                 if payload == b"\"end\"" {
                     return Ok(br#"{"count":1}"#.to_vec());
@@ -336,8 +354,7 @@ fn a_blocking_service_runs_on_its_own_thread_and_wakes_the_loop() {
                     .map_err(|e| e.to_string())?;
             }
             Err("stopped".into())
-        },
-    );
+        });
     add_json_machine(&mut n, "user", USES_SERVICE, behaviors).unwrap();
     n.send_local("user", "GO", &[]).unwrap();
     n.send_local("user", "ASK", b"\"one\"").unwrap();

@@ -88,7 +88,11 @@ fn events_between_a_machine_and_its_child_in_a_node_do_not_allocate() {
     let counted = pongs.clone();
     let behaviors = Behaviors::new()
         .action("counted", move |_| counted.set(counted.get() + 1))
-        .child_chart("echo", interstate::compile_str(CHILD).unwrap(), Behaviors::new);
+        .child_chart(
+            "echo",
+            interstate::compile_str(CHILD).unwrap(),
+            Behaviors::new,
+        );
     add_json_machine(&mut node, "p", PARENT, behaviors).unwrap();
     node.send_local("p", "POKE", br#"{"n":"0123456789abcdef"}"#)
         .unwrap();

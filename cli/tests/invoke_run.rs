@@ -50,7 +50,11 @@ fn a_client_process_hosts_invoked_children_too() {
 
 /// `client`: the machine's process joins a hub of its own instead of serving the bus.
 fn hosts_children(client: bool) {
-    let mut bus = Bus::new(if client { "invoke-client" } else { "invoke-run" });
+    let mut bus = Bus::new(if client {
+        "invoke-client"
+    } else {
+        "invoke-run"
+    });
     let hub = client.then(|| bus.start_hub());
     let runner = bus.write("runner.json", RUNNER);
     let worker = bus.write("worker.json", WORKER);
@@ -60,9 +64,14 @@ fn hosts_children(client: bool) {
         args.push("--client");
     }
     let p = bus.interstate("run runner", &args);
-    bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| l.contains("joined bus"));
+    bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| {
+        l.contains("joined bus")
+    });
     let list = bus.ps();
-    assert!(listed(&list, "runner") && !listed(&list, "runner/job"), "{list:?}");
+    assert!(
+        listed(&list, "runner") && !listed(&list, "runner/job"),
+        "{list:?}"
+    );
 
     // Started with its state: its log line, its parent's, and `ps` lists it in this process.
     let (status, _, err) = bus.run(&["send", "runner", "JOB"]);
@@ -70,15 +79,21 @@ fn hosts_children(client: bool) {
     bus.wait_line(p, false, "the child's first action", STEP_LIMIT, |l| {
         l == "[runner/job] started"
     });
-    bus.wait_line(p, false, "the parent's progress", STEP_LIMIT, |l| l == "[runner] progress");
+    bus.wait_line(p, false, "the parent's progress", STEP_LIMIT, |l| {
+        l == "[runner] progress"
+    });
     let list = bus.wait_ps("the child", |l| listed(l, "runner/job"));
     assert_eq!(ps_pid(&list, "runner/job"), ps_pid(&list, "runner"));
 
     // Reachable by `send`; its final state ends it and its parent collects.
     let (status, _, err) = bus.run(&["send", "runner/job", "FINISH"]);
     assert!(status.success(), "{err}");
-    bus.wait_line(p, false, "the done event", STEP_LIMIT, |l| l == "[runner] collected");
-    bus.wait_ps("the child gone", |l| !listed(l, "runner/job") && listed(l, "runner"));
+    bus.wait_line(p, false, "the done event", STEP_LIMIT, |l| {
+        l == "[runner] collected"
+    });
+    bus.wait_ps("the child gone", |l| {
+        !listed(l, "runner/job") && listed(l, "runner")
+    });
 
     // Exiting the state stops the child: it leaves the bus, and a send to it fails.
     let (status, _, err) = bus.run(&["send", "runner", "JOB"]);
@@ -111,4 +126,31 @@ fn run_refuses_a_chart_that_invokes_a_src_with_no_actor() {
     let (status, _, err) = bus.run(&["run", &runner, "--id", "runner", "--actor", "worker"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("SRC=CHILD.json"), "{err}");
+}
+
+#[test]
+fn the_job_runner_example_runs_its_worker_chart_under_run() {
+    let charts = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/charts");
+    let runner = format!("{charts}/job_runner.json");
+    let actor = format!("worker={charts}/job_worker.json");
+    let mut bus = Bus::new("invoke-example");
+    let p = bus.interstate(
+        "job runner",
+        &["run", &runner, "--id", "runner", "--actor", &actor],
+    );
+    bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| {
+        l.contains("joined bus")
+    });
+    let (status, _, err) = bus.run(&["send", "runner", "JOB", "--data", r#"{"job":1}"#]);
+    assert!(status.success(), "{err}");
+    bus.wait_ps("the worker", |l| listed(l, "runner/job"));
+    // The worker's three stages (a second each) end in its final state: it leaves the bus
+    // and the runner is idle again (by its onDone: its timeout is 5 s).
+    let list = bus.wait_ps("the worker done", |l| !listed(l, "runner/job"));
+    let runner = list.iter().find(|m| m["machine"] == "runner");
+    assert!(
+        runner.is_some_and(|m| m.to_string().contains("idle")),
+        "{list:?}"
+    );
+    bus.term(p);
 }

@@ -491,14 +491,15 @@ pub fn run(
     for (src, child) in &host.actors {
         behaviors = behaviors.child_chart(src, child.clone(), logged.clone());
     }
-    let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
-        .map_err(|e| match e {
+    let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors).map_err(
+        |e| match e {
             interstate::Error::Unbound(u) if !u.actors.is_empty() => format!(
                 "{}: {u} (give each its chart with --actor SRC=CHILD.json)",
                 super::display_name(file)
             ),
             e => e.to_string(),
-        })?;
+        },
+    )?;
     for target in watch {
         node.watch(id, target).map_err(|e| e.to_string())?;
     }

@@ -63,7 +63,11 @@ impl Node {
         let mut made = false;
         loop {
             let h = &mut self.local.machines[i];
-            let Some(c) = h.machine.child_change(0).filter(|c| c.after_messages <= before) else {
+            let Some(c) = h
+                .machine
+                .child_change(0)
+                .filter(|c| c.after_messages <= before)
+            else {
                 return made;
             };
             // Forgotten before it is made: making it may step the parent again (a failed
@@ -213,7 +217,9 @@ impl Node {
         hosted.actors = Some(child.actors.clone());
         hosted.child = Some(child);
         let per_machine = self.config.children_per_machine;
-        hosted.machine.set_request_base(super::requests::request_base());
+        hosted
+            .machine
+            .set_request_base(super::requests::request_base());
         hosted.machine.set_child_capacity(per_machine)?;
         hosted.machine.start(self.turn_now, &mut *hosted.behavior)?;
         let idx = match self.local.machines.iter().position(|h| h.vacant) {
@@ -337,9 +343,9 @@ impl Node {
         let (event, payload) = match h.machine.status() {
             Status::Done if h.machine.outbox_len() == 0 => {
                 let chart = *h.machine.chart();
-                let last = chart.children(StateId(0)).find(|&s| {
-                    chart.kind(s) == StateKind::Final && h.machine.is_active(s)
-                });
+                let last = chart
+                    .children(StateId(0))
+                    .find(|&s| chart.kind(s) == StateKind::Final && h.machine.is_active(s));
                 let output: Vec<u8> = child
                     .actors
                     .get(&child.src)
@@ -347,7 +353,7 @@ impl Node {
                         Actor::Chart(c) => c
                             .output
                             .as_ref()
-                            .and_then(|f| last.and_then(|s| f(s)))
+                            .and_then(|f| last.and_then(f))
                             .map(|o| o.as_bytes().to_vec()),
                         Actor::Service(_) => None,
                     })

@@ -26,10 +26,11 @@ use crate::error::PlatformError;
 pub struct ChildChart {
     pub(super) chart: Chart<'static>,
     pub(super) output: Option<OutputFn>,
-    pub(super) behavior: Box<dyn FnMut(&str) -> Box<dyn Behavior>>,
+    pub(super) behavior: BehaviorFn,
 }
 
 type OutputFn = Box<dyn Fn(StateId) -> Option<&'static str>>;
+type BehaviorFn = Box<dyn FnMut(&str) -> Box<dyn Behavior>>;
 
 impl ChildChart {
     /// The chart `chart`, each child made with the behavior `behavior(child machine id)`
@@ -48,7 +49,10 @@ impl ChildChart {
     /// What the child hands back when it reaches the top-level final state given (JSON
     /// text, the payload of its parent's `xstate.done.actor.<id>`): the chart's `output`,
     /// which the JSON compiler keeps beside the chart's tables.
-    pub fn with_output(mut self, output: impl Fn(StateId) -> Option<&'static str> + 'static) -> Self {
+    pub fn with_output(
+        mut self,
+        output: impl Fn(StateId) -> Option<&'static str> + 'static,
+    ) -> Self {
         self.output = Some(Box::new(output));
         self
     }
@@ -96,7 +100,7 @@ pub type ServiceFactory =
 /// What an `invoke`'s `src` runs.
 pub enum Actor {
     /// A child machine in the same node.
-    Chart(ChildChart),
+    Chart(Box<ChildChart>),
     /// A service bound from Rust.
     Service(ServiceFactory),
 }
@@ -121,7 +125,7 @@ impl Actors {
 
     /// Binds `src` to a child chart.
     pub fn chart(mut self, src: &str, chart: ChildChart) -> Self {
-        self.bind(src, Actor::Chart(chart));
+        self.bind(src, Actor::Chart(Box::new(chart)));
         self
     }
 
@@ -153,10 +157,12 @@ impl Actors {
 
     /// The charts bound, with their srcs (to check the srcs their own `invoke`s name).
     pub fn charts(&self) -> impl Iterator<Item = (&str, Chart<'static>)> {
-        self.by_src.iter().filter_map(|(src, a)| match &*a.borrow() {
-            Actor::Chart(c) => Some((src.as_str(), c.chart)),
-            Actor::Service(_) => None,
-        })
+        self.by_src
+            .iter()
+            .filter_map(|(src, a)| match &*a.borrow() {
+                Actor::Chart(c) => Some((src.as_str(), c.chart)),
+                Actor::Service(_) => None,
+            })
     }
 
     pub(super) fn get(&self, src: &str) -> Option<&RefCell<Actor>> {
@@ -241,10 +247,7 @@ impl ServiceCx<'_> {
     /// Ends the service with an error: its parent gets `xstate.error.actor.<id>`, with
     /// `{"message": message}`.
     pub fn fail(&mut self, message: &str) {
-        let payload = format!(
-            "{{\"message\":{}}}",
-            super::payload::json_string(message)
-        );
+        let payload = format!("{{\"message\":{}}}", super::payload::json_string(message));
         self.end(End::Failed, payload.as_bytes());
     }
 
