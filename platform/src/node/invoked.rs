@@ -97,7 +97,8 @@ pub trait Service {
 pub type ServiceFactory =
     Box<dyn FnMut(&ServiceStart<'_>, &mut ServiceCx<'_>) -> Result<Box<dyn Service>, String>>;
 
-/// What an `invoke`'s `src` runs.
+/// What an `invoke`'s `src` runs. (More kinds may come: a machine in a process of its own.)
+#[non_exhaustive]
 pub enum Actor {
     /// A child machine in the same node.
     Chart(Box<ChildChart>),

@@ -148,10 +148,11 @@ impl Node {
             "interstate_node_machines",
             "Machines this process hosts.",
             none(),
-            self.local.machines.len() as u64,
+            self.local.machines.iter().filter(|h| !h.vacant).count() as u64,
         );
         if detailed {
-            for h in &self.local.machines {
+            // (A stopped child's free slot is no machine.)
+            for h in self.local.machines.iter().filter(|h| !h.vacant) {
                 let l = || labels([("machine", h.id.as_str())]);
                 let s = h.machine.stats();
                 let c = h.counters;
