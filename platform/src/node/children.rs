@@ -37,7 +37,7 @@ pub(super) struct ChildOf {
     pub(super) parent: String,
     /// The invoke id (the child's name among its parent's children).
     pub(super) invoke_id: String,
-    /// What it hands back on reaching its final state.
+    /// The src it runs (whose binding knows its `output`).
     pub(super) src: String,
     pub(super) actors: Rc<Actors>,
 }
@@ -213,7 +213,7 @@ impl Node {
     ) -> Result<(), crate::PlatformError> {
         let id = machine.id().to_string();
         self.check_new_id(&id)?;
-        let mut hosted = super::hosting::new_hosted(&id, machine, behavior);
+        let mut hosted = super::local::Hosted::new(&id, machine, behavior);
         hosted.actors = Some(child.actors.clone());
         hosted.child = Some(child);
         let per_machine = self.config.children_per_machine;

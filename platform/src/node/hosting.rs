@@ -30,7 +30,7 @@ pub(super) enum Routed {
 /// A starting sequence number above any a previous incarnation of this process can have used
 /// (nanoseconds since the epoch), so receivers never take a restarted sender's messages for
 /// duplicates.
-fn sequence_base() -> u64 {
+pub(super) fn sequence_base() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -141,7 +141,7 @@ impl Node {
         // The machine is in the table and started before its id is announced, so that a
         // message sent the moment the registry shows it finds it.
         let idx = self.local.machines.len();
-        let mut hosted = new_hosted(id, machine, behavior);
+        let mut hosted = Hosted::new(id, machine, behavior);
         hosted.actors = actors;
         self.local.machines.push(hosted);
         self.local.by_id.insert(id.to_string(), idx);
@@ -602,10 +602,12 @@ impl Node {
                 continue;
             }
             let mut guard = 0;
-            while self.local.machines[i]
-                .machine
-                .poll_timeout()
-                .is_some_and(|t| t <= now)
+            // (`stopped` again: a pump below may stop an invoked child, whose timers die.)
+            while !self.local.machines[i].stopped
+                && self.local.machines[i]
+                    .machine
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
                 && guard < 1024
             {
                 guard += 1;
@@ -978,34 +980,4 @@ fn route_remote(
         }
     }
     (Routed::Sent, stats)
-}
-
-/// A machine's entry in the node's table, not registered yet.
-pub(super) fn new_hosted(
-    id: &str,
-    machine: Box<dyn RunningMachine>,
-    behavior: Box<dyn Behavior>,
-) -> Hosted {
-    Hosted {
-        id: id.to_string(),
-        machine,
-        behavior,
-        seq: sequence_base(),
-        registered: false,
-        errors: VecDeque::new(),
-        stopped: false,
-        watched: false,
-        outline_due: false,
-        report_due: false,
-        last_report: None,
-        unreported_steps: 0,
-        skipped_steps: 0,
-        events: Default::default(),
-        fanout: Default::default(),
-        durable: None,
-        counters: Default::default(),
-        actors: None,
-        child: None,
-        vacant: false,
-    }
 }

@@ -64,6 +64,38 @@ pub(super) struct Hosted {
     pub(super) vacant: bool,
 }
 
+impl Hosted {
+    /// A machine's entry in the node's table, not registered yet.
+    pub(super) fn new(
+        id: &str,
+        machine: Box<dyn RunningMachine>,
+        behavior: Box<dyn Behavior>,
+    ) -> Hosted {
+        Hosted {
+            id: id.to_string(),
+            machine,
+            behavior,
+            seq: super::hosting::sequence_base(),
+            registered: false,
+            errors: VecDeque::new(),
+            stopped: false,
+            watched: false,
+            outline_due: false,
+            report_due: false,
+            last_report: None,
+            unreported_steps: 0,
+            skipped_steps: 0,
+            events: Default::default(),
+            fanout: Default::default(),
+            durable: None,
+            counters: Default::default(),
+            actors: None,
+            child: None,
+            vacant: false,
+        }
+    }
+}
+
 /// How many of a machine's last errors a node keeps (for `status`).
 pub(super) const KEPT_ERRORS: usize = 4;
 
