@@ -187,6 +187,15 @@ impl<
         })
     }
 
+    /// The host made the changes due before the outbox's first message (those
+    /// [`child_changes`](Self::child_changes) lists with `after_messages` 0): they are
+    /// forgotten, the others stay. A host that delivers a message at a time calls it after
+    /// [`consume_outbox`](Self::consume_outbox), having made every change up to the
+    /// messages it consumed (and those right after the last one).
+    pub fn forget_made_child_changes(&mut self) {
+        self.children.changes.retain(|c| c.after_messages > 0);
+    }
+
     fn push_change(&mut self, kind: ChildChangeKind, start: u16) -> Result<(), Error> {
         let change = Change {
             kind,

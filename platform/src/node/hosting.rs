@@ -711,11 +711,19 @@ impl Node {
                 if !self.put_back_resends(i) {
                     continue;
                 }
+                // Invoked children start and stop between the messages (`child_process`).
+                let changes = self.local.machines[i].machine.child_change_count() > 0;
                 if n == 0 || (hold && self.local.machines[i].durable.is_some()) {
+                    if changes && n == 0 {
+                        self.make_child_changes(i, 0, true);
+                    }
                     continue;
                 }
                 let mut done = 0;
                 while done < n {
+                    if changes {
+                        self.make_child_changes(i, done, false);
+                    }
                     let h = &self.local.machines[i];
                     let Some(m) = h.machine.outbox_nth(done) else {
                         break;
@@ -797,8 +805,13 @@ impl Node {
                             seq: h.seq,
                             correlation: m.correlation,
                         };
-                        let (routed, stats) =
-                            route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
+                        // A child process not on the bus yet: held for it (`child_process`).
+                        let (routed, stats) = match self.child_procs.intercept(&d, &mut deferred) {
+                            Some(held) => (held, RouteStats::default()),
+                            None => {
+                                route_remote(&mut self.side, &self.config, now, &d, &mut deferred)
+                            }
+                        };
                         self.local.stats.sent_remote += stats.sent;
                         self.local.stats.payload_copies += stats.copies;
                         if stats.sent == 1 {
@@ -824,7 +837,13 @@ impl Node {
                         Routed::Full => break,
                     }
                 }
+                if changes {
+                    self.make_child_changes(i, done, false);
+                }
                 self.local.machines[i].machine.consume_outbox(done);
+                if changes {
+                    self.local.machines[i].machine.forget_made_child_changes();
+                }
             }
             self.settle(deferred);
             self.transmit();

@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use interstate_core::machine::{Stats, Status};
+use interstate_core::machine::{ChildChange, Stats, Status};
 use interstate_core::set::StateSet;
 use interstate_core::wire::FailReason;
 use interstate_core::{
@@ -65,6 +65,17 @@ pub trait RunningMachine {
     fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>>;
     /// See [`Machine::consume_outbox`].
     fn consume_outbox(&mut self, n: usize);
+    /// How many invoked children it started or stopped since the host last made them (see
+    /// [`Machine::child_changes`]). Machines that invoke nothing have none.
+    fn child_change_count(&self) -> usize {
+        0
+    }
+    /// The `i`th of those changes, oldest first.
+    fn child_change(&self, _i: usize) -> Option<ChildChange<'static>> {
+        None
+    }
+    /// See [`Machine::forget_made_child_changes`].
+    fn forget_made_child_changes(&mut self) {}
     /// See [`Machine::context_json`].
     fn context_json(&self) -> Option<&str>;
     /// See [`Machine::snapshot`].
@@ -155,6 +166,15 @@ impl<
     }
     fn consume_outbox(&mut self, n: usize) {
         Machine::consume_outbox(self, n)
+    }
+    fn child_change_count(&self) -> usize {
+        Machine::child_changes(self).count()
+    }
+    fn child_change(&self, i: usize) -> Option<ChildChange<'static>> {
+        Machine::child_changes(self).nth(i)
+    }
+    fn forget_made_child_changes(&mut self) {
+        Machine::forget_made_child_changes(self)
     }
     fn request_failed(
         &mut self,

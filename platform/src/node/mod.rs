@@ -27,6 +27,7 @@
 //! from a hub that went away), `monitor`, `payload` (the JSON the node makes), and
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
+mod child_process;
 mod client_side;
 mod durable;
 mod event_loop;
@@ -44,6 +45,9 @@ mod requests;
 mod status;
 mod topics;
 
+pub use child_process::{
+    ChildProcessLimits, ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT,
+};
 use client_side::ClientSide;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
@@ -431,6 +435,8 @@ pub struct Node {
     last_poll: std::time::Instant,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
+    /// Invoked children running as processes of their own (see `child_process`).
+    child_procs: child_process::ChildProcesses,
 }
 
 impl Node {
@@ -503,6 +509,7 @@ impl Node {
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
+            child_procs: Default::default(),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
