@@ -119,6 +119,8 @@ pub struct Behaviors {
     log: Option<LogFn>,
     /// The `src` names of the actors the host runs for `invoke` (see [`Behaviors::actor`]).
     actors: std::collections::HashSet<String>,
+    /// The `src`s that run as processes (see [`Behaviors::process`]).
+    processes: Vec<(String, interstate_platform::ProcessActor)>,
 }
 
 /// Names a chart uses that have no binding.
@@ -216,6 +218,32 @@ impl Behaviors {
     pub fn actor(mut self, src: &str) -> Self {
         self.actors.insert(src.to_string());
         self
+    }
+
+    /// Runs the invoked `src` as a process of its own: when a state invoking `src` is
+    /// entered, the node starts `actor` as the machine `<parent id>/<invoke id>` (it joins
+    /// the same bus), and stops it (SIGTERM, then SIGKILL after a grace) when the state is
+    /// left. Its exit is the parent's `xstate.done.actor.<id>` (status 0, with the output it
+    /// wrote) or `xstate.error.actor.<id>` (a failure, a crash, a signal). The node learns of
+    /// it when the machine is added ([`crate::bus::add_json_machine`]); see
+    /// `docs/json-format.md` (Invoked actors) for what the program gets.
+    ///
+    /// ```no_run
+    /// use interstate::bus::ProcessActor;
+    /// use interstate::Behaviors;
+    /// let worker = ProcessActor::new("interstate").args(["run", "job_worker.json", "--client"]);
+    /// let behaviors = Behaviors::new().process("worker", worker);
+    /// # let _ = behaviors;
+    /// ```
+    pub fn process(mut self, src: &str, actor: interstate_platform::ProcessActor) -> Self {
+        self.actors.insert(src.to_string());
+        self.processes.push((src.to_string(), actor));
+        self
+    }
+
+    /// The `src`s bound to processes, for the node that hosts the machine.
+    pub(crate) fn take_processes(&mut self) -> Vec<(String, interstate_platform::ProcessActor)> {
+        std::mem::take(&mut self.processes)
     }
 
     /// Binds what it can: unbound actions do nothing, unbound guards are false, unbound delays

@@ -23,7 +23,9 @@
 pub use interstate_platform::logging;
 /// Metrics reports and their OpenMetrics text ([`Node::metrics`]).
 pub use interstate_platform::metrics;
-pub use interstate_platform::node::{StatsAnswer, Transport, USER_TOKEN_BASE};
+pub use interstate_platform::node::{
+    ChildProcessLimits, ProcessActor, StatsAnswer, Transport, USER_TOKEN_BASE,
+};
 pub use interstate_platform::transport::shm::WaitStrategy;
 pub use interstate_platform::{
     busdir, MachineInfo, Node, NodeConfig, NodeStats, PlatformError, PortMessage, Registry, Role,
@@ -53,9 +55,12 @@ pub fn add_json_machine(
     node: &mut Node,
     id: &str,
     json: &str,
-    behaviors: Behaviors,
+    mut behaviors: Behaviors,
 ) -> Result<(), Error> {
     let compiled = crate::compile::compile_str(json)?;
+    for (src, actor) in behaviors.take_processes() {
+        node.add_process_actor(&src, actor);
+    }
     let subscriptions = compiled.subscriptions().to_vec();
     let chart = leak_chart(compiled);
     let mut bound = behaviors.bind(&chart)?;
@@ -70,8 +75,11 @@ pub fn add_chart_lenient(
     node: &mut Node,
     id: &str,
     compiled: CompiledChart,
-    behaviors: Behaviors,
+    mut behaviors: Behaviors,
 ) -> Result<crate::bind::Unbound, Error> {
+    for (src, actor) in behaviors.take_processes() {
+        node.add_process_actor(&src, actor);
+    }
     let subscriptions = compiled.subscriptions().to_vec();
     let chart = leak_chart(compiled);
     let (mut bound, unbound) = behaviors.bind_lenient(&chart);

@@ -310,9 +310,25 @@ pub enum Command {
     Run {
         /// The chart (JSON or image).
         file: PathBuf,
-        /// The machine id on the bus.
+        /// The machine id on the bus (default: $INTERSTATE_MACHINE_ID, which a parent sets
+        /// for a chart it invoked as a process).
         #[arg(long)]
-        id: String,
+        id: Option<String>,
+        /// Run the invoked src SRC as a process of its own:
+        /// SRC=process:CHILD.json [ARG...] runs `interstate run CHILD.json --client ARG...`,
+        /// SRC=exec:PROGRAM [ARG...] any program (words split at spaces). The child is the
+        /// machine `ID/<invoke id>` on the same bus; its exit is the parent's
+        /// `xstate.done.actor.<id>` (status 0) or `xstate.error.actor.<id>`. Repeatable.
+        #[arg(long = "actor", value_name = "SRC=process:CHILD.json")]
+        actors: Vec<String>,
+        /// How long a child process has between SIGTERM and SIGKILL when its invoking state
+        /// is left, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 5000)]
+        child_grace: u64,
+        /// The most child processes this process runs at once (a start beyond it is the
+        /// parent's `xstate.error.actor.<id>`).
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        max_children: usize,
         /// Join an existing hub only (by default the first process serves the bus).
         #[arg(long)]
         client: bool,

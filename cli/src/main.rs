@@ -304,6 +304,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Run {
             file,
             id,
+            actors,
+            child_grace,
+            max_children,
             client,
             watch,
             keep_going,
@@ -325,6 +328,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 keep_going,
                 state: cmd::bus::state_setting(state_dir, durability)?,
                 metrics,
+                processes: cmd::child::process_actors(&actors)?,
+                child_limits: interstate::bus::ChildProcessLimits {
+                    grace: std::time::Duration::from_millis(child_grace),
+                    max_live: max_children,
+                    ..Default::default()
+                },
+            };
+            let id = match id {
+                Some(id) => id,
+                None => std::env::var(interstate_platform::node::ENV_MACHINE_ID).map_err(|_| {
+                    "run needs --id ID (or INTERSTATE_MACHINE_ID, which a parent sets)".to_string()
+                })?,
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }

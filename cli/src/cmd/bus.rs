@@ -429,6 +429,10 @@ pub struct Host {
     pub state: Option<(std::path::PathBuf, interstate_platform::journal::Durability)>,
     /// `--metrics ADDR`: serve the OpenMetrics text there.
     pub metrics: Option<String>,
+    /// `--actor SRC=process:...`: invoked srcs run as processes.
+    pub processes: Vec<(String, interstate::bus::ProcessActor)>,
+    /// `--child-grace`, `--max-children`.
+    pub child_limits: interstate::bus::ChildProcessLimits,
 }
 
 /// `--state-dir DIR` (else `INTERSTATE_STATE_DIR`) and `--durability POLICY` (else
@@ -477,7 +481,12 @@ pub fn run(
     let behaviors = Behaviors::new().on_log(move |_, msg| {
         let _ = outln!("[{who}] {msg}");
     });
-    let behaviors = host.values.bind(behaviors);
+    let mut behaviors = host.values.bind(behaviors);
+    for (src, actor) in &host.processes {
+        behaviors = behaviors.process(src, actor.clone());
+    }
+    node.set_child_process_limits(host.child_limits);
+    let outputs = super::child::Outputs::of(&compiled);
     let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors)
         .map_err(|e| e.to_string())?;
     for target in watch {
@@ -532,6 +541,7 @@ pub fn run(
         let status = node.machine(id).map(|m| m.status());
         if status == Some(interstate_core::machine::Status::Done) {
             log::info!(target: CLI, "machine '{id}' reached its final state");
+            super::child::hand_back(&mut node, id, &outputs)?;
             break;
         }
         if status == Some(interstate_core::machine::Status::Failed) && !reported {

@@ -42,6 +42,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use rustc_hash::FxHashMap as HashMap;
 
+use interstate_core::chart::Invocation;
 use interstate_core::machine::{ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX};
 use interstate_core::wire::{Deliver, FailReason};
 use interstate_core::{Correlation, Duration, Instant};
@@ -169,6 +170,25 @@ struct ChildProcess {
     phase: Phase,
     process: Option<Spawned>,
     held: VecDeque<Held>,
+    /// Made before its start's place in its parent's outbox (see `make_child_changes`).
+    early: bool,
+}
+
+impl ChildProcess {
+    fn new(parent: &str, inv: Invocation<'_>, early: bool) -> Self {
+        ChildProcess {
+            parent: parent.to_string(),
+            start: inv.start,
+            invoke_id: inv.id.to_string(),
+            id: format!("{parent}/{}", inv.id),
+            src: inv.src.to_string(),
+            input: inv.input.map(str::to_string),
+            phase: Phase::Queued,
+            process: None,
+            held: VecDeque::new(),
+            early,
+        }
+    }
 }
 
 /// An event for a parent machine: (parent, child machine id, event, payload).
@@ -216,10 +236,11 @@ impl ChildProcesses {
             return None;
         }
         let max_held = self.limits.max_held;
+        // The oldest that is not stopping: a re-entered state's previous child gets what
+        // was sent before its stop, the next one what was sent after.
         let c = self
             .children
             .iter_mut()
-            .rev()
             .find(|c| c.id == d.to && !matches!(c.phase, Phase::Stopping { .. }))?;
         match c.phase {
             Phase::Queued | Phase::Starting => {
@@ -482,14 +503,30 @@ impl Node {
                 break;
             };
             let inv = change.invocation;
-            if change.after_messages != k || !self.child_procs.actors.contains_key(inv.src) {
+            let at = change.after_messages;
+            if !self.child_procs.actors.contains_key(inv.src) {
                 continue;
             }
             let procs = &mut self.child_procs;
+            let early = |c: &ChildProcess| c.early && c.parent == h.id && c.start == inv.start;
             match change.kind {
-                ChildChangeKind::Start => {
-                    let id = format!("{}/{}", h.id, inv.id);
+                // A start later in this outbox: its child exists from now on, so that the
+                // messages to it before its start (XState's sends to an actor about to
+                // start: the invoking state's entry actions) are held for it.
+                ChildChangeKind::Start if k == 0 && at > 0 => {
+                    if procs.running() < procs.limits.max_live && !procs.children.iter().any(early)
+                    {
+                        let child = ChildProcess::new(&h.id, inv, true);
+                        procs.children.push(child);
+                    }
+                }
+                ChildChangeKind::Start if at == k => {
+                    if let Some(c) = procs.children.iter_mut().find(|c| early(c)) {
+                        c.early = false;
+                        continue;
+                    }
                     if procs.running() >= procs.limits.max_live {
+                        let id = format!("{}/{}", h.id, inv.id);
                         let message = format!(
                             "child process '{id}' was not started: the node runs {} child \
                              processes already (ChildProcessLimits::max_live)",
@@ -500,18 +537,10 @@ impl Node {
                         procs.due.push_back((h.id.clone(), id, event, payload));
                         continue;
                     }
-                    procs.children.push(ChildProcess {
-                        parent: h.id.clone(),
-                        start: inv.start,
-                        invoke_id: inv.id.to_string(),
-                        id,
-                        src: inv.src.to_string(),
-                        input: inv.input.map(str::to_string),
-                        phase: Phase::Queued,
-                        process: None,
-                        held: VecDeque::new(),
-                    });
+                    procs.children.push(ChildProcess::new(&h.id, inv, false));
                 }
+                ChildChangeKind::Start => {}
+                ChildChangeKind::Stop if at != k => {}
                 ChildChangeKind::Stop => {
                     let grace = Duration::from_millis(procs.limits.grace.as_millis() as u64);
                     let Some(n) = procs.children.iter().position(|c| {
