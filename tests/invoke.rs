@@ -104,6 +104,44 @@ fn starts_and_stops_come_in_order_with_the_messages() {
     assert_eq!(r, Ok(()), "POKE is not handled in idle");
 }
 
+/// A host that delivers a message at a time (the node) makes the changes before each message
+/// as it reaches it, and forgets them once the outbox is consumed up to there: the changes
+/// behind a message it could not deliver yet (backpressure) stay.
+#[test]
+fn a_host_delivering_message_by_message_forgets_only_the_changes_it_made() {
+    let compiled = compile_str(PARENT).unwrap();
+    let chart = compiled.chart();
+    let mut bound = Behaviors::new().actor("worker").bind(&chart).unwrap();
+    let mut m = M::new(chart, "p").unwrap();
+    m.start(Instant::ZERO, &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
+    let after = |m: &M<'_>| -> Vec<usize> { m.child_changes().map(|c| c.after_messages).collect() };
+    assert_eq!(after(&m), [1, 1]);
+    // RUNNING could not go yet: the starts behind it stay, whatever is forgotten.
+    m.consume_outbox(0);
+    m.forget_made_child_changes();
+    assert_eq!(after(&m), [1, 1]);
+    // RUNNING went, then the host made both starts.
+    m.consume_outbox(1);
+    assert_eq!(after(&m), [0, 0]);
+    m.forget_made_child_changes();
+    assert_eq!(m.child_changes().count(), 0);
+    assert_eq!(
+        m.live_children().count(),
+        2,
+        "forgetting changes stops no child"
+    );
+
+    // The stops come after BYE; with BYE still in the outbox nothing is forgotten.
+    m.send(Instant::ZERO, Event::new("STOP"), &mut bound)
+        .unwrap();
+    m.forget_made_child_changes();
+    assert_eq!(after(&m), [1, 1]);
+    m.consume_outbox(1);
+    m.forget_made_child_changes();
+    assert_eq!(m.child_changes().count(), 0);
+}
+
 #[test]
 fn a_send_to_a_child_that_is_not_running_fails_the_step() {
     let chart_json = r#"{"id":"p","initial":"idle","states":{
