@@ -55,7 +55,8 @@ fn keeping(actor: ProcessActor) -> (Behaviors, Kept) {
         .process("worker", actor)
         .action("keep", move |cx| {
             let payload = String::from_utf8_lossy(cx.payload()).into_owned();
-            k.borrow_mut().push((cx.event().name().to_string(), payload));
+            k.borrow_mut()
+                .push((cx.event().name().to_string(), payload));
         });
     (b, kept)
 }
@@ -117,5 +118,44 @@ fn a_program_that_cannot_be_started_is_the_parents_error_event() {
     let kept = kept.borrow();
     assert_eq!(kept[0].0, "xstate.error.actor.job");
     assert!(kept[0].1.contains("could not be started"), "{}", kept[0].1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_parent_that_stops_on_an_error_stops_its_child_process() {
+    // `BREAK`'s sendParent fails the step (nobody invoked `p`): the machine stops.
+    const BREAKS: &str = r#"{"id":"p","initial":"working","states":{
+      "working":{"invoke":{"src":"worker","id":"job"},
+        "on":{"BREAK":{"actions":{"type":"sendParent","event":"X"}}}}}}"#;
+    let (mut node, dir) = node("iprocorphan");
+    let actor = ProcessActor::new("sh").args(["-c", "exec sleep 600"]);
+    add_json_machine(
+        &mut node,
+        "p",
+        BREAKS,
+        Behaviors::new().process("worker", actor),
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some((_, pid)) = node.child_processes().next() {
+            break pid;
+        }
+        assert!(Instant::now() < end, "the child never started");
+        node.run_once(Some(Duration::from_millis(20))).unwrap();
+    };
+    let _ = node.send_local("p", "BREAK", b"");
+    assert_eq!(
+        node.machine("p").unwrap().status(),
+        interstate::core::Status::Failed
+    );
+    while node.child_processes().count() > 0 {
+        assert!(Instant::now() < end, "the child was never stopped");
+        node.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "stopped and reaped"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -113,10 +113,13 @@ fn send(bus: &mut Bus, to: &str, event: &str, data: &str) {
 
 /// The pids of the child processes the runner started, in order (from its log lines).
 fn child_pids(bus: &Bus, runner: P) -> Vec<u32> {
+    // (`up` passes its processes' lines on to its stdout.)
     bus.err(runner)
         .iter()
+        .chain(bus.out(runner).iter())
         .filter_map(|l| {
-            let rest = l.split_once("started (pid ")?.1;
+            let rest = l.split_once("child process ")?.1;
+            let rest = rest.split_once("started (pid ")?.1;
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
                 .parse()
@@ -335,4 +338,58 @@ fn a_plain_program_hands_back_its_output_and_its_exit_status() {
     for pid in child_pids(&bus, a).into_iter().chain(child_pids(&bus, b)) {
         wait_gone(&bus, pid);
     }
+}
+
+/// `examples/apps/jobs.toml` as it is: `up` runs the runner, which starts a worker process
+/// per job; the worker's progress reaches the runner by `sendParent`, and the runner is back
+/// in `idle` once the worker finished.
+#[test]
+fn the_jobs_app_runs_a_worker_process_per_job() {
+    let mut bus = Bus::new("ipapp");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps/jobs.toml");
+    let up = bus.interstate("up", &["up", manifest.to_str().unwrap(), "--plain"]);
+    // `up` serves the bus once its hub is up; the runner is on it once ready.
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        let (status, out, _) = bus.run(&["ps", "--json"]);
+        let list = serde_json::from_str::<Value>(&out).unwrap_or_default();
+        if status.success()
+            && support::ps_pid(list.as_array().unwrap_or(&vec![]), "runner").is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the runner never joined{}",
+            bus.dump()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mon = bus.interstate("monitor", &["monitor", "--json", "--machine", "runner"]);
+    let stored = |b: &Bus| {
+        b.out(mon).iter().filter_map(|l| parse_json(l)).any(|v| {
+            v["from"] == "runner/job" && v["event"] == "PROGRESS" && v["data"]["stage"] == "store"
+        })
+    };
+    // The monitor shows what crosses the hub once it has subscribed: send jobs until one
+    // was seen through (a job sent while the runner works is ignored by its chart).
+    let end = Instant::now() + STEP_LIMIT;
+    while !stored(&bus) {
+        assert!(Instant::now() < end, "no job went through{}", bus.dump());
+        let (status, _, err) = bus.run(&["send", "runner", "JOB", "--data", r#"{"job":1}"#]);
+        assert!(status.success(), "send: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    bus.wait_ps("the runner back in idle", |l| {
+        l.iter()
+            .any(|e| e["machine"] == "runner" && e["state"].to_string().contains("idle"))
+    });
+    let pids = child_pids(&bus, up);
+    assert!(!pids.is_empty(), "{}", bus.dump());
+    for pid in pids {
+        wait_gone(&bus, pid);
+    }
+    // `up` stops the runner when it is told to stop.
+    bus.term(up);
+    bus.wait_exit(up, STEP_LIMIT);
 }

@@ -19,8 +19,8 @@
 //!   be started is `xstate.error.actor.<id>` with
 //!   `{"message","pid","status","signal"}`. Messages to a child that finished are dropped, as
 //!   XState drops events to a stopped actor.
-//! - Leaving the state stops the child: SIGTERM, then SIGKILL after
-//!   [`ChildProcessLimits::grace`]. Its exit is then not reported. Every child is reaped (no
+//! - Leaving the state stops the child (so does its parent stopping on an error): SIGTERM,
+//!   then SIGKILL after [`ChildProcessLimits::grace`]. Its exit is then not reported. Every child is reaped (no
 //!   zombie); a node dropped with children still running stops them the same way, waiting
 //!   up to the grace. A child whose parent process dies gets SIGTERM from the kernel
 //!   (`PR_SET_PDEATHSIG`).
@@ -321,6 +321,35 @@ impl ChildProcesses {
             .min()
     }
 
+    /// Stops child `n`: SIGTERM now, SIGKILL at the end of the grace (see `reap_children`);
+    /// one never started, or finished, is forgotten at once.
+    fn stop(&mut self, n: usize, now: Instant, log: &mut dyn FnMut(&str)) {
+        let grace = Duration::from_millis(self.limits.grace.as_millis() as u64);
+        let c = &mut self.children[n];
+        if !c.held.is_empty() {
+            log(&format!(
+                "child process '{}' stopped before it joined the bus: {} messages to it were \
+                 dropped",
+                c.id,
+                c.held.len()
+            ));
+            c.held.clear();
+        }
+        match &c.process {
+            Some(p) if !matches!(c.phase, Phase::Finished) => {
+                signal(&p.child, rustix::process::Signal::TERM);
+                c.phase = Phase::Stopping {
+                    kill_at: now + grace,
+                    killed: false,
+                };
+            }
+            // Never started, or reaped already.
+            _ => {
+                self.children.remove(n);
+            }
+        }
+    }
+
     /// Stops every child (SIGTERM, then SIGKILL after the grace) and reaps it.
     fn stop_all(&mut self) {
         let mut left: Vec<Child> = Vec::new();
@@ -542,36 +571,13 @@ impl Node {
                 ChildChangeKind::Start => {}
                 ChildChangeKind::Stop if at != k => {}
                 ChildChangeKind::Stop => {
-                    let grace = Duration::from_millis(procs.limits.grace.as_millis() as u64);
-                    let Some(n) = procs.children.iter().position(|c| {
+                    let n = procs.children.iter().position(|c| {
                         c.parent == h.id
                             && c.start == inv.start
                             && !matches!(c.phase, Phase::Stopping { .. })
-                    }) else {
-                        continue;
-                    };
-                    let c = &mut procs.children[n];
-                    if !c.held.is_empty() {
-                        (self.log)(&format!(
-                            "child process '{}' stopped before it joined the bus: {} \
-                             messages to it were dropped",
-                            c.id,
-                            c.held.len()
-                        ));
-                        c.held.clear();
-                    }
-                    match &c.process {
-                        Some(p) if !matches!(c.phase, Phase::Finished) => {
-                            signal(&p.child, rustix::process::Signal::TERM);
-                            c.phase = Phase::Stopping {
-                                kill_at: now + grace,
-                                killed: false,
-                            };
-                        }
-                        // Never started, or reaped already.
-                        _ => {
-                            procs.children.remove(n);
-                        }
+                    });
+                    if let Some(n) = n {
+                        procs.stop(n, now, &mut *self.log);
                     }
                 }
             }
@@ -589,6 +595,7 @@ impl Node {
             return Ok(());
         }
         let now = self.now();
+        self.stop_orphans(now);
         self.reap_children(now);
         self.start_queued_children(now);
         let mut deferred = Deferred::default();
@@ -600,6 +607,29 @@ impl Node {
             self.pump()?;
         }
         Ok(())
+    }
+
+    /// Stops the children of machines that stopped on an error (or are gone): no state of
+    /// theirs will be left to stop them.
+    fn stop_orphans(&mut self, now: Instant) {
+        let mut n = 0;
+        while n < self.child_procs.children.len() {
+            let c = &self.child_procs.children[n];
+            let parent_alive = self
+                .local
+                .by_id
+                .get(&c.parent)
+                .is_some_and(|&i| !self.local.machines[i].stopped);
+            if parent_alive || matches!(c.phase, Phase::Stopping { .. }) {
+                n += 1;
+                continue;
+            }
+            let len = self.child_procs.children.len();
+            self.child_procs.stop(n, now, &mut *self.log);
+            if self.child_procs.children.len() == len {
+                n += 1;
+            }
+        }
     }
 
     fn reap_children(&mut self, now: Instant) {
