@@ -287,17 +287,34 @@ impl ChildProcesses {
         }
     }
 
-    /// When the node has child-process work to do next.
-    pub(super) fn deadline(&self, now: Instant) -> Option<Instant> {
+    /// Whether child `n`, queued, can start now: no earlier process of its id (a re-entered
+    /// state's previous child) is left, and the registry has let go of the id.
+    fn startable(&self, n: usize, registry: &crate::registry::Registry) -> bool {
+        let c = &self.children[n];
+        matches!(c.phase, Phase::Queued)
+            && !self.children[..n]
+                .iter()
+                .any(|o| o.id == c.id && o.process.is_some())
+            && !registry.contains(&c.id)
+    }
+
+    /// When the node has child-process work to do next. (A child's registration, the
+    /// acknowledgements its held messages wait for, and an exit reported by a pidfd all
+    /// come as I/O, which runs a loop turn anyway.)
+    pub(super) fn deadline(
+        &self,
+        now: Instant,
+        registry: &crate::registry::Registry,
+    ) -> Option<Instant> {
         if self.children.is_empty() && self.due.is_empty() {
             return None;
         }
         let soon = !self.due.is_empty()
-            || self.children.iter().any(|c| {
-                matches!(c.phase, Phase::Queued)
-                    || matches!(c.phase, Phase::Starting) && !c.held.is_empty()
-                    || c.process.as_ref().is_some_and(|p| p.exited)
-            });
+            || (0..self.children.len()).any(|n| self.startable(n, registry))
+            || self
+                .children
+                .iter()
+                .any(|c| c.process.as_ref().is_some_and(|p| p.exited));
         let kill = self
             .children
             .iter()
@@ -309,13 +326,7 @@ impl ChildProcesses {
                 _ => None,
             })
             .min();
-        // A child waiting for its id checks the registry every few milliseconds.
-        let registering = self
-            .children
-            .iter()
-            .any(|c| matches!(c.phase, Phase::Starting))
-            .then(|| now + Duration::from_millis(5));
-        [soon.then_some(now), kill, registering, self.poll_at]
+        [soon.then_some(now), kill, self.poll_at]
             .into_iter()
             .flatten()
             .min()
@@ -405,9 +416,16 @@ fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => {
-            let name = rustix::process::Signal::from_named_raw(sig)
-                .map(|s| format!(" ({s:?})"))
-                .unwrap_or_default();
+            let name = match sig {
+                1 => " (SIGHUP)",
+                2 => " (SIGINT)",
+                3 => " (SIGQUIT)",
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
             format!("was killed by signal {sig}{name}")
         }
         (None, None) => format!("ended ({status})"),
@@ -727,17 +745,11 @@ impl Node {
 
     fn start_queued_children(&mut self, now: Instant) {
         for n in 0..self.child_procs.children.len() {
-            let c = &self.child_procs.children[n];
-            if !matches!(c.phase, Phase::Queued) {
-                continue;
-            }
             // A re-entered state's previous child must be gone first: its id is the same.
-            let earlier = self.child_procs.children[..n]
-                .iter()
-                .any(|o| o.id == c.id && o.process.is_some());
-            if earlier || self.local.registry.contains(&c.id) {
+            if !self.child_procs.startable(n, &self.local.registry) {
                 continue;
             }
+            let c = &self.child_procs.children[n];
             let Some(actor) = self.child_procs.actors.get(&c.src) else {
                 continue;
             };

@@ -57,7 +57,8 @@ impl Node {
             self.handover_deadline(),
             journal,
             self.next_report_deadline(),
-            self.child_procs.deadline(self.turn_now),
+            self.child_procs
+                .deadline(self.turn_now, &self.local.registry),
         ]
         .into_iter()
         .flatten()
