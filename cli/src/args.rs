@@ -25,6 +25,11 @@ ENVIRONMENT:
   INTERSTATE_JOURNAL_COMPACT, INTERSTATE_JOURNAL_CRASH
                         For tests of durable machines: the journal's compaction size in
                         bytes, and a point where the process aborts (docs/persistence.md).
+  INTERSTATE_MACHINE_ID, INTERSTATE_INPUT, INTERSTATE_RESULT_FD
+                        Set by a parent for a child it invoked as a process (`run --actor`):
+                        `run` takes its machine id from the first when it has no --id, the
+                        second is the invocation's input, and `run` writes its final state's
+                        output to the descriptor the third names.
   XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
   NO_COLOR              When set and not empty, `up` and `demo` print no color.
   NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
