@@ -125,7 +125,7 @@ pub struct Behaviors {
     /// The `src` names of the actors the host runs for `invoke` (see [`Behaviors::actor`]).
     actors: std::collections::HashSet<String>,
     /// The actors a node runs for `invoke`, by src (see [`Behaviors::child_chart`],
-    /// [`Behaviors::service`]).
+    /// [`Behaviors::service`], [`Behaviors::process`]).
     invoked: Vec<(String, Invoked)>,
 }
 
@@ -133,6 +133,7 @@ pub struct Behaviors {
 enum Invoked {
     Chart(&'static CompiledChart, Box<dyn FnMut() -> Behaviors>),
     Service(ServiceFactory),
+    Process(interstate_platform::ProcessActor),
 }
 
 /// Names a chart uses that have no binding.
@@ -282,6 +283,27 @@ impl Behaviors {
         self
     }
 
+    /// Runs the invoked `src` as a process of its own: when a state invoking `src` is
+    /// entered, the node starts `actor` as the machine `<parent id>/<invoke id>` (it joins
+    /// the same bus), and stops it (SIGTERM, then SIGKILL after a grace) when the state is
+    /// left. Its exit is the parent's `xstate.done.actor.<id>` (status 0, with the output it
+    /// wrote) or `xstate.error.actor.<id>` (a failure, a crash, a signal). The node learns of
+    /// it when the machine is added ([`crate::bus::add_json_machine`]); see
+    /// `docs/json-format.md` (Invoked actors) for what the program gets.
+    ///
+    /// ```no_run
+    /// use interstate::bus::ProcessActor;
+    /// use interstate::Behaviors;
+    /// let worker = ProcessActor::new("interstate").args(["run", "job_worker.json", "--client"]);
+    /// let behaviors = Behaviors::new().process("worker", worker);
+    /// # let _ = behaviors;
+    /// ```
+    pub fn process(mut self, src: &str, actor: interstate_platform::ProcessActor) -> Self {
+        self.invoked
+            .push((src.to_string(), Invoked::Process(actor)));
+        self
+    }
+
     /// Binds what it can: unbound actions do nothing, unbound guards are false, unbound delays
     /// fail the step that needs them. Returns the names left unbound too; the caller refuses the
     /// chart when [`Unbound::actors`] is not empty.
@@ -323,7 +345,7 @@ impl Behaviors {
             |src: &str| self.actors.contains(src) || self.invoked.iter().any(|(s, _)| s == src);
         let children = self.invoked.iter().filter_map(|(_, i)| match i {
             Invoked::Chart(c, _) => Some(c.chart()),
-            Invoked::Service(_) => None,
+            Invoked::Service(_) | Invoked::Process(_) => None,
         });
         for c in std::iter::once(*chart).chain(children) {
             for inv in c.invocations() {
@@ -348,6 +370,7 @@ impl Behaviors {
                     &src,
                     interstate_platform::node::invoked::Actor::Service(factory),
                 ),
+                Invoked::Process(actor) => actors = actors.process(&src, actor),
             }
         }
         let bound = Bound {

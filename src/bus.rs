@@ -23,7 +23,7 @@
 pub use interstate_platform::logging;
 /// Metrics reports and their OpenMetrics text ([`Node::metrics`]).
 pub use interstate_platform::metrics;
-pub use interstate_platform::node::{StatsAnswer, Transport, USER_TOKEN_BASE};
+pub use interstate_platform::node::{ProcessActor, StatsAnswer, Transport, USER_TOKEN_BASE};
 pub use interstate_platform::transport::shm::WaitStrategy;
 pub use interstate_platform::{
     busdir, MachineInfo, Node, NodeConfig, NodeStats, PlatformError, PortMessage, Registry, Role,

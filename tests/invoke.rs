@@ -104,6 +104,51 @@ fn starts_and_stops_come_in_order_with_the_messages() {
     assert_eq!(r, Ok(()), "POKE is not handled in idle");
 }
 
+/// A host that delivers a message at a time (the node) makes the changes due before each
+/// message as it reaches it and forgets those it made, one by one: the changes behind a
+/// message it could not deliver yet (backpressure) stay.
+#[test]
+fn a_host_delivering_message_by_message_forgets_only_the_changes_it_made() {
+    let compiled = compile_str(PARENT).unwrap();
+    let chart = compiled.chart();
+    let mut bound = Behaviors::new().actor("worker").bind(&chart).unwrap();
+    let mut m = M::new(chart, "p").unwrap();
+    m.start(Instant::ZERO, &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
+    let after = |m: &M<'_>| -> Vec<usize> { m.child_changes().map(|c| c.after_messages).collect() };
+    let srcs = |m: &M<'_>| -> Vec<String> {
+        m.child_changes()
+            .map(|c| c.invocation.id.to_string())
+            .collect()
+    };
+    assert_eq!(after(&m), [1, 1]);
+    // RUNNING could not go yet: the host made nothing, the starts behind it stay.
+    m.consume_outbox(0);
+    m.forget_child_changes(0);
+    assert_eq!(after(&m), [1, 1]);
+    // RUNNING went, then the host made the first start, then the second.
+    m.consume_outbox(1);
+    assert_eq!(after(&m), [0, 0]);
+    m.forget_child_changes(1);
+    assert_eq!(srcs(&m), ["b"], "the first one made is the one forgotten");
+    m.forget_child_changes(1);
+    assert_eq!(m.child_changes().count(), 0);
+    assert_eq!(
+        m.live_children().count(),
+        2,
+        "forgetting changes stops no child"
+    );
+
+    // The stops come after BYE; with BYE still in the outbox the host makes none.
+    m.send(Instant::ZERO, Event::new("STOP"), &mut bound)
+        .unwrap();
+    assert_eq!(after(&m), [1, 1]);
+    m.consume_outbox(1);
+    // More than there are: all of them.
+    m.forget_child_changes(5);
+    assert_eq!(m.child_changes().count(), 0);
+}
+
 #[test]
 fn a_send_to_a_child_that_is_not_running_fails_the_step() {
     let chart_json = r#"{"id":"p","initial":"idle","states":{

@@ -25,6 +25,11 @@ ENVIRONMENT:
   INTERSTATE_JOURNAL_COMPACT, INTERSTATE_JOURNAL_CRASH
                         For tests of durable machines: the journal's compaction size in
                         bytes, and a point where the process aborts (docs/persistence.md).
+  INTERSTATE_MACHINE_ID, INTERSTATE_INPUT, INTERSTATE_RESULT_FD
+                        Set by a parent for a child it invoked as a process (`run --actor`):
+                        `run` takes its machine id from the first when it has no --id, the
+                        second is the invocation's input, and `run` writes its final state's
+                        output to the descriptor the third names.
   XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
   NO_COLOR              When set and not empty, `up` and `demo` print no color.
   NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
@@ -310,9 +315,29 @@ pub enum Command {
     Run {
         /// The chart (JSON or image).
         file: PathBuf,
-        /// The machine id on the bus.
+        /// The machine id on the bus (default: $INTERSTATE_MACHINE_ID, which a parent sets
+        /// for a chart it invoked as a process).
         #[arg(long)]
-        id: String,
+        id: Option<String>,
+        /// What an `invoke` of the src SRC runs (repeatable; a chart that invokes a src not
+        /// given is refused). The child is the machine `ID/<invoke id>` on the same bus; its
+        /// end is the parent's `xstate.done.actor.<id>` or `xstate.error.actor.<id>`:
+        /// SRC=CHILD.json runs the chart as a child machine in this process;
+        /// SRC=process:CHILD.json [ARG...] runs it in a process of its own
+        /// (`interstate run CHILD.json --client ARG...`); SRC=exec:PROGRAM [ARG...] runs any
+        /// program (words split at spaces; exit status 0 is done, with what it wrote to
+        /// INTERSTATE_RESULT_FD).
+        #[arg(long = "actor", value_name = "SRC=[process:|exec:]CHILD")]
+        actors: Vec<String>,
+        /// How long a child process has between SIGTERM and SIGKILL when its invoking state
+        /// is left, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 5000)]
+        child_grace: u64,
+        /// The most invoked children this process runs at once, of every kind (child
+        /// charts and child processes; a start beyond it is the parent's
+        /// `xstate.error.actor.<id>`).
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        max_children: usize,
         /// Join an existing hub only (by default the first process serves the bus).
         #[arg(long)]
         client: bool,
@@ -338,11 +363,6 @@ pub enum Command {
         /// http://ADDR/metrics (e.g. 127.0.0.1:9465; see docs/operations.md).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
-        /// A chart the machine may invoke, SRC=CHILD.json (repeatable): an `invoke` with
-        /// that `src` runs it as a child machine in this process, with the id
-        /// `ID/INVOKE-ID` on the bus. A chart that invokes a src not given is refused.
-        #[arg(long = "actor", value_name = "SRC=CHILD.json")]
-        actors: Vec<String>,
         #[command(flatten)]
         values: Values,
         #[command(flatten)]

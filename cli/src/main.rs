@@ -304,13 +304,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Run {
             file,
             id,
+            actors,
+            child_grace,
+            max_children,
             client,
             watch,
             keep_going,
             state_dir,
             durability,
             metrics,
-            actors,
             values,
             bus,
             // (Read by the logger: see `log_level`.)
@@ -326,7 +328,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 keep_going,
                 state: cmd::bus::state_setting(state_dir, durability)?,
                 metrics,
-                actors: load_actors(&actors)?.into_iter().collect(),
+                actors: cmd::child::run_actors(&actors)?,
+                max_children,
+                child_grace: std::time::Duration::from_millis(child_grace),
+            };
+            let id = match id {
+                Some(id) => id,
+                None => std::env::var(interstate_platform::node::ENV_MACHINE_ID).map_err(|_| {
+                    "run needs --id ID (or INTERSTATE_MACHINE_ID, which a parent sets)".to_string()
+                })?,
             };
             cmd::bus::run(&bus.args(), &file, &id, role, &watch, &host).map(ok)
         }

@@ -31,7 +31,7 @@ pub mod transport;
 
 pub use error::PlatformError;
 pub use node::{
-    Node, NodeConfig, NodeStats, PortMessage, Role, ThisProcess, DELIVERY_ERROR_EVENT,
-    MACHINE_DOWN_EVENT, MACHINE_UP_EVENT, PORT_REQUESTS, REQUEST_ERROR_EVENT,
+    Node, NodeConfig, NodeStats, PortMessage, ProcessActor, Role, ThisProcess,
+    DELIVERY_ERROR_EVENT, MACHINE_DOWN_EVENT, MACHINE_UP_EVENT, PORT_REQUESTS, REQUEST_ERROR_EVENT,
 };
 pub use registry::{MachineInfo, Registry};

@@ -429,8 +429,12 @@ pub struct Host {
     pub state: Option<(std::path::PathBuf, interstate_platform::journal::Durability)>,
     /// `--metrics ADDR`: serve the OpenMetrics text there.
     pub metrics: Option<String>,
-    /// `--actor SRC=CHILD.json`: the charts the machine's `invoke`s may run, by src.
-    pub actors: Vec<(String, interstate::CompiledChart)>,
+    /// `--actor`: what the machine's `invoke`s run, by src.
+    pub actors: Vec<(String, super::child::RunActor)>,
+    /// `--max-children`: the most invoked children at once, of every kind.
+    pub max_children: usize,
+    /// `--child-grace`: a stopped child process's time between SIGTERM and SIGKILL.
+    pub child_grace: std::time::Duration,
 }
 
 /// `--state-dir DIR` (else `INTERSTATE_STATE_DIR`) and `--durability POLICY` (else
@@ -467,10 +471,12 @@ pub fn run(
     host.values
         .check_complete(&compiled.chart())
         .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
-    for (src, child) in &host.actors {
-        host.values
-            .check_complete(&child.chart())
-            .map_err(|e| format!("--actor {src}: {e}"))?;
+    for (src, actor) in &host.actors {
+        if let super::child::RunActor::Chart(child) = actor {
+            host.values
+                .check_complete(&child.chart())
+                .map_err(|e| format!("--actor {src}: {e}"))?;
+        }
     }
     let stop = stop_flag()?;
     let mut config = args.config(role)?;
@@ -478,6 +484,8 @@ pub fn run(
         config.state_dir = Some(dir.clone());
         config.durability = *durability;
     }
+    config.max_children = host.max_children;
+    config.child_grace = host.child_grace;
     let mut node = Node::new(config).map_err(|e| super::buses::no_hub_hint(&e))?;
     // A closed stdout is noted by `outln!` and ends the loop below. (A child's lines carry
     // its own id, `ID/INVOKE-ID`.)
@@ -488,13 +496,19 @@ pub fn run(
         }))
     };
     let mut behaviors = logged();
-    for (src, child) in &host.actors {
-        behaviors = behaviors.child_chart(src, child.clone(), logged.clone());
+    for (src, actor) in &host.actors {
+        behaviors = match actor {
+            super::child::RunActor::Chart(child) => {
+                behaviors.child_chart(src, child.clone(), logged.clone())
+            }
+            super::child::RunActor::Process(p) => behaviors.process(src, p.clone()),
+        };
     }
+    let outputs = super::child::Outputs::of(&compiled);
     let unbound = interstate::bus::add_chart_lenient(&mut node, id, compiled, behaviors).map_err(
         |e| match e {
             interstate::Error::Unbound(u) if !u.actors.is_empty() => format!(
-                "{}: {u} (give each its chart with --actor SRC=CHILD.json)",
+                "{}: {u} (give each one with --actor SRC=CHILD.json, SRC=process:CHILD.json or SRC=exec:PROGRAM)",
                 super::display_name(file)
             ),
             e => e.to_string(),
@@ -552,6 +566,7 @@ pub fn run(
         let status = node.machine(id).map(|m| m.status());
         if status == Some(interstate_core::machine::Status::Done) {
             log::info!(target: CLI, "machine '{id}' reached its final state");
+            super::child::hand_back(&mut node, id, &outputs)?;
             break;
         }
         if status == Some(interstate_core::machine::Status::Failed) && !reported {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod bridge;
 pub mod bus;
 pub mod buses;
+pub mod child;
 pub mod request;
 pub mod serial;
 pub mod stats;

@@ -111,7 +111,8 @@ impl Node {
         deferred: &mut Deferred,
     ) -> Result<(), String> {
         let limit = self.config.max_children;
-        if self.local.live_children >= limit {
+        let announced = self.child_procs_announced(parent, inv.start);
+        if self.children_live() >= limit && !announced {
             return Err(format!(
                 "the node runs {limit} invoked children already, its most \
                  (NodeConfig::max_children)"
@@ -140,6 +141,11 @@ impl Node {
                 drop(actor);
                 self.host_child(machine, behavior, child)
                     .map_err(|e| e.to_string())?;
+            }
+            Actor::Process(p) => {
+                let p = p.clone();
+                drop(actor);
+                self.start_child_process(parent, inv, p);
             }
             Actor::Service(make) => {
                 if self.local.services.contains_key(id) || self.local.by_id.contains_key(id) {
@@ -249,6 +255,9 @@ impl Node {
     /// is told and dropped; a child machine leaves the bus, its slot freed, its own children
     /// stopped with it. What either sends later is dropped.
     pub(super) fn stop_child(&mut self, id: &str, deferred: &mut Deferred) {
+        if self.stop_child_process(id) {
+            return;
+        }
         if let Some(mut slot) = self.local.services.remove(id) {
             slot.service.stop();
             self.local.live_children -= 1;
@@ -355,7 +364,7 @@ impl Node {
                             .as_ref()
                             .and_then(|f| last.and_then(f))
                             .map(|o| o.as_bytes().to_vec()),
-                        Actor::Service(_) => None,
+                        Actor::Service(_) | Actor::Process(_) => None,
                     })
                     .unwrap_or_default();
                 (format!("{CHILD_DONE_PREFIX}{}", child.invoke_id), output)

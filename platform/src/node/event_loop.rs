@@ -10,6 +10,7 @@ use mio::{Interest, Token};
 use crate::error::PlatformError;
 use crate::transport::shm::WaitStrategy;
 
+use super::child_process::CHILD_TOKEN_BASE;
 use super::hub_side::{OBSERVER_BATCH, OBSERVER_FLUSH_EVERY};
 use super::local::Deferred;
 use super::{
@@ -56,6 +57,8 @@ impl Node {
             self.handover_deadline(),
             journal,
             self.next_report_deadline(),
+            self.child_procs
+                .deadline(self.turn_now, &self.local.registry),
         ]
         .into_iter()
         .flatten()
@@ -129,6 +132,7 @@ impl Node {
                     }
                 }
                 (Token(t), _) if t >= USER_TOKEN_BASE => user(ev),
+                (Token(t), _) if t >= CHILD_TOKEN_BASE => self.child_procs.note_exit(Token(t)),
                 (Token(t), Side::Hub(h)) if t >= LINK_BASE => {
                     if let Some(Some(link)) = h.links.get_mut(t - LINK_BASE) {
                         link.readable = true;
@@ -162,7 +166,8 @@ impl Node {
             self.poll_services();
         }
         self.fire_timers()?;
-        self.pump()
+        self.pump()?;
+        self.child_processes_turn()
     }
 
     /// About to block for up to `wait`: links in shared memory first spin (per the wait

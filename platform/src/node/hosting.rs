@@ -732,6 +732,8 @@ impl Node {
                 if hold && self.local.machines[i].durable.is_some() {
                     continue;
                 }
+                // Sends to a child process about to start wait for it (`child_process`).
+                self.announce_child_processes(i);
                 let mut done = 0;
                 while done < n {
                     // Children start and stop in order with the messages (XState's deferred
@@ -822,8 +824,13 @@ impl Node {
                             seq: h.seq,
                             correlation: m.correlation,
                         };
-                        let (routed, stats) =
-                            route_remote(&mut self.side, &self.config, now, &d, &mut deferred);
+                        // A child process not on the bus yet: held for it (`child_process`).
+                        let (routed, stats) = match self.child_procs.intercept(&d, &mut deferred) {
+                            Some(held) => (held, RouteStats::default()),
+                            None => {
+                                route_remote(&mut self.side, &self.config, now, &d, &mut deferred)
+                            }
+                        };
                         self.local.stats.sent_remote += stats.sent;
                         self.local.stats.payload_copies += stats.copies;
                         if stats.sent == 1 {

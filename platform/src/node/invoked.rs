@@ -104,6 +104,8 @@ pub enum Actor {
     Chart(Box<ChildChart>),
     /// A service bound from Rust.
     Service(ServiceFactory),
+    /// A process of its own, on the same bus (see `node::child_process` for what it gets).
+    Process(super::child_process::ProcessActor),
 }
 
 /// The actors a machine's `invoke`s may start, by `src` (its children's `invoke`s use the
@@ -127,6 +129,12 @@ impl Actors {
     /// Binds `src` to a child chart.
     pub fn chart(mut self, src: &str, chart: ChildChart) -> Self {
         self.bind(src, Actor::Chart(Box::new(chart)));
+        self
+    }
+
+    /// Binds `src` to a program run as a process of its own per start.
+    pub fn process(mut self, src: &str, actor: super::child_process::ProcessActor) -> Self {
+        self.bind(src, Actor::Process(actor));
         self
     }
 
@@ -162,7 +170,7 @@ impl Actors {
             .iter()
             .filter_map(|(src, a)| match &*a.borrow() {
                 Actor::Chart(c) => Some((src.as_str(), c.chart)),
-                Actor::Service(_) => None,
+                Actor::Service(_) | Actor::Process(_) => None,
             })
     }
 

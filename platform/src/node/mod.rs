@@ -27,6 +27,7 @@
 //! from a hub that went away), `monitor`, `payload` (the JSON the node makes), and
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
+mod child_process;
 mod children;
 mod client_side;
 mod durable;
@@ -46,6 +47,7 @@ mod requests;
 mod status;
 mod topics;
 
+pub use child_process::{ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT};
 use client_side::ClientSide;
 pub use hub_side::shm_socket_path;
 use hub_side::HubSide;
@@ -248,9 +250,15 @@ pub struct NodeConfig {
     /// process; messages to it meanwhile wait in their senders' outstanding buffers instead
     /// of failing as `target-gone`. Default 30 s. See `docs/guarantees.md`.
     pub durable_hold: Duration,
-    /// The most invoked children (child machines and services) the node runs at once; a
-    /// start beyond it fails the invoking step's child (`xstate.error.actor.<id>`).
+    /// The most invoked children the node runs at once, of every kind (child machines,
+    /// services, child processes); a start beyond it is the invoking machine's
+    /// `xstate.error.actor.<id>`.
     pub max_children: usize,
+    /// How long a stopped child process has between SIGTERM and SIGKILL.
+    pub child_grace: StdDuration,
+    /// The most messages held for one child process until its id is registered on the bus
+    /// (beyond it the sender gets `xstate.error.delivery`, reason `queue-full`).
+    pub max_held_per_child: usize,
     /// The most children one machine has live at once (at most
     /// [`interstate_core::machine::MAX_LIVE_CHILDREN`]); an `invoke` beyond it fails the
     /// invoking step (the core's `ChildrenFull`).
@@ -281,6 +289,8 @@ impl NodeConfig {
             durability: crate::journal::Durability::Fsync,
             durable_hold: Duration::from_millis(30_000),
             max_children: 256,
+            child_grace: StdDuration::from_secs(5),
+            max_held_per_child: 64,
             children_per_machine: interstate_core::machine::MAX_LIVE_CHILDREN,
         }
     }
@@ -444,6 +454,8 @@ pub struct Node {
     last_poll: std::time::Instant,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
+    /// Invoked children running as processes of their own (see `child_process`).
+    child_procs: child_process::ChildProcesses,
 }
 
 impl Node {
@@ -486,6 +498,7 @@ impl Node {
                 }
             }
         };
+        let child_procs = child_process::ChildProcesses::new(&config);
         let mut node = Node {
             config,
             poll,
@@ -519,6 +532,7 @@ impl Node {
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
             turn_now: Instant::from_millis(0),
+            child_procs,
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
         if let Side::Client(_) = node.side {
