@@ -44,7 +44,9 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
 use interstate_core::chart::Invocation;
-use interstate_core::machine::{ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX};
+use interstate_core::machine::{
+    write_child_id, ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX, MAX_CHILD_ID,
+};
 use interstate_core::wire::{Deliver, FailReason};
 use interstate_core::{Correlation, Duration, Instant};
 
@@ -547,6 +549,7 @@ impl Node {
     /// invoking state's entry actions) are held for them. (Their start, in order with the
     /// messages, is `start_child_process`.)
     pub(super) fn announce_child_processes(&mut self, i: usize) {
+        let mut announced = false;
         let mut k = 0;
         while let Some(change) = self.local.machines[i].machine.child_change(k) {
             k += 1;
@@ -558,15 +561,22 @@ impl Node {
                 continue;
             };
             let parent = &self.local.machines[i].id;
+            // (One that cannot start, by its id's length or the node's bound, fails at its
+            // start's turn instead.)
             if self.children_live() >= self.config.max_children
+                || write_child_id(parent, inv.id, &mut heapless::String::<MAX_CHILD_ID>::new())
+                    .is_err()
                 || self.child_procs.early(parent, inv.start).is_some()
             {
                 continue;
             }
             let child = ChildProcess::new(parent, inv, actor, true);
             self.child_procs.children.push(child);
+            announced = true;
         }
-        self.child_procs.recount();
+        if announced {
+            self.child_procs.recount();
+        }
     }
 
     /// Starts the child process `inv` of machine `parent` (one announced early is started
