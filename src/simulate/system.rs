@@ -520,8 +520,10 @@ impl<'c, const W: usize> System<'c, W> {
                 }
                 next_change += 1;
             }
-            let Some(m) = msgs.get(i) else { break };
-            self.deliver_out(a, m, targets[i], budget)?;
+            let (Some(m), Some(&target)) = (msgs.get(i), targets.get(i)) else {
+                break;
+            };
+            self.deliver_out(a, m, target, budget)?;
         }
         Ok(())
     }
