@@ -17,8 +17,9 @@ export function simulateArgs(c) {
   return args;
 }
 
-// Returns { trace: [line objects] } or { rejected: message } when the chart does not compile.
-export function interstateTrace(bin, c) {
+// Returns { trace: [line objects] } or { rejected: message } when the chart does not compile,
+// or { hang: message } when the process ran longer than `timeout` ms.
+export function interstateTrace(bin, c, timeout = 20000) {
   const n = tmpN++ % 4;
   const file = path.join(tmpDir, `chart-${process.pid}-${n}.json`);
   fs.writeFileSync(file, JSON.stringify(c.chart));
@@ -31,8 +32,10 @@ export function interstateTrace(bin, c) {
   const r = spawnSync(bin, ['simulate', file, ...simulateArgs(c), ...actorArgs], {
     input: c.inputs.join('\n') + '\n',
     encoding: 'utf8',
-    timeout: 20000,
+    timeout,
+    killSignal: 'SIGKILL',
   });
+  if (r.error?.code === 'ETIMEDOUT') return { hang: `no answer in ${timeout} ms` };
   const lines = (r.stdout || '').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
   if (!lines.length) return { rejected: (r.stderr || r.error?.message || `exit ${r.status}`).trim() };
   return { trace: lines };

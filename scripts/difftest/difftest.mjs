@@ -1,7 +1,7 @@
 // Differential testing of `interstate simulate` against XState v5 (see README.md).
 //
 //   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--shard K/N]
-//                         [--out DIR] [--no-shrink] [--max-shrink M]
+//                         [--out DIR] [--no-shrink] [--max-shrink M] [--case-timeout MS]
 //   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S]
 //   node difftest.mjs check --bin BIN CASE.json...
 //   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
@@ -33,6 +33,7 @@ function parse(argv) {
 // Compares both traces of a case: null when they agree, else a description. `s` is
 // interstate's answer when already known.
 function compareCase(bin, c, s = interstateTrace(bin, c)) {
+  if (s.hang !== undefined) return { kind: 'hang', x: { trace: [] }, s };
   let x = xstateTrace(c, true);
   const loop = x.trace.length && x.trace[x.trace.length - 1].error !== undefined;
   if (loop && (s.rejected !== undefined || diff(x.trace, s.trace))) x = xstateTrace(c);
@@ -109,7 +110,9 @@ async function run(o) {
     const chunk = [];
     for (let x = all.next(); !x.done; x = chunk.length < 500 ? all.next() : { done: true }) chunk.push(x.value);
     if (!chunk.length) break;
-    const answers = interstateTraces(bin, chunk);
+    // --case-timeout MS: a process per case, stopped after MS (a hang is a disagreement of
+    // its own kind) instead of one batch process that a hanging case would stop.
+    const answers = o['case-timeout'] ? chunk.map((c) => interstateTrace(bin, c, Number(o['case-timeout']))) : interstateTraces(bin, chunk);
     for (let k = 0; k < chunk.length; k++) await check1(chunk[k], answers[k]);
     const done = Object.entries(tally).map(([p, t]) => `${p} ${t.cases}/${t.disagree}`).join(', ');
     console.log(`progress: ${done} (cases/disagreements), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -124,7 +127,7 @@ async function run(o) {
     bad++;
     kinds[r.kind] = (kinds[r.kind] ?? 0) + 1;
     fs.mkdirSync(out, { recursive: true });
-    const first = r.d ? `step ${r.d.step} ${r.kind}: expected ${JSON.stringify(r.d.expected)} got ${JSON.stringify(r.d.got)}` : `${r.kind}: ${r.x.rejected ?? ''} ${r.s.rejected ?? ''}`;
+    const first = r.d ? `step ${r.d.step} ${r.kind}: expected ${JSON.stringify(r.d.expected)} got ${JSON.stringify(r.d.got)}` : `${r.kind}: ${r.x.rejected ?? ''} ${r.s.rejected ?? r.s.hang ?? ''}`;
     console.log(`DISAGREE ${c.name}: ${first}`);
     fs.writeFileSync(path.join(out, `${c.name}.json`), JSON.stringify(caseFile(c, r.x.trace, first), null, 1));
     if (!o.noShrink && r.d && shrunk++ < maxShrink) {

@@ -35,6 +35,14 @@ enum Out {
     Other(Value),
 }
 
+/// What a child's id names while a step's changes are resolved.
+enum Slot {
+    /// The child a start created (`None`: one stopped again in the same step, never started).
+    Child(Option<usize>),
+    /// Its child was stopped.
+    Stopped,
+}
+
 struct Change {
     kind: ChildChangeKind,
     src: String,
@@ -48,7 +56,8 @@ struct Actor<'c, const W: usize> {
     machine: Option<Box<dyn Simulated<'c, W> + 'c>>,
     /// Its machine id.
     id: String,
-    behavior: Bound,
+    /// Dropped with the machine when the actor is gone.
+    behavior: Option<Bound>,
     /// The invoke id (the root: empty): its actions are traced as `name/action`.
     name: String,
     /// The `src` it runs (the root: empty), for its `output`.
@@ -61,10 +70,20 @@ struct Actor<'c, const W: usize> {
     gone: bool,
     /// Timers seen so far: each gets a place in the arming order of the whole system.
     seen_seq: Option<u32>,
-    /// Started with its parent's first step, before the parent's deferred actions ran.
-    early: bool,
+    /// Its pending timers' places in the arming order of the whole system, by timer seq.
+    armed: HashMap<u32, u64>,
+    /// Its children started with its first step, before its deferred actions ran (their
+    /// start changes are still to come).
+    early_children: Vec<usize>,
     /// Its machine's [`Machine::timer_changes`] when last seen.
     timer_changes: u32,
+}
+
+impl<'c, const W: usize> Actor<'c, W> {
+    /// Its machine and bindings, while it is not gone.
+    fn parts(&mut self) -> Option<(&mut (dyn Simulated<'c, W> + 'c), &mut Bound)> {
+        Some((self.machine.as_deref_mut()?, self.behavior.as_mut()?))
+    }
 }
 
 /// What every actor's bindings are made from.
@@ -83,8 +102,7 @@ pub(super) struct System<'c, const W: usize> {
     shared: Shared<'c>,
     pub(super) now: Instant,
     pub(super) sent: Vec<Value>,
-    /// (actor, timer seq) -> its place in the system's arming order.
-    armed: HashMap<(usize, u32), u64>,
+    /// The next place in the system's arming order of timers.
     next_armed: u64,
     /// Timers armed and cancelled in the whole system so far: XState's `SimulatedClock`
     /// starts its walk over when one is (a stopped actor's pending timers are cancelled).
@@ -184,7 +202,7 @@ impl<'c, const W: usize> System<'c, W> {
             actors: vec![Actor {
                 id: root.read().id().to_string(),
                 machine: Some(root),
-                behavior,
+                behavior: Some(behavior),
                 name: String::new(),
                 src: String::new(),
                 parent: None,
@@ -193,14 +211,14 @@ impl<'c, const W: usize> System<'c, W> {
                 started: false,
                 gone: false,
                 seen_seq: None,
-                early: false,
+                armed: HashMap::new(),
+                early_children: Vec::new(),
                 timer_changes: 0,
             }],
             by_id,
             shared,
             now: Instant::ZERO,
             sent: Vec::new(),
-            armed: HashMap::new(),
             next_armed: 0,
             timer_events: 0,
         }
@@ -257,15 +275,10 @@ impl<'c, const W: usize> System<'c, W> {
             *budget = budget
                 .checked_sub(1)
                 .ok_or("too many events delivered for one input: a send loop")?;
-            let actor = &mut self.actors[a];
-            let Some(machine) = actor.machine.as_mut() else {
+            let Some((machine, behavior)) = self.actors[a].parts() else {
                 break;
             };
-            let r = machine.send(
-                self.now,
-                Event::new(&name).with_payload(&payload),
-                &mut actor.behavior,
-            );
+            let r = machine.send(self.now, Event::new(&name).with_payload(&payload), behavior);
             self.after_call(a, r, budget)?;
         }
         self.actors[a].mailbox.clear();
@@ -276,14 +289,17 @@ impl<'c, const W: usize> System<'c, W> {
     /// XState's `start`: the first macrostep, its deferred actions, then the mailbox.
     fn start_actor(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
         let actor = &mut self.actors[a];
-        let Some(machine) = actor.machine.as_mut().filter(|_| !actor.started) else {
+        if actor.started {
             return Ok(());
-        };
+        }
         actor.started = true;
         actor.busy = true;
+        let Some((machine, behavior)) = actor.parts() else {
+            return Ok(());
+        };
         let mark = self.shared.log.borrow().len();
         let log_mark = self.shared.logs.borrow().len();
-        let r = machine.start(self.now, &mut actor.behavior);
+        let r = machine.start(self.now, behavior);
         // XState starts the children of the first snapshot before the machine's own first
         // actions run (its machine logic's `start`): their actions come first. Unless the
         // first step finished the machine: XState then starts none.
@@ -293,6 +309,12 @@ impl<'c, const W: usize> System<'c, W> {
             let own_logs: Vec<String> = self.shared.logs.borrow_mut().drain(log_mark..).collect();
             self.start_first_children(a, own, budget)?;
             self.shared.logs.borrow_mut().extend(own_logs);
+        }
+        if r.is_err() {
+            // XState runs a machine's first actions after that step, as deferred actions,
+            // and none of them when the step failed: the failure is all that is seen.
+            self.shared.log.borrow_mut().truncate(mark);
+            self.shared.logs.borrow_mut().truncate(log_mark);
         }
         self.after_call(a, r, budget)?;
         self.run_mailbox(a, budget)
@@ -318,7 +340,7 @@ impl<'c, const W: usize> System<'c, W> {
             if c.kind == ChildChangeKind::Start && !stopped_later && self.stays_active(a, c) {
                 let child = self.create_child(a, c)?;
                 self.by_id.insert(self.actors[child].id.clone(), child);
-                self.actors[child].early = true;
+                self.actors[a].early_children.push(child);
                 first.push(child);
             }
         }
@@ -352,13 +374,11 @@ impl<'c, const W: usize> System<'c, W> {
     /// Fires timer `seq` of actor `a`.
     fn fire(&mut self, a: usize, seq: u32, budget: &mut usize) -> Result<(), String> {
         let actor = &mut self.actors[a];
-        let Some(machine) = actor.machine.as_mut() else {
+        actor.busy = true;
+        let Some((machine, behavior)) = actor.parts() else {
             return Ok(());
         };
-        actor.busy = true;
-        let r = machine
-            .fire_timer(seq, self.now, &mut actor.behavior)
-            .map(|_| ());
+        let r = machine.fire_timer(seq, self.now, behavior).map(|_| ());
         self.after_call(a, r, budget)?;
         self.run_mailbox(a, budget)
     }
@@ -429,7 +449,9 @@ impl<'c, const W: usize> System<'c, W> {
         // (a start stopped again in this step never starts), a stop takes the child as it was
         // then, and a message the child its id names at that point: the old child before a
         // re-entered state's stop, the new one after its start, or the one about to start (a
-        // send in the entry actions of the invoking state).
+        // send in the entry actions of the invoking state). A message to a child that has not
+        // started waits in its mailbox: the child takes it after its first macrostep, before
+        // the next start of the step runs.
         let mut created: Vec<Option<usize>> = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let stopped_later = changes[i + 1..]
@@ -440,67 +462,50 @@ impl<'c, const W: usize> System<'c, W> {
                 _ => None,
             });
         }
-        let mut view: HashMap<String, Option<usize>> = HashMap::new();
+        let mut view: HashMap<String, Slot> = HashMap::new();
         let mut targets: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
-        // A message to a child about to start waits for the last start of its state: XState
-        // retries the send after the state's whole entry list, its spawns included.
-        let mut held: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
         let mut k = 0;
         for i in 0..=msgs.len() {
             while k < changes.len() && changes[k].after <= i {
                 let id = self.child_id(a, &changes[k].id);
                 match changes[k].kind {
                     ChildChangeKind::Start => {
-                        view.insert(id, created[k]);
+                        view.insert(id, Slot::Child(created[k]));
                     }
                     ChildChangeKind::Stop => {
-                        let was = view
-                            .get(&id)
-                            .copied()
-                            .unwrap_or_else(|| self.by_id.get(&id).copied())
-                            .filter(|&x| self.actors[x].parent == Some(a));
-                        created[k] = was;
-                        view.insert(id, None);
+                        let was = match view.get(&id) {
+                            Some(&Slot::Child(x)) => x,
+                            Some(Slot::Stopped) => None,
+                            None => self.by_id.get(&id).copied(),
+                        };
+                        created[k] = was.filter(|&x| self.actors[x].parent == Some(a));
+                        view.insert(id, Slot::Stopped);
                     }
                 }
                 k += 1;
             }
             let Some(Out::Machine(to, ..)) = msgs.get(i) else {
                 targets.push(None);
-                held.push(None);
                 continue;
             };
-            let now = view
-                .get(to)
-                .copied()
-                .unwrap_or_else(|| self.by_id.get(to).copied());
-            if now.is_some() {
+            // A child created in this step names its id from then on, also one that never
+            // starts (stopped again in this step): a message to that one is dropped.
+            let now = match view.get(to) {
+                Some(&Slot::Child(x)) => Some(x),
+                Some(Slot::Stopped) => None,
+                None => self.by_id.get(to).map(|&x| Some(x)),
+            };
+            if let Some(now) = now {
                 targets.push(now);
-                held.push(None);
                 continue;
             }
             let upcoming = (k..changes.len()).find(|&j| {
                 changes[j].kind == ChildChangeKind::Start && self.child_id(a, &changes[j].id) == *to
             });
-            match upcoming {
-                Some(mut j) => {
-                    targets.push(created[j]);
-                    while j + 1 < changes.len()
-                        && changes[j + 1].kind == ChildChangeKind::Start
-                        && changes[j + 1].after == changes[j].after
-                    {
-                        j += 1;
-                    }
-                    held.push(Some(j));
-                }
-                None => {
-                    targets.push(None);
-                    held.push(None);
-                }
-            }
+            targets.push(upcoming.and_then(|j| created[j]));
         }
         for (id, x) in view {
-            if let Some(x) = x {
+            if let Slot::Child(Some(x)) = x {
                 self.by_id.insert(id, x);
             }
         }
@@ -513,18 +518,12 @@ impl<'c, const W: usize> System<'c, W> {
                     (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
                     (_, None) => {}
                 }
-                for h in 0..msgs.len() {
-                    if held[h] == Some(next_change) {
-                        self.deliver_out(a, &msgs[h], targets[h], budget)?;
-                    }
-                }
                 next_change += 1;
             }
-            let Some(m) = msgs.get(i) else { break };
-            if held[i].is_some() {
-                continue;
-            }
-            self.deliver_out(a, m, targets[i], budget)?;
+            let (Some(m), Some(&target)) = (msgs.get(i), targets.get(i)) else {
+                break;
+            };
+            self.deliver_out(a, m, target, budget)?;
         }
         Ok(())
     }
@@ -576,15 +575,9 @@ impl<'c, const W: usize> System<'c, W> {
     /// already, or a new one.
     fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
         let id = self.child_id(parent, &c.id);
-        let early = self
-            .actors
-            .iter()
-            .rposition(|x| x.early && x.parent == Some(parent) && x.id == id);
-        match early {
-            Some(x) => {
-                self.actors[x].early = false;
-                Ok(x)
-            }
+        let early = &self.actors[parent].early_children;
+        match early.iter().rposition(|&x| self.actors[x].id == id) {
+            Some(k) => Ok(self.actors[parent].early_children.remove(k)),
             None => self.create_child(parent, c),
         }
     }
@@ -609,7 +602,7 @@ impl<'c, const W: usize> System<'c, W> {
         self.actors.push(Actor {
             machine: Some(machine),
             id: id.clone(),
-            behavior,
+            behavior: Some(behavior),
             name: c.id.clone(),
             src: c.src.clone(),
             parent: Some(parent),
@@ -618,7 +611,8 @@ impl<'c, const W: usize> System<'c, W> {
             started: false,
             gone: false,
             seen_seq: None,
-            early: false,
+            armed: HashMap::new(),
+            early_children: Vec::new(),
             timer_changes: 0,
         });
         Ok(index)
@@ -638,9 +632,12 @@ impl<'c, const W: usize> System<'c, W> {
         {
             self.timer_events += 1;
         }
-        self.actors[a].machine = None;
+        let actor = &mut self.actors[a];
+        actor.machine = None;
+        actor.behavior = None;
+        actor.armed = HashMap::new();
+        actor.early_children = Vec::new();
         self.live.retain(|&x| x != a);
-        self.armed.retain(|&(x, _), _| x != a);
         let id = self.actors[a].id.clone();
         if self.by_id.get(&id) == Some(&a) {
             self.by_id.remove(&id);
@@ -656,27 +653,31 @@ impl<'c, const W: usize> System<'c, W> {
         }
     }
 
-    /// Gives actor `a`'s new timers their places in the arming order.
+    /// Gives actor `a`'s new timers their places in the arming order, and forgets those of
+    /// its timers that fired or were cancelled (a timer loop arms many).
     fn note_timers(&mut self, a: usize) {
-        let seen = self.actors[a].seen_seq;
-        let Some(machine) = self.actors[a].machine.as_deref().map(|m| m.read()) else {
+        let actor = &mut self.actors[a];
+        let seen = actor.seen_seq;
+        let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
             return;
         };
         let changes = machine.timer_changes();
-        let mut new: Vec<u32> = machine
-            .pending_timers()
-            .map(|(_, s)| s)
+        if changes == actor.timer_changes {
+            return;
+        }
+        actor.timer_changes = changes;
+        self.timer_events += 1;
+        let pending: Vec<u32> = machine.pending_timers().map(|(_, s)| s).collect();
+        actor.armed.retain(|s, _| pending.contains(s));
+        let mut new: Vec<u32> = pending
+            .into_iter()
             .filter(|&s| seen.is_none_or(|x| s > x))
             .collect();
-        if changes != self.actors[a].timer_changes {
-            self.actors[a].timer_changes = changes;
-            self.timer_events += 1;
-        }
         new.sort_unstable();
         for s in new {
-            self.armed.insert((a, s), self.next_armed);
+            actor.armed.insert(s, self.next_armed);
             self.next_armed += 1;
-            self.actors[a].seen_seq = Some(s);
+            actor.seen_seq = Some(s);
         }
     }
 
@@ -688,7 +689,7 @@ impl<'c, const W: usize> System<'c, W> {
                 continue;
             };
             for (due, seq) in machine.pending_timers() {
-                let order = self.armed.get(&(a, seq)).copied().unwrap_or(u64::MAX);
+                let order = self.actors[a].armed.get(&seq).copied().unwrap_or(u64::MAX);
                 list.push((due, order, a, seq));
             }
         }
@@ -732,11 +733,11 @@ impl<'c, const W: usize> System<'c, W> {
         for a in self.live.clone() {
             loop {
                 let actor = &mut self.actors[a];
-                let Some(machine) = actor.machine.as_mut() else {
+                actor.busy = true;
+                let Some((machine, behavior)) = actor.parts() else {
                     break;
                 };
-                actor.busy = true;
-                let r = machine.handle_request_timeout(self.now, &mut actor.behavior);
+                let r = machine.handle_request_timeout(self.now, behavior);
                 let fired = matches!(r, Ok(true));
                 self.after_call(a, r.map(|_| ()), budget)?;
                 self.run_mailbox(a, budget)?;

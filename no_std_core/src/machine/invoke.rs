@@ -234,6 +234,8 @@ impl<
             return Ok(());
         };
         self.children.live.remove(i);
+        let mut target = heapless::String::<MAX_CHILD_ID>::new();
+        write_child_id(&self.id, self.chart.str(id), &mut target)?;
         // Started in this step and stopped again: the child never starts (XState's deferred
         // start finds it stopped), so neither change reaches the host. An eventless loop
         // through an invoking state thus makes no changes.
@@ -245,11 +247,10 @@ impl<
         match started_here {
             Some(j) => {
                 self.children.changes.remove(j);
+                self.drop_messages_to_unstarted(j, id, &target);
             }
             None => self.push_change(ChildChangeKind::Stop, start)?,
         }
-        let mut target = heapless::String::<MAX_CHILD_ID>::new();
-        write_child_id(&self.id, self.chart.str(id), &mut target)?;
         let mut i = 0;
         while i < self.io.timers.len() {
             let to_child = match self.io.timers[i].kind {
@@ -267,6 +268,39 @@ impl<
             }
         }
         Ok(())
+    }
+
+    /// The messages of this step addressed to a child that never starts (its start, change
+    /// `j`, was just taken back): XState resolved each to that child, which is stopped before
+    /// it starts, so they are dropped. Those are the ones sent since the last stop of a child
+    /// of that id in this step (before it, the id named that child): the sends of the
+    /// invoking state's entry actions and the sends while it was active.
+    fn drop_messages_to_unstarted(&mut self, j: usize, id: StrId, target: &str) {
+        let chart = self.chart;
+        let name = chart.str(id);
+        let same_id = |c: &Change| chart.invocation(c.start).is_some_and(|inv| inv.id == name);
+        let from = self.children.changes[..j]
+            .iter()
+            .rev()
+            .find(|c| c.kind == ChildChangeKind::Stop && same_id(c))
+            .map_or(0, |c| c.after_messages as usize);
+        let mut k = from;
+        while k < self.io.outbox.len() {
+            let to_child = self.io.outbox[k].target.is_some_and(|b| {
+                super::store::Io::<O, T, B, R>::bytes_in(chart, b, &self.io.out_bytes)
+                    == target.as_bytes()
+            });
+            if !to_child {
+                k += 1;
+                continue;
+            }
+            self.io.outbox.remove(k);
+            for c in self.children.changes.iter_mut() {
+                if c.after_messages as usize > k {
+                    c.after_messages -= 1;
+                }
+            }
+        }
     }
 
     /// XState's rule for `xstate.error.actor.<id>`: a child's failure that no transition
