@@ -154,3 +154,51 @@ fn the_job_runner_example_runs_its_worker_chart_under_run() {
     );
     bus.term(p);
 }
+
+#[test]
+fn run_help_lists_every_actor_form_and_the_child_bounds() {
+    let mut bus = Bus::new("invoke-help");
+    let (status, out, err) = bus.run(&["run", "--help"]);
+    assert!(status.success(), "{err}");
+    for form in [
+        "SRC=CHILD.json",
+        "SRC=process:CHILD.json",
+        "SRC=exec:PROGRAM",
+        "--max-children",
+        "--child-grace",
+    ] {
+        assert!(out.contains(form), "run --help lacks {form}:\n{out}");
+    }
+}
+
+/// One node-wide bound for children of every kind: with `--max-children 0` an in-process
+/// child chart cannot start either, and its parent hears of it as its error event.
+#[test]
+fn max_children_bounds_child_charts_in_the_process() {
+    let mut bus = Bus::new("invoke-maxch");
+    let runner = bus.write("runner.json", RUNNER);
+    let worker = bus.write("worker.json", WORKER);
+    let actor = format!("worker={worker}");
+    let p = bus.interstate(
+        "run runner",
+        &[
+            "run",
+            &runner,
+            "--id",
+            "runner",
+            "--actor",
+            &actor,
+            "--max-children",
+            "0",
+        ],
+    );
+    bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| {
+        l.contains("joined bus")
+    });
+    let (status, _, err) = bus.run(&["send", "runner", "JOB"]);
+    assert!(status.success(), "{err}");
+    bus.wait_line(p, false, "the parent's onError", STEP_LIMIT, |l| {
+        l == "[runner] job failed"
+    });
+    assert!(!listed(&bus.ps(), "runner/job"));
+}
