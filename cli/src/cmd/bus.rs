@@ -499,7 +499,7 @@ pub fn run(
     for (src, actor) in &host.actors {
         behaviors = match actor {
             super::child::RunActor::Chart(child) => {
-                behaviors.child_chart(src, child.clone(), logged.clone())
+                behaviors.child_chart(src, (**child).clone(), logged.clone())
             }
             super::child::RunActor::Process(p) => behaviors.process(src, p.clone()),
         };

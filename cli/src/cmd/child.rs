@@ -20,7 +20,7 @@ pub const ACTOR_FORMS: &str = "SRC=CHILD.json (a child chart in this process), \
 #[derive(Clone, Debug)]
 pub enum RunActor {
     /// A child machine in this process.
-    Chart(CompiledChart),
+    Chart(Box<CompiledChart>),
     /// A process of its own.
     Process(ProcessActor),
 }
@@ -56,7 +56,7 @@ pub fn run_actors(specs: &[String]) -> Result<Vec<(String, RunActor)>, String> {
         } else if how.is_empty() {
             return Err(bad());
         } else {
-            RunActor::Chart(super::load_chart(Path::new(how))?)
+            RunActor::Chart(Box::new(super::load_chart(Path::new(how))?))
         };
         if out.iter().any(|(s, _)| s == src) {
             return Err(format!("--actor: src '{src}' is given twice"));
