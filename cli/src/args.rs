@@ -433,6 +433,10 @@ pub enum Command {
         /// USER:PASSWORD for the broker.
         #[arg(long)]
         credentials: Option<String>,
+        /// How long a message to another node waits for that node's answer before it fails
+        /// as node-unreachable (default 60000).
+        #[arg(long, value_name = "MS")]
+        ack_timeout_ms: Option<u64>,
         #[command(flatten)]
         bus: BusOpt,
     },

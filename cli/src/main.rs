@@ -351,6 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             node,
             prefix,
             credentials,
+            ack_timeout_ms,
             bus,
         } => cmd::bridge::bridge(
             &bus.args(),
@@ -359,6 +360,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 node,
                 prefix,
                 credentials,
+                ack_timeout_ms,
             },
         )
         .map(ok),

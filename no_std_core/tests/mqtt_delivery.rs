@@ -6,7 +6,9 @@
 //! acknowledgements to the sender never pass a message still unanswered.
 
 use interstate_core::mqtt::bridge::Envelope;
-use interstate_core::mqtt::delivery::{Awaiting, Full, InboxMessage, Relayed};
+use interstate_core::mqtt::delivery::{
+    for_this_connection, parse_status, status_up, Awaiting, Full, InboxMessage, Relayed,
+};
 use interstate_core::wire::FailReason;
 use interstate_core::{Duration, Instant};
 use proptest::prelude::*;
@@ -152,6 +154,7 @@ fn inbox_messages_round_trip_through_postcard() {
     let m = [
         InboxMessage::Message {
             origin: "host-a",
+            incarnation: 1_733_000_000_123,
             envelope: Envelope {
                 from: "s",
                 to: "w",
@@ -179,6 +182,23 @@ fn inbox_messages_round_trip_through_postcard() {
         let back: InboxMessage<'_> = postcard::from_bytes(bytes).unwrap();
         assert_eq!(back, msg);
     }
+}
+
+#[test]
+fn a_status_names_the_connection_and_only_its_messages_pass() {
+    assert_eq!(status_up(42).as_str(), "up:42");
+    assert_eq!(parse_status(b"up:42"), Some(42));
+    assert_eq!(parse_status(b"up"), Some(0), "an older bridge's status");
+    assert_eq!(parse_status(b"down"), None);
+    assert_eq!(parse_status(b"up:x"), Some(0));
+    assert!(for_this_connection(42, 42));
+    assert!(!for_this_connection(41, 42), "sent to the connection before: dropped");
+    assert!(for_this_connection(0, 42) && for_this_connection(42, 0));
+    assert_eq!(
+        status_up(u64::MAX).as_str(),
+        "up:18446744073709551615",
+        "the largest fits"
+    );
 }
 
 /// What became of each message, as its sender sees it.

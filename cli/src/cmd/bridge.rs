@@ -20,6 +20,8 @@ pub struct BridgeArgs {
     pub prefix: Option<String>,
     /// `USER:PASSWORD` for the broker.
     pub credentials: Option<String>,
+    /// How long a message to another node waits for its answer (milliseconds).
+    pub ack_timeout_ms: Option<u64>,
 }
 
 /// Runs the bridge until SIGINT or SIGTERM, then prints its counters.
@@ -36,6 +38,9 @@ pub fn bridge(bus: &BusArgs, args: &BridgeArgs) -> Result<(), String> {
             .split_once(':')
             .ok_or("--credentials takes USER:PASSWORD")?;
         config.credentials = Some((user.into(), pass.into()));
+    }
+    if let Some(ms) = args.ack_timeout_ms {
+        config.ack_timeout = StdDuration::from_millis(ms.max(1));
     }
     let prefix = config.prefix.clone();
     let node = Node::new(bus.config(Role::Client)?).map_err(|e| super::buses::no_hub_hint(&e))?;

@@ -97,6 +97,23 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         }
     }
 
+    /// A machine of the hub's own process (a bridge's port) refuses a message it had taken:
+    /// as a `NodeFailure` from the receiver's link (see `node_failure`).
+    pub fn refused_by_local(&mut self, f: &DeliveryFailed<'_>, io: &mut dyn HubIo) -> super::Handled {
+        let Some(sender) = self.lookup(f.from).map(|r| r.link) else {
+            return super::Handled::Done;
+        };
+        let d = crate::wire::Deliver {
+            from: f.from,
+            to: f.to,
+            event: f.event,
+            seq: f.seq,
+            payload: &[],
+            correlation: crate::wire::Correlation::None,
+        };
+        self.fail_with(sender, &d, f.reason, f.detail, io)
+    }
+
     /// Whether any link monitors the bus: a node hosting the hub reports the failures it
     /// finds itself ([`Hub::node_failure_local`]) only then.
     pub fn monitored(&self) -> bool {

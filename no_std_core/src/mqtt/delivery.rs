@@ -39,6 +39,11 @@ pub enum InboxMessage<'a> {
     Message {
         /// The sending bridge's node name.
         origin: &'a str,
+        /// The receiving node's connection it was sent to, as that node's status said
+        /// ([`status_up`]); 0 when the sender did not know it. A receiving bridge drops a
+        /// message for another of its connections and answers it failed: its sender gave it
+        /// up, or will, when that connection ended (the will) or the new one began.
+        incarnation: u64,
         /// The message.
         #[serde(borrow)]
         envelope: Envelope<'a>,
@@ -66,6 +71,34 @@ pub enum InboxMessage<'a> {
         /// What that bus added (a stopped target's error), empty when nothing.
         detail: &'a str,
     },
+}
+
+/// The status payload of a connected bridge: `up:N`, `N` its connection's incarnation (a
+/// number that differs for every connection of the node: the bridge uses the wall clock in
+/// milliseconds at the CONNECT). A bare `up` (an older bridge) is incarnation 0.
+pub fn status_up(incarnation: u64) -> heapless::String<24> {
+    let mut s = heapless::String::new();
+    // 3 + 20 digits fit.
+    let _ = core::fmt::Write::write_fmt(&mut s, format_args!("up:{incarnation}"));
+    s
+}
+
+/// A node's status payload read back: `None` for `down`, `Some(incarnation)` for up.
+pub fn parse_status(payload: &[u8]) -> Option<u64> {
+    if payload == super::bridge::STATUS_DOWN {
+        return None;
+    }
+    let n = payload
+        .strip_prefix(b"up:")
+        .and_then(|d| core::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok());
+    Some(n.unwrap_or(0))
+}
+
+/// Whether a message sent to incarnation `sent_to` of a node may be passed on by the node's
+/// connection `current` (0 on either side: not known, accepted).
+pub fn for_this_connection(sent_to: u64, current: u64) -> bool {
+    sent_to == 0 || current == 0 || sent_to == current
 }
 
 /// A table is full.
@@ -117,6 +150,21 @@ impl<P: Copy + Eq, D: Copy + Eq, const N: usize> Awaiting<P, D, N> {
     /// Messages without an answer yet.
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Slots taken (answered messages behind an unanswered one keep theirs).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no slot is taken.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many slots there are.
+    pub fn capacity(&self) -> usize {
+        N
     }
 
     /// Whether another message fits (slots free only in order, so an answered message

@@ -13,7 +13,10 @@
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
 //! - forwards what arrives at such a port as a QoS 1 message to `P/OWNER/in`, and passes
 //!   what arrives on its own `P/N/in` to its bus, sent from the port of the remote sender,
-//!   dropping duplicates by the sender's sequence number.
+//!   dropping duplicates by the sender's sequence number;
+//! - acknowledges a forwarded message to its sender only once the remote node's bridge
+//!   answered that its bus acknowledged it, and reports a remote failure, the node going
+//!   down or no answer in time to the sender as `xstate.error.delivery` (`delivery`).
 //!
 //! The topic layout, payloads and conflict rule are the core's
 //! ([`interstate_core::mqtt::bridge`]); what is and is not guaranteed yet is in
@@ -24,7 +27,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration as StdDuration;
 
-use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope, STATUS_DOWN, STATUS_UP};
+use interstate_core::mqtt::bridge::{self, BridgeTopic, STATUS_DOWN};
 use interstate_core::mqtt::{ConnectOptions, MqttError, Output, Received, Session, State, Will};
 use interstate_core::wire::FailReason;
 use interstate_core::TransportKind;
@@ -32,11 +35,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use crate::error::PlatformError;
-use crate::node::{
-    delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
-};
+use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 
+mod delivery;
 mod registry;
+
+pub use delivery::{AWAITING, RELAYED};
 
 /// The mio token of the broker connection in the node's loop.
 const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
@@ -165,6 +169,10 @@ pub struct MqttBridgeConfig {
     pub max_backoff: StdDuration,
     /// User name and password for the broker.
     pub credentials: Option<(String, String)>,
+    /// How long a message sent to another node waits for that node's answer (its bus
+    /// acknowledged or failed it) before it fails as `node-unreachable`. Such a failure is
+    /// not confirmed: the node may still deliver it (`docs/internode.md`).
+    pub ack_timeout: StdDuration,
 }
 
 impl MqttBridgeConfig {
@@ -179,6 +187,7 @@ impl MqttBridgeConfig {
             hold: 4096,
             max_backoff: StdDuration::from_secs(5),
             credentials: None,
+            ack_timeout: StdDuration::from_secs(60),
         }
     }
 }
@@ -250,6 +259,10 @@ pub struct MqttBridge {
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
     subscribed: bool,
+    /// The end-to-end acknowledgement's tables.
+    delivery: delivery::Delivery,
+    /// This node's current connection (see `interstate_core::mqtt::delivery::status_up`).
+    incarnation: u64,
     stats: MqttBridgeStats,
     log: Box<dyn FnMut(&str)>,
     scratch: Vec<u8>,
@@ -258,7 +271,7 @@ pub struct MqttBridge {
 impl MqttBridge {
     /// A bridge between the bus `node` joined and the broker of `config`. The broker is
     /// connected to from the loop ([`run_once`](Self::run_once)), again after every loss.
-    pub fn new(node: Node, config: MqttBridgeConfig) -> Result<Self, BridgeError> {
+    pub fn new(mut node: Node, config: MqttBridgeConfig) -> Result<Self, BridgeError> {
         if !bridge::valid_node_name(&config.node_name) {
             return Err(BridgeError::BadName {
                 name: config.node_name.clone(),
@@ -274,6 +287,10 @@ impl MqttBridge {
             });
         }
         let store = vec![0u8; config.store_bytes.max(4096)].into_boxed_slice();
+        // A message to a remote machine is acknowledged once its node answered (see
+        // `delivery`), never because the bridge waited for room on this bus meanwhile.
+        node.watch_port_acks(true);
+        node.hold_port_acks(true);
         Ok(MqttBridge {
             node,
             host: host_name(),
@@ -295,6 +312,8 @@ impl MqttBridge {
             last_seq: HashMap::new(),
             waiting: VecDeque::new(),
             subscribed: false,
+            delivery: delivery::Delivery::new(),
+            incarnation: 0,
             stats: MqttBridgeStats::default(),
             log: Box::new(crate::logging::bridge_line(crate::logging::MQTT)),
             scratch: vec![0; 4096],
@@ -402,10 +421,11 @@ impl MqttBridge {
         // Messages first, then the registry: a machine that sent and then left has its
         // messages published before its record's removal, so that the receiving bridge
         // still knows the sender when they arrive.
+        self.answer_acks();
+        self.send_answers();
         self.release_waiting();
-        while let Some(m) = self.node.recv_port() {
-            self.forward(m);
-        }
+        self.read_ports();
+        self.expire_awaiting();
         if self.connected() {
             let now = std::time::Instant::now();
             if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20)
@@ -495,6 +515,12 @@ impl MqttBridge {
             username: user,
             password: pass,
         };
+        // Every connection has its own number: messages sent to an earlier one are dropped
+        // (their senders' bridges gave them up when it ended).
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.incarnation = ms.max(self.incarnation + 1);
         let now = self.node.now();
         self.rx.clear();
         self.readable = true;
@@ -632,9 +658,10 @@ impl MqttBridge {
         let status = self.topic(BridgeTopic::Status {
             node: &self.config.node_name,
         });
+        let up = interstate_core::mqtt::delivery::status_up(self.incarnation);
         let _ = self
             .session
-            .publish(now, &status, STATUS_UP, true, true, &mut Tx(&mut self.tx));
+            .publish(now, &status, up.as_bytes(), true, true, &mut Tx(&mut self.tx));
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
         self.registry_published_at = None;
@@ -651,15 +678,9 @@ impl MqttBridge {
     }
 
     fn forward(&mut self, m: PortMessage) {
-        if m.event == DELIVERY_ERROR_EVENT {
-            // A message this bridge passed on from a remote sender failed on this bus. The
-            // remote sender cannot be told yet (see docs/internode.md): say so here.
-            let what = format!(
-                "a message from remote machine '{}' failed on this bus: {}",
-                m.port,
-                String::from_utf8_lossy(&m.payload)
-            );
-            self.log(&what);
+        // A failure report for a message this bridge passed on from a remote sender: it goes
+        // back to the sender's node.
+        if self.relayed_report(&m) {
             return;
         }
         // The sender's registry record goes to the broker before its first message, on the
@@ -698,21 +719,12 @@ impl MqttBridge {
             );
             return None;
         };
-        let env = Envelope {
-            from: &m.from,
-            to: &m.port,
-            event: &m.event,
-            payload: &m.payload,
-            seq: m.seq,
-        };
-        let need = m.from.len() + m.port.len() + m.event.len() + m.payload.len() + 64;
-        if self.scratch.len() < need {
-            self.scratch.resize(need, 0);
-        }
-        let Some(bytes) = bridge::encode(&env, &mut self.scratch).map(|b| b.to_vec()) else {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        if !self.envelope_for(&m, &owner, &mut bytes) {
+            self.scratch = bytes;
             self.fail_back(&m, FailReason::TooLarge, "");
             return None;
-        };
+        }
         let topic = self.topic(BridgeTopic::Inbox { node: &owner });
         let now = self.node.now();
         match self
@@ -720,69 +732,36 @@ impl MqttBridge {
             .publish(now, &topic, &bytes, true, false, &mut Tx(&mut self.tx))
         {
             Ok(_) => {
+                self.scratch = bytes;
                 self.stats.forwarded += 1;
+                self.awaiting_answer(&m, &owner);
                 None
             }
-            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => Some(m),
+            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => {
+                self.scratch = bytes;
+                Some(m)
+            }
             Err(e) => {
-                let what = format!("node-unreachable: {e}");
+                self.scratch = bytes;
+                let what = format!("{e}");
                 self.fail_back(&m, FailReason::TooLarge, &what);
                 None
             }
         }
     }
 
-    /// Reports a message that cannot be forwarded back to its sender, as a node reports an
-    /// undeliverable message.
+    /// Reports a message that cannot be forwarded back to its sender (through the hub, as
+    /// its receiver refusing it) and acknowledges it past the report.
     fn fail_back(&mut self, m: &PortMessage, reason: FailReason, detail: &str) {
         if m.event == DELIVERY_ERROR_EVENT {
             return;
         }
         self.stats.failed_back += 1;
-        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason, detail);
-        if let Err(e) = self
-            .node
-            .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)
-        {
+        if let Err(e) = self.node.refuse_port_message(m, reason, detail) {
             let what = format!("could not report a failed delivery to {}: {e}", m.from);
             self.log(&what);
         }
-    }
-
-    fn inbound(&mut self, payload: &[u8]) {
-        let Some(env) = bridge::decode::<Envelope<'_>>(payload) else {
-            self.stats.dropped_in += 1;
-            self.log("dropped a malformed message from the broker");
-            return;
-        };
-        if !bridge::is_new(self.last_seq.get(env.from).copied(), env.seq) {
-            self.stats.duplicates += 1;
-            return;
-        }
-        if !self.ports.contains_key(env.from) {
-            self.stats.dropped_in += 1;
-            let what = format!(
-                "dropped a message from '{}' to '{}': no node's registry record for '{}' has arrived",
-                env.from, env.to, env.from
-            );
-            self.log(&what);
-            return;
-        }
-        self.last_seq.insert(env.from.to_string(), env.seq);
-        match self
-            .node
-            .send_from_port(env.from, env.to, env.event, env.payload)
-        {
-            Ok(_) => self.stats.delivered += 1,
-            Err(e) => {
-                self.stats.dropped_in += 1;
-                let what = format!(
-                    "could not pass a message from '{}' to '{}' to the bus: {e}",
-                    env.from, env.to
-                );
-                self.log(&what);
-            }
-        }
+        self.node.acknowledge_port(m);
     }
 
     fn flush(&mut self) -> Result<(), BridgeError> {

@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord, STATUS_DOWN};
+use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord};
+use interstate_core::mqtt::delivery;
 
 use super::{transport_name, MqttBridge, Tx};
 use crate::error::PlatformError;
@@ -17,12 +18,26 @@ impl MqttBridge {
         match t {
             BridgeTopic::Status { node } if node != self.config.node_name => {
                 let node = node.to_string();
-                if payload == STATUS_DOWN {
-                    if self.down.insert(node.clone()) {
-                        self.log(&format!("node '{node}' is down"));
+                match delivery::parse_status(payload) {
+                    None => {
+                        if self.down.insert(node.clone()) {
+                            self.log(&format!("node '{node}' is down"));
+                        }
+                        self.delivery.incarnations.remove(&node);
+                        // Before its machines' ports close: the reports go from them.
+                        self.node_unreachable(&node, &format!("node '{node}' went down"));
                     }
-                } else if self.down.remove(&node) {
-                    self.log(&format!("node '{node}' is up"));
+                    Some(incarnation) => {
+                        if self.down.remove(&node) {
+                            self.log(&format!("node '{node}' is up"));
+                        }
+                        let before = self.delivery.incarnations.insert(node.clone(), incarnation);
+                        if before.is_some_and(|b| b != incarnation) {
+                            // It reconnected: it drops what was sent to its earlier connection.
+                            let why = format!("node '{node}' reconnected before answering");
+                            self.node_unreachable(&node, &why);
+                        }
+                    }
                 }
                 let ids: Vec<String> = self
                     .claims
@@ -62,7 +77,7 @@ impl MqttBridge {
                 }
                 self.settle_owner(&machine);
             }
-            BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbound(payload),
+            BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbox(payload),
             BridgeTopic::Inbox { .. } => {}
         }
     }
@@ -110,6 +125,7 @@ impl MqttBridge {
             return;
         }
         if let Some(was) = current {
+            self.forget_port(id);
             self.node.close_port(id);
             self.ports.remove(id);
             self.log(&format!("machine '{id}' of node '{was}' left this bus"));

@@ -490,6 +490,8 @@ impl Node {
                 watches: HashMap::default(),
                 durable,
                 journal_error: None,
+                port_acks: None,
+                hold_port_acks: false,
             },
             side,
             scratch: Vec::new(),
