@@ -192,7 +192,10 @@ fn a_status_names_the_connection_and_only_its_messages_pass() {
     assert_eq!(parse_status(b"down"), None);
     assert_eq!(parse_status(b"up:x"), Some(0));
     assert!(for_this_connection(42, 42));
-    assert!(!for_this_connection(41, 42), "sent to the connection before: dropped");
+    assert!(
+        !for_this_connection(41, 42),
+        "sent to the connection before: dropped"
+    );
     assert!(for_this_connection(0, 42) && for_this_connection(42, 0));
     assert_eq!(
         status_up(u64::MAX).as_str(),

@@ -99,7 +99,11 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
 
     /// A machine of the hub's own process (a bridge's port) refuses a message it had taken:
     /// as a `NodeFailure` from the receiver's link (see `node_failure`).
-    pub fn refused_by_local(&mut self, f: &DeliveryFailed<'_>, io: &mut dyn HubIo) -> super::Handled {
+    pub fn refused_by_local(
+        &mut self,
+        f: &DeliveryFailed<'_>,
+        io: &mut dyn HubIo,
+    ) -> super::Handled {
         let Some(sender) = self.lookup(f.from).map(|r| r.link) else {
             return super::Handled::Done;
         };

@@ -195,7 +195,9 @@ impl MqttBridge {
             let Some((from, to)) = self.delivery.pair_names.get(&pair).cloned() else {
                 continue;
             };
-            self.delivery.events.retain(|(p, s), _| *p != pair || *s > seq);
+            self.delivery
+                .events
+                .retain(|(p, s), _| *p != pair || *s > seq);
             self.node.acknowledge_port_seq(&to, &from, seq);
         }
     }

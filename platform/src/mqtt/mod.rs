@@ -659,9 +659,14 @@ impl MqttBridge {
             node: &self.config.node_name,
         });
         let up = interstate_core::mqtt::delivery::status_up(self.incarnation);
-        let _ = self
-            .session
-            .publish(now, &status, up.as_bytes(), true, true, &mut Tx(&mut self.tx));
+        let _ = self.session.publish(
+            now,
+            &status,
+            up.as_bytes(),
+            true,
+            true,
+            &mut Tx(&mut self.tx),
+        );
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
         self.registry_published_at = None;

@@ -78,7 +78,8 @@ impl Node {
                 id: message.port.clone(),
             });
         }
-        let detail = interstate_core::wire::cut_at_char(detail, interstate_core::wire::MAX_STOP_ERROR);
+        let detail =
+            interstate_core::wire::cut_at_char(detail, interstate_core::wire::MAX_STOP_ERROR);
         let f = DeliveryFailed {
             from: &message.from,
             to: &message.port,
