@@ -515,3 +515,44 @@ fn a_receiving_bridge_killed_mid_stream_loses_nothing_silently_and_duplicates_no
         (distinct + failed).saturating_sub(2000)
     );
 }
+
+/// `NODE/ID` addresses machine `ID` of node `NODE` explicitly, even where the plain `ID` is
+/// a local machine's (the conflict rule keeps it local): `host-b/twin` reaches bus B's
+/// `twin`, and its reply comes back from `host-b/twin`, every message acknowledged end to
+/// end. `interstate send host-b/twin` works the same way.
+#[test]
+fn node_slash_id_reaches_that_nodes_machine_even_where_the_id_is_taken() {
+    let broker = Broker::start("node-id");
+    let mut a = Bus::new("inode-na");
+    let mut b = Bus::new("inode-nb");
+    a.start_hub();
+    b.start_hub();
+    let _twin_a = a.start_sink("twin", &["--timeout-ms", "120000"]);
+    let twin_b = b.start_sink("twin", &["--expect", "3", "--timeout-ms", "120000"]);
+    start_bridge(&mut a, &broker, "host-a");
+    start_bridge(&mut b, &broker, "host-b");
+    a.wait_ps("host-b/twin through the bridge", |l| has(l, "host-b/twin"));
+
+    let source = a.probe(
+        "source sensor",
+        &[
+            "source",
+            "sensor",
+            "host-b/twin",
+            "2",
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    sending_done(&mut a, source);
+    let (status, _, err) = a.run(&["send", "host-b/twin", "PING", "--data", "{\"n\":3}"]);
+    assert!(status.success(), "{err}");
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(done["failed"], 0, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(done["unacknowledged"], 0, "{done}");
+    let tally = b.wait_json(twin_b, "B's twin's tally", STEP_LIMIT, |v| {
+        v.get("distinct").is_some()
+    });
+    assert_eq!(tally["distinct"], 3, "{tally}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
+}

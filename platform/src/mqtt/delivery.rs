@@ -131,7 +131,12 @@ fn reason_from_code(code: &str) -> FailReason {
 impl MqttBridge {
     /// Reads the ports' messages while there is room to keep them until answered.
     pub(super) fn read_ports(&mut self) {
-        let ports: Vec<String> = self.ports.keys().cloned().collect();
+        let ports: Vec<String> = self
+            .ports
+            .keys()
+            .chain(self.aliases.keys())
+            .cloned()
+            .collect();
         let mut progress = true;
         while progress {
             progress = false;
@@ -381,30 +386,44 @@ impl MqttBridge {
                 "sent to an earlier connection of the node",
             );
         }
-        if !bridge::is_new(self.last_seq.get(env.from).copied(), env.seq) {
+        let key = (format!("{origin}/{}", env.from), env.to.to_string());
+        if !bridge::is_new(self.last_seq.get(&key).copied(), env.seq) {
             self.stats.duplicates += 1;
             return;
         }
-        if !self.ports.contains_key(env.from) {
+        // The sender's port here: its id, or `ORIGIN/ID` when a machine of this bus (or
+        // another node) keeps the plain id here (the conflict rule), so that replies find it.
+        let alias = format!("{origin}/{}", env.from);
+        let sender = if self.ports.get(env.from).is_some_and(|n| n == origin) {
+            env.from
+        } else if self.aliases.contains_key(&alias) {
+            alias.as_str()
+        } else {
             let detail = format!(
                 "no registry record for sender '{}' reached this node",
                 env.from
             );
             return fail(self, FailReason::NotOwner, &detail);
-        }
+        };
         if !self.delivery.relayed.has_room() {
             let detail = format!("{RELAYED} messages wait for this node's bus already");
             return fail(self, FailReason::QueueFull, &detail);
         }
-        self.last_seq.insert(env.from.to_string(), env.seq);
+        self.last_seq.insert(key, env.seq);
+        // `NODE/ID` addressed this node's machine `ID` explicitly.
+        let receiver = env
+            .to
+            .strip_prefix(self.config.node_name.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(env.to);
         match self
             .node
-            .send_from_port(env.from, env.to, env.event, env.payload)
+            .send_from_port(sender, receiver, env.event, env.payload)
         {
             Ok(local) => {
                 self.stats.delivered += 1;
                 let d = &mut self.delivery;
-                let pair = d.pair(env.from, env.to);
+                let pair = d.pair(sender, env.to);
                 let node = d.node(origin);
                 // Room was checked above.
                 let _ = d.relayed.push(pair, node, local, env.seq);
@@ -419,21 +438,40 @@ impl MqttBridge {
     /// Answers for the nodes whose messages this bus acknowledged or failed.
     pub(super) fn answer_acks(&mut self) {
         while let Some((port, receiver, local)) = self.node.next_port_ack() {
-            let Some(pair) = self.delivery.known_pair(&port, &receiver) else {
-                continue;
-            };
-            if let Some((node, seq)) = self.delivery.relayed.acked(pair, local) {
-                let origin = self.delivery.node_names[usize::from(node)].clone();
-                self.answer(
-                    &origin,
-                    &InboxMessage::Ack {
-                        from: &port,
-                        to: &receiver,
-                        seq,
-                    },
-                );
+            for to in self.addressed_as(&receiver) {
+                let Some(pair) = self.delivery.known_pair(&port, &to) else {
+                    continue;
+                };
+                if let Some((node, seq)) = self.delivery.relayed.acked(pair, local) {
+                    let origin = self.delivery.node_names[usize::from(node)].clone();
+                    let from = self.sender_id(&port);
+                    self.answer(
+                        &origin,
+                        &InboxMessage::Ack {
+                            from: &from,
+                            to: &to,
+                            seq,
+                        },
+                    );
+                }
             }
         }
+    }
+
+    /// The sender's own id for a port that relays its messages (`NODE/ID` is `ID`).
+    fn sender_id(&self, port: &str) -> String {
+        self.aliases
+            .get(port)
+            .map_or_else(|| port.to_string(), |(_, id)| id.clone())
+    }
+
+    /// The ids a machine of this bus may have been addressed by from other nodes: its own,
+    /// and `NODE/ID` with this node's name (the bus's numbers are shared by both).
+    fn addressed_as(&self, receiver: &str) -> [String; 2] {
+        [
+            receiver.to_string(),
+            format!("{}/{receiver}", self.config.node_name),
+        ]
     }
 
     /// An `xstate.error.delivery` for a message this bridge passed on from port `port`.
@@ -447,21 +485,25 @@ impl MqttBridge {
         };
         let reason = reason_from_code(v.get("reason").and_then(|r| r.as_str()).unwrap_or(""));
         let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or("");
-        let Some(pair) = self.delivery.known_pair(port, to) else {
-            return;
-        };
-        if let Some((node, seq)) = self.delivery.relayed.failed(pair, local) {
-            let origin = self.delivery.node_names[usize::from(node)].clone();
-            self.answer(
-                &origin,
-                &InboxMessage::Failed {
-                    from: port,
-                    to,
-                    seq,
-                    reason,
-                    detail,
-                },
-            );
+        for addressed in self.addressed_as(to) {
+            let Some(pair) = self.delivery.known_pair(port, &addressed) else {
+                continue;
+            };
+            if let Some((node, seq)) = self.delivery.relayed.failed(pair, local) {
+                let origin = self.delivery.node_names[usize::from(node)].clone();
+                let from = self.sender_id(port);
+                self.answer(
+                    &origin,
+                    &InboxMessage::Failed {
+                        from: &from,
+                        to: &addressed,
+                        seq,
+                        reason,
+                        detail,
+                    },
+                );
+                return;
+            }
         }
     }
 

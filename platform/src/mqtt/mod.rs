@@ -254,8 +254,13 @@ pub struct MqttBridge {
     down: HashSet<String>,
     /// Conflicts already reported, so that each is logged once: (id, losing node).
     conflicts_told: HashSet<(String, String)>,
-    /// Per remote sender, the highest sequence number passed on.
-    last_seq: HashMap<String, u64>,
+    /// Per (remote sender, receiver as addressed), the highest sequence number passed on.
+    /// Per pair, not per sender: a sender's messages to two receivers may be published in
+    /// either order (two ports, read in turn), only each pair's order is kept.
+    last_seq: HashMap<(String, String), u64>,
+    /// Ports `NODE/ID` for each remote machine, whichever node keeps `ID` here:
+    /// alias -> (node, id). See `registry::settle_alias`.
+    aliases: HashMap<String, (String, String)>,
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
     subscribed: bool,
@@ -310,6 +315,7 @@ impl MqttBridge {
             down: HashSet::new(),
             conflicts_told: HashSet::new(),
             last_seq: HashMap::new(),
+            aliases: HashMap::new(),
             waiting: VecDeque::new(),
             subscribed: false,
             delivery: delivery::Delivery::new(),
@@ -340,6 +346,14 @@ impl MqttBridge {
     /// Whether the MQTT session is up.
     pub fn connected(&self) -> bool {
         self.session.state() == State::Connected
+    }
+
+    /// The node a port stands for a machine of: a remote machine's id, or its `NODE/ID`.
+    fn owner_of(&self, port: &str) -> Option<String> {
+        self.ports
+            .get(port)
+            .or_else(|| self.aliases.get(port).map(|(node, _)| node))
+            .cloned()
     }
 
     /// The remote machines this bus reaches through the bridge: (id, node).
@@ -667,6 +681,10 @@ impl MqttBridge {
             true,
             &mut Tx(&mut self.tx),
         );
+        // The other nodes' connections are learnt again from their statuses (retained, they
+        // come with the subscription; after a broker restart, as each node reconnects):
+        // until then messages for a node wait, rather than go to a connection it left.
+        self.delivery.incarnations.clear();
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
         self.registry_published_at = None;
@@ -716,14 +734,18 @@ impl MqttBridge {
 
     /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
     fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
-        let Some(owner) = self.ports.get(&m.port).cloned() else {
+        let Some(owner) = self.owner_of(&m.port) else {
             self.fail_back(
                 &m,
                 FailReason::TargetGone,
-                "node-unreachable: its node withdrew it",
+                "its node withdrew it while the message waited",
             );
             return None;
         };
+        if m.seq != 0 && !self.delivery.incarnations.contains_key(&owner) {
+            // The node's current connection is not known yet (see `on_connected`).
+            return Some(m);
+        }
         let mut bytes = std::mem::take(&mut self.scratch);
         if !self.envelope_for(&m, &owner, &mut bytes) {
             self.scratch = bytes;

@@ -47,6 +47,7 @@ impl MqttBridge {
                     .collect();
                 for id in ids {
                     self.settle_owner(&id);
+                    self.settle_alias(&node, &id);
                 }
             }
             BridgeTopic::Status { .. } => {}
@@ -70,15 +71,53 @@ impl MqttBridge {
                         }
                     }
                 } else if bridge::decode::<RegistryRecord<'_>>(payload).is_some() {
-                    self.claims.entry(machine.clone()).or_default().insert(node);
+                    self.claims
+                        .entry(machine.clone())
+                        .or_default()
+                        .insert(node.clone());
                 } else {
                     self.log(&format!("ignored a malformed registry record on {topic}"));
                     return;
                 }
                 self.settle_owner(&machine);
+                self.settle_alias(&node, &machine);
             }
             BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbox(payload),
             BridgeTopic::Inbox { .. } => {}
+        }
+    }
+
+    /// Opens or closes the port `NODE/ID` by which local senders address machine `ID` of
+    /// node `NODE` explicitly, whichever node keeps the plain `ID` here (the conflict rule):
+    /// it is on the bus while `NODE` is up and claims `ID`. An alias longer than a machine
+    /// id may be, or taken by a local machine, is not opened.
+    fn settle_alias(&mut self, node: &str, id: &str) {
+        let alias = format!("{node}/{id}");
+        let wanted = !self.down.contains(node)
+            && self.claims.get(id).is_some_and(|n| n.contains(node))
+            && bridge::bridgeable_id(&alias);
+        let open = self.aliases.contains_key(&alias);
+        if wanted && !open {
+            match self.node.open_port(&alias) {
+                Ok(()) => {
+                    self.aliases
+                        .insert(alias, (node.to_string(), id.to_string()));
+                }
+                Err(e) => {
+                    if self
+                        .conflicts_told
+                        .insert((alias.clone(), node.to_string()))
+                    {
+                        self.log(&format!(
+                            "cannot register '{alias}' for machine '{id}' of node '{node}': {e}"
+                        ));
+                    }
+                }
+            }
+        } else if !wanted && open {
+            self.forget_port(&alias);
+            self.node.close_port(&alias);
+            self.aliases.remove(&alias);
         }
     }
 
