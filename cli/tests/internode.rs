@@ -532,6 +532,28 @@ fn node_slash_id_reaches_that_nodes_machine_even_where_the_id_is_taken() {
     start_bridge(&mut a, &broker, "host-a");
     start_bridge(&mut b, &broker, "host-b");
     a.wait_ps("host-b/twin through the bridge", |l| has(l, "host-b/twin"));
+    // ps says where each machine lives: the bridged ones with their host and node (their
+    // pid is the bridge's), the local ones on this host.
+    let list = a.wait_ps("the hosts file", |l| {
+        l.iter()
+            .any(|e| e["machine"] == "host-b/twin" && e["node"] == "host-b")
+    });
+    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    for e in &list {
+        match e["machine"].as_str() {
+            Some("host-b/twin") => assert_eq!(e["host"], this_host.as_str(), "{e}"),
+            Some("twin") => {
+                assert_eq!(e["host"], this_host.as_str(), "{e}");
+                assert_eq!(e["node"], Value::Null, "a local machine: {e}");
+            }
+            _ => {}
+        }
+    }
+    let (_, out, _) = a.run(&["ps"]);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("HOST"), "{out}");
 
     let source = a.probe(
         "source sensor",

@@ -38,9 +38,11 @@ use crate::error::PlatformError;
 use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 
 mod delivery;
+mod hosts;
 mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
+pub use hosts::{hosts_file, read_hosts};
 
 /// The mio token of the broker connection in the node's loop.
 const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
@@ -261,6 +263,10 @@ pub struct MqttBridge {
     /// Ports `NODE/ID` for each remote machine, whichever node keeps `ID` here:
     /// alias -> (node, id). See `registry::settle_alias`.
     aliases: HashMap<String, (String, String)>,
+    /// The host of each remote machine as its node's record says: (node, id) -> host.
+    remote_hosts: HashMap<(String, String), String>,
+    /// Whether the ports changed since the hosts file was written (`hosts`).
+    hosts_dirty: bool,
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
     subscribed: bool,
@@ -316,6 +322,8 @@ impl MqttBridge {
             conflicts_told: HashSet::new(),
             last_seq: HashMap::new(),
             aliases: HashMap::new(),
+            remote_hosts: HashMap::new(),
+            hosts_dirty: false,
             waiting: VecDeque::new(),
             subscribed: false,
             delivery: delivery::Delivery::new(),
@@ -416,7 +424,36 @@ impl MqttBridge {
             self.session.disconnect(now, &mut Tx(&mut self.tx));
             let _ = self.flush();
         }
+        let _ = std::fs::remove_file(self.hosts_path());
         self.node.shutdown();
+    }
+
+    fn hosts_path(&self) -> std::path::PathBuf {
+        hosts::hosts_file(&self.node.config().socket_path(), std::process::id())
+    }
+
+    /// Rewrites the hosts file when the ports changed (see `hosts`).
+    fn write_hosts(&mut self) {
+        if !self.hosts_dirty {
+            return;
+        }
+        self.hosts_dirty = false;
+        let host = |node: &str, id: &str| {
+            self.remote_hosts
+                .get(&(node.to_string(), id.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut machines: HashMap<String, (String, String)> = HashMap::new();
+        for (id, node) in &self.ports {
+            machines.insert(id.clone(), (host(node, id), node.clone()));
+        }
+        for (alias, (node, id)) in &self.aliases {
+            machines.insert(alias.clone(), (host(node, id), node.clone()));
+        }
+        if let Err(e) = hosts::write_hosts(&self.hosts_path(), std::process::id(), &machines) {
+            self.log(&format!("cannot write the hosts file for ps: {e}"));
+        }
     }
 
     fn topic(&self, t: BridgeTopic<'_>) -> String {
@@ -440,6 +477,7 @@ impl MqttBridge {
         self.release_waiting();
         self.read_ports();
         self.expire_awaiting();
+        self.write_hosts();
         if self.connected() {
             let now = std::time::Instant::now();
             if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20)

@@ -70,7 +70,10 @@ impl MqttBridge {
                             self.claims.remove(&machine);
                         }
                     }
-                } else if bridge::decode::<RegistryRecord<'_>>(payload).is_some() {
+                } else if let Some(record) = bridge::decode::<RegistryRecord<'_>>(payload) {
+                    self.remote_hosts
+                        .insert((node.clone(), machine.clone()), record.host.to_string());
+                    self.hosts_dirty = true;
                     self.claims
                         .entry(machine.clone())
                         .or_default()
@@ -102,6 +105,7 @@ impl MqttBridge {
                 Ok(()) => {
                     self.aliases
                         .insert(alias, (node.to_string(), id.to_string()));
+                    self.hosts_dirty = true;
                 }
                 Err(e) => {
                     if self
@@ -118,6 +122,7 @@ impl MqttBridge {
             self.forget_port(&alias);
             self.node.close_port(&alias);
             self.aliases.remove(&alias);
+            self.hosts_dirty = true;
         }
     }
 
@@ -167,6 +172,7 @@ impl MqttBridge {
             self.forget_port(id);
             self.node.close_port(id);
             self.ports.remove(id);
+            self.hosts_dirty = true;
             self.log(&format!("machine '{id}' of node '{was}' left this bus"));
         }
         let Some(owner) = owner else {
@@ -176,6 +182,7 @@ impl MqttBridge {
             Ok(()) => {
                 self.log(&format!("machine '{id}' of node '{owner}' is on this bus"));
                 self.ports.insert(id.to_string(), owner);
+                self.hosts_dirty = true;
             }
             Err(PlatformError::MachineIdTaken { .. }) => {
                 if self.conflicts_told.insert((id.to_string(), owner.clone())) {
