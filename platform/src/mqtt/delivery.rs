@@ -50,6 +50,9 @@ pub(super) struct Delivery {
     pub(super) answers: std::collections::VecDeque<(String, Vec<u8>)>,
     /// Each node's current connection, from its status.
     pub(super) incarnations: HashMap<String, u64>,
+    /// The nodes whose status arrived on this bridge's current connection: messages for
+    /// the others wait (their status may be stale: the broker may have restarted).
+    pub(super) fresh: std::collections::HashSet<String>,
     last_sweep: std::time::Instant,
 }
 
@@ -66,6 +69,7 @@ impl Delivery {
             events: HashMap::new(),
             answers: Default::default(),
             incarnations: HashMap::new(),
+            fresh: Default::default(),
             last_sweep: std::time::Instant::now(),
         }
     }

@@ -721,8 +721,9 @@ impl MqttBridge {
         );
         // The other nodes' connections are learnt again from their statuses (retained, they
         // come with the subscription; after a broker restart, as each node reconnects):
-        // until then messages for a node wait, rather than go to a connection it left.
-        self.delivery.incarnations.clear();
+        // until then messages for a node wait, rather than go to a connection it left. The
+        // last one known stays, so that a change still fails what waited for the old one.
+        self.delivery.fresh.clear();
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
         self.registry_published_at = None;
@@ -780,7 +781,7 @@ impl MqttBridge {
             );
             return None;
         };
-        if m.seq != 0 && !self.delivery.incarnations.contains_key(&owner) {
+        if m.seq != 0 && !self.delivery.fresh.contains(&owner) {
             // The node's current connection is not known yet (see `on_connected`).
             return Some(m);
         }

@@ -24,6 +24,7 @@ impl MqttBridge {
                             self.log(&format!("node '{node}' is down"));
                         }
                         self.delivery.incarnations.remove(&node);
+                        self.delivery.fresh.remove(&node);
                         // Before its machines' ports close: the reports go from them.
                         self.node_unreachable(&node, &format!("node '{node}' went down"));
                     }
@@ -31,6 +32,7 @@ impl MqttBridge {
                         if self.down.remove(&node) {
                             self.log(&format!("node '{node}' is up"));
                         }
+                        self.delivery.fresh.insert(node.clone());
                         let before = self.delivery.incarnations.insert(node.clone(), incarnation);
                         if before.is_some_and(|b| b != incarnation) {
                             // It reconnected: it drops what was sent to its earlier connection.
