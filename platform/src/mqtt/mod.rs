@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
 use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope, STATUS_DOWN, STATUS_UP};
@@ -36,7 +36,11 @@ use crate::node::{
     delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
 };
 
+mod link;
 mod registry;
+
+use link::{fatal_tls, BrokerStream};
+pub use link::{parse_broker_url, BrokerUrl, TlsConfig, TlsFiles, SYSTEM_CA_BUNDLE};
 
 /// The mio token of the broker connection in the node's loop.
 const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
@@ -48,7 +52,8 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The broker URL is not `mqtt://HOST[:PORT]`, or it does not resolve.
+    /// The broker URL is not `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`, or it does not
+    /// resolve.
     BadUrl {
         /// The URL.
         url: String,
@@ -64,6 +69,12 @@ pub enum BridgeError {
     },
     /// The broker refused the connection, for a reason retrying will not change.
     Refused(MqttError),
+    /// TLS cannot work as configured: a CA, certificate or key file is unreadable or wrong,
+    /// or the broker's certificate or the broker's answer to ours was refused.
+    Tls {
+        /// What is wrong and what to change.
+        problem: String,
+    },
     /// The bus side failed.
     Platform(PlatformError),
 }
@@ -74,11 +85,12 @@ impl std::fmt::Display for BridgeError {
             BridgeError::BadUrl { url, problem } => {
                 write!(
                     f,
-                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT)"
+                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS)"
                 )
             }
             BridgeError::BadName { name, allowed } => write!(f, "bad name '{name}': {allowed}"),
             BridgeError::Refused(e) => write!(f, "{e}"),
+            BridgeError::Tls { problem } => write!(f, "TLS: {problem}"),
             BridgeError::Platform(e) => write!(f, "{e}"),
         }
     }
@@ -92,35 +104,17 @@ impl From<PlatformError> for BridgeError {
     }
 }
 
-/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses.
+/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses. For
+/// `mqtts://` too, use [`parse_broker_url`] and [`MqttBridgeConfig::tls`].
 pub fn parse_mqtt_url(url: &str) -> Result<Vec<SocketAddr>, BridgeError> {
-    let bad = |problem: &str| BridgeError::BadUrl {
-        url: url.into(),
-        problem: problem.into(),
-    };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| bad("only mqtt:// is supported (TLS is not yet)"))?;
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(bad("expected a host and an optional port only"));
+    let parsed = parse_broker_url(url)?;
+    if parsed.tls {
+        return Err(BridgeError::BadUrl {
+            url: url.into(),
+            problem: "mqtts:// needs TLS settings (parse_broker_url, MqttBridgeConfig::tls)".into(),
+        });
     }
-    let with_port = if rest
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        rest.to_string()
-    } else {
-        format!("{rest}:1883")
-    };
-    let addrs: Vec<SocketAddr> = with_port
-        .to_socket_addrs()
-        .map_err(|e| bad(&format!("it does not resolve: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad("it resolves to no address"));
-    }
-    Ok(addrs)
+    Ok(parsed.addrs)
 }
 
 /// This host's name (what the registry records say a machine runs on).
@@ -165,6 +159,8 @@ pub struct MqttBridgeConfig {
     pub max_backoff: StdDuration,
     /// User name and password for the broker.
     pub credentials: Option<(String, String)>,
+    /// TLS (`mqtts://`): the CA, the client certificate, the name to check.
+    pub tls: Option<TlsConfig>,
 }
 
 impl MqttBridgeConfig {
@@ -179,6 +175,7 @@ impl MqttBridgeConfig {
             hold: 4096,
             max_backoff: StdDuration::from_secs(5),
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -208,8 +205,8 @@ enum Link {
     Down { retry_at: std::time::Instant },
     /// TCP connect in progress.
     Opening(TcpStream),
-    /// TCP up, MQTT session on it.
-    Up(TcpStream),
+    /// TCP up (TLS on it when configured), MQTT session on it.
+    Up(BrokerStream),
 }
 
 struct Tx<'a>(&'a mut Vec<u8>);
@@ -339,7 +336,11 @@ impl MqttBridge {
     /// side failed.
     pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), BridgeError> {
         let mut timeout = timeout.unwrap_or(StdDuration::from_millis(100));
-        if !self.tx.is_empty() || self.readable || matches!(self.link, Link::Opening(_)) {
+        if !self.tx.is_empty()
+            || self.readable
+            || matches!(&self.link, Link::Opening(_))
+            || matches!(&self.link, Link::Up(s) if s.wants_write())
+        {
             timeout = timeout.min(StdDuration::from_millis(5));
         }
         if let Link::Down { retry_at } = self.link {
@@ -461,7 +462,7 @@ impl MqttBridge {
                         ) else {
                             return Ok(());
                         };
-                        self.link = Link::Up(stream);
+                        self.link = Link::Up(BrokerStream::new(stream, self.config.tls.as_ref())?);
                         self.start_session();
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -506,8 +507,14 @@ impl MqttBridge {
     /// The connection is gone: the session keeps its unacknowledged messages, the
     /// reconnection waits `backoff` (doubling up to the configured bound).
     fn lost(&mut self, why: &str) {
-        if let Link::Up(s) | Link::Opening(s) = &mut self.link {
-            let _ = self.node.poll_registry().deregister(s);
+        match &mut self.link {
+            Link::Up(s) => {
+                let _ = self.node.poll_registry().deregister(s.tcp());
+            }
+            Link::Opening(s) => {
+                let _ = self.node.poll_registry().deregister(s);
+            }
+            Link::Down { .. } => {}
         }
         let was_up = matches!(self.link, Link::Up(_));
         self.link = Link::Down {
@@ -547,6 +554,9 @@ impl MqttBridge {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if let Some(problem) = fatal_tls(self.config.tls.as_ref(), &e) {
+                        return Err(BridgeError::Tls { problem });
+                    }
                     self.lost(&format!("reading from the broker: {e}"));
                     return Ok(());
                 }
@@ -802,6 +812,12 @@ impl MqttBridge {
                     self.lost(&format!("writing to the broker: {e}"));
                     break;
                 }
+            }
+        }
+        // TLS records the socket could not take yet (the writable event brings us back).
+        if let Link::Up(stream) = &mut self.link {
+            if let Err(e) = stream.push_pending() {
+                self.lost(&format!("writing to the broker: {e}"));
             }
         }
         Ok(())
