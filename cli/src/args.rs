@@ -383,6 +383,10 @@ pub enum Command {
         /// The ingester's pause between files, in milliseconds (0: as fast as it goes).
         #[arg(long, default_value_t = 250)]
         pace: u64,
+        /// Split the pipeline over two buses standing for two hosts, joined through a
+        /// mosquitto the demo starts (needs /usr/sbin/mosquitto; see docs/internode.md).
+        #[arg(long, conflicts_with = "role")]
+        internode: bool,
         #[command(flatten)]
         verbosity: Verbosity,
     },

@@ -220,6 +220,7 @@ fn demo(command: Command) -> Result<ExitCode, String> {
         input,
         store,
         pace,
+        internode,
         verbosity,
     } = command
     else {
@@ -234,6 +235,9 @@ fn demo(command: Command) -> Result<ExitCode, String> {
                 pace,
                 level: verbosity.level(),
             };
+            if internode {
+                return interstate_cli::demo::internode::demo(&opts).map(ExitCode::from);
+            }
             return cmd::app::demo(&opts).map(ExitCode::from);
         }
         Some("ingester") => {

@@ -420,6 +420,8 @@ impl MqttBridge {
         if let Err(e) = self.session.poll(now, &mut Tx(&mut self.tx)) {
             self.lost(&format!("{e}"));
         }
+        // What the broker brought goes to the bus now, not after the next wait (up to 20 ms).
+        self.node.flush();
         self.flush()
     }
 
