@@ -166,53 +166,75 @@ impl Drop for NodeSession {
 
 impl Session for NodeSession {
     fn round_trip(&mut self) -> Result<(), String> {
-        let node = &mut self.node;
-        node.send_from_port("bench-a", "bench-echo", "PING", &self.payload)
-            .map_err(|e| e.to_string())?;
-        node.flush();
-        let deadline = StdInstant::now() + StdDuration::from_secs(10);
-        loop {
-            if let Some(m) = node.recv_port() {
-                if m.event == "PONG" {
-                    return Ok(());
-                }
-            }
-            node.run_once(Some(StdDuration::from_millis(100)))
-                .map_err(|e| e.to_string())?;
-            if StdInstant::now() > deadline {
-                return Err("no PONG within 10 s".into());
-            }
-        }
+        node_round_trip(&mut self.node, &self.payload)
     }
 
     fn one_way(&mut self, n: usize) -> Result<StdDuration, String> {
-        let node = &mut self.node;
         let t = StdInstant::now();
-        let count = n.to_string().into_bytes();
-        node.send_from_port("bench-a", "bench-echo", "EXPECT", &count)
-            .map_err(|e| e.to_string())?;
-        let mut sent = 0;
-        while sent < n {
-            for _ in 0..1024.min(n - sent) {
-                node.send_from_port("bench-a", "bench-echo", "DATA", &self.payload)
-                    .map_err(|e| e.to_string())?;
-                sent += 1;
+        node_one_way_batch(&mut self.node, &self.payload, n)?;
+        Ok(t.elapsed())
+    }
+}
+
+/// One `PING` from port `bench-a` to `bench-echo` and its `PONG` back.
+pub(super) fn node_round_trip(node: &mut Node, payload: &[u8]) -> Result<(), String> {
+    node.send_from_port("bench-a", "bench-echo", "PING", payload)
+        .map_err(|e| e.to_string())?;
+    node.flush();
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    loop {
+        while let Some(m) = node.recv_port() {
+            if m.event == "PONG" {
+                return Ok(());
             }
-            node.run_once(Some(StdDuration::ZERO))
-                .map_err(|e| e.to_string())?;
+            if m.event == interstate_platform::node::DELIVERY_ERROR_EVENT {
+                return Err(format!(
+                    "a PING was not delivered: {}",
+                    String::from_utf8_lossy(&m.payload)
+                ));
+            }
         }
-        let deadline = StdInstant::now() + StdDuration::from_secs(120);
-        loop {
-            node.run_once(Some(StdDuration::from_millis(50)))
+        node.run_once(Some(StdDuration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        if StdInstant::now() > deadline {
+            return Err("no PONG within 10 s".into());
+        }
+    }
+}
+
+/// `EXPECT n`, `n` times `DATA` from port `bench-a` to `bench-echo`, and the echo's `DONE`
+/// once it counted them all.
+pub(super) fn node_one_way_batch(node: &mut Node, payload: &[u8], n: usize) -> Result<(), String> {
+    let count = n.to_string().into_bytes();
+    node.send_from_port("bench-a", "bench-echo", "EXPECT", &count)
+        .map_err(|e| e.to_string())?;
+    let mut sent = 0;
+    while sent < n {
+        for _ in 0..1024.min(n - sent) {
+            node.send_from_port("bench-a", "bench-echo", "DATA", payload)
                 .map_err(|e| e.to_string())?;
-            while let Some(m) = node.recv_port() {
-                if m.event == "DONE" {
-                    return Ok(t.elapsed());
-                }
+            sent += 1;
+        }
+        node.run_once(Some(StdDuration::ZERO))
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = StdInstant::now() + StdDuration::from_secs(120);
+    loop {
+        node.run_once(Some(StdDuration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        while let Some(m) = node.recv_port() {
+            if m.event == "DONE" {
+                return Ok(());
             }
-            if StdInstant::now() > deadline {
-                return Err("the peer did not confirm the throughput run within 120 s".into());
+            if m.event == interstate_platform::node::DELIVERY_ERROR_EVENT {
+                return Err(format!(
+                    "a message was not delivered: {}",
+                    String::from_utf8_lossy(&m.payload)
+                ));
             }
+        }
+        if StdInstant::now() > deadline {
+            return Err("the peer did not confirm the throughput run within 120 s".into());
         }
     }
 }

@@ -58,8 +58,8 @@ impl Peers {
     pub(super) fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Result<ChildGuard, String> {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args).stdin(Stdio::null());
-        if args.first() == Some(&"hub") {
-            // Its "serving bus" line would only interleave with the report.
+        if matches!(args.first(), Some(&"hub") | Some(&"bridge")) {
+            // Their "serving bus" and connection lines would only interleave with the report.
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         for (k, v) in env {

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
 use interstate_core::mqtt::bridge::{self, BridgeTopic, STATUS_DOWN};
@@ -43,6 +43,11 @@ mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
 pub use hosts::{hosts_file, read_hosts};
+mod link;
+mod registry;
+
+use link::{fatal_tls, BrokerStream};
+pub use link::{parse_broker_url, BrokerUrl, TlsConfig, TlsFiles, SYSTEM_CA_BUNDLE};
 
 /// The mio token of the broker connection in the node's loop.
 const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
@@ -54,7 +59,8 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The broker URL is not `mqtt://HOST[:PORT]`, or it does not resolve.
+    /// The broker URL is not `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`, or it does not
+    /// resolve.
     BadUrl {
         /// The URL.
         url: String,
@@ -70,6 +76,12 @@ pub enum BridgeError {
     },
     /// The broker refused the connection, for a reason retrying will not change.
     Refused(MqttError),
+    /// TLS cannot work as configured: a CA, certificate or key file is unreadable or wrong,
+    /// or the broker's certificate or the broker's answer to ours was refused.
+    Tls {
+        /// What is wrong and what to change.
+        problem: String,
+    },
     /// The bus side failed.
     Platform(PlatformError),
 }
@@ -80,11 +92,12 @@ impl std::fmt::Display for BridgeError {
             BridgeError::BadUrl { url, problem } => {
                 write!(
                     f,
-                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT)"
+                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS)"
                 )
             }
             BridgeError::BadName { name, allowed } => write!(f, "bad name '{name}': {allowed}"),
             BridgeError::Refused(e) => write!(f, "{e}"),
+            BridgeError::Tls { problem } => write!(f, "TLS: {problem}"),
             BridgeError::Platform(e) => write!(f, "{e}"),
         }
     }
@@ -98,35 +111,17 @@ impl From<PlatformError> for BridgeError {
     }
 }
 
-/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses.
+/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses. For
+/// `mqtts://` too, use [`parse_broker_url`] and [`MqttBridgeConfig::tls`].
 pub fn parse_mqtt_url(url: &str) -> Result<Vec<SocketAddr>, BridgeError> {
-    let bad = |problem: &str| BridgeError::BadUrl {
-        url: url.into(),
-        problem: problem.into(),
-    };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| bad("only mqtt:// is supported (TLS is not yet)"))?;
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(bad("expected a host and an optional port only"));
+    let parsed = parse_broker_url(url)?;
+    if parsed.tls {
+        return Err(BridgeError::BadUrl {
+            url: url.into(),
+            problem: "mqtts:// needs TLS settings (parse_broker_url, MqttBridgeConfig::tls)".into(),
+        });
     }
-    let with_port = if rest
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        rest.to_string()
-    } else {
-        format!("{rest}:1883")
-    };
-    let addrs: Vec<SocketAddr> = with_port
-        .to_socket_addrs()
-        .map_err(|e| bad(&format!("it does not resolve: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad("it resolves to no address"));
-    }
-    Ok(addrs)
+    Ok(parsed.addrs)
 }
 
 /// This host's name (what the registry records say a machine runs on).
@@ -175,6 +170,8 @@ pub struct MqttBridgeConfig {
     /// acknowledged or failed it) before it fails as `node-unreachable`. Such a failure is
     /// not confirmed: the node may still deliver it (`docs/internode.md`).
     pub ack_timeout: StdDuration,
+    /// TLS (`mqtts://`): the CA, the client certificate, the name to check.
+    pub tls: Option<TlsConfig>,
 }
 
 impl MqttBridgeConfig {
@@ -190,6 +187,7 @@ impl MqttBridgeConfig {
             max_backoff: StdDuration::from_secs(5),
             credentials: None,
             ack_timeout: StdDuration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -219,8 +217,8 @@ enum Link {
     Down { retry_at: std::time::Instant },
     /// TCP connect in progress.
     Opening(TcpStream),
-    /// TCP up, MQTT session on it.
-    Up(TcpStream),
+    /// TCP up (TLS on it when configured), MQTT session on it.
+    Up(BrokerStream),
 }
 
 struct Tx<'a>(&'a mut Vec<u8>);
@@ -380,7 +378,11 @@ impl MqttBridge {
     /// side failed.
     pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), BridgeError> {
         let mut timeout = timeout.unwrap_or(StdDuration::from_millis(100));
-        if !self.tx.is_empty() || self.readable || matches!(self.link, Link::Opening(_)) {
+        if !self.tx.is_empty()
+            || self.readable
+            || matches!(&self.link, Link::Opening(_))
+            || matches!(&self.link, Link::Up(s) if s.wants_write())
+        {
             timeout = timeout.min(StdDuration::from_millis(5));
         }
         if let Link::Down { retry_at } = self.link {
@@ -491,6 +493,8 @@ impl MqttBridge {
         if let Err(e) = self.session.poll(now, &mut Tx(&mut self.tx)) {
             self.lost(&format!("{e}"));
         }
+        // What the broker brought goes to the bus now, not after the next wait (up to 20 ms).
+        self.node.flush();
         self.flush()
     }
 
@@ -533,7 +537,7 @@ impl MqttBridge {
                         ) else {
                             return Ok(());
                         };
-                        self.link = Link::Up(stream);
+                        self.link = Link::Up(BrokerStream::new(stream, self.config.tls.as_ref())?);
                         self.start_session();
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -584,8 +588,14 @@ impl MqttBridge {
     /// The connection is gone: the session keeps its unacknowledged messages, the
     /// reconnection waits `backoff` (doubling up to the configured bound).
     fn lost(&mut self, why: &str) {
-        if let Link::Up(s) | Link::Opening(s) = &mut self.link {
-            let _ = self.node.poll_registry().deregister(s);
+        match &mut self.link {
+            Link::Up(s) => {
+                let _ = self.node.poll_registry().deregister(s.tcp());
+            }
+            Link::Opening(s) => {
+                let _ = self.node.poll_registry().deregister(s);
+            }
+            Link::Down { .. } => {}
         }
         let was_up = matches!(self.link, Link::Up(_));
         self.link = Link::Down {
@@ -625,6 +635,9 @@ impl MqttBridge {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if let Some(problem) = fatal_tls(self.config.tls.as_ref(), &e) {
+                        return Err(BridgeError::Tls { problem });
+                    }
                     self.lost(&format!("reading from the broker: {e}"));
                     return Ok(());
                 }
@@ -847,6 +860,12 @@ impl MqttBridge {
                     self.lost(&format!("writing to the broker: {e}"));
                     break;
                 }
+            }
+        }
+        // TLS records the socket could not take yet (the writable event brings us back).
+        if let Link::Up(stream) = &mut self.link {
+            if let Err(e) = stream.push_pending() {
+                self.lost(&format!("writing to the broker: {e}"));
             }
         }
         Ok(())
