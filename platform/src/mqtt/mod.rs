@@ -39,13 +39,11 @@ use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 
 mod delivery;
 mod hosts;
+mod link;
 mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
 pub use hosts::{hosts_file, read_hosts};
-mod link;
-mod registry;
-
 use link::{fatal_tls, BrokerStream};
 pub use link::{parse_broker_url, BrokerUrl, TlsConfig, TlsFiles, SYSTEM_CA_BUNDLE};
 
