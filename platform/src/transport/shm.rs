@@ -354,6 +354,12 @@ impl LinkIo for ShmLink {
     fn ready_now(&self) -> bool {
         self.ready()
     }
+    fn publish_cpu(&mut self, cpu: Option<u32>) {
+        self.tx.publish_cpu(cpu);
+    }
+    fn peer_cpu(&self) -> Option<u32> {
+        self.rx.producer_cpu()
+    }
     fn writable_now(&self) -> bool {
         self.tx.free().map(|n| n > 0).unwrap_or(true)
     }
