@@ -408,8 +408,60 @@ mod tests {
         assert!(c.available().is_err());
         // SAFETY: as above; `tail` lives 64 bytes in.
         unsafe { (*((base + 64) as *const AtomicU64)).store(u64::MAX, Ordering::SeqCst) };
-        assert!(p.push(&[1]).is_err());
+        // (A push within the room the producer remembers does not read the position: see
+        // the next test.)
+        assert!(p.push(&[1; 64]).is_err());
         assert!(p.free().is_err());
+    }
+
+    #[test]
+    fn the_producer_reads_the_consumers_position_only_when_it_needs_room() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        assert_eq!(p.push(&[1; 40]).unwrap(), 40);
+        let mut buf = [0u8; 40];
+        assert_eq!(c.pop(&mut buf).unwrap(), 40);
+        // A hostile consumer position: not read while the remembered one leaves room (24
+        // bytes), read and refused as soon as more is needed.
+        let base = region.base() as usize;
+        // SAFETY: `tail` lives 64 bytes into the header inside `region`.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(u64::MAX, Ordering::SeqCst) };
+        assert_eq!(p.push(&[2; 20]).unwrap(), 20);
+        assert!(p.push(&[3; 10]).is_err());
+    }
+
+    #[test]
+    fn a_consumer_position_going_backwards_is_corruption() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        p.push(&[1; 64]).unwrap();
+        let mut buf = [0u8; 32];
+        c.pop(&mut buf).unwrap();
+        assert_eq!(
+            p.push(&[1; 40]).unwrap(),
+            32,
+            "reads the position: 32 bytes free"
+        );
+        let base = region.base() as usize;
+        // SAFETY: `tail` lives 64 bytes into the header inside `region`.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(16, Ordering::SeqCst) };
+        assert!(
+            p.free().is_err(),
+            "the consumer cannot take back what it freed"
+        );
+    }
+
+    #[test]
+    fn the_producers_cpu_is_a_hint_in_its_own_line() {
+        let mut region = Region::new(64);
+        let (p, c) = pair(&mut region, 64);
+        assert_eq!(c.producer_cpu(), None, "not said yet");
+        p.publish_cpu(Some(0));
+        assert_eq!(c.producer_cpu(), Some(0));
+        p.publish_cpu(Some(3));
+        assert_eq!(c.producer_cpu(), Some(3));
+        p.publish_cpu(None);
+        assert_eq!(c.producer_cpu(), None);
     }
 
     #[test]
