@@ -45,11 +45,17 @@ pub const MAX_RING: usize = 1 << 28;
 const MAGIC: &[u8; 4] = b"ISHM";
 
 /// How a consumer waits for data.
+///
+/// A spinning node does not spin against a peer on its own CPU (each side says in the ring
+/// which CPU it waits on): there the spin would only hold off the data it waits for, so
+/// `SpinThenPark` parks at once and `BusySpin` yields the CPU at every look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStrategy {
     /// Never sleep: poll the rings until the loop's timeout. Lowest latency, one busy core.
     BusySpin,
-    /// Poll the rings for this long, then sleep until signalled.
+    /// Poll the rings for up to this long, then sleep until signalled. The spin adapts
+    /// between a sixteenth of this and all of it: spins that find nothing halve it, spins
+    /// (or short sleeps) that end with input double it.
     SpinThenPark(StdDuration),
     /// Sleep at once until signalled.
     Park,
