@@ -81,6 +81,15 @@ pub struct ShmLink {
     waiting_for_space: bool,
 }
 
+/// The CPU this thread runs on, if the system says (for the choice between spinning and
+/// parking: see [`WaitStrategy`]).
+pub fn current_cpu() -> Option<u32> {
+    // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours; it returns
+    // the CPU number or -1.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
+}
+
 fn corrupt(c: super::ring::Corrupt) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, c.to_string())
 }
