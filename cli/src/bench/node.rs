@@ -66,7 +66,7 @@ const ECHO_CHART: &str = r#"{
   "id": "bench-echo",
   "initial": "on",
   "states": {
-    "on": { "on": { "PING": { "actions": "pong" }, "DATA": { "actions": "count" }, "EXPECT": { "actions": "expect" }, "QUIT": "off" } },
+    "on": { "on": { "PING": { "actions": "pong" }, "DATA": { "actions": "count" }, "EXPECT": { "actions": "expect" }, "QUIT": { "target": "off", "actions": "quit" } } },
     "off": { "type": "final" }
   }
 }"#;
@@ -161,6 +161,9 @@ impl Drop for NodeSession {
             .node
             .send_from_port("bench-a", "bench-echo", "QUIT", &[]);
         let _ = self.node.run_for(StdDuration::from_millis(20));
+        // Let the peer end by itself (its `QUIT`), so that a profiler watching it writes its
+        // report; killed if it takes longer.
+        self._peer.wait_exit(StdDuration::from_secs(2));
     }
 }
 
@@ -249,7 +252,10 @@ pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), Str
     let count = Rc::new(Cell::new(0usize));
     let expect = Rc::new(Cell::new(usize::MAX));
     let (c1, c2, e1, e2) = (count.clone(), count.clone(), expect.clone(), expect.clone());
+    let quit = Rc::new(Cell::new(false));
+    let quit_set = quit.clone();
     let behaviors = Behaviors::new()
+        .action("quit", move |_| quit_set.set(true))
         .action("pong", |cx| {
             let payload = cx.payload();
             let _ = cx.send("bench-a", "PONG", payload);
@@ -271,15 +277,16 @@ pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), Str
         });
     interstate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
         .map_err(|e| e.to_string())?;
-    // Stop when the benchmark process is gone; asking costs a system call, so only every
-    // 4096th loop turn (a busy-spinning node turns its loop about once a microsecond).
+    // Stop when the machine is done (its `QUIT` action sets `quit`: looking the machine up
+    // by name every loop turn was a sixth of this process's work per round trip, profiled)
+    // or the benchmark process is gone (asking costs a system call, so only every 4096th
+    // loop turn: a busy-spinning node turns its loop about once a microsecond).
     let parent = std::os::unix::process::parent_id();
     let mut turns = 0u32;
     let stopped = node
-        .run_until(StdDuration::from_secs(3600), |n| {
+        .run_until(StdDuration::from_secs(3600), |_| {
             turns = turns.wrapping_add(1);
-            n.machine("bench-echo").is_none_or(|m| m.is_done())
-                || (turns % 4096 == 0 && std::os::unix::process::parent_id() != parent)
+            quit.get() || (turns % 4096 == 0 && std::os::unix::process::parent_id() != parent)
         })
         .map_err(|e| e.to_string())?;
     if stopped {

@@ -11,6 +11,20 @@ use super::Pin;
 /// Kills a child on drop.
 pub struct ChildGuard(Child);
 
+impl ChildGuard {
+    /// Waits up to `limit` for the child to exit by itself (it was asked to); the drop kills
+    /// it if it has not.
+    pub fn wait_exit(&mut self, limit: StdDuration) {
+        let t = StdInstant::now();
+        while t.elapsed() < limit {
+            match self.0.try_wait() {
+                Ok(None) => std::thread::sleep(StdDuration::from_millis(1)),
+                _ => return,
+            }
+        }
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();

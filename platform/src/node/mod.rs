@@ -41,6 +41,7 @@ mod outline;
 mod payload;
 mod ports;
 mod requests;
+mod spin;
 mod status;
 mod topics;
 
@@ -429,6 +430,8 @@ pub struct Node {
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
+    /// Whether and how long to spin on shared memory (its CPU, its adaptive budget).
+    spinning: spin::Spinning,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
 }
@@ -504,6 +507,7 @@ impl Node {
             stats_answers: VecDeque::new(),
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
+            spinning: spin::Spinning::new(),
             turn_now: Instant::from_millis(0),
         };
         node.scratch = vec![0; node.config.max_frame as usize + 64];
