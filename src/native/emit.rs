@@ -141,6 +141,10 @@ impl Emitter<'_, '_> {
         self.emit_state_tables();
         if self.chart.has_parallel() {
             self.emit_select_parallel();
+            if self.parallel_root_regions().is_some() {
+                self.emit_pick();
+                self.emit_parallel_root_event();
+            }
         } else {
             self.emit_pick();
         }
@@ -220,6 +224,14 @@ impl Emitter<'_, '_> {
         self.w("            _ => take_many(h, enabled),");
         self.w("        }");
         self.w("    }");
+        if self.parallel_root_regions().is_some() {
+            self.w("    #[inline]");
+            self.w(&format!(
+                "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
+            ));
+            self.w("        parallel_root_event(h)");
+            self.w("    }");
+        }
         if !self.chart.has_parallel() {
             self.w("    #[inline]");
             self.w(&format!(
@@ -597,7 +609,10 @@ impl Emitter<'_, '_> {
     /// Without parallel states: at most one transition, the first candidate from the active
     /// leaf up (`pick_N`: the active child's pick, else the state's own candidate).
     fn emit_pick(&mut self) {
-        let states: Vec<StateId> = self.states().collect();
+        // Below a parallel root, only its regions' subtrees pick (the root selects with
+        // `parallel_root_event`).
+        let skip = usize::from(self.chart.has_parallel());
+        let states: Vec<StateId> = self.states().skip(skip).collect();
         for s in states {
             self.w("");
             self.w(&format!("/// Selection below {}.", self.state_name(s)));
@@ -652,11 +667,12 @@ impl Emitter<'_, '_> {
                     self.w("    }");
                 }
                 StateKind::Parallel if !kids.is_empty() => {
+                    // Every region of an active parallel state is active (in a regular
+                    // configuration: a chart with history states that leaves it irregular
+                    // selects with the interpreter's walk of the state value).
                     self.w("    let mut found = false;");
                     for c in &kids {
-                        self.w(&format!("    if h.active({}) {{", c.0));
-                        self.w(&format!("        found |= select_{}(h, out)?;", c.0));
-                        self.w("    }");
+                        self.w(&format!("    found |= select_{}(h, out)?;", c.0));
                     }
                     self.w("    if found {");
                     self.w("        return Ok(true);");
@@ -673,6 +689,148 @@ impl Emitter<'_, '_> {
             self.w("    }");
             self.w("}");
         }
+    }
+
+    /// The regions of the root when the root is a parallel state none of whose regions
+    /// holds a parallel state, in a chart that keeps no entry order: its event's selection
+    /// is at most one transition per region (`pick_R`), taken without a list when they are
+    /// all pure sibling moves (`parallel_root_event`).
+    fn parallel_root_regions(&self) -> Option<Vec<StateId>> {
+        let root = StateId(0);
+        if self.kind(root) != StateKind::Parallel || self.ordered() {
+            return None;
+        }
+        let nested = self
+            .states()
+            .skip(1)
+            .any(|s| self.kind(s) == StateKind::Parallel);
+        (!nested).then(|| self.children(root))
+    }
+
+    /// Sibling moves with no exit or transition actions and no final target ("pure"): their
+    /// exits are only bits of their sources, and a microstep of several of them is the
+    /// sources' bits cleared, then each target entered with its entry actions, in order.
+    fn pure_sibling_moves(&self) -> Vec<u16> {
+        (0..self.chart.transition_count() as u16)
+            .filter(|&t| {
+                let Some((src, x)) = self.chart.sibling_move(TransitionId(t)) else {
+                    return false;
+                };
+                let tr = self.chart.transition(TransitionId(t));
+                self.chart.exit_actions(src).is_empty()
+                    && self.chart.transition_actions(&tr).is_empty()
+                    && self.kind(x) != StateKind::Final
+            })
+            .collect()
+    }
+
+    /// The event's microstep of a parallel root (see [`Self::parallel_root_regions`]): each
+    /// region's pick, in document order, all before any is taken (a guard may read the
+    /// configuration); pure sibling moves taken one by one through a `match` over the
+    /// region's own transitions; anything else through the list and `take_many`.
+    fn emit_parallel_root_event(&mut self) {
+        let Some(regions) = self.parallel_root_regions() else {
+            return;
+        };
+        let pure = self.pure_sibling_moves();
+        self.w("");
+        self.w("/// The microstep of an external event: every region's pick, then the moves.");
+        self.w("#[inline]");
+        self.w(&format!(
+            "fn parallel_root_event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
+        ));
+        for (i, r) in regions.iter().enumerate() {
+            self.w(&format!("    let t{i} = pick_{}(h);", r.0));
+        }
+        let region_pure: Vec<Vec<u16>> = regions
+            .iter()
+            .map(|&r| {
+                let end = self.chart.end(r).0;
+                pure.iter()
+                    .copied()
+                    .filter(|&t| {
+                        let src = self.chart.transition(TransitionId(t)).source.0;
+                        src > r.0 && src <= end
+                    })
+                    .collect()
+            })
+            .collect();
+        let conds: Vec<String> = region_pure
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if p.is_empty() {
+                    format!("t{i}.is_none()")
+                } else {
+                    format!("matches!(t{i}, None | Some({}))", pattern(p))
+                }
+            })
+            .collect();
+        let some: Vec<String> = (0..regions.len())
+            .map(|i| format!("t{i}.is_some()"))
+            .collect();
+        if region_pure.iter().any(|p| !p.is_empty()) {
+            self.w(&format!(
+                "    if ({}) && ({}) {{",
+                conds.join(" && "),
+                some.join(" || ")
+            ));
+            self.w("        h.begin_microstep();");
+            // Every source exits (reverse document order), then every target enters.
+            for exits in [true, false] {
+                let order: Vec<usize> = if exits {
+                    (0..regions.len()).rev().collect()
+                } else {
+                    (0..regions.len()).collect()
+                };
+                for i in order {
+                    let p = region_pure[i].clone();
+                    if p.is_empty() {
+                        continue;
+                    }
+                    self.w(&format!("        if let Some(t) = t{i} {{"));
+                    self.w("            match t {");
+                    for &t in &p {
+                        let (src, x) = self
+                            .chart
+                            .sibling_move(TransitionId(t))
+                            .expect("a sibling move");
+                        self.w(&format!("                {t} => {{"));
+                        if exits {
+                            self.exit_state(src, "                    ");
+                        } else {
+                            self.enter_state(x, "                    ");
+                        }
+                        self.w("                }");
+                    }
+                    self.w("                _ => {}");
+                    self.w("            }");
+                    self.w("        }");
+                }
+            }
+            self.w("        return h.end_microstep();");
+            self.w("    }");
+        }
+        self.w("    let mut enabled = interstate_core::machine::Enabled::new();");
+        for (i, r) in regions.iter().enumerate() {
+            self.w(&format!("    if let Some(t) = t{i} {{"));
+            self.w(&format!(
+                "        interstate_core::machine::push_enabled(&mut enabled, t, {})?;",
+                r.0
+            ));
+            self.w("    }");
+        }
+        self.w("    if enabled.is_empty() {");
+        self.w("        if let Some(t) = candidate_0(h) {");
+        self.w("            interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
+        self.w("        }");
+        self.w("    }");
+        self.w("    match enabled.as_slice() {");
+        self.w("        [] => Ok(()),");
+        self.w("        [t] => take(h, t.0).map(|_| ()),");
+        self.w("        _ => take_many(h, &enabled).map(|_| ()),");
+        self.w("    }");
+        self.w("}");
     }
 
     /// Child states, history states left out.

@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::request::RequestId;
 use crate::set::StateSet;
 use crate::time::Instant;
-use crate::wire::FailReason;
+use crate::wire::{Correlation, FailReason};
 
 use super::{Enabled, Machine, Status, StepCx, Stepping};
 
@@ -158,7 +158,10 @@ pub fn push_enabled(out: &mut Enabled, t: u16, s: u16) -> Result<(), Error> {
     })
 }
 
-/// The [`NativeHost`] of a machine during one step.
+/// The [`NativeHost`] of a machine during one step. It holds the event by reference (the
+/// interpreter's `StepCx` holds a copy): the generated step of a lean chart never copies it,
+/// and the rare calls that need a `StepCx` (built-in actions, named guards, the machine's
+/// completion) make one for the call.
 struct Host<
     'm,
     'x,
@@ -176,9 +179,40 @@ struct Host<
     BH: Behavior + ?Sized,
 > {
     m: &'m mut Machine<'c, W, Q, O, T, H, B, C, R>,
-    cx: &'x mut StepCx<'e, 'b, BH>,
+    /// The current event, its id resolved.
+    event: &'x Event<'e>,
+    now: Instant,
+    behavior: &'b mut BH,
     /// The parallel states completed in this microstep (their done events are raised once).
     completed: StateSet<W>,
+}
+
+impl<
+        'e,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    > Host<'_, '_, 'e, '_, '_, W, Q, O, T, H, B, C, R, BH>
+{
+    /// Runs `f` with a step context made of the host's parts (a copy of the event).
+    #[inline]
+    fn with_cx<X>(
+        &mut self,
+        f: impl FnOnce(&mut Machine<'_, W, Q, O, T, H, B, C, R>, &mut StepCx<'e, '_, BH>) -> X,
+    ) -> X {
+        let mut cx = StepCx {
+            now: self.now,
+            event: *self.event,
+            behavior: &mut *self.behavior,
+        };
+        f(self.m, &mut cx)
+    }
 }
 
 impl<
@@ -200,27 +234,32 @@ impl<
     }
     #[inline(always)]
     fn event_id(&self) -> Option<u16> {
-        self.cx.event.id.map(|e| e.0)
+        self.event.id.map(|e| e.0)
     }
     #[inline]
     fn event_name(&self) -> &str {
-        self.cx.event.name
+        self.event.name
     }
     #[inline]
     fn guard(&mut self, g: u16) -> bool {
-        self.m.guard_passes(Guard::Named(GuardId(g)), self.cx)
+        self.with_cx(|m, cx| m.guard_passes(Guard::Named(GuardId(g)), cx))
     }
     #[inline]
     fn context_guard(&mut self, i: u16) -> bool {
-        self.m.guard_passes(Guard::Context(i), self.cx)
+        self.with_cx(|m, cx| m.guard_passes(Guard::Context(i), cx))
     }
     #[inline(always)]
     fn user(&mut self, a: u16) -> Result<(), Error> {
-        self.m.run_user(crate::chart::ActionId(a), self.cx)
+        self.m.run_user_parts(
+            crate::chart::ActionId(a),
+            self.now,
+            self.event,
+            self.behavior,
+        )
     }
     #[inline]
     fn builtin(&mut self, i: u16) -> Result<(), Error> {
-        self.m.run_builtin(i, self.cx)
+        self.with_cx(|m, cx| m.run_builtin(i, cx))
     }
     #[inline(always)]
     fn begin_microstep(&mut self) {
@@ -241,7 +280,10 @@ impl<
     }
     #[inline(always)]
     fn end_microstep(&mut self) -> Result<(), Error> {
-        self.m.after_microstep(self.cx)
+        if self.m.status == Status::Done {
+            return self.with_cx(|m, cx| m.after_microstep(cx));
+        }
+        Ok(())
     }
     #[inline(always)]
     fn running(&self) -> bool {
@@ -273,8 +315,21 @@ impl<
     }
     #[inline]
     fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error> {
-        self.m.select_eventless(self.cx, out)
+        self.with_cx(|m, cx| m.select_eventless(cx, out))
     }
+}
+
+/// The host of `m` over a step context's parts.
+macro_rules! host {
+    ($m:expr, $cx:expr) => {
+        Host {
+            m: $m,
+            event: &$cx.event,
+            now: $cx.now,
+            behavior: &mut *$cx.behavior,
+            completed: StateSet::new(),
+        }
+    };
 }
 
 /// The generated macrostep of `N`, as a [`Stepping`].
@@ -297,11 +352,7 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
-        N::initial(&mut Host {
-            m,
-            cx,
-            completed: StateSet::new(),
-        })
+        N::initial(&mut host!(m, cx))
     }
     #[inline(always)]
     fn event<
@@ -319,11 +370,7 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
-        N::event(&mut Host {
-            m,
-            cx,
-            completed: StateSet::new(),
-        })
+        N::event(&mut host!(m, cx))
     }
     #[inline(always)]
     fn settle<
@@ -342,13 +389,30 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'e, '_, BH>,
     ) -> Result<(), Error> {
-        if m.microstep_limit > 0
-            && (!N::SETTLES || (!m.chart.has_eventless() && m.queue.is_empty()))
-        {
+        if m.microstep_limit > 0 && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m) {
             return Ok(());
         }
         settle_loop::<N, W, Q, O, T, H, B, C, R, BH>(m, cx)
     }
+}
+
+/// Whether a macrostep goes on after its first microstep: eventless transitions to look for,
+/// or events on the internal queue (never, for a chart that cannot have either: `N::SETTLES`).
+#[inline(always)]
+fn needs_settling<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+>(
+    m: &Machine<'_, W, Q, O, T, H, B, C, R>,
+) -> bool {
+    N::SETTLES && (m.chart.has_eventless() || !m.queue.is_empty())
 }
 
 /// The interpreter's `settle_loop` with the generated selection and microstep.
@@ -381,33 +445,21 @@ fn settle_loop<
         }
         let mut enabled = Enabled::new();
         if select_eventless {
-            N::select_eventless(
-                &mut Host {
-                    m: &mut *m,
-                    cx: &mut *cx,
-                    completed: StateSet::new(),
-                },
-                &mut enabled,
-            )?;
+            N::select_eventless(&mut host!(&mut *m, cx), &mut enabled)?;
         }
         let eventless = !enabled.is_empty();
-        let mut h = Host {
-            m: &mut *m,
-            cx: &mut *cx,
-            completed: StateSet::new(),
-        };
         if !eventless {
-            let Some(e) = h.m.queue.pop_front() else {
+            let Some(e) = m.queue.pop_front() else {
                 break;
             };
-            h.cx.event = Event::from_id(&h.m.chart, e);
-            N::select(&mut h, &mut enabled)?;
+            cx.event = Event::from_id(&m.chart, e);
+            N::select(&mut host!(&mut *m, cx), &mut enabled)?;
             if enabled.is_empty() {
                 select_eventless = true;
                 continue;
             }
         }
-        let changed = N::microstep(&mut h, &enabled)?;
+        let changed = N::microstep(&mut host!(&mut *m, cx), &enabled)?;
         select_eventless = !eventless || changed;
     }
     Ok(())
@@ -501,6 +553,13 @@ impl<
     }
 
     /// See [`Machine::send`].
+    ///
+    /// An event to an active machine that is not a reply takes a lean path: the generated
+    /// microstep over the event where it is (no copy into a step context), the settle loop
+    /// only when the chart can settle (`N::SETTLES`) and has something to settle, the
+    /// machine's failure or completion handled only when they happened. Anything else (a
+    /// reply, whose request is checked first; a machine not active; a microstep limit of 0)
+    /// goes through the interpreter's entry point with the generated step, as before.
     #[inline]
     pub fn send<BH: Behavior + ?Sized>(
         &mut self,
@@ -508,7 +567,40 @@ impl<
         event: Event<'_>,
         behavior: &mut BH,
     ) -> Result<(), Error> {
-        self.inner.send_with::<Native<N>, BH>(now, event, behavior)
+        let m = &mut self.inner;
+        if m.status != Status::Active
+            || matches!(event.correlation, Correlation::Reply(_))
+            || m.microstep_limit == 0
+        {
+            return m.send_with::<Native<N>, BH>(now, event, behavior);
+        }
+        // The event is used where it is; only one without an id is copied, with its id.
+        let resolved;
+        let event = match event.id {
+            Some(_) => &event,
+            None => {
+                resolved = Event {
+                    id: m.chart.event(event.name),
+                    ..event
+                };
+                &resolved
+            }
+        };
+        m.stats.events += 1;
+        let r = N::event(&mut Host {
+            m: &mut *m,
+            event,
+            now,
+            behavior: &mut *behavior,
+            completed: StateSet::new(),
+        });
+        if r.is_ok()
+            && m.status == Status::Active
+            && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m)
+        {
+            return Ok(());
+        }
+        settle_then_finish::<N, W, Q, O, T, H, B, C, R, BH>(m, r, now, *event, behavior)
     }
 
     /// See [`Machine::handle_timeout`].
@@ -584,6 +676,39 @@ impl<
     pub fn clear_outbox(&mut self) {
         self.inner.clear_outbox();
     }
+}
+
+/// The rest of [`NativeMachine::send`]'s lean path after the event's microstep `r`: the
+/// settle loop when there is something to settle, then the interpreter's `finish` (a failure
+/// stops the machine; completion cancels its timers).
+#[inline(never)]
+fn settle_then_finish<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+>(
+    m: &mut Machine<'static, W, Q, O, T, H, B, C, R>,
+    r: Result<(), Error>,
+    now: Instant,
+    event: Event<'_>,
+    behavior: &mut BH,
+) -> Result<(), Error> {
+    let r = r.and_then(|()| {
+        let mut cx = StepCx {
+            now,
+            event,
+            behavior,
+        };
+        <Native<N> as Stepping>::settle(m, &mut cx)
+    });
+    m.finish(r)
 }
 
 /// Whether the event `name` matches the partial descriptor `prefix` (`prefix.*`, stored
