@@ -827,101 +827,53 @@ fn parallel_root_event<H: interstate_core::machine::NativeHost>(h: &mut H) -> Re
     let t3 = pick_10(h);
     if (matches!(t0, None | Some(0..=1)) && matches!(t1, None | Some(2..=3)) && matches!(t2, None | Some(4..=5)) && matches!(t3, None | Some(6..=7))) && (t0.is_some() || t1.is_some() || t2.is_some() || t3.is_some()) {
         h.begin_microstep();
-        if let Some(t) = t3 {
-            match t {
-                6 => {
-                    h.exit(11); // #par.r4.x
-                }
-                7 => {
-                    h.exit(12); // #par.r4.y
-                }
-                _ => {}
-            }
+        if t3 == Some(6) {
+            h.exit(11); // #par.r4.x
+        } else if t3 == Some(7) {
+            h.exit(12); // #par.r4.y
         }
-        if let Some(t) = t2 {
-            match t {
-                4 => {
-                    h.exit(8); // #par.r3.x
-                }
-                5 => {
-                    h.exit(9); // #par.r3.y
-                }
-                _ => {}
-            }
+        if t2 == Some(4) {
+            h.exit(8); // #par.r3.x
+        } else if t2 == Some(5) {
+            h.exit(9); // #par.r3.y
         }
-        if let Some(t) = t1 {
-            match t {
-                2 => {
-                    h.exit(5); // #par.r2.x
-                }
-                3 => {
-                    h.exit(6); // #par.r2.y
-                }
-                _ => {}
-            }
+        if t1 == Some(2) {
+            h.exit(5); // #par.r2.x
+        } else if t1 == Some(3) {
+            h.exit(6); // #par.r2.y
         }
-        if let Some(t) = t0 {
-            match t {
-                0 => {
-                    h.exit(2); // #par.r1.x
-                }
-                1 => {
-                    h.exit(3); // #par.r1.y
-                }
-                _ => {}
-            }
+        if t0 == Some(0) {
+            h.exit(2); // #par.r1.x
+        } else if t0 == Some(1) {
+            h.exit(3); // #par.r1.y
         }
-        if let Some(t) = t0 {
-            match t {
-                0 => {
-                    h.enter(3); // #par.r1.y
-                    h.user(1)?; // en_r1y
-                }
-                1 => {
-                    h.enter(2); // #par.r1.x
-                    h.user(0)?; // en_r1x
-                }
-                _ => {}
-            }
+        if t0 == Some(0) {
+            h.enter(3); // #par.r1.y
+            h.user(1)?; // en_r1y
+        } else if t0 == Some(1) {
+            h.enter(2); // #par.r1.x
+            h.user(0)?; // en_r1x
         }
-        if let Some(t) = t1 {
-            match t {
-                2 => {
-                    h.enter(6); // #par.r2.y
-                    h.user(3)?; // en_r2y
-                }
-                3 => {
-                    h.enter(5); // #par.r2.x
-                    h.user(2)?; // en_r2x
-                }
-                _ => {}
-            }
+        if t1 == Some(2) {
+            h.enter(6); // #par.r2.y
+            h.user(3)?; // en_r2y
+        } else if t1 == Some(3) {
+            h.enter(5); // #par.r2.x
+            h.user(2)?; // en_r2x
         }
-        if let Some(t) = t2 {
-            match t {
-                4 => {
-                    h.enter(9); // #par.r3.y
-                    h.user(5)?; // en_r3y
-                }
-                5 => {
-                    h.enter(8); // #par.r3.x
-                    h.user(4)?; // en_r3x
-                }
-                _ => {}
-            }
+        if t2 == Some(4) {
+            h.enter(9); // #par.r3.y
+            h.user(5)?; // en_r3y
+        } else if t2 == Some(5) {
+            h.enter(8); // #par.r3.x
+            h.user(4)?; // en_r3x
         }
-        if let Some(t) = t3 {
-            match t {
-                6 => {
-                    h.enter(12); // #par.r4.y
-                    h.user(7)?; // en_r4y
-                }
-                7 => {
-                    h.enter(11); // #par.r4.x
-                    h.user(6)?; // en_r4x
-                }
-                _ => {}
-            }
+        if t3 == Some(6) {
+            h.enter(12); // #par.r4.y
+            h.user(7)?; // en_r4y
+        } else if t3 == Some(7) {
+            h.enter(11); // #par.r4.x
+            h.user(6)?; // en_r4x
         }
         return h.end_microstep();
     }

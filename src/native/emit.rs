@@ -135,9 +135,19 @@ impl Emitter<'_, '_> {
         ));
     }
 
+    /// Whether the chart has history states: its microsteps take their sets from the
+    /// interpreter at run time (see `emit_history_microsteps`).
+    fn history(&self) -> bool {
+        self.chart.has_history()
+    }
+
     pub(super) fn emit(&mut self) {
         self.emit_trait_impl();
-        self.emit_transitions();
+        if self.history() {
+            self.emit_history_microsteps();
+        } else {
+            self.emit_transitions();
+        }
         self.emit_state_tables();
         if self.chart.has_parallel() {
             self.emit_select_parallel();
@@ -192,6 +202,11 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "    fn select<{HOST}>(h: &mut H, out: &mut interstate_core::machine::Enabled) -> Result<(), {ERR}> {{"
         ));
+        if self.history() {
+            self.w("        if h.irregular() {");
+            self.w("            return h.select_interpreted(out);");
+            self.w("        }");
+        }
         if self.chart.has_parallel() {
             self.w("        select_0(h, out).map(|_| ())");
         } else {
@@ -219,11 +234,40 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "    fn microstep<{HOST}>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, {ERR}> {{"
         ));
-        self.w("        match enabled.as_slice() {");
-        self.w("            [t] => take(h, t.0),");
-        self.w("            _ => take_many(h, enabled),");
-        self.w("        }");
+        if self.history() {
+            self.w("        history_microstep(h, enabled, true)");
+        } else {
+            self.w("        match enabled.as_slice() {");
+            self.w("            [t] => take(h, t.0),");
+            self.w("            _ => take_many(h, enabled),");
+            self.w("        }");
+        }
         self.w("    }");
+        if self.history() {
+            self.w("    #[inline]");
+            self.w(&format!(
+                "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
+            ));
+            if self.chart.has_parallel() {
+                self.w("        let mut enabled = interstate_core::machine::Enabled::new();");
+                self.w("        Self::select(h, &mut enabled)?;");
+                self.w("        if enabled.is_empty() {");
+                self.w("            return Ok(());");
+                self.w("        }");
+                self.w("        history_microstep(h, &enabled, true).map(|_| ())");
+            } else {
+                self.w("        let t = if h.irregular() {");
+                self.w("            h.select_chain_interpreted()");
+                self.w("        } else {");
+                self.w("            pick_0(h)");
+                self.w("        };");
+                self.w("        match t {");
+                self.w("            Some(t) => history_take_one(h, t).map(|_| ()),");
+                self.w("            None => Ok(()),");
+                self.w("        }");
+            }
+            self.w("    }");
+        }
         if self.parallel_root_regions().is_some() {
             self.w("    #[inline]");
             self.w(&format!(
@@ -232,7 +276,7 @@ impl Emitter<'_, '_> {
             self.w("        parallel_root_event(h)");
             self.w("    }");
         }
-        if !self.chart.has_parallel() {
+        if !self.chart.has_parallel() && !self.history() {
             self.w("    #[inline]");
             self.w(&format!(
                 "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
@@ -243,6 +287,102 @@ impl Emitter<'_, '_> {
             self.w("        }");
             self.w("    }");
         }
+        self.w("}");
+    }
+
+    /// Charts with history states: the interpreter's microstep with its sets, recording and
+    /// entry order from the interpreter's functions (`h.plan_microstep`), the actions from
+    /// the generated `match` arms. `history_take_one` is the microstep of one transition an
+    /// event selected in a chart without parallel states: a sibling move straight (as the
+    /// interpreter's), anything else through `history_microstep`.
+    fn emit_history_microsteps(&mut self) {
+        self.w("");
+        self.w(
+            "/// A microstep of `enabled` (not empty): the sets and the history from the machine,",
+        );
+        self.w("/// the actions from the chart's `match` arms.");
+        self.w("#[inline(never)]");
+        self.w(&format!(
+            "fn history_microstep<{HOST}>(h: &mut H, enabled: &interstate_core::machine::Enabled, sibling: bool) -> Result<bool, {ERR}> {{"
+        ));
+        self.w("    let mut exit = h.empty();");
+        self.w("    let mut enter = h.empty();");
+        self.w("    let plan = h.plan_microstep(enabled, sibling, &mut exit, &mut enter);");
+        self.w("    let filtered = plan.resolved.as_ref().unwrap_or(enabled);");
+        self.w("    let entering = enter;");
+        self.w(
+            "    while let Some(s) = interstate_core::machine::NativeSet::pop_last(&mut exit) {",
+        );
+        self.w("        exit_actions(h, s)?;");
+        self.w("        h.exit(s);");
+        self.w("    }");
+        self.w("    for t in filtered {");
+        self.w("        transition_actions(h, t.0)?;");
+        self.w("    }");
+        self.w("    if plan.restamp {");
+        self.w("        h.stamp_entering(&entering);");
+        self.w("    }");
+        self.w(
+            "    while let Some(s) = interstate_core::machine::NativeSet::pop_first(&mut enter) {",
+        );
+        self.w("        h.enter(s);");
+        self.w("        entry_actions(h, s)?;");
+        self.w("        if is_final(s) {");
+        self.w("            h.entered_final(s)?;");
+        self.w("        }");
+        self.w("    }");
+        self.w("    h.view_after_microstep(plan.simple);");
+        self.w("    h.end_microstep()?;");
+        self.w("    Ok(plan.simple || plan.history_changed || h.config() != plan.before || !h.running())");
+        self.w("}");
+        if self.chart.has_parallel() {
+            return;
+        }
+        self.w("");
+        self.w("/// The microstep of the one transition `t` an event selected.");
+        self.w(&format!(
+            "fn history_take_one<{HOST}>(h: &mut H, t: u16) -> Result<bool, {ERR}> {{"
+        ));
+        let siblings = (0..self.chart.transition_count() as u16)
+            .filter(|&t| self.chart.sibling_move(TransitionId(t)).is_some())
+            .count();
+        if siblings == 0 {
+            self.w("    let mut enabled = interstate_core::machine::Enabled::new();");
+            self.w("    interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
+            self.w("    history_microstep(h, &enabled, false)");
+            self.w("}");
+            return;
+        }
+        self.w("    match t {");
+        for t in 0..self.chart.transition_count() as u16 {
+            let Some((src, x)) = self.chart.sibling_move(TransitionId(t)) else {
+                continue;
+            };
+            let tr = self.chart.transition(TransitionId(t));
+            self.w(&format!("        {t} => {{"));
+            self.w("            h.begin_microstep();");
+            self.exit_state(src, "            ");
+            self.actions(self.chart.transition_actions(&tr), "            ");
+            self.w(&format!(
+                "            h.enter({}); // {}",
+                x.0,
+                self.state_name(x)
+            ));
+            self.w(&format!("            h.entered_sibling({});", x.0));
+            self.actions(self.chart.entry_actions(x), "            ");
+            if self.kind(x) == StateKind::Final {
+                self.w(&format!("            h.entered_final({})?;", x.0));
+                self.w("            h.end_microstep()?;");
+            }
+            self.w("            Ok(true)");
+            self.w("        }");
+        }
+        self.w("        _ => {");
+        self.w("            let mut enabled = interstate_core::machine::Enabled::new();");
+        self.w("            interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
+        self.w("            history_microstep(h, &enabled, false)");
+        self.w("        }");
+        self.w("    }");
         self.w("}");
     }
 
@@ -788,23 +928,40 @@ impl Emitter<'_, '_> {
                     if p.is_empty() {
                         continue;
                     }
-                    self.w(&format!("        if let Some(t) = t{i} {{"));
-                    self.w("            match t {");
-                    for &t in &p {
+                    // `if let` per transition for one or two (clippy prefers it to a
+                    // `match` of one arm), a `match` for more.
+                    let as_match = p.len() > 2;
+                    if as_match {
+                        self.w(&format!("        match t{i} {{"));
+                    }
+                    for (k, &t) in p.iter().enumerate() {
                         let (src, x) = self
                             .chart
                             .sibling_move(TransitionId(t))
                             .expect("a sibling move");
-                        self.w(&format!("                {t} => {{"));
-                        if exits {
-                            self.exit_state(src, "                    ");
+                        if as_match {
+                            self.w(&format!("            Some({t}) => {{"));
                         } else {
-                            self.enter_state(x, "                    ");
+                            let kw = if k == 0 { "if" } else { "} else if" };
+                            self.w(&format!("        {kw} t{i} == Some({t}) {{"));
                         }
-                        self.w("                }");
+                        let ind = if as_match {
+                            "                "
+                        } else {
+                            "            "
+                        };
+                        if exits {
+                            self.exit_state(src, ind);
+                        } else {
+                            self.enter_state(x, ind);
+                        }
+                        if as_match {
+                            self.w("            }");
+                        }
                     }
-                    self.w("                _ => {}");
-                    self.w("            }");
+                    if as_match {
+                        self.w("            _ => {}");
+                    }
                     self.w("        }");
                 }
             }

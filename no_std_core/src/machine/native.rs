@@ -146,6 +146,48 @@ pub trait NativeHost {
     /// Eventless selection in the order the active states entered, the interpreter's own
     /// (XState's `selectEventlessTransitions`).
     fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error>;
+    /// Charts with history states: whether a history quirk left the configuration irregular
+    /// (see the interpreter's state value view); the generated selection, which assumes
+    /// one active child per active compound state, is then not used.
+    fn irregular(&self) -> bool;
+    /// The interpreter's selection from the root (XState's `transitionNode` over the state
+    /// value), for an irregular configuration.
+    fn select_interpreted(&mut self, out: &mut Enabled) -> Result<(), Error>;
+    /// The interpreter's selection of an event in a chart without parallel states, for an
+    /// irregular configuration.
+    fn select_chain_interpreted(&mut self) -> Option<u16>;
+    /// Charts with history states: the first half of the interpreter's microstep, before
+    /// any action runs (it counts the microstep): conflicts resolved, the exit set, history
+    /// recorded, the entry set from the history as recorded, the entry order decided.
+    /// `sibling`: whether the transitions may all be sibling moves.
+    fn plan_microstep(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        exit: &mut Self::Set,
+        enter: &mut Self::Set,
+    ) -> NativePlan<Self::Set>;
+    /// Charts with history states, after a microstep's entries: the state value's view
+    /// (`simple`: the plan's).
+    fn view_after_microstep(&mut self, simple: bool);
+    /// Charts with history states: the sibling move of one transition entered `x` (after
+    /// its bit, before its entry actions), as the interpreter's: in an irregular
+    /// configuration, `x` becomes the latest in the entry order and the view is recomputed.
+    fn entered_sibling(&mut self, x: u16);
+}
+
+/// What [`NativeHost::plan_microstep`] decided, for the generated rest of the microstep.
+pub struct NativePlan<S> {
+    /// The transitions left after conflict resolution, when it removed any (`None`: all).
+    pub resolved: Option<Enabled>,
+    /// Every transition is a sibling move between atomic states.
+    pub simple: bool,
+    /// Recording history changed it.
+    pub history_changed: bool,
+    /// The entered states become the latest in the entry order (stamp them before entering).
+    pub restamp: bool,
+    /// The configuration before the microstep.
+    pub before: S,
 }
 
 /// Appends `t` (a transition of state `s`) to `out`.
@@ -316,6 +358,42 @@ impl<
     #[inline]
     fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error> {
         self.with_cx(|m, cx| m.select_eventless(cx, out))
+    }
+    #[inline]
+    fn irregular(&self) -> bool {
+        self.m.view.irregular
+    }
+    fn select_interpreted(&mut self, out: &mut Enabled) -> Result<(), Error> {
+        self.with_cx(|m, cx| m.select(StateId(0), cx, out, 0).map(|_| ()))
+    }
+    fn select_chain_interpreted(&mut self) -> Option<u16> {
+        self.with_cx(|m, cx| m.select_chain(cx).map(|t| t.0))
+    }
+    fn plan_microstep(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) -> NativePlan<StateSet<W>> {
+        self.completed = StateSet::new();
+        let p = self.m.plan_microstep(enabled, sibling, exit, enter);
+        NativePlan {
+            resolved: p.resolved,
+            simple: p.simple,
+            history_changed: p.history_changed,
+            restamp: p.restamp,
+            before: p.before,
+        }
+    }
+    fn view_after_microstep(&mut self, simple: bool) {
+        self.m.view_after_microstep(simple);
+    }
+    #[inline]
+    fn entered_sibling(&mut self, x: u16) {
+        if self.m.view.irregular {
+            self.m.entered_irregular(StateId(x));
+        }
     }
 }
 
