@@ -54,13 +54,6 @@ fn the_device_module_is_up_to_date() {
     );
 }
 
-fn refusal(json: &str) -> String {
-    let compiled = interstate::compile_str(json).expect("compiles");
-    interstate::native::rust_module(&compiled.chart(), "test")
-        .expect_err("the generator refuses it")
-        .to_string()
-}
-
 #[test]
 fn history_states_compile() {
     for json in [

@@ -11,12 +11,18 @@
 //! decoded from the chart's table: they are rare, and their effects are the machine's.
 //!
 //! The generated code reaches the machine only through [`NativeHost`], so it needs no
-//! `unsafe`, no allocation and nothing but `interstate_core`. The generator refuses the
-//! charts whose semantics need the interpreter's history bookkeeping (history states: see
-//! `docs/native.md`), so the machine's history and value view stay empty, as the
-//! interpreter's do for such charts. A chart with eventless transitions beside parallel
+//! `unsafe`, no allocation and nothing but `interstate_core`. A chart with history states
+//! takes each microstep's exit and entry sets, the history it records and the entry order
+//! from the interpreter's own functions ([`NativeHost::plan_microstep`]: what it enters
+//! depends on what was recorded), and while a history quirk leaves the configuration
+//! irregular, its selection too. A chart with eventless transitions beside parallel
 //! states keeps the entry order (through [`NativeHost::stamp_entering`]) and selects its
 //! eventless transitions with the interpreter's ordered scan.
+//!
+//! [`NativeMachine::send`] is a lean entry point: for an event to an active machine that is
+//! not a reply, it runs the generated microstep over the event where it is (the
+//! interpreter's entry point copies it into its step context), and the settle loop and the
+//! machine's failure or completion only when there is something to do.
 
 use core::marker::PhantomData;
 
