@@ -21,17 +21,17 @@ pub(super) struct Emitter<'a, 'c> {
 }
 
 /// `H: NativeHost` bound, written once.
-const HOST: &str = "H: interstate_core::machine::NativeHost";
-const ERR: &str = "interstate_core::Error";
+pub(super) const HOST: &str = "H: interstate_core::machine::NativeHost";
+pub(super) const ERR: &str = "interstate_core::Error";
 
 impl Emitter<'_, '_> {
-    fn states(&self) -> impl Iterator<Item = StateId> {
+    pub(super) fn states(&self) -> impl Iterator<Item = StateId> {
         (0..self.chart.state_count() as u16).map(StateId)
     }
 
     /// Whether the chart keeps the entry order (eventless transitions beside parallel
     /// states; the generator refuses history states): microsteps stamp what they enter.
-    fn ordered(&self) -> bool {
+    pub(super) fn ordered(&self) -> bool {
         self.chart.needs_entry_order()
     }
 
@@ -46,17 +46,17 @@ impl Emitter<'_, '_> {
         }
     }
 
-    fn kind(&self, s: StateId) -> StateKind {
+    pub(super) fn kind(&self, s: StateId) -> StateKind {
         self.chart.kind(s)
     }
 
-    fn w(&mut self, line: &str) {
+    pub(super) fn w(&mut self, line: &str) {
         self.out.push_str(line);
         self.out.push('\n');
     }
 
     /// Runs the actions `range` of the action table, each a call on `h`.
-    fn actions(&mut self, range: core::ops::Range<u16>, indent: &str) {
+    pub(super) fn actions(&mut self, range: core::ops::Range<u16>, indent: &str) {
         for i in range {
             let line = match self.chart.user_action_at(i) {
                 Some(a) => format!(
@@ -111,12 +111,12 @@ impl Emitter<'_, '_> {
         !range.is_empty()
     }
 
-    fn state_name(&self, s: StateId) -> String {
+    pub(super) fn state_name(&self, s: StateId) -> String {
         comment(&format!("#{}", self.chart.state_id(s)))
     }
 
     /// Enters `s`: the state set, its entry actions, what a final state completes.
-    fn enter_state(&mut self, s: StateId, indent: &str) {
+    pub(super) fn enter_state(&mut self, s: StateId, indent: &str) {
         let line = format!("{indent}h.enter({}); // {}", s.0, self.state_name(s));
         self.w(&line);
         self.actions(self.chart.entry_actions(s), indent);
@@ -126,7 +126,7 @@ impl Emitter<'_, '_> {
     }
 
     /// Exits `s`: its exit actions, then the state set.
-    fn exit_state(&mut self, s: StateId, indent: &str) {
+    pub(super) fn exit_state(&mut self, s: StateId, indent: &str) {
         self.actions(self.chart.exit_actions(s), indent);
         self.w(&format!(
             "{indent}h.exit({}); // {}",
@@ -137,7 +137,7 @@ impl Emitter<'_, '_> {
 
     /// Whether the chart has history states: its microsteps take their sets from the
     /// interpreter at run time (see `emit_history_microsteps`).
-    fn history(&self) -> bool {
+    pub(super) fn history(&self) -> bool {
         self.chart.has_history()
     }
 
@@ -287,102 +287,6 @@ impl Emitter<'_, '_> {
             self.w("        }");
             self.w("    }");
         }
-        self.w("}");
-    }
-
-    /// Charts with history states: the interpreter's microstep with its sets, recording and
-    /// entry order from the interpreter's functions (`h.plan_microstep`), the actions from
-    /// the generated `match` arms. `history_take_one` is the microstep of one transition an
-    /// event selected in a chart without parallel states: a sibling move straight (as the
-    /// interpreter's), anything else through `history_microstep`.
-    fn emit_history_microsteps(&mut self) {
-        self.w("");
-        self.w(
-            "/// A microstep of `enabled` (not empty): the sets and the history from the machine,",
-        );
-        self.w("/// the actions from the chart's `match` arms.");
-        self.w("#[inline(never)]");
-        self.w(&format!(
-            "fn history_microstep<{HOST}>(h: &mut H, enabled: &interstate_core::machine::Enabled, sibling: bool) -> Result<bool, {ERR}> {{"
-        ));
-        self.w("    let mut exit = h.empty();");
-        self.w("    let mut enter = h.empty();");
-        self.w("    let plan = h.plan_microstep(enabled, sibling, &mut exit, &mut enter);");
-        self.w("    let filtered = plan.resolved.as_ref().unwrap_or(enabled);");
-        self.w("    let entering = enter;");
-        self.w(
-            "    while let Some(s) = interstate_core::machine::NativeSet::pop_last(&mut exit) {",
-        );
-        self.w("        exit_actions(h, s)?;");
-        self.w("        h.exit(s);");
-        self.w("    }");
-        self.w("    for t in filtered {");
-        self.w("        transition_actions(h, t.0)?;");
-        self.w("    }");
-        self.w("    if plan.restamp {");
-        self.w("        h.stamp_entering(&entering);");
-        self.w("    }");
-        self.w(
-            "    while let Some(s) = interstate_core::machine::NativeSet::pop_first(&mut enter) {",
-        );
-        self.w("        h.enter(s);");
-        self.w("        entry_actions(h, s)?;");
-        self.w("        if is_final(s) {");
-        self.w("            h.entered_final(s)?;");
-        self.w("        }");
-        self.w("    }");
-        self.w("    h.view_after_microstep(plan.simple);");
-        self.w("    h.end_microstep()?;");
-        self.w("    Ok(plan.simple || plan.history_changed || h.config() != plan.before || !h.running())");
-        self.w("}");
-        if self.chart.has_parallel() {
-            return;
-        }
-        self.w("");
-        self.w("/// The microstep of the one transition `t` an event selected.");
-        self.w(&format!(
-            "fn history_take_one<{HOST}>(h: &mut H, t: u16) -> Result<bool, {ERR}> {{"
-        ));
-        let siblings = (0..self.chart.transition_count() as u16)
-            .filter(|&t| self.chart.sibling_move(TransitionId(t)).is_some())
-            .count();
-        if siblings == 0 {
-            self.w("    let mut enabled = interstate_core::machine::Enabled::new();");
-            self.w("    interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
-            self.w("    history_microstep(h, &enabled, false)");
-            self.w("}");
-            return;
-        }
-        self.w("    match t {");
-        for t in 0..self.chart.transition_count() as u16 {
-            let Some((src, x)) = self.chart.sibling_move(TransitionId(t)) else {
-                continue;
-            };
-            let tr = self.chart.transition(TransitionId(t));
-            self.w(&format!("        {t} => {{"));
-            self.w("            h.begin_microstep();");
-            self.exit_state(src, "            ");
-            self.actions(self.chart.transition_actions(&tr), "            ");
-            self.w(&format!(
-                "            h.enter({}); // {}",
-                x.0,
-                self.state_name(x)
-            ));
-            self.w(&format!("            h.entered_sibling({});", x.0));
-            self.actions(self.chart.entry_actions(x), "            ");
-            if self.kind(x) == StateKind::Final {
-                self.w(&format!("            h.entered_final({})?;", x.0));
-                self.w("            h.end_microstep()?;");
-            }
-            self.w("            Ok(true)");
-            self.w("        }");
-        }
-        self.w("        _ => {");
-        self.w("            let mut enabled = interstate_core::machine::Enabled::new();");
-        self.w("            interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
-        self.w("            history_microstep(h, &enabled, false)");
-        self.w("        }");
-        self.w("    }");
         self.w("}");
     }
 
@@ -831,167 +735,8 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// The regions of the root when the root is a parallel state none of whose regions
-    /// holds a parallel state, in a chart that keeps no entry order: its event's selection
-    /// is at most one transition per region (`pick_R`), taken without a list when they are
-    /// all pure sibling moves (`parallel_root_event`).
-    fn parallel_root_regions(&self) -> Option<Vec<StateId>> {
-        let root = StateId(0);
-        if self.kind(root) != StateKind::Parallel || self.ordered() {
-            return None;
-        }
-        let nested = self
-            .states()
-            .skip(1)
-            .any(|s| self.kind(s) == StateKind::Parallel);
-        (!nested).then(|| self.children(root))
-    }
-
-    /// Sibling moves with no exit or transition actions and no final target ("pure"): their
-    /// exits are only bits of their sources, and a microstep of several of them is the
-    /// sources' bits cleared, then each target entered with its entry actions, in order.
-    fn pure_sibling_moves(&self) -> Vec<u16> {
-        (0..self.chart.transition_count() as u16)
-            .filter(|&t| {
-                let Some((src, x)) = self.chart.sibling_move(TransitionId(t)) else {
-                    return false;
-                };
-                let tr = self.chart.transition(TransitionId(t));
-                self.chart.exit_actions(src).is_empty()
-                    && self.chart.transition_actions(&tr).is_empty()
-                    && self.kind(x) != StateKind::Final
-            })
-            .collect()
-    }
-
-    /// The event's microstep of a parallel root (see [`Self::parallel_root_regions`]): each
-    /// region's pick, in document order, all before any is taken (a guard may read the
-    /// configuration); pure sibling moves taken one by one through a `match` over the
-    /// region's own transitions; anything else through the list and `take_many`.
-    fn emit_parallel_root_event(&mut self) {
-        let Some(regions) = self.parallel_root_regions() else {
-            return;
-        };
-        let pure = self.pure_sibling_moves();
-        self.w("");
-        self.w("/// The microstep of an external event: every region's pick, then the moves.");
-        self.w("#[inline]");
-        self.w(&format!(
-            "fn parallel_root_event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
-        ));
-        for (i, r) in regions.iter().enumerate() {
-            self.w(&format!("    let t{i} = pick_{}(h);", r.0));
-        }
-        let region_pure: Vec<Vec<u16>> = regions
-            .iter()
-            .map(|&r| {
-                let end = self.chart.end(r).0;
-                pure.iter()
-                    .copied()
-                    .filter(|&t| {
-                        let src = self.chart.transition(TransitionId(t)).source.0;
-                        src > r.0 && src <= end
-                    })
-                    .collect()
-            })
-            .collect();
-        let conds: Vec<String> = region_pure
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if p.is_empty() {
-                    format!("t{i}.is_none()")
-                } else {
-                    format!("matches!(t{i}, None | Some({}))", pattern(p))
-                }
-            })
-            .collect();
-        let some: Vec<String> = (0..regions.len())
-            .map(|i| format!("t{i}.is_some()"))
-            .collect();
-        if region_pure.iter().any(|p| !p.is_empty()) {
-            self.w(&format!(
-                "    if ({}) && ({}) {{",
-                conds.join(" && "),
-                some.join(" || ")
-            ));
-            self.w("        h.begin_microstep();");
-            // Every source exits (reverse document order), then every target enters.
-            for exits in [true, false] {
-                let order: Vec<usize> = if exits {
-                    (0..regions.len()).rev().collect()
-                } else {
-                    (0..regions.len()).collect()
-                };
-                for i in order {
-                    let p = region_pure[i].clone();
-                    if p.is_empty() {
-                        continue;
-                    }
-                    // `if let` per transition for one or two (clippy prefers it to a
-                    // `match` of one arm), a `match` for more.
-                    let as_match = p.len() > 2;
-                    if as_match {
-                        self.w(&format!("        match t{i} {{"));
-                    }
-                    for (k, &t) in p.iter().enumerate() {
-                        let (src, x) = self
-                            .chart
-                            .sibling_move(TransitionId(t))
-                            .expect("a sibling move");
-                        if as_match {
-                            self.w(&format!("            Some({t}) => {{"));
-                        } else {
-                            let kw = if k == 0 { "if" } else { "} else if" };
-                            self.w(&format!("        {kw} t{i} == Some({t}) {{"));
-                        }
-                        let ind = if as_match {
-                            "                "
-                        } else {
-                            "            "
-                        };
-                        if exits {
-                            self.exit_state(src, ind);
-                        } else {
-                            self.enter_state(x, ind);
-                        }
-                        if as_match {
-                            self.w("            }");
-                        }
-                    }
-                    if as_match {
-                        self.w("            _ => {}");
-                    }
-                    self.w("        }");
-                }
-            }
-            self.w("        return h.end_microstep();");
-            self.w("    }");
-        }
-        self.w("    let mut enabled = interstate_core::machine::Enabled::new();");
-        for (i, r) in regions.iter().enumerate() {
-            self.w(&format!("    if let Some(t) = t{i} {{"));
-            self.w(&format!(
-                "        interstate_core::machine::push_enabled(&mut enabled, t, {})?;",
-                r.0
-            ));
-            self.w("    }");
-        }
-        self.w("    if enabled.is_empty() {");
-        self.w("        if let Some(t) = candidate_0(h) {");
-        self.w("            interstate_core::machine::push_enabled(&mut enabled, t, 0)?;");
-        self.w("        }");
-        self.w("    }");
-        self.w("    match enabled.as_slice() {");
-        self.w("        [] => Ok(()),");
-        self.w("        [t] => take(h, t.0).map(|_| ()),");
-        self.w("        _ => take_many(h, &enabled).map(|_| ()),");
-        self.w("    }");
-        self.w("}");
-    }
-
     /// Child states, history states left out.
-    fn children(&self, s: StateId) -> Vec<StateId> {
+    pub(super) fn children(&self, s: StateId) -> Vec<StateId> {
         self.chart
             .children(s)
             .filter(|&c| !self.kind(c).is_history())
@@ -1222,7 +967,7 @@ fn names(code: &str, id: &str) -> bool {
 }
 
 /// The `|` pattern of `values` (ascending), consecutive runs as ranges.
-fn pattern(values: &[u16]) -> String {
+pub(super) fn pattern(values: &[u16]) -> String {
     let mut parts = Vec::new();
     let mut i = 0;
     while i < values.len() {

@@ -34,6 +34,8 @@
 //! build script.
 
 mod emit;
+mod emit_history;
+mod emit_parallel_root;
 
 use std::fmt;
 use std::fmt::Write as _;
