@@ -48,7 +48,9 @@ mod view;
 
 pub use context_store::ContextFormat;
 pub(crate) use context_store::{ContextRef, ContextView};
-pub use native::{prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativeSet};
+pub use native::{
+    prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativePlan, NativeSet,
+};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};
