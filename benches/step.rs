@@ -54,11 +54,6 @@ impl Behavior for Counts {
     }
 }
 
-/// The hand-written machines' callback: the same body, the same static dispatch.
-trait Actions {
-    fn action(&mut self, action: ActionId);
-}
-
 impl Actions for Counts {
     #[inline]
     fn action(&mut self, action: ActionId) {
@@ -123,92 +118,9 @@ fn start_native<N: interstate::core::machine::NativeChart, const W: usize>(
 
 // ----- hand-written machines -----------------------------------------------------------------
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ab {
-    A,
-    B,
-}
-
-struct HandFlat {
-    state: Ab,
-    t: EventId,
-    en_a: ActionId,
-    en_b: ActionId,
-}
-
-impl HandFlat {
-    #[inline]
-    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
-        match (self.state, e == self.t) {
-            (Ab::A, true) => {
-                self.state = Ab::B;
-                acts.action(self.en_b);
-            }
-            (Ab::B, true) => {
-                self.state = Ab::A;
-                acts.action(self.en_a);
-            }
-            (_, false) => {}
-        }
-    }
-}
-
-struct HandDeep {
-    state: Ab,
-    t: EventId,
-    /// Entry and exit actions of levels 1..=5 of each branch.
-    en: [[ActionId; 5]; 2],
-    ex: [[ActionId; 5]; 2],
-}
-
-impl HandDeep {
-    #[inline]
-    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
-        if e != self.t {
-            return;
-        }
-        let (from, to) = match self.state {
-            Ab::A => (0, 1),
-            Ab::B => (1, 0),
-        };
-        // Exit innermost first, enter outermost first.
-        for &a in self.ex[from].iter().rev() {
-            acts.action(a);
-        }
-        for &a in &self.en[to] {
-            acts.action(a);
-        }
-        self.state = if to == 0 { Ab::A } else { Ab::B };
-    }
-}
-
-struct HandParallel {
-    regions: [Ab; 4],
-    t: EventId,
-    /// Entry actions of x and y in each region.
-    en: [[ActionId; 2]; 4],
-}
-
-impl HandParallel {
-    #[inline]
-    fn send(&mut self, e: EventId, acts: &mut impl Actions) {
-        if e != self.t {
-            return;
-        }
-        for (r, s) in self.regions.iter_mut().enumerate() {
-            *s = match *s {
-                Ab::A => {
-                    acts.action(self.en[r][1]);
-                    Ab::B
-                }
-                Ab::B => {
-                    acts.action(self.en[r][0]);
-                    Ab::A
-                }
-            };
-        }
-    }
-}
+#[path = "common/hand_written.rs"]
+mod hand_written;
+use hand_written::{Ab, Actions, HandDeep, HandFlat, HandParallel};
 
 // ----- benchmarks ----------------------------------------------------------------------------
 

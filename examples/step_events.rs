@@ -7,7 +7,8 @@
 //! the machine). Run by hand: `cargo run --release --example step_events -- flat 1000`
 //! (`flat`, `deep` or `parallel`). A third argument `native` runs the chart's generated
 //! machine (`benches/common/native_*.rs`, `interstate compile --native`) instead of the
-//! interpreter.
+//! interpreter, `hand` the benchmark's hand-written machine (`benches/common/hand_written.rs`)
+//! with the same event sent the same way.
 
 use std::hint::black_box;
 
@@ -32,6 +33,75 @@ impl Behavior for Counts {
 #[path = "../benches/common/step_charts.rs"]
 mod step_charts;
 use step_charts::{deep_chart, parallel_chart, FLAT};
+
+#[path = "../benches/common/hand_written.rs"]
+mod hand_written;
+use hand_written::{Ab, Actions, HandDeep, HandFlat, HandParallel};
+
+impl Actions for Counts {
+    #[inline]
+    fn action(&mut self, action: ActionId) {
+        self.0[action.index() & 31] += 1;
+    }
+}
+
+/// The benchmark's hand-written machine of `case`, `n` events `T` (the ids from the chart, as
+/// the benchmark takes them).
+fn run_hand(case: &str, n: usize) {
+    let json = match case {
+        "flat" => FLAT.to_string(),
+        "deep" => deep_chart(),
+        _ => parallel_chart(),
+    };
+    let compiled = interstate::compile_str(&json).expect("compiles");
+    let chart = compiled.chart();
+    let action = |name: &str| chart.action(name).expect("the chart has the action");
+    let t = chart.event("T").expect("the chart has T");
+    let mut counts = Counts([0; 32]);
+    match case {
+        "flat" => {
+            let mut m = HandFlat {
+                state: Ab::A,
+                t,
+                en_a: action("enA"),
+                en_b: action("enB"),
+            };
+            for _ in 0..n {
+                m.send(black_box(t), &mut counts);
+            }
+        }
+        "deep" => {
+            let ids = |kind: &str, p: &str| -> [ActionId; 5] {
+                std::array::from_fn(|i| action(&format!("{kind}_{p}{}", i + 1)))
+            };
+            let mut m = HandDeep {
+                state: Ab::A,
+                t,
+                en: [ids("en", "a"), ids("en", "b")],
+                ex: [ids("ex", "a"), ids("ex", "b")],
+            };
+            for _ in 0..n {
+                m.send(black_box(t), &mut counts);
+            }
+        }
+        _ => {
+            let mut m = HandParallel {
+                regions: [Ab::A; 4],
+                t,
+                en: std::array::from_fn(|r| {
+                    [
+                        action(&format!("en_r{}x", r + 1)),
+                        action(&format!("en_r{}y", r + 1)),
+                    ]
+                }),
+            };
+            for _ in 0..n {
+                m.send(black_box(t), &mut counts);
+            }
+        }
+    }
+    black_box(&counts.0);
+}
 
 #[allow(dead_code)]
 mod native_flat {
@@ -65,7 +135,15 @@ fn run_native<N: interstate::core::machine::NativeChart, const W: usize>(n: usiz
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_events flat|deep|parallel N [native]";
+    let usage = "usage: step_events flat|deep|parallel N [native|hand]";
+    if args.get(3).map(String::as_str) == Some("hand") {
+        let n: usize = args.get(2).and_then(|n| n.parse().ok()).expect(usage);
+        match args.get(1).map(String::as_str) {
+            Some(case @ ("flat" | "deep" | "parallel")) => run_hand(case, n),
+            _ => panic!("{usage}"),
+        }
+        return;
+    }
     if args.get(3).map(String::as_str) == Some("native") {
         let n: usize = args.get(2).and_then(|n| n.parse().ok()).expect(usage);
         match args.get(1).map(String::as_str) {

@@ -2,7 +2,8 @@
 # Instructions per event of the three benchmark charts (benches/step.rs), counted by valgrind's
 # callgrind, which wall-clock noise does not touch: the difference between 21 000 and 1 000
 # events through examples/step_events.rs, divided by 20 000; for the interpreter and for the
-# charts compiled to native Rust (interstate compile --native).
+# charts compiled to native Rust (interstate compile --native) and for the benchmark's
+# hand-written machines.
 #   usage: scripts/step_instructions.sh   (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,7 @@ for case in flat deep parallel; do
     a=$(count "$case" 1000 native)
     b=$(count "$case" 21000 native)
     echo "$case (native): $(((b - a) / 20000)) instructions per event"
+    a=$(count "$case" 1000 hand)
+    b=$(count "$case" 21000 hand)
+    echo "$case (hand-written): $(((b - a) / 20000)) instructions per event"
 done

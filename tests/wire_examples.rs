@@ -45,7 +45,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 pid: 4242,
                 executable: "echo_machine.py",
             }),
-            "1c 00 00 00 00 c9 a6 d1 92 04 04 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
+            "1c 00 00 00 00 c9 a6 d1 92 04 05 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
         ),
         (
             Frame::Deliver(Deliver {

@@ -258,6 +258,10 @@ impl interstate_core::machine::NativeChart for Native {
             _ => take_many(h, enabled),
         }
     }
+    #[inline]
+    fn event<H: interstate_core::machine::NativeHost>(h: &mut H) -> Result<(), interstate_core::Error> {
+        parallel_root_event(h)
+    }
 }
 
 /// The microstep of transition `t` alone.
@@ -557,18 +561,10 @@ fn is_final(_: u16) -> bool {
 /// Selection below #par.
 fn select_0<H: interstate_core::machine::NativeHost>(h: &mut H, out: &mut interstate_core::machine::Enabled) -> Result<bool, interstate_core::Error> {
     let mut found = false;
-    if h.active(1) {
-        found |= select_1(h, out)?;
-    }
-    if h.active(4) {
-        found |= select_4(h, out)?;
-    }
-    if h.active(7) {
-        found |= select_7(h, out)?;
-    }
-    if h.active(10) {
-        found |= select_10(h, out)?;
-    }
+    found |= select_1(h, out)?;
+    found |= select_4(h, out)?;
+    found |= select_7(h, out)?;
+    found |= select_10(h, out)?;
     if found {
         return Ok(true);
     }
@@ -711,6 +707,198 @@ fn select_12<H: interstate_core::machine::NativeHost>(h: &mut H, out: &mut inter
     match candidate_12(h) {
         Some(t) => interstate_core::machine::push_enabled(out, t, 12).map(|()| true),
         None => Ok(false),
+    }
+}
+
+/// Selection below #par.r1.
+#[inline]
+fn pick_1<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    if h.active(2) {
+        if let Some(t) = pick_2(h) {
+            return Some(t);
+        }
+    } else if h.active(3) {
+        if let Some(t) = pick_3(h) {
+            return Some(t);
+        }
+    }
+    candidate_1(h)
+}
+
+/// Selection below #par.r1.x.
+#[inline]
+fn pick_2<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_2(h)
+}
+
+/// Selection below #par.r1.y.
+#[inline]
+fn pick_3<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_3(h)
+}
+
+/// Selection below #par.r2.
+#[inline]
+fn pick_4<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    if h.active(5) {
+        if let Some(t) = pick_5(h) {
+            return Some(t);
+        }
+    } else if h.active(6) {
+        if let Some(t) = pick_6(h) {
+            return Some(t);
+        }
+    }
+    candidate_4(h)
+}
+
+/// Selection below #par.r2.x.
+#[inline]
+fn pick_5<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_5(h)
+}
+
+/// Selection below #par.r2.y.
+#[inline]
+fn pick_6<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_6(h)
+}
+
+/// Selection below #par.r3.
+#[inline]
+fn pick_7<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    if h.active(8) {
+        if let Some(t) = pick_8(h) {
+            return Some(t);
+        }
+    } else if h.active(9) {
+        if let Some(t) = pick_9(h) {
+            return Some(t);
+        }
+    }
+    candidate_7(h)
+}
+
+/// Selection below #par.r3.x.
+#[inline]
+fn pick_8<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_8(h)
+}
+
+/// Selection below #par.r3.y.
+#[inline]
+fn pick_9<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_9(h)
+}
+
+/// Selection below #par.r4.
+#[inline]
+fn pick_10<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    if h.active(11) {
+        if let Some(t) = pick_11(h) {
+            return Some(t);
+        }
+    } else if h.active(12) {
+        if let Some(t) = pick_12(h) {
+            return Some(t);
+        }
+    }
+    candidate_10(h)
+}
+
+/// Selection below #par.r4.x.
+#[inline]
+fn pick_11<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_11(h)
+}
+
+/// Selection below #par.r4.y.
+#[inline]
+fn pick_12<H: interstate_core::machine::NativeHost>(h: &mut H) -> Option<u16> {
+    candidate_12(h)
+}
+
+/// The microstep of an external event: every region's pick, then the moves.
+#[inline]
+fn parallel_root_event<H: interstate_core::machine::NativeHost>(h: &mut H) -> Result<(), interstate_core::Error> {
+    let t0 = pick_1(h);
+    let t1 = pick_4(h);
+    let t2 = pick_7(h);
+    let t3 = pick_10(h);
+    if (matches!(t0, None | Some(0..=1)) && matches!(t1, None | Some(2..=3)) && matches!(t2, None | Some(4..=5)) && matches!(t3, None | Some(6..=7))) && (t0.is_some() || t1.is_some() || t2.is_some() || t3.is_some()) {
+        h.begin_microstep();
+        if t3 == Some(6) {
+            h.exit(11); // #par.r4.x
+        } else if t3 == Some(7) {
+            h.exit(12); // #par.r4.y
+        }
+        if t2 == Some(4) {
+            h.exit(8); // #par.r3.x
+        } else if t2 == Some(5) {
+            h.exit(9); // #par.r3.y
+        }
+        if t1 == Some(2) {
+            h.exit(5); // #par.r2.x
+        } else if t1 == Some(3) {
+            h.exit(6); // #par.r2.y
+        }
+        if t0 == Some(0) {
+            h.exit(2); // #par.r1.x
+        } else if t0 == Some(1) {
+            h.exit(3); // #par.r1.y
+        }
+        if t0 == Some(0) {
+            h.enter(3); // #par.r1.y
+            h.user(1)?; // en_r1y
+        } else if t0 == Some(1) {
+            h.enter(2); // #par.r1.x
+            h.user(0)?; // en_r1x
+        }
+        if t1 == Some(2) {
+            h.enter(6); // #par.r2.y
+            h.user(3)?; // en_r2y
+        } else if t1 == Some(3) {
+            h.enter(5); // #par.r2.x
+            h.user(2)?; // en_r2x
+        }
+        if t2 == Some(4) {
+            h.enter(9); // #par.r3.y
+            h.user(5)?; // en_r3y
+        } else if t2 == Some(5) {
+            h.enter(8); // #par.r3.x
+            h.user(4)?; // en_r3x
+        }
+        if t3 == Some(6) {
+            h.enter(12); // #par.r4.y
+            h.user(7)?; // en_r4y
+        } else if t3 == Some(7) {
+            h.enter(11); // #par.r4.x
+            h.user(6)?; // en_r4x
+        }
+        return h.end_microstep();
+    }
+    let mut enabled = interstate_core::machine::Enabled::new();
+    if let Some(t) = t0 {
+        interstate_core::machine::push_enabled(&mut enabled, t, 1)?;
+    }
+    if let Some(t) = t1 {
+        interstate_core::machine::push_enabled(&mut enabled, t, 4)?;
+    }
+    if let Some(t) = t2 {
+        interstate_core::machine::push_enabled(&mut enabled, t, 7)?;
+    }
+    if let Some(t) = t3 {
+        interstate_core::machine::push_enabled(&mut enabled, t, 10)?;
+    }
+    if enabled.is_empty() {
+        if let Some(t) = candidate_0(h) {
+            interstate_core::machine::push_enabled(&mut enabled, t, 0)?;
+        }
+    }
+    match enabled.as_slice() {
+        [] => Ok(()),
+        [t] => take(h, t.0).map(|_| ()),
+        _ => take_many(h, &enabled).map(|_| ()),
     }
 }
 

@@ -8,6 +8,7 @@
 //!   supervisor;
 //! - [`demo`]: the pipeline that `interstate demo` runs;
 //! - [`inspect`]: `interstate inspect`, the live web inspector of a bus;
+//! - [`mosquitto`]: a private MQTT broker for the InterNode benchmark, demo and tests;
 //! - [`output`]: stdout that ends the tool quietly when its reader goes away, and `NO_COLOR`;
 //! - [`bench`](mod@bench): `interstate bench`, the transport benchmark with its raw baselines.
 
@@ -17,4 +18,5 @@ pub mod demo;
 pub mod inspect;
 pub mod manifest;
 pub mod metrics_http;
+pub mod mosquitto;
 pub mod output;

@@ -158,6 +158,36 @@ fn bench(command: Command) -> Result<ExitCode, String> {
     else {
         unreachable!("not bench")
     };
+    if transport == "mqtt" {
+        // Through a broker a round trip takes about a millisecond: the local paths' defaults
+        // would take minutes.
+        let opts = bench::BenchOptions {
+            round_trips: if round_trips == 20_000 {
+                2_000
+            } else {
+                round_trips
+            },
+            messages: if messages == 1_000_000 {
+                100_000
+            } else {
+                messages
+            },
+            payloads: if payload.is_empty() {
+                vec![64]
+            } else {
+                payload
+            },
+            ..Default::default()
+        };
+        let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+        let report = bench::mqtt::run(&exe, &opts)?;
+        if json {
+            outln!("{report}")?;
+        } else {
+            bench::mqtt::print(&report)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let kinds = bench::Kind::parse_list(&transport)?;
     let mut opts = bench::BenchOptions {
         round_trips,
@@ -192,6 +222,7 @@ fn demo(command: Command) -> Result<ExitCode, String> {
         input,
         store,
         pace,
+        internode,
         verbosity,
     } = command
     else {
@@ -206,6 +237,9 @@ fn demo(command: Command) -> Result<ExitCode, String> {
                 pace,
                 level: verbosity.level(),
             };
+            if internode {
+                return interstate_cli::demo::internode::demo(&opts).map(ExitCode::from);
+            }
             return cmd::app::demo(&opts).map(ExitCode::from);
         }
         Some("ingester") => {
@@ -365,6 +399,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             node,
             prefix,
             credentials,
+            ack_timeout_ms,
+            security,
             bus,
         } => cmd::bridge::bridge(
             &bus.args(),
@@ -373,6 +409,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 node,
                 prefix,
                 credentials,
+                ack_timeout_ms,
+                security,
             },
         )
         .map(ok),

@@ -1,6 +1,7 @@
 //! `interstate compile --native`: the binary writes the native module of a chart (the same
-//! text as `interstate::native::rust_module`), and refuses a chart the generator does not
-//! compile with exit status 2 and a message naming the feature and the state.
+//! text as `interstate::native::rust_module`), a chart with history states included. (A chart
+//! the generator refuses, beyond the sizes its analysis holds, exits with status 2 and a
+//! message naming the feature and the state: `tests/native_modules.rs`.)
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -44,7 +45,7 @@ fn compile_native_writes_the_generated_module() {
 }
 
 #[test]
-fn compile_native_refuses_history_states_by_name() {
+fn compile_native_compiles_history_states() {
     let chart = temp("history.json");
     let module = temp("history_native.rs");
     std::fs::write(
@@ -59,10 +60,9 @@ fn compile_native_refuses_history_states_by_name() {
         "-o",
         module.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("a history state"), "{err}");
-    assert!(err.contains("'#p.a.h'"), "{err}");
-    assert!(!module.exists(), "nothing is written for a refused chart");
+    assert!(out.status.success(), "{out:?}");
+    let written = std::fs::read_to_string(&module).unwrap();
+    assert!(written.contains("h.plan_microstep("), "{written}");
     let _ = std::fs::remove_file(&chart);
+    let _ = std::fs::remove_file(&module);
 }

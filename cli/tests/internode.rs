@@ -305,6 +305,9 @@ fn three_thousand_messages_cross_exactly_once_and_in_order() {
     assert_eq!(tally["duplicates"], 0, "{tally}");
     assert_eq!(tally["out_of_order"], 0, "{tally}");
     assert_eq!(done["failed"], 0, "{done}");
+    // Every message was acknowledged to the source by the time the worker's reply came:
+    // the answers from B travel ahead of the reply on the same connections.
+    assert_eq!(done["unacknowledged"], 0, "{done}");
 }
 
 #[test]
@@ -328,4 +331,250 @@ fn a_bridge_stopped_cleanly_marks_its_node_down() {
     a.wait_ps("keeper gone after B's bridge stopped", |l| {
         !has(l, "keeper")
     });
+}
+
+fn sending_done(bus: &mut Bus, source: P) {
+    bus.wait_json(source, "the source's last send", STEP_LIMIT, |v| {
+        v["sending_done"] == Value::Bool(true)
+    });
+}
+
+/// Issue 15's end-to-end promise: A's bridge acknowledges a message to its sender only once
+/// B's node answered. B's bridge frozen (SIGSTOP) holds five messages unanswered, then is
+/// killed: its will marks host-b down and A's bridge fails all five to their sender as
+/// `node-unreachable`. (Before, A's bridge acknowledged each as it took it: the sender
+/// counted five delivered that no one had.)
+#[test]
+fn messages_awaiting_a_node_that_dies_fail_as_node_unreachable() {
+    let broker = Broker::start("unreach");
+    let mut a = Bus::new("inode-ua");
+    let mut b = Bus::new("inode-ub");
+    a.start_hub();
+    b.start_hub();
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "5", "--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+
+    b.signal(bridge_b, rustix::process::Signal::STOP);
+    let source = a.probe(
+        "source sensor",
+        &["source", "sensor", "worker", "5", "--timeout-ms", "60000"],
+    );
+    sending_done(&mut a, source);
+    b.kill(bridge_b);
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(done["failed"], 5, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(done["reasons"]["node-unreachable"], 5, "{done}");
+    assert_eq!(done["tally"], Value::Null, "{done}");
+    assert_eq!(done["unacknowledged"], 0, "{done}");
+    a.wait_line(bridge_a, true, "the failures logged", STEP_LIMIT, |l| {
+        l.contains("failed as node-unreachable")
+    });
+}
+
+/// A failure on the remote bus reaches the sender: B's worker, frozen with the messages in
+/// its queue, is killed; every message is reported failed to the sender on bus A (by B's
+/// bridge with bus B's reason, or, should the worker's removal reach A first, by A's bus as
+/// for any receiver that leaves), none is counted delivered.
+#[test]
+fn a_receiver_dying_on_the_remote_bus_fails_the_messages_back_to_the_sender() {
+    let broker = Broker::start("remote-fail");
+    let mut a = Bus::new("inode-fa");
+    let mut b = Bus::new("inode-fb");
+    a.start_hub();
+    b.start_hub();
+    start_bridge(&mut a, &broker, "host-a");
+    start_bridge(&mut b, &broker, "host-b");
+    let worker = b.start_sink("worker", &["--expect", "3", "--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+
+    b.signal(worker, rustix::process::Signal::STOP);
+    let source = a.probe(
+        "source sensor",
+        &["source", "sensor", "worker", "3", "--timeout-ms", "60000"],
+    );
+    sending_done(&mut a, source);
+    b.kill(worker);
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(done["failed"], 3, "{done}{}{}", a.dump(), b.dump());
+    let reasons = done["reasons"].as_object().expect("reasons");
+    assert!(
+        reasons
+            .keys()
+            .all(|r| r == "target-gone" || r == "unknown-target"),
+        "{done}"
+    );
+    assert_eq!(done["tally"], Value::Null, "{done}");
+    assert_eq!(done["unacknowledged"], 0, "{done}");
+}
+
+/// Issue 15, exactly once across a receiving bridge's restart. B's bridge, frozen with five
+/// messages for its bus unread, is SIGKILLed: A's bridge fails the five as
+/// `node-unreachable` (the will). B's bridge restarted under the same name resumes its
+/// broker session, which hands it the five again: it must not deliver them (their sender
+/// was told they failed). It drops them: they were sent to its earlier connection (the
+/// `up:N` status each connection publishes, carried in every message), and no registry
+/// record of their sender has reached the new process yet either. A later message from
+/// another sender shows the worker got that one only.
+#[test]
+fn a_receiving_bridge_killed_and_restarted_delivers_nothing_reported_failed() {
+    let broker = Broker::start("restart-rx");
+    let mut a = Bus::new("inode-xa");
+    let mut b = Bus::new("inode-xb");
+    a.start_hub();
+    b.start_hub();
+    start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "1", "--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+
+    b.signal(bridge_b, rustix::process::Signal::STOP);
+    let first = a.probe(
+        "source sensor",
+        &["source", "sensor", "worker", "5", "--timeout-ms", "60000"],
+    );
+    sending_done(&mut a, first);
+    b.kill(bridge_b);
+    let done = wait_summary(&a, &b, first);
+    assert_eq!(done["reasons"]["node-unreachable"], 5, "{done}");
+    a.wait_ps("worker gone with host-b", |l| !has(l, "worker"));
+
+    let restarted = start_bridge(&mut b, &broker, "host-b");
+    a.wait_ps("worker back through the bridge", |l| has(l, "worker"));
+    let marker = a.probe(
+        "source marker",
+        &["source", "marker", "worker", "1", "--timeout-ms", "60000"],
+    );
+    let done = wait_summary(&a, &b, marker);
+    let tally = &done["tally"];
+    assert_eq!(tally["received"], 1, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(tally["by_sender"]["marker"], 1, "{tally}");
+    assert_eq!(tally["by_sender"]["sensor"], Value::Null, "{tally}");
+    // The restarted bridge was handed the five again (its resumed session) and answered
+    // them failed instead of passing them on.
+    b.term(restarted);
+    let summary = b.wait_line(restarted, true, "the bridge's counters", STEP_LIMIT, |l| {
+        l.contains("bridge stopped")
+    });
+    assert!(summary.contains("5 not deliverable"), "{summary}");
+}
+
+/// B's bridge SIGKILLed in the middle of a stream of 2,000 messages and started again:
+/// every message is acknowledged as delivered or reported failed to the sender (nothing
+/// left waiting, nothing lost silently) and the worker got none twice.
+#[test]
+fn a_receiving_bridge_killed_mid_stream_loses_nothing_silently_and_duplicates_nothing() {
+    let broker = Broker::start("kill-stream");
+    let mut a = Bus::new("inode-ka");
+    let mut b = Bus::new("inode-kb");
+    a.start_hub();
+    b.start_hub();
+    start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let worker = b.start_sink("worker", &["--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+    let source = a.probe(
+        "source sensor",
+        &[
+            "source",
+            "sensor",
+            "worker",
+            "2000",
+            "--timeout-ms",
+            "120000",
+            "--progress-every",
+            "100",
+            "--linger-ms",
+            "5000",
+        ],
+    );
+    a.wait_progress(source, 300);
+    b.kill(bridge_b);
+    start_bridge(&mut b, &broker, "host-b");
+    let done = wait_summary(&a, &b, source);
+    b.term(worker);
+    let tally = b.wait_json(worker, "the worker's tally", STEP_LIMIT, |v| {
+        v.get("distinct").is_some()
+    });
+    let sent = done["sent"].as_u64().unwrap() + done["errors"].as_u64().unwrap();
+    let failed = done["failed"].as_u64().unwrap();
+    let distinct = tally["distinct"].as_u64().unwrap();
+    assert_eq!(sent, 2000, "{done}");
+    assert_eq!(done["unacknowledged"], 0, "nothing left waiting: {done}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
+    assert_eq!(tally["out_of_order"], 0, "{tally}");
+    assert!(
+        distinct + failed + done["errors"].as_u64().unwrap() >= 2000,
+        "lost silently: {distinct} delivered, {failed} failed of 2000{done}{tally}"
+    );
+    // Reported: how many were delivered though reported failed (not confirmed: taken by
+    // B's bus before its bridge died, the answer lost with it).
+    eprintln!(
+        "delivered {distinct}, reported failed {failed}, both: {}",
+        (distinct + failed).saturating_sub(2000)
+    );
+}
+
+/// `NODE/ID` addresses machine `ID` of node `NODE` explicitly, even where the plain `ID` is
+/// a local machine's (the conflict rule keeps it local): `host-b/twin` reaches bus B's
+/// `twin`, and its reply comes back from `host-b/twin`, every message acknowledged end to
+/// end. `interstate send host-b/twin` works the same way.
+#[test]
+fn node_slash_id_reaches_that_nodes_machine_even_where_the_id_is_taken() {
+    let broker = Broker::start("node-id");
+    let mut a = Bus::new("inode-na");
+    let mut b = Bus::new("inode-nb");
+    a.start_hub();
+    b.start_hub();
+    let _twin_a = a.start_sink("twin", &["--timeout-ms", "120000"]);
+    let twin_b = b.start_sink("twin", &["--expect", "3", "--timeout-ms", "120000"]);
+    start_bridge(&mut a, &broker, "host-a");
+    start_bridge(&mut b, &broker, "host-b");
+    a.wait_ps("host-b/twin through the bridge", |l| has(l, "host-b/twin"));
+    // ps says where each machine lives: the bridged ones with their host and node (their
+    // pid is the bridge's), the local ones on this host.
+    let list = a.wait_ps("the hosts file", |l| {
+        l.iter()
+            .any(|e| e["machine"] == "host-b/twin" && e["node"] == "host-b")
+    });
+    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    for e in &list {
+        match e["machine"].as_str() {
+            Some("host-b/twin") => assert_eq!(e["host"], this_host.as_str(), "{e}"),
+            Some("twin") => {
+                assert_eq!(e["host"], this_host.as_str(), "{e}");
+                assert_eq!(e["node"], Value::Null, "a local machine: {e}");
+            }
+            _ => {}
+        }
+    }
+    let (_, out, _) = a.run(&["ps"]);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("HOST"), "{out}");
+
+    let source = a.probe(
+        "source sensor",
+        &[
+            "source",
+            "sensor",
+            "host-b/twin",
+            "2",
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    sending_done(&mut a, source);
+    let (status, _, err) = a.run(&["send", "host-b/twin", "PING", "--data", "{\"n\":3}"]);
+    assert!(status.success(), "{err}");
+    let done = wait_summary(&a, &b, source);
+    assert_eq!(done["failed"], 0, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(done["unacknowledged"], 0, "{done}");
+    let tally = b.wait_json(twin_b, "B's twin's tally", STEP_LIMIT, |v| {
+        v.get("distinct").is_some()
+    });
+    assert_eq!(tally["distinct"], 3, "{tally}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
 }

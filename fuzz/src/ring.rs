@@ -129,6 +129,9 @@ pub fn run_ring(s: &RingSession) {
     // This side's own positions, as the ring keeps them.
     let mut tail_mine: u64 = 0;
     let mut head_mine: u64 = 0;
+    // The producer's remembered consumer position: it reads the shared one only when this
+    // leaves too little room for a push, and a position behind it is corrupt.
+    let mut seen_tail: u64 = 0;
     let mut out = vec![0u8; 70_000];
     for op in s.ops.iter().take(512) {
         match op {
@@ -209,12 +212,16 @@ pub fn run_ring(s: &RingSession) {
                 assert_eq!(region.word32(128).load(Ordering::SeqCst), 0);
             }
             RingOp::Push(bytes) => {
-                let tail = region.word64(64).load(Ordering::SeqCst);
-                let expect_ok = tail <= head_mine && head_mine - tail <= cap;
+                let shared = region.word64(64).load(Ordering::SeqCst);
+                // Enough room as remembered: the shared position is not read at all.
+                let rereads = cap - (head_mine - seen_tail) < bytes.len() as u64;
+                let tail = if rereads { shared } else { seen_tail };
+                let expect_ok = tail <= head_mine && head_mine - tail <= cap && tail >= seen_tail;
                 let before = region.bytes_mut()[HEADER..].to_vec();
                 match producer.push(bytes) {
                     Ok(k) => {
                         assert!(expect_ok, "push trusted a consumer position out of range (tail {tail}, head {head_mine})");
+                        seen_tail = tail;
                         let room = cap - (head_mine - tail);
                         assert_eq!(k as u64, room.min(bytes.len() as u64), "push length");
                         let after = region.bytes_mut()[HEADER..].to_vec();
@@ -240,7 +247,7 @@ pub fn run_ring(s: &RingSession) {
             }
             RingOp::Free => {
                 let tail = region.word64(64).load(Ordering::SeqCst);
-                let expect_ok = tail <= head_mine && head_mine - tail <= cap;
+                let expect_ok = tail <= head_mine && head_mine - tail <= cap && tail >= seen_tail;
                 match producer.free() {
                     Ok(k) => {
                         assert!(expect_ok, "free trusted a position out of range");
@@ -251,7 +258,7 @@ pub fn run_ring(s: &RingSession) {
             }
             RingOp::WaitForSpace => {
                 let tail = region.word64(64).load(Ordering::SeqCst);
-                let expect_ok = tail <= head_mine && head_mine - tail <= cap;
+                let expect_ok = tail <= head_mine && head_mine - tail <= cap && tail >= seen_tail;
                 match producer.prepare_wait_for_space() {
                     Ok(space) => {
                         assert!(expect_ok);

@@ -17,7 +17,7 @@ pub use crate::topic::TopicStatus;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -92,6 +92,10 @@ pub enum FailReason {
     Reserved,
     /// The target machine stopped on an error and left the bus.
     TargetStopped,
+    /// The target lives on another node (another host, reached through an MQTT bridge) and
+    /// that node did not confirm the message: it went down (its last will), or did not
+    /// answer within the bridge's bound. Not confirmed either way (`docs/internode.md`).
+    NodeUnreachable,
 }
 
 impl FailReason {
@@ -107,6 +111,7 @@ impl FailReason {
             FailReason::Disconnected => "disconnected",
             FailReason::Reserved => "reserved",
             FailReason::TargetStopped => "target-stopped",
+            FailReason::NodeUnreachable => "node-unreachable",
         }
     }
     /// A short reason a user can act on.
@@ -122,6 +127,9 @@ impl FailReason {
                 "events named xstate.* are reserved for the runtime; applications may not send them"
             }
             FailReason::TargetStopped => "the target machine stopped on an error and left the bus",
+            FailReason::NodeUnreachable => {
+                "the target's node (another host, through the MQTT bridge) went down or did not confirm the message in time"
+            }
         }
     }
 }

@@ -377,8 +377,8 @@ fn a_stop_error_is_kept_bounded_and_reported_for_local_machines_too() {
 }
 
 /// A failure a node found itself (`NodeFailure`) goes to the monitors unchanged, marked with
-/// the link it came from; with no monitor, or from a link that does not own the sender, it
-/// goes nowhere.
+/// the link it came from; with no monitor, or from a link that owns neither the sender nor
+/// the receiver, it goes nowhere.
 #[test]
 fn a_node_found_failure_reaches_monitors_only() {
     let (mut h, mut io) = (hub(), Recorder::default());
@@ -408,8 +408,8 @@ fn a_node_found_failure_reaches_monitors_only() {
     io.clear();
     let later = Instant::from_millis(9);
     assert_eq!(h.handle_frame(later, a, &f, &mut io), Handled::Done);
-    // From a link that does not own `from`: not copied (a forged monitor line).
-    assert_eq!(h.handle_frame(later, b, &f, &mut io), Handled::Done);
+    // From a link that owns neither `from` nor `to`: not copied (a forged monitor line).
+    assert_eq!(h.handle_frame(later, mon, &f, &mut io), Handled::Done);
     let copies: Vec<(u32, u64, Vec<u8>)> = io
         .frames(mon)
         .into_iter()
@@ -433,4 +433,72 @@ fn a_node_found_failure_reaches_monitors_only() {
     assert!(matches!(io.frames(mon).as_slice(),
         [Frame::Monitored { link: 0, frame, .. }]
             if Frame::decode(frame) == Ok(Frame::NodeFailure(local))));
+}
+
+/// A `NodeFailure` from the link that owns the message's *receiver* is that receiver
+/// refusing a message it had taken (an MQTT bridge whose remote machine did not get it):
+/// the hub reports it to the sender's link as a `DeliveryFailed` with the reason and detail
+/// the receiver gave, holding the pair until the sender confirms, as for its own reports.
+/// From a link owning neither, it is a spoof: counted, nothing sent.
+#[test]
+fn a_receivers_refusal_reaches_the_sender_as_a_failure_report() {
+    let (mut h, mut io) = (hub(), Recorder::default());
+    let a = join(&mut h, &mut io, 10, &["sender"]);
+    let bridge = join(&mut h, &mut io, 11, &["remote-worker"]);
+    let other = join(&mut h, &mut io, 12, &["other"]);
+    let refusal = DeliveryFailed {
+        from: "sender",
+        to: "remote-worker",
+        event: "GO",
+        seq: 41,
+        reason: FailReason::NodeUnreachable,
+        detail: "node 'host-b' went down",
+    };
+    let f = body(&Frame::NodeFailure(refusal));
+    io.clear();
+    let spoofed = h.stats().spoofed;
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, other, &f, &mut io),
+        Handled::Done
+    );
+    assert!(
+        io.frames(a).is_empty(),
+        "a link owning neither id is not heard"
+    );
+    assert_eq!(h.stats().spoofed, spoofed + 1);
+
+    assert_eq!(
+        h.handle_frame(Instant::ZERO, bridge, &f, &mut io),
+        Handled::Done
+    );
+    let frames = io.frames(a);
+    assert!(
+        matches!(frames.first(), Some(Frame::DeliveryFailed(d)) if *d == refusal),
+        "{frames:?}"
+    );
+    assert!(
+        io.frames(bridge).is_empty(),
+        "nothing goes back to the refusing link"
+    );
+    // The pair is held until the sender confirms it read the report, as for a report the
+    // hub made itself: a later message of the pair fails the same way meanwhile.
+    io.clear();
+    let later = body(&Frame::Deliver(Deliver {
+        from: "sender",
+        to: "remote-worker",
+        event: "GO",
+        payload: b"{}",
+        seq: 42,
+        correlation: Default::default(),
+    }));
+    h.handle_frame(Instant::ZERO, a, &later, &mut io);
+    assert!(io.frames(bridge).is_empty());
+    assert!(io
+        .frames(a)
+        .iter()
+        .any(|f| matches!(f, Frame::DeliveryFailed(d) if d.seq == 42 && d.reason == FailReason::NodeUnreachable)));
+    let t = confirm_reports(&mut h, &mut io, a);
+    io.clear();
+    h.handle_frame(t, a, &later, &mut io);
+    assert_eq!(io.frames(bridge).len(), 1, "released once confirmed");
 }

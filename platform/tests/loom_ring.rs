@@ -41,7 +41,7 @@ impl Doorbell {
     }
 }
 
-fn run(message: &'static [u8]) {
+fn run(message: &'static [u8], chunk: usize) {
     let shared = Arc::new(Shared {
         header: Header::new(),
         data: std::cell::UnsafeCell::new([0; 4]),
@@ -54,7 +54,9 @@ fn run(message: &'static [u8]) {
         let mut ring = unsafe { Ring::from_parts(&s2.header, s2.data.get() as *mut u8, 4) };
         let mut sent = 0;
         while sent < message.len() {
-            let n = ring.push(&message[sent..]).unwrap();
+            let n = ring
+                .push(&message[sent..(sent + chunk).min(message.len())])
+                .unwrap();
             sent += n;
             if n > 0 && ring.consumer_sleeping() {
                 to_consumer.ring();
@@ -92,5 +94,16 @@ fn bytes_arrive_in_order_and_no_wakeup_is_lost() {
     builder.preemption_bound = Some(3);
     // Five bytes through a four-byte ring: the producer fills it, waits for space, and the
     // consumer sleeps and is woken, in every order loom can find.
-    builder.check(|| run(&[1, 2, 3, 4, 5]));
+    builder.check(|| run(&[1, 2, 3, 4, 5], 5));
+}
+
+#[test]
+fn pushes_sized_by_the_remembered_consumer_position_never_overwrite_unread_bytes() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    // One byte per push: most pushes go by the room the producer remembers from its last read
+    // of the consumer's position, without reading it again; six bytes through four wrap the
+    // ring, so a remembered room that overstated the real one would overwrite a byte the
+    // consumer has not read yet, and `run` would see it.
+    builder.check(|| run(&[1, 2, 3, 4, 5, 6], 1));
 }

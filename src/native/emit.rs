@@ -21,17 +21,17 @@ pub(super) struct Emitter<'a, 'c> {
 }
 
 /// `H: NativeHost` bound, written once.
-const HOST: &str = "H: interstate_core::machine::NativeHost";
-const ERR: &str = "interstate_core::Error";
+pub(super) const HOST: &str = "H: interstate_core::machine::NativeHost";
+pub(super) const ERR: &str = "interstate_core::Error";
 
 impl Emitter<'_, '_> {
-    fn states(&self) -> impl Iterator<Item = StateId> {
+    pub(super) fn states(&self) -> impl Iterator<Item = StateId> {
         (0..self.chart.state_count() as u16).map(StateId)
     }
 
     /// Whether the chart keeps the entry order (eventless transitions beside parallel
     /// states; the generator refuses history states): microsteps stamp what they enter.
-    fn ordered(&self) -> bool {
+    pub(super) fn ordered(&self) -> bool {
         self.chart.needs_entry_order()
     }
 
@@ -46,17 +46,17 @@ impl Emitter<'_, '_> {
         }
     }
 
-    fn kind(&self, s: StateId) -> StateKind {
+    pub(super) fn kind(&self, s: StateId) -> StateKind {
         self.chart.kind(s)
     }
 
-    fn w(&mut self, line: &str) {
+    pub(super) fn w(&mut self, line: &str) {
         self.out.push_str(line);
         self.out.push('\n');
     }
 
     /// Runs the actions `range` of the action table, each a call on `h`.
-    fn actions(&mut self, range: core::ops::Range<u16>, indent: &str) {
+    pub(super) fn actions(&mut self, range: core::ops::Range<u16>, indent: &str) {
         for i in range {
             let line = match self.chart.user_action_at(i) {
                 Some(a) => format!(
@@ -111,12 +111,12 @@ impl Emitter<'_, '_> {
         !range.is_empty()
     }
 
-    fn state_name(&self, s: StateId) -> String {
+    pub(super) fn state_name(&self, s: StateId) -> String {
         comment(&format!("#{}", self.chart.state_id(s)))
     }
 
     /// Enters `s`: the state set, its entry actions, what a final state completes.
-    fn enter_state(&mut self, s: StateId, indent: &str) {
+    pub(super) fn enter_state(&mut self, s: StateId, indent: &str) {
         let line = format!("{indent}h.enter({}); // {}", s.0, self.state_name(s));
         self.w(&line);
         self.actions(self.chart.entry_actions(s), indent);
@@ -126,7 +126,7 @@ impl Emitter<'_, '_> {
     }
 
     /// Exits `s`: its exit actions, then the state set.
-    fn exit_state(&mut self, s: StateId, indent: &str) {
+    pub(super) fn exit_state(&mut self, s: StateId, indent: &str) {
         self.actions(self.chart.exit_actions(s), indent);
         self.w(&format!(
             "{indent}h.exit({}); // {}",
@@ -135,12 +135,26 @@ impl Emitter<'_, '_> {
         ));
     }
 
+    /// Whether the chart has history states: its microsteps take their sets from the
+    /// interpreter at run time (see `emit_history_microsteps`).
+    pub(super) fn history(&self) -> bool {
+        self.chart.has_history()
+    }
+
     pub(super) fn emit(&mut self) {
         self.emit_trait_impl();
-        self.emit_transitions();
+        if self.history() {
+            self.emit_history_microsteps();
+        } else {
+            self.emit_transitions();
+        }
         self.emit_state_tables();
         if self.chart.has_parallel() {
             self.emit_select_parallel();
+            if self.parallel_root_regions().is_some() {
+                self.emit_pick();
+                self.emit_parallel_root_event();
+            }
         } else {
             self.emit_pick();
         }
@@ -188,6 +202,11 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "    fn select<{HOST}>(h: &mut H, out: &mut interstate_core::machine::Enabled) -> Result<(), {ERR}> {{"
         ));
+        if self.history() {
+            self.w("        if h.irregular() {");
+            self.w("            return h.select_interpreted(out);");
+            self.w("        }");
+        }
         if self.chart.has_parallel() {
             self.w("        select_0(h, out).map(|_| ())");
         } else {
@@ -215,12 +234,49 @@ impl Emitter<'_, '_> {
         self.w(&format!(
             "    fn microstep<{HOST}>(h: &mut H, enabled: &interstate_core::machine::Enabled) -> Result<bool, {ERR}> {{"
         ));
-        self.w("        match enabled.as_slice() {");
-        self.w("            [t] => take(h, t.0),");
-        self.w("            _ => take_many(h, enabled),");
-        self.w("        }");
+        if self.history() {
+            self.w("        history_microstep(h, enabled, true)");
+        } else {
+            self.w("        match enabled.as_slice() {");
+            self.w("            [t] => take(h, t.0),");
+            self.w("            _ => take_many(h, enabled),");
+            self.w("        }");
+        }
         self.w("    }");
-        if !self.chart.has_parallel() {
+        if self.history() {
+            self.w("    #[inline]");
+            self.w(&format!(
+                "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
+            ));
+            if self.chart.has_parallel() {
+                self.w("        let mut enabled = interstate_core::machine::Enabled::new();");
+                self.w("        Self::select(h, &mut enabled)?;");
+                self.w("        if enabled.is_empty() {");
+                self.w("            return Ok(());");
+                self.w("        }");
+                self.w("        history_microstep(h, &enabled, true).map(|_| ())");
+            } else {
+                self.w("        let t = if h.irregular() {");
+                self.w("            h.select_chain_interpreted()");
+                self.w("        } else {");
+                self.w("            pick_0(h)");
+                self.w("        };");
+                self.w("        match t {");
+                self.w("            Some(t) => history_take_one(h, t).map(|_| ()),");
+                self.w("            None => Ok(()),");
+                self.w("        }");
+            }
+            self.w("    }");
+        }
+        if self.parallel_root_regions().is_some() {
+            self.w("    #[inline]");
+            self.w(&format!(
+                "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
+            ));
+            self.w("        parallel_root_event(h)");
+            self.w("    }");
+        }
+        if !self.chart.has_parallel() && !self.history() {
             self.w("    #[inline]");
             self.w(&format!(
                 "    fn event<{HOST}>(h: &mut H) -> Result<(), {ERR}> {{"
@@ -597,7 +653,10 @@ impl Emitter<'_, '_> {
     /// Without parallel states: at most one transition, the first candidate from the active
     /// leaf up (`pick_N`: the active child's pick, else the state's own candidate).
     fn emit_pick(&mut self) {
-        let states: Vec<StateId> = self.states().collect();
+        // Below a parallel root, only its regions' subtrees pick (the root selects with
+        // `parallel_root_event`).
+        let skip = usize::from(self.chart.has_parallel());
+        let states: Vec<StateId> = self.states().skip(skip).collect();
         for s in states {
             self.w("");
             self.w(&format!("/// Selection below {}.", self.state_name(s)));
@@ -652,11 +711,12 @@ impl Emitter<'_, '_> {
                     self.w("    }");
                 }
                 StateKind::Parallel if !kids.is_empty() => {
+                    // Every region of an active parallel state is active (in a regular
+                    // configuration: a chart with history states that leaves it irregular
+                    // selects with the interpreter's walk of the state value).
                     self.w("    let mut found = false;");
                     for c in &kids {
-                        self.w(&format!("    if h.active({}) {{", c.0));
-                        self.w(&format!("        found |= select_{}(h, out)?;", c.0));
-                        self.w("    }");
+                        self.w(&format!("    found |= select_{}(h, out)?;", c.0));
                     }
                     self.w("    if found {");
                     self.w("        return Ok(true);");
@@ -676,7 +736,7 @@ impl Emitter<'_, '_> {
     }
 
     /// Child states, history states left out.
-    fn children(&self, s: StateId) -> Vec<StateId> {
+    pub(super) fn children(&self, s: StateId) -> Vec<StateId> {
         self.chart
             .children(s)
             .filter(|&c| !self.kind(c).is_history())
@@ -907,7 +967,7 @@ fn names(code: &str, id: &str) -> bool {
 }
 
 /// The `|` pattern of `values` (ascending), consecutive runs as ranges.
-fn pattern(values: &[u16]) -> String {
+pub(super) fn pattern(values: &[u16]) -> String {
     let mut parts = Vec::new();
     let mut i = 0;
     while i < values.len() {

@@ -20,23 +20,27 @@
 //! 64-bit words). Actions and guards go through the same
 //! [`Behavior`](interstate_core::Behavior).
 //!
-//! Charts the generator cannot compile with the interpreter's exact semantics are refused
-//! with [`NativeError::Unsupported`], naming the feature and the state: history states
-//! (their memory and the configurations they restore), and eventless transitions in a chart
-//! with parallel states (their order follows the order in which states entered). Run those
-//! with the interpreter. See `docs/native.md` for the design and when to choose which.
+//! Charts with history states compile too: what a microstep exits and enters then depends on
+//! what history recorded, so their microsteps take the exit and entry sets, the recording and
+//! the entry order from the interpreter's own functions at run time
+//! (`NativeHost::plan_microstep`), and run the actions through the generated `match` arms;
+//! their selection is generated, and the interpreter's only while a history quirk leaves the
+//! configuration irregular. Charts the generator cannot compile are refused with
+//! [`NativeError::Unsupported`], naming the feature and the state (more history memory than
+//! its analysis holds). See `docs/native.md` for the design and when to choose which.
 //!
 //! The generated code uses only `interstate_core`, has no inner attributes (pull it in with
 //! `include!`), no `unsafe` and no allocation, and is `no_std`. [`build`] does it from a
 //! build script.
 
 mod emit;
+mod emit_history;
+mod emit_parallel_root;
 
 use std::fmt;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use interstate_core::chart::StateKind;
 use interstate_core::chart::TransitionId;
 use interstate_core::set::StateSet;
 use interstate_core::{Chart, StateId};
@@ -105,6 +109,9 @@ struct Plan {
 /// The most states the generator handles (the state sets of its analysis).
 pub const MAX_NATIVE_STATES: usize = 64 * 1024;
 
+/// The history memory (16-bit words) of the machine the generator's analysis runs.
+const PROBE_HISTORY: usize = 4096;
+
 /// Checks that the generator can compile `chart`: the first unsupported feature, by state.
 pub fn check(chart: &Chart<'_>) -> Result<(), NativeError> {
     if chart.state_count() > MAX_NATIVE_STATES {
@@ -127,19 +134,17 @@ pub fn check(chart: &Chart<'_>) -> Result<(), NativeError> {
             hint: "run this chart with the interpreter (a Machine)",
         });
     }
-    for i in 0..chart.state_count() as u16 {
-        let s = StateId(i);
-        let name = || chart.state_id(s).to_string();
-        match chart.kind(s) {
-            StateKind::ShallowHistory | StateKind::DeepHistory => {
-                return Err(NativeError::Unsupported {
-                    feature: "a history state",
-                    state: name(),
-                    hint: "run this chart with the interpreter (a Machine)",
-                });
-            }
-            _ => {}
-        }
+    if chart.history_slots() > PROBE_HISTORY {
+        let state = (0..chart.state_count() as u16)
+            .map(StateId)
+            .find(|&s| chart.kind(s).is_history())
+            .map(|s| chart.state_id(s).to_string())
+            .unwrap_or_default();
+        return Err(NativeError::Unsupported {
+            feature: "more history memory than 4,096 words",
+            state,
+            hint: "run this chart with the interpreter (a Machine)",
+        });
     }
     Ok(())
 }
@@ -147,7 +152,8 @@ pub fn check(chart: &Chart<'_>) -> Result<(), NativeError> {
 /// The static plans of every transition and the initial configuration, from the
 /// interpreter's own algorithm (a machine of `W` words over the chart, never started).
 fn plans<const W: usize>(chart: &Chart<'_>) -> (Vec<Plan>, Vec<u16>) {
-    type Probe<'c, const W: usize> = interstate_core::Machine<'c, W, 1, 1, 1, 0, 1, 1, 0>;
+    type Probe<'c, const W: usize> =
+        interstate_core::Machine<'c, W, 1, 1, 1, PROBE_HISTORY, 1, 1, 0>;
     let probe: Box<Probe<'_, W>> = match Probe::<W>::new(*chart, "native") {
         Ok(m) => Box::new(m),
         // The chart was validated and its size checked: a machine of it always exists.
@@ -156,7 +162,9 @@ fn plans<const W: usize>(chart: &Chart<'_>) -> (Vec<Plan>, Vec<u16>) {
     let mut plans = Vec::new();
     for t in 0..chart.transition_count() as u16 {
         let tr = chart.transition(TransitionId(t));
-        if chart.targets(&tr).is_empty() {
+        // With history states the sets depend on what was recorded: they are computed at run
+        // time (`NativeHost::plan_microstep`), and no static plan is used.
+        if chart.targets(&tr).is_empty() || chart.has_history() {
             plans.push(Plan {
                 exit: None,
                 enter: Vec::new(),

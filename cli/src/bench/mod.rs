@@ -19,6 +19,9 @@
 //!   `PONG` and counts `DATA`. Shared memory is measured once per wait strategy (both sides
 //!   use it).
 //! - **hub**: the same two endpoints as clients of a separate `interstate hub` process.
+//! - **mqtt** (`--transport mqtt`, not part of `all`): two buses joined through a local
+//!   mosquitto by two bridges, beside a raw MQTT ping-pong through the same broker with the
+//!   same client code ([`mqtt`]).
 //! - **pubsub_8**: beside direct, this process (serving the bus) publishes from a port to a
 //!   topic that 8 machines in one peer process subscribe to: its msgs/s are publications per
 //!   second, each delivered to all 8 subscribers (8 messages on the wire each); its round
@@ -42,6 +45,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use serde_json::{json, Value};
 
+pub mod mqtt;
 mod node;
 mod options;
 mod peers;
@@ -140,6 +144,7 @@ pub fn peer(args: &[String]) -> Result<(), String> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(SUBSCRIBERS),
         ),
+        Some("mqtt-raw") => mqtt::raw_peer(arg(1, "port")?),
         Some("node") => node::node_peer(
             arg(1, "bus")?,
             arg(2, "dir")?,

@@ -66,7 +66,7 @@ const ECHO_CHART: &str = r#"{
   "id": "bench-echo",
   "initial": "on",
   "states": {
-    "on": { "on": { "PING": { "actions": "pong" }, "DATA": { "actions": "count" }, "EXPECT": { "actions": "expect" }, "QUIT": "off" } },
+    "on": { "on": { "PING": { "actions": "pong" }, "DATA": { "actions": "count" }, "EXPECT": { "actions": "expect" }, "QUIT": { "target": "off", "actions": "quit" } } },
     "off": { "type": "final" }
   }
 }"#;
@@ -161,58 +161,83 @@ impl Drop for NodeSession {
             .node
             .send_from_port("bench-a", "bench-echo", "QUIT", &[]);
         let _ = self.node.run_for(StdDuration::from_millis(20));
+        // Let the peer end by itself (its `QUIT`), so that a profiler watching it writes its
+        // report; killed if it takes longer.
+        self._peer.wait_exit(StdDuration::from_secs(2));
     }
 }
 
 impl Session for NodeSession {
     fn round_trip(&mut self) -> Result<(), String> {
-        let node = &mut self.node;
-        node.send_from_port("bench-a", "bench-echo", "PING", &self.payload)
-            .map_err(|e| e.to_string())?;
-        node.flush();
-        let deadline = StdInstant::now() + StdDuration::from_secs(10);
-        loop {
-            if let Some(m) = node.recv_port() {
-                if m.event == "PONG" {
-                    return Ok(());
-                }
-            }
-            node.run_once(Some(StdDuration::from_millis(100)))
-                .map_err(|e| e.to_string())?;
-            if StdInstant::now() > deadline {
-                return Err("no PONG within 10 s".into());
-            }
-        }
+        node_round_trip(&mut self.node, &self.payload)
     }
 
     fn one_way(&mut self, n: usize) -> Result<StdDuration, String> {
-        let node = &mut self.node;
         let t = StdInstant::now();
-        let count = n.to_string().into_bytes();
-        node.send_from_port("bench-a", "bench-echo", "EXPECT", &count)
-            .map_err(|e| e.to_string())?;
-        let mut sent = 0;
-        while sent < n {
-            for _ in 0..1024.min(n - sent) {
-                node.send_from_port("bench-a", "bench-echo", "DATA", &self.payload)
-                    .map_err(|e| e.to_string())?;
-                sent += 1;
+        node_one_way_batch(&mut self.node, &self.payload, n)?;
+        Ok(t.elapsed())
+    }
+}
+
+/// One `PING` from port `bench-a` to `bench-echo` and its `PONG` back.
+pub(super) fn node_round_trip(node: &mut Node, payload: &[u8]) -> Result<(), String> {
+    node.send_from_port("bench-a", "bench-echo", "PING", payload)
+        .map_err(|e| e.to_string())?;
+    node.flush();
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    loop {
+        while let Some(m) = node.recv_port() {
+            if m.event == "PONG" {
+                return Ok(());
             }
-            node.run_once(Some(StdDuration::ZERO))
-                .map_err(|e| e.to_string())?;
+            if m.event == interstate_platform::node::DELIVERY_ERROR_EVENT {
+                return Err(format!(
+                    "a PING was not delivered: {}",
+                    String::from_utf8_lossy(&m.payload)
+                ));
+            }
         }
-        let deadline = StdInstant::now() + StdDuration::from_secs(120);
-        loop {
-            node.run_once(Some(StdDuration::from_millis(50)))
+        node.run_once(Some(StdDuration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        if StdInstant::now() > deadline {
+            return Err("no PONG within 10 s".into());
+        }
+    }
+}
+
+/// `EXPECT n`, `n` times `DATA` from port `bench-a` to `bench-echo`, and the echo's `DONE`
+/// once it counted them all.
+pub(super) fn node_one_way_batch(node: &mut Node, payload: &[u8], n: usize) -> Result<(), String> {
+    let count = n.to_string().into_bytes();
+    node.send_from_port("bench-a", "bench-echo", "EXPECT", &count)
+        .map_err(|e| e.to_string())?;
+    let mut sent = 0;
+    while sent < n {
+        for _ in 0..1024.min(n - sent) {
+            node.send_from_port("bench-a", "bench-echo", "DATA", payload)
                 .map_err(|e| e.to_string())?;
-            while let Some(m) = node.recv_port() {
-                if m.event == "DONE" {
-                    return Ok(t.elapsed());
-                }
+            sent += 1;
+        }
+        node.run_once(Some(StdDuration::ZERO))
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = StdInstant::now() + StdDuration::from_secs(120);
+    loop {
+        node.run_once(Some(StdDuration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        while let Some(m) = node.recv_port() {
+            if m.event == "DONE" {
+                return Ok(());
             }
-            if StdInstant::now() > deadline {
-                return Err("the peer did not confirm the throughput run within 120 s".into());
+            if m.event == interstate_platform::node::DELIVERY_ERROR_EVENT {
+                return Err(format!(
+                    "a message was not delivered: {}",
+                    String::from_utf8_lossy(&m.payload)
+                ));
             }
+        }
+        if StdInstant::now() > deadline {
+            return Err("the peer did not confirm the throughput run within 120 s".into());
         }
     }
 }
@@ -227,7 +252,10 @@ pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), Str
     let count = Rc::new(Cell::new(0usize));
     let expect = Rc::new(Cell::new(usize::MAX));
     let (c1, c2, e1, e2) = (count.clone(), count.clone(), expect.clone(), expect.clone());
+    let quit = Rc::new(Cell::new(false));
+    let quit_set = quit.clone();
     let behaviors = Behaviors::new()
+        .action("quit", move |_| quit_set.set(true))
         .action("pong", |cx| {
             let payload = cx.payload();
             let _ = cx.send("bench-a", "PONG", payload);
@@ -249,15 +277,16 @@ pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), Str
         });
     interstate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
         .map_err(|e| e.to_string())?;
-    // Stop when the benchmark process is gone; asking costs a system call, so only every
-    // 4096th loop turn (a busy-spinning node turns its loop about once a microsecond).
+    // Stop when the machine is done (its `QUIT` action sets `quit`: looking the machine up
+    // by name every loop turn was a sixth of this process's work per round trip, profiled)
+    // or the benchmark process is gone (asking costs a system call, so only every 4096th
+    // loop turn: a busy-spinning node turns its loop about once a microsecond).
     let parent = std::os::unix::process::parent_id();
     let mut turns = 0u32;
     let stopped = node
-        .run_until(StdDuration::from_secs(3600), |n| {
+        .run_until(StdDuration::from_secs(3600), |_| {
             turns = turns.wrapping_add(1);
-            n.machine("bench-echo").is_none_or(|m| m.is_done())
-                || (turns % 4096 == 0 && std::os::unix::process::parent_id() != parent)
+            quit.get() || (turns % 4096 == 0 && std::os::unix::process::parent_id() != parent)
         })
         .map_err(|e| e.to_string())?;
     if stopped {

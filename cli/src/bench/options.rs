@@ -34,7 +34,7 @@ impl Kind {
             "shm" => Ok(vec![Kind::Shm]),
             "all" => Ok(vec![Kind::Unix, Kind::Fifo, Kind::Shm]),
             _ => Err(format!(
-                "unknown transport '{s}' (expected unix, fifo, shm or all)"
+                "unknown transport '{s}' (expected unix, fifo, shm, all, or mqtt for InterNode)"
             )),
         }
     }

@@ -11,6 +11,20 @@ use super::Pin;
 /// Kills a child on drop.
 pub struct ChildGuard(Child);
 
+impl ChildGuard {
+    /// Waits up to `limit` for the child to exit by itself (it was asked to); the drop kills
+    /// it if it has not.
+    pub fn wait_exit(&mut self, limit: StdDuration) {
+        let t = StdInstant::now();
+        while t.elapsed() < limit {
+            match self.0.try_wait() {
+                Ok(None) => std::thread::sleep(StdDuration::from_millis(1)),
+                _ => return,
+            }
+        }
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -58,8 +72,8 @@ impl Peers {
     pub(super) fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Result<ChildGuard, String> {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args).stdin(Stdio::null());
-        if args.first() == Some(&"hub") {
-            // Its "serving bus" line would only interleave with the report.
+        if matches!(args.first(), Some(&"hub") | Some(&"bridge")) {
+            // Their "serving bus" and connection lines would only interleave with the report.
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         for (k, v) in env {

@@ -60,6 +60,12 @@ pub fn print_table(v: &Value) -> Result<(), String> {
             )?;
         }
         for name in run["paths"].as_object().into_iter().flatten().map(|p| p.0) {
+            if name == "unix_hub" {
+                crate::outln!(
+                    "  hub_spin: p50 x and thru x are against unix_hub, the same endpoints \
+                     through a hub over Unix sockets in this run"
+                )?;
+            }
             if let Some(n) = name.strip_prefix("pubsub_") {
                 crate::outln!(
                     "  {name}: msgs/s are publications per second, each delivered to all {n} \

@@ -137,6 +137,9 @@ fn measure_transport(
             if opts.via_hub {
                 // The hub process waits as `INTERSTATE_TRANSPORT=shm` makes it: spin 50 µs.
                 add("hub_spin", &mut node(NodeTransport::Shm(Wait::Spin), true));
+                // The same two endpoints through a hub over Unix sockets, in the same run:
+                // the path the shared-memory hub path is held to.
+                add("unix_hub", &mut node(NodeTransport::Unix, true));
             }
         }
     }
@@ -144,14 +147,17 @@ fn measure_transport(
     let mut targets = Vec::new();
     let raw = run.get("raw").cloned();
     let relay = run.get("raw_relay").cloned();
+    let unix_hub = run.get("unix_hub").cloned();
     for (name, r) in &run.paths {
         let Ok(p) = r else { continue };
-        let base = if name.starts_with("hub") && kind != Kind::Shm {
-            relay.as_ref()
-        } else {
-            raw.as_ref()
+        // Paths through a hub: against the raw relay (sockets, pipes) or, for shared memory
+        // (whose raw floor has no relay), the Unix-socket hub path of the same run.
+        let base = match (name.starts_with("hub"), kind) {
+            (true, Kind::Shm) => unix_hub.as_ref(),
+            (true, _) => relay.as_ref(),
+            _ => raw.as_ref(),
         };
-        if name == "raw" || name == "raw_relay" {
+        if name == "raw" || name == "raw_relay" || name == "unix_hub" {
             continue;
         }
         if let Some(b) = base {
@@ -212,6 +218,14 @@ fn measure_transport(
                     "spin-then-park rtt p50 (us) < 5",
                     run.get("direct_spin").map(|p| p.rtt_us[0]),
                     5.0,
+                    true,
+                ));
+            }
+            if opts.via_hub {
+                targets.push(target(
+                    "shm hub rtt p50 / unix hub rtt p50 <= 1",
+                    rtt_ratio("hub_spin", unix_hub.as_ref()),
+                    1.0,
                     true,
                 ));
             }

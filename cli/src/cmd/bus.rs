@@ -213,6 +213,16 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
         .collect();
     let ids: Vec<String> = entries.iter().map(|e| e.machine.clone()).collect();
     let states = super::status::states_of(&mut node, &ids)?;
+    // Machines of other hosts, reached through an MQTT bridge: the bridge says where they
+    // live (docs/internode.md); every other entry is of this host.
+    let bridged = interstate_platform::mqtt::read_hosts(&node.config().socket_path());
+    let this_host = interstate_platform::mqtt::host_name();
+    let where_of = |e: &interstate_platform::registry::MachineInfo| {
+        bridged
+            .get(&(e.pid, e.machine.clone()))
+            .map(|(host, node)| (host.clone(), Some(node.clone())))
+            .unwrap_or_else(|| (this_host.clone(), None))
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -222,14 +232,19 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
             .iter()
             .map(|e| {
                 let state = states.get(&e.machine);
+                let (host, bridged_from) = where_of(e);
                 let mut row = json!({
-                    "machine": e.machine, "pid": e.pid, "uid": e.uid,
+                    "machine": e.machine, "host": host, "pid": e.pid, "uid": e.uid,
                     "executable": e.executable, "transport": format!("{:?}", e.transport),
                     "state": state.map_or(serde_json::Value::Null, |s| s["state"].clone()),
                     "status": state.map_or(serde_json::Value::Null, |s| s["status"].clone()),
                     "age_ms": now_ms.saturating_sub(e.since_ms),
                     "registered_at": super::status::rfc3339_ms(e.since_ms),
                 });
+                // The node of a machine of another host (its pid is its bridge's).
+                if let Some(n) = bridged_from {
+                    row["node"] = json!(n);
+                }
                 // A JSON chart's context, when its state report carries one.
                 if let Some(context) = state.and_then(|s| s.get("context")) {
                     row["context"] = context.clone();
@@ -240,8 +255,9 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
         outln!("{}", serde_json::Value::Array(list))?;
     } else {
         outln!(
-            "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} AGE",
+            "{:<24} {:<16} {:>8} {:>6} {:<20} {:<12} {:<24} AGE",
             "MACHINE",
+            "HOST",
             "PID",
             "UID",
             "EXECUTABLE",
@@ -255,9 +271,11 @@ pub fn ps(args: &BusArgs, as_json: bool) -> Result<(), String> {
                 Some(s) => s["state"].to_string(),
                 None => "-".to_string(),
             };
+            let (host, _) = where_of(&e);
             outln!(
-                "{:<24} {:>8} {:>6} {:<20} {:<12} {:<24} {}s",
+                "{:<24} {:<16} {:>8} {:>6} {:<20} {:<12} {:<24} {}s",
                 e.machine,
+                host,
                 e.pid,
                 e.uid,
                 e.executable,

@@ -35,6 +35,7 @@ use crate::manifest::Manifest;
 use crate::outln;
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
 
+pub mod internode;
 pub mod pipeline;
 
 pub use pipeline::SAMPLES;

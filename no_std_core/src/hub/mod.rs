@@ -627,10 +627,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 self.stopped(link, machine, error, io);
                 Handled::Done
             }
-            Frame::NodeFailure(f) => {
-                self.node_failure(link, &f, body, io);
-                Handled::Done
-            }
+            Frame::NodeFailure(f) => self.node_failure(link, &f, body, io),
             Frame::Subscribe { registry, monitor } => {
                 let l = &mut self.links[link as usize];
                 if l.monitor != monitor {
@@ -751,13 +748,26 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 let _ = detail.push_str(error);
             }
         }
+        self.fail_with(link, d, reason, &detail, io)
+    }
+
+    /// Reports `d` failed to `link` (the sender's) with `reason` and `detail`, and holds
+    /// the pair's later messages on that link until the client confirms reading it.
+    pub(super) fn fail_with(
+        &mut self,
+        link: LinkId,
+        d: &Deliver<'_>,
+        reason: FailReason,
+        detail: &str,
+        io: &mut dyn HubIo,
+    ) -> Handled {
         let f = DeliveryFailed {
             from: d.from,
             to: d.to,
             event: d.event,
             seq: d.seq,
             reason,
-            detail: detail.as_str(),
+            detail,
         };
         match io.send(link, &Frame::DeliveryFailed(f)) {
             Ok(()) => {

@@ -49,23 +49,73 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         }
     }
 
-    /// A `NodeFailure` from `link` (its body `body`): copied to the monitors when there are
-    /// any and the link owns the failed message's sender; otherwise dropped (a report for
-    /// an id the link does not own is counted as spoofed).
+    /// A `NodeFailure` from `link` (its body `body`). From the link that owns the failed
+    /// message's sender, it is a failure that node found itself: copied to the monitors,
+    /// if any. From the link that owns its *receiver* (and not its sender), it is the
+    /// receiver refusing a message it had taken: a bridge whose remote machine did not
+    /// get it (`docs/internode.md`). The hub reports it to the sender's link as its own
+    /// `DeliveryFailed` (with the pair held until the sender confirms, as for any report).
+    /// Any other is counted as spoofed and dropped.
     pub(super) fn node_failure(
         &mut self,
         link: LinkId,
         f: &DeliveryFailed<'_>,
         body: &[u8],
         io: &mut dyn HubIo,
-    ) {
-        if self.lookup(f.from).is_none_or(|r| r.link != link) {
-            self.stats.spoofed += 1;
-            return;
+    ) -> super::Handled {
+        let sender = self.lookup(f.from).map(|r| r.link);
+        if sender == Some(link) {
+            if self.monitors > 0 {
+                self.copy_to_monitors(link, body, io);
+            }
+            return super::Handled::Done;
         }
-        if self.monitors > 0 {
-            self.copy_to_monitors(link, body, io);
+        let receiver = self.lookup(f.to).map(|r| r.link);
+        match (receiver, sender) {
+            (Some(r), Some(s)) if r == link => {
+                let d = crate::wire::Deliver {
+                    from: f.from,
+                    to: f.to,
+                    event: f.event,
+                    payload: &[],
+                    seq: f.seq,
+                    correlation: crate::wire::Correlation::None,
+                };
+                match self.fail_with(s, &d, f.reason, f.detail, io) {
+                    // The sender's queue is full: the refusal waits (the receiver's link is
+                    // not read meanwhile), as a Deliver would.
+                    super::Handled::Stalled(l) => super::Handled::Stalled(l),
+                    _ => super::Handled::Done,
+                }
+            }
+            // A refusal for a sender that left the bus: no one to tell.
+            (Some(r), None) if r == link => super::Handled::Done,
+            _ => {
+                self.stats.spoofed += 1;
+                super::Handled::Done
+            }
         }
+    }
+
+    /// A machine of the hub's own process (a bridge's port) refuses a message it had taken:
+    /// as a `NodeFailure` from the receiver's link (see `node_failure`).
+    pub fn refused_by_local(
+        &mut self,
+        f: &DeliveryFailed<'_>,
+        io: &mut dyn HubIo,
+    ) -> super::Handled {
+        let Some(sender) = self.lookup(f.from).map(|r| r.link) else {
+            return super::Handled::Done;
+        };
+        let d = crate::wire::Deliver {
+            from: f.from,
+            to: f.to,
+            event: f.event,
+            seq: f.seq,
+            payload: &[],
+            correlation: crate::wire::Correlation::None,
+        };
+        self.fail_with(sender, &d, f.reason, f.detail, io)
     }
 
     /// Whether any link monitors the bus: a node hosting the hub reports the failures it

@@ -19,7 +19,7 @@ use super::{Handled, Hub, HubIo, LinkId, LinkState, PeerCredentials, LOCAL_LINK}
 
 /// How many [`FailReason`]s there are (the length of
 /// [`HubStats::failed_by_reason`]).
-pub const FAIL_REASONS: usize = 8;
+pub const FAIL_REASONS: usize = 9;
 
 /// Every [`FailReason`], in the order of [`fail_reason_index`].
 pub const ALL_FAIL_REASONS: [FailReason; FAIL_REASONS] = [
@@ -31,6 +31,7 @@ pub const ALL_FAIL_REASONS: [FailReason; FAIL_REASONS] = [
     FailReason::Disconnected,
     FailReason::Reserved,
     FailReason::TargetStopped,
+    FailReason::NodeUnreachable,
 ];
 
 /// The slot of a reason in a by-reason table.

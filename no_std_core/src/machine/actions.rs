@@ -82,16 +82,29 @@ impl<
         a: ActionId,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
+        self.run_user_parts(a, cx.now, &cx.event, cx.behavior)
+    }
+
+    /// [`Self::run_user`] from the parts of a step context, for the generated code's host,
+    /// which holds the event by reference rather than a copy in a `StepCx`.
+    #[inline(always)]
+    pub(super) fn run_user_parts<BH: Behavior + ?Sized>(
+        &mut self,
+        a: ActionId,
+        now: crate::time::Instant,
+        event: &crate::context::Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         let mut context_error = None;
         let mut acx = ActionContext {
             effects: &mut self.io,
             machine_id: &self.id,
-            event: cx.event,
-            now: cx.now,
+            event: *event,
+            now,
             failures: &mut self.stats.send_failures,
             context: self.context.as_ref(&mut context_error),
         };
-        cx.behavior.action(a, &mut acx);
+        behavior.action(a, &mut acx);
         // A context update the action could not make fails the step (see `context_store`).
         match context_error {
             None => Ok(()),

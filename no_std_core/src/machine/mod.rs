@@ -55,7 +55,9 @@ pub use invoke::{
     parent_id, write_child_id, ChildChange, ChildChangeKind, CHILD_DONE_PREFIX, CHILD_ERROR_PREFIX,
     MAX_CHILD_CHANGES, MAX_CHILD_ID, MAX_LIVE_CHILDREN,
 };
-pub use native::{prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativeSet};
+pub use native::{
+    prefix_matches, push_enabled, NativeChart, NativeHost, NativeMachine, NativePlan, NativeSet,
+};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use heapless::{Deque, Vec};

@@ -11,12 +11,18 @@
 //! decoded from the chart's table: they are rare, and their effects are the machine's.
 //!
 //! The generated code reaches the machine only through [`NativeHost`], so it needs no
-//! `unsafe`, no allocation and nothing but `interstate_core`. The generator refuses the
-//! charts whose semantics need the interpreter's history bookkeeping (history states: see
-//! `docs/native.md`), so the machine's history and value view stay empty, as the
-//! interpreter's do for such charts. A chart with eventless transitions beside parallel
+//! `unsafe`, no allocation and nothing but `interstate_core`. A chart with history states
+//! takes each microstep's exit and entry sets, the history it records and the entry order
+//! from the interpreter's own functions ([`NativeHost::plan_microstep`]: what it enters
+//! depends on what was recorded), and while a history quirk leaves the configuration
+//! irregular, its selection too. A chart with eventless transitions beside parallel
 //! states keeps the entry order (through [`NativeHost::stamp_entering`]) and selects its
 //! eventless transitions with the interpreter's ordered scan.
+//!
+//! [`NativeMachine::send`] is a lean entry point: for an event to an active machine that is
+//! not a reply, it runs the generated microstep over the event where it is (the
+//! interpreter's entry point copies it into its step context), and the settle loop and the
+//! machine's failure or completion only when there is something to do.
 
 use core::marker::PhantomData;
 
@@ -26,7 +32,7 @@ use crate::error::Error;
 use crate::request::RequestId;
 use crate::set::StateSet;
 use crate::time::Instant;
-use crate::wire::FailReason;
+use crate::wire::{Correlation, FailReason};
 
 use super::{Enabled, Machine, Status, StepCx, Stepping};
 
@@ -146,6 +152,48 @@ pub trait NativeHost {
     /// Eventless selection in the order the active states entered, the interpreter's own
     /// (XState's `selectEventlessTransitions`).
     fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error>;
+    /// Charts with history states: whether a history quirk left the configuration irregular
+    /// (see the interpreter's state value view); the generated selection, which assumes
+    /// one active child per active compound state, is then not used.
+    fn irregular(&self) -> bool;
+    /// The interpreter's selection from the root (XState's `transitionNode` over the state
+    /// value), for an irregular configuration.
+    fn select_interpreted(&mut self, out: &mut Enabled) -> Result<(), Error>;
+    /// The interpreter's selection of an event in a chart without parallel states, for an
+    /// irregular configuration.
+    fn select_chain_interpreted(&mut self) -> Option<u16>;
+    /// Charts with history states: the first half of the interpreter's microstep, before
+    /// any action runs (it counts the microstep): conflicts resolved, the exit set, history
+    /// recorded, the entry set from the history as recorded, the entry order decided.
+    /// `sibling`: whether the transitions may all be sibling moves.
+    fn plan_microstep(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        exit: &mut Self::Set,
+        enter: &mut Self::Set,
+    ) -> NativePlan<Self::Set>;
+    /// Charts with history states, after a microstep's entries: the state value's view
+    /// (`simple`: the plan's).
+    fn view_after_microstep(&mut self, simple: bool);
+    /// Charts with history states: the sibling move of one transition entered `x` (after
+    /// its bit, before its entry actions), as the interpreter's: in an irregular
+    /// configuration, `x` becomes the latest in the entry order and the view is recomputed.
+    fn entered_sibling(&mut self, x: u16);
+}
+
+/// What [`NativeHost::plan_microstep`] decided, for the generated rest of the microstep.
+pub struct NativePlan<S> {
+    /// The transitions left after conflict resolution, when it removed any (`None`: all).
+    pub resolved: Option<Enabled>,
+    /// Every transition is a sibling move between atomic states.
+    pub simple: bool,
+    /// Recording history changed it.
+    pub history_changed: bool,
+    /// The entered states become the latest in the entry order (stamp them before entering).
+    pub restamp: bool,
+    /// The configuration before the microstep.
+    pub before: S,
 }
 
 /// Appends `t` (a transition of state `s`) to `out`.
@@ -158,7 +206,10 @@ pub fn push_enabled(out: &mut Enabled, t: u16, s: u16) -> Result<(), Error> {
     })
 }
 
-/// The [`NativeHost`] of a machine during one step.
+/// The [`NativeHost`] of a machine during one step. It holds the event by reference (the
+/// interpreter's `StepCx` holds a copy): the generated step of a lean chart never copies it,
+/// and the rare calls that need a `StepCx` (built-in actions, named guards, the machine's
+/// completion) make one for the call.
 struct Host<
     'm,
     'x,
@@ -176,9 +227,40 @@ struct Host<
     BH: Behavior + ?Sized,
 > {
     m: &'m mut Machine<'c, W, Q, O, T, H, B, C, R>,
-    cx: &'x mut StepCx<'e, 'b, BH>,
+    /// The current event, its id resolved.
+    event: &'x Event<'e>,
+    now: Instant,
+    behavior: &'b mut BH,
     /// The parallel states completed in this microstep (their done events are raised once).
     completed: StateSet<W>,
+}
+
+impl<
+        'e,
+        const W: usize,
+        const Q: usize,
+        const O: usize,
+        const T: usize,
+        const H: usize,
+        const B: usize,
+        const C: usize,
+        const R: usize,
+        BH: Behavior + ?Sized,
+    > Host<'_, '_, 'e, '_, '_, W, Q, O, T, H, B, C, R, BH>
+{
+    /// Runs `f` with a step context made of the host's parts (a copy of the event).
+    #[inline]
+    fn with_cx<X>(
+        &mut self,
+        f: impl FnOnce(&mut Machine<'_, W, Q, O, T, H, B, C, R>, &mut StepCx<'e, '_, BH>) -> X,
+    ) -> X {
+        let mut cx = StepCx {
+            now: self.now,
+            event: *self.event,
+            behavior: &mut *self.behavior,
+        };
+        f(self.m, &mut cx)
+    }
 }
 
 impl<
@@ -200,27 +282,32 @@ impl<
     }
     #[inline(always)]
     fn event_id(&self) -> Option<u16> {
-        self.cx.event.id.map(|e| e.0)
+        self.event.id.map(|e| e.0)
     }
     #[inline]
     fn event_name(&self) -> &str {
-        self.cx.event.name
+        self.event.name
     }
     #[inline]
     fn guard(&mut self, g: u16) -> bool {
-        self.m.guard_passes(Guard::Named(GuardId(g)), self.cx)
+        self.with_cx(|m, cx| m.guard_passes(Guard::Named(GuardId(g)), cx))
     }
     #[inline]
     fn context_guard(&mut self, i: u16) -> bool {
-        self.m.guard_passes(Guard::Context(i), self.cx)
+        self.with_cx(|m, cx| m.guard_passes(Guard::Context(i), cx))
     }
     #[inline(always)]
     fn user(&mut self, a: u16) -> Result<(), Error> {
-        self.m.run_user(crate::chart::ActionId(a), self.cx)
+        self.m.run_user_parts(
+            crate::chart::ActionId(a),
+            self.now,
+            self.event,
+            self.behavior,
+        )
     }
     #[inline]
     fn builtin(&mut self, i: u16) -> Result<(), Error> {
-        self.m.run_builtin(i, self.cx)
+        self.with_cx(|m, cx| m.run_builtin(i, cx))
     }
     #[inline(always)]
     fn begin_microstep(&mut self) {
@@ -241,7 +328,10 @@ impl<
     }
     #[inline(always)]
     fn end_microstep(&mut self) -> Result<(), Error> {
-        self.m.after_microstep(self.cx)
+        if self.m.status == Status::Done {
+            return self.with_cx(|m, cx| m.after_microstep(cx));
+        }
+        Ok(())
     }
     #[inline(always)]
     fn running(&self) -> bool {
@@ -273,8 +363,57 @@ impl<
     }
     #[inline]
     fn select_eventless_ordered(&mut self, out: &mut Enabled) -> Result<(), Error> {
-        self.m.select_eventless(self.cx, out)
+        self.with_cx(|m, cx| m.select_eventless(cx, out))
     }
+    #[inline]
+    fn irregular(&self) -> bool {
+        self.m.view.irregular
+    }
+    fn select_interpreted(&mut self, out: &mut Enabled) -> Result<(), Error> {
+        self.with_cx(|m, cx| m.select(StateId(0), cx, out, 0).map(|_| ()))
+    }
+    fn select_chain_interpreted(&mut self) -> Option<u16> {
+        self.with_cx(|m, cx| m.select_chain(cx).map(|t| t.0))
+    }
+    fn plan_microstep(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) -> NativePlan<StateSet<W>> {
+        self.completed = StateSet::new();
+        let p = self.m.plan_microstep(enabled, sibling, exit, enter);
+        NativePlan {
+            resolved: p.resolved,
+            simple: p.simple,
+            history_changed: p.history_changed,
+            restamp: p.restamp,
+            before: p.before,
+        }
+    }
+    fn view_after_microstep(&mut self, simple: bool) {
+        self.m.view_after_microstep(simple);
+    }
+    #[inline]
+    fn entered_sibling(&mut self, x: u16) {
+        if self.m.view.irregular {
+            self.m.entered_irregular(StateId(x));
+        }
+    }
+}
+
+/// The host of `m` over a step context's parts.
+macro_rules! host {
+    ($m:expr, $cx:expr) => {
+        Host {
+            m: $m,
+            event: &$cx.event,
+            now: $cx.now,
+            behavior: &mut *$cx.behavior,
+            completed: StateSet::new(),
+        }
+    };
 }
 
 /// The generated macrostep of `N`, as a [`Stepping`].
@@ -297,11 +436,7 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
-        N::initial(&mut Host {
-            m,
-            cx,
-            completed: StateSet::new(),
-        })
+        N::initial(&mut host!(m, cx))
     }
     #[inline(always)]
     fn event<
@@ -319,11 +454,7 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'_, '_, BH>,
     ) -> Result<(), Error> {
-        N::event(&mut Host {
-            m,
-            cx,
-            completed: StateSet::new(),
-        })
+        N::event(&mut host!(m, cx))
     }
     #[inline(always)]
     fn settle<
@@ -342,13 +473,30 @@ impl<N: NativeChart> Stepping for Native<N> {
         m: &mut Machine<'c, W, Q, O, T, H, B, C, R>,
         cx: &mut StepCx<'e, '_, BH>,
     ) -> Result<(), Error> {
-        if m.microstep_limit > 0
-            && (!N::SETTLES || (!m.chart.has_eventless() && m.queue.is_empty()))
-        {
+        if m.microstep_limit > 0 && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m) {
             return Ok(());
         }
         settle_loop::<N, W, Q, O, T, H, B, C, R, BH>(m, cx)
     }
+}
+
+/// Whether a macrostep goes on after its first microstep: eventless transitions to look for,
+/// or events on the internal queue (never, for a chart that cannot have either: `N::SETTLES`).
+#[inline(always)]
+fn needs_settling<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+>(
+    m: &Machine<'_, W, Q, O, T, H, B, C, R>,
+) -> bool {
+    N::SETTLES && (m.chart.has_eventless() || !m.queue.is_empty())
 }
 
 /// The interpreter's `settle_loop` with the generated selection and microstep.
@@ -381,33 +529,21 @@ fn settle_loop<
         }
         let mut enabled = Enabled::new();
         if select_eventless {
-            N::select_eventless(
-                &mut Host {
-                    m: &mut *m,
-                    cx: &mut *cx,
-                    completed: StateSet::new(),
-                },
-                &mut enabled,
-            )?;
+            N::select_eventless(&mut host!(&mut *m, cx), &mut enabled)?;
         }
         let eventless = !enabled.is_empty();
-        let mut h = Host {
-            m: &mut *m,
-            cx: &mut *cx,
-            completed: StateSet::new(),
-        };
         if !eventless {
-            let Some(e) = h.m.queue.pop_front() else {
+            let Some(e) = m.queue.pop_front() else {
                 break;
             };
-            h.cx.event = Event::from_id(&h.m.chart, e);
-            N::select(&mut h, &mut enabled)?;
+            cx.event = Event::from_id(&m.chart, e);
+            N::select(&mut host!(&mut *m, cx), &mut enabled)?;
             if enabled.is_empty() {
                 select_eventless = true;
                 continue;
             }
         }
-        let changed = N::microstep(&mut h, &enabled)?;
+        let changed = N::microstep(&mut host!(&mut *m, cx), &enabled)?;
         select_eventless = !eventless || changed;
     }
     Ok(())
@@ -501,6 +637,13 @@ impl<
     }
 
     /// See [`Machine::send`].
+    ///
+    /// An event to an active machine that is not a reply takes a lean path: the generated
+    /// microstep over the event where it is (no copy into a step context), the settle loop
+    /// only when the chart can settle (`N::SETTLES`) and has something to settle, the
+    /// machine's failure or completion handled only when they happened. Anything else (a
+    /// reply, whose request is checked first; a machine not active; a microstep limit of 0)
+    /// goes through the interpreter's entry point with the generated step, as before.
     #[inline]
     pub fn send<BH: Behavior + ?Sized>(
         &mut self,
@@ -508,7 +651,40 @@ impl<
         event: Event<'_>,
         behavior: &mut BH,
     ) -> Result<(), Error> {
-        self.inner.send_with::<Native<N>, BH>(now, event, behavior)
+        let m = &mut self.inner;
+        if m.status != Status::Active
+            || matches!(event.correlation, Correlation::Reply(_))
+            || m.microstep_limit == 0
+        {
+            return m.send_with::<Native<N>, BH>(now, event, behavior);
+        }
+        // The event is used where it is; only one without an id is copied, with its id.
+        let resolved;
+        let event = match event.id {
+            Some(_) => &event,
+            None => {
+                resolved = Event {
+                    id: m.chart.event(event.name),
+                    ..event
+                };
+                &resolved
+            }
+        };
+        m.stats.events += 1;
+        let r = N::event(&mut Host {
+            m: &mut *m,
+            event,
+            now,
+            behavior: &mut *behavior,
+            completed: StateSet::new(),
+        });
+        if r.is_ok()
+            && m.status == Status::Active
+            && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m)
+        {
+            return Ok(());
+        }
+        settle_then_finish::<N, W, Q, O, T, H, B, C, R, BH>(m, r, now, *event, behavior)
     }
 
     /// See [`Machine::handle_timeout`].
@@ -584,6 +760,39 @@ impl<
     pub fn clear_outbox(&mut self) {
         self.inner.clear_outbox();
     }
+}
+
+/// The rest of [`NativeMachine::send`]'s lean path after the event's microstep `r`: the
+/// settle loop when there is something to settle, then the interpreter's `finish` (a failure
+/// stops the machine; completion cancels its timers).
+#[inline(never)]
+fn settle_then_finish<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+>(
+    m: &mut Machine<'static, W, Q, O, T, H, B, C, R>,
+    r: Result<(), Error>,
+    now: Instant,
+    event: Event<'_>,
+    behavior: &mut BH,
+) -> Result<(), Error> {
+    let r = r.and_then(|()| {
+        let mut cx = StepCx {
+            now,
+            event,
+            behavior,
+        };
+        <Native<N> as Stepping>::settle(m, &mut cx)
+    });
+    m.finish(r)
 }
 
 /// Whether the event `name` matches the partial descriptor `prefix` (`prefix.*`, stored

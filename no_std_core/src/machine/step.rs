@@ -9,6 +9,20 @@ use crate::set::StateSet;
 
 use super::{Enabled, Machine, Status, StepCx};
 
+/// What [`Machine::plan_microstep`] decided.
+pub(super) struct MicrostepPlan<const W: usize> {
+    /// The transitions left after conflict resolution, when it removed any (`None`: all).
+    pub(super) resolved: Option<Enabled>,
+    /// Every transition is a sibling move between atomic states.
+    pub(super) simple: bool,
+    /// Recording history changed it.
+    pub(super) history_changed: bool,
+    /// The entered states become the latest in the entry order.
+    pub(super) restamp: bool,
+    /// The configuration before the microstep.
+    pub(super) before: StateSet<W>,
+}
+
 impl<
         'c,
         const W: usize,
@@ -139,21 +153,51 @@ impl<
         if enabled.is_empty() {
             return Ok(false);
         }
-        self.stats.microsteps += 1;
         let mut exit = StateSet::<W>::new();
         let mut enter = StateSet::<W>::new();
+        let plan = self.plan_microstep(enabled, sibling, &mut exit, &mut enter);
+        let filtered: &Enabled = plan.resolved.as_ref().unwrap_or(enabled);
+        for s in exit.iter_rev() {
+            self.run_actions(self.chart.exit_actions(s), cx)?;
+            self.config.remove(s);
+        }
+        for &t in filtered {
+            self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
+        }
+        self.enter_states(&enter, plan.restamp, cx)?;
+        self.view_after_microstep(plan.simple);
+        self.after_microstep(cx)?;
+        // Sibling moves: each source left the configuration for a state that was not in it.
+        Ok(plan.simple
+            || plan.history_changed
+            || self.config != plan.before
+            || self.status != Status::Active)
+    }
+
+    /// The first half of [`Self::microstep`] (`enabled` not empty), before any action runs:
+    /// counts the microstep, resolves conflicts, fills the exit and entry sets (recording
+    /// history between the two), and decides the entry order. Shared with the code generated
+    /// for charts with history states, whose entry sets depend on what was recorded.
+    #[inline(always)]
+    pub(super) fn plan_microstep(
+        &mut self,
+        enabled: &Enabled,
+        sibling: bool,
+        exit: &mut StateSet<W>,
+        enter: &mut StateSet<W>,
+    ) -> MicrostepPlan<W> {
+        self.stats.microsteps += 1;
         // The common case, sibling moves between atomic states, skips conflict removal, the
         // domain computation and history: their exit and entry sets are the sources and the
         // targets, they do not conflict (each exits only its own source), and they exit only
         // atomic states, which record no history.
-        let simple = sibling && self.sibling_moves(enabled, &mut exit, &mut enter);
-        let resolved;
-        let filtered: &Enabled = if simple || enabled.len() == 1 {
-            enabled
+        let simple = sibling && self.sibling_moves(enabled, exit, enter);
+        let resolved = if simple || enabled.len() == 1 {
+            None
         } else {
-            resolved = self.remove_conflicts(enabled);
-            &resolved
+            Some(self.remove_conflicts(enabled))
         };
+        let filtered: &Enabled = resolved.as_ref().unwrap_or(enabled);
         let before = self.config;
         let mut history_changed = false;
         if !simple {
@@ -162,34 +206,36 @@ impl<
                 // set from the history just recorded (a transition that exits a state and
                 // enters its history restores what it exited).
                 for &t in filtered {
-                    self.exit_set_into(t, &mut exit);
+                    self.exit_set_into(t, exit);
                 }
-                history_changed = self.record_history(&exit);
+                history_changed = self.record_history(exit);
                 for &t in filtered {
-                    self.entry_set_of(t, &mut enter);
+                    self.entry_set_of(t, enter);
                 }
             } else {
-                self.exit_and_entry_sets(filtered, &mut exit, &mut enter);
+                self.exit_and_entry_sets(filtered, exit, enter);
             }
         }
         // A microstep that leaves the same states active (and the history as it was) keeps
         // their entry order: XState then keeps its previous snapshot (see `order`).
         let restamp = self.track_order
-            && (simple || history_changed || !enter.is_subset(&before) || !exit.is_subset(&enter));
-        for s in exit.iter_rev() {
-            self.run_actions(self.chart.exit_actions(s), cx)?;
-            self.config.remove(s);
+            && (simple || history_changed || !enter.is_subset(&before) || !exit.is_subset(enter));
+        MicrostepPlan {
+            resolved,
+            simple,
+            history_changed,
+            restamp,
+            before,
         }
-        for &t in filtered {
-            self.run_rare_actions(self.chart.transition_actions_of(t), cx)?;
-        }
-        self.enter_states(&enter, restamp, cx)?;
+    }
+
+    /// After a microstep's entries: the state value's view, when the microstep may have
+    /// changed the configuration's regularity.
+    #[inline(always)]
+    pub(super) fn view_after_microstep(&mut self, simple: bool) {
         if !simple || self.view.irregular {
             self.update_view();
         }
-        self.after_microstep(cx)?;
-        // Sibling moves: each source left the configuration for a state that was not in it.
-        Ok(simple || history_changed || self.config != before || self.status != Status::Active)
     }
 
     /// A microstep of one transition `t`: [`Self::microstep`], with sibling moves run
@@ -280,7 +326,7 @@ impl<
     /// state needs no stamp: [`Self::stamp_entering`] gives it one before another enters.)
     #[cold]
     #[inline(never)]
-    fn entered_irregular(&mut self, x: StateId) {
+    pub(super) fn entered_irregular(&mut self, x: StateId) {
         if self.track_order {
             self.order.stamp(x, &self.config);
         }

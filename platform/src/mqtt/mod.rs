@@ -13,7 +13,10 @@
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
 //! - forwards what arrives at such a port as a QoS 1 message to `P/OWNER/in`, and passes
 //!   what arrives on its own `P/N/in` to its bus, sent from the port of the remote sender,
-//!   dropping duplicates by the sender's sequence number.
+//!   dropping duplicates by the sender's sequence number;
+//! - acknowledges a forwarded message to its sender only once the remote node's bridge
+//!   answered that its bus acknowledged it, and reports a remote failure, the node going
+//!   down or no answer in time to the sender as `xstate.error.delivery` (`delivery`).
 //!
 //! The topic layout, payloads and conflict rule are the core's
 //! ([`interstate_core::mqtt::bridge`]); what is and is not guaranteed yet is in
@@ -21,10 +24,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
-use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope, STATUS_DOWN, STATUS_UP};
+use interstate_core::mqtt::bridge::{self, BridgeTopic, STATUS_DOWN};
 use interstate_core::mqtt::{ConnectOptions, MqttError, Output, Received, Session, State, Will};
 use interstate_core::wire::FailReason;
 use interstate_core::TransportKind;
@@ -32,11 +35,17 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use crate::error::PlatformError;
-use crate::node::{
-    delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
-};
+use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 
+mod delivery;
+mod hosts;
+mod link;
 mod registry;
+
+pub use delivery::{AWAITING, RELAYED};
+pub use hosts::{hosts_file, read_hosts};
+use link::{fatal_tls, BrokerStream};
+pub use link::{parse_broker_url, BrokerUrl, TlsConfig, TlsFiles, SYSTEM_CA_BUNDLE};
 
 /// The mio token of the broker connection in the node's loop.
 const BROKER: Token = Token(USER_TOKEN_BASE + 0x4d);
@@ -48,7 +57,8 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The broker URL is not `mqtt://HOST[:PORT]`, or it does not resolve.
+    /// The broker URL is not `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`, or it does not
+    /// resolve.
     BadUrl {
         /// The URL.
         url: String,
@@ -64,6 +74,12 @@ pub enum BridgeError {
     },
     /// The broker refused the connection, for a reason retrying will not change.
     Refused(MqttError),
+    /// TLS cannot work as configured: a CA, certificate or key file is unreadable or wrong,
+    /// or the broker's certificate or the broker's answer to ours was refused.
+    Tls {
+        /// What is wrong and what to change.
+        problem: String,
+    },
     /// The bus side failed.
     Platform(PlatformError),
 }
@@ -74,11 +90,12 @@ impl std::fmt::Display for BridgeError {
             BridgeError::BadUrl { url, problem } => {
                 write!(
                     f,
-                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT)"
+                    "bad broker URL '{url}': {problem} (use mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS)"
                 )
             }
             BridgeError::BadName { name, allowed } => write!(f, "bad name '{name}': {allowed}"),
             BridgeError::Refused(e) => write!(f, "{e}"),
+            BridgeError::Tls { problem } => write!(f, "TLS: {problem}"),
             BridgeError::Platform(e) => write!(f, "{e}"),
         }
     }
@@ -92,35 +109,17 @@ impl From<PlatformError> for BridgeError {
     }
 }
 
-/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses.
+/// Parses `mqtt://HOST[:PORT]` (port 1883 by default) into the broker's addresses. For
+/// `mqtts://` too, use [`parse_broker_url`] and [`MqttBridgeConfig::tls`].
 pub fn parse_mqtt_url(url: &str) -> Result<Vec<SocketAddr>, BridgeError> {
-    let bad = |problem: &str| BridgeError::BadUrl {
-        url: url.into(),
-        problem: problem.into(),
-    };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| bad("only mqtt:// is supported (TLS is not yet)"))?;
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(bad("expected a host and an optional port only"));
+    let parsed = parse_broker_url(url)?;
+    if parsed.tls {
+        return Err(BridgeError::BadUrl {
+            url: url.into(),
+            problem: "mqtts:// needs TLS settings (parse_broker_url, MqttBridgeConfig::tls)".into(),
+        });
     }
-    let with_port = if rest
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        rest.to_string()
-    } else {
-        format!("{rest}:1883")
-    };
-    let addrs: Vec<SocketAddr> = with_port
-        .to_socket_addrs()
-        .map_err(|e| bad(&format!("it does not resolve: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad("it resolves to no address"));
-    }
-    Ok(addrs)
+    Ok(parsed.addrs)
 }
 
 /// This host's name (what the registry records say a machine runs on).
@@ -165,6 +164,12 @@ pub struct MqttBridgeConfig {
     pub max_backoff: StdDuration,
     /// User name and password for the broker.
     pub credentials: Option<(String, String)>,
+    /// How long a message sent to another node waits for that node's answer (its bus
+    /// acknowledged or failed it) before it fails as `node-unreachable`. Such a failure is
+    /// not confirmed: the node may still deliver it (`docs/internode.md`).
+    pub ack_timeout: StdDuration,
+    /// TLS (`mqtts://`): the CA, the client certificate, the name to check.
+    pub tls: Option<TlsConfig>,
 }
 
 impl MqttBridgeConfig {
@@ -179,6 +184,8 @@ impl MqttBridgeConfig {
             hold: 4096,
             max_backoff: StdDuration::from_secs(5),
             credentials: None,
+            ack_timeout: StdDuration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -208,8 +215,8 @@ enum Link {
     Down { retry_at: std::time::Instant },
     /// TCP connect in progress.
     Opening(TcpStream),
-    /// TCP up, MQTT session on it.
-    Up(TcpStream),
+    /// TCP up (TLS on it when configured), MQTT session on it.
+    Up(BrokerStream),
 }
 
 struct Tx<'a>(&'a mut Vec<u8>);
@@ -245,11 +252,24 @@ pub struct MqttBridge {
     down: HashSet<String>,
     /// Conflicts already reported, so that each is logged once: (id, losing node).
     conflicts_told: HashSet<(String, String)>,
-    /// Per remote sender, the highest sequence number passed on.
-    last_seq: HashMap<String, u64>,
+    /// Per (remote sender, receiver as addressed), the highest sequence number passed on.
+    /// Per pair, not per sender: a sender's messages to two receivers may be published in
+    /// either order (two ports, read in turn), only each pair's order is kept.
+    last_seq: HashMap<(String, String), u64>,
+    /// Ports `NODE/ID` for each remote machine, whichever node keeps `ID` here:
+    /// alias -> (node, id). See `registry::settle_alias`.
+    aliases: HashMap<String, (String, String)>,
+    /// The host of each remote machine as its node's record says: (node, id) -> host.
+    remote_hosts: HashMap<(String, String), String>,
+    /// Whether the ports changed since the hosts file was written (`hosts`).
+    hosts_dirty: bool,
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
     subscribed: bool,
+    /// The end-to-end acknowledgement's tables.
+    delivery: delivery::Delivery,
+    /// This node's current connection (see `interstate_core::mqtt::delivery::status_up`).
+    incarnation: u64,
     stats: MqttBridgeStats,
     log: Box<dyn FnMut(&str)>,
     scratch: Vec<u8>,
@@ -258,7 +278,7 @@ pub struct MqttBridge {
 impl MqttBridge {
     /// A bridge between the bus `node` joined and the broker of `config`. The broker is
     /// connected to from the loop ([`run_once`](Self::run_once)), again after every loss.
-    pub fn new(node: Node, config: MqttBridgeConfig) -> Result<Self, BridgeError> {
+    pub fn new(mut node: Node, config: MqttBridgeConfig) -> Result<Self, BridgeError> {
         if !bridge::valid_node_name(&config.node_name) {
             return Err(BridgeError::BadName {
                 name: config.node_name.clone(),
@@ -274,6 +294,10 @@ impl MqttBridge {
             });
         }
         let store = vec![0u8; config.store_bytes.max(4096)].into_boxed_slice();
+        // A message to a remote machine is acknowledged once its node answered (see
+        // `delivery`), never because the bridge waited for room on this bus meanwhile.
+        node.watch_port_acks(true);
+        node.hold_port_acks(true);
         Ok(MqttBridge {
             node,
             host: host_name(),
@@ -293,8 +317,13 @@ impl MqttBridge {
             down: HashSet::new(),
             conflicts_told: HashSet::new(),
             last_seq: HashMap::new(),
+            aliases: HashMap::new(),
+            remote_hosts: HashMap::new(),
+            hosts_dirty: false,
             waiting: VecDeque::new(),
             subscribed: false,
+            delivery: delivery::Delivery::new(),
+            incarnation: 0,
             stats: MqttBridgeStats::default(),
             log: Box::new(crate::logging::bridge_line(crate::logging::MQTT)),
             scratch: vec![0; 4096],
@@ -323,6 +352,14 @@ impl MqttBridge {
         self.session.state() == State::Connected
     }
 
+    /// The node a port stands for a machine of: a remote machine's id, or its `NODE/ID`.
+    fn owner_of(&self, port: &str) -> Option<String> {
+        self.ports
+            .get(port)
+            .or_else(|| self.aliases.get(port).map(|(node, _)| node))
+            .cloned()
+    }
+
     /// The remote machines this bus reaches through the bridge: (id, node).
     pub fn remote_machines(&self) -> impl Iterator<Item = (&str, &str)> {
         self.ports.iter().map(|(id, n)| (id.as_str(), n.as_str()))
@@ -339,7 +376,11 @@ impl MqttBridge {
     /// side failed.
     pub fn run_once(&mut self, timeout: Option<StdDuration>) -> Result<(), BridgeError> {
         let mut timeout = timeout.unwrap_or(StdDuration::from_millis(100));
-        if !self.tx.is_empty() || self.readable || matches!(self.link, Link::Opening(_)) {
+        if !self.tx.is_empty()
+            || self.readable
+            || matches!(&self.link, Link::Opening(_))
+            || matches!(&self.link, Link::Up(s) if s.wants_write())
+        {
             timeout = timeout.min(StdDuration::from_millis(5));
         }
         if let Link::Down { retry_at } = self.link {
@@ -383,7 +424,36 @@ impl MqttBridge {
             self.session.disconnect(now, &mut Tx(&mut self.tx));
             let _ = self.flush();
         }
+        let _ = std::fs::remove_file(self.hosts_path());
         self.node.shutdown();
+    }
+
+    fn hosts_path(&self) -> std::path::PathBuf {
+        hosts::hosts_file(&self.node.config().socket_path(), std::process::id())
+    }
+
+    /// Rewrites the hosts file when the ports changed (see `hosts`).
+    fn write_hosts(&mut self) {
+        if !self.hosts_dirty {
+            return;
+        }
+        self.hosts_dirty = false;
+        let host = |node: &str, id: &str| {
+            self.remote_hosts
+                .get(&(node.to_string(), id.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut machines: HashMap<String, (String, String)> = HashMap::new();
+        for (id, node) in &self.ports {
+            machines.insert(id.clone(), (host(node, id), node.clone()));
+        }
+        for (alias, (node, id)) in &self.aliases {
+            machines.insert(alias.clone(), (host(node, id), node.clone()));
+        }
+        if let Err(e) = hosts::write_hosts(&self.hosts_path(), std::process::id(), &machines) {
+            self.log(&format!("cannot write the hosts file for ps: {e}"));
+        }
     }
 
     fn topic(&self, t: BridgeTopic<'_>) -> String {
@@ -402,10 +472,12 @@ impl MqttBridge {
         // Messages first, then the registry: a machine that sent and then left has its
         // messages published before its record's removal, so that the receiving bridge
         // still knows the sender when they arrive.
+        self.answer_acks();
+        self.send_answers();
         self.release_waiting();
-        while let Some(m) = self.node.recv_port() {
-            self.forward(m);
-        }
+        self.read_ports();
+        self.expire_awaiting();
+        self.write_hosts();
         if self.connected() {
             let now = std::time::Instant::now();
             if now.duration_since(self.last_registry_scan) >= StdDuration::from_millis(20)
@@ -419,6 +491,8 @@ impl MqttBridge {
         if let Err(e) = self.session.poll(now, &mut Tx(&mut self.tx)) {
             self.lost(&format!("{e}"));
         }
+        // What the broker brought goes to the bus now, not after the next wait (up to 20 ms).
+        self.node.flush();
         self.flush()
     }
 
@@ -461,7 +535,7 @@ impl MqttBridge {
                         ) else {
                             return Ok(());
                         };
-                        self.link = Link::Up(stream);
+                        self.link = Link::Up(BrokerStream::new(stream, self.config.tls.as_ref())?);
                         self.start_session();
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -495,6 +569,12 @@ impl MqttBridge {
             username: user,
             password: pass,
         };
+        // Every connection has its own number: messages sent to an earlier one are dropped
+        // (their senders' bridges gave them up when it ended).
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.incarnation = ms.max(self.incarnation + 1);
         let now = self.node.now();
         self.rx.clear();
         self.readable = true;
@@ -506,8 +586,14 @@ impl MqttBridge {
     /// The connection is gone: the session keeps its unacknowledged messages, the
     /// reconnection waits `backoff` (doubling up to the configured bound).
     fn lost(&mut self, why: &str) {
-        if let Link::Up(s) | Link::Opening(s) = &mut self.link {
-            let _ = self.node.poll_registry().deregister(s);
+        match &mut self.link {
+            Link::Up(s) => {
+                let _ = self.node.poll_registry().deregister(s.tcp());
+            }
+            Link::Opening(s) => {
+                let _ = self.node.poll_registry().deregister(s);
+            }
+            Link::Down { .. } => {}
         }
         let was_up = matches!(self.link, Link::Up(_));
         self.link = Link::Down {
@@ -547,6 +633,9 @@ impl MqttBridge {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if let Some(problem) = fatal_tls(self.config.tls.as_ref(), &e) {
+                        return Err(BridgeError::Tls { problem });
+                    }
                     self.lost(&format!("reading from the broker: {e}"));
                     return Ok(());
                 }
@@ -632,9 +721,20 @@ impl MqttBridge {
         let status = self.topic(BridgeTopic::Status {
             node: &self.config.node_name,
         });
-        let _ = self
-            .session
-            .publish(now, &status, STATUS_UP, true, true, &mut Tx(&mut self.tx));
+        let up = interstate_core::mqtt::delivery::status_up(self.incarnation);
+        let _ = self.session.publish(
+            now,
+            &status,
+            up.as_bytes(),
+            true,
+            true,
+            &mut Tx(&mut self.tx),
+        );
+        // The other nodes' connections are learnt again from their statuses (retained, they
+        // come with the subscription; after a broker restart, as each node reconnects):
+        // until then messages for a node wait, rather than go to a connection it left. The
+        // last one known stays, so that a change still fails what waited for the old one.
+        self.delivery.fresh.clear();
         // Everything is published again on each connection: the broker may have lost it.
         self.published.clear();
         self.registry_published_at = None;
@@ -651,15 +751,9 @@ impl MqttBridge {
     }
 
     fn forward(&mut self, m: PortMessage) {
-        if m.event == DELIVERY_ERROR_EVENT {
-            // A message this bridge passed on from a remote sender failed on this bus. The
-            // remote sender cannot be told yet (see docs/internode.md): say so here.
-            let what = format!(
-                "a message from remote machine '{}' failed on this bus: {}",
-                m.port,
-                String::from_utf8_lossy(&m.payload)
-            );
-            self.log(&what);
+        // A failure report for a message this bridge passed on from a remote sender: it goes
+        // back to the sender's node.
+        if self.relayed_report(&m) {
             return;
         }
         // The sender's registry record goes to the broker before its first message, on the
@@ -690,29 +784,24 @@ impl MqttBridge {
 
     /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
     fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
-        let Some(owner) = self.ports.get(&m.port).cloned() else {
+        let Some(owner) = self.owner_of(&m.port) else {
             self.fail_back(
                 &m,
                 FailReason::TargetGone,
-                "node-unreachable: its node withdrew it",
+                "its node withdrew it while the message waited",
             );
             return None;
         };
-        let env = Envelope {
-            from: &m.from,
-            to: &m.port,
-            event: &m.event,
-            payload: &m.payload,
-            seq: m.seq,
-        };
-        let need = m.from.len() + m.port.len() + m.event.len() + m.payload.len() + 64;
-        if self.scratch.len() < need {
-            self.scratch.resize(need, 0);
+        if m.seq != 0 && !self.delivery.fresh.contains(&owner) {
+            // The node's current connection is not known yet (see `on_connected`).
+            return Some(m);
         }
-        let Some(bytes) = bridge::encode(&env, &mut self.scratch).map(|b| b.to_vec()) else {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        if !self.envelope_for(&m, &owner, &mut bytes) {
+            self.scratch = bytes;
             self.fail_back(&m, FailReason::TooLarge, "");
             return None;
-        };
+        }
         let topic = self.topic(BridgeTopic::Inbox { node: &owner });
         let now = self.node.now();
         match self
@@ -720,69 +809,36 @@ impl MqttBridge {
             .publish(now, &topic, &bytes, true, false, &mut Tx(&mut self.tx))
         {
             Ok(_) => {
+                self.scratch = bytes;
                 self.stats.forwarded += 1;
+                self.awaiting_answer(&m, &owner);
                 None
             }
-            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => Some(m),
+            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => {
+                self.scratch = bytes;
+                Some(m)
+            }
             Err(e) => {
-                let what = format!("node-unreachable: {e}");
+                self.scratch = bytes;
+                let what = format!("{e}");
                 self.fail_back(&m, FailReason::TooLarge, &what);
                 None
             }
         }
     }
 
-    /// Reports a message that cannot be forwarded back to its sender, as a node reports an
-    /// undeliverable message.
+    /// Reports a message that cannot be forwarded back to its sender (through the hub, as
+    /// its receiver refusing it) and acknowledges it past the report.
     fn fail_back(&mut self, m: &PortMessage, reason: FailReason, detail: &str) {
         if m.event == DELIVERY_ERROR_EVENT {
             return;
         }
         self.stats.failed_back += 1;
-        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason, detail);
-        if let Err(e) = self
-            .node
-            .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)
-        {
+        if let Err(e) = self.node.refuse_port_message(m, reason, detail) {
             let what = format!("could not report a failed delivery to {}: {e}", m.from);
             self.log(&what);
         }
-    }
-
-    fn inbound(&mut self, payload: &[u8]) {
-        let Some(env) = bridge::decode::<Envelope<'_>>(payload) else {
-            self.stats.dropped_in += 1;
-            self.log("dropped a malformed message from the broker");
-            return;
-        };
-        if !bridge::is_new(self.last_seq.get(env.from).copied(), env.seq) {
-            self.stats.duplicates += 1;
-            return;
-        }
-        if !self.ports.contains_key(env.from) {
-            self.stats.dropped_in += 1;
-            let what = format!(
-                "dropped a message from '{}' to '{}': no node's registry record for '{}' has arrived",
-                env.from, env.to, env.from
-            );
-            self.log(&what);
-            return;
-        }
-        self.last_seq.insert(env.from.to_string(), env.seq);
-        match self
-            .node
-            .send_from_port(env.from, env.to, env.event, env.payload)
-        {
-            Ok(_) => self.stats.delivered += 1,
-            Err(e) => {
-                self.stats.dropped_in += 1;
-                let what = format!(
-                    "could not pass a message from '{}' to '{}' to the bus: {e}",
-                    env.from, env.to
-                );
-                self.log(&what);
-            }
-        }
+        self.node.acknowledge_port(m);
     }
 
     fn flush(&mut self) -> Result<(), BridgeError> {
@@ -802,6 +858,12 @@ impl MqttBridge {
                     self.lost(&format!("writing to the broker: {e}"));
                     break;
                 }
+            }
+        }
+        // TLS records the socket could not take yet (the writable event brings us back).
+        if let Link::Up(stream) = &mut self.link {
+            if let Err(e) = stream.push_pending() {
+                self.lost(&format!("writing to the broker: {e}"));
             }
         }
         Ok(())

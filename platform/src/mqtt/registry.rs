@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord, STATUS_DOWN};
+use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord};
+use interstate_core::mqtt::delivery;
 
 use super::{transport_name, MqttBridge, Tx};
 use crate::error::PlatformError;
@@ -17,12 +18,28 @@ impl MqttBridge {
         match t {
             BridgeTopic::Status { node } if node != self.config.node_name => {
                 let node = node.to_string();
-                if payload == STATUS_DOWN {
-                    if self.down.insert(node.clone()) {
-                        self.log(&format!("node '{node}' is down"));
+                match delivery::parse_status(payload) {
+                    None => {
+                        if self.down.insert(node.clone()) {
+                            self.log(&format!("node '{node}' is down"));
+                        }
+                        self.delivery.incarnations.remove(&node);
+                        self.delivery.fresh.remove(&node);
+                        // Before its machines' ports close: the reports go from them.
+                        self.node_unreachable(&node, &format!("node '{node}' went down"));
                     }
-                } else if self.down.remove(&node) {
-                    self.log(&format!("node '{node}' is up"));
+                    Some(incarnation) => {
+                        if self.down.remove(&node) {
+                            self.log(&format!("node '{node}' is up"));
+                        }
+                        self.delivery.fresh.insert(node.clone());
+                        let before = self.delivery.incarnations.insert(node.clone(), incarnation);
+                        if before.is_some_and(|b| b != incarnation) {
+                            // It reconnected: it drops what was sent to its earlier connection.
+                            let why = format!("node '{node}' reconnected before answering");
+                            self.node_unreachable(&node, &why);
+                        }
+                    }
                 }
                 let ids: Vec<String> = self
                     .claims
@@ -32,6 +49,7 @@ impl MqttBridge {
                     .collect();
                 for id in ids {
                     self.settle_owner(&id);
+                    self.settle_alias(&node, &id);
                 }
             }
             BridgeTopic::Status { .. } => {}
@@ -54,16 +72,59 @@ impl MqttBridge {
                             self.claims.remove(&machine);
                         }
                     }
-                } else if bridge::decode::<RegistryRecord<'_>>(payload).is_some() {
-                    self.claims.entry(machine.clone()).or_default().insert(node);
+                } else if let Some(record) = bridge::decode::<RegistryRecord<'_>>(payload) {
+                    self.remote_hosts
+                        .insert((node.clone(), machine.clone()), record.host.to_string());
+                    self.hosts_dirty = true;
+                    self.claims
+                        .entry(machine.clone())
+                        .or_default()
+                        .insert(node.clone());
                 } else {
                     self.log(&format!("ignored a malformed registry record on {topic}"));
                     return;
                 }
                 self.settle_owner(&machine);
+                self.settle_alias(&node, &machine);
             }
-            BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbound(payload),
+            BridgeTopic::Inbox { node } if node == self.config.node_name => self.inbox(payload),
             BridgeTopic::Inbox { .. } => {}
+        }
+    }
+
+    /// Opens or closes the port `NODE/ID` by which local senders address machine `ID` of
+    /// node `NODE` explicitly, whichever node keeps the plain `ID` here (the conflict rule):
+    /// it is on the bus while `NODE` is up and claims `ID`. An alias longer than a machine
+    /// id may be, or taken by a local machine, is not opened.
+    fn settle_alias(&mut self, node: &str, id: &str) {
+        let alias = format!("{node}/{id}");
+        let wanted = !self.down.contains(node)
+            && self.claims.get(id).is_some_and(|n| n.contains(node))
+            && bridge::bridgeable_id(&alias);
+        let open = self.aliases.contains_key(&alias);
+        if wanted && !open {
+            match self.node.open_port(&alias) {
+                Ok(()) => {
+                    self.aliases
+                        .insert(alias, (node.to_string(), id.to_string()));
+                    self.hosts_dirty = true;
+                }
+                Err(e) => {
+                    if self
+                        .conflicts_told
+                        .insert((alias.clone(), node.to_string()))
+                    {
+                        self.log(&format!(
+                            "cannot register '{alias}' for machine '{id}' of node '{node}': {e}"
+                        ));
+                    }
+                }
+            }
+        } else if !wanted && open {
+            self.forget_port(&alias);
+            self.node.close_port(&alias);
+            self.aliases.remove(&alias);
+            self.hosts_dirty = true;
         }
     }
 
@@ -110,8 +171,10 @@ impl MqttBridge {
             return;
         }
         if let Some(was) = current {
+            self.forget_port(id);
             self.node.close_port(id);
             self.ports.remove(id);
+            self.hosts_dirty = true;
             self.log(&format!("machine '{id}' of node '{was}' left this bus"));
         }
         let Some(owner) = owner else {
@@ -121,6 +184,7 @@ impl MqttBridge {
             Ok(()) => {
                 self.log(&format!("machine '{id}' of node '{owner}' is on this bus"));
                 self.ports.insert(id.to_string(), owner);
+                self.hosts_dirty = true;
             }
             Err(PlatformError::MachineIdTaken { .. }) => {
                 if self.conflicts_told.insert((id.to_string(), owner.clone())) {

@@ -320,6 +320,7 @@ impl Node {
                 if let Frame::Ack { from, to, seq } = frame {
                     // `to` sent the messages `from` acknowledges.
                     self.local.metrics.acked(to, from, seq);
+                    self.local.port_acked(to, from, seq);
                 }
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {

@@ -86,7 +86,7 @@ impl Node {
             wait = Some(StdDuration::ZERO);
         }
         let mut spun_ready = false;
-        if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait) {
+        if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait, started) {
             wait = Some(StdDuration::ZERO);
             spun_ready = true;
         }
@@ -102,6 +102,12 @@ impl Node {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(PlatformError::io("waiting for events", None, e)),
+            }
+        }
+        if self.spinning.parked() {
+            // How long the park lasted tells whether spinning longer would have paid.
+            if let WaitStrategy::SpinThenPark(max) = self.config.transport.wait() {
+                self.spinning.woke(std::time::Instant::now(), max);
             }
         }
         if wait != Some(StdDuration::ZERO) || spun_ready {
@@ -171,36 +177,81 @@ impl Node {
     }
 
     /// About to block for up to `wait`: links in shared memory first spin (per the wait
-    /// strategy) looking for input without system calls, then ask to be signalled. Returns
-    /// true when input is waiting (do not block); such links are marked readable.
-    fn wait_on_shared_memory(&mut self, wait: Option<StdDuration>) -> bool {
-        let spin = match self.config.transport.wait() {
-            WaitStrategy::Park => StdDuration::ZERO,
-            WaitStrategy::SpinThenPark(d) => wait.map_or(d, |w| w.min(d)),
-            // Spin for at most a millisecond per loop turn, so sockets and timers still get
-            // their turn; the caller's loop keeps coming back.
-            WaitStrategy::BusySpin => wait.map_or(StdDuration::from_millis(1), |w| {
-                w.min(StdDuration::from_millis(1))
-            }),
+    /// strategy, the adaptive budget and where the peers run: see [`super::spin`]) looking
+    /// for input without system calls, then ask to be signalled. Returns true when input is
+    /// waiting (do not block); such links are marked readable.
+    // Kept out of line: profiles then show the spinning apart from the work.
+    #[inline(never)]
+    fn wait_on_shared_memory(
+        &mut self,
+        wait: Option<StdDuration>,
+        started: std::time::Instant,
+    ) -> bool {
+        let strategy = self.config.transport.wait();
+        let busy = strategy == WaitStrategy::BusySpin;
+        // Say where this side waits, and see whether a peer waits on the same CPU: spinning
+        // there would only hold off the data it waits for.
+        let cpu = match strategy {
+            WaitStrategy::Park => None,
+            _ => self.spinning.cpu(started),
         };
-        let busy = self.config.transport.wait() == WaitStrategy::BusySpin;
         let mut any = false;
-        each_shm_link(&mut self.side, &mut |_, _| any = true);
+        let mut shares_cpu = false;
+        each_shm_link(&mut self.side, &mut |conn, _| {
+            any = true;
+            conn.stream.publish_cpu(cpu);
+            shares_cpu |= cpu.is_some() && conn.stream.peer_cpu() == cpu;
+        });
         if !any {
             return false;
         }
-        // The clock is read only once there turns out to be something to wait for.
-        let mut start = None;
-        loop {
-            let mut ready = false;
-            // Input, or room for queued output (a busy-spinning writer is not signalled).
-            each_shm_link(&mut self.side, &mut |conn, _| {
-                ready |= conn.stream.ready_now() || conn.pending() > 0 && conn.stream.writable_now()
-            });
-            if ready || start.get_or_insert_with(std::time::Instant::now).elapsed() >= spin {
-                break;
+        // (budget, how long this spin may last, whether it is the whole budget).
+        let (max, spin) = match strategy {
+            WaitStrategy::Park => (StdDuration::ZERO, StdDuration::ZERO),
+            WaitStrategy::SpinThenPark(_) if shares_cpu => (StdDuration::ZERO, StdDuration::ZERO),
+            WaitStrategy::SpinThenPark(d) => {
+                let b = self.spinning.budget(d);
+                (d, wait.map_or(b, |w| w.min(b)))
             }
-            std::hint::spin_loop();
+            // Spin for at most a millisecond per loop turn, so sockets and timers still get
+            // their turn; the caller's loop keeps coming back.
+            WaitStrategy::BusySpin => {
+                let ms = StdDuration::from_millis(1);
+                (ms, wait.map_or(ms, |w| w.min(ms)))
+            }
+        };
+        let mut found = false;
+        if !spin.is_zero() {
+            // The clock is read only every 32nd look (about a tenth of a microsecond apart),
+            // or at every look while yielding the CPU to a peer.
+            let start = std::time::Instant::now();
+            let mut looks = 0u32;
+            loop {
+                // Input, or room for queued output (a busy-spinning writer is not signalled).
+                each_shm_link(&mut self.side, &mut |conn, _| {
+                    found |=
+                        conn.stream.ready_now() || conn.pending() > 0 && conn.stream.writable_now()
+                });
+                if found {
+                    break;
+                }
+                looks = looks.wrapping_add(1);
+                if (shares_cpu || looks % 32 == 0) && start.elapsed() >= spin {
+                    break;
+                }
+                if shares_cpu {
+                    // Busy-spinning never parks: it gives the CPU to the peer instead.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            if !busy && spin == self.spinning.budget(max) {
+                self.spinning.spun(max, found);
+                if !found {
+                    self.spinning.parking(std::time::Instant::now());
+                }
+            }
         }
         let mut ready = false;
         each_shm_link(&mut self.side, &mut |conn, readable| {

@@ -296,6 +296,9 @@ impl Node {
 
     /// Acknowledges every message waiting in a port's queue (see `send_from_port`).
     pub(super) fn acknowledge_queued(&mut self) {
+        if self.local.hold_port_acks {
+            return;
+        }
         let received = self.side.received_mut();
         for q in self.local.ports.values() {
             for m in q.iter().filter(|m| m.seq != 0) {

@@ -295,6 +295,7 @@ impl HubIo for HubIoImpl<'_> {
                 }
                 Ok(Frame::Ack { from, to, seq }) => {
                     self.local.metrics.acked(to, from, seq);
+                    self.local.port_acked(to, from, seq);
                     delivery.outstanding.ack(to, from, seq)
                 }
                 _ => {}

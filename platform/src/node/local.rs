@@ -142,12 +142,30 @@ pub(super) struct Local {
     pub(super) durable: Option<super::durable::Durable>,
     /// An error journalling a step met (the loop returns it).
     pub(super) journal_error: Option<crate::error::PlatformError>,
+    /// Acknowledgements of the ports' messages, kept for the program when it asked for them
+    /// ([`Node::watch_port_acks`](super::Node::watch_port_acks)): (port, receiver, seq).
+    pub(super) port_acks: Option<VecDeque<(String, String, u64)>>,
+    /// Whether the messages queued unread in ports stay unacknowledged while
+    /// `send_from_port` waits for room ([`Node::hold_port_acks`](super::Node::hold_port_acks)).
+    pub(super) hold_port_acks: bool,
     /// The live invoked services, by id (`parent/invoke-id`).
     pub(super) services: HashMap<String, super::children::ServiceSlot>,
     /// Invoked children live in this node (child machines and services).
     pub(super) live_children: usize,
     /// Wakes the loop from a blocking service's thread (made with the first service).
     pub(super) waker: Option<std::sync::Arc<mio::Waker>>,
+}
+
+impl Local {
+    /// An acknowledgement from `receiver` of `sender`'s messages up to `seq`: kept for the
+    /// program when `sender` is a port and it asked for them.
+    pub(super) fn port_acked(&mut self, sender: &str, receiver: &str, seq: u64) {
+        if let Some(q) = self.port_acks.as_mut() {
+            if self.ports.contains_key(sender) {
+                q.push_back((sender.to_string(), receiver.to_string(), seq));
+            }
+        }
+    }
 }
 
 /// Who watches a machine id, and whether it was last seen registered.

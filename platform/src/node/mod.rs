@@ -44,6 +44,7 @@ mod outline;
 mod payload;
 mod ports;
 mod requests;
+mod spin;
 mod status;
 mod topics;
 
@@ -452,6 +453,8 @@ pub struct Node {
     log: Box<dyn FnMut(&str)>,
     /// When the loop last asked the kernel for events.
     last_poll: std::time::Instant,
+    /// Whether and how long to spin on shared memory (its CPU, its adaptive budget).
+    spinning: spin::Spinning,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
     /// Invoked children running as processes of their own (see `child_process`).
@@ -519,6 +522,8 @@ impl Node {
                 services: HashMap::default(),
                 live_children: 0,
                 waker: None,
+                port_acks: None,
+                hold_port_acks: false,
             },
             side,
             scratch: Vec::new(),
@@ -531,6 +536,7 @@ impl Node {
             stats_answers: VecDeque::new(),
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
+            spinning: spin::Spinning::new(),
             turn_now: Instant::from_millis(0),
             child_procs,
         };

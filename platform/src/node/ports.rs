@@ -1,7 +1,10 @@
 //! Closing a port: a bridge takes a remote machine's id off the bus when the remote node
 //! withdraws it (see `crate::mqtt`). Reading one port's messages with the acknowledgement
 //! held back: a gateway acknowledges only once its own client confirms (see
-//! `interstate-grpc`).
+//! `interstate-grpc`). What a relaying program (the MQTT bridge) needs beside: hearing
+//! when its ports' messages were acknowledged, and refusing a message it had taken.
+
+use interstate_core::wire::{DeliveryFailed, FailReason};
 
 use super::client_side::Sink;
 use super::hub_side::HubIoImpl;
@@ -29,6 +32,99 @@ impl Node {
             self.side
                 .received_mut()
                 .handed(&message.port, &message.from, message.seq);
+        }
+    }
+
+    /// Keeps (`on`) the acknowledgements of the ports' messages for
+    /// [`Node::next_port_ack`]: a relay learns that way that its receiver took what it
+    /// passed on. Off by default (nothing is kept).
+    pub fn watch_port_acks(&mut self, on: bool) {
+        self.local.port_acks = on.then(Default::default);
+    }
+
+    /// The next acknowledgement of a port's messages, as (port, receiver, seq): `receiver`
+    /// took every message the port sent it up to `seq` (cumulative). Only while
+    /// [`Node::watch_port_acks`] is on; messages to machines of this process are not
+    /// acknowledged (nor reported here).
+    pub fn next_port_ack(&mut self) -> Option<(String, String, u64)> {
+        self.local.port_acks.as_mut()?.pop_front()
+    }
+
+    /// Keeps (`on`) the messages queued unread in ports unacknowledged while
+    /// [`Node::send_from_port`] waits for room. A relay that acknowledges only once the far
+    /// side confirmed sets it; a program that may block sending to a peer that blocks
+    /// sending back must not (their acknowledgements would wait on each other).
+    pub fn hold_port_acks(&mut self, on: bool) {
+        self.local.hold_port_acks = on;
+    }
+
+    /// Refuses `message` (read from one of this node's ports with
+    /// [`Node::recv_port_unacknowledged`]): its sender is told it failed, with `reason` and
+    /// `detail` (cut to the bus's bound), as the hub tells of a message it could not
+    /// deliver (`xstate.error.delivery`), once. Acknowledge it afterwards (the report goes
+    /// first on the link), so that its slot in the sender's buffer frees. A message from
+    /// this process (sequence number 0) has no one to tell.
+    pub fn refuse_port_message(
+        &mut self,
+        message: &PortMessage,
+        reason: FailReason,
+        detail: &str,
+    ) -> Result<(), crate::PlatformError> {
+        if message.seq == 0 {
+            return Ok(());
+        }
+        if !self.local.ports.contains_key(&message.port) {
+            return Err(crate::PlatformError::BadMachineId {
+                id: message.port.clone(),
+            });
+        }
+        let detail =
+            interstate_core::wire::cut_at_char(detail, interstate_core::wire::MAX_STOP_ERROR);
+        let f = DeliveryFailed {
+            from: &message.from,
+            to: &message.port,
+            event: &message.event,
+            seq: message.seq,
+            reason,
+            detail,
+        };
+        let now = self.now();
+        match &mut self.side {
+            Side::Hub(h) => {
+                let mut deferred = Deferred::default();
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    &mut deferred,
+                );
+                h.hub.refused_by_local(&f, &mut io);
+                self.settle(deferred);
+                Ok(())
+            }
+            Side::Client(c) => {
+                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
+                if c.client.report_found_failure(&f, &mut sink) {
+                    Ok(())
+                } else {
+                    Err(crate::PlatformError::io(
+                        "refusing a message",
+                        None,
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotConnected,
+                            "not connected to the hub, or its link is full; the message stays unacknowledged",
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// [`Node::acknowledge_port`] by the message's port, sender and sequence number.
+    pub fn acknowledge_port_seq(&mut self, port: &str, from: &str, seq: u64) {
+        if seq != 0 {
+            self.side.received_mut().handed(port, from, seq);
         }
     }
 

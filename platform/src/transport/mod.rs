@@ -43,6 +43,15 @@ pub trait LinkIo: Read + Write {
     fn ready_now(&self) -> bool {
         false
     }
+    /// Says which CPU this side waits on (shared memory: for the peer's choice between
+    /// spinning and parking; see [`ring`]).
+    fn publish_cpu(&mut self, cpu: Option<u32>) {
+        let _ = cpu;
+    }
+    /// The CPU the peer last said it waits on, if the transport tells.
+    fn peer_cpu(&self) -> Option<u32> {
+        None
+    }
     /// Whether output could be written right now, checked without a system call (a spinning
     /// loop with queued output watches this as well as input).
     fn writable_now(&self) -> bool {

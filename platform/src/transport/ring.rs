@@ -5,14 +5,28 @@
 //! | offset | field            | written by |
 //! |--------|------------------|------------|
 //! | 0      | `head: u64`      | producer: bytes ever written |
+//! | 8      | `producer_cpu: u32` | producer: 1 + the CPU it last waited on (0: not said) |
 //! | 64     | `tail: u64`      | consumer: bytes ever read |
 //! | 128    | `sleeping: u32`  | consumer: 1 while it may block waiting for data |
 //! | 192    | `waiting: u32`   | producer: 1 while it may block waiting for space |
 //! | 256    | data, `capacity` bytes (a power of two) | |
 //!
-//! Each field has its own cache line so the two sides do not false-share. Positions only grow;
-//! `head - tail` is the number of bytes in the ring. The producer publishes bytes with a
-//! release store of `head`, the consumer frees them with a release store of `tail`.
+//! Each field has its own cache line so the two sides do not false-share (`producer_cpu`
+//! shares the producer's line: it is written only when it changes, and the consumer reads
+//! that line anyway). Positions only grow; `head - tail` is the number of bytes in the ring.
+//! The producer publishes bytes with a release store of `head`, the consumer frees them with
+//! a release store of `tail`.
+//!
+//! **Few cache-line transfers per message.** The producer remembers the consumer's position
+//! it last read and reads `tail` again only when that remembered value leaves too little
+//! room: the space it computes is never more than there is (positions only grow), and in a
+//! ping-pong the line holding `tail` no longer moves between the cores for every message.
+//! A message then costs the consumer the line holding `head` and the data lines, and the
+//! producer nothing it does not own.
+//!
+//! **A hint, not a protocol.** `producer_cpu` says where the producer last waited, so that a
+//! consumer on the same CPU does not spin against it (the spin would only delay the data it
+//! waits for). Any value is harmless: a wrong one costs a spin or a wake-up, never a message.
 //!
 //! **Wake-ups only when needed.** A consumer about to block sets `sleeping` (a swap) and then
 //! looks at `head` again; a producer stores `head` (release) and then reads `sleeping` with a
@@ -52,7 +66,8 @@ impl std::fmt::Display for Corrupt {
 #[repr(C, align(64))]
 pub struct Header {
     head: AtomicU64,
-    _pad0: [u8; 56],
+    producer_cpu: AtomicU32,
+    _pad0: [u8; 52],
     tail: AtomicU64,
     _pad1: [u8; 56],
     sleeping: AtomicU32,
@@ -69,7 +84,8 @@ impl Header {
     pub fn new() -> Header {
         Header {
             head: AtomicU64::new(0),
-            _pad0: [0; 56],
+            producer_cpu: AtomicU32::new(0),
+            _pad0: [0; 52],
             tail: AtomicU64::new(0),
             _pad1: [0; 56],
             sleeping: AtomicU32::new(0),
@@ -94,6 +110,9 @@ pub struct Ring {
     capacity: usize,
     /// The producer's `head` or the consumer's `tail`, as this side last wrote it.
     mine: u64,
+    /// Producer: the consumer's `tail` as last read (and checked); never more than the real
+    /// one, so the room it leaves is never overstated.
+    seen_tail: u64,
 }
 
 // SAFETY: a `Ring` is one side of a single-producer single-consumer channel; the pointers it
@@ -117,6 +136,7 @@ impl Ring {
             data: unsafe { base.add(HEADER) },
             capacity,
             mine: 0,
+            seen_tail: 0,
         }
     }
 
@@ -131,6 +151,7 @@ impl Ring {
             data,
             capacity,
             mine: 0,
+            seen_tail: 0,
         }
     }
 
@@ -142,7 +163,9 @@ impl Ring {
         h.tail.store(0, Ordering::SeqCst);
         h.sleeping.store(0, Ordering::SeqCst);
         h.waiting.store(0, Ordering::SeqCst);
+        h.producer_cpu.store(0, Ordering::SeqCst);
         self.mine = 0;
+        self.seen_tail = 0;
     }
 
     fn header(&self) -> &Header {
@@ -159,17 +182,14 @@ impl Ring {
     /// Producer: copies as much of `bytes` as fits; returns how many. Never blocks.
     pub fn push(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
         let head = self.mine;
-        let tail = self.header().tail.load(Ordering::Acquire);
-        if tail > head {
-            return Err(Corrupt(
-                "the consumer's position is ahead of the producer's",
-            ));
+        // Room as the remembered consumer position says; the shared one is read only when
+        // that is too little (see the module docs).
+        let mut room = self.capacity - (head - self.seen_tail) as usize;
+        if room < bytes.len() {
+            self.seen_tail = self.read_tail()?;
+            room = self.capacity - (head - self.seen_tail) as usize;
         }
-        let used = head - tail;
-        if used > self.capacity as u64 {
-            return Err(Corrupt("more bytes in the ring than it holds"));
-        }
-        let n = bytes.len().min(self.capacity - used as usize);
+        let n = bytes.len().min(room);
         if n == 0 {
             return Ok(0);
         }
@@ -224,13 +244,41 @@ impl Ring {
         Ok((head - self.mine) as usize)
     }
 
-    /// Producer: free space, as the consumer's position says (checked).
-    pub fn free(&self) -> Result<usize, Corrupt> {
+    /// Producer: the consumer's position, checked against what this side knows.
+    fn read_tail(&self) -> Result<u64, Corrupt> {
         let tail = self.header().tail.load(Ordering::Acquire);
-        if tail > self.mine || self.mine - tail > self.capacity as u64 {
+        if tail > self.mine {
+            return Err(Corrupt(
+                "the consumer's position is ahead of the producer's",
+            ));
+        }
+        if self.mine - tail > self.capacity as u64 || tail < self.seen_tail {
             return Err(Corrupt("the consumer's position is out of range"));
         }
-        Ok(self.capacity - (self.mine - tail) as usize)
+        Ok(tail)
+    }
+
+    /// Producer: free space, as the consumer's position says (checked).
+    pub fn free(&self) -> Result<usize, Corrupt> {
+        Ok(self.capacity - (self.mine - self.read_tail()?) as usize)
+    }
+
+    /// Producer: says which CPU this side waits on (`None`: unknown), for the consumer's
+    /// choice between spinning and parking. Written only when it changes.
+    pub fn publish_cpu(&self, cpu: Option<u32>) {
+        let v = cpu.map_or(0, |c| c.saturating_add(1));
+        let h = self.header();
+        if h.producer_cpu.load(Ordering::Relaxed) != v {
+            h.producer_cpu.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Consumer: the CPU the producer last said it waits on (a hint: see the module docs).
+    pub fn producer_cpu(&self) -> Option<u32> {
+        self.header()
+            .producer_cpu
+            .load(Ordering::Relaxed)
+            .checked_sub(1)
     }
 
     /// Consumer: about to block. Returns true when data arrived meanwhile (do not block).
@@ -360,8 +408,60 @@ mod tests {
         assert!(c.available().is_err());
         // SAFETY: as above; `tail` lives 64 bytes in.
         unsafe { (*((base + 64) as *const AtomicU64)).store(u64::MAX, Ordering::SeqCst) };
-        assert!(p.push(&[1]).is_err());
+        // (A push within the room the producer remembers does not read the position: see
+        // the next test.)
+        assert!(p.push(&[1; 64]).is_err());
         assert!(p.free().is_err());
+    }
+
+    #[test]
+    fn the_producer_reads_the_consumers_position_only_when_it_needs_room() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        assert_eq!(p.push(&[1; 40]).unwrap(), 40);
+        let mut buf = [0u8; 40];
+        assert_eq!(c.pop(&mut buf).unwrap(), 40);
+        // A hostile consumer position: not read while the remembered one leaves room (24
+        // bytes), read and refused as soon as more is needed.
+        let base = region.base() as usize;
+        // SAFETY: `tail` lives 64 bytes into the header inside `region`.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(u64::MAX, Ordering::SeqCst) };
+        assert_eq!(p.push(&[2; 20]).unwrap(), 20);
+        assert!(p.push(&[3; 10]).is_err());
+    }
+
+    #[test]
+    fn a_consumer_position_going_backwards_is_corruption() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        p.push(&[1; 64]).unwrap();
+        let mut buf = [0u8; 32];
+        c.pop(&mut buf).unwrap();
+        assert_eq!(
+            p.push(&[1; 40]).unwrap(),
+            32,
+            "reads the position: 32 bytes free"
+        );
+        let base = region.base() as usize;
+        // SAFETY: `tail` lives 64 bytes into the header inside `region`.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(16, Ordering::SeqCst) };
+        assert!(
+            p.free().is_err(),
+            "the consumer cannot take back what it freed"
+        );
+    }
+
+    #[test]
+    fn the_producers_cpu_is_a_hint_in_its_own_line() {
+        let mut region = Region::new(64);
+        let (p, c) = pair(&mut region, 64);
+        assert_eq!(c.producer_cpu(), None, "not said yet");
+        p.publish_cpu(Some(0));
+        assert_eq!(c.producer_cpu(), Some(0));
+        p.publish_cpu(Some(3));
+        assert_eq!(c.producer_cpu(), Some(3));
+        p.publish_cpu(None);
+        assert_eq!(c.producer_cpu(), None);
     }
 
     #[test]

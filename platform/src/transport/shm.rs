@@ -45,11 +45,17 @@ pub const MAX_RING: usize = 1 << 28;
 const MAGIC: &[u8; 4] = b"ISHM";
 
 /// How a consumer waits for data.
+///
+/// A spinning node does not spin against a peer on its own CPU (each side says in the ring
+/// which CPU it waits on): there the spin would only hold off the data it waits for, so
+/// `SpinThenPark` parks at once and `BusySpin` yields the CPU at every look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStrategy {
     /// Never sleep: poll the rings until the loop's timeout. Lowest latency, one busy core.
     BusySpin,
-    /// Poll the rings for this long, then sleep until signalled.
+    /// Poll the rings for up to this long, then sleep until signalled. The spin adapts
+    /// between a sixteenth of this and all of it: spins that find nothing halve it, spins
+    /// (or short sleeps) that end with input double it.
     SpinThenPark(StdDuration),
     /// Sleep at once until signalled.
     Park,
@@ -73,6 +79,15 @@ pub struct ShmLink {
     armed: bool,
     /// This side set the ring's "waiting for space" flag and has not cleared it yet.
     waiting_for_space: bool,
+}
+
+/// The CPU this thread runs on, if the system says (for the choice between spinning and
+/// parking: see [`WaitStrategy`]).
+pub fn current_cpu() -> Option<u32> {
+    // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours; it returns
+    // the CPU number or -1.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
 }
 
 fn corrupt(c: super::ring::Corrupt) -> io::Error {
@@ -353,6 +368,12 @@ impl LinkIo for ShmLink {
     }
     fn ready_now(&self) -> bool {
         self.ready()
+    }
+    fn publish_cpu(&mut self, cpu: Option<u32>) {
+        self.tx.publish_cpu(cpu);
+    }
+    fn peer_cpu(&self) -> Option<u32> {
+        self.rx.producer_cpu()
     }
     fn writable_now(&self) -> bool {
         self.tx.free().map(|n| n > 0).unwrap_or(true)

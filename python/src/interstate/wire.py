@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from .errors import ProtocolError
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -26,7 +26,7 @@ MAX_ID = 64
 REJECT_CODES = ["NotInterstate", "Version", "NotAllowed", "TooManyLinks", "FrameSize"]
 FAIL_REASONS = [
     "UnknownTarget", "TargetGone", "QueueFull", "NotOwner", "TooLarge", "Disconnected",
-    "Reserved", "TargetStopped",
+    "Reserved", "TargetStopped", "NodeUnreachable",
 ]
 REGISTER_STATUSES = ["Ok", "Taken", "TooMany", "HubFull", "BadId"]
 # A Deliver's correlation: ("Request", id) opens a request, ("Reply", id) answers it.

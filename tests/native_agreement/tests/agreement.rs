@@ -194,6 +194,23 @@ fn agree() {
         refused.len(),
         failures.len()
     );
+    // The same by where the cases came from (conformance, differential, extra).
+    let source = |name: &str| name.split('/').next().unwrap_or("").to_string();
+    let mut by_source: std::collections::BTreeMap<String, [usize; 3]> = Default::default();
+    for &(name, status) in list {
+        let counts = by_source.entry(source(name)).or_default();
+        counts[0] += 1;
+        counts[1] += usize::from(status.is_err());
+    }
+    for f in &failures {
+        by_source.entry(source(f)).or_default()[2] += 1;
+    }
+    for (source, [cases, refused, failed]) in by_source {
+        println!(
+            "  {source}: {cases} cases, {} compiled, {refused} refused, {failed} disagreements",
+            cases - refused
+        );
+    }
     assert!(
         native * 2 > list.len(),
         "fewer than half the cases compiled"

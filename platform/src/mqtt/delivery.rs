@@ -1,0 +1,556 @@
+//! End-to-end acknowledgement through the bridge (the rules are the core's
+//! [`interstate_core::mqtt::delivery`]):
+//!
+//! - sending side: a message read from a port (a remote machine) stays unacknowledged to its
+//!   local sender until the remote node's bridge answers: an Ack (its bus took it) or a
+//!   Failed (with that bus's reason); the node going down, or no answer within
+//!   [`MqttBridgeConfig::ack_timeout`](super::MqttBridgeConfig::ack_timeout), fails it as
+//!   `node-unreachable`. A failure reaches the sender through the hub as the refusal of the
+//!   message by its receiver ([`Node::refuse_port_message`]);
+//! - receiving side: a message passed to this bus from the port of its remote sender is
+//!   answered to the sending node once this bus acknowledged it ([`Node::next_port_ack`]) or
+//!   reported it failed (an `xstate.error.delivery` to that port).
+
+use std::collections::HashMap;
+
+use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope};
+use interstate_core::mqtt::delivery::{self as rules, InboxMessage};
+use interstate_core::mqtt::MqttError;
+use interstate_core::wire::FailReason;
+use interstate_core::{hub::ALL_FAIL_REASONS, Duration};
+
+use super::{MqttBridge, Tx};
+use crate::node::{PortMessage, DELIVERY_ERROR_EVENT};
+
+/// The most messages published to other nodes and not yet answered: beyond it the bridge
+/// stops reading its ports, and their senders' buffers fill (backpressure).
+pub const AWAITING: usize = 4096;
+
+/// The most messages from other nodes passed to this bus and not yet acknowledged there:
+/// beyond it the next one is answered failed (`queue-full`) instead of passed on.
+pub const RELAYED: usize = 4096;
+
+/// A (sender, receiver) pair's handle in the tables.
+pub(super) type PairId = u32;
+/// A node's handle in the tables.
+pub(super) type NodeId = u16;
+
+/// The end-to-end state of a bridge.
+pub(super) struct Delivery {
+    pub(super) awaiting: Box<rules::Awaiting<PairId, NodeId, AWAITING>>,
+    pub(super) relayed: Box<rules::Relayed<PairId, NodeId, RELAYED>>,
+    pairs: HashMap<(String, String), PairId>,
+    pair_names: HashMap<PairId, (String, String)>,
+    next_pair: PairId,
+    nodes: HashMap<String, NodeId>,
+    node_names: Vec<String>,
+    /// The event name of each message awaiting an answer (a refusal names it).
+    events: HashMap<(PairId, u64), String>,
+    /// Answers for other nodes the session's store had no room for yet, in order.
+    pub(super) answers: std::collections::VecDeque<(String, Vec<u8>)>,
+    /// Each node's current connection, from its status.
+    pub(super) incarnations: HashMap<String, u64>,
+    /// The nodes whose status arrived on this bridge's current connection: messages for
+    /// the others wait (their status may be stale: the broker may have restarted).
+    pub(super) fresh: std::collections::HashSet<String>,
+    last_sweep: std::time::Instant,
+}
+
+impl Delivery {
+    pub(super) fn new() -> Self {
+        Delivery {
+            awaiting: Box::default(),
+            relayed: Box::default(),
+            pairs: HashMap::new(),
+            pair_names: HashMap::new(),
+            next_pair: 0,
+            nodes: HashMap::new(),
+            node_names: Vec::new(),
+            events: HashMap::new(),
+            answers: Default::default(),
+            incarnations: HashMap::new(),
+            fresh: Default::default(),
+            last_sweep: std::time::Instant::now(),
+        }
+    }
+
+    fn pair(&mut self, from: &str, to: &str) -> PairId {
+        if let Some(&p) = self.pairs.get(&(from.to_string(), to.to_string())) {
+            return p;
+        }
+        while self.pair_names.contains_key(&self.next_pair) {
+            self.next_pair = self.next_pair.wrapping_add(1);
+        }
+        let p = self.next_pair;
+        self.next_pair = self.next_pair.wrapping_add(1);
+        self.pairs.insert((from.into(), to.into()), p);
+        self.pair_names.insert(p, (from.into(), to.into()));
+        p
+    }
+
+    fn known_pair(&self, from: &str, to: &str) -> Option<PairId> {
+        self.pairs.get(&(from.to_string(), to.to_string())).copied()
+    }
+
+    fn node(&mut self, name: &str) -> NodeId {
+        if let Some(&n) = self.nodes.get(name) {
+            return n;
+        }
+        // Node names are few (one per bridge of the prefix) and kept for the bridge's life.
+        let n = NodeId::try_from(self.node_names.len()).unwrap_or(NodeId::MAX);
+        self.node_names.push(name.into());
+        self.nodes.insert(name.into(), n);
+        n
+    }
+
+    /// Forgets the pairs no table holds any more (every second at most), so that the
+    /// handles do not grow with every short-lived sender.
+    fn sweep(&mut self) {
+        if self.last_sweep.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = std::time::Instant::now();
+        let unused: Vec<PairId> = self
+            .pair_names
+            .keys()
+            .copied()
+            .filter(|p| !self.awaiting.holds_pair(*p) && !self.relayed.holds_pair(*p))
+            .collect();
+        for p in unused {
+            if let Some(names) = self.pair_names.remove(&p) {
+                self.pairs.remove(&names);
+            }
+        }
+    }
+}
+
+/// The reason named by a code of `xstate.error.delivery` (`target-gone`, ...).
+fn reason_from_code(code: &str) -> FailReason {
+    ALL_FAIL_REASONS
+        .into_iter()
+        .find(|r| r.code() == code)
+        .unwrap_or(FailReason::TargetGone)
+}
+
+impl MqttBridge {
+    /// Reads the ports' messages while there is room to keep them until answered.
+    pub(super) fn read_ports(&mut self) {
+        let ports: Vec<String> = self
+            .ports
+            .keys()
+            .chain(self.aliases.keys())
+            .cloned()
+            .collect();
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for port in &ports {
+                if self.delivery.awaiting.len() + self.waiting.len() >= AWAITING {
+                    return;
+                }
+                if let Some(m) = self.node.recv_port_unacknowledged(port) {
+                    progress = true;
+                    self.forward(m);
+                }
+            }
+        }
+    }
+
+    /// A message for a remote machine went out: it waits for its node's answer.
+    pub(super) fn awaiting_answer(&mut self, m: &PortMessage, owner: &str) {
+        if m.seq == 0 {
+            return;
+        }
+        let d = &mut self.delivery;
+        let pair = d.pair(&m.from, &m.port);
+        let node = d.node(owner);
+        let now = self.node.now();
+        if d.awaiting.push(pair, node, m.seq, now).is_ok() {
+            d.events.insert((pair, m.seq), m.event.clone());
+        } else {
+            // Cannot happen: the ports are read only while there is room.
+            self.node.acknowledge_port_seq(&m.port, &m.from, m.seq);
+        }
+    }
+
+    /// The envelope of `m` for node `owner`.
+    pub(super) fn envelope_for(&self, m: &PortMessage, owner: &str, out: &mut Vec<u8>) -> bool {
+        let msg = InboxMessage::Message {
+            origin: &self.config.node_name,
+            incarnation: self.delivery.incarnations.get(owner).copied().unwrap_or(0),
+            envelope: Envelope {
+                from: &m.from,
+                to: &m.port,
+                event: &m.event,
+                payload: &m.payload,
+                seq: m.seq,
+            },
+        };
+        let need = m.from.len() + m.port.len() + m.event.len() + m.payload.len() + owner.len() + 96;
+        out.resize(need, 0);
+        match bridge::encode(&msg, out) {
+            Some(b) => {
+                let n = b.len();
+                out.truncate(n);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Acknowledges to the local senders what the tables released.
+    fn release(&mut self, released: Vec<(PairId, u64)>) {
+        for (pair, seq) in released {
+            let Some((from, to)) = self.delivery.pair_names.get(&pair).cloned() else {
+                continue;
+            };
+            self.delivery
+                .events
+                .retain(|(p, s), _| *p != pair || *s > seq);
+            self.node.acknowledge_port_seq(&to, &from, seq);
+        }
+    }
+
+    /// Tells the sender of message `seq` of `pair` that it failed.
+    fn refuse(&mut self, pair: PairId, seq: u64, reason: FailReason, detail: &str) {
+        let Some((from, to)) = self.delivery.pair_names.get(&pair).cloned() else {
+            return;
+        };
+        let event = self
+            .delivery
+            .events
+            .remove(&(pair, seq))
+            .unwrap_or_default();
+        self.stats.failed_back += 1;
+        let m = PortMessage {
+            port: to,
+            from,
+            event,
+            topic: None,
+            payload: Vec::new(),
+            seq,
+            correlation: interstate_core::Correlation::None,
+        };
+        if let Err(e) = self.node.refuse_port_message(&m, reason, detail) {
+            let what = format!(
+                "could not report a failed delivery to '{}': {e} (its node reports it when this port closes)",
+                m.from
+            );
+            self.log(&what);
+        }
+    }
+
+    /// Node `node` is unreachable (its will, or a new connection of it): what waited for
+    /// its answer fails.
+    pub(super) fn node_unreachable(&mut self, node: &str, why: &str) {
+        let Some(&id) = self.delivery.nodes.get(node) else {
+            return;
+        };
+        let (mut failed, mut released) = (Vec::new(), Vec::new());
+        self.delivery.awaiting.node_unreachable(
+            id,
+            &mut |p, s| failed.push((p, s)),
+            &mut |p, s| released.push((p, s)),
+        );
+        if !failed.is_empty() {
+            self.log(&format!(
+                "{} message(s) to node '{node}' failed as node-unreachable: {why}",
+                failed.len()
+            ));
+        }
+        for (p, s) in failed {
+            self.refuse(p, s, FailReason::NodeUnreachable, why);
+        }
+        self.release(released);
+    }
+
+    /// Messages without an answer within the bound fail; unused pair handles go.
+    pub(super) fn expire_awaiting(&mut self) {
+        let bound = Duration::from_millis(
+            u64::try_from(self.config.ack_timeout.as_millis()).unwrap_or(u64::MAX),
+        );
+        let now = self.node.now();
+        if self
+            .delivery
+            .awaiting
+            .next_deadline(bound)
+            .is_some_and(|d| d <= now)
+        {
+            let (mut failed, mut released) = (Vec::new(), Vec::new());
+            self.delivery.awaiting.expire(
+                now,
+                bound,
+                &mut |p, s| failed.push((p, s)),
+                &mut |p, s| released.push((p, s)),
+            );
+            let why = format!(
+                "no answer from its node within {} ms (not confirmed: it may still arrive)",
+                self.config.ack_timeout.as_millis()
+            );
+            self.log(&format!(
+                "{} message(s) failed as node-unreachable: {why}",
+                failed.len()
+            ));
+            for (p, s) in failed {
+                self.refuse(p, s, FailReason::NodeUnreachable, &why);
+            }
+            self.release(released);
+        }
+        self.delivery.sweep();
+    }
+
+    /// The port `id` closed (its machine left): its messages are forgotten here, their
+    /// senders' nodes report them as for any receiver that leaves.
+    pub(super) fn forget_port(&mut self, id: &str) {
+        let pairs: Vec<PairId> = self
+            .delivery
+            .pair_names
+            .iter()
+            .filter(|(_, (_, to))| to == id)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in pairs {
+            self.delivery.awaiting.forget_pair(p);
+            self.delivery.events.retain(|(q, _), _| *q != p);
+        }
+    }
+
+    /// Something arrived on this node's inbox.
+    pub(super) fn inbox(&mut self, payload: &[u8]) {
+        match bridge::decode::<InboxMessage<'_>>(payload) {
+            Some(InboxMessage::Message {
+                origin,
+                incarnation,
+                envelope,
+            }) => self.relay(origin, incarnation, &envelope),
+            Some(InboxMessage::Ack { from, to, seq }) => {
+                let Some(pair) = self.delivery.known_pair(from, to) else {
+                    return;
+                };
+                let mut released = Vec::new();
+                self.delivery
+                    .awaiting
+                    .acked(pair, seq, &mut |p, s| released.push((p, s)));
+                self.release(released);
+            }
+            Some(InboxMessage::Failed {
+                from,
+                to,
+                seq,
+                reason,
+                detail,
+            }) => {
+                let Some(pair) = self.delivery.known_pair(from, to) else {
+                    return;
+                };
+                let mut released = Vec::new();
+                if self
+                    .delivery
+                    .awaiting
+                    .failed(pair, seq, &mut |p, s| released.push((p, s)))
+                {
+                    let owner = self.ports.get(to).cloned().unwrap_or_default();
+                    let detail = if detail.is_empty() {
+                        format!("on node '{owner}'")
+                    } else {
+                        format!("on node '{owner}': {detail}")
+                    };
+                    self.refuse(pair, seq, reason, &detail);
+                }
+                self.release(released);
+            }
+            None => {
+                self.stats.dropped_in += 1;
+                self.log("dropped a malformed message from the broker");
+            }
+        }
+    }
+
+    /// Passes a message from node `origin` to this bus, or answers it failed.
+    fn relay(&mut self, origin: &str, incarnation: u64, env: &Envelope<'_>) {
+        let fail = |this: &mut Self, reason: FailReason, detail: &str| {
+            this.stats.dropped_in += 1;
+            this.answer(
+                origin,
+                &InboxMessage::Failed {
+                    from: env.from,
+                    to: env.to,
+                    seq: env.seq,
+                    reason,
+                    detail,
+                },
+            );
+        };
+        if !rules::for_this_connection(incarnation, self.incarnation) {
+            // Sent to an earlier connection of this node: its sender's bridge gave it up
+            // when that connection ended (or does now, on the answer).
+            return fail(
+                self,
+                FailReason::NodeUnreachable,
+                "sent to an earlier connection of the node",
+            );
+        }
+        let key = (format!("{origin}/{}", env.from), env.to.to_string());
+        if !bridge::is_new(self.last_seq.get(&key).copied(), env.seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        // The sender's port here: its id, or `ORIGIN/ID` when a machine of this bus (or
+        // another node) keeps the plain id here (the conflict rule), so that replies find it.
+        let alias = format!("{origin}/{}", env.from);
+        let sender = if self.ports.get(env.from).is_some_and(|n| n == origin) {
+            env.from
+        } else if self.aliases.contains_key(&alias) {
+            alias.as_str()
+        } else {
+            let detail = format!(
+                "no registry record for sender '{}' reached this node",
+                env.from
+            );
+            return fail(self, FailReason::NotOwner, &detail);
+        };
+        if !self.delivery.relayed.has_room() {
+            let detail = format!("{RELAYED} messages wait for this node's bus already");
+            return fail(self, FailReason::QueueFull, &detail);
+        }
+        self.last_seq.insert(key, env.seq);
+        // `NODE/ID` addressed this node's machine `ID` explicitly.
+        let receiver = env
+            .to
+            .strip_prefix(self.config.node_name.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(env.to);
+        match self
+            .node
+            .send_from_port(sender, receiver, env.event, env.payload)
+        {
+            Ok(local) => {
+                self.stats.delivered += 1;
+                let d = &mut self.delivery;
+                let pair = d.pair(sender, env.to);
+                let node = d.node(origin);
+                // Room was checked above.
+                let _ = d.relayed.push(pair, node, local, env.seq);
+            }
+            Err(e) => {
+                let detail = format!("{e}");
+                fail(self, FailReason::QueueFull, &detail);
+            }
+        }
+    }
+
+    /// Answers for the nodes whose messages this bus acknowledged or failed.
+    pub(super) fn answer_acks(&mut self) {
+        while let Some((port, receiver, local)) = self.node.next_port_ack() {
+            for to in self.addressed_as(&receiver) {
+                let Some(pair) = self.delivery.known_pair(&port, &to) else {
+                    continue;
+                };
+                if let Some((node, seq)) = self.delivery.relayed.acked(pair, local) {
+                    let origin = self.delivery.node_names[usize::from(node)].clone();
+                    let from = self.sender_id(&port);
+                    self.answer(
+                        &origin,
+                        &InboxMessage::Ack {
+                            from: &from,
+                            to: &to,
+                            seq,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The sender's own id for a port that relays its messages (`NODE/ID` is `ID`).
+    fn sender_id(&self, port: &str) -> String {
+        self.aliases
+            .get(port)
+            .map_or_else(|| port.to_string(), |(_, id)| id.clone())
+    }
+
+    /// The ids a machine of this bus may have been addressed by from other nodes: its own,
+    /// and `NODE/ID` with this node's name (the bus's numbers are shared by both).
+    fn addressed_as(&self, receiver: &str) -> [String; 2] {
+        [
+            receiver.to_string(),
+            format!("{}/{receiver}", self.config.node_name),
+        ]
+    }
+
+    /// An `xstate.error.delivery` for a message this bridge passed on from port `port`.
+    pub(super) fn relayed_failed(&mut self, port: &str, payload: &[u8]) {
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        let (Some(to), Some(local)) = (
+            v.get("to").and_then(|t| t.as_str()),
+            v.get("seq").and_then(|s| s.as_u64()),
+        ) else {
+            return;
+        };
+        let reason = reason_from_code(v.get("reason").and_then(|r| r.as_str()).unwrap_or(""));
+        let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or("");
+        for addressed in self.addressed_as(to) {
+            let Some(pair) = self.delivery.known_pair(port, &addressed) else {
+                continue;
+            };
+            if let Some((node, seq)) = self.delivery.relayed.failed(pair, local) {
+                let origin = self.delivery.node_names[usize::from(node)].clone();
+                let from = self.sender_id(port);
+                self.answer(
+                    &origin,
+                    &InboxMessage::Failed {
+                        from: &from,
+                        to: &addressed,
+                        seq,
+                        reason,
+                        detail,
+                    },
+                );
+                return;
+            }
+        }
+    }
+
+    fn answer(&mut self, node: &str, msg: &InboxMessage<'_>) {
+        let mut buf = vec![0u8; 512 + node.len()];
+        if let InboxMessage::Failed { detail, .. } = msg {
+            buf.resize(buf.len() + detail.len(), 0);
+        }
+        let Some(bytes) = bridge::encode(msg, &mut buf).map(|b| b.to_vec()) else {
+            return;
+        };
+        self.delivery.answers.push_back((node.to_string(), bytes));
+        self.send_answers();
+    }
+
+    /// Publishes the answers waiting, in order, while the session's store has room.
+    pub(super) fn send_answers(&mut self) {
+        while let Some((node, bytes)) = self.delivery.answers.front() {
+            let topic = self.topic(BridgeTopic::Inbox { node });
+            let now = self.node.now();
+            match self
+                .session
+                .publish(now, &topic, bytes, true, false, &mut Tx(&mut self.tx))
+            {
+                Ok(_) => {
+                    self.delivery.answers.pop_front();
+                }
+                Err(MqttError::StoreFull) => return,
+                Err(e) => {
+                    let what = format!("could not answer node '{node}': {e}");
+                    self.delivery.answers.pop_front();
+                    self.log(&what);
+                }
+            }
+        }
+    }
+
+    /// Whether `m` is a failure report for a message this bridge passed on (handled here).
+    pub(super) fn relayed_report(&mut self, m: &PortMessage) -> bool {
+        if m.event != DELIVERY_ERROR_EVENT {
+            return false;
+        }
+        self.relayed_failed(&m.port, &m.payload);
+        true
+    }
+}
