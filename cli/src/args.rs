@@ -30,6 +30,9 @@ ENVIRONMENT:
                         `run` takes its machine id from the first when it has no --id, the
                         second is the invocation's input, and `run` writes its final state's
                         output to the descriptor the third names.
+  INTERSTATE_MQTT_PASSWORD
+                        `bridge`: the password of --username when no --password-file is
+                        given (kept off the command line, which `ps` shows).
   XDG_RUNTIME_DIR       Where the bus directory is when INTERSTATE_DIR is not set.
   NO_COLOR              When set and not empty, `up` and `demo` print no color.
   NOTIFY_SOCKET         Set by a service manager: `hub`, `run` and `up` report readiness there.
