@@ -199,7 +199,7 @@ impl CompareOp {
     }
 }
 
-/// A context condition (a [`Guard::Context`]): `context[key] op literal`.
+/// A context condition (a [`Guard::Context`](super::Guard::Context)): `context[key] op literal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ContextCondition {
