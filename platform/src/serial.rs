@@ -42,9 +42,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::termios::{self, OptionalActions};
 
 use crate::error::PlatformError;
-use crate::node::{
-    delivery_error_payload, Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE,
-};
+use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 
 /// The receive buffer of the bridge: the largest encoded frame it accepts from a device.
 pub const BRIDGE_RX: usize = 16 * 1024;
@@ -294,9 +292,16 @@ impl SerialBridge {
         if self.readable {
             self.read_line()?;
         }
-        while let Some(m) = self.node.recv_port() {
-            self.down_the_line(m);
+        // Read unacknowledged: a message is acknowledged to its sender once it is written to
+        // the line, or after it was refused (a refusal must reach the sender before the
+        // acknowledgement that would settle it as delivered).
+        let ports = std::mem::take(&mut self.ports);
+        for port in &ports {
+            while let Some(m) = self.node.recv_port_unacknowledged(port) {
+                self.down_the_line(m);
+            }
         }
+        self.ports = ports;
         let now = self.node.now();
         if let Session::Ready { .. } = self.session {
             if now >= self.last_rx + self.config.idle_timeout {
@@ -547,8 +552,11 @@ impl SerialBridge {
         }
         self.send_frame(&frame);
         self.stats.to_device += 1;
+        self.node.acknowledge_port(&m);
     }
 
+    /// Keeps a message until the device registers its port, unacknowledged: its sender
+    /// counts it as delivered only once it went down the line.
     fn hold(&mut self, m: PortMessage) {
         if self.held.len() < self.config.hold {
             self.held.push_back(m);
@@ -557,23 +565,39 @@ impl SerialBridge {
         }
     }
 
-    /// Reports a message the device cannot get back to its sender, as a node reports an
-    /// undeliverable message: an `xstate.error.delivery` event with a JSON payload.
+    /// Reports a message the device cannot get to its sender, through the hub, as its
+    /// receiver refusing it (the sender's node raises `xstate.error.delivery`).
     fn fail_back(&mut self, m: &PortMessage, reason: FailReason) {
         if m.event == DELIVERY_ERROR_EVENT {
             // Never report a report: that could loop between two unreachable ends.
+            self.acknowledge_unless_held_before(m);
             return;
         }
         self.stats.failed_back += 1;
-        let payload = delivery_error_payload(&m.port, &m.event, m.seq, reason, "");
-        if let Err(e) = self
-            .node
-            .send_from_port(&m.port, &m.from, DELIVERY_ERROR_EVENT, &payload)
-        {
+        let detail = match reason {
+            FailReason::TooLarge => "larger than the device accepts",
+            _ => "the device is not connected and the bridge's hold queue is full",
+        };
+        if let Err(e) = self.node.refuse_port_message(m, reason, detail) {
             self.log(&format!(
                 "could not report a failed delivery to {}: {e}",
                 m.from
             ));
+        }
+        self.acknowledge_unless_held_before(m);
+    }
+
+    /// Acknowledges a message that is settled here, unless an earlier one from the same
+    /// sender to the same port is still held: acknowledgements are cumulative, and that one
+    /// is not delivered yet (the refused message needs none: its sender settled it with the
+    /// refusal; a later acknowledgement covers it).
+    fn acknowledge_unless_held_before(&mut self, m: &PortMessage) {
+        let earlier_held = self
+            .held
+            .iter()
+            .any(|h| h.port == m.port && h.from == m.from && h.seq < m.seq);
+        if !earlier_held {
+            self.node.acknowledge_port(m);
         }
     }
 

@@ -261,7 +261,22 @@ impl HubIo for HubIoImpl<'_> {
                     self.local
                         .registry_removed(self.now, machine, self.deferred)
                 }
-                Frame::DeliveryFailed(f) => self.deferred.failures.push(Failure::reported(&f)),
+                Frame::DeliveryFailed(f) => match self.delivery.as_deref_mut() {
+                    // Settled now, in the order the hub reported it: a receiver that refuses a
+                    // message and then acknowledges past it sends both in one read, and the
+                    // acknowledgement (applied at once, below) must not settle it first.
+                    Some(d) => match d.outstanding.fail_one(f.from, f.to, f.seq) {
+                        Some(u) => self
+                            .deferred
+                            .direct
+                            .push(Failure::reported(&f).correlated(u.correlation)),
+                        // Settled already (reported once): nothing to say again.
+                        None if self.local.by_id.contains_key(f.from)
+                            || self.local.ports.contains_key(f.from) => {}
+                        None => self.deferred.direct.push(Failure::reported(&f)),
+                    },
+                    None => self.deferred.failures.push(Failure::reported(&f)),
+                },
                 Frame::Report { machine, on } => {
                     self.local.report_requested(machine, on, self.deferred)
                 }
