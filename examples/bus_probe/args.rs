@@ -15,7 +15,14 @@ pub(crate) struct Args {
 
 impl Args {
     pub(crate) fn parse() -> Result<Args, String> {
-        const FLAGS: &[&str] = &["--hub", "--auto", "--after-hello", "--hold", "--exit"];
+        const FLAGS: &[&str] = &[
+            "--hub",
+            "--auto",
+            "--after-hello",
+            "--hold",
+            "--exit",
+            "--announce-done",
+        ];
         let mut positional = Vec::new();
         let mut options = HashMap::new();
         let mut flags = HashSet::new();

@@ -26,12 +26,16 @@
 //!     {"received","distinct","duplicates","out_of_order","max_n",...}
 //!     when it has N distinct messages (after L more ms), on timeout (default 30 s), or on
 //!     SIGTERM/SIGINT. It then sends a TALLY event (the tally as payload) to every sender.
+//!     A DONE from a `source --announce-done` ends it too (after L ms), and the tally then
+//!     has "accounting": every n that source sent as arrived, reported failed, both (by
+//!     reason: "delivered_and_failed") or neither ("lost_silently", "lost_first").
 //!     Exit code 0 when the expectation was met (or none was given), 1 otherwise.
 //!     --hold: never read the port (its node acknowledges nothing: an unread message is not
 //!     acknowledged). --hold-ms H: read nothing for the first H ms.
 //!
 //! bus_probe source ID TARGET N [--rate PER_S] [--timeout-ms T] [--linger-ms L]
 //!                              [--progress-every K] [--payload-bytes B] [--hub]
+//!                              [--announce-done]
 //!     A node with a port ID that sends N events `E` with payload {"n": k}, k = 0..N-1, to
 //!     TARGET (as fast as the bus takes them, or PER_S a second), driving the node loop.
 //!     Counts `xstate.error.delivery` replies. Prints {"progress":k,...} every K sent (default
@@ -41,6 +45,9 @@
 //!     --linger-ms), or the timeout (default 30 s). Then prints the final line
 //!     {"sent":..,"failed":..,"errors":..,"reasons":{..},"acknowledged":bool,"tally":..,
 //!     "unacknowledged":..}; while waiting, {"waiting":true,...} every second.
+//!     --announce-done: once every message is settled (acknowledged or reported failed),
+//!     send TARGET a DONE with {"sent":N,"failed_n":{REASON:[n,..]}} (again if it fails),
+//!     so that a sink can stop and account for every event exactly.
 //!
 //! bus_probe subscribers PREFIX K FILTER [--expect N] [--timeout-ms T]
 //!     A node with K ports PREFIX-0.. each subscribed to FILTER; prints {"ready":true} once

@@ -30,12 +30,23 @@ struct Tally {
     delivery_errors: u64,
     events: BTreeMap<String, u64>,
     senders: BTreeMap<String, SenderState>,
+    /// A sender's DONE (`bus_probe source --announce-done`): how many it sent, and the
+    /// `n`s reported failed to it, by reason.
+    done: Option<(String, u64, BTreeMap<String, Vec<u64>>)>,
 }
 
 impl Tally {
     fn record(&mut self, m: &PortMessage) {
         if m.event == DELIVERY_ERROR_EVENT {
             self.delivery_errors += 1;
+            return;
+        }
+        if m.event == "DONE" {
+            let v = serde_json::from_slice::<Value>(&m.payload).unwrap_or_default();
+            let sent = v.get("sent").and_then(Value::as_u64).unwrap_or(0);
+            let failed = serde_json::from_value(v.get("failed_n").cloned().unwrap_or_default())
+                .unwrap_or_default();
+            self.done = Some((m.from.clone(), sent, failed));
             return;
         }
         self.received += 1;
@@ -67,8 +78,31 @@ impl Tally {
             .iter()
             .map(|(k, s)| (k.as_str(), s.count))
             .collect();
+        // With the sender's DONE: every `n` it sent is accounted for exactly, as arrived,
+        // reported failed, both (by reason), or neither (lost silently).
+        let accounting = self.done.as_ref().map(|(from, sent, failed)| {
+            let empty = HashSet::new();
+            let seen = self.senders.get(from).map_or(&empty, |s| &s.seen);
+            let failed_set: HashSet<u64> = failed.values().flatten().copied().collect();
+            let lost: Vec<u64> = (0..*sent)
+                .filter(|n| !seen.contains(n) && !failed_set.contains(n))
+                .collect();
+            let both: BTreeMap<&str, usize> = failed
+                .iter()
+                .map(|(r, ns)| (r.as_str(), ns.iter().filter(|n| seen.contains(n)).count()))
+                .filter(|(_, k)| *k > 0)
+                .collect();
+            json!({
+                "from": from,
+                "sent": sent,
+                "lost_silently": lost.len(),
+                "lost_first": lost.iter().take(20).collect::<Vec<_>>(),
+                "delivered_and_failed": both,
+            })
+        });
         json!({
             "id": id,
+            "accounting": accounting,
             "received": self.received,
             "distinct": self.distinct,
             "duplicates": self.duplicates,
@@ -105,7 +139,11 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
         }
         let now = Instant::now();
         if reached.is_some_and(|r| now >= r + linger) {
-            break "expected";
+            break if tally.done.is_some() {
+                "done"
+            } else {
+                "expected"
+            };
         }
         if now >= start + timeout {
             break "timeout";
@@ -118,7 +156,9 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
         while let Some(m) = (!holding).then(|| node.recv_port()).flatten() {
             tally.record(&m);
         }
-        if reached.is_none() && expect.is_some_and(|n| tally.distinct >= n) {
+        if reached.is_none()
+            && (expect.is_some_and(|n| tally.distinct >= n) || tally.done.is_some())
+        {
             reached = Some(Instant::now());
         }
     };

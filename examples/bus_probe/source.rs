@@ -1,7 +1,7 @@
 //! `source`: a node with a port that sends numbered events to a target and reports what was
 //! acknowledged, failed, or still outstanding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
     let timeout = args.timeout(30_000)?;
     let linger = args.num("linger-ms")?.map(Duration::from_millis);
     let every = args.num("progress-every")?.unwrap_or(1000).max(1);
+    // --announce-done: once every message is settled, send DONE naming what failed.
+    let announce_done = args.flags.contains("--announce-done");
     // --payload-bytes B: pad each payload to about B bytes.
     let pad = match args.num("payload-bytes")? {
         Some(b) if b > 16 => format!(",\"pad\":\"{}\"", ".".repeat(b as usize - 16)),
@@ -41,20 +43,41 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut tally: Option<Value> = None;
     let mut last_activity = Instant::now();
+    // With --announce-done: each message's `n` by its sequence number, the `n`s reported
+    // failed by reason, and the DONE message's sequence number while it is out.
+    let mut n_by_seq: HashMap<u64, u64> = HashMap::new();
+    let mut failed_n: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut done_seq: Option<u64> = None;
 
     let drain = |node: &mut Node,
                  failed: &mut u64,
                  reasons: &mut BTreeMap<String, u64>,
                  tally: &mut Option<Value>,
-                 last: &mut Instant| {
+                 last: &mut Instant,
+                 n_by_seq: &mut HashMap<u64, u64>,
+                 failed_n: &mut BTreeMap<String, Vec<u64>>,
+                 done_seq: &mut Option<u64>| {
         while let Some(m) = node.recv_port() {
             *last = Instant::now();
             if m.event == DELIVERY_ERROR_EVENT {
+                let v = serde_json::from_slice::<Value>(&m.payload).ok();
+                let seq = v
+                    .as_ref()
+                    .and_then(|v| v.get("seq"))
+                    .and_then(Value::as_u64);
+                if seq.is_some() && seq == *done_seq {
+                    // DONE itself failed: it goes again once everything is settled.
+                    *done_seq = None;
+                    continue;
+                }
                 *failed += 1;
-                let why = serde_json::from_slice::<Value>(&m.payload)
-                    .ok()
+                let why = v
+                    .as_ref()
                     .and_then(|v| v.get("reason").and_then(Value::as_str).map(String::from))
                     .unwrap_or_else(|| "unknown".into());
+                if let Some(n) = seq.and_then(|s| n_by_seq.get(&s)) {
+                    failed_n.entry(why.clone()).or_default().push(*n);
+                }
                 *reasons.entry(why).or_default() += 1;
             } else if m.event == "TALLY" && m.from == target {
                 *tally = serde_json::from_slice(&m.payload).ok();
@@ -79,7 +102,12 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
         while attempted < due {
             let payload = format!("{{\"n\":{attempted}{pad}}}");
             match node.send_from_port(&id, &target, "E", payload.as_bytes()) {
-                Ok(_) => sent += 1,
+                Ok(seq) => {
+                    sent += 1;
+                    if announce_done {
+                        n_by_seq.insert(seq, attempted);
+                    }
+                }
                 Err(e) => {
                     errors += 1;
                     eprintln!("bus_probe: sending message {attempted}: {e}");
@@ -97,6 +125,9 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
             &mut reasons,
             &mut tally,
             &mut last_activity,
+            &mut n_by_seq,
+            &mut failed_n,
+            &mut done_seq,
         );
         let wait = match rate {
             Some(r) => Duration::from_secs_f64(1.0 / r as f64).min(Duration::from_millis(20)),
@@ -123,9 +154,20 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
                 &mut reasons,
                 &mut tally,
                 &mut last_activity,
+                &mut n_by_seq,
+                &mut failed_n,
+                &mut done_seq,
             );
             if tally.is_some() {
                 break "acknowledged";
+            }
+            if announce_done && done_seq.is_none() && node.unacknowledged() == 0 {
+                // Everything is settled: what arrived is before DONE in the sender's order.
+                let body = json!({"sent": sent, "failed_n": failed_n}).to_string();
+                match node.send_from_port(&id, &target, "DONE", body.as_bytes()) {
+                    Ok(seq) => done_seq = Some(seq),
+                    Err(e) => eprintln!("bus_probe: sending DONE: {e}"),
+                }
             }
             if failed >= sent {
                 break "all-failed";
