@@ -29,6 +29,7 @@
 
 mod child_process;
 mod children;
+mod first_step;
 mod client_side;
 mod durable;
 mod event_loop;
