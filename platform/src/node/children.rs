@@ -256,6 +256,8 @@ impl Node {
             }
         };
         self.local.by_id.insert(id.clone(), idx);
+        // Counted before its first step, which may start children of its own.
+        self.local.live_children += 1;
         let now = self.turn_now;
         let started = self.start_first_step(idx, now, init, deferred);
         let registered = match started {
@@ -263,8 +265,9 @@ impl Node {
             Err(e) => Err(e.into()),
         };
         if let Err(e) = registered {
-            // Not counted yet: its slot is freed by hand, its early children stopped.
+            // Its slot is freed by hand (it never was on the bus), its early children stopped.
             self.stop_children_of(&id, deferred);
+            self.local.live_children -= 1;
             self.local.by_id.remove(&id);
             self.local.machines[idx].vacant = true;
             self.local.machines[idx].stopped = true;
@@ -272,7 +275,6 @@ impl Node {
         }
         self.local.machines[idx].registered = true;
         self.local.registry.insert(super::payload::local_info(&id));
-        self.local.live_children += 1;
         Ok(())
     }
 
