@@ -145,7 +145,7 @@ impl Node {
                     actors: actors.clone(),
                 };
                 drop(actor);
-                let init = super::first_step::init_data(inv.input);
+                let init = super::invoked::child_init_data(inv.input);
                 self.host_child(parent, machine, behavior, child, &init, deferred)
                     .map_err(|e| e.to_string())?;
             }

@@ -50,16 +50,6 @@ impl Behavior for DryRun<'_> {
     }
 }
 
-/// The payload of an invoked child's first event, `xstate.init`, for the invocation's
-/// `input` (JSON text): `{"input": ...}`, as XState's init event carries it (`event.input`;
-/// a JSON chart reads it with `{"$event": "input"}`). Empty without an input.
-pub(super) fn init_data(input: Option<&str>) -> Vec<u8> {
-    match input {
-        Some(input) => format!("{{\"input\":{input}}}").into_bytes(),
-        None => Vec::new(),
-    }
-}
-
 impl Node {
     /// Runs the first step of machine `i` (in the node's table, not started; `data` is the
     /// payload of its `xstate.init`), the child charts that step invokes started first (see
@@ -158,7 +148,7 @@ impl Node {
                 continue;
             };
             let mut behavior = (child.behavior)(&id);
-            let init = init_data(inv.input);
+            let init = super::invoked::child_init_data(inv.input);
             let runs = m.set_child_capacity(per_machine).is_ok()
                 && m.start_with_data(now, &init, &mut DryRun(&mut *behavior))
                     .is_ok()

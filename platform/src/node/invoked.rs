@@ -63,6 +63,16 @@ impl ChildChart {
     }
 }
 
+/// The payload of an invoked child chart's first event, `xstate.init`, for its invocation's
+/// `input` (JSON text): `{"input": ...}`, as XState's init event carries it (`event.input`;
+/// a JSON chart reads it with `{"$event": "input"}`). Empty without an input.
+pub fn child_init_data(input: Option<&str>) -> Vec<u8> {
+    match input {
+        Some(input) => format!("{{\"input\":{input}}}").into_bytes(),
+        None => Vec::new(),
+    }
+}
+
 /// Where a service is made: its machine id, its parent's, and the invocation's `input`.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceStart<'a> {
