@@ -191,10 +191,7 @@ fn a_child_chart_gets_its_invocations_input_with_its_first_event() {
         ]
     );
     let job = n.machine("p/job").expect("the child with input runs");
-    assert_eq!(
-        job.context_json(),
-        Some(r#"{"job":{"url":"/data","n":3}}"#)
-    );
+    assert_eq!(job.context_json(), Some(r#"{"job":{"url":"/data","n":3}}"#));
     // Without an input the key is removed, as `{"$event": ...}` does for a missing field.
     assert_eq!(n.machine("p/bare").unwrap().context_json(), Some("{}"));
     drop(n);

@@ -104,10 +104,7 @@ fn run_starts_the_children_of_the_first_step_in_xstates_order() {
     let parent = bus.write("p-log.json", &logging(PARENT));
     let kid = bus.write("k-log.json", &logging(KID));
     let actor = format!("k={kid}");
-    let p = bus.interstate(
-        "run p",
-        &["run", &parent, "--id", "p", "--actor", &actor],
-    );
+    let p = bus.interstate("run p", &["run", &parent, "--id", "p", "--actor", &actor]);
     bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| {
         l.contains("joined bus")
     });
@@ -149,20 +146,25 @@ fn run_gives_a_child_chart_its_invocations_input() {
             "got": { "entry": { "type": "log", "message": "got the input" } } } }"#,
     );
     let actor = format!("w={worker}");
-    let p = bus.interstate(
-        "run p",
-        &["run", &parent, "--id", "p", "--actor", &actor],
-    );
+    let p = bus.interstate("run p", &["run", &parent, "--id", "p", "--actor", &actor]);
     bus.wait_line(p, true, "the join line", STEP_LIMIT, |l| {
         l.contains("joined bus")
     });
     let (status, _, err) = bus.run(&["send", "p", "JOB"]);
     assert!(status.success(), "{err}");
-    bus.wait_line(p, false, "the child's guard on its input", STEP_LIMIT, |l| {
-        l == "[p/job] got the input"
-    });
+    bus.wait_line(
+        p,
+        false,
+        "the child's guard on its input",
+        STEP_LIMIT,
+        |l| l == "[p/job] got the input",
+    );
     let list = bus.wait_ps("the child", |l| ps_pid(l, "p/job").is_some());
     let job = list.iter().find(|m| m["machine"] == "p/job").unwrap();
-    assert_eq!(job["context"], json!({"job": {"url": "/data", "n": 3}}), "{list:?}");
+    assert_eq!(
+        job["context"],
+        json!({"job": {"url": "/data", "n": 3}}),
+        "{list:?}"
+    );
     bus.term(p);
 }

@@ -81,7 +81,7 @@ impl Node {
         let kept = starts_kept(&*h.machine);
         for id in started {
             let invoke_id = id.rsplit_once('/').map_or("", |(_, k)| k);
-            if r.is_ok() && kept.iter().any(|k| *k == invoke_id) {
+            if r.is_ok() && kept.contains(&invoke_id) {
                 self.local.machines[i].early.push(id);
             } else {
                 self.stop_child(&id, deferred);
@@ -175,9 +175,9 @@ fn starts_kept(m: &dyn super::machines::RunningMachine) -> Vec<&'static str> {
         .enumerate()
         .filter(|(n, c)| {
             c.kind == ChildChangeKind::Start
-                && !changes[n + 1..].iter().any(|l| {
-                    l.kind == ChildChangeKind::Stop && l.invocation.id == c.invocation.id
-                })
+                && !changes[n + 1..]
+                    .iter()
+                    .any(|l| l.kind == ChildChangeKind::Stop && l.invocation.id == c.invocation.id)
         })
         .map(|(_, c)| c.invocation.id)
         .collect()

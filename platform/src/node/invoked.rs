@@ -34,7 +34,10 @@ type BehaviorFn = Box<dyn FnMut(&str) -> Box<dyn Behavior>>;
 
 impl ChildChart {
     /// The chart `chart`, each child made with the behavior `behavior(child machine id)`
-    /// returns (a child's actions, guards and delays: one call per start).
+    /// returns (a child's actions, guards and delays: one call per start, and one more for
+    /// a child started with its parent's first step, whose own first step the node runs
+    /// once on a scratch machine first: see `first_step`). Its first event, `xstate.init`,
+    /// carries its invocation's `input` ([`child_init_data`]).
     pub fn new(
         chart: Chart<'static>,
         behavior: impl FnMut(&str) -> Box<dyn Behavior> + 'static,

@@ -29,11 +29,11 @@
 
 mod child_process;
 mod children;
-mod first_step;
 mod client_side;
 mod durable;
 mod event_loop;
 mod failover;
+mod first_step;
 mod hosting;
 mod hub_side;
 pub mod invoked;
