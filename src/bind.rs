@@ -235,7 +235,9 @@ impl Behaviors {
 
     /// Binds the `src` `src` to a child chart: a node runs each `invoke` of it as a child
     /// machine (`parent/invoke-id`, on the bus) whose actions, guards and delays are the
-    /// [`Behaviors`] `behaviors()` returns (bound leniently, one call per start). Its final
+    /// [`Behaviors`] `behaviors()` returns (bound leniently, one call per start; one more for
+    /// a child of its parent's first step, dry-run once to keep XState's order). Its first
+    /// event, `xstate.init`, carries the invocation's `input` as `{"input": ...}`. Its final
     /// state's `output` is its parent's `xstate.done.actor.<id>` payload. The chart lives as
     /// long as the process (a node's charts do).
     pub fn child_chart(

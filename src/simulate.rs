@@ -60,10 +60,12 @@ pub type SimMachineOf<'c, const W: usize> = Machine<'c, W, 256, 256, 256, 1024, 
 pub trait Simulated<'c, const W: usize> {
     /// The machine's state, outbox and timers.
     fn read(&self) -> &SimMachineOf<'c, W>;
-    /// See [`Machine::start`].
+    /// See [`Machine::start_with_data`] (`data`: an invoked child's `input`, see
+    /// [`interstate_platform::node::invoked::child_init_data`]).
     fn start(
         &mut self,
         now: Instant,
+        data: &[u8],
         b: &mut crate::bind::Bound,
     ) -> Result<(), interstate_core::Error>;
     /// See [`Machine::send`].
@@ -95,9 +97,10 @@ macro_rules! simulated_impl {
         fn start(
             &mut self,
             now: Instant,
+            data: &[u8],
             b: &mut crate::bind::Bound,
         ) -> Result<(), interstate_core::Error> {
-            Self::start(self, now, b)
+            Self::start_with_data(self, now, data, b)
         }
         fn send(
             &mut self,

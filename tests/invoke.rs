@@ -391,3 +391,34 @@ fn the_done_event_carries_the_childs_output() {
         serde_json::json!([{"to": "archive", "event": "RESULT", "data": {"root": true}}])
     );
 }
+
+/// A child chart's first event, `xstate.init`, carries its invocation's `input` as
+/// `{"input": ...}`, as XState's does (`createInitEvent(input)`: `event.input` in the child's
+/// first entry actions; checked with XState 5.33.3, whose child without an input gets
+/// `{"type":"xstate.init"}`): `{"$event": "input"}` keeps it in the child's context.
+#[test]
+fn simulate_gives_a_child_chart_its_input_with_its_first_event() {
+    let parent = compile_str(
+        r#"{"id":"p","initial":"idle","states":{"idle":{"on":{"JOB":"working"}},
+        "working":{"invoke":[{"src":"w","id":"job","input":{"url":"/data","n":3}},{"src":"w","id":"bare"}]}}}"#,
+    )
+    .unwrap();
+    let worker = compile_str(
+        r#"{"id":"w","initial":"run","context":{"job":null},"states":{
+        "run":{"entry":{"type":"assign","assignment":{"job":{"$event":"input"}}},
+          "always":{"guard":{"type":"context","key":"job","op":"==","value":{"url":"/data","n":3}},"target":"got"}},
+        "got":{"entry":"gotInput"}}}"#,
+    )
+    .unwrap();
+    let mut options = interstate::simulate::Options::default();
+    options.actors.insert("w".into(), worker);
+    let mut out = Vec::new();
+    let inputs = ["JOB"].map(String::from);
+    assert!(interstate::simulate::run(&parent.chart(), &options, inputs, &mut out).unwrap());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[1]["actions"], serde_json::json!(["job/gotInput"]));
+}

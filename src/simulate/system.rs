@@ -47,6 +47,8 @@ struct Change {
     kind: ChildChangeKind,
     src: String,
     id: String,
+    /// Its first event's payload, from the invocation's `input`.
+    init: Vec<u8>,
     after: usize,
 }
 
@@ -62,6 +64,8 @@ struct Actor<'c, const W: usize> {
     name: String,
     /// The `src` it runs (the root: empty), for its `output`.
     src: String,
+    /// The payload of its first event (its invocation's `input`; the root: empty).
+    init: Vec<u8>,
     parent: Option<usize>,
     mailbox: VecDeque<(String, Vec<u8>)>,
     busy: bool,
@@ -142,6 +146,7 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
             kind: c.kind,
             src: c.invocation.src.to_string(),
             id: c.invocation.id.to_string(),
+            init: interstate_platform::node::invoked::child_init_data(c.invocation.input),
             after: c.after_messages,
         })
         .collect();
@@ -205,6 +210,7 @@ impl<'c, const W: usize> System<'c, W> {
                 behavior: Some(behavior),
                 name: String::new(),
                 src: String::new(),
+                init: Vec::new(),
                 parent: None,
                 mailbox: VecDeque::new(),
                 busy: false,
@@ -294,12 +300,13 @@ impl<'c, const W: usize> System<'c, W> {
         }
         actor.started = true;
         actor.busy = true;
+        let init = std::mem::take(&mut actor.init);
         let Some((machine, behavior)) = actor.parts() else {
             return Ok(());
         };
         let mark = self.shared.log.borrow().len();
         let log_mark = self.shared.logs.borrow().len();
-        let r = machine.start(self.now, behavior);
+        let r = machine.start(self.now, &init, behavior);
         // XState starts the children of the first snapshot before the machine's own first
         // actions run (its machine logic's `start`): their actions come first. Unless the
         // first step finished the machine: XState then starts none.
@@ -368,7 +375,7 @@ impl<'c, const W: usize> System<'c, W> {
         let Ok(mut m) = new_machine::<W>(chart, &self.child_id(parent, &c.id)) else {
             return false;
         };
-        m.start(self.now, &mut behavior).is_ok() && !m.is_done()
+        m.start_with_data(self.now, &c.init, &mut behavior).is_ok() && !m.is_done()
     }
 
     /// Fires timer `seq` of actor `a`.
@@ -605,6 +612,7 @@ impl<'c, const W: usize> System<'c, W> {
             behavior: Some(behavior),
             name: c.id.clone(),
             src: c.src.clone(),
+            init: c.init.clone(),
             parent: Some(parent),
             mailbox: VecDeque::new(),
             busy: false,

@@ -423,13 +423,26 @@ impl<
         now: Instant,
         behavior: &mut BH,
     ) -> Result<(), Error> {
-        self.start_with::<Interpreted, BH>(now, behavior)
+        self.start_with::<Interpreted, BH>(now, &[], behavior)
+    }
+
+    /// [`Self::start`] with `data` as the payload of the first step's event, `xstate.init`:
+    /// what an invoked child gets from its invocation's `input` (XState's init event carries
+    /// it as `event.input`).
+    pub fn start_with_data<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        self.start_with::<Interpreted, BH>(now, data, behavior)
     }
 
     /// [`Self::start`] with the macrostep of `S` (the interpreter's, or a generated one).
     fn start_with<S: Stepping, BH: Behavior + ?Sized>(
         &mut self,
         now: Instant,
+        data: &[u8],
         behavior: &mut BH,
     ) -> Result<(), Error> {
         if self.status != Status::Idle {
@@ -438,7 +451,7 @@ impl<
         self.status = Status::Active;
         let mut cx = StepCx {
             now,
-            event: Event::new("xstate.init"),
+            event: Event::new("xstate.init").with_payload(data),
             behavior,
         };
         let r = S::initial(self, &mut cx).and_then(|()| S::settle(self, &mut cx));

@@ -633,7 +633,17 @@ impl<
         now: Instant,
         behavior: &mut BH,
     ) -> Result<(), Error> {
-        self.inner.start_with::<Native<N>, BH>(now, behavior)
+        self.inner.start_with::<Native<N>, BH>(now, &[], behavior)
+    }
+
+    /// See [`Machine::start_with_data`].
+    pub fn start_with_data<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
+        self.inner.start_with::<Native<N>, BH>(now, data, behavior)
     }
 
     /// See [`Machine::send`].

@@ -93,6 +93,12 @@ impl Node {
         }
         match c.kind {
             ChildChangeKind::Start => {
+                // Started before its parent's first step (`first_step`): running already.
+                let early = &mut self.local.machines[i].early;
+                if let Some(k) = early.iter().position(|e| e.as_str() == id.as_str()) {
+                    early.remove(k);
+                    return;
+                }
                 if let Err(message) = self.start_child(i, &id, c.invocation, deferred) {
                     self.failed_start(i, c.invocation, &message, deferred);
                 }
@@ -103,7 +109,7 @@ impl Node {
 
     /// Starts the child `id` of machine `parent` for `inv`, by the kind of actor its `src`
     /// is bound to.
-    fn start_child(
+    pub(super) fn start_child(
         &mut self,
         parent: usize,
         id: &str,
@@ -139,7 +145,8 @@ impl Node {
                     actors: actors.clone(),
                 };
                 drop(actor);
-                self.host_child(machine, behavior, child)
+                let init = super::invoked::child_init_data(inv.input);
+                self.host_child(parent, machine, behavior, child, &init, deferred)
                     .map_err(|e| e.to_string())?;
             }
             Actor::Process(p) => {
@@ -209,13 +216,18 @@ impl Node {
         );
     }
 
-    /// Adds a child machine (in a free slot when there is one), starts it and registers its
-    /// id, without waiting for the hub's answer (the loop is busy with its parent's step).
+    /// Adds a child machine of machine `parent` (in a free slot after its parent's when there
+    /// is one: its first messages go out after its parent's), starts it with `init` as the
+    /// payload of its `xstate.init` (its `input`) and registers its id, without waiting for
+    /// the hub's answer (the loop is busy with its parent's step).
     fn host_child(
         &mut self,
+        parent: usize,
         machine: Box<dyn super::machines::RunningMachine>,
         behavior: Box<dyn interstate_core::Behavior>,
         child: ChildOf,
+        init: &[u8],
+        deferred: &mut Deferred,
     ) -> Result<(), crate::PlatformError> {
         let id = machine.id().to_string();
         self.check_new_id(&id)?;
@@ -227,8 +239,13 @@ impl Node {
             .machine
             .set_request_base(super::requests::request_base());
         hosted.machine.set_child_capacity(per_machine)?;
-        hosted.machine.start(self.turn_now, &mut *hosted.behavior)?;
-        let idx = match self.local.machines.iter().position(|h| h.vacant) {
+        let free = self
+            .local
+            .machines
+            .iter()
+            .enumerate()
+            .position(|(k, h)| k > parent && h.vacant);
+        let idx = match free {
             Some(free) => {
                 self.local.machines[free] = hosted;
                 free
@@ -239,7 +256,18 @@ impl Node {
             }
         };
         self.local.by_id.insert(id.clone(), idx);
-        if let Err(e) = self.register_on_bus_now(&id) {
+        // Counted before its first step, which may start children of its own.
+        self.local.live_children += 1;
+        let now = self.turn_now;
+        let started = self.start_first_step(idx, now, init, deferred);
+        let registered = match started {
+            Ok(()) => self.register_on_bus_now(&id),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = registered {
+            // Its slot is freed by hand (it never was on the bus), its early children stopped.
+            self.stop_children_of(&id, deferred);
+            self.local.live_children -= 1;
             self.local.by_id.remove(&id);
             self.local.machines[idx].vacant = true;
             self.local.machines[idx].stopped = true;
@@ -247,7 +275,6 @@ impl Node {
         }
         self.local.machines[idx].registered = true;
         self.local.registry.insert(super::payload::local_info(&id));
-        self.local.live_children += 1;
         Ok(())
     }
 

@@ -167,28 +167,29 @@ impl Node {
                 return Err(e);
             }
         };
-        let h = &mut self.local.machines[idx];
+        // The child charts its first step invokes start before its first actions run, as
+        // in XState (`first_step`).
+        let mut deferred = Deferred::default();
         let started = if restored {
             Ok(())
         } else {
-            h.machine.start(now, &mut *h.behavior)
+            self.start_first_step(idx, now, &[], &mut deferred)
         };
         if let Err(e) = started {
             if let Some(d) = self.local.durable.as_mut() {
                 d.journal.close_machine(id);
             }
-            self.local.machines.pop();
-            self.local.by_id.remove(id);
+            self.remove_added(idx, id, deferred);
             return Err(e.into());
         }
         let durable = self.local.durable.is_some();
         if let Err(e) = self.register_on_bus(id, durable) {
-            self.local.machines.pop();
-            self.local.by_id.remove(id);
+            self.remove_added(idx, id, deferred);
             return Err(e);
         }
         self.local.machines[idx].registered = true;
         self.local.registry.insert(local_info(id));
+        self.settle(deferred);
         self.pump()?;
         Ok(())
     }

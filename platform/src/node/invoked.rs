@@ -34,7 +34,10 @@ type BehaviorFn = Box<dyn FnMut(&str) -> Box<dyn Behavior>>;
 
 impl ChildChart {
     /// The chart `chart`, each child made with the behavior `behavior(child machine id)`
-    /// returns (a child's actions, guards and delays: one call per start).
+    /// returns (a child's actions, guards and delays: one call per start, and one more for
+    /// a child started with its parent's first step, whose own first step the node runs
+    /// once on a scratch machine first: see `first_step`). Its first event, `xstate.init`,
+    /// carries its invocation's `input` ([`child_init_data`]).
     pub fn new(
         chart: Chart<'static>,
         behavior: impl FnMut(&str) -> Box<dyn Behavior> + 'static,
@@ -60,6 +63,16 @@ impl ChildChart {
     /// The chart.
     pub fn chart(&self) -> &Chart<'static> {
         &self.chart
+    }
+}
+
+/// The payload of an invoked child chart's first event, `xstate.init`, for its invocation's
+/// `input` (JSON text): `{"input": ...}`, as XState's init event carries it (`event.input`;
+/// a JSON chart reads it with `{"$event": "input"}`). Empty without an input.
+pub fn child_init_data(input: Option<&str>) -> Vec<u8> {
+    match input {
+        Some(input) => format!("{{\"input\":{input}}}").into_bytes(),
+        None => Vec::new(),
     }
 }
 

@@ -62,6 +62,9 @@ pub(super) struct Hosted {
     pub(super) child: Option<super::children::ChildOf>,
     /// A stopped child's slot, free for the next child (it is no machine of the node).
     pub(super) vacant: bool,
+    /// The ids of child charts started before its first step ran (see `first_step`), whose
+    /// starts that step reported and the node has not reached yet.
+    pub(super) early: Vec<String>,
 }
 
 impl Hosted {
@@ -92,6 +95,7 @@ impl Hosted {
             actors: None,
             child: None,
             vacant: false,
+            early: Vec::new(),
         }
     }
 }

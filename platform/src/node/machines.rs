@@ -48,6 +48,13 @@ pub trait RunningMachine {
     fn write_value(&self, w: &mut dyn fmt::Write) -> fmt::Result;
     /// See [`Machine::start`].
     fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error>;
+    /// See [`Machine::start_with_data`] (how an invoked child chart gets its `input`).
+    fn start_with_data(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error>;
     /// See [`Machine::send`].
     fn send(
         &mut self,
@@ -143,6 +150,14 @@ impl<
     }
     fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error> {
         Machine::start(self, now, behavior)
+    }
+    fn start_with_data(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error> {
+        Machine::start_with_data(self, now, data, behavior)
     }
     fn send(
         &mut self,
@@ -245,6 +260,14 @@ impl<
     }
     fn start(&mut self, now: Instant, behavior: &mut dyn Behavior) -> Result<(), Error> {
         Self::start(self, now, behavior)
+    }
+    fn start_with_data(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        behavior: &mut dyn Behavior,
+    ) -> Result<(), Error> {
+        Self::start_with_data(self, now, data, behavior)
     }
     fn send(
         &mut self,

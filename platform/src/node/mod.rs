@@ -33,6 +33,7 @@ mod client_side;
 mod durable;
 mod event_loop;
 mod failover;
+mod first_step;
 mod hosting;
 mod hub_side;
 pub mod invoked;
