@@ -448,6 +448,8 @@ pub struct Node {
     state_reports: VecDeque<(String, String)>,
     /// Machines and ports whose state report is due at the end of the pump.
     reports_due: Vec<String>,
+    /// The earliest time one of `reports_due` may be sent (see `status::report_time`).
+    reports_next: Option<Instant>,
     /// Answers to this process's stats request ([`Node::request_stats`]).
     stats_answers: VecDeque<StatsAnswer>,
     log: Box<dyn FnMut(&str)>,
@@ -533,6 +535,7 @@ impl Node {
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
             reports_due: Vec::new(),
+            reports_next: None,
             stats_answers: VecDeque::new(),
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
