@@ -440,7 +440,7 @@ pub struct Node {
     /// Holds one outgoing message's strings while it is routed.
     msg_buf: Vec<u8>,
     /// Monitored frames: (the hub's time in ms since the Unix epoch, the frame body).
-    monitor_frames: VecDeque<(u64, Vec<u8>)>,
+    monitor_frames: monitor::MonitorQueue,
     monitor_dropped: u64,
     /// Machines whose state this node watches ([`Node::watch_state`]).
     state_watches: Vec<String>,
@@ -530,7 +530,7 @@ impl Node {
             side,
             scratch: Vec::new(),
             msg_buf: Vec::with_capacity(1024),
-            monitor_frames: VecDeque::new(),
+            monitor_frames: monitor::MonitorQueue::default(),
             monitor_dropped: 0,
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
