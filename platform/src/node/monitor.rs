@@ -47,30 +47,6 @@ impl MonitorQueue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::MonitorQueue;
-
-    #[test]
-    fn frames_come_out_in_order_and_taken_bytes_are_dropped() {
-        let mut q = MonitorQueue::default();
-        let mut taken = Vec::new();
-        for i in 0..1000u64 {
-            q.push(i, &[i as u8; 3]);
-            q.push(i + 1, &[(i as u8).wrapping_add(1); 5]);
-            // One frame taken a turn: the queue never empties.
-            taken.push(q.pop_with(|at, body| (at, body.to_vec())).unwrap());
-        }
-        assert_eq!(taken[0], (0, vec![0; 3]));
-        assert_eq!(taken[1], (1, vec![1; 5]));
-        assert_eq!(taken[2], (1, vec![1; 3]));
-        assert_eq!(q.len(), 1000);
-        assert!(q.bytes.len() <= 2 * 8 * 1000 + 8, "{}", q.bytes.len());
-        while q.pop_with(|_, _| ()).is_some() {}
-        assert_eq!((q.len(), q.bytes.len(), q.start), (0, 0, 0));
-    }
-}
-
 impl Node {
     /// Subscribes to copies of every message crossing the hub (`interstate monitor`).
     pub fn subscribe_monitor(&mut self) {
@@ -105,5 +81,29 @@ impl Node {
             Side::Hub(_) => true,
             Side::Client(c) => c.client.registry_synced(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MonitorQueue;
+
+    #[test]
+    fn frames_come_out_in_order_and_taken_bytes_are_dropped() {
+        let mut q = MonitorQueue::default();
+        let mut taken = Vec::new();
+        for i in 0..1000u64 {
+            q.push(i, &[i as u8; 3]);
+            q.push(i + 1, &[(i as u8).wrapping_add(1); 5]);
+            // One frame taken a turn: the queue never empties.
+            taken.push(q.pop_with(|at, body| (at, body.to_vec())).unwrap());
+        }
+        assert_eq!(taken[0], (0, vec![0; 3]));
+        assert_eq!(taken[1], (1, vec![1; 5]));
+        assert_eq!(taken[2], (1, vec![1; 3]));
+        assert_eq!(q.len(), 1000);
+        assert!(q.bytes.len() <= 2 * 8 * 1000 + 8, "{}", q.bytes.len());
+        while q.pop_with(|_, _| ()).is_some() {}
+        assert_eq!((q.len(), q.bytes.len(), q.start), (0, 0, 0));
     }
 }
