@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::bus::SendRequest;
-use super::model::Model;
+use super::model::{MachineView, Model};
 use super::server::{Context, Request, Response};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -142,7 +142,27 @@ fn send(ctx: &Context, req: &Request) -> Response {
 
 /// One server-sent event.
 fn sse(out: &mut Vec<u8>, name: &str, data: &Value) {
-    let _ = write!(out, "event: {name}\ndata: {data}\n\n");
+    let _ = write!(out, "event: {name}\ndata: ");
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// A `state` message: `{"machine","version","skipped","present","report"}`. The report is the
+/// node's JSON text as it came, checked but not turned into a `Value` and back (every busy
+/// machine's report is written twenty times a second).
+fn sse_state(out: &mut Vec<u8>, id: &str, m: &MachineView, skipped: u64) {
+    let text = m.report_text.as_deref().unwrap_or("null");
+    let valid =
+        !text.contains(['\n', '\r']) && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    let _ = write!(out, "event: state\ndata: {{\"machine\":");
+    let _ = serde_json::to_writer(&mut *out, id);
+    let _ = write!(
+        out,
+        ",\"version\":{},\"skipped\":{skipped},\"present\":{},\"report\":{}}}\n\n",
+        m.version,
+        m.present,
+        if valid { text } else { "null" }
+    );
 }
 
 /// `GET /api/events`: writes `machines` (the registry, at start and at each change),
@@ -178,15 +198,9 @@ pub fn stream(ctx: &Context, req: &Request, mut stream: TcpStream) {
                 if m.report_text.is_none() || before == Some(m.version) {
                     continue;
                 }
-                let report = m.report().unwrap_or(Value::Null);
                 let skipped = before.map_or(0, |b| m.version.saturating_sub(b + 1));
                 sent_versions.insert(id.clone(), m.version);
-                sse(
-                    &mut out,
-                    "state",
-                    &json!({"machine": id, "version": m.version, "skipped": skipped,
-                            "present": m.present, "report": report}),
-                );
+                sse_state(&mut out, id, m, skipped);
             }
             let since =
                 *log_seq.get_or_insert_with(|| model.next_seq.saturating_sub(LOG_BATCH as u64));

@@ -225,12 +225,12 @@ fn serve(
             model.reported(&machine, report);
             changed = true;
         }
-        while let Some((at_ms, body)) = node.next_monitored_at() {
-            if is_logged(&body) {
+        node.drain_monitored(&mut |at_ms, body| {
+            if is_logged(body) {
                 model.log_frame(at_ms, body);
                 changed = true;
             }
-        }
+        });
         // A repeated watch makes the owner send a report with the chart again.
         asked.retain(|id, (at, times)| {
             let m = model.machines.get(id);

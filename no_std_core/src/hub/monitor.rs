@@ -14,8 +14,18 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// Copies a frame body that came from (or was answered to) `link` to every monitor.
     pub(super) fn copy_to_monitors(&mut self, link: LinkId, body: &[u8], io: &mut dyn HubIo) {
         let at_ms = self.config.epoch_unix_ms + self.now.as_millis();
+        // This runs for every routed message: the scan stops at the last monitor instead
+        // of walking every link slot.
+        let mut left = self.monitors;
         for i in 0..L {
-            if !self.links[i].monitor || self.links[i].state != LinkState::Ready {
+            if left == 0 {
+                break;
+            }
+            if !self.links[i].monitor {
+                continue;
+            }
+            left -= 1;
+            if self.links[i].state != LinkState::Ready {
                 continue;
             }
             // A copy larger than the monitor accepts (with its envelope) is dropped and counted.

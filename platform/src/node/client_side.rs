@@ -458,8 +458,7 @@ impl Node {
                     }
                     Incoming::Monitored(frame) => {
                         if self.monitor_frames.len() < 65536 {
-                            self.monitor_frames
-                                .push_back((monitored_at, frame.to_vec()));
+                            self.monitor_frames.push(monitored_at, frame);
                         } else {
                             self.monitor_dropped += 1;
                         }

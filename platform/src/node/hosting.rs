@@ -349,9 +349,7 @@ impl Node {
         if let Err(e) = result {
             h.failed(&format!("on event '{event}'"), e, &mut deferred);
         }
-        if h.watched {
-            deferred.reports.push(h.id.clone());
-        }
+        h.stepped(&mut deferred);
         self.settle(deferred);
         result?;
         self.pump()

@@ -100,6 +100,24 @@ impl Hosted {
     }
 }
 
+impl Hosted {
+    /// It took a step: while someone watches it, its state report is due. A report already
+    /// waiting only counts the step: no copy of its id and no work in `Node::settle` for
+    /// every message a watched machine takes.
+    pub(super) fn stepped(&mut self, deferred: &mut Deferred) {
+        if !self.watched {
+            return;
+        }
+        if self.report_due && !self.stopped {
+            if !self.outline_due {
+                self.unreported_steps = self.unreported_steps.saturating_add(1);
+            }
+        } else {
+            deferred.reports.push(self.id.clone());
+        }
+    }
+}
+
 /// How many of a machine's last errors a node keeps (for `status`).
 pub(super) const KEPT_ERRORS: usize = 4;
 
@@ -430,9 +448,7 @@ impl Local {
                 h.id
             ));
         }
-        if h.watched {
-            deferred.reports.push(h.id.clone());
-        }
+        h.stepped(deferred);
     }
 
     /// A message from another process: delivered once (a duplicate, sent again after a lost

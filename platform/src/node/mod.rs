@@ -441,7 +441,7 @@ pub struct Node {
     /// Holds one outgoing message's strings while it is routed.
     msg_buf: Vec<u8>,
     /// Monitored frames: (the hub's time in ms since the Unix epoch, the frame body).
-    monitor_frames: VecDeque<(u64, Vec<u8>)>,
+    monitor_frames: monitor::MonitorQueue,
     monitor_dropped: u64,
     /// Machines whose state this node watches ([`Node::watch_state`]).
     state_watches: Vec<String>,
@@ -449,6 +449,8 @@ pub struct Node {
     state_reports: VecDeque<(String, String)>,
     /// Machines and ports whose state report is due at the end of the pump.
     reports_due: Vec<String>,
+    /// The earliest time one of `reports_due` may be sent (see `status::report_time`).
+    reports_next: Option<Instant>,
     /// Answers to this process's stats request ([`Node::request_stats`]).
     stats_answers: VecDeque<StatsAnswer>,
     log: Box<dyn FnMut(&str)>,
@@ -529,11 +531,12 @@ impl Node {
             side,
             scratch: Vec::new(),
             msg_buf: Vec::with_capacity(1024),
-            monitor_frames: VecDeque::new(),
+            monitor_frames: monitor::MonitorQueue::default(),
             monitor_dropped: 0,
             state_watches: Vec::new(),
             state_reports: VecDeque::new(),
             reports_due: Vec::new(),
+            reports_next: None,
             stats_answers: VecDeque::new(),
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),

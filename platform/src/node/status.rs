@@ -210,59 +210,67 @@ impl Node {
     /// watcher): [`Node::send_due_reports`] sends it at the end of the pump, once however many
     /// steps the machine took, and no sooner than `report_interval` after its last one.
     pub(super) fn report_due(&mut self, id: String) {
-        if let Some(&i) = self.local.by_id.get(&id) {
+        let at = if let Some(&i) = self.local.by_id.get(&id) {
             let h = &mut self.local.machines[i];
             if !h.outline_due {
                 h.unreported_steps = h.unreported_steps.saturating_add(1);
             }
+            let at = report_time(h, self.turn_now, self.config.report_interval);
             if std::mem::replace(&mut h.report_due, true) {
+                // Already waiting; a stop (or a new watcher) may have made it due sooner.
+                self.reports_next = Some(self.reports_next.map_or(at, |n| n.min(at)));
                 return;
             }
+            at
         } else if self.reports_due.contains(&id) {
             return;
-        }
+        } else {
+            self.turn_now
+        };
+        self.reports_next = Some(self.reports_next.map_or(at, |n| n.min(at)));
         self.reports_due.push(id);
     }
 
     /// When the next held report is due (a machine reported less than `report_interval` ago
-    /// and stepped since): the loop wakes then to send it.
+    /// and stepped since): the loop wakes then to send it. Kept, not searched for: the loop
+    /// asks at every turn.
     pub(super) fn next_report_deadline(&self) -> Option<Instant> {
-        self.reports_due
-            .iter()
-            .filter_map(|id| self.local.by_id.get(id))
-            .filter_map(|&i| self.local.machines[i].last_report)
-            .map(|at| at + self.config.report_interval)
-            .min()
+        if self.reports_due.is_empty() {
+            None
+        } else {
+            self.reports_next
+        }
     }
 
     /// Sends the due state reports whose time has come (the latest state of each machine that
     /// stepped), keeps the others for later, and skips machines that left this node
-    /// meanwhile. Whether any was sent.
+    /// meanwhile. Whether any was sent. Before the first one's time it looks at none of
+    /// them: a pump of a node with many watched machines costs nothing more per message.
     pub(super) fn send_due_reports(&mut self) -> bool {
         if self.reports_due.is_empty() {
             return false;
         }
         let now = self.turn_now;
+        if self.reports_next.is_some_and(|next| now < next) {
+            return false;
+        }
         let interval = self.config.report_interval;
         let mut due = std::mem::take(&mut self.reports_due);
         let mut sent = false;
+        let mut next: Option<Instant> = None;
         due.retain(|id| {
-            let (present, now_or_never) = match self.local.by_id.get(id) {
+            let (present, at) = match self.local.by_id.get(id) {
                 Some(&i) => {
                     let h = &self.local.machines[i];
-                    // A new watcher's first report, a stopped machine's last one, and a report
-                    // after a quiet spell go at once; the rest wait out the interval.
-                    let go = h.outline_due
-                        || h.stopped
-                        || h.last_report.is_none_or(|at| now >= at + interval);
-                    (h.report_due, go)
+                    (h.report_due, report_time(h, now, interval))
                 }
-                None => (self.local.ports.contains_key(id), true),
+                None => (self.local.ports.contains_key(id), now),
             };
             if !present {
                 return false;
             }
-            if !now_or_never {
+            if now < at {
+                next = Some(next.map_or(at, |n| n.min(at)));
                 return true;
             }
             self.send_report(id);
@@ -270,8 +278,12 @@ impl Node {
             false
         });
         // Reports marked due while these were sent (none today) join the kept ones.
+        if !self.reports_due.is_empty() {
+            next = Some(now);
+        }
         due.append(&mut self.reports_due);
         self.reports_due = due;
+        self.reports_next = next;
         sent
     }
 
@@ -374,5 +386,69 @@ impl Local {
         } else if on && self.ports.contains_key(machine) {
             deferred.reports.push(machine.to_string());
         }
+    }
+}
+
+/// When the held report of `h` may go (see [`report_at`]).
+fn report_time(
+    h: &super::local::Hosted,
+    now: Instant,
+    interval: interstate_core::Duration,
+) -> Instant {
+    report_at(h.outline_due || h.stopped, h.last_report, now, interval)
+}
+
+/// When a held report may go. A new watcher's first report, a stopped machine's last one
+/// (`at_once`), and a report after a quiet spell go at once (`now`). The others wait out the
+/// interval and then for the node's next report tick (a multiple of the interval since the
+/// node started): the reports of all the machines that step often leave together, in one
+/// write and one wake-up of the node, the hub and the watcher, instead of one each, spread
+/// over the interval. Two reports of a machine are never closer than the interval.
+fn report_at(
+    at_once: bool,
+    last_report: Option<Instant>,
+    now: Instant,
+    interval: interstate_core::Duration,
+) -> Instant {
+    let Some(last) = last_report else {
+        return now;
+    };
+    if at_once || now >= last + interval {
+        return now;
+    }
+    let every = interval.as_millis().max(1);
+    Instant::from_millis((last + interval).as_millis().div_ceil(every) * every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report_at;
+    use interstate_core::{Duration, Instant};
+
+    const MS: fn(u64) -> Instant = Instant::from_millis;
+
+    #[test]
+    fn reports_of_busy_machines_wait_for_the_next_tick() {
+        let every = Duration::from_millis(50);
+        // Never reported, told to go at once, or quiet for an interval: now.
+        assert_eq!(report_at(false, None, MS(17), every), MS(17));
+        assert_eq!(report_at(true, Some(MS(10)), MS(17), every), MS(17));
+        assert_eq!(report_at(false, Some(MS(10)), MS(60), every), MS(60));
+        assert_eq!(report_at(false, Some(MS(10)), MS(75), every), MS(75));
+        // Reported 7 ms ago at 10: not before 60, and then at the tick of 100.
+        assert_eq!(report_at(false, Some(MS(10)), MS(17), every), MS(100));
+        // Reported at a tick: the next tick, exactly one interval later.
+        assert_eq!(report_at(false, Some(MS(100)), MS(120), every), MS(150));
+        // Two machines reported at different times meet at the same tick.
+        assert_eq!(
+            report_at(false, Some(MS(60)), MS(61), every),
+            report_at(false, Some(MS(100)), MS(101), every)
+        );
+    }
+
+    #[test]
+    fn a_zero_interval_reports_every_step() {
+        let zero = Duration::from_millis(0);
+        assert_eq!(report_at(false, Some(MS(10)), MS(10), zero), MS(10));
     }
 }
