@@ -322,7 +322,7 @@ struct Internode {
     node: Node,
 }
 
-fn start_hub(peers: &Peers, dir: &Path, bus: &str) -> Result<ChildGuard, String> {
+pub(super) fn start_hub(peers: &Peers, dir: &Path, bus: &str) -> Result<ChildGuard, String> {
     let dir_s = dir.to_str().unwrap_or_default();
     let g = peers.spawn(
         &["hub", "--bus", bus],
@@ -416,22 +416,30 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> Result<Value, String> {
         node: internode.node,
         payload: Vec::new(),
     };
+    let mut hosted = super::mqtt_hosted::start(&peers, &dir.0, &broker.url(false))?;
     let mut results = Vec::new();
+    let ratio = |a: f64, b: f64| super::round2(a / b.max(f64::MIN_POSITIVE));
     for &payload in &opts.payloads {
         let messages = opts.messages_for(payload);
         raw.payload = vec![7u8; payload];
         internode.payload = vec![7u8; payload];
+        hosted.payload = vec![7u8; payload];
         let r = measure(&mut raw, opts.round_trips, messages)?;
         let i = measure(&mut internode, opts.round_trips, messages)?;
+        let h = measure(&mut hosted, opts.round_trips, messages)?;
         results.push(json!({
             "payload": payload,
             "messages": messages,
             "raw_mqtt": r.json(),
             "internode": i.json(),
-            "rtt_p50_ratio": super::round2(i.rtt_us[0] / r.rtt_us[0].max(f64::MIN_POSITIVE)),
-            "rate_ratio": super::round2(i.throughput / r.throughput.max(f64::MIN_POSITIVE)),
+            "hosted": h.json(),
+            "rtt_p50_ratio": ratio(i.rtt_us[0], r.rtt_us[0]),
+            "rate_ratio": ratio(i.throughput, r.throughput),
+            "hosted_rtt_p50_ratio": ratio(h.rtt_us[0], r.rtt_us[0]),
+            "hosted_rate_ratio": ratio(h.throughput, r.throughput),
         }));
     }
+    drop(hosted);
     let _ = raw.client.publish("bench/raw/in/quit", b"");
     let _ = raw.client.flush();
     Ok(json!({
@@ -456,15 +464,21 @@ pub fn print(report: &Value) -> Result<(), String> {
         report["round_trips"],
         report["batch"]
     ));
+    out.push_str(
+        "paths: raw_mqtt = two MQTT clients through the broker; internode = machines behind\n\
+         each bus's hub, through a bridge process (hub, bridge, broker, bridge, hub); hosted =\n\
+         machines hosted in the bridges' own processes (bridge, broker, bridge)\n",
+    );
     out.push_str("payload  path       rtt p50 us  rtt p99 us  msgs/s     ratio to raw (target)\n");
     for r in report["results"].as_array().into_iter().flatten() {
-        for (path, ratio) in [("raw_mqtt", None), ("internode", Some(r))] {
+        for (path, ratios) in [
+            ("raw_mqtt", None),
+            ("internode", Some(("rtt_p50_ratio", "rate_ratio"))),
+            ("hosted", Some(("hosted_rtt_p50_ratio", "hosted_rate_ratio"))),
+        ] {
             let p = &r[path];
-            let ratio = ratio.map_or(String::new(), |r| {
-                format!(
-                    "rtt {} (<= 1.5), rate {} (>= 0.5)",
-                    r["rtt_p50_ratio"], r["rate_ratio"]
-                )
+            let ratio = ratios.map_or(String::new(), |(rtt, rate)| {
+                format!("rtt {} (<= 1.5), rate {} (>= 0.5)", r[rtt], r[rate])
             });
             out.push_str(&format!(
                 "{:<8} {:<10} {:>10} {:>11} {:>10}  {ratio}\n",
