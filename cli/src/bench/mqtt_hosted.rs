@@ -19,16 +19,20 @@ use super::mqtt::{start_hub, BATCH};
 use super::node::{echo_behaviors, node_config, NodeTransport, ECHO_CHART};
 use super::{ChildGuard, Peers, Session};
 
-/// The topic prefix of the hosted path's bridges.
-const PREFIX: &str = "bench-hosted";
-
-/// A bridge on bus `bus` (directory `dir`) as node `node`, its node a client of the bus's hub.
-fn bridge(url: &str, bus: &str, dir: &Path, node: &str) -> Result<MqttBridge, String> {
+/// A bridge on bus `bus` (directory `dir`) as node `node` under topic prefix `prefix`, its
+/// node a client of the bus's hub.
+fn bridge(
+    url: &str,
+    prefix: &str,
+    bus: &str,
+    dir: &Path,
+    node: &str,
+) -> Result<MqttBridge, String> {
     let mut n = Node::new(node_config(bus, dir, Role::Client, NodeTransport::Unix)?)
         .map_err(|e| e.to_string())?;
     n.set_logger(|_| {});
     let mut config = MqttBridgeConfig::new(parse_mqtt_url(url).map_err(|e| e.to_string())?, node);
-    config.prefix = PREFIX.into();
+    config.prefix = prefix.into();
     let mut b = MqttBridge::new(n, config).map_err(|e| e.to_string())?;
     b.set_logger(|_| {});
     Ok(b)
@@ -42,9 +46,21 @@ pub(super) struct HostedSession {
 }
 
 /// Starts the hubs of buses C and D, the peer, and this process's bridge; returns once the
-/// echo is on bus C.
-pub(super) fn start(peers: &Peers, root: &Path, url: &str) -> Result<HostedSession, String> {
-    let (dir_c, dir_d) = (root.join("bus-c"), root.join("bus-d"));
+/// echo is on bus C. `tag` makes the directories and the topic prefix this session's own:
+/// a session is started for each measurement and dropped after it, since a bridge not
+/// driven while the other paths are measured would miss its keepalive and be declared
+/// down by the broker.
+pub(super) fn start(
+    peers: &Peers,
+    root: &Path,
+    url: &str,
+    tag: &str,
+) -> Result<HostedSession, String> {
+    let (dir_c, dir_d) = (
+        root.join(format!("bus-c-{tag}")),
+        root.join(format!("bus-d-{tag}")),
+    );
+    let prefix = format!("bench-hosted-{tag}");
     for d in [&dir_c, &dir_d] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -53,8 +69,11 @@ pub(super) fn start(peers: &Peers, root: &Path, url: &str) -> Result<HostedSessi
         start_hub(peers, &dir_d, "bench-d")?,
     ];
     let sd = dir_d.to_str().unwrap_or_default();
-    processes.push(peers.spawn(&["bench-peer", "mqtt-hosted", url, "bench-d", sd], &[])?);
-    let mut bridge = bridge(url, "bench-c", &dir_c, "bench-node-c")?;
+    processes.push(peers.spawn(
+        &["bench-peer", "mqtt-hosted", url, &prefix, "bench-d", sd],
+        &[],
+    )?);
+    let mut bridge = bridge(url, &prefix, "bench-c", &dir_c, "bench-node-c")?;
     bridge
         .node()
         .open_port("bench-a")
@@ -159,12 +178,13 @@ impl Drop for HostedSession {
     }
 }
 
-/// The peer (`interstate bench-peer mqtt-hosted URL BUS DIR`): a bridge whose node hosts the
-/// echo machine; runs until the echo is told `QUIT` or the benchmark process is gone.
-pub(super) fn hosted_peer(url: &str, bus: &str, dir: &str) -> Result<(), String> {
+/// The peer (`interstate bench-peer mqtt-hosted URL PREFIX BUS DIR`): a bridge whose node
+/// hosts the echo machine; runs until the echo is told `QUIT` or the benchmark process is
+/// gone.
+pub(super) fn hosted_peer(url: &str, prefix: &str, bus: &str, dir: &str) -> Result<(), String> {
     use std::cell::Cell;
     use std::rc::Rc;
-    let mut bridge = bridge(url, bus, Path::new(dir), "bench-node-d")?;
+    let mut bridge = bridge(url, prefix, bus, Path::new(dir), "bench-node-d")?;
     let quit = Rc::new(Cell::new(false));
     interstate::bus::add_json_machine(
         bridge.node(),

@@ -805,6 +805,15 @@ impl MqttBridge {
             // The node's current connection is not known yet (see `on_connected`).
             return Some(m);
         }
+        if !self.published.contains_key(&m.from)
+            && bridge::bridgeable_id(&m.from)
+            && self.sender_hosted(&m.from)
+        {
+            // A machine of this process that sent before the hub confirmed its id: its
+            // record is not in the registry yet, and the receiving node would refuse a
+            // message from a sender it has no record of. It waits for the registry scan.
+            return Some(m);
+        }
         let mut bytes = std::mem::take(&mut self.scratch);
         if !self.envelope_for(&m, &owner, &mut bytes) {
             self.scratch = bytes;
