@@ -54,6 +54,10 @@ pub(super) struct Delivery {
     /// own node to a remote machine, per (sender, port): such messages reach the port
     /// without the hub and carry no number of the bus (`number_hosted`).
     hosted_seq: HashMap<(String, String), u64>,
+    /// Acks for messages passed to machines of the bridge's own process, not published yet:
+    /// (origin node, sender, receiver as addressed, seq), one per run of the same pair (an
+    /// Ack is cumulative). Published before anything else leaves (`flush_hosted_acks`).
+    pending_acks: Vec<(String, String, String, u64)>,
     /// The nodes whose status arrived on this bridge's current connection: messages for
     /// the others wait (their status may be stale: the broker may have restarted).
     pub(super) fresh: std::collections::HashSet<String>,
@@ -74,6 +78,7 @@ impl Delivery {
             answers: Default::default(),
             incarnations: HashMap::new(),
             hosted_seq: HashMap::new(),
+            pending_acks: Vec::new(),
             fresh: Default::default(),
             last_sweep: std::time::Instant::now(),
         }
@@ -554,16 +559,21 @@ impl MqttBridge {
             Ok(_) => {
                 self.stats.delivered += 1;
                 self.routed_here = true;
-                // Before the machine's reply, which is read from the ports later: a reply
-                // never overtakes the acknowledgement of what it answers.
-                self.answer(
-                    origin,
-                    &InboxMessage::Ack {
-                        from: env.from,
-                        to: env.to,
-                        seq: env.seq,
-                    },
-                );
+                // Published once what the broker brought has been passed on (one Ack for a
+                // run of messages of a pair), before the machine's replies, which are read
+                // from the ports later: a reply never overtakes the acknowledgement of what
+                // it answers.
+                match self.delivery.pending_acks.last_mut() {
+                    Some((o, f, t, seq)) if o == origin && f == env.from && t == env.to => {
+                        *seq = env.seq;
+                    }
+                    _ => self.delivery.pending_acks.push((
+                        origin.to_string(),
+                        env.from.to_string(),
+                        env.to.to_string(),
+                        env.seq,
+                    )),
+                }
             }
             Err(e) => {
                 self.stats.dropped_in += 1;
@@ -654,7 +664,25 @@ impl MqttBridge {
         }
     }
 
+    /// Publishes the Acks `relay_here` gathered (see `Delivery::pending_acks`).
+    pub(super) fn flush_hosted_acks(&mut self) {
+        for (origin, from, to, seq) in std::mem::take(&mut self.delivery.pending_acks) {
+            self.answer(
+                &origin,
+                &InboxMessage::Ack {
+                    from: &from,
+                    to: &to,
+                    seq,
+                },
+            );
+        }
+    }
+
     fn answer(&mut self, node: &str, msg: &InboxMessage<'_>) {
+        // Answers keep the order of the messages they answer.
+        if !self.delivery.pending_acks.is_empty() {
+            self.flush_hosted_acks();
+        }
         let mut buf = vec![0u8; 512 + node.len()];
         if let InboxMessage::Failed { detail, .. } = msg {
             buf.resize(buf.len() + detail.len(), 0);

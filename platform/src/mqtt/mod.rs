@@ -473,6 +473,7 @@ impl MqttBridge {
         if self.readable {
             self.read_broker()?;
         }
+        self.flush_hosted_acks();
         // What machines hosted here answered goes out in this turn, not the next one.
         if std::mem::take(&mut self.routed_here) {
             self.node.route_outboxes()?;
