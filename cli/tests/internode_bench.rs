@@ -1,5 +1,6 @@
-//! `interstate bench --transport mqtt` end to end, briefly: it starts its own mosquitto, two
-//! hubs, two bridges and the peers, measures both paths, and reports them with their ratios
+//! `interstate bench --transport mqtt` end to end, briefly: it starts its own mosquitto, the
+//! hubs, the bridges and the peers, measures raw MQTT and both bridged paths (through the
+//! hubs, and hosted in the bridges' processes), and reports them with their ratios
 //! (no figure is checked against a bound: the machine is shared and noisy). Nothing of it
 //! is left running or in its TMPDIR.
 //!
