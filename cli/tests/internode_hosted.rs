@@ -138,6 +138,30 @@ fn machines_hosted_in_the_bridges_talk_across_nodes_exactly_once_and_hear_of_fai
         a.dump()
     );
 
+    // None of it crossed bus A's hub: the bridge's process sent every message of pinger
+    // and of the remote machines' ports inside itself (`scope="local"`), none to the hub.
+    let (status, out, err) = a.run(&["stats", "--json"]);
+    assert!(status.success(), "stats failed: {err}");
+    let v: Value = serde_json::from_str(&out).expect("stats --json prints JSON");
+    let sent = |scope: &str| -> Option<u64> {
+        let p = v["processes"].as_array()?.iter().find(|p| {
+            p["source"]["machines"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m == "pinger"))
+        })?;
+        let f = p["metrics"]
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == "interstate_node_messages_sent")?;
+        f["samples"]
+            .as_array()?
+            .iter()
+            .find(|s| s["labels"]["scope"] == scope)?["value"]
+            .as_u64()
+    };
+    assert_eq!(sent("remote"), Some(0), "{v}");
+    assert!(sent("local").is_some_and(|n| n >= 10), "{v}");
+
     // B's bridge frozen, then killed with pinger's PING unanswered: pinger, hosted in A's
     // bridge, hears that it failed (its node went down: node-unreachable, or, when the
     // will came before the bridge read the port, target-gone), instead of waiting for ever.
