@@ -480,6 +480,14 @@ pub enum Command {
         /// as node-unreachable (default 60000).
         #[arg(long, value_name = "MS")]
         ack_timeout_ms: Option<u64>,
+        /// Host a JSON machine in the bridge's own process, as ID=CHART.json (repeatable;
+        /// built-in actions as in `run`: log, raise, sendTo, cancel). Its messages to and
+        /// from machines of other nodes go straight between this process and the broker,
+        /// without crossing the hub; it is on the bus (and in `ps`) as any machine.
+        #[arg(long = "machine", value_name = "ID=CHART.json")]
+        machines: Vec<String>,
+        #[command(flatten)]
+        values: Values,
         #[command(flatten)]
         security: interstate_cli::cmd::bridge::SecurityArgs,
         #[command(flatten)]

@@ -400,6 +400,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             prefix,
             credentials,
             ack_timeout_ms,
+            machines,
+            values,
             security,
             bus,
         } => cmd::bridge::bridge(
@@ -411,6 +413,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 credentials,
                 ack_timeout_ms,
                 security,
+                machines: cmd::bridge::parse_machines(&machines)?,
+                values: Values::parse(&values.guards, &values.delays)?,
             },
         )
         .map(ok),

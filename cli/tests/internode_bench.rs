@@ -1,5 +1,6 @@
-//! `interstate bench --transport mqtt` end to end, briefly: it starts its own mosquitto, two
-//! hubs, two bridges and the peers, measures both paths, and reports them with their ratios
+//! `interstate bench --transport mqtt` end to end, briefly: it starts its own mosquitto, the
+//! hubs, the bridges and the peers, measures raw MQTT and both bridged paths (through the
+//! hubs, and hosted in the bridges' processes), and reports them with their ratios
 //! (no figure is checked against a bound: the machine is shared and noisy). Nothing of it
 //! is left running or in its TMPDIR.
 //!
@@ -11,7 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 
 #[test]
-fn the_mqtt_benchmark_measures_the_internode_path_beside_raw_mqtt() {
+fn the_mqtt_benchmark_measures_both_bridged_paths_beside_raw_mqtt() {
     let tmp = std::env::temp_dir().join(format!("istbench-mqtt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::DirBuilder::new().mode(0o700).create(&tmp).unwrap();
@@ -50,13 +51,18 @@ fn the_mqtt_benchmark_measures_the_internode_path_beside_raw_mqtt() {
     for (r, (payload, messages)) in results.iter().zip([(64, 3000), (1024, 300)]) {
         assert_eq!(r["payload"], payload);
         assert_eq!(r["messages"], messages);
-        for path in ["raw_mqtt", "internode"] {
+        for path in ["raw_mqtt", "internode", "hosted"] {
             for key in ["rtt_p50_us", "rtt_p99_us", "msgs_per_s"] {
                 let v = r[path][key].as_f64().unwrap_or(0.0);
                 assert!(v > 0.0, "{path}.{key} = {v}: {report}");
             }
         }
-        for key in ["rtt_p50_ratio", "rate_ratio"] {
+        for key in [
+            "rtt_p50_ratio",
+            "rate_ratio",
+            "hosted_rtt_p50_ratio",
+            "hosted_rate_ratio",
+        ] {
             assert!(r[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {report}");
         }
     }

@@ -46,6 +46,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use serde_json::{json, Value};
 
 pub mod mqtt;
+mod mqtt_hosted;
 mod node;
 mod options;
 mod peers;
@@ -145,6 +146,12 @@ pub fn peer(args: &[String]) -> Result<(), String> {
                 .unwrap_or(SUBSCRIBERS),
         ),
         Some("mqtt-raw") => mqtt::raw_peer(arg(1, "port")?),
+        Some("mqtt-hosted") => mqtt_hosted::hosted_peer(
+            arg(1, "url")?,
+            arg(2, "prefix")?,
+            arg(3, "bus")?,
+            arg(4, "dir")?,
+        ),
         Some("node") => node::node_peer(
             arg(1, "bus")?,
             arg(2, "dir")?,

@@ -14,7 +14,10 @@
 //!   `interstate bridge` process joined to the broker; a port of this process's node on bus
 //!   A sends to the echo machine of `interstate bench-peer node` on bus B, the same echo as
 //!   the local paths (`PING` answered with `PONG`, `DATA` counted). Every message crosses
-//!   hub A, bridge A, the broker, bridge B, hub B.
+//!   hub A, bridge A, the broker, bridge B, hub B;
+//! - **hosted**: the same port and echo hosted in the bridges' own nodes (buses C and D,
+//!   [`super::mqtt_hosted`]): every message crosses this process, the broker and the peer,
+//!   the processes of the raw ping-pong.
 //!
 //! One-way runs go in batches of [`BATCH`] messages, each announced (`EXPECT`) and confirmed
 //! by the receiver when all arrived, on both paths: the bridge holds at most 4096 messages
@@ -22,7 +25,7 @@
 //! unbounded flood would measure failures. A batch costs one extra round trip.
 //!
 //! The targets of issue 15: the internode round trip within 1.5 times the raw one, and its
-//! one-way rate at least half the raw rate.
+//! one-way rate at least half the raw rate; both are reported for both bridged paths.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -322,7 +325,7 @@ struct Internode {
     node: Node,
 }
 
-fn start_hub(peers: &Peers, dir: &Path, bus: &str) -> Result<ChildGuard, String> {
+pub(super) fn start_hub(peers: &Peers, dir: &Path, bus: &str) -> Result<ChildGuard, String> {
     let dir_s = dir.to_str().unwrap_or_default();
     let g = peers.spawn(
         &["hub", "--bus", bus],
@@ -417,19 +420,28 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> Result<Value, String> {
         payload: Vec::new(),
     };
     let mut results = Vec::new();
+    let ratio = |a: f64, b: f64| super::round2(a / b.max(f64::MIN_POSITIVE));
     for &payload in &opts.payloads {
         let messages = opts.messages_for(payload);
         raw.payload = vec![7u8; payload];
         internode.payload = vec![7u8; payload];
         let r = measure(&mut raw, opts.round_trips, messages)?;
         let i = measure(&mut internode, opts.round_trips, messages)?;
+        let tag = payload.to_string();
+        let mut hosted = super::mqtt_hosted::start(&peers, &dir.0, &broker.url(false), &tag)?;
+        hosted.payload = vec![7u8; payload];
+        let h = measure(&mut hosted, opts.round_trips, messages)?;
+        drop(hosted);
         results.push(json!({
             "payload": payload,
             "messages": messages,
             "raw_mqtt": r.json(),
             "internode": i.json(),
-            "rtt_p50_ratio": super::round2(i.rtt_us[0] / r.rtt_us[0].max(f64::MIN_POSITIVE)),
-            "rate_ratio": super::round2(i.throughput / r.throughput.max(f64::MIN_POSITIVE)),
+            "hosted": h.json(),
+            "rtt_p50_ratio": ratio(i.rtt_us[0], r.rtt_us[0]),
+            "rate_ratio": ratio(i.throughput, r.throughput),
+            "hosted_rtt_p50_ratio": ratio(h.rtt_us[0], r.rtt_us[0]),
+            "hosted_rate_ratio": ratio(h.throughput, r.throughput),
         }));
     }
     let _ = raw.client.publish("bench/raw/in/quit", b"");
@@ -456,15 +468,24 @@ pub fn print(report: &Value) -> Result<(), String> {
         report["round_trips"],
         report["batch"]
     ));
+    out.push_str(
+        "paths: raw_mqtt = two MQTT clients through the broker; internode = machines behind\n\
+         each bus's hub, through a bridge process (hub, bridge, broker, bridge, hub); hosted =\n\
+         machines hosted in the bridges' own processes (bridge, broker, bridge)\n",
+    );
     out.push_str("payload  path       rtt p50 us  rtt p99 us  msgs/s     ratio to raw (target)\n");
     for r in report["results"].as_array().into_iter().flatten() {
-        for (path, ratio) in [("raw_mqtt", None), ("internode", Some(r))] {
+        for (path, ratios) in [
+            ("raw_mqtt", None),
+            ("internode", Some(("rtt_p50_ratio", "rate_ratio"))),
+            (
+                "hosted",
+                Some(("hosted_rtt_p50_ratio", "hosted_rate_ratio")),
+            ),
+        ] {
             let p = &r[path];
-            let ratio = ratio.map_or(String::new(), |r| {
-                format!(
-                    "rtt {} (<= 1.5), rate {} (>= 0.5)",
-                    r["rtt_p50_ratio"], r["rate_ratio"]
-                )
+            let ratio = ratios.map_or(String::new(), |(rtt, rate)| {
+                format!("rtt {} (<= 1.5), rate {} (>= 0.5)", r[rtt], r[rate])
             });
             out.push_str(&format!(
                 "{:<8} {:<10} {:>10} {:>11} {:>10}  {ratio}\n",

@@ -62,7 +62,7 @@ impl NodeTransport {
     }
 }
 
-const ECHO_CHART: &str = r#"{
+pub(super) const ECHO_CHART: &str = r#"{
   "id": "bench-echo",
   "initial": "on",
   "states": {
@@ -242,20 +242,16 @@ pub(super) fn node_one_way_batch(node: &mut Node, payload: &[u8], n: usize) -> R
     }
 }
 
-pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), String> {
+/// The echo's actions: `PING` answered with `PONG` to `bench-a`, `DATA` counted up to the
+/// number `EXPECT` announced and then `DONE`, `QUIT` sets `quit`.
+pub(super) fn echo_behaviors(quit: std::rc::Rc<std::cell::Cell<bool>>) -> Behaviors {
     use std::cell::Cell;
     use std::rc::Rc;
-    let transport = NodeTransport::from_spec(transport)?;
-    let mut node = Node::new(node_config(bus, Path::new(dir), Role::Client, transport)?)
-        .map_err(|e| e.to_string())?;
-    node.set_logger(|_| {});
     let count = Rc::new(Cell::new(0usize));
     let expect = Rc::new(Cell::new(usize::MAX));
-    let (c1, c2, e1, e2) = (count.clone(), count.clone(), expect.clone(), expect.clone());
-    let quit = Rc::new(Cell::new(false));
-    let quit_set = quit.clone();
-    let behaviors = Behaviors::new()
-        .action("quit", move |_| quit_set.set(true))
+    let (c1, c2, e1, e2) = (count.clone(), count, expect.clone(), expect);
+    Behaviors::new()
+        .action("quit", move |_| quit.set(true))
         .action("pong", |cx| {
             let payload = cx.payload();
             let _ = cx.send("bench-a", "PONG", payload);
@@ -274,7 +270,18 @@ pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), Str
             if c2.get() == e2.get() {
                 let _ = cx.send("bench-a", "DONE", &[]);
             }
-        });
+        })
+}
+
+pub(super) fn node_peer(bus: &str, dir: &str, transport: &str) -> Result<(), String> {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let transport = NodeTransport::from_spec(transport)?;
+    let mut node = Node::new(node_config(bus, Path::new(dir), Role::Client, transport)?)
+        .map_err(|e| e.to_string())?;
+    node.set_logger(|_| {});
+    let quit = Rc::new(Cell::new(false));
+    let behaviors = echo_behaviors(quit.clone());
     interstate::bus::add_json_machine(&mut node, "bench-echo", ECHO_CHART, behaviors)
         .map_err(|e| e.to_string())?;
     // Stop when the machine is done (its `QUIT` action sets `quit`: looking the machine up

@@ -11,6 +11,7 @@ use interstate_platform::mqtt::{
 };
 
 use crate::cmd::bus::{stop_flag, BusArgs};
+use crate::outln;
 use interstate::bus::{Node, Role};
 
 /// The bridge's settings from the command line.
@@ -28,6 +29,50 @@ pub struct BridgeArgs {
     pub ack_timeout_ms: Option<u64>,
     /// TLS and the other ways to give a password.
     pub security: SecurityArgs,
+    /// Machines hosted in the bridge's own node: (id, chart file).
+    pub machines: Vec<(String, PathBuf)>,
+    /// Guard and named-delay values for their charts.
+    pub values: super::Values,
+}
+
+/// Parses `--machine ID=CHART.json` values.
+pub fn parse_machines(values: &[String]) -> Result<Vec<(String, PathBuf)>, String> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((id, file)) if !id.is_empty() && !file.is_empty() => {
+                Ok((id.to_string(), PathBuf::from(file)))
+            }
+            _ => Err(format!(
+                "--machine '{v}': give the machine's id and its chart as ID=CHART.json"
+            )),
+        })
+        .collect()
+}
+
+/// Hosts the `--machine` charts in the bridge's node, with the built-in actions of `run`.
+fn host_machines(node: &mut Node, args: &BridgeArgs) -> Result<(), String> {
+    for (id, file) in &args.machines {
+        let compiled = super::load_chart(file)?;
+        args.values
+            .check_complete(&compiled.chart())
+            .map_err(|e| format!("{}: {e}", super::display_name(file)))?;
+        let behaviors = args
+            .values
+            .bind(interstate::Behaviors::new().on_log(|who, msg| {
+                let _ = outln!("[{who}] {msg}");
+            }));
+        let unbound = interstate::bus::add_chart_lenient(node, id, compiled, behaviors)
+            .map_err(|e| format!("--machine {id}: {e}"))?;
+        if !unbound.actions.is_empty() {
+            log::info!(
+                target: interstate_platform::logging::CLI,
+                "note: actions {} of machine '{id}' have no code in `interstate bridge` and do nothing",
+                unbound.actions.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The bridge's TLS files, and a user name whose password is not on the command line
@@ -126,6 +171,8 @@ pub fn bridge(bus: &BusArgs, args: &BridgeArgs) -> Result<(), String> {
             node.config().bus
         ));
     }
+    let mut node = node;
+    host_machines(&mut node, args)?;
     let bus_name = node.config().bus.clone();
     let user = config.credentials.as_ref().map(|(u, _)| u.clone());
     let mut bridge = MqttBridge::new(node, config).map_err(|e| e.to_string())?;

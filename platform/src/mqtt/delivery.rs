@@ -50,6 +50,14 @@ pub(super) struct Delivery {
     pub(super) answers: std::collections::VecDeque<(String, Vec<u8>)>,
     /// Each node's current connection, from its status.
     pub(super) incarnations: HashMap<String, u64>,
+    /// The last sequence number given to a message from a machine hosted in the bridge's
+    /// own node to a remote machine, per (sender, port): such messages reach the port
+    /// without the hub and carry no number of the bus (`number_hosted`).
+    hosted_seq: HashMap<(String, String), u64>,
+    /// Acks for messages passed to machines of the bridge's own process, not published yet:
+    /// (origin node, sender, receiver as addressed, seq), one per run of the same pair (an
+    /// Ack is cumulative). Published before anything else leaves (`flush_hosted_acks`).
+    pending_acks: Vec<(String, String, String, u64)>,
     /// The nodes whose status arrived on this bridge's current connection: messages for
     /// the others wait (their status may be stale: the broker may have restarted).
     pub(super) fresh: std::collections::HashSet<String>,
@@ -69,6 +77,8 @@ impl Delivery {
             events: HashMap::new(),
             answers: Default::default(),
             incarnations: HashMap::new(),
+            hosted_seq: HashMap::new(),
+            pending_acks: Vec::new(),
             fresh: Default::default(),
             last_sweep: std::time::Instant::now(),
         }
@@ -156,6 +166,54 @@ impl MqttBridge {
         }
     }
 
+    /// Gives a message from a machine (or port) hosted in the bridge's own node its number:
+    /// it reached the port in this process, without the hub, so it has none (0). Numbered,
+    /// it is de-duplicated and answered end to end like a message from another process;
+    /// the answer is then told to its sender here (`tell_failed`), not through the hub.
+    /// Messages the bridge's ports pass between two other nodes keep 0, as before.
+    pub(super) fn number_hosted(&mut self, m: &mut PortMessage) {
+        if m.seq != 0 || m.event == DELIVERY_ERROR_EVENT || !self.sender_hosted(&m.from) {
+            return;
+        }
+        let last = self
+            .delivery
+            .hosted_seq
+            .entry((m.from.clone(), m.port.clone()))
+            // Above whatever an earlier run of this bridge gave the pair (the receiving
+            // node remembers the last number per sender): the wall clock in nanoseconds.
+            .or_insert_with(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX >> 1))
+            });
+        *last += 1;
+        m.seq = *last;
+    }
+
+    /// Whether `from` is a machine or port hosted in the bridge's own node (not one of its
+    /// ports for remote machines): its messages reach the ports without the hub.
+    pub(super) fn sender_hosted(&self, from: &str) -> bool {
+        self.owner_of(from).is_none() && self.node.hosts_here(from)
+    }
+
+    /// Tells the sender of a message forwarded from a port that it failed: through the hub
+    /// when it is another process's machine, directly when it is hosted in this node.
+    pub(super) fn tell_failed(&mut self, m: &PortMessage, reason: FailReason, detail: &str) {
+        self.stats.failed_back += 1;
+        if self.sender_hosted(&m.from) {
+            self.node
+                .fail_local_send(&m.from, &m.port, &m.event, m.seq, reason, detail);
+            return;
+        }
+        if let Err(e) = self.node.refuse_port_message(m, reason, detail) {
+            let what = format!(
+                "could not report a failed delivery to '{}': {e} (its node reports it when this port closes)",
+                m.from
+            );
+            self.log(&what);
+        }
+    }
+
     /// A message for a remote machine went out: it waits for its node's answer.
     pub(super) fn awaiting_answer(&mut self, m: &PortMessage, owner: &str) {
         if m.seq == 0 {
@@ -169,7 +227,9 @@ impl MqttBridge {
             d.events.insert((pair, m.seq), m.event.clone());
         } else {
             // Cannot happen: the ports are read only while there is room.
-            self.node.acknowledge_port_seq(&m.port, &m.from, m.seq);
+            if !self.sender_hosted(&m.from) {
+                self.node.acknowledge_port_seq(&m.port, &m.from, m.seq);
+            }
         }
     }
 
@@ -207,7 +267,10 @@ impl MqttBridge {
             self.delivery
                 .events
                 .retain(|(p, s), _| *p != pair || *s > seq);
-            self.node.acknowledge_port_seq(&to, &from, seq);
+            // A sender hosted in this node was never acknowledged through the hub.
+            if !self.sender_hosted(&from) {
+                self.node.acknowledge_port_seq(&to, &from, seq);
+            }
         }
     }
 
@@ -221,7 +284,6 @@ impl MqttBridge {
             .events
             .remove(&(pair, seq))
             .unwrap_or_default();
-        self.stats.failed_back += 1;
         let m = PortMessage {
             port: to,
             from,
@@ -231,13 +293,7 @@ impl MqttBridge {
             seq,
             correlation: interstate_core::Correlation::None,
         };
-        if let Err(e) = self.node.refuse_port_message(&m, reason, detail) {
-            let what = format!(
-                "could not report a failed delivery to '{}': {e} (its node reports it when this port closes)",
-                m.from
-            );
-            self.log(&what);
-        }
+        self.tell_failed(&m, reason, detail);
     }
 
     /// Node `node` is unreachable (its will, or a new connection of it): what waited for
@@ -299,9 +355,22 @@ impl MqttBridge {
         self.delivery.sweep();
     }
 
-    /// The port `id` closed (its machine left): its messages are forgotten here, their
-    /// senders' nodes report them as for any receiver that leaves.
+    /// The port `id` is about to close (its machine left): its messages are forgotten
+    /// here, their senders' nodes report them as for any receiver that leaves. A sender
+    /// hosted in this node has no other node to tell it: what it sent that waits unread in
+    /// the port or unanswered by the remote node fails now (`target-gone`; for the
+    /// unanswered ones, not confirmed: the remote node may have delivered them).
     pub(super) fn forget_port(&mut self, id: &str) {
+        let mut unread = Vec::new();
+        while let Some(m) = self.node.recv_port_unacknowledged(id) {
+            unread.push(m);
+        }
+        for mut m in unread {
+            if m.seq == 0 && m.event != DELIVERY_ERROR_EVENT && self.sender_hosted(&m.from) {
+                self.number_hosted(&mut m);
+                self.tell_failed(&m, FailReason::TargetGone, "its node withdrew it");
+            }
+        }
         let pairs: Vec<PairId> = self
             .delivery
             .pair_names
@@ -310,6 +379,29 @@ impl MqttBridge {
             .map(|(p, _)| *p)
             .collect();
         for p in pairs {
+            let hosted_sender = self
+                .delivery
+                .pair_names
+                .get(&p)
+                .is_some_and(|(from, _)| self.sender_hosted(from));
+            if hosted_sender {
+                let mut seqs: Vec<u64> = self
+                    .delivery
+                    .events
+                    .keys()
+                    .filter(|(q, _)| *q == p)
+                    .map(|(_, s)| *s)
+                    .collect();
+                seqs.sort_unstable();
+                for s in seqs {
+                    self.refuse(
+                        p,
+                        s,
+                        FailReason::TargetGone,
+                        "its node withdrew it before answering (not confirmed: it may have been delivered)",
+                    );
+                }
+            }
             self.delivery.awaiting.forget_pair(p);
             self.delivery.events.retain(|(q, _), _| *q != p);
         }
@@ -420,6 +512,9 @@ impl MqttBridge {
             .strip_prefix(self.config.node_name.as_str())
             .and_then(|r| r.strip_prefix('/'))
             .unwrap_or(env.to);
+        if self.sender_hosted(receiver) {
+            return self.relay_here(origin, env, sender, receiver);
+        }
         match self
             .node
             .send_from_port(sender, receiver, env.event, env.payload)
@@ -435,6 +530,64 @@ impl MqttBridge {
             Err(e) => {
                 let detail = format!("{e}");
                 fail(self, FailReason::QueueFull, &detail);
+            }
+        }
+    }
+
+    /// Passes a message from node `origin` to `receiver`, a machine or port hosted in the
+    /// bridge's own node: it takes it now, in this process, without the hub, so it is
+    /// answered at once (an Ack, or a Failed for a machine that stopped) and its answer
+    /// (the machine's sends) leaves in the same loop turn (`route_outboxes` in `pump`).
+    fn relay_here(&mut self, origin: &str, env: &Envelope<'_>, sender: &str, receiver: &str) {
+        if let Some(error) = self.node.stopped_here(receiver) {
+            self.stats.dropped_in += 1;
+            return self.answer(
+                origin,
+                &InboxMessage::Failed {
+                    from: env.from,
+                    to: env.to,
+                    seq: env.seq,
+                    reason: FailReason::TargetStopped,
+                    detail: &error,
+                },
+            );
+        }
+        match self
+            .node
+            .send_from_port(sender, receiver, env.event, env.payload)
+        {
+            Ok(_) => {
+                self.stats.delivered += 1;
+                self.routed_here = true;
+                // Published once what the broker brought has been passed on (one Ack for a
+                // run of messages of a pair), before the machine's replies, which are read
+                // from the ports later: a reply never overtakes the acknowledgement of what
+                // it answers.
+                match self.delivery.pending_acks.last_mut() {
+                    Some((o, f, t, seq)) if o == origin && f == env.from && t == env.to => {
+                        *seq = env.seq;
+                    }
+                    _ => self.delivery.pending_acks.push((
+                        origin.to_string(),
+                        env.from.to_string(),
+                        env.to.to_string(),
+                        env.seq,
+                    )),
+                }
+            }
+            Err(e) => {
+                self.stats.dropped_in += 1;
+                let detail = format!("{e}");
+                self.answer(
+                    origin,
+                    &InboxMessage::Failed {
+                        from: env.from,
+                        to: env.to,
+                        seq: env.seq,
+                        reason: FailReason::QueueFull,
+                        detail: &detail,
+                    },
+                );
             }
         }
     }
@@ -511,7 +664,25 @@ impl MqttBridge {
         }
     }
 
+    /// Publishes the Acks `relay_here` gathered (see `Delivery::pending_acks`).
+    pub(super) fn flush_hosted_acks(&mut self) {
+        for (origin, from, to, seq) in std::mem::take(&mut self.delivery.pending_acks) {
+            self.answer(
+                &origin,
+                &InboxMessage::Ack {
+                    from: &from,
+                    to: &to,
+                    seq,
+                },
+            );
+        }
+    }
+
     fn answer(&mut self, node: &str, msg: &InboxMessage<'_>) {
+        // Answers keep the order of the messages they answer.
+        if !self.delivery.pending_acks.is_empty() {
+            self.flush_hosted_acks();
+        }
         let mut buf = vec![0u8; 512 + node.len()];
         if let InboxMessage::Failed { detail, .. } = msg {
             buf.resize(buf.len() + detail.len(), 0);

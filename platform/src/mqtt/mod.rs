@@ -266,6 +266,9 @@ pub struct MqttBridge {
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
     subscribed: bool,
+    /// A message from another node was passed to a machine of this process: its outbox is
+    /// routed before the ports are read (`pump`).
+    routed_here: bool,
     /// The end-to-end acknowledgement's tables.
     delivery: delivery::Delivery,
     /// This node's current connection (see `interstate_core::mqtt::delivery::status_up`).
@@ -322,6 +325,7 @@ impl MqttBridge {
             hosts_dirty: false,
             waiting: VecDeque::new(),
             subscribed: false,
+            routed_here: false,
             delivery: delivery::Delivery::new(),
             incarnation: 0,
             stats: MqttBridgeStats::default(),
@@ -468,6 +472,11 @@ impl MqttBridge {
         self.drive_link()?;
         if self.readable {
             self.read_broker()?;
+        }
+        self.flush_hosted_acks();
+        // What machines hosted here answered goes out in this turn, not the next one.
+        if std::mem::take(&mut self.routed_here) {
+            self.node.route_outboxes()?;
         }
         // Messages first, then the registry: a machine that sent and then left has its
         // messages published before its record's removal, so that the receiving bridge
@@ -750,7 +759,8 @@ impl MqttBridge {
         }
     }
 
-    fn forward(&mut self, m: PortMessage) {
+    fn forward(&mut self, mut m: PortMessage) {
+        self.number_hosted(&mut m);
         // A failure report for a message this bridge passed on from a remote sender: it goes
         // back to the sender's node.
         if self.relayed_report(&m) {
@@ -796,6 +806,15 @@ impl MqttBridge {
             // The node's current connection is not known yet (see `on_connected`).
             return Some(m);
         }
+        if !self.published.contains_key(&m.from)
+            && bridge::bridgeable_id(&m.from)
+            && self.sender_hosted(&m.from)
+        {
+            // A machine of this process that sent before the hub confirmed its id: its
+            // record is not in the registry yet, and the receiving node would refuse a
+            // message from a sender it has no record of. It waits for the registry scan.
+            return Some(m);
+        }
         let mut bytes = std::mem::take(&mut self.scratch);
         if !self.envelope_for(&m, &owner, &mut bytes) {
             self.scratch = bytes;
@@ -833,12 +852,10 @@ impl MqttBridge {
         if m.event == DELIVERY_ERROR_EVENT {
             return;
         }
-        self.stats.failed_back += 1;
-        if let Err(e) = self.node.refuse_port_message(m, reason, detail) {
-            let what = format!("could not report a failed delivery to {}: {e}", m.from);
-            self.log(&what);
+        self.tell_failed(m, reason, detail);
+        if !self.sender_hosted(&m.from) {
+            self.node.acknowledge_port(m);
         }
-        self.node.acknowledge_port(m);
     }
 
     fn flush(&mut self) -> Result<(), BridgeError> {

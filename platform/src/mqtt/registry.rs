@@ -204,15 +204,15 @@ impl MqttBridge {
     /// Publishes what changed in the local registry since the last call: new and changed
     /// machines, and (with `removals`) the records of machines that left.
     pub(super) fn publish_registry(&mut self, removals: bool) {
-        let own = std::process::id();
         let registry = self.node.registry();
         let changes = registry.changes();
         let entries = registry.entries();
         let mut complete = true;
         let mut seen = HashSet::new();
         for e in entries {
-            // This node's ports are the other nodes' machines.
-            if e.pid == own || !bridge::bridgeable_id(&e.machine) {
+            // This node's ports for remote machines are the other nodes' machines; the
+            // machines and ports hosted beside them in the bridge's process are this bus's.
+            if self.owner_of(&e.machine).is_some() || !bridge::bridgeable_id(&e.machine) {
                 continue;
             }
             let record = RegistryRecord {

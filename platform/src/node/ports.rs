@@ -8,7 +8,7 @@ use interstate_core::wire::{DeliveryFailed, FailReason};
 
 use super::client_side::Sink;
 use super::hub_side::HubIoImpl;
-use super::local::Deferred;
+use super::local::{Deferred, Failure};
 use super::PortMessage;
 use super::{Node, Side};
 
@@ -162,6 +162,59 @@ impl Node {
                 c.topics.forget(id);
             }
         }
+        true
+    }
+
+    /// Whether `id` is a machine, port or invoked service of this node: a message to it
+    /// is delivered in this process, at once, without crossing the hub (and is not
+    /// acknowledged: [`Node::next_port_ack`] never reports it).
+    pub fn hosts_here(&self, id: &str) -> bool {
+        self.local.hosts(id)
+    }
+
+    /// Whether `id` is a machine of this node that stopped on an error (it takes no more
+    /// messages), and the error its senders are told.
+    pub fn stopped_here(&self, id: &str) -> Option<String> {
+        let &i = self.local.by_id.get(id)?;
+        self.local.machines[i]
+            .stopped
+            .then(|| self.local.stop_error(id))
+    }
+
+    /// Routes what this node's machines sent now instead of at the end of the loop turn: a
+    /// relay that passed a message to a machine of its own node ([`Node::hosts_here`]) has
+    /// the machine's answer in its outbox, and the relay reads its ports right after.
+    pub fn route_outboxes(&mut self) -> Result<(), crate::PlatformError> {
+        self.turn_now = self.now();
+        self.pump()
+    }
+
+    /// Tells the machine or port `from` of this node that its message `event` to `to` failed
+    /// (`xstate.error.delivery` with `reason`, `detail` and `seq`, or the request's error for
+    /// a request), as the node tells of a failure it found itself. A relay uses it for
+    /// messages it took from a port of its own node ([`Node::hosts_here`]: sequence number
+    /// 0, never acknowledged through the hub) and then could not deliver: the MQTT bridge
+    /// for a machine hosted beside it whose message another node refused. Returns whether
+    /// `from` is here.
+    pub fn fail_local_send(
+        &mut self,
+        from: &str,
+        to: &str,
+        event: &str,
+        seq: u64,
+        reason: FailReason,
+        detail: &str,
+    ) -> bool {
+        if !self.local.by_id.contains_key(from) && !self.local.ports.contains_key(from) {
+            return false;
+        }
+        let mut f = Failure::found(from, to, event, seq, reason);
+        f.detail =
+            interstate_core::wire::cut_at_char(detail, interstate_core::wire::MAX_STOP_ERROR)
+                .to_string();
+        let mut deferred = Deferred::default();
+        deferred.direct.push(f);
+        self.settle(deferred);
         true
     }
 }
