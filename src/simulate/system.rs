@@ -48,6 +48,8 @@ struct Change {
     src: String,
     id: String,
     after: usize,
+    /// The machine's timers numbered below this were armed before the change.
+    timers_before: u32,
 }
 
 struct Actor<'c, const W: usize> {
@@ -143,6 +145,7 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
             src: c.invocation.src.to_string(),
             id: c.invocation.id.to_string(),
             after: c.after_messages,
+            timers_before: c.timers_before,
         })
         .collect();
     (msgs, changes)
@@ -391,8 +394,8 @@ impl<'c, const W: usize> System<'c, W> {
         r: Result<(), interstate_core::Error>,
         budget: &mut usize,
     ) -> Result<(), String> {
-        self.note_timers(a);
         if let Err(e) = r {
+            self.note_timers(a, None);
             let Some(p) = self.actors[a].parent else {
                 return Err(e.to_string());
             };
@@ -435,7 +438,9 @@ impl<'c, const W: usize> System<'c, W> {
             .to_string()
     }
 
-    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops.
+    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops, and
+    /// gives the timers it armed their places in the system's arming order, in order with its
+    /// children's starts (XState arms delayed events in the deferred actions too).
     fn run_deferred(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
         let Some(machine) = self.actors[a].machine.as_mut() else {
             return Ok(());
@@ -443,6 +448,7 @@ impl<'c, const W: usize> System<'c, W> {
         let (msgs, changes) = copy_outbox(machine.read());
         machine.clear_outbox();
         if msgs.is_empty() && changes.is_empty() {
+            self.note_timers(a, None);
             return Ok(());
         }
         // XState's order of resolution: children are created when their state is entered
@@ -513,6 +519,7 @@ impl<'c, const W: usize> System<'c, W> {
         for i in 0..=msgs.len() {
             while next_change < changes.len() && changes[next_change].after <= i {
                 let c = &changes[next_change];
+                self.note_timers(a, Some(c.timers_before));
                 match (c.kind, created[next_change]) {
                     (ChildChangeKind::Start, Some(child)) => self.start_actor(child, budget)?,
                     (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
@@ -525,6 +532,7 @@ impl<'c, const W: usize> System<'c, W> {
             };
             self.deliver_out(a, m, target, budget)?;
         }
+        self.note_timers(a, None);
         Ok(())
     }
 
@@ -653,9 +661,10 @@ impl<'c, const W: usize> System<'c, W> {
         }
     }
 
-    /// Gives actor `a`'s new timers their places in the arming order, and forgets those of
-    /// its timers that fired or were cancelled (a timer loop arms many).
-    fn note_timers(&mut self, a: usize) {
+    /// Gives actor `a`'s new timers (those numbered below `before`, or all) their places in
+    /// the arming order, and forgets those of its timers that fired or were cancelled (a
+    /// timer loop arms many).
+    fn note_timers(&mut self, a: usize, before: Option<u32>) {
         let actor = &mut self.actors[a];
         let seen = actor.seen_seq;
         let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
@@ -665,13 +674,15 @@ impl<'c, const W: usize> System<'c, W> {
         if changes == actor.timer_changes {
             return;
         }
-        actor.timer_changes = changes;
+        if before.is_none() {
+            actor.timer_changes = changes;
+        }
         self.timer_events += 1;
         let pending: Vec<u32> = machine.pending_timers().map(|(_, s)| s).collect();
         actor.armed.retain(|s, _| pending.contains(s));
         let mut new: Vec<u32> = pending
             .into_iter()
-            .filter(|&s| seen.is_none_or(|x| s > x))
+            .filter(|&s| seen.is_none_or(|x| s > x) && before.is_none_or(|b| s < b))
             .collect();
         new.sort_unstable();
         for s in new {

@@ -70,6 +70,12 @@ pub struct ChildChange<'a> {
     /// How many of the outbox's messages (see [`Machine::outbox`]) were sent before this
     /// change: the host delivers those first, as XState runs its deferred actions in order.
     pub after_messages: usize,
+    /// The timers armed before this change are those whose number (the `seq` of
+    /// [`Machine::pending_timers`]) is below this one. XState arms a machine's delayed events
+    /// in its deferred actions too, in order with its children's starts: a host that orders
+    /// timers due at the same instant across machines (`interstate simulate`) takes a
+    /// child's timers, armed at its start, after those and before the later ones.
+    pub timers_before: u32,
 }
 
 /// Writes the machine id of the child `invoke_id` of the machine `parent` (`parent/invoke_id`).
@@ -98,6 +104,7 @@ struct Change {
     kind: ChildChangeKind,
     start: u16,
     after_messages: u16,
+    timers_before: u32,
 }
 
 /// The live children and the changes of the step (a field of [`Machine`]).
@@ -183,6 +190,7 @@ impl<
                 kind: c.kind,
                 invocation: chart.invocation(c.start)?,
                 after_messages: c.after_messages as usize,
+                timers_before: c.timers_before,
             })
         })
     }
@@ -202,6 +210,7 @@ impl<
             kind,
             start,
             after_messages: self.io.outbox.len() as u16,
+            timers_before: self.io.seq,
         };
         self.children
             .changes
