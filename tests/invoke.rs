@@ -391,3 +391,41 @@ fn the_done_event_carries_the_childs_output() {
         serde_json::json!([{"to": "archive", "event": "RESULT", "data": {"root": true}}])
     );
 }
+
+/// What a host needs to order a step's deferred work as XState does: the timers armed before
+/// each change (`timers_before`, against `pending_timers`' numbers) and the messages the
+/// invoking state's entry sent (`entry_messages_from..after_messages`).
+#[test]
+fn a_change_tells_the_timers_armed_before_it_and_its_state_entry_messages() {
+    let chart_text = r#"{
+      "id": "p", "initial": "idle",
+      "states": {
+        "idle": { "on": { "GO": "b" } },
+        "b": {
+          "initial": "c",
+          "entry": [{"type": "sendTo", "to": "other", "event": "X"},
+                    {"type": "sendTo", "to": "k", "event": "D"}],
+          "after": { "100": "idle" },
+          "invoke": {"src": "w", "id": "k"},
+          "states": { "c": { "after": { "100": "d" } }, "d": {} }
+        }
+      }
+    }"#;
+    let compiled = compile_str(chart_text).unwrap();
+    let chart = compiled.chart();
+    let mut bound = Behaviors::new().actor("w").bind(&chart).unwrap();
+    let mut m = M::new(chart, "p").unwrap();
+    m.start(Instant::ZERO, &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
+    let mut seqs: Vec<u32> = m.pending_timers().map(|(_, s)| s).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs.len(), 2);
+    let changes: Vec<_> = m
+        .child_changes()
+        .map(|c| (c.kind, c.entry_messages_from, c.after_messages, c.timers_before))
+        .collect();
+    // b's `after` is armed in its entry, before the start; c's, entered after b, after it.
+    // Both messages come from b's entry (the one to `k` is for the child it starts).
+    assert_eq!(changes, [(ChildChangeKind::Start, 0, 2, seqs[1])]);
+    assert!(seqs[0] < seqs[1]);
+}

@@ -50,6 +50,8 @@ struct Change {
     after: usize,
     /// The machine's timers numbered below this were armed before the change.
     timers_before: u32,
+    /// A start: the messages from here to `after` came from the invoking state's entry.
+    entry_from: usize,
 }
 
 struct Actor<'c, const W: usize> {
@@ -146,6 +148,7 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
             id: c.invocation.id.to_string(),
             after: c.after_messages,
             timers_before: c.timers_before,
+            entry_from: c.entry_messages_from,
         })
         .collect();
     (msgs, changes)
@@ -494,6 +497,20 @@ impl<'c, const W: usize> System<'c, W> {
                 targets.push(None);
                 continue;
             };
+            // A send in the entry actions of the state that invokes the child (XState's
+            // deferred actor ids): the child that state starts, also when an old child of
+            // that id is live (a state entered again without its exit, through history).
+            let entering = (k..changes.len()).find(|&j| {
+                let c = &changes[j];
+                c.kind == ChildChangeKind::Start
+                    && c.entry_from <= i
+                    && i < c.after
+                    && self.child_id(a, &c.id) == *to
+            });
+            if let Some(j) = entering {
+                targets.push(created[j]);
+                continue;
+            }
             // A child created in this step names its id from then on, also one that never
             // starts (stopped again in this step): a message to that one is dropped.
             let now = match view.get(to) {

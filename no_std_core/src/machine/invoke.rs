@@ -76,6 +76,12 @@ pub struct ChildChange<'a> {
     /// timers due at the same instant across machines (`interstate simulate`) takes a
     /// child's timers, armed at its start, after those and before the later ones.
     pub timers_before: u32,
+    /// For a start: the messages from this index up to `after_messages` were sent by the
+    /// entry actions of the invoking state. XState resolves the sends among them that name
+    /// this child's id to the child this start makes (its deferred actor ids), also when a
+    /// child of that id is still live: a transition to a history state can enter a state
+    /// again without exiting it, so its old child keeps running beside the new one.
+    pub entry_messages_from: usize,
 }
 
 /// Writes the machine id of the child `invoke_id` of the machine `parent` (`parent/invoke_id`).
@@ -105,6 +111,7 @@ struct Change {
     start: u16,
     after_messages: u16,
     timers_before: u32,
+    entry_from: u16,
 }
 
 /// The live children and the changes of the step (a field of [`Machine`]).
@@ -114,6 +121,9 @@ pub(super) struct Children {
     live: Vec<u16, MAX_LIVE_CHILDREN>,
     capacity: u8,
     changes: Vec<Change, MAX_CHILD_CHANGES>,
+    /// The outbox's length when the entry actions of the state entered last began (see
+    /// [`ChildChange::entry_messages_from`]).
+    pub(super) entry_from: u16,
     /// Counts the starts and stops run (a stop of no child too): XState's microstep makes a
     /// new snapshot whenever it runs one, so the eventless loop goes on (see `settle_loop`).
     pub(super) touches: u32,
@@ -125,6 +135,7 @@ impl Default for Children {
             live: Vec::new(),
             capacity: MAX_LIVE_CHILDREN as u8,
             changes: Vec::new(),
+            entry_from: 0,
             touches: 0,
         }
     }
@@ -133,6 +144,7 @@ impl Default for Children {
 impl Children {
     pub(super) fn clear_changes(&mut self) {
         self.changes.clear();
+        self.entry_from = 0;
     }
 
     /// The host delivered the first `n` messages of the outbox: changes before them are
@@ -141,7 +153,9 @@ impl Children {
         self.changes.retain(|c| c.after_messages as usize >= n);
         for c in self.changes.iter_mut() {
             c.after_messages -= n as u16;
+            c.entry_from = c.entry_from.saturating_sub(n as u16);
         }
+        self.entry_from = self.entry_from.saturating_sub(n as u16);
     }
 }
 
@@ -191,6 +205,7 @@ impl<
                 invocation: chart.invocation(c.start)?,
                 after_messages: c.after_messages as usize,
                 timers_before: c.timers_before,
+                entry_messages_from: c.entry_from as usize,
             })
         })
     }
@@ -211,6 +226,7 @@ impl<
             start,
             after_messages: self.io.outbox.len() as u16,
             timers_before: self.io.seq,
+            entry_from: self.children.entry_from.min(self.io.outbox.len() as u16),
         };
         self.children
             .changes
@@ -224,6 +240,12 @@ impl<
     #[inline(never)]
     pub(super) fn start_child(&mut self, start: u16) -> Result<(), Error> {
         self.children.touches = self.children.touches.wrapping_add(1);
+        // Live already: its state was entered again without an exit (a history quirk). The
+        // new child takes the id's place, as in XState's children map (the old one runs on,
+        // unnamed): one entry in the table still.
+        if self.children.live.contains(&start) {
+            return self.push_change(ChildChangeKind::Start, start);
+        }
         let capacity = self.children.capacity as usize;
         if self.children.live.len() >= capacity {
             return Err(Error::ChildrenFull { capacity });
@@ -308,6 +330,12 @@ impl<
                 if c.after_messages as usize > k {
                     c.after_messages -= 1;
                 }
+                if c.entry_from as usize > k {
+                    c.entry_from -= 1;
+                }
+            }
+            if self.children.entry_from as usize > k {
+                self.children.entry_from -= 1;
             }
         }
     }
