@@ -48,8 +48,6 @@ struct Change {
     src: String,
     id: String,
     after: usize,
-    /// The machine's timers numbered below this were armed before the change.
-    timers_before: u32,
     /// A start: the messages from here to `after` came from the invoking state's entry.
     entry_from: usize,
 }
@@ -147,7 +145,6 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
             src: c.invocation.src.to_string(),
             id: c.invocation.id.to_string(),
             after: c.after_messages,
-            timers_before: c.timers_before,
             entry_from: c.entry_messages_from,
         })
         .collect();
@@ -536,7 +533,7 @@ impl<'c, const W: usize> System<'c, W> {
         for i in 0..=msgs.len() {
             while next_change < changes.len() && changes[next_change].after <= i {
                 let c = &changes[next_change];
-                self.note_timers(a, Some(c.timers_before));
+                self.note_timers(a, Some((i, next_change)));
                 match (c.kind, created[next_change]) {
                     (ChildChangeKind::Start, Some(child)) => self.start_actor(child, budget)?,
                     (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
@@ -547,6 +544,7 @@ impl<'c, const W: usize> System<'c, W> {
             let (Some(m), Some(&target)) = (msgs.get(i), targets.get(i)) else {
                 break;
             };
+            self.note_timers(a, Some((i, next_change)));
             self.deliver_out(a, m, target, budget)?;
         }
         self.note_timers(a, None);
@@ -678,10 +676,10 @@ impl<'c, const W: usize> System<'c, W> {
         }
     }
 
-    /// Gives actor `a`'s new timers (those numbered below `before`, or all) their places in
-    /// the arming order, and forgets those of its timers that fired or were cancelled (a
-    /// timer loop arms many).
-    fn note_timers(&mut self, a: usize, before: Option<u32>) {
+    /// Gives actor `a`'s new timers (those armed before its deferred run reached `before`,
+    /// (messages delivered, changes made), or all) their places in the arming order, and
+    /// forgets those of its timers that fired or were cancelled (a timer loop arms many).
+    fn note_timers(&mut self, a: usize, before: Option<(usize, usize)>) {
         let actor = &mut self.actors[a];
         let seen = actor.seen_seq;
         let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
@@ -699,7 +697,14 @@ impl<'c, const W: usize> System<'c, W> {
         actor.armed.retain(|s, _| pending.contains(s));
         let mut new: Vec<u32> = pending
             .into_iter()
-            .filter(|&s| seen.is_none_or(|x| s > x) && before.is_none_or(|b| s < b))
+            .filter(|&s| {
+                seen.is_none_or(|x| s > x)
+                    && before.is_none_or(|(msgs, changes)| {
+                        machine
+                            .timer_armed_after(s)
+                            .is_some_and(|(m, c)| m <= msgs && c <= changes)
+                    })
+            })
             .collect();
         new.sort_unstable();
         for s in new {

@@ -70,12 +70,6 @@ pub struct ChildChange<'a> {
     /// How many of the outbox's messages (see [`Machine::outbox`]) were sent before this
     /// change: the host delivers those first, as XState runs its deferred actions in order.
     pub after_messages: usize,
-    /// The timers armed before this change are those whose number (the `seq` of
-    /// [`Machine::pending_timers`]) is below this one. XState arms a machine's delayed events
-    /// in its deferred actions too, in order with its children's starts: a host that orders
-    /// timers due at the same instant across machines (`interstate simulate`) takes a
-    /// child's timers, armed at its start, after those and before the later ones.
-    pub timers_before: u32,
     /// For a start: the messages from this index up to `after_messages` were sent by the
     /// entry actions of the invoking state. XState resolves the sends among them that name
     /// this child's id to the child this start makes (its deferred actor ids), also when a
@@ -110,7 +104,6 @@ struct Change {
     kind: ChildChangeKind,
     start: u16,
     after_messages: u16,
-    timers_before: u32,
     entry_from: u16,
 }
 
@@ -204,7 +197,6 @@ impl<
                 kind: c.kind,
                 invocation: chart.invocation(c.start)?,
                 after_messages: c.after_messages as usize,
-                timers_before: c.timers_before,
                 entry_messages_from: c.entry_from as usize,
             })
         })
@@ -225,7 +217,6 @@ impl<
             kind,
             start,
             after_messages: self.io.outbox.len() as u16,
-            timers_before: self.io.seq,
             entry_from: self.children.entry_from.min(self.io.outbox.len() as u16),
         };
         self.children
@@ -233,7 +224,9 @@ impl<
             .push(change)
             .map_err(|_| Error::ChildChangesFull {
                 capacity: MAX_CHILD_CHANGES,
-            })
+            })?;
+        self.io.child_changes_made = self.io.child_changes_made.saturating_add(1);
+        Ok(())
     }
 
     /// `invoke`: the state that lists invocation `start` was entered.
@@ -278,6 +271,12 @@ impl<
         match started_here {
             Some(j) => {
                 self.children.changes.remove(j);
+                self.io.child_changes_made = self.io.child_changes_made.saturating_sub(1);
+                for t in self.io.timers.iter_mut() {
+                    if t.after_changes as usize > j {
+                        t.after_changes -= 1;
+                    }
+                }
                 self.drop_messages_to_unstarted(j, id, &target);
             }
             None => self.push_change(ChildChangeKind::Stop, start)?,
@@ -336,6 +335,11 @@ impl<
             }
             if self.children.entry_from as usize > k {
                 self.children.entry_from -= 1;
+            }
+            for t in self.io.timers.iter_mut() {
+                if t.after_messages as usize > k {
+                    t.after_messages -= 1;
+                }
             }
         }
     }
