@@ -2,6 +2,7 @@
 //
 //   node difftest.mjs run --bin BIN [--count N] [--profile P|all] [--seed S] [--shard K/N]
 //                         [--out DIR] [--no-shrink] [--max-shrink M] [--case-timeout MS]
+//                         [--reference-timeout MS]
 //   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S] [--bin BIN]
 //   node difftest.mjs check --bin BIN CASE.json...
 //   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
@@ -9,6 +10,8 @@
 //   node difftest.mjs case NAME            (the case PROFILE-SEED-INDEX that `run` named NAME)
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { generate, caseSeed, PROFILES } from './gen.mjs';
 import { xstateTrace } from './xstate.mjs';
 import { interstateTrace, interstateTraces, diff, BatchRunner } from './compare.mjs';
@@ -30,13 +33,32 @@ function parse(argv) {
   return o;
 }
 
+// --reference-timeout MS: XState runs each case in a process of its own, stopped after MS
+// (in this process, a case it takes minutes on cannot be stopped); a case it gives no answer
+// for in time counts as "reference failed", as a stack overflow does.
+let referenceTimeout;
+const caseScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'xstate-case.mjs');
+function referenceTrace(c, quick = false) {
+  if (!referenceTimeout) return xstateTrace(c, quick);
+  const r = spawnSync(process.execPath, [caseScript, quick ? 'quick' : 'full'], {
+    input: JSON.stringify(c), encoding: 'utf8', timeout: referenceTimeout, killSignal: 'SIGKILL', maxBuffer: 1 << 30,
+  });
+  if (r.error?.code === 'ETIMEDOUT' || r.status !== 0 || !r.stdout) {
+    const why = r.error?.code === 'ETIMEDOUT' ? `no answer in ${referenceTimeout} ms` : `exit ${r.status}: ${(r.stderr || '').slice(0, 200)}`;
+    return { trace: [{ step: 0, error: `reference failed: ${why}` }], referenceFailed: why };
+  }
+  return JSON.parse(r.stdout);
+}
+
 // Compares both traces of a case: null when they agree, else a description. `s` is
 // interstate's answer when already known.
 function compareCase(bin, c, s = interstateTrace(bin, c)) {
   if (s.hang !== undefined) return { kind: 'hang', x: { trace: [] }, s };
-  let x = xstateTrace(c, true);
+  let x = referenceTrace(c, true);
+  if (x.referenceFailed) return { kind: 'reference-failed', failed: { step: 0, error: x.referenceFailed }, x, s };
   const loop = x.trace.length && x.trace[x.trace.length - 1].error !== undefined;
-  if (loop && (s.rejected !== undefined || diff(x.trace, s.trace))) x = xstateTrace(c);
+  if (loop && (s.rejected !== undefined || diff(x.trace, s.trace))) x = referenceTrace(c);
+  if (x.referenceFailed) return { kind: 'reference-failed', failed: { step: 0, error: x.referenceFailed }, x, s };
   if (x.rejected !== undefined && s.rejected !== undefined) return { kind: 'both-reject', x, s };
   if (x.rejected !== undefined) return { kind: 'xstate-rejects', x, s };
   if (s.rejected !== undefined) return { kind: 'interstate-rejects', x, s };
@@ -117,6 +139,7 @@ function caseFile(c, expected, description) {
 
 async function run(o) {
   const bin = o.bin;
+  if (o['reference-timeout']) referenceTimeout = Number(o['reference-timeout']);
   const out = o.out ?? 'difftest-out';
   const tally = {};
   const kinds = {};
