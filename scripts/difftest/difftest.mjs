@@ -53,7 +53,14 @@ function referenceTrace(c, quick = false) {
 // Compares both traces of a case: null when they agree, else a description. `s` is
 // interstate's answer when already known.
 function compareCase(bin, c, s = interstateTrace(bin, c)) {
-  if (s.hang !== undefined) return { kind: 'hang', x: { trace: [] }, s };
+  if (s.hang !== undefined) {
+    // No trace from interstate to compare: a hang, unless XState has no answer either (a
+    // zero-delay timer loop that overflows XState's stack and takes interstate long to end).
+    let x = referenceTrace(c, true);
+    if (!x.referenceFailed && x.trace[x.trace.length - 1]?.error !== undefined) x = referenceTrace(c);
+    const failed = x.referenceFailed ? { step: 0, error: x.referenceFailed } : referenceFailure(x);
+    return failed ? { kind: 'reference-failed', failed, x, s } : { kind: 'hang', x: { trace: [] }, s };
+  }
   let x = referenceTrace(c, true);
   if (x.referenceFailed) return { kind: 'reference-failed', failed: { step: 0, error: x.referenceFailed }, x, s };
   const loop = x.trace.length && x.trace[x.trace.length - 1].error !== undefined;
@@ -171,7 +178,7 @@ async function run(o) {
       t.refFailed = (t.refFailed ?? 0) + 1;
       const theirs = r.s.trace?.[r.failed.step];
       refFailed.push(c.name);
-      console.log(`REFERENCE FAILED ${c.name}: step ${r.failed.step}: XState: ${r.failed.error}; interstate: ${theirs?.error !== undefined ? `error (${theirs.error})` : 'no error'}`);
+      console.log(`REFERENCE FAILED ${c.name}: step ${r.failed.step}: XState: ${r.failed.error}; interstate: ${r.s.hang !== undefined ? r.s.hang : theirs?.error !== undefined ? `error (${theirs.error})` : 'no error'}`);
       return;
     }
     t.disagree++;
