@@ -6,13 +6,16 @@
 //! `interstate::simulate` (in process, no node needed) and must agree step by step: the state
 //! value (object key order ignored), the actions in order, the `log` messages, `done`; an
 //! expected error line matches any error line at that step. All disagreements are listed before
-//! the test fails. Regenerate the file with the command in `scripts/difftest/README.md`.
+//! the test fails. `tests/differential/invoke.jsonl` holds cases of the `invoke` profile in the
+//! same format, with the child charts as `actors`. Regenerate the files with the commands in
+//! `scripts/difftest/README.md`.
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
 const MIN_CASES: usize = 300;
+const MIN_INVOKE_CASES: usize = 60;
 
 fn sorted(v: &Value) -> Value {
     match v {
@@ -106,7 +109,18 @@ fn run_case(case: &Value) -> Result<Vec<Value>, String> {
 
 #[test]
 fn generated_cases_agree_with_xstate_v5() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential/generated.jsonl");
+    check_batch("tests/differential/generated.jsonl", MIN_CASES);
+}
+
+/// The `invoke` profile's charts: states invoke the generated child charts `c0` and `c1`
+/// (the case's `actors`), children send their parent events, finish and fail.
+#[test]
+fn generated_invoking_cases_agree_with_xstate_v5() {
+    check_batch("tests/differential/invoke.jsonl", MIN_INVOKE_CASES);
+}
+
+fn check_batch(file: &str, min_cases: usize) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut failures = Vec::new();
@@ -126,12 +140,12 @@ fn generated_cases_agree_with_xstate_v5() {
         }
     }
     assert!(
-        n >= MIN_CASES,
-        "only {n} generated cases (at least {MIN_CASES})"
+        n >= min_cases,
+        "only {n} generated cases in {file} (at least {min_cases})"
     );
     assert!(
         failures.is_empty(),
-        "{} of {n} generated cases disagree with XState v5:\n{}",
+        "{} of {n} generated cases of {file} disagree with XState v5:\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -422,3 +422,45 @@ fn simulate_gives_a_child_chart_its_input_with_its_first_event() {
         .collect();
     assert_eq!(lines[1]["actions"], serde_json::json!(["job/gotInput"]));
 }
+
+/// What a host needs to order a step's deferred work as XState does: when each timer was
+/// armed among the messages and child changes (`timer_armed_after`), and the messages the
+/// invoking state's entry sent (`entry_messages_from..after_messages`).
+#[test]
+fn a_host_can_tell_when_timers_were_armed_and_which_messages_an_invoking_entry_sent() {
+    let chart_text = r#"{
+      "id": "p", "initial": "idle",
+      "states": {
+        "idle": { "on": { "GO": "b" } },
+        "b": {
+          "initial": "c",
+          "entry": [{"type": "sendTo", "to": "other", "event": "X"},
+                    {"type": "sendTo", "to": "k", "event": "D"}],
+          "after": { "100": "idle" },
+          "invoke": {"src": "w", "id": "k"},
+          "states": {
+            "c": { "entry": {"type": "sendTo", "to": "k", "event": "E"}, "after": { "100": "d" } },
+            "d": {}
+          }
+        }
+      }
+    }"#;
+    let compiled = compile_str(chart_text).unwrap();
+    let chart = compiled.chart();
+    let mut bound = Behaviors::new().actor("w").bind(&chart).unwrap();
+    let mut m = M::new(chart, "p").unwrap();
+    m.start(Instant::ZERO, &mut bound).unwrap();
+    m.send(Instant::ZERO, Event::new("GO"), &mut bound).unwrap();
+    let mut seqs: Vec<u32> = m.pending_timers().map(|(_, s)| s).collect();
+    seqs.sort_unstable();
+    let armed: Vec<_> = seqs.iter().map(|&s| m.timer_armed_after(s)).collect();
+    // b's `after` is armed in its entry, after its two sends and before the start; c's,
+    // entered after b, after the start and c's own send.
+    assert_eq!(armed, [Some((2, 0)), Some((3, 1))]);
+    let changes: Vec<_> = m
+        .child_changes()
+        .map(|c| (c.kind, c.entry_messages_from, c.after_messages))
+        .collect();
+    // Both of b's messages come from its entry (the one to `k` is for the child it starts).
+    assert_eq!(changes, [(ChildChangeKind::Start, 0, 2)]);
+}

@@ -50,6 +50,8 @@ struct Change {
     /// Its first event's payload, from the invocation's `input`.
     init: Vec<u8>,
     after: usize,
+    /// A start: the messages from here to `after` came from the invoking state's entry.
+    entry_from: usize,
 }
 
 struct Actor<'c, const W: usize> {
@@ -148,6 +150,7 @@ fn copy_outbox<const W: usize>(m: &SimMachineOf<'_, W>) -> (Vec<Out>, Vec<Change
             id: c.invocation.id.to_string(),
             init: interstate_platform::node::invoked::child_init_data(c.invocation.input),
             after: c.after_messages,
+            entry_from: c.entry_messages_from,
         })
         .collect();
     (msgs, changes)
@@ -398,8 +401,8 @@ impl<'c, const W: usize> System<'c, W> {
         r: Result<(), interstate_core::Error>,
         budget: &mut usize,
     ) -> Result<(), String> {
-        self.note_timers(a);
         if let Err(e) = r {
+            self.note_timers(a, None);
             let Some(p) = self.actors[a].parent else {
                 return Err(e.to_string());
             };
@@ -442,7 +445,9 @@ impl<'c, const W: usize> System<'c, W> {
             .to_string()
     }
 
-    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops.
+    /// Runs actor `a`'s deferred actions: its messages, its children's starts and stops, and
+    /// gives the timers it armed their places in the system's arming order, in order with its
+    /// children's starts (XState arms delayed events in the deferred actions too).
     fn run_deferred(&mut self, a: usize, budget: &mut usize) -> Result<(), String> {
         let Some(machine) = self.actors[a].machine.as_mut() else {
             return Ok(());
@@ -450,6 +455,7 @@ impl<'c, const W: usize> System<'c, W> {
         let (msgs, changes) = copy_outbox(machine.read());
         machine.clear_outbox();
         if msgs.is_empty() && changes.is_empty() {
+            self.note_timers(a, None);
             return Ok(());
         }
         // XState's order of resolution: children are created when their state is entered
@@ -495,6 +501,20 @@ impl<'c, const W: usize> System<'c, W> {
                 targets.push(None);
                 continue;
             };
+            // A send in the entry actions of the state that invokes the child (XState's
+            // deferred actor ids): the child that state starts, also when an old child of
+            // that id is live (a state entered again without its exit, through history).
+            let entering = (k..changes.len()).find(|&j| {
+                let c = &changes[j];
+                c.kind == ChildChangeKind::Start
+                    && c.entry_from <= i
+                    && i < c.after
+                    && self.child_id(a, &c.id) == *to
+            });
+            if let Some(j) = entering {
+                targets.push(created[j]);
+                continue;
+            }
             // A child created in this step names its id from then on, also one that never
             // starts (stopped again in this step): a message to that one is dropped.
             let now = match view.get(to) {
@@ -520,6 +540,7 @@ impl<'c, const W: usize> System<'c, W> {
         for i in 0..=msgs.len() {
             while next_change < changes.len() && changes[next_change].after <= i {
                 let c = &changes[next_change];
+                self.note_timers(a, Some((i, next_change)));
                 match (c.kind, created[next_change]) {
                     (ChildChangeKind::Start, Some(child)) => self.start_actor(child, budget)?,
                     (ChildChangeKind::Stop, Some(child)) => self.stop_actor(child),
@@ -530,8 +551,10 @@ impl<'c, const W: usize> System<'c, W> {
             let (Some(m), Some(&target)) = (msgs.get(i), targets.get(i)) else {
                 break;
             };
+            self.note_timers(a, Some((i, next_change)));
             self.deliver_out(a, m, target, budget)?;
         }
+        self.note_timers(a, None);
         Ok(())
     }
 
@@ -661,9 +684,10 @@ impl<'c, const W: usize> System<'c, W> {
         }
     }
 
-    /// Gives actor `a`'s new timers their places in the arming order, and forgets those of
-    /// its timers that fired or were cancelled (a timer loop arms many).
-    fn note_timers(&mut self, a: usize) {
+    /// Gives actor `a`'s new timers (those armed before its deferred run reached `before`,
+    /// (messages delivered, changes made), or all) their places in the arming order, and
+    /// forgets those of its timers that fired or were cancelled (a timer loop arms many).
+    fn note_timers(&mut self, a: usize, before: Option<(usize, usize)>) {
         let actor = &mut self.actors[a];
         let seen = actor.seen_seq;
         let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
@@ -673,13 +697,22 @@ impl<'c, const W: usize> System<'c, W> {
         if changes == actor.timer_changes {
             return;
         }
-        actor.timer_changes = changes;
+        if before.is_none() {
+            actor.timer_changes = changes;
+        }
         self.timer_events += 1;
         let pending: Vec<u32> = machine.pending_timers().map(|(_, s)| s).collect();
         actor.armed.retain(|s, _| pending.contains(s));
         let mut new: Vec<u32> = pending
             .into_iter()
-            .filter(|&s| seen.is_none_or(|x| s > x))
+            .filter(|&s| {
+                seen.is_none_or(|x| s > x)
+                    && before.is_none_or(|(msgs, changes)| {
+                        machine
+                            .timer_armed_after(s)
+                            .is_some_and(|(m, c)| m <= msgs && c <= changes)
+                    })
+            })
             .collect();
         new.sort_unstable();
         for s in new {

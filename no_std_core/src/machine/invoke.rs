@@ -70,6 +70,12 @@ pub struct ChildChange<'a> {
     /// How many of the outbox's messages (see [`Machine::outbox`]) were sent before this
     /// change: the host delivers those first, as XState runs its deferred actions in order.
     pub after_messages: usize,
+    /// For a start: the messages from this index up to `after_messages` were sent by the
+    /// entry actions of the invoking state. XState resolves the sends among them that name
+    /// this child's id to the child this start makes (its deferred actor ids), also when a
+    /// child of that id is still live: a transition to a history state can enter a state
+    /// again without exiting it, so its old child keeps running beside the new one.
+    pub entry_messages_from: usize,
 }
 
 /// Writes the machine id of the child `invoke_id` of the machine `parent` (`parent/invoke_id`).
@@ -98,6 +104,7 @@ struct Change {
     kind: ChildChangeKind,
     start: u16,
     after_messages: u16,
+    entry_from: u16,
 }
 
 /// The live children and the changes of the step (a field of [`Machine`]).
@@ -107,6 +114,9 @@ pub(super) struct Children {
     live: Vec<u16, MAX_LIVE_CHILDREN>,
     capacity: u8,
     changes: Vec<Change, MAX_CHILD_CHANGES>,
+    /// The outbox's length when the entry actions of the state entered last began (see
+    /// [`ChildChange::entry_messages_from`]).
+    pub(super) entry_from: u16,
     /// Counts the starts and stops run (a stop of no child too): XState's microstep makes a
     /// new snapshot whenever it runs one, so the eventless loop goes on (see `settle_loop`).
     pub(super) touches: u32,
@@ -118,6 +128,7 @@ impl Default for Children {
             live: Vec::new(),
             capacity: MAX_LIVE_CHILDREN as u8,
             changes: Vec::new(),
+            entry_from: 0,
             touches: 0,
         }
     }
@@ -126,6 +137,7 @@ impl Default for Children {
 impl Children {
     pub(super) fn clear_changes(&mut self) {
         self.changes.clear();
+        self.entry_from = 0;
     }
 
     /// The host delivered the first `n` messages of the outbox: changes before them are
@@ -134,7 +146,9 @@ impl Children {
         self.changes.retain(|c| c.after_messages as usize >= n);
         for c in self.changes.iter_mut() {
             c.after_messages -= n as u16;
+            c.entry_from = c.entry_from.saturating_sub(n as u16);
         }
+        self.entry_from = self.entry_from.saturating_sub(n as u16);
     }
 }
 
@@ -183,6 +197,7 @@ impl<
                 kind: c.kind,
                 invocation: chart.invocation(c.start)?,
                 after_messages: c.after_messages as usize,
+                entry_messages_from: c.entry_from as usize,
             })
         })
     }
@@ -202,19 +217,28 @@ impl<
             kind,
             start,
             after_messages: self.io.outbox.len() as u16,
+            entry_from: self.children.entry_from.min(self.io.outbox.len() as u16),
         };
         self.children
             .changes
             .push(change)
             .map_err(|_| Error::ChildChangesFull {
                 capacity: MAX_CHILD_CHANGES,
-            })
+            })?;
+        self.io.child_changes_made = self.io.child_changes_made.saturating_add(1);
+        Ok(())
     }
 
     /// `invoke`: the state that lists invocation `start` was entered.
     #[inline(never)]
     pub(super) fn start_child(&mut self, start: u16) -> Result<(), Error> {
         self.children.touches = self.children.touches.wrapping_add(1);
+        // Live already: its state was entered again without an exit (a history quirk). The
+        // new child takes the id's place, as in XState's children map (the old one runs on,
+        // unnamed): one entry in the table still.
+        if self.children.live.contains(&start) {
+            return self.push_change(ChildChangeKind::Start, start);
+        }
         let capacity = self.children.capacity as usize;
         if self.children.live.len() >= capacity {
             return Err(Error::ChildrenFull { capacity });
@@ -247,6 +271,12 @@ impl<
         match started_here {
             Some(j) => {
                 self.children.changes.remove(j);
+                self.io.child_changes_made = self.io.child_changes_made.saturating_sub(1);
+                for t in self.io.timers.iter_mut() {
+                    if t.after_changes as usize > j {
+                        t.after_changes -= 1;
+                    }
+                }
                 self.drop_messages_to_unstarted(j, id, &target);
             }
             None => self.push_change(ChildChangeKind::Stop, start)?,
@@ -298,6 +328,17 @@ impl<
             for c in self.children.changes.iter_mut() {
                 if c.after_messages as usize > k {
                     c.after_messages -= 1;
+                }
+                if c.entry_from as usize > k {
+                    c.entry_from -= 1;
+                }
+            }
+            if self.children.entry_from as usize > k {
+                self.children.entry_from -= 1;
+            }
+            for t in self.io.timers.iter_mut() {
+                if t.after_messages as usize > k {
+                    t.after_messages -= 1;
                 }
             }
         }

@@ -364,6 +364,7 @@ impl<
                 timer_used: 0,
                 next_id: 0,
                 seq: 0,
+                child_changes_made: 0,
                 changes: 0,
                 requests: crate::request::Pending::new(),
             },
@@ -706,6 +707,18 @@ impl<
         self.io.timers.iter().map(|t| (t.due, t.seq))
     }
 
+    /// When timer `seq` (see [`pending_timers`](Self::pending_timers)) was armed: after how
+    /// many of the outbox's messages and of the [child changes](Self::child_changes), both
+    /// counted since the outbox was last cleared (meaningful for the timers armed since
+    /// then). XState arms a machine's delayed events in its deferred actions, in order with
+    /// its sends and its children's starts: a host that orders timers due at the same
+    /// instant across machines (`interstate simulate`) places this machine's timers among
+    /// the timers its children arm as they start and take its messages.
+    pub fn timer_armed_after(&self, seq: u32) -> Option<(usize, usize)> {
+        let t = self.io.timers.iter().find(|t| t.seq == seq)?;
+        Some((t.after_messages as usize, t.after_changes as usize))
+    }
+
     /// A number that changes whenever a timer is armed or cancelled (not when one fires):
     /// a host replaying a clock that re-reads its timer list after such a change can tell.
     pub fn timer_changes(&self) -> u32 {
@@ -826,6 +839,7 @@ impl<
     pub fn clear_outbox(&mut self) {
         self.io.outbox.clear();
         self.io.out_used = 0;
+        self.io.child_changes_made = 0;
         self.children.clear_changes();
     }
 }

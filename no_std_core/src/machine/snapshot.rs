@@ -437,6 +437,8 @@ impl<
                 key,
                 kind,
                 mapped: t.mapped,
+                after_messages: 0,
+                after_changes: 0,
             });
         }
         let next: u32 = r.take("truncated request id counter")?;

@@ -262,6 +262,7 @@ impl<
         if self.view.irregular {
             self.entered_irregular(x);
         }
+        self.children.entry_from = self.io.outbox.len() as u16;
         self.run_actions(self.chart.entry_actions(x), cx)?;
         if self.chart.has_final() && self.chart.kind(x) == StateKind::Final {
             self.entered_final(x, &mut StateSet::new())?;
@@ -312,6 +313,7 @@ impl<
         }
         for s in enter.iter() {
             self.config.insert(s);
+            self.children.entry_from = self.io.outbox.len() as u16;
             self.run_actions(self.chart.entry_actions(s), cx)?;
             if self.chart.has_final() && self.chart.kind(s) == StateKind::Final {
                 self.entered_final(s, &mut completed)?;

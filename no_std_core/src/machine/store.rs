@@ -76,6 +76,10 @@ pub(super) struct Timer {
     /// timer armed with it, and none once a timer with that id has fired (XState's scheduler
     /// keeps one timer per id and forgets the id when any of them fires).
     pub(super) mapped: bool,
+    /// The outbox messages sent and the child changes made before it was armed, since the
+    /// outbox was last cleared (see [`super::Machine::timer_armed_after`]).
+    pub(super) after_messages: u16,
+    pub(super) after_changes: u8,
 }
 
 /// Outbox and timers: the machine's only contact with the world, drained by the host.
@@ -88,6 +92,8 @@ pub(super) struct Io<const O: usize, const T: usize, const B: usize, const R: us
     pub(super) timer_used: usize,
     pub(super) next_id: u32,
     pub(super) seq: u32,
+    /// The child changes made since the outbox was last cleared.
+    pub(super) child_changes_made: u8,
     /// Counts timers armed and timers cancelled (not those that fired).
     pub(super) changes: u32,
     /// Requests waiting for their replies.
@@ -163,6 +169,8 @@ impl<const O: usize, const T: usize, const B: usize, const R: usize> Io<O, T, B,
                 key,
                 kind,
                 mapped: true,
+                after_messages: self.outbox.len() as u16,
+                after_changes: self.child_changes_made,
             })
             .map_err(|_| Error::TimersFull { capacity: T })
     }
