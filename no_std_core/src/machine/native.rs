@@ -233,6 +233,9 @@ struct Host<
     m: &'m mut Machine<'c, W, Q, O, T, H, B, C, R>,
     /// The current event, its id resolved.
     event: &'x Event<'e>,
+    /// The event's id, held apart from the event so that the generated selection's `match`
+    /// compares a value in a register, not a field behind the reference.
+    id: Option<u16>,
     now: Instant,
     behavior: &'b mut BH,
     /// The parallel states completed in this microstep (their done events are raised once).
@@ -286,7 +289,7 @@ impl<
     }
     #[inline(always)]
     fn event_id(&self) -> Option<u16> {
-        self.event.id.map(|e| e.0)
+        self.id
     }
     #[inline]
     fn event_name(&self) -> &str {
@@ -413,6 +416,7 @@ macro_rules! host {
         Host {
             m: $m,
             event: &$cx.event,
+            id: $cx.event.id.map(|e| e.0),
             now: $cx.now,
             behavior: &mut *$cx.behavior,
             completed: StateSet::new(),
@@ -678,26 +682,20 @@ impl<
         {
             return m.send_with::<Native<N>, BH>(now, *event, behavior);
         }
-        // The event is used where it is; only one without an id is copied, with its id.
-        let resolved;
-        let event = match event.id {
-            Some(_) => event,
-            None => {
-                resolved = Event {
-                    id: m.chart.event(event.name),
-                    ..*event
-                };
-                &resolved
-            }
-        };
         m.stats.events += 1;
-        let r = N::event(&mut Host {
-            m: &mut *m,
-            event,
-            now,
-            behavior: &mut *behavior,
-            completed: StateSet::new(),
-        });
+        // The event is used where it is. One without an id is resolved apart (copied, with
+        // its id), so that here the generated selection knows the id is there.
+        let r = match event.id {
+            Some(id) => N::event(&mut Host {
+                m: &mut *m,
+                event,
+                id: Some(id.0),
+                now,
+                behavior: &mut *behavior,
+                completed: StateSet::new(),
+            }),
+            None => event_by_name::<N, W, Q, O, T, H, B, C, R, BH>(m, now, event, behavior),
+        };
         // Only a final state completes a machine, and a chart with one settles (its done
         // event goes on the internal queue): without `N::SETTLES` the machine is still
         // active after an `Ok` microstep.
@@ -785,6 +783,40 @@ impl<
     }
 }
 
+/// [`NativeMachine::send_ref`]'s microstep of an event sent by name: its id looked up in the
+/// chart (`None` when the chart does not know the name: only partial descriptors and the
+/// wildcard can match it), over a copy of the event that carries the id, as the
+/// interpreter's step context holds it.
+#[inline(never)]
+fn event_by_name<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+>(
+    m: &mut Machine<'static, W, Q, O, T, H, B, C, R>,
+    now: Instant,
+    event: &Event<'_>,
+    behavior: &mut BH,
+) -> Result<(), Error> {
+    let id = m.chart.event(event.name);
+    let event = Event { id, ..*event };
+    N::event(&mut Host {
+        m,
+        event: &event,
+        id: id.map(|e| e.0),
+        now,
+        behavior,
+        completed: StateSet::new(),
+    })
+}
+
 /// The rest of [`NativeMachine::send`]'s lean path after the event's microstep `r`: the
 /// settle loop when there is something to settle, then the interpreter's `finish` (a failure
 /// stops the machine; completion cancels its timers).
@@ -808,9 +840,11 @@ fn settle_then_finish<
     behavior: &mut BH,
 ) -> Result<(), Error> {
     let r = r.and_then(|()| {
+        // As the interpreter's step context holds it: with its id, when the chart knows it.
+        let id = event.id.or_else(|| m.chart.event(event.name));
         let mut cx = StepCx {
             now,
-            event,
+            event: Event { id, ..event },
             behavior,
         };
         <Native<N> as Stepping>::settle(m, &mut cx)
