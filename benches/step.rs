@@ -19,6 +19,15 @@
 //! `benches/common/native_*.rs` (`tests/native_modules.rs` keeps them up to date), in a
 //! `NativeMachine` of the same capacities, with the same `Behavior`.
 //!
+//! Fairness: every routine returns `()` (a step's `Result` is checked with `expect`, a
+//! compare and a branch: returned, criterion's `black_box` would read its 40 bytes one by
+//! one on every iteration, which the hand-written routine, returning nothing, never paid),
+//! and every routine gets its event through one `black_box` of a register-sized value: the
+//! hand-written machine its `EventId`, the native machine a reference to its `Event`
+//! (`send_ref`; `black_box` of the 64-byte `Event` itself would copy it on every
+//! iteration). The interpreter's `send` takes the event by value, as its step context
+//! holds a copy anyway.
+//!
 //! Run: `cargo bench --bench step`. Results are in docs/performance.md.
 
 use std::cell::Cell;
@@ -160,10 +169,13 @@ fn bench_flat(c: &mut Criterion) {
         start_native::<native_flat::Native, { native_flat::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
-        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts).expect("steps"))
     });
     g.bench_function("native", |b| {
-        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
+        b.iter(|| {
+            nm.send_ref(NOW, black_box(&nev), &mut native_counts)
+                .expect("steps")
+        })
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {
@@ -181,7 +193,7 @@ fn bench_flat(c: &mut Criterion) {
     let mut mb = Box::new(M::new(chart, "bench").expect("capacities fit"));
     mb.start(NOW, &mut bound).expect("starts");
     g.bench_function("interstate_bound", |b| {
-        b.iter(|| mb.send(NOW, black_box(ev), &mut bound))
+        b.iter(|| mb.send(NOW, black_box(ev), &mut bound).expect("steps"))
     });
     assert!(hits.get() > 0);
     g.finish();
@@ -218,10 +230,13 @@ fn bench_deep(c: &mut Criterion) {
         start_native::<native_deep::Native, { native_deep::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
-        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts).expect("steps"))
     });
     g.bench_function("native", |b| {
-        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
+        b.iter(|| {
+            nm.send_ref(NOW, black_box(&nev), &mut native_counts)
+                .expect("steps")
+        })
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {
@@ -262,10 +277,13 @@ fn bench_parallel(c: &mut Criterion) {
         start_native::<native_parallel::Native, { native_parallel::WORDS }>("T", &counts);
 
     g.bench_function("interstate", |b| {
-        b.iter(|| m.send(NOW, black_box(ev), &mut counts))
+        b.iter(|| m.send(NOW, black_box(ev), &mut counts).expect("steps"))
     });
     g.bench_function("native", |b| {
-        b.iter(|| nm.send(NOW, black_box(nev), &mut native_counts))
+        b.iter(|| {
+            nm.send_ref(NOW, black_box(&nev), &mut native_counts)
+                .expect("steps")
+        })
     });
     let t = hand.t;
     g.bench_function("hand_written", |b| {

@@ -8,7 +8,9 @@
 //! (`flat`, `deep` or `parallel`). A third argument `native` runs the chart's generated
 //! machine (`benches/common/native_*.rs`, `interstate compile --native`) instead of the
 //! interpreter, `hand` the benchmark's hand-written machine (`benches/common/hand_written.rs`)
-//! with the same event sent the same way.
+//! with the same event sent the same way (each machine's event through one `black_box` of a
+//! register-sized value, as in the benchmark: the hand-written machine's `EventId`, a
+//! reference to the native machine's `Event`).
 
 use std::hint::black_box;
 
@@ -127,7 +129,7 @@ fn run_native<N: interstate::core::machine::NativeChart, const W: usize>(n: usiz
     let chart = N::chart();
     let ev = Event::from_id(&chart, chart.event("T").expect("the chart has T"));
     for _ in 0..n {
-        m.send(Instant::ZERO, black_box(ev), &mut counts)
+        m.send_ref(Instant::ZERO, black_box(&ev), &mut counts)
             .expect("steps");
     }
     black_box(&counts.0);

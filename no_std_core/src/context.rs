@@ -205,7 +205,8 @@ pub(crate) trait Effects {
 pub struct ActionContext<'a> {
     pub(crate) effects: &'a mut dyn Effects,
     pub(crate) machine_id: &'a str,
-    pub(crate) event: Event<'a>,
+    /// The event where the step holds it: an action call copies nothing of it.
+    pub(crate) event: &'a Event<'a>,
     pub(crate) now: Instant,
     pub(crate) failures: &'a mut u32,
     /// The machine's context (its methods are in `machine/context_store.rs`).
@@ -219,7 +220,7 @@ impl<'a> ActionContext<'a> {
     }
     /// The event being processed.
     pub fn event(&self) -> Event<'a> {
-        self.event
+        *self.event
     }
     /// The current event's payload bytes.
     pub fn payload(&self) -> &'a [u8] {
@@ -447,7 +448,8 @@ pub(crate) fn reply_to(c: Correlation) -> Correlation {
 /// What a guard sees: the event, the machine id and the machine's context.
 pub struct GuardContext<'a> {
     pub(crate) machine_id: &'a str,
-    pub(crate) event: Event<'a>,
+    /// The event where the step holds it: a guard call copies nothing of it.
+    pub(crate) event: &'a Event<'a>,
     /// The machine's context (its methods are in `machine/context_store.rs`).
     pub(crate) context: crate::machine::ContextView<'a>,
 }
@@ -459,7 +461,7 @@ impl<'a> GuardContext<'a> {
     }
     /// The event being processed.
     pub fn event(&self) -> Event<'a> {
-        self.event
+        *self.event
     }
     /// Decodes the current event's payload as postcard.
     pub fn payload_as<T: Deserialize<'a>>(&self) -> Result<T, postcard::Error> {

@@ -99,7 +99,7 @@ impl<
         let mut acx = ActionContext {
             effects: &mut self.io,
             machine_id: &self.id,
-            event: *event,
+            event,
             now,
             failures: &mut self.stats.send_failures,
             context: self.context.as_ref(&mut context_error),

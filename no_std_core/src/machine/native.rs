@@ -19,10 +19,11 @@
 //! states keeps the entry order (through [`NativeHost::stamp_entering`]) and selects its
 //! eventless transitions with the interpreter's ordered scan.
 //!
-//! [`NativeMachine::send`] is a lean entry point: for an event to an active machine that is
-//! not a reply, it runs the generated microstep over the event where it is (the
-//! interpreter's entry point copies it into its step context), and the settle loop and the
-//! machine's failure or completion only when there is something to do.
+//! [`NativeMachine::send`] (and [`NativeMachine::send_ref`], by reference) is a lean entry
+//! point: for an event to an active machine that is not a reply, it runs the generated
+//! microstep over the event where it is (the interpreter's entry point copies it into its
+//! step context), and the settle loop and the machine's failure or completion only when
+//! the chart can have them and there is something to do.
 
 use core::marker::PhantomData;
 
@@ -46,7 +47,10 @@ pub trait NativeChart {
     const FINGERPRINT: u64;
     /// Whether a macrostep can have more than its first microstep: the chart has eventless
     /// transitions, or something puts events on the internal queue (a `raise`, a final
-    /// state's done event). Without, the loop after the first microstep is skipped.
+    /// state's done event). Without, the loop after the first microstep is skipped, and so
+    /// is the check for the machine's completion (only a final state completes it, and a
+    /// chart with one settles): the generator must say `true` for any chart with a final
+    /// state.
     const SETTLES: bool = true;
     /// Enters the initial configuration (the first microstep).
     fn initial<H: NativeHost>(h: &mut H) -> Result<(), Error>;
@@ -229,6 +233,9 @@ struct Host<
     m: &'m mut Machine<'c, W, Q, O, T, H, B, C, R>,
     /// The current event, its id resolved.
     event: &'x Event<'e>,
+    /// The event's id, held apart from the event so that the generated selection's `match`
+    /// compares a value in a register, not a field behind the reference.
+    id: Option<u16>,
     now: Instant,
     behavior: &'b mut BH,
     /// The parallel states completed in this microstep (their done events are raised once).
@@ -282,7 +289,7 @@ impl<
     }
     #[inline(always)]
     fn event_id(&self) -> Option<u16> {
-        self.event.id.map(|e| e.0)
+        self.id
     }
     #[inline]
     fn event_name(&self) -> &str {
@@ -409,6 +416,7 @@ macro_rules! host {
         Host {
             m: $m,
             event: &$cx.event,
+            id: $cx.event.id.map(|e| e.0),
             now: $cx.now,
             behavior: &mut *$cx.behavior,
             completed: StateSet::new(),
@@ -646,14 +654,8 @@ impl<
         self.inner.start_with::<Native<N>, BH>(now, data, behavior)
     }
 
-    /// See [`Machine::send`].
-    ///
-    /// An event to an active machine that is not a reply takes a lean path: the generated
-    /// microstep over the event where it is (no copy into a step context), the settle loop
-    /// only when the chart can settle (`N::SETTLES`) and has something to settle, the
-    /// machine's failure or completion handled only when they happened. Anything else (a
-    /// reply, whose request is checked first; a machine not active; a microstep limit of 0)
-    /// goes through the interpreter's entry point with the generated step, as before.
+    /// See [`Machine::send`]. The same as [`send_ref`](Self::send_ref) with the event where
+    /// it is.
     #[inline]
     pub fn send<BH: Behavior + ?Sized>(
         &mut self,
@@ -661,36 +663,55 @@ impl<
         event: Event<'_>,
         behavior: &mut BH,
     ) -> Result<(), Error> {
+        self.send_ref(now, &event, behavior)
+    }
+
+    /// [`send`](Self::send) by reference: the event is read where it is, never copied on the
+    /// lean path (an [`Event`] is 64 bytes; a caller that keeps its events, a node's decode
+    /// buffer or a benchmark, need not make one per step).
+    ///
+    /// An event to an active machine that is not a reply takes a lean path: the generated
+    /// microstep over the event where it is, the settle loop only when the chart can settle
+    /// (`N::SETTLES`) and has something to settle, the machine's failure or completion
+    /// handled only when they can have happened (a chart that cannot settle has no final
+    /// state, so its microstep cannot complete the machine: its status is not read again).
+    /// Anything else (a reply, whose request is checked first; a machine not active; a
+    /// microstep limit of 0) goes through the interpreter's entry point with the generated
+    /// step.
+    #[inline]
+    pub fn send_ref<BH: Behavior + ?Sized>(
+        &mut self,
+        now: Instant,
+        event: &Event<'_>,
+        behavior: &mut BH,
+    ) -> Result<(), Error> {
         let m = &mut self.inner;
         if m.status != Status::Active
             || matches!(event.correlation, Correlation::Reply(_))
             || m.microstep_limit == 0
         {
-            return m.send_with::<Native<N>, BH>(now, event, behavior);
+            return m.send_with::<Native<N>, BH>(now, *event, behavior);
         }
-        // The event is used where it is; only one without an id is copied, with its id.
-        let resolved;
-        let event = match event.id {
-            Some(_) => &event,
-            None => {
-                resolved = Event {
-                    id: m.chart.event(event.name),
-                    ..event
-                };
-                &resolved
-            }
-        };
         m.stats.events += 1;
-        let r = N::event(&mut Host {
-            m: &mut *m,
-            event,
-            now,
-            behavior: &mut *behavior,
-            completed: StateSet::new(),
-        });
+        // The event is used where it is. One without an id is resolved apart (copied, with
+        // its id), so that here the generated selection knows the id is there.
+        let r = match event.id {
+            Some(id) => N::event(&mut Host {
+                m: &mut *m,
+                event,
+                id: Some(id.0),
+                now,
+                behavior: &mut *behavior,
+                completed: StateSet::new(),
+            }),
+            None => event_by_name::<N, W, Q, O, T, H, B, C, R, BH>(m, now, event, behavior),
+        };
+        // Only a final state completes a machine, and a chart with one settles (its done
+        // event goes on the internal queue): without `N::SETTLES` the machine is still
+        // active after an `Ok` microstep.
         if r.is_ok()
-            && m.status == Status::Active
-            && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m)
+            && (!N::SETTLES
+                || (m.status == Status::Active && !needs_settling::<N, W, Q, O, T, H, B, C, R>(m)))
         {
             return Ok(());
         }
@@ -772,6 +793,40 @@ impl<
     }
 }
 
+/// [`NativeMachine::send_ref`]'s microstep of an event sent by name: its id looked up in the
+/// chart (`None` when the chart does not know the name: only partial descriptors and the
+/// wildcard can match it), over a copy of the event that carries the id, as the
+/// interpreter's step context holds it.
+#[inline(never)]
+fn event_by_name<
+    N: NativeChart,
+    const W: usize,
+    const Q: usize,
+    const O: usize,
+    const T: usize,
+    const H: usize,
+    const B: usize,
+    const C: usize,
+    const R: usize,
+    BH: Behavior + ?Sized,
+>(
+    m: &mut Machine<'static, W, Q, O, T, H, B, C, R>,
+    now: Instant,
+    event: &Event<'_>,
+    behavior: &mut BH,
+) -> Result<(), Error> {
+    let id = m.chart.event(event.name);
+    let event = Event { id, ..*event };
+    N::event(&mut Host {
+        m,
+        event: &event,
+        id: id.map(|e| e.0),
+        now,
+        behavior,
+        completed: StateSet::new(),
+    })
+}
+
 /// The rest of [`NativeMachine::send`]'s lean path after the event's microstep `r`: the
 /// settle loop when there is something to settle, then the interpreter's `finish` (a failure
 /// stops the machine; completion cancels its timers).
@@ -795,9 +850,11 @@ fn settle_then_finish<
     behavior: &mut BH,
 ) -> Result<(), Error> {
     let r = r.and_then(|()| {
+        // As the interpreter's step context holds it: with its id, when the chart knows it.
+        let id = event.id.or_else(|| m.chart.event(event.name));
         let mut cx = StepCx {
             now,
-            event,
+            event: Event { id, ..event },
             behavior,
         };
         <Native<N> as Stepping>::settle(m, &mut cx)

@@ -331,7 +331,7 @@ impl<
                 id,
                 &GuardContext {
                     machine_id: &self.id,
-                    event: cx.event,
+                    event: &cx.event,
                     context: self.context.view(),
                 },
             ),
