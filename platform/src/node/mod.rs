@@ -47,6 +47,7 @@ mod ports;
 mod requests;
 mod spin;
 mod status;
+mod supervised;
 mod topics;
 
 pub use child_process::{ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT};
