@@ -1,0 +1,174 @@
+//! Invoked children in processes of their own under `interstate up`: the node asks the
+//! supervisor for them (it finds `INTERSTATE_SUPERVISOR` in its environment) instead of
+//! spawning them itself. Against the real binary on a private bus: the child is the
+//! supervisor's (listed in its output, its parent process is `up`), registered as
+//! `runner/job`; SIGKILL is the parent's `xstate.error.actor.job`; leaving the invoking state
+//! stops it; `interstate down` stops it with the app. Every child is looked for in /proc
+//! until it is gone.
+
+mod support;
+
+use std::time::Instant;
+
+use support::{interstate_bin, Bus, P, STEP_LIMIT};
+
+/// Starts the child `job` (src `worker`) per JOB, back in `idle` when it ends or on CANCEL.
+const RUNNER: &str = r#"{"id":"runner","initial":"idle","states":{
+ "idle":{"on":{"JOB":"working"}},
+ "working":{
+   "invoke":{"src":"worker","id":"job",
+     "onDone":"done","onError":"failed"},
+   "on":{"CANCEL":"idle"}},
+ "done":{"on":{"JOB":"working"}},
+ "failed":{"on":{"JOB":"working"}}}}"#;
+
+/// A job that never finishes by itself.
+const WAITER: &str = r#"{"id":"waiter","initial":"waiting","states":{"waiting":{}}}"#;
+
+/// The pids `up` reported for the child `runner/job`, in order.
+fn job_pids(bus: &Bus, up: P) -> Vec<u32> {
+    bus.out(up)
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split_once("runner/job started (pid ")?.1;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Waits for the `n`th child `up` started; returns its pid.
+fn wait_job(bus: &mut Bus, up: P, n: usize) -> u32 {
+    let end = Instant::now() + STEP_LIMIT;
+    loop {
+        if let Some(&pid) = job_pids(bus, up).get(n - 1) {
+            return pid;
+        }
+        assert!(
+            Instant::now() < end,
+            "up never started child {n}{}",
+            bus.dump()
+        );
+        std::thread::sleep(support::POLL);
+    }
+}
+
+/// Waits until process `pid` is gone from the process table (reaped: a zombie keeps its
+/// /proc entry).
+fn wait_gone(bus: &Bus, pid: u32) {
+    let end = Instant::now() + STEP_LIMIT;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < end,
+            "process {pid} is still there{}",
+            bus.dump()
+        );
+        std::thread::sleep(support::POLL);
+    }
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn send(bus: &mut Bus, to: &str, event: &str) {
+    let (status, _, err) = bus.run(&["send", to, event]);
+    assert!(status.success(), "send {event}: {err}{}", bus.dump());
+}
+
+fn wait_state(bus: &mut Bus, state: &str) {
+    bus.wait_ps(&format!("the runner in {state}"), |l| {
+        l.iter()
+            .any(|e| e["machine"] == "runner" && e["state"].to_string().contains(state))
+    });
+}
+
+#[test]
+fn under_up_the_supervisor_runs_the_child_processes_a_node_invokes() {
+    let mut bus = Bus::new("ipsup");
+    let runner = bus.write("runner.json", RUNNER);
+    let waiter = bus.write("waiter.json", WAITER);
+    let bin = interstate_bin();
+    let manifest = bus.write(
+        "app.toml",
+        &format!(
+            "bus = \"ignored\"\n[[process]]\nname = \"runner\"\ncommand = {:?}\nargs = [\"run\", \
+             {runner:?}, \"--id\", \"runner\", \"--client\", \"--actor\", \
+             \"worker=process:{waiter}\", \"--child-grace\", \"2000\"]\nprovides = \
+             [\"runner\"]\n",
+            bin.to_str().unwrap()
+        ),
+    );
+    let up = bus.interstate("up", &["up", &manifest, "--plain"]);
+    bus.wait_line(up, false, "the app's readiness", STEP_LIMIT, |l| {
+        l.contains("every process is ready")
+    });
+
+    // A job: the supervisor starts the worker (its child, not the runner's), which joins
+    // the bus as runner/job.
+    send(&mut bus, "runner", "JOB");
+    let first = wait_job(&mut bus, up, 1);
+    assert_eq!(parent_pid(first), Some(bus.pid(up)), "{}", bus.dump());
+    bus.wait_ps("runner/job", |l| {
+        support::ps_pid(l, "runner/job") == Some(u64::from(first))
+    });
+    assert!(
+        bus.out(up)
+            .iter()
+            .any(|l| l.contains("'runner/job' asked of the supervisor")),
+        "{}",
+        bus.dump()
+    );
+
+    // SIGKILL: the runner gets xstate.error.actor.job (its onError), the supervisor goes on.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(first as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_state(&mut bus, "failed");
+    wait_gone(&bus, first);
+    bus.wait_line(up, false, "the runner's error line", STEP_LIMIT, |l| {
+        l.contains(&format!(
+            "'runner/job' (pid {first}, src 'worker') was killed by signal 9"
+        ))
+    });
+
+    // Leaving the invoking state stops the child (the supervisor's SIGTERM, on which
+    // `interstate run` ends cleanly).
+    send(&mut bus, "runner", "JOB");
+    let second = wait_job(&mut bus, up, 2);
+    bus.wait_ps("the second runner/job", |l| {
+        support::ps_pid(l, "runner/job") == Some(u64::from(second))
+    });
+    send(&mut bus, "runner", "CANCEL");
+    wait_gone(&bus, second);
+    bus.wait_line(up, false, "the stop's line", STEP_LIMIT, |l| {
+        l.contains(&format!("'runner/job' (pid {second}) stopped"))
+    });
+    bus.wait_line(up, false, "the supervisor's line", STEP_LIMIT, |l| {
+        l.contains(&format!(
+            "runner/job (pid {second}) exited with status 0, as asked"
+        ))
+    });
+    wait_state(&mut bus, "idle");
+
+    // `down` stops the app, the child with it.
+    send(&mut bus, "runner", "JOB");
+    let third = wait_job(&mut bus, up, 3);
+    bus.wait_ps("the third runner/job", |l| {
+        support::ps_pid(l, "runner/job") == Some(u64::from(third))
+    });
+    let (status, _, err) = bus.run(&["down"]);
+    assert!(status.success(), "down: {err}{}", bus.dump());
+    assert!(bus.wait_exit(up, STEP_LIMIT).success(), "{}", bus.dump());
+    wait_gone(&bus, third);
+}
