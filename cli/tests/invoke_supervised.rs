@@ -3,7 +3,8 @@
 //! spawning them itself. Against the real binary on a private bus: the child is the
 //! supervisor's (listed in its output, its parent process is `up`), registered as
 //! `runner/job`; SIGKILL is the parent's `xstate.error.actor.job`; leaving the invoking state
-//! stops it; `interstate down` stops it with the app. Every child is looked for in /proc
+//! stops it, and so does its parent's process dying; `interstate down` stops it with the
+//! app. Every child is looked for in /proc
 //! until it is gone.
 
 mod support;
@@ -167,8 +168,28 @@ fn under_up_the_supervisor_runs_the_child_processes_a_node_invokes() {
     bus.wait_ps("the third runner/job", |l| {
         support::ps_pid(l, "runner/job") == Some(u64::from(third))
     });
+    // The runner killed: the child it asked for is stopped (no state is left to stop it);
+    // `up` restarts the runner.
+    let runner_pid = support::ps_pid(&bus.ps(), "runner").expect("the runner's pid") as u32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(runner_pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_gone(&bus, third);
+    bus.wait_line(up, false, "the orphan's stop", STEP_LIMIT, |l| {
+        l.contains("runner/job: whoever asked for it left the bus; stopping it")
+    });
+    bus.wait_ps("the runner back", |l| {
+        support::ps_pid(l, "runner").is_some_and(|p| p != u64::from(runner_pid))
+    });
+    send(&mut bus, "runner", "JOB");
+    let fourth = wait_job(&mut bus, up, 4);
+    bus.wait_ps("the fourth runner/job", |l| {
+        support::ps_pid(l, "runner/job") == Some(u64::from(fourth))
+    });
     let (status, _, err) = bus.run(&["down"]);
     assert!(status.success(), "down: {err}{}", bus.dump());
     assert!(bus.wait_exit(up, STEP_LIMIT).success(), "{}", bus.dump());
-    wait_gone(&bus, third);
+    wait_gone(&bus, fourth);
 }
