@@ -28,6 +28,10 @@
 //!   children (charts, services): a start beyond it is the parent's
 //!   `xstate.error.actor.<id>` (never a silent skip).
 //!
+//! - Under `interstate up` (`INTERSTATE_SUPERVISOR` set) the node asks the supervisor to
+//!   start and stop the process instead of doing it itself (`supervised.rs`); the rest
+//!   (held messages, the parent's events, the bound) is the same.
+//!
 //! The node learns of an exit through a pidfd in its event loop (where pidfds are missing,
 //! by polling every 100 ms). A node without child processes pays a count of each machine's
 //! child changes per pump round and one integer test per message to another process; an
