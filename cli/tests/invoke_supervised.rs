@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Instant;
 
+use serde_json::Value;
 use support::{interstate_bin, Bus, P, STEP_LIMIT};
 
 /// Starts the child `job` (src `worker`) per JOB, back in `idle` when it ends or on CANCEL.
@@ -192,4 +193,114 @@ fn under_up_the_supervisor_runs_the_child_processes_a_node_invokes() {
     assert!(status.success(), "down: {err}{}", bus.dump());
     assert!(bus.wait_exit(up, STEP_LIMIT).success(), "{}", bus.dump());
     wait_gone(&bus, fourth);
+}
+
+/// Forwards its child's output (onDone) and error (onError) to `collector`.
+const FORWARDER: &str = r#"{"id":"fwd","initial":"idle","states":{
+ "idle":{"on":{"JOB":"working"}},
+ "working":{
+   "invoke":{"src":"worker","id":"job","input":{"job":true},
+     "onDone":{"target":"idle","actions":{"type":"sendTo","to":"collector","event":"RESULT","data":{"from":"event"}}},
+     "onError":{"target":"idle","actions":{"type":"sendTo","to":"collector","event":"FAILED","data":{"from":"event"}}}}}}}"#;
+
+const COLLECTOR: &str = r#"{"id":"collector","initial":"on","states":{"on":{}}}"#;
+
+/// The monitor's lines about messages to the collector.
+fn collected(bus: &Bus, mon: P) -> Vec<Value> {
+    bus.out(mon)
+        .iter()
+        .filter_map(|l| support::parse_json(l))
+        .filter(|v| v["to"] == "collector")
+        .collect()
+}
+
+#[test]
+fn under_up_a_childs_output_and_a_failed_start_reach_the_parent() {
+    let mut bus = Bus::new("ipsupout");
+    let fwd = bus.write("fwd.json", FORWARDER);
+    let collector = bus.write("collector.json", COLLECTOR);
+    // Echoes its input back as its output.
+    let ok = bus.write(
+        "ok.sh",
+        "printf '%s' \"$INTERSTATE_INPUT\" > /proc/self/fd/$INTERSTATE_RESULT_FD\n",
+    );
+    let bin = interstate_bin();
+    let bin = bin.to_str().unwrap();
+    let process = |name: &str, args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "[[process]]\nname = {name:?}\ncommand = {bin:?}\nargs = [{}]\nprovides = \
+             [{name:?}]\n",
+            args.join(", ")
+        )
+    };
+    let manifest = format!(
+        "bus = \"ignored\"\n{}{}{}",
+        process(
+            "collector",
+            &["run", &collector, "--id", "collector", "--client"]
+        ),
+        process(
+            "runner-ok",
+            &[
+                "run",
+                &fwd,
+                "--id",
+                "runner-ok",
+                "--client",
+                "--actor",
+                &format!("worker=exec:sh {ok}")
+            ]
+        ),
+        process(
+            "runner-bad",
+            &[
+                "run",
+                &fwd,
+                "--id",
+                "runner-bad",
+                "--client",
+                "--actor",
+                "worker=exec:/nonexistent/program"
+            ]
+        ),
+    );
+    let manifest = bus.write("app.toml", &manifest);
+    let up = bus.interstate("up", &["up", &manifest, "--plain"]);
+    bus.wait_line(up, false, "the app's readiness", STEP_LIMIT, |l| {
+        l.contains("every process is ready")
+    });
+    let mon = bus.interstate("monitor", &["monitor", "--json", "--machine", "collector"]);
+    // The monitor shows what crosses the hub once it has subscribed: send until it shows.
+    let end = Instant::now() + STEP_LIMIT;
+    while !collected(&bus, mon).iter().any(|v| v["event"] == "HELLO") {
+        assert!(
+            Instant::now() < end,
+            "the monitor never started{}",
+            bus.dump()
+        );
+        send(&mut bus, "collector", "HELLO");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    send(&mut bus, "runner-ok", "JOB");
+    send(&mut bus, "runner-bad", "JOB");
+    let end = Instant::now() + STEP_LIMIT;
+    let has = |b: &Bus, e: &str| collected(b, mon).iter().any(|v| v["event"] == e);
+    while !(has(&bus, "RESULT") && has(&bus, "FAILED")) {
+        assert!(Instant::now() < end, "no result and failure{}", bus.dump());
+        std::thread::sleep(support::POLL);
+    }
+    let list = collected(&bus, mon);
+    let result = list.iter().find(|v| v["event"] == "RESULT").unwrap();
+    assert_eq!(result["from"], "runner-ok", "{result}");
+    assert_eq!(result["data"], serde_json::json!({"job": true}), "{result}");
+    let failed = list.iter().find(|v| v["event"] == "FAILED").unwrap();
+    assert_eq!(failed["from"], "runner-bad", "{failed}");
+    let message = failed["data"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("could not be started"), "{failed}");
+    assert_eq!(failed["data"]["pid"], Value::Null, "{failed}");
+    // The app goes on: a failed start is the parent's business.
+    assert!(bus.try_status(up).is_none(), "{}", bus.dump());
+    bus.term(up);
+    assert!(bus.wait_exit(up, STEP_LIMIT).success(), "{}", bus.dump());
 }
