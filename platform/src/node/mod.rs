@@ -607,6 +607,12 @@ impl Node {
         self.local.registry.clone()
     }
 
+    /// Whether `id` is in this node's registry (a machine or port of any process on the
+    /// bus), without copying the registry.
+    pub fn is_registered(&self, id: &str) -> bool {
+        self.local.registry.contains(id)
+    }
+
     /// Where the node's log lines go instead of the `log` facade (by default they are logged
     /// under the targets `interstate::hub` and `interstate::node`: see
     /// [`crate::logging::node_line`]). The supervisor collects its node's lines this way.

@@ -295,13 +295,15 @@ impl Supervisor {
         {
             return;
         }
-        let registry = self.node.registry();
+        // (The supervisor's node may serve the bus: this runs every loop turn, so the
+        // registry is looked into, not copied.)
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
+            let gone = |id: &str| !self.node.is_registered(id);
             let orphan = s
                 .asked
                 .as_ref()
-                .is_some_and(|a| !registry.contains(&a.requester) || !registry.contains(&a.parent));
+                .is_some_and(|a| gone(&a.requester) || gone(&a.parent));
             if orphan && s.running.as_ref().is_some_and(|r| r.stop.is_none()) {
                 let name = s.spec.name.clone();
                 self.emit(SupervisorEvent::Log(format!(
