@@ -164,19 +164,12 @@ impl Supervisor {
                         .ok()
                         .and_then(|v| v.get("ref").and_then(Value::as_u64));
                     let i = self.slots.iter().position(|s| {
-                        s.running.is_some()
-                            && s.asked.as_ref().is_some_and(|a| {
-                                a.requester == m.from && Some(a.reference) == reference
-                            })
+                        s.asked.as_ref().is_some_and(|a| {
+                            a.requester == m.from && Some(a.reference) == reference
+                        })
                     });
                     if let Some(i) = i {
-                        if self.slots[i]
-                            .running
-                            .as_ref()
-                            .is_some_and(|r| r.stop.is_none())
-                        {
-                            self.terminate(i, StopReason::App);
-                        }
+                        self.stop_asked(i);
                     }
                 }
                 other => self.emit(SupervisorEvent::Log(format!(
@@ -184,6 +177,27 @@ impl Supervisor {
                     m.from
                 ))),
             }
+        }
+    }
+
+    /// Stops asked-for child `i`: SIGTERM (SIGKILL after the grace) when it runs; when it
+    /// has not started yet (the stop came with its start), it never will, and its asker
+    /// hears so at once.
+    fn stop_asked(&mut self, i: usize) {
+        match &self.slots[i].running {
+            Some(r) if r.stop.is_none() => self.terminate(i, StopReason::App),
+            Some(_) => {}
+            None if self.slots[i].state == ChildState::Waiting => {
+                self.slots[i].state = ChildState::Stopped;
+                self.slots[i].since = Instant::now();
+                let why = format!(
+                    "child process '{}' stopped before it started",
+                    self.slots[i].spec.name
+                );
+                self.asked_ended(i, None, None, &why);
+            }
+            // It ended already: its exit is on its way.
+            None => {}
         }
     }
 
