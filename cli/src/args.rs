@@ -30,6 +30,9 @@ ENVIRONMENT:
                         `run` takes its machine id from the first when it has no --id, the
                         second is the invocation's input, and `run` writes its final state's
                         output to the descriptor the third names.
+  INTERSTATE_SUPERVISOR Set by `up` for its processes: the supervisor's port, which `run`
+                        asks for the child processes its chart invokes (instead of
+                        starting them itself; docs/lifecycle.md).
   INTERSTATE_MQTT_PASSWORD
                         `bridge`: the password of --username when no --password-file is
                         given (kept off the command line, which `ps` shows).

@@ -111,14 +111,17 @@ fn send(bus: &mut Bus, to: &str, event: &str, data: &str) {
     assert!(status.success(), "send {event}: {err}{}", bus.dump());
 }
 
-/// The pids of the child processes the runner started, in order (from its log lines).
+/// The pids of the child processes the runner started, in order (from its log lines; under
+/// `up`, from the supervisor's, which starts them).
 fn child_pids(bus: &Bus, runner: P) -> Vec<u32> {
-    // (`up` passes its processes' lines on to its stdout.)
     bus.err(runner)
         .iter()
         .chain(bus.out(runner).iter())
         .filter_map(|l| {
-            let rest = l.split_once("child process ")?.1;
+            let rest = match l.split_once("child process ") {
+                Some((_, rest)) => rest,
+                None => l.split_once("up: runner/job ")?.1,
+            };
             let rest = rest.split_once("started (pid ")?.1;
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
@@ -340,8 +343,8 @@ fn a_plain_program_hands_back_its_output_and_its_exit_status() {
     }
 }
 
-/// `examples/apps/jobs.toml` as it is: `up` runs the runner, which starts a worker process
-/// per job; the worker's progress reaches the runner by `sendParent`, and the runner is back
+/// `examples/apps/jobs.toml` as it is: `up` runs the runner, which asks it for a worker
+/// process per job; the worker's progress reaches the runner by `sendParent`, and the runner is back
 /// in `idle` once the worker finished.
 #[test]
 fn the_jobs_app_runs_a_worker_process_per_job() {

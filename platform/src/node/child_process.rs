@@ -28,6 +28,10 @@
 //!   children (charts, services): a start beyond it is the parent's
 //!   `xstate.error.actor.<id>` (never a silent skip).
 //!
+//! - Under `interstate up` (`INTERSTATE_SUPERVISOR` set) the node asks the supervisor to
+//!   start and stop the process instead of doing it itself (`supervised.rs`); the rest
+//!   (held messages, the parent's events, the bound) is the same.
+//!
 //! The node learns of an exit through a pidfd in its event loop (where pidfds are missing,
 //! by polling every 100 ms). A node without child processes pays a count of each machine's
 //! child changes per pump round and one integer test per message to another process; an
@@ -109,7 +113,7 @@ impl ProcessActor {
     }
 }
 
-enum Phase {
+pub(super) enum Phase {
     /// Not started yet: it waits for an earlier process of its id (a re-entered state's
     /// previous child) to be gone from the process table and the registry.
     Queued,
@@ -124,7 +128,7 @@ enum Phase {
     Stopping { kill_at: Instant, killed: bool },
 }
 
-struct Held {
+pub(super) struct Held {
     from: String,
     event: String,
     payload: Vec<u8>,
@@ -141,23 +145,33 @@ struct Spawned {
     exited: bool,
 }
 
-struct ChildProcess {
-    parent: String,
+/// A child the supervisor runs for this node (see [`crate::supervisor::START_EVENT`]).
+pub(super) struct Supervised {
+    /// This node's reference for it, which the supervisor's answers carry.
+    pub(super) reference: u64,
+    /// The sequence number of the start request (a delivery failure names it).
+    pub(super) start_seq: u64,
+}
+
+pub(super) struct ChildProcess {
+    pub(super) parent: String,
     /// The invocation's start record: which of the parent's invocations it is.
-    start: u16,
-    invoke_id: String,
+    pub(super) start: u16,
+    pub(super) invoke_id: String,
     /// Its machine id, `<parent>/<invoke id>`.
-    id: String,
-    src: String,
-    input: Option<String>,
-    phase: Phase,
+    pub(super) id: String,
+    pub(super) src: String,
+    pub(super) input: Option<String>,
+    pub(super) phase: Phase,
     process: Option<Spawned>,
-    held: VecDeque<Held>,
+    pub(super) held: VecDeque<Held>,
     /// Made before its start's place in its parent's outbox (see
     /// `announce_child_processes`).
-    early: bool,
+    pub(super) early: bool,
     /// The program it runs.
-    actor: ProcessActor,
+    pub(super) actor: ProcessActor,
+    /// Set once it was asked of the supervisor (then `process` stays `None`).
+    pub(super) supervised: Option<Supervised>,
 }
 
 impl ChildProcess {
@@ -174,6 +188,7 @@ impl ChildProcess {
             held: VecDeque::new(),
             early,
             actor,
+            supervised: None,
         }
     }
 }
@@ -184,17 +199,26 @@ type ParentEvent = (String, String, String, Vec<u8>);
 /// The node's child processes (a field of [`Node`]).
 pub(super) struct ChildProcesses {
     /// [`NodeConfig::child_grace`].
-    grace: StdDuration,
+    pub(super) grace: StdDuration,
     /// [`NodeConfig::max_held_per_child`].
-    max_held: usize,
-    children: Vec<ChildProcess>,
-    due: VecDeque<ParentEvent>,
-    next_token: usize,
+    pub(super) max_held: usize,
+    pub(super) children: Vec<ChildProcess>,
+    pub(super) due: VecDeque<ParentEvent>,
+    pub(super) next_token: usize,
     /// Children whose messages this node intercepts (queued, starting or finished): the
     /// routing's one check for everything else.
-    intercepting: usize,
+    pub(super) intercepting: usize,
     /// Where pidfds are missing: when to look for exits next.
-    poll_at: Option<Instant>,
+    pub(super) poll_at: Option<Instant>,
+    /// The supervisor's port, when the node runs under `interstate up`
+    /// ([`crate::supervisor::ENV_SUPERVISOR`]): child processes are asked of it.
+    pub(super) supervisor: Option<String>,
+    /// This node's port for the supervisor's answers, once opened.
+    pub(super) port: Option<String>,
+    /// The next supervised child's reference.
+    pub(super) next_reference: u64,
+    /// Requests to the supervisor not sent yet: (event, payload, the child's reference).
+    pub(super) outgoing: VecDeque<(&'static str, Vec<u8>, u64)>,
 }
 
 impl ChildProcesses {
@@ -207,6 +231,12 @@ impl ChildProcesses {
             next_token: 0,
             intercepting: 0,
             poll_at: None,
+            supervisor: std::env::var(crate::supervisor::ENV_SUPERVISOR)
+                .ok()
+                .filter(|p| !p.is_empty()),
+            port: None,
+            next_reference: 1,
+            outgoing: VecDeque::new(),
         }
     }
 
@@ -221,7 +251,10 @@ impl ChildProcesses {
     /// The child processes that count against [`NodeConfig::max_children`]: alive, or
     /// about to start.
     pub(super) fn running(&self) -> usize {
-        self.children.iter().filter(|c| c.process.is_some()).count()
+        let alive = |c: &ChildProcess| {
+            c.process.is_some() || c.supervised.is_some() && !matches!(c.phase, Phase::Finished)
+        };
+        self.children.iter().filter(|c| alive(c)).count()
             + self
                 .children
                 .iter()
@@ -303,7 +336,7 @@ impl ChildProcesses {
         matches!(c.phase, Phase::Queued)
             && !self.children[..n]
                 .iter()
-                .any(|o| o.id == c.id && o.process.is_some())
+                .any(|o| o.id == c.id && (o.process.is_some() || o.supervised.is_some()))
             && !registry.contains(&c.id)
     }
 
@@ -319,6 +352,7 @@ impl ChildProcesses {
             return None;
         }
         let soon = !self.due.is_empty()
+            || !self.outgoing.is_empty()
             || (0..self.children.len()).any(|n| self.startable(n, registry))
             || self
                 .children
@@ -356,6 +390,18 @@ impl ChildProcesses {
             c.held.clear();
         }
         match &c.process {
+            None if c.supervised.is_some() && !matches!(c.phase, Phase::Finished) => {
+                // The supervisor stops it (SIGTERM, then SIGKILL after its grace); its exit
+                // comes back and forgets it.
+                let reference = c.supervised.as_ref().map_or(0, |s| s.reference);
+                let payload = format!("{{\"ref\":{reference}}}").into_bytes();
+                self.outgoing
+                    .push_back((crate::supervisor::STOP_EVENT, payload, reference));
+                c.phase = Phase::Stopping {
+                    kill_at: now,
+                    killed: true,
+                };
+            }
             Some(p) if !matches!(c.phase, Phase::Finished) => {
                 signal(&p.child, rustix::process::Signal::TERM);
                 c.phase = Phase::Stopping {
@@ -409,7 +455,11 @@ fn signal(child: &Child, sig: rustix::process::Signal) {
 }
 
 /// The payload of a child's `xstate.error.actor.<id>`.
-fn error_payload(message: &str, pid: Option<u32>, status: Option<ExitStatus>) -> Vec<u8> {
+pub(super) fn error_payload(
+    message: &str,
+    pid: Option<u32>,
+    status: Option<ExitStatus>,
+) -> Vec<u8> {
     let num = |n: Option<i32>| n.map_or("null".to_string(), |n| n.to_string());
     format!(
         "{{\"message\":{},\"pid\":{},\"status\":{},\"signal\":{}}}",
@@ -421,7 +471,7 @@ fn error_payload(message: &str, pid: Option<u32>, status: Option<ExitStatus>) ->
     .into_bytes()
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(super) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => {
@@ -617,13 +667,17 @@ impl Node {
     /// One loop turn's child-process work: reaping, reporting exits to parents, SIGKILLs
     /// due, starting queued children, releasing held messages to registered ones.
     pub(super) fn child_processes_turn(&mut self) -> Result<(), PlatformError> {
-        if self.child_procs.children.is_empty() && self.child_procs.due.is_empty() {
+        if self.child_procs.children.is_empty()
+            && self.child_procs.due.is_empty()
+            && self.child_procs.outgoing.is_empty()
+        {
             return Ok(());
         }
         let now = self.now();
         self.stop_orphans(now);
         self.reap_children(now);
         self.start_queued_children(now);
+        self.talk_to_supervisor();
         let mut deferred = Deferred::default();
         self.release_held(now, &mut deferred);
         let delivered = self.deliver_child_events(now, &mut deferred);
@@ -755,6 +809,9 @@ impl Node {
         for n in 0..self.child_procs.children.len() {
             // A re-entered state's previous child must be gone first: its id is the same.
             if !self.child_procs.startable(n, &self.local.registry) {
+                continue;
+            }
+            if self.child_procs.supervisor.is_some() && self.ask_supervisor(n) {
                 continue;
             }
             let c = &self.child_procs.children[n];

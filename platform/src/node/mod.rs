@@ -47,6 +47,7 @@ mod ports;
 mod requests;
 mod spin;
 mod status;
+mod supervised;
 mod topics;
 
 pub use child_process::{ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT};
@@ -607,6 +608,12 @@ impl Node {
     /// The registry copy (shared view; stays current).
     pub fn registry(&self) -> Registry {
         self.local.registry.clone()
+    }
+
+    /// Whether `id` is in this node's registry (a machine or port of any process on the
+    /// bus), without copying the registry.
+    pub fn is_registered(&self, id: &str) -> bool {
+        self.local.registry.contains(id)
     }
 
     /// Where the node's log lines go instead of the `log` facade (by default they are logged

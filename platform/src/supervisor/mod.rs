@@ -37,6 +37,11 @@
 //! that `interstate down` can find it, and refuses to start when a live supervisor already
 //! runs the bus.
 //!
+//! - **Children asked for.** A node running under the supervisor asks it (on the port
+//!   [`SUPERVISOR_PORT`], named to every child in [`ENV_SUPERVISOR`]) for the processes its
+//!   machines invoke; they are added as children while it runs, restart `never`, and their
+//!   exits go back to the node (see `asked.rs`).
+//!
 //! The files follow the jobs: `policy.rs` decides (restarts, backoff, the intensity limit,
 //! dependencies and readiness, the stop order), purely, with the time as an argument;
 //! `run.rs` is the loop that asks it and carries its answers out; `process.rs` does what
@@ -57,12 +62,14 @@ use crate::error::PlatformError;
 use crate::node::{Node, USER_TOKEN_BASE};
 use crate::notify::NotifyListener;
 
+mod asked;
 mod pidfile;
 mod policy;
 mod process;
 mod run;
 mod status;
 
+pub use asked::{ENV_SUPERVISOR, EXIT_EVENT, START_EVENT, STOP_EVENT, SUPERVISOR_PORT};
 pub use pidfile::{pid_file, run_dir, running_supervisor, stop_running};
 pub use policy::backoff;
 use policy::{Policy, Stop};
@@ -261,6 +268,8 @@ struct Slot {
     last_exit: Option<Exit>,
     status_text: Option<String>,
     started_once: bool,
+    /// Set for a child a node asked for (see `asked.rs`).
+    asked: Option<asked::Asked>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,6 +297,8 @@ pub struct Supervisor {
     run_dir: PathBuf,
     pid_file: PathBuf,
     tokens: Vec<Token>,
+    /// The port where nodes ask for children ([`SUPERVISOR_PORT`]), when it could be opened.
+    port: Option<String>,
 }
 
 /// Why a supervisor could not be made.

@@ -233,6 +233,11 @@ impl Policy {
         }
     }
 
+    /// Counts one more child (one asked for while running).
+    pub(super) fn add_child(&mut self) {
+        self.recent.push(Window::default());
+    }
+
     /// The settings.
     pub(super) fn config(&self) -> &SupervisorConfig {
         &self.config

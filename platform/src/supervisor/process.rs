@@ -2,7 +2,7 @@
 //! notification socket, the parent-death signal), watching them with pidfds, reaping them,
 //! relaying their output and notifications, signals to and from them.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -290,10 +290,31 @@ impl Supervisor {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
+        match &self.port {
+            Some(port) => cmd.env(super::ENV_SUPERVISOR, port),
+            None => cmd.env_remove(super::ENV_SUPERVISOR),
+        };
+        // A child asked for by a node gets a pipe for its output, as the node would give it.
+        let mut result_write: Option<OwnedFd> = None;
+        if let Some(asked) = self.slots[i].asked.as_mut() {
+            let pipe = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .and_then(|(r, w)| rustix::io::ioctl_fionbio(&r, true).map(|()| (r, w)));
+            match pipe {
+                Ok((read, write)) => {
+                    cmd.env(crate::node::ENV_RESULT_FD, write.as_raw_fd().to_string());
+                    asked.result = Some(read);
+                    result_write = Some(write);
+                }
+                Err(e) => return self.start_failed(i, format!("making its result pipe: {e}")),
+            }
+        }
+        let result_fd = result_write.as_ref().map(|w| w.as_raw_fd());
         // Every child may report `STATUS=`; `READY=1` counts for notify readiness only.
         {
             if self.slots[i].notify.is_none() {
-                let path = self.run_dir.join(format!("{}.notify", spec.name));
+                // (An asked-for child's name is its machine id, which may hold `/`.)
+                let file = format!("{}.notify", spec.name.replace('/', "%"));
+                let path = self.run_dir.join(file);
                 match NotifyListener::bind(&path) {
                     Ok(mut l) => {
                         let token = Token(CHILD_TOKENS + i * PER_CHILD + 3);
@@ -321,8 +342,11 @@ impl Supervisor {
             cmd.env(crate::notify::NOTIFY_SOCKET, l.path());
         }
         let parent = rustix::process::getpid();
-        // SAFETY: the hook runs in the child between fork and exec, and only makes two
-        // system calls (prctl, getppid); it neither allocates nor takes locks.
+        // SAFETY: the hook runs in the child between fork and exec, and only makes up to three
+        // system calls (prctl, getppid, fcntl); it neither allocates nor takes locks.
+        // `result_fd` is open in the child (the fork copied it, and `result_write` keeps it
+        // open in the parent until after the spawn); clearing its close-on-exec flag hands
+        // the child the result pipe's write end.
         unsafe {
             cmd.pre_exec(move || {
                 // The child is told (SIGTERM) if the supervisor dies before it; and if that
@@ -330,6 +354,10 @@ impl Supervisor {
                 let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
                 if rustix::process::getppid() != Some(parent) {
                     return Err(std::io::Error::from_raw_os_error(3)); // ESRCH
+                }
+                if let Some(fd) = result_fd {
+                    let fd = BorrowedFd::borrow_raw(fd);
+                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
                 }
                 Ok(())
             });
@@ -341,6 +369,7 @@ impl Supervisor {
                     .start_failed(i, format!("cannot run '{}': {e}", spec.program.display()))
             }
         };
+        drop(result_write);
         let pid = child.id();
         let pidfd = match Pid::from_raw(pid as i32)
             .ok_or(rustix::io::Errno::SRCH)
@@ -414,11 +443,16 @@ impl Supervisor {
     }
 
     /// Child `i` could not be started (`why`): the app stops.
+    /// (A child a node asked for fails alone: the node hears of it.)
     pub(super) fn start_failed(&mut self, i: usize, why: String) {
         let name = self.slots[i].spec.name.clone();
         self.emit(SupervisorEvent::Log(format!("cannot start {name}: {why}")));
         self.slots[i].state = ChildState::Failed(why.clone());
         self.slots[i].since = Instant::now();
+        if self.slots[i].asked.is_some() {
+            let message = format!("child process '{name}' could not be started: {why}");
+            return self.asked_ended(i, None, None, &message);
+        }
         self.begin_stop(Outcome::Failed {
             reason: format!("cannot start {name}: {why}"),
         });

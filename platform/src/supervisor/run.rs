@@ -45,8 +45,20 @@ impl Supervisor {
                 last_exit: None,
                 status_text: None,
                 started_once: false,
+                asked: None,
             })
             .collect();
+        // Without the port, nodes spawn their child processes themselves.
+        let port = match node.open_port(super::SUPERVISOR_PORT) {
+            Ok(()) => Some(super::SUPERVISOR_PORT.to_string()),
+            Err(e) => {
+                node_logs.borrow_mut().push(format!(
+                    "port {}: {e}; nodes will start their child processes themselves",
+                    super::SUPERVISOR_PORT
+                ));
+                None
+            }
+        };
         Ok(Supervisor {
             node,
             policy,
@@ -61,6 +73,7 @@ impl Supervisor {
             run_dir,
             pid_file,
             tokens: Vec::new(),
+            port,
         })
     }
 
@@ -154,6 +167,7 @@ impl Supervisor {
             self.handle_token(t);
         }
         self.tokens = tokens;
+        self.serve_requests();
         self.tick();
         r
     }
@@ -210,6 +224,7 @@ impl Supervisor {
             exit,
             requested: stop == Some(StopReason::App),
         });
+        self.asked_ended(i, Some(pid), Some(exit), "");
         let running = self.phase == Phase::Running;
         let slot = &mut self.slots[i];
         slot.last_exit = Some(exit);
@@ -304,6 +319,9 @@ impl Supervisor {
 
     /// Does what is due: readiness, timers, starts, stops, the end.
     pub(super) fn tick(&mut self) {
+        if self.phase == Phase::Running {
+            self.stop_orphans();
+        }
         let now = Instant::now();
         for i in 0..self.slots.len() {
             // Readiness.
@@ -371,7 +389,12 @@ impl Supervisor {
                 self.emit(SupervisorEvent::AllReady);
             }
             if self.phase == Phase::Running {
-                let children = self.slots.iter().map(|s| (s.spec.name.as_str(), &s.state));
+                // Children asked for are their parents' business, not the app's.
+                let children = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.asked.is_none())
+                    .map(|s| (s.spec.name.as_str(), &s.state));
                 if let Some(failures) = policy::completed(children) {
                     self.phase = Phase::Stopping;
                     self.outcome = Some(Outcome::Completed { failures });

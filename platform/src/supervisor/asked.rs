@@ -1,0 +1,371 @@
+//! Children a node asks for: an invoked machine in a process of its own (see
+//! `crate::node::child_process`) that a node running under the supervisor does not spawn
+//! itself but asks the supervisor for, so that it is supervised, listed and stopped with the
+//! app like the manifest's processes.
+//!
+//! - The supervisor opens the port [`SUPERVISOR_PORT`] on its bus and sets
+//!   [`ENV_SUPERVISOR`] to it in every child's environment: a node that finds the variable
+//!   asks there.
+//! - [`START_EVENT`] `{"ref","id","parent","program","args","input","cwd"}` adds a child slot named
+//!   by the child's machine id (`id`), restart `never`, ready once started (its parent waits for its id itself), and
+//!   starts it with the environment a node gives its own child processes (its machine id,
+//!   its input, a result pipe). A slot of the same id whose process is gone is reused.
+//! - [`STOP_EVENT`] `{"ref"}` stops it (SIGTERM, SIGKILL after the grace).
+//! - Its exit, asked for or not, and a start that failed, is [`EXIT_EVENT`]
+//!   `{"ref","pid","status","signal","message","output"}` to the asking port; `output` is
+//!   what the child wrote to its result pipe (JSON text, as a string), on status 0.
+//! - A child whose asking port or parent machine leaves the bus is stopped: no state is
+//!   left to stop it.
+//!
+//! Asked-for children do not count toward the app's completion, and their failures do not
+//! stop the app: they are their parent's business.
+
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::policy::StopReason;
+use super::{ChildSpec, ChildState, Exit, Readiness, Restart, Slot, Supervisor, SupervisorEvent};
+use crate::node::{ENV_INPUT, ENV_MACHINE_ID, MAX_RESULT};
+
+/// The environment variable naming the supervisor's port (set in every supervised child).
+pub const ENV_SUPERVISOR: &str = "INTERSTATE_SUPERVISOR";
+/// The supervisor's port for asked-for children.
+pub const SUPERVISOR_PORT: &str = "interstate.supervisor";
+/// A node asks for a child process.
+pub const START_EVENT: &str = "interstate.child.start";
+/// A node asks that a child process it asked for stops.
+pub const STOP_EVENT: &str = "interstate.child.stop";
+/// A child process asked for ended (or could not start).
+pub const EXIT_EVENT: &str = "interstate.child.exit";
+
+/// Who asked for a child, and what is needed to answer.
+pub(super) struct Asked {
+    /// The asking port.
+    pub(super) requester: String,
+    /// The machine whose `invoke` it is.
+    pub(super) parent: String,
+    /// The requester's reference for it, echoed in its exit.
+    pub(super) reference: u64,
+    /// The result pipe's read end, while it runs.
+    pub(super) result: Option<OwnedFd>,
+}
+
+/// A start request, parsed.
+struct StartRequest {
+    reference: u64,
+    id: String,
+    parent: String,
+    program: String,
+    args: Vec<String>,
+    input: Option<String>,
+    cwd: Option<String>,
+}
+
+fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("'{k}' is missing or not a string"))
+    };
+    let reference = v
+        .get("ref")
+        .and_then(Value::as_u64)
+        .ok_or("'ref' is missing or not a number")?;
+    let args = match v.get("args") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .map(str::to_string)
+                    .ok_or("'args' holds a non-string")
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("'args' is not an array".into()),
+    };
+    let input = match v.get("input") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("'input' is not a string".into()),
+    };
+    let cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+    Ok(StartRequest {
+        reference,
+        id: text("id")?,
+        parent: text("parent")?,
+        program: text("program")?,
+        args,
+        input,
+        cwd,
+    })
+}
+
+/// The payload of an [`EXIT_EVENT`].
+pub(super) fn exit_payload(
+    reference: u64,
+    pid: Option<u32>,
+    exit: Option<Exit>,
+    message: &str,
+    output: Option<&[u8]>,
+) -> Vec<u8> {
+    let (status, signal) = match exit {
+        Some(Exit::Code(c)) => (Value::from(c), Value::Null),
+        Some(Exit::Signal(s)) => (Value::Null, Value::from(s)),
+        None => (Value::Null, Value::Null),
+    };
+    serde_json::json!({
+        "ref": reference,
+        "pid": pid,
+        "status": status,
+        "signal": signal,
+        "message": message,
+        "output": output.map(|o| String::from_utf8_lossy(o).into_owned()),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// What the child wrote to its result pipe (at most [`MAX_RESULT`] bytes), trimmed.
+pub(super) fn read_result(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = rustix::io::read(fd, &mut buf) {
+        let room = MAX_RESULT - out.len();
+        out.extend_from_slice(&buf[..n.min(room)]);
+        if n >= room {
+            break;
+        }
+    }
+    out.trim_ascii().to_vec()
+}
+
+impl Supervisor {
+    /// Handles what came to [`SUPERVISOR_PORT`].
+    pub(super) fn serve_requests(&mut self) {
+        let Some(port) = self.port.clone() else {
+            return;
+        };
+        while let Some(m) = self.node.recv_port_unacknowledged(&port) {
+            self.node.acknowledge_port(&m);
+            match m.event.as_str() {
+                START_EVENT => match parse_start(&m.payload) {
+                    Ok(r) => self.add_asked(&m.from, r),
+                    Err(e) => self.emit(SupervisorEvent::Log(format!(
+                        "{START_EVENT} from '{}' refused: {e}",
+                        m.from
+                    ))),
+                },
+                STOP_EVENT => {
+                    let reference = serde_json::from_slice::<Value>(&m.payload)
+                        .ok()
+                        .and_then(|v| v.get("ref").and_then(Value::as_u64));
+                    let i = self.slots.iter().position(|s| {
+                        s.asked.as_ref().is_some_and(|a| {
+                            a.requester == m.from && Some(a.reference) == reference
+                        })
+                    });
+                    if let Some(i) = i {
+                        self.stop_asked(i);
+                    }
+                }
+                other => self.emit(SupervisorEvent::Log(format!(
+                    "'{other}' from '{}' to {port}: not a request it knows",
+                    m.from
+                ))),
+            }
+        }
+    }
+
+    /// Stops asked-for child `i`: SIGTERM (SIGKILL after the grace) when it runs; when it
+    /// has not started yet (the stop came with its start), it never will, and its asker
+    /// hears so at once.
+    fn stop_asked(&mut self, i: usize) {
+        match &self.slots[i].running {
+            Some(r) if r.stop.is_none() => self.terminate(i, StopReason::App),
+            Some(_) => {}
+            None if self.slots[i].state == ChildState::Waiting => {
+                self.slots[i].state = ChildState::Stopped;
+                self.slots[i].since = Instant::now();
+                let why = format!(
+                    "child process '{}' stopped before it started",
+                    self.slots[i].spec.name
+                );
+                self.asked_ended(i, None, None, &why);
+            }
+            // It ended already: its exit is on its way.
+            None => {}
+        }
+    }
+
+    /// Adds (or reuses) the slot of an asked-for child; the next tick starts it.
+    fn add_asked(&mut self, requester: &str, r: StartRequest) {
+        let asked = Asked {
+            requester: requester.to_string(),
+            parent: r.parent,
+            reference: r.reference,
+            result: None,
+        };
+        if self.phase != super::Phase::Running {
+            let payload = exit_payload(r.reference, None, None, "the app is stopping", None);
+            self.answer(&asked, &payload);
+            return;
+        }
+        let mut spec = ChildSpec::new(&r.id, &r.program)
+            .args(r.args)
+            .env(ENV_MACHINE_ID, &r.id)
+            .restart(Restart::Never)
+            // (Its parent waits for its id itself; a plain program never registers one.)
+            .readiness(Readiness::Started);
+        spec.cwd = r.cwd.map(Into::into);
+        if let Some(input) = r.input {
+            spec = spec.env(ENV_INPUT, input);
+        }
+        let now = Instant::now();
+        let slot = Slot {
+            spec,
+            state: ChildState::Waiting,
+            since: now,
+            running: None,
+            pipes: [None, None],
+            notify: None,
+            restart_at: None,
+            restarts: 0,
+            last_exit: None,
+            status_text: None,
+            started_once: false,
+            asked: Some(asked),
+        };
+        let reuse = self
+            .slots
+            .iter()
+            .position(|s| s.asked.is_some() && s.spec.name == r.id && s.running.is_none());
+        match reuse {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.slots[i], slot);
+                // Its pipes and notification socket go on (their tokens are the slot's).
+                self.slots[i].pipes = old.pipes;
+                self.slots[i].notify = old.notify;
+                self.slots[i].started_once = old.started_once;
+            }
+            None => {
+                self.slots.push(slot);
+                self.policy.add_child();
+            }
+        }
+    }
+
+    /// Sends `payload` as [`EXIT_EVENT`] to whoever asked.
+    pub(super) fn answer(&mut self, asked: &Asked, payload: &[u8]) {
+        let Some(port) = self.port.clone() else {
+            return;
+        };
+        if let Err(e) = self
+            .node
+            .send_from_port(&port, &asked.requester, EXIT_EVENT, payload)
+        {
+            self.emit(SupervisorEvent::Log(format!(
+                "telling '{}' of its child's exit: {e}",
+                asked.requester
+            )));
+        }
+    }
+
+    /// Child `i`, asked for, ended with `exit` (or could not start: `exit` is `None`).
+    pub(super) fn asked_ended(
+        &mut self,
+        i: usize,
+        pid: Option<u32>,
+        exit: Option<Exit>,
+        why: &str,
+    ) {
+        let Some(mut asked) = self.slots[i].asked.take() else {
+            return;
+        };
+        let output = match (&asked.result, exit) {
+            (Some(fd), Some(Exit::Code(0))) => Some(read_result(fd)),
+            _ => None,
+        };
+        asked.result = None;
+        let message = match exit {
+            Some(e) => format!("child process '{}' ended with {e}", self.slots[i].spec.name),
+            None => why.to_string(),
+        };
+        let payload = exit_payload(asked.reference, pid, exit, &message, output.as_deref());
+        self.answer(&asked, &payload);
+        // The slot stays, to be listed, and marks it as asked for.
+        self.slots[i].asked = Some(asked);
+    }
+
+    /// Stops asked-for children whose requester or parent machine left the bus.
+    pub(super) fn stop_orphans(&mut self) {
+        if !self
+            .slots
+            .iter()
+            .any(|s| s.asked.is_some() && s.running.is_some())
+        {
+            return;
+        }
+        // (The supervisor's node may serve the bus: this runs every loop turn, so the
+        // registry is looked into, not copied.)
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            let gone = |id: &str| !self.node.is_registered(id);
+            let orphan = s
+                .asked
+                .as_ref()
+                .is_some_and(|a| gone(&a.requester) || gone(&a.parent));
+            if orphan && s.running.as_ref().is_some_and(|r| r.stop.is_none()) {
+                let name = s.spec.name.clone();
+                self.emit(SupervisorEvent::Log(format!(
+                    "{name}: whoever asked for it left the bus; stopping it"
+                )));
+                self.terminate(i, StopReason::App);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_request_is_parsed_and_a_bad_one_named() {
+        let r = parse_start(
+            br#"{"ref":3,"id":"p/w","parent":"p","program":"interstate","args":["run","c.json"],"input":"{\"n\":1}"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.reference, r.id.as_str(), r.parent.as_str()),
+            (3, "p/w", "p")
+        );
+        assert_eq!(r.args, ["run", "c.json"]);
+        assert_eq!(r.input.as_deref(), Some("{\"n\":1}"));
+        let e = parse_start(br#"{"ref":3,"id":"p/w","program":"x"}"#)
+            .err()
+            .unwrap();
+        assert!(e.contains("'parent'"), "{e}");
+        assert!(parse_start(b"nope").is_err());
+    }
+
+    #[test]
+    fn an_exit_carries_the_reference_status_and_output() {
+        let p = exit_payload(7, Some(42), Some(Exit::Code(0)), "done", Some(b"{\"x\":1}"));
+        let v: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(v["ref"], 7);
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["status"], 0);
+        assert_eq!(v["signal"], Value::Null);
+        assert_eq!(v["output"], "{\"x\":1}");
+        let p = exit_payload(8, Some(42), Some(Exit::Signal(9)), "killed", None);
+        let v: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(
+            (v["status"].clone(), v["signal"].clone()),
+            (Value::Null, Value::from(9))
+        );
+    }
+}
