@@ -225,20 +225,7 @@ impl Supervisor {
             spec = spec.env(ENV_INPUT, input);
         }
         let now = Instant::now();
-        let slot = Slot {
-            spec,
-            state: ChildState::Waiting,
-            since: now,
-            running: None,
-            pipes: [None, None],
-            notify: None,
-            restart_at: None,
-            restarts: 0,
-            last_exit: None,
-            status_text: None,
-            started_once: false,
-            asked: Some(asked),
-        };
+        let slot = Slot::new(spec, now, Some(asked));
         let reuse = self
             .slots
             .iter()

@@ -272,6 +272,26 @@ struct Slot {
     asked: Option<asked::Asked>,
 }
 
+impl Slot {
+    /// A slot for `spec`, not started yet.
+    fn new(spec: ChildSpec, now: Instant, asked: Option<asked::Asked>) -> Slot {
+        Slot {
+            spec,
+            state: ChildState::Waiting,
+            since: now,
+            running: None,
+            pipes: [None, None],
+            notify: None,
+            restart_at: None,
+            restarts: 0,
+            last_exit: None,
+            status_text: None,
+            started_once: false,
+            asked,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Idle,

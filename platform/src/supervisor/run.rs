@@ -33,20 +33,7 @@ impl Supervisor {
         let policy = Policy::new(config, children.len());
         let slots = children
             .into_iter()
-            .map(|spec| Slot {
-                spec,
-                state: ChildState::Waiting,
-                since: now,
-                running: None,
-                pipes: [None, None],
-                notify: None,
-                restart_at: None,
-                restarts: 0,
-                last_exit: None,
-                status_text: None,
-                started_once: false,
-                asked: None,
-            })
+            .map(|spec| Slot::new(spec, now, None))
             .collect();
         // Without the port, nodes spawn their child processes themselves.
         let port = match node.open_port(super::SUPERVISOR_PORT) {
