@@ -16,7 +16,7 @@
 //!   the local paths (`PING` answered with `PONG`, `DATA` counted). Every message crosses
 //!   hub A, bridge A, the broker, bridge B, hub B;
 //! - **hosted**: the same port and echo hosted in the bridges' own nodes (buses C and D,
-//!   [`super::mqtt_hosted`]): every message crosses this process, the broker and the peer,
+//!   `bench/mqtt_hosted.rs`): every message crosses this process, the broker and the peer,
 //!   the processes of the raw ping-pong.
 //!
 //! One-way runs go in batches of [`BATCH`] messages, each announced (`EXPECT`) and confirmed
