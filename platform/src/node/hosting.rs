@@ -390,18 +390,15 @@ impl Node {
             let from_hub = deferred.failures.drain(..).map(|f| (f, true));
             let all: Vec<_> = direct.chain(from_hub).collect();
             for (f, settle) in all {
-                let mut correlation = f.correlation;
-                if settle {
-                    match self.side.outstanding_mut().fail_one(&f.from, &f.to, f.seq) {
-                        Some(u) => correlation = u.correlation,
-                        None if self.local.by_id.contains_key(&f.from)
-                            || self.local.ports.contains_key(&f.from) =>
-                        {
-                            continue
-                        }
-                        None => {}
+                let f = if settle {
+                    match self.local.settle_reported(self.side.outstanding_mut(), f) {
+                        Some(f) => f,
+                        None => continue,
                     }
-                }
+                } else {
+                    f
+                };
+                let correlation = f.correlation;
                 let failed = Failed {
                     from: &f.from,
                     to: &f.to,

@@ -265,16 +265,12 @@ impl HubIo for HubIoImpl<'_> {
                     // Settled now, in the order the hub reported it: a receiver that refuses a
                     // message and then acknowledges past it sends both in one read, and the
                     // acknowledgement (applied at once, below) must not settle it first.
-                    Some(d) => match d.outstanding.fail_one(f.from, f.to, f.seq) {
-                        Some(u) => self
-                            .deferred
-                            .direct
-                            .push(Failure::reported(&f).correlated(u.correlation)),
-                        // Settled already (reported once): nothing to say again.
-                        None if self.local.by_id.contains_key(f.from)
-                            || self.local.ports.contains_key(f.from) => {}
-                        None => self.deferred.direct.push(Failure::reported(&f)),
-                    },
+                    Some(d) => {
+                        let settled = self
+                            .local
+                            .settle_reported(&mut d.outstanding, Failure::reported(&f));
+                        self.deferred.direct.extend(settled);
+                    }
                     None => self.deferred.failures.push(Failure::reported(&f)),
                 },
                 Frame::Report { machine, on } => {

@@ -313,6 +313,22 @@ impl Local {
         self.by_id.contains_key(to) || self.ports.contains_key(to) || self.services.contains_key(to)
     }
 
+    /// A failure the hub reported settles its message's outstanding record here, once: the
+    /// failure to report (with its request's correlation), or `None` for a message of this
+    /// process that was settled already (reported then). A failure for a sender elsewhere
+    /// is reported as it is.
+    pub(super) fn settle_reported(
+        &self,
+        outstanding: &mut super::CoreOutstanding,
+        f: Failure,
+    ) -> Option<Failure> {
+        match outstanding.fail_one(&f.from, &f.to, f.seq) {
+            Some(u) => Some(f.correlated(u.correlation)),
+            None if self.by_id.contains_key(&f.from) || self.ports.contains_key(&f.from) => None,
+            None => Some(f),
+        }
+    }
+
     /// The error that stopped hosted machine `id`, as its senders are told it (the bound
     /// the wire puts on it, so that a local sender reads what a remote one does).
     pub(super) fn stop_error(&self, id: &str) -> String {
