@@ -17,7 +17,7 @@ pub use crate::topic::TopicStatus;
 /// `ISTB` as a little-endian `u32`: the first field of every Hello.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ISTB");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 /// The default largest frame body, in bytes.
@@ -491,6 +491,40 @@ pub enum Frame<'a> {
         /// The machine id.
         machine: &'a str,
     },
+    /// Client -> hub: this process takes up to `pairs` direct peer rings (shared memory
+    /// between two clients, see `docs/architecture.md`); 0 takes none. Sent once the link is
+    /// ready; the hub offers no pair to a link that has not sent it (protocol version 6).
+    DirectAllow {
+        /// How many direct pairs the process may hold at once.
+        pairs: u32,
+    },
+    /// Hub -> client: the hub made a ring pair for this process and the process `peer_pid`
+    /// (the rings' descriptors came over the shared-memory link's control socket just
+    /// before). The client answers [`Frame::DirectOpen`] once it has mapped them, or
+    /// [`Frame::DirectClose`] when it cannot take them.
+    DirectOffer {
+        /// The pair's number (never reused by this hub).
+        pair: u32,
+        /// The other process of the pair.
+        peer_pid: u32,
+    },
+    /// Client -> hub -> the pair's other client: from here on, this process's messages to
+    /// the other's machines go through the pair's ring. The hub forwards it in order with
+    /// the messages before it, and the other side reads the ring only after it, so no
+    /// message through the hub is overtaken by the ring's first ones.
+    DirectOpen {
+        /// The pair.
+        pair: u32,
+    },
+    /// Either way: the pair is closed. Hub -> client: stop using its ring (the other side
+    /// left, a monitor attached, or the other side closed it); what went through the ring
+    /// and was not acknowledged is sent again through the hub. Client -> hub: this side
+    /// closed it (it could not map the rings, or read something a ring may not carry); the
+    /// hub tells both sides and offers this link no further pair.
+    DirectClose {
+        /// The pair.
+        pair: u32,
+    },
 }
 
 /// The postcard variant index of [`Frame::Deliver`].
@@ -505,7 +539,7 @@ const DELIVER_TAG: u8 = 6;
 pub const DELIVER_CORRELATED_TAG: u8 = 28;
 
 /// How many frame kinds this build knows (variant indices `0..FRAME_KINDS`).
-pub const FRAME_KINDS: u8 = 33;
+pub const FRAME_KINDS: u8 = 37;
 
 /// Whether a frame body is of a kind this build does not know (a later protocol addition).
 /// A client skips such a frame (the length prefix delimits it) instead of taking it for
@@ -778,6 +812,10 @@ impl<'a> Frame<'a> {
             Frame::Stats { .. } => "stats",
             Frame::RegisterDurable { .. } => "register-durable",
             Frame::Resending { .. } => "resending",
+            Frame::DirectAllow { .. } => "direct-allow",
+            Frame::DirectOffer { .. } => "direct-offer",
+            Frame::DirectOpen { .. } => "direct-open",
+            Frame::DirectClose { .. } => "direct-close",
         }
     }
 }

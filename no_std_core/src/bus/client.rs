@@ -9,6 +9,7 @@
 //! What only the host can do (deliver an event to a machine, report a failure to the
 //! machine that sent a message, keep the registry copy) comes back as an [`Incoming`].
 
+use crate::bus::direct::{DirectPeers, RingRefusal};
 use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered};
 use crate::bus::policy::{
     registration_answer, AckTimer, Grace, RegisterRetry, Registration, FORGET_DEPARTED_MS,
@@ -31,6 +32,12 @@ pub trait FrameSink {
     fn send_body(&mut self, body: &[u8]) -> bool;
     /// Whether a write to the link is pending anyway (acknowledgements ride on it).
     fn has_pending(&self) -> bool;
+}
+
+/// Where the client writes messages that go through direct rings (see [`super::direct`]).
+pub trait DirectSink {
+    /// Queues an encoded frame body on the ring of pair slot `slot`; `false`: no room now.
+    fn send_body(&mut self, slot: usize, body: &[u8]) -> bool;
 }
 
 /// Why a message could not be taken by [`Client::send`].
@@ -111,6 +118,30 @@ pub enum Incoming<'f> {
     /// The link is finished: close it (the client has scheduled the reconnect, or has
     /// failed for good). The reason, for the log.
     Close(CloseReason<'f>),
+    /// The hub offers a direct ring pair with process `peer_pid` (see [`super::direct`]):
+    /// take the rings it passed and call [`Client::direct_mapped`], or
+    /// [`Client::direct_refused`] when they cannot be mapped.
+    DirectOffer {
+        /// The pair's number.
+        pair: u32,
+        /// The other process.
+        peer_pid: u32,
+    },
+    /// The ring of `slot` may be read from now on (the other side switched over).
+    DirectReadable {
+        /// The pair's slot.
+        slot: usize,
+    },
+    /// The pair in `slot` is closed: drop its rings, unread bytes and all (what this process
+    /// wrote to them and was not acknowledged goes again through the hub).
+    DirectClosed {
+        /// The pair's slot.
+        slot: usize,
+        /// The other process.
+        peer_pid: u32,
+        /// Why this side closed it (`None`: the hub closed it).
+        why: Option<RingRefusal>,
+    },
 }
 
 /// Why the link is to be closed.
@@ -208,6 +239,10 @@ pub struct Client<B, P, O, const R: usize> {
     stale: bool,
     /// [`Frame::Resending`] frames the link had no room for: sent before any message.
     resending: heapless::Vec<Id, 16>,
+    /// The direct peer rings this process holds (see [`super::direct`]).
+    direct: DirectPeers,
+    /// [`Frame::DirectClose`] frames the link had no room for: sent before any message.
+    direct_closes: heapless::Vec<u32, { super::direct::MAX_DIRECT_PAIRS * 2 }>,
 }
 
 /// Too many machine ids for the client's table, or an id longer than the bus allows.
@@ -241,6 +276,8 @@ where
             away_since: None,
             stale: false,
             resending: heapless::Vec::new(),
+            direct: DirectPeers::new(),
+            direct_closes: heapless::Vec::new(),
         }
     }
 
@@ -429,6 +466,10 @@ where
     /// The connection is gone (or an attempt failed). What was sent and not acknowledged is
     /// sent again after the reconnect; the registry copy is stale until the next snapshot.
     pub fn disconnected(&mut self, now: Instant) {
+        // Every direct pair goes with the hub's link (the host drops their rings too):
+        // everything unacknowledged is sent again after the reconnect, whichever way it went.
+        self.direct.close_all(&mut |_, _| {});
+        self.direct_closes.clear();
         self.outstanding.rewind();
         self.resending.clear();
         self.away_since.get_or_insert(self.heard);
@@ -541,6 +582,12 @@ where
                 Incoming::Topic(f)
             }
             f @ (Frame::StatsRequest { .. } | Frame::Stats { .. }) => Incoming::Stats(f),
+            Frame::DirectOffer { pair, peer_pid } => self.direct_offered(pair, peer_pid, sink),
+            Frame::DirectOpen { pair } => match self.direct.peer_opened(pair) {
+                Some(slot) => Incoming::DirectReadable { slot },
+                None => Incoming::Nothing,
+            },
+            Frame::DirectClose { pair } => self.direct_closed_by_hub(pair),
             _ => Incoming::Nothing,
         }
     }
@@ -602,6 +649,11 @@ where
             registry: true,
             monitor: self.monitor,
         });
+        if self.direct.allowed() > 0 {
+            sink.send_frame(&Frame::DirectAllow {
+                pairs: self.direct.allowed() as u32,
+            });
+        }
     }
 
     /// Tells a new message from a duplicate and records it. `handed`: the application has
@@ -647,14 +699,56 @@ where
     }
 
     /// Moves unsent messages onto the link, in order, holding back (during the grace after a
-    /// reconnect) those for machines the registry copy does not show yet (`present`).
+    /// reconnect) those for machines the registry copy does not show yet (`present`). While
+    /// the client holds direct pairs this sends nothing: use [`Client::transmit_direct`].
     pub fn transmit(
         &mut self,
         now: Instant,
         present: &dyn Fn(&str) -> bool,
         sink: &mut dyn FrameSink,
     ) {
-        if !self.endpoint.is_ready() || !self.outstanding.has_unsent() || self.stale {
+        self.transmit_via(now, present, &|_| None, sink, None);
+    }
+
+    /// As [`Client::transmit`], with messages to the machines of a process this one holds a
+    /// direct pair with written to that pair's ring (`rings`) instead of the hub's link.
+    /// `owner_pid(id)`: the process the host's registry copy shows `id` on.
+    pub fn transmit_direct(
+        &mut self,
+        now: Instant,
+        present: &dyn Fn(&str) -> bool,
+        owner_pid: &dyn Fn(&str) -> Option<u32>,
+        sink: &mut dyn FrameSink,
+        rings: &mut dyn DirectSink,
+    ) {
+        self.transmit_via(now, present, owner_pid, sink, Some(rings));
+    }
+
+    fn transmit_via(
+        &mut self,
+        now: Instant,
+        present: &dyn Fn(&str) -> bool,
+        owner_pid: &dyn Fn(&str) -> Option<u32>,
+        sink: &mut dyn FrameSink,
+        mut rings: Option<&mut dyn DirectSink>,
+    ) {
+        if !self.endpoint.is_ready() {
+            return;
+        }
+        while let Some(&pair) = self.direct_closes.first() {
+            if !sink.send_frame(&Frame::DirectClose { pair }) {
+                return;
+            }
+            self.direct_closes.remove(0);
+        }
+        if !self.outstanding.has_unsent() || self.stale {
+            return;
+        }
+        if rings.is_none() && self.direct.any() {
+            // Which messages may take the hub's way is only known with the registry's
+            // owners: a message to the other side of a pair sent through the hub could
+            // overtake one in the ring. A host holding pairs transmits with
+            // `transmit_direct`.
             return;
         }
         while let Some(id) = self.resending.first() {
@@ -669,16 +763,28 @@ where
             all_registered,
             grace,
             snapshot_done,
+            direct,
             ..
         } = self;
         let (all, synced) = (*all_registered, *snapshot_done);
         let in_grace = grace.in_grace(now);
-        outstanding.transmit(
+        let any_direct = rings.is_some() && direct.any();
+        outstanding.transmit_routed(
             &mut |from, to| {
                 (!in_grace || (synced && present(to)))
                     && (all || ids.get(from).is_none_or(|s| s.reg.may_send()))
             },
-            &mut |body| sink.send_body(body),
+            &mut |to| {
+                if any_direct {
+                    direct.route(owner_pid(to))
+                } else {
+                    None
+                }
+            },
+            &mut |way, body| match (way, rings.as_deref_mut()) {
+                (Some(k), Some(r)) => r.send_body(k, body),
+                _ => sink.send_body(body),
+            },
         );
     }
 
@@ -797,6 +903,9 @@ pub fn encode_deliver<'b>(d: &Deliver<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]
     let n = Frame::Deliver(*d).encode(buf).ok()?;
     buf.get(LEN_PREFIX..n)
 }
+
+#[path = "client_direct.rs"]
+mod direct_side;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

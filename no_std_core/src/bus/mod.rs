@@ -7,6 +7,8 @@
 //!   and owes acknowledgements only for what the application has;
 //! - [`policy`]: the timing rules: acknowledgement batching, the grace after a reconnect,
 //!   registration retries, how long departed senders are remembered;
+//! - [`direct`]: direct peer rings between two clients: which way a message goes, what a
+//!   ring may carry, and the switch-over in order;
 //! - [`client`]: all of it with the link's handshake and keepalive, as one state machine
 //!   that a host drives with frames and the time.
 //!
@@ -14,12 +16,14 @@
 //! here is the caller's storage, allocated once: nothing allocates, nothing reads a clock.
 
 pub mod client;
+pub mod direct;
 pub mod outstanding;
 pub mod policy;
 pub mod received;
 pub mod topics;
 
-pub use client::{Client, FrameSink, Incoming, SendRefused};
+pub use client::{Client, DirectSink, FrameSink, Incoming, SendRefused};
+pub use direct::{DirectPeer, DirectPeers, RingRefusal, MAX_DIRECT_PAIRS};
 pub use outstanding::{Mark, NoRoom, Outstanding, Undelivered};
 pub use received::{Accepted, OwnerSlot, PairSlot, Received};
 pub use topics::{SubscribeError, TopicMirror, TopicNews};

@@ -35,6 +35,7 @@
 //!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
+mod direct;
 mod durable;
 mod hello;
 mod monitor;
@@ -44,6 +45,8 @@ mod topics;
 mod unconfirmed;
 mod watch;
 
+use direct::DirectPairs;
+pub use direct::HUB_DIRECT_PAIRS;
 pub use durable::HELD_IDS;
 use heapless::{FnvIndexMap, String, Vec};
 pub use hello::{HelloRules, Refusal};
@@ -129,6 +132,17 @@ pub trait HubIo {
     /// (`link` 0, `expect` = `nodes` in the first). The default answers nothing.
     fn stats_requested(&mut self, asker: LinkId, nodes: u32) {
         let _ = (asker, nodes);
+    }
+    /// Makes the rings of direct pair `pair` between links `a` and `b` (both shared memory)
+    /// and passes them to both sides, before the hub queues its offers. `false`: it could
+    /// not (the hub stays on its own path for them). The default makes none.
+    fn open_direct(&mut self, pair: u32, a: LinkId, b: LinkId) -> bool {
+        let _ = (pair, a, b);
+        false
+    }
+    /// Direct pair `pair` closed (the platform may forget what it kept of it).
+    fn close_direct(&mut self, pair: u32) {
+        let _ = pair;
     }
 }
 
@@ -218,6 +232,9 @@ struct Link {
     counters: LinkCounters,
     /// It asked for the bus's counters: nodes' answers are forwarded to it.
     stats_asked: bool,
+    /// Direct pairs it takes ([`Frame::DirectAllow`]), and holds.
+    direct_allow: u8,
+    direct_held: u8,
 }
 
 impl Link {
@@ -245,6 +262,8 @@ impl Link {
             failures: 0,
         },
         stats_asked: false,
+        direct_allow: 0,
+        direct_held: 0,
     };
 }
 
@@ -284,6 +303,8 @@ pub struct Hub<
     now: Instant,
     /// Durable ids whose owner's link closed, kept for the next owner until the time given.
     held: Vec<(RouteKey, Instant), HELD_IDS>,
+    /// Direct ring pairs between clients.
+    direct: DirectPairs,
 }
 
 fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -345,6 +366,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             stopped: Vec::new(),
             stats: HubStats::default(),
             monitors: 0,
+            direct: DirectPairs::new(),
             now: Instant::ZERO,
             held: Vec::new(),
         }
@@ -464,6 +486,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if link == LOCAL_LINK || l.state == LinkState::Free {
             return;
         }
+        self.close_direct_of(link, io);
+        let l = &mut self.links[link as usize];
         if l.monitor {
             self.monitors -= 1;
         }
@@ -619,6 +643,18 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 self.resending(link, machine);
                 Handled::Done
             }
+            Frame::DirectAllow { pairs } => {
+                self.direct_allow(link, pairs);
+                Handled::Done
+            }
+            Frame::DirectOpen { pair } => {
+                self.direct_open(link, pair, io);
+                Handled::Done
+            }
+            Frame::DirectClose { pair } => {
+                self.direct_close(link, pair, io);
+                Handled::Done
+            }
             Frame::Unregister { machine } => {
                 self.unregister(link, machine, io);
                 Handled::Done
@@ -638,6 +674,11 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                     }
                 }
                 l.monitor = monitor;
+                if monitor && self.direct.count() > 0 {
+                    // Monitors see what crosses the hub: from now on everything does.
+                    self.close_all_direct(io);
+                }
+                let l = &mut self.links[link as usize];
                 if registry && !l.registry {
                     l.registry = true;
                     for (machine, r) in self.routes.iter() {
@@ -903,6 +944,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         self.count_routed(link, target);
         if self.monitors > 0 {
             self.copy_to_monitors(link, body, io);
+        } else if target != LOCAL_LINK && self.links[link as usize].direct_allow > 0 {
+            self.consider_direct(link, target, io);
         }
         Handled::Done
     }

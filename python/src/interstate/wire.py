@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from .errors import ProtocolError
 
 MAGIC = 0x42545349  # b"ISTB" read as a little-endian u32
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 MAX_STOP_ERROR = 128  # the most bytes of Stopped.error (and DeliveryFailed.detail)
 LEN_PREFIX = 4
 DEFAULT_MAX_FRAME = 64 * 1024
