@@ -6,7 +6,7 @@ use interstate_core::wire::{Deliver, FailReason, Frame};
 use interstate_core::{Duration, Instant};
 
 use super::requests::{answer, expire, reply_arrived, request_failed, targets_gone};
-use super::{event_number, Delivery, Failure, Note, Process, Sent, Sim, Sink};
+use super::{direct, event_number, Delivery, Failure, Note, Process, Sent, Sim, Sink};
 
 /// What a process's host does in one turn, to tell the loop whether it moved.
 #[derive(Default)]
@@ -60,11 +60,53 @@ impl Sim {
                 now,
             };
             let incoming = pr.client.handle_frame(now, frame, &mut sink);
-            host(p, pr, now, incoming, &mut self.rec, &mut turn, &mut sink);
+            if !direct::host_direct(p, pr, &mut self.rings, &incoming, &mut sink) {
+                host(p, pr, now, incoming, &mut self.rec, &mut turn, &mut sink);
+            }
             if pr.transmit_each_frame {
                 let registry = &pr.registry;
-                pr.client
-                    .transmit(now, &|to| registry.contains(to), &mut sink);
+                let owners = &pr.owners;
+                let mut rings = direct::RingSink {
+                    rings: &mut self.rings,
+                    slots: pr.rings,
+                    from: p,
+                    now,
+                    delay: self.config.direct_delay,
+                    written: 0,
+                };
+                pr.client.transmit_direct(
+                    now,
+                    &|to| registry.contains(to),
+                    &|id| owners.get(id).copied(),
+                    &mut sink,
+                    &mut rings,
+                );
+                self.rec.ring_writes += rings.written;
+            }
+        }
+        // What the direct rings carry, once the other side's switch-over has arrived.
+        while !turn.lost {
+            let Some((slot, body)) = direct::next_frame(p, pr, &mut self.rings, now) else {
+                break;
+            };
+            turn.moved = true;
+            self.rec.ring_reads += 1;
+            let frame = direct::decode(&body);
+            let conn = pr.conn.map(|c| &mut self.conns[c]);
+            let mut sink = Sink { conn, now };
+            let (owners, machines, ports) = (&pr.owners, &pr.machines, &pr.ports);
+            let incoming = pr.client.handle_direct_frame(
+                slot,
+                frame,
+                &|id| owners.get(id).copied(),
+                &|id| machines.iter().chain(ports).any(|m| m == id),
+                &mut sink,
+            );
+            if let Incoming::DirectClosed { why: Some(w), .. } = &incoming {
+                self.rec.ring_refusals.push((p, w.to_string()));
+            }
+            if !direct::host_direct(p, pr, &mut self.rings, &incoming, &mut sink) {
+                host(p, pr, now, incoming, &mut self.rec, &mut turn, &mut sink);
             }
         }
         if turn.lost {
@@ -76,7 +118,23 @@ impl Sim {
             self.connect(p);
         }
         let pr = self.procs[p].as_mut().expect("live");
-        turn.moved |= pump(p, pr, now, &mut self.conns, &mut self.rec, &mut self.next_n);
+        let mut rings = direct::RingSink {
+            rings: &mut self.rings,
+            slots: pr.rings,
+            from: p,
+            now,
+            delay: self.config.direct_delay,
+            written: 0,
+        };
+        turn.moved |= pump(
+            p,
+            pr,
+            now,
+            &mut self.conns,
+            &mut self.rec,
+            &mut self.next_n,
+            &mut rings,
+        );
         turn.moved
     }
 
@@ -117,6 +175,11 @@ impl Sim {
                 .conns
                 .iter()
                 .all(|c| c.up.is_empty() && c.down.is_empty() && c.hub_close_at.is_none())
+            && self.rings.iter().all(|r| {
+                r.pending(&|p, pair| self.holds_ring(p, pair))
+                    .next()
+                    .is_none()
+            })
             && self.procs.iter().flatten().all(|pr| {
                 pr.conn.is_some()
                     && pr.client.is_ready()
@@ -130,6 +193,13 @@ impl Sim {
                         .chain(&pr.ports)
                         .all(|m| pr.client.may_send_as(m))
             })
+    }
+
+    /// Whether process `p` holds ring pair `pair` in one of its slots.
+    fn holds_ring(&self, p: usize, pair: u32) -> bool {
+        self.procs[p]
+            .as_ref()
+            .is_some_and(|pr| pr.rings.contains(&Some(pair)))
     }
 
     /// Where every process and connection stands, for a failing test's message.
@@ -156,6 +226,14 @@ impl Sim {
                 pr.client.outstanding().len(),
                 pr.client.received().is_dirty(),
             );
+        }
+        for r in &self.rings {
+            if r.pending(&|p, pair| self.holds_ring(p, pair))
+                .next()
+                .is_some()
+            {
+                out += &format!("  {r:?}\n");
+            }
         }
         for (i, c) in self.conns.iter().enumerate() {
             if c.link.is_some() || c.client_open || !c.up.is_empty() || !c.down.is_empty() {
@@ -226,7 +304,10 @@ impl Sim {
             .filter(|pr| !pr.frozen)
             .flat_map(|pr| [pr.client.poll_timeout(self.now), pr.requests.poll_timeout()]);
         let hub = self.hub.as_ref().and_then(|h| h.poll_timeout());
+        let holds = |p: usize, pair: u32| self.holds_ring(p, pair);
+        let rings = self.rings.iter().flat_map(|r| r.pending(&holds)).map(Some);
         frames
+            .chain(rings)
             .chain(clients)
             .chain([hub, self.hub_up_at])
             .flatten()
@@ -265,6 +346,10 @@ fn host(
         Incoming::Topic(f) => {
             pr.topics.handle(&f);
         }
+        // (Taken by `direct::host_direct` before this.)
+        Incoming::DirectOffer { .. }
+        | Incoming::DirectReadable { .. }
+        | Incoming::DirectClosed { .. } => {}
         Incoming::Ready { max_frame } => {
             pr.max_frame = max_frame;
             pr.topics.on_ready(&mut *sink);
@@ -371,10 +456,12 @@ fn host(
         },
         Incoming::RegistryEntry(e) => {
             pr.registry.insert(e.machine.to_string());
+            pr.owners.insert(e.machine.to_string(), e.pid);
         }
         Incoming::RegistryRemoved(machine) => {
             if !pr.hosts(machine) {
                 pr.registry.remove(machine);
+                pr.owners.remove(machine);
                 // What this process sent it and never had acknowledged will not arrive.
                 let mut failed = Vec::new();
                 pr.client.fail_to(machine, &mut |u| {
@@ -475,6 +562,7 @@ fn pump(
     conns: &mut [super::Conn],
     rec: &mut super::Records,
     next_n: &mut u64,
+    rings: &mut direct::RingSink<'_>,
 ) -> bool {
     let mut moved = false;
     while let Some((from, to, n, correlation)) = pr.outbox.front().cloned() {
@@ -557,9 +645,16 @@ fn pump(
     let conn = pr.conn.map(|c| &mut conns[c]);
     let mut sink = Sink { conn, now };
     let before = sink.conn.as_ref().map_or(0, |c| c.up.len());
-    let registry = &pr.registry;
-    pr.client
-        .transmit(now, &|to| registry.contains(to), &mut sink);
+    let (registry, owners) = (&pr.registry, &pr.owners);
+    pr.client.transmit_direct(
+        now,
+        &|to| registry.contains(to),
+        &|id| owners.get(id).copied(),
+        &mut sink,
+        rings,
+    );
+    let wrote = std::mem::take(&mut rings.written);
+    rec.ring_writes += wrote;
     pr.client.emit_acks(now, &mut sink);
-    moved | (sink.conn.as_ref().map_or(0, |c| c.up.len()) != before)
+    moved | (sink.conn.as_ref().map_or(0, |c| c.up.len()) != before) | (wrote > 0)
 }

@@ -37,7 +37,7 @@
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use interstate_core::bus::client::{Client, FrameSink};
 use interstate_core::bus::{OwnerSlot, PairSlot, TopicMirror};
@@ -80,6 +80,11 @@ pub struct SimConfig {
     /// Ids registered as durable (`RegisterDurable`): the hub keeps them across their
     /// owner's death for its hold.
     pub durable: Vec<String>,
+    /// Direct ring pairs each process takes (0: none). A process that takes any reaches the
+    /// hub over shared memory (the hub pairs only those).
+    pub direct_pairs: usize,
+    /// How long a frame takes through a direct ring.
+    pub direct_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -92,6 +97,8 @@ impl Default for SimConfig {
             hub_queue: 64 * 1024,
             outbox: 64,
             durable: Vec::new(),
+            direct_pairs: 0,
+            direct_delay: Duration::from_millis(0),
         }
     }
 }
@@ -162,6 +169,12 @@ pub struct Records {
     pub notes: Vec<Note>,
     /// The hub's log lines, by link.
     pub hub_logs: Vec<(LinkId, String)>,
+    /// Messages read from direct rings (delivered or dropped as duplicates), and frames
+    /// written to them.
+    pub ring_reads: usize,
+    pub ring_writes: usize,
+    /// Direct pairs closed by a process, with the reason.
+    pub ring_refusals: Vec<(usize, String)>,
     /// Connections opened, per process.
     pub connects: Vec<usize>,
     /// When the hub was restarted.
@@ -230,6 +243,7 @@ fn encode(frame: &Frame<'_>) -> Vec<u8> {
 /// The hub's side of the connections.
 struct HubSide<'a> {
     conns: &'a mut [Conn],
+    rings: &'a mut Vec<direct::SimRing>,
     links: &'a [Option<usize>],
     now: Instant,
     bound: usize,
@@ -264,6 +278,22 @@ impl HubIo for HubSide<'_> {
         if link != LinkId::MAX {
             self.closes.push(link);
         }
+    }
+    fn open_direct(&mut self, pair: u32, a: LinkId, b: LinkId) -> bool {
+        let proc_of = |l: LinkId| {
+            self.links
+                .get(l as usize)
+                .copied()
+                .flatten()
+                .map(|c| self.conns[c].proc)
+        };
+        let (Some(pa), Some(pb)) = (proc_of(a), proc_of(b)) else {
+            return false;
+        };
+        // A restarted hub numbers its pairs afresh.
+        self.rings.retain(|r| r.pair != pair);
+        self.rings.push(direct::SimRing::new(pair, pa, pb));
+        true
     }
     fn log(&mut self, link: LinkId, message: &str) {
         self.logs.push((link, message.to_string()));
@@ -304,8 +334,11 @@ pub struct Process {
     pub machines: Vec<String>,
     pub ports: Vec<String>,
     conn: Option<usize>,
-    /// The host's registry copy.
+    /// The host's registry copy, and the process each id is on.
     pub registry: BTreeSet<String>,
+    pub owners: BTreeMap<String, u32>,
+    /// The direct pair held in each of the client's pair slots.
+    pub rings: [Option<u32>; interstate_core::bus::MAX_DIRECT_PAIRS],
     /// Next sequence number per sending id.
     seqs: Vec<(String, u64)>,
     /// The application's sends waiting for room in the outstanding buffer: (from, to, n,
@@ -353,6 +386,8 @@ pub struct Sim {
     links: Vec<Option<usize>>,
     conns: Vec<Conn>,
     pub procs: Vec<Option<Process>>,
+    /// Direct ring pairs the hub asked for.
+    pub rings: Vec<direct::SimRing>,
     /// Each process's ids (machines, ports) and incarnations so far, kept across kills.
     layout: Vec<(Vec<String>, Vec<String>, u32)>,
     /// Per process: its connections' delay, when not the configured one.
@@ -374,6 +409,7 @@ impl Sim {
             links: vec![None; HUB_LINKS],
             conns: Vec::new(),
             procs: Vec::new(),
+            rings: Vec::new(),
             layout: Vec::new(),
             delays: Vec::new(),
             next_n: 0,
@@ -421,6 +457,7 @@ impl Sim {
             }
             .expect("room for the ids");
         }
+        client.set_direct_pairs(c.direct_pairs);
         // Like the platform's: nanoseconds of the clock when the process starts, so that a
         // restarted process numbers above its previous incarnation.
         let base = self.now.as_millis() * 1_000_000 + 1;
@@ -433,6 +470,8 @@ impl Sim {
             ports: ports.clone(),
             conn: None,
             registry: machines.iter().chain(ports.iter()).cloned().collect(),
+            owners: BTreeMap::new(),
+            rings: [None; interstate_core::bus::MAX_DIRECT_PAIRS],
             seqs: seqs.map(|s| (s.clone(), base)).collect(),
             outbox: VecDeque::new(),
             requests: {
@@ -563,6 +602,23 @@ impl Sim {
         Some(n)
     }
 
+    /// Process `p` subscribes to monitor copies (a monitor attaches).
+    pub fn subscribe_monitor(&mut self, p: usize) {
+        let now = self.now;
+        let Some(pr) = self.procs[p].as_mut() else {
+            return;
+        };
+        let conn = pr.conn.map(|c| &mut self.conns[c]);
+        let mut sink = Sink { conn, now };
+        pr.client.subscribe_monitor(&mut sink);
+    }
+
+    /// Writes a raw frame body from process `from` into its ring with process `to` (bad
+    /// input on a ring). False when they hold no pair.
+    pub fn inject_ring(&mut self, from: usize, to: usize, body: &[u8]) -> bool {
+        direct::inject(&mut self.rings, from, to, self.now, body)
+    }
+
     /// The delay of process `p`'s connection, each way, from now on.
     pub fn set_delay(&mut self, p: usize, delay: Duration) {
         self.delays[p] = Some(delay);
@@ -578,6 +634,10 @@ impl Sim {
             return;
         };
         self.rec.disruptions.push((p, self.now));
+        // Its rings: what it wrote stays readable for the other side, until it drops them.
+        for r in self.rings.iter_mut().filter(|r| r.procs.contains(&p)) {
+            r.drop_side(p);
+        }
         if let Some(c) = pr.conn {
             self.conns[c].client_open = false;
             self.conns[c].up.clear();
@@ -653,7 +713,9 @@ impl Sim {
             self.conns[c].client_open = false;
         }
         pr.client.disconnected(now);
+        direct::drop_all(p, pr, &mut self.rings);
         pr.registry = pr.machines.iter().chain(&pr.ports).cloned().collect();
+        pr.owners.clear();
     }
 
     /// Calls into the hub (if it is up) with its side of the connections, then closes
@@ -662,6 +724,7 @@ impl Sim {
         let hub = self.hub.as_mut()?;
         let mut io = HubSide {
             conns: &mut self.conns,
+            rings: &mut self.rings,
             links: &self.links,
             now: self.now,
             bound: self.config.hub_queue,
@@ -715,8 +778,15 @@ impl Sim {
             uid: UID,
             gid: UID,
         };
+        let shm = self.config.direct_pairs > 0;
         let link = self
-            .with_hub(|hub, io| hub.link_opened(now, peer, io))
+            .with_hub(|hub, io| {
+                let link = hub.link_opened(now, peer, io);
+                if let (Some(l), true) = (link, shm) {
+                    hub.set_transport(l, interstate_core::TransportKind::SharedMemory);
+                }
+                link
+            })
             .flatten();
         let pr = self.procs[p].as_mut().expect("live");
         let Some(link) = link else {
@@ -829,5 +899,6 @@ impl Sim {
 }
 
 pub mod check;
+pub mod direct;
 mod drive;
 pub use check::check;
