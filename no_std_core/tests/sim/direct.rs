@@ -86,6 +86,10 @@ impl DirectSink for RingSink<'_> {
         self.written += 1;
         true
     }
+    fn has_pending(&self) -> bool {
+        // (A ring's frames are written at once: nothing waits to ride along.)
+        self.written > 0
+    }
 }
 
 /// What a process's host does with the direct-ring part of an `Incoming` (the rest goes to

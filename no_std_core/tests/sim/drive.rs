@@ -653,8 +653,10 @@ fn pump(
         &mut sink,
         rings,
     );
+    let owners = &pr.owners;
+    pr.client
+        .emit_acks_direct(now, &|id| owners.get(id).copied(), &mut sink, rings);
     let wrote = std::mem::take(&mut rings.written);
     rec.ring_writes += wrote;
-    pr.client.emit_acks(now, &mut sink);
     moved | (sink.conn.as_ref().map_or(0, |c| c.up.len()) != before) | (wrote > 0)
 }
