@@ -40,6 +40,8 @@ pub(super) struct ClientSide {
     pub(super) hub_pid: Option<u32>,
     /// The bus's topic subscriptions (to fan publications out from) and this process's own.
     pub(super) topics: Box<super::topics::Mirror>,
+    /// Direct peer rings, by the client's pair slots (see [`super::direct`]).
+    pub(super) direct: super::direct::DirectRings,
 }
 
 /// The link to the hub as the core client writes to it (frames are dropped while there is
@@ -85,20 +87,26 @@ impl Node {
         ec.max_frame = config.max_frame;
         let (pairs, owners) = duplicate_slots(config);
         let outstanding = vec![0; config.reconnect_buffer].into_boxed_slice();
+        let mut client = Box::new(BusClient::new(
+            ec,
+            Instant::ZERO,
+            outstanding,
+            pairs,
+            owners,
+        ));
+        // Direct peer rings only between processes in shared memory.
+        if let Transport::SharedMemory { .. } = config.transport {
+            client.set_direct_pairs(config.direct_pairs);
+        }
         ClientSide {
-            client: Box::new(BusClient::new(
-                ec,
-                Instant::ZERO,
-                outstanding,
-                pairs,
-                owners,
-            )),
+            client,
             conn: None,
             readable: false,
             path: path.into(),
             blocked_since: None,
             hub_pid: None,
             topics: super::topics::mirror(),
+            direct: Default::default(),
         }
     }
 
@@ -240,6 +248,11 @@ impl Node {
             return;
         };
         c.blocked_since = None;
+        // Every direct pair goes with the hub link (what they held unacknowledged is sent
+        // again after the reconnect, with everything else).
+        for slot in 0..c.direct.len() {
+            Self::drop_direct(c, self.poll.registry(), slot);
+        }
         if let Some(mut conn) = c.conn.take() {
             let _ = conn.stream.deregister(self.poll.registry());
             (self.log)(&format!("lost the hub ({why}); reconnecting"));
@@ -322,9 +335,21 @@ impl Node {
                     self.local.metrics.acked(to, from, seq);
                     self.local.port_acked(to, from, seq);
                 }
+                let mut offer = None;
                 let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
                 match c.client.handle_frame(now, frame, &mut sink) {
                     Incoming::Nothing => {}
+                    Incoming::DirectOffer { pair, peer_pid } => offer = Some((pair, peer_pid)),
+                    Incoming::DirectReadable { slot } => {
+                        // What the other side wrote before its switch-over reached us is
+                        // waiting, with no wake-up to come for it.
+                        if let Some(r) = c.direct.get_mut(slot).and_then(Option::as_mut) {
+                            r.readable = true;
+                        }
+                    }
+                    Incoming::DirectClosed { slot, .. } => {
+                        Self::drop_direct(c, self.poll.registry(), slot);
+                    }
                     Incoming::Ready { max_frame } => {
                         ready = true;
                         c.topics.on_ready(&mut sink);
@@ -464,6 +489,19 @@ impl Node {
                         }
                     }
                 }
+                if let Some((pair, peer_pid)) = offer {
+                    let log = &mut self.log;
+                    Self::take_direct_offer(
+                        c,
+                        self.poll.registry(),
+                        self.config.max_frame,
+                        self.config.link_queue,
+                        &mut self.local.stats.payload_copies,
+                        pair,
+                        peer_pid,
+                        &mut |line| log(line),
+                    );
+                }
                 if let Some(conn) = c.conn.as_mut() {
                     conn.consume_frame();
                 }
@@ -520,9 +558,27 @@ impl Node {
             return self.transmit_handed_over();
         };
         let registry = &self.local.registry;
-        let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
-        c.client
-            .transmit(self.turn_now, &|to| registry.contains(to), &mut sink);
+        let copies = &mut self.local.stats.payload_copies;
+        if c.client.direct().any() {
+            let mut ring_copies = 0;
+            let mut rings = super::direct::RingSink {
+                rings: &mut c.direct,
+                copies: &mut ring_copies,
+            };
+            let mut sink = Sink::new(c.conn.as_mut(), copies);
+            c.client.transmit_direct(
+                self.turn_now,
+                &|to| registry.contains(to),
+                &|id| registry.owner_of(id).map(|o| o.0),
+                &mut sink,
+                &mut rings,
+            );
+            *copies += ring_copies;
+        } else {
+            let mut sink = Sink::new(c.conn.as_mut(), copies);
+            c.client
+                .transmit(self.turn_now, &|to| registry.contains(to), &mut sink);
+        }
     }
 
     /// Sends the acknowledgements owed for messages delivered here, when the policy says
@@ -553,8 +609,26 @@ impl Node {
         let now = self.turn_now;
         match &mut self.side {
             Side::Client(c) => {
-                let mut sink = Sink::new(c.conn.as_mut(), &mut self.local.stats.payload_copies);
-                c.client.emit_acks(now, &mut sink);
+                let copies = &mut self.local.stats.payload_copies;
+                if c.client.direct().any() {
+                    // Acknowledgements to the other side of a pair ride on its ring.
+                    let registry = &self.local.registry;
+                    let mut ring_copies = 0;
+                    let mut rings = super::direct::RingSink {
+                        rings: &mut c.direct,
+                        copies: &mut ring_copies,
+                    };
+                    let mut sink = Sink::new(c.conn.as_mut(), copies);
+                    c.client.emit_acks_direct(
+                        now,
+                        &|id| registry.owner_of(id).map(|o| o.0),
+                        &mut sink,
+                        &mut rings,
+                    );
+                } else {
+                    let mut sink = Sink::new(c.conn.as_mut(), copies);
+                    c.client.emit_acks(now, &mut sink);
+                }
             }
             Side::Hub(h) => {
                 let super::hub_side::HubSide {

@@ -11,6 +11,7 @@ use crate::error::PlatformError;
 use crate::transport::shm::WaitStrategy;
 
 use super::child_process::CHILD_TOKEN_BASE;
+use super::direct::DIRECT_TOKEN_BASE;
 use super::hub_side::{OBSERVER_BATCH, OBSERVER_FLUSH_EVERY};
 use super::local::Deferred;
 use super::{
@@ -137,6 +138,11 @@ impl Node {
                         }
                     }
                 }
+                (Token(t), Side::Client(c)) if (DIRECT_TOKEN_BASE..LINK_BASE).contains(&t) => {
+                    if let Some(Some(r)) = c.direct.get_mut(t - DIRECT_TOKEN_BASE) {
+                        r.readable = true;
+                    }
+                }
                 (Token(t), _) if t >= USER_TOKEN_BASE => user(ev),
                 (Token(t), _) if t >= CHILD_TOKEN_BASE => self.child_procs.note_exit(Token(t)),
                 (Token(t), Side::Hub(h)) if t >= LINK_BASE => {
@@ -204,6 +210,17 @@ impl Node {
         });
         if !any {
             return false;
+        }
+        if let Side::Client(c) = &self.side {
+            // A client holding direct rings waits for its messages on them; its link to the
+            // hub then carries little, so where the hub runs does not decide.
+            if c.direct.iter().any(Option::is_some) {
+                shares_cpu = c
+                    .direct
+                    .iter()
+                    .flatten()
+                    .any(|r| cpu.is_some() && r.conn.stream.peer_cpu() == cpu);
+            }
         }
         // (budget, how long this spin may last, whether it is the whole budget).
         let (max, spin) = match strategy {
@@ -279,6 +296,12 @@ impl Node {
                     || c.conn
                         .as_ref()
                         .is_some_and(|cn| matches!(cn.peek_frame(), Ok(Some(_))))
+                    || c.direct.iter().enumerate().any(|(k, r)| {
+                        r.as_ref().is_some_and(|r| {
+                            c.client.direct().readable(k)
+                                && (r.readable || matches!(r.conn.peek_frame(), Ok(Some(_))))
+                        })
+                    })
             }
         }
     }
@@ -286,7 +309,11 @@ impl Node {
     fn read_inputs(&mut self) -> Result<(), PlatformError> {
         match &mut self.side {
             Side::Hub(_) => self.read_links(),
-            Side::Client(_) => self.read_client(),
+            Side::Client(_) => {
+                self.read_client()?;
+                self.read_direct();
+                Ok(())
+            }
         }
     }
 
@@ -348,6 +375,18 @@ impl Node {
                 }
             }
             Side::Client(c) => {
+                // A ring's writes cannot block for long: its reader is a live process (or the
+                // hub closes the pair when it is not).
+                for (k, r) in c.direct.iter_mut().enumerate() {
+                    if let Some(r) = r.as_mut().filter(|r| r.conn.pending() > 0) {
+                        r.conn.flush();
+                        want_writable(
+                            self.poll.registry(),
+                            &mut r.conn,
+                            Token(DIRECT_TOKEN_BASE + k),
+                        );
+                    }
+                }
                 if let Some(conn) = c.conn.as_mut() {
                     let before = conn.pending();
                     if before > 0 {
@@ -405,6 +444,9 @@ fn each_shm_link(side: &mut Side, f: &mut dyn FnMut(&mut LinkConnIo, &mut bool))
         Side::Client(c) => {
             if let Some(conn) = c.conn.as_mut().filter(|c| shm(c)) {
                 f(conn, &mut c.readable);
+            }
+            for r in c.direct.iter_mut().flatten() {
+                f(&mut r.conn, &mut r.readable);
             }
         }
     }

@@ -186,6 +186,10 @@ impl HubIo for ForwardIo<'_> {
         }
     }
 
+    fn open_direct(&mut self, pair: u32, a: LinkId, b: LinkId) -> bool {
+        super::direct::open_rings(self.links, pair, a, b)
+    }
+
     fn log(&mut self, link: LinkId, message: &str) {
         self.deferred
             .logs
@@ -347,6 +351,10 @@ impl HubIo for HubIoImpl<'_> {
         if link != LinkId::MAX && link != LOCAL_LINK {
             self.deferred.close.push((link, reason.to_string()));
         }
+    }
+
+    fn open_direct(&mut self, pair: u32, a: LinkId, b: LinkId) -> bool {
+        super::direct::open_rings(self.links, pair, a, b)
     }
 
     fn stats_requested(&mut self, asker: LinkId, nodes: u32) {

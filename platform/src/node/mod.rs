@@ -30,6 +30,7 @@
 mod child_process;
 mod children;
 mod client_side;
+mod direct;
 mod durable;
 mod event_loop;
 mod failover;
@@ -230,6 +231,12 @@ pub struct NodeConfig {
     pub backoff: (Duration, Duration),
     /// The transport this node's link to the hub uses (a hub serves every transport).
     pub transport: Transport,
+    /// Direct peer rings this node takes at once when its transport is shared memory: a
+    /// process it exchanges messages with, also in shared memory, then gets a ring pair of
+    /// its own with it, set up through the hub, and their messages cross no third process
+    /// (see `docs/architecture.md`). 0 keeps every message on the hub's path. Default 4
+    /// (`INTERSTATE_DIRECT_PAIRS`).
+    pub direct_pairs: usize,
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
     pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
@@ -288,6 +295,10 @@ impl NodeConfig {
             listen_fd: None,
             report_interval: Duration::from_millis(DEFAULT_REPORT_INTERVAL_MS),
             transport: Transport::from_env(),
+            direct_pairs: std::env::var("INTERSTATE_DIRECT_PAIRS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(direct::DEFAULT_DIRECT_PAIRS),
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
             durable_hold: Duration::from_millis(30_000),

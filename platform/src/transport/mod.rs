@@ -57,6 +57,18 @@ pub trait LinkIo: Read + Write {
     fn writable_now(&self) -> bool {
         false
     }
+    /// Hub, shared memory: passes side `side` of direct pair `pair`'s rings to the peer over
+    /// the link's control socket (see [`shm`]). Other transports cannot.
+    fn pass_direct(&mut self, region: &shm::DirectRegion, pair: u32, side: u32) -> io::Result<()> {
+        let _ = (region, pair, side);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Client, shared memory: the rings of direct pair `pair` that the hub passed over this
+    /// link, as a link to process `peer_pid`. Other transports have none.
+    fn take_direct(&mut self, pair: u32, peer_pid: u32) -> io::Result<Box<dyn LinkIo>> {
+        let _ = (pair, peer_pid);
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// Credentials that admit no one.

@@ -12,6 +12,13 @@
 //!
 //! The client checks everything it was given (magic, capacity, the memfd's size and seals)
 //! before mapping it; the ring itself checks every position it reads (see [`super::ring`]).
+//!
+//! Direct peer rings (two clients' own pair, see `docs/architecture.md`) are made the same
+//! way by the hub ([`DirectRegion`]) and passed to each client over its link's control socket
+//! (`ISDR`, the capacity, the pair's number and the side, with the memfd and both eventfds),
+//! just before the hub's `DirectOffer` frame; the client keeps such messages as its link reads
+//! them ([`ShmLink::take_direct`]). A direct link has no control socket: the hub tells each
+//! side when the other is gone.
 
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -43,6 +50,12 @@ pub const DEFAULT_RING: usize = 1 << 20;
 /// The largest ring capacity a client accepts.
 pub const MAX_RING: usize = 1 << 28;
 const MAGIC: &[u8; 4] = b"ISHM";
+const DIRECT_MAGIC: &[u8; 4] = b"ISDR";
+/// Bytes of a direct pair's setup message: magic, capacity, pair, side (u32 LE each).
+const DIRECT_HEADER: usize = 16;
+/// Direct setup messages a link keeps for offers not read yet (older ones are dropped: their
+/// offers were withdrawn).
+const DIRECT_KEPT: usize = 8;
 
 /// How a consumer waits for data.
 ///
@@ -71,8 +84,11 @@ pub struct ShmLink {
     wake_me: OwnedFd,
     /// Signals the peer.
     wake_peer: OwnedFd,
-    /// The socket the link was set up over: its end-of-file is the peer's death.
-    control: UnixStream,
+    /// The socket the link was set up over: its end-of-file is the peer's death. A direct
+    /// link has none (the hub tells it when the other side is gone).
+    control: Option<UnixStream>,
+    /// Direct pairs' setup messages the hub passed over `control`: (pair, header, fds).
+    direct_setups: Vec<(u32, [u8; DIRECT_HEADER], Vec<OwnedFd>)>,
     peer: PeerCredentials,
     /// This side asked to be signalled (it advertised sleep, or waited for space) since it
     /// last drained its eventfd: only then is there anything to drain.
@@ -184,7 +200,8 @@ impl ShmLink {
             rx: c2h,
             wake_me: hub_wake,
             wake_peer: client_wake,
-            control,
+            control: Some(control),
+            direct_setups: Vec::new(),
             peer,
             armed: false,
             waiting_for_space: false,
@@ -254,7 +271,130 @@ impl ShmLink {
             rx: h2c,
             wake_me: my_wake,
             wake_peer: hub_wake,
-            control: UnixStream::from_std(control),
+            control: Some(UnixStream::from_std(control)),
+            direct_setups: Vec::new(),
+            peer,
+            armed: false,
+            waiting_for_space: false,
+        })
+    }
+
+    /// Reads one message from the control socket.
+    fn receive_control(&mut self) -> io::Result<Control> {
+        let Some(control) = self.control.as_ref() else {
+            return Ok(Control::Nothing);
+        };
+        let mut header = [0u8; DIRECT_HEADER];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let got = match recvmsg(
+            control,
+            &mut [IoSliceMut::new(&mut header)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        ) {
+            Ok(got) => got,
+            Err(e) if e == rustix::io::Errno::AGAIN => return Ok(Control::Nothing),
+            Err(e) if e == rustix::io::Errno::INTR => return Ok(Control::Nothing),
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for msg in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = msg {
+                fds.extend(rights);
+            }
+        }
+        if got.bytes == 0 && fds.is_empty() {
+            return Ok(Control::Closed);
+        }
+        if got.bytes != DIRECT_HEADER || &header[..4] != DIRECT_MAGIC || fds.len() != 3 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected bytes on the shared-memory control socket",
+            ));
+        }
+        let pair = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        if self.direct_setups.len() >= DIRECT_KEPT {
+            self.direct_setups.remove(0);
+        }
+        self.direct_setups.push((pair, header, fds));
+        Ok(Control::Setup)
+    }
+
+    /// Client: the rings of direct pair `pair`, which the hub passed over this link's
+    /// control socket before its offer, as a link to process `peer_pid` (whose credentials
+    /// the hub checked when it admitted it: it has this link's user).
+    pub fn take_direct(&mut self, pair: u32, peer_pid: u32) -> io::Result<ShmLink> {
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("direct ring setup refused: {why}"),
+            )
+        };
+        loop {
+            if let Some(i) = self.direct_setups.iter().position(|s| s.0 == pair) {
+                let (_, header, fds) = self.direct_setups.remove(i);
+                let peer = PeerCredentials {
+                    pid: peer_pid,
+                    ..self.peer
+                };
+                return ShmLink::direct(&header, fds, peer);
+            }
+            match self.receive_control()? {
+                Control::Setup => continue,
+                Control::Nothing | Control::Closed => {
+                    return Err(bad("the hub passed no rings for this pair"))
+                }
+            }
+        }
+    }
+
+    /// Maps a direct pair's rings from their setup message.
+    fn direct(
+        header: &[u8; DIRECT_HEADER],
+        fds: Vec<OwnedFd>,
+        peer: PeerCredentials,
+    ) -> io::Result<ShmLink> {
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("direct ring setup refused: {why}"),
+            )
+        };
+        let word = |i: usize| {
+            u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as usize
+        };
+        let (capacity, side) = (word(4), word(12));
+        if !capacity.is_power_of_two() || !(4096..=MAX_RING).contains(&capacity) || side > 1 {
+            return Err(bad("ring capacity or side out of range"));
+        }
+        let [memfd, wake_a, wake_b]: [OwnedFd; 3] = fds
+            .try_into()
+            .map_err(|_| bad("expected three descriptors"))?;
+        let len = region_len(capacity);
+        if fstat(&memfd)?.st_size as u64 != len as u64 {
+            return Err(bad("the memory region has the wrong size"));
+        }
+        if !fcntl_get_seals(&memfd)?.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        {
+            return Err(bad("the memory region is not sealed against resizing"));
+        }
+        let mut map = map(memfd, len)?;
+        // Side 0 writes the first ring and reads the second; side 1 the other way round.
+        let (first, second) = rings(&mut map, capacity);
+        let (tx, rx, wake_me, wake_peer) = if side == 0 {
+            (first, second, wake_a, wake_b)
+        } else {
+            (second, first, wake_b, wake_a)
+        };
+        Ok(ShmLink {
+            _map: map,
+            tx,
+            rx,
+            wake_me,
+            wake_peer,
+            control: None,
+            direct_setups: Vec::new(),
             peer,
             armed: false,
             waiting_for_space: false,
@@ -264,6 +404,86 @@ impl ShmLink {
     /// Whether bytes are waiting to be read (without blocking or syscalls).
     pub fn ready(&self) -> bool {
         self.rx.available().map(|n| n > 0).unwrap_or(true)
+    }
+}
+
+/// What a read of the control socket found.
+enum Control {
+    /// Nothing waiting.
+    Nothing,
+    /// End-of-file: the peer is gone.
+    Closed,
+    /// A direct pair's setup message, kept.
+    Setup,
+}
+
+/// A direct pair's rings as the hub makes them: a sealed memfd holding two rings, and one
+/// eventfd per side. [`DirectRegion::pass`] hands one side its descriptors; the hub keeps
+/// nothing mapped afterwards.
+pub struct DirectRegion {
+    memfd: OwnedFd,
+    wake: [OwnedFd; 2],
+    capacity: usize,
+}
+
+impl DirectRegion {
+    /// Makes the region and initializes both rings (before either side can see them).
+    pub fn new(capacity: usize) -> io::Result<DirectRegion> {
+        let capacity = capacity.next_power_of_two().clamp(4096, MAX_RING);
+        let len = region_len(capacity);
+        let memfd = memfd_create(
+            "interstate-direct",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        ftruncate(&memfd, len as u64)?;
+        fcntl_add_seals(
+            &memfd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )?;
+        let mut map = map(memfd.try_clone()?, len)?;
+        let (mut first, mut second) = rings(&mut map, capacity);
+        first.init();
+        second.init();
+        drop((first, second, map));
+        let wake = [
+            eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
+            eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
+        ];
+        Ok(DirectRegion {
+            memfd,
+            wake,
+            capacity,
+        })
+    }
+
+    /// Sends side `side` (0 or 1) of pair `pair` its descriptors over `control`.
+    fn pass(&self, control: &UnixStream, pair: u32, side: u32) -> io::Result<()> {
+        let mut header = [0u8; DIRECT_HEADER];
+        header[..4].copy_from_slice(DIRECT_MAGIC);
+        header[4..8].copy_from_slice(&(self.capacity as u32).to_le_bytes());
+        header[8..12].copy_from_slice(&pair.to_le_bytes());
+        header[12..16].copy_from_slice(&side.to_le_bytes());
+        let fds = [
+            self.memfd.as_fd(),
+            self.wake[0].as_fd(),
+            self.wake[1].as_fd(),
+        ];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+        let sent = sendmsg(
+            control,
+            &[IoSlice::new(&header)],
+            &mut cmsg,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        )?;
+        if sent != header.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "direct ring setup message cut short",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -283,18 +503,17 @@ impl Read for ShmLink {
             }
             return Ok(n);
         }
-        // Nothing in the ring: is the peer still there?
-        let mut probe = [0u8; 1];
-        match (&self.control).read(&mut probe) {
-            Ok(0) => Ok(0),
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "unexpected bytes on the shared-memory control socket",
-            )),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                Err(io::ErrorKind::WouldBlock.into())
+        // Nothing in the ring: is the peer still there? (The hub may also have passed a
+        // direct pair's rings: kept for its offer.)
+        if self.control.is_none() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            match self.receive_control()? {
+                Control::Closed => return Ok(0),
+                Control::Nothing => return Err(io::ErrorKind::WouldBlock.into()),
+                Control::Setup => continue,
             }
-            Err(e) => Err(e),
         }
     }
 }
@@ -339,7 +558,10 @@ impl LinkIo for ShmLink {
             token,
             Interest::READABLE,
         )?;
-        registry.register(&mut self.control, token, Interest::READABLE)
+        match self.control.as_mut() {
+            Some(control) => registry.register(control, token, Interest::READABLE),
+            None => Ok(()),
+        }
     }
     fn reregister(
         &mut self,
@@ -353,7 +575,10 @@ impl LinkIo for ShmLink {
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         registry.deregister(&mut SourceFd(&self.wake_me.as_raw_fd()))?;
-        registry.deregister(&mut self.control)
+        match self.control.as_mut() {
+            Some(control) => registry.deregister(control),
+            None => Ok(()),
+        }
     }
     fn peer(&self) -> PeerCredentials {
         self.peer
@@ -377,5 +602,14 @@ impl LinkIo for ShmLink {
     }
     fn writable_now(&self) -> bool {
         self.tx.free().map(|n| n > 0).unwrap_or(true)
+    }
+    fn pass_direct(&mut self, region: &DirectRegion, pair: u32, side: u32) -> io::Result<()> {
+        match self.control.as_ref() {
+            Some(control) => region.pass(control, pair, side),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+    fn take_direct(&mut self, pair: u32, peer_pid: u32) -> io::Result<Box<dyn LinkIo>> {
+        ShmLink::take_direct(self, pair, peer_pid).map(|l| Box::new(l) as Box<dyn LinkIo>)
     }
 }
