@@ -106,13 +106,17 @@ fn transports(c: &mut Criterion) {
                 )?))
             });
             bench_session(c, name, "direct", payload, || {
-                Ok(Box::new(NodeSession::start(&peers, d, t, false, payload)?))
+                Ok(Box::new(NodeSession::start(
+                    &peers, d, t, false, false, payload,
+                )?))
             });
             bench_session(c, name, "raw_relay", payload, || {
                 Ok(Box::new(RawSession::start(&peers, d, kind, true, payload)?))
             });
             bench_session(c, name, "hub", payload, || {
-                Ok(Box::new(NodeSession::start(&peers, d, t, true, payload)?))
+                Ok(Box::new(NodeSession::start(
+                    &peers, d, t, true, false, payload,
+                )?))
             });
         }
         bench_session(c, "shm", "raw", payload, || {
@@ -125,6 +129,7 @@ fn transports(c: &mut Criterion) {
                     d,
                     NodeTransport::Shm(w),
                     false,
+                    false,
                     payload,
                 )?))
             });
@@ -134,6 +139,17 @@ fn transports(c: &mut Criterion) {
                 &peers,
                 d,
                 NodeTransport::Shm(Wait::Spin),
+                true,
+                false,
+                payload,
+            )?))
+        });
+        bench_session(c, "shm", "pair_spin", payload, || {
+            Ok(Box::new(NodeSession::start(
+                &peers,
+                d,
+                NodeTransport::Shm(Wait::Spin),
+                true,
                 true,
                 payload,
             )?))

@@ -97,26 +97,37 @@ pub struct NodeSession {
 
 impl NodeSession {
     /// Starts the path: `transport` on both nodes; through a separate hub process
-    /// (`exe hub`) when `via_hub`, else this process serves the bus.
+    /// (`exe hub`) when `via_hub`, else this process serves the bus. `pair`: two clients in
+    /// shared memory take a direct ring pair (set up through the hub, which then carries
+    /// none of their messages); without it this node takes none and every message crosses
+    /// the hub.
     pub fn start(
         peers: &Peers,
         dir: &Path,
         transport: NodeTransport,
         via_hub: bool,
+        pair: bool,
         payload: usize,
     ) -> Result<NodeSession, String> {
         let bus = format!(
             "bench-{}-{}",
             transport.spec(),
-            if via_hub { "hub" } else { "direct" }
+            match (via_hub, pair) {
+                (true, true) => "pair",
+                (true, false) => "hub",
+                (false, _) => "direct",
+            }
         );
         let dir_s = dir.to_str().unwrap_or_default().to_string();
-        let config = node_config(
+        let mut config = node_config(
             &bus,
             dir,
             if via_hub { Role::Client } else { Role::Hub },
             transport,
         )?;
+        if !pair {
+            config.direct_pairs = 0;
+        }
         let hub = if via_hub {
             let g = peers.spawn(
                 &["hub", "--bus", &bus],

@@ -66,6 +66,12 @@ pub fn print_table(v: &Value) -> Result<(), String> {
                      through a hub over Unix sockets in this run"
                 )?;
             }
+            if let Some(w) = name.strip_prefix("pair_") {
+                crate::outln!(
+                    "  {name}: two clients of a separate hub, over their own direct ring (set up \
+                     through the hub); p50 x and thru x are against direct_{w} of this run"
+                )?;
+            }
             if let Some(n) = name.strip_prefix("pubsub_") {
                 crate::outln!(
                     "  {name}: msgs/s are publications per second, each delivered to all {n} \

@@ -86,7 +86,17 @@ fn measure_transport(
     };
     let node = |t: NodeTransport, hub: bool| {
         move || -> Result<Box<dyn Session>, String> {
-            Ok(Box::new(NodeSession::start(peers, dir, t, hub, payload)?))
+            Ok(Box::new(NodeSession::start(
+                peers, dir, t, hub, false, payload,
+            )?))
+        }
+    };
+    // Two clients of a separate hub over their own direct ring.
+    let pair = |t: NodeTransport| {
+        move || -> Result<Box<dyn Session>, String> {
+            Ok(Box::new(NodeSession::start(
+                peers, dir, t, true, true, payload,
+            )?))
         }
     };
     match kind {
@@ -140,6 +150,14 @@ fn measure_transport(
                 // The same two endpoints through a hub over Unix sockets, in the same run:
                 // the path the shared-memory hub path is held to.
                 add("unix_hub", &mut node(NodeTransport::Unix, true));
+                // Two clients of that hub with a direct ring pair: held to the direct node
+                // path of the same wait.
+                for w in &opts.waits {
+                    add(
+                        &format!("pair_{}", w.name()),
+                        &mut pair(NodeTransport::Shm(*w)),
+                    );
+                }
             }
         }
     }
@@ -152,7 +170,11 @@ fn measure_transport(
         let Ok(p) = r else { continue };
         // Paths through a hub: against the raw relay (sockets, pipes) or, for shared memory
         // (whose raw floor has no relay), the Unix-socket hub path of the same run.
+        let direct_of_pair = name
+            .strip_prefix("pair_")
+            .and_then(|w| run.get(&format!("direct_{w}")));
         let base = match (name.starts_with("hub"), kind) {
+            _ if name.starts_with("pair_") => direct_of_pair,
             (true, Kind::Shm) => unix_hub.as_ref(),
             (true, _) => relay.as_ref(),
             _ => raw.as_ref(),
@@ -228,6 +250,16 @@ fn measure_transport(
                     1.0,
                     true,
                 ));
+                for w in &opts.waits {
+                    let (pair, direct) =
+                        (format!("pair_{}", w.name()), format!("direct_{}", w.name()));
+                    targets.push(target(
+                        &format!("{pair} rtt p50 / {direct} rtt p50 <= 1.2"),
+                        rtt_ratio(&pair, run.get(&direct)),
+                        1.2,
+                        true,
+                    ));
+                }
             }
             for w in &opts.waits {
                 let path = format!("direct_{}", w.name());
