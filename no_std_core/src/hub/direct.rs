@@ -45,9 +45,6 @@ struct Pair {
 pub(super) struct DirectPairs {
     pairs: [Option<Pair>; HUB_DIRECT_PAIRS],
     next_id: u32,
-    /// Pairs opened and closed so far (for the hub's counters).
-    pub(super) opened: u64,
-    pub(super) closed: u64,
 }
 
 impl DirectPairs {
@@ -55,8 +52,6 @@ impl DirectPairs {
         DirectPairs {
             pairs: [None; HUB_DIRECT_PAIRS],
             next_id: 1,
-            opened: 0,
-            closed: 0,
         }
     }
 
@@ -130,7 +125,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return;
         }
         self.direct.pairs[slot] = Some(Pair { id, a: from, b: to });
-        self.direct.opened += 1;
+        self.stats.direct_pairs_opened += 1;
         self.links[from as usize].direct_held += 1;
         self.links[to as usize].direct_held += 1;
         let (pid_from, pid_to) = (
@@ -216,7 +211,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         let Some(p) = self.direct.pairs[i].take() else {
             return;
         };
-        self.direct.closed += 1;
+        self.stats.direct_pairs_closed += 1;
         io.close_direct(p.id);
         for link in [p.a, p.b] {
             let Some(l) = self.links.get_mut(link as usize) else {

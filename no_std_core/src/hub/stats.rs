@@ -77,6 +77,10 @@ pub struct HubStats {
     /// Messages to a durable id whose owner was away (or had just come back) dropped for
     /// their senders to send again.
     pub held_dropped: u64,
+    /// Direct ring pairs offered to two clients (see [`Hub::direct_pairs`]).
+    pub direct_pairs_opened: u64,
+    /// Direct ring pairs closed.
+    pub direct_pairs_closed: u64,
 }
 
 /// What the hub counted on one link since it opened.

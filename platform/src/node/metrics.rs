@@ -371,7 +371,7 @@ fn node_families(r: &mut Report, s: &NodeStats, m: &NodeMetrics) {
 fn hub_families(r: &mut Report, h: &HubSide, detailed: bool) {
     let none = std::collections::BTreeMap::new;
     let s = h.hub.stats();
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "interstate_hub_messages_routed",
             "Messages the hub routed to their target's link.",
@@ -421,6 +421,16 @@ fn hub_families(r: &mut Report, h: &HubSide, detailed: bool) {
             "interstate_hub_stats_requests",
             "Stats requests the hub handled.",
             s.stats_requests,
+        ),
+        (
+            "interstate_hub_direct_pairs_opened",
+            "Direct ring pairs offered to two clients in shared memory.",
+            s.direct_pairs_opened,
+        ),
+        (
+            "interstate_hub_direct_pairs_closed",
+            "Direct ring pairs closed (a side left or refused, a monitor attached).",
+            s.direct_pairs_closed,
         ),
     ];
     for (name, help, v) in counters {
