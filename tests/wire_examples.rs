@@ -45,7 +45,7 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
                 pid: 4242,
                 executable: "echo_machine.py",
             }),
-            "1c 00 00 00 00 c9 a6 d1 92 04 05 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
+            "1c 00 00 00 00 c9 a6 d1 92 04 06 80 80 04 92 21 0f 65 63 68 6f 5f 6d 61 63 68 69 6e 65 2e 70 79",
         ),
         (
             Frame::Deliver(Deliver {
@@ -279,6 +279,16 @@ fn examples() -> Vec<(Frame<'static>, &'static str)> {
             Frame::Resending { machine: "py-echo" },
             "09 00 00 00 20 07 70 79 2d 65 63 68 6f",
         ),
+        (Frame::DirectAllow { pairs: 4 }, "02 00 00 00 21 04"),
+        (
+            Frame::DirectOffer {
+                pair: 1,
+                peer_pid: 4242,
+            },
+            "04 00 00 00 22 01 92 21",
+        ),
+        (Frame::DirectOpen { pair: 1 }, "02 00 00 00 23 01"),
+        (Frame::DirectClose { pair: 1 }, "02 00 00 00 24 01"),
         (
             Frame::Deliver(Deliver {
                 from: "m",
