@@ -494,8 +494,7 @@ impl Node {
                     Self::take_direct_offer(
                         c,
                         self.poll.registry(),
-                        self.config.max_frame,
-                        self.config.link_queue,
+                        &self.config,
                         &mut self.local.stats.payload_copies,
                         pair,
                         peer_pid,

@@ -16,7 +16,7 @@ use crate::transport::shm::{DirectRegion, DEFAULT_RING};
 use super::client_side::{ClientSide, Sink};
 use super::hub_side::LinkConn;
 use super::local::Deferred;
-use super::{LinkConnIo, Node, Side};
+use super::{LinkConnIo, Node, NodeConfig, Side};
 
 /// Tokens of a client's direct rings: `DIRECT_TOKEN_BASE + slot`.
 pub(super) const DIRECT_TOKEN_BASE: usize = 8;
@@ -80,8 +80,7 @@ impl Node {
     pub(super) fn take_direct_offer(
         c: &mut ClientSide,
         registry: &mio::Registry,
-        max_frame: u32,
-        queue: usize,
+        config: &NodeConfig,
         copies: &mut u64,
         pair: u32,
         peer_pid: u32,
@@ -118,7 +117,7 @@ impl Node {
         match c.client.direct_mapped(pair, peer_pid, &mut sink) {
             Some(k) if k == slot => {
                 c.direct[slot] = Some(DirectRing {
-                    conn: Conn::new(stream, max_frame, queue),
+                    conn: Conn::new(stream, config.max_frame, config.link_queue),
                     readable: false,
                 });
             }
