@@ -17,6 +17,9 @@ ENVIRONMENT:
   INTERSTATE_BUS        The bus name when --bus is not given (default: \"default\").
   INTERSTATE_TRANSPORT  How a client reaches the hub: unix (default), fifo or shm. Any other
                         value is an error.
+  INTERSTATE_DIRECT_PAIRS
+                        With shm: how many direct ring pairs a client takes with other shm
+                        clients (default 4; 0: every message through the hub).
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
   INTERSTATE_DURABLE_HOLD_MS

@@ -81,7 +81,11 @@ fn two_shared_memory_clients_stream_through_their_own_ring() {
     assert_eq!(u(&tally, "duplicates"), 0, "{context}");
     assert_eq!(u(&tally, "out_of_order"), 0, "{context}");
     let opened = hub_counter(&mut bus, "interstate_hub_direct_pairs_opened");
-    assert!(opened >= Some(1), "no pair opened: {opened:?}{}", bus.dump());
+    assert!(
+        opened >= Some(1),
+        "no pair opened: {opened:?}{}",
+        bus.dump()
+    );
     let routed = hub_counter(&mut bus, "interstate_hub_messages_routed").unwrap_or(u64::MAX);
     assert!(
         routed < N / 2,

@@ -156,6 +156,13 @@ fn parse_pairs<T>(
 /// `INTERSTATE_*` variable checked: a bad value is an error naming it.
 pub fn node_config(bus: Option<&str>) -> Result<interstate::bus::NodeConfig, String> {
     use interstate::bus::{NodeConfig, Transport};
+    if let Ok(v) = std::env::var("INTERSTATE_DIRECT_PAIRS") {
+        if v.parse::<usize>().is_err() {
+            return Err(format!(
+                "INTERSTATE_DIRECT_PAIRS: '{v}' is not a number of direct ring pairs (0, 1, 2...)"
+            ));
+        }
+    }
     match bus {
         Some(b) => {
             let transport = Transport::try_from_env().map_err(|e| e.to_string())?;

@@ -80,8 +80,18 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         self.direct.pairs.iter().flatten().map(|p| (p.id, p.a, p.b))
     }
 
+    /// A direct-ring frame from `link`.
+    pub(super) fn direct_frame(&mut self, link: LinkId, frame: &Frame<'_>, io: &mut dyn HubIo) {
+        match *frame {
+            Frame::DirectAllow { pairs } => self.direct_allow(link, pairs),
+            Frame::DirectOpen { pair } => self.direct_open(link, pair, io),
+            Frame::DirectClose { pair } => self.direct_close(link, pair, io),
+            _ => {}
+        }
+    }
+
     /// `link` takes up to `pairs` direct pairs.
-    pub(super) fn direct_allow(&mut self, link: LinkId, pairs: u32) {
+    fn direct_allow(&mut self, link: LinkId, pairs: u32) {
         if let Some(l) = self.links.get_mut(link as usize) {
             l.direct_allow = pairs.min(PAIRS_PER_LINK) as u8;
         }
@@ -156,7 +166,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     }
 
     /// `link` switched over to the ring of `pair`: its DirectOpen goes to the other side.
-    pub(super) fn direct_open(&mut self, link: LinkId, pair: u32, io: &mut dyn HubIo) {
+    fn direct_open(&mut self, link: LinkId, pair: u32, io: &mut dyn HubIo) {
         let Some(p) = self.direct.find(pair).and_then(|i| self.direct.pairs[i]) else {
             // Closed meanwhile: both sides have been told.
             return;
@@ -177,7 +187,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     }
 
     /// `link` closed `pair` itself: both sides are told, and the link gets no more offers.
-    pub(super) fn direct_close(&mut self, link: LinkId, pair: u32, io: &mut dyn HubIo) {
+    fn direct_close(&mut self, link: LinkId, pair: u32, io: &mut dyn HubIo) {
         if let Some(l) = self.links.get_mut(link as usize) {
             l.direct_allow = 0;
         }

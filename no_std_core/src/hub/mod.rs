@@ -643,16 +643,10 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 self.resending(link, machine);
                 Handled::Done
             }
-            Frame::DirectAllow { pairs } => {
-                self.direct_allow(link, pairs);
-                Handled::Done
-            }
-            Frame::DirectOpen { pair } => {
-                self.direct_open(link, pair, io);
-                Handled::Done
-            }
-            Frame::DirectClose { pair } => {
-                self.direct_close(link, pair, io);
+            f @ (Frame::DirectAllow { .. }
+            | Frame::DirectOpen { .. }
+            | Frame::DirectClose { .. }) => {
+                self.direct_frame(link, &f, io);
                 Handled::Done
             }
             Frame::Unregister { machine } => {
