@@ -378,4 +378,13 @@ impl LinkIo for ShmLink {
     fn writable_now(&self) -> bool {
         self.tx.free().map(|n| n > 0).unwrap_or(true)
     }
+    fn stage(&mut self, parts: &[&[u8]]) -> io::Result<bool> {
+        self.tx.stage(parts).map_err(corrupt)
+    }
+    fn publish(&mut self) -> io::Result<()> {
+        if self.tx.publish() && self.tx.consumer_sleeping() {
+            signal(&self.wake_peer);
+        }
+        Ok(())
+    }
 }
