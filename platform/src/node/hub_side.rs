@@ -121,6 +121,11 @@ impl HubDelivery {
         }
     }
 
+    /// Whether [`sweep`](Self::sweep) has work at `now`.
+    pub(super) fn sweep_due(&self, now: Instant) -> bool {
+        now >= self.next_sweep
+    }
+
     /// Forgets departed senders' duplicate state, once a second.
     pub(super) fn sweep(&mut self, now: Instant) {
         if now >= self.next_sweep {
