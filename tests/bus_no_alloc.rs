@@ -1,5 +1,7 @@
 //! Steady-state message delivery between two nodes (two event loops, a Unix socket between
 //! them, statecharts on both ends) allocates nothing: a counting global allocator proves it.
+//! The direct sends once more over shared memory (frames staged straight into the ring and
+//! decoded in the lent read buffer, the event loop's fast path).
 //! Each round trip is a send, a reply to it (`ctx.reply` of a plain event: a send to its
 //! sender), a request (`ctx.request`, with its entry in the pending table) and its reply
 //! (correlated, matched and settled): the hot paths of sends, replies and requests. Twice:
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use interstate::bus::{add_json_machine, Node, NodeConfig, Role};
+use interstate::bus::{add_json_machine, Node, NodeConfig, Role, Transport};
 use interstate::Behaviors;
 
 struct Counting;
@@ -53,24 +55,27 @@ const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PIN
 /// A second subscriber of the pings, beside the ponger.
 const LISTENER: &str = r#"{"id":"listener","subscribe":"noalloc/+","initial":"on","states":{"on":{"on":{"PING":{"actions":"heard"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 
-fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
+fn config(dir: &std::path::Path, role: Role, transport: Transport) -> NodeConfig {
     let mut c = NodeConfig::new("noalloc");
     c.dir = dir.to_path_buf();
     c.role = role;
+    c.transport = transport;
     c
 }
 
 #[test]
 fn steady_state_delivery_between_two_nodes_allocates_nothing() {
-    steady_state(false);
-    steady_state(true);
+    steady_state(false, Transport::UnixSocket);
+    steady_state(true, Transport::UnixSocket);
+    steady_state(false, Transport::SHARED_MEMORY);
 }
 
-/// Runs the ping-pong, the pings direct or `published`, and checks that its steady state
-/// allocates nothing.
-fn steady_state(published: bool) {
+/// Runs the ping-pong, the pings direct or `published`, over `transport`, and checks that
+/// its steady state allocates nothing.
+fn steady_state(published: bool, transport: Transport) {
+    let shm = matches!(transport, Transport::SharedMemory { .. });
     let dir = std::env::temp_dir().join(format!(
-        "interstate-noalloc-{}-{published}",
+        "interstate-noalloc-{}-{published}-{shm}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -86,7 +91,7 @@ fn steady_state(published: bool) {
         hub_ready.clone(),
     );
     let hub = std::thread::spawn(move || {
-        let mut node = Node::new(config(&d1, Role::Hub)).expect("serve the bus");
+        let mut node = Node::new(config(&d1, Role::Hub, transport)).expect("serve the bus");
         node.set_logger(|_| {});
         let behaviors = Behaviors::new()
             .action("ping", move |cx| {
@@ -133,7 +138,7 @@ fn steady_state(published: bool) {
     }
     let (d2, stop2) = (dir.clone(), stop.clone());
     let client = std::thread::spawn(move || {
-        let mut node = Node::new(config(&d2, Role::Client)).expect("join the bus");
+        let mut node = Node::new(config(&d2, Role::Client, transport)).expect("join the bus");
         node.set_logger(|_| {});
         let behaviors = Behaviors::new()
             .action("pong", move |cx| {

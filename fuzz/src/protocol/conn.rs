@@ -104,6 +104,9 @@ impl std::io::Write for FakeSocket {
     }
 }
 
+// Stages nothing: every frame goes through the write buffer.
+impl interstate_platform::conn::Staging for FakeSocket {}
+
 /// Target `conn`: decodes a [`ConnSession`] and runs it.
 pub fn conn(data: &[u8]) {
     if let Ok(s) = ConnSession::arbitrary_take_rest(arbitrary::Unstructured::new(data)) {

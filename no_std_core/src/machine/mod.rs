@@ -799,6 +799,12 @@ impl<
         self.io.outbox.iter().map(move |m| self.outgoing(m))
     }
 
+    /// The `i`th message waiting in the outbox (0: the oldest), without looking at those
+    /// before it (`outbox().nth(i)` makes a view of each).
+    pub fn outbox_get(&self, i: usize) -> Option<Outgoing<'_>> {
+        self.io.outbox.get(i).map(|m| self.outgoing(m))
+    }
+
     fn outgoing<'s>(&'s self, m: &Message) -> Outgoing<'s> {
         let s = |b: Bytes| {
             core::str::from_utf8(Io::<O, T, B, R>::bytes_in(

@@ -290,11 +290,10 @@ impl Node {
             while lost.is_none() && budget > 0 {
                 budget -= 1;
                 let Some(conn) = c.conn.as_mut() else { break };
-                let body_len = match conn.peek_frame() {
-                    Ok(Some(b)) => {
-                        self.scratch[..b.len()].copy_from_slice(b);
-                        b.len()
-                    }
+                // Decoded where it was read: the read buffer is lent out while the frame is
+                // handled (the handling writes to this link).
+                let lent = match conn.lend_frame() {
+                    Ok(Some(lent)) => lent,
                     Ok(None) => {
                         if !conn.dead && conn.more {
                             conn.fill();
@@ -309,17 +308,16 @@ impl Node {
                         break;
                     }
                 };
-                let frame = match Frame::decode(&self.scratch[..body_len]) {
+                let frame = match Frame::decode(lent.body()) {
                     Ok(f) => f,
                     // A later protocol's frame: skipped, as the protocol asks of clients.
-                    Err(_) if is_unknown_kind(&self.scratch[..body_len]) => {
-                        if let Some(conn) = c.conn.as_mut() {
-                            conn.consume_frame();
-                        }
+                    Err(_) if is_unknown_kind(lent.body()) => {
+                        conn.give_back(lent, true);
                         continue;
                     }
                     Err(e) => {
                         lost = Some(format!("bad frame from the hub: {e}"));
+                        conn.give_back(lent, false);
                         break;
                     }
                 };
@@ -489,6 +487,11 @@ impl Node {
                         }
                     }
                 }
+                // (`frame` borrowed the lent buffer: it ends here.)
+                match c.conn.as_mut() {
+                    Some(conn) => conn.give_back(lent, true),
+                    None => drop(lent),
+                }
                 if let Some((pair, peer_pid)) = offer {
                     let log = &mut self.log;
                     Self::take_direct_offer(
@@ -500,9 +503,6 @@ impl Node {
                         peer_pid,
                         &mut |line| log(line),
                     );
-                }
-                if let Some(conn) = c.conn.as_mut() {
-                    conn.consume_frame();
                 }
             }
             if budget == 0 {

@@ -79,7 +79,8 @@ impl Node {
         let now = Instant::from_millis(started.duration_since(self.origin).as_millis() as u64);
         self.turn_now = now;
         let mut wait = timeout;
-        if let Some(d) = self.next_deadline() {
+        let due = self.next_deadline();
+        if let Some(d) = due {
             let until = StdDuration::from_millis((d - now).as_millis());
             wait = Some(wait.map_or(until, |w| w.min(until)));
         }
@@ -91,12 +92,13 @@ impl Node {
             wait = Some(StdDuration::ZERO);
             spun_ready = true;
         }
-        // Shared memory had work while spinning: skip the epoll_wait(0) unless the last one
-        // is more than 50 us old, so that sockets, pipes and control sockets get their turn.
+        // Shared memory had work while spinning: the fast path, unless the last
+        // epoll_wait(0) is more than 50 us old (then sockets, pipes and control sockets get
+        // their turn).
         if spun_ready
             && started.saturating_duration_since(self.last_poll) < StdDuration::from_micros(50)
         {
-            self.events.clear();
+            return self.shared_memory_turn(due);
         } else {
             self.last_poll = started;
             match self.poll.poll(&mut self.events, wait) {
@@ -180,6 +182,41 @@ impl Node {
         self.fire_timers()?;
         self.pump()?;
         self.child_processes_turn()
+    }
+
+    /// The fast path of a turn whose spin found input in shared memory (and whose last look
+    /// at the other sources is recent): the rings that have input were marked readable by
+    /// the spin, so there is no readiness to scan and nothing to accept; timers are looked
+    /// at only if the earliest deadline, `due` (taken before the wait), has come; the pump
+    /// writes only the links it queued to, and stops after a round that leaves nothing to
+    /// move.
+    fn shared_memory_turn(&mut self, due: Option<Instant>) -> Result<(), PlatformError> {
+        self.events.clear();
+        if self.spinning.parked() {
+            // (A spin that found nothing, then input before the park: it counts as found.)
+            if let WaitStrategy::SpinThenPark(max) = self.config.transport.wait() {
+                self.spinning.woke(std::time::Instant::now(), max);
+            }
+        }
+        // What it reads happens now, not when the turn began waiting.
+        self.turn_now = self.now();
+        self.read_inputs()?;
+        // A deadline that a step just made earlier is caught by the next turn, which
+        // computes `due` again before it waits (and does not wait when it has come).
+        if due.is_some_and(|d| d <= self.turn_now) || self.sweep_due() {
+            self.fire_timers()?;
+        }
+        self.pump()?;
+        self.child_processes_turn()
+    }
+
+    /// Whether the hub's own duplicate filter is due for its sweep (done by `fire_timers`;
+    /// not a deadline of its own, so that an idle hub does not wake for it).
+    fn sweep_due(&self) -> bool {
+        match &self.side {
+            Side::Hub(h) => h.delivery.sweep_due(self.turn_now),
+            Side::Client(_) => false,
+        }
     }
 
     /// About to block for up to `wait`: links in shared memory first spin (per the wait

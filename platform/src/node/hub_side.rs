@@ -121,6 +121,11 @@ impl HubDelivery {
         }
     }
 
+    /// Whether [`sweep`](Self::sweep) has work at `now`.
+    pub(super) fn sweep_due(&self, now: Instant) -> bool {
+        now >= self.next_sweep
+    }
+
     /// Forgets departed senders' duplicate state, once a second.
     pub(super) fn sweep(&mut self, now: Instant) {
         if now >= self.next_sweep {
@@ -725,7 +730,9 @@ impl Node {
                     lc.conn.fill();
                     lc.readable = false;
                 }
-                // Frames: copy each into scratch so the hub can queue on any link (this one too).
+                // Frames are decoded where they were read: the link's read buffer is lent
+                // out while the hub handles one, so that it can queue on any link (this one
+                // too).
                 let mut budget = 4096;
                 let mut closing = false;
                 loop {
@@ -740,12 +747,8 @@ impl Node {
                     let Some(Some(lc)) = h.links.get_mut(l) else {
                         break;
                     };
-                    let body_len = match lc.conn.peek_frame() {
-                        Ok(Some(body)) => {
-                            let n = body.len();
-                            self.scratch[..n].copy_from_slice(body);
-                            n
-                        }
+                    let lent = match lc.conn.lend_frame() {
+                        Ok(Some(lent)) => lent,
                         Ok(None) => {
                             // The read buffer was full: there may be more in the socket.
                             if !lc.conn.dead && lc.conn.more {
@@ -772,30 +775,26 @@ impl Node {
                         now,
                         &mut deferred,
                     );
-                    match h
-                        .hub
-                        .handle_frame(now, l as LinkId, &self.scratch[..body_len], &mut io)
-                    {
+                    let handled = h.hub.handle_frame(now, l as LinkId, lent.body(), &mut io);
+                    let Some(Some(lc)) = h.links.get_mut(l) else {
+                        break;
+                    };
+                    lc.conn.give_back(lent, matches!(handled, Handled::Done));
+                    match handled {
                         Handled::Done => {
-                            if let Some(Some(lc)) = h.links.get_mut(l) {
-                                lc.conn.consume_frame();
-                                if lc.executable.is_none() {
-                                    // Welcomed: the connection is logged once, with its
-                                    // peer.
-                                    if let Some(exe) = h.hub.executable(l as LinkId) {
-                                        lc.executable = Some(exe.to_string());
-                                        deferred.logs.push(format!(
-                                            "connections: link {l} connected: {}",
-                                            lc.who()
-                                        ));
-                                    }
+                            if lc.executable.is_none() {
+                                // Welcomed: the connection is logged once, with its peer.
+                                if let Some(exe) = h.hub.executable(l as LinkId) {
+                                    lc.executable = Some(exe.to_string());
+                                    deferred.logs.push(format!(
+                                        "connections: link {l} connected: {}",
+                                        lc.who()
+                                    ));
                                 }
                             }
                         }
                         Handled::Stalled(t) => {
-                            if let Some(Some(lc)) = h.links.get_mut(l) {
-                                lc.waiting_on = Some(t);
-                            }
+                            lc.waiting_on = Some(t);
                             break;
                         }
                         Handled::Closed => {

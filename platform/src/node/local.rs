@@ -179,6 +179,19 @@ pub(super) struct Local {
 }
 
 impl Local {
+    /// Whether a round of the pump could move anything: a machine with messages in its
+    /// outbox, child changes due, sends of a restored journal to put back, or an invoked
+    /// child whose end its parent may have to hear of.
+    pub(super) fn has_work_to_pump(&self) -> bool {
+        self.machines.iter().any(|h| {
+            !h.vacant
+                && (h.machine.outbox_len() > 0
+                    || h.child.is_some()
+                    || h.machine.child_change(0).is_some()
+                    || h.durable.as_ref().is_some_and(|d| !d.resend.is_empty()))
+        })
+    }
+
     /// An acknowledgement from `receiver` of `sender`'s messages up to `seq`: kept for the
     /// program when `sender` is a port and it asked for them.
     pub(super) fn port_acked(&mut self, sender: &str, receiver: &str, seq: u64) {

@@ -177,7 +177,7 @@ impl<
         Machine::outbox_len(self)
     }
     fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>> {
-        self.outbox().nth(i)
+        self.outbox_get(i)
     }
     fn consume_outbox(&mut self, n: usize) {
         Machine::consume_outbox(self, n)
@@ -287,7 +287,7 @@ impl<
         self.machine().outbox_len()
     }
     fn outbox_nth(&self, i: usize) -> Option<Outgoing<'_>> {
-        self.machine().outbox().nth(i)
+        self.machine().outbox_get(i)
     }
     fn consume_outbox(&mut self, n: usize) {
         Self::consume_outbox(self, n)

@@ -69,6 +69,18 @@ pub trait LinkIo: Read + Write {
         let _ = (pair, peer_pid);
         Err(io::ErrorKind::Unsupported.into())
     }
+    /// Writes `parts` where the peer reads them, all or nothing, without showing them yet
+    /// (shared memory: straight into the ring); [`publish`](Self::publish) shows them.
+    /// Returns false when there is no room for all of them, or no such place (the default:
+    /// sockets and pipes batch in the connection's write buffer instead).
+    fn stage(&mut self, parts: &[&[u8]]) -> io::Result<bool> {
+        let _ = parts;
+        Ok(false)
+    }
+    /// Shows the peer what was staged, waking it if it sleeps.
+    fn publish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Credentials that admit no one.

@@ -24,6 +24,12 @@
 //! A message then costs the consumer the line holding `head` and the data lines, and the
 //! producer nothing it does not own.
 //!
+//! **Written in place, shown in batches.** The producer may copy bytes into the ring without
+//! publishing them ([`Ring::stage`]): a connection encodes its frames straight into the
+//! ring instead of into a queue of its own, and one store of `head` ([`Ring::publish`], or
+//! the next [`Ring::push`]) shows them all, so a batch of messages still costs the consumer
+//! one look. Until then they lie beyond `head`, where the consumer does not read.
+//!
 //! **A hint, not a protocol.** `producer_cpu` says where the producer last waited, so that a
 //! consumer on the same CPU does not spin against it (the spin would only delay the data it
 //! waits for). Any value is harmless: a wrong one costs a spin or a wake-up, never a message.
@@ -108,8 +114,11 @@ pub struct Ring {
     header: *const Header,
     data: *mut u8,
     capacity: usize,
-    /// The producer's `head` or the consumer's `tail`, as this side last wrote it.
+    /// The producer's `head` (staged bytes included) or the consumer's `tail`, as this side
+    /// last wrote it.
     mine: u64,
+    /// Producer: the `head` last stored in the shared header (`mine` less what is staged).
+    published: u64,
     /// Producer: the consumer's `tail` as last read (and checked); never more than the real
     /// one, so the room it leaves is never overstated.
     seen_tail: u64,
@@ -136,6 +145,7 @@ impl Ring {
             data: unsafe { base.add(HEADER) },
             capacity,
             mine: 0,
+            published: 0,
             seen_tail: 0,
         }
     }
@@ -151,6 +161,7 @@ impl Ring {
             data,
             capacity,
             mine: 0,
+            published: 0,
             seen_tail: 0,
         }
     }
@@ -165,6 +176,7 @@ impl Ring {
         h.waiting.store(0, Ordering::SeqCst);
         h.producer_cpu.store(0, Ordering::SeqCst);
         self.mine = 0;
+        self.published = 0;
         self.seen_tail = 0;
     }
 
@@ -179,32 +191,69 @@ impl Ring {
         self.capacity
     }
 
-    /// Producer: copies as much of `bytes` as fits; returns how many. Never blocks.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
-        let head = self.mine;
-        // Room as the remembered consumer position says; the shared one is read only when
-        // that is too little (see the module docs).
-        let mut room = self.capacity - (head - self.seen_tail) as usize;
-        if room < bytes.len() {
+    /// Producer: room for at least `need` bytes, as the remembered consumer position says
+    /// or else the shared one (read only then: see the module docs). Returns the room.
+    fn room_for(&mut self, need: usize) -> Result<usize, Corrupt> {
+        let mut room = self.capacity - (self.mine - self.seen_tail) as usize;
+        if room < need {
             self.seen_tail = self.read_tail()?;
-            room = self.capacity - (head - self.seen_tail) as usize;
+            room = self.capacity - (self.mine - self.seen_tail) as usize;
         }
-        let n = bytes.len().min(room);
-        if n == 0 {
-            return Ok(0);
-        }
-        let at = (head as usize) & (self.capacity - 1);
+        Ok(room)
+    }
+
+    /// Producer: copies `bytes` to the ring at `mine` (unpublished); the caller checked the
+    /// room.
+    fn copy_in(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        debug_assert!(n <= self.capacity - (self.mine - self.seen_tail) as usize);
+        let at = (self.mine as usize) & (self.capacity - 1);
         let first = n.min(self.capacity - at);
         // SAFETY: `at + first <= capacity` and `n - first <= capacity - first`, so both copies
-        // stay inside the data area; the consumer does not read [head, head + n) until the
-        // release store below publishes it.
+        // stay inside the data area; `n` is within the room the consumer's position leaves,
+        // so no unread byte is overwritten, and the consumer does not read [mine, mine + n)
+        // until a release store of `head` publishes it.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), first);
             std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), self.data, n - first);
         }
-        self.mine = head + n as u64;
-        self.header().head.store(self.mine, Ordering::Release);
+        self.mine += n as u64;
+    }
+
+    /// Producer: copies as much of `bytes` as fits and publishes it (with anything staged
+    /// before); returns how many. Never blocks.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
+        let room = self.room_for(bytes.len())?;
+        let n = bytes.len().min(room);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.copy_in(&bytes[..n]);
+        self.publish();
         Ok(n)
+    }
+
+    /// Producer: copies all of `parts`, one after another, without publishing them (see
+    /// the module docs), or nothing when they do not fit. Returns whether they were copied.
+    pub fn stage(&mut self, parts: &[&[u8]]) -> Result<bool, Corrupt> {
+        let need: usize = parts.iter().map(|p| p.len()).sum();
+        if self.room_for(need)? < need {
+            return Ok(false);
+        }
+        for p in parts {
+            self.copy_in(p);
+        }
+        Ok(true)
+    }
+
+    /// Producer: shows the consumer everything staged. Returns whether there was anything.
+    pub fn publish(&mut self) -> bool {
+        if self.published == self.mine {
+            return false;
+        }
+        self.published = self.mine;
+        self.header().head.store(self.mine, Ordering::Release);
+        true
     }
 
     /// Consumer: copies out up to `buf.len()` bytes; returns how many (0: empty). Never blocks.
@@ -247,7 +296,8 @@ impl Ring {
     /// Producer: the consumer's position, checked against what this side knows.
     fn read_tail(&self) -> Result<u64, Corrupt> {
         let tail = self.header().tail.load(Ordering::Acquire);
-        if tail > self.mine {
+        // (Staged bytes are not the consumer's to read: its position stops at `published`.)
+        if tail > self.published {
             return Err(Corrupt(
                 "the consumer's position is ahead of the producer's",
             ));
@@ -448,6 +498,48 @@ mod tests {
         assert!(
             p.free().is_err(),
             "the consumer cannot take back what it freed"
+        );
+    }
+
+    #[test]
+    fn staged_bytes_are_shown_by_the_next_publish_or_push_and_take_room_until_read() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        let mut buf = [0u8; 64];
+        assert!(p.stage(&[&[1; 10], &[2; 20]]).unwrap());
+        assert_eq!(c.available().unwrap(), 0, "staged: not shown yet");
+        assert_eq!(c.pop(&mut buf).unwrap(), 0);
+        assert!(p.publish());
+        assert!(!p.publish(), "nothing more to show");
+        assert_eq!(c.pop(&mut buf).unwrap(), 30);
+        assert_eq!(&buf[..30], &[[1; 10].as_slice(), &[2; 20]].concat()[..]);
+        // Staged bytes take room: all or nothing, across the wrap.
+        assert!(p.stage(&[&[3; 40]]).unwrap());
+        assert!(!p.stage(&[&[4; 10], &[4; 20]]).unwrap(), "24 bytes left");
+        assert!(p.stage(&[&[5; 24]]).unwrap());
+        assert_eq!(p.push(&[6; 1]).unwrap(), 0, "full");
+        assert!(p.publish());
+        assert_eq!(c.available().unwrap(), 64);
+        assert_eq!(c.pop(&mut buf).unwrap(), 64);
+        assert_eq!(&buf[..64], &[[3; 40].as_slice(), &[5; 24]].concat()[..]);
+        // A push shows what was staged before it, in order.
+        assert!(p.stage(&[&[7; 3]]).unwrap());
+        assert_eq!(p.push(&[8; 2]).unwrap(), 2);
+        assert_eq!(c.pop(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], &[7, 7, 7, 8, 8]);
+    }
+
+    #[test]
+    fn a_consumer_position_beyond_what_was_shown_is_corruption() {
+        let mut region = Region::new(64);
+        let (mut p, _c) = pair(&mut region, 64);
+        assert!(p.stage(&[&[1; 8]]).unwrap());
+        let base = region.base() as usize;
+        // SAFETY: `tail` lives 64 bytes into the header inside `region`.
+        unsafe { (*((base + 64) as *const AtomicU64)).store(4, Ordering::SeqCst) };
+        assert!(
+            p.free().is_err(),
+            "the consumer cannot have read bytes never shown"
         );
     }
 

@@ -612,4 +612,13 @@ impl LinkIo for ShmLink {
     fn take_direct(&mut self, pair: u32, peer_pid: u32) -> io::Result<Box<dyn LinkIo>> {
         ShmLink::take_direct(self, pair, peer_pid).map(|l| Box::new(l) as Box<dyn LinkIo>)
     }
+    fn stage(&mut self, parts: &[&[u8]]) -> io::Result<bool> {
+        self.tx.stage(parts).map_err(corrupt)
+    }
+    fn publish(&mut self) -> io::Result<()> {
+        if self.tx.publish() && self.tx.consumer_sleeping() {
+            signal(&self.wake_peer);
+        }
+        Ok(())
+    }
 }
