@@ -106,6 +106,9 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             &mut events,
         );
         let wait = if rate.is_some() {
+            // Paced: what was just sent is written now, not after the loop's wait (a
+            // turn waits first, then writes).
+            node.flush();
             Duration::from_micros(500)
         } else {
             Duration::ZERO
