@@ -5,6 +5,8 @@
 //!   acknowledges it, and sends it again after a reconnect;
 //! - [`received`]: the receiver drops duplicates by sequence number, per sender process,
 //!   and owes acknowledgements only for what the application has;
+//! - [`credit`]: how much a sender may have in flight, cut when its messages' sojourn
+//!   stands above a target (backpressure before latency grows);
 //! - [`policy`]: the timing rules: acknowledgement batching, the grace after a reconnect,
 //!   registration retries, how long departed senders are remembered;
 //! - [`client`]: all of it with the link's handshake and keepalive, as one state machine
@@ -14,6 +16,7 @@
 //! here is the caller's storage, allocated once: nothing allocates, nothing reads a clock.
 
 pub mod client;
+pub mod credit;
 pub mod outstanding;
 pub mod policy;
 pub mod received;
