@@ -641,10 +641,13 @@ where
         if self.endpoint.is_ready() {
             let o = &self.outstanding;
             let oldest = (!o.is_empty()).then(|| self.credit.age_of(o.released(), now));
-            if !self
-                .credit
-                .admits(now, o.bytes_held(), ENTRY_HEADER + len, oldest)
-            {
+            if !self.credit.admits(
+                now,
+                o.bytes_held(),
+                ENTRY_HEADER + len,
+                oldest,
+                o.released(),
+            ) {
                 return Err(SendRefused::Full);
             }
         }
