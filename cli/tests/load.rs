@@ -14,8 +14,17 @@
 //! cargo test --release --test load -- --ignored --nocapture
 //! ```
 //!
+//! Last, a mixed run: `LOAD_PACED` of the clients (8; every eighth) send at `LOAD_RATE` to
+//! the client two places on, which also gets a flood from the client before it, so that
+//! their messages share the hub's queue for that receiver with a flood; the others flood
+//! as before. Its report gives each group's latency (flooders' events `L`, paced ones' `P`,
+//! told apart by the receivers) beside the total throughput.
+//!
 //! Settings (environment): `LOAD_CLIENTS` (64), `LOAD_SECS` (3: the short flood; the long one
-//! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200).
+//! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200), `LOAD_PACED` (8),
+//! `LOAD_RUNS` (which runs, by name: `flood,long,paced,mixed`, all by default; the memory
+//! checks need the first two). `INTERSTATE_TEST_BIN` runs it on another build (an
+//! `interstate` binary with `examples/bus_probe` beside it), for before-and-after figures.
 
 mod support;
 
@@ -35,6 +44,39 @@ fn env_u64(name: &str, default: u64) -> u64 {
 const LINK_QUEUE: u64 = 1 << 20;
 const MAX_FRAME: u64 = 64 * 1024;
 
+/// Latency of one group of messages: the median over receivers of their p50, the worst
+/// receiver's p99 and the largest.
+#[derive(Default)]
+struct Latency {
+    p50: u64,
+    p99: u64,
+    max: u64,
+    count: u64,
+}
+
+impl Latency {
+    /// Over the receivers' percentile objects (`{"count","p50","p99","max"}`) that saw any.
+    fn of(per_receiver: &[&Value]) -> Latency {
+        let seen: Vec<&&Value> = per_receiver.iter().filter(|v| u(v, "count") > 0).collect();
+        if seen.is_empty() {
+            return Latency::default();
+        }
+        let mut p50s: Vec<u64> = seen.iter().map(|v| u(v, "p50")).collect();
+        p50s.sort_unstable();
+        Latency {
+            p50: p50s[p50s.len() / 2],
+            p99: seen.iter().map(|v| u(v, "p99")).max().unwrap_or(0),
+            max: seen.iter().map(|v| u(v, "max")).max().unwrap_or(0),
+            count: seen.iter().map(|v| u(v, "count")).sum(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"p50_median_client": self.p50, "p99_worst_client": self.p99, "max": self.max,
+               "messages": self.count})
+    }
+}
+
 struct Run {
     clients: u64,
     secs: f64,
@@ -46,20 +88,44 @@ struct Run {
     p99: u64,
     max: u64,
     hub_hwm_kb: u64,
+    /// By the senders' event: `L` (flooders, and the paced run), `P` (paced beside flooders).
+    flood: Latency,
+    paced: Latency,
+}
+
+/// One client of a run: how fast it sends (0: flood), to whom (places on in the ring), and
+/// its event's name.
+#[derive(Clone, Copy)]
+struct Client {
+    rate: u64,
+    hop: u64,
+    event: &'static str,
 }
 
 /// One run on a fresh hub: `clients` load clients for `ms`, at `rate` each (0: flood).
 fn run(test: &str, clients: u64, ms: u64, rate: u64) -> Run {
+    let c = Client {
+        rate,
+        hop: 1,
+        event: "L",
+    };
+    run_mixed(test, &vec![c; clients as usize], ms)
+}
+
+/// One run on a fresh hub: a load client per entry of `clients`, for `ms`.
+fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
+    let clients = spec.len() as u64;
     let mut bus = Bus::new(test);
     let hub = bus.start_hub();
     let hub_pid = bus.pid(hub);
     let go = bus.path("go");
     let duration = ms.to_string();
-    let rate_s = rate.to_string();
     let mut ps = Vec::new();
-    for i in 0..clients {
+    for (i, c) in spec.iter().enumerate() {
+        let i = i as u64;
         let id = format!("c{i}");
-        let to = format!("c{}", (i + 1) % clients);
+        let to = format!("c{}", (i + c.hop) % clients);
+        let rate_s = c.rate.to_string();
         let mut args = vec![
             "load",
             &id,
@@ -70,8 +136,10 @@ fn run(test: &str, clients: u64, ms: u64, rate: u64) -> Run {
             &go,
             "--linger-ms",
             "1500",
+            "--event",
+            c.event,
         ];
-        if rate > 0 {
+        if c.rate > 0 {
             args.extend_from_slice(&["--rate", &rate_s]);
         }
         ps.push(bus.probe(&id, &args));
@@ -104,6 +172,13 @@ fn run(test: &str, clients: u64, ms: u64, rate: u64) -> Run {
     // largest p99 and max, and the median p50.
     let mut p50s: Vec<u64> = results.iter().map(|r| u(&r["latency_us"], "p50")).collect();
     p50s.sort_unstable();
+    let group = |event: &str| {
+        let of: Vec<&Value> = results
+            .iter()
+            .filter_map(|r| r["by_event"].get(event))
+            .collect();
+        Latency::of(&of)
+    };
     let r = Run {
         clients,
         secs,
@@ -123,6 +198,8 @@ fn run(test: &str, clients: u64, ms: u64, rate: u64) -> Run {
             .max()
             .unwrap_or(0),
         hub_hwm_kb,
+        flood: group("L"),
+        paced: group("P"),
     };
     let unacked = sum("unacknowledged");
     // Nothing lost: every message sent was received, or reported failed.
@@ -148,6 +225,8 @@ fn report(label: &str, r: &Run) -> Value {
         "failed": r.failed,
         "send_errors": r.send_errors,
         "latency_us": {"p50_median_client": r.p50, "p99_worst_client": r.p99, "max": r.max},
+        "flooders_us": r.flood.json(),
+        "paced_us": r.paced.json(),
         "hub_vm_hwm_kb": r.hub_hwm_kb,
     });
     eprintln!("load: {v}");
@@ -160,12 +239,49 @@ fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
     let clients = env_u64("LOAD_CLIENTS", 64);
     let secs = env_u64("LOAD_SECS", 3);
     let rate = env_u64("LOAD_RATE", 200);
+    let paced_clients = env_u64("LOAD_PACED", 8).clamp(1, clients);
+    let runs = std::env::var("LOAD_RUNS").unwrap_or_else(|_| "flood,long,paced,mixed".into());
+    let wanted = |name: &str| runs.split(',').any(|r| r.trim() == name);
+    if wanted("mixed") {
+        // Every `every`-th client is paced and sends two places on: its receiver also
+        // gets the flood of the client before it.
+        let every = clients / paced_clients;
+        let spec: Vec<Client> = (0..clients)
+            .map(
+                |i| match i % every == every - 1 && i / every < paced_clients {
+                    true => Client {
+                        rate,
+                        hop: 2,
+                        event: "P",
+                    },
+                    false => Client {
+                        rate: 0,
+                        hop: 1,
+                        event: "L",
+                    },
+                },
+            )
+            .collect();
+        let mixed = run_mixed("load-mixed", &spec, secs * 1000);
+        report(
+            &format!("{paced_clients} paced at {rate}/s beside flooders"),
+            &mixed,
+        );
+    }
+    if wanted("paced") {
+        let paced = run("load-paced", clients, secs * 1000, rate);
+        report(&format!("paced, {rate}/s per client"), &paced);
+    }
+    if wanted("flood") && !wanted("long") {
+        report("flood", &run("load-short", clients, secs * 1000, 0));
+    }
+    if !(wanted("flood") && wanted("long")) {
+        return;
+    }
     let short = run("load-short", clients, secs * 1000, 0);
     report("flood", &short);
     let long = run("load-long", clients, secs * 3000, 0);
     report("flood, 3x longer", &long);
-    let paced = run("load-paced", clients, secs * 1000, rate);
-    report(&format!("paced, {rate}/s per client"), &paced);
 
     // Bounded by the queues: per link one write queue and one read buffer, plus a fixed
     // allowance for the process itself (code, the hub's tables, allocator slack).

@@ -18,12 +18,15 @@ fn wall_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// `load ID TARGET --duration-ms D [--rate PER_S] [--payload BYTES] [--linger-ms L]`:
-/// a port that sends to TARGET as fast as backpressure allows (or PER_S a second) for D ms,
-/// while counting what it receives and each message's latency (from its send to its
-/// `recv_port`, by the wall clock the payload carries). Then it keeps the loop going until L
-/// ms (default 2000) pass without input and its own messages are all settled, and prints
-/// {"sent","received","failed","latency_us":{"p50","p99","max"},...}.
+/// `load ID TARGET --duration-ms D [--rate PER_S] [--payload BYTES] [--linger-ms L]
+/// [--event NAME]`: a port that sends events NAME (default `L`) to TARGET as fast as
+/// backpressure allows (or PER_S a second) for D ms, while counting what it receives and
+/// each message's latency (from its send to its `recv_port`, by the wall clock the payload
+/// carries). Then it keeps the loop going until L ms (default 2000) pass without input and
+/// its own messages are all settled, and prints
+/// {"sent","received","failed","latency_us":{"p50","p99","max"},"by_event":{NAME:{"count",
+/// "p50","p99","max"},..},...} (`by_event`: the latencies of what it received, by the
+/// sender's event name, so that a receiver of several kinds of sender tells them apart).
 pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
     let id = args.pos(1, "ID")?.to_string();
     let target = args.pos(2, "TARGET")?.to_string();
@@ -31,6 +34,11 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
     let rate = args.num("rate")?.filter(|&r| r > 0);
     let size = args.num("payload")?.unwrap_or(32) as usize;
     let linger = Duration::from_millis(args.num("linger-ms")?.unwrap_or(2000));
+    let event = args
+        .options
+        .get("event")
+        .cloned()
+        .unwrap_or_else(|| "L".to_string());
     let stop = stop_flag()?;
     let mut node = args.node()?;
     node.open_port(&id).map_err(|e| e.to_string())?;
@@ -45,13 +53,19 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
+    // Every message's latency, with the index of its event name in `events`.
+    let mut latencies: Vec<(u32, u8)> = Vec::with_capacity(1 << 20);
+    let mut events: Vec<String> = Vec::new();
     let mut received = 0u64;
     let mut failed = 0u64;
     let mut sent = 0u64;
     let mut send_errors = 0u64;
     let mut payload = vec![b'.'; size.max(8)];
-    let collect = |node: &mut Node, received: &mut u64, failed: &mut u64, lat: &mut Vec<u32>| {
+    let collect = |node: &mut Node,
+                   received: &mut u64,
+                   failed: &mut u64,
+                   lat: &mut Vec<(u32, u8)>,
+                   events: &mut Vec<String>| {
         let now = wall_ns();
         while let Some(m) = node.recv_port() {
             if m.event == DELIVERY_ERROR_EVENT {
@@ -59,7 +73,15 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             } else if m.payload.len() >= 8 {
                 *received += 1;
                 let t = u64::from_le_bytes(m.payload[..8].try_into().expect("8 bytes"));
-                lat.push((now.saturating_sub(t) / 1000).min(u32::MAX as u64) as u32);
+                let kind = match events.iter().position(|e| *e == m.event) {
+                    Some(i) => i,
+                    None => {
+                        events.push(m.event.to_string());
+                        events.len() - 1
+                    }
+                };
+                let us = (now.saturating_sub(t) / 1000).min(u32::MAX as u64) as u32;
+                lat.push((us, kind.min(u8::MAX as usize) as u8));
             }
         }
     };
@@ -71,13 +93,22 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         };
         while sent < due && start.elapsed() < duration {
             payload[..8].copy_from_slice(&wall_ns().to_le_bytes());
-            match node.send_from_port(&id, &target, "L", &payload) {
+            match node.send_from_port(&id, &target, &event, &payload) {
                 Ok(_) => sent += 1,
                 Err(_) => send_errors += 1,
             }
         }
-        collect(&mut node, &mut received, &mut failed, &mut latencies);
+        collect(
+            &mut node,
+            &mut received,
+            &mut failed,
+            &mut latencies,
+            &mut events,
+        );
         let wait = if rate.is_some() {
+            // Paced: what was just sent is written now, not after the loop's wait (a
+            // turn waits first, then writes).
+            node.flush();
             Duration::from_micros(500)
         } else {
             Duration::ZERO
@@ -92,7 +123,13 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         let before = received + failed;
         node.run_once(Some(Duration::from_millis(10)))
             .map_err(|e| e.to_string())?;
-        collect(&mut node, &mut received, &mut failed, &mut latencies);
+        collect(
+            &mut node,
+            &mut received,
+            &mut failed,
+            &mut latencies,
+            &mut events,
+        );
         if received + failed != before {
             last = Instant::now();
         }
@@ -103,19 +140,29 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             break;
         }
     }
-    latencies.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if latencies.is_empty() {
-            0
-        } else {
-            latencies[((latencies.len() - 1) as f64 * p) as usize] as u64
-        }
+    let pcts = |mut l: Vec<u32>| {
+        l.sort_unstable();
+        let pct = |p: f64| -> u64 {
+            if l.is_empty() {
+                0
+            } else {
+                l[((l.len() - 1) as f64 * p) as usize] as u64
+            }
+        };
+        json!({"count": l.len(), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)})
     };
+    let mut by_event = serde_json::Map::new();
+    for (i, e) in events.iter().enumerate() {
+        let of_kind = latencies.iter().filter(|l| l.1 as usize == i.min(255));
+        by_event.insert(e.clone(), pcts(of_kind.map(|l| l.0).collect()));
+    }
+    let all = pcts(latencies.iter().map(|l| l.0).collect());
     emit(json!({
         "id": id, "sent": sent, "received": received, "failed": failed,
         "send_errors": send_errors, "send_secs": send_secs,
         "unacknowledged": node.unacknowledged(),
-        "latency_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
+        "latency_us": all,
+        "by_event": by_event,
     }));
     Ok(ExitCode::SUCCESS)
 }

@@ -62,9 +62,11 @@
 //!     settled, resuming after its last `S` when restarted.
 //!
 //! bus_probe load ID TARGET [--duration-ms D] [--rate PER_S] [--payload B] [--go-file F]
-//!     The load test's client (cli/tests/load.rs): sends to TARGET as fast as backpressure allows
-//!     (or PER_S a second) for D ms, starting when F exists, while receiving; prints
-//!     {"sent","received","failed","latency_us":{"p50","p90","p99","max"},...}.
+//!                          [--event NAME]
+//!     The load test's client (cli/tests/load.rs): sends events NAME (default L) to TARGET as
+//!     fast as backpressure allows (or PER_S a second) for D ms, starting when F exists,
+//!     while receiving; prints {"sent","received","failed","latency_us":{"p50","p90","p99",
+//!     "max"},"by_event":{NAME:{"count","p50",..}},...} (latencies by the sender's event).
 //!
 //! bus_probe raw-script STEP...   Speak the wire by hand, step by step: hello,
 //!                                register:ID, unregister:ID, deliver:FROM:TO:EVENT:SEQ,

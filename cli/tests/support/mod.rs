@@ -23,8 +23,14 @@ use serde_json::Value;
 pub const STEP_LIMIT: Duration = Duration::from_secs(20);
 pub const POLL: Duration = Duration::from_millis(20);
 
+/// The `interstate` binary under test: this build's, or the one `INTERSTATE_TEST_BIN`
+/// names (with `examples/bus_probe` beside it), to run the same test on another build (the
+/// load test's before-and-after comparisons).
 pub fn interstate_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_interstate"))
+    match std::env::var_os("INTERSTATE_TEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_interstate")),
+    }
 }
 
 pub fn probe_bin() -> PathBuf {
@@ -50,7 +56,8 @@ pub fn probe_bin() -> PathBuf {
         .filter_map(|e| e.ok())
         .filter_map(|e| Some((mtime(&e.path())?, e.path())))
         .max();
-    if let (Some(built), Some((edited, source))) = (mtime(&probe), newest) {
+    let other_build = std::env::var_os("INTERSTATE_TEST_BIN").is_some();
+    if let (Some(built), Some((edited, source)), false) = (mtime(&probe), newest, other_build) {
         assert!(
             built >= edited,
             "the test helper {} is older than {}: {HOW}",

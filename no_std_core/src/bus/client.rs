@@ -11,6 +11,8 @@
 
 use crate::bus::direct::{DirectPeers, RingRefusal};
 use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered};
+use crate::bus::credit::Credit;
+use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered, ENTRY_HEADER};
 use crate::bus::policy::{
     registration_answer, AckTimer, Grace, RegisterRetry, Registration, FORGET_DEPARTED_MS,
     RESEND_WITHIN, SWEEP_EVERY,
@@ -223,6 +225,8 @@ struct IdState {
 pub struct Client<B, P, O, const R: usize> {
     endpoint: Endpoint,
     outstanding: Outstanding<B>,
+    /// How much of `outstanding` may be in flight now (sized by the messages' sojourn).
+    credit: Credit,
     received: Received<P, O>,
     ids: heapless::FnvIndexMap<IdKey, IdState, R>,
     /// Every id in `ids` is registered: messages need no per-sender check.
@@ -264,8 +268,10 @@ where
     /// caller's storage: `outstanding` bytes for unacknowledged messages, and the duplicate
     /// filter's `pairs` and `owners` slots (all `Default`).
     pub fn new(config: EndpointConfig, now: Instant, outstanding: B, pairs: P, owners: O) -> Self {
+        let capacity = outstanding.as_ref().len();
         Client {
             endpoint: Endpoint::new(config, now),
+            credit: Credit::new(capacity),
             outstanding: Outstanding::new(outstanding),
             received: Received::new(pairs, owners),
             ids: heapless::FnvIndexMap::new(),
@@ -300,6 +306,10 @@ where
     /// The outstanding buffer.
     pub fn outstanding(&self) -> &Outstanding<B> {
         &self.outstanding
+    }
+    /// The sender's credit: how many bytes may be in flight now ([`crate::bus::credit`]).
+    pub fn credit(&self) -> &Credit {
+        &self.credit
     }
     /// The outstanding buffer, for the host's own failure reports.
     pub fn outstanding_mut(&mut self) -> &mut Outstanding<B> {
@@ -667,15 +677,43 @@ where
         self.received.accept(d.to, d.from, d.seq, handed)
     }
 
-    /// Takes a message from one of this process's machines to another process: encoded once,
-    /// into the outstanding buffer, where it waits to be written ([`Client::transmit`]) and
-    /// then for its acknowledgement. `max_frame`: the largest frame body the bus allows.
-    pub fn send(&mut self, d: &Deliver<'_>, max_frame: u32) -> Result<(), SendRefused> {
-        if d.body_len() > max_frame as usize {
+    /// Takes a message from one of this process's machines to another process at `now`:
+    /// encoded once, into the outstanding buffer, where it waits to be written
+    /// ([`Client::transmit`]) and then for its acknowledgement. `max_frame`: the largest
+    /// frame body the bus allows.
+    ///
+    /// While the link is up, what is in flight is also bounded by the sender's
+    /// [`Credit`]: when its messages' sojourn has stood above the target, new ones are
+    /// refused as [`SendRefused::Full`] (backpressure) until acknowledgements free room.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        d: &Deliver<'_>,
+        max_frame: u32,
+    ) -> Result<(), SendRefused> {
+        let len = d.body_len();
+        if len > max_frame as usize {
             return Err(SendRefused::Failed(FailReason::TooLarge));
         }
+        if self.endpoint.is_ready() {
+            let o = &self.outstanding;
+            let oldest = (!o.is_empty()).then(|| self.credit.age_of(o.released(), now));
+            if !self.credit.admits(
+                now,
+                o.bytes_held(),
+                ENTRY_HEADER + len,
+                oldest,
+                o.released(),
+            ) {
+                return Err(SendRefused::Full);
+            }
+        }
+        let number = self.outstanding.taken();
         match self.outstanding.push_deliver(d, false) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.credit.taken(number, now);
+                Ok(())
+            }
             Err(NoRoom) if self.endpoint.is_ready() => Err(SendRefused::Full),
             // Not connected and no room to keep it until the link is back.
             Err(NoRoom) => Err(SendRefused::Failed(FailReason::Disconnected)),

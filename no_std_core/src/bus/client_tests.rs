@@ -195,7 +195,7 @@ fn ending_the_grace_sends_to_an_absent_machine_at_once() {
         seq: 1,
         correlation: Default::default(),
     };
-    c.send(&d, 65536).unwrap();
+    c.send(Instant::ZERO, &d, 65536).unwrap();
     let mut bodies = Bodies(0);
     c.transmit(Instant::ZERO, &|_| false, &mut bodies);
     assert_eq!(bodies.0, 0, "held during the grace");

@@ -5,6 +5,8 @@
 //!   acknowledges it, and sends it again after a reconnect;
 //! - [`received`]: the receiver drops duplicates by sequence number, per sender process,
 //!   and owes acknowledgements only for what the application has;
+//! - [`credit`]: how much a sender may have in flight, cut when its messages' sojourn
+//!   stands above a target (backpressure before latency grows);
 //! - [`policy`]: the timing rules: acknowledgement batching, the grace after a reconnect,
 //!   registration retries, how long departed senders are remembered;
 //! - [`direct`]: direct peer rings between two clients: which way a message goes, what a
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod direct;
+pub mod credit;
 pub mod outstanding;
 pub mod policy;
 pub mod received;

@@ -65,6 +65,7 @@ pub struct Mark {
     tail: usize,
     first_unsent: usize,
     entries: usize,
+    taken: u64,
 }
 
 /// A message that will not be delivered, for reporting to its sender. Its strings borrow
@@ -94,6 +95,10 @@ pub struct Outstanding<B> {
     fail_hint: usize,
     /// Entries `fail_one` and `ack` looked at (what the linear-work tests count).
     examined: usize,
+    /// Messages ever taken, and ever released from the head (acknowledged or failed): the
+    /// oldest message held is number `released` (see [`crate::bus::credit`]).
+    taken: u64,
+    released: u64,
 }
 
 /// (offset, length) of a string inside a frame body.
@@ -163,6 +168,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             entries: 0,
             fail_hint: 0,
             examined: 0,
+            taken: 0,
+            released: 0,
         }
     }
 
@@ -221,6 +228,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
     /// Whether unsent messages wait.
     pub fn has_unsent(&self) -> bool {
         self.first_unsent < self.tail
+    }
+    /// How many messages were ever taken (the number the next one gets, counting from 0).
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+    /// How many messages were ever released (acknowledged or failed, and passed by the
+    /// head): the number of the oldest message held, if any is.
+    pub fn released(&self) -> u64 {
+        self.released
     }
     /// Bytes held, headers and padding included (at most the buffer's size).
     pub fn bytes_held(&self) -> usize {
@@ -286,6 +302,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             self.first_unsent = self.tail;
         }
         self.entries += 1;
+        self.taken += 1;
         Ok(())
     }
 
@@ -324,6 +341,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             tail: self.tail,
             first_unsent: self.first_unsent,
             entries: self.entries,
+            taken: self.taken,
         }
     }
 
@@ -334,6 +352,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             self.tail = mark.tail;
             self.first_unsent = mark.first_unsent.min(self.tail);
             self.entries = mark.entries;
+            self.taken = mark.taken;
             if self.head == self.tail {
                 self.head = 0;
                 self.tail = 0;
@@ -498,6 +517,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             }
             if state == ACKED {
                 self.entries -= 1;
+            }
+            if state != PAD {
+                self.released += 1;
             }
             self.head += size;
             if self.first_unsent < self.head {

@@ -51,6 +51,15 @@ impl Sim {
             if *at > now {
                 break;
             }
+            if let Some(rate) = pr.reads_per_ms {
+                if pr.read_in.0 != now {
+                    pr.read_in = (now, 0);
+                }
+                if pr.read_in.1 >= rate {
+                    break;
+                }
+                pr.read_in.1 += 1;
+            }
             let (_, body) = self.conns[c].down.pop_front().expect("a frame");
             self.conns[c].down_bytes -= body.len();
             turn.moved = true;
@@ -520,7 +529,7 @@ fn fan_out(
             seq,
             correlation: Default::default(),
         };
-        let direct = match pr.client.send(&d, pr.max_frame) {
+        let direct = match pr.client.send(now, &d, pr.max_frame) {
             Ok(()) => None,
             Err(SendRefused::Full) => return false,
             Err(SendRefused::Failed(reason)) => Some(reason),
@@ -600,7 +609,7 @@ fn pump(
             seq,
             correlation,
         };
-        let direct = match pr.client.send(&d, pr.max_frame) {
+        let direct = match pr.client.send(now, &d, pr.max_frame) {
             Ok(()) => None,
             // Backpressure: it waits in the outbox until acknowledgements free room.
             Err(SendRefused::Full) => {

@@ -363,6 +363,11 @@ pub struct Process {
     /// It moves outstanding messages onto its link after every frame it reads, not once a
     /// turn (a host may transmit between two frames of one read).
     pub transmit_each_frame: bool,
+    /// It reads at most this many frames from its link per millisecond (a slow receiver:
+    /// what it cannot read waits in the hub's queue for it).
+    pub reads_per_ms: Option<usize>,
+    /// Frames read in the current millisecond: (that millisecond, how many).
+    pub(crate) read_in: (Instant, usize),
     max_frame: u32,
     /// The bus's subscriptions as this process knows them, and its own.
     pub topics: SimTopics,
@@ -487,6 +492,8 @@ impl Sim {
             frozen: false,
             ack_unread_when_blocked: false,
             transmit_each_frame: false,
+            reads_per_ms: None,
+            read_in: (Instant::ZERO, 0),
             max_frame: interstate_core::wire::DEFAULT_MAX_FRAME,
             topics: TopicMirror::new(vec![Subscription::EMPTY; 64], vec![Subscription::EMPTY; 16]),
             fanout: 0,

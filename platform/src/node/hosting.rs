@@ -947,7 +947,7 @@ fn route_remote(
             .push(Failure::found(d.from, d.to, d.event, d.seq, reason).correlated(d.correlation));
     };
     match side {
-        Side::Client(c) => match c.client.send(d, config.max_frame) {
+        Side::Client(c) => match c.client.send(now, d, config.max_frame) {
             Ok(()) => {
                 stats.sent = 1;
                 stats.copies = 1;
