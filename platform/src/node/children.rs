@@ -79,6 +79,11 @@ impl Node {
     }
 
     fn child_change(&mut self, i: usize, c: ChildChange<'static>, deferred: &mut Deferred) {
+        // The parent's timers armed before this change go before what the child arms.
+        let t = &self.local.machines[i].timers;
+        let point = (t.msgs_base + c.after_messages, t.changes_made);
+        self.local.note_timers(i, Some(point));
+        self.local.machines[i].timers.changes_made += 1;
         let mut id = heapless::String::<MAX_CHILD_ID>::new();
         if write_child_id(&self.local.machines[i].id, c.invocation.id, &mut id).is_err() {
             if c.kind == ChildChangeKind::Start {
@@ -260,6 +265,7 @@ impl Node {
         self.local.live_children += 1;
         let now = self.turn_now;
         let started = self.start_first_step(idx, now, init, deferred);
+        self.local.note_timers_after_step(idx);
         let registered = match started {
             Ok(()) => self.register_on_bus_now(&id),
             Err(e) => Err(e.into()),
