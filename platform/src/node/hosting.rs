@@ -734,6 +734,11 @@ impl Node {
                                 .correlated(m.correlation),
                         );
                         Routed::Sent
+                    } else if let Some(k) = self.entry_start_for(i, to, done) {
+                        // Sent by the entry actions of the state that invokes `to`: the child
+                        // that state starts takes it, after its start.
+                        start_first = Some(k);
+                        Routed::Full
                     } else if self.local.hosts(to) {
                         buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());
