@@ -31,6 +31,10 @@ use crate::node::{ENV_INPUT, ENV_MACHINE_ID, MAX_RESULT};
 
 /// The environment variable naming the supervisor's port (set in every supervised child).
 pub const ENV_SUPERVISOR: &str = "INTERSTATE_SUPERVISOR";
+/// The environment variable naming a supervised process (its manifest name; an asked-for
+/// child's is its machine id), set in every supervised child: a node names it in its start
+/// requests, so that the child it asks for gets that process's environment.
+pub const ENV_PROCESS: &str = "INTERSTATE_PROCESS";
 /// The supervisor's port for asked-for children.
 pub const SUPERVISOR_PORT: &str = "interstate.supervisor";
 /// A node asks for a child process.
@@ -50,6 +54,9 @@ pub(super) struct Asked {
     pub(super) reference: u64,
     /// The result pipe's read end, while it runs.
     pub(super) result: Option<OwnedFd>,
+    /// Its exit was answered: the slot is free for the next asked-for child, and no longer
+    /// listed.
+    pub(super) answered: bool,
 }
 
 /// A start request, parsed.
@@ -61,6 +68,8 @@ struct StartRequest {
     args: Vec<String>,
     input: Option<String>,
     cwd: Option<String>,
+    /// The asking node's process ([`ENV_PROCESS`]), whose environment the child gets.
+    process: Option<String>,
 }
 
 fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
@@ -93,6 +102,7 @@ fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
         Some(_) => return Err("'input' is not a string".into()),
     };
     let cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+    let process = v.get("process").and_then(Value::as_str).map(str::to_string);
     Ok(StartRequest {
         reference,
         id: text("id")?,
@@ -101,6 +111,7 @@ fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
         args,
         input,
         cwd,
+        process,
     })
 }
 
@@ -208,14 +219,43 @@ impl Supervisor {
             parent: r.parent,
             reference: r.reference,
             result: None,
+            answered: false,
         };
         if self.phase != super::Phase::Running {
             let payload = exit_payload(r.reference, None, None, "the app is stopping", None);
             self.answer(&asked, &payload);
             return;
         }
-        let mut spec = ChildSpec::new(&r.id, &r.program)
-            .args(r.args)
+        let mut spec = ChildSpec::new(&r.id, &r.program).args(r.args);
+        // The environment its parent's process was given (the manifest's `env` of that
+        // process, or of the process that asked for it in turn), as a node spawning the child
+        // itself would pass its own on.
+        let parent = r.process.as_deref().and_then(|name| {
+            let named =
+                |s: &&Slot| s.spec.name == name && !s.asked.as_ref().is_some_and(|a| a.answered);
+            let mut slots = self.slots.iter();
+            slots
+                .clone()
+                .find(|s| named(s) && s.running.is_some())
+                .or_else(|| slots.find(named))
+        });
+        if let Some(parent) = parent {
+            let own = [
+                ENV_MACHINE_ID,
+                ENV_INPUT,
+                crate::node::ENV_RESULT_FD,
+                ENV_PROCESS,
+            ];
+            spec.env.extend(
+                parent
+                    .spec
+                    .env
+                    .iter()
+                    .filter(|(k, _)| !own.iter().any(|o| k == o))
+                    .cloned(),
+            );
+        }
+        let mut spec = spec
             .env(ENV_MACHINE_ID, &r.id)
             .restart(Restart::Never)
             // (Its parent waits for its id itself; a plain program never registers one.)
@@ -226,10 +266,13 @@ impl Supervisor {
         }
         let now = Instant::now();
         let slot = Slot::new(spec, now, Some(asked));
+        // The slot of an asked-for child whose exit was answered is free: the next one takes
+        // it, whatever its name, so that the table holds no more slots than children ever
+        // ran at once (an app may invoke thousands of short jobs).
         let reuse = self
             .slots
             .iter()
-            .position(|s| s.asked.is_some() && s.spec.name == r.id && s.running.is_none());
+            .position(|s| s.running.is_none() && s.asked.as_ref().is_some_and(|a| a.answered));
         match reuse {
             Some(i) => {
                 let old = std::mem::replace(&mut self.slots[i], slot);
@@ -283,7 +326,9 @@ impl Supervisor {
         };
         let payload = exit_payload(asked.reference, pid, exit, &message, output.as_deref());
         self.answer(&asked, &payload);
-        // The slot stays, to be listed, and marks it as asked for.
+        // The slot stays, free for the next asked-for child (its pipes' and notification
+        // socket's tokens are the slot's), and is no longer listed.
+        asked.answered = true;
         self.slots[i].asked = Some(asked);
     }
 

@@ -69,7 +69,9 @@ mod process;
 mod run;
 mod status;
 
-pub use asked::{ENV_SUPERVISOR, EXIT_EVENT, START_EVENT, STOP_EVENT, SUPERVISOR_PORT};
+pub use asked::{
+    ENV_PROCESS, ENV_SUPERVISOR, EXIT_EVENT, START_EVENT, STOP_EVENT, SUPERVISOR_PORT,
+};
 pub use pidfile::{pid_file, run_dir, running_supervisor, stop_running};
 pub use policy::backoff;
 use policy::{Policy, Stop};

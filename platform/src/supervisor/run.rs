@@ -74,10 +74,13 @@ impl Supervisor {
         self.policy.config()
     }
 
-    /// Every child's status, in the order given.
+    /// Every child's status, in the order given: the manifest's, and the children nodes
+    /// asked for that run or whose exit is not answered yet (one that ended and was
+    /// reported to its node is gone).
     pub fn children(&self) -> Vec<ChildStatus> {
         self.slots
             .iter()
+            .filter(|s| !s.asked.as_ref().is_some_and(|a| a.answered))
             .map(|s| ChildStatus {
                 name: s.spec.name.clone(),
                 state: s.state.clone(),
