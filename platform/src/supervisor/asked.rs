@@ -25,6 +25,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use interstate_core::supervision::{AskedChildren, Refusal};
+
 use super::policy::StopReason;
 use super::{ChildSpec, ChildState, Exit, Readiness, Restart, Slot, Supervisor, SupervisorEvent};
 use crate::node::{ENV_INPUT, ENV_MACHINE_ID, MAX_RESULT};
@@ -44,19 +46,18 @@ pub const STOP_EVENT: &str = "interstate.child.stop";
 /// A child process asked for ended (or could not start).
 pub const EXIT_EVENT: &str = "interstate.child.exit";
 
-/// Who asked for a child, and what is needed to answer.
+/// The most children nodes may have asked for that run at once (or whose exits are not
+/// answered yet); a start beyond it is answered at once with an exit that never ran.
+pub const MAX_ASKED: usize = 1024;
+
+/// Who asked for which child, and whom each exit answers: the core's rules, keyed by slot.
+pub(super) type AskedTable = AskedChildren<MAX_ASKED>;
+
+/// What an asked-for child's slot holds beside its spec (who asked is in the
+/// [`AskedTable`], by the slot's index).
 pub(super) struct Asked {
-    /// The asking port.
-    pub(super) requester: String,
-    /// The machine whose `invoke` it is.
-    pub(super) parent: String,
-    /// The requester's reference for it, echoed in its exit.
-    pub(super) reference: u64,
     /// The result pipe's read end, while it runs.
     pub(super) result: Option<OwnedFd>,
-    /// Its exit was answered: the slot is free for the next asked-for child, and no longer
-    /// listed.
-    pub(super) answered: bool,
 }
 
 /// A start request, parsed.
@@ -174,13 +175,10 @@ impl Supervisor {
                     let reference = serde_json::from_slice::<Value>(&m.payload)
                         .ok()
                         .and_then(|v| v.get("ref").and_then(Value::as_u64));
-                    let i = self.slots.iter().position(|s| {
-                        s.asked.as_ref().is_some_and(|a| {
-                            a.requester == m.from && Some(a.reference) == reference
-                        })
-                    });
-                    if let Some(i) = i {
-                        self.stop_asked(i);
+                    // Only the requester's own child, by its reference.
+                    let key = reference.and_then(|r| self.asked.stop(&m.from, r));
+                    if let Some(key) = key {
+                        self.stop_asked(key as usize);
                     }
                 }
                 other => self.emit(SupervisorEvent::Log(format!(
@@ -214,30 +212,43 @@ impl Supervisor {
 
     /// Adds (or reuses) the slot of an asked-for child; the next tick starts it.
     fn add_asked(&mut self, requester: &str, r: StartRequest) {
-        let asked = Asked {
-            requester: requester.to_string(),
-            parent: r.parent,
-            reference: r.reference,
-            result: None,
-            answered: false,
-        };
         if self.phase != super::Phase::Running {
             let payload = exit_payload(r.reference, None, None, "the app is stopping", None);
-            self.answer(&asked, &payload);
+            self.answer(requester, &payload);
             return;
+        }
+        match self.asked.admit(requester, r.reference) {
+            Ok(()) => {}
+            Err(Refusal::Repeated) => {
+                self.emit(SupervisorEvent::Log(format!(
+                    "{START_EVENT} from '{requester}' for '{}' ignored: {}",
+                    r.id,
+                    Refusal::Repeated
+                )));
+                return;
+            }
+            Err(why) => {
+                let why = format!("child process '{}' not started: {why}", r.id);
+                self.emit(SupervisorEvent::Log(why.clone()));
+                let payload = exit_payload(r.reference, None, None, &why, None);
+                self.answer(requester, &payload);
+                return;
+            }
         }
         let mut spec = ChildSpec::new(&r.id, &r.program).args(r.args);
         // The environment its parent's process was given (the manifest's `env` of that
         // process, or of the process that asked for it in turn), as a node spawning the child
         // itself would pass its own on.
         let parent = r.process.as_deref().and_then(|name| {
+            let asked = &self.asked;
             let named =
-                |s: &&Slot| s.spec.name == name && !s.asked.as_ref().is_some_and(|a| a.answered);
-            let mut slots = self.slots.iter();
+                |&(i, s): &(usize, &Slot)| s.spec.name == name && !asked.is_answered(i as u32);
+            let mut slots = self.slots.iter().enumerate();
             slots
                 .clone()
-                .find(|s| named(s) && s.running.is_some())
+                .find(|e| named(e) && e.1.running.is_some())
                 .or_else(|| slots.find(named))
+                .map(|(_, s)| s)
         });
         if let Some(parent) = parent {
             let own = [
@@ -265,46 +276,54 @@ impl Supervisor {
             spec = spec.env(ENV_INPUT, input);
         }
         let now = Instant::now();
-        let slot = Slot::new(spec, now, Some(asked));
+        let slot = Slot::new(spec, now, Some(Asked { result: None }));
         // The slot of an asked-for child whose exit was answered is free: the next one takes
         // it, whatever its name, so that the table holds no more slots than children ever
         // ran at once (an app may invoke thousands of short jobs).
-        let reuse = self
-            .slots
-            .iter()
-            .position(|s| s.running.is_none() && s.asked.as_ref().is_some_and(|a| a.answered));
-        match reuse {
+        let i = match self.asked.free_key().map(|k| k as usize) {
             Some(i) => {
                 let old = std::mem::replace(&mut self.slots[i], slot);
                 // Its pipes and notification socket go on (their tokens are the slot's).
                 self.slots[i].pipes = old.pipes;
                 self.slots[i].notify = old.notify;
                 self.slots[i].started_once = old.started_once;
+                i
             }
             None => {
                 self.slots.push(slot);
                 self.policy.add_child();
+                self.slots.len() - 1
             }
+        };
+        if let Err(e) = self
+            .asked
+            .start(i as u32, requester, r.reference, &r.parent)
+        {
+            // (Admitted above; an id too long for the table is refused here.)
+            self.slots[i].state = ChildState::Failed(e.to_string());
+            let payload = exit_payload(r.reference, None, None, &e.to_string(), None);
+            self.answer(requester, &payload);
         }
     }
 
     /// Sends `payload` as [`EXIT_EVENT`] to whoever asked.
-    pub(super) fn answer(&mut self, asked: &Asked, payload: &[u8]) {
+    pub(super) fn answer(&mut self, requester: &str, payload: &[u8]) {
         let Some(port) = self.port.clone() else {
             return;
         };
         if let Err(e) = self
             .node
-            .send_from_port(&port, &asked.requester, EXIT_EVENT, payload)
+            .send_from_port(&port, requester, EXIT_EVENT, payload)
         {
             self.emit(SupervisorEvent::Log(format!(
-                "telling '{}' of its child's exit: {e}",
-                asked.requester
+                "telling '{requester}' of its child's exit: {e}"
             )));
         }
     }
 
-    /// Child `i`, asked for, ended with `exit` (or could not start: `exit` is `None`).
+    /// Child `i`, asked for, ended with `exit` (or could not start: `exit` is `None`): its
+    /// exit is answered, once; the slot is then free for the next asked-for child (its
+    /// pipes' and notification socket's tokens are the slot's) and no longer listed.
     pub(super) fn asked_ended(
         &mut self,
         i: usize,
@@ -312,51 +331,48 @@ impl Supervisor {
         exit: Option<Exit>,
         why: &str,
     ) {
-        let Some(mut asked) = self.slots[i].asked.take() else {
+        let Some(answer) = self.asked.ended(i as u32) else {
             return;
         };
-        let output = match (&asked.result, exit) {
+        let (requester, reference) = (answer.requester.to_string(), answer.reference);
+        let result = self.slots[i].asked.as_mut().and_then(|a| a.result.take());
+        let output = match (&result, exit) {
             (Some(fd), Some(Exit::Code(0))) => Some(read_result(fd)),
             _ => None,
         };
-        asked.result = None;
         let message = match exit {
             Some(e) => format!("child process '{}' ended with {e}", self.slots[i].spec.name),
             None => why.to_string(),
         };
-        let payload = exit_payload(asked.reference, pid, exit, &message, output.as_deref());
-        self.answer(&asked, &payload);
-        // The slot stays, free for the next asked-for child (its pipes' and notification
-        // socket's tokens are the slot's), and is no longer listed.
-        asked.answered = true;
-        self.slots[i].asked = Some(asked);
+        let payload = exit_payload(reference, pid, exit, &message, output.as_deref());
+        self.answer(&requester, &payload);
     }
 
     /// Stops asked-for children whose requester or parent machine left the bus.
     pub(super) fn stop_orphans(&mut self) {
-        if !self
-            .slots
-            .iter()
-            .any(|s| s.asked.is_some() && s.running.is_some())
-        {
+        if self.asked.live_count() == 0 {
             return;
         }
         // (The supervisor's node may serve the bus: this runs every loop turn, so the
         // registry is looked into, not copied.)
-        for i in 0..self.slots.len() {
-            let s = &self.slots[i];
-            let gone = |id: &str| !self.node.is_registered(id);
-            let orphan = s
-                .asked
-                .as_ref()
-                .is_some_and(|a| gone(&a.requester) || gone(&a.parent));
-            if orphan && s.running.as_ref().is_some_and(|r| r.stop.is_none()) {
-                let name = s.spec.name.clone();
-                self.emit(SupervisorEvent::Log(format!(
-                    "{name}: whoever asked for it left the bus; stopping it"
-                )));
-                self.terminate(i, StopReason::App);
-            }
+        let node = &self.node;
+        let orphans: Vec<usize> = self
+            .asked
+            .orphans(|id| node.is_registered(id))
+            .map(|k| k as usize)
+            .filter(|&i| {
+                self.slots[i]
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.stop.is_none())
+            })
+            .collect();
+        for i in orphans {
+            let name = self.slots[i].spec.name.clone();
+            self.emit(SupervisorEvent::Log(format!(
+                "{name}: whoever asked for it left the bus; stopping it"
+            )));
+            self.terminate(i, StopReason::App);
         }
     }
 }

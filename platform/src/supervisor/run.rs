@@ -61,6 +61,7 @@ impl Supervisor {
             pid_file,
             tokens: Vec::new(),
             port,
+            asked: Box::default(),
         })
     }
 
@@ -80,8 +81,9 @@ impl Supervisor {
     pub fn children(&self) -> Vec<ChildStatus> {
         self.slots
             .iter()
-            .filter(|s| !s.asked.as_ref().is_some_and(|a| a.answered))
-            .map(|s| ChildStatus {
+            .enumerate()
+            .filter(|&(i, _)| !self.asked.is_answered(i as u32))
+            .map(|(_, s)| ChildStatus {
                 name: s.spec.name.clone(),
                 state: s.state.clone(),
                 pid: s.running.as_ref().map(|r| r.pid),
