@@ -110,8 +110,12 @@ impl<const N: usize> AskedChildren<N> {
         self.live().count()
     }
 
-    /// Whether a start from `requester` with `reference` would be admitted.
-    pub fn admit(&self, requester: &str, reference: u64) -> Result<(), Refusal> {
+    /// Whether a start from `requester` with `reference`, for the machine `parent`, would be
+    /// admitted.
+    pub fn admit(&self, requester: &str, reference: u64, parent: &str) -> Result<(), Refusal> {
+        if requester.len() > MAX_MACHINE_ID || parent.len() > MAX_MACHINE_ID {
+            return Err(Refusal::IdTooLong);
+        }
         if self
             .live()
             .any(|e| e.requester == requester && e.reference == reference)
@@ -141,7 +145,7 @@ impl<const N: usize> AskedChildren<N> {
         reference: u64,
         parent: &str,
     ) -> Result<(), Refusal> {
-        self.admit(requester, reference)?;
+        self.admit(requester, reference, parent)?;
         let mut entry = Entry {
             key,
             requester: String::new(),

@@ -88,7 +88,7 @@ impl Exchange {
             let (from, msg) = self.meaning[&n].clone();
             let parent = from.replace("asker", "parent");
             match msg {
-                Msg::Start(r) => match self.table.admit(&from, r) {
+                Msg::Start(r) => match self.table.admit(&from, r, &parent) {
                     Ok(()) => {
                         let key = self.table.free_key().unwrap_or_else(|| {
                             self.keys_made += 1;

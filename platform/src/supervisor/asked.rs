@@ -217,7 +217,7 @@ impl Supervisor {
             self.answer(requester, &payload);
             return;
         }
-        match self.asked.admit(requester, r.reference) {
+        match self.asked.admit(requester, r.reference, &r.parent) {
             Ok(()) => {}
             Err(Refusal::Repeated) => {
                 self.emit(SupervisorEvent::Log(format!(
@@ -295,15 +295,10 @@ impl Supervisor {
                 self.slots.len() - 1
             }
         };
-        if let Err(e) = self
+        // (Admitted above: it is taken.)
+        let _ = self
             .asked
-            .start(i as u32, requester, r.reference, &r.parent)
-        {
-            // (Admitted above; an id too long for the table is refused here.)
-            self.slots[i].state = ChildState::Failed(e.to_string());
-            let payload = exit_payload(r.reference, None, None, &e.to_string(), None);
-            self.answer(requester, &payload);
-        }
+            .start(i as u32, requester, r.reference, &r.parent);
     }
 
     /// Sends `payload` as [`EXIT_EVENT`] to whoever asked.
