@@ -4,8 +4,8 @@
 //! supervisor's (listed in its output, its parent process is `up`), registered as
 //! `runner/job`; SIGKILL is the parent's `xstate.error.actor.job`; leaving the invoking state
 //! stops it, and so does its parent's process dying; `interstate down` stops it with the
-//! app. Every child is looked for in /proc
-//! until it is gone.
+//! app; the child gets the environment the manifest gives its parent's process. Every child
+//! is looked for in /proc until it is gone.
 
 mod support;
 
@@ -219,10 +219,12 @@ fn under_up_a_childs_output_and_a_failed_start_reach_the_parent() {
     let mut bus = Bus::new("ipsupout");
     let fwd = bus.write("fwd.json", FORWARDER);
     let collector = bus.write("collector.json", COLLECTOR);
-    // Echoes its input back as its output.
+    // Echoes its input back as its output, with what its parent's process was given by the
+    // manifest (`GREETING`, which `up` itself does not have).
     let ok = bus.write(
         "ok.sh",
-        "printf '%s' \"$INTERSTATE_INPUT\" > /proc/self/fd/$INTERSTATE_RESULT_FD\n",
+        "printf '{\"input\":%s,\"greeting\":\"%s\"}' \"$INTERSTATE_INPUT\" \"$GREETING\" \
+         > /proc/self/fd/$INTERSTATE_RESULT_FD\n",
     );
     let bin = interstate_bin();
     let bin = bin.to_str().unwrap();
@@ -230,7 +232,7 @@ fn under_up_a_childs_output_and_a_failed_start_reach_the_parent() {
         let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
         format!(
             "[[process]]\nname = {name:?}\ncommand = {bin:?}\nargs = [{}]\nprovides = \
-             [{name:?}]\n",
+             [{name:?}]\nenv = {{ GREETING = \"hello from {name}\" }}\n",
             args.join(", ")
         )
     };
@@ -293,7 +295,11 @@ fn under_up_a_childs_output_and_a_failed_start_reach_the_parent() {
     let list = collected(&bus, mon);
     let result = list.iter().find(|v| v["event"] == "RESULT").unwrap();
     assert_eq!(result["from"], "runner-ok", "{result}");
-    assert_eq!(result["data"], serde_json::json!({"job": true}), "{result}");
+    assert_eq!(
+        result["data"],
+        serde_json::json!({"input": {"job": true}, "greeting": "hello from runner-ok"}),
+        "{result}"
+    );
     let failed = list.iter().find(|v| v["event"] == "FAILED").unwrap();
     assert_eq!(failed["from"], "runner-bad", "{failed}");
     let message = failed["data"]["message"].as_str().unwrap_or("");

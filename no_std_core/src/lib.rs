@@ -25,6 +25,9 @@
 //! - [`bus`]: the rest of a client's side of the protocol: the outstanding buffer and its
 //!   retransmission, duplicate suppression, the acknowledgement policy, registration retry,
 //!   and [`bus::Client`], all of it as one state machine.
+//! - [`supervision`]: the rules of the exchange between a node and the supervisor that runs
+//!   the processes its machines invoke (which exit answers which start, what a stop may
+//!   stop, what a requester's departure does), on the supervisor's side.
 //! - [`serial`]: the same frames over a bare byte stream (COBS framing, a CRC per frame), and
 //!   [`serial::DeviceLink`], the device side of a serial link to the bus.
 //!
@@ -68,6 +71,7 @@ pub mod mqtt;
 pub mod request;
 pub mod serial;
 pub mod set;
+pub mod supervision;
 pub mod time;
 pub mod topic;
 pub mod wire;

@@ -40,6 +40,10 @@ pub(super) struct ChildOf {
     /// The src it runs (whose binding knows its `output`).
     pub(super) src: String,
     pub(super) actors: Rc<Actors>,
+    /// A second child of the same id took its place (its state was entered again through
+    /// history, without an exit): it runs on, reachable by no one, its id (still on the bus,
+    /// for the new child) no longer its own.
+    pub(super) unnamed: bool,
 }
 
 /// A live service.
@@ -79,6 +83,11 @@ impl Node {
     }
 
     fn child_change(&mut self, i: usize, c: ChildChange<'static>, deferred: &mut Deferred) {
+        // The parent's timers armed before this change go before what the child arms.
+        let t = &self.local.machines[i].timers;
+        let point = (t.msgs_base + c.after_messages, t.changes_made);
+        self.local.note_timers(i, Some(point));
+        self.local.machines[i].timers.changes_made += 1;
         let mut id = heapless::String::<MAX_CHILD_ID>::new();
         if write_child_id(&self.local.machines[i].id, c.invocation.id, &mut id).is_err() {
             if c.kind == ChildChangeKind::Start {
@@ -98,6 +107,22 @@ impl Node {
                 if let Some(k) = early.iter().position(|e| e.as_str() == id.as_str()) {
                     early.remove(k);
                     return;
+                }
+                // A child of that id runs still: its state was entered again without an
+                // exit (a history quirk). XState starts a second one and the first runs on,
+                // unnamed.
+                let old = self.local.by_id.get(id.as_str()).copied().filter(|&k| {
+                    let parent = &self.local.machines[i].id;
+                    self.local.machines[k]
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| &c.parent == parent && !c.unnamed)
+                });
+                if let Some(k) = old {
+                    self.local.by_id.remove(id.as_str());
+                    if let Some(c) = self.local.machines[k].child.as_mut() {
+                        c.unnamed = true;
+                    }
                 }
                 if let Err(message) = self.start_child(i, &id, c.invocation, deferred) {
                     self.failed_start(i, c.invocation, &message, deferred);
@@ -143,6 +168,7 @@ impl Node {
                     invoke_id: inv.id.to_string(),
                     src: inv.src.to_string(),
                     actors: actors.clone(),
+                    unnamed: false,
                 };
                 drop(actor);
                 let init = super::invoked::child_init_data(inv.input);
@@ -260,7 +286,13 @@ impl Node {
         self.local.live_children += 1;
         let now = self.turn_now;
         let started = self.start_first_step(idx, now, init, deferred);
+        self.local.note_timers_after_step(idx);
+        // An unnamed child of the same id (see `ChildOf::unnamed`) keeps it on the bus.
+        let on_bus = self.local.machines.iter().any(|h| {
+            !h.vacant && h.registered && h.id == id && h.child.as_ref().is_some_and(|c| c.unnamed)
+        });
         let registered = match started {
+            Ok(()) if on_bus => Ok(()),
             Ok(()) => self.register_on_bus_now(&id),
             Err(e) => Err(e.into()),
         };
@@ -302,20 +334,25 @@ impl Node {
 
     /// Stops every child of machine (or service) `parent`.
     pub(super) fn stop_children_of(&mut self, parent: &str, deferred: &mut Deferred) {
-        let mut ids: Vec<String> = self
-            .local
-            .machines
-            .iter()
-            .filter(|h| !h.vacant && h.child.as_ref().is_some_and(|c| c.parent == parent))
-            .map(|h| h.id.clone())
+        // Child machines by their slots (an unnamed one shares its id with the named one).
+        let slots: Vec<usize> = (0..self.local.machines.len())
+            .filter(|&k| {
+                let h = &self.local.machines[k];
+                !h.vacant && h.child.as_ref().is_some_and(|c| c.parent == parent)
+            })
             .collect();
-        ids.extend(
-            self.local
-                .services
-                .iter()
-                .filter(|(_, s)| s.parent == parent)
-                .map(|(id, _)| id.clone()),
-        );
+        for k in slots {
+            if !self.local.machines[k].vacant {
+                self.vacate(k, deferred);
+            }
+        }
+        let ids: Vec<String> = self
+            .local
+            .services
+            .iter()
+            .filter(|(_, s)| s.parent == parent)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             self.stop_child(&id, deferred);
         }
@@ -324,6 +361,22 @@ impl Node {
     /// Takes child machine `i` off the bus and frees its slot.
     fn vacate(&mut self, i: usize, deferred: &mut Deferred) {
         let id = self.local.machines[i].id.clone();
+        let unnamed = self.local.machines[i]
+            .child
+            .as_ref()
+            .is_some_and(|c| c.unnamed);
+        if unnamed {
+            // Its id, its registry entry and its place on the bus are the named child's.
+            let h = &mut self.local.machines[i];
+            h.registered = false;
+            h.stopped = true;
+            h.vacant = true;
+            h.watched = false;
+            let n = h.machine.outbox_len();
+            h.machine.consume_outbox(n);
+            self.local.live_children -= 1;
+            return;
+        }
         self.stop_children_of(&id, deferred);
         // What it sent to other processes goes to the hub before its Unregister (the hub
         // refuses a message from an id no longer registered).
@@ -433,6 +486,34 @@ impl Node {
         let start = loop {
             let c = h.machine.child_change(k)?;
             if c.kind == ChildChangeKind::Start && c.invocation.id == invoke_id {
+                break c;
+            }
+            k += 1;
+        };
+        while h.machine.child_change(k + 1).is_some_and(|c| {
+            c.kind == ChildChangeKind::Start && c.after_messages == start.after_messages
+        }) {
+            k += 1;
+        }
+        Some(k + 1)
+    }
+
+    /// Message `msg` of machine `i`'s outbox, to `to`: when the entry actions of the state
+    /// that invokes the child `to` sent it and that start is not made yet, how many changes
+    /// to make first (as [`pending_start_for`](Self::pending_start_for)). XState resolves
+    /// such a send to the child the start makes (its deferred actor ids), also when a child
+    /// of that id runs still (a state entered again through history, without an exit).
+    pub(super) fn entry_start_for(&self, i: usize, to: &str, msg: usize) -> Option<usize> {
+        let h = &self.local.machines[i];
+        let invoke_id = to.strip_prefix(h.id.as_str())?.strip_prefix('/')?;
+        let mut k = 0;
+        let start = loop {
+            let c = h.machine.child_change(k)?;
+            if c.kind == ChildChangeKind::Start
+                && c.invocation.id == invoke_id
+                && c.entry_messages_from <= msg
+                && msg < c.after_messages
+            {
                 break c;
             }
             k += 1;

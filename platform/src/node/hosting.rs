@@ -8,7 +8,6 @@ use std::time::Duration as StdDuration;
 use interstate_core::bus::client::TimeoutTodo;
 use interstate_core::bus::SendRefused;
 use interstate_core::hub::Handled;
-use interstate_core::machine::Status;
 use interstate_core::wire::{is_reserved_event, Deliver, DeliveryFailed, FailReason};
 use interstate_core::{Behavior, Chart, Correlation, Event, Instant, Target};
 
@@ -335,6 +334,9 @@ impl Node {
             return Err(interstate_core::Error::ReservedEvent.into());
         }
         let now = self.now();
+        // The turn's time for what follows (a child started, a message delivered): timers
+        // armed by this step and by them are due at the same instant, as in XState.
+        self.turn_now = now;
         let Some(&i) = self.local.by_id.get(to) else {
             return Err(PlatformError::BadMachineId { id: to.into() });
         };
@@ -596,48 +598,7 @@ impl Node {
     pub(super) fn fire_timers(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
         self.local.expire_port_requests(now);
-        for i in 0..self.local.machines.len() {
-            if self.local.machines[i].stopped {
-                continue;
-            }
-            let mut guard = 0;
-            // (`stopped` again: a pump below may stop an invoked child, whose timers die.)
-            while !self.local.machines[i].stopped
-                && self.local.machines[i]
-                    .machine
-                    .poll_timeout()
-                    .is_some_and(|t| t <= now)
-                && guard < 1024
-            {
-                guard += 1;
-                let h = &mut self.local.machines[i];
-                match h.machine.handle_timeout(now, &mut *h.behavior) {
-                    Ok(_) => {}
-                    // A delayed send came due with the outbox or its byte space full (its
-                    // messages wait for acknowledgements): it stays due, the machine stays
-                    // active, and the send goes out once there is room.
-                    Err(_) if h.machine.status() == Status::Active => {
-                        self.pump()?;
-                        break;
-                    }
-                    Err(e) => {
-                        let mut deferred = Deferred::default();
-                        h.failed("on a timer", e, &mut deferred);
-                        self.settle(deferred);
-                        break;
-                    }
-                }
-                if h.watched {
-                    let mut deferred = Deferred::default();
-                    deferred.reports.push(h.id.clone());
-                    self.settle(deferred);
-                }
-                let h = &mut self.local.machines[i];
-                if h.machine.outbox_len() > 0 {
-                    self.pump()?;
-                }
-            }
-        }
+        self.fire_machine_timers()?;
         let mut connect = false;
         let mut lost = None;
         match &mut self.side {
@@ -738,6 +699,9 @@ impl Node {
                     // Children start and stop in order with the messages (XState's deferred
                     // actions).
                     moved |= self.child_changes_due(i, done, &mut deferred);
+                    let t = &self.local.machines[i].timers;
+                    let point = (t.msgs_base + done, t.changes_made);
+                    self.local.note_timers(i, Some(point));
                     let h = &self.local.machines[i];
                     let Some(m) = h.machine.outbox_nth(done) else {
                         break;
@@ -770,6 +734,11 @@ impl Node {
                                 .correlated(m.correlation),
                         );
                         Routed::Sent
+                    } else if let Some(k) = self.entry_start_for(i, to, done) {
+                        // Sent by the entry actions of the state that invokes `to`: the child
+                        // that state starts takes it, after its start.
+                        start_first = Some(k);
+                        Routed::Full
                     } else if self.local.hosts(to) {
                         buf.clear();
                         buf.extend_from_slice(h.id.as_bytes());
@@ -864,6 +833,7 @@ impl Node {
                     moved |= self.child_changes_due(i, n, &mut deferred);
                 }
                 self.local.machines[i].machine.consume_outbox(done);
+                self.local.pumped(i, done);
             }
             self.settle(deferred);
             self.transmit();

@@ -65,6 +65,8 @@ pub(super) struct Hosted {
     /// The ids of child charts started before its first step ran (see `first_step`), whose
     /// starts that step reported and the node has not reached yet.
     pub(super) early: Vec<String>,
+    /// Its timers' places in the node's arming order (see `timer_order`).
+    pub(super) timers: super::timer_order::ArmedTimers,
 }
 
 impl Hosted {
@@ -96,6 +98,7 @@ impl Hosted {
             child: None,
             vacant: false,
             early: Vec::new(),
+            timers: Default::default(),
         }
     }
 }
@@ -176,6 +179,8 @@ pub(super) struct Local {
     pub(super) live_children: usize,
     /// Wakes the loop from a blocking service's thread (made with the first service).
     pub(super) waker: Option<std::sync::Arc<mio::Waker>>,
+    /// The node-wide arming order of the machines' timers (see `timer_order`).
+    pub(super) timer_order: super::timer_order::TimerOrder,
 }
 
 impl Local {
@@ -463,6 +468,7 @@ impl Local {
         if let Err(e) = h.machine.send(now, e, &mut *h.behavior) {
             h.failed(&format!("on event '{event}'"), e, deferred);
         }
+        self.note_timers_after_step(i);
         // Journalled after every step (before its event is acknowledged and its sends leave).
         if let Err(e) = self.journal_machine(i, now) {
             deferred.logs.push(format!("the journal failed: {e}"));

@@ -108,6 +108,23 @@ pub trait RunningMachine {
     fn set_child_capacity(&mut self, _capacity: usize) -> Result<(), Error> {
         Ok(())
     }
+    /// The `k`th pending timer as (when due, arming number): see
+    /// [`Machine::pending_timers`]. A node fires timers due at one instant across its
+    /// machines in their arming order (see `timer_order`).
+    fn pending_timer(&self, _k: usize) -> Option<(Instant, u32)> {
+        None
+    }
+    /// See [`Machine::timer_armed_after`].
+    fn timer_armed_after(&self, _seq: u32) -> Option<(usize, usize)> {
+        None
+    }
+    /// See [`Machine::timer_changes`].
+    fn timer_changes(&self) -> u32 {
+        0
+    }
+    /// See [`Machine::clear_outbox`] (called with the outbox empty and every child change
+    /// made: the counters of [`Machine::timer_armed_after`] start over).
+    fn clear_outbox(&mut self) {}
 }
 
 impl<
@@ -214,6 +231,18 @@ impl<
     fn set_child_capacity(&mut self, capacity: usize) -> Result<(), Error> {
         Machine::set_child_capacity(self, capacity)
     }
+    fn pending_timer(&self, k: usize) -> Option<(Instant, u32)> {
+        self.pending_timers().nth(k)
+    }
+    fn timer_armed_after(&self, seq: u32) -> Option<(usize, usize)> {
+        Machine::timer_armed_after(self, seq)
+    }
+    fn timer_changes(&self) -> u32 {
+        Machine::timer_changes(self)
+    }
+    fn clear_outbox(&mut self) {
+        Machine::clear_outbox(self)
+    }
 }
 
 /// A machine whose macrostep was generated for its chart (`interstate compile --native`)
@@ -314,6 +343,18 @@ impl<
     }
     fn pending_requests(&self) -> usize {
         self.machine().pending_requests()
+    }
+    fn pending_timer(&self, k: usize) -> Option<(Instant, u32)> {
+        self.machine().pending_timers().nth(k)
+    }
+    fn timer_armed_after(&self, seq: u32) -> Option<(usize, usize)> {
+        self.machine().timer_armed_after(seq)
+    }
+    fn timer_changes(&self) -> u32 {
+        self.machine().timer_changes()
+    }
+    fn clear_outbox(&mut self) {
+        Self::clear_outbox(self)
     }
 }
 

@@ -49,6 +49,7 @@ mod requests;
 mod spin;
 mod status;
 mod supervised;
+mod timer_order;
 mod topics;
 
 pub use child_process::{ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT};
@@ -536,6 +537,7 @@ impl Node {
                 journal_error: None,
                 services: HashMap::default(),
                 live_children: 0,
+                timer_order: Default::default(),
                 waker: None,
                 port_acks: None,
                 hold_port_acks: false,

@@ -2,17 +2,55 @@
 //! withdraws it (see `crate::mqtt`). Reading one port's messages with the acknowledgement
 //! held back: a gateway acknowledges only once its own client confirms (see
 //! `interstate-grpc`). What a relaying program (the MQTT bridge) needs beside: hearing
-//! when its ports' messages were acknowledged, and refusing a message it had taken.
+//! when its ports' messages were acknowledged, and refusing a message it had taken; sending
+//! from a port without waiting for room.
 
-use interstate_core::wire::{DeliveryFailed, FailReason};
+use interstate_core::wire::{is_reserved_event, Deliver, DeliveryFailed, FailReason};
+use interstate_core::Correlation;
 
 use super::client_side::Sink;
+use super::hosting::Routed;
 use super::hub_side::HubIoImpl;
 use super::local::{Deferred, Failure};
 use super::PortMessage;
 use super::{Node, Side};
 
 impl Node {
+    /// [`Node::send_from_port`] without waiting: one attempt, `Ok(None)` when the bus is full
+    /// (nothing was sent; try again once a loop turn has taken acknowledgements). For a
+    /// caller inside a loop turn, or one that must not block.
+    pub fn try_send_from_port(
+        &mut self,
+        port: &str,
+        to: &str,
+        event: &str,
+        payload: &[u8],
+    ) -> Result<Option<u64>, crate::PlatformError> {
+        if is_reserved_event(event) {
+            return Err(interstate_core::Error::ReservedEvent.into());
+        }
+        let seq = self.next_port_seq(port)?;
+        let mut deferred = Deferred::default();
+        let d = Deliver {
+            from: port,
+            to,
+            event,
+            payload,
+            seq,
+            correlation: Correlation::None,
+        };
+        let routed = self.route(None, d, &mut deferred);
+        self.settle(deferred);
+        if routed == Routed::Sent {
+            return Ok(Some(seq));
+        }
+        // Not sent: the number is the next send's.
+        if let Some(s) = self.local.port_seq.get_mut(port) {
+            *s -= 1;
+        }
+        Ok(None)
+    }
+
     /// The next message for the port `port`, not acknowledged to its sender: the caller
     /// acknowledges it with [`Node::acknowledge_port`] once whoever it relays the message to
     /// has it. One never acknowledged is reported to its sender as not delivered once the

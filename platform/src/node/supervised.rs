@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::child_process::{describe, error_payload, Phase, Supervised};
 use super::{Node, DELIVERY_ERROR_EVENT};
-use crate::supervisor::{ENV_SUPERVISOR, EXIT_EVENT, START_EVENT};
+use crate::supervisor::{ENV_PROCESS, ENV_SUPERVISOR, EXIT_EVENT, START_EVENT};
 
 /// An exit the supervisor reported, parsed.
 struct ExitReport {
@@ -90,6 +90,8 @@ impl Node {
             "input": c.input,
             // (Relative paths in its arguments are this node's.)
             "cwd": std::env::current_dir().ok(),
+            // Whose environment the child gets: this process's, as the manifest gave it.
+            "process": std::env::var(ENV_PROCESS).ok(),
         })
         .to_string()
         .into_bytes();
@@ -129,14 +131,24 @@ impl Node {
         ) else {
             return;
         };
+        // One attempt each, in order: while the link to the hub is full (the bus holds as
+        // much of this process's messages as it may), the requests wait here for the next
+        // turn, as a machine's sends wait in its outbox. (Never `send_from_port`, which would
+        // run loop turns inside this one while it waits.)
         while let Some((event, payload, reference)) = self.child_procs.outgoing.pop_front() {
-            match self.send_from_port(&port, &to, event, &payload) {
-                Ok(seq) => {
+            match self.try_send_from_port(&port, &to, event, &payload) {
+                Ok(Some(seq)) => {
                     if event == START_EVENT {
                         if let Some(s) = self.supervised_mut(reference) {
                             s.start_seq = seq;
                         }
                     }
+                }
+                Ok(None) => {
+                    self.child_procs
+                        .outgoing
+                        .push_front((event, payload, reference));
+                    break;
                 }
                 Err(e) => {
                     let why = format!("asking the supervisor ({to}): {e}");

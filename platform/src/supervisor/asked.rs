@@ -25,12 +25,18 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use interstate_core::supervision::{AskedChildren, Refusal};
+
 use super::policy::StopReason;
 use super::{ChildSpec, ChildState, Exit, Readiness, Restart, Slot, Supervisor, SupervisorEvent};
 use crate::node::{ENV_INPUT, ENV_MACHINE_ID, MAX_RESULT};
 
 /// The environment variable naming the supervisor's port (set in every supervised child).
 pub const ENV_SUPERVISOR: &str = "INTERSTATE_SUPERVISOR";
+/// The environment variable naming a supervised process (its manifest name; an asked-for
+/// child's is its machine id), set in every supervised child: a node names it in its start
+/// requests, so that the child it asks for gets that process's environment.
+pub const ENV_PROCESS: &str = "INTERSTATE_PROCESS";
 /// The supervisor's port for asked-for children.
 pub const SUPERVISOR_PORT: &str = "interstate.supervisor";
 /// A node asks for a child process.
@@ -40,14 +46,16 @@ pub const STOP_EVENT: &str = "interstate.child.stop";
 /// A child process asked for ended (or could not start).
 pub const EXIT_EVENT: &str = "interstate.child.exit";
 
-/// Who asked for a child, and what is needed to answer.
+/// The most children nodes may have asked for that run at once (or whose exits are not
+/// answered yet); a start beyond it is answered at once with an exit that never ran.
+pub const MAX_ASKED: usize = 1024;
+
+/// Who asked for which child, and whom each exit answers: the core's rules, keyed by slot.
+pub(super) type AskedTable = AskedChildren<MAX_ASKED>;
+
+/// What an asked-for child's slot holds beside its spec (who asked is in the
+/// [`AskedTable`], by the slot's index).
 pub(super) struct Asked {
-    /// The asking port.
-    pub(super) requester: String,
-    /// The machine whose `invoke` it is.
-    pub(super) parent: String,
-    /// The requester's reference for it, echoed in its exit.
-    pub(super) reference: u64,
     /// The result pipe's read end, while it runs.
     pub(super) result: Option<OwnedFd>,
 }
@@ -61,6 +69,8 @@ struct StartRequest {
     args: Vec<String>,
     input: Option<String>,
     cwd: Option<String>,
+    /// The asking node's process ([`ENV_PROCESS`]), whose environment the child gets.
+    process: Option<String>,
 }
 
 fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
@@ -93,6 +103,7 @@ fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
         Some(_) => return Err("'input' is not a string".into()),
     };
     let cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+    let process = v.get("process").and_then(Value::as_str).map(str::to_string);
     Ok(StartRequest {
         reference,
         id: text("id")?,
@@ -101,6 +112,7 @@ fn parse_start(payload: &[u8]) -> Result<StartRequest, String> {
         args,
         input,
         cwd,
+        process,
     })
 }
 
@@ -163,13 +175,10 @@ impl Supervisor {
                     let reference = serde_json::from_slice::<Value>(&m.payload)
                         .ok()
                         .and_then(|v| v.get("ref").and_then(Value::as_u64));
-                    let i = self.slots.iter().position(|s| {
-                        s.asked.as_ref().is_some_and(|a| {
-                            a.requester == m.from && Some(a.reference) == reference
-                        })
-                    });
-                    if let Some(i) = i {
-                        self.stop_asked(i);
+                    // Only the requester's own child, by its reference.
+                    let key = reference.and_then(|r| self.asked.stop(&m.from, r));
+                    if let Some(key) = key {
+                        self.stop_asked(key as usize);
                     }
                 }
                 other => self.emit(SupervisorEvent::Log(format!(
@@ -203,19 +212,61 @@ impl Supervisor {
 
     /// Adds (or reuses) the slot of an asked-for child; the next tick starts it.
     fn add_asked(&mut self, requester: &str, r: StartRequest) {
-        let asked = Asked {
-            requester: requester.to_string(),
-            parent: r.parent,
-            reference: r.reference,
-            result: None,
-        };
         if self.phase != super::Phase::Running {
             let payload = exit_payload(r.reference, None, None, "the app is stopping", None);
-            self.answer(&asked, &payload);
+            self.answer(requester, &payload);
             return;
         }
-        let mut spec = ChildSpec::new(&r.id, &r.program)
-            .args(r.args)
+        match self.asked.admit(requester, r.reference, &r.parent) {
+            Ok(()) => {}
+            Err(Refusal::Repeated) => {
+                self.emit(SupervisorEvent::Log(format!(
+                    "{START_EVENT} from '{requester}' for '{}' ignored: {}",
+                    r.id,
+                    Refusal::Repeated
+                )));
+                return;
+            }
+            Err(why) => {
+                let why = format!("child process '{}' not started: {why}", r.id);
+                self.emit(SupervisorEvent::Log(why.clone()));
+                let payload = exit_payload(r.reference, None, None, &why, None);
+                self.answer(requester, &payload);
+                return;
+            }
+        }
+        let mut spec = ChildSpec::new(&r.id, &r.program).args(r.args);
+        // The environment its parent's process was given (the manifest's `env` of that
+        // process, or of the process that asked for it in turn), as a node spawning the child
+        // itself would pass its own on.
+        let parent = r.process.as_deref().and_then(|name| {
+            let asked = &self.asked;
+            let named =
+                |&(i, s): &(usize, &Slot)| s.spec.name == name && !asked.is_answered(i as u32);
+            let mut slots = self.slots.iter().enumerate();
+            slots
+                .clone()
+                .find(|e| named(e) && e.1.running.is_some())
+                .or_else(|| slots.find(named))
+                .map(|(_, s)| s)
+        });
+        if let Some(parent) = parent {
+            let own = [
+                ENV_MACHINE_ID,
+                ENV_INPUT,
+                crate::node::ENV_RESULT_FD,
+                ENV_PROCESS,
+            ];
+            spec.env.extend(
+                parent
+                    .spec
+                    .env
+                    .iter()
+                    .filter(|(k, _)| !own.iter().any(|o| k == o))
+                    .cloned(),
+            );
+        }
+        let mut spec = spec
             .env(ENV_MACHINE_ID, &r.id)
             .restart(Restart::Never)
             // (Its parent waits for its id itself; a plain program never registers one.)
@@ -225,43 +276,49 @@ impl Supervisor {
             spec = spec.env(ENV_INPUT, input);
         }
         let now = Instant::now();
-        let slot = Slot::new(spec, now, Some(asked));
-        let reuse = self
-            .slots
-            .iter()
-            .position(|s| s.asked.is_some() && s.spec.name == r.id && s.running.is_none());
-        match reuse {
+        let slot = Slot::new(spec, now, Some(Asked { result: None }));
+        // The slot of an asked-for child whose exit was answered is free: the next one takes
+        // it, whatever its name, so that the table holds no more slots than children ever
+        // ran at once (an app may invoke thousands of short jobs).
+        let i = match self.asked.free_key().map(|k| k as usize) {
             Some(i) => {
                 let old = std::mem::replace(&mut self.slots[i], slot);
                 // Its pipes and notification socket go on (their tokens are the slot's).
                 self.slots[i].pipes = old.pipes;
                 self.slots[i].notify = old.notify;
                 self.slots[i].started_once = old.started_once;
+                i
             }
             None => {
                 self.slots.push(slot);
                 self.policy.add_child();
+                self.slots.len() - 1
             }
-        }
+        };
+        // (Admitted above: it is taken.)
+        let _ = self
+            .asked
+            .start(i as u32, requester, r.reference, &r.parent);
     }
 
     /// Sends `payload` as [`EXIT_EVENT`] to whoever asked.
-    pub(super) fn answer(&mut self, asked: &Asked, payload: &[u8]) {
+    pub(super) fn answer(&mut self, requester: &str, payload: &[u8]) {
         let Some(port) = self.port.clone() else {
             return;
         };
         if let Err(e) = self
             .node
-            .send_from_port(&port, &asked.requester, EXIT_EVENT, payload)
+            .send_from_port(&port, requester, EXIT_EVENT, payload)
         {
             self.emit(SupervisorEvent::Log(format!(
-                "telling '{}' of its child's exit: {e}",
-                asked.requester
+                "telling '{requester}' of its child's exit: {e}"
             )));
         }
     }
 
-    /// Child `i`, asked for, ended with `exit` (or could not start: `exit` is `None`).
+    /// Child `i`, asked for, ended with `exit` (or could not start: `exit` is `None`): its
+    /// exit is answered, once; the slot is then free for the next asked-for child (its
+    /// pipes' and notification socket's tokens are the slot's) and no longer listed.
     pub(super) fn asked_ended(
         &mut self,
         i: usize,
@@ -269,49 +326,48 @@ impl Supervisor {
         exit: Option<Exit>,
         why: &str,
     ) {
-        let Some(mut asked) = self.slots[i].asked.take() else {
+        let Some(answer) = self.asked.ended(i as u32) else {
             return;
         };
-        let output = match (&asked.result, exit) {
+        let (requester, reference) = (answer.requester.to_string(), answer.reference);
+        let result = self.slots[i].asked.as_mut().and_then(|a| a.result.take());
+        let output = match (&result, exit) {
             (Some(fd), Some(Exit::Code(0))) => Some(read_result(fd)),
             _ => None,
         };
-        asked.result = None;
         let message = match exit {
             Some(e) => format!("child process '{}' ended with {e}", self.slots[i].spec.name),
             None => why.to_string(),
         };
-        let payload = exit_payload(asked.reference, pid, exit, &message, output.as_deref());
-        self.answer(&asked, &payload);
-        // The slot stays, to be listed, and marks it as asked for.
-        self.slots[i].asked = Some(asked);
+        let payload = exit_payload(reference, pid, exit, &message, output.as_deref());
+        self.answer(&requester, &payload);
     }
 
     /// Stops asked-for children whose requester or parent machine left the bus.
     pub(super) fn stop_orphans(&mut self) {
-        if !self
-            .slots
-            .iter()
-            .any(|s| s.asked.is_some() && s.running.is_some())
-        {
+        if self.asked.live_count() == 0 {
             return;
         }
         // (The supervisor's node may serve the bus: this runs every loop turn, so the
         // registry is looked into, not copied.)
-        for i in 0..self.slots.len() {
-            let s = &self.slots[i];
-            let gone = |id: &str| !self.node.is_registered(id);
-            let orphan = s
-                .asked
-                .as_ref()
-                .is_some_and(|a| gone(&a.requester) || gone(&a.parent));
-            if orphan && s.running.as_ref().is_some_and(|r| r.stop.is_none()) {
-                let name = s.spec.name.clone();
-                self.emit(SupervisorEvent::Log(format!(
-                    "{name}: whoever asked for it left the bus; stopping it"
-                )));
-                self.terminate(i, StopReason::App);
-            }
+        let node = &self.node;
+        let orphans: Vec<usize> = self
+            .asked
+            .orphans(|id| node.is_registered(id))
+            .map(|k| k as usize)
+            .filter(|&i| {
+                self.slots[i]
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.stop.is_none())
+            })
+            .collect();
+        for i in orphans {
+            let name = self.slots[i].spec.name.clone();
+            self.emit(SupervisorEvent::Log(format!(
+                "{name}: whoever asked for it left the bus; stopping it"
+            )));
+            self.terminate(i, StopReason::App);
         }
     }
 }

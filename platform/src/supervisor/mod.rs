@@ -69,7 +69,9 @@ mod process;
 mod run;
 mod status;
 
-pub use asked::{ENV_SUPERVISOR, EXIT_EVENT, START_EVENT, STOP_EVENT, SUPERVISOR_PORT};
+pub use asked::{
+    ENV_PROCESS, ENV_SUPERVISOR, EXIT_EVENT, MAX_ASKED, START_EVENT, STOP_EVENT, SUPERVISOR_PORT,
+};
 pub use pidfile::{pid_file, run_dir, running_supervisor, stop_running};
 pub use policy::backoff;
 use policy::{Policy, Stop};
@@ -319,6 +321,8 @@ pub struct Supervisor {
     tokens: Vec<Token>,
     /// The port where nodes ask for children ([`SUPERVISOR_PORT`]), when it could be opened.
     port: Option<String>,
+    /// Who asked for which child, by slot (the core's rules of the exchange).
+    asked: Box<asked::AskedTable>,
 }
 
 /// Why a supervisor could not be made.

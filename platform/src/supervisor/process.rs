@@ -282,6 +282,7 @@ impl Supervisor {
             .env_remove("LISTEN_FDNAMES")
             .env("INTERSTATE_BUS", &bus)
             .env("INTERSTATE_DIR", &dir)
+            .env(super::ENV_PROCESS, &spec.name)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

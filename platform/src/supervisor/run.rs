@@ -61,6 +61,7 @@ impl Supervisor {
             pid_file,
             tokens: Vec::new(),
             port,
+            asked: Box::default(),
         })
     }
 
@@ -74,11 +75,15 @@ impl Supervisor {
         self.policy.config()
     }
 
-    /// Every child's status, in the order given.
+    /// Every child's status, in the order given: the manifest's, and the children nodes
+    /// asked for that run or whose exit is not answered yet (one that ended and was
+    /// reported to its node is gone).
     pub fn children(&self) -> Vec<ChildStatus> {
         self.slots
             .iter()
-            .map(|s| ChildStatus {
+            .enumerate()
+            .filter(|&(i, _)| !self.asked.is_answered(i as u32))
+            .map(|(_, s)| ChildStatus {
                 name: s.spec.name.clone(),
                 state: s.state.clone(),
                 pid: s.running.as_ref().map(|r| r.pid),
