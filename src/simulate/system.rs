@@ -78,9 +78,9 @@ struct Actor<'c, const W: usize> {
     seen_seq: Option<u32>,
     /// Its pending timers' places in the arming order of the whole system, by timer seq.
     armed: HashMap<u32, u64>,
-    /// Its children started with its first step, before its deferred actions ran (their
-    /// start changes are still to come).
-    early_children: Vec<usize>,
+    /// Its children started with its first step, before its deferred actions ran, by the
+    /// index of their start change (still to come) in that step's changes.
+    early_children: Vec<(usize, usize)>,
     /// Its machine's [`Machine::timer_changes`] when last seen.
     timer_changes: u32,
 }
@@ -332,6 +332,12 @@ impl<'c, const W: usize> System<'c, W> {
 
     /// The children actor `a`'s first step started (and did not stop), started before the
     /// actions `own` of that step are traced.
+    ///
+    /// XState starts the children of its first snapshot's `children` map, in the map's
+    /// order: a start inserts its id at the end, a stop deletes it, and a start of an id
+    /// still in the map (a state entered again without its exit, through history) replaces
+    /// the child but keeps the id's place. The child it replaced is not in the map: it starts
+    /// in its deferred turn, after the machine's first actions.
     fn start_first_children(
         &mut self,
         a: usize,
@@ -342,15 +348,25 @@ impl<'c, const W: usize> System<'c, W> {
             return Ok(());
         };
         let (_, changes) = copy_outbox(machine);
-        let mut first = Vec::new();
+        // The first snapshot's children map: (invoke id, the start change it holds).
+        let mut map: Vec<(&str, usize)> = Vec::new();
         for (i, c) in changes.iter().enumerate() {
-            let stopped_later = changes[i + 1..]
-                .iter()
-                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
-            if c.kind == ChildChangeKind::Start && !stopped_later && self.stays_active(a, c) {
-                let child = self.create_child(a, c)?;
+            let place = map.iter().position(|&(id, _)| id == c.id);
+            match (c.kind, place) {
+                (ChildChangeKind::Start, Some(p)) => map[p].1 = i,
+                (ChildChangeKind::Start, None) => map.push((&c.id, i)),
+                (ChildChangeKind::Stop, Some(p)) => {
+                    map.remove(p);
+                }
+                (ChildChangeKind::Stop, None) => {}
+            }
+        }
+        let mut first = Vec::new();
+        for &(_, i) in &map {
+            if self.stays_active(a, &changes[i]) {
+                let child = self.create_child(a, &changes[i])?;
                 self.by_id.insert(self.actors[child].id.clone(), child);
-                self.actors[a].early_children.push(child);
+                self.actors[a].early_children.push((i, child));
                 first.push(child);
             }
         }
@@ -471,7 +487,7 @@ impl<'c, const W: usize> System<'c, W> {
                 .iter()
                 .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
             created.push(match c.kind {
-                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, c)?),
+                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, i, c)?),
                 _ => None,
             });
         }
@@ -601,13 +617,12 @@ impl<'c, const W: usize> System<'c, W> {
             .is_some_and(|p| self.live.iter().any(|&x| self.actors[x].id == p))
     }
 
-    /// The child a start change of actor `parent` names: the one its first step started
-    /// already, or a new one.
-    fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
-        let id = self.child_id(parent, &c.id);
+    /// The child start change `i` (`c`) of actor `parent` names: the one its first step
+    /// started already, or a new one.
+    fn child_for(&mut self, parent: usize, i: usize, c: &Change) -> Result<usize, String> {
         let early = &self.actors[parent].early_children;
-        match early.iter().rposition(|&x| self.actors[x].id == id) {
-            Some(k) => Ok(self.actors[parent].early_children.remove(k)),
+        match early.iter().position(|&(j, _)| j == i) {
+            Some(k) => Ok(self.actors[parent].early_children.remove(k).1),
             None => self.create_child(parent, c),
         }
     }
