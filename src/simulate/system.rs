@@ -92,6 +92,11 @@ impl<'c, const W: usize> Actor<'c, W> {
     }
 }
 
+/// The most machines of stopped children kept to be used again: a machine of the simulator's
+/// capacities is large (its byte storage), and building one per child made a timer loop that
+/// starts a child per firing spend its time clearing and copying memory.
+const MAX_SPARE: usize = 16;
+
 /// What every actor's bindings are made from.
 pub(super) struct Shared<'c> {
     pub(super) options: &'c Options,
@@ -105,6 +110,11 @@ pub(super) struct System<'c, const W: usize> {
     live: Vec<usize>,
     /// Live actors by machine id.
     by_id: HashMap<String, usize>,
+    /// Machines of stopped children, to be used again (see [`MAX_SPARE`]).
+    spare: Vec<Box<SimMachineOf<'c, W>>>,
+    /// Live children whose id now names a newer child (a state entered again without its
+    /// exit, through history): nothing can address them any more, see [`Self::retire_idle`].
+    unnamed: Vec<usize>,
     shared: Shared<'c>,
     pub(super) now: Instant,
     pub(super) sent: Vec<Value>,
@@ -225,6 +235,8 @@ impl<'c, const W: usize> System<'c, W> {
                 timer_changes: 0,
             }],
             by_id,
+            unnamed: Vec::new(),
+            spare: Vec::new(),
             shared,
             now: Instant::ZERO,
             sent: Vec::new(),
@@ -254,7 +266,9 @@ impl<'c, const W: usize> System<'c, W> {
         payload: Vec<u8>,
         budget: &mut usize,
     ) -> Result<(), String> {
-        self.deliver(0, name, payload, budget)
+        self.deliver(0, name, payload, budget)?;
+        self.retire_idle();
+        Ok(())
     }
 
     fn deliver(
@@ -365,7 +379,7 @@ impl<'c, const W: usize> System<'c, W> {
         for &(_, i) in &map {
             if self.stays_active(a, &changes[i]) {
                 let child = self.create_child(a, &changes[i])?;
-                self.by_id.insert(self.actors[child].id.clone(), child);
+                self.name(child);
                 self.actors[a].early_children.push((i, child));
                 first.push(child);
             }
@@ -547,9 +561,9 @@ impl<'c, const W: usize> System<'c, W> {
             });
             targets.push(upcoming.and_then(|j| created[j]));
         }
-        for (id, x) in view {
+        for x in view.into_values() {
             if let Slot::Child(Some(x)) = x {
-                self.by_id.insert(id, x);
+                self.name(x);
             }
         }
         let mut next_change = 0;
@@ -611,6 +625,49 @@ impl<'c, const W: usize> System<'c, W> {
         id.to_string()
     }
 
+    /// Makes child `x` the one its machine id names; a live child that id named before runs
+    /// on unnamed.
+    fn name(&mut self, x: usize) {
+        let old = self.by_id.insert(self.actors[x].id.clone(), x);
+        if let Some(old) = old.filter(|&o| o != x && !self.actors[o].gone) {
+            self.unnamed.push(old);
+        }
+    }
+
+    /// Drops the unnamed children that are idle: started, not running, with an empty
+    /// mailbox, no pending timer or request and no children. Nothing can reach such a child
+    /// again (events go to the child its id names now, and a stop runs no actions), so
+    /// dropping it changes no trace; keeping it would keep a large machine per firing of a
+    /// timer loop that enters an invoking state again (XState keeps them all).
+    fn retire_idle(&mut self) {
+        if self.unnamed.is_empty() {
+            return;
+        }
+        let mut idle = Vec::new();
+        self.unnamed.retain(|&x| {
+            let actor = &self.actors[x];
+            let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
+                return false;
+            };
+            let quiet = actor.started
+                && !actor.busy
+                && actor.mailbox.is_empty()
+                && machine.pending_timers().next().is_none()
+                && machine.pending_requests() == 0;
+            if quiet {
+                idle.push(x);
+            }
+            !quiet
+        });
+        for x in idle {
+            if self.live.iter().any(|&c| self.actors[c].parent == Some(x)) {
+                self.unnamed.push(x);
+            } else {
+                self.stop_actor(x);
+            }
+        }
+    }
+
     /// Whether `id` names a child of one of this system's machines.
     fn is_child_id(&self, id: &str) -> bool {
         interstate_core::machine::parent_id(id)
@@ -636,8 +693,11 @@ impl<'c, const W: usize> System<'c, W> {
             .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
         let chart = compiled.chart();
         let id = self.child_id(parent, &c.id);
-        let machine = new_machine::<W>(chart, &id)
-            .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
+        let machine = match self.spare.pop() {
+            Some(mut m) => m.reset_for(chart, &id).map(|()| m),
+            None => new_machine::<W>(chart, &id),
+        }
+        .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
         let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
         if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
             return Err(format!("invoked src '{}': {unbound}", c.src));
@@ -679,7 +739,11 @@ impl<'c, const W: usize> System<'c, W> {
             self.timer_events += 1;
         }
         let actor = &mut self.actors[a];
-        actor.machine = None;
+        let machine = actor.machine.take().and_then(|m| m.into_interpreted());
+        if let Some(m) = machine.filter(|_| self.spare.len() < MAX_SPARE) {
+            self.spare.push(m);
+        }
+        let actor = &mut self.actors[a];
         actor.behavior = None;
         actor.armed = HashMap::new();
         actor.early_children = Vec::new();
@@ -781,6 +845,7 @@ impl<'c, const W: usize> System<'c, W> {
                 let before = self.timer_changes();
                 self.fire(a, seq, budget)?;
                 changed = self.timer_changes() != before;
+                self.retire_idle();
             }
             break;
         }
