@@ -112,6 +112,11 @@ pub(super) struct System<'c, const W: usize> {
     by_id: HashMap<String, usize>,
     /// Machines of stopped children, to be used again (see [`MAX_SPARE`]).
     spare: Vec<Box<SimMachineOf<'c, W>>>,
+    /// Bindings of stopped children by (src, invoke id), to be used again: they hold no
+    /// state of a run, and binding a chart's names costs more than a child's step.
+    spare_bound: Vec<(String, String, Bound)>,
+    /// The charts of the `--actor` srcs, validated once.
+    charts: HashMap<String, Chart<'c>>,
     /// Live children whose id now names a newer child (a state entered again without its
     /// exit, through history): nothing can address them any more, see [`Self::retire_idle`].
     unnamed: Vec<usize>,
@@ -237,6 +242,8 @@ impl<'c, const W: usize> System<'c, W> {
             by_id,
             unnamed: Vec::new(),
             spare: Vec::new(),
+            spare_bound: Vec::new(),
+            charts: HashMap::new(),
             shared,
             now: Instant::ZERO,
             sent: Vec::new(),
@@ -685,23 +692,41 @@ impl<'c, const W: usize> System<'c, W> {
     }
 
     fn create_child(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
-        let compiled: &'c CompiledChart = self
-            .shared
-            .options
-            .actors
-            .get(&c.src)
-            .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
-        let chart = compiled.chart();
+        let chart = match self.charts.get(&c.src) {
+            Some(&chart) => chart,
+            None => {
+                let compiled: &'c CompiledChart = self
+                    .shared
+                    .options
+                    .actors
+                    .get(&c.src)
+                    .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
+                let chart = compiled.chart();
+                self.charts.insert(c.src.clone(), chart);
+                chart
+            }
+        };
         let id = self.child_id(parent, &c.id);
         let machine = match self.spare.pop() {
             Some(mut m) => m.reset_for(chart, &id).map(|()| m),
             None => new_machine::<W>(chart, &id),
         }
         .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
-        let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
-        if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
-            return Err(format!("invoked src '{}': {unbound}", c.src));
-        }
+        let spare = self
+            .spare_bound
+            .iter()
+            .rposition(|(src, name, _)| *src == c.src && *name == c.id);
+        let behavior = match spare {
+            Some(k) => self.spare_bound.swap_remove(k).2,
+            None => {
+                let (behavior, unbound) =
+                    behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
+                if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
+                    return Err(format!("invoked src '{}': {unbound}", c.src));
+                }
+                behavior
+            }
+        };
         let index = self.actors.len();
         self.live.push(index);
         self.actors.push(Actor {
@@ -730,7 +755,8 @@ impl<'c, const W: usize> System<'c, W> {
             return;
         }
         self.actors[a].gone = true;
-        self.actors[a].mailbox.clear();
+        // (Emptied, not cleared: a timer loop leaves a record per child it made.)
+        self.actors[a].mailbox = VecDeque::new();
         if self.actors[a]
             .machine
             .as_ref()
@@ -744,7 +770,13 @@ impl<'c, const W: usize> System<'c, W> {
             self.spare.push(m);
         }
         let actor = &mut self.actors[a];
-        actor.behavior = None;
+        if let Some(b) = actor.behavior.take() {
+            if self.spare_bound.len() < MAX_SPARE {
+                let (src, name) = (actor.src.clone(), actor.name.clone());
+                self.spare_bound.push((src, name, b));
+            }
+        }
+        let actor = &mut self.actors[a];
         actor.armed = HashMap::new();
         actor.early_children = Vec::new();
         self.live.retain(|&x| x != a);
