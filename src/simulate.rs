@@ -90,6 +90,9 @@ pub trait Simulated<'c, const W: usize> {
     ) -> Result<bool, interstate_core::Error>;
     /// See [`Machine::clear_outbox`].
     fn clear_outbox(&mut self);
+    /// The interpreter's machine, to be used again for another chart (see
+    /// [`Machine::reset_for`]); `None` for a generated one.
+    fn into_interpreted(self: Box<Self>) -> Option<Box<SimMachineOf<'c, W>>>;
 }
 
 macro_rules! simulated_impl {
@@ -135,6 +138,9 @@ impl<'c, const W: usize> Simulated<'c, W> for SimMachineOf<'c, W> {
     fn read(&self) -> &SimMachineOf<'c, W> {
         self
     }
+    fn into_interpreted(self: Box<Self>) -> Option<Box<SimMachineOf<'c, W>>> {
+        Some(self)
+    }
     simulated_impl!();
 }
 
@@ -147,6 +153,9 @@ impl<'c, N: interstate_core::machine::NativeChart, const W: usize> Simulated<'c,
 {
     fn read(&self) -> &SimMachineOf<'c, W> {
         self.machine()
+    }
+    fn into_interpreted(self: Box<Self>) -> Option<Box<SimMachineOf<'c, W>>> {
+        None
     }
     simulated_impl!();
 }

@@ -4,6 +4,7 @@
 //                         [--out DIR] [--no-shrink] [--max-shrink M] [--case-timeout MS]
 //                         [--reference-timeout MS]
 //   node difftest.mjs fixtures --out FILE [--count N] [--profile P|all] [--seed S] [--bin BIN]
+//                              [--names NAME,...]
 //   node difftest.mjs check --bin BIN CASE.json...
 //   node difftest.mjs shrink --bin BIN CASE.json [--out FILE]
 //   node difftest.mjs trace CASE.json      (XState's trace of a case, one line per step)
@@ -204,10 +205,18 @@ async function run(o) {
   return bad === 0;
 }
 
+// PROFILE-SEED-INDEX, as `run` names its cases: that case.
+function named(name) {
+  const [profile, seed, index] = name.split('-');
+  return { name, profile, seed: Number(seed), index: Number(index), ...generate(caseSeed(Number(seed), Number(index)), profile) };
+}
+
 function fixtures(o) {
   const lines = [];
   const left = [];
-  for (const c of cases(o)) {
+  // --names A,B: these cases too (by name, after the stream), e.g. ones a fix made agree.
+  const extra = (o.names ? o.names.split(',') : []).map(named);
+  for (const c of [...cases(o), ...extra]) {
     const x = xstateTrace(c);
     if (x.rejected !== undefined) continue;
     // A timer loop runs 100,000 timers before it is an error: too slow for a debug-build test.
@@ -263,8 +272,7 @@ else if (cmd === 'check') ok = check(o);
 else if (cmd === 'shrink') ok = await shrinkCmd(o);
 else if (cmd === 'case') {
   // PROFILE-SEED-INDEX, as `run` names its cases: the case, with XState's trace.
-  const [profile, seed, index] = o._[1].split('-');
-  const c = { name: o._[1], ...generate(caseSeed(Number(seed), Number(index)), profile) };
+  const c = named(o._[1]);
   console.log(JSON.stringify(caseFile(c, xstateTrace(c).trace, 'generated'), null, 1));
   ok = true;
 } else if (cmd === 'trace') {

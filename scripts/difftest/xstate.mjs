@@ -10,20 +10,54 @@ const BUILTINS = new Set(['raise', 'cancel', 'log', 'sendTo', 'sendParent']);
 
 // The most timers fired for one input line, as in `interstate simulate`: a zero-delay timer that
 // re-arms itself would otherwise keep SimulatedClock's flush going forever. And the most timers
-// pending at once, the simulator's capacity: timers that multiply would otherwise fill memory.
+// pending at once per actor, the simulator's capacity (each machine has a timer table of its
+// own): timers that multiply would otherwise fill memory. The clock is the whole system's, so
+// `track` wraps the system's scheduler to learn which actor arms each timer.
 const MAX_PENDING = 256;
 class GuardedClock extends SimulatedClock {
   fires = 0;
+  // The actor whose `schedule` call is running, its pending timers by actor, each timer's actor.
+  armedBy = undefined;
+  pendingOf = new Map();
+  ownerOf = new Map();
   constructor(maxFires) {
     super();
     this.maxFires = maxFires;
   }
+  track(system) {
+    const schedule = system.scheduler.schedule;
+    system.scheduler.schedule = (source, ...rest) => {
+      const outer = this.armedBy;
+      this.armedBy = source;
+      try {
+        return schedule(source, ...rest);
+      } finally {
+        this.armedBy = outer;
+      }
+    };
+  }
   setTimeout(fn, timeout) {
-    if (this.timeouts.size >= MAX_PENDING) throw new Error(`timer table full (${MAX_PENDING} pending)`);
-    return super.setTimeout(() => {
+    const owner = this.armedBy;
+    const pending = this.pendingOf.get(owner) ?? 0;
+    if (pending >= MAX_PENDING) throw new Error(`timer table full (${MAX_PENDING} pending)`);
+    const id = super.setTimeout(() => {
+      this.release(id);
       if (++this.fires > this.maxFires) throw new Error('too many timers fired for one input');
       fn();
     }, timeout);
+    this.pendingOf.set(owner, pending + 1);
+    this.ownerOf.set(id, owner);
+    return id;
+  }
+  clearTimeout(id) {
+    this.release(id);
+    super.clearTimeout(id);
+  }
+  release(id) {
+    if (!this.ownerOf.has(id)) return;
+    const owner = this.ownerOf.get(id);
+    this.ownerOf.delete(id);
+    this.pendingOf.set(owner, this.pendingOf.get(owner) - 1);
   }
 }
 const ev = (e) => (typeof e === 'string' ? { type: e } : e);
@@ -103,6 +137,7 @@ export function xstateTrace({ chart, guards = {}, delays = {}, inputs, actors = 
   // XState's `log` calls the logger with the message (and a label first when it has one).
   const logger = (...xs) => { logs.push(String(xs[xs.length - 1])); };
   const actor = createActor(machine, { clock, logger });
+  clock.track(actor.system);
   actor.subscribe({ error: () => {} });
   const lines = [];
   const emit = (step, input) => {

@@ -78,9 +78,9 @@ struct Actor<'c, const W: usize> {
     seen_seq: Option<u32>,
     /// Its pending timers' places in the arming order of the whole system, by timer seq.
     armed: HashMap<u32, u64>,
-    /// Its children started with its first step, before its deferred actions ran (their
-    /// start changes are still to come).
-    early_children: Vec<usize>,
+    /// Its children started with its first step, before its deferred actions ran, by the
+    /// index of their start change (still to come) in that step's changes.
+    early_children: Vec<(usize, usize)>,
     /// Its machine's [`Machine::timer_changes`] when last seen.
     timer_changes: u32,
 }
@@ -91,6 +91,11 @@ impl<'c, const W: usize> Actor<'c, W> {
         Some((self.machine.as_deref_mut()?, self.behavior.as_mut()?))
     }
 }
+
+/// The most machines of stopped children kept to be used again: a machine of the simulator's
+/// capacities is large (its byte storage), and building one per child made a timer loop that
+/// starts a child per firing spend its time clearing and copying memory.
+const MAX_SPARE: usize = 16;
 
 /// What every actor's bindings are made from.
 pub(super) struct Shared<'c> {
@@ -105,6 +110,16 @@ pub(super) struct System<'c, const W: usize> {
     live: Vec<usize>,
     /// Live actors by machine id.
     by_id: HashMap<String, usize>,
+    /// Machines of stopped children, to be used again (see [`MAX_SPARE`]).
+    spare: Vec<Box<SimMachineOf<'c, W>>>,
+    /// Bindings of stopped children by (src, invoke id), to be used again: they hold no
+    /// state of a run, and binding a chart's names costs more than a child's step.
+    spare_bound: Vec<(String, String, Bound)>,
+    /// The charts of the `--actor` srcs, validated once.
+    charts: HashMap<String, Chart<'c>>,
+    /// Live children whose id now names a newer child (a state entered again without its
+    /// exit, through history): nothing can address them any more, see [`Self::retire_idle`].
+    unnamed: Vec<usize>,
     shared: Shared<'c>,
     pub(super) now: Instant,
     pub(super) sent: Vec<Value>,
@@ -225,6 +240,10 @@ impl<'c, const W: usize> System<'c, W> {
                 timer_changes: 0,
             }],
             by_id,
+            unnamed: Vec::new(),
+            spare: Vec::new(),
+            spare_bound: Vec::new(),
+            charts: HashMap::new(),
             shared,
             now: Instant::ZERO,
             sent: Vec::new(),
@@ -254,7 +273,9 @@ impl<'c, const W: usize> System<'c, W> {
         payload: Vec<u8>,
         budget: &mut usize,
     ) -> Result<(), String> {
-        self.deliver(0, name, payload, budget)
+        self.deliver(0, name, payload, budget)?;
+        self.retire_idle();
+        Ok(())
     }
 
     fn deliver(
@@ -332,6 +353,12 @@ impl<'c, const W: usize> System<'c, W> {
 
     /// The children actor `a`'s first step started (and did not stop), started before the
     /// actions `own` of that step are traced.
+    ///
+    /// XState starts the children of its first snapshot's `children` map, in the map's
+    /// order: a start inserts its id at the end, a stop deletes it, and a start of an id
+    /// still in the map (a state entered again without its exit, through history) replaces
+    /// the child but keeps the id's place. The child it replaced is not in the map: it starts
+    /// in its deferred turn, after the machine's first actions.
     fn start_first_children(
         &mut self,
         a: usize,
@@ -342,15 +369,25 @@ impl<'c, const W: usize> System<'c, W> {
             return Ok(());
         };
         let (_, changes) = copy_outbox(machine);
-        let mut first = Vec::new();
+        // The first snapshot's children map: (invoke id, the start change it holds).
+        let mut map: Vec<(&str, usize)> = Vec::new();
         for (i, c) in changes.iter().enumerate() {
-            let stopped_later = changes[i + 1..]
-                .iter()
-                .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
-            if c.kind == ChildChangeKind::Start && !stopped_later && self.stays_active(a, c) {
-                let child = self.create_child(a, c)?;
-                self.by_id.insert(self.actors[child].id.clone(), child);
-                self.actors[a].early_children.push(child);
+            let place = map.iter().position(|&(id, _)| id == c.id);
+            match (c.kind, place) {
+                (ChildChangeKind::Start, Some(p)) => map[p].1 = i,
+                (ChildChangeKind::Start, None) => map.push((&c.id, i)),
+                (ChildChangeKind::Stop, Some(p)) => {
+                    map.remove(p);
+                }
+                (ChildChangeKind::Stop, None) => {}
+            }
+        }
+        let mut first = Vec::new();
+        for &(_, i) in &map {
+            if self.stays_active(a, &changes[i]) {
+                let child = self.create_child(a, &changes[i])?;
+                self.name(child);
+                self.actors[a].early_children.push((i, child));
                 first.push(child);
             }
         }
@@ -471,7 +508,7 @@ impl<'c, const W: usize> System<'c, W> {
                 .iter()
                 .any(|l| l.kind == ChildChangeKind::Stop && l.id == c.id);
             created.push(match c.kind {
-                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, c)?),
+                ChildChangeKind::Start if !stopped_later => Some(self.child_for(a, i, c)?),
                 _ => None,
             });
         }
@@ -531,9 +568,9 @@ impl<'c, const W: usize> System<'c, W> {
             });
             targets.push(upcoming.and_then(|j| created[j]));
         }
-        for (id, x) in view {
+        for x in view.into_values() {
             if let Slot::Child(Some(x)) = x {
-                self.by_id.insert(id, x);
+                self.name(x);
             }
         }
         let mut next_change = 0;
@@ -595,38 +632,101 @@ impl<'c, const W: usize> System<'c, W> {
         id.to_string()
     }
 
+    /// Makes child `x` the one its machine id names; a live child that id named before runs
+    /// on unnamed.
+    fn name(&mut self, x: usize) {
+        let old = self.by_id.insert(self.actors[x].id.clone(), x);
+        if let Some(old) = old.filter(|&o| o != x && !self.actors[o].gone) {
+            self.unnamed.push(old);
+        }
+    }
+
+    /// Drops the unnamed children that are idle: started, not running, with an empty
+    /// mailbox, no pending timer or request and no children. Nothing can reach such a child
+    /// again (events go to the child its id names now, and a stop runs no actions), so
+    /// dropping it changes no trace; keeping it would keep a large machine per firing of a
+    /// timer loop that enters an invoking state again (XState keeps them all).
+    fn retire_idle(&mut self) {
+        if self.unnamed.is_empty() {
+            return;
+        }
+        let mut idle = Vec::new();
+        self.unnamed.retain(|&x| {
+            let actor = &self.actors[x];
+            let Some(machine) = actor.machine.as_deref().map(|m| m.read()) else {
+                return false;
+            };
+            let quiet = actor.started
+                && !actor.busy
+                && actor.mailbox.is_empty()
+                && machine.pending_timers().next().is_none()
+                && machine.pending_requests() == 0;
+            if quiet {
+                idle.push(x);
+            }
+            !quiet
+        });
+        for x in idle {
+            if self.live.iter().any(|&c| self.actors[c].parent == Some(x)) {
+                self.unnamed.push(x);
+            } else {
+                self.stop_actor(x);
+            }
+        }
+    }
+
     /// Whether `id` names a child of one of this system's machines.
     fn is_child_id(&self, id: &str) -> bool {
         interstate_core::machine::parent_id(id)
             .is_some_and(|p| self.live.iter().any(|&x| self.actors[x].id == p))
     }
 
-    /// The child a start change of actor `parent` names: the one its first step started
-    /// already, or a new one.
-    fn child_for(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
-        let id = self.child_id(parent, &c.id);
+    /// The child start change `i` (`c`) of actor `parent` names: the one its first step
+    /// started already, or a new one.
+    fn child_for(&mut self, parent: usize, i: usize, c: &Change) -> Result<usize, String> {
         let early = &self.actors[parent].early_children;
-        match early.iter().rposition(|&x| self.actors[x].id == id) {
-            Some(k) => Ok(self.actors[parent].early_children.remove(k)),
+        match early.iter().position(|&(j, _)| j == i) {
+            Some(k) => Ok(self.actors[parent].early_children.remove(k).1),
             None => self.create_child(parent, c),
         }
     }
 
     fn create_child(&mut self, parent: usize, c: &Change) -> Result<usize, String> {
-        let compiled: &'c CompiledChart = self
-            .shared
-            .options
-            .actors
-            .get(&c.src)
-            .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
-        let chart = compiled.chart();
+        let chart = match self.charts.get(&c.src) {
+            Some(&chart) => chart,
+            None => {
+                let compiled: &'c CompiledChart = self
+                    .shared
+                    .options
+                    .actors
+                    .get(&c.src)
+                    .ok_or_else(|| format!("no actor for the invoked src '{}'", c.src))?;
+                let chart = compiled.chart();
+                self.charts.insert(c.src.clone(), chart);
+                chart
+            }
+        };
         let id = self.child_id(parent, &c.id);
-        let machine = new_machine::<W>(chart, &id)
-            .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
-        let (behavior, unbound) = behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
-        if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
-            return Err(format!("invoked src '{}': {unbound}", c.src));
+        let machine = match self.spare.pop() {
+            Some(mut m) => m.reset_for(chart, &id).map(|()| m),
+            None => new_machine::<W>(chart, &id),
         }
+        .map_err(|e| format!("invoking '{}' as '{}': {e}", c.src, c.id))?;
+        let spare = self
+            .spare_bound
+            .iter()
+            .rposition(|(src, name, _)| *src == c.src && *name == c.id);
+        let behavior = match spare {
+            Some(k) => self.spare_bound.swap_remove(k).2,
+            None => {
+                let (behavior, unbound) =
+                    behaviors_for(&chart, &c.id, &self.shared).bind_lenient(&chart);
+                if !unbound.actors.is_empty() || !unbound.delays.is_empty() {
+                    return Err(format!("invoked src '{}': {unbound}", c.src));
+                }
+                behavior
+            }
+        };
         let index = self.actors.len();
         self.live.push(index);
         self.actors.push(Actor {
@@ -655,7 +755,8 @@ impl<'c, const W: usize> System<'c, W> {
             return;
         }
         self.actors[a].gone = true;
-        self.actors[a].mailbox.clear();
+        // (Emptied, not cleared: a timer loop leaves a record per child it made.)
+        self.actors[a].mailbox = VecDeque::new();
         if self.actors[a]
             .machine
             .as_ref()
@@ -664,8 +765,18 @@ impl<'c, const W: usize> System<'c, W> {
             self.timer_events += 1;
         }
         let actor = &mut self.actors[a];
-        actor.machine = None;
-        actor.behavior = None;
+        let machine = actor.machine.take().and_then(|m| m.into_interpreted());
+        if let Some(m) = machine.filter(|_| self.spare.len() < MAX_SPARE) {
+            self.spare.push(m);
+        }
+        let actor = &mut self.actors[a];
+        if let Some(b) = actor.behavior.take() {
+            if self.spare_bound.len() < MAX_SPARE {
+                let (src, name) = (actor.src.clone(), actor.name.clone());
+                self.spare_bound.push((src, name, b));
+            }
+        }
+        let actor = &mut self.actors[a];
         actor.armed = HashMap::new();
         actor.early_children = Vec::new();
         self.live.retain(|&x| x != a);
@@ -766,6 +877,7 @@ impl<'c, const W: usize> System<'c, W> {
                 let before = self.timer_changes();
                 self.fire(a, seq, budget)?;
                 changed = self.timer_changes() != before;
+                self.retire_idle();
             }
             break;
         }

@@ -319,28 +319,11 @@ impl<
 {
     /// Creates a machine for `chart` with the id `machine_id`. It is idle until [`start`](Self::start).
     pub fn new(chart: Chart<'c>, machine_id: &str) -> Result<Self, Error> {
-        if chart.state_count() > StateSet::<W>::CAPACITY {
-            return Err(Error::TooManyStates {
-                states: chart.state_count(),
-                capacity: StateSet::<W>::CAPACITY,
-            });
-        }
-        if chart.history_slots() > H {
-            return Err(Error::HistoryCapacity {
-                needed: chart.history_slots(),
-                capacity: H,
-            });
-        }
+        let id = Self::fits(&chart, machine_id)?;
         let mut context = context_store::ContextStore::new();
         if let Some(text) = chart.initial_context() {
             context.as_ref(&mut None).set_json(text.as_bytes())?;
         }
-        let mut id = heapless::String::new();
-        id.push_str(machine_id)
-            .map_err(|_| Error::MachineIdTooLong {
-                len: machine_id.len(),
-                capacity: MAX_MACHINE_ID,
-            })?;
         Ok(Machine {
             chart,
             id,
@@ -369,6 +352,70 @@ impl<
                 requests: crate::request::Pending::new(),
             },
         })
+    }
+
+    /// The checks of [`new`](Self::new): the chart fits the capacities, the id its string.
+    fn fits(
+        chart: &Chart<'c>,
+        machine_id: &str,
+    ) -> Result<heapless::String<MAX_MACHINE_ID>, Error> {
+        if chart.state_count() > StateSet::<W>::CAPACITY {
+            return Err(Error::TooManyStates {
+                states: chart.state_count(),
+                capacity: StateSet::<W>::CAPACITY,
+            });
+        }
+        if chart.history_slots() > H {
+            return Err(Error::HistoryCapacity {
+                needed: chart.history_slots(),
+                capacity: H,
+            });
+        }
+        let mut id = heapless::String::new();
+        id.push_str(machine_id)
+            .map_err(|_| Error::MachineIdTooLong {
+                len: machine_id.len(),
+                capacity: MAX_MACHINE_ID,
+            })?;
+        Ok(id)
+    }
+
+    /// Makes this machine what [`new`](Self::new)`(chart, machine_id)` makes, in place, for a
+    /// host that starts many machines one after another in the same storage (a simulation
+    /// that starts a child per firing of a timer loop). The byte storage behind the outbox,
+    /// the timers and the context is not cleared (only the parts in use are ever read), which
+    /// is what makes this cheaper than `new` when the capacities are large. On an error (those
+    /// of `new`) the machine is unchanged when the chart does not fit, and left without a
+    /// context when its initial context does not fit: reset it again before using it.
+    pub fn reset_for(&mut self, chart: Chart<'c>, machine_id: &str) -> Result<(), Error> {
+        let id = Self::fits(&chart, machine_id)?;
+        self.chart = chart;
+        self.id = id;
+        self.config = StateSet::new();
+        self.history = [0; H];
+        self.queue = Deque::new();
+        self.status = Status::Idle;
+        self.track_order = chart.needs_entry_order();
+        self.microstep_limit = DEFAULT_MICROSTEP_LIMIT;
+        self.view = view::View::default();
+        self.order = order::EntryOrder::default();
+        self.children = invoke::Children::default();
+        self.stats = Stats::default();
+        let io = &mut self.io;
+        io.outbox.clear();
+        io.out_used = 0;
+        io.timers.clear();
+        io.timer_used = 0;
+        io.next_id = 0;
+        io.seq = 0;
+        io.child_changes_made = 0;
+        io.changes = 0;
+        io.requests = crate::request::Pending::new();
+        self.context.meta = context_store::ContextMeta::default();
+        if let Some(text) = chart.initial_context() {
+            self.context.as_ref(&mut None).set_json(text.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Sets the most microsteps one macrostep may take before it fails with
