@@ -11,7 +11,8 @@
 //! - subscribes to every node's status and registry, and opens a port for each remote
 //!   machine ([`Node::open_port`]), so that it is in the local registry and local senders
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
-//! - forwards what arrives at such a port as a QoS 1 message to `P/OWNER/in`, and passes
+//! - forwards what arrives at such a port to `P/OWNER/in`, gathered with the answers owed to
+//!   that node into one QoS 1 publish per loop turn (`outgoing`), and passes
 //!   what arrives on its own `P/N/in` to its bus, sent from the port of the remote sender,
 //!   dropping duplicates by the sender's sequence number;
 //! - acknowledges a forwarded message to its sender only once the remote node's bridge
@@ -277,6 +278,8 @@ pub struct MqttBridge {
     waiting: VecDeque<PortMessage>,
     /// The messages of a round of `read_ports`, kept to be reused.
     read_buf: Vec<PortMessage>,
+    /// What one read from the broker's socket goes into, kept to be reused.
+    read_chunk: Vec<u8>,
     /// Whether the broker connection is watched for room to write (only while `tx` holds
     /// what the socket did not take: an edge for every acknowledged write would wake the
     /// loop once more per message).
@@ -340,6 +343,7 @@ impl MqttBridge {
             hosts_dirty: false,
             waiting: VecDeque::new(),
             read_buf: Vec::new(),
+            read_chunk: Vec::new(),
             write_interest: true,
             subscribed: false,
             routed_here: false,
@@ -644,19 +648,29 @@ impl MqttBridge {
     }
 
     fn read_broker(&mut self) -> Result<(), BridgeError> {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = std::mem::take(&mut self.read_chunk);
+        buf.resize(16 * 1024, 0);
+        let result = self.read_broker_into(&mut buf);
+        self.read_chunk = buf;
+        result
+    }
+
+    fn read_broker_into(&mut self, buf: &mut [u8]) -> Result<(), BridgeError> {
         loop {
             let Link::Up(stream) = &mut self.link else {
                 self.readable = false;
                 return Ok(());
             };
-            match stream.read(&mut buf) {
+            match stream.read(buf) {
                 Ok(0) => {
                     self.lost("the broker closed the connection");
                     return Ok(());
                 }
                 Ok(n) => {
                     self.rx.extend_from_slice(&buf[..n]);
+                    // Read on until `WouldBlock` even after a short read: passing what came
+                    // on may run the node's loop (waiting for the hub), which takes the
+                    // socket's next readiness edge without telling this loop.
                     self.handle_input()?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
