@@ -570,3 +570,23 @@ proptest! {
         sim.check_settled();
     }
 }
+
+proptest! {
+    /// A payload from the broker is outside input: any bytes read as records and a final
+    /// error, without panicking, each record taking at least one byte.
+    #[test]
+    fn arbitrary_payloads_read_without_panicking(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        let mut n = 0;
+        let mut errors = 0;
+        for r in records(&bytes) {
+            n += 1;
+            if r.is_err() {
+                errors += 1;
+            }
+        }
+        prop_assert!(n <= bytes.len() + 1);
+        prop_assert!(errors <= 1);
+    }
+}
