@@ -503,7 +503,7 @@ fn one_way_acknowledgements_leave_by_their_delay_or_in_batches() {
     }
     sim.turn(false);
     let requests = sim.publishes;
-    assert!(requests >= 2 && requests < 20, "{requests} publishes");
+    assert!((2..20).contains(&requests), "{requests} publishes");
     // B takes them all in one turn: its acknowledgements (one pair, cumulative) are owed,
     // not published yet.
     sim.turn(true);
