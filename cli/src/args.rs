@@ -457,7 +457,8 @@ pub enum Command {
         /// Skip the paths through a separate hub process.
         #[arg(long)]
         no_hub: bool,
-        /// Placement: split (this process on one CPU, its peers on another), same, none.
+        /// Placement: split (this process on one CPU, its peers on another), same, none. With
+        /// `--transport mqtt`: same (every process and the broker on one CPU) or else none.
         #[arg(long, default_value = "split")]
         pin: String,
     },

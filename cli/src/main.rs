@@ -177,6 +177,7 @@ fn bench(command: Command) -> Result<ExitCode, String> {
             } else {
                 payload
             },
+            pin: bench::Pin::parse(&pin)?,
             ..Default::default()
         };
         let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;

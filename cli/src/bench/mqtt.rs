@@ -402,9 +402,19 @@ fn mosquitto_version() -> String {
 /// Runs the MQTT benchmark (see the module docs) and returns its JSON report.
 pub fn run(exe: &Path, opts: &BenchOptions) -> Result<Value, String> {
     let dir = BenchDir::new("mqtt")?;
+    // Six processes and the broker on a small machine: placement is left to the scheduler,
+    // unless `--pin same` puts them all on one CPU (the broker too: it inherits this
+    // process's CPU), so that the raw and the bridged paths run in the same placement. Left
+    // to the scheduler, a path whose processes land on two CPUs pays wake-ups across them
+    // (the hosted round trip measured 80 to 111 us so against 33 to 39 us on one CPU,
+    // docs/internode.md) and another path in the same run may not.
+    let pin = if opts.pin == Pin::Same {
+        Pin::Same
+    } else {
+        Pin::None
+    };
+    let (peers, _placement) = Peers::new(exe.to_path_buf(), pin)?;
     let broker = Mosquitto::start(&dir.0.join("broker"), "")?;
-    // Six processes and the broker on a small machine: placement is left to the scheduler.
-    let (peers, _placement) = Peers::new(exe.to_path_buf(), Pin::None)?;
     let port = broker.port().to_string();
     let raw_peer = peers.spawn(&["bench-peer", "mqtt-raw", &port], &[])?;
     let mut raw = RawClient::connect(broker.port(), "bench-raw", "bench/raw/out/+")?;
@@ -451,6 +461,7 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> Result<Value, String> {
         "broker": mosquitto_version(),
         "machine": super::machine(),
         "loadavg": super::loadavg(),
+        "placement": pin.name(),
         "round_trips": opts.round_trips,
         "batch": BATCH,
         "targets": {"rtt_p50_ratio_at_most": 1.5, "rate_ratio_at_least": 0.5},
@@ -462,9 +473,10 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> Result<Value, String> {
 pub fn print(report: &Value) -> Result<(), String> {
     let mut out = String::new();
     out.push_str(&format!(
-        "InterNode through {} on 127.0.0.1 (load average {}): {} round trips, one way in batches of {}\n",
+        "InterNode through {} on 127.0.0.1 (load average {}, placement {}): {} round trips, one way in batches of {}\n",
         report["broker"].as_str().unwrap_or("mosquitto"),
         report["loadavg"],
+        report["placement"].as_str().unwrap_or("none"),
         report["round_trips"],
         report["batch"]
     ));

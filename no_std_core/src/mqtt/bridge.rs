@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `P/N/status` | yes | `up` when the bridge connects; its last will is `down` |
 //! | `P/N/registry/ID` | yes | a [`RegistryRecord`] for machine `ID`; empty when it left |
-//! | `P/N/in` | no, QoS 1 | an [`Envelope`]: a message for one of `N`'s machines |
+//! | `P/N/in` | no, QoS 1 | records (`super::inbox`): messages for `N`'s machines ([`Envelope`]s) and answers about messages `N` sent |
 //!
 //! Payloads are postcard, as the bus's frames are.
 

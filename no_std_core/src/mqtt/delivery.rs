@@ -8,10 +8,10 @@
 //!    it in its [`Awaiting`] table and publishes it ([`InboxMessage::Message`]) to B's inbox;
 //! 2. B's bridge passes it to bus B from its port `S` under a sequence number of its own and
 //!    keeps the pair of numbers in its [`Relayed`] table;
-//! 3. when `W`'s node acknowledges it on bus B (cumulatively, per pair), B's bridge publishes
-//!    an [`InboxMessage::Ack`] with `S`'s own number to A's inbox; a failure on bus B (no such
-//!    machine, target gone, stopped, queue full) goes back as [`InboxMessage::Failed`] with
-//!    bus B's reason;
+//! 3. when `W`'s node acknowledges it on bus B (cumulatively, per pair), B's bridge sends
+//!    an [`InboxMessage::Ack`] with `S`'s own number to A's inbox, riding on the next publish
+//!    there (`super::inbox`); a failure on bus B (no such machine, target gone, stopped,
+//!    queue full) goes back as [`InboxMessage::Failed`] with bus B's reason;
 //! 4. A's bridge then acknowledges to `S`'s node (for an Ack) or has the hub report the
 //!    failure to it (`NodeFailure` from the receiver's owner, `docs/wire.md`), and
 //!    acknowledges it past the report.

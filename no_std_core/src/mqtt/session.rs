@@ -361,6 +361,17 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.kept
     }
 
+    /// The store's size: no packet larger than it can be published.
+    pub fn capacity(&self) -> usize {
+        self.store.as_ref().len()
+    }
+
+    /// The store's free bytes: a QoS 1 packet larger than that waits for acknowledgements
+    /// ([`MqttError::StoreFull`]).
+    pub fn room(&self) -> usize {
+        self.capacity() - self.used
+    }
+
     /// Whether packet id `pid` is still unacknowledged.
     pub fn is_unacknowledged(&self, pid: u16) -> bool {
         self.kept_packets().any(|(_, _, p)| p == pid)

@@ -11,15 +11,17 @@
 //!   answered to the sending node once this bus acknowledged it ([`Node::next_port_ack`]) or
 //!   reported it failed (an `xstate.error.delivery` to that port).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope};
+use interstate_core::mqtt::bridge::Envelope;
 use interstate_core::mqtt::delivery::{self as rules, InboxMessage};
-use interstate_core::mqtt::MqttError;
+use interstate_core::mqtt::inbox;
 use interstate_core::wire::FailReason;
 use interstate_core::{hub::ALL_FAIL_REASONS, Duration};
+use rustc_hash::FxHashMap;
 
-use super::{MqttBridge, Tx};
+use super::outgoing::NodeOut;
+use super::MqttBridge;
 use crate::node::{PortMessage, DELIVERY_ERROR_EVENT};
 
 /// The most messages published to other nodes and not yet answered: beyond it the bridge
@@ -35,32 +37,59 @@ pub(super) type PairId = u32;
 /// A node's handle in the tables.
 pub(super) type NodeId = u16;
 
+/// Per key, a map keyed by a second string: looked up by two `&str` without building a
+/// key (no allocation per message).
+type ByTwo<V> = FxHashMap<String, FxHashMap<String, V>>;
+
+fn get_two<V: Copy>(map: &ByTwo<V>, a: &str, b: &str) -> Option<V> {
+    map.get(a)?.get(b).copied()
+}
+
+fn set_two<V>(map: &mut ByTwo<V>, a: &str, b: &str, v: V) {
+    if let Some(inner) = map.get_mut(a) {
+        if let Some(slot) = inner.get_mut(b) {
+            *slot = v;
+        } else {
+            inner.insert(b.to_string(), v);
+        }
+    } else {
+        map.entry(a.to_string())
+            .or_default()
+            .insert(b.to_string(), v);
+    }
+}
+
 /// The end-to-end state of a bridge.
 pub(super) struct Delivery {
     pub(super) awaiting: Box<rules::Awaiting<PairId, NodeId, AWAITING>>,
     pub(super) relayed: Box<rules::Relayed<PairId, NodeId, RELAYED>>,
-    pairs: HashMap<(String, String), PairId>,
-    pair_names: HashMap<PairId, (String, String)>,
+    /// (sender, receiver) -> handle.
+    pairs: ByTwo<PairId>,
+    pub(super) pair_names: FxHashMap<PairId, (String, String)>,
     next_pair: PairId,
     nodes: HashMap<String, NodeId>,
     node_names: Vec<String>,
-    /// The event name of each message awaiting an answer (a refusal names it).
-    events: HashMap<(PairId, u64), String>,
-    /// Answers for other nodes the session's store had no room for yet, in order.
-    pub(super) answers: std::collections::VecDeque<(String, Vec<u8>)>,
+    /// Per pair, the sequence number and event name of each message awaiting an answer,
+    /// in order (a refusal names the event).
+    events: FxHashMap<PairId, VecDeque<(u64, String)>>,
+    /// Per node (by handle), its inbox publish being gathered (`outgoing`).
+    pub(super) out: Vec<NodeOut>,
+    /// Publishes the session's store had no room for yet, in order: (node, payload).
+    pub(super) unsent: VecDeque<(NodeId, Vec<u8>)>,
     /// Each node's current connection, from its status.
     pub(super) incarnations: HashMap<String, u64>,
     /// The last sequence number given to a message from a machine hosted in the bridge's
     /// own node to a remote machine, per (sender, port): such messages reach the port
     /// without the hub and carry no number of the bus (`number_hosted`).
-    hosted_seq: HashMap<(String, String), u64>,
-    /// Acks for messages passed to machines of the bridge's own process, not published yet:
-    /// (origin node, sender, receiver as addressed, seq), one per run of the same pair (an
-    /// Ack is cumulative). Published before anything else leaves (`flush_hosted_acks`).
-    pending_acks: Vec<(String, String, String, u64)>,
+    hosted_seq: ByTwo<u64>,
     /// The nodes whose status arrived on this bridge's current connection: messages for
     /// the others wait (their status may be stale: the broker may have restarted).
-    pub(super) fresh: std::collections::HashSet<String>,
+    pub(super) fresh: HashSet<String>,
+    /// Per (remote node, sender there), per receiver as addressed: the highest sequence
+    /// number passed on (duplicates are dropped by it).
+    last_seq: FxHashMap<String, ByTwo<u64>>,
+    /// `ORIGIN/ID` built for a lookup, kept to be reused.
+    scratch_alias: String,
     last_sweep: std::time::Instant,
 }
 
@@ -69,23 +98,25 @@ impl Delivery {
         Delivery {
             awaiting: Box::default(),
             relayed: Box::default(),
-            pairs: HashMap::new(),
-            pair_names: HashMap::new(),
+            pairs: FxHashMap::default(),
+            pair_names: FxHashMap::default(),
             next_pair: 0,
             nodes: HashMap::new(),
             node_names: Vec::new(),
-            events: HashMap::new(),
-            answers: Default::default(),
+            events: FxHashMap::default(),
+            out: Vec::new(),
+            unsent: VecDeque::new(),
             incarnations: HashMap::new(),
-            hosted_seq: HashMap::new(),
-            pending_acks: Vec::new(),
-            fresh: Default::default(),
+            hosted_seq: FxHashMap::default(),
+            fresh: HashSet::new(),
+            last_seq: FxHashMap::default(),
+            scratch_alias: String::new(),
             last_sweep: std::time::Instant::now(),
         }
     }
 
     fn pair(&mut self, from: &str, to: &str) -> PairId {
-        if let Some(&p) = self.pairs.get(&(from.to_string(), to.to_string())) {
+        if let Some(p) = get_two(&self.pairs, from, to) {
             return p;
         }
         while self.pair_names.contains_key(&self.next_pair) {
@@ -93,16 +124,17 @@ impl Delivery {
         }
         let p = self.next_pair;
         self.next_pair = self.next_pair.wrapping_add(1);
-        self.pairs.insert((from.into(), to.into()), p);
+        set_two(&mut self.pairs, from, to, p);
         self.pair_names.insert(p, (from.into(), to.into()));
         p
     }
 
     fn known_pair(&self, from: &str, to: &str) -> Option<PairId> {
-        self.pairs.get(&(from.to_string(), to.to_string())).copied()
+        get_two(&self.pairs, from, to)
     }
 
-    fn node(&mut self, name: &str) -> NodeId {
+    /// The handle of node `name`, its inbox topic under `prefix` made once.
+    pub(super) fn node(&mut self, name: &str, prefix: &str) -> NodeId {
         if let Some(&n) = self.nodes.get(name) {
             return n;
         }
@@ -110,7 +142,14 @@ impl Delivery {
         let n = NodeId::try_from(self.node_names.len()).unwrap_or(NodeId::MAX);
         self.node_names.push(name.into());
         self.nodes.insert(name.into(), n);
+        self.out.push(NodeOut::new(prefix, name));
         n
+    }
+
+    pub(super) fn node_name(&self, node: NodeId) -> &str {
+        self.node_names
+            .get(usize::from(node))
+            .map_or("", String::as_str)
     }
 
     /// Forgets the pairs no table holds any more (every second at most), so that the
@@ -124,11 +163,21 @@ impl Delivery {
             .pair_names
             .keys()
             .copied()
-            .filter(|p| !self.awaiting.holds_pair(*p) && !self.relayed.holds_pair(*p))
+            .filter(|p| {
+                !self.awaiting.holds_pair(*p)
+                    && !self.relayed.holds_pair(*p)
+                    && !self.out.iter().any(|o| o.rule.owes_pair(*p))
+            })
             .collect();
         for p in unused {
-            if let Some(names) = self.pair_names.remove(&p) {
-                self.pairs.remove(&names);
+            self.events.remove(&p);
+            if let Some((from, to)) = self.pair_names.remove(&p) {
+                if let Some(inner) = self.pairs.get_mut(&from) {
+                    inner.remove(&to);
+                    if inner.is_empty() {
+                        self.pairs.remove(&from);
+                    }
+                }
             }
         }
     }
@@ -143,27 +192,28 @@ fn reason_from_code(code: &str) -> FailReason {
 }
 
 impl MqttBridge {
-    /// Reads the ports' messages while there is room to keep them until answered.
+    /// Reads the ports' messages while there is room to keep them until answered: one per
+    /// port per round, so that a busy port does not hold the others back.
     pub(super) fn read_ports(&mut self) {
-        let ports: Vec<String> = self
-            .ports
-            .keys()
-            .chain(self.aliases.keys())
-            .cloned()
-            .collect();
-        let mut progress = true;
-        while progress {
-            progress = false;
-            for port in &ports {
-                if self.delivery.awaiting.len() + self.waiting.len() >= AWAITING {
-                    return;
+        let mut got = std::mem::take(&mut self.read_buf);
+        loop {
+            let room = AWAITING.saturating_sub(self.delivery.awaiting.len() + self.waiting.len());
+            for port in self.ports.keys().chain(self.aliases.keys()) {
+                if got.len() >= room {
+                    break;
                 }
                 if let Some(m) = self.node.recv_port_unacknowledged(port) {
-                    progress = true;
-                    self.forward(m);
+                    got.push(m);
                 }
             }
+            if got.is_empty() {
+                break;
+            }
+            for m in got.drain(..) {
+                self.forward(m);
+            }
         }
+        self.read_buf = got;
     }
 
     /// Gives a message from a machine (or port) hosted in the bridge's own node its number:
@@ -175,19 +225,17 @@ impl MqttBridge {
         if m.seq != 0 || m.event == DELIVERY_ERROR_EVENT || !self.sender_hosted(&m.from) {
             return;
         }
-        let last = self
-            .delivery
-            .hosted_seq
-            .entry((m.from.clone(), m.port.clone()))
+        let seq = match get_two(&self.delivery.hosted_seq, &m.from, &m.port) {
+            Some(last) => last + 1,
             // Above whatever an earlier run of this bridge gave the pair (the receiving
             // node remembers the last number per sender): the wall clock in nanoseconds.
-            .or_insert_with(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX >> 1))
-            });
-        *last += 1;
-        m.seq = *last;
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX >> 1))
+                .saturating_add(1),
+        };
+        set_two(&mut self.delivery.hosted_seq, &m.from, &m.port, seq);
+        m.seq = seq;
     }
 
     /// Whether `from` is a machine or port hosted in the bridge's own node (not one of its
@@ -214,63 +262,49 @@ impl MqttBridge {
         }
     }
 
-    /// A message for a remote machine went out: it waits for its node's answer.
-    pub(super) fn awaiting_answer(&mut self, m: &PortMessage, owner: &str) {
+    /// A message for a remote machine was written to node `node`'s publish: it waits for
+    /// that node's answer. Its event name is kept (moved, not copied) for a refusal.
+    pub(super) fn awaiting_answer(&mut self, m: PortMessage, node: NodeId) {
         if m.seq == 0 {
             return;
         }
+        let now = self.node.now();
         let d = &mut self.delivery;
         let pair = d.pair(&m.from, &m.port);
-        let node = d.node(owner);
-        let now = self.node.now();
         if d.awaiting.push(pair, node, m.seq, now).is_ok() {
-            d.events.insert((pair, m.seq), m.event.clone());
-        } else {
+            d.events
+                .entry(pair)
+                .or_default()
+                .push_back((m.seq, m.event));
+        } else if !self.sender_hosted(&m.from) {
             // Cannot happen: the ports are read only while there is room.
-            if !self.sender_hosted(&m.from) {
-                self.node.acknowledge_port_seq(&m.port, &m.from, m.seq);
-            }
+            self.node.acknowledge_port_seq(&m.port, &m.from, m.seq);
         }
     }
 
-    /// The envelope of `m` for node `owner`.
-    pub(super) fn envelope_for(&self, m: &PortMessage, owner: &str, out: &mut Vec<u8>) -> bool {
-        let msg = InboxMessage::Message {
-            origin: &self.config.node_name,
-            incarnation: self.delivery.incarnations.get(owner).copied().unwrap_or(0),
-            envelope: Envelope {
-                from: &m.from,
-                to: &m.port,
-                event: &m.event,
-                payload: &m.payload,
-                seq: m.seq,
-            },
+    /// Acknowledges to the local sender what the tables released: `pair`'s messages up to
+    /// `seq`.
+    fn release(&mut self, pair: PairId, seq: u64) {
+        if let Some(q) = self.delivery.events.get_mut(&pair) {
+            while q.front().is_some_and(|(s, _)| *s <= seq) {
+                q.pop_front();
+            }
+        }
+        let hosted = match self.delivery.pair_names.get(&pair) {
+            Some((from, _)) => self.sender_hosted(from),
+            None => return,
         };
-        let need = m.from.len() + m.port.len() + m.event.len() + m.payload.len() + owner.len() + 96;
-        out.resize(need, 0);
-        match bridge::encode(&msg, out) {
-            Some(b) => {
-                let n = b.len();
-                out.truncate(n);
-                true
+        // A sender hosted in this node was never acknowledged through the hub.
+        if !hosted {
+            if let Some((from, to)) = self.delivery.pair_names.get(&pair) {
+                self.node.acknowledge_port_seq(to, from, seq);
             }
-            None => false,
         }
     }
 
-    /// Acknowledges to the local senders what the tables released.
-    fn release(&mut self, released: Vec<(PairId, u64)>) {
+    fn release_all(&mut self, released: Vec<(PairId, u64)>) {
         for (pair, seq) in released {
-            let Some((from, to)) = self.delivery.pair_names.get(&pair).cloned() else {
-                continue;
-            };
-            self.delivery
-                .events
-                .retain(|(p, s), _| *p != pair || *s > seq);
-            // A sender hosted in this node was never acknowledged through the hub.
-            if !self.sender_hosted(&from) {
-                self.node.acknowledge_port_seq(&to, &from, seq);
-            }
+            self.release(pair, seq);
         }
     }
 
@@ -282,7 +316,12 @@ impl MqttBridge {
         let event = self
             .delivery
             .events
-            .remove(&(pair, seq))
+            .get_mut(&pair)
+            .and_then(|q| {
+                let i = q.iter().position(|(s, _)| *s == seq)?;
+                q.remove(i)
+            })
+            .map(|(_, e)| e)
             .unwrap_or_default();
         let m = PortMessage {
             port: to,
@@ -317,7 +356,7 @@ impl MqttBridge {
         for (p, s) in failed {
             self.refuse(p, s, FailReason::NodeUnreachable, why);
         }
-        self.release(released);
+        self.release_all(released);
     }
 
     /// Messages without an answer within the bound fail; unused pair handles go.
@@ -350,7 +389,7 @@ impl MqttBridge {
             for (p, s) in failed {
                 self.refuse(p, s, FailReason::NodeUnreachable, &why);
             }
-            self.release(released);
+            self.release_all(released);
         }
         self.delivery.sweep();
     }
@@ -385,14 +424,12 @@ impl MqttBridge {
                 .get(&p)
                 .is_some_and(|(from, _)| self.sender_hosted(from));
             if hosted_sender {
-                let mut seqs: Vec<u64> = self
+                let seqs: Vec<u64> = self
                     .delivery
                     .events
-                    .keys()
-                    .filter(|(q, _)| *q == p)
-                    .map(|(_, s)| *s)
-                    .collect();
-                seqs.sort_unstable();
+                    .get(&p)
+                    .map(|q| q.iter().map(|(s, _)| *s).collect())
+                    .unwrap_or_default();
                 for s in seqs {
                     self.refuse(
                         p,
@@ -403,43 +440,58 @@ impl MqttBridge {
                 }
             }
             self.delivery.awaiting.forget_pair(p);
-            self.delivery.events.retain(|(q, _), _| *q != p);
+            self.delivery.events.remove(&p);
         }
     }
 
-    /// Something arrived on this node's inbox.
+    /// A publish arrived on this node's inbox: its records, in order.
     pub(super) fn inbox(&mut self, payload: &[u8]) {
-        match bridge::decode::<InboxMessage<'_>>(payload) {
-            Some(InboxMessage::Message {
+        for record in inbox::records(payload) {
+            match record {
+                Ok(msg) => self.inbox_record(msg),
+                Err(()) => {
+                    self.stats.dropped_in += 1;
+                    self.log("dropped a malformed message from the broker (a bridge of another version under the same prefix?)");
+                }
+            }
+        }
+    }
+
+    fn inbox_record(&mut self, msg: InboxMessage<'_>) {
+        match msg {
+            InboxMessage::Message {
                 origin,
                 incarnation,
                 envelope,
-            }) => self.relay(origin, incarnation, &envelope),
-            Some(InboxMessage::Ack { from, to, seq }) => {
+            } => self.relay(origin, incarnation, &envelope),
+            InboxMessage::Ack { from, to, seq } => {
                 let Some(pair) = self.delivery.known_pair(from, to) else {
                     return;
                 };
-                let mut released = Vec::new();
+                // One pair's prefix at most: no list needed.
+                let mut released = None;
                 self.delivery
                     .awaiting
-                    .acked(pair, seq, &mut |p, s| released.push((p, s)));
-                self.release(released);
+                    .acked(pair, seq, &mut |p, s| released = Some((p, s)));
+                if let Some((p, s)) = released {
+                    self.release(p, s);
+                }
             }
-            Some(InboxMessage::Failed {
+            InboxMessage::Failed {
                 from,
                 to,
                 seq,
                 reason,
                 detail,
-            }) => {
+            } => {
                 let Some(pair) = self.delivery.known_pair(from, to) else {
                     return;
                 };
-                let mut released = Vec::new();
+                let mut released = None;
                 if self
                     .delivery
                     .awaiting
-                    .failed(pair, seq, &mut |p, s| released.push((p, s)))
+                    .failed(pair, seq, &mut |p, s| released = Some((p, s)))
                 {
                     let owner = self.ports.get(to).cloned().unwrap_or_default();
                     let detail = if detail.is_empty() {
@@ -449,29 +501,19 @@ impl MqttBridge {
                     };
                     self.refuse(pair, seq, reason, &detail);
                 }
-                self.release(released);
-            }
-            None => {
-                self.stats.dropped_in += 1;
-                self.log("dropped a malformed message from the broker");
+                if let Some((p, s)) = released {
+                    self.release(p, s);
+                }
             }
         }
     }
 
     /// Passes a message from node `origin` to this bus, or answers it failed.
     fn relay(&mut self, origin: &str, incarnation: u64, env: &Envelope<'_>) {
+        let origin_id = self.delivery.node(origin, &self.config.prefix);
         let fail = |this: &mut Self, reason: FailReason, detail: &str| {
             this.stats.dropped_in += 1;
-            this.answer(
-                origin,
-                &InboxMessage::Failed {
-                    from: env.from,
-                    to: env.to,
-                    seq: env.seq,
-                    reason,
-                    detail,
-                },
-            );
+            this.answer_failed(origin_id, env.from, env.to, env.seq, reason, detail);
         };
         if !rules::for_this_connection(incarnation, self.incarnation) {
             // Sent to an earlier connection of this node: its sender's bridge gave it up
@@ -482,30 +524,44 @@ impl MqttBridge {
                 "sent to an earlier connection of the node",
             );
         }
-        let key = (format!("{origin}/{}", env.from), env.to.to_string());
-        if !bridge::is_new(self.last_seq.get(&key).copied(), env.seq) {
+        let last = self
+            .delivery
+            .last_seq
+            .get(origin)
+            .and_then(|m| get_two(m, env.from, env.to));
+        if !interstate_core::mqtt::bridge::is_new(last, env.seq) {
             self.stats.duplicates += 1;
             return;
         }
         // The sender's port here: its id, or `ORIGIN/ID` when a machine of this bus (or
         // another node) keeps the plain id here (the conflict rule), so that replies find it.
-        let alias = format!("{origin}/{}", env.from);
+        let alias;
         let sender = if self.ports.get(env.from).is_some_and(|n| n == origin) {
             env.from
-        } else if self.aliases.contains_key(&alias) {
-            alias.as_str()
         } else {
-            let detail = format!(
-                "no registry record for sender '{}' reached this node",
-                env.from
-            );
-            return fail(self, FailReason::NotOwner, &detail);
+            alias = format!("{origin}/{}", env.from);
+            if self.aliases.contains_key(&alias) {
+                alias.as_str()
+            } else {
+                let detail = format!(
+                    "no registry record for sender '{}' reached this node",
+                    env.from
+                );
+                return fail(self, FailReason::NotOwner, &detail);
+            }
         };
         if !self.delivery.relayed.has_room() {
             let detail = format!("{RELAYED} messages wait for this node's bus already");
             return fail(self, FailReason::QueueFull, &detail);
         }
-        self.last_seq.insert(key, env.seq);
+        match self.delivery.last_seq.get_mut(origin) {
+            Some(m) => set_two(m, env.from, env.to, env.seq),
+            None => {
+                let mut m = FxHashMap::default();
+                set_two(&mut m, env.from, env.to, env.seq);
+                self.delivery.last_seq.insert(origin.to_string(), m);
+            }
+        }
         // `NODE/ID` addressed this node's machine `ID` explicitly.
         let receiver = env
             .to
@@ -513,7 +569,7 @@ impl MqttBridge {
             .and_then(|r| r.strip_prefix('/'))
             .unwrap_or(env.to);
         if self.sender_hosted(receiver) {
-            return self.relay_here(origin, env, sender, receiver);
+            return self.relay_here(origin_id, env, sender, receiver);
         }
         match self
             .node
@@ -523,9 +579,8 @@ impl MqttBridge {
                 self.stats.delivered += 1;
                 let d = &mut self.delivery;
                 let pair = d.pair(sender, env.to);
-                let node = d.node(origin);
                 // Room was checked above.
-                let _ = d.relayed.push(pair, node, local, env.seq);
+                let _ = d.relayed.push(pair, origin_id, local, env.seq);
             }
             Err(e) => {
                 let detail = format!("{e}");
@@ -536,20 +591,19 @@ impl MqttBridge {
 
     /// Passes a message from node `origin` to `receiver`, a machine or port hosted in the
     /// bridge's own node: it takes it now, in this process, without the hub, so it is
-    /// answered at once (an Ack, or a Failed for a machine that stopped) and its answer
-    /// (the machine's sends) leaves in the same loop turn (`route_outboxes` in `pump`).
-    fn relay_here(&mut self, origin: &str, env: &Envelope<'_>, sender: &str, receiver: &str) {
+    /// answered at once (an Ack, or a Failed for a machine that stopped). The Ack is owed
+    /// to `origin`'s publish: the machine's reply, read from the ports in the same loop turn
+    /// (`route_outboxes` in `pump`), carries it, behind it.
+    fn relay_here(&mut self, origin: NodeId, env: &Envelope<'_>, sender: &str, receiver: &str) {
         if let Some(error) = self.node.stopped_here(receiver) {
             self.stats.dropped_in += 1;
-            return self.answer(
+            return self.answer_failed(
                 origin,
-                &InboxMessage::Failed {
-                    from: env.from,
-                    to: env.to,
-                    seq: env.seq,
-                    reason: FailReason::TargetStopped,
-                    detail: &error,
-                },
+                env.from,
+                env.to,
+                env.seq,
+                FailReason::TargetStopped,
+                &error,
             );
         }
         match self
@@ -559,57 +613,42 @@ impl MqttBridge {
             Ok(_) => {
                 self.stats.delivered += 1;
                 self.routed_here = true;
-                // Published once what the broker brought has been passed on (one Ack for a
-                // run of messages of a pair), before the machine's replies, which are read
-                // from the ports later: a reply never overtakes the acknowledgement of what
-                // it answers.
-                match self.delivery.pending_acks.last_mut() {
-                    Some((o, f, t, seq)) if o == origin && f == env.from && t == env.to => {
-                        *seq = env.seq;
-                    }
-                    _ => self.delivery.pending_acks.push((
-                        origin.to_string(),
-                        env.from.to_string(),
-                        env.to.to_string(),
-                        env.seq,
-                    )),
-                }
+                let pair = self.delivery.pair(sender, env.to);
+                self.owe_ack(origin, pair, env.seq);
             }
             Err(e) => {
                 self.stats.dropped_in += 1;
                 let detail = format!("{e}");
-                self.answer(
+                self.answer_failed(
                     origin,
-                    &InboxMessage::Failed {
-                        from: env.from,
-                        to: env.to,
-                        seq: env.seq,
-                        reason: FailReason::QueueFull,
-                        detail: &detail,
-                    },
+                    env.from,
+                    env.to,
+                    env.seq,
+                    FailReason::QueueFull,
+                    &detail,
                 );
             }
         }
     }
 
-    /// Answers for the nodes whose messages this bus acknowledged or failed.
+    /// Answers for the nodes whose messages this bus acknowledged.
     pub(super) fn answer_acks(&mut self) {
         while let Some((port, receiver, local)) = self.node.next_port_ack() {
-            for to in self.addressed_as(&receiver) {
-                let Some(pair) = self.delivery.known_pair(&port, &to) else {
-                    continue;
-                };
+            // The receiver as addressed from the other node: its id, or `NODE/ID` with this
+            // node's name (the bus's numbers are shared by both).
+            let mut pairs = [None, None];
+            if let Some(inner) = self.delivery.pairs.get(&port) {
+                pairs[0] = inner.get(&receiver).copied();
+                let q = &mut self.delivery.scratch_alias;
+                q.clear();
+                q.push_str(&self.config.node_name);
+                q.push('/');
+                q.push_str(&receiver);
+                pairs[1] = inner.get(q.as_str()).copied();
+            }
+            for pair in pairs.into_iter().flatten() {
                 if let Some((node, seq)) = self.delivery.relayed.acked(pair, local) {
-                    let origin = self.delivery.node_names[usize::from(node)].clone();
-                    let from = self.sender_id(&port);
-                    self.answer(
-                        &origin,
-                        &InboxMessage::Ack {
-                            from: &from,
-                            to: &to,
-                            seq,
-                        },
-                    );
+                    self.owe_ack(node, pair, seq);
                 }
             }
         }
@@ -620,15 +659,6 @@ impl MqttBridge {
         self.aliases
             .get(port)
             .map_or_else(|| port.to_string(), |(_, id)| id.clone())
-    }
-
-    /// The ids a machine of this bus may have been addressed by from other nodes: its own,
-    /// and `NODE/ID` with this node's name (the bus's numbers are shared by both).
-    fn addressed_as(&self, receiver: &str) -> [String; 2] {
-        [
-            receiver.to_string(),
-            format!("{}/{receiver}", self.config.node_name),
-        ]
     }
 
     /// An `xstate.error.delivery` for a message this bridge passed on from port `port`.
@@ -642,76 +672,15 @@ impl MqttBridge {
         };
         let reason = reason_from_code(v.get("reason").and_then(|r| r.as_str()).unwrap_or(""));
         let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or("");
-        for addressed in self.addressed_as(to) {
+        let addressed = [to.to_string(), format!("{}/{to}", self.config.node_name)];
+        for addressed in addressed {
             let Some(pair) = self.delivery.known_pair(port, &addressed) else {
                 continue;
             };
             if let Some((node, seq)) = self.delivery.relayed.failed(pair, local) {
-                let origin = self.delivery.node_names[usize::from(node)].clone();
                 let from = self.sender_id(port);
-                self.answer(
-                    &origin,
-                    &InboxMessage::Failed {
-                        from: &from,
-                        to: &addressed,
-                        seq,
-                        reason,
-                        detail,
-                    },
-                );
+                self.answer_failed(node, &from, &addressed, seq, reason, detail);
                 return;
-            }
-        }
-    }
-
-    /// Publishes the Acks `relay_here` gathered (see `Delivery::pending_acks`).
-    pub(super) fn flush_hosted_acks(&mut self) {
-        for (origin, from, to, seq) in std::mem::take(&mut self.delivery.pending_acks) {
-            self.answer(
-                &origin,
-                &InboxMessage::Ack {
-                    from: &from,
-                    to: &to,
-                    seq,
-                },
-            );
-        }
-    }
-
-    fn answer(&mut self, node: &str, msg: &InboxMessage<'_>) {
-        // Answers keep the order of the messages they answer.
-        if !self.delivery.pending_acks.is_empty() {
-            self.flush_hosted_acks();
-        }
-        let mut buf = vec![0u8; 512 + node.len()];
-        if let InboxMessage::Failed { detail, .. } = msg {
-            buf.resize(buf.len() + detail.len(), 0);
-        }
-        let Some(bytes) = bridge::encode(msg, &mut buf).map(|b| b.to_vec()) else {
-            return;
-        };
-        self.delivery.answers.push_back((node.to_string(), bytes));
-        self.send_answers();
-    }
-
-    /// Publishes the answers waiting, in order, while the session's store has room.
-    pub(super) fn send_answers(&mut self) {
-        while let Some((node, bytes)) = self.delivery.answers.front() {
-            let topic = self.topic(BridgeTopic::Inbox { node });
-            let now = self.node.now();
-            match self
-                .session
-                .publish(now, &topic, bytes, true, false, &mut Tx(&mut self.tx))
-            {
-                Ok(_) => {
-                    self.delivery.answers.pop_front();
-                }
-                Err(MqttError::StoreFull) => return,
-                Err(e) => {
-                    let what = format!("could not answer node '{node}': {e}");
-                    self.delivery.answers.pop_front();
-                    self.log(&what);
-                }
             }
         }
     }

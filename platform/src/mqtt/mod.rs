@@ -11,7 +11,8 @@
 //! - subscribes to every node's status and registry, and opens a port for each remote
 //!   machine ([`Node::open_port`]), so that it is in the local registry and local senders
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
-//! - forwards what arrives at such a port as a QoS 1 message to `P/OWNER/in`, and passes
+//! - forwards what arrives at such a port to `P/OWNER/in`, gathered with the answers owed to
+//!   that node into one QoS 1 publish per loop turn (`outgoing`), and passes
 //!   what arrives on its own `P/N/in` to its bus, sent from the port of the remote sender,
 //!   dropping duplicates by the sender's sequence number;
 //! - acknowledges a forwarded message to its sender only once the remote node's bridge
@@ -40,6 +41,7 @@ use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 mod delivery;
 mod hosts;
 mod link;
+mod outgoing;
 mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
@@ -227,6 +229,19 @@ impl Output for Tx<'_> {
     }
 }
 
+/// The node a port stands for a machine of (see `MqttBridge::owner_of`), from the bridge's
+/// maps borrowed apart.
+fn owner_in<'a>(
+    ports: &'a HashMap<String, String>,
+    aliases: &'a HashMap<String, (String, String)>,
+    port: &str,
+) -> Option<&'a str> {
+    ports
+        .get(port)
+        .or_else(|| aliases.get(port).map(|(node, _)| node))
+        .map(String::as_str)
+}
+
 /// A bus joined to other nodes' buses through an MQTT broker (see the module docs).
 pub struct MqttBridge {
     node: Node,
@@ -252,10 +267,6 @@ pub struct MqttBridge {
     down: HashSet<String>,
     /// Conflicts already reported, so that each is logged once: (id, losing node).
     conflicts_told: HashSet<(String, String)>,
-    /// Per (remote sender, receiver as addressed), the highest sequence number passed on.
-    /// Per pair, not per sender: a sender's messages to two receivers may be published in
-    /// either order (two ports, read in turn), only each pair's order is kept.
-    last_seq: HashMap<(String, String), u64>,
     /// Ports `NODE/ID` for each remote machine, whichever node keeps `ID` here:
     /// alias -> (node, id). See `registry::settle_alias`.
     aliases: HashMap<String, (String, String)>,
@@ -265,6 +276,14 @@ pub struct MqttBridge {
     hosts_dirty: bool,
     /// Messages waiting for room in the session's store.
     waiting: VecDeque<PortMessage>,
+    /// The messages of a round of `read_ports`, kept to be reused.
+    read_buf: Vec<PortMessage>,
+    /// What one read from the broker's socket goes into, kept to be reused.
+    read_chunk: Vec<u8>,
+    /// Whether the broker connection is watched for room to write (only while `tx` holds
+    /// what the socket did not take: an edge for every acknowledged write would wake the
+    /// loop once more per message).
+    write_interest: bool,
     subscribed: bool,
     /// A message from another node was passed to a machine of this process: its outbox is
     /// routed before the ports are read (`pump`).
@@ -319,11 +338,13 @@ impl MqttBridge {
             ports: HashMap::new(),
             down: HashSet::new(),
             conflicts_told: HashSet::new(),
-            last_seq: HashMap::new(),
             aliases: HashMap::new(),
             remote_hosts: HashMap::new(),
             hosts_dirty: false,
             waiting: VecDeque::new(),
+            read_buf: Vec::new(),
+            read_chunk: Vec::new(),
+            write_interest: true,
             subscribed: false,
             routed_here: false,
             delivery: delivery::Delivery::new(),
@@ -357,11 +378,8 @@ impl MqttBridge {
     }
 
     /// The node a port stands for a machine of: a remote machine's id, or its `NODE/ID`.
-    fn owner_of(&self, port: &str) -> Option<String> {
-        self.ports
-            .get(port)
-            .or_else(|| self.aliases.get(port).map(|(node, _)| node))
-            .cloned()
+    fn owner_of(&self, port: &str) -> Option<&str> {
+        owner_in(&self.ports, &self.aliases, port)
     }
 
     /// The remote machines this bus reaches through the bridge: (id, node).
@@ -392,6 +410,11 @@ impl MqttBridge {
         }
         // The registry is compared with what was published every 20 ms at most.
         timeout = timeout.min(StdDuration::from_millis(20));
+        // Answers gathered for another node leave at their deadline.
+        if let Some(due) = self.outgoing_deadline() {
+            let ms = due.as_millis().saturating_sub(self.node.now().as_millis());
+            timeout = timeout.min(StdDuration::from_millis(ms));
+        }
         let mut readable = false;
         self.node.run_once_with(Some(timeout), &mut |ev| {
             if ev.token() == BROKER {
@@ -417,6 +440,8 @@ impl MqttBridge {
     /// Stops cleanly: marks this node down for the others (as the will would), disconnects,
     /// and leaves the bus.
     pub fn shutdown(&mut self) {
+        // What was gathered for other nodes (answers waiting for a message to ride on).
+        self.flush_outgoing(true);
         if self.connected() {
             let topic = self.topic(BridgeTopic::Status {
                 node: &self.config.node_name,
@@ -473,18 +498,19 @@ impl MqttBridge {
         if self.readable {
             self.read_broker()?;
         }
-        self.flush_hosted_acks();
-        // What machines hosted here answered goes out in this turn, not the next one.
+        // What machines hosted here answered goes out in this turn, not the next one, in the
+        // same publish as the acknowledgements owed for what they were given (ahead of it).
         if std::mem::take(&mut self.routed_here) {
             self.node.route_outboxes()?;
         }
+        self.answer_acks();
+        self.send_unsent();
+        self.release_waiting();
+        self.read_ports();
         // Messages first, then the registry: a machine that sent and then left has its
         // messages published before its record's removal, so that the receiving bridge
         // still knows the sender when they arrive.
-        self.answer_acks();
-        self.send_answers();
-        self.release_waiting();
-        self.read_ports();
+        self.flush_outgoing(false);
         self.expire_awaiting();
         self.write_hosts();
         if self.connected() {
@@ -523,6 +549,7 @@ impl MqttBridge {
                                 PlatformError::io("watching the broker connection", None, e)
                             })?;
                         self.link = Link::Opening(stream);
+                        self.write_interest = true;
                     }
                     Err(e) => self.lost(&format!("cannot connect to {addr}: {e}")),
                 }
@@ -621,19 +648,29 @@ impl MqttBridge {
     }
 
     fn read_broker(&mut self) -> Result<(), BridgeError> {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = std::mem::take(&mut self.read_chunk);
+        buf.resize(16 * 1024, 0);
+        let result = self.read_broker_into(&mut buf);
+        self.read_chunk = buf;
+        result
+    }
+
+    fn read_broker_into(&mut self, buf: &mut [u8]) -> Result<(), BridgeError> {
         loop {
             let Link::Up(stream) = &mut self.link else {
                 self.readable = false;
                 return Ok(());
             };
-            match stream.read(&mut buf) {
+            match stream.read(buf) {
                 Ok(0) => {
                     self.lost("the broker closed the connection");
                     return Ok(());
                 }
                 Ok(n) => {
                     self.rx.extend_from_slice(&buf[..n]);
+                    // Read on until `WouldBlock` even after a short read: passing what came
+                    // on may run the node's loop (waiting for the hub), which takes the
+                    // socket's next readiness edge without telling this loop.
                     self.handle_input()?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -794,7 +831,7 @@ impl MqttBridge {
 
     /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
     fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
-        let Some(owner) = self.owner_of(&m.port) else {
+        let Some(owner) = owner_in(&self.ports, &self.aliases, &m.port) else {
             self.fail_back(
                 &m,
                 FailReason::TargetGone,
@@ -802,7 +839,7 @@ impl MqttBridge {
             );
             return None;
         };
-        if m.seq != 0 && !self.delivery.fresh.contains(&owner) {
+        if m.seq != 0 && !self.delivery.fresh.contains(owner) {
             // The node's current connection is not known yet (see `on_connected`).
             return Some(m);
         }
@@ -815,35 +852,8 @@ impl MqttBridge {
             // message from a sender it has no record of. It waits for the registry scan.
             return Some(m);
         }
-        let mut bytes = std::mem::take(&mut self.scratch);
-        if !self.envelope_for(&m, &owner, &mut bytes) {
-            self.scratch = bytes;
-            self.fail_back(&m, FailReason::TooLarge, "");
-            return None;
-        }
-        let topic = self.topic(BridgeTopic::Inbox { node: &owner });
-        let now = self.node.now();
-        match self
-            .session
-            .publish(now, &topic, &bytes, true, false, &mut Tx(&mut self.tx))
-        {
-            Ok(_) => {
-                self.scratch = bytes;
-                self.stats.forwarded += 1;
-                self.awaiting_answer(&m, &owner);
-                None
-            }
-            Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => {
-                self.scratch = bytes;
-                Some(m)
-            }
-            Err(e) => {
-                self.scratch = bytes;
-                let what = format!("{e}");
-                self.fail_back(&m, FailReason::TooLarge, &what);
-                None
-            }
-        }
+        let node = self.delivery.node(owner, &self.config.prefix);
+        self.gather_message(m, node)
     }
 
     /// Reports a message that cannot be forwarded back to its sender (through the hub, as
@@ -881,6 +891,26 @@ impl MqttBridge {
         if let Link::Up(stream) = &mut self.link {
             if let Err(e) = stream.push_pending() {
                 self.lost(&format!("writing to the broker: {e}"));
+            }
+        }
+        // Room to write is watched only while something waits for it: the socket's room
+        // grows with every acknowledged write, and each such edge would wake the loop.
+        if let Link::Up(stream) = &mut self.link {
+            let want = !self.tx.is_empty() || stream.wants_write();
+            if want != self.write_interest {
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if self
+                    .node
+                    .poll_registry()
+                    .reregister(stream.tcp(), BROKER, interest)
+                    .is_ok()
+                {
+                    self.write_interest = want;
+                }
             }
         }
         Ok(())
