@@ -5,11 +5,14 @@
 //! retransmission after a reconnect); [`bridge`] holds the bridge's rules: the topic layout,
 //! the payloads of registry records and forwarded messages, and which node keeps a machine
 //! id two nodes claim; [`delivery`] the end-to-end acknowledgement (what a node's inbox
-//! carries, and the tables of messages awaiting an answer). The I/O lives in the platform (`interstate_platform::mqtt`); the
+//! carries, and the tables of messages awaiting an answer); [`presence`] which nodes are
+//! there (a node's run and connection, and the grace that keeps a broker restart from
+//! being taken for the node leaving). The I/O lives in the platform (`interstate_platform::mqtt`); the
 //! layout and guarantees are in `docs/internode.md`.
 
 pub mod bridge;
 pub mod delivery;
+pub mod presence;
 pub mod session;
 
 pub use session::{
