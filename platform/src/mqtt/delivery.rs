@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use interstate_core::mqtt::bridge::{self, BridgeTopic, Envelope};
 use interstate_core::mqtt::delivery::{self as rules, InboxMessage};
+use interstate_core::mqtt::presence::sent_to_this_run;
 use interstate_core::mqtt::MqttError;
 use interstate_core::wire::FailReason;
 use interstate_core::{hub::ALL_FAIL_REASONS, Duration};
@@ -48,7 +49,8 @@ pub(super) struct Delivery {
     events: HashMap<(PairId, u64), String>,
     /// Answers for other nodes the session's store had no room for yet, in order.
     pub(super) answers: std::collections::VecDeque<(String, Vec<u8>)>,
-    /// Each node's current connection, from its status.
+    /// Each node's current run, from its status: what messages for it are stamped with
+    /// (`presence`).
     pub(super) incarnations: HashMap<String, u64>,
     /// The last sequence number given to a message from a machine hosted in the bridge's
     /// own node to a remote machine, per (sender, port): such messages reach the port
@@ -102,7 +104,7 @@ impl Delivery {
         self.pairs.get(&(from.to_string(), to.to_string())).copied()
     }
 
-    fn node(&mut self, name: &str) -> NodeId {
+    pub(super) fn node(&mut self, name: &str) -> NodeId {
         if let Some(&n) = self.nodes.get(name) {
             return n;
         }
@@ -111,6 +113,16 @@ impl Delivery {
         self.node_names.push(name.into());
         self.nodes.insert(name.into(), n);
         n
+    }
+
+    /// The name of node `id`.
+    pub(super) fn node_name(&self, id: NodeId) -> Option<String> {
+        self.node_names.get(usize::from(id)).cloned()
+    }
+
+    /// Every node named so far.
+    pub(super) fn node_names(&self) -> Vec<String> {
+        self.node_names.clone()
     }
 
     /// Forgets the pairs no table holds any more (every second at most), so that the
@@ -473,13 +485,13 @@ impl MqttBridge {
                 },
             );
         };
-        if !rules::for_this_connection(incarnation, self.incarnation) {
-            // Sent to an earlier connection of this node: its sender's bridge gave it up
-            // when that connection ended (or does now, on the answer).
+        if !sent_to_this_run(incarnation, self.presence.run()) {
+            // Sent to an earlier run of this node: its sender's bridge gave it up when this
+            // node's new run began (or does now, on the answer).
             return fail(
                 self,
                 FailReason::NodeUnreachable,
-                "sent to an earlier connection of the node",
+                "sent to an earlier run of the node",
             );
         }
         let key = (format!("{origin}/{}", env.from), env.to.to_string());

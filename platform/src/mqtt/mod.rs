@@ -40,6 +40,7 @@ use crate::node::{Node, PortMessage, DELIVERY_ERROR_EVENT, USER_TOKEN_BASE};
 mod delivery;
 mod hosts;
 mod link;
+mod presence;
 mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
@@ -170,6 +171,12 @@ pub struct MqttBridgeConfig {
     pub ack_timeout: StdDuration,
     /// TLS (`mqtts://`): the CA, the client certificate, the name to check.
     pub tls: Option<TlsConfig>,
+    /// How long another node whose connection ended (its last will) is waited for before
+    /// it counts as gone: meanwhile its machines stay and messages for it wait; back in the
+    /// same run, nothing fails (a broker restart). A node also starts a new run when it was
+    /// away for more than half of it. Use the same on every node of a prefix
+    /// (`interstate_core::mqtt::presence`, docs/internode.md).
+    pub node_grace: StdDuration,
 }
 
 impl MqttBridgeConfig {
@@ -186,6 +193,7 @@ impl MqttBridgeConfig {
             credentials: None,
             ack_timeout: StdDuration::from_secs(60),
             tls: None,
+            node_grace: StdDuration::from_millis(presence::DEFAULT_NODE_GRACE_MS),
         }
     }
 }
@@ -271,8 +279,8 @@ pub struct MqttBridge {
     routed_here: bool,
     /// The end-to-end acknowledgement's tables.
     delivery: delivery::Delivery,
-    /// This node's current connection (see `interstate_core::mqtt::delivery::status_up`).
-    incarnation: u64,
+    /// This node's run and connection, and the other nodes' (`presence`).
+    presence: presence::Presences,
     stats: MqttBridgeStats,
     log: Box<dyn FnMut(&str)>,
     scratch: Vec<u8>,
@@ -327,7 +335,7 @@ impl MqttBridge {
             subscribed: false,
             routed_here: false,
             delivery: delivery::Delivery::new(),
-            incarnation: 0,
+            presence: presence::Presences::new(&config),
             stats: MqttBridgeStats::default(),
             log: Box::new(crate::logging::bridge_line(crate::logging::MQTT)),
             scratch: vec![0; 4096],
@@ -486,6 +494,7 @@ impl MqttBridge {
         self.release_waiting();
         self.read_ports();
         self.expire_awaiting();
+        self.expire_absent();
         self.write_hosts();
         if self.connected() {
             let now = std::time::Instant::now();
@@ -567,23 +576,20 @@ impl MqttBridge {
             Some((u, p)) => (Some(u.as_str()), Some(p.as_bytes())),
             None => (None, None),
         };
+        // Every connection has its own number, which its will names: a will older than the
+        // node's current connection is ignored by the others.
+        let will = self.presence.next_connection();
         let options = ConnectOptions {
             client_id: &self.config.node_name,
             keep_alive_secs: self.config.keep_alive_secs,
             will: Some(Will {
                 topic: &will_topic,
-                payload: STATUS_DOWN,
+                payload: will.as_bytes(),
                 retain: true,
             }),
             username: user,
             password: pass,
         };
-        // Every connection has its own number: messages sent to an earlier one are dropped
-        // (their senders' bridges gave them up when it ended).
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.incarnation = ms.max(self.incarnation + 1);
         let now = self.node.now();
         self.rx.clear();
         self.readable = true;
@@ -610,6 +616,9 @@ impl MqttBridge {
         };
         self.session.disconnected();
         self.subscribed = false;
+        // The other nodes' statuses are learnt again on the next connection: until then
+        // messages for them wait, rather than go stamped with a run a node may have left.
+        self.delivery.fresh.clear();
         self.tx.clear();
         self.rx.clear();
         self.readable = false;
@@ -629,10 +638,12 @@ impl MqttBridge {
             };
             match stream.read(&mut buf) {
                 Ok(0) => {
+                    self.presence.heard();
                     self.lost("the broker closed the connection");
                     return Ok(());
                 }
                 Ok(n) => {
+                    self.presence.heard();
                     self.rx.extend_from_slice(&buf[..n]);
                     self.handle_input()?;
                 }
@@ -645,6 +656,8 @@ impl MqttBridge {
                     if let Some(problem) = fatal_tls(self.config.tls.as_ref(), &e) {
                         return Err(BridgeError::Tls { problem });
                     }
+                    // A reset: the broker's host answered now.
+                    self.presence.heard();
                     self.lost(&format!("reading from the broker: {e}"));
                     return Ok(());
                 }
@@ -704,6 +717,7 @@ impl MqttBridge {
                     if session_present { "resumed" } else { "new" }
                 );
                 self.log(&what);
+                self.connected_run(session_present);
                 self.on_connected();
             }
             Received::Message { topic, payload, .. } => self.message(topic, payload),
@@ -730,7 +744,7 @@ impl MqttBridge {
         let status = self.topic(BridgeTopic::Status {
             node: &self.config.node_name,
         });
-        let up = interstate_core::mqtt::delivery::status_up(self.incarnation);
+        let up = self.presence.status_up();
         let _ = self.session.publish(
             now,
             &status,
