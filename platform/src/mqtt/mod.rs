@@ -359,6 +359,14 @@ impl MqttBridge {
         self.stats
     }
 
+    /// Messages to other nodes without an answer yet: waiting for room in the MQTT
+    /// session's store, or published and waiting for the remote node's answer (its bus
+    /// acknowledged or failed them). Not counted: those still unread in the ports (see
+    /// `Node::port_pending`).
+    pub fn unanswered(&self) -> usize {
+        self.delivery.awaiting.pending() + self.waiting.len()
+    }
+
     /// Whether the MQTT session is up.
     pub fn connected(&self) -> bool {
         self.session.state() == State::Connected
