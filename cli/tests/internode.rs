@@ -140,6 +140,10 @@ impl Drop for Broker {
 const NODE_GRACE_MS: &str = "4000";
 
 fn start_bridge(bus: &mut Bus, broker: &Broker, node: &str) -> P {
+    start_bridge_with_grace(bus, broker, node, NODE_GRACE_MS)
+}
+
+fn start_bridge_with_grace(bus: &mut Bus, broker: &Broker, node: &str, grace_ms: &str) -> P {
     let url = broker.url();
     let p = bus.interstate(
         &format!("bridge {node}"),
@@ -150,7 +154,7 @@ fn start_bridge(bus: &mut Bus, broker: &Broker, node: &str) -> P {
             "--node",
             node,
             "--node-grace-ms",
-            NODE_GRACE_MS,
+            grace_ms,
         ],
     );
     bus.wait_line(p, true, "the bridge's connection", STEP_LIMIT, |l| {
@@ -371,6 +375,61 @@ fn a_graceful_broker_restart_mid_stream_fails_nothing_and_keeps_the_remote_machi
             .any(|l| l.contains("node 'host-b' lost its connection to the broker")),
         "{}",
         a.dump()
+    );
+}
+
+/// A node absent (its bridge killed: its will) holds back only the messages for it: with a
+/// grace longer than the test, a message for host-b's worker waits in A's bridge, and one
+/// sent after it to host-c's worker is delivered and answered meanwhile.
+#[test]
+fn an_absent_node_holds_back_only_the_messages_for_it() {
+    let broker = Broker::start("absent");
+    let mut a = Bus::new("inode-aa");
+    let mut b = Bus::new("inode-ab");
+    let mut c = Bus::new("inode-ac");
+    for bus in [&mut a, &mut b, &mut c] {
+        bus.start_hub();
+    }
+    let bridge_a = start_bridge_with_grace(&mut a, &broker, "host-a", "600000");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    start_bridge(&mut c, &broker, "host-c");
+    let _worker_b = b.start_sink("worker-b", &["--timeout-ms", "120000"]);
+    let _worker_c = c.start_sink("worker-c", &["--expect", "3", "--timeout-ms", "120000"]);
+    a.wait_ps("both workers through the bridge", |l| {
+        has(l, "worker-b") && has(l, "worker-c")
+    });
+    b.kill(bridge_b);
+    a.wait_line(bridge_a, true, "host-b absent", STEP_LIMIT, |l| {
+        l.contains("node 'host-b' lost its connection to the broker")
+    });
+    let to_b = a.probe(
+        "source to-b",
+        &["source", "to-b", "worker-b", "1", "--timeout-ms", "120000"],
+    );
+    sending_done(&mut a, to_b);
+    let to_c = a.probe("source to-c", &["source", "to-c", "worker-c", "3"]);
+    let done = wait_summary(&a, &c, to_c);
+    assert_eq!(
+        done["acknowledged"],
+        Value::Bool(true),
+        "{done}{}",
+        a.dump()
+    );
+    assert_eq!(done["tally"]["distinct"], 3, "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    // host-b is still absent (its grace is ten minutes) and worker-b still on bus A.
+    assert!(has(&a.ps(), "worker-b"), "{}", a.dump());
+    assert!(
+        !a.err(bridge_a)
+            .iter()
+            .any(|l| l.contains("node 'host-b' is down")),
+        "{}",
+        a.dump()
+    );
+    assert_eq!(
+        last_json(&a.out(to_b), "acknowledged"),
+        None,
+        "to-b still waits"
     );
 }
 

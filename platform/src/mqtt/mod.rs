@@ -235,6 +235,15 @@ impl Output for Tx<'_> {
     }
 }
 
+/// Why a message for another node waits in the bridge.
+enum Held {
+    /// Its node is not ready: absent, or its status not known on this connection yet (or
+    /// its sender's record is not published yet). Later messages for the node wait too.
+    Node(String),
+    /// The MQTT session's store is full: everything waits.
+    Store,
+}
+
 /// A bus joined to other nodes' buses through an MQTT broker (see the module docs).
 pub struct MqttBridge {
     node: Node,
@@ -772,13 +781,34 @@ impl MqttBridge {
         self.publish_registry(true);
     }
 
+    /// Publishes what waits, in order per node: a message for a node that is not ready
+    /// (absent, its status not known yet on this connection) holds back only the later
+    /// messages for that node, not those for the others; a full store holds back all.
     fn release_waiting(&mut self) {
+        let mut held_nodes: HashSet<String> = HashSet::new();
+        let mut kept = VecDeque::new();
         while let Some(m) = self.waiting.pop_front() {
-            if let Some(m) = self.try_forward(m) {
-                self.waiting.push_front(m);
-                return;
+            if !held_nodes.is_empty()
+                && self
+                    .owner_of(&m.port)
+                    .is_some_and(|o| held_nodes.contains(&o))
+            {
+                kept.push_back(m);
+                continue;
+            }
+            match self.try_forward(m) {
+                None => {}
+                Some((m, Held::Node(owner))) => {
+                    held_nodes.insert(owner);
+                    kept.push_back(m);
+                }
+                Some((m, Held::Store)) => {
+                    kept.push_back(m);
+                    kept.append(&mut self.waiting);
+                }
             }
         }
+        self.waiting = kept;
     }
 
     fn forward(&mut self, mut m: PortMessage) {
@@ -797,7 +827,7 @@ impl MqttBridge {
         if !self.waiting.is_empty() {
             return self.hold(m);
         }
-        if let Some(m) = self.try_forward(m) {
+        if let Some((m, _)) = self.try_forward(m) {
             self.hold(m);
         }
     }
@@ -814,8 +844,8 @@ impl MqttBridge {
         }
     }
 
-    /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
-    fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
+    /// Publishes `m` to its node's inbox; gives it back (`Some`) when it must wait, and why.
+    fn try_forward(&mut self, m: PortMessage) -> Option<(PortMessage, Held)> {
         let Some(owner) = self.owner_of(&m.port) else {
             self.fail_back(
                 &m,
@@ -825,8 +855,9 @@ impl MqttBridge {
             return None;
         };
         if m.seq != 0 && !self.delivery.fresh.contains(&owner) {
-            // The node's current connection is not known yet (see `on_connected`).
-            return Some(m);
+            // The node's current run is not known yet (see `on_connected`), or it is absent
+            // (`presence`).
+            return Some((m, Held::Node(owner)));
         }
         if !self.published.contains_key(&m.from)
             && bridge::bridgeable_id(&m.from)
@@ -835,7 +866,7 @@ impl MqttBridge {
             // A machine of this process that sent before the hub confirmed its id: its
             // record is not in the registry yet, and the receiving node would refuse a
             // message from a sender it has no record of. It waits for the registry scan.
-            return Some(m);
+            return Some((m, Held::Node(owner)));
         }
         let mut bytes = std::mem::take(&mut self.scratch);
         if !self.envelope_for(&m, &owner, &mut bytes) {
@@ -857,7 +888,7 @@ impl MqttBridge {
             }
             Err(MqttError::StoreFull) if self.session.unacknowledged() > 0 => {
                 self.scratch = bytes;
-                Some(m)
+                Some((m, Held::Store))
             }
             Err(e) => {
                 self.scratch = bytes;
