@@ -6,8 +6,9 @@
 //! `P`, the bridge of node `N`:
 //!
 //! - publishes every machine of its bus as a retained record on `P/N/registry/ID` (an
-//!   empty retained message when it leaves), and `up` on `P/N/status`, whose last will is
-//!   `down`;
+//!   empty retained message when it leaves), and `up:RUN:CONNECTION` on `P/N/status`,
+//!   whose last will is `down:CONNECTION` (`presence`: another node's will makes it absent
+//!   for a grace, not gone);
 //! - subscribes to every node's status and registry, and opens a port for each remote
 //!   machine ([`Node::open_port`]), so that it is in the local registry and local senders
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
