@@ -487,6 +487,12 @@ pub enum Command {
         /// as node-unreachable (default 60000).
         #[arg(long, value_name = "MS")]
         ack_timeout_ms: Option<u64>,
+        /// How long another node whose broker connection ended (its last will) is waited
+        /// for before its machines leave this bus and what waits for it fails (default
+        /// 12000). A broker restart shorter than half of it fails nothing. Use the same on
+        /// every node.
+        #[arg(long, value_name = "MS")]
+        node_grace_ms: Option<u64>,
         /// Host a JSON machine in the bridge's own process, as ID=CHART.json (repeatable;
         /// built-in actions as in `run`: log, raise, sendTo, cancel). Its messages to and
         /// from machines of other nodes go straight between this process and the broker,

@@ -26,6 +26,16 @@ struct Broker {
 
 impl Broker {
     fn start(test: &str) -> Broker {
+        Broker::start_with(test, "persistence false\n")
+    }
+
+    /// A broker that keeps its sessions, queued messages and retained messages across a
+    /// graceful restart (`restart_gracefully`).
+    fn start_persistent(test: &str) -> Broker {
+        Broker::start_with(test, "persistence true\npersistence_location DIR/\n")
+    }
+
+    fn start_with(test: &str, persistence: &str) -> Broker {
         assert!(
             std::path::Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: apt-get install -y mosquitto (scripts/test.sh does)"
@@ -40,12 +50,16 @@ impl Broker {
             .unwrap()
             .port();
         let conf = dir.join("mosquitto.conf");
+        // mosquitto started as root drops to its own user: the directory must be its to
+        // write (persistence).
+        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777));
+        let persistence = persistence.replace("DIR", &dir.display().to_string());
         // max_queued_messages 0: mosquitto's default (1000) drops QoS 1 messages queued for
         // a subscriber beyond it, silently; docs/internode.md asks brokers for no limit.
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest stderr\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}max_queued_messages 0\nlog_dest stderr\n"
             ),
         )
         .unwrap();
@@ -93,6 +107,16 @@ impl Broker {
         self.wait_listening();
     }
 
+    /// Stops the broker with SIGTERM (it publishes its clients' wills, saves what it keeps)
+    /// and starts it again on the same port.
+    fn restart_gracefully(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+        self.child = Broker::spawn(&self.dir);
+        self.wait_listening();
+    }
+
     fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
@@ -110,11 +134,28 @@ impl Drop for Broker {
     }
 }
 
+/// How long a bridge waits for a node whose connection ended (its will) before taking it
+/// down: shorter than the default (12 s) so that a killed bridge's node is down well within
+/// the tests' step limit; longer than twice a broker restart here.
+const NODE_GRACE_MS: &str = "4000";
+
 fn start_bridge(bus: &mut Bus, broker: &Broker, node: &str) -> P {
+    start_bridge_with_grace(bus, broker, node, NODE_GRACE_MS)
+}
+
+fn start_bridge_with_grace(bus: &mut Bus, broker: &Broker, node: &str, grace_ms: &str) -> P {
     let url = broker.url();
     let p = bus.interstate(
         &format!("bridge {node}"),
-        &["bridge", "--mqtt", &url, "--node", node],
+        &[
+            "bridge",
+            "--mqtt",
+            &url,
+            "--node",
+            node,
+            "--node-grace-ms",
+            grace_ms,
+        ],
     );
     bus.wait_line(p, true, "the bridge's connection", STEP_LIMIT, |l| {
         l.contains("connected to the broker")
@@ -267,6 +308,129 @@ fn the_bridges_reconnect_after_the_broker_restarts_and_traffic_resumes() {
     );
     assert_eq!(done["tally"]["distinct"], 2, "{done}");
     assert_eq!(done["tally"]["duplicates"], 0, "{done}");
+}
+
+/// Issue 15, a broker restart is not a departure: mosquitto stopped with SIGTERM publishes
+/// every bridge's will as it shuts down (and keeps it, retained, with the sessions and the
+/// queued messages). Each bridge takes the other's will for an absence, not a departure:
+/// the worker stays on bus A, the messages in flight and those sent meanwhile wait, and
+/// when both nodes are back in the same run every one of 2,000 messages is delivered once,
+/// in order, and acknowledged; none fails.
+#[test]
+fn a_graceful_broker_restart_mid_stream_fails_nothing_and_keeps_the_remote_machines() {
+    let mut broker = Broker::start_persistent("graceful");
+    let mut a = Bus::new("inode-ga");
+    let mut b = Bus::new("inode-gb");
+    a.start_hub();
+    b.start_hub();
+    let bridge_a = start_bridge(&mut a, &broker, "host-a");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    let _worker = b.start_sink("worker", &["--expect", "2000", "--timeout-ms", "120000"]);
+    a.wait_ps("worker through the bridge", |l| has(l, "worker"));
+    let source = a.probe(
+        "source sensor",
+        &[
+            "source",
+            "sensor",
+            "worker",
+            "2000",
+            "--rate",
+            "2000",
+            "--timeout-ms",
+            "120000",
+            "--progress-every",
+            "100",
+        ],
+    );
+    a.wait_progress(source, 300);
+    broker.restart_gracefully();
+    wait_connections(&a, bridge_a, 2);
+    wait_connections(&b, bridge_b, 2);
+    let end = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        if let Some(v) = last_json(&a.out(source), "acknowledged") {
+            break v;
+        }
+        assert!(Instant::now() < end, "no summary{}{}", a.dump(), b.dump());
+        std::thread::sleep(POLL);
+    };
+    let tally = &done["tally"];
+    assert_eq!(done["failed"], 0, "{done}{}{}", a.dump(), b.dump());
+    assert_eq!(tally["distinct"], 2000, "{done}");
+    assert_eq!(tally["duplicates"], 0, "{tally}");
+    assert_eq!(tally["out_of_order"], 0, "{tally}");
+    assert_eq!(done["unacknowledged"], 0, "{done}");
+    let log_a = a.err(bridge_a);
+    assert!(
+        !log_a
+            .iter()
+            .any(|l| l.contains("node 'host-b' is down") || l.contains("new run")),
+        "host-b was taken for gone{}",
+        a.dump()
+    );
+    // The will was seen (the broker published it), and taken for an absence.
+    assert!(
+        log_a
+            .iter()
+            .any(|l| l.contains("node 'host-b' lost its connection to the broker")),
+        "{}",
+        a.dump()
+    );
+}
+
+/// A node absent (its bridge killed: its will) holds back only the messages for it: with a
+/// grace longer than the test, a message for host-b's worker waits in A's bridge, and one
+/// sent after it to host-c's worker is delivered and answered meanwhile.
+#[test]
+fn an_absent_node_holds_back_only_the_messages_for_it() {
+    let broker = Broker::start("absent");
+    let mut a = Bus::new("inode-aa");
+    let mut b = Bus::new("inode-ab");
+    let mut c = Bus::new("inode-ac");
+    for bus in [&mut a, &mut b, &mut c] {
+        bus.start_hub();
+    }
+    let bridge_a = start_bridge_with_grace(&mut a, &broker, "host-a", "600000");
+    let bridge_b = start_bridge(&mut b, &broker, "host-b");
+    start_bridge(&mut c, &broker, "host-c");
+    let _worker_b = b.start_sink("worker-b", &["--timeout-ms", "120000"]);
+    let _worker_c = c.start_sink("worker-c", &["--expect", "3", "--timeout-ms", "120000"]);
+    a.wait_ps("both workers through the bridge", |l| {
+        has(l, "worker-b") && has(l, "worker-c")
+    });
+    b.kill(bridge_b);
+    a.wait_line(bridge_a, true, "host-b absent", STEP_LIMIT, |l| {
+        l.contains("node 'host-b' lost its connection to the broker")
+    });
+    let to_b = a.probe(
+        "source to-b",
+        &["source", "to-b", "worker-b", "1", "--timeout-ms", "120000"],
+    );
+    sending_done(&mut a, to_b);
+    let to_c = a.probe("source to-c", &["source", "to-c", "worker-c", "3"]);
+    let done = wait_summary(&a, &c, to_c);
+    assert_eq!(
+        done["acknowledged"],
+        Value::Bool(true),
+        "{done}{}",
+        a.dump()
+    );
+    assert_eq!(done["tally"]["distinct"], 3, "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    // host-b is still absent (its grace is ten minutes) and worker-b still on bus A.
+    assert!(has(&a.ps(), "worker-b"), "{}", a.dump());
+    assert!(
+        !a.err(bridge_a)
+            .iter()
+            .any(|l| l.contains("node 'host-b' is down")),
+        "{}",
+        a.dump()
+    );
+    assert_eq!(
+        last_json(&a.out(to_b), "acknowledged"),
+        None,
+        "to-b still waits"
+    );
 }
 
 #[test]

@@ -54,7 +54,18 @@ fn start_bridge(bus: &mut Bus, broker: &Mosquitto, node: &str, machine: &str, ch
     let spec = format!("{machine}={file}");
     let p = bus.interstate(
         &format!("bridge {node}"),
-        &["bridge", "--mqtt", &url, "--node", node, "--machine", &spec],
+        &[
+            "bridge",
+            "--mqtt",
+            &url,
+            "--node",
+            node,
+            "--machine",
+            &spec,
+            // A killed bridge's node is down after this (the default is 12 s).
+            "--node-grace-ms",
+            "4000",
+        ],
     );
     bus.wait_line(p, true, "the bridge's connection", STEP_LIMIT, |l| {
         l.contains("connected to the broker")

@@ -100,6 +100,15 @@ pub enum PlatformError {
         /// How many events the queue holds.
         capacity: usize,
     },
+    /// A port of this node holds as many unread messages from this process as it may
+    /// ([`NodeConfig::port_queue`](crate::node::NodeConfig::port_queue)): only its reader
+    /// makes room, so the send is refused instead of waiting.
+    PortQueueFull {
+        /// The port.
+        port: String,
+        /// How many messages it holds.
+        capacity: usize,
+    },
     /// An invoked service was stopped (its state was exited) or has ended (done or failed):
     /// it sends nothing more.
     ServiceEnded {
@@ -194,6 +203,12 @@ impl fmt::Display for PlatformError {
                 f,
                 "service '{service}': its queue of {capacity} events is full; the node drains \
                  it at each loop turn: send less at once, or wait and send again"
+            ),
+            PlatformError::PortQueueFull { port, capacity } => write!(
+                f,
+                "port '{port}' holds {capacity} unread messages from this process already \
+                 (NodeConfig::port_queue): its reader must take some (recv_port) before it \
+                 is sent more"
             ),
             PlatformError::ServiceEnded { service } => write!(
                 f,

@@ -27,6 +27,8 @@ pub struct BridgeArgs {
     pub credentials: Option<String>,
     /// How long a message to another node waits for its answer (milliseconds).
     pub ack_timeout_ms: Option<u64>,
+    /// How long a node whose connection ended is waited for (milliseconds).
+    pub node_grace_ms: Option<u64>,
     /// TLS and the other ways to give a password.
     pub security: SecurityArgs,
     /// Machines hosted in the bridge's own node: (id, chart file).
@@ -123,6 +125,9 @@ pub fn bridge_config(args: &BridgeArgs) -> Result<MqttBridgeConfig, String> {
     }
     if let Some(ms) = args.ack_timeout_ms {
         config.ack_timeout = StdDuration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = args.node_grace_ms {
+        config.node_grace = StdDuration::from_millis(ms);
     }
     let sec = &args.security;
     if let Some(user) = &sec.username {

@@ -9,9 +9,8 @@
 //! What only the host can do (deliver an event to a machine, report a failure to the
 //! machine that sent a message, keep the registry copy) comes back as an [`Incoming`].
 
-use crate::bus::direct::{DirectPeers, RingRefusal};
-use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered};
 use crate::bus::credit::Credit;
+use crate::bus::direct::{DirectPeers, RingRefusal};
 use crate::bus::outstanding::{NoRoom, Outstanding, Undelivered, ENTRY_HEADER};
 use crate::bus::policy::{
     registration_answer, AckTimer, Grace, RegisterRetry, Registration, FORGET_DEPARTED_MS,

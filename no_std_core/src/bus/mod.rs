@@ -18,8 +18,8 @@
 //! here is the caller's storage, allocated once: nothing allocates, nothing reads a clock.
 
 pub mod client;
-pub mod direct;
 pub mod credit;
+pub mod direct;
 pub mod outstanding;
 pub mod policy;
 pub mod received;

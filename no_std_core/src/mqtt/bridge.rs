@@ -5,7 +5,7 @@
 //!
 //! | topic | retained | payload |
 //! |---|---|---|
-//! | `P/N/status` | yes | `up` when the bridge connects; its last will is `down` |
+//! | `P/N/status` | yes | `up:RUN:CONNECTION` when the bridge connects; its last will is `down:CONNECTION`, a clean stop `down` (see [`super::presence`]) |
 //! | `P/N/registry/ID` | yes | a [`RegistryRecord`] for machine `ID`; empty when it left |
 //! | `P/N/in` | no, QoS 1 | records (`super::inbox`): messages for `N`'s machines ([`Envelope`]s) and answers about messages `N` sent |
 //!
@@ -21,9 +21,11 @@ pub const DEFAULT_PREFIX: &str = "interstate";
 /// The longest node name.
 pub const MAX_NODE_NAME: usize = 64;
 
-/// The status payload a connected bridge retains.
+/// The status payload of a connected bridge before it named its run and connection
+/// (read as run 0; a bridge now publishes [`super::presence::status_up`]).
 pub const STATUS_UP: &[u8] = b"up";
-/// The status payload of a bridge's last will (and of a clean stop).
+/// The status payload of a clean stop (a bridge's last will is
+/// [`super::presence::status_lost`]).
 pub const STATUS_DOWN: &[u8] = b"down";
 
 /// Whether `name` can name a node: 1 to [`MAX_NODE_NAME`] bytes, one topic level without

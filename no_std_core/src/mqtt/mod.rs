@@ -7,12 +7,15 @@
 //! id two nodes claim; [`delivery`] the end-to-end acknowledgement (what a node's inbox
 //! carries, and the tables of messages awaiting an answer); [`inbox`] how one publish on a
 //! node's inbox carries several records (acknowledgements riding on messages) and when it
-//! leaves. The I/O lives in the platform (`interstate_platform::mqtt`); the layout and
-//! guarantees are in `docs/internode.md`.
+//! leaves; [`presence`] which nodes are there (a node's run and connection, and the grace
+//! that keeps a broker restart from being taken for the node leaving). The I/O lives in the
+//! platform (`interstate_platform::mqtt`); the layout and guarantees are in
+//! `docs/internode.md`.
 
 pub mod bridge;
 pub mod delivery;
 pub mod inbox;
+pub mod presence;
 pub mod session;
 
 pub use session::{

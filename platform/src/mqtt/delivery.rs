@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use interstate_core::mqtt::bridge::Envelope;
 use interstate_core::mqtt::delivery::{self as rules, InboxMessage};
 use interstate_core::mqtt::inbox;
+use interstate_core::mqtt::presence::sent_to_this_run;
 use interstate_core::wire::FailReason;
 use interstate_core::{hub::ALL_FAIL_REASONS, Duration};
 use rustc_hash::FxHashMap;
@@ -76,7 +77,8 @@ pub(super) struct Delivery {
     pub(super) out: Vec<NodeOut>,
     /// Publishes the session's store had no room for yet, in order: (node, payload).
     pub(super) unsent: VecDeque<(NodeId, Vec<u8>)>,
-    /// Each node's current connection, from its status.
+    /// Each node's current run, from its status: what messages for it are stamped with
+    /// (`presence`).
     pub(super) incarnations: HashMap<String, u64>,
     /// The last sequence number given to a message from a machine hosted in the bridge's
     /// own node to a remote machine, per (sender, port): such messages reach the port
@@ -150,6 +152,11 @@ impl Delivery {
         self.node_names
             .get(usize::from(node))
             .map_or("", String::as_str)
+    }
+
+    /// Every node named so far.
+    pub(super) fn node_names(&self) -> Vec<String> {
+        self.node_names.clone()
     }
 
     /// Forgets the pairs no table holds any more (every second at most), so that the
@@ -515,13 +522,13 @@ impl MqttBridge {
             this.stats.dropped_in += 1;
             this.answer_failed(origin_id, env.from, env.to, env.seq, reason, detail);
         };
-        if !rules::for_this_connection(incarnation, self.incarnation) {
-            // Sent to an earlier connection of this node: its sender's bridge gave it up
-            // when that connection ended (or does now, on the answer).
+        if !sent_to_this_run(incarnation, self.presence.run()) {
+            // Sent to an earlier run of this node: its sender's bridge gave it up when this
+            // node's new run began (or does now, on the answer).
             return fail(
                 self,
                 FailReason::NodeUnreachable,
-                "sent to an earlier connection of the node",
+                "sent to an earlier run of the node",
             );
         }
         let last = self

@@ -6,8 +6,9 @@
 //! `P`, the bridge of node `N`:
 //!
 //! - publishes every machine of its bus as a retained record on `P/N/registry/ID` (an
-//!   empty retained message when it leaves), and `up` on `P/N/status`, whose last will is
-//!   `down`;
+//!   empty retained message when it leaves), and `up:RUN:CONNECTION` on `P/N/status`,
+//!   whose last will is `down:CONNECTION` (`presence`: another node's will makes it absent
+//!   for a grace, not gone);
 //! - subscribes to every node's status and registry, and opens a port for each remote
 //!   machine ([`Node::open_port`]), so that it is in the local registry and local senders
 //!   reach it as any machine; when its node withdraws it or goes down, the port closes;
@@ -42,6 +43,7 @@ mod delivery;
 mod hosts;
 mod link;
 mod outgoing;
+mod presence;
 mod registry;
 
 pub use delivery::{AWAITING, RELAYED};
@@ -172,6 +174,12 @@ pub struct MqttBridgeConfig {
     pub ack_timeout: StdDuration,
     /// TLS (`mqtts://`): the CA, the client certificate, the name to check.
     pub tls: Option<TlsConfig>,
+    /// How long another node whose connection ended (its last will) is waited for before
+    /// it counts as gone: meanwhile its machines stay and messages for it wait; back in the
+    /// same run, nothing fails (a broker restart). A node also starts a new run when it was
+    /// away for more than half of it. Use the same on every node of a prefix
+    /// (`interstate_core::mqtt::presence`, docs/internode.md).
+    pub node_grace: StdDuration,
 }
 
 impl MqttBridgeConfig {
@@ -188,6 +196,7 @@ impl MqttBridgeConfig {
             credentials: None,
             ack_timeout: StdDuration::from_secs(60),
             tls: None,
+            node_grace: StdDuration::from_millis(presence::DEFAULT_NODE_GRACE_MS),
         }
     }
 }
@@ -242,6 +251,15 @@ fn owner_in<'a>(
         .map(String::as_str)
 }
 
+/// Why a message for another node waits in the bridge.
+enum Held {
+    /// Its node is not ready: absent, or its status not known on this connection yet (or
+    /// its sender's record is not published yet). Later messages for the node wait too.
+    Node(String),
+    /// The MQTT session's store is full: everything waits.
+    Store,
+}
+
 /// A bus joined to other nodes' buses through an MQTT broker (see the module docs).
 pub struct MqttBridge {
     node: Node,
@@ -290,8 +308,8 @@ pub struct MqttBridge {
     routed_here: bool,
     /// The end-to-end acknowledgement's tables.
     delivery: delivery::Delivery,
-    /// This node's current connection (see `interstate_core::mqtt::delivery::status_up`).
-    incarnation: u64,
+    /// This node's run and connection, and the other nodes' (`presence`).
+    presence: presence::Presences,
     stats: MqttBridgeStats,
     log: Box<dyn FnMut(&str)>,
     scratch: Vec<u8>,
@@ -348,7 +366,7 @@ impl MqttBridge {
             subscribed: false,
             routed_here: false,
             delivery: delivery::Delivery::new(),
-            incarnation: 0,
+            presence: presence::Presences::new(&config),
             stats: MqttBridgeStats::default(),
             log: Box::new(crate::logging::bridge_line(crate::logging::MQTT)),
             scratch: vec![0; 4096],
@@ -370,6 +388,14 @@ impl MqttBridge {
     /// Counters.
     pub fn stats(&self) -> MqttBridgeStats {
         self.stats
+    }
+
+    /// Messages to other nodes without an answer yet: waiting for room in the MQTT
+    /// session's store, or published and waiting for the remote node's answer (its bus
+    /// acknowledged or failed them). Not counted: those still unread in the ports (see
+    /// `Node::port_pending`).
+    pub fn unanswered(&self) -> usize {
+        self.delivery.awaiting.pending() + self.waiting.len()
     }
 
     /// Whether the MQTT session is up.
@@ -512,6 +538,7 @@ impl MqttBridge {
         // still knows the sender when they arrive.
         self.flush_outgoing(false);
         self.expire_awaiting();
+        self.expire_absent();
         self.write_hosts();
         if self.connected() {
             let now = std::time::Instant::now();
@@ -594,23 +621,20 @@ impl MqttBridge {
             Some((u, p)) => (Some(u.as_str()), Some(p.as_bytes())),
             None => (None, None),
         };
+        // Every connection has its own number, which its will names: a will older than the
+        // node's current connection is ignored by the others.
+        let will = self.presence.next_connection();
         let options = ConnectOptions {
             client_id: &self.config.node_name,
             keep_alive_secs: self.config.keep_alive_secs,
             will: Some(Will {
                 topic: &will_topic,
-                payload: STATUS_DOWN,
+                payload: will.as_bytes(),
                 retain: true,
             }),
             username: user,
             password: pass,
         };
-        // Every connection has its own number: messages sent to an earlier one are dropped
-        // (their senders' bridges gave them up when it ended).
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.incarnation = ms.max(self.incarnation + 1);
         let now = self.node.now();
         self.rx.clear();
         self.readable = true;
@@ -637,6 +661,9 @@ impl MqttBridge {
         };
         self.session.disconnected();
         self.subscribed = false;
+        // The other nodes' statuses are learnt again on the next connection: until then
+        // messages for them wait, rather than go stamped with a run a node may have left.
+        self.delivery.fresh.clear();
         self.tx.clear();
         self.rx.clear();
         self.readable = false;
@@ -663,10 +690,12 @@ impl MqttBridge {
             };
             match stream.read(buf) {
                 Ok(0) => {
+                    self.presence.heard();
                     self.lost("the broker closed the connection");
                     return Ok(());
                 }
                 Ok(n) => {
+                    self.presence.heard();
                     self.rx.extend_from_slice(&buf[..n]);
                     // Read on until `WouldBlock` even after a short read: passing what came
                     // on may run the node's loop (waiting for the hub), which takes the
@@ -682,6 +711,8 @@ impl MqttBridge {
                     if let Some(problem) = fatal_tls(self.config.tls.as_ref(), &e) {
                         return Err(BridgeError::Tls { problem });
                     }
+                    // A reset: the broker's host answered now.
+                    self.presence.heard();
                     self.lost(&format!("reading from the broker: {e}"));
                     return Ok(());
                 }
@@ -741,6 +772,7 @@ impl MqttBridge {
                     if session_present { "resumed" } else { "new" }
                 );
                 self.log(&what);
+                self.connected_run(session_present);
                 self.on_connected();
             }
             Received::Message { topic, payload, .. } => self.message(topic, payload),
@@ -767,7 +799,7 @@ impl MqttBridge {
         let status = self.topic(BridgeTopic::Status {
             node: &self.config.node_name,
         });
-        let up = interstate_core::mqtt::delivery::status_up(self.incarnation);
+        let up = self.presence.status_up();
         let _ = self.session.publish(
             now,
             &status,
@@ -787,13 +819,34 @@ impl MqttBridge {
         self.publish_registry(true);
     }
 
+    /// Publishes what waits, in order per node: a message for a node that is not ready
+    /// (absent, its status not known yet on this connection) holds back only the later
+    /// messages for that node, not those for the others; a full store holds back all.
     fn release_waiting(&mut self) {
+        let mut held_nodes: HashSet<String> = HashSet::new();
+        let mut kept = VecDeque::new();
         while let Some(m) = self.waiting.pop_front() {
-            if let Some(m) = self.try_forward(m) {
-                self.waiting.push_front(m);
-                return;
+            if !held_nodes.is_empty()
+                && self
+                    .owner_of(&m.port)
+                    .is_some_and(|o| held_nodes.contains(o))
+            {
+                kept.push_back(m);
+                continue;
+            }
+            match self.try_forward(m) {
+                None => {}
+                Some((m, Held::Node(owner))) => {
+                    held_nodes.insert(owner);
+                    kept.push_back(m);
+                }
+                Some((m, Held::Store)) => {
+                    kept.push_back(m);
+                    kept.append(&mut self.waiting);
+                }
             }
         }
+        self.waiting = kept;
     }
 
     fn forward(&mut self, mut m: PortMessage) {
@@ -812,7 +865,7 @@ impl MqttBridge {
         if !self.waiting.is_empty() {
             return self.hold(m);
         }
-        if let Some(m) = self.try_forward(m) {
+        if let Some((m, _)) = self.try_forward(m) {
             self.hold(m);
         }
     }
@@ -829,8 +882,8 @@ impl MqttBridge {
         }
     }
 
-    /// Publishes `m` to its node's inbox; gives it back (`Some`) when the store is full.
-    fn try_forward(&mut self, m: PortMessage) -> Option<PortMessage> {
+    /// Publishes `m` to its node's inbox; gives it back (`Some`) when it must wait, and why.
+    fn try_forward(&mut self, m: PortMessage) -> Option<(PortMessage, Held)> {
         let Some(owner) = owner_in(&self.ports, &self.aliases, &m.port) else {
             self.fail_back(
                 &m,
@@ -840,8 +893,9 @@ impl MqttBridge {
             return None;
         };
         if m.seq != 0 && !self.delivery.fresh.contains(owner) {
-            // The node's current connection is not known yet (see `on_connected`).
-            return Some(m);
+            // The node's current run is not known yet (see `on_connected`), or it is absent
+            // (`presence`).
+            return Some((m, Held::Node(owner.to_string())));
         }
         if !self.published.contains_key(&m.from)
             && bridge::bridgeable_id(&m.from)
@@ -850,10 +904,10 @@ impl MqttBridge {
             // A machine of this process that sent before the hub confirmed its id: its
             // record is not in the registry yet, and the receiving node would refuse a
             // message from a sender it has no record of. It waits for the registry scan.
-            return Some(m);
+            return Some((m, Held::Node(owner.to_string())));
         }
         let node = self.delivery.node(owner, &self.config.prefix);
-        self.gather_message(m, node)
+        self.gather_message(m, node).map(|m| (m, Held::Store))
     }
 
     /// Reports a message that cannot be forwarded back to its sender (through the hub, as

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use interstate_core::mqtt::bridge::{self, BridgeTopic, RegistryRecord};
-use interstate_core::mqtt::delivery;
 
 use super::{transport_name, MqttBridge, Tx};
 use crate::error::PlatformError;
@@ -18,39 +17,7 @@ impl MqttBridge {
         match t {
             BridgeTopic::Status { node } if node != self.config.node_name => {
                 let node = node.to_string();
-                match delivery::parse_status(payload) {
-                    None => {
-                        if self.down.insert(node.clone()) {
-                            self.log(&format!("node '{node}' is down"));
-                        }
-                        self.delivery.incarnations.remove(&node);
-                        self.delivery.fresh.remove(&node);
-                        // Before its machines' ports close: the reports go from them.
-                        self.node_unreachable(&node, &format!("node '{node}' went down"));
-                    }
-                    Some(incarnation) => {
-                        if self.down.remove(&node) {
-                            self.log(&format!("node '{node}' is up"));
-                        }
-                        self.delivery.fresh.insert(node.clone());
-                        let before = self.delivery.incarnations.insert(node.clone(), incarnation);
-                        if before.is_some_and(|b| b != incarnation) {
-                            // It reconnected: it drops what was sent to its earlier connection.
-                            let why = format!("node '{node}' reconnected before answering");
-                            self.node_unreachable(&node, &why);
-                        }
-                    }
-                }
-                let ids: Vec<String> = self
-                    .claims
-                    .iter()
-                    .filter(|(_, nodes)| nodes.contains(&node))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in ids {
-                    self.settle_owner(&id);
-                    self.settle_alias(&node, &id);
-                }
+                self.node_status(&node, payload);
             }
             BridgeTopic::Status { .. } => {}
             BridgeTopic::Registry { node, machine } if node == self.config.node_name => {
@@ -96,7 +63,7 @@ impl MqttBridge {
     /// node `NODE` explicitly, whichever node keeps the plain `ID` here (the conflict rule):
     /// it is on the bus while `NODE` is up and claims `ID`. An alias longer than a machine
     /// id may be, or taken by a local machine, is not opened.
-    fn settle_alias(&mut self, node: &str, id: &str) {
+    pub(super) fn settle_alias(&mut self, node: &str, id: &str) {
         let alias = format!("{node}/{id}");
         let wanted = !self.down.contains(node)
             && self.claims.get(id).is_some_and(|n| n.contains(node))
@@ -130,7 +97,7 @@ impl MqttBridge {
 
     /// Gives remote machine `id` to the node that keeps it by the conflict rule (the first
     /// name among the nodes that are up and claim it), or takes it off the bus.
-    fn settle_owner(&mut self, id: &str) {
+    pub(super) fn settle_owner(&mut self, id: &str) {
         let claimants: Vec<&String> = self
             .claims
             .get(id)

@@ -87,6 +87,12 @@ impl Node {
         if self.has_buffered_input() {
             wait = Some(StdDuration::ZERO);
         }
+        // A port was read while a machine's message waited for room in it: the message goes
+        // in this turn (the pump at its end), not after a wait for some other event.
+        if std::mem::take(&mut self.local.port_room) {
+            self.local.port_blocked = false;
+            wait = Some(StdDuration::ZERO);
+        }
         let mut spun_ready = false;
         if wait != Some(StdDuration::ZERO) && self.wait_on_shared_memory(wait, started) {
             wait = Some(StdDuration::ZERO);

@@ -213,6 +213,7 @@ impl Node {
     /// once [`Node::send_from_port`] has had to wait for room: see there.)
     pub fn recv_port(&mut self) -> Option<PortMessage> {
         let m = self.local.ports.values_mut().find_map(|q| q.pop_front())?;
+        self.local.taken();
         if m.seq != 0 {
             self.side.received_mut().handed(&m.port, &m.from, m.seq);
         }
@@ -251,6 +252,14 @@ impl Node {
     ) -> Result<u64, PlatformError> {
         if is_reserved_event(event) {
             return Err(interstate_core::Error::ReservedEvent.into());
+        }
+        // A full port of this process: waiting would not help (its reader is the caller's
+        // program), and queueing beyond the bound would grow without end.
+        if self.local.port_full(to) {
+            return Err(PlatformError::PortQueueFull {
+                port: to.into(),
+                capacity: self.local.port_queue,
+            });
         }
         let seq = self.next_port_seq(port)?;
         // Read the clock for the deadline only once the bus turns out to be full.
@@ -661,6 +670,8 @@ impl Node {
         loop {
             rounds += 1;
             let mut moved = false;
+            // A machine's message waits for room in a full port of this node.
+            let mut blocked = false;
             let mut deferred = Deferred::default();
             // Steps are journalled before their sends leave; under the group policy a
             // durable machine's sends wait for their group's sync.
@@ -738,6 +749,11 @@ impl Node {
                         // Sent by the entry actions of the state that invokes `to`: the child
                         // that state starts takes it, after its start.
                         start_first = Some(k);
+                        Routed::Full
+                    } else if self.local.port_full(to) {
+                        // Backpressure: the message waits in the outbox until the port's
+                        // reader takes some (`Local::taken` wakes the loop then).
+                        blocked = true;
                         Routed::Full
                     } else if self.local.hosts(to) {
                         buf.clear();
@@ -834,6 +850,7 @@ impl Node {
                 }
                 self.local.machines[i].machine.consume_outbox(done);
                 self.local.pumped(i, done);
+                self.local.port_blocked |= blocked;
             }
             self.settle(deferred);
             self.transmit();
@@ -860,6 +877,10 @@ impl Node {
         deferred: &mut Deferred,
     ) -> Routed {
         if self.local.hosts(d.to) {
+            if self.local.port_full(d.to) {
+                self.local.port_blocked = true;
+                return Routed::Full;
+            }
             self.local.stats.sent_local += 1;
             let now = now.unwrap_or_else(|| self.now());
             let origin = Origin::Message(d.correlation);

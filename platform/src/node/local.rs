@@ -173,6 +173,12 @@ pub(super) struct Local {
     /// Whether the messages queued unread in ports stay unacknowledged while
     /// `send_from_port` waits for room ([`Node::hold_port_acks`](super::Node::hold_port_acks)).
     pub(super) hold_port_acks: bool,
+    /// The most messages a port holds unread from this process (`NodeConfig::port_queue`).
+    pub(super) port_queue: usize,
+    /// A message of this process waits for room in a full port (`port_full`).
+    pub(super) port_blocked: bool,
+    /// A port was read while a message waited for room: the next loop turn does not sleep.
+    pub(super) port_room: bool,
     /// The live invoked services, by id (`parent/invoke-id`).
     pub(super) services: HashMap<String, super::children::ServiceSlot>,
     /// Invoked children live in this node (child machines and services).
@@ -195,6 +201,22 @@ impl Local {
                     || h.machine.child_change(0).is_some()
                     || h.durable.as_ref().is_some_and(|d| !d.resend.is_empty()))
         })
+    }
+
+    /// Whether `to` is a port holding [`Local::port_queue`] unread messages: a message of
+    /// this process for it waits (or is refused) instead of growing its queue. Only its
+    /// reader makes room; `taken` tells the loop when it does.
+    pub(super) fn port_full(&self, to: &str) -> bool {
+        self.ports
+            .get(to)
+            .is_some_and(|q| q.len() >= self.port_queue)
+    }
+
+    /// A message was taken from a port: a message waiting for room may go now.
+    pub(super) fn taken(&mut self) {
+        if self.port_blocked {
+            self.port_room = true;
+        }
     }
 
     /// An acknowledgement from `receiver` of `sender`'s messages up to `seq`: kept for the

@@ -198,6 +198,10 @@ pub enum Role {
 /// inspector, which draws at most every 50 ms, loses nothing it would have drawn.
 pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 50;
 
+/// [`NodeConfig::port_queue`]'s default: messages one port holds unread from its own
+/// process.
+pub const DEFAULT_PORT_QUEUE: usize = 1024;
+
 /// Node settings.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -270,6 +274,14 @@ pub struct NodeConfig {
     /// The most messages held for one child process until its id is registered on the bus
     /// (beyond it the sender gets `xstate.error.delivery`, reason `queue-full`).
     pub max_held_per_child: usize,
+    /// The most messages one port of this node holds unread from machines and ports of its
+    /// own process (messages from other processes are bounded by their senders' outstanding
+    /// buffers: unread, they are not acknowledged). At the bound a machine's message to the
+    /// port waits in the machine's outbox (backpressure, as for a full bus), and a port's
+    /// `send_from_port` to it is refused ([`PlatformError::PortQueueFull`]): only the
+    /// port's reader makes room. Notices of the runtime (delivery failures, watched
+    /// machines up and down) are not counted. Default [`DEFAULT_PORT_QUEUE`].
+    pub port_queue: usize,
     /// The most children one machine has live at once (at most
     /// [`interstate_core::machine::MAX_LIVE_CHILDREN`]); an `invoke` beyond it fails the
     /// invoking step (the core's `ChildrenFull`).
@@ -306,6 +318,7 @@ impl NodeConfig {
             max_children: 256,
             child_grace: StdDuration::from_secs(5),
             max_held_per_child: 64,
+            port_queue: DEFAULT_PORT_QUEUE,
             children_per_machine: interstate_core::machine::MAX_LIVE_CHILDREN,
         }
     }
@@ -518,6 +531,7 @@ impl Node {
             }
         };
         let child_procs = child_process::ChildProcesses::new(&config);
+        let port_queue = config.port_queue.max(1);
         let mut node = Node {
             config,
             poll,
@@ -541,6 +555,9 @@ impl Node {
                 waker: None,
                 port_acks: None,
                 hold_port_acks: false,
+                port_queue,
+                port_blocked: false,
+                port_room: false,
             },
             side,
             scratch: Vec::new(),

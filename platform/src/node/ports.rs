@@ -59,7 +59,15 @@ impl Node {
     /// Acknowledgements are cumulative per sender: acknowledging a message acknowledges every
     /// earlier one from the same sender to the same port, so acknowledge in the order read.
     pub fn recv_port_unacknowledged(&mut self, port: &str) -> Option<PortMessage> {
-        self.local.ports.get_mut(port)?.pop_front()
+        let m = self.local.ports.get_mut(port)?.pop_front()?;
+        self.local.taken();
+        Some(m)
+    }
+
+    /// How many messages wait unread in port `port` (0 for no such port). Those from
+    /// machines and ports of this process are at most `NodeConfig::port_queue`.
+    pub fn port_pending(&self, port: &str) -> usize {
+        self.local.ports.get(port).map_or(0, |q| q.len())
     }
 
     /// Acknowledges a message [`Node::recv_port_unacknowledged`] returned (and, cumulatively,

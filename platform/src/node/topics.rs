@@ -323,6 +323,14 @@ impl Node {
                 if routed == Routed::Sent {
                     break;
                 }
+                if self.local.port_full(&to) {
+                    // A port of this process: only its reader makes room (see
+                    // `send_from_port`). The subscribers before it have the message.
+                    return Err(PlatformError::PortQueueFull {
+                        port: to.to_string(),
+                        capacity: self.local.port_queue,
+                    });
+                }
                 let deadline = *deadline
                     .get_or_insert_with(|| std::time::Instant::now() + StdDuration::from_secs(5));
                 if std::time::Instant::now() > deadline {
