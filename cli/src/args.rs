@@ -36,6 +36,9 @@ ENVIRONMENT:
   INTERSTATE_SUPERVISOR Set by `up` for its processes: the supervisor's port, which `run`
                         asks for the child processes its chart invokes (instead of
                         starting them itself; docs/lifecycle.md).
+  INTERSTATE_PROCESS    Set by `up` for its processes: the process's name in the manifest,
+                        which `run` names when it asks for a child process, so that the
+                        child gets that process's `env` (docs/lifecycle.md).
   INTERSTATE_MQTT_PASSWORD
                         `bridge`: the password of --username when no --password-file is
                         given (kept off the command line, which `ps` shows).
