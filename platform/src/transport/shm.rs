@@ -418,7 +418,7 @@ enum Control {
 }
 
 /// A direct pair's rings as the hub makes them: a sealed memfd holding two rings, and one
-/// eventfd per side. [`DirectRegion::pass`] hands one side its descriptors; the hub keeps
+/// eventfd per side. `DirectRegion::pass` hands one side its descriptors; the hub keeps
 /// nothing mapped afterwards.
 pub struct DirectRegion {
     memfd: OwnedFd,
