@@ -500,30 +500,27 @@ impl Node {
 
     /// Message `msg` of machine `i`'s outbox, to `to`: when the entry actions of the state
     /// that invokes the child `to` sent it and that start is not made yet, how many changes
-    /// to make first (as [`pending_start_for`](Self::pending_start_for)). XState resolves
+    /// to make first: through that start (not the starts beside it, as
+    /// [`pending_start_for`](Self::pending_start_for) does). XState resolves
     /// such a send to the child the start makes (its deferred actor ids), also when a child
     /// of that id runs still (a state entered again through history, without an exit).
     pub(super) fn entry_start_for(&self, i: usize, to: &str, msg: usize) -> Option<usize> {
         let h = &self.local.machines[i];
         let invoke_id = to.strip_prefix(h.id.as_str())?.strip_prefix('/')?;
         let mut k = 0;
-        let start = loop {
+        loop {
             let c = h.machine.child_change(k)?;
             if c.kind == ChildChangeKind::Start
                 && c.invocation.id == invoke_id
                 && c.entry_messages_from <= msg
                 && msg < c.after_messages
             {
-                break c;
+                // Only through that start: XState queues the send in the child's mailbox,
+                // which it takes right after its first step, before the next child starts.
+                return Some(k + 1);
             }
             k += 1;
-        };
-        while h.machine.child_change(k + 1).is_some_and(|c| {
-            c.kind == ChildChangeKind::Start && c.after_messages == start.after_messages
-        }) {
-            k += 1;
         }
-        Some(k + 1)
     }
 
     /// Makes the first `count` child changes of machine `i`.
