@@ -131,13 +131,13 @@ fn a_state_entered_again_through_history_starts_a_second_child_beside_the_first(
 /// those that need what this replay does not bind or that a node does not do as XState yet:
 /// `invoke-ondone-guarded` (a guard), `invoke-sendto-missing-child`,
 /// `invoke-delayed-sendto-missing-child`, `invoke-onerror-unhandled`,
-/// `invoke-first-step-failure-runs-nothing` (errors and failing children traced otherwise),
 /// `invoke-timer-race-child-first`.
 #[test]
 fn the_invoke_conformance_cases_agree_with_xstate_in_a_node() {
     for name in [
         "invoke-default-id",
         "invoke-entry-send-before-next-start",
+        "invoke-first-step-failure-runs-nothing",
         "invoke-first-step-sendto",
         "invoke-history-restarts",
         "invoke-initial-state-invokes",

@@ -24,6 +24,10 @@
 //! the dry run (an action of the machine's own code changing what its guards see), a child
 //! started early that the real step does not start is stopped again, and one it starts that
 //! did not start early starts in the deferred turn.
+//!
+//! A child chart's first step is dry-run first too: XState runs a machine's first actions
+//! after that step, and none of them when it fails (an eventless loop); the child then fails
+//! to start without running any (its parent's `xstate.error.actor.<id>`).
 
 use interstate_core::chart::Invocation;
 use interstate_core::machine::{write_child_id, ChildChangeKind, MAX_CHILD_ID};
@@ -62,6 +66,10 @@ impl Node {
         data: &[u8],
         deferred: &mut Deferred,
     ) -> Result<(), interstate_core::Error> {
+        // XState runs a child's first actions after its first step, none if it failed.
+        if self.local.machines[i].child.is_some() {
+            self.dry_run_first_step(i, now, data)?;
+        }
         let mut started = Vec::new();
         for inv in self.early_starts(i, now, data) {
             let mut id = heapless::String::<MAX_CHILD_ID>::new();
@@ -97,6 +105,25 @@ impl Node {
         self.local.machines.truncate(idx);
         self.local.by_id.remove(id);
         self.settle(deferred);
+    }
+
+    /// Runs machine `i`'s first step on a scratch machine (see [`DryRun`]): its failure, if
+    /// it fails (a scratch that cannot be made fails nothing).
+    fn dry_run_first_step(
+        &mut self,
+        i: usize,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<(), interstate_core::Error> {
+        let per_machine = self.config.children_per_machine;
+        let h = &mut self.local.machines[i];
+        let Ok(mut scratch) = sized_for(*h.machine.chart(), &h.id) else {
+            return Ok(());
+        };
+        if scratch.set_child_capacity(per_machine).is_err() {
+            return Ok(());
+        }
+        scratch.start_with_data(now, data, &mut DryRun(&mut *h.behavior))
     }
 
     /// The invocations of child charts that machine `i`'s first step starts and leaves
