@@ -138,6 +138,7 @@ fn the_invoke_conformance_cases_agree_with_xstate_in_a_node() {
         "invoke-default-id",
         "invoke-entry-send-before-next-start",
         "invoke-first-step-failure-runs-nothing",
+        "invoke-first-step-reentry-keeps-place",
         "invoke-first-step-sendto",
         "invoke-history-restarts",
         "invoke-initial-state-invokes",

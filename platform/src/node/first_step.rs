@@ -14,7 +14,7 @@
 //!    too: XState starts a child that finishes at once in its deferred turn) is started now,
 //!    as the machine's deferred turn would start it;
 //! 3. the machine's real first step runs; its start of such a child finds the child running
-//!    and adopts it, and its messages reach the child then (after the child's first step, as
+//!    and adopts it (an id's last start does: see `children`), and its messages reach the child then (after the child's first step, as
 //!    in XState). The child's own first messages (a `sendParent` in its entry) go out after
 //!    the machine's: a child's slot in the node's table comes after its parent's.
 //!
@@ -89,8 +89,9 @@ impl Node {
         let kept = starts_kept(&*h.machine);
         for id in started {
             let invoke_id = id.rsplit_once('/').map_or("", |(_, k)| k);
-            if r.is_ok() && kept.contains(&invoke_id) {
-                self.local.machines[i].early.push(id);
+            let slot = self.local.by_id.get(&id).copied();
+            if let Some(slot) = slot.filter(|_| r.is_ok() && kept.contains(&invoke_id)) {
+                self.local.machines[i].early.push((id, slot));
             } else {
                 self.stop_child(&id, deferred);
             }
