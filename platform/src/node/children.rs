@@ -103,9 +103,17 @@ impl Node {
         match c.kind {
             ChildChangeKind::Start => {
                 // Started before its parent's first step (`first_step`): running already.
-                let early = &mut self.local.machines[i].early;
-                if let Some(k) = early.iter().position(|e| e.as_str() == id.as_str()) {
-                    early.remove(k);
+                // XState's first children map holds an id's last start (a state entered
+                // twice through history, without an exit): that start takes the early child;
+                // an earlier one starts now, beside it, and is unnamed when the last comes.
+                let h = &self.local.machines[i];
+                let later = (0..).map_while(|n| h.machine.child_change(n)).any(|l| {
+                    l.kind == ChildChangeKind::Start && l.invocation.id == c.invocation.id
+                });
+                let early = h.early.iter().position(|e| e.0 == id.as_str());
+                if let Some(k) = early.filter(|_| !later) {
+                    let (_, slot) = self.local.machines[i].early.remove(k);
+                    self.name_early(&id, slot);
                     return;
                 }
                 // A child of that id runs still: its state was entered again without an
@@ -130,6 +138,24 @@ impl Node {
             }
             ChildChangeKind::Stop => self.stop_child(&id, deferred),
         }
+    }
+
+    /// The early child `id` in `slot` is named again: a child an earlier start of its id
+    /// made (which unnamed it) runs on unnamed.
+    fn name_early(&mut self, id: &str, slot: usize) {
+        let Some(&named) = self.local.by_id.get(id) else {
+            return;
+        };
+        let h = &self.local.machines[slot];
+        if named == slot || h.vacant || h.id != id {
+            return;
+        }
+        for (k, unnamed) in [(named, true), (slot, false)] {
+            if let Some(c) = self.local.machines[k].child.as_mut() {
+                c.unnamed = unnamed;
+            }
+        }
+        self.local.by_id.insert(id.to_string(), slot);
     }
 
     /// Starts the child `id` of machine `parent` for `inv`, by the kind of actor its `src`
@@ -500,30 +526,27 @@ impl Node {
 
     /// Message `msg` of machine `i`'s outbox, to `to`: when the entry actions of the state
     /// that invokes the child `to` sent it and that start is not made yet, how many changes
-    /// to make first (as [`pending_start_for`](Self::pending_start_for)). XState resolves
+    /// to make first: through that start (not the starts beside it, as
+    /// [`pending_start_for`](Self::pending_start_for) does). XState resolves
     /// such a send to the child the start makes (its deferred actor ids), also when a child
     /// of that id runs still (a state entered again through history, without an exit).
     pub(super) fn entry_start_for(&self, i: usize, to: &str, msg: usize) -> Option<usize> {
         let h = &self.local.machines[i];
         let invoke_id = to.strip_prefix(h.id.as_str())?.strip_prefix('/')?;
         let mut k = 0;
-        let start = loop {
+        loop {
             let c = h.machine.child_change(k)?;
             if c.kind == ChildChangeKind::Start
                 && c.invocation.id == invoke_id
                 && c.entry_messages_from <= msg
                 && msg < c.after_messages
             {
-                break c;
+                // Only through that start: XState queues the send in the child's mailbox,
+                // which it takes right after its first step, before the next child starts.
+                return Some(k + 1);
             }
             k += 1;
-        };
-        while h.machine.child_change(k + 1).is_some_and(|c| {
-            c.kind == ChildChangeKind::Start && c.after_messages == start.after_messages
-        }) {
-            k += 1;
         }
-        Some(k + 1)
     }
 
     /// Makes the first `count` child changes of machine `i`.

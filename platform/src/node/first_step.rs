@@ -14,7 +14,7 @@
 //!    too: XState starts a child that finishes at once in its deferred turn) is started now,
 //!    as the machine's deferred turn would start it;
 //! 3. the machine's real first step runs; its start of such a child finds the child running
-//!    and adopts it, and its messages reach the child then (after the child's first step, as
+//!    and adopts it (an id's last start does: see `children`), and its messages reach the child then (after the child's first step, as
 //!    in XState). The child's own first messages (a `sendParent` in its entry) go out after
 //!    the machine's: a child's slot in the node's table comes after its parent's.
 //!
@@ -24,6 +24,10 @@
 //! the dry run (an action of the machine's own code changing what its guards see), a child
 //! started early that the real step does not start is stopped again, and one it starts that
 //! did not start early starts in the deferred turn.
+//!
+//! A child chart's first step is dry-run first too: XState runs a machine's first actions
+//! after that step, and none of them when it fails (an eventless loop); the child then fails
+//! to start without running any (its parent's `xstate.error.actor.<id>`).
 
 use interstate_core::chart::Invocation;
 use interstate_core::machine::{write_child_id, ChildChangeKind, MAX_CHILD_ID};
@@ -62,6 +66,10 @@ impl Node {
         data: &[u8],
         deferred: &mut Deferred,
     ) -> Result<(), interstate_core::Error> {
+        // XState runs a child's first actions after its first step, none if it failed.
+        if self.local.machines[i].child.is_some() {
+            self.dry_run_first_step(i, now, data)?;
+        }
         let mut started = Vec::new();
         for inv in self.early_starts(i, now, data) {
             let mut id = heapless::String::<MAX_CHILD_ID>::new();
@@ -81,8 +89,9 @@ impl Node {
         let kept = starts_kept(&*h.machine);
         for id in started {
             let invoke_id = id.rsplit_once('/').map_or("", |(_, k)| k);
-            if r.is_ok() && kept.contains(&invoke_id) {
-                self.local.machines[i].early.push(id);
+            let slot = self.local.by_id.get(&id).copied();
+            if let Some(slot) = slot.filter(|_| r.is_ok() && kept.contains(&invoke_id)) {
+                self.local.machines[i].early.push((id, slot));
             } else {
                 self.stop_child(&id, deferred);
             }
@@ -97,6 +106,25 @@ impl Node {
         self.local.machines.truncate(idx);
         self.local.by_id.remove(id);
         self.settle(deferred);
+    }
+
+    /// Runs machine `i`'s first step on a scratch machine (see [`DryRun`]): its failure, if
+    /// it fails (a scratch that cannot be made fails nothing).
+    fn dry_run_first_step(
+        &mut self,
+        i: usize,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<(), interstate_core::Error> {
+        let per_machine = self.config.children_per_machine;
+        let h = &mut self.local.machines[i];
+        let Ok(mut scratch) = sized_for(*h.machine.chart(), &h.id) else {
+            return Ok(());
+        };
+        if scratch.set_child_capacity(per_machine).is_err() {
+            return Ok(());
+        }
+        scratch.start_with_data(now, data, &mut DryRun(&mut *h.behavior))
     }
 
     /// The invocations of child charts that machine `i`'s first step starts and leaves

@@ -63,8 +63,8 @@ pub(super) struct Hosted {
     /// A stopped child's slot, free for the next child (it is no machine of the node).
     pub(super) vacant: bool,
     /// The ids of child charts started before its first step ran (see `first_step`), whose
-    /// starts that step reported and the node has not reached yet.
-    pub(super) early: Vec<String>,
+    /// starts that step reported and the node has not reached yet, with their slots.
+    pub(super) early: Vec<(String, usize)>,
     /// Its timers' places in the node's arming order (see `timer_order`).
     pub(super) timers: super::timer_order::ArmedTimers,
 }
