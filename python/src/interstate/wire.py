@@ -387,6 +387,36 @@ class Stats:
 
 
 @dataclass
+class DirectAllow:
+    """Client -> hub: this client takes up to `pairs` direct ring pairs (shared memory only;
+    docs/wire.md, Direct rings). This client never sends it."""
+
+    pairs: int
+
+
+@dataclass
+class DirectOffer:
+    """Hub -> client: direct pair `pair` with process `peer_pid` is offered."""
+
+    pair: int
+    peer_pid: int
+
+
+@dataclass
+class DirectOpen:
+    """Client -> hub (forwarded to the pair's other side): this side of `pair` is open."""
+
+    pair: int
+
+
+@dataclass
+class DirectClose:
+    """Either way: direct pair `pair` is closed."""
+
+    pair: int
+
+
+@dataclass
 class Unknown:
     """A frame kind this client does not know (from a newer hub): skipped, never sent."""
 
@@ -399,7 +429,7 @@ Frame = Union[
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
     TopicWatch, TopicEntry, TopicSnapshotEnd, StatsRequest, Stats, RegisterDurable, Resending,
-    Unknown,
+    DirectAllow, DirectOffer, DirectOpen, DirectClose, Unknown,
 ]
 
 # The protocol's frame table (docs/wire.md), in variant-index order.
@@ -408,9 +438,9 @@ FRAME_TYPES: List[type] = [
     Subscribe, RegistryEntry, RegistryRemoved, SnapshotEnd, Monitored, Ping, Pong, Goodbye, Ack,
     Watch, Report, State, Stopped, NodeFailure, TopicSubscribe, TopicUnsubscribe, TopicResult,
     TopicWatch, TopicEntry, TopicSnapshotEnd, _CorrelatedDeliverKind, StatsRequest, Stats,
-    RegisterDurable, Resending,
+    RegisterDurable, Resending, DirectAllow, DirectOffer, DirectOpen, DirectClose,
 ]
-FRAME_KINDS = 33  # the frame kinds this client knows: 0 to 32
+FRAME_KINDS = 37  # the frame kinds this client knows: 0 to 36
 
 
 def split_publication(event: str) -> Tuple[Optional[str], str]:
@@ -519,6 +549,13 @@ def encode_frame(f: Frame) -> bytes:
         put_varint(out, f.link, 32)
         put_varint(out, f.expect, 32)
         put_bytes(out, f.report)
+    elif isinstance(f, DirectAllow):
+        put_varint(out, f.pairs, 32)
+    elif isinstance(f, DirectOffer):
+        put_varint(out, f.pair, 32)
+        put_varint(out, f.peer_pid, 32)
+    elif isinstance(f, (DirectOpen, DirectClose)):
+        put_varint(out, f.pair, 32)
     # SnapshotEnd and TopicSnapshotEnd have no fields.
     return bytes(out)
 
@@ -596,6 +633,14 @@ def _decode_known(kind: int, r: Reader) -> Frame:
         return RegisterDurable(r.string())
     if kind == 32:
         return Resending(r.string())
+    if kind == 33:
+        return DirectAllow(r.u32())
+    if kind == 34:
+        return DirectOffer(r.u32(), r.u32())
+    if kind == 35:
+        return DirectOpen(r.u32())
+    if kind == 36:
+        return DirectClose(r.u32())
     raise ProtocolError(f"frame kind {kind} has no decoder")
 
 
