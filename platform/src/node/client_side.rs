@@ -321,6 +321,28 @@ impl Node {
                         break;
                     }
                 };
+                if let Frame::DirectClose { pair } = frame {
+                    // What the other side wrote to the ring before the close (its last
+                    // acknowledgements and messages) is read first: dropped unread, its
+                    // acknowledgements would be lost, and messages it has would go again
+                    // through the hub and be reported failed there although delivered. The
+                    // close waits, unread, for `read_direct` (called next) to drain the ring.
+                    let direct = c.client.direct();
+                    if let Some(r) = direct
+                        .slot_of(pair)
+                        .filter(|&k| direct.readable(k))
+                        .and_then(|k| c.direct.get_mut(k).and_then(Option::as_mut))
+                    {
+                        r.conn.fill();
+                        if matches!(r.conn.peek_frame(), Ok(Some(_))) {
+                            r.readable = true;
+                            if let Some(conn) = c.conn.as_mut() {
+                                conn.give_back(lent, false);
+                            }
+                            break;
+                        }
+                    }
+                }
                 if let Frame::Welcome(w) = &frame {
                     c.hub_pid = Some(w.hub_pid);
                 }
