@@ -124,6 +124,24 @@ fn map(memfd: OwnedFd, len: usize) -> io::Result<MmapMut> {
 }
 
 /// The two rings in a mapping: (ring written by the client, ring written by the hub).
+/// A sealed memfd of two rings of `capacity` (rounded to a power of two within bounds), mapped,
+/// both rings initialized: (the memfd, its mapping, the capacity taken).
+fn sealed_region(name: &str, capacity: usize) -> io::Result<(OwnedFd, MmapMut, usize)> {
+    let capacity = capacity.next_power_of_two().clamp(4096, MAX_RING);
+    let len = region_len(capacity);
+    let memfd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    ftruncate(&memfd, len as u64)?;
+    fcntl_add_seals(
+        &memfd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+    )?;
+    let mut map = map(memfd.try_clone()?, len)?;
+    let (mut first, mut second) = rings(&mut map, capacity);
+    first.init();
+    second.init();
+    Ok((memfd, map, capacity))
+}
+
 fn rings(map: &mut MmapMut, capacity: usize) -> (Ring, Ring) {
     let base = map.as_mut_ptr();
     // SAFETY: the mapping holds `region_len(capacity)` bytes, page-aligned, and lives as long
@@ -155,24 +173,11 @@ impl ShmLink {
         capacity: usize,
         peer: PeerCredentials,
     ) -> io::Result<ShmLink> {
-        let capacity = capacity.next_power_of_two().clamp(4096, MAX_RING);
-        let len = region_len(capacity);
-        let memfd = memfd_create(
-            "interstate-link",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )?;
-        ftruncate(&memfd, len as u64)?;
-        fcntl_add_seals(
-            &memfd,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )?;
-        // Map and set up the rings before the client can see them: a client that maps them
-        // and writes its hello at once must find them ready (initializing after handing them
-        // over could wipe that hello).
-        let mut map = map(memfd.try_clone()?, len)?;
-        let (mut c2h, mut h2c) = rings(&mut map, capacity);
-        c2h.init();
-        h2c.init();
+        // The rings are set up before the client can see them: a client that maps them and
+        // writes its hello at once must find them ready (initializing after handing them over
+        // could wipe that hello).
+        let (memfd, mut map, capacity) = sealed_region("interstate-link", capacity)?;
+        let (c2h, h2c) = rings(&mut map, capacity);
         let hub_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         let client_wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         let mut header = [0u8; 8];
@@ -429,22 +434,8 @@ pub struct DirectRegion {
 impl DirectRegion {
     /// Makes the region and initializes both rings (before either side can see them).
     pub fn new(capacity: usize) -> io::Result<DirectRegion> {
-        let capacity = capacity.next_power_of_two().clamp(4096, MAX_RING);
-        let len = region_len(capacity);
-        let memfd = memfd_create(
-            "interstate-direct",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )?;
-        ftruncate(&memfd, len as u64)?;
-        fcntl_add_seals(
-            &memfd,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )?;
-        let mut map = map(memfd.try_clone()?, len)?;
-        let (mut first, mut second) = rings(&mut map, capacity);
-        first.init();
-        second.init();
-        drop((first, second, map));
+        let (memfd, map, capacity) = sealed_region("interstate-direct", capacity)?;
+        drop(map);
         let wake = [
             eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
             eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
