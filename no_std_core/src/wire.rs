@@ -121,7 +121,10 @@ impl FailReason {
             FailReason::TargetGone => "the target's process went away",
             FailReason::QueueFull => "the target's queue is full",
             FailReason::NotOwner => "the sender does not own the machine id it sent as",
-            FailReason::TooLarge => "the message is larger than the bus's largest frame",
+            FailReason::TooLarge => {
+                "the message is larger than the bus's largest frame (max_frame, 64 KiB by \
+                 default: raise it on both ends)"
+            }
             FailReason::Disconnected => "not connected to the hub and the reconnect buffer is full",
             FailReason::Reserved => {
                 "events named xstate.* are reserved for the runtime; applications may not send them"

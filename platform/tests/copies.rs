@@ -47,8 +47,7 @@ fn a_message_to_another_process_over_shared_memory_is_copied_twice_by_its_sender
 }
 
 fn copied_twice_by_each_sender(tag: &str, transport: Transport) {
-    let dir =
-        std::env::temp_dir().join(format!("interstate-copies-{tag}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("interstate-copies-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let hub_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -211,7 +211,12 @@ pub struct NodeConfig {
     pub dir: PathBuf,
     /// How to join.
     pub role: Role,
-    /// The largest frame body.
+    /// The largest frame body ([`DEFAULT_MAX_FRAME`], 64 KiB, by default). A link uses the
+    /// smaller of its two ends' values, and a larger message fails back to its sender as
+    /// `too-large`: a 64 KiB payload needs room for its names and fields beside it (64 KiB +
+    /// 1 KiB holds them) on both ends, on every transport (shared memory included: a frame
+    /// larger than the ring's free space goes through it in pieces). Each link's read
+    /// buffer is one largest frame, allocated when the link is made.
     pub max_frame: u32,
     /// Bytes of outgoing queue per link.
     pub link_queue: usize,
