@@ -47,7 +47,13 @@
 //! **Trust nothing.** The peer can write anything into the shared mapping at any time. Every
 //! position read from it is checked (`tail <= head <= tail + capacity` as this side knows
 //! them); a violation is [`Corrupt`], and the link is closed. Data bytes are copied out before
-//! they are looked at, and a frame decoder validates them like any bytes from a socket.
+//! they are looked at, and a frame decoder validates them like any bytes from a socket: no
+//! reference (`&[u8]`, let alone a UTF-8-checked `&str`) is ever made over the data area,
+//! since the peer could change the bytes between a check and their use. The copy reads only
+//! `[tail, head)`, which the protocol gives the consumer (a well-behaved producer does not
+//! write there), so a misbehaving one can garble its own bytes and nothing more. That copy
+//! is the receiver's only one for a machine (its step borrows the payload from the read
+//! buffer): docs/performance.md, "Copies of a large message, counted".
 
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
