@@ -28,9 +28,19 @@ const LINK_DELAY: u64 = 5;
 /// The switch-over's span, swept a millisecond at a time.
 const WINDOW: u64 = 30;
 
-fn bus(durable: &[&str]) -> Sim {
+/// Each disruption time of the switch-over, with the rings as fast as can be and slower
+/// than the hub's links (so that a close through the hub may overtake what a ring holds).
+fn sweep() -> impl Iterator<Item = (u64, u64)> {
+    [0, 7]
+        .into_iter()
+        .flat_map(|ring| (0..WINDOW).map(move |at| (at, ring)))
+}
+
+/// Two processes, `a` and `b`, whose rings take `ring_delay` ms.
+fn bus(durable: &[&str], ring_delay: u64) -> Sim {
     let mut s = Sim::new(SimConfig {
         direct_pairs: 1,
+        direct_delay: ms(ring_delay),
         durable: durable.iter().map(|d| d.to_string()).collect(),
         ..SimConfig::default()
     });
@@ -151,8 +161,8 @@ fn outcome(s: &Sim, at: u64, live_senders: &[(&str, &str)]) {
 #[test]
 fn the_receiver_killed_anywhere_in_the_switch_over_fails_what_it_had_not_acknowledged_once() {
     let mut phases = Vec::new();
-    for at in 0..WINDOW {
-        let mut s = bus(&[]);
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
         phases.push(stream_with(&mut s, at, &mut |s| {
             s.kill(1);
             s.restart(1);
@@ -179,8 +189,8 @@ fn the_receiver_killed_anywhere_in_the_switch_over_fails_what_it_had_not_acknowl
 #[test]
 fn the_receiver_losing_its_link_in_the_switch_over_loses_no_message_written_to_the_ring() {
     let mut phases = Vec::new();
-    for at in 0..WINDOW {
-        let mut s = bus(&[]);
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
         phases.push(stream_with(&mut s, at, &mut |s| s.cut(1, ms(20))));
         outcome(&s, at, &[]);
         // Its ids left the registry when the hub noticed: what the sender had outstanding
@@ -203,8 +213,8 @@ fn the_receiver_losing_its_link_in_the_switch_over_loses_no_message_written_to_t
 #[test]
 fn a_hub_restart_anywhere_in_the_switch_over_loses_nothing_and_fails_nothing() {
     let mut phases = Vec::new();
-    for at in 0..WINDOW {
-        let mut s = bus(&[]);
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
         phases.push(stream_with(&mut s, at, &mut |s| s.restart_hub(ms(20))));
         outcome(&s, at, &[("a", "b"), ("b", "a")]);
         assert!(s.rec.failed.is_empty(), "at {at}: {:?}", s.rec.failed);
@@ -222,8 +232,8 @@ fn a_hub_restart_anywhere_in_the_switch_over_loses_nothing_and_fails_nothing() {
 #[test]
 fn a_failure_reported_to_the_sender_in_the_switch_over_fails_only_that_message() {
     let mut phases = Vec::new();
-    for at in 0..WINDOW {
-        let mut s = bus(&[]);
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
         phases.push(stream_with(&mut s, at, &mut |s| {
             // A message of `a` to an id that is not there: reported failed on `a`'s link,
             // in the middle of the switch-over.
@@ -253,8 +263,8 @@ fn a_failure_reported_to_the_sender_in_the_switch_over_fails_only_that_message()
 #[test]
 fn the_sender_killed_anywhere_in_the_switch_over_leaves_no_pair_open_and_nothing_twice() {
     let mut phases = Vec::new();
-    for at in 0..WINDOW {
-        let mut s = bus(&[]);
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
         phases.push(stream_with(&mut s, at, &mut |s| {
             s.kill(0);
             s.restart(0);
@@ -322,8 +332,8 @@ fn durable_sides_killed_in_the_switch_over_or_over_the_ring_lose_nothing_and_fai
     let mut disruptions: Vec<u64> = (0..WINDOW).collect();
     disruptions.extend([60, 120]);
     for victim in [1usize, 0] {
-        for &at in &disruptions {
-            let mut s = bus(&["a", "b"]);
+        for (&at, ring) in disruptions.iter().flat_map(|at| [(at, 0), (at, 7)]) {
+            let mut s = bus(&["a", "b"], ring);
             let (id, peer) = if victim == 1 {
                 ("b", (0, "a"))
             } else {
@@ -349,4 +359,53 @@ fn durable_sides_killed_in_the_switch_over_or_over_the_ring_lose_nothing_and_fai
             assert_eq!(pairs, 1, "victim {victim} at {at}: paired again");
         }
     }
+}
+
+/// The sender loses its hub link at each point of the switch-over (its rings go with it; the
+/// hub notices later): what it wrote to the ring and had not had acknowledged it sends again
+/// through its new link, and the receiver, which may have read some of it from the ring,
+/// takes each once.
+#[test]
+fn the_sender_losing_its_link_in_the_switch_over_has_each_message_taken_once() {
+    let mut phases = Vec::new();
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
+        phases.push(stream_with(&mut s, at, &mut |s| s.cut(0, ms(20))));
+        outcome(&s, at, &[]);
+        assert!(
+            s.rec
+                .failed
+                .iter()
+                .all(|f| f.reason == FailReason::TargetGone),
+            "at {at}: {:?}",
+            s.rec.failed
+        );
+    }
+    swept(&phases);
+}
+
+/// The receiver hangs (reads and writes nothing) for 50 ms at each point of the
+/// switch-over, then goes on: nothing fails, every message once, in order.
+#[test]
+fn a_receiver_hanging_in_the_switch_over_loses_nothing_and_fails_nothing() {
+    let mut phases = Vec::new();
+    for (at, ring) in sweep() {
+        let mut s = bus(&[], ring);
+        for i in 0..(at + 200) {
+            s.send(0, "a", "b");
+            s.send(1, "b", "a");
+            if i == at {
+                phases.push(phase(&s));
+                s.proc_mut(1).frozen = true;
+            }
+            if i == at + 50 {
+                s.proc_mut(1).frozen = false;
+            }
+            s.run_for(ms(1));
+        }
+        assert!(s.settle(SETTLE), "at {at}: {}", s.describe());
+        outcome(&s, at, &[("a", "b"), ("b", "a")]);
+        assert!(s.rec.failed.is_empty(), "at {at}: {:?}", s.rec.failed);
+    }
+    swept(&phases);
 }
