@@ -9,6 +9,11 @@
 //! machines of the other node subscribe to, the pongs to one the pinger subscribes to): the
 //! fan-out in the hub's process and in a client's, and the receivers' topic split.
 //!
+//! Once more over shared memory with the pinger and the ponger both clients of a third node
+//! that only serves the bus: they get a direct ring pair of their own, and the steady state
+//! over the rings (messages and acknowledgements written to and read from the pair, on both
+//! sides) allocates nothing either.
+//!
 //! One test in this file only: the allocator counts every thread while armed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -68,14 +73,21 @@ fn steady_state_delivery_between_two_nodes_allocates_nothing() {
     steady_state(false, Transport::UnixSocket);
     steady_state(true, Transport::UnixSocket);
     steady_state(false, Transport::SHARED_MEMORY);
+    steady_state_over(false, Transport::SHARED_MEMORY, true);
+}
+
+fn steady_state(published: bool, transport: Transport) {
+    steady_state_over(published, transport, false);
 }
 
 /// Runs the ping-pong, the pings direct or `published`, over `transport`, and checks that
-/// its steady state allocates nothing.
-fn steady_state(published: bool, transport: Transport) {
+/// its steady state allocates nothing. With `pair`, the pinger is a client too, of a node
+/// that only serves the bus: over shared memory the two clients pair up, and the ping-pong
+/// runs through their direct rings.
+fn steady_state_over(published: bool, transport: Transport, pair: bool) {
     let shm = matches!(transport, Transport::SharedMemory { .. });
     let dir = std::env::temp_dir().join(format!(
-        "interstate-noalloc-{}-{published}-{shm}",
+        "interstate-noalloc-{}-{published}-{shm}-{pair}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -83,7 +95,33 @@ fn steady_state(published: bool, transport: Transport) {
     let stop = Arc::new(AtomicBool::new(false));
     let hub_ready = Arc::new(AtomicBool::new(false));
 
-    // The pinger's process serves the bus.
+    // With `pair`, a node that only serves the bus; it reports the hub's count of pairs
+    // opened and of messages it routed.
+    let bus_only = pair.then(|| {
+        let (d0, stop0, ready0) = (dir.clone(), stop.clone(), hub_ready.clone());
+        let t = std::thread::spawn(move || {
+            let mut node = Node::new(config(&d0, Role::Hub, transport)).expect("serve the bus");
+            node.set_logger(|_| {});
+            ready0.store(true, Ordering::SeqCst);
+            while !stop0.load(Ordering::Relaxed) {
+                node.run_once(Some(Duration::from_millis(10))).unwrap();
+            }
+            let m = node.metrics();
+            let counter = |name: &str| m.value(name, &[]).unwrap_or(0);
+            (
+                counter("interstate_hub_direct_pairs_opened"),
+                counter("interstate_hub_messages_routed"),
+            )
+        });
+        while !hub_ready.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        hub_ready.store(false, Ordering::SeqCst);
+        t
+    });
+
+    // The pinger's process serves the bus (unless a node of its own does: `pair`).
+    let pinger_role = if pair { Role::Client } else { Role::Hub };
     let (d1, rt1, stop1, ready1) = (
         dir.clone(),
         round_trips.clone(),
@@ -91,7 +129,7 @@ fn steady_state(published: bool, transport: Transport) {
         hub_ready.clone(),
     );
     let hub = std::thread::spawn(move || {
-        let mut node = Node::new(config(&d1, Role::Hub, transport)).expect("serve the bus");
+        let mut node = Node::new(config(&d1, pinger_role, transport)).expect("serve the bus");
         node.set_logger(|_| {});
         let behaviors = Behaviors::new()
             .action("ping", move |cx| {
@@ -187,6 +225,7 @@ fn steady_state(published: bool, transport: Transport) {
     stop.store(true, Ordering::SeqCst);
     let hub_stats = hub.join().unwrap();
     let client_stats = client.join().unwrap();
+    let bus_only = bus_only.map(|t| t.join().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 
     assert!(measured >= 20_000, "{measured} round trips measured");
@@ -207,10 +246,19 @@ fn steady_state(published: bool, transport: Transport) {
         hub_stats.delivery_failures + client_stats.delivery_failures <= 2,
         "{hub_stats:?} {client_stats:?}"
     );
+    if let Some((opened, routed)) = bus_only {
+        // The two clients paired up, and the hub routed only what crossed it before.
+        assert!(opened >= 1, "no direct pair opened");
+        assert!(
+            routed < measured,
+            "the hub routed {routed} messages of {measured} round trips: not over the rings"
+        );
+    }
     assert_eq!(
         allocations, 0,
         "{allocations} allocations during {measured} round trips (send, reply, request, reply) \
-         between two nodes (pings and pongs published: {published})"
+         between two nodes (pings and pongs published: {published}, over a direct ring \
+         pair: {pair})"
     );
     ALLOCATIONS.store(0, Ordering::SeqCst);
 }

@@ -79,6 +79,11 @@ pub fn print_table(v: &Value) -> Result<(), String> {
                 )?;
             }
         }
+        crate::outln!(
+            "  msgs/s one way: messages from a port of this process taken by a machine of the \
+             peer process (each a step of its chart), from the first send until that machine \
+             says it has them all; raw: bytes through the ring or socket, read unparsed"
+        )?;
         for t in run["targets"].as_array().into_iter().flatten() {
             let met = match t["met"].as_bool() {
                 Some(true) => "met",

@@ -22,8 +22,10 @@
 //!   acknowledged again through the hub, whose rules report it (nothing is failed from a
 //!   ring).
 //! - **close**: on the hub's [`Frame::DirectClose`] (the other process left, a monitor
-//!   attached) or the client's own, the ring is dropped with whatever it still holds unread,
-//!   and what was written to it and not acknowledged goes again through the hub, in order
+//!   attached) the host first reads what the other side wrote to the ring before it (its
+//!   last acknowledgements and messages), then hands the close in; on the client's own close
+//!   the ring is dropped with whatever it still holds unread. Either way what was written to
+//!   it and not acknowledged goes again through the hub, in order
 //!   (the hub queues the close to the receiver before anything the sender sends after it);
 //!   the receiver's duplicate filter drops what it had. On a lost hub link every pair closes
 //!   (a reconnect sends everything unacknowledged again anyway).

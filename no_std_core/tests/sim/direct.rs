@@ -4,8 +4,9 @@
 //! A ring pair is two in-memory queues between two processes, each frame arriving
 //! `SimConfig::direct_delay` after it was written, in order. The rings outlive the processes'
 //! links as shared memory outlives a process: what a killed process wrote stays readable
-//! until the other side drops the pair (on the hub's `DirectClose`). A side that drops the
-//! pair (a close, a lost hub link) loses what it had not read.
+//! until the other side drops the pair (on the hub's `DirectClose`). A side that takes the
+//! hub's close first reads what has arrived on the ring (as the platform does); a side that
+//! drops the pair otherwise (its own close, a lost hub link) loses what it had not read.
 
 use std::collections::VecDeque;
 
@@ -158,6 +159,32 @@ pub(super) fn next_frame(
         }
     }
     None
+}
+
+/// Whether `body`, the next frame from the hub to process `p`, is the hub's close of a pair
+/// whose ring `p` reads and which holds a frame that has arrived: the platform reads those
+/// first (the other side's last acknowledgements and messages), and so does the simulated
+/// host.
+pub(super) fn close_waits_for_ring(
+    p: usize,
+    pr: &Process,
+    rings: &[SimRing],
+    body: &[u8],
+    now: Instant,
+) -> bool {
+    let Ok(Frame::DirectClose { pair }) = Frame::decode(body) else {
+        return false;
+    };
+    let Some(slot) = pr.client.direct().slot_of(pair) else {
+        return false;
+    };
+    if !pr.client.direct().readable(slot) || pr.rings[slot] != Some(pair) {
+        return false;
+    }
+    rings
+        .iter()
+        .find(|r| r.pair == pair)
+        .is_some_and(|r| r.queues[r.side(p)].front().is_some_and(|f| f.0 <= now))
 }
 
 /// Decodes a ring frame (the tests write only valid ones, forged ones included).

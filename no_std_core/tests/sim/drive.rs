@@ -60,6 +60,12 @@ impl Sim {
                 }
                 pr.read_in.1 += 1;
             }
+            if direct::close_waits_for_ring(p, pr, &self.rings, &self.conns[c].down[0].1, now) {
+                // As the platform does: what the other side wrote to the ring before the
+                // hub's close is read first (below); the close is handled on the next turn.
+                turn.moved = true;
+                break;
+            }
             let (_, body) = self.conns[c].down.pop_front().expect("a frame");
             self.conns[c].down_bytes -= body.len();
             turn.moved = true;
