@@ -116,9 +116,7 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         );
         let held_since = held.then(Instant::now);
         let wait = if held {
-            // Backpressure: wait for acknowledgements (a turn ends early when they come),
-            // once what was taken is written (a turn waits first, then writes).
-            node.flush();
+            // Backpressure: wait for acknowledgements (a turn ends early when they come).
             Duration::from_millis(1)
         } else if rate.is_some() {
             // Paced: what was just sent is written now, not after the loop's wait (a
