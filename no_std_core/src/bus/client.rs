@@ -669,10 +669,10 @@ where
         }
     }
 
-    /// Tells a new message from a duplicate and records it. `handed`: the application has
-    /// it once it is delivered (a machine); otherwise (a port) acknowledge it later with
-    /// [`Received::handed`].
+    /// Tells a new message from a duplicate and records it. `handed`: the application has it
+    /// once delivered (a machine); otherwise (a port) acknowledge it with [`Received::handed`].
     pub fn accept(&mut self, d: &Deliver<'_>, handed: bool) -> Accepted {
+        self.acks.delivered(d.body_len());
         self.received.accept(d.to, d.from, d.seq, handed)
     }
 

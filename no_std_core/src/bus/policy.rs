@@ -9,6 +9,14 @@ use crate::time::{Duration, Instant};
 pub const ACK_DELAY: Duration = Duration::from_millis(2);
 /// Or as soon as this many deliveries are owed.
 pub const ACK_BATCH: usize = 256;
+/// Or as soon as the deliveries since the last acknowledgements carry this many bytes: half
+/// the smallest credit a sender can have ([`super::credit::MIN_CREDIT`]). A sender's credit
+/// may hold fewer than [`ACK_BATCH`] messages; without this, a sender its credit holds back
+/// would wait [`ACK_DELAY`] for every credit's worth (a one-way flood through a hub fell to
+/// about 4 KiB per 3 ms), and that wait, counted in its messages' sojourn, kept the credit
+/// small. Counted over all senders: the acknowledgements owed then go out together, one
+/// per pair, at the end of the host's turn (so a busy receiver still sends one a turn).
+pub const ACK_BYTES: usize = super::credit::MIN_CREDIT / 2;
 /// After a reconnect, messages to machines not (yet) back in the registry wait this long for
 /// them to re-register before they are sent (and fail if really gone).
 pub const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
@@ -29,13 +37,21 @@ pub const REGISTER_RETRY_MIN: Duration = Duration::from_millis(50);
 pub const REGISTER_RETRY_MAX: Duration = Duration::from_millis(1_000);
 
 /// When owed acknowledgements go out: they ride on a write that happens anyway, or go out in
-/// batches, or after a short delay, never one write per message.
+/// batches (by count, or by bytes: [`ACK_BYTES`]), or after a short delay, never one write
+/// per message.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AckTimer {
     due: Option<Instant>,
+    /// Bytes of the messages delivered since acknowledgements last went out.
+    bytes: usize,
 }
 
 impl AckTimer {
+    /// A message of `bytes` (its frame body) was delivered: it counts toward [`ACK_BYTES`].
+    pub fn delivered(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
     /// Whether to emit now. `owed`: deliveries not acknowledged; `dirty`: any
     /// acknowledgement owed at all; `piggyback`: a write to the link is pending anyway.
     /// Starts the delay when acknowledgements are first owed.
@@ -45,10 +61,11 @@ impl AckTimer {
             return false;
         }
         let due = *self.due.get_or_insert(now + ACK_DELAY);
-        if !piggyback && owed < ACK_BATCH && now < due {
+        if !piggyback && owed < ACK_BATCH && self.bytes < ACK_BYTES && now < due {
             return false;
         }
         self.due = None;
+        self.bytes = 0;
         true
     }
 
@@ -189,6 +206,45 @@ pub enum HubProbe {
 /// reconnect to it.
 pub fn may_take_over(may_serve: bool, probe: HubProbe) -> bool {
     may_serve && matches!(probe, HubProbe::Refused | HubProbe::Missing)
+}
+
+#[cfg(test)]
+mod ack_tests {
+    use super::*;
+
+    // Half the smallest credit at most: a sender at its floor still has half in flight when
+    // the acknowledgements go out.
+    const _: () = assert!(ACK_BYTES * 2 <= crate::bus::credit::MIN_CREDIT);
+
+    #[test]
+    fn acknowledgements_go_out_by_count_by_bytes_after_the_delay_or_on_a_write() {
+        let at = Instant::from_millis;
+        let mut t = AckTimer::default();
+        // Nothing owed: nothing to do, whatever was delivered.
+        t.delivered(ACK_BYTES);
+        assert!(!t.should_emit(at(0), false, 0, true));
+        // Owed, under every bound: they wait for the delay...
+        let mut t = AckTimer::default();
+        t.delivered(ACK_BYTES - 1);
+        assert!(!t.should_emit(at(0), true, 1, false));
+        assert_eq!(t.poll_timeout(), Some(at(0) + ACK_DELAY));
+        assert!(!t.should_emit(at(1), true, 2, false));
+        assert!(t.should_emit(at(0) + ACK_DELAY, true, 2, false));
+        // ... unless they ride on a write, or reach the batch...
+        assert!(!t.should_emit(at(10), true, 1, false));
+        assert!(t.should_emit(at(10), true, 1, true));
+        assert!(!t.should_emit(at(20), true, ACK_BATCH - 1, false));
+        assert!(t.should_emit(at(20), true, ACK_BATCH, false));
+        // ... or their messages carry half the smallest credit: a sender whose credit
+        // holds fewer than a batch gets them before it runs dry.
+        t.delivered(ACK_BYTES / 2);
+        assert!(!t.should_emit(at(30), true, 3, false));
+        t.delivered(ACK_BYTES / 2);
+        assert!(t.should_emit(at(30), true, 4, false));
+        // The count starts again once they went out.
+        t.delivered(1);
+        assert!(!t.should_emit(at(31), true, 1, false));
+    }
 }
 
 #[cfg(test)]

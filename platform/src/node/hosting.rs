@@ -299,6 +299,10 @@ impl Node {
             // is blocked here, and two processes each blocked sending to the other, each
             // holding the other's acknowledgements back, would wait for ever.
             self.acknowledge_queued();
+            // What the credit took before it refused goes out before the wait (a turn
+            // waits first, then writes): with nothing else in flight nothing would end the
+            // wait, and the messages' sojourn would grow by it, keeping the credit small.
+            self.flush();
             self.run_once(Some(StdDuration::from_millis(5)))?;
         }
     }

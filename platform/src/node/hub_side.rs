@@ -307,6 +307,7 @@ impl HubIo for HubIoImpl<'_> {
             };
             match Frame::decode(body) {
                 Ok(Frame::Deliver(d)) => {
+                    delivery.acks.delivered(d.body_len());
                     let received = &mut delivery.received;
                     self.local
                         .receive(self.now, &d, self.deferred, &mut |d, handed| {
@@ -344,6 +345,7 @@ impl HubIo for HubIoImpl<'_> {
         let Some(delivery) = self.delivery.as_deref_mut() else {
             return self.forward(link, body);
         };
+        delivery.acks.delivered(d.body_len());
         let received = &mut delivery.received;
         self.local
             .receive(self.now, d, self.deferred, &mut |d, handed| {
