@@ -15,7 +15,7 @@ where
 {
     /// Sends the acknowledgements owed, when the policy says they are due.
     pub fn emit_acks(&mut self, now: Instant, sink: &mut dyn FrameSink) {
-        self.emit_acks_via(now, &|_| None, sink, None);
+        self.emit_acks_via(now, &|_| None, sink, None, false);
     }
 
     /// As [`Client::emit_acks`], with the acknowledgements to the machines of a process this
@@ -28,7 +28,21 @@ where
         sink: &mut dyn FrameSink,
         rings: &mut dyn DirectSink,
     ) {
-        self.emit_acks_via(now, owner_pid, sink, Some(rings));
+        self.emit_acks_via(now, owner_pid, sink, Some(rings), false);
+    }
+
+    /// Sends every acknowledgement owed now, whatever the policy: before the process goes
+    /// (or one of its ids leaves the bus), so that what it was delivered is not reported
+    /// failed to its senders. `rings`: as for [`Client::emit_acks_direct`], when the client
+    /// holds direct pairs.
+    pub fn emit_acks_now(
+        &mut self,
+        now: Instant,
+        owner_pid: &dyn Fn(&str) -> Option<u32>,
+        sink: &mut dyn FrameSink,
+        rings: Option<&mut dyn DirectSink>,
+    ) {
+        self.emit_acks_via(now, owner_pid, sink, rings, true);
     }
 
     fn emit_acks_via(
@@ -37,9 +51,15 @@ where
         owner_pid: &dyn Fn(&str) -> Option<u32>,
         sink: &mut dyn FrameSink,
         mut rings: Option<&mut dyn DirectSink>,
+        now_anyway: bool,
     ) {
-        let owed = self.received.owed();
         let dirty = self.received.is_dirty();
+        // Forced: owed as if a whole batch were (the timer is reset all the same).
+        let owed = if now_anyway {
+            usize::MAX
+        } else {
+            self.received.owed()
+        };
         let pending = sink.has_pending() || rings.as_ref().is_some_and(|r| r.has_pending());
         if !self.acks.should_emit(now, dirty, owed, pending) {
             return;
