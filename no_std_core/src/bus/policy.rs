@@ -9,13 +9,6 @@ use crate::time::{Duration, Instant};
 pub const ACK_DELAY: Duration = Duration::from_millis(2);
 /// Or as soon as this many deliveries are owed.
 pub const ACK_BATCH: usize = 256;
-/// Or, riding on a write to the link that happens anyway, as soon as this many are owed.
-/// Not at every such write: in a ping-pong every reply is one, and an acknowledgement frame
-/// per message (encoded, written, read, decoded and looked up on the other side) was a large
-/// part of a shared-memory round trip's cost (profiled, docs/performance.md). With 16, a
-/// ping-pong pays for one in 16 round trips, and a sender's oldest unacknowledged message
-/// waits at most [`ACK_DELAY`] beyond its delivery, well under the credit's sojourn target.
-pub const ACK_PIGGYBACK: usize = 16;
 /// After a reconnect, messages to machines not (yet) back in the registry wait this long for
 /// them to re-register before they are sent (and fail if really gone).
 pub const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
@@ -35,9 +28,8 @@ pub const REGISTER_RETRY_MIN: Duration = Duration::from_millis(50);
 /// The longest delay between two requests for a held id.
 pub const REGISTER_RETRY_MAX: Duration = Duration::from_millis(1_000);
 
-/// When owed acknowledgements go out: they ride on a write that happens anyway once a few
-/// are owed ([`ACK_PIGGYBACK`]), or go out in batches ([`ACK_BATCH`]), or after a short
-/// delay ([`ACK_DELAY`]): never one write, nor one frame, per message.
+/// When owed acknowledgements go out: they ride on a write that happens anyway, or go out in
+/// batches, or after a short delay, never one write per message.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AckTimer {
     due: Option<Instant>,
@@ -53,8 +45,7 @@ impl AckTimer {
             return false;
         }
         let due = *self.due.get_or_insert(now + ACK_DELAY);
-        let batch = if piggyback { ACK_PIGGYBACK } else { ACK_BATCH };
-        if owed < batch && now < due {
+        if !piggyback && owed < ACK_BATCH && now < due {
             return false;
         }
         self.due = None;
@@ -198,40 +189,6 @@ pub enum HubProbe {
 /// reconnect to it.
 pub fn may_take_over(may_serve: bool, probe: HubProbe) -> bool {
     may_serve && matches!(probe, HubProbe::Refused | HubProbe::Missing)
-}
-
-#[cfg(test)]
-mod ack_timer_tests {
-    use super::*;
-
-    #[test]
-    fn a_pending_write_carries_acknowledgements_only_once_a_few_are_owed() {
-        let t = Instant::from_millis(100);
-        let mut a = AckTimer::default();
-        // A ping-pong: one owed at each reply. Not each reply carries a frame of them.
-        for owed in 1..ACK_PIGGYBACK {
-            assert!(!a.should_emit(t, true, owed, true), "owed {owed}");
-        }
-        assert!(a.should_emit(t, true, ACK_PIGGYBACK, true));
-        // Without a write to ride on, a batch takes more.
-        assert!(!a.should_emit(t, true, ACK_PIGGYBACK, false));
-        assert!(a.should_emit(t, true, ACK_BATCH, false));
-    }
-
-    #[test]
-    fn owed_acknowledgements_go_out_by_the_delay_whatever_their_number() {
-        let t = Instant::from_millis(100);
-        let mut a = AckTimer::default();
-        assert!(!a.should_emit(t, true, 1, true));
-        assert_eq!(a.poll_timeout(), Some(t + ACK_DELAY));
-        let almost = Instant::from_millis(100 + ACK_DELAY.as_millis() - 1);
-        assert!(!a.should_emit(almost, true, 1, false));
-        assert!(a.should_emit(t + ACK_DELAY, true, 1, false));
-        // Emitted: no deadline until more are owed; none owed, none due.
-        assert_eq!(a.poll_timeout(), None);
-        assert!(!a.should_emit(t + ACK_DELAY, false, 0, true));
-        assert_eq!(a.poll_timeout(), None);
-    }
 }
 
 #[cfg(test)]
