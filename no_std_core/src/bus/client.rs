@@ -843,65 +843,6 @@ where
         self.outstanding.fail_written(report)
     }
 
-    /// Sends the acknowledgements owed, when the policy says they are due.
-    pub fn emit_acks(&mut self, now: Instant, sink: &mut dyn FrameSink) {
-        self.emit_acks_via(now, &|_| None, sink, None);
-    }
-
-    /// As [`Client::emit_acks`], with the acknowledgements to the machines of a process this
-    /// one holds a direct pair with written to that pair's ring (they ride on its replies).
-    /// `owner_pid(id)`: the process the host's registry copy shows `id` on.
-    pub fn emit_acks_direct(
-        &mut self,
-        now: Instant,
-        owner_pid: &dyn Fn(&str) -> Option<u32>,
-        sink: &mut dyn FrameSink,
-        rings: &mut dyn DirectSink,
-    ) {
-        self.emit_acks_via(now, owner_pid, sink, Some(rings));
-    }
-
-    fn emit_acks_via(
-        &mut self,
-        now: Instant,
-        owner_pid: &dyn Fn(&str) -> Option<u32>,
-        sink: &mut dyn FrameSink,
-        mut rings: Option<&mut dyn DirectSink>,
-    ) {
-        let owed = self.received.owed();
-        let dirty = self.received.is_dirty();
-        let pending = sink.has_pending() || rings.as_ref().is_some_and(|r| r.has_pending());
-        if !self.acks.should_emit(now, dirty, owed, pending) {
-            return;
-        }
-        if !self.endpoint.is_ready() {
-            return;
-        }
-        let direct = &self.direct;
-        self.received.emit(&mut |receiver, sender, seq| {
-            let ack = Frame::Ack {
-                from: receiver,
-                to: sender,
-                seq,
-            };
-            let way = match rings.as_deref_mut() {
-                Some(r) if direct.any() => direct.route(owner_pid(sender)).map(|k| (k, r)),
-                _ => None,
-            };
-            match way {
-                Some((k, r)) => {
-                    // Two ids and a sequence number: well within this.
-                    let mut buf = [0u8; 2 * crate::hub::MAX_ID + 32];
-                    match ack.encode(&mut buf) {
-                        Ok(n) => r.send_body(k, &buf[LEN_PREFIX..n]),
-                        Err(_) => sink.send_frame(&ack),
-                    }
-                }
-                None => sink.send_frame(&ack),
-            }
-        });
-    }
-
     /// Fails what this process sent to `machine` and has not had acknowledged (it left the
     /// bus), handing each to `report`.
     pub fn fail_to(&mut self, machine: &str, report: &mut dyn FnMut(Undelivered<'_>)) -> usize {
@@ -985,6 +926,8 @@ pub fn encode_deliver<'b>(d: &Deliver<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]
     buf.get(LEN_PREFIX..n)
 }
 
+#[path = "client_acks.rs"]
+mod acks_side;
 #[path = "client_direct.rs"]
 mod direct_side;
 

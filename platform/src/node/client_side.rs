@@ -609,8 +609,9 @@ impl Node {
         self.emit_acks_when(false);
     }
 
-    /// As [`emit_acks`](Self::emit_acks); `now_anyway`: the hub's own process sends every
-    /// acknowledgement owed now, whatever the policy (before one of its ids leaves the bus).
+    /// As [`emit_acks`](Self::emit_acks); `now_anyway`: every acknowledgement owed goes now,
+    /// whatever the policy (before one of this process's ids leaves the bus, or the process
+    /// shuts down).
     pub(super) fn emit_acks_when(&mut self, now_anyway: bool) {
         // Durable machines' events are acknowledged only once their steps are on disk.
         let journalled = if now_anyway {
@@ -631,7 +632,22 @@ impl Node {
         match &mut self.side {
             Side::Client(c) => {
                 let copies = &mut self.local.stats.payload_copies;
-                if c.client.direct().any() {
+                if now_anyway {
+                    let registry = &self.local.registry;
+                    let mut ring_copies = 0;
+                    let mut rings = super::direct::RingSink {
+                        rings: &mut c.direct,
+                        copies: &mut ring_copies,
+                    };
+                    let direct = c.client.direct().any();
+                    let mut sink = Sink::new(c.conn.as_mut(), copies);
+                    c.client.emit_acks_now(
+                        now,
+                        &|id| registry.owner_of(id).map(|o| o.0),
+                        &mut sink,
+                        direct.then_some(&mut rings as &mut dyn interstate_core::bus::DirectSink),
+                    );
+                } else if c.client.direct().any() {
                     // Acknowledgements to the other side of a pair ride on its ring.
                     let registry = &self.local.registry;
                     let mut ring_copies = 0;

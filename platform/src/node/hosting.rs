@@ -822,7 +822,7 @@ impl Node {
                         self.local.stats.sent_remote += stats.sent;
                         self.local.stats.payload_copies += stats.copies;
                         if stats.sent == 1 {
-                            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+                            self.local.metrics.sent_remote(now, d.from, d.to, d.seq);
                             if h.durable.is_some() {
                                 // (Its outbox holds the message's strings: copied, a
                                 // durable machine's cost beside its record.)
@@ -905,7 +905,7 @@ impl Node {
         self.local.stats.sent_remote += stats.sent;
         self.local.stats.payload_copies += stats.copies;
         if stats.sent == 1 {
-            self.local.metrics.sent_remote(d.from, d.to, d.seq);
+            self.local.metrics.sent_remote(now, d.from, d.to, d.seq);
             if let Some(&i) = self.local.by_id.get(d.from) {
                 if self.local.machines[i].durable.is_some() {
                     let sent = super::durable::encode_sent(&d);

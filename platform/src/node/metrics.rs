@@ -7,7 +7,8 @@
 //! Storage is fixed: a few integers per machine and per node, and one probe (two short ids
 //! and a time). The acknowledgement latency is sampled: one message to another process is
 //! timed at once, from its send to the acknowledgement that covers it, so a busy node
-//! costs one clock read per round trip, not per message.
+//! costs two clock reads per sample, not one per message: whether a probe is old enough to
+//! give up is told by the loop turn's time.
 
 use interstate_core::hub::{fail_reason_index, ALL_FAIL_REASONS, FAIL_REASONS};
 use interstate_core::wire::{FailReason, Frame};
@@ -18,7 +19,8 @@ use crate::metrics::{labels, LatencyHistogram, Report, Source};
 
 /// A probe not acknowledged after this long is given up (its message failed, or its
 /// receiver left), so that sampling goes on.
-const PROBE_GIVEN_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+const PROBE_GIVEN_UP_AFTER: interstate_core::Duration =
+    interstate_core::Duration::from_millis(60_000);
 
 /// The longest id a probe keeps (longer ids are not sampled).
 const PROBE_ID: usize = 64;
@@ -40,6 +42,8 @@ struct AckProbe {
     receiver: heapless::String<PROBE_ID>,
     seq: u64,
     at: std::time::Instant,
+    /// The loop turn's time at the send (for giving the probe up without a clock read).
+    sent_in_turn: interstate_core::Instant,
 }
 
 /// The node-wide metrics that [`NodeStats`] does not hold.
@@ -61,9 +65,17 @@ impl NodeMetrics {
     }
 
     /// A message left for another process: timed, when no other is.
-    pub(super) fn sent_remote(&mut self, sender: &str, receiver: &str, seq: u64) {
+    /// A message to another process, sent in the loop turn of time `now`.
+    pub(super) fn sent_remote(
+        &mut self,
+        now: interstate_core::Instant,
+        sender: &str,
+        receiver: &str,
+        seq: u64,
+    ) {
         if let Some(p) = &self.probe {
-            if p.at.elapsed() < PROBE_GIVEN_UP_AFTER {
+            // Every message a busy node sends comes here: no clock read.
+            if now < p.sent_in_turn + PROBE_GIVEN_UP_AFTER {
                 return;
             }
             self.probes_given_up += 1;
@@ -80,6 +92,7 @@ impl NodeMetrics {
             receiver: r,
             seq,
             at: std::time::Instant::now(),
+            sent_in_turn: now,
         });
     }
 
@@ -527,9 +540,10 @@ mod tests {
     #[test]
     fn a_probe_times_one_message_until_an_ack_covers_it() {
         let mut m = NodeMetrics::default();
-        m.sent_remote("a", "b", 5);
+        let t = interstate_core::Instant::from_millis(1_000);
+        m.sent_remote(t, "a", "b", 5);
         // Another message while one is timed: not timed.
-        m.sent_remote("a", "c", 1);
+        m.sent_remote(t, "a", "c", 1);
         // An ack of another pair, or of an earlier message: nothing.
         m.acked("a", "c", 9);
         m.acked("a", "b", 4);
@@ -537,9 +551,27 @@ mod tests {
         // A cumulative ack past it: one sample, and the next message is timed.
         m.acked("a", "b", 7);
         assert_eq!(m.ack_latency.count(), 1);
-        m.sent_remote("a", "c", 2);
+        m.sent_remote(t, "a", "c", 2);
         m.acked("a", "c", 2);
         assert_eq!(m.ack_latency.count(), 2);
+    }
+
+    #[test]
+    fn a_probe_unacknowledged_for_a_minute_of_turns_is_given_up() {
+        let mut m = NodeMetrics::default();
+        let t = interstate_core::Instant::from_millis(1_000);
+        m.sent_remote(t, "a", "b", 5);
+        // Within the minute: the probe stays, the new message is not timed.
+        let almost = interstate_core::Instant::from_millis(1_000 + 59_999);
+        m.sent_remote(almost, "a", "c", 1);
+        assert_eq!(m.probes_given_up, 0);
+        m.acked("a", "c", 1);
+        assert_eq!(m.ack_latency.count(), 0);
+        // A minute later by the turn's clock: given up, and the new message is timed.
+        m.sent_remote(t + PROBE_GIVEN_UP_AFTER, "a", "c", 2);
+        assert_eq!(m.probes_given_up, 1);
+        m.acked("a", "c", 2);
+        assert_eq!(m.ack_latency.count(), 1);
     }
 
     #[test]

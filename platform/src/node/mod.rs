@@ -764,7 +764,18 @@ impl Node {
                     lock.remove();
                 }
             }
-            Side::Client(c) => {
+            Side::Client(_) => {
+                // What was delivered here is acknowledged before the goodbye: its senders
+                // would otherwise hear it failed (acknowledgements wait, by policy, for a
+                // batch, a write to carry them or their delay).
+                self.turn_now = self.now();
+                self.emit_acks_when(true);
+                let Side::Client(c) = &mut self.side else {
+                    return;
+                };
+                for r in c.direct.iter_mut().flatten() {
+                    r.conn.flush();
+                }
                 if let Some(conn) = c.conn.as_mut() {
                     let _ = conn.queue(&Frame::Goodbye {
                         reason: "shutting down",

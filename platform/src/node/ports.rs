@@ -184,8 +184,13 @@ impl Node {
             return false;
         }
         // What the port sent goes to the hub before its Unregister: the hub refuses a
-        // message from an id that is no longer registered (`not-owner`).
-        self.flush();
+        // message from an id that is no longer registered (`not-owner`). And what it was
+        // handed is acknowledged now, whatever the policy: else the hub reports those
+        // messages to their senders as lost with the port.
+        self.turn_now = self.now();
+        self.transmit();
+        self.emit_acks_when(true);
+        self.flush_all();
         self.local.ports.remove(id);
         self.local.registry.remove(id);
         let now = self.now();
