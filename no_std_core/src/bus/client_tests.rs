@@ -219,3 +219,36 @@ fn an_id_taken_by_another_process_is_refused_for_good() {
     assert!(c.may_send_as("s"));
     assert!(c.retry.poll_timeout().is_none());
 }
+
+/// A delivery's acknowledgement waits for the policy (a batch, a write, or the delay); one
+/// that must go before the process or an id leaves goes at once with `emit_acks_now`.
+#[test]
+fn owed_acknowledgements_wait_for_the_policy_unless_forced_out() {
+    let mut sink = Frames(Vec::new());
+    let mut c = client();
+    welcome(&mut c, Instant::ZERO, &mut sink);
+    c.handle_frame(Instant::ZERO, Frame::SnapshotEnd, &mut sink);
+    c.received_mut().sender_registered("s", 7, 0);
+    let d = Deliver {
+        from: "s",
+        to: "k",
+        event: "E",
+        payload: b"x",
+        seq: 1,
+        correlation: crate::wire::Correlation::None,
+    };
+    assert_eq!(c.accept(&d, true), Accepted::New);
+    let acks = |sink: &Frames| sink.0.iter().filter(|f| f.starts_with("Ack")).count();
+    let before = acks(&sink);
+    let owner = |_: &str| None;
+    c.emit_acks(Instant::ZERO, &mut sink);
+    assert_eq!(
+        acks(&sink),
+        before,
+        "one small delivery: held for the policy"
+    );
+    c.emit_acks_now(Instant::ZERO, &owner, &mut sink, None);
+    assert_eq!(acks(&sink), before + 1, "forced out at once");
+    c.emit_acks_now(Instant::ZERO, &owner, &mut sink, None);
+    assert_eq!(acks(&sink), before + 1, "nothing owed twice");
+}
