@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use interstate::bus::{Node, NodeConfig, Role, Transport, DELIVERY_ERROR_EVENT};
 use serde_json::Value;
+use support::relay::drain;
 use support::{Bus, P, STEP_LIMIT};
 
 /// Counts INC events and remembers the number of the last.
@@ -188,19 +189,6 @@ fn a_durable_receiver_killed_mid_stream_over_a_ring_takes_every_event_once() {
     assert!(opened.is_some_and(|n| n > CYCLES), "a pair in every cycle");
 }
 
-/// Takes what reached `sink` (each INC's number, in order) and counts failure reports.
-fn drain(node: &mut Node, got: &mut Vec<u64>, failed: &mut u64) {
-    while let Some(m) = node.recv_port() {
-        if m.event == DELIVERY_ERROR_EVENT {
-            *failed += 1;
-            continue;
-        }
-        assert_eq!((m.port.as_str(), m.event.as_str()), ("sink", "INC"));
-        let v: Value = serde_json::from_slice(&m.payload).expect("INC carries JSON");
-        got.push(v["n"].as_u64().expect("INC carries its number"));
-    }
-}
-
 /// The durable sender `relay` forwards a stream to the test's port through their ring pair
 /// and is SIGKILLed mid-stream, with INCs written to the ring and not acknowledged (the
 /// test's process reads its port only now and then): its restarted process sends them
@@ -260,30 +248,7 @@ fn a_durable_sender_killed_mid_stream_over_a_ring_has_every_message_taken_once()
         }
         eprintln!("cycle {cycle}: {sent} TICKs sent, {} INCs taken", got.len());
     }
-    let end = Instant::now() + STEP_LIMIT * 2;
-    while node.unacknowledged() > 0 || (got.len() as u64) < sent {
-        assert!(
-            Instant::now() < end,
-            "{} of {sent} taken{}",
-            got.len(),
-            bus.dump()
-        );
-        node.run_once(Some(Duration::from_millis(2))).unwrap();
-        drain(&mut node, &mut got, &mut failed);
-    }
-    // Late duplicates would show up now.
-    for _ in 0..50 {
-        node.run_once(Some(Duration::from_millis(2))).unwrap();
-        drain(&mut node, &mut got, &mut failed);
-    }
-    let want: Vec<u64> = (1..=sent).collect();
-    assert_eq!(got, want, "every INC taken once, in order");
-    assert_eq!(failed, 0, "no failure reported to the TICKs' sender");
-    let (st, out, err) = bus.run(&["status", "relay", "--json"]);
-    assert!(st.success(), "status failed: {err}{}", bus.dump());
-    let s: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(s["context"]["ticks"].as_u64(), Some(sent), "{s}");
-    assert_eq!(s["context"]["failed"].as_u64(), Some(0), "{s}");
+    support::relay::finish(&mut bus, &mut node, &mut got, &mut failed, sent);
     let opened = hub_counter(&mut bus, "interstate_hub_direct_pairs_opened");
     eprintln!("durable sender over rings: {sent} messages, pairs opened {opened:?}");
     assert!(opened.is_some_and(|n| n >= CYCLES), "a pair in every cycle");

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use interstate::bus::{Node, NodeConfig, Role, Transport, DELIVERY_ERROR_EVENT};
 use serde_json::Value;
+use support::relay::drain;
 use support::{Bus, P, STEP_LIMIT};
 
 /// Counts INC events and remembers the number of the last.
@@ -492,19 +493,6 @@ const RELAY: &str = r#"{"id":"relay","initial":"relaying","context":{"ticks":0,"
       {"type":"sendTo","to":"sink","event":"INC","data":{"from":"event"}}]},
     "xstate.error.delivery":{"actions":{"type":"assign","assignment":{"failed":{"$add":1}}}}}}}}"#;
 
-/// Takes what reached `sink` (each INC's number, in order) and counts failure reports.
-fn drain(node: &mut Node, got: &mut Vec<u64>, failed: &mut u64) {
-    while let Some(m) = node.recv_port() {
-        if m.event == DELIVERY_ERROR_EVENT {
-            *failed += 1;
-            continue;
-        }
-        assert_eq!((m.port.as_str(), m.event.as_str()), ("sink", "INC"));
-        let v: Value = serde_json::from_slice(&m.payload).expect("INC carries JSON");
-        got.push(v["n"].as_u64().expect("INC carries its number"));
-    }
-}
-
 /// A durable *sender* killed repeatedly mid-stream: `relay` (`interstate run --state-dir
 /// --client`, a client of a hub that lives on) forwards a stream of numbered events to a
 /// port of this process. Its journal holds the messages it sent and had not had
@@ -618,30 +606,7 @@ fn a_durable_sender_killed_repeatedly_mid_stream_has_every_message_taken_once() 
         );
     }
     // The last process forwards what is left: every TICK acknowledged, every INC taken.
-    let end = Instant::now() + STEP_LIMIT * 2;
-    while node.unacknowledged() > 0 || (got.len() as u64) < sent {
-        assert!(
-            Instant::now() < end,
-            "{} of {sent} taken{}",
-            got.len(),
-            bus.dump()
-        );
-        node.run_once(Some(Duration::from_millis(2))).unwrap();
-        drain(&mut node, &mut got, &mut failed);
-    }
-    // Late duplicates would show up now.
-    for _ in 0..50 {
-        node.run_once(Some(Duration::from_millis(2))).unwrap();
-        drain(&mut node, &mut got, &mut failed);
-    }
-    let want: Vec<u64> = (1..=sent).collect();
-    assert_eq!(got, want, "every INC taken once, in order");
-    assert_eq!(failed, 0, "no failure reported to the TICKs' sender");
-    let (st, out, err) = bus.run(&["status", "relay", "--json"]);
-    assert!(st.success(), "status failed: {err}{}", bus.dump());
-    let s: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(s["context"]["ticks"].as_u64(), Some(sent), "{s}");
-    assert_eq!(s["context"]["failed"].as_u64(), Some(0), "{s}");
+    support::relay::finish(&mut bus, &mut node, &mut got, &mut failed, sent);
     assert!(resent > 0, "some INCs were unacknowledged at a crash");
     eprintln!(
         "durable sender test: {CYCLES} crashes, {sent} messages, each taken once, none failed; \
