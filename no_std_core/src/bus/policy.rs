@@ -17,6 +17,16 @@ pub const ACK_BATCH: usize = 256;
 /// small. Counted over all senders: the acknowledgements owed then go out together, one
 /// per pair, at the end of the host's turn (so a busy receiver still sends one a turn).
 pub const ACK_BYTES: usize = super::credit::MIN_CREDIT / 2;
+/// Or, riding on a write to the link that happens anyway, as soon as this many are owed.
+/// Not at every such write: in a ping-pong every reply is one, and an acknowledgement frame
+/// per message (encoded, written, read, decoded and looked up on the other side) was about a
+/// quarter of a shared-memory round trip's cost (docs/performance.md). With 16, a ping-pong
+/// pays for one frame in 16 round trips, and a sender's oldest unacknowledged message still
+/// waits at most [`ACK_DELAY`] beyond its delivery, well under the credit's sojourn target.
+/// Held acknowledgements never let a departure overtake them: a client emits what it owes
+/// before any frame announcing that one of its ids leaves, and before it goes
+/// ([`super::Client::emit_acks_now`]).
+pub const ACK_PIGGYBACK: usize = 16;
 /// After a reconnect, messages to machines not (yet) back in the registry wait this long for
 /// them to re-register before they are sent (and fail if really gone).
 pub const RECONNECT_GRACE: Duration = Duration::from_millis(3_000);
@@ -36,8 +46,9 @@ pub const REGISTER_RETRY_MIN: Duration = Duration::from_millis(50);
 /// The longest delay between two requests for a held id.
 pub const REGISTER_RETRY_MAX: Duration = Duration::from_millis(1_000);
 
-/// When owed acknowledgements go out: they ride on a write that happens anyway, or go out in
-/// batches (by count, or by bytes: [`ACK_BYTES`]), or after a short delay, never one write
+/// When owed acknowledgements go out: they ride on a write that happens anyway once a few
+/// are owed ([`ACK_PIGGYBACK`]), or go out in batches (by count, [`ACK_BATCH`], or by bytes,
+/// [`ACK_BYTES`]), or after a short delay ([`ACK_DELAY`]): never one write, nor one frame,
 /// per message.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AckTimer {
@@ -61,7 +72,8 @@ impl AckTimer {
             return false;
         }
         let due = *self.due.get_or_insert(now + ACK_DELAY);
-        if !piggyback && owed < ACK_BATCH && self.bytes < ACK_BYTES && now < due {
+        let batch = if piggyback { ACK_PIGGYBACK } else { ACK_BATCH };
+        if owed < batch && self.bytes < ACK_BYTES && now < due {
             return false;
         }
         self.due = None;
@@ -230,9 +242,11 @@ mod ack_tests {
         assert_eq!(t.poll_timeout(), Some(at(0) + ACK_DELAY));
         assert!(!t.should_emit(at(1), true, 2, false));
         assert!(t.should_emit(at(0) + ACK_DELAY, true, 2, false));
-        // ... unless they ride on a write, or reach the batch...
+        // ... unless they ride on a write once a few are owed, or reach the batch...
         assert!(!t.should_emit(at(10), true, 1, false));
-        assert!(t.should_emit(at(10), true, 1, true));
+        assert!(!t.should_emit(at(10), true, 1, true));
+        assert!(!t.should_emit(at(10), true, ACK_PIGGYBACK - 1, true));
+        assert!(t.should_emit(at(10), true, ACK_PIGGYBACK, true));
         assert!(!t.should_emit(at(20), true, ACK_BATCH - 1, false));
         assert!(t.should_emit(at(20), true, ACK_BATCH, false));
         // ... or their messages carry half the smallest credit: a sender whose credit
@@ -244,6 +258,27 @@ mod ack_tests {
         // The count starts again once they went out.
         t.delivered(1);
         assert!(!t.should_emit(at(31), true, 1, false));
+    }
+
+    #[test]
+    fn a_ping_pong_carries_acknowledgements_on_one_reply_in_sixteen() {
+        let at = Instant::from_millis;
+        let mut t = AckTimer::default();
+        // One owed at each reply, each reply a pending write: only every 16th carries them.
+        let mut emitted = 0;
+        let mut owed = 0;
+        for _ in 0..(4 * ACK_PIGGYBACK) {
+            owed += 1;
+            t.delivered(64);
+            if t.should_emit(at(100), true, owed, true) {
+                emitted += 1;
+                owed = 0;
+            }
+        }
+        assert_eq!(emitted, 4);
+        // Still never later than the delay, one owed or many.
+        assert!(!t.should_emit(at(200), true, 1, false));
+        assert!(t.should_emit(at(200) + ACK_DELAY, true, 1, false));
     }
 }
 
