@@ -31,18 +31,16 @@ where
         self.emit_acks_via(now, owner_pid, sink, Some(rings), false);
     }
 
-    /// Sends every acknowledgement owed now, whatever the policy: before the process goes
-    /// (or one of its ids leaves the bus), so that what it was delivered is not reported
-    /// failed to its senders. `rings`: as for [`Client::emit_acks_direct`], when the client
-    /// holds direct pairs.
-    pub fn emit_acks_now(
-        &mut self,
-        now: Instant,
-        owner_pid: &dyn Fn(&str) -> Option<u32>,
-        sink: &mut dyn FrameSink,
-        rings: Option<&mut dyn DirectSink>,
-    ) {
-        self.emit_acks_via(now, owner_pid, sink, rings, true);
+    /// Sends every acknowledgement owed now, whatever the policy, on the hub's link: before
+    /// the process goes (or one of its ids leaves the bus), so that what it was delivered is
+    /// not reported failed to its senders. The rule: no frame announcing that an id leaves
+    /// (`Unregister`, `Stopped`, the `Goodbye` or the link's close) goes before the
+    /// acknowledgements owed for what the id took. On the hub's link even for the other side
+    /// of a direct pair: the departure travels there, and the hub forwards both in the order
+    /// it read them, while an acknowledgement on the ring could be read after the hub's
+    /// `RegistryRemoved` (and the messages failed as `target-gone`).
+    pub fn emit_acks_now(&mut self, now: Instant, sink: &mut dyn FrameSink) {
+        self.emit_acks_via(now, &|_| None, sink, None, true);
     }
 
     fn emit_acks_via(

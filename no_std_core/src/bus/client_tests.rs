@@ -240,15 +240,14 @@ fn owed_acknowledgements_wait_for_the_policy_unless_forced_out() {
     assert_eq!(c.accept(&d, true), Accepted::New);
     let acks = |sink: &Frames| sink.0.iter().filter(|f| f.starts_with("Ack")).count();
     let before = acks(&sink);
-    let owner = |_: &str| None;
     c.emit_acks(Instant::ZERO, &mut sink);
     assert_eq!(
         acks(&sink),
         before,
         "one small delivery: held for the policy"
     );
-    c.emit_acks_now(Instant::ZERO, &owner, &mut sink, None);
+    c.emit_acks_now(Instant::ZERO, &mut sink);
     assert_eq!(acks(&sink), before + 1, "forced out at once");
-    c.emit_acks_now(Instant::ZERO, &owner, &mut sink, None);
+    c.emit_acks_now(Instant::ZERO, &mut sink);
     assert_eq!(acks(&sink), before + 1, "nothing owed twice");
 }

@@ -908,4 +908,5 @@ impl Sim {
 pub mod check;
 pub mod direct;
 mod drive;
+mod leave;
 pub use check::check;

@@ -633,20 +633,9 @@ impl Node {
             Side::Client(c) => {
                 let copies = &mut self.local.stats.payload_copies;
                 if now_anyway {
-                    let registry = &self.local.registry;
-                    let mut ring_copies = 0;
-                    let mut rings = super::direct::RingSink {
-                        rings: &mut c.direct,
-                        copies: &mut ring_copies,
-                    };
-                    let direct = c.client.direct().any();
+                    // On the hub's link, ahead of the departure that follows there.
                     let mut sink = Sink::new(c.conn.as_mut(), copies);
-                    c.client.emit_acks_now(
-                        now,
-                        &|id| registry.owner_of(id).map(|o| o.0),
-                        &mut sink,
-                        direct.then_some(&mut rings as &mut dyn interstate_core::bus::DirectSink),
-                    );
+                    c.client.emit_acks_now(now, &mut sink);
                 } else if c.client.direct().any() {
                     // Acknowledgements to the other side of a pair ride on its ring.
                     let registry = &self.local.registry;
