@@ -466,7 +466,8 @@ impl MqttBridge {
     /// Stops cleanly: marks this node down for the others (as the will would), disconnects,
     /// and leaves the bus.
     pub fn shutdown(&mut self) {
-        // What was gathered for other nodes (answers waiting for a message to ride on).
+        // Answers owed or gathered for other nodes go before the status that fails them.
+        self.answer_acks();
         self.flush_outgoing(true);
         if self.connected() {
             let topic = self.topic(BridgeTopic::Status {

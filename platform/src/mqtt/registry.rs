@@ -221,6 +221,21 @@ impl MqttBridge {
             .filter(|id| !seen.contains(*id))
             .cloned()
             .collect();
+        if !gone.is_empty() {
+            // A machine that leaves has its answers published before its record's removal:
+            // the acknowledgements of what it took (its bus may send them just before it
+            // goes, or with its departure) would otherwise wait for a message to ride on,
+            // up to `inbox::ANSWER_DELAY`, while the removal reached the sending node at
+            // once, and that node's bus reported the messages failed as `target-gone`
+            // although delivered.
+            self.answer_acks();
+            self.flush_outgoing(true);
+            if !self.delivery.unsent.is_empty() {
+                // Answers wait for room in the session's store: the removals wait behind
+                // them (the next scan publishes them).
+                return;
+            }
+        }
         for id in gone {
             let topic = self.topic(BridgeTopic::Registry {
                 node: &self.config.node_name,
