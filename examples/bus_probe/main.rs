@@ -40,8 +40,9 @@
 //!     TARGET (as fast as the bus takes them, or PER_S a second), driving the node loop.
 //!     Counts `xstate.error.delivery` replies. Prints {"progress":k,...} every K sent (default
 //!     1000), {"sending_done":true,...} after the last one, and keeps driving the loop (so
-//!     buffered messages get flushed or retransmitted) until the target's TALLY arrives,
-//!     every message was reported failed, L ms passed after the last send (only with
+//!     buffered messages get flushed or retransmitted) until the target's TALLY arrives
+//!     and every message is acknowledged (at most 2 s after the TALLY: acknowledgements
+//!     may follow a reply), every message was reported failed, L ms passed after the last send (only with
 //!     --linger-ms), or the timeout (default 30 s). Then prints the final line
 //!     {"sent":..,"failed":..,"errors":..,"reasons":{..},"acknowledged":bool,"tally":..,
 //!     "unacknowledged":..}; while waiting, {"waiting":true,...} every second.

@@ -139,6 +139,7 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
 
     // Keep the loop going: flush what is buffered, collect failures, wait for the tally.
     let mut last_status = Instant::now();
+    let mut replied: Option<Instant> = None;
     if why == "sent" {
         why = loop {
             if last_status.elapsed() >= Duration::from_secs(1) {
@@ -159,7 +160,13 @@ pub(crate) fn source(args: &Args) -> Result<ExitCode, String> {
                 &mut done_seq,
             );
             if tally.is_some() {
-                break "acknowledged";
+                // Acknowledgements may follow the reply (the policy holds up to 15 for at
+                // most ACK_DELAY a hop): the summary counts what is unacknowledged once they
+                // had time to come.
+                let since = *replied.get_or_insert_with(Instant::now);
+                if node.unacknowledged() == 0 || since.elapsed() >= Duration::from_secs(2) {
+                    break "acknowledged";
+                }
             }
             if announce_done && done_seq.is_none() && node.unacknowledged() == 0 {
                 // Everything is settled: what arrived is before DONE in the sender's order.
