@@ -290,6 +290,15 @@ impl Ring {
         Ok(n)
     }
 
+    /// Consumer: a watch on the producer's position, for a spinning loop that looks at it
+    /// many times in a row without reading (see [`InputWatch`]).
+    pub fn input_watch(&self) -> InputWatch<'_> {
+        InputWatch {
+            head: &self.header().head,
+            tail: self.mine,
+        }
+    }
+
     /// Consumer: bytes waiting, as the producer's position says (checked).
     pub fn available(&self) -> Result<usize, Corrupt> {
         let head = self.header().head.load(Ordering::Acquire);
@@ -384,6 +393,23 @@ impl Ring {
     pub fn producer_waiting(&self) -> bool {
         // A read-modify-write, pairing with the producer's swap (as `consumer_sleeping`).
         self.header().waiting.fetch_add(0, Ordering::AcqRel) != 0
+    }
+}
+
+/// The consumer's look at a ring while it spins: one load of the producer's position and a
+/// comparison, with no call through the link's trait object. Valid while nothing is read
+/// from the ring (it holds the consumer's position of the moment it was made).
+pub struct InputWatch<'a> {
+    head: &'a AtomicU64,
+    tail: u64,
+}
+
+impl InputWatch<'_> {
+    /// Whether the producer's position moved away from the consumer's: input, or a position
+    /// out of range, which reading reports as [`Corrupt`] (as [`Ring::available`] would).
+    #[inline]
+    pub fn ready(&self) -> bool {
+        self.head.load(Ordering::Acquire) != self.tail
     }
 }
 
