@@ -39,28 +39,17 @@ fn id(s: &str) -> Option<Id> {
     Some(out)
 }
 
-/// The tables' hash of some byte strings, eight bytes at a time (a multiply-rotate hash in
-/// the manner of rustc's FxHash, each part's length mixed in so that ("ab", "c") and ("a",
-/// "bc") differ). FNV-1a, a byte at a time, was a third of a message's duplicate check
-/// (counted: docs/performance.md). Only these tables use it; nothing stores it.
-fn table_hash(parts: &[&[u8]]) -> u32 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
-    let mut h: u64 = 0;
+fn fnv(parts: &[&[u8]]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
     for p in parts {
-        let mut chunks = p.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = mix(h, u64::from_le_bytes(w));
+        for &b in *p {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
-        h = mix(h, p.len() as u64);
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0193);
     }
-    (h ^ (h >> 32)) as u32
+    h
 }
 
 /// One (receiver, sender, sender process) pair's sequence state: a slot of the pair table.
@@ -100,11 +89,11 @@ impl PairSlot {
 }
 
 fn pair_hash(receiver: &str, sender: &str) -> u32 {
-    table_hash(&[receiver.as_bytes(), sender.as_bytes()])
+    fnv(&[receiver.as_bytes(), sender.as_bytes()])
 }
 
 fn owner_hash(sender: &str) -> u32 {
-    table_hash(&[sender.as_bytes()])
+    fnv(&[sender.as_bytes()])
 }
 
 /// What [`Received::accept`] decided about a message.
