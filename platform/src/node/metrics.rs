@@ -560,11 +560,15 @@ mod tests {
         m.acked("a", "c", 9);
         m.acked("a", "b", 4);
         assert_eq!(m.ack_latency.count(), 0);
-        // A cumulative ack past it: one sample, and the next message is timed.
+        // A cumulative ack past it: one sample.
         m.acked("a", "b", 7);
         assert_eq!(m.ack_latency.count(), 1);
+        // The next probe starts a millisecond of turns after the last one, not sooner.
         m.sent_remote(t, "a", "c", 2);
         m.acked("a", "c", 2);
+        assert_eq!(m.ack_latency.count(), 1);
+        m.sent_remote(t + PROBE_EVERY, "a", "c", 3);
+        m.acked("a", "c", 3);
         assert_eq!(m.ack_latency.count(), 2);
     }
 

@@ -497,6 +497,28 @@ mod tests {
     }
 
     #[test]
+    fn an_input_watch_sees_published_bytes_only_and_garbage_as_input() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        assert!(!c.input_watch().ready());
+        // Staged bytes are not shown yet.
+        assert!(p.stage(&[&[1; 5]]).unwrap());
+        let watch = c.input_watch();
+        assert!(!watch.ready());
+        p.publish();
+        assert!(watch.ready());
+        let mut buf = [0u8; 8];
+        assert_eq!(c.pop(&mut buf).unwrap(), 5);
+        assert!(!c.input_watch().ready());
+        // A position out of range counts as input: the read that follows reports it.
+        let base = region.base() as usize;
+        // SAFETY: `base` points at the ring header inside `region`.
+        unsafe { (*(base as *const AtomicU64)).store(1, Ordering::SeqCst) };
+        assert!(c.input_watch().ready());
+        assert!(c.pop(&mut buf).is_err());
+    }
+
+    #[test]
     fn the_producer_reads_the_consumers_position_only_when_it_needs_room() {
         let mut region = Region::new(64);
         let (mut p, mut c) = pair(&mut region, 64);
