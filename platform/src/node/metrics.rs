@@ -6,9 +6,10 @@
 //!
 //! Storage is fixed: a few integers per machine and per node, and one probe (two short ids
 //! and a time). The acknowledgement latency is sampled: one message to another process is
-//! timed at once, from its send to the acknowledgement that covers it, so a busy node
-//! costs two clock reads per sample, not one per message: whether a probe is old enough to
-//! give up is told by the loop turn's time.
+//! timed at once, from its send to the acknowledgement that covers it, and a probe starts
+//! at most once a millisecond, so a busy node costs two clock reads per sample, not one per
+//! message: whether a probe is old enough to give up, or a new one due, is told by the loop
+//! turn's time.
 
 use interstate_core::hub::{fail_reason_index, ALL_FAIL_REASONS, FAIL_REASONS};
 use interstate_core::wire::{FailReason, Frame};
@@ -21,6 +22,12 @@ use crate::metrics::{labels, LatencyHistogram, Report, Source};
 /// receiver left), so that sampling goes on.
 const PROBE_GIVEN_UP_AFTER: interstate_core::Duration =
     interstate_core::Duration::from_millis(60_000);
+
+/// A probe starts at most once per this much loop-turn time: a ping-pong acknowledges
+/// every message at once, so without it each message was a probe, with its two clock reads
+/// and two id copies (about 300 instructions a message on each side, counted). A thousand
+/// samples a second is plenty for the histogram.
+const PROBE_EVERY: interstate_core::Duration = interstate_core::Duration::from_millis(1);
 
 /// The longest id a probe keeps (longer ids are not sampled).
 const PROBE_ID: usize = 64;
@@ -54,6 +61,8 @@ pub(super) struct NodeMetrics {
     /// Time from a message's send to its acknowledgement (sampled).
     ack_latency: LatencyHistogram,
     probe: Option<AckProbe>,
+    /// The loop turn's time before which no probe starts ([`PROBE_EVERY`]).
+    next_probe: interstate_core::Instant,
     /// Probes given up ([`PROBE_GIVEN_UP_AFTER`]).
     probes_given_up: u64,
 }
@@ -80,6 +89,8 @@ impl NodeMetrics {
             }
             self.probes_given_up += 1;
             self.probe = None;
+        } else if now < self.next_probe {
+            return;
         }
         let (Ok(s), Ok(r)) = (
             heapless::String::try_from(sender),
@@ -87,6 +98,7 @@ impl NodeMetrics {
         ) else {
             return;
         };
+        self.next_probe = now + PROBE_EVERY;
         self.probe = Some(AckProbe {
             sender: s,
             receiver: r,
@@ -548,11 +560,15 @@ mod tests {
         m.acked("a", "c", 9);
         m.acked("a", "b", 4);
         assert_eq!(m.ack_latency.count(), 0);
-        // A cumulative ack past it: one sample, and the next message is timed.
+        // A cumulative ack past it: one sample.
         m.acked("a", "b", 7);
         assert_eq!(m.ack_latency.count(), 1);
+        // The next probe starts a millisecond of turns after the last one, not sooner.
         m.sent_remote(t, "a", "c", 2);
         m.acked("a", "c", 2);
+        assert_eq!(m.ack_latency.count(), 1);
+        m.sent_remote(t + PROBE_EVERY, "a", "c", 3);
+        m.acked("a", "c", 3);
         assert_eq!(m.ack_latency.count(), 2);
     }
 

@@ -43,6 +43,12 @@ pub trait LinkIo: Read + Write {
     fn ready_now(&self) -> bool {
         false
     }
+    /// For spinning: a look at the input that costs no call through the trait object
+    /// (shared memory: the ring's producer position), valid until the next read. `None`:
+    /// the loop calls [`LinkIo::ready_now`] instead.
+    fn input_watch(&self) -> Option<ring::InputWatch<'_>> {
+        None
+    }
     /// Says which CPU this side waits on (shared memory: for the peer's choice between
     /// spinning and parking; see [`ring`]).
     fn publish_cpu(&mut self, cpu: Option<u32>) {

@@ -290,6 +290,15 @@ impl Ring {
         Ok(n)
     }
 
+    /// Consumer: a watch on the producer's position, for a spinning loop that looks at it
+    /// many times in a row without reading (see [`InputWatch`]).
+    pub fn input_watch(&self) -> InputWatch<'_> {
+        InputWatch {
+            head: &self.header().head,
+            tail: self.mine,
+        }
+    }
+
     /// Consumer: bytes waiting, as the producer's position says (checked).
     pub fn available(&self) -> Result<usize, Corrupt> {
         let head = self.header().head.load(Ordering::Acquire);
@@ -387,6 +396,23 @@ impl Ring {
     }
 }
 
+/// The consumer's look at a ring while it spins: one load of the producer's position and a
+/// comparison, with no call through the link's trait object. Valid while nothing is read
+/// from the ring (it holds the consumer's position of the moment it was made).
+pub struct InputWatch<'a> {
+    head: &'a AtomicU64,
+    tail: u64,
+}
+
+impl InputWatch<'_> {
+    /// Whether the producer's position moved away from the consumer's: input, or a position
+    /// out of range, which reading reports as [`Corrupt`] (as [`Ring::available`] would).
+    #[inline]
+    pub fn ready(&self) -> bool {
+        self.head.load(Ordering::Acquire) != self.tail
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -468,6 +494,28 @@ mod tests {
         // the next test.)
         assert!(p.push(&[1; 64]).is_err());
         assert!(p.free().is_err());
+    }
+
+    #[test]
+    fn an_input_watch_sees_published_bytes_only_and_garbage_as_input() {
+        let mut region = Region::new(64);
+        let (mut p, mut c) = pair(&mut region, 64);
+        assert!(!c.input_watch().ready());
+        // Staged bytes are not shown yet.
+        assert!(p.stage(&[&[1; 5]]).unwrap());
+        let watch = c.input_watch();
+        assert!(!watch.ready());
+        p.publish();
+        assert!(watch.ready());
+        let mut buf = [0u8; 8];
+        assert_eq!(c.pop(&mut buf).unwrap(), 5);
+        assert!(!c.input_watch().ready());
+        // A position out of range counts as input: the read that follows reports it.
+        let base = region.base() as usize;
+        // SAFETY: `base` points at the ring header inside `region`.
+        unsafe { (*(base as *const AtomicU64)).store(1, Ordering::SeqCst) };
+        assert!(c.input_watch().ready());
+        assert!(c.pop(&mut buf).is_err());
     }
 
     #[test]

@@ -585,6 +585,9 @@ impl LinkIo for ShmLink {
     fn ready_now(&self) -> bool {
         self.ready()
     }
+    fn input_watch(&self) -> Option<crate::transport::ring::InputWatch<'_>> {
+        Some(self.rx.input_watch())
+    }
     fn publish_cpu(&mut self, cpu: Option<u32>) {
         self.tx.publish_cpu(cpu);
     }
