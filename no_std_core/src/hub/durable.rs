@@ -47,6 +47,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if self.held.iter().any(|h| h.0 == *key) || self.held.push((key.clone(), until)).is_err() {
             return false;
         }
+        self.lower_deadline(until);
         // Its topic subscriptions end (its next owner subscribes again); its senders keep
         // what they sent it.
         self.drop_subscriptions(&key.0, io);
@@ -136,6 +137,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             if u.pinged.is_none() {
                 self.ask_confirmation(now, i as LinkId, io);
             }
+            self.link_deadline_changed(i as LinkId);
         }
         for link in full {
             let why = "too many durable ids to send again to at once; closing it so it sends \

@@ -85,6 +85,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if u.pinged.is_none() {
             self.ask_confirmation(now, link, io);
         }
+        self.link_deadline_changed(link);
     }
 
     /// Queues a Ping after the failure reports on `link`: its Pong confirms the client read
@@ -95,6 +96,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if io.send(link, &Frame::Ping { nonce }).is_ok() {
             u.pinged = Some((nonce, now));
         }
+        // Asked again at `now` + ASK_AGAIN, or at once if the Ping found no room.
+        self.link_deadline_changed(link);
     }
 
     /// A Pong from `link`: when it answers a Ping queued after the last failure report, the

@@ -45,6 +45,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 };
                 self.stats.links += 1;
                 self.stats.links_opened += 1;
+                self.link_deadline_changed(link);
                 return Some(link);
             }
         };
@@ -112,24 +113,6 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) next has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let held = self.held.iter().map(|h| h.1).min();
-        self.links
-            .iter()
-            .skip(1)
-            .filter_map(|l| match l.state {
-                LinkState::Free => None,
-                LinkState::AwaitHello => Some(l.opened_at + self.config.hello_timeout),
-                LinkState::Ready => {
-                    let idle = l.last_rx + self.config.idle_timeout;
-                    Some(l.unconfirmed.ask_at().map_or(idle, |at| at.min(idle)))
-                }
-            })
-            .chain(held)
-            .min()
-    }
-
     /// `link` is not silent, though the platform is not reading it: it is stalled behind a
     /// full receiver (backpressure). Keeps the idle timeout from blaming it for the receiver.
     pub fn link_stalled(&mut self, link: LinkId, now: Instant) {
@@ -165,6 +148,8 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             io.close(i as LinkId, reason);
             self.link_closed(i as LinkId, io);
         }
+        // Links heard from since the deadline was last taken made it early: take it again.
+        self.deadline = self.scan_deadline();
     }
 
     pub(super) fn violation(&mut self, link: LinkId, reason: &str, io: &mut dyn HubIo) -> Handled {
@@ -193,6 +178,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         l.executable = truncated(h.executable);
         l.state = LinkState::Ready;
         l.max_frame = max_frame;
+        self.link_deadline_changed(link);
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             max_frame,

@@ -35,6 +35,7 @@
 //!
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
+mod deadline;
 mod direct;
 mod durable;
 mod failures;
@@ -304,6 +305,9 @@ pub struct Hub<
     held: Vec<(RouteKey, Instant), HELD_IDS>,
     /// Direct ring pairs between clients.
     direct: DirectPairs,
+    /// No later than the earliest timeout (see `deadline.rs`): lowered by whatever makes
+    /// one earlier, taken again exactly by each `handle_timeout`.
+    deadline: Option<Instant>,
 }
 
 pub(super) fn truncated<const N: usize>(s: &str) -> String<N> {
@@ -368,6 +372,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             direct: DirectPairs::new(),
             now: Instant::ZERO,
             held: Vec::new(),
+            deadline: None,
         }
     }
 
