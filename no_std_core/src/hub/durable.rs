@@ -98,10 +98,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// A message from `link` to `to`: whether it is dropped because `to`'s owner came back
     /// and the link has not yet rewound what it sends to it.
     pub(super) fn drops_for_resend(&mut self, link: LinkId, to: &str) -> bool {
-        if self.links[link as usize]
-            .unconfirmed
-            .drops_to(target_hash(to))
-        {
+        let u = &self.links[link as usize].unconfirmed;
+        // Nearly always nothing is held for a resend: no hash of the target for every message.
+        if u.resending_to_any() && u.drops_to(target_hash(to)) {
             self.stats.held_dropped += 1;
             return true;
         }

@@ -63,7 +63,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         }
         match frame {
             Frame::Deliver(d) => self.deliver(now, link, d, body, io),
-            Frame::Ack { from, to, .. } => self.ack(link, from, to, body, io),
+            Frame::Ack { from, to, seq } => self.ack(link, from, to, Some(seq), body, io),
             Frame::Register { machine } => self.register(now, link, machine, false, io),
             Frame::RegisterDurable { machine } => self.register(now, link, machine, true, io),
             Frame::Resending { machine } => {

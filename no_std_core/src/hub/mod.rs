@@ -123,6 +123,20 @@ pub trait HubIo {
         let _ = d;
         self.forward(link, body)
     }
+    /// Queues an acknowledgement on a link: `from`, `to` and `seq` are `body` (a
+    /// [`Frame::Ack`]) decoded. A host that hosts machines in the hub's own process (link 0)
+    /// takes them from here instead of decoding `body` again; the default forwards the body.
+    fn forward_ack(
+        &mut self,
+        link: LinkId,
+        from: &str,
+        to: &str,
+        seq: u64,
+        body: &[u8],
+    ) -> Result<(), LinkFull> {
+        let _ = (from, to, seq);
+        self.forward(link, body)
+    }
     /// Closes a link after what is queued on it has been written (or at once if it cannot be).
     fn close(&mut self, link: LinkId, reason: &str);
     /// A log line about a link: refusals, malformed input, protocol violations.

@@ -7,6 +7,19 @@ use crate::topic::SubscriptionSlots;
 use crate::wire::is_reserved_event;
 use crate::wire::{Deliver, FailReason, Frame};
 
+/// The event name of a Deliver's event field: after the topic of a publication, else all of
+/// it (as [`crate::topic::split_publication`], with a byte search: this runs for every
+/// message, and the separator is one ASCII byte).
+fn event_name(event: &str) -> &str {
+    const _: () = assert!(crate::topic::TOPIC_SEPARATOR.is_ascii());
+    const SEPARATOR: u8 = crate::topic::TOPIC_SEPARATOR as u8;
+    match event.bytes().position(|b| b == SEPARATOR) {
+        // After an ASCII byte: a char boundary.
+        Some(i) => event.get(i + 1..).unwrap_or(""),
+        None => event,
+    }
+}
+
 impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L, M, W, T> {
     /// Routes a message from a machine of the hub's own process (as if link 0 had sent it).
     pub fn deliver_local(
@@ -43,7 +56,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             );
             return self.fail(link, &d, FailReason::NotOwner, io);
         }
-        if is_reserved_event(crate::topic::split_publication(d.event).1) {
+        if is_reserved_event(event_name(d.event)) {
             // Only the runtime makes `xstate.*` events, and it makes them inside the
             // receiving process: one on the wire is forged.
             self.stats.reserved += 1;
@@ -95,11 +108,14 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         Handled::Done
     }
 
+    /// Routes an acknowledgement from `link`: `seq` is what `body` carries, when the hub
+    /// decoded it (a host takes it from here instead of decoding the body again).
     pub(super) fn ack(
         &mut self,
         link: LinkId,
         from: &str,
         to: &str,
+        seq: Option<u64>,
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
@@ -115,7 +131,11 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         let Some(target) = self.lookup(to).map(|r| r.link) else {
             return Handled::Done;
         };
-        match io.forward(target, body) {
+        let queued = match seq {
+            Some(seq) => io.forward_ack(target, from, to, seq, body),
+            None => io.forward(target, body),
+        };
+        match queued {
             Ok(()) => Handled::Done,
             Err(LinkFull) => Handled::Stalled(target),
         }
@@ -123,7 +143,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
 
     /// Routes an ack from a machine of the hub's own process.
     pub fn ack_local(&mut self, from: &str, to: &str, body: &[u8], io: &mut dyn HubIo) -> Handled {
-        self.ack(LOCAL_LINK, from, to, body, io)
+        self.ack(LOCAL_LINK, from, to, None, body, io)
     }
 
     /// Reports a Deliver frame that will never reach its target (it was queued on a link that
@@ -145,6 +165,29 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
                 io.close(sender, why);
                 self.link_closed(sender, io);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+    use crate::topic::split_publication;
+
+    #[test]
+    fn the_event_name_is_what_split_publication_finds() {
+        for event in [
+            "",
+            "E",
+            "xstate.x",
+            "t\0E",
+            "t\0xstate.e",
+            "\0",
+            "a\0b\0c",
+            "é\0ü",
+            "\0xstate.",
+        ] {
+            assert_eq!(event_name(event), split_publication(event).1, "{event:?}");
         }
     }
 }
