@@ -11,7 +11,8 @@
 //!   release).
 //! - Whatever makes one later (a frame read, a link stalled, closed, confirmed, an id
 //!   released) leaves the floor where it is: it is early, never late.
-//! - [`Hub::handle_timeout`] does what is due and takes the floor again, exactly.
+//! - [`Hub::handle_timeout`] does what is due and takes the floor again, exactly; so does
+//!   a link's close (rare, and it may leave nothing to wait for: then there is no deadline).
 //!
 //! So a host that calls `handle_timeout` once `poll_timeout` has come (as it must) runs every
 //! timeout at the same turn as with an exact deadline; the floor costs at most a turn that

@@ -111,6 +111,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             }
             self.broadcast_removed(&key.0, io);
         }
+        // Closes are rare: the deadline is taken again exactly (none once no link is open
+        // and no id is held).
+        self.deadline = self.scan_deadline();
     }
 
     /// `link` is not silent, though the platform is not reading it: it is stalled behind a
