@@ -47,6 +47,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if self.held.iter().any(|h| h.0 == *key) || self.held.push((key.clone(), until)).is_err() {
             return false;
         }
+        self.lower_deadline(until);
         // Its topic subscriptions end (its next owner subscribes again); its senders keep
         // what they sent it.
         self.drop_subscriptions(&key.0, io);
@@ -97,10 +98,9 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
     /// A message from `link` to `to`: whether it is dropped because `to`'s owner came back
     /// and the link has not yet rewound what it sends to it.
     pub(super) fn drops_for_resend(&mut self, link: LinkId, to: &str) -> bool {
-        if self.links[link as usize]
-            .unconfirmed
-            .drops_to(target_hash(to))
-        {
+        let u = &self.links[link as usize].unconfirmed;
+        // Nearly always nothing is held for a resend: no hash of the target for every message.
+        if u.resending_to_any() && u.drops_to(target_hash(to)) {
             self.stats.held_dropped += 1;
             return true;
         }
@@ -136,6 +136,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             if u.pinged.is_none() {
                 self.ask_confirmation(now, i as LinkId, io);
             }
+            self.link_deadline_changed(i as LinkId);
         }
         for link in full {
             let why = "too many durable ids to send again to at once; closing it so it sends \

@@ -85,9 +85,14 @@ impl Unconfirmed {
         self.resend.contains(&h) || self.resend.push(h).is_ok()
     }
 
+    /// Whether the link's messages to any target are dropped until it resends to it.
+    pub(super) fn resending_to_any(&self) -> bool {
+        !self.resend.is_empty()
+    }
+
     /// Whether the link's messages to the target of hash `h` are dropped now.
     pub(super) fn drops_to(&self, h: u32) -> bool {
-        !self.resend.is_empty() && self.resend.contains(&h)
+        self.resend.contains(&h)
     }
 
     /// The link is resending to the target of hash `h`: what follows is in order.

@@ -202,6 +202,13 @@ impl HubIo for ForwardIo<'_> {
     }
 }
 
+/// `from` acknowledged what this process's `to` sent it, up to `seq`.
+fn acked(local: &mut Local, delivery: &mut HubDelivery, from: &str, to: &str, seq: u64) {
+    local.metrics.acked(to, from, seq);
+    local.port_acked(to, from, seq);
+    delivery.outstanding.ack(to, from, seq)
+}
+
 /// The platform side of the hub when this node is the hub.
 pub(super) struct HubIoImpl<'a> {
     links: &'a mut Vec<Option<LinkConn>>,
@@ -314,11 +321,7 @@ impl HubIo for HubIoImpl<'_> {
                             received.accept(d.to, d.from, d.seq, handed)
                         })
                 }
-                Ok(Frame::Ack { from, to, seq }) => {
-                    self.local.metrics.acked(to, from, seq);
-                    self.local.port_acked(to, from, seq);
-                    delivery.outstanding.ack(to, from, seq)
-                }
+                Ok(Frame::Ack { from, to, seq }) => acked(self.local, delivery, from, to, seq),
                 _ => {}
             }
             return Ok(());
@@ -329,6 +332,24 @@ impl HubIo for HubIoImpl<'_> {
                 l.conn.queue_body(body)
             }
             None => Ok(()),
+        }
+    }
+
+    fn forward_ack(
+        &mut self,
+        link: LinkId,
+        from: &str,
+        to: &str,
+        seq: u64,
+        body: &[u8],
+    ) -> Result<(), LinkFull> {
+        // For this process's own machines: the hub decoded it already.
+        match self.delivery.as_deref_mut() {
+            Some(delivery) if link == LOCAL_LINK => {
+                acked(self.local, delivery, from, to, seq);
+                Ok(())
+            }
+            _ => self.forward(link, body),
         }
     }
 
