@@ -36,6 +36,7 @@
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
 mod direct;
+pub mod fair;
 mod durable;
 mod hello;
 mod monitor;
