@@ -36,8 +36,8 @@
 //! Link 0 is the hub's own process (a node hosting the hub); it is always open and trusted.
 
 mod direct;
-pub mod fair;
 mod durable;
+pub mod fair;
 mod hello;
 mod monitor;
 mod registry;

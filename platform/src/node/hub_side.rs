@@ -50,11 +50,6 @@ pub(super) struct LinkConn {
     pub(super) flushed_at: Instant,
     /// Its share of the hub's reading ([`interstate_core::hub::fair`]).
     pub(super) fair: Deficit,
-    /// The last pass of [`Node::read_links`] that read it (each link is read once a pass).
-    pub(super) read_in_pass: u64,
-    /// The last pass in which a flush between two links' turns left bytes unwritten: no
-    /// more tries in that pass (the end of the turn registers for write readiness).
-    pub(super) blocked_in_pass: u64,
 }
 
 /// Monitor copies (`Monitored`) wait in a link's queue for up to this long, or until
@@ -106,10 +101,8 @@ pub(super) struct HubSide {
     pub(super) lock: Option<super::failover::BusLock>,
     /// Set while this hub takes over from a client of a hub that went away.
     pub(super) handover: Option<super::failover::Handover>,
-    /// Where the next pass over the links starts its round of busy links.
+    /// Where the next pass over the links starts.
     pub(super) order: PassOrder,
-    /// Passes of [`Node::read_links`] so far (from 1).
-    pub(super) pass: u64,
 }
 
 /// Both ends of end-to-end delivery for the machines of the hub's own process: what they
@@ -449,8 +442,6 @@ fn install(
                 urgent: false,
                 flushed_at: Instant::from_millis(0),
                 fair: Deficit::new(),
-                read_in_pass: 0,
-                blocked_in_pass: 0,
             });
         }
         Err(e) => {
@@ -613,7 +604,6 @@ impl Node {
             lock: None,
             handover: None,
             order: PassOrder::default(),
-            pass: 0,
         }
     }
 
@@ -704,56 +694,27 @@ impl Node {
         }
     }
 
-    /// One pass over the links: each is read once, the sparse ones first, then the others
-    /// round robin, each up to its quantum of bytes ([`interstate_core::hub::fair`]); what a
-    /// link's frames queued on other links is written as soon as its turn ends, not at the
-    /// end of the pass, so a message waits for its own sender's turn and no one else's.
+    /// One pass over the links: each is read once, up to its quantum of bytes, starting one
+    /// link further on each pass ([`interstate_core::hub::fair`]).
     pub(super) fn read_links(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
-        let (n, start, pass) = match &mut self.side {
-            Side::Hub(h) => {
-                h.pass += 1;
-                (h.high, h.order.next_start(h.high), h.pass)
-            }
+        let (n, start) = match &mut self.side {
+            Side::Hub(h) => (h.high, h.order.next_start(h.high)),
             Side::Client(_) => return Ok(()),
         };
-        for i in 0..2 * n {
-            let Side::Hub(h) = &self.side else {
-                break;
-            };
-            let Some(l) = PassOrder::link_at(i, n, start, |l| {
-                h.links[l]
-                    .as_ref()
-                    .is_some_and(|lc| lc.read_in_pass != pass && lc.fair.is_sparse())
-            }) else {
-                continue;
-            };
-            if h.links[l]
-                .as_ref()
-                .is_none_or(|lc| lc.read_in_pass == pass)
-            {
-                continue;
-            }
-            let handled_any = self.read_link(l, now, pass);
-            if handled_any {
-                self.flush_between_turns(now, pass);
-            }
+        for i in 0..n {
+            self.read_link(PassOrder::link_at(i, n, start), now);
         }
         Ok(())
     }
 
-    /// One link's turn in a pass (see [`read_links`](Self::read_links)). Returns whether a
-    /// frame was handled.
-    fn read_link(&mut self, l: usize, now: Instant, pass: u64) -> bool {
+    /// One link's turn in a pass (see [`read_links`](Self::read_links)).
+    fn read_link(&mut self, l: usize, now: Instant) {
         let mut deferred = Deferred::default();
-        let mut handled_any = false;
         'read: {
             let Side::Hub(h) = &mut self.side else {
-                return false;
+                return;
             };
-            if let Some(Some(lc)) = h.links.get_mut(l) {
-                lc.read_in_pass = pass;
-            }
             // Resume a link whose target has drained below its low-water mark.
             if let Some(Some(lc)) = h.links.get(l) {
                 if let Some(t) = lc.waiting_on {
@@ -776,12 +737,12 @@ impl Node {
                         break 'read;
                     } else {
                         h.hub.link_stalled(l as LinkId, now);
-                        return false;
+                        return;
                     }
                 }
             }
             let Some(Some(lc)) = h.links.get_mut(l) else {
-                return false;
+                return;
             };
             if lc.readable {
                 lc.conn.fill();
@@ -839,16 +800,14 @@ impl Node {
                 lc.conn.give_back(lent, matches!(handled, Handled::Done));
                 match handled {
                     Handled::Done => {
-                        handled_any = true;
                         lc.fair.took(bytes);
                         if lc.executable.is_none() {
                             // Welcomed: the connection is logged once, with its peer.
                             if let Some(exe) = h.hub.executable(l as LinkId) {
                                 lc.executable = Some(exe.to_string());
-                                deferred.logs.push(format!(
-                                    "connections: link {l} connected: {}",
-                                    lc.who()
-                                ));
+                                deferred
+                                    .logs
+                                    .push(format!("connections: link {l} connected: {}", lc.who()));
                             }
                         }
                     }
@@ -886,38 +845,6 @@ impl Node {
             }
         }
         self.settle(deferred);
-        handled_any
-    }
-
-    /// Writes what a link's turn queued for others (messages, acknowledgements; monitor
-    /// copies wait for [`flush_all`](Self::flush_all)'s batching), so that it leaves the
-    /// hub now rather than at the end of the pass. A link whose socket takes nothing more is
-    /// left for the end of the turn, which watches it for write readiness.
-    fn flush_between_turns(&mut self, now: Instant, pass: u64) {
-        let Side::Hub(h) = &mut self.side else {
-            return;
-        };
-        for lc in h.links[..h.high].iter_mut().flatten() {
-            if !lc.urgent || lc.blocked_in_pass == pass {
-                continue;
-            }
-            let before = lc.conn.pending();
-            if before == 0 {
-                continue;
-            }
-            lc.conn.flush();
-            lc.flushed_at = now;
-            let after = lc.conn.pending();
-            if after < before {
-                // The reader is reading: the idle timeout's clock starts again.
-                lc.unread_since = None;
-            }
-            if after == 0 {
-                lc.urgent = false;
-            } else {
-                lc.blocked_in_pass = pass;
-            }
-        }
     }
 }
 
