@@ -754,10 +754,7 @@ impl Node {
             // too).
             let mut closing = false;
             let mut dry = false;
-            loop {
-                let Some(Some(lc)) = h.links.get_mut(l) else {
-                    break;
-                };
+            while let Some(Some(lc)) = h.links.get_mut(l) {
                 if !lc.fair.may_take() {
                     // Its quantum is used: the other links' turn; come back next pass.
                     lc.readable = true;
