@@ -441,7 +441,7 @@ fn install(
                 executable: None,
                 urgent: false,
                 flushed_at: Instant::from_millis(0),
-                fair: Deficit::new(),
+                fair: Deficit::with_quantum(config.hub_read_quantum),
             });
         }
         Err(e) => {
