@@ -5,11 +5,12 @@
 //! rules, pure logic here, keep one heavy sender from holding everyone else up:
 //!
 //! - **Deficit round robin by bytes** ([`Deficit`]): in each pass a link may have frames
-//!   handled until it has used its [`QUANTUM`] of bytes (a frame is never cut: the overshoot
-//!   is paid back in the next pass). A link that runs dry keeps no credit, so an idle link
+//!   handled until it has used its quantum of bytes (a frame is never cut: the overshoot is
+//!   paid back in the next pass). A link that runs dry keeps no credit, so an idle link
 //!   cannot bank a burst. A flooder then holds a pass for about one quantum instead of up to
-//!   4096 frames, so a pass, and the wait of everything read in it until the pass's writes,
-//!   stays short.
+//!   4096 frames. The quantum trades latency for throughput: a small one (16 KiB) keeps a
+//!   pass, and the wait of everything read in it until the pass's writes, short; the
+//!   default ([`QUANTUM`], 256 KiB) binds only on a link far ahead of the others.
 //! - **A rotating start** ([`PassOrder`]): each pass starts one link further on, so that no
 //!   link index is always read first (or last).
 //! - **Resume below a low-water mark** ([`may_resume`]): a link stalled because its frame did
@@ -24,9 +25,10 @@
 //! (sender, receiver) pair all come over one link.
 
 /// Bytes (frame bodies with their length prefix) a link may have handled in one pass before
-/// the other links get their turn: a few hundred small messages, and one whole frame at
-/// least (a larger frame overshoots, and the link pays the overshoot back).
-pub const QUANTUM: u32 = 16 * 1024;
+/// the other links get their turn, by default: about the 4096 small messages a link could
+/// have handled per pass before, and several whole frames (a larger frame overshoots, and
+/// the link pays the overshoot back). See the module docs for smaller ones.
+pub const QUANTUM: u32 = 256 * 1024;
 
 /// A link's account in the deficit round robin ([`QUANTUM`] per pass).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

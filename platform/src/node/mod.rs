@@ -301,7 +301,7 @@ pub struct NodeConfig {
 }
 
 /// [`NodeConfig::hub_read_quantum`]'s default.
-pub const DEFAULT_HUB_READ_QUANTUM: u32 = 256 * 1024;
+pub const DEFAULT_HUB_READ_QUANTUM: u32 = interstate_core::hub::fair::QUANTUM;
 
 impl NodeConfig {
     /// Settings for bus `bus` in the default directory (see [`busdir::default_dir`]).
