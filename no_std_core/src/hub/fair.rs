@@ -145,7 +145,7 @@ mod tests {
         d.end_turn(false);
         d.start_turn();
         assert!(d.may_take(), "one quantum minus the overshoot is left");
-        d.took(8 * 1024 - 1);
+        d.took(QUANTUM as usize - 8 * 1024 - 1);
         assert!(d.may_take());
         d.took(1);
         assert!(!d.may_take(), "the overshoot was paid from this pass");
