@@ -20,6 +20,10 @@ ENVIRONMENT:
   INTERSTATE_DIRECT_PAIRS
                         With shm: how many direct ring pairs a client takes with other shm
                         clients (default 4; 0: every message through the hub).
+  INTERSTATE_HUB_READ_QUANTUM
+                        `hub` (and `run` serving the bus): bytes read from one link per pass
+                        before the next link's turn (default 262144; 16384 halves latency
+                        under a flood at some cost in throughput).
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
   INTERSTATE_DURABLE_HOLD_MS

@@ -309,6 +309,11 @@ impl<S: Read + Write + Staging> Conn<S> {
             || waiting <= 4 * self.wstart && self.wbuf.len() - waiting >= bytes
     }
 
+    /// The outgoing queue's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.wbuf.len()
+    }
+
     /// Bytes waiting to be written (or staged, and waiting to be shown to the peer).
     pub fn pending(&self) -> usize {
         self.wend - self.wstart + self.staged

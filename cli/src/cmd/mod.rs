@@ -163,6 +163,19 @@ pub fn node_config(bus: Option<&str>) -> Result<interstate::bus::NodeConfig, Str
             ));
         }
     }
+    if let Ok(v) = std::env::var("INTERSTATE_HUB_READ_QUANTUM") {
+        if v.parse::<u32>()
+            .ok()
+            .filter(|&q| q > 0 && q <= i32::MAX as u32)
+            .is_none()
+        {
+            return Err(format!(
+                "INTERSTATE_HUB_READ_QUANTUM: '{v}' is not a number of bytes from 1 to {} \
+                 (the default is 262144)",
+                i32::MAX
+            ));
+        }
+    }
     match bus {
         Some(b) => {
             let transport = Transport::try_from_env().map_err(|e| e.to_string())?;

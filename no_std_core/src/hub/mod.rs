@@ -40,6 +40,7 @@ mod direct;
 mod durable;
 mod failures;
 mod frames;
+pub mod fair;
 mod hello;
 mod links;
 mod monitor;

@@ -7,7 +7,10 @@
 //!   written, in order (a link never reorders; messages from different senders interleave
 //!   by their links' delays). What the hub queues for a connection and has not been read is
 //!   bounded by `SimConfig::hub_queue`: past it the hub's `HubIo` answers `LinkFull`, and the
-//!   hub stops reading the sending connection until the target has drained (backpressure).
+//!   hub stops reading the sending connection until the target has drained to a quarter
+//!   (backpressure). The hub reads its connections as a node does
+//!   (`interstate_core::hub::fair`): round robin from a start that moves on each turn, each
+//!   up to a quantum of bytes a turn ([`READ_QUANTUM`], small enough to bind here).
 //!   A connection's delay can change while it runs ([`Sim::set_delay`]).
 //! - A connection can be **cut**: the client sees it at once; the hub at once, or later
 //!   (a half-open link the hub has not noticed yet). What the hub had queued for it and
@@ -42,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use interstate_core::bus::client::{Client, FrameSink};
 use interstate_core::bus::{OwnerSlot, PairSlot, TopicMirror};
 use interstate_core::endpoint::EndpointConfig;
+use interstate_core::hub::fair::{may_resume, Deficit, PassOrder};
 use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
 use interstate_core::request::Pending;
 use interstate_core::topic::Subscription;
@@ -198,6 +202,10 @@ pub struct Records {
     pub late_replies: Vec<(usize, u32, Instant)>,
 }
 
+/// Bytes the simulated hub reads from one connection in a turn before the next one's turn:
+/// a few of the simulation's small frames, so that the fair reading's quantum binds.
+pub const READ_QUANTUM: u32 = 512;
+
 fn event_number(event: &str) -> u64 {
     interstate_core::topic::split_publication(event)
         .1
@@ -220,6 +228,8 @@ struct Conn {
     delay: Duration,
     /// The hub stopped reading it until this link has room.
     stalled_on: Option<LinkId>,
+    /// Its share of the hub's reading.
+    fair: Deficit,
     /// The hub notices a client-side cut at this instant.
     hub_close_at: Option<Instant>,
     /// Something was written by the client in the current turn (acks ride on it).
@@ -400,6 +410,8 @@ pub struct Sim {
     next_n: u64,
     /// Subscriptions each process's application makes when it starts: (process, id, filter).
     subs: Vec<(usize, String, String)>,
+    /// Where the hub's next turn over the connections starts.
+    order: PassOrder,
     pub rec: Records,
 }
 
@@ -420,6 +432,7 @@ impl Sim {
             next_n: 0,
             rec: Records::default(),
             subs: Vec::new(),
+            order: PassOrder::default(),
         }
     }
 
@@ -814,6 +827,7 @@ impl Sim {
             down_bytes: 0,
             delay,
             stalled_on: None,
+            fair: Deficit::with_quantum(READ_QUANTUM),
             hub_close_at: None,
             wrote: false,
         });
@@ -844,17 +858,24 @@ impl Sim {
     fn hub_turn(&mut self) -> bool {
         let now = self.now;
         let mut any = false;
-        for c in 0..self.conns.len() {
+        let n = self.conns.len();
+        let start = self.order.next_start(n);
+        for i in 0..n {
+            let c = PassOrder::link_at(i, n, start);
             if self.conns[c].hub_close_at.is_some_and(|t| t <= now) {
                 self.hub_close(c);
                 any = true;
             }
+            self.conns[c].fair.start_turn();
+            let mut dry = true;
             while let Some(link) = self.conns[c].link {
                 if let Some(t) = self.conns[c].stalled_on {
-                    // Resumed once the target has drained; meanwhile the hub is told, every
-                    // turn, that the link is not silent but waiting (as a node does).
-                    let drained =
-                        self.links[t as usize].is_none_or(|tc| self.conns[tc].down.is_empty());
+                    // Resumed once the target has drained to a quarter; meanwhile the hub is
+                    // told, every turn, that the link is not silent but waiting (as a node
+                    // does).
+                    let bound = self.config.hub_queue;
+                    let drained = self.links[t as usize]
+                        .is_none_or(|tc| may_resume(self.conns[tc].down_bytes, bound));
                     if !drained {
                         self.with_hub(|hub, _| hub.link_stalled(link, now));
                         break;
@@ -864,7 +885,13 @@ impl Sim {
                 if self.conns[c].up.front().is_none_or(|f| f.0 > now) || self.hub.is_none() {
                     break;
                 }
+                if !self.conns[c].fair.may_take() {
+                    // Its quantum is used: the others' turn; the rest in the next turn.
+                    dry = false;
+                    break;
+                }
                 let (at, body) = self.conns[c].up.pop_front().expect("a frame");
+                let bytes = LEN_PREFIX + body.len();
                 any = true;
                 let mut routed = None;
                 let handled = self.with_hub(|hub, io| {
@@ -887,9 +914,12 @@ impl Sim {
                     // Not read after all: handed in again once the target has drained.
                     self.conns[c].up.push_front((at, body));
                     self.conns[c].stalled_on = Some(t);
+                    dry = false;
                     break;
                 }
+                self.conns[c].fair.took(bytes);
             }
+            self.conns[c].fair.end_turn(dry);
         }
         if self
             .hub

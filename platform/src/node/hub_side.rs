@@ -6,10 +6,11 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
 use interstate_core::bus::policy::{AckTimer, FORGET_DEPARTED_MS, SWEEP_EVERY};
+use interstate_core::hub::fair::{may_resume, Deficit, PassOrder};
 use interstate_core::hub::{
     Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials, LOCAL_LINK,
 };
-use interstate_core::wire::{Deliver, Frame};
+use interstate_core::wire::{Deliver, Frame, LEN_PREFIX};
 use interstate_core::Instant;
 use mio::net::UnixListener;
 use mio::{Interest, Poll, Token};
@@ -47,6 +48,8 @@ pub(super) struct LinkConn {
     pub(super) urgent: bool,
     /// When its queue was last written to the socket.
     pub(super) flushed_at: Instant,
+    /// Its share of the hub's reading ([`interstate_core::hub::fair`]).
+    pub(super) fair: Deficit,
 }
 
 /// Monitor copies (`Monitored`) wait in a link's queue for up to this long, or until
@@ -98,6 +101,8 @@ pub(super) struct HubSide {
     pub(super) lock: Option<super::failover::BusLock>,
     /// Set while this hub takes over from a client of a hub that went away.
     pub(super) handover: Option<super::failover::Handover>,
+    /// Where the next pass over the links starts.
+    pub(super) order: PassOrder,
 }
 
 /// Both ends of end-to-end delivery for the machines of the hub's own process: what they
@@ -457,6 +462,7 @@ fn install(
                 executable: None,
                 urgent: false,
                 flushed_at: Instant::from_millis(0),
+                fair: Deficit::with_quantum(config.hub_read_quantum),
             });
         }
         Err(e) => {
@@ -618,6 +624,7 @@ impl Node {
             delivery: HubDelivery::new(config),
             lock: None,
             handover: None,
+            order: PassOrder::default(),
         }
     }
 
@@ -708,147 +715,154 @@ impl Node {
         }
     }
 
+    /// One pass over the links: each is read once, up to its quantum of bytes, starting one
+    /// link further on each pass ([`interstate_core::hub::fair`]).
     pub(super) fn read_links(&mut self) -> Result<(), PlatformError> {
         let now = self.turn_now;
-        let n = match &self.side {
-            Side::Hub(h) => h.high,
-            Side::Client(_) => 0,
+        let (n, start) = match &mut self.side {
+            Side::Hub(h) => (h.high, h.order.next_start(h.high)),
+            Side::Client(_) => return Ok(()),
         };
-        'links: for l in 0..n {
-            let mut deferred = Deferred::default();
-            'read: {
-                let Side::Hub(h) = &mut self.side else {
-                    break 'links;
-                };
-                // Resume links whose target drained.
-                if let Some(Some(lc)) = h.links.get(l) {
-                    if let Some(t) = lc.waiting_on {
-                        let drained = match h.links.get(t as usize) {
-                            Some(Some(tc)) => tc.conn.pending() == 0,
-                            _ => true,
-                        };
-                        if drained {
-                            if let Some(Some(lc)) = h.links.get_mut(l) {
-                                lc.waiting_on = None;
-                            }
-                        } else if lc.hung_up {
-                            // A stalled sender that hung up (it reconnects when its keepalive
-                            // goes unanswered) is closed now, not once its unread frames get
-                            // through: its ids are freed for the new connection, which sends
-                            // again whatever was not acknowledged.
-                            deferred
-                                .close
-                                .push((l as LinkId, "peer closed the connection".into()));
-                            break 'read;
-                        } else {
-                            h.hub.link_stalled(l as LinkId, now);
-                            continue 'links;
-                        }
-                    }
-                }
-                let Some(Some(lc)) = h.links.get_mut(l) else {
-                    continue 'links;
-                };
-                if lc.readable {
-                    lc.conn.fill();
-                    lc.readable = false;
-                }
-                // Frames are decoded where they were read: the link's read buffer is lent
-                // out while the hub handles one, so that it can queue on any link (this one
-                // too).
-                let mut budget = 4096;
-                let mut closing = false;
-                loop {
-                    budget -= 1;
-                    if budget == 0 {
-                        // Fairness: let other links run; come back next iteration.
+        for i in 0..n {
+            self.read_link(PassOrder::link_at(i, n, start), now);
+        }
+        Ok(())
+    }
+
+    /// One link's turn in a pass (see [`read_links`](Self::read_links)).
+    fn read_link(&mut self, l: usize, now: Instant) {
+        let mut deferred = Deferred::default();
+        'read: {
+            let Side::Hub(h) = &mut self.side else {
+                return;
+            };
+            // Resume a link whose target has drained below its low-water mark.
+            if let Some(Some(lc)) = h.links.get(l) {
+                if let Some(t) = lc.waiting_on {
+                    let drained = match h.links.get(t as usize) {
+                        Some(Some(tc)) => may_resume(tc.conn.pending(), tc.conn.capacity()),
+                        _ => true,
+                    };
+                    if drained {
                         if let Some(Some(lc)) = h.links.get_mut(l) {
-                            lc.readable = true;
+                            lc.waiting_on = None;
                         }
-                        break;
-                    }
-                    let Some(Some(lc)) = h.links.get_mut(l) else {
-                        break;
-                    };
-                    let lent = match lc.conn.lend_frame() {
-                        Ok(Some(lent)) => lent,
-                        Ok(None) => {
-                            // The read buffer was full: there may be more in the socket.
-                            if !lc.conn.dead && lc.conn.more {
-                                lc.conn.fill();
-                                if matches!(lc.conn.peek_frame(), Ok(Some(_))) {
-                                    continue;
-                                }
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            deferred
-                                .logs
-                                .push(format!("hub: link {l}: {e}; closing it"));
-                            deferred.close.push((l as LinkId, e.to_string()));
-                            closing = true;
-                            break;
-                        }
-                    };
-                    let mut io = HubIoImpl::new(
-                        &mut h.links,
-                        &mut self.local,
-                        Some(&mut h.delivery),
-                        now,
-                        &mut deferred,
-                    );
-                    let handled = h.hub.handle_frame(now, l as LinkId, lent.body(), &mut io);
-                    let Some(Some(lc)) = h.links.get_mut(l) else {
-                        break;
-                    };
-                    lc.conn.give_back(lent, matches!(handled, Handled::Done));
-                    match handled {
-                        Handled::Done => {
-                            if lc.executable.is_none() {
-                                // Welcomed: the connection is logged once, with its peer.
-                                if let Some(exe) = h.hub.executable(l as LinkId) {
-                                    lc.executable = Some(exe.to_string());
-                                    deferred.logs.push(format!(
-                                        "connections: link {l} connected: {}",
-                                        lc.who()
-                                    ));
-                                }
-                            }
-                        }
-                        Handled::Stalled(t) => {
-                            lc.waiting_on = Some(t);
-                            break;
-                        }
-                        Handled::Closed => {
-                            closing = true;
-                            break;
-                        }
-                    }
-                }
-                // The peer is gone: once its whole frames are handled, so is the link. Half a
-                // frame left over is worth a log line (unless the link is already closing for
-                // a reason of its own, logged once).
-                if let Some(Some(lc)) = h.links.get(l).filter(|_| !closing) {
-                    if lc.conn.dead
-                        && lc.waiting_on.is_none()
-                        && !matches!(lc.conn.peek_frame(), Ok(Some(_)))
-                    {
-                        let why = if lc.conn.has_partial() {
-                            "peer closed mid-frame"
-                        } else {
-                            "peer closed the connection"
-                        };
-                        if lc.conn.has_partial() {
-                            deferred.logs.push(format!("hub: link {l}: {why}"));
-                        }
-                        deferred.close.push((l as LinkId, why.into()));
+                    } else if lc.hung_up {
+                        // A stalled sender that hung up (it reconnects when its keepalive
+                        // goes unanswered) is closed now, not once its unread frames get
+                        // through: its ids are freed for the new connection, which sends
+                        // again whatever was not acknowledged.
+                        deferred
+                            .close
+                            .push((l as LinkId, "peer closed the connection".into()));
+                        break 'read;
+                    } else {
+                        h.hub.link_stalled(l as LinkId, now);
+                        return;
                     }
                 }
             }
-            self.settle(deferred);
+            let Some(Some(lc)) = h.links.get_mut(l) else {
+                return;
+            };
+            if lc.readable {
+                lc.conn.fill();
+                lc.readable = false;
+            }
+            lc.fair.start_turn();
+            // Frames are decoded where they were read: the link's read buffer is lent
+            // out while the hub handles one, so that it can queue on any link (this one
+            // too).
+            let mut closing = false;
+            let mut dry = false;
+            while let Some(Some(lc)) = h.links.get_mut(l) {
+                if !lc.fair.may_take() {
+                    // Its quantum is used: the other links' turn; come back next pass.
+                    lc.readable = true;
+                    break;
+                }
+                let lent = match lc.conn.lend_frame() {
+                    Ok(Some(lent)) => lent,
+                    Ok(None) => {
+                        // The read buffer was full: there may be more in the socket.
+                        if !lc.conn.dead && lc.conn.more {
+                            lc.conn.fill();
+                            if matches!(lc.conn.peek_frame(), Ok(Some(_))) {
+                                continue;
+                            }
+                        }
+                        dry = true;
+                        break;
+                    }
+                    Err(e) => {
+                        deferred
+                            .logs
+                            .push(format!("hub: link {l}: {e}; closing it"));
+                        deferred.close.push((l as LinkId, e.to_string()));
+                        closing = true;
+                        break;
+                    }
+                };
+                let bytes = LEN_PREFIX + lent.body().len();
+                let mut io = HubIoImpl::new(
+                    &mut h.links,
+                    &mut self.local,
+                    Some(&mut h.delivery),
+                    now,
+                    &mut deferred,
+                );
+                let handled = h.hub.handle_frame(now, l as LinkId, lent.body(), &mut io);
+                let Some(Some(lc)) = h.links.get_mut(l) else {
+                    break;
+                };
+                lc.conn.give_back(lent, matches!(handled, Handled::Done));
+                match handled {
+                    Handled::Done => {
+                        lc.fair.took(bytes);
+                        if lc.executable.is_none() {
+                            // Welcomed: the connection is logged once, with its peer.
+                            if let Some(exe) = h.hub.executable(l as LinkId) {
+                                lc.executable = Some(exe.to_string());
+                                deferred
+                                    .logs
+                                    .push(format!("connections: link {l} connected: {}", lc.who()));
+                            }
+                        }
+                    }
+                    Handled::Stalled(t) => {
+                        lc.waiting_on = Some(t);
+                        break;
+                    }
+                    Handled::Closed => {
+                        closing = true;
+                        break;
+                    }
+                }
+            }
+            if let Some(Some(lc)) = h.links.get_mut(l) {
+                lc.fair.end_turn(dry);
+            }
+            // The peer is gone: once its whole frames are handled, so is the link. Half a
+            // frame left over is worth a log line (unless the link is already closing for
+            // a reason of its own, logged once).
+            if let Some(Some(lc)) = h.links.get(l).filter(|_| !closing) {
+                if lc.conn.dead
+                    && lc.waiting_on.is_none()
+                    && !matches!(lc.conn.peek_frame(), Ok(Some(_)))
+                {
+                    let why = if lc.conn.has_partial() {
+                        "peer closed mid-frame"
+                    } else {
+                        "peer closed the connection"
+                    };
+                    if lc.conn.has_partial() {
+                        deferred.logs.push(format!("hub: link {l}: {why}"));
+                    }
+                    deferred.close.push((l as LinkId, why.into()));
+                }
+            }
         }
-        Ok(())
+        self.settle(deferred);
     }
 }
 
