@@ -3,12 +3,12 @@
 //! ids and sequence number from there instead of decoding the body again. The default
 //! forwards the body, as before; the hub's rules for acknowledgements are unchanged.
 
-use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId, PeerCredentials};
-use interstate_core::wire::{Frame, Hello, MAGIC, PROTOCOL_VERSION};
+use interstate_core::hub::{Handled, Hub, HubConfig, HubIo, LinkFull, LinkId};
+use interstate_core::wire::Frame;
 use interstate_core::Instant;
 
 mod recorder;
-use recorder::{body, Recorder, UID};
+use recorder::{body, join, Recorder, UID};
 
 /// Records `forward_ack` calls and passes everything else to a [`Recorder`].
 #[derive(Default)]
@@ -47,40 +47,13 @@ impl HubIo for AckIo {
     }
 }
 
-/// A link that said hello and registered `machine`.
-fn join(hub: &mut Hub<8, 16, 4>, io: &mut dyn HubIo, pid: u32, machine: &str) -> LinkId {
-    let peer = PeerCredentials {
-        pid,
-        uid: UID,
-        gid: 0,
-    };
-    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
-    let hello = Frame::Hello(Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        max_frame: 65536,
-        pid,
-        executable: "test",
-    });
-    assert_eq!(
-        hub.handle_frame(Instant::ZERO, link, &body(&hello), io),
-        Handled::Done
-    );
-    let register = Frame::Register { machine };
-    assert_eq!(
-        hub.handle_frame(Instant::ZERO, link, &body(&register), io),
-        Handled::Done
-    );
-    link
-}
-
 #[test]
 fn an_acknowledgement_is_handed_over_decoded_with_its_body() {
     let mut hub: Hub<8, 16, 4> = Hub::new(HubConfig::new(UID, 1), "hub");
     let mut io = AckIo::default();
     hub.register_local(Instant::ZERO, "local", &mut io);
-    let a = join(&mut hub, &mut io, 10, "a");
-    let b = join(&mut hub, &mut io, 11, "b");
+    let a = join(&mut hub, &mut io, 10, &["a"]);
+    let b = join(&mut hub, &mut io, 11, &["b"]);
     // To the hub's own process, and to another link: both decoded, each with its body.
     let to_local = body(&Frame::Ack {
         from: "a",
@@ -130,8 +103,8 @@ fn an_acknowledgement_is_handed_over_decoded_with_its_body() {
 fn by_default_the_body_is_forwarded() {
     let mut hub: Hub<8, 16, 4> = Hub::new(HubConfig::new(UID, 1), "hub");
     let mut io = Recorder::default();
-    let a = join(&mut hub, &mut io, 10, "a");
-    let b = join(&mut hub, &mut io, 11, "b");
+    let a = join(&mut hub, &mut io, 10, &["a"]);
+    let b = join(&mut hub, &mut io, 11, &["b"]);
     io.clear();
     let ack = body(&Frame::Ack {
         from: "a",

@@ -2,43 +2,15 @@
 //! state watches (who watches which machine, and telling owners when to report). Driven
 //! with a virtual clock and a recording I/O, as `hub_endpoint.rs`.
 
-use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, PeerCredentials};
-use interstate_core::wire::{
-    Deliver, DeliveryFailed, FailReason, Frame, Hello, MAGIC, MAX_STOP_ERROR, PROTOCOL_VERSION,
-};
+use interstate_core::hub::{Handled, Hub, HubConfig, LinkId};
+use interstate_core::wire::{Deliver, DeliveryFailed, FailReason, Frame, MAX_STOP_ERROR};
 use interstate_core::Instant;
 
 mod recorder;
-use recorder::{body, confirm_reports, Recorder, UID};
+use recorder::{body, confirm_reports, join, Recorder, UID};
 
 fn hub() -> Hub<8, 16, 4> {
     Hub::new(HubConfig::new(UID, 1), "hub")
-}
-
-/// Opens a link, says hello and registers `machines`.
-fn join(hub: &mut Hub<8, 16, 4>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
-    let peer = PeerCredentials {
-        pid,
-        uid: UID,
-        gid: 0,
-    };
-    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
-    let hello = body(&Frame::Hello(Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        max_frame: 65536,
-        pid,
-        executable: "test",
-    }));
-    assert_eq!(
-        hub.handle_frame(Instant::ZERO, link, &hello, io),
-        Handled::Done
-    );
-    for m in machines {
-        let f = body(&Frame::Register { machine: m });
-        assert_eq!(hub.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
-    }
-    link
 }
 
 fn deliver<'a>(from: &'a str, to: &'a str, event: &'a str) -> Vec<u8> {

@@ -1,45 +1,15 @@
 //! The hub's counting rules (per link, failures by reason, links opened) and the stats
 //! request's routing, driven with the recording I/O and a virtual clock.
 
-use interstate_core::hub::{
-    fail_reason_index, Handled, Hub, HubConfig, LinkId, PeerCredentials, FAIL_REASONS,
-};
-use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
+use interstate_core::hub::{fail_reason_index, Handled, Hub, HubConfig, LinkId, FAIL_REASONS};
+use interstate_core::wire::{Deliver, FailReason, Frame};
 use interstate_core::Instant;
 
 mod recorder;
-use recorder::{body, Recorder, UID};
+use recorder::{body, join, Recorder, UID};
 
 fn hub() -> Hub<8, 16> {
     Hub::new(HubConfig::new(UID, 1), "hub")
-}
-
-fn join(hub: &mut Hub<8, 16>, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
-    let peer = PeerCredentials {
-        pid,
-        uid: UID,
-        gid: 0,
-    };
-    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
-    let hello = body(&Frame::Hello(Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        max_frame: 65536,
-        pid,
-        executable: "test",
-    }));
-    assert_eq!(
-        hub.handle_frame(Instant::ZERO, link, &hello, io),
-        Handled::Done
-    );
-    for m in machines {
-        let register = body(&Frame::Register { machine: m });
-        assert_eq!(
-            hub.handle_frame(Instant::ZERO, link, &register, io),
-            Handled::Done
-        );
-    }
-    link
 }
 
 fn deliver(from: &str, to: &str, seq: u64) -> Vec<u8> {

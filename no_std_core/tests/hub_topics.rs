@@ -4,15 +4,13 @@
 //! reserved `xstate.` namespace kept out of publications. Driven with a virtual clock and a
 //! recording I/O, as `hub_rules.rs`.
 
-use interstate_core::hub::{
-    Handled, Hub, HubConfig, LinkId, PeerCredentials, SUBSCRIPTIONS_PER_LINK,
-};
+use interstate_core::hub::{Handled, Hub, HubConfig, LinkId, SUBSCRIPTIONS_PER_LINK};
 use interstate_core::topic::{Subscription, TopicStatus};
-use interstate_core::wire::{Deliver, FailReason, Frame, Hello, MAGIC, PROTOCOL_VERSION};
+use interstate_core::wire::{Deliver, FailReason, Frame};
 use interstate_core::Instant;
 
 mod recorder;
-use recorder::{body, Recorder, UID};
+use recorder::{body, join, Recorder, UID};
 
 /// Room for a full link's quota and a little more.
 const SLOTS: usize = SUBSCRIPTIONS_PER_LINK + 8;
@@ -20,31 +18,6 @@ type TestHub = Hub<8, 16, 4, [Subscription; SLOTS]>;
 
 fn hub() -> Box<TestHub> {
     Box::new(Hub::new(HubConfig::new(UID, 1), "hub"))
-}
-
-fn join(hub: &mut TestHub, io: &mut Recorder, pid: u32, machines: &[&str]) -> LinkId {
-    let peer = PeerCredentials {
-        pid,
-        uid: UID,
-        gid: 0,
-    };
-    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
-    let hello = body(&Frame::Hello(Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        max_frame: 65536,
-        pid,
-        executable: "test",
-    }));
-    assert_eq!(
-        hub.handle_frame(Instant::ZERO, link, &hello, io),
-        Handled::Done
-    );
-    for m in machines {
-        let f = body(&Frame::Register { machine: m });
-        assert_eq!(hub.handle_frame(Instant::ZERO, link, &f, io), Handled::Done);
-    }
-    link
 }
 
 fn send(hub: &mut TestHub, io: &mut Recorder, link: LinkId, f: Frame<'_>) -> Handled {

@@ -5,8 +5,9 @@
 // Each test file uses a different part of it.
 #![allow(dead_code)]
 
-use interstate_core::hub::{Hub, HubIo, LinkFull, LinkId};
-use interstate_core::wire::Frame;
+use interstate_core::hub::{Handled, Hub, HubIo, LinkFull, LinkId, PeerCredentials};
+use interstate_core::topic::SubscriptionSlots;
+use interstate_core::wire::{Frame, Hello, MAGIC, PROTOCOL_VERSION};
 use interstate_core::Instant;
 
 /// The uid the test hubs admit.
@@ -70,6 +71,40 @@ pub fn body(frame: &Frame<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; 1024];
     let n = frame.encode(&mut buf).expect("fits");
     buf[4..n].to_vec()
+}
+
+/// Opens a link for process `pid`, says hello and registers `machines`, as a client does.
+pub fn join<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots>(
+    hub: &mut Hub<L, M, W, T>,
+    io: &mut dyn HubIo,
+    pid: u32,
+    machines: &[&str],
+) -> LinkId {
+    let peer = PeerCredentials {
+        pid,
+        uid: UID,
+        gid: 0,
+    };
+    let link = hub.link_opened(Instant::ZERO, peer, io).expect("admitted");
+    let hello = body(&Frame::Hello(Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        max_frame: 65536,
+        pid,
+        executable: "test",
+    }));
+    assert_eq!(
+        hub.handle_frame(Instant::ZERO, link, &hello, io),
+        Handled::Done
+    );
+    for m in machines {
+        let register = body(&Frame::Register { machine: m });
+        assert_eq!(
+            hub.handle_frame(Instant::ZERO, link, &register, io),
+            Handled::Done
+        );
+    }
+    link
 }
 
 /// `link` confirms it has read the failure reports sent to it, as a client does: a second
