@@ -734,10 +734,15 @@ impl Node {
 
     /// One link's turn in a pass (see [`read_links`](Self::read_links)).
     fn read_link(&mut self, l: usize, now: Instant) {
+        // A free slot has nothing to read.
+        match &self.side {
+            Side::Hub(h) if matches!(h.links.get(l), Some(Some(_))) => {}
+            _ => return,
+        }
         let mut deferred = Deferred::default();
         'read: {
             let Side::Hub(h) = &mut self.side else {
-                return;
+                break 'read;
             };
             // Resume a link whose target has drained below its low-water mark.
             if let Some(Some(lc)) = h.links.get(l) {
@@ -761,12 +766,12 @@ impl Node {
                         break 'read;
                     } else {
                         h.hub.link_stalled(l as LinkId, now);
-                        return;
+                        break 'read;
                     }
                 }
             }
             let Some(Some(lc)) = h.links.get_mut(l) else {
-                return;
+                break 'read;
             };
             if lc.readable {
                 lc.conn.fill();
@@ -865,7 +870,7 @@ impl Node {
                 }
             }
         }
-        self.settle(deferred);
+        self.settle_if_used(deferred);
     }
 }
 

@@ -40,7 +40,7 @@ impl Node {
             correlation: Correlation::None,
         };
         let routed = self.route(None, d, &mut deferred);
-        self.settle(deferred);
+        self.settle_if_used(deferred);
         if routed == Routed::Sent {
             return Ok(Some(seq));
         }
