@@ -304,7 +304,7 @@ struct InternodeSession {
 
 impl Session for InternodeSession {
     fn round_trip(&mut self) -> Result<(), String> {
-        node_round_trip(&mut self.node, &self.payload)
+        node_round_trip(&mut self.node, &self.payload, &mut Default::default())
     }
 
     fn one_way(&mut self, n: usize) -> Result<StdDuration, String> {

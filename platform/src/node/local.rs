@@ -153,6 +153,9 @@ pub(super) struct Local {
     pub(super) machines: Vec<Hosted>,
     pub(super) by_id: HashMap<String, usize>,
     pub(super) ports: HashMap<String, VecDeque<PortMessage>>,
+    /// Messages the program read and gave back ([`Node::recv_port_into`](super::Node::recv_port_into)):
+    /// the next messages for ports are built in their buffers.
+    pub(super) port_spares: super::ports::PortSpares,
     /// Sequence numbers of the ports' sends.
     pub(super) port_seq: HashMap<String, u64>,
     /// The ports' requests waiting for their replies (a table once a port has requested).
@@ -416,15 +419,14 @@ impl Local {
             }
             if let Some(q) = self.ports.get_mut(to) {
                 let (topic, event) = split_event(event);
-                q.push_back(PortMessage {
-                    port: to.to_string(),
-                    from: from.to_string(),
-                    event: event.to_string(),
-                    topic: topic.map(str::to_string),
-                    payload: payload.to_vec(),
-                    seq: 0,
+                q.push_back(self.port_spares.message(
+                    to,
+                    from,
+                    (topic, event),
+                    payload,
+                    0,
                     correlation,
-                });
+                ));
             }
             return true;
         }
@@ -568,15 +570,14 @@ impl Local {
             ));
         } else if let Some(q) = self.ports.get_mut(d.to) {
             let (topic, event) = split_event(d.event);
-            q.push_back(PortMessage {
-                port: d.to.to_string(),
-                from: d.from.to_string(),
-                event: event.to_string(),
-                topic: topic.map(str::to_string),
-                payload: d.payload.to_vec(),
-                seq: d.seq,
-                correlation: d.correlation,
-            });
+            q.push_back(self.port_spares.message(
+                d.to,
+                d.from,
+                (topic, event),
+                d.payload,
+                d.seq,
+                d.correlation,
+            ));
         }
     }
 

@@ -449,6 +449,21 @@ pub struct PortMessage {
     pub correlation: interstate_core::Correlation,
 }
 
+impl Default for PortMessage {
+    /// An empty message: a place for [`Node::recv_port_into`] to put the next one.
+    fn default() -> Self {
+        PortMessage {
+            port: String::new(),
+            from: String::new(),
+            event: String::new(),
+            topic: None,
+            payload: Vec::new(),
+            seq: 0,
+            correlation: interstate_core::Correlation::None,
+        }
+    }
+}
+
 /// A framed link over any transport.
 type LinkConnIo = Conn<Box<dyn LinkIo>>;
 
@@ -580,6 +595,7 @@ impl Node {
                 port_queue,
                 port_blocked: false,
                 port_room: false,
+                port_spares: Default::default(),
             },
             side,
             scratch: Vec::new(),

@@ -15,7 +15,83 @@ use super::local::{Deferred, Failure};
 use super::PortMessage;
 use super::{Node, Side};
 
+/// Messages the program read with [`Node::recv_port_into`] and gave back: the next
+/// messages for ports are built in their buffers (cleared and refilled) instead of in new
+/// ones, so that a port's steady traffic allocates nothing on receipt and frees nothing
+/// when read (four allocations and four frees a message otherwise, counted).
+#[derive(Default)]
+pub(super) struct PortSpares(Vec<PortMessage>);
+
+impl PortSpares {
+    /// Kept at most: a burst read back does not keep its buffers for ever.
+    const KEEP: usize = 64;
+
+    /// A message for `port`, in a spare's buffers when there is one. `event`: (topic,
+    /// event name) as split from the wire's event field.
+    pub(super) fn message(
+        &mut self,
+        port: &str,
+        from: &str,
+        event: (Option<&str>, &str),
+        payload: &[u8],
+        seq: u64,
+        correlation: Correlation,
+    ) -> PortMessage {
+        let (topic, event) = event;
+        let Some(mut m) = self.0.pop() else {
+            return PortMessage {
+                port: port.to_string(),
+                from: from.to_string(),
+                event: event.to_string(),
+                topic: topic.map(str::to_string),
+                payload: payload.to_vec(),
+                seq,
+                correlation,
+            };
+        };
+        refill(&mut m.port, port);
+        refill(&mut m.from, from);
+        refill(&mut m.event, event);
+        match (topic, &mut m.topic) {
+            (Some(t), Some(kept)) => refill(kept, t),
+            (t, kept) => *kept = t.map(str::to_string),
+        }
+        m.payload.clear();
+        m.payload.extend_from_slice(payload);
+        m.seq = seq;
+        m.correlation = correlation;
+        m
+    }
+
+    /// Keeps `m`'s buffers for a later message (up to [`Self::KEEP`] of them).
+    pub(super) fn give_back(&mut self, m: PortMessage) {
+        if self.0.len() < Self::KEEP {
+            self.0.push(m);
+        }
+    }
+}
+
+/// `s` := `with`, in `s`'s buffer.
+fn refill(s: &mut String, with: &str) {
+    s.clear();
+    s.push_str(with);
+}
+
 impl Node {
+    /// [`Node::recv_port`] into `message`: the next message for any port replaces what
+    /// `message` held, whose buffers the node keeps for a later message (so a program that
+    /// reads its ports this way, with one `PortMessage` it keeps, allocates nothing per
+    /// message: see `tests/bus_no_alloc.rs`). `false`, and `message` untouched, when no
+    /// message waits. Acknowledged as [`Node::recv_port`] acknowledges.
+    pub fn recv_port_into(&mut self, message: &mut PortMessage) -> bool {
+        let Some(m) = self.recv_port() else {
+            return false;
+        };
+        let spent = std::mem::replace(message, m);
+        self.local.port_spares.give_back(spent);
+        true
+    }
+
     /// [`Node::send_from_port`] without waiting: one attempt, `Ok(None)` when the bus is full
     /// (nothing was sent; try again once a loop turn has taken acknowledgements). For a
     /// caller inside a loop turn, or one that must not block.
