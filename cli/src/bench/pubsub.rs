@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use interstate::bus::{Node, Role};
+use interstate::bus::{Node, PortMessage, Role};
 use interstate::Behaviors;
 
 use super::node::{node_config, NodeTransport};
@@ -32,6 +32,8 @@ const SUBSCRIBER_CHART: &str = r#"{
 pub struct PubSubSession {
     node: Node,
     payload: Vec<u8>,
+    /// Where the port's answers are read into ([`Node::recv_port_into`] reuses its buffers).
+    received: PortMessage,
     _peer: ChildGuard,
 }
 
@@ -71,6 +73,7 @@ impl PubSubSession {
         Ok(PubSubSession {
             node,
             payload: vec![7u8; payload],
+            received: PortMessage::default(),
             _peer: peer,
         })
     }
@@ -80,8 +83,8 @@ impl PubSubSession {
         let deadline = StdInstant::now() + limit;
         let mut got = 0;
         loop {
-            while let Some(m) = self.node.recv_port() {
-                if m.event == event {
+            while self.node.recv_port_into(&mut self.received) {
+                if self.received.event == event {
                     got += 1;
                 }
             }
