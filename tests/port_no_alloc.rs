@@ -99,7 +99,7 @@ fn port_steady_state(transport: Transport) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             node.run_once(Some(Duration::from_millis(10))).unwrap();
-            while node.recv_port_into(&mut m) {
+            if node.recv_port_into(&mut m) {
                 assert_eq!(
                     (m.port.as_str(), m.from.as_str(), m.event.as_str()),
                     ("port", "echo", "PONG")
