@@ -81,7 +81,7 @@ impl Node {
     /// [`Node::recv_port`] into `message`: the next message for any port replaces what
     /// `message` held, whose buffers the node keeps for a later message (so a program that
     /// reads its ports this way, with one `PortMessage` it keeps, allocates nothing per
-    /// message: see `tests/bus_no_alloc.rs`). `false`, and `message` untouched, when no
+    /// message: see `tests/port_no_alloc.rs`). `false`, and `message` untouched, when no
     /// message waits. Acknowledged as [`Node::recv_port`] acknowledges.
     pub fn recv_port_into(&mut self, message: &mut PortMessage) -> bool {
         let Some(m) = self.recv_port() else {
