@@ -363,7 +363,6 @@ impl Node {
         let mut lost = None;
         match &mut self.side {
             Side::Hub(h) => {
-                super::stage_probe::turn_written();
                 let mut dead = Vec::new();
                 let mut logs = Vec::new();
                 let now = self.turn_now;

@@ -804,7 +804,6 @@ impl Node {
                     }
                 };
                 let bytes = LEN_PREFIX + lent.body().len();
-                super::stage_probe::frame_read(lent.body());
                 let mut io = HubIoImpl::new(
                     &mut h.links,
                     &mut self.local,

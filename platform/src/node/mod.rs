@@ -49,7 +49,6 @@ mod ports;
 mod requests;
 mod settle;
 mod spin;
-mod stage_probe;
 mod status;
 mod supervised;
 mod timer_order;
