@@ -185,7 +185,7 @@ pub enum Command {
         metrics: Option<String>,
         /// Take this nice value (-20 to 19; below 0 needs CAP_SYS_NICE or an RLIMIT_NICE
         /// that allows it, like systemd's Nice=): on a busy machine every message waits for
-        /// the hub's turns, and -10 halved the paced latency of the load test
+        /// the hub's turns, and -10 halved the median latency of the load test
         /// (else INTERSTATE_HUB_NICE; docs/performance.md).
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         nice: Option<i32>,
