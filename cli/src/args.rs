@@ -24,6 +24,8 @@ ENVIRONMENT:
                         `hub` (and `run` serving the bus): bytes read from one link per pass
                         before the next link's turn (default 262144; 16384 lowers latency
                         under a flood by about a third, at about a tenth of its throughput).
+  INTERSTATE_HUB_NICE   `hub`: its nice value when --nice is not given (see `interstate hub
+                        --help`).
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
   INTERSTATE_DURABLE_HOLD_MS
@@ -181,6 +183,12 @@ pub enum Command {
         /// http://ADDR/metrics (e.g. 127.0.0.1:9464; see docs/operations.md).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Take this nice value (-20 to 19; below 0 needs CAP_SYS_NICE or an RLIMIT_NICE
+        /// that allows it, like systemd's Nice=): on a busy machine every message waits for
+        /// the hub's turns, and -10 halved the median latency of the load test
+        /// (else INTERSTATE_HUB_NICE; docs/performance.md).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        nice: Option<i32>,
         #[command(flatten)]
         bus: BusOpt,
         #[command(flatten)]

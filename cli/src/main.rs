@@ -268,7 +268,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         c @ Command::Bench { .. } => bench(c),
         c @ Command::Demo { .. } => demo(c),
         Command::BenchPeer { args } => interstate_cli::bench::peer(&args).map(ok),
-        Command::Hub { bus, metrics, .. } => cmd::bus::hub(&bus.args(), metrics.as_deref()).map(ok),
+        Command::Hub {
+            bus, metrics, nice, ..
+        } => cmd::bus::hub(&bus.args(), metrics.as_deref(), nice).map(ok),
         Command::Stats { json, bus } => cmd::stats::stats(&bus.args(), json).map(ok),
         Command::Send {
             target,

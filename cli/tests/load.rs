@@ -20,6 +20,13 @@
 //! as before. Its report gives each group's latency (flooders' events `L`, paced ones' `P`,
 //! told apart by the receivers) beside the total throughput.
 //!
+//! Each report also says where the time went (`sched`): the hub's CPU time and its wait for
+//! a CPU (run-queue time, `/proc/<hub>/schedstat`) per second of the run, its switches, the
+//! clients' summed likewise (each from its go to its last send), and the paced senders' own
+//! part of their latency (from a message's stamp to the end of the flush that wrote it).
+//! `INTERSTATE_LOAD_TRACE=DIR` has every receiver write each paced message's stamp and
+//! receipt (wall clock, ns) to `DIR/<id>.trace`, to join with a probe elsewhere.
+//!
 //! Settings (environment): `LOAD_CLIENTS` (64), `LOAD_SECS` (3: the short flood; the long one
 //! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200), `LOAD_PACED` (8),
 //! `LOAD_RUNS` (which runs, by name: `flood,long,paced,mixed`, all by default; the memory
@@ -43,6 +50,20 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// The hub's default queues (`NodeConfig::new`): 1 MiB out per link, one largest frame in.
 const LINK_QUEUE: u64 = 1 << 20;
 const MAX_FRAME: u64 = 64 * 1024;
+
+/// A process's scheduler figures: `[cpu_ns, run_queue_wait_ns, voluntary switches,
+/// involuntary switches]` (`/proc/<pid>/schedstat` and `status`; zeros where absent).
+fn sched_figures(pid: u32) -> [u64; 4] {
+    let mut f = [0u64; 4];
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/schedstat")) {
+        for (i, v) in s.split_whitespace().take(2).enumerate() {
+            f[i] = v.parse().unwrap_or(0);
+        }
+    }
+    f[2] = proc_kb(pid, "voluntary_ctxt_switches").unwrap_or(0);
+    f[3] = proc_kb(pid, "nonvoluntary_ctxt_switches").unwrap_or(0);
+    f
+}
 
 /// Latency of one group of messages: the median over receivers of their p50, the worst
 /// receiver's p99 and the largest.
@@ -88,6 +109,8 @@ struct Run {
     p99: u64,
     max: u64,
     hub_hwm_kb: u64,
+    /// Where the time went (see `report`).
+    sched: Value,
     /// By the senders' event: `L` (flooders, and the paced run), `P` (paced beside flooders).
     flood: Latency,
     paced: Latency,
@@ -152,6 +175,7 @@ fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
             |v| v["ready"] == json!(true),
         );
     }
+    let hub_at_go = sched_figures(hub_pid);
     std::fs::write(&go, b"go").expect("write the go file");
     let mut results: Vec<Value> = Vec::new();
     for &p in &ps {
@@ -161,6 +185,7 @@ fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
                 .unwrap_or_else(|| panic!("no result{}", bus.dump())),
         );
     }
+    let hub_end = sched_figures(hub_pid);
     let hub_hwm_kb = proc_kb(hub_pid, "VmHWM").expect("the hub's VmHWM");
     assert!(bus.try_status(hub).is_none(), "the hub died{}", bus.dump());
     let sum = |k: &str| results.iter().map(|r| u(r, k)).sum::<u64>();
@@ -179,6 +204,28 @@ fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
             .collect();
         Latency::of(&of)
     };
+    // Time waiting for a CPU: the hub's over the run, the clients' summed (each from its go
+    // to the end of its sending), per second of the run; and the paced senders' own part.
+    let hub = |i: usize| hub_end[i].saturating_sub(hub_at_go[i]);
+    // (A build before these figures reports none: zeros.)
+    let opt = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let clients_sum = |k: &str| results.iter().map(|r| opt(&r["sched"], k)).sum::<u64>();
+    let per_s = |v: u64| (v as f64 / secs.max(0.001)).round();
+    let paced_send: Vec<&Value> = results
+        .iter()
+        .filter(|r| opt(&r["send_stage_us"], "count") > 0)
+        .map(|r| &r["send_stage_us"])
+        .collect();
+    let sched = json!({
+        "hub_cpu_ms_per_s": per_s(hub(0) / 1_000_000),
+        "hub_run_queue_wait_ms_per_s": per_s(hub(1) / 1_000_000),
+        "hub_involuntary_per_s": per_s(hub(3)),
+        "hub_voluntary_per_s": per_s(hub(2)),
+        "clients_cpu_ms_per_s": per_s(clients_sum("cpu_ms")),
+        "clients_run_queue_wait_ms_per_s": per_s(clients_sum("run_queue_wait_ms")),
+        "clients_involuntary_per_s": per_s(clients_sum("involuntary")),
+        "paced_send_stage_us": Latency::of(&paced_send).json(),
+    });
     let r = Run {
         clients,
         secs,
@@ -198,6 +245,7 @@ fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
             .max()
             .unwrap_or(0),
         hub_hwm_kb,
+        sched,
         flood: group("L"),
         paced: group("P"),
     };
@@ -228,6 +276,7 @@ fn report(label: &str, r: &Run) -> Value {
         "flooders_us": r.flood.json(),
         "paced_us": r.paced.json(),
         "hub_vm_hwm_kb": r.hub_hwm_kb,
+        "sched": r.sched,
     });
     eprintln!("load: {v}");
     v

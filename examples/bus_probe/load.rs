@@ -11,6 +11,29 @@ use serde_json::json;
 use crate::args::Args;
 use crate::{emit, stop_flag};
 
+/// This process's scheduler figures so far: `[cpu_ns, run_queue_wait_ns, voluntary switches,
+/// involuntary switches]` (`/proc/self/schedstat`, `/proc/self/status`; zeros where absent),
+/// to tell the time a message waits for a CPU from the time it waits in a queue.
+fn sched_figures() -> [u64; 4] {
+    let mut f = [0u64; 4];
+    if let Ok(s) = std::fs::read_to_string("/proc/self/schedstat") {
+        for (i, v) in s.split_whitespace().take(2).enumerate() {
+            f[i] = v.parse().unwrap_or(0);
+        }
+    }
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        for l in s.lines() {
+            let n = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+            if l.starts_with("voluntary_ctxt_switches") {
+                f[2] = n(l).unwrap_or(0);
+            } else if l.starts_with("nonvoluntary_ctxt_switches") {
+                f[3] = n(l).unwrap_or(0);
+            }
+        }
+    }
+    f
+}
+
 fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -61,12 +84,21 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
     let mut sent = 0u64;
     let mut send_errors = 0u64;
     let mut held_back = Duration::ZERO;
+    // Paced: from a message's stamp to the end of the flush that wrote it (the sender's
+    // own part of its latency), in us.
+    let mut send_stage: Vec<u32> = Vec::new();
     let mut payload = vec![b'.'; size.max(8)];
+    // INTERSTATE_LOAD_TRACE=DIR: each paced message's (stamp, receipt) in wall-clock ns, to
+    // DIR/<id>.trace at the end, to join with a hub's stage probe.
+    let trace_dir = std::env::var_os("INTERSTATE_LOAD_TRACE");
+    let mut trace: Vec<(u64, u64)> = Vec::new();
+    let tracing = trace_dir.is_some();
     let collect = |node: &mut Node,
                    received: &mut u64,
                    failed: &mut u64,
                    lat: &mut Vec<(u32, u8)>,
-                   events: &mut Vec<String>| {
+                   events: &mut Vec<String>,
+                   trace: &mut Vec<(u64, u64)>| {
         let now = wall_ns();
         while let Some(m) = node.recv_port() {
             if m.event == DELIVERY_ERROR_EVENT {
@@ -81,25 +113,34 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
                         events.len() - 1
                     }
                 };
+                if tracing && m.event == "P" {
+                    trace.push((t, now));
+                }
                 let us = (now.saturating_sub(t) / 1000).min(u32::MAX as u64) as u32;
                 lat.push((us, kind.min(u8::MAX as usize) as u8));
             }
         }
     };
     let start = Instant::now();
+    let sched_at_go = sched_figures();
     while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         let due = match rate {
             Some(r) => (start.elapsed().as_secs_f64() * r as f64) as u64 + 1,
             None => sent + 64,
         };
         let mut held = false;
+        let mut last_stamp = None;
         while sent < due && start.elapsed() < duration {
             // Stamped when offered: a message's latency runs from when the bus accepts it
             // (a refused one is offered again, stamped anew; the time held back is counted
             // apart, as the sender's wait).
-            payload[..8].copy_from_slice(&wall_ns().to_le_bytes());
+            let stamp = wall_ns();
+            payload[..8].copy_from_slice(&stamp.to_le_bytes());
             match node.try_send_from_port(&id, &target, &event, &payload) {
-                Ok(Some(_)) => sent += 1,
+                Ok(Some(_)) => {
+                    sent += 1;
+                    last_stamp = Some(stamp);
+                }
                 Ok(None) => {
                     held = true;
                     break;
@@ -113,6 +154,7 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             &mut failed,
             &mut latencies,
             &mut events,
+            &mut trace,
         );
         let held_since = held.then(Instant::now);
         let wait = if held {
@@ -122,6 +164,9 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             // Paced: what was just sent is written now, not after the loop's wait (a
             // turn waits first, then writes).
             node.flush();
+            if let Some(t) = last_stamp {
+                send_stage.push((wall_ns().saturating_sub(t) / 1000).min(u32::MAX as u64) as u32);
+            }
             Duration::from_micros(500)
         } else {
             Duration::ZERO
@@ -132,6 +177,7 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         }
     }
     let send_secs = start.elapsed().as_secs_f64();
+    let sched_end = sched_figures();
     // Settle: until quiet for `linger` with nothing of ours outstanding (or 4 lingers).
     let settle_start = Instant::now();
     let mut last = Instant::now();
@@ -145,6 +191,7 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
             &mut failed,
             &mut latencies,
             &mut events,
+            &mut trace,
         );
         if received + failed != before {
             last = Instant::now();
@@ -155,6 +202,13 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         {
             break;
         }
+    }
+    if let Some(dir) = trace_dir {
+        let lines: String = trace.iter().map(|(t, r)| format!("{t} {r}\n")).collect();
+        let _ = std::fs::write(
+            std::path::Path::new(&dir).join(format!("{id}.trace")),
+            lines,
+        );
     }
     let pcts = |mut l: Vec<u32>| {
         l.sort_unstable();
@@ -173,6 +227,7 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         by_event.insert(e.clone(), pcts(of_kind.map(|l| l.0).collect()));
     }
     let all = pcts(latencies.iter().map(|l| l.0).collect());
+    let d = |i: usize| sched_end[i].saturating_sub(sched_at_go[i]);
     emit(json!({
         "id": id, "sent": sent, "received": received, "failed": failed,
         "send_errors": send_errors, "send_secs": send_secs,
@@ -180,6 +235,9 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         "unacknowledged": node.unacknowledged(),
         "latency_us": all,
         "by_event": by_event,
+        "send_stage_us": pcts(send_stage),
+        "sched": {"cpu_ms": d(0) / 1_000_000, "run_queue_wait_ms": d(1) / 1_000_000,
+                  "voluntary": d(2), "involuntary": d(3)},
     }));
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,7 @@ pub mod mqtt;
 pub mod node;
 pub mod notify;
 pub mod registry;
+pub mod sched;
 pub mod serial;
 pub mod supervisor;
 pub mod transport;

@@ -58,10 +58,28 @@ fn serve_metrics(server: &Option<MetricsServer>, node: &Node) {
     }
 }
 
+/// `--nice` (else `INTERSTATE_HUB_NICE`) as the hub's scheduling; a bad value is an error
+/// naming it.
+pub fn hub_scheduling(
+    nice: Option<i32>,
+) -> Result<interstate_platform::sched::HubScheduling, String> {
+    let nice =
+        match (nice, std::env::var("INTERSTATE_HUB_NICE")) {
+            (Some(n), _) => Some(n),
+            (None, Ok(v)) => Some(v.parse().map_err(|_| {
+                format!("INTERSTATE_HUB_NICE: '{v}' is not a nice value (-20 to 19)")
+            })?),
+            (None, Err(_)) => None,
+        };
+    Ok(interstate_platform::sched::HubScheduling { nice })
+}
+
 /// `interstate hub`: serve the bus until SIGINT/SIGTERM; `metrics`: serve the OpenMetrics
-/// text there (`--metrics ADDR`).
-pub fn hub(args: &BusArgs, metrics: Option<&str>) -> Result<(), String> {
+/// text there (`--metrics ADDR`); `nice`: see [`hub_scheduling`].
+pub fn hub(args: &BusArgs, metrics: Option<&str>, nice: Option<i32>) -> Result<(), String> {
     let stop = stop_flag()?;
+    let scheduling = hub_scheduling(nice)?;
+    scheduling.apply().map_err(|e| e.to_string())?;
     let mut config = args.config(Role::Hub)?;
     // Socket activation: serve on the listening socket a service manager passed, if any.
     if let Some(fd) = interstate_platform::activation::listen_fd_from_env()? {
@@ -88,6 +106,7 @@ pub fn hub(args: &BusArgs, metrics: Option<&str>) -> Result<(), String> {
             c.allowed_uids,
             c.allowed_gids
         );
+        log::debug!(target: CLI, "hub scheduling: {scheduling:?}");
     }
     // A service manager (systemd Type=notify, `interstate up`) learns that the bus is served.
     interstate_platform::notify::ready_with_status(&format!("serving bus '{}'", node.config().bus))
