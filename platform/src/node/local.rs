@@ -259,6 +259,20 @@ pub(super) struct Deferred {
 }
 
 impl Deferred {
+    /// Whether no list ever held anything (none has allocated): then dropping it frees
+    /// nothing, and [`Node::settle`](super::Node::settle) skips the drop.
+    #[inline]
+    pub(super) fn never_held_anything(&self) -> bool {
+        self.logs.capacity() == 0
+            && self.stopped.capacity() == 0
+            && self.reports.capacity() == 0
+            && self.direct.capacity() == 0
+            && self.failures.capacity() == 0
+            && self.removed.capacity() == 0
+            && self.close.capacity() == 0
+            && self.stats_asked.capacity() == 0
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.logs.is_empty()
             && self.stopped.is_empty()
