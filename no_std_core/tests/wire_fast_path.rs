@@ -126,11 +126,20 @@ fn unusual_encodings_go_to_postcard() {
         ],
         &[6],
         &[],
+        // "é" cut between `from` and `to` (the names are checked as UTF-8 in one span, the
+        // length prefix between them included), then both halves in one name.
+        &[6, 1, 0xC3, 1, 0xA9, 0, 0, 0],
+        &[6, 2, 0xC3, 0xA9, 0, 1, b'e', 0, 0],
     ];
     for body in cases {
         agree(body);
     }
     assert!(Frame::decode(cases[3]).is_ok());
+    assert!(Frame::decode(cases[7]).is_err());
+    let Ok(Frame::Deliver(d)) = Frame::decode(cases[8]) else {
+        panic!("a valid Deliver")
+    };
+    assert_eq!((d.from, d.to, d.event), ("é", "", "e"));
 }
 
 /// A Deliver with a correlation (a request, a reply) is its own frame kind, which only the

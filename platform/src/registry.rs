@@ -3,8 +3,8 @@
 //! Kept current by the hub's registry frames (a snapshot on connect, then updates), so
 //! `process_info(target)` is answered locally, without a round trip.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use interstate_core::wire::RegistryEntry;

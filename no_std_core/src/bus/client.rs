@@ -672,7 +672,13 @@ where
     /// Tells a new message from a duplicate and records it. `handed`: the application has it
     /// once delivered (a machine); otherwise (a port) acknowledge it with [`Received::handed`].
     pub fn accept(&mut self, d: &Deliver<'_>, handed: bool) -> Accepted {
-        self.acks.delivered(d.body_len());
+        self.accept_read(d, d.body_len(), handed)
+    }
+
+    /// As [`Client::accept`], for a host that holds the frame body `d` was read from:
+    /// `body_len` is that body's length (no second computation of it).
+    pub fn accept_read(&mut self, d: &Deliver<'_>, body_len: usize, handed: bool) -> Accepted {
+        self.acks.delivered(body_len);
         self.received.accept(d.to, d.from, d.seq, handed)
     }
 
@@ -708,7 +714,7 @@ where
             }
         }
         let number = self.outstanding.taken();
-        match self.outstanding.push_deliver(d, false) {
+        match self.outstanding.push_deliver_sized(d, len, false) {
             Ok(_) => {
                 self.credit.taken(number, now);
                 Ok(())
@@ -811,13 +817,14 @@ where
         let in_grace = grace.in_grace(now);
         let any_direct = rings.is_some() && direct.any();
         outstanding.transmit_routed(
+            // (The ids are read as text only for the checks that need them.)
             &mut |from, to| {
-                (!in_grace || (synced && present(to)))
-                    && (all || ids.get(from).is_none_or(|s| s.reg.may_send()))
+                (!in_grace || (synced && present(to.text())))
+                    && (all || ids.get(from.text()).is_none_or(|s| s.reg.may_send()))
             },
             &mut |to| {
                 if any_direct {
-                    direct.route(owner_pid(to))
+                    direct.route(owner_pid(to.text()))
                 } else {
                     None
                 }
@@ -896,18 +903,20 @@ where
     /// When [`Client::handle_timeout`] (or [`Client::emit_acks`], or [`Client::transmit`] at
     /// the end of the grace) next has work.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        [
-            self.endpoint.poll_timeout(),
-            self.retry.poll_timeout(),
-            self.acks.poll_timeout(),
-            self.grace
-                .poll_timeout(now)
-                .filter(|_| self.outstanding.has_unsent()),
-            Some(self.next_sweep),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // The earliest of five, with no iterator over an array of options (a host asks
+        // every loop turn: 134 instructions a call that way, counted).
+        let earlier = |a: Instant, b: Option<Instant>| match b {
+            Some(b) if b < a => b,
+            _ => a,
+        };
+        let mut due = self.next_sweep;
+        due = earlier(due, self.endpoint.poll_timeout());
+        due = earlier(due, self.retry.poll_timeout());
+        due = earlier(due, self.acks.poll_timeout());
+        if self.outstanding.has_unsent() {
+            due = earlier(due, self.grace.poll_timeout(now));
+        }
+        Some(due)
     }
 }
 

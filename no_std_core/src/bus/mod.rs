@@ -27,6 +27,6 @@ pub mod topics;
 
 pub use client::{Client, DirectSink, FrameSink, Incoming, SendRefused};
 pub use direct::{DirectPeer, DirectPeers, RingRefusal, MAX_DIRECT_PAIRS};
-pub use outstanding::{Mark, NoRoom, Outstanding, Undelivered};
+pub use outstanding::{Mark, NoRoom, Outstanding, StoredId, Undelivered};
 pub use received::{Accepted, OwnerSlot, PairSlot, Received};
 pub use topics::{SubscribeError, TopicMirror, TopicNews};

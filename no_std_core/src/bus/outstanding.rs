@@ -166,6 +166,20 @@ fn text(b: &[u8]) -> &str {
     core::str::from_utf8(b).unwrap_or("")
 }
 
+/// A machine id as stored in an entry of the buffer, handed to the callers of
+/// [`Outstanding::transmit_routed`]: checked as UTF-8 only if it is read as text (a check
+/// is about 90 instructions, and a client past its reconnect grace reads neither name).
+#[derive(Clone, Copy, Debug)]
+pub struct StoredId<'a>(&'a [u8]);
+
+impl<'a> StoredId<'a> {
+    /// The id as text (empty if the stored bytes are not UTF-8, which `push_deliver`,
+    /// encoding from `&str`, never stores).
+    pub fn text(self) -> &'a str {
+        text(self.0)
+    }
+}
+
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
     /// An empty buffer over `buf` (its whole length is used).
     pub fn new(buf: B) -> Self {
@@ -332,7 +346,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
     /// until it is written to the link); returns the encoded body. `Err(NoRoom)` when the
     /// buffer is full.
     pub fn push_deliver(&mut self, d: &Deliver<'_>, sent: bool) -> Result<&[u8], NoRoom> {
-        let len = d.body_len();
+        self.push_deliver_sized(d, d.body_len(), sent)
+    }
+
+    /// As [`Outstanding::push_deliver`], for a sender that has just computed `len`,
+    /// `d.body_len()` (a sixth of the push, counted): a wrong `len` is refused as
+    /// `NoRoom`, since the encoding must fill it exactly.
+    pub(crate) fn push_deliver_sized(
+        &mut self,
+        d: &Deliver<'_>,
+        len: usize,
+        sent: bool,
+    ) -> Result<&[u8], NoRoom> {
         if d.to.len() > u16::MAX as usize / 2 || d.from.len() > u16::MAX as usize / 2 {
             return Err(NoRoom);
         }
@@ -385,17 +410,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
         sendable: &mut dyn FnMut(&str, &str) -> bool,
         send: &mut dyn FnMut(&[u8]) -> bool,
     ) {
-        self.transmit_routed(sendable, &mut |_| None, &mut |_, body| send(body));
+        self.transmit_routed(
+            &mut |from, to| sendable(from.text(), to.text()),
+            &mut |_| None,
+            &mut |_, body| send(body),
+        );
     }
 
     /// As [`Outstanding::transmit`], with each message's way chosen by `route(to)`: `None`
     /// the hub's link, `Some(k)` direct ring `k` (below [`DIRECT_SLOTS`]). `send` gets the
     /// way and the body; what it takes is remembered as written to that way, so that
     /// [`Outstanding::rewind_direct`] finds it when the ring closes.
+    /// The ids are handed as [`StoredId`]s, read as text only where needed.
     pub fn transmit_routed(
         &mut self,
-        sendable: &mut dyn FnMut(&str, &str) -> bool,
-        route: &mut dyn FnMut(&str) -> Option<usize>,
+        sendable: &mut dyn FnMut(StoredId<'_>, StoredId<'_>) -> bool,
+        route: &mut dyn FnMut(StoredId<'_>) -> Option<usize>,
         send: &mut dyn FnMut(Option<usize>, &[u8]) -> bool,
     ) {
         let mut at = self.first_unsent;
@@ -409,9 +439,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
                 let buf = self.buf.as_ref();
                 let to_at = to.as_ptr() as usize - buf.as_ptr() as usize;
                 let is_held = held.iter().any(|&(o, l)| &buf[o..o + l] == to);
-                // (Checked as UTF-8 once: a check was a tenth of the pass, counted.)
-                let to_text = text(to);
-                if is_held || !sendable(text(from), to_text) {
+                if is_held || !sendable(StoredId(from), StoredId(to)) {
                     new_first.get_or_insert(at);
                     if !is_held && held.push((to_at, to.len())).is_err() {
                         // Too many held targets to track: the rest waits for a later pass.
@@ -419,7 +447,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
                     }
                 } else {
                     let p = self.place(at);
-                    let way = route(to_text).filter(|&k| k < DIRECT_SLOTS);
+                    let way = route(StoredId(to)).filter(|&k| k < DIRECT_SLOTS);
                     if send(way, &self.buf.as_ref()[p + ENTRY_HEADER..p + size]) {
                         let state = way.map_or(SENT, |k| DIRECT_BASE + k as u8);
                         self.set_state(at, state);

@@ -202,6 +202,12 @@ impl<
         })
     }
 
+    /// Whether any change of [`child_changes`](Self::child_changes) waits: a look at a
+    /// length, for hosts that ask before every message of the outbox.
+    pub fn has_child_changes(&self) -> bool {
+        !self.children.changes.is_empty()
+    }
+
     /// The host made the first `n` of [`child_changes`](Self::child_changes): they are
     /// forgotten, so that a host whose outbox waits (backpressure) across steps never makes
     /// one twice, and a later step's stop never takes back a start the host already made.

@@ -308,6 +308,7 @@ impl Node {
                         break;
                     }
                 };
+                let body_len = lent.body().len();
                 let frame = match Frame::decode(lent.body()) {
                     Ok(f) => f,
                     // A later protocol's frame: skipped, as the protocol asks of clients.
@@ -404,7 +405,7 @@ impl Node {
                     Incoming::Deliver(d) => {
                         let local = &mut self.local;
                         local.receive(now, &d, &mut deferred, &mut |d, handed| {
-                            c.client.accept(d, handed)
+                            c.client.accept_read(d, body_len, handed)
                         });
                     }
                     Incoming::Failed {

@@ -438,7 +438,7 @@ impl Node {
                 self.local.pumped(i, done);
                 self.local.port_blocked |= blocked;
             }
-            self.settle_if_used(deferred);
+            self.settle(deferred);
             self.transmit();
             self.emit_acks();
             self.flush_all();

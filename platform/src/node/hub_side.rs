@@ -870,7 +870,7 @@ impl Node {
                 }
             }
         }
-        self.settle_if_used(deferred);
+        self.settle(deferred);
     }
 }
 

@@ -262,6 +262,32 @@ pub(super) struct Deferred {
 }
 
 impl Deferred {
+    /// Whether no list ever held anything (none has allocated): then dropping it frees
+    /// nothing, and [`Node::settle`](super::Node::settle) skips the drop.
+    #[inline]
+    pub(super) fn never_held_anything(&self) -> bool {
+        // Every field is named, so that a list added to `Deferred` fails to compile here
+        // until it is checked too.
+        let Deferred {
+            close,
+            failures,
+            removed,
+            direct,
+            logs,
+            stopped,
+            reports,
+            stats_asked,
+        } = self;
+        close.capacity() == 0
+            && failures.capacity() == 0
+            && removed.capacity() == 0
+            && direct.capacity() == 0
+            && logs.capacity() == 0
+            && stopped.capacity() == 0
+            && reports.capacity() == 0
+            && stats_asked.capacity() == 0
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.logs.is_empty()
             && self.stopped.is_empty()

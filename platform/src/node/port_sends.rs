@@ -99,7 +99,7 @@ impl Node {
                 },
                 &mut deferred,
             );
-            self.settle_if_used(deferred);
+            self.settle(deferred);
             if routed == Routed::Sent {
                 return Ok(seq);
             }
@@ -156,19 +156,6 @@ impl Node {
         Ok(*seq)
     }
 
-    /// Settles what a call into the hub or a machine left in `deferred`. One that never held
-    /// anything (the common case, once per message sent or link read) is let go as it is:
-    /// no call to `settle` and no drop of its eight empty lists (about 200 instructions a
-    /// message, counted; see docs/performance.md).
-    pub(super) fn settle_if_used(&mut self, deferred: Deferred) {
-        if untouched(&deferred) {
-            // Owns no memory (every list's capacity is 0): nothing to free.
-            std::mem::forget(deferred);
-        } else {
-            self.settle(deferred);
-        }
-    }
-
     /// Injects an event into a hosted machine as if it came from outside. Events of the
     /// reserved `xstate.` namespace are refused: only the runtime makes those.
     pub fn send_local(
@@ -199,32 +186,8 @@ impl Node {
             h.failed(&format!("on event '{event}'"), e, &mut deferred);
         }
         h.stepped(&mut deferred);
-        self.settle_if_used(deferred);
+        self.settle(deferred);
         result?;
         self.pump()
     }
-}
-
-/// Whether nothing was ever put into `deferred`: every list still has no allocation (so it
-/// is empty and owns no memory). Every field is named, so that a field added to
-/// [`Deferred`] fails to compile here until it is checked too.
-fn untouched(deferred: &Deferred) -> bool {
-    let Deferred {
-        close,
-        failures,
-        removed,
-        direct,
-        logs,
-        stopped,
-        reports,
-        stats_asked,
-    } = deferred;
-    close.capacity() == 0
-        && failures.capacity() == 0
-        && removed.capacity() == 0
-        && direct.capacity() == 0
-        && logs.capacity() == 0
-        && stopped.capacity() == 0
-        && reports.capacity() == 0
-        && stats_asked.capacity() == 0
 }

@@ -116,7 +116,7 @@ impl Node {
             correlation: Correlation::None,
         };
         let routed = self.route(None, d, &mut deferred);
-        self.settle_if_used(deferred);
+        self.settle(deferred);
         if routed == Routed::Sent {
             return Ok(Some(seq));
         }
