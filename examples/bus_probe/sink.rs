@@ -132,6 +132,9 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
     node.open_port(&id).map_err(|e| e.to_string())?;
     emit(json!({"ready": true, "id": id, "pid": std::process::id(), "hub": node.is_hub()}));
     let mut tally = Tally::default();
+    // One message kept and refilled (`recv_port_into`): the node reuses its buffers, so
+    // reading allocates nothing per message.
+    let mut message = PortMessage::default();
     let mut reached: Option<Instant> = None;
     let reason = loop {
         if stop.load(Ordering::Relaxed) {
@@ -153,8 +156,8 @@ pub(crate) fn sink(args: &Args) -> Result<ExitCode, String> {
         // --hold: the messages stay in the port's queue, unread and unacknowledged (an
         // application that never takes what arrives).
         let holding = hold || hold_until.is_some_and(|t| Instant::now() < t);
-        while let Some(m) = (!holding).then(|| node.recv_port()).flatten() {
-            tally.record(&m);
+        while !holding && node.recv_port_into(&mut message) {
+            tally.record(&message);
         }
         if reached.is_none()
             && (expect.is_some_and(|n| tally.distinct >= n) || tally.done.is_some())
