@@ -16,7 +16,6 @@
 //!
 //! One test in this file only: the allocator counts every thread while armed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,35 +23,9 @@ use std::time::{Duration, Instant};
 use interstate::bus::{add_json_machine, Node, NodeConfig, Role, Transport};
 use interstate::Behaviors;
 
-struct Counting;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls while armed.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout contract is passed through as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc_process.rs"]
+mod counting_alloc_process;
+use counting_alloc_process::{ALLOCATIONS, ARMED};
 
 const PINGER: &str = r#"{"id":"pinger","initial":"on","states":{"on":{"on":{"ANSWER":{"actions":"ping"},"PONG":{"actions":"ask"},"START":{"actions":"ping"},"STOP":"off"}},"off":{"type":"final"}}}"#;
 const PONGER: &str = r#"{"id":"ponger","initial":"on","states":{"on":{"on":{"PING":{"actions":"pong"},"ASK":{"actions":"answer"},"STOP":"off"}},"off":{"type":"final"}}}"#;
