@@ -36,6 +36,7 @@
 mod emit;
 mod emit_history;
 mod emit_parallel_root;
+mod emit_select;
 
 use std::fmt;
 use std::fmt::Write as _;
