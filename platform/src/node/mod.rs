@@ -28,6 +28,7 @@
 //! `requests` (ports' requests, and settling requests on the bus's news).
 
 mod child_process;
+mod child_spawn;
 mod children;
 mod client_side;
 mod direct;
