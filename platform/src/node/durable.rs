@@ -197,6 +197,11 @@ impl Node {
         if let Some(e) = self.local.journal_error.take() {
             return Err(e);
         }
+        if self.local.durable.is_none() {
+            // No journal, so no durable machine (`open_durable` makes them only with one):
+            // nothing to look at, on every turn of every other node.
+            return Ok(());
+        }
         let now = self.turn_now;
         for i in 0..self.local.machines.len() {
             if self.local.needs_record(i) {
