@@ -39,11 +39,13 @@ pub const DIRECT_SLOTS: usize = 8;
 
 /// Whether an entry in `state` was written to a link (the hub's or a direct ring) and waits
 /// for its acknowledgement.
+#[inline]
 fn written(state: u8) -> bool {
     state == SENT || (DIRECT_BASE..DIRECT_BASE + DIRECT_SLOTS as u8).contains(&state)
 }
 
 /// Whether an entry in `state` is outstanding (not acknowledged, failed or padding).
+#[inline]
 fn held(state: u8) -> bool {
     matches!(state, UNSENT | RESEND) || written(state)
 }
@@ -556,8 +558,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             let size = if state == PAD {
                 cap - p
             } else {
-                ENTRY_HEADER
-                    + u32::from_le_bytes([buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4]]) as usize
+                let len: [u8; 4] = buf[p + 1..p + 5].try_into().unwrap_or_default();
+                ENTRY_HEADER + u32::from_le_bytes(len) as usize
             };
             // Whether the entry is one of the pair's, held, up to `seq` (acknowledged now).
             let mut acked = false;
