@@ -39,11 +39,13 @@ pub const DIRECT_SLOTS: usize = 8;
 
 /// Whether an entry in `state` was written to a link (the hub's or a direct ring) and waits
 /// for its acknowledgement.
+#[inline]
 fn written(state: u8) -> bool {
     state == SENT || (DIRECT_BASE..DIRECT_BASE + DIRECT_SLOTS as u8).contains(&state)
 }
 
 /// Whether an entry in `state` is outstanding (not acknowledged, failed or padding).
+#[inline]
 fn held(state: u8) -> bool {
     matches!(state, UNSENT | RESEND) || written(state)
 }
@@ -228,7 +230,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
 
     /// (from, to, seq) of the entry at position `at` (not padding), from its header.
     fn key(&self, at: usize) -> (&[u8], &[u8], u64) {
-        let at = self.place(at);
+        self.key_at(self.place(at))
+    }
+
+    /// As [`Self::key`], for the entry at place `at` in the buffer.
+    fn key_at(&self, at: usize) -> (&[u8], &[u8], u64) {
         let buf = self.buf.as_ref();
         let h = &buf[at..at + ENTRY_HEADER];
         let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]) as usize;
@@ -534,24 +540,65 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
     ///
     /// A pair's messages are in the buffer in sequence order, so the search ends at the
     /// first of the pair's messages past `seq`: acknowledging as messages arrive costs
-    /// linear time in all.
+    /// linear time in all. While everything passed is released, the pair's messages are
+    /// released as they are found (the usual case: a run of one pair's messages from the
+    /// head), without being marked first and passed again; the first message of another
+    /// pair still held stops the releasing, and the pair's later ones are marked, released
+    /// when the head reaches them. Places are followed as the walk goes, with no division.
     pub fn ack(&mut self, sender: &str, receiver: &str, seq: u64) {
+        let (sender, receiver) = (sender.as_bytes(), receiver.as_bytes());
+        let cap = self.cap();
         let mut at = self.head;
+        let mut p = self.place(at);
+        let mut releasing = true;
         while at < self.tail {
             self.examined += 1;
-            let (state, _, size) = self.entry(at);
+            let buf = self.buf.as_ref();
+            let state = buf[p];
+            let size = if state == PAD {
+                cap - p
+            } else {
+                let len: [u8; 4] = buf[p + 1..p + 5].try_into().unwrap_or_default();
+                ENTRY_HEADER + u32::from_le_bytes(len) as usize
+            };
+            // Whether the entry is one of the pair's, held, up to `seq` (acknowledged now).
+            let mut acked = false;
             if held(state) {
-                let (from, to, s) = self.key(at);
-                if from == sender.as_bytes() && to == receiver.as_bytes() {
+                let (from, to, s) = self.key_at(p);
+                if from == sender && to == receiver {
                     if s > seq {
                         break;
                     }
-                    self.set_state(at, ACKED);
+                    acked = true;
+                } else {
+                    releasing = false;
                 }
             }
+            if releasing {
+                // Acknowledged, failed or padding, and everything before it released.
+                if acked || state == ACKED {
+                    self.entries -= 1;
+                }
+                if state != PAD {
+                    self.released += 1;
+                }
+                self.head = at + size;
+            } else if acked {
+                self.buf.as_mut()[p] = ACKED;
+            }
             at += size;
+            p += size;
+            if p == cap {
+                p = 0;
+            }
         }
-        self.release();
+        // The head is now at the tail or at a message still held, where `release` stops.
+        if self.first_unsent < self.head {
+            self.first_unsent = self.head;
+        }
+        if self.head == self.tail {
+            self.reset_empty();
+        }
     }
 
     fn release(&mut self) {
@@ -572,11 +619,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outstanding<B> {
             }
         }
         if self.head == self.tail {
-            self.head = 0;
-            self.tail = 0;
-            self.first_unsent = 0;
-            self.fail_hint = 0;
+            self.reset_empty();
         }
+    }
+
+    /// Nothing is held: positions start again from 0.
+    fn reset_empty(&mut self) {
+        self.head = 0;
+        self.tail = 0;
+        self.first_unsent = 0;
+        self.fail_hint = 0;
     }
 
     /// The message in the entry at `at`, marked failed.

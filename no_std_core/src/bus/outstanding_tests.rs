@@ -416,3 +416,135 @@ fn a_late_acknowledgement_changes_nothing() {
     o.ack("a", "r0", 3);
     assert!(o.is_empty());
 }
+
+/// The acknowledgement as it was first written: every held entry of the pair up to `seq`
+/// marked, from the head, then released in order. [`Outstanding::ack`] releases a run from
+/// the head as it finds it; the two must leave the same buffer.
+fn ack_by_marking(o: &mut Outstanding<Vec<u8>>, sender: &str, receiver: &str, seq: u64) {
+    let mut at = o.head;
+    while at < o.tail {
+        let (state, _, size) = o.entry(at);
+        if held(state) {
+            let (from, to, s) = o.key(at);
+            if from == sender.as_bytes() && to == receiver.as_bytes() {
+                if s > seq {
+                    break;
+                }
+                o.set_state(at, ACKED);
+            }
+        }
+        at += size;
+    }
+    o.release();
+}
+
+/// The same positions and counts, and the same entries from the head to the tail (what lies
+/// behind the head, or in padding, is released: the marking one has marked it, the other
+/// not).
+fn same_state(a: &Outstanding<Vec<u8>>, b: &Outstanding<Vec<u8>>) -> bool {
+    let held = |o: &Outstanding<Vec<u8>>| -> Vec<(u8, Vec<u8>)> {
+        let (mut at, mut entries) = (o.head, Vec::new());
+        while at < o.tail {
+            let (state, body, size) = o.entry(at);
+            entries.push((state, body.to_vec()));
+            at += size;
+        }
+        entries
+    };
+    (
+        a.head,
+        a.tail,
+        a.first_unsent,
+        a.entries,
+        a.fail_hint,
+        a.taken,
+        a.released,
+    ) == (
+        b.head,
+        b.tail,
+        b.first_unsent,
+        b.entries,
+        b.fail_hint,
+        b.taken,
+        b.released,
+    ) && held(a) == held(b)
+}
+
+/// Acknowledgements releasing as they walk agree with marking then releasing, over random
+/// pushes (padding at the buffer's end included), sends, failures, rewinds and
+/// acknowledgements of two senders' messages to two receivers, stale and early ones too.
+#[test]
+fn releasing_while_walking_agrees_with_marking_then_releasing() {
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let pairs = [("a", "b"), ("a", "c"), ("z", "b"), ("zz", "b")];
+    for capacity in [300usize, 301, 512, 1000, 4096] {
+        let (mut o, mut r) = (new(capacity), new(capacity));
+        let mut seqs = [0u64; 4];
+        for _ in 0..20_000 {
+            match next(8) {
+                0..=2 => {
+                    let k = next(4) as usize;
+                    seqs[k] += 1;
+                    let (from, to) = pairs[k];
+                    let pad = "x".repeat(next(60) as usize);
+                    let b = body_with(from, to, pad.as_bytes(), seqs[k]);
+                    let sent = next(2) == 0;
+                    assert_eq!(o.push(&b, sent).is_ok(), r.push(&b, sent).is_ok());
+                }
+                3 => {
+                    let k = next(4) as usize;
+                    let (from, to) = pairs[k];
+                    let seq = seqs[k].saturating_sub(next(6)) + next(2);
+                    o.ack(from, to, seq);
+                    ack_by_marking(&mut r, from, to, seq);
+                }
+                4 => {
+                    assert_eq!(all(&mut o), all(&mut r));
+                }
+                5 => {
+                    let k = next(4) as usize;
+                    let (from, to) = pairs[k];
+                    let seq = seqs[k].saturating_sub(next(8));
+                    let failed = o.fail_one(from, to, seq).map(|u| u.seq);
+                    assert_eq!(failed, r.fail_one(from, to, seq).map(|u| u.seq));
+                }
+                6 if next(4) == 0 => {
+                    o.rewind();
+                    r.rewind();
+                }
+                _ => {
+                    // The receiver acknowledges everything it was sent.
+                    let k = next(4) as usize;
+                    let (from, to) = pairs[k];
+                    o.ack(from, to, seqs[k]);
+                    ack_by_marking(&mut r, from, to, seqs[k]);
+                }
+            }
+            assert!(same_state(&o, &r), "the two buffers differ");
+        }
+    }
+}
+
+/// Acknowledging a run of one pair's messages from the head looks at each entry once, the
+/// releasing included.
+#[test]
+fn acknowledging_a_run_looks_at_each_entry_once() {
+    let n = 1000u64;
+    let mut o = new(1 << 20);
+    for seq in 1..=n {
+        o.push(&body("a", "b", seq), true).unwrap();
+    }
+    let before = o.examined();
+    o.ack("a", "b", n / 2);
+    // The run, and the first message past it, where the walk stops.
+    assert_eq!(o.examined() - before, n as usize / 2 + 1);
+    assert_eq!(o.released(), n / 2);
+    o.ack("a", "b", n);
+    assert!(o.is_empty());
+}

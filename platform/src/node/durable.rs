@@ -194,6 +194,11 @@ impl Node {
     /// on a timer, a request's failure, its start), and returns an error a step's own
     /// journalling met.
     pub(super) fn journal_steps(&mut self) -> Result<(), PlatformError> {
+        if self.local.durable.is_none() && self.local.journal_error.is_none() {
+            // No journal, so no durable machine (`open_durable` makes them only with one):
+            // nothing to look at, on every turn of every other node.
+            return Ok(());
+        }
         if let Some(e) = self.local.journal_error.take() {
             return Err(e);
         }
