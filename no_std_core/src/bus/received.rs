@@ -407,8 +407,9 @@ where
 
     /// The application (a port's reader) has the message `seq` from `sender`.
     pub fn handed(&mut self, receiver: &str, sender: &str, seq: u64) {
-        let pid = self.owner_pid(sender);
-        if let Ok(i) = self.find_pair(receiver, sender, pid) {
+        // Through the hints: a port's reader most often takes the message just accepted.
+        let pid = self.owner_pid_hinted(sender);
+        if let Ok(i) = self.find_pair_hinted(receiver, sender, pid) {
             let p = &mut self.pairs.as_mut()[i];
             // (A message from an earlier owner of the id, read late, is above what the new
             // owner has delivered and must not acknowledge the new owner's messages.)
