@@ -40,8 +40,13 @@ impl<const M: usize> RouteTable<M> {
 
     /// The link that owns `machine`, through the hints (the routing of every message).
     pub(super) fn link_of(&mut self, machine: &str) -> Option<LinkId> {
+        // Lengths and last bytes first: ids that differ (a conversation's other end,
+        // numbered names) are told apart before a comparison of their bytes.
         for (id, link) in &self.hints {
-            if id.len() == machine.len() && id.as_bytes() == machine.as_bytes() {
+            if id.len() == machine.len()
+                && id.as_bytes().last() == machine.as_bytes().last()
+                && id.as_str() == machine
+            {
                 return Some(*link);
             }
         }
