@@ -71,3 +71,49 @@ fn slots_moved_by_a_full_table_are_not_taken_for_the_remembered_one() {
         }
     }
 }
+
+/// A port's reader hands messages on in its own order, between accepts of other senders'
+/// messages (`Received::handed` through the same hints): each acknowledgement is of what
+/// was handed, for its own pair.
+#[test]
+fn messages_handed_after_other_senders_are_acknowledged_for_their_own_pair() {
+    let mut r = table(64);
+    let mut acks = Vec::new();
+    let take = |r: &mut R| {
+        let mut got = Vec::new();
+        r.emit(&mut |receiver, sender, seq| {
+            got.push((receiver.to_string(), sender.to_string(), seq));
+            true
+        });
+        got.sort();
+        got
+    };
+    for seq in 1..=5u64 {
+        assert_eq!(r.accept("port", "s1", seq, false), Accepted::New);
+        assert_eq!(r.accept("port", "s2", seq, false), Accepted::New);
+        assert_eq!(r.accept("other", "s1", seq, false), Accepted::New);
+        // Not handed yet: nothing to acknowledge.
+        assert!(take(&mut r).is_empty());
+        r.handed("port", "s2", seq);
+        acks.push(take(&mut r));
+        r.handed("other", "s1", seq);
+        r.handed("port", "s1", seq);
+        acks.push(take(&mut r));
+        // Handed again, or a number never delivered: nothing more.
+        r.handed("port", "s1", seq);
+        r.handed("port", "s2", seq + 1);
+        assert!(take(&mut r).is_empty());
+    }
+    for (i, got) in acks.iter().enumerate() {
+        let seq = i as u64 / 2 + 1;
+        let want: Vec<(String, String, u64)> = if i % 2 == 0 {
+            vec![("port".into(), "s2".into(), seq)]
+        } else {
+            vec![
+                ("other".into(), "s1".into(), seq),
+                ("port".into(), "s1".into(), seq),
+            ]
+        };
+        assert_eq!(got, &want, "{i}");
+    }
+}

@@ -104,7 +104,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             else {
                 break;
             };
-            if let Some(r) = self.routes.remove(&key) {
+            if let Some(r) = self.routes.remove(key.0.as_str()) {
                 if r.durable && self.hold_durable(&key, io) {
                     continue;
                 }

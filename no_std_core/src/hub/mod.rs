@@ -45,6 +45,7 @@ mod hello;
 mod links;
 mod monitor;
 mod registry;
+mod route_table;
 mod routing;
 mod stats;
 mod topics;
@@ -54,8 +55,9 @@ mod watch;
 use direct::DirectPairs;
 pub use direct::HUB_DIRECT_PAIRS;
 pub use durable::HELD_IDS;
-use heapless::{FnvIndexMap, String, Vec};
+use heapless::{String, Vec};
 pub use hello::{HelloRules, Refusal};
+use route_table::RouteTable;
 pub use stats::{
     fail_reason_index, HubStats, LinkCounters, LinkStats, ALL_FAIL_REASONS, FAIL_REASONS,
 };
@@ -302,7 +304,7 @@ pub struct Hub<
 > {
     config: HubConfig,
     links: [Link; L],
-    routes: FnvIndexMap<RouteKey, Route, M>,
+    routes: RouteTable<M>,
     watches: Watches<W>,
     /// Topic subscriptions and the links watching them.
     topics: Topics<T>,
@@ -378,7 +380,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         Hub {
             config,
             links,
-            routes: FnvIndexMap::new(),
+            routes: RouteTable::new(),
             watches: Watches::new(),
             topics: Topics::new(),
             stopped: Vec::new(),

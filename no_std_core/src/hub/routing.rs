@@ -42,7 +42,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         io: &mut dyn HubIo,
     ) -> Handled {
         self.now = self.now.max(now);
-        if self.lookup(d.from).is_none_or(|r| r.link != link) {
+        if self.routes.link_of(d.from) != Some(link) {
             self.stats.spoofed += 1;
             core_log!(
                 warn,
@@ -82,7 +82,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         if self.drops_for_resend(link, d.to) {
             return Handled::Done;
         }
-        let Some(target) = self.lookup(d.to).map(|r| r.link) else {
+        let Some(target) = self.routes.link_of(d.to) else {
             if self.drops_while_held(link, d.to) {
                 return Handled::Done;
             }
@@ -119,7 +119,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
         body: &[u8],
         io: &mut dyn HubIo,
     ) -> Handled {
-        if self.lookup(from).is_none_or(|r| r.link != link) {
+        if self.routes.link_of(from) != Some(link) {
             self.stats.spoofed += 1;
             io.log(
                 link,
@@ -128,7 +128,7 @@ impl<const L: usize, const M: usize, const W: usize, T: SubscriptionSlots> Hub<L
             return Handled::Done;
         }
         // An ack for a sender that is gone has no one to tell.
-        let Some(target) = self.lookup(to).map(|r| r.link) else {
+        let Some(target) = self.routes.link_of(to) else {
             return Handled::Done;
         };
         let queued = match seq {

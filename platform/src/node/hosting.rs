@@ -534,11 +534,12 @@ fn route_remote(
             Err(SendRefused::Failed(reason)) => fail(deferred, reason),
         },
         Side::Hub(h) => {
-            if d.body_len() > config.max_frame as usize {
-                fail(deferred, FailReason::TooLarge);
-                return (Routed::Sent, stats);
-            }
+            let too_large = |len: usize| len > config.max_frame as usize;
             if super::failover::holding(h) {
+                if too_large(d.body_len()) {
+                    fail(deferred, FailReason::TooLarge);
+                    return (Routed::Sent, stats);
+                }
                 // Since a takeover: it waits behind the held ones for its target to be back.
                 if h.delivery.outstanding.push_deliver(d, false).is_err() {
                     return (Routed::Full, stats);
@@ -549,9 +550,22 @@ fn route_remote(
             }
             let mark = h.delivery.outstanding.mark();
             // Every message to another process is kept until its receiver acknowledges it.
-            let Ok(body) = h.delivery.outstanding.push_deliver(d, true) else {
+            // Its size is checked on what was encoded (the push measures the message; doing
+            // it before too was 80 instructions a message, counted), and taken back if too
+            // large: the outcome is the check's before the push.
+            let body = match h.delivery.outstanding.push_deliver(d, true) {
+                Ok(body) if too_large(body.len()) => {
+                    h.delivery.outstanding.rollback(mark);
+                    fail(deferred, FailReason::TooLarge);
+                    return (Routed::Sent, stats);
+                }
+                Ok(body) => body,
+                Err(_) if too_large(d.body_len()) => {
+                    fail(deferred, FailReason::TooLarge);
+                    return (Routed::Sent, stats);
+                }
                 // Backpressure: the message stays in the machine's outbox until acks free room.
-                return (Routed::Full, stats);
+                Err(_) => return (Routed::Full, stats),
             };
             let mut io = ForwardIo::new(&mut h.links, deferred);
             let handled = h.hub.deliver_local(now, *d, body, &mut io);
