@@ -28,7 +28,7 @@ const REFRESH_EVERY: u32 = 64;
 pub(super) struct RouteTable<const M: usize> {
     map: FnvIndexMap<RouteKey, Route, M>,
     /// Ids looked up by [`RouteTable::link_of`] with their links; an empty id is an unused
-    /// hint (no id on the bus is empty).
+    /// hint (an empty id looked up never reads the hints).
     hints: [(String<MAX_ID>, LinkId); HINTS],
     /// The hint the next miss replaces.
     next_hint: usize,
@@ -56,6 +56,11 @@ impl<const M: usize> RouteTable<M> {
 
     /// The link that owns `machine`, through the hints (the routing of every message).
     pub(super) fn link_of(&mut self, machine: &str) -> Option<LinkId> {
+        // An empty id (which a client may send, though none is registered) would match an
+        // unused hint: only the table answers for it.
+        if machine.is_empty() {
+            return self.map.get(machine).map(|r| r.link);
+        }
         // Lengths and last bytes first: ids that differ (a conversation's other end,
         // numbered names) are told apart before a comparison of their bytes.
         for (id, link) in &self.hints {
@@ -147,6 +152,7 @@ mod tests {
             "x2",
             "x3",
             "y",
+            "",
         ];
         for seed in 1..=16u64 {
             let mut t: RouteTable<16> = RouteTable::new();
@@ -210,6 +216,20 @@ mod tests {
             assert_eq!(t.link_of("s0"), Some(0));
             assert_eq!(t.link_of("s8"), Some(1));
         }
+    }
+
+    /// An unused hint holds an empty id: an empty id (a client may send one) is still
+    /// nobody's, before any lookup, after others were remembered and after they were
+    /// forgotten.
+    #[test]
+    fn an_empty_id_is_found_in_no_unused_hint() {
+        let mut t: RouteTable<16> = RouteTable::new();
+        assert_eq!(t.link_of(""), None);
+        t.insert(key("a"), route(3)).unwrap();
+        assert_eq!(t.link_of("a"), Some(3));
+        assert_eq!(t.link_of(""), None);
+        t.remove("a");
+        assert_eq!(t.link_of(""), None);
     }
 
     #[test]
