@@ -5,26 +5,17 @@
 //! memory; each sends the other messages from a port and counts its copies in
 //! `NodeStats::payload_copies`.
 
-use std::time::Duration;
-
 use interstate_platform::node::Transport;
 use interstate_platform::transport::shm::{WaitStrategy, DEFAULT_RING};
 use interstate_platform::{Node, NodeConfig, Role};
 
+mod support;
+use support::drive;
+
 const N: u64 = 500;
 
 fn config(dir: &std::path::Path, role: Role, transport: &Transport) -> NodeConfig {
-    let mut c = NodeConfig::new("copies");
-    c.dir = dir.to_path_buf();
-    c.role = role;
-    c.transport = *transport;
-    c
-}
-
-/// Drives `node` until `done` or 20 s (a limit for a broken build, not a timing goal).
-fn drive(node: &mut Node, mut done: impl FnMut(&mut Node) -> bool) -> bool {
-    node.run_until(Duration::from_secs(20), |n| done(n))
-        .unwrap()
+    support::config("copies", dir, role, *transport)
 }
 
 #[test]

@@ -5,22 +5,15 @@
 //! one test process (the hub on a thread of its own), a private bus directory.
 
 use std::sync::mpsc;
-use std::time::Duration;
 
 use interstate_platform::{Node, NodeConfig, Role, DELIVERY_ERROR_EVENT};
 
-fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
-    let mut c = NodeConfig::new("acks");
-    c.dir = dir.to_path_buf();
-    c.role = role;
-    c.transport = interstate_platform::node::Transport::UnixSocket;
-    c
-}
+use interstate_platform::node::Transport;
+mod support;
+use support::drive;
 
-/// Drives `node` until `done` or 20 s (a limit for a broken build, not a timing goal).
-fn drive(node: &mut Node, mut done: impl FnMut(&mut Node) -> bool) -> bool {
-    node.run_until(Duration::from_secs(20), |n| done(n))
-        .unwrap()
+fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
+    support::config("acks", dir, role, Transport::UnixSocket)
 }
 
 #[test]

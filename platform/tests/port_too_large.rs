@@ -4,25 +4,19 @@
 //! nodes in one test process (the hub on a thread of its own), a private bus directory.
 
 use std::sync::mpsc;
-use std::time::Duration;
 
 use interstate_platform::{Node, NodeConfig, Role, DELIVERY_ERROR_EVENT};
+
+use interstate_platform::node::Transport;
+mod support;
+use support::drive;
 
 const MAX_FRAME: u32 = 2048;
 
 fn config(dir: &std::path::Path, role: Role) -> NodeConfig {
-    let mut c = NodeConfig::new("too-large");
-    c.dir = dir.to_path_buf();
-    c.role = role;
+    let mut c = support::config("too-large", dir, role, Transport::UnixSocket);
     c.max_frame = MAX_FRAME;
-    c.transport = interstate_platform::node::Transport::UnixSocket;
     c
-}
-
-/// Drives `node` until `done` or 20 s (a limit for a broken build, not a timing goal).
-fn drive(node: &mut Node, mut done: impl FnMut(&mut Node) -> bool) -> bool {
-    node.run_until(Duration::from_secs(20), |n| done(n))
-        .unwrap()
 }
 
 #[test]

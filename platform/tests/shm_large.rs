@@ -9,25 +9,20 @@ use interstate_platform::node::Transport;
 use interstate_platform::transport::shm::{WaitStrategy, DEFAULT_RING};
 use interstate_platform::{Node, NodeConfig, Role};
 
+mod support;
+use support::drive;
+
 /// 64 KiB of payload plus room for the names, the sequence number and the frame's fields.
 const MAX_FRAME: u32 = 64 * 1024 + 1024;
 
 fn config(dir: &std::path::Path, role: Role, wait: WaitStrategy) -> NodeConfig {
-    let mut c = NodeConfig::new("shm-large");
-    c.dir = dir.to_path_buf();
-    c.role = role;
-    c.max_frame = MAX_FRAME;
-    c.transport = Transport::SharedMemory {
+    let transport = Transport::SharedMemory {
         ring: DEFAULT_RING,
         wait,
     };
+    let mut c = support::config("shm-large", dir, role, transport);
+    c.max_frame = MAX_FRAME;
     c
-}
-
-/// Drives `node` until `done` or 20 s (a limit for a broken build, not a timing goal).
-fn drive(node: &mut Node, mut done: impl FnMut(&mut Node) -> bool) -> bool {
-    node.run_until(Duration::from_secs(20), |n| done(n))
-        .unwrap()
 }
 
 fn payload(seed: u8) -> Vec<u8> {
