@@ -76,6 +76,19 @@ pub mod time;
 pub mod topic;
 pub mod wire;
 
+/// A xorshift64 generator for the unit tests' random operations: deterministic, no
+/// dependency, any nonzero seed.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 pub use chart::{ActionId, Chart, DelayId, EventId, GuardId, StateId, StateKind, Tables};
 pub use context::{
     ActionContext, Behavior, Event, GuardContext, NoBehavior, ProcessInfo, ReplyTo, SendId, Target,

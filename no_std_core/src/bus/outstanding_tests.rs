@@ -272,13 +272,8 @@ fn room_is_what_push_finds() {
 /// rewinds: the same messages held, sent in the same order, failed once.
 #[test]
 fn the_ring_behaves_like_a_list() {
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = crate::test_rng(0x2545_F491_4F6C_DD1D);
+    let mut next = move |n: u64| rng() % n;
     for capacity in [300usize, 301, 512, 1000] {
         let mut o = new(capacity);
         // (to, seq, sent, acknowledged) of every message held, oldest first.
@@ -475,13 +470,8 @@ fn same_state(a: &Outstanding<Vec<u8>>, b: &Outstanding<Vec<u8>>) -> bool {
 /// acknowledgements of two senders' messages to two receivers, stale and early ones too.
 #[test]
 fn releasing_while_walking_agrees_with_marking_then_releasing() {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = crate::test_rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = move |n: u64| rng() % n;
     let pairs = [("a", "b"), ("a", "c"), ("z", "b"), ("zz", "b")];
     for capacity in [300usize, 301, 512, 1000, 4096] {
         let (mut o, mut r) = (new(capacity), new(capacity));

@@ -152,13 +152,8 @@ fn a_full_table_refuses_rather_than_forgets_live_state() {
 /// sweeps: the same answers.
 #[test]
 fn the_table_behaves_like_a_map() {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = crate::test_rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = move |n: u64| rng() % n;
     let mut r: R = Received::new(
         vec![PairSlot::default(); 64],
         vec![OwnerSlot::default(); 64],

@@ -156,14 +156,7 @@ mod tests {
         ];
         for seed in 1..=16u64 {
             let mut t: RouteTable<16> = RouteTable::new();
-            let mut rng = seed;
-            let mut next = || {
-                // xorshift64
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
+            let mut next = crate::test_rng(seed);
             for step in 0..4_000 {
                 let id = ids[(next() % ids.len() as u64) as usize];
                 let link = (next() % 5) as LinkId;
