@@ -30,7 +30,9 @@ fn hub_with(bus: &mut Bus, args: &[&str], env: &[(&str, &str)]) -> Result<u32, S
         if bus.err(hub).iter().any(|l| l.contains("hub serving bus")) {
             return Ok(bus.pid(hub));
         }
-        if let Some(status) = bus.try_status(hub) {
+        if bus.try_status(hub).is_some() {
+            // Exited: its stderr read to the end first (a reader thread collects it).
+            let status = bus.wait_exit(hub, std::time::Duration::from_secs(5));
             assert_eq!(status.code(), Some(2), "{}", bus.dump());
             return Err(bus.err(hub).join("\n"));
         }
