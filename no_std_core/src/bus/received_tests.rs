@@ -195,12 +195,10 @@ fn a_restored_receiver_drops_and_acknowledges_what_its_journal_says_it_took() {
     // The sender, the same process, sends again what it never had acknowledged.
     assert_eq!(r.accept("counter", "src", 99, true), Accepted::Duplicate);
     assert_eq!(r.accept("counter", "src", 100, true), Accepted::Duplicate);
-    let mut acks = Vec::new();
-    r.emit(&mut |to, from, seq| {
-        acks.push((to.to_string(), from.to_string(), seq));
-        true
-    });
-    assert_eq!(acks, [("counter".to_string(), "src".to_string(), 100)]);
+    assert_eq!(
+        acks(&mut r),
+        [("counter".to_string(), "src".to_string(), 100)]
+    );
     assert_eq!(r.accept("counter", "src", 101, true), Accepted::New);
     // The registry names the same process: nothing changes.
     r.sender_registered("src", 41, 5);
@@ -234,12 +232,7 @@ fn a_durable_senders_numbers_carry_over_to_its_restarted_process() {
     assert_eq!(r.accept("dst", "src", 8, true), Accepted::Duplicate);
     assert_eq!(r.accept("dst", "src", 10, true), Accepted::Duplicate);
     assert_eq!(r.accept("dst", "src", 11, true), Accepted::New);
-    let mut acks = Vec::new();
-    r.emit(&mut |to, from, seq| {
-        acks.push((to.to_string(), from.to_string(), seq));
-        true
-    });
-    assert_eq!(acks, [("dst".to_string(), "src".to_string(), 11)]);
+    assert_eq!(acks(&mut r), [("dst".to_string(), "src".to_string(), 11)]);
     // A receiver restored from its journal knows the sender was durable.
     let mut restored = new();
     assert!(restored.restore_delivered_as("dst", "src", 41, true, 10));
