@@ -19,7 +19,8 @@ use crate::error::PlatformError;
 use crate::transport::shm::ShmLink;
 use crate::transport::LinkIo;
 
-use super::hub_side::{shm_socket_path, HubIoImpl};
+use super::hub_serve::shm_socket_path;
+use super::hub_side::HubIoImpl;
 use super::local::{Deferred, Failure};
 use super::payload::{local_info, ThisProcess};
 use super::{

@@ -37,6 +37,7 @@ mod event_loop;
 mod failover;
 mod first_step;
 mod hosting;
+mod hub_serve;
 mod hub_side;
 pub mod invoked;
 mod local;
@@ -57,7 +58,7 @@ mod topics;
 
 pub use child_process::{ProcessActor, ENV_INPUT, ENV_MACHINE_ID, ENV_RESULT_FD, MAX_RESULT};
 use client_side::ClientSide;
-pub use hub_side::shm_socket_path;
+pub use hub_serve::shm_socket_path;
 use hub_side::HubSide;
 use local::Local;
 pub use machines::{HostedMachine, LargeHostedMachine, RunningMachine};
