@@ -3,7 +3,7 @@
 # a paced run, and paced clients beside flooders; prints throughput, latency percentiles (per
 # group in the mixed run) and the hub's peak memory.
 #   usage: scripts/load.sh   (LOAD_CLIENTS=64 LOAD_SECS=3 LOAD_RATE=200 LOAD_PACED=8 by default;
-#   LOAD_RUNS=flood,long,paced,mixed picks runs; INTERSTATE_TEST_BIN=.../interstate runs
+#   LOAD_RUNS=flood,long,paced,mixed,control picks runs; INTERSTATE_TEST_BIN=.../interstate runs
 #   another build, with examples/bus_probe beside it, for before-and-after figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."

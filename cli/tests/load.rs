@@ -27,9 +27,14 @@
 //! `INTERSTATE_LOAD_TRACE=DIR` has every receiver write each paced message's stamp and
 //! receipt (wall clock, ns) to `DIR/<id>.trace`, to join with a probe elsewhere.
 //!
+//! A control run (`control`) keeps the same clients paced but has them send only to each
+//! other (each to the next paced client) while the flooders send only to flooders: paced
+//! traffic that shares the hub, not a receiver, with the flood (a control plane beside bulk
+//! data), its latency again as `P`.
+//!
 //! Settings (environment): `LOAD_CLIENTS` (64), `LOAD_SECS` (3: the short flood; the long one
 //! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200), `LOAD_PACED` (8),
-//! `LOAD_RUNS` (which runs, by name: `flood,long,paced,mixed`, all by default; the memory
+//! `LOAD_RUNS` (which runs, by name: `flood,long,paced,mixed,control`, all by default; the memory
 //! checks need the first two). `INTERSTATE_TEST_BIN` runs it on another build (an
 //! `interstate` binary with `examples/bus_probe` beside it), for before-and-after figures.
 
@@ -289,7 +294,8 @@ fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
     let secs = env_u64("LOAD_SECS", 3);
     let rate = env_u64("LOAD_RATE", 200);
     let paced_clients = env_u64("LOAD_PACED", 8).clamp(1, clients);
-    let runs = std::env::var("LOAD_RUNS").unwrap_or_else(|_| "flood,long,paced,mixed".into());
+    let runs =
+        std::env::var("LOAD_RUNS").unwrap_or_else(|_| "flood,long,paced,mixed,control".into());
     let wanted = |name: &str| runs.split(',').any(|r| r.trim() == name);
     if wanted("mixed") {
         // Every `every`-th client is paced and sends two places on: its receiver also
@@ -315,6 +321,36 @@ fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
         report(
             &format!("{paced_clients} paced at {rate}/s beside flooders"),
             &mixed,
+        );
+    }
+    if wanted("control") {
+        // The same paced clients talk only among themselves (each to the next paced one)
+        // while the others flood among themselves: a control plane beside bulk traffic,
+        // sharing the hub but no receiver with the flood.
+        let every = clients / paced_clients;
+        let is_paced = |i: u64| i % every == every - 1 && i / every < paced_clients;
+        let spec: Vec<Client> = (0..clients)
+            .map(|i| match is_paced(i) {
+                true => Client {
+                    rate,
+                    hop: (1..=clients)
+                        .find(|h| is_paced((i + h) % clients))
+                        .unwrap_or(clients),
+                    event: "P",
+                },
+                false => Client {
+                    rate: 0,
+                    hop: (1..=clients)
+                        .find(|h| !is_paced((i + h) % clients))
+                        .unwrap_or(clients),
+                    event: "L",
+                },
+            })
+            .collect();
+        let control = run_mixed("load-control", &spec, secs * 1000);
+        report(
+            &format!("{paced_clients} paced at {rate}/s among themselves beside flooders"),
+            &control,
         );
     }
     if wanted("paced") {
