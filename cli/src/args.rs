@@ -26,6 +26,10 @@ ENVIRONMENT:
                         under a flood by about a third, at about a tenth of its throughput).
   INTERSTATE_HUB_NICE   `hub`: its nice value when --nice is not given (see `interstate hub
                         --help`).
+  INTERSTATE_YIELD_AFTER_US
+                        A client node that runs this long without sleeping gives its CPU up
+                        for a turn of the scheduler (default 100; 0: never). Keeps receivers
+                        among many busy clients from waiting a whole tick of each.
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
   INTERSTATE_DURABLE_HOLD_MS

@@ -229,6 +229,7 @@ fn run_mixed(test: &str, spec: &[Client], ms: u64) -> Run {
         "clients_cpu_ms_per_s": per_s(clients_sum("cpu_ms")),
         "clients_run_queue_wait_ms_per_s": per_s(clients_sum("run_queue_wait_ms")),
         "clients_involuntary_per_s": per_s(clients_sum("involuntary")),
+        "clients_cpu_yields_per_s": per_s(clients_sum("cpu_yields")),
         "paced_send_stage_us": Latency::of(&paced_send).json(),
     });
     let r = Run {

@@ -240,7 +240,8 @@ pub(crate) fn load(args: &Args) -> Result<ExitCode, String> {
         "by_event": by_event,
         "send_stage_us": pcts(send_stage),
         "sched": {"cpu_ms": d(0) / 1_000_000, "run_queue_wait_ms": d(1) / 1_000_000,
-                  "voluntary": d(2), "involuntary": d(3)},
+                  "voluntary": d(2), "involuntary": d(3),
+                  "cpu_yields": node.stats().cpu_yields},
     }));
     Ok(ExitCode::SUCCESS)
 }

@@ -79,6 +79,9 @@ impl Node {
         let started = std::time::Instant::now();
         let now = Instant::from_millis(started.duration_since(self.origin).as_millis() as u64);
         self.turn_now = now;
+        if let Side::Client(_) = self.side {
+            self.cpu_share.turn(started);
+        }
         let mut wait = timeout;
         let due = self.next_deadline();
         if let Some(d) = due {

@@ -258,6 +258,13 @@ pub struct NodeConfig {
     /// default, 256 KiB, binds only on links far ahead of the others
     /// (`INTERSTATE_HUB_READ_QUANTUM`). See `docs/performance.md`.
     pub hub_read_quantum: u32,
+    /// When this node is a client: after running this long without sleeping (a flood, a
+    /// busy spin), it gives its CPU up for one turn of the scheduler, so that a receiver
+    /// among many busy processes does not wait a whole 4 ms tick of each (see
+    /// [`crate::sched`]). `None` (or zero) never yields; the hub never does. Default
+    /// [`crate::sched::DEFAULT_YIELD_AFTER`], 100 us (`INTERSTATE_YIELD_AFTER_US`, 0 for
+    /// never). See `docs/performance.md`, latency under load.
+    pub yield_after: Option<StdDuration>,
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
     pub listen_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
@@ -336,6 +343,14 @@ impl NodeConfig {
                 .and_then(|v| v.parse().ok())
                 .filter(|&q: &u32| q > 0 && q <= i32::MAX as u32)
                 .unwrap_or(DEFAULT_HUB_READ_QUANTUM),
+            yield_after: match std::env::var("INTERSTATE_YIELD_AFTER_US")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(0) => None,
+                Some(us) => Some(StdDuration::from_micros(us)),
+                None => Some(crate::sched::DEFAULT_YIELD_AFTER),
+            },
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
             durable_hold: Duration::from_millis(30_000),
@@ -428,6 +443,9 @@ pub struct NodeStats {
     pub late_replies: u64,
     /// Of those, the ones that carried the chart's outline (the first after each request).
     pub chart_outlines: u64,
+    /// Times this node gave its CPU up after running without a sleep for
+    /// [`NodeConfig::yield_after`].
+    pub cpu_yields: u64,
 }
 
 /// A message for a port (see [`Node::open_port`]).
@@ -523,6 +541,8 @@ pub struct Node {
     last_poll: std::time::Instant,
     /// Whether and how long to spin on shared memory (its CPU, its adaptive budget).
     spinning: spin::Spinning,
+    /// A client's turn of the CPU kept short (`NodeConfig::yield_after`).
+    cpu_share: crate::sched::CpuShare,
     /// The time at the start of the current (or last) loop turn.
     turn_now: Instant,
     /// Invoked children running as processes of their own (see `child_process`).
@@ -532,6 +552,7 @@ pub struct Node {
 impl Node {
     /// Joins (or serves) the bus as the configuration says.
     pub fn new(config: NodeConfig) -> Result<Node, PlatformError> {
+        let cpu_share = crate::sched::CpuShare::new(config.yield_after);
         busdir::check_bus_name(&config.bus).map_err(|problem| PlatformError::UnsafeBusDir {
             path: config.dir.clone(),
             problem,
@@ -612,6 +633,7 @@ impl Node {
             log: Box::new(crate::logging::node_line),
             last_poll: std::time::Instant::now(),
             spinning: spin::Spinning::new(),
+            cpu_share,
             turn_now: Instant::from_millis(0),
             child_procs,
         };
@@ -666,7 +688,10 @@ impl Node {
 
     /// Counters.
     pub fn stats(&self) -> NodeStats {
-        self.local.stats
+        NodeStats {
+            cpu_yields: self.cpu_share.yields(),
+            ..self.local.stats
+        }
     }
 
     /// Messages sent to other processes that their receivers have not acknowledged yet (a
