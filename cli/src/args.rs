@@ -27,9 +27,10 @@ ENVIRONMENT:
   INTERSTATE_HUB_NICE   `hub`: its nice value when --nice is not given (see `interstate hub
                         --help`).
   INTERSTATE_YIELD_AFTER_US
-                        A client node that runs this long without sleeping gives its CPU up
-                        for a turn of the scheduler (default 100; 0: never). Keeps receivers
-                        among many busy clients from waiting a whole tick of each.
+                        A client node that runs this long without sleeping yields its CPU
+                        (unset or 0: never, the default). Shortens the waits of receivers
+                        among many busy clients, but a yielding process gets a small share
+                        against busy processes that do not yield (docs/performance.md).
   INTERSTATE_STATE_DIR  `run`: journal the machine there when --state-dir is not given.
   INTERSTATE_DURABILITY `run`: the journal's policy when --durability is not given.
   INTERSTATE_DURABLE_HOLD_MS

@@ -35,7 +35,9 @@
 //! Settings (environment): `LOAD_CLIENTS` (64), `LOAD_SECS` (3: the short flood; the long one
 //! is 3 times longer), `LOAD_RATE` (per client in the paced run, 200), `LOAD_PACED` (8),
 //! `LOAD_RUNS` (which runs, by name: `flood,long,paced,mixed,control`, all by default; the memory
-//! checks need the first two). `INTERSTATE_TEST_BIN` runs it on another build (an
+//! checks need the first two). The hub's and clients' own settings pass through the environment
+//! (`INTERSTATE_HUB_NICE`, `INTERSTATE_YIELD_AFTER_US`, `INTERSTATE_HUB_READ_QUANTUM`).
+//! `INTERSTATE_TEST_BIN` runs it on another build (an
 //! `interstate` binary with `examples/bus_probe` beside it), for before-and-after figures.
 
 mod support;

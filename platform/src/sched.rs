@@ -10,9 +10,9 @@
 //! below 0 needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (`LimitNICE=` in a systemd
 //! unit); raising it does not.
 //!
-//! A client node's own share is the other half ([`CpuShare`]): one that runs without
-//! sleeping gives its CPU up every [`DEFAULT_YIELD_AFTER`], so that a receiver among many busy
-//! processes waits for a short turn of each, not a 4 ms tick of each.
+//! A client node can keep its own turns short ([`CpuShare`], when asked for): one that runs
+//! without sleeping then yields its CPU, so that a receiver among many busy clients waits for
+//! a short turn of each, not a 4 ms tick of each.
 //!
 //! A shorter time slice (`sched_setattr`'s `sched_runtime` for `SCHED_OTHER`, Linux 6.12 and
 //! later, unprivileged) was measured as well and is not offered: alone it changed nothing
@@ -56,25 +56,30 @@ impl HubScheduling {
     }
 }
 
-/// [`crate::node::NodeConfig::yield_after`]'s default: a client node that has run for 100 us
-/// without sleeping gives its CPU up for a turn of the scheduler.
-pub const DEFAULT_YIELD_AFTER: std::time::Duration = std::time::Duration::from_micros(100);
-
-/// A busy client's turn of the CPU, kept short by the node itself.
+/// A busy client's turn of the CPU, kept short by the node itself, when asked for
+/// ([`crate::node::NodeConfig::yield_after`]; off by default).
 ///
-/// The kernels the bus runs on often tick at 250 Hz without preemption of a running task
-/// (`CONFIG_HZ_250`, `CONFIG_PREEMPT_NONE`): a process that never sleeps, a client flooding
-/// the bus, runs until a tick finds its slice used, 4 ms at a time, and a receiver among
-/// tens of such processes waits tens of milliseconds for its turn (the load test's worst
-/// client's p99 of 40 to 100 ms on 2 CPUs). A shorter slice asked of the kernel
-/// (`sched_setattr`) is only enforced at a tick, and changed nothing measurable. So a
-/// client node checks, at the start of a turn at most every `every`, whether its thread
-/// has slept since the last check (its count of voluntary context switches,
-/// `getrusage(RUSAGE_THREAD)`); if it has not, it yields (`sched_yield`: under EEVDF its
-/// deadline moves one slice on, so every other runnable task on that CPU goes first). A
-/// node that sleeps between its messages never yields; on a CPU of its own a yield returns
-/// at once (one system call per `every`). The hub does not yield: every message of the bus
-/// passes through it.
+/// Kernels often tick at 250 Hz without preemption of a running task (`CONFIG_HZ_250`,
+/// `CONFIG_PREEMPT_NONE`, as on the machines measured): a process that never sleeps, a
+/// client flooding the bus, runs until a tick finds its slice used, 4 ms at a time, and a
+/// receiver among tens of such processes waits tens of milliseconds for its turn (the load
+/// test's worst client's p99 of 40 to 80 ms on 2 CPUs). A shorter slice asked of the kernel
+/// (`sched_setattr`) is only enforced at a tick, and changed nothing measurable. With
+/// `yield_after` set, a client node checks, at the start of a turn at most that often,
+/// whether its thread has slept since the last check (its count of voluntary context
+/// switches, `getrusage(RUSAGE_THREAD)`); if it has not, it yields (`sched_yield`). A node
+/// that sleeps between its messages never yields; on a CPU of its own a yield returns at
+/// once. The hub never yields: every message of the bus passes through it.
+///
+/// **Why it is off by default**: a yield costs the yielding process far more of its share
+/// than the time it gives up, under the kernel's fair scheduler (EEVDF) as measured: two
+/// spinning processes
+/// pinned to one CPU, one of them yielding every 100 us, had 0.15 s and 1.87 s of it in 3 s
+/// (Linux 6.18). Among the load test's clients, who all yield, that is what shortens their
+/// turns and gives the hub the CPU it lacked (worst p99 50-80 ms down to 13-23 ms, the same
+/// throughput: docs/performance.md); beside other busy programs on the machine it makes a
+/// busy client theirs to wait for. A short sleep instead of the yield keeps the share fair
+/// but was measured at about half the gain for a tenth less throughput, and is not offered.
 #[derive(Debug)]
 pub(crate) struct CpuShare {
     every: Option<std::time::Duration>,

@@ -259,11 +259,12 @@ pub struct NodeConfig {
     /// (`INTERSTATE_HUB_READ_QUANTUM`). See `docs/performance.md`.
     pub hub_read_quantum: u32,
     /// When this node is a client: after running this long without sleeping (a flood, a
-    /// busy spin), it gives its CPU up for one turn of the scheduler, so that a receiver
-    /// among many busy processes does not wait a whole 4 ms tick of each (see
-    /// [`crate::sched`]). `None` (or zero) never yields; the hub never does. Default
-    /// [`crate::sched::DEFAULT_YIELD_AFTER`], 100 us (`INTERSTATE_YIELD_AFTER_US`, 0 for
-    /// never). See `docs/performance.md`, latency under load.
+    /// busy spin), it yields its CPU, so that a receiver among many busy processes does not
+    /// wait a whole 4 ms tick of each. Off (`None`) by default: under Linux's EEVDF a
+    /// yielding process gets a small share of a CPU against processes that do not yield
+    /// (see [`crate::sched`] for the trade-off and figures). The hub never yields
+    /// (`INTERSTATE_YIELD_AFTER_US`; 100 us brought the load test's worst p99 from 50-80 ms
+    /// to 13-23 ms at the same throughput).
     pub yield_after: Option<StdDuration>,
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
@@ -343,14 +344,11 @@ impl NodeConfig {
                 .and_then(|v| v.parse().ok())
                 .filter(|&q: &u32| q > 0 && q <= i32::MAX as u32)
                 .unwrap_or(DEFAULT_HUB_READ_QUANTUM),
-            yield_after: match std::env::var("INTERSTATE_YIELD_AFTER_US")
+            yield_after: std::env::var("INTERSTATE_YIELD_AFTER_US")
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
-            {
-                Some(0) => None,
-                Some(us) => Some(StdDuration::from_micros(us)),
-                None => Some(crate::sched::DEFAULT_YIELD_AFTER),
-            },
+                .filter(|&us| us > 0)
+                .map(StdDuration::from_micros),
             state_dir: None,
             durability: crate::journal::Durability::Fsync,
             durable_hold: Duration::from_millis(30_000),
@@ -443,8 +441,8 @@ pub struct NodeStats {
     pub late_replies: u64,
     /// Of those, the ones that carried the chart's outline (the first after each request).
     pub chart_outlines: u64,
-    /// Times this node gave its CPU up after running without a sleep for
-    /// [`NodeConfig::yield_after`].
+    /// Times this node yielded its CPU after running without a sleep for
+    /// [`NodeConfig::yield_after`] (when set).
     pub cpu_yields: u64,
 }
 
