@@ -82,3 +82,28 @@ fn a_reset_machine_forgets_the_event_it_remembered() {
         assert!(value.contains(expect), "after {name}: {value}");
     }
 }
+
+#[test]
+fn an_event_is_named_by_its_own_bytes_only() {
+    // Prefixes of each other, the same length with other bytes, and a non-ASCII name.
+    let compiled = compile_str(
+        r#"{
+  "id": "p", "initial": "a",
+  "states": {"a": {"on": {"X": "a", "XX": "a", "XY": "a", "Xé": "a", "é": "a", "Y": "a"}}}
+}"#,
+    )
+    .unwrap();
+    let chart = compiled.chart();
+    let names = ["X", "XX", "XY", "Xé", "é", "Y"];
+    let others = ["", "x", "XXX", "X\u{0}", "Xe", "\u{e8}", "Z"];
+    for name in names {
+        let id = chart.event(name).unwrap();
+        for other in names.iter().chain(others.iter()) {
+            assert_eq!(
+                chart.event_is_named(id, other),
+                *other == name,
+                "{name} against {other:?}"
+            );
+        }
+    }
+}

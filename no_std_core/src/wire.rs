@@ -574,9 +574,17 @@ fn length(b: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((usize::try_from(v).ok()?, used))
 }
 
+/// Length-prefixed bytes from `at` and the position after them. A length under 128 (one
+/// byte, as every name and a small payload has) is read without the varint loop.
+#[inline(always)]
 fn bytes_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let (len, used) = length(b, at)?;
-    let start = at + used;
+    let first = *b.get(at)?;
+    let (len, start) = if first < 0x80 {
+        (usize::from(first), at + 1)
+    } else {
+        let (len, used) = length(b, at)?;
+        (len, at + used)
+    };
     let end = start.checked_add(len)?;
     Some((b.get(start..end)?, end))
 }
@@ -611,7 +619,13 @@ fn three_names(b: &[u8], at: usize) -> Option<([&str; 3], usize)> {
 }
 
 /// Writes `v` as a postcard varint at `at`; returns the position after it.
+#[inline(always)]
 fn put_varint(out: &mut [u8], mut at: usize, mut v: u64) -> Option<usize> {
+    // A name's or small payload's length: one byte, without the loop.
+    if v < 0x80 {
+        *out.get_mut(at)? = v as u8;
+        return Some(at + 1);
+    }
     loop {
         let byte = (v & 0x7F) as u8;
         v >>= 7;

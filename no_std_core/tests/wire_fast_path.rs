@@ -57,10 +57,12 @@ fn hand_read_deliver_frames_agree_with_postcard() {
     for _ in 0..20_000 {
         let (from, to, event) = (text(&mut rng), text(&mut rng), text(&mut rng));
         let payload: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
-        let seq = match rng.below(4) {
+        let seq = match rng.below(5) {
             0 => 0,
             1 => u64::MAX,
             2 => rng.below(300),
+            // Each side of a varint's byte boundaries (2^7k - 1 and 2^7k) and between them.
+            3 => (1u64 << rng.below(64)).wrapping_sub(rng.below(2)),
             _ => rng.next(),
         };
         let frame = Frame::Deliver(Deliver {
@@ -72,6 +74,7 @@ fn hand_read_deliver_frames_agree_with_postcard() {
             correlation: Default::default(),
         });
         let n = frame.encode(&mut buf).expect("fits");
+        assert_eq!(n, frame.encoded_len(), "the size computed without encoding");
         let body = &buf[4..n];
         let by_postcard = postcard::to_slice(&frame, &mut [0u8; 4096][..])
             .expect("fits")

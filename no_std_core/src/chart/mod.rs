@@ -452,6 +452,25 @@ impl<'a> Chart<'a> {
     pub fn event_name(&self, e: EventId) -> &'a str {
         self.u16_str(self.t.events, e.index())
     }
+    /// Whether event `e` is named `name`: the name's length, then its bytes, compared with
+    /// the string table's (no text slice of the table, whose char-boundary checks cost more
+    /// than the compare on a machine's remembered event).
+    #[inline]
+    pub fn event_is_named(&self, e: EventId, name: &str) -> bool {
+        let id = raw::u16_entry(self.t.events, e.index());
+        let Some(record) = self
+            .t
+            .names
+            .get(usize::from(id) * NameRecord::SIZE..)
+            .filter(|r| r.len() >= NameRecord::SIZE)
+        else {
+            return false;
+        };
+        let r = NameRecord::decode(record);
+        let start = r.offset as usize;
+        usize::from(r.len) == name.len()
+            && self.t.strings.as_bytes().get(start..start + name.len()) == Some(name.as_bytes())
+    }
     /// Looks an event up by name (binary search).
     pub fn event(&self, name: &str) -> Option<EventId> {
         let n = self.event_count();

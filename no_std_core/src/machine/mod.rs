@@ -564,7 +564,7 @@ impl<
         let mut event = event;
         if event.id.is_none() {
             event.id = match self.last_event {
-                Some(id) if self.chart.event_name(id) == event.name => Some(id),
+                Some(id) if self.chart.event_is_named(id, event.name) => Some(id),
                 _ => {
                     let id = self.chart.event(event.name);
                     self.last_event = id.or(self.last_event);
