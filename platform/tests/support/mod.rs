@@ -1,5 +1,6 @@
 //! What the platform's two-node tests share: a node's configuration on a private bus
-//! directory, and driving a node until a condition holds.
+//! directory, and driving a node until a condition holds. (Each test uses what it needs.)
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
