@@ -289,8 +289,13 @@ impl Node {
             // watched so (no output queued, few links); else each link is asked through its
             // trait object, three indirect calls a link (about 90 instructions a look
             // against 6, counted: docs/performance.md).
-            let watched = input_watches(&self.side)
-                .map(|w| spin_until(|| w.iter().any(InputWatch::ready), spin, shares_cpu));
+            let watched = {
+                // Filled in place: returned by value, the 16 watches' room was copied at
+                // every turn (about 50 instructions, counted).
+                let mut watches = heapless::Vec::new();
+                input_watches(&self.side, &mut watches)
+                    .then(|| spin_until(|| watches.iter().any(InputWatch::ready), spin, shares_cpu))
+            };
             let found = match watched {
                 Some(found) => found,
                 None => spin_until(
@@ -500,10 +505,13 @@ fn spin_until(mut look: impl FnMut() -> bool, spin: StdDuration, shares_cpu: boo
 /// Links a spin can watch with one load each (see [`InputWatch`]): at most this many.
 const WATCHED_LINKS: usize = 16;
 
-/// A watch on every shared-memory link's input, or `None` when a spin must ask the links
-/// themselves: one has output queued (the spin then also looks for room to write it), one
-/// gives no watch, or there are more than [`WATCHED_LINKS`].
-fn input_watches(side: &Side) -> Option<heapless::Vec<InputWatch<'_>, WATCHED_LINKS>> {
+/// A watch on every shared-memory link's input, put in `watches`: true, or false when a
+/// spin must ask the links themselves: one has output queued (the spin then also looks for
+/// room to write it), one gives no watch, or there are more than [`WATCHED_LINKS`].
+fn input_watches<'a>(
+    side: &'a Side,
+    watches: &mut heapless::Vec<InputWatch<'a>, WATCHED_LINKS>,
+) -> bool {
     fn add<'a>(
         watches: &mut heapless::Vec<InputWatch<'a>, WATCHED_LINKS>,
         conn: &'a LinkConnIo,
@@ -513,24 +521,26 @@ fn input_watches(side: &Side) -> Option<heapless::Vec<InputWatch<'_>, WATCHED_LI
         }
         watches.push(conn.stream.input_watch()?).ok()
     }
-    let mut watches = heapless::Vec::new();
     let shm = |c: &LinkConnIo| c.stream.kind() == interstate_core::TransportKind::SharedMemory;
-    match side {
-        Side::Hub(h) => {
-            for l in h.links[..h.high].iter().flatten().filter(|l| shm(&l.conn)) {
-                add(&mut watches, &l.conn)?;
+    let mut all = || -> Option<()> {
+        match side {
+            Side::Hub(h) => {
+                for l in h.links[..h.high].iter().flatten().filter(|l| shm(&l.conn)) {
+                    add(watches, &l.conn)?;
+                }
+            }
+            Side::Client(c) => {
+                if let Some(conn) = c.conn.as_ref().filter(|c| shm(c)) {
+                    add(watches, conn)?;
+                }
+                for r in c.direct.iter().flatten() {
+                    add(watches, &r.conn)?;
+                }
             }
         }
-        Side::Client(c) => {
-            if let Some(conn) = c.conn.as_ref().filter(|c| shm(c)) {
-                add(&mut watches, conn)?;
-            }
-            for r in c.direct.iter().flatten() {
-                add(&mut watches, &r.conn)?;
-            }
-        }
-    }
-    Some(watches)
+        Some(())
+    };
+    all().is_some()
 }
 
 /// Calls `f` with each link in shared memory and its readable flag.

@@ -462,7 +462,22 @@ impl Node {
         d: Deliver<'_>,
         deferred: &mut Deferred,
     ) -> Routed {
-        if self.local.hosts(d.to) {
+        let hosted = self.local.hosts(d.to);
+        self.route_known(now, d, hosted, deferred)
+    }
+
+    /// [`Node::route`] for a caller that has looked up whether `d.to` is hosted here
+    /// (`hosted`: `Local::hosts`): a port's send needs to know
+    /// before it routes (a full port of this process refuses it), and each lookup of an id
+    /// is a hash of it (three for an id hosted elsewhere).
+    pub(super) fn route_known(
+        &mut self,
+        now: Option<Instant>,
+        d: Deliver<'_>,
+        hosted: bool,
+        deferred: &mut Deferred,
+    ) -> Routed {
+        if hosted {
             if self.local.port_full(d.to) {
                 self.local.port_blocked = true;
                 return Routed::Full;
@@ -488,10 +503,14 @@ impl Node {
         self.local.stats.payload_copies += stats.copies;
         if stats.sent == 1 {
             self.local.metrics.sent_remote(now, d.from, d.to, d.seq);
-            if let Some(&i) = self.local.by_id.get(d.from) {
-                if self.local.machines[i].durable.is_some() {
-                    let sent = super::durable::encode_sent(&d);
-                    self.local.note_sent(i, &sent);
+            // Only a durable node has durable machines (`open_durable`): elsewhere the
+            // sender is not looked up (a port's sends, a hash of its id each).
+            if self.local.durable.is_some() {
+                if let Some(&i) = self.local.by_id.get(d.from) {
+                    if self.local.machines[i].durable.is_some() {
+                        let sent = super::durable::encode_sent(&d);
+                        self.local.note_sent(i, &sent);
+                    }
                 }
             }
         }

@@ -552,31 +552,42 @@ impl Local {
             .get(d.to)
             .copied()
             .filter(|&i| !self.machines[i].stopped);
-        if machine.is_none() && !self.ports.contains_key(d.to) {
-            // Not acknowledged: the hub routes only ids this node registered, so this is a
-            // bug, and its sender must not take the message for delivered.
-            deferred.logs.push(format!(
-                "a message from '{}' for '{}', which this process does not host, was dropped",
-                d.from, d.to
+        if machine.is_none() && !matches!(d.correlation, Correlation::Reply(_)) {
+            // A port's message that is no reply: its queue is looked up once (a reply may
+            // settle a request first, below).
+            let Some(q) = self.ports.get_mut(d.to) else {
+                deferred.logs.push(not_hosted(d));
+                return;
+            };
+            if !new_message(accept(d, false), d, &mut self.stats, deferred) {
+                return;
+            }
+            self.stats.received += 1;
+            let (topic, event) = split_event(d.event);
+            q.push_back(self.port_spares.message(
+                d.to,
+                d.from,
+                (topic, event),
+                d.payload,
+                d.seq,
+                d.correlation,
             ));
+            return;
+        }
+        if machine.is_none() && !self.ports.contains_key(d.to) {
+            deferred.logs.push(not_hosted(d));
             return;
         }
         // A late reply for a port is dropped: the application never has it, so it is
         // acknowledged as soon as it is taken.
         let late = machine.is_none() && self.port_reply_is_late(d.to, d.from, d.correlation, false);
-        match accept(d, machine.is_some() || late) {
-            Accepted::New => {}
-            Accepted::Duplicate => return,
-            Accepted::NoRoom => {
-                // Neither delivered nor acknowledged: its sender keeps it.
-                self.stats.duplicate_filter_full += 1;
-                deferred.logs.push(format!(
-                    "a message from '{}' for '{}' was refused: the duplicate filter is full \
-                     (NodeConfig::duplicate_filter_pairs)",
-                    d.from, d.to
-                ));
-                return;
-            }
+        if !new_message(
+            accept(d, machine.is_some() || late),
+            d,
+            &mut self.stats,
+            deferred,
+        ) {
+            return;
         }
         self.stats.received += 1;
         if let Some(i) = machine {
@@ -674,6 +685,40 @@ impl Local {
 /// [`split_publication`], with no search when the event has no separator byte (most do): a
 /// loop over a short name's bytes, where `split_once`'s searcher cost about a hundred
 /// instructions a message (counted: docs/performance.md).
+/// The log line of a message for an id this node does not host. Not acknowledged: the hub
+/// routes only ids this node registered, so this is a bug, and its sender must not take the
+/// message for delivered.
+fn not_hosted(d: &Deliver<'_>) -> String {
+    format!(
+        "a message from '{}' for '{}', which this process does not host, was dropped",
+        d.from, d.to
+    )
+}
+
+/// Whether the duplicate filter's verdict on `d` lets it be delivered: a duplicate is
+/// dropped, and one the filter had no room for is neither delivered nor acknowledged (its
+/// sender keeps it).
+fn new_message(
+    verdict: Accepted,
+    d: &Deliver<'_>,
+    stats: &mut NodeStats,
+    deferred: &mut Deferred,
+) -> bool {
+    match verdict {
+        Accepted::New => true,
+        Accepted::Duplicate => false,
+        Accepted::NoRoom => {
+            stats.duplicate_filter_full += 1;
+            deferred.logs.push(format!(
+                "a message from '{}' for '{}' was refused: the duplicate filter is full \
+                 (NodeConfig::duplicate_filter_pairs)",
+                d.from, d.to
+            ));
+            false
+        }
+    }
+}
+
 fn split_event(event: &str) -> (Option<&str>, &str) {
     // (The separator is one byte in UTF-8: U+0000.)
     const SEPARATOR: u8 = TOPIC_SEPARATOR as u8;

@@ -74,9 +74,12 @@ impl Node {
         if is_reserved_event(event) {
             return Err(interstate_core::Error::ReservedEvent.into());
         }
+        // Whether `to` is hosted here is looked up once a try (a port of this process is
+        // hosted here, so one elsewhere is never full).
+        let mut hosted = self.local.hosts(to);
         // A full port of this process: waiting would not help (its reader is the caller's
         // program), and queueing beyond the bound would grow without end.
-        if self.local.port_full(to) {
+        if hosted && self.local.port_full(to) {
             return Err(PlatformError::PortQueueFull {
                 port: to.into(),
                 capacity: self.local.port_queue,
@@ -87,7 +90,7 @@ impl Node {
         let mut deadline = None;
         loop {
             let mut deferred = Deferred::default();
-            let routed = self.route(
+            let routed = self.route_known(
                 None,
                 Deliver {
                     from: port,
@@ -97,6 +100,7 @@ impl Node {
                     seq,
                     correlation,
                 },
+                hosted,
                 &mut deferred,
             );
             self.settle(deferred);
@@ -125,6 +129,8 @@ impl Node {
             // wait, and the messages' sojourn would grow by it, keeping the credit small.
             self.flush();
             self.run_once(Some(StdDuration::from_millis(5)))?;
+            // The turn may have started a machine under that id (an invoked child).
+            hosted = self.local.hosts(to);
         }
     }
 
