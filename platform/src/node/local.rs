@@ -563,15 +563,7 @@ impl Local {
                 return;
             }
             self.stats.received += 1;
-            let (topic, event) = split_event(d.event);
-            q.push_back(self.port_spares.message(
-                d.to,
-                d.from,
-                (topic, event),
-                d.payload,
-                d.seq,
-                d.correlation,
-            ));
+            q.push_back(port_message(&mut self.port_spares, d));
             return;
         }
         if machine.is_none() && !self.ports.contains_key(d.to) {
@@ -606,15 +598,7 @@ impl Local {
                 d.to, d.event, d.from
             ));
         } else if let Some(q) = self.ports.get_mut(d.to) {
-            let (topic, event) = split_event(d.event);
-            q.push_back(self.port_spares.message(
-                d.to,
-                d.from,
-                (topic, event),
-                d.payload,
-                d.seq,
-                d.correlation,
-            ));
+            q.push_back(port_message(&mut self.port_spares, d));
         }
     }
 
@@ -680,6 +664,19 @@ impl Local {
             );
         }
     }
+}
+
+/// A port's message as the program will read it, in a spare's buffers when there is one.
+#[inline]
+fn port_message(spares: &mut super::ports::PortSpares, d: &Deliver<'_>) -> PortMessage {
+    spares.message(
+        d.to,
+        d.from,
+        split_event(d.event),
+        d.payload,
+        d.seq,
+        d.correlation,
+    )
 }
 
 /// [`split_publication`], with no search when the event has no separator byte (most do): a
