@@ -10,9 +10,10 @@
 //! below 0 needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (`LimitNICE=` in a systemd
 //! unit); raising it does not.
 //!
-//! A client node can keep its own turns short ([`CpuShare`], when asked for): one that runs
-//! without sleeping then yields its CPU, so that a receiver among many busy clients waits for
-//! a short turn of each, not a 4 ms tick of each.
+//! A client node can keep its own turns short
+//! ([`NodeConfig::yield_after`](crate::node::NodeConfig::yield_after), off by default): one
+//! that runs without sleeping then yields its CPU, so that a receiver among many busy clients
+//! waits for a short turn of each, not a 4 ms tick of each.
 //!
 //! A shorter time slice (`sched_setattr`'s `sched_runtime` for `SCHED_OTHER`, Linux 6.12 and
 //! later, unprivileged) was measured as well and is not offered: alone it changed nothing
