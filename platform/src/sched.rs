@@ -74,12 +74,11 @@ impl HubScheduling {
 ///
 /// **Why it is off by default**: a yield costs the yielding process far more of its share
 /// than the time it gives up, under the kernel's fair scheduler (EEVDF) as measured: two
-/// spinning processes
-/// pinned to one CPU, one of them yielding every 100 us, had 0.15 s and 1.87 s of it in 3 s
-/// (Linux 6.18). Among the load test's clients, who all yield, that is what shortens their
-/// turns and gives the hub the CPU it lacked (worst p99 50-80 ms down to 13-23 ms, the same
-/// throughput: docs/performance.md); beside other busy programs on the machine it makes a
-/// busy client theirs to wait for. A short sleep instead of the yield keeps the share fair
+/// spinning processes pinned to one CPU, one of them yielding every 100 us, had 0.15 s and
+/// 1.87 s of it in 3 s (Linux 6.18). Among the load test's clients, who all yield, that is
+/// what shortens their turns and gives the hub the CPU it lacked (worst p99 of 44 to 79 ms
+/// down to 13 to 26 ms in most runs, the same throughput: docs/performance.md); beside
+/// other busy programs on the machine it makes a busy client theirs to wait for. A short sleep instead of the yield keeps the share fair
 /// but was measured at about half the gain for a tenth less throughput, and is not offered.
 #[derive(Debug)]
 pub(crate) struct CpuShare {

@@ -262,9 +262,10 @@ pub struct NodeConfig {
     /// busy spin), it yields its CPU, so that a receiver among many busy processes does not
     /// wait a whole 4 ms tick of each. Off (`None`) by default: under Linux's EEVDF a
     /// yielding process gets a small share of a CPU against processes that do not yield
-    /// (see [`crate::sched`] for the trade-off and figures). The hub never yields
-    /// (`INTERSTATE_YIELD_AFTER_US`; 100 us brought the load test's worst p99 from 50-80 ms
-    /// to 13-23 ms at the same throughput).
+    /// (see [`crate::sched`] for the trade-off and figures). The hub never yields.
+    /// `INTERSTATE_YIELD_AFTER_US` sets it in microseconds (unset or 0: off); 100 us brought
+    /// the load test's worst p99 from 44-79 ms to 13-26 ms in most runs, at the same
+    /// throughput.
     pub yield_after: Option<StdDuration>,
     /// A listening socket to serve on instead of binding the bus path (socket activation:
     /// see [`crate::activation::listen_fd_from_env`]). Only the hub role uses it.
