@@ -300,25 +300,30 @@ fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
     let runs =
         std::env::var("LOAD_RUNS").unwrap_or_else(|_| "flood,long,paced,mixed,control".into());
     let wanted = |name: &str| runs.split(',').any(|r| r.trim() == name);
+    // Every `every`-th client (up to `paced_clients` of them) is paced in the mixed and
+    // control runs.
+    let every = clients / paced_clients;
+    let is_paced = |i: u64| i % every == every - 1 && i / every < paced_clients;
+    let client = |paced: bool, hop: u64| match paced {
+        true => Client {
+            rate,
+            hop,
+            event: "P",
+        },
+        false => Client {
+            rate: 0,
+            hop,
+            event: "L",
+        },
+    };
     if wanted("mixed") {
-        // Every `every`-th client is paced and sends two places on: its receiver also
-        // gets the flood of the client before it.
-        let every = clients / paced_clients;
+        // A paced client sends two places on: its receiver also gets the flood of the
+        // client before it.
         let spec: Vec<Client> = (0..clients)
-            .map(
-                |i| match i % every == every - 1 && i / every < paced_clients {
-                    true => Client {
-                        rate,
-                        hop: 2,
-                        event: "P",
-                    },
-                    false => Client {
-                        rate: 0,
-                        hop: 1,
-                        event: "L",
-                    },
-                },
-            )
+            .map(|i| match is_paced(i) {
+                true => client(true, 2),
+                false => client(false, 1),
+            })
             .collect();
         let mixed = run_mixed("load-mixed", &spec, secs * 1000);
         report(
@@ -330,25 +335,13 @@ fn sixty_four_clients_flood_one_hub_with_bounded_memory() {
         // The same paced clients talk only among themselves (each to the next paced one)
         // while the others flood among themselves: a control plane beside bulk traffic,
         // sharing the hub but no receiver with the flood.
-        let every = clients / paced_clients;
-        let is_paced = |i: u64| i % every == every - 1 && i / every < paced_clients;
+        let next_alike = |i: u64| {
+            (1..=clients)
+                .find(|h| is_paced((i + h) % clients) == is_paced(i))
+                .unwrap_or(clients)
+        };
         let spec: Vec<Client> = (0..clients)
-            .map(|i| match is_paced(i) {
-                true => Client {
-                    rate,
-                    hop: (1..=clients)
-                        .find(|h| is_paced((i + h) % clients))
-                        .unwrap_or(clients),
-                    event: "P",
-                },
-                false => Client {
-                    rate: 0,
-                    hop: (1..=clients)
-                        .find(|h| !is_paced((i + h) % clients))
-                        .unwrap_or(clients),
-                    event: "L",
-                },
-            })
+            .map(|i| client(is_paced(i), next_alike(i)))
             .collect();
         let control = run_mixed("load-control", &spec, secs * 1000);
         report(

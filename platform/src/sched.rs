@@ -91,10 +91,16 @@ pub(crate) struct CpuShare {
 impl CpuShare {
     /// Yields after `every` of running without a sleep; `None` never yields.
     pub(crate) fn new(every: Option<std::time::Duration>) -> Self {
+        let every = every.filter(|e| !e.is_zero());
         CpuShare {
-            every: every.filter(|e| !e.is_zero()),
+            every,
             checked: std::time::Instant::now(),
-            sleeps: voluntary_switches(),
+            // Read only when it will be compared (no system call for a node that never yields).
+            sleeps: if every.is_some() {
+                voluntary_switches()
+            } else {
+                0
+            },
             yields: 0,
         }
     }
